@@ -1,0 +1,2 @@
+// Backend selection and the wasm training shim (filled in by the backend work).
+export {};

@@ -1,0 +1,27 @@
+import type * as tf from '@tensorflow/tfjs';
+
+/** What a segment's forward may read. */
+export interface SegmentContext {
+  /** True while training (dropout active, normalisation statistics update). */
+  readonly training: boolean;
+  /**
+   * True when the memory executor re-runs a forward during backward (policy
+   * `recompute`). Stateful segments (running statistics, RNG) must not advance then.
+   */
+  readonly recomputing: boolean;
+  /** Number of updates applied so far. */
+  readonly step: number;
+}
+
+/**
+ * A piece of the model between two points where activations may be kept, recomputed
+ * or reconstructed. Tensor lists let multi-scale networks flow through.
+ */
+export interface Segment {
+  readonly name: string;
+  /** Variables this segment reads (trainable or not); trainable ones get gradients. */
+  readonly params: tf.Variable[];
+  forward(xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[];
+  /** Exact inverse of `forward` (given the same parameters); enables policy `invert`. */
+  inverse?(ys: tf.Tensor[], ctx: SegmentContext): tf.Tensor[];
+}

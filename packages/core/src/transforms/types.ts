@@ -1,0 +1,32 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { NamedTensors } from '../tensors';
+
+/**
+ * State of one transform: tensors (per-parameter buffers such as a velocity), numbers
+ * (counters) and nested records of either. It is plain data so that the trainer can
+ * keep, dispose, inspect and serialise it without knowing the transform.
+ */
+export type TransformState = { [key: string]: TransformStateValue };
+export type TransformStateValue = tf.Tensor | number | NamedTensors | TransformState;
+
+/** What every transform may read besides gradients and state. */
+export interface StepContext {
+  /** Number of updates applied before this one (0 on the first step). */
+  readonly step: number;
+}
+
+/**
+ * An optax-style gradient transformation. `update` maps incoming updates (at the head
+ * of a chain: the gradients) to outgoing updates, which the trainer ADDS to the
+ * parameters (so sgd emits `-lr * g`). It must be pure: return a new state rather than
+ * mutating the old one; the trainer keeps the returned tensors and disposes the old ones.
+ */
+export interface StepTransform<S extends TransformState = TransformState> {
+  /** Unique within a chain; names the transform's slot in the chain state. */
+  readonly name: string;
+  init(params: NamedTensors): S;
+  update(updates: NamedTensors, state: S, params: NamedTensors, ctx: StepContext): [NamedTensors, S];
+}
+
+/** A learning-rate (or any hyperparameter) schedule: step count -> value. */
+export type Schedule = (step: number) => number;
