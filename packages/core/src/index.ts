@@ -1,6 +1,24 @@
 import 'reflect-metadata';
 
+export * from './errors';
+export * from './version';
 export * from './tensors';
 export * from './transforms';
 export * from './backend';
 export * from './model/segment';
+export * from './model/trainable-model';
+export * from './memory/plan';
+export { Stage, type TapOptions } from './hooks/order';
+export type { Hooks, HookName, TapOnly, TapOnlyHooks } from './hooks/hooks';
+export * from './hooks/types';
+export * from './plugin/types';
+export { validatePlugin, validatePluginSet, type PluginSpec } from './plugin/registry';
+export * from './services/tokens';
+export { ConsoleLogger, SilentLogger, SystemClock, StoreAllPlanner, AutodiffBackprop } from './services/defaults';
+export * from './data/data-source';
+export { TensorData, arrayData, tensorData, permutation } from './data/tensor-data';
+export { DatasetData, datasetData } from './data/dataset-data';
+export { losses, accuracy, resolveLoss, type LossName, type LossSpec } from './train/losses';
+export type { FitOptions } from './train/options';
+export { Trainer, type TrainerOptions, type History } from './train/trainer';
+export type { TrainerDescription } from './train/describe';

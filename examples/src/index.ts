@@ -1,0 +1,6 @@
+export * from './data/mnist';
+export * from './presets';
+export * from './config';
+export * from './run-config';
+export { progressBar } from './plugins/progress-bar';
+export { jsonlMetrics } from './plugins/jsonl-metrics';

@@ -1,0 +1,35 @@
+import type { PluginApi, TapfitPlugin } from '@tapfit/core';
+import { Stage } from '@tapfit/core';
+import { SingleBar, Presets } from 'cli-progress';
+
+/**
+ * One progress bar per epoch (cli-progress). Reads the batch loss back only every
+ * `lossEvery` steps, so the bar does not force a device sync on each batch.
+ */
+export function progressBar(options: { lossEvery?: number; stream?: NodeJS.WritableStream } = {}): TapfitPlugin {
+  const lossEvery = options.lossEvery ?? 20;
+  let bar: SingleBar | undefined;
+  let total = 0;
+  return {
+    name: 'progress-bar',
+    core: '^0.1.0',
+    apply({ hooks }: PluginApi) {
+      hooks.fitStart.tap({ stage: Stage.REPORT }, (info) => void (total = info.stepsPerEpoch));
+      hooks.epochStart.tap({ stage: Stage.REPORT }, ({ epoch }) => {
+        bar = new SingleBar(
+          { format: `epoch ${epoch + 1} [{bar}] {value}/{total} batches | loss {loss} | {duration_formatted}`, stream: options.stream ?? process.stdout, hideCursor: true },
+          Presets.shades_classic,
+        );
+        bar.start(total, 0, { loss: '-' });
+      });
+      hooks.batchEnd.tap({ stage: Stage.REPORT }, (info) => {
+        const payload = info.batch % lossEvery === 0 ? { loss: info.loss().toFixed(4) } : undefined;
+        bar?.increment(1, payload);
+      });
+      hooks.epochEnd.tap({ stage: Stage.REPORT }, () => {
+        bar?.stop();
+        bar = undefined;
+      });
+    },
+  };
+}

@@ -1,0 +1,65 @@
+import * as tf from '@tensorflow/tfjs';
+import { Overrides } from './overrides';
+
+/**
+ * Kernels wasm lacks or computes wrongly, run by the cpu backend: inputs are
+ * copied out of the wasm heap, the cpu kernel runs, outputs are copied back.
+ * Correct but slow (a copy each way plus the cpu kernel's speed); used only
+ * where no fast composite exists.
+ */
+export const BRIDGED_TO_CPU = {
+  /** Missing on wasm: the gradient of gather/embedding lookups needs it. */
+  missing: ['UnsortedSegmentSum', 'Einsum', 'RaggedGather', 'RaggedRange', 'RaggedTensorToTensor', 'StaticRegexReplace'],
+  /** Present on wasm but wrong (backend-notes §2): conv3d dx off by ~80 %, dilation2d forward already wrong. */
+  wrong: ['Conv3DBackpropInputV2', 'Dilation2D', 'Dilation2DBackpropInput', 'Dilation2DBackpropFilter'],
+} as const;
+
+/**
+ * cpu-only kernels that cannot be bridged: wasm has no complex64 storage, and
+ * Draw paints onto a browser canvas. The missing-kernel error explains them.
+ */
+export const NOT_BRIDGED: Record<string, string> = {
+  Complex: 'wasm cannot store complex64 tensors',
+  ComplexAbs: 'wasm cannot store complex64 tensors',
+  Real: 'wasm cannot store complex64 tensors',
+  Imag: 'wasm cannot store complex64 tensors',
+  FFT: 'wasm cannot store complex64 tensors',
+  IFFT: 'wasm cannot store complex64 tensors',
+  Draw: 'Draw paints onto a browser canvas',
+};
+
+export function installCpuBridge(o: Overrides): void {
+  for (const name of [...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong]) {
+    const cpuKernel = tf.getKernel(name, 'cpu');
+    if (!cpuKernel) throw new Error(`tapfit shim: cpu kernel '${name}' not found (is @tensorflow/tfjs 4.x loaded?)`);
+    o.kernel({ kernelName: name, backendName: 'wasm', kernelFunc: (args) => runOnCpu(cpuKernel, args) });
+  }
+}
+
+function runOnCpu(kernel: tf.KernelConfig, { inputs, attrs, backend }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.TensorInfo[] {
+  const cpu = tf.findBackend('cpu');
+  if (!cpu) throw new Error(`tapfit shim: the cpu backend is needed to run '${kernel.kernelName}' for wasm but is not registered`);
+  const onCpu: Record<string, tf.TensorInfo> = {};
+  const copies: tf.DataId[] = [];
+  try {
+    for (const [name, t] of Object.entries(inputs as Record<string, tf.TensorInfo | null>)) {
+      if (t == null) continue;
+      const dataId = cpu.write(backend.readSync(t.dataId) as tf.backend_util.BackendValues, t.shape, t.dtype);
+      copies.push(dataId);
+      onCpu[name] = { dataId, shape: t.shape, dtype: t.dtype };
+    }
+    const out = kernel.kernelFunc({ inputs: onCpu, attrs, backend: cpu });
+    const outs = Array.isArray(out) ? out : [out];
+    copies.push(...outs.map((t) => t.dataId));
+    const back: tf.TensorInfo[] = [];
+    try {
+      for (const t of outs) back.push({ dataId: backend.write(cpu.readSync(t.dataId), t.shape, t.dtype), shape: t.shape, dtype: t.dtype });
+    } catch (err) {
+      for (const t of back) backend.disposeData(t.dataId);
+      throw err;
+    }
+    return Array.isArray(out) ? back : back[0];
+  } finally {
+    for (const id of copies) cpu.disposeData(id, true);
+  }
+}

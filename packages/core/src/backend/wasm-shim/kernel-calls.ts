@@ -1,0 +1,89 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Composite kernels are built from other kernels of the same backend, called
+ * directly (no engine, no tape, no tracking), the way tfjs's own backends do it.
+ * `Scratch` remembers every intermediate so that nothing leaks, even when a call
+ * throws (for example the memory guard refusing an allocation).
+ */
+export class Scratch {
+  private readonly made: tf.TensorInfo[] = [];
+
+  constructor(
+    readonly backend: tf.KernelBackend,
+    readonly backendName: string,
+  ) {}
+
+  /** Run kernel `name` of this backend; the result is freed by `dispose` unless it is the value returned. */
+  run(name: string, inputs: Record<string, tf.TensorInfo>, attrs: object = {}): tf.TensorInfo {
+    const kernel = tf.getKernel(name, this.backendName);
+    if (kernel == null) throw new Error(`tapfit shim: kernel '${name}' is missing on backend '${this.backendName}'`);
+    const out = kernel.kernelFunc({ inputs, attrs: attrs as tf.NamedAttrMap, backend: this.backend }) as tf.TensorInfo;
+    this.made.push(out);
+    return out;
+  }
+
+  /** Reshape that is free when the shape already matches. */
+  reshape(x: tf.TensorInfo, shape: number[]): tf.TensorInfo {
+    return sameShape(x.shape, shape) ? x : this.run('Reshape', { x }, { shape });
+  }
+
+  /** Slice that is free when nothing is cut. */
+  slice(x: tf.TensorInfo, begin: number[], size: number[]): tf.TensorInfo {
+    const whole = begin.every((b) => b === 0) && sameShape(x.shape, size);
+    return whole ? x : this.run('Slice', { x }, { begin, size });
+  }
+
+  dispose(keep?: tf.TensorInfo): void {
+    for (const t of this.made) if (t !== keep) this.backend.disposeData(t.dataId);
+    this.made.length = 0;
+  }
+}
+
+/** Build a single-output kernel from other kernels; intermediates are always freed. */
+export function composite(
+  backend: tf.KernelBackend,
+  backendName: string,
+  build: (k: Scratch) => tf.TensorInfo,
+): tf.TensorInfo {
+  const k = new Scratch(backend, backendName);
+  let out: tf.TensorInfo | undefined;
+  try {
+    out = build(k);
+    return out;
+  } finally {
+    k.dispose(out);
+  }
+}
+
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/**
+ * Zero-insertion ("stride dilation") of an NHWC tensor: [B,H,W,C] ->
+ * [B,H*sh,W*sw,C] with the input at every sh-th row and sw-th column. The
+ * trailing sh-1 / sw-1 zeros are kept; callers account for them in padding.
+ */
+export function insertStrideZeros(k: Scratch, x: tf.TensorInfo, sh: number, sw: number): tf.TensorInfo {
+  if (sh === 1 && sw === 1) return x;
+  const [B, H, W, C] = x.shape;
+  const spread = k.reshape(x, [B, H, 1, W, 1, C]);
+  const padded = k.run('PadV2', { x: spread }, {
+    paddings: [[0, 0], [0, 0], [0, sh - 1], [0, 0], [0, sw - 1], [0, 0]],
+    constantValue: 0,
+  });
+  return k.reshape(padded, [B, H * sh, W * sw, C]);
+}
+
+/**
+ * "Full" correlation padding that turns a forward conv's adjoint into a plain
+ * stride-1 conv: input of length `len` (after zero-insertion), effective
+ * filter `eff`, forward pad `before`, wanted output length `out`. Negative
+ * amounts (possible with explicit forward padding) become a crop of the result.
+ */
+export function adjointPadding(len: number, eff: number, before: number, out: number): { pad: [number, number]; crop: number } {
+  const padBefore = eff - 1 - before;
+  const padAfter = out + eff - 1 - padBefore - len;
+  return { pad: [Math.max(0, padBefore), Math.max(0, padAfter)], crop: Math.max(0, -padBefore) };
+}

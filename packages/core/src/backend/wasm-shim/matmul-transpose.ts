@@ -1,0 +1,40 @@
+import * as tf from '@tensorflow/tfjs';
+import { composite } from './kernel-calls';
+import { Overrides } from './overrides';
+
+/**
+ * The matMul gradient without transpose flags, done at the kernel level.
+ *
+ * wasm's BatchMatMul is about 20x slower when `transposeA` or `transposeB` is
+ * set (backend-notes §3), and every matMul gradient sets one of them: the
+ * registered BatchMatMul gradient and the customGrad inside `tf.fused.matMul`
+ * (which tfjs-layers' Dense uses). Re-registering only the gradient would miss
+ * the fused path, so the wasm kernels themselves transpose explicitly and run
+ * the fast untransposed product. Same numbers, one place, every caller.
+ */
+export function installMatMulWithoutTransposeFlags(o: Overrides): void {
+  for (const kernelName of ['BatchMatMul', '_FusedMatMul']) {
+    const stock = tf.getKernel(kernelName, 'wasm');
+    if (!stock) throw new Error(`tapfit shim: wasm kernel '${kernelName}' not found (is @tensorflow/tfjs-backend-wasm 4.x loaded?)`);
+    o.kernel({
+      kernelName,
+      backendName: 'wasm',
+      kernelFunc: ({ inputs, attrs, backend }) => {
+        const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
+        if (!transposeA && !transposeB) return stock.kernelFunc({ inputs, attrs, backend });
+        return composite(backend, 'wasm', (k) => {
+          const swapLast = (t: tf.TensorInfo) => k.run('Transpose', { x: t }, { perm: lastTwoSwapped(t.shape.length) });
+          const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+          const plain = { ...inputs, a: transposeA ? swapLast(a) : a, b: transposeB ? swapLast(b) : b };
+          return stock.kernelFunc({ inputs: plain, attrs: { ...attrs, transposeA: false, transposeB: false }, backend }) as tf.TensorInfo;
+        });
+      },
+    });
+  }
+}
+
+function lastTwoSwapped(rank: number): number[] {
+  const perm = Array.from({ length: rank }, (_, i) => i);
+  [perm[rank - 2], perm[rank - 1]] = [perm[rank - 1], perm[rank - 2]];
+  return perm;
+}

@@ -1,0 +1,30 @@
+import type * as tf from '@tensorflow/tfjs';
+
+/** One batch. The consumer disposes both tensors. */
+export interface Batch {
+  x: tf.Tensor;
+  y: tf.Tensor;
+}
+
+export interface BatchOptions {
+  batchSize: number;
+  shuffle: boolean;
+  /** Shuffling seed; with `epoch` it fixes the order, so a resumed run sees the same batches. */
+  seed: number;
+  epoch: number;
+  /** Skip this many batches of the epoch (resume mid-epoch). */
+  startBatch?: number;
+}
+
+/** Where batches come from: in-memory tensors/arrays or a tf.data.Dataset. */
+export interface DataSource {
+  /** Samples per epoch, when known. */
+  readonly size?: number;
+  /** Sample shape of x without the batch dimension, when known (checked against the model). */
+  readonly xShape?: readonly number[];
+  batches(options: BatchOptions): Iterator<Batch> | AsyncIterator<Batch>;
+}
+
+export function batchesPerEpoch(data: DataSource, batchSize: number): number | undefined {
+  return data.size === undefined ? undefined : Math.ceil(data.size / batchSize);
+}

@@ -1,0 +1,35 @@
+/**
+ * Every error tapfit raises on purpose. `code` is stable (match on it, not on the
+ * message); the message names the plugin / hook / option involved and the fix.
+ */
+export class TapfitError extends Error {
+  constructor(
+    readonly code: string,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'TapfitError';
+  }
+}
+
+/** Stable error codes. */
+export const ErrorCodes = {
+  BACKEND: 'TAPFIT_E_BACKEND',
+  CONFIG: 'TAPFIT_E_CONFIG',
+  PLUGIN_CORE_RANGE: 'TAPFIT_E_PLUGIN_CORE_RANGE',
+  PLUGIN_DUPLICATE: 'TAPFIT_E_PLUGIN_DUPLICATE',
+  PLUGIN_REQUIRES: 'TAPFIT_E_PLUGIN_REQUIRES',
+  PLUGIN_CONFLICTS: 'TAPFIT_E_PLUGIN_CONFLICTS',
+  PLUGIN_INVALID: 'TAPFIT_E_PLUGIN_INVALID',
+  PLUGIN_FAILED: 'TAPFIT_E_PLUGIN_FAILED',
+  ORDER_UNKNOWN: 'TAPFIT_E_ORDER_UNKNOWN',
+  ORDER_CYCLE: 'TAPFIT_E_ORDER_CYCLE',
+  HOOKS_SEALED: 'TAPFIT_E_HOOKS_SEALED',
+  SHAPE: 'TAPFIT_E_SHAPE',
+  NON_FINITE: 'TAPFIT_E_NON_FINITE',
+  NEEDS_CHAIN: 'TAPFIT_E_NEEDS_CHAIN',
+  STATE: 'TAPFIT_E_STATE',
+  CHECKPOINT: 'TAPFIT_E_CHECKPOINT',
+  MEMORY: 'TAPFIT_E_MEMORY',
+} as const;

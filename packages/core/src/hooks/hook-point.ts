@@ -1,0 +1,117 @@
+import { AsyncSeriesHook, SyncWaterfallHook } from 'tapable';
+import { ErrorCodes, TapfitError } from '../errors';
+import { asList, OrderedTap, resolveOrder, TapOptions } from './order';
+
+interface RecordedTap<F> extends OrderedTap {
+  readonly plugin: string;
+  readonly fn: F;
+}
+
+/** Wraps a plugin's error so it names the plugin and the hook (kept as `cause`). */
+export function pluginFailure(plugin: string, hook: string, err: unknown): TapfitError {
+  if (err instanceof TapfitError && err.code === ErrorCodes.PLUGIN_FAILED) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  return new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${plugin}' failed in hook '${hook}': ${msg}`, { cause: err });
+}
+
+/**
+ * One hook point: records taps while plugins are applied, then `seal` orders them
+ * (stages + before/after) and compiles a tapable hook that runs them in that order.
+ */
+abstract class HookPoint<F extends (...args: never[]) => unknown> {
+  protected taps: RecordedTap<F>[] = [];
+  private sealed = false;
+
+  constructor(
+    readonly name: string,
+    readonly description: string,
+  ) {}
+
+  /** Record a tap. `plugin` is who registered it (used in errors and describe()). */
+  tap(plugin: string, options: string | TapOptions, fn: F): void {
+    if (this.sealed) {
+      throw new TapfitError(
+        ErrorCodes.HOOKS_SEALED,
+        `plugin '${plugin}' tapped hook '${this.name}' after the trainer was set up. Tap hooks inside plugin.apply().`,
+      );
+    }
+    const o: TapOptions = typeof options === 'string' ? { name: options } : options;
+    this.taps.push({
+      plugin,
+      fn,
+      name: o.name ?? plugin,
+      stage: o.stage ?? 0,
+      before: asList(o.before),
+      after: asList(o.after),
+      index: this.taps.length,
+    });
+  }
+
+  /** Resolve the order and compile. Throws on unknown names and cycles. */
+  seal(known: ReadonlySet<string>): void {
+    this.taps = resolveOrder(this.name, this.taps, known);
+    this.sealed = true;
+    this.compile(this.taps);
+  }
+
+  /** Names of the taps, in the order they run. */
+  order(): string[] {
+    return this.taps.map((t) => (t.name === t.plugin ? t.name : `${t.plugin}:${t.name}`));
+  }
+
+  get isUsed(): boolean {
+    return this.taps.length > 0;
+  }
+
+  protected abstract compile(taps: readonly RecordedTap<F>[]): void;
+}
+
+/** Synchronous waterfall: each tap receives the previous tap's value and returns the next. */
+export class WaterfallHook<V, I> extends HookPoint<(value: V, info: I) => V> {
+  private hook?: SyncWaterfallHook<[V, I], V>;
+
+  protected compile(taps: readonly RecordedTap<(value: V, info: I) => V>[]): void {
+    const hook = new SyncWaterfallHook<[V, I], V>(['value', 'info']);
+    const name = this.name;
+    for (const { fn, plugin, name: tapName } of taps) {
+      hook.tap(tapName, (value: V, info: I) => {
+        try {
+          return fn(value, info);
+        } catch (err) {
+          throw pluginFailure(plugin, name, err);
+        }
+      });
+    }
+    this.hook = taps.length ? hook : undefined;
+  }
+
+  /** Run the taps; with none, returns `value` unchanged at no cost. */
+  call(value: V, info: I): V {
+    return this.hook ? this.hook.call(value, info) : value;
+  }
+}
+
+/** Asynchronous series: taps run one after another, awaited (boundaries only). */
+export class SeriesHook<I> extends HookPoint<(info: I) => void | Promise<void>> {
+  private hook?: AsyncSeriesHook<[I]>;
+
+  protected compile(taps: readonly RecordedTap<(info: I) => void | Promise<void>>[]): void {
+    const hook = new AsyncSeriesHook<[I]>(['info']);
+    const name = this.name;
+    for (const { fn, plugin, name: tapName } of taps) {
+      hook.tapPromise(tapName, async (info: I) => {
+        try {
+          await fn(info);
+        } catch (err) {
+          throw pluginFailure(plugin, name, err);
+        }
+      });
+    }
+    this.hook = taps.length ? hook : undefined;
+  }
+
+  /** Run the taps in order; resolves at once when there are none. */
+  async run(info: I): Promise<void> {
+    if (this.hook) await this.hook.promise(info);
+  }
+}

@@ -1,0 +1,56 @@
+import type { MemoryPlan } from '../memory/plan';
+import type { StepTransform } from '../transforms/types';
+import { SeriesHook, WaterfallHook } from './hook-point';
+import type { TapOptions } from './order';
+import type {
+  BatchEndInfo,
+  EpochEndInfo,
+  EpochStartInfo,
+  FitEndInfo,
+  FitStartInfo,
+  ForwardFn,
+  Gradients,
+  ModelInfo,
+  SetupContext,
+  StepInfo,
+} from './types';
+
+/** Every hook point of a trainer. Each trainer has its own set. */
+export function createHooks() {
+  return {
+    setup: new SeriesHook<SetupContext>('setup', 'once before training: model surgery, validation'),
+    planMemory: new WaterfallHook<MemoryPlan, ModelInfo>('planMemory', 'once after setup: per-segment memory policies'),
+    stepTransforms: new WaterfallHook<StepTransform[], ModelInfo>('stepTransforms', 'once after setup: the update chain'),
+    fitStart: new SeriesHook<FitStartInfo>('fitStart', 'start of fit()'),
+    epochStart: new SeriesHook<EpochStartInfo>('epochStart', 'start of every epoch'),
+    batchStart: new SeriesHook<StepInfo>('batchStart', 'before every step (awaited only when tapped)'),
+    forward: new WaterfallHook<ForwardFn, StepInfo>('forward', 'every step, inside tf.tidy: wraps the forward function'),
+    backward: new WaterfallHook<Gradients, StepInfo>('backward', 'every step, inside tf.tidy: maps the gradients'),
+    batchEnd: new SeriesHook<BatchEndInfo>('batchEnd', 'after every step (awaited only when tapped)'),
+    epochEnd: new SeriesHook<EpochEndInfo>('epochEnd', 'end of every epoch, after evaluation'),
+    fitEnd: new SeriesHook<FitEndInfo>('fitEnd', 'end of fit()'),
+  };
+}
+
+export type Hooks = ReturnType<typeof createHooks>;
+export type HookName = keyof Hooks;
+
+type TapFn<H> = H extends WaterfallHook<infer V, infer I> ? (value: V, info: I) => V : H extends SeriesHook<infer I> ? (info: I) => void | Promise<void> : never;
+
+/** What a plugin sees of a hook: it can tap, nothing else. */
+export interface TapOnly<H> {
+  tap(options: string | TapOptions, fn: TapFn<H>): void;
+}
+
+/** The tap-only view of every hook, handed to `plugin.apply`. */
+export type TapOnlyHooks = { readonly [K in HookName]: TapOnly<Hooks[K]> };
+
+/** A view whose taps are attributed to `plugin` (for ordering, errors and describe()). */
+export function tapOnlyView(hooks: Hooks, plugin: string): TapOnlyHooks {
+  const view = {} as Record<HookName, TapOnly<unknown>>;
+  for (const key of Object.keys(hooks) as HookName[]) {
+    const hook = hooks[key] as unknown as { tap(p: string, o: string | TapOptions, f: unknown): void };
+    view[key] = Object.freeze({ tap: (options: string | TapOptions, fn: unknown) => hook.tap(plugin, options, fn) });
+  }
+  return Object.freeze(view) as unknown as TapOnlyHooks;
+}

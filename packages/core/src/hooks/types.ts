@@ -1,0 +1,63 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { TrainableModel } from '../model/trainable-model';
+import type { SegmentContext } from '../model/segment';
+import type { NamedTensors } from '../tensors';
+import type { StepTransform } from '../transforms/types';
+
+/** Where the loop is. `step` counts updates applied before this batch. */
+export interface StepInfo {
+  readonly epoch: number;
+  readonly batch: number;
+  readonly step: number;
+}
+
+/** The model's forward function for one step; `forward` taps wrap it. */
+export type ForwardFn = (x: tf.Tensor, ctx: SegmentContext) => tf.Tensor;
+
+/**
+ * Gradients keyed by variable name, or `null` to apply no update this step (e.g. a
+ * delay queue still filling). Whatever a `backward` tap returns, the trainer owns and
+ * disposes after the update; a tap that keeps tensors across steps must `tf.keep` its
+ * own copies.
+ */
+export type Gradients = NamedTensors | null;
+
+/** What `setup` taps may read and change (model surgery happens here). */
+export interface SetupContext {
+  readonly model: TrainableModel;
+  /** Replace the model (e.g. a copy with adapted layers); later taps see the new one. */
+  replaceModel(model: TrainableModel | tf.LayersModel): void;
+}
+
+/** Facts about the model for `planMemory` and `stepTransforms` taps. */
+export interface ModelInfo {
+  readonly model: TrainableModel;
+  readonly segmentNames: readonly string[];
+  /** Trainable parameters, keyed by variable name. */
+  readonly params: Readonly<Record<string, tf.Variable>>;
+}
+
+export interface FitStartInfo {
+  readonly epochs: number;
+  readonly stepsPerEpoch: number;
+  readonly initialEpoch: number;
+}
+export interface EpochStartInfo {
+  readonly epoch: number;
+}
+export interface BatchEndInfo extends StepInfo {
+  /** Reads the batch loss back from the device (only when called). */
+  loss(): number;
+  /** True when the update of this batch was skipped (non-finite loss, or `backward` returned null). */
+  readonly skipped: boolean;
+}
+export interface EpochEndInfo {
+  readonly epoch: number;
+  /** Epoch metrics; taps may add their own. */
+  readonly logs: Record<string, number>;
+}
+export interface FitEndInfo {
+  readonly history: readonly Record<string, number>[];
+}
+
+export type { StepTransform };

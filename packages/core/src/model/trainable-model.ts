@@ -1,0 +1,86 @@
+import * as tf from '@tensorflow/tfjs';
+import type { Segment, SegmentContext } from './segment';
+
+/**
+ * The model as the trainer sees it: a chain of segments (what memory planning,
+ * reversible backprop and pipelining act on), plus the tfjs-layers model it came
+ * from when there is one (what model surgery and `model.save` act on).
+ */
+export interface TrainableModel {
+  readonly segments: readonly Segment[];
+  /** The tfjs-layers model behind the segments, if any. */
+  readonly layersModel?: tf.LayersModel;
+  /** Expected input shape without the batch dimension, when known. */
+  readonly inputShape?: readonly (number | null)[];
+  /** Output shape without the batch dimension, when known. */
+  readonly outputShape?: readonly (number | null)[];
+}
+
+/** Runs the segments in order (single-tensor input and output at the ends). */
+export function forwardSegments(model: TrainableModel, x: tf.Tensor, ctx: SegmentContext): tf.Tensor {
+  let xs = [x];
+  for (const s of model.segments) xs = s.forward(xs, ctx);
+  return xs[0];
+}
+
+/** Every variable the model reads, deduplicated, in segment order. */
+export function modelVariables(model: TrainableModel): tf.Variable[] {
+  return [...new Set(model.segments.flatMap((s) => s.params))];
+}
+
+/** The variables that get gradients: `trainable` ones. */
+export function trainableVariables(model: TrainableModel): tf.Variable[] {
+  if (model.layersModel) {
+    const names = new Set(model.layersModel.trainableWeights.map((w) => (w.read() as tf.Variable).name));
+    return modelVariables(model).filter((v) => names.has(v.name));
+  }
+  return modelVariables(model).filter((v) => v.trainable);
+}
+
+/** A model built directly from segments (design.md's segment API). */
+export function segmentModel(segments: Segment[], shapes: { inputShape?: number[]; outputShape?: number[] } = {}): TrainableModel {
+  const names = new Set<string>();
+  for (const s of segments) {
+    if (names.has(s.name)) throw new Error(`segmentModel: two segments are named '${s.name}'; segment names must be unique.`);
+    names.add(s.name);
+  }
+  return { segments, ...shapes };
+}
+
+function isSequentialChain(model: tf.LayersModel): boolean {
+  // A functional model whose layers form a single chain can be split per layer too.
+  if (model.inputs.length !== 1 || model.outputs.length !== 1) return false;
+  const layers = model.layers.filter((l) => l.getClassName() !== 'InputLayer');
+  return layers.every((l, i) => {
+    const inbound = l.inboundNodes.length === 1 ? l.inboundNodes[0].inboundLayers : [];
+    return inbound.length === 1 && (i === 0 ? inbound[0].getClassName() === 'InputLayer' : inbound[0] === layers[i - 1]);
+  });
+}
+
+/**
+ * Adapts a tfjs-layers model (`tf.sequential` or `tf.model`). A chain of layers becomes
+ * one segment per layer; any other graph becomes one segment.
+ */
+export function fromLayersModel(model: tf.LayersModel): TrainableModel {
+  const vars = (layers: tf.layers.Layer[]): tf.Variable[] => layers.flatMap((l) => l.weights.map((w) => w.read() as tf.Variable));
+  const applyLayer = (layer: { apply: tf.layers.Layer['apply'] }, xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] => {
+    const y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: ctx.training }) as tf.Tensor | tf.Tensor[];
+    return Array.isArray(y) ? y : [y];
+  };
+  const segments: Segment[] = isSequentialChain(model)
+    ? model.layers
+        .filter((l) => l.getClassName() !== 'InputLayer')
+        .map((layer) => ({ name: layer.name, params: vars([layer]), forward: (xs, ctx) => applyLayer(layer, xs, ctx) }))
+    : [{ name: model.name, params: vars(model.layers), forward: (xs, ctx) => applyLayer(model, xs, ctx) }];
+  return {
+    segments,
+    layersModel: model,
+    inputShape: model.inputs[0].shape.slice(1),
+    outputShape: model.outputs[0].shape.slice(1),
+  };
+}
+
+/** Accepts what users bring: a TrainableModel or a tfjs-layers model. */
+export function toTrainableModel(model: TrainableModel | tf.LayersModel): TrainableModel {
+  return model instanceof tf.LayersModel ? fromLayersModel(model) : model;
+}

@@ -1,0 +1,57 @@
+import * as semver from 'semver';
+import { ErrorCodes, TapfitError } from '../errors';
+import { CORE_VERSION } from '../version';
+import type { PluginClass, TapfitPlugin } from './types';
+
+export type PluginSpec = TapfitPlugin | PluginClass;
+
+function describeSpec(p: unknown): string {
+  return typeof p === 'function' ? `class ${(p as { name: string }).name}` : JSON.stringify(p)?.slice(0, 80) ?? String(p);
+}
+
+/** Checks one plugin's own metadata (shape, name, core range). */
+export function validatePlugin(p: unknown): asserts p is TapfitPlugin {
+  const bad = (why: string): never => {
+    throw new TapfitError(ErrorCodes.PLUGIN_INVALID, `not a tapfit plugin (${describeSpec(p)}): ${why}. A plugin is { name, core, requires?, conflicts?, apply(api) }.`);
+  };
+  if (typeof p !== 'object' || p === null) bad('expected an object');
+  const q = p as Partial<TapfitPlugin>;
+  if (typeof q.name !== 'string' || !q.name) bad('missing a non-empty string `name`');
+  if (typeof q.apply !== 'function') bad(`plugin '${q.name}' has no apply(api) function`);
+  if (typeof q.core !== 'string' || !semver.validRange(q.core)) {
+    bad(`plugin '${q.name}' must declare \`core\` as a semver range of @tapfit/core (e.g. '^${semver.major(CORE_VERSION)}.${semver.minor(CORE_VERSION)}.0')`);
+  }
+  if (!semver.satisfies(CORE_VERSION, q.core!, { includePrerelease: true })) {
+    throw new TapfitError(
+      ErrorCodes.PLUGIN_CORE_RANGE,
+      `plugin '${q.name}' supports @tapfit/core ${q.core}, but this is ${CORE_VERSION}. Install a version of the plugin built for core ${CORE_VERSION}.`,
+    );
+  }
+}
+
+/**
+ * Checks a whole plugin list before anything is applied: each plugin valid, names
+ * unique, every `requires` present, no `conflicts` present. Throws on the first problem.
+ */
+export function validatePluginSet(plugins: readonly TapfitPlugin[]): void {
+  const names = new Set<string>();
+  for (const p of plugins) {
+    validatePlugin(p);
+    if (names.has(p.name)) {
+      throw new TapfitError(ErrorCodes.PLUGIN_DUPLICATE, `plugin '${p.name}' is registered twice. Register each plugin once (combine the options).`);
+    }
+    names.add(p.name);
+  }
+  for (const p of plugins) {
+    for (const r of p.requires ?? []) {
+      if (!names.has(r)) {
+        throw new TapfitError(ErrorCodes.PLUGIN_REQUIRES, `plugin '${p.name}' requires plugin '${r}', which is not registered. Add '${r}' to the plugins list.`);
+      }
+    }
+    for (const c of p.conflicts ?? []) {
+      if (names.has(c)) {
+        throw new TapfitError(ErrorCodes.PLUGIN_CONFLICTS, `plugins '${p.name}' and '${c}' conflict and cannot be used together. Remove one of them.`);
+      }
+    }
+  }
+}

@@ -1,0 +1,64 @@
+import type * as tf from '@tensorflow/tfjs';
+import type { DependencyContainer, InjectionToken } from 'tsyringe';
+import type { TapOnlyHooks } from '../hooks/hooks';
+import type { TrainableModel } from '../model/trainable-model';
+import type { Logger } from '../services/tokens';
+
+/** A plugin's checkpointed state: JSON plus named tensors (copied on save). */
+export interface PluginState {
+  json?: unknown;
+  tensors?: Record<string, tf.Tensor>;
+}
+
+/**
+ * The plugin contract. A plugin is a plain object or a class instance with this shape
+ * (a class with a no-argument constructor may be passed too; the trainer's container
+ * builds it). Metadata is checked at registration, before any plugin is applied.
+ */
+export interface TapfitPlugin {
+  /** Unique per trainer; names this plugin in ordering constraints, errors and checkpoints. */
+  readonly name: string;
+  /** Semver range of @tapfit/core this plugin works with, e.g. '^0.1.0'. */
+  readonly core: string;
+  /** Plugins that must be registered too. */
+  readonly requires?: readonly string[];
+  /** Plugins that must not be registered together with this one. */
+  readonly conflicts?: readonly string[];
+  /** Tap hooks and register services. Runs once, synchronously, at registration. */
+  apply(api: PluginApi): void;
+  /** Namespaced state saved in checkpoints under the plugin's name. */
+  saveState?(): PluginState;
+  loadState?(state: PluginState): void;
+}
+
+export type PluginClass = new () => TapfitPlugin;
+
+/** Read-only facts about the trainer a plugin is applied to. */
+export interface TrainerView {
+  /** The current model (after any `setup` surgery). */
+  readonly model: TrainableModel;
+  /** The backend name, once `selectBackend` has run or tfjs has one. */
+  readonly backend: string;
+  /** Names of all registered plugins. */
+  readonly plugins: readonly string[];
+  /** Number of updates applied so far. */
+  readonly step: number;
+}
+
+/** Register or decorate services of this trainer only (its own child container). */
+export interface ServiceRegistry {
+  register<T>(token: InjectionToken<T>, value: T): void;
+  /** Wrap the current service: `decorate(Tokens.Logger, prev => ({...prev, info: m => prev.info('[x] ' + m)}))`. */
+  decorate<T>(token: InjectionToken<T>, wrap: (previous: T) => T): void;
+  resolve<T>(token: InjectionToken<T>): T;
+  /** The underlying tsyringe child container, for class registrations. */
+  readonly container: DependencyContainer;
+}
+
+/** What `plugin.apply` receives. */
+export interface PluginApi {
+  readonly hooks: TapOnlyHooks;
+  readonly services: ServiceRegistry;
+  readonly trainer: TrainerView;
+  readonly logger: Logger;
+}

@@ -1,0 +1,32 @@
+import type { HookName } from '../hooks/hooks';
+import type { MemoryPlan } from '../memory/plan';
+
+export interface TrainerDescription {
+  backend: string;
+  plugins: string[];
+  hooks: Record<HookName, string[]>;
+  stepTransforms: string[];
+  optimizer: string;
+  memoryPlan?: MemoryPlan;
+  trainableParams: number;
+}
+
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
+
+/** Human-readable form of `trainer.describe()`. */
+export function describeTrainer(d: TrainerDescription): string {
+  const lines = [
+    `tapfit trainer on ${d.backend}: ${d.trainableParams} trainable parameters`,
+    `plugins: ${d.plugins.join(', ') || '(none)'}`,
+    'hooks (in run order):',
+    ...Object.entries(d.hooks).map(([k, v]) => `  ${k.padEnd(15)} ${v.length ? v.join(' -> ') : '-'}`),
+    `update: ${d.optimizer === 'chain' ? d.stepTransforms.join(' -> ') || '(empty chain)' : `${d.optimizer} (black box)`}`,
+  ];
+  if (d.memoryPlan) {
+    const peak = d.memoryPlan.predictedPeakBytes;
+    lines.push(`memory plan${peak !== undefined ? ` (predicted peak ${mib(peak)})` : ''}:`);
+    for (const s of d.memoryPlan.segments) lines.push(`  ${s.name.padEnd(24)} ${s.policy}${s.predictedBytes !== undefined ? `  ${mib(s.predictedBytes)}` : ''}`);
+    for (const e of d.memoryPlan.extraBytes) lines.push(`  + ${e.source}: ${mib(e.bytes)}`);
+  }
+  return lines.join('\n');
+}

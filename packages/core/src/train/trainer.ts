@@ -1,0 +1,371 @@
+import * as tf from '@tensorflow/tfjs';
+import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
+import { ErrorCodes, TapfitError } from '../errors';
+import { createHooks, tapOnlyView, type HookName, type Hooks } from '../hooks/hooks';
+import type { ForwardFn, ModelInfo, StepInfo } from '../hooks/types';
+import type { MemoryPlan } from '../memory/plan';
+import type { SegmentContext } from '../model/segment';
+import { forwardSegments, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
+import { validatePluginSet, type PluginSpec } from '../plugin/registry';
+import type { PluginApi, ServiceRegistry, TapfitPlugin, TrainerView } from '../plugin/types';
+import { AutodiffBackprop, ConsoleLogger, StoreAllPlanner, SystemClock } from '../services/defaults';
+import { Tokens, type Logger, type Metric, type OptimizerSpec } from '../services/tokens';
+import type { StepTransform } from '../transforms/types';
+import type { Batch, DataSource } from '../data/data-source';
+import { batchesPerEpoch } from '../data/data-source';
+import { describeTrainer, type TrainerDescription } from './describe';
+import { accuracy, resolveLoss, type LossSpec } from './losses';
+import { fitOptionsSchema, parseOptions, trainerSettingsSchema, type FitOptions } from './options';
+import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
+
+export interface TrainerOptions {
+  /** A tfjs-layers model or a segment model. */
+  model: TrainableModel | tf.LayersModel;
+  loss: LossSpec;
+  /** A step transform (or list, chained in order) or a black-box `tf.train` optimizer. */
+  optimizer: OptimizerSpec;
+  plugins?: readonly PluginSpec[];
+  /** Reported by evaluate() and per epoch; default [accuracy]. */
+  metrics?: readonly Metric[];
+  nonFinite?: 'throw' | 'skip' | 'off';
+  seed?: number;
+  logger?: Logger;
+}
+
+export type History = Record<string, number>[];
+
+const isOptimizer = (o: unknown): o is tf.Optimizer => o instanceof tf.Optimizer;
+
+/**
+ * Owns the training loop. Per step: batchStart -> forward -> loss -> backward -> step ->
+ * batchEnd. The step itself is synchronous and runs inside one tf.tidy; async hooks
+ * run only between steps and only when tapped. Nothing is read back from the device
+ * per step except the loss for the non-finite guard (off with `nonFinite: 'off'`).
+ */
+export class Trainer {
+  /** This trainer's own DI container (a child of tsyringe's root). */
+  readonly container: DependencyContainer;
+  readonly plugins: readonly TapfitPlugin[];
+  private readonly hooks: Hooks = createHooks();
+  private readonly settings: { nonFinite: 'throw' | 'skip' | 'off'; seed: number };
+  private modelRef: TrainableModel;
+  private ready?: Promise<void>;
+  private stepper?: Stepper;
+  private plan?: MemoryPlan;
+  private params: Record<string, tf.Variable> = {};
+  private stepCount = 0;
+  private skippedSteps = 0;
+
+  constructor(options: TrainerOptions) {
+    this.settings = parseOptions(trainerSettingsSchema, { nonFinite: options.nonFinite, seed: options.seed }, 'trainer');
+    if (!options.model) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `model` is required (a tfjs-layers model or a segment model).');
+    if (!options.optimizer) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `optimizer` is required (e.g. sgd({ lr: 0.1 }) or tf.train.adam()).');
+    this.modelRef = toTrainableModel(options.model);
+
+    const c = (this.container = rootContainer.createChildContainer());
+    c.register(Tokens.Model, { useValue: this.modelRef });
+    c.register(Tokens.Optimizer, { useValue: options.optimizer });
+    c.register(Tokens.Loss, { useValue: resolveLoss(options.loss) });
+    c.register(Tokens.Metrics, { useValue: options.metrics ?? [accuracy] });
+    if (options.logger) c.register(Tokens.Logger, { useValue: options.logger });
+    else c.register(Tokens.Logger, { useClass: ConsoleLogger });
+    c.register(Tokens.Clock, { useClass: SystemClock });
+    c.register(Tokens.MemoryPlanner, { useClass: StoreAllPlanner });
+    c.register(Tokens.Backprop, { useClass: AutodiffBackprop });
+
+    const plugins = (options.plugins ?? []).map((p) => (typeof p === 'function' ? c.resolve(p) : p));
+    validatePluginSet(plugins);
+    this.plugins = plugins;
+    for (const p of plugins) {
+      try {
+        p.apply(this.pluginApi(p.name));
+      } catch (err) {
+        if (err instanceof TapfitError && err.code !== ErrorCodes.PLUGIN_FAILED) throw err;
+        throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${p.name}' failed in apply(): ${err instanceof Error ? err.message : err}`, { cause: err });
+      }
+    }
+  }
+
+  /** The current model (after setup surgery). */
+  get model(): TrainableModel {
+    return this.modelRef;
+  }
+  /** Updates applied so far. */
+  get step(): number {
+    return this.stepCount;
+  }
+  /** Steps whose update was skipped (non-finite loss with `nonFinite: 'skip'`, or a `backward` tap returning null). */
+  get skipped(): number {
+    return this.skippedSteps;
+  }
+  /** The chain's state by transform name (undefined for a black-box optimizer). */
+  get optimizerState(): ChainStepper['state'] | undefined {
+    return this.stepper instanceof ChainStepper ? this.stepper.state : undefined;
+  }
+  /** The trainable variables by name, after setup. */
+  get variables(): Readonly<Record<string, tf.Variable>> {
+    return this.params;
+  }
+
+  resolve<T>(token: InjectionToken<T>): T {
+    return this.container.resolve(token);
+  }
+
+  private get logger(): Logger {
+    return this.container.resolve(Tokens.Logger);
+  }
+
+  private pluginApi(plugin: string): PluginApi {
+    const c = this.container;
+    const services: ServiceRegistry = {
+      container: c,
+      register: (token, value) => void c.register(token, { useValue: value }),
+      decorate: (token, wrap) => {
+        const previous = c.resolve(token);
+        c.register(token, { useValue: wrap(previous) });
+      },
+      resolve: (token) => c.resolve(token),
+    };
+    const self = this;
+    const trainer: TrainerView = {
+      get model() {
+        return self.modelRef;
+      },
+      get backend() {
+        return tf.getBackend() ?? 'none';
+      },
+      get plugins() {
+        return self.plugins.map((p) => p.name);
+      },
+      get step() {
+        return self.stepCount;
+      },
+    };
+    return { hooks: tapOnlyView(this.hooks, plugin), services, trainer, logger: this.container.resolve(Tokens.Logger) };
+  }
+
+  /** Runs `setup` taps, seals the hooks, plans memory and builds the update chain. Once. */
+  setup(): Promise<void> {
+    this.ready ??= this.doSetup().catch((err) => {
+      this.ready = undefined;
+      throw err;
+    });
+    return this.ready;
+  }
+
+  private async doSetup(): Promise<void> {
+    await tf.ready();
+    let model = this.modelRef;
+    await this.hooks.setup.run({
+      get model() {
+        return model;
+      },
+      replaceModel: (m) => {
+        model = toTrainableModel(m);
+      },
+    });
+    this.modelRef = model;
+    this.container.register(Tokens.Model, { useValue: model });
+
+    const known = new Set<string>(this.plugins.map((p) => p.name));
+    for (const h of Object.values(this.hooks)) for (const n of h.order()) known.add(n.split(':').pop()!);
+    for (const h of Object.values(this.hooks)) h.seal(known);
+
+    const params: Record<string, tf.Variable> = {};
+    for (const v of trainableVariables(model)) params[v.name] = v;
+    this.params = params;
+    const info: ModelInfo = { model, segmentNames: model.segments.map((s) => s.name), params };
+    this.plan = this.hooks.planMemory.call(this.resolve(Tokens.MemoryPlanner).plan(info), info);
+    this.stepper?.dispose();
+    this.stepper = this.buildStepper(info);
+  }
+
+  private buildStepper(info: ModelInfo): Stepper {
+    const spec = this.resolve(Tokens.Optimizer);
+    if (isOptimizer(spec)) {
+      if (this.hooks.stepTransforms.isUsed) {
+        throw new TapfitError(
+          ErrorCodes.NEEDS_CHAIN,
+          `plugin(s) ${this.hooks.stepTransforms.order().join(', ')} change the update chain (hook 'stepTransforms'), which a black-box tf.train optimizer does not have. ` +
+            `Pass step transforms instead, e.g. optimizer: sgd({ lr, momentum }).`,
+        );
+      }
+      return new OptimizerStepper(spec);
+    }
+    const base: StepTransform[] = Array.isArray(spec) ? [...spec] : [spec as StepTransform];
+    const transforms = this.hooks.stepTransforms.call(base.flatMap(chainMembers), info);
+    return new ChainStepper(transforms, info.params);
+  }
+
+  /** Forward pass in inference mode (no state updates), inside tf.tidy. */
+  predict(x: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => forwardSegments(this.modelRef, x, { training: false, recomputing: false, step: this.stepCount }));
+  }
+
+  async fit(data: DataSource, options: FitOptions): Promise<History> {
+    const o = parseOptions(fitOptionsSchema, options, 'fit');
+    await this.setup();
+    this.checkDataShape(data);
+    const history: History = [];
+    const stepsPerEpoch = batchesPerEpoch(data, o.batchSize) ?? -1;
+    await this.hooks.fitStart.run({ epochs: o.epochs, stepsPerEpoch, initialEpoch: 0 });
+    for (let epoch = 0; epoch < o.epochs; epoch++) {
+      await this.hooks.epochStart.run({ epoch });
+      const logs = await this.runEpoch(data, epoch, o);
+      if (o.validationData) {
+        const val = await this.evaluate(o.validationData as DataSource, { batchSize: o.batchSize });
+        for (const [k, v] of Object.entries(val)) logs[`val_${k}`] = v;
+      }
+      await this.hooks.epochEnd.run({ epoch, logs });
+      history.push(logs);
+    }
+    await this.hooks.fitEnd.run({ history });
+    return history;
+  }
+
+  private async runEpoch(data: DataSource, epoch: number, o: { batchSize: number; shuffle: boolean }): Promise<Record<string, number>> {
+    const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch });
+    const { batchStart, batchEnd } = this.hooks;
+    let lossSum = tf.keep(tf.scalar(0));
+    let batch = 0;
+    try {
+      for (let r = await it.next(); !r.done; r = await it.next(), batch++) {
+        const info: StepInfo = { epoch, batch, step: this.stepCount };
+        if (batchStart.isUsed) await batchStart.run(info);
+        const { loss, skipped } = this.trainStep(r.value, info);
+        try {
+          const prev = lossSum;
+          lossSum = tf.keep(tf.add(prev, loss));
+          prev.dispose();
+          if (batchEnd.isUsed) await batchEnd.run({ ...info, skipped, loss: () => loss.dataSync()[0] });
+        } finally {
+          loss.dispose();
+        }
+      }
+      return { loss: batch ? (await lossSum.data())[0] / batch : NaN };
+    } finally {
+      lossSum.dispose();
+    }
+  }
+
+  /**
+   * One synchronous step on one batch (disposes the batch). Returns the batch loss
+   * (caller disposes) and whether the update was skipped.
+   */
+  trainStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean } {
+    if (!this.stepper) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
+    const ctx: SegmentContext = { training: true, recomputing: false, step: this.stepCount };
+    const loss = this.resolve(Tokens.Loss);
+    const forward: ForwardFn = this.hooks.forward.call((x, c) => forwardSegments(this.modelRef, x, c), info);
+    const backprop = this.resolve(Tokens.Backprop);
+    let skipped = false;
+    let value: tf.Scalar;
+    try {
+      value = tf.tidy(() => {
+        const { value, grads } = backprop.compute(
+          (fwd) => loss(b.y, fwd()),
+          () => forward(b.x, ctx),
+          Object.values(this.params),
+          this.modelRef,
+          this.plan!,
+        );
+        if (this.settings.nonFinite !== 'off' && !Number.isFinite(value.dataSync()[0])) {
+          if (this.settings.nonFinite === 'throw') {
+            throw new TapfitError(
+              ErrorCodes.NON_FINITE,
+              `non-finite loss (${value.dataSync()[0]}) at step ${this.stepCount} (epoch ${info.epoch}, batch ${info.batch}); no update was applied. ` +
+                `Lower the learning rate, add clipByGlobalNorm, or pass nonFinite: 'skip' to skip such steps.`,
+            );
+          }
+          skipped = true;
+          return value;
+        }
+        const g = this.hooks.backward.call(grads, info);
+        if (g === null) skipped = true;
+        else {
+          this.stepper!.apply(g, this.params, this.stepCount);
+          tf.dispose(Object.values(g));
+        }
+        return value;
+      });
+    } finally {
+      tf.dispose([b.x, b.y]);
+    }
+    if (skipped) this.skippedSteps++;
+    else this.stepCount++;
+    return { loss: value, skipped };
+  }
+
+  /** Mean loss and metrics over `data` (inference mode). One read-back at the end. */
+  async evaluate(data: DataSource, options: { batchSize?: number } = {}): Promise<Record<string, number>> {
+    await this.setup();
+    this.checkDataShape(data);
+    const loss = this.resolve(Tokens.Loss);
+    const metrics = this.resolve(Tokens.Metrics);
+    const it = data.batches({ batchSize: options.batchSize ?? 128, shuffle: false, seed: 0, epoch: 0 });
+    let sums: tf.Tensor1D | undefined;
+    let n = 0;
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      const { x, y } = r.value;
+      const k = x.shape[0];
+      const batchSums = tf.tidy(() => {
+        const pred = forwardSegments(this.modelRef, x, { training: false, recomputing: false, step: this.stepCount });
+        const vals = tf.stack([loss(y, pred), ...metrics.map((m) => m.fn(y, pred))]).mul(k) as tf.Tensor1D;
+        return sums ? (tf.add(sums, vals) as tf.Tensor1D) : vals;
+      });
+      sums?.dispose();
+      sums = batchSums;
+      n += k;
+      tf.dispose([x, y]);
+    }
+    if (!sums) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate: the data produced no batches.');
+    const values = await sums.data();
+    sums.dispose();
+    const out: Record<string, number> = { loss: values[0] / n };
+    metrics.forEach((m, i) => (out[m.name] = values[i + 1] / n));
+    return out;
+  }
+
+  private checkDataShape(data: DataSource): void {
+    const want = this.modelRef.inputShape;
+    const got = data.xShape;
+    if (!want || !got) return;
+    const ok = want.length === got.length && want.every((d, i) => d === null || d === got[i]);
+    if (!ok) {
+      throw new TapfitError(
+        ErrorCodes.SHAPE,
+        `data/model shape mismatch: the model expects samples of shape [${want.map((d) => d ?? '?')}] but the data has [${got}]. Reshape the data or fix the model's inputShape.`,
+      );
+    }
+  }
+
+  /** The resolved order of every hook, the update chain and the memory plan; printed unless `print: false`. */
+  describe(options: { print?: boolean } = {}): TrainerDescription {
+    const hooks = {} as Record<HookName, string[]>;
+    for (const [k, h] of Object.entries(this.hooks)) hooks[k as HookName] = h.order();
+    const d: TrainerDescription = {
+      backend: tf.getBackend() ?? 'none',
+      plugins: this.plugins.map((p) => p.name),
+      hooks,
+      stepTransforms: this.stepper ? [...this.stepper.names] : [],
+      optimizer: this.stepper instanceof OptimizerStepper ? this.stepper.optimizer.getClassName() : 'chain',
+      memoryPlan: this.plan,
+      trainableParams: Object.values(this.params).reduce((a, v) => a + v.size, 0),
+    };
+    if (options.print !== false) this.logger.info(describeTrainer(d));
+    return d;
+  }
+
+  /** Frees the optimizer state (model variables belong to the model). */
+  dispose(): void {
+    this.stepper?.dispose();
+    this.stepper = undefined;
+    this.ready = undefined;
+  }
+}
+
+/** A chain's members, so plugins see (and may replace) each transform by name. */
+function chainMembers(t: StepTransform): StepTransform[] {
+  const members = (t as { transforms?: StepTransform[] }).transforms;
+  return Array.isArray(members) ? members.flatMap(chainMembers) : [t];
+}

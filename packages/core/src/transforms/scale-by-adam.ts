@@ -1,0 +1,56 @@
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
+import { bufferFor } from './buffers';
+import { fraction, nonNegative, parseOptions, transformName } from './options';
+import type { StepTransform } from './types';
+
+/** First and second moment estimates; `count` drives the bias correction. */
+export type ScaleByAdamState = { count: number; mu: NamedTensors; nu: NamedTensors };
+
+export interface ScaleByAdamOptions {
+  /** Decay of the first moment; default 0.9. */
+  b1?: number;
+  /** Decay of the second moment; default 0.999. */
+  b2?: number;
+  /** Added to sqrt(second moment) in the denominator; default 1e-8. */
+  eps?: number;
+  /** Default 'adam'. */
+  name?: string;
+}
+
+/**
+ * Adam's direction (Kingma & Ba, as PyTorch and optax compute it):
+ * mu = b1 mu + (1-b1) g, nu = b2 nu + (1-b2) g^2, emit mu_hat / (sqrt(nu_hat) + eps)
+ * with mu_hat = mu / (1 - b1^t), nu_hat = nu / (1 - b2^t), t = 1 on the first step.
+ */
+export function scaleByAdam(options: ScaleByAdamOptions = {}): StepTransform<ScaleByAdamState> {
+  const { b1, b2, eps, name } = parseOptions(
+    'scaleByAdam',
+    z.strictObject({
+      b1: fraction.default(0.9),
+      b2: fraction.default(0.999),
+      eps: nonNegative.default(1e-8),
+      name: transformName.default('adam'),
+    }),
+    options,
+  );
+  return {
+    name,
+    init: (params) => ({ count: 0, mu: zerosLikeNamed(params), nu: zerosLikeNamed(params) }),
+    update(updates, state) {
+      const t = state.count + 1;
+      const what = `scaleByAdam('${name}')`;
+      const mu = mapNamed(updates, (g, key) =>
+        tf.add(tf.mul(bufferFor(state.mu, key, g, `${what} mu`), b1), tf.mul(g, 1 - b1)),
+      );
+      const nu = mapNamed(updates, (g, key) =>
+        tf.add(tf.mul(bufferFor(state.nu, key, g, `${what} nu`), b2), tf.mul(tf.square(g), 1 - b2)),
+      );
+      const muScale = 1 / (1 - b1 ** t);
+      const nuScale = 1 / (1 - b2 ** t);
+      const out = mapNamed(mu, (m, key) => tf.div(tf.mul(m, muScale), tf.add(tf.sqrt(tf.mul(nu[key], nuScale)), eps)));
+      return [out, { count: t, mu, nu }];
+    },
+  };
+}

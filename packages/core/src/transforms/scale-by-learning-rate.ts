@@ -1,0 +1,40 @@
+import * as tf from '@tensorflow/tfjs';
+import { z } from 'zod';
+import { ErrorCodes, TapfitError } from '../errors';
+import { mapNamed } from '../tensors';
+import { learningRate, parseOptions, transformName } from './options';
+import type { Schedule, StepTransform } from './types';
+
+/** Its own step count, so a resumed run continues the schedule where it stopped. */
+export type ScaleByLearningRateState = { count: number };
+
+/**
+ * Emit `-lr * u`: the step that turns a direction into an update added to the weights.
+ * `lr` is a constant or a schedule evaluated at the transform's own count (0 first).
+ */
+export function scaleByLearningRate(
+  lr: number | Schedule,
+  options: { name?: string } = {},
+): StepTransform<ScaleByLearningRateState> {
+  const { name } = parseOptions(
+    'scaleByLearningRate',
+    z.strictObject({ lr: learningRate, name: transformName.default('lr') }),
+    { lr, ...options },
+  );
+  const valueAt = typeof lr === 'number' ? () => lr : lr;
+  return {
+    name,
+    init: () => ({ count: 0 }),
+    update(updates, state) {
+      const value = valueAt(state.count);
+      if (!Number.isFinite(value) || value < 0) {
+        throw new TapfitError(
+          ErrorCodes.CONFIG,
+          `scaleByLearningRate('${name}'): the schedule gave ${value} at step ${state.count}; ` +
+            'a learning rate must be a finite number >= 0. Fix the schedule.',
+        );
+      }
+      return [mapNamed(updates, (u) => tf.mul(u, -value)), { count: state.count + 1 }];
+    },
+  };
+}

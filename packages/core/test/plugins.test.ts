@@ -1,0 +1,175 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type PluginApi, type TapfitPlugin } from '../src';
+import { injectable, inject } from 'tsyringe';
+import { blobs, tinyTrainer, useBackend } from './fixtures';
+
+const plugin = (name: string, extra: Partial<TapfitPlugin> = {}, apply: (api: PluginApi) => void = () => {}): TapfitPlugin => ({
+  name,
+  core: '^0.1.0',
+  apply,
+  ...extra,
+});
+
+function codeOf(fn: () => unknown): string | undefined {
+  try {
+    fn();
+  } catch (err) {
+    return (err as TapfitError).code;
+  }
+  return undefined;
+}
+
+describe('plugin registration', () => {
+  useBackend('cpu');
+
+  it('rejects a plugin whose core range excludes this core, naming both', () => {
+    expect(() => tinyTrainer({ plugins: [plugin('old', { core: '^0.0.1' })] })).to.throw(
+      new RegExp(`plugin 'old' supports @tapfit/core \\^0.0.1, but this is ${CORE_VERSION.replace(/\./g, '\\.')}`),
+    );
+  });
+
+  it('rejects malformed plugins with what is missing', () => {
+    expect(codeOf(() => tinyTrainer({ plugins: [{ name: 'x' } as unknown as TapfitPlugin] }))).to.equal('TAPFIT_E_PLUGIN_INVALID');
+    expect(() => tinyTrainer({ plugins: [{ name: 'x', apply() {}, core: 'not a range' } as TapfitPlugin] })).to.throw(/must declare `core` as a semver range/);
+  });
+
+  it('rejects duplicates, missing requirements and conflicts before applying anything', () => {
+    let applied = 0;
+    const counting = (name: string, extra: Partial<TapfitPlugin> = {}) => plugin(name, extra, () => void applied++);
+    expect(codeOf(() => tinyTrainer({ plugins: [counting('a'), counting('a')] }))).to.equal('TAPFIT_E_PLUGIN_DUPLICATE');
+    expect(() => tinyTrainer({ plugins: [counting('a', { requires: ['b'] })] })).to.throw(/plugin 'a' requires plugin 'b', which is not registered/);
+    expect(() => tinyTrainer({ plugins: [counting('a', { conflicts: ['b'] }), counting('b')] })).to.throw(/plugins 'a' and 'b' conflict/);
+    expect(applied).to.equal(0);
+    expect(() => tinyTrainer({ plugins: [counting('a', { requires: ['b'] }), counting('b')] })).not.to.throw();
+    expect(applied).to.equal(2);
+  });
+
+  it('gives plugins a tap-only view of the hooks', () => {
+    let seen: Record<string, unknown> = {};
+    tinyTrainer({ plugins: [plugin('p', {}, (api) => (seen = api.hooks.backward as unknown as Record<string, unknown>))] });
+    expect(Object.keys(seen)).to.deep.equal(['tap']);
+    expect(Object.isFrozen(seen)).to.equal(true);
+  });
+
+  it('reports an unknown before/after name and a cycle at setup', async () => {
+    const t1 = tinyTrainer({ plugins: [plugin('a', {}, (api) => api.hooks.backward.tap({ before: 'ghost' }, (g) => g))] });
+    let err: unknown;
+    await t1.setup().catch((e) => (err = e));
+    expect((err as TapfitError).code).to.equal('TAPFIT_E_ORDER_UNKNOWN');
+    const t2 = tinyTrainer({
+      plugins: [
+        plugin('a', {}, (api) => api.hooks.forward.tap({ before: 'b' }, (f) => f)),
+        plugin('b', {}, (api) => api.hooks.forward.tap({ before: 'a' }, (f) => f)),
+      ],
+    });
+    err = undefined;
+    await t2.setup().catch((e) => (err = e));
+    expect((err as TapfitError).code).to.equal('TAPFIT_E_ORDER_CYCLE');
+  });
+
+  it('a plugin throwing in apply() or in a hook is named with the hook', async () => {
+    expect(() =>
+      tinyTrainer({
+        plugins: [
+          plugin('explodes', {}, () => {
+            throw new Error('bad config');
+          }),
+        ],
+      }),
+    ).to.throw(/plugin 'explodes' failed in apply\(\): bad config/);
+    const data = blobs(32);
+    const t = tinyTrainer({
+      plugins: [
+        plugin('grumpy', {}, (api) =>
+          api.hooks.backward.tap('grumpy', () => {
+            throw new Error('no gradients today');
+          }),
+        ),
+      ],
+    });
+    await t.setup();
+    const before = tf.memory().numTensors;
+    const w0 = Object.values(t.variables)[0].arraySync();
+    let err: unknown;
+    await t.fit(data, { epochs: 1, batchSize: 8 }).catch((e) => (err = e));
+    expect(String(err)).to.match(/plugin 'grumpy' failed in hook 'backward': no gradients today/);
+    expect(Object.values(t.variables)[0].arraySync()).to.deep.equal(w0);
+    expect(tf.memory().numTensors).to.equal(before);
+    t.dispose();
+    data.dispose();
+  });
+
+  it('describe() lists every hook in resolved order and the update chain', async () => {
+    const t = tinyTrainer({
+      plugins: [
+        plugin('late', {}, (api) => api.hooks.backward.tap({ stage: Stage.GUARD }, (g) => g)),
+        plugin('early', {}, (api) => {
+          api.hooks.backward.tap({ stage: Stage.PREPARE }, (g) => g);
+          api.hooks.batchEnd.tap('early', () => {});
+        }),
+        plugin('middle', {}, (api) => api.hooks.backward.tap({ before: 'late', after: 'early' }, (g) => g)),
+      ],
+    });
+    await t.setup();
+    const d = t.describe({ print: false });
+    expect(d.hooks.backward).to.deep.equal(['early', 'middle', 'late']);
+    expect(d.hooks.batchEnd).to.deep.equal(['early']);
+    expect(d.hooks.forward).to.deep.equal([]);
+    expect(d.stepTransforms).to.deep.equal(['momentum', 'lr']);
+    expect(d.memoryPlan!.segments.map((s) => s.policy)).to.deep.equal(['store', 'store']);
+    t.dispose();
+  });
+});
+
+@injectable()
+class PrefixLogger implements Logger {
+  lines: string[] = [];
+  constructor(@inject(Tokens.Clock) readonly clock: { now(): number }) {}
+  info(m: string) {
+    this.lines.push(m);
+  }
+  warn(m: string) {
+    this.lines.push(m);
+  }
+}
+
+describe('dependency injection', () => {
+  useBackend('cpu');
+
+  it('each trainer has its own container: a plugin service in one is absent from another', () => {
+    const decorated: string[] = [];
+    const a = tinyTrainer({
+      plugins: [
+        plugin('decorator', {}, (api) =>
+          api.services.decorate(Tokens.Logger, (prev) => ({ info: (m) => decorated.push(`[a] ${m}`), warn: prev.warn })),
+        ),
+      ],
+    });
+    const b = tinyTrainer();
+    a.resolve(Tokens.Logger).info('hello');
+    b.resolve(Tokens.Logger).info('hello');
+    expect(decorated).to.deep.equal(['[a] hello']);
+    expect(a.resolve(Tokens.Model)).to.not.equal(b.resolve(Tokens.Model));
+  });
+
+  it('plugins can register classes that get injected services', () => {
+    const t = tinyTrainer({ plugins: [plugin('cls', {}, (api) => api.services.container.register(Tokens.Logger, { useClass: PrefixLogger }))] });
+    const logger = t.resolve(Tokens.Logger) as PrefixLogger;
+    expect(logger).to.be.instanceOf(PrefixLogger);
+    expect(typeof logger.clock.now()).to.equal('number');
+  });
+
+  it('accepts a plugin class and builds it from the container', () => {
+    class ClassPlugin implements TapfitPlugin {
+      readonly name = 'class-plugin';
+      readonly core = '^0.1.0';
+      applied = false;
+      apply() {
+        this.applied = true;
+      }
+    }
+    const t = tinyTrainer({ plugins: [ClassPlugin] });
+    expect((t.plugins[0] as ClassPlugin).applied).to.equal(true);
+  });
+});

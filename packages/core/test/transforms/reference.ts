@@ -1,0 +1,126 @@
+// Float64 oracle: the optimizers as PyTorch documents their algorithms (torch.optim.SGD,
+// Adam, AdamW, clip_grad_norm_), written on plain number arrays with no tf. This is an
+// independent formulation: one monolithic loop per optimizer, not composed transforms.
+
+import type { Schedule } from '../../src/transforms';
+
+/** Flattened parameters by name. */
+export type Params = Record<string, number[]>;
+
+/**
+ * A small problem with parameters of different shapes and a non-quadratic loss
+ * L = sum h (w - c)^2 / 2 + q (w - c)^4 / 4, so gradients change non-linearly along
+ * the trajectory (gradient: h d + q d^3 with d = w - c).
+ */
+export interface Problem {
+  shapes: Record<string, number[]>;
+  h: Params;
+  c: Params;
+  q: number;
+  w0: Params;
+}
+
+export const problem: Problem = {
+  shapes: { w1: [3], w2: [2, 2], b: [] },
+  h: { w1: [0.5, 1.5, 3], w2: [1, 2, 0.8, 2.5], b: [1.2] },
+  c: { w1: [0.3, -1.2, 2], w2: [1, 0.5, -0.7, 0.1], b: [-0.4] },
+  q: 0.1,
+  w0: { w1: [2.1, 1.3, -0.6], w2: [-1.5, 2.2, 1.1, -2], b: [1.6] },
+};
+
+export function gradient(p: Problem, w: Params): Params {
+  return mapParams(w, (x, k, i) => {
+    const d = x - p.c[k][i];
+    return p.h[k][i] * d + p.q * d * d * d;
+  });
+}
+
+/** One optimizer step on w (mutated) given the gradient. */
+export type RefOptimizer = (w: Params, g: Params) => void;
+
+export function refSgd(o: {
+  lr: Schedule;
+  momentum?: number;
+  dampening?: number;
+  nesterov?: boolean;
+  weightDecay?: number;
+}): RefOptimizer {
+  const m = o.momentum ?? 0;
+  const d = o.dampening ?? 0;
+  const wd = o.weightDecay ?? 0;
+  let t = 0;
+  let buf: Params | undefined;
+  return (w, grad) => {
+    const lr = o.lr(t++);
+    let g = mapParams(grad, (x, k, i) => x + wd * w[k][i]);
+    if (m !== 0) {
+      const prev = buf;
+      buf = prev === undefined ? mapParams(g, (x) => x) : mapParams(g, (x, k, i) => m * prev[k][i] + (1 - d) * x);
+      const b = buf;
+      g = o.nesterov ? mapParams(g, (x, k, i) => x + m * b[k][i]) : b;
+    }
+    eachParam(w, (x, k, i) => (w[k][i] = x - lr * g[k][i]));
+  };
+}
+
+export function refAdam(o: {
+  lr: Schedule;
+  b1: number;
+  b2: number;
+  eps: number;
+  weightDecay?: number;
+  decoupled?: boolean;
+}): RefOptimizer {
+  const wd = o.weightDecay ?? 0;
+  let t = 0;
+  let m: Params | undefined;
+  let v: Params | undefined;
+  return (w, grad) => {
+    const lr = o.lr(t);
+    t += 1;
+    if (o.decoupled) eachParam(w, (x, k, i) => (w[k][i] = x * (1 - lr * wd)));
+    const g = o.decoupled ? grad : mapParams(grad, (x, k, i) => x + wd * w[k][i]);
+    const m0 = m ?? mapParams(g, () => 0);
+    const v0 = v ?? mapParams(g, () => 0);
+    m = mapParams(g, (x, k, i) => o.b1 * m0[k][i] + (1 - o.b1) * x);
+    v = mapParams(g, (x, k, i) => o.b2 * v0[k][i] + (1 - o.b2) * x * x);
+    const bc1 = 1 - o.b1 ** t;
+    const bc2 = 1 - o.b2 ** t;
+    const mm = m;
+    const vv = v;
+    eachParam(w, (x, k, i) => (w[k][i] = x - (lr / bc1) * mm[k][i] / (Math.sqrt(vv[k][i]) / Math.sqrt(bc2) + o.eps)));
+  };
+}
+
+/** torch.nn.utils.clip_grad_norm_ before `inner` (factor min(1, max / norm)). */
+export function refClipped(maxNorm: number, inner: RefOptimizer, onClip?: (clipped: boolean) => void): RefOptimizer {
+  return (w, grad) => {
+    let sq = 0;
+    eachParam(grad, (x) => (sq += x * x));
+    const norm = Math.sqrt(sq);
+    onClip?.(norm > maxNorm);
+    const factor = norm > maxNorm ? maxNorm / norm : 1;
+    inner(w, mapParams(grad, (x) => x * factor));
+  };
+}
+
+/** Parameters after each of `steps` steps from `p.w0`. */
+export function referenceTrajectory(p: Problem, step: RefOptimizer, steps: number): Params[] {
+  const w = mapParams(p.w0, (x) => x);
+  const out: Params[] = [];
+  for (let s = 0; s < steps; s++) {
+    step(w, gradient(p, w));
+    out.push(mapParams(w, (x) => x));
+  }
+  return out;
+}
+
+export function mapParams(ps: Params, f: (x: number, key: string, i: number) => number): Params {
+  const out: Params = {};
+  for (const k of Object.keys(ps)) out[k] = ps[k].map((x, i) => f(x, k, i));
+  return out;
+}
+
+function eachParam(ps: Params, f: (x: number, key: string, i: number) => void): void {
+  for (const k of Object.keys(ps)) ps[k].forEach((x, i) => f(x, k, i));
+}

@@ -1,0 +1,103 @@
+import { ErrorCodes, TapfitError } from '@tapfit/core';
+
+/** How the adapter's down-projection `A` starts (`B` always starts at zero). */
+export type LoraInit = 'kaiming' | 'gaussian';
+
+/** Hyperparameters of one adapter; stored in layer configs and adapter files. */
+export interface AdapterSpec {
+  readonly rank: number;
+  readonly alpha: number;
+  readonly dropout: number;
+  readonly rsLora: boolean;
+  readonly init: LoraInit;
+}
+
+/** The adapter name used when none is given. */
+export const DEFAULT_ADAPTER = 'default';
+
+/**
+ * A layer selector: an exact layer name (`'fc1'`), a suffix (`'*_proj'` matches every
+ * name ending in `_proj`), a RegExp tested against the whole name, or a keyword:
+ * `'all-dense'` (every Dense), `'all-linear'` (every Dense except output heads, like
+ * PEFT's 'all-linear'), `'all-conv2d'` (every Conv2D), `'all-embedding'`.
+ */
+export type LayerSelector = string | RegExp;
+
+/** What a user may write; `resolveSpec` fills defaults and validates. */
+export interface AdapterOptions {
+  /** Rank r of the update (an integer >= 1, at most min(fan-in, fan-out) of each target). */
+  rank: number;
+  /** Scale numerator; the update is scaled by alpha/r (alpha/sqrt(r) with rsLora). Default 2r (the paper's advice). */
+  alpha?: number;
+  /** Dropout on the adapter branch input, in [0, 1). Default 0. */
+  dropout?: number;
+  /** Scale by alpha/sqrt(r) (rank-stabilised LoRA) instead of alpha/r. Default false. */
+  rsLora?: boolean;
+  /** 'kaiming': A ~ U(-1/sqrt(fanIn), 1/sqrt(fanIn)) (PEFT's default); 'gaussian': A ~ N(0, (1/r)^2). */
+  init?: LoraInit;
+}
+
+export interface LoraOptions extends AdapterOptions {
+  /** Layers to adapt. Every selector must match at least one layer, or applyLora fails. */
+  targets: LayerSelector | readonly LayerSelector[];
+  /** Layers to leave alone even if a target matches them. Every selector must match too. */
+  exclude?: LayerSelector | readonly LayerSelector[];
+  /** Layers trained in full next to the adapters (e.g. a new classifier head). */
+  modulesToSave?: LayerSelector | readonly LayerSelector[];
+  /** Name of the first adapter. Default 'default'. */
+  adapterName?: string;
+  /** Seed for the initialisation of A (each layer gets seed + its index). */
+  seed?: number;
+}
+
+export const KEYWORDS = ['all-dense', 'all-linear', 'all-conv2d', 'all-embedding'] as const;
+
+export function configError(message: string): TapfitError {
+  return new TapfitError(ErrorCodes.CONFIG, `lora: ${message}`);
+}
+
+export function stateError(message: string): TapfitError {
+  return new TapfitError(ErrorCodes.STATE, `lora: ${message}`);
+}
+
+/** Validate the per-adapter options and fill in defaults. */
+export function resolveSpec(opts: AdapterOptions): AdapterSpec {
+  const { rank } = opts;
+  if (!Number.isInteger(rank) || rank < 1) {
+    throw configError(`option 'rank' must be an integer >= 1 (got ${String(rank)}); typical values are 4 to 64.`);
+  }
+  const alpha = opts.alpha ?? 2 * rank;
+  if (!(Number.isFinite(alpha) && alpha > 0)) {
+    throw configError(`option 'alpha' must be a finite number > 0 (got ${String(alpha)}); the paper advises alpha = 2 * rank.`);
+  }
+  const dropout = opts.dropout ?? 0;
+  if (!(Number.isFinite(dropout) && dropout >= 0 && dropout < 1)) {
+    throw configError(`option 'dropout' must be in [0, 1) (got ${String(dropout)}).`);
+  }
+  const init = opts.init ?? 'kaiming';
+  if (init !== 'kaiming' && init !== 'gaussian') {
+    throw configError(`option 'init' must be 'kaiming' or 'gaussian' (got '${String(init)}').`);
+  }
+  const rsLora = opts.rsLora ?? false;
+  if (typeof rsLora !== 'boolean') throw configError(`option 'rsLora' must be a boolean (got ${String(rsLora)}).`);
+  return { rank, alpha, dropout, rsLora, init };
+}
+
+/** gamma_r: alpha / r, or alpha / sqrt(r) for rank-stabilised LoRA. */
+export function scaleOf(spec: Pick<AdapterSpec, 'rank' | 'alpha' | 'rsLora'>): number {
+  return spec.rsLora ? spec.alpha / Math.sqrt(spec.rank) : spec.alpha / spec.rank;
+}
+
+const ADAPTER_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+
+export function checkAdapterName(name: string): string {
+  if (typeof name !== 'string' || !ADAPTER_NAME.test(name)) {
+    throw configError(`adapter name '${String(name)}' is invalid; use letters, digits, '_' and '-' (starting with a letter or digit).`);
+  }
+  return name;
+}
+
+export function asList<T>(x: T | readonly T[] | undefined): T[] {
+  if (x === undefined) return [];
+  return Array.isArray(x) ? [...(x as readonly T[])] : [x as T];
+}

@@ -1,0 +1,8 @@
+export { onlineNormalize, type NormMode, type NormalizeArgs } from './normalize';
+export { OnlineNormState, createOnlineNormState, disposeOnlineNormState } from './state';
+export { activationClamp, layerScale } from './compensation';
+export { OnlineNorm, onlineNormLayer, type OnlineNormLayerArgs } from './layer';
+export { DEFAULTS, resolveOptions, type OnlineNormOptions, type ErrorCompensation, type ResolvedOnlineNormOptions } from './options';
+export { replaceBatchNorm, selectBatchNorms, type BatchNormSelector, type ReplaceBatchNormOptions } from './replace-batchnorm';
+export { directoryIO } from './directory-io';
+export { geometricScan, affineScan } from './scan';
