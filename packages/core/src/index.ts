@@ -22,3 +22,5 @@ export { losses, accuracy, resolveLoss, type LossName, type LossSpec } from './t
 export type { FitOptions } from './train/options';
 export { Trainer, type TrainerOptions, type History } from './train/trainer';
 export type { TrainerDescription } from './train/describe';
+export { FileCheckpointer, type CheckpointFiles } from './checkpoint/file-checkpointer';
+export { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type Manifest, type Position } from './checkpoint/manifest';

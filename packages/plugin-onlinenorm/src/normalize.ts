@@ -70,15 +70,15 @@ function forward(x: tf.Tensor, { n, s, c }: Geometry, state: OnlineNormState, ar
   } else {
     const { mean, variance } = tf.moments(x3, 1);
     mu = mean as tf.Tensor2D;
-    spreadTerm = tf.mul(variance, 1 - a);
+    spreadTerm = tf.mul<tf.Tensor2D>(variance, 1 - a);
   }
   const start = args.mode === 'recompute' && args.statistics ? args.statistics : state;
   const means = geometricScan(a, start.mean as tf.Tensor1D, tf.mul(mu, 1 - a));
   const meanBefore = means.slice([0, 0], [n, c]);
   let varianceInputs = tf.mul<tf.Tensor2D>(tf.square(tf.sub(mu, meanBefore)), a * (1 - a));
-  if (spreadTerm) varianceInputs = tf.add(varianceInputs, spreadTerm);
+  if (spreadTerm) varianceInputs = tf.add<tf.Tensor2D>(varianceInputs, spreadTerm);
   const variances = geometricScan(a, start.variance as tf.Tensor1D, varianceInputs);
-  const scale = tf.sqrt<tf.Tensor2D>(tf.add(variances.slice([0, 0], [n, c]), args.epsilon));
+  const scale = tf.sqrt(tf.add(variances.slice([0, 0], [n, c]), args.epsilon)) as tf.Tensor2D;
   const y = tf.div(tf.sub(x3, meanBefore.expandDims(1)), scale.expandDims(1)).reshape(x.shape);
 
   if (args.mode === 'train') {
@@ -100,11 +100,11 @@ function forward(x: tf.Tensor, { n, s, c }: Geometry, state: OnlineNormState, ar
  */
 function backward(dy: tf.Tensor, y: tf.Tensor, scale: tf.Tensor2D, { n, s, c }: Geometry, state: OnlineNormState, args: NormalizeArgs): tf.Tensor {
   const leak = 1 - args.alphaBkw;
-  const g3 = dy.reshape([n, s, c]);
-  const y3 = y.reshape([n, s, c]);
+  const g3 = dy.reshape([n, s, c]) as tf.Tensor3D;
+  const y3 = y.reshape([n, s, c]) as tf.Tensor3D;
   const spatialMean = (t: tf.Tensor3D): tf.Tensor2D => (s === 1 ? t.reshape([n, c]) : tf.mean(t, 1));
-  const yy = spatialMean(tf.square(y3));
-  const gy = spatialMean(tf.mul(g3, y3));
+  const yy = spatialMean(tf.square<tf.Tensor3D>(y3));
+  const gy = spatialMean(tf.mul<tf.Tensor3D>(g3, y3));
   const vs = affineScan(tf.sub(1, tf.mul(yy, leak)), state.v as tf.Tensor1D, gy);
   const vBefore = vs.slice([0, 0], [n, c]);
   const gt = tf.sub(g3, tf.mul(y3, tf.mul(vBefore, leak).expandDims(1)));

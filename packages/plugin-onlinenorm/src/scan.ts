@@ -34,8 +34,8 @@ export function affineScan(coeffs: tf.Tensor2D, init: tf.Tensor1D, inputs: tf.Te
   return chunked(init, inputs, (start, chunkInputs, offset) => {
     const n = chunkInputs.shape[0];
     const chunkCoeffs = n === coeffs.shape[0] ? coeffs : coeffs.slice([offset, 0], [n, -1]);
-    let a: tf.Tensor2D = tf.concat([tf.zerosLike(start).expandDims(0), chunkCoeffs], 0);
-    let b: tf.Tensor2D = tf.concat([start.expandDims(0), chunkInputs], 0);
+    let a = tf.concat([tf.zerosLike(start).expandDims(0), chunkCoeffs], 0) as tf.Tensor2D;
+    let b = tf.concat([start.expandDims(0), chunkInputs], 0) as tf.Tensor2D;
     const length = n + 1;
     for (let d = 1; d < length; d *= 2) {
       // Compose each map with the one d places earlier; the first d have none (identity).

@@ -1,2 +1,16 @@
-// Backend selection and the wasm training shim (filled in by the backend work).
-export {};
+// Backend selection, the wasm training shim and the memory guard.
+export { selectBackend, BACKEND_PREFERENCES, BACKEND_ENV } from './select';
+export type { BackendPreference, BackendName, BackendSelection, SelectBackendOptions } from './select';
+export {
+  installWasmShim,
+  uninstallWasmShim,
+  wasmShimInstalled,
+  installGradientFixes,
+  uninstallGradientFixes,
+  WASM_SHIM_KERNELS,
+  BRIDGED_TO_CPU,
+  NOT_BRIDGED,
+} from './wasm-shim';
+export { installMemoryGuard, getMemoryGuard, DEFAULT_WASM_BUDGET_BYTES, formatBytes } from './memory-guard';
+export type { MemoryGuard } from './memory-guard';
+export { missingKernelError } from './missing-kernel';

@@ -47,10 +47,12 @@ export interface Backprop {
   ): { value: tf.Scalar; grads: NamedTensors };
 }
 
-/** Saves and restores trainer snapshots (filled in by the checkpoint work). */
+/** Saves and restores checkpoints (default: FileCheckpointer, atomic folders on disk). */
 export interface Checkpointer {
-  save(dir: string, snapshot: unknown): Promise<void>;
-  load(dir: string): Promise<unknown>;
+  /** Stores one checkpoint under `root` atomically; returns where. */
+  save(root: string, step: number, files: { manifest: unknown; tensors: Buffer }): Promise<string>;
+  /** Reads the newest complete checkpoint under `root`. */
+  load(root: string): Promise<{ manifest: unknown; tensors: Buffer; dir: string }>;
 }
 
 /** The backend the trainer runs on, as chosen by `selectBackend`. */

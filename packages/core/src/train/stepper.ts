@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { NamedTensors } from '../tensors';
+import { disposeState, stateTensors } from '../transforms/state';
 import type { StepTransform, TransformState } from '../transforms/types';
 
 /** Applies gradients to the variables: either a transform chain or a black-box optimizer. */
@@ -10,13 +11,6 @@ export interface Stepper {
   /** Names of the chain's transforms (empty for a black-box optimizer). */
   readonly names: readonly string[];
   dispose(): void;
-}
-
-/** All tensors inside a transform state, however nested. */
-export function stateTensors(state: unknown, out: tf.Tensor[] = []): tf.Tensor[] {
-  if (state instanceof tf.Tensor) out.push(state);
-  else if (state && typeof state === 'object') for (const v of Object.values(state)) stateTensors(v, out);
-  return out;
 }
 
 /**
@@ -54,16 +48,14 @@ export class ChainStepper implements Stepper {
       const v = variables[name];
       v.assign(tf.add(v, updates[name]));
     }
-    const keep = new Set(stateTensors(next));
-    keep.forEach((x) => tf.keep(x));
-    for (const x of stateTensors(old)) if (!keep.has(x)) x.dispose();
+    stateTensors(next).forEach((x) => tf.keep(x));
+    disposeState(old, next);
     this.state = next;
   }
 
   /** Replace the state (checkpoint restore); takes ownership of the tensors. */
   setState(state: Record<string, TransformState>): void {
-    const keep = new Set(stateTensors(state));
-    for (const x of stateTensors(this.state)) if (!keep.has(x)) x.dispose();
+    disposeState(this.state, state);
     this.state = state;
   }
 

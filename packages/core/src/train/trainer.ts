@@ -5,7 +5,11 @@ import { createHooks, tapOnlyView, type HookName, type Hooks } from '../hooks/ho
 import type { ForwardFn, ModelInfo, StepInfo } from '../hooks/types';
 import type { MemoryPlan } from '../memory/plan';
 import type { SegmentContext } from '../model/segment';
-import { forwardSegments, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
+import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
+import { checkManifest, type Position } from '../checkpoint/manifest';
+import { FileCheckpointer } from '../checkpoint/file-checkpointer';
+import { TensorReader } from '../checkpoint/tensor-file';
+import { captureCheckpoint, restoreCheckpoint, type TrainerParts } from './snapshot';
 import { validatePluginSet, type PluginSpec } from '../plugin/registry';
 import type { PluginApi, ServiceRegistry, TapfitPlugin, TrainerView } from '../plugin/types';
 import { AutodiffBackprop, ConsoleLogger, StoreAllPlanner, SystemClock } from '../services/defaults';
@@ -55,6 +59,9 @@ export class Trainer {
   private params: Record<string, tf.Variable> = {};
   private stepCount = 0;
   private skippedSteps = 0;
+  /** The next batch to run; checkpoints save it, fit() starts from it. */
+  private pos: Position = { epoch: 0, batch: 0 };
+  private stopRequested = false;
 
   constructor(options: TrainerOptions) {
     this.settings = parseOptions(trainerSettingsSchema, { nonFinite: options.nonFinite, seed: options.seed }, 'trainer');
@@ -72,6 +79,7 @@ export class Trainer {
     c.register(Tokens.Clock, { useClass: SystemClock });
     c.register(Tokens.MemoryPlanner, { useClass: StoreAllPlanner });
     c.register(Tokens.Backprop, { useClass: AutodiffBackprop });
+    c.register(Tokens.Checkpointer, { useClass: FileCheckpointer });
 
     const plugins = (options.plugins ?? []).map((p) => (typeof p === 'function' ? c.resolve(p) : p));
     validatePluginSet(plugins);
@@ -93,6 +101,14 @@ export class Trainer {
   /** Updates applied so far. */
   get step(): number {
     return this.stepCount;
+  }
+  /** The next batch fit() runs: epoch index and batch within the epoch. */
+  get position(): Readonly<Position> {
+    return { ...this.pos };
+  }
+  /** The seed of data shuffling. */
+  get seed(): number {
+    return this.settings.seed;
   }
   /** Steps whose update was skipped (non-finite loss with `nonFinite: 'skip'`, or a `backward` tap returning null). */
   get skipped(): number {
@@ -155,6 +171,10 @@ export class Trainer {
 
   private async doSetup(): Promise<void> {
     await tf.ready();
+    const known = new Set<string>(this.plugins.map((p) => p.name));
+    for (const h of Object.values(this.hooks)) for (const n of h.order()) known.add(n.split(':').pop()!);
+    for (const h of Object.values(this.hooks)) h.seal(known);
+
     let model = this.modelRef;
     await this.hooks.setup.run({
       get model() {
@@ -166,10 +186,6 @@ export class Trainer {
     });
     this.modelRef = model;
     this.container.register(Tokens.Model, { useValue: model });
-
-    const known = new Set<string>(this.plugins.map((p) => p.name));
-    for (const h of Object.values(this.hooks)) for (const n of h.order()) known.add(n.split(':').pop()!);
-    for (const h of Object.values(this.hooks)) h.seal(known);
 
     const params: Record<string, tf.Variable> = {};
     for (const v of trainableVariables(model)) params[v.name] = v;
@@ -202,16 +218,25 @@ export class Trainer {
     return tf.tidy(() => forwardSegments(this.modelRef, x, { training: false, recomputing: false, step: this.stepCount }));
   }
 
+  /**
+   * Trains until `epochs` epochs are complete, starting from `position` (epoch 0 for a
+   * new trainer; mid-epoch after `resume` or `stop`), like Keras' `initialEpoch`: rerunning
+   * the same fit() after a resume finishes the same schedule.
+   */
   async fit(data: DataSource, options: FitOptions): Promise<History> {
     const o = parseOptions(fitOptionsSchema, options, 'fit');
     await this.setup();
     this.checkDataShape(data);
+    this.stopRequested = false;
     const history: History = [];
     const stepsPerEpoch = batchesPerEpoch(data, o.batchSize) ?? -1;
-    await this.hooks.fitStart.run({ epochs: o.epochs, stepsPerEpoch, initialEpoch: 0 });
-    for (let epoch = 0; epoch < o.epochs; epoch++) {
-      await this.hooks.epochStart.run({ epoch });
+    await this.hooks.fitStart.run({ epochs: o.epochs, stepsPerEpoch, initialEpoch: this.pos.epoch });
+    while (this.pos.epoch < o.epochs && !this.stopRequested) {
+      const epoch = this.pos.epoch;
+      if (this.pos.batch === 0) await this.hooks.epochStart.run({ epoch });
       const logs = await this.runEpoch(data, epoch, o);
+      if (this.stopRequested) break;
+      this.pos = { epoch: epoch + 1, batch: 0 };
       if (o.validationData) {
         const val = await this.evaluate(o.validationData as DataSource, { batchSize: o.batchSize });
         for (const [k, v] of Object.entries(val)) logs[`val_${k}`] = v;
@@ -223,16 +248,23 @@ export class Trainer {
     return history;
   }
 
+  /** Ask fit() to return after the current batch (early stopping, or to save and resume later). */
+  stop(): void {
+    this.stopRequested = true;
+  }
+
   private async runEpoch(data: DataSource, epoch: number, o: { batchSize: number; shuffle: boolean }): Promise<Record<string, number>> {
-    const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch });
+    const startBatch = this.pos.batch;
+    const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch, startBatch });
     const { batchStart, batchEnd } = this.hooks;
     let lossSum = tf.keep(tf.scalar(0));
     let batch = 0;
     try {
-      for (let r = await it.next(); !r.done; r = await it.next(), batch++) {
-        const info: StepInfo = { epoch, batch, step: this.stepCount };
+      for (let r = await it.next(); !r.done && !this.stopRequested; r = await it.next(), batch++) {
+        const info: StepInfo = { epoch, batch: startBatch + batch, step: this.stepCount };
         if (batchStart.isUsed) await batchStart.run(info);
         const { loss, skipped } = this.trainStep(r.value, info);
+        this.pos = { epoch, batch: info.batch + 1 };
         try {
           const prev = lossSum;
           lossSum = tf.keep(tf.add(prev, loss));
@@ -354,6 +386,50 @@ export class Trainer {
     };
     if (options.print !== false) this.logger.info(describeTrainer(d));
     return d;
+  }
+
+  /**
+   * Writes a checkpoint under `dir` (atomically: a crash never leaves a half-written one
+   * in use): model weights, optimizer state, data position, seed and every plugin's
+   * state. Returns the checkpoint folder.
+   */
+  async save(dir: string): Promise<string> {
+    await this.setup();
+    const { manifest, tensors } = await captureCheckpoint(this.parts());
+    return this.resolve(Tokens.Checkpointer).save(dir, this.stepCount, { manifest, tensors });
+  }
+
+  /**
+   * A trainer built from `options` (same model architecture, optimizer and plugins as
+   * when saved) with the newest checkpoint under `dir` loaded. fit() then continues
+   * where the saved run stopped; the result equals training straight through.
+   */
+  static async resume(dir: string, options: TrainerOptions): Promise<Trainer> {
+    const probe = new Trainer(options);
+    const { manifest: raw, tensors, dir: where } = await probe.resolve(Tokens.Checkpointer).load(dir);
+    const manifest = checkManifest(raw, `cannot resume from '${where}'`);
+    const reader = new TensorReader(manifest.tensors, tensors, `cannot resume from '${where}'`);
+    const trainer = manifest.seed === probe.settings.seed ? probe : new Trainer({ ...options, seed: manifest.seed });
+    await trainer.setup();
+    const missing = manifest.plugins.filter((n) => !trainer.plugins.some((p) => p.name === n) && !(n in manifest.pluginState));
+    if (missing.length) trainer.logger.warn(`resuming without plugin(s) ${missing.join(', ')} that were registered when saving (they saved no state).`);
+    await restoreCheckpoint(manifest, reader, trainer.parts(), `cannot resume from '${where}'`);
+    trainer.stepCount = manifest.step;
+    trainer.skippedSteps = manifest.skipped;
+    trainer.pos = { ...manifest.position };
+    return trainer;
+  }
+
+  private parts(): TrainerParts {
+    return {
+      step: this.stepCount,
+      skipped: this.skippedSteps,
+      position: this.pos,
+      seed: this.settings.seed,
+      plugins: this.plugins,
+      variables: modelVariables(this.modelRef),
+      stepper: this.stepper!,
+    };
   }
 
   /** Frees the optimizer state (model variables belong to the model). */

@@ -6,6 +6,7 @@ import type { StepTransform } from './types';
 // clipping plugin inserts before it. A query is a name ('momentum') or a path of names
 // through nested chains ('sgd/momentum'); it matches every member whose path ends with
 // it and must match exactly one. Edits return a new list or chain; nothing is mutated.
+// Chains on the path to the edited member are rebuilt with chain(name, ...members).
 
 /** A transform list (the `stepTransforms` hook's value) or a chain. */
 export type TransformTree = readonly StepTransform[] | Chain;

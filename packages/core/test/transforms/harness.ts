@@ -17,7 +17,8 @@ export function useCpuBackend(): void {
 
 export function makeParams(values: Params, p: Problem = defaultProblem): Record<string, tf.Variable> {
   const out: Record<string, tf.Variable> = {};
-  for (const k of Object.keys(values)) out[k] = tf.variable(tf.tensor(values[k], p.shapes[k], 'float32'));
+  // tidy frees the initial tensor; the variable holds its own reference to the data.
+  for (const k of Object.keys(values)) out[k] = tf.tidy(() => tf.variable(tf.tensor(values[k], p.shapes[k], 'float32')));
   return out;
 }
 
@@ -74,7 +75,7 @@ export function runTransform<S extends TransformState>(
 }
 
 /** Every step's parameters within `rtol * |ref| + atol` of the float64 reference. */
-export function expectTrajectoryClose(actual: Params[], expected: Params[], tol = { rtol: 1e-4, atol: 1e-5 }): void {
+export function expectTrajectoryClose(actual: Params[], expected: Params[], tol = { rtol: 1e-5, atol: 1e-6 }): void {
   expect(actual.length).to.equal(expected.length);
   actual.forEach((params, step) => {
     for (const k of Object.keys(expected[step])) {

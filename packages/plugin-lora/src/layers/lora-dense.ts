@@ -23,11 +23,11 @@ export class LoraDense extends LoraLayer {
   }
 
   protected project(x: tf.Tensor, W: tf.Tensor): tf.Tensor {
-    return onLastAxis(x, W.shape[1], (x2) => tf.matMul(x2, W));
+    return onLastAxis(x, W.shape[1] as number, (x2) => tf.matMul(x2, W));
   }
 
   protected projectFused(x: tf.Tensor, W: tf.Tensor, bias: tf.Tensor | null, activation: FusedActivation): tf.Tensor {
-    return onLastAxis(x, W.shape[1], (x2) => tf.fused.matMul({ a: x2 as tf.Tensor2D, b: W as tf.Tensor2D, bias: bias ?? undefined, activation }));
+    return onLastAxis(x, W.shape[1] as number, (x2) => tf.fused.matMul({ a: x2 as tf.Tensor2D, b: W as tf.Tensor2D, bias: bias ?? undefined, activation }));
   }
 }
 

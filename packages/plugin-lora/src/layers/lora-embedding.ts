@@ -41,7 +41,7 @@ export class LoraEmbedding extends LoraLayer {
   protected project(x: tf.Tensor, W: tf.Tensor): tf.Tensor {
     const ids = x.dtype === 'int32' ? x : tf.cast(x, 'int32');
     const rows = tf.gather(W, tf.reshape(ids, [ids.size]));
-    return tf.reshape(rows, [...x.shape, W.shape[1]]);
+    return tf.reshape(rows, [...x.shape, W.shape[1] as number]);
   }
 
   protected projectFused(x: tf.Tensor, W: tf.Tensor, _bias: tf.Tensor | null, _activation: FusedActivation): tf.Tensor {

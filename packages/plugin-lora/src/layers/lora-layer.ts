@@ -271,7 +271,7 @@ export function lastAxisMatMul(h: tf.Tensor, B: tf.Tensor): tf.Tensor {
   if (h.rank === 2) return tf.matMul(h, B);
   const lead = h.shape.slice(0, -1);
   const y = tf.matMul(tf.reshape(h, [-1, h.shape[h.rank - 1]]), B);
-  return tf.reshape(y, [...lead, B.shape[1]]);
+  return tf.reshape(y, [...lead, B.shape[1] as number]);
 }
 
 /** A tensor that is a kernel's [fan-in, fan-out] matrix view. */

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { adjointPadding, composite, insertStrideZeros } from './kernel-calls';
+import { adjointPadding, composite, ConvPad, insertStrideZeros, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
 /*
@@ -17,7 +17,7 @@ import { Overrides } from './overrides';
 
 interface Conv2DBackpropAttrs {
   strides: number | [number, number];
-  pad: tf.backend_util.PadInfo['type'] | number | tf.backend_util.ExplicitPadding;
+  pad: ConvPad;
   dataFormat: 'NHWC' | 'NCHW';
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
 }
@@ -25,13 +25,10 @@ interface Conv2DBackpropAttrs {
 export function installConv2DBackprop(o: Overrides): void {
   const stockInput = tf.getKernel('Conv2DBackpropInput', 'wasm');
 
-  o.kernel({
-    kernelName: 'Conv2DBackpropInput',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, attrs, backend }) => {
-      const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+  o.kernel(kernelConfig('Conv2DBackpropInput', 'wasm', ({ inputs, attrs, backend }) => {
+      const { dy, filter } = inputs;
       const a = attrs as unknown as Conv2DBackpropAttrs & { inputShape: [number, number, number, number] };
-      if (a.dataFormat === 'NCHW' && stockInput) return stockInput.kernelFunc({ inputs, attrs, backend });
+      if (a.dataFormat === 'NCHW' && stockInput) return stockInput.kernelFunc({ inputs, attrs: attrs as tf.NamedAttrMap, backend }) as tf.TensorInfo;
       assertChannelsLast('Conv2DBackpropInput', a.dataFormat);
       const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as [number, number, number, number], a.strides, 1, a.pad, a.dimRoundingMode);
       return composite(backend, 'wasm', (k) => {
@@ -45,14 +42,10 @@ export function installConv2DBackprop(o: Overrides): void {
         });
         return k.slice(dx, [0, rows.crop, cols.crop, 0], [info.batchSize, info.inHeight, info.inWidth, info.inChannels]);
       });
-    },
-  });
+  }));
 
-  o.kernel({
-    kernelName: 'Conv2DBackpropFilter',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, attrs, backend }) => {
-      const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+  o.kernel(kernelConfig('Conv2DBackpropFilter', 'wasm', ({ inputs, attrs, backend }) => {
+      const { x, dy } = inputs;
       const a = attrs as unknown as Conv2DBackpropAttrs & { filterShape: [number, number, number, number] };
       assertChannelsLast('Conv2DBackpropFilter', a.dataFormat);
       const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode);
@@ -69,8 +62,7 @@ export function installConv2DBackprop(o: Overrides): void {
         const cut = k.slice(dWT, [0, 0, 0, 0], [CI, KH, KW, CO]);
         return k.run('Transpose', { x: cut }, { perm: [1, 2, 0, 3] });
       });
-    },
-  });
+  }));
 }
 
 export function assertChannelsLast(kernel: string, dataFormat: string | undefined): void {

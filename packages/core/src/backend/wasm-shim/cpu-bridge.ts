@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { KernelImpl, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
 /**
@@ -12,6 +13,8 @@ export const BRIDGED_TO_CPU = {
   missing: ['UnsortedSegmentSum', 'Einsum', 'RaggedGather', 'RaggedRange', 'RaggedTensorToTensor', 'StaticRegexReplace'],
   /** Present on wasm but wrong (backend-notes §2): conv3d dx off by ~80 %, dilation2d forward already wrong. */
   wrong: ['Conv3DBackpropInputV2', 'Dilation2D', 'Dilation2DBackpropInput', 'Dilation2DBackpropFilter'],
+  /** wasm's conv3d dW is right for stride 1 only; strided calls go to cpu. */
+  wrongWhenStrided: ['Conv3DBackpropFilterV2'],
 } as const;
 
 /**
@@ -32,23 +35,33 @@ export function installCpuBridge(o: Overrides): void {
   for (const name of [...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong]) {
     const cpuKernel = tf.getKernel(name, 'cpu');
     if (!cpuKernel) throw new Error(`tapfit shim: cpu kernel '${name}' not found (is @tensorflow/tfjs 4.x loaded?)`);
-    o.kernel({ kernelName: name, backendName: 'wasm', kernelFunc: (args) => runOnCpu(cpuKernel, args) });
+    o.kernel(kernelConfig(name, 'wasm', (args) => runOnCpu(cpuKernel, args)));
+  }
+  for (const name of BRIDGED_TO_CPU.wrongWhenStrided) {
+    const cpuKernel = tf.getKernel(name, 'cpu');
+    const wasmKernel = tf.getKernel(name, 'wasm');
+    if (!cpuKernel || !wasmKernel) throw new Error(`tapfit shim: kernel '${name}' not found for cpu and wasm`);
+    o.kernel(kernelConfig(name, 'wasm', (args) => {
+      const strides = args.attrs.strides as number[];
+      if (strides.every((s) => s === 1)) return wasmKernel.kernelFunc({ ...args, attrs: args.attrs as tf.NamedAttrMap }) as tf.TensorInfo;
+      return runOnCpu(cpuKernel, args);
+    }));
   }
 }
 
-function runOnCpu(kernel: tf.KernelConfig, { inputs, attrs, backend }: Parameters<tf.KernelFunc>[0]): tf.TensorInfo | tf.TensorInfo[] {
+function runOnCpu(kernel: tf.KernelConfig, { inputs, attrs, backend }: Parameters<KernelImpl>[0]): tf.TensorInfo | tf.TensorInfo[] {
   const cpu = tf.findBackend('cpu');
   if (!cpu) throw new Error(`tapfit shim: the cpu backend is needed to run '${kernel.kernelName}' for wasm but is not registered`);
   const onCpu: Record<string, tf.TensorInfo> = {};
   const copies: tf.DataId[] = [];
   try {
-    for (const [name, t] of Object.entries(inputs as Record<string, tf.TensorInfo | null>)) {
+    for (const [name, t] of Object.entries(inputs as Record<string, tf.TensorInfo | null | undefined>)) {
       if (t == null) continue;
       const dataId = cpu.write(backend.readSync(t.dataId) as tf.backend_util.BackendValues, t.shape, t.dtype);
       copies.push(dataId);
       onCpu[name] = { dataId, shape: t.shape, dtype: t.dtype };
     }
-    const out = kernel.kernelFunc({ inputs: onCpu, attrs, backend: cpu });
+    const out = kernel.kernelFunc({ inputs: onCpu, attrs: attrs as tf.NamedAttrMap, backend: cpu }) as tf.TensorInfo | tf.TensorInfo[];
     const outs = Array.isArray(out) ? out : [out];
     copies.push(...outs.map((t) => t.dataId));
     const back: tf.TensorInfo[] = [];

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { adjointPadding, composite, insertStrideZeros } from './kernel-calls';
+import { adjointPadding, composite, ConvPad, insertStrideZeros, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
 /*
@@ -19,16 +19,13 @@ import { Overrides } from './overrides';
 interface DepthwiseAttrs {
   strides: number | [number, number];
   dilations?: number | [number, number];
-  pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding;
+  pad: ConvPad;
   dimRoundingMode?: 'floor' | 'round' | 'ceil';
 }
 
 export function installDepthwiseBackprop(o: Overrides): void {
-  o.kernel({
-    kernelName: 'DepthwiseConv2dNativeBackpropInput',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, attrs, backend }) => {
-      const { dy, filter } = inputs as { dy: tf.TensorInfo; filter: tf.TensorInfo };
+  o.kernel(kernelConfig('DepthwiseConv2dNativeBackpropInput', 'wasm', ({ inputs, attrs, backend }) => {
+      const { dy, filter } = inputs;
       const a = attrs as unknown as DepthwiseAttrs & { inputShape: [number, number, number, number] };
       const info = convInfo(a.inputShape, filter.shape, a);
       const [KH, KW, C, M] = filter.shape;
@@ -45,14 +42,10 @@ export function installDepthwiseBackprop(o: Overrides): void {
         if (M === 1) return perMultiplier;
         return k.run('Sum', { x: k.reshape(perMultiplier, [B, H, W, C, M]) }, { axis: [4], keepDims: false });
       });
-    },
-  });
+  }));
 
-  o.kernel({
-    kernelName: 'DepthwiseConv2dNativeBackpropFilter',
-    backendName: 'wasm',
-    kernelFunc: ({ inputs, attrs, backend }) => {
-      const { x, dy } = inputs as { x: tf.TensorInfo; dy: tf.TensorInfo };
+  o.kernel(kernelConfig('DepthwiseConv2dNativeBackpropFilter', 'wasm', ({ inputs, attrs, backend }) => {
+      const { x, dy } = inputs;
       const a = attrs as unknown as DepthwiseAttrs & { filterShape: [number, number, number, number] };
       const info = convInfo(x.shape, a.filterShape, a);
       const [KH, KW, C, M] = a.filterShape;
@@ -70,8 +63,7 @@ export function installDepthwiseBackprop(o: Overrides): void {
         const cut = k.reshape(k.slice(perBatch, [0, 0, 0, 0], [1, KH, KW, B * C * M]), [KH, KW, B, C * M]);
         return k.reshape(k.run('Sum', { x: cut }, { axis: [2], keepDims: false }), [KH, KW, C, M]);
       });
-    },
-  });
+  }));
 }
 
 function convInfo(xShape: number[], filterShape: number[], a: DepthwiseAttrs): tf.backend_util.Conv2DInfo {

@@ -24,15 +24,16 @@ export function installDilatedConvGrad(o: Overrides): void {
         const dilation = pair((attrs as { dilations?: number | [number, number] }).dilations ?? 1);
         if (dilation[0] === 1 && dilation[1] === 1) return stock.gradFunc(dy, saved, attrs);
         const [x, filter] = saved as [tf.Tensor4D, tf.Tensor4D];
+        const dy4 = dy as tf.Tensor4D;
         const { strides, pad, dataFormat, dimRoundingMode } = attrs as tf.NamedAttrMap;
         const common = { strides, pad, dataFormat, dimRoundingMode, dilations: [1, 1] };
         const run = (name: string, inputs: tf.NamedTensorMap, extra: tf.NamedAttrMap) =>
-          tf.engine().runKernel(name, inputs, { ...common, ...extra } as tf.NamedAttrMap) as tf.Tensor4D;
+          tf.engine().runKernel(name, inputs, { ...common, ...extra } as tf.NamedAttrMap) as unknown as tf.Tensor4D;
         return {
-          x: () => tf.tidy(() => run(backprop.input, { dy, filter: spreadFilter(filter, dilation) }, { inputShape: x.shape })),
-          filter: () => tf.tidy(() => {
+          x: () => tf.tidy((): tf.Tensor4D => run(backprop.input, { dy: dy4, filter: spreadFilter(filter, dilation) }, { inputShape: x.shape })),
+          filter: () => tf.tidy((): tf.Tensor4D => {
             const spreadShape = spreadFilterShape(filter.shape, dilation);
-            return keepEveryDthTap(run(backprop.filter, { x, dy }, { filterShape: spreadShape }), dilation, filter.shape);
+            return keepEveryDthTap(run(backprop.filter, { x, dy: dy4 }, { filterShape: spreadShape }), dilation, filter.shape);
           }),
         };
       },

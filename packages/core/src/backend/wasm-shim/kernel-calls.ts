@@ -87,3 +87,17 @@ export function adjointPadding(len: number, eff: number, before: number, out: nu
   const padAfter = out + eff - 1 - padBefore - len;
   return { pad: [Math.max(0, padBefore), Math.max(0, padAfter)], crop: Math.max(0, -padBefore) };
 }
+
+/** A kernel implementation with the types tfjs's KernelFunc leaves open. */
+export type KernelImpl = (args: {
+  inputs: Record<string, tf.TensorInfo>;
+  attrs: Record<string, unknown>;
+  backend: tf.KernelBackend;
+}) => tf.TensorInfo | tf.TensorInfo[];
+
+export function kernelConfig(kernelName: string, backendName: string, impl: KernelImpl): tf.KernelConfig {
+  return { kernelName, backendName, kernelFunc: impl as unknown as tf.KernelFunc };
+}
+
+/** The `pad` argument of tfjs's conv helpers. */
+export type ConvPad = Parameters<typeof tf.backend_util.computeConv2DInfo>[4];

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { composite } from './kernel-calls';
+import { composite, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
 /**
@@ -16,20 +16,18 @@ export function installMatMulWithoutTransposeFlags(o: Overrides): void {
   for (const kernelName of ['BatchMatMul', '_FusedMatMul']) {
     const stock = tf.getKernel(kernelName, 'wasm');
     if (!stock) throw new Error(`tapfit shim: wasm kernel '${kernelName}' not found (is @tensorflow/tfjs-backend-wasm 4.x loaded?)`);
-    o.kernel({
-      kernelName,
-      backendName: 'wasm',
-      kernelFunc: ({ inputs, attrs, backend }) => {
+    o.kernel(kernelConfig(kernelName, 'wasm', ({ inputs, attrs, backend }) => {
         const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
-        if (!transposeA && !transposeB) return stock.kernelFunc({ inputs, attrs, backend });
+        const runStock = (plainInputs: Record<string, tf.TensorInfo>, plainAttrs: Record<string, unknown>) =>
+          stock.kernelFunc({ inputs: plainInputs, attrs: plainAttrs as tf.NamedAttrMap, backend }) as tf.TensorInfo;
+        if (!transposeA && !transposeB) return runStock(inputs, attrs);
         return composite(backend, 'wasm', (k) => {
           const swapLast = (t: tf.TensorInfo) => k.run('Transpose', { x: t }, { perm: lastTwoSwapped(t.shape.length) });
-          const { a, b } = inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+          const { a, b } = inputs;
           const plain = { ...inputs, a: transposeA ? swapLast(a) : a, b: transposeB ? swapLast(b) : b };
-          return stock.kernelFunc({ inputs: plain, attrs: { ...attrs, transposeA: false, transposeB: false }, backend }) as tf.TensorInfo;
+          return runStock(plain, { ...attrs, transposeA: false, transposeB: false });
         });
-      },
-    });
+    }));
   }
 }
 

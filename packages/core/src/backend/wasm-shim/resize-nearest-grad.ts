@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
 /**
@@ -11,17 +12,13 @@ import { Overrides } from './overrides';
  */
 export function installResizeNearestGrad(o: Overrides, backendNames: readonly string[]): void {
   for (const backendName of backendNames) {
-    o.kernel({
-      kernelName: 'ResizeNearestNeighborGrad',
-      backendName,
-      kernelFunc: ({ inputs, attrs, backend }) => {
-        const { images, dy } = inputs as { images: tf.TensorInfo; dy: tf.TensorInfo };
+    o.kernel(kernelConfig('ResizeNearestNeighborGrad', backendName, ({ inputs, attrs, backend }) => {
+        const { images, dy } = inputs;
         const { alignCorners, halfPixelCenters } = attrs as { alignCorners: boolean; halfPixelCenters: boolean };
         const dyValues = backend.readSync(dy.dataId) as Float32Array;
         const dx = resizeNearestAdjoint(dyValues, images.shape, dy.shape, alignCorners, halfPixelCenters);
         return { dataId: backend.write(dx, images.shape, 'float32'), shape: images.shape, dtype: 'float32' };
-      },
-    });
+    }));
   }
 }
 

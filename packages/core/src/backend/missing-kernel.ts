@@ -1,0 +1,56 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../errors';
+
+/** Why some kernels have no wasm implementation even with the shim, keyed by kernel name. */
+const knownGaps = new Map<string, string>();
+
+export function explainMissingKernel(kernelName: string, why: string): void {
+  knownGaps.set(kernelName, why);
+}
+
+const MISSING = /^Kernel '([^']+)' not registered for backend '([^']+)'$/;
+type RunKernel = (kernelName: string, inputs: tf.NamedTensorMap, attrs?: tf.NamedAttrMap) => tf.Tensor | tf.Tensor[];
+let original: RunKernel | null = null;
+
+/**
+ * tfjs never falls back to another backend; a kernel a backend lacks throws
+ * "Kernel 'X' not registered for backend 'Y'" from `engine.runKernel`, the one
+ * place every op and gradient goes through. This wraps that call and rethrows
+ * such errors as a TapfitError (code TAPFIT_E_BACKEND) that also says what to
+ * do; the tfjs error is kept as `cause`. Other errors pass through unchanged.
+ */
+export function installMissingKernelErrors(): void {
+  if (original) return;
+  const engine = tf.engine() as unknown as { runKernel: RunKernel };
+  const runKernel = engine.runKernel;
+  original = runKernel;
+  engine.runKernel = (kernelName: string, inputs: tf.NamedTensorMap, attrs?: tf.NamedAttrMap) => {
+    try {
+      return runKernel.call(engine, kernelName, inputs, attrs);
+    } catch (err) {
+      const m = err instanceof Error ? MISSING.exec(err.message) : null;
+      if (!m) throw err;
+      throw missingKernelError(m[1], m[2], err);
+    }
+  };
+}
+
+export function uninstallMissingKernelErrors(): void {
+  if (!original) return;
+  delete (tf.engine() as unknown as Record<string, unknown>).runKernel;
+  original = null;
+}
+
+export function missingKernelError(kernelName: string, backendName: string, cause?: unknown): TapfitError {
+  const why = backendName === 'wasm' ? knownGaps.get(kernelName) : undefined;
+  const alternatives = ['cpu', 'wasm', 'tensorflow'].filter((b) => b !== backendName && (b === 'tensorflow' || tf.getKernel(kernelName, b)));
+  const fix = alternatives.length
+    ? `Run this op on a backend that has it (${alternatives.map((b) => `'${b}'`).join(', ')}${alternatives.includes('tensorflow') ? '; tensorflow = @tensorflow/tfjs-node[-gpu]' : ''}): ` +
+      `selectBackend('${alternatives[0]}') or TAPFIT_BACKEND=${alternatives[0]}, or avoid the op that needs it.`
+    : 'Avoid the op that needs it.';
+  return new TapfitError(
+    ErrorCodes.BACKEND,
+    `kernel '${kernelName}' is not available on backend '${backendName}'${why ? ` (${why})` : ''}. ${fix}`,
+    { cause },
+  );
+}

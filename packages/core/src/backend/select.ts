@@ -1,0 +1,179 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../errors';
+import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, MemoryGuard } from './memory-guard';
+import { installMissingKernelErrors } from './missing-kernel';
+import { activateTensorflow, resolvePackage, TENSORFLOW_PACKAGES, TensorflowPackage } from './tensorflow';
+import { activateWasm, wasmPackageInstalled } from './wasm';
+import { installGradientFixes, installWasmShim } from './wasm-shim';
+
+export const BACKEND_PREFERENCES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export type BackendPreference = (typeof BACKEND_PREFERENCES)[number];
+export type BackendName = Exclude<BackendPreference, 'auto'>;
+
+/** Environment variable that picks the backend when the code leaves it at 'auto'. */
+export const BACKEND_ENV = 'TAPFIT_BACKEND';
+
+export interface SelectBackendOptions {
+  /**
+   * Byte budget for live tensor data, checked on every allocation (see
+   * `installMemoryGuard`). Default: 3 GiB on wasm, none on cpu. Not enforced on
+   * 'tensorflow' (native allocator). `Infinity` disables the check.
+   */
+  memoryBudgetBytes?: number;
+  /** wasm threads (default 1). More than 1 is experimental; see the README. */
+  threads?: number;
+  /** Where the one-line choice goes (default console.log); false for silence. */
+  log?: ((line: string) => void) | false;
+}
+
+export interface BackendSelection {
+  /** The tfjs backend now active (`tf.getBackend()`). */
+  name: BackendName;
+  /** The preference that was resolved, and where it came from. */
+  preference: BackendPreference;
+  source: 'argument' | typeof BACKEND_ENV | 'default';
+  /** One line, e.g. "backend: wasm (tfjs-node-gpu not installed; tfjs-node not installed)". */
+  reason: string;
+  /** npm package that provides the backend. */
+  package: TensorflowPackage | '@tensorflow/tfjs-backend-wasm' | '@tensorflow/tfjs-backend-cpu';
+  /** Whether the wasm training shim is installed (always for wasm). */
+  shim: boolean;
+  /** wasm threads; 1 elsewhere (the backend manages its own). */
+  threads: number;
+  /** The enforced budget, or null when none is enforced. */
+  memoryGuard: MemoryGuard | null;
+}
+
+let last: { key: string; selection: BackendSelection } | null = null;
+
+/**
+ * Pick, initialise and prepare a tfjs backend for training.
+ *
+ * The preference is the argument; when it is omitted or 'auto', the
+ * TAPFIT_BACKEND environment variable may name one instead (an explicit
+ * non-auto argument always wins). 'auto' tries tfjs-node-gpu, tfjs-node, wasm,
+ * cpu in that order, skipping only packages that are not installed: a backend
+ * that is installed but fails to initialise is an error, never a silent
+ * fallback. wasm always gets the training shim and (by default) a 3 GiB memory
+ * guard. Calling again with the same arguments returns the same selection.
+ */
+export async function selectBackend(preference?: BackendPreference, options: SelectBackendOptions = {}): Promise<BackendSelection> {
+  const resolved = resolvePreference(preference);
+  const threads = checkThreads(options.threads);
+  if (options.memoryBudgetBytes !== undefined && !(typeof options.memoryBudgetBytes === 'number' && options.memoryBudgetBytes > 0)) {
+    throw new TapfitError(ErrorCodes.CONFIG, `selectBackend: memoryBudgetBytes must be a positive number of bytes (Infinity disables the check), got ${String(options.memoryBudgetBytes)}`);
+  }
+  const key = JSON.stringify([resolved.preference, threads, options.memoryBudgetBytes ?? null]);
+  if (last && last.key === key && tf.getBackend() === last.selection.name) return last.selection;
+
+  installMissingKernelErrors();
+  installGradientFixes();
+  const chosen = await activate(resolved.preference, resolved.source, threads);
+  const budget = options.memoryBudgetBytes ?? (chosen.name === 'wasm' ? DEFAULT_WASM_BUDGET_BYTES : undefined);
+  let memoryGuard: MemoryGuard | null = null;
+  const notes: string[] = [];
+  if (budget !== undefined && chosen.name !== 'tensorflow') {
+    memoryGuard = installMemoryGuard(budget, chosen.name);
+  } else {
+    getMemoryGuard(chosen.name)?.remove();
+    if (budget !== undefined) notes.push('memory budget not enforced on tensorflow');
+  }
+  const reason = `backend: ${chosen.name}${chosen.package.startsWith('@tensorflow/tfjs-node') ? ` via ${chosen.package}` : ''} (${[chosen.why, ...notes].join('; ')})`;
+  const selection: BackendSelection = {
+    name: chosen.name,
+    preference: resolved.preference,
+    source: resolved.source,
+    reason,
+    package: chosen.package,
+    shim: chosen.name === 'wasm',
+    threads: chosen.name === 'wasm' ? threads : 1,
+    memoryGuard,
+  };
+  last = { key, selection };
+  if (options.log !== false) (options.log ?? console.log)(reason);
+  return selection;
+}
+
+function resolvePreference(preference: BackendPreference | undefined): { preference: BackendPreference; source: BackendSelection['source'] } {
+  if (preference !== undefined && !isPreference(preference)) {
+    throw new TapfitError(ErrorCodes.CONFIG, `selectBackend: unknown backend '${String(preference)}'; valid names: ${BACKEND_PREFERENCES.join(', ')}`);
+  }
+  if (preference !== undefined && preference !== 'auto') return { preference, source: 'argument' };
+  const env = process.env[BACKEND_ENV]?.trim();
+  if (env) {
+    if (!isPreference(env)) {
+      throw new TapfitError(ErrorCodes.CONFIG, `${BACKEND_ENV}='${env}' is not a backend; valid names: ${BACKEND_PREFERENCES.join(', ')} (or unset it)`);
+    }
+    return { preference: env, source: BACKEND_ENV };
+  }
+  return { preference: 'auto', source: preference === undefined ? 'default' : 'argument' };
+}
+
+function isPreference(x: unknown): x is BackendPreference {
+  return (BACKEND_PREFERENCES as readonly unknown[]).includes(x);
+}
+
+function checkThreads(threads: number | undefined): number {
+  if (threads === undefined) return 1;
+  if (!Number.isInteger(threads) || threads < 1 || threads > 8) {
+    throw new TapfitError(ErrorCodes.CONFIG, `selectBackend: threads must be an integer from 1 to 8 (tfjs-backend-wasm's limit), got ${String(threads)}`);
+  }
+  return threads;
+}
+
+interface Chosen {
+  name: BackendName;
+  package: BackendSelection['package'];
+  why: string;
+}
+
+async function activate(preference: BackendPreference, source: BackendSelection['source'], threads: number): Promise<Chosen> {
+  const asked = source === BACKEND_ENV ? `${BACKEND_ENV}=${preference}` : 'requested';
+  switch (preference) {
+    case 'cpu':
+      await activateCpu();
+      return { name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', why: asked };
+    case 'wasm':
+      await activateWasm(threads);
+      installWasmShim();
+      return { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', why: `${asked}; ${describeWasm(threads)}` };
+    case 'tensorflow': {
+      const found = TENSORFLOW_PACKAGES.map((pkg) => ({ pkg, path: resolvePackage(pkg) })).find((p) => p.path);
+      if (!found) {
+        throw new TapfitError(ErrorCodes.BACKEND, "backend 'tensorflow' needs @tensorflow/tfjs-node-gpu or @tensorflow/tfjs-node, and neither is installed: install @tensorflow/tfjs-node-gpu on a CUDA machine or @tensorflow/tfjs-node (same version as @tensorflow/tfjs), or choose 'wasm'.");
+      }
+      await activateTensorflow(found.pkg, found.path!);
+      return { name: 'tensorflow', package: found.pkg, why: asked };
+    }
+    case 'auto': {
+      const skipped: string[] = [];
+      for (const pkg of TENSORFLOW_PACKAGES) {
+        const path = resolvePackage(pkg);
+        if (!path) {
+          skipped.push(`${pkg.replace('@tensorflow/', '')} not installed`);
+          continue;
+        }
+        await activateTensorflow(pkg, path);
+        return { name: 'tensorflow', package: pkg, why: skipped.length ? skipped.join('; ') : 'auto' };
+      }
+      if (wasmPackageInstalled()) {
+        await activateWasm(threads);
+        installWasmShim();
+        return { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', why: skipped.join('; ') };
+      }
+      skipped.push('tfjs-backend-wasm not installed');
+      await activateCpu();
+      return { name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', why: skipped.join('; ') };
+    }
+  }
+}
+
+function describeWasm(threads: number): string {
+  return `${threads} thread${threads > 1 ? 's' : ''}`;
+}
+
+async function activateCpu(): Promise<void> {
+  if (!(await tf.setBackend('cpu'))) {
+    throw new TapfitError(ErrorCodes.BACKEND, "backend 'cpu' failed to initialise; it ships with @tensorflow/tfjs: check that @tensorflow/tfjs is installed once (npm ls @tensorflow/tfjs-backend-cpu)");
+  }
+}

@@ -1,0 +1,93 @@
+import { installMissingKernelErrors, explainMissingKernel } from '../missing-kernel';
+import { loadWasmPackage } from '../wasm';
+import { installConv2DBackprop } from './conv2d-backprop';
+import { BRIDGED_TO_CPU, installCpuBridge, NOT_BRIDGED } from './cpu-bridge';
+import { installDepthwiseBackprop } from './depthwise-backprop';
+import { installDilatedConvGrad } from './dilated-conv-grad';
+import { installMatMulWithoutTransposeFlags } from './matmul-transpose';
+import { Overrides } from './overrides';
+import { installResizeNearestGrad } from './resize-nearest-grad';
+
+export { BRIDGED_TO_CPU, NOT_BRIDGED } from './cpu-bridge';
+export { resizeNearestAdjoint } from './resize-nearest-grad';
+
+let shim: Overrides | null = null;
+let fixes: Overrides | null = null;
+
+/**
+ * Gradient fixes that hold on every backend: a correct resizeNearestNeighbor
+ * gradient for cpu (batch > 1) and gradients for dilated conv2d /
+ * depthwiseConv2d. `selectBackend` installs them whatever it picks. Idempotent.
+ */
+export function installGradientFixes(): void {
+  if (fixes) return;
+  fixes = apply((o) => {
+    installResizeNearestGrad(o, ['cpu']);
+    installDilatedConvGrad(o);
+  });
+}
+
+export function uninstallGradientFixes(): void {
+  fixes?.restore();
+  fixes = null;
+}
+
+/**
+ * The wasm training shim: kernels that make training on tfjs-backend-wasm work
+ * and run fast. `selectBackend('wasm')` installs it; call this yourself if you
+ * set the backend with tf.setBackend. It loads @tensorflow/tfjs-backend-wasm
+ * (which registers 'wasm' as the highest-priority backend), so set your backend
+ * explicitly. Also installs `installGradientFixes`. Idempotent.
+ *
+ * - BatchMatMul, _FusedMatMul: explicit transposes instead of the slow transpose flags
+ * - Conv2DBackpropInput, Conv2DBackpropFilter: stride-1 Conv2D composites
+ * - DepthwiseConv2dNativeBackpropInput / Filter: DepthwiseConv2dNative composites
+ * - cpu bridge: kernels wasm lacks (UnsortedSegmentSum, Einsum, Ragged*, StaticRegexReplace)
+ *   or gets wrong (Conv3DBackpropInputV2, strided Conv3DBackpropFilterV2, Dilation2D and its backprops)
+ * - ResizeNearestNeighborGrad: wasm's ignores halfPixelCenters
+ * - clear errors for the kernels still missing (complex numbers, Draw)
+ */
+export function installWasmShim(): void {
+  installGradientFixes();
+  installMissingKernelErrors();
+  if (shim) return;
+  loadWasmPackage();
+  shim = apply((o) => {
+    installMatMulWithoutTransposeFlags(o);
+    installConv2DBackprop(o);
+    installDepthwiseBackprop(o);
+    installCpuBridge(o);
+    // wasm's own kernel ignores halfPixelCenters.
+    installResizeNearestGrad(o, ['wasm']);
+  });
+  for (const [kernel, why] of Object.entries(NOT_BRIDGED)) explainMissingKernel(kernel, why);
+}
+
+/** Put the stock wasm kernels back (benchmarks compare both; the gradient fixes stay). */
+export function uninstallWasmShim(): void {
+  shim?.restore();
+  shim = null;
+}
+
+export function wasmShimInstalled(): boolean {
+  return shim != null;
+}
+
+/** Kernels the shim registers for wasm, for reports and tests. */
+export const WASM_SHIM_KERNELS: readonly string[] = [
+  'BatchMatMul', '_FusedMatMul', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
+  'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
+  ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, 'ResizeNearestNeighborGrad',
+];
+
+/** Install a group of overrides completely or not at all. */
+function apply(install: (o: Overrides) => void): Overrides {
+  const o = new Overrides();
+  try {
+    install(o);
+  } catch (err) {
+    o.restore();
+    throw err;
+  }
+  return o;
+}

@@ -1,0 +1,87 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../errors';
+
+/** A tensor's place in a checkpoint's binary file. */
+export interface TensorEntry {
+  shape: number[];
+  dtype: 'float32' | 'int32' | 'bool';
+  /** Byte offset into tensors.bin. */
+  offset: number;
+}
+
+/** A reference to a tensor in the binary file; stands in for the tensor inside JSON. */
+export type TensorRef = { $tensor: number };
+
+const isRef = (v: unknown): v is TensorRef => typeof v === 'object' && v !== null && typeof (v as TensorRef).$tensor === 'number' && Object.keys(v).length === 1;
+
+/**
+ * Collects tensors into one little-endian binary buffer (4 bytes per element for every
+ * dtype) while JSON-able structures keep `{ $tensor: index }` references.
+ */
+export class TensorWriter {
+  readonly entries: TensorEntry[] = [];
+  private readonly chunks: Uint8Array[] = [];
+  private bytes = 0;
+
+  add(t: tf.Tensor): TensorRef {
+    if (t.dtype !== 'float32' && t.dtype !== 'int32' && t.dtype !== 'bool') {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: cannot save a ${t.dtype} tensor (only float32, int32, bool).`);
+    }
+    const data = t.dtype === 'float32' ? Float32Array.from(t.dataSync() as Float32Array) : Int32Array.from(t.dataSync() as Int32Array);
+    this.entries.push({ shape: [...t.shape], dtype: t.dtype, offset: this.bytes });
+    this.chunks.push(new Uint8Array(data.buffer));
+    this.bytes += data.byteLength;
+    return { $tensor: this.entries.length - 1 };
+  }
+
+  /** Replace every tensor inside `value` by a reference (deep copy of the structure). */
+  encode(value: unknown): unknown {
+    if (value instanceof tf.Tensor) return this.add(value);
+    if (Array.isArray(value)) return value.map((v) => this.encode(v));
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.encode(v)]));
+    return value;
+  }
+
+  buffer(): Buffer {
+    return Buffer.concat(this.chunks);
+  }
+}
+
+/** Reads tensors back, validating every entry against the buffer first. */
+export class TensorReader {
+  constructor(
+    private readonly entries: readonly TensorEntry[],
+    private readonly bin: Buffer,
+    private readonly where: string,
+  ) {
+    let expected = 0;
+    entries.forEach((e, i) => {
+      const size = e.shape.reduce((a, b) => a * b, 1);
+      if (e.offset !== expected || !['float32', 'int32', 'bool'].includes(e.dtype) || !e.shape.every((d) => Number.isInteger(d) && d >= 0)) {
+        throw new TapfitError(ErrorCodes.CHECKPOINT, `${where}: tensor entry ${i} is malformed; the checkpoint is corrupt.`);
+      }
+      expected += size * 4;
+    });
+    if (expected !== bin.length) {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `${where}: tensors.bin has ${bin.length} bytes but the manifest describes ${expected}; the checkpoint is truncated or corrupt.`);
+    }
+  }
+
+  /** A new tensor for entry `i` (caller owns it). */
+  tensor(i: number): tf.Tensor {
+    const e = this.entries[i];
+    if (!e) throw new TapfitError(ErrorCodes.CHECKPOINT, `${this.where}: reference to missing tensor ${i}; the checkpoint is corrupt.`);
+    const size = e.shape.reduce((a, b) => a * b, 1);
+    const slice = this.bin.buffer.slice(this.bin.byteOffset + e.offset, this.bin.byteOffset + e.offset + size * 4);
+    const data = e.dtype === 'float32' ? new Float32Array(slice) : new Int32Array(slice);
+    return tf.tensor(data, e.shape, e.dtype);
+  }
+
+  /** Replace references inside `value` by new tensors. */
+  decode(value: unknown): unknown {
+    if (isRef(value)) return this.tensor(value.$tensor);
+    if (Array.isArray(value)) return value.map((v) => this.decode(v));
+    if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, this.decode(v)]));
+    return value;
+  }
+}

@@ -1,0 +1,179 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { adamw, sgd, Trainer, SilentLogger, type PluginState, type TapfitPlugin, type TrainerOptions } from '../src';
+import { blobs, tinyMlp, useBackend } from './fixtures';
+
+/** A plugin with state: counts the steps it saw and keeps a running-sum tensor. */
+function counter(): TapfitPlugin & { seen: number; sum?: tf.Tensor } {
+  const p = {
+    name: 'counter',
+    core: '^0.1.0',
+    seen: 0,
+    sum: undefined as tf.Tensor | undefined,
+    apply({ hooks }: Parameters<TapfitPlugin['apply']>[0]) {
+      hooks.backward.tap('counter', (g) => {
+        p.seen++;
+        const next = tf.keep(tf.add(p.sum ?? tf.scalar(0), tf.sum(Object.values(g!)[0])));
+        p.sum?.dispose();
+        p.sum = next;
+        return g;
+      });
+    },
+    saveState(): PluginState {
+      return { json: { seen: p.seen }, tensors: p.sum ? { sum: p.sum } : {} };
+    },
+    loadState(s: PluginState) {
+      p.seen = (s.json as { seen: number }).seen;
+      p.sum?.dispose();
+      p.sum = s.tensors?.sum;
+    },
+  };
+  return p;
+}
+
+const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-ckpt-'));
+const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
+
+export function resumeIsExact(backend: string): void {
+  describe(`checkpoints on ${backend}`, () => {
+    useBackend(backend);
+
+    for (const [label, optimizer] of [
+      ['sgd + momentum + weight decay', () => sgd({ lr: 0.05, momentum: 0.9, weightDecay: 1e-3 })],
+      ['adamw', () => adamw({ lr: 0.01, weightDecay: 0.01 })],
+      ['black-box tf.train.adam', () => tf.train.adam(0.01)],
+    ] as const) {
+      it(`resume then train equals training straight through, bitwise (${label})`, async () => {
+        const options = (): TrainerOptions => ({ model: tinyMlp(5), loss: 'softmaxCrossEntropy', optimizer: optimizer(), logger: new SilentLogger(), seed: 11, plugins: [counter()] });
+        const data = blobs(40);
+        const straight = new Trainer(options());
+        await straight.fit(data, { epochs: 3, batchSize: 8 });
+
+        const dir = tmp();
+        const first = new Trainer(options());
+        first.plugins[0].apply; // same plugin set
+        const stopAt = 7; // mid-epoch 1
+        await first.setup();
+        const stopper: TapfitPlugin = { name: 'stopper', core: '^0.1.0', apply: () => {} };
+        void stopper;
+        // Train 7 steps, then save and abandon this trainer.
+        const interrupted = new Trainer({ ...options(), plugins: [counter(), { name: 'stop-at', core: '^0.1.0', apply: ({ hooks, trainer }) => hooks.batchEnd.tap('stop-at', () => void (trainer.step === stopAt && interruptedRef.t!.stop())) }] });
+        const interruptedRef: { t?: Trainer } = { t: interrupted };
+        await interrupted.fit(data, { epochs: 3, batchSize: 8 });
+        expect(interrupted.step).to.equal(stopAt);
+        expect(interrupted.position).to.deep.equal({ epoch: 1, batch: 2 });
+        await interrupted.save(dir);
+
+        const resumed = await Trainer.resume(dir, { ...options(), plugins: [counter(), { name: 'stop-at', core: '^0.1.0', apply: () => {} }] });
+        expect(resumed.step).to.equal(stopAt);
+        await resumed.fit(data, { epochs: 3, batchSize: 8 });
+        expect(resumed.step).to.equal(straight.step);
+        expect(weights(resumed)).to.deep.equal(weights(straight));
+        const [a, b] = [straight.plugins[0] as ReturnType<typeof counter>, resumed.plugins[0] as ReturnType<typeof counter>];
+        expect(b.seen).to.equal(a.seen);
+        expect(b.sum!.dataSync()[0]).to.equal(a.sum!.dataSync()[0]);
+        for (const t of [straight, first, interrupted, resumed]) t.dispose();
+        data.dispose();
+      });
+    }
+  });
+}
+
+resumeIsExact('cpu');
+
+describe('checkpoint safety', () => {
+  useBackend('cpu');
+  const options = (extra: Partial<TrainerOptions> = {}): TrainerOptions => ({
+    model: tinyMlp(5),
+    loss: 'softmaxCrossEntropy',
+    optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
+    logger: new SilentLogger(),
+    plugins: [counter()],
+    ...extra,
+  });
+
+  async function savedRun(): Promise<{ dir: string; trainer: Trainer }> {
+    const dir = tmp();
+    const data = blobs(16);
+    const trainer = new Trainer(options());
+    await trainer.fit(data, { epochs: 1, batchSize: 8 });
+    await trainer.save(dir);
+    data.dispose();
+    return { dir, trainer };
+  }
+  const errorOf = async (p: Promise<unknown>) => {
+    try {
+      await p;
+    } catch (e) {
+      return e as Error & { code?: string };
+    }
+    throw new Error('expected an error');
+  };
+
+  it('a failing save leaves the previous checkpoint intact and loadable', async () => {
+    const { dir, trainer } = await savedRun();
+    const before = fs.readFileSync(path.join(dir, 'step-2', 'tensors.bin'));
+    (trainer.plugins[0] as ReturnType<typeof counter>).saveState = () => {
+      throw new Error('disk full');
+    };
+    await errorOf(trainer.save(dir));
+    expect(fs.readFileSync(path.join(dir, 'LATEST'), 'utf8').trim()).to.equal('step-2');
+    expect(fs.readFileSync(path.join(dir, 'step-2', 'tensors.bin'))).to.deep.equal(before);
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.tmp'))).to.deep.equal([]);
+    const r = await Trainer.resume(dir, options());
+    expect(r.step).to.equal(2);
+    r.dispose();
+  });
+
+  it('keeps the newest two checkpoints and LATEST points at the newest', async () => {
+    const { dir, trainer } = await savedRun();
+    const data = blobs(16);
+    for (let i = 0; i < 3; i++) {
+      await trainer.fit(data, { epochs: trainer.position.epoch + 1, batchSize: 8 });
+      await trainer.save(dir);
+    }
+    expect(fs.readdirSync(dir).sort()).to.deep.equal(['LATEST', 'step-6', 'step-8']);
+    expect(fs.readFileSync(path.join(dir, 'LATEST'), 'utf8').trim()).to.equal('step-8');
+    data.dispose();
+  });
+
+  it('a missing or truncated checkpoint is a clear error and changes nothing', async () => {
+    expect((await errorOf(Trainer.resume(tmp(), options()))).message).to.match(/no complete checkpoint there/);
+    const { dir } = await savedRun();
+    const bin = path.join(dir, 'step-2', 'tensors.bin');
+    fs.writeFileSync(bin, fs.readFileSync(bin).subarray(0, 100));
+    const err = await errorOf(Trainer.resume(dir, options()));
+    expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(err.message).to.match(/truncated or corrupt/);
+    fs.writeFileSync(path.join(dir, 'step-2', 'manifest.json'), '{"format":');
+    expect((await errorOf(Trainer.resume(dir, options()))).message).to.match(/not valid JSON/);
+  });
+
+  it('refuses a checkpoint from an incompatible core version', async () => {
+    const { dir } = await savedRun();
+    const file = path.join(dir, 'step-2', 'manifest.json');
+    const m = JSON.parse(fs.readFileSync(file, 'utf8'));
+    fs.writeFileSync(file, JSON.stringify({ ...m, coreVersion: '7.0.0' }));
+    expect((await errorOf(Trainer.resume(dir, options()))).message).to.match(/written by @tapfit\/core 7\.0\.0 cannot be resumed/);
+  });
+
+  it('names a plugin the checkpoint needs but the trainer lacks', async () => {
+    const { dir } = await savedRun();
+    const err = await errorOf(Trainer.resume(dir, options({ plugins: [] })));
+    expect(err.message).to.match(/needs plugin 'counter'.*Add 'counter' to the plugins/);
+  });
+
+  it('a different architecture or optimizer is refused before anything is loaded', async () => {
+    const { dir } = await savedRun();
+    const other = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 5 }), tf.layers.dense({ units: 3 })] });
+    expect((await errorOf(Trainer.resume(dir, options({ model: other })))).message).to.match(/saved with shape \[4,8\] but this model's .* is \[4,5\]/);
+    expect((await errorOf(Trainer.resume(dir, options({ optimizer: adamw({ lr: 0.1 }) })))).message).to.match(/update chain was \[momentum, lr\] when saved/);
+    const leakBefore = tf.memory().numTensors;
+    await errorOf(Trainer.resume(dir, options({ optimizer: adamw({ lr: 0.1 }) })).catch((e) => Promise.reject(e)));
+    // the failed resume's trainer kept its freshly built model and state only
+    expect(tf.memory().numTensors - leakBefore).to.be.lessThan(20);
+  });
+});

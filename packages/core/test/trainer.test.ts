@@ -1,0 +1,248 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { arrayData, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
+import { blobs, tinyMlp, tinyTrainer, useBackend } from './fixtures';
+
+const plugin = (name: string, apply: (api: PluginApi) => void): TapfitPlugin => ({ name, core: '^0.1.0', apply });
+
+describe('Trainer', () => {
+  useBackend('cpu');
+
+  it('trains: loss falls and accuracy rises on a separable problem', async () => {
+    const data = blobs(96);
+    const t = tinyTrainer();
+    const before = await t.evaluate(data);
+    const history = await t.fit(data, { epochs: 8, batchSize: 16 });
+    const after = await t.evaluate(data);
+    expect(history).to.have.length(8);
+    expect(history[7].loss).to.be.lessThan(history[0].loss);
+    expect(after.loss).to.be.lessThan(before.loss * 0.5);
+    expect(after.accuracy).to.be.greaterThan(0.95);
+    expect(t.step).to.equal(8 * 6);
+    t.dispose();
+    data.dispose();
+  });
+
+  it('runs the per-step hooks in order: batchStart, forward, backward, batchEnd', async () => {
+    const calls: string[] = [];
+    const data = blobs(16);
+    const t = tinyTrainer({
+      plugins: [
+        plugin('spy', ({ hooks }) => {
+          hooks.fitStart.tap('spy', () => void calls.push('fitStart'));
+          hooks.epochStart.tap('spy', () => void calls.push('epochStart'));
+          hooks.batchStart.tap('spy', () => void calls.push('batchStart'));
+          hooks.forward.tap('spy', (f) => (x, ctx) => (calls.push(`forward(training=${ctx.training})`), f(x, ctx)));
+          hooks.backward.tap('spy', (g) => (calls.push(`backward(${Object.keys(g!).length} grads)`), g));
+          hooks.batchEnd.tap('spy', () => void calls.push('batchEnd'));
+          hooks.epochEnd.tap('spy', ({ logs }) => void calls.push(`epochEnd(loss=${Number.isFinite(logs.loss)})`));
+          hooks.fitEnd.tap('spy', ({ history }) => void calls.push(`fitEnd(${history.length})`));
+        }),
+      ],
+    });
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    const step = ['batchStart', 'forward(training=true)', 'backward(4 grads)', 'batchEnd'];
+    expect(calls).to.deep.equal(['fitStart', 'epochStart', ...step, ...step, 'epochEnd(loss=true)', 'fitEnd(1)']);
+    t.dispose();
+    data.dispose();
+  });
+
+  it('500 steps leave tf.memory().numTensors where it was', async () => {
+    const data = blobs(64);
+    const t = tinyTrainer({ plugins: [plugin('reader', ({ hooks }) => hooks.batchEnd.tap('reader', (i) => void i.loss()))] });
+    await t.setup();
+    const before = tf.memory().numTensors;
+    await t.fit(data, { epochs: 125, batchSize: 16 });
+    expect(t.step).to.equal(500);
+    expect(tf.memory().numTensors).to.equal(before);
+    t.dispose();
+    data.dispose();
+  });
+
+  it('same seed, same model: identical weights (seeded shuffling)', async () => {
+    const run = async (seed: number) => {
+      const data = blobs(48);
+      const t = tinyTrainer({ model: tinyMlp(3), seed });
+      await t.fit(data, { epochs: 2, batchSize: 8 });
+      const w = Object.values(t.variables).map((v) => Array.from(v.dataSync()));
+      t.dispose();
+      data.dispose();
+      return w;
+    };
+    const a = await run(7);
+    expect(await run(7)).to.deep.equal(a);
+    expect(await run(8)).to.not.deep.equal(a);
+  });
+
+  it('a black-box tf.train optimizer trains too', async () => {
+    const data = blobs(48);
+    const t = tinyTrainer({ optimizer: tf.train.adam(0.05) });
+    const h = await t.fit(data, { epochs: 5, batchSize: 16 });
+    expect(h[4].loss).to.be.lessThan(h[0].loss);
+    expect(t.describe({ print: false }).optimizer).to.equal('Adam');
+    t.dispose();
+    data.dispose();
+  });
+
+  it('a plugin that needs the transform chain fails clearly with a black-box optimizer', async () => {
+    const t = tinyTrainer({
+      optimizer: tf.train.sgd(0.1),
+      plugins: [plugin('braking', ({ hooks }) => hooks.stepTransforms.tap('braking', (ts) => ts))],
+    });
+    let err: unknown;
+    await t.setup().catch((e) => (err = e));
+    expect(err).to.be.instanceOf(TapfitError);
+    expect((err as TapfitError).code).to.equal('TAPFIT_E_NEEDS_CHAIN');
+    expect((err as Error).message).to.match(/braking.*sgd\(\{ lr, momentum \}\)/);
+  });
+
+  it('stepTransforms taps see the chain members by name and may replace them', async () => {
+    const data = blobs(16);
+    let seen: string[] = [];
+    const t = tinyTrainer({
+      optimizer: sgd({ lr: 0.1, momentum: 0.9 }),
+      plugins: [
+        plugin('frozen-lr', ({ hooks }) =>
+          hooks.stepTransforms.tap('frozen-lr', (ts) => {
+            seen = ts.map((x) => x.name);
+            return ts.map((x) => (x.name === 'lr' ? { name: 'lr', init: () => ({}), update: (u) => [Object.fromEntries(Object.keys(u).map((k) => [k, tf.zerosLike(u[k])])), {}] } : x));
+          }),
+        ),
+      ],
+    });
+    await t.setup();
+    const w0 = Object.values(t.variables).map((v) => Array.from(v.dataSync()));
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    expect(seen).to.deep.equal(['momentum', 'lr']);
+    expect(Object.values(t.variables).map((v) => Array.from(v.dataSync()))).to.deep.equal(w0);
+    expect(Object.keys(t.optimizerState!)).to.deep.equal(['momentum', 'lr']);
+    t.dispose();
+    data.dispose();
+  });
+
+  it('a backward tap returning null skips the update and counts it', async () => {
+    const data = blobs(32);
+    const t = tinyTrainer({ plugins: [plugin('skipper', ({ hooks }) => hooks.backward.tap('skipper', (g, info) => (info.batch % 2 ? null : g)))] });
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    expect(t.step).to.equal(2);
+    expect(t.skipped).to.equal(2);
+    t.dispose();
+    data.dispose();
+  });
+
+  describe('non-finite loss', () => {
+    const poisoned = () => {
+      const x = new Float32Array(32 * 4).map((_, i) => (i % 7) / 7);
+      x[4 * 9] = NaN; // sample 9 is poisoned
+      return arrayData({ x, y: Int32Array.from({ length: 32 }, (_, i) => i % 3), xShape: [4] });
+    };
+
+    it("'throw' names the step and applies nothing", async () => {
+      const data = poisoned();
+      const t = tinyTrainer();
+      let err: unknown;
+      await t.fit(data, { epochs: 1, batchSize: 8, shuffle: false }).catch((e) => (err = e));
+      expect((err as TapfitError).code).to.equal('TAPFIT_E_NON_FINITE');
+      expect((err as Error).message).to.match(/at step 1 \(epoch 0, batch 1\)/);
+      expect(t.step).to.equal(1);
+      for (const v of Object.values(t.variables)) expect(Array.from(v.dataSync()).every(Number.isFinite)).to.equal(true);
+      t.dispose();
+      data.dispose();
+    });
+
+    it("'skip' skips the step, counts it and keeps training", async () => {
+      const data = poisoned();
+      const t = tinyTrainer({ nonFinite: 'skip' });
+      await t.fit(data, { epochs: 2, batchSize: 8, shuffle: false });
+      expect(t.skipped).to.equal(2);
+      expect(t.step).to.equal(6);
+      for (const v of Object.values(t.variables)) expect(Array.from(v.dataSync()).every(Number.isFinite)).to.equal(true);
+      t.dispose();
+      data.dispose();
+    });
+  });
+
+  it("reads nothing back per step with nonFinite: 'off' and no taps", async () => {
+    const data = blobs(32);
+    const t = tinyTrainer({ nonFinite: 'off' });
+    await t.setup();
+    const proto = tf.Tensor.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
+    const reads = { n: 0 };
+    const originals = { dataSync: proto.dataSync, data: proto.data, arraySync: proto.arraySync, array: proto.array };
+    for (const k of Object.keys(originals) as (keyof typeof originals)[]) {
+      proto[k] = function (this: unknown, ...a: unknown[]) {
+        reads.n++;
+        return originals[k].apply(this, a);
+      };
+    }
+    try {
+      await t.fit(data, { epochs: 2, batchSize: 4 });
+    } finally {
+      Object.assign(proto, originals);
+    }
+    expect(t.step).to.equal(16);
+    expect(reads.n).to.equal(2); // one per epoch: the epoch's mean loss
+    t.dispose();
+    data.dispose();
+  });
+
+  it('rejects data whose sample shape does not fit the model, naming both shapes', async () => {
+    const data = arrayData({ x: new Float32Array(10 * 5), y: new Int32Array(10), xShape: [5] });
+    const t = tinyTrainer();
+    let err: unknown;
+    await t.fit(data, { epochs: 1 }).catch((e) => (err = e));
+    expect((err as Error).message).to.match(/model expects samples of shape \[4\] but the data has \[5\]/);
+    data.dispose();
+  });
+
+  it('validates fit options with the option path', async () => {
+    const t = tinyTrainer();
+    const data = blobs(8);
+    let err: unknown;
+    await t.fit(data, { epochs: 0 }).catch((e) => (err = e));
+    expect((err as TapfitError).code).to.equal('TAPFIT_E_CONFIG');
+    expect((err as Error).message).to.match(/epochs/);
+    data.dispose();
+  });
+
+  it('setup surgery can replace the model; later hooks see the new one', async () => {
+    const replacement = tinyMlp(9);
+    const data = blobs(16);
+    const t = tinyTrainer({
+      plugins: [plugin('swap', ({ hooks }) => hooks.setup.tap('swap', (ctx) => ctx.replaceModel(replacement)))],
+    });
+    await t.setup();
+    expect(t.model.layersModel).to.equal(replacement);
+    expect(Object.keys(t.variables)).to.deep.equal(replacement.trainableWeights.map((w) => (w.read() as tf.Variable).name));
+    t.dispose();
+    data.dispose();
+  });
+
+  it('trains a segment model and respects frozen (non-trainable) variables', async () => {
+    const w = tf.variable(tf.randomNormal([4, 3], 0, 0.1, 'float32', 3), true, 'seg_w');
+    const frozen = tf.variable(tf.ones([3]), false, 'seg_scale');
+    const seg: Segment = { name: 'linear', params: [w, frozen], forward: ([x]) => [tf.mul(tf.matMul(x, w), frozen)] };
+    const t = new Trainer({ model: segmentModel([seg], { inputShape: [4] }), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.5 }), logger: new SilentLogger() });
+    const data = blobs(48);
+    const h = await t.fit(data, { epochs: 5, batchSize: 16 });
+    expect(h[4].loss).to.be.lessThan(h[0].loss);
+    expect(Object.keys(t.variables)).to.deep.equal(['seg_w']);
+    expect(Array.from(frozen.dataSync())).to.deep.equal([1, 1, 1]);
+    t.dispose();
+    tf.dispose([w, frozen]);
+    data.dispose();
+  });
+
+  it('predict() runs in inference mode and leaks nothing', async () => {
+    const t = tinyTrainer();
+    await t.setup();
+    const x = tf.ones([2, 4]);
+    const before = tf.memory().numTensors;
+    const y = t.predict(x);
+    expect(y.shape).to.deep.equal([2, 3]);
+    y.dispose();
+    expect(tf.memory().numTensors).to.equal(before);
+    x.dispose();
+    t.dispose();
+  });
+});

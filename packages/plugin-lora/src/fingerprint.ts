@@ -1,0 +1,87 @@
+import { createHash } from 'node:crypto';
+import * as tf from '@tensorflow/tfjs';
+import { isContainer } from './catalog';
+import { LoraLayer } from './layers/lora-layer';
+import { localName } from './rebuild';
+
+/** Identifies the base model an adapter was trained on. */
+export interface BaseFingerprint {
+  /** sha256 of `layers`. */
+  readonly structureHash: string;
+  /** Every leaf layer with its base class and base weight shapes (LoRA layers as the layer they wrap). */
+  readonly layers: { path: string; className: string; shapes: number[][] }[];
+  /** Up to SAMPLE values of each adapted layer's base kernel, at evenly spaced positions. */
+  readonly samples: Record<string, number[]>;
+}
+
+const SAMPLE = 64;
+
+/** The fingerprint of a model's base; `samplePaths` names the layers whose kernels are sampled. */
+export function fingerprint(model: tf.LayersModel, samplePaths: readonly string[]): BaseFingerprint {
+  const layers: BaseFingerprint['layers'] = [];
+  const kernels = new Map<string, tf.Tensor>();
+  const walk = (c: tf.LayersModel, prefix: string): void => {
+    for (const l of c.layers) {
+      const path = prefix + l.name;
+      if (isContainer(l)) {
+        walk(l, `${path}/`);
+        continue;
+      }
+      if (l.getClassName() === 'InputLayer') continue;
+      if (l instanceof LoraLayer) {
+        const base = l.bias ? [l.kernel, l.bias] : [l.kernel];
+        layers.push({ path, className: l.baseClassName, shapes: base.map((w) => w.shape as number[]) });
+        kernels.set(path, l.kernel.read());
+      } else {
+        layers.push({ path, className: l.getClassName(), shapes: l.weights.map((w) => w.shape as number[]) });
+        const k = l.weights.find((w) => ['kernel', 'embeddings'].includes(localName(w)));
+        if (k) kernels.set(path, k.read());
+      }
+    }
+  };
+  walk(model, '');
+  const samples: Record<string, number[]> = {};
+  for (const path of samplePaths) {
+    const k = kernels.get(path);
+    if (k) samples[path] = sample(k);
+  }
+  const structureHash = createHash('sha256').update(JSON.stringify(layers)).digest('hex');
+  return { structureHash, layers, samples };
+}
+
+function sample(t: tf.Tensor): number[] {
+  const n = t.size;
+  const idx = Array.from({ length: Math.min(SAMPLE, n) }, (_, i) => Math.floor((i * n) / Math.min(SAMPLE, n)));
+  return tf.tidy(() => Array.from(tf.gather(tf.reshape(t, [-1]), idx).dataSync()));
+}
+
+/**
+ * Why `actual` is not the base `expected` was taken from, or null when it is. Sampled
+ * values may differ by float rounding (a merge/unmerge round trip) but no more.
+ */
+export function fingerprintMismatch(expected: BaseFingerprint, actual: BaseFingerprint): string | null {
+  if (expected.structureHash !== actual.structureHash) {
+    const have = new Map(actual.layers.map((l) => [l.path, l]));
+    const diffs: string[] = [];
+    for (const l of expected.layers) {
+      const a = have.get(l.path);
+      if (!a) diffs.push(`layer '${l.path}' (${l.className}) is missing`);
+      else if (a.className !== l.className || JSON.stringify(a.shapes) !== JSON.stringify(l.shapes)) {
+        diffs.push(`layer '${l.path}' is ${a.className} ${JSON.stringify(a.shapes)}, expected ${l.className} ${JSON.stringify(l.shapes)}`);
+      }
+    }
+    const known = new Set(expected.layers.map((l) => l.path));
+    for (const l of actual.layers) if (!known.has(l.path)) diffs.push(`layer '${l.path}' (${l.className}) is extra`);
+    return `the model's structure differs from the adapter's base: ${diffs.slice(0, 5).join('; ') || 'layer order differs'}${diffs.length > 5 ? `; and ${diffs.length - 5} more` : ''}`;
+  }
+  for (const [path, want] of Object.entries(expected.samples)) {
+    const got = actual.samples[path];
+    if (!got || got.length !== want.length) return `layer '${path}' was not sampled in this model`;
+    const scale = Math.max(1e-6, ...want.map(Math.abs));
+    const worst = Math.max(...want.map((w, i) => Math.abs(w - got[i])));
+    if (worst > 1e-4 * scale) {
+      return `the base weights differ: layer '${path}' kernel differs by up to ${worst.toExponential(2)} (tolerance ${(1e-4 * scale).toExponential(2)}); the adapter was trained on another base model`;
+    }
+  }
+  return null;
+}
