@@ -5,6 +5,15 @@ import { LoraLayer } from './layers/lora-layer';
 import { buildFromConfig, copyWeightsByName, editConfig, pairLayers } from './rebuild';
 import { checkSelector, describeSelector, selects } from './selectors';
 
+/**
+ * Make variable flags agree with layer flags: frozen layers' variables not trainable.
+ * tfjs resets these flags when it builds a Sequential or loads a model, and raw
+ * tf.variableGrads(f) / optimizer.minimize(f) without a var list read them.
+ */
+export function syncTrainableFlags(model: tf.LayersModel): void {
+  for (const e of catalog(model)) if (!(e.layer instanceof LoraLayer) && !e.layer.trainable) for (const w of e.layer.weights) w.trainable = false;
+}
+
 /** The LoRA layers of a model; an error if there are none. */
 export function requireLoraLayers(model: tf.LayersModel, action: string): LoraLayer[] {
   const layers = loraLayersOf(model);

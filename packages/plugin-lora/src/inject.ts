@@ -1,9 +1,10 @@
-import type * as tf from '@tensorflow/tfjs';
+import * as tf from '@tensorflow/tfjs';
 import { checkAdapterName, configError, DEFAULT_ADAPTER, type LoraOptions, resolveSpec } from './config';
 import { ADAPTABLE, type AdaptableKind } from './catalog';
 import { LoraLayer, type LoraLayerState } from './layers/lora-layer';
 import { LoraModel } from './lora-model';
 import { formatPlan, type LoraPlan, planError, planLora } from './plan';
+import { syncTrainableFlags } from './adapters';
 import { buildFromConfig, copyWeightsByName, editConfig, localName, pairLayers } from './rebuild';
 
 /**
@@ -45,16 +46,17 @@ export function applyLora(model: tf.LayersModel, opts: LoraOptions & { dryRun?: 
   });
   const rebuilt = buildFromConfig(model.getClassName(), config);
   try {
-    for (const [path, from, to] of pairLayers(model, rebuilt)) {
+    // A Sequential builds its inner graph lazily and, doing so, marks every weight of
+    // its layers trainable; build it now so the freezing below sticks.
+    if (rebuilt instanceof tf.Sequential && !rebuilt.built) rebuilt.build();
+    for (const [, from, to] of pairLayers(model, rebuilt)) {
       if (to instanceof LoraLayer) {
         copyBaseWeights(from, to);
         continue;
       }
       copyWeightsByName(from, to);
-      // Freeze the variables too, not only the layer: tf.variableGrads(f) and
-      // optimizer.minimize(f) without a var list take every trainable variable.
-      if (!saved.has(path)) for (const w of to.weights) w.trainable = false;
     }
+    syncTrainableFlags(rebuilt);
   } catch (e) {
     rebuilt.dispose();
     throw e;

@@ -9,6 +9,7 @@ import {
   mergeAdapter,
   requireLoraLayers,
   setActiveAdapter,
+  syncTrainableFlags,
   unloadLora,
   unmergeAdapter,
 } from './adapters';
@@ -32,6 +33,7 @@ export class LoraModel {
 
   static from(model: tf.LayersModel): LoraModel {
     requireLoraLayers(model, 'LoraModel.from');
+    syncTrainableFlags(model);
     return new LoraModel(model);
   }
 

@@ -7,12 +7,12 @@ import { OnlineNormState } from './state';
 
 type Kwargs = { [key: string]: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
 
-export interface OnlineNormLayerArgs extends OnlineNormOptions {
-  name?: string;
-  trainable?: boolean;
-  inputShape?: (number | null)[];
-  batchInputShape?: (number | null)[];
-}
+type BaseLayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
+
+export interface OnlineNormLayerArgs extends OnlineNormOptions, Pick<BaseLayerArgs, 'name' | 'trainable' | 'inputShape' | 'batchInputShape' | 'batchSize' | 'dtype'> {}
+
+/** Keys of a layer config that belong to tfjs-layers' base Layer, not to OnlineNorm. */
+const BASE_KEYS = new Set(['name', 'trainable', 'inputShape', 'batchInputShape', 'batchSize', 'dtype', 'weights', 'inputDType']);
 
 /**
  * Online Normalization as a tfjs-layers layer (channels-last, per channel over the last
@@ -39,9 +39,14 @@ export class OnlineNorm extends tf.layers.Layer {
   private snapshot?: { mean: tf.Tensor; variance: tf.Tensor; replayed: boolean };
 
   constructor(args: OnlineNormLayerArgs = {}) {
-    const { name, trainable, inputShape, batchInputShape, ...options } = args;
-    super({ name, trainable, inputShape, batchInputShape } as ConstructorParameters<typeof tf.layers.Layer>[0]);
-    this.options = resolveOptions(options, `OnlineNorm '${this.name}'`);
+    const base: Record<string, unknown> = {};
+    const options: Record<string, unknown> = {};
+    for (const [key, value] of Object.entries(args)) {
+      // fromConfig tacks the deserialization's customObjects onto the config.
+      if (key !== 'customObjects') (BASE_KEYS.has(key) ? base : options)[key] = value;
+    }
+    super(base as BaseLayerArgs);
+    this.options = resolveOptions(options as OnlineNormOptions, `OnlineNorm '${this.name}'`);
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {

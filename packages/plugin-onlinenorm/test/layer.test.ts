@@ -19,13 +19,21 @@ function layerStep(layer: OnlineNorm, xValue: tf.Tensor, g: tf.Tensor, kwargs: R
     }, [x, ...weights]);
     const result = {
       out: out.dataSync(),
+
       dx: grads[x.name].dataSync(),
       dgamma: weights[0] ? grads[weights[0].name].dataSync() : undefined,
       dbeta: weights[1] ? grads[weights[1].name].dataSync() : undefined,
     };
     x.dispose();
+    out.dispose();
     return result;
   });
+}
+
+/** Build by a first (inference) call, as tfjs-layers expects before dispose(). */
+function built(layer: OnlineNorm, inner: number[]): OnlineNorm {
+  tf.tidy(() => <tf.Tensor>layer.apply(tf.zeros([1, ...inner])));
+  return layer;
 }
 
 function stateOf(layer: OnlineNorm): number[][] {
@@ -48,11 +56,10 @@ describe('OnlineNorm layer', () => {
       for (const inner of [[3], [2, 3, 3]]) {
         it(`ecm '${ecm}', input [N, ${inner}]`, () => {
           const channels = inner[inner.length - 1];
-          const layer = onlineNormLayer({ alphaFwd: 0.9, alphaBkw: 0.8, ecm });
-          layer.build([null, ...inner]);
+          const layer = built(onlineNormLayer({ alphaFwd: 0.9, alphaBkw: 0.8, ecm }), inner);
           const gamma = [2.5, -1.5, 3].slice(0, channels);
           const beta = [0.5, 1, -0.25].slice(0, channels);
-          layer.setWeights([tf.tensor1d(gamma), tf.tensor1d(beta), ...layer.getWeights().slice(2)]);
+          tf.tidy(() => layer.setWeights([tf.tensor1d(gamma), tf.tensor1d(beta), ...layer.getWeights().slice(2)]));
           const ref = refState(channels);
           let sawClamp = false;
           [4, 1, 6].forEach((n, k) => {
@@ -132,9 +139,7 @@ describe('OnlineNorm layer', () => {
 
     it('recomputing (kwarg or property) replays the last training call without touching M, V; u, v still update', () => {
       const twin = () => {
-        const layer = onlineNormLayer({ alphaFwd: 0.9, alphaBkw: 0.9 });
-        layer.build([null, 2, 2, 3]);
-        return layer;
+        return built(onlineNormLayer({ alphaFwd: 0.9, alphaBkw: 0.9 }), [2, 2, 3]);
       };
       const plain = twin();
       const recomputed = twin();
@@ -142,14 +147,14 @@ describe('OnlineNorm layer', () => {
       const g = randomInput([4, 2, 2, 3], 2);
       const expected = layerStep(plain, x, g);
       // The executor: an untaped training forward, then the recompute whose backward runs.
-      tf.tidy(() => recomputed.apply(x, { training: true }));
+      tf.tidy(() => <tf.Tensor>recomputed.apply(x, { training: true }));
       const got = layerStep(recomputed, x, g, { training: true, recomputing: true });
       expectClose(got.out, expected.out, 1e-6, 'out');
       expectClose(got.dx, expected.dx, 1e-6, 'dx');
       expect(stateOf(recomputed)).to.deep.equal(stateOf(plain));
 
       expect(() => layerStep(recomputed, x, g, { training: true, recomputing: true })).to.throw(/recompute twice/);
-      tf.tidy(() => recomputed.apply(x, { training: true }));
+      tf.tidy(() => <tf.Tensor>recomputed.apply(x, { training: true }));
       recomputed.recomputing = true;
       expect(() => layerStep(recomputed, x, g)).not.to.throw();
       const fresh = twin();
@@ -159,11 +164,10 @@ describe('OnlineNorm layer', () => {
     });
 
     it('one layer called at every step of a recurrent loop carries its statistics across the calls', () => {
-      const layer = onlineNormLayer({ alphaFwd: 0.8, alphaBkw: 0.9, ecm: 'none', affine: false });
-      layer.build([null, 2]);
+      const layer = built(onlineNormLayer({ alphaFwd: 0.8, alphaBkw: 0.9, ecm: 'none', affine: false }), [2]);
       const ref = refState(2);
       const xs = [0, 1, 2].map((t) => randomInput([3, 2], t, 1, 1));
-      tf.tidy(() => xs.forEach((x) => layer.apply(x, { training: true })));
+      tf.tidy(() => xs.forEach((x) => void layer.apply(x, { training: true })));
       xs.forEach((x) => refForward(toSamples(x), ref, 0.8, 1e-5));
       expectClose(stateOf(layer).slice(0, 2).flat(), [ref.M, ref.V].flat(), 1e-5, 'M, V after 3 calls');
       tf.dispose(xs);
@@ -278,13 +282,12 @@ describe('OnlineNorm layer', () => {
 
   describe('hygiene and bad input', () => {
     it('a training step and an inference call leak no tensor', () => {
-      const layer = onlineNormLayer({ ecm: 'ac' });
-      layer.build([null, 3, 3, 4]);
+      const layer = built(onlineNormLayer({ ecm: 'ac' }), [3, 3, 4]);
       const x = randomInput([8, 3, 3, 4], 1);
       const g = randomInput([8, 3, 3, 4], 2);
       layerStep(layer, x, g);
       expectNoLeak(() => layerStep(layer, x, g), 'training step');
-      expectNoLeak(() => tf.tidy(() => layer.apply(x, { training: false })), 'inference');
+      expectNoLeak(() => tf.tidy(() => void layer.apply(x, { training: false })), 'inference');
       tf.dispose([x, g]);
       layer.dispose();
     });
@@ -301,18 +304,16 @@ describe('OnlineNorm layer', () => {
     });
 
     it('rejects an input with the wrong channel count, naming the layer', () => {
-      const layer = onlineNormLayer({ name: 'norm_a' });
-      layer.build([null, 3]);
-      expect(() => tf.tidy(() => layer.apply(tf.zeros([2, 4]), { training: true }))).to.throw(/OnlineNorm 'norm_a'.*4 channels.*built for 3/);
+      const layer = built(onlineNormLayer({ name: 'norm_a' }), [3]);
+      expect(() => tf.tidy(() => <tf.Tensor>layer.apply(tf.zeros([2, 4]), { training: true }))).to.throw(/OnlineNorm 'norm_a'.*4 channels.*built for 3/);
       layer.dispose();
     });
 
     it('NaN in the input fails the training call with an error naming the layer and the call, state unchanged', () => {
-      const layer = onlineNormLayer({ name: 'norm_b' });
-      layer.build([null, 2]);
-      tf.tidy(() => layer.apply(tf.ones([2, 2]), { training: true }));
+      const layer = built(onlineNormLayer({ name: 'norm_b' }), [2]);
+      tf.tidy(() => <tf.Tensor>layer.apply(tf.ones([2, 2]), { training: true }));
       const before = stateOf(layer);
-      expect(() => tf.tidy(() => layer.apply(tf.tensor2d([[1, NaN]]), { training: true }))).to.throw(/OnlineNorm 'norm_b'.*training call 2/);
+      expect(() => tf.tidy(() => <tf.Tensor>layer.apply(tf.tensor2d([[1, NaN]]), { training: true }))).to.throw(/OnlineNorm 'norm_b'.*training call 2/);
       expect(stateOf(layer)).to.deep.equal(before);
       layer.dispose();
     });

@@ -1,2 +1,5 @@
-// @tapfit/core/testing: the plugin author's kit (gradient check, leak check, test trainer, conformance suite).
-export {};
+// @tapfit/core/testing: the plugin author's kit.
+export { blobData, tinyModel, testTrainer, testTrainerOptions, noopPlugin } from './fixtures';
+export { checkGradients, type GradientCheckResult } from './gradient-check';
+export { checkNoLeaks } from './leak-check';
+export { conformanceChecks, describeConformance, type ConformanceSpec, type ConformanceCheck } from './conformance';

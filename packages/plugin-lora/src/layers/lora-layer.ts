@@ -187,7 +187,36 @@ export abstract class LoraLayer extends tf.layers.Layer {
     if (name !== null) this.adapter(name);
     if (this.mergedFlag) throw stateError(`layer '${this.name}' has adapter '${this.activeName}' merged; call unmerge() before switching adapters.`);
     this.activeName = name;
-    for (const [n, { A, B }] of this.adapters) A.trainable = B.trainable = n === name;
+    this.syncFlags();
+  }
+
+  /** Only the active adapter trains (and nothing while the layer is frozen). */
+  override get trainableWeights(): tf.LayerVariable[] {
+    const a = this.trainable && this.activeName !== null ? this.adapters.get(this.activeName) : undefined;
+    return a ? [a.A, a.B] : [];
+  }
+
+  override set trainableWeights(_weights: tf.LayerVariable[]) {
+    throw stateError(`the weights of LoRA layer '${this.name}' are managed by the layer; use setActiveAdapter.`);
+  }
+
+  override get nonTrainableWeights(): tf.LayerVariable[] {
+    const training = new Set(this.trainableWeights);
+    const all = [this.kernelVar, this.biasVar, ...[...this.adapters.values()].flatMap((a) => [a.A, a.B])];
+    return all.filter((w): w is tf.LayerVariable => w !== null && !training.has(w));
+  }
+
+  override set nonTrainableWeights(_weights: tf.LayerVariable[]) {
+    throw stateError(`the weights of LoRA layer '${this.name}' are managed by the layer; use setActiveAdapter.`);
+  }
+
+  override get trainable(): boolean {
+    return super.trainable;
+  }
+
+  override set trainable(value: boolean) {
+    super.trainable = value;
+    if (this.adapters) this.syncFlags();
   }
 
   /** Delta = s * reshape(A) B, shaped like the kernel. */
@@ -252,10 +281,18 @@ export abstract class LoraLayer extends tf.layers.Layer {
       spec.init === 'kaiming'
         ? tf.initializers.randomUniform({ minval: -1 / Math.sqrt(fanIn), maxval: 1 / Math.sqrt(fanIn), seed })
         : tf.initializers.randomNormal({ mean: 0, stddev: 1 / r, seed });
-    const A = this.addWeight(this.weightName(`lora_A.${name}`), [...kShape.slice(0, -1), r], 'float32', init, undefined, true);
-    const B = this.addWeight(this.weightName(`lora_B.${name}`), [r, fanOut], 'float32', tf.initializers.zeros(), undefined, true);
-    A.trainable = B.trainable = name === this.activeName;
+    // Added as non-trainable: which weights train is decided by the getters below, not
+    // by tfjs' flags (a container's `trainable` setter resets the flags of every weight
+    // a layer registered as trainable).
+    const A = this.addWeight(this.weightName(`lora_A.${name}`), [...kShape.slice(0, -1), r], 'float32', init, undefined, false);
+    const B = this.addWeight(this.weightName(`lora_B.${name}`), [r, fanOut], 'float32', tf.initializers.zeros(), undefined, false);
     this.adapters.set(name, { spec, A, B });
+    this.syncFlags();
+  }
+
+  /** Variable flags follow the active adapter, so raw tf.variableGrads(f) agrees with trainableWeights. */
+  private syncFlags(): void {
+    for (const [n, { A, B }] of this.adapters) A.trainable = B.trainable = this.trainable && n === this.activeName;
   }
 
   /** During build tfjs scopes weight names by the layer; afterwards we add the scope ourselves. */

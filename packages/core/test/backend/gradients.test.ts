@@ -1,0 +1,172 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import {
+  directionalError,
+  GradCase,
+  gradientsWithFiniteDifferences,
+  GradResult,
+  ints,
+  on,
+  randn,
+  relativeError,
+  useShimmedWasm,
+} from './helpers';
+
+/*
+ * Every case: gradients of L = sum(w * f(x)) on shimmed wasm against cpu
+ * (relative error < 1e-3, measured against the largest cpu gradient entry),
+ * and against central finite differences along a random direction on both
+ * backends. The finite differences run in float32 forward passes, so their
+ * tolerance is looser: FD_TOL for smooth ops (truncation ~eps^2 plus float32
+ * round-off amplified by 1/eps); piecewise-linear ops (relu, max pooling,
+ * nearest resize) are exact unless a kink is crossed, which these seeds avoid.
+ */
+const VS_CPU_TOL = 1e-3;
+const FD_TOL = 2e-3;
+const EPS = 1e-2;
+
+type Case = GradCase & { eps?: number; fdTol?: number };
+
+const conv2dCases: Record<string, Case> = {};
+const convVariants: Array<[string, number | [number, number], 'same' | 'valid' | tf.backend_util.ExplicitPadding, number | [number, number], number[]]> = [
+  ['same, stride 1', 1, 'same', 1, [2, 7, 8, 3]],
+  ['same, stride 2', 2, 'same', 1, [2, 7, 8, 3]],
+  ['valid, stride 1', 1, 'valid', 1, [2, 7, 8, 3]],
+  ['valid, stride 2 (leftover rows)', 2, 'valid', 1, [2, 8, 9, 3]],
+  ['explicit padding, stride [2,1]', [2, 1], [[0, 0], [2, 0], [1, 3], [0, 0]], 1, [2, 7, 8, 3]],
+  ['same, dilation 2', 1, 'same', 2, [2, 9, 8, 3]],
+  ['valid, dilation [2,1]', 1, 'valid', [2, 1], [2, 9, 8, 3]],
+];
+for (const [name, strides, pad, dilation, xShape] of convVariants) {
+  conv2dCases[`conv2d ${name}`] = {
+    inputs: [randn(xShape, 1), randn([3, 3, 3, 4], 2)],
+    forward: (x, f) => tf.conv2d(x as tf.Tensor4D, f as tf.Tensor4D, strides, pad, 'NHWC', dilation),
+  };
+  conv2dCases[`depthwiseConv2d ${name}, multiplier 2`] = {
+    inputs: [randn(xShape, 3), randn([3, 3, 3, 2], 4)],
+    forward: (x, f) => tf.depthwiseConv2d(x as tf.Tensor4D, f as tf.Tensor4D, strides, pad, 'NHWC', dilation),
+  };
+}
+
+const cases: Record<string, Case> = {
+  'dense: matMul + bias + relu': {
+    inputs: [randn([6, 5], 1), randn([5, 4], 2), randn([4], 3)],
+    forward: (x, w, b) => tf.relu(tf.add(tf.matMul(x, w), b)),
+  },
+  'fused.matMul with bias and relu (the path tfjs-layers Dense takes)': {
+    inputs: [randn([6, 5], 1), randn([5, 4], 2), randn([4], 3)],
+    forward: (x, w, b) => tf.fused.matMul({ a: x as tf.Tensor2D, b: w as tf.Tensor2D, bias: b, activation: 'relu' }),
+  },
+  'matMul transposeA': { inputs: [randn([5, 6], 1), randn([5, 4], 2)], forward: (a, b) => tf.matMul(a, b, true, false) },
+  'matMul transposeB': { inputs: [randn([6, 5], 1), randn([4, 5], 2)], forward: (a, b) => tf.matMul(a, b, false, true) },
+  'matMul both transposed, batched': { inputs: [randn([2, 5, 6], 1), randn([2, 4, 5], 2)], forward: (a, b) => tf.matMul(a, b, true, true) },
+  ...conv2dCases,
+  'fused.conv2d with bias and relu': {
+    inputs: [randn([2, 6, 6, 3], 1), randn([3, 3, 3, 4], 2), randn([4], 3)],
+    forward: (x, f, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 1, pad: 'same', bias: b, activation: 'relu' }),
+  },
+  'separableConv2d': {
+    inputs: [randn([2, 7, 7, 3], 1), randn([3, 3, 3, 2], 2), randn([1, 1, 6, 4], 3)],
+    forward: (x, d, p) => tf.separableConv2d(x as tf.Tensor4D, d as tf.Tensor4D, p as tf.Tensor4D, 1, 'same'),
+  },
+  'conv2dTranspose stride 2': {
+    inputs: [randn([2, 4, 4, 5], 1), randn([3, 3, 3, 5], 2)],
+    forward: (x, f) => tf.conv2dTranspose(x as tf.Tensor4D, f as tf.Tensor4D, [2, 8, 8, 3], 2, 'same'),
+  },
+  'conv3d same, stride 1': {
+    inputs: [randn([2, 4, 5, 5, 2], 1), randn([2, 3, 3, 2, 3], 2)],
+    forward: (x, f) => tf.conv3d(x as tf.Tensor5D, f as tf.Tensor5D, 1, 'same'),
+  },
+  'conv3d valid, stride [1,2,2]': {
+    inputs: [randn([2, 4, 6, 5, 2], 1), randn([2, 3, 3, 2, 3], 2)],
+    forward: (x, f) => tf.conv3d(x as tf.Tensor5D, f as tf.Tensor5D, [1, 2, 2], 'valid'),
+  },
+  'maxPool 2x2 stride 2': { inputs: [randn([2, 6, 6, 3], 1)], forward: (x) => tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid') },
+  'maxPool 3x3 stride 2 same': { inputs: [randn([2, 7, 7, 3], 1)], forward: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 'same') },
+  'avgPool 3x3 stride 2 same': { inputs: [randn([2, 7, 7, 3], 1)], forward: (x) => tf.avgPool(x as tf.Tensor4D, 3, 2, 'same') },
+  'maxPool3d': { inputs: [randn([2, 4, 4, 4, 2], 1)], forward: (x) => tf.maxPool3d(x as tf.Tensor5D, 2, 2, 'valid') },
+  'avgPool3d': { inputs: [randn([2, 4, 4, 4, 2], 1)], forward: (x) => tf.avgPool3d(x as tf.Tensor5D, 2, 1, 'same') },
+  'batchNorm with given statistics': {
+    inputs: [randn([4, 3, 3, 5], 1), randn([5], 2), { ...randn([5], 3), values: Float32Array.from(randn([5], 3).values, (v) => 0.5 + v * v) }, randn([5], 4), randn([5], 5)],
+    forward: (x, m, v, o, s) => tf.batchNorm(x, m, v, o, s, 1e-3),
+  },
+  'training batchNorm (moments of the batch)': {
+    inputs: [randn([6, 3, 3, 4], 1), randn([4], 2), randn([4], 3)],
+    forward: (x, gamma, beta) => {
+      const { mean, variance } = tf.moments(x, [0, 1, 2]);
+      return tf.batchNorm(x, mean, variance, beta, gamma, 1e-3);
+    },
+  },
+  'resizeBilinear batch 2': { inputs: [randn([2, 3, 4, 2], 1)], forward: (x) => tf.image.resizeBilinear(x as tf.Tensor4D, [7, 9]) },
+  'resizeBilinear alignCorners batch 2': { inputs: [randn([2, 3, 4, 2], 1)], forward: (x) => tf.image.resizeBilinear(x as tf.Tensor4D, [7, 9], true) },
+  'resizeNearestNeighbor batch 2 (cpu kernel fixed)': { inputs: [randn([2, 3, 4, 2], 1)], forward: (x) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [7, 9]) },
+  'resizeNearestNeighbor alignCorners batch 2': { inputs: [randn([2, 3, 4, 2], 1)], forward: (x) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [7, 9], true) },
+  'resizeNearestNeighbor halfPixelCenters, downscale, batch 3': {
+    inputs: [randn([3, 5, 7, 2], 1)],
+    forward: (x) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [3, 4], false, true),
+  },
+  'gather (embedding lookup, repeated ids)': {
+    inputs: [randn([10, 4], 1), ints([6], [1, 3, 3, 0, 9, 3])],
+    forward: (table, ids) => tf.gather(table, ids),
+  },
+  'unsortedSegmentSum': {
+    inputs: [randn([7, 3], 1), ints([7], [0, 2, 2, 1, 0, 4, 2])],
+    forward: (x, seg) => tf.unsortedSegmentSum(x, seg as tf.Tensor1D, 5),
+  },
+  'einsum (bridged to cpu)': {
+    inputs: [randn([3, 4], 1), randn([4, 5], 2)],
+    forward: (a, b) => tf.einsum('ij,jk->ik', a, b),
+  },
+  'dilation2d (bridged to cpu)': {
+    inputs: [randn([2, 5, 5, 2], 1), randn([2, 2, 2], 2, 0.3)],
+    forward: (x, f) => tf.dilation2d(x as tf.Tensor4D, f as tf.Tensor3D, 1, 'same'),
+  },
+  relu: { inputs: [randn([40], 1)], forward: (x) => tf.relu(x) },
+  relu6: { inputs: [randn([40], 1, 4)], forward: (x) => tf.relu6(x) },
+  sigmoid: { inputs: [randn([40], 1)], forward: (x) => tf.sigmoid(x) },
+  tanh: { inputs: [randn([40], 1)], forward: (x) => tf.tanh(x) },
+  elu: { inputs: [randn([40], 1)], forward: (x) => tf.elu(x) },
+  leakyRelu: { inputs: [randn([40], 1)], forward: (x) => tf.leakyRelu(x, 0.1) },
+  selu: { inputs: [randn([40], 1)], forward: (x) => tf.selu(x) },
+  'prelu (input and alpha)': { inputs: [randn([8, 5], 1), randn([5], 2, 0.2)], forward: (x, a) => tf.prelu(x, a) },
+  'softmax cross-entropy (tf.losses)': {
+    inputs: [randn([6, 5], 1), { ...randn([6, 5], 2), values: oneHotRows(6, 5), differentiate: false }],
+    forward: (logits, labels) => tf.losses.softmaxCrossEntropy(labels, logits),
+  },
+  'logSoftmax + NLL': {
+    inputs: [randn([6, 5], 1), { ...randn([6, 5], 2), values: oneHotRows(6, 5), differentiate: false }],
+    forward: (logits, labels) => tf.neg(tf.mean(tf.sum(tf.mul(labels, tf.logSoftmax(logits)), -1))),
+  },
+  'sigmoid cross-entropy': {
+    inputs: [randn([6, 5], 1), { shape: [6, 5], values: Float32Array.from({ length: 30 }, (_, i) => (i * 7) % 3 === 0 ? 1 : 0), differentiate: false }],
+    forward: (logits, labels) => tf.losses.sigmoidCrossEntropy(labels, logits),
+  },
+};
+
+function oneHotRows(rows: number, cols: number): Float32Array {
+  const out = new Float32Array(rows * cols);
+  for (let r = 0; r < rows; r++) out[r * cols + ((r * 3 + 1) % cols)] = 1;
+  return out;
+}
+
+describe('backend: gradients on shimmed wasm vs cpu vs finite differences', function () {
+  before(useShimmedWasm);
+  after(() => tf.setBackend('cpu'));
+
+  for (const [name, c] of Object.entries(cases)) {
+    it(name, async () => {
+      const before = tf.memory().numTensors;
+      const wasm: GradResult = gradientsWithFiniteDifferences(c, c.eps ?? EPS);
+      const cpu: GradResult = await on('cpu', () => gradientsWithFiniteDifferences(c, c.eps ?? EPS));
+      expect(tf.memory().numTensors, 'tensors leaked').to.equal(before);
+      wasm.grads.forEach((g, i) => {
+        expect(relativeError(g, cpu.grads[i]), `input ${i}: wasm vs cpu`).to.be.below(VS_CPU_TOL);
+      });
+      for (const [backend, r] of [['wasm', wasm], ['cpu', cpu]] as const) {
+        r.directional.forEach((d, i) => {
+          expect(directionalError(d), `${backend} input ${i}: analytic ${d.analytic} vs finite difference ${d.numeric}`).to.be.below(c.fdTol ?? FD_TOL);
+        });
+      }
+    });
+  }
+});

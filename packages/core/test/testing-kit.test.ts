@@ -1,0 +1,102 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { chain, mapNamed, momentum, scaleByLearningRate, type PluginState, type StepTransform, type TapfitPlugin } from '../src';
+import { checkGradients, checkNoLeaks, conformanceChecks, describeConformance, noopPlugin } from '../src/testing';
+import { useBackend } from './fixtures';
+
+/** Halves every gradient (hook form). */
+const halveGrads = (): TapfitPlugin => ({
+  name: 'halve-grads',
+  core: '^0.1.0',
+  apply: ({ hooks }) => hooks.backward.tap('halve-grads', (g) => g && mapNamed(g, (x) => tf.mul(x, 0.5))),
+});
+/** The same as a step transform (functional twin). */
+const halve: StepTransform = { name: 'halve', init: () => ({}), update: (u, s) => [mapNamed(u, (x) => tf.mul(x, 0.5)), s] };
+
+/** Keeps an exponential moving average of the loss-free gradient norm: state that must round-trip. */
+const gradNormEma = (): TapfitPlugin & { ema?: tf.Tensor } => {
+  const p: TapfitPlugin & { ema?: tf.Tensor } = {
+    name: 'grad-norm-ema',
+    core: '^0.1.0',
+    apply: ({ hooks }) =>
+      hooks.backward.tap('grad-norm-ema', (g) => {
+        const n = tf.sqrt(tf.addN(Object.values(g!).map((x) => tf.sum(tf.square(x)))));
+        const next = tf.keep(p.ema ? tf.add(tf.mul(p.ema, 0.9), tf.mul(n, 0.1)) : n);
+        p.ema?.dispose();
+        p.ema = next;
+        // scale the step by 1 / (1 + ema): results depend on the saved state
+        return mapNamed(g!, (x) => tf.div(x, tf.add(1, next)));
+      }),
+    saveState: (): PluginState => ({ tensors: p.ema ? { ema: p.ema } : {} }),
+    loadState: (s: PluginState) => {
+      p.ema?.dispose();
+      p.ema = s.tensors?.ema;
+    },
+  };
+  return p;
+};
+
+describeConformance({ plugin: () => noopPlugin() });
+describeConformance({ plugin: halveGrads, twin: () => ({ optimizer: chain(halve, momentum({ momentum: 0.9 }), scaleByLearningRate(0.1)) }), twinTolerance: 0 });
+describeConformance({ plugin: gradNormEma });
+
+describe('the conformance suite catches broken plugins', () => {
+  useBackend('cpu');
+  const run = async (plugin: () => TapfitPlugin, check: string) => {
+    const c = conformanceChecks({ plugin }).find((x) => x.name.startsWith(check))!;
+    try {
+      await c.run();
+    } catch (err) {
+      return (err as Error).message;
+    }
+    return 'passed';
+  };
+
+  it('a plugin that leaks a tensor per step fails the leak check', async () => {
+    const leaky = (): TapfitPlugin => ({ name: 'leaky', core: '*', apply: ({ hooks }) => hooks.backward.tap('leaky', (g) => (tf.keep(tf.scalar(1)), g)) });
+    expect(await run(leaky, 'leaks no tensors')).to.match(/leaked over/);
+  });
+
+  it('a plugin whose state is not saved fails the checkpoint round trip', async () => {
+    const forgetful = () => {
+      const p = gradNormEma();
+      delete p.saveState;
+      delete p.loadState;
+      return p;
+    };
+    expect(await run(forgetful, 'state round-trips')).to.match(/resumed predictions differ/);
+  });
+
+  it('a plugin whose twin differs fails the twin check', async () => {
+    const c = conformanceChecks({ plugin: halveGrads, twin: () => ({}) }).find((x) => x.name.startsWith('functional twin'))!;
+    let msg = 'passed';
+    await c.run().catch((e) => (msg = e.message));
+    expect(msg).to.match(/predictions differ by/);
+  });
+});
+
+describe('checkGradients and checkNoLeaks', () => {
+  useBackend('cpu');
+
+  it('accepts a correct gradient and rejects a wrong custom one', () => {
+    const x = tf.tensor1d([0.3, -0.7, 1.1]);
+    const good = (v: tf.Tensor) => tf.sum(tf.mul(tf.sin(v), v)) as tf.Scalar;
+    expect(checkGradients(good, [x]).maxRelError).to.be.lessThan(1e-2);
+    // d/dv sum(v^2) is 2v; this custom gradient claims 3v.
+    const wrong = tf.customGrad(((v: tf.Tensor, save: tf.GradSaveFunc) => {
+      save([v]);
+      return { value: tf.sum(tf.square(v)), gradFunc: (dy: tf.Tensor, [s]: tf.Tensor[]) => tf.mul(dy, tf.mul(s, 3)) };
+    }) as unknown as tf.CustomGradientFunc<tf.Tensor>) as unknown as (v: tf.Tensor) => tf.Scalar;
+    expect(() => checkGradients(wrong, [x])).to.throw(/gradient check failed/);
+    x.dispose();
+  });
+
+  it('detects growth of the live tensor count', async () => {
+    await checkNoLeaks(() => tf.tidy(() => tf.ones([3]).sum()).dispose());
+    const kept: tf.Tensor[] = [];
+    let err = '';
+    await checkNoLeaks(() => kept.push(tf.ones([2]))).catch((e) => (err = e.message));
+    expect(err).to.match(/1 tensor\(s\) leaked/);
+    tf.dispose(kept);
+  });
+});

@@ -1,0 +1,89 @@
+import {
+  ErrorCodes,
+  findTransform,
+  isChain,
+  parseOptions,
+  replaceTransform,
+  TapfitError,
+  type Edited,
+  type StepTransform,
+  type TapfitPlugin,
+  type TransformTree,
+} from '@tapfit/core';
+import { z } from 'zod';
+import { adaptiveBraking } from './adaptive-braking';
+import { inferMomentum } from './infer-momentum';
+import { brakingKnobs, type AdaptiveBrakingOptions } from './options';
+import { fraction, transformName } from './schema';
+
+export const BRAKING_PLUGIN = 'adaptive-braking';
+
+export interface AdaptiveBrakingPluginOptions extends Omit<AdaptiveBrakingOptions, 'momentum' | 'name'> {
+  /** Default: read from the momentum member being replaced (so it matches the optimizer's). */
+  momentum?: number;
+  /** The chain member to replace (a name or path, as core's findTransform); default 'momentum'. */
+  target?: string;
+}
+
+const pluginSchema = z.strictObject({
+  ...brakingKnobs,
+  momentum: fraction.optional(),
+  target: transformName.default('momentum'),
+});
+
+/**
+ * Functional twin of the plugin: `tree` (a chain such as sgd({ lr, momentum }) or a list
+ * of members) with its momentum member replaced by adaptiveBraking. The replacement keeps
+ * the member's name, so the state stays at `state.momentum` (velocity, scale, count).
+ */
+export function withAdaptiveBraking<T extends TransformTree>(tree: T, options: AdaptiveBrakingPluginOptions = {}): Edited<T> {
+  const o = parseOptions(BRAKING_PLUGIN, pluginSchema, options);
+  return brake(tree, o);
+}
+
+function brake<T extends TransformTree>(tree: T, o: z.output<typeof pluginSchema>): Edited<T> {
+  const members = flatten(tree);
+  const names = members.map((t) => `'${t.name}'`).join(', ') || 'none';
+  const target = findTransform(tree, o.target);
+  if (!target) {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      `${BRAKING_PLUGIN}: the update chain has no '${o.target}' member to replace (members: ${names}). ` +
+        'Adaptive Braking replaces the momentum of SGDM: use an optimizer with momentum, e.g. sgd({ lr, momentum: 0.9 }).',
+    );
+  }
+  const decayBefore = members.slice(0, members.indexOf(target)).some((t) => t.name === 'weightDecay');
+  if (decayBefore && (o.weightDecay > 0 || !o.applyToWeightDecay)) {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      `${BRAKING_PLUGIN}: the optimizer already adds weight decay before momentum (member 'weightDecay'), so ` +
+        (o.weightDecay > 0 ? 'the plugin\'s weightDecay would decay twice' : 'applyToWeightDecay: false cannot separate it from the gradient') +
+        '. Build the optimizer without weightDecay and pass weightDecay to the plugin instead.',
+    );
+  }
+  const momentum = o.momentum ?? inferMomentum(target, BRAKING_PLUGIN);
+  const { target: _query, ...knobs } = o;
+  return replaceTransform(tree, o.target, adaptiveBraking({ ...knobs, momentum, name: target.name }));
+}
+
+/**
+ * The Adaptive Braking plugin: taps `stepTransforms` and replaces the chain's momentum
+ * member with adaptiveBraking (same name, same m unless `momentum` is given). Needs a
+ * transform chain; with a black-box tf.train optimizer the trainer fails at setup with
+ * TAPFIT_E_NEEDS_CHAIN. Options are validated here, before any trainer exists.
+ */
+export function adaptiveBrakingPlugin(options: AdaptiveBrakingPluginOptions = {}): TapfitPlugin {
+  const o = parseOptions(BRAKING_PLUGIN, pluginSchema, options);
+  return {
+    name: BRAKING_PLUGIN,
+    core: '^0.1.0',
+    apply({ hooks }) {
+      hooks.stepTransforms.tap(BRAKING_PLUGIN, (members) => brake(members, o));
+    },
+  };
+}
+
+function flatten(tree: TransformTree): StepTransform[] {
+  const list = isChain(tree as StepTransform) ? (tree as { transforms: readonly StepTransform[] }).transforms : (tree as readonly StepTransform[]);
+  return list.flatMap((t) => (isChain(t) ? flatten(t) : [t]));
+}
