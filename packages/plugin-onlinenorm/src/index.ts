@@ -3,6 +3,7 @@ export { OnlineNormState, createOnlineNormState, disposeOnlineNormState } from '
 export { activationClamp, layerScale } from './compensation';
 export { OnlineNorm, onlineNormLayer, type OnlineNormLayerArgs } from './layer';
 export { DEFAULTS, resolveOptions, type OnlineNormOptions, type ErrorCompensation, type ResolvedOnlineNormOptions } from './options';
-export { replaceBatchNorm, selectBatchNorms, type BatchNormSelector, type ReplaceBatchNormOptions } from './replace-batchnorm';
+export { replaceBatchNorm, selectBatchNorms, checkSelector, type BatchNormSelector, type ReplaceBatchNormOptions } from './replace-batchnorm';
 export { directoryIO } from './directory-io';
 export { geometricScan, affineScan } from './scan';
+export { onlineNorm, onlineNormLayers, ONLINE_NORM_PLUGIN, type OnlineNormPluginOptions } from './plugin';

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '@tapfit/core';
 import { OnlineNorm } from './layer';
-import { configError, resolveOptions, type OnlineNormOptions } from './options';
+import { configError, resolveOptions, type OnlineNormOptions, type ResolvedOnlineNormOptions } from './options';
 
 /**
  * Which BatchNormalization layers to replace: 'batchNorm' (all of them), layer names,
@@ -28,11 +28,14 @@ export interface ReplaceBatchNormOptions extends OnlineNormOptions {
  * so the model is rebuilt from its config; nested Sequential/functional models too.)
  */
 export function replaceBatchNorm(model: tf.LayersModel, cfg: ReplaceBatchNormOptions = {}): tf.LayersModel {
-  const { replace = 'batchNorm', copyStatistics = true, ...options } = cfg;
-  const resolved = resolveOptions(options, 'replaceBatchNorm');
-  if (typeof copyStatistics !== 'boolean') throw configError('replaceBatchNorm', 'copyStatistics', `must be true or false (got ${copyStatistics})`);
-  const chosen = selectBatchNorms(model, replace);
-  for (const layer of chosen) checkChannelsLast(layer);
+  return replaceBatchNormAs('replaceBatchNorm', model, cfg);
+}
+
+/** `replaceBatchNorm` with errors attributed to `who` (the plugin uses its own name). */
+export function replaceBatchNormAs(who: string, model: tf.LayersModel, cfg: ReplaceBatchNormOptions): tf.LayersModel {
+  const { replace, copyStatistics, options: resolved } = resolveReplaceOptions(cfg, who);
+  const chosen = selectBatchNorms(model, replace, who);
+  for (const layer of chosen) checkChannelsLast(layer, who);
 
   const config = rewrite(model, model.getConfig(), chosen, resolved);
   const fresh = (model instanceof tf.Sequential ? tf.Sequential.fromConfig(tf.Sequential, config) : tf.LayersModel.fromConfig(tf.LayersModel, config)) as tf.LayersModel;
@@ -45,12 +48,30 @@ export function replaceBatchNorm(model: tf.LayersModel, cfg: ReplaceBatchNormOpt
   return fresh;
 }
 
+/** Validates everything about `cfg` that does not need the model. */
+export function resolveReplaceOptions(cfg: ReplaceBatchNormOptions, who: string): { replace: BatchNormSelector; copyStatistics: boolean; options: ResolvedOnlineNormOptions } {
+  const { replace = 'batchNorm', copyStatistics = true, ...options } = cfg;
+  checkSelector(replace, who);
+  if (typeof copyStatistics !== 'boolean') throw configError(who, 'copyStatistics', `must be true or false (got ${copyStatistics})`);
+  return { replace, copyStatistics, options: resolveOptions(options, who) };
+}
+
+/** Checks a selector's form (not what it matches); `who` names the caller in the error. */
+export function checkSelector(selector: unknown, who = 'replaceBatchNorm'): asserts selector is BatchNormSelector {
+  const ok =
+    selector === 'batchNorm' ||
+    selector instanceof RegExp ||
+    typeof selector === 'function' ||
+    (Array.isArray(selector) && selector.every((name) => typeof name === 'string'));
+  if (!ok) throw configError(who, 'replace', `must be 'batchNorm', a list of layer names, a RegExp or a predicate (got ${JSON.stringify(selector)})`);
+}
+
 /** The BatchNormalization layers a selector picks (at any nesting depth); throws if it picks none. */
-export function selectBatchNorms(model: tf.LayersModel, selector: BatchNormSelector): Set<tf.layers.Layer> {
+export function selectBatchNorms(model: tf.LayersModel, selector: BatchNormSelector, who = 'replaceBatchNorm'): Set<tf.layers.Layer> {
   const all = batchNormLayers(model);
   const names = all.map((l) => l.name);
   const fail = (problem: string) =>
-    configError('replaceBatchNorm', 'replace', `${problem}. BatchNormalization layers in model '${model.name}': ${names.length ? names.join(', ') : '(none)'}`);
+    configError(who, 'replace', `${problem}. BatchNormalization layers in model '${model.name}': ${names.length ? names.join(', ') : '(none)'}`);
   let picked: tf.layers.Layer[];
   if (selector === 'batchNorm') {
     picked = all;
@@ -72,7 +93,8 @@ export function selectBatchNorms(model: tf.LayersModel, selector: BatchNormSelec
     picked = all.filter((l) => selector(l));
     if (!picked.length) throw fail('the predicate selects no BatchNormalization layer');
   } else {
-    throw fail(`must be 'batchNorm', a list of layer names, a RegExp or a predicate (got ${JSON.stringify(selector)})`);
+    checkSelector(selector, who);
+    picked = [];
   }
   return new Set(picked);
 }
@@ -86,10 +108,10 @@ function batchNormLayers(model: tf.LayersModel): tf.layers.Layer[] {
 }
 
 /** OnlineNorm is channels-last: the BatchNorm must normalise the last axis. */
-function checkChannelsLast(layer: tf.layers.Layer): void {
+function checkChannelsLast(layer: tf.layers.Layer, who: string): void {
   const inputShape = layer.built ? (layer.input as tf.SymbolicTensor).shape : null;
   if (!inputShape) {
-    throw new TapfitError(ErrorCodes.SHAPE, `replaceBatchNorm: BatchNormalization '${layer.name}' is not built; build the model (give it an input shape) first`);
+    throw new TapfitError(ErrorCodes.SHAPE, `${who}: BatchNormalization '${layer.name}' is not built; build the model (give it an input shape) first`);
   }
   const axis = (layer.getConfig()['axis'] as number | number[]);
   const rank = inputShape.length;
@@ -98,7 +120,7 @@ function checkChannelsLast(layer: tf.layers.Layer): void {
   if (axes.length !== 1 || axes[0] !== rank - 1 || channels !== inputShape[rank - 1]) {
     throw new TapfitError(
       ErrorCodes.SHAPE,
-      `replaceBatchNorm: BatchNormalization '${layer.name}' normalises axis ${JSON.stringify(axis)} of input [${inputShape}] ` +
+      `${who}: BatchNormalization '${layer.name}' normalises axis ${JSON.stringify(axis)} of input [${inputShape}] ` +
         `(${channels} channels), but OnlineNorm normalises the last axis (${inputShape[rank - 1]} channels): channel-count mismatch. ` +
         `Use channels-last data (axis -1) or leave this layer out of 'replace'.`,
     );

@@ -1,3 +1,4 @@
+import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { injectable } from 'tsyringe';

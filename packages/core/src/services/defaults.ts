@@ -1,3 +1,4 @@
+import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 import * as tf from '@tensorflow/tfjs';
 import { injectable } from 'tsyringe';
 import type { ModelInfo } from '../hooks/types';

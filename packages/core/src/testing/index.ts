@@ -1,3 +1,4 @@
+import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 // @tapfit/core/testing: the plugin author's kit.
 export { blobData, tinyModel, testTrainer, testTrainerOptions, noopPlugin } from './fixtures';
 export { checkGradients, type GradientCheckResult } from './gradient-check';

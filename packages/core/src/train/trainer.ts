@@ -1,3 +1,4 @@
+import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 import * as tf from '@tensorflow/tfjs';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { ErrorCodes, TapfitError } from '../errors';

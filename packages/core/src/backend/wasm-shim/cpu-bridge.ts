@@ -52,16 +52,18 @@ export function installCpuBridge(o: Overrides): void {
 function runOnCpu(kernel: tf.KernelConfig, { inputs, attrs, backend }: Parameters<KernelImpl>[0]): tf.TensorInfo | tf.TensorInfo[] {
   const cpu = tf.findBackend('cpu');
   if (!cpu) throw new Error(`tapfit shim: the cpu backend is needed to run '${kernel.kernelName}' for wasm but is not registered`);
-  const onCpu: Record<string, tf.TensorInfo> = {};
+  // Inputs are a name map, or an array for variadic kernels (Einsum); keep the form.
+  const onCpu: Record<string, tf.TensorInfo> | tf.TensorInfo[] = Array.isArray(inputs) ? [] : {};
   const copies: tf.DataId[] = [];
   try {
     for (const [name, t] of Object.entries(inputs as Record<string, tf.TensorInfo | null | undefined>)) {
       if (t == null) continue;
       const dataId = cpu.write(backend.readSync(t.dataId) as tf.backend_util.BackendValues, t.shape, t.dtype);
       copies.push(dataId);
-      onCpu[name] = { dataId, shape: t.shape, dtype: t.dtype };
+      // Some cpu kernels read `rank`, which tensors have and bare TensorInfos lack.
+      (onCpu as Record<string, tf.TensorInfo>)[name] = { dataId, shape: t.shape, dtype: t.dtype, rank: t.shape.length } as tf.TensorInfo;
     }
-    const out = kernel.kernelFunc({ inputs: onCpu, attrs: attrs as tf.NamedAttrMap, backend: cpu }) as tf.TensorInfo | tf.TensorInfo[];
+    const out = kernel.kernelFunc({ inputs: onCpu as tf.NamedTensorInfoMap, attrs: attrs as tf.NamedAttrMap, backend: cpu }) as tf.TensorInfo | tf.TensorInfo[];
     const outs = Array.isArray(out) ? out : [out];
     copies.push(...outs.map((t) => t.dataId));
     const back: tf.TensorInfo[] = [];

@@ -1,0 +1,36 @@
+// Messages between asyncTrain (main thread) and its gradient workers. Weights and
+// gradients travel as Float32Arrays in the model's trainableWeights order.
+
+/** What a worker needs to start (its workerData). */
+export interface WorkerInit {
+  index: number;
+  /** The model's tfjs-layers JSON topology; the worker builds its own copy from it. */
+  topology: object;
+  /** A core loss name; a `loss` exported by setupModule wins. */
+  loss: string;
+  setupModule?: string;
+  backend: 'wasm' | 'cpu';
+  data: SharedData;
+  /** This worker's shard: sample indices into `data`. */
+  shard: Int32Array;
+  batchSize: number;
+  seed: number;
+}
+
+/** The training set in shared memory, so workers read it without copies. */
+export interface SharedData {
+  x: SharedArrayBuffer;
+  xShape: number[];
+  y: SharedArrayBuffer;
+  yShape: number[];
+  yDtype: 'float32' | 'int32';
+}
+
+export type ToWorker =
+  /** Compute one gradient on these weights (the master's after `version` updates). */
+  { type: 'compute'; id: number; version: number; weights: Float32Array[] };
+
+export type FromWorker =
+  | { type: 'ready'; shapes: number[][] }
+  | { type: 'gradient'; id: number; version: number; grads: Float32Array[]; loss: number; computeMs: number }
+  | { type: 'failed'; error: string };

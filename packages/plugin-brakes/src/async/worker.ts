@@ -1,0 +1,51 @@
+// A gradient worker of asyncTrain: its own thread, its own TF.js instance. It builds the
+// model from the JSON topology, then answers each 'compute' (weights) with the gradient
+// of the loss on its next batch, computed on exactly those weights.
+import * as tf from '@tensorflow/tfjs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { resolveLoss, selectBackend, type LossFn, type LossName } from '@tapfit/core';
+import type { FromWorker, ToWorker, WorkerInit } from './protocol';
+import { shardBatches } from './worker-batches';
+
+const port = parentPort!;
+const send = (msg: FromWorker, transfer: ArrayBuffer[] = []) => port.postMessage(msg, transfer);
+
+async function start(init: WorkerInit): Promise<void> {
+  tf.env().set('PROD', true);
+  await selectBackend(init.backend, { log: false });
+  let loss: LossFn = resolveLoss(init.loss as LossName);
+  if (init.setupModule) {
+    // eslint-disable-next-line @typescript-eslint/no-require-imports
+    const mod = require(init.setupModule) as { setup?: (ctx: { workerIndex: number }) => unknown; loss?: LossFn };
+    await mod.setup?.({ workerIndex: init.index });
+    if (typeof mod.loss === 'function') loss = mod.loss;
+  }
+  const model = await tf.models.modelFromJSON(init.topology as tf.io.ModelJSON['modelTopology'] as never);
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const batches = shardBatches(init);
+
+  port.on('message', (msg: ToWorker) => {
+    try {
+      const started = performance.now();
+      tf.tidy(() => msg.weights.forEach((w, i) => vars[i].assign(tf.tensor(w, vars[i].shape))));
+      const { x, y } = batches.next().value;
+      const { value, grads } = tf.tidy(() => tf.variableGrads(() => loss(y, model.apply(x, { training: true }) as tf.Tensor), vars));
+      const arrays = vars.map((v) => Float32Array.from(grads[v.name].dataSync()));
+      const lossValue = value.dataSync()[0];
+      tf.dispose([x, y, value, ...Object.values(grads)]);
+      send(
+        { type: 'gradient', id: msg.id, version: msg.version, grads: arrays, loss: lossValue, computeMs: performance.now() - started },
+        arrays.map((a) => a.buffer as ArrayBuffer),
+      );
+    } catch (err) {
+      fail(err);
+    }
+  });
+  send({ type: 'ready', shapes: vars.map((v) => [...v.shape]) });
+}
+
+function fail(err: unknown): void {
+  send({ type: 'failed', error: err instanceof Error ? err.stack ?? err.message : String(err) });
+}
+
+start(workerData as WorkerInit).catch(fail);

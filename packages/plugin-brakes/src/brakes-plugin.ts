@@ -1,0 +1,49 @@
+import { parseOptions, type PluginApi, type TapfitPlugin } from '@tapfit/core';
+import { z } from 'zod';
+import { adaptiveBrakingPlugin, type AdaptiveBrakingPluginOptions } from './braking-plugin';
+import { delayedGradients, type DelayedGradientsPlugin } from './delayed-gradients';
+
+export const BRAKES_PLUGIN = 'brakes';
+
+export interface BrakesOptions extends AdaptiveBrakingPluginOptions {
+  /** Replace momentum with Adaptive Braking; default true (false: e.g. the plain SGDM baseline of a delay study). */
+  braking?: boolean;
+  /** Delay gradients by this many steps (delayedGradients); default 0. */
+  delay?: number;
+}
+
+export interface BrakesPlugin extends TapfitPlugin {
+  /** The delay part, when `delay` > 0. */
+  readonly delayed?: DelayedGradientsPlugin;
+  dispose(): void;
+}
+
+/**
+ * The package's one-stop plugin (what `tapfitPlugin` returns and the CLI loads): Adaptive
+ * Braking and/or gradient delay under one name, 'brakes'. Each part is the standalone
+ * plugin's apply(); the delay queue is its checkpointed state.
+ */
+export function brakesPlugin(options: BrakesOptions = {}): BrakesPlugin {
+  const { braking = true, delay = 0, ...ab } = parseOptions(
+    BRAKES_PLUGIN,
+    z.looseObject({ braking: z.boolean({ error: 'must be true or false' }).optional(), delay: z.unknown().optional() }),
+    options,
+  ) as BrakesOptions;
+  const parts: TapfitPlugin[] = [];
+  if (braking) parts.push(adaptiveBrakingPlugin(ab));
+  const delayed = delay !== 0 ? delayedGradients({ delay }) : undefined;
+  if (delayed) parts.push(delayed);
+  return {
+    name: BRAKES_PLUGIN,
+    core: '^0.1.0',
+    delayed,
+    apply: (api: PluginApi) => parts.forEach((p) => p.apply(api)),
+    ...(delayed && { saveState: () => delayed.saveState!(), loadState: (s) => delayed.loadState!(s) }),
+    dispose: () => delayed?.dispose(),
+  };
+}
+
+/** The plugin-package entry point the tapfit CLI calls: `tapfitPlugin(options)`. */
+export function tapfitPlugin(options: BrakesOptions = {}): BrakesPlugin {
+  return brakesPlugin(options);
+}

@@ -1,0 +1,86 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, fromLayersModel, TapfitError, type PluginState, type Segment, type TapfitPlugin, type TrainableModel } from '@tapfit/core';
+import { OnlineNorm } from './layer';
+import { replaceBatchNormAs, resolveReplaceOptions, type ReplaceBatchNormOptions } from './replace-batchnorm';
+
+export const ONLINE_NORM_PLUGIN = 'onlineNorm';
+
+export type OnlineNormPluginOptions = ReplaceBatchNormOptions;
+
+/**
+ * The Online Normalization plugin. At `setup` it swaps the selected BatchNormalization
+ * layers of the trainer's tfjs-layers model for OnlineNorm layers (`replaceBatchNorm`,
+ * its functional twin), and makes every segment pass the executor's `ctx.recomputing` to
+ * them, so a recomputed forward does not advance the statistics. M, V, u, v are model
+ * variables, so checkpoints carry them; the plugin's own state is the call counters
+ * that error messages and the NaN-check cadence use. Options are validated here, before
+ * any trainer exists; the selector is matched against the model at setup.
+ */
+export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin {
+  resolveReplaceOptions(options, ONLINE_NORM_PLUGIN);
+  let layers: OnlineNorm[] = [];
+  return {
+    name: ONLINE_NORM_PLUGIN,
+    core: '^0.1.0',
+    apply({ hooks, logger }) {
+      hooks.setup.tap(ONLINE_NORM_PLUGIN, (ctx) => {
+        const source = ctx.model.layersModel;
+        if (!source) {
+          throw new TapfitError(
+            ErrorCodes.CONFIG,
+            `${ONLINE_NORM_PLUGIN}: the trainer's model is a segment model without a tfjs-layers model, so there is no BatchNormalization to replace. ` +
+              `Use the OnlineNorm layer (or onlineNormalize) in your segments directly, or pass a tf.LayersModel.`,
+          );
+        }
+        const model = replaceBatchNormAs(ONLINE_NORM_PLUGIN, source, options);
+        layers = onlineNormLayers(model);
+        ctx.replaceModel(passRecomputing(fromLayersModel(model), layers));
+        logger.info(`${ONLINE_NORM_PLUGIN}: replaced BatchNormalization ${layers.map((l) => `'${l.name}'`).join(', ')} with OnlineNorm`);
+      });
+    },
+    saveState(): PluginState {
+      return { json: { calls: layers.map((l) => ({ name: l.name, training: l.state.trainingCalls, backward: l.state.backwardCalls })) } };
+    },
+    loadState(state: PluginState): void {
+      const calls = (state.json as { calls?: { name: string; training: number; backward: number }[] } | undefined)?.calls;
+      const names = layers.map((l) => l.name);
+      if (!Array.isArray(calls) || calls.length !== layers.length || calls.some((c, i) => c?.name !== names[i] || !Number.isInteger(c.training) || !Number.isInteger(c.backward))) {
+        throw new TapfitError(
+          ErrorCodes.CHECKPOINT,
+          `${ONLINE_NORM_PLUGIN}: the checkpoint's state is for OnlineNorm layers ${JSON.stringify(calls?.map((c) => c?.name))}, but this model has ${JSON.stringify(names)}; resume with the same model and 'replace' selector.`,
+        );
+      }
+      layers.forEach((l, i) => {
+        l.state.trainingCalls = calls[i].training;
+        l.state.backwardCalls = calls[i].backward;
+      });
+    },
+  };
+}
+
+/** Every OnlineNorm layer of a model, nested models included, in layer order. */
+export function onlineNormLayers(model: tf.LayersModel): OnlineNorm[] {
+  return model.layers.flatMap((l) => (l instanceof OnlineNorm ? [l] : l instanceof tf.LayersModel ? onlineNormLayers(l) : []));
+}
+
+/**
+ * tfjs-layers only forwards `training` to the layers, so each segment sets the layers'
+ * `recomputing` flag from its context for the duration of its forward.
+ */
+function passRecomputing(model: TrainableModel, layers: OnlineNorm[]): TrainableModel {
+  const segments = model.segments.map(
+    (segment): Segment => ({
+      ...segment,
+      forward(xs, ctx) {
+        if (!ctx.recomputing) return segment.forward(xs, ctx);
+        layers.forEach((l) => (l.recomputing = true));
+        try {
+          return segment.forward(xs, ctx);
+        } finally {
+          layers.forEach((l) => (l.recomputing = false));
+        }
+      },
+    }),
+  );
+  return { ...model, segments };
+}
