@@ -160,7 +160,9 @@ describe('LoRA layers', () => {
     const step = () => {
       const { value, grads } = tf.variableGrads(() => tf.mean(tf.square(lora.model.apply(x, { training: true }) as tf.Tensor)) as tf.Scalar);
       tf.dispose([value, ...Object.values(grads)]);
-      tf.tidy(() => lora.model.predict(x));
+      tf.tidy(() => {
+        lora.model.predict(x);
+      });
     };
     step();
     const before = tf.memory().numTensors;

@@ -7,3 +7,7 @@ export { replaceBatchNorm, selectBatchNorms, checkSelector, type BatchNormSelect
 export { directoryIO } from './directory-io';
 export { geometricScan, affineScan } from './scan';
 export { onlineNorm, onlineNormLayers, ONLINE_NORM_PLUGIN, type OnlineNormPluginOptions } from './plugin';
+
+import { onlineNorm } from './plugin';
+/** The entry point config files use (`"plugins": [["@tapfit/plugin-onlinenorm", { ... }]]`). */
+export const tapfitPlugin = onlineNorm;

@@ -25,7 +25,7 @@ const VS_CPU_TOL = 1e-3;
 const FD_TOL = 2e-3;
 const EPS = 1e-2;
 
-type Case = GradCase & { eps?: number; fdTol?: number };
+type Case = GradCase & { eps?: number; fdTol?: number; /** Skip finite differences (ties make the function non-differentiable there). */ fd?: false };
 
 const conv2dCases: Record<string, Case> = {};
 const convVariants: Array<[string, number | [number, number], 'same' | 'valid' | tf.backend_util.ExplicitPadding, number | [number, number], number[]]> = [
@@ -61,9 +61,10 @@ const cases: Record<string, Case> = {
   'matMul transposeB': { inputs: [randn([6, 5], 1), randn([4, 5], 2)], forward: (a, b) => tf.matMul(a, b, false, true) },
   'matMul both transposed, batched': { inputs: [randn([2, 5, 6], 1), randn([2, 4, 5], 2)], forward: (a, b) => tf.matMul(a, b, true, true) },
   ...conv2dCases,
-  'fused.conv2d with bias and relu': {
+  // elu rather than relu: 288 outputs near zero would cross relu's kink within eps.
+  'fused.conv2d with bias and elu': {
     inputs: [randn([2, 6, 6, 3], 1), randn([3, 3, 3, 4], 2), randn([4], 3)],
-    forward: (x, f, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 1, pad: 'same', bias: b, activation: 'relu' }),
+    forward: (x, f, b) => tf.fused.conv2d({ x: x as tf.Tensor4D, filter: f as tf.Tensor4D, strides: 1, pad: 'same', bias: b, activation: 'elu' }),
   },
   'separableConv2d': {
     inputs: [randn([2, 7, 7, 3], 1), randn([3, 3, 3, 2], 2), randn([1, 1, 6, 4], 3)],
@@ -81,10 +82,20 @@ const cases: Record<string, Case> = {
     inputs: [randn([2, 4, 6, 5, 2], 1), randn([2, 3, 3, 2, 3], 2)],
     forward: (x, f) => tf.conv3d(x as tf.Tensor5D, f as tf.Tensor5D, [1, 2, 2], 'valid'),
   },
-  'maxPool 2x2 stride 2': { inputs: [randn([2, 6, 6, 3], 1)], forward: (x) => tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid') },
-  'maxPool 3x3 stride 2 same': { inputs: [randn([2, 7, 7, 3], 1)], forward: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 'same') },
+  'maxPool 2x2 stride 2 (wasm composite)': { inputs: [randn([2, 6, 6, 3], 1)], forward: (x) => tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid') },
+  'maxPool 2x2 stride 2, valid with a leftover row': { inputs: [randn([2, 7, 6, 3], 2)], forward: (x) => tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid') },
+  'maxPool 2x2 stride 2, same on odd sizes': { inputs: [randn([2, 7, 5, 3], 3)], forward: (x) => tf.maxPool(x as tf.Tensor4D, 2, 2, 'same') },
+  'maxPool 2x2 stride 2, all-negative windows': { inputs: [{ ...randn([2, 4, 4, 2], 4), values: Float32Array.from(randn([2, 4, 4, 2], 4).values, (v) => -1 - Math.abs(v)) }], forward: (x) => tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid') },
+  'maxPool 2x2 stride 2 after relu (zero ties: first in the window wins)': {
+    inputs: [randn([2, 6, 6, 3], 5)],
+    forward: (x) => tf.maxPool(tf.relu(x) as tf.Tensor4D, 2, 2, 'valid'),
+    fd: false,
+  },
+  'maxPool 3x3 stride 2 same (overlapping: cpu bridge)': { inputs: [randn([2, 7, 7, 3], 1)], forward: (x) => tf.maxPool(x as tf.Tensor4D, 3, 2, 'same') },
+  'avgPool 2x2 stride 2 valid': { inputs: [randn([2, 6, 6, 3], 1)], forward: (x) => tf.avgPool(x as tf.Tensor4D, 2, 2, 'valid') },
   'avgPool 3x3 stride 2 same': { inputs: [randn([2, 7, 7, 3], 1)], forward: (x) => tf.avgPool(x as tf.Tensor4D, 3, 2, 'same') },
   'maxPool3d': { inputs: [randn([2, 4, 4, 4, 2], 1)], forward: (x) => tf.maxPool3d(x as tf.Tensor5D, 2, 2, 'valid') },
+  'maxPool3d, all-negative windows': { inputs: [{ ...randn([1, 2, 4, 4, 2], 2), values: Float32Array.from(randn([1, 2, 4, 4, 2], 2).values, (v) => -1 - Math.abs(v)) }], forward: (x) => tf.maxPool3d(x as tf.Tensor5D, 2, 2, 'valid') },
   'avgPool3d': { inputs: [randn([2, 4, 4, 4, 2], 1)], forward: (x) => tf.avgPool3d(x as tf.Tensor5D, 2, 1, 'same') },
   'batchNorm with given statistics': {
     inputs: [randn([4, 3, 3, 5], 1), randn([5], 2), { ...randn([5], 3), values: Float32Array.from(randn([5], 3).values, (v) => 0.5 + v * v) }, randn([5], 4), randn([5], 5)],
@@ -113,13 +124,10 @@ const cases: Record<string, Case> = {
     inputs: [randn([7, 3], 1), ints([7], [0, 2, 2, 1, 0, 4, 2])],
     forward: (x, seg) => tf.unsortedSegmentSum(x, seg as tf.Tensor1D, 5),
   },
-  'einsum (bridged to cpu)': {
-    inputs: [randn([3, 4], 1), randn([4, 5], 2)],
-    forward: (a, b) => tf.einsum('ij,jk->ik', a, b),
-  },
   'dilation2d (bridged to cpu)': {
     inputs: [randn([2, 5, 5, 2], 1), randn([2, 2, 2], 2, 0.3)],
     forward: (x, f) => tf.dilation2d(x as tf.Tensor4D, f as tf.Tensor3D, 1, 'same'),
+    eps: 1e-3, // max-plus: keep the shift below the gaps between window values
   },
   relu: { inputs: [randn([40], 1)], forward: (x) => tf.relu(x) },
   relu6: { inputs: [randn([40], 1, 4)], forward: (x) => tf.relu6(x) },
@@ -162,6 +170,7 @@ describe('backend: gradients on shimmed wasm vs cpu vs finite differences', func
       wasm.grads.forEach((g, i) => {
         expect(relativeError(g, cpu.grads[i]), `input ${i}: wasm vs cpu`).to.be.below(VS_CPU_TOL);
       });
+      if (c.fd === false) return;
       for (const [backend, r] of [['wasm', wasm], ['cpu', cpu]] as const) {
         r.directional.forEach((d, i) => {
           expect(directionalError(d), `${backend} input ${i}: analytic ${d.analytic} vs finite difference ${d.numeric}`).to.be.below(c.fdTol ?? FD_TOL);

@@ -13,6 +13,8 @@ export const BRIDGED_TO_CPU = {
   missing: ['UnsortedSegmentSum', 'Einsum', 'RaggedGather', 'RaggedRange', 'RaggedTensorToTensor', 'StaticRegexReplace'],
   /** Present on wasm but wrong (backend-notes §2): conv3d dx off by ~80 %, dilation2d forward already wrong. */
   wrong: ['Conv3DBackpropInputV2', 'Dilation2D', 'Dilation2DBackpropInput', 'Dilation2DBackpropFilter'],
+  /** wasm's ResizeBilinearGrad swaps height and width in its output shape. */
+  wrongShape: ['ResizeBilinearGrad'],
   /** wasm's conv3d dW is right for stride 1 only; strided calls go to cpu. */
   wrongWhenStrided: ['Conv3DBackpropFilterV2'],
 } as const;
@@ -32,7 +34,7 @@ export const NOT_BRIDGED: Record<string, string> = {
 };
 
 export function installCpuBridge(o: Overrides): void {
-  for (const name of [...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong]) {
+  for (const name of [...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongShape]) {
     const cpuKernel = tf.getKernel(name, 'cpu');
     if (!cpuKernel) throw new Error(`tapfit shim: cpu kernel '${name}' not found (is @tensorflow/tfjs 4.x loaded?)`);
     o.kernel(kernelConfig(name, 'wasm', (args) => runOnCpu(cpuKernel, args)));
@@ -42,14 +44,14 @@ export function installCpuBridge(o: Overrides): void {
     const wasmKernel = tf.getKernel(name, 'wasm');
     if (!cpuKernel || !wasmKernel) throw new Error(`tapfit shim: kernel '${name}' not found for cpu and wasm`);
     o.kernel(kernelConfig(name, 'wasm', (args) => {
-      const strides = args.attrs.strides as number[];
+      const strides = ([] as number[]).concat(args.attrs.strides as number | number[]);
       if (strides.every((s) => s === 1)) return wasmKernel.kernelFunc({ ...args, attrs: args.attrs as tf.NamedAttrMap }) as tf.TensorInfo;
       return runOnCpu(cpuKernel, args);
     }));
   }
 }
 
-function runOnCpu(kernel: tf.KernelConfig, { inputs, attrs, backend }: Parameters<KernelImpl>[0]): tf.TensorInfo | tf.TensorInfo[] {
+export function runOnCpu(kernel: tf.KernelConfig, { inputs, attrs, backend }: Parameters<KernelImpl>[0]): tf.TensorInfo | tf.TensorInfo[] {
   const cpu = tf.findBackend('cpu');
   if (!cpu) throw new Error(`tapfit shim: the cpu backend is needed to run '${kernel.kernelName}' for wasm but is not registered`);
   // Inputs are a name map, or an array for variadic kernels (Einsum); keep the form.

@@ -2,9 +2,11 @@ import { installMissingKernelErrors, explainMissingKernel } from '../missing-ker
 import { loadWasmPackage } from '../wasm';
 import { installConv2DBackprop } from './conv2d-backprop';
 import { BRIDGED_TO_CPU, installCpuBridge, NOT_BRIDGED } from './cpu-bridge';
+import { installAvgPoolGrad } from './avg-pool-grad';
 import { installDepthwiseBackprop } from './depthwise-backprop';
 import { installDilatedConvGrad } from './dilated-conv-grad';
 import { installMatMulWithoutTransposeFlags } from './matmul-transpose';
+import { installMaxPoolGrad } from './max-pool-grad';
 import { Overrides } from './overrides';
 import { installResizeNearestGrad } from './resize-nearest-grad';
 
@@ -16,14 +18,16 @@ let fixes: Overrides | null = null;
 
 /**
  * Gradient fixes that hold on every backend: a correct resizeNearestNeighbor
- * gradient for cpu (batch > 1) and gradients for dilated conv2d /
- * depthwiseConv2d. `selectBackend` installs them whatever it picks. Idempotent.
+ * gradient for cpu (batch > 1), gradients for dilated conv2d /
+ * depthwiseConv2d, and avg-pool gradients that match the forward at padded
+ * borders. `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
   if (fixes) return;
   fixes = apply((o) => {
     installResizeNearestGrad(o, ['cpu']);
     installDilatedConvGrad(o);
+    installAvgPoolGrad(o);
   });
 }
 
@@ -45,6 +49,8 @@ export function uninstallGradientFixes(): void {
  * - cpu bridge: kernels wasm lacks (UnsortedSegmentSum, Einsum, Ragged*, StaticRegexReplace)
  *   or gets wrong (Conv3DBackpropInputV2, strided Conv3DBackpropFilterV2, Dilation2D and its backprops)
  * - ResizeNearestNeighborGrad: wasm's ignores halfPixelCenters
+ * - MaxPoolGrad: exact composite for window == stride, cpu otherwise; MaxPool3DGrad on cpu
+ * - ResizeBilinearGrad on cpu (wasm's swaps height and width)
  * - clear errors for the kernels still missing (complex numbers, Draw)
  */
 export function installWasmShim(): void {
@@ -57,6 +63,7 @@ export function installWasmShim(): void {
     installConv2DBackprop(o);
     installDepthwiseBackprop(o);
     installCpuBridge(o);
+    installMaxPoolGrad(o);
     // wasm's own kernel ignores halfPixelCenters.
     installResizeNearestGrad(o, ['wasm']);
   });
@@ -77,7 +84,8 @@ export function wasmShimInstalled(): boolean {
 export const WASM_SHIM_KERNELS: readonly string[] = [
   'BatchMatMul', '_FusedMatMul', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
-  ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, 'ResizeNearestNeighborGrad',
+  ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, ...BRIDGED_TO_CPU.wrongShape,
+  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad',
 ];
 
 /** Install a group of overrides completely or not at all. */

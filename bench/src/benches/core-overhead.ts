@@ -1,0 +1,93 @@
+import * as tf from '@tensorflow/tfjs';
+import { noopPlugin } from '@tapfit/core/testing';
+import { SilentLogger, selectBackend, sgd, tensorData, Trainer, type TapfitPlugin } from '@tapfit/core';
+import { mlp, mnistCnn } from '@tapfit/examples';
+import { round, target, writeResults, type Target } from '../results';
+import { interleave } from '../lib/timing';
+
+const LR = 0.01;
+const STEPS = 20;
+
+interface Case {
+  name: string;
+  batch: number;
+  xShape: number[];
+  build: () => tf.LayersModel;
+}
+
+const cases: Case[] = [
+  { name: 'mlp', batch: 128, xShape: [784], build: () => mlp({ seed: 1 }) },
+  { name: 'cnn', batch: 64, xShape: [28, 28, 1], build: () => mnistCnn({ seed: 1 }) },
+];
+
+const softmaxCE = (y: tf.Tensor, p: tf.Tensor) => tf.losses.softmaxCrossEntropy(y, p) as tf.Scalar;
+
+async function measure(c: Case, rounds: number) {
+  const n = c.batch * STEPS;
+  const x = tf.randomNormal([n, ...c.xShape], 0, 1, 'float32', 1);
+  const y = tf.oneHot(tf.randomUniform([n], 0, 10, 'int32', 2), 10);
+  const data = tensorData(x, y);
+
+  const tapfit = async (plugins: TapfitPlugin[]) => {
+    const t = new Trainer({ model: c.build(), loss: softmaxCE, optimizer: sgd({ lr: LR }), logger: new SilentLogger(), plugins });
+    await t.setup();
+    return async () => {
+      await t.fit(data, { epochs: t.position.epoch + 1, batchSize: c.batch, shuffle: false });
+      return STEPS;
+    };
+  };
+
+  const handModel = c.build();
+  const handOpt = tf.train.sgd(LR);
+  const hand = () => {
+    for (let i = 0; i < STEPS; i++) {
+      tf.tidy(() => {
+        const xb = tf.slice(x, i * c.batch, c.batch);
+        const yb = tf.slice(y, i * c.batch, c.batch);
+        const { grads } = tf.variableGrads(() => softmaxCE(yb, handModel.apply(xb, { training: true }) as tf.Tensor));
+        handOpt.applyGradients(grads);
+      });
+    }
+    return STEPS;
+  };
+
+  const fitModel = c.build();
+  fitModel.compile({ optimizer: tf.train.sgd(LR), loss: softmaxCE });
+  const layersFit = async () => {
+    await fitModel.fit(x, y, { batchSize: c.batch, epochs: 1, shuffle: false, verbose: 0 });
+    return STEPS;
+  };
+
+  const noops = Array.from({ length: 10 }, (_, i) => noopPlugin(`noop-${i}`));
+  const timing = await interleave(
+    {
+      tapfit: await tapfit([]),
+      hand,
+      layersFit,
+      tapfit10noop: await tapfit(noops),
+    },
+    rounds,
+  );
+  data.dispose();
+  return timing;
+}
+
+export async function run(args: string[]): Promise<void> {
+  const rounds = Number(args[0] ?? 7);
+  const backend = await selectBackend((process.env.TAPFIT_BACKEND as 'auto') ?? 'auto');
+  console.log(`backend: ${backend.name}${backend.reason ? ` (${backend.reason})` : ''}; ${rounds} interleaved rounds of ${STEPS} steps`);
+  const results: Record<string, unknown> = {};
+  const targets: Target[] = [];
+  const rows: Record<string, unknown>[] = [];
+  for (const c of cases) {
+    const t = await measure(c, rounds);
+    results[c.name] = { batch: c.batch, msPerStep: Object.fromEntries(Object.entries(t).map(([k, v]) => [k, round(v.msPerStep, 3)])), samples: t };
+    const r = (a: string, b: string) => t[a].msPerStep / t[b].msPerStep;
+    rows.push({ model: c.name, ...Object.fromEntries(Object.entries(t).map(([k, v]) => [`${k} ms`, round(v.msPerStep, 2)])) });
+    targets.push(target(`${c.name}: tapfit / hand-written loop step time`, r('tapfit', 'hand'), 'max', 1.03));
+    targets.push(target(`${c.name}: tapfit / tfjs-layers model.fit step time`, r('tapfit', 'layersFit'), 'max', 1.0));
+    targets.push(target(`${c.name}: tapfit with 10 no-op plugins / tapfit`, r('tapfit10noop', 'tapfit'), 'max', 1.02));
+  }
+  console.table(rows);
+  writeResults('core-overhead', { backend: backend.name, stepsPerRound: STEPS, rounds, results }, targets);
+}

@@ -1,0 +1,247 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, stateTensors, TapfitError, transformStep, type Logger, type NamedTensors, type StepTransform, type TransformState } from '@tapfit/core';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import { GradientLedger } from './ledger';
+import type { ResolvedAsyncTrainOptions } from './options';
+import type { FromWorker, ToWorker, WorkerInit } from './protocol';
+import { StalenessRecorder, type StalenessStats } from './staleness';
+
+export const ASYNC_WORKERS_FAILED = 'TAPFIT_E_ASYNC_WORKERS';
+
+export interface WorkerReport {
+  index: number;
+  /** Gradients of this worker that were applied. */
+  applied: number;
+  /** Why the worker was stopped early (crash, exit, timeout, error), if it was. */
+  failure?: string;
+}
+
+export interface AsyncTrainStats {
+  /** True when `steps` updates were applied. */
+  complete: boolean;
+  /** Updates applied. */
+  steps: number;
+  workers: WorkerReport[];
+  /** Measured staleness of every applied gradient (updates between its weights and its own update). */
+  staleness: StalenessStats;
+  /** Answers refused by the request ledger (repeats, or late answers of a stopped worker). */
+  rejected: number;
+  /** Gradients still being computed when training ended (never applied). */
+  discarded: number;
+  /** Non-finite gradients skipped (nonFinite: 'skip'). */
+  skipped: number;
+  /** Samples behind the applied gradients. */
+  samples: number;
+  /** From spawning the workers to the first request. */
+  startupMs: number;
+  /** From the first request to the last update. */
+  trainMs: number;
+  samplesPerSecond: number;
+  /** The batch loss of each applied gradient, in order of application. */
+  losses: number[];
+}
+
+/** asyncTrain's rejection: `stats` says what was done before it stopped. */
+export class AsyncTrainError extends TapfitError {
+  constructor(
+    code: string,
+    message: string,
+    readonly stats: AsyncTrainStats,
+    options?: { cause?: unknown },
+  ) {
+    super(code, message, options);
+    this.name = 'AsyncTrainError';
+  }
+}
+
+type Phase = 'starting' | 'busy' | 'stopped' | 'failed';
+
+interface Slot {
+  index: number;
+  worker: Worker;
+  phase: Phase;
+  timer?: NodeJS.Timeout;
+  applied: number;
+  failure?: string;
+}
+
+/** One asyncTrain run: the main thread's side of the protocol (protocol.ts). */
+export class AsyncRun {
+  private readonly slots: Slot[] = [];
+  private readonly ledger = new GradientLedger();
+  private readonly staleness = new StalenessRecorder();
+  private readonly params: Record<string, tf.Variable>;
+  private state: TransformState;
+  private version = 0;
+  private snapshot?: { version: number; weights: Float32Array[] };
+  private counts = { rejected: 0, discarded: 0, skipped: 0 };
+  private readonly losses: number[] = [];
+  private times = { spawned: 0, firstRequest: 0, lastUpdate: 0 };
+  private settled = false;
+  private settle!: (error?: Error) => void;
+
+  constructor(
+    private readonly o: ResolvedAsyncTrainOptions,
+    private readonly variables: tf.Variable[],
+    private readonly transform: StepTransform,
+    private readonly logger: Logger,
+  ) {
+    this.params = Object.fromEntries(variables.map((v) => [v.name, v]));
+    this.state = tf.tidy(() => transform.init(this.params));
+  }
+
+  start(initFor: (index: number) => WorkerInit): Promise<AsyncTrainStats> {
+    const done = new Promise<AsyncTrainStats>((resolve, reject) => {
+      this.settle = (error) => {
+        const stats = this.stats();
+        if (!error) resolve(stats);
+        else reject(error instanceof TapfitError ? new AsyncTrainError(error.code, error.message, stats, { cause: error }) : error);
+      };
+    });
+    this.times.spawned = performance.now();
+    for (let index = 0; index < this.o.workers; index++) this.spawn(index, initFor(index));
+    return done;
+  }
+
+  private spawn(index: number, init: WorkerInit): void {
+    const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: init });
+    const slot: Slot = { index, worker, phase: 'starting', applied: 0 };
+    this.slots.push(slot);
+    worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
+    worker.on('error', (err) => this.fail(slot, `crashed: ${err.message}`));
+    worker.on('exit', (code) => this.fail(slot, `exited with code ${code}`));
+    this.arm(slot, 'did not start');
+  }
+
+  private onMessage(slot: Slot, msg: FromWorker): void {
+    if (slot.phase === 'stopped' || slot.phase === 'failed') {
+      if (msg.type === 'gradient') this.counts.rejected++;
+      return;
+    }
+    clearTimeout(slot.timer);
+    try {
+      if (msg.type === 'failed') return this.fail(slot, `failed: ${msg.error}`);
+      if (msg.type === 'ready') return this.onReady(slot, msg.shapes);
+      if (!this.ledger.accept(msg.id, slot.index)) {
+        this.counts.rejected++;
+        return this.arm(slot, 'did not answer'); // its real request is still open
+      }
+      this.onGradient(slot, msg);
+    } catch (err) {
+      this.finish(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private onReady(slot: Slot, shapes: number[][]): void {
+    const mismatch = this.variables.findIndex((v, i) => shapes[i]?.join() !== v.shape.join());
+    if (shapes.length !== this.variables.length || mismatch >= 0) {
+      return this.fail(slot, `built a model whose trainable weights [${shapes.map((s) => `[${s}]`).join(', ')}] differ from the master's`);
+    }
+    this.request(slot);
+  }
+
+  private onGradient(slot: Slot, msg: Extract<FromWorker, { type: 'gradient' }>): void {
+    if (!Number.isFinite(msg.loss)) {
+      if (this.o.nonFinite === 'throw') {
+        throw new TapfitError(
+          ErrorCodes.NON_FINITE,
+          `asyncTrain: worker ${slot.index} returned a non-finite loss (${msg.loss}) at update ${this.version}; no update was applied. ` +
+            "Lower the learning rate, or pass nonFinite: 'skip'.",
+        );
+      }
+      this.counts.skipped++;
+      return this.request(slot);
+    }
+    const staleness = this.version - msg.version;
+    this.apply(msg.grads);
+    this.staleness.record(staleness);
+    this.losses.push(msg.loss);
+    slot.applied++;
+    this.version++;
+    this.times.lastUpdate = performance.now();
+    this.o.onUpdate?.({ step: this.version, worker: slot.index, staleness, loss: msg.loss });
+    if (this.version >= this.o.steps) this.finish();
+    else this.request(slot);
+  }
+
+  private apply(arrays: Float32Array[]): void {
+    const grads: NamedTensors = {};
+    this.variables.forEach((v, i) => {
+      if (arrays[i]?.length !== v.size) throw new TapfitError(ErrorCodes.SHAPE, `asyncTrain: a gradient for '${v.name}' has ${arrays[i]?.length} values, expected ${v.size}.`);
+      grads[v.name] = tf.tensor(arrays[i], v.shape);
+    });
+    try {
+      this.state = transformStep(this.transform, this.params, grads, this.state, { step: this.version });
+    } finally {
+      tf.dispose(Object.values(grads));
+    }
+  }
+
+  /** Send `slot` the current weights with a fresh request id. */
+  private request(slot: Slot): void {
+    if (this.snapshot?.version !== this.version) {
+      this.snapshot = { version: this.version, weights: this.variables.map((v) => (v.dataSync() as Float32Array).slice()) };
+    }
+    if (!this.times.firstRequest) this.times.firstRequest = performance.now();
+    const msg: ToWorker = { type: 'compute', id: this.ledger.issue(slot.index), version: this.version, weights: this.snapshot.weights };
+    slot.phase = 'busy';
+    slot.worker.postMessage(msg);
+    this.arm(slot, 'did not answer');
+  }
+
+  private arm(slot: Slot, what: string): void {
+    slot.timer = setTimeout(() => this.fail(slot, `${what} within ${this.o.timeoutMs} ms`), this.o.timeoutMs);
+  }
+
+  /** Stop a worker for good; end the run if it was the last one. */
+  private fail(slot: Slot, why: string): void {
+    if (slot.phase === 'stopped' || slot.phase === 'failed') return;
+    clearTimeout(slot.timer);
+    slot.phase = 'failed';
+    slot.failure = why;
+    this.ledger.drop(slot.index);
+    void slot.worker.terminate();
+    this.logger.warn(`asyncTrain: worker ${slot.index} ${why}; ${this.alive().length} worker(s) left.`);
+    if (this.alive().length === 0) {
+      this.finish(new TapfitError(ASYNC_WORKERS_FAILED, `asyncTrain: every worker failed after ${this.version} of ${this.o.steps} updates (${this.slots.map((s) => `worker ${s.index} ${s.failure}`).join('; ')}).`));
+    }
+  }
+
+  private alive(): Slot[] {
+    return this.slots.filter((s) => s.phase === 'starting' || s.phase === 'busy');
+  }
+
+  /** Terminate every worker, free the optimizer state, then settle (once). */
+  private finish(error?: Error): void {
+    if (this.settled) return;
+    this.settled = true;
+    this.counts.discarded = this.ledger.outstanding;
+    const live = this.alive();
+    for (const s of live) {
+      clearTimeout(s.timer);
+      s.phase = 'stopped';
+    }
+    void Promise.allSettled(live.map((s) => s.worker.terminate())).then(() => {
+      tf.dispose(stateTensors(this.state));
+      this.settle(error);
+    });
+  }
+
+  private stats(): AsyncTrainStats {
+    const trainMs = this.times.firstRequest && this.times.lastUpdate ? this.times.lastUpdate - this.times.firstRequest : 0;
+    const samples = this.version * this.o.batchSize;
+    return {
+      complete: this.version >= this.o.steps,
+      steps: this.version,
+      workers: this.slots.map(({ index, applied, failure }) => ({ index, applied, ...(failure !== undefined && { failure }) })),
+      staleness: this.staleness.stats(),
+      ...this.counts,
+      samples,
+      startupMs: this.times.firstRequest ? this.times.firstRequest - this.times.spawned : 0,
+      trainMs,
+      samplesPerSecond: trainMs > 0 ? (samples / trainMs) * 1000 : 0,
+      losses: this.losses,
+    };
+  }
+}

@@ -1,0 +1,57 @@
+import * as tf from '@tensorflow/tfjs';
+import { chain, ErrorCodes, parseOptions, TapfitError, type Logger } from '@tapfit/core';
+import { AsyncRun, type AsyncTrainStats } from './async-run';
+import { asyncTrainSchema, type AsyncTrainOptions } from './options';
+import { shardOf, shareData } from './shared-data';
+
+/**
+ * Asynchronous SGD with real workers: K worker_threads, each with its own TF.js, pull
+ * the current weights and push back a gradient on their own batch; the main thread
+ * applies every gradient as it arrives with `optimizer` (so a gradient is typically
+ * computed on weights K-1 updates old) and sends that worker the new weights.
+ *
+ * Guarantees: each gradient is applied at most once (request ids); exactly `steps`
+ * updates are applied unless every worker fails; a worker that crashes, exits or hangs
+ * (timeoutMs) is stopped, reported in `stats.workers[i].failure` and training goes on
+ * with the rest; all workers are terminated before the promise settles. If every worker
+ * fails first, it rejects with an AsyncTrainError carrying the stats (the model keeps
+ * the updates applied so far). The staleness of every applied gradient is recorded.
+ *
+ * Models with non-trainable weights (BatchNorm moving statistics) are refused: each
+ * worker would update its own copy and the master's would never change.
+ */
+export async function asyncTrain(options: AsyncTrainOptions & { logger?: Logger }): Promise<AsyncTrainStats> {
+  const { logger, ...rest } = options ?? ({} as AsyncTrainOptions);
+  const o = parseOptions('asyncTrain', asyncTrainSchema, rest);
+  const { model } = o;
+  if (model.nonTrainableWeights.length > 0) {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      `asyncTrain: the model has non-trainable weights (${model.nonTrainableWeights.map((w) => w.name).join(', ')}), ` +
+        'e.g. BatchNorm moving statistics, which the workers cannot keep in sync. Use a model without them.',
+    );
+  }
+  const samples = o.data.x.shape[0];
+  const smallest = Math.floor(samples / o.workers);
+  if (smallest < o.batchSize) {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      `asyncTrain: ${samples} samples give each of ${o.workers} workers at least ${smallest}, fewer than batchSize ${o.batchSize}. Use more data, fewer workers or a smaller batchSize.`,
+    );
+  }
+  const transform = Array.isArray(o.optimizer) ? chain('async', ...o.optimizer) : o.optimizer;
+  const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const data = shareData(o.data);
+  const run = new AsyncRun(o, variables, transform, logger ?? { info: () => {}, warn: (m) => console.warn(m) });
+  return run.start((index) => ({
+    index,
+    topology: model.toJSON(null, false) as object,
+    loss: o.loss,
+    setupModule: o.setupModule,
+    backend: o.backend,
+    data,
+    shard: shardOf(index, o.workers, samples),
+    batchSize: o.batchSize,
+    seed: o.seed,
+  }));
+}

@@ -1,0 +1,152 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { TapfitError } from '@tapfit/core';
+import { applyLora, formatPlan, type LoraPlan, planLora, resolveSpec } from '../src';
+import { cnn, functional, mlp, sameValues, thrown, useCpu } from './helpers';
+
+const adapted = (plan: LoraPlan | { plan: LoraPlan | null }) => ('adapted' in plan ? plan : plan.plan!).adapted.map((l) => l.path);
+
+describe('applyLora: target selection', () => {
+  useCpu();
+  let base: tf.LayersModel;
+  let fn: tf.LayersModel;
+  before(() => {
+    base = mlp();
+    fn = functional();
+  });
+  after(() => {
+    base.dispose();
+    fn.dispose();
+  });
+  const plan = (model: tf.LayersModel, opts: Parameters<typeof planLora>[1]) => planLora(model, opts, resolveSpec(opts));
+
+  it('exact names, suffixes, RegExps and keywords', () => {
+    expect(adapted(plan(base, { targets: 'fc2', rank: 2 }))).to.deep.equal(['fc2']);
+    expect(adapted(plan(fn, { targets: '*_proj', rank: 2 }))).to.deep.equal(['enc_q_proj', 'enc_v_proj']);
+    expect(adapted(plan(fn, { targets: /enc_(q|v)/, rank: 2 }))).to.deep.equal(['enc_q_proj', 'enc_v_proj']);
+    expect(adapted(plan(fn, { targets: [/_q_/g, 'out'], rank: 2 }))).to.deep.equal(['enc_q_proj', 'out']); // /g ignored
+    expect(adapted(plan(base, { targets: 'all-dense', rank: 2 }))).to.deep.equal(['fc1', 'fc2', 'head']);
+    const c = cnn();
+    expect(adapted(plan(c, { targets: 'all-conv2d', rank: 2 }))).to.deep.equal(['conv1', 'conv2']);
+    c.dispose();
+  });
+
+  it("'all-linear' skips output heads, looking through weightless layers (softmax in the head, dropout before it)", () => {
+    expect(adapted(plan(base, { targets: 'all-linear', rank: 2 }))).to.deep.equal(['fc1', 'fc2']);
+    expect(adapted(plan(fn, { targets: 'all-linear', rank: 2 }))).to.deep.equal(['enc_q_proj', 'enc_v_proj']);
+    // A head behind weightless layers is still the head.
+    const m = tf.sequential({ layers: [tf.layers.dense({ units: 4, inputShape: [3], name: 'a' }), tf.layers.dense({ units: 2, name: 'h' }), tf.layers.activation({ activation: 'softmax', name: 'sm' }), tf.layers.dropout({ rate: 0.1, name: 'd' })] });
+    expect(adapted(plan(m, { targets: 'all-linear', rank: 2 }))).to.deep.equal(['a']);
+    m.dispose();
+  });
+
+  it('exclude removes matches; every selector must match', () => {
+    expect(adapted(plan(base, { targets: 'all-dense', exclude: ['head', /fc1/], rank: 2 }))).to.deep.equal(['fc2']);
+    const p = plan(base, { targets: 'all-dense', exclude: 'nope', rank: 2 });
+    expect(p.unmatched).to.deep.equal([{ option: 'exclude', selector: "'nope'", reason: 'matches no layer.' }]);
+  });
+
+  it('an unmatched target is an error that names it and lists the layers', () => {
+    const err = thrown(() => applyLora(fn, { targets: ['enc_q_proj', 'q_proj', /^zzz/], rank: 2 }));
+    expect(err).to.be.instanceOf(TapfitError);
+    expect((err as TapfitError).code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.include("targets selector 'q_proj' matches no layer. Did you mean the suffix selector '*q_proj' (matches enc_q_proj)?");
+    expect(err.message).to.include('targets selector /^zzz/ matches no layer.');
+    expect(err.message).to.include('Layers of this model: enc_q_proj (Dense 5x8), enc_v_proj (Dense 5x8), sum (Add), drop (Dropout), out (Dense 8x2, output head)');
+  });
+
+  it('a target naming a layer LoRA cannot wrap is an error', () => {
+    const err = thrown(() => applyLora(fn, { targets: 'sum', rank: 2 }));
+    expect(err.message).to.include("targets selector 'sum' matches only layers LoRA cannot wrap: sum (Add)");
+  });
+
+  it('modulesToSave stay trainable in full, must match, and must not overlap the targets', () => {
+    const lora = applyLora(base, { targets: 'all-linear', rank: 2, modulesToSave: 'head' });
+    const names = lora.model.trainableWeights.map((w) => w.originalName);
+    expect(names).to.include.members(['head/kernel', 'head/bias']);
+    expect(lora.trainableParams).to.equal(2 * (6 + 12) + 2 * (12 + 10) + 10 * 3 + 3);
+    lora.dispose();
+    expect(thrown(() => applyLora(base, { targets: 'all-dense', rank: 2, modulesToSave: 'head' })).message).to.include("layer 'head' is both a LoRA target and in modulesToSave");
+    expect(thrown(() => applyLora(base, { targets: 'fc1', rank: 2, modulesToSave: 'classifier' })).message).to.include("modulesToSave selector 'classifier' matches no layer with weights");
+  });
+
+  it('dryRun prints and returns the plan, including unmatched selectors, without building', () => {
+    const log = console.log;
+    const lines: string[] = [];
+    console.log = (s: string) => lines.push(s);
+    const before = tf.memory().numTensors;
+    let p: LoraPlan;
+    try {
+      p = applyLora(base, { targets: ['fc1', 'missing'], rank: 4, dryRun: true });
+    } finally {
+      console.log = log;
+    }
+    expect(tf.memory().numTensors).to.equal(before);
+    expect(adapted(p)).to.deep.equal(['fc1']);
+    expect(p.adapted[0]).to.include({ fanIn: 6, fanOut: 12, baseParams: 6 * 12 + 12, adapterParams: 4 * 18 });
+    expect(p.unmatched.map((u) => u.selector)).to.deep.equal(["'missing'"]);
+    expect(lines.join('\n')).to.equal(formatPlan(p));
+    expect(lines[0]).to.match(/fc1 +Dense +6x12 +84 +72 +'fc1'/);
+    expect(lines[0]).to.include("UNMATCHED targets 'missing'");
+  });
+
+  it('rejects bad options with the option named', () => {
+    const cases: [Parameters<typeof applyLora>[1], RegExp][] = [
+      [{ targets: 'fc1', rank: 0 }, /option 'rank' must be an integer >= 1 \(got 0\)/],
+      [{ targets: 'fc1', rank: 2.5 }, /option 'rank' must be an integer/],
+      [{ targets: 'fc1', rank: 7 }, /option 'rank' = 7 exceeds min\(fan-in, fan-out\) = min\(6, 12\) of layer 'fc1'/],
+      [{ targets: 'fc1', rank: 2, alpha: 0 }, /option 'alpha' must be a finite number > 0 \(got 0\)/],
+      [{ targets: 'fc1', rank: 2, alpha: -1 }, /option 'alpha'/],
+      [{ targets: 'fc1', rank: 2, alpha: NaN }, /option 'alpha'/],
+      [{ targets: 'fc1', rank: 2, dropout: 1 }, /option 'dropout' must be in \[0, 1\)/],
+      [{ targets: 'fc1', rank: 2, init: 'xavier' as 'kaiming' }, /option 'init' must be 'kaiming' or 'gaussian'/],
+      [{ targets: [], rank: 2 }, /option 'targets' is empty/],
+      [{ targets: '', rank: 2 }, /option 'targets': a selector must be/],
+      [{ targets: 'fc1', rank: 2, adapterName: 'has space' }, /adapter name 'has space' is invalid/],
+      [{ targets: 'fc1', rank: 2, seed: 0.5 }, /option 'seed' must be an integer/],
+      [{ targets: 'all-dense', exclude: /fc|head/, rank: 2 }, /'exclude' removes every layer/],
+    ];
+    for (const [opts, re] of cases) expect(thrown(() => applyLora(base, opts)).message).to.match(re);
+  });
+
+  it('leaves the input model untouched and independent', () => {
+    const x = tf.randomNormal([3, 6], 0, 1, 'float32', 5);
+    const y0 = base.predict(x) as tf.Tensor;
+    const trainable0 = base.trainableWeights.length;
+    const lora = applyLora(base, { targets: 'all-dense', rank: 2 });
+    expect(base.trainableWeights.length).to.equal(trainable0);
+    lora.merge(); // changes the LoRA model's kernels only
+    tf.tidy(() => {
+      expect(sameValues(y0, base.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    lora.dispose();
+    tf.tidy(() => {
+      expect(sameValues(y0, base.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    tf.dispose([x, y0]);
+  });
+
+  it('refuses a model that already has LoRA layers', () => {
+    const lora = applyLora(base, { targets: 'fc1', rank: 2 });
+    expect(thrown(() => applyLora(lora.model, { targets: 'fc2', rank: 2 })).message).to.match(/already has LoRA layers \(fc1\).*addAdapter/);
+    lora.dispose();
+  });
+
+  it('works inside nested models, with path names', () => {
+    const inner = tf.sequential({ name: 'encoder', layers: [tf.layers.dense({ units: 4, inputShape: [3], name: 'fc' })] });
+    const input = tf.input({ shape: [3] });
+    const h = inner.apply(input) as tf.SymbolicTensor;
+    const out = tf.layers.dense({ units: 2, name: 'head' }).apply(h) as tf.SymbolicTensor;
+    const outer = tf.model({ inputs: input, outputs: out });
+    const lora = applyLora(outer, { targets: 'encoder/fc', rank: 2 });
+    expect(lora.layers.map((l) => l.name)).to.deep.equal(['fc']);
+    const x = tf.randomNormal([2, 3]);
+    tf.tidy(() => {
+      expect(sameValues(outer.predict(x) as tf.Tensor, lora.model.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    expect(lora.trainableParams).to.equal(2 * (3 + 4));
+    tf.dispose(x);
+    lora.dispose();
+    outer.dispose();
+  });
+});

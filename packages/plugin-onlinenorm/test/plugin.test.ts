@@ -1,0 +1,99 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { segmentModel, sgd, TapfitError } from '@tapfit/core';
+import { blobData, describeConformance, testTrainer } from '@tapfit/core/testing';
+import { OnlineNorm, onlineNorm, onlineNormLayers, replaceBatchNorm } from '../src';
+
+/** dense - BN - tanh - dense - BN - dense with seeded weights (the kit's blob data: 4 features, 3 classes). */
+function bnModel(): tf.Sequential {
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  return tf.sequential({
+    layers: [
+      tf.layers.dense({ units: 8, inputShape: [4], kernelInitializer: init(1), name: 'd1' }),
+      tf.layers.batchNormalization({ name: 'bn1' }),
+      tf.layers.activation({ activation: 'tanh', name: 'act' }),
+      tf.layers.dense({ units: 6, kernelInitializer: init(2), name: 'd2' }),
+      tf.layers.batchNormalization({ name: 'bn2' }),
+      tf.layers.dense({ units: 3, kernelInitializer: init(3), name: 'out' }),
+    ],
+  });
+}
+
+const options = { alphaFwd: 0.99, alphaBkw: 0.9 };
+
+describeConformance({
+  plugin: () => onlineNorm(options),
+  trainer: () => ({ model: bnModel() }),
+  twin: () => ({ model: replaceBatchNorm(bnModel(), options) }),
+  twinTolerance: 0,
+});
+
+describe('onlineNorm plugin', () => {
+  before(async () => {
+    await tf.setBackend('cpu');
+  });
+
+  it('swaps the BatchNorms at setup and trains the OnlineNorm statistics (M, V forward; u, v backward)', async () => {
+    const original = bnModel();
+    const trainer = testTrainer({ model: original, plugins: [onlineNorm({ ...options, replace: ['bn2'] })] });
+    await trainer.setup();
+    const model = trainer.model.layersModel!;
+    expect(model).not.to.equal(original);
+    expect(model.layers.map((l) => l.getClassName())).to.deep.equal(['Dense', 'BatchNormalization', 'Activation', 'Dense', 'OnlineNorm', 'Dense']);
+    const [layer] = onlineNormLayers(model);
+    const initial = [layer.state.mean, layer.state.u].map((t) => Array.from(t.dataSync()));
+    const data = blobData(32);
+    await trainer.fit(data, { epochs: 1, batchSize: 8 });
+    expect(layer.state.trainingCalls).to.equal(4);
+    expect(layer.state.backwardCalls).to.equal(4);
+    const after = [layer.state.mean, layer.state.u].map((t) => Array.from(t.dataSync()));
+    expect(after[0]).not.to.deep.equal(initial[0]);
+    expect(after[1]).not.to.deep.equal(initial[1]);
+    // predict/evaluate run in inference mode: no statistics change.
+    const x = tf.ones([2, 4]);
+    const frozen = Array.from(layer.state.mean.dataSync());
+    tf.dispose(trainer.predict(x));
+    await trainer.evaluate(data);
+    expect(Array.from(layer.state.mean.dataSync())).to.deep.equal(frozen);
+    tf.dispose(x);
+    data.dispose();
+    trainer.dispose();
+  });
+
+  it('segments pass ctx.recomputing to the layers: a recomputed forward repeats the output and leaves M, V alone', async () => {
+    const trainer = testTrainer({ model: bnModel(), plugins: [onlineNorm(options)] });
+    await trainer.setup();
+    const segment = trainer.model.segments.find((s) => s.name === 'bn1')!;
+    const layer = trainer.model.layersModel!.getLayer('bn1') as OnlineNorm;
+    const x = tf.randomNormal([5, 8], 1, 2, 'float32', 3);
+    const first = tf.tidy(() => segment.forward([x], { training: true, recomputing: false, step: 0 })[0].dataSync());
+    const stats = [layer.state.mean, layer.state.variance].map((t) => Array.from(t.dataSync()));
+    const again = tf.tidy(() => segment.forward([x], { training: true, recomputing: true, step: 0 })[0].dataSync());
+    expect(Array.from(again)).to.deep.equal(Array.from(first));
+    expect([layer.state.mean, layer.state.variance].map((t) => Array.from(t.dataSync()))).to.deep.equal(stats);
+    expect(layer.recomputing, 'the flag is reset after the segment').to.equal(false);
+    tf.dispose(x);
+    trainer.dispose();
+  });
+
+  it('bad options fail when the plugin is created; a selector that matches nothing fails at setup', async () => {
+    expect(() => onlineNorm({ alphaBkw: 1.2 })).to.throw(TapfitError, /onlineNorm: option 'alphaBkw' must be in \(0, 1\]/);
+    expect(() => onlineNorm({ replace: 42 as never })).to.throw(/onlineNorm: option 'replace' must be/);
+    const trainer = testTrainer({ model: bnModel(), plugins: [onlineNorm({ replace: ['bn3'] })] });
+    let error: unknown;
+    await trainer.setup().catch((e) => (error = e));
+    expect(String(error)).to.match(/onlineNorm: option 'replace' names 'bn3', which is not a layer of the model.*bn1, bn2/);
+    trainer.dispose();
+  });
+
+  it('a segment model (no tfjs-layers model) is a clear setup error', async () => {
+    const w = tf.variable(tf.ones([4, 3]));
+    const model = segmentModel([{ name: 'linear', params: [w], forward: ([x]) => [tf.matMul(x, w)] }], { inputShape: [4], outputShape: [3] });
+    const trainer = testTrainer({ model, optimizer: sgd({ lr: 0.1 }), plugins: [onlineNorm()] });
+    let error: unknown;
+    await trainer.setup().catch((e) => (error = e));
+    expect(String(error)).to.match(/onlineNorm: the trainer's model is a segment model without a tfjs-layers model/);
+    trainer.dispose();
+    w.dispose();
+  });
+});
