@@ -1,5 +1,8 @@
 import { z } from 'zod';
 
+/** Learning-rate schedule over the whole run: constant, or cosine decay to 0. */
+const schedule = z.enum(['constant', 'cosine']).default('constant');
+
 const pluginEntry = z.union([
   z.string(),
   z.tuple([z.string(), z.record(z.string(), z.unknown())]),
@@ -21,9 +24,9 @@ export const configSchema = z.object({
   }),
   loss: z.enum(['softmaxCrossEntropy', 'categoricalCrossentropy', 'meanSquaredError']).default('softmaxCrossEntropy'),
   optimizer: z.discriminatedUnion('name', [
-    z.object({ name: z.literal('sgd'), lr: z.number().positive(), momentum: z.number().min(0).lt(1).optional(), nesterov: z.boolean().optional(), weightDecay: z.number().nonnegative().optional() }),
-    z.object({ name: z.literal('adam'), lr: z.number().positive(), b1: z.number().min(0).lt(1).optional(), b2: z.number().min(0).lt(1).optional(), eps: z.number().positive().optional() }),
-    z.object({ name: z.literal('adamw'), lr: z.number().positive(), weightDecay: z.number().nonnegative().optional(), b1: z.number().min(0).lt(1).optional(), b2: z.number().min(0).lt(1).optional(), eps: z.number().positive().optional() }),
+    z.object({ name: z.literal('sgd'), lr: z.number().positive(), schedule: schedule, momentum: z.number().min(0).lt(1).optional(), nesterov: z.boolean().optional(), weightDecay: z.number().nonnegative().optional() }),
+    z.object({ name: z.literal('adam'), lr: z.number().positive(), schedule: schedule, b1: z.number().min(0).lt(1).optional(), b2: z.number().min(0).lt(1).optional(), eps: z.number().positive().optional() }),
+    z.object({ name: z.literal('adamw'), lr: z.number().positive(), schedule: schedule, weightDecay: z.number().nonnegative().optional(), b1: z.number().min(0).lt(1).optional(), b2: z.number().min(0).lt(1).optional(), eps: z.number().positive().optional() }),
   ]),
   training: z.object({
     epochs: z.number().int().positive(),

@@ -38,14 +38,15 @@ export function loadPlugin(entry: PluginEntry, index: number, from: string): Tap
   return mod.tapfitPlugin(options);
 }
 
-function optimizerFrom(c: TrainConfig['optimizer']): core.StepTransform {
+function optimizerFrom(c: TrainConfig['optimizer'], totalSteps: number): core.StepTransform {
+  const lr = c.schedule === 'cosine' ? core.cosineDecay({ initial: c.lr, decaySteps: totalSteps }) : c.lr;
   switch (c.name) {
     case 'sgd':
-      return core.sgd({ lr: c.lr, momentum: c.momentum, nesterov: c.nesterov, weightDecay: c.weightDecay });
+      return core.sgd({ lr, momentum: c.momentum, nesterov: c.nesterov, weightDecay: c.weightDecay });
     case 'adam':
-      return core.adam({ lr: c.lr, b1: c.b1, b2: c.b2, eps: c.eps });
+      return core.adam({ lr, b1: c.b1, b2: c.b2, eps: c.eps });
     case 'adamw':
-      return core.adamw({ lr: c.lr, b1: c.b1, b2: c.b2, eps: c.eps, weightDecay: c.weightDecay });
+      return core.adamw({ lr, b1: c.b1, b2: c.b2, eps: c.eps, weightDecay: c.weightDecay });
   }
 }
 
@@ -61,8 +62,7 @@ export async function runConfig(config: TrainConfig, options: { configDir?: stri
   const log: Logger = options.logger ?? { info: (m) => console.log(m), warn: (m) => console.warn(m) };
   const from = options.configDir ?? process.cwd();
   const plugins = config.plugins.map((e, i) => loadPlugin(e, i, from));
-  const backend = await selectBackend(config.backend);
-  log.info(backend.reason ? `backend: ${backend.name} (${backend.reason})` : `backend: ${backend.name}`);
+  const backend = await selectBackend(config.backend, { log: (line) => log.info(line) });
 
   const data = loadMnist({ train: config.data.train, test: config.data.test, seed: config.seed, layout: config.model.preset === 'mnist-mlp' ? 'flat' : 'image' });
   const model = presets[config.model.preset]({ seed: config.seed, ...config.model.options });
@@ -70,7 +70,7 @@ export async function runConfig(config: TrainConfig, options: { configDir?: stri
   if (config.log.metrics) plugins.push(jsonlMetrics(path.resolve(from, config.log.metrics)));
   plugins.push(epochLogger(log));
 
-  const trainer = new Trainer({ model, loss: config.loss, optimizer: optimizerFrom(config.optimizer), plugins, seed: config.seed, logger: log });
+  const trainer = new Trainer({ model, loss: config.loss, optimizer: optimizerFrom(config.optimizer, config.training.epochs * Math.ceil(config.data.train / config.training.batchSize)), plugins, seed: config.seed, logger: log });
   const started = performance.now();
   try {
     await trainer.setup();

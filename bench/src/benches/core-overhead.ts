@@ -74,8 +74,8 @@ async function measure(c: Case, rounds: number) {
 
 export async function run(args: string[]): Promise<void> {
   const rounds = Number(args[0] ?? 7);
-  const backend = await selectBackend((process.env.TAPFIT_BACKEND as 'auto') ?? 'auto');
-  console.log(`backend: ${backend.name}${backend.reason ? ` (${backend.reason})` : ''}; ${rounds} interleaved rounds of ${STEPS} steps`);
+  const backend = await selectBackend();
+  console.log(`${rounds} interleaved rounds of ${STEPS} steps`);
   const results: Record<string, unknown> = {};
   const targets: Target[] = [];
   const rows: Record<string, unknown>[] = [];

@@ -7,7 +7,7 @@ export * from './transforms';
 export * from './backend';
 export * from './model/segment';
 export * from './model/trainable-model';
-export * from './memory/plan';
+export * from './memory';
 export { Stage, type TapOptions } from './hooks/order';
 export type { Hooks, HookName, TapOnly, TapOnlyHooks } from './hooks/hooks';
 export * from './hooks/types';

@@ -23,7 +23,11 @@ export function adaptiveBraking(options: AdaptiveBrakingOptions): StepTransform<
   const who = `adaptiveBraking('${name}')`;
   return {
     name,
-    init: (params) => ({ count: 0, velocity: zerosLikeNamed(params), scale: mapNamed(params, () => tf.scalar(1)) }),
+    init(params) {
+      // 'global' shares one scale tensor between all parameters, from the start.
+      const one = o.granularity === 'global' ? tf.scalar(1) : undefined;
+      return { count: 0, velocity: zerosLikeNamed(params), scale: mapNamed(params, () => one ?? tf.scalar(1)) };
+    },
     update(updates, state, params) {
       for (const [key, g] of Object.entries(updates)) checkBuffer(who, 'velocity', state.velocity, key, g);
       const decay = weightDecay > 0 ? mapNamed(updates, (g, key) => tf.mul(checkBuffer(who, 'parameter', params, key, g), weightDecay)) : {};

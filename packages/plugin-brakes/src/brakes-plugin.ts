@@ -1,4 +1,4 @@
-import { parseOptions, type PluginApi, type TapfitPlugin } from '@tapfit/core';
+import { ErrorCodes, parseOptions, TapfitError, type PluginApi, type TapfitPlugin } from '@tapfit/core';
 import { z } from 'zod';
 import { adaptiveBrakingPlugin, type AdaptiveBrakingPluginOptions } from './braking-plugin';
 import { delayedGradients, type DelayedGradientsPlugin } from './delayed-gradients';
@@ -29,6 +29,12 @@ export function brakesPlugin(options: BrakesOptions = {}): BrakesPlugin {
     z.looseObject({ braking: z.boolean({ error: 'must be true or false' }).optional(), delay: z.unknown().optional() }),
     options,
   ) as BrakesOptions;
+  if (!braking && Object.keys(ab).length > 0) {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      `${BRAKES_PLUGIN}: braking is false, so option(s) ${Object.keys(ab).map((k) => `'${k}'`).join(', ')} would be ignored. Remove them or set braking: true.`,
+    );
+  }
   const parts: TapfitPlugin[] = [];
   if (braking) parts.push(adaptiveBrakingPlugin(ab));
   const delayed = delay !== 0 ? delayedGradients({ delay }) : undefined;

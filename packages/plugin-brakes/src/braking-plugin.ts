@@ -14,7 +14,7 @@ import { z } from 'zod';
 import { adaptiveBraking } from './adaptive-braking';
 import { inferMomentum } from './infer-momentum';
 import { brakingKnobs, type AdaptiveBrakingOptions } from './options';
-import { fraction, transformName } from './schema';
+import { fraction } from './schema';
 
 export const BRAKING_PLUGIN = 'adaptive-braking';
 
@@ -28,7 +28,7 @@ export interface AdaptiveBrakingPluginOptions extends Omit<AdaptiveBrakingOption
 const pluginSchema = z.strictObject({
   ...brakingKnobs,
   momentum: fraction.optional(),
-  target: transformName.default('momentum'),
+  target: z.string().min(1, 'must be a member name or path, e.g. \'momentum\' or \'sgd/momentum\'').default('momentum'),
 });
 
 /**

@@ -31,10 +31,11 @@ export function inferMomentum(t: StepTransform, plugin: string): number {
     return refuse(`probing it failed (${err instanceof Error ? err.message : String(err)})`);
   }
   const [first, m, third] = out;
+  const show = (x: number) => Number(x.toPrecision(7));
   const tol = 1e-6;
-  if (Math.abs(first - 1) > tol) refuse(`its first update for gradient 1 is ${first}, not 1 (Nesterov momentum, or not a momentum transform)`);
-  if (!(m >= 0 && m < 1)) refuse(`it gives momentum ${m}, outside [0, 1)`);
-  if (Math.abs(third - (m * m + 1)) > tol) refuse(`it damps the gradient (dampening ${1 + m * m - third})`);
+  if (Math.abs(first - 1) > tol) refuse(`its first update for gradient 1 is ${show(first)}, not 1 (Nesterov momentum, or not a momentum transform)`);
+  if (!(m >= 0 && m < 1)) refuse(`it gives momentum ${show(m)}, outside [0, 1)`);
+  if (Math.abs(third - (m * m + 1)) > tol) refuse(`it damps the gradient (dampening ${show(1 + m * m - third)})`);
   // The probe saw float32(m); 7 significant digits give back the number the user wrote.
   return Number(m.toPrecision(7));
 }

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { transformStep, type NamedTensors, type StepTransform, type TransformState } from '@tapfit/core';
+import { arrayData, segmentModel, stateTensors, tensorData, transformStep, type TapfitPlugin, type NamedTensors, type StepTransform, type TransformState } from '@tapfit/core';
 import { copyParams, problem, problemGradient, type Params } from './reference';
 
 /** Call inside a describe(): its tests run on `backend` (cpu, the reference, by default). */
@@ -45,14 +45,8 @@ export function trajectory(transform: StepTransform, steps: number, w0: Params =
     tf.dispose(Object.values(grads));
     out.push(read(params));
   }
-  tf.dispose(stateTensorsOf(state));
+  tf.dispose(stateTensors(state));
   Object.values(vars).forEach((v) => v.dispose());
-  return out;
-}
-
-export function stateTensorsOf(state: unknown, out: tf.Tensor[] = []): tf.Tensor[] {
-  if (state instanceof tf.Tensor) out.push(state);
-  else if (state && typeof state === 'object') for (const v of Object.values(state)) stateTensorsOf(v, out);
   return out;
 }
 
@@ -74,4 +68,38 @@ export function errorOf(fn: () => unknown): Error & { code?: string } {
     return err as Error & { code?: string };
   }
   expect.fail('expected an error');
+}
+
+/**
+ * The 1-D quadratic L = h w^2 / 2 as a trainer model: one scalar weight, inputs of ones,
+ * prediction x * w, loss h/2 * mean(pred^2); so the gradient is h w. `weight()` reads w.
+ */
+export function quadraticSetup(o: { h: number; w0: number; batches: number }) {
+  const w = tf.variable(tf.scalar(o.w0));
+  const model = segmentModel([{ name: 'w', params: [w], forward: (xs) => [tf.mul(xs[0], w)] }], { inputShape: [1] });
+  const loss = (_y: tf.Tensor, pred: tf.Tensor) => tf.mul(tf.mean(tf.square(pred)), o.h / 2) as tf.Scalar;
+  const data = arrayData({ x: new Float32Array(o.batches).fill(1), y: new Float32Array(o.batches), xShape: [1], yShape: [1] });
+  return { w, model, loss, data, weight: () => w.dataSync()[0] };
+}
+
+/** A plugin that records a value after every batch. */
+export function recorder(read: () => number): TapfitPlugin & { values: number[] } {
+  const values: number[] = [];
+  return { name: 'recorder', core: '^0.1.0', values, apply: ({ hooks }) => hooks.batchEnd.tap('recorder', () => void values.push(read())) };
+}
+
+/** A small seeded classification problem: 3 Gaussian blobs in 4-D, and an MLP for it. */
+export function blobs(n = 96, seed = 1) {
+  const labels = tf.tensor1d(Array.from({ length: n }, (_, i) => i % 3), 'int32');
+  const x = tf.tidy(() => tf.add(tf.gather(tf.tensor2d([[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0]]), labels), tf.randomNormal([n, 4], 0, 0.5, 'float32', seed)));
+  return tensorData(x, labels);
+}
+
+export function tinyMlp(seed = 1): tf.Sequential {
+  return tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [4], units: 8, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed }) }),
+      tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1 }) }),
+    ],
+  });
 }

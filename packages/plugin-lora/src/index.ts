@@ -41,3 +41,4 @@ export {
   type UpdateAnalysis,
 } from './spectral';
 export { loraLayersOf } from './catalog';
+export { lora, LORA_PLUGIN, type LoraPluginOptions } from './plugin';

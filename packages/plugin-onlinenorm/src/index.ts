@@ -6,6 +6,7 @@ export { DEFAULTS, resolveOptions, type OnlineNormOptions, type ErrorCompensatio
 export { replaceBatchNorm, selectBatchNorms, checkSelector, type BatchNormSelector, type ReplaceBatchNormOptions } from './replace-batchnorm';
 export { directoryIO } from './directory-io';
 export { geometricScan, affineScan } from './scan';
+export type { RecurrenceMode } from './recurrences';
 export { onlineNorm, onlineNormLayers, ONLINE_NORM_PLUGIN, type OnlineNormPluginOptions } from './plugin';
 
 import { onlineNorm } from './plugin';

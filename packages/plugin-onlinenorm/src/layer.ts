@@ -85,10 +85,10 @@ export class OnlineNorm extends tf.layers.Layer {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? inputs[0] : inputs;
       const mode = this.modeOf(kwargs);
-      const { alphaFwd, alphaBkw, epsilon, checkFiniteEvery, affine, ecm, clamp, epsLs } = this.options;
+      const { alphaFwd, alphaBkw, epsilon, checkFiniteEvery, recurrences, affine, ecm, clamp, epsLs } = this.options;
       const statistics = mode === 'recompute' ? this.replaySnapshot() : undefined;
       if (mode === 'train') this.takeSnapshot();
-      let out = onlineNormalize(x, this.state, { mode, alphaFwd, alphaBkw, epsilon, checkFiniteEvery, statistics });
+      let out = onlineNormalize(x, this.state, { mode, alphaFwd, alphaBkw, epsilon, checkFiniteEvery, recurrences, statistics });
       if (affine) out = tf.add(tf.mul(out, this.gamma!.read()), this.beta!.read());
       if (ecm === 'ac') out = activationClamp(out, clamp);
       else if (ecm === 'ls') out = layerScale(out, epsLs);

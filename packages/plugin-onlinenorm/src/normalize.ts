@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '@tapfit/core';
-import { affineScan, geometricScan } from './scan';
+import { backwardStatistics, forwardStatistics, resolveRecurrenceMode, type RecurrenceMode } from './recurrences';
 import type { OnlineNormState } from './state';
 
 /**
@@ -19,6 +19,8 @@ export interface NormalizeArgs {
   epsilon: number;
   /** Check new statistics for NaN/Inf every this many calls (0: never). */
   checkFiniteEvery?: number;
+  /** Where the per-batch recurrences run (recurrences.ts); default 'auto'. */
+  recurrences?: RecurrenceMode;
   /** 'recompute' only: the M, V to normalise with (default: the current ones). */
   statistics?: { mean: tf.Tensor; variance: tf.Tensor };
 }
@@ -55,68 +57,64 @@ interface Geometry {
 }
 
 /**
- * §6.2 for a whole batch. With `mu_i`, `s2_i` the spatial mean/variance of sample i:
- *   M after i samples: M_{i} = a M_{i-1} + (1-a) mu_i
- *   V after i samples: V_{i} = a V_{i-1} + (1-a) s2_i + a(1-a) (mu_i - M_{i-1})^2
- *   y_i = (x_i - M_{i-1}) / sqrt(V_{i-1} + eps)        (statistics BEFORE sample i)
+ * §6.2 for a whole batch: sample i is normalised with the statistics of every sample
+ * before it, `y_i = (x_i - M_{i-1}) / sqrt(V_{i-1} + eps)`; M, V then include the batch.
  */
-function forward(x: tf.Tensor, { n, s, c }: Geometry, state: OnlineNormState, args: NormalizeArgs): { y: tf.Tensor; scale: tf.Tensor2D } {
-  const a = args.alphaFwd;
-  const x3 = x.reshape([n, s, c]);
+function forward(x: tf.Tensor, geometry: Geometry, state: OnlineNormState, args: NormalizeArgs): { y: tf.Tensor; scale: tf.Tensor2D } {
+  const { x3, perSample, restore } = layout(x, geometry);
   let mu: tf.Tensor2D;
-  let spreadTerm: tf.Tensor2D | undefined;
-  if (s === 1) {
-    mu = x.reshape([n, c]);
+  let spread: tf.Tensor2D | null = null;
+  if (x.rank === 2) {
+    mu = x as tf.Tensor2D;
   } else {
-    const { mean, variance } = tf.moments(x3, 1);
-    mu = mean as tf.Tensor2D;
-    spreadTerm = tf.mul<tf.Tensor2D>(variance, 1 - a);
+    const moments = tf.moments(x3, 1);
+    mu = moments.mean as tf.Tensor2D;
+    spread = moments.variance as tf.Tensor2D;
   }
   const start = args.mode === 'recompute' && args.statistics ? args.statistics : state;
-  const means = geometricScan(a, start.mean as tf.Tensor1D, tf.mul(mu, 1 - a));
-  const meanBefore = means.slice([0, 0], [n, c]);
-  let varianceInputs = tf.mul<tf.Tensor2D>(tf.square(tf.sub(mu, meanBefore)), a * (1 - a));
-  if (spreadTerm) varianceInputs = tf.add<tf.Tensor2D>(varianceInputs, spreadTerm);
-  const variances = geometricScan(a, start.variance as tf.Tensor1D, varianceInputs);
-  const scale = tf.sqrt(tf.add(variances.slice([0, 0], [n, c]), args.epsilon)) as tf.Tensor2D;
-  const y = tf.div(tf.sub(x3, meanBefore.expandDims(1)), scale.expandDims(1)).reshape(x.shape);
-
+  const stats = forwardStatistics(resolveRecurrenceMode(args.recurrences), mu, spread, start, args.alphaFwd, args.epsilon);
+  const y = restore(tf.div(tf.sub(x3, perSample(stats.meanBefore)), perSample(stats.scale)));
   if (args.mode === 'train') {
-    const check = shouldCheck(args, state.trainingCalls + 1);
-    state.commit({ mean: means.slice([n, 0], [1, c]).reshape([c]), variance: variances.slice([n, 0], [1, c]).reshape([c]) }, check);
+    state.commit({ mean: stats.mean, variance: stats.variance }, shouldCheck(args, state.trainingCalls + 1));
     state.trainingCalls++;
   }
-  return { y, scale };
+  return { y, scale: stats.scale };
 }
 
 /**
  * §6.3 for a whole batch, in the forward's sample order, with `g_i = dL/dy_i`:
  *   gt_i = g_i - (1-b) v_{i-1} y_i          remove the component along y
- *   v_i  = v_{i-1} + <gt_i, y_i>            = v_{i-1} (1 - (1-b)<y_i,y_i>) + <g_i,y_i>
+ *   v_i  = v_{i-1} + <gt_i, y_i>
  *   h_i  = gt_i / scale_i
  *   dx_i = h_i - (1-b) u_{i-1}              remove the component along 1
- *   u_i  = u_{i-1} + mean(dx_i)             = b u_{i-1} + mean(h_i)
- * The closed forms on the right are what the scans evaluate.
+ *   u_i  = u_{i-1} + mean(dx_i)
+ * The accumulators only need per-sample spatial means of g, y, g*y, y*y.
  */
-function backward(dy: tf.Tensor, y: tf.Tensor, scale: tf.Tensor2D, { n, s, c }: Geometry, state: OnlineNormState, args: NormalizeArgs): tf.Tensor {
-  const leak = 1 - args.alphaBkw;
-  const g3 = dy.reshape([n, s, c]) as tf.Tensor3D;
-  const y3 = y.reshape([n, s, c]) as tf.Tensor3D;
-  const spatialMean = (t: tf.Tensor3D): tf.Tensor2D => (s === 1 ? t.reshape([n, c]) : tf.mean(t, 1));
-  const yy = spatialMean(tf.square<tf.Tensor3D>(y3));
-  const gy = spatialMean(tf.mul<tf.Tensor3D>(g3, y3));
-  const vs = affineScan(tf.sub(1, tf.mul(yy, leak)), state.v as tf.Tensor1D, gy);
-  const vBefore = vs.slice([0, 0], [n, c]);
-  const gt = tf.sub(g3, tf.mul(y3, tf.mul(vBefore, leak).expandDims(1)));
-  const h = tf.div<tf.Tensor3D>(gt, scale.expandDims(1));
-  const us = geometricScan(args.alphaBkw, state.u as tf.Tensor1D, spatialMean(h));
-  const uBefore = us.slice([0, 0], [n, c]);
-  const dx = tf.sub(h, tf.mul(uBefore, leak).expandDims(1));
-
-  const check = shouldCheck(args, state.backwardCalls + 1);
-  state.commit({ u: us.slice([n, 0], [1, c]).reshape([c]), v: vs.slice([n, 0], [1, c]).reshape([c]) }, check);
+function backward(dy: tf.Tensor, y: tf.Tensor, scale: tf.Tensor2D, geometry: Geometry, state: OnlineNormState, args: NormalizeArgs): tf.Tensor {
+  const { x3: g3, perSample, restore } = layout(dy, geometry);
+  const y3 = layout(y, geometry).x3;
+  const spatialMean = (t: tf.Tensor): tf.Tensor2D => (t.rank === 2 ? (t as tf.Tensor2D) : tf.mean(t, 1));
+  const stats = backwardStatistics(
+    resolveRecurrenceMode(args.recurrences),
+    { yy: spatialMean(tf.square(y3)), gy: spatialMean(tf.mul(g3, y3)), g: spatialMean(g3), y: spatialMean(y3), scale },
+    state,
+    args.alphaBkw,
+  );
+  const gt = tf.sub(g3, tf.mul(y3, perSample(stats.leakV)));
+  const dx = restore(tf.sub(tf.div(gt, perSample(scale)), perSample(stats.leakU)));
+  state.commit({ u: stats.u, v: stats.v }, shouldCheck(args, state.backwardCalls + 1));
   state.backwardCalls++;
-  return dx.reshape(dy.shape);
+  return dx;
+}
+
+/**
+ * Dense input `[N, C]` is used as is; any other `[N, ..., C]` is viewed as `[N, S, C]`,
+ * with per-sample `[N, C]` statistics broadcast over the S positions.
+ */
+function layout(t: tf.Tensor, { n, s, c }: Geometry) {
+  if (t.rank === 2) return { x3: t, perSample: (stat: tf.Tensor2D): tf.Tensor => stat, restore: (r: tf.Tensor) => r };
+  const shape = t.shape;
+  return { x3: t.reshape([n, s, c]), perSample: (stat: tf.Tensor2D): tf.Tensor => stat.expandDims(1), restore: (r: tf.Tensor) => r.reshape(shape) };
 }
 
 function shouldCheck(args: NormalizeArgs, call: number): boolean {

@@ -1,4 +1,5 @@
 import { ErrorCodes, TapfitError } from '@tapfit/core';
+import type { RecurrenceMode } from './recurrences';
 
 /** Error compensation applied after the affine map (techniques.md §6.4). */
 export type ErrorCompensation = 'ac' | 'ls' | 'none';
@@ -27,6 +28,12 @@ export interface OnlineNormOptions {
    * A check reads C numbers back to the host. Default 1.
    */
   checkFiniteEvery?: number;
+  /**
+   * Where the within-batch recurrences run: 'host' (a float64 loop after reading [N, C]
+   * summaries back; fastest on cpu/wasm), 'device' (vectorised scans, no read-back; for
+   * GPU backends) or 'auto' (host on cpu/wasm, device elsewhere). Same results. Default 'auto'.
+   */
+  recurrences?: RecurrenceMode;
 }
 
 export type ResolvedOnlineNormOptions = Required<OnlineNormOptions>;
@@ -40,6 +47,7 @@ export const DEFAULTS: ResolvedOnlineNormOptions = {
   clamp: 5,
   epsLs: 1e-5,
   checkFiniteEvery: 1,
+  recurrences: 'auto',
 };
 
 const KNOWN = new Set(Object.keys(DEFAULTS));
@@ -53,7 +61,7 @@ export function resolveOptions(options: OnlineNormOptions = {}, who = 'onlineNor
   for (const [key, value] of Object.entries(options)) {
     if (value !== undefined) (resolved as unknown as Record<string, unknown>)[key] = value;
   }
-  const { alphaFwd, alphaBkw, epsilon, affine, ecm, clamp, epsLs, checkFiniteEvery } = resolved;
+  const { alphaFwd, alphaBkw, epsilon, affine, ecm, clamp, epsLs, checkFiniteEvery, recurrences } = resolved;
   for (const [key, alpha] of [['alphaFwd', alphaFwd], ['alphaBkw', alphaBkw]] as const) {
     if (typeof alpha !== 'number' || !(alpha > 0 && alpha <= 1)) {
       throw configError(who, key, `must be in (0, 1] (got ${alpha}); typical values are 0.99-0.9999, and 1 disables the ${key === 'alphaFwd' ? 'statistics update' : 'gradient control'}`);
@@ -70,6 +78,9 @@ export function resolveOptions(options: OnlineNormOptions = {}, who = 'onlineNor
   }
   if (!Number.isInteger(checkFiniteEvery) || checkFiniteEvery < 0) {
     throw configError(who, 'checkFiniteEvery', `must be a whole number >= 0, 0 disables the check (got ${checkFiniteEvery})`);
+  }
+  if (recurrences !== 'auto' && recurrences !== 'host' && recurrences !== 'device') {
+    throw configError(who, 'recurrences', `must be 'auto', 'host' or 'device' (got ${JSON.stringify(recurrences)})`);
   }
   return resolved;
 }

@@ -39,17 +39,16 @@ export class OnlineNormState {
    */
   commit(values: { mean: tf.Tensor; variance: tf.Tensor } | { u: tf.Tensor; v: tf.Tensor }, check: boolean): void {
     const entries = Object.entries(values) as [keyof OnlineNormState & ('mean' | 'variance' | 'u' | 'v'), tf.Tensor][];
-    if (check) {
-      const finite = tf.tidy(() => tf.all(tf.isFinite(tf.concat(entries.map(([, t]) => t.reshape([-1]))))).dataSync()[0]);
-      if (!finite) {
-        const which = 'mean' in values ? 'running mean/variance (forward)' : 'control accumulators u/v (backward)';
-        const call = 'mean' in values ? `training call ${this.trainingCalls + 1}` : `backward pass ${this.backwardCalls + 1}`;
-        throw new TapfitError(
-          ErrorCodes.NON_FINITE,
-          `OnlineNorm '${this.label}': non-finite ${which} at ${call}; the ${'mean' in values ? 'input' : 'incoming gradient'} holds NaN/Inf ` +
-            `(diverging training: lower the learning rate or check the data). The statistics were left unchanged.`,
-        );
-      }
+    // Reading the C-sized values back is a copy on cpu/wasm, far cheaper than a device-side
+    // all(isFinite(...)) reduction; on GPU backends either way is one small sync.
+    if (check && !entries.every(([, t]) => t.dataSync().every(Number.isFinite))) {
+      const forward = 'mean' in values;
+      throw new TapfitError(
+        ErrorCodes.NON_FINITE,
+        `OnlineNorm '${this.label}': non-finite ${forward ? 'running mean/variance (forward)' : 'control accumulators u/v (backward)'} at ` +
+          `${forward ? `training call ${this.trainingCalls + 1}` : `backward pass ${this.backwardCalls + 1}`}; the ${forward ? 'input' : 'incoming gradient'} holds NaN/Inf ` +
+          `(diverging training: lower the learning rate or check the data). The statistics were left unchanged.`,
+      );
     }
     for (const [name, value] of entries) this[name].assign(value);
   }

@@ -25,7 +25,8 @@ describe('onlineNormalize', () => {
     await tf.setBackend('cpu');
   });
 
-  describe('matches the float64 reference of §6.2/§6.3 over several batches (state carried)', () => {
+  for (const recurrences of ['host', 'device'] as const)
+  describe(`matches the float64 reference of §6.2/§6.3 over several batches (state carried), recurrences on the ${recurrences}`, () => {
     const cases = [
       { what: 'dense [N, 4]', inner: [4], alphaFwd: 0.999, alphaBkw: 0.99, batches: [8, 1, 5, 32] },
       { what: 'dense [N, 3], fast alphas, a batch longer than one scan chunk', inner: [3], alphaFwd: 0.9, alphaBkw: 0.5, batches: [4, 7, 1, 200] },
@@ -41,7 +42,7 @@ describe('onlineNormalize', () => {
         batches.forEach((n, k) => {
           const x = randomInput([n, ...inner], 10 + k, 2, 3);
           const g = randomInput([n, ...inner], 100 + k);
-          const { y, dx } = trainCall(x, g, state, { alphaFwd, alphaBkw });
+          const { y, dx } = trainCall(x, g, state, { alphaFwd, alphaBkw, recurrences });
           const fwd = refForward(toSamples(x), ref, alphaFwd, 1e-5);
           const bwd = refBackward(toSamples(g), fwd.y, fwd.scale, ref, alphaBkw);
           expectClose(y, fwd.y, 1e-4, `batch ${k} y`);
@@ -59,7 +60,7 @@ describe('onlineNormalize', () => {
       const state = createOnlineNormState(channels, 'cell');
       const xs = Array.from({ length: steps }, (_, t) => randomInput([5, channels], 20 + t, 1, 2));
       const gs = Array.from({ length: steps }, (_, t) => randomInput([5, channels], 200 + t));
-      const args: NormalizeArgs = { mode: 'train', alphaFwd: 0.9, alphaBkw: 0.8, epsilon: 1e-5 };
+      const args: NormalizeArgs = { mode: 'train', alphaFwd: 0.9, alphaBkw: 0.8, epsilon: 1e-5, recurrences };
       // h_t = ON(x_t + 0.5 h_{t-1}); loss = sum_t <h_t, g_t>.
       const dxs = tf.tidy(() => {
         const loss = (...inputs: tf.Tensor[]) => {
@@ -224,11 +225,11 @@ describe('onlineNormalize', () => {
       disposeOnlineNormState(state);
     });
 
-    it('batch invariance: any batching of the same sample order gives the same outputs, gradients and final state', () => {
+    it('batch invariance: any batching of the same sample order gives the same outputs, gradients and final state (host and device recurrences)', () => {
       const total = 24;
       const x = randomInput([total, 2, 2, 3], 5, 1.5, 2);
       const g = randomInput([total, 2, 2, 3], 6);
-      const run = (sizes: number[]) => {
+      const run = (sizes: number[], recurrences: 'host' | 'device' = 'host') => {
         const state = createOnlineNormState(3);
         const ys: number[] = [];
         const dxs: number[] = [];
@@ -236,7 +237,7 @@ describe('onlineNormalize', () => {
         for (const n of sizes) {
           const xb = x.slice([offset, 0, 0, 0], [n, -1, -1, -1]);
           const gb = g.slice([offset, 0, 0, 0], [n, -1, -1, -1]);
-          const { y, dx } = trainCall(xb, gb, state, { alphaFwd: 0.9, alphaBkw: 0.8 });
+          const { y, dx } = trainCall(xb, gb, state, { alphaFwd: 0.9, alphaBkw: 0.8, recurrences });
           ys.push(...y);
           dxs.push(...dx);
           offset += n;
@@ -247,11 +248,12 @@ describe('onlineNormalize', () => {
         return { ys, dxs, stats };
       };
       const base = run(Array(total).fill(1));
-      for (const sizes of [[total], [3, 5, 7, 9], [10, 1, 13]]) {
-        const other = run(sizes);
-        expectClose(other.ys, base.ys, 1e-5, `y with batches ${sizes}`);
-        expectClose(other.dxs, base.dxs, 1e-5, `dx with batches ${sizes}`);
-        other.stats.forEach((s, i) => expectClose(s, base.stats[i], 1e-5, `state ${['M', 'V', 'u', 'v'][i]} with batches ${sizes}`));
+      for (const [sizes, recurrences] of [[[total], 'host'], [[3, 5, 7, 9], 'host'], [[10, 1, 13], 'host'], [[total], 'device'], [[3, 5, 7, 9], 'device'], [Array(total).fill(1), 'device']] as const) {
+        const other = run([...sizes], recurrences);
+        const what = `batches ${sizes} on the ${recurrences}`;
+        expectClose(other.ys, base.ys, 1e-5, `y, ${what}`);
+        expectClose(other.dxs, base.dxs, 1e-5, `dx, ${what}`);
+        other.stats.forEach((s, i) => expectClose(s, base.stats[i], 1e-5, `state ${['M', 'V', 'u', 'v'][i]}, ${what}`));
       }
       tf.dispose([x, g]);
     });
@@ -301,12 +303,13 @@ describe('onlineNormalize', () => {
   });
 
   describe('errors and hygiene', () => {
-    it('leaks no tensor in training (forward + backward), inference, or a failed call', () => {
+    it('leaks no tensor in training (forward + backward, host and device recurrences), inference, or a failed call', () => {
       const state = createOnlineNormState(4);
       const x = randomInput([8, 3, 3, 4], 1);
       const g = randomInput([8, 3, 3, 4], 2);
       trainCall(x, g, state);
-      expectNoLeak(() => trainCall(x, g, state), 'train');
+      expectNoLeak(() => trainCall(x, g, state, { recurrences: 'host' }), 'train, host');
+      expectNoLeak(() => trainCall(x, g, state, { recurrences: 'device' }), 'train, device');
       expectNoLeak(() => trainCall(x, g, state, { mode: 'inference' }), 'inference');
       const bad = tf.fill([2, 4], NaN);
       const ones = tf.onesLike(bad);

@@ -5,6 +5,10 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type * as WasmPackage from '@tensorflow/tfjs-backend-wasm';
 
+// The module object itself (the emscripten bundle reads `cpus` from it), not an import namespace of getters.
+// eslint-disable-next-line @typescript-eslint/no-require-imports
+const osModule = require('node:os') as { cpus: typeof os.cpus };
+
 /*
  * Multi-threaded wasm in Node (opt-in; see the README for why it is off by default).
  *
@@ -35,7 +39,7 @@ export async function initThreadedWasm(threads: number, wasm: typeof WasmPackage
   let capturedWorker: string | null = null;
   const RealBlob = globalThis.Blob;
   const realCreateObjectURL = URL.createObjectURL;
-  const realCpus = os.cpus;
+  const realCpus = osModule.cpus;
 
   globalThis.Blob = class CapturingBlob extends RealBlob {
     constructor(...args: ConstructorParameters<typeof Blob>) {
@@ -57,7 +61,7 @@ export async function initThreadedWasm(threads: number, wasm: typeof WasmPackage
     return writeOnce(cacheDir, 'worker', prelude + capturedWorker);
   };
   const cores = realCpus();
-  if (cores.length < 2 * threads) (os as { cpus: typeof os.cpus }).cpus = () => Array.from({ length: 2 * threads }, (_, i) => cores[i % cores.length]);
+  if (cores.length < 2 * threads) osModule.cpus = () => Array.from({ length: 2 * threads }, (_, i) => cores[i % cores.length]);
 
   const flagBefore = tf.env().getFlags()['WASM_HAS_MULTITHREAD_SUPPORT'];
   tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', true);
@@ -68,7 +72,7 @@ export async function initThreadedWasm(threads: number, wasm: typeof WasmPackage
   } finally {
     globalThis.Blob = RealBlob;
     URL.createObjectURL = realCreateObjectURL;
-    (os as { cpus: typeof os.cpus }).cpus = realCpus;
+    osModule.cpus = realCpus;
     if (!ok) tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', flagBefore ?? false);
   }
   if (ok) letProcessExit((tf.findBackend('wasm') as unknown as { wasm: { PThread?: PThreadPool } }).wasm.PThread);

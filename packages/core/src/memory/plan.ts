@@ -1,10 +1,16 @@
 /** How the executor treats a segment's activations during training. */
 export type MemoryPolicy = 'store' | 'recompute' | 'invert';
 
+export const MEMORY_POLICIES: readonly MemoryPolicy[] = ['store', 'recompute', 'invert'];
+
 export interface SegmentPlan {
   readonly name: string;
   policy: MemoryPolicy;
-  /** Bytes of activations this segment keeps for backward under its policy (when measured). */
+  /**
+   * Bytes of activations this segment keeps for backward under its policy (when
+   * measured): `store` what its tape keeps (outputs included), `recompute` its input,
+   * `invert` nothing.
+   */
   predictedBytes?: number;
 }
 

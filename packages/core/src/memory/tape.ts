@@ -18,3 +18,21 @@ export function untaped<T>(fn: () => T): T {
     state.gradientDepth = gradientDepth;
   }
 }
+
+/**
+ * `tf.engine().gradients` with every variable allowed to have no gradient (null). If `f`
+ * or the backward throws, the tape's saved tensors are freed too (the engine keeps
+ * them until a gradient call finishes, so a failed one would leak them).
+ */
+export function gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor): { value: tf.Tensor; grads: (tf.Tensor | null)[] } {
+  try {
+    return tf.engine().gradients(f, xs, dy, true);
+  } catch (err) {
+    const state = tf.engine().state;
+    if (state.gradientDepth === 0 && state.activeTape) {
+      for (const node of state.activeTape) tf.dispose(node.saved ?? []);
+      state.activeTape = null as unknown as typeof state.activeTape;
+    }
+    throw err;
+  }
+}

@@ -33,7 +33,7 @@ export interface AsyncTrainStats {
   skipped: number;
   /** Samples behind the applied gradients. */
   samples: number;
-  /** From spawning the workers to the first request. */
+  /** From spawning the workers until all were ready and got their first request. */
   startupMs: number;
   /** From the first request to the last update. */
   trainMs: number;
@@ -55,7 +55,7 @@ export class AsyncTrainError extends TapfitError {
   }
 }
 
-type Phase = 'starting' | 'busy' | 'stopped' | 'failed';
+type Phase = 'starting' | 'ready' | 'busy' | 'stopped' | 'failed';
 
 interface Slot {
   index: number;
@@ -111,12 +111,13 @@ export class AsyncRun {
     worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
     worker.on('error', (err) => this.fail(slot, `crashed: ${err.message}`));
     worker.on('exit', (code) => this.fail(slot, `exited with code ${code}`));
-    this.arm(slot, 'did not start');
+    this.arm(slot, 'did not start', this.o.startTimeoutMs);
   }
 
   private onMessage(slot: Slot, msg: FromWorker): void {
     if (slot.phase === 'stopped' || slot.phase === 'failed') {
-      if (msg.type === 'gradient') this.counts.rejected++;
+      // (a stopped worker's answer was counted as discarded when the run ended)
+      if (msg.type === 'gradient' && slot.phase === 'failed') this.counts.rejected++;
       return;
     }
     clearTimeout(slot.timer);
@@ -138,7 +139,14 @@ export class AsyncRun {
     if (shapes.length !== this.variables.length || mismatch >= 0) {
       return this.fail(slot, `built a model whose trainable weights [${shapes.map((s) => `[${s}]`).join(', ')}] differ from the master's`);
     }
-    this.request(slot);
+    slot.phase = 'ready';
+    this.startWhenAllReady();
+  }
+
+  /** Workers start together (all on version 0), so a slow starter does not just miss the run. */
+  private startWhenAllReady(): void {
+    if (this.settled || this.slots.length < this.o.workers || this.slots.some((s) => s.phase === 'starting')) return;
+    for (const s of this.slots) if (s.phase === 'ready') this.request(s);
   }
 
   private onGradient(slot: Slot, msg: Extract<FromWorker, { type: 'gradient' }>): void {
@@ -190,8 +198,8 @@ export class AsyncRun {
     this.arm(slot, 'did not answer');
   }
 
-  private arm(slot: Slot, what: string): void {
-    slot.timer = setTimeout(() => this.fail(slot, `${what} within ${this.o.timeoutMs} ms`), this.o.timeoutMs);
+  private arm(slot: Slot, what: string, ms = this.o.timeoutMs): void {
+    slot.timer = setTimeout(() => this.fail(slot, `${what} within ${ms} ms`), ms);
   }
 
   /** Stop a worker for good; end the run if it was the last one. */
@@ -203,13 +211,14 @@ export class AsyncRun {
     this.ledger.drop(slot.index);
     void slot.worker.terminate();
     this.logger.warn(`asyncTrain: worker ${slot.index} ${why}; ${this.alive().length} worker(s) left.`);
-    if (this.alive().length === 0) {
+    if (this.alive().length > 0) this.startWhenAllReady();
+    else {
       this.finish(new TapfitError(ASYNC_WORKERS_FAILED, `asyncTrain: every worker failed after ${this.version} of ${this.o.steps} updates (${this.slots.map((s) => `worker ${s.index} ${s.failure}`).join('; ')}).`));
     }
   }
 
   private alive(): Slot[] {
-    return this.slots.filter((s) => s.phase === 'starting' || s.phase === 'busy');
+    return this.slots.filter((s) => s.phase === 'starting' || s.phase === 'ready' || s.phase === 'busy');
   }
 
   /** Terminate every worker, free the optimizer state, then settle (once). */

@@ -29,8 +29,10 @@ export interface AsyncTrainOptions {
   setupModule?: string;
   /** Shuffling seed of the workers' batches; default 0. */
   seed?: number;
-  /** A worker that has not started, or not answered a request, within this many ms is stopped as hung; default 120000. */
+  /** A worker that has not answered a gradient request within this many ms is stopped as hung; default 120000. */
   timeoutMs?: number;
+  /** A worker that is not ready (TF.js loaded, model built) within this many ms is stopped; default 120000. */
+  startTimeoutMs?: number;
   /** A gradient whose loss is not finite: 'throw' (default, stops training) or 'skip' it. */
   nonFinite?: 'throw' | 'skip';
   /** Called after every applied update (synchronously; keep it cheap). */
@@ -70,6 +72,7 @@ export const asyncTrainSchema = z.strictObject({
   setupModule: z.string().refine((p) => path.isAbsolute(p), 'must be an absolute path (use require.resolve or path.resolve)').optional(),
   seed: count('an integer').default(0),
   timeoutMs: positive.default(120_000),
+  startTimeoutMs: positive.default(120_000),
   nonFinite: z.enum(['throw', 'skip'], { error: "must be 'throw' or 'skip'" }).default('throw'),
   onUpdate: z.custom<(info: UpdateInfo) => void>((f) => typeof f === 'function', 'must be a function').optional(),
 });

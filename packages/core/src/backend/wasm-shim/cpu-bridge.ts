@@ -13,8 +13,6 @@ export const BRIDGED_TO_CPU = {
   missing: ['UnsortedSegmentSum', 'Einsum', 'RaggedGather', 'RaggedRange', 'RaggedTensorToTensor', 'StaticRegexReplace'],
   /** Present on wasm but wrong (backend-notes §2): conv3d dx off by ~80 %, dilation2d forward already wrong. */
   wrong: ['Conv3DBackpropInputV2', 'Dilation2D', 'Dilation2DBackpropInput', 'Dilation2DBackpropFilter'],
-  /** wasm's ResizeBilinearGrad swaps height and width in its output shape. */
-  wrongShape: ['ResizeBilinearGrad'],
   /** wasm's conv3d dW is right for stride 1 only; strided calls go to cpu. */
   wrongWhenStrided: ['Conv3DBackpropFilterV2'],
 } as const;
@@ -34,7 +32,7 @@ export const NOT_BRIDGED: Record<string, string> = {
 };
 
 export function installCpuBridge(o: Overrides): void {
-  for (const name of [...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongShape]) {
+  for (const name of [...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong]) {
     const cpuKernel = tf.getKernel(name, 'cpu');
     if (!cpuKernel) throw new Error(`tapfit shim: cpu kernel '${name}' not found (is @tensorflow/tfjs 4.x loaded?)`);
     o.kernel(kernelConfig(name, 'wasm', (args) => runOnCpu(cpuKernel, args)));

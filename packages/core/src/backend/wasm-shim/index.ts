@@ -7,7 +7,9 @@ import { installDepthwiseBackprop } from './depthwise-backprop';
 import { installDilatedConvGrad } from './dilated-conv-grad';
 import { installMatMulWithoutTransposeFlags } from './matmul-transpose';
 import { installMaxPoolGrad } from './max-pool-grad';
+import { installOneHotDtype } from './one-hot-dtype';
 import { Overrides } from './overrides';
+import { installResizeBilinearGradShape } from './resize-bilinear-grad';
 import { installResizeNearestGrad } from './resize-nearest-grad';
 
 export { BRIDGED_TO_CPU, NOT_BRIDGED } from './cpu-bridge';
@@ -17,8 +19,8 @@ let shim: Overrides | null = null;
 let fixes: Overrides | null = null;
 
 /**
- * Gradient fixes that hold on every backend: a correct resizeNearestNeighbor
- * gradient for cpu (batch > 1), gradients for dilated conv2d /
+ * Gradient fixes that hold on every backend: correct resizeNearestNeighbor
+ * (batch > 1) and resizeBilinear (non-square) gradients for cpu, gradients for dilated conv2d /
  * depthwiseConv2d, and avg-pool gradients that match the forward at padded
  * borders. `selectBackend` installs them whatever it picks. Idempotent.
  */
@@ -26,6 +28,7 @@ export function installGradientFixes(): void {
   if (fixes) return;
   fixes = apply((o) => {
     installResizeNearestGrad(o, ['cpu']);
+    installResizeBilinearGradShape(o, ['cpu']);
     installDilatedConvGrad(o);
     installAvgPoolGrad(o);
   });
@@ -49,8 +52,9 @@ export function uninstallGradientFixes(): void {
  * - cpu bridge: kernels wasm lacks (UnsortedSegmentSum, Einsum, Ragged*, StaticRegexReplace)
  *   or gets wrong (Conv3DBackpropInputV2, strided Conv3DBackpropFilterV2, Dilation2D and its backprops)
  * - ResizeNearestNeighborGrad: wasm's ignores halfPixelCenters
- * - MaxPoolGrad: exact composite for window == stride, cpu otherwise; MaxPool3DGrad on cpu
- * - ResizeBilinearGrad on cpu (wasm's swaps height and width)
+ * - MaxPoolGrad: exact composite for window == stride, cpu otherwise; MaxPool3D and its grad on cpu
+ * - OneHot with a float dtype (wasm writes int32 bits)
+ * - ResizeBilinearGrad with its height and width in the right order (as for cpu)
  * - clear errors for the kernels still missing (complex numbers, Draw)
  */
 export function installWasmShim(): void {
@@ -64,8 +68,10 @@ export function installWasmShim(): void {
     installDepthwiseBackprop(o);
     installCpuBridge(o);
     installMaxPoolGrad(o);
+    installOneHotDtype(o);
     // wasm's own kernel ignores halfPixelCenters.
     installResizeNearestGrad(o, ['wasm']);
+    installResizeBilinearGradShape(o, ['wasm']);
   });
   for (const [kernel, why] of Object.entries(NOT_BRIDGED)) explainMissingKernel(kernel, why);
 }
@@ -84,8 +90,8 @@ export function wasmShimInstalled(): boolean {
 export const WASM_SHIM_KERNELS: readonly string[] = [
   'BatchMatMul', '_FusedMatMul', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
-  ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, ...BRIDGED_TO_CPU.wrongShape,
-  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad',
+  ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, 'ResizeBilinearGrad',
+  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot',
 ];
 
 /** Install a group of overrides completely or not at all. */

@@ -13,7 +13,9 @@ import { Overrides } from './overrides';
  * the gradient is rebuilt from wasm kernels with the cpu kernel's exact
  * semantics (the first maximum of each window in row-major order gets dy):
  * lay each window out along a last axis, ArgMax, OneHot, scale by dy, and put
- * the windows back. Overlapping windows and 3-D pooling run the cpu kernel.
+ * the windows back. Overlapping windows and 3-D pooling run the cpu kernel;
+ * so does the MaxPool3D forward, which returns FLT_MIN for windows whose
+ * values are all <= 0 (the 2-D forward is XNNPACK's and correct).
  */
 export function installMaxPoolGrad(o: Overrides): void {
   const cpu2d = cpuKernel('MaxPoolGrad');
@@ -27,6 +29,8 @@ export function installMaxPoolGrad(o: Overrides): void {
     return composite(args.backend, 'wasm', (k) => tiledMaxPoolGrad(k, input, dy, info));
   }));
   o.kernel(kernelConfig('MaxPool3DGrad', 'wasm', (args) => runOnCpu(cpu3d, args)));
+  const cpu3dForward = cpuKernel('MaxPool3D');
+  o.kernel(kernelConfig('MaxPool3D', 'wasm', (args) => runOnCpu(cpu3dForward, args)));
 }
 
 function tiledMaxPoolGrad(k: Scratch, x: tf.TensorInfo, dy: tf.TensorInfo, info: tf.backend_util.Conv2DInfo): tf.TensorInfo {
@@ -45,7 +49,7 @@ function tiledMaxPoolGrad(k: Scratch, x: tf.TensorInfo, dy: tf.TensorInfo, info:
     [B, OH, OW, C, KH * KW],
   );
   const first = k.run('ArgMax', { x: windowsLast }, { axis: [4] });
-  const mask = k.run('OneHot', { indices: first }, { depth: KH * KW, onValue: 1, offValue: 0, dtype: 'float32' });
+  const mask = k.run('Cast', { x: k.run('OneHot', { indices: first }, { depth: KH * KW, onValue: 1, offValue: 0, dtype: 'int32' }) }, { dtype: 'float32' });
   const routed = k.run('Multiply', { a: mask, b: k.reshape(dy, [B, OH, OW, C, 1]) });
   const back = k.reshape(
     k.run('Transpose', { x: k.reshape(routed, [B, OH, OW, C, KH, KW]) }, { perm: [0, 1, 4, 2, 5, 3] }),

@@ -1,0 +1,84 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { SilentLogger, TapfitError } from '@tapfit/core';
+import { configSchema, loadMnist, loadPlugin, readConfig, runConfig, type TrainConfig } from '../src';
+
+const demoConfig = path.join(__dirname, '..', '..', 'configs', 'mnist-cnn.json');
+
+function writeConfig(body: unknown): string {
+  const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-config-')), 'config.json');
+  fs.writeFileSync(file, JSON.stringify(body));
+  return file;
+}
+const errorOf = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (e) {
+    return e as TapfitError;
+  }
+  throw new Error('expected an error');
+};
+
+describe('tapfit train: configs', () => {
+  it('the demo config is valid', () => {
+    const c = readConfig(demoConfig);
+    expect(c.model.preset).to.equal('mnist-cnn');
+    expect(c.data).to.deep.equal({ dataset: 'mnist', train: 8000, test: 2000 });
+  });
+
+  it('invalid option values fail with the option path', () => {
+    const base = JSON.parse(fs.readFileSync(demoConfig, 'utf8'));
+    const err = errorOf(() => readConfig(writeConfig({ ...base, optimizer: { name: 'adam', lr: -1 } })));
+    expect(err.code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.match(/config: option 'optimizer\.lr'/);
+    expect(errorOf(() => readConfig(writeConfig({ ...base, training: { epochs: 0 } }))).message).to.match(/training\.epochs/);
+  });
+
+  it('an unknown plugin package names the package and the install command', () => {
+    const err = errorOf(() => loadPlugin('@tapfit/plugin-does-not-exist', 0, process.cwd()));
+    expect(err.message).to.match(/config\.plugins\.0: plugin package '@tapfit\/plugin-does-not-exist' is not installed.*npm install @tapfit\/plugin-does-not-exist/);
+  });
+
+  it('a package without tapfitPlugin() is refused', () => {
+    expect(errorOf(() => loadPlugin('semver', 1, process.cwd())).message).to.match(/does not export tapfitPlugin/);
+  });
+
+  it('loads a plugin package with its options', () => {
+    const p = loadPlugin(['@tapfit/example-plugin-label-smoothing', { epsilon: 0.1 }], 0, process.cwd());
+    expect(p.name).to.equal('label-smoothing');
+  });
+});
+
+describe('MNIST loader', () => {
+  before(() => tf.setBackend('cpu'));
+
+  it('gives disjoint, seeded splits of real digits with every class', () => {
+    const a = loadMnist({ train: 500, test: 200, seed: 3 });
+    const b = loadMnist({ train: 500, test: 200, seed: 3 });
+    expect(a.train.x.shape).to.deep.equal([500, 28, 28, 1]);
+    expect(Array.from(a.train.y.dataSync())).to.deep.equal(Array.from(b.train.y.dataSync()));
+    expect(new Set(a.train.y.dataSync()).size).to.equal(10);
+    const [min, max] = [a.train.x.min().dataSync()[0], a.train.x.max().dataSync()[0]];
+    expect(min).to.equal(0);
+    expect(max).to.be.within(0.9, 1);
+    for (const s of [a, b]) [s.train, s.test].forEach((d) => d.dispose());
+  });
+});
+
+describe('tapfit train: the demo config trains (short version)', () => {
+  it('reaches > 90% test accuracy on 1,500 digits in 2 epochs, leaking nothing', async () => {
+    const config: TrainConfig = configSchema.parse({ ...JSON.parse(fs.readFileSync(demoConfig, 'utf8')), backend: 'wasm', data: { dataset: 'mnist', train: 1500, test: 500 }, training: { epochs: 2, batchSize: 32 }, log: { progress: false } });
+    await tf.setBackend('wasm').catch(() => undefined);
+    const result = await runConfig(config, { logger: new SilentLogger(), quiet: true });
+    expect(result.backend).to.equal('wasm');
+    expect(result.history).to.have.length(2);
+    expect(result.history[1].loss).to.be.lessThan(result.history[0].loss);
+    expect(result.test.accuracy).to.be.greaterThan(0.9);
+    const before = tf.memory().numTensors;
+    await runConfig(config, { logger: new SilentLogger(), quiet: true });
+    expect(tf.memory().numTensors).to.equal(before);
+  });
+});

@@ -1,0 +1,98 @@
+import { z } from 'zod';
+import { ErrorCodes, TapfitError } from '../errors';
+import type { ModelInfo } from '../hooks/types';
+import type { MemoryPlanner } from '../services/tokens';
+import { parseOptions } from '../train/options';
+import { storeAllPlan, type MemoryPlan, type MemoryPolicy } from './plan';
+import { keptBytes, predictPeakBytes } from './predict';
+import type { MemoryProfile } from './profile';
+
+export interface BudgetPlannerOptions {
+  /**
+   * Bytes one training step may add on top of what is live before it (parameters,
+   * optimizer state, the batch), in TF.js's accounting (`tf.profile().peakBytes`).
+   */
+  budgetBytes: number;
+  /** The model's measured segments: `await profileSegments(model, sample, { loss })`. */
+  profile: MemoryProfile;
+}
+
+const optionsSchema = z
+  .object({
+    budgetBytes: z.number().positive(),
+    profile: z.custom<MemoryProfile>((p) => !!p && Array.isArray((p as MemoryProfile).segments), 'a MemoryProfile from profileSegments()'),
+  })
+  .strict();
+
+const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
+
+/**
+ * Picks per-segment policies so that the predicted peak of a step fits a byte budget.
+ * Starting from a plan (all `store`, or what plugins marked), it turns `store` segments
+ * into `recompute`, the cheapest first (forward time per byte saved), until the
+ * prediction fits. Segments marked `invert` or `recompute` keep their mark; plugins'
+ * `extraBytes` count against the budget.
+ */
+export class BudgetPlanner implements MemoryPlanner {
+  readonly budgetBytes: number;
+  private readonly profile: MemoryProfile;
+
+  constructor(options: BudgetPlannerOptions) {
+    const o = parseOptions(optionsSchema, options, 'BudgetPlanner');
+    this.budgetBytes = o.budgetBytes;
+    this.profile = o.profile;
+  }
+
+  plan(info: ModelInfo): MemoryPlan {
+    return this.fit(storeAllPlan(info.segmentNames));
+  }
+
+  /** Fits `base` (e.g. the plan after other plugins' `planMemory` taps) to the budget; `base` is not changed. */
+  fit(base: MemoryPlan): MemoryPlan {
+    const costs = this.profile.segments;
+    const names = base.segments.map((s) => s.name);
+    if (names.length !== costs.length || names.some((n, i) => n !== costs[i].name)) {
+      throw new TapfitError(
+        ErrorCodes.CONFIG,
+        `BudgetPlanner: the profile measured segments [${costs.map((c) => c.name).join(', ')}] but the plan has [${names.join(', ')}]; profile the model as it is after setup.`,
+      );
+    }
+    base.segments.forEach((s, i) => {
+      if (s.policy === 'invert' && costs[i].differentiable && costs[i].inversePeakBytes === undefined) {
+        throw new TapfitError(ErrorCodes.CONFIG, `segment '${s.name}' is planned 'invert' but has no inverse(); give the segment an inverse or plan it 'store' or 'recompute'.`);
+      }
+    });
+    const extra = base.extraBytes.reduce((a, e) => a + e.bytes, 0);
+    const policies: MemoryPolicy[] = base.segments.map((s) => s.policy);
+    const predict = (): number => predictPeakBytes(this.profile, policies, extra);
+
+    const saved = (i: number): number => costs[i].storedBytes - costs[i].inputBytes;
+    const candidates = costs
+      .map((_, i) => i)
+      .filter((i) => policies[i] === 'store' && costs[i].differentiable && saved(i) > 0)
+      .sort((a, b) => costs[a].forwardMs / saved(a) - costs[b].forwardMs / saved(b) || a - b);
+
+    let peak = predict();
+    let best = { peak, policies: [...policies] };
+    for (const i of candidates) {
+      if (peak <= this.budgetBytes) break;
+      policies[i] = 'recompute';
+      peak = predict();
+      if (peak < best.peak) best = { peak, policies: [...policies] };
+    }
+    if (peak > this.budgetBytes) {
+      const recomputed = best.policies.filter((p) => p === 'recompute').length;
+      throw new TapfitError(
+        ErrorCodes.MEMORY,
+        `memory budget of ${mib(this.budgetBytes)} (${this.budgetBytes} bytes) cannot be met: the smallest predicted peak is ${mib(best.peak)} (${best.peak} bytes), ` +
+          `with ${recomputed} of ${costs.length} segments recomputed${extra ? ` and ${mib(extra)} held by plugins` : ''}. ` +
+          `Raise budgetBytes to at least ${best.peak}, use a smaller batch, or give segments an inverse and plan them 'invert'.`,
+      );
+    }
+    return {
+      segments: base.segments.map((s, i) => ({ ...s, policy: policies[i], predictedBytes: keptBytes(costs[i], policies[i]) })),
+      extraBytes: base.extraBytes,
+      predictedPeakBytes: peak,
+    };
+  }
+}

@@ -1,0 +1,8 @@
+// Memory planning: per-segment policies, the executor that realises them, the planner that picks them.
+export * from './plan';
+export { SegmentExecutor } from './segment-executor';
+export { probeStepInput, type StepInput } from './step-input';
+export { profileSegments, type MemoryProfile, type MemorySample, type ProfileOptions, type SegmentCost } from './profile';
+export { predictPeakBytes, keptBytes } from './predict';
+export { BudgetPlanner, type BudgetPlannerOptions } from './budget-planner';
+export { memoryBudget, type MemoryBudgetOptions } from './memory-budget';

@@ -1,0 +1,79 @@
+import type { MemoryPolicy } from './plan';
+import type { MemoryProfile, SegmentCost } from './profile';
+
+/**
+ * Predicted peak bytes of one step under `policies` (one per profiled segment), above
+ * what is live before the step, plus `extraBytes` that plugins hold outside the segments.
+ *
+ * It replays SegmentWalk's order of allocations and frees with the measured costs:
+ * `live` follows what stays allocated between phases, and each phase's measured peak
+ * is added on top of what is live when it runs.
+ */
+export function predictPeakBytes(profile: MemoryProfile, policies: readonly MemoryPolicy[], extraBytes = 0): number {
+  const costs = profile.segments;
+  let live = 0;
+  let peak = 0;
+  const spike = (bytes: number): void => {
+    peak = Math.max(peak, live + bytes);
+  };
+
+  // Mirrors SegmentWalk.descend; returns the bytes of the input gradient left for the level above.
+  const level = (i: number, owned: boolean): number => {
+    if (i === costs.length) {
+      spike(profile.head.peakBytes);
+      live += profile.head.netBytes;
+      return profile.head.inputGradBytes;
+    }
+    const c = costs[i];
+    if (!c.differentiable) {
+      spike(c.forwardPeakBytes);
+      live += c.outputBytes;
+      const dy = level(i + 1, true);
+      live -= c.outputBytes + dy; // the input handed back, and a gradient nobody needs
+      return 0;
+    }
+    switch (policies[i]) {
+      case 'store': {
+        spike(c.storeForwardPeakBytes);
+        live += c.storedBytes;
+        const dy = level(i + 1, false);
+        spike(c.storeBackwardPeakBytes - c.storedBytes - dy);
+        live += c.storeNetBytes - c.storedBytes - dy;
+        return c.inputGradBytes;
+      }
+      case 'recompute': {
+        spike(c.forwardPeakBytes);
+        live += c.outputBytes;
+        const dy = level(i + 1, true);
+        live -= c.outputBytes; // the input handed back
+        spike(c.vjpPeakBytes);
+        live += c.vjpNetBytes - dy;
+        return c.inputGradBytes;
+      }
+      case 'invert': {
+        spike(c.forwardPeakBytes);
+        live += c.outputBytes;
+        if (owned) live -= c.inputBytes;
+        const dy = level(i + 1, true);
+        if (owned) {
+          spike(c.inversePeakBytes ?? 0);
+          live += c.inputBytes;
+        }
+        live -= c.outputBytes;
+        spike(c.vjpPeakBytes);
+        live += c.vjpNetBytes - dy;
+        return c.inputGradBytes;
+      }
+    }
+  };
+
+  level(0, false);
+  spike(profile.largestGradBytes); // gradients handed over as fresh handles
+  return peak + extraBytes;
+}
+
+/** Bytes a segment keeps for its backward under `policy` (what describe() shows per segment). */
+export function keptBytes(cost: SegmentCost, policy: MemoryPolicy): number {
+  if (!cost.differentiable) return 0;
+  return policy === 'store' ? cost.storedBytes : policy === 'recompute' ? cost.inputBytes : 0;
+}

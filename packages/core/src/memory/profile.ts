@@ -1,0 +1,222 @@
+import * as tf from '@tensorflow/tfjs';
+import type { SegmentContext } from '../model/segment';
+import { trainableVariables, type TrainableModel } from '../model/trainable-model';
+import type { LossFn } from '../services/tokens';
+import { losses } from '../train/losses';
+import { storeAllPlan } from './plan';
+import { planLevels } from './segment-executor';
+import { forwardOf, inputGradNeeded, inverseOf, localVjp, lossHead, SegmentWalk, type Head, type Level } from './walk';
+
+/**
+ * What one segment costs in memory, measured once on a sample batch. Bytes are TF.js's
+ * own accounting (`tf.memory().numBytes`, `tf.profile().peakBytes`): every tensor handle
+ * counts its bytes, clones included. Peaks are taken above what was live when the
+ * phase began, so they add up along a step (see predictPeakBytes).
+ */
+export interface SegmentCost {
+  readonly name: string;
+  readonly inputBytes: number;
+  readonly outputBytes: number;
+  /** Whether the step differentiates this segment (it has trainable variables, or a segment above it does). */
+  readonly differentiable: boolean;
+  /** Peak above the input while the forward runs without the tape (the first forward of recompute and invert). */
+  readonly forwardPeakBytes: number;
+  /** What a taped forward keeps until its backward: the tape's saved tensors and the outputs (store). */
+  readonly storedBytes: number;
+  /** Peak above the input while the forward runs under the tape (store). */
+  readonly storeForwardPeakBytes: number;
+  /** Peak above the input during a store segment's backward, its stored tensors and output gradient live. */
+  readonly storeBackwardPeakBytes: number;
+  /** What a store segment leaves behind: its input gradient and parameter gradients. */
+  readonly storeNetBytes: number;
+  /** Peak above input and output gradient of the VJP that re-runs the forward (recompute, invert). */
+  readonly vjpPeakBytes: number;
+  /** What that VJP leaves behind: input gradient and parameter gradients. */
+  readonly vjpNetBytes: number;
+  /** Peak above the output while inverse() rebuilds the input; undefined without an inverse. */
+  readonly inversePeakBytes?: number;
+  /** Bytes of the input gradient handed to the segment above (0 when none is needed). */
+  readonly inputGradBytes: number;
+  /** Kernel time of one forward: the price of recomputing the segment. */
+  readonly forwardMs: number;
+}
+
+export interface MemoryProfile {
+  readonly segments: readonly SegmentCost[];
+  /** The loss and its gradient at the end of the chain, above the last output. */
+  readonly head: { readonly peakBytes: number; readonly netBytes: number; readonly inputGradBytes: number };
+  /** The largest parameter gradient (the executor hands each over as a fresh handle at the end). */
+  readonly largestGradBytes: number;
+}
+
+export interface ProfileOptions {
+  /** The step's loss (the trainer's); default mean squared error. */
+  loss?: LossFn;
+  /** Variables that get gradients; default the model's trainable variables. */
+  variables?: readonly tf.Variable[];
+}
+
+/** The sample batch to measure on; `y` defaults to zeros shaped like the model's output. */
+export interface MemorySample {
+  readonly x: tf.Tensor;
+  readonly y?: tf.Tensor;
+}
+
+// Stateful segments must not advance while being measured: every forward here is a "recompute".
+const measuring: SegmentContext = { training: true, recomputing: true, step: 0 };
+
+/**
+ * Measures each segment once on `sample` under every policy the executor can give it,
+ * running the executor's own code paths under `tf.profile`. Leaves no tensors behind.
+ */
+export async function profileSegments(model: TrainableModel, sample: MemorySample, options: ProfileOptions = {}): Promise<MemoryProfile> {
+  const variables = options.variables ?? trainableVariables(model);
+  const levels = planLevels(model, storeAllPlan(model.segments.map((s) => s.name)), variables);
+  const segments: SegmentCost[] = [];
+  let xs = [sample.x];
+  try {
+    for (let i = 0; i < levels.length; i++) {
+      const { cost, ys } = await measureSegment(levels[i], xs, inputGradNeeded(levels, i));
+      segments.push(cost);
+      if (xs[0] !== sample.x) tf.dispose(xs);
+      xs = ys;
+    }
+    const head = await measureHead(xs, sample.y, options.loss ?? losses.meanSquaredError, variables, levels[levels.length - 1].segment.name);
+    const largestGradBytes = Math.max(0, ...variables.map((v) => bytesOf([v])));
+    return { segments, head, largestGradBytes };
+  } finally {
+    if (xs[0] !== sample.x) tf.dispose(xs);
+  }
+}
+
+async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean): Promise<{ cost: SegmentCost; ys: tf.Tensor[] }> {
+  const { segment } = level;
+  const forward = await measure(() => forwardOf(segment, xs, measuring));
+  const ys = forward.result;
+  const base = {
+    name: segment.name,
+    inputBytes: bytesOf(xs),
+    outputBytes: bytesOf(ys),
+    forwardPeakBytes: forward.peak,
+    forwardMs: forward.ms,
+    inputGradBytes: needDx ? bytesOf(xs.filter(isFloat)) : 0,
+  };
+  if (!level.variables.length && !needDx) {
+    const none = { storedBytes: 0, storeForwardPeakBytes: 0, storeBackwardPeakBytes: 0, storeNetBytes: 0, vjpPeakBytes: 0, vjpNetBytes: 0 };
+    return { cost: { ...base, differentiable: false, ...none, inputGradBytes: 0 }, ys };
+  }
+  const dys = ys.map((y) => (isFloat(y) ? tf.randomNormal(y.shape) : null));
+  try {
+    const targets = [...(needDx ? xs : []), ...level.variables];
+
+    // store, forward half: the tape alone (nothing depends on it, so the backward is empty).
+    let storedBytes = 0;
+    const taped = await measure((start) => {
+      const r = tf.engine().gradients(
+        () => {
+          forwardOf(segment, xs, measuring);
+          storedBytes = liveBytes() - start;
+          return tf.scalar(0);
+        },
+        targets,
+        undefined,
+        true,
+      );
+      r.value.dispose();
+    });
+
+    // store, whole: the walk with a stand-in for the rest of the chain that hands back dys.
+    const stub: Head = (outs, owned) => ({ dxs: dys.map((d) => (d ? tf.clone(d) : null)), xs: outs, owned });
+    let storeNetBytes = 0;
+    const whole = await measure((start) => {
+      const grads = new SegmentWalk([{ ...level, policy: 'store' }], measuring, stub, needDx).run(xs);
+      storeNetBytes = liveBytes() - start + base.inputGradBytes; // run() frees the input gradient a chain would pass up
+      tf.dispose([...grads.values()]);
+    });
+    // Its backward half: the kernels after the forward's (the forward runs the same kernels both times).
+    const sameStart = taped.kernels.every((k, n) => whole.kernels[n]?.name === k.name);
+    const backward = sameStart ? whole.kernels.slice(taped.kernels.length) : whole.kernels;
+    const storeBackwardPeakBytes = Math.max(0, ...backward.map((k) => k.totalBytesSnapshot - whole.start));
+
+    // recompute / invert backward: the local VJP.
+    let vjpNetBytes = 0;
+    const vjp = await measure((start) => {
+      const grads = localVjp(level, xs, dys, needDx, measuring);
+      vjpNetBytes = liveBytes() - start;
+      tf.dispose(grads.filter((g): g is tf.Tensor => g !== null));
+    });
+
+    let inversePeakBytes: number | undefined;
+    if (typeof segment.inverse === 'function') {
+      const inverse = await measure(() => inverseOf(segment, ys, measuring));
+      inversePeakBytes = inverse.peak;
+      tf.dispose(inverse.result);
+    }
+
+    const cost: SegmentCost = {
+      ...base,
+      differentiable: true,
+      storedBytes,
+      storeForwardPeakBytes: taped.peak,
+      storeBackwardPeakBytes,
+      storeNetBytes,
+      vjpPeakBytes: vjp.peak,
+      vjpNetBytes,
+      inversePeakBytes,
+    };
+    return { cost, ys };
+  } finally {
+    tf.dispose(dys.filter((d): d is tf.Tensor => d !== null));
+  }
+}
+
+async function measureHead(outs: tf.Tensor[], y: tf.Tensor | undefined, loss: LossFn, variables: readonly tf.Variable[], last: string): Promise<MemoryProfile['head']> {
+  const labels = y ?? tf.zerosLike(outs[0]);
+  const end = lossHead((fwd) => loss(labels, fwd()), variables, last);
+  const sums = new SegmentWalk([], measuring, end.head);
+  let netBytes = 0;
+  try {
+    const head = await measure((start) => {
+      const r = end.head(outs, false, sums);
+      netBytes = liveBytes() - start;
+      tf.dispose(r.dxs.filter((g): g is tf.Tensor => g !== null));
+    });
+    return { peakBytes: head.peak, netBytes, inputGradBytes: bytesOf(outs.filter(isFloat)) };
+  } finally {
+    end.value()?.dispose();
+    sums.dispose();
+    if (!y) labels.dispose();
+  }
+}
+
+interface Measured<T> {
+  result: T;
+  /** Peak bytes above `start` at any kernel's end (0 when no kernel ran). */
+  peak: number;
+  start: number;
+  kernels: { name: string; totalBytesSnapshot: number }[];
+  ms: number;
+}
+
+async function measure<T>(fn: (start: number) => T): Promise<Measured<T>> {
+  const start = liveBytes();
+  let result!: T;
+  const info = await tf.profile(() => {
+    result = fn(start);
+  });
+  const kernels = info.kernels.map((k) => ({ name: k.name, totalBytesSnapshot: k.totalBytesSnapshot }));
+  const ms = info.kernels.reduce((a, k) => a + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0), 0);
+  return { result, peak: Math.max(0, ...kernels.map((k) => k.totalBytesSnapshot - start)), start, kernels, ms };
+}
+
+function liveBytes(): number {
+  return tf.memory().numBytes;
+}
+
+function isFloat(t: tf.Tensor): boolean {
+  return t.dtype === 'float32';
+}
+
+function bytesOf(ts: readonly tf.Tensor[]): number {
+  return ts.reduce((a, t) => a + t.size * (t.dtype === 'string' || t.dtype === 'complex64' ? 0 : tf.util.bytesPerElement(t.dtype)), 0);
+}

@@ -1,0 +1,176 @@
+import { execFile } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { TapfitError } from '../../src/errors';
+import { BACKEND_ENV, selectBackend } from '../../src/backend';
+
+async function rejection(p: Promise<unknown>): Promise<TapfitError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as TapfitError;
+  }
+  throw new Error('expected a rejection');
+}
+
+const backendDist = path.resolve(__dirname, '../../src/backend');
+const nodeModules = path.resolve(require.resolve('@tensorflow/tfjs'), '../../../..');
+
+/**
+ * Run a script in a fresh Node process whose working directory may hold fake
+ * optional packages (node_modules/@tensorflow/tfjs-node[-gpu]). Resolves with
+ * stdout, stderr and the exit code; a process that does not exit in time fails.
+ */
+function runChild(script: string, fakes: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-select-'));
+  for (const [pkg, source] of Object.entries(fakes)) {
+    const pkgDir = path.join(dir, 'node_modules', pkg);
+    fs.mkdirSync(pkgDir, { recursive: true });
+    fs.writeFileSync(path.join(pkgDir, 'package.json'), JSON.stringify({ name: pkg, version: '4.22.0', main: 'index.js' }));
+    fs.writeFileSync(path.join(pkgDir, 'index.js'), source);
+  }
+  fs.writeFileSync(path.join(dir, 'main.js'), `const backend = require(${JSON.stringify(backendDist)});\nconst tf = require('@tensorflow/tfjs');\n${script}`);
+  return new Promise((resolve) => {
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_PATH: nodeModules };
+    delete env[BACKEND_ENV];
+    execFile(process.execPath, ['main.js'], { cwd: dir, env, timeout: timeoutMs }, (err, stdout, stderr) => {
+      fs.rmSync(dir, { recursive: true, force: true });
+      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
+    });
+  });
+}
+
+/** A stand-in for @tensorflow/tfjs-node: registers a 'tensorflow' backend that runs the cpu kernels. */
+const fakeTfjsNode = `
+const tf = require('@tensorflow/tfjs');
+tf.registerBackend('tensorflow', () => new tf.MathBackendCPU(), 3);
+tf.copyRegisteredKernels('cpu', 'tensorflow');
+`;
+
+describe('backend: selectBackend', function () {
+  const savedEnv = process.env[BACKEND_ENV];
+  afterEach(() => {
+    if (savedEnv === undefined) delete process.env[BACKEND_ENV];
+    else process.env[BACKEND_ENV] = savedEnv;
+  });
+  after(() => tf.setBackend('cpu'));
+
+  it('rejects an unknown name, listing the valid ones', async () => {
+    const err = await rejection(selectBackend('webgpu' as 'wasm'));
+    expect(err).to.be.instanceOf(TapfitError);
+    expect(err.code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.equal("selectBackend: unknown backend 'webgpu'; valid names: auto, tensorflow, wasm, cpu");
+  });
+
+  it("'auto' picks wasm here, says why in one line, installs the shim and a 3 GiB guard", async () => {
+    delete process.env[BACKEND_ENV];
+    const lines: string[] = [];
+    const s = await selectBackend('auto', { log: (l) => lines.push(l) });
+    expect(s.reason).to.equal('backend: wasm (tfjs-node-gpu not installed; tfjs-node not installed)');
+    expect(lines).to.deep.equal([s.reason]);
+    expect(tf.getBackend()).to.equal('wasm');
+    expect(s).to.include({ name: 'wasm', preference: 'auto', source: 'argument', shim: true, threads: 1, package: '@tensorflow/tfjs-backend-wasm' });
+    expect(s.memoryGuard!.budgetBytes).to.equal(3 * 2 ** 30);
+    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).to.not.equal(undefined);
+  });
+
+  it('is idempotent: the same call returns the same selection without logging again', async () => {
+    delete process.env[BACKEND_ENV];
+    await selectBackend('cpu', { log: false });
+    const lines: string[] = [];
+    const a = await selectBackend(undefined, { log: (l) => lines.push(l) });
+    const b = await selectBackend(undefined, { log: (l) => lines.push(l) });
+    expect(b).to.equal(a);
+    expect(lines).to.have.length(1);
+    expect(tf.getBackend()).to.equal('wasm');
+  });
+
+  it(`${BACKEND_ENV} replaces the default 'auto' but not an explicit choice`, async () => {
+    process.env[BACKEND_ENV] = 'cpu';
+    const byEnv = await selectBackend(undefined, { log: false });
+    expect(byEnv).to.include({ name: 'cpu', source: BACKEND_ENV, reason: `backend: cpu (${BACKEND_ENV}=cpu)` });
+    expect(tf.getBackend()).to.equal('cpu');
+    expect((await selectBackend('auto', { log: false })).name).to.equal('cpu');
+    const explicit = await selectBackend('wasm', { log: false });
+    expect(explicit).to.include({ name: 'wasm', source: 'argument', reason: 'backend: wasm (requested; 1 thread)' });
+    process.env[BACKEND_ENV] = 'gpu';
+    const err = await rejection(selectBackend(undefined, { log: false }));
+    expect(err.message).to.equal(`${BACKEND_ENV}='gpu' is not a backend; valid names: auto, tensorflow, wasm, cpu (or unset it)`);
+  });
+
+  it("'tensorflow' without tfjs-node(-gpu) installed says what to install", async () => {
+    const err = await rejection(selectBackend('tensorflow', { log: false }));
+    expect(err.code).to.equal('TAPFIT_E_BACKEND');
+    expect(err.message).to.contain('install @tensorflow/tfjs-node-gpu on a CUDA machine or @tensorflow/tfjs-node');
+  });
+
+  it('validates threads and refuses to change them once wasm is initialised', async () => {
+    for (const bad of [0, 1.5, 9]) {
+      const err = await rejection(selectBackend('wasm', { threads: bad, log: false }));
+      expect(err.code).to.equal('TAPFIT_E_CONFIG');
+      expect(err.message).to.contain('threads must be an integer from 1 to 8');
+    }
+    const err = await rejection(selectBackend('wasm', { threads: 2, log: false }));
+    expect(err.message).to.contain('already initialised with 1 thread(s)');
+  });
+
+  it('validates memoryBudgetBytes', async () => {
+    const err = await rejection(selectBackend('wasm', { memoryBudgetBytes: -5, log: false }));
+    expect(err.code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.contain('memoryBudgetBytes must be a positive number');
+  });
+
+  describe('in a fresh process', function () {
+    this.timeout(120_000);
+
+    it("'auto' takes an installed tfjs-node and reports the skipped tfjs-node-gpu", async () => {
+      const r = await runChild(
+        `backend.selectBackend('auto').then((s) => { tf.tensor([1, 2]).square().sum().print(); console.log('active', tf.getBackend(), s.memoryGuard); });`,
+        { '@tensorflow/tfjs-node': fakeTfjsNode },
+      );
+      expect(r.code, r.stderr).to.equal(0);
+      expect(r.stdout).to.contain('backend: tensorflow via @tensorflow/tfjs-node (tfjs-node-gpu not installed)');
+      expect(r.stdout).to.contain('active tensorflow null');
+    });
+
+    it('an installed backend that fails to load is an error naming it, not a silent fallback', async () => {
+      const r = await runChild(
+        `backend.selectBackend('auto').then(() => console.log('chose', tf.getBackend()), (e) => { console.log('error', e.code, e.message); process.exitCode = 3; });`,
+        { '@tensorflow/tfjs-node-gpu': "throw new Error('libcudart.so.11.0: cannot open shared object file');" },
+      );
+      expect(r.code).to.equal(3);
+      expect(r.stdout).to.not.contain('chose');
+      expect(r.stdout).to.contain("error TAPFIT_E_BACKEND backend 'tensorflow' (@tensorflow/tfjs-node-gpu) failed to load: libcudart.so.11.0");
+      expect(r.stdout).to.contain('CUDA');
+    });
+
+    it('threads: 2 initialises multi-threaded wasm, matches cpu, and the process exits by itself', async () => {
+      const r = await runChild(`
+        const wasm = require('@tensorflow/tfjs-backend-wasm');
+        (async () => {
+          const s = await backend.selectBackend('wasm', { threads: 2, log: false });
+          const f = () => tf.tidy(() => {
+            const x = tf.randomNormal([4, 12, 12, 3], 0, 1, 'float32', 1), k = tf.randomNormal([3, 3, 3, 8], 0, 1, 'float32', 2);
+            const w = tf.randomNormal([96, 10], 0, 1, 'float32', 3);
+            const loss = (k, w) => tf.matMul(tf.maxPool(tf.relu(tf.conv2d(x, k, 1, 'same')), 2, 2, 'valid').reshape([4, -1]).slice([0, 0], [4, 96]), w).square().mean();
+            return tf.grads(loss)([k, w]).map((g) => Array.from(g.dataSync()));
+          });
+          const onWasm = f();
+          await tf.setBackend('cpu');
+          const onCpu = f();
+          let err = 0, scale = 0;
+          onCpu.forEach((g, i) => g.forEach((v, j) => { err = Math.max(err, Math.abs(v - onWasm[i][j])); scale = Math.max(scale, Math.abs(v)); }));
+          console.log(JSON.stringify({ threads: wasm.getThreadsCount(), selected: s.threads, rel: err / scale }));
+        })();
+      `);
+      expect(r.code, r.stderr).to.equal(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(out.threads).to.equal(2);
+      expect(out.selected).to.equal(2);
+      expect(out.rel).to.be.below(1e-5);
+    });
+  });
+});

@@ -1,0 +1,139 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { TapfitError } from '../../src/errors';
+import { installWasmShim, NOT_BRIDGED, uninstallWasmShim, WASM_SHIM_KERNELS, wasmShimInstalled } from '../../src/backend';
+import { on, relativeError, useShimmedWasm } from './helpers';
+
+/** Run f with the stock wasm kernels, then put the shim back. */
+function withStockWasm<T>(f: () => T): T {
+  uninstallWasmShim();
+  try {
+    return f();
+  } finally {
+    installWasmShim();
+  }
+}
+
+function thrown(f: () => unknown): unknown {
+  try {
+    f();
+  } catch (err) {
+    return err;
+  }
+  throw new Error('expected an error');
+}
+
+const conv = tf.randomNormal([2, 6, 6, 3], 0, 1, 'float32', 1).arraySync() as number[][][][];
+const filter = tf.randomNormal([3, 3, 3, 4], 0, 1, 'float32', 2).arraySync() as number[][][][];
+
+describe('backend: wasm training shim', function () {
+  before(useShimmedWasm);
+  after(() => tf.setBackend('cpu'));
+
+  it('stock wasm lacks the conv filter gradient; the error names kernel, backend and fix; the shim provides it', async () => {
+    const dW = () => tf.tidy(() => tf.grad((f: tf.Tensor) => tf.conv2d(tf.tensor4d(conv), f as tf.Tensor4D, 1, 'same').sum())(tf.tensor4d(filter)).dataSync());
+    const err = withStockWasm(() => thrown(dW));
+    expect(err).to.be.instanceOf(TapfitError);
+    expect((err as TapfitError).code).to.equal('TAPFIT_E_BACKEND');
+    expect((err as Error).message).to.match(/kernel 'Conv2DBackpropFilter' is not available on backend 'wasm'/);
+    expect((err as Error).message).to.match(/selectBackend\('cpu'\)/);
+    expect(relativeError(dW(), await on('cpu', dW))).to.be.below(1e-5);
+  });
+
+  it('stock wasm routes max-pool gradients wrongly; the shim matches cpu exactly', async () => {
+    const negative = Float32Array.from({ length: 2 * 4 * 4 * 2 }, (_, i) => -1 - ((i * 37) % 11) / 7);
+    const grad = () => tf.tidy(() => tf.grad((x: tf.Tensor) => tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid').sum())(tf.tensor4d(negative, [2, 4, 4, 2])).dataSync());
+    const cpu = await on('cpu', grad);
+    expect(relativeError(withStockWasm(grad), cpu)).to.be.above(0.5);
+    expect(relativeError(grad(), cpu)).to.equal(0);
+  });
+
+  it('stock wasm has no UnsortedSegmentSum (the gather gradient); the bridge runs it on cpu', async () => {
+    const grad = () => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.gather(t, tf.tensor1d([2, 0, 2], 'int32')).sum())(tf.ones([3, 2])).dataSync());
+    expect((withStockWasm(() => thrown(grad)) as Error).message).to.match(/UnsortedSegmentSum/);
+    expect(Array.from(grad())).to.deep.equal([1, 1, 0, 0, 2, 2]);
+  });
+
+  it('stock wasm OneHot ignores a float dtype; the shim casts', () => {
+    const hot = () => tf.tidy(() => tf.oneHot(tf.tensor1d([1, 0], 'int32'), 3, 1, 0, 'float32').dataSync());
+    expect(Array.from(withStockWasm(hot))).to.not.deep.equal([0, 1, 0, 1, 0, 0]);
+    expect(Array.from(hot())).to.deep.equal([0, 1, 0, 1, 0, 0]);
+  });
+
+  it('stock wasm maxPool3d returns FLT_MIN for all-negative windows; the shim does not', () => {
+    const pool = () => tf.tidy(() => tf.maxPool3d(tf.tensor5d([-4, -3, -2, -1, -5, -6, -7, -8], [1, 2, 2, 2, 1]), 2, 2, 'valid').dataSync()[0]);
+    expect(withStockWasm(pool)).to.not.equal(-1);
+    expect(pool()).to.equal(-1);
+  });
+
+  it('covers every kernel cpu has and stock wasm lacks, or explains why it cannot', () => {
+    const missing = withStockWasm(() => {
+      const wasm = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));
+      return tf.getKernelsForBackend('cpu').map((k) => k.kernelName).filter((k) => !wasm.has(k));
+    });
+    expect(missing).to.include('Conv2DBackpropFilter');
+    const uncovered = missing.filter((k) => !WASM_SHIM_KERNELS.includes(k) && !(k in NOT_BRIDGED));
+    expect(uncovered).to.deep.equal([]);
+    for (const k of WASM_SHIM_KERNELS) expect(tf.getKernel(k, 'wasm'), k).to.not.equal(undefined);
+  });
+
+  it('a kernel still missing gives a TapfitError that says why and what to do', () => {
+    const err = thrown(() => tf.tidy(() => tf.spectral.fft(tf.complex([1, 2], [0, 0]))));
+    expect(err).to.be.instanceOf(TapfitError);
+    expect((err as Error).message).to.match(/'(Complex|FFT)' is not available on backend 'wasm' \(wasm cannot store complex64 tensors\)/);
+    expect((err as Error).message).to.match(/'cpu'/);
+    expect((err as Error & { cause?: Error }).cause?.message).to.match(/not registered for backend 'wasm'/);
+  });
+
+  it('bridged forward kernels agree with cpu (einsum, strings, ragged)', async () => {
+    const run = () => tf.tidy(() => [
+      Array.from(tf.einsum('ij,jk->ik', tf.tensor2d([[1, 2], [3, 4]]), tf.tensor2d([[5], [6]])).dataSync()),
+      tf.string.staticRegexReplace(tf.tensor1d(['a-b', 'c-d']), '-', '+').arraySync(),
+      Array.from(tf.unsortedSegmentSum(tf.tensor1d([1, 2, 3, 4]), tf.tensor1d([1, 0, 1, 1], 'int32'), 2).dataSync()),
+      Object.values(tf.raggedRange(tf.tensor1d([0, 5], 'int32'), tf.tensor1d([3, 7], 'int32'), tf.tensor1d([1, 1], 'int32'))).map((t) => Array.from(t.dataSync())),
+    ]);
+    const cpu = await on('cpu', run);
+    expect(run()).to.deep.equal(cpu);
+    expect(cpu[0]).to.deep.equal([17, 39]);
+    expect(cpu[3]).to.deep.equal([[0, 3, 5], [0, 1, 2, 5, 6]]);
+  });
+
+  it('composites free every intermediate (engine leak check on, backend data ids stable)', () => {
+    const wasTest = tf.env().getBool('IS_TEST');
+    tf.env().set('IS_TEST', true);
+    const backend = tf.backend();
+    try {
+      const step = () => tf.tidy(() => {
+        const x = tf.tensor4d(conv);
+        const [dx, dW] = tf.grads((a: tf.Tensor, f: tf.Tensor) => tf.maxPool(tf.relu(tf.conv2d(a as tf.Tensor4D, f as tf.Tensor4D, 2, 'same')), 2, 2, 'same').sum())([x, tf.tensor4d(filter)]);
+        const dd = tf.grad((f: tf.Tensor) => tf.depthwiseConv2d(x, f as tf.Tensor4D, 1, 'valid').sum())(tf.tensor4d(filter).slice([0, 0, 0, 0], [3, 3, 3, 1]));
+        const mm = tf.grad((b: tf.Tensor) => tf.matMul(tf.ones([4, 5]), b, true, false).sum())(tf.ones([4, 3]));
+        return [dx, dW, dd, mm].map((t) => t.sum().dataSync()[0]);
+      });
+      step();
+      const tensors = tf.memory().numTensors;
+      const dataIds = backend.numDataIds();
+      step();
+      expect(tf.memory().numTensors).to.equal(tensors);
+      expect(backend.numDataIds()).to.equal(dataIds);
+    } finally {
+      tf.env().set('IS_TEST', wasTest);
+    }
+  });
+
+  it('installs idempotently and uninstalls to the exact stock kernels', () => {
+    installWasmShim();
+    expect(wasmShimInstalled()).to.equal(true);
+    const shimmed = tf.getKernel('BatchMatMul', 'wasm');
+    uninstallWasmShim();
+    uninstallWasmShim();
+    const stock = tf.getKernel('BatchMatMul', 'wasm');
+    expect(stock).to.not.equal(shimmed);
+    expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).to.equal(undefined);
+    installWasmShim();
+    expect(tf.getKernel('BatchMatMul', 'wasm')).to.not.equal(stock);
+    uninstallWasmShim();
+    expect(tf.getKernel('BatchMatMul', 'wasm')).to.equal(stock);
+    installWasmShim();
+  });
+});

@@ -1,0 +1,158 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { chain, momentum, nesterov, scaleByLearningRate, sgd, SilentLogger, Trainer, type OptimizerSpec, type TapfitPlugin } from '@tapfit/core';
+import { adaptiveBrakingPlugin, inferMomentum, tapfitPlugin, withAdaptiveBraking, type AdaptiveBrakingState } from '../src';
+import { blobs, errorOf, tinyMlp, trajectory, useBackend } from './helpers';
+
+const lr = 0.05;
+
+function trainer(optimizer: OptimizerSpec, plugins: TapfitPlugin[] = [], seed = 1) {
+  return new Trainer({ model: tinyMlp(seed), loss: 'softmaxCrossEntropy', optimizer, plugins, logger: new SilentLogger() });
+}
+
+async function setupError(t: Trainer): Promise<Error & { code?: string }> {
+  let err: unknown;
+  await t.setup().catch((e) => (err = e));
+  expect(err, 'setup should fail').to.be.instanceOf(Error);
+  return err as Error & { code?: string };
+}
+
+describe('adaptiveBrakingPlugin', () => {
+  useBackend('cpu');
+
+  it("replaces the chain's momentum member; the state is at optimizerState.momentum", async () => {
+    const data = blobs(96);
+    const t = trainer(sgd({ lr: 0.1, momentum: 0.9 }), [adaptiveBrakingPlugin({ rho: 2 })]);
+    const before = await t.evaluate(data);
+    await t.fit(data, { epochs: 6, batchSize: 16 });
+    const after = await t.evaluate(data);
+    expect(t.describe({ print: false }).stepTransforms).to.deep.equal(['momentum', 'lr']);
+    const state = t.optimizerState!.momentum as AdaptiveBrakingState;
+    expect(state.count).to.equal(36);
+    expect(Object.keys(state.velocity)).to.deep.equal(Object.keys(t.variables));
+    const scales = Object.values(state.scale).map((s) => s.dataSync()[0]);
+    expect(scales.every((s) => s >= -1 && s <= 3)).to.equal(true);
+    expect(scales.some((s) => Math.abs(s - 1) > 1e-3)).to.equal(true); // it braked
+    expect(after.loss).to.be.lessThan(before.loss * 0.5);
+    expect(after.accuracy).to.be.greaterThan(0.9);
+    t.dispose();
+    data.dispose();
+  });
+
+  it('rho = 0 trains to bit-identical weights as plain sgd momentum', async () => {
+    const weights = async (plugins: TapfitPlugin[]) => {
+      const data = blobs(48);
+      const t = trainer(sgd({ lr: 0.1, momentum: 0.9, weightDecay: 1e-3 }), plugins);
+      await t.fit(data, { epochs: 3, batchSize: 8 });
+      const w = Object.values(t.variables).map((v) => Array.from(v.dataSync()));
+      t.dispose();
+      data.dispose();
+      return w;
+    };
+    const plain = await weights([]);
+    expect(await weights([adaptiveBrakingPlugin({ rho: 0 })])).to.deep.equal(plain);
+    expect(await weights([adaptiveBrakingPlugin({ rho: 2 })])).to.not.deep.equal(plain);
+  });
+
+  it('leaves no tensors behind over a fit', async () => {
+    const data = blobs(64);
+    const t = trainer(sgd({ lr: 0.1, momentum: 0.9 }), [adaptiveBrakingPlugin({ granularity: 'global' })]);
+    await t.setup();
+    const before = tf.memory().numTensors;
+    await t.fit(data, { epochs: 5, batchSize: 16 });
+    expect(tf.memory().numTensors).to.equal(before);
+    t.dispose();
+    data.dispose();
+  });
+
+  describe('momentum m', () => {
+    it("is taken from the optimizer's momentum member", () => {
+      expect(inferMomentum(momentum({ momentum: 0.7 }), 'test')).to.equal(0.7);
+      expect(inferMomentum(momentum({ momentum: 0 }), 'test')).to.equal(0);
+      // and used: with rho 0 the braked chain follows sgd momentum 0.7 bit for bit
+      const braked = withAdaptiveBraking(chain(momentum({ momentum: 0.7 }), scaleByLearningRate(lr)), { rho: 0 });
+      expect(trajectory(braked, 20)).to.deep.equal(trajectory(chain(momentum({ momentum: 0.7 }), scaleByLearningRate(lr)), 20));
+    });
+
+    it('refuses Nesterov and dampening, naming the fix', () => {
+      expect(errorOf(() => inferMomentum(nesterov({ momentum: 0.9 }), 'adaptive-braking')).message).to.match(
+        /cannot take the momentum from chain member 'momentum': its first update for gradient 1 is 1.9.*Nesterov.*without nesterov or dampening, or pass the plugin's `momentum` option/,
+      );
+      expect(errorOf(() => inferMomentum(momentum({ momentum: 0.9, dampening: 0.5 }), 'adaptive-braking')).message).to.match(/it damps the gradient \(dampening 0.5/);
+    });
+
+    it('an explicit `momentum` option is used as given (no probing)', () => {
+      const braked = withAdaptiveBraking(chain(nesterov({ momentum: 0.9 }), scaleByLearningRate(lr)), { rho: 0, momentum: 0.5 });
+      expect(trajectory(braked, 15)).to.deep.equal(trajectory(chain(momentum({ momentum: 0.5 }), scaleByLearningRate(lr)), 15));
+    });
+  });
+
+  describe('functional twin withAdaptiveBraking', () => {
+    it('keeps the chain, its name and the member name; reaches into nested chains by path', () => {
+      const outer = chain('outer', sgd({ lr, momentum: 0.9 }));
+      const braked = withAdaptiveBraking(outer, { target: 'sgd/momentum' });
+      expect(braked.name).to.equal('outer');
+      const inner = braked.transforms[0] as ReturnType<typeof sgd>;
+      expect(inner.transforms.map((t) => t.name)).to.deep.equal(['momentum', 'lr']);
+      tf.tidy(() => {
+        const state = braked.init({ w: tf.zeros([2]) }) as { sgd: { momentum: AdaptiveBrakingState } };
+        expect(Object.keys(state.sgd.momentum)).to.deep.equal(['count', 'velocity', 'scale']);
+      });
+    });
+  });
+
+  describe('errors', () => {
+    it('a chain without momentum: names the members and the fix', async () => {
+      const err = await setupError(trainer(sgd({ lr }), [adaptiveBrakingPlugin()]));
+      expect(err.message).to.match(/plugin 'adaptive-braking' failed in hook 'stepTransforms'/);
+      expect(err.message).to.match(/the update chain has no 'momentum' member to replace \(members: 'lr'\).*e\.g\. sgd\(\{ lr, momentum: 0\.9 \}\)/);
+      expect(errorOf(() => withAdaptiveBraking(sgd({ lr }))).code).to.equal('TAPFIT_E_CONFIG');
+    });
+
+    it('a black-box tf.train optimizer fails at setup with TAPFIT_E_NEEDS_CHAIN', async () => {
+      for (const plugin of [adaptiveBrakingPlugin(), tapfitPlugin({ delay: 2 })]) {
+        const err = await setupError(trainer(tf.train.momentum(lr, 0.9), [plugin]));
+        expect(err.code).to.equal('TAPFIT_E_NEEDS_CHAIN');
+        expect(err.message).to.match(/sgd\(\{ lr, momentum \}\)/);
+      }
+    });
+
+    it('weight decay in the optimizer and in the plugin is refused (it would decay twice)', async () => {
+      const err = await setupError(trainer(sgd({ lr, momentum: 0.9, weightDecay: 1e-4 }), [adaptiveBrakingPlugin({ weightDecay: 1e-4 })]));
+      expect(err.message).to.match(/would decay twice\. Build the optimizer without weightDecay and pass weightDecay to the plugin instead/);
+      const err2 = errorOf(() => withAdaptiveBraking(sgd({ lr, momentum: 0.9, weightDecay: 1e-4 }), { applyToWeightDecay: false }));
+      expect(err2.message).to.match(/applyToWeightDecay: false cannot separate it from the gradient/);
+    });
+
+    it('bad options fail when the plugin is created, naming the option', () => {
+      expect(errorOf(() => adaptiveBrakingPlugin({ rho: 3 })).message).to.match(/^adaptive-braking: option 'rho' must be in \[0, 2\] \(got 3\)/);
+      expect(errorOf(() => adaptiveBrakingPlugin({ momentum: 1.5 })).message).to.match(/option 'momentum' must be in \[0, 1\)/);
+      expect(errorOf(() => adaptiveBrakingPlugin({ rh0: 1 } as never)).message).to.match(/unknown option\(s\) 'rh0'/);
+      expect(errorOf(() => tapfitPlugin({ braking: false, rho: 1 })).message).to.match(/braking is false, so option\(s\) 'rho' would be ignored/);
+    });
+  });
+
+  describe('tapfitPlugin (the CLI entry point)', () => {
+    it("is one plugin named 'brakes' that brakes and/or delays", async () => {
+      const both = tapfitPlugin({ delay: 2, rho: 1 });
+      expect(both.name).to.equal('brakes');
+      const data = blobs(32);
+      const t = trainer(sgd({ lr: 0.1, momentum: 0.9 }), [both]);
+      await t.fit(data, { epochs: 1, batchSize: 8 });
+      expect(t.skipped).to.equal(2);
+      expect(t.step).to.equal(2);
+      expect(Object.keys(t.optimizerState!.momentum)).to.include('scale');
+      t.dispose();
+      both.dispose();
+
+      const delayOnly = tapfitPlugin({ delay: 1, braking: false });
+      const t2 = trainer(sgd({ lr: 0.1, momentum: 0.9 }), [delayOnly]);
+      await t2.fit(data, { epochs: 1, batchSize: 8 });
+      expect(Object.keys(t2.optimizerState!.momentum)).to.deep.equal(['count', 'velocity']);
+      expect(t2.skipped).to.equal(1);
+      t2.dispose();
+      delayOnly.dispose();
+      data.dispose();
+    });
+  });
+});

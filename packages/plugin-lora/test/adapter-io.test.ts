@@ -1,0 +1,152 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { ADAPTER_VERSION, applyLora, LoraModel, readAdapter } from '../src';
+import { mlp, perturbAdapters, rejected, sameValues, useCpu } from './helpers';
+
+describe('adapter-only save and load', () => {
+  useCpu();
+  let dir: string;
+  beforeEach(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-lora-'));
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  function trained(seed = 1, opts: Partial<Parameters<typeof applyLora>[1]> = {}) {
+    const base = mlp(seed);
+    const lora = applyLora(base, { targets: 'all-linear', rank: 2, alpha: 3, seed: 5, ...opts });
+    perturbAdapters(lora.model, 3, 0.5);
+    return { base, lora };
+  }
+
+  it('round trip: a fresh base plus the adapter reproduces the outputs exactly', async () => {
+    const { base, lora } = trained();
+    const out = path.join(dir, 'adapter');
+    const file = await lora.saveAdapter(out);
+    expect(fs.readdirSync(out).sort()).to.deep.equal(['adapter_config.json', 'adapter_weights.bin']); // no temp files left
+    expect(file).to.include({ format: 'tapfit-lora-adapter', version: ADAPTER_VERSION, adapter: 'default' });
+    expect(file.spec).to.deep.equal({ rank: 2, alpha: 3, dropout: 0, rsLora: false, init: 'kaiming' });
+    expect(file.targets).to.deep.equal(['fc1', 'fc2']);
+    // Only adapter weights: r*(6+12) + r*(12+10) floats.
+    expect(file.weightsBytes).to.equal(4 * 2 * (6 + 12 + 12 + 10));
+
+    const base2 = mlp(1); // same seeds: the same base weights, a different model object
+    const loaded = await LoraModel.load(base2, out);
+    const x = tf.randomNormal([5, 6], 0, 1, 'float32', 2);
+    tf.tidy(() => {
+      expect(sameValues(loaded.model.predict(x) as tf.Tensor, lora.model.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    expect(loaded.layers[0].spec('default')).to.deep.equal(file.spec);
+    tf.dispose(x);
+    [loaded, base2, lora, base].forEach((m) => m.dispose());
+  });
+
+  it('saves and restores modulesToSave weights', async () => {
+    const { base, lora } = trained(1, { modulesToSave: 'head' });
+    const head = lora.model.getLayer('head');
+    const w = tf.randomNormal(head.weights[0].shape as number[], 0, 1, 'float32', 7);
+    head.weights[0].write(w);
+    const file = await lora.saveAdapter(dir);
+    expect(file.modulesToSave).to.deep.equal(['head']);
+    const base2 = mlp(1);
+    const loaded = await LoraModel.load(base2, dir);
+    expect(sameValues(loaded.model.getLayer('head').weights[0].read(), w)).to.equal(true);
+    expect(loaded.model.trainableWeights.map((v) => v.originalName)).to.include('head/kernel');
+    tf.dispose(w);
+    [loaded, base2, lora, base].forEach((m) => m.dispose());
+  });
+
+  it('refuses a different base model, naming what differs, and changes nothing', async () => {
+    const { base, lora } = trained(1);
+    await lora.saveAdapter(dir);
+    const other = mlp(42); // same architecture, other weights
+    const target = applyLora(other, { targets: 'all-linear', rank: 2, alpha: 3 });
+    const before = target.layers.map((l) => tf.clone(l.adapterWeights('default').A.read()));
+    const err = await rejected(target.loadAdapter(dir));
+    expect(err.message).to.match(/cannot load .* the base weights differ: layer 'fc1' kernel differs by up to .* the adapter was trained on another base model/);
+    target.layers.forEach((l, i) => expect(sameValues(l.adapterWeights('default').A.read(), before[i])).to.equal(true));
+    tf.dispose(before);
+    [target, other, lora, base].forEach((m) => m.dispose());
+  });
+
+  it('refuses a base of another shape', async () => {
+    const { base, lora } = trained(1);
+    await lora.saveAdapter(dir);
+    const wider = tf.sequential({ layers: [tf.layers.dense({ units: 16, inputShape: [6], name: 'fc1' }), tf.layers.dense({ units: 10, name: 'fc2' }), tf.layers.dense({ units: 3, name: 'head' })] });
+    const err = await rejected(LoraModel.load(wider, dir));
+    expect(err.message).to.match(/weight 'fc1\/lora_B' has shape \[2,12\] in the file but \[2,16\] in this model/);
+    const partial = applyLora(wider, { targets: 'fc2', rank: 2, alpha: 3 });
+    const err2 = await rejected(partial.loadAdapter(dir));
+    expect(err2.message).to.match(/targets layer 'fc1', which is not LoRA-wrapped/);
+    [partial, wider, lora, base].forEach((m) => m.dispose());
+  });
+
+  it('detects a torn or tampered weights file and an unknown format version', async () => {
+    const { base, lora } = trained(1);
+    await lora.saveAdapter(dir);
+    const bin = path.join(dir, 'adapter_weights.bin');
+    const bytes = fs.readFileSync(bin);
+    bytes[5] ^= 0xff;
+    fs.writeFileSync(bin, bytes);
+    expect((await rejected(readAdapter(dir))).message).to.match(/does not match the checksum/);
+    await lora.saveAdapter(dir);
+    const cfg = path.join(dir, 'adapter_config.json');
+    fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('"version": 1', '"version": 99'));
+    expect((await rejected(readAdapter(dir))).message).to.match(/format version 99; this @tapfit\/plugin-lora reads version 1/);
+    expect((await rejected(readAdapter(path.join(dir, 'nope')))).message).to.match(/no adapter at/);
+    [lora, base].forEach((m) => m.dispose());
+  });
+
+  it('several named adapters: save each, load both onto one base, switch between them', async () => {
+    const { base, lora } = trained(1);
+    lora.addAdapter('other', { rank: 3, seed: 11 });
+    lora.setActiveAdapter('other');
+    perturbAdapters(lora.model, 8, 0.5);
+    await lora.saveAdapter(path.join(dir, 'a'), { adapter: 'default' });
+    await lora.saveAdapter(path.join(dir, 'b'));
+    const x = tf.randomNormal([4, 6], 0, 1, 'float32', 1);
+    const yb = lora.model.predict(x) as tf.Tensor;
+    lora.setActiveAdapter('default');
+    const ya = lora.model.predict(x) as tf.Tensor;
+
+    const base2 = mlp(1);
+    const fresh = await LoraModel.load(base2, path.join(dir, 'a'));
+    expect(await fresh.loadAdapter(path.join(dir, 'b'))).to.equal('other');
+    expect(fresh.adapters).to.deep.equal(['default', 'other']);
+    expect(fresh.activeAdapter).to.equal('other');
+    tf.tidy(() => {
+      expect(sameValues(fresh.model.predict(x) as tf.Tensor, yb)).to.equal(true);
+    });
+    fresh.setActiveAdapter('default');
+    tf.tidy(() => {
+      expect(sameValues(fresh.model.predict(x) as tf.Tensor, ya)).to.equal(true);
+    });
+    // Loading again under the same name with another spec is refused.
+    expect((await rejected(fresh.loadAdapter(path.join(dir, 'b'), { name: 'default' }))).message).to.match(/already has an adapter 'default' with a different spec/);
+    tf.dispose([x, ya, yb]);
+    [fresh, base2, lora, base].forEach((m) => m.dispose());
+  });
+
+  it('refuses to save or load while merged', async () => {
+    const { base, lora } = trained(1);
+    lora.merge();
+    expect((await rejected(lora.saveAdapter(dir))).message).to.match(/merged.*call unmerge\(\) first/);
+    lora.unmerge();
+    await lora.saveAdapter(dir);
+    lora.merge();
+    expect((await rejected(lora.loadAdapter(dir))).message).to.match(/merged.*call unmerge\(\) first/);
+    [lora, base].forEach((m) => m.dispose());
+  });
+
+  it('a merge/unmerge round trip does not break the base fingerprint', async () => {
+    const { base, lora } = trained(1);
+    lora.merge().unmerge();
+    await lora.saveAdapter(dir);
+    const base2 = mlp(1);
+    const loaded = await LoraModel.load(base2, dir);
+    expect(loaded.adapters).to.deep.equal(['default']);
+    [loaded, base2, lora, base].forEach((m) => m.dispose());
+  });
+});

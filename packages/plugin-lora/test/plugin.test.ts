@@ -1,0 +1,85 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { segmentModel, sgd, Trainer, TapfitError } from '@tapfit/core';
+import { blobData, describeConformance, testTrainer, testTrainerOptions, tinyModel } from '@tapfit/core/testing';
+import { applyLora, lora, LoraDense } from '../src';
+import { useCpu } from './helpers';
+
+const options = { targets: 'hidden', rank: 2, alpha: 4, seed: 7, modulesToSave: 'out' } as const;
+
+describeConformance({
+  plugin: () => lora(options),
+  twin: () => ({ model: applyLora(tinyModel(), options).model }),
+  twinTolerance: 0,
+});
+
+describe('lora plugin', () => {
+  useCpu();
+
+  it('does the surgery at setup: the adapters are the only trainer variables, they learn, the base stays frozen', async () => {
+    const plugin = lora({ targets: 'hidden', rank: 2, seed: 1 });
+    const trainer = testTrainer({ model: tinyModel(), plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
+    await trainer.setup();
+    expect(trainer.model.layersModel!.layers[0]).to.be.instanceOf(LoraDense);
+    expect(Object.keys(trainer.variables).map((n) => n.replace(/_\d+$/, ''))).to.deep.equal(['hidden/lora_A.default', 'hidden/lora_B.default']);
+    expect(trainer.describe({ print: false }).trainableParams).to.equal(2 * (4 + 8));
+    const layer = plugin.lora!.layers[0];
+    const kernel0 = tf.clone(layer.kernel.read());
+    const data = blobData(48);
+    const before = await trainer.evaluate(data);
+    await trainer.fit(data, { epochs: 3, batchSize: 8 });
+    const after = await trainer.evaluate(data);
+    expect(after.loss).to.be.below(before.loss);
+    expect(tf.tidy(() => tf.max(tf.abs(tf.sub(layer.kernel.read(), kernel0))).dataSync()[0])).to.equal(0); // base frozen
+    expect(tf.tidy(() => tf.max(tf.abs(layer.adapterWeights('default').B.read())).dataSync()[0])).to.be.above(0);
+    tf.dispose(kernel0);
+    data.dispose();
+    trainer.dispose();
+  });
+
+  it('validates options when the plugin is created', () => {
+    expect(() => lora({ targets: 'hidden', rank: 0 })).to.throw(TapfitError, /option 'rank'/);
+  });
+
+  it('reports unmatched targets at setup, naming the layers', async () => {
+    const trainer = testTrainer({ plugins: [lora({ targets: 'q_proj', rank: 2 })] });
+    try {
+      await trainer.setup();
+      expect.fail('setup should fail');
+    } catch (err) {
+      expect((err as Error).message).to.match(/targets selector 'q_proj' matches no layer[\s\S]*hidden \(Dense 4x8\)/);
+    }
+  });
+
+  it('refuses a segment model without layers', async () => {
+    const seg = segmentModel([{ name: 's', params: [], forward: (xs) => xs }]);
+    const trainer = testTrainer({ model: seg, plugins: [lora({ targets: 'all-linear', rank: 2 })] });
+    try {
+      await trainer.setup();
+      expect.fail('setup should fail');
+    } catch (err) {
+      expect((err as Error).message).to.match(/segment model without a tfjs-layers model/);
+    }
+  });
+
+  it('refuses to resume a checkpoint made with another LoRA configuration', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-lora-ckpt-'));
+    const t = testTrainer({ plugins: [lora({ targets: 'hidden', rank: 2, seed: 1 })] });
+    const data = blobData(16);
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    await t.save(dir);
+    try {
+      await Trainer.resume(dir, testTrainerOptions({ plugins: [lora({ targets: 'hidden', rank: 2, alpha: 8, seed: 1 })] }));
+      expect.fail('resume should fail');
+    } catch (err) {
+      expect((err as Error).message).to.match(/lora: the checkpoint was trained with LoRA .*"alpha":4.* but this trainer applies .*"alpha":8/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      data.dispose();
+      t.dispose();
+    }
+  });
+});
