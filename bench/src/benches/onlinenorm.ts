@@ -85,7 +85,7 @@ async function speed(c: Case, rounds: number) {
 }
 
 async function accuracy(c: Case) {
-  const { train, test } = loadMnist({ train: 8000, test: 2000, layout: c.layout, seed: 1 });
+  const { train, test } = loadMnist({ train: 4000, test: 2000, layout: c.layout, seed: 1 });
   const out: Record<string, number> = {};
   for (const [name, plugins] of [['batchNorm', []], ['onlineNorm', [onlineNorm()]]] as const) {
     const t = trainer(c.build, [...plugins]);

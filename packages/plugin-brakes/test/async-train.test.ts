@@ -97,19 +97,19 @@ describe('asyncTrain (worker threads)', function () {
     ['exit', /exited with code 7/],
     ['crash', /crashed: injected crash/],
     ['throw', /failed: Error: injected loss failure/],
-    ['hang', /did not answer within 2000 ms/],
-    ['hang-start', /did not start within 10000 ms/],
+    ['hang', /did not answer within 1000 ms/],
+    ['hang-start', /did not start within 4000 ms/],
   ] as const) {
     it(`a worker that ${{ exit: 'exits', crash: 'crashes', throw: 'throws', hang: 'hangs', 'hang-start': 'hangs at start' }[fault]} is reported and the others finish the run`, async () => {
       const m = linear(4, 0);
       const before = tf.memory().numTensors;
-      const stats = await withFault(fault, () => asyncTrain({ ...base(m), timeoutMs: 2000, startTimeoutMs: fault === 'hang-start' ? 10_000 : 60_000 }));
+      const options = { ...base(m), workers: 2, timeoutMs: 1000, startTimeoutMs: fault === 'hang-start' ? 4000 : 60_000 };
+      const stats = await withFault(fault, () => asyncTrain(options));
       expect(stats.complete).to.equal(true);
       expect(stats.steps).to.equal(60);
       expect(stats.workers[1].failure).to.match(failure);
-      expect(stats.workers[1].applied).to.be.at.most(5);
+      expect(stats.workers[1].applied).to.be.at.most(3);
       expect(stats.workers[0].failure).to.equal(undefined);
-      expect(stats.workers[2].failure).to.equal(undefined);
       expect(m.kernel()).to.deep.equal([30, 30, 30, 30]);
       expectAccounted(stats);
       expect(tf.memory().numTensors).to.equal(before);
@@ -128,7 +128,7 @@ describe('asyncTrain (worker threads)', function () {
     expect(e.code).to.equal('TAPFIT_E_ASYNC_WORKERS');
     expect(e.message).to.match(/every worker failed after \d+ of 1000 updates \(worker 0 exited with code 7; worker 1 exited/);
     expect(e.stats.complete).to.equal(false);
-    expect(e.stats.steps).to.be.within(1, 12);
+    expect(e.stats.steps).to.be.within(1, 6); // each of 3 workers sent at most 2
     expect(m.kernel()).to.deep.equal(Array(4).fill(0.5 * e.stats.steps)); // the updates applied are kept
     expectAccounted(e.stats);
     expect(tf.memory().numTensors).to.equal(before);

@@ -29,8 +29,8 @@ const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
 /**
  * Picks per-segment policies so that the predicted peak of a step fits a byte budget.
  * Starting from a plan (all `store`, or what plugins marked), it turns `store` segments
- * into `recompute`, the cheapest first (forward time per byte saved), until the
- * prediction fits. Segments marked `invert` or `recompute` keep their mark; plugins'
+ * into `recompute`, the cheapest first (forward time per byte of predicted peak saved),
+ * until the prediction fits. Segments marked `invert` or `recompute` keep their mark; plugins'
  * `extraBytes` count against the budget.
  */
 export class BudgetPlanner implements MemoryPlanner {
@@ -38,7 +38,7 @@ export class BudgetPlanner implements MemoryPlanner {
   private readonly profile: MemoryProfile;
 
   constructor(options: BudgetPlannerOptions) {
-    const o = parseOptions(optionsSchema, options, 'BudgetPlanner');
+    const o = parseOptions('BudgetPlanner', optionsSchema, options);
     this.budgetBytes = o.budgetBytes;
     this.profile = o.profile;
   }
@@ -66,19 +66,39 @@ export class BudgetPlanner implements MemoryPlanner {
     const policies: MemoryPolicy[] = base.segments.map((s) => s.policy);
     const predict = (): number => predictPeakBytes(this.profile, policies, extra);
 
+    // Greedy: each round recomputes the segment that buys the most peak reduction per
+    // millisecond of extra forward. When no single switch lowers the peak (it sits
+    // where several segments add up), take the cheapest per byte it stops keeping.
     const saved = (i: number): number => costs[i].storedBytes - costs[i].inputBytes;
-    const candidates = costs
-      .map((_, i) => i)
-      .filter((i) => policies[i] === 'store' && costs[i].differentiable && saved(i) > 0)
-      .sort((a, b) => costs[a].forwardMs / saved(a) - costs[b].forwardMs / saved(b) || a - b);
-
+    const open = new Set(costs.map((_, i) => i).filter((i) => policies[i] === 'store' && costs[i].differentiable && saved(i) > 0));
     let peak = predict();
     let best = { peak, policies: [...policies] };
-    for (const i of candidates) {
-      if (peak <= this.budgetBytes) break;
-      policies[i] = 'recompute';
+    const chosen: number[] = [];
+    while (peak > this.budgetBytes && open.size) {
+      let pick = -1;
+      let pickScore = Infinity;
+      for (const i of open) {
+        policies[i] = 'recompute';
+        const p = predict();
+        policies[i] = 'store';
+        const score = p < peak ? costs[i].forwardMs / (peak - p) : Infinity;
+        if (score < pickScore) [pick, pickScore] = [i, score];
+      }
+      if (pick < 0) pick = [...open].reduce((a, b) => (costs[b].forwardMs / saved(b) < costs[a].forwardMs / saved(a) ? b : a));
+      policies[pick] = 'recompute';
+      open.delete(pick);
+      chosen.push(pick);
       peak = predict();
       if (peak < best.peak) best = { peak, policies: [...policies] };
+    }
+    // Then undo recomputes that later picks made unnecessary, the most expensive first.
+    if (peak <= this.budgetBytes) {
+      for (const i of chosen.sort((a, b) => costs[b].forwardMs - costs[a].forwardMs)) {
+        policies[i] = 'store';
+        const p = predict();
+        if (p <= this.budgetBytes) peak = p;
+        else policies[i] = 'recompute';
+      }
     }
     if (peak > this.budgetBytes) {
       const recomputed = best.policies.filter((p) => p === 'recompute').length;

@@ -29,7 +29,7 @@ const optionsSchema = z
  * `extraBytes` are kept). `trainer.describe()` then shows the predicted bytes.
  */
 export function memoryBudget(options: MemoryBudgetOptions): TapfitPlugin {
-  const o = parseOptions(optionsSchema, options, 'memoryBudget');
+  const o = parseOptions('memoryBudget', optionsSchema, options);
   let profile: MemoryProfile | undefined;
   return {
     name: 'memory-budget',

@@ -26,7 +26,7 @@ export interface Walk {
 export type Head = (xs: tf.Tensor[], owned: boolean, walk: SegmentWalk) => Walk;
 
 /**
- * Training step over a chain of segments with a depth-independent backward.
+ * One training step over a chain of segments, with one gradient call per segment.
  *
  * The TF.js tape keeps every backward intermediate until `tf.grads` returns, so one
  * `tf.grads` over the whole model holds them all. Here every segment gets its own

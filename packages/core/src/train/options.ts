@@ -1,13 +1,5 @@
 import { z } from 'zod';
-import { ErrorCodes, TapfitError } from '../errors';
-
-/** Validates plain option objects with zod; the message names the option path and the problem. */
-export function parseOptions<T extends z.ZodType>(schema: T, value: unknown, what: string): z.infer<T> {
-  const r = schema.safeParse(value);
-  if (r.success) return r.data;
-  const issues = r.error.issues.map((i) => `${[what, ...i.path.map(String)].join('.')}: ${i.message}`);
-  throw new TapfitError(ErrorCodes.CONFIG, `invalid options: ${issues.join('; ')}`);
-}
+export { parseOptions } from '../transforms/options';
 
 export const fitOptionsSchema = z.object({
   epochs: z.number().int().positive(),

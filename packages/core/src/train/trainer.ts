@@ -65,7 +65,7 @@ export class Trainer {
   private stopRequested = false;
 
   constructor(options: TrainerOptions) {
-    this.settings = parseOptions(trainerSettingsSchema, { nonFinite: options.nonFinite, seed: options.seed }, 'trainer');
+    this.settings = parseOptions('trainer', trainerSettingsSchema, { nonFinite: options.nonFinite, seed: options.seed });
     if (!options.model) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `model` is required (a tfjs-layers model or a segment model).');
     if (!options.optimizer) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `optimizer` is required (e.g. sgd({ lr: 0.1 }) or tf.train.adam()).');
     this.modelRef = toTrainableModel(options.model);
@@ -225,7 +225,7 @@ export class Trainer {
    * the same fit() after a resume finishes the same schedule.
    */
   async fit(data: DataSource, options: FitOptions): Promise<History> {
-    const o = parseOptions(fitOptionsSchema, options, 'fit');
+    const o = parseOptions('fit', fitOptionsSchema, options);
     await this.setup();
     this.checkDataShape(data);
     this.stopRequested = false;

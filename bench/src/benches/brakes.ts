@@ -1,0 +1,196 @@
+import * as tf from '@tensorflow/tfjs';
+import { cosineDecay, linearWarmup, selectBackend, sgd, SilentLogger, Trainer, type TapfitPlugin, type TensorData } from '@tapfit/core';
+import { loadMnist, mnistCnn } from '@tapfit/examples';
+import { adaptiveBrakingPlugin, asyncTrain, tapfitPlugin, withAdaptiveBraking } from '@tapfit/plugin-brakes';
+import { interleave } from '../lib/timing';
+import { round, target, writeResults, type Target } from '../results';
+
+/**
+ * Adaptive Braking under gradient delay, in miniature (techniques.md §4.4): the demo's
+ * MNIST CNN trained with SGDM (m = 0.9) on real digits, every gradient delayed by
+ * D = 0, 8, 32 steps (delayedGradients: computed on the weights of D steps earlier),
+ * plain momentum against momentum + AB (rho = 2, per tensor), same LR schedule
+ * (linear warm-up, then cosine decay) and the same batches. Reports final test accuracy
+ * of each; the step-time overhead of AB against plain momentum (interleaved, no delay);
+ * and a real asynchronous run, asyncTrain with 2 worker threads (wasm each) applying
+ * SGDM + AB: samples/s, measured staleness and test accuracy.
+ *
+ * `npm run bench -- brakes [--epochs 3] [--train 8000] [--lr 0.05] [--rounds 7] [--quick]`
+ */
+
+const BATCH = 64;
+const MOMENTUM = 0.9;
+const DELAYS = [0, 8, 32];
+const SEED = 1;
+
+interface Settings {
+  train: number;
+  test: number;
+  epochs: number;
+  lr: number;
+  warmup: number;
+  rounds: number;
+}
+
+function settings(args: string[]): Settings {
+  const quick = args.includes('--quick');
+  const num = (name: string, fallback: number) => {
+    const i = args.indexOf(`--${name}`);
+    return i >= 0 ? Number(args[i + 1]) : fallback;
+  };
+  return {
+    train: num('train', quick ? 1280 : 8000),
+    test: num('test', quick ? 500 : 2000),
+    epochs: num('epochs', quick ? 1 : 3),
+    lr: num('lr', 0.05),
+    warmup: num('warmup', quick ? 5 : 50),
+    rounds: num('rounds', quick ? 3 : 7),
+  };
+}
+
+/** The same schedule for every run, over the updates it applies. */
+function optimizer(s: Settings, updates: number) {
+  const lr = linearWarmup({ warmupSteps: s.warmup, then: cosineDecay({ initial: s.lr, decaySteps: Math.max(1, updates - s.warmup) }) });
+  return sgd({ lr, momentum: MOMENTUM });
+}
+
+function trainer(plugins: TapfitPlugin[], opt: ReturnType<typeof sgd>, model: tf.LayersModel = mnistCnn({ seed: SEED })): Trainer {
+  return new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: opt, plugins, logger: new SilentLogger(), seed: SEED, nonFinite: 'skip' });
+}
+
+interface DelayResult {
+  delay: number;
+  method: 'momentum' | 'braking';
+  testAccuracy: number;
+  testLoss: number;
+  trainLossPerEpoch: number[];
+  updates: number;
+  skipped: number;
+  seconds: number;
+  samplesPerSecond: number;
+}
+
+async function delayRun(s: Settings, data: { train: TensorData; test: TensorData }, delay: number, braking: boolean): Promise<DelayResult> {
+  const batches = Math.ceil(data.train.size / BATCH) * s.epochs;
+  const plugin = tapfitPlugin({ delay, braking });
+  const t = trainer([plugin], optimizer(s, batches));
+  const t0 = performance.now();
+  const history = await t.fit(data.train, { epochs: s.epochs, batchSize: BATCH });
+  const seconds = (performance.now() - t0) / 1000;
+  const evaluation = await t.evaluate(data.test);
+  const result: DelayResult = {
+    delay,
+    method: braking ? 'braking' : 'momentum',
+    testAccuracy: evaluation.accuracy,
+    testLoss: evaluation.loss,
+    trainLossPerEpoch: history.map((h) => round(h.loss)),
+    updates: t.step,
+    skipped: t.skipped,
+    seconds: round(seconds, 2),
+    samplesPerSecond: round((s.epochs * data.train.size) / seconds, 1),
+  };
+  t.dispose();
+  plugin.dispose();
+  t.model.layersModel?.dispose();
+  return result;
+}
+
+/** ms per step of momentum vs momentum + AB (no delay), interleaved rounds of 10 steps. */
+async function stepOverhead(s: Settings, train: TensorData) {
+  const small = train.take(BATCH * 10);
+  const runner = async (plugins: TapfitPlugin[]) => {
+    const t = trainer(plugins, sgd({ lr: 0.01, momentum: MOMENTUM }));
+    await t.setup();
+    return async () => {
+      await t.fit(small, { epochs: t.position.epoch + 1, batchSize: BATCH, shuffle: false });
+      return 10;
+    };
+  };
+  const timing = await interleave({ momentum: await runner([]), braking: await runner([adaptiveBrakingPlugin()]) }, s.rounds);
+  small.dispose();
+  return timing;
+}
+
+async function asyncRun(s: Settings, data: { train: TensorData; test: TensorData }, syncSamplesPerSecond: number) {
+  const updates = Math.ceil(data.train.size / BATCH) * s.epochs;
+  const model = mnistCnn({ seed: SEED });
+  const stats = await asyncTrain({
+    model,
+    data: data.train,
+    loss: 'softmaxCrossEntropy',
+    optimizer: withAdaptiveBraking(optimizer(s, updates)),
+    workers: 2,
+    steps: updates,
+    batchSize: BATCH,
+    backend: 'wasm',
+    seed: SEED,
+  });
+  const evaluation = await trainer([], sgd({ lr: 0 }), model).evaluate(data.test);
+  model.dispose();
+  const { losses, ...rest } = stats;
+  return {
+    ...rest,
+    samplesPerSecond: round(stats.samplesPerSecond, 1),
+    syncSamplesPerSecond: syncSamplesPerSecond,
+    speedupOverSync: round(stats.samplesPerSecond / syncSamplesPerSecond, 3),
+    finalTrainLoss: round(losses.slice(-20).reduce((a, b) => a + b, 0) / Math.min(20, losses.length)),
+    testAccuracy: evaluation.accuracy,
+    testLoss: evaluation.loss,
+  };
+}
+
+export async function run(args: string[]): Promise<void> {
+  const s = settings(args);
+  const backend = await selectBackend('wasm');
+  const data = loadMnist({ train: s.train, test: s.test, seed: SEED });
+  const batches = Math.ceil(s.train / BATCH) * s.epochs;
+  console.log(`MNIST CNN, ${s.train} train / ${s.test} test digits, batch ${BATCH}, ${s.epochs} epochs = ${batches} batches, SGDM m=${MOMENTUM}, lr ${s.lr} (warm-up ${s.warmup}, cosine)`);
+
+  const runs: DelayResult[] = [];
+  for (const delay of DELAYS) {
+    for (const braking of [false, true]) {
+      const r = await delayRun(s, data, delay, braking);
+      runs.push(r);
+      console.log(`  D=${delay} ${r.method}: test accuracy ${round(r.testAccuracy, 4)} (${r.updates} updates, ${r.seconds} s)`);
+    }
+  }
+  const acc = (delay: number, method: DelayResult['method']) => runs.find((r) => r.delay === delay && r.method === method)!.testAccuracy;
+
+  const timing = await stepOverhead(s, data.train);
+  const overhead = timing.braking.msPerStep / timing.momentum.msPerStep;
+  console.log(`  step time: momentum ${round(timing.momentum.msPerStep, 2)} ms, braking ${round(timing.braking.msPerStep, 2)} ms (x${round(overhead, 3)})`);
+
+  const syncSps = runs.find((r) => r.delay === 0 && r.method === 'momentum')!.samplesPerSecond;
+  const asyncResult = await asyncRun(s, data, syncSps);
+  console.log(
+    `  async, 2 workers (SGDM + AB): ${asyncResult.samplesPerSecond} samples/s (sync trainer: ${syncSps}), staleness mean ${round(asyncResult.staleness.mean, 3)} max ${asyncResult.staleness.max}, test accuracy ${round(asyncResult.testAccuracy, 4)}`,
+  );
+  data.train.dispose();
+  data.test.dispose();
+
+  console.table(
+    DELAYS.map((d) => ({ D: d, 'momentum acc': round(acc(d, 'momentum'), 4), 'momentum + AB acc': round(acc(d, 'braking'), 4) })),
+  );
+  const reference = acc(0, 'momentum');
+  const targets: Target[] = [
+    target('D=32: accuracy drop of momentum + AB vs momentum at D=0 (percentage points)', (reference - acc(32, 'braking')) * 100, 'max', 1),
+    target('AB step time / plain momentum step time (no delay, interleaved)', overhead, 'max', 1.1),
+  ];
+  writeResults(
+    'brakes',
+    {
+      backend: backend.name,
+      settings: { ...s, batch: BATCH, momentum: MOMENTUM, rho: 2, granularity: 'tensor', batches, delays: DELAYS, schedule: 'linear warm-up then cosine decay to 0 over the applied updates' },
+      runs,
+      momentumAtD32: { testAccuracy: acc(32, 'momentum'), dropVsD0pp: round((reference - acc(32, 'momentum')) * 100, 2) },
+      brakingAtD32: { testAccuracy: acc(32, 'braking'), dropVsD0pp: round((reference - acc(32, 'braking')) * 100, 2) },
+      stepTime: {
+        msPerStep: { momentum: round(timing.momentum.msPerStep, 3), braking: round(timing.braking.msPerStep, 3) },
+        ratio: round(overhead, 4),
+        samples: timing,
+      },
+      async: asyncResult,
+    },
+    targets,
+  );
+}
