@@ -168,15 +168,26 @@ export async function run(args: string[]): Promise<void> {
   const compact = (a: UpdateAnalysis) =>
     a.layers.map((l) => ({ layer: l.layer, shape: l.shape, rank90: { pre: l.pre.rank, ft: l.ft.rank, delta: l.delta.rank }, relativeUpdate: round(l.relativeUpdate, 5), deltaSingularValuesTop16: l.delta.singularValues.slice(0, 16).map((s) => round(s, 5)) }));
 
-  // 4. Inference: base vs the rank-8 LoRA model merged (and unmerged, for reference).
+  // 4. Inference: base vs the rank-8 LoRA model merged. The unloaded plain model (the
+  // same class as base) is a control for order effects; each comparison runs in both
+  // orders and the ratios of the two runs are averaged.
   const probe = tf.slice(fashion.test.x, [0, 0], [256, 784]);
+  const unloaded = r8.unload();
   r8.merge();
-  const merged = await inferenceTime({ base, loraMerged: r8.model }, probe, quick ? 10 : 30, 10);
+  const rounds = quick ? 10 : 30;
+  const ab = await inferenceTime({ base, loraMerged: r8.model, unloaded }, probe, rounds, 10);
+  const ba = await inferenceTime({ unloaded, loraMerged: r8.model, base }, probe, rounds, 10);
   r8.unmerge();
   const unmerged = await inferenceTime({ base, loraUnmerged: r8.model }, probe, quick ? 5 : 10, 10);
   probe.dispose();
-  const mergedRatio = merged.loraMerged.msPerStep / merged.base.msPerStep;
-  console.log(`inference, batch 256: base ${round(merged.base.msPerStep, 3)} ms, LoRA merged ${round(merged.loraMerged.msPerStep, 3)} ms (x${round(mergedRatio, 3)}), unmerged x${round(unmerged.loraUnmerged.msPerStep / unmerged.base.msPerStep, 3)}`);
+  unloaded.dispose();
+  const ratio = (k: 'loraMerged' | 'unloaded') => (ab[k].msPerStep / ab.base.msPerStep + ba[k].msPerStep / ba.base.msPerStep) / 2;
+  const mergedRatio = ratio('loraMerged');
+  const merged = { base: { msPerStep: (ab.base.msPerStep + ba.base.msPerStep) / 2 }, loraMerged: { msPerStep: (ab.loraMerged.msPerStep + ba.loraMerged.msPerStep) / 2 } };
+  console.log(
+    `inference, batch 256: base ${round(merged.base.msPerStep, 3)} ms, LoRA merged ${round(merged.loraMerged.msPerStep, 3)} ms (x${round(mergedRatio, 3)}), ` +
+      `unloaded plain model x${round(ratio('unloaded'), 3)}, unmerged x${round(unmerged.loraUnmerged.msPerStep / unmerged.base.msPerStep, 3)}`,
+  );
 
   const f = results.full as { trainableParams: number; optimizerStateBytes: number; msPerStep: number };
   const l8 = results['lora-r8'] as typeof f;
@@ -199,8 +210,9 @@ export async function run(args: string[]): Promise<void> {
         baseMs: merged.base.msPerStep,
         loraMergedMs: merged.loraMerged.msPerStep,
         mergedRatio,
+        unloadedRatio: ratio('unloaded'),
         unmergedRatio: unmerged.loraUnmerged.msPerStep / unmerged.base.msPerStep,
-        samples: { merged, unmerged },
+        samples: { baseFirst: ab, baseLast: ba, unmerged },
       },
       medianEpochMs: Object.fromEntries(variants.map((v) => [v.name, median(timing[v.name].samples) * steps])),
     },

@@ -9,7 +9,8 @@ import { round, target, writeResults, type Target } from '../results';
  * Online Normalization against BatchNorm on real MNIST digits, both trained by the tapfit
  * Trainer (the OnlineNorm model is the BatchNorm model with the plugin swapping its BN
  * layers). Measures per-sample step time at batch 32 (target: ON <= 1.3x BN), ON at batch
- * size 1 (what it is for), and, unless `--no-accuracy`, test accuracy after one epoch.
+ * size 1 (what it is for), and, unless `--no-accuracy`, test accuracy after one epoch on
+ * 4000 digits (informational, no target).
  *
  * `npm run bench -- onlinenorm [rounds] [--no-accuracy]`
  */
@@ -84,6 +85,11 @@ async function speed(c: Case, rounds: number) {
   return { timing, perSample };
 }
 
+/**
+ * Test accuracy after one epoch. BatchNorm is also scored with batch statistics: after
+ * 125 updates its moving averages (momentum 0.99) are still mostly their initial values,
+ * which is what its inference-mode score shows; OnlineNorm's statistics move per sample.
+ */
 async function accuracy(c: Case) {
   const { train, test } = loadMnist({ train: 4000, test: 2000, layout: c.layout, seed: 1 });
   const out: Record<string, number> = {};
@@ -91,6 +97,13 @@ async function accuracy(c: Case) {
     const t = trainer(c.build, [...plugins]);
     await t.fit(train, { epochs: 1, batchSize: BATCH });
     out[name] = (await t.evaluate(test)).accuracy;
+    if (name === 'batchNorm') {
+      const model = t.model.layersModel!;
+      out.batchNormWithBatchStatistics = tf.tidy(() => {
+        const logits = model.apply(test.x, { training: true }) as tf.Tensor;
+        return tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), test.y), 'float32')).dataSync()[0];
+      });
+    }
     t.dispose();
   }
   train.dispose();
@@ -121,7 +134,7 @@ export async function run(args: string[]): Promise<void> {
       'ON ms/sample (b32)': round(perSample.onlineNorm, 3),
       'ON-ls ms/sample (b32)': round(perSample.onlineNormLs, 3),
       'ON ms/sample (b1)': round(perSample.onlineNormBatch1, 3),
-      ...(acc ? { 'BN acc': round(acc.batchNorm, 4), 'ON acc': round(acc.onlineNorm, 4) } : {}),
+      ...(acc ? { 'BN acc': round(acc.batchNorm, 4), 'BN acc (batch stats)': round(acc.batchNormWithBatchStatistics, 4), 'ON acc': round(acc.onlineNorm, 4) } : {}),
     });
     targets.push(target(`${c.name}: OnlineNorm / BatchNorm per-sample step time at batch ${BATCH}`, perSample.onlineNorm / perSample.batchNorm, 'max', 1.3));
   }

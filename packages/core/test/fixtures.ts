@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { SilentLogger, tensorData, TensorData, Trainer, type TrainerOptions } from '../src';
+import { selectBackend, SilentLogger, tensorData, TensorData, Trainer, type TrainerOptions } from '../src';
 import { sgd } from '../src/transforms';
 
 /** A small seeded classification problem: 3 Gaussian blobs in 4-D. */
@@ -35,6 +35,8 @@ export function tinyTrainer(options: Partial<TrainerOptions> = {}): Trainer {
 export function useBackend(backend = 'cpu'): void {
   before(async () => {
     tf.env().set('PROD', true);
+    // selectBackend registers wasm and installs its training shim
+    if (backend === 'wasm') await selectBackend('wasm', { log: false });
     await tf.setBackend(backend);
     await tf.ready();
   });
