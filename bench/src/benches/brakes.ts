@@ -15,7 +15,7 @@ import { round, target, writeResults, type Target } from '../results';
  * and a real asynchronous run, asyncTrain with 2 worker threads (wasm each) applying
  * SGDM + AB: samples/s, measured staleness and test accuracy.
  *
- * `npm run bench -- brakes [--epochs 3] [--train 8000] [--lr 0.05] [--rounds 7] [--quick]`
+ * `npm run bench -- brakes [--epochs 3] [--train 4000] [--lr 0.05] [--rounds 7] [--quick]`
  */
 
 const BATCH = 64;
@@ -39,7 +39,7 @@ function settings(args: string[]): Settings {
     return i >= 0 ? Number(args[i + 1]) : fallback;
   };
   return {
-    train: num('train', quick ? 1280 : 8000),
+    train: num('train', quick ? 1280 : 4000),
     test: num('test', quick ? 500 : 2000),
     epochs: num('epochs', quick ? 1 : 3),
     lr: num('lr', 0.05),

@@ -24,7 +24,7 @@ async function withFault<T>(fault: string, fn: () => Promise<T>): Promise<T> {
   }
 }
 
-const base = (m: ReturnType<typeof linear>): AsyncTrainOptions & { logger: SilentLogger } => ({
+const base = (m: ReturnType<typeof linear>): AsyncTrainOptions => ({
   model: m.model,
   data: m.data,
   loss: 'meanSquaredError',

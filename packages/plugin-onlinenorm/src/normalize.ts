@@ -29,7 +29,8 @@ export interface NormalizeArgs {
  * Online Normalization's core (techniques.md §6.2 forward, §6.3 backward) for
  * channels-last input `[N, ..., C]` (dense `[N, C]`, conv `[N, H, W, C]`,
  * `[N, D, H, W, C]`). Samples are taken strictly in order, within and across batches;
- * the within-batch recurrences are vectorised (scan.ts), not looped per sample.
+ * each batch's recurrences are evaluated in one go (recurrences.ts: a float64 host loop
+ * over `[N, C]` summaries, or vectorised device scans), never as per-sample kernels.
  */
 export function onlineNormalize(x: tf.Tensor, state: OnlineNormState, args: NormalizeArgs): tf.Tensor {
   const geometry = checkInput(x, state);

@@ -63,8 +63,9 @@ function isSequentialChain(model: tf.LayersModel): boolean {
  */
 export function fromLayersModel(model: tf.LayersModel): TrainableModel {
   const vars = (layers: tf.layers.Layer[]): tf.Variable[] => layers.flatMap((l) => l.weights.map((w) => w.read() as tf.Variable));
+  // `recomputing` reaches each layer's call() kwargs so stateful custom layers can skip updates.
   const applyLayer = (layer: { apply: tf.layers.Layer['apply'] }, xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] => {
-    const y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: ctx.training }) as tf.Tensor | tf.Tensor[];
+    const y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: ctx.training, recomputing: ctx.recomputing }) as tf.Tensor | tf.Tensor[];
     return Array.isArray(y) ? y : [y];
   };
   const segments: Segment[] = isSequentialChain(model)

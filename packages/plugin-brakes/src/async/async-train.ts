@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chain, ErrorCodes, parseOptions, TapfitError, type Logger } from '@tapfit/core';
+import { chain, ErrorCodes, parseOptions, TapfitError } from '@tapfit/core';
 import { AsyncRun, type AsyncTrainStats } from './async-run';
 import { asyncTrainSchema, type AsyncTrainOptions } from './options';
 import { shardOf, shareData } from './shared-data';
@@ -20,9 +20,8 @@ import { shardOf, shareData } from './shared-data';
  * Models with non-trainable weights (BatchNorm moving statistics) are refused: each
  * worker would update its own copy and the master's would never change.
  */
-export async function asyncTrain(options: AsyncTrainOptions & { logger?: Logger }): Promise<AsyncTrainStats> {
-  const { logger, ...rest } = options ?? ({} as AsyncTrainOptions);
-  const o = parseOptions('asyncTrain', asyncTrainSchema, rest);
+export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrainStats> {
+  const o = parseOptions('asyncTrain', asyncTrainSchema, options);
   const { model } = o;
   if (model.nonTrainableWeights.length > 0) {
     throw new TapfitError(
@@ -42,7 +41,7 @@ export async function asyncTrain(options: AsyncTrainOptions & { logger?: Logger 
   const transform = Array.isArray(o.optimizer) ? chain('async', ...o.optimizer) : o.optimizer;
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const data = shareData(o.data);
-  const run = new AsyncRun(o, variables, transform, logger ?? { info: () => {}, warn: (m) => console.warn(m) });
+  const run = new AsyncRun(o, variables, transform, o.logger ?? { info: () => {}, warn: (m) => console.warn(m) });
   return run.start((index) => ({
     index,
     topology: model.toJSON(null, false) as object,

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { losses, type StepTransform } from '@tapfit/core';
+import { losses, type Logger, type StepTransform } from '@tapfit/core';
 import * as path from 'node:path';
 import { z } from 'zod';
 import { count, positive } from '../schema';
@@ -37,6 +37,8 @@ export interface AsyncTrainOptions {
   nonFinite?: 'throw' | 'skip';
   /** Called after every applied update (synchronously; keep it cheap). */
   onUpdate?: (info: UpdateInfo) => void;
+  /** Where worker failures are reported (warn); default console.warn. */
+  logger?: Logger;
 }
 
 export interface UpdateInfo {
@@ -75,6 +77,7 @@ export const asyncTrainSchema = z.strictObject({
   startTimeoutMs: positive.default(120_000),
   nonFinite: z.enum(['throw', 'skip'], { error: "must be 'throw' or 'skip'" }).default('throw'),
   onUpdate: z.custom<(info: UpdateInfo) => void>((f) => typeof f === 'function', 'must be a function').optional(),
+  logger: z.custom<Logger>((l) => typeof (l as Logger)?.warn === 'function', 'must be a Logger { info, warn }').optional(),
 });
 
 export type ResolvedAsyncTrainOptions = z.output<typeof asyncTrainSchema>;
