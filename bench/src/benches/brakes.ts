@@ -15,12 +15,13 @@ import { round, target, writeResults, type Target } from '../results';
  * and a real asynchronous run, asyncTrain with 2 worker threads (wasm each) applying
  * SGDM + AB: samples/s, measured staleness and test accuracy.
  *
- * `npm run bench -- brakes [--epochs 3] [--train 4000] [--lr 0.05] [--rounds 7] [--quick]`
+ * `npm run bench -- brakes [--epochs 3] [--train 4000] [--lr 0.05] [--rounds 7] [--delays 0,8,32]
+ *  [--skip timing,async] [--quick]` (a run without D = 0 and 32, or skipping parts, reports no
+ * target for what it skipped)
  */
 
 const BATCH = 64;
 const MOMENTUM = 0.9;
-const DELAYS = [0, 8, 32];
 const SEED = 1;
 
 interface Settings {
@@ -30,14 +31,18 @@ interface Settings {
   lr: number;
   warmup: number;
   rounds: number;
+  delays: number[];
+  skip: string[];
 }
 
 function settings(args: string[]): Settings {
   const quick = args.includes('--quick');
-  const num = (name: string, fallback: number) => {
+  const value = (name: string) => {
     const i = args.indexOf(`--${name}`);
-    return i >= 0 ? Number(args[i + 1]) : fallback;
+    return i >= 0 ? args[i + 1] : undefined;
   };
+  const num = (name: string, fallback: number) => Number(value(name) ?? fallback);
+  const list = (name: string, fallback: string[]) => value(name)?.split(',') ?? fallback;
   return {
     train: num('train', quick ? 1280 : 4000),
     test: num('test', quick ? 500 : 2000),
@@ -45,6 +50,8 @@ function settings(args: string[]): Settings {
     lr: num('lr', 0.05),
     warmup: num('warmup', quick ? 5 : 50),
     rounds: num('rounds', quick ? 3 : 7),
+    delays: list('delays', ['0', '8', '32']).map(Number),
+    skip: list('skip', []),
   };
 }
 
@@ -147,49 +154,50 @@ export async function run(args: string[]): Promise<void> {
   console.log(`MNIST CNN, ${s.train} train / ${s.test} test digits, batch ${BATCH}, ${s.epochs} epochs = ${batches} batches, SGDM m=${MOMENTUM}, lr ${s.lr} (warm-up ${s.warmup}, cosine)`);
 
   const runs: DelayResult[] = [];
-  for (const delay of DELAYS) {
+  for (const delay of s.delays) {
     for (const braking of [false, true]) {
       const r = await delayRun(s, data, delay, braking);
       runs.push(r);
       console.log(`  D=${delay} ${r.method}: test accuracy ${round(r.testAccuracy, 4)} (${r.updates} updates, ${r.seconds} s)`);
     }
   }
-  const acc = (delay: number, method: DelayResult['method']) => runs.find((r) => r.delay === delay && r.method === method)!.testAccuracy;
+  const acc = (delay: number, method: DelayResult['method']) => runs.find((r) => r.delay === delay && r.method === method)?.testAccuracy ?? NaN;
+  const results: Record<string, unknown> = {};
+  const targets: Target[] = [];
+  const reference = acc(0, 'momentum');
+  if (s.delays.includes(0) && s.delays.includes(32)) {
+    const drop = (method: DelayResult['method']) => ({ testAccuracy: acc(32, method), dropVsMomentumAtD0pp: round((reference - acc(32, method)) * 100, 2) });
+    results.atD32 = { momentum: drop('momentum'), braking: drop('braking') };
+    targets.push(target('D=32: accuracy drop of momentum + AB vs momentum at D=0 (percentage points)', (reference - acc(32, 'braking')) * 100, 'max', 1));
+  }
 
-  const timing = await stepOverhead(s, data.train);
-  const overhead = timing.braking.msPerStep / timing.momentum.msPerStep;
-  console.log(`  step time: momentum ${round(timing.momentum.msPerStep, 2)} ms, braking ${round(timing.braking.msPerStep, 2)} ms (x${round(overhead, 3)})`);
+  if (!s.skip.includes('timing')) {
+    const timing = await stepOverhead(s, data.train);
+    const ratio = timing.braking.msPerStep / timing.momentum.msPerStep;
+    console.log(`  step time: momentum ${round(timing.momentum.msPerStep, 2)} ms, braking ${round(timing.braking.msPerStep, 2)} ms (x${round(ratio, 3)})`);
+    results.stepTime = { msPerStep: { momentum: round(timing.momentum.msPerStep, 3), braking: round(timing.braking.msPerStep, 3) }, ratio: round(ratio, 4), samples: timing };
+    targets.push(target('AB step time / plain momentum step time (no delay, interleaved)', ratio, 'max', 1.1));
+  }
 
-  const syncSps = runs.find((r) => r.delay === 0 && r.method === 'momentum')!.samplesPerSecond;
-  const asyncResult = await asyncRun(s, data, syncSps);
-  console.log(
-    `  async, 2 workers (SGDM + AB): ${asyncResult.samplesPerSecond} samples/s (sync trainer: ${syncSps}), staleness mean ${round(asyncResult.staleness.mean, 3)} max ${asyncResult.staleness.max}, test accuracy ${round(asyncResult.testAccuracy, 4)}`,
-  );
+  if (!s.skip.includes('async')) {
+    const syncSps = runs.find((r) => r.delay === 0 && r.method === 'momentum')?.samplesPerSecond ?? NaN;
+    const a = await asyncRun(s, data, syncSps);
+    console.log(
+      `  async, 2 workers (SGDM + AB): ${a.samplesPerSecond} samples/s (sync trainer: ${syncSps}), staleness mean ${round(a.staleness.mean, 3)} max ${a.staleness.max}, test accuracy ${round(a.testAccuracy, 4)}`,
+    );
+    results.async = a;
+  }
   data.train.dispose();
   data.test.dispose();
 
-  console.table(
-    DELAYS.map((d) => ({ D: d, 'momentum acc': round(acc(d, 'momentum'), 4), 'momentum + AB acc': round(acc(d, 'braking'), 4) })),
-  );
-  const reference = acc(0, 'momentum');
-  const targets: Target[] = [
-    target('D=32: accuracy drop of momentum + AB vs momentum at D=0 (percentage points)', (reference - acc(32, 'braking')) * 100, 'max', 1),
-    target('AB step time / plain momentum step time (no delay, interleaved)', overhead, 'max', 1.1),
-  ];
+  console.table(s.delays.map((d) => ({ D: d, 'momentum acc': round(acc(d, 'momentum'), 4), 'momentum + AB acc': round(acc(d, 'braking'), 4) })));
   writeResults(
     'brakes',
     {
       backend: backend.name,
-      settings: { ...s, batch: BATCH, momentum: MOMENTUM, rho: 2, granularity: 'tensor', batches, delays: DELAYS, schedule: 'linear warm-up then cosine decay to 0 over the applied updates' },
+      settings: { ...s, batch: BATCH, momentum: MOMENTUM, rho: 2, granularity: 'tensor', batches, schedule: 'linear warm-up then cosine decay to 0 over the applied updates' },
       runs,
-      momentumAtD32: { testAccuracy: acc(32, 'momentum'), dropVsD0pp: round((reference - acc(32, 'momentum')) * 100, 2) },
-      brakingAtD32: { testAccuracy: acc(32, 'braking'), dropVsD0pp: round((reference - acc(32, 'braking')) * 100, 2) },
-      stepTime: {
-        msPerStep: { momentum: round(timing.momentum.msPerStep, 3), braking: round(timing.braking.msPerStep, 3) },
-        ratio: round(overhead, 4),
-        samples: timing,
-      },
-      async: asyncResult,
+      ...results,
     },
     targets,
   );

@@ -246,3 +246,24 @@ describe('Trainer', () => {
     t.dispose();
   });
 });
+
+describe('Trainer.dispose', () => {
+  useBackend('cpu');
+
+  it('disposes a model a plugin swapped in at setup, but not the caller model', async () => {
+    const mine = tinyMlp(2);
+    const replacement = tinyMlp(4);
+    const t = tinyTrainer({ model: mine, plugins: [plugin('swap', ({ hooks }) => hooks.setup.tap('swap', (ctx) => ctx.replaceModel(replacement)))] });
+    await t.setup();
+    const before = tf.memory().numTensors;
+    t.dispose();
+    expect(before - tf.memory().numTensors).to.equal(replacement.weights.length + 4 /* momentum buffers */);
+    expect(() => mine.predict(tf.ones([1, 4]))).not.to.throw();
+  });
+
+  it('plugins see the seed', () => {
+    let seed = -1;
+    tinyTrainer({ seed: 42, plugins: [plugin('s', ({ trainer }) => void (seed = trainer.seed))] });
+    expect(seed).to.equal(42);
+  });
+});

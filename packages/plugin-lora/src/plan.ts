@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { type AdapterSpec, asList, configError, type LayerSelector, type LoraOptions } from './config';
+import { type AdapterSpec, asList, configError, type LoraOptions } from './config';
 import { catalog, fansOf, type LayerEntry } from './catalog';
 import { LoraLayer } from './layers/lora-layer';
 import { checkSelector, describeSelector, hintFor, selects } from './selectors';
@@ -132,4 +132,3 @@ export function formatPlan(plan: LoraPlan): string {
   return out.join('\n');
 }
 
-export type { LayerSelector };

@@ -25,7 +25,10 @@ export type Gradients = NamedTensors | null;
 /** What `setup` taps may read and change (model surgery happens here). */
 export interface SetupContext {
   readonly model: TrainableModel;
-  /** Replace the model (e.g. a copy with adapted layers); later taps see the new one. */
+  /**
+   * Replace the model (e.g. a copy with adapted layers); later taps see the new one.
+   * The trainer owns a replacement: `trainer.dispose()` disposes it (save it first).
+   */
   replaceModel(model: TrainableModel | tf.LayersModel): void;
 }
 

@@ -43,6 +43,8 @@ export interface TrainerView {
   readonly plugins: readonly string[];
   /** Number of updates applied so far. */
   readonly step: number;
+  /** The trainer's seed (data shuffling); plugins may derive their own seeds from it. */
+  readonly seed: number;
 }
 
 /** Register or decorate services of this trainer only (its own child container). */

@@ -63,12 +63,16 @@ export class Trainer {
   /** The next batch to run; checkpoints save it, fit() starts from it. */
   private pos: Position = { epoch: 0, batch: 0 };
   private stopRequested = false;
+  /** Models that setup taps swapped in: the trainer disposes them. */
+  private readonly ownedModels: tf.LayersModel[] = [];
+  private readonly userModel?: tf.LayersModel;
 
   constructor(options: TrainerOptions) {
     this.settings = parseOptions('trainer', trainerSettingsSchema, { nonFinite: options.nonFinite, seed: options.seed });
     if (!options.model) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `model` is required (a tfjs-layers model or a segment model).');
     if (!options.optimizer) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `optimizer` is required (e.g. sgd({ lr: 0.1 }) or tf.train.adam()).');
     this.modelRef = toTrainableModel(options.model);
+    this.userModel = this.modelRef.layersModel;
 
     const c = (this.container = rootContainer.createChildContainer());
     c.register(Tokens.Model, { useValue: this.modelRef });
@@ -157,6 +161,9 @@ export class Trainer {
       get step() {
         return self.stepCount;
       },
+      get seed() {
+        return self.settings.seed;
+      },
     };
     return { hooks: tapOnlyView(this.hooks, plugin), services, trainer, logger: this.container.resolve(Tokens.Logger) };
   }
@@ -183,6 +190,7 @@ export class Trainer {
       },
       replaceModel: (m) => {
         model = toTrainableModel(m);
+        if (model.layersModel) this.ownedModels.push(model.layersModel);
       },
     });
     this.modelRef = model;
@@ -433,8 +441,12 @@ export class Trainer {
     };
   }
 
-  /** Frees the optimizer state (model variables belong to the model). */
+  /**
+   * Frees the optimizer state and any model a plugin swapped in at setup. The model
+   * passed in the options belongs to the caller and is left alone.
+   */
   dispose(): void {
+    for (const m of new Set(this.ownedModels.splice(0))) if (m !== this.userModel) m.dispose();
     this.stepper?.dispose();
     this.stepper = undefined;
     this.ready = undefined;
