@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { arrayData, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
+import { arrayData, readParam, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
 import { blobs, tinyMlp, tinyTrainer, useBackend } from './fixtures';
 
 const plugin = (name: string, apply: (api: PluginApi) => void): TapfitPlugin => ({ name, core: '^0.1.0', apply });
@@ -265,5 +265,26 @@ describe('Trainer.dispose', () => {
     let seed = -1;
     tinyTrainer({ seed: 42, plugins: [plugin('s', ({ trainer }) => void (seed = trainer.seed))] });
     expect(seed).to.equal(42);
+  });
+});
+
+describe('segment weight resolution', () => {
+  useBackend('cpu');
+
+  it('a wrapper can substitute an effective weight through ctx.weights, and gradients flow to it', async () => {
+    const w = tf.variable(tf.tensor2d([[1, 0], [0, 1]]), false, 'frozen_w');
+    const delta = tf.variable(tf.zeros([2, 2]), true, 'delta');
+    const base: Segment = { name: 'lin', params: [w], forward: ([x], ctx) => [tf.matMul(x, readParam(ctx, w))] };
+    const wrapped: Segment = {
+      name: 'lin',
+      params: [w, delta],
+      forward: (xs, ctx) => base.forward(xs, { ...ctx, weights: (v) => (v === w ? tf.add(w, delta) : readParam(ctx, v)) }),
+    };
+    const x = tf.tensor2d([[1, 2]]);
+    const ctx = { training: true, recomputing: false, step: 0 };
+    const { grads } = tf.variableGrads(() => tf.sum(wrapped.forward([x], ctx)[0]) as tf.Scalar, [delta]);
+    expect(Array.from(grads.delta.dataSync())).to.deep.equal([1, 1, 2, 2]);
+    expect(Array.from(base.forward([x], ctx)[0].dataSync())).to.deep.equal([1, 2]);
+    tf.dispose([w, delta, x, grads.delta]);
   });
 });

@@ -11,6 +11,18 @@ export interface SegmentContext {
   readonly recomputing: boolean;
   /** Number of updates applied so far. */
   readonly step: number;
+  /**
+   * Which tensor to use for each variable. Absent means the variable itself. Wrappers
+   * substitute an effective weight without touching the segment's code: LoRA returns
+   * W + s·A·B, weight prediction returns predicted weights. Segments written by hand
+   * read their parameters through `readParam(ctx, v)` to support this.
+   */
+  readonly weights?: (v: tf.Variable) => tf.Tensor;
+}
+
+/** The tensor a segment should use for `v` in this forward (see `SegmentContext.weights`). */
+export function readParam(ctx: SegmentContext, v: tf.Variable): tf.Tensor {
+  return ctx.weights ? ctx.weights(v) : v;
 }
 
 /**
