@@ -42,3 +42,6 @@ export {
 } from './spectral';
 export { loraLayersOf } from './catalog';
 export { lora, LORA_PLUGIN, type LoraPluginOptions } from './plugin';
+
+/** Entry point for `tapfit train` configs: ["@tapfit/plugin-lora", { "targets": "all-linear", "rank": 8 }]. */
+export { lora as tapfitPlugin } from './plugin';
