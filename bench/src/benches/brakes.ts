@@ -9,14 +9,14 @@ import { round, target, writeResults, type Target } from '../results';
  * Adaptive Braking under gradient delay, in miniature (techniques.md §4.4): the demo's
  * MNIST CNN trained with SGDM (m = 0.9) on real digits, every gradient delayed by
  * D = 0, 8, 32 steps (delayedGradients: computed on the weights of D steps earlier),
- * plain momentum against momentum + AB (rho = 2, per tensor), same LR schedule
+ * plain momentum against momentum + AB (default rho = 2, per tensor), same LR schedule
  * (linear warm-up, then cosine decay) and the same batches. Reports final test accuracy
  * of each; the step-time overhead of AB against plain momentum (interleaved, no delay);
  * and a real asynchronous run, asyncTrain with 2 worker threads (wasm each) applying
  * SGDM + AB: samples/s, measured staleness and test accuracy.
  *
- * `npm run bench -- brakes [--epochs 3] [--train 4000] [--lr 0.05] [--rounds 7] [--delays 0,8,32]
- *  [--skip timing,async] [--quick]` (a run without D = 0 and 32, or skipping parts, reports no
+ * `npm run bench -- brakes [--epochs 4] [--train 8000] [--lr 0.02] [--rho 2] [--granularity tensor]
+ *  [--rounds 7] [--delays 0,8,32] [--skip timing,async] [--quick]` (a run without D = 0 and 32, or skipping parts, reports no
  * target for what it skipped)
  */
 
@@ -33,6 +33,8 @@ interface Settings {
   rounds: number;
   delays: number[];
   skip: string[];
+  rho: number;
+  granularity: 'tensor' | 'global';
 }
 
 function settings(args: string[]): Settings {
@@ -44,14 +46,16 @@ function settings(args: string[]): Settings {
   const num = (name: string, fallback: number) => Number(value(name) ?? fallback);
   const list = (name: string, fallback: string[]) => value(name)?.split(',') ?? fallback;
   return {
-    train: num('train', quick ? 1280 : 4000),
+    train: num('train', quick ? 1280 : 8000),
     test: num('test', quick ? 500 : 2000),
-    epochs: num('epochs', quick ? 1 : 3),
-    lr: num('lr', 0.05),
+    epochs: num('epochs', quick ? 1 : 4),
+    lr: num('lr', 0.02),
     warmup: num('warmup', quick ? 5 : 50),
     rounds: num('rounds', quick ? 3 : 7),
     delays: list('delays', ['0', '8', '32']).map(Number),
     skip: list('skip', []),
+    rho: num('rho', 2),
+    granularity: value('granularity') === 'global' ? 'global' : 'tensor',
   };
 }
 
@@ -79,7 +83,7 @@ interface DelayResult {
 
 async function delayRun(s: Settings, data: { train: TensorData; test: TensorData }, delay: number, braking: boolean): Promise<DelayResult> {
   const batches = Math.ceil(data.train.size / BATCH) * s.epochs;
-  const plugin = tapfitPlugin({ delay, braking });
+  const plugin = braking ? tapfitPlugin({ delay, rho: s.rho, granularity: s.granularity }) : tapfitPlugin({ delay, braking });
   const t = trainer([plugin], optimizer(s, batches));
   const t0 = performance.now();
   const history = await t.fit(data.train, { epochs: s.epochs, batchSize: BATCH });
@@ -113,7 +117,8 @@ async function stepOverhead(s: Settings, train: TensorData) {
       return 10;
     };
   };
-  const timing = await interleave({ momentum: await runner([]), braking: await runner([adaptiveBrakingPlugin()]) }, s.rounds);
+  const braking = adaptiveBrakingPlugin({ rho: s.rho, granularity: s.granularity });
+  const timing = await interleave({ momentum: await runner([]), braking: await runner([braking]) }, s.rounds);
   small.dispose();
   return timing;
 }
@@ -125,7 +130,7 @@ async function asyncRun(s: Settings, data: { train: TensorData; test: TensorData
     model,
     data: data.train,
     loss: 'softmaxCrossEntropy',
-    optimizer: withAdaptiveBraking(optimizer(s, updates)),
+    optimizer: withAdaptiveBraking(optimizer(s, updates), { rho: s.rho, granularity: s.granularity }),
     workers: 2,
     steps: updates,
     batchSize: BATCH,
@@ -195,7 +200,7 @@ export async function run(args: string[]): Promise<void> {
     'brakes',
     {
       backend: backend.name,
-      settings: { ...s, batch: BATCH, momentum: MOMENTUM, rho: 2, granularity: 'tensor', batches, schedule: 'linear warm-up then cosine decay to 0 over the applied updates' },
+      settings: { ...s, batch: BATCH, momentum: MOMENTUM, batches, schedule: 'linear warm-up then cosine decay to 0 over the applied updates' },
       runs,
       ...results,
     },

@@ -26,6 +26,8 @@ interface WeightEntry {
 export interface AdapterFile {
   format: typeof ADAPTER_FORMAT;
   version: number;
+  /** 'segments' for an adapter saved from a segment model (applyLoraToSegments); absent for layers models. */
+  modelKind?: 'segments';
   adapter: string;
   spec: AdapterSpec;
   /** Paths of the adapted layers. */
@@ -74,6 +76,18 @@ export async function saveAdapter(model: tf.LayersModel, dir: string, opts: { ad
   }
   for (const m of modules) for (const w of m.layer.weights) tensors.push([`${m.path}/${localName(w)}`, w.read()]);
 
+  const targets = entries.map((e) => e.path);
+  return writeAdapterFiles(dir, { adapter: name, spec: { ...spec }, targets, modulesToSave: modules.map((m) => m.path), base: fingerprint(model, targets) }, tensors);
+}
+
+/** What an adapter file says besides its weights manifest. */
+export type AdapterMeta = Pick<AdapterFile, 'adapter' | 'spec' | 'targets' | 'modulesToSave' | 'base' | 'modelKind'>;
+
+/**
+ * Write `tensors` (float32, little-endian, in order) and the config describing them to
+ * `dir`: the weights first, then the config holding their sha256, each atomically.
+ */
+export async function writeAdapterFiles(dir: string, meta: AdapterMeta, tensors: readonly [string, tf.Tensor][]): Promise<AdapterFile> {
   const weights: WeightEntry[] = [];
   const chunks: Buffer[] = [];
   let offset = 0;
@@ -84,15 +98,15 @@ export async function saveAdapter(model: tf.LayersModel, dir: string, opts: { ad
     offset += data.byteLength;
   }
   const bin = Buffer.concat(chunks);
-  const targets = entries.map((e) => e.path);
   const file: AdapterFile = {
     format: ADAPTER_FORMAT,
     version: ADAPTER_VERSION,
-    adapter: name,
-    spec: { ...spec },
-    targets,
-    modulesToSave: modules.map((m) => m.path),
-    base: fingerprint(model, targets),
+    ...(meta.modelKind ? { modelKind: meta.modelKind } : {}),
+    adapter: meta.adapter,
+    spec: meta.spec,
+    targets: meta.targets,
+    modulesToSave: meta.modulesToSave,
+    base: meta.base,
     weights,
     weightsFile: WEIGHTS_FILE,
     weightsBytes: bin.byteLength,
@@ -130,6 +144,17 @@ export async function readAdapter(dir: string): Promise<{ file: AdapterFile; ten
   return { file, tensors };
 }
 
+/** Refuse an adapter file that was saved from the other kind of model. */
+export function checkModelKind(file: AdapterFile, dir: string, want: 'layers' | 'segments'): void {
+  const have = file.modelKind ?? 'layers';
+  if (have === want) return;
+  throw stateError(
+    have === 'segments'
+      ? `'${dir}' holds an adapter saved from a segment model; load it with LoraSegmentModel.load(base, dir) or loadAdapter(dir) on a segment LoRA.`
+      : `'${dir}' holds an adapter saved from a tfjs-layers model; load it with LoraModel.load(base, dir).`,
+  );
+}
+
 export interface LoadAdapterOptions {
   /** Name to load the adapter under (default: the name it was saved with). */
   name?: string;
@@ -145,6 +170,7 @@ export interface LoadAdapterOptions {
 export async function loadAdapter(model: tf.LayersModel, dir: string, opts: LoadAdapterOptions = {}): Promise<string> {
   const { file, tensors } = await readAdapter(dir);
   const name = checkAdapterName(opts.name ?? file.adapter);
+  checkModelKind(file, dir, 'layers');
   const layers = requireLoraLayers(model, 'loadAdapter');
   if (layers.some((l) => l.isMerged)) throw stateError(`loadAdapter: an adapter is merged into the base kernels; call unmerge() first.`);
   const byPath = new Map(catalog(model).map((e) => [e.path, e.layer]));
@@ -195,7 +221,7 @@ export async function loadAdapter(model: tf.LayersModel, dir: string, opts: Load
   return name;
 }
 
-function mustGet(tensors: Map<string, Float32Array>, key: string, shape: number[], file: AdapterFile): Float32Array {
+export function mustGet(tensors: Map<string, Float32Array>, key: string, shape: number[], file: AdapterFile): Float32Array {
   const data = tensors.get(key);
   const entry = file.weights.find((w) => w.name === key);
   if (!data || !entry) throw stateError(`loadAdapter: the adapter file has no weight '${key}'.`);

@@ -1,8 +1,10 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
+import type { TrainableModel } from '@tapfit/core';
 import { isContainer } from './catalog';
 import { LoraLayer } from './layers/lora-layer';
 import { localName } from './rebuild';
+import { segmentCatalog } from './segment-plan';
 
 /** Identifies the base model an adapter was trained on. */
 export interface BaseFingerprint {
@@ -47,6 +49,22 @@ export function fingerprint(model: tf.LayersModel, samplePaths: readonly string[
   }
   const structureHash = createHash('sha256').update(JSON.stringify(layers)).digest('hex');
   return { structureHash, layers, samples };
+}
+
+/**
+ * The fingerprint of a segment model's base: every base variable ('segment/name', shape)
+ * in order, plus samples of the variables named in `samplePaths`.
+ */
+export function segmentFingerprint(model: TrainableModel, samplePaths: readonly string[]): BaseFingerprint {
+  const entries = segmentCatalog(model);
+  const layers = entries.map((e) => ({ path: e.path, className: 'Variable', shapes: [[...e.variable.shape]] }));
+  const byPath = new Map(entries.map((e) => [e.path, e.variable]));
+  const samples: Record<string, number[]> = {};
+  for (const path of samplePaths) {
+    const v = byPath.get(path);
+    if (v) samples[path] = sample(v);
+  }
+  return { structureHash: createHash('sha256').update(JSON.stringify(layers)).digest('hex'), layers, samples };
 }
 
 function sample(t: tf.Tensor): number[] {

@@ -29,7 +29,9 @@ export {
   unmergeAdapter,
 } from './adapters';
 export { saveAdapter, loadAdapter, readAdapter, type AdapterFile, type LoadAdapterOptions, ADAPTER_FORMAT, ADAPTER_VERSION } from './adapter-io';
-export { fingerprint, fingerprintMismatch, type BaseFingerprint } from './fingerprint';
+export { fingerprint, fingerprintMismatch, segmentFingerprint, type BaseFingerprint } from './fingerprint';
+export { applyLoraToSegments, LoraSegmentModel, type SegmentAdapter } from './segment-lora';
+export { planSegmentLora, segmentCatalog, type VariableEntry } from './segment-plan';
 export {
   analyzeUpdate,
   formatAnalysis,

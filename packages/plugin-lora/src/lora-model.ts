@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { readAdapter, saveAdapter, loadAdapter, type AdapterFile, type LoadAdapterOptions } from './adapter-io';
+import { checkModelKind, readAdapter, saveAdapter, loadAdapter, type AdapterFile, type LoadAdapterOptions } from './adapter-io';
 import {
   activeAdapterOf,
   addAdapter,
@@ -43,6 +43,7 @@ export class LoraModel {
    */
   static async load(base: tf.LayersModel, dir: string): Promise<LoraModel> {
     const { file } = await readAdapter(dir);
+    checkModelKind(file, dir, 'layers');
     const lora = applyLora(base, { ...file.spec, targets: file.targets, modulesToSave: file.modulesToSave, adapterName: file.adapter });
     try {
       await lora.loadAdapter(dir);

@@ -26,6 +26,8 @@ export interface SelectorProblem {
 
 /** What applyLora would do: the dry-run report. */
 export interface LoraPlan {
+  /** 'segments' for a plan over a segment model's variables (applyLoraToSegments); absent for layers. */
+  readonly kind?: 'segments';
   readonly rank: number;
   readonly adapted: PlannedLayer[];
   /** Layers trained in full (modulesToSave). */
@@ -110,7 +112,7 @@ export function planError(plan: LoraPlan): Error | null {
   const lines = [
     ...plan.unmatched.map((u) => `${u.option} selector ${u.selector} ${u.reason}`),
     ...plan.problems,
-    `Layers of this model: ${plan.available.join(', ')}.`,
+    `${plan.kind === 'segments' ? 'Variables of this segment model' : 'Layers of this model'}: ${plan.available.join(', ')}.`,
   ];
   return configError(`cannot apply LoRA:\n  - ${lines.join('\n  - ')}`);
 }
@@ -118,7 +120,7 @@ export function planError(plan: LoraPlan): Error | null {
 /** A printable table of the plan (the dry-run report). */
 export function formatPlan(plan: LoraPlan): string {
   const rows = [
-    ['layer', 'class', 'kernel', 'base params', 'LoRA params', 'matched by'],
+    [plan.kind === 'segments' ? 'variable' : 'layer', 'class', 'kernel', 'base params', 'LoRA params', 'matched by'],
     ...plan.adapted.map((l) => [l.path, l.className, l.kernelShape.join('x'), String(l.baseParams), String(l.adapterParams), l.matchedBy.join(' ')]),
     ...plan.saved.map((l) => [l.path, l.className, '(trained in full)', String(l.params), String(l.params), 'modulesToSave']),
   ];

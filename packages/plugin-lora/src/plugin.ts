@@ -1,9 +1,9 @@
 import { ErrorCodes, fromLayersModel, type PluginState, TapfitError, type TapfitPlugin } from '@tapfit/core';
-import { asList, type LoraOptions, resolveSpec } from './config';
+import { type LoraOptions, resolveSpec } from './config';
 import { applyLora } from './inject';
 import type { LoraModel } from './lora-model';
 import { formatPlan } from './plan';
-import { describeSelector } from './selectors';
+import { applyLoraToSegments, type LoraSegmentModel } from './segment-lora';
 
 export const LORA_PLUGIN = 'lora';
 
@@ -17,37 +17,42 @@ interface LoraCheckpointState {
 }
 
 /**
- * The LoRA plugin: at `setup` it wraps the trainer's tfjs-layers model with
- * `applyLora(model, options)` (its functional twin) and trains only the adapters (and
- * `modulesToSave`). Adapter weights are model variables, so checkpoints carry them; the
- * plugin's own state records the adapted layers and spec, and a resume with other
- * options is refused. After training, `plugin.lora` is the LoraModel handle (merge,
- * unload, saveAdapter).
+ * The LoRA plugin: at `setup` it wraps the trainer's model and trains only the adapters
+ * (and `modulesToSave`). A tfjs-layers model goes through `applyLora(model, options)`,
+ * a segment model through `applyLoraToSegments(model, options)` (the functional twins).
+ * Adapter weights are model variables, so checkpoints carry them; the plugin's own
+ * state records the adapted layers or variables and the spec, and a resume with other
+ * options is refused. After training, `plugin.lora` (layers) or `plugin.segmentLora`
+ * (segments) is the handle: merge, unload, saveAdapter. The trainer does not free a
+ * segment LoRA's adapters: call `plugin.segmentLora.dispose()` (or `unload()`) when done.
  */
-export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora: LoraModel | null } {
+export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora: LoraModel | null; readonly segmentLora: LoraSegmentModel | null } {
   const spec = resolveSpec(options); // validate before any trainer exists
   const adapter = options.adapterName ?? 'default';
   let handle: LoraModel | null = null;
-  const state = (): LoraCheckpointState => ({ adapter, spec, targets: handle?.plan?.adapted.map((l) => l.path) ?? [] });
+  let segmentHandle: LoraSegmentModel | null = null;
+  const state = (): LoraCheckpointState => ({ adapter, spec, targets: (handle?.plan ?? segmentHandle?.plan)?.adapted.map((l) => l.path) ?? [] });
   return {
     name: LORA_PLUGIN,
     core: '^0.1.0',
     get lora() {
       return handle;
     },
+    get segmentLora() {
+      return segmentHandle;
+    },
     apply({ hooks, logger }) {
       hooks.setup.tap(LORA_PLUGIN, (ctx) => {
         const source = ctx.model.layersModel;
-        if (!source) {
-          throw new TapfitError(
-            ErrorCodes.CONFIG,
-            `${LORA_PLUGIN}: the trainer's model is a segment model without a tfjs-layers model, so there are no layers to adapt. ` +
-              `Pass a tf.sequential / tf.model (targets ${asList(options.targets).map(describeSelector).join(', ')}).`,
-          );
+        if (source) {
+          handle = applyLora(source, { ...options, dryRun: false });
+          ctx.replaceModel(fromLayersModel(handle.model));
+          logger.info(formatPlan(handle.plan!));
+        } else {
+          segmentHandle = applyLoraToSegments(ctx.model, { ...options, dryRun: false });
+          ctx.replaceModel(segmentHandle.model);
+          logger.info(formatPlan(segmentHandle.plan));
         }
-        handle = applyLora(source, { ...options, dryRun: false });
-        ctx.replaceModel(fromLayersModel(handle.model));
-        logger.info(formatPlan(handle.plan!));
       });
     },
     saveState(): PluginState {

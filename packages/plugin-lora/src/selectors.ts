@@ -36,7 +36,7 @@ export function checkSelector(s: unknown, option: string): LayerSelector {
 }
 
 /** Near misses for an unmatched selector, to put in the error message. */
-export function hintFor(s: LayerSelector, entries: readonly LayerEntry[]): string {
+export function hintFor(s: LayerSelector, entries: readonly Pick<LayerEntry, 'path'>[]): string {
   if (typeof s !== 'string' || s.startsWith('*') || (KEYWORDS as readonly string[]).includes(s)) return '';
   const ending = entries.filter((e) => e.path.endsWith(s)).map((e) => e.path);
   if (ending.length) return ` Did you mean the suffix selector '*${s}' (matches ${ending.join(', ')})?`;

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { segmentModel, sgd, Trainer, TapfitError } from '@tapfit/core';
+import { sgd, Trainer, TapfitError } from '@tapfit/core';
 import { blobData, describeConformance, testTrainer, testTrainerOptions, tinyModel } from '@tapfit/core/testing';
 import { applyLora, lora, LoraDense } from '../src';
 import { useCpu } from './helpers';
@@ -51,17 +51,6 @@ describe('lora plugin', () => {
       expect.fail('setup should fail');
     } catch (err) {
       expect((err as Error).message).to.match(/targets selector 'q_proj' matches no layer[\s\S]*hidden \(Dense 4x8\)/);
-    }
-  });
-
-  it('refuses a segment model without layers', async () => {
-    const seg = segmentModel([{ name: 's', params: [], forward: (xs) => xs }]);
-    const trainer = testTrainer({ model: seg, plugins: [lora({ targets: 'all-linear', rank: 2 })] });
-    try {
-      await trainer.setup();
-      expect.fail('setup should fail');
-    } catch (err) {
-      expect((err as Error).message).to.match(/segment model without a tfjs-layers model/);
     }
   });
 

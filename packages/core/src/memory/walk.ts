@@ -111,18 +111,23 @@ export class SegmentWalk {
   private store(i: number, xs: tf.Tensor[], owned: boolean): Walk {
     const level = this.levels[i];
     const needDx = this.needsInputGrad(i);
-    let below: Walk | undefined;
-    const { value, grads } = gradients(
-      () => {
-        const ys = forwardOf(level.segment, xs, this.ctx);
-        below = untaped(() => this.descend(i + 1, ys, false));
-        return dot(ys, below.dxs);
-      },
-      [...(needDx ? xs : []), ...level.variables],
-    );
-    // below.dxs died with the forward scope above; its xs are our outputs, never owned.
-    value.dispose();
-    return { dxs: this.collect(level, grads, needDx, xs.length), xs, owned };
+    let dys: Grad[] = [];
+    try {
+      const { value, grads } = gradients(
+        () => {
+          const ys = forwardOf(level.segment, xs, this.ctx);
+          // The rest of the chain runs off this tape; its outputs' gradient comes back as dys.
+          const below = untaped(() => this.descend(i + 1, ys, false));
+          dys = below.dxs.map((d) => d && tf.keep(d)); // needed after this forward scope ends
+          return seed(ys, dys);
+        },
+        [...(needDx ? xs : []), ...level.variables],
+      );
+      value.dispose();
+      return { dxs: this.collect(level, grads, needDx, xs.length), xs, owned };
+    } finally {
+      release(dys);
+    }
   }
 
   private recompute(i: number, xs: tf.Tensor[], owned: boolean): Walk {
@@ -226,6 +231,19 @@ function dot(ys: tf.Tensor[], dys: Grad[]): tf.Scalar {
   const terms = ys.flatMap((y, k) => (dys[k] ? [tf.sum(tf.mul(y, dys[k]!))] : []));
   if (!terms.length) return tf.scalar(0);
   return (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Scalar;
+}
+
+/**
+ * A scalar whose gradient w.r.t. `ys` is exactly `dys` (the value is 0): starts a
+ * tape's backward from gradients that were computed after its forward. Cheaper than
+ * `dot`, which would multiply and sum every output.
+ */
+function seed(ys: tf.Tensor[], dys: Grad[]): tf.Scalar {
+  const flowing = ys.filter((_, k) => dys[k]);
+  const grads = dys.filter((d): d is tf.Tensor => d !== null);
+  if (!flowing.length) return tf.scalar(0);
+  const op = tf.customGrad(() => ({ value: tf.scalar(0), gradFunc: () => grads.map((g) => tf.clone(g)) }));
+  return op(...flowing) as tf.Scalar;
 }
 
 function checked(segment: Segment, what: string, out: unknown): tf.Tensor[] {

@@ -14,6 +14,12 @@ export interface TrainableModel {
   readonly inputShape?: readonly (number | null)[];
   /** Output shape without the batch dimension, when known. */
   readonly outputShape?: readonly (number | null)[];
+  /**
+   * Frees what this model owns. The trainer calls it for a model a plugin swapped in
+   * at setup (e.g. adapters around the user's variables); absent means "dispose the
+   * tfjs-layers model, if the trainer built it".
+   */
+  dispose?(): void;
 }
 
 /** Runs the segments in order (single-tensor input and output at the ends). */

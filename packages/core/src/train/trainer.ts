@@ -64,7 +64,7 @@ export class Trainer {
   private pos: Position = { epoch: 0, batch: 0 };
   private stopRequested = false;
   /** Models that setup taps swapped in: the trainer disposes them. */
-  private readonly ownedModels: tf.LayersModel[] = [];
+  private readonly ownedModels: TrainableModel[] = [];
   private readonly userModel?: tf.LayersModel;
 
   constructor(options: TrainerOptions) {
@@ -190,7 +190,7 @@ export class Trainer {
       },
       replaceModel: (m) => {
         model = toTrainableModel(m);
-        if (model.layersModel) this.ownedModels.push(model.layersModel);
+        this.ownedModels.push(model);
       },
     });
     this.modelRef = model;
@@ -446,7 +446,10 @@ export class Trainer {
    * passed in the options belongs to the caller and is left alone.
    */
   dispose(): void {
-    for (const m of new Set(this.ownedModels.splice(0))) if (m !== this.userModel) m.dispose();
+    for (const m of new Set(this.ownedModels.splice(0))) {
+      if (m.dispose) m.dispose();
+      else if (m.layersModel && m.layersModel !== this.userModel) m.layersModel.dispose();
+    }
     this.stepper?.dispose();
     this.stepper = undefined;
     this.ready = undefined;

@@ -1,0 +1,55 @@
+import * as tf from '@tensorflow/tfjs';
+import { stateError } from './config';
+import { type AdapterFile, checkModelKind, mustGet, readAdapter, writeAdapterFiles } from './adapter-io';
+import { fingerprintMismatch, segmentFingerprint } from './fingerprint';
+import type { LoraSegmentModel } from './segment-lora';
+
+/**
+ * Write a segment LoRA's adapter in the layers format (adapter_config.json with
+ * `modelKind: 'segments'`, adapter_weights.bin): A and B of each target as
+ * '<path>/lora_A' and '<path>/lora_B', and modulesToSave variables under their paths.
+ */
+export async function saveSegmentAdapter(lora: LoraSegmentModel, dir: string): Promise<AdapterFile> {
+  if (lora.isMerged) throw stateError(`saveAdapter: the adapter is merged into the base weights; call unmerge() first so the base can be fingerprinted.`);
+  const tensors: [string, tf.Tensor][] = [];
+  for (const a of lora.adapters) tensors.push([`${a.path}/lora_A`, a.A], [`${a.path}/lora_B`, a.B]);
+  for (const s of lora.saved) tensors.push([s.path, s.variable]);
+  return writeAdapterFiles(
+    dir,
+    { modelKind: 'segments', adapter: lora.adapter, spec: { ...lora.spec }, targets: lora.targets, modulesToSave: lora.saved.map((s) => s.path), base: segmentFingerprint(lora.base, lora.targets) },
+    tensors,
+  );
+}
+
+/**
+ * Load an adapter saved by `saveSegmentAdapter` into a segment LoRA with the same
+ * targets, modulesToSave and spec, on the same base. Everything is checked before
+ * anything is written.
+ */
+export async function loadSegmentAdapter(lora: LoraSegmentModel, dir: string): Promise<void> {
+  const { file, tensors } = await readAdapter(dir);
+  checkModelKind(file, dir, 'segments');
+  if (lora.isMerged) throw stateError(`loadAdapter: the adapter is merged into the base weights; call unmerge() first.`);
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const saved = lora.saved.map((s) => s.path);
+  if (!same(file.targets, lora.targets) || !same(file.modulesToSave, saved) || !same(file.spec, lora.spec)) {
+    throw stateError(
+      `loadAdapter: '${dir}' was saved with targets [${file.targets.join(', ')}], modulesToSave [${file.modulesToSave.join(', ')}] and spec ${JSON.stringify(file.spec)}; ` +
+        `this LoRA has [${lora.targets.join(', ')}], [${saved.join(', ')}] and ${JSON.stringify(lora.spec)}. Use LoraSegmentModel.load(base, dir) to rebuild it as saved.`,
+    );
+  }
+  const mismatch = fingerprintMismatch(file.base, segmentFingerprint(lora.base, file.targets));
+  if (mismatch) throw stateError(`loadAdapter: cannot load '${dir}' onto this segment model: ${mismatch}.`);
+  const writes: { variable: tf.Variable; data: Float32Array }[] = [];
+  const add = (variable: tf.Variable, key: string) => writes.push({ variable, data: mustGet(tensors, key, [...variable.shape], file) });
+  for (const a of lora.adapters) {
+    add(a.A, `${a.path}/lora_A`);
+    add(a.B, `${a.path}/lora_B`);
+  }
+  for (const s of lora.saved) add(s.variable, s.path);
+  for (const { variable, data } of writes) {
+    const t = tf.tensor(data, variable.shape, 'float32');
+    variable.assign(t);
+    t.dispose();
+  }
+}

@@ -1,0 +1,90 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { modelVariables, sgd, Trainer } from '@tapfit/core';
+import { blobData, describeConformance, testTrainer, testTrainerOptions } from '@tapfit/core/testing';
+import { applyLoraToSegments, lora } from '../src';
+import { maxAbsDiff, sameValues, useCpu } from './helpers';
+import { denseSegments, disposeModel } from './segment-helpers';
+
+const options = { targets: 'fc1', rank: 2, alpha: 4, seed: 7, modulesToSave: 'head' } as const;
+
+// The same suite the layers plugin passes, on two hand-written dense segments.
+describeConformance({
+  plugin: () => lora(options),
+  trainer: () => ({ model: denseSegments() }),
+  twin: () => ({ model: applyLoraToSegments(denseSegments(), options).model }),
+  twinTolerance: 0,
+});
+
+describe('lora plugin on a segment model', () => {
+  useCpu();
+
+  it('does the surgery at setup: A and B are the only trainer variables, they learn (sgd), W and b stay as they were', async () => {
+    const base = denseSegments();
+    const [W, b] = base.segments[0].params;
+    const [W0, b0] = [tf.clone(W), tf.clone(b)];
+    const plugin = lora({ targets: 'fc1', rank: 2, seed: 1 });
+    const trainer = testTrainer({ model: base, plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
+    await trainer.setup();
+    const handle = plugin.segmentLora!;
+    expect(plugin.lora).to.equal(null);
+    expect(trainer.model).to.equal(handle.model);
+    const { A, B } = handle.adapters[0];
+    expect(Object.values(trainer.variables)).to.have.members([A, B]).and.have.length(2);
+    expect(trainer.describe({ print: false }).trainableParams).to.equal(2 * (4 + 6));
+    const [A0, B0] = [tf.clone(A), tf.clone(B)];
+    const data = blobData(48);
+    const before = await trainer.evaluate(data);
+    await trainer.fit(data, { epochs: 3, batchSize: 8 });
+    const after = await trainer.evaluate(data);
+    expect(after.loss).to.be.below(before.loss);
+    expect(sameValues(W, W0)).to.equal(true); // frozen base, bit for bit
+    expect(sameValues(b, b0)).to.equal(true); // not a target, not in modulesToSave: frozen too
+    expect(maxAbsDiff(A, A0)).to.be.above(0);
+    expect(maxAbsDiff(B, B0)).to.be.above(0);
+    tf.dispose([W0, b0, A0, B0]);
+    data.dispose();
+    trainer.dispose();
+    handle.dispose(); // the trainer does not own segment adapters
+    expect(A.isDisposed).to.equal(true);
+    disposeModel(base);
+  });
+
+  it('reports unmatched targets at setup, listing the segment variables', async () => {
+    const base = denseSegments();
+    const trainer = testTrainer({ model: base, plugins: [lora({ targets: 'q_proj', rank: 2 })] });
+    try {
+      await trainer.setup();
+      expect.fail('setup should fail');
+    } catch (err) {
+      expect((err as Error).message).to.match(/targets selector 'q_proj' matches no variable[\s\S]*Variables of this segment model: fc1\/param0 \(4x6\), fc1\/param1 \(6\), head\/param0 \(6x3, output head\)/);
+    }
+    expect(modelVariables(base).every((v) => v.trainable)).to.equal(true);
+    disposeModel(base);
+  });
+
+  it('refuses to resume a checkpoint made with another LoRA configuration', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-lora-seg-ckpt-'));
+    const plugin = lora({ targets: 'fc1', rank: 2, seed: 1 });
+    const t = testTrainer({ model: denseSegments(), plugins: [plugin] });
+    const data = blobData(16);
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    await t.save(dir);
+    const other = lora({ targets: 'fc1', rank: 2, alpha: 8, seed: 1 });
+    try {
+      await Trainer.resume(dir, testTrainerOptions({ model: denseSegments(), plugins: [other] }));
+      expect.fail('resume should fail');
+    } catch (err) {
+      expect((err as Error).message).to.match(/lora: the checkpoint was trained with LoRA .*"alpha":4.*"targets":\["fc1\/param0"\].* but this trainer applies .*"alpha":8/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      data.dispose();
+      t.dispose();
+      plugin.segmentLora!.dispose();
+      other.segmentLora?.dispose();
+    }
+  });
+});
