@@ -50,7 +50,9 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
           logger.info(formatPlan(handle.plan!));
         } else {
           segmentHandle = applyLoraToSegments(ctx.model, { ...options, dryRun: false });
-          ctx.replaceModel(segmentHandle.model);
+          const owned = segmentHandle;
+          // The trainer owns what setup swaps in: disposing it frees A, B and unfreezes the base.
+          ctx.replaceModel({ ...owned.model, dispose: () => owned.dispose() });
           logger.info(formatPlan(segmentHandle.plan));
         }
       });

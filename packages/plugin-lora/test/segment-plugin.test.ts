@@ -31,7 +31,7 @@ describe('lora plugin on a segment model', () => {
     await trainer.setup();
     const handle = plugin.segmentLora!;
     expect(plugin.lora).to.equal(null);
-    expect(trainer.model).to.equal(handle.model);
+    expect(trainer.model.segments).to.equal(handle.model.segments);
     const { A, B } = handle.adapters[0];
     expect(Object.values(trainer.variables)).to.have.members([A, B]).and.have.length(2);
     expect(trainer.describe({ print: false }).trainableParams).to.equal(2 * (4 + 6));
@@ -47,9 +47,9 @@ describe('lora plugin on a segment model', () => {
     expect(maxAbsDiff(B, B0)).to.be.above(0);
     tf.dispose([W0, b0, A0, B0]);
     data.dispose();
-    trainer.dispose();
-    handle.dispose(); // the trainer does not own segment adapters
+    trainer.dispose(); // the trainer owns what setup swapped in: A, B freed, base unfrozen
     expect(A.isDisposed).to.equal(true);
+    expect(modelVariables(base).every((v) => v.trainable)).to.equal(true);
     disposeModel(base);
   });
 

@@ -207,36 +207,21 @@ export function inverseOf(segment: Segment, ys: tf.Tensor[], ctx: SegmentContext
 }
 
 /**
- * Gradients of sum(forward(xs) * dys) w.r.t. [xs if needDx, ...variables], re-running the
+ * Gradients of <forward(xs), dys> w.r.t. [xs if needDx, ...variables], re-running the
  * forward under a tape that lives only for this call.
  */
 export function localVjp(level: Level, xs: tf.Tensor[], dys: Grad[], needDx: boolean, ctx: SegmentContext): Grad[] {
   const targets = [...(needDx ? xs : []), ...level.variables];
   if (!targets.length || dys.every((d) => !d)) return targets.map(() => null);
-  const single = dys.length === 1;
-  const { value, grads } = gradients(
-    () => {
-      const ys = level.segment.forward(xs, ctx);
-      return single ? ys[0] : dot(ys, dys);
-    },
-    targets,
-    single ? dys[0]! : undefined,
-  );
+  const { value, grads } = gradients(() => seed(level.segment.forward(xs, ctx), dys), targets);
   value.dispose();
   return grads;
 }
 
-/** sum_k <ys_k, dys_k>: its gradient w.r.t. anything upstream is the VJP with dys. */
-function dot(ys: tf.Tensor[], dys: Grad[]): tf.Scalar {
-  const terms = ys.flatMap((y, k) => (dys[k] ? [tf.sum(tf.mul(y, dys[k]!))] : []));
-  if (!terms.length) return tf.scalar(0);
-  return (terms.length === 1 ? terms[0] : tf.addN(terms)) as tf.Scalar;
-}
-
 /**
- * A scalar whose gradient w.r.t. `ys` is exactly `dys` (the value is 0): starts a
- * tape's backward from gradients that were computed after its forward. Cheaper than
- * `dot`, which would multiply and sum every output.
+ * A scalar whose gradient w.r.t. `ys` is exactly `dys` (its value is 0): starts a
+ * tape's backward from given output gradients, even ones computed after the tape's
+ * forward (store), with no arithmetic on the outputs.
  */
 function seed(ys: tf.Tensor[], dys: Grad[]): tf.Scalar {
   const flowing = ys.filter((_, k) => dys[k]);
