@@ -26,7 +26,11 @@ async function use(variant: Variant): Promise<void> {
   if (variant === 'wasm-shim') installWasmShim();
 }
 
-/** Milliseconds of one call; f must force completion (dataSync) itself. */
+/**
+ * Milliseconds of one call; f must force completion (dataSync) itself. Steps return
+ * nothing from tf.tidy: tidy walks a returned typed array element by element looking
+ * for tensors, which costs seconds for a 1M-element result.
+ */
 async function time(f: () => unknown): Promise<number> {
   const t0 = performance.now();
   await f();
@@ -90,7 +94,7 @@ function matMul(n: number, reps: Workload['reps']): Workload {
     setup() {
       const a = tf.randomNormal([n, n]);
       const b = tf.randomNormal([n, n]);
-      return { step: () => tf.tidy(() => tf.matMul(a, b).dataSync()), dispose: () => tf.dispose([a, b]) };
+      return { step: () => tf.tidy(() => void tf.matMul(a, b).dataSync()), dispose: () => tf.dispose([a, b]) };
     },
   };
 }
@@ -116,7 +120,7 @@ function kernel(name: string, make: () => tf.NamedTensorMap, attrs: object, reps
     setup() {
       const inputs = make();
       return {
-        step: () => tf.tidy(() => (tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.Tensor).dataSync()),
+        step: () => tf.tidy(() => void (tf.engine().runKernel(name, inputs, attrs as tf.NamedAttrMap) as tf.Tensor).dataSync()),
         dispose: () => tf.dispose(Object.values(inputs)),
       };
     },
@@ -146,7 +150,7 @@ function mlp(reps: Workload['reps']): Workload {
         return tf.losses.softmaxCrossEntropy(y, h) as tf.Scalar;
       };
       return {
-        step: () => tf.tidy(() => opt.minimize(forward, true)!.dataSync()),
+        step: () => tf.tidy(() => void opt.minimize(forward, true)!.dataSync()),
         dispose: () => {
           tf.dispose([...params, x, y]);
           opt.dispose();

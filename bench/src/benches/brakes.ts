@@ -15,7 +15,7 @@ import { round, target, writeResults, type Target } from '../results';
  * and a real asynchronous run, asyncTrain with 2 worker threads (wasm each) applying
  * SGDM + AB: samples/s, measured staleness and test accuracy.
  *
- * `npm run bench -- brakes [--epochs 4] [--train 8000] [--lr 0.02] [--rho 2] [--granularity tensor]
+ * `npm run bench -- brakes [--epochs 6] [--train 8000] [--lr 0.02] [--rho 2] [--granularity tensor]
  *  [--rounds 7] [--delays 0,8,32] [--skip timing,async] [--quick]` (a run without D = 0 and 32, or skipping parts, reports no
  * target for what it skipped)
  */
@@ -48,7 +48,7 @@ function settings(args: string[]): Settings {
   return {
     train: num('train', quick ? 1280 : 8000),
     test: num('test', quick ? 500 : 2000),
-    epochs: num('epochs', quick ? 1 : 4),
+    epochs: num('epochs', quick ? 1 : 6),
     lr: num('lr', 0.02),
     warmup: num('warmup', quick ? 5 : 50),
     rounds: num('rounds', quick ? 3 : 7),

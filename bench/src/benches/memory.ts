@@ -15,6 +15,7 @@ import * as tf from '@tensorflow/tfjs';
 import {
   AutodiffBackprop,
   BudgetPlanner,
+  ErrorCodes,
   losses,
   predictPeakBytes,
   profileSegments,
@@ -22,9 +23,11 @@ import {
   SegmentExecutor,
   selectBackend,
   storeAllPlan,
+  TapfitError,
   type Backprop,
   type MemoryPlan,
   type MemoryPolicy,
+  type MemoryProfile,
   type Segment,
   type SegmentContext,
   type TrainableModel,
@@ -104,6 +107,16 @@ async function peakOf(c: Config, model: TrainableModel, x: tf.Tensor, y: tf.Tens
   return info.peakBytes - start;
 }
 
+/** The planner's plan for `budget`, or its TAPFIT_E_MEMORY error when no plan fits. */
+function planFor(budget: number, profile: MemoryProfile, names: string[], model: TrainableModel): MemoryPlan | TapfitError {
+  try {
+    return new BudgetPlanner({ budgetBytes: budget, profile }).plan({ model, segmentNames: names, params: {} });
+  } catch (err) {
+    if (err instanceof TapfitError && err.code === ErrorCodes.MEMORY) return err;
+    throw err;
+  }
+}
+
 const planOf = (model: TrainableModel, policy: MemoryPolicy): MemoryPlan => ({
   segments: model.segments.map((s) => ({ name: s.name, policy })),
   extraBytes: [],
@@ -127,6 +140,7 @@ export async function run(args: string[]): Promise<void> {
 
   const rows: Record<string, unknown>[] = [];
   const predictionErrors: number[] = [];
+  const infeasible: Record<string, unknown>[] = [];
   const targets: Target[] = [];
   const started = performance.now();
   for (const w of workloads) {
@@ -147,11 +161,15 @@ export async function run(args: string[]): Promise<void> {
       const peaks = new Map<string, number>();
       for (const c of configs) peaks.set(c.name, await peakOf(c, model, x, y));
       const budget = Math.floor(peaks.get('store')! / 2);
-      const planned = new BudgetPlanner({ budgetBytes: budget, profile }).plan({ model, segmentNames: names, params: {} });
-      const planner: Config = { name: 'planner', backprop: executor, plan: planned, predicted: planned.predictedPeakBytes, budget };
-      step(planner, model, x, y);
-      peaks.set('planner', await peakOf(planner, model, x, y));
-      configs.push(planner);
+      const planned = planFor(budget, profile, names, model);
+      if (planned instanceof TapfitError) {
+        infeasible.push({ model: w.name, depth, budgetBytes: budget, error: planned.message });
+      } else {
+        const planner: Config = { name: 'planner', backprop: executor, plan: planned, predicted: planned.predictedPeakBytes, budget };
+        step(planner, model, x, y);
+        peaks.set('planner', await peakOf(planner, model, x, y));
+        configs.push(planner);
+      }
 
       const times = new Map<string, number[]>(configs.map((c) => [c.name, []]));
       for (let r = 0; r < reps; r++) {
@@ -186,11 +204,16 @@ export async function run(args: string[]): Promise<void> {
         targets.push(target(`${w.name} depth ${depth}: all-recompute peak / all-store peak`, peaks.get('recompute')! / peaks.get('store')!, 'max', 0.3));
       }
       targets.push(target(`${w.name} depth ${depth}: all-recompute step time / all-store step time (median of paired ratios)`, vsStore('recompute'), 'max', 1.4));
-      targets.push(target(`${w.name} depth ${depth}: planner's measured peak / budget (half the all-store peak)`, peaks.get('planner')! / budget, 'max', 1));
+      targets.push(
+        peaks.has('planner')
+          ? target(`${w.name} depth ${depth}: planner's measured peak / budget (half the all-store peak)`, peaks.get('planner')! / budget, 'max', 1)
+          : // No plan fits (TAPFIT_E_MEMORY): the least any plan here reaches is all-recompute's peak.
+            target(`${w.name} depth ${depth}: NO PLAN FITS half the all-store peak; all-recompute peak / budget`, peaks.get('recompute')! / budget, 'max', 1),
+      );
+      const planner = peaks.has('planner') ? `planner ${mib(peaks.get('planner')!)} (budget ${mib(budget)}), ` : `planner: no plan fits ${mib(budget)}, `;
       console.log(
-        `${w.name} depth ${depth}: peak MiB store ${mib(peaks.get('store')!)}, recompute ${mib(peaks.get('recompute')!)}, planner ${mib(peaks.get('planner')!)} ` +
-          `(budget ${mib(budget)}), autodiff ${mib(peaks.get('autodiff')!)}; ms store ${ms('store').toFixed(1)}, recompute ${ms('recompute').toFixed(1)}, ` +
-          `planner ${ms('planner').toFixed(1)}, autodiff ${ms('autodiff').toFixed(1)}`,
+        `${w.name} depth ${depth}: peak MiB store ${mib(peaks.get('store')!)}, recompute ${mib(peaks.get('recompute')!)}, ${planner}autodiff ${mib(peaks.get('autodiff')!)}; ` +
+          `time vs store: recompute ${vsStore('recompute').toFixed(3)}, autodiff ${vsStore('autodiff').toFixed(3)}`,
       );
       tf.dispose([x, y, ...model.segments.flatMap((s) => s.params)]);
     }
@@ -207,6 +230,7 @@ export async function run(args: string[]): Promise<void> {
       bytes: 'tf.profile peakBytes minus bytes live before the step (TF.js accounting: clones count)',
       workloads: small ? 'cpu sizes: MLP d=32 h=64 batch 64; CNN 6x6x3 -> 4 channels, batch 4' : 'MLP d=128 h=512 batch 256; CNN 16x16x3 -> 16 channels, batch 16',
       rows,
+      infeasible,
     },
     targets,
   );

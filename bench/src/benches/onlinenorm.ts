@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { adam, forwardSegments, selectBackend, sgd, SilentLogger, TensorData, Trainer, type TapfitPlugin } from '@tapfit/core';
+import { adam, forwardSegments, permutation, selectBackend, sgd, SilentLogger, TensorData, Trainer, type TapfitPlugin } from '@tapfit/core';
 import { loadMnist, mnistCnn } from '@tapfit/examples';
 import { onlineNorm } from '@tapfit/plugin-onlinenorm';
 import { calibrateBatchNorm } from '../lib/batchnorm-statistics';
@@ -20,7 +20,7 @@ import { round, target, writeResults, type Target } from '../results';
  * batch-32 reference (scaledSgd). Test accuracy on 2,000 held-out digits, final train
  * loss and step time per sample; target: BN(b32) accuracy - ON(b1) accuracy <= 0.5 pp.
  *
- * `npm run bench -- onlinenorm [rounds] [--no-accuracy] [--samples=8000]`
+ * `npm run bench -- onlinenorm [rounds] [--no-accuracy] [--samples=8000] [--seeds=2]`
  */
 
 const BATCH = 32;
@@ -119,21 +119,36 @@ function scaledSgd(batchSize: number): { lr: number; momentum: number } {
 interface Arm {
   batchSize: number;
   norm: 'batchNorm' | 'none';
-  /** OnlineNorm comes from the plugin swapping the BN model's BatchNorms at setup. */
-  plugins: TapfitPlugin[];
+  /** OnlineNorm: the plugin (plugin defaults) swaps the BN model's BatchNorms at setup. */
+  onlineNorm: boolean;
 }
 
 /** The issue's four runs of the demo CNN (a normaliser after each conv, or none). */
 const arms: Record<string, Arm> = {
-  batchNormBatch32: { batchSize: 32, norm: 'batchNorm', plugins: [] },
-  onlineNormBatch32: { batchSize: 32, norm: 'batchNorm', plugins: [onlineNorm()] },
-  onlineNormBatch1: { batchSize: 1, norm: 'batchNorm', plugins: [onlineNorm()] },
-  noNormBatch1: { batchSize: 1, norm: 'none', plugins: [] },
+  batchNormBatch32: { batchSize: 32, norm: 'batchNorm', onlineNorm: false },
+  onlineNormBatch32: { batchSize: 32, norm: 'batchNorm', onlineNorm: true },
+  onlineNormBatch1: { batchSize: 1, norm: 'batchNorm', onlineNorm: true },
+  noNormBatch1: { batchSize: 1, norm: 'none', onlineNorm: false },
 };
 
 const TEST = 2000;
 /** Samples per interleaving round: all runs train on chunk k before any moves to k + 1. */
 const CHUNK = 800;
+
+interface ArmResult {
+  batchSize: number;
+  normalization: string;
+  sgd: { lr: number; momentum: number };
+  testAccuracy: number;
+  testLoss: number;
+  /** Mean training loss over the last chunk (the last 800 samples), as trained. */
+  finalTrainLoss: number;
+  trainLossPerChunk: number[];
+  msPerSample: number;
+  skippedSteps: number;
+  /** BatchNorm only: scored with its own moving averages instead of calibrated statistics. */
+  movingAverages?: { testAccuracy: number; testLoss: number };
+}
 
 /** 1 where the model's class (inference mode) is right, per test sample. */
 async function correctness(t: Trainer, test: TensorData): Promise<Uint8Array> {
@@ -151,26 +166,26 @@ async function correctness(t: Trainer, test: TensorData): Promise<Uint8Array> {
 }
 
 /**
- * Accuracy at equal samples seen: the four arms train one pass over the same `samples`
- * digits in the same order (no shuffling; the split is already a seeded permutation),
- * interleaved by chunks so a slow spell of the shared machine hits all of them alike,
- * then are scored on 2,000 held-out digits in inference mode. BatchNorm is scored with
- * population statistics of the training digits (calibrateBatchNorm); its raw moving
- * averages are reported too.
+ * One seed of the accuracy experiment: the four arms, initialised from `seed`, train one
+ * pass over the same digits in the same seeded order (no further shuffling), interleaved
+ * by chunks so a slow spell of the shared machine hits all of them alike, then are
+ * scored on the held-out digits in inference mode. BatchNorm is scored with population
+ * statistics of the training digits (calibrateBatchNorm); its raw moving averages are
+ * reported too.
  */
-async function accuracyExperiment(samples: number) {
-  const { train: all, test } = loadMnist({ train: 10_000 - TEST, test: TEST, layout: 'image', seed: 1 });
-  const train = all.take(samples);
-  all.dispose();
+async function accuracyRun(digits: TensorData, test: TensorData, seed: number) {
+  const order = tf.tensor1d(permutation(digits.size, seed, 0), 'int32');
+  const train = new TensorData(tf.gather(digits.x, order), tf.gather(digits.y, order));
+  order.dispose();
   const runs = Object.entries(arms).map(([name, arm]) => {
     const hyper = scaledSgd(arm.batchSize);
-    const model = mnistCnn({ norm: arm.norm, seed: 1 });
-    const trainer = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(hyper), logger: new SilentLogger(), plugins: arm.plugins, seed: 1 });
+    const model = mnistCnn({ norm: arm.norm, seed });
+    const trainer = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(hyper), logger: new SilentLogger(), plugins: arm.onlineNorm ? [onlineNorm()] : [], seed });
     return { name, arm, hyper, trainer, ms: 0, lossPerChunk: [] as number[] };
   });
-  const chunks = Math.ceil(samples / CHUNK);
+  const chunks = Math.ceil(train.size / CHUNK);
   for (let k = 0; k < chunks; k++) {
-    const size = Math.min(CHUNK, samples - k * CHUNK);
+    const size = Math.min(CHUNK, train.size - k * CHUNK);
     const chunk = new TensorData(tf.slice(train.x, k * CHUNK, size), tf.slice(train.y, k * CHUNK, size));
     for (const r of runs) {
       const t0 = performance.now();
@@ -179,34 +194,33 @@ async function accuracyExperiment(samples: number) {
       r.lossPerChunk.push(logs.loss);
     }
     chunk.dispose();
-    console.log(`  accuracy experiment: ${Math.min((k + 1) * CHUNK, samples)}/${samples} samples; last-chunk train loss ${runs.map((r) => `${r.name} ${r.lossPerChunk[k].toFixed(3)}`).join(', ')}`);
+    console.log(`  seed ${seed}: ${k * CHUNK + size}/${train.size} samples; last-chunk train loss ${runs.map((r) => `${r.name} ${r.lossPerChunk[k].toFixed(3)}`).join(', ')}`);
   }
 
   const bn = runs.find((r) => r.name === 'batchNormBatch32')!;
   const movingAverages = await bn.trainer.evaluate(test);
   calibrateBatchNorm(bn.trainer.model.layersModel!, train.x);
-  const out: Record<string, Record<string, unknown>> = {};
+  const results: Record<string, ArmResult> = {};
   const correct: Record<string, Uint8Array> = {};
   for (const r of runs) {
     const scores = await r.trainer.evaluate(test);
     correct[r.name] = await correctness(r.trainer, test);
-    out[r.name] = {
+    results[r.name] = {
       batchSize: r.arm.batchSize,
-      normalization: r.arm.plugins.length ? 'onlineNorm (plugin)' : r.arm.norm,
+      normalization: r.arm.onlineNorm ? 'onlineNorm (plugin)' : r.arm.norm,
       sgd: { lr: round(r.hyper.lr, 10), momentum: round(r.hyper.momentum, 8) },
       testAccuracy: scores.accuracy,
       testLoss: round(scores.loss, 5),
       finalTrainLoss: round(r.lossPerChunk[chunks - 1], 5),
       trainLossPerChunk: r.lossPerChunk.map((l) => round(l, 4)),
-      msPerSample: round(r.ms / samples, 3),
+      msPerSample: round(r.ms / train.size, 3),
       skippedSteps: r.trainer.skipped,
     };
     r.trainer.dispose();
   }
-  out.batchNormBatch32.movingAverages = { testAccuracy: movingAverages.accuracy, testLoss: round(movingAverages.loss, 5) };
+  results.batchNormBatch32.movingAverages = { testAccuracy: movingAverages.accuracy, testLoss: round(movingAverages.loss, 5) };
   train.dispose();
-  test.dispose();
-  return { samples, testSamples: TEST, chunk: CHUNK, reference: { batchSize: B_REF, lr: LR_REF, momentum: MOMENTUM_REF }, arms: out, gap: pairedGap(correct.batchNormBatch32, correct.onlineNormBatch1) };
+  return { seed, arms: results, gap: pairedGap(correct.batchNormBatch32, correct.onlineNormBatch1) };
 }
 
 /** BN accuracy minus ON-batch-1 accuracy in percentage points, with its paired standard error. */
@@ -223,6 +237,33 @@ function pairedGap(bn: Uint8Array, on: Uint8Array) {
   return { percentagePoints: round(100 * mean, 3), standardErrorPp: round(100 * Math.sqrt(variance / n), 3), bnRightOnWrong: bnOnly, onRightBnWrong: onOnly };
 }
 
+/** The accuracy experiment over `seeds` seeds (1..seeds), on one fixed train/test split. */
+async function accuracyExperiment(samples: number, seeds: number) {
+  const { train: all, test } = loadMnist({ train: 10_000 - TEST, test: TEST, layout: 'image', seed: 1 });
+  const digits = all.take(samples);
+  all.dispose();
+  const perSeed: Awaited<ReturnType<typeof accuracyRun>>[] = [];
+  for (let seed = 1; seed <= seeds; seed++) perSeed.push(await accuracyRun(digits, test, seed));
+  digits.dispose();
+  test.dispose();
+  const mean = (f: (r: (typeof perSeed)[number]) => number): number => perSeed.reduce((s, r) => s + f(r), 0) / perSeed.length;
+  const keys = ['testAccuracy', 'testLoss', 'finalTrainLoss', 'msPerSample'] as const;
+  const meanOverSeeds = Object.fromEntries(
+    Object.keys(arms).map((name) => [name, Object.fromEntries(keys.map((k) => [k, round(mean((r) => r.arms[name][k]), 5)]))]),
+  ) as Record<string, Record<(typeof keys)[number], number>>;
+  return {
+    samples,
+    testSamples: TEST,
+    chunk: CHUNK,
+    reference: { batchSize: B_REF, lr: LR_REF, momentum: MOMENTUM_REF },
+    meanOverSeeds,
+    batchNormMovingAveragesTestAccuracy: round(mean((r) => r.arms.batchNormBatch32.movingAverages!.testAccuracy), 5),
+    /** BN(b32) - ON(b1) test accuracy, mean over seeds, percentage points. */
+    gapPp: round(mean((r) => r.gap.percentagePoints), 3),
+    seeds: perSeed,
+  };
+}
+
 export async function run(args: string[]): Promise<void> {
   const rounds = Number(args.find((a) => /^\d+$/.test(a)) ?? 7);
   const withAccuracy = !args.includes('--no-accuracy');
@@ -230,6 +271,8 @@ export async function run(args: string[]): Promise<void> {
   if (!Number.isInteger(samples) || samples < B_REF || samples % B_REF !== 0 || samples > 10_000 - TEST) {
     throw new Error(`onlinenorm: --samples must be a multiple of ${B_REF} between ${B_REF} and ${10_000 - TEST} (the package has 10,000 digits, ${TEST} held out); got ${samples}.`);
   }
+  const seeds = Number(args.find((a) => a.startsWith('--seeds='))?.slice('--seeds='.length) ?? 2);
+  if (!Number.isInteger(seeds) || seeds < 1) throw new Error(`onlinenorm: --seeds must be a positive integer; got ${seeds}.`);
   const backend = await selectBackend((process.env.TAPFIT_BACKEND as 'auto') ?? 'auto');
   console.log(`${rounds} interleaved rounds; batch ${BATCH} x ${STEPS} steps, batch 1 x ${STEPS * 2} steps`);
   const results: Record<string, unknown> = {};
@@ -254,29 +297,22 @@ export async function run(args: string[]): Promise<void> {
   console.table(rows);
 
   if (withAccuracy) {
-    console.log(`accuracy experiment: demo CNN, ${samples} training digits, one pass, ${TEST} held out`);
-    const acc = await accuracyExperiment(samples);
+    console.log(`accuracy experiment: demo CNN, ${samples} training digits, one pass, ${TEST} held out, ${seeds} seed(s)`);
+    const acc = await accuracyExperiment(samples, seeds);
     results.accuracy = acc;
-    const a = acc.arms as Record<string, { testAccuracy: number; testLoss: number; finalTrainLoss: number; msPerSample: number; movingAverages?: { testAccuracy: number } }>;
+    const m = acc.meanOverSeeds;
     console.table(
-      Object.entries(a).map(([name, r]) => ({
+      Object.keys(arms).map((name) => ({
         run: name,
-        'test acc': round(r.testAccuracy, 4),
-        ...(r.movingAverages ? { 'test acc (moving averages)': round(r.movingAverages.testAccuracy, 4) } : {}),
-        'test loss': round(r.testLoss, 4),
-        'final train loss': round(r.finalTrainLoss, 4),
-        'ms/sample': round(r.msPerSample, 2),
+        'test acc': m[name].testAccuracy,
+        'test loss': m[name].testLoss,
+        'final train loss': m[name].finalTrainLoss,
+        'ms/sample': m[name].msPerSample,
       })),
     );
-    console.log(`BN(b32) - ON(b1): ${acc.gap.percentagePoints} pp, paired standard error ${acc.gap.standardErrorPp} pp`);
-    targets.push(
-      target(
-        'BatchNorm at batch 32 test accuracy minus OnlineNorm at batch 1 (percentage points)',
-        round(100 * (a.batchNormBatch32.testAccuracy - a.onlineNormBatch1.testAccuracy), 3),
-        'max',
-        0.5,
-      ),
-    );
+    console.log(`BN(b32) with its moving averages: test acc ${acc.batchNormMovingAveragesTestAccuracy}`);
+    for (const r of acc.seeds) console.log(`seed ${r.seed}: BN(b32) - ON(b1) = ${r.gap.percentagePoints} pp (paired standard error ${r.gap.standardErrorPp} pp)`);
+    targets.push(target('BatchNorm at batch 32 test accuracy minus OnlineNorm at batch 1 (percentage points)', acc.gapPp, 'max', 0.5));
   }
   writeResults('onlinenorm', { backend: backend.name, batch: BATCH, stepsPerRound: STEPS, rounds, results }, targets);
 }

@@ -11,7 +11,8 @@ import * as tf from '@tensorflow/tfjs';
  * still in them, and the rest lags the moving weights), which understates BatchNorm's
  * test accuracy. Scoring BatchNorm after this is the stronger baseline to compare against.
  *
- * `x` is read in chunks of `chunkSize` samples; per-chunk moments are combined in float64.
+ * `x` is read in chunks of `chunkSize` samples.
+ * Only channels-last BatchNorms (axis -1) are supported.
  */
 export function calibrateBatchNorm(model: tf.LayersModel, x: tf.Tensor, chunkSize = 500): void {
   if (!(model instanceof tf.Sequential)) throw new Error('calibrateBatchNorm: needs a tf.Sequential model (layers applied one after another).');
@@ -20,40 +21,38 @@ export function calibrateBatchNorm(model: tf.LayersModel, x: tf.Tensor, chunkSiz
     if (layer.getClassName() !== 'BatchNormalization') return;
     const axis = [layer.getConfig().axis ?? -1].flat() as number[];
     const before = layers.slice(0, index);
-    const chunks: { count: number; mean: Float64Array; meanSquare: Float64Array }[] = [];
-    const n = x.shape[0];
-    for (let start = 0; start < n; start += chunkSize) {
-      const size = Math.min(chunkSize, n - start);
-      tf.tidy(() => {
-        let h = tf.slice(x, start, size);
-        for (const l of before) h = l.apply(h, { training: false }) as tf.Tensor;
-        if (axis.length !== 1 || (axis[0] !== -1 && axis[0] !== h.rank - 1)) {
-          throw new Error(`calibrateBatchNorm: layer '${layer.name}' normalises axis ${JSON.stringify(axis)}; only channels-last (axis -1) is supported.`);
-        }
-        const { mean, variance } = tf.moments(h, h.shape.slice(0, -1).map((_, i) => i));
-        const m = Float64Array.from(mean.dataSync());
-        const v = variance.dataSync();
-        chunks.push({ count: h.size / h.shape[h.rank - 1], mean: m, meanSquare: m.map((mc, c) => v[c] + mc * mc) });
-      });
-    }
-    const total = chunks.reduce((s, c) => s + c.count, 0);
-    const channels = chunks[0].mean.length;
-    const mean = new Float32Array(channels);
-    const variance = new Float32Array(channels);
-    for (let c = 0; c < channels; c++) {
-      const m = chunks.reduce((s, k) => s + (k.count / total) * k.mean[c], 0);
-      const ms = chunks.reduce((s, k) => s + (k.count / total) * k.meanSquare[c], 0);
-      mean[c] = m;
-      variance[c] = Math.max(ms - m * m, 0);
-    }
     const weight = (suffix: string) => {
       const w = layer.weights.find((v) => v.originalName.endsWith(suffix));
       if (!w) throw new Error(`calibrateBatchNorm: layer '${layer.name}' has no ${suffix} weight.`);
       return w;
     };
+    // Per-sample moments on the device (short sums stay accurate in float32), combined on
+    // the host in float64: within-sample plus between-sample variance, all samples weighing
+    // alike (same spatial size).
+    const means: Float32Array[] = [];
+    const variances: Float32Array[] = [];
+    for (let start = 0; start < x.shape[0]; start += chunkSize) {
+      tf.tidy(() => {
+        let h = tf.slice(x, start, Math.min(chunkSize, x.shape[0] - start));
+        for (const l of before) h = l.apply(h, { training: false }) as tf.Tensor;
+        if (axis.length !== 1 || (axis[0] !== -1 && axis[0] !== h.rank - 1)) {
+          throw new Error(`calibrateBatchNorm: layer '${layer.name}' normalises axis ${JSON.stringify(axis)}; only channels-last (axis -1) is supported.`);
+        }
+        const spatial = h.shape.slice(1, -1).map((_, i) => i + 1);
+        const m = spatial.length ? tf.moments(h, spatial) : { mean: h, variance: tf.zerosLike(h) };
+        means.push(m.mean.dataSync() as Float32Array);
+        variances.push(m.variance.dataSync() as Float32Array);
+      });
+    }
+    const channels = weight('moving_mean').read().shape[0];
+    const mean = new Float64Array(channels);
+    const variance = new Float64Array(channels);
+    const n = x.shape[0];
+    means.forEach((chunk) => chunk.forEach((v, i) => (mean[i % channels] += v / n)));
+    means.forEach((chunk, k) => chunk.forEach((v, i) => (variance[i % channels] += (variances[k][i] + (v - mean[i % channels]) ** 2) / n)));
     tf.tidy(() => {
-      weight('moving_mean').write(tf.tensor1d(mean));
-      weight('moving_variance').write(tf.tensor1d(variance));
+      weight('moving_mean').write(tf.tensor1d(Float32Array.from(mean)));
+      weight('moving_variance').write(tf.tensor1d(Float32Array.from(variance)));
     });
   });
 }

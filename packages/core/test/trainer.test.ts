@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { arrayData, readParam, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
+import { arrayData, fromLayersModel, readParam, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
 import { blobs, tinyMlp, tinyTrainer, useBackend } from './fixtures';
 
 const plugin = (name: string, apply: (api: PluginApi) => void): TapfitPlugin => ({ name, core: '^0.1.0', apply });
@@ -286,5 +286,39 @@ describe('segment weight resolution', () => {
     expect(Array.from(grads.delta.dataSync())).to.deep.equal([1, 1, 2, 2]);
     expect(Array.from(base.forward([x], ctx)[0].dataSync())).to.deep.equal([1, 2]);
     tf.dispose([w, delta, x, grads.delta]);
+  });
+});
+
+describe('tfjs-layers adapter under recompute', () => {
+  useBackend('cpu');
+
+  it('a recomputed BatchNormalization forward leaves its moving statistics as they were', () => {
+    const model = tf.sequential({ layers: [tf.layers.batchNormalization({ inputShape: [3], momentum: 0.5 })] });
+    const seg = fromLayersModel(model).segments[0];
+    const x = tf.tensor2d([[1, 2, 3], [3, 4, 5]]);
+    const stats = () => model.layers[0].nonTrainableWeights.map((w) => Array.from(w.read().dataSync()));
+    const first = seg.forward([x], { training: true, recomputing: false, step: 0 });
+    const afterFirst = stats();
+    expect(afterFirst[0]).to.not.deep.equal([0, 0, 0]);
+    const again = seg.forward([x], { training: true, recomputing: true, step: 0 });
+    expect(stats()).to.deep.equal(afterFirst);
+    expect(Array.from(again[0].dataSync())).to.deep.equal(Array.from(first[0].dataSync()));
+    tf.dispose([x, ...first, ...again]);
+    model.dispose();
+  });
+
+  it('memoryBudget as a trainer option trains with the planned executor; an impossible budget is TAPFIT_E_MEMORY', async () => {
+    const data = blobs(32);
+    const sample = { x: data.x.slice(0, 8), y: data.y.slice(0, 8) };
+    const t = tinyTrainer({ memoryBudget: { budgetBytes: 1e9, sample } });
+    const h = await t.fit(data, { epochs: 4, batchSize: 8 });
+    expect(h[3].loss).to.be.lessThan(h[0].loss);
+    expect(t.describe({ print: false }).memoryPlan!.predictedPeakBytes).to.be.greaterThan(0);
+    const tight = tinyTrainer({ memoryBudget: { budgetBytes: 16, sample } });
+    let err: unknown;
+    await tight.setup().catch((e) => (err = e));
+    expect((err as TapfitError).code).to.equal('TAPFIT_E_MEMORY');
+    tf.dispose([sample.x, sample.y]);
+    data.dispose();
   });
 });

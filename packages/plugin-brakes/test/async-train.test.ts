@@ -61,6 +61,8 @@ describe('asyncTrain (worker threads)', function () {
     expect(stats.staleness.max).to.be.at.least(1); // three workers really overlapped
     expect(stats.rejected).to.equal(0);
     expect(stats.samplesPerSecond).to.be.greaterThan(0);
+    expect(stats.meanComputeMs).to.be.greaterThan(0);
+    expect(stats.meanApplyMs).to.be.greaterThan(0);
     expect(tf.memory().numTensors).to.equal(before);
     m.model.dispose();
     m.data.dispose();

@@ -69,8 +69,11 @@ export class BudgetPlanner implements MemoryPlanner {
     // Greedy: each round recomputes the segment that buys the most peak reduction per
     // millisecond of extra forward. When no single switch lowers the peak (it sits
     // where several segments add up), take the cheapest per byte it stops keeping.
-    const saved = (i: number): number => costs[i].storedBytes - costs[i].inputBytes;
-    const open = new Set(costs.map((_, i) => i).filter((i) => policies[i] === 'store' && costs[i].differentiable && saved(i) > 0));
+    const perByte = (i: number): number => {
+      const saved = costs[i].storedBytes - costs[i].inputBytes;
+      return saved > 0 ? costs[i].forwardMs / saved : Infinity;
+    };
+    const open = new Set(costs.map((_, i) => i).filter((i) => policies[i] === 'store' && costs[i].differentiable));
     let peak = predict();
     let best = { peak, policies: [...policies] };
     const chosen: number[] = [];
@@ -84,7 +87,7 @@ export class BudgetPlanner implements MemoryPlanner {
         const score = p < peak ? costs[i].forwardMs / (peak - p) : Infinity;
         if (score < pickScore) [pick, pickScore] = [i, score];
       }
-      if (pick < 0) pick = [...open].reduce((a, b) => (costs[b].forwardMs / saved(b) < costs[a].forwardMs / saved(a) ? b : a));
+      if (pick < 0) pick = [...open].reduce((a, b) => (perByte(b) < perByte(a) ? b : a));
       policies[pick] = 'recompute';
       open.delete(pick);
       chosen.push(pick);

@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { InjectionToken } from 'tsyringe';
 import type { MemoryPlan } from '../memory/plan';
+import type { StepInput } from '../memory/step-input';
 import type { ModelInfo } from '../hooks/types';
 import type { TrainableModel } from '../model/trainable-model';
 import type { NamedTensors } from '../tensors';
@@ -44,6 +45,8 @@ export interface Backprop {
     variables: readonly tf.Variable[],
     model: TrainableModel,
     plan: MemoryPlan,
+    /** The first segment's input and context, when the trainer can hand them over (no `forward` taps). */
+    input?: StepInput,
   ): { value: tf.Scalar; grads: NamedTensors };
 }
 

@@ -8,6 +8,7 @@ import type { MemoryPlan } from '../memory/plan';
 import type { SegmentContext } from '../model/segment';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { checkManifest, type Position } from '../checkpoint/manifest';
+import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
 import { FileCheckpointer } from '../checkpoint/file-checkpointer';
 import { TensorReader } from '../checkpoint/tensor-file';
 import { captureCheckpoint, restoreCheckpoint, type TrainerParts } from './snapshot';
@@ -35,6 +36,12 @@ export interface TrainerOptions {
   nonFinite?: 'throw' | 'skip' | 'off';
   seed?: number;
   logger?: Logger;
+  /**
+   * Fit training memory into a byte budget: segment-by-segment backward with per-segment
+   * `store`/`recompute`/`invert` policies chosen from measurements on `sample` (see the
+   * Memory planning section). Fails at setup with TAPFIT_E_MEMORY if no plan fits.
+   */
+  memoryBudget?: MemoryBudgetOptions;
 }
 
 export type History = Record<string, number>[];
@@ -86,7 +93,8 @@ export class Trainer {
     c.register(Tokens.Backprop, { useClass: AutodiffBackprop });
     c.register(Tokens.Checkpointer, { useClass: FileCheckpointer });
 
-    const plugins = (options.plugins ?? []).map((p) => (typeof p === 'function' ? c.resolve(p) : p));
+    const requested = (options.plugins ?? []).map((p) => (typeof p === 'function' ? c.resolve(p) : p));
+    const plugins = options.memoryBudget ? [memoryBudget(options.memoryBudget), ...requested] : requested;
     validatePluginSet(plugins);
     this.plugins = plugins;
     for (const p of plugins) {
@@ -172,7 +180,9 @@ export class Trainer {
   setup(): Promise<void> {
     this.ready ??= this.doSetup().catch((err) => {
       this.ready = undefined;
-      throw err;
+      // The built-in memory budget is not a user plugin: surface its error as is.
+      const cause = (err as { cause?: unknown }).cause;
+      throw cause instanceof TapfitError && cause.code === ErrorCodes.MEMORY ? cause : err;
     });
     return this.ready;
   }
@@ -309,6 +319,8 @@ export class Trainer {
           Object.values(this.params),
           this.modelRef,
           this.plan!,
+          // With forward taps the executor finds the input through the hooked forward itself.
+          this.hooks.forward.isUsed ? undefined : { x: b.x, ctx },
         );
         if (this.settings.nonFinite !== 'off' && !Number.isFinite(value.dataSync()[0])) {
           if (this.settings.nonFinite === 'throw') {

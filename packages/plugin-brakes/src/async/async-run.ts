@@ -40,6 +40,10 @@ export interface AsyncTrainStats {
   samplesPerSecond: number;
   /** The batch loss of each applied gradient, in order of application. */
   losses: number[];
+  /** Mean ms a worker spent on one gradient (set weights, batch, forward, backward, read back). */
+  meanComputeMs: number;
+  /** Mean ms the main thread spent per update (optimizer step, reading the weights back). */
+  meanApplyMs: number;
 }
 
 /** asyncTrain's rejection: `stats` says what was done before it stopped. */
@@ -76,6 +80,7 @@ export class AsyncRun {
   private version = 0;
   private snapshot?: { version: number; weights: Float32Array[] };
   private counts = { rejected: 0, discarded: 0, skipped: 0 };
+  private readonly ms = { compute: 0, apply: 0 };
   private readonly losses: number[] = [];
   private times = { spawned: 0, firstRequest: 0, lastUpdate: 0 };
   private settled = false;
@@ -100,7 +105,11 @@ export class AsyncRun {
       };
     });
     this.times.spawned = performance.now();
-    for (let index = 0; index < this.o.workers; index++) this.spawn(index, initFor(index));
+    try {
+      for (let index = 0; index < this.o.workers; index++) this.spawn(index, initFor(index));
+    } catch (err) {
+      this.finish(err instanceof Error ? err : new Error(String(err))); // terminates the ones started
+    }
     return done;
   }
 
@@ -162,11 +171,15 @@ export class AsyncRun {
       return this.request(slot);
     }
     const staleness = this.version - msg.version;
+    const started = performance.now();
     this.apply(msg.grads);
+    this.version++;
+    if (this.version < this.o.steps) this.snapshotWeights(); // part of the main thread's cost per update
+    this.ms.apply += performance.now() - started;
+    this.ms.compute += msg.computeMs;
     this.staleness.record(staleness);
     this.losses.push(msg.loss);
     slot.applied++;
-    this.version++;
     this.times.lastUpdate = performance.now();
     this.o.onUpdate?.({ step: this.version, worker: slot.index, staleness, loss: msg.loss });
     if (this.version >= this.o.steps) this.finish();
@@ -186,13 +199,19 @@ export class AsyncRun {
     }
   }
 
-  /** Send `slot` the current weights with a fresh request id. */
-  private request(slot: Slot): void {
+  /** The current weights as arrays, read back once per version and shared by the requests. */
+  private snapshotWeights(): Float32Array[] {
     if (this.snapshot?.version !== this.version) {
       this.snapshot = { version: this.version, weights: this.variables.map((v) => (v.dataSync() as Float32Array).slice()) };
     }
+    return this.snapshot.weights;
+  }
+
+  /** Send `slot` the current weights with a fresh request id. */
+  private request(slot: Slot): void {
+    const weights = this.snapshotWeights();
     if (!this.times.firstRequest) this.times.firstRequest = performance.now();
-    const msg: ToWorker = { type: 'compute', id: this.ledger.issue(slot.index), version: this.version, weights: this.snapshot.weights };
+    const msg: ToWorker = { type: 'compute', id: this.ledger.issue(slot.index), version: this.version, weights };
     slot.phase = 'busy';
     slot.worker.postMessage(msg);
     this.arm(slot, 'did not answer');
@@ -251,6 +270,8 @@ export class AsyncRun {
       trainMs,
       samplesPerSecond: trainMs > 0 ? (samples / trainMs) * 1000 : 0,
       losses: this.losses,
+      meanComputeMs: this.version ? this.ms.compute / this.version : 0,
+      meanApplyMs: this.version ? this.ms.apply / this.version : 0,
     };
   }
 }
