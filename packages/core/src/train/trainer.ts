@@ -73,6 +73,7 @@ export class Trainer {
   /** Models that setup taps swapped in: the trainer disposes them. */
   private readonly ownedModels: TrainableModel[] = [];
   private readonly userModel?: tf.LayersModel;
+  private readonly budgetFromOptions: boolean;
 
   constructor(options: TrainerOptions) {
     this.settings = parseOptions('trainer', trainerSettingsSchema, { nonFinite: options.nonFinite, seed: options.seed });
@@ -94,6 +95,7 @@ export class Trainer {
     c.register(Tokens.Checkpointer, { useClass: FileCheckpointer });
 
     const requested = (options.plugins ?? []).map((p) => (typeof p === 'function' ? c.resolve(p) : p));
+    this.budgetFromOptions = options.memoryBudget !== undefined;
     const plugins = options.memoryBudget ? [memoryBudget(options.memoryBudget), ...requested] : requested;
     validatePluginSet(plugins);
     this.plugins = plugins;
@@ -180,9 +182,9 @@ export class Trainer {
   setup(): Promise<void> {
     this.ready ??= this.doSetup().catch((err) => {
       this.ready = undefined;
-      // The built-in memory budget is not a user plugin: surface its error as is.
+      // The `memoryBudget` option is not a user plugin: surface its error as is.
       const cause = (err as { cause?: unknown }).cause;
-      throw cause instanceof TapfitError && cause.code === ErrorCodes.MEMORY ? cause : err;
+      throw this.budgetFromOptions && cause instanceof TapfitError && cause.code === ErrorCodes.MEMORY ? cause : err;
     });
     return this.ready;
   }
