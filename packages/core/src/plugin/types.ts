@@ -28,7 +28,10 @@ export interface TapfitPlugin {
   apply(api: PluginApi): void;
   /** Namespaced state saved in checkpoints under the plugin's name. */
   saveState?(): PluginState;
+  /** Restore saved state. Validate everything before changing anything: a throw here aborts the resume. */
   loadState?(state: PluginState): void;
+  /** Free what the plugin holds (queues, kept tensors); called by `trainer.dispose()`. */
+  dispose?(): void;
 }
 
 export type PluginClass = new () => TapfitPlugin;

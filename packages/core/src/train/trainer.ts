@@ -456,10 +456,12 @@ export class Trainer {
   }
 
   /**
-   * Frees the optimizer state and any model a plugin swapped in at setup. The model
+   * Frees the optimizer state, what plugins hold (`plugin.dispose`) and any model a
+   * plugin swapped in at setup. The model
    * passed in the options belongs to the caller and is left alone.
    */
   dispose(): void {
+    for (const p of this.plugins) p.dispose?.();
     for (const m of new Set(this.ownedModels.splice(0))) {
       if (m.dispose) m.dispose();
       else if (m.layersModel && m.layersModel !== this.userModel) m.layersModel.dispose();

@@ -6,9 +6,12 @@ import { Overrides } from './overrides';
  * divides each window sum by the number of real, unpadded elements in it, as
  * TensorFlow does; the stock gradient divides by the full window size, so
  * with 'same' padding the border windows get too little gradient (measured:
- * 30-50 % off against finite differences). The fix scales dy by
- * fullWindow / realCount per output position and then runs the stock gradient.
+ * 30-50 % off against finite differences) on cpu and wasm. The fix scales dy
+ * by fullWindow / realCount per output position and then runs the stock gradient.
  */
+/** Backends whose AvgPoolGrad / AvgPool3DGrad kernels divide by the full window (measured). */
+const VERIFIED_WRONG_ON = new Set(['cpu', 'wasm']);
+
 export function installAvgPoolGrad(o: Overrides): void {
   for (const kernelName of ['AvgPool', 'AvgPool3D'] as const) {
     const stock = tf.getGradient(kernelName);
@@ -16,6 +19,8 @@ export function installAvgPoolGrad(o: Overrides): void {
     o.gradient({
       ...stock,
       gradFunc: (dy, saved, attrs) => {
+        // TensorFlow's own kernels (tfjs-node) already get this right.
+        if (!VERIFIED_WRONG_ON.has(tf.getBackend())) return stock.gradFunc(dy, saved, attrs);
         const [x] = saved;
         const a = attrs as { filterSize: number | number[]; strides: number | number[]; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
         const scale = kernelName === 'AvgPool' ? scale2d(x.shape, a) : scale3d(x.shape, a);
