@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { arrayData, segmentModel, stateTensors, tensorData, transformStep, type TapfitPlugin, type NamedTensors, type StepTransform, type TransformState } from '@tapfit/core';
+import { blobData, tinyModel } from '@tapfit/core/testing';
 import { copyParams, problem, problemGradient, type Params } from './reference';
 
 /** Call inside a describe(): its tests run on `backend` (cpu, the reference, by default). */
@@ -88,18 +89,6 @@ export function recorder(read: () => number): TapfitPlugin & { values: number[] 
   return { name: 'recorder', core: '^0.1.0', values, apply: ({ hooks }) => hooks.batchEnd.tap('recorder', () => void values.push(read())) };
 }
 
-/** A small seeded classification problem: 3 Gaussian blobs in 4-D, and an MLP for it. */
-export function blobs(n = 96, seed = 1) {
-  const labels = tf.tensor1d(Array.from({ length: n }, (_, i) => i % 3), 'int32');
-  const x = tf.tidy(() => tf.add(tf.gather(tf.tensor2d([[2, 0, 0, 0], [0, 2, 0, 0], [0, 0, 2, 0]]), labels), tf.randomNormal([n, 4], 0, 0.5, 'float32', seed)));
-  return tensorData(x, labels);
-}
-
-export function tinyMlp(seed = 1): tf.Sequential {
-  return tf.sequential({
-    layers: [
-      tf.layers.dense({ inputShape: [4], units: 8, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed }) }),
-      tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: seed + 1 }) }),
-    ],
-  });
-}
+/** A small seeded classification problem and an MLP for it: core's testing kit. */
+export const blobs = (n = 96, seed = 1) => blobData(n, { seed });
+export const tinyMlp = (seed = 1) => tinyModel({ seed });
