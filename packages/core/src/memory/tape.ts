@@ -19,20 +19,122 @@ export function untaped<T>(fn: () => T): T {
   }
 }
 
+type Grad = tf.Tensor | null;
+
+/** The engine's tape entries (tfjs-core's TapeNode, not exported). */
+interface TapeNode {
+  id: number;
+  kernelName: string;
+  inputs: Record<string, tf.Tensor>;
+  outputs: tf.Tensor[];
+  gradient?: (dys: Grad[]) => Record<string, () => tf.Tensor>;
+  saved?: tf.Tensor[];
+}
+
+/** The engine methods `tf.engine().gradients` itself uses to record a tape. */
+interface TapingEngine {
+  state: { activeTape: TapeNode[] | null; gradientDepth: number };
+  startTape(): void;
+  endTape(): void;
+  scopedRun<T>(start: () => void, end: () => void, f: () => T): T;
+  tidy<T extends tf.TensorContainer>(name: string, f: () => T): T;
+}
+
 /**
- * `tf.engine().gradients` with every variable allowed to have no gradient (null). If `f`
- * or the backward throws, the tape's saved tensors are freed too (the engine keeps
- * them until a gradient call finishes, so a failed one would leak them).
+ * `tf.engine().gradients(f, xs, dy, true)` (every target may get null), with a backward
+ * that frees as it goes: each node's saved tensors and its outputs' gradients are
+ * disposed as soon as the node's backward has run, instead of when the whole backward
+ * returns, so a backward's peak is what its current node needs rather than everything
+ * it has computed. Same gradient functions, same order, same sums. Inside an outer
+ * taped gradient (second derivatives) it defers to the engine. If `f` or the backward
+ * throws, the tape's saved tensors are freed too.
  */
-export function gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor): { value: tf.Tensor; grads: (tf.Tensor | null)[] } {
+export function gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor): { value: tf.Tensor; grads: Grad[] } {
+  const engine = tf.engine() as unknown as TapingEngine;
+  const state = engine.state;
   try {
-    return tf.engine().gradients(f, xs, dy, true);
+    if (state.gradientDepth !== 0) return tf.engine().gradients(f, xs, dy, true);
+    const y = engine.scopedRun(
+      () => engine.startTape(),
+      () => engine.endTape(),
+      () => engine.tidy('forward', f),
+    );
+    const tape = state.activeTape ?? [];
+    const grads = backward(tape, xs, y, dy);
+    for (const node of tape) tf.dispose(node.saved ?? []);
+    state.activeTape = null;
+    return { value: y, grads };
   } catch (err) {
-    const state = tf.engine().state;
     if (state.gradientDepth === 0 && state.activeTape) {
       for (const node of state.activeTape) tf.dispose(node.saved ?? []);
-      state.activeTape = null as unknown as typeof state.activeTape;
+      state.activeTape = null;
     }
     throw err;
   }
+}
+
+/** Backpropagates `dy` (default ones) from `y` to `xs` through `tape`, freeing what each node no longer needs. */
+function backward(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor, dy?: tf.Tensor): Grad[] {
+  const path = connecting(tape, xs, y);
+  const onPath = new Set(path.map((n) => n.id));
+  for (const node of tape) if (!onPath.has(node.id)) tf.dispose(node.saved ?? []); // nothing will read them
+  const wanted = new Set(xs.map((x) => x.id));
+  const found = tf.tidy(() => {
+    const acc = new Map<number, tf.Tensor>([[y.id, dy ?? tf.onesLike(y)]]);
+    // A gradient function may hand back a tensor it was given: free only what nothing else holds.
+    const drop = (g: tf.Tensor | undefined): void => {
+      if (g && g !== dy && ![...acc.values()].includes(g)) g.dispose();
+    };
+    for (let i = path.length - 1; i >= 0; i--) {
+      const node = path[i];
+      if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
+      const thunks = node.gradient(node.outputs.map((o) => acc.get(o.id) ?? null));
+      for (const [name, x] of Object.entries(node.inputs)) {
+        if (!(name in thunks)) throw new Error(`Cannot backprop through input ${name} of ${node.kernelName}.`);
+        const dx = tf.tidy(() => thunks[name]());
+        const previous = acc.get(x.id);
+        if (!previous) {
+          acc.set(x.id, dx);
+          continue;
+        }
+        acc.set(x.id, tf.add(previous, dx));
+        drop(previous);
+        drop(dx);
+      }
+      tf.dispose(node.saved ?? []);
+      for (const o of node.outputs) {
+        if (wanted.has(o.id)) continue;
+        const g = acc.get(o.id);
+        acc.delete(o.id);
+        drop(g);
+      }
+    }
+    // By position (a tidy returns containers of tensors, not nulls).
+    return Object.fromEntries(xs.flatMap((x, k) => (acc.has(x.id) ? [[k, acc.get(x.id)!]] : [])));
+  });
+  return xs.map((_, k) => found[k] ?? null);
+}
+
+/** The tape nodes on a path from some x to y, inputs not depending on xs pruned (as tfjs-core's getFilteredNodesXToY). */
+function connecting(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor): TapeNode[] {
+  const fromX = new Set(xs.map((x) => x.id));
+  const nodesFromX = new Set<number>();
+  for (const node of tape) {
+    if (Object.values(node.inputs).some((t) => fromX.has(t.id))) {
+      nodesFromX.add(node.id);
+      for (const o of node.outputs) fromX.add(o.id);
+    }
+  }
+  const toY = new Set([y.id]);
+  const nodesToY = new Set<number>();
+  for (let i = tape.length - 1; i >= 0; i--) {
+    const node = tape[i];
+    if (node.outputs.some((o) => toY.has(o.id))) {
+      nodesToY.add(node.id);
+      for (const t of Object.values(node.inputs)) toY.add(t.id);
+    }
+  }
+  return tape
+    .filter((n) => nodesFromX.has(n.id) && nodesToY.has(n.id))
+    .map((n) => ({ ...n, inputs: Object.fromEntries(Object.entries(n.inputs).filter(([, t]) => fromX.has(t.id))) }));
 }

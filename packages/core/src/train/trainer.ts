@@ -2,7 +2,7 @@ import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 import * as tf from '@tensorflow/tfjs';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { ErrorCodes, TapfitError } from '../errors';
-import { createHooks, tapOnlyView, type HookName, type Hooks } from '../hooks/hooks';
+import { createHooks, type HookName, type Hooks } from '../hooks/hooks';
 import type { ForwardFn, ModelInfo, StepInfo } from '../hooks/types';
 import type { MemoryPlan } from '../memory/plan';
 import type { SegmentContext } from '../model/segment';
@@ -13,7 +13,8 @@ import { FileCheckpointer } from '../checkpoint/file-checkpointer';
 import { TensorReader } from '../checkpoint/tensor-file';
 import { captureCheckpoint, restoreCheckpoint, type TrainerParts } from './snapshot';
 import { validatePluginSet, type PluginSpec } from '../plugin/registry';
-import type { PluginApi, ServiceRegistry, TapfitPlugin, TrainerView } from '../plugin/types';
+import { createPluginApi } from '../plugin/plugin-api';
+import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { AutodiffBackprop, ConsoleLogger, StoreAllPlanner, SystemClock } from '../services/defaults';
 import { Tokens, type Logger, type Metric, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
@@ -101,7 +102,7 @@ export class Trainer {
     this.plugins = plugins;
     for (const p of plugins) {
       try {
-        p.apply(this.pluginApi(p.name));
+        p.apply(createPluginApi(p.name, this.hooks, c, this.view()));
       } catch (err) {
         if (err instanceof TapfitError && err.code !== ErrorCodes.PLUGIN_FAILED) throw err;
         throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${p.name}' failed in apply(): ${err instanceof Error ? err.message : err}`, { cause: err });
@@ -146,19 +147,10 @@ export class Trainer {
     return this.container.resolve(Tokens.Logger);
   }
 
-  private pluginApi(plugin: string): PluginApi {
-    const c = this.container;
-    const services: ServiceRegistry = {
-      container: c,
-      register: (token, value) => void c.register(token, { useValue: value }),
-      decorate: (token, wrap) => {
-        const previous = c.resolve(token);
-        c.register(token, { useValue: wrap(previous) });
-      },
-      resolve: (token) => c.resolve(token),
-    };
+  /** Live, read-only facts for plugins. */
+  private view(): TrainerView {
     const self = this;
-    const trainer: TrainerView = {
+    return {
       get model() {
         return self.modelRef;
       },
@@ -175,7 +167,6 @@ export class Trainer {
         return self.settings.seed;
       },
     };
-    return { hooks: tapOnlyView(this.hooks, plugin), services, trainer, logger: this.container.resolve(Tokens.Logger) };
   }
 
   /** Runs `setup` taps, seals the hooks, plans memory and builds the update chain. Once. */
