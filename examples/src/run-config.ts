@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import * as core from '@tapfit/core';
-import { ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, type Logger, type TapfitPlugin } from '@tapfit/core';
+import { ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, type Logger, type TapfitPlugin, type TrainerDescription } from '@tapfit/core';
 import { configSchema, type PluginEntry, type TrainConfig } from './config';
 import { loadMnist } from './data/mnist';
 import { jsonlMetrics } from './plugins/jsonl-metrics';
@@ -52,6 +52,8 @@ function optimizerFrom(c: TrainConfig['optimizer'], totalSteps: number): core.St
 
 export interface RunResult {
   backend: string;
+  /** What `trainer.describe()` returned after setup. */
+  describe: TrainerDescription;
   history: Record<string, number>[];
   test: Record<string, number>;
   seconds: number;
@@ -74,13 +76,13 @@ export async function runConfig(config: TrainConfig, options: { configDir?: stri
   const started = performance.now();
   try {
     await trainer.setup();
-    trainer.describe();
+    const describe = trainer.describe();
     const history = await trainer.fit(data.train, { epochs: config.training.epochs, batchSize: config.training.batchSize, validationData: data.test });
     const test = await trainer.evaluate(data.test);
     const seconds = (performance.now() - started) / 1000;
     log.info(`test: loss ${test.loss.toFixed(4)}, accuracy ${(test.accuracy * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);
     if (config.log.metrics) log.info(`metrics log: ${path.resolve(from, config.log.metrics)}`);
-    return { backend: backend.name, history, test, seconds };
+    return { backend: backend.name, describe, history, test, seconds };
   } finally {
     trainer.dispose();
     data.train.dispose();

@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { SilentLogger, TapfitError } from '@tapfit/core';
 import { configSchema, loadMnist, loadPlugin, readConfig, runConfig, type TrainConfig } from '../src';
 
-const demoConfig = path.join(__dirname, '..', '..', 'configs', 'mnist-cnn.json');
+const demoConfig = path.join(__dirname, '..', '..', 'configs', 'demo.json');
 
 function writeConfig(body: unknown): string {
   const file = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-config-')), 'config.json');
@@ -23,9 +23,10 @@ const errorOf = (fn: () => unknown) => {
 };
 
 describe('tapfit train: configs', () => {
-  it('the demo config is valid', () => {
+  it('the demo config is valid and composes technique plugins', () => {
     const c = readConfig(demoConfig);
     expect(c.model.preset).to.equal('mnist-cnn');
+    expect(c.plugins.map((p) => (Array.isArray(p) ? p[0] : p))).to.deep.equal(['@tapfit/plugin-onlinenorm', '@tapfit/example-plugin-label-smoothing']);
     expect(c.data).to.deep.equal({ dataset: 'mnist', train: 8000, test: 2000 });
   });
 
@@ -74,6 +75,7 @@ describe('tapfit train: the demo config trains (short version)', () => {
     await tf.setBackend('wasm').catch(() => undefined);
     const result = await runConfig(config, { logger: new SilentLogger(), quiet: true });
     expect(result.backend).to.equal('wasm');
+    expect(result.describe.plugins).to.include.members(['onlineNorm', 'label-smoothing']);
     expect(result.history).to.have.length(2);
     expect(result.history[1].loss).to.be.lessThan(result.history[0].loss);
     expect(result.test.accuracy).to.be.greaterThan(0.9);
