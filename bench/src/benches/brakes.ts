@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { cosineDecay, linearWarmup, selectBackend, sgd, SilentLogger, Trainer, type TapfitPlugin, type TensorData } from '@tapfit/core';
+import { cosineDecay, linearWarmup, selectBackend, sgd, SilentLogger, Trainer, type TapfitPlugin, TensorData } from '@tapfit/core';
 import { loadMnist, mnistCnn } from '@tapfit/examples';
 import { adaptiveBrakingPlugin, asyncTrain, tapfitPlugin, withAdaptiveBraking } from '@tapfit/plugin-brakes';
 import { interleave } from '../lib/timing';
@@ -15,7 +15,7 @@ import { round, target, writeResults, type Target } from '../results';
  * and a real asynchronous run, asyncTrain with 2 worker threads (wasm each) applying
  * SGDM + AB: samples/s, measured staleness and test accuracy.
  *
- * `npm run bench -- brakes [--epochs 6] [--train 8000] [--lr 0.02] [--rho 2] [--granularity tensor]
+ * `npm run bench -- brakes [--epochs 6] [--train 8000] [--lr X | --tune-lr 0.01,0.02,0.05,0.1] [--rho 2] [--granularity tensor]
  *  [--rounds 7] [--delays 0,8,32] [--skip timing,async] [--quick]` (a run without D = 0 and 32, or skipping parts, reports no
  * target for what it skipped)
  */
@@ -28,7 +28,10 @@ interface Settings {
   train: number;
   test: number;
   epochs: number;
+  /** Fixed peak learning rate; NaN = tune it for plain momentum at D=0 (the issue's protocol). */
   lr: number;
+  /** Candidates for that tuning, judged on digits held out from the training split. */
+  tuneLr: number[];
   warmup: number;
   rounds: number;
   delays: number[];
@@ -49,7 +52,8 @@ function settings(args: string[]): Settings {
     train: num('train', quick ? 1280 : 8000),
     test: num('test', quick ? 500 : 2000),
     epochs: num('epochs', quick ? 1 : 6),
-    lr: num('lr', 0.02),
+    lr: num('lr', NaN),
+    tuneLr: list('tune-lr', ['0.01', '0.02', '0.05', '0.1']).map(Number),
     warmup: num('warmup', quick ? 5 : 50),
     rounds: num('rounds', quick ? 3 : 7),
     delays: list('delays', ['0', '8', '32']).map(Number),
@@ -156,7 +160,24 @@ export async function run(args: string[]): Promise<void> {
   const backend = await selectBackend('wasm');
   const data = loadMnist({ train: s.train, test: s.test, seed: SEED });
   const batches = Math.ceil(s.train / BATCH) * s.epochs;
-  console.log(`MNIST CNN, ${s.train} train / ${s.test} test digits, batch ${BATCH}, ${s.epochs} epochs = ${batches} batches, SGDM m=${MOMENTUM}, lr ${s.lr} (warm-up ${s.warmup}, cosine)`);
+  console.log(`MNIST CNN, ${s.train} train / ${s.test} test digits, batch ${BATCH}, ${s.epochs} epochs = ${batches} batches, SGDM m=${MOMENTUM}, lr ${Number.isNaN(s.lr) ? `tuned from ${s.tuneLr}` : s.lr} (warm-up ${s.warmup}, cosine)`);
+
+  // The issue's protocol: learning rate and schedule tuned for D = 0 (plain momentum), then
+  // used unchanged at every delay. Tuned on the last 1,000 training digits, never the test set.
+  const lrTuning: { lr: number; validationAccuracy: number }[] = [];
+  if (Number.isNaN(s.lr)) {
+    const fit = data.train.take(data.train.size - 1000);
+    const validation = new TensorData(tf.slice(data.train.x, data.train.size - 1000), tf.slice(data.train.y, data.train.size - 1000));
+    for (const lr of s.tuneLr) {
+      const r = await delayRun({ ...s, lr }, { train: fit, test: validation }, 0, false);
+      lrTuning.push({ lr, validationAccuracy: r.testAccuracy });
+      console.log(`  tuning at D=0 (momentum): lr ${lr} -> validation accuracy ${round(r.testAccuracy, 4)}`);
+    }
+    s.lr = lrTuning.reduce((a, b) => (b.validationAccuracy > a.validationAccuracy ? b : a)).lr;
+    console.log(`  chosen lr ${s.lr}`);
+    fit.dispose();
+    validation.dispose();
+  }
 
   const runs: DelayResult[] = [];
   for (const delay of s.delays) {
@@ -201,6 +222,7 @@ export async function run(args: string[]): Promise<void> {
     {
       backend: backend.name,
       settings: { ...s, batch: BATCH, momentum: MOMENTUM, batches, schedule: 'linear warm-up then cosine decay to 0 over the applied updates' },
+      lrTuning,
       runs,
       ...results,
     },
