@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -82,5 +83,23 @@ describe('tapfit train: the demo config trains (short version)', () => {
     const before = tf.memory().numTensors;
     await runConfig(config, { logger: new SilentLogger(), quiet: true });
     expect(tf.memory().numTensors).to.equal(before);
+  });
+});
+
+describe('tapfit CLI', () => {
+  const cli = path.join(__dirname, '..', 'src', 'cli.js');
+
+  it('fails with exit code 1 and the coded error for a bad config, without a stack trace', () => {
+    const file = writeConfig({ model: { preset: 'mnist-cnn' }, data: { dataset: 'mnist' }, optimizer: { name: 'adam', lr: 0 }, training: { epochs: 1 } });
+    const r = spawnSync(process.execPath, [cli, 'train', file], { encoding: 'utf8' });
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.match(/^error \[TAPFIT_E_CONFIG\]: config: option 'optimizer\.lr'/m);
+    expect(r.stderr).not.to.match(/\n\s+at /);
+  });
+
+  it('prints usage for --help', () => {
+    const r = spawnSync(process.execPath, [cli, 'train', '--help'], { encoding: 'utf8' });
+    expect(r.status).to.equal(0);
+    expect(r.stdout).to.match(/Usage: tapfit train \[options\] <config>/);
   });
 });
