@@ -85,6 +85,7 @@ export class OnlineNorm extends tf.layers.Layer {
     return tf.tidy(() => {
       const x = Array.isArray(inputs) ? inputs[0] : inputs;
       const mode = this.modeOf(kwargs);
+      if (typeof kwargs?.['step'] === 'number') this.state.step = kwargs['step'] as number;
       const { alphaFwd, alphaBkw, epsilon, checkFiniteEvery, recurrences, affine, ecm, clamp, epsLs } = this.options;
       const statistics = mode === 'recompute' ? this.replaySnapshot() : undefined;
       if (mode === 'train') this.takeSnapshot();

@@ -10,6 +10,8 @@ import { ErrorCodes, TapfitError } from '@tapfit/core';
 export class OnlineNormState {
   /** Training forwards that updated M, V (1-based in messages). */
   trainingCalls = 0;
+  /** The trainer's step of the current call, when a tapfit trainer passes it (for errors). */
+  step?: number;
   /** Backward passes that updated u, v. */
   backwardCalls = 0;
 
@@ -46,7 +48,7 @@ export class OnlineNormState {
       throw new TapfitError(
         ErrorCodes.NON_FINITE,
         `OnlineNorm '${this.label}': non-finite ${forward ? 'running mean/variance (forward)' : 'control accumulators u/v (backward)'} at ` +
-          `${forward ? `training call ${this.trainingCalls + 1}` : `backward pass ${this.backwardCalls + 1}`}; the ${forward ? 'input' : 'incoming gradient'} holds NaN/Inf ` +
+          `${forward ? `training call ${this.trainingCalls + 1}` : `backward pass ${this.backwardCalls + 1}`}${this.step === undefined ? '' : ` (trainer step ${this.step})`}; the ${forward ? 'input' : 'incoming gradient'} holds NaN/Inf ` +
           `(diverging training: lower the learning rate or check the data). The statistics were left unchanged.`,
       );
     }

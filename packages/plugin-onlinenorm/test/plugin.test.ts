@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { segmentModel, sgd, TapfitError } from '@tapfit/core';
+import { arrayData, segmentModel, sgd, TapfitError } from '@tapfit/core';
 import { blobData, describeConformance, testTrainer } from '@tapfit/core/testing';
 import { OnlineNorm, onlineNorm, onlineNormLayers, replaceBatchNorm } from '../src';
 
@@ -31,6 +31,20 @@ describeConformance({
 describe('onlineNorm plugin', () => {
   before(async () => {
     await tf.setBackend('cpu');
+  });
+
+  it('NaN statistics stop training with an error naming the layer and the trainer step', async () => {
+    const x = new Float32Array(32 * 4).map((_, i) => ((i * 7) % 11) / 11);
+    x.fill(NaN, 4 * 20, 4 * 21); // sample 20: batch 2 of 4 (batch size 8, no shuffling)
+    const data = arrayData({ x, y: Int32Array.from({ length: 32 }, (_, i) => i % 3), xShape: [4] });
+    const trainer = testTrainer({ model: bnModel(), plugins: [onlineNorm(options)] });
+    let err: TapfitError | undefined;
+    await trainer.fit(data, { epochs: 1, batchSize: 8, shuffle: false }).catch((e) => (err = e));
+    expect(err?.code).to.equal('TAPFIT_E_NON_FINITE');
+    expect(err?.message).to.match(/OnlineNorm 'bn1'.*training call 3 \(trainer step 2\)/);
+    expect(trainer.step).to.equal(2);
+    data.dispose();
+    trainer.dispose();
   });
 
   it('swaps the BatchNorms at setup and trains the OnlineNorm statistics (M, V forward; u, v backward)', async () => {

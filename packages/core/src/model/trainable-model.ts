@@ -69,14 +69,14 @@ function isSequentialChain(model: tf.LayersModel): boolean {
  */
 export function fromLayersModel(model: tf.LayersModel): TrainableModel {
   const vars = (layers: tf.layers.Layer[]): tf.Variable[] => layers.flatMap((l) => l.weights.map((w) => w.read() as tf.Variable));
-  // `recomputing` reaches each layer's call() kwargs so stateful custom layers can skip
-  // updates. Built-in layers (BatchNormalization's moving statistics) update state in
+  // `recomputing` and `step` reach each layer's call() kwargs so stateful custom layers
+  // can skip updates and name the step in errors. Built-in layers (BatchNormalization's moving statistics) update state in
   // call() regardless, so a recomputed forward restores their non-trainable weights.
   const applyLayer = (layer: tf.layers.Layer, xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] => {
     const state = ctx.recomputing && ctx.training ? layer.nonTrainableWeights : [];
     const saved = state.map((w) => tf.clone(w.read()));
     try {
-      const y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: ctx.training, recomputing: ctx.recomputing }) as tf.Tensor | tf.Tensor[];
+      const y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: ctx.training, recomputing: ctx.recomputing, step: ctx.step }) as tf.Tensor | tf.Tensor[];
       return Array.isArray(y) ? y : [y];
     } finally {
       state.forEach((w, i) => w.write(saved[i]));
