@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { arrayData, fromLayersModel, readParam, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
+import { arrayData, datasetData, fromLayersModel, permutation, readParam, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
 import { blobs, tinyMlp, tinyTrainer, useBackend } from './fixtures';
 
 const plugin = (name: string, apply: (api: PluginApi) => void): TapfitPlugin => ({ name, core: '^0.1.0', apply });
@@ -319,6 +319,60 @@ describe('tfjs-layers adapter under recompute', () => {
     await tight.setup().catch((e) => (err = e));
     expect((err as TapfitError).code).to.equal('TAPFIT_E_MEMORY');
     tf.dispose([sample.x, sample.y]);
+    data.dispose();
+  });
+});
+
+describe('data sources', () => {
+  useBackend('cpu');
+
+  const elements = (n: number) =>
+    Array.from({ length: n }, (_, i) => ({ xs: tf.tensor1d([Math.sin(i), Math.cos(i), (i % 3) - 1, 0.5]), ys: tf.scalar(i % 3, 'int32') }));
+
+  it('trains from a tf.data.Dataset, batching it; shuffling is seeded by (seed, epoch)', async () => {
+    const order = async (seed: number, epoch: number) => {
+      const src = datasetData(tf.data.array(elements(12)), { size: 12 });
+      const it = src.batches({ batchSize: 4, shuffle: true, seed, epoch });
+      const seen: number[] = [];
+      for (let r = await it.next(); !r.done; r = await it.next()) {
+        seen.push(...Array.from(r.value.x.slice([0, 0], [-1, 1]).dataSync()));
+        tf.dispose([r.value.x, r.value.y]);
+      }
+      return seen;
+    };
+    expect(await order(1, 0)).to.deep.equal(await order(1, 0));
+    expect(await order(1, 0)).to.not.deep.equal(await order(1, 1));
+    expect((await order(1, 0)).length).to.equal(12);
+
+    const t = tinyTrainer();
+    const h = await t.fit(datasetData(tf.data.array(elements(48)), { size: 48 }), { epochs: 3, batchSize: 8 });
+    expect(h).to.have.length(3);
+    expect(h[2].loss).to.be.lessThan(h[0].loss);
+    expect(t.step).to.equal(18);
+    t.dispose();
+  });
+
+  it('arrayData takes nested arrays, or flat typed arrays with a sample shape', () => {
+    const nested = arrayData({ x: [[1, 2], [3, 4], [5, 6]], y: [0, 1, 0] });
+    expect(nested.x.shape).to.deep.equal([3, 2]);
+    expect(nested.y.dtype).to.equal('int32');
+    const flat = arrayData({ x: new Float32Array(12), y: new Int32Array(3), xShape: [2, 2] });
+    expect(flat.x.shape).to.deep.equal([3, 2, 2]);
+    expect(() => arrayData({ x: new Float32Array(10), y: new Int32Array(3), xShape: [4] })).to.throw(/10 values, not a multiple of the sample shape \[4\]/);
+    expect(() => arrayData({ x: new Float32Array(8), y: new Int32Array(3), xShape: [4] })).to.throw(/x has 2 samples but y has 3/);
+    nested.dispose();
+    flat.dispose();
+  });
+
+  it('host-side batches equal the device gather of the same permutation', () => {
+    const data = blobs(20);
+    const it = data.batches({ batchSize: 8, shuffle: true, seed: 3, epoch: 2 }) as Iterator<{ x: tf.Tensor; y: tf.Tensor }>;
+    const first = it.next().value as { x: tf.Tensor; y: tf.Tensor };
+    const idx = tf.tensor1d(permutation(20, 3, 2).slice(0, 8), 'int32');
+    const [expectedX, expectedY] = [tf.gather(data.x, idx), tf.gather(data.y, idx)];
+    expect(Array.from(first.x.dataSync())).to.deep.equal(Array.from(expectedX.dataSync()));
+    expect(Array.from(first.y.dataSync())).to.deep.equal(Array.from(expectedY.dataSync()));
+    tf.dispose([first.x, first.y, idx, expectedX, expectedY]);
     data.dispose();
   });
 });
