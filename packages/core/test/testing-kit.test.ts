@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { chain, mapNamed, momentum, scaleByLearningRate, type PluginState, type StepTransform, type TapfitPlugin } from '../src';
-import { checkGradients, checkNoLeaks, conformanceChecks, describeConformance, noopPlugin } from '../src/testing';
+import { checkGradients, checkNoLeaks, conformanceChecks, describeConformance, noopPlugin, seededRandom } from '../src/testing';
 import { useBackend } from './fixtures';
 
 /** Halves every gradient (hook form). */
@@ -98,5 +98,17 @@ describe('checkGradients and checkNoLeaks', () => {
     await checkNoLeaks(() => kept.push(tf.ones([2]))).catch((e) => (err = e.message));
     expect(err).to.match(/1 tensor\(s\) leaked/);
     tf.dispose(kept);
+  });
+});
+
+describe('seededRandom', () => {
+  it('repeats its sequence for a seed, differs across seeds, stays in [0, 1)', () => {
+    const take = (seed: number) => Array.from({ length: 1000 }, seededRandom(seed));
+    expect(take(5)).to.deep.equal(take(5));
+    expect(take(5)).to.not.deep.equal(take(6));
+    const xs = take(7);
+    expect(Math.min(...xs)).to.be.at.least(0);
+    expect(Math.max(...xs)).to.be.below(1);
+    expect(xs.reduce((a, b) => a + b, 0) / xs.length).to.be.closeTo(0.5, 0.05);
   });
 });

@@ -1,3 +1,4 @@
+import { seededRandom } from '@tapfit/core/testing';
 // Float64 oracle: SGDM with Adaptive Braking and a gradient delay, written from
 // techniques.md §0, §4.2 and §4.3 on plain number arrays, with no tf. One monolithic
 // step function (not composed transforms), so it checks the transform independently.
@@ -107,14 +108,8 @@ export function copyParams(p: Params): Params {
   return Object.fromEntries(Object.entries(p).map(([k, v]) => [k, [...v]]));
 }
 
-/** Seeded uniform numbers in [-1, 1) (mulberry32), for random vectors in tests. */
+/** Seeded uniform numbers in [-1, 1), for random vectors in tests (core's testing kit). */
 export function seededUniform(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return (((t ^ (t >>> 14)) >>> 0) / 4294967296) * 2 - 1;
-  };
+  const next = seededRandom(seed);
+  return () => next() * 2 - 1;
 }

@@ -1,18 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
+import { seededRandom } from '@tapfit/core/testing';
 import type { Sample } from './reference';
 
-/** Deterministic uniform [0, 1) (mulberry32). */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** Deterministic uniform [0, 1) (core's testing kit). */
+export const rng = seededRandom;
 
 /** Standard normal draws (Box-Muller). */
 export function normal(rand: () => number): () => number {

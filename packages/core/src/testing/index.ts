@@ -3,4 +3,5 @@ import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 export { blobData, tinyModel, testTrainer, testTrainerOptions, noopPlugin } from './fixtures';
 export { checkGradients, type GradientCheckResult } from './gradient-check';
 export { checkNoLeaks } from './leak-check';
+export { seededRandom } from './random';
 export { conformanceChecks, describeConformance, type ConformanceSpec, type ConformanceCheck } from './conformance';
