@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { adam, forwardSegments, permutation, selectBackend, sgd, SilentLogger, TensorData, Trainer, type TapfitPlugin } from '@tapfit/core';
 import { loadMnist, mnistCnn } from '@tapfit/examples';
 import { onlineNorm } from '@tapfit/plugin-onlinenorm';
-import { calibrateBatchNorm } from '../lib/batchnorm-statistics';
+import { calibrateBatchNorm, withCalibratedBatchNorm } from '../lib/batchnorm-statistics';
 import { interleave } from '../lib/timing';
 import { round, target, writeResults, type Target } from '../results';
 
@@ -15,12 +15,14 @@ import { round, target, writeResults, type Target } from '../results';
  * interleaved rounds.
  *
  * Accuracy (unless `--no-accuracy`; issue #5): the demo CNN trained on the same digits in
- * the same order, one pass, as BatchNorm at batch 32, OnlineNorm at batch 32, OnlineNorm
- * at batch 1 and no normaliser at batch 1, SGD with momentum scaled per sample from one
- * batch-32 reference (scaledSgd). Test accuracy on 2,000 held-out digits, final train
- * loss and step time per sample; target: BN(b32) accuracy - ON(b1) accuracy <= 0.5 pp.
+ * the same order, `--epochs` passes (each pass reshuffled, the same order for every run),
+ * as BatchNorm at batch 32, OnlineNorm at batch 32, OnlineNorm at batch 1 and no
+ * normaliser at batch 1, SGD with momentum scaled per sample from one batch-32 reference
+ * (scaledSgd). Test accuracy on 2,000 held-out digits after every pass, final train loss
+ * and step time per sample; target: BN(b32) accuracy - ON(b1) accuracy <= 0.5 pp after
+ * the last pass.
  *
- * `npm run bench -- onlinenorm [rounds] [--no-accuracy] [--samples=8000] [--seeds=2]`
+ * `npm run bench -- onlinenorm [rounds] [--no-accuracy] [--samples=8000] [--epochs=3] [--seeds=3]`
  */
 
 const BATCH = 32;
@@ -140,6 +142,8 @@ interface ArmResult {
   normalization: string;
   sgd: { lr: number; momentum: number };
   testAccuracy: number;
+  /** After each pass; the last is testAccuracy. */
+  testAccuracyPerEpoch: number[];
   testLoss: number;
   /** Mean training loss over the last chunk (the last 800 samples), as trained. */
   finalTrainLoss: number;
@@ -166,42 +170,56 @@ async function correctness(t: Trainer, test: TensorData): Promise<Uint8Array> {
 }
 
 /**
- * One seed of the accuracy experiment: the four arms, initialised from `seed`, train one
- * pass over the same digits in the same seeded order (no further shuffling), interleaved
- * by chunks so a slow spell of the shared machine hits all of them alike, then are
- * scored on the held-out digits in inference mode. BatchNorm is scored with population
- * statistics of the training digits (calibrateBatchNorm); its raw moving averages are
- * reported too.
+ * One seed of the accuracy experiment: the four arms, initialised from `seed`, train
+ * `epochs` passes over the same digits in the same seeded order (a new order each pass),
+ * interleaved by chunks so a slow spell of the shared machine hits all of them alike, and
+ * are scored on the held-out digits in inference mode after every pass. BatchNorm is
+ * scored with population statistics of the training digits (calibrateBatchNorm; its
+ * moving averages are put back after the intermediate scores, so training is untouched);
+ * its raw moving averages are reported too.
  */
-async function accuracyRun(digits: TensorData, test: TensorData, seed: number) {
-  const order = tf.tensor1d(permutation(digits.size, seed, 0), 'int32');
-  const train = new TensorData(tf.gather(digits.x, order), tf.gather(digits.y, order));
-  order.dispose();
+async function accuracyRun(digits: TensorData, test: TensorData, seed: number, epochs: number) {
   const runs = Object.entries(arms).map(([name, arm]) => {
     const hyper = scaledSgd(arm.batchSize);
     const model = mnistCnn({ norm: arm.norm, seed });
     const trainer = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(hyper), logger: new SilentLogger(), plugins: arm.onlineNorm ? [onlineNorm()] : [], seed });
-    return { name, arm, hyper, trainer, ms: 0, lossPerChunk: [] as number[] };
+    return { name, arm, hyper, trainer, ms: 0, lossPerChunk: [] as number[], accuracyPerEpoch: [] as number[] };
   });
-  const chunks = Math.ceil(train.size / CHUNK);
-  for (let k = 0; k < chunks; k++) {
-    const size = Math.min(CHUNK, train.size - k * CHUNK);
-    const chunk = new TensorData(tf.slice(train.x, k * CHUNK, size), tf.slice(train.y, k * CHUNK, size));
-    for (const r of runs) {
-      const t0 = performance.now();
-      const [logs] = await r.trainer.fit(chunk, { epochs: k + 1, batchSize: r.arm.batchSize, shuffle: false });
-      r.ms += performance.now() - t0;
-      r.lossPerChunk.push(logs.loss);
+  const bn = runs.find((r) => r.name === 'batchNormBatch32')!;
+  const chunks = Math.ceil(digits.size / CHUNK);
+  let fits = 0;
+  for (let epoch = 0; epoch < epochs; epoch++) {
+    const order = tf.tensor1d(permutation(digits.size, seed, epoch), 'int32');
+    const pass = new TensorData(tf.gather(digits.x, order), tf.gather(digits.y, order));
+    order.dispose();
+    for (let k = 0; k < chunks; k++) {
+      const size = Math.min(CHUNK, pass.size - k * CHUNK);
+      const chunk = new TensorData(tf.slice(pass.x, k * CHUNK, size), tf.slice(pass.y, k * CHUNK, size));
+      fits++;
+      for (const r of runs) {
+        const t0 = performance.now();
+        const [logs] = await r.trainer.fit(chunk, { epochs: fits, batchSize: r.arm.batchSize, shuffle: false });
+        r.ms += performance.now() - t0;
+        r.lossPerChunk.push(logs.loss);
+      }
+      chunk.dispose();
+      console.log(`  seed ${seed}, pass ${epoch + 1}: ${k * CHUNK + size}/${pass.size} samples; last-chunk train loss ${runs.map((r) => `${r.name} ${r.lossPerChunk.at(-1)!.toFixed(3)}`).join(', ')}`);
     }
-    chunk.dispose();
-    console.log(`  seed ${seed}: ${k * CHUNK + size}/${train.size} samples; last-chunk train loss ${runs.map((r) => `${r.name} ${r.lossPerChunk[k].toFixed(3)}`).join(', ')}`);
+    pass.dispose();
+    if (epoch < epochs - 1) {
+      for (const r of runs) {
+        const score = async () => (await r.trainer.evaluate(test)).accuracy;
+        r.accuracyPerEpoch.push(r === bn ? await withCalibratedBatchNorm(bn.trainer.model.layersModel!, digits.x, score) : await score());
+      }
+      console.log(`  seed ${seed}, after pass ${epoch + 1}: test accuracy ${runs.map((r) => `${r.name} ${r.accuracyPerEpoch.at(-1)}`).join(', ')}`);
+    }
   }
 
-  const bn = runs.find((r) => r.name === 'batchNormBatch32')!;
   const movingAverages = await bn.trainer.evaluate(test);
-  calibrateBatchNorm(bn.trainer.model.layersModel!, train.x);
+  calibrateBatchNorm(bn.trainer.model.layersModel!, digits.x);
   const results: Record<string, ArmResult> = {};
   const correct: Record<string, Uint8Array> = {};
+  const samples = digits.size * epochs;
   for (const r of runs) {
     const scores = await r.trainer.evaluate(test);
     correct[r.name] = await correctness(r.trainer, test);
@@ -210,16 +228,16 @@ async function accuracyRun(digits: TensorData, test: TensorData, seed: number) {
       normalization: r.arm.onlineNorm ? 'onlineNorm (plugin)' : r.arm.norm,
       sgd: { lr: round(r.hyper.lr, 10), momentum: round(r.hyper.momentum, 8) },
       testAccuracy: scores.accuracy,
+      testAccuracyPerEpoch: [...r.accuracyPerEpoch, scores.accuracy],
       testLoss: round(scores.loss, 5),
-      finalTrainLoss: round(r.lossPerChunk[chunks - 1], 5),
+      finalTrainLoss: round(r.lossPerChunk.at(-1)!, 5),
       trainLossPerChunk: r.lossPerChunk.map((l) => round(l, 4)),
-      msPerSample: round(r.ms / train.size, 3),
+      msPerSample: round(r.ms / samples, 3),
       skippedSteps: r.trainer.skipped,
     };
     r.trainer.dispose();
   }
   results.batchNormBatch32.movingAverages = { testAccuracy: movingAverages.accuracy, testLoss: round(movingAverages.loss, 5) };
-  train.dispose();
   return { seed, arms: results, gap: pairedGap(correct.batchNormBatch32, correct.onlineNormBatch1) };
 }
 
@@ -238,12 +256,12 @@ function pairedGap(bn: Uint8Array, on: Uint8Array) {
 }
 
 /** The accuracy experiment over `seeds` seeds (1..seeds), on one fixed train/test split. */
-async function accuracyExperiment(samples: number, seeds: number) {
+async function accuracyExperiment(samples: number, epochs: number, seeds: number) {
   const { train: all, test } = loadMnist({ train: 10_000 - TEST, test: TEST, layout: 'image', seed: 1 });
   const digits = all.take(samples);
   all.dispose();
   const perSeed: Awaited<ReturnType<typeof accuracyRun>>[] = [];
-  for (let seed = 1; seed <= seeds; seed++) perSeed.push(await accuracyRun(digits, test, seed));
+  for (let seed = 1; seed <= seeds; seed++) perSeed.push(await accuracyRun(digits, test, seed, epochs));
   digits.dispose();
   test.dispose();
   const mean = (f: (r: (typeof perSeed)[number]) => number): number => perSeed.reduce((s, r) => s + f(r), 0) / perSeed.length;
@@ -251,12 +269,18 @@ async function accuracyExperiment(samples: number, seeds: number) {
   const meanOverSeeds = Object.fromEntries(
     Object.keys(arms).map((name) => [name, Object.fromEntries(keys.map((k) => [k, round(mean((r) => r.arms[name][k]), 5)]))]),
   ) as Record<string, Record<(typeof keys)[number], number>>;
+  const accuracyPerEpoch = Object.fromEntries(
+    Object.keys(arms).map((name) => [name, Array.from({ length: epochs }, (_, e) => round(mean((r) => r.arms[name].testAccuracyPerEpoch[e]), 5))]),
+  );
   return {
     samples,
+    epochs,
     testSamples: TEST,
     chunk: CHUNK,
     reference: { batchSize: B_REF, lr: LR_REF, momentum: MOMENTUM_REF },
     meanOverSeeds,
+    /** Test accuracy after each pass, mean over seeds. */
+    accuracyPerEpoch,
     batchNormMovingAveragesTestAccuracy: round(mean((r) => r.arms.batchNormBatch32.movingAverages!.testAccuracy), 5),
     /** BN(b32) - ON(b1) test accuracy, mean over seeds, percentage points. */
     gapPp: round(mean((r) => r.gap.percentagePoints), 3),
@@ -271,7 +295,9 @@ export async function run(args: string[]): Promise<void> {
   if (!Number.isInteger(samples) || samples < B_REF || samples % B_REF !== 0 || samples > 10_000 - TEST) {
     throw new Error(`onlinenorm: --samples must be a multiple of ${B_REF} between ${B_REF} and ${10_000 - TEST} (the package has 10,000 digits, ${TEST} held out); got ${samples}.`);
   }
-  const seeds = Number(args.find((a) => a.startsWith('--seeds='))?.slice('--seeds='.length) ?? 2);
+  const epochs = Number(args.find((a) => a.startsWith('--epochs='))?.slice('--epochs='.length) ?? 3);
+  if (!Number.isInteger(epochs) || epochs < 1) throw new Error(`onlinenorm: --epochs must be a positive integer; got ${epochs}.`);
+  const seeds = Number(args.find((a) => a.startsWith('--seeds='))?.slice('--seeds='.length) ?? 3);
   if (!Number.isInteger(seeds) || seeds < 1) throw new Error(`onlinenorm: --seeds must be a positive integer; got ${seeds}.`);
   const backend = await selectBackend((process.env.TAPFIT_BACKEND as 'auto') ?? 'auto');
   console.log(`${rounds} interleaved rounds; batch ${BATCH} x ${STEPS} steps, batch 1 x ${STEPS * 2} steps`);
@@ -297,8 +323,8 @@ export async function run(args: string[]): Promise<void> {
   console.table(rows);
 
   if (withAccuracy) {
-    console.log(`accuracy experiment: demo CNN, ${samples} training digits, one pass, ${TEST} held out, ${seeds} seed(s)`);
-    const acc = await accuracyExperiment(samples, seeds);
+    console.log(`accuracy experiment: demo CNN, ${samples} training digits, ${epochs} pass(es), ${TEST} held out, ${seeds} seed(s)`);
+    const acc = await accuracyExperiment(samples, epochs, seeds);
     results.accuracy = acc;
     const m = acc.meanOverSeeds;
     console.table(

@@ -56,3 +56,20 @@ export function calibrateBatchNorm(model: tf.LayersModel, x: tf.Tensor, chunkSiz
     });
   });
 }
+
+/**
+ * Runs `fn` with the model's BatchNorm moving statistics calibrated (calibrateBatchNorm),
+ * then puts the moving averages back as they were, so scoring in the middle of a run does
+ * not change how the run goes on.
+ */
+export async function withCalibratedBatchNorm<T>(model: tf.LayersModel, x: tf.Tensor, fn: () => Promise<T>): Promise<T> {
+  const moving = model.weights.filter((w) => /moving_(mean|variance)$/.test(w.originalName));
+  const saved = moving.map((w) => tf.clone(w.read()));
+  try {
+    calibrateBatchNorm(model, x);
+    return await fn();
+  } finally {
+    moving.forEach((w, i) => w.write(saved[i]));
+    saved.forEach((t) => t.dispose());
+  }
+}
