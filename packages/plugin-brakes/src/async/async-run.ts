@@ -78,7 +78,7 @@ export class AsyncRun {
   private readonly params: Record<string, tf.Variable>;
   private state: TransformState;
   private version = 0;
-  private snapshot?: { version: number; weights: Float32Array[] };
+  private snapshot?: { version: number; weights: Float32Array[]; buffers: Float32Array[] };
   private counts = { rejected: 0, discarded: 0, skipped: 0 };
   private readonly ms = { compute: 0, apply: 0 };
   private readonly losses: number[] = [];
@@ -89,6 +89,8 @@ export class AsyncRun {
   constructor(
     private readonly o: ResolvedAsyncTrainOptions,
     private readonly variables: tf.Variable[],
+    /** The model's non-trainable weights: each applied gradient brings its worker's change to them. */
+    private readonly buffers: tf.LayerVariable[],
     private readonly transform: StepTransform,
     private readonly logger: Logger,
   ) {
@@ -132,7 +134,7 @@ export class AsyncRun {
     clearTimeout(slot.timer);
     try {
       if (msg.type === 'failed') return this.fail(slot, `failed: ${msg.error}`);
-      if (msg.type === 'ready') return this.onReady(slot, msg.shapes);
+      if (msg.type === 'ready') return this.onReady(slot, msg.shapes, msg.bufferShapes);
       if (!this.ledger.accept(msg.id, slot.index)) {
         this.counts.rejected++;
         return this.arm(slot, 'did not answer'); // its real request is still open
@@ -143,10 +145,13 @@ export class AsyncRun {
     }
   }
 
-  private onReady(slot: Slot, shapes: number[][]): void {
-    const mismatch = this.variables.findIndex((v, i) => shapes[i]?.join() !== v.shape.join());
-    if (shapes.length !== this.variables.length || mismatch >= 0) {
+  private onReady(slot: Slot, shapes: number[][], bufferShapes: number[][]): void {
+    const differ = (mine: { shape: number[] }[], theirs: number[][]) => theirs.length !== mine.length || mine.some((v, i) => theirs[i]?.join() !== v.shape.join());
+    if (differ(this.variables, shapes)) {
       return this.fail(slot, `built a model whose trainable weights [${shapes.map((s) => `[${s}]`).join(', ')}] differ from the master's`);
+    }
+    if (differ(this.buffers.map((b) => b.read()), bufferShapes)) {
+      return this.fail(slot, `built a model whose non-trainable weights [${bufferShapes.map((s) => `[${s}]`).join(', ')}] differ from the master's`);
     }
     slot.phase = 'ready';
     this.startWhenAllReady();
@@ -172,7 +177,7 @@ export class AsyncRun {
     }
     const staleness = this.version - msg.version;
     const started = performance.now();
-    this.apply(msg.grads);
+    this.apply(msg.grads, msg.bufferDeltas);
     this.version++;
     if (this.version < this.o.steps) this.snapshotWeights(); // part of the main thread's cost per update
     this.ms.apply += performance.now() - started;
@@ -186,32 +191,41 @@ export class AsyncRun {
     else this.request(slot);
   }
 
-  private apply(arrays: Float32Array[]): void {
+  /** One update: the optimizer step with the gradient, and the worker's change to the buffers added. */
+  private apply(arrays: Float32Array[], bufferDeltas: Float32Array[]): void {
     const grads: NamedTensors = {};
     this.variables.forEach((v, i) => {
       if (arrays[i]?.length !== v.size) throw new TapfitError(ErrorCodes.SHAPE, `asyncTrain: a gradient for '${v.name}' has ${arrays[i]?.length} values, expected ${v.size}.`);
       grads[v.name] = tf.tensor(arrays[i], v.shape);
+    });
+    this.buffers.forEach((b, i) => {
+      if (bufferDeltas[i]?.length !== b.read().size) throw new TapfitError(ErrorCodes.SHAPE, `asyncTrain: the change to buffer '${b.name}' has ${bufferDeltas[i]?.length} values, expected ${b.read().size}.`);
     });
     try {
       this.state = transformStep(this.transform, this.params, grads, this.state, { step: this.version });
     } finally {
       tf.dispose(Object.values(grads));
     }
+    tf.tidy(() => this.buffers.forEach((b, i) => b.write(tf.add(b.read(), tf.tensor(bufferDeltas[i], b.read().shape)))));
   }
 
-  /** The current weights as arrays, read back once per version and shared by the requests. */
-  private snapshotWeights(): Float32Array[] {
+  /** The current weights and buffers as arrays, read back once per version and shared by the requests. */
+  private snapshotWeights(): { weights: Float32Array[]; buffers: Float32Array[] } {
     if (this.snapshot?.version !== this.version) {
-      this.snapshot = { version: this.version, weights: this.variables.map((v) => (v.dataSync() as Float32Array).slice()) };
+      this.snapshot = {
+        version: this.version,
+        weights: this.variables.map((v) => (v.dataSync() as Float32Array).slice()),
+        buffers: this.buffers.map((b) => (b.read().dataSync() as Float32Array).slice()),
+      };
     }
-    return this.snapshot.weights;
+    return this.snapshot;
   }
 
   /** Send `slot` the current weights with a fresh request id. */
   private request(slot: Slot): void {
-    const weights = this.snapshotWeights();
+    const { weights, buffers } = this.snapshotWeights();
     if (!this.times.firstRequest) this.times.firstRequest = performance.now();
-    const msg: ToWorker = { type: 'compute', id: this.ledger.issue(slot.index), version: this.version, weights };
+    const msg: ToWorker = { type: 'compute', id: this.ledger.issue(slot.index), version: this.version, weights, buffers };
     slot.phase = 'busy';
     slot.worker.postMessage(msg);
     this.arm(slot, 'did not answer');

@@ -17,19 +17,16 @@ import { shardOf, shareData } from './shared-data';
  * fails first, it rejects with an AsyncTrainError carrying the stats (the model keeps
  * the updates applied so far). The staleness of every applied gradient is recorded.
  *
- * Models with non-trainable weights (BatchNorm moving statistics) are refused: each
- * worker would update its own copy and the master's would never change.
+ * Non-trainable weights (BatchNorm moving statistics) are updated like the weights: each
+ * request carries the master's values, the worker's training-mode forward pass moves them
+ * with its batch, and when its gradient is applied the master adds that change to its own
+ * values. So every applied batch counts once; with staleness s the change was computed
+ * from values s updates old (for a moving average with momentum m, m_new = m_now +
+ * (1 - m)(batch - m_sent) instead of m_now + (1 - m)(batch - m_now)).
  */
 export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrainStats> {
   const o = parseOptions('asyncTrain', asyncTrainSchema, options);
   const { model } = o;
-  if (model.nonTrainableWeights.length > 0) {
-    throw new TapfitError(
-      ErrorCodes.CONFIG,
-      `asyncTrain: the model has non-trainable weights (${model.nonTrainableWeights.map((w) => w.name).join(', ')}), ` +
-        'e.g. BatchNorm moving statistics, which the workers cannot keep in sync. Use a model without them.',
-    );
-  }
   const samples = o.data.x.shape[0];
   const smallest = Math.floor(samples / o.workers);
   if (smallest < o.batchSize) {
@@ -41,7 +38,7 @@ export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrain
   const transform = Array.isArray(o.optimizer) ? chain('async', ...o.optimizer) : o.optimizer;
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const data = shareData(o.data);
-  const run = new AsyncRun(o, variables, transform, o.logger ?? { info: () => {}, warn: (m) => console.warn(m) });
+  const run = new AsyncRun(o, variables, model.nonTrainableWeights, transform, o.logger ?? { info: () => {}, warn: (m) => console.warn(m) });
   return run.start((index) => ({
     index,
     topology: model.toJSON(null, false) as object,

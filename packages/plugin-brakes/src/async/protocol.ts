@@ -1,5 +1,6 @@
 // Messages between asyncTrain (main thread) and its gradient workers. Weights and
-// gradients travel as Float32Arrays in the model's trainableWeights order.
+// gradients travel as Float32Arrays in the model's trainableWeights order, buffers
+// (non-trainable weights such as BatchNorm moving statistics) in nonTrainableWeights order.
 
 /** What a worker needs to start (its workerData). */
 export interface WorkerInit {
@@ -27,10 +28,11 @@ export interface SharedData {
 }
 
 export type ToWorker =
-  /** Compute one gradient on these weights (the master's after `version` updates). */
-  { type: 'compute'; id: number; version: number; weights: Float32Array[] };
+  /** Compute one gradient on these weights and buffers (the master's after `version` updates). */
+  { type: 'compute'; id: number; version: number; weights: Float32Array[]; buffers: Float32Array[] };
 
 export type FromWorker =
-  | { type: 'ready'; shapes: number[][] }
-  | { type: 'gradient'; id: number; version: number; grads: Float32Array[]; loss: number; computeMs: number }
+  | { type: 'ready'; shapes: number[][]; bufferShapes: number[][] }
+  /** `bufferDeltas`: how the forward pass changed the buffers it was sent (after - before). */
+  | { type: 'gradient'; id: number; version: number; grads: Float32Array[]; bufferDeltas: Float32Array[]; loss: number; computeMs: number }
   | { type: 'failed'; error: string };

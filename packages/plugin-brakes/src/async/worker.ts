@@ -1,6 +1,7 @@
 // A gradient worker of asyncTrain: its own thread, its own TF.js instance. It builds the
-// model from the JSON topology, then answers each 'compute' (weights) with the gradient
-// of the loss on its next batch, computed on exactly those weights.
+// model from the JSON topology, then answers each 'compute' (weights, buffers) with the
+// gradient of the loss on its next batch, computed on exactly those weights, and with how
+// its training-mode forward pass changed the buffers (BatchNorm moving statistics).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { resolveLoss, selectBackend, type LossFn, type LossName } from '@tapfit/core';
@@ -22,26 +23,34 @@ async function start(init: WorkerInit): Promise<void> {
   }
   const model = await tf.models.modelFromJSON(init.topology as tf.io.ModelJSON['modelTopology'] as never);
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const buffers = model.nonTrainableWeights;
   const batches = shardBatches(init);
 
   port.on('message', (msg: ToWorker) => {
     try {
       const started = performance.now();
-      tf.tidy(() => msg.weights.forEach((w, i) => vars[i].assign(tf.tensor(w, vars[i].shape))));
+      tf.tidy(() => {
+        msg.weights.forEach((w, i) => vars[i].assign(tf.tensor(w, vars[i].shape)));
+        msg.buffers.forEach((b, i) => buffers[i].write(tf.tensor(b, buffers[i].read().shape)));
+      });
       const { x, y } = batches.next().value;
       const { value, grads } = tf.tidy(() => tf.variableGrads(() => loss(y, model.apply(x, { training: true }) as tf.Tensor), vars));
       const arrays = vars.map((v) => Float32Array.from(grads[v.name].dataSync()));
+      const bufferDeltas = buffers.map((b, i) => {
+        const after = b.read().dataSync();
+        return msg.buffers[i].map((before, j) => after[j] - before);
+      });
       const lossValue = value.dataSync()[0];
       tf.dispose([x, y, value, ...Object.values(grads)]);
       send(
-        { type: 'gradient', id: msg.id, version: msg.version, grads: arrays, loss: lossValue, computeMs: performance.now() - started },
-        arrays.map((a) => a.buffer as ArrayBuffer),
+        { type: 'gradient', id: msg.id, version: msg.version, grads: arrays, bufferDeltas, loss: lossValue, computeMs: performance.now() - started },
+        [...arrays, ...bufferDeltas].map((a) => a.buffer as ArrayBuffer),
       );
     } catch (err) {
       fail(err);
     }
   });
-  send({ type: 'ready', shapes: vars.map((v) => [...v.shape]) });
+  send({ type: 'ready', shapes: vars.map((v) => [...v.shape]), bufferShapes: buffers.map((b) => [...b.read().shape]) });
 }
 
 function fail(err: unknown): void {
