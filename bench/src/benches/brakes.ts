@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { cosineDecay, linearWarmup, selectBackend, sgd, SilentLogger, Trainer, type TapfitPlugin, TensorData } from '@tapfit/core';
-import { loadMnist, mnistCnn } from '@tapfit/examples';
+import { loadMnist, mnistCnn, type Normalization } from '@tapfit/examples';
 import { adaptiveBrakingPlugin, asyncTrain, tapfitPlugin, withAdaptiveBraking } from '@tapfit/plugin-brakes';
+import { largestStableLrTimesH } from '../lib/delayed-quadratic';
 import { interleave } from '../lib/timing';
 import { round, target, writeResults, type Target } from '../results';
 
@@ -13,18 +14,20 @@ import { round, target, writeResults, type Target } from '../results';
  * (linear warm-up, then cosine decay) and the same batches. Reports final test accuracy
  * of each; the step-time overhead of AB against plain momentum (interleaved, no delay);
  * and a real asynchronous run, asyncTrain with 2 worker threads (wasm each) applying
- * SGDM + AB: samples/s, measured staleness and test accuracy.
+ * SGDM + AB: samples/s, measured staleness and test accuracy. Outside the protocol, for
+ * reading it: both methods at the largest delay with smaller peak learning rates, and the
+ * stable range of lr·h on the 1-D delayed quadratic (lib/delayed-quadratic.ts).
  *
  * `npm run bench -- brakes [--epochs 6] [--train 8000] [--lr X | --tune-lr 0.01,0.02,0.05,0.1] [--rho 2] [--granularity tensor]
- *  [--rounds 7] [--delays 0,8,32] [--skip timing,async] [--quick]` (a run without D = 0 and 32, or skipping parts, reports no
+ *  [--rounds 7] [--delays 0,8,32] [--sweep-lr 0.005,0.01,0.02] [--skip timing,async,sweep] [--norm batchNorm|none] [--batch 64] [--quick]` (a run without D = 0 and 32, or skipping parts, reports no
  * target for what it skipped)
  */
 
-const BATCH = 64;
 const MOMENTUM = 0.9;
 const SEED = 1;
 
 interface Settings {
+  batch: number;
   train: number;
   test: number;
   epochs: number;
@@ -36,8 +39,12 @@ interface Settings {
   rounds: number;
   delays: number[];
   skip: string[];
+  /** Peak learning rates tried, for both methods, at the largest delay (after the protocol runs). */
+  sweepLr: number[];
   rho: number;
   granularity: 'tensor' | 'global';
+  /** The demo's CNN has a BatchNorm after each conv (examples/configs/demo.json); 'none' drops them. */
+  norm: Normalization;
 }
 
 function settings(args: string[]): Settings {
@@ -49,6 +56,7 @@ function settings(args: string[]): Settings {
   const num = (name: string, fallback: number) => Number(value(name) ?? fallback);
   const list = (name: string, fallback: string[]) => value(name)?.split(',') ?? fallback;
   return {
+    batch: num('batch', 64),
     train: num('train', quick ? 1280 : 8000),
     test: num('test', quick ? 500 : 2000),
     epochs: num('epochs', quick ? 1 : 6),
@@ -58,8 +66,10 @@ function settings(args: string[]): Settings {
     rounds: num('rounds', quick ? 3 : 7),
     delays: list('delays', ['0', '8', '32']).map(Number),
     skip: list('skip', []),
+    sweepLr: list('sweep-lr', quick ? [] : ['0.005', '0.01', '0.02']).map(Number),
     rho: num('rho', 2),
     granularity: value('granularity') === 'global' ? 'global' : 'tensor',
+    norm: value('norm') === 'none' ? 'none' : 'batchNorm',
   };
 }
 
@@ -69,11 +79,12 @@ function optimizer(s: Settings, updates: number) {
   return sgd({ lr, momentum: MOMENTUM });
 }
 
-function trainer(plugins: TapfitPlugin[], opt: ReturnType<typeof sgd>, model: tf.LayersModel = mnistCnn({ seed: SEED })): Trainer {
+function trainer(plugins: TapfitPlugin[], opt: ReturnType<typeof sgd>, model: tf.LayersModel): Trainer {
   return new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: opt, plugins, logger: new SilentLogger(), seed: SEED, nonFinite: 'skip' });
 }
 
 interface DelayResult {
+  lr: number;
   delay: number;
   method: 'momentum' | 'braking';
   testAccuracy: number;
@@ -86,14 +97,15 @@ interface DelayResult {
 }
 
 async function delayRun(s: Settings, data: { train: TensorData; test: TensorData }, delay: number, braking: boolean): Promise<DelayResult> {
-  const batches = Math.ceil(data.train.size / BATCH) * s.epochs;
+  const batches = Math.ceil(data.train.size / s.batch) * s.epochs;
   const plugin = braking ? tapfitPlugin({ delay, rho: s.rho, granularity: s.granularity }) : tapfitPlugin({ delay, braking });
-  const t = trainer([plugin], optimizer(s, batches));
+  const t = trainer([plugin], optimizer(s, batches), mnistCnn({ norm: s.norm, seed: SEED }));
   const t0 = performance.now();
-  const history = await t.fit(data.train, { epochs: s.epochs, batchSize: BATCH });
+  const history = await t.fit(data.train, { epochs: s.epochs, batchSize: s.batch });
   const seconds = (performance.now() - t0) / 1000;
   const evaluation = await t.evaluate(data.test);
   const result: DelayResult = {
+    lr: s.lr,
     delay,
     method: braking ? 'braking' : 'momentum',
     testAccuracy: evaluation.accuracy,
@@ -110,14 +122,23 @@ async function delayRun(s: Settings, data: { train: TensorData; test: TensorData
   return result;
 }
 
+/** The delayed quadratic's stable range, SGDM against SGDM + AB, at each benchmarked delay. */
+function oneDimStability(s: Settings) {
+  return s.delays.map((delay) => ({
+    delay,
+    momentum: largestStableLrTimesH(delay, MOMENTUM, 0),
+    braking: largestStableLrTimesH(delay, MOMENTUM, s.rho),
+  }));
+}
+
 /** ms per step of momentum vs momentum + AB (no delay), interleaved rounds of 10 steps. */
 async function stepOverhead(s: Settings, train: TensorData) {
-  const small = train.take(BATCH * 10);
+  const small = train.take(s.batch * 10);
   const runner = async (plugins: TapfitPlugin[]) => {
-    const t = trainer(plugins, sgd({ lr: 0.01, momentum: MOMENTUM }));
+    const t = trainer(plugins, sgd({ lr: 0.01, momentum: MOMENTUM }), mnistCnn({ norm: s.norm, seed: SEED }));
     await t.setup();
     return async () => {
-      await t.fit(small, { epochs: t.position.epoch + 1, batchSize: BATCH, shuffle: false });
+      await t.fit(small, { epochs: t.position.epoch + 1, batchSize: s.batch, shuffle: false });
       return 10;
     };
   };
@@ -128,8 +149,8 @@ async function stepOverhead(s: Settings, train: TensorData) {
 }
 
 async function asyncRun(s: Settings, data: { train: TensorData; test: TensorData }, syncSamplesPerSecond: number) {
-  const updates = Math.ceil(data.train.size / BATCH) * s.epochs;
-  const model = mnistCnn({ seed: SEED });
+  const updates = Math.ceil(data.train.size / s.batch) * s.epochs;
+  const model = mnistCnn({ norm: s.norm, seed: SEED });
   const stats = await asyncTrain({
     model,
     data: data.train,
@@ -137,7 +158,7 @@ async function asyncRun(s: Settings, data: { train: TensorData; test: TensorData
     optimizer: withAdaptiveBraking(optimizer(s, updates), { rho: s.rho, granularity: s.granularity }),
     workers: 2,
     steps: updates,
-    batchSize: BATCH,
+    batchSize: s.batch,
     backend: 'wasm',
     seed: SEED,
   });
@@ -159,8 +180,8 @@ export async function run(args: string[]): Promise<void> {
   const s = settings(args);
   const backend = await selectBackend('wasm');
   const data = loadMnist({ train: s.train, test: s.test, seed: SEED });
-  const batches = Math.ceil(s.train / BATCH) * s.epochs;
-  console.log(`MNIST CNN, ${s.train} train / ${s.test} test digits, batch ${BATCH}, ${s.epochs} epochs = ${batches} batches, SGDM m=${MOMENTUM}, lr ${Number.isNaN(s.lr) ? `tuned from ${s.tuneLr}` : s.lr} (warm-up ${s.warmup}, cosine)`);
+  const batches = Math.ceil(s.train / s.batch) * s.epochs;
+  console.log(`MNIST CNN (norm: ${s.norm}), ${s.train} train / ${s.test} test digits, batch ${s.batch}, ${s.epochs} epochs = ${batches} batches, SGDM m=${MOMENTUM}, lr ${Number.isNaN(s.lr) ? `tuned from ${s.tuneLr}` : s.lr} (warm-up ${s.warmup}, cosine)`);
 
   // The issue's protocol: learning rate and schedule tuned for D = 0 (plain momentum), then
   // used unchanged at every delay. Tuned on the last 1,000 training digits, never the test set.
@@ -187,6 +208,22 @@ export async function run(args: string[]): Promise<void> {
       console.log(`  D=${delay} ${r.method}: test accuracy ${round(r.testAccuracy, 4)} (${r.updates} updates, ${r.seconds} s)`);
     }
   }
+  // Outside the protocol: how the two methods fare at the largest delay with smaller peak
+  // learning rates (same schedule shape), to show where each one still trains.
+  const maxDelay = Math.max(...s.delays);
+  const sweep: DelayResult[] = [];
+  if (!s.skip.includes('sweep')) {
+    for (const lr of s.sweepLr) {
+      for (const braking of [false, true]) {
+        const r = await delayRun({ ...s, lr }, data, maxDelay, braking);
+        sweep.push(r);
+        console.log(`  sweep, D=${maxDelay}, lr ${lr}, ${r.method}: test accuracy ${round(r.testAccuracy, 4)}`);
+      }
+    }
+  }
+  const stability = oneDimStability(s);
+  console.table(stability.map((r) => ({ D: r.delay, 'momentum: largest stable lr*h': round(r.momentum, 4), [`AB (rho ${s.rho}): largest stable lr*h`]: round(r.braking, 4) })));
+
   const acc = (delay: number, method: DelayResult['method']) => runs.find((r) => r.delay === delay && r.method === method)?.testAccuracy ?? NaN;
   const results: Record<string, unknown> = {};
   const targets: Target[] = [];
@@ -221,10 +258,12 @@ export async function run(args: string[]): Promise<void> {
     'brakes',
     {
       backend: backend.name,
-      settings: { ...s, batch: BATCH, momentum: MOMENTUM, batches, schedule: 'linear warm-up then cosine decay to 0 over the applied updates' },
+      settings: { ...s, momentum: MOMENTUM, batches, schedule: 'linear warm-up then cosine decay to 0 over the applied updates' },
       lrTuning,
       runs,
       ...results,
+      sweepAtLargestDelay: sweep,
+      oneDimStability: { about: 'largest lr*h for which the 1-D delayed quadratic L = h w^2/2 converges (float64, m = 0.9, 20,000 steps)', rows: stability },
     },
     targets,
   );
