@@ -79,6 +79,9 @@ function optimizer(s: Settings, updates: number) {
   return sgd({ lr, momentum: MOMENTUM });
 }
 
+/** The benchmarked model, freshly initialised (the same weights every time). */
+const cnn = (s: Settings): tf.Sequential => mnistCnn({ norm: s.norm, seed: SEED });
+
 function trainer(plugins: TapfitPlugin[], opt: ReturnType<typeof sgd>, model: tf.LayersModel): Trainer {
   return new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: opt, plugins, logger: new SilentLogger(), seed: SEED, nonFinite: 'skip' });
 }
@@ -99,7 +102,7 @@ interface DelayResult {
 async function delayRun(s: Settings, data: { train: TensorData; test: TensorData }, delay: number, braking: boolean): Promise<DelayResult> {
   const batches = Math.ceil(data.train.size / s.batch) * s.epochs;
   const plugin = braking ? tapfitPlugin({ delay, rho: s.rho, granularity: s.granularity }) : tapfitPlugin({ delay, braking });
-  const t = trainer([plugin], optimizer(s, batches), mnistCnn({ norm: s.norm, seed: SEED }));
+  const t = trainer([plugin], optimizer(s, batches), cnn(s));
   const t0 = performance.now();
   const history = await t.fit(data.train, { epochs: s.epochs, batchSize: s.batch });
   const seconds = (performance.now() - t0) / 1000;
@@ -135,7 +138,7 @@ function oneDimStability(s: Settings) {
 async function stepOverhead(s: Settings, train: TensorData) {
   const small = train.take(s.batch * 10);
   const runner = async (plugins: TapfitPlugin[]) => {
-    const t = trainer(plugins, sgd({ lr: 0.01, momentum: MOMENTUM }), mnistCnn({ norm: s.norm, seed: SEED }));
+    const t = trainer(plugins, sgd({ lr: 0.01, momentum: MOMENTUM }), cnn(s));
     await t.setup();
     return async () => {
       await t.fit(small, { epochs: t.position.epoch + 1, batchSize: s.batch, shuffle: false });
@@ -150,7 +153,7 @@ async function stepOverhead(s: Settings, train: TensorData) {
 
 async function asyncRun(s: Settings, data: { train: TensorData; test: TensorData }, syncSamplesPerSecond: number) {
   const updates = Math.ceil(data.train.size / s.batch) * s.epochs;
-  const model = mnistCnn({ norm: s.norm, seed: SEED });
+  const model = cnn(s);
   const stats = await asyncTrain({
     model,
     data: data.train,
