@@ -1,6 +1,8 @@
 import 'reflect-metadata';
 
 export * from './errors';
+export { parseOptions } from './options';
+export * as optionSchemas from './options';
 export * from './version';
 export * from './tensors';
 export * from './transforms';

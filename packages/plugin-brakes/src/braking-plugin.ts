@@ -2,6 +2,7 @@ import {
   ErrorCodes,
   findTransform,
   isChain,
+  optionSchemas,
   parseOptions,
   replaceTransform,
   TapfitError,
@@ -14,7 +15,6 @@ import { z } from 'zod';
 import { adaptiveBraking } from './adaptive-braking';
 import { inferMomentum } from './infer-momentum';
 import { brakingKnobs, type AdaptiveBrakingOptions } from './options';
-import { fraction } from './schema';
 
 export const BRAKING_PLUGIN = 'adaptive-braking';
 
@@ -27,7 +27,7 @@ export interface AdaptiveBrakingPluginOptions extends Omit<AdaptiveBrakingOption
 
 const pluginSchema = z.strictObject({
   ...brakingKnobs,
-  momentum: fraction.optional(),
+  momentum: optionSchemas.fraction.optional(),
   target: z.string().min(1, 'must be a member name or path, e.g. \'momentum\' or \'sgd/momentum\'').default('momentum'),
 });
 

@@ -1,5 +1,7 @@
 import { z } from 'zod';
-import { finite, fraction, nonNegative, positive, transformName } from './schema';
+import { optionSchemas } from '@tapfit/core';
+
+const { finite, fraction, nonNegative, positive, transformName, flag } = optionSchemas;
 
 /** Options of the Adaptive Braking transform (techniques.md §4.2). */
 export interface AdaptiveBrakingOptions {
@@ -33,7 +35,6 @@ export const DEFAULT_EPS = 1e-16;
 
 const rho = finite.min(0, 'must be in [0, 2]').max(2, 'must be in [0, 2]');
 const granularity = z.enum(['tensor', 'global'], { error: "must be 'tensor' or 'global'" });
-const flag = z.boolean({ error: 'must be true or false' });
 
 /** The knobs shared by the transform and the plugin (everything but momentum and name). */
 export const brakingKnobs = {

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { ModelInfo } from '../hooks/types';
 import type { MemoryPlanner } from '../services/tokens';
-import { parseOptions } from '../train/options';
+import { parseOptions } from '../options';
 import { storeAllPlan, type MemoryPlan, type MemoryPolicy } from './plan';
 import { keptBytes, predictPeakBytes } from './predict';
 import type { MemoryProfile } from './profile';

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { Stage } from '../hooks/order';
 import type { TapfitPlugin } from '../plugin/types';
 import { Tokens } from '../services/tokens';
-import { parseOptions } from '../train/options';
+import { parseOptions } from '../options';
 import { CORE_VERSION } from '../version';
 import { BudgetPlanner } from './budget-planner';
 import { profileSegments, type MemoryProfile, type MemorySample } from './profile';

@@ -1,5 +1,4 @@
 import { z } from 'zod';
-export { parseOptions } from '../transforms/options';
 
 export const fitOptionsSchema = z.object({
   epochs: z.number().int().positive(),

@@ -22,7 +22,8 @@ import type { Batch, DataSource } from '../data/data-source';
 import { batchesPerEpoch } from '../data/data-source';
 import { describeTrainer, type TrainerDescription } from './describe';
 import { accuracy, resolveLoss, type LossSpec } from './losses';
-import { fitOptionsSchema, parseOptions, trainerSettingsSchema, type FitOptions } from './options';
+import { parseOptions } from '../options';
+import { fitOptionsSchema, trainerSettingsSchema, type FitOptions } from './options';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
 
 export interface TrainerOptions {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { mapNamed } from '../tensors';
 import { bufferFor } from './buffers';
-import { nonNegative, parseOptions, transformName } from './options';
+import { nonNegative, parseOptions, transformName } from '../options';
 import type { StepTransform } from './types';
 
 export interface AddDecayedWeightsOptions {

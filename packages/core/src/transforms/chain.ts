@@ -1,6 +1,6 @@
 import { ErrorCodes, TapfitError } from '../errors';
 import type { NamedTensors } from '../tensors';
-import { parseOptions, transformName } from './options';
+import { parseOptions, transformName } from '../options';
 import type { StepContext, StepTransform, TransformState } from './types';
 
 /** A chain's state: each member's state under the member's name. */

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { mapNamed } from '../tensors';
-import { parseOptions, positive, transformName } from './options';
+import { parseOptions, positive, transformName } from '../options';
 import type { StepTransform } from './types';
 
 /**

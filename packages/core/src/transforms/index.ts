@@ -12,4 +12,4 @@ export * from './state';
 export * from './serialize';
 export * from './apply-updates';
 export * from './step';
-export { parseOptions } from './options';
+

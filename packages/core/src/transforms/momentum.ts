@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { finite, fraction, parseOptions, transformName } from './options';
+import { finite, fraction, parseOptions, transformName } from '../options';
 import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
 import { bufferFor } from './buffers';
 import type { StepTransform } from './types';

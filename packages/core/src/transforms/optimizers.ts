@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { addDecayedWeights } from './add-decayed-weights';
 import { chain, type Chain } from './chain';
 import { momentum } from './momentum';
-import { fraction, learningRate, nonNegative, parseOptions, transformName } from './options';
+import { fraction, learningRate, nonNegative, parseOptions, transformName } from '../options';
 import { scaleByAdam } from './scale-by-adam';
 import { scaleByLearningRate } from './scale-by-learning-rate';
 import type { Schedule, StepTransform } from './types';

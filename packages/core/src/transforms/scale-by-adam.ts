@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
 import { bufferFor } from './buffers';
-import { fraction, nonNegative, parseOptions, transformName } from './options';
+import { fraction, nonNegative, parseOptions, transformName } from '../options';
 import type { StepTransform } from './types';
 
 /** First and second moment estimates; `count` drives the bias correction. */

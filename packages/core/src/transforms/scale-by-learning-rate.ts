@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { ErrorCodes, TapfitError } from '../errors';
 import { mapNamed } from '../tensors';
-import { learningRate, parseOptions, transformName } from './options';
+import { learningRate, parseOptions, transformName } from '../options';
 import type { Schedule, StepTransform } from './types';
 
 /** Its own step count, so a resumed run continues the schedule where it stopped. */

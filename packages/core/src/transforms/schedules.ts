@@ -1,5 +1,5 @@
 import { z } from 'zod';
-import { nonNegative, parseOptions, positive, schedule, stepCount } from './options';
+import { nonNegative, parseOptions, positive, schedule, stepCount } from '../options';
 import type { Schedule } from './types';
 
 // Schedules map the step count (0 on the first update) to a hyperparameter value.

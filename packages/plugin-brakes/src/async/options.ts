@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { losses, type Logger, type StepTransform } from '@tapfit/core';
+import { losses, optionSchemas, type Logger, type StepTransform } from '@tapfit/core';
 import * as path from 'node:path';
 import { z } from 'zod';
-import { count, positive } from '../schema';
+const { count, positive } = optionSchemas;
 
 export interface AsyncTrainOptions {
   /** The master copy (tfjs-layers), trained in place. Workers build theirs from its JSON topology. */
