@@ -94,9 +94,7 @@ interface Config {
 
 function step(c: Config, model: TrainableModel, x: tf.Tensor, y: tf.Tensor): void {
   const vars = model.segments.flatMap((s) => s.params);
-  const forward = (): tf.Tensor => model.segments.reduce((h, s) => s.forward(h, training), [x])[0];
-  const executor = c.backprop as SegmentExecutor; // AutodiffBackprop ignores the extra argument
-  const r = executor.compute((f) => loss(y, f()), forward, vars, model, c.plan, { x, ctx: training });
+  const r = c.backprop.compute({ x, y, segments: model.segments, ctx: training, variables: vars, plan: c.plan, loss });
   r.value.dataSync(); // completion
   tf.dispose([r.value, ...Object.values(r.grads)]);
 }
@@ -147,7 +145,7 @@ export async function run(args: string[]): Promise<void> {
     for (const depth of depths) {
       const model = w.build(depth);
       const { x, y } = w.sample();
-      const profile = await profileSegments(model, { x, y }, { loss });
+      const profile = await profileSegments(model, { x, y }, loss);
       const names = model.segments.map((s) => s.name);
       const executor = new SegmentExecutor();
       const configs: Config[] = [

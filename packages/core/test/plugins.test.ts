@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type PluginApi, type TapfitPlugin } from '../src';
+import { CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type Metric, type PluginApi, type TapfitPlugin } from '../src';
 import { injectable, inject } from 'tsyringe';
 import { blobs, tinyTrainer, useBackend } from './fixtures';
 
@@ -125,7 +125,7 @@ describe('plugin registration', () => {
 @injectable()
 class PrefixLogger implements Logger {
   lines: string[] = [];
-  constructor(@inject(Tokens.Clock) readonly clock: { now(): number }) {}
+  constructor(@inject(Tokens.Metrics) readonly metrics: readonly Metric[]) {}
   info(m: string) {
     this.lines.push(m);
   }
@@ -150,14 +150,14 @@ describe('dependency injection', () => {
     a.resolve(Tokens.Logger).info('hello');
     b.resolve(Tokens.Logger).info('hello');
     expect(decorated).to.deep.equal(['[a] hello']);
-    expect(a.resolve(Tokens.Model)).to.not.equal(b.resolve(Tokens.Model));
+    expect(a.resolve(Tokens.Backprop)).to.not.equal(b.resolve(Tokens.Backprop));
   });
 
   it('plugins can register classes that get injected services', () => {
     const t = tinyTrainer({ plugins: [plugin('cls', {}, (api) => api.services.container.register(Tokens.Logger, { useClass: PrefixLogger }))] });
     const logger = t.resolve(Tokens.Logger) as PrefixLogger;
     expect(logger).to.be.instanceOf(PrefixLogger);
-    expect(typeof logger.clock.now()).to.equal('number');
+    expect(logger.metrics.map((m) => m.name)).to.deep.equal(['accuracy']);
   });
 
   it('accepts a plugin class and builds it from the container', () => {

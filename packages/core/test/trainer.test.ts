@@ -32,7 +32,7 @@ describe('Trainer', () => {
           hooks.fitStart.tap('spy', () => void calls.push('fitStart'));
           hooks.epochStart.tap('spy', () => void calls.push('epochStart'));
           hooks.batchStart.tap('spy', () => void calls.push('batchStart'));
-          hooks.forward.tap('spy', (f) => (x, ctx) => (calls.push(`forward(training=${ctx.training})`), f(x, ctx)));
+          hooks.forward.tap('spy', (pass) => (calls.push(`forward(training=${pass.ctx.training})`), pass));
           hooks.backward.tap('spy', (g) => (calls.push(`backward(${Object.keys(g!).length} grads)`), g));
           hooks.batchEnd.tap('spy', () => void calls.push('batchEnd'));
           hooks.epochEnd.tap('spy', ({ logs }) => void calls.push(`epochEnd(loss=${Number.isFinite(logs.loss)})`));

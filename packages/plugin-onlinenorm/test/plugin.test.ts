@@ -33,6 +33,29 @@ describe('onlineNorm plugin', () => {
     await tf.setBackend('cpu');
   });
 
+  it('composes with memoryBudget: setup measures the model without breaking OnlineNorm, and recomputed training equals stored training', async () => {
+    const run = async (budget: boolean) => {
+      const data = blobData(32);
+      const sample = { x: tf.randomNormal([8, 4], 0, 1, 'float32', 3), y: tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], 'int32') };
+      const trainer = testTrainer({ model: bnModel(), plugins: [onlineNorm(options)], ...(budget ? { memoryBudget: { budgetBytes: 1, sample } } : {}) }); // 1 byte: fails
+      const tight = budget ? await trainer.setup().then(() => 'fits', (e: TapfitError) => e.code) : 'none';
+      trainer.dispose();
+      const fitting = testTrainer({ model: bnModel(), plugins: [onlineNorm(options)], ...(budget ? { memoryBudget: { budgetBytes: 4200, sample } } : {}) });
+      await fitting.fit(data, { epochs: 2, batchSize: 8, shuffle: false });
+      const policies = fitting.describe({ print: false }).memoryPlan!.segments.map((s) => s.policy);
+      const weights = fitting.model.segments.flatMap((s) => s.params).map((v) => Array.from(v.dataSync()));
+      fitting.dispose();
+      data.dispose();
+      tf.dispose([sample.x, sample.y]);
+      return { tight, policies, weights };
+    };
+    const plain = await run(false);
+    const planned = await run(true);
+    expect(planned.tight).to.equal('TAPFIT_E_MEMORY'); // measured fine; only the budget is impossible
+    expect(planned.policies).to.include('recompute');
+    planned.weights.forEach((w, i) => w.forEach((x, j) => expect(Math.abs(x - plain.weights[i][j])).to.be.below(1e-5 * (1 + Math.abs(plain.weights[i][j])))));
+  });
+
   it('NaN statistics stop training with an error naming the layer and the trainer step', async () => {
     const x = new Float32Array(32 * 4).map((_, i) => ((i * 7) % 11) / 11);
     x.fill(NaN, 4 * 20, 4 * 21); // sample 20: batch 2 of 4 (batch size 8, no shuffling)

@@ -69,17 +69,29 @@ abstract class HookPoint<F extends (...args: never[]) => unknown> {
 /** Synchronous waterfall: each tap receives the previous tap's value and returns the next. */
 export class WaterfallHook<V, I> extends HookPoint<(value: V, info: I) => V> {
   private hook?: SyncWaterfallHook<[V, I], V>;
+  private check?: (value: V, plugin: string) => void;
+
+  /**
+   * Validate what every tap returns (the trainer checks gradients' shapes, forward
+   * passes' segments), so a bad value is refused naming the plugin that returned it.
+   */
+  checkEachTap(check: (value: V, plugin: string) => void): void {
+    this.check = check;
+  }
 
   protected compile(taps: readonly RecordedTap<(value: V, info: I) => V>[]): void {
     const hook = new SyncWaterfallHook<[V, I], V>(['value', 'info']);
     const name = this.name;
     for (const { fn, plugin, name: tapName } of taps) {
       hook.tap(tapName, (value: V, info: I) => {
+        let out: V;
         try {
-          return fn(value, info);
+          out = fn(value, info);
         } catch (err) {
           throw pluginFailure(plugin, name, err);
         }
+        this.check?.(out, plugin);
+        return out;
       });
     }
     this.hook = taps.length ? hook : undefined;

@@ -1,4 +1,5 @@
-import type { MemoryPlan } from '../memory/plan';
+import type { ForwardPass } from '../step/forward-pass';
+import type { MemoryPlan } from '../step/memory-plan';
 import type { StepTransform } from '../transforms/types';
 import { SeriesHook, WaterfallHook } from './hook-point';
 import type { TapOptions } from './order';
@@ -8,7 +9,6 @@ import type {
   EpochStartInfo,
   FitEndInfo,
   FitStartInfo,
-  ForwardFn,
   Gradients,
   ModelInfo,
   SetupContext,
@@ -24,7 +24,7 @@ export function createHooks() {
     fitStart: new SeriesHook<FitStartInfo>('fitStart', 'start of fit()'),
     epochStart: new SeriesHook<EpochStartInfo>('epochStart', 'start of every epoch'),
     batchStart: new SeriesHook<StepInfo>('batchStart', 'before every step (awaited only when tapped)'),
-    forward: new WaterfallHook<ForwardFn, StepInfo>('forward', 'every step, inside tf.tidy: wraps the forward function'),
+    forward: new WaterfallHook<ForwardPass, StepInfo>('forward', 'every step, inside tf.tidy: the forward pass (segments and their context)'),
     backward: new WaterfallHook<Gradients, StepInfo>('backward', 'every step, inside tf.tidy: maps the gradients'),
     batchEnd: new SeriesHook<BatchEndInfo>('batchEnd', 'after every step (awaited only when tapped)'),
     epochEnd: new SeriesHook<EpochEndInfo>('epochEnd', 'end of every epoch, after evaluation'),

@@ -1,6 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { TrainableModel } from '../model/trainable-model';
-import type { SegmentContext } from '../model/segment';
 import type { NamedTensors } from '../tensors';
 import type { StepTransform } from '../transforms/types';
 
@@ -10,9 +9,6 @@ export interface StepInfo {
   readonly batch: number;
   readonly step: number;
 }
-
-/** The model's forward function for one step; `forward` taps wrap it. */
-export type ForwardFn = (x: tf.Tensor, ctx: SegmentContext) => tf.Tensor;
 
 /**
  * Gradients keyed by variable name, or `null` to apply no update this step (e.g. a

@@ -3,7 +3,7 @@ import { ErrorCodes, TapfitError } from '../errors';
 import type { ModelInfo } from '../hooks/types';
 import type { MemoryPlanner } from '../services/tokens';
 import { parseOptions } from '../options';
-import { storeAllPlan, type MemoryPlan, type MemoryPolicy } from './plan';
+import { storeAllPlan, type MemoryPlan, type MemoryPolicy } from '../step/memory-plan';
 import { keptBytes, predictPeakBytes } from './predict';
 import type { MemoryProfile } from './profile';
 

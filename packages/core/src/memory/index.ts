@@ -1,7 +1,7 @@
 // Memory planning: per-segment policies, the executor that realises them, the planner that picks them.
-export * from './plan';
+export * from '../step/memory-plan';
 export { SegmentExecutor } from './segment-executor';
-export { probeStepInput, type StepInput } from './step-input';
+export { PlannedBackprop } from './planned-backprop';
 export { profileSegments, type MemoryProfile, type MemorySample, type ProfileOptions, type SegmentCost } from './profile';
 export { predictPeakBytes, keptBytes } from './predict';
 export { BudgetPlanner, type BudgetPlannerOptions } from './budget-planner';

@@ -6,7 +6,6 @@ import { parseOptions } from '../options';
 import { CORE_VERSION } from '../version';
 import { BudgetPlanner } from './budget-planner';
 import { profileSegments, type MemoryProfile, type MemorySample } from './profile';
-import { SegmentExecutor } from './segment-executor';
 
 export interface MemoryBudgetOptions {
   /** Bytes one training step may add on top of what is live before it (see BudgetPlanner). */
@@ -23,10 +22,11 @@ const optionsSchema = z
   .strict();
 
 /**
- * Plugin form of memory planning: trains through the SegmentExecutor, measures the model
- * at the end of setup (after any model surgery), and fits the memory plan to
- * `budgetBytes` after other plugins' `planMemory` taps (their `invert` marks and
- * `extraBytes` are kept). `trainer.describe()` then shows the predicted bytes.
+ * Plugin form of memory planning: measures the model at the end of setup (after any
+ * model surgery) and fits the memory plan to `budgetBytes` after other plugins'
+ * `planMemory` taps (their `invert` marks and `extraBytes` are kept). The trainer's
+ * default Backprop realises the plan with the segment executor; `trainer.describe()`
+ * shows the predicted bytes.
  */
 export function memoryBudget(options: MemoryBudgetOptions): TapfitPlugin {
   const o = parseOptions('memoryBudget', optionsSchema, options);
@@ -35,9 +35,8 @@ export function memoryBudget(options: MemoryBudgetOptions): TapfitPlugin {
     name: 'memory-budget',
     core: CORE_VERSION,
     apply({ hooks, services }) {
-      services.register(Tokens.Backprop, new SegmentExecutor());
       hooks.setup.tap({ stage: Stage.LAST }, async ({ model }) => {
-        profile = await profileSegments(model, options.sample, { loss: services.resolve(Tokens.Loss) });
+        profile = await profileSegments(model, options.sample, services.resolve(Tokens.Loss));
       });
       hooks.planMemory.tap({ stage: Stage.LAST }, (plan) => new BudgetPlanner({ budgetBytes: o.budgetBytes, profile: profile! }).fit(plan));
     },

@@ -1,4 +1,4 @@
-import type { MemoryPolicy } from './plan';
+import type { MemoryPolicy } from '../step/memory-plan';
 import type { MemoryProfile, SegmentCost } from './profile';
 
 /**

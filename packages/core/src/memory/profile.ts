@@ -1,9 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import type { SegmentContext } from '../model/segment';
-import { trainableVariables, type TrainableModel } from '../model/trainable-model';
-import type { LossFn } from '../services/tokens';
-import { losses } from '../train/losses';
-import { storeAllPlan } from './plan';
+import { modelVariables, trainableVariables, type TrainableModel } from '../model/trainable-model';
+import { storeAllPlan } from '../step/memory-plan';
+import type { LossFn } from '../step/step-request';
 import { planLevels } from './segment-executor';
 import { forwardOf, inputGradNeeded, inverseOf, localVjp, lossHead, SegmentWalk, type Head, type Level } from './walk';
 
@@ -50,8 +49,6 @@ export interface MemoryProfile {
 }
 
 export interface ProfileOptions {
-  /** The step's loss (the trainer's); default mean squared error. */
-  loss?: LossFn;
   /** Variables that get gradients; default the model's trainable variables. */
   variables?: readonly tf.Variable[];
 }
@@ -62,36 +59,60 @@ export interface MemorySample {
   readonly y?: tf.Tensor;
 }
 
-// Stateful segments must not advance while being measured: every forward here is a "recompute".
-const measuring: SegmentContext = { training: true, recomputing: true, step: 0 };
+/** How the executor runs a segment's forward: first as a training forward, again (recompute, invert) as a replay. */
+const TRAINING: SegmentContext = { training: true, recomputing: false, step: 0 };
+const REPLAY: SegmentContext = { ...TRAINING, recomputing: true };
 
 /**
  * Measures each segment once on `sample` under every policy the executor can give it,
- * running the executor's own code paths under `tf.profile`. Leaves no tensors behind.
+ * running the executor's own code paths under `tf.profile`, with the step's `loss`
+ * (the trainer's: its gradient is what flows back). Every measurement starts from the
+ * model's state as it was (all segment variables are restored before each and at the
+ * end), and each replayed forward follows a training forward as in a real step, so
+ * stateful segments (normalisation statistics, recurrent state) neither drift nor lack
+ * a forward to replay. Leaves no tensors behind.
  */
-export async function profileSegments(model: TrainableModel, sample: MemorySample, options: ProfileOptions = {}): Promise<MemoryProfile> {
+export async function profileSegments(model: TrainableModel, sample: MemorySample, loss: LossFn, options: ProfileOptions = {}): Promise<MemoryProfile> {
   const variables = options.variables ?? trainableVariables(model);
-  const levels = planLevels(model, storeAllPlan(model.segments.map((s) => s.name)), variables);
+  const levels = planLevels(model.segments, storeAllPlan(model.segments.map((s) => s.name)), variables);
+  const state = new StateSnapshot(modelVariables(model));
   const segments: SegmentCost[] = [];
   let xs = [sample.x];
   try {
     for (let i = 0; i < levels.length; i++) {
-      const { cost, ys } = await measureSegment(levels[i], xs, inputGradNeeded(levels, i));
+      const { cost, ys } = await measureSegment(levels[i], xs, inputGradNeeded(levels, i), state);
       segments.push(cost);
       if (xs[0] !== sample.x) tf.dispose(xs);
       xs = ys;
     }
-    const head = await measureHead(xs, sample.y, options.loss ?? losses.meanSquaredError, variables, levels[levels.length - 1].segment.name);
+    const head = await measureHead(xs, sample.y, loss, variables, levels[levels.length - 1].segment.name);
     const largestGradBytes = Math.max(0, ...variables.map((v) => bytesOf([v])));
     return { segments, head, largestGradBytes };
   } finally {
     if (xs[0] !== sample.x) tf.dispose(xs);
+    state.restore();
+    state.dispose();
   }
 }
 
-async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean): Promise<{ cost: SegmentCost; ys: tf.Tensor[] }> {
+/** Copies of variables, to put them back after a forward moved them (moving statistics, online normalisation state). */
+class StateSnapshot {
+  private readonly copies: tf.Tensor[];
+  constructor(private readonly variables: readonly tf.Variable[]) {
+    this.copies = variables.map((v) => tf.keep(tf.clone(v)));
+  }
+  restore(): void {
+    this.variables.forEach((v, i) => v.assign(this.copies[i]));
+  }
+  dispose(): void {
+    tf.dispose(this.copies);
+  }
+}
+
+async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean, state: StateSnapshot): Promise<{ cost: SegmentCost; ys: tf.Tensor[] }> {
   const { segment } = level;
-  const forward = await measure(() => forwardOf(segment, xs, measuring));
+  state.restore();
+  const forward = await measure(() => forwardOf(segment, xs, TRAINING));
   const ys = forward.result;
   const base = {
     name: segment.name,
@@ -111,10 +132,11 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean): P
 
     // store, forward half: the tape alone (nothing depends on it, so the backward is empty).
     let storedBytes = 0;
+    state.restore();
     const taped = await measure((start) => {
       const r = tf.engine().gradients(
         () => {
-          forwardOf(segment, xs, measuring);
+          forwardOf(segment, xs, TRAINING);
           storedBytes = liveBytes() - start;
           return tf.scalar(0);
         },
@@ -128,8 +150,9 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean): P
     // store, whole: the walk with a stand-in for the rest of the chain that hands back dys.
     const stub: Head = (outs, owned) => ({ dxs: dys.map((d) => (d ? tf.clone(d) : null)), xs: outs, owned });
     let storeNetBytes = 0;
+    state.restore();
     const whole = await measure((start) => {
-      const grads = new SegmentWalk([{ ...level, policy: 'store' }], measuring, stub, needDx).run(xs);
+      const grads = new SegmentWalk([{ ...level, policy: 'store' }], TRAINING, stub, needDx).run(xs);
       storeNetBytes = liveBytes() - start + base.inputGradBytes; // run() frees the input gradient a chain would pass up
       tf.dispose([...grads.values()]);
     });
@@ -138,17 +161,19 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean): P
     const backward = sameStart ? whole.kernels.slice(taped.kernels.length) : whole.kernels;
     const storeBackwardPeakBytes = Math.max(0, ...backward.map((k) => k.totalBytesSnapshot - whole.start));
 
-    // recompute / invert backward: the local VJP.
+    // recompute / invert backward: the local VJP, replaying a training forward (as in a step).
     let vjpNetBytes = 0;
+    state.restore();
+    tf.dispose(forwardOf(segment, xs, TRAINING));
     const vjp = await measure((start) => {
-      const grads = localVjp(level, xs, dys, needDx, measuring);
+      const grads = localVjp(level, xs, dys, needDx, REPLAY);
       vjpNetBytes = liveBytes() - start;
       tf.dispose(grads.filter((g): g is tf.Tensor => g !== null));
     });
 
     let inversePeakBytes: number | undefined;
     if (typeof segment.inverse === 'function') {
-      const inverse = await measure(() => inverseOf(segment, ys, measuring));
+      const inverse = await measure(() => inverseOf(segment, ys, REPLAY));
       inversePeakBytes = inverse.peak;
       tf.dispose(inverse.result);
     }
@@ -173,7 +198,7 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean): P
 async function measureHead(outs: tf.Tensor[], y: tf.Tensor | undefined, loss: LossFn, variables: readonly tf.Variable[], last: string): Promise<MemoryProfile['head']> {
   const labels = y ?? tf.zerosLike(outs[0]);
   const end = lossHead((fwd) => loss(labels, fwd()), variables, last);
-  const sums = new SegmentWalk([], measuring, end.head);
+  const sums = new SegmentWalk([], REPLAY, end.head);
   let netBytes = 0;
   try {
     const head = await measure((start) => {

@@ -1,36 +1,25 @@
 import * as tf from '@tensorflow/tfjs';
 import { injectable } from 'tsyringe';
 import { ErrorCodes, TapfitError } from '../errors';
-import type { TrainableModel } from '../model/trainable-model';
+import type { Segment } from '../model/segment';
 import type { Backprop } from '../services/tokens';
+import { MEMORY_POLICIES, type MemoryPlan } from '../step/memory-plan';
+import type { StepGradients, StepRequest } from '../step/step-request';
 import type { NamedTensors } from '../tensors';
-import { MEMORY_POLICIES, type MemoryPlan } from './plan';
-import { probeStepInput, type StepInput } from './step-input';
 import { lossHead, SegmentWalk, type Level } from './walk';
 
 /**
  * The `Backprop` that realises a memory plan: a segment-by-segment backward whose peak
  * does not grow with the activations of every layer at once (see SegmentWalk).
- * Gradients equal plain autodiff's. Register it per trainer:
- * `api.services.register(Tokens.Backprop, new SegmentExecutor())`.
- *
- * It runs the model's segments itself, so `forward` taps that do more than prepare the
- * input are bypassed; the forward closure is used only to find the step input when
- * `input` is not given (see probeStepInput).
+ * Gradients equal plain autodiff's. It runs the request's segments (the forward after
+ * `forward` taps) with the request's context; the default Backprop hands it every plan
+ * that recomputes, inverts or was measured by a planner.
  */
 @injectable()
 export class SegmentExecutor implements Backprop {
-  compute(
-    loss: (forward: () => tf.Tensor) => tf.Scalar,
-    forward: () => tf.Tensor,
-    variables: readonly tf.Variable[],
-    model: TrainableModel,
-    plan: MemoryPlan,
-    input?: StepInput,
-  ): { value: tf.Scalar; grads: NamedTensors } {
-    const levels = planLevels(model, plan, variables);
-    const { x, ctx } = input ?? probeStepInput(forward, model);
-    const end = lossHead(loss, variables, levels[levels.length - 1].segment.name);
+  compute({ x, y, segments, ctx, variables, plan, loss }: StepRequest): StepGradients {
+    const levels = planLevels(segments, plan, variables);
+    const end = lossHead((fwd) => loss(y, fwd()), variables, levels[levels.length - 1].segment.name);
     const walk = new SegmentWalk(levels, ctx, end.head);
     let kept = new Map<string, tf.Tensor>();
     try {
@@ -56,9 +45,9 @@ function untrack<T extends tf.Tensor>(t: T): T {
 }
 
 /** Pairs each segment with its policy and trainable variables; rejects plans the model cannot run. */
-export function planLevels(model: TrainableModel, plan: MemoryPlan, variables: readonly tf.Variable[]): Level[] {
-  if (!model.segments.length) throw new TapfitError(ErrorCodes.CONFIG, 'SegmentExecutor: the model has no segments.');
-  const names = new Set(model.segments.map((s) => s.name));
+export function planLevels(segments: readonly Segment[], plan: MemoryPlan, variables: readonly tf.Variable[]): Level[] {
+  if (!segments.length) throw new TapfitError(ErrorCodes.CONFIG, 'SegmentExecutor: the model has no segments.');
+  const names = new Set(segments.map((s) => s.name));
   const policies = new Map(plan.segments.map((s) => [s.name, s.policy]));
   for (const s of plan.segments) {
     if (!names.has(s.name)) {
@@ -69,7 +58,7 @@ export function planLevels(model: TrainableModel, plan: MemoryPlan, variables: r
     }
   }
   const trainable = new Set(variables);
-  return model.segments.map((segment) => {
+  return segments.map((segment) => {
     const policy = policies.get(segment.name) ?? 'store';
     if (policy === 'invert' && typeof segment.inverse !== 'function') {
       throw new TapfitError(ErrorCodes.CONFIG, `segment '${segment.name}' is planned 'invert' but has no inverse(); give the segment an inverse or plan it 'store' or 'recompute'.`);

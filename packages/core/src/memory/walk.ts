@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { Segment, SegmentContext } from '../model/segment';
-import type { MemoryPolicy } from './plan';
+import type { MemoryPolicy } from '../step/memory-plan';
 import { gradients, untaped } from './tape';
 
 /** One segment as the walk sees it. */

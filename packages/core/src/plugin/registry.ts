@@ -1,5 +1,6 @@
 import * as semver from 'semver';
 import { ErrorCodes, TapfitError } from '../errors';
+import { tokenName } from '../services/tokens';
 import { CORE_VERSION } from '../version';
 import type { PluginClass, TapfitPlugin } from './types';
 
@@ -41,6 +42,22 @@ export function validatePluginSet(plugins: readonly TapfitPlugin[]): void {
       throw new TapfitError(ErrorCodes.PLUGIN_DUPLICATE, `plugin '${p.name}' is registered twice. Register each plugin once (combine the options).`);
     }
     names.add(p.name);
+  }
+  const providers = new Map<unknown, string>();
+  for (const p of plugins) {
+    if (p.provides !== undefined && !Array.isArray(p.provides)) {
+      throw new TapfitError(ErrorCodes.PLUGIN_INVALID, `plugin '${p.name}': \`provides\` must be a list of service tokens, e.g. [Tokens.Backprop].`);
+    }
+    for (const token of p.provides ?? []) {
+      const other = providers.get(token);
+      if (other !== undefined) {
+        throw new TapfitError(
+          ErrorCodes.PLUGIN_CONFLICTS,
+          `plugins '${other}' and '${p.name}' both replace the service '${tokenName(token)}'; only one can. Remove one of them.`,
+        );
+      }
+      providers.set(token, p.name);
+    }
   }
   for (const p of plugins) {
     for (const r of p.requires ?? []) {

@@ -24,6 +24,12 @@ export interface TapfitPlugin {
   readonly requires?: readonly string[];
   /** Plugins that must not be registered together with this one. */
   readonly conflicts?: readonly string[];
+  /**
+   * Services this plugin replaces with `services.register` (e.g. `[Tokens.Backprop]`),
+   * fastify's `decorate` rule: replacing a registered service without declaring it is
+   * an error, and two plugins that provide the same service conflict at registration.
+   */
+  readonly provides?: readonly InjectionToken<unknown>[];
   /** Tap hooks and register services. Runs once, synchronously, at registration. */
   apply(api: PluginApi): void;
   /** Namespaced state saved in checkpoints under the plugin's name. */
@@ -52,6 +58,7 @@ export interface TrainerView {
 
 /** Register or decorate services of this trainer only (its own child container). */
 export interface ServiceRegistry {
+  /** Register a new service, or replace a registered one this plugin declares in `provides`. */
   register<T>(token: InjectionToken<T>, value: T): void;
   /** Wrap the current service: `decorate(Tokens.Logger, prev => ({...prev, info: m => prev.info('[x] ' + m)}))`. */
   decorate<T>(token: InjectionToken<T>, wrap: (previous: T) => T): void;

@@ -2,8 +2,10 @@ import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 import * as tf from '@tensorflow/tfjs';
 import { injectable } from 'tsyringe';
 import type { ModelInfo } from '../hooks/types';
-import { storeAllPlan, type MemoryPlan } from '../memory/plan';
-import type { Backprop, Clock, Logger, MemoryPlanner } from './tokens';
+import { runForward } from '../step/forward-pass';
+import { storeAllPlan, type MemoryPlan } from '../step/memory-plan';
+import type { StepGradients, StepRequest } from '../step/step-request';
+import type { Backprop, Logger, MemoryPlanner } from './tokens';
 
 @injectable()
 export class ConsoleLogger implements Logger {
@@ -22,24 +24,16 @@ export class SilentLogger implements Logger {
 }
 
 @injectable()
-export class SystemClock implements Clock {
-  now(): number {
-    return performance.now();
-  }
-}
-
-@injectable()
 export class StoreAllPlanner implements MemoryPlanner {
   plan(info: ModelInfo): MemoryPlan {
     return storeAllPlan(info.segmentNames);
   }
 }
 
-/** Plain autodiff of the whole step (every segment `store`). */
+/** Plain autodiff of the whole step: one tape over the request's forward (every segment `store`). */
 @injectable()
 export class AutodiffBackprop implements Backprop {
-  compute(loss: (forward: () => tf.Tensor) => tf.Scalar, forward: () => tf.Tensor, variables: readonly tf.Variable[]) {
-    const { value, grads } = tf.variableGrads(() => loss(forward), variables as tf.Variable[]);
-    return { value, grads };
+  compute({ x, y, segments, ctx, variables, loss }: StepRequest): StepGradients {
+    return tf.variableGrads(() => loss(y, runForward({ segments, ctx }, x)), variables as tf.Variable[]);
   }
 }

@@ -1,24 +1,16 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { InjectionToken } from 'tsyringe';
-import type { MemoryPlan } from '../memory/plan';
-import type { StepInput } from '../memory/step-input';
 import type { ModelInfo } from '../hooks/types';
-import type { TrainableModel } from '../model/trainable-model';
-import type { NamedTensors } from '../tensors';
+import type { MemoryPlan } from '../step/memory-plan';
+import type { LossFn, StepGradients, StepRequest } from '../step/step-request';
 import type { StepTransform } from '../transforms/types';
+
+export type { LossFn };
 
 export interface Logger {
   info(message: string): void;
   warn(message: string): void;
 }
-
-export interface Clock {
-  /** Milliseconds, monotonic. */
-  now(): number;
-}
-
-/** Scalar loss of a batch: mean over the batch. */
-export type LossFn = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Scalar;
 
 /** A metric reported by `evaluate` and per epoch: batch mean of `fn`. */
 export interface Metric {
@@ -35,19 +27,14 @@ export interface MemoryPlanner {
 }
 
 /**
- * Computes the loss and the gradients of the trainable variables for one step. The
- * default is plain autodiff over the whole forward; the memory executor replaces it.
+ * Computes the loss and the gradients of the trainable variables for one step, running
+ * exactly the request's segments in the request's context. The default realises the
+ * memory plan: plain autodiff when every segment is `store`, the segment-by-segment
+ * executor otherwise. A plugin that replaces it (a pipeline) declares
+ * `provides: [Tokens.Backprop]`. Runs inside the step's tf.tidy.
  */
 export interface Backprop {
-  compute(
-    loss: (forward: () => tf.Tensor) => tf.Scalar,
-    forward: () => tf.Tensor,
-    variables: readonly tf.Variable[],
-    model: TrainableModel,
-    plan: MemoryPlan,
-    /** The first segment's input and context, when the trainer can hand them over (no `forward` taps). */
-    input?: StepInput,
-  ): { value: tf.Scalar; grads: NamedTensors };
+  compute(request: StepRequest): StepGradients;
 }
 
 /** Saves and restores checkpoints (default: FileCheckpointer, atomic folders on disk). */
@@ -58,26 +45,24 @@ export interface Checkpointer {
   load(root: string): Promise<{ manifest: unknown; tensors: Buffer; dir: string }>;
 }
 
-/** The backend the trainer runs on, as chosen by `selectBackend`. */
-export interface BackendInfo {
-  readonly name: string;
-  readonly reason?: string;
-}
-
 /**
  * Injection tokens of the services one trainer owns. Each trainer has its own child
- * container, so two trainers in one process share nothing. Plugins may register or
- * decorate any of these in `apply` (see `PluginApi.services`).
+ * container, so two trainers in one process share nothing. Plugins may decorate any of
+ * these in `apply`, and replace one only when they declare it in `provides` (see
+ * `PluginApi.services`), so two plugins cannot silently replace the same service.
  */
 export const Tokens = {
-  Backend: Symbol('tapfit.Backend') as InjectionToken<BackendInfo>,
-  Model: Symbol('tapfit.Model') as InjectionToken<TrainableModel>,
   Optimizer: Symbol('tapfit.Optimizer') as InjectionToken<OptimizerSpec>,
   Loss: Symbol('tapfit.Loss') as InjectionToken<LossFn>,
   Logger: Symbol('tapfit.Logger') as InjectionToken<Logger>,
-  Clock: Symbol('tapfit.Clock') as InjectionToken<Clock>,
   Checkpointer: Symbol('tapfit.Checkpointer') as InjectionToken<Checkpointer>,
   MemoryPlanner: Symbol('tapfit.MemoryPlanner') as InjectionToken<MemoryPlanner>,
   Metrics: Symbol('tapfit.Metrics') as InjectionToken<readonly Metric[]>,
   Backprop: Symbol('tapfit.Backprop') as InjectionToken<Backprop>,
 } as const;
+
+/** A token's readable name ('Backprop' for Tokens.Backprop), for errors and describe(). */
+export function tokenName(token: InjectionToken<unknown>): string {
+  if (typeof token === 'symbol') return token.description?.replace(/^tapfit\./, '') ?? token.toString();
+  return typeof token === 'function' ? token.name : String(token);
+}

@@ -1,5 +1,5 @@
 import type { HookName } from '../hooks/hooks';
-import type { MemoryPlan } from '../memory/plan';
+import type { MemoryPlan } from '../step/memory-plan';
 
 export interface TrainerDescription {
   backend: string;

@@ -1,60 +1,59 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, TapfitError } from '../errors';
 import type { NamedTensors } from '../tensors';
+import { chain, type Chain, type ChainState } from '../transforms/chain';
 import { disposeState, stateTensors } from '../transforms/state';
-import type { StepTransform, TransformState } from '../transforms/types';
+import { transformStep } from '../transforms/step';
+import type { StepTransform } from '../transforms/types';
 
-/** Applies gradients to the variables: either a transform chain or a black-box optimizer. */
+/**
+ * Applies one step's gradients to the variables: a transform chain or a black-box
+ * optimizer. The trainer and asyncTrain's master both update through a Stepper, so a
+ * gradient is applied the same way whoever computed it.
+ */
 export interface Stepper {
-  /** Runs inside the step's tf.tidy. */
-  apply(grads: NamedTensors, variables: Readonly<Record<string, tf.Variable>>, step: number): void;
-  /** Names of the chain's transforms (empty for a black-box optimizer). */
+  /** Applies `grads` (keyed by variable name) as update number `step`; the caller keeps `grads`. */
+  apply(grads: NamedTensors, step: number): void;
+  /** Names of the chain's members (empty for a black-box optimizer). */
   readonly names: readonly string[];
   dispose(): void;
 }
 
 /**
- * Runs an optax-style chain. The chain state lives here between steps, keyed by
- * transform name; each step keeps the new state's tensors and frees the old ones.
+ * An optax-style chain over `variables`. Each step goes through `transformStep`: the
+ * chain's update and the parameter writes in one tidy, then the old state's replaced
+ * tensors freed; if the chain throws, parameters and state are unchanged. The state
+ * lives here between steps, keyed by member name (`state.momentum.velocity`).
  */
 export class ChainStepper implements Stepper {
-  state: Record<string, TransformState>;
-  readonly names: readonly string[];
+  readonly chain: Chain;
+  state: ChainState;
 
   constructor(
-    readonly transforms: readonly StepTransform[],
-    variables: Readonly<Record<string, tf.Variable>>,
+    members: readonly StepTransform[],
+    readonly variables: Readonly<Record<string, tf.Variable>>,
   ) {
-    const seen = new Set<string>();
-    for (const t of transforms) {
-      if (seen.has(t.name)) throw new TapfitError(ErrorCodes.CONFIG, `step transforms: two transforms are named '${t.name}'. Give each a unique name.`);
-      seen.add(t.name);
-    }
-    this.names = transforms.map((t) => t.name);
+    this.chain = chain('update', ...members);
     this.state = tf.tidy(() => {
-      const s: Record<string, TransformState> = {};
-      for (const t of transforms) s[t.name] = t.init(variables);
-      stateTensors(s).forEach((x) => tf.keep(x));
+      const s = this.chain.init(variables);
+      stateTensors(s).forEach((t) => tf.keep(t));
       return s;
     });
   }
 
-  apply(grads: NamedTensors, variables: Readonly<Record<string, tf.Variable>>, step: number): void {
-    const old = this.state;
-    const next: Record<string, TransformState> = {};
-    let updates = grads;
-    for (const t of this.transforms) [updates, next[t.name]] = t.update(updates, old[t.name], variables, { step });
-    for (const name of Object.keys(updates)) {
-      const v = variables[name];
-      v.assign(tf.add(v, updates[name]));
-    }
-    stateTensors(next).forEach((x) => tf.keep(x));
-    disposeState(old, next);
-    this.state = next;
+  get names(): readonly string[] {
+    return this.chain.transforms.map((t) => t.name);
+  }
+
+  get transforms(): readonly StepTransform[] {
+    return this.chain.transforms;
+  }
+
+  apply(grads: NamedTensors, step: number): void {
+    this.state = transformStep(this.chain, this.variables as Record<string, tf.Variable>, grads, this.state, { step });
   }
 
   /** Replace the state (checkpoint restore); takes ownership of the tensors. */
-  setState(state: Record<string, TransformState>): void {
+  setState(state: ChainState): void {
     disposeState(this.state, state);
     this.state = state;
   }

@@ -3,9 +3,10 @@ import * as tf from '@tensorflow/tfjs';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { ErrorCodes, TapfitError } from '../errors';
 import { createHooks, type HookName, type Hooks } from '../hooks/hooks';
-import type { ForwardFn, ModelInfo, StepInfo } from '../hooks/types';
-import type { MemoryPlan } from '../memory/plan';
-import type { SegmentContext } from '../model/segment';
+import type { ModelInfo, StepInfo } from '../hooks/types';
+import type { MemoryPlan } from '../step/memory-plan';
+import { checkForwardPass } from '../step/forward-pass';
+import { checkGradients } from '../step/check-gradients';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { checkManifest, type Position } from '../checkpoint/manifest';
 import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
@@ -15,7 +16,8 @@ import { captureCheckpoint, restoreCheckpoint, type TrainerParts } from './snaps
 import { validatePluginSet, type PluginSpec } from '../plugin/registry';
 import { createPluginApi } from '../plugin/plugin-api';
 import type { TapfitPlugin, TrainerView } from '../plugin/types';
-import { AutodiffBackprop, ConsoleLogger, StoreAllPlanner, SystemClock } from '../services/defaults';
+import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
+import { PlannedBackprop } from '../memory/planned-backprop';
 import { Tokens, type Logger, type Metric, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
@@ -25,6 +27,7 @@ import { accuracy, resolveLoss, type LossSpec } from './losses';
 import { parseOptions } from '../options';
 import { fitOptionsSchema, trainerSettingsSchema, type FitOptions } from './options';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
+import { trainingStep, type StepParts } from './step';
 
 export interface TrainerOptions {
   /** A tfjs-layers model or a segment model. */
@@ -65,6 +68,8 @@ export class Trainer {
   private modelRef: TrainableModel;
   private ready?: Promise<void>;
   private stepper?: Stepper;
+  /** What every training step uses, fixed at setup. */
+  private stepParts?: StepParts;
   private plan?: MemoryPlan;
   private params: Record<string, tf.Variable> = {};
   private stepCount = 0;
@@ -85,15 +90,13 @@ export class Trainer {
     this.userModel = this.modelRef.layersModel;
 
     const c = (this.container = rootContainer.createChildContainer());
-    c.register(Tokens.Model, { useValue: this.modelRef });
     c.register(Tokens.Optimizer, { useValue: options.optimizer });
     c.register(Tokens.Loss, { useValue: resolveLoss(options.loss) });
     c.register(Tokens.Metrics, { useValue: options.metrics ?? [accuracy] });
     if (options.logger) c.register(Tokens.Logger, { useValue: options.logger });
     else c.register(Tokens.Logger, { useClass: ConsoleLogger });
-    c.register(Tokens.Clock, { useClass: SystemClock });
     c.register(Tokens.MemoryPlanner, { useClass: StoreAllPlanner });
-    c.register(Tokens.Backprop, { useClass: AutodiffBackprop });
+    c.register(Tokens.Backprop, { useClass: PlannedBackprop });
     c.register(Tokens.Checkpointer, { useClass: FileCheckpointer });
 
     const requested = (options.plugins ?? []).map((p) => (typeof p === 'function' ? c.resolve(p) : p));
@@ -103,7 +106,7 @@ export class Trainer {
     this.plugins = plugins;
     for (const p of plugins) {
       try {
-        p.apply(createPluginApi(p.name, this.hooks, c, this.view()));
+        p.apply(createPluginApi(p, this.hooks, c, this.view()));
       } catch (err) {
         if (err instanceof TapfitError && err.code !== ErrorCodes.PLUGIN_FAILED) throw err;
         throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${p.name}' failed in apply(): ${err instanceof Error ? err.message : err}`, { cause: err });
@@ -198,7 +201,6 @@ export class Trainer {
       },
     });
     this.modelRef = model;
-    this.container.register(Tokens.Model, { useValue: model });
 
     const params: Record<string, tf.Variable> = {};
     for (const v of trainableVariables(model)) params[v.name] = v;
@@ -207,6 +209,19 @@ export class Trainer {
     this.plan = this.hooks.planMemory.call(this.resolve(Tokens.MemoryPlanner).plan(info), info);
     this.stepper?.dispose();
     this.stepper = this.buildStepper(info);
+    // What forward and backward taps return is checked tap by tap, naming the plugin.
+    this.hooks.forward.checkEachTap((pass, plugin) => checkForwardPass(pass, info.segmentNames, plugin));
+    this.hooks.backward.checkEachTap((grads, plugin) => checkGradients(grads, params, plugin));
+    this.stepParts = {
+      hooks: this.hooks,
+      backprop: this.resolve(Tokens.Backprop),
+      segments: model.segments,
+      variables: params,
+      plan: this.plan,
+      loss: this.resolve(Tokens.Loss),
+      stepper: this.stepper,
+      nonFinite: this.settings.nonFinite,
+    };
   }
 
   private buildStepper(info: ModelInfo): Stepper {
@@ -222,8 +237,7 @@ export class Trainer {
       return new OptimizerStepper(spec);
     }
     const base: StepTransform[] = Array.isArray(spec) ? [...spec] : [spec as StepTransform];
-    const transforms = this.hooks.stepTransforms.call(base.flatMap(chainMembers), info);
-    return new ChainStepper(transforms, info.params);
+    return new ChainStepper(this.hooks.stepTransforms.call(base.flatMap(chainMembers), info), info.params);
   }
 
   /** Forward pass in inference mode (no state updates), inside tf.tidy. */
@@ -298,49 +312,14 @@ export class Trainer {
    * (caller disposes) and whether the update was skipped.
    */
   trainStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean } {
-    if (!this.stepper) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
-    const ctx: SegmentContext = { training: true, recomputing: false, step: this.stepCount };
-    const loss = this.resolve(Tokens.Loss);
-    const forward: ForwardFn = this.hooks.forward.call((x, c) => forwardSegments(this.modelRef, x, c), info);
-    const backprop = this.resolve(Tokens.Backprop);
-    let skipped = false;
-    let value: tf.Scalar;
-    try {
-      value = tf.tidy(() => {
-        const { value, grads } = backprop.compute(
-          (fwd) => loss(b.y, fwd()),
-          () => forward(b.x, ctx),
-          Object.values(this.params),
-          this.modelRef,
-          this.plan!,
-          // With forward taps the executor finds the input through the hooked forward itself.
-          this.hooks.forward.isUsed ? undefined : { x: b.x, ctx },
-        );
-        if (this.settings.nonFinite !== 'off' && !Number.isFinite(value.dataSync()[0])) {
-          if (this.settings.nonFinite === 'throw') {
-            throw new TapfitError(
-              ErrorCodes.NON_FINITE,
-              `non-finite loss (${value.dataSync()[0]}) at step ${this.stepCount} (epoch ${info.epoch}, batch ${info.batch}); no update was applied. ` +
-                `Lower the learning rate, add clipByGlobalNorm, or pass nonFinite: 'skip' to skip such steps.`,
-            );
-          }
-          skipped = true;
-          return value;
-        }
-        const g = this.hooks.backward.call(grads, info);
-        if (g === null) skipped = true;
-        else {
-          this.stepper!.apply(g, this.params, this.stepCount);
-          tf.dispose(Object.values(g));
-        }
-        return value;
-      });
-    } finally {
+    if (!this.stepParts) {
       tf.dispose([b.x, b.y]);
+      throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
     }
-    if (skipped) this.skippedSteps++;
-    else this.stepCount++;
-    return { loss: value, skipped };
+    const { loss, applied } = trainingStep(this.stepParts, b, info);
+    if (applied) this.stepCount++;
+    else this.skippedSteps++;
+    return { loss, skipped: !applied };
   }
 
   /** Mean loss and metrics over `data` (inference mode). One read-back at the end. */
@@ -460,6 +439,7 @@ export class Trainer {
     }
     this.stepper?.dispose();
     this.stepper = undefined;
+    this.stepParts = undefined;
     this.ready = undefined;
   }
 }

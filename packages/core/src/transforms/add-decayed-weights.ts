@@ -32,6 +32,7 @@ export function addDecayedWeights(
   );
   return {
     name,
+    hyperparams: { weightDecay },
     init: () => ({}),
     update(updates, state, params) {
       const out = mapNamed(updates, (u, key) =>

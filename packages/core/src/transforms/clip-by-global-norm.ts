@@ -17,6 +17,7 @@ export function clipByGlobalNorm(maxNorm: number, options: { name?: string } = {
   );
   return {
     name,
+    hyperparams: { maxNorm },
     init: () => ({}),
     update(updates, state) {
       const all = Object.values(updates);

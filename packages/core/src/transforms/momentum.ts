@@ -40,6 +40,7 @@ export function momentum(options: MomentumOptions): StepTransform<MomentumState>
   const { momentum: m, dampening, nesterov, name } = parseOptions('momentum', schema, options);
   return {
     name,
+    hyperparams: { momentum: m, dampening, nesterov },
     init: (params) => ({ count: 0, velocity: zerosLikeNamed(params) }),
     update(updates, state) {
       const gScale = state.count === 0 ? 1 : 1 - dampening;

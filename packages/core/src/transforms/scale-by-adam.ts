@@ -37,6 +37,7 @@ export function scaleByAdam(options: ScaleByAdamOptions = {}): StepTransform<Sca
   );
   return {
     name,
+    hyperparams: { b1, b2, eps },
     init: (params) => ({ count: 0, mu: zerosLikeNamed(params), nu: zerosLikeNamed(params) }),
     update(updates, state) {
       const t = state.count + 1;

@@ -24,6 +24,7 @@ export function scaleByLearningRate(
   const valueAt = typeof lr === 'number' ? () => lr : lr;
   return {
     name,
+    hyperparams: { lr },
     init: () => ({ count: 0 }),
     update(updates, state) {
       const value = valueAt(state.count);

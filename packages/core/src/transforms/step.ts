@@ -1,14 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
 import type { NamedTensors } from '../tensors';
 import { applyUpdates } from './apply-updates';
-import { disposeState } from './state';
+import { disposeState, stateTensors } from './state';
 import type { StepContext, StepTransform, TransformState } from './types';
 
 /**
- * One optimizer step with the trainer's memory pattern: run the transform and apply its
- * updates inside a tidy that keeps only the new state, then dispose the tensors of the
- * old state that the new one does not reuse. Returns the new state; `grads` stay the
- * caller's. If the transform throws, parameters and the old state are untouched.
+ * One optimizer step, the one update path of the trainer and of asyncTrain: run the
+ * transform and apply its updates inside a tidy that keeps only the new state (kept, so
+ * it also outlives an enclosing tidy such as the trainer's step), then dispose the
+ * tensors of the old state that the new one does not reuse. Returns the new state;
+ * `grads` stay the caller's. If the transform throws, parameters and the old state are
+ * untouched.
  */
 export function transformStep<S extends TransformState>(
   transform: StepTransform<S>,
@@ -22,6 +24,7 @@ export function transformStep<S extends TransformState>(
     applyUpdates(params, updates);
     return newState;
   });
+  stateTensors(next).forEach((t) => tf.keep(t));
   disposeState(state, next);
   return next;
 }

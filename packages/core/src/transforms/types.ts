@@ -24,9 +24,18 @@ export interface StepContext {
 export interface StepTransform<S extends TransformState = TransformState> {
   /** Unique within a chain; names the transform's slot in the chain state. */
   readonly name: string;
+  /**
+   * The options the transform was built with (optax's inject_hyperparams idea), so a
+   * plugin that replaces or wraps it reads them instead of guessing: momentum()'s
+   * `{ momentum, dampening, nesterov }`, scaleByLearningRate's `{ lr }`, ...
+   */
+  readonly hyperparams?: Readonly<Hyperparams>;
   init(params: NamedTensors): S;
   update(updates: NamedTensors, state: S, params: NamedTensors, ctx: StepContext): [NamedTensors, S];
 }
+
+/** A transform's visible options: numbers, flags, names or schedules. */
+export type Hyperparams = Record<string, number | boolean | string | Schedule>;
 
 /** A learning-rate (or any hyperparameter) schedule: step count -> value. */
 export type Schedule = (step: number) => number;

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { AutodiffBackprop, losses, segmentModel, SegmentExecutor, SilentLogger, sgd, TapfitError, tensorData, Tokens, Trainer, type MemoryPolicy, type Segment, type TrainableModel } from '../../src';
-import { coupledDense, dense, disposeModel, planOf, referenceGrads, relativeError, residualBlock, residualMlp, reversibleNet, smallCnn, toArrays, training } from './models';
+import { coupledDense, dense, disposeModel, planOf, referenceGrads, requestOf, relativeError, residualBlock, residualMlp, reversibleNet, smallCnn, toArrays, training } from './models';
 
 const mse = losses.meanSquaredError;
 const xent = losses.softmaxCrossEntropy;
@@ -10,7 +10,7 @@ type Loss = typeof mse;
 /** The executor's loss and gradients for one step under `policy`. */
 function executorStep(model: TrainableModel, x: tf.Tensor, y: tf.Tensor, loss: Loss, policy: (name: string, i: number) => MemoryPolicy) {
   const vars = [...new Set(model.segments.flatMap((s) => s.params))];
-  const r = new SegmentExecutor().compute((fwd) => loss(y, fwd()), () => tf.zeros([1]), vars, model, planOf(model, policy), { x, ctx: training });
+  const r = new SegmentExecutor().compute(requestOf(model, planOf(model, policy), x, y, loss, { variables: vars }));
   const out = { value: r.value.dataSync()[0], grads: toArrays(r.grads) };
   tf.dispose([r.value, ...Object.values(r.grads)]);
   return out;
@@ -116,7 +116,7 @@ describe('memory: SegmentExecutor', () => {
       const xs = tf.randomNormal([3, 4], 0, 1, 'float32', 5);
       const ys = tf.randomNormal([3, 2], 0, 1, 'float32', 6);
       const ref = tf.variableGrads(() => mse(ys, model.segments.reduce((h, s) => s.forward(h, training), [xs])[0]), trainable);
-      const got = new SegmentExecutor().compute((f) => mse(ys, f()), () => xs, trainable, model, planOf(model, allOf('recompute')), { x: xs, ctx: training });
+      const got = new SegmentExecutor().compute(requestOf(model, planOf(model, allOf('recompute')), xs, ys, mse, { variables: trainable }));
       expect(Object.keys(got.grads).sort()).to.deep.equal(trainable.map((v) => v.name).sort());
       for (const v of trainable) expect(relativeError(got.grads[v.name].dataSync(), ref.grads[v.name].dataSync())).to.be.below(1e-5);
       expect(frozen.every((v) => !(v.name in got.grads))).to.equal(true);
@@ -148,7 +148,7 @@ describe('memory: SegmentExecutor', () => {
         const executor = new SegmentExecutor();
         const plan = planOf(model, (n) => (n === 'c' ? policy : 'recompute'));
         for (let step = 0; step < 3; step++) {
-          const r = executor.compute((f) => mse(ys, f()), () => xs, model.segments.flatMap((s) => s.params), model, plan, { x: xs, ctx: { ...training, step } });
+          const r = executor.compute(requestOf(model, plan, xs, ys, mse, { ctx: { ...training, step } }));
           tf.dispose([r.value, ...Object.values(r.grads)]);
         }
         expect(counts.updates).to.equal(3);
@@ -161,7 +161,7 @@ describe('memory: SegmentExecutor', () => {
 
   describe('errors', () => {
     const stepOf = (model: TrainableModel, policy: (n: string, i: number) => MemoryPolicy, xs: tf.Tensor) => () =>
-      new SegmentExecutor().compute((f) => tf.sum(f()) as tf.Scalar, () => xs, model.segments.flatMap((s) => s.params), model, planOf(model, policy), { x: xs, ctx: training });
+      new SegmentExecutor().compute(requestOf(model, planOf(model, policy), xs, xs, (_, p) => tf.sum(p) as tf.Scalar));
 
     it("'invert' on a segment without inverse names the segment", () => {
       const model = residualMlp(2);
@@ -177,7 +177,7 @@ describe('memory: SegmentExecutor', () => {
       const model = residualMlp(1);
       const plan = { segments: [{ name: 'nope', policy: 'store' as const }], extraBytes: [] };
       const xs = tf.zeros([2, 8]);
-      expect(() => new SegmentExecutor().compute((f) => tf.sum(f()) as tf.Scalar, () => xs, [], model, plan, { x: xs, ctx: training }))
+      expect(() => new SegmentExecutor().compute(requestOf(model, plan, xs, xs, (_, p) => tf.sum(p) as tf.Scalar, { variables: [] })))
         .to.throw(TapfitError, /names segment 'nope'/)
         .with.property('code', 'TAPFIT_E_CONFIG');
       xs.dispose();
@@ -208,11 +208,11 @@ describe('memory: SegmentExecutor', () => {
       const vars = model.segments.flatMap((s) => s.params);
       for (const policy of ['store', 'recompute', 'invert'] as const) {
         const plan = planOf(model, (n) => (n.startsWith('coupling') || n === 'merge' ? policy : 'store'));
-        const run = () => tf.dispose(Object.values(executor.compute((f) => mse(ys, f()), () => xs, vars, model, plan, { x: xs, ctx: training }).grads));
+        const run = () => tf.dispose(Object.values(executor.compute(requestOf(model, plan, xs, ys, mse, { variables: vars })).grads));
         run();
         const before = tf.memory().numTensors;
         for (let i = 0; i < 20; i++) {
-          const r = executor.compute((f) => mse(ys, f()), () => xs, vars, model, plan, { x: xs, ctx: training });
+          const r = executor.compute(requestOf(model, plan, xs, ys, mse, { variables: vars }));
           tf.dispose([r.value, ...Object.values(r.grads)]);
         }
         expect(tf.memory().numTensors, policy).to.equal(before);
@@ -229,7 +229,7 @@ describe('memory: SegmentExecutor', () => {
       const plan = planOf(model, () => (policy === 'autodiff' ? 'store' : policy));
       const start = tf.memory().numBytes;
       const info = await tf.profile(() => {
-        const r = (backprop as SegmentExecutor).compute((f) => xent(ys, f()), () => model.segments.reduce((h, s) => s.forward(h, training), [xs])[0], vars, model, plan, { x: xs, ctx: training });
+        const r = backprop.compute(requestOf(model, plan, xs, ys, xent, { variables: vars }));
         tf.dispose([r.value, ...Object.values(r.grads)]);
       });
       tf.dispose([xs, ys]);
@@ -256,6 +256,7 @@ describe('memory: SegmentExecutor', () => {
     const executorPlugin = (plan?: (n: string) => MemoryPolicy) => ({
       name: 'segment-executor',
       core: '^0.1.0',
+      provides: [Tokens.Backprop],
       apply: (api: import('../../src').PluginApi) => {
         api.services.register(Tokens.Backprop, new SegmentExecutor());
         if (plan) api.hooks.planMemory.tap('segment-executor', (p) => ({ ...p, segments: p.segments.map((s) => ({ ...s, policy: plan(s.name) })) }));
@@ -276,7 +277,7 @@ describe('memory: SegmentExecutor', () => {
       return { weights, losses: history.map((h) => h.loss) };
     }
 
-    it('trains to the same weights as plain autodiff (registered by a plugin; the step input found from the forward closure)', async () => {
+    it('trains to the same weights as plain autodiff (registered by a plugin that provides Backprop)', async () => {
       const ref = await train([]);
       const mixed = await train([executorPlugin((n) => (n === 'block1' ? 'store' : 'recompute'))]);
       const plain = await train([executorPlugin()]);

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { forwardSegments, segmentModel, type MemoryPlan, type MemoryPolicy, type Segment, type SegmentContext, type TrainableModel } from '../../src';
+import { forwardSegments, segmentModel, type LossFn, type MemoryPlan, type MemoryPolicy, type Segment, type SegmentContext, type StepRequest, type TrainableModel } from '../../src';
 
 // Small segment models for the memory tests: each segment is written out by hand.
 
@@ -98,6 +98,18 @@ export function planOf(model: TrainableModel, policy: (name: string, i: number) 
 }
 
 export const training: SegmentContext = { training: true, recomputing: false, step: 0 };
+
+/** A Backprop request for `model` (all its variables unless given), as the trainer builds one. */
+export function requestOf(
+  model: TrainableModel,
+  plan: MemoryPlan,
+  x: tf.Tensor,
+  y: tf.Tensor,
+  loss: LossFn,
+  options: { variables?: readonly tf.Variable[]; ctx?: SegmentContext } = {},
+): StepRequest {
+  return { x, y, segments: model.segments, ctx: options.ctx ?? training, variables: options.variables ?? [...new Set(model.segments.flatMap((s) => s.params))], plan, loss };
+}
 
 /** Plain autodiff of the whole step: the reference every policy must match. */
 export function referenceGrads(

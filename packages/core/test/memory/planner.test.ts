@@ -17,10 +17,11 @@ import {
   type MemoryPlan,
   type MemoryPolicy,
   type MemoryProfile,
+  type Segment,
   type SegmentCost,
   type TrainableModel,
 } from '../../src';
-import { dense, disposeModel, planOf, relativeError, residualMlp, reversibleNet, smallCnn, training } from './models';
+import { dense, disposeModel, planOf, relativeError, requestOf, residualMlp, reversibleNet, smallCnn } from './models';
 
 const xent = losses.softmaxCrossEntropy;
 const mse = losses.meanSquaredError;
@@ -30,7 +31,7 @@ async function measuredPeak(model: TrainableModel, plan: MemoryPlan, x: tf.Tenso
   const vars = model.segments.flatMap((s) => s.params);
   const start = tf.memory().numBytes;
   const info = await tf.profile(() => {
-    const r = new SegmentExecutor().compute((f) => loss(y, f()), () => x, vars, model, plan, { x, ctx: training });
+    const r = new SegmentExecutor().compute(requestOf(model, plan, x, y, loss, { variables: vars }));
     tf.dispose([r.value, ...Object.values(r.grads)]);
   });
   return info.peakBytes - start;
@@ -52,7 +53,7 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
       const model = segmentModel([{ name: 'layer', params: [w], forward: ([x]) => [tf.relu(tf.matMul(x, w))] }, dense('head', h, 2, 1)]);
       const x = tf.randomNormal([B, d]);
       const before = tf.memory().numTensors;
-      const profile = await profileSegments(model, { x }, { loss: mse });
+      const profile = await profileSegments(model, { x }, mse);
       expect(tf.memory().numTensors).to.equal(before);
       const layer = profile.segments[0];
       expect(layer.inputBytes).to.equal(4 * B * d);
@@ -65,17 +66,31 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
       disposeModel(model);
     });
 
-    it('does not advance stateful segments (measures with ctx.recomputing = true)', async () => {
-      let updates = 0;
+    it('leaves stateful segments as they were, and gives each replay a training forward first', async () => {
+      // A running-mean segment: a training forward moves `mean` and records its input;
+      // a replay (recomputing) needs that record, as OnlineNorm's does.
       const model = residualMlp(2, 4, 6, 3);
-      const counted = segmentModel([
-        { ...model.segments[0], forward: (xs, ctx) => ((updates += ctx.training && !ctx.recomputing ? 1 : 0), model.segments[0].forward(xs, ctx)) },
-        ...model.segments.slice(1),
-      ]);
+      const mean = tf.variable(tf.zeros([4]), false);
+      let last: tf.Tensor | undefined;
+      const stateful: Segment = {
+        name: 'running-mean',
+        params: [mean],
+        forward: ([x], ctx) => {
+          if (ctx.training && !ctx.recomputing) {
+            mean.assign(tf.add(tf.mul(mean, 0.9), tf.mul(tf.mean(x, 0), 0.1)));
+            last?.dispose();
+            last = tf.keep(tf.clone(mean));
+          } else if (ctx.training && !last) throw new Error('replay without a training forward');
+          return [tf.sub(x, ctx.recomputing ? last! : mean)];
+        },
+      };
+      const model2 = segmentModel([stateful, ...model.segments]);
       const { x, y } = mlpSample(4, 4);
-      await profileSegments(counted, { x, y }, { loss: xent });
-      expect(updates).to.equal(0);
-      tf.dispose([x, y]);
+      const before = mean.dataSync().slice();
+      const profile = await profileSegments(model2, { x, y }, xent);
+      expect(profile.segments.map((s) => s.name)).to.deep.equal(model2.segments.map((s) => s.name));
+      expect(Array.from(mean.dataSync())).to.deep.equal(Array.from(before));
+      tf.dispose([x, y, mean, last!]);
       disposeModel(model);
     });
   });
@@ -98,7 +113,7 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
       it(`matches the measured peak: ${label}`, async () => {
         const model = build();
         const { x, y } = sample();
-        const profile = await profileSegments(model, { x, y }, { loss });
+        const profile = await profileSegments(model, { x, y }, loss);
         const plan = planOf(model, policy);
         const predicted = predictPeakBytes(profile, policiesOf(plan));
         const measured = await measuredPeak(model, plan, x, y, loss);
@@ -123,7 +138,7 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
     before(async () => {
       model = residualMlp(8, 8, 64);
       ({ x, y } = mlpSample(64, 8));
-      profile = await profileSegments(model, { x, y }, { loss: xent });
+      profile = await profileSegments(model, { x, y }, xent);
       storePeak = predictPeakBytes(profile, names().map(() => 'store'));
       recomputePeak = predictPeakBytes(profile, names().map(() => 'recompute'));
     });
@@ -157,7 +172,7 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
       const rev = reversibleNet(3, 6);
       return (async () => {
         const s = { x: tf.randomNormal([8, 12]), y: tf.randomNormal([8, 3]) };
-        const p = await profileSegments(rev, s, { loss: mse });
+        const p = await profileSegments(rev, s, mse);
         const base: MemoryPlan = { ...storeAllPlan(rev.segments.map((seg) => seg.name)), extraBytes: [{ source: 'stash', bytes: 4096 }] };
         base.segments[1].policy = 'invert'; // coupling0
         base.segments[3].policy = 'recompute'; // coupling2
@@ -260,7 +275,7 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
       const sample = mlpSample(16, 8);
       // Budget: between all-recompute and all-store for this model and batch.
       const probe = residualMlp(6, 8, 32, 3, 5);
-      const profile = await profileSegments(probe, sample, { loss: xent });
+      const profile = await profileSegments(probe, sample, xent);
       const n = probe.segments.length;
       const budget = Math.floor(
         (predictPeakBytes(profile, new Array(n).fill('store')) + predictPeakBytes(profile, new Array(n).fill('recompute'))) / 2,

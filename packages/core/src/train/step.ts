@@ -1,0 +1,84 @@
+import * as tf from '@tensorflow/tfjs';
+import type { Batch } from '../data/data-source';
+import { ErrorCodes, TapfitError } from '../errors';
+import type { Hooks } from '../hooks/hooks';
+import type { StepInfo } from '../hooks/types';
+import type { Segment } from '../model/segment';
+import type { Backprop } from '../services/tokens';
+import type { MemoryPlan } from '../step/memory-plan';
+import type { LossFn } from '../step/step-request';
+import type { Stepper } from './stepper';
+
+/** What one training step needs; the trainer builds it once at setup. */
+export interface StepParts {
+  readonly hooks: Pick<Hooks, 'forward' | 'backward'>;
+  readonly backprop: Backprop;
+  /** The model's segments (forward taps may wrap them per step). */
+  readonly segments: readonly Segment[];
+  /** Trainable variables by name: what gets gradients and updates. */
+  readonly variables: Readonly<Record<string, tf.Variable>>;
+  readonly plan: MemoryPlan;
+  readonly loss: LossFn;
+  readonly stepper: Stepper;
+  /** What to do with a NaN/Inf loss: refuse the step, skip its update, or not look. */
+  readonly nonFinite: 'throw' | 'skip' | 'off';
+}
+
+export interface StepOutcome {
+  /** The batch loss; the caller disposes it. */
+  loss: tf.Scalar;
+  /** False when no update was applied (non-finite loss skipped, or a backward tap returned null). */
+  applied: boolean;
+}
+
+/**
+ * One training step on one batch, top to bottom, inside one tf.tidy:
+ *
+ * 1. `forward` taps turn the model's segments and a training context into this step's
+ *    forward pass (weights substituted through `ctx.weights`, segments wrapped);
+ * 2. the Backprop runs that forward and differentiates the loss (plain autodiff, or the
+ *    segment executor realising the memory plan);
+ * 3. a non-finite loss stops here (throw, or skip the update);
+ * 4. `backward` taps map the gradients (delay queues, masks, clipping), each tap's
+ *    result checked against the variables; null means "no update this step";
+ * 5. the stepper applies them: the same transform path asyncTrain's master uses.
+ *
+ * The batch is disposed whatever happens.
+ */
+export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo): StepOutcome {
+  let applied = false;
+  try {
+    const loss = tf.tidy(() => {
+      const pass = parts.hooks.forward.call({ segments: parts.segments, ctx: { training: true, recomputing: false, step: info.step } }, info);
+      const { value, grads } = parts.backprop.compute({
+        x: batch.x,
+        y: batch.y,
+        segments: pass.segments,
+        ctx: pass.ctx,
+        variables: Object.values(parts.variables),
+        plan: parts.plan,
+        loss: parts.loss,
+      });
+      if (parts.nonFinite !== 'off' && !Number.isFinite(value.dataSync()[0])) {
+        if (parts.nonFinite === 'throw') {
+          throw new TapfitError(
+            ErrorCodes.NON_FINITE,
+            `non-finite loss (${value.dataSync()[0]}) at step ${info.step} (epoch ${info.epoch}, batch ${info.batch}); no update was applied. ` +
+              `Lower the learning rate, add clipByGlobalNorm, or pass nonFinite: 'skip' to skip such steps.`,
+          );
+        }
+        return value;
+      }
+      const g = parts.hooks.backward.call(grads, info);
+      if (g !== null) {
+        parts.stepper.apply(g, info.step);
+        tf.dispose(Object.values(g)); // a tap may hand back kept tensors (a delay queue's): the step owns them
+        applied = true;
+      }
+      return value;
+    });
+    return { loss, applied };
+  } finally {
+    tf.dispose([batch.x, batch.y]);
+  }
+}
