@@ -76,7 +76,7 @@ describe('tapfit train: the demo config trains (short version)', () => {
     await tf.setBackend('wasm').catch(() => undefined);
     const result = await runConfig(config, { logger: new SilentLogger(), quiet: true });
     expect(result.backend).to.equal('wasm');
-    expect(result.describe.plugins).to.include.members(['onlineNorm', 'label-smoothing']);
+    expect(result.describe.plugins).to.include.members(['online-norm', 'label-smoothing']);
     expect(result.history).to.have.length(2);
     expect(result.history[1].loss).to.be.lessThan(result.history[0].loss);
     expect(result.test.accuracy).to.be.greaterThan(0.9);

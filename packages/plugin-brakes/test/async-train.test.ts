@@ -244,6 +244,21 @@ describe('asyncTrain (worker threads)', function () {
     m.data.dispose();
   });
 
+  it("a non-finite gradient with a finite loss is refused, naming the worker: 'skip' skips it, 'throw' stops", async () => {
+    const m = linear(4, 0);
+    const warnings: string[] = [];
+    const stats = await withFault('nan-grad', () => asyncTrain({ ...base(m), nonFinite: 'skip', logger: { info: () => {}, warn: (w) => warnings.push(w) } }));
+    expect(stats.skipped).to.equal(1);
+    expect(m.kernel()).to.deep.equal([30, 30, 30, 30]); // 60 clean updates of 0.5
+    expect(warnings.join('\n')).to.match(/worker 1 returned a non-finite gradient for '[^']+' .*skipped/);
+    let err: unknown;
+    await withFault('nan-grad', () => asyncTrain(base(m))).catch((e) => (err = e));
+    expect((err as AsyncTrainError).code).to.equal('TAPFIT_E_NON_FINITE');
+    expect((err as AsyncTrainError).message).to.match(/worker 1 returned a non-finite gradient/);
+    m.model.dispose();
+    m.data.dispose();
+  });
+
   describe('GradientLedger', () => {
     it('accepts an id once, only from the worker it was issued to', () => {
       const l = new GradientLedger();

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { chain, momentum, nesterov, scaleByLearningRate, sgd, SilentLogger, Trainer, type OptimizerSpec, type TapfitPlugin } from '@tapfit/core';
-import { adaptiveBrakingPlugin, inferMomentum, tapfitPlugin, withAdaptiveBraking, type AdaptiveBrakingState } from '../src';
+import { adaptiveBrakingPlugin, tapfitPlugin, withAdaptiveBraking, type AdaptiveBrakingState } from '../src';
 import { blobs, errorOf, tinyMlp, trajectory, useBackend } from './helpers';
 
 const lr = 0.05;
@@ -66,19 +66,22 @@ describe('adaptiveBrakingPlugin', () => {
   });
 
   describe('momentum m', () => {
-    it("is taken from the optimizer's momentum member", () => {
-      expect(inferMomentum(momentum({ momentum: 0.7 }), 'test')).to.equal(0.7);
-      expect(inferMomentum(momentum({ momentum: 0 }), 'test')).to.equal(0);
+    it("is taken from the optimizer's momentum member (its hyperparams)", () => {
+      const mOf = (m: number) => (withAdaptiveBraking([momentum({ momentum: m })])[0].hyperparams as { momentum: number }).momentum;
+      expect(mOf(0.7)).to.equal(0.7);
+      expect(mOf(0)).to.equal(0);
       // and used: with rho 0 the braked chain follows sgd momentum 0.7 bit for bit
       const braked = withAdaptiveBraking(chain(momentum({ momentum: 0.7 }), scaleByLearningRate(lr)), { rho: 0 });
       expect(trajectory(braked, 20)).to.deep.equal(trajectory(chain(momentum({ momentum: 0.7 }), scaleByLearningRate(lr)), 20));
     });
 
     it('refuses Nesterov and dampening, naming the fix', () => {
-      expect(errorOf(() => inferMomentum(nesterov({ momentum: 0.9 }), 'adaptive-braking')).message).to.match(
-        /cannot take the momentum from chain member 'momentum': its first update for gradient 1 is 1.9.*Nesterov.*without nesterov or dampening, or pass the plugin's `momentum` option/,
+      expect(errorOf(() => withAdaptiveBraking([nesterov({ momentum: 0.9 })])).message).to.match(
+        /cannot take the momentum from chain member 'momentum': it is Nesterov momentum.*without nesterov or dampening, or pass the plugin's `momentum` option/,
       );
-      expect(errorOf(() => inferMomentum(momentum({ momentum: 0.9, dampening: 0.5 }), 'adaptive-braking')).message).to.match(/it damps the gradient \(dampening 0.5/);
+      expect(errorOf(() => withAdaptiveBraking([momentum({ momentum: 0.9, dampening: 0.5 })])).message).to.match(/it damps the gradient \(dampening 0.5/);
+      const custom = { name: 'momentum', init: () => ({}), update: (u: Record<string, tf.Tensor>, s: Record<string, never>) => [u, s] as [Record<string, tf.Tensor>, Record<string, never>] };
+      expect(errorOf(() => withAdaptiveBraking([custom])).message).to.match(/does not expose a numeric `momentum` hyperparameter/);
     });
 
     it('an explicit `momentum` option is used as given (no probing)', () => {

@@ -3,7 +3,7 @@ import { ErrorCodes, fromLayersModel, TapfitError, type PluginState, type Segmen
 import { OnlineNorm } from './layer';
 import { replaceBatchNormAs, resolveReplaceOptions, type ReplaceBatchNormOptions } from './replace-batchnorm';
 
-export const ONLINE_NORM_PLUGIN = 'onlineNorm';
+export const ONLINE_NORM_PLUGIN = 'online-norm';
 
 export type OnlineNormPluginOptions = ReplaceBatchNormOptions;
 

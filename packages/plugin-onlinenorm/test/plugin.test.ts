@@ -114,12 +114,12 @@ describe('onlineNorm plugin', () => {
   });
 
   it('bad options fail when the plugin is created; a selector that matches nothing fails at setup', async () => {
-    expect(() => onlineNorm({ alphaBkw: 1.2 })).to.throw(TapfitError, /onlineNorm: option 'alphaBkw' must be in \(0, 1\]/);
-    expect(() => onlineNorm({ replace: 42 as never })).to.throw(/onlineNorm: option 'replace' must be/);
+    expect(() => onlineNorm({ alphaBkw: 1.2 })).to.throw(TapfitError, /online-norm: option 'alphaBkw' must be in \(0, 1\]/);
+    expect(() => onlineNorm({ replace: 42 as never })).to.throw(/online-norm: option 'replace' must be/);
     const trainer = testTrainer({ model: bnModel(), plugins: [onlineNorm({ replace: ['bn3'] })] });
     let error: unknown;
     await trainer.setup().catch((e) => (error = e));
-    expect(String(error)).to.match(/onlineNorm: option 'replace' names 'bn3', which is not a layer of the model.*bn1, bn2/);
+    expect(String(error)).to.match(/online-norm: option 'replace' names 'bn3', which is not a layer of the model.*bn1, bn2/);
     trainer.dispose();
   });
 
@@ -129,7 +129,7 @@ describe('onlineNorm plugin', () => {
     const trainer = testTrainer({ model, optimizer: sgd({ lr: 0.1 }), plugins: [onlineNorm()] });
     let error: unknown;
     await trainer.setup().catch((e) => (error = e));
-    expect(String(error)).to.match(/onlineNorm: the trainer's model is a segment model without a tfjs-layers model/);
+    expect(String(error)).to.match(/online-norm: the trainer's model is a segment model without a tfjs-layers model/);
     trainer.dispose();
     w.dispose();
   });

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, stateTensors, TapfitError, transformStep, type Logger, type NamedTensors, type StepTransform, type TransformState } from '@tapfit/core';
+import { ChainStepper, ErrorCodes, TapfitError, type Logger, type NamedTensors, type StepTransform } from '@tapfit/core';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { GradientLedger } from './ledger';
@@ -75,8 +75,8 @@ export class AsyncRun {
   private readonly slots: Slot[] = [];
   private readonly ledger = new GradientLedger();
   private readonly staleness = new StalenessRecorder();
-  private readonly params: Record<string, tf.Variable>;
-  private state: TransformState;
+  /** The trainer's update path: the same transformStep, the same checks. */
+  private readonly stepper: ChainStepper;
   private version = 0;
   private snapshot?: { version: number; weights: Float32Array[]; buffers: Float32Array[] };
   private counts = { rejected: 0, discarded: 0, skipped: 0 };
@@ -91,11 +91,10 @@ export class AsyncRun {
     private readonly variables: tf.Variable[],
     /** The model's non-trainable weights: each applied gradient brings its worker's change to them. */
     private readonly buffers: tf.LayerVariable[],
-    private readonly transform: StepTransform,
+    transforms: readonly StepTransform[],
     private readonly logger: Logger,
   ) {
-    this.params = Object.fromEntries(variables.map((v) => [v.name, v]));
-    this.state = tf.tidy(() => transform.init(this.params));
+    this.stepper = new ChainStepper(transforms, Object.fromEntries(variables.map((v) => [v.name, v])));
   }
 
   start(initFor: (index: number) => WorkerInit): Promise<AsyncTrainStats> {
@@ -175,9 +174,17 @@ export class AsyncRun {
       this.counts.skipped++;
       return this.request(slot);
     }
+    const bad = msg.grads.findIndex((g) => !g.every(Number.isFinite));
+    if (bad >= 0) {
+      const what = `worker ${slot.index} returned a non-finite gradient for '${this.variables[bad]?.name}' (request ${msg.id}, update ${this.version})`;
+      if (this.o.nonFinite === 'throw') throw new TapfitError(ErrorCodes.NON_FINITE, `asyncTrain: ${what}; no update was applied. Lower the learning rate, or pass nonFinite: 'skip'.`);
+      this.counts.skipped++;
+      this.logger.warn(`asyncTrain: ${what}; skipped.`);
+      return this.request(slot);
+    }
     const staleness = this.version - msg.version;
     const started = performance.now();
-    this.apply(msg.grads, msg.bufferDeltas);
+    this.apply(slot, msg.grads, msg.bufferDeltas);
     this.version++;
     if (this.version < this.o.steps) this.snapshotWeights(); // part of the main thread's cost per update
     this.ms.apply += performance.now() - started;
@@ -192,17 +199,21 @@ export class AsyncRun {
   }
 
   /** One update: the optimizer step with the gradient, and the worker's change to the buffers added. */
-  private apply(arrays: Float32Array[], bufferDeltas: Float32Array[]): void {
-    const grads: NamedTensors = {};
+  private apply(slot: Slot, arrays: Float32Array[], bufferDeltas: Float32Array[]): void {
+    const malformed = (what: string): never => {
+      throw new TapfitError(ErrorCodes.SHAPE, `asyncTrain: worker ${slot.index} sent a malformed gradient: ${what}. Its model must be built from the master's topology.`);
+    };
+    if (arrays.length !== this.variables.length) malformed(`${arrays.length} tensors for ${this.variables.length} trainable weights`);
     this.variables.forEach((v, i) => {
-      if (arrays[i]?.length !== v.size) throw new TapfitError(ErrorCodes.SHAPE, `asyncTrain: a gradient for '${v.name}' has ${arrays[i]?.length} values, expected ${v.size}.`);
-      grads[v.name] = tf.tensor(arrays[i], v.shape);
+      if (arrays[i]?.length !== v.size) malformed(`the gradient for '${v.name}' has ${arrays[i]?.length} values, expected ${v.size}`);
     });
     this.buffers.forEach((b, i) => {
-      if (bufferDeltas[i]?.length !== b.read().size) throw new TapfitError(ErrorCodes.SHAPE, `asyncTrain: the change to buffer '${b.name}' has ${bufferDeltas[i]?.length} values, expected ${b.read().size}.`);
+      if (bufferDeltas[i]?.length !== b.read().size) malformed(`the change to buffer '${b.name}' has ${bufferDeltas[i]?.length} values, expected ${b.read().size}`);
     });
+    const grads: NamedTensors = {};
+    this.variables.forEach((v, i) => (grads[v.name] = tf.tensor(arrays[i], v.shape)));
     try {
-      this.state = transformStep(this.transform, this.params, grads, this.state, { step: this.version });
+      this.stepper.apply(grads, this.version);
     } finally {
       tf.dispose(Object.values(grads));
     }
@@ -265,7 +276,7 @@ export class AsyncRun {
       s.phase = 'stopped';
     }
     void Promise.allSettled(live.map((s) => s.worker.terminate())).then(() => {
-      tf.dispose(stateTensors(this.state));
+      this.stepper.dispose();
       this.settle(error);
     });
   }

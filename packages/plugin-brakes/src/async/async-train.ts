@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { chain, ErrorCodes, parseOptions, TapfitError } from '@tapfit/core';
+import { ConsoleLogger, ErrorCodes, parseOptions, TapfitError } from '@tapfit/core';
 import { AsyncRun, type AsyncTrainStats } from './async-run';
 import { asyncTrainSchema, type AsyncTrainOptions } from './options';
 import { shardOf, shareData } from './shared-data';
@@ -35,10 +35,10 @@ export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrain
       `asyncTrain: ${samples} samples give each of ${o.workers} workers at least ${smallest}, fewer than batchSize ${o.batchSize}. Use more data, fewer workers or a smaller batchSize.`,
     );
   }
-  const transform = Array.isArray(o.optimizer) ? chain('async', ...o.optimizer) : o.optimizer;
+  const transforms = Array.isArray(o.optimizer) ? o.optimizer : [o.optimizer];
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const data = shareData(o.data);
-  const run = new AsyncRun(o, variables, model.nonTrainableWeights, transform, o.logger ?? { info: () => {}, warn: (m) => console.warn(m) });
+  const run = new AsyncRun(o, variables, model.nonTrainableWeights, transforms, o.logger ?? new ConsoleLogger());
   return run.start((index) => ({
     index,
     topology: model.toJSON(null, false) as object,

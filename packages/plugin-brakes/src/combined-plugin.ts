@@ -1,7 +1,7 @@
 import { ErrorCodes, parseOptions, TapfitError, type PluginApi, type TapfitPlugin } from '@tapfit/core';
 import { z } from 'zod';
-import { adaptiveBrakingPlugin, type AdaptiveBrakingPluginOptions } from './braking-plugin';
-import { delayedGradients, type DelayedGradientsPlugin } from './delayed-gradients';
+import { adaptiveBrakingPlugin, BRAKING_PLUGIN, type AdaptiveBrakingPluginOptions } from './adaptive-braking-plugin';
+import { DELAY_PLUGIN, delayedGradients, type DelayedGradientsPlugin } from './delayed-gradients';
 
 export const BRAKES_PLUGIN = 'brakes';
 
@@ -42,6 +42,8 @@ export function brakesPlugin(options: BrakesOptions = {}): BrakesPlugin {
   return {
     name: BRAKES_PLUGIN,
     core: '^0.1.0',
+    // Its parts would act twice next to the standalone plugins (braking the braked momentum, delaying twice).
+    conflicts: [...(braking ? [BRAKING_PLUGIN] : []), ...(delayed ? [DELAY_PLUGIN] : [])],
     delayed,
     apply: (api: PluginApi) => parts.forEach((p) => p.apply(api)),
     ...(delayed && { saveState: () => delayed.saveState!(), loadState: (s) => delayed.loadState!(s) }),

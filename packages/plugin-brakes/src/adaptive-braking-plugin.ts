@@ -13,7 +13,6 @@ import {
 } from '@tapfit/core';
 import { z } from 'zod';
 import { adaptiveBraking } from './adaptive-braking';
-import { inferMomentum } from './infer-momentum';
 import { brakingKnobs, type AdaptiveBrakingOptions } from './options';
 
 export const BRAKING_PLUGIN = 'adaptive-braking';
@@ -61,7 +60,7 @@ function brake<T extends TransformTree>(tree: T, o: z.output<typeof pluginSchema
         '. Build the optimizer without weightDecay and pass weightDecay to the plugin instead.',
     );
   }
-  const momentum = o.momentum ?? inferMomentum(target, BRAKING_PLUGIN);
+  const momentum = o.momentum ?? momentumOf(target);
   const { target: _query, ...knobs } = o;
   return replaceTransform(tree, o.target, adaptiveBraking({ ...knobs, momentum, name: target.name }));
 }
@@ -81,6 +80,25 @@ export function adaptiveBrakingPlugin(options: AdaptiveBrakingPluginOptions = {}
       hooks.stepTransforms.tap(BRAKING_PLUGIN, (members) => brake(members, o));
     },
   };
+}
+
+/**
+ * The m of the momentum member being replaced, read from its hyperparameters. Adaptive
+ * Braking is defined on plain heavy-ball momentum, so Nesterov and dampening are refused.
+ */
+function momentumOf(t: StepTransform): number {
+  const refuse = (why: string): never => {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      `${BRAKING_PLUGIN}: cannot take the momentum from chain member '${t.name}': ${why}. ` +
+        "Build the optimizer as sgd({ lr, momentum }) without nesterov or dampening, or pass the plugin's `momentum` option explicitly.",
+    );
+  };
+  const h = t.hyperparams ?? {};
+  if (typeof h.momentum !== 'number') return refuse('it does not expose a numeric `momentum` hyperparameter (not a momentum() transform?)');
+  if (h.nesterov === true) refuse('it is Nesterov momentum');
+  if (typeof h.dampening === 'number' && h.dampening !== 0) refuse(`it damps the gradient (dampening ${h.dampening})`);
+  return h.momentum as number;
 }
 
 function flatten(tree: TransformTree): StepTransform[] {
