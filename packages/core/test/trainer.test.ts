@@ -205,6 +205,40 @@ describe('Trainer', () => {
     data.dispose();
   });
 
+  it('refuses unknown fit options, naming the nearest valid one', async () => {
+    const t = tinyTrainer();
+    const data = blobs(8);
+    const err = await t.fit(data, { epochs: 1, bathSize: 4 } as never).catch((e: TapfitError) => e);
+    expect((err as TapfitError).code).to.equal('TAPFIT_E_CONFIG');
+    expect((err as TapfitError).message).to.match(/unknown option\(s\) 'bathSize' \(did you mean 'batchSize'\?\)/);
+    expect(t.step).to.equal(0);
+    t.dispose();
+    data.dispose();
+  });
+
+  it('an empty data source is an error in fit, as in evaluate', async () => {
+    const t = tinyTrainer();
+    const empty = { xShape: [4], batches: function* () {} };
+    const err = await t.fit(empty, { epochs: 2 }).catch((e: TapfitError) => e);
+    expect((err as TapfitError).code).to.equal('TAPFIT_E_CONFIG');
+    expect((err as TapfitError).message).to.match(/fit: the data produced no batches in epoch 0/);
+    t.dispose();
+  });
+
+  it('warns when fit uses another batch size than the memory plan was measured at', async () => {
+    const warnings: string[] = [];
+    const sample = { x: tf.randomNormal([4, 4]), y: tf.tensor1d([0, 1, 2, 0], 'int32') };
+    const t = tinyTrainer({ memoryBudget: { budgetBytes: 1e6, sample }, logger: { info: () => {}, warn: (m) => warnings.push(m) } });
+    const data = blobs(16);
+    await t.fit(data, { epochs: 1, batchSize: 4 });
+    expect(warnings).to.deep.equal([]);
+    await t.fit(data, { epochs: 2, batchSize: 8 });
+    expect(warnings.join('\n')).to.match(/measured on batches of 4 samples but fit uses batchSize 8/);
+    t.dispose();
+    data.dispose();
+    tf.dispose([sample.x, sample.y]);
+  });
+
   it('setup surgery can replace the model; later hooks see the new one', async () => {
     const replacement = tinyMlp(9);
     const data = blobs(16);

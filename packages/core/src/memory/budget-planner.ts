@@ -116,6 +116,7 @@ export class BudgetPlanner implements MemoryPlanner {
       segments: base.segments.map((s, i) => ({ ...s, policy: policies[i], predictedBytes: keptBytes(costs[i], policies[i]) })),
       extraBytes: base.extraBytes,
       predictedPeakBytes: peak,
+      measuredBatchSize: this.profile.batchSize,
     };
   }
 }

@@ -41,6 +41,8 @@ export interface SegmentCost {
 }
 
 export interface MemoryProfile {
+  /** Samples in the batch it was measured on. */
+  readonly batchSize: number;
   readonly segments: readonly SegmentCost[];
   /** The loss and its gradient at the end of the chain, above the last output. */
   readonly head: { readonly peakBytes: number; readonly netBytes: number; readonly inputGradBytes: number };
@@ -87,7 +89,7 @@ export async function profileSegments(model: TrainableModel, sample: MemorySampl
     }
     const head = await measureHead(xs, sample.y, loss, variables, levels[levels.length - 1].segment.name);
     const largestGradBytes = Math.max(0, ...variables.map((v) => bytesOf([v])));
-    return { segments, head, largestGradBytes };
+    return { batchSize: sample.x.shape[0], segments, head, largestGradBytes };
   } finally {
     if (xs[0] !== sample.x) tf.dispose(xs);
     state.restore();

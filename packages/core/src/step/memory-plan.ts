@@ -23,6 +23,8 @@ export interface MemoryPlan {
   extraBytes: { source: string; bytes: number }[];
   /** Predicted peak training bytes of one step, when a planner has measured it. */
   predictedPeakBytes?: number;
+  /** The batch size the prediction was measured at (it holds for that batch size only). */
+  measuredBatchSize?: number;
 }
 
 /** The default plan: plain autodiff everywhere. */

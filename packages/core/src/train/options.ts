@@ -1,6 +1,6 @@
 import { z } from 'zod';
 
-export const fitOptionsSchema = z.object({
+export const fitOptionsSchema = z.strictObject({
   epochs: z.number().int().positive(),
   batchSize: z.number().int().positive().default(32),
   shuffle: z.boolean().default(true),

@@ -257,6 +257,13 @@ export class Trainer {
     this.stopRequested = false;
     const history: History = [];
     const stepsPerEpoch = batchesPerEpoch(data, o.batchSize) ?? -1;
+    const measured = this.plan?.measuredBatchSize;
+    if (measured !== undefined && measured !== o.batchSize) {
+      this.logger.warn(
+        `fit: the memory plan was measured on batches of ${measured} samples but fit uses batchSize ${o.batchSize}; its predicted peak holds only for ${measured}. ` +
+          `Give memoryBudget a sample of ${o.batchSize} samples.`,
+      );
+    }
     await this.hooks.fitStart.run({ epochs: o.epochs, stepsPerEpoch, initialEpoch: this.pos.epoch });
     while (this.pos.epoch < o.epochs && !this.stopRequested) {
       const epoch = this.pos.epoch;
@@ -300,6 +307,9 @@ export class Trainer {
         } finally {
           loss.dispose();
         }
+      }
+      if (batch === 0 && startBatch === 0 && !this.stopRequested) {
+        throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
       }
       return { loss: batch ? (await lossSum.data())[0] / batch : NaN };
     } finally {

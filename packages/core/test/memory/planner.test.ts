@@ -208,7 +208,7 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
         inputGradBytes: 100,
         forwardMs,
       });
-      const synthetic: MemoryProfile = { segments: [cost('slow', 50), cost('cheap', 1), cost('medium', 10)], head: { peakBytes: 200, netBytes: 104, inputGradBytes: 100 }, largestGradBytes: 50 };
+      const synthetic: MemoryProfile = { batchSize: 2, segments: [cost('slow', 50), cost('cheap', 1), cost('medium', 10)], head: { peakBytes: 200, netBytes: 104, inputGradBytes: 100 }, largestGradBytes: 50 };
       const base = storeAllPlan(['slow', 'cheap', 'medium']);
       // Oracle: among all 8 plans, the one of least recompute time whose predicted peak fits.
       const plans = Array.from({ length: 8 }, (_, m) => [0, 1, 2].map((i): MemoryPolicy => (m & (1 << i) ? 'recompute' : 'store')));
