@@ -1,25 +1,35 @@
 #!/usr/bin/env node
 import * as path from 'node:path';
-import { Command } from 'commander';
-import { TapfitError } from '@tapfit/core';
+import { Command, Option } from 'commander';
+import { tapfitErrorLine } from './cli-error';
+import { collect, wholeNumberFlag } from './cli-flags';
 import { readConfig, runConfig } from './run-config';
+
+interface TrainFlags {
+  backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  epochs?: number;
+  resume?: boolean;
+  localPlugin?: string[];
+}
 
 const program = new Command();
 program.name('tapfit').description('Train TensorFlow.js models with tapfit plugins from a JSON config.');
 program
   .command('train')
   .argument('<config>', 'path to a JSON config (model preset, dataset, optimizer, plugins)')
-  .option('-b, --backend <name>', 'override the config backend: auto | tensorflow | wasm | cpu')
-  .option('-e, --epochs <n>', 'override training.epochs', (v) => parseInt(v, 10))
+  .addOption(new Option('-b, --backend <name>', 'override the config backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']))
+  .option('-e, --epochs <n>', 'override training.epochs (a whole number >= 1)', wholeNumberFlag(1))
+  .option('--resume', "continue from the newest checkpoint in the config's checkpoint.dir")
+  .option('--local-plugin <file>', 'also load the plugin this local file exports (repeatable; config plugins must be package names)', collect)
   .description('train the model a config describes and evaluate it on the test split')
-  .action(async (file: string, opts: { backend?: string; epochs?: number }) => {
+  .action(async (file: string, flags: TrainFlags) => {
     const config = readConfig(file);
-    if (opts.backend) config.backend = opts.backend as typeof config.backend;
-    if (opts.epochs) config.training.epochs = opts.epochs;
-    await runConfig(config, { configDir: path.dirname(path.resolve(file)) });
+    if (flags.backend) config.backend = flags.backend;
+    if (flags.epochs !== undefined) config.training.epochs = flags.epochs;
+    await runConfig(config, { configDir: path.dirname(path.resolve(file)), configFile: file, resume: flags.resume, localPlugins: flags.localPlugin });
   });
 
 program.parseAsync().catch((err: unknown) => {
-  console.error(err instanceof TapfitError ? `error [${err.code}]: ${err.message}` : err);
+  console.error(tapfitErrorLine(err) ?? err);
   process.exit(1);
 });

@@ -4,3 +4,4 @@ export * from './config';
 export * from './run-config';
 export { progressBar } from './plugins/progress-bar';
 export { jsonlMetrics } from './plugins/jsonl-metrics';
+export { checkpoints } from './plugins/checkpoints';

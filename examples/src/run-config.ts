@@ -1,10 +1,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
 import * as core from '@tapfit/core';
-import { ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, type Logger, type TapfitPlugin, type TrainerDescription } from '@tapfit/core';
+import { fileURLToPath } from 'node:url';
+import { ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, type Logger, type TapfitPlugin, type TrainerDescription, type TrainerOptions } from '@tapfit/core';
 import { configSchema, type PluginEntry, type TrainConfig } from './config';
 import { loadMnist } from './data/mnist';
+import { checkOutputs } from './output-paths';
+import { pluginSpecProblem } from './plugin-spec';
+import { checkpoints } from './plugins/checkpoints';
 import { jsonlMetrics } from './plugins/jsonl-metrics';
 import { progressBar } from './plugins/progress-bar';
 import { presets } from './presets';
@@ -21,11 +24,14 @@ export function readConfig(file: string): TrainConfig {
 }
 
 /**
- * Loads the plugin a config entry names. A plugin package exports
- * `tapfitPlugin(options) => TapfitPlugin`.
+ * Loads the plugin a config entry names: an installed package exporting
+ * `tapfitPlugin(options) => TapfitPlugin`. A file path is refused before anything is
+ * required (local files need `loadLocalPlugin`, i.e. the `--local-plugin` flag).
  */
 export function loadPlugin(entry: PluginEntry, index: number, from: string): TapfitPlugin {
   const [pkg, options] = typeof entry === 'string' ? [entry, {}] : Array.isArray(entry) ? entry : [entry.package, entry.options ?? {}];
+  const problem = pluginSpecProblem(pkg);
+  if (problem) throw new TapfitError(ErrorCodes.CONFIG, `config.plugins.${index}: '${pkg}' ${problem}.`);
   let mod: { tapfitPlugin?: (o: unknown) => TapfitPlugin };
   try {
     mod = require(require.resolve(pkg, { paths: [from, __dirname] }));
@@ -36,6 +42,24 @@ export function loadPlugin(entry: PluginEntry, index: number, from: string): Tap
     throw new TapfitError(ErrorCodes.CONFIG, `config.plugins.${index}: package '${pkg}' does not export tapfitPlugin(options); it is not a tapfit plugin package.`);
   }
   return mod.tapfitPlugin(options);
+}
+
+/**
+ * Loads a plugin from a local file the user named on purpose (`--local-plugin <file>`,
+ * resolved against `cwd`): the file exports `tapfitPlugin(options)`, called with `{}`.
+ */
+export function loadLocalPlugin(file: string, cwd = process.cwd()): TapfitPlugin {
+  const where = path.resolve(cwd, file.startsWith('file:') ? fileURLToPath(file) : file);
+  let mod: { tapfitPlugin?: (o: unknown) => TapfitPlugin };
+  try {
+    mod = require(where);
+  } catch (err) {
+    throw new TapfitError(ErrorCodes.CONFIG, `--local-plugin ${file}: cannot load '${where}' (${(err as Error).message.split('\n')[0]}). Check the path; it is resolved against the current folder.`);
+  }
+  if (typeof mod.tapfitPlugin !== 'function') {
+    throw new TapfitError(ErrorCodes.CONFIG, `--local-plugin ${file}: '${where}' does not export tapfitPlugin(options); export that function from the file.`);
+  }
+  return mod.tapfitPlugin({});
 }
 
 function optimizerFrom(c: TrainConfig['optimizer'], totalSteps: number): core.StepTransform {
@@ -59,36 +83,63 @@ export interface RunResult {
   seconds: number;
 }
 
+export interface RunOptions {
+  /** Folder relative paths of the config resolve against (plugins, metrics, checkpoints); default: cwd. */
+  configDir?: string;
+  /** The config file: outputs must not overwrite it. */
+  configFile?: string;
+  logger?: Logger;
+  /** No progress bar. */
+  quiet?: boolean;
+  /** Continue from the newest checkpoint in `config.checkpoint.dir` (`--resume`). */
+  resume?: boolean;
+  /** Plugin files the user named with `--local-plugin`, resolved against the current folder. */
+  localPlugins?: readonly string[];
+}
+
 /** `tapfit train`: build the model, data, optimizer and plugins a config names, train, evaluate. */
-export async function runConfig(config: TrainConfig, options: { configDir?: string; logger?: Logger; quiet?: boolean } = {}): Promise<RunResult> {
+export async function runConfig(config: TrainConfig, options: RunOptions = {}): Promise<RunResult> {
   const log: Logger = options.logger ?? { info: (m) => console.log(m), warn: (m) => console.warn(m) };
   const from = options.configDir ?? process.cwd();
+  const resume = options.resume ?? false;
+  if (resume && !config.checkpoint) {
+    throw new TapfitError(ErrorCodes.CONFIG, "--resume needs a checkpoint folder: add \"checkpoint\": { \"dir\": \"...\" } to the config (the run resumes from the newest checkpoint there).");
+  }
+  const metricsFile = config.log.metrics && path.resolve(from, config.log.metrics);
+  const checkpointDir = config.checkpoint && path.resolve(from, config.checkpoint.dir);
+  checkOutputs({ metrics: metricsFile, checkpointDir }, { configFile: options.configFile, resume, log });
+
   const plugins = config.plugins.map((e, i) => loadPlugin(e, i, from));
+  plugins.push(...(options.localPlugins ?? []).map((file) => loadLocalPlugin(file)));
   const backend = await selectBackend(config.backend, { log: (line) => log.info(line) });
 
   const data = loadMnist({ train: config.data.train, test: config.data.test, seed: config.seed, layout: config.model.preset === 'mnist-mlp' ? 'flat' : 'image' });
   const model = presets[config.model.preset]({ seed: config.seed, ...config.model.options });
   if (config.log.progress && !options.quiet) plugins.push(progressBar());
-  if (config.log.metrics) plugins.push(jsonlMetrics(path.resolve(from, config.log.metrics)));
+  if (metricsFile) plugins.push(jsonlMetrics(metricsFile, { resume }));
+  let trainer: Trainer | undefined;
+  if (checkpointDir) plugins.push(checkpoints({ dir: checkpointDir, every: config.checkpoint?.every }, (dir) => trainer!.save(dir)));
   plugins.push(epochLogger(log));
 
-  const trainer = new Trainer({ model, loss: config.loss, optimizer: optimizerFrom(config.optimizer, config.training.epochs * Math.ceil(config.data.train / config.training.batchSize)), plugins, seed: config.seed, logger: log });
+  const stepsPerEpoch = Math.ceil(config.data.train / config.training.batchSize);
+  const trainerOptions: TrainerOptions = { model, loss: config.loss, optimizer: optimizerFrom(config.optimizer, config.training.epochs * stepsPerEpoch), plugins, seed: config.seed, logger: log };
   const started = performance.now();
   try {
+    trainer = resume ? await Trainer.resume(checkpointDir!, trainerOptions) : new Trainer(trainerOptions);
+    if (resume) log.info(`resumed from '${checkpointDir}' at epoch ${trainer.position.epoch + 1}, batch ${trainer.position.batch} (step ${trainer.step})`);
     await trainer.setup();
     const describe = trainer.describe();
     const history = await trainer.fit(data.train, { epochs: config.training.epochs, batchSize: config.training.batchSize, validationData: data.test });
     const test = await trainer.evaluate(data.test);
     const seconds = (performance.now() - started) / 1000;
     log.info(`test: loss ${test.loss.toFixed(4)}, accuracy ${(test.accuracy * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);
-    if (config.log.metrics) log.info(`metrics log: ${path.resolve(from, config.log.metrics)}`);
+    if (metricsFile) log.info(`metrics log: ${metricsFile}`);
     return { backend: backend.name, describe, history, test, seconds };
   } finally {
-    trainer.dispose();
+    trainer?.dispose();
     data.train.dispose();
     data.test.dispose();
     model.dispose();
-    void tf;
   }
 }
 

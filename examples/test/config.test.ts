@@ -37,6 +37,35 @@ describe('tapfit train: configs', () => {
     expect(err.code).to.equal('TAPFIT_E_CONFIG');
     expect(err.message).to.match(/config: option 'optimizer\.lr'/);
     expect(errorOf(() => readConfig(writeConfig({ ...base, training: { epochs: 0 } }))).message).to.match(/training\.epochs/);
+    expect(errorOf(() => readConfig(writeConfig({ ...base, data: { dataset: 'mnist', train: 9000, test: 2000 } }))).message).to.equal(
+      "config: option 'data.test' must leave the train split room: data.train + data.test must be <= 10000 (the splits are disjoint) (got 2000).",
+    );
+  });
+
+  it('an unknown key at any level fails and names the nearest valid key (nothing is dropped silently)', () => {
+    const base = JSON.parse(fs.readFileSync(demoConfig, 'utf8'));
+    const cases: [Record<string, unknown>, string][] = [
+      [{ trainig: { epochs: 1 } }, "config: unknown option(s) 'trainig' (did you mean 'training'?)"],
+      [{ optimizer: { name: 'sgd', lr: 0.1, momentun: 0.9 } }, "config: unknown option(s) 'optimizer.momentun' (did you mean 'momentum'?)"],
+      [{ optimizer: { name: 'adamw', lr: 0.1, weight_decay: 0.01 } }, "config: unknown option(s) 'optimizer.weight_decay' (did you mean 'weightDecay'?)"],
+      [{ training: { epochs: 1, batchsize: 8 } }, "config: unknown option(s) 'training.batchsize' (did you mean 'batchSize'?)"],
+      [{ model: { preset: 'mnist-cnn', options: { nrom: 'batchNorm' } } }, "config: unknown option(s) 'model.options.nrom' (did you mean 'norm'?)"],
+      [{ data: { dataset: 'mnist', tets: 100 } }, "config: unknown option(s) 'data.tets' (did you mean 'test'?)"],
+      [{ log: { metric: 'm.jsonl' } }, "config: unknown option(s) 'log.metric' (did you mean 'metrics'?)"],
+      [{ checkpoint: { dir: 'ckpt', evry: 10 } }, "config: unknown option(s) 'checkpoint.evry' (did you mean 'every'?)"],
+      [{ plugins: [{ package: '@tapfit/plugin-onlinenorm', optoins: {} }] }, "config: unknown option(s) 'plugins.0.optoins' (did you mean 'options'?)"],
+    ];
+    for (const [change, message] of cases) {
+      const err = errorOf(() => readConfig(writeConfig({ ...base, ...change })));
+      expect(err.code, message).to.equal('TAPFIT_E_CONFIG');
+      expect(err.message).to.equal(`${message}.`);
+    }
+  });
+
+  it('a valid checkpoint section is kept', () => {
+    const base = JSON.parse(fs.readFileSync(demoConfig, 'utf8'));
+    expect(readConfig(writeConfig({ ...base, checkpoint: { dir: 'ckpt', every: 50 } })).checkpoint).to.deep.equal({ dir: 'ckpt', every: 50 });
+    expect(errorOf(() => readConfig(writeConfig({ ...base, checkpoint: { dir: 'ckpt', every: 0 } }))).message).to.match(/option 'checkpoint\.every' must be a whole number of steps >= 1 \(got 0\)/);
   });
 
   it('an unknown plugin package names the package and the install command', () => {

@@ -15,14 +15,16 @@ export function progressBar(options: { lossEvery?: number; stream?: NodeJS.Writa
     core: '^0.1.0',
     apply({ hooks }: PluginApi) {
       hooks.fitStart.tap({ stage: Stage.REPORT }, (info) => void (total = info.stepsPerEpoch));
-      hooks.epochStart.tap({ stage: Stage.REPORT }, ({ epoch }) => {
+      const start = (epoch: number, done: number) => {
         bar = new SingleBar(
           { format: `epoch ${epoch + 1} [{bar}] {value}/{total} batches | loss {loss} | {duration_formatted}`, stream: options.stream ?? process.stdout, hideCursor: true },
           Presets.shades_classic,
         );
-        bar.start(total, 0, { loss: '-' });
-      });
+        bar.start(total, done, { loss: '-' });
+      };
+      hooks.epochStart.tap({ stage: Stage.REPORT }, ({ epoch }) => start(epoch, 0));
       hooks.batchEnd.tap({ stage: Stage.REPORT }, (info) => {
+        if (!bar) start(info.epoch, info.batch); // resumed mid-epoch: no epochStart
         const payload = info.batch % lossEvery === 0 ? { loss: info.loss().toFixed(4) } : undefined;
         bar?.increment(1, payload);
       });

@@ -15,7 +15,7 @@ export function parseOptions<T extends z.ZodType>(who: string, schema: T, option
   const problems = result.error.issues.map((issue) => {
     if (issue.code === 'unrecognized_keys') {
       const where = issue.path.length ? `'${issue.path.join('.')}.` : `'`;
-      const valid = knownKeys(schema, issue.path);
+      const valid = knownKeys(schema, issue.path, options);
       return `unknown option(s) ${issue.keys.map((k) => `${where}${k}'${suggest(k, valid)}`).join(', ')}`;
     }
     const option = issue.path.join('.');
@@ -25,17 +25,36 @@ export function parseOptions<T extends z.ZodType>(who: string, schema: T, option
   throw new TapfitError(ErrorCodes.CONFIG, `${who}: ${problems.join('; ')}.`);
 }
 
-/** The keys an object schema accepts at `path` (empty when it cannot tell). */
-export function knownKeys(schema: z.ZodType, path: readonly PropertyKey[]): string[] {
-  let s: unknown = schema;
+/**
+ * The keys an object schema accepts at `path` (empty when it cannot tell). Follows
+ * arrays and unions; `value` (the whole input) picks a discriminated union's member by
+ * its discriminator, so a typo in `{ name: 'sgd', momentun }` is matched against sgd's keys.
+ */
+export function knownKeys(schema: z.ZodType, path: readonly PropertyKey[], value?: unknown): string[] {
+  let s: unknown = member(unwrap(schema), value);
+  let v = value;
   for (const key of path) {
-    s = unwrap(s);
+    v = (v as Record<PropertyKey, unknown> | undefined)?.[key];
+    const def = (s as { def?: { type?: string; element?: unknown } }).def;
     const shape = (s as { shape?: Record<string, unknown> }).shape;
-    if (!shape || typeof key !== 'string' || !(key in shape)) return [];
-    s = shape[key];
+    if (def?.type === 'array' && typeof key === 'number') s = def.element;
+    else if (shape && typeof key === 'string' && key in shape) s = shape[key];
+    else return [];
+    s = member(unwrap(s), v);
   }
-  const shape = (unwrap(s) as { shape?: Record<string, unknown> }).shape;
+  const shape = (s as { shape?: Record<string, unknown> }).shape;
   return shape ? Object.keys(shape) : [];
+}
+
+/** The object member of a union that `value` is meant for: by discriminator, else the only object member. */
+function member(s: unknown, value: unknown): unknown {
+  const def = (s as { def?: { type?: string; options?: unknown[]; discriminator?: string } }).def;
+  if (def?.type !== 'union' || !def.options) return s;
+  const objects = def.options.map(unwrap).filter((o) => (o as { shape?: unknown }).shape) as { shape: Record<string, z.ZodType> }[];
+  const key = def.discriminator;
+  if (key === undefined) return objects.length === 1 ? objects[0] : s;
+  const tag = (value as Record<string, unknown> | undefined)?.[key];
+  return objects.find((o) => o.shape[key]?.safeParse(tag).success) ?? s;
 }
 
 function unwrap(s: unknown): unknown {

@@ -1,0 +1,89 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { SilentLogger } from '@tapfit/core';
+import { readConfig, runConfig, type RunOptions } from '../src';
+import { recordingLogger, rejectionOf, tinyConfig, tmpDir, writeJson, writeModule } from './helpers';
+
+// 300 digits in batches of 20: 15 steps per epoch, 45 in 3 epochs; a checkpoint every 4 steps.
+const crashAt = 23; // mid-epoch 2; the newest checkpoint then is step 20 (epoch 2, batch 5)
+
+function run(dir: string, options: RunOptions = {}) {
+  const file = writeJson(tinyConfig({ checkpoint: { dir: 'ckpt', every: 4 }, log: { progress: false, metrics: 'metrics.jsonl' } }), dir);
+  return runConfig(readConfig(file), { configDir: dir, configFile: file, logger: new SilentLogger(), quiet: true, ...options });
+}
+const latest = (dir: string) => path.join(dir, 'ckpt', fs.readFileSync(path.join(dir, 'ckpt', 'LATEST'), 'utf8').trim());
+/** Where the newest checkpoint stands (variable names differ: tfjs numbers repeated layer names per process). */
+const manifestOf = (dir: string) => {
+  const { step, skipped, position, seed, plugins } = JSON.parse(fs.readFileSync(path.join(latest(dir), 'manifest.json'), 'utf8'));
+  return { step, skipped, position, seed, plugins } as { step: number; position: unknown };
+};
+const metricsOf = (dir: string) =>
+  fs
+    .readFileSync(path.join(dir, 'metrics.jsonl'), 'utf8')
+    .trim()
+    .split('\n')
+    .map((l) => JSON.parse(l) as Record<string, number>);
+
+describe('tapfit train: checkpoints and --resume', () => {
+  it('a run that crashed after 23 steps, resumed, ends exactly like a straight run (weights, optimizer state, metrics)', async () => {
+    const straight = tmpDir();
+    const straightResult = await run(straight);
+
+    const broken = tmpDir();
+    const crash = writeModule(broken, 'crash.js', `exports.tapfitPlugin = () => ({ name: 'crash', core: '^0.1.0', apply({ hooks, trainer }) {
+      hooks.batchEnd.tap('crash', () => { if (trainer.step === ${crashAt}) throw new Error('simulated crash'); });
+    } });\n`);
+    const before = tf.memory().numTensors;
+    expect((await rejectionOf(run(broken, { localPlugins: [crash] }))).message).to.match(/simulated crash/);
+    expect(tf.memory().numTensors, 'tensors leaked by the crashed run').to.equal(before);
+    expect(manifestOf(broken).step).to.equal(20);
+    expect(metricsOf(broken).map((l) => l.epoch)).to.deep.equal([1]);
+
+    const log = recordingLogger();
+    const resumed = await run(broken, { resume: true, logger: log });
+    expect(log.infos).to.include("resumed from '" + path.join(broken, 'ckpt') + "' at epoch 2, batch 5 (step 20)");
+    expect(tf.memory().numTensors).to.equal(before);
+
+    // The final checkpoints are identical: model weights and optimizer state bit for bit.
+    expect(manifestOf(broken)).to.deep.equal(manifestOf(straight));
+    expect(manifestOf(straight).step).to.equal(45);
+    expect(fs.readFileSync(path.join(latest(broken), 'tensors.bin')).equals(fs.readFileSync(path.join(latest(straight), 'tensors.bin')))).to.equal(true);
+    expect(resumed.test).to.deep.equal(straightResult.test);
+    expect(resumed.history).to.have.length(2); // epochs 2 and 3
+
+    // The metrics log reads as one run. The train `loss` of epoch 2 averages only the batches
+    // run after the resume (the trainer does not checkpoint a partial epoch's loss sum).
+    const [a, b] = [metricsOf(straight), metricsOf(broken)];
+    expect(b.map((l) => l.epoch)).to.deep.equal([1, 2, 3]);
+    for (let i = 0; i < 3; i++) {
+      for (const key of ['epoch', 'step', 'val_loss', 'val_accuracy']) expect(b[i][key], `epoch ${i + 1} ${key}`).to.equal(a[i][key]);
+      if (i !== 1) expect(b[i].loss, `epoch ${i + 1} loss`).to.equal(a[i].loss);
+    }
+  });
+
+  it('saves every N steps and at each epoch end (not twice at an epoch\'s last step), keeping the newest two', async () => {
+    const dir = tmpDir();
+    const file = writeJson(tinyConfig({ training: { epochs: 1, batchSize: 20 }, checkpoint: { dir: 'ckpt', every: 6 } }), dir);
+    // Runs after the checkpoint taps (stage 4000 > Stage.LAST) and notes what LATEST names then.
+    const watcher = writeModule(dir, 'watch.js', `const fs = require('fs');
+      const latest = () => { try { return fs.readFileSync(${JSON.stringify(path.join(dir, 'ckpt', 'LATEST'))}, 'utf8').trim(); } catch { return '-'; } };
+      exports.tapfitPlugin = () => ({ name: 'watch', core: '^0.1.0', apply({ hooks, trainer }) {
+        hooks.batchEnd.tap({ stage: 4000 }, () => void globalThis.__tapfitSeen.push(trainer.step + ':' + latest()));
+        hooks.epochEnd.tap({ stage: 4000 }, () => void globalThis.__tapfitSeen.push('end:' + latest()));
+      } });\n`);
+    const seen: string[] = ((globalThis as { __tapfitSeen?: string[] }).__tapfitSeen = []);
+    await runConfig(readConfig(file), { configDir: dir, configFile: file, logger: new SilentLogger(), quiet: true, localPlugins: [watcher] });
+    expect(seen.filter((s, i) => i === 0 || s.split(':')[1] !== seen[i - 1].split(':')[1])).to.deep.equal(['1:-', '6:step-6', '12:step-12', 'end:step-15']);
+    expect(fs.readdirSync(path.join(dir, 'ckpt')).filter((n) => n.startsWith('step-')).sort()).to.deep.equal(['step-12', 'step-15']);
+  });
+
+  it('--resume without a checkpoint folder in the config says what to add', async () => {
+    const dir = tmpDir();
+    const file = writeJson(tinyConfig(), dir);
+    const err = await rejectionOf(runConfig(readConfig(file), { configDir: dir, resume: true, logger: new SilentLogger() }));
+    expect(err.code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.match(/--resume needs a checkpoint folder: add "checkpoint": \{ "dir": "\.\.\." \} to the config/);
+  });
+});

@@ -1,0 +1,78 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { expect } from 'chai';
+import { tapfitErrorLine } from '../src/cli-error';
+import { wholeNumberFlag } from '../src/cli-flags';
+import { tinyConfig, tmpDir, writeJson, writeModule } from './helpers';
+
+const cli = path.join(__dirname, '..', 'src', 'cli.js');
+const tapfit = (args: string[], cwd?: string) => spawnSync(process.execPath, [cli, ...args], { encoding: 'utf8', cwd });
+
+describe('tapfit CLI: flags', () => {
+  it('--epochs with a non-number fails naming the flag and the value, before any training', () => {
+    const file = writeJson(tinyConfig({ training: { epochs: 1, batchSize: 50 } }));
+    for (const bad of ['abc', '3x', '']) {
+      const r = tapfit(['train', file, '--epochs', bad]);
+      expect(r.status, bad).to.equal(1);
+      expect(r.stderr).to.contain(`option '-e, --epochs <n>' argument '${bad}' is invalid. It must be a whole number >= 1.`);
+      expect(r.stdout).not.to.match(/epoch 1:/);
+    }
+  });
+
+  it('the whole-number parser takes digits only', () => {
+    const parse = wholeNumberFlag(1);
+    expect(parse('7')).to.equal(7);
+    expect(parse(' 12 ')).to.equal(12);
+    for (const bad of ['abc', '', '0', '2.5', '1e3', '-1', '0x10', '2.0', 'NaN', '99999999999999999999']) expect(() => parse(bad), bad).to.throw(/must be a whole number >= 1/);
+  });
+
+  it('--backend takes only the known names', () => {
+    const r = tapfit(['train', writeJson(tinyConfig()), '--backend', 'gpu']);
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.contain("argument 'gpu' is invalid. Allowed choices are auto, tensorflow, wasm, cpu.");
+  });
+
+  it('--local-plugin (repeatable) loads local files on purpose; --epochs overrides the config', () => {
+    const dir = tmpDir();
+    writeJson(tinyConfig({ training: { epochs: 3, batchSize: 50 } }), dir);
+    const plugin = (name: string) =>
+      `exports.tapfitPlugin = () => ({ name: '${name}', core: '^0.1.0', apply({ hooks }) {
+        hooks.fitStart.tap('${name}', ({ epochs }) => require('fs').writeFileSync(${JSON.stringify(dir)} + '/${name}.txt', String(epochs)));
+      } });\n`;
+    writeModule(dir, 'one.js', plugin('one'));
+    writeModule(dir, 'sub/two.js', plugin('two'));
+    const r = tapfit(['train', 'config.json', '--local-plugin', './one.js', '--local-plugin', 'sub/two.js', '--epochs', '1'], dir);
+    expect(r.stderr).not.to.match(/error|warn/i);
+    expect(r.status).to.equal(0);
+    expect(fs.readFileSync(path.join(dir, 'one.txt'), 'utf8')).to.equal('1');
+    expect(fs.readFileSync(path.join(dir, 'two.txt'), 'utf8')).to.equal('1');
+    expect(r.stdout).to.match(/epoch 1: loss/).and.not.match(/epoch 2:/);
+  });
+});
+
+describe('tapfit CLI: errors', () => {
+  it('a coded error from another copy of @tapfit/core prints as `error [CODE]: message`, exit 1, no stack', () => {
+    // A plugin package that brought its own @tapfit/core: its TapfitError is another class.
+    const dir = tmpDir();
+    writeModule(dir, 'node_modules/tapfit-plugin-own-core/package.json', JSON.stringify({ name: 'tapfit-plugin-own-core', main: 'index.js' }));
+    writeModule(
+      dir,
+      'node_modules/tapfit-plugin-own-core/index.js',
+      `class TapfitError extends Error { constructor(code, message) { super(message); this.code = code; this.name = 'TapfitError'; } }
+      exports.tapfitPlugin = (o) => { throw new TapfitError('TAPFIT_E_CONFIG', "own-core: option 'rate' must be > 0 (got " + o.rate + ')'); };\n`,
+    );
+    const file = writeJson(tinyConfig({ plugins: [['tapfit-plugin-own-core', { rate: -1 }]] }), dir);
+    const r = tapfit(['train', file]);
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.equal("error [TAPFIT_E_CONFIG]: own-core: option 'rate' must be > 0 (got -1)\n");
+  });
+
+  it('tapfitErrorLine matches the TAPFIT_E_ code, not the class', () => {
+    expect(tapfitErrorLine({ code: 'TAPFIT_E_PLUGIN_INVALID', message: 'm' })).to.equal('error [TAPFIT_E_PLUGIN_INVALID]: m');
+    expect(tapfitErrorLine(Object.assign(new Error('no such file'), { code: 'ENOENT' }))).to.equal(undefined);
+    expect(tapfitErrorLine(new Error('bug'))).to.equal(undefined);
+    expect(tapfitErrorLine(undefined)).to.equal(undefined);
+    expect(tapfitErrorLine('TAPFIT_E_CONFIG')).to.equal(undefined);
+  });
+});
