@@ -49,7 +49,7 @@ function oneUpdate(options: Parameters<typeof adaptiveBraking>[0], v: Record<str
 describe('adaptiveBraking transform', () => {
   useBackend('cpu');
 
-  describe('reduces to SGDM (techniques.md §4.5 items 1, 2)', () => {
+  describe('reduces to SGDM (docs/techniques.md §4.5 items 1, 2)', () => {
     it('rho = 0 gives the same weights as core momentum(), bit for bit, step for step', () => {
       const plain = trajectory(chain(momentum({ momentum: 0.9 }), scaleByLearningRate(lr)), 40);
       const braked = trajectory(sgdmAb({ rho: 0 }), 40);

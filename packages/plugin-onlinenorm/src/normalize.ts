@@ -26,7 +26,7 @@ export interface NormalizeArgs {
 }
 
 /**
- * Online Normalization's core (techniques.md §6.2 forward, §6.3 backward) for
+ * Online Normalization's core (docs/techniques.md §6.2 forward, §6.3 backward) for
  * channels-last input `[N, ..., C]` (dense `[N, C]`, conv `[N, H, W, C]`,
  * `[N, D, H, W, C]`). Samples are taken strictly in order, within and across batches;
  * each batch's recurrences are evaluated in one go (recurrences.ts: a float64 host loop
