@@ -35,7 +35,7 @@ function tfDelayedQuadratic(rho: number, batches: number): number[] {
   return out;
 }
 
-describe('delayed 1-D quadratic (§4.5 item 6)', () => {
+describe('delayed 1-D quadratic (docs/techniques.md §4.5 item 6)', () => {
   useBackend('cpu');
 
   it('float64: delayed SGDM oscillates with growing amplitude, SGDM + AB decays', () => {

@@ -5,7 +5,7 @@ import type { OnlineNormState } from './state';
 
 /**
  * - 'train': normalise with the statistics of all previous samples, update M, V; the
- *   gradient is the control process of §6.3 (updates u, v).
+ *   gradient is the control process of docs/techniques.md §6.3 (updates u, v).
  * - 'recompute': the same output and gradient as 'train' but M, V are not touched (the
  *   memory executor re-running a forward); pass the statistics the original call used.
  * - 'inference': frozen statistics, no state change, plain gradient `dy / sqrt(V + eps)`.
