@@ -7,7 +7,7 @@ import { interleave } from '../lib/timing';
 import { round, target, writeResults, type Target } from '../results';
 
 /**
- * Adaptive Braking under gradient delay, in miniature (techniques.md §4.4): the demo's
+ * Adaptive Braking under gradient delay, in miniature (docs/techniques.md §4.4): the demo's
  * MNIST CNN trained with SGDM (m = 0.9) on real digits, every gradient delayed by
  * D = 0, 8, 32 steps (delayedGradients: computed on the weights of D steps earlier),
  * plain momentum against momentum + AB (default rho = 2, per tensor), same LR schedule

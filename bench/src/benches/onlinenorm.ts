@@ -105,7 +105,7 @@ const LR_REF = 0.01;
 const MOMENTUM_REF = 0.9;
 
 /**
- * SGD with momentum for `batchSize`, by the per-sample scaling rule of techniques.md §5.5:
+ * SGD with momentum for `batchSize`, by the per-sample scaling rule of docs/techniques.md §5.5:
  * the momentum horizon in samples stays fixed, m_B = m_ref^(B/B_ref), and so does each
  * sample's total step, lr_B / (1 - m_B) = (B/B_ref) lr_ref / (1 - m_ref). §5.5's
  * eta_B = eta_ref B/B_ref scales the effective rate eta = lr / (1 - m) (momentum as a

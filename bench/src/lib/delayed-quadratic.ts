@@ -1,8 +1,8 @@
 /**
- * The 1-D delayed quadratic of techniques.md §4.5, L = h w² / 2, in float64: SGDM (PyTorch
- * form, v = m v + alpha g, w -= lr v) where the gradient applied at step t was computed at
- * w_{t-D}, with Adaptive Braking's scale alpha = 1 - rho cos(g, v) (in 1-D, cos = ±1, and
- * 0 while v = 0). Only the product lr·h matters.
+ * The 1-D delayed quadratic of docs/techniques.md §4.5 (item 6), L = h w² / 2, in
+ * float64: SGDM (PyTorch form, v = m v + alpha g, w -= lr v) where the gradient applied at
+ * step t was computed at w_{t-D}, with Adaptive Braking's scale alpha = 1 - rho cos(g, v)
+ * (in 1-D, cos = ±1, and 0 while v = 0). Only the product lr·h matters.
  */
 export function delayedQuadratic(lrTimesH: number, delay: number, momentum: number, rho: number, steps: number): Float64Array {
   const w = new Float64Array(steps + 1);

@@ -4,13 +4,13 @@ import { brakingScales } from './braking-scale';
 import { adaptiveBrakingSchema, type AdaptiveBrakingOptions } from './options';
 
 /**
- * `velocity` is v of techniques.md §0 (PyTorch form), `scale` the alpha applied at the
+ * `velocity` is v of docs/techniques.md §0.1 (PyTorch form), `scale` the alpha applied at the
  * last step per parameter (1 before the first), `count` the steps taken.
  */
 export type AdaptiveBrakingState = { count: number; velocity: NamedTensors; scale: NamedTensors };
 
 /**
- * Adaptive Braking (Venigalla et al. 2020; techniques.md §4.2) on PyTorch-form momentum:
+ * Adaptive Braking (Venigalla et al. 2020; docs/techniques.md §4.2) on PyTorch-form momentum:
  *
  *   alpha = 1 - rho * cos(g, v),  v <- m v + alpha g,  emit v
  *

@@ -15,7 +15,7 @@ interface Moments {
 }
 
 /**
- * alpha = 1 - rho * cos(g, v) for every gradient entry (techniques.md §4.2), as scalar
+ * alpha = 1 - rho * cos(g, v) for every gradient entry (docs/techniques.md §4.2), as scalar
  * tensors keyed like `grads`. With granularity 'global' every key maps to the same
  * tensor. `velocity` must hold an entry of the same shape for each gradient.
  */

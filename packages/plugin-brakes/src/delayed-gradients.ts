@@ -29,7 +29,7 @@ export interface DelayedGradientsPlugin extends TapfitPlugin {
 }
 
 /**
- * Simulated gradient delay (techniques.md §4.3) through core's `backward` hook: each
+ * Simulated gradient delay (docs/techniques.md §4.3) through core's `backward` hook: each
  * step's gradient (computed on the current weights) enters a FIFO, and the one computed
  * D steps earlier is applied. Warm-up: the first D steps return null, so the trainer
  * applies no update and counts them in `trainer.skipped`; the optimizer's step count

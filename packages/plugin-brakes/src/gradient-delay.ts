@@ -13,7 +13,7 @@ export function checkDelay(who: string, delay: unknown): number {
 }
 
 /**
- * A FIFO of gradients that makes them `delay` steps stale (techniques.md §4.3): push
+ * A FIFO of gradients that makes them `delay` steps stale (docs/techniques.md §4.3): push
  * the gradient computed on the current weights; get back the one pushed `delay` calls
  * earlier, or null while fewer than delay + 1 have been pushed (warm-up: apply nothing).
  *

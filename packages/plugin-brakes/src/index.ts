@@ -1,4 +1,4 @@
-// @tapfit/plugin-brakes: Adaptive Braking (techniques.md §4), simulated gradient delay
+// @tapfit/plugin-brakes: Adaptive Braking (docs/techniques.md §4), simulated gradient delay
 // and real asynchronous training with worker threads.
 export { adaptiveBraking, type AdaptiveBrakingState } from './adaptive-braking';
 export { brakingScales, type BrakingScaleOptions } from './braking-scale';

@@ -3,7 +3,7 @@ import { optionSchemas } from '@tapfit/core';
 
 const { finite, fraction, nonNegative, positive, transformName, flag } = optionSchemas;
 
-/** Options of the Adaptive Braking transform (techniques.md §4.2). */
+/** Options of the Adaptive Braking transform (docs/techniques.md §4.2). */
 export interface AdaptiveBrakingOptions {
   /** m in v = m v + alpha g; in [0, 1). */
   momentum: number;

@@ -49,7 +49,7 @@ function oneUpdate(options: Parameters<typeof adaptiveBraking>[0], v: Record<str
 describe('adaptiveBraking transform', () => {
   useBackend('cpu');
 
-  describe('reduces to SGDM (techniques.md §4.5 items 1, 2)', () => {
+  describe('reduces to SGDM (docs/techniques.md §4.5 items 1, 2)', () => {
     it('rho = 0 gives the same weights as core momentum(), bit for bit, step for step', () => {
       const plain = trajectory(chain(momentum({ momentum: 0.9 }), scaleByLearningRate(lr)), 40);
       const braked = trajectory(sgdmAb({ rho: 0 }), 40);
@@ -98,7 +98,7 @@ describe('adaptiveBraking transform', () => {
     });
   });
 
-  describe('the scale alpha = 1 - rho cos(g, v) (§4.5 items 3, 4)', () => {
+  describe('the scale alpha = 1 - rho cos(g, v) (docs/techniques.md §4.5 items 3, 4)', () => {
     const v = { a: [1, -2, 0.5, 3], b: [0.2, 0.1] };
     for (const rho of [0.5, 1, 2]) {
       it(`rho ${rho}: aligned -> 1 - rho, opposite -> 1 + rho, orthogonal -> 1`, () => {
@@ -154,7 +154,7 @@ describe('adaptiveBraking transform', () => {
     });
   });
 
-  describe('granularity (§4.5 item 5)', () => {
+  describe('granularity (docs/techniques.md §4.5 item 5)', () => {
     const v = { a: [1, 2, -1], b: [0.5, -0.5] };
     const g1 = { a: [1, 2, -1], b: [1, 1] };
     const g2 = { a: [-3, 0.1, 2], b: [1, 1] }; // only tensor a's gradient changes

@@ -5,7 +5,7 @@ import { adaptiveBraking, GradientDelay, tapfitPlugin } from '../src';
 import { quadraticSetup, recorder, useBackend } from './helpers';
 import { amplitude, refDelayedQuadratic } from './reference';
 
-// techniques.md §4.5 item 6: on L = h w^2 / 2 with delay D and a learning rate at which
+// docs/techniques.md §4.5 item 6: on L = h w^2 / 2 with delay D and a learning rate at which
 // delayed SGDM oscillates with growing amplitude, SGDM + AB's amplitude decays.
 // h = 1, m = 0.9, D = 8, lr = 0.02: (found by scanning lr in the float64 model; SGDM is
 // stable at this lr without delay: the delay alone makes it diverge.)
@@ -35,7 +35,7 @@ function tfDelayedQuadratic(rho: number, batches: number): number[] {
   return out;
 }
 
-describe('delayed 1-D quadratic (§4.5 item 6)', () => {
+describe('delayed 1-D quadratic (docs/techniques.md §4.5 item 6)', () => {
   useBackend('cpu');
 
   it('float64: delayed SGDM oscillates with growing amplitude, SGDM + AB decays', () => {

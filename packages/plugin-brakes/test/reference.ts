@@ -1,6 +1,6 @@
 import { seededRandom } from '@tapfit/core/testing';
 // Float64 oracle: SGDM with Adaptive Braking and a gradient delay, written from
-// techniques.md §0, §4.2 and §4.3 on plain number arrays, with no tf. One monolithic
+// docs/techniques.md §0.1, §4.2 and §4.3 on plain number arrays, with no tf. One monolithic
 // step function (not composed transforms), so it checks the transform independently.
 
 /** Flattened parameters by name. */
@@ -59,7 +59,7 @@ export function refSgdmBraking(o: RefBrakingOptions): RefOptimizer {
 }
 
 /**
- * The 1-D delayed quadratic L = h w^2 / 2 (techniques.md §4.5 item 6) under SGDM+AB with
+ * The 1-D delayed quadratic L = h w^2 / 2 (docs/techniques.md §4.5 item 6) under SGDM+AB with
  * delay D and the warm-up of §4.3: batch b pushes h w_b; nothing is applied until D + 1
  * gradients were pushed. Returns w after every batch.
  */

@@ -16,7 +16,7 @@ export function singularValues(data: ArrayLike<number>, rows: number, cols: numb
 /**
  * The smallest k whose top-k singular values explain `fraction` of the squared
  * Frobenius norm: min { k : sum_{i<=k} s_i^2 >= fraction * sum_i s_i^2 } (0 for a zero
- * matrix). With fraction 0.9 this is the paper's rank90 (techniques.md §1.4).
+ * matrix). With fraction 0.9 this is the paper's rank90 (docs/techniques.md §1.4).
  */
 export function explainedRank(sigmas: readonly number[], fraction = 0.9): number {
   if (!(fraction > 0 && fraction <= 1)) throw configError(`explainedRank: fraction must be in (0, 1] (got ${fraction}).`);
@@ -89,9 +89,10 @@ function spectrum(t: tf.Tensor, rows: number, cols: number, fraction: number): S
 }
 
 /**
- * Spectral analysis of a finetuning update (paper §4.6): for every weight matrix the
- * two models share (matched by layer path; conv kernels reshaped to [kh*kw*in, out]),
- * the singular values and explained-variance rank of W_pre, W_ft and Delta = W_ft - W_pre.
+ * Spectral analysis of a finetuning update (Biderman et al., §4.6 of the paper;
+ * docs/techniques.md §1.4): for every weight matrix the two models share (matched by
+ * layer path; conv kernels reshaped to [kh*kw*in, out]), the singular values and
+ * explained-variance rank of W_pre, W_ft and Delta = W_ft - W_pre.
  * `tuned` may be a LoRA model: its effective kernels (K + s A B) are used.
  */
 export function analyzeUpdate(base: tf.LayersModel, tuned: tf.LayersModel, opts: { fraction?: number } = {}): UpdateAnalysis {

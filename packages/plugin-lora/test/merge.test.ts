@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { applyLora, LoraModel, type LoraLayer } from '../src';
 import { cnn, embedder, maxAbsDiff, mlp, perturbAdapters, sameValues, thrown, useCpu } from './helpers';
 
-/** |y_m - y_u| <= 1e-5 (1 + |y_u|) elementwise (techniques.md §1.6 invariant 2). */
+/** |y_m - y_u| <= 1e-5 (1 + |y_u|) elementwise (docs/techniques.md §1.6 item 2). */
 function agree(merged: tf.Tensor, unmerged: tf.Tensor): boolean {
   return tf.tidy(() => tf.all(tf.lessEqual(tf.abs(tf.sub(merged, unmerged)), tf.mul(1e-5, tf.add(1, tf.abs(unmerged))))).dataSync()[0] === 1);
 }

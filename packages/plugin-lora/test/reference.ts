@@ -1,4 +1,4 @@
-// Float64 reference of the LoRA equations (techniques.md §1.2) in plain TS arrays.
+// Float64 reference of the LoRA equations (docs/techniques.md §1.2) in plain TS arrays.
 export type M = number[][];
 
 export function matmul(a: M, b: M): M {

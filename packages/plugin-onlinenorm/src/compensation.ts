@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 
 /**
- * Error compensation (techniques.md §6.4): keeps the estimation errors of the running
+ * Error compensation (docs/techniques.md §6.4): keeps the estimation errors of the running
  * statistics from compounding across layers.
  */
 

@@ -5,7 +5,7 @@ import type { OnlineNormState } from './state';
 
 /**
  * - 'train': normalise with the statistics of all previous samples, update M, V; the
- *   gradient is the control process of §6.3 (updates u, v).
+ *   gradient is the control process of docs/techniques.md §6.3 (updates u, v).
  * - 'recompute': the same output and gradient as 'train' but M, V are not touched (the
  *   memory executor re-running a forward); pass the statistics the original call used.
  * - 'inference': frozen statistics, no state change, plain gradient `dy / sqrt(V + eps)`.
@@ -26,7 +26,7 @@ export interface NormalizeArgs {
 }
 
 /**
- * Online Normalization's core (techniques.md §6.2 forward, §6.3 backward) for
+ * Online Normalization's core (docs/techniques.md §6.2 forward, §6.3 backward) for
  * channels-last input `[N, ..., C]` (dense `[N, C]`, conv `[N, H, W, C]`,
  * `[N, D, H, W, C]`). Samples are taken strictly in order, within and across batches;
  * each batch's recurrences are evaluated in one go (recurrences.ts: a float64 host loop

@@ -1,7 +1,7 @@
 import { ErrorCodes, TapfitError } from '@tapfit/core';
 import type { RecurrenceMode } from './recurrences';
 
-/** Error compensation applied after the affine map (techniques.md §6.4). */
+/** Error compensation applied after the affine map (docs/techniques.md §6.4). */
 export type ErrorCompensation = 'ac' | 'ls' | 'none';
 
 /** The knobs of one Online Normalization layer; every field is optional. */

@@ -28,8 +28,8 @@ export interface ForwardStatistics {
 }
 
 /**
- * §6.2 with `mu_i`, `s2_i` the spatial mean/variance of sample i (`spread` = s2, null for
- * dense features):
+ * docs/techniques.md §6.2 with `mu_i`, `s2_i` the spatial mean/variance of sample i
+ * (`spread` = s2, null for dense features):
  *   V_i = a V_{i-1} + (1-a) s2_i + a(1-a) (mu_i - M_{i-1})^2
  *   M_i = a M_{i-1} + (1-a) mu_i
  */
@@ -96,7 +96,8 @@ export interface BackwardStatistics {
 }
 
 /**
- * §6.3's accumulators in closed form, with `h_i = (g_i - (1-b) v_{i-1} y_i) / scale_i`:
+ * docs/techniques.md §6.3's accumulators in closed form, with
+ * `h_i = (g_i - (1-b) v_{i-1} y_i) / scale_i`:
  *   v_i = v_{i-1} (1 - (1-b) <y_i,y_i>) + <g_i,y_i>
  *   u_i = b u_{i-1} + mean(h_i)
  */

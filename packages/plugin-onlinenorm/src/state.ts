@@ -3,9 +3,10 @@ import { ErrorCodes, TapfitError } from '@tapfit/core';
 
 /**
  * The per-channel state of one Online Normalization unit, all non-trainable and
- * changed only by assignment: running mean `M` and variance `V` (forward, §6.2) and the
- * control accumulators `u` (mean direction) and `v` (output direction) of the backward
- * (§6.3). It persists across batches and across calls (a recurrent cell shares one).
+ * changed only by assignment: running mean `M` and variance `V` (forward,
+ * docs/techniques.md §6.2) and the control accumulators `u` (mean direction) and `v`
+ * (output direction) of the backward (§6.3). It persists across batches and across calls
+ * (a recurrent cell shares one).
  */
 export class OnlineNormState {
   /** Training forwards that updated M, V (1-based in messages). */

@@ -95,7 +95,7 @@ describe('OnlineNorm layer', () => {
     }
   });
 
-  describe('error compensation invariants (§6.8.8)', () => {
+  describe('error compensation invariants (docs/techniques.md §6.8 item 8)', () => {
     it('activation clamping zeroes the gradient exactly at ±c and beyond, and passes it strictly inside', () => {
       const z = tf.tensor1d([-7, -5, -4.999, 0, 4.999, 5, 6]);
       const dz = tf.tidy(() => tf.grads((t: tf.Tensor) => activationClamp(t, 5))([z], tf.fill([7], 3))[0].arraySync());

@@ -26,7 +26,7 @@ describe('onlineNormalize', () => {
   });
 
   for (const recurrences of ['host', 'device'] as const)
-  describe(`matches the float64 reference of §6.2/§6.3 over several batches (state carried), recurrences on the ${recurrences}`, () => {
+  describe(`matches the float64 reference of docs/techniques.md §6.2/§6.3 over several batches (state carried), recurrences on the ${recurrences}`, () => {
     const cases = [
       { what: 'dense [N, 4]', inner: [4], alphaFwd: 0.999, alphaBkw: 0.99, batches: [8, 1, 5, 32] },
       { what: 'dense [N, 3], fast alphas, a batch longer than one scan chunk', inner: [3], alphaFwd: 0.9, alphaBkw: 0.5, batches: [4, 7, 1, 200] },
@@ -97,7 +97,7 @@ describe('onlineNormalize', () => {
     });
   });
 
-  describe('§6.8 invariants', () => {
+  describe('docs/techniques.md §6.8 invariants', () => {
     it('first sample ever: y_1 = x_1 / sqrt(1 + eps)', () => {
       const state = createOnlineNormState(3);
       const x = randomInput([1, 3], 1, 5, 2);

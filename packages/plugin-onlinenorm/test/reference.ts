@@ -1,5 +1,5 @@
 /**
- * Float64 oracle: techniques.md §6.2 (forward), §6.3 (backward control process) and
+ * Float64 oracle: docs/techniques.md §6.2 (forward), §6.3 (backward control process) and
  * §6.4 (affine, error compensation) as plain number loops, one sample at a time, in the
  * form the reference's numpy loops use (not the closed forms the implementation scans).
  * Samples are `[S][C]` (S spatial positions; S = 1 for dense features).

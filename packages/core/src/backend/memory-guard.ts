@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 
-/** Default byte budget on wasm: its heap silently corrupts tensors past ~3.5 GiB (backend-notes §4). */
+/** Default byte budget on wasm: its heap silently corrupts tensors past ~3.5 GiB (docs/backends.md §4). */
 export const DEFAULT_WASM_BUDGET_BYTES = 3 * 2 ** 30;
 
 export interface MemoryGuard {

@@ -43,7 +43,7 @@ export function trainableVariables(model: TrainableModel): tf.Variable[] {
   return modelVariables(model).filter((v) => v.trainable);
 }
 
-/** A model built directly from segments (design.md's segment API). */
+/** A model built directly from segments (the segment API of docs/design.md, *Model = segments*). */
 export function segmentModel(segments: Segment[], shapes: { inputShape?: number[]; outputShape?: number[] } = {}): TrainableModel {
   const names = new Set<string>();
   for (const s of segments) {

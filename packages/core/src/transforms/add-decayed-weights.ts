@@ -14,7 +14,7 @@ export interface AddDecayedWeightsOptions {
 
 /**
  * Emit `u + lambda * w`. Before momentum (or adam) this is coupled L2 regularisation,
- * g_t = grad + lambda w_t as in techniques.md §0; after adam and before the learning
+ * g_t = grad + lambda w_t as in docs/techniques.md §0.1; after adam and before the learning
  * rate it is AdamW's decoupled decay, w -= lr * lambda * w.
  */
 export function addDecayedWeights(

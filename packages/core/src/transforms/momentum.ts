@@ -5,7 +5,7 @@ import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
 import { bufferFor } from './buffers';
 import type { StepTransform } from './types';
 
-/** `velocity` is v in techniques.md §0; `count` marks PyTorch's undamped first step. */
+/** `velocity` is v in docs/techniques.md §0.1; `count` marks PyTorch's undamped first step. */
 export type MomentumState = { count: number; velocity: NamedTensors };
 
 export interface MomentumOptions {
@@ -32,7 +32,7 @@ const schema = z
   });
 
 /**
- * Heavy-ball momentum in PyTorch's form (techniques.md §0): v_{t+1} = m v_t + g_t, emit
+ * Heavy-ball momentum in PyTorch's form (docs/techniques.md §0.1): v_{t+1} = m v_t + g_t, emit
  * v_{t+1}. Chained before scaleByLearningRate(eta) this is SGDM, w -= eta v_{t+1};
  * v starts at 0, so v_1 = g_1.
  */

@@ -13,7 +13,7 @@ import type { Schedule, StepTransform } from './types';
 
 export interface SgdOptions {
   lr: number | Schedule;
-  /** PyTorch-form momentum m (techniques.md §0); default 0 (no 'momentum' member). */
+  /** PyTorch-form momentum m (docs/techniques.md §0.1); default 0 (no 'momentum' member). */
   momentum?: number;
   dampening?: number;
   nesterov?: boolean;

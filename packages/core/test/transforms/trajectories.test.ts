@@ -43,7 +43,7 @@ describe('transforms: trajectories against the float64 reference', () => {
     check(sgd({ lr: 0.05 }), refSgd({ lr: constant(0.05) }));
   });
 
-  it('chain(momentum, scaleByLearningRate) is SGDM in the PyTorch form (techniques.md §0)', () => {
+  it('chain(momentum, scaleByLearningRate) is SGDM in the PyTorch form (docs/techniques.md §0.1)', () => {
     const manual = check(
       chain(momentum({ momentum: 0.9 }), scaleByLearningRate(0.02)),
       refSgd({ lr: constant(0.02), momentum: 0.9 }),

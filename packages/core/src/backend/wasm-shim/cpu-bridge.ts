@@ -11,7 +11,7 @@ import { Overrides } from './overrides';
 export const BRIDGED_TO_CPU = {
   /** Missing on wasm: the gradient of gather/embedding lookups needs it. */
   missing: ['UnsortedSegmentSum', 'Einsum', 'RaggedGather', 'RaggedRange', 'RaggedTensorToTensor', 'StaticRegexReplace'],
-  /** Present on wasm but wrong (backend-notes §2): conv3d dx off by ~80 %, dilation2d forward already wrong. */
+  /** Present on wasm but wrong (docs/backends.md §2): conv3d dx off by ~80 %, dilation2d forward already wrong. */
   wrong: ['Conv3DBackpropInputV2', 'Dilation2D', 'Dilation2DBackpropInput', 'Dilation2DBackpropFilter'],
   /** wasm's conv3d dW is right for stride 1 only; strided calls go to cpu. */
   wrongWhenStrided: ['Conv3DBackpropFilterV2'],

@@ -5,8 +5,8 @@ import { Overrides } from './overrides';
 /**
  * The matMul gradient without transpose flags, done at the kernel level.
  *
- * wasm's BatchMatMul is about 20x slower when `transposeA` or `transposeB` is
- * set (backend-notes §3), and every matMul gradient sets one of them: the
+ * wasm's BatchMatMul is up to about 20x slower when `transposeA` or `transposeB`
+ * is set (docs/backends.md §3), and every matMul gradient sets one of them: the
  * registered BatchMatMul gradient and the customGrad inside `tf.fused.matMul`
  * (which tfjs-layers' Dense uses). Re-registering only the gradient would miss
  * the fused path, so the wasm kernels themselves transpose explicitly and run
