@@ -51,7 +51,6 @@ export function round(x: number, digits = 4): number {
 }
 
 function machineInfo(): Record<string, unknown> {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const os = require('node:os') as typeof import('node:os');
   return { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, totalMemGiB: Math.round(os.totalmem() / 2 ** 30) };
 }

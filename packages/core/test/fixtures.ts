@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend, SilentLogger, tensorData, TensorData, Trainer, type TrainerOptions } from '../src';
+import { selectBackend, SilentLogger, TensorData, Trainer, type TrainerOptions } from '../src';
 import { sgd } from '../src/transforms';
 import { blobData, tinyModel } from '../src/testing';
 

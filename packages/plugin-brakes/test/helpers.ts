@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { arrayData, segmentModel, stateTensors, tensorData, transformStep, type TapfitPlugin, type NamedTensors, type StepTransform, type TransformState } from '@tapfit/core';
+import { arrayData, segmentModel, stateTensors, transformStep, type TapfitPlugin, type NamedTensors, type StepTransform, type TransformState } from '@tapfit/core';
 import { blobData, tinyModel } from '@tapfit/core/testing';
 import { copyParams, problem, problemGradient, type Params } from './reference';
 

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { forwardSegments, fromLayersModel, modelVariables, readParam, type Segment, type SegmentContext, segmentModel, type TrainableModel, TapfitError } from '@tapfit/core';
 import { applyLoraToSegments, formatPlan, type LoraPlan, LoraSegmentModel, segmentCatalog } from '../src';
 import { array2d, maxAbsDiff, mlp, sameValues, thrown, useCpu } from './helpers';
-import { loraDense, loraDenseGrads, maxAbs, type M } from './reference';
+import { loraDense, loraDenseGrads, maxAbs } from './reference';
 import { denseSegment, denseSegments, disposeModel, evalCtx, seeded, trainCtx } from './segment-helpers';
 
 const run = (model: TrainableModel, x: tf.Tensor, ctx: SegmentContext = evalCtx) => tf.tidy(() => forwardSegments(model, x, ctx));

@@ -5,7 +5,7 @@ import { onlineNormalize, type NormMode } from './normalize';
 import { resolveOptions, type OnlineNormOptions, type ResolvedOnlineNormOptions } from './options';
 import { OnlineNormState } from './state';
 
-type Kwargs = { [key: string]: any }; // eslint-disable-line @typescript-eslint/no-explicit-any
+type Kwargs = { [key: string]: unknown };
 
 type BaseLayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
 

@@ -6,7 +6,6 @@ import * as tf from '@tensorflow/tfjs';
 import type * as WasmPackage from '@tensorflow/tfjs-backend-wasm';
 
 // The module object itself (the emscripten bundle reads `cpus` from it), not an import namespace of getters.
-// eslint-disable-next-line @typescript-eslint/no-require-imports
 const osModule = require('node:os') as { cpus: typeof os.cpus };
 
 /*

@@ -11,7 +11,6 @@ import { initThreadedWasm } from './threads';
  */
 export function loadWasmPackage(): typeof WasmPackage {
   try {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     return require('@tensorflow/tfjs-backend-wasm') as typeof WasmPackage;
   } catch (cause) {
     throw new TapfitError(ErrorCodes.BACKEND, "backend 'wasm' needs @tensorflow/tfjs-backend-wasm: npm install @tensorflow/tfjs-backend-wasm@4.22 (same version as @tensorflow/tfjs)", { cause });

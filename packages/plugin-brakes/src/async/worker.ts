@@ -16,7 +16,6 @@ async function start(init: WorkerInit): Promise<void> {
   await selectBackend(init.backend, { log: false });
   let loss: LossFn = resolveLoss(init.loss as LossName);
   if (init.setupModule) {
-    // eslint-disable-next-line @typescript-eslint/no-require-imports
     const mod = require(init.setupModule) as { setup?: (ctx: { workerIndex: number }) => unknown; loss?: LossFn };
     await mod.setup?.({ workerIndex: init.index });
     if (typeof mod.loss === 'function') loss = mod.loss;

@@ -1,4 +1,3 @@
-import * as tf from '@tensorflow/tfjs';
 import { kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
