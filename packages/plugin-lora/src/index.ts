@@ -13,10 +13,10 @@ export {
   DEFAULT_ADAPTER,
   resolveSpec,
   scaleOf,
-} from './config';
-export { applyLora } from './inject';
-export { planLora, formatPlan, type LoraPlan, type PlannedLayer, type SelectorProblem } from './plan';
-export { LoraModel } from './lora-model';
+} from './shared/config';
+export { applyLora } from './layers/inject';
+export { planLora, formatPlan, type LoraPlan, type PlannedLayer, type SelectorProblem } from './shared/lora-plan';
+export { LoraModel } from './layers/lora-model';
 export {
   addAdapter,
   type AddAdapterOptions,
@@ -27,11 +27,11 @@ export {
   setActiveAdapter,
   unloadLora,
   unmergeAdapter,
-} from './adapters';
-export { saveAdapter, loadAdapter, readAdapter, type AdapterFile, type LoadAdapterOptions, ADAPTER_FORMAT, ADAPTER_VERSION } from './adapter-io';
-export { fingerprint, fingerprintMismatch, segmentFingerprint, type BaseFingerprint } from './fingerprint';
-export { applyLoraToSegments, LoraSegmentModel, type SegmentAdapter } from './segment-lora';
-export { planSegmentLora, segmentCatalog, type VariableEntry } from './segment-plan';
+} from './layers/adapters';
+export { saveAdapter, loadAdapter, readAdapter, type AdapterFile, type LoadAdapterOptions, ADAPTER_FORMAT, ADAPTER_VERSION } from './layers/adapter-io';
+export { fingerprint, fingerprintMismatch, segmentFingerprint, type BaseFingerprint } from './shared/fingerprint';
+export { applyLoraToSegments, LoraSegmentModel, type SegmentAdapter } from './segments/segment-lora';
+export { planSegmentLora, segmentCatalog, type VariableEntry } from './segments/segment-plan';
 export {
   analyzeUpdate,
   formatAnalysis,
@@ -41,8 +41,8 @@ export {
   type LayerUpdate,
   type Spectrum,
   type UpdateAnalysis,
-} from './spectral';
-export { loraLayersOf } from './catalog';
+} from './shared/spectrum';
+export { loraLayersOf } from './layers/catalog';
 export { lora, LORA_PLUGIN, type LoraPluginOptions } from './plugin';
 
 /** Entry point for `tapfit train` configs: ["@tapfit/plugin-lora", { "targets": "all-linear", "rank": 8 }]. */

@@ -1,9 +1,9 @@
 import { ErrorCodes, fromLayersModel, type PluginState, TapfitError, type TapfitPlugin } from '@tapfit/core';
-import { type LoraOptions, resolveSpec } from './config';
-import { applyLora } from './inject';
-import type { LoraModel } from './lora-model';
-import { formatPlan } from './plan';
-import { applyLoraToSegments, type LoraSegmentModel } from './segment-lora';
+import { type LoraOptions, resolveSpec } from './shared/config';
+import { applyLora } from './layers/inject';
+import type { LoraModel } from './layers/lora-model';
+import { formatPlan } from './shared/lora-plan';
+import { applyLoraToSegments, type LoraSegmentModel } from './segments/segment-lora';
 
 export const LORA_PLUGIN = 'lora';
 

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { type AdapterSpec, checkAdapterName, configError, scaleOf, stateError } from '../config';
+import { type AdapterSpec, checkAdapterName, configError, scaleOf, stateError } from '../shared/config';
 
 // tfjs-layers' own aliases (not re-exported by the union package).
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

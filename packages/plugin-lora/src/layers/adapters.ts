@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { type AdapterOptions, asList, checkAdapterName, configError, type LayerSelector, resolveSpec, stateError } from './config';
+import { type AdapterOptions, asList, checkAdapterName, configError, type LayerSelector, resolveSpec, stateError } from '../shared/config';
 import { ADAPTABLE, catalog, loraLayersOf } from './catalog';
-import { LoraLayer } from './layers/lora-layer';
+import { LoraLayer } from './lora-layer';
 import { buildFromConfig, copyWeightsByName, editConfig, pairLayers } from './rebuild';
-import { checkSelector, describeSelector, selects } from './selectors';
+import { checkSelector, describeSelector, selects } from '../shared/selectors';
 
 /**
  * Make variable flags agree with layer flags: frozen layers' variables not trainable.

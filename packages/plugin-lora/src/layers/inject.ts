@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkAdapterName, configError, DEFAULT_ADAPTER, type LoraOptions, resolveSpec } from './config';
+import { checkAdapterName, configError, DEFAULT_ADAPTER, type LoraOptions, resolveSpec } from '../shared/config';
 import { ADAPTABLE, type AdaptableKind } from './catalog';
-import { LoraLayer, type LoraLayerState } from './layers/lora-layer';
+import { LoraLayer, type LoraLayerState } from './lora-layer';
 import { LoraModel } from './lora-model';
-import { formatPlan, type LoraPlan, planError, planLora } from './plan';
+import { formatPlan, type LoraPlan, planError, planLora } from '../shared/lora-plan';
 import { syncTrainableFlags } from './adapters';
 import { buildFromConfig, copyWeightsByName, editConfig, localName, pairLayers } from './rebuild';
 

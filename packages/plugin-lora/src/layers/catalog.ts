@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { LoraLayer } from './layers/lora-layer';
+import { LoraLayer } from './lora-layer';
 
 /** The layer kinds LoRA can wrap, and their LoRA classes. */
 export const ADAPTABLE = { Dense: 'LoraDense', Conv2D: 'LoraConv2D', Embedding: 'LoraEmbedding' } as const;

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { modelVariables, readParam, type Segment, type SegmentContext, type TrainableModel } from '@tapfit/core';
-import { type AdapterSpec, checkAdapterName, configError, DEFAULT_ADAPTER, type LoraOptions, resolveSpec, scaleOf, stateError } from './config';
-import { checkModelKind, type AdapterFile, readAdapter } from './adapter-io';
-import { formatPlan, type LoraPlan, planError } from './plan';
+import { type AdapterSpec, checkAdapterName, configError, DEFAULT_ADAPTER, type LoraOptions, resolveSpec, scaleOf, stateError } from '../shared/config';
+import { checkModelKind, type AdapterFile, readAdapter } from '../layers/adapter-io';
+import { formatPlan, type LoraPlan, planError } from '../shared/lora-plan';
 import { adaptedVariables, adapterVariables, entriesByPath, planSegmentLora } from './segment-plan';
 import { loadSegmentAdapter, saveSegmentAdapter } from './segment-adapter-io';
 

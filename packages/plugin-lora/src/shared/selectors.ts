@@ -1,5 +1,5 @@
 import { KEYWORDS, type LayerSelector } from './config';
-import type { LayerEntry } from './catalog';
+import type { LayerEntry } from '../layers/catalog';
 
 /** How a selector reads in messages and reports. */
 export function describeSelector(s: LayerSelector): string {

@@ -16,8 +16,8 @@ import {
 import { loraLayersOf } from './catalog';
 // A cycle (inject.ts returns LoraModel), safe because both sides are used only inside functions.
 import { applyLora } from './inject';
-import type { LoraLayer } from './layers/lora-layer';
-import { formatPlan, type LoraPlan } from './plan';
+import type { LoraLayer } from './lora-layer';
+import { formatPlan, type LoraPlan } from '../shared/lora-plan';
 
 /**
  * A handle on a model with LoRA layers. All state lives in the layers themselves, so a

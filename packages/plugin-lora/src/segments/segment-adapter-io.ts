@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { stateError } from './config';
-import { type AdapterFile, checkModelKind, mustGet, readAdapter, writeAdapterFiles } from './adapter-io';
-import { fingerprintMismatch, segmentFingerprint } from './fingerprint';
+import { stateError } from '../shared/config';
+import { type AdapterFile, checkModelKind, mustGet, readAdapter, writeAdapterFiles } from '../layers/adapter-io';
+import { fingerprintMismatch, segmentFingerprint } from '../shared/fingerprint';
 import type { LoraSegmentModel } from './segment-lora';
 
 /**

@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { type AdapterSpec, asList, configError, type LoraOptions } from './config';
-import { catalog, fansOf, type LayerEntry } from './catalog';
-import { LoraLayer } from './layers/lora-layer';
+import { catalog, fansOf, type LayerEntry } from '../layers/catalog';
+import { LoraLayer } from '../layers/lora-layer';
 import { checkSelector, describeSelector, hintFor, selects } from './selectors';
 
 export interface PlannedLayer {

@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { Matrix, SingularValueDecomposition } from 'ml-matrix';
 import { configError } from './config';
-import { isContainer } from './catalog';
-import { LoraLayer } from './layers/lora-layer';
-import { localName } from './rebuild';
+import { isContainer } from '../layers/catalog';
+import { LoraLayer } from '../layers/lora-layer';
+import { localName } from '../layers/rebuild';
 
 /** Singular values, descending, of a row-major rows x cols matrix (float64 SVD). */
 export function singularValues(data: ArrayLike<number>, rows: number, cols: number): number[] {

@@ -1,8 +1,8 @@
 import type * as tf from '@tensorflow/tfjs';
 import type { TrainableModel } from '@tapfit/core';
-import { type AdapterSpec, asList, configError, type LayerSelector, type LoraOptions } from './config';
-import type { LoraPlan, PlannedLayer, SelectorProblem } from './plan';
-import { checkSelector, describeSelector, hintFor } from './selectors';
+import { type AdapterSpec, asList, configError, type LayerSelector, type LoraOptions } from '../shared/config';
+import type { LoraPlan, PlannedLayer, SelectorProblem } from '../shared/lora-plan';
+import { checkSelector, describeSelector, hintFor } from '../shared/selectors';
 
 /** One variable of a segment model, as selectors and reports see it. */
 export interface VariableEntry {

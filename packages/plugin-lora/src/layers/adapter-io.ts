@@ -3,11 +3,11 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '@tapfit/core';
-import { type AdapterSpec, checkAdapterName, resolveSpec, stateError } from './config';
+import { type AdapterSpec, checkAdapterName, resolveSpec, stateError } from '../shared/config';
 import { catalog } from './catalog';
-import { LoraLayer } from './layers/lora-layer';
+import { LoraLayer } from './lora-layer';
 import { requireLoraLayers, setActiveAdapter } from './adapters';
-import { type BaseFingerprint, fingerprint, fingerprintMismatch } from './fingerprint';
+import { type BaseFingerprint, fingerprint, fingerprintMismatch } from '../shared/fingerprint';
 import { localName } from './rebuild';
 
 export const ADAPTER_FORMAT = 'tapfit-lora-adapter';

@@ -1,10 +1,10 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import type { TrainableModel } from '@tapfit/core';
-import { isContainer } from './catalog';
-import { LoraLayer } from './layers/lora-layer';
-import { localName } from './rebuild';
-import { segmentCatalog } from './segment-plan';
+import { isContainer } from '../layers/catalog';
+import { LoraLayer } from '../layers/lora-layer';
+import { localName } from '../layers/rebuild';
+import { segmentCatalog } from '../segments/segment-plan';
 
 /** Identifies the base model an adapter was trained on. */
 export interface BaseFingerprint {
