@@ -1,9 +1,9 @@
 import { ErrorCodes, fromLayersModel, type PluginState, TapfitError, type TapfitPlugin } from '@tapfit/core';
-import { type LoraOptions, resolveSpec } from './shared/config';
-import { applyLora } from './layers/inject';
+import { applyLora } from './layers/apply-lora';
 import type { LoraModel } from './layers/lora-model';
-import { formatPlan } from './shared/lora-plan';
 import { applyLoraToSegments, type LoraSegmentModel } from './segments/segment-lora';
+import { type LoraOptions, resolveSpec } from './shared/config';
+import { formatPlan } from './shared/lora-plan';
 
 export const LORA_PLUGIN = 'lora';
 

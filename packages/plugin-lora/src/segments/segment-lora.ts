@@ -1,10 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { modelVariables, readParam, type Segment, type SegmentContext, type TrainableModel } from '@tapfit/core';
-import { type AdapterSpec, checkAdapterName, configError, DEFAULT_ADAPTER, type LoraOptions, resolveSpec, scaleOf, stateError } from '../shared/config';
-import { checkModelKind, type AdapterFile, readAdapter } from '../layers/adapter-io';
+import { type AdapterFile, checkModelKind, readAdapter } from '../shared/adapter-file';
+import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../shared/config';
+import { configError, stateError } from '../shared/errors';
 import { formatPlan, type LoraPlan, planError } from '../shared/lora-plan';
-import { adaptedVariables, adapterVariables, entriesByPath, planSegmentLora } from './segment-plan';
 import { loadSegmentAdapter, saveSegmentAdapter } from './segment-adapter-io';
+import { adaptedVariables, adapterVariables, entriesByPath } from './segment-catalog';
+import { planSegmentLora } from './segment-plan';
 
 /** One adapted weight: W [in, out] (frozen) and its adapter A [in, r], B [r, out]. */
 export interface SegmentAdapter {
@@ -38,9 +40,7 @@ function delta(A: tf.Tensor, B: tf.Tensor, scale: number): tf.Tensor {
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & { dryRun: true }): LoraPlan;
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & { dryRun?: false }): LoraSegmentModel;
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & { dryRun?: boolean }): LoraSegmentModel | LoraPlan {
-  const spec = resolveSpec(opts);
-  const adapter = checkAdapterName(opts.adapterName ?? DEFAULT_ADAPTER);
-  if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw configError(`option 'seed' must be an integer (got ${String(opts.seed)}).`);
+  const { spec, adapter } = resolveOptions(opts);
   const plan = planSegmentLora(model, opts, spec);
   if (opts.dryRun) {
     console.log(formatPlan(plan));

@@ -1,5 +1,16 @@
-import { KEYWORDS, type LayerSelector } from './config';
-import type { LayerEntry } from '../layers/catalog';
+/**
+ * A layer selector: an exact layer name (`'fc1'`), a suffix (`'*_proj'` matches every
+ * name ending in `_proj`), a RegExp tested against the whole name, or a keyword:
+ * `'all-dense'` (every Dense), `'all-linear'` (every Dense except output heads, like
+ * PEFT's 'all-linear'), `'all-conv2d'` (every Conv2D), `'all-embedding'`.
+ */
+export type LayerSelector = string | RegExp;
+
+export const KEYWORDS = ['all-dense', 'all-linear', 'all-conv2d', 'all-embedding'] as const;
+
+export function isKeyword(s: LayerSelector): boolean {
+  return typeof s === 'string' && (KEYWORDS as readonly string[]).includes(s);
+}
 
 /** How a selector reads in messages and reports. */
 export function describeSelector(s: LayerSelector): string {
@@ -7,24 +18,14 @@ export function describeSelector(s: LayerSelector): string {
 }
 
 /**
- * Does selector `s` pick layer `e`? Exact strings and RegExps are tested against the
- * layer path ('fc1', or 'encoder/fc1' inside a nested model); '*suffix' matches paths
- * ending in `suffix`; keywords pick by class.
+ * Does a name selector (not a keyword) match `path`? RegExps are tested against the
+ * whole path (`g`/`y` flags ignored), '*suffix' matches paths ending in `suffix`, any
+ * other string is the path itself.
  */
-export function selects(s: LayerSelector, e: LayerEntry): boolean {
-  if (s instanceof RegExp) return new RegExp(s.source, s.flags.replace(/[gy]/g, '')).test(e.path);
-  switch (s) {
-    case 'all-dense':
-      return e.className === 'Dense';
-    case 'all-linear':
-      return e.className === 'Dense' && !e.isHead;
-    case 'all-conv2d':
-      return e.className === 'Conv2D';
-    case 'all-embedding':
-      return e.className === 'Embedding';
-  }
-  if (s.startsWith('*')) return e.path.endsWith(s.slice(1));
-  return e.path === s;
+export function matchesPath(s: LayerSelector, path: string): boolean {
+  if (s instanceof RegExp) return new RegExp(s.source, s.flags.replace(/[gy]/g, '')).test(path);
+  if (s.startsWith('*')) return path.endsWith(s.slice(1));
+  return path === s;
 }
 
 export function checkSelector(s: unknown, option: string): LayerSelector {
@@ -36,8 +37,8 @@ export function checkSelector(s: unknown, option: string): LayerSelector {
 }
 
 /** Near misses for an unmatched selector, to put in the error message. */
-export function hintFor(s: LayerSelector, entries: readonly Pick<LayerEntry, 'path'>[]): string {
-  if (typeof s !== 'string' || s.startsWith('*') || (KEYWORDS as readonly string[]).includes(s)) return '';
+export function hintFor(s: LayerSelector, entries: readonly { path: string }[]): string {
+  if (typeof s !== 'string' || s.startsWith('*') || isKeyword(s)) return '';
   const ending = entries.filter((e) => e.path.endsWith(s)).map((e) => e.path);
   if (ending.length) return ` Did you mean the suffix selector '*${s}' (matches ${ending.join(', ')})?`;
   const lower = entries.filter((e) => e.path.toLowerCase() === s.toLowerCase()).map((e) => e.path);
