@@ -70,17 +70,11 @@ describe('applyLora: target selection', () => {
     expect(thrown(() => applyLora(base, { targets: 'fc1', rank: 2, modulesToSave: 'classifier' })).message).to.include("modulesToSave selector 'classifier' matches no layer with weights");
   });
 
-  it('dryRun prints and returns the plan, including unmatched selectors, without building', () => {
-    const log = console.log;
+  it('dryRun logs the plan through the given logger and returns it, including unmatched selectors, without building', () => {
     const lines: string[] = [];
-    console.log = (s: string) => lines.push(s);
+    const logger = { info: (s: string) => lines.push(s), warn: (s: string) => lines.push(`warn: ${s}`) };
     const before = tf.memory().numTensors;
-    let p: LoraPlan;
-    try {
-      p = applyLora(base, { targets: ['fc1', 'missing'], rank: 4, dryRun: true });
-    } finally {
-      console.log = log;
-    }
+    const p = applyLora(base, { targets: ['fc1', 'missing'], rank: 4, dryRun: true, logger });
     expect(tf.memory().numTensors).to.equal(before);
     expect(adapted(p)).to.deep.equal(['fc1']);
     expect(p.adapted[0]).to.include({ fanIn: 6, fanOut: 12, baseParams: 6 * 12 + 12, adapterParams: 4 * 18 });
@@ -88,6 +82,20 @@ describe('applyLora: target selection', () => {
     expect(lines.join('\n')).to.equal(formatPlan(p));
     expect(lines[0]).to.match(/fc1 +Dense +6x12 +84 +72 +'fc1'/);
     expect(lines[0]).to.include("UNMATCHED targets 'missing'");
+  });
+
+  it('dryRun without a logger shows the plan on the console; a real run logs nothing', () => {
+    const log = console.log;
+    const lines: string[] = [];
+    console.log = (s: string) => lines.push(s);
+    let p: LoraPlan;
+    try {
+      p = applyLora(base, { targets: 'fc1', rank: 2, dryRun: true });
+      applyLora(base, { targets: 'fc1', rank: 2 }).dispose();
+    } finally {
+      console.log = log;
+    }
+    expect(lines).to.deep.equal([formatPlan(p)]);
   });
 
   it('rejects bad options with the option named', () => {

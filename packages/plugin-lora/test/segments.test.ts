@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { forwardSegments, fromLayersModel, modelVariables, readParam, type Segment, type SegmentContext, segmentModel, type TrainableModel, TapfitError } from '@tapfit/core';
+import { forwardSegments, fromLayersModel, modelVariables, readParam, type Segment, type SegmentContext, segmentModel, SilentLogger, type TrainableModel, TapfitError } from '@tapfit/core';
 import { applyLoraToSegments, formatPlan, type LoraPlan, LoraSegmentModel, segmentCatalog } from '../src';
 import { array2d, maxAbsDiff, mlp, sameValues, thrown, useCpu } from './helpers';
 import { loraDense, loraDenseGrads, maxAbs, type M } from './reference';
@@ -193,16 +193,7 @@ describe('applyLoraToSegments: target selection', () => {
     ]);
   });
   after(() => disposeModel(base));
-  const plan = (opts: Parameters<typeof applyLoraToSegments>[1]) => applyLoraToSegments(base, { ...opts, dryRun: true } as never) as LoraPlan;
-  const quiet = <T>(f: () => T): T => {
-    const log = console.log;
-    console.log = () => {};
-    try {
-      return f();
-    } finally {
-      console.log = log;
-    }
-  };
+  const plan = (opts: Parameters<typeof applyLoraToSegments>[1]) => applyLoraToSegments(base, { ...opts, dryRun: true, logger: new SilentLogger() });
 
   it('lists every variable with a path, marking unsupported ones and the output head', () => {
     const entries = segmentCatalog(base);
@@ -211,29 +202,22 @@ describe('applyLoraToSegments: target selection', () => {
     expect(entries.filter((e) => e.isHead).map((e) => e.segment)).to.deep.equal(['out', 'out']);
   });
 
-  it('by variable name, path, segment name, suffix, RegExp and keyword', () =>
-    quiet(() => {
-      expect(adapted(plan({ targets: 'seg_test/v_w', rank: 2 }))).to.deep.equal(['enc_v/seg_test/v_w']);
-      expect(adapted(plan({ targets: 'enc_q/seg_test/q_w', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w']);
-      expect(adapted(plan({ targets: 'out', rank: 2 }))).to.deep.equal(['out/seg_test/out_w']); // its 1-D bias is skipped
-      expect(adapted(plan({ targets: '*_w', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w', 'out/seg_test/out_w']);
-      expect(adapted(plan({ targets: /^enc_/g, rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']); // /g ignored
-      expect(adapted(plan({ targets: 'all-dense', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w', 'out/seg_test/out_w']);
-      expect(adapted(plan({ targets: 'all-linear', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']); // not the head
-      expect(adapted(plan({ targets: 'all-dense', exclude: ['out', /enc_q/], rank: 2 }))).to.deep.equal(['enc_v/seg_test/v_w']);
-    }));
+  it('by variable name, path, segment name, suffix, RegExp and keyword', () => {
+    expect(adapted(plan({ targets: 'seg_test/v_w', rank: 2 }))).to.deep.equal(['enc_v/seg_test/v_w']);
+    expect(adapted(plan({ targets: 'enc_q/seg_test/q_w', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w']);
+    expect(adapted(plan({ targets: 'out', rank: 2 }))).to.deep.equal(['out/seg_test/out_w']); // its 1-D bias is skipped
+    expect(adapted(plan({ targets: '*_w', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w', 'out/seg_test/out_w']);
+    expect(adapted(plan({ targets: /^enc_/g, rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']); // /g ignored
+    expect(adapted(plan({ targets: 'all-dense', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w', 'out/seg_test/out_w']);
+    expect(adapted(plan({ targets: 'all-linear', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']); // not the head
+    expect(adapted(plan({ targets: 'all-dense', exclude: ['out', /enc_q/], rank: 2 }))).to.deep.equal(['enc_v/seg_test/v_w']);
+  });
 
-  it('the dry run prints and returns the plan and changes nothing', () => {
+  it('the dry run logs and returns the plan and changes nothing', () => {
     const tensors = tf.memory().numTensors;
     const lines: string[] = [];
-    const log = console.log;
-    console.log = (s: string) => lines.push(s);
-    let p: LoraPlan;
-    try {
-      p = applyLoraToSegments(base, { targets: 'all-linear', rank: 2, modulesToSave: 'out', dryRun: true });
-    } finally {
-      console.log = log;
-    }
+    const logger = { info: (s: string) => lines.push(s), warn: (s: string) => lines.push(`warn: ${s}`) };
+    const p = applyLoraToSegments(base, { targets: 'all-linear', rank: 2, modulesToSave: 'out', dryRun: true, logger });
     expect(p.adapted.map((l) => [l.path, l.fanIn, l.fanOut, l.adapterParams])).to.deep.equal([
       ['enc_q/seg_test/q_w', 4, 6, 20],
       ['enc_v/seg_test/v_w', 6, 6, 24],

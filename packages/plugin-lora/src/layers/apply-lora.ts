@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import { type LoraOptions, resolveOptions } from '../shared/config';
-import { formatPlan, type LoraPlan } from '../shared/lora-plan';
+import { type DryRunOptions, type LoraPlan, reportPlan } from '../shared/lora-plan';
 import { injectLora } from './inject';
 import { planLora } from './layer-plan';
 import { LoraModel } from './lora-model';
@@ -12,17 +12,14 @@ import { LoraModel } from './lora-model';
  * to the base model's). Every other layer is frozen, except `modulesToSave`. The input
  * model is not modified.
  *
- * With `dryRun: true` nothing is built: the plan is printed and returned, unmatched
- * selectors included.
+ * Nothing is logged: the plan is on the handle (`plan`, `describe()`). With
+ * `dryRun: true` nothing is built: the plan is logged through `logger` (default: the
+ * console) and returned, unmatched selectors included.
  */
-export function applyLora(model: tf.LayersModel, opts: LoraOptions & { dryRun: true }): LoraPlan;
-export function applyLora(model: tf.LayersModel, opts: LoraOptions & { dryRun?: false }): LoraModel;
-export function applyLora(model: tf.LayersModel, opts: LoraOptions & { dryRun?: boolean }): LoraModel | LoraPlan {
-  if (opts.dryRun) {
-    const plan = planLora(model, opts, resolveOptions(opts).spec);
-    console.log(formatPlan(plan));
-    return plan;
-  }
+export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
+export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraModel;
+export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions): LoraModel | LoraPlan {
+  if (opts.dryRun) return reportPlan(planLora(model, opts, resolveOptions(opts).spec), opts.logger);
   const { model: rebuilt, plan } = injectLora(model, opts);
   return new LoraModel(rebuilt, plan);
 }

@@ -3,7 +3,7 @@ import { modelVariables, readParam, type Segment, type SegmentContext, type Trai
 import { type AdapterFile, checkModelKind, readAdapter } from '../shared/adapter-file';
 import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../shared/config';
 import { configError, stateError } from '../shared/errors';
-import { formatPlan, type LoraPlan, planError } from '../shared/lora-plan';
+import { type DryRunOptions, formatPlan, type LoraPlan, planError, reportPlan } from '../shared/lora-plan';
 import { loadSegmentAdapter, saveSegmentAdapter } from './segment-adapter-io';
 import { adaptedVariables, adapterVariables, entriesByPath } from './segment-catalog';
 import { planSegmentLora } from './segment-plan';
@@ -35,17 +35,16 @@ function delta(A: tf.Tensor, B: tf.Tensor, scale: number): tf.Tensor {
  * `merge()` writes W itself. Segments must read their parameters with
  * `readParam(ctx, w)`; one that reads a target directly fails its first forward.
  *
- * With `dryRun: true` nothing changes: the plan is printed and returned.
+ * Nothing is logged: the plan is on the handle (`plan`, `describe()`). With
+ * `dryRun: true` nothing changes: the plan is logged through `logger` (default: the
+ * console) and returned.
  */
-export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & { dryRun: true }): LoraPlan;
-export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & { dryRun?: false }): LoraSegmentModel;
-export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & { dryRun?: boolean }): LoraSegmentModel | LoraPlan {
+export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
+export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraSegmentModel;
+export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions): LoraSegmentModel | LoraPlan {
   const { spec, adapter } = resolveOptions(opts);
   const plan = planSegmentLora(model, opts, spec);
-  if (opts.dryRun) {
-    console.log(formatPlan(plan));
-    return plan;
-  }
+  if (opts.dryRun) return reportPlan(plan, opts.logger);
   const err = planError(plan);
   if (err) throw err;
 

@@ -1,4 +1,4 @@
-import type { TapfitError } from '@tapfit/core';
+import { ConsoleLogger, type Logger, type TapfitError } from '@tapfit/core';
 import { configError } from './errors';
 
 export interface PlannedLayer {
@@ -67,4 +67,18 @@ export function formatPlan(plan: LoraPlan): string {
   for (const u of plan.unmatched) out.push(`UNMATCHED ${u.option} ${u.selector}: ${u.reason}`);
   for (const p of plan.problems) out.push(`PROBLEM: ${p}`);
   return out.join('\n');
+}
+
+/** The options of a dry run of applyLora / applyLoraToSegments. */
+export interface DryRunOptions {
+  /** Change nothing: log the plan through `logger` and return it; unmatched selectors are listed, not thrown. */
+  dryRun?: boolean;
+  /** Where a dry run logs its plan. Default: the console (core's ConsoleLogger); a SilentLogger only returns it. */
+  logger?: Logger;
+}
+
+/** A dry run's report: the plan, logged (its one purpose is to be seen) and returned. */
+export function reportPlan(plan: LoraPlan, logger: Logger = new ConsoleLogger()): LoraPlan {
+  logger.info(formatPlan(plan));
+  return plan;
 }
