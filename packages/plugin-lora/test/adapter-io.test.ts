@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
+import { ErrorCodes, TapfitError } from '@tapfit/core';
 import { ADAPTER_VERSION, applyLora, LoraModel, readAdapter } from '../src';
 import { mlp, perturbAdapters, rejected, sameValues, useCpu } from './helpers';
 
@@ -96,6 +97,22 @@ describe('adapter-only save and load', () => {
     fs.writeFileSync(cfg, fs.readFileSync(cfg, 'utf8').replace('"version": 1', '"version": 99'));
     expect((await rejected(readAdapter(dir))).message).to.match(/format version 99; this @tapfit\/plugin-lora reads version 1/);
     expect((await rejected(readAdapter(path.join(dir, 'nope')))).message).to.match(/no adapter at/);
+    [lora, base].forEach((m) => m.dispose());
+  });
+
+  it('a damaged config or a missing weights file is a TapfitError naming the file and the fix', async () => {
+    const { base, lora } = trained(1);
+    await lora.saveAdapter(dir);
+    fs.rmSync(path.join(dir, 'adapter_weights.bin'));
+    const missing = await rejected(readAdapter(dir));
+    expect(missing).to.be.instanceOf(TapfitError);
+    expect((missing as TapfitError).code).to.equal(ErrorCodes.CHECKPOINT);
+    expect(missing.message).to.match(/^lora: adapter '.*': cannot read adapter_weights\.bin \(.*\); copy it along with adapter_config\.json or save the adapter again\./);
+    fs.writeFileSync(path.join(dir, 'adapter_config.json'), '{"format": "tapfit-lora-adapter", ');
+    const damaged = await rejected(readAdapter(dir));
+    expect(damaged).to.be.instanceOf(TapfitError);
+    expect((damaged as TapfitError).code).to.equal(ErrorCodes.CHECKPOINT);
+    expect(damaged.message).to.match(/adapter_config\.json' is not valid JSON \(.*\); the file is damaged: save the adapter again\./);
     [lora, base].forEach((m) => m.dispose());
   });
 

@@ -86,12 +86,22 @@ export async function readAdapter(dir: string): Promise<{ file: AdapterFile; ten
   } catch (err) {
     throw adapterFileError(`no adapter at '${dir}': cannot read ${CONFIG_FILE} (${(err as Error).message}).`);
   }
-  const file = JSON.parse(text) as AdapterFile;
+  let file: AdapterFile;
+  try {
+    file = JSON.parse(text) as AdapterFile;
+  } catch (err) {
+    throw adapterFileError(`'${dir}/${CONFIG_FILE}' is not valid JSON (${(err as Error).message}); the file is damaged: save the adapter again.`);
+  }
   if (file.format !== ADAPTER_FORMAT) throw adapterFileError(`'${dir}/${CONFIG_FILE}' is not a tapfit LoRA adapter (format '${String(file.format)}').`);
   if (file.version !== ADAPTER_VERSION) throw adapterFileError(`adapter '${dir}' has format version ${file.version}; this @tapfit/plugin-lora reads version ${ADAPTER_VERSION}.`);
   resolveSpec(file.spec);
   checkAdapterName(file.adapter);
-  const bin = await fs.readFile(path.join(dir, file.weightsFile));
+  let bin: Buffer;
+  try {
+    bin = await fs.readFile(path.join(dir, file.weightsFile));
+  } catch (err) {
+    throw adapterFileError(`adapter '${dir}': cannot read ${file.weightsFile} (${(err as Error).message}); copy it along with ${CONFIG_FILE} or save the adapter again.`);
+  }
   if (bin.byteLength !== file.weightsBytes || createHash('sha256').update(bin).digest('hex') !== file.weightsSha256) {
     throw adapterFileError(`adapter '${dir}': ${file.weightsFile} does not match the checksum in ${CONFIG_FILE} (truncated or from another save).`);
   }

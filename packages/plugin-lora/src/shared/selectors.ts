@@ -1,3 +1,5 @@
+import { configError } from './errors';
+
 /**
  * A layer selector: an exact layer name (`'fc1'`), a suffix (`'*_proj'` matches every
  * name ending in `_proj`), a RegExp tested against the whole name, or a keyword:
@@ -31,7 +33,7 @@ export function matchesPath(s: LayerSelector, path: string): boolean {
 export function checkSelector(s: unknown, option: string): LayerSelector {
   if (s instanceof RegExp) return s;
   if (typeof s !== 'string' || s.length === 0 || s === '*') {
-    throw new Error(`option '${option}': a selector must be a layer name, '*suffix', a RegExp or one of ${KEYWORDS.join(', ')} (got ${JSON.stringify(s)}).`);
+    throw configError(`option '${option}': a selector must be a layer name, '*suffix', a RegExp or one of ${KEYWORDS.join(', ')} (got ${JSON.stringify(s)}).`);
   }
   return s;
 }
