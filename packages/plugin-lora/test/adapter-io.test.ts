@@ -116,6 +116,28 @@ describe('adapter-only save and load', () => {
     [lora, base].forEach((m) => m.dispose());
   });
 
+  it('LoraModel.load reads saved paths exactly: a layer named like a keyword (output) is that layer, not the head', async () => {
+    const make = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.dense({ units: 5, inputShape: [4], name: 'output', kernelInitializer: tf.initializers.glorotNormal({ seed: 1 }) }),
+          tf.layers.dense({ units: 2, name: 'head', kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+        ],
+      });
+    const base = make();
+    const lora = applyLora(base, { targets: /^output$/, rank: 2, seed: 1 });
+    perturbAdapters(lora.model, 3, 0.5);
+    await lora.saveAdapter(dir);
+    const loaded = await LoraModel.load(base, dir);
+    expect(loaded.layers.map((l) => l.name)).to.deep.equal(['output']);
+    const x = tf.randomNormal([3, 4], 0, 1, 'float32', 9);
+    tf.tidy(() => {
+      expect(sameValues(lora.model.predict(x) as tf.Tensor, loaded.model.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    tf.dispose(x);
+    [lora, loaded, base].forEach((m) => m.dispose());
+  });
+
   it('several named adapters: save each, load both onto one base, switch between them', async () => {
     const { base, lora } = trained(1);
     lora.addAdapter('other', { rank: 3, seed: 11 });

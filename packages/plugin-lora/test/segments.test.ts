@@ -211,6 +211,24 @@ describe('applyLoraToSegments: target selection', () => {
     expect(adapted(plan({ targets: 'all-dense', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w', 'out/seg_test/out_w']);
     expect(adapted(plan({ targets: 'all-linear', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']); // not the head
     expect(adapted(plan({ targets: 'all-dense', exclude: ['out', /enc_q/], rank: 2 }))).to.deep.equal(['enc_v/seg_test/v_w']);
+    expect(adapted(plan({ targets: 'output', rank: 2 }))).to.deep.equal(['out/seg_test/out_w']);
+  });
+
+  it("'output' is the last segment with a 2-D weight: modulesToSave: 'output' trains all its variables, 'all-linear' adapts the rest", () => {
+    const p = plan({ targets: 'all-linear', modulesToSave: 'output', rank: 2 });
+    expect(adapted(p)).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']);
+    expect(p.saved.map((s) => s.path)).to.deep.equal(['out/seg_test/out_w', 'out/seg_test/out_b']);
+    // A trailing segment without a 2-D weight (here a softmax) is looked through, like a weightless layer.
+    const softmax: Segment = { name: 'softmax', params: [], forward: ([x]) => [tf.softmax(x)] };
+    const lora = applyLoraToSegments(segmentModel([...base.segments, softmax]), { targets: 'all-linear', modulesToSave: 'output', rank: 2, seed: 1 });
+    const [outW, outB] = base.segments[2].params;
+    expect(modelVariables(base).filter((v) => v.trainable)).to.have.members([outW, outB]);
+    expect(lora.trainableParams).to.equal(2 * (4 + 6) + 2 * (6 + 6) + 6 * 2 + 2);
+    lora.dispose();
+    const scale = tf.variable(tf.ones([3]));
+    const noMatrix = segmentModel([{ name: 'scale', params: [scale], forward: ([x], ctx) => [tf.mul(x, readParam(ctx, scale))] }]);
+    expect(thrown(() => applyLoraToSegments(noMatrix, { targets: 'output', rank: 1 })).message).to.match(/targets selector 'output' matches no variable: the output head is the last segment with a 2-D float32 weight, and this model has none/);
+    scale.dispose();
   });
 
   it('the dry run logs and returns the plan and changes nothing', () => {

@@ -8,6 +8,8 @@ import type { LayerEntry } from './catalog';
  */
 export function selectsLayer(s: LayerSelector, e: LayerEntry): boolean {
   switch (s) {
+    case 'output':
+      return e.isHead;
     case 'all-dense':
       return e.className === 'Dense';
     case 'all-linear':

@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { type AdapterFile, checkModelKind, readAdapter } from '../shared/adapter-file';
 import { formatPlan, type LoraPlan } from '../shared/lora-plan';
+import { exactPath } from '../shared/selectors';
 import { loadAdapter, type LoadAdapterOptions, saveAdapter } from './adapter-io';
 import { activeAdapterOf, addAdapter, type AddAdapterOptions, adapterNamesOf, isMerged, requireLoraLayers, setActiveAdapter, syncTrainableFlags } from './adapters';
 import { loraLayersOf } from './catalog';
@@ -34,7 +35,8 @@ export class LoraModel {
   static async load(base: tf.LayersModel, dir: string): Promise<LoraModel> {
     const { file } = await readAdapter(dir);
     checkModelKind(file, dir, 'layers');
-    const injected = injectLora(base, { ...file.spec, targets: file.targets, modulesToSave: file.modulesToSave, adapterName: file.adapter });
+    // Exact paths: a saved layer named like a keyword ('output') must not be read as one.
+    const injected = injectLora(base, { ...file.spec, targets: file.targets.map(exactPath), modulesToSave: file.modulesToSave.map(exactPath), adapterName: file.adapter });
     const lora = new LoraModel(injected.model, injected.plan);
     try {
       await lora.loadAdapter(dir);

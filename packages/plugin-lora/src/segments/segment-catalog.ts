@@ -9,7 +9,11 @@ export interface VariableEntry {
   readonly variable: tf.Variable;
   /** Set when LoRA cannot adapt the variable. */
   readonly unsupported?: string;
-  /** In the last segment that has a 2-D variable: the output head, which 'all-linear' skips. */
+  /**
+   * In the output head: the last segment that has a 2-D float32 variable (segments after
+   * it hold only 1-D or no variables, like weightless layers). 'output' selects it,
+   * 'all-linear' skips it.
+   */
   readonly isHead: boolean;
 }
 

@@ -4,6 +4,7 @@ import { type AdapterFile, checkModelKind, readAdapter } from '../shared/adapter
 import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../shared/config';
 import { configError, stateError } from '../shared/errors';
 import { type DryRunOptions, formatPlan, type LoraPlan, planError, reportPlan } from '../shared/lora-plan';
+import { exactPath } from '../shared/selectors';
 import { loadSegmentAdapter, saveSegmentAdapter } from './segment-adapter-io';
 import { adaptedVariables, adapterVariables, entriesByPath } from './segment-catalog';
 import { planSegmentLora } from './segment-plan';
@@ -125,8 +126,7 @@ export class LoraSegmentModel {
   static async load(base: TrainableModel, dir: string): Promise<LoraSegmentModel> {
     const { file } = await readAdapter(dir);
     checkModelKind(file, dir, 'segments');
-    const exact = (p: string) => new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`);
-    const lora = applyLoraToSegments(base, { ...file.spec, targets: file.targets.map(exact), modulesToSave: file.modulesToSave.map(exact), adapterName: file.adapter });
+    const lora = applyLoraToSegments(base, { ...file.spec, targets: file.targets.map(exactPath), modulesToSave: file.modulesToSave.map(exactPath), adapterName: file.adapter });
     try {
       await lora.loadAdapter(dir);
     } catch (err) {

@@ -4,10 +4,13 @@ import type { VariableEntry } from './segment-catalog';
 /**
  * Does selector `s` pick variable `e`? An exact string names the variable's path, its
  * tfjs name or its segment (all its variables); '*suffix' and RegExps test the path;
- * 'all-dense' picks every 2-D variable and 'all-linear' all but the output head's.
+ * 'output' picks every variable of the output head segment, 'all-dense' every 2-D
+ * variable and 'all-linear' all but the output head's.
  */
 export function selectsVariable(s: LayerSelector, e: VariableEntry): boolean {
   switch (s) {
+    case 'output':
+      return e.isHead;
     case 'all-dense':
       return !e.unsupported;
     case 'all-linear':
@@ -26,6 +29,7 @@ export function keywordReason(s: LayerSelector, entries: readonly VariableEntry[
     return `cannot be used on a segment model: segments carry no layer classes. Name the 2-D variables (paths, segment names, '*suffix' or a RegExp), or use 'all-dense' / 'all-linear'.`;
   }
   const head = entries.find((e) => e.isHead && !e.unsupported);
+  if (s === 'output' && !head) return `matches no variable: the output head is the last segment with a 2-D float32 weight, and this model has none.`;
   if (s === 'all-linear' && head) return `matches no variable: every 2-D variable is in the output head segment '${head.segment}', which 'all-linear' skips. Use 'all-dense' or name the variables.`;
   return null;
 }

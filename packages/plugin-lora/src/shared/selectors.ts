@@ -3,12 +3,14 @@ import { configError } from './errors';
 /**
  * A layer selector: an exact layer name (`'fc1'`), a suffix (`'*_proj'` matches every
  * name ending in `_proj`), a RegExp tested against the whole name, or a keyword:
- * `'all-dense'` (every Dense), `'all-linear'` (every Dense except output heads, like
- * PEFT's 'all-linear'), `'all-conv2d'` (every Conv2D), `'all-embedding'`.
+ * `'output'` (the output heads: the weighted layers producing the model's outputs),
+ * `'all-dense'` (every Dense), `'all-linear'` (every Dense except the output heads, like
+ * PEFT's 'all-linear'), `'all-conv2d'` (every Conv2D), `'all-embedding'`. Keywords win
+ * over layer names: match a layer named 'output' with /^output$/.
  */
 export type LayerSelector = string | RegExp;
 
-export const KEYWORDS = ['all-dense', 'all-linear', 'all-conv2d', 'all-embedding'] as const;
+export const KEYWORDS = ['output', 'all-dense', 'all-linear', 'all-conv2d', 'all-embedding'] as const;
 
 export function isKeyword(s: LayerSelector): boolean {
   return typeof s === 'string' && (KEYWORDS as readonly string[]).includes(s);
@@ -28,6 +30,11 @@ export function matchesPath(s: LayerSelector, path: string): boolean {
   if (s instanceof RegExp) return new RegExp(s.source, s.flags.replace(/[gy]/g, '')).test(path);
   if (s.startsWith('*')) return path.endsWith(s.slice(1));
   return path === s;
+}
+
+/** A selector matching exactly `path` and nothing else, keyword or not (for paths read back from a file). */
+export function exactPath(path: string): RegExp {
+  return new RegExp(`^${path.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`);
 }
 
 export function checkSelector(s: unknown, option: string): LayerSelector {
