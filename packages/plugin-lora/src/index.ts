@@ -4,45 +4,33 @@ export { LoraDense } from './layers/lora-dense';
 export { LoraConv2D } from './layers/lora-conv2d';
 export { LoraEmbedding } from './layers/lora-embedding';
 
-export {
-  type AdapterOptions,
-  type AdapterSpec,
-  type LayerSelector,
-  type LoraInit,
-  type LoraOptions,
-  DEFAULT_ADAPTER,
-  resolveSpec,
-  scaleOf,
-} from './config';
-export { applyLora } from './inject';
-export { planLora, formatPlan, type LoraPlan, type PlannedLayer, type SelectorProblem } from './plan';
-export { LoraModel } from './lora-model';
-export {
-  addAdapter,
-  type AddAdapterOptions,
-  activeAdapterOf,
-  adapterNamesOf,
-  isMerged,
-  mergeAdapter,
-  setActiveAdapter,
-  unloadLora,
-  unmergeAdapter,
-} from './adapters';
-export { saveAdapter, loadAdapter, readAdapter, type AdapterFile, type LoadAdapterOptions, ADAPTER_FORMAT, ADAPTER_VERSION } from './adapter-io';
-export { fingerprint, fingerprintMismatch, segmentFingerprint, type BaseFingerprint } from './fingerprint';
-export { applyLoraToSegments, LoraSegmentModel, type SegmentAdapter } from './segment-lora';
-export { planSegmentLora, segmentCatalog, type VariableEntry } from './segment-plan';
-export {
-  analyzeUpdate,
-  formatAnalysis,
-  singularValues,
-  explainedRank,
-  rank90,
-  type LayerUpdate,
-  type Spectrum,
-  type UpdateAnalysis,
-} from './spectral';
-export { loraLayersOf } from './catalog';
+// Shared by both paths: options, selectors, plans, adapter files, spectra.
+export { type AdapterOptions, type AdapterSpec, type LoraInit, type LoraOptions, DEFAULT_ADAPTER, resolveSpec, scaleOf } from './shared/config';
+export { type LayerSelector } from './shared/selectors';
+export { formatPlan, type LoraPlan, type PlannedLayer, type SelectorProblem } from './shared/lora-plan';
+export { readAdapter, type AdapterFile, ADAPTER_FORMAT, ADAPTER_VERSION } from './shared/adapter-file';
+export { fingerprintMismatch, type BaseFingerprint } from './shared/fingerprint';
+export { singularValues, explainedRank, rank90, type Spectrum } from './shared/spectrum';
+
+// tfjs-layers models.
+export { applyLora } from './layers/apply-lora';
+export { planLora } from './layers/layer-plan';
+export { LoraModel } from './layers/lora-model';
+export { addAdapter, type AddAdapterOptions, activeAdapterOf, adapterNamesOf, isMerged, setActiveAdapter } from './layers/adapters';
+export { mergeAdapter, unmergeAdapter } from './layers/merge';
+export { unloadLora } from './layers/unload';
+export { saveAdapter, loadAdapter, type LoadAdapterOptions } from './layers/adapter-io';
+export { fingerprint } from './layers/layer-fingerprint';
+export { loraLayersOf } from './layers/catalog';
+export { analyzeUpdate, formatAnalysis, type LayerUpdate, type UpdateAnalysis } from './layers/update-analysis';
+
+// Core segment models.
+export { applyLoraToSegments, LoraSegmentModel, type SegmentAdapter } from './segments/segment-lora';
+export { planSegmentLora } from './segments/segment-plan';
+export { segmentCatalog, type VariableEntry } from './segments/segment-catalog';
+export { segmentFingerprint } from './segments/segment-fingerprint';
+
+// The tapfit plugin.
 export { lora, LORA_PLUGIN, type LoraPluginOptions } from './plugin';
 
 /** Entry point for `tapfit train` configs: ["@tapfit/plugin-lora", { "targets": "all-linear", "rank": 8 }]. */

@@ -1,13 +1,15 @@
 import { ErrorCodes, fromLayersModel, type PluginState, TapfitError, type TapfitPlugin } from '@tapfit/core';
-import { type LoraOptions, resolveSpec } from './config';
-import { applyLora } from './inject';
-import type { LoraModel } from './lora-model';
-import { formatPlan } from './plan';
-import { applyLoraToSegments, type LoraSegmentModel } from './segment-lora';
+import { applyLora } from './layers/apply-lora';
+import type { LoraModel } from './layers/lora-model';
+import { applyLoraToSegments, type LoraSegmentModel } from './segments/segment-lora';
+import { type LoraOptions, resolveSpec } from './shared/config';
 
 export const LORA_PLUGIN = 'lora';
 
-export type LoraPluginOptions = LoraOptions;
+export interface LoraPluginOptions extends LoraOptions {
+  /** Log the plan (adapted layers, parameter counts) through the trainer's logger at setup. Default false. */
+  verbose?: boolean;
+}
 
 /** What a checkpoint records about the surgery, to refuse resuming into a different one. */
 interface LoraCheckpointState {
@@ -23,8 +25,9 @@ interface LoraCheckpointState {
  * Adapter weights are model variables, so checkpoints carry them; the plugin's own
  * state records the adapted layers or variables and the spec, and a resume with other
  * options is refused. After training, `plugin.lora` (layers) or `plugin.segmentLora`
- * (segments) is the handle: merge, unload, saveAdapter. The trainer does not free a
- * segment LoRA's adapters: call `plugin.segmentLora.dispose()` (or `unload()`) when done.
+ * (segments) is the handle: merge, unload, saveAdapter, and `describe()` for the plan,
+ * which is logged at setup only with `verbose: true`. Disposing the trainer frees a
+ * segment LoRA's adapters (the trainer owns what setup swaps in).
  */
 export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora: LoraModel | null; readonly segmentLora: LoraSegmentModel | null } {
   const spec = resolveSpec(options); // validate before any trainer exists
@@ -47,13 +50,13 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
         if (source) {
           handle = applyLora(source, { ...options, dryRun: false });
           ctx.replaceModel(fromLayersModel(handle.model));
-          logger.info(formatPlan(handle.plan!));
+          if (options.verbose) logger.info(handle.describe());
         } else {
           segmentHandle = applyLoraToSegments(ctx.model, { ...options, dryRun: false });
           const owned = segmentHandle;
           // The trainer owns what setup swaps in: disposing it frees A, B and unfreezes the base.
           ctx.replaceModel({ ...owned.model, dispose: () => owned.dispose() });
-          logger.info(formatPlan(segmentHandle.plan));
+          if (options.verbose) logger.info(owned.describe());
         }
       });
     },

@@ -3,6 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
+import { ErrorCodes, TapfitError } from '@tapfit/core';
 import { ADAPTER_VERSION, applyLora, LoraModel, readAdapter } from '../src';
 import { mlp, perturbAdapters, rejected, sameValues, useCpu } from './helpers';
 
@@ -97,6 +98,44 @@ describe('adapter-only save and load', () => {
     expect((await rejected(readAdapter(dir))).message).to.match(/format version 99; this @tapfit\/plugin-lora reads version 1/);
     expect((await rejected(readAdapter(path.join(dir, 'nope')))).message).to.match(/no adapter at/);
     [lora, base].forEach((m) => m.dispose());
+  });
+
+  it('a damaged config or a missing weights file is a TapfitError naming the file and the fix', async () => {
+    const { base, lora } = trained(1);
+    await lora.saveAdapter(dir);
+    fs.rmSync(path.join(dir, 'adapter_weights.bin'));
+    const missing = await rejected(readAdapter(dir));
+    expect(missing).to.be.instanceOf(TapfitError);
+    expect((missing as TapfitError).code).to.equal(ErrorCodes.CHECKPOINT);
+    expect(missing.message).to.match(/^lora: adapter '.*': cannot read adapter_weights\.bin \(.*\); copy it along with adapter_config\.json or save the adapter again\./);
+    fs.writeFileSync(path.join(dir, 'adapter_config.json'), '{"format": "tapfit-lora-adapter", ');
+    const damaged = await rejected(readAdapter(dir));
+    expect(damaged).to.be.instanceOf(TapfitError);
+    expect((damaged as TapfitError).code).to.equal(ErrorCodes.CHECKPOINT);
+    expect(damaged.message).to.match(/adapter_config\.json' is not valid JSON \(.*\); the file is damaged: save the adapter again\./);
+    [lora, base].forEach((m) => m.dispose());
+  });
+
+  it('LoraModel.load reads saved paths exactly: a layer named like a keyword (output) is that layer, not the head', async () => {
+    const make = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.dense({ units: 5, inputShape: [4], name: 'output', kernelInitializer: tf.initializers.glorotNormal({ seed: 1 }) }),
+          tf.layers.dense({ units: 2, name: 'head', kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+        ],
+      });
+    const base = make();
+    const lora = applyLora(base, { targets: /^output$/, rank: 2, seed: 1 });
+    perturbAdapters(lora.model, 3, 0.5);
+    await lora.saveAdapter(dir);
+    const loaded = await LoraModel.load(base, dir);
+    expect(loaded.layers.map((l) => l.name)).to.deep.equal(['output']);
+    const x = tf.randomNormal([3, 4], 0, 1, 'float32', 9);
+    tf.tidy(() => {
+      expect(sameValues(lora.model.predict(x) as tf.Tensor, loaded.model.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    tf.dispose(x);
+    [lora, loaded, base].forEach((m) => m.dispose());
   });
 
   it('several named adapters: save each, load both onto one base, switch between them', async () => {

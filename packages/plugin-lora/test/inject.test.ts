@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { TapfitError } from '@tapfit/core';
 import { applyLora, formatPlan, type LoraPlan, planLora, resolveSpec } from '../src';
-import { cnn, functional, mlp, sameValues, thrown, useCpu } from './helpers';
+import { cnn, functional, maxAbsDiff, mlp, sameValues, thrown, useCpu } from './helpers';
 
 const adapted = (plan: LoraPlan | { plan: LoraPlan | null }) => ('adapted' in plan ? plan : plan.plan!).adapted.map((l) => l.path);
 
@@ -40,6 +40,60 @@ describe('applyLora: target selection', () => {
     m.dispose();
   });
 
+  it("'output' selects the output heads: through weightless layers, every output of a multi-output model, inside a nested model; 'all-linear' is the other Dense layers", () => {
+    const init = (seed: number) => ({ kernelInitializer: tf.initializers.glorotNormal({ seed }) });
+    expect(adapted(plan(base, { targets: 'output', rank: 2 }))).to.deep.equal(['head']);
+    expect(adapted(plan(fn, { targets: 'output', rank: 2 }))).to.deep.equal(['out']);
+    // Two outputs, one behind a softmax layer.
+    const x = tf.input({ shape: [3] });
+    const h = tf.layers.dense({ units: 4, name: 'trunk', ...init(1) }).apply(x) as tf.SymbolicTensor;
+    const o1 = tf.layers.dense({ units: 2, name: 'o1', ...init(2) }).apply(h) as tf.SymbolicTensor;
+    const o2 = tf.layers.softmax({ name: 'sm' }).apply(tf.layers.dense({ units: 2, name: 'o2', ...init(3) }).apply(h)) as tf.SymbolicTensor;
+    const twoHeads = tf.model({ inputs: x, outputs: [o1, o2] });
+    expect(adapted(plan(twoHeads, { targets: 'output', rank: 1 }))).to.have.members(['o1', 'o2']).and.have.length(2);
+    expect(adapted(plan(twoHeads, { targets: 'all-linear', rank: 1 }))).to.deep.equal(['trunk']);
+    // The model's output is a nested model's: its last layer is the head.
+    const tower = tf.sequential({ name: 'tower', layers: [tf.layers.dense({ units: 4, inputShape: [3], name: 'fc', ...init(4) }), tf.layers.dense({ units: 2, name: 'last', ...init(5) })] });
+    const y = tf.input({ shape: [3] });
+    const nested = tf.model({ inputs: y, outputs: tower.apply(tf.layers.dense({ units: 3, name: 'pre', ...init(6) }).apply(y)) as tf.SymbolicTensor });
+    expect(adapted(plan(nested, { targets: 'output', rank: 1 }))).to.deep.equal(['tower/last']);
+    expect(adapted(plan(nested, { targets: 'all-linear', rank: 1 }))).to.deep.equal(['pre', 'tower/fc']);
+    expect(plan(nested, { targets: 'all-linear', rank: 1 }).available).to.include('tower/last (Dense 4x2, output head)');
+    twoHeads.dispose();
+    nested.dispose();
+  });
+
+  it("modulesToSave: ['output'] trains an auto-named head in full while 'all-linear' adapts the hidden layer", async () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ units: 8, inputShape: [4], activation: 'relu', kernelInitializer: tf.initializers.glorotNormal({ seed: 1 }) }),
+        tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+      ],
+    });
+    const [hidden, head] = model.layers.map((l) => l.name);
+    expect(head).to.match(/^dense_Dense\d+$/); // auto-generated: the user need not know it
+    const lora = applyLora(model, { targets: 'all-linear', modulesToSave: ['output'], rank: 2, seed: 3 });
+    expect(adapted(lora)).to.deep.equal([hidden]);
+    expect(lora.plan!.saved.map((s) => s.path)).to.deep.equal([head]);
+    expect(lora.model.trainableWeights.map((w) => w.originalName)).to.have.members([`${hidden}/lora_A.default`, `${hidden}/lora_B.default`, `${head}/kernel`, `${head}/bias`]);
+    const [hiddenLayer, headLayer] = lora.model.layers;
+    const before = [hiddenLayer, headLayer].flatMap((l) => l.weights.map((w) => tf.clone(w.read())));
+    const xs = tf.randomNormal([32, 4], 0, 1, 'float32', 4);
+    const ys = tf.oneHot(tf.tensor1d(Array.from({ length: 32 }, (_, i) => i % 3), 'int32'), 3);
+    lora.model.compile({ optimizer: tf.train.sgd(0.5), loss: 'categoricalCrossentropy' });
+    const history = await lora.model.fit(xs, ys, { epochs: 5, batchSize: 32, verbose: 0 });
+    const losses = history.history.loss as number[];
+    expect(losses[losses.length - 1]).to.be.below(losses[0]);
+    const after = [hiddenLayer, headLayer].flatMap((l) => l.weights.map((w) => w.read()));
+    const names = [hiddenLayer, headLayer].flatMap((l) => l.weights.map((w) => w.originalName));
+    const changed = names.filter((_, i) => maxAbsDiff(before[i], after[i]) > 0);
+    // The hidden layer's frozen kernel and bias are the only weights that did not move.
+    expect(changed).to.have.members([`${hidden}/lora_A.default`, `${hidden}/lora_B.default`, `${head}/kernel`, `${head}/bias`]);
+    tf.dispose([...before, xs, ys]);
+    lora.dispose();
+    model.dispose();
+  });
+
   it('exclude removes matches; every selector must match', () => {
     expect(adapted(plan(base, { targets: 'all-dense', exclude: ['head', /fc1/], rank: 2 }))).to.deep.equal(['fc2']);
     const p = plan(base, { targets: 'all-dense', exclude: 'nope', rank: 2 });
@@ -70,17 +124,11 @@ describe('applyLora: target selection', () => {
     expect(thrown(() => applyLora(base, { targets: 'fc1', rank: 2, modulesToSave: 'classifier' })).message).to.include("modulesToSave selector 'classifier' matches no layer with weights");
   });
 
-  it('dryRun prints and returns the plan, including unmatched selectors, without building', () => {
-    const log = console.log;
+  it('dryRun logs the plan through the given logger and returns it, including unmatched selectors, without building', () => {
     const lines: string[] = [];
-    console.log = (s: string) => lines.push(s);
+    const logger = { info: (s: string) => lines.push(s), warn: (s: string) => lines.push(`warn: ${s}`) };
     const before = tf.memory().numTensors;
-    let p: LoraPlan;
-    try {
-      p = applyLora(base, { targets: ['fc1', 'missing'], rank: 4, dryRun: true });
-    } finally {
-      console.log = log;
-    }
+    const p = applyLora(base, { targets: ['fc1', 'missing'], rank: 4, dryRun: true, logger });
     expect(tf.memory().numTensors).to.equal(before);
     expect(adapted(p)).to.deep.equal(['fc1']);
     expect(p.adapted[0]).to.include({ fanIn: 6, fanOut: 12, baseParams: 6 * 12 + 12, adapterParams: 4 * 18 });
@@ -88,6 +136,20 @@ describe('applyLora: target selection', () => {
     expect(lines.join('\n')).to.equal(formatPlan(p));
     expect(lines[0]).to.match(/fc1 +Dense +6x12 +84 +72 +'fc1'/);
     expect(lines[0]).to.include("UNMATCHED targets 'missing'");
+  });
+
+  it('dryRun without a logger shows the plan on the console; a real run logs nothing', () => {
+    const log = console.log;
+    const lines: string[] = [];
+    console.log = (s: string) => lines.push(s);
+    let p: LoraPlan;
+    try {
+      p = applyLora(base, { targets: 'fc1', rank: 2, dryRun: true });
+      applyLora(base, { targets: 'fc1', rank: 2 }).dispose();
+    } finally {
+      console.log = log;
+    }
+    expect(lines).to.deep.equal([formatPlan(p)]);
   });
 
   it('rejects bad options with the option named', () => {

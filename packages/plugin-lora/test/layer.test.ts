@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { applyLora, LoraDense, type LoraLayer, resolveSpec, scaleOf } from '../src';
-import { array2d, cnn, embedder, functional, maxAbsDiff, mlp, perturbAdapters, sameValues, useCpu } from './helpers';
+import { ErrorCodes, TapfitError } from '@tapfit/core';
+import { applyLora, LoraConv2D, LoraDense, type LoraLayer, type LoraLayerConfig, resolveSpec, scaleOf } from '../src';
+import { array2d, cnn, embedder, functional, maxAbsDiff, mlp, perturbAdapters, sameValues, thrown, useCpu } from './helpers';
 import { loraDense, loraDenseGrads, maxAbs } from './reference';
 
 describe('LoRA layers', () => {
@@ -200,6 +201,28 @@ describe('LoRA layers', () => {
     expect(() => lora.model.apply(x, { training: true })).to.throw(/merged.*unmerge\(\) before training/);
     x.dispose();
     lora.dispose();
+    base.dispose();
+  });
+
+  it('a config or input shape a LoRA layer cannot take is a TapfitError naming the layer and the fix', () => {
+    const lora = { adapters: { default: resolveSpec({ rank: 1 }) }, active: 'default', merged: false, seed: 1 };
+    const config = (c: object) => ({ ...c, lora }) as unknown as LoraLayerConfig;
+    const expectError = (err: Error, code: string, message: RegExp) => {
+      expect(err).to.be.instanceOf(TapfitError);
+      expect((err as TapfitError).code).to.equal(code);
+      expect(err.message).to.match(message);
+    };
+    expectError(
+      thrown(() => new LoraConv2D(config({ name: 'c1', filters: 2, kernelSize: 3, dataFormat: 'channelsFirst' }))),
+      ErrorCodes.CONFIG,
+      /^lora: LoraConv2D 'c1': dataFormat 'channelsFirst' is not supported; .*Exclude the layer from 'targets'/,
+    );
+    expectError(thrown(() => new LoraConv2D(config({ name: 'c2', filters: 2, kernelSize: [3, 3, 3] }))), ErrorCodes.CONFIG, /LoraConv2D 'c2': config 'kernelSize' must be an integer or a pair of integers \(got \[3,3,3\]\)/);
+    expectError(thrown(() => new LoraConv2D(config({ name: 'c3', filters: 2, kernelSize: 3, padding: 'causal' }))), ErrorCodes.CONFIG, /LoraConv2D 'c3': padding 'causal' is not supported/);
+    const dense = new LoraDense(config({ name: 'd1', units: 3 }));
+    expectError(thrown(() => dense.build([null, null])), ErrorCodes.SHAPE, /LoraDense 'd1': the last dimension of input shape \[null,null\] is unknown; give the model an input shape/);
+    const base = mlp();
+    expectError(thrown(() => applyLora(base, { targets: ['fc1', 7 as unknown as string], rank: 2 })), ErrorCodes.CONFIG, /^lora: option 'targets': a selector must be a layer name, .*\(got 7\)/);
     base.dispose();
   });
 

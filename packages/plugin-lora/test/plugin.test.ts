@@ -40,6 +40,23 @@ describe('lora plugin', () => {
     trainer.dispose();
   });
 
+  it('logs its plan at setup only with verbose: true; describe() has it either way', async () => {
+    const lines: string[] = [];
+    const logger = { info: (s: string) => lines.push(s), warn: (s: string) => lines.push(s) };
+    const plans = () => lines.filter((l) => l.startsWith('LoRA plan'));
+    const quiet = lora({ targets: 'hidden', rank: 2, seed: 1 });
+    const t1 = testTrainer({ plugins: [quiet], logger });
+    await t1.setup();
+    expect(plans()).to.deep.equal([]);
+    expect(quiet.lora!.describe()).to.match(/^LoRA plan \(rank 2\):\nlayer +class[\s\S]*\nhidden +Dense +4x8/);
+    const verbose = lora({ targets: 'hidden', rank: 2, seed: 1, verbose: true });
+    const t2 = testTrainer({ plugins: [verbose], logger });
+    await t2.setup();
+    expect(plans()).to.deep.equal([verbose.lora!.describe()]);
+    t1.dispose();
+    t2.dispose();
+  });
+
   it('validates options when the plugin is created', () => {
     expect(() => lora({ targets: 'hidden', rank: 0 })).to.throw(TapfitError, /option 'rank'/);
   });

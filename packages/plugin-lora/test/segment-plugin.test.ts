@@ -53,6 +53,26 @@ describe('lora plugin on a segment model', () => {
     disposeModel(base);
   });
 
+  it('logs its plan at setup only with verbose: true', async () => {
+    const lines: string[] = [];
+    const logger = { info: (s: string) => lines.push(s), warn: (s: string) => lines.push(s) };
+    const setUp = async (verbose: boolean) => {
+      const base = denseSegments();
+      const plugin = lora({ targets: 'fc1', rank: 2, seed: 1, verbose });
+      const trainer = testTrainer({ model: base, plugins: [plugin], logger });
+      await trainer.setup();
+      const plan = plugin.segmentLora!.describe();
+      trainer.dispose();
+      disposeModel(base);
+      return plan;
+    };
+    await setUp(false);
+    expect(lines.filter((l) => l.startsWith('LoRA plan'))).to.deep.equal([]);
+    const plan = await setUp(true);
+    expect(plan).to.match(/^LoRA plan \(rank 2\):\nvariable +class[\s\S]*\nfc1\/param0 +Variable +4x6/);
+    expect(lines.filter((l) => l.startsWith('LoRA plan'))).to.deep.equal([plan]);
+  });
+
   it('reports unmatched targets at setup, listing the segment variables', async () => {
     const base = denseSegments();
     const trainer = testTrainer({ model: base, plugins: [lora({ targets: 'q_proj', rank: 2 })] });

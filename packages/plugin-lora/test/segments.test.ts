@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { forwardSegments, fromLayersModel, modelVariables, readParam, type Segment, type SegmentContext, segmentModel, type TrainableModel, TapfitError } from '@tapfit/core';
+import { forwardSegments, fromLayersModel, modelVariables, readParam, type Segment, type SegmentContext, segmentModel, SilentLogger, type TrainableModel, TapfitError } from '@tapfit/core';
 import { applyLoraToSegments, formatPlan, type LoraPlan, LoraSegmentModel, segmentCatalog } from '../src';
 import { array2d, maxAbsDiff, mlp, sameValues, thrown, useCpu } from './helpers';
 import { loraDense, loraDenseGrads, maxAbs } from './reference';
@@ -193,16 +193,7 @@ describe('applyLoraToSegments: target selection', () => {
     ]);
   });
   after(() => disposeModel(base));
-  const plan = (opts: Parameters<typeof applyLoraToSegments>[1]) => applyLoraToSegments(base, { ...opts, dryRun: true } as never) as LoraPlan;
-  const quiet = <T>(f: () => T): T => {
-    const log = console.log;
-    console.log = () => {};
-    try {
-      return f();
-    } finally {
-      console.log = log;
-    }
-  };
+  const plan = (opts: Parameters<typeof applyLoraToSegments>[1]) => applyLoraToSegments(base, { ...opts, dryRun: true, logger: new SilentLogger() });
 
   it('lists every variable with a path, marking unsupported ones and the output head', () => {
     const entries = segmentCatalog(base);
@@ -211,29 +202,40 @@ describe('applyLoraToSegments: target selection', () => {
     expect(entries.filter((e) => e.isHead).map((e) => e.segment)).to.deep.equal(['out', 'out']);
   });
 
-  it('by variable name, path, segment name, suffix, RegExp and keyword', () =>
-    quiet(() => {
-      expect(adapted(plan({ targets: 'seg_test/v_w', rank: 2 }))).to.deep.equal(['enc_v/seg_test/v_w']);
-      expect(adapted(plan({ targets: 'enc_q/seg_test/q_w', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w']);
-      expect(adapted(plan({ targets: 'out', rank: 2 }))).to.deep.equal(['out/seg_test/out_w']); // its 1-D bias is skipped
-      expect(adapted(plan({ targets: '*_w', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w', 'out/seg_test/out_w']);
-      expect(adapted(plan({ targets: /^enc_/g, rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']); // /g ignored
-      expect(adapted(plan({ targets: 'all-dense', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w', 'out/seg_test/out_w']);
-      expect(adapted(plan({ targets: 'all-linear', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']); // not the head
-      expect(adapted(plan({ targets: 'all-dense', exclude: ['out', /enc_q/], rank: 2 }))).to.deep.equal(['enc_v/seg_test/v_w']);
-    }));
+  it('by variable name, path, segment name, suffix, RegExp and keyword', () => {
+    expect(adapted(plan({ targets: 'seg_test/v_w', rank: 2 }))).to.deep.equal(['enc_v/seg_test/v_w']);
+    expect(adapted(plan({ targets: 'enc_q/seg_test/q_w', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w']);
+    expect(adapted(plan({ targets: 'out', rank: 2 }))).to.deep.equal(['out/seg_test/out_w']); // its 1-D bias is skipped
+    expect(adapted(plan({ targets: '*_w', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w', 'out/seg_test/out_w']);
+    expect(adapted(plan({ targets: /^enc_/g, rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']); // /g ignored
+    expect(adapted(plan({ targets: 'all-dense', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w', 'out/seg_test/out_w']);
+    expect(adapted(plan({ targets: 'all-linear', rank: 2 }))).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']); // not the head
+    expect(adapted(plan({ targets: 'all-dense', exclude: ['out', /enc_q/], rank: 2 }))).to.deep.equal(['enc_v/seg_test/v_w']);
+    expect(adapted(plan({ targets: 'output', rank: 2 }))).to.deep.equal(['out/seg_test/out_w']);
+  });
 
-  it('the dry run prints and returns the plan and changes nothing', () => {
+  it("'output' is the last segment with a 2-D weight: modulesToSave: 'output' trains all its variables, 'all-linear' adapts the rest", () => {
+    const p = plan({ targets: 'all-linear', modulesToSave: 'output', rank: 2 });
+    expect(adapted(p)).to.deep.equal(['enc_q/seg_test/q_w', 'enc_v/seg_test/v_w']);
+    expect(p.saved.map((s) => s.path)).to.deep.equal(['out/seg_test/out_w', 'out/seg_test/out_b']);
+    // A trailing segment without a 2-D weight (here a softmax) is looked through, like a weightless layer.
+    const softmax: Segment = { name: 'softmax', params: [], forward: ([x]) => [tf.softmax(x)] };
+    const lora = applyLoraToSegments(segmentModel([...base.segments, softmax]), { targets: 'all-linear', modulesToSave: 'output', rank: 2, seed: 1 });
+    const [outW, outB] = base.segments[2].params;
+    expect(modelVariables(base).filter((v) => v.trainable)).to.have.members([outW, outB]);
+    expect(lora.trainableParams).to.equal(2 * (4 + 6) + 2 * (6 + 6) + 6 * 2 + 2);
+    lora.dispose();
+    const scale = tf.variable(tf.ones([3]));
+    const noMatrix = segmentModel([{ name: 'scale', params: [scale], forward: ([x], ctx) => [tf.mul(x, readParam(ctx, scale))] }]);
+    expect(thrown(() => applyLoraToSegments(noMatrix, { targets: 'output', rank: 1 })).message).to.match(/targets selector 'output' matches no variable: the output head is the last segment with a 2-D float32 weight, and this model has none/);
+    scale.dispose();
+  });
+
+  it('the dry run logs and returns the plan and changes nothing', () => {
     const tensors = tf.memory().numTensors;
     const lines: string[] = [];
-    const log = console.log;
-    console.log = (s: string) => lines.push(s);
-    let p: LoraPlan;
-    try {
-      p = applyLoraToSegments(base, { targets: 'all-linear', rank: 2, modulesToSave: 'out', dryRun: true });
-    } finally {
-      console.log = log;
-    }
+    const logger = { info: (s: string) => lines.push(s), warn: (s: string) => lines.push(`warn: ${s}`) };
+    const p = applyLoraToSegments(base, { targets: 'all-linear', rank: 2, modulesToSave: 'out', dryRun: true, logger });
     expect(p.adapted.map((l) => [l.path, l.fanIn, l.fanOut, l.adapterParams])).to.deep.equal([
       ['enc_q/seg_test/q_w', 4, 6, 20],
       ['enc_v/seg_test/v_w', 6, 6, 24],

@@ -1,12 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
+import { configError, shapeError } from '../shared/errors';
 import { type FusedActivation, LoraLayer, type Shape } from './lora-layer';
 
 type Pair = [number, number];
-const pair = (v: unknown, name: string): Pair => {
-  const a = Array.isArray(v) ? v : [v, v];
-  if (a.length !== 2 || !a.every((n) => Number.isInteger(n))) throw new Error(`LoraConv2D: '${name}' must be a number or a pair (got ${JSON.stringify(v)}).`);
-  return a as Pair;
-};
 
 /**
  * LoRA around a channels-last Conv2D: kernel [kh, kw, in, out]; A is a conv with the
@@ -25,19 +21,32 @@ export class LoraConv2D extends LoraLayer {
     super(config);
     const c = this.baseConfig;
     if ((c.dataFormat ?? 'channelsLast') !== 'channelsLast') {
-      throw new Error(`LoraConv2D '${this.name}': only dataFormat 'channelsLast' is supported (got '${String(c.dataFormat)}').`);
+      throw configError(`LoraConv2D '${this.name}': dataFormat '${String(c.dataFormat)}' is not supported; LoRA wraps channelsLast Conv2D only. Exclude the layer from 'targets' or build it channelsLast.`);
     }
-    this.kernelSize = pair(c.kernelSize, 'kernelSize');
-    this.strides = pair(c.strides ?? 1, 'strides');
-    this.dilations = pair(c.dilationRate ?? 1, 'dilationRate');
+    this.kernelSize = this.pair(c.kernelSize, 'kernelSize');
+    this.strides = this.pair(c.strides ?? 1, 'strides');
+    this.dilations = this.pair(c.dilationRate ?? 1, 'dilationRate');
     const padding = c.padding ?? 'valid';
-    if (padding !== 'same' && padding !== 'valid') throw new Error(`LoraConv2D '${this.name}': padding '${String(padding)}' is not supported.`);
+    if (padding !== 'same' && padding !== 'valid') {
+      throw configError(`LoraConv2D '${this.name}': padding '${String(padding)}' is not supported; LoRA wraps Conv2D with padding 'same' or 'valid'. Exclude the layer from 'targets'.`);
+    }
     this.padding = padding;
+  }
+
+  /** A Conv2D config value given as one integer or a pair of them. */
+  private pair(v: unknown, key: string): Pair {
+    const a = Array.isArray(v) ? v : [v, v];
+    if (a.length !== 2 || !a.every((n) => Number.isInteger(n))) {
+      throw configError(`LoraConv2D '${this.name}': config '${key}' must be an integer or a pair of integers (got ${JSON.stringify(v)}); fix the wrapped Conv2D's config.`);
+    }
+    return a as Pair;
   }
 
   protected kernelShape(inputShape: Shape): number[] {
     const inDim = inputShape[inputShape.length - 1];
-    if (inDim == null) throw new Error(`LoraConv2D '${this.name}': the channel dimension must be known.`);
+    if (inDim == null) {
+      throw shapeError(`LoraConv2D '${this.name}': the channel dimension of input shape ${JSON.stringify(inputShape)} is unknown; give the model an input shape with a known channel count.`);
+    }
     return [...this.kernelSize, inDim, this.baseConfig.filters as number];
   }
 

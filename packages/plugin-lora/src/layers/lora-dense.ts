@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { shapeError } from '../shared/errors';
 import { type FusedActivation, LoraLayer, type Shape } from './lora-layer';
 
 /** LoRA around a Dense layer: kernel [in, out], A [in, r], B [r, out]. */
@@ -8,7 +9,9 @@ export class LoraDense extends LoraLayer {
 
   protected kernelShape(inputShape: Shape): number[] {
     const inDim = inputShape[inputShape.length - 1];
-    if (inDim == null) throw new Error(`LoraDense '${this.name}': the last input dimension must be known.`);
+    if (inDim == null) {
+      throw shapeError(`LoraDense '${this.name}': the last dimension of input shape ${JSON.stringify(inputShape)} is unknown; give the model an input shape whose last axis is known.`);
+    }
     return [inDim, this.baseConfig.units as number];
   }
 

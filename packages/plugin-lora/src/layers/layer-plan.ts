@@ -1,48 +1,11 @@
 import type * as tf from '@tensorflow/tfjs';
-import { type AdapterSpec, asList, configError, type LoraOptions } from './config';
+import { type AdapterSpec, asList, type LoraOptions } from '../shared/config';
+import { configError } from '../shared/errors';
+import type { LoraPlan, PlannedLayer, SelectorProblem } from '../shared/lora-plan';
+import { checkSelector, describeSelector, hintFor } from '../shared/selectors';
 import { catalog, fansOf, type LayerEntry } from './catalog';
-import { LoraLayer } from './layers/lora-layer';
-import { checkSelector, describeSelector, hintFor, selects } from './selectors';
-
-export interface PlannedLayer {
-  readonly path: string;
-  readonly className: string;
-  readonly kernelShape: number[];
-  readonly fanIn: number;
-  readonly fanOut: number;
-  /** Parameters of the base layer (kernel + bias), frozen under LoRA. */
-  readonly baseParams: number;
-  /** r * (fanIn + fanOut): the trainable parameters LoRA adds. */
-  readonly adapterParams: number;
-  /** The target selectors that picked this layer. */
-  readonly matchedBy: string[];
-}
-
-export interface SelectorProblem {
-  readonly option: 'targets' | 'exclude' | 'modulesToSave';
-  readonly selector: string;
-  readonly reason: string;
-}
-
-/** What applyLora would do: the dry-run report. */
-export interface LoraPlan {
-  /** 'segments' for a plan over a segment model's variables (applyLoraToSegments); absent for layers. */
-  readonly kind?: 'segments';
-  readonly rank: number;
-  readonly adapted: PlannedLayer[];
-  /** Layers trained in full (modulesToSave). */
-  readonly saved: { path: string; className: string; params: number }[];
-  /** Layers a target matched but `exclude` removed. */
-  readonly excluded: string[];
-  /** Selectors that matched nothing usable: applyLora refuses to run with any. */
-  readonly unmatched: SelectorProblem[];
-  /** Other reasons applyLora would refuse (rank too high, overlapping options). */
-  readonly problems: string[];
-  /** Every layer of the model, for error messages: 'path (Class kernelShape)'. */
-  readonly available: string[];
-  readonly baseParams: number;
-  readonly trainableParams: number;
-}
+import { selectsLayer } from './layer-selector';
+import { LoraLayer } from './lora-layer';
 
 /** Match the options against the model without changing anything. */
 export function planLora(model: tf.LayersModel, opts: LoraOptions, spec: AdapterSpec): LoraPlan {
@@ -60,7 +23,7 @@ export function planLora(model: tf.LayersModel, opts: LoraOptions, spec: Adapter
   const problems: string[] = [];
   const picked = new Map<LayerEntry, string[]>();
   for (const s of targets) {
-    const hits = entries.filter((e) => selects(s, e));
+    const hits = entries.filter((e) => selectsLayer(s, e));
     const usable = hits.filter((e) => e.kind && !e.unsupported);
     if (usable.length === 0) {
       const reason = hits.length
@@ -72,13 +35,13 @@ export function planLora(model: tf.LayersModel, opts: LoraOptions, spec: Adapter
   }
   const excluded: string[] = [];
   for (const s of excludes) {
-    const hits = entries.filter((e) => selects(s, e));
+    const hits = entries.filter((e) => selectsLayer(s, e));
     if (hits.length === 0) unmatched.push({ option: 'exclude', selector: describeSelector(s), reason: `matches no layer.${hintFor(s, entries)}` });
     for (const e of hits) if (picked.delete(e)) excluded.push(e.path);
   }
   const saved: LoraPlan['saved'] = [];
   for (const s of saves) {
-    const hits = entries.filter((e) => selects(s, e) && e.params > 0);
+    const hits = entries.filter((e) => selectsLayer(s, e) && e.params > 0);
     if (hits.length === 0) unmatched.push({ option: 'modulesToSave', selector: describeSelector(s), reason: `matches no layer with weights.${hintFor(s, entries)}` });
     for (const e of hits) {
       if (picked.has(e)) problems.push(`layer '${e.path}' is both a LoRA target and in modulesToSave; a layer is either adapted or trained in full (add it to 'exclude' to train it in full).`);
@@ -105,32 +68,3 @@ export function planLora(model: tf.LayersModel, opts: LoraOptions, spec: Adapter
   const available = entries.map((e) => `${e.path} (${e.className}${e.kernelShape ? ` ${e.kernelShape.join('x')}` : ''}${e.isHead ? ', output head' : ''})`);
   return { rank: spec.rank, adapted, saved, excluded, unmatched, problems, available, baseParams, trainableParams };
 }
-
-/** The error applyLora raises for a plan it cannot carry out, or null. */
-export function planError(plan: LoraPlan): Error | null {
-  if (!plan.unmatched.length && !plan.problems.length) return null;
-  const lines = [
-    ...plan.unmatched.map((u) => `${u.option} selector ${u.selector} ${u.reason}`),
-    ...plan.problems,
-    `${plan.kind === 'segments' ? 'Variables of this segment model' : 'Layers of this model'}: ${plan.available.join(', ')}.`,
-  ];
-  return configError(`cannot apply LoRA:\n  - ${lines.join('\n  - ')}`);
-}
-
-/** A printable table of the plan (the dry-run report). */
-export function formatPlan(plan: LoraPlan): string {
-  const rows = [
-    [plan.kind === 'segments' ? 'variable' : 'layer', 'class', 'kernel', 'base params', 'LoRA params', 'matched by'],
-    ...plan.adapted.map((l) => [l.path, l.className, l.kernelShape.join('x'), String(l.baseParams), String(l.adapterParams), l.matchedBy.join(' ')]),
-    ...plan.saved.map((l) => [l.path, l.className, '(trained in full)', String(l.params), String(l.params), 'modulesToSave']),
-  ];
-  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
-  const table = rows.map((r) => r.map((v, c) => v.padEnd(widths[c])).join('  ').trimEnd());
-  const pct = plan.baseParams ? ((100 * plan.trainableParams) / plan.baseParams).toFixed(3) : '0';
-  const out = [`LoRA plan (rank ${plan.rank}):`, ...table, `trainable parameters: ${plan.trainableParams} (${pct}% of the base model's ${plan.baseParams})`];
-  if (plan.excluded.length) out.push(`excluded: ${plan.excluded.join(', ')}`);
-  for (const u of plan.unmatched) out.push(`UNMATCHED ${u.option} ${u.selector}: ${u.reason}`);
-  for (const p of plan.problems) out.push(`PROBLEM: ${p}`);
-  return out.join('\n');
-}
-

@@ -1,16 +1,11 @@
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
-import type { TrainableModel } from '@tapfit/core';
-import { isContainer } from './catalog';
-import { LoraLayer } from './layers/lora-layer';
-import { localName } from './rebuild';
-import { segmentCatalog } from './segment-plan';
 
 /** Identifies the base model an adapter was trained on. */
 export interface BaseFingerprint {
   /** sha256 of `layers`. */
   readonly structureHash: string;
-  /** Every leaf layer with its base class and base weight shapes (LoRA layers as the layer they wrap). */
+  /** Every leaf layer with its base class and base weight shapes (LoRA layers as the layer they wrap); every base variable of a segment model. */
   readonly layers: { path: string; className: string; shapes: number[][] }[];
   /** Up to SAMPLE values of each adapted layer's base kernel, at evenly spaced positions. */
   readonly samples: Record<string, number[]>;
@@ -18,55 +13,17 @@ export interface BaseFingerprint {
 
 const SAMPLE = 64;
 
-/** The fingerprint of a model's base; `samplePaths` names the layers whose kernels are sampled. */
-export function fingerprint(model: tf.LayersModel, samplePaths: readonly string[]): BaseFingerprint {
-  const layers: BaseFingerprint['layers'] = [];
-  const kernels = new Map<string, tf.Tensor>();
-  const walk = (c: tf.LayersModel, prefix: string): void => {
-    for (const l of c.layers) {
-      const path = prefix + l.name;
-      if (isContainer(l)) {
-        walk(l, `${path}/`);
-        continue;
-      }
-      if (l.getClassName() === 'InputLayer') continue;
-      if (l instanceof LoraLayer) {
-        const base = l.bias ? [l.kernel, l.bias] : [l.kernel];
-        layers.push({ path, className: l.baseClassName, shapes: base.map((w) => w.shape as number[]) });
-        kernels.set(path, l.kernel.read());
-      } else {
-        layers.push({ path, className: l.getClassName(), shapes: l.weights.map((w) => w.shape as number[]) });
-        const k = l.weights.find((w) => ['kernel', 'embeddings'].includes(localName(w)));
-        if (k) kernels.set(path, k.read());
-      }
-    }
-  };
-  walk(model, '');
+/** A fingerprint of `layers`, with `samples` of each tensor in `sampled` (by path). */
+export function makeFingerprint(layers: BaseFingerprint['layers'], sampled: ReadonlyMap<string, tf.Tensor>, samplePaths: readonly string[]): BaseFingerprint {
   const samples: Record<string, number[]> = {};
   for (const path of samplePaths) {
-    const k = kernels.get(path);
-    if (k) samples[path] = sample(k);
-  }
-  const structureHash = createHash('sha256').update(JSON.stringify(layers)).digest('hex');
-  return { structureHash, layers, samples };
-}
-
-/**
- * The fingerprint of a segment model's base: every base variable ('segment/name', shape)
- * in order, plus samples of the variables named in `samplePaths`.
- */
-export function segmentFingerprint(model: TrainableModel, samplePaths: readonly string[]): BaseFingerprint {
-  const entries = segmentCatalog(model);
-  const layers = entries.map((e) => ({ path: e.path, className: 'Variable', shapes: [[...e.variable.shape]] }));
-  const byPath = new Map(entries.map((e) => [e.path, e.variable]));
-  const samples: Record<string, number[]> = {};
-  for (const path of samplePaths) {
-    const v = byPath.get(path);
-    if (v) samples[path] = sample(v);
+    const t = sampled.get(path);
+    if (t) samples[path] = sample(t);
   }
   return { structureHash: createHash('sha256').update(JSON.stringify(layers)).digest('hex'), layers, samples };
 }
 
+/** Up to SAMPLE values of `t` at evenly spaced flat positions. */
 function sample(t: tf.Tensor): number[] {
   const n = t.size;
   const idx = Array.from({ length: Math.min(SAMPLE, n) }, (_, i) => Math.floor((i * n) / Math.min(SAMPLE, n)));

@@ -1,4 +1,5 @@
-import { ErrorCodes, TapfitError } from '@tapfit/core';
+import { configError } from './errors';
+import type { LayerSelector } from './selectors';
 
 /** How the adapter's down-projection `A` starts (`B` always starts at zero). */
 export type LoraInit = 'kaiming' | 'gaussian';
@@ -14,14 +15,6 @@ export interface AdapterSpec {
 
 /** The adapter name used when none is given. */
 export const DEFAULT_ADAPTER = 'default';
-
-/**
- * A layer selector: an exact layer name (`'fc1'`), a suffix (`'*_proj'` matches every
- * name ending in `_proj`), a RegExp tested against the whole name, or a keyword:
- * `'all-dense'` (every Dense), `'all-linear'` (every Dense except output heads, like
- * PEFT's 'all-linear'), `'all-conv2d'` (every Conv2D), `'all-embedding'`.
- */
-export type LayerSelector = string | RegExp;
 
 /** What a user may write; `resolveSpec` fills defaults and validates. */
 export interface AdapterOptions {
@@ -46,18 +39,8 @@ export interface LoraOptions extends AdapterOptions {
   modulesToSave?: LayerSelector | readonly LayerSelector[];
   /** Name of the first adapter. Default 'default'. */
   adapterName?: string;
-  /** Seed for the initialisation of A (each layer gets seed + its index). */
+  /** Seed for the initialisation of A (target i gets seed + 1000 i). */
   seed?: number;
-}
-
-export const KEYWORDS = ['all-dense', 'all-linear', 'all-conv2d', 'all-embedding'] as const;
-
-export function configError(message: string): TapfitError {
-  return new TapfitError(ErrorCodes.CONFIG, `lora: ${message}`);
-}
-
-export function stateError(message: string): TapfitError {
-  return new TapfitError(ErrorCodes.STATE, `lora: ${message}`);
 }
 
 /** Validate the per-adapter options and fill in defaults. */
@@ -81,6 +64,14 @@ export function resolveSpec(opts: AdapterOptions): AdapterSpec {
   const rsLora = opts.rsLora ?? false;
   if (typeof rsLora !== 'boolean') throw configError(`option 'rsLora' must be a boolean (got ${String(rsLora)}).`);
   return { rank, alpha, dropout, rsLora, init };
+}
+
+/** The options every applyLora / applyLoraToSegments call checks before matching any layer. */
+export function resolveOptions(opts: LoraOptions): { spec: AdapterSpec; adapter: string } {
+  const spec = resolveSpec(opts);
+  const adapter = checkAdapterName(opts.adapterName ?? DEFAULT_ADAPTER);
+  if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw configError(`option 'seed' must be an integer (got ${String(opts.seed)}).`);
+  return { spec, adapter };
 }
 
 /** gamma_r: alpha / r, or alpha / sqrt(r) for rank-stabilised LoRA. */

@@ -1,79 +1,10 @@
-import type * as tf from '@tensorflow/tfjs';
 import type { TrainableModel } from '@tapfit/core';
-import { type AdapterSpec, asList, configError, type LayerSelector, type LoraOptions } from './config';
-import type { LoraPlan, PlannedLayer, SelectorProblem } from './plan';
-import { checkSelector, describeSelector, hintFor } from './selectors';
-
-/** One variable of a segment model, as selectors and reports see it. */
-export interface VariableEntry {
-  /** 'segment/name'; unnamed variables (tfjs ids) are 'segment/param<i>' by position. */
-  readonly path: string;
-  readonly segment: string;
-  readonly variable: tf.Variable;
-  /** Set when LoRA cannot adapt the variable. */
-  readonly unsupported?: string;
-  /** In the last segment that has a 2-D variable: the output head, which 'all-linear' skips. */
-  readonly isHead: boolean;
-}
-
-/** Variables that are some LoRA's adapter weights (never base weights to adapt). */
-export const adapterVariables = new WeakSet<tf.Variable>();
-/** Base variables a live segment LoRA adapts (adapting them twice would stack updates silently). */
-export const adaptedVariables = new WeakSet<tf.Variable>();
-
-/** tfjs names unnamed variables by a global counter, which differs between runs. */
-const AUTO_NAME = /^\d+$/;
-
-/**
- * Every base variable of a segment model, in segment order. A variable that several
- * segments share is listed once, under the first.
- */
-export function segmentCatalog(model: TrainableModel): VariableEntry[] {
-  const seen = new Set<tf.Variable>();
-  const out: { path: string; segment: string; variable: tf.Variable; unsupported?: string }[] = [];
-  for (const s of model.segments) {
-    s.params.forEach((v, i) => {
-      if (seen.has(v) || adapterVariables.has(v)) return;
-      seen.add(v);
-      const local = AUTO_NAME.test(v.name) ? `param${i}` : v.name;
-      const unsupported =
-        v.rank !== 2 ? `${v.rank}-D [${v.shape.join(', ')}]; LoRA on segments adapts 2-D weights [in, out]` : v.dtype !== 'float32' ? `dtype ${v.dtype}; LoRA adapts float32 weights` : undefined;
-      out.push({ path: `${s.name}/${local}`, segment: s.name, variable: v, unsupported });
-    });
-  }
-  const head = [...out].reverse().find((e) => !e.unsupported)?.segment;
-  return out.map((e) => ({ ...e, isHead: e.segment === head }));
-}
-
-/**
- * Does selector `s` pick variable `e`? An exact string names the variable's path, its
- * tfjs name or its segment (all its variables); '*suffix' and RegExps test the path;
- * 'all-dense' picks every 2-D variable and 'all-linear' all but the output head's.
- */
-export function selectsVariable(s: LayerSelector, e: VariableEntry): boolean {
-  if (s instanceof RegExp) return new RegExp(s.source, s.flags.replace(/[gy]/g, '')).test(e.path);
-  switch (s) {
-    case 'all-dense':
-      return !e.unsupported;
-    case 'all-linear':
-      return !e.unsupported && !e.isHead;
-    case 'all-conv2d':
-    case 'all-embedding':
-      return false; // segments carry no layer classes; see `keywordReason`
-  }
-  if (s.startsWith('*')) return e.path.endsWith(s.slice(1));
-  return e.path === s || e.variable.name === s || e.segment === s;
-}
-
-/** Why a keyword matched nothing, where the generic 'matches no variable' would mislead. */
-function keywordReason(s: LayerSelector, entries: readonly VariableEntry[]): string | null {
-  if (s === 'all-conv2d' || s === 'all-embedding') {
-    return `cannot be used on a segment model: segments carry no layer classes. Name the 2-D variables (paths, segment names, '*suffix' or a RegExp), or use 'all-dense' / 'all-linear'.`;
-  }
-  const head = entries.find((e) => e.isHead && !e.unsupported);
-  if (s === 'all-linear' && head) return `matches no variable: every 2-D variable is in the output head segment '${head.segment}', which 'all-linear' skips. Use 'all-dense' or name the variables.`;
-  return null;
-}
+import { type AdapterSpec, asList, type LoraOptions } from '../shared/config';
+import { configError } from '../shared/errors';
+import type { LoraPlan, PlannedLayer, SelectorProblem } from '../shared/lora-plan';
+import { checkSelector, describeSelector, hintFor } from '../shared/selectors';
+import { adaptedVariables, adapterVariables, segmentCatalog, type VariableEntry } from './segment-catalog';
+import { keywordReason, selectsVariable } from './segment-selector';
 
 /** Match the options against a segment model without changing anything (the dry-run report). */
 export function planSegmentLora(model: TrainableModel, opts: LoraOptions, spec: AdapterSpec): LoraPlan {
@@ -144,9 +75,4 @@ export function planSegmentLora(model: TrainableModel, opts: LoraOptions, spec: 
   const trainableParams = adapted.reduce((a, l) => a + l.adapterParams, 0) + saved.reduce((a, l) => a + l.params, 0);
   const available = entries.map((e) => `${e.path} (${e.variable.shape.join('x') || 'scalar'}${e.isHead && !e.unsupported ? ', output head' : ''})`);
   return { kind: 'segments', rank: spec.rank, adapted, saved, excluded, unmatched, problems, available, baseParams, trainableParams };
-}
-
-/** The variables a plan names, by path (the plan was made from this model's catalog). */
-export function entriesByPath(model: TrainableModel): Map<string, VariableEntry> {
-  return new Map(segmentCatalog(model).map((e) => [e.path, e]));
 }

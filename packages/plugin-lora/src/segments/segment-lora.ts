@@ -1,10 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { modelVariables, readParam, type Segment, type SegmentContext, type TrainableModel } from '@tapfit/core';
-import { type AdapterSpec, checkAdapterName, configError, DEFAULT_ADAPTER, type LoraOptions, resolveSpec, scaleOf, stateError } from './config';
-import { checkModelKind, type AdapterFile, readAdapter } from './adapter-io';
-import { formatPlan, type LoraPlan, planError } from './plan';
-import { adaptedVariables, adapterVariables, entriesByPath, planSegmentLora } from './segment-plan';
+import { type AdapterFile, checkModelKind, readAdapter } from '../shared/adapter-file';
+import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../shared/config';
+import { configError, stateError } from '../shared/errors';
+import { type DryRunOptions, formatPlan, type LoraPlan, planError, reportPlan } from '../shared/lora-plan';
+import { exactPath } from '../shared/selectors';
 import { loadSegmentAdapter, saveSegmentAdapter } from './segment-adapter-io';
+import { adaptedVariables, adapterVariables, entriesByPath } from './segment-catalog';
+import { planSegmentLora } from './segment-plan';
 
 /** One adapted weight: W [in, out] (frozen) and its adapter A [in, r], B [r, out]. */
 export interface SegmentAdapter {
@@ -33,19 +36,16 @@ function delta(A: tf.Tensor, B: tf.Tensor, scale: number): tf.Tensor {
  * `merge()` writes W itself. Segments must read their parameters with
  * `readParam(ctx, w)`; one that reads a target directly fails its first forward.
  *
- * With `dryRun: true` nothing changes: the plan is printed and returned.
+ * Nothing is logged: the plan is on the handle (`plan`, `describe()`). With
+ * `dryRun: true` nothing changes: the plan is logged through `logger` (default: the
+ * console) and returned.
  */
-export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & { dryRun: true }): LoraPlan;
-export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & { dryRun?: false }): LoraSegmentModel;
-export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & { dryRun?: boolean }): LoraSegmentModel | LoraPlan {
-  const spec = resolveSpec(opts);
-  const adapter = checkAdapterName(opts.adapterName ?? DEFAULT_ADAPTER);
-  if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw configError(`option 'seed' must be an integer (got ${String(opts.seed)}).`);
+export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
+export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraSegmentModel;
+export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions): LoraSegmentModel | LoraPlan {
+  const { spec, adapter } = resolveOptions(opts);
   const plan = planSegmentLora(model, opts, spec);
-  if (opts.dryRun) {
-    console.log(formatPlan(plan));
-    return plan;
-  }
+  if (opts.dryRun) return reportPlan(plan, opts.logger);
   const err = planError(plan);
   if (err) throw err;
 
@@ -126,8 +126,7 @@ export class LoraSegmentModel {
   static async load(base: TrainableModel, dir: string): Promise<LoraSegmentModel> {
     const { file } = await readAdapter(dir);
     checkModelKind(file, dir, 'segments');
-    const exact = (p: string) => new RegExp(`^${p.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')}$`);
-    const lora = applyLoraToSegments(base, { ...file.spec, targets: file.targets.map(exact), modulesToSave: file.modulesToSave.map(exact), adapterName: file.adapter });
+    const lora = applyLoraToSegments(base, { ...file.spec, targets: file.targets.map(exactPath), modulesToSave: file.modulesToSave.map(exactPath), adapterName: file.adapter });
     try {
       await lora.loadAdapter(dir);
     } catch (err) {

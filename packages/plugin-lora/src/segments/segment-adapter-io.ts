@@ -1,15 +1,30 @@
 import * as tf from '@tensorflow/tfjs';
-import { stateError } from './config';
-import { type AdapterFile, checkModelKind, mustGet, readAdapter, writeAdapterFiles } from './adapter-io';
-import { fingerprintMismatch, segmentFingerprint } from './fingerprint';
-import type { LoraSegmentModel } from './segment-lora';
+import type { TrainableModel } from '@tapfit/core';
+import { type AdapterFile, checkModelKind, readAdapter, storedWeight, writeAdapterFiles } from '../shared/adapter-file';
+import type { AdapterSpec } from '../shared/config';
+import { stateError } from '../shared/errors';
+import { fingerprintMismatch } from '../shared/fingerprint';
+import { segmentFingerprint } from './segment-fingerprint';
+
+/** What saving and loading read from a segment LoRA (a `LoraSegmentModel`). */
+export interface SegmentLoraWeights {
+  readonly base: TrainableModel;
+  readonly adapter: string;
+  readonly spec: AdapterSpec;
+  readonly isMerged: boolean;
+  /** Paths of the adapted variables, in the order of `adapters`. */
+  readonly targets: string[];
+  readonly adapters: readonly { readonly path: string; readonly A: tf.Variable; readonly B: tf.Variable }[];
+  /** Variables trained in full (modulesToSave). */
+  readonly saved: readonly { readonly path: string; readonly variable: tf.Variable }[];
+}
 
 /**
  * Write a segment LoRA's adapter in the layers format (adapter_config.json with
  * `modelKind: 'segments'`, adapter_weights.bin): A and B of each target as
  * '<path>/lora_A' and '<path>/lora_B', and modulesToSave variables under their paths.
  */
-export async function saveSegmentAdapter(lora: LoraSegmentModel, dir: string): Promise<AdapterFile> {
+export async function saveSegmentAdapter(lora: SegmentLoraWeights, dir: string): Promise<AdapterFile> {
   if (lora.isMerged) throw stateError(`saveAdapter: the adapter is merged into the base weights; call unmerge() first so the base can be fingerprinted.`);
   const tensors: [string, tf.Tensor][] = [];
   for (const a of lora.adapters) tensors.push([`${a.path}/lora_A`, a.A], [`${a.path}/lora_B`, a.B]);
@@ -26,7 +41,7 @@ export async function saveSegmentAdapter(lora: LoraSegmentModel, dir: string): P
  * targets, modulesToSave and spec, on the same base. Everything is checked before
  * anything is written.
  */
-export async function loadSegmentAdapter(lora: LoraSegmentModel, dir: string): Promise<void> {
+export async function loadSegmentAdapter(lora: SegmentLoraWeights, dir: string): Promise<void> {
   const { file, tensors } = await readAdapter(dir);
   checkModelKind(file, dir, 'segments');
   if (lora.isMerged) throw stateError(`loadAdapter: the adapter is merged into the base weights; call unmerge() first.`);
@@ -41,7 +56,7 @@ export async function loadSegmentAdapter(lora: LoraSegmentModel, dir: string): P
   const mismatch = fingerprintMismatch(file.base, segmentFingerprint(lora.base, file.targets));
   if (mismatch) throw stateError(`loadAdapter: cannot load '${dir}' onto this segment model: ${mismatch}.`);
   const writes: { variable: tf.Variable; data: Float32Array }[] = [];
-  const add = (variable: tf.Variable, key: string) => writes.push({ variable, data: mustGet(tensors, key, [...variable.shape], file) });
+  const add = (variable: tf.Variable, key: string) => writes.push({ variable, data: storedWeight(tensors, key, [...variable.shape], file) });
   for (const a of lora.adapters) {
     add(a.A, `${a.path}/lora_A`);
     add(a.B, `${a.path}/lora_B`);

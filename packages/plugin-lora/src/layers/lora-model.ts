@@ -1,23 +1,14 @@
-import * as tf from '@tensorflow/tfjs';
-import { checkModelKind, readAdapter, saveAdapter, loadAdapter, type AdapterFile, type LoadAdapterOptions } from './adapter-io';
-import {
-  activeAdapterOf,
-  addAdapter,
-  type AddAdapterOptions,
-  adapterNamesOf,
-  isMerged,
-  mergeAdapter,
-  requireLoraLayers,
-  setActiveAdapter,
-  syncTrainableFlags,
-  unloadLora,
-  unmergeAdapter,
-} from './adapters';
+import type * as tf from '@tensorflow/tfjs';
+import { type AdapterFile, checkModelKind, readAdapter } from '../shared/adapter-file';
+import { formatPlan, type LoraPlan } from '../shared/lora-plan';
+import { exactPath } from '../shared/selectors';
+import { loadAdapter, type LoadAdapterOptions, saveAdapter } from './adapter-io';
+import { activeAdapterOf, addAdapter, type AddAdapterOptions, adapterNamesOf, isMerged, requireLoraLayers, setActiveAdapter, syncTrainableFlags } from './adapters';
 import { loraLayersOf } from './catalog';
-// A cycle (inject.ts returns LoraModel), safe because both sides are used only inside functions.
-import { applyLora } from './inject';
-import type { LoraLayer } from './layers/lora-layer';
-import { formatPlan, type LoraPlan } from './plan';
+import { injectLora } from './inject';
+import type { LoraLayer } from './lora-layer';
+import { mergeAdapter, unmergeAdapter } from './merge';
+import { unloadLora } from './unload';
 
 /**
  * A handle on a model with LoRA layers. All state lives in the layers themselves, so a
@@ -44,7 +35,9 @@ export class LoraModel {
   static async load(base: tf.LayersModel, dir: string): Promise<LoraModel> {
     const { file } = await readAdapter(dir);
     checkModelKind(file, dir, 'layers');
-    const lora = applyLora(base, { ...file.spec, targets: file.targets, modulesToSave: file.modulesToSave, adapterName: file.adapter });
+    // Exact paths: a saved layer named like a keyword ('output') must not be read as one.
+    const injected = injectLora(base, { ...file.spec, targets: file.targets.map(exactPath), modulesToSave: file.modulesToSave.map(exactPath), adapterName: file.adapter });
+    const lora = new LoraModel(injected.model, injected.plan);
     try {
       await lora.loadAdapter(dir);
     } catch (err) {

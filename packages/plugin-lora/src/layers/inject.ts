@@ -1,33 +1,21 @@
 import * as tf from '@tensorflow/tfjs';
-import { checkAdapterName, configError, DEFAULT_ADAPTER, type LoraOptions, resolveSpec } from './config';
-import { ADAPTABLE, type AdaptableKind } from './catalog';
-import { LoraLayer, type LoraLayerState } from './layers/lora-layer';
-import { LoraModel } from './lora-model';
-import { formatPlan, type LoraPlan, planError, planLora } from './plan';
+import { type LoraOptions, resolveOptions } from '../shared/config';
+import { configError } from '../shared/errors';
+import { type LoraPlan, planError } from '../shared/lora-plan';
 import { syncTrainableFlags } from './adapters';
+import { ADAPTABLE, type AdaptableKind } from './catalog';
+import { planLora } from './layer-plan';
+import { LoraLayer, type LoraLayerState } from './lora-layer';
 import { buildFromConfig, copyWeightsByName, editConfig, localName, pairLayers } from './rebuild';
 
 /**
- * Wrap the targeted layers of a tfjs-layers model with LoRA. Returns a new model
- * (TF.js layers cannot be swapped in place) whose targeted layers hold a copy of the
- * base weights, frozen, plus a trainable adapter (B = 0, so its outputs start equal to
- * the base model's). Every other layer is frozen, except `modulesToSave`. The input
- * model is not modified.
- *
- * With `dryRun: true` nothing is built: the plan is printed and returned, unmatched
- * selectors included.
+ * The surgery behind `applyLora`: the rebuilt model with LoRA layers (base weights
+ * copied and frozen, B = 0) and the plan it followed. Every option is checked first;
+ * nothing is built if the plan is refused.
  */
-export function applyLora(model: tf.LayersModel, opts: LoraOptions & { dryRun: true }): LoraPlan;
-export function applyLora(model: tf.LayersModel, opts: LoraOptions & { dryRun?: false }): LoraModel;
-export function applyLora(model: tf.LayersModel, opts: LoraOptions & { dryRun?: boolean }): LoraModel | LoraPlan {
-  const spec = resolveSpec(opts);
-  const adapter = checkAdapterName(opts.adapterName ?? DEFAULT_ADAPTER);
-  if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw configError(`option 'seed' must be an integer (got ${String(opts.seed)}).`);
+export function injectLora(model: tf.LayersModel, opts: LoraOptions): { model: tf.LayersModel; plan: LoraPlan } {
+  const { spec, adapter } = resolveOptions(opts);
   const plan = planLora(model, opts, spec);
-  if (opts.dryRun) {
-    console.log(formatPlan(plan));
-    return plan;
-  }
   const err = planError(plan);
   if (err) throw err;
 
@@ -61,7 +49,7 @@ export function applyLora(model: tf.LayersModel, opts: LoraOptions & { dryRun?: 
     rebuilt.dispose();
     throw e;
   }
-  return new LoraModel(rebuilt, plan);
+  return { model: rebuilt, plan };
 }
 
 function copyBaseWeights(from: tf.layers.Layer, to: LoraLayer): void {

@@ -1,50 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { Matrix, SingularValueDecomposition } from 'ml-matrix';
-import { configError } from './config';
+import { configError } from '../shared/errors';
+import { type Spectrum, spectrumOf } from '../shared/spectrum';
 import { isContainer } from './catalog';
-import { LoraLayer } from './layers/lora-layer';
+import { LoraLayer } from './lora-layer';
 import { localName } from './rebuild';
-
-/** Singular values, descending, of a row-major rows x cols matrix (float64 SVD). */
-export function singularValues(data: ArrayLike<number>, rows: number, cols: number): number[] {
-  if (data.length !== rows * cols) throw configError(`singularValues: ${data.length} values do not make a ${rows}x${cols} matrix.`);
-  const m = Matrix.from1DArray(rows, cols, Array.from(data));
-  const svd = new SingularValueDecomposition(m, { computeLeftSingularVectors: false, computeRightSingularVectors: false, autoTranspose: true });
-  return [...svd.diagonal].sort((a, b) => b - a);
-}
-
-/**
- * The smallest k whose top-k singular values explain `fraction` of the squared
- * Frobenius norm: min { k : sum_{i<=k} s_i^2 >= fraction * sum_i s_i^2 } (0 for a zero
- * matrix). With fraction 0.9 this is the paper's rank90 (docs/techniques.md §1.4).
- */
-export function explainedRank(sigmas: readonly number[], fraction = 0.9): number {
-  if (!(fraction > 0 && fraction <= 1)) throw configError(`explainedRank: fraction must be in (0, 1] (got ${fraction}).`);
-  const sq = [...sigmas].sort((a, b) => b - a).map((s) => s * s);
-  const total = sq.reduce((a, b) => a + b, 0);
-  if (total === 0) return 0;
-  // Relative slack so that exactly-on-the-boundary spectra (identity) are not lost to rounding.
-  const need = fraction * total * (1 - 1e-12);
-  let cum = 0;
-  for (let k = 0; k < sq.length; k++) {
-    cum += sq[k];
-    if (cum >= need) return k + 1;
-  }
-  return sq.length;
-}
-
-export function rank90(sigmas: readonly number[]): number {
-  return explainedRank(sigmas, 0.9);
-}
-
-export interface Spectrum {
-  /** Singular values, descending. */
-  singularValues: number[];
-  /** explainedRank at the analysis fraction. */
-  rank: number;
-  /** Frobenius norm. */
-  norm: number;
-}
 
 export interface LayerUpdate {
   layer: string;
@@ -80,19 +39,10 @@ function kernelsOf(model: tf.LayersModel): Map<string, tf.Tensor> {
   return out;
 }
 
-function spectrum(t: tf.Tensor, rows: number, cols: number, fraction: number): Spectrum {
-  const data = t.dataSync();
-  const singular = singularValues(data, rows, cols);
-  let sq = 0;
-  for (let i = 0; i < data.length; i++) sq += data[i] * data[i];
-  return { singularValues: singular, rank: explainedRank(singular, fraction), norm: Math.sqrt(sq) };
-}
-
 /**
- * Spectral analysis of a finetuning update (Biderman et al., §4.6 of the paper;
- * docs/techniques.md §1.4): for every weight matrix the two models share (matched by
- * layer path; conv kernels reshaped to [kh*kw*in, out]), the singular values and
- * explained-variance rank of W_pre, W_ft and Delta = W_ft - W_pre.
+ * Spectral analysis of a finetuning update (paper §4.6): for every weight matrix the
+ * two models share (matched by layer path; conv kernels reshaped to [kh*kw*in, out]),
+ * the singular values and explained-variance rank of W_pre, W_ft and Delta = W_ft - W_pre.
  * `tuned` may be a LoRA model: its effective kernels (K + s A B) are used.
  */
 export function analyzeUpdate(base: tf.LayersModel, tuned: tf.LayersModel, opts: { fraction?: number } = {}): UpdateAnalysis {
@@ -110,10 +60,10 @@ export function analyzeUpdate(base: tf.LayersModel, tuned: tf.LayersModel, opts:
       const cols = w0.shape[w0.rank - 1];
       const rows = w0.size / cols;
       const delta = tf.sub(w1, w0);
-      const d = spectrum(delta, rows, cols, fraction);
+      const d = spectrumOf(delta, rows, cols, fraction);
       delta.dispose();
-      const p = spectrum(w0, rows, cols, fraction);
-      layers.push({ layer: path, shape: [rows, cols], pre: p, ft: spectrum(w1, rows, cols, fraction), delta: d, relativeUpdate: p.norm > 0 ? d.norm / p.norm : Infinity });
+      const p = spectrumOf(w0, rows, cols, fraction);
+      layers.push({ layer: path, shape: [rows, cols], pre: p, ft: spectrumOf(w1, rows, cols, fraction), delta: d, relativeUpdate: p.norm > 0 ? d.norm / p.norm : Infinity });
     }
     if (layers.length === 0) throw configError(`analyzeUpdate: the two models share no weight matrix (layers are matched by name).`);
     return { fraction, layers };

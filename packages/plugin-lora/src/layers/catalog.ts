@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { LoraLayer } from './layers/lora-layer';
+import { LoraLayer } from './lora-layer';
 
 /** The layer kinds LoRA can wrap, and their LoRA classes. */
 export const ADAPTABLE = { Dense: 'LoraDense', Conv2D: 'LoraConv2D', Embedding: 'LoraEmbedding' } as const;
@@ -18,7 +18,10 @@ export interface LayerEntry {
   /** Kernel shape for adaptable layers. */
   readonly kernelShape: number[] | null;
   readonly params: number;
-  /** Produces a model output (possibly through weightless layers): PEFT's "output head". */
+  /**
+   * Produces a model output, possibly through weightless layers (softmax, dropout) or
+   * as the last layer of a nested model: PEFT's "output head", selected by 'output'.
+   */
   readonly isHead: boolean;
 }
 
@@ -56,7 +59,7 @@ export function catalog(model: tf.LayersModel): LayerEntry[] {
         unsupported,
         kernelShape: kernel ? (kernel.shape as number[]) : null,
         params: layer.countParams(),
-        isHead: prefix === '' && heads.has(layer),
+        isHead: heads.has(layer),
       });
     }
   };
@@ -69,14 +72,21 @@ export function fansOf(kernelShape: number[]): [number, number] {
   return [kernelShape.slice(0, -1).reduce((a, b) => a * b, 1), kernelShape[kernelShape.length - 1]];
 }
 
-/** The weighted layers that produce the model's outputs, looking through weightless layers (softmax, dropout, reshape). */
+/**
+ * The weighted leaf layers that produce the model's outputs, looking back through
+ * weightless layers (softmax, dropout, reshape) and into nested models' own outputs.
+ */
 function outputHeads(model: tf.LayersModel): Set<tf.layers.Layer> {
   const heads = new Set<tf.layers.Layer>();
-  for (const output of model.outputs) {
+  for (const output of model.outputs ?? []) {
     let layer: tf.layers.Layer | undefined = output.sourceLayer as tf.layers.Layer;
     let nodeIndex = output.nodeIndex;
     for (let hops = 0; layer && hops < 64; hops++) {
-      if (layer.weights.length > 0 || isContainer(layer)) {
+      if (isContainer(layer)) {
+        for (const h of outputHeads(layer)) heads.add(h);
+        break;
+      }
+      if (layer.weights.length > 0) {
         heads.add(layer);
         break;
       }

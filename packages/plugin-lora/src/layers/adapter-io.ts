@@ -1,0 +1,111 @@
+import * as tf from '@tensorflow/tfjs';
+import { type AdapterFile, checkModelKind, readAdapter, storedWeight, writeAdapterFiles } from '../shared/adapter-file';
+import { checkAdapterName } from '../shared/config';
+import { stateError } from '../shared/errors';
+import { fingerprintMismatch } from '../shared/fingerprint';
+import { requireLoraLayers, setActiveAdapter } from './adapters';
+import { catalog } from './catalog';
+import { fingerprint } from './layer-fingerprint';
+import { LoraLayer } from './lora-layer';
+import { localName } from './rebuild';
+
+/** Non-LoRA layers left trainable by applyLora: the modulesToSave. */
+function savedModules(model: tf.LayersModel): { path: string; layer: tf.layers.Layer }[] {
+  return catalog(model)
+    .filter((e) => !(e.layer instanceof LoraLayer) && e.layer.trainable && e.layer.weights.length > 0)
+    .map((e) => ({ path: e.path, layer: e.layer }));
+}
+
+/**
+ * Write adapter `adapter` (default: the active one) of a LoRA model to directory `dir`:
+ * adapter_config.json (versioned; rank, alpha, targets, base-model fingerprint) and
+ * adapter_weights.bin (float32, little-endian). Each file is written to a temporary
+ * name and renamed; the config goes last and holds the weights' sha256, so a torn
+ * pair is detected on load.
+ */
+export async function saveAdapter(model: tf.LayersModel, dir: string, opts: { adapter?: string } = {}): Promise<AdapterFile> {
+  const layers = requireLoraLayers(model, 'saveAdapter');
+  if (layers.some((l) => l.isMerged)) throw stateError(`saveAdapter: an adapter is merged into the base kernels; call unmerge() first so the base can be fingerprinted.`);
+  const name = opts.adapter ?? layers.find((l) => l.activeAdapter !== null)?.activeAdapter;
+  if (!name) throw stateError(`saveAdapter: no adapter is active; pass { adapter: name }.`);
+  const entries = catalog(model).filter((e) => e.layer instanceof LoraLayer && (e.layer as LoraLayer).hasAdapter(name));
+  if (entries.length === 0) throw stateError(`saveAdapter: no layer has an adapter named '${name}'.`);
+  const spec = (entries[0].layer as LoraLayer).spec(name);
+  const modules = savedModules(model);
+
+  const tensors: [string, tf.Tensor][] = [];
+  for (const e of entries) {
+    const { A, B } = (e.layer as LoraLayer).adapterWeights(name);
+    tensors.push([`${e.path}/lora_A`, A.read()], [`${e.path}/lora_B`, B.read()]);
+  }
+  for (const m of modules) for (const w of m.layer.weights) tensors.push([`${m.path}/${localName(w)}`, w.read()]);
+
+  const targets = entries.map((e) => e.path);
+  return writeAdapterFiles(dir, { adapter: name, spec: { ...spec }, targets, modulesToSave: modules.map((m) => m.path), base: fingerprint(model, targets) }, tensors);
+}
+
+export interface LoadAdapterOptions {
+  /** Name to load the adapter under (default: the name it was saved with). */
+  name?: string;
+  /** Make it the active adapter (default true). */
+  activate?: boolean;
+}
+
+/**
+ * Load an adapter saved by `saveAdapter` into a LoRA model built on the same base.
+ * Creates the adapter (or overwrites an existing one with the same spec). Fails,
+ * changing nothing, if the base model, a target layer or a shape does not match.
+ */
+export async function loadAdapter(model: tf.LayersModel, dir: string, opts: LoadAdapterOptions = {}): Promise<string> {
+  const { file, tensors } = await readAdapter(dir);
+  const name = checkAdapterName(opts.name ?? file.adapter);
+  checkModelKind(file, dir, 'layers');
+  const layers = requireLoraLayers(model, 'loadAdapter');
+  if (layers.some((l) => l.isMerged)) throw stateError(`loadAdapter: an adapter is merged into the base kernels; call unmerge() first.`);
+  const byPath = new Map(catalog(model).map((e) => [e.path, e.layer]));
+
+  // Check everything before changing anything.
+  // Adapter weights are resolved after the adapters exist, hence the thunks.
+  const writes: { target: () => tf.LayerVariable; data: Float32Array; shape: number[] }[] = [];
+  const creates: LoraLayer[] = [];
+  for (const p of file.targets) {
+    const layer = byPath.get(p);
+    if (!(layer instanceof LoraLayer)) {
+      throw stateError(`loadAdapter: the adapter targets layer '${p}', which ${layer ? 'is not LoRA-wrapped' : 'does not exist'} in this model. Apply LoRA with the same targets (${file.targets.join(', ')}).`);
+    }
+    if (layer.hasAdapter(name)) {
+      const have = layer.spec(name);
+      if (JSON.stringify(have) !== JSON.stringify(file.spec)) {
+        throw stateError(`loadAdapter: layer '${p}' already has an adapter '${name}' with a different spec (${JSON.stringify(have)} vs ${JSON.stringify(file.spec)}); load it under another name.`);
+      }
+    } else creates.push(layer);
+    const [fanIn, fanOut] = layer.fans;
+    const kShape = layer.kernel.shape as number[];
+    if (file.spec.rank > Math.min(fanIn, fanOut)) throw stateError(`loadAdapter: rank ${file.spec.rank} is too high for layer '${p}'.`);
+    const aShape = [...kShape.slice(0, -1), file.spec.rank];
+    const bShape = [file.spec.rank, fanOut];
+    writes.push(
+      { target: () => layer.adapterWeights(name).A, data: storedWeight(tensors, `${p}/lora_A`, aShape, file), shape: aShape },
+      { target: () => layer.adapterWeights(name).B, data: storedWeight(tensors, `${p}/lora_B`, bShape, file), shape: bShape },
+    );
+  }
+  const mismatch = fingerprintMismatch(file.base, fingerprint(model, file.targets));
+  if (mismatch) throw stateError(`loadAdapter: cannot load '${dir}' onto model '${model.name}': ${mismatch}.`);
+  for (const p of file.modulesToSave) {
+    const layer = byPath.get(p);
+    if (!layer) throw stateError(`loadAdapter: the adapter saves layer '${p}' in full, but this model has no such layer.`);
+    for (const w of layer.weights) {
+      const shape = w.shape as number[];
+      writes.push({ target: () => w, data: storedWeight(tensors, `${p}/${localName(w)}`, shape, file), shape });
+    }
+  }
+
+  for (const l of creates) l.addAdapter(name, file.spec);
+  for (const { target, data, shape } of writes) {
+    const t = tf.tensor(data, shape, 'float32');
+    target().write(t);
+    t.dispose();
+  }
+  if (opts.activate ?? true) setActiveAdapter(model, name);
+  return name;
+}

@@ -1,0 +1,25 @@
+import type * as tf from '@tensorflow/tfjs';
+import { type LoraOptions, resolveOptions } from '../shared/config';
+import { type DryRunOptions, type LoraPlan, reportPlan } from '../shared/lora-plan';
+import { injectLora } from './inject';
+import { planLora } from './layer-plan';
+import { LoraModel } from './lora-model';
+
+/**
+ * Wrap the targeted layers of a tfjs-layers model with LoRA. Returns a handle on a new
+ * model (TF.js layers cannot be swapped in place) whose targeted layers hold a copy of
+ * the base weights, frozen, plus a trainable adapter (B = 0, so its outputs start equal
+ * to the base model's). Every other layer is frozen, except `modulesToSave`. The input
+ * model is not modified.
+ *
+ * Nothing is logged: the plan is on the handle (`plan`, `describe()`). With
+ * `dryRun: true` nothing is built: the plan is logged through `logger` (default: the
+ * console) and returned, unmatched selectors included.
+ */
+export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
+export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraModel;
+export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions): LoraModel | LoraPlan {
+  if (opts.dryRun) return reportPlan(planLora(model, opts, resolveOptions(opts).spec), opts.logger);
+  const { model: rebuilt, plan } = injectLora(model, opts);
+  return new LoraModel(rebuilt, plan);
+}

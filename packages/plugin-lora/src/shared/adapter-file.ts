@@ -1,0 +1,147 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { promises as fs } from 'node:fs';
+import * as path from 'node:path';
+import type * as tf from '@tensorflow/tfjs';
+import { type AdapterSpec, checkAdapterName, resolveSpec } from './config';
+import { adapterFileError, stateError } from './errors';
+import type { BaseFingerprint } from './fingerprint';
+
+// The adapter directory format shared by layers and segment models: a versioned JSON
+// config and a little-endian float32 weights file.
+
+export const ADAPTER_FORMAT = 'tapfit-lora-adapter';
+export const ADAPTER_VERSION = 1;
+export const CONFIG_FILE = 'adapter_config.json';
+export const WEIGHTS_FILE = 'adapter_weights.bin';
+
+interface WeightEntry {
+  name: string;
+  shape: number[];
+  dtype: 'float32';
+  offset: number;
+}
+
+/** The versioned JSON written next to the weights. */
+export interface AdapterFile {
+  format: typeof ADAPTER_FORMAT;
+  version: number;
+  /** 'segments' for an adapter saved from a segment model (applyLoraToSegments); absent for layers models. */
+  modelKind?: 'segments';
+  adapter: string;
+  spec: AdapterSpec;
+  /** Paths of the adapted layers. */
+  targets: string[];
+  /** Paths of the layers trained in full, whose weights are saved too. */
+  modulesToSave: string[];
+  base: BaseFingerprint;
+  weights: WeightEntry[];
+  weightsFile: string;
+  weightsBytes: number;
+  weightsSha256: string;
+}
+
+/** What an adapter file says besides its weights manifest. */
+export type AdapterMeta = Pick<AdapterFile, 'adapter' | 'spec' | 'targets' | 'modulesToSave' | 'base' | 'modelKind'>;
+
+/**
+ * Write `tensors` (float32, little-endian, in order) and the config describing them to
+ * `dir`: the weights first, then the config holding their sha256, each atomically.
+ */
+export async function writeAdapterFiles(dir: string, meta: AdapterMeta, tensors: readonly [string, tf.Tensor][]): Promise<AdapterFile> {
+  const weights: WeightEntry[] = [];
+  const chunks: Buffer[] = [];
+  let offset = 0;
+  for (const [n, t] of tensors) {
+    const data = Buffer.from(((await t.data()) as Float32Array).slice().buffer);
+    weights.push({ name: n, shape: t.shape, dtype: 'float32', offset });
+    chunks.push(data);
+    offset += data.byteLength;
+  }
+  const bin = Buffer.concat(chunks);
+  const file: AdapterFile = {
+    format: ADAPTER_FORMAT,
+    version: ADAPTER_VERSION,
+    ...(meta.modelKind ? { modelKind: meta.modelKind } : {}),
+    adapter: meta.adapter,
+    spec: meta.spec,
+    targets: meta.targets,
+    modulesToSave: meta.modulesToSave,
+    base: meta.base,
+    weights,
+    weightsFile: WEIGHTS_FILE,
+    weightsBytes: bin.byteLength,
+    weightsSha256: createHash('sha256').update(bin).digest('hex'),
+  };
+  await fs.mkdir(dir, { recursive: true });
+  await writeAtomic(path.join(dir, WEIGHTS_FILE), bin);
+  await writeAtomic(path.join(dir, CONFIG_FILE), JSON.stringify(file, null, 2) + '\n');
+  return file;
+}
+
+/** Read and check an adapter directory (format, version, checksum); no model needed. */
+export async function readAdapter(dir: string): Promise<{ file: AdapterFile; tensors: Map<string, Float32Array> }> {
+  let text: string;
+  try {
+    text = await fs.readFile(path.join(dir, CONFIG_FILE), 'utf8');
+  } catch (err) {
+    throw adapterFileError(`no adapter at '${dir}': cannot read ${CONFIG_FILE} (${(err as Error).message}).`);
+  }
+  let file: AdapterFile;
+  try {
+    file = JSON.parse(text) as AdapterFile;
+  } catch (err) {
+    throw adapterFileError(`'${dir}/${CONFIG_FILE}' is not valid JSON (${(err as Error).message}); the file is damaged: save the adapter again.`);
+  }
+  if (file.format !== ADAPTER_FORMAT) throw adapterFileError(`'${dir}/${CONFIG_FILE}' is not a tapfit LoRA adapter (format '${String(file.format)}').`);
+  if (file.version !== ADAPTER_VERSION) throw adapterFileError(`adapter '${dir}' has format version ${file.version}; this @tapfit/plugin-lora reads version ${ADAPTER_VERSION}.`);
+  resolveSpec(file.spec);
+  checkAdapterName(file.adapter);
+  let bin: Buffer;
+  try {
+    bin = await fs.readFile(path.join(dir, file.weightsFile));
+  } catch (err) {
+    throw adapterFileError(`adapter '${dir}': cannot read ${file.weightsFile} (${(err as Error).message}); copy it along with ${CONFIG_FILE} or save the adapter again.`);
+  }
+  if (bin.byteLength !== file.weightsBytes || createHash('sha256').update(bin).digest('hex') !== file.weightsSha256) {
+    throw adapterFileError(`adapter '${dir}': ${file.weightsFile} does not match the checksum in ${CONFIG_FILE} (truncated or from another save).`);
+  }
+  const tensors = new Map<string, Float32Array>();
+  for (const w of file.weights) {
+    const n = w.shape.reduce((a, b) => a * b, 1);
+    if (w.offset + 4 * n > bin.byteLength) throw adapterFileError(`adapter '${dir}': weight '${w.name}' runs past the end of ${file.weightsFile}.`);
+    tensors.set(w.name, new Float32Array(bin.buffer.slice(bin.byteOffset + w.offset, bin.byteOffset + w.offset + 4 * n)));
+  }
+  return { file, tensors };
+}
+
+/** Refuse an adapter file that was saved from the other kind of model. */
+export function checkModelKind(file: AdapterFile, dir: string, want: 'layers' | 'segments'): void {
+  const have = file.modelKind ?? 'layers';
+  if (have === want) return;
+  throw stateError(
+    have === 'segments'
+      ? `'${dir}' holds an adapter saved from a segment model; load it with LoraSegmentModel.load(base, dir) or loadAdapter(dir) on a segment LoRA.`
+      : `'${dir}' holds an adapter saved from a tfjs-layers model; load it with LoraModel.load(base, dir).`,
+  );
+}
+
+export function storedWeight(tensors: Map<string, Float32Array>, key: string, shape: number[], file: AdapterFile): Float32Array {
+  const data = tensors.get(key);
+  const entry = file.weights.find((w) => w.name === key);
+  if (!data || !entry) throw stateError(`loadAdapter: the adapter file has no weight '${key}'.`);
+  if (JSON.stringify(entry.shape) !== JSON.stringify(shape)) {
+    throw stateError(`loadAdapter: weight '${key}' has shape [${entry.shape}] in the file but [${shape}] in this model; the adapter was made for another base model or rank.`);
+  }
+  return data;
+}
+
+async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
+  try {
+    await fs.writeFile(tmp, data);
+    await fs.rename(tmp, file);
+  } catch (err) {
+    await fs.rm(tmp, { force: true });
+    throw adapterFileError(`could not write '${file}': ${(err as Error).message}`);
+  }
+}
