@@ -5,12 +5,12 @@ export { LoraConv2D } from './layers/lora-conv2d';
 export { LoraEmbedding } from './layers/lora-embedding';
 
 // Shared by both paths: options, selectors, plans, adapter files, spectra.
-export { type AdapterOptions, type AdapterSpec, type LoraInit, type LoraOptions, DEFAULT_ADAPTER, resolveSpec, scaleOf } from './shared/config';
-export { type LayerSelector } from './shared/selectors';
-export { formatPlan, type LoraPlan, type PlannedLayer, type SelectorProblem } from './shared/lora-plan';
-export { readAdapter, type AdapterFile, ADAPTER_FORMAT, ADAPTER_VERSION } from './shared/adapter-file';
-export { fingerprintMismatch, type BaseFingerprint } from './shared/fingerprint';
-export { singularValues, explainedRank, rank90, type Spectrum } from './shared/spectrum';
+export { type AdapterOptions, type AdapterSpec, type LoraInit, type LoraOptions, DEFAULT_ADAPTER, resolveSpec, scaleOf } from './common/config';
+export { type LayerSelector } from './common/selectors';
+export { formatPlan, type LoraPlan, type PlannedLayer, type SelectorProblem } from './common/lora-plan';
+export { readAdapter, type AdapterFile, ADAPTER_FORMAT, ADAPTER_VERSION } from './common/adapter-file';
+export { fingerprintMismatch, type BaseFingerprint } from './common/fingerprint';
+export { singularValues, explainedRank, rank90, type Spectrum } from './common/spectrum';
 
 // tfjs-layers models.
 export { applyLora } from './layers/apply-lora';

@@ -2,7 +2,7 @@ import { ErrorCodes, fromLayersModel, type PluginState, TapfitError, type Tapfit
 import { applyLora } from './layers/apply-lora';
 import type { LoraModel } from './layers/lora-model';
 import { applyLoraToSegments, type LoraSegmentModel } from './segments/segment-lora';
-import { type LoraOptions, resolveSpec } from './shared/config';
+import { type LoraOptions, resolveSpec } from './common/config';
 
 export const LORA_PLUGIN = 'lora';
 

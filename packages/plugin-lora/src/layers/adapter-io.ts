@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { type AdapterFile, checkModelKind, readAdapter, storedWeight, writeAdapterFiles } from '../shared/adapter-file';
-import { checkAdapterName } from '../shared/config';
-import { stateError } from '../shared/errors';
-import { fingerprintMismatch } from '../shared/fingerprint';
+import { type AdapterFile, checkModelKind, readAdapter, storedWeight, writeAdapterFiles } from '../common/adapter-file';
+import { checkAdapterName } from '../common/config';
+import { stateError } from '../common/errors';
+import { fingerprintMismatch } from '../common/fingerprint';
 import { requireLoraLayers, setActiveAdapter } from './adapters';
 import { catalog } from './catalog';
 import { fingerprint } from './layer-fingerprint';

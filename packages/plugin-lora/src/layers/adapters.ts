@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
-import { type AdapterOptions, asList, checkAdapterName, resolveSpec } from '../shared/config';
-import { configError, stateError } from '../shared/errors';
-import { checkSelector, describeSelector, type LayerSelector } from '../shared/selectors';
+import { type AdapterOptions, asList, checkAdapterName, resolveSpec } from '../common/config';
+import { configError, stateError } from '../common/errors';
+import { checkSelector, describeSelector, type LayerSelector } from '../common/selectors';
 import { catalog, loraLayersOf } from './catalog';
 import { selectsLayer } from './layer-selector';
 import { LoraLayer } from './lora-layer';

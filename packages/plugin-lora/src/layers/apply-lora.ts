@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
-import { type LoraOptions, resolveOptions } from '../shared/config';
-import { type DryRunOptions, type LoraPlan, reportPlan } from '../shared/lora-plan';
+import { type LoraOptions, resolveOptions } from '../common/config';
+import { type DryRunOptions, type LoraPlan, reportPlan } from '../common/lora-plan';
 import { injectLora } from './inject';
 import { planLora } from './layer-plan';
 import { LoraModel } from './lora-model';

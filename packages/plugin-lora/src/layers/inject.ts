@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { type LoraOptions, resolveOptions } from '../shared/config';
-import { configError } from '../shared/errors';
-import { type LoraPlan, planError } from '../shared/lora-plan';
+import { type LoraOptions, resolveOptions } from '../common/config';
+import { configError } from '../common/errors';
+import { type LoraPlan, planError } from '../common/lora-plan';
 import { syncTrainableFlags } from './adapters';
 import { ADAPTABLE, type AdaptableKind } from './catalog';
 import { planLora } from './layer-plan';

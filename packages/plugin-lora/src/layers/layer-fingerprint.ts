@@ -1,5 +1,5 @@
 import type * as tf from '@tensorflow/tfjs';
-import { type BaseFingerprint, makeFingerprint } from '../shared/fingerprint';
+import { type BaseFingerprint, makeFingerprint } from '../common/fingerprint';
 import { isContainer } from './catalog';
 import { LoraLayer } from './lora-layer';
 import { localName } from './rebuild';

@@ -1,8 +1,8 @@
 import type * as tf from '@tensorflow/tfjs';
-import { type AdapterSpec, asList, type LoraOptions } from '../shared/config';
-import { configError } from '../shared/errors';
-import type { LoraPlan, PlannedLayer, SelectorProblem } from '../shared/lora-plan';
-import { checkSelector, describeSelector, hintFor } from '../shared/selectors';
+import { type AdapterSpec, asList, type LoraOptions } from '../common/config';
+import { configError } from '../common/errors';
+import type { LoraPlan, PlannedLayer, SelectorProblem } from '../common/lora-plan';
+import { checkSelector, describeSelector, hintFor } from '../common/selectors';
 import { catalog, fansOf, type LayerEntry } from './catalog';
 import { selectsLayer } from './layer-selector';
 import { LoraLayer } from './lora-layer';

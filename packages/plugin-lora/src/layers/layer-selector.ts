@@ -1,4 +1,4 @@
-import { type LayerSelector, matchesPath } from '../shared/selectors';
+import { type LayerSelector, matchesPath } from '../common/selectors';
 import type { LayerEntry } from './catalog';
 
 /**

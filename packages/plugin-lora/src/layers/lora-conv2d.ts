@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { configError, shapeError } from '../shared/errors';
+import { configError, shapeError } from '../common/errors';
 import { type FusedActivation, LoraLayer, type Shape } from './lora-layer';
 
 type Pair = [number, number];

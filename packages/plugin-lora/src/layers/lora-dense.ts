@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { shapeError } from '../shared/errors';
+import { shapeError } from '../common/errors';
 import { type FusedActivation, LoraLayer, type Shape } from './lora-layer';
 
 /** LoRA around a Dense layer: kernel [in, out], A [in, r], B [r, out]. */

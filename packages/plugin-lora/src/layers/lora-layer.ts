@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { type AdapterSpec, checkAdapterName, scaleOf } from '../shared/config';
-import { configError, stateError } from '../shared/errors';
+import { type AdapterSpec, checkAdapterName, scaleOf } from '../common/config';
+import { configError, stateError } from '../common/errors';
 
 // tfjs-layers' own aliases (not re-exported by the union package).
 // eslint-disable-next-line @typescript-eslint/no-explicit-any

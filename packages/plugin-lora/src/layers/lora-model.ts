@@ -1,7 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
-import { type AdapterFile, checkModelKind, readAdapter } from '../shared/adapter-file';
-import { formatPlan, type LoraPlan } from '../shared/lora-plan';
-import { exactPath } from '../shared/selectors';
+import { type AdapterFile, checkModelKind, readAdapter } from '../common/adapter-file';
+import { formatPlan, type LoraPlan } from '../common/lora-plan';
+import { exactPath } from '../common/selectors';
 import { loadAdapter, type LoadAdapterOptions, saveAdapter } from './adapter-io';
 import { activeAdapterOf, addAdapter, type AddAdapterOptions, adapterNamesOf, isMerged, requireLoraLayers, setActiveAdapter, syncTrainableFlags } from './adapters';
 import { loraLayersOf } from './catalog';

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { stateError } from '../shared/errors';
+import { stateError } from '../common/errors';
 import { requireLoraLayers } from './adapters';
 
 /**

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { configError } from '../shared/errors';
+import { configError } from '../common/errors';
 import { isContainer, layersByPath } from './catalog';
 
 /** A layer entry of a model config (the same shape for Sequential and functional models). */

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { configError } from '../shared/errors';
-import { type Spectrum, spectrumOf } from '../shared/spectrum';
+import { configError } from '../common/errors';
+import { type Spectrum, spectrumOf } from '../common/spectrum';
 import { isContainer } from './catalog';
 import { LoraLayer } from './lora-layer';
 import { localName } from './rebuild';

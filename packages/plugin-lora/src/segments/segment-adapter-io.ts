@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TrainableModel } from '@tapfit/core';
-import { type AdapterFile, checkModelKind, readAdapter, storedWeight, writeAdapterFiles } from '../shared/adapter-file';
-import type { AdapterSpec } from '../shared/config';
-import { stateError } from '../shared/errors';
-import { fingerprintMismatch } from '../shared/fingerprint';
+import { type AdapterFile, checkModelKind, readAdapter, storedWeight, writeAdapterFiles } from '../common/adapter-file';
+import type { AdapterSpec } from '../common/config';
+import { stateError } from '../common/errors';
+import { fingerprintMismatch } from '../common/fingerprint';
 import { segmentFingerprint } from './segment-fingerprint';
 
 /** What saving and loading read from a segment LoRA (a `LoraSegmentModel`). */

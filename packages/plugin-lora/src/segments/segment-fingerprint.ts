@@ -1,5 +1,5 @@
 import type { TrainableModel } from '@tapfit/core';
-import { type BaseFingerprint, makeFingerprint } from '../shared/fingerprint';
+import { type BaseFingerprint, makeFingerprint } from '../common/fingerprint';
 import { segmentCatalog } from './segment-catalog';
 
 /**

@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { modelVariables, readParam, type Segment, type SegmentContext, type TrainableModel } from '@tapfit/core';
-import { type AdapterFile, checkModelKind, readAdapter } from '../shared/adapter-file';
-import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../shared/config';
-import { configError, stateError } from '../shared/errors';
-import { type DryRunOptions, formatPlan, type LoraPlan, planError, reportPlan } from '../shared/lora-plan';
-import { exactPath } from '../shared/selectors';
+import { type AdapterFile, checkModelKind, readAdapter } from '../common/adapter-file';
+import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../common/config';
+import { configError, stateError } from '../common/errors';
+import { type DryRunOptions, formatPlan, type LoraPlan, planError, reportPlan } from '../common/lora-plan';
+import { exactPath } from '../common/selectors';
 import { loadSegmentAdapter, saveSegmentAdapter } from './segment-adapter-io';
 import { adaptedVariables, adapterVariables, entriesByPath } from './segment-catalog';
 import { planSegmentLora } from './segment-plan';
