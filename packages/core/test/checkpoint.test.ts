@@ -1,40 +1,11 @@
 import * as fs from 'node:fs';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { adamw, sgd, Trainer, SilentLogger, type PluginState, type TapfitPlugin, type TrainerOptions } from '../src';
-import { blobs, tinyMlp, useBackend } from './fixtures';
+import { adamw, sgd, Trainer, SilentLogger, type TrainerOptions } from '../src';
+import { blobs, counter, tinyMlp, tmpDir, useBackend } from './fixtures';
 
-/** A plugin with state: counts the steps it saw and keeps a running-sum tensor. */
-function counter(): TapfitPlugin & { seen: number; sum?: tf.Tensor } {
-  const p = {
-    name: 'counter',
-    core: '^0.1.0',
-    seen: 0,
-    sum: undefined as tf.Tensor | undefined,
-    apply({ hooks }: Parameters<TapfitPlugin['apply']>[0]) {
-      hooks.backward.tap('counter', (g) => {
-        p.seen++;
-        const next = tf.keep(tf.add(p.sum ?? tf.scalar(0), tf.sum(Object.values(g!)[0])));
-        p.sum?.dispose();
-        p.sum = next;
-        return g;
-      });
-    },
-    saveState(): PluginState {
-      return { json: { seen: p.seen }, tensors: p.sum ? { sum: p.sum } : {} };
-    },
-    loadState(s: PluginState) {
-      p.seen = (s.json as { seen: number }).seen;
-      p.sum?.dispose();
-      p.sum = s.tensors?.sum;
-    },
-  };
-  return p;
-}
-
-const tmp = () => fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-ckpt-'));
+const tmp = tmpDir;
 const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
 
 export function resumeIsExact(backend: string): void {
