@@ -44,7 +44,7 @@ export function brakesPlugin(options: BrakesOptions = {}): BrakesPlugin {
     core: '^0.1.0',
     delayed,
     apply: (api: PluginApi) => parts.forEach((p) => p.apply(api)),
-    ...(delayed && { saveState: () => delayed.saveState!(), loadState: (s) => delayed.loadState!(s) }),
+    ...(delayed && { saveState: () => delayed.saveState!(), checkState: (s) => delayed.checkState!(s), loadState: (s) => delayed.loadState!(s) }),
     dispose: () => delayed?.dispose(),
   };
 }
