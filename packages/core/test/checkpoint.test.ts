@@ -101,6 +101,19 @@ describe('checkpoint safety', () => {
     r.dispose();
   });
 
+  it('saving a black-box optimizer leaks no tensor (getWeights hands out a fresh iter scalar)', async () => {
+    const dir = tmp();
+    const data = blobs(16);
+    const trainer = new Trainer(options({ optimizer: tf.train.adam(0.01) }));
+    await trainer.fit(data, { epochs: 1, batchSize: 8 });
+    await trainer.save(dir);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) await trainer.save(dir);
+    expect(tf.memory().numTensors - before).to.equal(0);
+    trainer.dispose();
+    data.dispose();
+  });
+
   it('keeps the newest two checkpoints and LATEST points at the newest', async () => {
     const { dir, trainer } = await savedRun();
     const data = blobs(16);
