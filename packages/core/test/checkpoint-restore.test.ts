@@ -2,7 +2,10 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { ErrorCodes, SilentLogger, TapfitError, Trainer, type Manifest, type PluginState, type TapfitPlugin, type TrainerOptions } from '../src';
+import { ErrorCodes, FileCheckpointer, sgd, SilentLogger, TapfitError, Trainer, type Manifest, type PluginState, type TapfitPlugin, type TrainerOptions } from '../src';
+import { checkManifest, tensorLabels } from '../src/checkpoint/manifest';
+import { TensorReader } from '../src/checkpoint/tensor-file';
+import { restoreCheckpoint, type TrainerParts } from '../src/train/snapshot';
 import { blobs, counter, tinyMlp, tmpDir, useBackend } from './fixtures';
 
 const errorOf = async (p: Promise<unknown>) => {
@@ -142,5 +145,39 @@ describe('a failed resume changes nothing', () => {
     const err = await failingResume(dir, refusing('none'));
     expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
     expect(err.message).to.match(new RegExp(`model variable 2 \\('${v.name}'\\) was saved as int32 but this model's .* is float32`));
+  });
+
+  it('a trainer whose restore failed (step-transform chain) trains on exactly like its twin that never tried', async () => {
+    const dir = tmpDir();
+    const options = (plugin: TapfitPlugin, seed: number): TrainerOptions => ({
+      model: tinyMlp(seed),
+      loss: 'softmaxCrossEntropy',
+      optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
+      logger: new SilentLogger(),
+      plugins: [counter(), plugin],
+    });
+    const data = blobs(16);
+    const saved = new Trainer(options(refusing('none'), 5));
+    await saved.fit(data, { epochs: 1, batchSize: 8 });
+    await saved.save(dir);
+    saved.dispose();
+
+    const [tried, twin] = [new Trainer(options(refusing('loadState'), 6)), new Trainer(options(refusing('loadState'), 6))];
+    for (const t of [tried, twin]) await t.fit(data, { epochs: 1, batchSize: 8 });
+    const { manifest, tensors } = await new FileCheckpointer().load(dir);
+    const m = checkManifest(manifest, 'test');
+    const parts = (tried as unknown as { parts(): TrainerParts }).parts();
+    const err = await errorOf(restoreCheckpoint(m, new TensorReader(m.tensors, tensors, 'test', tensorLabels(m)), parts, 'test'));
+    expect(err.message).to.match(/refused its saved state in loadState/);
+
+    for (const t of [tried, twin]) await t.fit(data, { epochs: 2, batchSize: 8 });
+    const stateOf = (t: Trainer) => ({
+      variables: Object.values(t.variables).map(values),
+      optimizer: Object.values(t.optimizerState!.momentum.velocity as Record<string, tf.Tensor>).map(values),
+      counter: [(t.plugins[0] as ReturnType<typeof counter>).seen, values((t.plugins[0] as ReturnType<typeof counter>).sum!)],
+    });
+    expect(stateOf(tried)).to.deep.equal(stateOf(twin));
+    for (const t of [tried, twin]) t.dispose();
+    data.dispose();
   });
 });
