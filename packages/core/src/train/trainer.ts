@@ -417,7 +417,8 @@ export class Trainer {
   /**
    * A trainer built from `options` (same model architecture, optimizer and plugins as
    * when saved) with the newest checkpoint under `dir` loaded. fit() then continues
-   * where the saved run stopped; the result equals training straight through.
+   * where the saved run stopped; the result equals training straight through. If it
+   * fails, the model, the optimizer and the plugins passed in `options` are as they were.
    */
   static async resume(dir: string, options: TrainerOptions): Promise<Trainer> {
     const probe = new Trainer(options);
