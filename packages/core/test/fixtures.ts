@@ -1,5 +1,8 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend, SilentLogger, TensorData, Trainer, type TrainerOptions } from '../src';
+import { selectBackend, SilentLogger, TensorData, Trainer, type PluginState, type TapfitPlugin, type TrainerOptions } from '../src';
 import { sgd } from '../src/transforms';
 import { blobData, tinyModel } from '../src/testing';
 
@@ -26,4 +29,40 @@ export function useBackend(backend = 'cpu'): void {
     await tf.setBackend(backend);
     await tf.ready();
   });
+}
+
+/** A fresh temporary folder for checkpoints. */
+export const tmpDir = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-ckpt-'));
+
+/** A plugin with state: counts the steps it saw and keeps a running-sum tensor. */
+export function counter(name = 'counter'): TapfitPlugin & { seen: number; sum?: tf.Tensor } {
+  const p = {
+    name,
+    core: '^0.1.0',
+    seen: 0,
+    sum: undefined as tf.Tensor | undefined,
+    apply({ hooks }: Parameters<TapfitPlugin['apply']>[0]) {
+      hooks.backward.tap(name, (g) => {
+        p.seen++;
+        const next = tf.keep(tf.add(p.sum ?? tf.scalar(0), tf.sum(Object.values(g!)[0])));
+        p.sum?.dispose();
+        p.sum = next;
+        return g;
+      });
+    },
+    saveState(): PluginState {
+      return { json: { seen: p.seen }, tensors: p.sum ? { sum: p.sum } : {} };
+    },
+    loadState(s: PluginState) {
+      p.seen = (s.json as { seen: number }).seen;
+      p.sum?.dispose();
+      p.sum = s.tensors?.sum;
+    },
+  };
+  return p;
+}
+
+/** The trainer of the save-loop child process (fixtures/save-loop.ts) and of its checks. */
+export function saveLoopOptions(): TrainerOptions {
+  return { model: tinyMlp(3), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), logger: new SilentLogger(), seed: 5, plugins: [counter()] };
 }

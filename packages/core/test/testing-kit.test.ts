@@ -67,6 +67,41 @@ describe('the conformance suite catches broken plugins', () => {
     expect(await run(forgetful, 'state round-trips')).to.match(/resumed predictions differ/);
   });
 
+  it('a plugin whose loadState is a no-op fails the checkpoint round trip (its state, not its predictions, differs)', async () => {
+    const stepCounter = (): TapfitPlugin => {
+      let steps = 0;
+      return {
+        name: 'step-counter',
+        core: '^0.1.0',
+        apply: ({ hooks }) => hooks.batchEnd.tap('step-counter', () => void steps++),
+        saveState: () => ({ json: { steps } }),
+        loadState: () => {},
+      };
+    };
+    expect(await run(stepCounter, 'state round-trips')).to.match(/saveState\(\) right after resume differs from the saved trainer's at step \d+: json \{"steps":0\} instead of \{"steps":\d+\}/);
+  });
+
+  it('a plugin whose tensor state is not restored fails the checkpoint round trip', async () => {
+    const gradSum = (): TapfitPlugin => {
+      let sum: tf.Tensor | undefined;
+      return {
+        name: 'grad-sum',
+        core: '^0.1.0',
+        apply: ({ hooks }) =>
+          hooks.backward.tap('grad-sum', (g) => {
+            const next = tf.keep(tf.add(sum ?? 0, tf.sum(Object.values(g!)[0])));
+            sum?.dispose();
+            sum = next;
+            return g;
+          }),
+        saveState: (): PluginState => ({ tensors: sum ? { sum } : {} }),
+        loadState: (s) => tf.dispose(Object.values(s.tensors ?? {})),
+        dispose: () => sum?.dispose(),
+      };
+    };
+    expect(await run(gradSum, 'state round-trips')).to.match(/right after resume differs .*: tensor 'sum' is missing instead of float32\[\] /);
+  });
+
   it('a plugin whose twin differs fails the twin check', async () => {
     const c = conformanceChecks({ plugin: halveGrads, twin: () => ({}) }).find((x) => x.name.startsWith('functional twin'))!;
     let msg = 'passed';

@@ -46,7 +46,7 @@ export function brakesPlugin(options: BrakesOptions = {}): BrakesPlugin {
     conflicts: [...(braking ? [BRAKING_PLUGIN] : []), ...(delayed ? [DELAY_PLUGIN] : [])],
     delayed,
     apply: (api: PluginApi) => parts.forEach((p) => p.apply(api)),
-    ...(delayed && { saveState: () => delayed.saveState!(), loadState: (s) => delayed.loadState!(s) }),
+    ...(delayed && { saveState: () => delayed.saveState!(), checkState: (s) => delayed.checkState!(s), loadState: (s) => delayed.loadState!(s) }),
     dispose: () => delayed?.dispose(),
   };
 }

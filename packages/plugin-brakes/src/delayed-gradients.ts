@@ -51,6 +51,7 @@ export function delayedGradients(options: DelayedGradientsOptions): DelayedGradi
       api.hooks.backward.tap({ name: DELAY_PLUGIN, stage: Stage.PREPARE }, (grads) => (grads === null ? null : queue.push(grads)));
     },
     saveState: () => saveQueue(queue, parameterNames(trainer)),
+    checkState: (state: PluginState) => void readQueue(state, queue.delay, trainer),
     loadState(state: PluginState) {
       try {
         queue.restore(readQueue(state, queue.delay, trainer));

@@ -149,12 +149,14 @@ describe('gradient delay', () => {
         expect(t3.step).to.equal(t1.step);
         expect(t3.skipped).to.equal(3);
 
-        // a resume with another delay is refused, naming the saved one
+        // a resume with another delay is refused, naming the saved one, before the model is touched
         const p4 = tapfitPlugin({ delay: 2, rho: 2 });
-        const other = quadraticSetup({ h, w0, batches: 12 });
+        const other = quadraticSetup({ h, w0: 7, batches: 12 });
         let err: Error | undefined;
         await Trainer.resume(dir, options(other, p4)).catch((e) => (err = e));
         expect(err?.message).to.match(/saved with delay 3 but this plugin has delay 2; resume with delay 3/);
+        expect(other.weight()).to.equal(7);
+        expect(p4.delayed!.queue.pending).to.have.length(0);
 
         for (const [t, p, q] of [[t1, p1, straight], [t2, p2, first], [t3, p3, second]] as const) {
           t.dispose();

@@ -35,6 +35,16 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
   let handle: LoraModel | null = null;
   let segmentHandle: LoraSegmentModel | null = null;
   const state = (): LoraCheckpointState => ({ adapter, spec, targets: (handle?.plan ?? segmentHandle?.plan)?.adapted.map((l) => l.path) ?? [] });
+  const checkSaved = (saved: PluginState): void => {
+    const want = JSON.stringify(saved.json);
+    const have = JSON.stringify(state());
+    if (want !== have) {
+      throw new TapfitError(
+        ErrorCodes.CHECKPOINT,
+        `${LORA_PLUGIN}: the checkpoint was trained with LoRA ${want}, but this trainer applies ${have}; resume with the same targets, rank, alpha and adapter name.`,
+      );
+    }
+  };
   return {
     name: LORA_PLUGIN,
     core: '^0.1.0',
@@ -63,15 +73,8 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
     saveState(): PluginState {
       return { json: state() };
     },
-    loadState(saved: PluginState): void {
-      const want = JSON.stringify(saved.json);
-      const have = JSON.stringify(state());
-      if (want !== have) {
-        throw new TapfitError(
-          ErrorCodes.CHECKPOINT,
-          `${LORA_PLUGIN}: the checkpoint was trained with LoRA ${want}, but this trainer applies ${have}; resume with the same targets, rank, alpha and adapter name.`,
-        );
-      }
-    },
+    // The adapters are model variables; the saved state only has to match this plugin's.
+    checkState: checkSaved,
+    loadState: checkSaved,
   };
 }

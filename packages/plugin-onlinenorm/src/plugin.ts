@@ -7,6 +7,8 @@ export const ONLINE_NORM_PLUGIN = 'online-norm';
 
 export type OnlineNormPluginOptions = ReplaceBatchNormOptions;
 
+type SavedCalls = { name: string; training: number; backward: number }[];
+
 /**
  * The Online Normalization plugin. At `setup` it swaps the selected BatchNormalization
  * layers of the trainer's tfjs-layers model for OnlineNorm layers (`replaceBatchNorm`,
@@ -19,6 +21,17 @@ export type OnlineNormPluginOptions = ReplaceBatchNormOptions;
 export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin {
   resolveReplaceOptions(options, ONLINE_NORM_PLUGIN);
   let layers: OnlineNorm[] = [];
+  const savedCalls = (state: PluginState): SavedCalls => {
+    const calls = (state.json as { calls?: SavedCalls } | undefined)?.calls;
+    const names = layers.map((l) => l.name);
+    if (!Array.isArray(calls) || calls.length !== layers.length || calls.some((c, i) => c?.name !== names[i] || !Number.isInteger(c.training) || !Number.isInteger(c.backward))) {
+      throw new TapfitError(
+        ErrorCodes.CHECKPOINT,
+        `${ONLINE_NORM_PLUGIN}: the checkpoint's state is for OnlineNorm layers ${JSON.stringify(calls?.map((c) => c?.name))}, but this model has ${JSON.stringify(names)}; resume with the same model and 'replace' selector.`,
+      );
+    }
+    return calls;
+  };
   return {
     name: ONLINE_NORM_PLUGIN,
     core: '^0.1.0',
@@ -41,15 +54,11 @@ export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin 
     saveState(): PluginState {
       return { json: { calls: layers.map((l) => ({ name: l.name, training: l.state.trainingCalls, backward: l.state.backwardCalls })) } };
     },
+    checkState(state: PluginState): void {
+      savedCalls(state);
+    },
     loadState(state: PluginState): void {
-      const calls = (state.json as { calls?: { name: string; training: number; backward: number }[] } | undefined)?.calls;
-      const names = layers.map((l) => l.name);
-      if (!Array.isArray(calls) || calls.length !== layers.length || calls.some((c, i) => c?.name !== names[i] || !Number.isInteger(c.training) || !Number.isInteger(c.backward))) {
-        throw new TapfitError(
-          ErrorCodes.CHECKPOINT,
-          `${ONLINE_NORM_PLUGIN}: the checkpoint's state is for OnlineNorm layers ${JSON.stringify(calls?.map((c) => c?.name))}, but this model has ${JSON.stringify(names)}; resume with the same model and 'replace' selector.`,
-        );
-      }
+      const calls = savedCalls(state);
       layers.forEach((l, i) => {
         l.state.trainingCalls = calls[i].training;
         l.state.backwardCalls = calls[i].backward;

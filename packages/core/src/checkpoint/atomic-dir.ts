@@ -1,54 +1,130 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
+import { ErrorCodes, TapfitError } from '../errors';
 
 /**
- * Writes a checkpoint so that a crash never leaves a half-written one in use: files go
- * to a fresh `<root>/.tmp-*` folder (fsynced), which is renamed to `<root>/<name>`;
- * then `<root>/LATEST` is replaced atomically (temp file + rename) to point at it. The
- * previous checkpoint stays intact until the new one is complete; older ones beyond
- * `keep` are removed afterwards.
+ * The only folder names the writer gives checkpoints: `step-<n>`, or `step-<n>.<k>` for
+ * the k-th later save at the same step (the earlier folder is never overwritten).
  */
-export async function writeCheckpointDir(root: string, name: string, files: Record<string, Buffer | string>, keep = 2): Promise<string> {
+export const CHECKPOINT_DIR_NAME = /^step-(\d+)(?:\.(\d+))?$/;
+
+/** Leftovers of a save that was killed mid-way; the next save removes them. */
+const STALE = /^\.(tmp|LATEST)-/;
+
+/**
+ * Writes a checkpoint so that a crash at any moment leaves `LATEST` naming a complete
+ * one: files go to a fresh `<root>/.tmp-*` folder (each file and the folder fsynced),
+ * which is renamed to a folder name not in use, the rename made durable (fsync of
+ * `root`); only then is `<root>/LATEST` replaced atomically (fsynced temp file +
+ * rename + fsync of `root`) and older checkpoints beyond `keep` removed. Nothing the
+ * previous `LATEST` names is touched before the new checkpoint is durable. One writer
+ * per `root`.
+ */
+export async function writeCheckpointDir(root: string, step: number, files: Record<string, Buffer | string>, keep = 2): Promise<string> {
   await fs.mkdir(root, { recursive: true });
-  const tmp = path.join(root, `.tmp-${name}-${randomBytes(4).toString('hex')}`);
+  await removeStale(root);
+  const tmp = path.join(root, `.tmp-${randomBytes(6).toString('hex')}`);
   await fs.mkdir(tmp);
+  let name: string;
   try {
-    for (const [file, body] of Object.entries(files)) {
-      const fh = await fs.open(path.join(tmp, file), 'w');
-      try {
-        await fh.writeFile(body);
-        await fh.sync();
-      } finally {
-        await fh.close();
-      }
-    }
-    const final = path.join(root, name);
-    await fs.rm(final, { recursive: true, force: true });
-    await fs.rename(tmp, final);
+    for (const [file, body] of Object.entries(files)) await writeDurably(path.join(tmp, file), body);
+    await syncDir(tmp);
+    name = await freshName(root, step);
+    await fs.rename(tmp, path.join(root, name));
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true });
     throw err;
   }
-  const latestTmp = path.join(root, `.LATEST-${randomBytes(4).toString('hex')}`);
-  await fs.writeFile(latestTmp, name + '\n');
-  await fs.rename(latestTmp, path.join(root, 'LATEST'));
+  await syncDir(root);
+  const latestTmp = path.join(root, `.LATEST-${randomBytes(6).toString('hex')}`);
+  try {
+    await writeDurably(latestTmp, name + '\n');
+    await fs.rename(latestTmp, path.join(root, 'LATEST'));
+  } catch (err) {
+    await fs.rm(latestTmp, { force: true });
+    throw err;
+  }
+  await syncDir(root);
   await pruneOld(root, name, keep);
   return path.join(root, name);
 }
 
-async function pruneOld(root: string, current: string, keep: number): Promise<void> {
-  const entries = (await fs.readdir(root)).filter((n) => /^step-\d+$/.test(n) && n !== current);
-  entries.sort((a, b) => Number(b.slice(5)) - Number(a.slice(5)));
-  for (const old of entries.slice(Math.max(0, keep - 1))) await fs.rm(path.join(root, old), { recursive: true, force: true });
+/** `<root>/<name>` for the name `<root>/LATEST` holds, or `root` itself when there is no LATEST. */
+export async function latestCheckpointDir(root: string): Promise<string> {
+  let text: string;
+  try {
+    text = await fs.readFile(path.join(root, 'LATEST'), 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return root;
+    throw err;
+  }
+  const name = text.trim();
+  if (!CHECKPOINT_DIR_NAME.test(name)) {
+    throw new TapfitError(
+      ErrorCodes.CHECKPOINT,
+      `cannot resume from '${root}': its LATEST file holds ${JSON.stringify(name.slice(0, 80))}, which is not a checkpoint folder name (step-<n> or step-<n>.<k>); ` +
+        `the file was edited or is corrupt. Write the name of one of the step-* folders under '${root}' into LATEST.`,
+    );
+  }
+  return path.join(root, name);
 }
 
-/** The folder `<root>/LATEST` points at, or `root` itself when it holds a manifest. */
-export async function latestCheckpointDir(root: string): Promise<string> {
+async function writeDurably(file: string, body: Buffer | string): Promise<void> {
+  const fh = await fs.open(file, 'w');
   try {
-    const name = (await fs.readFile(path.join(root, 'LATEST'), 'utf8')).trim();
-    return path.join(root, name);
-  } catch {
-    return root;
+    await fh.writeFile(body);
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
+}
+
+/** Makes a folder's entries (a rename into it) durable. */
+async function syncDir(dir: string): Promise<void> {
+  let fh: fs.FileHandle;
+  try {
+    fh = await fs.open(dir, 'r');
+  } catch (err) {
+    // Windows cannot open a folder for fsync; its renames are durable on return.
+    if (['EISDIR', 'EPERM', 'EACCES'].includes((err as NodeJS.ErrnoException).code ?? '')) return;
+    throw err;
+  }
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+async function removeStale(root: string): Promise<void> {
+  for (const entry of await fs.readdir(root)) {
+    if (STALE.test(entry)) await fs.rm(path.join(root, entry), { recursive: true, force: true });
+  }
+}
+
+/** Step and save count of a checkpoint folder name (`step-7` is [7, 0], `step-7.2` is [7, 2]). */
+function order(name: string): [number, number] {
+  const m = CHECKPOINT_DIR_NAME.exec(name)!;
+  return [Number(m[1]), Number(m[2] ?? 0)];
+}
+
+/** `step-<n>` if no folder of that step exists, else `step-<n>.<k>` after the newest one. */
+async function freshName(root: string, step: number): Promise<string> {
+  const sameStep = (await checkpointNames(root)).map(order).filter(([s]) => s === step);
+  if (sameStep.length === 0) return `step-${step}`;
+  return `step-${step}.${Math.max(...sameStep.map(([, k]) => k)) + 1}`;
+}
+
+async function checkpointNames(root: string): Promise<string[]> {
+  return (await fs.readdir(root)).filter((n) => CHECKPOINT_DIR_NAME.test(n));
+}
+
+async function pruneOld(root: string, current: string, keep: number): Promise<void> {
+  const older = (await checkpointNames(root)).filter((n) => n !== current);
+  older.sort((a, b) => {
+    const [x, y] = [order(a), order(b)];
+    return y[0] - x[0] || y[1] - x[1];
+  });
+  for (const old of older.slice(Math.max(0, keep - 1))) await fs.rm(path.join(root, old), { recursive: true, force: true });
 }

@@ -12,15 +12,22 @@ export interface CheckpointFiles {
 }
 
 /**
- * Stores checkpoints as `<root>/step-<n>/{manifest.json,tensors.bin}` plus a `LATEST`
- * pointer, written atomically; keeps the newest `keep` (default 2).
+ * Stores checkpoints as `<root>/step-<n>/{manifest.json,tensors.bin}` (`step-<n>.<k>` for
+ * a later save at the same step) plus a `LATEST` pointer, written so that a crash never
+ * loses the last complete one (see writeCheckpointDir); keeps the newest `keep` (default 2).
  */
 @injectable()
 export class FileCheckpointer {
   keep = 2;
 
   async save(root: string, step: number, files: CheckpointFiles): Promise<string> {
-    return writeCheckpointDir(root, `step-${step}`, { 'manifest.json': JSON.stringify(files.manifest), 'tensors.bin': files.tensors }, this.keep);
+    if (!Number.isSafeInteger(step) || step < 0) {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: cannot save at step ${step} under '${root}': the step must be a non-negative integer (the number of updates applied).`);
+    }
+    if (!Number.isSafeInteger(this.keep) || this.keep < 1) {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: keep is ${this.keep}; set FileCheckpointer.keep to a positive integer (how many checkpoints to keep).`);
+    }
+    return writeCheckpointDir(root, step, { 'manifest.json': JSON.stringify(files.manifest), 'tensors.bin': files.tensors }, this.keep);
   }
 
   async load(root: string): Promise<CheckpointFiles & { dir: string }> {

@@ -4,7 +4,9 @@ import { CORE_VERSION } from '../version';
 import type { TensorEntry, TensorRef } from './tensor-file';
 
 export const CHECKPOINT_FORMAT = 'tapfit-checkpoint';
-export const CHECKPOINT_FORMAT_VERSION = 1;
+/** 2: a SHA-256 per tensor, a black-box optimizer's own variables. Version 1 still loads, unverified. */
+export const CHECKPOINT_FORMAT_VERSION = 2;
+const READABLE_VERSIONS = [1, 2];
 
 /** Where training stands: the next batch to run. */
 export interface Position {
@@ -28,7 +30,13 @@ export interface Manifest {
   variables: { name: string; shape: number[]; ref: TensorRef }[];
   optimizer:
     | { kind: 'chain'; names: string[]; state: unknown }
-    | { kind: 'optimizer'; className: string; weights: { name: string; ref: TensorRef }[] };
+    | {
+        kind: 'optimizer';
+        className: string;
+        weights: { name: string; ref: TensorRef }[];
+        /** Variables the optimizer keeps outside getWeights() (Adam's beta powers), by field name. */
+        fields?: { name: string; ref: TensorRef }[];
+      };
   pluginState: Record<string, { json?: unknown; tensors?: Record<string, TensorRef> }>;
   tensors: TensorEntry[];
 }
@@ -41,8 +49,8 @@ export function checkManifest(m: unknown, where: string): Manifest {
   if (!m || typeof m !== 'object') bad('manifest.json is not an object; the checkpoint is corrupt.');
   const x = m as Partial<Manifest>;
   if (x.format !== CHECKPOINT_FORMAT) bad(`not a tapfit checkpoint (format ${JSON.stringify(x.format)}).`);
-  if (x.formatVersion !== CHECKPOINT_FORMAT_VERSION) {
-    bad(`checkpoint format version ${x.formatVersion} is not supported by @tapfit/core ${CORE_VERSION} (reads version ${CHECKPOINT_FORMAT_VERSION}).`);
+  if (!READABLE_VERSIONS.includes(x.formatVersion as number)) {
+    bad(`checkpoint format version ${x.formatVersion} is not supported by @tapfit/core ${CORE_VERSION} (reads versions ${READABLE_VERSIONS.join(' and ')}).`);
   }
   if (typeof x.coreVersion !== 'string' || !semver.valid(x.coreVersion)) bad('the manifest has no valid coreVersion; the checkpoint is corrupt.');
   const compatible = semver.major(CORE_VERSION) === 0 ? semver.minor(x.coreVersion!) === semver.minor(CORE_VERSION) && semver.major(x.coreVersion!) === 0 : semver.major(x.coreVersion!) === semver.major(CORE_VERSION);
@@ -54,5 +62,25 @@ export function checkManifest(m: unknown, where: string): Manifest {
   if (!Array.isArray(x.variables) || !Array.isArray(x.tensors) || !Array.isArray(x.plugins) || !x.optimizer || !x.pluginState) {
     bad('the manifest lacks variables, tensors, plugins, optimizer or pluginState; the checkpoint is corrupt.');
   }
+  if (x.formatVersion! >= 2 && !x.tensors!.every((e) => typeof e?.sha256 === 'string')) bad('a tensor entry has no checksum; the checkpoint is corrupt.');
   return x as Manifest;
+}
+
+/** What each tensor of a checkpoint is, for error messages: "model variable 'dense/kernel'", ... */
+export function tensorLabels(m: Manifest): string[] {
+  const labels: string[] = [];
+  const visit = (value: unknown, what: string, at: string[] = []): void => {
+    if (!value || typeof value !== 'object') return;
+    if (typeof (value as TensorRef).$tensor === 'number') labels[(value as TensorRef).$tensor] = at.length ? `${what} '${at.join('.')}'` : what;
+    else for (const [k, v] of Object.entries(value)) visit(v, what, [...at, k]);
+  };
+  for (const v of m.variables) visit(v.ref, `model variable '${v.name}'`);
+  const o = m.optimizer;
+  if (o.kind === 'chain') visit(o.state, 'optimizer state');
+  else {
+    for (const w of o.weights) visit(w.ref, `${o.className} optimizer weight '${w.name}'`);
+    for (const f of o.fields ?? []) visit(f.ref, `${o.className} optimizer variable '${f.name}'`);
+  }
+  for (const [plugin, s] of Object.entries(m.pluginState)) visit(s.tensors, `plugin '${plugin}' state tensor`);
+  return labels;
 }

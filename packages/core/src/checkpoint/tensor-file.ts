@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 
@@ -7,6 +8,8 @@ export interface TensorEntry {
   dtype: 'float32' | 'int32' | 'bool';
   /** Byte offset into tensors.bin. */
   offset: number;
+  /** Hex SHA-256 of the tensor's bytes (format version 2 on; version 1 has none). */
+  sha256?: string;
 }
 
 /** A reference to a tensor in the binary file; stands in for the tensor inside JSON. */
@@ -28,8 +31,9 @@ export class TensorWriter {
       throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: cannot save a ${t.dtype} tensor (only float32, int32, bool).`);
     }
     const data = t.dtype === 'float32' ? Float32Array.from(t.dataSync() as Float32Array) : Int32Array.from(t.dataSync() as Int32Array);
-    this.entries.push({ shape: [...t.shape], dtype: t.dtype, offset: this.bytes });
-    this.chunks.push(new Uint8Array(data.buffer));
+    const bytes = new Uint8Array(data.buffer);
+    this.entries.push({ shape: [...t.shape], dtype: t.dtype, offset: this.bytes, sha256: sha256(bytes) });
+    this.chunks.push(bytes);
     this.bytes += data.byteLength;
     return { $tensor: this.entries.length - 1 };
   }
@@ -47,12 +51,19 @@ export class TensorWriter {
   }
 }
 
-/** Reads tensors back, validating every entry against the buffer first. */
+const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
+
+/**
+ * Reads tensors back. The constructor validates every entry against the buffer and
+ * every checksum first, so a corrupt file fails before any tensor is used; `labels[i]`
+ * names tensor i in errors (e.g. "model variable 'dense/kernel'").
+ */
 export class TensorReader {
   constructor(
     private readonly entries: readonly TensorEntry[],
     private readonly bin: Buffer,
     private readonly where: string,
+    labels: readonly string[] = [],
   ) {
     let expected = 0;
     entries.forEach((e, i) => {
@@ -65,14 +76,33 @@ export class TensorReader {
     if (expected !== bin.length) {
       throw new TapfitError(ErrorCodes.CHECKPOINT, `${where}: tensors.bin has ${bin.length} bytes but the manifest describes ${expected}; the checkpoint is truncated or corrupt.`);
     }
+    entries.forEach((e, i) => {
+      if (e.sha256 === undefined || sha256(this.bytes(i)) === e.sha256) return;
+      throw new TapfitError(
+        ErrorCodes.CHECKPOINT,
+        `${where}: the bytes of ${labels[i] ?? `tensor ${i}`} in tensors.bin do not match their checksum; the checkpoint is corrupt (damaged on disk or edited). ` +
+          'Resume from an older checkpoint (write its step-* folder name into LATEST) or start training again.',
+      );
+    });
+  }
+
+  /** Entry `i`, or a clear error when a reference points past the table. */
+  entry(i: number): TensorEntry {
+    const e = this.entries[i];
+    if (!e) throw new TapfitError(ErrorCodes.CHECKPOINT, `${this.where}: reference to missing tensor ${i}; the checkpoint is corrupt.`);
+    return e;
+  }
+
+  private bytes(i: number): Uint8Array {
+    const e = this.entries[i];
+    const size = e.shape.reduce((a, b) => a * b, 1);
+    return new Uint8Array(this.bin.buffer, this.bin.byteOffset + e.offset, size * 4);
   }
 
   /** A new tensor for entry `i` (caller owns it). */
   tensor(i: number): tf.Tensor {
-    const e = this.entries[i];
-    if (!e) throw new TapfitError(ErrorCodes.CHECKPOINT, `${this.where}: reference to missing tensor ${i}; the checkpoint is corrupt.`);
-    const size = e.shape.reduce((a, b) => a * b, 1);
-    const slice = this.bin.buffer.slice(this.bin.byteOffset + e.offset, this.bin.byteOffset + e.offset + size * 4);
+    const e = this.entry(i);
+    const slice = this.bytes(i).slice().buffer; // a copy: aligned for the typed array
     const data = e.dtype === 'float32' ? new Float32Array(slice) : new Int32Array(slice);
     return tf.tensor(data, e.shape, e.dtype);
   }

@@ -34,7 +34,18 @@ export interface TapfitPlugin {
   apply(api: PluginApi): void;
   /** Namespaced state saved in checkpoints under the plugin's name. */
   saveState?(): PluginState;
-  /** Restore saved state. Validate everything before changing anything: a throw here aborts the resume. */
+  /**
+   * Throw (a TapfitError naming the mismatch and the fix) if `state` cannot be loaded;
+   * change nothing and keep none of its tensors. The resume calls it for every plugin
+   * before it writes anything, so a refused state leaves the trainer untouched.
+   */
+  checkState?(state: PluginState): void;
+  /**
+   * Restore saved state; takes ownership of its tensors when it returns (the core frees
+   * them if it throws). A throw aborts the resume: the core then puts the variables, the
+   * optimizer and every plugin back as they were, restoring a plugin by `loadState` of
+   * what its `saveState` returned before.
+   */
   loadState?(state: PluginState): void;
   /** Free what the plugin holds (queues, kept tensors); called by `trainer.dispose()`. */
   dispose?(): void;

@@ -4,6 +4,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type { DataSource } from '../data/data-source';
 import { Stage } from '../hooks/order';
+import { modelVariables } from '../model/trainable-model';
 import { validatePlugin } from '../plugin/registry';
 import type { TapfitPlugin } from '../plugin/types';
 import { Trainer, type TrainerOptions } from '../train/trainer';
@@ -69,6 +70,40 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return Number.isNaN(m) ? Infinity : m;
 }
 
+/**
+ * The plugin's saveState() as comparable text: JSON and each tensor's dtype, shape and
+ * values. Names tfjs numbers per model instance (variables, layers) are replaced by their
+ * position, so two trainers of identically built models compare equal.
+ */
+function pluginStateOf(trainer: Trainer, name: string): { json: string; tensors: Record<string, string> } | undefined {
+  const plugin = trainer.plugins.find((p) => p.name === name);
+  if (!plugin?.saveState) return undefined;
+  const positions = new Map<string, string>();
+  modelVariables(trainer.model).forEach((v, i) => positions.set(v.name, `<variable ${i}>`));
+  trainer.model.layersModel?.layers.forEach((l, i) => positions.set(l.name, `<layer ${i}>`));
+  const rename = (s: string) => positions.get(s) ?? s;
+  const plain = (v: unknown): unknown => {
+    if (typeof v === 'string') return rename(v);
+    if (Array.isArray(v)) return v.map(plain);
+    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [rename(k), plain(x)]));
+    return v;
+  };
+  const s = plugin.saveState();
+  const tensors: Record<string, string> = {};
+  for (const [k, t] of Object.entries(s.tensors ?? {})) tensors[rename(k)] = `${t.dtype}[${t.shape}] ${Array.from(t.dataSync()).join(',')}`;
+  return { json: JSON.stringify(plain(s.json ?? null)), tensors };
+}
+
+/** Where two plugin states differ, or undefined when they are equal. */
+function stateDifference(a: ReturnType<typeof pluginStateOf>, b: ReturnType<typeof pluginStateOf>): string | undefined {
+  if (!a || !b) return a === b ? undefined : 'one trainer has no saveState()';
+  if (a.json !== b.json) return `json ${b.json.slice(0, 200)} instead of ${a.json.slice(0, 200)}`;
+  for (const k of new Set([...Object.keys(a.tensors), ...Object.keys(b.tensors)])) {
+    if (a.tensors[k] !== b.tensors[k]) return `tensor '${k}' is ${b.tensors[k]?.slice(0, 200) ?? 'missing'} instead of ${a.tensors[k]?.slice(0, 200) ?? 'missing'}`;
+  }
+  return undefined;
+}
+
 function cleanup(...runs: { trainer: Trainer; data: { dispose?(): void } }[]): void {
   for (const r of runs) {
     r.trainer.dispose();
@@ -118,12 +153,17 @@ export function conformanceChecks(spec: ConformanceSpec): ConformanceCheck[] {
         const base = spec.trainer?.() ?? {};
         const resumed = await Trainer.resume(dir, testTrainerOptions({ ...base, plugins: [...(base.plugins ?? []), spec.plugin(), { name: 'conformance-stop', core: '*', apply() {} }] }));
         const data = spec.data?.() ?? blobData(64);
+        // The plugin's own state must come back too, not only what shows in predictions.
+        const atCut = stateDifference(pluginStateOf(first.trainer, name), pluginStateOf(resumed, name));
         await resumed.fit(data, { epochs: spec.epochs ?? 2, batchSize: spec.batchSize ?? 8 });
         const diff = maxAbsDiff(predictions(spec, straight.trainer, straight.data), predictions(spec, resumed, data));
+        const atEnd = stateDifference(pluginStateOf(straight.trainer, name), pluginStateOf(resumed, name));
         cleanup(straight, first, { trainer: resumed, data });
         fs.rmSync(dir, { recursive: true, force: true });
         if (resumed.step !== total) fail(this.name, `resumed run ended at step ${resumed.step}, straight run at ${total}`);
         if (diff !== 0) fail(this.name, `resumed predictions differ from straight-through ones by ${diff}`);
+        if (atCut) fail(this.name, `the plugin's saveState() right after resume differs from the saved trainer's at step ${cut}: ${atCut}. Does loadState restore everything saveState returns?`);
+        if (atEnd) fail(this.name, `the plugin's saveState() after the resumed run differs from the straight-through run's at step ${total}: ${atEnd}`);
       },
     },
     {

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type Manifest, type Position } from '../checkpoint/manifest';
 import { TensorReader, TensorWriter } from '../checkpoint/tensor-file';
 import { ErrorCodes, TapfitError } from '../errors';
-import type { TapfitPlugin } from '../plugin/types';
+import type { PluginState, TapfitPlugin } from '../plugin/types';
 import { checkStateMatches, stateTensors } from '../transforms/state';
 import type { TransformState } from '../transforms/types';
 import { CORE_VERSION } from '../version';
@@ -20,6 +20,17 @@ export interface TrainerParts {
   stepper: Stepper;
 }
 
+/**
+ * Variables a black-box optimizer keeps in its own fields, outside getWeights(): Adam's
+ * running beta powers, which its setWeights() recomputes with pow() (a different last
+ * bit than the running product), so they are saved to resume bit for bit.
+ */
+function optimizerFields(opt: tf.Optimizer): { name: string; variable: tf.Variable }[] {
+  return Object.entries(opt)
+    .filter(([, v]) => v instanceof tf.Variable)
+    .map(([name, variable]) => ({ name, variable: variable as tf.Variable }));
+}
+
 /** Everything a trainer needs to continue exactly where it was (reads tensors back). */
 export async function captureCheckpoint(p: TrainerParts): Promise<{ manifest: Manifest; tensors: Buffer }> {
   const w = new TensorWriter();
@@ -30,7 +41,13 @@ export async function captureCheckpoint(p: TrainerParts): Promise<{ manifest: Ma
   } else {
     const opt = (p.stepper as OptimizerStepper).optimizer;
     const weights = await opt.getWeights();
-    optimizer = { kind: 'optimizer', className: opt.getClassName(), weights: weights.map((x) => ({ name: x.name, ref: w.add(x.tensor) })) };
+    optimizer = {
+      kind: 'optimizer',
+      className: opt.getClassName(),
+      weights: weights.map((x) => ({ name: x.name, ref: w.add(x.tensor) })),
+      fields: optimizerFields(opt).map((f) => ({ name: f.name, ref: w.add(f.variable) })),
+    };
+    freeFresh(weights);
   }
   const pluginState: Manifest['pluginState'] = {};
   for (const plugin of p.plugins) {
@@ -64,68 +81,238 @@ function renameParams(value: unknown, names: ReadonlyMap<string, string>): unkno
   return value;
 }
 
+const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
+
+/** A checkpoint decoded and checked against the trainer, not yet applied. */
+interface Loaded {
+  values: tf.Tensor[];
+  chainState?: Record<string, TransformState>;
+  optimizer?: { weights: { name: string; tensor: tf.Tensor }[]; fields: { variable: tf.Variable; value: tf.Tensor }[] };
+  plugins: { plugin: TapfitPlugin; state: PluginState }[];
+}
+
 /**
- * Checks a checkpoint against the trainer completely, then loads it. Nothing changes
- * unless every check passes (model layout, plugins, optimizer layout).
+ * Loads a checkpoint into the trainer in two phases. Phase 1 checks everything (model
+ * layout, dtypes, shapes, the optimizer's layout, the plugins that saved state and their
+ * `checkState`) and decodes every tensor, changing nothing. Phase 2 applies, after
+ * copying what it replaces (`tf.clone` shares the buffers, so this is cheap); if any step
+ * throws (a plugin's `loadState`), everything applied is put back, so a failed resume
+ * leaves the variables, the optimizer and every plugin exactly as they were.
  */
 export async function restoreCheckpoint(m: Manifest, reader: TensorReader, p: TrainerParts, where: string): Promise<void> {
+  const created: tf.Tensor[] = [];
+  let loaded: Loaded;
+  try {
+    loaded = checkAndDecode(m, reader, p, where, created);
+  } catch (err) {
+    tf.dispose(created);
+    throw err;
+  }
+  const undo: (() => void | Promise<void>)[] = [];
+  const copies = new Set<tf.Tensor>();
+  try {
+    await apply(loaded, p, where, undo, copies);
+  } catch (err) {
+    for (const step of undo.reverse()) {
+      try {
+        await step();
+      } catch {
+        // keep undoing the rest; the first error is the one to report
+      }
+    }
+    tf.dispose(created.filter((t) => !t.isDisposed));
+    tf.dispose([...copies].filter((t) => !t.isDisposed));
+    throw err;
+  }
+  tf.dispose([...copies]);
+}
+
+function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, where: string, created: tf.Tensor[]): Loaded {
   const fail = (why: string): never => {
     throw new TapfitError(ErrorCodes.CHECKPOINT, `${where}: ${why}`);
   };
+  const track = <T>(x: T): T => (created.push(...stateTensors(x as TransformState)), x);
   if (m.variables.length !== p.variables.length) {
     fail(`the checkpoint holds ${m.variables.length} model variables but this model has ${p.variables.length}; resume with the model architecture that was saved.`);
   }
   m.variables.forEach((sv, i) => {
     const v = p.variables[i];
-    if (sv.shape.length !== v.shape.length || sv.shape.some((d, k) => d !== v.shape[k])) {
-      fail(`model variable ${i} ('${sv.name}') was saved with shape [${sv.shape}] but this model's ('${v.name}') is [${v.shape}]; resume with the architecture that was saved.`);
+    const e = reader.entry(sv.ref.$tensor);
+    if (!sameShape(e.shape, v.shape) || !sameShape(sv.shape, v.shape)) {
+      fail(`model variable ${i} ('${sv.name}') was saved with shape [${e.shape}] but this model's ('${v.name}') is [${v.shape}]; resume with the architecture that was saved.`);
+    }
+    if (e.dtype !== v.dtype) {
+      fail(`model variable ${i} ('${sv.name}') was saved as ${e.dtype} but this model's ('${v.name}') is ${v.dtype}; resume with the architecture that was saved.`);
     }
   });
   const registered = new Map(p.plugins.map((x) => [x.name, x]));
   for (const name of Object.keys(m.pluginState)) {
-    if (!registered.has(name)) fail(`the checkpoint needs plugin '${name}' (it holds its state), which is not registered. Add '${name}' to the plugins.`);
-    if (!registered.get(name)!.loadState) fail(`plugin '${name}' has saved state but no loadState(); use the plugin version that wrote the checkpoint.`);
+    const plugin = registered.get(name);
+    if (!plugin) fail(`the checkpoint needs plugin '${name}' (it holds its state), which is not registered. Add '${name}' to the plugins.`);
+    if (!plugin!.loadState || !plugin!.saveState) fail(`plugin '${name}' has saved state but no saveState()/loadState(); use the plugin version that wrote the checkpoint.`);
   }
   const names = new Map(m.variables.map((sv, i) => [sv.name, p.variables[i].name]));
 
-  const created: tf.Tensor[] = [];
-  const track = <T>(x: T): T => (created.push(...stateTensors(x as TransformState)), x);
-  try {
-    let chainState: Record<string, TransformState> | undefined;
-    let optimizerWeights: { name: string; tensor: tf.Tensor }[] | undefined;
-    if (p.stepper instanceof ChainStepper) {
-      if (m.optimizer.kind !== 'chain') fail(`the checkpoint was saved with a black-box ${(m.optimizer as { className: string }).className} optimizer; resume with the same optimizer.`);
-      const o = m.optimizer as Extract<Manifest['optimizer'], { kind: 'chain' }>;
-      if (o.names.join(',') !== p.stepper.names.join(',')) {
-        fail(`the update chain was [${o.names.join(', ')}] when saved but is [${p.stepper.names.join(', ')}] now; resume with the same optimizer and plugins.`);
+  const loaded: Loaded = { values: [], plugins: [] };
+  if (p.stepper instanceof ChainStepper) {
+    if (m.optimizer.kind !== 'chain') fail(`the checkpoint was saved with a black-box ${(m.optimizer as { className: string }).className} optimizer; resume with the same optimizer.`);
+    const o = m.optimizer as Extract<Manifest['optimizer'], { kind: 'chain' }>;
+    if (o.names.join(',') !== p.stepper.names.join(',')) {
+      fail(`the update chain was [${o.names.join(', ')}] when saved but is [${p.stepper.names.join(', ')}] now; resume with the same optimizer and plugins.`);
+    }
+    loaded.chainState = track(reader.decode(renameParams(o.state, names)) as Record<string, TransformState>);
+    try {
+      checkStateMatches(p.stepper.state, loaded.chainState, 'optimizer state');
+    } catch (err) {
+      fail(`${(err as Error).message}`);
+    }
+  } else {
+    if (m.optimizer.kind !== 'optimizer') fail('the checkpoint was saved with a step-transform chain; resume with the same optimizer.');
+    const o = m.optimizer as Extract<Manifest['optimizer'], { kind: 'optimizer' }>;
+    const opt = (p.stepper as OptimizerStepper).optimizer;
+    if (o.className !== opt.getClassName()) fail(`the checkpoint was saved with a black-box ${o.className} optimizer but this trainer's is ${opt.getClassName()}; resume with the same optimizer.`);
+    const weights = o.weights.map((x) => ({ name: optimizerWeightName(x.name, reader.entry(x.ref.$tensor)), ref: x.ref }));
+    const fields = optimizerFields(opt);
+    const savedFields = (o.fields ?? []).flatMap((f) => {
+      const target = fields.find((x) => x.name === f.name);
+      // An optimizer without this field (another tfjs version) recomputes it in setWeights().
+      if (!target) return [];
+      const e = reader.entry(f.ref.$tensor);
+      if (e.dtype !== target.variable.dtype || !sameShape(e.shape, target.variable.shape)) {
+        fail(`${o.className} optimizer variable '${f.name}' was saved as ${e.dtype}[${e.shape}] but is ${target.variable.dtype}[${target.variable.shape}] now; resume with the same optimizer.`);
       }
-      chainState = track(reader.decode(renameParams(o.state, names)) as Record<string, TransformState>);
-      checkStateMatches(p.stepper.state, chainState, 'optimizer state');
-    } else {
-      if (m.optimizer.kind !== 'optimizer') fail('the checkpoint was saved with a step-transform chain; resume with the same optimizer.');
-      const o = m.optimizer as Extract<Manifest['optimizer'], { kind: 'optimizer' }>;
-      const rename = (n: string) => [...names].reduce((acc, [from, to]) => (acc.startsWith(from) ? to + acc.slice(from.length) : acc), n);
-      optimizerWeights = o.weights.map((x) => ({ name: rename(x.name), tensor: track(reader.tensor(x.ref.$tensor)) }));
-    }
-    const values = m.variables.map((sv) => track(reader.tensor(sv.ref.$tensor)));
-    const pluginStates = Object.entries(m.pluginState).map(([name, s]) => ({
-      name,
-      json: s.json,
-      tensors: s.tensors ? track(reader.decode(s.tensors) as Record<string, tf.Tensor>) : undefined,
-    }));
-
-    // Every check passed: apply. (A plugin's loadState must validate before it changes anything.)
-    created.length = 0;
-    p.variables.forEach((v, i) => v.assign(values[i]));
-    tf.dispose(values);
-    if (chainState) (p.stepper as ChainStepper).setState(chainState);
-    if (optimizerWeights) {
-      await (p.stepper as OptimizerStepper).optimizer.setWeights(optimizerWeights);
-      tf.dispose(optimizerWeights.map((x) => x.tensor));
-    }
-    for (const s of pluginStates) registered.get(s.name)!.loadState!({ json: s.json, tensors: s.tensors });
-  } catch (err) {
-    tf.dispose(created.filter((t) => !t.isDisposed));
-    throw err;
+      return [{ variable: target.variable, ref: f.ref }];
+    });
+    loaded.optimizer = {
+      weights: weights.map((x) => ({ name: x.name, tensor: track(reader.tensor(x.ref.$tensor)) })),
+      fields: savedFields.map((f) => ({ variable: f.variable, value: track(reader.tensor(f.ref.$tensor)) })),
+    };
   }
+  loaded.values = m.variables.map((sv) => track(reader.tensor(sv.ref.$tensor)));
+  for (const [name, s] of Object.entries(m.pluginState)) {
+    const plugin = registered.get(name)!;
+    const state: PluginState = { json: s.json, tensors: s.tensors ? track(reader.decode(s.tensors) as Record<string, tf.Tensor>) : undefined };
+    try {
+      plugin.checkState?.(state);
+    } catch (err) {
+      throw pluginError(err, name, 'checkState', where);
+    }
+    loaded.plugins.push({ plugin, state });
+  }
+  return loaded;
+
+  /**
+   * A tfjs optimizer names its weights 'iter' (a scalar) or '<variable name>/<slot>' with
+   * the variable's shape; checks that, and renames to this model's variable.
+   */
+  function optimizerWeightName(saved: string, e: { shape: number[]; dtype: string }): string {
+    const o = m.optimizer as Extract<Manifest['optimizer'], { kind: 'optimizer' }>;
+    if (saved === 'iter') {
+      if (e.shape.length !== 0) fail(`the ${o.className} optimizer's 'iter' weight has shape [${e.shape}], not a scalar; the checkpoint is corrupt.`);
+      return saved;
+    }
+    const cut = saved.lastIndexOf('/');
+    const i = cut < 0 ? -1 : m.variables.findIndex((sv) => sv.name === saved.slice(0, cut));
+    if (i < 0) fail(`the ${o.className} optimizer weight '${saved}' belongs to none of the saved model variables; the checkpoint is corrupt.`);
+    const v = p.variables[i];
+    if (e.dtype !== v.dtype || !sameShape(e.shape, v.shape)) {
+      fail(`the ${o.className} optimizer weight '${saved}' is ${e.dtype}[${e.shape}] but its variable '${v.name}' is ${v.dtype}[${v.shape}]; the checkpoint is corrupt or belongs to another model.`);
+    }
+    return v.name + saved.slice(cut);
+  }
+}
+
+/**
+ * Phase 2: every replacement first records how to put back what it replaces. `copies`
+ * are freed at the end, except those an undo hands back to an owner (chain, plugin).
+ */
+async function apply(loaded: Loaded, p: TrainerParts, where: string, undo: (() => void | Promise<void>)[], copies: Set<tf.Tensor>): Promise<void> {
+  const copy = (t: tf.Tensor) => {
+    const c = tf.clone(t);
+    copies.add(c);
+    return c;
+  };
+  const handBack = (value: unknown) => stateTensors(value as TransformState).forEach((t) => copies.delete(t));
+
+  p.variables.forEach((v, i) => {
+    const before = copy(v);
+    undo.push(() => v.assign(before));
+    v.assign(loaded.values[i]);
+  });
+  tf.dispose(loaded.values);
+
+  if (loaded.chainState) {
+    const stepper = p.stepper as ChainStepper;
+    const before = mapTensors(stepper.state, copy) as Record<string, TransformState>;
+    undo.push(() => {
+      handBack(before);
+      stepper.setState(before);
+    });
+    stepper.setState(loaded.chainState);
+  }
+
+  if (loaded.optimizer) {
+    const opt = (p.stepper as OptimizerStepper).optimizer;
+    const current = await opt.getWeights();
+    const weights = current.map((x) => ({ name: x.name, tensor: copy(x.tensor) }));
+    freeFresh(current);
+    const fields = optimizerFields(opt).map((f) => ({ variable: f.variable, value: copy(f.variable) }));
+    undo.push(async () => {
+      await replaceWeights(opt, weights);
+      for (const f of fields) f.variable.assign(f.value);
+    });
+    await replaceWeights(opt, loaded.optimizer.weights);
+    for (const f of loaded.optimizer.fields) f.variable.assign(f.value);
+    tf.dispose(loaded.optimizer.weights.map((x) => x.tensor));
+    tf.dispose(loaded.optimizer.fields.map((f) => f.value));
+  }
+
+  for (const { plugin, state } of loaded.plugins) {
+    const saved = plugin.saveState!();
+    const before: PluginState = {
+      json: saved.json === undefined ? undefined : JSON.parse(JSON.stringify(saved.json)),
+      tensors: saved.tensors && (mapTensors(saved.tensors, copy) as Record<string, tf.Tensor>),
+    };
+    undo.push(() => {
+      handBack(before.tensors);
+      plugin.loadState!(before);
+    });
+    try {
+      plugin.loadState!(state);
+    } catch (err) {
+      throw pluginError(err, plugin.name, 'loadState', where);
+    }
+  }
+}
+
+/** getWeights() returns the slot variables and a fresh 'iter' scalar, which the caller frees. */
+function freeFresh(weights: { tensor: tf.Tensor }[]): void {
+  tf.dispose(weights.filter((x) => !(x.tensor instanceof tf.Variable)).map((x) => x.tensor));
+}
+
+/** setWeights(), then frees the slot variables it dropped (tfjs optimizers build new ones from the values). */
+async function replaceWeights(opt: tf.Optimizer, weights: { name: string; tensor: tf.Tensor }[]): Promise<void> {
+  const before = await opt.getWeights();
+  await opt.setWeights(weights);
+  const after = await opt.getWeights();
+  const kept = new Set(after.map((x) => x.tensor));
+  tf.dispose(before.filter((x) => !kept.has(x.tensor)).map((x) => x.tensor));
+  freeFresh(after);
+}
+
+function mapTensors(value: unknown, f: (t: tf.Tensor) => tf.Tensor): unknown {
+  if (value instanceof tf.Tensor) return f(value);
+  if (Array.isArray(value)) return value.map((v) => mapTensors(v, f));
+  if (value && typeof value === 'object') return Object.fromEntries(Object.entries(value).map(([k, v]) => [k, mapTensors(v, f)]));
+  return value;
+}
+
+/** A plugin's own TapfitError passes through; anything else is wrapped to name the plugin. */
+function pluginError(err: unknown, plugin: string, method: string, where: string): Error {
+  if (err instanceof TapfitError) return err;
+  return new TapfitError(
+    ErrorCodes.CHECKPOINT,
+    `${where}: plugin '${plugin}' refused its saved state in ${method}(): ${err instanceof Error ? err.message : String(err)}. Resume with the plugin version and options that wrote the checkpoint.`,
+    { cause: err },
+  );
 }

@@ -8,7 +8,7 @@ import type { MemoryPlan } from '../step/memory-plan';
 import { checkForwardPass } from '../step/forward-pass';
 import { checkGradients } from '../step/check-gradients';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
-import { checkManifest, type Position } from '../checkpoint/manifest';
+import { checkManifest, tensorLabels, type Position } from '../checkpoint/manifest';
 import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
 import { FileCheckpointer } from '../checkpoint/file-checkpointer';
 import { TensorReader } from '../checkpoint/tensor-file';
@@ -406,18 +406,28 @@ export class Trainer {
   /**
    * A trainer built from `options` (same model architecture, optimizer and plugins as
    * when saved) with the newest checkpoint under `dir` loaded. fit() then continues
-   * where the saved run stopped; the result equals training straight through.
+   * where the saved run stopped; the result equals training straight through. If it
+   * fails, the model, the optimizer and the plugins passed in `options` are as they were.
    */
   static async resume(dir: string, options: TrainerOptions): Promise<Trainer> {
     const probe = new Trainer(options);
     const { manifest: raw, tensors, dir: where } = await probe.resolve(Tokens.Checkpointer).load(dir);
     const manifest = checkManifest(raw, `cannot resume from '${where}'`);
-    const reader = new TensorReader(manifest.tensors, tensors, `cannot resume from '${where}'`);
+    const reader = new TensorReader(manifest.tensors, tensors, `cannot resume from '${where}'`, tensorLabels(manifest));
     const trainer = manifest.seed === probe.settings.seed ? probe : new Trainer({ ...options, seed: manifest.seed });
+    if (manifest.formatVersion < 2) {
+      trainer.logger.warn(`resuming from '${where}', a format ${manifest.formatVersion} checkpoint without checksums: its tensors cannot be verified. Save it again to get a verified one.`);
+    }
     await trainer.setup();
     const missing = manifest.plugins.filter((n) => !trainer.plugins.some((p) => p.name === n) && !(n in manifest.pluginState));
     if (missing.length) trainer.logger.warn(`resuming without plugin(s) ${missing.join(', ')} that were registered when saving (they saved no state).`);
-    await restoreCheckpoint(manifest, reader, trainer.parts(), `cannot resume from '${where}'`);
+    try {
+      await restoreCheckpoint(manifest, reader, trainer.parts(), `cannot resume from '${where}'`);
+    } catch (err) {
+      // The chain's fresh state is this trainer's own; the caller's model, optimizer and plugins are left as they were.
+      if (trainer.stepper instanceof ChainStepper) trainer.stepper.dispose();
+      throw err;
+    }
     trainer.stepCount = manifest.step;
     trainer.skippedSteps = manifest.skipped;
     trainer.pos = { ...manifest.position };
