@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { adamw, sgd, Trainer, SilentLogger, type TrainerOptions } from '../src';
+import { adamw, sgd, Trainer, SilentLogger, type TapfitPlugin, type TrainerOptions } from '../src';
 import { blobs, counter, tinyMlp, tmpDir, useBackend } from './fixtures';
 
 const tmp = tmpDir;
@@ -56,6 +56,36 @@ export function resumeIsExact(backend: string): void {
 
 resumeIsExact('cpu');
 resumeIsExact('wasm');
+
+describe('resume with another seed in the options', () => {
+  useBackend('cpu');
+
+  it("continues with the checkpoint's seed, builds one trainer and applies each plugin once", async () => {
+    const data = blobs(32);
+    let applied = 0;
+    const once = (): TapfitPlugin => ({ name: 'once', core: '^0.1.0', apply: () => void applied++ });
+    const options = (seed: number): TrainerOptions => ({ model: tinyMlp(5), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), logger: new SilentLogger(), seed, plugins: [once()] });
+    const straight = new Trainer(options(11));
+    await straight.fit(data, { epochs: 2, batchSize: 8 });
+    const first = new Trainer(options(11));
+    await first.fit(data, { epochs: 1, batchSize: 8 });
+    const dir = tmp();
+    await first.save(dir);
+    applied = 0;
+    const warnings: string[] = [];
+    const before = tf.memory().numTensors;
+    const resumed = await Trainer.resume(dir, { ...options(99), logger: { info: () => {}, warn: (m) => warnings.push(m) } });
+    expect(applied).to.equal(1);
+    expect(resumed.seed).to.equal(11);
+    expect(warnings.join('\n')).to.match(/resuming with the checkpoint's seed 11, not options.seed 99/);
+    await resumed.fit(data, { epochs: 2, batchSize: 8 });
+    expect(weights(resumed)).to.deep.equal(weights(straight));
+    resumed.dispose();
+    expect(tf.memory().numTensors).to.be.at.most(before + 4); // the resumed model's own weights only (tinyMlp: 4)
+    for (const t of [straight, first]) t.dispose();
+    data.dispose();
+  });
+});
 
 describe('checkpoint safety', () => {
   useBackend('cpu');

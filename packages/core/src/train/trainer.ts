@@ -64,7 +64,7 @@ export class Trainer {
   readonly container: DependencyContainer;
   readonly plugins: readonly TapfitPlugin[];
   private readonly hooks: Hooks = createHooks();
-  private readonly settings: { nonFinite: 'throw' | 'skip' | 'off'; seed: number };
+  private settings: { nonFinite: 'throw' | 'skip' | 'off'; seed: number };
   private modelRef: TrainableModel;
   private ready?: Promise<void>;
   private stepper?: Stepper;
@@ -410,11 +410,15 @@ export class Trainer {
    * fails, the model, the optimizer and the plugins passed in `options` are as they were.
    */
   static async resume(dir: string, options: TrainerOptions): Promise<Trainer> {
-    const probe = new Trainer(options);
-    const { manifest: raw, tensors, dir: where } = await probe.resolve(Tokens.Checkpointer).load(dir);
+    const trainer = new Trainer(options);
+    const { manifest: raw, tensors, dir: where } = await trainer.resolve(Tokens.Checkpointer).load(dir);
     const manifest = checkManifest(raw, `cannot resume from '${where}'`);
     const reader = new TensorReader(manifest.tensors, tensors, `cannot resume from '${where}'`, tensorLabels(manifest));
-    const trainer = manifest.seed === probe.settings.seed ? probe : new Trainer({ ...options, seed: manifest.seed });
+    // The run continues with the seed it was saved with (its shuffling order), whatever `options.seed` says.
+    if (options.seed !== undefined && options.seed !== manifest.seed) {
+      trainer.logger.warn(`resuming with the checkpoint's seed ${manifest.seed}, not options.seed ${options.seed}: a resumed run keeps its data order.`);
+    }
+    trainer.settings = { ...trainer.settings, seed: manifest.seed };
     if (manifest.formatVersion < 2) {
       trainer.logger.warn(`resuming from '${where}', a format ${manifest.formatVersion} checkpoint without checksums: its tensors cannot be verified. Save it again to get a verified one.`);
     }
