@@ -14,3 +14,4 @@ export {
 export { installMemoryGuard, getMemoryGuard, DEFAULT_WASM_BUDGET_BYTES, formatBytes } from './memory-guard';
 export type { MemoryGuard } from './memory-guard';
 export { missingKernelError } from './missing-kernel';
+export { assertEngineInternals, checkEngineInternals, registeredLayerClass, uniqueVariableName, SUPPORTED_TFJS } from './engine-internals';

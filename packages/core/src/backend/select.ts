@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
+import { assertEngineInternals } from './engine-internals';
 import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, MemoryGuard } from './memory-guard';
 import { installMissingKernelErrors } from './missing-kernel';
 import { activateTensorflow, resolvePackage, TENSORFLOW_PACKAGES, TensorflowPackage } from './tensorflow';
@@ -66,6 +67,7 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
   const key = JSON.stringify([resolved.preference, threads, options.memoryBudgetBytes ?? null]);
   if (last && last.key === key && tf.getBackend() === last.selection.name) return last.selection;
 
+  assertEngineInternals();
   installMissingKernelErrors();
   installGradientFixes();
   const chosen = await activate(resolved.preference, resolved.source, threads);

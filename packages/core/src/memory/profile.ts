@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { engineGradients } from '../backend/engine-internals';
 import type { SegmentContext } from '../model/segment';
 import { trainableVariables, type TrainableModel } from '../model/trainable-model';
 import type { LossFn } from '../services/tokens';
@@ -112,7 +113,7 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean): P
     // store, forward half: the tape alone (nothing depends on it, so the backward is empty).
     let storedBytes = 0;
     const taped = await measure((start) => {
-      const r = tf.engine().gradients(
+      const r = engineGradients(
         () => {
           forwardOf(segment, xs, measuring);
           storedBytes = liveBytes() - start;

@@ -16,6 +16,7 @@ import { validatePluginSet, type PluginSpec } from '../plugin/registry';
 import { createPluginApi } from '../plugin/plugin-api';
 import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { AutodiffBackprop, ConsoleLogger, StoreAllPlanner, SystemClock } from '../services/defaults';
+import { assertEngineInternals } from '../backend/engine-internals';
 import { Tokens, type Logger, type Metric, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
@@ -183,6 +184,7 @@ export class Trainer {
 
   private async doSetup(): Promise<void> {
     await tf.ready();
+    assertEngineInternals();
     const known = new Set<string>(this.plugins.map((p) => p.name));
     for (const h of Object.values(this.hooks)) for (const n of h.order()) known.add(n.split(':').pop()!);
     for (const h of Object.values(this.hooks)) h.seal(known);

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { runKernel } from '../engine-internals';
 import { Overrides } from './overrides';
 
 /**
@@ -28,7 +29,7 @@ export function installDilatedConvGrad(o: Overrides): void {
         const { strides, pad, dataFormat, dimRoundingMode } = attrs as tf.NamedAttrMap;
         const common = { strides, pad, dataFormat, dimRoundingMode, dilations: [1, 1] };
         const run = (name: string, inputs: tf.NamedTensorMap, extra: tf.NamedAttrMap) =>
-          tf.engine().runKernel(name, inputs, { ...common, ...extra } as tf.NamedAttrMap) as unknown as tf.Tensor4D;
+          runKernel(name, inputs, { ...common, ...extra } as tf.NamedAttrMap) as tf.Tensor4D;
         return {
           x: () => tf.tidy((): tf.Tensor4D => run(backprop.input, { dy: dy4, filter: spreadFilter(filter, dilation) }, { inputShape: x.shape })),
           filter: () => tf.tidy((): tf.Tensor4D => {
