@@ -45,7 +45,15 @@ export class TensorData implements DataSource {
     const order = shuffle ? permutation(this.size, seed, epoch) : null;
     for (let start = startBatch * batchSize; start < this.size; start += batchSize) {
       const end = Math.min(start + batchSize, this.size);
-      yield { x: this.rows(this.x, this.host.x, order, start, end), y: this.rows(this.y, this.host.y, order, start, end) };
+      const x = this.rows(this.x, this.host.x, order, start, end);
+      let y: tf.Tensor;
+      try {
+        y = this.rows(this.y, this.host.y, order, start, end);
+      } catch (err) {
+        x.dispose(); // y refused (memory budget): the batch never reaches the consumer that would free x
+        throw err;
+      }
+      yield { x, y };
     }
   }
 
