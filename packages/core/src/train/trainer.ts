@@ -22,7 +22,7 @@ import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
 import { batchesPerEpoch } from '../data/data-source';
 import { describeTrainer, type TrainerDescription } from './describe';
-import { accuracy, resolveLoss, type LossSpec } from './losses';
+import { accuracy, checkDataLabels, resolveLoss, type LossSpec } from './losses';
 import { parseOptions } from '../options';
 import { fitOptionsSchema, trainerSettingsSchema, type FitOptions } from './options';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
@@ -376,6 +376,7 @@ export class Trainer {
   }
 
   private checkDataShape(data: DataSource): void {
+    checkDataLabels(data, this.resolve(Tokens.Loss), this.modelRef.outputShape);
     const want = this.modelRef.inputShape;
     const got = data.xShape;
     if (!want || !got) return;
