@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
 import { runKernel } from '../engine-internals';
 import { Overrides } from './overrides';
 
@@ -14,7 +15,7 @@ import { Overrides } from './overrides';
 export function installDilatedConvGrad(o: Overrides): void {
   for (const kernelName of ['Conv2D', 'DepthwiseConv2dNative'] as const) {
     const stock = tf.getGradient(kernelName);
-    if (!stock) throw new Error(`tapfit shim: no registered gradient for '${kernelName}' (import '@tensorflow/tfjs', the union package)`);
+    if (!stock) throw new TapfitError(ErrorCodes.BACKEND, `gradient fixes: no gradient is registered for kernel '${kernelName}', so its dilated version cannot be added. Import '@tensorflow/tfjs' (the union package, which registers the gradients), version 4.22.`);
     const backprop = kernelName === 'Conv2D'
       ? { input: 'Conv2DBackpropInput', filter: 'Conv2DBackpropFilter' }
       : { input: 'DepthwiseConv2dNativeBackpropInput', filter: 'DepthwiseConv2dNativeBackpropFilter' };
