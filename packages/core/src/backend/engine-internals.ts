@@ -114,7 +114,7 @@ export function checkEngineInternals(): void {
 
 let asserted = false;
 
-/** `checkEngineInternals` once per process (selectBackend and Trainer.setup call it). */
+/** `checkEngineInternals` once per process (selectBackend, Trainer.setup and every patch call it). */
 export function assertEngineInternals(): void {
   if (asserted) return;
   checkEngineInternals();
@@ -126,6 +126,7 @@ function patch<K extends 'runKernel' | 'runKernelFunc' | 'moveData' | 'gradients
   name: K,
   wrap: (original: EngineInternals[K]) => EngineInternals[K],
 ): () => void {
+  assertEngineInternals();
   const e = engine();
   const own = Object.prototype.hasOwnProperty.call(e, name);
   const previous = e[name];
@@ -244,6 +245,7 @@ export function backendInitialised(name: string): boolean {
 
 /** A variable name no live tf.Variable has: tfjs keeps variable names global and refuses a duplicate. */
 export function uniqueVariableName(base: string): string {
+  assertEngineInternals();
   const taken = engine().state.registeredVariables;
   let name = base;
   for (let i = 1; name in taken; i++) name = `${base}_${i}`;
@@ -252,6 +254,7 @@ export function uniqueVariableName(base: string): string {
 
 /** A class registered with tf.serialization.registerClass (what tf.loadLayersModel rebuilds from), or undefined. */
 export function registeredLayerClass(className: string): { cls: ClassEntry[0]; fromConfig: ClassEntry[1] } | undefined {
+  assertEngineInternals();
   const entry = classNameMap()[className];
   return entry ? { cls: entry[0], fromConfig: entry[1] } : undefined;
 }
