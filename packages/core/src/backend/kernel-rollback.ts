@@ -44,14 +44,18 @@ export function installKernelRollback(): () => void {
     const unwrapRun = wrapRunKernelFunc((run) => (params) => {
       starts.push(journal.length);
       firstIds.push(tensorIdWatermark());
+      let out: tf.Tensor | tf.Tensor[];
       try {
-        const out = run(params);
-        end();
-        return out;
+        out = run(params);
       } catch (err) {
-        rollback(end());
+        firstIds.pop();
+        rollback(journal.splice(starts.pop()!)); // its entries end here, not in the caller's account
         throw err;
       }
+      firstIds.pop();
+      starts.pop();
+      if (!starts.length) journal.length = 0; // a nested kernel's entries stay: its caller may still fail
+      return out;
     });
     const unwrapKeep = wrapKeep((keep) => (tensor) => {
       const kept = keep(tensor);
@@ -91,17 +95,8 @@ export function note(target: RollbackTarget, dataId: tf.DataId, delta: 1 | -1): 
   if (starts.length && !undoing) journal.push({ kind: 'backend', target, dataId, delta });
 }
 
-/** Closes the innermost kernel; returns its entries (a nested kernel's stay in the journal for its caller). */
-function end(): Entry[] {
-  const start = starts.pop()!;
-  firstIds.pop();
-  if (starts.length) return journal.slice(start);
-  return journal.splice(0);
-}
-
 /** Undo what a failed kernel's entries did that no engine tensor holds. */
 function rollback(entries: Entry[]): void {
-  if (starts.length) journal.length -= entries.length; // they end here, not in the caller's account
   undoing = true;
   try {
     // What it kept was for the backward of a kernel that will never be taped.

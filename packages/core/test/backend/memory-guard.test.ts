@@ -161,6 +161,18 @@ describe('backend: memory guard', function () {
     tf.dispose([x, f]);
   });
 
+  it('a customGrad refused after saving tensors for its backward leaves nothing kept', () => {
+    const x = tf.randomNormal([32, 32]);
+    const op = tf.customGrad(((a: tf.Tensor, save: tf.GradSaveFunc) => {
+      const y = tf.exp(a);
+      save([a, y]);
+      return { value: tf.mul(tf.square(y), 2), gradFunc: (dy: tf.Tensor, [, s]: tf.Tensor[]) => tf.mul(dy, tf.mul(tf.square(s), 4)) };
+    }) as never) as unknown as (a: tf.Tensor) => tf.Tensor;
+    const guard = getMemoryGuard('wasm')!;
+    expect(refuseAtEveryPoint(guard, () => tf.tidy(() => tf.grad((a: tf.Tensor) => tf.sum(op(a)))(x)), 1024)).to.be.at.least(5);
+    x.dispose();
+  });
+
   it('a Trainer step refused anywhere leaves nothing live, and the next step that fits runs', async () => {
     const before = tf.memory().numTensors;
     const guard = getMemoryGuard('wasm')!;
