@@ -33,4 +33,12 @@ export const ErrorCodes = {
   STATE: 'TAPFIT_E_STATE',
   CHECKPOINT: 'TAPFIT_E_CHECKPOINT',
   MEMORY: 'TAPFIT_E_MEMORY',
+  /** Class labels outside the model's classes (sparse index not in [0, C), or a one-hot row that is not a distribution). */
+  LABELS: 'TAPFIT_E_LABELS',
+  /** A gradient the backward cannot compute (no gradient function registered for a kernel). */
+  GRADIENT: 'TAPFIT_E_GRADIENT',
+  /** The installed tfjs lacks the internals tapfit is written against (another release than 4.22.x). */
+  TFJS_INTERNALS: 'TAPFIT_E_TFJS_INTERNALS',
+  /** A check of the testing kit failed (conformance, gradient check, leak check). */
+  CHECK: 'TAPFIT_E_CHECK',
 } as const;

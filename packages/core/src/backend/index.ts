@@ -14,3 +14,5 @@ export {
 export { installMemoryGuard, getMemoryGuard, DEFAULT_WASM_BUDGET_BYTES, formatBytes } from './memory-guard';
 export type { MemoryGuard } from './memory-guard';
 export { missingKernelError } from './missing-kernel';
+export { installTapeRelease } from './tape-release';
+export { assertEngineInternals, checkEngineInternals, registeredLayerClass, uniqueVariableName, SUPPORTED_TFJS } from './engine-internals';

@@ -1,5 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
+import { engineTensorInfo, wrapMoveData } from './engine-internals';
+import { installKernelRollback, note, type RollbackTarget } from './kernel-rollback';
+import { installTapeRelease } from './tape-release';
 
 /** Default byte budget on wasm: its heap silently corrupts tensors past ~3.5 GiB (docs/backends.md §4). */
 export const DEFAULT_WASM_BUDGET_BYTES = 3 * 2 ** 30;
@@ -25,19 +28,41 @@ interface HookableBackend {
   move: Mover;
   disposeData: Disposer;
   refCount(dataId: tf.DataId): number;
+  incRef(dataId: tf.DataId): void;
   makeOutput?: OutputMaker;
 }
 
 const guards = new Map<string, GuardImpl>();
+/** Hooks on the engine, shared by all guards: held while any guard is installed. */
+let engineHooks: (() => void) | null = null;
+
+function hookEngine(): () => void {
+  const releaseRollback = installKernelRollback();
+  // The engine frees a tensor on its old backend before moving it: refuse before that, or its data is lost.
+  const unwrapMove = wrapMoveData((moveData) => (backend, dataId) => {
+    const guard = [...guards.values()].find((g) => g.owns(backend));
+    const info = guard && engineTensorInfo(dataId);
+    if (guard && info) guard.admit(info.bytes, info.shape, info.dtype);
+    moveData(backend, dataId);
+  });
+  return () => {
+    unwrapMove();
+    releaseRollback();
+  };
+}
 
 /**
  * Enforce a byte budget on one backend's tensor allocations. Every allocation
  * goes through the backend's `write` or `move` (wasm kernels allocate their
  * outputs with `makeOutput -> write -> move`; cpu kernels with `write`;
- * moving a tensor between backends calls `move`), so the check runs there,
- * before the memory is taken: an allocation that would exceed the budget throws
- * a TapfitError (code TAPFIT_E_MEMORY) naming the budget and the current use,
- * and nothing is allocated. Frees are counted in `disposeData`.
+ * moving a tensor between backends calls `move`, checked before the engine frees
+ * the old copy), so the check runs there, before the memory is taken: an
+ * allocation that would exceed the budget throws a TapfitError (code
+ * TAPFIT_E_MEMORY) naming the budget and the current use, and nothing is
+ * allocated. Frees are counted in `disposeData`.
+ * A refusal leaves nothing behind: what the refused kernel had allocated or
+ * referenced is undone (kernel-rollback.ts), and a gradient refused half-way frees
+ * its tape (tape-release.ts), so after it the count equals the live bytes again.
  * Only tensors allocated after installation are counted; `selectBackend`
  * installs the guard right after initialising the backend.
  * Installing again on the same backend just changes the budget.
@@ -53,6 +78,8 @@ export function installMemoryGuard(budgetBytes: number, backendName: string = tf
   if (!backend) {
     throw new TapfitError(ErrorCodes.BACKEND, `installMemoryGuard: backend '${backendName}' is not registered or not initialised; call selectBackend() (or await tf.setBackend('${backendName}')) first`);
   }
+  installTapeRelease();
+  engineHooks ??= hookEngine();
   const guard = new GuardImpl(backendName, backend, budgetBytes);
   guards.set(backendName, guard);
   return guard;
@@ -68,7 +95,7 @@ function checkBudget(budgetBytes: number): void {
   }
 }
 
-class GuardImpl implements MemoryGuard {
+class GuardImpl implements MemoryGuard, RollbackTarget {
   usedBytes = 0;
   peakBytes = 0;
   private budget: number;
@@ -81,7 +108,7 @@ class GuardImpl implements MemoryGuard {
     budgetBytes: number,
   ) {
     this.budget = budgetBytes;
-    const { write, move, disposeData, makeOutput } = backend;
+    const { write, move, disposeData, incRef, makeOutput } = backend;
     // Instance properties shadow the prototype methods; `remove` deletes them again.
     backend.write = (values, shape, dtype) => {
       const bytes = byteSize(shape, dtype, values);
@@ -94,15 +121,14 @@ class GuardImpl implements MemoryGuard {
         this.writing--;
       }
       this.record(dataId, bytes);
+      note(this, dataId, 1);
       return dataId;
     };
     backend.move = (dataId, values, shape, dtype, refCount) => {
-      // wasm's write calls move: count that allocation once, in write.
-      if (this.writing > 0) return move.call(backend, dataId, values, shape, dtype, refCount);
-      const bytes = byteSize(shape, dtype, values);
-      this.admit(bytes, shape, dtype);
+      // wasm's write calls move: count that allocation once, in write. A tensor
+      // moved from another backend was admitted before the engine freed its old copy.
       move.call(backend, dataId, values, shape, dtype, refCount);
-      this.record(dataId, bytes);
+      if (this.writing === 0) this.record(dataId, byteSize(shape, dtype, values));
     };
     backend.disposeData = (dataId, force) => {
       const freed = disposeData.call(backend, dataId, force);
@@ -111,17 +137,37 @@ class GuardImpl implements MemoryGuard {
         this.sizes.delete(dataId);
         this.usedBytes -= bytes;
       }
+      if (!force) note(this, dataId, -1); // a forced free (a move away, a copy's end) leaves no reference to undo
       return freed;
+    };
+    backend.incRef = (dataId) => {
+      incRef.call(backend, dataId);
+      note(this, dataId, 1);
     };
     if (makeOutput) {
       // wasm kernels that allocate in C++ hand over the memory here; it is already
       // taken, so it is counted (towards later checks) rather than refused.
       backend.makeOutput = (shape, dtype, memoryOffset, values) => {
         const info = makeOutput.call(backend, shape, dtype, memoryOffset, values);
-        if (memoryOffset != null) this.record(info.dataId, byteSize(shape, dtype, undefined));
+        if (memoryOffset != null) {
+          this.record(info.dataId, byteSize(shape, dtype, undefined));
+          note(this, info.dataId, 1);
+        }
         return info;
       };
     }
+  }
+
+  owns(backend: unknown): boolean {
+    return backend === this.backend;
+  }
+
+  refCount(dataId: tf.DataId): number {
+    return this.backend.refCount(dataId);
+  }
+
+  unref(dataId: tf.DataId): void {
+    this.backend.disposeData(dataId);
   }
 
   get budgetBytes(): number {
@@ -135,11 +181,15 @@ class GuardImpl implements MemoryGuard {
 
   remove(): void {
     const b = this.backend as unknown as Record<string, unknown>;
-    for (const name of ['write', 'move', 'disposeData', 'makeOutput']) delete b[name];
+    for (const name of ['write', 'move', 'disposeData', 'incRef', 'makeOutput']) delete b[name];
     guards.delete(this.backendName);
+    if (!guards.size) {
+      engineHooks?.();
+      engineHooks = null;
+    }
   }
 
-  private admit(bytes: number, shape: number[], dtype: tf.DataType): void {
+  admit(bytes: number, shape: number[], dtype: tf.DataType): void {
     if (this.usedBytes + bytes <= this.budget) return;
     throw new TapfitError(
       ErrorCodes.MEMORY,

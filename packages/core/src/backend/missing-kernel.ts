@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
+import { wrapRunKernel } from './engine-internals';
 
 /** Why some kernels have no wasm implementation even with the shim, keyed by kernel name. */
 const knownGaps = new Map<string, string>();
@@ -9,8 +10,7 @@ export function explainMissingKernel(kernelName: string, why: string): void {
 }
 
 const MISSING = /^Kernel '([^']+)' not registered for backend '([^']+)'$/;
-type RunKernel = (kernelName: string, inputs: tf.NamedTensorMap, attrs?: tf.NamedAttrMap) => tf.Tensor | tf.Tensor[];
-let original: RunKernel | null = null;
+let unwrap: (() => void) | null = null;
 
 /**
  * tfjs never falls back to another backend; a kernel a backend lacks throws
@@ -20,25 +20,21 @@ let original: RunKernel | null = null;
  * do; the tfjs error is kept as `cause`. Other errors pass through unchanged.
  */
 export function installMissingKernelErrors(): void {
-  if (original) return;
-  const engine = tf.engine() as unknown as { runKernel: RunKernel };
-  const runKernel = engine.runKernel;
-  original = runKernel;
-  engine.runKernel = (kernelName: string, inputs: tf.NamedTensorMap, attrs?: tf.NamedAttrMap) => {
+  if (unwrap) return;
+  unwrap = wrapRunKernel((runKernel) => (kernelName, inputs, attrs) => {
     try {
-      return runKernel.call(engine, kernelName, inputs, attrs);
+      return runKernel(kernelName, inputs, attrs);
     } catch (err) {
       const m = err instanceof Error ? MISSING.exec(err.message) : null;
       if (!m) throw err;
       throw missingKernelError(m[1], m[2], err);
     }
-  };
+  });
 }
 
 export function uninstallMissingKernelErrors(): void {
-  if (!original) return;
-  delete (tf.engine() as unknown as Record<string, unknown>).runKernel;
-  original = null;
+  unwrap?.();
+  unwrap = null;
 }
 
 export function missingKernelError(kernelName: string, backendName: string, cause?: unknown): TapfitError {

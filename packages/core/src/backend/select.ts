@@ -1,7 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
+import { assertEngineInternals } from './engine-internals';
 import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, MemoryGuard } from './memory-guard';
 import { installMissingKernelErrors } from './missing-kernel';
+import { installTapeRelease } from './tape-release';
 import { activateTensorflow, resolvePackage, TENSORFLOW_PACKAGES, TensorflowPackage } from './tensorflow';
 import { activateWasm, wasmPackageInstalled } from './wasm';
 import { installGradientFixes, installWasmShim } from './wasm-shim';
@@ -66,6 +68,8 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
   const key = JSON.stringify([resolved.preference, threads, options.memoryBudgetBytes ?? null]);
   if (last && last.key === key && tf.getBackend() === last.selection.name) return last.selection;
 
+  assertEngineInternals();
+  installTapeRelease();
   installMissingKernelErrors();
   installGradientFixes();
   const chosen = await activate(resolved.preference, resolved.source, threads);

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
+import { backendRegistered } from './engine-internals';
 
 /**
  * The native TensorFlow backends, both optional peers (their install downloads
@@ -31,8 +32,7 @@ export async function activateTensorflow(pkg: TensorflowPackage, resolved: strin
   } catch (cause) {
     throw new TapfitError(ErrorCodes.BACKEND, `backend 'tensorflow' (${pkg}) failed to load: ${(cause as Error)?.message ?? String(cause)}. ${capitalise(fix)} (selectBackend('wasm') or TAPFIT_BACKEND=wasm).`, { cause });
   }
-  const registered = (tf.engine() as unknown as { registryFactory: Record<string, unknown> }).registryFactory['tensorflow'] != null;
-  if (!registered) {
+  if (!backendRegistered('tensorflow')) {
     throw new TapfitError(ErrorCodes.BACKEND, `${pkg} loaded but registered no 'tensorflow' backend with this copy of @tensorflow/tfjs; two copies are installed. Make their versions match so npm dedupes them (npm ls @tensorflow/tfjs-core).`);
   }
   let ok = false;

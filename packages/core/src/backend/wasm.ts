@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type * as WasmPackage from '@tensorflow/tfjs-backend-wasm';
 import { ErrorCodes, TapfitError } from '../errors';
+import { backendInitialised } from './engine-internals';
 import { initThreadedWasm } from './threads';
 
 /**
@@ -28,7 +29,7 @@ export function wasmPackageInstalled(): boolean {
 
 /** Whether the wasm backend has been initialised in this process (it can be only once). */
 export function wasmInitialised(): boolean {
-  return (tf.engine() as unknown as { registry: Record<string, unknown> }).registry['wasm'] != null;
+  return backendInitialised('wasm');
 }
 
 /**

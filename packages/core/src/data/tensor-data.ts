@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { ErrorCodes, TapfitError } from '../errors';
+import { checkLabelValues, labelKind, markLabelSource, type LabelSource } from '../train/labels';
 import type { Batch, BatchOptions, DataSource } from './data-source';
 
 /** A seeded permutation of 0..n-1 (Fisher-Yates), the same for the same (seed, epoch). */
@@ -24,10 +25,12 @@ export function permutation(n: number, seed: number, epoch: number): Int32Array 
  * (measured for 128 x 784 floats). The source keeps x, y and their host copies;
  * `dispose()` frees the tensors.
  */
-export class TensorData implements DataSource {
+export class TensorData implements DataSource, LabelSource {
   readonly size: number;
   readonly xShape: readonly number[];
   private readonly host: { x: HostArray; y: HostArray };
+  /** Class counts (and prediction ranks) the labels were found valid for. */
+  private readonly labelsValidFor = new Set<string>();
 
   constructor(
     readonly x: tf.Tensor,
@@ -45,7 +48,16 @@ export class TensorData implements DataSource {
     const order = shuffle ? permutation(this.size, seed, epoch) : null;
     for (let start = startBatch * batchSize; start < this.size; start += batchSize) {
       const end = Math.min(start + batchSize, this.size);
-      yield { x: this.rows(this.x, this.host.x, order, start, end), y: this.rows(this.y, this.host.y, order, start, end) };
+      const x = this.rows(this.x, this.host.x, order, start, end);
+      let y: tf.Tensor;
+      try {
+        y = this.rows(this.y, this.host.y, order, start, end);
+      } catch (err) {
+        x.dispose(); // y refused (memory budget): the batch never reaches the consumer that would free x
+        throw err;
+      }
+      markLabelSource(y, this);
+      yield { x, y };
     }
   }
 
@@ -57,6 +69,15 @@ export class TensorData implements DataSource {
     const out = new (host.constructor as new (n: number) => HostArray)((end - start) * width);
     for (let i = start; i < end; i++) out.set(host.subarray(order[i] * width, (order[i] + 1) * width), (i - start) * width);
     return tf.tensor(out, shape, t.dtype);
+  }
+
+  /** Checks every label once on the host copy (the built-in classification losses call it; see train/labels.ts). */
+  checkLabels(classes: number, predRank: number): void {
+    const key = `${classes}/${predRank}`;
+    if (this.labelsValidFor.has(key)) return;
+    const kind = labelKind(this.y.rank, predRank);
+    if (kind) checkLabelValues(this.host.y, this.y.shape, classes, kind, 'the data');
+    this.labelsValidFor.add(key);
   }
 
   /** The first `n` samples (copies). */

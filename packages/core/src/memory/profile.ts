@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { engineGradients } from '../backend/engine-internals';
 import type { SegmentContext } from '../model/segment';
 import { modelVariables, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { storeAllPlan } from '../step/memory-plan';
@@ -136,7 +137,7 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean, st
     let storedBytes = 0;
     state.restore();
     const taped = await measure((start) => {
-      const r = tf.engine().gradients(
+      const r = engineGradients(
         () => {
           forwardOf(segment, xs, TRAINING);
           storedBytes = liveBytes() - start;

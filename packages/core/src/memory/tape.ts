@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { engineGradients, gradientDepth, recordTape, releaseTape, withTapeSuspended, type TapeNode } from '../backend/engine-internals';
+import { ErrorCodes, TapfitError } from '../errors';
 
 /**
  * Runs `fn` as if no gradient were being recorded, even inside the forward function
@@ -8,40 +10,13 @@ import * as tf from '@tensorflow/tfjs';
  * would reset the engine's active tape (docs/backends.md §4).
  */
 export function untaped<T>(fn: () => T): T {
-  const state = tf.engine().state;
-  const { activeTape, gradientDepth } = state;
-  state.gradientDepth = 0;
-  try {
-    return fn();
-  } finally {
-    state.activeTape = activeTape;
-    state.gradientDepth = gradientDepth;
-  }
+  return withTapeSuspended(fn);
 }
 
 type Grad = tf.Tensor | null;
 
-/** The engine's tape entries (tfjs-core's TapeNode, not exported). */
-interface TapeNode {
-  id: number;
-  kernelName: string;
-  inputs: Record<string, tf.Tensor>;
-  outputs: tf.Tensor[];
-  gradient?: (dys: Grad[]) => Record<string, () => tf.Tensor>;
-  saved?: tf.Tensor[];
-}
-
-/** The engine methods `tf.engine().gradients` itself uses to record a tape. */
-interface TapingEngine {
-  state: { activeTape: TapeNode[] | null; gradientDepth: number };
-  startTape(): void;
-  endTape(): void;
-  scopedRun<T>(start: () => void, end: () => void, f: () => T): T;
-  tidy<T extends tf.TensorContainer>(name: string, f: () => T): T;
-}
-
 /**
- * `tf.engine().gradients(f, xs, dy, true)` (every target may get null), with a backward
+ * The engine's `gradients(f, xs, dy, true)` (every target may get null), with a backward
  * that frees as it goes: each node's saved tensors and its outputs' gradients are
  * disposed as soon as the node's backward has run, instead of when the whole backward
  * returns, so a backward's peak is what its current node needs rather than everything
@@ -50,25 +25,14 @@ interface TapingEngine {
  * throws, the tape's saved tensors are freed too.
  */
 export function gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor): { value: tf.Tensor; grads: Grad[] } {
-  const engine = tf.engine() as unknown as TapingEngine;
-  const state = engine.state;
+  if (gradientDepth() !== 0) return engineGradients(f, xs, dy, true);
   try {
-    if (state.gradientDepth !== 0) return tf.engine().gradients(f, xs, dy, true);
-    const y = engine.scopedRun(
-      () => engine.startTape(),
-      () => engine.endTape(),
-      () => engine.tidy('forward', f),
-    );
-    const tape = state.activeTape ?? [];
+    const { y, tape } = recordTape(f);
     const grads = backward(tape, xs, y, dy);
-    for (const node of tape) tf.dispose(node.saved ?? []);
-    state.activeTape = null;
+    releaseTape();
     return { value: y, grads };
   } catch (err) {
-    if (state.gradientDepth === 0 && state.activeTape) {
-      for (const node of state.activeTape) tf.dispose(node.saved ?? []);
-      state.activeTape = null;
-    }
+    releaseTape();
     throw err;
   }
 }
@@ -87,10 +51,22 @@ function backward(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor, dy?: tf.Tenso
     };
     for (let i = path.length - 1; i >= 0; i--) {
       const node = path[i];
-      if (!node.gradient) throw new Error(`Cannot compute gradient: gradient function not found for ${node.kernelName}.`);
+      if (!node.gradient) {
+        throw new TapfitError(
+          ErrorCodes.GRADIENT,
+          `cannot compute the gradient: no gradient function is registered for kernel '${node.kernelName}'. ` +
+            `Register one (tf.registerGradient({ kernelName: '${node.kernelName}', ... })) or keep the op off the path from the trained variables to the loss.`,
+        );
+      }
       const thunks = node.gradient(node.outputs.map((o) => acc.get(o.id) ?? null));
       for (const [name, x] of Object.entries(node.inputs)) {
-        if (!(name in thunks)) throw new Error(`Cannot backprop through input ${name} of ${node.kernelName}.`);
+        if (!(name in thunks)) {
+          throw new TapfitError(
+            ErrorCodes.GRADIENT,
+            `cannot backpropagate through input '${name}' of kernel '${node.kernelName}': its gradient function returns no entry for it. ` +
+              `Fix the registered gradient of '${node.kernelName}' to return one function per input.`,
+          );
+        }
         const dx = tf.tidy(() => thunks[name]());
         const previous = acc.get(x.id);
         if (!previous) {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../errors';
 import type { Segment, SegmentContext } from './segment';
 
 /**
@@ -47,7 +48,9 @@ export function trainableVariables(model: TrainableModel): tf.Variable[] {
 export function segmentModel(segments: Segment[], shapes: { inputShape?: number[]; outputShape?: number[] } = {}): TrainableModel {
   const names = new Set<string>();
   for (const s of segments) {
-    if (names.has(s.name)) throw new Error(`segmentModel: two segments are named '${s.name}'; segment names must be unique.`);
+    if (names.has(s.name)) {
+      throw new TapfitError(ErrorCodes.CONFIG, `segmentModel: two segments are named '${s.name}'; segment names must be unique (memory plans and checkpoints address segments by name). Rename one of them.`);
+    }
     names.add(s.name);
   }
   return { segments, ...shapes };

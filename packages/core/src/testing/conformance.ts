@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../errors';
 import type { DataSource } from '../data/data-source';
 import { Stage } from '../hooks/order';
 import { modelVariables } from '../model/trainable-model';
@@ -40,7 +41,7 @@ export interface ConformanceCheck {
 }
 
 function fail(check: string, why: string): never {
-  throw new Error(`conformance: ${check}: ${why}`);
+  throw new TapfitError(ErrorCodes.CHECK, `conformance: ${check}: ${why}`);
 }
 
 async function train(spec: ConformanceSpec, plugins: TapfitPlugin[], extra: Partial<TrainerOptions> = {}, stopAt?: number) {

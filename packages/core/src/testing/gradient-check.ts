@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../errors';
 
 export interface GradientCheckResult {
   /** Largest relative error over the probed directions. */
@@ -34,7 +35,11 @@ export function checkGradients(
   });
   const maxRelError = Math.max(...probes.map((p) => p.relError));
   if (!(maxRelError <= tolerance)) {
-    throw new Error(`gradient check failed: relative error ${maxRelError.toExponential(2)} > ${tolerance} (probes: ${JSON.stringify(probes)})`);
+    throw new TapfitError(
+      ErrorCodes.CHECK,
+      `gradient check failed: relative error ${maxRelError.toExponential(2)} > tolerance ${tolerance} (probes: ${JSON.stringify(probes)}). ` +
+        'Fix the gradient of f (a custom gradient or kernel), or, if f is only rough in float32, raise `tolerance` or pick `eps` in 1e-3..1e-2.',
+    );
   }
   return { maxRelError, probes };
 }

@@ -1,9 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
+import type { DataSource } from '../data/data-source';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { LossFn, Metric } from '../services/tokens';
+import { checkBatchLabels, type LabelSource } from './labels';
 
-/** Class labels as one-hot: accepts int class indices [N] or one-hot [N, C]. */
+/** Class labels as one-hot: accepts int class indices [N] or one-hot [N, C], each checked against the C outputs. */
 function oneHotLike(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor {
+  checkBatchLabels(yTrue, yPred);
   if (yTrue.rank === yPred.rank) return yTrue;
   if (yTrue.rank === 1 && yPred.rank === 2) return tf.oneHot(tf.cast(yTrue, 'int32'), yPred.shape[1]!);
   throw new TapfitError(ErrorCodes.SHAPE, `labels of shape [${yTrue.shape}] do not fit predictions of shape [${yPred.shape}]: pass class indices [N] or one-hot [N, C].`);
@@ -18,6 +21,22 @@ export const losses = {
   sigmoidCrossEntropy: ((yTrue, yPred) => tf.losses.sigmoidCrossEntropy(yTrue, yPred) as tf.Scalar) as LossFn,
   meanSquaredError: ((yTrue, yPred) => tf.losses.meanSquaredError(yTrue, yPred) as tf.Scalar) as LossFn,
 };
+
+/** The built-in losses that take class labels. */
+const classLosses = new Set<LossFn>([losses.softmaxCrossEntropy, losses.categoricalCrossentropy]);
+
+/**
+ * Checks a data source's labels against the model's classes (the last output
+ * dimension) before training or evaluating, when the loss is a built-in
+ * classification loss and the source holds its labels on the host (TensorData):
+ * once per source and class count. Other sources are checked batch by batch.
+ */
+export function checkDataLabels(data: DataSource, loss: LossFn, outputShape: readonly (number | null)[] | undefined): void {
+  const classes = outputShape?.[outputShape.length - 1];
+  const source = data as Partial<LabelSource>;
+  if (!classLosses.has(loss) || !outputShape || !classes || typeof source.checkLabels !== 'function') return;
+  source.checkLabels(classes, outputShape.length + 1);
+}
 
 export type LossName = keyof typeof losses;
 export type LossSpec = LossName | LossFn;
@@ -34,6 +53,7 @@ export const accuracy: Metric = {
   name: 'accuracy',
   fn: (yTrue, yPred) =>
     tf.tidy(() => {
+      checkBatchLabels(yTrue, yPred, { dense: false }); // class indices only: same-rank targets may be regression values
       const labels = yTrue.rank === yPred.rank ? tf.argMax(yTrue, -1) : tf.cast(yTrue, 'int32');
       return tf.mean(tf.cast(tf.equal(labels, tf.argMax(yPred, -1)), 'float32')) as tf.Scalar;
     }),

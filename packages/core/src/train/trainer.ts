@@ -18,12 +18,13 @@ import { createPluginApi } from '../plugin/plugin-api';
 import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
 import { PlannedBackprop } from '../memory/planned-backprop';
+import { assertEngineInternals } from '../backend/engine-internals';
 import { Tokens, type Logger, type Metric, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
 import { batchesPerEpoch } from '../data/data-source';
 import { describeTrainer, type TrainerDescription } from './describe';
-import { accuracy, resolveLoss, type LossSpec } from './losses';
+import { accuracy, checkDataLabels, resolveLoss, type LossSpec } from './losses';
 import { parseOptions } from '../options';
 import { fitOptionsSchema, trainerSettingsSchema, type FitOptions } from './options';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
@@ -186,6 +187,7 @@ export class Trainer {
 
   private async doSetup(): Promise<void> {
     await tf.ready();
+    assertEngineInternals();
     const known = new Set<string>(this.plugins.map((p) => p.name));
     for (const h of Object.values(this.hooks)) for (const n of h.order()) known.add(n.split(':').pop()!);
     for (const h of Object.values(this.hooks)) h.seal(known);
@@ -363,6 +365,7 @@ export class Trainer {
   }
 
   private checkDataShape(data: DataSource): void {
+    checkDataLabels(data, this.resolve(Tokens.Loss), this.modelRef.outputShape);
     const want = this.modelRef.inputShape;
     const got = data.xShape;
     if (!want || !got) return;

@@ -1,7 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { TapfitError } from '../../src/errors';
-import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard } from '../../src/backend';
+import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, type MemoryGuard } from '../../src/backend';
+import { SilentLogger, Trainer } from '../../src';
+import { sgd } from '../../src/transforms';
+import { blobData, tinyModel } from '../../src/testing';
 import { useShimmedWasm } from './helpers';
 
 const MiB = 2 ** 20;
@@ -13,6 +16,41 @@ function thrown(f: () => unknown): Error {
     return err as Error;
   }
   throw new Error('expected an error');
+}
+
+/** What must be the same before an op and after it was refused. */
+function accounts(guard: MemoryGuard) {
+  const m = tf.memory();
+  return { guardBytes: guard.usedBytes, engineBytes: m.numBytes, tensors: m.numTensors, dataIds: tf.backend().numDataIds() };
+}
+
+/**
+ * Runs `op` under budgets from just above the current use upwards, `step` bytes apart,
+ * until it succeeds. After each refusal the accounts must be as before (nothing the
+ * refused op made stays live, and the guard counts what is live), and an allocation
+ * that fills the budget must succeed. Returns how many budgets refused it.
+ */
+function refuseAtEveryPoint(guard: MemoryGuard, op: () => tf.TensorContainer, step: number): number {
+  let refusals = 0;
+  for (let budget = guard.usedBytes + 4; ; budget += step) {
+    const before = accounts(guard);
+    guard.budgetBytes = budget;
+    let out: tf.TensorContainer;
+    try {
+      out = op();
+    } catch (err) {
+      expect((err as TapfitError).code, (err as Error).message).to.equal('TAPFIT_E_MEMORY');
+      refusals++;
+      expect(accounts(guard), `after the refusal under a budget of ${budget - before.guardBytes} B above use`).to.deep.equal(before);
+      const room = Math.floor((budget - guard.usedBytes) / 4);
+      if (room > 0) tf.zeros([room]).dispose(); // what fits is not refused
+      continue;
+    } finally {
+      guard.budgetBytes = DEFAULT_WASM_BUDGET_BYTES;
+    }
+    tf.dispose(out);
+    return refusals;
+  }
 }
 
 describe('backend: memory guard', function () {
@@ -79,6 +117,96 @@ describe('backend: memory guard', function () {
     tf.dispose([x, f]);
   });
 
+  it('a kernel refused after allocating intermediates leaves the count equal to the live bytes', () => {
+    // The shim's matMul transposes its inputs first: refusals land before, between and after those copies.
+    const a = tf.randomNormal([64, 48]);
+    const b = tf.randomNormal([32, 64]);
+    const guard = getMemoryGuard('wasm')!;
+    expect(refuseAtEveryPoint(guard, () => tf.tidy(() => tf.matMul(a, b, true, true)), 1024)).to.be.at.least(3);
+    tf.dispose([a, b]);
+  });
+
+  it('a refused concat whose input had to move from cpu loses nothing and leaves nothing', async () => {
+    await tf.setBackend('cpu');
+    const fromCpu = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
+    await tf.setBackend('wasm');
+    const a = tf.ones([3, 2]);
+    const guard = getMemoryGuard('wasm')!;
+    // wasm's concat allocates its 48 B output, then moves the 24 B input in: refuse the move, then the output.
+    for (const room of [60, 20]) {
+      const before = accounts(guard);
+      guard.budgetBytes = guard.usedBytes + room;
+      try {
+        expect((thrown(() => tf.tidy(() => tf.concat([a, fromCpu]))) as TapfitError).code).to.equal('TAPFIT_E_MEMORY');
+      } finally {
+        guard.budgetBytes = DEFAULT_WASM_BUDGET_BYTES;
+      }
+      const after = accounts(guard);
+      expect(after.tensors).to.equal(before.tensors);
+      expect(after.engineBytes).to.equal(before.engineBytes);
+      // Whichever backend holds it now, the moved input is counted where it lives and still reads back.
+      expect(after.guardBytes - before.guardBytes).to.equal(after.dataIds - before.dataIds === 1 ? 24 : 0);
+      expect(Array.from(fromCpu.dataSync())).to.deep.equal([1, 2, 3, 4, 5, 6]);
+    }
+    expect(Array.from(tf.concat([a, fromCpu]).dataSync())).to.deep.equal([1, 1, 1, 1, 1, 1, 1, 2, 3, 4, 5, 6]);
+    tf.dispose([a, fromCpu]);
+  });
+
+  it('a gradient refused half-way frees the tensors its tape had saved', () => {
+    const x = tf.randomNormal([4, 8, 8, 4]);
+    const f = tf.randomNormal([3, 3, 4, 4]);
+    const guard = getMemoryGuard('wasm')!;
+    const grads = () => tf.tidy(() => tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.conv2d(a as tf.Tensor4D, b as tf.Tensor4D, 1, 'same').square().sum())([x, f]));
+    expect(refuseAtEveryPoint(guard, grads, 2048)).to.be.at.least(5);
+    tf.dispose([x, f]);
+  });
+
+  it('a customGrad refused after saving tensors for its backward leaves nothing kept', () => {
+    const x = tf.randomNormal([32, 32]);
+    const op = tf.customGrad(((a: tf.Tensor, save: tf.GradSaveFunc) => {
+      const y = tf.exp(a);
+      save([a, y]);
+      return { value: tf.mul(tf.square(y), 2), gradFunc: (dy: tf.Tensor, [, s]: tf.Tensor[]) => tf.mul(dy, tf.mul(tf.square(s), 4)) };
+    }) as never) as unknown as (a: tf.Tensor) => tf.Tensor;
+    const guard = getMemoryGuard('wasm')!;
+    expect(refuseAtEveryPoint(guard, () => tf.tidy(() => tf.grad((a: tf.Tensor) => tf.sum(op(a)))(x)), 1024)).to.be.at.least(5);
+    x.dispose();
+  });
+
+  it('a Trainer step refused anywhere leaves nothing live, and the next step that fits runs', async () => {
+    const before = tf.memory().numTensors;
+    const guard = getMemoryGuard('wasm')!;
+    const usedBefore = guard.usedBytes;
+    const model = tinyModel({ seed: 3 });
+    const data = blobData(32, { seed: 3 });
+    const trainer = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.1, momentum: 0.9 }), logger: new SilentLogger() });
+    await trainer.setup();
+    const fitOnce = () => trainer.fit(data, { epochs: trainer.position.epoch + 1, batchSize: 32, shuffle: false });
+    await fitOnce(); // momentum state exists from here on
+    let refusals = 0;
+    for (let budget = guard.usedBytes + 4; ; budget += 256) {
+      const accountsBefore = accounts(guard);
+      guard.budgetBytes = budget;
+      try {
+        await fitOnce();
+        break;
+      } catch (err) {
+        expect((err as TapfitError).code, (err as Error).message).to.equal('TAPFIT_E_MEMORY');
+        refusals++;
+        expect(accounts(guard), `after a step refused ${budget - accountsBefore.guardBytes} B above use`).to.deep.equal(accountsBefore);
+      } finally {
+        guard.budgetBytes = DEFAULT_WASM_BUDGET_BYTES;
+      }
+    }
+    expect(refusals).to.be.at.least(10);
+    expect(trainer.step).to.equal(2);
+    trainer.dispose();
+    model.dispose();
+    data.dispose();
+    expect(tf.memory().numTensors).to.equal(before);
+    expect(guard.usedBytes).to.equal(usedBefore);
+  });
+
   it('tracks peak usage', () => {
     const guard = getMemoryGuard('wasm')!;
     const big = tf.zeros([MiB]);
@@ -100,6 +228,24 @@ describe('backend: memory guard', function () {
       guard.remove();
       expect(getMemoryGuard('cpu')).to.equal(undefined);
       tf.zeros([MiB]).dispose();
+    } finally {
+      await tf.setBackend('wasm');
+    }
+  });
+
+  it('on cpu, a refused concat gives back its hold on the inputs: freeing them makes room again', async () => {
+    await tf.setBackend('cpu');
+    try {
+      const guard = installMemoryGuard(3 * MiB, 'cpu');
+      const dataIds = tf.backend().numDataIds();
+      const a = tf.zeros([MiB / 4]);
+      const b = tf.zeros([MiB / 4]);
+      expect((thrown(() => tf.tidy(() => tf.concat([a, b]))) as TapfitError).code).to.equal('TAPFIT_E_MEMORY');
+      expect(guard.usedBytes).to.equal(2 * MiB);
+      tf.dispose([a, b]);
+      expect(guard.usedBytes).to.equal(0);
+      expect(tf.backend().numDataIds()).to.equal(dataIds);
+      tf.zeros([(3 * MiB) / 4]).dispose(); // the whole budget is free again
     } finally {
       await tf.setBackend('wasm');
     }

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { registeredLayerClass } from '@tapfit/core';
 import { configError } from '../common/errors';
 import { isContainer, layersByPath } from './catalog';
 
@@ -31,9 +32,9 @@ export function editConfig(model: tf.LayersModel, edit: (path: string, entry: La
 
 /** Build a model of `className` ('Sequential', 'Model', ...) from a config, as tf.loadLayersModel would. */
 export function buildFromConfig(className: string, config: ModelConfig): tf.LayersModel {
-  const registered = tf.serialization.SerializationMap.getMap().classNameMap[className];
+  const registered = registeredLayerClass(className);
   if (!registered) throw configError(`cannot rebuild a model of class '${className}': it is not registered with tf.serialization.registerClass.`);
-  const [cls, fromConfig] = registered;
+  const { cls, fromConfig } = registered;
   try {
     return fromConfig(cls, config as unknown as tf.serialization.ConfigDict) as unknown as tf.LayersModel;
   } catch (err) {

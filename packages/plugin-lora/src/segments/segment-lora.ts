@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { modelVariables, readParam, type Segment, type SegmentContext, type TrainableModel } from '@tapfit/core';
+import { modelVariables, readParam, uniqueVariableName, type Segment, type SegmentContext, type TrainableModel } from '@tapfit/core';
 import { type AdapterFile, checkModelKind, readAdapter } from '../common/adapter-file';
 import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../common/config';
 import { configError, stateError } from '../common/errors';
@@ -77,10 +77,7 @@ function initialA(spec: AdapterSpec, fanIn: number, seed: number | undefined): t
 
 /** A trainable variable holding `init` (disposed), under a name no live variable has (tfjs names are global). */
 function newVariable(init: tf.Tensor, name: string): tf.Variable {
-  const taken = tf.engine().registeredVariables;
-  let unique = name;
-  for (let i = 1; unique in taken; i++) unique = `${name}_${i}`;
-  const v = tf.variable(init, true, unique);
+  const v = tf.variable(init, true, uniqueVariableName(name));
   init.dispose();
   adapterVariables.add(v);
   return v;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
 import { Overrides } from './overrides';
 
 /**
@@ -15,7 +16,7 @@ const VERIFIED_WRONG_ON = new Set(['cpu', 'wasm']);
 export function installAvgPoolGrad(o: Overrides): void {
   for (const kernelName of ['AvgPool', 'AvgPool3D'] as const) {
     const stock = tf.getGradient(kernelName);
-    if (!stock) throw new Error(`tapfit shim: no registered gradient for '${kernelName}' (import '@tensorflow/tfjs', the union package)`);
+    if (!stock) throw new TapfitError(ErrorCodes.BACKEND, `gradient fixes: no gradient is registered for kernel '${kernelName}', so its border fix cannot be added. Import '@tensorflow/tfjs' (the union package, which registers the gradients), version 4.22.`);
     o.gradient({
       ...stock,
       gradFunc: (dy, saved, attrs) => {

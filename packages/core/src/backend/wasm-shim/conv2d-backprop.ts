@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
 import { adjointPadding, composite, ConvPad, insertStrideZeros, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
@@ -67,6 +68,6 @@ export function installConv2DBackprop(o: Overrides): void {
 
 export function assertChannelsLast(kernel: string, dataFormat: string | undefined): void {
   if (dataFormat != null && dataFormat !== 'NHWC') {
-    throw new Error(`tapfit wasm shim: ${kernel} supports dataFormat 'NHWC' only (got '${dataFormat}'); transpose your data to channels-last`);
+    throw new TapfitError(ErrorCodes.BACKEND, `wasm shim: kernel '${kernel}' supports dataFormat 'NHWC' only on wasm (got '${dataFormat}'). Transpose the data to channels-last (dataFormat: 'channelsLast'), or use selectBackend('cpu').`);
   }
 }

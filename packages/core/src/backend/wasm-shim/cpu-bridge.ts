@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
 import { KernelImpl, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
@@ -34,13 +35,13 @@ export const NOT_BRIDGED: Record<string, string> = {
 export function installCpuBridge(o: Overrides): void {
   for (const name of [...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong]) {
     const cpuKernel = tf.getKernel(name, 'cpu');
-    if (!cpuKernel) throw new Error(`tapfit shim: cpu kernel '${name}' not found (is @tensorflow/tfjs 4.x loaded?)`);
+    if (!cpuKernel) throw new TapfitError(ErrorCodes.BACKEND, `wasm shim: cpu kernel '${name}' is not registered, so wasm cannot borrow it. Import '@tensorflow/tfjs' (the union package, which registers the cpu backend), version 4.22.`);
     o.kernel(kernelConfig(name, 'wasm', (args) => runOnCpu(cpuKernel, args)));
   }
   for (const name of BRIDGED_TO_CPU.wrongWhenStrided) {
     const cpuKernel = tf.getKernel(name, 'cpu');
     const wasmKernel = tf.getKernel(name, 'wasm');
-    if (!cpuKernel || !wasmKernel) throw new Error(`tapfit shim: kernel '${name}' not found for cpu and wasm`);
+    if (!cpuKernel || !wasmKernel) throw new TapfitError(ErrorCodes.BACKEND, `wasm shim: kernel '${name}' is not registered for both cpu and wasm, so the shim cannot route it. Install @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm 4.22 (the same version).`);
     o.kernel(kernelConfig(name, 'wasm', (args) => {
       const strides = ([] as number[]).concat(args.attrs.strides as number | number[]);
       if (strides.every((s) => s === 1)) return wasmKernel.kernelFunc({ ...args, attrs: args.attrs as tf.NamedAttrMap }) as tf.TensorInfo;
@@ -51,7 +52,7 @@ export function installCpuBridge(o: Overrides): void {
 
 export function runOnCpu(kernel: tf.KernelConfig, { inputs, attrs, backend }: Parameters<KernelImpl>[0]): tf.TensorInfo | tf.TensorInfo[] {
   const cpu = tf.findBackend('cpu');
-  if (!cpu) throw new Error(`tapfit shim: the cpu backend is needed to run '${kernel.kernelName}' for wasm but is not registered`);
+  if (!cpu) throw new TapfitError(ErrorCodes.BACKEND, `wasm shim: kernel '${kernel.kernelName}' runs on the cpu backend for wasm, but no cpu backend is registered. Import '@tensorflow/tfjs' (the union package), which registers it, or run this op on selectBackend('cpu').`);
   // Inputs are a name map, or an array for variadic kernels (Einsum); keep the form.
   const onCpu: Record<string, tf.TensorInfo> | tf.TensorInfo[] = Array.isArray(inputs) ? [] : {};
   const copies: tf.DataId[] = [];

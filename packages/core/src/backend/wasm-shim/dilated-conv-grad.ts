@@ -1,4 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
+import { runKernel } from '../engine-internals';
 import { Overrides } from './overrides';
 
 /**
@@ -13,7 +15,7 @@ import { Overrides } from './overrides';
 export function installDilatedConvGrad(o: Overrides): void {
   for (const kernelName of ['Conv2D', 'DepthwiseConv2dNative'] as const) {
     const stock = tf.getGradient(kernelName);
-    if (!stock) throw new Error(`tapfit shim: no registered gradient for '${kernelName}' (import '@tensorflow/tfjs', the union package)`);
+    if (!stock) throw new TapfitError(ErrorCodes.BACKEND, `gradient fixes: no gradient is registered for kernel '${kernelName}', so its dilated version cannot be added. Import '@tensorflow/tfjs' (the union package, which registers the gradients), version 4.22.`);
     const backprop = kernelName === 'Conv2D'
       ? { input: 'Conv2DBackpropInput', filter: 'Conv2DBackpropFilter' }
       : { input: 'DepthwiseConv2dNativeBackpropInput', filter: 'DepthwiseConv2dNativeBackpropFilter' };
@@ -28,7 +30,7 @@ export function installDilatedConvGrad(o: Overrides): void {
         const { strides, pad, dataFormat, dimRoundingMode } = attrs as tf.NamedAttrMap;
         const common = { strides, pad, dataFormat, dimRoundingMode, dilations: [1, 1] };
         const run = (name: string, inputs: tf.NamedTensorMap, extra: tf.NamedAttrMap) =>
-          tf.engine().runKernel(name, inputs, { ...common, ...extra } as tf.NamedAttrMap) as unknown as tf.Tensor4D;
+          runKernel(name, inputs, { ...common, ...extra } as tf.NamedAttrMap) as tf.Tensor4D;
         return {
           x: () => tf.tidy((): tf.Tensor4D => run(backprop.input, { dy: dy4, filter: spreadFilter(filter, dilation) }, { inputShape: x.shape })),
           filter: () => tf.tidy((): tf.Tensor4D => {

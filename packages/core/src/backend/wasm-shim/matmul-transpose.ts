@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
 import { composite, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
@@ -15,7 +16,7 @@ import { Overrides } from './overrides';
 export function installMatMulWithoutTransposeFlags(o: Overrides): void {
   for (const kernelName of ['BatchMatMul', '_FusedMatMul']) {
     const stock = tf.getKernel(kernelName, 'wasm');
-    if (!stock) throw new Error(`tapfit shim: wasm kernel '${kernelName}' not found (is @tensorflow/tfjs-backend-wasm 4.x loaded?)`);
+    if (!stock) throw new TapfitError(ErrorCodes.BACKEND, `wasm shim: wasm kernel '${kernelName}' is not registered, so its transpose-free version cannot be installed. Install @tensorflow/tfjs-backend-wasm 4.22 (the same version as @tensorflow/tfjs).`);
     o.kernel(kernelConfig(kernelName, 'wasm', ({ inputs, attrs, backend }) => {
         const { transposeA, transposeB } = attrs as { transposeA: boolean; transposeB: boolean };
         const runStock = (plainInputs: Record<string, tf.TensorInfo>, plainAttrs: Record<string, unknown>) =>

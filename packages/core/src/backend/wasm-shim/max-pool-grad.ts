@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
 import { runOnCpu } from './cpu-bridge';
 import { composite, kernelConfig, Scratch } from './kernel-calls';
 import { Overrides } from './overrides';
@@ -63,6 +64,6 @@ function tiledMaxPoolGrad(k: Scratch, x: tf.TensorInfo, dy: tf.TensorInfo, info:
 
 function cpuKernel(name: string): tf.KernelConfig {
   const kernel = tf.getKernel(name, 'cpu');
-  if (!kernel) throw new Error(`tapfit shim: cpu kernel '${name}' not found (is @tensorflow/tfjs 4.x loaded?)`);
+  if (!kernel) throw new TapfitError(ErrorCodes.BACKEND, `wasm shim: cpu kernel '${name}' is not registered, so wasm cannot borrow it. Import '@tensorflow/tfjs' (the union package, which registers the cpu backend), version 4.22.`);
   return kernel;
 }

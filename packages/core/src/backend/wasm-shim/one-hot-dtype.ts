@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
 import { composite, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
@@ -9,7 +10,7 @@ import { Overrides } from './overrides';
  */
 export function installOneHotDtype(o: Overrides): void {
   const stock = tf.getKernel('OneHot', 'wasm');
-  if (!stock) throw new Error("tapfit shim: wasm kernel 'OneHot' not found");
+  if (!stock) throw new TapfitError(ErrorCodes.BACKEND, "wasm shim: wasm kernel 'OneHot' is not registered, so its dtype fix cannot be installed. Install @tensorflow/tfjs-backend-wasm 4.22 (the same version as @tensorflow/tfjs).");
   o.kernel(kernelConfig('OneHot', 'wasm', ({ inputs, attrs, backend }) => {
     const asInt = (extra: object) => stock.kernelFunc({ inputs, attrs: { ...attrs, ...extra } as tf.NamedAttrMap, backend }) as tf.TensorInfo;
     if ((attrs.dtype ?? 'int32') === 'int32') return asInt({});

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
 import { kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
@@ -12,7 +13,7 @@ import { Overrides } from './overrides';
 export function installResizeBilinearGradShape(o: Overrides, backendNames: readonly string[]): void {
   for (const backendName of backendNames) {
     const stock = tf.getKernel('ResizeBilinearGrad', backendName);
-    if (!stock) throw new Error(`tapfit shim: kernel 'ResizeBilinearGrad' not found for backend '${backendName}'`);
+    if (!stock) throw new TapfitError(ErrorCodes.BACKEND, `wasm shim: kernel 'ResizeBilinearGrad' is not registered for backend '${backendName}', so its fix cannot be installed. Install @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm 4.22 (the same version), and import '@tensorflow/tfjs' (the union package).`);
     o.kernel(kernelConfig('ResizeBilinearGrad', backendName, ({ inputs, attrs, backend }) => {
       const out = stock.kernelFunc({ inputs, attrs: attrs as tf.NamedAttrMap, backend }) as tf.TensorInfo;
       return { ...out, shape: inputs.images.shape.slice() };

@@ -1,0 +1,140 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { accuracy, arrayData, datasetData, losses, TapfitError, type LossFn } from '../src';
+import { tinyMlp, tinyTrainer, useBackend } from './fixtures';
+
+function thrown(f: () => unknown): TapfitError {
+  try {
+    f();
+  } catch (err) {
+    return err as TapfitError;
+  }
+  throw new Error('expected an error');
+}
+
+async function rejected(p: Promise<unknown>): Promise<TapfitError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as TapfitError;
+  }
+  throw new Error('expected a rejection');
+}
+
+const logits = () => tf.tensor2d([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]);
+const classificationLosses: [string, LossFn][] = [
+  ['softmaxCrossEntropy', losses.softmaxCrossEntropy],
+  ['categoricalCrossentropy', (y, p) => losses.categoricalCrossentropy(y, tf.softmax(p))],
+];
+
+describe('labels', () => {
+  useBackend('cpu');
+
+  for (const [name, loss] of classificationLosses) {
+    describe(name, () => {
+      for (const [label, sample, values, dtype] of [
+        ['5', 1, [0, 5, 1, 2], 'int32'],
+        ['-1', 3, [0, 1, 2, -1], 'int32'],
+        ['1.7', 2, [0, 1, 1.7, 2], 'float32'],
+      ] as const) {
+        it(`rejects the class index ${label} with 3 classes, naming the sample, the value and the range`, () => {
+          const err = thrown(() => tf.tidy(() => loss(tf.tensor1d(values as unknown as number[], dtype), logits())));
+          expect(err).to.be.instanceOf(TapfitError);
+          expect(err.code).to.equal('TAPFIT_E_LABELS');
+          expect(err.message).to.contain(`sample ${sample} of the batch has class index ${label}`);
+          expect(err.message).to.contain('integers in [0, 2]');
+          expect(err.message).to.contain('outputs 3 classes');
+        });
+      }
+
+      it('rejects one-hot entries outside [0, 1] and rows that do not sum to 1', () => {
+        const above = thrown(() => tf.tidy(() => loss(tf.tensor2d([[1, 0, 0], [0, 2, 0], [0, 0, 1], [1, 0, 0]]), logits())));
+        expect(above.code).to.equal('TAPFIT_E_LABELS');
+        expect(above.message).to.contain('sample 1 of the batch has 2 for class 1');
+        expect(above.message).to.contain('[0, 1]');
+        const half = thrown(() => tf.tidy(() => loss(tf.tensor2d([[1, 0, 0], [0, 1, 0], [0, 0.5, 0], [1, 0, 0]]), logits())));
+        expect(half.code).to.equal('TAPFIT_E_LABELS');
+        expect(half.message).to.contain('label row of sample 2 of the batch sums to 0.5');
+      });
+
+      it('names both class counts when one-hot labels have the wrong width', () => {
+        const err = thrown(() => tf.tidy(() => loss(tf.oneHot(tf.tensor1d([0, 1, 2, 3], 'int32'), 4), logits())));
+        expect(err.code).to.equal('TAPFIT_E_LABELS');
+        expect(err.message).to.contain('have 4 classes (shape [4,4]) but the model outputs 3');
+      });
+
+      it('accepts soft labels (label smoothing) and gives the loss of those probabilities', () => {
+        const smooth = tf.tensor2d([[0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9], [1 / 3, 1 / 3, 1 / 3]]);
+        const got = tf.tidy(() => loss(smooth, logits()).dataSync()[0]);
+        const p = tf.softmax(logits()).arraySync() as number[][];
+        const q = smooth.arraySync() as number[][];
+        const expected = q.reduce((s, row, i) => s - row.reduce((t, qi, j) => t + qi * Math.log(p[i][j]), 0), 0) / q.length;
+        expect(got).to.be.closeTo(expected, 1e-5);
+      });
+
+      it('still gives the loss of valid class indices', () => {
+        const got = tf.tidy(() => loss(tf.tensor1d([0, 1, 2, 0], 'int32'), logits()).dataSync()[0]);
+        const p = tf.softmax(logits()).arraySync() as number[][];
+        expect(got).to.be.closeTo(-[0, 1, 2, 0].reduce((s, c, i) => s + Math.log(p[i][c]), 0) / 4, 1e-5);
+      });
+    });
+  }
+
+  it('accuracy rejects out-of-range class indices but leaves same-rank targets alone', () => {
+    const err = thrown(() => accuracy.fn(tf.tensor1d([0, 1, 3, 0], 'int32'), logits()));
+    expect(err.code).to.equal('TAPFIT_E_LABELS');
+    expect(err.message).to.contain('sample 2 of the batch has class index 3');
+    // regression targets with the default metric: not class labels, not checked
+    expect(accuracy.fn(tf.tensor2d([[3.7], [-2]]), tf.tensor2d([[1], [2]])).dataSync()[0]).to.equal(1);
+  });
+
+  it('Trainer.fit checks in-memory labels once, on the host, before the first step', async () => {
+    const y = Array.from({ length: 32 }, (_, i) => i % 3);
+    y[17] = 3;
+    const data = arrayData({ x: Array.from({ length: 32 }, (_, i) => [i % 3, 1, 0, 0]), y });
+    const started: string[] = [];
+    const t = tinyTrainer({ plugins: [{ name: 'watch', core: '^0.1.0', apply: (api) => api.hooks.fitStart.tap('watch', () => void started.push('fit')) }] });
+    const err = await rejected(t.fit(data, { epochs: 1, batchSize: 8 }));
+    expect(err.code).to.equal('TAPFIT_E_LABELS');
+    expect(err.message).to.contain('sample 17 of the data has class index 3');
+    expect(t.step).to.equal(0);
+    expect(started).to.deep.equal([]); // refused before the run began
+    const evalErr = await rejected(t.evaluate(data));
+    expect(evalErr.message).to.contain('sample 17 of the data');
+    t.dispose();
+    data.dispose();
+  });
+
+  it('Trainer.fit on valid in-memory labels reads no label back per step', async () => {
+    const data = arrayData({ x: Array.from({ length: 32 }, (_, i) => [i % 3, 1, 0, 0]), y: Array.from({ length: 32 }, (_, i) => i % 3) });
+    const t = tinyTrainer({ nonFinite: 'off' });
+    await t.setup();
+    const original = tf.Tensor.prototype.dataSync;
+    let reads = 0;
+    tf.Tensor.prototype.dataSync = function (this: tf.Tensor) {
+      reads++;
+      return original.call(this);
+    } as typeof original;
+    try {
+      await t.fit(data, { epochs: 2, batchSize: 8 });
+    } finally {
+      tf.Tensor.prototype.dataSync = original;
+    }
+    expect(t.step).to.equal(8);
+    expect(reads).to.equal(0);
+    t.dispose();
+    data.dispose();
+  });
+
+  it('other sources are checked batch by batch, naming the sample of the batch', async () => {
+    const xs = Array.from({ length: 12 }, (_, i) => [i % 3, 1, 0, 0]);
+    const ys = Array.from({ length: 12 }, (_, i) => (i === 9 ? -1 : i % 3));
+    const ds = tf.data.array(xs.map((x, i) => ({ xs: tf.tensor1d(x), ys: tf.scalar(ys[i], 'int32') })));
+    const t = tinyTrainer({ model: tinyMlp() });
+    const err = await rejected(t.fit(datasetData(ds), { epochs: 1, batchSize: 4, shuffle: false }));
+    expect(err.code).to.equal('TAPFIT_E_LABELS');
+    expect(err.message).to.contain('sample 1 of the batch has class index -1');
+    expect(t.step).to.equal(2); // the batches before it trained
+    t.dispose();
+  });
+});
