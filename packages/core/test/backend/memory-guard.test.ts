@@ -184,8 +184,10 @@ describe('backend: memory guard', function () {
     const fitOnce = () => trainer.fit(data, { epochs: trainer.position.epoch + 1, batchSize: 32, shuffle: false });
     await fitOnce(); // momentum state exists from here on
     let refusals = 0;
+    const weights = () => Object.values(trainer.variables).map((v) => Array.from(v.dataSync()));
     for (let budget = guard.usedBytes + 4; ; budget += 256) {
       const accountsBefore = accounts(guard);
+      const weightsBefore = weights();
       guard.budgetBytes = budget;
       try {
         await fitOnce();
@@ -194,6 +196,8 @@ describe('backend: memory guard', function () {
         expect((err as TapfitError).code, (err as Error).message).to.equal('TAPFIT_E_MEMORY');
         refusals++;
         expect(accounts(guard), `after a step refused ${budget - accountsBefore.guardBytes} B above use`).to.deep.equal(accountsBefore);
+        guard.budgetBytes = DEFAULT_WASM_BUDGET_BYTES;
+        expect(weights(), `a step refused ${budget - accountsBefore.guardBytes} B above use changed no weight`).to.deep.equal(weightsBefore);
       } finally {
         guard.budgetBytes = DEFAULT_WASM_BUDGET_BYTES;
       }
