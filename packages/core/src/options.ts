@@ -1,7 +1,6 @@
 import { closest, distance } from 'fastest-levenshtein';
 import { z } from 'zod';
 import { ErrorCodes, TapfitError } from './errors';
-import type { Schedule } from './transforms/types';
 
 /**
  * Validate a constructor's options with a zod schema and turn the first problems into
@@ -108,7 +107,8 @@ export const count = (what: string) => z.number({ error: `must be ${what}` }).in
 /** true or false. */
 export const flag = z.boolean({ error: 'must be true or false' });
 
-export const schedule = z.custom<Schedule>((v) => typeof v === 'function', 'must be a function (step) => number');
+/** A schedule of the step, as transforms/types' `Schedule`. */
+export const schedule = z.custom<(step: number) => number>((v) => typeof v === 'function', 'must be a function (step) => number');
 
 /** A learning rate: a constant >= 0 or a schedule of the step. */
 export const learningRate = z.union([nonNegative, schedule], {

@@ -52,6 +52,12 @@ describe('the conformance suite catches broken plugins', () => {
     return 'passed';
   };
 
+  it('a plugin whose name is not kebab-case fails registration', async () => {
+    const camel = (): TapfitPlugin => ({ name: 'onlineNorm', core: '*', apply: () => {} });
+    expect(await run(camel, 'registers cleanly')).to.match(/the name 'onlineNorm' is not kebab-case/);
+    expect(await run(() => ({ ...camel(), name: 'online-norm' }), 'registers cleanly')).to.equal('passed');
+  });
+
   it('a plugin that leaks a tensor per step fails the leak check', async () => {
     const leaky = (): TapfitPlugin => ({ name: 'leaky', core: '*', apply: ({ hooks }) => hooks.backward.tap('leaky', (g) => (tf.keep(tf.scalar(1)), g)) });
     expect(await run(leaky, 'leaks no tensors')).to.match(/leaked over/);

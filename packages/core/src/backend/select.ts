@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
+import { ConsoleLogger } from '../services/defaults';
+import type { Logger } from '../services/tokens';
 import { assertEngineInternals } from './engine-internals';
 import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, MemoryGuard } from './memory-guard';
 import { installMissingKernelErrors } from './missing-kernel';
@@ -24,8 +26,8 @@ export interface SelectBackendOptions {
   memoryBudgetBytes?: number;
   /** wasm threads (default 1). More than 1 is experimental; see the README. */
   threads?: number;
-  /** Where the one-line choice goes (default console.log); false for silence. */
-  log?: ((line: string) => void) | false;
+  /** Where the one-line choice goes: a Logger (its `info`), a function, or false for silence; default a ConsoleLogger. */
+  log?: Logger | ((line: string) => void) | false;
 }
 
 export interface BackendSelection {
@@ -94,7 +96,11 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
     memoryGuard,
   };
   last = { key, selection };
-  if (options.log !== false) (options.log ?? console.log)(reason);
+  if (options.log !== false) {
+    const log = options.log ?? new ConsoleLogger();
+    if (typeof log === 'function') log(reason);
+    else log.info(reason);
+  }
   return selection;
 }
 

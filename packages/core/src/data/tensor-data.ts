@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { ErrorCodes, TapfitError } from '../errors';
-import { checkLabelValues, labelKind, markLabelSource, type LabelSource } from '../train/labels';
+import { checkLabelValues, labelKind, markLabelSource, type LabelSource } from './labels';
 import type { Batch, BatchOptions, DataSource } from './data-source';
 
 /** A seeded permutation of 0..n-1 (Fisher-Yates), the same for the same (seed, epoch). */
@@ -71,7 +71,7 @@ export class TensorData implements DataSource, LabelSource {
     return tf.tensor(out, shape, t.dtype);
   }
 
-  /** Checks every label once on the host copy (the built-in classification losses call it; see train/labels.ts). */
+  /** Checks every label once on the host copy (the built-in classification losses call it; see data/labels.ts). */
   checkLabels(classes: number, predRank: number): void {
     const key = `${classes}/${predRank}`;
     if (this.labelsValidFor.has(key)) return;

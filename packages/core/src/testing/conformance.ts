@@ -121,10 +121,11 @@ export function conformanceChecks(spec: ConformanceSpec): ConformanceCheck[] {
   const name = spec.plugin().name;
   const checks: ConformanceCheck[] = [
     {
-      name: 'registers cleanly and appears in describe()',
+      name: 'registers cleanly under a kebab-case name and appears in describe()',
       async run() {
         const p = spec.plugin();
         validatePlugin(p);
+        if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(p.name)) fail(this.name, `the name '${p.name}' is not kebab-case (e.g. 'online-norm'): names key checkpoint state, ordering and errors`);
         const t = testTrainer({ ...(spec.trainer?.() ?? {}), plugins: [p] });
         await t.setup();
         const d = t.describe({ print: false });

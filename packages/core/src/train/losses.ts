@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { DataSource } from '../data/data-source';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { LossFn, Metric } from '../services/tokens';
-import { checkBatchLabels, type LabelSource } from './labels';
+import { checkBatchLabels, type LabelSource } from '../data/labels';
 
 /** Class labels as one-hot: accepts int class indices [N] or one-hot [N, C], each checked against the C outputs. */
 function oneHotLike(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor {
