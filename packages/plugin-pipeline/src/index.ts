@@ -15,3 +15,5 @@ export type { PipelineOptions, Compensation } from './options';
 import { pipeline } from './plugin';
 /** The entry point config files use (`"plugins": [["@tapfit/plugin-pipeline", { "stages": 4 }]]`). */
 export const tapfitPlugin = pipeline;
+export { ThreadedPipeline, type ThreadedPipelineOptions } from './threaded/executor';
+export { messagePortTransport, type Transport, type StageLink, type StageMessage } from './threaded/transport';
