@@ -154,3 +154,22 @@ describe('pipeline on a tfjs-layers model (layers read their variables directly:
     ref.dispose();
   });
 });
+
+describe('the delayed-gradient trainer (one stage, extraDelay D, weight stashing): SC and LWP without a pipeline', () => {
+  for (const options of [{}, { compensation: 'sc' as const }, { compensation: 'sc' as const, prediction: 'lwp-delta' as const }]) {
+    it(`every gradient is computed on the weights of D = 3 updates ago and applied at once (${JSON.stringify(options)})`, async () => {
+      const w0 = initialWeights([3, 2], 9);
+      const { xs, ys } = samples(20, 10);
+      const ref = new PipelineReference(w0, { sizes: [3, 2], delays: [3], lr, momentum: m, compensation: options.compensation ?? 'none', prediction: options.prediction ?? 'none', weightStashing: true });
+      xs.forEach((x, t) => ref.step(x, ys[t].slice(0, 2)));
+      const { model, variables } = segmentsOf(w0);
+      const t = new Trainer({ model, loss: 'meanSquaredError', optimizer: sgd({ lr, momentum: m }), plugins: [pipeline({ stages: 1, extraDelay: 3, weightStashing: true, ...options })], logger: new SilentLogger() });
+      const data = tensorData(tf.tensor2d(xs), tf.tensor2d(ys.map((y) => y.slice(0, 2))));
+      await t.fit(data, { epochs: 1, batchSize: 1, shuffle: false });
+      expect(maxRelError([variables[0].arraySync() as number[][]], ref.w)).to.be.below(2e-4);
+      t.dispose();
+      data.dispose();
+      tf.dispose(variables);
+    });
+  }
+});
