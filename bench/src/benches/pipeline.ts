@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { selectBackend, sgd, SilentLogger, TensorData, Trainer, type TapfitPlugin } from '@tapfit/core';
 import { loadMnist, mnistCnn } from '@tapfit/examples';
 import { replaceBatchNorm } from '@tapfit/plugin-onlinenorm';
-import { pipeline, scaleHyperparameters, ThreadedPipeline, type PipelineOptions } from '@tapfit/plugin-pipeline';
+import { pipeline, scaleHyperparameters, ThreadedPipeline, type PipelineOptions, type PipelinePlugin } from '@tapfit/plugin-pipeline';
 import * as os from 'node:os';
 import { median, round, target, writeResults, type Target } from '../results';
 
@@ -64,8 +64,10 @@ async function runOnce(seed: number, lrRef: number, plugins: TapfitPlugin[], dig
   const ms = (performance.now() - t0) / digits.size;
   const scores = await t.evaluate(evalData, { batchSize: 250 });
   const skipped = t.skipped;
+  // The split balanced by measured time varies with the machine's timing: record it.
+  const split = plugins.flatMap((p) => ('stages' in p ? (p as PipelinePlugin).stages.map((s) => s.segments.join('+')) : []));
   t.dispose();
-  return { accuracy: scores.accuracy, loss: round(scores.loss, 5), trainLoss: round(logs.loss, 5), msPerSample: round(ms, 3), skipped };
+  return { accuracy: scores.accuracy, loss: round(scores.loss, 5), trainLoss: round(logs.loss, 5), msPerSample: round(ms, 3), skipped, ...(split.length ? { stages: split } : {}) };
 }
 
 function seededOrder(digits: TensorData, seed: number): TensorData {
@@ -118,11 +120,19 @@ async function throughput(p: Protocol, digits: TensorData) {
     backend: 'wasm',
   });
   let threadedSps = NaN;
+  let stageBusy: { stage: number; busyMsPerSample: number; busyFraction: number }[] = [];
   try {
     await pipe.train(warmData.x, warmData.y);
+    const before = await pipe.stats();
     t0 = performance.now();
     await pipe.train(runData.x, runData.y);
-    threadedSps = n / ((performance.now() - t0) / 1000);
+    const wall = performance.now() - t0;
+    threadedSps = n / (wall / 1000);
+    // Evidence for the speedup: how busy each stage's thread was (wall-clock time in its forwards and backwards).
+    stageBusy = (await pipe.stats()).map((s, i) => {
+      const busy = s.forwardMs + s.backwardMs - before[i].forwardMs - before[i].backwardMs;
+      return { stage: s.stage, busyMsPerSample: round(busy / n, 3), busyFraction: round(busy / wall, 3) };
+    });
   } finally {
     await pipe.close();
   }
@@ -130,7 +140,7 @@ async function throughput(p: Protocol, digits: TensorData) {
   tf.dispose([x, y]);
   warmData.dispose();
   runData.dispose();
-  return { samples: n, singleThreadSamplesPerSecond: round(singleSps, 2), threadedSamplesPerSecond: round(threadedSps, 2), speedup: round(threadedSps / singleSps, 3), loadAverageBefore: load.map((l) => round(l, 2)), loadAverageAfter: os.loadavg().map((l) => round(l, 2)), stages };
+  return { samples: n, singleThreadSamplesPerSecond: round(singleSps, 2), threadedSamplesPerSecond: round(threadedSps, 2), speedup: round(threadedSps / singleSps, 3), loadAverageBefore: load.map((l) => round(l, 2)), loadAverageAfter: os.loadavg().map((l) => round(l, 2)), stages, stageBusy };
 }
 
 const spread = (xs: number[]) => (xs.length < 2 ? 0 : Math.max(...xs) - Math.min(...xs));

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, TapfitError, type Segment, type SegmentContext } from '@tapfit/core';
+import { ErrorCodes, TapfitError, vectorJacobianProduct, type Segment, type SegmentContext } from '@tapfit/core';
 import { stageDelays } from './delays';
 
 /** One pipeline stage: a run of consecutive segments and its delay. */
@@ -36,8 +36,11 @@ export function partitionAt(segmentNames: readonly string[], boundaries: readonl
   return stagesFromStarts(segmentNames, starts, extraDelay);
 }
 
-/** Splits into `stages` stages so that the largest stage cost (sum of `costs`) is as small as possible. */
-export function partitionBalanced(segmentNames: readonly string[], costs: readonly number[], stages: number, extraDelay = 0): StageSpec[] {
+/**
+ * Splits into `stages` stages so that the largest stage cost (sum of `costs`) is as small
+ * as possible; `lastCosts` (default `costs`) are the segments' costs in the last stage.
+ */
+export function partitionBalanced(segmentNames: readonly string[], costs: readonly number[], stages: number, extraDelay = 0, lastCosts?: readonly number[]): StageSpec[] {
   stageDelays(stages, extraDelay); // validates both
   if (stages > segmentNames.length) {
     throw new TapfitError(
@@ -45,18 +48,20 @@ export function partitionBalanced(segmentNames: readonly string[], costs: readon
       `pipeline: ${stages} stages asked for, but the model has only ${segmentNames.length} segments (stage ${segmentNames.length + 1} would be empty); use at most ${segmentNames.length} stages or split the model into more segments.`,
     );
   }
-  return stagesFromStarts(segmentNames, balancedStarts(costs, stages), extraDelay);
+  return stagesFromStarts(segmentNames, balancedStarts(costs, stages, lastCosts), extraDelay);
 }
 
 /**
  * The start index of each stage in the contiguous split of `costs` into `stages` parts
  * with the smallest maximum part (the linear-partition dynamic programme).
  */
-export function balancedStarts(costs: readonly number[], stages: number): number[] {
+export function balancedStarts(costs: readonly number[], stages: number, lastCosts: readonly number[] = costs): number[] {
   const n = costs.length;
-  const prefix = [0];
-  for (const c of costs) prefix.push(prefix[prefix.length - 1] + c);
-  const sum = (i: number, j: number) => prefix[j] - prefix[i];
+  const prefixOf = (cs: readonly number[]) => cs.reduce((p, c) => (p.push(p[p.length - 1] + c), p), [0]);
+  const prefix = prefixOf(costs);
+  const lastPrefix = prefixOf(lastCosts);
+  // The last stage (the part that ends at n) is costed with lastCosts.
+  const sum = (i: number, j: number, k: number) => (k === stages && j === n ? lastPrefix[j] - lastPrefix[i] : prefix[j] - prefix[i]);
   // best[k][j]: smallest max over splits of the first j segments into k parts; cut[k][j]: start of the last part.
   const best = Array.from({ length: stages + 1 }, () => new Array<number>(n + 1).fill(Infinity));
   const cut = Array.from({ length: stages + 1 }, () => new Array<number>(n + 1).fill(0));
@@ -64,7 +69,7 @@ export function balancedStarts(costs: readonly number[], stages: number): number
   for (let k = 1; k <= stages; k++) {
     for (let j = k; j <= n; j++) {
       for (let i = k - 1; i < j; i++) {
-        const v = Math.max(best[k - 1][i], sum(i, j));
+        const v = Math.max(best[k - 1][i], sum(i, j, k));
         if (v < best[k][j]) {
           best[k][j] = v;
           cut[k][j] = i;
@@ -110,4 +115,33 @@ export function measureSegmentTimes(segments: readonly Segment[], x: tf.Tensor, 
     });
   });
   return times.map((t) => [...t].sort((a, b) => a - b)[t.length >> 1]);
+}
+
+/**
+ * Median forward and backward (VJP w.r.t. input and parameters) time of each segment on
+ * `x` in milliseconds, inference context for the forward, recomputing for the backward,
+ * so no statistics advance. For balancing stages by what they really run.
+ */
+export function measureSegmentCosts(segments: readonly Segment[], x: tf.Tensor, repeats = 5): { forward: number[]; backward: number[] } {
+  const forward = measureSegmentTimes(segments, x, repeats);
+  const ctx: SegmentContext = { training: true, recomputing: true, step: 0 };
+  const backward: number[] = [];
+  tf.tidy(() => {
+    let xs = [x];
+    for (const s of segments) {
+      const ys = s.forward(xs, { ...ctx, training: false, recomputing: false });
+      const dys = ys.map((y) => tf.onesLike(y));
+      const run = () => vectorJacobianProduct(() => s.forward(xs, ctx), [...xs, ...s.params.filter((v) => v.trainable)], dys).forEach((g) => g?.dataSync());
+      run();
+      const times: number[] = [];
+      for (let r = 0; r < repeats; r++) {
+        const t0 = performance.now();
+        tf.tidy(run);
+        times.push(performance.now() - t0);
+      }
+      backward.push(times.sort((a, b) => a - b)[times.length >> 1]);
+      xs = ys;
+    }
+  });
+  return { forward, backward };
 }

@@ -31,6 +31,8 @@ describe('pipeline plugin: partitioning and describe()', () => {
     expect(balancedStarts([5, 1, 1, 1, 1, 1], 2)).to.deep.equal([0, 1]);
     expect(balancedStarts([1, 1, 1, 9], 2)).to.deep.equal([0, 3]);
     expect(balancedStarts([3, 3, 3], 3)).to.deep.equal([0, 1, 2]);
+    // The last stage costed apart (it does not recompute): it takes more segments when it is cheaper.
+    expect(balancedStarts([1, 1, 1, 1], 2, [0.1, 0.1, 0.1, 0.1])).to.deep.equal([0, 1]);
   });
 
   it('describe() lists the stages with D_s, parameters, weight versions and stash; planMemory gets them as extraBytes', async () => {

@@ -41,6 +41,9 @@ async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number,
     const losses = await pipe.train(x, y, { microBatch });
     expect(losses).to.have.length(n / microBatch);
     expect(losses.every(Number.isFinite)).to.equal(true);
+    // Every stage ran every micro-batch forward once and (all but the last, which does both in its forward) backward once.
+    const stats = await pipe.stats();
+    expect(stats.map((s) => [s.forwards, s.backwards])).to.deep.equal([[n / microBatch, n / microBatch], [n / microBatch, n / microBatch], [n / microBatch, 0]]);
     await pipe.syncWeights();
   } finally {
     await pipe.close();

@@ -3,16 +3,16 @@ import { ErrorCodes, fromLayersModel, TapfitError, trainableVariables } from '@t
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { Compensation } from '../options';
-import { measureSegmentTimes, partitionAt, partitionBalanced, type StageSpec } from '../partition';
+import { measureSegmentCosts, partitionAt, partitionBalanced, type StageSpec } from '../partition';
 import { runSegments } from '../stage-math';
 import type { Prediction } from '../weight-prediction';
-import type { FromStage, StageInit, ToStage } from './protocol';
+import type { FromStage, StageInit, StageStats, ToStage } from './protocol';
 import { messagePortTransport, type Transport } from './transport';
 
 export interface ThreadedPipelineOptions {
   /** The model (a chain of tfjs-layers layers). Workers build theirs from its JSON topology and its current weights; `close()` writes the trained weights back. */
   model: tf.LayersModel;
-  /** S, balanced by measured forward time; or `boundaries` (first layer of each stage after the first). */
+  /** S, balanced by measured forward and backward time; or `boundaries` (first layer of each stage after the first). */
   stages?: number;
   boundaries?: string[];
   /** A core loss name (functions cannot cross threads; a setupModule may export `loss`). */
@@ -66,9 +66,14 @@ export class ThreadedPipeline {
       if (options.boundaries) return partitionAt(names, options.boundaries, options.extraDelay ?? 0);
       const S = options.stages ?? 2;
       if (S > names.length) return partitionBalanced(names, names.map(() => 1), S, options.extraDelay ?? 0);
+      // What each stage runs per sample: a stage with D_s > 0 a forward at its old weights plus a
+      // recomputed forward and the backward; the last stage (D_S = 0) one forward and the backward.
       const probe = tf.zeros([1, ...inputShape]);
       try {
-        return partitionBalanced(names, measureSegmentTimes(trainable.segments, probe), S, options.extraDelay ?? 0);
+        const { forward, backward } = measureSegmentCosts(trainable.segments, probe);
+        const delayed = forward.map((f, i) => 2 * f + backward[i]);
+        const last = (options.extraDelay ?? 0) > 0 ? delayed : forward.map((f, i) => f + backward[i]);
+        return partitionBalanced(names, delayed, S, options.extraDelay ?? 0, last);
       } finally {
         probe.dispose();
       }
@@ -200,25 +205,31 @@ export class ThreadedPipeline {
     this.workers[worker].postMessage(m, 'data' in m ? [m.data.buffer as ArrayBuffer] : []);
   }
 
+  /** Where each stage's time went (busy milliseconds in forwards and backwards). */
+  async stats(): Promise<StageStats[]> {
+    if (this.failure) throw this.failure;
+    return Promise.all(this.workers.map((w) => this.ask<StageStats>(w, { type: 'stats' }, (m) => (m.type === 'stats' ? m.stats : undefined))));
+  }
+
+  private ask<T>(w: Worker, request: ToStage, pick: (m: FromStage) => T | undefined): Promise<T> {
+    return new Promise<T>((resolve) => {
+      const on = (m: FromStage) => {
+        const v = pick(m);
+        if (v === undefined) return;
+        w.off('message', on);
+        resolve(v);
+      };
+      w.on('message', on);
+      w.postMessage(request);
+    });
+  }
+
   /** Each stage's current weights, written into the model's variables. */
   async syncWeights(): Promise<void> {
     if (this.failure) throw this.failure;
     const trainable = fromLayersModel(this.model);
     const vars = new Set(trainableVariables(trainable));
-    const replies = await Promise.all(
-      this.workers.map(
-        (w) =>
-          new Promise<Float32Array[]>((resolve) => {
-            const on = (m: FromStage) => {
-              if (m.type !== 'weights') return;
-              w.off('message', on);
-              resolve(m.weights);
-            };
-            w.on('message', on);
-            w.postMessage({ type: 'weights' } satisfies ToStage);
-          }),
-      ),
-    );
+    const replies = await Promise.all(this.workers.map((w) => this.ask(w, { type: 'weights' }, (m) => (m.type === 'weights' ? m.weights : undefined))));
     this.stages.forEach((s, i) => {
       const own = [...new Set(trainable.segments.slice(s.start, s.end).flatMap((seg) => seg.params))].filter((v) => vars.has(v));
       own.forEach((v, k) => v.assign(tf.tensor(replies[i][k], v.shape)));

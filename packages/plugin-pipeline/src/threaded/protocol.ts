@@ -32,7 +32,17 @@ export interface StageInit {
 export type ToStage =
   | { type: 'input'; sample: number; data: Float32Array; shape: number[] }
   | { type: 'labels'; sample: number; data: Float32Array; shape: number[]; dtype: 'float32' | 'int32' }
-  | { type: 'weights' };
+  | { type: 'weights' }
+  | { type: 'stats' };
+
+/** Where a stage's time went (milliseconds since it started). */
+export interface StageStats {
+  stage: number;
+  forwardMs: number;
+  backwardMs: number;
+  forwards: number;
+  backwards: number;
+}
 
 /** Worker -> driver. */
 export type FromStage =
@@ -40,4 +50,5 @@ export type FromStage =
   | { type: 'done'; sample: number }
   | { type: 'loss'; sample: number; value: number }
   | { type: 'weights'; weights: Float32Array[] }
+  | { type: 'stats'; stats: StageStats }
   | { type: 'failed'; stage: number; sample: number | null; error: string };

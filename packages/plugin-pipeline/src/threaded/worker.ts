@@ -55,6 +55,7 @@ class Stage {
   private nextBackward = 0;
   private updates = 0;
   private failed = false;
+  private readonly stats = { stage: init.stage, forwardMs: 0, backwardMs: 0, forwards: 0, backwards: 0 };
   /** The sample being worked on (named when something fails). */
   private current: number | null = null;
 
@@ -93,7 +94,10 @@ class Stage {
       guard(() => {
         if (m.type === 'input') this.forwards.set(m.sample, m);
         else if (m.type === 'labels') this.labels.set(m.sample, m.dtype === 'int32' ? tf.tensor(Int32Array.from(m.data), m.shape, 'int32') : tf.tensor(m.data, m.shape));
-        else if (m.type === 'weights') {
+        else if (m.type === 'stats') {
+          send({ type: 'stats', stats: { ...this.stats } });
+          return;
+        } else if (m.type === 'weights') {
           const weights = this.variables.map((v) => Float32Array.from(v.dataSync()));
           send({ type: 'weights', weights }, weights.map((w) => w.buffer as ArrayBuffer));
           return;
@@ -114,13 +118,19 @@ class Stage {
     for (let progress = true; progress; ) {
       progress = false;
       if (!this.last && this.backwards.has(this.nextBackward)) {
+        const t0 = performance.now();
         this.backward(this.nextBackward++);
+        this.stats.backwardMs += performance.now() - t0;
+        this.stats.backwards++;
         progress = true;
       }
       const t = this.nextForward;
       const ready = this.forwards.has(t) && (!this.history || this.history.has(Math.max(0, t - init.delay))) && (!this.last || this.labels.has(t));
       if (ready) {
-        this.forward(t);
+        const t0 = performance.now();
+        this.forward(t); // the last stage's forward includes its backward
+        this.stats.forwardMs += performance.now() - t0;
+        this.stats.forwards++;
         this.nextForward++;
         progress = true;
       }
