@@ -56,6 +56,15 @@ async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number,
 
 describe('threaded pipeline (one worker thread per stage) against the one-process simulator', function () {
   this.timeout(120000);
+  // The workers run on cpu: so does the simulator here, whatever backend earlier tests left selected.
+  let previous = '';
+  before(async () => {
+    previous = tf.getBackend();
+    await tf.setBackend('cpu');
+  });
+  after(async () => {
+    if (previous && previous !== 'cpu') await tf.setBackend(previous);
+  });
   for (const [label, options, mb] of [
     ['PB + SC + LWP (velocity), batch 1', { compensation: 'sc', prediction: 'lwp-velocity' }, 1],
     ['PB alone, weight delta prediction, micro-batches of 2', { prediction: 'lwp-delta' }, 2],

@@ -127,8 +127,10 @@ export class ThreadedPipeline {
         else if (m.type === 'failed') {
           const err = this.fail(`pipeline stage ${m.stage} failed${m.sample === null ? ' at start' : ` on sample ${m.sample}`}: ${m.error.split('\n')[0]}`, m.error);
           reject(err);
-        } else if (m.type === 'loss') this.losses.set(m.sample, m.value);
-        else if (m.type === 'done') {
+        } else if (m.type === 'loss') {
+          this.losses.set(m.sample, m.value);
+          this.wake();
+        } else if (m.type === 'done') {
           this.done++;
           this.wake();
         }
@@ -197,7 +199,8 @@ export class ThreadedPipeline {
       const data = xs.slice(k * mb * xSize, (k + 1) * mb * xSize);
       this.post(0, { type: 'input', sample: t, data, shape: [mb, ...this.inputShape] });
     }
-    await this.until(() => this.done === this.sent);
+    // Messages of different workers arrive in no fixed order: wait for the last stage's losses too.
+    await this.until(() => this.done === this.sent && this.losses.size === this.sent);
     return Array.from({ length: this.sent - first }, (_, i) => this.losses.get(first + i) ?? NaN);
   }
 
