@@ -6,3 +6,4 @@ export { profileSegments, type MemoryProfile, type MemorySample, type ProfileOpt
 export { predictPeakBytes, keptBytes } from './predict';
 export { BudgetPlanner, type BudgetPlannerOptions } from './budget-planner';
 export { memoryBudget, type MemoryBudgetOptions } from './memory-budget';
+export { valueAndGradients, vectorJacobianProduct } from './vjp';

@@ -3,6 +3,7 @@ import type { DependencyContainer, InjectionToken } from 'tsyringe';
 import type { TapOnlyHooks } from '../hooks/hooks';
 import type { TrainableModel } from '../model/trainable-model';
 import type { Logger } from '../services/tokens';
+import type { TransformState } from '../transforms/types';
 
 /** A plugin's checkpointed state: JSON plus named tensors (copied on save). */
 export interface PluginState {
@@ -65,6 +66,12 @@ export interface TrainerView {
   readonly step: number;
   /** The trainer's seed (data shuffling); plugins may derive their own seeds from it. */
   readonly seed: number;
+  /**
+   * The update chain's state by member name (`optimizerState.momentum.velocity`), after
+   * setup; undefined for a black-box optimizer. Read it, never change or keep it: the
+   * trainer replaces it at every update (weight prediction reads the velocity).
+   */
+  readonly optimizerState?: Readonly<Record<string, TransformState>>;
 }
 
 /** Register or decorate services of this trainer only (its own child container). */

@@ -171,6 +171,9 @@ export class Trainer {
       get seed() {
         return self.settings.seed;
       },
+      get optimizerState() {
+        return self.optimizerState;
+      },
     };
   }
 

@@ -1,0 +1,49 @@
+import { optionSchemas, parseOptions } from '@tapfit/core';
+import { z } from 'zod';
+import { PREDICTIONS, type Prediction } from './weight-prediction';
+
+export type Compensation = 'none' | 'sc';
+
+export interface PipelineOptions {
+  /** S, the number of stages (balanced by measured per-segment forward time). Give this or `boundaries`. */
+  stages?: number;
+  /** The first segment of every stage after the first, by name (S = boundaries.length + 1). */
+  boundaries?: string[];
+  /** 'sc': Spike Compensation per stage with its D_s (docs/techniques.md §5.3); default 'none'. */
+  compensation?: Compensation;
+  /** Linear Weight Prediction per stage (docs/techniques.md §5.4); default 'none'. */
+  prediction?: Prediction;
+  /** Added to every D_s (forward and backward of a micro-batch in different ticks); default 0. */
+  extraDelay?: number;
+  /** Backward with the forward's weights (pure delay, no inconsistency); default false. */
+  weightStashing?: boolean;
+  /** Input shape without the batch axis, when the model does not know it (segment models): for balancing and the memory figures. */
+  inputShape?: number[];
+  /** Micro-batch size the memory figures assume; default 1. */
+  microBatch?: number;
+  /** Log the stage table at setup; default false. */
+  verbose?: boolean;
+}
+
+const { count } = optionSchemas;
+
+export const pipelineSchema = z
+  .strictObject({
+    stages: count('an integer >= 1').min(1, 'must be an integer >= 1').optional(),
+    boundaries: z.array(z.string({ error: 'must be segment names' }), { error: 'must be a list of segment names' }).optional(),
+    compensation: z.enum(['none', 'sc'], { error: "must be 'none' or 'sc'" }).default('none'),
+    prediction: z.enum(PREDICTIONS as [Prediction, ...Prediction[]], { error: `must be one of ${PREDICTIONS.map((p) => `'${p}'`).join(', ')}` }).default('none'),
+    extraDelay: count('an integer >= 0').min(0, 'must be an integer >= 0').default(0),
+    weightStashing: z.boolean({ error: 'must be true or false' }).default(false),
+    inputShape: z.array(count('a positive integer').min(1, 'must be positive integers')).optional(),
+    microBatch: count('an integer >= 1').min(1, 'must be an integer >= 1').default(1),
+    verbose: z.boolean({ error: 'must be true or false' }).default(false),
+  })
+  .refine((o) => (o.stages === undefined) !== (o.boundaries === undefined), { message: "give exactly one of 'stages' (balanced) or 'boundaries' (explicit)", path: ['stages'] })
+  .refine((o) => o.boundaries === undefined || o.stages === undefined, { message: 'one of the two', path: ['boundaries'] });
+
+export type ResolvedPipelineOptions = z.output<typeof pipelineSchema>;
+
+export function resolvePipelineOptions(options: PipelineOptions): ResolvedPipelineOptions {
+  return parseOptions('pipeline', pipelineSchema, options);
+}

@@ -1,0 +1,251 @@
+import * as tf from '@tensorflow/tfjs';
+import {
+  ErrorCodes,
+  Stage,
+  TapfitError,
+  Tokens,
+  trainableVariables,
+  type Logger,
+  type NamedTensors,
+  type PluginState,
+  type Schedule,
+  type StepTransform,
+  type TapfitPlugin,
+  type TrainableModel,
+  type TrainerView,
+} from '@tapfit/core';
+import { describeStages, type StageRow } from './describe';
+import { resolvePipelineOptions, type PipelineOptions, type ResolvedPipelineOptions } from './options';
+import { measureSegmentTimes, partitionAt, partitionBalanced, type StageSpec } from './partition';
+import { bindStages, PipelineSimulator } from './simulator';
+import { spikeCompensation } from './spike-compensation';
+import { runSegments } from './stage-math';
+import type { MotionSource } from './weight-history';
+
+export const PIPELINE_PLUGIN = 'pipeline';
+
+/** The plugin plus its handle: the stages and the simulator once set up. */
+export interface PipelinePlugin extends TapfitPlugin {
+  readonly options: ResolvedPipelineOptions;
+  /** The stages (after setup). */
+  readonly stages: readonly StageSpec[];
+  /** The stage table: segments, D_s, parameters, held weight versions and stashed activations. */
+  describe(): string;
+  rows(): StageRow[];
+  dispose(): void;
+}
+
+/**
+ * Pipelined Backpropagation (docs/techniques.md §5) as a tapfit plugin: splits the model
+ * into stages at setup, replaces the Backprop with the one-process simulator
+ * (`PipelineSimulator`), gives every stage its own Spike Compensation delay in the update
+ * chain ('momentum' member), records each stage's forward weights (or their Linear
+ * Weight Prediction), reports the held versions and stashed activations to
+ * `planMemory`, and checkpoints its history.
+ */
+export function pipeline(options: PipelineOptions): PipelinePlugin {
+  const o = resolvePipelineOptions(options);
+  let stages: StageSpec[] = [];
+  let simulator: PipelineSimulator | undefined;
+  let trainer: TrainerView | undefined;
+  let logger: Logger | undefined;
+  /** Bytes of one sample's input to each stage, from a probe forward (when the input shape is known). */
+  let inputBytesPerSample: number[] | undefined;
+  /** The learning rate and the chain members the velocity form reads (set in stepTransforms). */
+  let lrSource: { member: string; lr: number | Schedule } | undefined;
+  let momentumMember = 'momentum';
+
+  const motion: MotionSource = {
+    velocity(v) {
+      const state = trainer?.optimizerState?.[momentumMember] as { velocity?: NamedTensors } | undefined;
+      return state?.velocity?.[v.name];
+    },
+    stepAhead(delay) {
+      if (!lrSource) return 0;
+      const { lr, member } = lrSource;
+      if (typeof lr === 'number') return delay * lr;
+      const count = (trainer?.optimizerState?.[member] as { count?: number } | undefined)?.count ?? 0;
+      let sum = 0;
+      for (let j = 0; j < delay; j++) sum += lr(count + j);
+      return sum;
+    },
+  };
+
+  const partition = (model: TrainableModel): StageSpec[] => {
+    const names = model.segments.map((s) => s.name);
+    if (o.boundaries) {
+      if (o.boundaries.length + 1 > names.length) {
+        throw new TapfitError(ErrorCodes.CONFIG, `pipeline: ${o.boundaries.length + 1} stages asked for, but the model has only ${names.length} segments; give fewer boundaries.`);
+      }
+      return partitionAt(names, o.boundaries, o.extraDelay);
+    }
+    const shape = inputShapeOf(model, o.inputShape);
+    if (!shape) {
+      throw new TapfitError(ErrorCodes.CONFIG, `pipeline: balancing ${o.stages} stages needs the model's input shape; pass 'inputShape' (without the batch axis) or explicit 'boundaries'.`);
+    }
+    if (o.stages! > names.length) return partitionBalanced(names, names.map(() => 1), o.stages!, o.extraDelay); // throws, naming the counts
+    const probe = tf.zeros([o.microBatch, ...shape]);
+    try {
+      return partitionBalanced(names, measureSegmentTimes(model.segments, probe), o.stages!, o.extraDelay);
+    } finally {
+      probe.dispose();
+    }
+  };
+
+  const rows = (): StageRow[] =>
+    (simulator?.stages ?? []).map((s, i) => ({
+      stage: s.index,
+      segments: s.segments,
+      delay: s.delay,
+      params: s.variables.reduce((n, v) => n + v.size, 0),
+      versionBytes: simulator!.versionBytes(i) || (s.delay > 0 ? (s.delay + 1 + (o.prediction === 'lwp-delta' ? 1 : 0)) * s.variables.reduce((n, v) => n + v.size * 4, 0) : 0),
+      stashBytes: simulator!.stashBytes[i] || (inputBytesPerSample ? inputBytesPerSample[i] * o.microBatch : undefined),
+      inFlight: s.delay + 1,
+    }));
+
+  const plugin: PipelinePlugin = {
+    name: PIPELINE_PLUGIN,
+    core: '^0.1.0',
+    provides: [Tokens.Backprop],
+    options: o,
+    get stages() {
+      return stages;
+    },
+    apply(api) {
+      if (trainer) throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: this plugin instance is already applied to a trainer; create one per trainer.`);
+      trainer = api.trainer;
+      logger = api.logger;
+      api.services.register(Tokens.Backprop, {
+        compute: (request) => {
+          if (!simulator) throw new TapfitError(ErrorCodes.STATE, `${PIPELINE_PLUGIN}: the pipeline is not set up; call trainer.setup() (fit does) first.`);
+          return simulator.compute(request);
+        },
+      });
+      // LAST: partition the model other setup taps (OnlineNorm, LoRA) have settled on.
+      api.hooks.setup.tap({ stage: Stage.LAST }, ({ model }) => {
+        stages = partition(model);
+        const trainable = new Set(trainableVariables(model));
+        simulator?.dispose();
+        simulator = new PipelineSimulator(bindStages(stages, model.segments, trainable), { prediction: o.prediction, weightStashing: o.weightStashing, motion });
+        inputBytesPerSample = probeStageInputs(model, stages, inputShapeOf(model, o.inputShape));
+        if (o.verbose) logger?.info(plugin.describe());
+      });
+      api.hooks.planMemory.tap({ stage: Stage.LAST }, (plan) => {
+        const extra = rows().flatMap((r) => [
+          ...(r.versionBytes ? [{ source: `${PIPELINE_PLUGIN}: stage ${r.stage} weight versions (D_s = ${r.delay})`, bytes: r.versionBytes }] : []),
+          ...(r.stashBytes ? [{ source: `${PIPELINE_PLUGIN}: stage ${r.stage} stashed input (micro-batch ${o.microBatch})`, bytes: r.stashBytes }] : []),
+        ]);
+        return { ...plan, extraBytes: [...plan.extraBytes, ...extra] };
+      });
+      api.hooks.stepTransforms.tap({ stage: Stage.TRANSFORM }, (members) => {
+        const delayOf = new Map<string, number>();
+        for (const s of simulator?.stages ?? []) for (const v of s.variables) delayOf.set(v.name, s.delay);
+        const m = members.find((t) => t.name === momentumMember) ?? members.find((t) => typeof t.hyperparams?.momentum === 'number');
+        if (m) momentumMember = m.name;
+        if (o.prediction === 'lwp-velocity') {
+          const lrMember = members.find((t) => t.hyperparams?.lr !== undefined);
+          if (!m || !lrMember) {
+            throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: prediction 'lwp-velocity' needs an update chain with momentum and a learning rate (e.g. sgd({ lr, momentum })); the chain is ${members.map((t) => t.name).join(' -> ')}. Use prediction 'lwp-delta' instead.`);
+          }
+          lrSource = { member: lrMember.name, lr: lrMember.hyperparams!.lr as number | Schedule };
+        }
+        if (o.compensation !== 'sc') return members;
+        if (!m) {
+          throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: compensation 'sc' replaces the chain's momentum member, but the chain ${members.map((t) => t.name).join(' -> ')} has none; use sgd({ lr, momentum }) or compensation 'none'.`);
+        }
+        const hp = m.hyperparams!;
+        if (hp.nesterov === true || (typeof hp.dampening === 'number' && hp.dampening !== 0)) {
+          throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: compensation 'sc' works on plain momentum (docs/techniques.md §5.3); the chain's '${m.name}' has nesterov ${hp.nesterov} and dampening ${hp.dampening}. Use momentum without them.`);
+        }
+        const sc: StepTransform = spikeCompensation({ momentum: hp.momentum as number, delay: (name) => delayOf.get(name) ?? 0, name: m.name });
+        return members.map((t) => (t === m ? sc : t));
+      });
+    },
+    saveState: () => saveHistory(simulator),
+    loadState(state: PluginState) {
+      try {
+        loadHistory(simulator, state);
+      } catch (err) {
+        tf.dispose(Object.values(state.tensors ?? {}));
+        throw err;
+      }
+    },
+    describe: () => describeStages(rows(), o),
+    rows,
+    dispose() {
+      simulator?.dispose();
+    },
+  };
+  return plugin;
+}
+
+function inputShapeOf(model: TrainableModel, given?: number[]): number[] | undefined {
+  if (given) return given;
+  const s = model.inputShape;
+  return s && s.every((d): d is number => typeof d === 'number' && d > 0) ? [...s] : undefined;
+}
+
+/** Bytes per sample of each stage's input, from one inference forward on zeros. */
+function probeStageInputs(model: TrainableModel, stages: readonly StageSpec[], shape?: number[]): number[] | undefined {
+  if (!shape) return undefined;
+  return tf.tidy(() => {
+    const ctx = { training: false, recomputing: false, step: 0 };
+    let xs: tf.Tensor[] = [tf.zeros([1, ...shape])];
+    return stages.map((s) => {
+      const bytes = xs.reduce((n, t) => n + t.size * 4, 0);
+      xs = runSegments(model.segments.slice(s.start, s.end), xs, ctx);
+      return bytes;
+    });
+  });
+}
+
+// Checkpoint layout: json { tick, stages: [{ index, delay, entries, previous }] }, tensors
+// 's<stage>:<version>:<variable index>' and 's<stage>:prev:<variable index>' (indices, not
+// names: tfjs numbers variables per process).
+
+interface SavedHistory {
+  tick: number;
+  stages: { index: number; delay: number; entries: number[]; previous: boolean }[];
+}
+
+function saveHistory(sim: PipelineSimulator | undefined): PluginState {
+  if (!sim) return { json: { tick: 0, stages: [] } };
+  const tensors: Record<string, tf.Tensor> = {};
+  const json: SavedHistory = { tick: sim.tick, stages: [] };
+  sim.stages.forEach((s, i) => {
+    const snap = sim.history(i)?.snapshot();
+    json.stages.push({ index: s.index, delay: s.delay, entries: snap?.entries.map(([k]) => k) ?? [], previous: !!snap?.previous });
+    snap?.entries.forEach(([k, ts]) => ts.forEach((t, j) => (tensors[`s${s.index}:${k}:${j}`] = t)));
+    snap?.previous?.forEach((t, j) => (tensors[`s${s.index}:prev:${j}`] = t));
+  });
+  return { json, tensors };
+}
+
+function loadHistory(sim: PipelineSimulator | undefined, state: PluginState): void {
+  if (!sim) throw new TapfitError(ErrorCodes.CHECKPOINT, `${PIPELINE_PLUGIN}: state arrived before setup; resume through Trainer.resume.`);
+  const json = state.json as SavedHistory;
+  const tensors = state.tensors ?? {};
+  const fail = (why: string): never => {
+    throw new TapfitError(ErrorCodes.CHECKPOINT, `${PIPELINE_PLUGIN}: the checkpoint's pipeline state does not fit this pipeline: ${why}. Resume with the same stages, delays and prediction options.`);
+  };
+  if (!json || !Number.isInteger(json.tick) || !Array.isArray(json.stages)) fail('it has no tick or stage list');
+  if (json.stages.length !== sim.stages.length) fail(`it has ${json.stages.length} stages, this pipeline ${sim.stages.length}`);
+  const restored = sim.stages.map((s, i) => {
+    const saved = json.stages[i];
+    if (saved.index !== s.index || saved.delay !== s.delay) fail(`stage ${s.index} has delay ${s.delay}, the checkpoint's stage ${saved.index} delay ${saved.delay}`);
+    const take = (key: string, j: number) => {
+      const t = tensors[key];
+      const v = s.variables[j];
+      if (!t) fail(`tensor '${key}' is missing`);
+      if (t.shape.join(',') !== v.shape.join(',')) fail(`'${key}' is [${t.shape}] but stage ${s.index}'s variable ${j} ('${v.name}') is [${v.shape}]`);
+      return t;
+    };
+    const entries: [number, tf.Tensor[]][] = saved.entries.map((k) => [k, s.variables.map((_, j) => take(`s${s.index}:${k}:${j}`, j))]);
+    const previous = saved.previous ? s.variables.map((_, j) => take(`s${s.index}:prev:${j}`, j)) : undefined;
+    return { entries, previous };
+  });
+  // Everything checked: apply.
+  Object.values(tensors).forEach((t) => tf.keep(t));
+  restored.forEach((r, i) => sim.history(i)?.restore(r));
+  sim.tick = json.tick;
+}

@@ -1,0 +1,262 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, fromLayersModel, TapfitError, trainableVariables } from '@tapfit/core';
+import * as path from 'node:path';
+import { Worker } from 'node:worker_threads';
+import type { Compensation } from '../options';
+import { measureSegmentCosts, partitionAt, partitionBalanced, type StageSpec } from '../partition';
+import { runSegments } from '../stage-math';
+import type { Prediction } from '../weight-prediction';
+import type { FromStage, StageInit, StageStats, ToStage } from './protocol';
+import { messagePortTransport, type Transport } from './transport';
+
+export interface ThreadedPipelineOptions {
+  /** The model (a chain of tfjs-layers layers). Workers build theirs from its JSON topology and its current weights; `close()` writes the trained weights back. */
+  model: tf.LayersModel;
+  /** S, balanced by measured forward and backward time; or `boundaries` (first layer of each stage after the first). */
+  stages?: number;
+  boundaries?: string[];
+  /** A core loss name (functions cannot cross threads; a setupModule may export `loss`). */
+  loss: string;
+  /** SGD with PyTorch-form momentum, as core's sgd(). */
+  optimizer: { lr: number; momentum: number; weightDecay?: number };
+  compensation?: Compensation;
+  prediction?: Prediction;
+  extraDelay?: number;
+  weightStashing?: boolean;
+  /** The workers' backend; default 'wasm'. */
+  backend?: 'cpu' | 'wasm';
+  /** Absolute path of a module each worker requires first: may export `setup({ stage })` (register custom layers), `loss`, and `onSample({ stage, sample, phase })`. */
+  setupModule?: string;
+  /** How neighbouring stages talk; default worker_threads MessagePorts. */
+  transport?: Transport;
+}
+
+type Pending = { resolve: () => void; reject: (e: Error) => void };
+
+/**
+ * Real pipeline parallelism: one worker thread (one TF.js) per stage, activations sent
+ * forward and gradients backward as transferred Float32Array buffers, every stage
+ * updating as soon as its gradient arrives. A stage runs the forward of micro-batch t at
+ * its weights of D_s updates ago (it waits for its backwards until that version exists)
+ * and the backward at its current weights, so the weights equal those of the one-process
+ * simulator for the same samples in the same order. A failing stage stops the pipeline
+ * with an error naming the stage and the sample; nothing is retried or applied twice.
+ */
+export class ThreadedPipeline {
+  private readonly workers: Worker[] = [];
+  private readonly losses = new Map<number, number>();
+  private done = 0;
+  private failure?: TapfitError;
+  private waiting?: Pending;
+  private closed = false;
+  private sent = 0;
+
+  private constructor(
+    readonly stages: readonly StageSpec[],
+    private readonly model: tf.LayersModel,
+    private readonly inputShape: number[],
+  ) {}
+
+  static async start(options: ThreadedPipelineOptions): Promise<ThreadedPipeline> {
+    const { model } = options;
+    const trainable = fromLayersModel(model);
+    const names = trainable.segments.map((s) => s.name);
+    const inputShape = (model.inputs[0].shape.slice(1) as number[]).map((d) => d ?? 1);
+    const stages = ((): StageSpec[] => {
+      if (options.boundaries) return partitionAt(names, options.boundaries, options.extraDelay ?? 0);
+      const S = options.stages ?? 2;
+      if (S > names.length) return partitionBalanced(names, names.map(() => 1), S, options.extraDelay ?? 0);
+      // What each stage runs per sample: a stage with D_s > 0 a forward at its old weights plus a
+      // recomputed forward and the backward; the last stage (D_S = 0) one forward and the backward.
+      const probe = tf.zeros([1, ...inputShape]);
+      try {
+        const { forward, backward } = measureSegmentCosts(trainable.segments, probe);
+        const delayed = forward.map((f, i) => 2 * f + backward[i]);
+        const last = (options.extraDelay ?? 0) > 0 ? delayed : forward.map((f, i) => f + backward[i]);
+        return partitionBalanced(names, delayed, S, options.extraDelay ?? 0, last);
+      } finally {
+        probe.dispose();
+      }
+    })();
+    const shapes = stageInputShapes(trainable.segments, stages, inputShape);
+    const vars = new Set(trainableVariables(trainable));
+    const transport = options.transport ?? messagePortTransport;
+    const links = stages.slice(1).map(() => transport.pair());
+    const pipe = new ThreadedPipeline(stages, model, inputShape);
+    const topology = model.toJSON(null, false);
+    const ready = stages.map((s, i) => {
+      const own = [...new Set(trainable.segments.slice(s.start, s.end).flatMap((seg) => seg.params))].filter((v) => vars.has(v));
+      const init: StageInit = {
+        stage: s.index,
+        stages: stages.length,
+        delay: s.delay,
+        topology,
+        start: s.start,
+        end: s.end,
+        weights: own.map((v) => Float32Array.from(v.dataSync())),
+        inputShape: shapes[i],
+        loss: options.loss,
+        optimizer: { lr: options.optimizer.lr, momentum: options.optimizer.momentum, weightDecay: options.optimizer.weightDecay ?? 0 },
+        compensation: options.compensation ?? 'none',
+        prediction: options.prediction ?? 'none',
+        weightStashing: options.weightStashing ?? false,
+        backend: options.backend ?? 'wasm',
+        setupModule: options.setupModule,
+        upstream: i > 0 ? links[i - 1].downstream : undefined,
+        downstream: i < stages.length - 1 ? links[i].upstream : undefined,
+      };
+      const transfer = [init.upstream, init.downstream].filter((p) => p !== undefined);
+      const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: init, transferList: transfer });
+      pipe.workers.push(worker);
+      return pipe.watch(worker, s.index);
+    });
+    try {
+      await Promise.all(ready);
+    } catch (err) {
+      await pipe.close();
+      throw err;
+    }
+    return pipe;
+  }
+
+  /** Resolves when the worker says ready; afterwards routes its messages. */
+  private watch(worker: Worker, stage: number): Promise<void> {
+    return new Promise((resolve, reject) => {
+      worker.on('message', (m: FromStage) => {
+        if (m.type === 'ready') resolve();
+        else if (m.type === 'failed') {
+          const err = this.fail(`pipeline stage ${m.stage} failed${m.sample === null ? ' at start' : ` on sample ${m.sample}`}: ${m.error.split('\n')[0]}`, m.error);
+          reject(err);
+        } else if (m.type === 'loss') {
+          this.losses.set(m.sample, m.value);
+          this.wake();
+        } else if (m.type === 'done') {
+          this.done++;
+          this.wake();
+        }
+      });
+      worker.on('error', (e) => reject(this.fail(`pipeline stage ${stage} crashed: ${e.message}`, e.stack ?? '')));
+      worker.on('exit', (code) => {
+        if (!this.closed) reject(this.fail(`pipeline stage ${stage}'s worker exited (code ${code}) with samples ${this.done}..${this.sent - 1} in flight`, ''));
+      });
+    });
+  }
+
+  private fail(message: string, detail: string): TapfitError {
+    if (!this.failure) {
+      this.failure = new TapfitError(ErrorCodes.PLUGIN_FAILED, `${message}. The pipeline was stopped; no update was retried or applied twice. Fix the stage and start again.`, { cause: detail });
+      void this.close();
+    }
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.reject(this.failure);
+    return this.failure;
+  }
+
+  private wake(): void {
+    const w = this.waiting;
+    this.waiting = undefined;
+    w?.resolve();
+  }
+
+  private until(condition: () => boolean): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const check = () => {
+        if (this.failure) return reject(this.failure);
+        if (condition()) return resolve();
+        this.waiting = { resolve: check, reject };
+      };
+      check();
+    });
+  }
+
+  /**
+   * Streams the samples of `x`, `y` (sample axis first) through the pipeline in order, in
+   * micro-batches of `microBatch`; resolves with the loss of each micro-batch when every
+   * stage has applied every gradient.
+   */
+  async train(x: tf.Tensor, y: tf.Tensor, options: { microBatch?: number } = {}): Promise<number[]> {
+    const mb = options.microBatch ?? 1;
+    const n = x.shape[0];
+    if (!Number.isInteger(mb) || mb < 1 || n % mb !== 0) {
+      throw new TapfitError(ErrorCodes.CONFIG, `pipeline stage 1 cannot stream ${n} samples in micro-batches of ${mb}: every micro-batch must have the same size; use a microBatch that divides the sample count.`);
+    }
+    if (x.shape.slice(1).join(',') !== this.inputShape.join(',')) {
+      throw new TapfitError(ErrorCodes.SHAPE, `pipeline stage 1 takes samples of shape [${this.inputShape}], got [${x.shape.slice(1)}].`);
+    }
+    if (this.failure) throw this.failure;
+    const window = this.stages[0].delay + 2;
+    const first = this.sent;
+    const xs = x.dataSync() as Float32Array;
+    const ys = y.dataSync();
+    const xSize = x.size / n;
+    const ySize = y.size / n;
+    for (let k = 0; k < n / mb; k++) {
+      await this.until(() => this.sent - this.done < window);
+      const t = this.sent++;
+      const labels = Float32Array.from(ys.subarray(k * mb * ySize, (k + 1) * mb * ySize) as ArrayLike<number>);
+      this.post(this.workers.length - 1, { type: 'labels', sample: t, data: labels, shape: [mb, ...y.shape.slice(1)], dtype: y.dtype === 'int32' ? 'int32' : 'float32' });
+      const data = xs.slice(k * mb * xSize, (k + 1) * mb * xSize);
+      this.post(0, { type: 'input', sample: t, data, shape: [mb, ...this.inputShape] });
+    }
+    // Messages of different workers arrive in no fixed order: wait for the last stage's losses too.
+    await this.until(() => this.done === this.sent && this.losses.size === this.sent);
+    return Array.from({ length: this.sent - first }, (_, i) => this.losses.get(first + i) ?? NaN);
+  }
+
+  private post(worker: number, m: ToStage): void {
+    this.workers[worker].postMessage(m, 'data' in m ? [m.data.buffer as ArrayBuffer] : []);
+  }
+
+  /** Where each stage's time went (busy milliseconds in forwards and backwards). */
+  async stats(): Promise<StageStats[]> {
+    if (this.failure) throw this.failure;
+    return Promise.all(this.workers.map((w) => this.ask<StageStats>(w, { type: 'stats' }, (m) => (m.type === 'stats' ? m.stats : undefined))));
+  }
+
+  private ask<T>(w: Worker, request: ToStage, pick: (m: FromStage) => T | undefined): Promise<T> {
+    return new Promise<T>((resolve) => {
+      const on = (m: FromStage) => {
+        const v = pick(m);
+        if (v === undefined) return;
+        w.off('message', on);
+        resolve(v);
+      };
+      w.on('message', on);
+      w.postMessage(request);
+    });
+  }
+
+  /** Each stage's current weights, written into the model's variables. */
+  async syncWeights(): Promise<void> {
+    if (this.failure) throw this.failure;
+    const trainable = fromLayersModel(this.model);
+    const vars = new Set(trainableVariables(trainable));
+    const replies = await Promise.all(this.workers.map((w) => this.ask(w, { type: 'weights' }, (m) => (m.type === 'weights' ? m.weights : undefined))));
+    this.stages.forEach((s, i) => {
+      const own = [...new Set(trainable.segments.slice(s.start, s.end).flatMap((seg) => seg.params))].filter((v) => vars.has(v));
+      own.forEach((v, k) => v.assign(tf.tensor(replies[i][k], v.shape)));
+    });
+  }
+
+  /** Stops every worker. */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+/** The per-sample input shape of each stage, from one inference forward on zeros. */
+function stageInputShapes(segments: readonly import('@tapfit/core').Segment[], stages: readonly StageSpec[], inputShape: number[]): number[][] {
+  return tf.tidy(() => {
+    const ctx = { training: false, recomputing: false, step: 0 };
+    let xs: tf.Tensor[] = [tf.zeros([1, ...inputShape])];
+    return stages.map((s, i) => {
+      if (xs.length !== 1) throw new TapfitError(ErrorCodes.SHAPE, `pipeline: stage ${i} returns ${xs.length} tensors; a boundary may not cut a multi-output segment.`);
+      const shape = xs[0].shape.slice(1);
+      xs = runSegments(segments.slice(s.start, s.end), xs, ctx);
+      return shape;
+    });
+  });
+}

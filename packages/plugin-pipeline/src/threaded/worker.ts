@@ -1,0 +1,207 @@
+// One pipeline stage in its own thread with its own TF.js: forward of micro-batch t at
+// the weights of D updates ago (or their prediction), backward of t at the current
+// weights with the stashed input, update as soon as the gradient is there. The same
+// rules and the same functions as the one-process simulator (../simulator.ts).
+import * as tf from '@tensorflow/tfjs';
+import { parentPort, workerData } from 'node:worker_threads';
+import { ChainStepper, fromLayersModel, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
+import { spikeCompensation } from '../spike-compensation';
+import { runSegments, stageBackward, withWeights } from '../stage-math';
+import { WeightHistory } from '../weight-history';
+import type { FromStage, StageInit, ToStage } from './protocol';
+import { messagePortTransport, type StageLink, type StageMessage } from './transport';
+
+const port = parentPort!;
+const init = workerData as StageInit;
+const send = (msg: FromStage, transfer: ArrayBuffer[] = []) => port.postMessage(msg, transfer);
+
+interface Hooks {
+  onSample?: (info: { stage: number; sample: number; phase: 'forward' | 'backward' }) => void;
+}
+
+async function start(): Promise<void> {
+  tf.env().set('PROD', true);
+  await selectBackend(init.backend, { log: false });
+  let hooks: Hooks = {};
+  let loss: LossFn = resolveLoss(init.loss as LossName);
+  if (init.setupModule) {
+    const mod = require(init.setupModule) as Hooks & { setup?: (ctx: { stage: number }) => unknown; loss?: LossFn };
+    await mod.setup?.({ stage: init.stage });
+    if (typeof mod.loss === 'function') loss = mod.loss;
+    hooks = mod;
+  }
+  const model = await tf.models.modelFromJSON(init.topology as never);
+  const segments: Segment[] = fromLayersModel(model).segments.slice(init.start, init.end);
+  const trainable = new Set(model.trainableWeights.map((w) => w.read() as tf.Variable));
+  const variables = [...new Set(segments.flatMap((s) => s.params))].filter((v) => trainable.has(v));
+  if (variables.length !== init.weights.length) throw new Error(`stage ${init.stage} has ${variables.length} trainable variables but was sent ${init.weights.length} initial values.`);
+  variables.forEach((v, i) => v.assign(tf.tensor(init.weights[i], v.shape)));
+  new Stage(segments, variables, loss, hooks, model).listen();
+  send({ type: 'ready' });
+}
+
+class Stage {
+  private readonly history?: WeightHistory;
+  private readonly stepper: ChainStepper;
+  private readonly byName: Record<string, tf.Variable>;
+  private readonly last = init.stage === init.stages;
+  private readonly up?: StageLink;
+  private readonly down?: StageLink;
+  private readonly forwards = new Map<number, { data: Float32Array; shape: number[] }>();
+  private readonly backwards = new Map<number, tf.Tensor>();
+  private readonly labels = new Map<number, tf.Tensor>();
+  private readonly stash = new Map<number, tf.Tensor>();
+  private nextForward = 0;
+  private nextBackward = 0;
+  private updates = 0;
+  private failed = false;
+  private readonly stats = { stage: init.stage, forwardMs: 0, backwardMs: 0, forwards: 0, backwards: 0 };
+  /** The sample being worked on (named when something fails). */
+  private current: number | null = null;
+
+  constructor(
+    private readonly segments: Segment[],
+    private readonly variables: tf.Variable[],
+    private readonly loss: LossFn,
+    private readonly hooks: Hooks,
+    readonly model: tf.LayersModel,
+  ) {
+    this.byName = Object.fromEntries(variables.map((v) => [v.name, v]));
+    const { lr, momentum, weightDecay } = init.optimizer;
+    const members = sgd({ lr, momentum, weightDecay }).transforms.map((t): StepTransform => (t.name === 'momentum' && init.compensation === 'sc' ? spikeCompensation({ momentum, delay: init.delay }) : t));
+    this.stepper = new ChainStepper(members, this.byName);
+    if (init.delay > 0) {
+      this.history = new WeightHistory(init.stage, init.delay, variables, init.prediction);
+      this.record();
+    }
+    if (init.upstream) this.up = messagePortTransport.link(init.upstream);
+    if (init.downstream) this.down = messagePortTransport.link(init.downstream);
+  }
+
+  listen(): void {
+    const guard = (fn: () => void, sample: number | null) => {
+      if (this.failed) return;
+      try {
+        fn();
+      } catch (err) {
+        this.failed = true;
+        send({ type: 'failed', stage: init.stage, sample: this.current ?? sample, error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+      }
+    };
+    this.up?.onMessage((m: StageMessage) => guard(() => (this.forwards.set(m.sample, m), this.pump()), m.sample));
+    this.down?.onMessage((m: StageMessage) => guard(() => (this.backwards.set(m.sample, tf.tensor(m.data, m.shape)), this.pump()), m.sample));
+    port.on('message', (m: ToStage) =>
+      guard(() => {
+        if (m.type === 'input') this.forwards.set(m.sample, m);
+        else if (m.type === 'labels') this.labels.set(m.sample, m.dtype === 'int32' ? tf.tensor(Int32Array.from(m.data), m.shape, 'int32') : tf.tensor(m.data, m.shape));
+        else if (m.type === 'stats') {
+          send({ type: 'stats', stats: { ...this.stats } });
+          return;
+        } else if (m.type === 'weights') {
+          const weights = this.variables.map((v) => Float32Array.from(v.dataSync()));
+          send({ type: 'weights', weights }, weights.map((w) => w.buffer as ArrayBuffer));
+          return;
+        }
+        this.pump();
+      }, 'sample' in m ? m.sample : null),
+    );
+  }
+
+  private record(): void {
+    const velocity = (this.stepper.state.momentum as { velocity?: NamedTensors } | undefined)?.velocity;
+    this.history!.record(this.updates, { velocity: (v) => velocity?.[v.name], stepAhead: (d) => d * init.optimizer.lr });
+  }
+
+  /** Does every backward and forward that can run now, in sample order. */
+  private pump(): void {
+    this.current = null;
+    for (let progress = true; progress; ) {
+      progress = false;
+      if (!this.last && this.backwards.has(this.nextBackward)) {
+        const t0 = performance.now();
+        this.backward(this.nextBackward++);
+        this.stats.backwardMs += performance.now() - t0;
+        this.stats.backwards++;
+        progress = true;
+      }
+      const t = this.nextForward;
+      const ready = this.forwards.has(t) && (!this.history || this.history.has(Math.max(0, t - init.delay))) && (!this.last || this.labels.has(t));
+      if (ready) {
+        const t0 = performance.now();
+        this.forward(t); // the last stage's forward includes its backward
+        this.stats.forwardMs += performance.now() - t0;
+        this.stats.forwards++;
+        this.nextForward++;
+        progress = true;
+      }
+    }
+  }
+
+  private forward(t: number): void {
+    this.current = t;
+    const m = this.forwards.get(t)!;
+    this.forwards.delete(t);
+    this.hooks.onSample?.({ stage: init.stage, sample: t, phase: 'forward' });
+    if (m.shape.slice(1).join(',') !== init.inputShape.join(',')) {
+      throw new Error(`stage ${init.stage} received an activation of shape [${m.shape}] for sample ${t}, but its first layer takes [batch, ${init.inputShape}]; the stages disagree about the boundary.`);
+    }
+    const x = tf.keep(tf.tensor(m.data, m.shape));
+    this.stash.set(t, x);
+    const ctx = { training: true, recomputing: false, step: t };
+    if (this.last && init.delay === 0) {
+      this.backward(t);
+      return;
+    }
+    const y = withWeights(this.variables, this.history!.forwardWeights(t), () => tf.tidy(() => runSegments(this.segments, [x], ctx)[0]));
+    if (this.last) {
+      const value = tf.tidy(() => this.loss(this.labels.get(t)!, y).dataSync()[0]);
+      y.dispose();
+      send({ type: 'loss', sample: t, value });
+      this.backward(t);
+      return;
+    }
+    const data = y.dataSync() as Float32Array;
+    const shape = [...y.shape];
+    y.dispose();
+    this.down!.send({ type: 'forward', sample: t, data: Float32Array.from(data), shape });
+  }
+
+  private backward(t: number): void {
+    this.current = t;
+    this.hooks.onSample?.({ stage: init.stage, sample: t, phase: 'backward' });
+    const x = this.stash.get(t)!;
+    const once = this.last && init.delay === 0;
+    const ctx = { training: true, recomputing: !once, step: t };
+    const dy = this.backwards.get(t);
+    const labels = this.labels.get(t);
+    const head = this.last ? { loss: this.loss, y: labels! } : { dys: [dy!] };
+    const run = () => stageBackward(this.segments, this.variables, [x], ctx, init.stage > 1, head);
+    // stageBackward tidies its own intermediates: what comes back is the gradients and the loss.
+    const out = init.weightStashing && !once ? withWeights(this.variables, this.history!.forwardWeights(t), run) : run();
+    const r = { dx: out.dxs[0], grads: out.grads, value: out.value };
+    if (once) send({ type: 'loss', sample: t, value: r.value!.dataSync()[0] });
+    const grads: NamedTensors = {};
+    this.variables.forEach((v, k) => r.grads[k] && (grads[v.name] = r.grads[k]!)); // no path: no update, as in the trainer
+    this.stepper.apply(grads, this.updates);
+    this.updates++;
+    if (this.history) {
+      this.record();
+      this.history.release(t);
+    }
+    tf.dispose([x, dy ?? [], labels ?? [], r.value ?? [], ...Object.values(grads)]);
+    this.stash.delete(t);
+    this.backwards.delete(t);
+    this.labels.delete(t);
+    if (init.stage > 1) {
+      const data = Float32Array.from(r.dx!.dataSync());
+      const shape = [...r.dx!.shape];
+      r.dx!.dispose();
+      this.up!.send({ type: 'backward', sample: t, data, shape });
+    } else {
+      r.dx?.dispose();
+      send({ type: 'done', sample: t });
+    }
+  }
+}
+
+start().catch((err) => send({ type: 'failed', stage: init.stage, sample: null, error: err instanceof Error ? (err.stack ?? err.message) : String(err) }));

@@ -1,0 +1,108 @@
+import * as tf from '@tensorflow/tfjs';
+import { adam, segmentModel, sgd, SilentLogger, Trainer, type Segment } from '@tapfit/core';
+import { blobData, tinyModel } from '@tapfit/core/testing';
+import { expect } from 'chai';
+import { balancedStarts, pipeline, type PipelineOptions } from '../src';
+
+const trainer = (options: PipelineOptions, model: tf.LayersModel | ReturnType<typeof segmentModel> = tinyModel(), optimizer = sgd({ lr: 0.1, momentum: 0.9 })) =>
+  new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer, plugins: [pipeline(options)], logger: new SilentLogger() });
+
+async function setupError(options: PipelineOptions, model?: tf.LayersModel | ReturnType<typeof segmentModel>, optimizer?: ReturnType<typeof sgd>): Promise<string> {
+  const t = trainer(options, model, optimizer);
+  try {
+    await t.setup();
+    const data = blobData(8);
+    try {
+      await t.fit(data, { epochs: 1, batchSize: 2 });
+    } finally {
+      data.dispose();
+    }
+  } catch (err) {
+    return String((err as Error).message) + ' ' + String(((err as Error).cause as Error | undefined)?.message ?? '');
+  } finally {
+    t.dispose();
+  }
+  return 'no error';
+}
+
+describe('pipeline plugin: partitioning and describe()', () => {
+  it('balances contiguous stages by cost (smallest largest stage)', () => {
+    expect(balancedStarts([1, 1, 1, 1], 2)).to.deep.equal([0, 2]);
+    expect(balancedStarts([5, 1, 1, 1, 1, 1], 2)).to.deep.equal([0, 1]);
+    expect(balancedStarts([1, 1, 1, 9], 2)).to.deep.equal([0, 3]);
+    expect(balancedStarts([3, 3, 3], 3)).to.deep.equal([0, 1, 2]);
+    // The last stage costed apart (it does not recompute): it takes more segments when it is cheaper.
+    expect(balancedStarts([1, 1, 1, 1], 2, [0.1, 0.1, 0.1, 0.1])).to.deep.equal([0, 1]);
+  });
+
+  it('describe() lists the stages with D_s, parameters, weight versions and stash; planMemory gets them as extraBytes', async () => {
+    const plugin = pipeline({ stages: 2, prediction: 'lwp-delta' });
+    const t = new Trainer({ model: tinyModel(), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.1, momentum: 0.9 }), plugins: [plugin], logger: new SilentLogger() });
+    await t.setup();
+    const text = plugin.describe();
+    expect(text).to.match(/2 stage\(s\)/);
+    const rows = plugin.rows();
+    expect(rows.map((r) => [r.stage, r.delay, r.params, r.inFlight])).to.deep.equal([
+      [1, 2, 4 * 8 + 8, 3],
+      [2, 0, 8 * 3 + 3, 1],
+    ]);
+    // Stage 1 holds D + 1 = 3 versions plus w_prev of its 40 weights; its input is 4 floats per sample.
+    expect(rows[0].versionBytes).to.equal(4 * 40 * 4);
+    expect(rows[0].stashBytes).to.equal(16);
+    expect(rows[1].stashBytes).to.equal(32);
+    const plan = t.describe().memoryPlan!;
+    expect(plan.extraBytes.map((e) => e.bytes)).to.deep.equal([640, 16, 32]);
+    t.dispose();
+  });
+});
+
+describe('pipeline plugin: bad input names the stage and the fix', () => {
+  it('more stages than segments', async () => {
+    expect(await setupError({ stages: 3 })).to.match(/3 stages asked for, but the model has only 2 segments/);
+    expect(await setupError({ boundaries: ['out', 'hidden'] })).to.match(/3 stages asked for/);
+  });
+
+  it('an unknown or out-of-order boundary', async () => {
+    expect(await setupError({ boundaries: ['nope'] })).to.match(/boundary 'nope' \(start of stage 2\) is not a segment/);
+    expect(await setupError({ boundaries: ['hidden'] })).to.match(/boundary 'hidden' \(start of stage 2\) does not come after/);
+  });
+
+  it('neither or both of stages and boundaries', () => {
+    expect(() => pipeline({})).to.throw(/exactly one of 'stages'/);
+    expect(() => pipeline({ stages: 2, boundaries: ['out'] })).to.throw(/exactly one of 'stages'/);
+    expect(() => pipeline({ stages: 2, prediction: 'lwp' as never })).to.throw(/prediction/);
+  });
+
+  it('a stage boundary after a multi-output (reversible) segment', async () => {
+    const w = tf.variable(tf.randomNormal([4, 3], 0, 0.1, 'float32', 1));
+    const u = tf.variable(tf.randomNormal([4, 3], 0, 0.1, 'float32', 2));
+    const split: Segment = { name: 'split', params: [w], forward: ([x]) => [tf.matMul(x, w), tf.matMul(x, w)], inverse: (ys) => ys };
+    const merge: Segment = { name: 'merge', params: [u], forward: ([a]) => [tf.add(a, tf.matMul(tf.ones([a.shape[0], 4]), u))] };
+    const msg = await setupError({ boundaries: ['merge'] }, segmentModel([split, merge], { inputShape: [4] }));
+    expect(msg).to.match(/stage 1 \(segments split\) returns 2 tensors/);
+    expect(msg).to.match(/move the boundary/);
+    tf.dispose([w, u]);
+  });
+
+  it('a variable shared by two stages', async () => {
+    const w = tf.variable(tf.randomNormal([4, 4], 0, 0.1, 'float32', 1));
+    const a: Segment = { name: 'a', params: [w], forward: ([x]) => [tf.matMul(x, w)] };
+    const b: Segment = { name: 'b', params: [w], forward: ([x]) => [tf.matMul(x, w)] };
+    expect(await setupError({ boundaries: ['b'] }, segmentModel([a, b], { inputShape: [4] }))).to.match(/read by stage 1 and stage 2 .* put the segments that share it in one stage/);
+    tf.dispose(w);
+  });
+
+  it('SC or the velocity form without momentum in the chain', async () => {
+    expect(await setupError({ stages: 2, compensation: 'sc' }, tinyModel(), adam({ lr: 0.01 }) as never)).to.match(/compensation 'sc' replaces the chain's momentum member/);
+    expect(await setupError({ stages: 2, prediction: 'lwp-velocity' }, tinyModel(), sgd({ lr: 0.1 }))).to.match(/'lwp-velocity' needs an update chain with momentum .* 'lwp-delta'/);
+    expect(await setupError({ stages: 2, compensation: 'sc' }, tinyModel(), sgd({ lr: 0.1, momentum: 0.9, nesterov: true }))).to.match(/plain momentum/);
+  });
+
+  it('balancing without an input shape', async () => {
+    const w = tf.variable(tf.randomNormal([4, 3], 0, 0.1, 'float32', 1));
+    const s: Segment = { name: 'a', params: [w], forward: ([x]) => [tf.matMul(x, w)] };
+    const t: Segment = { name: 'b', params: [], forward: ([x]) => [tf.relu(x)] };
+    expect(await setupError({ stages: 2 }, segmentModel([s, t]))).to.match(/needs the model's input shape; pass 'inputShape'/);
+    tf.dispose(w);
+  });
+});

@@ -1,0 +1,136 @@
+import * as tf from '@tensorflow/tfjs';
+import { sgd, SilentLogger, tensorData, Trainer } from '@tapfit/core';
+import { expect } from 'chai';
+import * as path from 'node:path';
+import { pipeline, ThreadedPipeline, type PipelineOptions } from '../src';
+
+const build = () =>
+  tf.sequential({
+    layers: [
+      tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.dense({ name: 'd2', units: 5, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+      tf.layers.dense({ name: 'd3', units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }),
+    ],
+  });
+
+const samples = (n: number) => ({
+  x: tf.randomNormal([n, 4], 0, 1, 'float32', 5),
+  y: tf.tensor1d(Array.from({ length: n }, (_, i) => (i * 7) % 3), 'int32'),
+});
+
+const optimizer = { lr: 0.05, momentum: 0.9 };
+const faulty = path.join(__dirname, 'fixtures', 'faulty-stage.js');
+
+async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number): Promise<number[][]> {
+  const { x, y } = samples(n);
+  const model = build();
+  const t = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(optimizer), plugins: [pipeline({ ...options, boundaries: ['d2', 'd3'] })], logger: new SilentLogger() });
+  const data = tensorData(x, y);
+  await t.fit(data, { epochs: 1, batchSize: microBatch, shuffle: false });
+  const w = model.trainableWeights.map((v) => Array.from(v.read().dataSync()));
+  t.dispose();
+  data.dispose();
+  return w;
+}
+
+async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number): Promise<number[][]> {
+  const { x, y } = samples(n);
+  const model = build();
+  const pipe = await ThreadedPipeline.start({ model, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', ...options } as never);
+  try {
+    const losses = await pipe.train(x, y, { microBatch });
+    expect(losses).to.have.length(n / microBatch);
+    expect(losses.every(Number.isFinite)).to.equal(true);
+    // Every stage ran every micro-batch forward once and (all but the last, which does both in its forward) backward once.
+    const stats = await pipe.stats();
+    expect(stats.map((s) => [s.forwards, s.backwards])).to.deep.equal([[n / microBatch, n / microBatch], [n / microBatch, n / microBatch], [n / microBatch, 0]]);
+    await pipe.syncWeights();
+  } finally {
+    await pipe.close();
+  }
+  const w = model.trainableWeights.map((v) => Array.from(v.read().dataSync()));
+  tf.dispose([x, y]);
+  model.dispose();
+  return w;
+}
+
+describe('threaded pipeline (one worker thread per stage) against the one-process simulator', function () {
+  this.timeout(120000);
+  // The workers run on cpu: so does the simulator here, whatever backend earlier tests left selected.
+  let previous = '';
+  before(async () => {
+    previous = tf.getBackend();
+    await tf.setBackend('cpu');
+  });
+  after(async () => {
+    if (previous && previous !== 'cpu') await tf.setBackend(previous);
+  });
+  for (const [label, options, mb] of [
+    ['PB + SC + LWP (velocity), batch 1', { compensation: 'sc', prediction: 'lwp-velocity' }, 1],
+    ['PB alone, weight delta prediction, micro-batches of 2', { prediction: 'lwp-delta' }, 2],
+    ['weight stashing, extraDelay 1', { weightStashing: true, extraDelay: 1 }, 1],
+  ] as const) {
+    it(`3 stages (D = ${label.includes('extraDelay') ? '[5, 3, 1]' : '[4, 2, 0]'}), ${label}: the same weights for the same samples in the same order`, async () => {
+      const n = 24;
+      const a = await simulated(options, n, mb);
+      const b = await threaded(options, n, mb);
+      a.forEach((w, i) => w.forEach((v, j) => expect(b[i][j], `variable ${i}[${j}]`).to.be.closeTo(v, 1e-6)));
+      // The weights moved: the comparison is not between two untouched models.
+      const init = build().trainableWeights.map((v) => Array.from(v.read().dataSync()));
+      expect(Math.abs(a[0][0] - init[0][0])).to.be.above(1e-4);
+    });
+  }
+
+  it('a stage that throws stops the pipeline with an error naming the stage and the sample', async () => {
+    process.env.PIPELINE_FAULT = 'throw:2:3';
+    const { x, y } = samples(8);
+    const pipe = await ThreadedPipeline.start({ model: build(), boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule: faulty });
+    try {
+      const err = await pipe.train(x, y).then(
+        () => null,
+        (e: Error) => e,
+      );
+      expect(err?.message, err?.message).to.match(/pipeline stage 2 failed on sample 3: .*injected fault/);
+      expect(err?.message).to.match(/no update was retried or applied twice/);
+      await pipe.train(x, y).then(
+        () => expect.fail('a failed pipeline must refuse more samples'),
+        (e: Error) => expect(e).to.equal(err),
+      );
+    } finally {
+      delete process.env.PIPELINE_FAULT;
+      await pipe.close();
+      tf.dispose([x, y]);
+    }
+  });
+
+  it('a worker that dies stops the pipeline naming the stage', async () => {
+    process.env.PIPELINE_FAULT = 'exit:1:2';
+    const { x, y } = samples(8);
+    const pipe = await ThreadedPipeline.start({ model: build(), boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule: faulty });
+    try {
+      const err = await pipe.train(x, y).then(
+        () => null,
+        (e: Error) => e,
+      );
+      expect(err?.message).to.match(/pipeline stage 1's worker exited \(code 3\)/);
+    } finally {
+      delete process.env.PIPELINE_FAULT;
+      await pipe.close();
+      tf.dispose([x, y]);
+    }
+  });
+
+  it('refuses a sample count it cannot stream in equal micro-batches, naming stage 1', async () => {
+    const { x, y } = samples(5);
+    const pipe = await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' });
+    try {
+      await pipe.train(x, y, { microBatch: 2 }).then(
+        () => expect.fail('expected an error'),
+        (e: Error) => expect(e.message).to.match(/pipeline stage 1 cannot stream 5 samples in micro-batches of 2/),
+      );
+    } finally {
+      await pipe.close();
+      tf.dispose([x, y]);
+    }
+  });
+});
