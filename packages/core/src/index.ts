@@ -7,6 +7,7 @@ export * from './version';
 export * from './tensors';
 export * from './transforms';
 export * from './backend';
+export * from './io';
 export * from './model/segment';
 export * from './model/trainable-model';
 export * from './memory';
