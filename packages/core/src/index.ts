@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { settleRequireTimeBackend } from './backend/require-time';
 
 export * from './errors';
 export { parseOptions } from './options';
@@ -35,3 +36,6 @@ export { ChainStepper, OptimizerStepper, type Stepper } from './train/stepper';
 export type { TrainerDescription } from './train/describe';
 export { FileCheckpointer, type CheckpointFiles } from './checkpoint/file-checkpointer';
 export { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type Manifest, type Position } from './checkpoint/manifest';
+
+// Layers built at require time need a backend before selectBackend() runs (see require-time.ts).
+settleRequireTimeBackend();
