@@ -404,14 +404,19 @@ export class Trainer {
       for (let r = await it.next(); !r.done && !this.stopRequested; r = await it.next(), batch++) {
         const info: StepInfo = { epoch, batch: startBatch + batch, step: this.stepCount };
         const size = r.value.x.shape[0];
-        if (batchStart.isUsed) await batchStart.run(info);
-        await callbacks.batchBegin(info.batch, { batch: info.batch, size });
+        try {
+          if (batchStart.isUsed) await batchStart.run(info);
+          await callbacks.batchBegin(info.batch, { batch: info.batch, size });
+        } catch (err) {
+          tf.dispose([r.value.x, r.value.y]); // the step never took the batch
+          throw err;
+        }
         const { loss: value, skipped } = this.trainStep(r.value, info);
         this.pos = { epoch, batch: info.batch + 1 };
+        const metrics = pending.splice(0);
+        let values: tf.Tensor1D | undefined;
         try {
-          const metrics = pending.splice(0);
-          const values = tf.tidy(() => tf.concat([tf.reshape(value, [1]), ...metrics]) as tf.Tensor1D);
-          tf.dispose(metrics);
+          values = tf.tidy(() => tf.concat([tf.reshape(value, [1]), ...metrics]) as tf.Tensor1D);
           means.add(values, size);
           if (batchEnd.isUsed) await batchEnd.run({ ...info, skipped, loss: () => value.dataSync()[0] });
           if (callbacks.wantsBatches) {
@@ -419,9 +424,9 @@ export class Trainer {
             await callbacks.batchEnd(info.batch, { batch: info.batch, size, ...Object.fromEntries(names.map((n, i) => [n, read[i]])) });
             if (callbacks.stopRequested) this.stopRequested = true;
           }
-          values.dispose();
         } finally {
-          value.dispose();
+          tf.dispose([value, ...metrics]);
+          values?.dispose();
         }
       }
       if (batch === 0 && startBatch === 0 && !this.stopRequested) {

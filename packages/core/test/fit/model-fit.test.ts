@@ -200,6 +200,25 @@ describe('fit(x, y, options) as model.fit', () => {
   });
 });
 
+describe('fit: failures leak nothing', () => {
+  useBackend('cpu');
+
+  for (const where of ['onBatchBegin', 'onBatchEnd', 'onEpochEnd'] as const) {
+    it(`a callback throwing in ${where} fails the fit and leaks no tensor (metrics and validation on)`, async () => {
+      const { x, y, labels } = blobTensors(32);
+      const t = trainerFor('adam');
+      await t.setup();
+      const before = tf.memory().numTensors;
+      const callbacks = { [where]: (n: number) => { if (n === 1) throw new Error(`boom in ${where}`); } };
+      const err = await t.fit(x, y, { epochs: 3, batchSize: 8, validationSplit: 0.25, callbacks, verbose: 0 }).catch((e: Error) => e);
+      expect((err as Error).message).to.equal(`boom in ${where}`);
+      expect(tf.memory().numTensors).to.equal(before);
+      t.dispose();
+      tf.dispose([x, y, labels]);
+    });
+  }
+});
+
 describe('evaluate and predict as the model', () => {
   useBackend('cpu');
 
