@@ -416,7 +416,7 @@ export class Trainer {
         const metrics = pending.splice(0);
         let values: tf.Tensor1D | undefined;
         try {
-          values = tf.tidy(() => tf.concat([tf.reshape(value, [1]), ...metrics]) as tf.Tensor1D);
+          values = tf.tidy(() => (metrics.length ? tf.concat([tf.reshape(value, [1]), ...metrics]) : tf.reshape(value, [1])) as tf.Tensor1D);
           means.add(values, size);
           if (batchEnd.isUsed) await batchEnd.run({ ...info, skipped, loss: () => value.dataSync()[0] });
           if (callbacks.wantsBatches) {

@@ -1,5 +1,8 @@
 // Every name model.compile takes (optimizers, losses, metrics) trains and scores as tfjs does.
 
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { LOSS_NAMES, METRIC_NAMES, OPTIMIZER_NAMES, SilentLogger, TapfitError, Trainer, type LossName } from '../../src';
@@ -69,6 +72,23 @@ describe('optimizer names: the chain trains as tfjs\'s own optimizer', () => {
     expect(err).to.be.instanceOf(TapfitError);
     expect(err!.code).to.equal('TAPFIT_E_CONFIG');
     expect(err!.message).to.match(/unknown name 'adamw' \(did you mean 'adam'\?\)\. Accepted names: sgd, momentum, adam, adamax, rmsprop, adagrad, adadelta/);
+  });
+
+  it('a run with a named optimizer resumed from a checkpoint ends bit for bit as one straight through', async () => {
+    const [xs, ys] = [x(), y()];
+    const options = (epochs: number) => ({ epochs, batchSize: 8, verbose: 0 as const });
+    const trainerOptions = () => ({ model: regressionModel(), loss: 'meanSquaredError' as const, optimizer: 'adamax', logger: new SilentLogger() });
+    const straight = new Trainer(trainerOptions());
+    await straight.fit(xs, ys, options(4));
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-named-'));
+    const first = new Trainer(trainerOptions());
+    await first.fit(xs, ys, options(2));
+    await first.save(dir);
+    const resumed = await Trainer.resume(dir, trainerOptions());
+    await resumed.fit(xs, ys, options(4));
+    expect(weightsOf(resumed.model.layersModel!)).to.deep.equal(weightsOf(straight.model.layersModel!));
+    [straight, first, resumed].forEach((t) => t.dispose());
+    tf.dispose([xs, ys]);
   });
 
   it('a chain plugin sees the members of a named optimizer (no TAPFIT_E_NEEDS_CHAIN)', async () => {

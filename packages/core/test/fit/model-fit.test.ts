@@ -53,6 +53,17 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it('fit(data, options) gives the same history as fit(x, y, options)', async () => {
+    const { x, y, labels } = blobTensors(40);
+    const options = { epochs: 2, batchSize: 8, validationSplit: 0.25, verbose: 0 as const };
+    const a = trainerFor('adam');
+    const b = trainerFor('adam');
+    const data = tensorData(x, y);
+    expect((await b.fit(data, options)).history).to.deep.equal((await a.fit(x, y, options)).history);
+    [a, b].forEach((t) => t.dispose());
+    tf.dispose([x, y, labels]);
+  });
+
   it('validationData as [x, y], arrays for x and y, and class-index labels', async () => {
     const { x, y, labels } = blobTensors(32);
     const t = trainerFor('adam');
