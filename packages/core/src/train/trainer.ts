@@ -276,7 +276,7 @@ export class Trainer {
       return tf.tidy(() => {
         const n = xs.shape[0];
         const parts: tf.Tensor[] = [];
-        for (let start = 0; start < n; start += batchSize) {
+        for (let start = 0; start === 0 || start < n; start += batchSize) {
           const batch = n <= batchSize ? xs : tf.slice(xs, start, Math.min(batchSize, n - start));
           parts.push(forwardSegments(this.modelRef, batch, { training: false, recomputing: false, step: this.stepCount }));
         }
