@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as core from '@tapfit/core';
 import { fileURLToPath } from 'node:url';
-import { ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, type Logger, type TapfitPlugin, type TrainerDescription, type TrainerOptions } from '@tapfit/core';
+import { ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, type History, type Logger, type TapfitPlugin, type TrainerDescription, type TrainerOptions } from '@tapfit/core';
 import { configSchema, type PluginEntry, type TrainConfig } from './config';
 import { loadMnist } from './data/mnist';
 import { checkOutputs } from './output-paths';
@@ -78,7 +78,8 @@ export interface RunResult {
   backend: string;
   /** What `trainer.describe()` returned after setup. */
   describe: TrainerDescription;
-  history: Record<string, number>[];
+  /** What fit returned: `{ epoch, history: { loss, acc, val_loss, val_acc }, params }`. */
+  history: History;
   test: Record<string, number>;
   seconds: number;
 }
@@ -122,7 +123,15 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   plugins.push(epochLogger(log));
 
   const stepsPerEpoch = Math.ceil(config.data.train / config.training.batchSize);
-  const trainerOptions: TrainerOptions = { model, loss: config.loss, optimizer: optimizerFrom(config.optimizer, config.training.epochs * stepsPerEpoch), plugins, seed: config.seed, logger: log };
+  const trainerOptions: TrainerOptions = {
+    model,
+    loss: config.loss,
+    optimizer: optimizerFrom(config.optimizer, config.training.epochs * stepsPerEpoch),
+    metrics: ['accuracy'],
+    plugins,
+    seed: config.seed,
+    logger: log,
+  };
   const started = performance.now();
   try {
     trainer = resume ? await Trainer.resume(checkpointDir!, trainerOptions) : new Trainer(trainerOptions);
@@ -132,7 +141,7 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
     const history = await trainer.fit(data.train, { epochs: config.training.epochs, batchSize: config.training.batchSize, validationData: data.test });
     const test = await trainer.evaluate(data.test);
     const seconds = (performance.now() - started) / 1000;
-    log.info(`test: loss ${test.loss.toFixed(4)}, accuracy ${(test.accuracy * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);
+    log.info(`test: loss ${test.loss.toFixed(4)}, accuracy ${(test.acc * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);
     if (metricsFile) log.info(`metrics log: ${metricsFile}`);
     return { backend: backend.name, describe, history, test, seconds };
   } finally {

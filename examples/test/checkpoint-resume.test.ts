@@ -51,14 +51,14 @@ describe('tapfit train: checkpoints and --resume', () => {
     expect(manifestOf(straight).step).to.equal(45);
     expect(fs.readFileSync(path.join(latest(broken), 'tensors.bin')).equals(fs.readFileSync(path.join(latest(straight), 'tensors.bin')))).to.equal(true);
     expect(resumed.test).to.deep.equal(straightResult.test);
-    expect(resumed.history).to.have.length(2); // epochs 2 and 3
+    expect(resumed.history.epoch).to.deep.equal([1, 2]); // epochs 2 and 3
 
     // The metrics log reads as one run. The train `loss` of epoch 2 averages only the batches
     // run after the resume (the trainer does not checkpoint a partial epoch's loss sum).
     const [a, b] = [metricsOf(straight), metricsOf(broken)];
     expect(b.map((l) => l.epoch)).to.deep.equal([1, 2, 3]);
     for (let i = 0; i < 3; i++) {
-      for (const key of ['epoch', 'step', 'val_loss', 'val_accuracy']) expect(b[i][key], `epoch ${i + 1} ${key}`).to.equal(a[i][key]);
+      for (const key of ['epoch', 'step', 'val_loss', 'val_acc']) expect(b[i][key], `epoch ${i + 1} ${key}`).to.equal(a[i][key]);
       if (i !== 1) expect(b[i].loss, `epoch ${i + 1} loss`).to.equal(a[i].loss);
     }
   });

@@ -83,7 +83,7 @@ function optimizer(s: Settings, updates: number) {
 const cnn = (s: Settings): tf.Sequential => mnistCnn({ norm: s.norm, seed: SEED });
 
 function trainer(plugins: TapfitPlugin[], opt: ReturnType<typeof sgd>, model: tf.LayersModel): Trainer {
-  return new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: opt, plugins, logger: new SilentLogger(), seed: SEED, nonFinite: 'skip' });
+  return new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: opt, metrics: ['accuracy'], plugins, logger: new SilentLogger(), seed: SEED, nonFinite: 'skip' });
 }
 
 interface DelayResult {
@@ -111,9 +111,9 @@ async function delayRun(s: Settings, data: { train: TensorData; test: TensorData
     lr: s.lr,
     delay,
     method: braking ? 'braking' : 'momentum',
-    testAccuracy: evaluation.accuracy,
+    testAccuracy: evaluation.acc,
     testLoss: evaluation.loss,
-    trainLossPerEpoch: history.map((h) => round(h.loss)),
+    trainLossPerEpoch: history.history.loss.map((l) => round(l)),
     updates: t.step,
     skipped: t.skipped,
     seconds: round(seconds, 2),
@@ -174,7 +174,7 @@ async function asyncRun(s: Settings, data: { train: TensorData; test: TensorData
     syncSamplesPerSecond: syncSamplesPerSecond,
     speedupOverSync: round(stats.samplesPerSecond / syncSamplesPerSecond, 3),
     finalTrainLoss: round(losses.slice(-20).reduce((a, b) => a + b, 0) / Math.min(20, losses.length)),
-    testAccuracy: evaluation.accuracy,
+    testAccuracy: evaluation.acc,
     testLoss: evaluation.loss,
   };
 }

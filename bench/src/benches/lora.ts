@@ -60,7 +60,7 @@ function loadFashion(nTrain: number, nTest: number, seed: number): { train: Tens
 }
 
 function trainer(model: tf.LayersModel, lr: number, plugins: TapfitPlugin[] = []): Trainer {
-  return new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: adam({ lr }), logger: new SilentLogger(), plugins, seed: 1 });
+  return new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: adam({ lr }), metrics: ['accuracy'], logger: new SilentLogger(), plugins, seed: 1 });
 }
 
 /** Bytes of every tensor in the optimizer's state (Adam: first and second moments). */
@@ -144,8 +144,8 @@ export async function run(args: string[]): Promise<void> {
   const rows: Record<string, unknown>[] = [];
   const results: Record<string, Record<string, unknown>> = {};
   for (const v of variants) {
-    const targetAcc = (await v.trainer.evaluate(fashion.test)).accuracy;
-    const sourceAcc = (await v.trainer.evaluate(mnist.test)).accuracy;
+    const targetAcc = (await v.trainer.evaluate(fashion.test)).acc;
+    const sourceAcc = (await v.trainer.evaluate(mnist.test)).acc;
     // Source accuracy through the pretrained head: how far the hidden features drifted,
     // without the (retrained) head's class remapping.
     const plain = v.plugin ? v.plugin.lora!.unload() : copyOf(v.trainer.model.layersModel!);

@@ -182,7 +182,7 @@ async function accuracyRun(digits: TensorData, test: TensorData, seed: number, e
   const runs = Object.entries(arms).map(([name, arm]) => {
     const hyper = scaledSgd(arm.batchSize);
     const model = mnistCnn({ norm: arm.norm, seed });
-    const trainer = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(hyper), logger: new SilentLogger(), plugins: arm.onlineNorm ? [onlineNorm()] : [], seed });
+    const trainer = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(hyper), metrics: ['accuracy'], logger: new SilentLogger(), plugins: arm.onlineNorm ? [onlineNorm()] : [], seed });
     return { name, arm, hyper, trainer, ms: 0, lossPerChunk: [] as number[], accuracyPerEpoch: [] as number[] };
   });
   const bn = runs.find((r) => r.name === 'batchNormBatch32')!;
@@ -198,9 +198,9 @@ async function accuracyRun(digits: TensorData, test: TensorData, seed: number, e
       fits++;
       for (const r of runs) {
         const t0 = performance.now();
-        const [logs] = await r.trainer.fit(chunk, { epochs: fits, batchSize: r.arm.batchSize, shuffle: false });
+        const { history } = await r.trainer.fit(chunk, { epochs: fits, batchSize: r.arm.batchSize, shuffle: false });
         r.ms += performance.now() - t0;
-        r.lossPerChunk.push(logs.loss);
+        r.lossPerChunk.push(history.loss[0]);
       }
       chunk.dispose();
       console.log(`  seed ${seed}, pass ${epoch + 1}: ${k * CHUNK + size}/${pass.size} samples; last-chunk train loss ${runs.map((r) => `${r.name} ${r.lossPerChunk.at(-1)!.toFixed(3)}`).join(', ')}`);
@@ -208,7 +208,7 @@ async function accuracyRun(digits: TensorData, test: TensorData, seed: number, e
     pass.dispose();
     if (epoch < epochs - 1) {
       for (const r of runs) {
-        const score = async () => (await r.trainer.evaluate(test)).accuracy;
+        const score = async () => (await r.trainer.evaluate(test)).acc;
         r.accuracyPerEpoch.push(r === bn ? await withCalibratedBatchNorm(bn.trainer.model.layersModel!, digits.x, score) : await score());
       }
       console.log(`  seed ${seed}, after pass ${epoch + 1}: test accuracy ${runs.map((r) => `${r.name} ${r.accuracyPerEpoch.at(-1)}`).join(', ')}`);
@@ -227,8 +227,8 @@ async function accuracyRun(digits: TensorData, test: TensorData, seed: number, e
       batchSize: r.arm.batchSize,
       normalization: r.arm.onlineNorm ? 'onlineNorm (plugin)' : r.arm.norm,
       sgd: { lr: round(r.hyper.lr, 10), momentum: round(r.hyper.momentum, 8) },
-      testAccuracy: scores.accuracy,
-      testAccuracyPerEpoch: [...r.accuracyPerEpoch, scores.accuracy],
+      testAccuracy: scores.acc,
+      testAccuracyPerEpoch: [...r.accuracyPerEpoch, scores.acc],
       testLoss: round(scores.loss, 5),
       finalTrainLoss: round(r.lossPerChunk.at(-1)!, 5),
       trainLossPerChunk: r.lossPerChunk.map((l) => round(l, 4)),
@@ -237,7 +237,7 @@ async function accuracyRun(digits: TensorData, test: TensorData, seed: number, e
     };
     r.trainer.dispose();
   }
-  results.batchNormBatch32.movingAverages = { testAccuracy: movingAverages.accuracy, testLoss: round(movingAverages.loss, 5) };
+  results.batchNormBatch32.movingAverages = { testAccuracy: movingAverages.acc, testLoss: round(movingAverages.loss, 5) };
   return { seed, arms: results, gap: pairedGap(correct.batchNormBatch32, correct.onlineNormBatch1) };
 }
 

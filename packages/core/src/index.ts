@@ -1,4 +1,5 @@
 import 'reflect-metadata';
+import { settleRequireTimeBackend } from './backend/require-time';
 
 export * from './errors';
 export { parseOptions } from './options';
@@ -7,6 +8,7 @@ export * from './version';
 export * from './tensors';
 export * from './transforms';
 export * from './backend';
+export * from './io';
 export * from './model/segment';
 export * from './model/trainable-model';
 export * from './memory';
@@ -23,10 +25,17 @@ export { checkGradients } from './step/check-gradients';
 export * from './data/data-source';
 export { TensorData, arrayData, tensorData, permutation } from './data/tensor-data';
 export { DatasetData, datasetData } from './data/dataset-data';
-export { losses, accuracy, resolveLoss, type LossName, type LossSpec } from './train/losses';
-export type { FitOptions } from './train/options';
-export { Trainer, type TrainerOptions, type History } from './train/trainer';
+export { losses, resolveLoss, LOSS_NAMES, type LossName, type LossSpec } from './train/losses';
+export { accuracy, resolveMetrics, METRIC_NAMES, type MetricSpec } from './train/metrics';
+export type { FitOptions, InferenceOptions } from './train/options';
+export type { TensorLike } from './train/fit-inputs';
+export type { FitParams, CallbackLike, Logs } from './train/callbacks';
+export type { History } from './train/history';
+export { Trainer, type TrainerOptions } from './train/trainer';
 export { ChainStepper, OptimizerStepper, type Stepper } from './train/stepper';
 export type { TrainerDescription } from './train/describe';
 export { FileCheckpointer, type CheckpointFiles } from './checkpoint/file-checkpointer';
 export { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type Manifest, type Position } from './checkpoint/manifest';
+
+// Layers built at require time need a backend before selectBackend() runs (see require-time.ts).
+settleRequireTimeBackend();

@@ -154,10 +154,10 @@ describe('dependency injection', () => {
   });
 
   it('plugins can register classes that get injected services', () => {
-    const t = tinyTrainer({ plugins: [plugin('cls', {}, (api) => api.services.container.register(Tokens.Logger, { useClass: PrefixLogger }))] });
+    const t = tinyTrainer({ metrics: ['accuracy', 'mse'], plugins: [plugin('cls', {}, (api) => api.services.container.register(Tokens.Logger, { useClass: PrefixLogger }))] });
     const logger = t.resolve(Tokens.Logger) as PrefixLogger;
     expect(logger).to.be.instanceOf(PrefixLogger);
-    expect(logger.metrics.map((m) => m.name)).to.deep.equal(['accuracy']);
+    expect(logger.metrics.map((m) => m.name)).to.deep.equal(['acc', 'mse']);
   });
 
   it('accepts a plugin class and builds it from the container', () => {

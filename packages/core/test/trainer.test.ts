@@ -10,14 +10,15 @@ describe('Trainer', () => {
 
   it('trains: loss falls and accuracy rises on a separable problem', async () => {
     const data = blobs(96);
-    const t = tinyTrainer();
+    const t = tinyTrainer({ metrics: ['accuracy'] });
     const before = await t.evaluate(data);
     const history = await t.fit(data, { epochs: 8, batchSize: 16 });
     const after = await t.evaluate(data);
-    expect(history).to.have.length(8);
-    expect(history[7].loss).to.be.lessThan(history[0].loss);
+    expect(history.epoch).to.deep.equal([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(history.history.loss[7]).to.be.lessThan(history.history.loss[0]);
+    expect(history.history.acc[7]).to.be.greaterThan(0.9);
     expect(after.loss).to.be.lessThan(before.loss * 0.5);
-    expect(after.accuracy).to.be.greaterThan(0.95);
+    expect(after.acc).to.be.greaterThan(0.95);
     expect(t.step).to.equal(8 * 6);
     t.dispose();
     data.dispose();
@@ -36,7 +37,7 @@ describe('Trainer', () => {
           hooks.backward.tap('spy', (g) => (calls.push(`backward(${Object.keys(g!).length} grads)`), g));
           hooks.batchEnd.tap('spy', () => void calls.push('batchEnd'));
           hooks.epochEnd.tap('spy', ({ logs }) => void calls.push(`epochEnd(loss=${Number.isFinite(logs.loss)})`));
-          hooks.fitEnd.tap('spy', ({ history }) => void calls.push(`fitEnd(${history.length})`));
+          hooks.fitEnd.tap('spy', ({ history }) => void calls.push(`fitEnd(${history.epoch.length})`));
         }),
       ],
     });
@@ -78,7 +79,7 @@ describe('Trainer', () => {
     const data = blobs(48);
     const t = tinyTrainer({ optimizer: tf.train.adam(0.05) });
     const h = await t.fit(data, { epochs: 5, batchSize: 16 });
-    expect(h[4].loss).to.be.lessThan(h[0].loss);
+    expect(h.history.loss[4]).to.be.lessThan(h.history.loss[0]);
     expect(t.describe({ print: false }).optimizer).to.equal('Adam');
     t.dispose();
     data.dispose();
@@ -259,7 +260,7 @@ describe('Trainer', () => {
     const t = new Trainer({ model: segmentModel([seg], { inputShape: [4] }), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.5 }), logger: new SilentLogger() });
     const data = blobs(48);
     const h = await t.fit(data, { epochs: 5, batchSize: 16 });
-    expect(h[4].loss).to.be.lessThan(h[0].loss);
+    expect(h.history.loss[4]).to.be.lessThan(h.history.loss[0]);
     expect(Object.keys(t.variables)).to.deep.equal(['seg_w']);
     expect(Array.from(frozen.dataSync())).to.deep.equal([1, 1, 1]);
     t.dispose();
@@ -346,7 +347,7 @@ describe('tfjs-layers adapter under recompute', () => {
     const sample = { x: data.x.slice(0, 8), y: data.y.slice(0, 8) };
     const t = tinyTrainer({ memoryBudget: { budgetBytes: 1e9, sample } });
     const h = await t.fit(data, { epochs: 4, batchSize: 8 });
-    expect(h[3].loss).to.be.lessThan(h[0].loss);
+    expect(h.history.loss[3]).to.be.lessThan(h.history.loss[0]);
     expect(t.describe({ print: false }).memoryPlan!.predictedPeakBytes).to.be.greaterThan(0);
     const tight = tinyTrainer({ memoryBudget: { budgetBytes: 16, sample } });
     let err: unknown;
@@ -380,8 +381,8 @@ describe('data sources', () => {
 
     const t = tinyTrainer();
     const h = await t.fit(datasetData(tf.data.array(elements(48)), { size: 48 }), { epochs: 3, batchSize: 8 });
-    expect(h).to.have.length(3);
-    expect(h[2].loss).to.be.lessThan(h[0].loss);
+    expect(h.epoch).to.have.length(3);
+    expect(h.history.loss[2]).to.be.lessThan(h.history.loss[0]);
     expect(t.step).to.equal(18);
     t.dispose();
   });

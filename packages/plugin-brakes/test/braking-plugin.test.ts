@@ -7,7 +7,7 @@ import { blobs, errorOf, tinyMlp, trajectory, useBackend } from './helpers';
 const lr = 0.05;
 
 function trainer(optimizer: OptimizerSpec, plugins: TapfitPlugin[] = [], seed = 1) {
-  return new Trainer({ model: tinyMlp(seed), loss: 'softmaxCrossEntropy', optimizer, plugins, logger: new SilentLogger() });
+  return new Trainer({ model: tinyMlp(seed), loss: 'softmaxCrossEntropy', optimizer, metrics: ['accuracy'], plugins, logger: new SilentLogger() });
 }
 
 async function setupError(t: Trainer): Promise<Error & { code?: string }> {
@@ -34,7 +34,19 @@ describe('adaptiveBrakingPlugin', () => {
     expect(scales.every((s) => s >= -1 && s <= 3)).to.equal(true);
     expect(scales.some((s) => Math.abs(s - 1) > 1e-3)).to.equal(true); // it braked
     expect(after.loss).to.be.lessThan(before.loss * 0.5);
-    expect(after.accuracy).to.be.greaterThan(0.9);
+    expect(after.acc).to.be.greaterThan(0.9);
+    t.dispose();
+    data.dispose();
+  });
+
+  it("works on the chain an optimizer name gives ('momentum'), and says what is missing on one without momentum ('adam')", async () => {
+    const data = blobs(48);
+    const t = trainer('momentum', [adaptiveBrakingPlugin({ rho: 2 })]);
+    await t.fit(data, { epochs: 2, batchSize: 16 });
+    expect(t.describe({ print: false }).stepTransforms).to.deep.equal(['momentum', 'lr']);
+    expect((t.optimizerState!.momentum as AdaptiveBrakingState).count).to.equal(6);
+    const err = await setupError(trainer('adam', [adaptiveBrakingPlugin()]));
+    expect(err.message).to.match(/no 'momentum' member to replace \(members: 'adam', 'lr'\)/);
     t.dispose();
     data.dispose();
   });

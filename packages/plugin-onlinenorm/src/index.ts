@@ -4,7 +4,6 @@ export { activationClamp, layerScale } from './compensation';
 export { OnlineNorm, onlineNormLayer, type OnlineNormLayerArgs } from './layer';
 export { DEFAULTS, resolveOptions, type OnlineNormOptions, type ErrorCompensation, type ResolvedOnlineNormOptions } from './options';
 export { replaceBatchNorm, selectBatchNorms, checkSelector, type BatchNormSelector, type ReplaceBatchNormOptions } from './replace-batchnorm';
-export { directoryIO } from './directory-io';
 export { geometricScan, affineScan } from './scan';
 export type { RecurrenceMode } from './recurrences';
 export { onlineNorm, onlineNormLayers, ONLINE_NORM_PLUGIN, type OnlineNormPluginOptions } from './plugin';

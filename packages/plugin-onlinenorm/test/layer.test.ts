@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { activationClamp, directoryIO, layerScale, OnlineNorm, onlineNormLayer, type ErrorCompensation } from '../src';
+import { activationClamp, layerScale, OnlineNorm, onlineNormLayer, type ErrorCompensation } from '../src';
 import { expectClose, expectNoLeak, randomInput, rng, toSamples } from './helpers';
 import { refAffineEcmBackward, refAffineEcmForward, refBackward, refForward, refState, type RefEcm, type Sample } from './reference';
 
@@ -264,13 +264,13 @@ describe('OnlineNorm layer', () => {
       loaded.dispose();
     });
 
-    it('directoryIO: save to and load from a directory without tfjs-node', async () => {
+    it("file:// save and load without tfjs-node (core's file router)", async () => {
       const { model } = build();
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'onlinenorm-'));
       try {
-        await model.save(directoryIO(dir));
+        await model.save(`file://${dir}`);
         expect(fs.readdirSync(dir).sort()).to.deep.equal(['model.json', 'weights.bin']);
-        const loaded = await tf.loadLayersModel(directoryIO(dir));
+        const loaded = await tf.loadLayersModel(`file://${dir}/model.json`);
         expectSameModel(model, loaded);
         loaded.dispose();
       } finally {

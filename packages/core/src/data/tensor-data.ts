@@ -85,6 +85,15 @@ export class TensorData implements DataSource, LabelSource {
     return new TensorData(tf.slice(this.x, 0, n), tf.slice(this.y, 0, n));
   }
 
+  /** Samples [start, end) in storage order, as new tensors built from the host copies (no device read). */
+  range(start: number, end: number): TensorData {
+    const part = (t: tf.Tensor, host: HostArray) => {
+      const width = host.length / this.size;
+      return tf.tensor(host.slice(start * width, end * width), [end - start, ...t.shape.slice(1)], t.dtype);
+    };
+    return new TensorData(part(this.x, this.host.x), part(this.y, this.host.y));
+  }
+
   dispose(): void {
     tf.dispose([this.x, this.y]);
   }

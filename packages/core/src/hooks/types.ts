@@ -2,6 +2,7 @@ import type * as tf from '@tensorflow/tfjs';
 import type { TrainableModel } from '../model/trainable-model';
 import type { NamedTensors } from '../tensors';
 import type { StepTransform } from '../transforms/types';
+import type { History } from '../train/history';
 
 /** Where the loop is. `step` counts updates applied before this batch. */
 export interface StepInfo {
@@ -56,7 +57,8 @@ export interface EpochEndInfo {
   readonly logs: Record<string, number>;
 }
 export interface FitEndInfo {
-  readonly history: readonly Record<string, number>[];
+  /** What fit returns: `{ epoch, history: { loss: [...], ... }, params }`. */
+  readonly history: History;
 }
 
 export type { StepTransform };

@@ -18,8 +18,12 @@ export interface Metric {
   fn(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar;
 }
 
-/** What the user passed as optimizer: a transform chain or a black-box tf.train optimizer. */
-export type OptimizerSpec = StepTransform | readonly StepTransform[] | tf.Optimizer;
+/**
+ * What the user passed as optimizer: a transform chain, an optimizer name as model.compile
+ * takes it ('adam', 'rmsprop', ...; the trainer builds its chain at setup) or a black-box
+ * tf.train optimizer.
+ */
+export type OptimizerSpec = StepTransform | readonly StepTransform[] | tf.Optimizer | string;
 
 /** Picks the per-segment policies (the default keeps everything: all `store`). */
 export interface MemoryPlanner {

@@ -1,13 +1,39 @@
 import { z } from 'zod';
 
+/**
+ * `fit`'s options: what `model.fit` takes (tfjs-layers 4.22's ModelFitArgs, less
+ * `sampleWeight`, `stepsPerEpoch`, `validationSteps` and `yieldEvery`). Unknown options
+ * are errors naming the nearest valid one.
+ */
 export const fitOptionsSchema = z.strictObject({
-  epochs: z.number().int().positive(),
+  /** Train until this many epochs are complete (counting from `initialEpoch` / the trainer's position); default 1. */
+  epochs: z.number().int().positive().default(1),
   batchSize: z.number().int().positive().default(32),
+  /** Shuffle the training samples each epoch (seeded by the trainer's seed and the epoch); default true. */
   shuffle: z.boolean().default(true),
-  /** Evaluate on this data at each epoch end (val_loss, val_accuracy, ...). */
+  /** Evaluate on this data at each epoch end (val_loss, val_acc, ...): a data source, or `[x, y]` as model.fit takes it. */
   validationData: z.any().optional(),
+  /** Hold out the LAST fraction of the samples (before shuffling, as model.fit) and evaluate on it each epoch. */
+  validationSplit: z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)').optional(),
+  /** tfjs callbacks: `{ onEpochEnd, ... }` objects, tf.Callback instances (e.g. tf.callbacks.earlyStopping()), or a list of them. */
+  callbacks: z.any().optional(),
+  /** 0: silent; 1 or 2: one line per epoch through the logger. Default 1 for fit(x, y), 0 for fit(data). */
+  verbose: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'must be 0, 1 or 2' }).optional(),
+  /** Start at this epoch (batch 0); without it, fit starts from the trainer's position (e.g. after resume). */
+  initialEpoch: z.number().int().nonnegative().optional(),
+  /** Weight of each class in the loss, by class index: `{ 0: 1, 1: 5 }`; needs a named loss. */
+  classWeight: z.record(z.string(), z.number().nonnegative('must be >= 0')).optional(),
 });
 export type FitOptions = z.input<typeof fitOptionsSchema>;
+export type ParsedFitOptions = z.output<typeof fitOptionsSchema>;
+
+/** `evaluate(x, y, options)` and `predict(x, options)`: model.evaluate's / model.predict's options. */
+export const inferenceOptionsSchema = z.strictObject({
+  batchSize: z.number().int().positive().default(32),
+  /** Accepted for model.evaluate / model.predict compatibility; nothing is printed. */
+  verbose: z.union([z.literal(0), z.literal(1), z.literal(2), z.boolean()]).optional(),
+});
+export type InferenceOptions = z.input<typeof inferenceOptionsSchema>;
 
 export const trainerSettingsSchema = z.object({
   /** What to do when a step's loss is NaN or infinite. */

@@ -19,26 +19,43 @@ import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
 import { PlannedBackprop } from '../memory/planned-backprop';
 import { assertEngineInternals } from '../backend/engine-internals';
-import { Tokens, type Logger, type Metric, type OptimizerSpec } from '../services/tokens';
+import { Tokens, type Logger, type LossFn, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
 import { batchesPerEpoch } from '../data/data-source';
 import { describeTrainer, type TrainerDescription } from './describe';
-import { accuracy, checkDataLabels, resolveLoss, type LossSpec } from './losses';
+import { checkDataLabels, resolveLoss, type LossSpec } from './losses';
+import { resolveMetrics, type MetricSpec } from './metrics';
 import { parseOptions } from '../options';
-import { fitOptionsSchema, trainerSettingsSchema, type FitOptions } from './options';
+import { trainerSettingsSchema, type FitOptions, type InferenceOptions, type ParsedFitOptions } from './options';
+import { fitInputs, inferenceOptions, isDataSource, toTensor, type TensorLike } from './fit-inputs';
+import { FitCallbacks, type FitParams, type Logs } from './callbacks';
+import { BatchMeans } from './batch-means';
+import { epochLine } from './epoch-line';
+import { classWeightLoss, fitLoss, type FitLossState } from './fit-loss';
+import { optimizerByName } from '../transforms/by-name';
+import type { History } from './history';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
 import { trainingStep, type StepParts } from './step';
 
 export interface TrainerOptions {
   /** A tfjs-layers model or a segment model. */
   model: TrainableModel | tf.LayersModel;
+  /** A loss name (every name model.compile accepts, plus softmaxCrossEntropy and sigmoidCrossEntropy) or a function. */
   loss: LossSpec;
-  /** A step transform (or list, chained in order) or a black-box `tf.train` optimizer. */
+  /**
+   * A step transform (or list, chained in order), an optimizer name as model.compile takes it
+   * ('sgd', 'momentum', 'adam', 'adamax', 'rmsprop', 'adagrad', 'adadelta': a chain with tfjs's
+   * defaults), or a black-box `tf.train` optimizer.
+   */
   optimizer: OptimizerSpec;
   plugins?: readonly PluginSpec[];
-  /** Reported by evaluate() and per epoch; default [accuracy]. */
-  metrics?: readonly Metric[];
+  /**
+   * Metrics computed on the device each step and reported per epoch (train and val_) and by
+   * evaluate(): names as model.compile takes them ('accuracy' is logged as 'acc'),
+   * `{ name, fn }` metrics or functions. Default none (as model.compile).
+   */
+  metrics?: readonly MetricSpec[];
   nonFinite?: 'throw' | 'skip' | 'off';
   seed?: number;
   logger?: Logger;
@@ -49,8 +66,6 @@ export interface TrainerOptions {
    */
   memoryBudget?: MemoryBudgetOptions;
 }
-
-export type History = Record<string, number>[];
 
 const isOptimizer = (o: unknown): o is tf.Optimizer => o instanceof tf.Optimizer;
 
@@ -82,18 +97,26 @@ export class Trainer {
   private readonly ownedModels: TrainableModel[] = [];
   private readonly userModel?: tf.LayersModel;
   private readonly budgetFromOptions: boolean;
+  /** The loss as given (a name or a function), for classWeight. */
+  private readonly lossSpec: LossSpec;
+  /** What the running fit asks of the step's loss (metrics, classWeight); undefined outside fit. */
+  private fitState?: FitLossState;
 
   constructor(options: TrainerOptions) {
     this.settings = parseOptions('trainer', trainerSettingsSchema, { nonFinite: options.nonFinite, seed: options.seed });
     if (!options.model) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `model` is required (a tfjs-layers model or a segment model).');
-    if (!options.optimizer) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `optimizer` is required (e.g. sgd({ lr: 0.1 }) or tf.train.adam()).');
+    if (!options.optimizer) throw new TapfitError(ErrorCodes.CONFIG, "trainer: `optimizer` is required (e.g. 'adam', sgd({ lr: 0.1 }) or tf.train.adam()).");
+    if (typeof options.optimizer === 'string') optimizerByName(options.optimizer); // an unknown name fails here, listing the names
     this.modelRef = toTrainableModel(options.model);
     this.userModel = this.modelRef.layersModel;
+    this.lossSpec = options.loss;
+    const outputUnits = this.userModel?.outputs[0]?.shape.at(-1) ?? undefined;
+    const metrics = resolveMetrics(options.metrics ?? [], { loss: options.loss, outputUnits: outputUnits ?? undefined });
 
     const c = (this.container = rootContainer.createChildContainer());
     c.register(Tokens.Optimizer, { useValue: options.optimizer });
     c.register(Tokens.Loss, { useValue: resolveLoss(options.loss) });
-    c.register(Tokens.Metrics, { useValue: options.metrics ?? [accuracy] });
+    c.register(Tokens.Metrics, { useValue: metrics });
     if (options.logger) c.register(Tokens.Logger, { useValue: options.logger });
     else c.register(Tokens.Logger, { useClass: ConsoleLogger });
     c.register(Tokens.MemoryPlanner, { useClass: StoreAllPlanner });
@@ -223,14 +246,16 @@ export class Trainer {
       segments: model.segments,
       variables: params,
       plan: this.plan,
-      loss: this.resolve(Tokens.Loss),
+      loss: fitLoss(this.resolve(Tokens.Loss), this.resolve(Tokens.Metrics), () => this.fitState),
       stepper: this.stepper,
       nonFinite: this.settings.nonFinite,
     };
   }
 
   private buildStepper(info: ModelInfo): Stepper {
-    const spec = this.resolve(Tokens.Optimizer);
+    const given = this.resolve(Tokens.Optimizer);
+    // A model.compile name becomes its chain here, with the backend's epsilon as tfjs uses it.
+    const spec = typeof given === 'string' ? optimizerByName(given, { epsilon: tf.backend().epsilon() }) : given;
     if (isOptimizer(spec)) {
       if (this.hooks.stepTransforms.isUsed) {
         throw new TapfitError(
@@ -245,23 +270,62 @@ export class Trainer {
     return new ChainStepper(this.hooks.stepTransforms.call(base.flatMap(chainMembers), info), info.params);
   }
 
-  /** Forward pass in inference mode (no state updates), inside tf.tidy. */
-  predict(x: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => forwardSegments(this.modelRef, x, { training: false, recomputing: false, step: this.stepCount }));
+  /**
+   * Inference-mode forward (no state updates) over `x` in batches of `batchSize` (default
+   * 32, as model.predict), concatenated. `x` is a tensor or an array of numbers.
+   */
+  predict(x: TensorLike, options: InferenceOptions = {}): tf.Tensor {
+    const { batchSize } = inferenceOptions('predict', options);
+    const xs = toTensor(x, 'predict: x');
+    try {
+      return tf.tidy(() => {
+        const n = xs.shape[0];
+        const parts: tf.Tensor[] = [];
+        for (let start = 0; start === 0 || start < n; start += batchSize) {
+          const batch = n <= batchSize ? xs : tf.slice(xs, start, Math.min(batchSize, n - start));
+          parts.push(forwardSegments(this.modelRef, batch, { training: false, recomputing: false, step: this.stepCount }));
+        }
+        return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
+      });
+    } finally {
+      if (xs !== x) xs.dispose();
+    }
   }
 
   /**
-   * Trains until `epochs` epochs are complete, starting from `position` (epoch 0 for a
-   * new trainer; mid-epoch after `resume` or `stop`), like Keras' `initialEpoch`: rerunning
-   * the same fit() after a resume finishes the same schedule.
+   * Trains, in either form:
+   *
+   * - `fit(x, y, { epochs, batchSize, validationSplit, validationData, shuffle, callbacks,
+   *   verbose, initialEpoch, classWeight })` as model.fit (x, y tensors or arrays);
+   * - `fit(data, options)` with a tapfit data source (tensorData, arrayData, datasetData).
+   *
+   * Trains until `epochs` epochs are complete, starting from `initialEpoch` when given, else
+   * from `position` (epoch 0 for a new trainer; mid-epoch after `resume` or `stop`), so
+   * rerunning the same fit() after a resume finishes the same schedule. Returns tf.History's
+   * shape: `{ epoch, history: { loss, acc, val_loss, val_acc, ... }, params }`. Per step
+   * nothing is read back beyond the non-finite guard; loss and metrics are summed on the
+   * device and read once per epoch.
    */
-  async fit(data: DataSource, options: FitOptions): Promise<History> {
-    const o = parseOptions('fit', fitOptionsSchema, options);
+  fit(data: DataSource, options?: FitOptions): Promise<History>;
+  fit(x: TensorLike, y: TensorLike, options?: FitOptions): Promise<History>;
+  async fit(a: DataSource | TensorLike, b?: TensorLike | FitOptions, c?: FitOptions): Promise<History> {
+    const inputs = fitInputs(a, b, c);
+    try {
+      return await this.runFit(inputs.data, inputs.validation, inputs.options, inputs.options.verbose ?? (inputs.modelForm ? 1 : 0));
+    } finally {
+      inputs.dispose();
+    }
+  }
+
+  private async runFit(data: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
     await this.setup();
     this.checkDataShape(data);
+    if (validation) this.checkDataShape(validation);
+    if (o.validationData !== undefined && o.validationSplit !== undefined) this.logger.warn('fit: both validationData and validationSplit given; validating on validationData (as model.fit does).');
+    const loss = o.classWeight ? this.classWeighted(o.classWeight) : undefined;
+    const callbacks = new FitCallbacks(o.callbacks, this.modelRef.layersModel);
+    if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) this.pos = { epoch: o.initialEpoch, batch: 0 };
     this.stopRequested = false;
-    const history: History = [];
-    const stepsPerEpoch = batchesPerEpoch(data, o.batchSize) ?? -1;
     const measured = this.plan?.measuredBatchSize;
     if (measured !== undefined && measured !== o.batchSize) {
       this.logger.warn(
@@ -269,21 +333,46 @@ export class Trainer {
           `Give memoryBudget a sample of ${o.batchSize} samples.`,
       );
     }
+    const stepsPerEpoch = batchesPerEpoch(data, o.batchSize) ?? -1;
+    const names = ['loss', ...this.resolve(Tokens.Metrics).map((m) => m.name)];
+    const params: FitParams = {
+      epochs: o.epochs,
+      initialEpoch: this.pos.epoch,
+      samples: data.size,
+      steps: null,
+      batchSize: o.batchSize,
+      verbose,
+      doValidation: validation !== undefined,
+      metrics: validation ? [...names, ...names.map((n) => `val_${n}`)] : names,
+    };
+    const history: History = { epoch: [], history: {}, params };
+    callbacks.begin(params);
     await this.hooks.fitStart.run({ epochs: o.epochs, stepsPerEpoch, initialEpoch: this.pos.epoch });
+    await callbacks.trainBegin();
     while (this.pos.epoch < o.epochs && !this.stopRequested) {
       const epoch = this.pos.epoch;
-      if (this.pos.batch === 0) await this.hooks.epochStart.run({ epoch });
-      const logs = await this.runEpoch(data, epoch, o);
-      if (this.stopRequested) break;
+      const started = performance.now();
+      if (this.pos.batch === 0) {
+        await this.hooks.epochStart.run({ epoch });
+        if (verbose) this.logger.info(`Epoch ${epoch + 1} / ${o.epochs}`);
+      }
+      await callbacks.epochBegin(epoch);
+      const logs = await this.runEpoch(data, epoch, o, names, callbacks, loss);
+      if (this.stopRequested) break; // stopped mid-epoch: the epoch is unfinished and a later fit continues it
       this.pos = { epoch: epoch + 1, batch: 0 };
-      if (o.validationData) {
-        const val = await this.evaluate(o.validationData as DataSource, { batchSize: o.batchSize });
+      if (validation) {
+        const val = await this.evaluate(validation, { batchSize: o.batchSize });
         for (const [k, v] of Object.entries(val)) logs[`val_${k}`] = v;
       }
       await this.hooks.epochEnd.run({ epoch, logs });
-      history.push(logs);
+      if (verbose) this.logger.info(epochLine(performance.now() - started, data.size ?? stepsPerEpoch, logs));
+      await callbacks.epochEnd(epoch, logs);
+      history.epoch.push(epoch);
+      for (const [k, v] of Object.entries(logs)) (history.history[k] ??= []).push(v);
+      if (callbacks.stopRequested) break;
     }
     await this.hooks.fitEnd.run({ history });
+    await callbacks.trainEnd();
     return history;
   }
 
@@ -292,33 +381,68 @@ export class Trainer {
     this.stopRequested = true;
   }
 
-  private async runEpoch(data: DataSource, epoch: number, o: { batchSize: number; shuffle: boolean }): Promise<Record<string, number>> {
+  private classWeighted(classWeight: Record<string, number>) {
+    if (this.resolve(Tokens.Loss) !== resolveLoss(this.lossSpec)) {
+      throw new TapfitError(ErrorCodes.CONFIG, 'fit: classWeight cannot be combined with a plugin that decorates the loss (it would bypass the decoration); weigh the classes inside that plugin instead.');
+    }
+    const units = this.modelRef.layersModel?.outputs[0]?.shape.at(-1) ?? undefined;
+    return classWeightLoss(this.lossSpec, classWeight, units === 1 ? 2 : units ?? undefined);
+  }
+
+  /** One epoch from the current position; returns the epoch's mean loss and metrics (one read-back). */
+  private async runEpoch(
+    data: DataSource,
+    epoch: number,
+    o: { batchSize: number; shuffle: boolean },
+    names: readonly string[],
+    callbacks: FitCallbacks,
+    loss: LossFn | undefined,
+  ): Promise<Logs> {
     const startBatch = this.pos.batch;
     const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch, startBatch });
     const { batchStart, batchEnd } = this.hooks;
-    let lossSum = tf.keep(tf.scalar(0));
+    const means = new BatchMeans();
+    const pending: tf.Tensor1D[] = [];
+    this.fitState = { metricSink: names.length > 1 ? (v) => pending.push(v) : undefined, loss };
     let batch = 0;
     try {
       for (let r = await it.next(); !r.done && !this.stopRequested; r = await it.next(), batch++) {
         const info: StepInfo = { epoch, batch: startBatch + batch, step: this.stepCount };
-        if (batchStart.isUsed) await batchStart.run(info);
-        const { loss, skipped } = this.trainStep(r.value, info);
-        this.pos = { epoch, batch: info.batch + 1 };
+        const size = r.value.x.shape[0];
         try {
-          const prev = lossSum;
-          lossSum = tf.keep(tf.add(prev, loss));
-          prev.dispose();
-          if (batchEnd.isUsed) await batchEnd.run({ ...info, skipped, loss: () => loss.dataSync()[0] });
+          if (batchStart.isUsed) await batchStart.run(info);
+          await callbacks.batchBegin(info.batch, { batch: info.batch, size });
+        } catch (err) {
+          tf.dispose([r.value.x, r.value.y]); // the step never took the batch
+          throw err;
+        }
+        const { loss: value, skipped } = this.trainStep(r.value, info);
+        this.pos = { epoch, batch: info.batch + 1 };
+        const metrics = pending.splice(0);
+        let values: tf.Tensor1D | undefined;
+        try {
+          values = tf.tidy(() => (metrics.length ? tf.concat([tf.reshape(value, [1]), ...metrics]) : tf.reshape(value, [1])) as tf.Tensor1D);
+          means.add(values, size);
+          if (batchEnd.isUsed) await batchEnd.run({ ...info, skipped, loss: () => value.dataSync()[0] });
+          if (callbacks.wantsBatches) {
+            const read = values.dataSync(); // only when a callback handles batches (model.fit's CustomCallback reads them too)
+            await callbacks.batchEnd(info.batch, { batch: info.batch, size, ...Object.fromEntries(names.map((n, i) => [n, read[i]])) });
+            if (callbacks.stopRequested) this.stopRequested = true;
+          }
         } finally {
-          loss.dispose();
+          tf.dispose([value, ...metrics]);
+          values?.dispose();
         }
       }
       if (batch === 0 && startBatch === 0 && !this.stopRequested) {
         throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
       }
-      return { loss: batch ? (await lossSum.data())[0] / batch : NaN };
+      const values = await means.means();
+      return Object.fromEntries(names.map((n, i) => [n, values ? values[i] : NaN]));
     } finally {
-      lossSum.dispose();
+      this.fitState = undefined;
+      tf.dispose(pending);
+      means.dispose();
     }
   }
 
@@ -337,34 +461,68 @@ export class Trainer {
     return { loss, skipped: !applied };
   }
 
+  /**
+   * Loss and metrics in inference mode, in either form:
+   *
+   * - `evaluate(x, y, { batchSize = 32 })` as model.evaluate: a Scalar (the loss) when the
+   *   trainer has no metrics, else `[loss, ...metrics]` as Scalars; nothing is read back;
+   * - `evaluate(data, { batchSize = 128 })` with a data source: `{ loss, acc, ... }` as numbers
+   *   (one read-back at the end).
+   */
+  evaluate(data: DataSource, options?: { batchSize?: number }): Promise<Record<string, number>>;
+  evaluate(x: TensorLike, y: TensorLike, options?: InferenceOptions): tf.Scalar | tf.Scalar[];
+  evaluate(a: DataSource | TensorLike, b?: TensorLike | { batchSize?: number }, c?: InferenceOptions): Promise<Record<string, number>> | tf.Scalar | tf.Scalar[] {
+    if (isDataSource(a)) return this.evaluateData(a, b as { batchSize?: number } | undefined);
+    if (!this.stepParts) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate(x, y): call `await trainer.setup()` (or fit) first; evaluate(x, y) is synchronous like model.evaluate.');
+    const { batchSize } = inferenceOptions('evaluate', c);
+    const xs = toTensor(a, 'evaluate: x');
+    const ys = toTensor(b as TensorLike, 'evaluate: y');
+    const means = new BatchMeans();
+    try {
+      const n = xs.shape[0];
+      if (ys.shape[0] !== n) throw new TapfitError(ErrorCodes.SHAPE, `evaluate: x has ${n} samples but y has ${ys.shape[0]}; they must match.`);
+      for (let start = 0; start < n; start += batchSize) {
+        const size = Math.min(batchSize, n - start);
+        const values = tf.tidy(() => this.lossAndMetrics(n <= batchSize ? xs : tf.slice(xs, start, size), n <= batchSize ? ys : tf.slice(ys, start, size)));
+        means.add(values, size);
+        values.dispose();
+      }
+      const scalars = means.meanScalars();
+      if (!scalars) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate: x has no samples.');
+      return scalars.length === 1 ? scalars[0] : scalars;
+    } finally {
+      means.dispose();
+      if (xs !== a) xs.dispose();
+      if (ys !== b) ys.dispose();
+    }
+  }
+
+  /** [loss, ...metrics] of one batch in inference mode. */
+  private lossAndMetrics(x: tf.Tensor, y: tf.Tensor): tf.Tensor1D {
+    const pred = forwardSegments(this.modelRef, x, { training: false, recomputing: false, step: this.stepCount });
+    return tf.stack([this.resolve(Tokens.Loss)(y, pred), ...this.resolve(Tokens.Metrics).map((m) => m.fn(y, pred))]) as tf.Tensor1D;
+  }
+
   /** Mean loss and metrics over `data` (inference mode). One read-back at the end. */
-  async evaluate(data: DataSource, options: { batchSize?: number } = {}): Promise<Record<string, number>> {
+  private async evaluateData(data: DataSource, options: { batchSize?: number } = {}): Promise<Record<string, number>> {
     await this.setup();
     this.checkDataShape(data);
-    const loss = this.resolve(Tokens.Loss);
     const metrics = this.resolve(Tokens.Metrics);
     const it = data.batches({ batchSize: options.batchSize ?? 128, shuffle: false, seed: 0, epoch: 0 });
-    let sums: tf.Tensor1D | undefined;
-    let n = 0;
-    for (let r = await it.next(); !r.done; r = await it.next()) {
-      const { x, y } = r.value;
-      const k = x.shape[0];
-      const batchSums = tf.tidy(() => {
-        const pred = forwardSegments(this.modelRef, x, { training: false, recomputing: false, step: this.stepCount });
-        const vals = tf.stack([loss(y, pred), ...metrics.map((m) => m.fn(y, pred))]).mul(k) as tf.Tensor1D;
-        return sums ? (tf.add(sums, vals) as tf.Tensor1D) : vals;
-      });
-      sums?.dispose();
-      sums = batchSums;
-      n += k;
-      tf.dispose([x, y]);
+    const means = new BatchMeans();
+    try {
+      for (let r = await it.next(); !r.done; r = await it.next()) {
+        const { x, y } = r.value;
+        const values = tf.tidy(() => this.lossAndMetrics(x, y));
+        means.add(values, x.shape[0]);
+        tf.dispose([x, y, values]);
+      }
+      const values = await means.means();
+      if (!values) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate: the data produced no batches.');
+      return Object.fromEntries(['loss', ...metrics.map((m) => m.name)].map((n, i) => [n, values[i]]));
+    } finally {
+      means.dispose();
     }
-    if (!sums) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate: the data produced no batches.');
-    const values = await sums.data();
-    sums.dispose();
-    const out: Record<string, number> = { loss: values[0] / n };
-    metrics.forEach((m, i) => (out[m.name] = values[i + 1] / n));
-    return out;
   }
 
   private checkDataShape(data: DataSource): void {

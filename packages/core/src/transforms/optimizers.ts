@@ -4,6 +4,10 @@ import { chain, type Chain } from './chain';
 import { momentum } from './momentum';
 import { fraction, learningRate, nonNegative, parseOptions, transformName } from '../options';
 import { scaleByAdam } from './scale-by-adam';
+import { scaleByAdadelta } from './scale-by-adadelta';
+import { scaleByAdagrad } from './scale-by-adagrad';
+import { scaleByAdamax } from './scale-by-adamax';
+import { scaleByRms } from './scale-by-rms';
 import { scaleByLearningRate } from './scale-by-learning-rate';
 import type { Schedule, StepTransform } from './types';
 
@@ -81,6 +85,88 @@ export function adamw(options: AdamOptions & { weightDecay?: number }): Chain {
     ...optional(o.weightDecay > 0 && addDecayedWeights(o.weightDecay)),
     scaleByLearningRate(o.lr),
   );
+}
+
+export interface RmspropOptions {
+  lr: number | Schedule;
+  /** Decay of the running mean of g^2; default 0.9. */
+  decay?: number;
+  /** Heavy-ball momentum on the scaled gradient; default 0 (no 'momentum' member). */
+  momentum?: number;
+  /** Default 1e-7 (the float32 backends' epsilon, tfjs's default). */
+  eps?: number;
+  /** Default 'rmsprop'. */
+  name?: string;
+}
+
+/**
+ * RMSProp as tf.train.rmsprop (not centered): chain('rmsprop', rms, momentum?, lr), so
+ * w -= lr v with v = m v + g / sqrt(nu + eps). Adaptive Braking can replace its 'momentum'.
+ */
+export function rmsprop(options: RmspropOptions): Chain {
+  const o = parseOptions(
+    'rmsprop',
+    z.strictObject({
+      lr: learningRate,
+      decay: fraction.default(0.9),
+      momentum: fraction.default(0),
+      eps: nonNegative.default(1e-7),
+      name: transformName.default('rmsprop'),
+    }),
+    options,
+  );
+  return chain(
+    o.name,
+    scaleByRms({ decay: o.decay, eps: o.eps }),
+    ...optional(o.momentum > 0 && momentum({ momentum: o.momentum })),
+    scaleByLearningRate(o.lr),
+  );
+}
+
+/** Adagrad as tf.train.adagrad: chain('adagrad', adagrad, lr). */
+export function adagrad(options: { lr: number | Schedule; initialAccumulatorValue?: number; eps?: number; name?: string }): Chain {
+  const o = parseOptions(
+    'adagrad',
+    z.strictObject({
+      lr: learningRate,
+      initialAccumulatorValue: nonNegative.default(0.1),
+      eps: nonNegative.default(1e-7),
+      name: transformName.default('adagrad'),
+    }),
+    options,
+  );
+  return chain(o.name, scaleByAdagrad({ initialAccumulatorValue: o.initialAccumulatorValue, eps: o.eps }), scaleByLearningRate(o.lr));
+}
+
+/** Adadelta as tf.train.adadelta (tfjs's order of updates, see scaleByAdadelta): chain('adadelta', adadelta, lr). */
+export function adadelta(options: { lr: number | Schedule; rho?: number; eps?: number; name?: string }): Chain {
+  const o = parseOptions(
+    'adadelta',
+    z.strictObject({
+      lr: learningRate,
+      rho: fraction.default(0.95),
+      eps: nonNegative.default(1e-7),
+      name: transformName.default('adadelta'),
+    }),
+    options,
+  );
+  return chain(o.name, scaleByAdadelta({ rho: o.rho, eps: o.eps }), scaleByLearningRate(o.lr));
+}
+
+/** Adamax as tf.train.adamax (no learning-rate decay; use a schedule): chain('adamax', adamax, lr). */
+export function adamax(options: { lr: number | Schedule; b1?: number; b2?: number; eps?: number; name?: string }): Chain {
+  const o = parseOptions(
+    'adamax',
+    z.strictObject({
+      lr: learningRate,
+      b1: fraction.default(0.9),
+      b2: fraction.default(0.999),
+      eps: nonNegative.default(1e-7),
+      name: transformName.default('adamax'),
+    }),
+    options,
+  );
+  return chain(o.name, scaleByAdamax({ b1: o.b1, b2: o.b2, eps: o.eps }), scaleByLearningRate(o.lr));
 }
 
 // Ranges of b1, b2, eps, momentum, dampening are checked again by the member transforms;

@@ -274,7 +274,7 @@ describe('memory: SegmentExecutor', () => {
       trainer.dispose();
       data.dispose();
       disposeModel(model);
-      return { weights, losses: history.map((h) => h.loss) };
+      return { weights, losses: history.history.loss };
     }
 
     it('trains to the same weights as plain autodiff (registered by a plugin that provides Backprop)', async () => {

@@ -1,7 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import {
+  adadelta,
+  adagrad,
   adam,
+  adamax,
   chain,
   clipByGlobalNorm,
   constant,
@@ -9,8 +12,10 @@ import {
   insertTransform,
   isChain,
   momentum,
+  optimizerByName,
   removeTransform,
   replaceTransform,
+  rmsprop,
   scaleByLearningRate,
   sgd,
   stateTensors,
@@ -77,6 +82,20 @@ describe('transforms: chain', () => {
     expect(names(adam({ lr: 1e-3 }))).to.deep.equal(['adam', 'lr']);
     expect(names(adam({ lr: 1e-3, weightDecay: 0.1 }))).to.deep.equal(['weightDecay', 'adam', 'lr']);
     expect(sgd({ lr: 0.1 }).name).to.equal('sgd');
+  });
+
+  it("tfjs-core's optimizers: member names and the hyperparams plugins read", () => {
+    const hyper = (c: { transforms: readonly { name: string; hyperparams?: object }[] }) => c.transforms.map((t) => [t.name, t.hyperparams]);
+    expect(hyper(rmsprop({ lr: 0.01, momentum: 0.5 }))).to.deep.equal([
+      ['rms', { decay: 0.9, eps: 1e-7 }],
+      ['momentum', { momentum: 0.5, dampening: 0, nesterov: false }],
+      ['lr', { lr: 0.01 }],
+    ]);
+    expect(hyper(adagrad({ lr: 0.1 }))).to.deep.equal([['adagrad', { initialAccumulatorValue: 0.1, eps: 1e-7 }], ['lr', { lr: 0.1 }]]);
+    expect(hyper(adadelta({ lr: 1, rho: 0.9 }))).to.deep.equal([['adadelta', { rho: 0.9, eps: 1e-7 }], ['lr', { lr: 1 }]]);
+    expect(hyper(adamax({ lr: 0.002 }))).to.deep.equal([['adamax', { b1: 0.9, b2: 0.999, eps: 1e-7 }], ['lr', { lr: 0.002 }]]);
+    expect(names(optimizerByName('momentum'))).to.deep.equal(['momentum', 'lr']);
+    expect(optimizerByName('RMSProp').name).to.equal('rmsprop');
   });
 
   it('rejects duplicate names, naming them and their positions', () => {

@@ -3,8 +3,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import {
+  adadelta,
+  adagrad,
   adam,
+  adamax,
   adamw,
+  rmsprop,
   chain,
   clipByGlobalNorm,
   cosineDecay,
@@ -22,6 +26,10 @@ const optimizers: Record<string, () => Chain> = {
   'clip + sgd + nesterov': () => chain(clipByGlobalNorm(1), sgd({ lr: 0.05, momentum: 0.9, nesterov: true })),
   adam: () => adam({ lr: cosineDecay({ initial: 0.01, decaySteps: 100 }) }),
   adamw: () => adamw({ lr: 0.01, weightDecay: 0.1 }),
+  'rmsprop + momentum': () => rmsprop({ lr: 0.01, momentum: 0.9 }),
+  adagrad: () => adagrad({ lr: 0.01 }),
+  adadelta: () => adadelta({ lr: 1 }),
+  adamax: () => adamax({ lr: 0.01 }),
 };
 
 describe('transforms: memory and device traffic', () => {

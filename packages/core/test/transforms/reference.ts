@@ -1,6 +1,7 @@
 // Float64 oracle: the optimizers as PyTorch documents their algorithms (torch.optim.SGD,
-// Adam, AdamW, clip_grad_norm_), written on plain number arrays with no tf. This is an
-// independent formulation: one monolithic loop per optimizer, not composed transforms.
+// Adam, AdamW, clip_grad_norm_) and as tfjs-core 4.22 updates them (RMSProp, Adagrad,
+// Adadelta, Adamax), written on plain number arrays with no tf. This is an independent
+// formulation: one monolithic loop per optimizer, not composed transforms.
 
 import type { Schedule } from '../../src/transforms';
 
@@ -89,6 +90,68 @@ export function refAdam(o: {
     const mm = m;
     const vv = v;
     eachParam(w, (x, k, i) => (w[k][i] = x - (lr / bc1) * mm[k][i] / (Math.sqrt(vv[k][i]) / Math.sqrt(bc2) + o.eps)));
+  };
+}
+
+/** tf.train.rmsprop (not centered): ms = d ms + (1-d) g^2; mom = m mom + lr g / sqrt(ms + eps); w -= mom. */
+export function refRmsprop(o: { lr: number; decay: number; momentum: number; eps: number }): RefOptimizer {
+  let ms: Params | undefined;
+  let mom: Params | undefined;
+  return (w, g) => {
+    const ms0 = ms ?? mapParams(g, () => 0);
+    const mom0 = mom ?? mapParams(g, () => 0);
+    const msNew = mapParams(g, (x, k, i) => o.decay * ms0[k][i] + (1 - o.decay) * x * x);
+    const momNew = mapParams(g, (x, k, i) => o.momentum * mom0[k][i] + (o.lr * x) / Math.sqrt(msNew[k][i] + o.eps));
+    ms = msNew;
+    mom = momNew;
+    eachParam(w, (x, k, i) => (w[k][i] = x - momNew[k][i]));
+  };
+}
+
+/** tf.train.adagrad: acc starts at `initial`; acc += g^2; w -= lr g / sqrt(acc + eps). */
+export function refAdagrad(o: { lr: number; initial: number; eps: number }): RefOptimizer {
+  let acc: Params | undefined;
+  return (w, g) => {
+    const acc0 = acc ?? mapParams(g, () => o.initial);
+    const accNew = mapParams(g, (x, k, i) => acc0[k][i] + x * x);
+    acc = accNew;
+    eachParam(w, (x, k, i) => (w[k][i] = x - (o.lr * g[k][i]) / Math.sqrt(accNew[k][i] + o.eps)));
+  };
+}
+
+/**
+ * tf.train.adadelta as tfjs-core 4.22 orders it: the step uses the squared-gradient mean
+ * from before this gradient. upd = sqrt(au + eps) / sqrt(ag + eps) g; ag = r ag + (1-r) g^2;
+ * au = r au + (1-r) upd^2; w -= lr upd.
+ */
+export function refAdadelta(o: { lr: number; rho: number; eps: number }): RefOptimizer {
+  let ag: Params | undefined;
+  let au: Params | undefined;
+  return (w, g) => {
+    const ag0 = ag ?? mapParams(g, () => 0);
+    const au0 = au ?? mapParams(g, () => 0);
+    const upd = mapParams(g, (x, k, i) => (Math.sqrt(au0[k][i] + o.eps) / Math.sqrt(ag0[k][i] + o.eps)) * x);
+    ag = mapParams(g, (x, k, i) => o.rho * ag0[k][i] + (1 - o.rho) * x * x);
+    au = mapParams(upd, (x, k, i) => o.rho * au0[k][i] + (1 - o.rho) * x * x);
+    eachParam(w, (x, k, i) => (w[k][i] = x - o.lr * upd[k][i]));
+  };
+}
+
+/** tf.train.adamax: m = b1 m + (1-b1) g; u = max(b2 u, |g|); w -= lr / (1 - b1^t) m / (u + eps). */
+export function refAdamax(o: { lr: number; b1: number; b2: number; eps: number }): RefOptimizer {
+  let t = 0;
+  let m: Params | undefined;
+  let u: Params | undefined;
+  return (w, g) => {
+    t += 1;
+    const m0 = m ?? mapParams(g, () => 0);
+    const u0 = u ?? mapParams(g, () => 0);
+    const mNew = mapParams(g, (x, k, i) => o.b1 * m0[k][i] + (1 - o.b1) * x);
+    const uNew = mapParams(g, (x, k, i) => Math.max(o.b2 * u0[k][i], Math.abs(x)));
+    m = mNew;
+    u = uNew;
+    const step = o.lr / (1 - o.b1 ** t);
+    eachParam(w, (x, k, i) => (w[k][i] = x - (step * mNew[k][i]) / (uNew[k][i] + o.eps)));
   };
 }
 

@@ -2,7 +2,10 @@
 
 import { expect } from 'chai';
 import {
+  adadelta,
+  adagrad,
   adam,
+  adamax,
   adamw,
   addDecayedWeights,
   chain,
@@ -12,6 +15,8 @@ import {
   linearWarmup,
   momentum,
   nesterov,
+  optimizerByName,
+  rmsprop,
   scaleByAdam,
   scaleByLearningRate,
   sgd,
@@ -19,7 +24,7 @@ import {
   type StepTransform,
 } from '../../src/transforms';
 import { expectMoved, expectTrajectoryClose, runTransform, useCpuBackend } from './harness';
-import { problem, referenceTrajectory, refAdam, refClipped, refSgd, type Params, type RefOptimizer } from './reference';
+import { problem, referenceTrajectory, refAdadelta, refAdagrad, refAdam, refAdamax, refClipped, refRmsprop, refSgd, type Params, type RefOptimizer } from './reference';
 
 const STEPS = 60;
 
@@ -94,6 +99,53 @@ describe('transforms: trajectories against the float64 reference', () => {
     expect(Math.abs(coupled.trajectory[STEPS - 1].w1[0] - decoupled.trajectory[STEPS - 1].w1[0])).to.be.greaterThan(1e-3);
     coupled.dispose();
     decoupled.dispose();
+  });
+
+  describe('tfjs-core optimizers as chains (rmsprop, adagrad, adadelta, adamax)', () => {
+    it('rmsprop: w -= lr g / sqrt(ms + eps)', () => {
+      check(rmsprop({ lr: 0.01 }), refRmsprop({ lr: 0.01, decay: 0.9, momentum: 0, eps: 1e-7 }));
+    });
+
+    it('rmsprop with momentum and a non-default decay and eps', () => {
+      check(rmsprop({ lr: 0.005, decay: 0.8, momentum: 0.7, eps: 1e-3 }), refRmsprop({ lr: 0.005, decay: 0.8, momentum: 0.7, eps: 1e-3 }));
+    });
+
+    it('adagrad: the accumulator starts at 0.1', () => {
+      check(adagrad({ lr: 0.2 }), refAdagrad({ lr: 0.2, initial: 0.1, eps: 1e-7 }));
+      check(adagrad({ lr: 0.2, initialAccumulatorValue: 2, eps: 1e-4 }), refAdagrad({ lr: 0.2, initial: 2, eps: 1e-4 }));
+    });
+
+    it("adadelta in tfjs's order (old squared-gradient mean in the denominator)", () => {
+      // The first step is -lr g; lr 0.1 keeps the quartic problem from diverging.
+      check(adadelta({ lr: 0.1, rho: 0.9, eps: 1e-2 }), refAdadelta({ lr: 0.1, rho: 0.9, eps: 1e-2 }));
+    });
+
+    it('adamax with bias correction of the first moment', () => {
+      check(adamax({ lr: 0.05 }), refAdamax({ lr: 0.05, b1: 0.9, b2: 0.999, eps: 1e-7 }));
+      check(adamax({ lr: 0.03, b1: 0.7, b2: 0.9, eps: 1e-3 }), refAdamax({ lr: 0.03, b1: 0.7, b2: 0.9, eps: 1e-3 }));
+    });
+
+    it('names give the defaults of model.compile', () => {
+      // adadelta's default lr 1 makes its first step -g, which sends this quartic problem
+      // off after a few steps: its default is compared over the steps before that.
+      const pairs: Array<[string, RefOptimizer, number]> = [
+        ['rmsprop', refRmsprop({ lr: 0.001, decay: 0.9, momentum: 0, eps: 1e-7 }), STEPS],
+        ['adagrad', refAdagrad({ lr: 0.01, initial: 0.1, eps: 1e-7 }), STEPS],
+        ['adadelta', refAdadelta({ lr: 1, rho: 0.95, eps: 1e-7 }), 3],
+        ['adamax', refAdamax({ lr: 0.002, b1: 0.9, b2: 0.999, eps: 1e-7 }), STEPS],
+        ['adam', refAdam({ lr: constant(0.001), b1: 0.9, b2: 0.999, eps: 1e-7 }), STEPS],
+        ['sgd', refSgd({ lr: constant(0.01) }), STEPS],
+        ['momentum', refSgd({ lr: constant(0.01), momentum: 0.9 }), STEPS],
+      ];
+      for (const [name, ref, steps] of pairs) {
+        const run = runTransform(optimizerByName(name), steps);
+        try {
+          expectTrajectoryClose(run.trajectory, referenceTrajectory(problem, ref, steps));
+        } finally {
+          run.dispose();
+        }
+      }
+    });
   });
 
   describe('clipByGlobalNorm', () => {

@@ -1,0 +1,44 @@
+import * as tf from '@tensorflow/tfjs';
+
+/**
+ * Means over samples of per-batch values (loss, metrics), as model.fit averages them:
+ * each batch's values weighted by its size. The sums stay on the device; `means()` reads
+ * them back once.
+ */
+export class BatchMeans {
+  private sums?: tf.Tensor1D;
+  private samples = 0;
+
+  /** Adds one batch's values (the caller keeps `values`). */
+  add(values: tf.Tensor1D, batchSize: number): void {
+    const next = tf.tidy(() => {
+      const weighted = tf.mul(values, batchSize) as tf.Tensor1D;
+      return this.sums ? (tf.add(this.sums, weighted) as tf.Tensor1D) : weighted;
+    });
+    this.sums?.dispose();
+    this.sums = next;
+    this.samples += batchSize;
+  }
+
+  get count(): number {
+    return this.samples;
+  }
+
+  /** The means as numbers (one read-back); undefined if nothing was added. */
+  async means(): Promise<number[] | undefined> {
+    if (!this.sums) return undefined;
+    return Array.from(await this.sums.data(), (s) => s / this.samples);
+  }
+
+  /** The means as scalars on the device (no read-back; the caller disposes them). */
+  meanScalars(): tf.Scalar[] | undefined {
+    if (!this.sums) return undefined;
+    const sums = this.sums;
+    return tf.tidy(() => tf.unstack(tf.div(sums, this.samples)) as tf.Scalar[]);
+  }
+
+  dispose(): void {
+    this.sums?.dispose();
+    this.sums = undefined;
+  }
+}

@@ -1,0 +1,139 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../errors';
+import { suggest } from '../options';
+
+/** What fit passes to callbacks (numbers, as tfjs's callbacks see them after resolving). */
+export type Logs = Record<string, number>;
+
+/** `History.params` and what `setParams` gives callbacks, as tfjs's model.fit sets them. */
+export interface FitParams {
+  epochs: number;
+  initialEpoch: number;
+  /** Training samples per epoch, when known. */
+  samples: number | undefined;
+  /** Batches per epoch (null: not fixed, as in tfjs when samples are known). */
+  steps: number | null;
+  batchSize: number;
+  verbose: number;
+  doValidation: boolean;
+  /** The keys of the epoch logs: loss, metrics, then val_ forms. */
+  metrics: string[];
+}
+
+/** A tfjs callback: a `{ onEpochEnd, ... }` object or a tf.Callback (e.g. tf.callbacks.earlyStopping()). */
+export interface CallbackLike {
+  onTrainBegin?(logs?: Logs): unknown;
+  onTrainEnd?(logs?: Logs): unknown;
+  onEpochBegin?(epoch: number, logs?: Logs): unknown;
+  onEpochEnd?(epoch: number, logs?: Logs): unknown;
+  onBatchBegin?(batch: number, logs?: Logs): unknown;
+  onBatchEnd?(batch: number, logs?: Logs): unknown;
+  setParams?(params: FitParams): void;
+  setModel?(model: unknown): void;
+}
+
+const HANDLERS = ['onTrainBegin', 'onTrainEnd', 'onEpochBegin', 'onEpochEnd', 'onBatchBegin', 'onBatchEnd'] as const;
+type Handler = (typeof HANDLERS)[number];
+
+/** tfjs's BaseCallback.prototype: its batch methods are no-ops, so callbacks that keep them need no per-batch call. */
+const baseCallbackPrototype = Object.getPrototypeOf(tf.Callback.prototype) as Record<string, unknown>;
+
+/**
+ * The tfjs callbacks of one fit, called as model.fit calls them. tf.Callback subclasses
+ * get `setParams` and `setModel` (a view of the trainer's model, see callbackModel); setting
+ * `model.stopTraining = true` (what tf.callbacks.earlyStopping does) stops the trainer.
+ * Batch handlers run only if some callback has one (a no-op inherited from tfjs's base
+ * class does not count), so callbacks such as early stopping cost nothing per step.
+ */
+export class FitCallbacks {
+  private readonly list: CallbackLike[];
+  readonly model: { stopTraining: boolean };
+  /** Whether any callback handles batches (fit then builds batch logs, reading the loss back). */
+  readonly wantsBatches: boolean;
+
+  constructor(spec: unknown, layersModel: tf.LayersModel | undefined) {
+    this.list = toList(spec);
+    this.model = callbackModel(layersModel);
+    this.wantsBatches = this.list.some((cb) => hasOwnHandler(cb, 'onBatchBegin') || hasOwnHandler(cb, 'onBatchEnd'));
+  }
+
+  get isEmpty(): boolean {
+    return this.list.length === 0;
+  }
+
+  /** Hands callbacks the params and the model, and clears `stopTraining`, as model.fit does. */
+  begin(params: FitParams): void {
+    this.model.stopTraining = false;
+    for (const cb of this.list) {
+      cb.setParams?.(params);
+      cb.setModel?.(this.model);
+    }
+  }
+
+  /** Whether a callback asked to stop (`model.stopTraining = true`). */
+  get stopRequested(): boolean {
+    return this.model.stopTraining === true;
+  }
+
+  async trainBegin(): Promise<void> {
+    await this.call('onTrainBegin', (cb) => cb.onTrainBegin!({}));
+  }
+  async trainEnd(): Promise<void> {
+    await this.call('onTrainEnd', (cb) => cb.onTrainEnd!({}));
+  }
+  async epochBegin(epoch: number): Promise<void> {
+    await this.call('onEpochBegin', (cb) => cb.onEpochBegin!(epoch, {}));
+  }
+  async epochEnd(epoch: number, logs: Logs): Promise<void> {
+    await this.call('onEpochEnd', (cb) => cb.onEpochEnd!(epoch, { ...logs }));
+  }
+  async batchBegin(batch: number, logs: Logs): Promise<void> {
+    if (this.wantsBatches) await this.call('onBatchBegin', (cb) => cb.onBatchBegin!(batch, { ...logs }));
+  }
+  async batchEnd(batch: number, logs: Logs): Promise<void> {
+    if (this.wantsBatches) await this.call('onBatchEnd', (cb) => cb.onBatchEnd!(batch, { ...logs }));
+  }
+
+  private async call(handler: Handler, run: (cb: CallbackLike) => unknown): Promise<void> {
+    for (const cb of this.list) if (typeof cb[handler] === 'function') await run(cb);
+  }
+}
+
+function hasOwnHandler(cb: CallbackLike, handler: Handler): boolean {
+  const fn = cb[handler];
+  return typeof fn === 'function' && fn !== baseCallbackPrototype[handler];
+}
+
+/** tfjs's forms: one callback, a list of them, or nothing. Plain objects may hold only handlers. */
+function toList(spec: unknown): CallbackLike[] {
+  if (spec === undefined || spec === null) return [];
+  const list = Array.isArray(spec) ? spec : [spec];
+  return list.map((cb, i) => {
+    const where = Array.isArray(spec) ? `fit.callbacks[${i}]` : 'fit.callbacks';
+    if (typeof cb !== 'object' || cb === null) {
+      throw new TapfitError(ErrorCodes.CONFIG, `${where}: expected a callback object ({ onEpochEnd(epoch, logs) {...} }) or a tf.Callback such as tf.callbacks.earlyStopping(), got ${String(cb)}.`);
+    }
+    if (Object.getPrototypeOf(cb) === Object.prototype) {
+      for (const [key, value] of Object.entries(cb)) {
+        if (!(HANDLERS as readonly string[]).includes(key)) {
+          throw new TapfitError(ErrorCodes.CONFIG, `${where}: unknown callback '${key}'${suggest(key, HANDLERS)}.`);
+        }
+        if (typeof value !== 'function') throw new TapfitError(ErrorCodes.CONFIG, `${where}.${key} must be a function, got ${String(value)}.`);
+      }
+    }
+    return cb as CallbackLike;
+  });
+}
+
+/**
+ * The model callbacks see: it inherits from the trainer's tfjs-layers model (so `layers`,
+ * `save`, ... read through to it, and tf.Callback's `instanceof LayersModel` holds; for a
+ * segment model from LayersModel.prototype) and owns `stopTraining`, which a Sequential
+ * refuses to carry before compile() and which the trainer reads.
+ */
+function callbackModel(layersModel: tf.LayersModel | undefined): { stopTraining: boolean } {
+  const model = Object.create(layersModel ?? tf.LayersModel.prototype) as { stopTraining: boolean };
+  let stop = false;
+  Object.defineProperty(model, 'stopTraining', { get: () => stop, set: (v: boolean) => (stop = v), enumerable: true });
+  return model;
+}

@@ -1,0 +1,126 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../errors';
+import type { DataSource } from '../data/data-source';
+import { TensorData } from '../data/tensor-data';
+import { parseOptions } from '../options';
+import { fitOptionsSchema, inferenceOptionsSchema, type ParsedFitOptions } from './options';
+
+/** x or y as model.fit takes them: a tensor, or (beyond tfjs) nested number arrays or a typed array. */
+export type TensorLike = tf.Tensor | tf.TensorLike;
+
+/** What fit trains and validates on, whichever form it was called in; `dispose` frees what fit created. */
+export interface FitInputs {
+  data: DataSource;
+  validation?: DataSource;
+  options: ParsedFitOptions;
+  /** fit(x, y, ...) rather than fit(data, ...). */
+  modelForm: boolean;
+  dispose(): void;
+}
+
+export function isDataSource(v: unknown): v is DataSource {
+  return typeof v === 'object' && v !== null && typeof (v as DataSource).batches === 'function';
+}
+
+/**
+ * Sorts out fit's two forms: `fit(data, options)` (a tapfit data source) and
+ * `fit(x, y, options)` (model.fit's). `validationSplit` holds out the last fraction of the
+ * samples before any shuffling, as model.fit does; `validationData` is a data source or
+ * `[x, y]`. Nothing is created on failure.
+ */
+export function fitInputs(a: unknown, b: unknown, c: unknown): FitInputs {
+  const modelForm = !isDataSource(a);
+  if (!modelForm && b !== undefined && (isTensorLike(b) || isDataSource(b))) {
+    throw new TapfitError(ErrorCodes.CONFIG, 'fit: called as fit(data, y, ...); with a data source the labels are inside it: call fit(data, options), or fit(x, y, options) with tensors.');
+  }
+  const options = parseOptions('fit', fitOptionsSchema, modelForm ? c : b);
+  if (modelForm) checkTensorArguments(a, b);
+  const created: Array<{ dispose(): void }> = [];
+  try {
+    let data: DataSource = modelForm ? toData(a as TensorLike, b as TensorLike, created) : (a as DataSource);
+    let validation: DataSource | undefined;
+    if (options.validationData !== undefined) {
+      validation = toValidation(options.validationData, created);
+    } else if (options.validationSplit !== undefined) {
+      if (!(data instanceof TensorData)) {
+        throw new TapfitError(
+          ErrorCodes.CONFIG,
+          'fit: validationSplit needs in-memory data (tensors, arrays, tensorData or arrayData) to split; for a dataset pass validationData instead.',
+        );
+      }
+      const splitAt = Math.floor(data.size * (1 - options.validationSplit));
+      if (splitAt < 1 || splitAt >= data.size) {
+        throw new TapfitError(ErrorCodes.CONFIG, `fit: validationSplit ${options.validationSplit} of ${data.size} samples leaves ${splitAt} for training and ${data.size - splitAt} for validation; both need at least one.`);
+      }
+      const whole = data;
+      data = track(whole.range(0, splitAt), created);
+      validation = track(whole.range(splitAt, whole.size), created);
+    }
+    return { data, validation, options, modelForm, dispose: () => created.forEach((d) => d.dispose()) };
+  } catch (err) {
+    created.forEach((d) => d.dispose());
+    throw err;
+  }
+}
+
+/** evaluate(x, y, options) / predict(x, options): model.evaluate's / model.predict's options. */
+export function inferenceOptions(who: 'evaluate' | 'predict', options: unknown): { batchSize: number } {
+  return parseOptions(who, inferenceOptionsSchema, options);
+}
+
+/** A tensor as is, or a new one from arrays (the caller disposes a tensor it did not pass). */
+export function toTensor(v: TensorLike, what: string): tf.Tensor {
+  if (v instanceof tf.Tensor) return v;
+  if (!isTensorLike(v)) throw new TapfitError(ErrorCodes.CONFIG, `${what} must be a tensor or an array of numbers, got ${describe(v)}.`);
+  return tf.tensor(v as tf.TensorLike);
+}
+
+function isTensorLike(v: unknown): boolean {
+  return v instanceof tf.Tensor || Array.isArray(v) || ArrayBuffer.isView(v);
+}
+
+function checkTensorArguments(x: unknown, y: unknown): void {
+  for (const [v, name] of [[x, 'x'], [y, 'y']] as const) {
+    if (isTensorLike(v)) continue;
+    const several = typeof v === 'object' && v !== null ? ' (one input and one output: models with several are not supported)' : '';
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      `fit: ${name} must be a tensor or an array of numbers, got ${describe(v)}${several}. Call fit(x, y, { epochs, batchSize, ... }) as model.fit, or fit(tensorData(x, y), { epochs, ... }).`,
+    );
+  }
+}
+
+/** Training data from x, y: the caller's tensors are used (not disposed); arrays become tensors fit owns. */
+function toData(x: TensorLike, y: TensorLike, created: Array<{ dispose(): void }>): DataSource {
+  const xs = x instanceof tf.Tensor ? x : track(toTensor(x, 'fit: x'), created);
+  const ys = y instanceof tf.Tensor ? y : track(labelsTensor(y), created);
+  return new TensorData(xs, ys);
+}
+
+/** A flat array of whole numbers is class indices (int32), as arrayData reads labels; anything else float32. */
+function labelsTensor(y: tf.TensorLike): tf.Tensor {
+  const flat = ArrayBuffer.isView(y) || (Array.isArray(y) && !Array.isArray(y[0]));
+  if (flat && Array.from(y as ArrayLike<number>).every(Number.isInteger)) return tf.tensor1d(Array.from(y as ArrayLike<number>), 'int32');
+  return toTensor(y, 'fit: y');
+}
+
+function toValidation(v: unknown, created: Array<{ dispose(): void }>): DataSource {
+  if (isDataSource(v)) return v;
+  if (Array.isArray(v) && v.length === 2 && isTensorLike(v[0]) && isTensorLike(v[1])) return toData(v[0] as TensorLike, v[1] as TensorLike, created);
+  throw new TapfitError(
+    ErrorCodes.CONFIG,
+    `fit: validationData must be [x, y] (tensors or arrays, as model.fit takes it) or a data source such as tensorData(x, y), got ${describe(v)}.`,
+  );
+}
+
+function track<T extends { dispose(): void }>(t: T, created: Array<{ dispose(): void }>): T {
+  created.push(t);
+  return t;
+}
+
+function describe(v: unknown): string {
+  if (v === undefined || v === null) return String(v);
+  if (Array.isArray(v)) return `an array of ${v.length}`;
+  if (typeof v === 'object') return `an object with keys ${Object.keys(v).slice(0, 5).join(', ') || '(none)'}`;
+  return `${typeof v} ${String(v)}`;
+}

@@ -1,0 +1,102 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../errors';
+import { suggest } from '../options';
+import type { Metric } from '../services/tokens';
+import { losses, type LossSpec } from './losses';
+
+/** A metric as `model.compile` takes it: a name, a `Metric` object, or a function (yTrue, yPred) => tensor. */
+export type MetricSpec = string | Metric | ((yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor);
+
+const float = (t: tf.Tensor): tf.Tensor => tf.cast(t, 'float32');
+
+/** Arg-max equals the label; labels one-hot [N, C] or class indices [N] (or [N, 1]). */
+function classAccuracy(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor {
+  const predicted = tf.argMax(yPred, -1);
+  if (yTrue.rank === yPred.rank && yTrue.shape[yTrue.rank - 1] !== 1) return float(tf.equal(tf.argMax(yTrue, -1), predicted));
+  return float(tf.equal(tf.cast(tf.reshape(yTrue, predicted.shape), 'int32'), predicted));
+}
+
+/** 0/1 targets against probabilities thresholded at 0.5 (tfjs's binaryAccuracy), or logits at 0. */
+const binaryAccuracy =
+  (threshold: number) =>
+  (yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor =>
+    tf.mean(float(tf.equal(float(yTrue), float(tf.greater(yPred, threshold)))), -1);
+
+/** Per-sample metric functions by the names `model.compile` accepts (plus a few long forms). */
+const byName: Record<string, (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor> = {
+  binaryAccuracy: binaryAccuracy(0.5),
+  categoricalAccuracy: classAccuracy,
+  sparseCategoricalAccuracy: classAccuracy,
+  precision: (yTrue, yPred) => tf.metrics.precision(yTrue, yPred),
+  recall: (yTrue, yPred) => tf.metrics.recall(yTrue, yPred),
+  categoricalCrossentropy: (yTrue, yPred) => losses.categoricalCrossentropy(yTrue, yPred),
+  sparseCategoricalCrossentropy: (yTrue, yPred) => losses.sparseCategoricalCrossentropy(yTrue, yPred),
+  binaryCrossentropy: (yTrue, yPred) => losses.binaryCrossentropy(yTrue, yPred),
+  mse: (yTrue, yPred) => tf.metrics.meanSquaredError(yTrue, yPred),
+  mae: (yTrue, yPred) => tf.metrics.meanAbsoluteError(yTrue, yPred),
+  mape: (yTrue, yPred) => tf.metrics.meanAbsolutePercentageError(yTrue, yPred),
+  cosine: (yTrue, yPred) => tf.metrics.cosineProximity(yTrue, yPred),
+};
+const aliases: Record<string, string> = {
+  MSE: 'mse',
+  meanSquaredError: 'mse',
+  MAE: 'mae',
+  meanAbsoluteError: 'mae',
+  MAPE: 'mape',
+  meanAbsolutePercentageError: 'mape',
+  cosineProximity: 'cosine',
+};
+
+/** The metric names `resolveMetrics` accepts. */
+export const METRIC_NAMES = Object.freeze(['accuracy', 'acc', 'crossentropy', 'ce', ...Object.keys(byName), ...Object.keys(aliases)]);
+
+const asMetric = (name: string, perSample: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor): Metric => ({
+  name,
+  fn: (yTrue, yPred) => tf.tidy(() => tf.mean(perSample(yTrue, yPred)) as tf.Scalar),
+});
+
+/**
+ * Fraction of samples whose arg-max prediction equals the label (labels one-hot or class
+ * indices). Named 'acc', as `model.compile({ metrics: ['accuracy'] })` names it.
+ */
+export const accuracy: Metric = asMetric('acc', classAccuracy);
+
+/**
+ * Metrics as `model.compile` resolves them, named as tfjs names them in logs and history:
+ * 'accuracy'/'acc' become 'acc' (binary accuracy when the loss is a binary cross-entropy or
+ * the model has one output unit, class accuracy otherwise), 'crossentropy'/'ce' become 'ce',
+ * any other name keeps its spelling ('mse' stays 'mse'), a function keeps its `name`.
+ * Every value is the batch mean, averaged over an epoch weighted by batch size.
+ */
+export function resolveMetrics(specs: readonly MetricSpec[], context: { loss?: LossSpec; outputUnits?: number } = {}): Metric[] {
+  const binaryLoss = context.loss === 'binaryCrossentropy' || context.loss === 'sigmoidCrossEntropy';
+  const binary = binaryLoss || context.outputUnits === 1;
+  const metrics = specs.map((spec, i): Metric => {
+    if (typeof spec === 'function') return asMetric(spec.name || `metric${i}`, spec);
+    if (typeof spec === 'object' && spec !== null && typeof spec.fn === 'function' && typeof spec.name === 'string') return spec;
+    if (typeof spec !== 'string') {
+      throw new TapfitError(ErrorCodes.CONFIG, `metrics[${i}]: expected a metric name, a { name, fn } metric or a function (yTrue, yPred) => tensor, got ${String(spec)}.`);
+    }
+    if (spec === 'accuracy' || spec === 'acc') {
+      // tapfit's sigmoidCrossEntropy takes logits: a sigmoid above 0.5 is a logit above 0.
+      return asMetric('acc', binary ? binaryAccuracy(context.loss === 'sigmoidCrossEntropy' ? 0 : 0.5) : classAccuracy);
+    }
+    if (spec === 'crossentropy' || spec === 'ce') {
+      return asMetric('ce', binary ? byName.binaryCrossentropy : context.loss === 'sparseCategoricalCrossentropy' ? byName.sparseCategoricalCrossentropy : byName.categoricalCrossentropy);
+    }
+    const fn = byName[aliases[spec] ?? spec];
+    if (!fn) {
+      const hint = suggest(spec, METRIC_NAMES).replace(/ \(valid: .*\)$/, '');
+      throw new TapfitError(ErrorCodes.CONFIG, `metrics[${i}]: unknown metric '${spec}'${hint}. Accepted names: ${METRIC_NAMES.join(', ')}; or pass a { name, fn } metric or a function (yTrue, yPred) => tensor.`);
+    }
+    return asMetric(spec, fn);
+  });
+  const seen = new Set<string>();
+  for (const m of metrics) {
+    if (m.name === 'loss' || seen.has(m.name)) {
+      throw new TapfitError(ErrorCodes.CONFIG, `metrics: the name '${m.name}' is ${m.name === 'loss' ? 'reserved for the loss' : 'used twice'}; each metric needs its own name in logs and history.`);
+    }
+    seen.add(m.name);
+  }
+  return metrics;
+}

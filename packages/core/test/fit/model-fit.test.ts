@@ -1,0 +1,280 @@
+// trainer.fit speaks model.fit: the same call, the same history (keys and values), the
+// same callbacks, validation split and class weights, checked against tfjs's own model.fit.
+
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { segmentModel, sgd, SilentLogger, tensorData, TapfitError, Trainer, type Segment } from '../../src';
+import { useBackend } from '../fixtures';
+import { blobTensors, countReads, expectHistoryClose, recordingLogger, softmaxModel } from './helpers';
+
+const compiled = (optimizer: string, extra: Partial<tf.ModelCompileArgs> = {}) => {
+  const model = softmaxModel();
+  model.compile({ optimizer, loss: 'categoricalCrossentropy', metrics: ['accuracy'], ...extra });
+  return model;
+};
+
+const trainerFor = (optimizer: string, extra: Partial<ConstructorParameters<typeof Trainer>[0]> = {}) =>
+  new Trainer({ model: softmaxModel(), loss: 'categoricalCrossentropy', optimizer, metrics: ['accuracy'], logger: new SilentLogger(), ...extra });
+
+describe('fit(x, y, options) as model.fit', () => {
+  useBackend('cpu');
+
+  it('the same call gives the same history as model.fit: keys, epochs, params and values', async () => {
+    const { x, y, labels } = blobTensors(64);
+    const options = { epochs: 4, batchSize: 16, shuffle: false, validationSplit: 0.25, verbose: 0 as const };
+    const reference = await compiled('rmsprop').fit(x, y, options);
+    const t = trainerFor('rmsprop');
+    const h = await t.fit(x, y, options);
+    expect(Object.keys(h.history).sort()).to.deep.equal(['acc', 'loss', 'val_acc', 'val_loss']);
+    expect(h.epoch).to.deep.equal(reference.epoch);
+    expectHistoryClose(h.history, reference.history as Record<string, number[]>);
+    expect(h.params).to.deep.include({ epochs: 4, initialEpoch: 0, samples: 48, batchSize: 16, doValidation: true });
+    expect(h.params.metrics).to.deep.equal(['loss', 'acc', 'val_loss', 'val_acc']);
+    expect(x.isDisposed || y.isDisposed, 'the caller keeps its tensors').to.equal(false);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('validationSplit holds out the LAST fraction before shuffling', async () => {
+    const { x, y, labels } = blobTensors(40);
+    // lr 0: the weights never move, so val_loss is the loss of the held-out samples.
+    const t = new Trainer({ model: softmaxModel(), loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0 }), metrics: ['accuracy'], logger: new SilentLogger() });
+    const h = await t.fit(x, y, { epochs: 1, validationSplit: 0.25, verbose: 0 });
+    const last = (await t.evaluate(tensorData(x.slice(30, 10), y.slice(30, 10)))) as Record<string, number>;
+    const first = (await t.evaluate(tensorData(x.slice(0, 10), y.slice(0, 10)))) as Record<string, number>;
+    const trainPart = (await t.evaluate(tensorData(x.slice(0, 30), y.slice(0, 30)))) as Record<string, number>;
+    expect(h.history.val_loss[0]).to.be.closeTo(last.loss, 1e-6);
+    expect(h.history.val_loss[0]).to.not.be.closeTo(first.loss, 1e-3);
+    // Train logs are the training-mode values of the first 30 samples (dense + tanh: same as inference).
+    expect(h.history.loss[0]).to.be.closeTo(trainPart.loss, 1e-6);
+    expect(h.history.acc[0]).to.be.closeTo(trainPart.acc, 1e-6);
+    expect(h.params.samples).to.equal(30);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('fit(data, options) gives the same history as fit(x, y, options)', async () => {
+    const { x, y, labels } = blobTensors(40);
+    const options = { epochs: 2, batchSize: 8, validationSplit: 0.25, verbose: 0 as const };
+    const a = trainerFor('adam');
+    const b = trainerFor('adam');
+    const data = tensorData(x, y);
+    expect((await b.fit(data, options)).history).to.deep.equal((await a.fit(x, y, options)).history);
+    [a, b].forEach((t) => t.dispose());
+    tf.dispose([x, y, labels]);
+  });
+
+  it('validationData as [x, y], arrays for x and y, and class-index labels', async () => {
+    const { x, y, labels } = blobTensors(32);
+    const t = trainerFor('adam');
+    const xs = x.arraySync();
+    const h = await t.fit(xs, Array.from(labels.dataSync()), { epochs: 2, batchSize: 8, validationData: [x, y], verbose: 0 });
+    expect(Object.keys(h.history).sort()).to.deep.equal(['acc', 'loss', 'val_acc', 'val_loss']);
+    expect(h.history.loss[1]).to.be.lessThan(h.history.loss[0]);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('classWeight weighs the loss per class as model.fit does', async () => {
+    const { x, y, labels } = blobTensors(48);
+    const options = { epochs: 3, batchSize: 12, shuffle: false, classWeight: { 0: 1, 1: 4, 2: 0.5 }, verbose: 0 as const };
+    const reference = await compiled('sgd').fit(x, y, options);
+    const t = trainerFor('sgd');
+    const h = await t.fit(x, y, options);
+    expectHistoryClose(h.history, reference.history as Record<string, number[]>);
+    const missing = await t.fit(x, y, { classWeight: { 0: 1, 1: 2 }, verbose: 0 }).catch((e: TapfitError) => e);
+    expect((missing as TapfitError).message).to.match(/classWeight must give a weight to each class 0..2 .*missing: 2/);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('callbacks run in model.fit order with its logs; batch logs carry loss and metrics', async () => {
+    const { x, y, labels } = blobTensors(16);
+    const calls: string[] = [];
+    const cb = {
+      onTrainBegin: () => void calls.push('trainBegin'),
+      onEpochBegin: (e: number) => void calls.push(`epochBegin ${e}`),
+      onBatchBegin: (b: number, logs?: tf.Logs) => void calls.push(`batchBegin ${b} size ${logs!.size}`),
+      onBatchEnd: (b: number, logs?: tf.Logs) => void calls.push(`batchEnd ${b} ${Object.keys(logs!).join(',')}`),
+      onEpochEnd: (e: number, logs?: tf.Logs) => void calls.push(`epochEnd ${e} ${Object.keys(logs!).sort().join(',')}`),
+      onTrainEnd: () => void calls.push('trainEnd'),
+    };
+    const t = trainerFor('sgd');
+    await t.fit(x, y, { epochs: 2, batchSize: 8, validationSplit: 0.5, callbacks: [cb], verbose: 0 });
+    const epoch = (e: number) => [`epochBegin ${e}`, 'batchBegin 0 size 8', 'batchEnd 0 batch,size,loss,acc', `epochEnd ${e} acc,loss,val_acc,val_loss`];
+    expect(calls).to.deep.equal(['trainBegin', ...epoch(0), ...epoch(1), 'trainEnd']);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('tf.callbacks.earlyStopping stops the trainer where it stops model.fit', async () => {
+    const { x, y, labels } = blobTensors(32);
+    // The loss falls every epoch, so in 'max' mode it never improves: stop after patience + 1 epochs.
+    const stopper = () => tf.callbacks.earlyStopping({ monitor: 'loss', mode: 'max', patience: 2 });
+    const options = () => ({ epochs: 20, batchSize: 8, verbose: 0 as const, callbacks: stopper() });
+    const reference = await compiled('adam').fit(x, y, options());
+    const t = trainerFor('adam');
+    const h = await t.fit(x, y, options());
+    expect(reference.epoch).to.deep.equal([0, 1, 2]);
+    expect(h.epoch).to.deep.equal(reference.epoch);
+    expect(t.position).to.deep.equal({ epoch: 3, batch: 0 });
+    // A later fit starts afresh: stopTraining is cleared, as model.fit clears it.
+    const again = await t.fit(x, y, { epochs: 5, batchSize: 8, verbose: 0 });
+    expect(again.epoch).to.deep.equal([3, 4]);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('early stopping works on a segment model too (the callback gets a stand-in model)', async () => {
+    const w = tf.variable(tf.randomNormal([4, 3], 0, 0.1, 'float32', 3), true, 'stop_w');
+    const seg: Segment = { name: 'linear', params: [w], forward: ([x]) => [tf.matMul(x, w)] };
+    const t = new Trainer({ model: segmentModel([seg], { inputShape: [4] }), loss: 'softmaxCrossEntropy', optimizer: 'adam', logger: new SilentLogger() });
+    const { x, labels, y } = blobTensors(32);
+    const h = await t.fit(x, labels, { epochs: 20, verbose: 0, callbacks: tf.callbacks.earlyStopping({ monitor: 'loss', mode: 'max', patience: 1 }) });
+    expect(h.epoch).to.deep.equal([0, 1]);
+    t.dispose();
+    tf.dispose([w, x, y, labels]);
+  });
+
+  it('stopTraining set in onBatchEnd stops after that batch, leaving the epoch to continue later', async () => {
+    const { x, y, labels } = blobTensors(32);
+    class StopAtBatch extends tf.Callback {
+      override async onBatchEnd(batch: number) {
+        if (batch === 1) this.model.stopTraining = true;
+      }
+    }
+    const t = trainerFor('sgd');
+    const h = await t.fit(x, y, { epochs: 3, batchSize: 8, verbose: 0, callbacks: new StopAtBatch() });
+    expect(h.epoch).to.deep.equal([]);
+    expect(t.position).to.deep.equal({ epoch: 0, batch: 2 });
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('verbose prints a line per epoch through the logger, like tfjs-node (default 1 for fit(x, y), 0 for fit(data))', async () => {
+    const { x, y, labels } = blobTensors(16);
+    const logger = recordingLogger();
+    const t = trainerFor('sgd', { logger });
+    await t.fit(x, y, { epochs: 2, batchSize: 8, validationSplit: 0.5 });
+    expect(logger.lines[0]).to.equal('Epoch 1 / 2');
+    expect(logger.lines[1]).to.match(/^\d+ms \d+us\/step - acc=[\d.]+ loss=[\d.]+ val_acc=[\d.]+ val_loss=[\d.]+$/);
+    expect(logger.lines[2]).to.equal('Epoch 2 / 2');
+    expect(logger.lines).to.have.length(4);
+    await t.fit(tensorData(x, y), { epochs: 3 });
+    expect(logger.lines).to.have.length(4);
+    await t.fit(x, y, { epochs: 4, verbose: 0 });
+    expect(logger.lines).to.have.length(4);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('initialEpoch starts there, as model.fit', async () => {
+    const { x, y, labels } = blobTensors(16);
+    const t = trainerFor('sgd');
+    const h = await t.fit(x, y, { epochs: 5, initialEpoch: 3, verbose: 0 });
+    expect(h.epoch).to.deep.equal([3, 4]);
+    expect(h.params.initialEpoch).to.equal(3);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('unknown options and misused forms are errors that say what to do', async () => {
+    const { x, y, labels } = blobTensors(8);
+    const t = trainerFor('sgd');
+    const err = async (p: Promise<unknown>) => (await p.then(() => undefined, (e: Error) => e))!;
+    expect((await err(t.fit(x, y, { validationSplt: 0.2 } as never))).message).to.match(/unknown option\(s\) 'validationSplt' \(did you mean 'validationSplit'\?\)/);
+    expect((await err(t.fit(x, y, { sampleWeight: x } as never))).message).to.match(/unknown option\(s\) 'sampleWeight'/);
+    expect((await err(t.fit(x, y, { validationSplit: 1 }))).message).to.match(/validationSplit' must be in \(0, 1\)/);
+    expect((await err(t.fit(x, undefined as never, { epochs: 1 }))).message).to.match(/fit: y must be a tensor or an array of numbers, got undefined.*fit\(x, y, \{ epochs/);
+    expect((await err(t.fit(tensorData(x, y), y as never))).message).to.match(/with a data source the labels are inside it/);
+    expect((await err(t.fit(x, y, { callbacks: { onEpochEnds: () => {} }, verbose: 0 }))).message).to.match(/unknown callback 'onEpochEnds' \(did you mean 'onEpochEnd'\?\)/);
+    expect((await err(t.fit(x, y, { validationData: [x], verbose: 0 }))).message).to.match(/validationData must be \[x, y\]/);
+    expect(t.step).to.equal(0);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('metrics, validation, callbacks and verbose read back once per epoch, not per step, and leak nothing', async () => {
+    const { x, y, labels } = blobTensors(64);
+    const t = trainerFor('adam', { nonFinite: 'off', logger: recordingLogger() });
+    await t.setup();
+    const before = tf.memory().numTensors;
+    const run = (epochs: number) => () =>
+      t.fit(x, y, { epochs: t.position.epoch + epochs, batchSize: 4, validationSplit: 0.25, callbacks: tf.callbacks.earlyStopping({ patience: 50 }) });
+    const two = await countReads(run(2));
+    const six = await countReads(run(6));
+    // 12 steps an epoch; each epoch reads the train means once and the validation means once.
+    expect(six - two).to.equal(4 * 2);
+    expect(tf.memory().numTensors).to.equal(before);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+});
+
+describe('fit: failures leak nothing', () => {
+  useBackend('cpu');
+
+  for (const where of ['onBatchBegin', 'onBatchEnd', 'onEpochEnd'] as const) {
+    it(`a callback throwing in ${where} fails the fit and leaks no tensor (metrics and validation on)`, async () => {
+      const { x, y, labels } = blobTensors(32);
+      const t = trainerFor('adam');
+      await t.setup();
+      const before = tf.memory().numTensors;
+      const callbacks = { [where]: (n: number) => { if (n === 1) throw new Error(`boom in ${where}`); } };
+      const err = await t.fit(x, y, { epochs: 3, batchSize: 8, validationSplit: 0.25, callbacks, verbose: 0 }).catch((e: Error) => e);
+      expect((err as Error).message).to.equal(`boom in ${where}`);
+      expect(tf.memory().numTensors).to.equal(before);
+      t.dispose();
+      tf.dispose([x, y, labels]);
+    });
+  }
+});
+
+describe('evaluate and predict as the model', () => {
+  useBackend('cpu');
+
+  it('evaluate(x, y) returns what model.evaluate returns: [loss, ...metrics] scalars (batch 32), or a scalar without metrics', async () => {
+    const { x, y, labels } = blobTensors(70);
+    const reference = compiled('sgd').evaluate(x, y) as tf.Scalar[];
+    const t = trainerFor('sgd');
+    await t.setup();
+    const before = tf.memory().numTensors;
+    const got = t.evaluate(x, y) as tf.Scalar[];
+    expect(got).to.have.length(2);
+    expect(tf.memory().numTensors - before).to.equal(2);
+    got.forEach((s, i) => expect(s.dataSync()[0]).to.be.closeTo(reference[i].dataSync()[0], 1e-6));
+    const record = await t.evaluate(tensorData(x, y));
+    expect(record.loss).to.be.closeTo(got[0].dataSync()[0], 1e-6);
+    expect(record.acc).to.be.closeTo(got[1].dataSync()[0], 1e-6);
+    tf.dispose([...got, ...reference]);
+
+    const plain = new Trainer({ model: softmaxModel(), loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger() });
+    await plain.setup();
+    const loss = plain.evaluate(x, y, { batchSize: 7 });
+    expect(loss).to.be.instanceOf(tf.Tensor);
+    expect((loss as tf.Scalar).rank).to.equal(0);
+    expect((loss as tf.Scalar).dataSync()[0]).to.be.closeTo(record.loss, 1e-6);
+    (loss as tf.Scalar).dispose();
+    t.dispose();
+    plain.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('predict(x) equals model.predict, in batches of 32 by default, for tensors and arrays', async () => {
+    const { x, y, labels } = blobTensors(70);
+    const model = softmaxModel();
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger() });
+    await t.setup();
+    const expected = model.predict(x) as tf.Tensor;
+    const before = tf.memory().numTensors;
+    const got = t.predict(x);
+    const fromArray = t.predict(x.arraySync(), { batchSize: 16 });
+    expect(tf.memory().numTensors - before).to.equal(2);
+    expect(got.shape).to.deep.equal([70, 3]);
+    const e = expected.dataSync();
+    got.dataSync().forEach((v, i) => expect(v).to.be.closeTo(e[i], 1e-6));
+    fromArray.dataSync().forEach((v, i) => expect(v).to.be.closeTo(e[i], 1e-6));
+    tf.dispose([got, fromArray, expected, x, y, labels]);
+    t.dispose();
+  });
+});
