@@ -238,6 +238,11 @@ export function backendRegistered(name: string): boolean {
   return engine().registryFactory[name] != null;
 }
 
+/** Whether a backend's asynchronous initialisation is under way (tfjs then refuses synchronous ops until it ends). */
+export function backendInitPending(): boolean {
+  return (engine() as unknown as { pendingBackendInit?: unknown }).pendingBackendInit != null;
+}
+
 /** Whether a backend has been initialised in this process, without initialising it. */
 export function backendInitialised(name: string): boolean {
   return engine().registry[name] != null;

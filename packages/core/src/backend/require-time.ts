@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { backendInitPending } from './engine-internals';
 
 /**
  * Models built at require time (a module that calls tf.sequential() at its top level) run
@@ -12,8 +13,7 @@ import * as tf from '@tensorflow/tfjs';
  * tfjs-node sets its own backend when loaded, before or after this.
  */
 export function settleRequireTimeBackend(): void {
-  const engine = tf.engine() as unknown as { pendingBackendInit?: unknown };
-  if (tf.getBackend() || engine.pendingBackendInit != null) return;
+  if (tf.getBackend() || backendInitPending()) return;
   if (!tf.findBackendFactory('cpu')) return;
   void tf.setBackend('cpu'); // cpu initialises synchronously: the backend is set when this returns
 }

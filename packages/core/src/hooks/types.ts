@@ -2,7 +2,6 @@ import type * as tf from '@tensorflow/tfjs';
 import type { TrainableModel } from '../model/trainable-model';
 import type { NamedTensors } from '../tensors';
 import type { StepTransform } from '../transforms/types';
-import type { History } from '../train/history';
 
 /** Where the loop is. `step` counts updates applied before this batch. */
 export interface StepInfo {
@@ -62,3 +61,27 @@ export interface FitEndInfo {
 }
 
 export type { StepTransform };
+
+/** What fit tells callbacks about the run (tf.CustomCallback's `params`). */
+export interface FitParams {
+  epochs: number;
+  initialEpoch: number;
+  /** Training samples per epoch, when known. */
+  samples: number | undefined;
+  /** Batches per epoch (null: not fixed, as in tfjs when samples are known). */
+  steps: number | null;
+  batchSize: number;
+  verbose: number;
+  doValidation: boolean;
+  /** The keys of the epoch logs: loss, metrics, then val_ forms. */
+  metrics: string[];
+}
+
+/** What fit returns: tf.History's shape (`epoch`, `history`, `params`) with numbers. */
+export interface History {
+  /** The epochs that ran, in order (0-based; from initialEpoch or the trainer's position). */
+  epoch: number[];
+  /** Per log key, one value per epoch: 'loss', the metrics ('acc', 'mse', ...) and their 'val_' forms. */
+  history: Record<string, number[]>;
+  params: FitParams;
+}

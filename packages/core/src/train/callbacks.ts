@@ -1,24 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import { suggest } from '../options';
+import type { FitParams } from '../hooks/types';
 
 /** What fit passes to callbacks (numbers, as tfjs's callbacks see them after resolving). */
 export type Logs = Record<string, number>;
 
 /** `History.params` and what `setParams` gives callbacks, as tfjs's model.fit sets them. */
-export interface FitParams {
-  epochs: number;
-  initialEpoch: number;
-  /** Training samples per epoch, when known. */
-  samples: number | undefined;
-  /** Batches per epoch (null: not fixed, as in tfjs when samples are known). */
-  steps: number | null;
-  batchSize: number;
-  verbose: number;
-  doValidation: boolean;
-  /** The keys of the epoch logs: loss, metrics, then val_ forms. */
-  metrics: string[];
-}
+
+export type { FitParams };
 
 /** A tfjs callback: a `{ onEpochEnd, ... }` object or a tf.Callback (e.g. tf.callbacks.earlyStopping()). */
 export interface CallbackLike {

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { checkBatchLabels } from '../data/labels';
 import { ErrorCodes, TapfitError } from '../errors';
 import { suggest } from '../options';
 import type { Metric } from '../services/tokens';
@@ -13,6 +14,8 @@ const float = (t: tf.Tensor): tf.Tensor => tf.cast(t, 'float32');
 function classAccuracy(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor {
   const predicted = tf.argMax(yPred, -1);
   if (yTrue.rank === yPred.rank && yTrue.shape[yTrue.rank - 1] !== 1) return float(tf.equal(tf.argMax(yTrue, -1), predicted));
+  // Class indices [N] out of range would just never match: refuse them. ([N, 1] may be regression targets.)
+  if (yTrue.rank < yPred.rank) checkBatchLabels(yTrue, yPred, { dense: false });
   return float(tf.equal(tf.cast(tf.reshape(yTrue, predicted.shape), 'int32'), predicted));
 }
 
