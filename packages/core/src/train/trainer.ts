@@ -19,6 +19,7 @@ import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
 import { PlannedBackprop } from '../memory/planned-backprop';
 import { assertEngineInternals } from '../backend/engine-internals';
+import { activeWebgpuAdapter, releaseDroppedGpuObjects } from '../backend/webgpu';
 import { Tokens, type Logger, type Metric, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
@@ -309,6 +310,7 @@ export class Trainer {
         } finally {
           loss.dispose();
         }
+        await releaseDroppedGpuObjects();
       }
       if (batch === 0 && startBatch === 0 && !this.stopRequested) {
         throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
@@ -355,6 +357,7 @@ export class Trainer {
       sums = batchSums;
       n += k;
       tf.dispose([x, y]);
+      await releaseDroppedGpuObjects();
     }
     if (!sums) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate: the data produced no batches.');
     const values = await sums.data();
@@ -382,8 +385,10 @@ export class Trainer {
   describe(options: { print?: boolean } = {}): TrainerDescription {
     const hooks = {} as Record<HookName, string[]>;
     for (const [k, h] of Object.entries(this.hooks)) hooks[k as HookName] = h.order();
+    const adapter = activeWebgpuAdapter();
     const d: TrainerDescription = {
       backend: tf.getBackend() ?? 'none',
+      ...(adapter ? { adapter } : {}),
       plugins: this.plugins.map((p) => p.name),
       hooks,
       stepTransforms: this.stepper ? [...this.stepper.names] : [],
