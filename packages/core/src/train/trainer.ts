@@ -296,8 +296,9 @@ export class Trainer {
     const { batchStart, batchEnd } = this.hooks;
     let lossSum = tf.keep(tf.scalar(0));
     let batch = 0;
+    let r = await it.next();
     try {
-      for (let r = await it.next(); !r.done && !this.stopRequested; r = await it.next(), batch++) {
+      for (; !r.done && !this.stopRequested; r = await it.next(), batch++) {
         const info: StepInfo = { epoch, batch: startBatch + batch, step: this.stepCount };
         if (batchStart.isUsed) await batchStart.run(info);
         const { loss, skipped } = this.trainStep(r.value, info);
@@ -312,6 +313,8 @@ export class Trainer {
         }
         await releaseDroppedGpuObjects();
       }
+      // After stop(), the batch fetched before the check never reaches a step, which would free it.
+      if (!r.done) tf.dispose([r.value.x, r.value.y]);
       if (batch === 0 && startBatch === 0 && !this.stopRequested) {
         throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
       }
