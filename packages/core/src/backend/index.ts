@@ -13,7 +13,7 @@ export {
 } from './wasm-shim';
 export { installWebgpuShim, uninstallWebgpuShim, webgpuShimInstalled, WEBGPU_SHIM_KERNELS, WEBGPU_BRIDGED_TO_CPU, WEBGPU_HIGH_RANK_KERNELS, WEBGPU_CUMULATIVE_KERNELS } from './webgpu-shim';
 export { TENSORFLOW_MISSING_KERNELS } from './tensorflow';
-export { probeWebgpuAdapter, activeWebgpuAdapter, classifyAdapter, formatAdapter, WEBGPU_PACKAGES } from './webgpu';
+export { probeWebgpuAdapter, activeWebgpuAdapter, releaseDroppedGpuObjects, classifyAdapter, formatAdapter, WEBGPU_PACKAGES } from './webgpu';
 export type { GpuAdapter, AdapterProbe } from './webgpu';
 export { installMemoryGuard, getMemoryGuard, DEFAULT_WASM_BUDGET_BYTES, formatBytes } from './memory-guard';
 export type { MemoryGuard } from './memory-guard';

@@ -296,8 +296,8 @@ export class Trainer {
     const { batchStart, batchEnd } = this.hooks;
     let lossSum = tf.keep(tf.scalar(0));
     let batch = 0;
-    let r = await it.next();
     try {
+      let r = await it.next();
       for (; !r.done && !this.stopRequested; r = await it.next(), batch++) {
         const info: StepInfo = { epoch, batch: startBatch + batch, step: this.stepCount };
         if (batchStart.isUsed) await batchStart.run(info);
