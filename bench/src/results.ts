@@ -45,7 +45,7 @@ export function writeResults(name: string, data: Record<string, unknown>, target
   fs.renameSync(tmp, file);
   if (targets.length) {
     console.log('\ntargets:');
-    console.table(targets.map((t) => ({ name: t.name, measured: round(t.measured), target: `${t.kind === 'max' ? '<=' : '>='} ${t.target}`, met: t.met ?? `n/a (${t.note})` })));
+    console.table(targets.map((t) => ({ name: t.name, measured: Math.abs(t.measured) < 1e-3 ? Number(t.measured.toPrecision(3)) : round(t.measured), target: `${t.kind === 'max' ? '<=' : '>='} ${t.target}`, met: t.met ?? `n/a (${t.note})` })));
   }
   console.log(`wrote ${path.relative(process.cwd(), file)}`);
   return file;
