@@ -112,7 +112,7 @@ export async function probeWebgpuAdapter(): Promise<AdapterProbe> {
     // synchronous read on an active webgpu backend would find it still queued (webgpu-shim/sync-read.ts).
     await new Promise((resolve) => setImmediate(resolve));
   }
-  return adapter ? { adapter: classifyAdapter(adapter) } : { adapter: null, why: 'no WebGPU adapter (no Vulkan driver found)' };
+  return adapter ? { adapter: classifyAdapter(adapter) } : { adapter: null, why: 'no WebGPU adapter (Dawn found no usable GPU driver, e.g. Vulkan on Linux)' };
 }
 
 /**

@@ -208,3 +208,27 @@ export async function expectGradientsMatchCpu(c: Case): Promise<void> {
     });
   }
 }
+
+/**
+ * Registers every case as a mocha test on the backend `select` makes current (it may
+ * skip the suite), with the engine's per-kernel leak check on: composites must free
+ * their intermediates.
+ */
+export function describeGradientCases(title: string, select: (ctx: Mocha.Context) => Promise<void>): void {
+  describe(title, function () {
+    let wasTest: boolean;
+    before(async function () {
+      await select(this);
+      wasTest = tf.env().getBool('IS_TEST');
+    });
+    afterEach(() => tf.env().set('IS_TEST', wasTest));
+    after(() => tf.setBackend('cpu'));
+
+    for (const [name, c] of Object.entries(cases)) {
+      it(name, async () => {
+        tf.env().set('IS_TEST', c.kernelLeakCheck !== false);
+        await expectGradientsMatchCpu(c);
+      });
+    }
+  });
+}

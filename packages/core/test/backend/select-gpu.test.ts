@@ -71,11 +71,11 @@ describe('backend: selecting a GPU', function () {
     it("no adapter: 'webgpu' is an error naming the backend and the fix; 'auto' passes over it and says why", async () => {
       const explicit = await runChild(`${fakeGpu(null)}${select('webgpu')}`);
       expect(explicit.code).to.equal(3);
-      expect(explicit.stdout).to.contain("error TAPFIT_E_BACKEND backend 'webgpu' has no adapter: no WebGPU adapter (no Vulkan driver found)");
+      expect(explicit.stdout).to.contain("error TAPFIT_E_BACKEND backend 'webgpu' has no adapter: no WebGPU adapter (Dawn found no usable GPU driver, e.g. Vulkan on Linux)");
       expect(explicit.stdout).to.match(/Install the GPU's Vulkan driver.*lavapipe >= 25.*bookworm-backports.*TAPFIT_BACKEND=wasm/);
       const auto = await runChild(`${fakeGpu(null)}${select('auto')}`);
       expect(auto.code, auto.stderr).to.equal(0);
-      expect(auto.stdout).to.contain('chose wasm | backend: wasm (tfjs-node-gpu not installed; webgpu: no WebGPU adapter (no Vulkan driver found); tfjs-node not installed)');
+      expect(auto.stdout).to.contain('chose wasm | backend: wasm (tfjs-node-gpu not installed; webgpu: no WebGPU adapter (Dawn found no usable GPU driver, e.g. Vulkan on Linux); tfjs-node not installed)');
     });
 
     it("a software adapter: 'auto' passes over it, naming it and why", async () => {
