@@ -2,6 +2,7 @@
 export * from '../step/memory-plan';
 export { SegmentExecutor } from './segment-executor';
 export { PlannedBackprop } from './planned-backprop';
+export { vjp } from './tape';
 export { profileSegments, type MemoryProfile, type MemorySample, type ProfileOptions, type SegmentCost } from './profile';
 export { predictPeakBytes, keptBytes } from './predict';
 export { BudgetPlanner, type BudgetPlannerOptions } from './budget-planner';

@@ -55,6 +55,12 @@ export function predictPeakBytes(profile: MemoryProfile, policies: readonly Memo
         live += c.outputBytes;
         if (owned) live -= c.inputBytes;
         const dy = level(i + 1, true);
+        if (owned && c.invertBackwardPeakBytes !== undefined) {
+          // The segment's own backward: rebuild and VJP in one pass, then output and its gradient freed.
+          spike(c.invertBackwardPeakBytes);
+          live += (c.invertBackwardNetBytes ?? 0) - c.outputBytes - dy;
+          return c.inputGradBytes;
+        }
         if (owned) {
           spike(c.inversePeakBytes ?? 0);
           live += c.inputBytes;

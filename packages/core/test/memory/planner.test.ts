@@ -108,6 +108,14 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
         mse,
         (n, i) => (n === 'coupling2' ? 'store' : n.startsWith('coupling') || n === 'merge' ? 'invert' : i % 2 ? 'recompute' : 'store'),
       ],
+      [
+        // Wide enough that the couplings' rebuild sets the peak (one pass: 18 % below inverse + VJP here).
+        'reversible net whose couplings rebuild and differentiate in one pass (backward), all invert',
+        () => reversibleNet(4, 32, 3, undefined, true),
+        () => ({ x: tf.randomNormal([64, 64]), y: tf.randomNormal([64, 3]) }),
+        mse,
+        (n) => (n.startsWith('coupling') || n === 'merge' ? 'invert' : 'store'),
+      ],
     ];
     for (const [label, build, sample, loss, policy] of cases) {
       it(`matches the measured peak: ${label}`, async () => {
