@@ -4,6 +4,6 @@ export { SegmentExecutor } from './segment-executor';
 export { PlannedBackprop } from './planned-backprop';
 export { vjp } from './tape';
 export { profileSegments, type MemoryProfile, type MemorySample, type ProfileOptions, type SegmentCost } from './profile';
-export { predictPeakBytes, keptBytes } from './predict';
+export { predictPeakBytes, predictPeak, keptBytes, type PredictedPeak } from './predict';
 export { BudgetPlanner, type BudgetPlannerOptions } from './budget-planner';
 export { memoryBudget, type MemoryBudgetOptions } from './memory-budget';
