@@ -62,6 +62,7 @@ export class MBConv implements Transform {
     params: ParamFactory,
   ) {
     const o = (this.options = {
+      ...(options as Required<MBConvOptions>),
       stride: 1,
       expandRatio: 1,
       seRatio: 0,
@@ -73,7 +74,7 @@ export class MBConv implements Transform {
       epsilon: 1e-3,
       momentum: 0.9,
       depthwise3d: DEPTHWISE_3D_DEFAULT,
-      ...options,
+      ...defined(options),
     });
     checkMBConv(name, o);
     const hidden = Math.round(o.inChannels * o.expandRatio);
@@ -135,6 +136,11 @@ export class MBConv implements Transform {
     }
     return dims === 2 ? tf.depthwiseConv2d(h as tf.Tensor4D, w as tf.Tensor4D, stride, 'same') : depthwise3d(h, w, stride, this.options.depthwise3d);
   }
+}
+
+/** The options that are set (undefined, or null from a JSON layer config, keeps the default). */
+function defined<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined && v !== null)) as Partial<T>;
 }
 
 function checkMBConv(name: string, o: MBConvOptions & { stride: number; expandRatio: number; seRatio: number; upsample: number; dropPath: number; activation: ActivationName }): void {

@@ -16,7 +16,7 @@ export function registerModule(kind: string, builder: ModuleBuilder): void {
 export interface ModuleLayerArgs {
   /** A registered module kind, e.g. 'revSilo'. */
   module: string;
-  /** The module's options (JSON); `name` is the layer's. */
+  /** The module's options (JSON); `name` (the segment's name) defaults to the layer's. */
   options: Record<string, unknown>;
   /** Seed of the layer's first random weight. Default 1. */
   seed?: number;
@@ -63,7 +63,8 @@ export class ModuleLayer extends tf.layers.Layer {
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
-    if (!this.built_) this.built_ = builders.get(this.kind)!({ ...this.moduleOptions, name: this.name }, layerFactory(this, this.seed));
+    const name = typeof this.moduleOptions['name'] === 'string' ? (this.moduleOptions['name'] as string) : this.name;
+    if (!this.built_) this.built_ = builders.get(this.kind)!({ ...this.moduleOptions, name }, layerFactory(this, this.seed));
     this.singleOutput = this.outputsOf(inputShape).length === 1;
     this.built = true;
   }
@@ -96,6 +97,18 @@ export class ModuleLayer extends tf.layers.Layer {
 }
 
 tf.serialization.registerClass(ModuleLayer);
+
+const usedNames = new Map<string, number>();
+
+/**
+ * `base`, or `base_<n>` when a layer of this process already has that name: tfjs-layers
+ * caches execution orders by tensor names, so two models must not share layer names.
+ */
+export function uniqueLayerName(base: string): string {
+  const n = usedNames.get(base) ?? 0;
+  usedNames.set(base, n + 1);
+  return n ? `${base}_${n + 1}` : base;
+}
 
 /** A layer for a registered module kind. */
 export function moduleLayer(args: ModuleLayerArgs): ModuleLayer {

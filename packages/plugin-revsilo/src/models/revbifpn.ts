@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError, type Segment, type TrainableModel } from '@tapfit/core';
 import { storedPiece } from '../blocks/revbifpn-blocks';
 import type { ConvSettings, StreamConfig } from '../blocks/stream-config';
-import { ModuleLayer } from '../layers/module-layer';
+import { ModuleLayer, uniqueLayerName } from '../layers/module-layer';
 import '../layers/modules';
 
 export type RevBiFPNVariant = 'S0' | 'S1' | 'S2' | 'S3' | 'S4' | 'S5' | 'S6';
@@ -161,11 +161,11 @@ export function revBiFPN(options: RevBiFPNOptions = {}): RevBiFPNModel {
   const L = streams.length;
   const layers: ModuleLayer[] = [];
   const layer = (name: string, module: string, moduleOptions: Record<string, unknown>) => {
-    const l = new ModuleLayer({ name: `${prefix}_${name}`, module, options: moduleOptions, seed: seed + 10_000 * layers.length });
+    const l = new ModuleLayer({ name: uniqueLayerName(`${prefix}_${name}`), module, options: { ...moduleOptions, name: `${prefix}_${name}` }, seed: seed + 10_000 * layers.length });
     layers.push(l);
     return l;
   };
-  const input = tf.input({ shape: [config.inputSize, config.inputSize, config.inputChannels], name: `${prefix}_input` });
+  const input = tf.input({ shape: [config.inputSize, config.inputSize, config.inputChannels], name: uniqueLayerName(`${prefix}_input`) });
   const apply = (l: ModuleLayer, xs: tf.SymbolicTensor[]): tf.SymbolicTensor[] => {
     const out = l.apply(xs.length === 1 ? xs[0] : xs) as tf.SymbolicTensor | tf.SymbolicTensor[];
     return Array.isArray(out) ? out : [out];
@@ -182,7 +182,7 @@ export function revBiFPN(options: RevBiFPNOptions = {}): RevBiFPNModel {
   }
   h = apply(layer('neck', 'neck', { ...settings, streams, neckChannels: config.neckChannels }), h);
   const logits = apply(layer('head', 'head', { ...settings, streams, neckChannels: config.neckChannels, headChannels: config.headChannels, classes: config.classes, dropout: config.dropout }), h);
-  const layersModel = tf.model({ inputs: input, outputs: logits[0], name: prefix });
+  const layersModel = tf.model({ inputs: input, outputs: logits[0], name: uniqueLayerName(prefix) });
   const segments = layers.map((l) => l.module);
   return {
     config,

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError, type Segment, type TrainableModel } from '@tapfit/core';
 import { carriedCoupling, storedPiece } from '../blocks/revbifpn-blocks';
 import type { ReversibleSegment } from '../reversible/reversible-segment';
-import { ModuleLayer } from '../layers/module-layer';
+import { ModuleLayer, uniqueLayerName } from '../layers/module-layer';
 import '../layers/modules';
 import { ACTIVATIONS, type ActivationName } from '../ops/activations';
 import type { Depthwise3dMethod } from '../ops/conv';
@@ -69,7 +69,7 @@ export function reversibleUNet3d(options: ReversibleUNet3dOptions = {}): Reversi
   const layers: ModuleLayer[] = [];
   const segments: Segment[] = [];
   const layer = (name: string, module: string, moduleOptions: Record<string, unknown>) => {
-    const l = new ModuleLayer({ name: `${prefix}_${name}`, module, options: moduleOptions, seed: o.seed + 10_000 * layers.length });
+    const l = new ModuleLayer({ name: uniqueLayerName(`${prefix}_${name}`), module, options: { ...moduleOptions, name: `${prefix}_${name}` }, seed: o.seed + 10_000 * layers.length });
     layers.push(l);
     return l;
   };
@@ -85,7 +85,7 @@ export function reversibleUNet3d(options: ReversibleUNet3dOptions = {}): Reversi
     return h;
   };
   const size = o.inputSize ?? null;
-  const input = tf.input({ shape: [size, size, size, o.inputChannels], name: `${prefix}_input` });
+  const input = tf.input({ shape: [size, size, size, o.inputChannels], name: uniqueLayerName(`${prefix}_input`) });
   const stem = layer('stem', 'unetStem', { ...settings, inChannels: o.inputChannels, outChannels: channels[0] });
   let h = apply(stem, [input]);
   segments.push(carriedModule(stem.module, 0));
@@ -107,7 +107,7 @@ export function reversibleUNet3d(options: ReversibleUNet3dOptions = {}): Reversi
   const head = layer('head', 'unetHead', { inChannels: channels[0], classes: o.classes });
   const logits = apply(head, [h]);
   segments.push(carriedModule(head.module, 0));
-  const layersModel = tf.model({ inputs: input, outputs: logits, name: prefix });
+  const layersModel = tf.model({ inputs: input, outputs: logits, name: uniqueLayerName(prefix) });
   const shapes = { inputShape: [size, size, size, o.inputChannels], outputShape: [size, size, size, o.classes] };
   return {
     ...shapes,
