@@ -10,10 +10,11 @@ export interface RevsiloOptions {
   /** Segments to invert. Default: every segment with an `inverse` (all reversible units of revBiFPN and reversibleUNet3d). */
   segments?: SegmentSelector;
   /**
-   * Compare every rebuilt input with the original and fail, naming the segment, when they
-   * differ by more than `tolerance` (relative to the input's largest magnitude; default
-   * 1e-3): catches transforms that do not replay (an unseeded random op, state that moves
-   * on every call). A debugging aid: it keeps a copy of each inverted segment's input for
+   * Compare every replay of an inverted segment with the original (a rebuilt input with
+   * the input, a recomputed output with the output) and fail, naming the segment, when they
+   * differ by more than `tolerance` (relative to the largest magnitude; default 1e-3):
+   * catches transforms that do not replay (an unseeded random op, state that moves on every
+   * call). A debugging aid: it keeps copies of each inverted segment's input and output for
    * the step and reads values back.
    */
   checkReconstruction?: boolean | { tolerance?: number };
@@ -82,11 +83,12 @@ export function reversiblePlan(model: TrainableModel, options: Pick<RevsiloOptio
 }
 
 /**
- * Keeps a copy of the segment's input in the training forward and compares the input
- * its inverse or backward rebuilds against it.
+ * Keeps copies of a segment's input and output in the training forward, and checks what a
+ * replay produces against them: a recomputed forward must give the same output, and an
+ * inverse or one-pass backward must rebuild the same input.
  */
 class ReconstructionCheck {
-  private readonly copies = new Map<string, tf.Tensor[]>();
+  private readonly copies = new Map<string, { xs: tf.Tensor[]; ys: tf.Tensor[] }>();
 
   constructor(private readonly tolerance: number) {}
 
@@ -95,15 +97,17 @@ class ReconstructionCheck {
       name: segment.name,
       params: segment.params,
       forward: (xs, ctx) => {
-        if (ctx.training && !ctx.recomputing) this.keep(segment.name, xs);
-        return segment.forward(xs, ctx);
+        const ys = segment.forward(xs, ctx);
+        if (ctx.training && !ctx.recomputing) this.keep(segment.name, xs, ys);
+        else if (ctx.training) this.compare(segment.name, 'recomputed output', 'ys', ys);
+        return ys;
       },
     };
-    if (segment.inverse) wrapped.inverse = (ys, ctx) => this.compare(segment.name, segment.inverse!(ys, ctx));
+    if (segment.inverse) wrapped.inverse = (ys, ctx) => this.compare(segment.name, 'rebuilt input', 'xs', segment.inverse!(ys, ctx));
     if (segment.backward) {
       wrapped.backward = (ys, dys, variables, ctx: SegmentContext) => {
         const r = segment.backward!(ys, dys, variables, ctx);
-        this.compare(segment.name, r.xs);
+        this.compare(segment.name, 'rebuilt input', 'xs', r.xs);
         return r;
       };
     }
@@ -111,36 +115,35 @@ class ReconstructionCheck {
   }
 
   dispose(): void {
-    for (const xs of this.copies.values()) tf.dispose(xs);
+    for (const { xs, ys } of this.copies.values()) tf.dispose([...xs, ...ys]);
     this.copies.clear();
   }
 
-  private keep(name: string, xs: tf.Tensor[]): void {
-    tf.dispose(this.copies.get(name) ?? []);
-    this.copies.set(name, xs.map((x) => tf.keep(tf.clone(x))));
+  private keep(name: string, xs: tf.Tensor[], ys: tf.Tensor[]): void {
+    const old = this.copies.get(name);
+    if (old) tf.dispose([...old.xs, ...old.ys]);
+    this.copies.set(name, { xs: xs.map((x) => tf.keep(tf.clone(x))), ys: ys.map((y) => tf.keep(tf.clone(y))) });
   }
 
-  private compare(name: string, rebuilt: tf.Tensor[]): tf.Tensor[] {
-    const original = this.copies.get(name);
-    if (!original) return rebuilt;
-    this.copies.delete(name);
+  private compare(name: string, what: string, which: 'xs' | 'ys', replayed: tf.Tensor[]): tf.Tensor[] {
+    const original = this.copies.get(name)?.[which];
+    if (!original) return replayed;
     const errors = tf.tidy(() =>
       original.map((x, k) => {
         const scale = tf.max(tf.abs(x)).dataSync()[0] || 1;
-        return rebuilt[k] && sameShape(rebuilt[k], x) ? tf.max(tf.abs(tf.sub(rebuilt[k], x))).dataSync()[0] / scale : Infinity;
+        return replayed[k] && sameShape(replayed[k], x) ? tf.max(tf.abs(tf.sub(replayed[k], x))).dataSync()[0] / scale : Infinity;
       }),
     );
-    tf.dispose(original);
     const worst = Math.max(...errors);
     if (!(worst <= this.tolerance)) {
       throw new TapfitError(
         ErrorCodes.STATE,
-        `${REVSILO_PLUGIN}: segment '${name}' rebuilt its input with relative error ${worst.toPrecision(3)} (stream ${errors.indexOf(worst)}; tolerance ${this.tolerance}), so its gradients would be wrong. ` +
+        `${REVSILO_PLUGIN}: segment '${name}' gave a ${what} off by ${worst.toPrecision(3)} relative to the original (stream ${errors.indexOf(worst)}; tolerance ${this.tolerance}), so its gradients would be wrong. ` +
           'Its forward does not give the same values when replayed: draw random numbers with replayedUniform/dropout/dropPath (seeded by ctx.step), keep statistics with Norm (replays them), ' +
           "and advance state only when !ctx.recomputing; or, if the error is rounding growing through ill-conditioned transforms (batch norm over very few values), use larger batches or plan the segment 'store'.",
       );
     }
-    return rebuilt;
+    return replayed;
   }
 }
 

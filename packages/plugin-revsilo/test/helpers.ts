@@ -44,7 +44,7 @@ export function invertSegments(segments: readonly Segment[], ys: tf.Tensor[], ct
 }
 
 /** Loss and gradients of one step: plain autodiff of the stored twin, or the executor under `plan`. */
-export function stepGradients(model: TrainableModel, x: tf.Tensor, y: tf.Tensor, loss: LossFn, plan: MemoryPlan | 'autodiff', ctx = training): { value: number; grads: Record<string, Float32Array> } {
+export function stepGradients(model: TrainableModel & { stored?(): TrainableModel }, x: tf.Tensor, y: tf.Tensor, loss: LossFn, plan: MemoryPlan | 'autodiff', ctx = training): { value: number; grads: Record<string, Float32Array> } {
   const variables = trainableVariables(model);
   const request = { x, y, segments: model.segments, ctx, variables, loss, plan: plan === 'autodiff' ? { segments: [], extraBytes: [] } : plan };
   const r = plan === 'autodiff' ? new AutodiffBackprop().compute(request) : new SegmentExecutor().compute(request);
