@@ -23,7 +23,10 @@
  *   (0.1 at batch 256 scaled to 32) with momentum 0.9, one epoch of 150 steps; the U-Net
  *   (levels 3, 2 blocks, base 8) on synthetic 16^3 volumes (a bright sphere and a dark cube
  *   in noise), Adam lr 0.002, 60 steps; each reversible and stored, same seed and data
- *   order: per-step losses, test accuracy / Dice (and Dice by chance).
+ *   order: per-step losses, test accuracy / Dice (and Dice by chance). A control run trains
+ *   the stored twin through the segment executor (exact backprop, another order of float
+ *   operations): its loss-curve gap to plain autodiff shows how much this training
+ *   amplifies rounding by itself.
  *
  * Peak bytes are tf.profile(step).peakBytes minus the bytes live before it (TF.js's
  * accounting: every handle counts, clones included); the step is the loss and gradient
@@ -47,6 +50,7 @@ import {
   SilentLogger,
   storeAllPlan,
   tensorData,
+  Tokens,
   Trainer,
   trainableVariables,
   type Backprop,
@@ -267,6 +271,20 @@ async function unetSection(quick: boolean): Promise<Record<string, unknown> & { 
 // ---------------------------------------------------------------------------------------
 // (c) training runs
 
+/**
+ * reversible: revsilo's plan; stored: the twin, plain autodiff; control: the twin through
+ * the segment executor storing every segment (exact backprop with another order of float
+ * operations), whose gap to 'stored' shows how fast this training amplifies rounding.
+ */
+const VERSIONS = ['reversible', 'stored', 'control'] as const;
+type Version = (typeof VERSIONS)[number];
+
+function pluginsFor(version: Version): TapfitPlugin[] {
+  if (version === 'reversible') return [revsilo()];
+  if (version === 'stored') return [];
+  return [{ name: 'executor-store', core: '*', provides: [Tokens.Backprop], apply: ({ services }) => services.register(Tokens.Backprop, new SegmentExecutor()) }];
+}
+
 function lossRecorder(into: number[]): TapfitPlugin {
   return { name: 'loss-recorder', core: '*', apply: ({ hooks }) => hooks.batchEnd.tap('loss-recorder', (i) => void into.push(i.loss())) };
 }
@@ -285,14 +303,14 @@ async function mnistTraining(quick: boolean): Promise<Record<string, unknown>> {
   const test = resize(mnist.test);
   const out: Record<string, unknown> = { data: `MNIST (mnist package), ${train.size} train / ${test.size} test, resized to 32x32`, batchSize: 32, epochs: 1, optimizer: `sgd lr ${MNIST_LR} momentum 0.9` };
   const curves: Record<string, number[]> = {};
-  for (const version of ['reversible', 'stored'] as const) {
+  for (const version of VERSIONS) {
     const model = revBiFPN({ width: 0.25, streams: 3, extensions: 2, inputSize: 32, inputChannels: 1, classes: 10, dropout: 0, seed: 1 });
     const steps: number[] = [];
     const trainer = new Trainer({
       model: version === 'reversible' ? model : model.stored(),
       loss: 'softmaxCrossEntropy',
       optimizer: sgd({ lr: MNIST_LR, momentum: 0.9 }),
-      plugins: [...(version === 'reversible' ? [revsilo()] : []), lossRecorder(steps)],
+      plugins: [...pluginsFor(version), lossRecorder(steps)],
       seed: 1,
       logger: new SilentLogger(),
     });
@@ -307,6 +325,7 @@ async function mnistTraining(quick: boolean): Promise<Record<string, unknown>> {
     model.dispose();
   }
   out.curveGapFirst50 = curveGap(curves.reversible, curves.stored, 50);
+  out.controlCurveGapFirst50 = curveGap(curves.control, curves.stored, 50);
   train.dispose();
   test.dispose();
   mnist.train.dispose();
@@ -351,14 +370,14 @@ async function unetTraining(quick: boolean): Promise<Record<string, unknown>> {
   const loss = diceCrossEntropy({ classes: 3 });
   const out: Record<string, unknown> = { data: `synthetic ${side}^3 volumes: a bright sphere (class 1) and a dark cube (class 2) in noise (sd 0.6); ${train.size} train / 8 test`, model: options, batchSize: 2, epochs: 1, optimizer: `adam lr ${UNET_LR}`, loss: 'soft Dice + cross-entropy' };
   const curves: Record<string, number[]> = {};
-  for (const version of ['reversible', 'stored'] as const) {
+  for (const version of VERSIONS) {
     const model = reversibleUNet3d(options);
     const steps: number[] = [];
     const trainer = new Trainer({
       model: version === 'reversible' ? model : model.stored(),
       loss,
       optimizer: adam({ lr: UNET_LR }),
-      plugins: [...(version === 'reversible' ? [revsilo()] : []), lossRecorder(steps)],
+      plugins: [...pluginsFor(version), lossRecorder(steps)],
       seed: 1,
       logger: new SilentLogger(),
     });
@@ -379,6 +398,7 @@ async function unetTraining(quick: boolean): Promise<Record<string, unknown>> {
   const total = counts.reduce((a, b) => a + b, 0);
   out.chanceForegroundDice = round((counts[1] / total + counts[2] / total) / 2, 4);
   out.curveGapFirst50 = curveGap(curves.reversible, curves.stored, 50);
+  out.controlCurveGapFirst50 = curveGap(curves.control, curves.stored, 50);
   train.dispose();
   tf.dispose([testSet.x, testSet.y]);
   return out;

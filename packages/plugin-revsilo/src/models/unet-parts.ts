@@ -78,7 +78,11 @@ export function unetUpBlock(options: UNetConvOptions, params: ParamFactory): Mod
           if (u.shape.some((d, a) => d !== skip.shape[a] && a < 4)) {
             throw new TapfitError(ErrorCodes.SHAPE, `segment '${name}': the upsampled volume [${u.shape}] does not match the skip [${skip.shape}]; use input sizes divisible by 2^(levels - 1).`);
           }
-          return activate(options.activation ?? 'relu6', norm.apply(pointwise(tf.concat([skip, u], 4), readParam(ctx, merge)), ctx));
+          // The 1x1x1 conv of concat([skip, u]) as the sum of its two halves' products (no
+          // 5-D concat, whose gradient is a slow 5-D split on wasm).
+          const k = readParam(ctx, merge);
+          const merged = tf.add(pointwise(skip, tf.slice(k, [0, 0], [outChannels, outChannels])), pointwise(u, tf.slice(k, [outChannels, 0], [outChannels, outChannels])));
+          return activate(options.activation ?? 'relu6', norm.apply(merged, ctx));
         }),
       ];
     },

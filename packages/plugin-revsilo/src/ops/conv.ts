@@ -19,19 +19,19 @@ export function samePadding(size: number, kernel: number, stride: number): [numb
 
 /**
  * The depth slices a 'same' 3-D convolution reads for kernel depth `k`, as a batch of
- * 2-D images: x `[N, D, H, W, C]` (already padded along D) -> `[N * Dout, H, W, C]`,
- * slice `d` being input depth `k + d * stride`.
+ * 2-D images: `padded` `[N, D, H, W, C]` (already padded along D) -> `[N * Dout, H, W, C]`,
+ * slice `d` being input depth `k + d * stride`. Sliced as `[N, D, H * W * C]`: wasm's Slice
+ * and its gradient's Pad take a slow generic path on 5-D tensors (25 ms a call at 16^3).
  */
 function depthSlices(padded: tf.Tensor, k: number, stride: number, depthOut: number): tf.Tensor {
-  const [n, , h, w, c] = padded.shape;
-  if (stride === 1) return tf.reshape(tf.slice(padded, [0, k, 0, 0, 0], [n, depthOut, h, w, c]), [n * depthOut, h, w, c]);
-  // Every stride-th depth: take depthOut * stride depths from k (zero-extended at the end), keep the first of each group.
-  const available = (padded.shape as number[])[1] - k;
+  const [n, d, h, w, c] = padded.shape as number[];
+  const flat = tf.reshape(padded, [n, d, h * w * c]);
   const want = depthOut * stride;
-  let window = tf.slice(padded, [0, k, 0, 0, 0], [n, Math.min(want, available), h, w, c]);
-  if (available < want) window = tf.pad(window, [[0, 0], [0, want - available], [0, 0], [0, 0], [0, 0]]);
-  const grouped = tf.reshape(window, [n, depthOut, stride, h * w * c]);
-  return tf.reshape(tf.slice(grouped, [0, 0, 0, 0], [n, depthOut, 1, h * w * c]), [n * depthOut, h, w, c]);
+  let window = tf.slice(flat, [0, k, 0], [n, Math.min(want, d - k), h * w * c]);
+  if (d - k < want) window = tf.pad(window, [[0, 0], [0, want - (d - k)], [0, 0]]);
+  // Every stride-th depth: keep the first of each group of `stride`.
+  const picked = stride === 1 ? window : tf.slice(tf.reshape(window, [n, depthOut, stride * h * w * c]), [0, 0, 0], [n, depthOut, h * w * c]);
+  return tf.reshape(picked, [n * depthOut, h, w, c]);
 }
 
 /**
@@ -42,10 +42,10 @@ function depthSlices(padded: tf.Tensor, k: number, stride: number, depthOut: num
  * kernel's depth-`kd` part and returns `[N * Dout, Hout, Wout, M]`.
  */
 export function conv3dBySlices(x: tf.Tensor, kernelDepth: number, stride: number, conv2d: (slices: tf.Tensor, kd: number) => tf.Tensor): tf.Tensor {
-  const [n, d] = x.shape;
+  const [n, d, h, w, c] = x.shape as number[];
   const depthOut = Math.ceil(d / stride);
   const [before, after] = samePadding(d, kernelDepth, stride);
-  const padded = before || after ? tf.pad(x, [[0, 0], [before, after], [0, 0], [0, 0], [0, 0]]) : x;
+  const padded = before || after ? tf.reshape(tf.pad(tf.reshape(x, [n, d, h * w * c]), [[0, 0], [before, after], [0, 0]]), [n, d + before + after, h, w, c]) : x;
   let sum: tf.Tensor | undefined;
   for (let k = 0; k < kernelDepth; k++) {
     const y = conv2d(depthSlices(padded, k, stride, depthOut), k);

@@ -85,9 +85,13 @@ export class Norm {
     if (c !== this.options.channels) {
       throw new TapfitError(ErrorCodes.SHAPE, `${this.name}: expected ${this.options.channels} channels (last axis), got [${x.shape}].`);
     }
-    const stats = this.statistics(x, ctx);
-    const normalised = this.normalise(x, stats.mean, stats.variance);
-    return tf.add(tf.mul(normalised, readParam(ctx, this.gamma!)), readParam(ctx, this.beta!));
+    // Work on [rows, C] (batch) or [N, G, positions] (groups) so that every reduction, the
+    // broadcasts' gradients included, runs over the innermost axis: on wasm a sum over the
+    // outer axes of a 5-D tensor took 40 times as long as the same sum of the [rows, C] view.
+    const laid = this.layout(x);
+    const stats = this.statistics(laid, ctx);
+    const normalised = this.restore(tf.mul(tf.sub(laid, stats.mean), tf.rsqrt(tf.add(stats.variance, this.epsilon))), x.shape);
+    return tf.reshape(tf.add(tf.mul(normalised, readParam(ctx, this.gamma!)), readParam(ctx, this.beta!)), x.shape);
   }
 
   /** Frees the statistics kept for a replay. */
@@ -100,9 +104,9 @@ export class Norm {
     return this.options.kind === 'instance' ? this.options.channels : this.options.kind === 'group' ? (this.options.groups ?? 8) : 1;
   }
 
-  private statistics(x: tf.Tensor, ctx: SegmentContext): { mean: tf.Tensor; variance: tf.Tensor } {
+  private statistics(laid: tf.Tensor, ctx: SegmentContext): { mean: tf.Tensor; variance: tf.Tensor } {
     if (this.options.kind === 'batch' && !ctx.training) return { mean: readParam(ctx, this.movingMean!), variance: readParam(ctx, this.movingVariance!) };
-    const computed = this.batchStatistics(x);
+    const computed = this.batchStatistics(laid);
     if (!ctx.training) return computed;
     if (ctx.recomputing) {
       const kept = this.kept;
@@ -111,34 +115,34 @@ export class Norm {
     }
     this.dispose();
     this.kept = { mean: tf.keep(tf.clone(computed.mean)), variance: tf.keep(tf.clone(computed.variance)) };
-    if (this.options.kind === 'batch') this.updateMovingAverages(computed, x);
+    if (this.options.kind === 'batch') this.updateMovingAverages(computed, laid);
     return computed;
   }
 
-  /** Per-channel ('batch') or per-sample-and-group statistics, shaped to broadcast against the grouped input. */
-  private batchStatistics(x: tf.Tensor): { mean: tf.Tensor; variance: tf.Tensor } {
-    if (this.options.kind === 'batch') {
-      const axes = x.shape.slice(0, -1).map((_, i) => i);
-      return tf.moments(x, axes);
-    }
-    const grouped = this.grouped(x);
-    return tf.moments(grouped, [1, 3], true);
-  }
-
-  private normalise(x: tf.Tensor, mean: tf.Tensor, variance: tf.Tensor): tf.Tensor {
-    const scale = tf.rsqrt(tf.add(variance, this.epsilon));
-    if (this.options.kind === 'batch') return tf.mul(tf.sub(x, mean), scale);
-    return tf.reshape(tf.mul(tf.sub(this.grouped(x), mean), scale), x.shape);
-  }
-
-  /** [N, ..., C] as [N, S, G, C/G] (S: spatial positions). */
-  private grouped(x: tf.Tensor): tf.Tensor {
+  /** The reduction layout: [rows, C] for 'batch', [N, G, positions * C/G] for groups. */
+  private layout(x: tf.Tensor): tf.Tensor {
+    const c = x.shape[x.rank - 1];
+    if (this.options.kind === 'batch') return tf.reshape(x, [-1, c]);
     const g = this.groups();
-    return tf.reshape(x, [x.shape[0], -1, g, x.shape[x.rank - 1] / g]);
+    const grouped = tf.reshape(x, [x.shape[0], -1, g, c / g]);
+    return tf.reshape(tf.transpose(grouped, [0, 2, 1, 3]), [x.shape[0], g, -1]);
   }
 
-  private updateMovingAverages(stats: { mean: tf.Tensor; variance: tf.Tensor }, x: tf.Tensor): void {
-    const n = x.size / x.shape[x.rank - 1];
+  /** The layout back to [rows, C] (the affine's). */
+  private restore(laid: tf.Tensor, shape: number[]): tf.Tensor {
+    const c = shape[shape.length - 1];
+    if (this.options.kind === 'batch') return laid;
+    const g = this.groups();
+    return tf.reshape(tf.transpose(tf.reshape(laid, [shape[0], g, -1, c / g]), [0, 2, 1, 3]), [-1, c]);
+  }
+
+  /** Per-channel ('batch', [C]) or per-sample-and-group ([N, G, 1]) mean and variance of the laid-out input. */
+  private batchStatistics(laid: tf.Tensor): { mean: tf.Tensor; variance: tf.Tensor } {
+    return this.options.kind === 'batch' ? tf.moments(laid, 0) : tf.moments(laid, 2, true);
+  }
+
+  private updateMovingAverages(stats: { mean: tf.Tensor; variance: tf.Tensor }, laid: tf.Tensor): void {
+    const n = laid.shape[0];
     const unbiased = n > 1 ? tf.mul(stats.variance, n / (n - 1)) : stats.variance; // as PyTorch's running_var
     const m = this.momentum;
     this.movingMean!.assign(tf.add(tf.mul(this.movingMean!, m), tf.mul(stats.mean, 1 - m)));
