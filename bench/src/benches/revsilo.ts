@@ -24,9 +24,9 @@
  *   (levels 3, 2 blocks, base 8) on synthetic 16^3 volumes (a bright sphere and a dark cube
  *   in noise), Adam lr 0.002, 60 steps; each reversible and stored, same seed and data
  *   order: per-step losses, test accuracy / Dice (and Dice by chance). A control run trains
- *   the stored twin through the segment executor (exact backprop, another order of float
- *   operations): its loss-curve gap to plain autodiff shows how much this training
- *   amplifies rounding by itself.
+ *   the stored twin through the segment executor (exact backprop, one tape per segment):
+ *   its loss-curve gap to plain autodiff separates the executor's own effect from the
+ *   rebuild's.
  *
  * Peak bytes are tf.profile(step).peakBytes minus the bytes live before it (TF.js's
  * accounting: every handle counts, clones included); the step is the loss and gradient
@@ -273,8 +273,8 @@ async function unetSection(quick: boolean): Promise<Record<string, unknown> & { 
 
 /**
  * reversible: revsilo's plan; stored: the twin, plain autodiff; control: the twin through
- * the segment executor storing every segment (exact backprop with another order of float
- * operations), whose gap to 'stored' shows how fast this training amplifies rounding.
+ * the segment executor storing every segment (exact backprop, one tape per segment): its
+ * gap to 'stored' separates what the executor itself changes from what rebuilding does.
  */
 const VERSIONS = ['reversible', 'stored', 'control'] as const;
 type Version = (typeof VERSIONS)[number];

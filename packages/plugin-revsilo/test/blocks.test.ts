@@ -25,7 +25,7 @@ function dense(name: string, cin: number, cout: number, seed: number): Transform
   return transform(name, (x) => tf.tanh(tf.reshape(tf.matMul(tf.reshape(x, [-1, cin]), w), [...x.shape.slice(0, -1), cout])), [w]);
 }
 
-/** inverse(forward(x)) = x within rtol 1e-4, atol 1e-6 (docs/techniques.md §2.7.1), and backward's rebuilt input too. */
+/** inverse(forward(x)) = x within rtol 1e-4, atol 1e-6 (docs/techniques.md §2.7 item 1), and backward's rebuilt input too. */
 function expectReconstructs(segment: Segment, xs: tf.Tensor[]): tf.Tensor[] {
   const ys = segment.forward(xs, training);
   const back = segment.inverse!(ys, replay);
@@ -38,7 +38,7 @@ function expectReconstructs(segment: Segment, xs: tf.Tensor[]): tf.Tensor[] {
   return ys;
 }
 
-/** Segment.backward equals autodiff of forward: input and parameter gradients (docs/techniques.md §2.7.2, §3.5.2). */
+/** Segment.backward equals autodiff of forward: input and parameter gradients (docs/techniques.md §2.7 item 2, §3.5 item 2). */
 function expectBackwardIsAutodiff(segment: Segment, xs: tf.Tensor[], ctx = training): void {
   const vars = segment.params.filter((v) => v.trainable);
   const ys = segment.forward(xs, ctx);
@@ -114,7 +114,7 @@ describe('revsilo blocks', () => {
         const ys = block.forward([x], training);
         const back = block.inverse(ys, replay)[0];
         const scale = tf.max(tf.abs(x)).dataSync()[0];
-        expect(tf.max(tf.abs(tf.sub(back, x))).dataSync()[0] / scale).to.be.below(1e-5); // docs/techniques.md §3.5.1
+        expect(tf.max(tf.abs(tf.sub(back, x))).dataSync()[0] / scale).to.be.below(1e-5); // docs/techniques.md §3.5 item 1
         expectBackwardIsAutodiff(block, [x]);
       }
     });
