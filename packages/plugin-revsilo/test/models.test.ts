@@ -99,13 +99,13 @@ describe('revsilo models', () => {
       m.dispose();
     });
 
-    it('leaks nothing over repeated invert steps', () => {
+    it('leaks nothing over repeated invert steps', async () => {
       const m = tiny();
       const x = tf.randomNormal([2, 32, 32, 3], 0, 1, 'float32', 5);
       const y = labels(2, 3);
       const plan = invertPlan(m);
       stepGradients(m, x, y, xent, plan);
-      checkNoLeaks(() => stepGradients(m, x, y, xent, plan), { repeats: 3 });
+      await checkNoLeaks(() => stepGradients(m, x, y, xent, plan), { repeats: 3 });
       m.dispose();
     });
   });

@@ -107,10 +107,10 @@ describe('revsilo ops', () => {
       norm.dispose();
     });
 
-    it('keeps nothing more per step (no leak)', () => {
+    it('keeps nothing more per step (no leak)', async () => {
       const norm = new Norm('n', { kind: 'instance', channels: 4 }, variableFactory('norm_leak'));
       const x = rand([2, 3, 3, 4], 16);
-      checkNoLeaks(() => tf.tidy(() => {
+      await checkNoLeaks(() => tf.tidy(() => {
         norm.apply(x, training);
         norm.apply(x, replay);
       }));
