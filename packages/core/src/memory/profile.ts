@@ -60,7 +60,11 @@ export interface ProfileOptions {
   variables?: readonly tf.Variable[];
 }
 
-/** The sample batch to measure on; `y` defaults to zeros shaped like the model's output. */
+/**
+ * The sample batch to measure on. `y` defaults to a uniform distribution over the last
+ * output axis (shaped like the model's output): valid labels for a classification loss,
+ * and the same bytes as any target for the others.
+ */
 export interface MemorySample {
   readonly x: tf.Tensor;
   readonly y?: tf.Tensor;
@@ -219,7 +223,7 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean, st
 }
 
 async function measureHead(outs: tf.Tensor[], y: tf.Tensor | undefined, loss: LossFn, variables: readonly tf.Variable[], last: string): Promise<MemoryProfile['head']> {
-  const labels = y ?? tf.zerosLike(outs[0]);
+  const labels = y ?? tf.fill(outs[0].shape, 1 / (outs[0].shape[outs[0].rank - 1] ?? 1));
   const end = lossHead((fwd) => loss(labels, fwd()), variables, last);
   const sums = new SegmentWalk([], REPLAY, end.head);
   let netBytes = 0;
