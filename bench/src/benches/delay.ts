@@ -61,7 +61,7 @@ import { resultsDir, round, target, writeResults, type Target } from '../results
  * D = 0, and AB better than momentum by more than the seed spread (the larger of the
  * two methods' spreads).
  *
- * `npm run bench -- delay [--quick] [--skip stability|training]` (~60 min on 2 shared
+ * `npm run bench -- delay [--quick] [--skip stability|training]` (~50 min on 2 shared
  * cores; --quick: a smoke run of every part on small data, not the protocol).
  */
 
