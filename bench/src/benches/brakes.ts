@@ -233,8 +233,9 @@ export async function run(args: string[]): Promise<void> {
   const reference = acc(0, 'momentum');
   if (s.delays.includes(0) && s.delays.includes(32)) {
     const drop = (method: DelayResult['method']) => ({ testAccuracy: acc(32, method), dropVsMomentumAtD0pp: round((reference - acc(32, method)) * 100, 2) });
+    // Reported, not a target: at the D = 0 rate no method can be stable at D = 32 (the
+    // delay targets, each method at its own learning rate, are in `npm run bench -- delay`).
     results.atD32 = { momentum: drop('momentum'), braking: drop('braking') };
-    targets.push(target('D=32: accuracy drop of momentum + AB vs momentum at D=0 (percentage points)', (reference - acc(32, 'braking')) * 100, 'max', 1));
   }
 
   if (!s.skip.includes('timing')) {

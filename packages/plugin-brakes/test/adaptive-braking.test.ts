@@ -14,7 +14,7 @@ import {
   type NamedTensors,
   type TransformState,
 } from '@tapfit/core';
-import { adaptiveBraking, type AdaptiveBrakingState } from '../src';
+import { adaptiveBraking, DEFAULT_RHO, withAdaptiveBraking, type AdaptiveBrakingState } from '../src';
 import { errorOf, expectClose, read, trajectory, useBackend } from './helpers';
 import { copyParams, problem, problemGradient, refSgdmBraking, seededUniform, type Params } from './reference';
 
@@ -184,7 +184,7 @@ describe('adaptiveBraking transform', () => {
 
     it('works after clipByGlobalNorm (clipped gradients drive the cosine)', () => {
       const clipped = trajectory(chain(clipByGlobalNorm(0.5), adaptiveBraking({ momentum: 0.9 }), scaleByLearningRate(lr)), 20);
-      const opt = refSgdmBraking({ lr, momentum: 0.9, rho: 2 });
+      const opt = refSgdmBraking({ lr, momentum: 0.9, rho: DEFAULT_RHO }); // the transform above runs with the default
       const w = copyParams(problem.w0);
       for (let t = 0; t < 20; t++) {
         const g = problemGradient(w);
@@ -256,6 +256,17 @@ describe('adaptiveBraking transform', () => {
         expect(errorOf(() => ab.update({ v: tf.zeros([2]) }, s, {}, { step: 0 })).message).to.match(/no velocity for parameter 'v' \(have: w\)/);
         expect(errorOf(() => ab.update({ w: tf.zeros([3]) }, s, {}, { step: 0 })).message).to.match(/velocity 'w' has shape \[2\] but its update has shape \[3\]/);
       });
+    });
+  });
+
+  describe('defaults (chosen by the delay study, README)', () => {
+    it('rho 1.5 per tensor: the default trajectory is that of rho 1.5, granularity tensor', () => {
+      expect(DEFAULT_RHO).to.equal(1.5);
+      expect(adaptiveBraking({ momentum: 0.9 }).hyperparams).to.include({ rho: 1.5, granularity: 'tensor' });
+      expect(withAdaptiveBraking([momentum({ momentum: 0.9 })])[0].hyperparams).to.include({ rho: 1.5, granularity: 'tensor' });
+      const byDefault = trajectory(sgdmAb(), 30);
+      expect(byDefault).to.deep.equal(trajectory(sgdmAb({ rho: 1.5, granularity: 'tensor' }), 30));
+      expect(byDefault).to.not.deep.equal(trajectory(sgdmAb({ rho: 2 }), 30));
     });
   });
 

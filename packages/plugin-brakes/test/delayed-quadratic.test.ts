@@ -66,7 +66,7 @@ describe('delayed 1-D quadratic (docs/techniques.md §4.5 item 6)', () => {
     const run = async (braking: boolean) => {
       const q = quadraticSetup({ h: setting.h, w0: setting.w0, batches: setting.batches });
       const rec = recorder(q.weight);
-      const plugin = tapfitPlugin({ delay: setting.delay, braking });
+      const plugin = braking ? tapfitPlugin({ delay: setting.delay, rho: 2 }) : tapfitPlugin({ delay: setting.delay, braking });
       const t = new Trainer({ model: q.model, loss: q.loss, optimizer: sgd({ lr: setting.lr, momentum: setting.momentum }), plugins: [plugin, rec], logger: new SilentLogger(), nonFinite: 'off' });
       await t.fit(q.data, { epochs: 1, batchSize: 1 });
       t.dispose();
