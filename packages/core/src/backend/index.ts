@@ -1,5 +1,7 @@
 // Backend selection, the wasm training shim and the memory guard.
-export { selectBackend, BACKEND_PREFERENCES, BACKEND_ENV } from './select';
+export { selectBackend, describeActiveBackend, BACKEND_PREFERENCES, BACKEND_ENV } from './select';
+export { WASM_THREADS_ENV, autoThreads } from './thread-count';
+export type { ThreadChoice, MachineLoad } from './thread-count';
 export type { BackendPreference, BackendName, BackendSelection, SelectBackendOptions } from './select';
 export {
   installWasmShim,
@@ -11,6 +13,7 @@ export {
   BRIDGED_TO_CPU,
   NOT_BRIDGED,
 } from './wasm-shim';
+export { installWasmFastKernels, uninstallWasmFastKernels, wasmFastKernelsInstalled, WASM_FAST_KERNELS } from './fast-kernels';
 export { installMemoryGuard, getMemoryGuard, DEFAULT_WASM_BUDGET_BYTES, formatBytes } from './memory-guard';
 export type { MemoryGuard } from './memory-guard';
 export { missingKernelError } from './missing-kernel';

@@ -3,6 +3,8 @@ import type { MemoryPlan } from '../step/memory-plan';
 
 export interface TrainerDescription {
   backend: string;
+  /** The backend with its set-up, e.g. 'wasm, 2 threads (auto: 2 cores, load 0.31)'. */
+  backendDetail: string;
   plugins: string[];
   hooks: Record<HookName, string[]>;
   stepTransforms: string[];
@@ -16,7 +18,7 @@ const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
 /** Human-readable form of `trainer.describe()`. */
 export function describeTrainer(d: TrainerDescription): string {
   const lines = [
-    `tapfit trainer on ${d.backend}: ${d.trainableParams} trainable parameters`,
+    `tapfit trainer on ${d.backendDetail}: ${d.trainableParams} trainable parameters`,
     `plugins: ${d.plugins.join(', ') || '(none)'}`,
     'hooks (in run order):',
     ...Object.entries(d.hooks).map(([k, v]) => `  ${k.padEnd(15)} ${v.length ? v.join(' -> ') : '-'}`),

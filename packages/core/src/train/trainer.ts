@@ -19,6 +19,7 @@ import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
 import { PlannedBackprop } from '../memory/planned-backprop';
 import { assertEngineInternals } from '../backend/engine-internals';
+import { describeActiveBackend } from '../backend/select';
 import { Tokens, type Logger, type LossFn, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
@@ -545,6 +546,7 @@ export class Trainer {
     for (const [k, h] of Object.entries(this.hooks)) hooks[k as HookName] = h.order();
     const d: TrainerDescription = {
       backend: tf.getBackend() ?? 'none',
+      backendDetail: describeActiveBackend(),
       plugins: this.plugins.map((p) => p.name),
       hooks,
       stepTransforms: this.stepper ? [...this.stepper.names] : [],
