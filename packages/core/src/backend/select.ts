@@ -192,7 +192,7 @@ async function activate(preference: BackendPreference, source: BackendSelection[
 }
 
 function describeWasm({ threads, why }: ThreadChoice): string {
-  return `${threads} thread${threads > 1 ? 's' : ''}, ${why}`;
+  return `${threads} thread${threads > 1 ? 's' : ''}${why === 'requested' ? '' : `, ${why}`}`;
 }
 
 async function activateCpu(): Promise<void> {
