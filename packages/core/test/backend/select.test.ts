@@ -5,7 +5,8 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { TapfitError } from '../../src/errors';
-import { autoThreads, BACKEND_ENV, selectBackend, WASM_THREADS_ENV } from '../../src/backend';
+import { autoThreads, BACKEND_ENV, describeActiveBackend, selectBackend, WASM_THREADS_ENV } from '../../src/backend';
+import { describeTrainer, type TrainerDescription } from '../../src/train/describe';
 import { resolveThreads } from '../../src/backend/thread-count';
 
 async function rejection(p: Promise<unknown>): Promise<TapfitError> {
@@ -124,6 +125,16 @@ describe('backend: selectBackend', function () {
     expect(err.message).to.contain(`already initialised with ${actual} thread(s)`);
     // 'auto' keeps whatever the process started with.
     expect((await selectBackend('wasm', { threads: 'auto', log: false })).threads).to.equal(actual);
+  });
+
+  it('trainer.describe() names the backend with its thread count and how it was decided', async () => {
+    const s = await selectBackend('wasm', { log: false });
+    const detail = describeActiveBackend();
+    expect(detail).to.equal(`wasm, ${s.threads} thread${s.threads > 1 ? 's' : ''} (${s.threadsWhy})`);
+    const text = describeTrainer({ backend: 'wasm', backendDetail: detail, plugins: [], hooks: {} as TrainerDescription['hooks'], stepTransforms: [], optimizer: 'chain', trainableParams: 3 });
+    expect(text.split('\n')[0]).to.equal(`tapfit trainer on ${detail}: 3 trainable parameters`);
+    await selectBackend('cpu', { log: false });
+    expect(describeActiveBackend()).to.equal('cpu');
   });
 
   it("threads 'auto': the free cores (cores minus the load average), 1 to 4, and 1 in a worker thread", () => {
