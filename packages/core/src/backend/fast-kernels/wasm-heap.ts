@@ -17,7 +17,8 @@ const WasmApi = (globalThis as unknown as {
 /**
  * The parts of tfjs-backend-wasm 4.22's backend object that tapfit's own kernels use
  * (not exported API): the tensor table with each tensor's heap offset, the emscripten
- * module with its heap and allocator. `heapKernels` checks them before anything runs.
+ * module with its heap and allocator. `heapFor` checks them and leaves the kernels off
+ * (falling back to the kernels they replace) when they are missing.
  */
 interface BackendWasmInternals {
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number | null; refCount: number } | undefined };
