@@ -5,3 +5,4 @@ export { transposeTile, permute } from './transpose';
 export { axpby, adam } from './update';
 export { sumRows } from './reduce';
 export { maxPoolGradTiled } from './pool';
+export { gemm } from './gemm';

@@ -120,9 +120,11 @@ describe('backend: wasm fast kernels', function () {
     }));
   });
 
-  it('products in the other order (dense forward, dy W^T) give the same values', () => {
-    for (const [M, K, N] of [[16, 300, 400], [256, 784, 2048], [3, 5, 7]]) {
+  it("products (x W, x^T dy, dy W^T) give XNNPACK's values exactly: tapfit's product with one thread, ragged and blocked shapes included", () => {
+    // Rows not a multiple of 4, columns not a multiple of 8, depths past one 256-deep block.
+    for (const [M, K, N] of [[16, 300, 400], [256, 784, 2048], [3, 5, 7], [5, 600, 13], [130, 257, 9], [1, 1, 1]]) {
       expectSame(() => tf.matMul(randn([M, K], 1), randn([K, N], 2)));
+      expectSame(() => tf.matMul(randn([K, M], 1), randn([K, N], 2), true, false));
       expectSame(() => tf.matMul(randn([M, N], 1), randn([K, N], 2), false, true));
       expectSame(() => tf.matMul(randn([1, M, N], 1), randn([1, K, N], 2), false, true));
     }

@@ -19,7 +19,8 @@ let fast: Overrides | null = null;
  * - Transpose (float32, int32): SIMD tiles
  * - Sum over leading axes (bias gradients): one pass, no transpose
  * - MaxPoolGrad with window == stride: one pass
- * - BatchMatMul / _FusedMatMul with transposeB: (B A^T)^T when that moves less data
+ * - BatchMatMul / _FusedMatMul, plain and transposeB: tapfit's own product with one thread
+ *   (small products), else XNNPACK's in the order that packs less
  * - TapfitScaledSum, TapfitAdamMoments: the fused updates of momentum and Adam
  *
  * `uninstallWasmFastKernels()` takes them out again (benchmarks measure both). Idempotent.
