@@ -55,9 +55,14 @@ tf.copyRegisteredKernels('cpu', 'tensorflow');
 
 describe('backend: selectBackend', function () {
   const savedEnv = process.env[BACKEND_ENV];
+  const savedThreads = process.env[WASM_THREADS_ENV];
+  // The thread count may be set for the whole run (TAPFIT_WASM_THREADS=2 npm test); these tests read 'auto'.
+  beforeEach(() => delete process.env[WASM_THREADS_ENV]);
   afterEach(() => {
     if (savedEnv === undefined) delete process.env[BACKEND_ENV];
     else process.env[BACKEND_ENV] = savedEnv;
+    if (savedThreads === undefined) delete process.env[WASM_THREADS_ENV];
+    else process.env[WASM_THREADS_ENV] = savedThreads;
   });
   after(() => tf.setBackend('cpu'));
 
