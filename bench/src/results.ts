@@ -1,5 +1,9 @@
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
+
+/** The load average when the benchmark started (this module loads first): timings on a busy machine mislead. */
+const loadAtStart = os.loadavg();
 
 /** One checkable target: `met` is computed from `measured` and `target`, never typed in. */
 export interface Target {
@@ -58,8 +62,17 @@ export function round(x: number, digits = 4): number {
 }
 
 function machineInfo(): Record<string, unknown> {
-  const os = require('node:os') as typeof import('node:os');
-  return { node: process.version, cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, totalMemGiB: Math.round(os.totalmem() / 2 ** 30) };
+  const cpus = os.cpus().length;
+  const busy = loadAtStart[0] > cpus / 4;
+  if (busy) console.log(`\nnote: the machine was busy (load average ${loadAtStart[0].toFixed(2)} on ${cpus} cores at the start): timings and ratios are not representative`);
+  return {
+    node: process.version,
+    cpus,
+    cpuModel: os.cpus()[0]?.model,
+    totalMemGiB: Math.round(os.totalmem() / 2 ** 30),
+    loadAverage: { start: loadAtStart.map((x) => round(x, 2)), end: os.loadavg().map((x) => round(x, 2)) },
+    ...(busy ? { busy: 'load average above a quarter of the cores at the start: timings and ratios are not representative' } : {}),
+  };
 }
 
 /** Median of a list of numbers. */

@@ -1,20 +1,32 @@
 /**
- * Backends side by side: cpu, stock wasm (shim uninstalled) and shimmed wasm in one
- * process, interleaved round by round; then 1- and 2-thread shimmed wasm in child
- * processes (the thread count is fixed per process), alternated.
+ * Backends and training speed side by side, in one run:
  *
- *   npx tsc -b bench && node bench/dist/src/run.js backend [--quick] [--no-threads]
+ * 1. cpu, stock wasm (shim uninstalled) and shimmed wasm in one process (1 thread),
+ *    interleaved round by round: matMul GFLOP/s (256..2048), conv2d forward+backward,
+ *    the shim's composite kernels against the kernels they replace, an MLP and a
+ *    tfjs-layers CNN training step.
+ * 2. tapfit's Trainer on the three models (MLP 784-512-512-10 b128, CNN
+ *    conv16-pool-conv32-pool-dense128 b64, MLP 784-2048-2048-10 b256) in child processes
+ *    with 1 and 2 wasm threads (the count is fixed per process), alternated round by
+ *    round; each child also measures matMul 1024 (the backend's product rate) and runs
+ *    every model with the wasm fast kernels on and off (`installWasmFastKernels`).
+ * 3. PyTorch on the same models, 1 and 2 threads, between the rounds, when a Python
+ *    with torch is found (bench/python/torch_peer.py; skipped with the reason otherwise).
  *
- * Figures: matMul GFLOP/s (256..2048), conv2d forward+backward ms, MLP 784-512-512-10
- * (batch 128, SGD) and tfjs-layers CNN conv16-pool-conv32-pool-dense128 (batch 64, SGD)
- * training steps/s, and the shim's composite kernels against the stock kernels they
- * replace. cpu is ~40x slower, so it gets fewer repetitions and skips matMul 2048
- * (about 17 s per product). Every timing forces completion with dataSync().
+ *   npm run bench -- backend [--quick] [--rounds=4] [--no-threads] [--no-peer]
+ *
+ * Ratios are paired: computed within a round (a 2-thread child against the 1-thread
+ * child next to it, fast against plain inside one child), then the median over rounds,
+ * with the spread (min-max) in the JSON. cpu is ~40x slower, so it gets fewer
+ * repetitions and skips matMul 2048. Every timing forces completion with dataSync().
  */
 import { execFile } from 'node:child_process';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { installWasmShim, selectBackend, uninstallWasmShim } from '@tapfit/core';
+import { findPeer, runPeerRound, type PeerRound } from '../lib/peer';
+import { STEP_MODELS } from '../lib/step-models';
+import { measureTrainingRates, type TrainingRates } from '../lib/training-rate';
 import { median, round, target, writeResults, type Target } from '../results';
 
 type Variant = 'cpu' | 'wasm-stock' | 'wasm-shim';
@@ -191,37 +203,18 @@ function cnn(reps: Workload['reps']): Workload {
   };
 }
 
-interface ThreadFigures {
-  threads: number;
-  matMul1024GFlops: number;
-  mlpStepsPerSecond: number;
-  cnnStepsPerSecond: number;
+/** Child-process entry: one training-rate measurement with `threads` wasm threads; prints one JSON line. */
+async function trainingChild(threads: number, quick: boolean): Promise<void> {
+  console.log(`RATES ${JSON.stringify(await measureTrainingRates(threads, quick ? 0.5 : 1))}`);
 }
 
-/** Child-process entry: shimmed wasm with `threads` threads; prints one JSON line. */
-async function threadsChild(threads: number, quick: boolean): Promise<void> {
-  await selectBackend('wasm', { threads, log: false });
-  const reps = quick ? 3 : 7;
-  const mm = await interleave(matMul(1024, { 'wasm-shim': reps }), ['wasm-shim']);
-  const m = await interleave(mlp({ 'wasm-shim': reps * 2 }), ['wasm-shim']);
-  const c = await interleave(cnn({ 'wasm-shim': reps }), ['wasm-shim']);
-  const figures: ThreadFigures = {
-    threads,
-    matMul1024GFlops: round((2 * 1024 ** 3) / ms(mm['wasm-shim']) / 1e6, 2),
-    mlpStepsPerSecond: round(1000 / ms(m['wasm-shim']), 2),
-    cnnStepsPerSecond: round(1000 / ms(c['wasm-shim']), 2),
-  };
-  console.log(`THREADS ${JSON.stringify(figures)}`);
-}
-
-function runThreadsChild(threads: number, quick: boolean): Promise<ThreadFigures & { wallSeconds: number; exitedByItself: boolean }> {
+function runTrainingChild(threads: number, quick: boolean): Promise<TrainingRates> {
   const runner = path.resolve(__dirname, '..', 'run.js');
-  const t0 = performance.now();
   return new Promise((resolve, reject) => {
-    execFile(process.execPath, [runner, 'backend', `--threads-child=${threads}`, ...(quick ? ['--quick'] : [])], { timeout: 180_000 }, (err, stdout, stderr) => {
-      const line = stdout.split('\n').find((l) => l.startsWith('THREADS '));
-      if (err || !line) return reject(new Error(`threads child (${threads}) failed: ${err?.message ?? ''}\n${stderr}`));
-      resolve({ ...(JSON.parse(line.slice(8)) as ThreadFigures), wallSeconds: round((performance.now() - t0) / 1000, 1), exitedByItself: true });
+    execFile(process.execPath, [runner, 'backend', `--threads-child=${threads}`, ...(quick ? ['--quick'] : [])], { timeout: 600_000 }, (err, stdout, stderr) => {
+      const line = stdout.split('\n').find((l) => l.startsWith('RATES '));
+      if (err || !line) return reject(new Error(`training child (${threads} threads) failed: ${err?.message ?? ''}\n${stderr}`));
+      resolve(JSON.parse(line.slice(6)) as TrainingRates);
     });
   });
 }
@@ -229,10 +222,10 @@ function runThreadsChild(threads: number, quick: boolean): Promise<ThreadFigures
 export async function run(args: string[]): Promise<void> {
   const quick = args.includes('--quick');
   const child = args.find((a) => a.startsWith('--threads-child='));
-  if (child) return threadsChild(Number(child.split('=')[1]), quick);
+  if (child) return trainingChild(Number(child.split('=')[1]), quick);
 
   const started = performance.now();
-  await selectBackend('wasm');
+  await selectBackend('wasm', { threads: 1 });
   const few = (cpu: number, wasm: number): Workload['reps'] => ({ cpu, 'wasm-stock': wasm, 'wasm-shim': wasm });
   const r = quick ? 0.5 : 1;
   const n = (k: number) => Math.max(1, Math.round(k * r));
@@ -268,38 +261,54 @@ export async function run(args: string[]): Promise<void> {
   const cnnTimes = await interleave(cnn({ cpu: 2, 'wasm-stock': 1, 'wasm-shim': n(9) }));
   console.log('CNN step:', summarize(cnnTimes));
 
-  const threadRuns: Array<Awaited<ReturnType<typeof runThreadsChild>>> = [];
+  // 2 and 3: tapfit's Trainer with 1 and 2 threads in child processes, PyTorch between rounds.
+  const rounds = Number(args.find((a) => a.startsWith('--rounds='))?.split('=')[1] ?? (quick ? 2 : 4));
+  const peer = args.includes('--no-peer') ? { skipped: '--no-peer' } : findPeer();
+  if ('skipped' in peer) console.log(`PyTorch peer skipped: ${peer.skipped}`);
+  else console.log(`PyTorch peer: torch ${peer.torch} (${peer.python}), BLAS ${peer.blas.join(', ') || 'unknown'}`);
+  const training: TrainingRates[][] = [];
+  const peerRounds: PeerRound[] = [];
   if (!args.includes('--no-threads')) {
-    for (let i = 0; i < 2; i++) for (const t of [1, 2]) threadRuns.push(await runThreadsChild(t, quick));
-    console.log('threads:', threadRuns);
+    for (let round = 0; round < rounds; round++) {
+      const pair: TrainingRates[] = [];
+      for (const t of round % 2 === 0 ? [1, 2] : [2, 1]) pair.push(await runTrainingChild(t, quick));
+      training.push(pair.sort((a, b) => a.threads - b.threads));
+      console.log(`round ${round}:`, JSON.stringify(training[round].map((x) => ({ threads: x.threads, load: x.loadAtStart, matMul1024: x.matMul1024GFlops, ...Object.fromEntries(Object.entries(x.models).map(([k, v]) => [k, v.fast])) }))));
+      if (!('skipped' in peer)) peerRounds.push(...(await runPeerRound(peer, round, round % 2 === 0 ? [1, 2] : [2, 1], quick ? 0.5 : 1)));
+    }
   }
 
   const steps = (t: Timing | undefined) => round(1000 / ms(t), 3);
   const mlpShim = steps(mlpTimes['wasm-shim']);
   const cnnShim = steps(cnnTimes['wasm-shim']);
+  const summary = summarizeTraining(training, peerRounds);
+  printTraining(summary);
+  const s = (model: string) => summary.models[model];
   const targets: Target[] = [
     target('MLP steps/s, shimmed wasm / stock wasm', round(mlpShim / steps(mlpTimes['wasm-stock']), 2), 'min', 7),
     target('MLP steps/s, shimmed wasm / cpu', round(mlpShim / steps(mlpTimes.cpu), 2), 'min', 15),
-    target('matMul 1024 GFLOP/s, shimmed wasm, 1 thread', gflops(1024, 'wasm-shim'), 'min', 40),
     target('CNN steps/s, shimmed wasm / cpu', round(cnnShim / steps(cnnTimes.cpu), 2), 'min', 50),
   ];
-  const threadSummary = (t: number) => {
-    const runs = threadRuns.filter((x) => x.threads === t);
-    return runs.length ? {
-      matMul1024GFlops: median(runs.map((x) => x.matMul1024GFlops)),
-      mlpStepsPerSecond: median(runs.map((x) => x.mlpStepsPerSecond)),
-      cnnStepsPerSecond: median(runs.map((x) => x.cnnStepsPerSecond)),
-    } : null;
-  };
+  if (training.length) {
+    targets.push(
+      target('MLP 784-2048-2048-10: 2 threads / 1 thread steps/s (2 free cores; paired rounds, median)', s('mlp-big').twoThreadSpeedup.median, 'min', 1.6),
+      target('CNN: 2 threads / 1 thread steps/s (2 free cores; paired rounds, median)', s('cnn').twoThreadSpeedup.median, 'min', 1.6),
+      target('MLP 784-2048-2048-10: training GFLOP/s / matMul 1024 GFLOP/s, 1 thread', s('mlp-big').ofMatMul[1].median, 'min', 0.85),
+      target('MLP 784-2048-2048-10: training GFLOP/s / matMul 1024 GFLOP/s, 2 threads', s('mlp-big').ofMatMul[2].median, 'min', 0.85),
+      target('MLP 784-512-512-10: steps/s with the fast kernels / without, 1 thread', s('mlp').fastGain.median, 'min', 1.3),
+      target('CNN: steps/s with the fast kernels / without, 1 thread', s('cnn').fastGain.median, 'min', 1.3),
+    );
+  }
   writeResults('backend', {
-    command: 'npx tsc -b bench && node bench/dist/src/run.js backend',
+    command: `npm run bench -- backend${args.length ? ` ${args.join(' ')}` : ''}`,
     notes: [
-      'cpu, wasm-stock (shim uninstalled) and wasm-shim run interleaved in one process; times are medians (ms)',
-      'cpu matMul 2048 skipped (about 17 s per product); cpu gets 1-3 repetitions',
-      'wasm-stock cannot train convolutions (Conv2DBackpropFilter missing): its conv and CNN entries hold the error',
-      'threads: 1- and 2-thread shimmed wasm in child processes, alternated twice; medians',
+      'part 1: cpu, wasm-stock (shim uninstalled) and wasm-shim (1 thread) run interleaved in one process; times are medians (ms); cpu matMul 2048 skipped (about 17 s per product), cpu gets 1-3 repetitions; wasm-stock cannot train convolutions (Conv2DBackpropFilter missing): its conv and CNN entries hold the error',
+      'part 2: tapfit Trainer steps/s (SGD, fixed batch) in child processes with 1 and 2 wasm threads, alternated; each child: matMul 1024 on the same operands (the backend product rate) and every model with the fast kernels on and off (order on, off, off, on; medians)',
+      'ratios are paired within a round and then summarized as median [min, max] over rounds; effective GFLOP/s = the multiply-adds x 2 a step needs (no dx for the first layer) / step time',
+      'reported, not a target: tapfit / PyTorch (bench/python/torch_peer.py, same models, SGD, loss read back each step)',
+      'the 2-thread targets assume 2 free cores: compare machine.loadAverage (and each child\'s load at start) with the core count',
     ],
-    matMulGFlops: Object.fromEntries([256, 512, 1024, 2048].map((s) => [s, Object.fromEntries(VARIANTS.map((v) => [v, gflops(s, v)]))])),
+    matMulGFlops: Object.fromEntries([256, 512, 1024, 2048].map((size) => [size, Object.fromEntries(VARIANTS.map((v) => [v, gflops(size, v)]))])),
     matMulMs: matMulTimes,
     convForwardBackwardMs: conv,
     compositeKernelsMs: composites,
@@ -307,9 +316,83 @@ export async function run(args: string[]): Promise<void> {
     mlpStepMs: mlpTimes,
     cnnStepsPerSecond: Object.fromEntries(VARIANTS.map((v) => [v, steps(cnnTimes[v])])),
     cnnStepMs: cnnTimes,
-    threads: { runs: threadRuns, oneThread: threadSummary(1), twoThreads: threadSummary(2) },
+    training: { rounds: training, summary },
+    peer: 'skipped' in peer ? peer : { ...peer, rounds: peerRounds },
     totalSeconds: round((performance.now() - started) / 1000, 1),
   }, targets);
+}
+
+/** Median with its spread over rounds. */
+interface Spread {
+  median: number;
+  min: number;
+  max: number;
+  values: number[];
+}
+
+function spread(values: number[]): Spread {
+  const v = values.filter(Number.isFinite);
+  if (!v.length) return { median: Number.NaN, min: Number.NaN, max: Number.NaN, values: [] };
+  return { median: round(median(v), 3), min: round(Math.min(...v), 3), max: round(Math.max(...v), 3), values: v.map((x) => round(x, 3)) };
+}
+
+interface ModelSummary {
+  label: string;
+  stepGFlop: number;
+  /** tapfit steps/s (fast kernels) by thread count, medians. */
+  stepsPerSecond: Record<number, number>;
+  plainStepsPerSecond: Record<number, number>;
+  twoThreadSpeedup: Spread;
+  /** fast / plain steps/s inside one child, 1 thread. */
+  fastGain: Spread;
+  effectiveGFlops: Record<number, number>;
+  /** Effective GFLOP/s / matMul 1024 GFLOP/s of the same child. */
+  ofMatMul: Record<number, Spread>;
+  torchStepsPerSecond: Record<number, number>;
+  /** tapfit / PyTorch steps/s, each a median over rounds. */
+  ofTorch: Record<number, number>;
+}
+
+function summarizeTraining(training: TrainingRates[][], peer: PeerRound[]): { matMul1024GFlops: Record<number, Spread>; models: Record<string, ModelSummary> } {
+  const at = (pair: TrainingRates[], t: number) => pair.find((x) => x.threads === t);
+  const models: Record<string, ModelSummary> = {};
+  for (const m of STEP_MODELS) {
+    const rates = (t: number, k: 'fast' | 'plain') => training.map((pair) => at(pair, t)?.models[m.name]?.[k] ?? Number.NaN);
+    const byThreads = <T>(f: (t: number) => T) => ({ 1: f(1), 2: f(2) });
+    const torch = (t: number) => median(peer.filter((p) => p.model === m.name && p.threads === t).map((p) => p.stepsPerSecond));
+    const fast = byThreads((t) => median(rates(t, 'fast').filter(Number.isFinite)));
+    models[m.name] = {
+      label: m.label,
+      stepGFlop: round(m.stepFlops / 1e9, 3),
+      stepsPerSecond: byThreads((t) => round(fast[t as 1 | 2], 3)),
+      plainStepsPerSecond: byThreads((t) => round(median(rates(t, 'plain').filter(Number.isFinite)), 3)),
+      twoThreadSpeedup: spread(training.map((pair) => (at(pair, 2)?.models[m.name]?.fast ?? Number.NaN) / (at(pair, 1)?.models[m.name]?.fast ?? Number.NaN))),
+      fastGain: spread(training.map((pair) => { const x = at(pair, 1)?.models[m.name]; return x ? x.fast / x.plain : Number.NaN; })),
+      effectiveGFlops: byThreads((t) => round((fast[t as 1 | 2] * m.stepFlops) / 1e9, 2)),
+      ofMatMul: byThreads((t) => spread(training.map((pair) => { const x = at(pair, t); return x ? ((x.models[m.name]?.fast ?? Number.NaN) * m.stepFlops) / 1e9 / x.matMul1024GFlops : Number.NaN; }))),
+      torchStepsPerSecond: byThreads((t) => round(torch(t), 3)),
+      ofTorch: byThreads((t) => round(fast[t as 1 | 2] / torch(t), 3)),
+    };
+  }
+  return { matMul1024GFlops: { 1: spread(training.map((p) => at(p, 1)?.matMul1024GFlops ?? Number.NaN)), 2: spread(training.map((p) => at(p, 2)?.matMul1024GFlops ?? Number.NaN)) }, models };
+}
+
+function printTraining(summary: ReturnType<typeof summarizeTraining>): void {
+  if (!Number.isFinite(summary.matMul1024GFlops[1].median)) return;
+  console.log(`\nmatMul 1024: ${summary.matMul1024GFlops[1].median} GFLOP/s with 1 thread, ${summary.matMul1024GFlops[2].median} with 2 (medians over rounds)`);
+  console.table(Object.fromEntries(Object.values(summary.models).map((m) => [m.label, {
+    'steps/s 1T': m.stepsPerSecond[1],
+    'steps/s 2T': m.stepsPerSecond[2],
+    '2T / 1T': m.twoThreadSpeedup.median,
+    'fast / plain 1T': m.fastGain.median,
+    'GFLOP/s 1T': m.effectiveGFlops[1],
+    '/ matMul 1T': m.ofMatMul[1].median,
+    '/ matMul 2T': m.ofMatMul[2].median,
+    'PyTorch 1T': m.torchStepsPerSecond[1],
+    'PyTorch 2T': m.torchStepsPerSecond[2],
+    '/ PyTorch 1T': m.ofTorch[1],
+    '/ PyTorch 2T': m.ofTorch[2],
+  }])));
 }
 
 function summarize(t: Record<string, Timing>): string {

@@ -3,7 +3,7 @@ import { noopPlugin } from '@tapfit/core/testing';
 import { SilentLogger, selectBackend, sgd, tensorData, Trainer, type TapfitPlugin } from '@tapfit/core';
 import { mlp, mnistCnn } from '@tapfit/examples';
 import { round, target, writeResults, type Target } from '../results';
-import { interleave } from '../lib/timing';
+import { interleave, pairedRatio, type PairedRatio } from '../lib/timing';
 
 const LR = 0.01;
 const STEPS = 20;
@@ -94,23 +94,49 @@ async function measure(c: Case, rounds: number) {
   return timing;
 }
 
+/**
+ * tapfit against a hand-written loop and model.fit, on an MLP and the CNN:
+ *
+ *   npm run bench -- core-overhead [rounds=15]
+ *
+ * Each round runs every variant once (20 steps), the order reversed every other round;
+ * each target is the median over rounds of the per-round ratio (paired: both sides ran
+ * moments apart), with its spread [min, max] in the JSON.
+ */
 export async function run(args: string[]): Promise<void> {
-  const rounds = Number(args[0] ?? 7);
+  const rounds = Number(args[0] ?? 15);
   const backend = await selectBackend();
-  console.log(`${rounds} interleaved rounds of ${STEPS} steps`);
+  console.log(`${rounds} interleaved rounds of ${STEPS} steps (${backend.reason})`);
   const results: Record<string, unknown> = {};
   const targets: Target[] = [];
   const rows: Record<string, unknown>[] = [];
   for (const c of cases) {
     const t = await measure(c, rounds);
-    results[c.name] = { batch: c.batch, msPerStep: Object.fromEntries(Object.entries(t).map(([k, v]) => [k, round(v.msPerStep, 3)])), samples: t };
-    const r = (a: string, b: string) => t[a].msPerStep / t[b].msPerStep;
+    const ratios: Record<string, PairedRatio> = {};
+    const cpuRatios: Record<string, PairedRatio> = {};
+    const r = (a: string, b: string) => {
+      cpuRatios[`${a} / ${b}`] = pairedRatio(t[a].cpuSamples, t[b].cpuSamples);
+      return (ratios[`${a} / ${b}`] = pairedRatio(t[a].samples, t[b].samples)).median;
+    };
     rows.push({ model: c.name, ...Object.fromEntries(Object.entries(t).map(([k, v]) => [`${k} ms`, round(v.msPerStep, 2)])) });
     targets.push(target(`${c.name}: tapfit / hand-written loop step time`, r('tapfit', 'hand'), 'max', 1.03));
     targets.push(target(`${c.name}: tapfit / tfjs-layers model.fit step time`, r('tapfit', 'layersFit'), 'max', 1.0));
     targets.push(target(`${c.name}: tapfit with 10 no-op plugins / tapfit`, r('tapfit10noop', 'tapfit'), 'max', 1.02));
     targets.push(target(`${c.name}: tapfit / model.fit step time, both with metrics ['accuracy'] and validationSplit 0.2`, r('tapfitMetricsSplit', 'layersFitMetricsSplit'), 'max', 1.0));
+    results[c.name] = { batch: c.batch, msPerStep: Object.fromEntries(Object.entries(t).map(([k, v]) => [k, round(v.msPerStep, 3)])), pairedRatios: ratios, cpuTimePairedRatios: cpuRatios, samples: t };
+    const show = (rs: Record<string, PairedRatio>) => Object.entries(rs).map(([k, v]) => `${k} ${v.median} [${v.min}, ${v.max}]`).join('; ');
+    console.log(`${c.name} (wall clock): ${show(ratios)}\n${c.name} (CPU time): ${show(cpuRatios)}`);
   }
   console.table(rows);
-  writeResults('core-overhead', { backend: backend.name, stepsPerRound: STEPS, rounds, results }, targets);
+  writeResults('core-overhead', {
+    command: `npm run bench -- core-overhead${args.length ? ` ${args.join(' ')}` : ''}`,
+    backend: backend.reason,
+    stepsPerRound: STEPS,
+    rounds,
+    notes: [
+      'targets: median over rounds of per-round wall-clock ratios (variants interleaved, order reversed every other round); pairedRatios hold the spread',
+      'cpuTimePairedRatios: the same ratios in CPU time of the process; with one wasm thread that is the work done, which other jobs on the machine inflate far less than wall-clock time',
+    ],
+    results,
+  }, targets);
 }

@@ -3,7 +3,7 @@ import { adam, selectBackend, SilentLogger, TensorData, Trainer, type TapfitPlug
 import { loadMnist } from '@tapfit/examples';
 import { analyzeUpdate, formatAnalysis, lora, type LoraModel, type UpdateAnalysis } from '@tapfit/plugin-lora';
 import { fashionSplits } from '../lib/fashion-mnist';
-import { interleave } from '../lib/timing';
+import { interleave, pairedRatio } from '../lib/timing';
 import { median, round, target, writeResults, type Target } from '../results';
 
 /**
@@ -155,24 +155,22 @@ export async function run(args: string[]): Promise<void> {
     a.layers.map((l) => ({ layer: l.layer, shape: l.shape, rank90: { pre: l.pre.rank, ft: l.ft.rank, delta: l.delta.rank }, relativeUpdate: round(l.relativeUpdate, 5), deltaSingularValuesTop16: l.delta.singularValues.slice(0, 16).map((s) => round(s, 5)) }));
 
   // 4. Inference: base vs the rank-8 LoRA model merged. The unloaded plain model (the
-  // same class as base) is a control for order effects; each comparison runs in both
-  // orders and the ratios of the two runs are averaged.
+  // same class as base) is a control for order effects. Rounds interleave the three
+  // (order reversed every other round); the ratio is the median of per-round ratios.
   const probe = tf.slice(fashion.test.x, [0, 0], [256, 784]);
   const unloaded = r8.unload();
   r8.merge();
-  const rounds = quick ? 10 : 30;
-  const ab = await inferenceTime({ base, loraMerged: r8.model, unloaded }, probe, rounds, 10);
-  const ba = await inferenceTime({ unloaded, loraMerged: r8.model, base }, probe, rounds, 10);
+  const inference = await inferenceTime({ base, loraMerged: r8.model, unloaded }, probe, quick ? 20 : 60, 10);
   r8.unmerge();
-  const unmerged = await inferenceTime({ base, loraUnmerged: r8.model }, probe, quick ? 5 : 10, 10);
+  const unmerged = await inferenceTime({ base, loraUnmerged: r8.model }, probe, quick ? 6 : 20, 10);
   probe.dispose();
   unloaded.dispose();
-  const ratio = (k: 'loraMerged' | 'unloaded') => (ab[k].msPerStep / ab.base.msPerStep + ba[k].msPerStep / ba.base.msPerStep) / 2;
-  const mergedRatio = ratio('loraMerged');
-  const merged = { base: { msPerStep: (ab.base.msPerStep + ba.base.msPerStep) / 2 }, loraMerged: { msPerStep: (ab.loraMerged.msPerStep + ba.loraMerged.msPerStep) / 2 } };
+  const merged = pairedRatio(inference.loraMerged.samples, inference.base.samples);
+  const control = pairedRatio(inference.unloaded.samples, inference.base.samples);
+  const mergedRatio = merged.median;
   console.log(
-    `inference, batch 256: base ${round(merged.base.msPerStep, 3)} ms, LoRA merged ${round(merged.loraMerged.msPerStep, 3)} ms (x${round(mergedRatio, 3)}), ` +
-      `unloaded plain model x${round(ratio('unloaded'), 3)}, unmerged x${round(unmerged.loraUnmerged.msPerStep / unmerged.base.msPerStep, 3)}`,
+    `inference, batch 256: base ${round(inference.base.msPerStep, 3)} ms, LoRA merged ${round(inference.loraMerged.msPerStep, 3)} ms (x${mergedRatio} [${merged.min}, ${merged.max}]), ` +
+      `unloaded plain model x${control.median} [${control.min}, ${control.max}], unmerged x${pairedRatio(unmerged.loraUnmerged.samples, unmerged.base.samples).median}`,
   );
 
   const f = results.full as { trainableParams: number; optimizerStateBytes: number; msPerStep: number };
@@ -180,7 +178,7 @@ export async function run(args: string[]): Promise<void> {
   const targets: Target[] = [
     target('LoRA r=8 trainable params / full FT', l8.trainableParams / f.trainableParams, 'max', 1 / 20),
     target('LoRA r=8 optimizer-state bytes / full FT', l8.optimizerStateBytes / f.optimizerStateBytes, 'max', 1 / 20),
-    target('LoRA r=8 step time / full FT', l8.msPerStep / f.msPerStep, 'max', 1),
+    target('LoRA r=8 step time / full FT (paired epochs, median)', pairedRatio(timing['lora-r8'].samples, timing.full.samples).median, 'max', 1),
     target('merged LoRA r=8 inference time / base', mergedRatio, 'max', 1.02),
   ];
   writeResults(
@@ -193,12 +191,12 @@ export async function run(args: string[]): Promise<void> {
       rank90: { full: compact(spectra.full), 'lora-r8': compact(spectra['lora-r8']) },
       inference: {
         batch: 256,
-        baseMs: merged.base.msPerStep,
-        loraMergedMs: merged.loraMerged.msPerStep,
-        mergedRatio,
-        unloadedRatio: ratio('unloaded'),
-        unmergedRatio: unmerged.loraUnmerged.msPerStep / unmerged.base.msPerStep,
-        samples: { baseFirst: ab, baseLast: ba, unmerged },
+        baseMs: inference.base.msPerStep,
+        loraMergedMs: inference.loraMerged.msPerStep,
+        mergedRatio: merged,
+        unloadedRatio: control,
+        unmergedRatio: pairedRatio(unmerged.loraUnmerged.samples, unmerged.base.samples),
+        samples: { inference, unmerged },
       },
       medianEpochMs: Object.fromEntries(variants.map((v) => [v.name, median(timing[v.name].samples) * steps])),
     },

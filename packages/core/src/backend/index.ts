@@ -1,5 +1,7 @@
-// Backend selection, the wasm and webgpu training shims and the memory guard.
-export { selectBackend, BACKEND_PREFERENCES, BACKEND_ENV } from './select';
+// Backend selection, the wasm and webgpu training shims, wasm's fast kernels and threads, and the memory guard.
+export { selectBackend, describeActiveBackend, BACKEND_PREFERENCES, BACKEND_ENV } from './select';
+export { WASM_THREADS_ENV, autoThreads } from './thread-count';
+export type { ThreadChoice, MachineLoad } from './thread-count';
 export type { BackendPreference, BackendName, BackendSelection, SelectBackendOptions } from './select';
 export {
   installWasmShim,
@@ -15,6 +17,7 @@ export { installWebgpuShim, uninstallWebgpuShim, webgpuShimInstalled, WEBGPU_SHI
 export { TENSORFLOW_MISSING_KERNELS } from './tensorflow';
 export { probeWebgpuAdapter, activeWebgpuAdapter, releaseDroppedGpuObjects, classifyAdapter, formatAdapter, WEBGPU_PACKAGES } from './webgpu';
 export type { GpuAdapter, AdapterProbe } from './webgpu';
+export { installWasmFastKernels, uninstallWasmFastKernels, wasmFastKernelsInstalled, WASM_FAST_KERNELS } from './fast-kernels';
 export { installMemoryGuard, getMemoryGuard, DEFAULT_WASM_BUDGET_BYTES, formatBytes } from './memory-guard';
 export type { MemoryGuard } from './memory-guard';
 export { missingKernelError } from './missing-kernel';

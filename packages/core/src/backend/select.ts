@@ -7,6 +7,7 @@ import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, MemoryGu
 import { installMissingKernelErrors } from './missing-kernel';
 import { installTapeRelease } from './tape-release';
 import { activateTensorflow, resolvePackage, TENSORFLOW_PACKAGES, TensorflowPackage } from './tensorflow';
+import { checkThreadsOption, type ThreadChoice } from './thread-count';
 import { activateWasm, wasmPackageInstalled } from './wasm';
 import { activateHardwareWebgpu, activateWebgpu, formatAdapter, type GpuAdapter } from './webgpu';
 import { installGradientFixes, installWasmShim } from './wasm-shim';
@@ -25,8 +26,11 @@ export interface SelectBackendOptions {
    * 'tensorflow' and 'webgpu' (their own allocators). `Infinity` disables the check.
    */
   memoryBudgetBytes?: number;
-  /** wasm threads (default 1). More than 1 is experimental; see the README. */
-  threads?: number;
+  /**
+   * wasm threads: 1-8 or 'auto' (default, unless TAPFIT_WASM_THREADS says otherwise): as
+   * many as there are free cores, up to 4, and 1 in a worker thread (see the README).
+   */
+  threads?: number | 'auto';
   /** Where the one-line choice goes: a Logger (its `info`), a function, or false for silence; default a ConsoleLogger. */
   log?: Logger | ((line: string) => void) | false;
 }
@@ -47,6 +51,8 @@ export interface BackendSelection {
   shim: boolean;
   /** wasm threads; 1 elsewhere (the backend manages its own). */
   threads: number;
+  /** How the thread count was decided ('requested', 'TAPFIT_WASM_THREADS', 'auto: 2 cores, load 0.31', ...); '' off wasm. */
+  threadsWhy: string;
   /** The enforced budget, or null when none is enforced. */
   memoryGuard: MemoryGuard | null;
 }
@@ -67,7 +73,8 @@ let last: { key: string; selection: BackendSelection } | null = null;
  */
 export async function selectBackend(preference?: BackendPreference, options: SelectBackendOptions = {}): Promise<BackendSelection> {
   const resolved = resolvePreference(preference);
-  const threads = checkThreads(options.threads);
+  const threads = options.threads;
+  checkThreadsOption(threads);
   if (options.memoryBudgetBytes !== undefined && !(typeof options.memoryBudgetBytes === 'number' && options.memoryBudgetBytes > 0)) {
     throw new TapfitError(ErrorCodes.CONFIG, `selectBackend: memoryBudgetBytes must be a positive number of bytes (Infinity disables the check), got ${String(options.memoryBudgetBytes)}`);
   }
@@ -96,7 +103,8 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
     reason,
     package: chosen.package,
     shim: chosen.name === 'wasm' || chosen.name === 'webgpu',
-    threads: chosen.name === 'wasm' ? threads : 1,
+    threads: chosen.threads?.threads ?? 1,
+    threadsWhy: chosen.threads?.why ?? '',
     memoryGuard,
     ...(chosen.adapter ? { adapter: chosen.adapter } : {}),
   };
@@ -107,6 +115,17 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
     else log.info(reason);
   }
   return selection;
+}
+
+/**
+ * The active backend in a few words, for trainer.describe(): 'wasm, 2 threads (auto: 2
+ * cores, load 0.31)' when selectBackend chose it, else tfjs's name for it.
+ */
+export function describeActiveBackend(): string {
+  const active = tf.getBackend() ?? 'none';
+  const s = last?.selection;
+  if (!s || s.name !== active) return active;
+  return s.name === 'wasm' ? `wasm, ${s.threads} thread${s.threads > 1 ? 's' : ''} (${s.threadsWhy})` : s.name;
 }
 
 function resolvePreference(preference: BackendPreference | undefined): { preference: BackendPreference; source: BackendSelection['source'] } {
@@ -128,34 +147,28 @@ function isPreference(x: unknown): x is BackendPreference {
   return (BACKEND_PREFERENCES as readonly unknown[]).includes(x);
 }
 
-function checkThreads(threads: number | undefined): number {
-  if (threads === undefined) return 1;
-  if (!Number.isInteger(threads) || threads < 1 || threads > 8) {
-    throw new TapfitError(ErrorCodes.CONFIG, `selectBackend: threads must be an integer from 1 to 8 (tfjs-backend-wasm's limit), got ${String(threads)}`);
-  }
-  return threads;
-}
-
 interface Chosen {
   name: BackendName;
   package: BackendSelection['package'];
   why: string;
   adapter?: GpuAdapter;
+  threads?: ThreadChoice;
 }
 
 /** Backends whose allocations the memory guard cannot see (native TensorFlow, GPU buffers). */
 const OWN_ALLOCATOR = new Set<BackendName>(['tensorflow', 'webgpu']);
 
-async function activate(preference: BackendPreference, source: BackendSelection['source'], threads: number): Promise<Chosen> {
+async function activate(preference: BackendPreference, source: BackendSelection['source'], threads: number | 'auto' | undefined): Promise<Chosen> {
   const asked = source === BACKEND_ENV ? `${BACKEND_ENV}=${preference}` : 'requested';
   switch (preference) {
     case 'cpu':
       await activateCpu();
       return { name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', why: asked };
-    case 'wasm':
-      await activateWasm(threads);
+    case 'wasm': {
+      const choice = await activateWasm(threads);
       installWasmShim();
-      return { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', why: `${asked}; ${describeWasm(threads)}` };
+      return { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', why: `${asked}; ${describeWasm(choice)}`, threads: choice };
+    }
     case 'tensorflow': {
       const found = TENSORFLOW_PACKAGES.map((pkg) => ({ pkg, path: resolvePackage(pkg) })).find((p) => p.path);
       if (!found) {
@@ -186,9 +199,9 @@ async function activate(preference: BackendPreference, source: BackendSelection[
         return { name: 'tensorflow', package: pkg, why: skipped.length ? skipped.join('; ') : 'auto' };
       }
       if (wasmPackageInstalled()) {
-        await activateWasm(threads);
+        const choice = await activateWasm(threads);
         installWasmShim();
-        return { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', why: skipped.join('; ') };
+        return { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', why: [...skipped, describeWasm(choice)].join('; '), threads: choice };
       }
       skipped.push('tfjs-backend-wasm not installed');
       await activateCpu();
@@ -197,8 +210,8 @@ async function activate(preference: BackendPreference, source: BackendSelection[
   }
 }
 
-function describeWasm(threads: number): string {
-  return `${threads} thread${threads > 1 ? 's' : ''}`;
+function describeWasm({ threads, why }: ThreadChoice): string {
+  return `${threads} thread${threads > 1 ? 's' : ''}${why === 'requested' ? '' : `, ${why}`}`;
 }
 
 async function activateCpu(): Promise<void> {

@@ -1,64 +1,82 @@
-import * as crypto from 'node:crypto';
-import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import type * as WasmPackage from '@tensorflow/tfjs-backend-wasm';
+import { ErrorCodes, TapfitError } from '../errors';
 
 // The module object itself (the emscripten bundle reads `cpus` from it), not an import namespace of getters.
 const osModule = require('node:os') as { cpus: typeof os.cpus };
+const { Worker: NodeWorker } = require('node:worker_threads') as typeof import('node:worker_threads');
 
 /*
- * Multi-threaded wasm in Node (opt-in; see the README for why it is off by default).
+ * Multi-threaded wasm in Node.
  *
- * tfjs-backend-wasm 4.22 hard-codes "no threads" in Node (tfjs#3830): its
- * emscripten pthread workers are started from `blob:` URLs, which Node's Worker
- * cannot load. Three bridges make it work:
- *  1. the two scripts tfjs builds as Blobs (the threaded module factory and the
- *     worker bootstrap) are captured as they are constructed and written to
- *     files, and `URL.createObjectURL` returns those file paths;
- *  2. the worker bootstrap gets a prelude that maps its own createObjectURL to
- *     the module file and defines the bundle-scope names the factory expects;
- *  3. the C++ caps threads at half the logical cores, so `os.cpus()` is padded
- *     during init when more threads are asked for than cores/2.
- * Afterwards the pool workers are unref'd, or the process would never exit.
- * This depends on bundle internals of tfjs-backend-wasm 4.22.x.
+ * tfjs-backend-wasm 4.22 hard-codes "no threads" in Node (tfjs#3830): its emscripten
+ * pthread workers are started from `blob:` URLs, which Node's Worker cannot load. While
+ * the backend initialises, three bridges make it work, without writing any file:
+ *  1. the two scripts tfjs builds as Blobs (the threaded module factory and the worker
+ *     bootstrap) are captured as they are constructed;
+ *  2. the bundle's global `Worker` (it installs Node's) starts each pthread worker from
+ *     source (`eval: true`): the bootstrap, then a few lines that hand it the module
+ *     factory from memory instead of a `blob:` URL;
+ *  3. the C++ caps threads at half the logical cores, so `os.cpus()` is padded during
+ *     init when more threads are asked for than cores/2.
+ * Afterwards the pool workers are unref'd, or the process would never exit, and a
+ * worker the pool adds later is started the same way. Works in the main thread and in
+ * worker_threads. This depends on bundle internals of tfjs-backend-wasm 4.22.x.
  */
 
+interface PoolWorker {
+  unref(): void;
+  ref(): void;
+}
+
 interface PThreadPool {
-  unusedWorkers: Array<{ unref(): void; ref(): void }>;
-  runningWorkers: Array<{ unref(): void; ref(): void }>;
+  unusedWorkers: PoolWorker[];
+  runningWorkers: PoolWorker[];
   allocateUnusedWorker(): void;
 }
 
+/** The URLs tfjs's scripts get in place of `blob:` URLs (never loaded as files). */
+const WORKER_URL = 'tapfit:wasm-pthread-worker';
+const MODULE_URL = 'tapfit:wasm-threaded-module';
+
 export async function initThreadedWasm(threads: number, wasm: typeof WasmPackage): Promise<boolean> {
   const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
-  const cacheDir = path.join(os.tmpdir(), `tapfit-wasm-threads-${wasm.version_wasm}`);
-  let moduleJs: string | null = null;
-  let capturedWorker: string | null = null;
+  const captured = { module: null as string | null, worker: null as string | null };
+  const workerBlobs = new WeakSet<object>();
   const RealBlob = globalThis.Blob;
   const realCreateObjectURL = URL.createObjectURL;
   const realCpus = osModule.cpus;
+  const globals = globalThis as unknown as { Worker?: unknown };
+  const workerProperty = Object.getOwnPropertyDescriptor(globals, 'Worker');
 
   globalThis.Blob = class CapturingBlob extends RealBlob {
     constructor(...args: ConstructorParameters<typeof Blob>) {
       super(...args);
       const parts = args[0] as unknown[] | undefined;
       const text = parts?.every((p) => typeof p === 'string') ? parts.join('') : null;
-      if (text?.startsWith('var WasmBackendModuleThreadedSimd')) {
-        const prelude =
-          "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks'),require$$4=require('os');" +
-          `var commonjsGlobal=globalThis;var __dirname=${JSON.stringify(wasmDir)};\n`;
-        moduleJs = writeOnce(cacheDir, 'module', prelude + text);
+      if (text?.startsWith('var WasmBackendModuleThreadedSimd')) captured.module = text;
+      if (text?.includes('WasmBackendModuleThreadedSimd(Module)')) {
+        captured.worker = text;
+        workerBlobs.add(this);
       }
-      if (text?.includes('WasmBackendModuleThreadedSimd(Module)')) capturedWorker = text;
     }
   } as typeof Blob;
-  URL.createObjectURL = (obj: Blob) => {
-    if (capturedWorker == null || moduleJs == null) return realCreateObjectURL(obj);
-    const prelude = `URL.createObjectURL=()=>${JSON.stringify(moduleJs)};URL.revokeObjectURL=()=>{};\n`;
-    return writeOnce(cacheDir, 'worker', prelude + capturedWorker);
-  };
+  URL.createObjectURL = (obj: Blob) => (workerBlobs.has(obj) ? WORKER_URL : realCreateObjectURL(obj));
+  // The bundle assigns Node's Worker to the global and constructs pthread workers from it.
+  const spawn = () => startPoolWorker(pthreadWorkerSource(captured, wasmDir));
+  let assigned: unknown = workerProperty?.value;
+  Object.defineProperty(globals, 'Worker', {
+    configurable: true,
+    get: () =>
+      function PThreadWorker(url: string, options?: object) {
+        return url === WORKER_URL ? spawn() : new NodeWorker(url, options);
+      },
+    set: (value: unknown) => {
+      assigned = value;
+    },
+  });
   const cores = realCpus();
   if (cores.length < 2 * threads) osModule.cpus = () => Array.from({ length: 2 * threads }, (_, i) => cores[i % cores.length]);
 
@@ -72,35 +90,49 @@ export async function initThreadedWasm(threads: number, wasm: typeof WasmPackage
     globalThis.Blob = RealBlob;
     URL.createObjectURL = realCreateObjectURL;
     osModule.cpus = realCpus;
+    if (workerProperty) Object.defineProperty(globals, 'Worker', workerProperty);
+    else if (assigned !== undefined) Object.defineProperty(globals, 'Worker', { value: assigned, writable: true, configurable: true, enumerable: false });
+    else delete globals.Worker;
     if (!ok) tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', flagBefore ?? false);
   }
-  if (ok) letProcessExit((tf.findBackend('wasm') as unknown as { wasm: { PThread?: PThreadPool } }).wasm.PThread);
+  if (ok) letProcessExit((tf.findBackend('wasm') as unknown as { wasm: { PThread?: PThreadPool } }).wasm.PThread, spawn);
   return ok;
 }
 
-/** Pool workers must not keep the event loop alive: every op is synchronous on the main thread anyway. */
-function letProcessExit(pool: PThreadPool | undefined): void {
-  if (!pool) return;
-  const quiet = (w: { unref(): void; ref(): void }) => {
-    w.unref();
-    w.ref = () => {};
-  };
-  [...pool.unusedWorkers, ...pool.runningWorkers].forEach(quiet);
-  const allocate = pool.allocateUnusedWorker.bind(pool);
-  pool.allocateUnusedWorker = () => {
-    allocate();
-    quiet(pool.unusedWorkers[pool.unusedWorkers.length - 1]);
-  };
+/**
+ * A pthread worker's source: emscripten's bootstrap, then the module factory served
+ * from memory (its Blob is posted to the worker, which would read it from a `blob:` URL).
+ */
+function pthreadWorkerSource(captured: { module: string | null; worker: string | null }, wasmDir: string): string {
+  if (captured.worker == null || captured.module == null) {
+    throw new TapfitError(ErrorCodes.BACKEND, 'tfjs-backend-wasm did not build its pthread scripts as tapfit expects (it supports 4.22.x); use threads: 1');
+  }
+  // Names the factory expects from the bundle's scope.
+  const moduleScope =
+    "var require$$0=require('fs'),require$$1=require('path'),require$$3=require('perf_hooks'),require$$4=require('os');" +
+    `var commonjsGlobal=globalThis;var __dirname=${JSON.stringify(wasmDir)};\n`;
+  return [
+    `var tapfitThreadedModule=${JSON.stringify(moduleScope + captured.module)};`,
+    captured.worker,
+    `;globalThis.importScripts=function(f){(0,eval)(f===${JSON.stringify(MODULE_URL)}?tapfitThreadedModule:require('fs').readFileSync(f,'utf8'))};`,
+    `URL.createObjectURL=function(){return ${JSON.stringify(MODULE_URL)}};URL.revokeObjectURL=function(){};`,
+  ].join('\n');
 }
 
-/** Write a generated script under a name derived from its content, atomically (several processes may start at once). */
-function writeOnce(dir: string, stem: string, text: string): string {
-  const hash = crypto.createHash('sha256').update(text).digest('hex').slice(0, 16);
-  const file = path.join(dir, `${stem}-${hash}.js`);
-  if (fs.existsSync(file)) return file;
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  fs.writeFileSync(tmp, text);
-  fs.renameSync(tmp, file);
-  return file;
+function startPoolWorker(source: string): PoolWorker {
+  return new NodeWorker(source, { eval: true });
+}
+
+/** Pool workers must not keep the event loop alive: every op is synchronous on the main thread anyway. */
+function letProcessExit(pool: PThreadPool | undefined, spawn: () => PoolWorker): void {
+  if (!pool) return;
+  const quiet = (w: PoolWorker) => {
+    w.unref();
+    w.ref = () => {};
+    return w;
+  };
+  [...pool.unusedWorkers, ...pool.runningWorkers].forEach(quiet);
+  pool.allocateUnusedWorker = () => {
+    pool.unusedWorkers.push(quiet(spawn()));
+  };
 }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type * as WasmPackage from '@tensorflow/tfjs-backend-wasm';
 import { ErrorCodes, TapfitError } from '../errors';
 import { backendInitialised } from './engine-internals';
+import { resolveThreads, WASM_THREADS_ENV, type ThreadChoice } from './thread-count';
 import { initThreadedWasm } from './threads';
 
 /**
@@ -33,18 +34,26 @@ export function wasmInitialised(): boolean {
 }
 
 /**
- * Initialise (or switch to) the wasm backend with `threads` threads. The thread
- * count is fixed by the first initialisation in a process.
+ * Initialise (or switch to) the wasm backend with the thread count asked for (a number,
+ * 'auto', or unset: TAPFIT_WASM_THREADS, else 'auto'; see thread-count.ts). The count is
+ * fixed by the first initialisation in a process: afterwards 'auto' keeps it and an
+ * explicit other count is an error. Returns the count and how it was decided.
  */
-export async function activateWasm(threads: number): Promise<void> {
+export async function activateWasm(asked?: number | 'auto'): Promise<ThreadChoice> {
   const wasm = loadWasmPackage();
+  const choice = resolveThreads(asked);
+  const threads = choice.threads;
   if (wasmInitialised()) {
     const actual = wasm.getThreadsCount();
+    if (choice.why.startsWith('auto')) {
+      if (!(await tf.setBackend('wasm'))) throw initFailed(actual, null);
+      return { threads: actual, why: 'fixed by the first wasm initialisation in this process' };
+    }
     if (actual !== threads) {
-      throw new TapfitError(ErrorCodes.CONFIG, `the wasm backend is already initialised with ${actual} thread(s) in this process; threads: ${threads} can only be chosen before the first wasm initialisation. Call selectBackend('wasm', { threads: ${threads} }) before anything else uses wasm, or drop the threads option.`);
+      throw new TapfitError(ErrorCodes.CONFIG, `the wasm backend is already initialised with ${actual} thread(s) in this process; threads: ${threads} (${choice.why}) can only be chosen before the first wasm initialisation. Call selectBackend('wasm', { threads: ${threads} }) before anything else uses wasm, or drop the threads option (and ${WASM_THREADS_ENV}).`);
     }
     if (!(await tf.setBackend('wasm'))) throw initFailed(threads, null);
-    return;
+    return choice;
   }
   let ok: boolean;
   try {
@@ -54,13 +63,14 @@ export async function activateWasm(threads: number): Promise<void> {
   }
   if (!ok) throw initFailed(threads, null);
   if (wasm.getThreadsCount() !== threads) {
-    throw new TapfitError(ErrorCodes.BACKEND, `the wasm backend initialised with ${wasm.getThreadsCount()} thread(s) instead of the ${threads} requested; use threads: 1 (the default)`);
+    throw new TapfitError(ErrorCodes.BACKEND, `the wasm backend initialised with ${wasm.getThreadsCount()} thread(s) instead of the ${threads} requested; use threads: 1`);
   }
+  return choice;
 }
 
 function initFailed(threads: number, cause: unknown): TapfitError {
   const fix = threads > 1
-    ? 'Multi-threaded wasm relies on tfjs-backend-wasm 4.22 internals; use threads: 1 (the default).'
+    ? `Multi-threaded wasm relies on tfjs-backend-wasm 4.22 internals; use threads: 1 (or ${WASM_THREADS_ENV}=1).`
     : "Check that @tensorflow/tfjs-backend-wasm has the same version as @tensorflow/tfjs and that its dist/*.wasm files are present, or use selectBackend('cpu').";
   const detail = cause instanceof Error ? `: ${cause.message}` : cause ? `: ${JSON.stringify(cause)}` : ' (tf.setBackend returned false; tfjs logged the reason above)';
   return new TapfitError(ErrorCodes.BACKEND, `backend 'wasm' failed to initialise${threads > 1 ? ` with ${threads} threads` : ''}${detail}. ${fix}`, { cause });

@@ -20,6 +20,7 @@ import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
 import { PlannedBackprop } from '../memory/planned-backprop';
 import { assertEngineInternals } from '../backend/engine-internals';
 import { activeWebgpuAdapter, releaseDroppedGpuObjects } from '../backend/webgpu';
+import { describeActiveBackend } from '../backend/select';
 import { Tokens, type Logger, type LossFn, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
@@ -553,6 +554,7 @@ export class Trainer {
     const d: TrainerDescription = {
       backend: tf.getBackend() ?? 'none',
       ...(adapter ? { adapter } : {}),
+      backendDetail: describeActiveBackend(),
       plugins: this.plugins.map((p) => p.name),
       hooks,
       stepTransforms: this.stepper ? [...this.stepper.names] : [],

@@ -17,4 +17,7 @@ export * from './state';
 export * from './serialize';
 export * from './apply-updates';
 export * from './step';
+export { scaledSum, adamMoments } from './fused-updates';
+export { SCALED_SUM_KERNEL, ADAM_MOMENTS_KERNEL } from './fused-update-kernels';
+export type { AdamCoefficients } from './fused-update-kernels';
 

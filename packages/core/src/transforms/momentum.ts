@@ -1,8 +1,8 @@
-import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { finite, fraction, parseOptions, transformName } from '../options';
 import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
 import { bufferFor } from './buffers';
+import { scaledSum } from './fused-updates';
 import type { StepTransform } from './types';
 
 /** `velocity` is v in docs/techniques.md §0.1; `count` marks PyTorch's undamped first step. */
@@ -46,9 +46,9 @@ export function momentum(options: MomentumOptions): StepTransform<MomentumState>
       const gScale = state.count === 0 ? 1 : 1 - dampening;
       const velocity = mapNamed(updates, (g, key) => {
         const v = bufferFor(state.velocity, key, g, `momentum('${name}') velocity`);
-        return tf.add(tf.mul(v, m), gScale === 1 ? g : tf.mul(g, gScale));
+        return scaledSum(v, m, g, gScale);
       });
-      const out = nesterov ? mapNamed(updates, (g, key) => tf.add(g, tf.mul(velocity[key], m))) : velocity;
+      const out = nesterov ? mapNamed(updates, (g, key) => scaledSum(velocity[key], m, g, 1)) : velocity;
       return [out, { count: state.count + 1, velocity }];
     },
   };

@@ -1,8 +1,8 @@
-import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
-import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
+import { zerosLikeNamed, type NamedTensors } from '../tensors';
 import { bufferFor } from './buffers';
 import { fraction, nonNegative, parseOptions, transformName } from '../options';
+import { adamMoments } from './fused-updates';
 import type { StepTransform } from './types';
 
 /** First and second moment estimates; `count` drives the bias correction. */
@@ -42,15 +42,13 @@ export function scaleByAdam(options: ScaleByAdamOptions = {}): StepTransform<Sca
     update(updates, state) {
       const t = state.count + 1;
       const what = `scaleByAdam('${name}')`;
-      const mu = mapNamed(updates, (g, key) =>
-        tf.add(tf.mul(bufferFor(state.mu, key, g, `${what} mu`), b1), tf.mul(g, 1 - b1)),
-      );
-      const nu = mapNamed(updates, (g, key) =>
-        tf.add(tf.mul(bufferFor(state.nu, key, g, `${what} nu`), b2), tf.mul(tf.square(g), 1 - b2)),
-      );
-      const muScale = 1 / (1 - b1 ** t);
-      const nuScale = 1 / (1 - b2 ** t);
-      const out = mapNamed(mu, (m, key) => tf.div(tf.mul(m, muScale), tf.add(tf.sqrt(tf.mul(nu[key], nuScale)), eps)));
+      const coefficients = { b1, b2, eps, muScale: 1 / (1 - b1 ** t), nuScale: 1 / (1 - b2 ** t) };
+      const mu: NamedTensors = {};
+      const nu: NamedTensors = {};
+      const out: NamedTensors = {};
+      for (const [key, g] of Object.entries(updates)) {
+        ({ mu: mu[key], nu: nu[key], direction: out[key] } = adamMoments(g, bufferFor(state.mu, key, g, `${what} mu`), bufferFor(state.nu, key, g, `${what} nu`), coefficients));
+      }
       return [out, { count: t, mu, nu }];
     },
   };

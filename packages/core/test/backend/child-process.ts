@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import type { TapfitError } from '../../src/errors';
-import { BACKEND_ENV } from '../../src/backend';
+import { BACKEND_ENV, WASM_THREADS_ENV } from '../../src/backend';
 
 export async function rejection(p: Promise<unknown>): Promise<TapfitError> {
   try {
@@ -14,7 +14,7 @@ export async function rejection(p: Promise<unknown>): Promise<TapfitError> {
   throw new Error('expected a rejection');
 }
 
-const backendDist = path.resolve(__dirname, '../../src/backend');
+export const backendDist = path.resolve(__dirname, '../../src/backend');
 const nodeModules = path.resolve(require.resolve('@tensorflow/tfjs'), '../../../..');
 
 /**
@@ -22,7 +22,7 @@ const nodeModules = path.resolve(require.resolve('@tensorflow/tfjs'), '../../../
  * optional packages (node_modules/@tensorflow/tfjs-node[-gpu]). Resolves with
  * stdout, stderr and the exit code; a process that does not exit in time fails.
  */
-export function runChild(script: string, fakes: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function runChild(script: string, fakes: Record<string, string> = {}, timeoutMs = 60_000, extraEnv: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-select-'));
   for (const [pkg, source] of Object.entries(fakes)) {
     const pkgDir = path.join(dir, 'node_modules', pkg);
@@ -32,8 +32,9 @@ export function runChild(script: string, fakes: Record<string, string> = {}, tim
   }
   fs.writeFileSync(path.join(dir, 'main.js'), `const backend = require(${JSON.stringify(backendDist)});\nconst tf = require('@tensorflow/tfjs');\n${script}`);
   return new Promise((resolve) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, NODE_PATH: nodeModules };
+    const env: NodeJS.ProcessEnv = { ...process.env, NODE_PATH: nodeModules, ...extraEnv };
     delete env[BACKEND_ENV];
+    if (!(WASM_THREADS_ENV in extraEnv)) delete env[WASM_THREADS_ENV];
     execFile(process.execPath, ['main.js'], { cwd: dir, env, timeout: timeoutMs }, (err, stdout, stderr) => {
       fs.rmSync(dir, { recursive: true, force: true });
       resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });

@@ -1,14 +1,24 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { TapfitError } from '../../src/errors';
-import { BACKEND_ENV, formatAdapter, probeWebgpuAdapter, selectBackend } from '../../src/backend';
-import { fakeTfjsNode, rejection, runChild } from './child-process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { autoThreads, BACKEND_ENV, describeActiveBackend, formatAdapter, probeWebgpuAdapter, selectBackend, WASM_THREADS_ENV } from '../../src/backend';
+import { resolveThreads } from '../../src/backend/thread-count';
+import { describeTrainer, type TrainerDescription } from '../../src/train/describe';
+import { backendDist, fakeTfjsNode, rejection, runChild } from './child-process';
 
 describe('backend: selectBackend', function () {
   const savedEnv = process.env[BACKEND_ENV];
+  const savedThreads = process.env[WASM_THREADS_ENV];
+  // The thread count may be set for the whole run (TAPFIT_WASM_THREADS=2 npm test); these tests read 'auto'.
+  beforeEach(() => delete process.env[WASM_THREADS_ENV]);
   afterEach(() => {
     if (savedEnv === undefined) delete process.env[BACKEND_ENV];
     else process.env[BACKEND_ENV] = savedEnv;
+    if (savedThreads === undefined) delete process.env[WASM_THREADS_ENV];
+    else process.env[WASM_THREADS_ENV] = savedThreads;
   });
   after(() => tf.setBackend('cpu'));
 
@@ -32,10 +42,12 @@ describe('backend: selectBackend', function () {
       : `webgpu: ${probe.why}`;
     const lines: string[] = [];
     const s = await selectBackend('auto', { log: (l) => lines.push(l) });
-    expect(s.reason).to.equal(`backend: wasm (tfjs-node-gpu not installed; ${webgpu}; tfjs-node not installed)`);
+    expect(s.reason).to.equal(`backend: wasm (tfjs-node-gpu not installed; ${webgpu}; tfjs-node not installed; ${s.threads} thread${s.threads > 1 ? 's' : ''}, ${s.threadsWhy})`);
     expect(lines).to.deep.equal([s.reason]);
     expect(tf.getBackend()).to.equal('wasm');
-    expect(s).to.include({ name: 'wasm', preference: 'auto', source: 'argument', shim: true, threads: 1, package: '@tensorflow/tfjs-backend-wasm' });
+    expect(s).to.include({ name: 'wasm', preference: 'auto', source: 'argument', shim: true, threads: require('@tensorflow/tfjs-backend-wasm').getThreadsCount(), package: '@tensorflow/tfjs-backend-wasm' });
+    // Decided now, or by whichever test of this process initialised wasm first.
+    expect(s.threadsWhy).to.match(/^(auto: \d+ cores?, load \d+\.\d\d|fixed by the first wasm initialisation in this process)$/);
     expect(s.memoryGuard!.budgetBytes).to.equal(3 * 2 ** 30);
     expect(tf.getKernel('Conv2DBackpropFilter', 'wasm')).to.not.equal(undefined);
   });
@@ -58,7 +70,8 @@ describe('backend: selectBackend', function () {
     expect(tf.getBackend()).to.equal('cpu');
     expect((await selectBackend('auto', { log: false })).name).to.equal('cpu');
     const explicit = await selectBackend('wasm', { log: false });
-    expect(explicit).to.include({ name: 'wasm', source: 'argument', reason: 'backend: wasm (requested; 1 thread)' });
+    expect(explicit).to.include({ name: 'wasm', source: 'argument' });
+    expect(explicit.reason).to.match(/^backend: wasm \(requested; \d threads?, (auto|fixed by)/);
     process.env[BACKEND_ENV] = 'gpu';
     const err = await rejection(selectBackend(undefined, { log: false }));
     expect(err.message).to.equal(`${BACKEND_ENV}='gpu' is not a backend; valid names: auto, tensorflow, webgpu, wasm, cpu (or unset it)`);
@@ -76,9 +89,50 @@ describe('backend: selectBackend', function () {
       expect(err.code).to.equal('TAPFIT_E_CONFIG');
       expect(err.message).to.contain('threads must be an integer from 1 to 8');
     }
-    const err = await rejection(selectBackend('wasm', { threads: 2, log: false }));
-    expect(err.message).to.contain('already initialised with 1 thread(s)');
+    await selectBackend('wasm', { log: false });
+    const actual = require('@tensorflow/tfjs-backend-wasm').getThreadsCount() as number;
+    const err = await rejection(selectBackend('wasm', { threads: actual === 1 ? 2 : 1, log: false }));
+    expect(err.message).to.contain(`already initialised with ${actual} thread(s)`);
+    // 'auto' keeps whatever the process started with.
+    expect((await selectBackend('wasm', { threads: 'auto', log: false })).threads).to.equal(actual);
   });
+
+  it('trainer.describe() names the backend with its thread count and how it was decided', async () => {
+    const s = await selectBackend('wasm', { log: false });
+    const detail = describeActiveBackend();
+    expect(detail).to.equal(`wasm, ${s.threads} thread${s.threads > 1 ? 's' : ''} (${s.threadsWhy})`);
+    const text = describeTrainer({ backend: 'wasm', backendDetail: detail, plugins: [], hooks: {} as TrainerDescription['hooks'], stepTransforms: [], optimizer: 'chain', trainableParams: 3 });
+    expect(text.split('\n')[0]).to.equal(`tapfit trainer on ${detail}: 3 trainable parameters`);
+    await selectBackend('cpu', { log: false });
+    expect(describeActiveBackend()).to.equal('cpu');
+  });
+
+  it("threads 'auto': the free cores (cores minus the load average), 1 to 4, and 1 in a worker thread", () => {
+    expect(autoThreads({ cores: 2, load: 0.2, inWorker: false })).to.deep.equal({ threads: 2, why: 'auto: 2 cores, load 0.20' });
+    expect(autoThreads({ cores: 2, load: 1.2, inWorker: false }).threads).to.equal(1);
+    expect(autoThreads({ cores: 2, load: 7, inWorker: false }).threads).to.equal(1);
+    expect(autoThreads({ cores: 1, load: 0, inWorker: false })).to.deep.equal({ threads: 1, why: 'auto: 1 core, load 0.00' });
+    expect(autoThreads({ cores: 16, load: 3, inWorker: false }).threads).to.equal(4);
+    expect(autoThreads({ cores: 16, load: 0, inWorker: true })).to.deep.equal({ threads: 1, why: 'auto: 1 in a worker thread' });
+  });
+
+  it(`${WASM_THREADS_ENV} sets the count when the code does not; a bad value names the variable`, () => {
+    const saved = process.env[WASM_THREADS_ENV];
+    const quiet = () => ({ cores: 2, load: 0, inWorker: false });
+    try {
+      process.env[WASM_THREADS_ENV] = '3';
+      expect(resolveThreads(undefined, quiet)).to.deep.equal({ threads: 3, why: WASM_THREADS_ENV });
+      expect(resolveThreads(1, quiet)).to.deep.equal({ threads: 1, why: 'requested' });
+      process.env[WASM_THREADS_ENV] = 'auto';
+      expect(resolveThreads(undefined, quiet).threads).to.equal(2);
+      process.env[WASM_THREADS_ENV] = 'many';
+      expect(() => resolveThreads(undefined, quiet)).to.throw(TapfitError, `${WASM_THREADS_ENV}='many': threads must be an integer from 1 to 8`);
+    } finally {
+      if (saved === undefined) delete process.env[WASM_THREADS_ENV];
+      else process.env[WASM_THREADS_ENV] = saved;
+    }
+  });
+
 
   it('validates memoryBudgetBytes', async () => {
     const err = await rejection(selectBackend('wasm', { memoryBudgetBytes: -5, log: false }));
@@ -111,7 +165,8 @@ describe('backend: selectBackend', function () {
       expect(r.stdout).to.contain('CUDA');
     });
 
-    it('threads: 2 initialises multi-threaded wasm, matches cpu, and the process exits by itself', async () => {
+    it('threads: 2 initialises multi-threaded wasm, matches cpu, writes no file, and the process exits by itself', async () => {
+      const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-threads-tmp-'));
       const r = await runChild(`
         const wasm = require('@tensorflow/tfjs-backend-wasm');
         (async () => {
@@ -127,14 +182,47 @@ describe('backend: selectBackend', function () {
           const onCpu = f();
           let err = 0, scale = 0;
           onCpu.forEach((g, i) => g.forEach((v, j) => { err = Math.max(err, Math.abs(v - onWasm[i][j])); scale = Math.max(scale, Math.abs(v)); }));
-          console.log(JSON.stringify({ threads: wasm.getThreadsCount(), selected: s.threads, rel: err / scale }));
+          console.log(JSON.stringify({ threads: wasm.getThreadsCount(), selected: s.threads, why: s.threadsWhy, rel: err / scale }));
         })();
+      `, {}, 60_000, { TMPDIR: tmp });
+      const leftovers = fs.readdirSync(tmp);
+      fs.rmSync(tmp, { recursive: true, force: true });
+      expect(r.code, r.stderr).to.equal(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(out).to.include({ threads: 2, selected: 2, why: 'requested' });
+      expect(out.rel).to.be.below(1e-5);
+      expect(leftovers).to.deep.equal([]);
+    });
+
+    it('multi-threaded wasm works inside a worker thread, where auto means 1 thread; the process exits by itself', async () => {
+      // Runs in each worker: select wasm with `threads`, compare a gradient with cpu's.
+      const inWorker = async (dist: string, threads: number | 'auto') => {
+        const backend = require(dist);
+        const tf = require('@tensorflow/tfjs');
+        const s = await backend.selectBackend('wasm', { threads, log: false });
+        const loss = (w: tf.Tensor) => tf.matMul(tf.relu(tf.matMul(tf.randomNormal([32, 20], 0, 1, 'float32', 1), w)), tf.ones([30, 1])).sum();
+        const g = () => tf.tidy(() => Array.from(tf.grad(loss)(tf.randomNormal([20, 30], 0, 1, 'float32', 2)).dataSync() as Float32Array));
+        const onWasm = g();
+        await tf.setBackend('cpu');
+        const onCpu = g();
+        const err = Math.max(...onCpu.map((v: number, i: number) => Math.abs(v - onWasm[i])));
+        require('node:worker_threads').parentPort.postMessage({ threads: require('@tensorflow/tfjs-backend-wasm').getThreadsCount(), why: s.threadsWhy, rel: err / Math.max(...onCpu.map(Math.abs)) });
+      };
+      const r = await runChild(`
+        const { Worker } = require('node:worker_threads');
+        const run = (threads) => new Promise((resolve, reject) => {
+          const w = new Worker('(' + ${JSON.stringify(inWorker.toString())} + ')(' + JSON.stringify(${JSON.stringify(backendDist)}) + ', ' + JSON.stringify(threads) + ')', { eval: true });
+          w.once('message', resolve);
+          w.once('error', reject);
+        });
+        run(2).then((two) => run('auto').then((auto) => console.log(JSON.stringify({ two, auto }))));
       `);
       expect(r.code, r.stderr).to.equal(0);
       const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
-      expect(out.threads).to.equal(2);
-      expect(out.selected).to.equal(2);
-      expect(out.rel).to.be.below(1e-5);
+      expect(out.two).to.include({ threads: 2, why: 'requested' });
+      expect(out.auto).to.include({ threads: 1, why: 'auto: 1 in a worker thread' });
+      expect(out.two.rel).to.be.below(1e-5);
+      expect(out.auto.rel).to.be.below(1e-5);
     });
   });
 });

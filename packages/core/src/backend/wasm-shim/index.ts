@@ -1,3 +1,4 @@
+import { installWasmFastKernels, uninstallWasmFastKernels } from '../fast-kernels';
 import { installMissingKernelErrors, explainMissingKernel } from '../missing-kernel';
 import { loadWasmPackage } from '../wasm';
 import { installConv2DBackprop } from './conv2d-backprop';
@@ -58,6 +59,9 @@ export function uninstallGradientFixes(): void {
  * - OneHot with a float dtype (wasm writes int32 bits)
  * - ResizeBilinearGrad with its height and width in the right order (as for cpu)
  * - clear errors for the kernels still missing (complex numbers, Draw)
+ *
+ * Then the fast kernels on top (`installWasmFastKernels`); `uninstallWasmFastKernels()`
+ * leaves the shim alone.
  */
 export function installWasmShim(): void {
   installGradientFixes();
@@ -76,10 +80,12 @@ export function installWasmShim(): void {
     installResizeBilinearGradShape(o, ['wasm']);
   });
   for (const [kernel, why] of Object.entries(NOT_BRIDGED)) explainMissingKernel(kernel, why);
+  installWasmFastKernels();
 }
 
 /** Put the stock wasm kernels back (benchmarks compare both; the gradient fixes stay). */
 export function uninstallWasmShim(): void {
+  uninstallWasmFastKernels(); // they sit on top of the shim's kernels
   shim?.restore();
   shim = null;
 }

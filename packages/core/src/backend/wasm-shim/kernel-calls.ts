@@ -35,6 +35,13 @@ export class Scratch {
     return whole ? x : this.run('Slice', { x }, { begin, size });
   }
 
+  /** A float32 scalar on this backend (an operand of binary kernels), freed with the rest. */
+  scalar(value: number): tf.TensorInfo {
+    const t: tf.TensorInfo = { dataId: this.backend.write(new Float32Array([value]), [], 'float32'), shape: [], dtype: 'float32' };
+    this.made.push(t);
+    return t;
+  }
+
   dispose(keep?: tf.TensorInfo): void {
     for (const t of this.made) if (t !== keep) this.backend.disposeData(t.dataId);
     this.made.length = 0;

@@ -1,0 +1,99 @@
+// The matrix product on float32 buffers of the tfjs wasm heap (byte offsets), row-major,
+// without packing either operand: c[M,N] = a[M,K] b[K,N]. Each output element is summed over k in order, as mul then add in float32
+// (no fused multiply-add), from zero: the order and rounding of XNNPACK's own kernel,
+// so the values are the same. Blocked so that an 8-column strip of b (KC rows) stays in
+// L1 while every row of a passes over it.
+
+const KC = 256;
+const NC = 256;
+
+/** c = a b. */
+export function gemm(c: usize, a: usize, b: usize, M: i32, K: i32, N: i32): void {
+  const N8 = N & ~7;
+  const M4 = M & ~3;
+  for (let j0 = 0; j0 < N8; j0 += NC) {
+    const j1 = min(j0 + NC, N8);
+    for (let k0 = 0; k0 < K; k0 += KC) {
+      const k1 = min(k0 + KC, K);
+      const first = k0 == 0;
+      for (let i = 0; i < M4; i += 4) {
+        for (let j = j0; j < j1; j += 8) tile4x8(c, a, b, i, j, k0, k1, K, N, first);
+      }
+      for (let i = M4; i < M; i++) {
+        for (let j = j0; j < j1; j += 8) row1x8(c, a, b, i, j, k0, k1, K, N, first);
+      }
+    }
+  }
+  // Columns past the last multiple of 8, one element at a time.
+  for (let i = 0; i < M; i++) {
+    for (let j = N8; j < N; j++) {
+      let acc: f32 = 0;
+      for (let k = 0; k < K; k++) {
+        const av = load<f32>(a + ((<usize>i * K + k) << 2));
+        acc = acc + av * load<f32>(b + ((<usize>k * N + j) << 2));
+      }
+      store<f32>(c + ((<usize>i * N + j) << 2), acc);
+    }
+  }
+}
+
+// Four rows of c, eight columns: a's four values at k are splat across lanes.
+@inline function tile4x8(c: usize, a: usize, b: usize, i: i32, j: i32, k0: i32, k1: i32, K: i32, N: i32, first: bool): void {
+  const rowC = <usize>N << 2;
+  const at = c + ((<usize>i * N + j) << 2);
+  let c00 = first ? f32x4.splat(0) : v128.load(at);
+  let c01 = first ? f32x4.splat(0) : v128.load(at, 16);
+  let c10 = first ? f32x4.splat(0) : v128.load(at + rowC);
+  let c11 = first ? f32x4.splat(0) : v128.load(at + rowC, 16);
+  let c20 = first ? f32x4.splat(0) : v128.load(at + 2 * rowC);
+  let c21 = first ? f32x4.splat(0) : v128.load(at + 2 * rowC, 16);
+  let c30 = first ? f32x4.splat(0) : v128.load(at + 3 * rowC);
+  let c31 = first ? f32x4.splat(0) : v128.load(at + 3 * rowC, 16);
+  const rowA = <usize>K << 2;
+  const rowB = <usize>N << 2;
+  let pa = a + ((<usize>i * K + k0) << 2);
+  let pb = b + ((<usize>k0 * N + j) << 2);
+  for (let k = k0; k < k1; k++) {
+    const b0 = v128.load(pb);
+    const b1 = v128.load(pb, 16);
+    const a0 = v128.load32_splat(pa);
+    const a1 = v128.load32_splat(pa + rowA);
+    const a2 = v128.load32_splat(pa + 2 * rowA);
+    const a3 = v128.load32_splat(pa + 3 * rowA);
+    c00 = f32x4.add(c00, f32x4.mul(a0, b0));
+    c01 = f32x4.add(c01, f32x4.mul(a0, b1));
+    c10 = f32x4.add(c10, f32x4.mul(a1, b0));
+    c11 = f32x4.add(c11, f32x4.mul(a1, b1));
+    c20 = f32x4.add(c20, f32x4.mul(a2, b0));
+    c21 = f32x4.add(c21, f32x4.mul(a2, b1));
+    c30 = f32x4.add(c30, f32x4.mul(a3, b0));
+    c31 = f32x4.add(c31, f32x4.mul(a3, b1));
+    pa += 4;
+    pb += rowB;
+  }
+  v128.store(at, c00);
+  v128.store(at, c01, 16);
+  v128.store(at + rowC, c10);
+  v128.store(at + rowC, c11, 16);
+  v128.store(at + 2 * rowC, c20);
+  v128.store(at + 2 * rowC, c21, 16);
+  v128.store(at + 3 * rowC, c30);
+  v128.store(at + 3 * rowC, c31, 16);
+}
+
+// One row (the rows past the last multiple of 4), eight columns.
+@inline function row1x8(c: usize, a: usize, b: usize, i: i32, j: i32, k0: i32, k1: i32, K: i32, N: i32, first: bool): void {
+  const at = c + ((<usize>i * N + j) << 2);
+  let c0 = first ? f32x4.splat(0) : v128.load(at);
+  let c1 = first ? f32x4.splat(0) : v128.load(at, 16);
+  const rowB = <usize>N << 2;
+  let pb = b + ((<usize>k0 * N + j) << 2);
+  for (let k = k0; k < k1; k++) {
+    const av = v128.load32_splat(a + ((<usize>i * K + k) << 2));
+    c0 = f32x4.add(c0, f32x4.mul(av, v128.load(pb)));
+    c1 = f32x4.add(c1, f32x4.mul(av, v128.load(pb, 16)));
+    pb += rowB;
+  }
+  v128.store(at, c0);
+  v128.store(at, c1, 16);
+}

@@ -1,0 +1,8 @@
+// tapfit's own wasm kernels (AssemblyScript, SIMD128), run on the tfjs wasm backend's
+// memory: every pointer is a byte offset into that heap. No static data, no allocation:
+// the module imports the heap and must not write anywhere the caller did not hand it.
+export { transposeTile, permute } from './transpose';
+export { axpby, adam } from './update';
+export { sumRows } from './reduce';
+export { maxPoolGradTiled } from './pool';
+export { gemm } from './gemm';

@@ -1,0 +1,56 @@
+import { useKernelRunner } from '../../transforms/fused-updates';
+import { runKernel } from '../engine-internals';
+import { Overrides } from '../wasm-shim/overrides';
+import { installMatMulOrder } from './matmul-order';
+import { installFastMaxPoolGrad } from './max-pool-grad';
+import { installSharedIdentity } from './shared-identity';
+import { installSumLeading } from './sum-leading';
+import { installFastTranspose } from './transpose';
+import { installUpdateKernels } from './update-kernels';
+
+let fast: Overrides | null = null;
+
+/**
+ * Faster training kernels for wasm, on top of the training shim (which installs them):
+ * tapfit's own SIMD kernels (kernels/*.ts, compiled to wasm and run on the wasm
+ * backend's heap) and cheaper orders of stock kernels. Same values as without them.
+ *
+ * - Identity, same-dtype Cast: share the data instead of copying (the tape saves clones)
+ * - Transpose (float32, int32): SIMD tiles
+ * - Sum over leading axes (bias gradients): one pass, no transpose
+ * - MaxPoolGrad with window == stride: one pass
+ * - BatchMatMul / _FusedMatMul, plain and transposeB: tapfit's own product with one thread
+ *   (small products), else XNNPACK's in the order that packs less
+ * - TapfitScaledSum, TapfitAdamMoments: the fused updates of momentum and Adam
+ *
+ * `uninstallWasmFastKernels()` takes them out again (benchmarks measure both). Idempotent.
+ */
+export function installWasmFastKernels(): void {
+  if (fast) return;
+  const o = new Overrides();
+  try {
+    installSharedIdentity(o);
+    installFastTranspose(o);
+    installSumLeading(o);
+    installFastMaxPoolGrad(o);
+    installMatMulOrder(o);
+    installUpdateKernels(o);
+  } catch (err) {
+    o.restore();
+    throw err;
+  }
+  fast = o;
+  useKernelRunner((kernel, inputs, attrs) => runKernel(kernel, inputs, attrs));
+}
+
+export function uninstallWasmFastKernels(): void {
+  fast?.restore();
+  fast = null;
+}
+
+export function wasmFastKernelsInstalled(): boolean {
+  return fast != null;
+}
+
+/** Kernels the fast set registers for wasm. */
+export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Sum', 'MaxPoolGrad', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments'];

@@ -1,0 +1,89 @@
+import * as tf from '@tensorflow/tfjs';
+import { composite, kernelConfig, type KernelImpl } from '../wasm-shim/kernel-calls';
+import type { Overrides } from '../wasm-shim/overrides';
+import { loadWasmPackage } from '../wasm';
+import { previousKernel } from './previous-kernel';
+import { heapFor, type WasmHeap } from './wasm-heap';
+
+/**
+ * Cost of XNNPACK packing one element of a product's right operand, in units of one
+ * element of tapfit's SIMD transpose (measured: 4-10 ns against 1-2 ns per element).
+ */
+const PACK_COST = 5;
+
+/**
+ * Up to this many multiply-adds tapfit's product (one thread) beats XNNPACK's packing one;
+ * beyond, XNNPACK's cache blocking wins (measured, a training step's forward: MLP
+ * 784-512-512 6.7 against 7.3 ms; MLP 784-2048-2048 154 against 118 ms).
+ */
+const OWN_PRODUCT_MAX_MACS = 2 ** 26;
+
+/**
+ * The products of training (dense forward x W, weight gradient x^T dy, input gradient
+ * dy W^T), without XNNPACK's repacking where that pays.
+ *
+ * XNNPACK's product (tfjs-backend-wasm's only fast one) packs its right operand,
+ * transposing it, on every call: the weights change every step, so nothing is cached,
+ * and packing a 2048 x 2048 operand cost a third of the product's time.
+ *
+ * - With one thread and a product of up to 2^26 multiply-adds, tapfit's own SIMD
+ *   product (kernels/gemm.ts) reads both operands as they lie: no packing, no transpose.
+ *   dy W^T is computed as (W dy^T)^T, with two small transposes (of the batch-sized
+ *   operands). x^T dy already packs only the batch-sized dy.
+ * - With more threads (tapfit's kernels run on the main thread only), XNNPACK's threaded
+ *   product in the cheaper order: C = A B can also be computed as (B^T A^T)^T, which
+ *   packs A^T instead, several times less data when the batch is smaller than the layer
+ *   widths, for three fast transposes.
+ *
+ * Every route does the same multiply-adds in the same order with the same float32
+ * rounding (mul, then add, from zero), so the values are the same as XNNPACK's.
+ */
+export function installMatMulOrder(o: Overrides): void {
+  for (const kernelName of ['BatchMatMul', '_FusedMatMul']) {
+    const previous = previousKernel(kernelName);
+    o.kernel(kernelConfig(kernelName, 'wasm', (args) => {
+      const { a, b } = args.inputs;
+      const attrs = args.attrs as { transposeA: boolean; transposeB: boolean; activation?: string };
+      const plain = !args.inputs.bias && !args.inputs.preluActivationWeights && (attrs.activation ?? 'linear') === 'linear';
+      const heap = heapFor(args.backend);
+      if (!heap || !plain || !single(a) || !single(b) || a.dtype !== 'float32' || b.dtype !== 'float32' || (attrs.transposeA && attrs.transposeB)) return previous(args);
+      const [M, K] = attrs.transposeA ? a.shape.slice(-2).reverse() : a.shape.slice(-2);
+      const N = attrs.transposeB ? b.shape[b.shape.length - 2] : b.shape[b.shape.length - 1];
+      if (M === 0 || K === 0 || N === 0) return previous(args);
+      const outShape = [...(a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2), M, N];
+      if (attrs.transposeA) return previous(args); // packs the batch-sized dy already
+      if (M * K * N <= OWN_PRODUCT_MAX_MACS && loadWasmPackage().getThreadsCount() === 1) return ownProduct(heap, kernelName, args, M, K, N, outShape);
+      const asIs = attrs.transposeB ? N * K + PACK_COST * K * N : PACK_COST * K * N;
+      const reordered = (attrs.transposeB ? 0 : K * N) + M * K + M * N + PACK_COST * K * M;
+      if (reordered >= asIs) return previous(args);
+      return composite(args.backend, 'wasm', (k) => {
+        const aT = k.run('Transpose', { x: k.reshape(a, [M, K]) }, { perm: [1, 0] });
+        // B^T as [N, K]: as given for A B^T, transposed for A B.
+        const bT = attrs.transposeB ? k.reshape(b, [N, K]) : k.run('Transpose', { x: k.reshape(b, [K, N]) }, { perm: [1, 0] });
+        const productT = k.run(kernelName, { a: bT, b: aT }, { ...args.attrs, transposeA: false, transposeB: false });
+        return k.reshape(k.run('Transpose', { x: productT }, { perm: [1, 0] }), outShape);
+      });
+    }));
+  }
+}
+
+/** tapfit's product: A B directly, A B^T as (B A^T)^T. */
+function ownProduct(heap: WasmHeap, kernelName: string, args: Parameters<KernelImpl>[0], M: number, K: number, N: number, outShape: number[]): tf.TensorInfo {
+  const { a, b } = args.inputs;
+  const { transposeB } = args.attrs as { transposeB: boolean };
+  if (!transposeB) {
+    const out = heap.output(outShape);
+    heap.kernels.gemm(heap.offset(out), heap.offset(a), heap.offset(b), M, K, N);
+    return out;
+  }
+  return composite(args.backend, 'wasm', (k) => {
+    const aT = k.run('Transpose', { x: k.reshape(a, [M, K]) }, { perm: [1, 0] });
+    const productT = k.run(kernelName, { a: k.reshape(b, [N, K]), b: aT }, { ...args.attrs, transposeA: false, transposeB: false });
+    return k.reshape(k.run('Transpose', { x: productT }, { perm: [1, 0] }), outShape);
+  });
+}
+
+/** No batch: every leading dimension is 1. */
+function single(t: tf.TensorInfo): boolean {
+  return t.shape.slice(0, -2).every((d) => d === 1);
+}

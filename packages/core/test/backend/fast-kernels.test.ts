@@ -1,0 +1,190 @@
+import * as path from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { installWasmFastKernels, uninstallWasmFastKernels, wasmFastKernelsInstalled, getMemoryGuard } from '../../src/backend';
+import { KERNELS_SOURCE_HASH } from '../../src/backend/fast-kernels/kernels-binary';
+import { planPermutation } from '../../src/backend/fast-kernels/transpose';
+import { adamMoments, scaledSum } from '../../src/transforms/fused-updates';
+import { adam, sgd } from '../../src/transforms/optimizers';
+import { stateTensors } from '../../src/transforms/state';
+import { transformStep } from '../../src/transforms/step';
+import { on, relativeError, useShimmedWasm } from './helpers';
+
+// The hash helper belongs to the build script (CommonJS, outside src).
+const { kernelSourceHash } = require(path.resolve(__dirname, '../../../scripts/kernel-source-hash.cjs')) as { kernelSourceHash(root: string): string };
+
+/** f's values with the fast kernels, then with the shim alone (the fast kernels are put back). */
+function fastAndPlain(f: () => tf.Tensor): [Float32Array | Int32Array, Float32Array | Int32Array] {
+  const run = () => tf.tidy(() => f().dataSync() as Float32Array | Int32Array);
+  installWasmFastKernels();
+  const fast = run();
+  uninstallWasmFastKernels();
+  try {
+    return [fast, run()];
+  } finally {
+    installWasmFastKernels();
+  }
+}
+
+/** Bit-identical values (a zero's sign aside) with and without the fast kernels. */
+function expectSame(f: () => tf.Tensor): void {
+  const [fast, plain] = fastAndPlain(f);
+  const unsigned = (v: number) => (v === 0 ? 0 : v);
+  expect(fast.length).to.equal(plain.length);
+  expect(Array.from(fast, unsigned)).to.deep.equal(Array.from(plain, unsigned));
+}
+
+const randn = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);
+
+describe('backend: wasm fast kernels', function () {
+  before(useShimmedWasm);
+  after(() => tf.setBackend('cpu'));
+
+  it('are installed with the shim, and their binary was built from the current kernel sources', () => {
+    expect(wasmFastKernelsInstalled()).to.equal(true);
+    expect(KERNELS_SOURCE_HASH).to.equal(kernelSourceHash(path.resolve(__dirname, '../../..')), 'kernels/*.ts changed: run npm run build:kernels -w @tapfit/core');
+  });
+
+  it('Identity and same-dtype Cast share the data instead of copying it', () => {
+    const x = tf.tensor1d([1, 2, 3]);
+    const used = getMemoryGuard('wasm')!.usedBytes;
+    const clone = tf.clone(x);
+    const cast = tf.cast(x, 'float32');
+    expect(clone.dataId).to.equal(x.dataId);
+    expect(cast.dataId).to.equal(x.dataId);
+    expect(getMemoryGuard('wasm')!.usedBytes).to.equal(used);
+    x.dispose();
+    expect(Array.from(clone.dataSync())).to.deep.equal([1, 2, 3]);
+    tf.dispose([clone, cast]);
+    expect(getMemoryGuard('wasm')!.usedBytes).to.equal(used - 12);
+  });
+
+  it('Transpose: same values as the stock kernel for every kind of permutation, float32 and int32', () => {
+    const cases: Array<[number[], number[]]> = [
+      [[5, 7], [1, 0]],
+      [[130, 257], [1, 0]],
+      [[64, 28, 28, 3], [3, 1, 2, 0]],
+      [[6, 5, 5, 4], [1, 2, 0, 3]],
+      [[2, 3, 4, 5, 6, 7], [0, 1, 3, 5, 2, 4]],
+      [[3, 4, 5], [2, 0, 1]],
+      [[2, 1, 3], [1, 0, 2]],
+      [[1, 9, 1, 5], [3, 2, 1, 0]],
+      [[4, 1, 1], [1, 2, 0]],
+    ];
+    for (const [shape, perm] of cases) expectSame(() => tf.transpose(randn(shape, 3), perm));
+    expectSame(() => tf.transpose(tf.randomUniform([33, 17, 2], 0, 1000, 'int32', 4), [2, 0, 1]));
+  });
+
+  it('plans permutations by merging axes that stay together', () => {
+    expect(planPermutation([2, 1, 3], [1, 0, 2])).to.equal('copy');
+    expect(planPermutation([64, 28, 28, 16], [1, 2, 0, 3])).to.deep.include({ copyRows: true, cols: 16 });
+    const tile = planPermutation([64, 28, 28, 16], [3, 1, 2, 0]);
+    expect(tile).to.deep.include({ rows: 64, cols: 16, copyRows: false });
+    expect(tile !== 'copy' && tile !== 'stock' && tile.outer).to.deep.equal([{ size: 784, srcStride: 16, outStride: 64 }]);
+  });
+
+  it('Sum over leading axes: the values of cpu (to float32 rounding) and of the stock kernel (to its rounding); other reductions unchanged', async () => {
+    for (const f of [() => tf.sum(randn([256, 2050], 5), 0), () => tf.sum(randn([8, 5, 5, 17], 6), [0, 1, 2]), () => tf.sum(randn([8, 5, 5, 17], 6), [1, 0], true)]) {
+      const [fast, plain] = fastAndPlain(f);
+      const cpu = await on('cpu', () => tf.tidy(() => f().dataSync()));
+      // Each column is added up row by row in float32; stock wasm adds in another order.
+      expect(relativeError(fast, cpu)).to.be.below(2e-6);
+      expect(relativeError(fast, plain)).to.be.below(2e-6);
+      expect(f().shape).to.deep.equal(await on('cpu', () => f().shape));
+    }
+    expectSame(() => tf.sum(randn([8, 5], 7), 1));
+    expectSame(() => tf.sum(randn([8, 5], 7)));
+  });
+
+  it('MaxPoolGrad with window == stride: same values as the shim and as cpu, padded windows and ragged channels included', async () => {
+    for (const [shape, size, stride, pad] of [[[3, 8, 8, 16], 2, 2, 'valid'], [[2, 7, 7, 3], 2, 2, 'same'], [[2, 9, 9, 5], 3, 3, 'same'], [[2, 9, 9, 4], 3, 2, 'same']] as const) {
+      const grad = () => tf.tidy(() => {
+        // Rounded values make ties, where the first maximum must win.
+        const x = tf.round(tf.mul(randn([...shape], 7), 2));
+        const w = randn(tf.maxPool(x as tf.Tensor4D, size, stride, pad).shape, 8);
+        return tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(t as tf.Tensor4D, size, stride, pad), w)))(x);
+      });
+      expectSame(grad);
+      const wasm = tf.tidy(() => grad().dataSync());
+      expect(relativeError(wasm, await on('cpu', () => tf.tidy(() => grad().dataSync())))).to.equal(0);
+    }
+  });
+
+  it('a transpose that only moves axes of size 1 gives new data: XNNPACK caches a product operand by data id and shape must not change under it', () => {
+    // Found as wrong gradients of x W ones[30,1]: ones [30,1] was packed for one product,
+    // then its transpose [1,30], sharing the data id, hit the stale packed operand.
+    expectSame(() => tf.tidy(() => {
+      const ones = tf.ones([30, 1]);
+      tf.matMul(randn([32, 30], 1), ones).dataSync();
+      return tf.matMul(randn([32, 1], 2), tf.transpose(ones));
+    }));
+  });
+
+  it("products (x W, x^T dy, dy W^T) give XNNPACK's values exactly: tapfit's product with one thread, ragged and blocked shapes included", () => {
+    // Rows not a multiple of 4, columns not a multiple of 8, depths past one 256-deep block.
+    for (const [M, K, N] of [[16, 300, 400], [256, 784, 2048], [3, 5, 7], [5, 600, 13], [130, 257, 9], [1, 1, 1]]) {
+      expectSame(() => tf.matMul(randn([M, K], 1), randn([K, N], 2)));
+      expectSame(() => tf.matMul(randn([K, M], 1), randn([K, N], 2), true, false));
+      expectSame(() => tf.matMul(randn([M, N], 1), randn([K, N], 2), false, true));
+      expectSame(() => tf.matMul(randn([1, M, N], 1), randn([1, K, N], 2), false, true));
+    }
+  });
+
+  it('scaledSum and adamMoments: one kernel each, the same values as the tf.mul / tf.add chain, on cpu too', async () => {
+    const g = () => randn([1003], 1);
+    const mu = () => randn([1003], 2);
+    const nu = () => tf.abs(randn([1003], 3));
+    const c = { b1: 0.9, b2: 0.999, muScale: 1 / (1 - 0.9 ** 3), nuScale: 1 / (1 - 0.999 ** 3), eps: 1e-8 };
+    const cases: Array<() => tf.Tensor> = [
+      () => scaledSum(mu(), 0.9, g(), 1),
+      () => scaledSum(mu(), 0.9, g(), 0.25),
+      () => adamMoments(g(), mu(), nu(), c).mu,
+      () => adamMoments(g(), mu(), nu(), c).nu,
+      () => adamMoments(g(), mu(), nu(), c).direction,
+    ];
+    for (const f of cases) {
+      expectSame(f);
+      const wasm = tf.tidy(() => f().dataSync());
+      expect(Array.from(wasm)).to.deep.equal(Array.from(await on('cpu', () => tf.tidy(() => f().dataSync()))));
+    }
+  });
+
+  it('momentum and Adam steps through transformStep: identical parameters and state with and without the fast kernels, no leaks', () => {
+    for (const transform of [sgd({ lr: 0.1, momentum: 0.9 }), sgd({ lr: 0.1, momentum: 0.9, nesterov: true }), adam({ lr: 0.01 })]) {
+      const run = () => {
+        const variable = (shape: number[], seed: number, name: string) => tf.tidy(() => tf.variable(randn(shape, seed), true, name));
+        const params = { w: variable([37, 5], 11, 'fast_w'), b: variable([5], 12, 'fast_b') };
+        let state = transform.init(params);
+        for (let step = 0; step < 3; step++) {
+          const grads = { w: randn([37, 5], 20 + step), b: randn([5], 30 + step) };
+          state = transformStep(transform, params, grads, state, { step });
+          tf.dispose(Object.values(grads));
+        }
+        const values = [params.w.dataSync().slice(), params.b.dataSync().slice(), ...stateTensors(state).map((t) => t.dataSync().slice())];
+        tf.dispose([...Object.values(params), ...stateTensors(state)]);
+        return values;
+      };
+      const before = tf.memory().numTensors;
+      const fast = run();
+      expect(tf.memory().numTensors).to.equal(before);
+      uninstallWasmFastKernels();
+      const plain = run();
+      installWasmFastKernels();
+      expect(fast.map((v) => Array.from(v))).to.deep.equal(plain.map((v) => Array.from(v)));
+    }
+  });
+
+  it('write only their outputs: tensors allocated around them keep their values', () => {
+    const sentinels = Array.from({ length: 40 }, (_, i) => tf.fill([1 + (i % 7) * 13], i + 0.5));
+    tf.tidy(() => {
+      for (const [shape, perm] of [[[5, 7], [1, 0]], [[3, 4, 5], [2, 0, 1]], [[130, 33], [1, 0]]] as Array<[number[], number[]]>) tf.transpose(randn(shape, 1), perm).dataSync();
+      tf.sum(randn([9, 19], 2), 0).dataSync();
+      tf.grad((t: tf.Tensor) => tf.sum(tf.maxPool(t as tf.Tensor4D, 2, 2, 'same')))(randn([1, 5, 5, 3], 3)).dataSync();
+      scaledSum(randn([13], 4), 0.5, randn([13], 5), 2).dataSync();
+      adamMoments(randn([13], 4), randn([13], 5), tf.abs(randn([13], 6)), { b1: 0.9, b2: 0.99, muScale: 1, nuScale: 1, eps: 1e-8 }).direction.dataSync();
+      tf.matMul(randn([3, 50], 1), randn([50, 70], 2)).dataSync();
+    });
+    sentinels.forEach((s, i) => expect(Array.from(s.dataSync()).every((v) => v === i + 0.5)).to.equal(true));
+    tf.dispose(sentinels);
+  });
+});
