@@ -8,12 +8,19 @@ export interface Target {
   target: number;
   /** 'max': measured must be <= target; 'min': measured must be >= target. */
   kind: 'max' | 'min';
-  met: boolean;
+  /** null: the target does not apply to this run (`note` says why); it is not met either. */
+  met: boolean | null;
+  note?: string;
 }
 
 export function target(name: string, measured: number, kind: 'max' | 'min', bound: number): Target {
   const met = Number.isFinite(measured) && (kind === 'max' ? measured <= bound : measured >= bound);
   return { name, measured, target: bound, kind, met };
+}
+
+/** A target this run cannot test (e.g. a hardware-speed target on a software GPU): recorded with its figure, `met: null`. */
+export function notApplicable(name: string, measured: number, kind: 'max' | 'min', bound: number, note: string): Target {
+  return { name, measured, target: bound, kind, met: null, note };
 }
 
 export const resultsDir = path.resolve(__dirname, '..', '..', 'results');
@@ -22,14 +29,14 @@ export const resultsDir = path.resolve(__dirname, '..', '..', 'results');
  * Write bench/results/<name>.json atomically (temp file + rename) and print the
  * targets table. `data` holds every measured figure.
  */
-export function writeResults(name: string, data: Record<string, unknown>, targets: Target[]): string {
+export function writeResults(name: string, data: Record<string, unknown>, targets: Target[], command = `npm run bench -- ${name}`): string {
   fs.mkdirSync(resultsDir, { recursive: true });
   const file = path.join(resultsDir, `${name}.json`);
   const body = {
     name,
     date: new Date().toISOString(),
     machine: machineInfo(),
-    command: `npm run bench -- ${name}`,
+    command,
     ...data,
     targets,
   };
@@ -38,7 +45,7 @@ export function writeResults(name: string, data: Record<string, unknown>, target
   fs.renameSync(tmp, file);
   if (targets.length) {
     console.log('\ntargets:');
-    console.table(targets.map((t) => ({ name: t.name, measured: round(t.measured), target: `${t.kind === 'max' ? '<=' : '>='} ${t.target}`, met: t.met })));
+    console.table(targets.map((t) => ({ name: t.name, measured: Math.abs(t.measured) < 1e-3 ? Number(t.measured.toPrecision(3)) : round(t.measured), target: `${t.kind === 'max' ? '<=' : '>='} ${t.target}`, met: t.met ?? `n/a (${t.note})` })));
   }
   console.log(`wrote ${path.relative(process.cwd(), file)}`);
   return file;

@@ -1,12 +1,13 @@
 #!/usr/bin/env node
 import * as path from 'node:path';
+import { BACKEND_PREFERENCES, type BackendPreference } from '@tapfit/core';
 import { Command, Option } from 'commander';
 import { tapfitErrorLine } from './cli-error';
 import { collect, wholeNumberFlag } from './cli-flags';
 import { readConfig, runConfig } from './run-config';
 
 interface TrainFlags {
-  backend?: 'auto' | 'tensorflow' | 'wasm' | 'cpu';
+  backend?: BackendPreference;
   epochs?: number;
   resume?: boolean;
   localPlugin?: string[];
@@ -17,7 +18,7 @@ program.name('tapfit').description('Train TensorFlow.js models with tapfit plugi
 program
   .command('train')
   .argument('<config>', 'path to a JSON config (model preset, dataset, optimizer, plugins)')
-  .addOption(new Option('-b, --backend <name>', 'override the config backend').choices(['auto', 'tensorflow', 'wasm', 'cpu']))
+  .addOption(new Option('-b, --backend <name>', 'override the config backend').choices([...BACKEND_PREFERENCES]))
   .option('-e, --epochs <n>', 'override training.epochs (a whole number >= 1)', wholeNumberFlag(1))
   .option('--resume', "continue from the newest checkpoint in the config's checkpoint.dir")
   .option('--local-plugin <file>', 'also load the plugin this local file exports (repeatable; config plugins must be package names)', collect)

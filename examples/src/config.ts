@@ -1,4 +1,4 @@
-import { optionSchemas as o } from '@tapfit/core';
+import { BACKEND_PREFERENCES, optionSchemas as o } from '@tapfit/core';
 import { z } from 'zod';
 import { pluginSpecProblem } from './plugin-spec';
 
@@ -38,7 +38,7 @@ const optimizer = z.discriminatedUnion('name', [
 
 /** The `tapfit train` config file (babel/eslint style: plugins by package name with options). */
 export const configSchema = z.strictObject({
-  backend: z.enum(['auto', 'tensorflow', 'wasm', 'cpu']).default('auto'),
+  backend: z.enum(BACKEND_PREFERENCES).default('auto'),
   seed: o.count('a whole number >= 0').min(0, 'must be a whole number >= 0').default(0),
   model,
   data: z

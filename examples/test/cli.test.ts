@@ -30,7 +30,7 @@ describe('tapfit CLI: flags', () => {
   it('--backend takes only the known names', () => {
     const r = tapfit(['train', writeJson(tinyConfig()), '--backend', 'gpu']);
     expect(r.status).to.equal(1);
-    expect(r.stderr).to.contain("argument 'gpu' is invalid. Allowed choices are auto, tensorflow, wasm, cpu.");
+    expect(r.stderr).to.contain("argument 'gpu' is invalid. Allowed choices are auto, tensorflow, webgpu, wasm, cpu.");
   });
 
   it('--local-plugin (repeatable) loads local files on purpose; --epochs overrides the config', () => {

@@ -4,16 +4,8 @@ import * as path from 'node:path';
 import { expect } from 'chai';
 import { FileCheckpointer, Trainer } from '../src';
 import { seededRandom } from '../src/testing';
-import { blobs, saveLoopOptions, tmpDir, useBackend } from './fixtures';
+import { blobs, saveLoopOptions, tmpDir, useBackend, rejected as errorOf } from './fixtures';
 
-const errorOf = async (p: Promise<unknown>) => {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected an error');
-};
 const latest = (dir: string) => fs.readFileSync(path.join(dir, 'LATEST'), 'utf8').trim();
 
 /** A trainer of `saveLoopOptions` after one step, saved once under `dir`. */

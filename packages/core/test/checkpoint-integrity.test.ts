@@ -2,16 +2,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { CHECKPOINT_FORMAT_VERSION, sgd, SilentLogger, Trainer, type Manifest, type TrainerOptions } from '../src';
-import { blobs, counter, tinyMlp, tmpDir, useBackend } from './fixtures';
+import { blobs, counter, tinyMlp, tmpDir, useBackend, rejected as errorOf } from './fixtures';
 
-const errorOf = async (p: Promise<unknown>) => {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected an error');
-};
 
 describe('checkpoint checksums', () => {
   useBackend('cpu');

@@ -6,16 +6,8 @@ import { ErrorCodes, FileCheckpointer, sgd, SilentLogger, TapfitError, Trainer, 
 import { checkManifest, tensorLabels } from '../src/checkpoint/manifest';
 import { TensorReader } from '../src/checkpoint/tensor-file';
 import { restoreCheckpoint, type TrainerParts } from '../src/train/snapshot';
-import { blobs, counter, tinyMlp, tmpDir, useBackend } from './fixtures';
+import { blobs, counter, tinyMlp, tmpDir, useBackend, rejected as errorOf } from './fixtures';
 
-const errorOf = async (p: Promise<unknown>) => {
-  try {
-    await p;
-  } catch (e) {
-    return e as Error & { code?: string };
-  }
-  throw new Error('expected an error');
-};
 const values = (t: tf.Tensor) => Array.from(t.dataSync());
 
 /** Saves state; at resume refuses it in `loadState` or `checkState` (or accepts it with 'none'). */

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { adamw, sgd, Trainer, SilentLogger, type TapfitPlugin, type TrainerOptions } from '../src';
-import { blobs, counter, tinyMlp, tmpDir, useBackend } from './fixtures';
+import { blobs, counter, tinyMlp, tmpDir, useBackend, rejected as errorOf } from './fixtures';
 
 const tmp = tmpDir;
 const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
@@ -107,14 +107,6 @@ describe('checkpoint safety', () => {
     data.dispose();
     return { dir, trainer };
   }
-  const errorOf = async (p: Promise<unknown>) => {
-    try {
-      await p;
-    } catch (e) {
-      return e as Error & { code?: string };
-    }
-    throw new Error('expected an error');
-  };
 
   it('a failing save leaves the previous checkpoint intact and loadable', async () => {
     const { dir, trainer } = await savedRun();

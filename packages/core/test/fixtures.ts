@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { selectBackend, SilentLogger, TensorData, Trainer, type PluginState, type TapfitPlugin, type TrainerOptions } from '../src';
+import { selectBackend, type TapfitError, SilentLogger, TensorData, Trainer, type PluginState, type TapfitPlugin, type TrainerOptions } from '../src';
 import { sgd } from '../src/transforms';
 import { blobData, tinyModel } from '../src/testing';
 
@@ -65,4 +65,24 @@ export function counter(name = 'counter'): TapfitPlugin & { seen: number; sum?: 
 /** The trainer of the save-loop child process (fixtures/save-loop.ts) and of its checks. */
 export function saveLoopOptions(): TrainerOptions {
   return { model: tinyMlp(3), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), logger: new SilentLogger(), seed: 5, plugins: [counter()] };
+}
+
+/** The error `f` throws (fails the test when it throws none). */
+export function thrown(f: () => unknown): TapfitError {
+  try {
+    f();
+  } catch (err) {
+    return err as TapfitError;
+  }
+  throw new Error('expected an error');
+}
+
+/** The error `p` rejects with (fails the test when it resolves). */
+export async function rejected(p: Promise<unknown>): Promise<TapfitError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as TapfitError;
+  }
+  throw new Error('expected an error');
 }

@@ -1,25 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { accuracy, arrayData, datasetData, losses, TapfitError, type LossFn } from '../src';
-import { tinyMlp, tinyTrainer, useBackend } from './fixtures';
+import { tinyMlp, tinyTrainer, useBackend, thrown, rejected } from './fixtures';
 
-function thrown(f: () => unknown): TapfitError {
-  try {
-    f();
-  } catch (err) {
-    return err as TapfitError;
-  }
-  throw new Error('expected an error');
-}
 
-async function rejected(p: Promise<unknown>): Promise<TapfitError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as TapfitError;
-  }
-  throw new Error('expected a rejection');
-}
 
 const logits = () => tf.tensor2d([[1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 1]]);
 const classificationLosses: [string, LossFn][] = [

@@ -1,4 +1,4 @@
-// Backend selection, the wasm training shim and the memory guard.
+// Backend selection, the wasm and webgpu training shims and the memory guard.
 export { selectBackend, BACKEND_PREFERENCES, BACKEND_ENV } from './select';
 export type { BackendPreference, BackendName, BackendSelection, SelectBackendOptions } from './select';
 export {
@@ -11,6 +11,10 @@ export {
   BRIDGED_TO_CPU,
   NOT_BRIDGED,
 } from './wasm-shim';
+export { installWebgpuShim, uninstallWebgpuShim, webgpuShimInstalled, WEBGPU_SHIM_KERNELS, WEBGPU_BRIDGED_TO_CPU, WEBGPU_HIGH_RANK_KERNELS, WEBGPU_CUMULATIVE_KERNELS } from './webgpu-shim';
+export { TENSORFLOW_MISSING_KERNELS } from './tensorflow';
+export { probeWebgpuAdapter, activeWebgpuAdapter, releaseDroppedGpuObjects, classifyAdapter, formatAdapter, WEBGPU_PACKAGES } from './webgpu';
+export type { GpuAdapter, AdapterProbe } from './webgpu';
 export { installMemoryGuard, getMemoryGuard, DEFAULT_WASM_BUDGET_BYTES, formatBytes } from './memory-guard';
 export type { MemoryGuard } from './memory-guard';
 export { missingKernelError } from './missing-kernel';

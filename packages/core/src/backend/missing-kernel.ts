@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import { wrapRunKernel } from './engine-internals';
+import { TENSORFLOW_MISSING_KERNELS } from './tensorflow';
 
 /** Why some kernels have no wasm implementation even with the shim, keyed by kernel name. */
 const knownGaps = new Map<string, string>();
@@ -39,7 +40,8 @@ export function uninstallMissingKernelErrors(): void {
 
 export function missingKernelError(kernelName: string, backendName: string, cause?: unknown): TapfitError {
   const why = backendName === 'wasm' ? knownGaps.get(kernelName) : undefined;
-  const alternatives = ['cpu', 'wasm', 'tensorflow'].filter((b) => b !== backendName && (b === 'tensorflow' || tf.getKernel(kernelName, b)));
+  // tfjs-node is not loaded unless chosen: its kernel list is known from the package instead.
+  const alternatives = ['cpu', 'wasm', 'webgpu', 'tensorflow'].filter((b) => b !== backendName && (b === 'tensorflow' ? !TENSORFLOW_MISSING_KERNELS.includes(kernelName) : tf.getKernel(kernelName, b)));
   const fix = alternatives.length
     ? `Run this op on a backend that has it (${alternatives.map((b) => `'${b}'`).join(', ')}${alternatives.includes('tensorflow') ? '; tensorflow = @tensorflow/tfjs-node[-gpu]' : ''}): ` +
       `selectBackend('${alternatives[0]}') or TAPFIT_BACKEND=${alternatives[0]}, or avoid the op that needs it.`

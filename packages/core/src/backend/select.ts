@@ -8,9 +8,10 @@ import { installMissingKernelErrors } from './missing-kernel';
 import { installTapeRelease } from './tape-release';
 import { activateTensorflow, resolvePackage, TENSORFLOW_PACKAGES, TensorflowPackage } from './tensorflow';
 import { activateWasm, wasmPackageInstalled } from './wasm';
+import { activateHardwareWebgpu, activateWebgpu, formatAdapter, type GpuAdapter } from './webgpu';
 import { installGradientFixes, installWasmShim } from './wasm-shim';
 
-export const BACKEND_PREFERENCES = ['auto', 'tensorflow', 'wasm', 'cpu'] as const;
+export const BACKEND_PREFERENCES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendPreference = (typeof BACKEND_PREFERENCES)[number];
 export type BackendName = Exclude<BackendPreference, 'auto'>;
 
@@ -21,7 +22,7 @@ export interface SelectBackendOptions {
   /**
    * Byte budget for live tensor data, checked on every allocation (see
    * `installMemoryGuard`). Default: 3 GiB on wasm, none on cpu. Not enforced on
-   * 'tensorflow' (native allocator). `Infinity` disables the check.
+   * 'tensorflow' and 'webgpu' (their own allocators). `Infinity` disables the check.
    */
   memoryBudgetBytes?: number;
   /** wasm threads (default 1). More than 1 is experimental; see the README. */
@@ -39,8 +40,10 @@ export interface BackendSelection {
   /** One line, e.g. "backend: wasm (tfjs-node-gpu not installed; tfjs-node not installed)". */
   reason: string;
   /** npm package that provides the backend. */
-  package: TensorflowPackage | '@tensorflow/tfjs-backend-wasm' | '@tensorflow/tfjs-backend-cpu';
-  /** Whether the wasm training shim is installed (always for wasm). */
+  package: TensorflowPackage | '@tensorflow/tfjs-backend-webgpu' | '@tensorflow/tfjs-backend-wasm' | '@tensorflow/tfjs-backend-cpu';
+  /** The WebGPU adapter, on 'webgpu' only. */
+  adapter?: GpuAdapter;
+  /** Whether a training shim is installed (always for wasm and webgpu: wasm-shim/, webgpu-shim/). */
   shim: boolean;
   /** wasm threads; 1 elsewhere (the backend manages its own). */
   threads: number;
@@ -55,8 +58,9 @@ let last: { key: string; selection: BackendSelection } | null = null;
  *
  * The preference is the argument; when it is omitted or 'auto', the
  * TAPFIT_BACKEND environment variable may name one instead (an explicit
- * non-auto argument always wins). 'auto' tries tfjs-node-gpu, tfjs-node, wasm,
- * cpu in that order, skipping only packages that are not installed: a backend
+ * non-auto argument always wins). 'auto' tries tfjs-node-gpu, webgpu on a
+ * hardware adapter, tfjs-node, wasm, cpu in that order, skipping only packages
+ * that are not installed and WebGPU without a hardware adapter: a backend
  * that is installed but fails to initialise is an error, never a silent
  * fallback. wasm always gets the training shim and (by default) a 3 GiB memory
  * guard. Calling again with the same arguments returns the same selection.
@@ -78,11 +82,11 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
   const budget = options.memoryBudgetBytes ?? (chosen.name === 'wasm' ? DEFAULT_WASM_BUDGET_BYTES : undefined);
   let memoryGuard: MemoryGuard | null = null;
   const notes: string[] = [];
-  if (budget !== undefined && chosen.name !== 'tensorflow') {
+  if (budget !== undefined && !OWN_ALLOCATOR.has(chosen.name)) {
     memoryGuard = installMemoryGuard(budget, chosen.name);
   } else {
     getMemoryGuard(chosen.name)?.remove();
-    if (budget !== undefined) notes.push('memory budget not enforced on tensorflow');
+    if (budget !== undefined) notes.push(`memory budget not enforced on ${chosen.name}`);
   }
   const reason = `backend: ${chosen.name}${chosen.package.startsWith('@tensorflow/tfjs-node') ? ` via ${chosen.package}` : ''} (${[chosen.why, ...notes].join('; ')})`;
   const selection: BackendSelection = {
@@ -91,9 +95,10 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
     source: resolved.source,
     reason,
     package: chosen.package,
-    shim: chosen.name === 'wasm',
+    shim: chosen.name === 'wasm' || chosen.name === 'webgpu',
     threads: chosen.name === 'wasm' ? threads : 1,
     memoryGuard,
+    ...(chosen.adapter ? { adapter: chosen.adapter } : {}),
   };
   last = { key, selection };
   if (options.log !== false) {
@@ -135,7 +140,11 @@ interface Chosen {
   name: BackendName;
   package: BackendSelection['package'];
   why: string;
+  adapter?: GpuAdapter;
 }
+
+/** Backends whose allocations the memory guard cannot see (native TensorFlow, GPU buffers). */
+const OWN_ALLOCATOR = new Set<BackendName>(['tensorflow', 'webgpu']);
 
 async function activate(preference: BackendPreference, source: BackendSelection['source'], threads: number): Promise<Chosen> {
   const asked = source === BACKEND_ENV ? `${BACKEND_ENV}=${preference}` : 'requested';
@@ -155,9 +164,19 @@ async function activate(preference: BackendPreference, source: BackendSelection[
       await activateTensorflow(found.pkg, found.path!);
       return { name: 'tensorflow', package: found.pkg, why: asked };
     }
+    case 'webgpu': {
+      const adapter = await activateWebgpu();
+      return { name: 'webgpu', package: '@tensorflow/tfjs-backend-webgpu', why: `${asked}; adapter ${formatAdapter(adapter)}`, adapter };
+    }
     case 'auto': {
       const skipped: string[] = [];
-      for (const pkg of TENSORFLOW_PACKAGES) {
+      // A GPU through WebGPU comes right after tfjs-node-gpu: ahead of tfjs-node's CPU kernels.
+      for (const pkg of [TENSORFLOW_PACKAGES[0], 'webgpu', TENSORFLOW_PACKAGES[1]] as const) {
+        if (pkg === 'webgpu') {
+          const gpu = await activateHardwareWebgpu(skipped);
+          if (gpu) return { name: 'webgpu', package: '@tensorflow/tfjs-backend-webgpu', why: [...skipped, `adapter ${formatAdapter(gpu)}`].join('; '), adapter: gpu };
+          continue;
+        }
         const path = resolvePackage(pkg);
         if (!path) {
           skipped.push(`${pkg.replace('@tensorflow/', '')} not installed`);

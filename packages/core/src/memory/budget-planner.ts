@@ -4,7 +4,7 @@ import type { ModelInfo } from '../hooks/types';
 import type { MemoryPlanner } from '../services/tokens';
 import { parseOptions } from '../options';
 import { storeAllPlan, type MemoryPlan, type MemoryPolicy } from '../step/memory-plan';
-import { keptBytes, predictPeakBytes } from './predict';
+import { keptBytes, predictPeak, predictPeakBytes } from './predict';
 import type { MemoryProfile } from './profile';
 
 export interface BudgetPlannerOptions {
@@ -105,11 +105,13 @@ export class BudgetPlanner implements MemoryPlanner {
     }
     if (peak > this.budgetBytes) {
       const recomputed = best.policies.filter((p) => p === 'recompute').length;
+      const at = predictPeak(this.profile, best.policies, extra);
+      const where = at.segment < costs.length ? `segment '${costs[at.segment].name}'` : 'the loss';
       throw new TapfitError(
         ErrorCodes.MEMORY,
         `memory budget of ${mib(this.budgetBytes)} (${this.budgetBytes} bytes) cannot be met: the smallest predicted peak is ${mib(best.peak)} (${best.peak} bytes), ` +
-          `with ${recomputed} of ${costs.length} segments recomputed${extra ? ` and ${mib(extra)} held by plugins` : ''}. ` +
-          `Raise budgetBytes to at least ${best.peak}, use a smaller batch, or give segments an inverse and plan them 'invert'.`,
+          `with ${recomputed} of ${costs.length} segments recomputed${extra ? ` and ${mib(extra)} held by plugins` : ''}; it is reached during the ${at.phase} of ${where}. ` +
+          `Raise budgetBytes to at least ${best.peak}, use a smaller batch, split ${where} into smaller segments, or give segments an inverse and plan them 'invert'.`,
       );
     }
     return {

@@ -2,8 +2,9 @@
 export * from '../step/memory-plan';
 export { SegmentExecutor } from './segment-executor';
 export { PlannedBackprop } from './planned-backprop';
+export { vjp } from './tape';
 export { profileSegments, type MemoryProfile, type MemorySample, type ProfileOptions, type SegmentCost } from './profile';
-export { predictPeakBytes, keptBytes } from './predict';
+export { predictPeakBytes, predictPeak, keptBytes, type PredictedPeak } from './predict';
 export { BudgetPlanner, type BudgetPlannerOptions } from './budget-planner';
 export { memoryBudget, type MemoryBudgetOptions } from './memory-budget';
 export { valueAndGradients, vectorJacobianProduct } from './vjp';

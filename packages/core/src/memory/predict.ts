@@ -10,15 +10,30 @@ import type { MemoryProfile, SegmentCost } from './profile';
  * is added on top of what is live when it runs.
  */
 export function predictPeakBytes(profile: MemoryProfile, policies: readonly MemoryPolicy[], extraBytes = 0): number {
+  return predictPeak(profile, policies, extraBytes).bytes;
+}
+
+/** Where a predicted peak happens: the segment (index; `segments.length` is the loss) and the phase. */
+export interface PredictedPeak {
+  readonly bytes: number;
+  readonly segment: number;
+  readonly phase: 'forward' | 'backward';
+}
+
+/** predictPeakBytes, plus where the peak is reached (what an impossible budget's error names). */
+export function predictPeak(profile: MemoryProfile, policies: readonly MemoryPolicy[], extraBytes = 0): PredictedPeak {
   const costs = profile.segments;
   let live = 0;
   let peak = 0;
+  let at: Omit<PredictedPeak, 'bytes'> = { segment: 0, phase: 'forward' };
+  let where: Omit<PredictedPeak, 'bytes'> = at;
   const spike = (bytes: number): void => {
-    peak = Math.max(peak, live + bytes);
+    if (live + bytes > peak) [peak, at] = [live + bytes, where];
   };
 
   // Mirrors SegmentWalk.descend; returns the bytes of the input gradient left for the level above.
   const level = (i: number, owned: boolean): number => {
+    where = { segment: i, phase: 'forward' };
     if (i === costs.length) {
       spike(profile.head.peakBytes);
       live += profile.head.netBytes;
@@ -29,6 +44,7 @@ export function predictPeakBytes(profile: MemoryProfile, policies: readonly Memo
       spike(c.forwardPeakBytes);
       live += c.outputBytes;
       const dy = level(i + 1, true);
+      where = { segment: i, phase: 'backward' };
       live -= c.outputBytes + dy; // the input handed back, and a gradient nobody needs
       return 0;
     }
@@ -37,6 +53,7 @@ export function predictPeakBytes(profile: MemoryProfile, policies: readonly Memo
         spike(c.storeForwardPeakBytes);
         live += c.storedBytes;
         const dy = level(i + 1, false);
+        where = { segment: i, phase: 'backward' };
         spike(c.storeBackwardPeakBytes - c.storedBytes - dy);
         live += c.storeNetBytes - c.storedBytes - dy;
         return c.inputGradBytes;
@@ -45,6 +62,7 @@ export function predictPeakBytes(profile: MemoryProfile, policies: readonly Memo
         spike(c.forwardPeakBytes);
         live += c.outputBytes;
         const dy = level(i + 1, true);
+        where = { segment: i, phase: 'backward' };
         live -= c.outputBytes; // the input handed back
         spike(c.vjpPeakBytes);
         live += c.vjpNetBytes - dy;
@@ -55,6 +73,13 @@ export function predictPeakBytes(profile: MemoryProfile, policies: readonly Memo
         live += c.outputBytes;
         if (owned) live -= c.inputBytes;
         const dy = level(i + 1, true);
+        where = { segment: i, phase: 'backward' };
+        if (owned && c.invertBackwardPeakBytes !== undefined) {
+          // The segment's own backward: rebuild and VJP in one pass, then output and its gradient freed.
+          spike(c.invertBackwardPeakBytes);
+          live += (c.invertBackwardNetBytes ?? 0) - c.outputBytes - dy;
+          return c.inputGradBytes;
+        }
         if (owned) {
           spike(c.inversePeakBytes ?? 0);
           live += c.inputBytes;
@@ -68,8 +93,9 @@ export function predictPeakBytes(profile: MemoryProfile, policies: readonly Memo
   };
 
   level(0, false);
+  where = { segment: 0, phase: 'backward' };
   spike(profile.largestGradBytes); // gradients handed over as fresh handles
-  return peak + extraBytes;
+  return { bytes: peak + extraBytes, ...at };
 }
 
 /** Bytes a segment keeps for its backward under `policy` (what describe() shows per segment). */

@@ -5,7 +5,7 @@ import { modelVariables, trainableVariables, type TrainableModel } from '../mode
 import { storeAllPlan } from '../step/memory-plan';
 import type { LossFn } from '../step/step-request';
 import { planLevels } from './segment-executor';
-import { forwardOf, inputGradNeeded, inverseOf, localVjp, lossHead, SegmentWalk, type Head, type Level } from './walk';
+import { backwardOf, forwardOf, inputGradNeeded, inverseOf, localVjp, lossHead, SegmentWalk, type Head, type Level } from './walk';
 
 /**
  * What one segment costs in memory, measured once on a sample batch. Bytes are TF.js's
@@ -35,6 +35,10 @@ export interface SegmentCost {
   readonly vjpNetBytes: number;
   /** Peak above the output while inverse() rebuilds the input; undefined without an inverse. */
   readonly inversePeakBytes?: number;
+  /** Peak above output and output gradient of the segment's own backward() (rebuild and VJP in one pass); undefined without one. */
+  readonly invertBackwardPeakBytes?: number;
+  /** What that backward leaves behind: the rebuilt input, its gradient and the parameter gradients. */
+  readonly invertBackwardNetBytes?: number;
   /** Bytes of the input gradient handed to the segment above (0 when none is needed). */
   readonly inputGradBytes: number;
   /** Kernel time of one forward: the price of recomputing the segment. */
@@ -56,7 +60,11 @@ export interface ProfileOptions {
   variables?: readonly tf.Variable[];
 }
 
-/** The sample batch to measure on; `y` defaults to zeros shaped like the model's output. */
+/**
+ * The sample batch to measure on. `y` defaults to a uniform distribution over the last
+ * output axis (shaped like the model's output): valid labels for a classification loss,
+ * and the same bytes as any target for the others.
+ */
 export interface MemorySample {
   readonly x: tf.Tensor;
   readonly y?: tf.Tensor;
@@ -181,6 +189,20 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean, st
       tf.dispose(inverse.result);
     }
 
+    // invert with the segment's own backward: rebuild and VJP in one pass, after a training forward.
+    let invertBackwardPeakBytes: number | undefined;
+    let invertBackwardNetBytes: number | undefined;
+    if (typeof segment.inverse === 'function' && typeof segment.backward === 'function') {
+      state.restore();
+      tf.dispose(forwardOf(segment, xs, TRAINING));
+      const fused = await measure((start) => {
+        const r = backwardOf(level, ys, dys, needDx, REPLAY);
+        invertBackwardNetBytes = liveBytes() - start;
+        tf.dispose([...r.xs, ...r.dxs, ...r.grads].filter((t): t is tf.Tensor => t !== null));
+      });
+      invertBackwardPeakBytes = fused.peak;
+    }
+
     const cost: SegmentCost = {
       ...base,
       differentiable: true,
@@ -191,6 +213,8 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean, st
       vjpPeakBytes: vjp.peak,
       vjpNetBytes,
       inversePeakBytes,
+      invertBackwardPeakBytes,
+      invertBackwardNetBytes,
     };
     return { cost, ys };
   } finally {
@@ -199,7 +223,7 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean, st
 }
 
 async function measureHead(outs: tf.Tensor[], y: tf.Tensor | undefined, loss: LossFn, variables: readonly tf.Variable[], last: string): Promise<MemoryProfile['head']> {
-  const labels = y ?? tf.zerosLike(outs[0]);
+  const labels = y ?? tf.fill(outs[0].shape, 1 / (outs[0].shape[outs[0].rank - 1] ?? 1));
   const end = lossHead((fwd) => loss(labels, fwd()), variables, last);
   const sums = new SegmentWalk([], REPLAY, end.head);
   let netBytes = 0;

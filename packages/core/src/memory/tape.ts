@@ -37,6 +37,15 @@ export function gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor): 
   }
 }
 
+/**
+ * `f()` and its vector-Jacobian product with `dy` w.r.t. `targets` (null where no
+ * gradient flows), on a tape that lives only for this call and frees as it goes. For a
+ * `Segment.backward` that differentiates its parts one at a time.
+ */
+export function vjp(f: () => tf.Tensor, targets: tf.Tensor[], dy: tf.Tensor): { value: tf.Tensor; grads: Grad[] } {
+  return gradients(f, targets, dy);
+}
+
 /** Backpropagates `dy` (default ones) from `y` to `xs` through `tape`, freeing what each node no longer needs. */
 function backward(tape: TapeNode[], xs: tf.Tensor[], y: tf.Tensor, dy?: tf.Tensor): Grad[] {
   const path = connecting(tape, xs, y);

@@ -38,7 +38,8 @@ export type Head = (xs: tf.Tensor[], owned: boolean, walk: SegmentWalk) => Walk;
  *   runs inside that tape's forward function (untaped); the tape keeps what plain
  *   autodiff would keep, and the backward reuses it.
  * - `recompute`: keep the input only; re-run the forward (ctx.recomputing) for the VJP.
- * - `invert`: keep nothing; rebuild the input from the output with `inverse`.
+ * - `invert`: keep nothing; rebuild the input from the output with `inverse`, or
+ *   rebuild and differentiate in one pass with the segment's `backward` when it has one.
  *
  * Parameter gradients accumulate by variable name in kept tensors the caller owns.
  */
@@ -146,6 +147,14 @@ export class SegmentWalk {
     const ys = forwardOf(level.segment, xs, this.ctx);
     if (owned) release(xs);
     const below = this.descend(i + 1, ys, true);
+    if (owned && level.segment.backward) {
+      // Rebuild the input and differentiate in one pass (Segment.backward).
+      const r = backwardOf(level, below.xs, below.dxs, needDx, this.recomputeCtx);
+      if (below.owned) release(below.xs);
+      release(below.dxs);
+      this.accumulate(level.variables, r.grads);
+      return { dxs: r.dxs, xs: r.xs, owned };
+    }
     // An input still held above (owned = false) needs no rebuilding.
     const input = owned ? inverseOf(level.segment, below.xs, this.recomputeCtx) : xs;
     if (below.owned) release(below.xs);
@@ -204,6 +213,35 @@ export function forwardOf(segment: Segment, xs: tf.Tensor[], ctx: SegmentContext
 
 export function inverseOf(segment: Segment, ys: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] {
   return tf.tidy(() => fresh(ys, checked(segment, 'inverse', segment.inverse!(ys, ctx))));
+}
+
+/**
+ * The segment's `backward`: its rebuilt input, the input gradients (all null unless
+ * `needDx`) and the gradients of the level's variables, as new handles (none is one of
+ * `ys` or `dys`, none appears twice), so the walk may free each independently.
+ */
+export function backwardOf(level: Level, ys: tf.Tensor[], dys: Grad[], needDx: boolean, ctx: SegmentContext): { xs: tf.Tensor[]; dxs: Grad[]; grads: Grad[] } {
+  const { segment, variables } = level;
+  const out = tf.tidy(() => {
+    const r = segment.backward!(ys, dys, variables, ctx);
+    const xs = checked(segment, 'backward().xs', r?.xs);
+    const grads = r.grads;
+    if (!Array.isArray(r.dxs) || r.dxs.length !== xs.length || !Array.isArray(grads) || grads.length !== variables.length) {
+      throw new TapfitError(
+        ErrorCodes.SHAPE,
+        `segment '${segment.name}': backward() must return { xs, dxs, grads } with one gradient (or null) per rebuilt input and per variable; got ${xs.length} inputs, ${r.dxs?.length} input gradients, ${grads?.length} gradients for ${variables.length} variables.`,
+      );
+    }
+    const taken = new Set<tf.Tensor>([...ys, ...dys.filter((d): d is tf.Tensor => d !== null)]);
+    const own = (t: tf.Tensor): tf.Tensor => {
+      const mine = taken.has(t) ? tf.clone(t) : t;
+      taken.add(mine);
+      return mine;
+    };
+    const byIndex = (ts: readonly Grad[]): Record<number, tf.Tensor> => Object.fromEntries(ts.flatMap((t, k) => (t ? [[k, own(t)]] : [])));
+    return { xs: xs.map(own), dxs: needDx ? byIndex(r.dxs) : {}, grads: byIndex(grads) };
+  });
+  return { xs: out.xs, dxs: out.xs.map((_, k) => out.dxs[k] ?? null), grads: variables.map((_, k) => out.grads[k] ?? null) };
 }
 
 /**

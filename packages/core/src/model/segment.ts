@@ -5,8 +5,9 @@ export interface SegmentContext {
   /** True while training (dropout active, normalisation statistics update). */
   readonly training: boolean;
   /**
-   * True when the memory executor re-runs a forward during backward (policy
-   * `recompute`). Stateful segments (running statistics, RNG) must not advance then.
+   * True when the memory executor re-runs a forward or rebuilds an input during backward
+   * (policies `recompute`, `invert`). Stateful segments (running statistics, RNG) must
+   * not advance then, and must reproduce the original forward's values.
    */
   readonly recomputing: boolean;
   /** Number of updates applied so far. */
@@ -36,4 +37,23 @@ export interface Segment {
   forward(xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[];
   /** Exact inverse of `forward` (given the same parameters); enables policy `invert`. */
   inverse?(ys: tf.Tensor[], ctx: SegmentContext): tf.Tensor[];
+  /**
+   * Optional, with `inverse`: rebuilds the input from the output `ys` and computes the
+   * vector-Jacobian product with the output gradients `dys` in the same pass (RevNet's
+   * backward, docs/techniques.md §3.3), so policy `invert` evaluates the segment once
+   * more instead of twice (inverse, then a taped forward). `variables` are the ones of
+   * `params` that get gradients. Called with `ctx.recomputing` true. Must give what
+   * `inverse` followed by autodiff of `forward` gives; `vjp` differentiates the parts.
+   */
+  backward?(ys: tf.Tensor[], dys: (tf.Tensor | null)[], variables: readonly tf.Variable[], ctx: SegmentContext): SegmentBackward;
+}
+
+/** What `Segment.backward` returns. */
+export interface SegmentBackward {
+  /** The segment's input, rebuilt from its output. */
+  readonly xs: tf.Tensor[];
+  /** The loss gradient w.r.t. each input (null where none flows). */
+  readonly dxs: (tf.Tensor | null)[];
+  /** The loss gradient w.r.t. each of `variables`, in order (null where none flows). */
+  readonly grads: (tf.Tensor | null)[];
 }

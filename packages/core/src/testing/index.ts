@@ -4,4 +4,5 @@ export { blobData, tinyModel, testTrainer, testTrainerOptions, noopPlugin } from
 export { checkGradients, type GradientCheckResult } from './gradient-check';
 export { checkNoLeaks } from './leak-check';
 export { seededRandom } from './random';
+export { trainOnBackend, gradientMismatch, largestGradientError, type BackendRun } from './backend-matrix';
 export { conformanceChecks, describeConformance, type ConformanceSpec, type ConformanceCheck } from './conformance';

@@ -1,8 +1,11 @@
+import { formatAdapter, type GpuAdapter } from '../backend/webgpu';
 import type { HookName } from '../hooks/hooks';
 import type { MemoryPlan } from '../step/memory-plan';
 
 export interface TrainerDescription {
   backend: string;
+  /** The GPU adapter (vendor, architecture, software or not) when the backend is 'webgpu'. */
+  adapter?: GpuAdapter;
   plugins: string[];
   hooks: Record<HookName, string[]>;
   stepTransforms: string[];
@@ -16,7 +19,7 @@ const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
 /** Human-readable form of `trainer.describe()`. */
 export function describeTrainer(d: TrainerDescription): string {
   const lines = [
-    `tapfit trainer on ${d.backend}: ${d.trainableParams} trainable parameters`,
+    `tapfit trainer on ${d.backend}${d.adapter ? ` (adapter ${formatAdapter(d.adapter)})` : ''}: ${d.trainableParams} trainable parameters`,
     `plugins: ${d.plugins.join(', ') || '(none)'}`,
     'hooks (in run order):',
     ...Object.entries(d.hooks).map(([k, v]) => `  ${k.padEnd(15)} ${v.length ? v.join(' -> ') : '-'}`),

@@ -19,6 +19,7 @@ import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
 import { PlannedBackprop } from '../memory/planned-backprop';
 import { assertEngineInternals } from '../backend/engine-internals';
+import { activeWebgpuAdapter, releaseDroppedGpuObjects } from '../backend/webgpu';
 import { Tokens, type Logger, type LossFn, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
@@ -406,7 +407,8 @@ export class Trainer {
     this.fitState = { metricSink: names.length > 1 ? (v) => pending.push(v) : undefined, loss };
     let batch = 0;
     try {
-      for (let r = await it.next(); !r.done && !this.stopRequested; r = await it.next(), batch++) {
+      let r = await it.next();
+      for (; !r.done && !this.stopRequested; r = await it.next(), batch++) {
         const info: StepInfo = { epoch, batch: startBatch + batch, step: this.stepCount };
         const size = r.value.x.shape[0];
         try {
@@ -433,7 +435,10 @@ export class Trainer {
           tf.dispose([value, ...metrics]);
           values?.dispose();
         }
+        await releaseDroppedGpuObjects();
       }
+      // After stop(), the batch fetched before the check never reaches a step, which would free it.
+      if (!r.done) tf.dispose([r.value.x, r.value.y]);
       if (batch === 0 && startBatch === 0 && !this.stopRequested) {
         throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
       }
@@ -516,6 +521,7 @@ export class Trainer {
         const values = tf.tidy(() => this.lossAndMetrics(x, y));
         means.add(values, x.shape[0]);
         tf.dispose([x, y, values]);
+        await releaseDroppedGpuObjects();
       }
       const values = await means.means();
       if (!values) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate: the data produced no batches.');
@@ -543,8 +549,10 @@ export class Trainer {
   describe(options: { print?: boolean } = {}): TrainerDescription {
     const hooks = {} as Record<HookName, string[]>;
     for (const [k, h] of Object.entries(this.hooks)) hooks[k as HookName] = h.order();
+    const adapter = activeWebgpuAdapter();
     const d: TrainerDescription = {
       backend: tf.getBackend() ?? 'none',
+      ...(adapter ? { adapter } : {}),
       plugins: this.plugins.map((p) => p.name),
       hooks,
       stepTransforms: this.stepper ? [...this.stepper.names] : [],

@@ -4,15 +4,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { TapfitError } from '../../src/errors';
 import { checkEngineInternals, registeredLayerClass, SUPPORTED_TFJS, uniqueVariableName } from '../../src/backend';
+import { thrown } from '../fixtures';
 
-function thrown(f: () => unknown): TapfitError {
-  try {
-    f();
-  } catch (err) {
-    return err as TapfitError;
-  }
-  throw new Error('expected an error');
-}
 
 /** Runs `f` with `key` of `target` hidden (an own property shadowing it, or the own property removed), then restores it. */
 function without(target: object, key: string, f: () => void): void {

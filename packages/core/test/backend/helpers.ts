@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { installWasmShim, selectBackend } from '../../src/backend';
+import { installWasmShim, probeWebgpuAdapter, selectBackend } from '../../src/backend';
 
 /** Deterministic N(0,1) samples (mulberry32 + Box-Muller), identical on every backend. */
 export function normals(n: number, seed: number): Float32Array {
@@ -116,4 +116,18 @@ export async function on<T>(backend: string, f: () => T): Promise<T> {
 export async function useShimmedWasm(): Promise<void> {
   await selectBackend('wasm', { log: false });
   installWasmShim();
+}
+
+/**
+ * For a mocha `before`: selects webgpu, or, when this machine has no WebGPU
+ * (packages not installed, no adapter), prints why and skips the suite. Any
+ * other failure to select it fails the suite.
+ */
+export async function webgpuOrSkip(ctx: Mocha.Context, suite: string): Promise<void> {
+  const probe = await probeWebgpuAdapter();
+  if (!probe.adapter) {
+    console.log(`      skipped: ${suite}: no WebGPU here (${probe.why}); see the core README, "Getting a GPU"`);
+    ctx.skip();
+  }
+  await selectBackend('webgpu', { log: false });
 }

@@ -6,17 +6,10 @@ import { SilentLogger, Trainer } from '../../src';
 import { sgd } from '../../src/transforms';
 import { blobData, tinyModel } from '../../src/testing';
 import { useShimmedWasm } from './helpers';
+import { thrown } from '../fixtures';
 
 const MiB = 2 ** 20;
 
-function thrown(f: () => unknown): Error {
-  try {
-    f();
-  } catch (err) {
-    return err as Error;
-  }
-  throw new Error('expected an error');
-}
 
 /** What must be the same before an op and after it was refused. */
 function accounts(guard: MemoryGuard) {

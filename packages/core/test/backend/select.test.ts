@@ -1,54 +1,8 @@
-import { execFile } from 'node:child_process';
-import * as fs from 'node:fs';
-import * as os from 'node:os';
-import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { TapfitError } from '../../src/errors';
-import { BACKEND_ENV, selectBackend } from '../../src/backend';
-
-async function rejection(p: Promise<unknown>): Promise<TapfitError> {
-  try {
-    await p;
-  } catch (err) {
-    return err as TapfitError;
-  }
-  throw new Error('expected a rejection');
-}
-
-const backendDist = path.resolve(__dirname, '../../src/backend');
-const nodeModules = path.resolve(require.resolve('@tensorflow/tfjs'), '../../../..');
-
-/**
- * Run a script in a fresh Node process whose working directory may hold fake
- * optional packages (node_modules/@tensorflow/tfjs-node[-gpu]). Resolves with
- * stdout, stderr and the exit code; a process that does not exit in time fails.
- */
-function runChild(script: string, fakes: Record<string, string> = {}, timeoutMs = 60_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-select-'));
-  for (const [pkg, source] of Object.entries(fakes)) {
-    const pkgDir = path.join(dir, 'node_modules', pkg);
-    fs.mkdirSync(pkgDir, { recursive: true });
-    fs.writeFileSync(path.join(pkgDir, 'package.json'), JSON.stringify({ name: pkg, version: '4.22.0', main: 'index.js' }));
-    fs.writeFileSync(path.join(pkgDir, 'index.js'), source);
-  }
-  fs.writeFileSync(path.join(dir, 'main.js'), `const backend = require(${JSON.stringify(backendDist)});\nconst tf = require('@tensorflow/tfjs');\n${script}`);
-  return new Promise((resolve) => {
-    const env: NodeJS.ProcessEnv = { ...process.env, NODE_PATH: nodeModules };
-    delete env[BACKEND_ENV];
-    execFile(process.execPath, ['main.js'], { cwd: dir, env, timeout: timeoutMs }, (err, stdout, stderr) => {
-      fs.rmSync(dir, { recursive: true, force: true });
-      resolve({ code: err ? ((err as { code?: number }).code ?? null) : 0, stdout, stderr });
-    });
-  });
-}
-
-/** A stand-in for @tensorflow/tfjs-node: registers a 'tensorflow' backend that runs the cpu kernels. */
-const fakeTfjsNode = `
-const tf = require('@tensorflow/tfjs');
-tf.registerBackend('tensorflow', () => new tf.MathBackendCPU(), 3);
-tf.copyRegisteredKernels('cpu', 'tensorflow');
-`;
+import { BACKEND_ENV, formatAdapter, probeWebgpuAdapter, selectBackend } from '../../src/backend';
+import { fakeTfjsNode, rejection, runChild } from './child-process';
 
 describe('backend: selectBackend', function () {
   const savedEnv = process.env[BACKEND_ENV];
@@ -59,17 +13,26 @@ describe('backend: selectBackend', function () {
   after(() => tf.setBackend('cpu'));
 
   it('rejects an unknown name, listing the valid ones', async () => {
-    const err = await rejection(selectBackend('webgpu' as 'wasm'));
+    const err = await rejection(selectBackend('gpu' as 'wasm'));
     expect(err).to.be.instanceOf(TapfitError);
     expect(err.code).to.equal('TAPFIT_E_CONFIG');
-    expect(err.message).to.equal("selectBackend: unknown backend 'webgpu'; valid names: auto, tensorflow, wasm, cpu");
+    expect(err.message).to.equal("selectBackend: unknown backend 'gpu'; valid names: auto, tensorflow, webgpu, wasm, cpu");
   });
 
-  it("'auto' picks wasm here, says why in one line, installs the shim and a 3 GiB guard", async () => {
+  it("'auto' picks wasm here, says why in one line (WebGPU included), installs the shim and a 3 GiB guard", async function () {
     delete process.env[BACKEND_ENV];
+    const probe = await probeWebgpuAdapter();
+    if (probe.adapter && !probe.adapter.software) {
+      console.log(`      skipped: this machine has a hardware WebGPU adapter (${formatAdapter(probe.adapter)}), so 'auto' picks webgpu; covered by select-gpu.test`);
+      this.skip();
+    }
+    // No WebGPU here, or only a software adapter (Mesa's lavapipe), which 'auto' passes over.
+    const webgpu = probe.adapter
+      ? `webgpu adapter ${formatAdapter(probe.adapter)} skipped, software is slower than wasm (selectBackend('webgpu') uses it anyway)`
+      : `webgpu: ${probe.why}`;
     const lines: string[] = [];
     const s = await selectBackend('auto', { log: (l) => lines.push(l) });
-    expect(s.reason).to.equal('backend: wasm (tfjs-node-gpu not installed; tfjs-node not installed)');
+    expect(s.reason).to.equal(`backend: wasm (tfjs-node-gpu not installed; ${webgpu}; tfjs-node not installed)`);
     expect(lines).to.deep.equal([s.reason]);
     expect(tf.getBackend()).to.equal('wasm');
     expect(s).to.include({ name: 'wasm', preference: 'auto', source: 'argument', shim: true, threads: 1, package: '@tensorflow/tfjs-backend-wasm' });
@@ -85,7 +48,7 @@ describe('backend: selectBackend', function () {
     const b = await selectBackend(undefined, { log: (l) => lines.push(l) });
     expect(b).to.equal(a);
     expect(lines).to.have.length(1);
-    expect(tf.getBackend()).to.equal('wasm');
+    expect(tf.getBackend()).to.equal(a.name);
   });
 
   it(`${BACKEND_ENV} replaces the default 'auto' but not an explicit choice`, async () => {
@@ -98,7 +61,7 @@ describe('backend: selectBackend', function () {
     expect(explicit).to.include({ name: 'wasm', source: 'argument', reason: 'backend: wasm (requested; 1 thread)' });
     process.env[BACKEND_ENV] = 'gpu';
     const err = await rejection(selectBackend(undefined, { log: false }));
-    expect(err.message).to.equal(`${BACKEND_ENV}='gpu' is not a backend; valid names: auto, tensorflow, wasm, cpu (or unset it)`);
+    expect(err.message).to.equal(`${BACKEND_ENV}='gpu' is not a backend; valid names: auto, tensorflow, webgpu, wasm, cpu (or unset it)`);
   });
 
   it("'tensorflow' without tfjs-node(-gpu) installed says what to install", async () => {
@@ -132,7 +95,8 @@ describe('backend: selectBackend', function () {
         { '@tensorflow/tfjs-node': fakeTfjsNode },
       );
       expect(r.code, r.stderr).to.equal(0);
-      expect(r.stdout).to.contain('backend: tensorflow via @tensorflow/tfjs-node (tfjs-node-gpu not installed)');
+      // Between the two: WebGPU, skipped here (not installed, no adapter, or a software one).
+      expect(r.stdout).to.match(/^backend: tensorflow via @tensorflow\/tfjs-node \(tfjs-node-gpu not installed; webgpu.*\)$/m);
       expect(r.stdout).to.contain('active tensorflow null');
     });
 

@@ -121,6 +121,17 @@ describe('backend: wasm training shim', function () {
     }
   });
 
+  it('registers kernels for wasm only: every other backend keeps its own', () => {
+    const others = () => new Map(['cpu', 'webgpu', 'tensorflow'].flatMap((b) => tf.getKernelsForBackend(b).map((k) => [`${b}/${k.kernelName}`, k.kernelFunc] as const)));
+    uninstallWasmShim();
+    const before = others();
+    installWasmShim();
+    const after = others();
+    expect(before.size).to.be.above(100);
+    expect([...after.keys()]).to.deep.equal([...before.keys()]);
+    for (const [k, f] of before) expect(after.get(k) === f, k).to.equal(true);
+  });
+
   it('installs idempotently and uninstalls to the exact stock kernels', () => {
     installWasmShim();
     expect(wasmShimInstalled()).to.equal(true);

@@ -87,6 +87,23 @@ describe('memory: SegmentExecutor', () => {
       disposeModel(model);
     });
 
+    it("reversible coupling blocks with their own backward (RevNet's one-pass rebuild and VJP) under invert", () => {
+      const calls = { inverse: 0, backward: 0 };
+      const model = reversibleNet(4, 4, 3, calls, true);
+      const xs = tf.randomNormal([6, 8], 0, 1, 'float32', 3);
+      const ys = tf.randomNormal([6, 3], 0, 1, 'float32', 4);
+      expectSameGradients(model, xs, ys, mse, (n) => (n.startsWith('coupling') || n === 'merge' ? 'invert' : 'store'));
+      // Every coupling rebuilds through backward (merge has none, so it uses inverse); nothing else runs inverse.
+      expect(calls).to.deep.equal({ inverse: 1, backward: 4 });
+      const mixed: Record<string, MemoryPolicy> = { coupling0: 'recompute', coupling1: 'invert', coupling2: 'store', coupling3: 'invert', merge: 'invert' };
+      calls.inverse = calls.backward = 0;
+      expectSameGradients(model, xs, ys, mse, (n) => mixed[n] ?? 'store');
+      // coupling3's input is held by coupling2 (store): its VJP re-runs the forward instead.
+      expect(calls).to.deep.equal({ inverse: 1, backward: 1 });
+      tf.dispose([xs, ys]);
+      disposeModel(model);
+    });
+
     it('a variable shared by two segments gets the sum of both gradients', () => {
       const shared = residualBlock('a', 4, 6, 7);
       const twin: Segment = { ...shared, name: 'b' };
@@ -173,6 +190,19 @@ describe('memory: SegmentExecutor', () => {
       disposeModel(model);
     });
 
+    it('a backward() that returns the wrong number of gradients names the segment, and leaves no tensors behind', () => {
+      const model = reversibleNet(2, 4, 3, undefined, true);
+      const broken: Segment = { ...model.segments[1], backward: (ys, dys, vars, ctx) => ({ ...model.segments[1].backward!(ys, dys, vars, ctx), grads: [] }) };
+      const bad = segmentModel([model.segments[0], broken, ...model.segments.slice(2)]);
+      const xs = tf.randomNormal([2, 8]);
+      const before = tf.memory().numTensors;
+      const step = () => new SegmentExecutor().compute(requestOf(bad, planOf(bad, (n) => (n === 'coupling0' ? 'invert' : 'store')), xs, xs, (_, p) => tf.sum(p) as tf.Scalar));
+      expect(step).to.throw(TapfitError, /segment 'coupling0': backward\(\) must return/);
+      expect(tf.memory().numTensors).to.equal(before);
+      xs.dispose();
+      disposeModel(model);
+    });
+
     it('a plan naming a segment the model lacks is rejected', () => {
       const model = residualMlp(1);
       const plan = { segments: [{ name: 'nope', policy: 'store' as const }], extraBytes: [] };
@@ -200,8 +230,9 @@ describe('memory: SegmentExecutor', () => {
   });
 
   describe('memory', () => {
-    it('leaves no tensors behind over many steps, under every policy', () => {
-      const model = reversibleNet(3);
+    for (const fused of [false, true]) {
+    it(`leaves no tensors behind over many steps, under every policy${fused ? ' (couplings with their own backward)' : ''}`, () => {
+      const model = reversibleNet(3, 4, 3, undefined, fused);
       const xs = tf.randomNormal([4, 8]);
       const ys = tf.randomNormal([4, 3]);
       const executor = new SegmentExecutor();
@@ -220,6 +251,7 @@ describe('memory: SegmentExecutor', () => {
       tf.dispose([xs, ys]);
       disposeModel(model);
     });
+    }
 
     async function peakOf(model: TrainableModel, policy: MemoryPolicy | 'autodiff', batch: number): Promise<number> {
       const xs = tf.randomNormal([batch, 8]);

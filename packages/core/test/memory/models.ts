@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { forwardSegments, segmentModel, type LossFn, type MemoryPlan, type MemoryPolicy, type Segment, type SegmentContext, type StepRequest, type TrainableModel } from '../../src';
+import { forwardSegments, segmentModel, vjp, type LossFn, type MemoryPlan, type MemoryPolicy, type Segment, type SegmentContext, type StepRequest, type TrainableModel } from '../../src';
 
 // Small segment models for the memory tests: each segment is written out by hand.
 
@@ -52,22 +52,45 @@ export function smallCnn(depth: number, size = 6, channels = 4, classes = 3, see
  * Additive coupling (an invertible block on a pair of tensors):
  * y1 = x1 + tanh(x2 F), y2 = x2 + tanh(y1 G); inverse: x2 = y2 - tanh(y1 G), x1 = y1 - tanh(x2 F).
  */
-export function couplingBlock(name: string, d: number, seed: number, calls?: { inverse: number }): Segment {
+export function couplingBlock(name: string, d: number, seed: number, calls?: { inverse: number; backward?: number }, fused = false): Segment {
   const f = variable([d, d], seed, 0.5 / Math.sqrt(d));
   const g = variable([d, d], seed + 1, 0.5 / Math.sqrt(d));
-  return {
+  const F = (x2: tf.Tensor) => tf.tanh(tf.matMul(x2, f));
+  const G = (y1: tf.Tensor) => tf.tanh(tf.matMul(y1, g));
+  const segment: Segment = {
     name,
     params: [f, g],
     forward: ([x1, x2]) => {
-      const y1 = tf.add(x1, tf.tanh(tf.matMul(x2, f)));
-      return [y1, tf.add(x2, tf.tanh(tf.matMul(y1, g)))];
+      const y1 = tf.add(x1, F(x2));
+      return [y1, tf.add(x2, G(y1))];
     },
     inverse: ([y1, y2]) => {
       if (calls) calls.inverse++;
-      const x2 = tf.sub(y2, tf.tanh(tf.matMul(y1, g)));
-      return [tf.sub(y1, tf.tanh(tf.matMul(x2, f))), x2];
+      const x2 = tf.sub(y2, G(y1));
+      return [tf.sub(y1, F(x2)), x2];
     },
   };
+  if (!fused) return segment;
+  // RevNet's backward (docs/techniques.md §3.3): each half's function evaluated once, under its own tape.
+  const grads = (vars: readonly tf.Variable[], got: Map<tf.Variable, tf.Tensor | null>) => vars.map((v) => got.get(v) ?? null);
+  segment.backward = ([y1, y2], [dy1, dy2], vars) => {
+    if (calls) calls.backward = (calls.backward ?? 0) + 1;
+    const d1 = dy1 ?? tf.zerosLike(y1);
+    const d2 = dy2 ?? tf.zerosLike(y2);
+    const byG = vjp(() => G(y1), [y1, ...vars], d2);
+    const x2 = tf.sub(y2, byG.value);
+    const dz = byG.grads[0] ? tf.add(d1, byG.grads[0]) : d1;
+    const byF = vjp(() => F(x2), [x2, ...vars], dz);
+    const x1 = tf.sub(y1, byF.value);
+    const dx2 = byF.grads[0] ? tf.add(d2, byF.grads[0]) : d2;
+    const sum = new Map<tf.Variable, tf.Tensor | null>();
+    vars.forEach((v, k) => {
+      const parts = [byG.grads[k + 1], byF.grads[k + 1]].filter((t): t is tf.Tensor => t !== null);
+      sum.set(v, parts.length ? parts.reduce((a, b) => tf.add(a, b)) : null);
+    });
+    return { xs: [x1, x2], dxs: [dz, dx2], grads: grads(vars, sum) };
+  };
+  return segment;
 }
 
 /** The same coupling on one tensor of width 2d (halves split inside), so it fits a single-tensor chain. */
@@ -82,9 +105,9 @@ export function coupledDense(name: string, d: number, seed: number): Segment {
 }
 
 /** split -> coupling blocks -> concat -> dense head (the split has no parameters). */
-export function reversibleNet(blocks: number, d = 4, classes = 3, calls?: { inverse: number }): TrainableModel {
+export function reversibleNet(blocks: number, d = 4, classes = 3, calls?: { inverse: number; backward?: number }, fused = false): TrainableModel {
   const split: Segment = { name: 'split', params: [], forward: ([x]) => tf.split(x, 2, 1) };
-  const couplings = Array.from({ length: blocks }, (_, i) => couplingBlock(`coupling${i}`, d, 200 + 10 * i, calls));
+  const couplings = Array.from({ length: blocks }, (_, i) => couplingBlock(`coupling${i}`, d, 200 + 10 * i, calls, fused));
   const merge: Segment = { name: 'merge', params: [], forward: (xs) => [tf.concat(xs, 1)], inverse: ([y]) => {
       if (calls) calls.inverse++;
       return tf.split(y, 2, 1);

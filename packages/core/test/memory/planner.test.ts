@@ -4,6 +4,7 @@ import {
   BudgetPlanner,
   losses,
   memoryBudget,
+  predictPeak,
   predictPeakBytes,
   profileSegments,
   segmentModel,
@@ -21,7 +22,7 @@ import {
   type SegmentCost,
   type TrainableModel,
 } from '../../src';
-import { dense, disposeModel, planOf, relativeError, requestOf, residualMlp, reversibleNet, smallCnn } from './models';
+import { dense, disposeModel, planOf, relativeError, requestOf, residualBlock, residualMlp, reversibleNet, smallCnn } from './models';
 
 const xent = losses.softmaxCrossEntropy;
 const mse = losses.meanSquaredError;
@@ -107,6 +108,14 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
         () => ({ x: tf.randomNormal([8, 12]), y: tf.randomNormal([8, 3]) }),
         mse,
         (n, i) => (n === 'coupling2' ? 'store' : n.startsWith('coupling') || n === 'merge' ? 'invert' : i % 2 ? 'recompute' : 'store'),
+      ],
+      [
+        // Wide enough that the couplings' rebuild sets the peak (one pass: 18 % below inverse + VJP here).
+        'reversible net whose couplings rebuild and differentiate in one pass (backward), all invert',
+        () => reversibleNet(4, 32, 3, undefined, true),
+        () => ({ x: tf.randomNormal([64, 64]), y: tf.randomNormal([64, 3]) }),
+        mse,
+        (n) => (n.startsWith('coupling') || n === 'merge' ? 'invert' : 'store'),
       ],
     ];
     for (const [label, build, sample, loss, policy] of cases) {
@@ -238,6 +247,19 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
       expect((err as TapfitError).code).to.equal('TAPFIT_E_MEMORY');
       expect((err as Error).message).to.contain(`smallest predicted peak is ${(smallest / 2 ** 20).toFixed(2)} MiB (${smallest} bytes)`);
       expect((err as Error).message).to.match(/Raise budgetBytes/);
+    });
+
+    it('names the segment where the smallest peak is reached', async () => {
+      const wide = segmentModel([residualBlock('narrow0', 8, 16, 1), residualBlock('wide', 8, 1024, 11), residualBlock('narrow1', 8, 16, 21), dense('head', 8, 3, 31)]);
+      const { x: wx, y: wy } = mlpSample(64, 8);
+      const wideProfile = await profileSegments(wide, { x: wx, y: wy }, xent);
+      const recompute: MemoryPolicy[] = ['recompute', 'recompute', 'recompute', 'recompute'];
+      const at = predictPeak(wideProfile, recompute);
+      expect(at).to.deep.include({ segment: 1, phase: 'backward', bytes: predictPeakBytes(wideProfile, recompute) });
+      expect(() => new BudgetPlanner({ budgetBytes: at.bytes / 2, profile: wideProfile }).plan({ model: wide, segmentNames: wide.segments.map((s) => s.name), params: {} }))
+        .to.throw(TapfitError, /reached during the (forward|backward) of segment 'wide'.*split segment 'wide' into smaller segments/);
+      tf.dispose([wx, wy]);
+      disposeModel(wide);
     });
 
     it('rejects bad options and a profile of another model, naming the problem', () => {

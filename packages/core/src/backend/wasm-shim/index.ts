@@ -1,6 +1,7 @@
 import { installMissingKernelErrors, explainMissingKernel } from '../missing-kernel';
 import { loadWasmPackage } from '../wasm';
 import { installConv2DBackprop } from './conv2d-backprop';
+import { installCumsumGrad } from './cumsum-grad';
 import { BRIDGED_TO_CPU, installCpuBridge, NOT_BRIDGED } from './cpu-bridge';
 import { installAvgPoolGrad } from './avg-pool-grad';
 import { installDepthwiseBackprop } from './depthwise-backprop';
@@ -21,8 +22,8 @@ let fixes: Overrides | null = null;
 /**
  * Gradient fixes that hold on every backend: correct resizeNearestNeighbor
  * (batch > 1) and resizeBilinear (non-square) gradients for cpu, gradients for dilated conv2d /
- * depthwiseConv2d, and avg-pool gradients that match the forward at padded
- * borders. `selectBackend` installs them whatever it picks. Idempotent.
+ * depthwiseConv2d, avg-pool gradients that match the forward at padded
+ * borders, and cumsum gradients along any axis. `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
   if (fixes) return;
@@ -31,6 +32,7 @@ export function installGradientFixes(): void {
     installResizeBilinearGradShape(o, ['cpu']);
     installDilatedConvGrad(o);
     installAvgPoolGrad(o);
+    installCumsumGrad(o);
   });
 }
 

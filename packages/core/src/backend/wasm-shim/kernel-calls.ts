@@ -18,7 +18,7 @@ export class Scratch {
   /** Run kernel `name` of this backend; the result is freed by `dispose` unless it is the value returned. */
   run(name: string, inputs: Record<string, tf.TensorInfo>, attrs: object = {}): tf.TensorInfo {
     const kernel = tf.getKernel(name, this.backendName);
-    if (kernel == null) throw new TapfitError(ErrorCodes.BACKEND, `wasm shim: a composite kernel needs kernel '${name}', which is not registered on backend '${this.backendName}'. Install @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm 4.22 (the same version), or uninstallWasmShim() to use the stock kernels.`);
+    if (kernel == null) throw new TapfitError(ErrorCodes.BACKEND, `${this.backendName} shim: a composite kernel needs kernel '${name}', which is not registered on backend '${this.backendName}'. Install @tensorflow/tfjs and @tensorflow/tfjs-backend-${this.backendName} 4.22 (the same version), or uninstall the shim to use the stock kernels.`);
     const out = kernel.kernelFunc({ inputs, attrs: attrs as tf.NamedAttrMap, backend: this.backend }) as tf.TensorInfo;
     this.made.push(out);
     return out;

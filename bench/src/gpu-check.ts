@@ -1,0 +1,248 @@
+#!/usr/bin/env node
+/**
+ * `npm run gpu-check`: is training on this machine's GPU correct and fast? Selects
+ * tfjs-node-gpu when it is installed, WebGPU otherwise, prints the adapter, then in one
+ * run, GPU against single-thread wasm: matMul GFLOP/s (1024, 2048, 4096), MLP
+ * 784-2048-2048-10 (batch 1024, SGD) and CNN (batch 64) training steps per second, and
+ * one training step of every plugin of examples' PLUGIN_MATRIX against cpu (first-step
+ * gradients, rtol 1e-3). Writes bench/results/gpu-check.json. About 3 minutes on a
+ * software adapter (fewer repetitions there), about 1 on a GPU; a deadline on adding
+ * repetitions keeps it under 5. Exit code 1 when a target that applies is not met, 2
+ * when there is no GPU.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { formatAdapter, probeWebgpuAdapter, releaseDroppedGpuObjects, selectBackend, type BackendName, type BackendSelection } from '@tapfit/core';
+import { gradientMismatch, largestGradientError, trainOnBackend } from '@tapfit/core/testing';
+import { PLUGIN_MATRIX } from '@tapfit/examples';
+import { median, notApplicable, round, target, writeResults, type Target } from './results';
+
+const started = performance.now();
+/** Stop adding repetitions after this; measured workloads keep at least one timed step. */
+const DEADLINE_MS = 200_000;
+const RTOL = 1e-3;
+
+interface Workload {
+  setup(): { step: () => unknown; dispose: () => void };
+  /** Useful work per step, for GFLOP/s (0: report steps/s only). */
+  flops: number;
+}
+
+interface Timing {
+  msPerStep: number;
+  reps: number;
+  samples: number[];
+}
+
+/** A warm-up step (shader compilation, XNNPACK packing) unless `warmUp` is false, then up to `reps` timed ones within `budgetMs`. */
+async function measure(w: Workload, o: { reps: number; budgetMs: number; warmUp: boolean }): Promise<Timing> {
+  const { reps, budgetMs } = o;
+  const s = w.setup();
+  try {
+    if (o.warmUp) {
+      await s.step();
+      await releaseDroppedGpuObjects();
+    }
+    const samples: number[] = [];
+    const until = Math.min(performance.now() + budgetMs, started + DEADLINE_MS);
+    while (samples.length < reps && (samples.length === 0 || performance.now() < until)) {
+      const t0 = performance.now();
+      await s.step();
+      samples.push(performance.now() - t0);
+      await releaseDroppedGpuObjects();
+    }
+    return { msPerStep: round(median(samples), 3), reps: samples.length, samples: samples.map((x) => round(x, 2)) };
+  } finally {
+    s.dispose();
+  }
+}
+
+function matMul(n: number): Workload {
+  return {
+    flops: 2 * n ** 3,
+    setup() {
+      const a = tf.randomNormal([n, n], 0, 1, 'float32', 1);
+      const b = tf.randomNormal([n, n], 0, 1, 'float32', 2);
+      // Reading a sum forces completion without timing a 64 MiB read-back.
+      return { step: () => tf.tidy(() => void tf.sum(tf.matMul(a, b)).dataSync()), dispose: () => tf.dispose([a, b]) };
+    },
+  };
+}
+
+/** MLP 784-2048-2048-10, batch 1024, softmax cross-entropy, plain SGD. */
+function mlp(): Workload {
+  const dims = [784, 2048, 2048, 10];
+  const batch = 1024;
+  return {
+    flops: 0,
+    setup() {
+      const params = dims.slice(1).flatMap((d, i) => [
+        tf.variable(tf.mul(tf.randomNormal([dims[i], d], 0, 1, 'float32', i + 1), Math.sqrt(2 / dims[i]))),
+        tf.variable(tf.zeros([d])),
+      ]);
+      const x = tf.randomNormal([batch, 784], 0, 1, 'float32', 9);
+      const y = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32'), 10).toFloat();
+      const opt = tf.train.sgd(0.01);
+      const forward = () => {
+        let h: tf.Tensor = x;
+        for (let i = 0; i < params.length; i += 2) {
+          h = tf.add(tf.matMul(h, params[i]), params[i + 1]);
+          if (i + 2 < params.length) h = tf.relu(h);
+        }
+        return tf.losses.softmaxCrossEntropy(y, h) as tf.Scalar;
+      };
+      return {
+        // The loss is read after the update was queued, so the read waits for the update too.
+        step: () => tf.tidy(() => void opt.minimize(forward, true)!.dataSync()),
+        dispose: () => {
+          tf.dispose([...params, x, y]);
+          opt.dispose();
+        },
+      };
+    },
+  };
+}
+
+/** tfjs-layers conv16-pool-conv32-pool-dense128-dense10 on 28x28x1, batch 64, SGD. */
+function cnn(): Workload {
+  return {
+    flops: 0,
+    setup() {
+      const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+      const model = tf.sequential({
+        layers: [
+          tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 16, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(1) }),
+          tf.layers.maxPooling2d({ poolSize: 2 }),
+          tf.layers.conv2d({ filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(2) }),
+          tf.layers.maxPooling2d({ poolSize: 2 }),
+          tf.layers.flatten(),
+          tf.layers.dense({ units: 128, activation: 'relu', kernelInitializer: init(3) }),
+          tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: init(4) }),
+        ],
+      });
+      model.compile({ optimizer: tf.train.sgd(0.01), loss: 'categoricalCrossentropy' });
+      const x = tf.randomNormal([64, 28, 28, 1], 0, 1, 'float32', 5);
+      const y = tf.oneHot(tf.tensor1d(Array.from({ length: 64 }, (_, i) => i % 10), 'int32'), 10).toFloat();
+      return {
+        step: () => model.trainOnBatch(x, y),
+        dispose: () => {
+          model.dispose();
+          tf.dispose([x, y]);
+        },
+      };
+    },
+  };
+}
+
+/** tfjs-node-gpu when installed (CUDA), else WebGPU; null with the reason when neither works here. */
+async function selectGpu(): Promise<{ selection: BackendSelection; hardware: boolean; adapter: string } | { none: string }> {
+  let nodeGpu = false;
+  try {
+    require.resolve('@tensorflow/tfjs-node-gpu', { paths: [process.cwd(), __dirname] });
+    nodeGpu = true;
+  } catch {
+    // not installed: WebGPU
+  }
+  if (nodeGpu) {
+    const selection = await selectBackend('tensorflow');
+    const onGpu = (tf.backend() as unknown as { isUsingGpuDevice?: boolean }).isUsingGpuDevice === true;
+    return { selection, hardware: onGpu, adapter: `tfjs-node-gpu (${onGpu ? 'a CUDA device is in use' : 'no CUDA device in use: running on the CPU'})` };
+  }
+  const probe = await probeWebgpuAdapter();
+  if (!probe.adapter) return { none: `no GPU backend: tfjs-node-gpu is not installed and WebGPU has ${probe.why}` };
+  const selection = await selectBackend('webgpu');
+  return { selection, hardware: !probe.adapter.software, adapter: formatAdapter(probe.adapter) };
+}
+
+async function main(): Promise<void> {
+  const gpu = await selectGpu();
+  if ('none' in gpu) {
+    console.error(`gpu-check: ${gpu.none}. Nothing measured; bench/results/gpu-check.json is left as it was. See the @tapfit/core README, "Getting a GPU".`);
+    process.exit(2);
+  }
+  const gpuName = gpu.selection.name;
+  console.log(`GPU: ${gpu.adapter}`);
+  const software = !gpu.hardware;
+  // A software adapter takes ~50 s for one 4096 product and ~15 s for one MLP step: fewer
+  // repetitions, and the 4096 product is timed without a warm-up (its shader was compiled at
+  // 2048; compilation is ~1 % of that step), so the whole check stays well under 5 minutes.
+  const reps = software ? 2 : 5;
+  const budgetMs = software ? 15_000 : 20_000;
+
+  const run = async (backend: BackendName, w: Workload, warmUp = true): Promise<Timing> => {
+    await selectBackend(backend, { log: false });
+    return measure(w, { reps, budgetMs, warmUp });
+  };
+  const matMulGFlops: Record<string, Record<string, number>> = { [gpuName]: {}, wasm: {} };
+  const matMulTimings: Record<string, Record<string, Timing>> = { [gpuName]: {}, wasm: {} };
+  for (const n of [1024, 2048, 4096]) {
+    for (const backend of [gpuName, 'wasm'] as BackendName[]) {
+      const t = await run(backend, matMul(n), !(software && backend === gpuName && n === 4096));
+      matMulTimings[backend][n] = t;
+      matMulGFlops[backend][n] = round((2 * n ** 3) / (t.msPerStep / 1000) / 1e9, 2);
+      console.log(`matMul ${n} on ${backend}: ${matMulGFlops[backend][n]} GFLOP/s (${t.reps} timed)`);
+    }
+  }
+  const steps: Record<'mlp' | 'cnn', Record<string, Timing & { stepsPerSecond: number }>> = { mlp: {}, cnn: {} };
+  for (const [name, make] of [['mlp', mlp], ['cnn', cnn]] as const) {
+    for (const backend of [gpuName, 'wasm'] as BackendName[]) {
+      const t = await run(backend, make());
+      steps[name][backend] = { ...t, stepsPerSecond: round(1000 / t.msPerStep, 3) };
+      console.log(`${name} training on ${backend}: ${steps[name][backend].stepsPerSecond} steps/s (${t.reps} timed)`);
+    }
+  }
+
+  const plugins: Array<Record<string, unknown>> = [];
+  const pluginTargets: Target[] = [];
+  for (const entry of PLUGIN_MATRIX) {
+    try {
+      const onGpu = await trainOnBackend(entry, gpuName, 1);
+      const onCpu = await trainOnBackend(entry, 'cpu', 1);
+      const error = largestGradientError(onGpu, onCpu);
+      const mismatch = gradientMismatch(onGpu, onCpu, RTOL);
+      plugins.push({ name: entry.name, gpuMs: round(onGpu.ms, 1), cpuMs: round(onCpu.ms, 1), loss: round(onGpu.losses[0], 6), cpuLoss: round(onCpu.losses[0], 6), maxRelativeGradientError: error, mismatch });
+      pluginTargets.push(target(`plugin ${entry.name}: one ${gpuName} training step, first-step gradients against cpu (max relative error, rtol ${RTOL})`, error, 'max', RTOL));
+      console.log(`plugin ${entry.name}: one step on ${gpuName} ${round(onGpu.ms, 1)} ms, gradients vs cpu ${error.toExponential(2)}${mismatch ? ` MISMATCH: ${mismatch}` : ''}`);
+    } catch (err) {
+      const message = (err as Error).message.split('\n')[0];
+      plugins.push({ name: entry.name, error: message });
+      pluginTargets.push(target(`plugin ${entry.name}: one ${gpuName} training step, first-step gradients against cpu (max relative error, rtol ${RTOL})`, Number.NaN, 'max', RTOL));
+      console.log(`plugin ${entry.name}: FAILED on ${gpuName}: ${message}`);
+    }
+  }
+  await selectBackend(gpuName, { log: false });
+
+  const matMulRatio = round(matMulGFlops[gpuName][4096] / matMulGFlops.wasm[4096], 3);
+  const mlpRatio = round(steps.mlp[gpuName].stepsPerSecond / steps.mlp.wasm.stepsPerSecond, 3);
+  const speed = (name: string, measured: number, bound: number): Target =>
+    software ? notApplicable(name, measured, 'min', bound, 'software adapter: speed not a target') : target(name, measured, 'min', bound);
+  const targets: Target[] = [
+    speed('matMul 4096 GFLOP/s, GPU / single-thread wasm (same run)', matMulRatio, 10),
+    speed('MLP 784-2048-2048-10 batch 1024 training steps/s, GPU / single-thread wasm (same run)', mlpRatio, 5),
+    ...pluginTargets,
+  ];
+  const seconds = round((performance.now() - started) / 1000, 1);
+  writeResults('gpu-check', {
+    gpu: {
+      backend: gpuName,
+      package: gpu.selection.package,
+      adapter: gpu.selection.adapter ?? null,
+      name: gpu.adapter,
+      software,
+      reason: gpu.selection.reason,
+    },
+    wasm: { threads: 1 },
+    matMulGFlops,
+    matMulTimings,
+    mlp: { layers: '784-2048-2048-10', batch: 1024, optimizer: 'sgd', ...steps.mlp },
+    cnn: { layers: 'conv16-pool-conv32-pool-dense128-dense10', input: '28x28x1', batch: 64, optimizer: 'sgd', ...steps.cnn },
+    plugins,
+    seconds,
+  }, targets, 'npm run gpu-check');
+  console.log(`gpu-check took ${seconds} s`);
+  if (targets.some((t) => t.met === false)) process.exitCode = 1;
+}
+
+main().catch((err) => {
+  console.error(err);
+  process.exit(1);
+});

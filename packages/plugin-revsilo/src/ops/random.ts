@@ -1,0 +1,27 @@
+import * as tf from '@tensorflow/tfjs';
+import type { SegmentContext } from '@tapfit/core';
+
+/**
+ * Uniform [0, 1) noise that replays: seeded by the part's key and the trainer's step
+ * (`ctx.step`), never by a global RNG stream, so every forward of one step (the training
+ * forward, a recompute, the rebuild of an inverted segment) draws the same numbers, and
+ * a resumed run draws what a straight run would (docs/techniques.md §2.5, RNG replay).
+ */
+export function replayedUniform(shape: number[], key: string, ctx: SegmentContext): tf.Tensor {
+  return tf.randomUniform(shape, 0, 1, 'float32', `${key}@${ctx.step}`);
+}
+
+/** Inverted dropout with a replayed mask; the identity outside training or at rate 0. */
+export function dropout(x: tf.Tensor, rate: number, key: string, ctx: SegmentContext): tf.Tensor {
+  if (!ctx.training || rate <= 0) return x;
+  const keep = tf.cast(tf.greaterEqual(replayedUniform(x.shape, key, ctx), rate), 'float32');
+  return tf.mul(x, tf.div(keep, 1 - rate));
+}
+
+/** Stochastic depth: drops whole samples of a residual branch (one draw per sample), replayed like dropout. */
+export function dropPath(x: tf.Tensor, rate: number, key: string, ctx: SegmentContext): tf.Tensor {
+  if (!ctx.training || rate <= 0) return x;
+  const shape = [x.shape[0], ...x.shape.slice(1).map(() => 1)];
+  const keep = tf.cast(tf.greaterEqual(replayedUniform(shape, key, ctx), rate), 'float32');
+  return tf.mul(x, tf.div(keep, 1 - rate));
+}
