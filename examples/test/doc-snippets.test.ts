@@ -5,6 +5,8 @@ import { expect } from 'chai';
 import { compileSnippets, extractSnippets, markdownFiles, repoRoot, type Snippet } from './doc-snippets';
 
 const workDir = path.join(repoRoot, 'examples', '.doc-snippets');
+/** A runnable block must finish in seconds: small data, few steps (TAPFIT_SNIPPET_TIMES=1 prints each one's time). */
+const SNIPPET_LIMIT_MS = 30_000;
 
 describe('documentation code blocks', function () {
   this.timeout(300_000);
@@ -29,8 +31,11 @@ describe('documentation code blocks', function () {
     if (compiled.errors.length) this.skip(); // reported by the compile check
     const failures: string[] = [];
     for (const { snippet, js } of compiled.runnable) {
-      const r = spawnSync(process.execPath, [js], { cwd: repoRoot, encoding: 'utf8', timeout: 120_000, env: { ...process.env, TAPFIT_BACKEND: 'cpu' } });
-      if (r.status !== 0) failures.push(`${snippet.file}:${snippet.line}: exit ${r.status ?? r.signal}\n${(r.stderr || r.stdout).slice(-1500)}`);
+      const started = Date.now();
+      const r = spawnSync(process.execPath, [js], { cwd: repoRoot, encoding: 'utf8', timeout: SNIPPET_LIMIT_MS, env: { ...process.env, TAPFIT_BACKEND: 'cpu' } });
+      const seconds = ((Date.now() - started) / 1000).toFixed(1);
+      if (r.status !== 0) failures.push(`${snippet.file}:${snippet.line}: exit ${r.status ?? r.signal} after ${seconds} s (limit ${SNIPPET_LIMIT_MS / 1000} s)\n${(r.stderr || r.stdout).slice(-1500)}`);
+      if (process.env.TAPFIT_SNIPPET_TIMES) console.log(`      ${snippet.file}:${snippet.line} ${seconds} s`);
     }
     expect(failures).to.deep.equal([]);
   });
@@ -42,6 +47,17 @@ describe('documentation code blocks', function () {
         { file: 'x.md', line: 3, code: 'const a = 1;\n', run: false },
         { file: 'x.md', line: 9, code: 'console.log(1);\n', run: true },
       ]);
+    });
+
+    it('names a block with file=, so that later blocks of the same document import it', () => {
+      const md = ['```ts file=lib.ts', "export const two = 2;", '```', '```ts run', "import { two } from './lib';", 'if (two !== 2) process.exit(1);', '```'].join('\n');
+      const snippets = extractSnippets('y.md', md);
+      expect(snippets[0]).to.include({ name: 'lib.ts', run: false });
+      const dir = path.join(repoRoot, 'examples', '.doc-snippets-selftest-named');
+      const r = compileSnippets(snippets, dir);
+      expect(r.errors).to.deep.equal([]);
+      expect(spawnSync(process.execPath, [r.runnable[0].js]).status).to.equal(0);
+      fs.rmSync(dir, { recursive: true, force: true });
     });
 
     it('reports a compile error at its Markdown line', () => {
