@@ -1,5 +1,6 @@
 import { execFileSync } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { repoRoot } from './doc-snippets';
@@ -83,6 +84,38 @@ describe('publishable packages', function () {
       const peers = Object.keys((manifest.peerDependencies as object) ?? {}).filter((p) => !(manifest.peerDependenciesMeta as Record<string, { optional?: boolean }> | undefined)?.[p]?.optional);
       for (const p of [name, ...peers]) expect(install, `${name}: the install section names ${p}`).to.contain(p);
       expect(install, `${name}: how to install from a clone`).to.contain('npm pack');
+    }
+  });
+
+  it('lerna-lite versions each package independently (lerna.json: independent), in a scratch git copy', () => {
+    // The manifests and lerna.json in a fresh repository: a first release tags every package,
+    // then a change to one package bumps that package alone.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-version-'));
+    const lerna = [path.join(repoRoot, 'node_modules/@lerna-lite/cli/dist/cli.js'), 'version', 'patch', '--yes', '--no-push'];
+    const run = (cmd: string, args: string[]) => execFileSync(cmd, args, { cwd: dir, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, GIT_AUTHOR_NAME: 't', GIT_AUTHOR_EMAIL: 't@example.invalid', GIT_COMMITTER_NAME: 't', GIT_COMMITTER_EMAIL: 't@example.invalid' } });
+    try {
+      for (const f of ['package.json', 'lerna.json']) fs.copyFileSync(path.join(repoRoot, f), path.join(dir, f));
+      for (const p of packages) {
+        fs.mkdirSync(path.join(dir, path.relative(repoRoot, p.dir)), { recursive: true });
+        fs.copyFileSync(path.join(p.dir, 'package.json'), path.join(dir, path.relative(repoRoot, p.dir), 'package.json'));
+      }
+      run('git', ['init', '-q']);
+      run('git', ['add', '-A']);
+      run('git', ['commit', '-qm', 'init']);
+      run(process.execPath, lerna);
+      const versions = () => Object.fromEntries(packages.map((p) => [p.name, JSON.parse(fs.readFileSync(path.join(dir, path.relative(repoRoot, p.dir), 'package.json'), 'utf8')).version]));
+      const bump = (v: string) => v.replace(/\d+$/, (d) => String(Number(d) + 1));
+      expect(versions()).to.deep.equal(Object.fromEntries(packages.map((p) => [p.name, bump(p.version)])));
+      expect(run('git', ['tag']).trim().split('\n').sort()).to.deep.equal(packages.map((p) => `${p.name}@${bump(p.version)}`).sort());
+
+      const lora = path.join(dir, 'packages/plugin-lora/package.json');
+      fs.writeFileSync(lora, fs.readFileSync(lora, 'utf8').replace('"description": "', '"description": "(changed) '));
+      run('git', ['commit', '-qam', 'change plugin-lora']);
+      run(process.execPath, lerna);
+      const after = versions();
+      for (const p of packages) expect(after[p.name], p.name).to.equal(p.name === '@tapfit/plugin-lora' ? bump(bump(p.version)) : bump(p.version));
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
