@@ -20,7 +20,9 @@ describe('documentation code blocks', function () {
 
   it('finds the TypeScript blocks of every README and doc', () => {
     const files = new Set(snippets.map((s) => s.file));
-    for (const f of ['README.md', 'packages/core/README.md', 'docs/plugin-authoring.md']) expect(files, f).to.include(f);
+    const packageReadmes = fs.readdirSync(path.join(repoRoot, 'packages')).map((d) => `packages/${d}/README.md`);
+    for (const f of ['README.md', 'docs/plugin-authoring.md', 'examples/plugin-label-smoothing/README.md', ...packageReadmes]) expect(files, f).to.include(f);
+    expect(snippets.filter((s) => s.run).length, 'runnable blocks').to.be.at.least(10);
   });
 
   it('every ```ts block compiles as a module of a consumer project (strict, CommonJS)', () => {
