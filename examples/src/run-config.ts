@@ -38,6 +38,8 @@ export function loadPlugin(entry: PluginEntry, index: number, from: string): Tap
   } catch (err) {
     throw new TapfitError(ErrorCodes.CONFIG, `config.plugins.${index}: plugin package '${pkg}' is not installed or failed to load (${(err as Error).message.split('\n')[0]}). Run: npm install ${pkg}`);
   }
+  // A plugin package with its own @tapfit/core or tfjs (not peers) is refused here, naming it.
+  core.assertSinglePackageCopies(`config.plugins.${index}: plugin package '${pkg}'`);
   if (typeof mod.tapfitPlugin !== 'function') {
     throw new TapfitError(ErrorCodes.CONFIG, `config.plugins.${index}: package '${pkg}' does not export tapfitPlugin(options); it is not a tapfit plugin package.`);
   }
@@ -56,6 +58,7 @@ export function loadLocalPlugin(file: string, cwd = process.cwd()): TapfitPlugin
   } catch (err) {
     throw new TapfitError(ErrorCodes.CONFIG, `--local-plugin ${file}: cannot load '${where}' (${(err as Error).message.split('\n')[0]}). Check the path; it is resolved against the current folder.`);
   }
+  core.assertSinglePackageCopies(`--local-plugin ${file}`);
   if (typeof mod.tapfitPlugin !== 'function') {
     throw new TapfitError(ErrorCodes.CONFIG, `--local-plugin ${file}: '${where}' does not export tapfitPlugin(options); export that function from the file.`);
   }

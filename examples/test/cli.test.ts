@@ -68,6 +68,25 @@ describe('tapfit CLI: errors', () => {
     expect(r.stderr).to.equal("error [TAPFIT_E_CONFIG]: own-core: option 'rate' must be > 0 (got -1)\n");
   });
 
+  it('a plugin package with its own copy of @tapfit/core is refused before training, naming it and the fix', () => {
+    // Inside the repository, so that the copy's own dependencies resolve from the workspace.
+    const dir = fs.mkdtempSync(path.join(__dirname, '..', '..', '.single-copy-'));
+    try {
+      const own = path.join(dir, 'node_modules/tapfit-plugin-own-core');
+      writeModule(own, 'package.json', JSON.stringify({ name: 'tapfit-plugin-own-core', main: 'index.js' }));
+      writeModule(own, 'index.js', "const { Stage } = require('@tapfit/core');\nexports.tapfitPlugin = () => ({ name: 'own-core', core: '*', apply: ({ hooks }) => hooks.backward.tap({ stage: Stage.TRANSFORM }, (g) => g) });\n");
+      const core = path.dirname(require.resolve('@tapfit/core/package.json'));
+      fs.cpSync(path.join(core, 'dist/src'), path.join(own, 'node_modules/@tapfit/core/dist/src'), { recursive: true });
+      fs.copyFileSync(path.join(core, 'package.json'), path.join(own, 'node_modules/@tapfit/core/package.json'));
+      const r = tapfit(['train', writeJson(tinyConfig({ plugins: ['tapfit-plugin-own-core'] }), dir)]);
+      expect(r.status).to.equal(1);
+      expect(r.stderr).to.match(/^error \[TAPFIT_E_DUPLICATE_PACKAGE\]: config\.plugins\.0: plugin package 'tapfit-plugin-own-core': two copies .*@tapfit\/core from .*tapfit-plugin-own-core\/node_modules\/@tapfit\/core \(0\.1\.0\).*peerDependencies/);
+      expect(r.stdout).not.to.match(/epoch 1:/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('tapfitErrorLine matches the TAPFIT_E_ code, not the class', () => {
     expect(tapfitErrorLine({ code: 'TAPFIT_E_PLUGIN_INVALID', message: 'm' })).to.equal('error [TAPFIT_E_PLUGIN_INVALID]: m');
     expect(tapfitErrorLine(Object.assign(new Error('no such file'), { code: 'ENOENT' }))).to.equal(undefined);

@@ -39,6 +39,8 @@ export const ErrorCodes = {
   GRADIENT: 'TAPFIT_E_GRADIENT',
   /** The installed tfjs lacks the internals tapfit is written against (another release than 4.22.x). */
   TFJS_INTERNALS: 'TAPFIT_E_TFJS_INTERNALS',
+  /** Two copies of @tapfit/core or of a tfjs package are loaded (a plugin brought its own instead of using peers). */
+  DUPLICATE_PACKAGE: 'TAPFIT_E_DUPLICATE_PACKAGE',
   /** A check of the testing kit failed (conformance, gradient check, leak check). */
   CHECK: 'TAPFIT_E_CHECK',
 } as const;

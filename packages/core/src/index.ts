@@ -17,6 +17,7 @@ export type { Hooks, HookName, TapOnly, TapOnlyHooks } from './hooks/hooks';
 export * from './hooks/types';
 export * from './plugin/types';
 export { validatePlugin, validatePluginSet, type PluginSpec } from './plugin/registry';
+export { assertSinglePackageCopies, loadedCoreCopies, loadedTfjsCopies, type PackageCopy } from './plugin/single-copy';
 export * from './services/tokens';
 export { ConsoleLogger, SilentLogger, StoreAllPlanner, AutodiffBackprop } from './services/defaults';
 export * from './step/forward-pass';

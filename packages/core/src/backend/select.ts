@@ -31,7 +31,11 @@ export interface SelectBackendOptions {
    * many as there are free cores, up to 4, and 1 in a worker thread (see the README).
    */
   threads?: number | 'auto';
-  /** Where the one-line choice goes: a Logger (its `info`), a function, or false for silence; default a ConsoleLogger. */
+  /**
+   * Where the one-line choice goes: a Logger (its `info`; a warning such as a missing wasm
+   * package goes to its `warn`), a function (every line), or false for silence; default a
+   * ConsoleLogger.
+   */
   log?: Logger | ((line: string) => void) | false;
 }
 
@@ -55,6 +59,8 @@ export interface BackendSelection {
   threadsWhy: string;
   /** The enforced budget, or null when none is enforced. */
   memoryGuard: MemoryGuard | null;
+  /** Why this choice trains slowly and how to fix it (logged as a warning), e.g. 'auto' on cpu without the wasm package. */
+  warning?: string;
 }
 
 let last: { key: string; selection: BackendSelection } | null = null;
@@ -107,12 +113,17 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
     threadsWhy: chosen.threads?.why ?? '',
     memoryGuard,
     ...(chosen.adapter ? { adapter: chosen.adapter } : {}),
+    ...(chosen.warning ? { warning: chosen.warning } : {}),
   };
   last = { key, selection };
   if (options.log !== false) {
     const log = options.log ?? new ConsoleLogger();
     if (typeof log === 'function') log(reason);
     else log.info(reason);
+    if (selection.warning) {
+      if (typeof log === 'function') log(selection.warning);
+      else log.warn(selection.warning);
+    }
   }
   return selection;
 }
@@ -153,6 +164,7 @@ interface Chosen {
   why: string;
   adapter?: GpuAdapter;
   threads?: ThreadChoice;
+  warning?: string;
 }
 
 /** Backends whose allocations the memory guard cannot see (native TensorFlow, GPU buffers). */
@@ -205,7 +217,11 @@ async function activate(preference: BackendPreference, source: BackendSelection[
       }
       skipped.push('tfjs-backend-wasm not installed');
       await activateCpu();
-      return { name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', why: skipped.join('; ') };
+      // Training still works on cpu, 20-40x slower: say so loudly, with the one command that fixes it.
+      const warning =
+        'backend: training on cpu, the plain JavaScript backend (20-40x slower than wasm), because @tensorflow/tfjs-backend-wasm is not installed. ' +
+        `Install it next to @tensorflow/tfjs: npm install @tensorflow/tfjs-backend-wasm@${tf.version_core}`;
+      return { name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', why: skipped.join('; '), warning };
     }
   }
 }

@@ -2,6 +2,7 @@ import * as semver from 'semver';
 import { ErrorCodes, TapfitError } from '../errors';
 import { tokenName } from '../services/tokens';
 import { CORE_VERSION } from '../version';
+import { assertSinglePackageCopies } from './single-copy';
 import type { PluginClass, TapfitPlugin } from './types';
 
 export type PluginSpec = TapfitPlugin | PluginClass;
@@ -32,9 +33,11 @@ export function validatePlugin(p: unknown): asserts p is TapfitPlugin {
 
 /**
  * Checks a whole plugin list before anything is applied: each plugin valid, names
- * unique, every `requires` present, no `conflicts` present. Throws on the first problem.
+ * unique, every `requires` present, no `conflicts` present, one copy of core and tfjs
+ * loaded. Throws on the first problem.
  */
 export function validatePluginSet(plugins: readonly TapfitPlugin[]): void {
+  assertSinglePackageCopies(`registering plugin(s) ${plugins.map((p) => `'${(p as Partial<TapfitPlugin>)?.name}'`).join(', ') || '(none)'}`);
   const names = new Set<string>();
   for (const p of plugins) {
     validatePlugin(p);

@@ -44,6 +44,7 @@ describe('backend: selectBackend', function () {
     const s = await selectBackend('auto', { log: (l) => lines.push(l) });
     expect(s.reason).to.equal(`backend: wasm (tfjs-node-gpu not installed; ${webgpu}; tfjs-node not installed; ${s.threads} thread${s.threads > 1 ? 's' : ''}, ${s.threadsWhy})`);
     expect(lines).to.deep.equal([s.reason]);
+    expect(s.warning).to.equal(undefined);
     expect(tf.getBackend()).to.equal('wasm');
     expect(s).to.include({ name: 'wasm', preference: 'auto', source: 'argument', shim: true, threads: require('@tensorflow/tfjs-backend-wasm').getThreadsCount(), package: '@tensorflow/tfjs-backend-wasm' });
     // Decided now, or by whichever test of this process initialised wasm first.
@@ -152,6 +153,29 @@ describe('backend: selectBackend', function () {
       // Between the two: WebGPU, skipped here (not installed, no adapter, or a software one).
       expect(r.stdout).to.match(/^backend: tensorflow via @tensorflow\/tfjs-node \(tfjs-node-gpu not installed; webgpu.*\)$/m);
       expect(r.stdout).to.contain('active tensorflow null');
+    });
+
+    it("'auto' without the wasm package falls back to cpu with a warning that names the install command", async () => {
+      const r = await runChild(`
+        // As if @tensorflow/tfjs-backend-wasm were not installed.
+        const Module = require('module');
+        const resolve = Module._resolveFilename;
+        Module._resolveFilename = function (request, ...rest) {
+          if (request === '@tensorflow/tfjs-backend-wasm') throw Object.assign(new Error('Cannot find module ' + request), { code: 'MODULE_NOT_FOUND' });
+          return resolve.call(this, request, ...rest);
+        };
+        const lines = [];
+        backend.selectBackend('auto', { log: { info: (l) => lines.push('info ' + l), warn: (l) => lines.push('warn ' + l) } })
+          .then((s) => console.log(JSON.stringify({ name: s.name, warning: s.warning, lines })));
+      `);
+      expect(r.code, r.stderr).to.equal(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(out.name).to.equal('cpu');
+      const warning = 'backend: training on cpu, the plain JavaScript backend (20-40x slower than wasm), because @tensorflow/tfjs-backend-wasm is not installed. Install it next to @tensorflow/tfjs: npm install @tensorflow/tfjs-backend-wasm@4.22.0';
+      expect(out.warning).to.equal(warning);
+      expect(out.lines).to.have.length(2);
+      expect(out.lines[0]).to.match(/^info backend: cpu \(.*tfjs-backend-wasm not installed\)$/);
+      expect(out.lines[1]).to.equal(`warn ${warning}`);
     });
 
     it('an installed backend that fails to load is an error naming it, not a silent fallback', async () => {
