@@ -62,7 +62,7 @@ describe('publishable packages', function () {
       expect(manifest.peerDependencies, name).to.have.property('@tensorflow/tfjs');
       if (name !== '@tapfit/core') expect(manifest.peerDependencies, name).to.have.property('@tapfit/core');
       expect(manifest.dependencies ?? {}, `${name} must not depend on its peers`).to.not.have.any.keys('@tapfit/core', '@tensorflow/tfjs', '@tensorflow/tfjs-core');
-      expect((manifest.scripts as Record<string, string>).prepack, name).to.equal('tsc -b');
+      expect((manifest.scripts as Record<string, string>).prepack, name).to.match(/rmSync\('dist'.*&& tsc -b$/); // a clean build: stale outputs of moved files must not ship
       expect(manifest.license, name).to.equal('MIT');
       expect(manifest.engines, name).to.have.property('node');
       expect(fs.readFileSync(path.join(dir, 'LICENSE'), 'utf8'), name).to.match(/^MIT License/);
