@@ -62,7 +62,7 @@ import {
 import { seededRandom } from '@tapfit/core/testing';
 import { loadMnist } from '@tapfit/examples';
 import { depthwise3d, diceCrossEntropy, diceScores, reversiblePlan, revBiFPN, reversibleUNet3d, revsilo, type Depthwise3dMethod, type ReversibleUNet3dOptions } from '@tapfit/plugin-revsilo';
-import { lineChartSvg } from '../lib/svg-chart';
+import { lineChartSvg, writeSvg } from '../lib/chart';
 import { median, resultsDir, round, target, writeResults, type Target } from '../results';
 
 const STACK_KB = 6000;
@@ -406,18 +406,19 @@ async function unetTraining(quick: boolean): Promise<Record<string, unknown>> {
 
 // ---------------------------------------------------------------------------------------
 
-function memoryChart(rows: DepthRow[], batch: number): string {
-  const pts = (f: (r: DepthRow) => number): [number, number][] => rows.map((r) => [r.extensions, f(r) / 2 ** 20]);
+export function memoryChart(rows: DepthRow[], batch: number): Promise<string> {
+  const lines: [string, (r: DepthRow) => number][] = [
+    ['stored, measured', (r) => r.storedPeakBytes],
+    ['stored, predicted', (r) => r.storedPredictedBytes],
+    ['reversible, measured', (r) => r.reversiblePeakBytes],
+    ['reversible, predicted', (r) => r.reversiblePredictedBytes],
+  ];
   return lineChartSvg({
     title: `RevBiFPN (width 0.25, 64x64, batch ${batch}): peak training memory`,
-    xLabel: 'extension silos E',
-    yLabel: 'MiB above the pre-step baseline (log)',
-    series: [
-      { name: 'stored, measured', points: pts((r) => r.storedPeakBytes), color: '#c0392b' },
-      { name: 'stored, predicted', points: pts((r) => r.storedPredictedBytes), color: '#e6a19a', dashed: true },
-      { name: 'reversible, measured', points: pts((r) => r.reversiblePeakBytes), color: '#1f6fb2' },
-      { name: 'reversible, predicted', points: pts((r) => r.reversiblePredictedBytes), color: '#8fb8dc', dashed: true },
-    ],
+    x: { field: 'silos', title: 'extension silos E', scale: 'log', ticks: rows.map((r) => r.extensions) },
+    y: { field: 'mib', title: 'MiB above the pre-step baseline', scale: 'log' },
+    series: 'series',
+    data: lines.flatMap(([series, f]) => rows.map((r) => ({ series, silos: r.extensions, mib: f(r) / 2 ** 20 }))),
   });
 }
 
@@ -445,7 +446,7 @@ export async function run(args: string[]): Promise<void> {
     const [first, last] = [rows[0], rows[rows.length - 1]];
     data.revbifpnDepth = { batch, config, rows };
     fs.mkdirSync(resultsDir, { recursive: true });
-    fs.writeFileSync(path.join(resultsDir, 'revsilo-memory.svg'), memoryChart(rows, batch));
+    writeSvg(path.join(resultsDir, 'revsilo-memory.svg'), await memoryChart(rows, batch));
     targets.push(target(`RevBiFPN: reversible peak at ${last.extensions} extension silos / at ${first.extensions} (flat in depth)`, last.reversiblePeakBytes / first.reversiblePeakBytes, 'max', 1.15));
     targets.push(target(`RevBiFPN at ${last.extensions} silos: stored peak / reversible peak`, last.storedPeakBytes / last.reversiblePeakBytes, 'min', 5));
     targets.push(target(`RevBiFPN at ${last.extensions} silos: reversible step time / stored (median of paired ratios)`, last.timeRatio, 'max', 1.6));

@@ -46,7 +46,7 @@ export async function lineChartSvg(spec: LineChartSpec): Promise<string> {
     background: 'white',
     data: { values: spec.data },
     mark: { type: 'line', point: true },
-    encoding: { x: axis(spec.x), y: axis(spec.y), color: { field: spec.series, type: 'nominal', title: null } },
+    encoding: { x: axis(spec.x), y: axis(spec.y), color: { field: spec.series, type: 'nominal', title: null, legend: { labelLimit: 400 } } },
   };
   const view = new vega.View(vega.parse(vegaLite.compile(lite).spec), { renderer: 'none' });
   try {
