@@ -14,15 +14,6 @@ import { revBiFPN, revsilo } from '@tapfit/plugin-revsilo';
 export const PACKAGES = ['lora', 'online-norm', 'brakes', 'revsilo', 'pipeline'] as const;
 export type PackageKey = (typeof PACKAGES)[number];
 
-/** The plugin name each package registers in the compositions below. */
-export const PLUGIN_OF: Record<PackageKey, string> = {
-  lora: 'lora',
-  'online-norm': 'online-norm',
-  brakes: 'brakes',
-  revsilo: 'revsilo',
-  pipeline: 'pipeline',
-};
-
 /** Samples per epoch and batch size: 10 steps an epoch, 20 steps in two. */
 export const SAMPLES = 40;
 export const BATCH = 4;
