@@ -11,6 +11,7 @@ interface TrainFlags {
   epochs?: number;
   resume?: boolean;
   localPlugin?: string[];
+  report?: string;
 }
 
 const program = new Command();
@@ -22,12 +23,13 @@ program
   .option('-e, --epochs <n>', 'override training.epochs (a whole number >= 1)', wholeNumberFlag(1))
   .option('--resume', "continue from the newest checkpoint in the config's checkpoint.dir")
   .option('--local-plugin <file>', 'also load the plugin this local file exports (repeatable; config plugins must be package names)', collect)
+  .option('--report <dir>', 'write an HTML training report (loss, accuracy, learning rate, step time, peak memory, memory plan, hook order) to this folder')
   .description('train the model a config describes and evaluate it on the test split')
   .action(async (file: string, flags: TrainFlags) => {
     const config = readConfig(file);
     if (flags.backend) config.backend = flags.backend;
     if (flags.epochs !== undefined) config.training.epochs = flags.epochs;
-    await runConfig(config, { configDir: path.dirname(path.resolve(file)), configFile: file, resume: flags.resume, localPlugins: flags.localPlugin });
+    await runConfig(config, { configDir: path.dirname(path.resolve(file)), configFile: file, resume: flags.resume, localPlugins: flags.localPlugin, report: flags.report });
   });
 
 program.parseAsync().catch((err: unknown) => {

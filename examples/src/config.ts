@@ -62,7 +62,14 @@ export const configSchema = z.strictObject({
     })
     .optional(),
   plugins: z.array(pluginEntry).default([]),
-  log: z.strictObject({ metrics: z.string().min(1, 'must be a file path').optional(), progress: o.flag.default(true) }).default({ progress: true }),
+  log: z
+    .strictObject({
+      metrics: z.string().min(1, 'must be a file path').optional(),
+      progress: o.flag.default(true),
+      /** Folder for the training report (report.html, report.json); `--report` overrides it. */
+      report: z.string().min(1, 'must be a folder path').optional(),
+    })
+    .default({ progress: true }),
 });
 
 export type TrainConfig = z.output<typeof configSchema>;

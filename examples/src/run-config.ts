@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as core from '@tapfit/core';
 import { fileURLToPath } from 'node:url';
-import { ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, type History, type Logger, type TapfitPlugin, type TrainerDescription, type TrainerOptions } from '@tapfit/core';
+import { ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, validatePluginSet, type History, type Logger, type TapfitPlugin, type TrainerDescription, type TrainerOptions } from '@tapfit/core';
 import { configSchema, type PluginEntry, type TrainConfig } from './config';
 import { loadMnist } from './data/mnist';
 import { checkOutputs } from './output-paths';
@@ -11,6 +11,8 @@ import { checkpoints } from './plugins/checkpoints';
 import { jsonlMetrics } from './plugins/jsonl-metrics';
 import { progressBar } from './plugins/progress-bar';
 import { presets } from './presets';
+import { checkReportDir, writeReport } from './report/report-dir';
+import { trainingReport } from './report/report-plugin';
 
 /** Reads and validates a config file; errors name the option path. */
 export function readConfig(file: string): TrainConfig {
@@ -85,6 +87,8 @@ export interface RunResult {
   history: History;
   test: Record<string, number>;
   seconds: number;
+  /** The training report's HTML file, when one was asked for. */
+  report?: string;
 }
 
 export interface RunOptions {
@@ -99,6 +103,8 @@ export interface RunOptions {
   resume?: boolean;
   /** Plugin files the user named with `--local-plugin`, resolved against the current folder. */
   localPlugins?: readonly string[];
+  /** Write a training report to this folder (`--report`, resolved against the current folder); overrides `log.report`. */
+  report?: string;
 }
 
 /** `tapfit train`: build the model, data, optimizer and plugins a config names, train, evaluate. */
@@ -112,9 +118,12 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   const metricsFile = config.log.metrics && path.resolve(from, config.log.metrics);
   const checkpointDir = config.checkpoint && path.resolve(from, config.checkpoint.dir);
   checkOutputs({ metrics: metricsFile, checkpointDir }, { configFile: options.configFile, resume, log });
+  const reportDir = options.report ? path.resolve(options.report) : config.log.report && path.resolve(from, config.log.report);
+  if (reportDir) checkReportDir(reportDir, options.report ? '--report' : "config: option 'log.report'");
 
   const plugins = config.plugins.map((e, i) => loadPlugin(e, i, from));
   plugins.push(...(options.localPlugins ?? []).map((file) => loadLocalPlugin(file)));
+  validatePluginSet(plugins); // conflicts, missing requirements: before a backend is picked or data loaded
   const backend = await selectBackend(config.backend, { log: (line) => log.info(line) });
 
   const data = loadMnist({ train: config.data.train, test: config.data.test, seed: config.seed, layout: config.model.preset === 'mnist-mlp' ? 'flat' : 'image' });
@@ -124,6 +133,8 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   let trainer: Trainer | undefined;
   if (checkpointDir) plugins.push(checkpoints({ dir: checkpointDir, every: config.checkpoint?.every }, (dir) => trainer!.save(dir)));
   plugins.push(epochLogger(log));
+  const report = reportDir ? trainingReport() : undefined;
+  if (report) plugins.push(report);
 
   const stepsPerEpoch = Math.ceil(config.data.train / config.training.batchSize);
   const trainerOptions: TrainerOptions = {
@@ -136,6 +147,7 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
     logger: log,
   };
   const started = performance.now();
+  const startedAt = new Date().toISOString();
   try {
     trainer = resume ? await Trainer.resume(checkpointDir!, trainerOptions) : new Trainer(trainerOptions);
     if (resume) log.info(`resumed from '${checkpointDir}' at epoch ${trainer.position.epoch + 1}, batch ${trainer.position.batch} (step ${trainer.step})`);
@@ -146,7 +158,10 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
     const seconds = (performance.now() - started) / 1000;
     log.info(`test: loss ${test.loss.toFixed(4)}, accuracy ${(test.acc * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);
     if (metricsFile) log.info(`metrics log: ${metricsFile}`);
-    return { backend: backend.name, describe, history, test, seconds };
+    const title = options.configFile ? path.basename(options.configFile, '.json') : 'tapfit run';
+    const html = report && writeReport(reportDir!, { title, started: startedAt, backend: backend.name, describe, steps: report.steps, epochs: report.epochs, test, seconds });
+    if (html) log.info(`training report: ${html}`);
+    return { backend: backend.name, describe, history, test, seconds, ...(html ? { report: html } : {}) };
   } finally {
     trainer?.dispose();
     data.train.dispose();

@@ -87,6 +87,14 @@ describe('tapfit CLI: errors', () => {
     }
   });
 
+  it('a config composing conflicting plugins fails with the declared reason before a backend is picked or data loaded', () => {
+    const plugins = [['@tapfit/plugin-pipeline', { boundaries: ['logits'] }], ['@tapfit/plugin-brakes', { delay: 2 }]];
+    const r = tapfit(['train', writeJson(tinyConfig({ plugins }))]);
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.match(/^error \[TAPFIT_E_PLUGIN_CONFLICTS\]: plugins 'brakes' and 'pipeline' cannot be used together: the pipeline already delays each stage's gradients; brakes' delay of 2 would stack on top\..* Remove one of them\.\n$/);
+    expect(r.stdout, 'nothing ran: no backend line, no epoch').to.equal('');
+  });
+
   it('tapfitErrorLine matches the TAPFIT_E_ code, not the class', () => {
     expect(tapfitErrorLine({ code: 'TAPFIT_E_PLUGIN_INVALID', message: 'm' })).to.equal('error [TAPFIT_E_PLUGIN_INVALID]: m');
     expect(tapfitErrorLine(Object.assign(new Error('no such file'), { code: 'ENOENT' }))).to.equal(undefined);

@@ -1,5 +1,5 @@
 import 'reflect-metadata';
-import { settleRequireTimeBackend } from './backend/require-time';
+import { settleRequireTimeBackend, silenceCpuBanner } from './backend/require-time';
 
 export * from './errors';
 export { parseOptions } from './options';
@@ -40,3 +40,4 @@ export { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type Manifest, type Posit
 
 // Layers built at require time need a backend before selectBackend() runs (see require-time.ts).
 settleRequireTimeBackend();
+silenceCpuBanner();

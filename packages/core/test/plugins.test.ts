@@ -45,6 +45,26 @@ describe('plugin registration', () => {
     expect(applied).to.equal(2);
   });
 
+  it('a conflict declared with a reason quotes it, from either side of the list; malformed entries are refused', () => {
+    let applied = 0;
+    const counting = (name: string, extra: Partial<TapfitPlugin> = {}) => plugin(name, extra, () => void applied++);
+    const reasoned = { conflicts: [{ plugin: 'b', reason: 'both replace the Backprop.' }] };
+    for (const plugins of [[counting('a', reasoned), counting('b')], [counting('b'), counting('a', reasoned)]]) {
+      let err: TapfitError | undefined;
+      try {
+        tinyTrainer({ plugins });
+      } catch (e) {
+        err = e as TapfitError;
+      }
+      expect(err?.code).to.equal('TAPFIT_E_PLUGIN_CONFLICTS');
+      expect(err?.message).to.equal("plugins 'a' and 'b' cannot be used together: both replace the Backprop. Remove one of them.");
+    }
+    expect(applied).to.equal(0);
+    expect(() => tinyTrainer({ plugins: [counting('a', { conflicts: [{ plugin: 'b' }] as never })] })).to.throw(/plugin 'a': `conflicts` must be a list of plugin names or \{ plugin, reason \} entries/);
+    expect(() => tinyTrainer({ plugins: [counting('a', { requires: 'b' as never })] })).to.throw(/plugin 'a': `requires` must be a list of plugin names/);
+    expect(() => tinyTrainer({ plugins: [counting('a', reasoned)] })).not.to.throw();
+  });
+
   it('gives plugins a tap-only view of the hooks', () => {
     let seen: Record<string, unknown> = {};
     tinyTrainer({ plugins: [plugin('p', {}, (api) => (seen = api.hooks.backward as unknown as Record<string, unknown>))] });

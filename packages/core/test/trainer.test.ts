@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { arrayData, datasetData, fromLayersModel, permutation, readParam, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
+import { arrayData, datasetData, fromLayersModel, isLayersAdapter, permutation, readParam, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
 import { blobs, tinyMlp, tinyTrainer, useBackend } from './fixtures';
 
 const plugin = (name: string, apply: (api: PluginApi) => void): TapfitPlugin => ({ name, core: '^0.1.0', apply });
@@ -340,6 +340,20 @@ describe('tfjs-layers adapter under recompute', () => {
     expect(Array.from(again[0].dataSync())).to.deep.equal(Array.from(first[0].dataSync()));
     tf.dispose([x, ...first, ...again]);
     model.dispose();
+  });
+
+  it('isLayersAdapter: true for fromLayersModel segments (wrapped by spreading too), false for hand-written segments with a layers view', () => {
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 2 }), tf.layers.dense({ units: 1 })] });
+    const adapted = fromLayersModel(model);
+    expect(isLayersAdapter(adapted)).to.equal(true);
+    expect(isLayersAdapter({ ...adapted, segments: adapted.segments.map((s) => ({ ...s, forward: s.forward })) })).to.equal(true);
+    const w = tf.variable(tf.ones([3, 1]));
+    const own: Segment = { name: 'own', params: [w], forward: ([x], ctx) => [tf.matMul(x, readParam(ctx, w))] };
+    expect(isLayersAdapter(segmentModel([own]))).to.equal(false);
+    // A builder's segments with a tfjs-layers view of the same variables (as revBiFPN has) are not an adapter.
+    expect(isLayersAdapter({ segments: [own], layersModel: model })).to.equal(false);
+    model.dispose();
+    w.dispose();
   });
 
   it('memoryBudget as a trainer option trains with the planned executor; an impossible budget is TAPFIT_E_MEMORY', async () => {

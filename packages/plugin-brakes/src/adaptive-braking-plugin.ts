@@ -95,6 +95,11 @@ function momentumOf(t: StepTransform): number {
     );
   };
   const h = t.hyperparams ?? {};
+  if (typeof h.compensation === 'string') {
+    return refuse(
+      `it is already a delay compensation ('${h.compensation}', e.g. the pipeline's Spike Compensation), and braking it would drop it. Adaptive Braking and Spike Compensation are alternatives: use one`,
+    );
+  }
   if (typeof h.momentum !== 'number') return refuse('it does not expose a numeric `momentum` hyperparameter (not a momentum() transform?)');
   if (h.nesterov === true) refuse('it is Nesterov momentum');
   if (typeof h.dampening === 'number' && h.dampening !== 0) refuse(`it damps the gradient (dampening ${h.dampening})`);

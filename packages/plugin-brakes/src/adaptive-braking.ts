@@ -23,7 +23,7 @@ export function adaptiveBraking(options: AdaptiveBrakingOptions): StepTransform<
   const who = `adaptiveBraking('${name}')`;
   return {
     name,
-    hyperparams: { momentum: m, rho: o.rho, granularity: o.granularity, weightDecay, applyToWeightDecay, eps: o.eps },
+    hyperparams: { momentum: m, compensation: 'adaptive-braking', rho: o.rho, granularity: o.granularity, weightDecay, applyToWeightDecay, eps: o.eps },
     init(params) {
       // 'global' shares one scale tensor between all parameters, from the start.
       const one = o.granularity === 'global' ? tf.scalar(1) : undefined;

@@ -43,7 +43,18 @@ export function brakesPlugin(options: BrakesOptions = {}): BrakesPlugin {
     name: BRAKES_PLUGIN,
     core: '^0.1.0',
     // Its parts would act twice next to the standalone plugins (braking the braked momentum, delaying twice).
-    conflicts: [...(braking ? [BRAKING_PLUGIN] : []), ...(delayed ? [DELAY_PLUGIN] : [])],
+    conflicts: [
+      ...(braking ? [BRAKING_PLUGIN] : []),
+      ...(delayed
+        ? [
+            DELAY_PLUGIN,
+            {
+              plugin: 'pipeline',
+              reason: `the pipeline already delays each stage's gradients; brakes' delay of ${delay} would stack on top. Use brakes({ delay: 0 }) (Adaptive Braking alone) with the pipeline, or its 'extraDelay' option`,
+            },
+          ]
+        : []),
+    ],
     delayed,
     apply: (api: PluginApi) => parts.forEach((p) => p.apply(api)),
     ...(delayed && { saveState: () => delayed.saveState!(), checkState: (s) => delayed.checkState!(s), loadState: (s) => delayed.loadState!(s) }),

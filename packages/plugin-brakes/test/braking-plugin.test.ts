@@ -96,6 +96,16 @@ describe('adaptiveBrakingPlugin', () => {
       expect(errorOf(() => withAdaptiveBraking([custom])).message).to.match(/does not expose a numeric `momentum` hyperparameter/);
     });
 
+    it("refuses a momentum member that is already a delay compensation (the pipeline's Spike Compensation), and marks its own", () => {
+      const sc = { ...momentum({ momentum: 0.9 }), hyperparams: { momentum: 0.9, compensation: 'spike' } };
+      expect(errorOf(() => withAdaptiveBraking([sc])).message).to.match(
+        /cannot take the momentum from chain member 'momentum': it is already a delay compensation \('spike', e\.g\. the pipeline's Spike Compensation\).*use one/,
+      );
+      const braked = withAdaptiveBraking([momentum({ momentum: 0.9 })]);
+      expect(braked[0].hyperparams!.compensation).to.equal('adaptive-braking');
+      expect(errorOf(() => withAdaptiveBraking(braked)).message).to.match(/already a delay compensation \('adaptive-braking'/);
+    });
+
     it('an explicit `momentum` option is used as given (no probing)', () => {
       const braked = withAdaptiveBraking(chain(nesterov({ momentum: 0.9 }), scaleByLearningRate(lr)), { rho: 0, momentum: 0.5 });
       expect(trajectory(braked, 15)).to.deep.equal(trajectory(chain(momentum({ momentum: 0.5 }), scaleByLearningRate(lr)), 15));
@@ -168,6 +178,14 @@ describe('adaptiveBrakingPlugin', () => {
       t2.dispose();
       delayOnly.dispose();
       data.dispose();
+    });
+
+    it('with a delay it declares a conflict with the pipeline (a second delay on top of the stages\'), without one it composes', () => {
+      const pipelineStub: TapfitPlugin = { name: 'pipeline', core: '*', apply() {} };
+      expect(() => trainer(sgd({ lr: 0.1, momentum: 0.9 }), [tapfitPlugin({ delay: 2 }), pipelineStub])).to.throw(
+        /plugins 'brakes' and 'pipeline' cannot be used together: the pipeline already delays each stage's gradients; brakes' delay of 2 would stack on top\. Use brakes\(\{ delay: 0 \}\)/,
+      );
+      expect(() => trainer(sgd({ lr: 0.1, momentum: 0.9 }), [tapfitPlugin({ rho: 1 }), pipelineStub]).dispose()).not.to.throw();
     });
   });
 });

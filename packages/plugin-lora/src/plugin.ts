@@ -1,4 +1,4 @@
-import { ErrorCodes, fromLayersModel, type PluginState, TapfitError, type TapfitPlugin } from '@tapfit/core';
+import { ErrorCodes, fromLayersModel, isLayersAdapter, type PluginState, TapfitError, type TapfitPlugin } from '@tapfit/core';
 import { applyLora } from './layers/apply-lora';
 import type { LoraModel } from './layers/lora-model';
 import { applyLoraToSegments, type LoraSegmentModel } from './segments/segment-lora';
@@ -56,7 +56,10 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
     },
     apply({ hooks, logger }) {
       hooks.setup.tap(LORA_PLUGIN, (ctx) => {
-        const source = ctx.model.layersModel;
+        // A tfjs-layers model is rebuilt with LoRA layers. A model whose segments are its own
+        // (a segment model, or a reversible network that also offers a layers view) is
+        // adapted through its segments, keeping them (and their inverses).
+        const source = isLayersAdapter(ctx.model) ? ctx.model.layersModel : undefined;
         if (source) {
           handle = applyLora(source, { ...options, dryRun: false });
           ctx.replaceModel(fromLayersModel(handle.model));

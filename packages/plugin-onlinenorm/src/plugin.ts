@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, fromLayersModel, TapfitError, type PluginState, type Segment, type TapfitPlugin, type TrainableModel } from '@tapfit/core';
+import { ErrorCodes, fromLayersModel, Stage, TapfitError, type ForwardPass, type PluginState, type Segment, type TapfitPlugin, type TrainerView } from '@tapfit/core';
 import { OnlineNorm } from './layer';
 import { replaceBatchNormAs, resolveReplaceOptions, type ReplaceBatchNormOptions } from './replace-batchnorm';
 
@@ -12,19 +12,29 @@ type SavedCalls = { name: string; training: number; backward: number }[];
 /**
  * The Online Normalization plugin. At `setup` it swaps the selected BatchNormalization
  * layers of the trainer's tfjs-layers model for OnlineNorm layers (`replaceBatchNorm`,
- * its functional twin), and makes every segment pass the executor's `ctx.recomputing` to
+ * its functional twin), and a `forward` tap passes the executor's `ctx.recomputing` to
  * them, so a recomputed forward does not advance the statistics. M, V, u, v are model
  * variables, so checkpoints carry them; the plugin's own state is the call counters
  * that error messages and the NaN-check cadence use. Options are validated here, before
  * any trainer exists; the selector is matched against the model at setup.
+ *
+ * Composition: the swap runs in the PREPARE band, before surgery that wraps layers (LoRA
+ * rebuilds the model around its adapters, and its handle must point at the model that
+ * trains); the OnlineNorm layers are looked up in the trainer's final model, never kept
+ * from the swap, so such later surgery may rebuild them.
  */
 export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin {
   resolveReplaceOptions(options, ONLINE_NORM_PLUGIN);
-  let layers: OnlineNorm[] = [];
+  let trainer: TrainerView | undefined;
+  /** The OnlineNorm layers of the model the trainer runs now. */
+  const layers = (): OnlineNorm[] => {
+    const model = trainer?.model.layersModel;
+    return model ? onlineNormLayers(model) : [];
+  };
   const savedCalls = (state: PluginState): SavedCalls => {
     const calls = (state.json as { calls?: SavedCalls } | undefined)?.calls;
-    const names = layers.map((l) => l.name);
-    if (!Array.isArray(calls) || calls.length !== layers.length || calls.some((c, i) => c?.name !== names[i] || !Number.isInteger(c.training) || !Number.isInteger(c.backward))) {
+    const names = layers().map((l) => l.name);
+    if (!Array.isArray(calls) || calls.length !== names.length || calls.some((c, i) => c?.name !== names[i] || !Number.isInteger(c.training) || !Number.isInteger(c.backward))) {
       throw new TapfitError(
         ErrorCodes.CHECKPOINT,
         `${ONLINE_NORM_PLUGIN}: the checkpoint's state is for OnlineNorm layers ${JSON.stringify(calls?.map((c) => c?.name))}, but this model has ${JSON.stringify(names)}; resume with the same model and 'replace' selector.`,
@@ -35,8 +45,17 @@ export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin 
   return {
     name: ONLINE_NORM_PLUGIN,
     core: '^0.1.0',
-    apply({ hooks, logger }) {
-      hooks.setup.tap(ONLINE_NORM_PLUGIN, (ctx) => {
+    conflicts: [
+      {
+        plugin: 'revsilo',
+        reason:
+          "online-norm swaps a tfjs-layers model's BatchNormalization layers and runs the rebuilt layers model, while revsilo needs reversible segments " +
+          "(revBiFPN, reversibleUNet3d) whose normalisation lives inside the reversible segments, where online-norm cannot reach it; the rebuild would drop the segments' inverses",
+      },
+    ],
+    apply(api) {
+      trainer = api.trainer;
+      api.hooks.setup.tap({ stage: Stage.PREPARE }, (ctx) => {
         const source = ctx.model.layersModel;
         if (!source) {
           throw new TapfitError(
@@ -46,20 +65,20 @@ export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin 
           );
         }
         const model = replaceBatchNormAs(ONLINE_NORM_PLUGIN, source, options);
-        layers = onlineNormLayers(model);
-        ctx.replaceModel(passRecomputing(fromLayersModel(model), layers));
-        logger.info(`${ONLINE_NORM_PLUGIN}: replaced BatchNormalization ${layers.map((l) => `'${l.name}'`).join(', ')} with OnlineNorm`);
+        ctx.replaceModel(fromLayersModel(model));
+        api.logger.info(`${ONLINE_NORM_PLUGIN}: replaced BatchNormalization ${onlineNormLayers(model).map((l) => `'${l.name}'`).join(', ')} with OnlineNorm`);
       });
+      api.hooks.forward.tap(ONLINE_NORM_PLUGIN, (pass) => passRecomputing(pass, layers()));
     },
     saveState(): PluginState {
-      return { json: { calls: layers.map((l) => ({ name: l.name, training: l.state.trainingCalls, backward: l.state.backwardCalls })) } };
+      return { json: { calls: layers().map((l) => ({ name: l.name, training: l.state.trainingCalls, backward: l.state.backwardCalls })) } };
     },
     checkState(state: PluginState): void {
       savedCalls(state);
     },
     loadState(state: PluginState): void {
       const calls = savedCalls(state);
-      layers.forEach((l, i) => {
+      layers().forEach((l, i) => {
         l.state.trainingCalls = calls[i].training;
         l.state.backwardCalls = calls[i].backward;
       });
@@ -76,8 +95,9 @@ export function onlineNormLayers(model: tf.LayersModel): OnlineNorm[] {
  * tfjs-layers only forwards `training` to the layers, so each segment sets the layers'
  * `recomputing` flag from its context for the duration of its forward.
  */
-function passRecomputing(model: TrainableModel, layers: OnlineNorm[]): TrainableModel {
-  const segments = model.segments.map(
+function passRecomputing(pass: ForwardPass, layers: OnlineNorm[]): ForwardPass {
+  if (!layers.length) return pass;
+  const segments = pass.segments.map(
     (segment): Segment => ({
       ...segment,
       forward(xs, ctx) {
@@ -91,5 +111,5 @@ function passRecomputing(model: TrainableModel, layers: OnlineNorm[]): Trainable
       },
     }),
   );
-  return { ...model, segments };
+  return { ...pass, segments };
 }

@@ -7,6 +7,7 @@ import {
   trainableVariables,
   type Logger,
   type NamedTensors,
+  type PluginConflict,
   type PluginState,
   type Schedule,
   type StepTransform,
@@ -23,6 +24,27 @@ import { runSegments } from './stage-math';
 import type { MotionSource } from './weight-history';
 
 export const PIPELINE_PLUGIN = 'pipeline';
+
+/**
+ * What the pipeline cannot compose with (docs/composition.md): it replaces the Backprop
+ * with a stage simulator that keeps each stage's input and re-runs stages at weights other
+ * than their forward's, so it cannot realise memory plans; and it is itself the delay.
+ */
+function pipelineConflicts(o: ResolvedPipelineOptions): PluginConflict[] {
+  const plan =
+    "the pipeline's Backprop (its stage simulator) stashes each stage's input and recomputes stages at other weights than their forward, so it cannot realise a memory plan";
+  return [
+    { plugin: 'revsilo', reason: `${plan}: revsilo's 'invert' segments would keep all their activations (rebuilding an input needs the forward's weights). Train a reversible network without the pipeline` },
+    { plugin: 'memory-budget', reason: `${plan}: the budget's 'recompute' choices would be ignored. Leave memoryBudget out when pipelining` },
+    {
+      plugin: 'delayed-gradients',
+      reason: "the pipeline already delays each stage's gradients (D_s); a second delay queue stacks on top and its compensation would see the wrong delay. Use the pipeline's 'extraDelay' option instead",
+    },
+    ...(o.compensation === 'sc'
+      ? [{ plugin: 'adaptive-braking', reason: "both replace the update chain's momentum member with a delay compensation (Spike Compensation, Adaptive Braking); choose one: compensation 'none' with Adaptive Braking, or drop Adaptive Braking" }]
+      : []),
+  ];
+}
 
 /** The plugin plus its handle: the stages and the simulator once set up. */
 export interface PipelinePlugin extends TapfitPlugin {
@@ -107,6 +129,7 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
     name: PIPELINE_PLUGIN,
     core: '^0.1.0',
     provides: [Tokens.Backprop],
+    conflicts: pipelineConflicts(o),
     options: o,
     get stages() {
       return stages;
@@ -154,6 +177,9 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
           throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: compensation 'sc' replaces the chain's momentum member, but the chain ${members.map((t) => t.name).join(' -> ')} has none; use sgd({ lr, momentum }) or compensation 'none'.`);
         }
         const hp = m.hyperparams!;
+        if (typeof hp.compensation === 'string') {
+          throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: compensation 'sc' replaces the chain's '${m.name}' member, which is already a delay compensation ('${hp.compensation}'); use one of them (compensation 'none' keeps it).`);
+        }
         if (hp.nesterov === true || (typeof hp.dampening === 'number' && hp.dampening !== 0)) {
           throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: compensation 'sc' works on plain momentum (docs/techniques.md §5.3); the chain's '${m.name}' has nesterov ${hp.nesterov} and dampening ${hp.dampening}. Use momentum without them.`);
         }

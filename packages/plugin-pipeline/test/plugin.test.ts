@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { adam, segmentModel, sgd, SilentLogger, Trainer, type Segment } from '@tapfit/core';
+import { adam, segmentModel, sgd, SilentLogger, Trainer, type Segment, type TapfitPlugin } from '@tapfit/core';
 import { blobData, tinyModel } from '@tapfit/core/testing';
 import { expect } from 'chai';
 import { balancedStarts, pipeline, type PipelineOptions } from '../src';
@@ -104,5 +104,28 @@ describe('pipeline plugin: bad input names the stage and the fix', () => {
     const t: Segment = { name: 'b', params: [], forward: ([x]) => [tf.relu(x)] };
     expect(await setupError({ stages: 2 }, segmentModel([s, t]))).to.match(/needs the model's input shape; pass 'inputShape'/);
     tf.dispose(w);
+  });
+});
+
+describe('pipeline plugin: what it cannot compose with is refused at registration, with the reason', () => {
+  const stub = (name: string): TapfitPlugin => ({ name, core: '*', apply() {} });
+  const register = (options: PipelineOptions, other: string) => () =>
+    new Trainer({ model: tinyModel(), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.1, momentum: 0.9 }), plugins: [stub(other), pipeline(options)], logger: new SilentLogger() });
+
+  it('revsilo and memory-budget: it cannot realise a memory plan; delayed-gradients: a second delay', () => {
+    expect(register({ stages: 2 }, 'revsilo')).to.throw(/plugins 'pipeline' and 'revsilo' cannot be used together: the pipeline's Backprop .* cannot realise a memory plan: revsilo's 'invert' segments/);
+    expect(register({ stages: 2 }, 'memory-budget')).to.throw(/plugins 'pipeline' and 'memory-budget' cannot be used together: .*'recompute' choices would be ignored/);
+    expect(register({ stages: 2 }, 'delayed-gradients')).to.throw(/plugins 'pipeline' and 'delayed-gradients' cannot be used together: the pipeline already delays .* Use the pipeline's 'extraDelay' option instead\. Remove one of them\./);
+  });
+
+  it("adaptive-braking only with compensation 'sc' (both replace the momentum member); without SC, braking the pipeline's delay composes", () => {
+    expect(register({ stages: 2, compensation: 'sc' }, 'adaptive-braking')).to.throw(/plugins 'pipeline' and 'adaptive-braking' cannot be used together: both replace the update chain's momentum member/);
+    expect(register({ stages: 2 }, 'adaptive-braking')).not.to.throw();
+  });
+
+  it("compensation 'sc' refuses a momentum member that is already a delay compensation (e.g. brakes' Adaptive Braking), at setup", async () => {
+    const compensated = sgd({ lr: 0.1, momentum: 0.9 });
+    const braked = { ...compensated, transforms: compensated.transforms.map((t) => (t.name === 'momentum' ? { ...t, hyperparams: { ...t.hyperparams, compensation: 'adaptive-braking' } } : t)) };
+    expect(await setupError({ stages: 2, compensation: 'sc' }, tinyModel(), braked as never)).to.match(/'momentum' member, which is already a delay compensation \('adaptive-braking'\)/);
   });
 });

@@ -243,6 +243,16 @@ export function backendInitPending(): boolean {
   return (engine() as unknown as { pendingBackendInit?: unknown }).pendingBackendInit != null;
 }
 
+/**
+ * Marks the initialised cpu backend as used: on its first tensor it prints tfjs's
+ * "Hi, looks like you are running TensorFlow.js in Node.js..." banner (a private
+ * `firstUse` flag checked in `write`). No-op when cpu is not initialised or the flag is gone.
+ */
+export function markCpuBackendUsed(): void {
+  const cpu = engine().registry['cpu'] as unknown as { firstUse?: unknown } | undefined;
+  if (cpu && typeof cpu.firstUse === 'boolean') cpu.firstUse = false;
+}
+
 /** Whether a backend has been initialised in this process, without initialising it. */
 export function backendInitialised(name: string): boolean {
   return engine().registry[name] != null;

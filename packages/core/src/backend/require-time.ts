@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { backendInitPending } from './engine-internals';
+import { backendInitPending, markCpuBackendUsed } from './engine-internals';
 
 /**
  * Models built at require time (a module that calls tf.sequential() at its top level) run
@@ -16,4 +16,17 @@ export function settleRequireTimeBackend(): void {
   if (tf.getBackend() || backendInitPending()) return;
   if (!tf.findBackendFactory('cpu')) return;
   void tf.setBackend('cpu'); // cpu initialises synchronously: the backend is set when this returns
+}
+
+/**
+ * tfjs's cpu backend prints a banner on its first tensor in Node ("Hi, looks like you are
+ * running TensorFlow.js in Node.js..."), into test, CLI and kit output alike. tapfit picks
+ * the backend itself (selectBackend says which and why), so loading core initialises cpu
+ * (synchronous, as tfjs would on first use; the wasm shim's cpu bridge uses it too) and
+ * marks it used.
+ */
+export function silenceCpuBanner(): void {
+  if (!tf.findBackendFactory('cpu')) return;
+  tf.findBackend('cpu');
+  markCpuBackendUsed();
 }

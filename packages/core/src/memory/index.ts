@@ -8,3 +8,4 @@ export { predictPeakBytes, predictPeak, keptBytes, type PredictedPeak } from './
 export { BudgetPlanner, type BudgetPlannerOptions } from './budget-planner';
 export { memoryBudget, type MemoryBudgetOptions } from './memory-budget';
 export { valueAndGradients, vectorJacobianProduct } from './vjp';
+export { watchPeakBytes, type PeakBytesWatch } from './peak-bytes';

@@ -67,6 +67,23 @@ function isSequentialChain(model: tf.LayersModel): boolean {
 }
 
 /**
+ * Marks the segments `fromLayersModel` makes. A symbol key survives the object spread
+ * wrappers use (`{ ...segment, forward }`), so a wrapped adapter segment is still one.
+ */
+const LAYERS_ADAPTER = Symbol('tapfit.layersAdapter');
+
+/**
+ * Whether the model's segments run tfjs-layers layers (made by `fromLayersModel`): such
+ * segments read their variables directly and ignore `SegmentContext.weights`. A model
+ * whose segments are hand-written (or built by a plugin, such as a reversible network
+ * that also offers a tfjs-layers view in `layersModel`) reads its weights through
+ * `readParam`, so weight substitutions (LoRA on segments) apply to it.
+ */
+export function isLayersAdapter(model: TrainableModel): boolean {
+  return model.segments.some((s) => LAYERS_ADAPTER in s);
+}
+
+/**
  * Adapts a tfjs-layers model (`tf.sequential` or `tf.model`). A chain of layers becomes
  * one segment per layer; any other graph becomes one segment.
  */
@@ -89,8 +106,8 @@ export function fromLayersModel(model: tf.LayersModel): TrainableModel {
   const segments: Segment[] = isSequentialChain(model)
     ? model.layers
         .filter((l) => l.getClassName() !== 'InputLayer')
-        .map((layer) => ({ name: layer.name, params: vars([layer]), forward: (xs, ctx) => applyLayer(layer, xs, ctx) }))
-    : [{ name: model.name, params: vars(model.layers), forward: (xs, ctx) => applyLayer(model, xs, ctx) }];
+        .map((layer) => ({ name: layer.name, params: vars([layer]), forward: (xs, ctx) => applyLayer(layer, xs, ctx), [LAYERS_ADAPTER]: true }))
+    : [{ name: model.name, params: vars(model.layers), forward: (xs, ctx) => applyLayer(model, xs, ctx), [LAYERS_ADAPTER]: true }];
   return {
     segments,
     layersModel: model,

@@ -3,7 +3,7 @@ import { ErrorCodes, TapfitError } from '../errors';
 import { tokenName } from '../services/tokens';
 import { CORE_VERSION } from '../version';
 import { assertSinglePackageCopies } from './single-copy';
-import type { PluginClass, TapfitPlugin } from './types';
+import type { PluginClass, PluginConflict, TapfitPlugin } from './types';
 
 export type PluginSpec = TapfitPlugin | PluginClass;
 
@@ -22,6 +22,12 @@ export function validatePlugin(p: unknown): asserts p is TapfitPlugin {
   if (typeof q.apply !== 'function') bad(`plugin '${q.name}' has no apply(api) function`);
   if (typeof q.core !== 'string' || !semver.validRange(q.core)) {
     bad(`plugin '${q.name}' must declare \`core\` as a semver range of @tapfit/core (e.g. '^${semver.major(CORE_VERSION)}.${semver.minor(CORE_VERSION)}.0')`);
+  }
+  for (const list of ['requires', 'conflicts'] as const) {
+    const v = q[list];
+    if (v !== undefined && !(Array.isArray(v) && v.every((c) => typeof c === 'string' || (list === 'conflicts' && isReasonedConflict(c))))) {
+      bad(`plugin '${q.name}': \`${list}\` must be a list of plugin names${list === 'conflicts' ? " or { plugin, reason } entries, e.g. [{ plugin: 'pipeline', reason: 'both replace the Backprop' }]" : ''}`);
+    }
   }
   if (!semver.satisfies(CORE_VERSION, q.core!, { includePrerelease: true })) {
     throw new TapfitError(
@@ -69,9 +75,16 @@ export function validatePluginSet(plugins: readonly TapfitPlugin[]): void {
       }
     }
     for (const c of p.conflicts ?? []) {
-      if (names.has(c)) {
-        throw new TapfitError(ErrorCodes.PLUGIN_CONFLICTS, `plugins '${p.name}' and '${c}' conflict and cannot be used together. Remove one of them.`);
+      const other = typeof c === 'string' ? c : c.plugin;
+      if (names.has(other)) {
+        const why = typeof c === 'string' ? 'conflict and cannot be used together' : `cannot be used together: ${c.reason.replace(/\.$/, '')}`;
+        throw new TapfitError(ErrorCodes.PLUGIN_CONFLICTS, `plugins '${p.name}' and '${other}' ${why}. Remove one of them.`);
       }
     }
   }
+}
+
+function isReasonedConflict(c: unknown): c is Exclude<PluginConflict, string> {
+  const e = c as { plugin?: unknown; reason?: unknown } | null;
+  return typeof e === 'object' && e !== null && typeof e.plugin === 'string' && typeof e.reason === 'string' && e.reason.length > 0;
 }

@@ -23,8 +23,11 @@ export interface TapfitPlugin {
   readonly core: string;
   /** Plugins that must be registered too. */
   readonly requires?: readonly string[];
-  /** Plugins that must not be registered together with this one. */
-  readonly conflicts?: readonly string[];
+  /**
+   * Plugins that must not be registered together with this one: a name, or
+   * `{ plugin, reason }` to say why (the registration error quotes the reason).
+   */
+  readonly conflicts?: readonly PluginConflict[];
   /**
    * Services this plugin replaces with `services.register` (e.g. `[Tokens.Backprop]`),
    * fastify's `decorate` rule: replacing a registered service without declaring it is
@@ -53,6 +56,9 @@ export interface TapfitPlugin {
 }
 
 export type PluginClass = new () => TapfitPlugin;
+
+/** One entry of `TapfitPlugin.conflicts`: another plugin's name, with the reason they cannot compose. */
+export type PluginConflict = string | { readonly plugin: string; readonly reason: string };
 
 /** Read-only facts about the trainer a plugin is applied to. */
 export interface TrainerView {

@@ -1,8 +1,14 @@
 import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 // @tapfit/core/testing: the plugin author's kit.
+import { settleRequireTimeBackend, silenceCpuBanner } from '../backend/require-time';
 export { blobData, tinyModel, testTrainer, testTrainerOptions, noopPlugin } from './fixtures';
 export { checkGradients, type GradientCheckResult } from './gradient-check';
 export { checkNoLeaks } from './leak-check';
 export { seededRandom } from './random';
 export { trainOnBackend, gradientMismatch, largestGradientError, type BackendRun } from './backend-matrix';
 export { conformanceChecks, describeConformance, type ConformanceSpec, type ConformanceCheck } from './conformance';
+
+// The kit may be loaded before (or without) the package root: settle the backend as the root does
+// (tfjs would otherwise build a fresh cpu backend on first use) and keep the output free of tfjs's banner.
+settleRequireTimeBackend();
+silenceCpuBanner();

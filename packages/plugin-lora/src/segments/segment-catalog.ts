@@ -26,6 +26,20 @@ export const adaptedVariables = new WeakSet<tf.Variable>();
 const AUTO_NAME = /^\d+$/;
 
 /**
+ * A name scoped under its own segment's name, possibly with a counter (a layer weight
+ * 'block_3/kernel' in segment 'block'), without that scope: the counter is what tfjs or a
+ * model builder adds to keep names unique within the process, so it differs between two
+ * builds of one model, and paths must not.
+ */
+function withinSegment(segment: string, name: string): string {
+  const slash = name.indexOf('/');
+  const scope = slash > 0 ? name.slice(0, slash) : undefined;
+  if (scope === undefined) return name;
+  const counter = scope.startsWith(`${segment}_`) && /^\d+$/.test(scope.slice(segment.length + 1));
+  return scope === segment || counter ? name.slice(slash + 1) : name;
+}
+
+/**
  * Every base variable of a segment model, in segment order. A variable that several
  * segments share is listed once, under the first.
  */
@@ -36,7 +50,7 @@ export function segmentCatalog(model: TrainableModel): VariableEntry[] {
     s.params.forEach((v, i) => {
       if (seen.has(v) || adapterVariables.has(v)) return;
       seen.add(v);
-      const local = AUTO_NAME.test(v.name) ? `param${i}` : v.name;
+      const local = AUTO_NAME.test(v.name) ? `param${i}` : withinSegment(s.name, v.name);
       const unsupported =
         v.rank !== 2 ? `${v.rank}-D [${v.shape.join(', ')}]; LoRA on segments adapts 2-D weights [in, out]` : v.dtype !== 'float32' ? `dtype ${v.dtype}; LoRA adapts float32 weights` : undefined;
       out.push({ path: `${s.name}/${local}`, segment: s.name, variable: v, unsupported });

@@ -110,7 +110,8 @@ export class LoraSegmentModel {
     const keep = new Set(saved.map((s) => s.variable));
     const vars = modelVariables(base);
     this.flags = new Map(vars.map((v) => [v, v.trainable]));
-    for (const v of vars) v.trainable = keep.has(v);
+    // modulesToSave train in full, but what was never trainable (normalisation statistics) stays so.
+    for (const v of vars) v.trainable = keep.has(v) && v.trainable;
     for (const a of adapters) adaptedVariables.add(a.W);
     this.model = {
       segments: base.segments.map((s) => this.wrap(s)),
@@ -211,7 +212,10 @@ export class LoraSegmentModel {
     const own = segment.params.filter((v) => this.byWeight.has(v));
     if (own.length === 0) return segment;
     const adapterParams = own.flatMap((W) => [this.byWeight.get(W)!.A, this.byWeight.get(W)!.B]);
-    const run = <T>(ctx: SegmentContext, f: (c: SegmentContext) => T): T => {
+    // `requireReads`: a forward must read every target through readParam (else it ignores
+    // ctx.weights and LoRA would silently do nothing); an inverse need not (a growing
+    // RevSilo's inverse drops the stream it grew without evaluating its transform).
+    const run = <T>(ctx: SegmentContext, f: (c: SegmentContext) => T, requireReads: boolean): T => {
       if (this.released) throw stateError(`segment '${segment.name}': this LoRA was unloaded or disposed; run the model unload() returned.`);
       if (this.merged) {
         if (ctx.training) throw stateError(`segment '${segment.name}': adapter '${this.adapter}' is merged into its weights; call unmerge() before training.`);
@@ -225,7 +229,7 @@ export class LoraSegmentModel {
         return tf.add(readParam(ctx, v), delta(readParam(ctx, a.A), readParam(ctx, a.B), this.scale));
       };
       const out = f({ ...ctx, weights });
-      const missed = own.filter((W) => !read.has(W)).map((W) => this.byWeight.get(W)!.path);
+      const missed = requireReads ? own.filter((W) => !read.has(W)).map((W) => this.byWeight.get(W)!.path) : [];
       if (missed.length) {
         throw configError(
           `segment '${segment.name}' did not read ${missed.join(', ')} through readParam(ctx, w), so LoRA cannot substitute W + s·A·B. Read the weights in its forward with readParam(ctx, w) (from @tapfit/core).`,
@@ -236,8 +240,8 @@ export class LoraSegmentModel {
     return {
       name: segment.name,
       params: [...segment.params, ...adapterParams],
-      forward: (xs, ctx) => run(ctx, (c) => segment.forward(xs, c)),
-      ...(segment.inverse ? { inverse: (ys: tf.Tensor[], ctx: SegmentContext) => run(ctx, (c) => segment.inverse!(ys, c)) } : {}),
+      forward: (xs, ctx) => run(ctx, (c) => segment.forward(xs, c), true),
+      ...(segment.inverse ? { inverse: (ys: tf.Tensor[], ctx: SegmentContext) => run(ctx, (c) => segment.inverse!(ys, c), false) } : {}),
     };
   }
 

@@ -1,4 +1,4 @@
-import type { TrainableModel } from '@tapfit/core';
+import { isLayersAdapter, type TrainableModel } from '@tapfit/core';
 import { type AdapterSpec, asList, type LoraOptions } from '../common/config';
 import { configError } from '../common/errors';
 import type { LoraPlan, PlannedLayer, SelectorProblem } from '../common/lora-plan';
@@ -8,8 +8,8 @@ import { keywordReason, selectsVariable } from './segment-selector';
 
 /** Match the options against a segment model without changing anything (the dry-run report). */
 export function planSegmentLora(model: TrainableModel, opts: LoraOptions, spec: AdapterSpec): LoraPlan {
-  if (model.layersModel) {
-    throw configError(`applyLoraToSegments: this model wraps the tfjs-layers model '${model.layersModel.name}', whose segments do not read their weights through readParam; use applyLora(model.layersModel, options).`);
+  if (isLayersAdapter(model)) {
+    throw configError(`applyLoraToSegments: this model wraps the tfjs-layers model '${model.layersModel?.name}', whose segments do not read their weights through readParam; use applyLora(model.layersModel, options).`);
   }
   if (spec.dropout > 0) {
     throw configError(

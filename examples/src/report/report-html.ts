@@ -1,0 +1,168 @@
+import * as fs from 'node:fs';
+import type { TrainerDescription } from '@tapfit/core';
+import type { EpochRecord, StepRecord } from './report-plugin';
+
+/** Everything a training report shows. */
+export interface ReportData {
+  title: string;
+  /** ISO time the run started. */
+  started: string;
+  backend: string;
+  describe: TrainerDescription;
+  steps: readonly StepRecord[];
+  epochs: readonly EpochRecord[];
+  /** Held-out evaluation after training (loss, acc). */
+  test?: Record<string, number>;
+  seconds?: number;
+}
+
+type Spec = Record<string, unknown>;
+
+const MIB = 2 ** 20;
+const WIDTH = 440;
+const HEIGHT = 200;
+
+/** A Vega-Lite line chart of `rows`: x against one or more y fields (folded into a coloured series). */
+function lineChart(
+  title: string,
+  rows: readonly Record<string, unknown>[],
+  x: { field: string; title: string },
+  ys: { field: string; title: string }[],
+  yTitle: string,
+  options: { points?: boolean; zero?: boolean } = {},
+): Spec {
+  const fold = ys.length > 1;
+  return {
+    $schema: 'https://vega.github.io/schema/vega-lite/v5.json',
+    title,
+    width: WIDTH,
+    height: HEIGHT,
+    data: { values: rows },
+    transform: fold
+      ? [{ fold: ys.map((y) => y.field), as: ['key', 'value'] }, { filter: 'isValid(datum.value)' }, { calculate: `${JSON.stringify(Object.fromEntries(ys.map((y) => [y.field, y.title])))}[datum.key]`, as: 'series' }]
+      : [{ filter: `isValid(datum['${ys[0].field}'])` }],
+    mark: { type: 'line', point: options.points ?? false, tooltip: true },
+    encoding: {
+      x: { field: x.field, type: 'quantitative', title: x.title, axis: { tickMinStep: 1, format: 'd' } },
+      y: { field: fold ? 'value' : ys[0].field, type: 'quantitative', title: yTitle, scale: { zero: options.zero ?? false } },
+      ...(fold ? { color: { field: 'series', type: 'nominal', title: null, scale: { domain: ys.map((y) => y.title) }, legend: { orient: 'bottom' } } } : {}),
+    },
+  };
+}
+
+/** The charts: loss (per step and per epoch), accuracy, learning rate, step time, peak memory. */
+export function reportCharts(data: ReportData): { id: string; spec: Spec }[] {
+  const steps = data.steps.map((s) => ({ ...s, peakMiB: s.peakBytes / MIB, liveMiB: s.liveBytes / MIB }));
+  const epochs = data.epochs.map((e) => ({ ...e, epoch: e.epoch + 1 }));
+  const accuracy = ['acc', 'val_acc'].filter((k) => epochs.some((e) => k in e));
+  const charts = [
+    { id: 'chart-loss-steps', spec: lineChart('Loss per step', steps, { field: 'step', title: 'step' }, [{ field: 'loss', title: 'loss' }], 'batch loss') },
+    {
+      id: 'chart-loss-epochs',
+      spec: lineChart('Loss per epoch', epochs, { field: 'epoch', title: 'epoch' }, ['loss', 'val_loss'].filter((k) => epochs.some((e) => k in e)).map((k) => ({ field: k, title: k })), 'loss', { points: true }),
+    },
+    ...(accuracy.length ? [{ id: 'chart-accuracy', spec: lineChart('Accuracy per epoch', epochs, { field: 'epoch', title: 'epoch' }, accuracy.map((k) => ({ field: k, title: k })), 'accuracy', { points: true }) }] : []),
+    ...(steps.some((s) => s.lr !== undefined) ? [{ id: 'chart-lr', spec: lineChart('Learning rate', steps, { field: 'step', title: 'step' }, [{ field: 'lr', title: 'lr' }], 'learning rate') }] : []),
+    { id: 'chart-step-time', spec: lineChart('Step time', steps, { field: 'step', title: 'step' }, [{ field: 'ms', title: 'ms' }], 'ms per step', { zero: true }) },
+    {
+      id: 'chart-peak-memory',
+      spec: lineChart(
+        'Memory per step (live tensors)',
+        steps,
+        { field: 'step', title: 'step' },
+        [
+          { field: 'peakMiB', title: 'peak during the step' },
+          { field: 'liveMiB', title: 'after the step' },
+        ],
+        'MiB',
+        { zero: true },
+      ),
+    },
+  ];
+  return charts;
+}
+
+const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
+/** JSON safe inside a <script> element. */
+const scriptJson = (v: unknown): string => JSON.stringify(v).replace(/</g, '\\u003c');
+const mib = (b: number): string => `${(b / MIB).toFixed(2)} MiB`;
+
+function table(head: string[] | undefined, rows: string[][]): string {
+  const thead = head ? `<thead><tr>${head.map((h) => `<th>${escapeHtml(h)}</th>`).join('')}</tr></thead>` : '';
+  return `<table>${thead}<tbody>${rows
+    .map((r) => `<tr>${r.map((c) => `<td>${escapeHtml(c)}</td>`).join('')}</tr>`)
+    .join('')}</tbody></table>`;
+}
+
+function summary(data: ReportData): string[][] {
+  const d = data.describe;
+  const rows = [
+    ['started', data.started],
+    ['backend', data.backend],
+    ['plugins', d.plugins.join(', ') || '(none)'],
+    ['update', d.optimizer === 'chain' ? d.stepTransforms.join(' -> ') : `${d.optimizer} (black box)`],
+    ['trainable parameters', String(d.trainableParams)],
+    ['steps', `${data.steps.length} (${data.steps.filter((s) => s.skipped).length} without an update)`],
+  ];
+  if (data.test) rows.push(['test', Object.entries(data.test).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')]);
+  if (data.seconds !== undefined) rows.push(['wall time', `${data.seconds.toFixed(1)} s`]);
+  return rows;
+}
+
+function memoryPlan(d: TrainerDescription): string {
+  const plan = d.memoryPlan;
+  if (!plan) return '<p>No memory plan.</p>';
+  const rows = plan.segments.map((s) => [s.name, s.policy, s.predictedBytes === undefined ? '' : mib(s.predictedBytes)]);
+  for (const e of plan.extraBytes) rows.push([`+ ${e.source}`, '', mib(e.bytes)]);
+  const peak = plan.predictedPeakBytes === undefined ? '' : `<p>Predicted peak: ${mib(plan.predictedPeakBytes)}.</p>`;
+  return peak + table(['segment', 'policy', 'predicted bytes'], rows);
+}
+
+const STYLE = `
+body { font: 14px/1.4 system-ui, sans-serif; margin: 24px; color: #222; }
+h1 { font-size: 22px; margin: 0 0 12px; } h2 { font-size: 17px; margin: 24px 0 8px; }
+.charts { display: grid; grid-template-columns: repeat(auto-fill, minmax(520px, 1fr)); gap: 16px; }
+.chart { border: 1px solid #ddd; border-radius: 6px; padding: 8px; min-height: 260px; }
+table { border-collapse: collapse; } td, th { border: 1px solid #ddd; padding: 3px 8px; text-align: left; font-variant-numeric: tabular-nums; }
+th { background: #f4f4f4; } .cols { display: flex; gap: 32px; flex-wrap: wrap; align-items: flex-start; }
+`;
+
+/** The libraries, inlined so the report opens offline. */
+function libraries(): string {
+  return ['vega/build/vega.min.js', 'vega-lite/build/vega-lite.min.js'].map((m) => `<script>${fs.readFileSync(require.resolve(m), 'utf8').replace(/<\/script/gi, '<\\/script')}</script>`).join('\n');
+}
+
+/**
+ * The report as one self-contained HTML file: Vega-Lite charts (vega and vega-lite
+ * inlined from node_modules, rendered to SVG when the page opens; `data-rendered` on the
+ * body turns 'true' when all are drawn, 'error' if one fails) and tables of the run, the
+ * memory plan and the resolved hook order.
+ */
+export function renderReport(data: ReportData): string {
+  const charts = reportCharts(data);
+  const hooks = Object.entries(data.describe.hooks).map(([hook, taps]) => [hook, taps.length ? taps.join(' -> ') : '-']);
+  return `<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>${escapeHtml(data.title)}: tapfit training report</title><style>${STYLE}</style>
+${libraries()}
+</head><body>
+<h1>${escapeHtml(data.title)}: training report</h1>
+<div class="cols"><div>${table(undefined, summary(data))}</div></div>
+<h2>Training</h2>
+<div class="charts">${charts.map((c) => `<div class="chart" id="${c.id}"></div>`).join('')}</div>
+<div class="cols">
+<div><h2>Memory plan</h2>${memoryPlan(data.describe)}</div>
+<div><h2>Hook order (as resolved)</h2>${table(['hook', 'taps in run order'], hooks)}</div>
+</div>
+<script type="application/json" id="report-charts">${scriptJson(charts)}</script>
+<script>
+(function () {
+  var charts = JSON.parse(document.getElementById('report-charts').textContent);
+  Promise.all(charts.map(function (c) {
+    var view = new vega.View(vega.parse(vegaLite.compile(c.spec).spec), { renderer: 'svg', container: '#' + c.id, hover: true });
+    return view.runAsync();
+  })).then(function () { document.body.dataset.rendered = 'true'; }, function (err) { console.error(err); document.body.dataset.rendered = 'error'; });
+})();
+</script>
+</body></html>
+`;
+}

@@ -1,0 +1,129 @@
+import { spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { expect } from 'chai';
+import { configSchema } from '../src/config';
+import { runConfig, type RunResult } from '../src/run-config';
+import { findChromium, launchChromium } from './browser';
+import { recordingLogger, rejectionOf, tinyConfig, tmpDir, writeJson } from './helpers';
+
+const cli = path.join(__dirname, '..', 'src', 'cli.js');
+/** Where the test leaves the screenshot of the rendered report (examples/runs/, not tracked). */
+const SCREENSHOT = path.join(__dirname, '..', '..', 'runs', 'report-screenshot.png');
+/** What the test reads in the page (plain scripts: this package compiles without the DOM's types). */
+const IN_PAGE = {
+  /** Per chart: the SVG's size, its drawn lines (paths with real geometry) and its title. */
+  charts: (ids: string[]) => `${JSON.stringify(ids)}.map((id) => {
+    const svg = document.querySelector('#' + id + ' svg');
+    const box = svg ? svg.getBoundingClientRect() : { width: 0, height: 0 };
+    const lines = [...document.querySelectorAll('#' + id + ' .mark-line path')].filter((p) => (p.getAttribute('d') || '').length > 20);
+    const title = document.querySelector('#' + id + ' .role-title-text');
+    return { id, width: box.width, height: box.height, lines: lines.length, title: title ? title.textContent : '' };
+  })`,
+  tables: `[...document.querySelectorAll('table')].map((t) => t.innerText)`,
+};
+const CHARTS = ['chart-loss-steps', 'chart-loss-epochs', 'chart-accuracy', 'chart-lr', 'chart-step-time', 'chart-peak-memory'];
+
+describe('training report (tapfit train --report)', function () {
+  this.timeout(120_000);
+  let run: RunResult;
+  let html = '';
+
+  before(async () => {
+    const config = configSchema.parse(tinyConfig({ training: { epochs: 3, batchSize: 20 } }));
+    run = await runConfig(config, { report: tmpDir('tapfit-report-'), logger: recordingLogger() });
+    html = fs.readFileSync(run.report!, 'utf8');
+  });
+
+  it('writes one self-contained HTML file (libraries inlined: it opens offline) and the data as JSON', () => {
+    expect(path.basename(run.report!)).to.equal('report.html');
+    expect(html).not.to.match(/<script[^>]+src=|<link[^>]+href=/);
+    expect(html).to.contain('vega').and.contain('vegaLite');
+    const data = JSON.parse(fs.readFileSync(path.join(path.dirname(run.report!), 'report.json'), 'utf8'));
+    expect(data.steps).to.have.length(3 * 15); // 300 digits in batches of 20
+    expect(data.epochs.map((e: { epoch: number }) => e.epoch)).to.deep.equal([0, 1, 2]);
+    // The cosine schedule as the update used it: lr at the first and last step.
+    expect(data.steps[0].lr).to.equal(0.05);
+    expect(data.steps.at(-1).lr).to.be.closeTo(0.05 * 0.5 * (1 + Math.cos((Math.PI * 44) / 45)), 1e-9);
+    for (const s of data.steps) expect(s.peakBytes).to.be.greaterThan(s.liveBytes);
+    expect(data.describe.hooks.epochEnd).to.deep.equal(run.describe.hooks.epochEnd);
+  });
+
+  it('renders in headless Chromium: every chart drawn as SVG marks, the tables filled, no console errors (screenshot saved)', async function () {
+    const chromium = findChromium();
+    if ('missing' in chromium) {
+      console.log(`      skipped: ${chromium.missing}`);
+      this.skip();
+    }
+    const browser = await launchChromium(chromium.path);
+    try {
+      const page = await browser.context.newPage();
+      const problems: string[] = [];
+      page.on('console', (m) => void (m.type() === 'error' && problems.push(`console.error: ${m.text()}`)));
+      page.on('pageerror', (e) => void problems.push(`page error: ${e.message}`));
+      page.on('request', (r) => void (r.url().startsWith('file:') || problems.push(`network request: ${r.url()}`)));
+      await page.goto(pathToFileURL(run.report!).href);
+      await page.waitForFunction('document.body.dataset.rendered', null, { timeout: 60_000 });
+      expect(await page.evaluate('document.body.dataset.rendered')).to.equal('true');
+      const charts = (await page.evaluate(IN_PAGE.charts(CHARTS))) as { id: string; width: number; height: number; lines: number; title: string }[];
+      for (const c of charts) {
+        expect(c.width, c.id).to.be.greaterThan(300);
+        expect(c.height, c.id).to.be.greaterThan(150);
+        expect(c.lines, `${c.id}: drawn lines`).to.be.at.least(1);
+      }
+      expect(charts.map((c) => c.title)).to.deep.equal(['Loss per step', 'Loss per epoch', 'Accuracy per epoch', 'Learning rate', 'Step time', 'Memory per step (live tensors)']);
+      const tables = (await page.evaluate(IN_PAGE.tables)) as string[];
+      expect(tables.some((t) => /fc1\s+store/.test(t) && /logits\s+store/.test(t)), 'memory plan table').to.equal(true);
+      expect(tables.some((t) => /epochEnd\s+epoch-logger -> training-report/.test(t)), 'hook order table').to.equal(true);
+      fs.mkdirSync(path.dirname(SCREENSHOT), { recursive: true });
+      await page.screenshot({ path: SCREENSHOT, fullPage: true });
+      expect(problems).to.deep.equal([]);
+    } finally {
+      await browser.close();
+    }
+  });
+});
+
+describe('training report: bad input fails before training', () => {
+  const expectRefusedBeforeTraining = async (report: string, message: RegExp) => {
+    const log = recordingLogger();
+    const err = await rejectionOf(runConfig(configSchema.parse(tinyConfig()), { report, logger: log }));
+    expect(err.code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.match(message).and.match(/Choose a folder you can write to/);
+    expect(log.infos, 'nothing ran: no backend picked, no epoch').to.deep.equal([]);
+  };
+
+  it('a report folder that is a file, or under a file', async () => {
+    const file = path.join(tmpDir(), 'taken');
+    fs.writeFileSync(file, 'x');
+    await expectRefusedBeforeTraining(file, /--report '.*taken': is a file, not a folder/);
+    await expectRefusedBeforeTraining(path.join(file, 'out'), /--report '.*taken\/out': cannot write there \(ENOTDIR\)/);
+  });
+
+  it('a folder without write permission (as a user other than root, who may write anywhere)', async function () {
+    if (process.getuid?.() === 0) {
+      console.log('      skipped: running as root, whom file permissions do not stop');
+      this.skip();
+    }
+    const dir = tmpDir();
+    fs.chmodSync(dir, 0o500);
+    try {
+      await expectRefusedBeforeTraining(path.join(dir, 'report'), /cannot write there \(EACCES\)/);
+    } finally {
+      fs.chmodSync(dir, 0o700);
+    }
+  });
+
+  it('the CLI prints the one-line error and trains nothing; log.report in the config is checked the same way', () => {
+    const dir = tmpDir();
+    fs.writeFileSync(path.join(dir, 'taken'), 'x');
+    const file = writeJson(tinyConfig({ log: { progress: false, report: 'taken' } }), dir);
+    const r = spawnSync(process.execPath, [cli, 'train', file], { encoding: 'utf8' });
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.match(/^error \[TAPFIT_E_CONFIG\]: config: option 'log.report' '.*taken': is a file, not a folder\./);
+    expect(r.stdout).to.equal('');
+    const flag = spawnSync(process.execPath, [cli, 'train', file, '--report', path.join(dir, 'taken', 'sub')], { encoding: 'utf8' });
+    expect(flag.stderr).to.match(/^error \[TAPFIT_E_CONFIG\]: --report '.*sub': cannot write there \(ENOTDIR\)/);
+  });
+});
