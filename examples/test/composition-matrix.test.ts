@@ -191,7 +191,7 @@ describe('composition matrix: the five plugins on one trainer', function () {
   });
 
   it('docs/composition.md tabulates exactly these outcomes', () => {
-    const doc = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'docs', 'composition.md'), 'utf8');
+    const doc = fs.readFileSync(path.join(__dirname, '..', '..', '..', 'docs/composition.md'), 'utf8');
     const rows = doc.split('\n').filter((l) => /^\| \*\*[a-z-]+\*\* \|/.test(l));
     expect(rows.map((r) => r.split('|')[1].trim().replace(/\*/g, ''))).to.deep.equal([...PACKAGES]);
     for (const [i, row] of rows.entries()) {
