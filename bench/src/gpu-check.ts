@@ -15,6 +15,7 @@ import { formatAdapter, probeWebgpuAdapter, releaseDroppedGpuObjects, selectBack
 import { gradientMismatch, largestGradientError, trainOnBackend } from '@tapfit/core/testing';
 import { PLUGIN_MATRIX } from '@tapfit/examples';
 import { median, notApplicable, round, target, writeResults, type Target } from './results';
+import { layersCnnStep, rawMlpStep } from './lib/raw-steps';
 
 const started = performance.now();
 /** Stop adding repetitions after this; measured workloads keep at least one timed step. */
@@ -70,67 +71,12 @@ function matMul(n: number): Workload {
 
 /** MLP 784-2048-2048-10, batch 1024, softmax cross-entropy, plain SGD. */
 function mlp(): Workload {
-  const dims = [784, 2048, 2048, 10];
-  const batch = 1024;
-  return {
-    flops: 0,
-    setup() {
-      const params = dims.slice(1).flatMap((d, i) => [
-        tf.variable(tf.mul(tf.randomNormal([dims[i], d], 0, 1, 'float32', i + 1), Math.sqrt(2 / dims[i]))),
-        tf.variable(tf.zeros([d])),
-      ]);
-      const x = tf.randomNormal([batch, 784], 0, 1, 'float32', 9);
-      const y = tf.oneHot(tf.tensor1d(Array.from({ length: batch }, (_, i) => i % 10), 'int32'), 10).toFloat();
-      const opt = tf.train.sgd(0.01);
-      const forward = () => {
-        let h: tf.Tensor = x;
-        for (let i = 0; i < params.length; i += 2) {
-          h = tf.add(tf.matMul(h, params[i]), params[i + 1]);
-          if (i + 2 < params.length) h = tf.relu(h);
-        }
-        return tf.losses.softmaxCrossEntropy(y, h) as tf.Scalar;
-      };
-      return {
-        // The loss is read after the update was queued, so the read waits for the update too.
-        step: () => tf.tidy(() => void opt.minimize(forward, true)!.dataSync()),
-        dispose: () => {
-          tf.dispose([...params, x, y]);
-          opt.dispose();
-        },
-      };
-    },
-  };
+  return { flops: 0, setup: () => rawMlpStep([784, 2048, 2048, 10], 1024) };
 }
 
 /** tfjs-layers conv16-pool-conv32-pool-dense128-dense10 on 28x28x1, batch 64, SGD. */
 function cnn(): Workload {
-  return {
-    flops: 0,
-    setup() {
-      const init = (seed: number) => tf.initializers.glorotUniform({ seed });
-      const model = tf.sequential({
-        layers: [
-          tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 16, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(1) }),
-          tf.layers.maxPooling2d({ poolSize: 2 }),
-          tf.layers.conv2d({ filters: 32, kernelSize: 3, padding: 'same', activation: 'relu', kernelInitializer: init(2) }),
-          tf.layers.maxPooling2d({ poolSize: 2 }),
-          tf.layers.flatten(),
-          tf.layers.dense({ units: 128, activation: 'relu', kernelInitializer: init(3) }),
-          tf.layers.dense({ units: 10, activation: 'softmax', kernelInitializer: init(4) }),
-        ],
-      });
-      model.compile({ optimizer: tf.train.sgd(0.01), loss: 'categoricalCrossentropy' });
-      const x = tf.randomNormal([64, 28, 28, 1], 0, 1, 'float32', 5);
-      const y = tf.oneHot(tf.tensor1d(Array.from({ length: 64 }, (_, i) => i % 10), 'int32'), 10).toFloat();
-      return {
-        step: () => model.trainOnBatch(x, y),
-        dispose: () => {
-          model.dispose();
-          tf.dispose([x, y]);
-        },
-      };
-    },
-  };
+  return { flops: 0, setup: () => layersCnnStep(64) };
 }
 
 /** tfjs-node-gpu when installed (CUDA), else WebGPU; null with the reason when neither works here. */

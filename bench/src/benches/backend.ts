@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { installWasmShim, selectBackend, uninstallWasmShim } from '@tapfit/core';
 import { findPeer, runPeerRound, type PeerRound } from '../lib/peer';
+import { layersCnnStep, rawMlpStep } from '../lib/raw-steps';
 import { STEP_MODELS } from '../lib/step-models';
 import { measureTrainingRates, type TrainingRates } from '../lib/training-rate';
 import { median, round, target, writeResults, type Target } from '../results';
@@ -141,66 +142,12 @@ function kernel(name: string, make: () => tf.NamedTensorMap, attrs: object, reps
 
 /** MLP 784-512-512-10, batch 128, softmax cross-entropy, plain SGD. */
 function mlp(reps: Workload['reps']): Workload {
-  return {
-    reps,
-    warmup: { cpu: 1, 'wasm-stock': 2, 'wasm-shim': 3 },
-    setup() {
-      const dims = [784, 512, 512, 10];
-      const params = dims.slice(1).flatMap((d, i) => [
-        tf.variable(tf.mul(tf.randomNormal([dims[i], d]), Math.sqrt(2 / dims[i]))),
-        tf.variable(tf.zeros([d])),
-      ]);
-      const x = tf.randomNormal([128, 784]);
-      const y = tf.oneHot(tf.tensor1d(Array.from({ length: 128 }, (_, i) => i % 10), 'int32'), 10).toFloat();
-      const opt = tf.train.sgd(0.01);
-      const forward = () => {
-        let h: tf.Tensor = x;
-        for (let i = 0; i < params.length; i += 2) {
-          h = tf.add(tf.matMul(h, params[i]), params[i + 1]);
-          if (i + 2 < params.length) h = tf.relu(h);
-        }
-        return tf.losses.softmaxCrossEntropy(y, h) as tf.Scalar;
-      };
-      return {
-        step: () => tf.tidy(() => void opt.minimize(forward, true)!.dataSync()),
-        dispose: () => {
-          tf.dispose([...params, x, y]);
-          opt.dispose();
-        },
-      };
-    },
-  };
+  return { reps, warmup: { cpu: 1, 'wasm-stock': 2, 'wasm-shim': 3 }, setup: () => rawMlpStep([784, 512, 512, 10], 128) };
 }
 
 /** tfjs-layers conv16-pool-conv32-pool-dense128-dense10 on 28x28x1, batch 64, SGD. */
 function cnn(reps: Workload['reps']): Workload {
-  return {
-    reps,
-    warmup: { cpu: 1, 'wasm-shim': 3 },
-    setup() {
-      const model = tf.sequential({
-        layers: [
-          tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 16, kernelSize: 3, padding: 'same', activation: 'relu' }),
-          tf.layers.maxPooling2d({ poolSize: 2 }),
-          tf.layers.conv2d({ filters: 32, kernelSize: 3, padding: 'same', activation: 'relu' }),
-          tf.layers.maxPooling2d({ poolSize: 2 }),
-          tf.layers.flatten(),
-          tf.layers.dense({ units: 128, activation: 'relu' }),
-          tf.layers.dense({ units: 10, activation: 'softmax' }),
-        ],
-      });
-      model.compile({ optimizer: tf.train.sgd(0.01), loss: 'categoricalCrossentropy' });
-      const x = tf.randomNormal([64, 28, 28, 1]);
-      const y = tf.oneHot(tf.tensor1d(Array.from({ length: 64 }, (_, i) => i % 10), 'int32'), 10).toFloat();
-      return {
-        step: () => model.trainOnBatch(x, y),
-        dispose: () => {
-          model.dispose();
-          tf.dispose([x, y]);
-        },
-      };
-    },
-  };
+  return { reps, warmup: { cpu: 1, 'wasm-shim': 3 }, setup: () => layersCnnStep(64) };
 }
 
 /** Child-process entry: one training-rate measurement with `threads` wasm threads; prints one JSON line. */
