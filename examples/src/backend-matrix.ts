@@ -41,10 +41,9 @@ function batchNormModel(): tf.Sequential {
   });
 }
 
-let uid = 0;
-/** A seeded normal variable under a name no other build uses (builds live side by side). */
-function seededVariable(name: string, shape: number[], stddev: number, seed: number, owned: tf.Variable[]): tf.Variable {
-  const v = tf.tidy(() => tf.variable(tf.randomNormal(shape, 0, stddev, 'float32', seed), true, `${name}_${uid++}`));
+/** A seeded normal variable, named by tfjs (unique in the process: other tests' variables may still be alive). */
+function seededVariable(shape: number[], stddev: number, seed: number, owned: tf.Variable[]): tf.Variable {
+  const v = tf.tidy(() => tf.variable(tf.randomNormal(shape, 0, stddev, 'float32', seed)));
   owned.push(v);
   return v;
 }
@@ -56,11 +55,11 @@ function seededVariable(name: string, shape: number[], stddev: number, seed: num
 function couplingNet(): TrainableModel & { dispose(): void } {
   const owned: tf.Variable[] = [];
   const dense = (name: string, din: number, dout: number, seed: number): Segment => {
-    const w = seededVariable(name, [din, dout], 1 / Math.sqrt(din), seed, owned);
+    const w = seededVariable([din, dout], 1 / Math.sqrt(din), seed, owned);
     return { name, params: [w], forward: ([x]) => [tf.matMul(x, w)] };
   };
   const tanhOf = (name: string, seed: number) => {
-    const w = seededVariable(name, [4, 4], 0.5, seed, owned);
+    const w = seededVariable([4, 4], 0.5, seed, owned);
     return transform(name, (x) => tf.tanh(tf.matMul(x, w)), [w]);
   };
   const blocks = [0, 1, 2].map((i) => coupling({ name: `coupling${i}`, f: tanhOf(`F${i}`, 10 + i), g: tanhOf(`G${i}`, 20 + i) }));
