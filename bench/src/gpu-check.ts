@@ -5,7 +5,7 @@
  * run, GPU against single-thread wasm: matMul GFLOP/s (1024, 2048, 4096), MLP
  * 784-2048-2048-10 (batch 1024, SGD) and CNN (batch 64) training steps per second, and
  * one training step of every plugin of examples' PLUGIN_MATRIX against cpu (first-step
- * gradients, rtol 1e-3). Writes bench/results/gpu-check.json. About 3 minutes on a
+ * gradients, rtol 1e-3). Writes bench/results/gpu-check.json. 1.5 to 3.5 minutes on a
  * software adapter (fewer repetitions there), about 1 on a GPU; a deadline on adding
  * repetitions keeps it under 5. Exit code 1 when a target that applies is not met, 2
  * when there is no GPU.

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { chain, mapNamed, momentum, scaleByLearningRate, type PluginState, type StepTransform, type TapfitPlugin } from '../src';
-import { checkGradients, checkNoLeaks, conformanceChecks, describeConformance, noopPlugin, seededRandom } from '../src/testing';
+import { checkGradients, checkNoLeaks, conformanceChecks, describeConformance, GRADIENT_SCALE_FLOOR, gradientMismatch, largestGradientError, noopPlugin, seededRandom, type BackendRun } from '../src/testing';
 import { useBackend } from './fixtures';
 
 /** Halves every gradient (hook form). */
@@ -139,6 +139,36 @@ describe('checkGradients and checkNoLeaks', () => {
     await checkNoLeaks(() => kept.push(tf.ones([2]))).catch((e) => (err = e.message));
     expect(err).to.match(/1 tensor\(s\) leaked/);
     tf.dispose(kept);
+  });
+});
+
+describe('gradientMismatch and largestGradientError', () => {
+  const run = (backend: BackendRun['backend'], grads: number[][], mapped: number[][] | null = grads): BackendRun => ({
+    backend,
+    firstGradients: grads.map((g) => Float32Array.from(g)),
+    firstMappedGradients: mapped && mapped.map((g) => Float32Array.from(g)),
+    losses: [1],
+    ms: 1,
+    leakedTensors: 0,
+  });
+
+  it('accepts round-off where the exact gradient is zero: measured against a floor of the step\'s largest gradient', () => {
+    // Variable 0 is a beta that a batch norm downstream makes irrelevant: float32 noise on both.
+    const cpu = run('cpu', [[1e-9, -2e-9], [0.4, -0.2]]);
+    const gpu = run('webgpu', [[8e-9, 3e-9], [0.40000004, -0.2]]);
+    expect(gradientMismatch(gpu, cpu, 1e-3)).to.equal(null);
+    // |8e-9 - 1e-9| over the floor 0.4 * GRADIENT_SCALE_FLOOR, not over 2e-9.
+    expect(largestGradientError(gpu, cpu)).to.be.closeTo(7e-9 / (0.4 * GRADIENT_SCALE_FLOOR), 1e-6);
+  });
+
+  it('still finds a wrong gradient, small ones included, before and after the plugins', () => {
+    const cpu = run('cpu', [[2e-3, 1e-3], [0.4, -0.2], [1e-6]]);
+    // 10 % off on a gradient 200 times smaller than the largest: well above the floor.
+    expect(gradientMismatch(run('wasm', [[2.2e-3, 1e-3], [0.4, -0.2], [1e-6]]), cpu, 1e-3)).to.match(/^first-step gradient of variable 0: wasm differs from cpu by 1\.00e-1 relative/);
+    // Below the floor, an error of the floor's size is still an error.
+    expect(gradientMismatch(run('wasm', [[2e-3, 1e-3], [0.4, -0.2], [5e-4]]), cpu, 1e-3)).to.match(/variable 2: wasm differs from cpu by 1\.25e\+0 relative/);
+    expect(gradientMismatch(run('wasm', [[2e-3, 1e-3], [0.4, -0.2], [1e-6]], [[2e-3, 1e-3], [0.5, -0.2], [1e-6]]), cpu, 1e-3)).to.match(/^first-step gradient after the plugins of variable 1/);
+    expect(largestGradientError(run('wasm', [[2e-3, 1e-3], [0.4, -0.2], [1e-6]], [[2e-3, 1e-3], [0.5, -0.2], [1e-6]]), cpu)).to.be.closeTo(0.25, 1e-6);
   });
 });
 

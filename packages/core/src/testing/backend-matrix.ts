@@ -69,15 +69,26 @@ export async function trainOnBackend(spec: ConformanceSpec, backend: BackendName
 }
 
 /**
+ * A variable's gradient is measured against its own largest entry, but never against
+ * less than this fraction of the step's largest gradient entry: a gradient that is zero
+ * in exact arithmetic (a normalisation's beta where a batch norm downstream cancels any
+ * per-channel shift) comes out as float32 round-off of the step's sums (~1e-7 of the
+ * largest gradient, different on every backend), which has no relative precision.
+ */
+export const GRADIENT_SCALE_FLOOR = 1e-3;
+
+/**
  * Where a run's first-step gradients differ from the reference run's by more than
- * `rtol` (max |a - b| over max |b|, per variable), or null when they agree.
+ * `rtol` (per variable: max |a - b| over max |b|, or over GRADIENT_SCALE_FLOOR times
+ * the largest |b| of any variable when that is more), or null when they agree.
  */
 export function gradientMismatch(run: BackendRun, reference: BackendRun, rtol = 1e-3): string | null {
   const compare = (what: string, a: Float32Array[] | null, b: Float32Array[] | null): string | null => {
     if (!a || !b) return a === b ? null : `${what}: withheld on ${a ? reference.backend : run.backend} only`;
     if (a.length !== b.length) return `${what}: ${a.length} variables on ${run.backend}, ${b.length} on ${reference.backend}`;
+    const floor = scaleFloor(b);
     for (let v = 0; v < a.length; v++) {
-      const error = relativeError(a[v], b[v]);
+      const error = relativeError(a[v], b[v], floor);
       if (!(error <= rtol)) return `${what} of variable ${v}: ${run.backend} differs from ${reference.backend} by ${error.toExponential(2)} relative (tolerance ${rtol})`;
     }
     return null;
@@ -85,20 +96,30 @@ export function gradientMismatch(run: BackendRun, reference: BackendRun, rtol = 
   return compare('first-step gradient', run.firstGradients, reference.firstGradients) ?? compare('first-step gradient after the plugins', run.firstMappedGradients, reference.firstMappedGradients);
 }
 
-/** The largest relative error of any first-step gradient of `run` against `reference` (both before and after the plugins). */
+/** The largest relative error (as `gradientMismatch` measures it) of any first-step gradient of `run` against `reference`, before and after the plugins. */
 export function largestGradientError(run: BackendRun, reference: BackendRun): number {
-  const pairs = [...zip(run.firstGradients, reference.firstGradients), ...zip(run.firstMappedGradients ?? [], reference.firstMappedGradients ?? [])];
-  return Math.max(0, ...pairs.map(([a, b]) => relativeError(a, b)));
+  const errors = (a: Float32Array[], b: Float32Array[]) => {
+    const floor = scaleFloor(b);
+    return zip(a, b).map(([x, y]) => relativeError(x, y, floor));
+  };
+  return Math.max(0, ...errors(run.firstGradients, reference.firstGradients), ...errors(run.firstMappedGradients ?? [], reference.firstMappedGradients ?? []));
+}
+
+/** GRADIENT_SCALE_FLOOR times the largest |entry| of any of the reference gradients. */
+function scaleFloor(reference: Float32Array[]): number {
+  let largest = 0;
+  for (const g of reference) for (const x of g) largest = Math.max(largest, Math.abs(x));
+  return GRADIENT_SCALE_FLOOR * largest;
 }
 
 function zip<T>(a: T[], b: T[]): Array<[T, T]> {
   return a.map((x, i) => [x, b[i]]);
 }
 
-function relativeError(a: Float32Array, b: Float32Array): number {
+function relativeError(a: Float32Array, b: Float32Array, floor: number): number {
   if (a.length !== b.length) return Infinity;
   let diff = 0;
-  let scale = 0;
+  let scale = floor;
   for (let i = 0; i < b.length; i++) {
     diff = Math.max(diff, Math.abs(a[i] - b[i]));
     scale = Math.max(scale, Math.abs(b[i]));

@@ -5,7 +5,7 @@ export { blobData, tinyModel, testTrainer, testTrainerOptions, noopPlugin } from
 export { checkGradients, type GradientCheckResult } from './gradient-check';
 export { checkNoLeaks } from './leak-check';
 export { seededRandom } from './random';
-export { trainOnBackend, gradientMismatch, largestGradientError, type BackendRun } from './backend-matrix';
+export { trainOnBackend, gradientMismatch, largestGradientError, GRADIENT_SCALE_FLOOR, type BackendRun } from './backend-matrix';
 export { conformanceChecks, describeConformance, type ConformanceSpec, type ConformanceCheck } from './conformance';
 
 // The kit may be loaded before (or without) the package root: settle the backend as the root does

@@ -48,6 +48,99 @@ for (const [name, strides, pad, dilation, xShape] of convVariants) {
   };
 }
 
+/**
+ * A 'same' 3-D convolution as plugin-revsilo computes it: for each kernel depth a batch
+ * of 2-D convolutions of depth slices (sliced and padded as rank-3 [N, D, H*W*C] views).
+ */
+function conv3dBySlices(x: tf.Tensor, k: number, stride: number, conv2d: (slices: tf.Tensor4D, kd: number) => tf.Tensor): tf.Tensor {
+  const [n, d, h, w, c] = x.shape;
+  const depthOut = Math.ceil(d / stride);
+  const total = Math.max((depthOut - 1) * stride + k - d, 0);
+  const padded = tf.pad(tf.reshape(x, [n, d, h * w * c]), [[0, 0], [Math.floor(total / 2), total - Math.floor(total / 2)], [0, 0]]);
+  const want = depthOut * stride;
+  let sum: tf.Tensor | null = null;
+  for (let kd = 0; kd < k; kd++) {
+    // Depths kd, kd + stride, ...: a window of depthOut * stride (padded at the end), the first of each group of `stride`.
+    const have = Math.min(want, d + total - kd);
+    let window = tf.slice(padded, [0, kd, 0], [n, have, h * w * c]);
+    if (have < want) window = tf.pad(window, [[0, 0], [0, want - have], [0, 0]]);
+    const picked = stride === 1 ? window : tf.slice(tf.reshape(window, [n, depthOut, stride * h * w * c]), [0, 0, 0], [n, depthOut, h * w * c]);
+    const y = conv2d(tf.reshape(picked, [n * depthOut, h, w, c]), kd);
+    sum = sum ? tf.add(sum, y) : y;
+  }
+  const [, ho, wo, m] = sum!.shape;
+  return tf.reshape(sum!, [n, depthOut, ho, wo, m]);
+}
+
+/** [N, H, W, C] -> [N, H/b, W/b, b*b*C] and back: rank-6 reshapes and transposes. */
+const spaceToDepth = (x: tf.Tensor, b: number) => {
+  const [n, h, w, c] = x.shape;
+  return tf.reshape(tf.transpose(tf.reshape(x, [n, h / b, b, w / b, b, c]), [0, 1, 3, 2, 4, 5]), [n, h / b, w / b, b * b * c]);
+};
+const depthToSpace = (x: tf.Tensor, b: number) => {
+  const [n, h, w, cb] = x.shape;
+  return tf.reshape(tf.transpose(tf.reshape(x, [n, h, w, b, b, cb / (b * b)]), [0, 1, 3, 2, 4, 5]), [n, h * b, w * b, cb / (b * b)]);
+};
+
+/**
+ * The layers plugin-revsilo builds its reversible blocks from (2-D MBConv and RevSilo,
+ * the 3-D U-Net's MBConv, convolutions and upsampling, its norms), written with the same
+ * tf ops so that core's tests need not depend on the plugin.
+ */
+const revsiloCases: Record<string, Case> = {
+  'depthwiseConv2d multiplier 1: 3x3 stride 1, 5x5 stride 2, 7x7 stride 4 (MBConv, RevSilo downsampling)': {
+    inputs: [randn([2, 8, 8, 3], 1), randn([3, 3, 3, 1], 2), randn([5, 5, 3, 1], 3), randn([7, 7, 3, 1], 4)],
+    forward: (x, f3, f5, f7) =>
+      tf.concat([
+        tf.depthwiseConv2d(x as tf.Tensor4D, f3 as tf.Tensor4D, 1, 'same').flatten(),
+        tf.depthwiseConv2d(x as tf.Tensor4D, f5 as tf.Tensor4D, 2, 'same').flatten(),
+        tf.depthwiseConv2d(x as tf.Tensor4D, f7 as tf.Tensor4D, 4, 'same').flatten(),
+      ]),
+  },
+  'depthwise 3-D conv as depthwiseConv2d of depth slices (3-D MBConv)': {
+    inputs: [randn([2, 4, 4, 4, 3], 1), randn([3, 3, 3, 3], 2)],
+    forward: (x, f) => conv3dBySlices(x, 3, 1, (slices, kd) => tf.depthwiseConv2d(slices, tf.reshape(tf.slice(f, [kd, 0, 0, 0], [1, 3, 3, 3]), [3, 3, 3, 1]) as tf.Tensor4D, 1, 'same')),
+  },
+  'conv3d as conv2d of depth slices, stride 2 (3-D U-Net downsampling)': {
+    inputs: [randn([1, 4, 4, 4, 2], 1), randn([3, 3, 3, 2, 3], 2)],
+    forward: (x, f) => conv3dBySlices(x, 3, 2, (slices, kd) => tf.conv2d(slices, tf.reshape(tf.slice(f, [kd, 0, 0, 0, 0], [1, 3, 3, 2, 3]), [3, 3, 2, 3]) as tf.Tensor4D, 2, 'same')),
+  },
+  'conv3d same, stride 2, block-diagonal filter (depthwise 3-D as one conv3d)': {
+    inputs: [randn([1, 4, 6, 4, 3], 1), randn([3, 3, 3, 3], 2)],
+    forward: (x, f) => tf.conv3d(x as tf.Tensor5D, tf.mul(tf.reshape(f, [3, 3, 3, 3, 1]), tf.reshape(tf.eye(3), [1, 1, 1, 3, 3])) as tf.Tensor5D, 2, 'same'),
+  },
+  'space-to-depth and depth-to-space (RevBiFPN stem: rank-6 transposes)': {
+    inputs: [randn([2, 4, 6, 3], 1)],
+    forward: (x) => {
+      const s = spaceToDepth(x, 2);
+      return tf.concat([s.flatten(), depthToSpace(tf.tanh(s), 2).flatten()]);
+    },
+  },
+  '2x2x2 transposed conv as matMul and rank-6 transposes (3-D U-Net upsampling)': {
+    inputs: [randn([1, 2, 3, 2, 3], 1), randn([3, 16], 2)],
+    forward: (x, w) => {
+      const [n, d, h, wd, cin] = x.shape;
+      const y = tf.reshape(tf.matMul(tf.reshape(x, [-1, cin]), w as tf.Tensor2D), [n, d, h, wd, 16]);
+      const depth = tf.reshape(tf.transpose(tf.reshape(y, [n * d, h * wd, 2, 8]), [0, 2, 1, 3]), [n * d * 2, h, wd, 2, 2, 2]);
+      return tf.reshape(tf.transpose(depth, [0, 1, 3, 2, 4, 5]), [n, 2 * d, 2 * h, 2 * wd, 2]);
+    },
+  },
+  'resizeBilinear by integer factors 2 and 4 (RevSilo upsampling)': {
+    inputs: [randn([2, 2, 3, 4], 1)],
+    forward: (x) => tf.concat([tf.image.resizeBilinear(x as tf.Tensor4D, [4, 6]).flatten(), tf.image.resizeBilinear(x as tf.Tensor4D, [8, 12]).flatten()]),
+  },
+  'group norm over [N, G, positions] of a 5-D tensor, then hardswish': {
+    inputs: [randn([2, 2, 3, 2, 6], 1), randn([6], 2), randn([6], 3)],
+    forward: (x, gamma, beta) => {
+      const laid = tf.reshape(tf.transpose(tf.reshape(x, [2, -1, 3, 2]), [0, 2, 1, 3]), [2, 3, -1]);
+      const { mean, variance } = tf.moments(laid, 2, true);
+      const normalised = tf.reshape(tf.transpose(tf.reshape(tf.mul(tf.sub(laid, mean), tf.rsqrt(tf.add(variance, 1e-3))), [2, 3, -1, 2]), [0, 2, 1, 3]), [-1, 6]);
+      const y = tf.add(tf.mul(normalised, gamma), beta);
+      return tf.mul(y, tf.div(tf.relu6(tf.add(y, 3)), 6));
+    },
+  },
+};
+
 /** Every gradient the plugins rely on, by name (also run on webgpu). */
 export const cases: Record<string, Case> = {
   'dense: matMul + bias + relu': {
@@ -62,6 +155,7 @@ export const cases: Record<string, Case> = {
   'matMul transposeB': { inputs: [randn([6, 5], 1), randn([4, 5], 2)], forward: (a, b) => tf.matMul(a, b, false, true) },
   'matMul both transposed, batched': { inputs: [randn([2, 5, 6], 1), randn([2, 4, 5], 2)], forward: (a, b) => tf.matMul(a, b, true, true) },
   ...conv2dCases,
+  ...revsiloCases,
   // sigmoid rather than relu: 288 outputs near zero would cross relu's kink within eps.
   'fused.conv2d with bias and sigmoid': {
     inputs: [randn([2, 6, 6, 3], 1), randn([3, 3, 3, 4], 2), randn([4], 3)],
