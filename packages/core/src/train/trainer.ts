@@ -303,7 +303,9 @@ export class Trainer {
    *
    * Trains until `epochs` epochs are complete, starting from `initialEpoch` when given, else
    * from `position` (epoch 0 for a new trainer; mid-epoch after `resume` or `stop`), so
-   * rerunning the same fit() after a resume finishes the same schedule. Returns tf.History's
+   * rerunning the same fit() after a resume finishes the same schedule. When the trainer has
+   * already completed `epochs` epochs (an earlier fit), it trains `epochs` more, as a second
+   * model.fit call would (numbered on: epoch 1, 2, ... of a loop of `{ epochs: 1 }` fits). Returns tf.History's
    * shape: `{ epoch, history: { loss, acc, val_loss, val_acc, ... }, params }`. Per step
    * nothing is read back beyond the non-finite guard; loss and metrics are summed on the
    * device and read once per epoch.
@@ -327,6 +329,10 @@ export class Trainer {
     const loss = o.classWeight ? this.classWeighted(o.classWeight) : undefined;
     const callbacks = new FitCallbacks(o.callbacks, this.modelRef.layersModel);
     if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) this.pos = { epoch: o.initialEpoch, batch: 0 };
+    // model.fit habit: each call trains `epochs` epochs. When an earlier fit already
+    // completed them (a loop of fit(x, y, { epochs: 1 })), train `epochs` more, numbered on
+    // so each gets its own shuffle; a resumed, unfinished schedule is only completed.
+    const epochs = o.initialEpoch === undefined && this.pos.batch === 0 && this.pos.epoch >= o.epochs ? this.pos.epoch + o.epochs : o.epochs;
     this.stopRequested = false;
     const measured = this.plan?.measuredBatchSize;
     if (measured !== undefined && measured !== o.batchSize) {
@@ -338,7 +344,7 @@ export class Trainer {
     const stepsPerEpoch = batchesPerEpoch(data, o.batchSize) ?? -1;
     const names = ['loss', ...this.resolve(Tokens.Metrics).map((m) => m.name)];
     const params: FitParams = {
-      epochs: o.epochs,
+      epochs,
       initialEpoch: this.pos.epoch,
       samples: data.size,
       steps: null,
@@ -349,14 +355,14 @@ export class Trainer {
     };
     const history: History = { epoch: [], history: {}, params };
     callbacks.begin(params);
-    await this.hooks.fitStart.run({ epochs: o.epochs, stepsPerEpoch, initialEpoch: this.pos.epoch });
+    await this.hooks.fitStart.run({ epochs, stepsPerEpoch, initialEpoch: this.pos.epoch });
     await callbacks.trainBegin();
-    while (this.pos.epoch < o.epochs && !this.stopRequested) {
+    while (this.pos.epoch < epochs && !this.stopRequested) {
       const epoch = this.pos.epoch;
       const started = performance.now();
       if (this.pos.batch === 0) {
         await this.hooks.epochStart.run({ epoch });
-        if (verbose) this.logger.info(`Epoch ${epoch + 1} / ${o.epochs}`);
+        if (verbose) this.logger.info(`Epoch ${epoch + 1} / ${epochs}`);
       }
       await callbacks.epochBegin(epoch);
       const logs = await this.runEpoch(data, epoch, o, names, callbacks, loss);

@@ -178,6 +178,32 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it('a second fit trains again, as a second model.fit call does: a loop of 1-epoch fits equals one 3-epoch fit', async () => {
+    const { x, y, labels } = blobTensors(48);
+    const options = { batchSize: 16, shuffle: true, verbose: 0 as const };
+    const once = trainerFor('sgd');
+    await once.fit(x, y, { ...options, epochs: 3 });
+    const looped = trainerFor('sgd');
+    const epochs: number[][] = [];
+    const losses: number[] = [];
+    for (let i = 0; i < 3; i++) {
+      const h = await looped.fit(x, y, { ...options, epochs: 1 });
+      epochs.push(h.epoch);
+      losses.push(h.history.loss[0]);
+    }
+    // Numbered on, so each call gets its own shuffle; the same three epochs as one fit.
+    expect(epochs).to.deep.equal([[0], [1], [2]]);
+    expect(losses[2]).to.be.lessThan(losses[0]);
+    const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
+    expect(weights(looped)).to.deep.equal(weights(once));
+    // A fit after a completed 3-epoch fit trains 3 more.
+    const more = await once.fit(x, y, { ...options, epochs: 3 });
+    expect(more.epoch).to.deep.equal([3, 4, 5]);
+    once.dispose();
+    looped.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
   it('unknown options and misused forms are errors that say what to do', async () => {
     const { x, y, labels } = blobTensors(8);
     const t = trainerFor('sgd');
