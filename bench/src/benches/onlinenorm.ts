@@ -65,7 +65,7 @@ async function epochRunner(t: Trainer, data: TensorData, batchSize: number): Pro
   await t.setup();
   const steps = Math.ceil(data.size! / batchSize);
   return async () => {
-    await t.fit(data, { epochs: t.position.epoch + 1, batchSize, shuffle: false });
+    await t.fit(data, { epochs: 1, batchSize, shuffle: false });
     return steps;
   };
 }
