@@ -95,6 +95,36 @@ async function measure(c: Case, rounds: number) {
 }
 
 /**
+ * What 10 no-op plugins add to a step, measured where nothing else hides it: a 4-4 dense
+ * model at batch 4 (a step of a fraction of a millisecond), 500 steps a round, paired
+ * rounds. The difference is the hooks' own cost (dispatch and per-tap checks); divided by
+ * a case's step time it says what the ratio target can at most see.
+ */
+async function noopDispatchMicros(rounds: number): Promise<{ plainUs: number; withNoopsUs: number; addedUs: number; rounds: number }> {
+  const SAMPLES = 2000;
+  const BATCH = 4;
+  const x = tf.randomNormal([SAMPLES, 4], 0, 1, 'float32', 3);
+  const y = tf.randomNormal([SAMPLES, 4], 0, 1, 'float32', 4);
+  const data = tensorData(x, y);
+  const trainer = (plugins: TapfitPlugin[]) =>
+    new Trainer({ model: tf.sequential({ layers: [tf.layers.dense({ units: 4, inputShape: [4] })] }), loss: 'meanSquaredError', optimizer: sgd({ lr: LR }), logger: new SilentLogger(), nonFinite: 'off', plugins });
+  const plain = trainer([]);
+  const withNoops = trainer(Array.from({ length: 10 }, (_, i) => noopPlugin(`noop-${i}`)));
+  const epoch = (t: Trainer) => async () => {
+    await t.fit(data, { epochs: 1, batchSize: BATCH, shuffle: false });
+    return SAMPLES / BATCH;
+  };
+  const t = await interleave({ plain: epoch(plain), withNoops: epoch(withNoops) }, rounds);
+  const med = (xs: number[]) => [...xs].sort((a, b) => a - b)[xs.length >> 1];
+  const diffs = t.plain.samples.map((p, i) => t.withNoops.samples[i] - p);
+  plain.dispose();
+  withNoops.dispose();
+  data.dispose();
+  tf.dispose([x, y]);
+  return { plainUs: round(med(t.plain.samples) * 1000, 1), withNoopsUs: round(med(t.withNoops.samples) * 1000, 1), addedUs: round(med(diffs) * 1000, 1), rounds };
+}
+
+/**
  * tapfit against a hand-written loop and model.fit, on an MLP and the CNN:
  *
  *   npm run bench -- core-overhead [rounds=30]
@@ -130,6 +160,9 @@ export async function run(args: string[]): Promise<void> {
     console.log(`${c.name} (wall clock): ${show(ratios)}\n${c.name} (CPU time): ${show(cpuRatios)}`);
   }
   console.table(rows);
+  const dispatch = await noopDispatchMicros(20);
+  const share = Object.fromEntries(rows.map((row) => [row.model as string, round(dispatch.addedUs / 1000 / (row['tapfit ms'] as number), 5)]));
+  console.log(`10 no-op plugins add ${dispatch.addedUs} us per step (tiny model: ${dispatch.plainUs} -> ${dispatch.withNoopsUs} us): ${Object.entries(share).map(([m, f]) => `${round(f * 100, 3)} % of a ${m} step`).join(', ')}`);
   writeResults('core-overhead', {
     command: `npm run bench -- core-overhead${args.length ? ` ${args.join(' ')}` : ''}`,
     backend: backend.reason,
@@ -138,7 +171,9 @@ export async function run(args: string[]): Promise<void> {
     notes: [
       'targets: median over rounds of per-round wall-clock ratios (variants interleaved, order reversed every other round); pairedRatios hold the spread',
       'cpuTimePairedRatios: the same ratios in CPU time of the process; with one wasm thread that is the work done, which other jobs on the machine inflate far less than wall-clock time',
+      'noopDispatch: what 10 no-op plugins add per step, measured on a tiny model (paired rounds, median difference); shareOfStep: that time over each case\'s tapfit step time, the part of the 10-no-op ratio that is not noise',
     ],
     results,
+    noopDispatch: { ...dispatch, shareOfStep: share },
   }, targets);
 }
