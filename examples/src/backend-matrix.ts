@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { segmentModel, sgd, tensorData, type Segment, type TrainableModel } from '@tapfit/core';
-import type { ConformanceSpec } from '@tapfit/core/testing';
+import { batchNormModel, type ConformanceSpec } from '@tapfit/core/testing';
 import { labelSmoothing } from '@tapfit/example-plugin-label-smoothing';
 import { adaptiveBrakingPlugin, brakesPlugin, delayedGradients } from '@tapfit/plugin-brakes';
 import { lora } from '@tapfit/plugin-lora';
@@ -26,20 +26,6 @@ export interface MatrixEntry extends ConformanceSpec {
 
 const momentum = () => sgd({ lr: 0.05, momentum: 0.9 });
 
-/** dense - BN - tanh - dense - BN - dense, seeded: the model of plugin-onlinenorm's conformance suite. */
-function batchNormModel(): tf.Sequential {
-  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
-  return tf.sequential({
-    layers: [
-      tf.layers.dense({ units: 8, inputShape: [4], kernelInitializer: init(1), name: 'd1' }),
-      tf.layers.batchNormalization({ name: 'bn1' }),
-      tf.layers.activation({ activation: 'tanh', name: 'act' }),
-      tf.layers.dense({ units: 6, kernelInitializer: init(2), name: 'd2' }),
-      tf.layers.batchNormalization({ name: 'bn2' }),
-      tf.layers.dense({ units: 3, kernelInitializer: init(3), name: 'out' }),
-    ],
-  });
-}
 
 /** A seeded normal variable, named by tfjs (unique in the process: other tests' variables may still be alive). */
 function seededVariable(shape: number[], stddev: number, seed: number, owned: tf.Variable[]): tf.Variable {

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { SilentLogger, sgd, tensorData, type TapfitPlugin, type TensorData, type TrainerOptions } from '@tapfit/core';
+import { batchNormModel } from '@tapfit/core/testing';
 import { adaptiveBrakingPlugin, brakesPlugin } from '@tapfit/plugin-brakes';
 import { lora } from '@tapfit/plugin-lora';
 import { onlineNorm } from '@tapfit/plugin-onlinenorm';
@@ -18,21 +19,8 @@ export type PackageKey = (typeof PACKAGES)[number];
 export const SAMPLES = 40;
 export const BATCH = 4;
 
-const init = (seed: number) => tf.initializers.glorotUniform({ seed });
-
-/** dense - BN - tanh - dense - BN - dense on 4 features, 3 classes (seeded): what online-norm, LoRA and pipeline act on. */
-export function batchNormMlp(): tf.Sequential {
-  return tf.sequential({
-    layers: [
-      tf.layers.dense({ units: 8, inputShape: [4], kernelInitializer: init(1), name: 'd1' }),
-      tf.layers.batchNormalization({ name: 'bn1' }),
-      tf.layers.activation({ activation: 'tanh', name: 'act' }),
-      tf.layers.dense({ units: 6, kernelInitializer: init(2), name: 'd2' }),
-      tf.layers.batchNormalization({ name: 'bn2' }),
-      tf.layers.dense({ units: 3, kernelInitializer: init(3), name: 'out' }),
-    ],
-  });
-}
+/** The kit's dense - BN - tanh - dense - BN - dense on 4 features, 3 classes (seeded): what online-norm, LoRA and pipeline act on. */
+export const batchNormMlp = batchNormModel;
 
 /** The smallest RevBiFPN that has a RevSilo: two streams (4x4 and 2x2 after the stem) on 16x16 grey images, 3 classes. */
 export function tinyRevBiFPN() {

@@ -1,30 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { arrayData, segmentModel, sgd, TapfitError } from '@tapfit/core';
-import { blobData, describeConformance, testTrainer } from '@tapfit/core/testing';
+import { batchNormModel, blobData, describeConformance, testTrainer } from '@tapfit/core/testing';
 import { OnlineNorm, onlineNorm, onlineNormLayers, replaceBatchNorm } from '../src';
 
-/** dense - BN - tanh - dense - BN - dense with seeded weights (the kit's blob data: 4 features, 3 classes). */
-function bnModel(): tf.Sequential {
-  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
-  return tf.sequential({
-    layers: [
-      tf.layers.dense({ units: 8, inputShape: [4], kernelInitializer: init(1), name: 'd1' }),
-      tf.layers.batchNormalization({ name: 'bn1' }),
-      tf.layers.activation({ activation: 'tanh', name: 'act' }),
-      tf.layers.dense({ units: 6, kernelInitializer: init(2), name: 'd2' }),
-      tf.layers.batchNormalization({ name: 'bn2' }),
-      tf.layers.dense({ units: 3, kernelInitializer: init(3), name: 'out' }),
-    ],
-  });
-}
 
 const options = { alphaFwd: 0.99, alphaBkw: 0.9 };
 
 describeConformance({
   plugin: () => onlineNorm(options),
-  trainer: () => ({ model: bnModel() }),
-  twin: () => ({ model: replaceBatchNorm(bnModel(), options) }),
+  trainer: () => ({ model: batchNormModel() }),
+  twin: () => ({ model: replaceBatchNorm(batchNormModel(), options) }),
   twinTolerance: 0,
 });
 
@@ -37,10 +23,10 @@ describe('onlineNorm plugin', () => {
     const run = async (budget: boolean) => {
       const data = blobData(32);
       const sample = { x: tf.randomNormal([8, 4], 0, 1, 'float32', 3), y: tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], 'int32') };
-      const trainer = testTrainer({ model: bnModel(), plugins: [onlineNorm(options)], ...(budget ? { memoryBudget: { budgetBytes: 1, sample } } : {}) }); // 1 byte: fails
+      const trainer = testTrainer({ model: batchNormModel(), plugins: [onlineNorm(options)], ...(budget ? { memoryBudget: { budgetBytes: 1, sample } } : {}) }); // 1 byte: fails
       const tight = budget ? await trainer.setup().then(() => 'fits', (e: TapfitError) => e.code) : 'none';
       trainer.dispose();
-      const fitting = testTrainer({ model: bnModel(), plugins: [onlineNorm(options)], ...(budget ? { memoryBudget: { budgetBytes: 4200, sample } } : {}) });
+      const fitting = testTrainer({ model: batchNormModel(), plugins: [onlineNorm(options)], ...(budget ? { memoryBudget: { budgetBytes: 4200, sample } } : {}) });
       await fitting.fit(data, { epochs: 2, batchSize: 8, shuffle: false });
       const policies = fitting.describe({ print: false }).memoryPlan!.segments.map((s) => s.policy);
       const weights = fitting.model.segments.flatMap((s) => s.params).map((v) => Array.from(v.dataSync()));
@@ -60,7 +46,7 @@ describe('onlineNorm plugin', () => {
     const x = new Float32Array(32 * 4).map((_, i) => ((i * 7) % 11) / 11);
     x.fill(NaN, 4 * 20, 4 * 21); // sample 20: batch 2 of 4 (batch size 8, no shuffling)
     const data = arrayData({ x, y: Int32Array.from({ length: 32 }, (_, i) => i % 3), xShape: [4] });
-    const trainer = testTrainer({ model: bnModel(), plugins: [onlineNorm(options)] });
+    const trainer = testTrainer({ model: batchNormModel(), plugins: [onlineNorm(options)] });
     let err: TapfitError | undefined;
     await trainer.fit(data, { epochs: 1, batchSize: 8, shuffle: false }).catch((e) => (err = e));
     expect(err?.code).to.equal('TAPFIT_E_NON_FINITE');
@@ -71,7 +57,7 @@ describe('onlineNorm plugin', () => {
   });
 
   it('swaps the BatchNorms at setup and trains the OnlineNorm statistics (M, V forward; u, v backward)', async () => {
-    const original = bnModel();
+    const original = batchNormModel();
     const trainer = testTrainer({ model: original, plugins: [onlineNorm({ ...options, replace: ['bn2'] })] });
     await trainer.setup();
     const model = trainer.model.layersModel!;
@@ -98,7 +84,7 @@ describe('onlineNorm plugin', () => {
   });
 
   it('segments pass ctx.recomputing to the layers: a recomputed forward repeats the output and leaves M, V alone', async () => {
-    const trainer = testTrainer({ model: bnModel(), plugins: [onlineNorm(options)] });
+    const trainer = testTrainer({ model: batchNormModel(), plugins: [onlineNorm(options)] });
     await trainer.setup();
     const segment = trainer.model.segments.find((s) => s.name === 'bn1')!;
     const layer = trainer.model.layersModel!.getLayer('bn1') as OnlineNorm;
@@ -116,7 +102,7 @@ describe('onlineNorm plugin', () => {
   it('bad options fail when the plugin is created; a selector that matches nothing fails at setup', async () => {
     expect(() => onlineNorm({ alphaBkw: 1.2 })).to.throw(TapfitError, /online-norm: option 'alphaBkw' must be in \(0, 1\]/);
     expect(() => onlineNorm({ replace: 42 as never })).to.throw(/online-norm: option 'replace' must be/);
-    const trainer = testTrainer({ model: bnModel(), plugins: [onlineNorm({ replace: ['bn3'] })] });
+    const trainer = testTrainer({ model: batchNormModel(), plugins: [onlineNorm({ replace: ['bn3'] })] });
     let error: unknown;
     await trainer.setup().catch((e) => (error = e));
     expect(String(error)).to.match(/online-norm: option 'replace' names 'bn3', which is not a layer of the model.*bn1, bn2/);

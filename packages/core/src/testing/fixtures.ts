@@ -27,6 +27,25 @@ export function tinyModel(options: { inputs?: number; hidden?: number; seed?: nu
   });
 }
 
+/**
+ * A seeded classifier with two BatchNorm layers for the kit's blob data: Dense 'd1' (4 -> 8),
+ * BatchNorm 'bn1', tanh 'act', Dense 'd2' (8 -> 6), BatchNorm 'bn2', Dense 'out' (6 -> 3).
+ * For plugins that act on normalisation layers (and for composing them with others).
+ */
+export function batchNormModel(): tf.Sequential {
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  return tf.sequential({
+    layers: [
+      tf.layers.dense({ units: 8, inputShape: [4], kernelInitializer: init(1), name: 'd1' }),
+      tf.layers.batchNormalization({ name: 'bn1' }),
+      tf.layers.activation({ activation: 'tanh', name: 'act' }),
+      tf.layers.dense({ units: 6, kernelInitializer: init(2), name: 'd2' }),
+      tf.layers.batchNormalization({ name: 'bn2' }),
+      tf.layers.dense({ units: 3, kernelInitializer: init(3), name: 'out' }),
+    ],
+  });
+}
+
 /** Complete trainer options: `tinyModel`, softmax cross-entropy, SGD + momentum, silent; `overrides` win. */
 export function testTrainerOptions(overrides: Partial<TrainerOptions> = {}): TrainerOptions {
   return {

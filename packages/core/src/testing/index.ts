@@ -1,7 +1,7 @@
 import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 // @tapfit/core/testing: the plugin author's kit.
 import { settleRequireTimeBackend, silenceCpuBanner } from '../backend/require-time';
-export { blobData, tinyModel, testTrainer, testTrainerOptions, noopPlugin } from './fixtures';
+export { blobData, batchNormModel, tinyModel, testTrainer, testTrainerOptions, noopPlugin } from './fixtures';
 export { checkGradients, type GradientCheckResult } from './gradient-check';
 export { checkNoLeaks } from './leak-check';
 export { seededRandom } from './random';
