@@ -101,10 +101,15 @@ describe('training report: bad input fails before training', () => {
     await expectRefusedBeforeTraining(path.join(file, 'out'), /--report '.*taken\/out': cannot write there \(ENOTDIR\)/);
   });
 
-  it('a folder without write permission (as a user other than root, who may write anywhere)', async function () {
+  it('a folder nobody may write to: a read-only folder, or as root (whom file permissions do not stop) /sys', async function () {
     if (process.getuid?.() === 0) {
-      console.log('      skipped: running as root, whom file permissions do not stop');
-      this.skip();
+      // Root writes anywhere on a normal file system; sysfs refuses new entries even to root.
+      if (!fs.existsSync('/sys/kernel')) {
+        console.log('      skipped: running as root on a system without /sys, so no folder refuses writes');
+        this.skip();
+      }
+      await expectRefusedBeforeTraining('/sys/tapfit-report', /cannot write there \(EPERM\)/);
+      return;
     }
     const dir = tmpDir();
     fs.chmodSync(dir, 0o500);
