@@ -150,7 +150,13 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   const startedAt = new Date().toISOString();
   try {
     trainer = resume ? await Trainer.resume(checkpointDir!, trainerOptions) : new Trainer(trainerOptions);
-    if (resume) log.info(`resumed from '${checkpointDir}' at epoch ${trainer.position.epoch + 1}, batch ${trainer.position.batch} (step ${trainer.step})`);
+    if (resume) {
+      const { epoch, batch } = trainer.position;
+      const finished = batch === 0 && epoch >= config.training.epochs;
+      log.info(finished
+        ? `resumed from '${checkpointDir}': it finished all ${config.training.epochs} epochs (step ${trainer.step}), nothing left to train; evaluating. Raise training.epochs to train on.`
+        : `resumed from '${checkpointDir}' at epoch ${epoch + 1}, batch ${batch} (step ${trainer.step})`);
+    }
     await trainer.setup();
     const describe = trainer.describe();
     const history = await trainer.fit(data.train, { epochs: config.training.epochs, batchSize: config.training.batchSize, validationData: data.test });

@@ -61,6 +61,15 @@ describe('tapfit train: checkpoints and --resume', () => {
       for (const key of ['epoch', 'step', 'val_loss', 'val_acc']) expect(b[i][key], `epoch ${i + 1} ${key}`).to.equal(a[i][key]);
       if (i !== 1) expect(b[i].loss, `epoch ${i + 1} loss`).to.equal(a[i].loss);
     }
+
+    // Resuming the finished run trains nothing, says so and evaluates the same weights.
+    const log2 = recordingLogger();
+    const again = await run(broken, { resume: true, logger: log2 });
+    expect(log2.infos.join('\n')).to.match(/it finished all 3 epochs \(step 45\), nothing left to train; evaluating/);
+    expect(again.history.epoch).to.deep.equal([]);
+    expect(again.test).to.deep.equal(straightResult.test);
+    expect(manifestOf(broken).step).to.equal(45);
+    expect(metricsOf(broken).map((l) => l.epoch)).to.deep.equal([1, 2, 3]);
   });
 
   it('saves every N steps and at each epoch end (not twice at an epoch\'s last step), keeping the newest two', async () => {

@@ -108,6 +108,25 @@ describe('checkpoint safety', () => {
     return { dir, trainer };
   }
 
+  it('a checkpoint of a finished schedule resumes with nothing left to train; a fit of the same trainer again trains again', async () => {
+    const options = (): TrainerOptions => ({ model: tinyMlp(5), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05 }), logger: new SilentLogger(), seed: 11 });
+    const data = blobs(32);
+    const done = new Trainer(options());
+    await done.fit(data, { epochs: 2, batchSize: 8 });
+    const dir = tmp();
+    await done.save(dir);
+    const resumed = await Trainer.resume(dir, options());
+    const h = await resumed.fit(data, { epochs: 2, batchSize: 8 });
+    expect(h.epoch, 'the schedule was complete').to.deep.equal([]);
+    expect(resumed.step).to.equal(8);
+    expect(weights(resumed)).to.deep.equal(weights(done));
+    const again = await done.fit(data, { epochs: 2, batchSize: 8 });
+    expect(again.epoch, 'model.fit habit: the same call trains 2 more epochs').to.deep.equal([2, 3]);
+    expect(done.step).to.equal(16);
+    for (const t of [done, resumed]) t.dispose();
+    data.dispose();
+  });
+
   it('a failing save leaves the previous checkpoint intact and loadable', async () => {
     const { dir, trainer } = await savedRun();
     const before = fs.readFileSync(path.join(dir, 'step-2', 'tensors.bin'));

@@ -95,6 +95,8 @@ export class Trainer {
   /** The next batch to run; checkpoints save it, fit() starts from it. */
   private pos: Position = { epoch: 0, batch: 0 };
   private stopRequested = false;
+  /** The last fit ran its schedule to the end (a later fit then trains its epochs again, as model.fit). */
+  private fitCompleted = false;
   /** Models that setup taps swapped in: the trainer disposes them. */
   private readonly ownedModels: TrainableModel[] = [];
   private readonly userModel?: tf.LayersModel;
@@ -303,9 +305,10 @@ export class Trainer {
    *
    * Trains until `epochs` epochs are complete, starting from `initialEpoch` when given, else
    * from `position` (epoch 0 for a new trainer; mid-epoch after `resume` or `stop`), so
-   * rerunning the same fit() after a resume finishes the same schedule. When the trainer has
-   * already completed `epochs` epochs (an earlier fit), it trains `epochs` more, as a second
-   * model.fit call would (numbered on: epoch 1, 2, ... of a loop of `{ epochs: 1 }` fits). Returns tf.History's
+   * rerunning the same fit() after a resume finishes the same schedule (nothing, when the
+   * checkpoint had finished it). When an earlier fit of this trainer completed `epochs`
+   * epochs, it trains `epochs` more, as a second model.fit call would (numbered on: epoch 1,
+   * 2, ... of a loop of `{ epochs: 1 }` fits). Returns tf.History's
    * shape: `{ epoch, history: { loss, acc, val_loss, val_acc, ... }, params }`. Per step
    * nothing is read back beyond the non-finite guard; loss and metrics are summed on the
    * device and read once per epoch.
@@ -329,10 +332,12 @@ export class Trainer {
     const loss = o.classWeight ? this.classWeighted(o.classWeight) : undefined;
     const callbacks = new FitCallbacks(o.callbacks, this.modelRef.layersModel);
     if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) this.pos = { epoch: o.initialEpoch, batch: 0 };
-    // model.fit habit: each call trains `epochs` epochs. When an earlier fit already
+    // model.fit habit: each call trains `epochs` epochs. When an earlier fit of this trainer
     // completed them (a loop of fit(x, y, { epochs: 1 })), train `epochs` more, numbered on
-    // so each gets its own shuffle; a resumed, unfinished schedule is only completed.
-    const epochs = o.initialEpoch === undefined && this.pos.batch === 0 && this.pos.epoch >= o.epochs ? this.pos.epoch + o.epochs : o.epochs;
+    // so each gets its own shuffle. A resumed schedule (Trainer.resume) is only completed.
+    const again = o.initialEpoch === undefined && this.fitCompleted && this.pos.batch === 0 && this.pos.epoch >= o.epochs;
+    const epochs = again ? this.pos.epoch + o.epochs : o.epochs;
+    this.fitCompleted = false;
     this.stopRequested = false;
     const measured = this.plan?.measuredBatchSize;
     if (measured !== undefined && measured !== o.batchSize) {
@@ -379,6 +384,7 @@ export class Trainer {
       for (const [k, v] of Object.entries(logs)) (history.history[k] ??= []).push(v);
       if (callbacks.stopRequested) break;
     }
+    this.fitCompleted = this.pos.epoch >= epochs;
     await this.hooks.fitEnd.run({ history });
     await callbacks.trainEnd();
     return history;
