@@ -4,15 +4,21 @@ import { ErrorCodes, TapfitError } from '../../errors';
 /*
  * WebGPU reports a program the GPU rejects (WGSL that does not compile, an
  * invalid binding) as an "uncaptured error" event and leaves the output buffer
- * as it was: the kernel returns garbage and nothing throws. Dawn prints the
- * message to stderr; this records it so that the next read from the GPU throws
- * instead of handing out wrong values (tfjs-backend-webgpu 4.22's rank-5 pads
- * did this before the shim replaced them, see high-rank.ts).
+ * as it was: the kernel returns garbage and nothing throws (tfjs-backend-webgpu
+ * 4.22's rank-5 pads did this before the shim replaced them, see high-rank.ts).
+ * This records the message so that the next read from the GPU throws instead of
+ * handing out wrong values, and takes the event (preventDefault) so that Dawn
+ * does not also print it: the error carries it.
  */
 
+interface UncapturedErrorEvent {
+  error?: { message?: string };
+  preventDefault?: () => void;
+}
+
 interface ErrorEventTarget {
-  addEventListener(type: 'uncapturederror', listener: (event: { error?: { message?: string } }) => void): void;
-  removeEventListener(type: 'uncapturederror', listener: (event: { error?: { message?: string } }) => void): void;
+  addEventListener(type: 'uncapturederror', listener: (event: UncapturedErrorEvent) => void): void;
+  removeEventListener(type: 'uncapturederror', listener: (event: UncapturedErrorEvent) => void): void;
 }
 
 const rejected: string[] = [];
@@ -23,8 +29,9 @@ export function watchGpuErrors(backend: tf.KernelBackend): () => void {
   if (typeof device?.addEventListener !== 'function') {
     throw new TapfitError(ErrorCodes.TFJS_INTERNALS, "webgpu shim: this tfjs-backend-webgpu has no `device` with addEventListener; it is written against 4.22.x. Install @tensorflow/tfjs-backend-webgpu@4.22.0 (the same version as @tensorflow/tfjs), or use selectBackend('wasm').");
   }
-  const listener = (event: { error?: { message?: string } }) => {
+  const listener = (event: UncapturedErrorEvent) => {
     rejected.push(event.error?.message ?? 'unknown GPU error');
+    event.preventDefault?.();
   };
   device.addEventListener('uncapturederror', listener);
   return () => {
