@@ -1,20 +1,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { CHECKPOINT_FORMAT_VERSION, sgd, SilentLogger, Trainer, type Manifest, type TrainerOptions } from '../src';
-import { blobs, counter, tinyMlp, tmpDir, useBackend, rejected as errorOf } from './fixtures';
+import { CHECKPOINT_FORMAT_VERSION, Trainer, type Manifest } from '../src';
+import { blobs, checkpointOptions, tinyMlp, tmpDir, useBackend, rejected as errorOf } from './fixtures';
 
 
 describe('checkpoint checksums', () => {
   useBackend('cpu');
-  const options = (extra: Partial<TrainerOptions> = {}): TrainerOptions => ({
-    model: tinyMlp(5),
-    loss: 'softmaxCrossEntropy',
-    optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
-    logger: new SilentLogger(),
-    plugins: [counter()],
-    ...extra,
-  });
+  const options = checkpointOptions;
   const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
 
   /** A saved run: its folder, the checkpoint's files and the weights it holds. */

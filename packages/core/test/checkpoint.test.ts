@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { adamw, sgd, Trainer, SilentLogger, type TapfitPlugin, type TrainerOptions } from '../src';
-import { blobs, counter, tinyMlp, tmpDir, useBackend, rejected as errorOf } from './fixtures';
+import { blobs, checkpointOptions, counter, tinyMlp, tmpDir, useBackend, rejected as errorOf } from './fixtures';
 
 const tmp = tmpDir;
 const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
@@ -89,14 +89,7 @@ describe('resume with another seed in the options', () => {
 
 describe('checkpoint safety', () => {
   useBackend('cpu');
-  const options = (extra: Partial<TrainerOptions> = {}): TrainerOptions => ({
-    model: tinyMlp(5),
-    loss: 'softmaxCrossEntropy',
-    optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
-    logger: new SilentLogger(),
-    plugins: [counter()],
-    ...extra,
-  });
+  const options = checkpointOptions;
 
   async function savedRun(): Promise<{ dir: string; trainer: Trainer }> {
     const dir = tmp();

@@ -62,6 +62,11 @@ export function counter(name = 'counter'): TapfitPlugin & { seen: number; sum?: 
   return p;
 }
 
+/** A checkpointing test's trainer: tinyMlp(5), SGD with momentum and the counter plugin (plugin state to save); `extra` wins. */
+export function checkpointOptions(extra: Partial<TrainerOptions> = {}): TrainerOptions {
+  return { model: tinyMlp(5), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), logger: new SilentLogger(), plugins: [counter()], ...extra };
+}
+
 /** The trainer of the save-loop child process (fixtures/save-loop.ts) and of its checks. */
 export function saveLoopOptions(): TrainerOptions {
   return { model: tinyMlp(3), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), logger: new SilentLogger(), seed: 5, plugins: [counter()] };
