@@ -26,7 +26,9 @@
  *   order: per-step losses, test accuracy / Dice (and Dice by chance). A control run trains
  *   the stored twin through the segment executor (exact backprop, one tape per segment):
  *   its loss-curve gap to plain autodiff separates the executor's own effect from the
- *   rebuild's.
+ *   rebuild's. These use the builders' default exact (fixed-point) arithmetic; a float32
+ *   pair (reversible and stored, `fixedPoint: 0`) shows what plain float32 rebuilding
+ *   drifts by.
  *
  * Peak bytes are tf.profile(step).peakBytes minus the bytes live before it (TF.js's
  * accounting: every handle counts, clones included); the step is the loss and gradient
@@ -61,7 +63,7 @@ import {
 } from '@tapfit/core';
 import { seededRandom } from '@tapfit/core/testing';
 import { loadMnist } from '@tapfit/examples';
-import { depthwise3d, diceCrossEntropy, diceScores, reversiblePlan, revBiFPN, reversibleUNet3d, revsilo, type Depthwise3dMethod, type ReversibleUNet3dOptions } from '@tapfit/plugin-revsilo';
+import { depthwise3d, diceCrossEntropy, fixedPointQuantizer, diceScores, reversiblePlan, revBiFPN, reversibleUNet3d, revsilo, type Depthwise3dMethod, type ReversibleUNet3dOptions } from '@tapfit/plugin-revsilo';
 import { lineChartSvg, writeSvg } from '../lib/chart';
 import { median, resultsDir, round, target, writeResults, type Target } from '../results';
 
@@ -140,6 +142,7 @@ interface DepthRow {
   storedMs: number;
   timeRatio: number;
   reconstructionRelError: number;
+  reconstructionRelErrorFloat32: number;
 }
 
 async function depthSection(quick: boolean, reps: number): Promise<{ rows: DepthRow[]; batch: number; config: Record<string, unknown> }> {
@@ -169,14 +172,23 @@ async function depthSection(quick: boolean, reps: number): Promise<{ rows: Depth
         times[which].push(performance.now() - t0);
       }
     }
-    const reconstructionRelError = tf.tidy(() => {
-      const stack = model.segments.filter((s) => s.inverse);
-      const [input] = model.segments[0].forward([x], training);
-      let zs = [input];
-      for (const s of stack) zs = s.forward(zs, training);
-      for (const s of [...stack].reverse()) zs = s.inverse!(zs, { ...training, recomputing: true });
-      return tf.max(tf.abs(tf.sub(zs[0], input))).dataSync()[0] / tf.max(tf.abs(input)).dataSync()[0];
-    });
+    // The whole reversible stack forward, then inverted: the rebuilt input against the one
+    // the stack computed with (rounded to the fixed-point grid in exact arithmetic, the
+    // default), and the same for the plain float32 build of the same weights.
+    const rebuildError = (m: typeof model, bits: number) =>
+      tf.tidy(() => {
+        const stack = m.segments.filter((s) => s.inverse);
+        const [raw] = m.segments[0].forward([x], training);
+        const input = bits ? fixedPointQuantizer('input', bits)!(raw) : raw;
+        let zs = [input];
+        for (const s of stack) zs = s.forward(zs, training);
+        for (const s of [...stack].reverse()) zs = s.inverse!(zs, { ...training, recomputing: true });
+        return tf.max(tf.abs(tf.sub(zs[0], input))).dataSync()[0] / tf.max(tf.abs(input)).dataSync()[0];
+      });
+    const reconstructionRelError = rebuildError(model, model.config.settings.fixedPoint ?? 0);
+    const floatModel = revBiFPN({ ...config, extensions, fixedPoint: 0 });
+    const reconstructionRelErrorFloat32 = rebuildError(floatModel, 0);
+    floatModel.dispose();
     const row: DepthRow = {
       extensions,
       segments: model.segments.length,
@@ -192,13 +204,14 @@ async function depthSection(quick: boolean, reps: number): Promise<{ rows: Depth
       storedMs: round(median(times.stored), 1),
       timeRatio: round(median(times.reversible.map((t, i) => t / times.stored[i])), 3),
       reconstructionRelError,
+      reconstructionRelErrorFloat32,
     };
     row.reversiblePredictionError = round(row.reversiblePredictedBytes / reversiblePeakBytes - 1, 5);
     row.storedPredictionError = round(row.storedPredictedBytes / storedPeakBytes - 1, 5);
     rows.push(row);
     console.log(
       `RevBiFPN E=${extensions}: peak MiB reversible ${mib(reversiblePeakBytes)} (predicted ${mib(row.reversiblePredictedBytes)}), stored ${mib(storedPeakBytes)} (predicted ${mib(row.storedPredictedBytes)}); ` +
-        `ms reversible ${row.reversibleMs}, stored ${row.storedMs} (ratio ${row.timeRatio}); rebuild error ${reconstructionRelError.toExponential(2)}`,
+        `ms reversible ${row.reversibleMs}, stored ${row.storedMs} (ratio ${row.timeRatio}); rebuild error ${reconstructionRelError.toExponential(2)} (float32: ${reconstructionRelErrorFloat32.toExponential(2)})`,
     );
     tf.dispose([x, y]);
     model.dispose();
@@ -275,13 +288,17 @@ async function unetSection(quick: boolean): Promise<Record<string, unknown> & { 
  * reversible: revsilo's plan; stored: the twin, plain autodiff; control: the twin through
  * the segment executor storing every segment (exact backprop, one tape per segment): its
  * gap to 'stored' separates what the executor itself changes from what rebuilding does.
+ * All three use the builders' default exact (fixed-point) arithmetic; the float32 pair
+ * repeats reversible and stored with `fixedPoint: 0`, the papers' plain arithmetic.
  */
-const VERSIONS = ['reversible', 'stored', 'control'] as const;
+const VERSIONS = ['reversible', 'stored', 'control', 'reversibleFloat32', 'storedFloat32'] as const;
 type Version = (typeof VERSIONS)[number];
+const isFloat32 = (version: Version): boolean => version.endsWith('Float32');
+const isReversible = (version: Version): boolean => version.startsWith('reversible');
 
 function pluginsFor(version: Version): TapfitPlugin[] {
-  if (version === 'reversible') return [revsilo()];
-  if (version === 'stored') return [];
+  if (isReversible(version)) return [revsilo()];
+  if (version === 'stored' || version === 'storedFloat32') return [];
   return [{ name: 'executor-store', core: '*', provides: [Tokens.Backprop], apply: ({ services }) => services.register(Tokens.Backprop, new SegmentExecutor()) }];
 }
 
@@ -304,11 +321,12 @@ async function mnistTraining(quick: boolean): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = { data: `MNIST (mnist package), ${train.size} train / ${test.size} test, resized to 32x32`, batchSize: 32, epochs: 1, optimizer: `sgd lr ${MNIST_LR} momentum 0.9` };
   const curves: Record<string, number[]> = {};
   for (const version of VERSIONS) {
-    const model = revBiFPN({ width: 0.25, streams: 3, extensions: 2, inputSize: 32, inputChannels: 1, classes: 10, dropout: 0, seed: 1 });
+    const model = revBiFPN({ width: 0.25, streams: 3, extensions: 2, inputSize: 32, inputChannels: 1, classes: 10, dropout: 0, seed: 1, ...(isFloat32(version) ? { fixedPoint: 0 } : {}) });
     const steps: number[] = [];
     const trainer = new Trainer({
-      model: version === 'reversible' ? model : model.stored(),
+      model: isReversible(version) ? model : model.stored(),
       loss: 'softmaxCrossEntropy',
+      metrics: ['accuracy'],
       optimizer: sgd({ lr: MNIST_LR, momentum: 0.9 }),
       plugins: [...pluginsFor(version), lossRecorder(steps)],
       seed: 1,
@@ -319,13 +337,15 @@ async function mnistTraining(quick: boolean): Promise<Record<string, unknown>> {
     const ms = (performance.now() - t0) / steps.length;
     const evaluation = await trainer.evaluate(test, { batchSize: 100 });
     curves[version] = steps;
-    out[version] = { steps: steps.length, msPerStep: round(ms, 1), testAccuracy: round(evaluation.accuracy, 4), testLoss: round(evaluation.loss, 4), lossCurve: steps.map((l) => round(l, 6)) };
-    console.log(`RevBiFPN MNIST ${version}: ${steps.length} steps, ${round(ms, 0)} ms/step, test accuracy ${round(evaluation.accuracy, 4)}`);
+    out[version] = { steps: steps.length, msPerStep: round(ms, 1), testAccuracy: round(evaluation.acc, 4), testLoss: round(evaluation.loss, 4), lossCurve: steps.map((l) => round(l, 6)) };
+    console.log(`RevBiFPN MNIST ${version}: ${steps.length} steps, ${round(ms, 0)} ms/step, test accuracy ${round(evaluation.acc, 4)}`);
     trainer.dispose();
     model.dispose();
   }
   out.curveGapFirst50 = curveGap(curves.reversible, curves.stored, 50);
   out.controlCurveGapFirst50 = curveGap(curves.control, curves.stored, 50);
+  out.float32CurveGapFirst50 = curveGap(curves.reversibleFloat32, curves.storedFloat32, 50);
+  console.log(`  loss-curve gap over the first 50 steps, reversible vs stored: exact ${out.curveGapFirst50}, float32 ${out.float32CurveGapFirst50}; control ${out.controlCurveGapFirst50}`);
   train.dispose();
   test.dispose();
   mnist.train.dispose();
@@ -371,10 +391,10 @@ async function unetTraining(quick: boolean): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = { data: `synthetic ${side}^3 volumes: a bright sphere (class 1) and a dark cube (class 2) in noise (sd 0.6); ${train.size} train / 8 test`, model: options, batchSize: 2, epochs: 1, optimizer: `adam lr ${UNET_LR}`, loss: 'soft Dice + cross-entropy' };
   const curves: Record<string, number[]> = {};
   for (const version of VERSIONS) {
-    const model = reversibleUNet3d(options);
+    const model = reversibleUNet3d({ ...options, ...(isFloat32(version) ? { fixedPoint: 0 } : {}) });
     const steps: number[] = [];
     const trainer = new Trainer({
-      model: version === 'reversible' ? model : model.stored(),
+      model: isReversible(version) ? model : model.stored(),
       loss,
       optimizer: adam({ lr: UNET_LR }),
       plugins: [...pluginsFor(version), lossRecorder(steps)],
@@ -399,6 +419,8 @@ async function unetTraining(quick: boolean): Promise<Record<string, unknown>> {
   out.chanceForegroundDice = round((counts[1] / total + counts[2] / total) / 2, 4);
   out.curveGapFirst50 = curveGap(curves.reversible, curves.stored, 50);
   out.controlCurveGapFirst50 = curveGap(curves.control, curves.stored, 50);
+  out.float32CurveGapFirst50 = curveGap(curves.reversibleFloat32, curves.storedFloat32, 50);
+  console.log(`  loss-curve gap over the first 50 steps, reversible vs stored: exact ${out.curveGapFirst50}, float32 ${out.float32CurveGapFirst50}; control ${out.controlCurveGapFirst50}`);
   train.dispose();
   tf.dispose([testSet.x, testSet.y]);
   return out;
@@ -465,8 +487,8 @@ export async function run(args: string[]): Promise<void> {
     const m = await mnistTraining(quick);
     const u = await unetTraining(quick);
     data.training = { revbifpnMnist: m, unetSynthetic: u };
-    targets.push(target('RevBiFPN on MNIST: reversible vs stored loss curve, largest relative gap over the first 50 steps', m.curveGapFirst50 as number, 'max', 1e-3));
-    targets.push(target('3-D U-Net on synthetic volumes: reversible vs stored loss curve, largest relative gap over the first 50 steps', u.curveGapFirst50 as number, 'max', 1e-3));
+    targets.push(target('RevBiFPN on MNIST: reversible vs stored loss curve (default exact arithmetic), largest relative gap over the first 50 steps', m.curveGapFirst50 as number, 'max', 1e-3));
+    targets.push(target('3-D U-Net on synthetic volumes: reversible vs stored loss curve (default exact arithmetic), largest relative gap over the first 50 steps', u.curveGapFirst50 as number, 'max', 1e-3));
   }
 
   data.seconds = round((performance.now() - started) / 1000, 1);

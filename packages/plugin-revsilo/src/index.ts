@@ -5,6 +5,7 @@ export * from './ops/random';
 export * from './ops/conv';
 export * from './reversible/transform';
 export * from './reversible/program';
+export * from './reversible/fixed-point';
 export * from './reversible/layout';
 export * from './reversible/reversible-segment';
 export * from './blocks/module';

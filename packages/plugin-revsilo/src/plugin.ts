@@ -170,7 +170,11 @@ export function revsilo(options: RevsiloOptions = {}): TapfitPlugin {
       hooks.planMemory.tap({ stage: Stage.DEFAULT }, (plan, info) => {
         const next = reversiblePlan(info.model, options, plan);
         inverted = new Set(next.segments.filter((s) => s.policy === 'invert').map((s) => s.name));
-        logger.info(`${REVSILO_PLUGIN}: planning ${inverted.size} of ${next.segments.length} segments 'invert' (${[...inverted].slice(0, 6).join(', ')}${inverted.size > 6 ? ', ...' : ''})`);
+        const exact = info.model.segments.filter((s) => inverted.has(s.name) && (s as { fixedPoint?: number }).fixedPoint).length;
+        logger.info(
+          `${REVSILO_PLUGIN}: planning ${inverted.size} of ${next.segments.length} segments 'invert' (${[...inverted].slice(0, 6).join(', ')}${inverted.size > 6 ? ', ...' : ''}); ` +
+            `${exact} rebuild their inputs exactly (fixed-point), ${inverted.size - exact} up to float32 rounding`,
+        );
         return next;
       });
       if (checker) {

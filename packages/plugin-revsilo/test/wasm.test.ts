@@ -1,12 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
 import { selectBackend, trainableVariables, type TrainableModel } from '@tapfit/core';
+import { expect } from 'chai';
 import { diceCrossEntropy, revBiFPN, reversibleUNet3d } from '../src';
 import { expectSameGradients, invertPlan, stepGradients } from './helpers';
 
 const xent = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.cast(yTrue, 'int32'), yPred.shape[1] as number), yPred) as tf.Scalar;
 
 // The benchmark trains on wasm (core's shim supplies the missing gradient kernels): the
-// reversible step there must equal cpu's plain autodiff.
+// reversible step there must equal cpu's plain autodiff. The cross-backend checks use plain
+// float32 (fixedPoint: 0): rounding to the fixed-point grid turns the backends' last-bit
+// differences into whole grid steps, which normalisation over a few values then amplifies.
+// On one backend, exact arithmetic must give autodiff's gradients bit for bit.
 describe('revsilo on the wasm backend', () => {
   after(async () => {
     await selectBackend('cpu', { log: false });
@@ -26,7 +30,7 @@ describe('revsilo on the wasm backend', () => {
 
   it('RevBiFPN: executor gradients under invert equal cpu autodiff of the stored twin', async () => {
     await onBoth(() => ({
-      model: revBiFPN({ width: 0.25, streams: 3, extensions: 1, inputSize: 32, classes: 3, dropout: 0 }),
+      model: revBiFPN({ width: 0.25, streams: 3, extensions: 1, inputSize: 32, classes: 3, dropout: 0, fixedPoint: 0 }),
       x: () => tf.randomNormal([4, 32, 32, 3], 0, 1, 'float32', 1),
       y: () => tf.tensor1d([0, 1, 2, 0], 'int32'),
       loss: xent,
@@ -35,10 +39,23 @@ describe('revsilo on the wasm backend', () => {
 
   it('3-D U-Net: executor gradients under invert equal cpu autodiff of the stored twin', async () => {
     await onBoth(() => ({
-      model: reversibleUNet3d({ levels: 3, blocksPerLevel: 1, baseChannels: 4, expandRatio: 2, classes: 3 }),
+      model: reversibleUNet3d({ levels: 3, blocksPerLevel: 1, baseChannels: 4, expandRatio: 2, classes: 3, fixedPoint: 0 }),
       x: () => tf.randomNormal([1, 8, 8, 8, 1], 0, 1, 'float32', 2),
       y: () => tf.randomUniform([1, 8, 8, 8], 0, 3, 'int32', 3),
       loss: diceCrossEntropy({ classes: 3 }),
     }));
+  });
+
+  it('with exact arithmetic (the default), wasm executor gradients under invert equal wasm autodiff of the stored twin bit for bit', async () => {
+    await selectBackend('wasm', { log: false });
+    const bitsOf = (grads: Record<string, Float32Array>) => Object.keys(grads).sort().map((k) => [k, Array.from(new Uint32Array(grads[k].slice().buffer))]);
+    const check = (model: Parameters<typeof stepGradients>[0], x: tf.Tensor, y: tf.Tensor, loss: Parameters<typeof stepGradients>[3]) => {
+      const want = stepGradients(model.stored!(), x, y, loss, 'autodiff');
+      const got = stepGradients(model, x, y, loss, invertPlan(model));
+      expect(got.value).to.equal(want.value);
+      expect(bitsOf(got.grads)).to.deep.equal(bitsOf(want.grads));
+    };
+    check(revBiFPN({ width: 0.25, streams: 3, extensions: 1, inputSize: 32, classes: 3, dropout: 0 }), tf.randomNormal([4, 32, 32, 3], 0, 1, 'float32', 1), tf.tensor1d([0, 1, 2, 0], 'int32'), xent);
+    check(reversibleUNet3d({ levels: 3, blocksPerLevel: 1, baseChannels: 4, expandRatio: 2, classes: 3 }), tf.randomNormal([1, 8, 8, 8, 1], 0, 1, 'float32', 2), tf.randomUniform([1, 8, 8, 8], 0, 3, 'int32', 3), diceCrossEntropy({ classes: 3 }));
   });
 });

@@ -19,6 +19,8 @@ export interface CouplingOptions {
    * down a chain of segments): the coupling acts on the last stream. Default 0.
    */
   readonly carried?: number;
+  /** Fraction bits of exact fixed-point arithmetic (reversible/fixed-point.ts); absent or 0: float32. */
+  readonly fixedPoint?: number;
 }
 
 export function asTransform(t: TransformLike, name: string): Transform {
@@ -44,14 +46,14 @@ export function coupling(options: CouplingOptions): ReversibleSegment {
     { target: x1, terms: [{ source: x1 + 1, transform: asTransform(options.g, `${options.name}/G`) }] },
   ];
   checkProgram(options.name, carried + 2, updates);
-  return new ReversibleSegment({ name: options.name, updates, layout });
+  return new ReversibleSegment({ name: options.name, updates, layout, fixedPoint: options.fixedPoint });
 }
 
 /**
  * One coupling per stream, all in one segment (RevBiFPN's "per-stream reversible block on
  * every existing stream", docs/techniques.md §2.4): stream i gets its own F_i, G_i.
  */
-export function streamCouplings(name: string, pairs: readonly { f: TransformLike; g: TransformLike }[], checkInput?: (xs: readonly tf.Tensor[]) => void): ReversibleSegment {
+export function streamCouplings(name: string, pairs: readonly { f: TransformLike; g: TransformLike }[], checkInput?: (xs: readonly tf.Tensor[]) => void, fixedPoint?: number): ReversibleSegment {
   const streams = pairs.map((_, i) => i);
   const layout = new ChannelHalves(name, streams);
   const updates: Update[] = pairs.flatMap((p, i) => {
@@ -62,5 +64,5 @@ export function streamCouplings(name: string, pairs: readonly { f: TransformLike
     ];
   });
   checkProgram(name, 2 * pairs.length, updates);
-  return new ReversibleSegment({ name, updates, layout, checkInput });
+  return new ReversibleSegment({ name, updates, layout, checkInput, fixedPoint });
 }

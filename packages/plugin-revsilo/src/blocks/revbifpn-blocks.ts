@@ -37,13 +37,13 @@ export function streamBlocks(options: StreamBlocksOptions, params: ParamFactory)
   };
   const channels = streams.map((s) => s.channels);
   const pairs = streams.map((s, i) => ({ f: half(s, i, 'F'), g: half(s, i, 'G') }));
-  return streamCouplings(name, pairs, (xs) => checkStreams(name, xs, channels)) as ReversibleSegment & Module;
+  return streamCouplings(name, pairs, (xs) => checkStreams(name, xs, channels), options.fixedPoint) as ReversibleSegment & Module;
 }
 
 /** The same coupling as a one-stream `streamBlocks`, acting on the last of `carried + 1` streams (the others pass through). */
 export function carriedCoupling(block: ReversibleSegment, carried: number, name = block.name): ReversibleSegment {
   const [f, g] = block.updates.map((u) => u.terms[0].transform);
-  return coupling({ name, f, g, carried });
+  return coupling({ name, f, g, carried, fixedPoint: block.fixedPoint });
 }
 
 export interface SiloBlockOptions extends ConvSettings {
@@ -67,6 +67,7 @@ export function siloBlock(options: SiloBlockOptions, params: ParamFactory): Reve
     name,
     channels: streams.map((s) => s.channels),
     grow: grow?.channels,
+    fixedPoint: options.fixedPoint,
     f: (i, j) => {
       const stride = 2 ** (j - i);
       const src = all[i];

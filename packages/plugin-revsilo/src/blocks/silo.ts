@@ -14,6 +14,8 @@ export interface SiloOptions {
   readonly f?: (i: number, j: number) => TransformLike;
   /** g_{j->i}, j > i. */
   readonly g?: (j: number, i: number) => TransformLike;
+  /** Fraction bits of exact fixed-point arithmetic (reversible/fixed-point.ts); absent or 0: float32. */
+  readonly fixedPoint?: number;
 }
 
 /**
@@ -59,6 +61,7 @@ function siloSegment(options: SiloOptions, passes: { f: boolean; g: boolean }): 
     name,
     updates,
     checkInput: (xs) => checkStreams(name, xs, channels),
+    fixedPoint: options.fixedPoint,
     outputShapes: (shapes) => outChannels.map((c, i) => streamShape(shapes[0], i, c)),
   });
 }

@@ -27,6 +27,11 @@ export interface ConvSettings {
   /** Start each transform's last norm gamma at zero (never for a transform that creates a stream). */
   readonly zeroInitLastGamma?: boolean;
   readonly depthwise3d?: Depthwise3dMethod;
+  /**
+   * Fraction bits of the reversible segments' exact fixed-point arithmetic
+   * (reversible/fixed-point.ts): rebuilt inputs equal the forward's bit for bit. 0: float32.
+   */
+  readonly fixedPoint?: number;
 }
 
 /** The MBConv options that come from the shared settings. */

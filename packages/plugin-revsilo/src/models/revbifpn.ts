@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError, type Segment, type TrainableModel } from '@tapfit/core';
 import { storedPiece } from '../blocks/revbifpn-blocks';
+import { checkFixedPoint, DEFAULT_FRACTION_BITS } from '../reversible/fixed-point';
 import type { ConvSettings, StreamConfig } from '../blocks/stream-config';
 import { ModuleLayer, uniqueLayerName } from '../layers/module-layer';
 import '../layers/modules';
@@ -28,6 +29,12 @@ export interface RevBiFPNOptions extends Omit<ConvSettings, 'dims' | 'depthwise3
   classes?: number;
   /** Dropout before the classifier. Default 0.2. */
   dropout?: number;
+  /**
+   * Fraction bits of the reversible segments' exact fixed-point arithmetic
+   * (reversible/fixed-point.ts): rebuilt activations equal the forward's bit for bit, so
+   * training matches the stored twin exactly. 0: plain float32. Default 16.
+   */
+  fixedPoint?: number;
   /** Seed of the weights (two builds with one seed are identical). Default 1. */
   seed?: number;
   /** Prefix of the segment and layer names. Default 'revbifpn'. */
@@ -118,6 +125,7 @@ export function resolveRevBiFPN(options: RevBiFPNOptions = {}): RevBiFPNConfig {
   }
   const extensions = options.extensions ?? v.extensions;
   if (!Number.isInteger(extensions) || extensions < 0) bad('extensions', `must be a whole number (got ${extensions})`, 'use e.g. 2');
+  checkFixedPoint('revBiFPN', options.fixedPoint);
   const classes = options.classes ?? 1000;
   if (!Number.isInteger(classes) || classes < 1) bad('classes', `must be a positive integer (got ${classes})`, 'pass the number of classes');
   const dropout = options.dropout ?? 0.2;
@@ -141,6 +149,7 @@ export function resolveRevBiFPN(options: RevBiFPNOptions = {}): RevBiFPNConfig {
       momentum: options.momentum,
       dropPath: options.dropPath ?? 0,
       zeroInitLastGamma: options.zeroInitLastGamma ?? false,
+      fixedPoint: options.fixedPoint ?? DEFAULT_FRACTION_BITS,
     },
   };
 }

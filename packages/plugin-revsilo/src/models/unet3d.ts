@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError, type Segment, type TrainableModel } from '@tapfit/core';
 import { carriedCoupling, storedPiece } from '../blocks/revbifpn-blocks';
+import { checkFixedPoint, DEFAULT_FRACTION_BITS } from '../reversible/fixed-point';
 import type { ReversibleSegment } from '../reversible/reversible-segment';
 import { ModuleLayer, uniqueLayerName } from '../layers/module-layer';
 import '../layers/modules';
@@ -35,6 +36,12 @@ export interface ReversibleUNet3dOptions {
   /** Stochastic-depth rate inside the blocks (replayed). Default 0. */
   dropPath?: number;
   depthwise3d?: Depthwise3dMethod;
+  /**
+   * Fraction bits of the blocks' exact fixed-point arithmetic (reversible/fixed-point.ts):
+   * rebuilt activations equal the forward's bit for bit, so training matches the stored
+   * twin exactly. 0: plain float32. Default 16.
+   */
+  fixedPoint?: number;
   /** Default 1. */
   seed?: number;
   /** Prefix of segment and layer names. Default 'unet'. */
@@ -75,7 +82,7 @@ export function reversibleUNet3d(options: ReversibleUNet3dOptions = {}): Reversi
   };
   const apply = (l: ModuleLayer, xs: tf.SymbolicTensor[]): tf.SymbolicTensor => l.apply(xs.length === 1 ? xs[0] : xs) as tf.SymbolicTensor;
   const settings = { norm: o.norm, groups: o.groups, activation: o.activation };
-  const blockOptions = (c: number) => ({ ...settings, dims: 3, streams: [{ channels: c, kernel: o.kernel, expandRatio: o.expandRatio, seRatio: 0 }], dropPath: o.dropPath, depthwise3d: options.depthwise3d });
+  const blockOptions = (c: number) => ({ ...settings, dims: 3, streams: [{ channels: c, kernel: o.kernel, expandRatio: o.expandRatio, seRatio: 0 }], dropPath: o.dropPath, depthwise3d: options.depthwise3d, fixedPoint: o.fixedPoint });
   const sequence = (h: tf.SymbolicTensor, where: string, level: number, carried: number): tf.SymbolicTensor => {
     for (let b = 0; b < o.blocksPerLevel; b++) {
       const l = layer(`${where}${level}_block${b}`, 'streamBlocks', blockOptions(channels[level]));
@@ -133,6 +140,7 @@ function resolveUNet(options: ReversibleUNet3dOptions): ReversibleUNet3d['option
     inputChannels: 1,
     classes: 2,
     dropPath: 0,
+    fixedPoint: DEFAULT_FRACTION_BITS,
     seed: 1,
     name: 'unet',
     ...options,
@@ -149,6 +157,7 @@ function resolveUNet(options: ReversibleUNet3dOptions): ReversibleUNet3d['option
   positive('baseChannels', 2);
   positive('inputChannels');
   positive('classes', 2);
+  checkFixedPoint('reversibleUNet3d', o.fixedPoint);
   if (o.baseChannels % 2 !== 0) bad('baseChannels', `is ${o.baseChannels}, but a coupling splits the channels into two equal halves`, 'use an even number');
   if (!(o.expandRatio > 0)) bad('expandRatio', `must be > 0 (got ${o.expandRatio})`, 'use e.g. 6');
   if (!NORM_KINDS.includes(o.norm)) bad('norm', `is '${String(o.norm)}'`, `use one of ${NORM_KINDS.join(', ')}`);

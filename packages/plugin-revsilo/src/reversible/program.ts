@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { vjp, type SegmentContext } from '@tapfit/core';
+import type { Quantizer } from './fixed-point';
 import type { Transform } from './transform';
 
 /** One term of an update: `transform(slots[source])`. */
@@ -36,17 +37,23 @@ class Owned {
   }
 }
 
-/** The sum of an update's terms, each in its own scope (only the sum survives). */
-function termSum(update: Update, slots: readonly tf.Tensor[], ctx: SegmentContext): tf.Tensor {
-  return tf.tidy(() => update.terms.map((t) => t.transform.apply(slots[t.source], ctx)).reduce((a, b) => tf.add(a, b)));
+/**
+ * The sum of an update's terms, each in its own scope (only the sum survives), rounded to
+ * the fixed-point grid when the segment computes exactly (`quantize`, see fixed-point.ts).
+ */
+function termSum(update: Update, slots: readonly tf.Tensor[], ctx: SegmentContext, quantize?: Quantizer): tf.Tensor {
+  return tf.tidy(() => {
+    const sum = update.terms.map((t) => t.transform.apply(slots[t.source], ctx)).reduce((a, b) => tf.add(a, b));
+    return quantize ? quantize(sum) : sum;
+  });
 }
 
 /** Runs the updates in order on `slots` (not freed); returns the new slot list. */
-export function runUpdates(slots: readonly tf.Tensor[], updates: readonly Update[], ctx: SegmentContext): tf.Tensor[] {
+export function runUpdates(slots: readonly tf.Tensor[], updates: readonly Update[], ctx: SegmentContext, quantize?: Quantizer): tf.Tensor[] {
   const out = [...slots];
   const owned = new Owned();
   for (const u of updates) {
-    const sum = owned.add(termSum(u, out, ctx));
+    const sum = owned.add(termSum(u, out, ctx, quantize));
     if (u.creates) {
       out.push(sum);
       continue;
@@ -60,7 +67,7 @@ export function runUpdates(slots: readonly tf.Tensor[], updates: readonly Update
 }
 
 /** Undoes the updates, last first, from their output `slots` (not freed): created slots are dropped. */
-export function invertUpdates(slots: readonly tf.Tensor[], updates: readonly Update[], ctx: SegmentContext): tf.Tensor[] {
+export function invertUpdates(slots: readonly tf.Tensor[], updates: readonly Update[], ctx: SegmentContext, quantize?: Quantizer): tf.Tensor[] {
   const out = [...slots];
   const owned = new Owned();
   for (const u of [...updates].reverse()) {
@@ -68,7 +75,7 @@ export function invertUpdates(slots: readonly tf.Tensor[], updates: readonly Upd
       owned.free(out.pop());
       continue;
     }
-    const sum = termSum(u, out, ctx);
+    const sum = termSum(u, out, ctx, quantize);
     const after = out[u.target];
     out[u.target] = owned.add(tf.sub(after, sum));
     owned.free(after);
@@ -84,7 +91,8 @@ export function invertUpdates(slots: readonly tf.Tensor[], updates: readonly Upd
  * the target's gradient; its value is subtracted from the target (rebuilding it), its
  * input gradient added to the source's, its parameter gradients to the sums. The target's
  * own gradient passes through unchanged (the identity path). Peak: the slots, their
- * gradients and one term's tape.
+ * gradients and one term's tape. With `quantize`, the terms' sum is rounded as in the
+ * forward (same terms, same order) and its gradient passes straight through.
  */
 export function backwardUpdates(
   slots: readonly tf.Tensor[],
@@ -92,6 +100,7 @@ export function backwardUpdates(
   updates: readonly Update[],
   variables: readonly tf.Variable[],
   ctx: SegmentContext,
+  quantize?: Quantizer,
 ): { slots: tf.Tensor[]; grads: tf.Tensor[]; paramGrads: Grad[] } {
   const xs = [...slots];
   const dxs = [...grads];
@@ -124,10 +133,12 @@ export function backwardUpdates(
       total?.dispose();
       continue;
     }
+    const rounded = quantize ? tf.tidy(() => quantize(total!)) : total!;
     const after = xs[u.target];
-    xs[u.target] = owned.add(tf.sub(after, total!));
+    xs[u.target] = owned.add(tf.sub(after, rounded));
     owned.free(after);
     total?.dispose();
+    if (rounded !== total) rounded.dispose();
   }
   return { slots: xs, grads: dxs, paramGrads: sums };
 }

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError, type Segment, type SegmentBackward, type SegmentContext } from '@tapfit/core';
+import { fixedPointQuantizer, type Quantizer } from './fixed-point';
 import { streamSlots, type SlotLayout } from './layout';
 import { backwardUpdates, invertUpdates, runUpdates, type Update } from './program';
 
@@ -12,6 +13,12 @@ export interface ReversibleSegmentSpec {
   readonly checkInput?: (xs: readonly tf.Tensor[]) => void;
   /** Output shapes for input shapes (batch included), for the tfjs-layers wrapper. */
   readonly outputShapes?: (inputShapes: readonly tf.Shape[]) => tf.Shape[];
+  /**
+   * Fraction bits of exact fixed-point arithmetic (fixed-point.ts): inputs and update sums
+   * are rounded to multiples of 2^-bits, so `inverse` rebuilds the input bit for bit.
+   * Absent or 0: plain float32.
+   */
+  readonly fixedPoint?: number;
 }
 
 /**
@@ -25,22 +32,35 @@ export class ReversibleSegment implements Segment {
   readonly name: string;
   readonly params: tf.Variable[];
   readonly updates: readonly Update[];
+  /** The fixed-point fraction bits, or undefined for plain float32. */
+  readonly fixedPoint: number | undefined;
   private readonly layout: SlotLayout;
+  private readonly quantize: Quantizer | undefined;
+  /** Input slots the updates read or write (the others pass through untouched). */
+  private readonly touched: Set<number>;
 
   constructor(private readonly spec: ReversibleSegmentSpec) {
     this.name = spec.name;
     this.updates = spec.updates;
     this.layout = spec.layout ?? streamSlots;
     this.params = [...new Set(spec.updates.flatMap((u) => u.terms.flatMap((t) => t.transform.params)))];
+    this.quantize = fixedPointQuantizer(spec.name, spec.fixedPoint);
+    this.fixedPoint = this.quantize ? spec.fixedPoint : undefined;
+    this.touched = new Set(spec.updates.flatMap((u) => [...(u.creates ? [] : [u.target]), ...u.terms.map((t) => t.source)]));
   }
 
   forward(xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] {
     this.spec.checkInput?.(xs);
-    return tf.tidy(() => this.layout.merge(runUpdates(this.layout.split(xs), this.updates, ctx)));
+    return tf.tidy(() => {
+      const q = this.quantize;
+      // On the grid already after the first exact segment of a chain (rounding is idempotent).
+      const slots = this.layout.split(xs).map((x, i) => (q && this.touched.has(i) ? q(x) : x));
+      return this.layout.merge(runUpdates(slots, this.updates, ctx, q));
+    });
   }
 
   inverse(ys: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] {
-    return tf.tidy(() => this.layout.merge(invertUpdates(this.layout.split(ys), this.updates, ctx)));
+    return tf.tidy(() => this.layout.merge(invertUpdates(this.layout.split(ys), this.updates, ctx, this.quantize)));
   }
 
   backward(ys: tf.Tensor[], dys: (tf.Tensor | null)[], variables: readonly tf.Variable[], ctx: SegmentContext): SegmentBackward {
@@ -50,7 +70,7 @@ export class ReversibleSegment implements Segment {
     const out = tf.tidy(() => {
       const slots = this.layout.split(ys);
       const grads = this.layout.split(dys.map((d, k) => d ?? tf.zerosLike(ys[k])));
-      const r = backwardUpdates(slots, grads, this.updates, variables, ctx);
+      const r = backwardUpdates(slots, grads, this.updates, variables, ctx, this.quantize);
       const xs = this.layout.merge(r.slots);
       const dxs = this.layout.merge(r.grads);
       return { xs, dxs, paramGrads: Object.fromEntries(r.paramGrads.flatMap((g, k) => (g ? [[k, g]] : []))) as Record<number, tf.Tensor> };
