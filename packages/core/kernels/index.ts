@@ -6,3 +6,4 @@ export { axpby, adam } from './update';
 export { sumRows } from './reduce';
 export { maxPoolGradTiled } from './pool';
 export { gemm } from './gemm';
+export { convFilterGrad } from './conv';

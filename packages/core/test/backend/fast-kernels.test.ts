@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { installWasmFastKernels, uninstallWasmFastKernels, wasmFastKernelsInstalled, getMemoryGuard } from '../../src/backend';
 import { KERNELS_SOURCE_HASH } from '../../src/backend/fast-kernels/kernels-binary';
 import { planPermutation } from '../../src/backend/fast-kernels/transpose';
+import { heapFor, type HeapKernels } from '../../src/backend/fast-kernels/wasm-heap';
 import { adamMoments, scaledSum } from '../../src/transforms/fused-updates';
 import { adam, sgd } from '../../src/transforms/optimizers';
 import { stateTensors } from '../../src/transforms/state';
@@ -108,6 +109,38 @@ describe('backend: wasm fast kernels', function () {
       const wasm = tf.tidy(() => grad().dataSync());
       expect(relativeError(wasm, await on('cpu', () => tf.tidy(() => grad().dataSync())))).to.equal(0);
     }
+  });
+
+  it("Conv2DBackpropFilter with 1-3 input channels: one pass with the shim route's values exactly (XNNPACK's order) and cpu's to float32 rounding, every stride and padding; 4 channels keep the route", async () => {
+    // Count the direct kernel's calls (the heap's kernel table is a plain object).
+    const heap = heapFor(tf.backend())!;
+    const kernels = heap.kernels;
+    let direct = 0;
+    heap.kernels = { ...kernels, convFilterGrad: (...a: Parameters<HeapKernels['convFilterGrad']>) => (direct++, kernels.convFilterGrad(...a)) };
+    const cases = [
+      [[4, 28, 28, 1], [3, 3, 1, 16], 1, 'same'],
+      [[3, 9, 11, 3], [5, 3, 3, 5], 2, 'valid'],
+      [[2, 8, 8, 2], [3, 3, 2, 20], 2, 'same'],
+      [[3, 7, 7, 3], [2, 2, 3, 6], [1, 2], 'same'],
+      [[2, 6, 6, 1], [3, 3, 1, 4], 1, 1],
+      [[2, 6, 6, 4], [3, 3, 4, 8], 1, 'same'],
+    ] as const;
+    for (const [shape, filter, strides, pad] of cases) {
+      const grad = () => tf.tidy(() => {
+        const w = randn([...filter], 3);
+        const x = randn([...shape], 4);
+        const g = randn(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, strides as [number, number], pad).shape, 5);
+        return tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x as tf.Tensor4D, v as tf.Tensor4D, strides as [number, number], pad), g)))(w);
+      });
+      const calls = direct;
+      const [fast, plain] = fastAndPlain(grad);
+      const what = JSON.stringify([shape, filter, strides, pad]);
+      expect(direct - calls, `${what}: direct kernel calls`).to.equal(filter[2] <= 3 ? 1 : 0);
+      expect(Array.from(fast), what).to.deep.equal(Array.from(plain));
+      const cpu = await on('cpu', () => tf.tidy(() => grad().dataSync()));
+      expect(relativeError(fast, cpu), what).to.be.below(1e-5);
+    }
+    heap.kernels = kernels;
   });
 
   it('a transpose that only moves axes of size 1 gives new data: XNNPACK caches a product operand by data id and shape must not change under it', () => {

@@ -1,6 +1,7 @@
 import { useKernelRunner } from '../../transforms/fused-updates';
 import { runKernel } from '../engine-internals';
 import { Overrides } from '../wasm-shim/overrides';
+import { installFastConvFilterGrad } from './conv-filter-grad';
 import { installMatMulOrder } from './matmul-order';
 import { installFastMaxPoolGrad } from './max-pool-grad';
 import { installSharedIdentity } from './shared-identity';
@@ -19,6 +20,8 @@ let fast: Overrides | null = null;
  * - Transpose (float32, int32): SIMD tiles
  * - Sum over leading axes (bias gradients): one pass, no transpose
  * - MaxPoolGrad with window == stride: one pass
+ * - Conv2DBackpropFilter with at most 3 input channels (first layers): one pass, no
+ *   transposes and no XNNPACK filter packing
  * - BatchMatMul / _FusedMatMul, plain and transposeB: tapfit's own product with one thread
  *   (small products), else XNNPACK's in the order that packs less
  * - TapfitScaledSum, TapfitAdamMoments: the fused updates of momentum and Adam
@@ -33,6 +36,7 @@ export function installWasmFastKernels(): void {
     installFastTranspose(o);
     installSumLeading(o);
     installFastMaxPoolGrad(o);
+    installFastConvFilterGrad(o);
     installMatMulOrder(o);
     installUpdateKernels(o);
   } catch (err) {
@@ -53,4 +57,4 @@ export function wasmFastKernelsInstalled(): boolean {
 }
 
 /** Kernels the fast set registers for wasm. */
-export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Sum', 'MaxPoolGrad', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments'];
+export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments'];
