@@ -9,7 +9,7 @@ import { heapFor } from './wasm-heap';
  * (an image net's first layer) the shim's route, a convolution with the batch as the
  * contracted channel, spends its time transposing dy and packing it as XNNPACK's filter
  * on every call, not multiplying: on the MNIST CNN's first layer (28x28x1 -> 16, batch
- * 64) it took 7.8 ms, of which the product was 0.8 ms. With more input channels the
+ * 64) it took 8.5 ms, of which the product was 0.8 ms. With more input channels the
  * products dominate and XNNPACK's multi-threaded product wins. Measured on one thread
  * (28x28 -> 16, batch 64): 3.9 / 8.1 / 10.5 ms here against 8.5 / 10.1 / 11.1 ms by the
  * route for 1 / 3 / 4 input channels; the route's product speeds up with threads, this
