@@ -163,6 +163,24 @@ describe('backend: wasm fast kernels', function () {
     }
   });
 
+  it("x^T dy (a weight gradient) runs through tapfit's product, one thread, when dy is 64 columns wide or more", () => {
+    const heap = heapFor(tf.backend())!;
+    const kernels = heap.kernels;
+    let products = 0;
+    heap.kernels = { ...kernels, gemm: (...a: Parameters<HeapKernels['gemm']>) => (products++, kernels.gemm(...a)) };
+    try {
+      const count = (N: number) => {
+        const before = products;
+        tf.tidy(() => tf.matMul(randn([128, 96], 1), randn([128, N], 2), true, false).dataSync());
+        return products - before;
+      };
+      expect(count(64)).to.equal(1);
+      expect(count(10)).to.equal(0);
+    } finally {
+      heap.kernels = kernels;
+    }
+  });
+
   it('scaledSum and adamMoments: one kernel each, the same values as the tf.mul / tf.add chain, on cpu too', async () => {
     const g = () => randn([1003], 1);
     const mu = () => randn([1003], 2);
