@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { composite, kernelConfig, type KernelImpl } from '../wasm-shim/kernel-calls';
+import { composite, kernelConfig, type KernelImpl, type Scratch } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { loadWasmPackage } from '../wasm';
 import { previousKernel } from './previous-kernel';
@@ -75,7 +75,7 @@ export function installMatMulOrder(o: Overrides): void {
         const aT = k.run('Transpose', { x: k.reshape(a, [M, K]) }, { perm: [1, 0] });
         // B^T as [N, K]: as given for A B^T, transposed for A B.
         const bT = attrs.transposeB ? k.reshape(b, [N, K]) : k.run('Transpose', { x: k.reshape(b, [K, N]) }, { perm: [1, 0] });
-        const productT = k.run(kernelName, { a: bT, b: aT }, { ...args.attrs, transposeA: false, transposeB: false });
+        const productT = productOf(k, kernelName, args.attrs, bT, aT, N, K, M);
         return k.reshape(k.run('Transpose', { x: productT }, { perm: [1, 0] }), outShape);
       });
     }));
@@ -93,9 +93,20 @@ function ownProduct(heap: WasmHeap, kernelName: string, args: Parameters<KernelI
   }
   return composite(args.backend, 'wasm', (k) => {
     const aT = k.run('Transpose', { x: k.reshape(a, [M, K]) }, { perm: [1, 0] });
-    const productT = k.run(kernelName, { a: k.reshape(b, [N, K]), b: aT }, { ...args.attrs, transposeA: false, transposeB: false });
+    const productT = productOf(k, kernelName, args.attrs, k.reshape(b, [N, K]), aT, N, K, M);
     return k.reshape(k.run('Transpose', { x: productT }, { perm: [1, 0] }), outShape);
   });
+}
+
+/**
+ * The plain product x [rows, depth] y [depth, cols] through the kernel again, as [rows, cols].
+ * Product kernels take rank-3 operands (tfjs's ops reshape to [batch, rows, cols] before
+ * calling them; the stock _FusedMatMul reads the shapes as rank 3), so the operands go in
+ * with a batch of 1.
+ */
+function productOf(k: Scratch, kernelName: string, attrs: object, x: tf.TensorInfo, y: tf.TensorInfo, rows: number, depth: number, cols: number): tf.TensorInfo {
+  const product = k.run(kernelName, { a: k.reshape(x, [1, rows, depth]), b: k.reshape(y, [1, depth, cols]) }, { ...attrs, transposeA: false, transposeB: false });
+  return k.reshape(product, [rows, cols]);
 }
 
 /** No batch: every leading dimension is 1. */
