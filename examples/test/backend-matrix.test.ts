@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { probeWebgpuAdapter, TENSORFLOW_MISSING_KERNELS, type BackendName } from '@tapfit/core';
@@ -49,4 +51,40 @@ describe(`every plugin on every backend: ${STEPS} steps of its conformance model
       }
     });
   }
+});
+
+// `threads: 'auto'` picks the wasm thread count from the machine's load, so the suite above
+// may run wasm with one thread or two. The multi-threaded build takes other kernel routes
+// (XNNPACK's threaded products in another order), so every entry also runs there, in a
+// child process whose wasm is started with 2 threads.
+describe('every plugin on wasm with 2 threads (child process): first-step gradients against cpu', function () {
+  this.timeout(180_000);
+
+  it(`all ${PLUGIN_MATRIX.length} entries: ${STEPS} steps, gradients match cpu (rtol ${RTOL}), no tensor leaked`, () => {
+    const script = `
+      const { selectBackend } = require('@tapfit/core');
+      const { gradientMismatch, trainOnBackend } = require('@tapfit/core/testing');
+      const { PLUGIN_MATRIX } = require(${JSON.stringify(path.resolve(__dirname, '../src'))});
+      (async () => {
+        const selection = await selectBackend('wasm', { threads: 2, log: false });
+        const problems = [];
+        for (const entry of PLUGIN_MATRIX) {
+          try {
+            const cpu = await trainOnBackend(entry, 'cpu', ${STEPS});
+            const wasm = await trainOnBackend(entry, 'wasm', ${STEPS});
+            const mismatch = gradientMismatch(wasm, cpu, ${RTOL});
+            if (mismatch || wasm.leakedTensors !== 0 || wasm.losses.length !== ${STEPS}) problems.push(entry.name + ': ' + (mismatch ?? 'leaked ' + wasm.leakedTensors + ', ' + wasm.losses.length + ' steps'));
+          } catch (err) {
+            problems.push(entry.name + ': ' + String(err).split('\\n')[0]);
+          }
+        }
+        console.log(JSON.stringify({ threads: selection.threads, problems }));
+      })();
+    `;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', cwd: path.resolve(__dirname, '..'), timeout: 170_000 });
+    expect(r.status, r.stderr).to.equal(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(out.threads).to.equal(2);
+    expect(out.problems).to.deep.equal([]);
+  });
 });
