@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, Stage, TapfitError, type MemoryPlan, type Segment, type SegmentContext, type TapfitPlugin, type TrainableModel } from '@tapfit/core';
+import { ReversibleSegment } from './reversible/reversible-segment';
 
 export const REVSILO_PLUGIN = 'revsilo';
 
@@ -170,7 +171,7 @@ export function revsilo(options: RevsiloOptions = {}): TapfitPlugin {
       hooks.planMemory.tap({ stage: Stage.DEFAULT }, (plan, info) => {
         const next = reversiblePlan(info.model, options, plan);
         inverted = new Set(next.segments.filter((s) => s.policy === 'invert').map((s) => s.name));
-        const exact = info.model.segments.filter((s) => inverted.has(s.name) && (s as { fixedPoint?: number }).fixedPoint).length;
+        const exact = info.model.segments.filter((s) => inverted.has(s.name) && s instanceof ReversibleSegment && s.fixedPoint !== undefined).length;
         logger.info(
           `${REVSILO_PLUGIN}: planning ${inverted.size} of ${next.segments.length} segments 'invert' (${[...inverted].slice(0, 6).join(', ')}${inverted.size > 6 ? ', ...' : ''}); ` +
             `${exact} rebuild their inputs exactly (fixed-point), ${inverted.size - exact} up to float32 rounding`,

@@ -2,11 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import { adam, ErrorCodes, modelVariables, sgd, SilentLogger, TapfitError, tensorData, Trainer, type TrainableModel } from '@tapfit/core';
 import { expect } from 'chai';
 import { coupling, diceCrossEntropy, fixedPointQuantizer, MBConv, reversibleUNet3d, revBiFPN, revSilo, revsilo, variableFactory } from '../src';
-import { replay, setBackend, training } from './helpers';
+import { bitsOf, replay, setBackend, training } from './helpers';
 
 const rand = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);
-const bits = (t: tf.Tensor) => Array.from(new Uint32Array(t.dataSync().slice().buffer));
-const expectBitwise = (a: tf.Tensor, b: tf.Tensor, what: string) => expect(bits(a), what).to.deep.equal(bits(b));
+const expectBitwise = (a: tf.Tensor, b: tf.Tensor, what: string) => expect(bitsOf(a), what).to.deep.equal(bitsOf(b));
 
 /** A coupling whose F and G are MBConvs with batch norm in training mode. */
 function mbconvCoupling(fixedPoint: number | undefined) {

@@ -70,6 +70,12 @@ export function valuesOf(variables: readonly tf.Variable[]): Float32Array[] {
 }
 
 /** Selects the backend through core (its gradient fixes included) for the enclosing describe. */
+/** The float32 values' bit patterns (for bit-for-bit comparisons). */
+export function bitsOf(values: tf.Tensor | Float32Array): number[] {
+  const data = values instanceof Float32Array ? values : (values.dataSync() as Float32Array);
+  return Array.from(new Uint32Array(data.slice().buffer));
+}
+
 export function setBackend(name: 'cpu' | 'wasm' = 'cpu'): void {
   before(async () => {
     await selectBackend(name, { log: false });

@@ -62,9 +62,7 @@ export function installMatMulOrder(o: Overrides): void {
         if (!own || N < OWN_TRANSPOSE_A_MIN_COLUMNS) return previous(args);
         return composite(args.backend, 'wasm', (k) => {
           const aT = k.run('Transpose', { x: k.reshape(a, [K, M]) }, { perm: [1, 0] });
-          const out = heap.output(outShape);
-          heap.kernels.gemm(heap.offset(out), heap.offset(aT), heap.offset(b), M, K, N);
-          return out;
+          return gemmInto(heap, aT, b, M, K, N, outShape);
         });
       }
       if (own) return ownProduct(heap, kernelName, args, M, K, N, outShape);
@@ -87,9 +85,7 @@ function ownProduct(heap: WasmHeap, kernelName: string, args: Parameters<KernelI
   const { a, b } = args.inputs;
   const { transposeB } = args.attrs as { transposeB: boolean };
   if (!transposeB) {
-    const out = heap.output(outShape);
-    heap.kernels.gemm(heap.offset(out), heap.offset(a), heap.offset(b), M, K, N);
-    return out;
+    return gemmInto(heap, a, b, M, K, N, outShape);
   }
   return composite(args.backend, 'wasm', (k) => {
     const aT = k.run('Transpose', { x: k.reshape(a, [M, K]) }, { perm: [1, 0] });
@@ -107,6 +103,13 @@ function ownProduct(heap: WasmHeap, kernelName: string, args: Parameters<KernelI
 function productOf(k: Scratch, kernelName: string, attrs: object, x: tf.TensorInfo, y: tf.TensorInfo, rows: number, depth: number, cols: number): tf.TensorInfo {
   const product = k.run(kernelName, { a: k.reshape(x, [1, rows, depth]), b: k.reshape(y, [1, depth, cols]) }, { ...attrs, transposeA: false, transposeB: false });
   return k.reshape(product, [rows, cols]);
+}
+
+/** x [M, K] y [K, N] by tapfit's product into a new tensor of `outShape` (M N elements). */
+function gemmInto(heap: WasmHeap, x: tf.TensorInfo, y: tf.TensorInfo, M: number, K: number, N: number, outShape: number[]): tf.TensorInfo {
+  const out = heap.output(outShape);
+  heap.kernels.gemm(heap.offset(out), heap.offset(x), heap.offset(y), M, K, N);
+  return out;
 }
 
 /** No batch: every leading dimension is 1. */
