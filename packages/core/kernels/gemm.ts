@@ -97,3 +97,58 @@ export function gemm(c: usize, a: usize, b: usize, M: i32, K: i32, N: i32): void
   v128.store(at, c0);
   v128.store(at, c1, 16);
 }
+
+/**
+ * c = a b^T for a [M, K] and b [N, K], both row-major, for a few rows of a (a batch of
+ * one to a handful): no transpose of b in memory. Four rows of b are read four depths at
+ * a time and transposed in registers, so each lane is one output element summed over k
+ * in order, as mul then add from zero: the values of XNNPACK's kernel (and of gemm).
+ */
+export function gemmNT(c: usize, a: usize, b: usize, M: i32, K: i32, N: i32): void {
+  const N4 = N & ~3;
+  const K4 = K & ~3;
+  const rowB = <usize>K << 2;
+  for (let n = 0; n < N4; n += 4) {
+    const pb = b + ((<usize>n * K) << 2);
+    for (let i = 0; i < M; i++) {
+      const pa = a + ((<usize>i * K) << 2);
+      let acc = f32x4.splat(0);
+      let k = 0;
+      for (; k < K4; k += 4) {
+        const o = <usize>k << 2;
+        const r0 = v128.load(pb + o);
+        const r1 = v128.load(pb + rowB + o);
+        const r2 = v128.load(pb + 2 * rowB + o);
+        const r3 = v128.load(pb + 3 * rowB + o);
+        const t0 = v128.shuffle<f32>(r0, r1, 0, 4, 1, 5);
+        const t1 = v128.shuffle<f32>(r0, r1, 2, 6, 3, 7);
+        const t2 = v128.shuffle<f32>(r2, r3, 0, 4, 1, 5);
+        const t3 = v128.shuffle<f32>(r2, r3, 2, 6, 3, 7);
+        // Column k + d of the four rows, one depth after the other.
+        acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(pa + o), v128.shuffle<f32>(t0, t2, 0, 1, 4, 5)));
+        acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(pa + o + 4), v128.shuffle<f32>(t0, t2, 2, 3, 6, 7)));
+        acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(pa + o + 8), v128.shuffle<f32>(t1, t3, 0, 1, 4, 5)));
+        acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(pa + o + 12), v128.shuffle<f32>(t1, t3, 2, 3, 6, 7)));
+      }
+      for (; k < K; k++) {
+        const o = <usize>k << 2;
+        let column = f32x4.splat(load<f32>(pb + o));
+        column = f32x4.replace_lane(column, 1, load<f32>(pb + rowB + o));
+        column = f32x4.replace_lane(column, 2, load<f32>(pb + 2 * rowB + o));
+        column = f32x4.replace_lane(column, 3, load<f32>(pb + 3 * rowB + o));
+        acc = f32x4.add(acc, f32x4.mul(v128.load32_splat(pa + o), column));
+      }
+      v128.store(c + ((<usize>i * N + n) << 2), acc);
+    }
+  }
+  // Rows of b past the last multiple of 4, one output element at a time.
+  for (let n = N4; n < N; n++) {
+    for (let i = 0; i < M; i++) {
+      let acc: f32 = 0;
+      for (let k = 0; k < K; k++) {
+        acc = acc + load<f32>(a + ((<usize>i * K + k) << 2)) * load<f32>(b + ((<usize>n * K + k) << 2));
+      }
+      store<f32>(c + ((<usize>i * N + n) << 2), acc);
+    }
+  }
+}

@@ -5,5 +5,5 @@ export { transposeTile, permute } from './transpose';
 export { axpby, adam } from './update';
 export { sumRows } from './reduce';
 export { maxPoolGradTiled } from './pool';
-export { gemm } from './gemm';
+export { gemm, gemmNT } from './gemm';
 export { convFilterGrad } from './conv';

@@ -157,7 +157,8 @@ describe('backend: wasm fast kernels', function () {
 
   it("products (x W, x^T dy, dy W^T) give XNNPACK's values exactly: tapfit's product with one thread, ragged and blocked shapes included", () => {
     // Rows not a multiple of 4, columns not a multiple of 8, depths past one 256-deep block.
-    for (const [M, K, N] of [[16, 300, 400], [256, 784, 2048], [3, 5, 7], [5, 600, 13], [130, 257, 9], [1, 1, 1]]) {
+    // Batches of 1-7 rows take the row product for dy W^T.
+    for (const [M, K, N] of [[16, 300, 400], [256, 784, 2048], [3, 5, 7], [5, 600, 13], [130, 257, 9], [1, 1, 1], [1, 128, 1568], [7, 257, 30], [2, 3, 5]]) {
       expectSame(() => tf.matMul(randn([M, K], 1), randn([K, N], 2)));
       expectSame(() => tf.matMul(randn([K, M], 1), randn([K, N], 2), true, false));
       expectSame(() => tf.matMul(randn([M, N], 1), randn([K, N], 2), false, true));
@@ -180,6 +181,26 @@ describe('backend: wasm fast kernels', function () {
       };
       expect(count(64)).to.equal(oneThread ? 1 : 0);
       expect(count(10)).to.equal(0);
+    } finally {
+      heap.kernels = kernels;
+    }
+  });
+
+  it('dy W^T for a batch of 1 runs through the row product with any thread count, 1-7 rows with one thread, 8 rows not', () => {
+    const oneThread = loadWasmPackage().getThreadsCount() === 1;
+    const heap = heapFor(tf.backend())!;
+    const kernels = heap.kernels;
+    let rowProducts = 0;
+    heap.kernels = { ...kernels, gemmNT: (...a: Parameters<HeapKernels['gemmNT']>) => (rowProducts++, kernels.gemmNT(...a)) };
+    try {
+      const count = (M: number) => {
+        const before = rowProducts;
+        tf.tidy(() => tf.matMul(randn([M, 128], 1), randn([1568, 128], 2), false, true).dataSync());
+        return rowProducts - before;
+      };
+      expect(count(1)).to.equal(1);
+      expect(count(7)).to.equal(oneThread ? 1 : 0);
+      expect(count(8)).to.equal(0);
     } finally {
       heap.kernels = kernels;
     }

@@ -38,6 +38,7 @@ export interface HeapKernels {
   adam(muOut: number, nuOut: number, dirOut: number, g: number, mu: number, nu: number, b1: number, c1: number, b2: number, c2: number, s1: number, s2: number, eps: number, n: number): void;
   sumRows(out: number, src: number, rows: number, cols: number): void;
   gemm(c: number, a: number, b: number, M: number, K: number, N: number): void;
+  gemmNT(c: number, a: number, b: number, M: number, K: number, N: number): void;
   convFilterGrad(dw: number, x: number, dy: number, B: number, H: number, W: number, CI: number, OH: number, OW: number, CO: number, KH: number, KW: number, sh: number, sw: number, top: number, left: number): void;
   maxPoolGradTiled(dx: number, x: number, dy: number, B: number, H: number, W: number, C: number, OH: number, OW: number, KH: number, KW: number, top: number, left: number): void;
 }
