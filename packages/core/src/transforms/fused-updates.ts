@@ -5,8 +5,10 @@ import { ADAM_MOMENTS_KERNEL, SCALED_SUM_KERNEL, type AdamCoefficients } from '.
  * Element-wise update arithmetic of the step transforms, as one kernel where the active
  * backend registers it (wasm with its fast kernels: one pass over memory instead of
  * three to five) and as the same tf.mul / tf.add chain otherwise. Both round every
- * intermediate to float32 in the same order, so the values are the same either way.
- * The transforms stay pure: these are ops that return new tensors.
+ * intermediate to float32 in the same order, so the values are the same either way,
+ * except that wasm's fused kernels store subnormal results (|x| < 2^-126) as zero:
+ * wasm has no flush-to-zero mode and subnormal arithmetic is about 24x slower there
+ * (kernels/update.ts). The transforms stay pure: these are ops that return new tensors.
  */
 
 /** a x + b y (x, y of one shape). */

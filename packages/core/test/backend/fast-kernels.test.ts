@@ -166,7 +166,7 @@ describe('backend: wasm fast kernels', function () {
     }
   });
 
-  it("x^T dy (a weight gradient) runs through tapfit's product, one thread, when dy is 64 columns wide or more", () => {
+  it("x^T dy (a weight gradient) runs through tapfit's product, one thread, when dy is 64 columns wide or more and the batch 4 rows or more", () => {
     // tapfit's product runs on the main thread only: with more wasm threads XNNPACK's is used.
     const oneThread = loadWasmPackage().getThreadsCount() === 1;
     const heap = heapFor(tf.backend())!;
@@ -174,33 +174,45 @@ describe('backend: wasm fast kernels', function () {
     let products = 0;
     heap.kernels = { ...kernels, gemm: (...a: Parameters<HeapKernels['gemm']>) => (products++, kernels.gemm(...a)) };
     try {
-      const count = (N: number) => {
+      const count = (N: number, batch = 128) => {
         const before = products;
-        tf.tidy(() => tf.matMul(randn([128, 96], 1), randn([128, N], 2), true, false).dataSync());
+        tf.tidy(() => tf.matMul(randn([batch, 96], 1), randn([batch, N], 2), true, false).dataSync());
         return products - before;
       };
       expect(count(64)).to.equal(oneThread ? 1 : 0);
       expect(count(10)).to.equal(0);
+      // A batch of 1-3 rows: an outer product, XNNPACK's route.
+      expect(count(64, 3)).to.equal(0);
+      expect(count(64, 4)).to.equal(oneThread ? 1 : 0);
     } finally {
       heap.kernels = kernels;
     }
   });
 
-  it('dy W^T for a batch of 1 runs through the row product with any thread count, 1-7 rows with one thread, 8 rows not', () => {
+  it('a batch of a few rows reads W as it lies on one thread: dy W^T through the row product (1-7 rows with one thread, 1 row with more), x W through the product (1-7 rows with any thread count)', () => {
     const oneThread = loadWasmPackage().getThreadsCount() === 1;
     const heap = heapFor(tf.backend())!;
     const kernels = heap.kernels;
-    let rowProducts = 0;
-    heap.kernels = { ...kernels, gemmNT: (...a: Parameters<HeapKernels['gemmNT']>) => (rowProducts++, kernels.gemmNT(...a)) };
+    const calls = { gemm: 0, gemmNT: 0 };
+    heap.kernels = {
+      ...kernels,
+      gemm: (...a: Parameters<HeapKernels['gemm']>) => (calls.gemm++, kernels.gemm(...a)),
+      gemmNT: (...a: Parameters<HeapKernels['gemmNT']>) => (calls.gemmNT++, kernels.gemmNT(...a)),
+    };
     try {
-      const count = (M: number) => {
-        const before = rowProducts;
-        tf.tidy(() => tf.matMul(randn([M, 128], 1), randn([1568, 128], 2), false, true).dataSync());
-        return rowProducts - before;
+      const count = (kernel: 'gemm' | 'gemmNT', product: () => tf.Tensor) => {
+        const before = calls[kernel];
+        tf.tidy(() => product().dataSync());
+        return calls[kernel] - before;
       };
-      expect(count(1)).to.equal(1);
-      expect(count(7)).to.equal(oneThread ? 1 : 0);
-      expect(count(8)).to.equal(0);
+      const inputGradient = (M: number) => count('gemmNT', () => tf.matMul(randn([M, 128], 1), randn([1568, 128], 2), false, true));
+      const forward = (M: number) => count('gemm', () => tf.matMul(randn([M, 1568], 1), randn([1568, 128], 2)));
+      expect(inputGradient(1)).to.equal(1);
+      expect(inputGradient(7)).to.equal(oneThread ? 1 : 0);
+      expect(inputGradient(8)).to.equal(0);
+      expect(forward(1)).to.equal(1);
+      expect(forward(7)).to.equal(1);
+      expect(forward(8)).to.equal(oneThread ? 1 : 0);
     } finally {
       heap.kernels = kernels;
     }
@@ -249,6 +261,33 @@ describe('backend: wasm fast kernels', function () {
       const wasm = tf.tidy(() => f().dataSync());
       expect(Array.from(wasm)).to.deep.equal(Array.from(await on('cpu', () => tf.tidy(() => f().dataSync()))));
     }
+  });
+
+  it('scaledSum and adamMoments store subnormal results as zero (wasm has no flush-to-zero): a velocity no longer sticks at the smallest subnormals; NaN, infinities and normal values pass', async () => {
+    const tiny = 2 ** -149;
+    const x = [tiny, 4 * tiny, 2 ** -126, 2 ** -125, 1e-3, NaN, Infinity, -(2 ** -130)];
+    const fused = tf.tidy(() => Array.from(scaledSum(tf.tensor1d(x), 0.9, tf.zeros([x.length]), 1).dataSync()));
+    const chain = Array.from(await on('cpu', () => tf.tidy(() => tf.add(tf.mul(tf.tensor1d(x), 0.9), tf.zeros([x.length])).dataSync())));
+    // The chain keeps subnormals: 0.9 * 2^-149 rounds back to 2^-149, and so on for ever.
+    expect(chain.slice(0, 2)).to.deep.equal([tiny, 4 * tiny]);
+    expect(fused).to.deep.equal([0, 0, 0, chain[3], chain[4], NaN, Infinity, 0]);
+    expect(chain[3]).to.be.above(2 ** -126);
+    // Momentum with no gradient any more: the velocity reaches zero instead of sticking.
+    let v = tf.fill([1003], 1e-30);
+    for (let step = 0; step < 700; step++) {
+      const next = scaledSum(v, 0.9, tf.zerosLike(v), 1);
+      v.dispose();
+      v = next;
+    }
+    expect(Array.from(v.dataSync()).every((e) => e === 0)).to.equal(true);
+    v.dispose();
+    // Adam's moments and direction alike.
+    const c = { b1: 0.9, b2: 0.999, muScale: 1, nuScale: 1, eps: 1e-8 };
+    const moments = tf.tidy(() => {
+      const r = adamMoments(tf.zeros([8]), tf.fill([8], 2 ** -126), tf.fill([8], 2 ** -126), c);
+      return [r.mu, r.nu, r.direction].map((t) => Array.from(t.dataSync()));
+    });
+    expect(moments).to.deep.equal([new Array(8).fill(0), new Array(8).fill(0), new Array(8).fill(0)]);
   });
 
   it('momentum and Adam steps through transformStep: identical parameters and state with and without the fast kernels, no leaks', () => {

@@ -19,18 +19,24 @@ const PACK_COST = 5;
 const OWN_PRODUCT_MAX_MACS = 2 ** 26;
 
 /**
- * A B^T with fewer rows of A than this goes through tapfit's row product (gemmNT), which
- * transposes B in registers (measured, dy [M,128] W^T with W [1568,128], one thread:
- * M = 1 43 against 220 us, M = 4 132 against 1150; M = 8 254 against 120, where the
- * reordered product no longer falls to its scalar edge). With more threads XNNPACK's
- * threaded product wins from M = 2 on a large W (W [2048,2048]: 1570 against 1400 us)
- * and loses at M = 1 (42 against 143 us at [1568,128], 823 against 1468 at [2048,2048]).
+ * Products of fewer rows than this (batch-1 training, pipeline micro-batches) read W as
+ * it lies on one thread, where the other routes transpose or pack all of W for a handful
+ * of rows: dy W^T through the row product (gemmNT, four rows of W transposed at a time
+ * in registers; with more threads only for one row, beyond which XNNPACK's threaded
+ * product catches up), and with more threads x W through tapfit's product as well.
+ * Measured by `npm run bench -- kernels [--threads=2]` (README, Fast kernels).
  */
-const FEW_ROWS_ONE_THREAD = 8;
-const FEW_ROWS_THREADED = 2;
+const FEW_ROWS = 8;
 
 /** Columns of dy from which x^T dy goes through tapfit's product (narrower: the packing route). */
 const OWN_TRANSPOSE_A_MIN_COLUMNS = 64;
+
+/**
+ * Batch from which x^T dy goes through tapfit's product: below, it is an outer product
+ * of a row or two, and XNNPACK packs only the small dy (measured, [2048,2048] at batch
+ * 1: 1.40 against 1.93 ms; [1568,128]: 82 against 77 us).
+ */
+const OWN_TRANSPOSE_A_MIN_BATCH = 4;
 
 /**
  * The products of training (dense forward x W, weight gradient x^T dy, input gradient
@@ -40,9 +46,10 @@ const OWN_TRANSPOSE_A_MIN_COLUMNS = 64;
  * transposing it, on every call: the weights change every step, so nothing is cached,
  * and packing a 2048 x 2048 operand cost a third of the product's time.
  *
- * - dy W^T for a batch of fewer than 8 rows (1 with more threads): tapfit's row product
- *   reads W as it lies and transposes four rows of it at a time in registers (at batch 1
- *   the other routes run a one-column product at their scalar edge, or pack all of W).
+ * - A batch of fewer than 8 rows: W read as it lies, on one thread, with any thread
+ *   count: x W through tapfit's product, dy W^T through its row product (which
+ *   transposes four rows of W at a time in registers; with more threads only for one
+ *   row). The other routes transpose or pack all of W for a handful of rows.
  * - With one thread and a product of up to 2^26 multiply-adds, tapfit's own SIMD
  *   product (kernels/gemm.ts) reads both operands as they lie: no packing, no transpose.
  *   dy W^T is computed as (W dy^T)^T, with two small transposes (of the batch-sized
@@ -69,18 +76,18 @@ export function installMatMulOrder(o: Overrides): void {
       if (M === 0 || K === 0 || N === 0) return previous(args);
       const outShape = [...(a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2), M, N];
       const threads = loadWasmPackage().getThreadsCount();
-      if (attrs.transposeB && M < (threads === 1 ? FEW_ROWS_ONE_THREAD : FEW_ROWS_THREADED)) {
-        // dy W^T for a batch of a few rows: W read as it lies, nothing transposed or packed.
+      if (attrs.transposeB && M < FEW_ROWS && (threads === 1 || M === 1)) {
         const out = heap.output(outShape);
         heap.kernels.gemmNT(heap.offset(out), heap.offset(a), heap.offset(b), M, K, N);
         return out;
       }
+      if (!attrs.transposeA && !attrs.transposeB && M < FEW_ROWS) return gemmInto(heap, a, b, M, K, N, outShape);
       const own = M * K * N <= OWN_PRODUCT_MAX_MACS && threads === 1;
       if (attrs.transposeA) {
         // x^T dy: the route transposes x and packs the batch-sized dy; with one thread and
         // a wide enough dy, transposing x and skipping the packing is cheaper (measured:
         // [128,784]^T [128,512] 5.2 -> 4.5 ms; [128,512]^T [128,10] 0.17 -> 0.24, hence N).
-        if (!own || N < OWN_TRANSPOSE_A_MIN_COLUMNS) return previous(args);
+        if (!own || N < OWN_TRANSPOSE_A_MIN_COLUMNS || K < OWN_TRANSPOSE_A_MIN_BATCH) return previous(args);
         return composite(args.backend, 'wasm', (k) => {
           const aT = k.run('Transpose', { x: k.reshape(a, [K, M]) }, { perm: [1, 0] });
           return gemmInto(heap, aT, b, M, K, N, outShape);

@@ -1,0 +1,153 @@
+import * as tf from '@tensorflow/tfjs';
+import { installWasmFastKernels, scaledSum, selectBackend, uninstallWasmFastKernels } from '@tapfit/core';
+import { median, round, writeResults } from '../results';
+
+/**
+ * Two cases of the wasm fast kernels that the per-step profile hides (no targets; the
+ * figures back the routes and the numbers in packages/core's README and comments):
+ *
+ * 1. Products of a batch of a few rows (batch-1 training, pipeline micro-batches):
+ *    dy W^T, x W and x^T dy for 1, 2, 4 and 8 rows against W [1568,128] (the demo CNN's
+ *    dense layer) and W [2048,2048], with the fast kernels on and off (off: XNNPACK's
+ *    product through the training shim), alternated call by call.
+ * 2. Subnormal numbers: the fused momentum update (TapfitScaledSum, a v + b g) and a
+ *    stock multiply on 200,704 elements that are normal, subnormal, or zero; and a
+ *    velocity whose gradient stopped, 800 updates later, fused against the stock chain.
+ *
+ *   npm run bench -- kernels [--threads=2]   (writes kernels.json, or kernels-2-threads.json)
+ */
+
+const ROWS = [1, 2, 4, 8];
+const LAYERS: Array<[number, number]> = [
+  [1568, 128],
+  [2048, 2048],
+];
+const REPS = 9;
+
+/**
+ * Median microseconds of `fn` on fresh operands (`fresh()` makes new data each call,
+ * untimed: in training the weights change every step, and XNNPACK would otherwise reuse
+ * the right operand it packed for the same data), with the fast kernels on and off,
+ * alternated round by round so that drift hits both.
+ */
+function paired(fresh: () => tf.Tensor[], fn: (operands: tf.Tensor[]) => tf.Tensor, calls: number): { fast: number; plain: number } {
+  const once = () => {
+    let us = 0;
+    for (let i = 0; i < calls; i++) {
+      const operands = fresh();
+      const t0 = performance.now();
+      const out = fn(operands);
+      us += (performance.now() - t0) * 1000;
+      tf.dispose([out, ...operands]);
+    }
+    return us / calls;
+  };
+  const fast: number[] = [];
+  const plain: number[] = [];
+  for (let r = 0; r < REPS; r++) {
+    for (const on of [true, false]) {
+      if (on) installWasmFastKernels();
+      else uninstallWasmFastKernels();
+      once(); // warm-up of this variant
+      (on ? fast : plain).push(once());
+    }
+  }
+  installWasmFastKernels();
+  return { fast: round(median(fast), 1), plain: round(median(plain), 1) };
+}
+
+function products() {
+  const rows: Record<string, unknown>[] = [];
+  for (const [K, N] of LAYERS) {
+    const calls = K * N > 1e6 ? 5 : 40;
+    const w = tf.randomNormal([K, N], 0, 1, 'float32', 1);
+    for (const M of ROWS) {
+      const x = tf.randomNormal([M, K], 0, 1, 'float32', 2);
+      const dy = tf.randomNormal([M, N], 0, 1, 'float32', 3);
+      const fresh = () => [w, x, dy].map((t) => tf.add(t, 0));
+      const cases: Record<string, (o: tf.Tensor[]) => tf.Tensor> = {
+        'dy W^T': ([w_, , dy_]) => tf.matMul(dy_, w_, false, true),
+        'x W': ([w_, x_]) => tf.matMul(x_, w_),
+        'x^T dy': ([, x_, dy_]) => tf.matMul(x_, dy_, true, false),
+      };
+      for (const [product, fn] of Object.entries(cases)) {
+        const t = paired(fresh, fn, calls);
+        rows.push({ product, W: `[${K},${N}]`, rows: M, fastUs: t.fast, xnnpackUs: t.plain, speedup: round(t.plain / t.fast, 2) });
+      }
+      tf.dispose([x, dy]);
+    }
+    w.dispose();
+  }
+  return rows;
+}
+
+function subnormals() {
+  const n = 200_704;
+  const time = (fn: () => void) => {
+    for (let i = 0; i < 10; i++) fn();
+    const xs: number[] = [];
+    for (let r = 0; r < REPS; r++) {
+      const t0 = performance.now();
+      for (let i = 0; i < 20; i++) fn();
+      xs.push(((performance.now() - t0) / 20) * 1000);
+    }
+    return round(median(xs), 1);
+  };
+  // One op on operands that are normal, subnormal or zero.
+  const operands: Record<string, unknown>[] = [];
+  for (const [values, v] of [['normal (1e-3)', 1e-3], ['subnormal (1e-40)', 1e-40], ['zero', 0]] as const) {
+    const velocity = tf.fill([n], v);
+    const grad = tf.zeros([n]);
+    operands.push({ values, 'scaledSum(v, 0.9, g, 1) us': time(() => scaledSum(velocity, 0.9, grad, 1).dispose()), 'tf.mul(v, 0.9) us': time(() => tf.mul(velocity, 0.9).dispose()) });
+    tf.dispose([velocity, grad]);
+  }
+  // A velocity whose gradient stopped (v <- 0.9 v from 1e-30, 800 updates), then timed
+  // updates, with the fused kernel and with the stock chain.
+  const decayed: Record<string, unknown>[] = [];
+  for (const on of [true, false]) {
+    if (on) installWasmFastKernels();
+    else uninstallWasmFastKernels();
+    const grad = tf.zeros([n]);
+    let velocity = tf.fill([n], 1e-30);
+    const step = () => {
+      const next = scaledSum(velocity, 0.9, grad, 1);
+      velocity.dispose();
+      velocity = next;
+    };
+    for (let i = 0; i < 800; i++) step();
+    const values = velocity.dataSync();
+    const subnormal = values.filter((x) => x !== 0 && Math.abs(x) < 2 ** -126).length / n;
+    decayed.push({ update: on ? 'fused (fast kernels)' : 'stock chain', 'us per update after 800': time(step), 'subnormal fraction after 800': subnormal });
+    tf.dispose([velocity, grad]);
+  }
+  installWasmFastKernels();
+  return { operands, decayed };
+}
+
+export async function run(args: string[]): Promise<void> {
+  const threads = Number(args.find((a) => a.startsWith('--threads='))?.split('=')[1] ?? 1);
+  await selectBackend('wasm', { threads, log: false });
+  const productRows = products();
+  console.log(`\nproducts of a few rows (wasm, ${threads} thread${threads > 1 ? 's' : ''}; microseconds per call, medians of ${REPS} alternated rounds)`);
+  console.table(productRows);
+  const subnormalRows = subnormals();
+  console.log(`\n200,704 elements: operands below 2^-126 (subnormal), microseconds per call`);
+  console.table(subnormalRows.operands);
+  console.log('a velocity whose gradient stopped, 800 updates later');
+  console.table(subnormalRows.decayed);
+  // One file per thread count (the thread count is fixed per process).
+  writeResults(
+    threads > 1 ? `kernels-${threads}-threads` : 'kernels',
+    {
+      backend: `wasm, ${threads} thread${threads > 1 ? 's' : ''}`,
+      notes: [
+        'products: fast = the wasm fast kernels (installWasmFastKernels), xnnpack = the training shim alone (XNNPACK packs W on every call); medians of alternated rounds',
+        'subnormals: the fused update stores subnormal results as zero; its operands are not flushed, so a subnormal input still costs (as in a stock multiply)',
+      ],
+      products: productRows,
+      subnormals: subnormalRows,
+    },
+    [],
+    `npm run bench -- kernels${args.length ? ` ${args.join(' ')}` : ''}`,
+  );
+}
