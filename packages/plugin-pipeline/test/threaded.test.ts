@@ -120,6 +120,26 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     }
   });
 
+  it('streams in the micro-batch given to start by default; a bad microBatch is refused naming the option', async () => {
+    await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', microBatch: 0 }).then(
+      () => expect.fail('expected an error'),
+      (e: Error) => expect(e.message).to.match(/ThreadedPipeline.start: microBatch must be a positive integer .* got 0/),
+    );
+    const { x, y } = samples(8);
+    const pipe = await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', microBatch: 4 });
+    try {
+      expect(await pipe.train(x, y)).to.have.length(2);
+      expect(await pipe.train(x, y, { microBatch: 2 })).to.have.length(4);
+      await pipe.train(x, y, { microBatch: 1.5 }).then(
+        () => expect.fail('expected an error'),
+        (e: Error) => expect(e.message).to.match(/train: microBatch must be a positive integer/),
+      );
+    } finally {
+      await pipe.close();
+      tf.dispose([x, y]);
+    }
+  });
+
   it('refuses a sample count it cannot stream in equal micro-batches, naming stage 1', async () => {
     const { x, y } = samples(5);
     const pipe = await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' });

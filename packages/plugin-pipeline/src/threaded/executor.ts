@@ -14,6 +14,12 @@ export interface ThreadedPipelineOptions {
   model: tf.LayersModel;
   /** S, balanced by measured forward and backward time; or `boundaries` (first layer of each stage after the first). */
   stages?: number;
+  /**
+   * The micro-batch size `train` streams by default (1), and the size at which `stages`
+   * are balanced: convolutions and dense layers do not grow alike with the batch, so a
+   * split balanced at 1 can be lopsided at 16.
+   */
+  microBatch?: number;
   boundaries?: string[];
   /** A core loss name (functions cannot cross threads; a setupModule may export `loss`). */
   loss: string;
@@ -55,10 +61,13 @@ export class ThreadedPipeline {
     readonly stages: readonly StageSpec[],
     private readonly model: tf.LayersModel,
     private readonly inputShape: number[],
+    private readonly microBatch: number,
   ) {}
 
   static async start(options: ThreadedPipelineOptions): Promise<ThreadedPipeline> {
     const { model } = options;
+    const microBatch = options.microBatch ?? 1;
+    checkMicroBatch(microBatch, 'ThreadedPipeline.start: microBatch');
     const trainable = fromLayersModel(model);
     const names = trainable.segments.map((s) => s.name);
     const inputShape = (model.inputs[0].shape.slice(1) as number[]).map((d) => d ?? 1);
@@ -68,7 +77,7 @@ export class ThreadedPipeline {
       if (S > names.length) return partitionBalanced(names, names.map(() => 1), S, options.extraDelay ?? 0);
       // What each stage runs per sample: a stage with D_s > 0 a forward at its old weights plus a
       // recomputed forward and the backward; the last stage (D_S = 0) one forward and the backward.
-      const probe = tf.zeros([1, ...inputShape]);
+      const probe = tf.zeros([microBatch, ...inputShape]);
       try {
         const { forward, backward } = measureSegmentCosts(trainable.segments, probe);
         const delayed = forward.map((f, i) => 2 * f + backward[i]);
@@ -82,7 +91,7 @@ export class ThreadedPipeline {
     const vars = new Set(trainableVariables(trainable));
     const transport = options.transport ?? messagePortTransport;
     const links = stages.slice(1).map(() => transport.pair());
-    const pipe = new ThreadedPipeline(stages, model, inputShape);
+    const pipe = new ThreadedPipeline(stages, model, inputShape, microBatch);
     const topology = model.toJSON(null, false);
     const ready = stages.map((s, i) => {
       const own = [...new Set(trainable.segments.slice(s.start, s.end).flatMap((seg) => seg.params))].filter((v) => vars.has(v));
@@ -172,13 +181,14 @@ export class ThreadedPipeline {
 
   /**
    * Streams the samples of `x`, `y` (sample axis first) through the pipeline in order, in
-   * micro-batches of `microBatch`; resolves with the loss of each micro-batch when every
-   * stage has applied every gradient.
+   * micro-batches of `microBatch` (default: the one given to `start`); resolves with the
+   * loss of each micro-batch when every stage has applied every gradient.
    */
   async train(x: tf.Tensor, y: tf.Tensor, options: { microBatch?: number } = {}): Promise<number[]> {
-    const mb = options.microBatch ?? 1;
+    const mb = options.microBatch ?? this.microBatch;
+    checkMicroBatch(mb, 'train: microBatch');
     const n = x.shape[0];
-    if (!Number.isInteger(mb) || mb < 1 || n % mb !== 0) {
+    if (n % mb !== 0) {
       throw new TapfitError(ErrorCodes.CONFIG, `pipeline stage 1 cannot stream ${n} samples in micro-batches of ${mb}: every micro-batch must have the same size; use a microBatch that divides the sample count.`);
     }
     if (x.shape.slice(1).join(',') !== this.inputShape.join(',')) {
@@ -244,6 +254,12 @@ export class ThreadedPipeline {
     if (this.closed) return;
     this.closed = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
+
+function checkMicroBatch(mb: unknown, where: string): void {
+  if (typeof mb !== 'number' || !Number.isInteger(mb) || mb < 1) {
+    throw new TapfitError(ErrorCodes.CONFIG, `pipeline: ${where} must be a positive integer (samples per micro-batch), got ${String(mb)}.`);
   }
 }
 
