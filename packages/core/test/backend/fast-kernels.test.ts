@@ -315,6 +315,35 @@ describe('backend: wasm fast kernels', function () {
     }
   });
 
+  it("tf.fused.conv2d under a tape with a linear activation runs as conv2d + add: the first layer's input gradient is never computed, gradients are cpu's; inference keeps the fused kernel; uninstalling restores the op", async () => {
+    const x = randn([2, 9, 9, 1], 1);
+    const params = [randn([3, 3, 1, 4], 2), randn([4], 3), randn([3, 3, 4, 2], 4), randn([2], 5)];
+    const forward = ([w1, b1, w2, b2]: tf.Tensor[]) => {
+      const h = tf.fused.conv2d({ x: x as tf.Tensor4D, filter: w1 as tf.Tensor4D, strides: 1, pad: 'same', bias: b1 });
+      return tf.fused.conv2d({ x: tf.relu(h), filter: w2 as tf.Tensor4D, strides: 2, pad: 'valid', bias: b2 });
+    };
+    const gradients = () => tf.tidy(() => tf.grads((...p: tf.Tensor[]) => tf.sum(tf.square(forward(p))))(params).map((g) => Array.from(g.dataSync())));
+    const kernelsOf = async (f: () => unknown) => (await tf.profile(() => void f())).kernels.map((k) => k.name);
+    const inputGradients = (names: string[]) => names.filter((n) => n === 'Conv2DBackpropInput').length;
+    expect(inputGradients(await kernelsOf(gradients))).to.equal(1); // the second layer's only
+    expect(await kernelsOf(() => tf.tidy(() => forward(params).dataSync()))).to.include('FusedConv2D');
+    const onCpu = await on('cpu', gradients);
+    gradients().forEach((g, i) => expect(relativeError(g, onCpu[i])).to.be.below(1e-5));
+    // Without the fast kernels tfjs's custom gradient computes both layers' input gradients.
+    uninstallWasmFastKernels();
+    try {
+      const stock = tf.fused.conv2d;
+      expect(inputGradients(await kernelsOf(gradients))).to.equal(2);
+      installWasmFastKernels();
+      expect(tf.fused.conv2d).to.not.equal(stock);
+      uninstallWasmFastKernels();
+      expect(tf.fused.conv2d).to.equal(stock);
+    } finally {
+      installWasmFastKernels();
+    }
+    tf.dispose([x, ...params]);
+  });
+
   it('write only their outputs: tensors allocated around them keep their values', () => {
     const sentinels = Array.from({ length: 40 }, (_, i) => tf.fill([1 + (i % 7) * 13], i + 0.5));
     tf.tidy(() => {

@@ -2,6 +2,7 @@ import { useKernelRunner } from '../../transforms/fused-updates';
 import { runKernel } from '../engine-internals';
 import { Overrides } from '../wasm-shim/overrides';
 import { installFastConvFilterGrad } from './conv-filter-grad';
+import { installLazyConvGradients } from './lazy-conv-grad';
 import { installMatMulOrder } from './matmul-order';
 import { installFastMaxPoolGrad } from './max-pool-grad';
 import { installSharedIdentity } from './shared-identity';
@@ -14,7 +15,8 @@ let fast: Overrides | null = null;
 /**
  * Faster training kernels for wasm, on top of the training shim (which installs them):
  * tapfit's own SIMD kernels (kernels/*.ts, compiled to wasm and run on the wasm
- * backend's heap) and cheaper orders of stock kernels. Same values as without them.
+ * backend's heap) and cheaper orders of stock kernels. Same values as without them
+ * (to float32 rounding where an op is split; fused updates store subnormals as zero).
  *
  * - Identity, same-dtype Cast: share the data instead of copying (the tape saves clones)
  * - Transpose (float32, int32): SIMD tiles
@@ -25,6 +27,8 @@ let fast: Overrides | null = null;
  * - BatchMatMul / _FusedMatMul, plain and transposeB: tapfit's own product with one thread
  *   (small products), else XNNPACK's in the order that packs less
  * - TapfitScaledSum, TapfitAdamMoments: the fused updates of momentum and Adam
+ * - tf.fused.conv2d under a gradient tape with a linear activation: conv2d + add, so a
+ *   first layer's input gradient, which nothing reads, is not computed
  *
  * `uninstallWasmFastKernels()` takes them out again (benchmarks measure both). Idempotent.
  */
@@ -39,6 +43,7 @@ export function installWasmFastKernels(): void {
     installFastConvFilterGrad(o);
     installMatMulOrder(o);
     installUpdateKernels(o);
+    installLazyConvGradients(o);
   } catch (err) {
     o.restore();
     throw err;

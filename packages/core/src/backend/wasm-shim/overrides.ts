@@ -31,6 +31,15 @@ export class Overrides {
     });
   }
 
+  /** Sets `owner[key]` (an op of tfjs's namespace objects) until `restore`. */
+  replace<T extends object, K extends keyof T>(owner: T, key: K, value: T[K]): void {
+    const previous = owner[key];
+    owner[key] = value;
+    this.undo.push(() => {
+      owner[key] = previous;
+    });
+  }
+
   /** Undo every registration, newest first. */
   restore(): void {
     while (this.undo.length) this.undo.pop()!();

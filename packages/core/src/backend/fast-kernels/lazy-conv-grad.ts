@@ -1,0 +1,31 @@
+import * as tf from '@tensorflow/tfjs';
+import { gradientDepth } from '../engine-internals';
+import type { Overrides } from '../wasm-shim/overrides';
+
+type FusedConv2d = typeof tf.fused.conv2d;
+type FusedConv2dArgs = Parameters<FusedConv2d>[0];
+
+/**
+ * tfjs-layers' Conv2D with a bias calls `tf.fused.conv2d`. While a gradient tape records
+ * and the activation is linear, tfjs runs it as one kernel with a custom gradient, which
+ * computes the gradients of all its inputs as soon as the backward pass reaches it: for a
+ * network's first layer that includes the gradient of the input, which nothing reads, a
+ * whole transposed convolution (on the MNIST CNN at batch 64 about as long as the layer's
+ * forward). On wasm that case runs as `conv2d` + `add` instead, whose gradients tfjs
+ * computes only for the inputs on the path: every other layer does the same kernels
+ * plus one bias add. Inference (no tape) keeps the fused kernel.
+ */
+export function installLazyConvGradients(o: Overrides): void {
+  const fused = tf.fused as unknown as { conv2d: FusedConv2d };
+  const original = fused.conv2d;
+  const lazy = (args: FusedConv2dArgs) => {
+    if (!lazyCase(args)) return original(args);
+    const y = tf.conv2d(args.x as tf.Tensor4D, args.filter as tf.Tensor4D, args.strides, args.pad, 'NHWC', args.dilations, args.dimRoundingMode);
+    return args.bias != null ? tf.add(y, args.bias) : y;
+  };
+  o.replace(fused, 'conv2d', lazy as FusedConv2d);
+}
+
+function lazyCase(args: FusedConv2dArgs): boolean {
+  return gradientDepth() > 0 && (args.activation ?? 'linear') === 'linear' && (args.dataFormat ?? 'NHWC') === 'NHWC' && tf.getBackend() === 'wasm';
+}
