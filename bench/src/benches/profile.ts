@@ -214,7 +214,7 @@ export async function run(args: string[]): Promise<void> {
     notes: [
       'per model: medians over rounds of ms per step by group; "fast" = with the wasm fast kernels (installWasmFastKernels), "plain" = the training shim alone; rounds alternate the two',
       'kernel times are self times, wall clock (groups) and CPU time of the process (cpuGroups: on a busy machine it is inflated less); "outside kernels" = step time minus kernels and host reads',
-      'effectiveGFlops = the multiply-adds x 2 a step needs / step time; productKernelGFlops = FLOPs run inside matMul and conv kernels (without the fast kernels including the first conv's input gradient, which tfjs's fused conv2d computes although nothing reads it) / their time',
+      'effectiveGFlops = the multiply-adds x 2 a step needs / step time; productKernelGFlops = FLOPs run inside matMul and conv kernels (without the fast kernels including the first conv layer input gradient, which the fused conv2d of tfjs computes although nothing reads it) / their time',
     ],
     models: results,
   }, []);

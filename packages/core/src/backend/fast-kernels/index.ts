@@ -27,8 +27,8 @@ let fast: Overrides | null = null;
  * - BatchMatMul / _FusedMatMul, plain and transposeB: tapfit's own product with one thread
  *   (small products), else XNNPACK's in the order that packs less
  * - TapfitScaledSum, TapfitAdamMoments: the fused updates of momentum and Adam
- * - tf.fused.conv2d under a gradient tape with a linear activation: conv2d + add, so a
- *   first layer's input gradient, which nothing reads, is not computed
+ * - tf.fused.conv2d with a linear activation: conv2d + add, so that a first layer's input
+ *   gradient, which nothing reads, is not computed
  *
  * `uninstallWasmFastKernels()` takes them out again (benchmarks measure both). Idempotent.
  */

@@ -1,19 +1,19 @@
 import * as tf from '@tensorflow/tfjs';
-import { gradientDepth } from '../engine-internals';
 import type { Overrides } from '../wasm-shim/overrides';
 
 type FusedConv2d = typeof tf.fused.conv2d;
 type FusedConv2dArgs = Parameters<FusedConv2d>[0];
 
 /**
- * tfjs-layers' Conv2D with a bias calls `tf.fused.conv2d`. While a gradient tape records
- * and the activation is linear, tfjs runs it as one kernel with a custom gradient, which
- * computes the gradients of all its inputs as soon as the backward pass reaches it: for a
- * network's first layer that includes the gradient of the input, which nothing reads, a
- * whole transposed convolution (on the MNIST CNN at batch 64 about as long as the layer's
- * forward). On wasm that case runs as `conv2d` + `add` instead, whose gradients tfjs
- * computes only for the inputs on the path: every other layer does the same kernels
- * plus one bias add. Inference (no tape) keeps the fused kernel.
+ * tfjs-layers' Conv2D with a bias calls `tf.fused.conv2d`. With a linear activation tfjs
+ * runs it as one kernel with a custom gradient, which computes the gradients of all its
+ * inputs as soon as the backward pass reaches it: for a network's first layer that
+ * includes the gradient of the input, which nothing reads, a whole transposed
+ * convolution (on the MNIST CNN at batch 64 about as long as the layer's forward). On
+ * wasm that case runs as `conv2d` + `add` instead, whose gradients tfjs computes only for
+ * the inputs on the path: every other layer does the same kernels plus one bias add.
+ * With or without a tape alike, so that a forward gives the same values in both (the
+ * memory executor runs segments untaped and recomputes them under a tape).
  */
 export function installLazyConvGradients(o: Overrides): void {
   const fused = tf.fused as unknown as { conv2d: FusedConv2d };
@@ -27,5 +27,5 @@ export function installLazyConvGradients(o: Overrides): void {
 }
 
 function lazyCase(args: FusedConv2dArgs): boolean {
-  return gradientDepth() > 0 && (args.activation ?? 'linear') === 'linear' && (args.dataFormat ?? 'NHWC') === 'NHWC' && tf.getBackend() === 'wasm';
+  return (args.activation ?? 'linear') === 'linear' && (args.dataFormat ?? 'NHWC') === 'NHWC' && tf.getBackend() === 'wasm';
 }
