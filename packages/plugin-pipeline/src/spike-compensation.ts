@@ -1,5 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, mapNamed, TapfitError, zerosLikeNamed, type NamedTensors, type StepTransform } from '@tapfit/core';
+import { ErrorCodes, mapNamed, scaledSum, TapfitError, zerosLikeNamed, type NamedTensors, type StepTransform } from '@tapfit/core';
 
 /** SC's coefficients for momentum m and delay D: a = m^D, b = 1 + m + ... + m^(D-1) (docs/techniques.md §5.3). */
 export function spikeCoefficients(momentum: number, delay: number): { a: number; b: number } {
@@ -25,7 +24,7 @@ export interface SpikeCompensationOptions {
  * Spike Compensation (docs/techniques.md §5.3): momentum that knows each gradient
  * arrives D steps late. v_{t+1} = m v_t + g_t, emit a v_{t+1} + b g_t, so a following
  * scaleByLearningRate gives w -= lr (a v + b g). D = 0 is core's momentum exactly, D = 1
- * core's Nesterov exactly (same operations).
+ * core's Nesterov exactly (same operations: core's scaledSum, one fused kernel on wasm).
  */
 export function spikeCompensation(options: SpikeCompensationOptions): StepTransform<SpikeCompensationState> {
   const { momentum: m, delay } = options;
@@ -48,13 +47,13 @@ export function spikeCompensation(options: SpikeCompensationOptions): StepTransf
       const velocity = mapNamed(updates, (g, key) => {
         const v = state.velocity[key];
         if (!v) throw new TapfitError(ErrorCodes.STATE, `spikeCompensation('${name}'): no velocity for '${key}'; the state was made for other variables (call init on these).`);
-        return tf.add(tf.mul(v, m), g);
+        return scaledSum(v, m, g, 1);
       });
       const out = mapNamed(updates, (g, key) => {
         const d = delayOf(key);
         if (d === 0) return velocity[key];
         const { a, b } = spikeCoefficients(m, d);
-        return tf.add(tf.mul(velocity[key], a), b === 1 ? g : tf.mul(g, b));
+        return scaledSum(velocity[key], a, g, b);
       });
       return [out, { count: state.count + 1, velocity }];
     },

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { scaledSum } from '@tapfit/core';
 
 /** How a stage's forward weights are chosen (docs/techniques.md §5.4). */
 export type Prediction = 'none' | 'lwp-velocity' | 'lwp-delta';
@@ -10,7 +11,8 @@ export const PREDICTIONS: readonly Prediction[] = ['none', 'lwp-velocity', 'lwp-
  * constant gradient once v has settled at g / (1 - m).
  */
 export function predictByVelocity(w: tf.Tensor, velocity: tf.Tensor, step: number): tf.Tensor {
-  return step === 0 ? tf.clone(w) : tf.sub(w, tf.mul(velocity, step));
+  // w + (-step) v rounds as w - step v does (negation is exact): one fused kernel on wasm.
+  return step === 0 ? tf.clone(w) : scaledSum(w, 1, velocity, -step);
 }
 
 /** Linear Weight Prediction, weight-delta form: w_hat = w + D (w - w_prev). */
