@@ -18,7 +18,7 @@ const cli = path.join(repo, 'examples/dist/src/cli.js');
 /** The README's commands and the accuracy it states for each (the runs are seeded: exact). */
 const RUNS = [
   { name: 'demo', config: 'examples/configs/demo.json', command: 'npm run demo', statedAccuracy: 98.5 },
-  { name: 'mnist-cnn', config: 'examples/configs/mnist-cnn.json', command: 'npm run tapfit -- train examples/configs/mnist-cnn.json', statedAccuracy: 98.15 },
+  { name: 'mnist-cnn', config: 'examples/configs/mnist-cnn.json', command: 'npm run tapfit -- train examples/configs/mnist-cnn.json', statedAccuracy: 98.1 },
 ];
 
 export async function run(args: string[]): Promise<void> {

@@ -9,7 +9,7 @@ import { median, round, writeResults } from '../results';
  * 1. Products of a batch of a few rows (batch-1 training, pipeline micro-batches):
  *    dy W^T, x W and x^T dy for 1, 2, 4 and 8 rows against W [1568,128] (the demo CNN's
  *    dense layer) and W [2048,2048], with the fast kernels on and off (off: XNNPACK's
- *    product through the training shim), alternated call by call.
+ *    product through the training shim), alternated round by round.
  * 2. Subnormal numbers: the fused momentum update (TapfitScaledSum, a v + b g) and a
  *    stock multiply on 200,704 elements that are normal, subnormal, or zero; and a
  *    velocity whose gradient stopped, 800 updates later, fused against the stock chain.
