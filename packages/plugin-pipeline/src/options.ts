@@ -27,6 +27,9 @@ export interface PipelineOptions {
 
 const { count } = optionSchemas;
 
+/** Samples per micro-batch: the plugin's `microBatch` and the threaded executor's. */
+export const microBatchSchema = count('a positive integer (samples per micro-batch)').min(1, 'must be a positive integer (samples per micro-batch)');
+
 export const pipelineSchema = z
   .strictObject({
     stages: count('an integer >= 1').min(1, 'must be an integer >= 1').optional(),
@@ -36,7 +39,7 @@ export const pipelineSchema = z
     extraDelay: count('an integer >= 0').min(0, 'must be an integer >= 0').default(0),
     weightStashing: z.boolean({ error: 'must be true or false' }).default(false),
     inputShape: z.array(count('a positive integer').min(1, 'must be positive integers')).optional(),
-    microBatch: count('an integer >= 1').min(1, 'must be an integer >= 1').default(1),
+    microBatch: microBatchSchema.default(1),
     verbose: z.boolean({ error: 'must be true or false' }).default(false),
   })
   .refine((o) => (o.stages === undefined) !== (o.boundaries === undefined), { message: "give exactly one of 'stages' (balanced) or 'boundaries' (explicit)", path: ['stages'] })

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, fromLayersModel, TapfitError, trainableVariables } from '@tapfit/core';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
-import type { Compensation } from '../options';
+import { microBatchSchema, type Compensation } from '../options';
 import { measureSegmentCosts, partitionAt, partitionBalanced, type StageSpec } from '../partition';
 import { runSegments } from '../stage-math';
 import type { Prediction } from '../weight-prediction';
@@ -257,10 +257,10 @@ export class ThreadedPipeline {
   }
 }
 
+/** The plugin's micro-batch rule (options.ts), with the error naming `where`. */
 function checkMicroBatch(mb: unknown, where: string): void {
-  if (typeof mb !== 'number' || !Number.isInteger(mb) || mb < 1) {
-    throw new TapfitError(ErrorCodes.CONFIG, `pipeline: ${where} must be a positive integer (samples per micro-batch), got ${String(mb)}.`);
-  }
+  const checked = microBatchSchema.safeParse(mb);
+  if (!checked.success) throw new TapfitError(ErrorCodes.CONFIG, `pipeline: ${where} ${checked.error.issues[0].message}, got ${String(mb)}.`);
 }
 
 /** The per-sample input shape of each stage, from one inference forward on zeros. */

@@ -19,11 +19,8 @@ const PACK_COST = 5;
 const OWN_PRODUCT_MAX_MACS = 2 ** 26;
 
 /**
- * Products of fewer rows than this (batch-1 training, pipeline micro-batches) read W as
- * it lies on one thread, where the other routes transpose or pack all of W for a handful
- * of rows: dy W^T through the row product (gemmNT, four rows of W transposed at a time
- * in registers; with more threads only for one row, beyond which XNNPACK's threaded
- * product catches up), and with more threads x W through tapfit's product as well.
+ * Products of fewer rows than this read W as it lies, on one thread (see below; with more
+ * threads dy W^T only for one row, beyond which XNNPACK's threaded product catches up).
  * Measured by `npm run bench -- kernels [--threads=2]` (README, Fast kernels).
  */
 const FEW_ROWS = 8;
@@ -77,11 +74,7 @@ export function installMatMulOrder(o: Overrides): void {
       if (M === 0 || K === 0 || N === 0) return previous(args);
       const outShape = [...(a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2), M, N];
       const threads = loadWasmPackage().getThreadsCount();
-      if (attrs.transposeB && M < FEW_ROWS && (threads === 1 || M === 1)) {
-        const out = heap.output(outShape);
-        heap.kernels.gemmNT(heap.offset(out), heap.offset(a), heap.offset(b), M, K, N);
-        return out;
-      }
+      if (attrs.transposeB && M < FEW_ROWS && (threads === 1 || M === 1)) return gemmInto(heap, a, b, M, K, N, outShape, 'gemmNT');
       if (!attrs.transposeA && !attrs.transposeB && M < FEW_ROWS) return gemmInto(heap, a, b, M, K, N, outShape);
       const own = M * K * N <= OWN_PRODUCT_MAX_MACS && threads === 1;
       if (attrs.transposeA) {
@@ -134,10 +127,13 @@ function productOf(k: Scratch, kernelName: string, attrs: object, x: tf.TensorIn
   return k.reshape(product, [rows, cols]);
 }
 
-/** x [M, K] y [K, N] by tapfit's product into a new tensor of `outShape` (M N elements). */
-function gemmInto(heap: WasmHeap, x: tf.TensorInfo, y: tf.TensorInfo, M: number, K: number, N: number, outShape: number[]): tf.TensorInfo {
+/**
+ * x [M, K] y [K, N] by tapfit's product into a new tensor of `outShape` (M N elements);
+ * with 'gemmNT', x y^T for y given as [N, K] (the row product).
+ */
+function gemmInto(heap: WasmHeap, x: tf.TensorInfo, y: tf.TensorInfo, M: number, K: number, N: number, outShape: number[], kernel: 'gemm' | 'gemmNT' = 'gemm'): tf.TensorInfo {
   const out = heap.output(outShape);
-  heap.kernels.gemm(heap.offset(out), heap.offset(x), heap.offset(y), M, K, N);
+  heap.kernels[kernel](heap.offset(out), heap.offset(x), heap.offset(y), M, K, N);
   return out;
 }
 
