@@ -1,46 +1,91 @@
 // The matrix product on float32 buffers of the tfjs wasm heap (byte offsets), row-major,
-// without packing either operand: c[M,N] = a[M,K] b[K,N]. Each output element is summed over k in order, as mul then add in float32
-// (no fused multiply-add), from zero: the order and rounding of XNNPACK's own kernel,
-// so the values are the same. Blocked so that an 8-column strip of b (KC rows) stays in
-// L1 while every row of a passes over it.
+// c[M,N] = a[M,K] b[K,N]. Each output element is summed over k in order, as mul then add
+// in float32 (no fused multiply-add), from zero: the order and rounding of XNNPACK's own
+// kernel, so the values are the same.
+//
+// Blocked for the caches: a KC x NC block of b is copied into `scratch` as strips of 8
+// columns with each strip's rows contiguous, and stays in L2 while every row of a passes
+// over it (b's rows are often a power of two bytes apart, which in place maps a strip's
+// rows onto the same few cache sets); the 4 rows of a that a tile reads stay in L1. The
+// last strip, when N is not a multiple of 8, is padded with zeros and its tiles go
+// through a small buffer. Without scratch (0) b is read as it lies, which pays for a few
+// rows of a only (they would not repay the copy); its last columns go one at a time.
 
 const KC = 256;
 const NC = 256;
+/** Bytes of `scratch`: the packed block, then a 4 x 8 tile (wasm-heap.ts's GEMM_SCRATCH_BYTES). */
+const TILE_AT: usize = KC * NC * 4;
 
-/** c = a b. */
-export function gemm(c: usize, a: usize, b: usize, M: i32, K: i32, N: i32): void {
-  const N8 = N & ~7;
-  const M4 = M & ~3;
-  for (let j0 = 0; j0 < N8; j0 += NC) {
-    const j1 = min(j0 + NC, N8);
+/** c = a b; `scratch` holds a packed block of b (KC x NC floats and a 4 x 8 tile), or is 0. */
+export function gemm(c: usize, a: usize, b: usize, M: i32, K: i32, N: i32, scratch: usize): void {
+  if (scratch == 0) {
+    gemmInPlace(c, a, b, M, K, N);
+    return;
+  }
+  const rowA = <usize>K << 2;
+  const rowB = <usize>N << 2;
+  const rowC = <usize>N << 2;
+  const tile = scratch + TILE_AT;
+  for (let j0 = 0; j0 < N; j0 += NC) {
+    const j1 = min(j0 + NC, N);
     for (let k0 = 0; k0 < K; k0 += KC) {
       const k1 = min(k0 + KC, K);
+      const depth = <usize>(k1 - k0);
       const first = k0 == 0;
-      for (let i = 0; i < M4; i += 4) {
-        for (let j = j0; j < j1; j += 8) tile4x8(c, a, b, i, j, k0, k1, K, N, first);
+      for (let j = j0; j < j1; j += 8) packStrip(scratch + ((<usize>(j - j0) * depth) << 2), b + ((<usize>k0 * N + j) << 2), rowB, depth, min(8, N - j));
+      for (let i = 0; i < M; i += 4) {
+        const rows = min(4, M - i);
+        const pa = a + ((<usize>i * K + k0) << 2);
+        for (let j = j0; j < j1; j += 8) {
+          const strip = scratch + ((<usize>(j - j0) * depth) << 2);
+          const at = c + ((<usize>i * N + j) << 2);
+          const cols = min(8, N - j);
+          if (cols == 8 && rows == 4) {
+            tile4x8(at, rowC, pa, rowA, strip, depth, first);
+          } else {
+            // An edge tile: through the 4 x 8 buffer, only its rows and columns copied.
+            if (!first) copyTile(tile, 32, at, rowC, rows, cols);
+            if (rows == 4) tile4x8(tile, 32, pa, rowA, strip, depth, first);
+            else for (let r = 0; r < rows; r++) row1x8(tile + 32 * <usize>r, pa + rowA * <usize>r, strip, depth, first);
+            copyTile(at, rowC, tile, 32, rows, cols);
+          }
+        }
       }
-      for (let i = M4; i < M; i++) {
-        for (let j = j0; j < j1; j += 8) row1x8(c, a, b, i, j, k0, k1, K, N, first);
-      }
-    }
-  }
-  // Columns past the last multiple of 8, one element at a time.
-  for (let i = 0; i < M; i++) {
-    for (let j = N8; j < N; j++) {
-      let acc: f32 = 0;
-      for (let k = 0; k < K; k++) {
-        const av = load<f32>(a + ((<usize>i * K + k) << 2));
-        acc = acc + av * load<f32>(b + ((<usize>k * N + j) << 2));
-      }
-      store<f32>(c + ((<usize>i * N + j) << 2), acc);
     }
   }
 }
 
-// Four rows of c, eight columns: a's four values at k are splat across lanes.
-@inline function tile4x8(c: usize, a: usize, b: usize, i: i32, j: i32, k0: i32, k1: i32, K: i32, N: i32, first: bool): void {
-  const rowC = <usize>N << 2;
-  const at = c + ((<usize>i * N + j) << 2);
+/** Columns 0 .. cols of `depth` rows of b (`rowB` bytes apart) as 8 contiguous floats a row, zero past cols. */
+@inline function packStrip(to: usize, from: usize, rowB: usize, depth: usize, cols: i32): void {
+  if (cols == 8) {
+    for (let k: usize = 0; k < depth; k++) {
+      v128.store(to, v128.load(from));
+      v128.store(to, v128.load(from, 16), 16);
+      from += rowB;
+      to += 32;
+    }
+    return;
+  }
+  for (let k: usize = 0; k < depth; k++) {
+    v128.store(to, f32x4.splat(0));
+    v128.store(to, f32x4.splat(0), 16);
+    for (let j = 0; j < cols; j++) store<f32>(to + (<usize>j << 2), load<f32>(from + (<usize>j << 2)));
+    from += rowB;
+    to += 32;
+  }
+}
+
+/** rows x cols floats from `from` (rows `fromRow` bytes apart) to `to` (rows `toRow` apart). */
+@inline function copyTile(to: usize, toRow: usize, from: usize, fromRow: usize, rows: i32, cols: i32): void {
+  for (let r = 0; r < rows; r++) {
+    for (let j = 0; j < cols; j++) store<f32>(to + toRow * <usize>r + (<usize>j << 2), load<f32>(from + fromRow * <usize>r + (<usize>j << 2)));
+  }
+}
+
+// Four rows of c (at `at`, `rowC` bytes apart), eight columns, over `depth` values of k:
+// a's four values at k (rows `rowA` bytes apart) splat across lanes, times the strip's
+// row k (rows `stride` bytes apart: 32 packed). `first`: from zero, else onto c's sums.
+@inline function tile4x8(at: usize, rowC: usize, pa: usize, rowA: usize, strip: usize, depth: usize, first: bool, stride: usize = 32): void {
   let c00 = first ? f32x4.splat(0) : v128.load(at);
   let c01 = first ? f32x4.splat(0) : v128.load(at, 16);
   let c10 = first ? f32x4.splat(0) : v128.load(at + rowC);
@@ -49,11 +94,9 @@ export function gemm(c: usize, a: usize, b: usize, M: i32, K: i32, N: i32): void
   let c21 = first ? f32x4.splat(0) : v128.load(at + 2 * rowC, 16);
   let c30 = first ? f32x4.splat(0) : v128.load(at + 3 * rowC);
   let c31 = first ? f32x4.splat(0) : v128.load(at + 3 * rowC, 16);
-  const rowA = <usize>K << 2;
-  const rowB = <usize>N << 2;
-  let pa = a + ((<usize>i * K + k0) << 2);
-  let pb = b + ((<usize>k0 * N + j) << 2);
-  for (let k = k0; k < k1; k++) {
+  let pb = strip;
+  const end = strip + depth * stride;
+  while (pb < end) {
     const b0 = v128.load(pb);
     const b1 = v128.load(pb, 16);
     const a0 = v128.load32_splat(pa);
@@ -69,7 +112,7 @@ export function gemm(c: usize, a: usize, b: usize, M: i32, K: i32, N: i32): void
     c30 = f32x4.add(c30, f32x4.mul(a3, b0));
     c31 = f32x4.add(c31, f32x4.mul(a3, b1));
     pa += 4;
-    pb += rowB;
+    pb += stride;
   }
   v128.store(at, c00);
   v128.store(at, c01, 16);
@@ -81,21 +124,45 @@ export function gemm(c: usize, a: usize, b: usize, M: i32, K: i32, N: i32): void
   v128.store(at + 3 * rowC, c31, 16);
 }
 
-// One row (the rows past the last multiple of 4), eight columns.
-@inline function row1x8(c: usize, a: usize, b: usize, i: i32, j: i32, k0: i32, k1: i32, K: i32, N: i32, first: bool): void {
-  const at = c + ((<usize>i * N + j) << 2);
+// One row of c, eight columns of the strip (the rows past the last multiple of 4).
+@inline function row1x8(at: usize, pa: usize, strip: usize, depth: usize, first: bool, stride: usize = 32): void {
   let c0 = first ? f32x4.splat(0) : v128.load(at);
   let c1 = first ? f32x4.splat(0) : v128.load(at, 16);
-  const rowB = <usize>N << 2;
-  let pb = b + ((<usize>k0 * N + j) << 2);
-  for (let k = k0; k < k1; k++) {
-    const av = v128.load32_splat(a + ((<usize>i * K + k) << 2));
+  let pb = strip;
+  const end = strip + depth * stride;
+  while (pb < end) {
+    const av = v128.load32_splat(pa);
     c0 = f32x4.add(c0, f32x4.mul(av, v128.load(pb)));
     c1 = f32x4.add(c1, f32x4.mul(av, v128.load(pb, 16)));
-    pb += rowB;
+    pa += 4;
+    pb += stride;
   }
   v128.store(at, c0);
   v128.store(at, c1, 16);
+}
+
+/** c = a b reading b in place: 4-row tiles over the whole depth (few rows of a). */
+function gemmInPlace(c: usize, a: usize, b: usize, M: i32, K: i32, N: i32): void {
+  const N8 = N & ~7;
+  const rowA = <usize>K << 2;
+  const rowB = <usize>N << 2;
+  const depth = <usize>K;
+  for (let i = 0; i < M; i += 4) {
+    const pa = a + <usize>i * rowA;
+    for (let j = 0; j < N8; j += 8) {
+      const at = c + ((<usize>i * N + j) << 2);
+      if (M - i >= 4) tile4x8(at, rowB, pa, rowA, b + (<usize>j << 2), depth, true, rowB);
+      else for (let r = i; r < M; r++) row1x8(at + rowB * <usize>(r - i), pa + rowA * <usize>(r - i), b + (<usize>j << 2), depth, true, rowB);
+    }
+  }
+  // Columns past the last multiple of 8, one element at a time.
+  for (let i = 0; i < M; i++) {
+    for (let j = N8; j < N; j++) {
+      let acc: f32 = 0;
+      for (let k = 0; k < K; k++) acc = acc + load<f32>(a + ((<usize>i * K + k) << 2)) * load<f32>(b + ((<usize>k * N + j) << 2));
+      store<f32>(c + ((<usize>i * N + j) << 2), acc);
+    }
+  }
 }
 
 /**

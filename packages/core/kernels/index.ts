@@ -7,3 +7,4 @@ export { sumRows } from './reduce';
 export { maxPoolGradTiled } from './pool';
 export { gemm, gemmNT } from './gemm';
 export { convFilterGrad } from './conv';
+export { add, scale } from './elementwise';

@@ -5,12 +5,11 @@ import { installWasmFastKernels, uninstallWasmFastKernels, wasmFastKernelsInstal
 import { KERNELS_SOURCE_HASH } from '../../src/backend/fast-kernels/kernels-binary';
 import { planPermutation } from '../../src/backend/fast-kernels/transpose';
 import { heapFor, type HeapKernels } from '../../src/backend/fast-kernels/wasm-heap';
-import { loadWasmPackage } from '../../src/backend/wasm';
 import { adamMoments, scaledSum } from '../../src/transforms/fused-updates';
 import { adam, sgd } from '../../src/transforms/optimizers';
 import { stateTensors } from '../../src/transforms/state';
 import { transformStep } from '../../src/transforms/step';
-import { runChild } from './child-process';
+import { backendDist, runChild } from './child-process';
 import { on, relativeError, useShimmedWasm } from './helpers';
 
 // The hash helper belongs to the build script (CommonJS, outside src).
@@ -166,9 +165,8 @@ describe('backend: wasm fast kernels', function () {
     }
   });
 
-  it("x^T dy (a weight gradient) runs through tapfit's product, one thread, when dy is 64 columns wide or more and the batch 4 rows or more", () => {
-    // tapfit's product runs on the main thread only: with more wasm threads XNNPACK's is used.
-    const oneThread = loadWasmPackage().getThreadsCount() === 1;
+  it("x^T dy (a weight gradient) runs through tapfit's product when dy is 64 columns wide or more and the batch 4 rows or more", () => {
+    // With helper threads the main thread runs the first part of the product: one call here too.
     const heap = heapFor(tf.backend())!;
     const kernels = heap.kernels;
     let products = 0;
@@ -179,18 +177,17 @@ describe('backend: wasm fast kernels', function () {
         tf.tidy(() => tf.matMul(randn([batch, 96], 1), randn([batch, N], 2), true, false).dataSync());
         return products - before;
       };
-      expect(count(64)).to.equal(oneThread ? 1 : 0);
+      expect(count(64)).to.equal(1);
       expect(count(10)).to.equal(0);
       // A batch of 1-3 rows: an outer product, XNNPACK's route.
       expect(count(64, 3)).to.equal(0);
-      expect(count(64, 4)).to.equal(oneThread ? 1 : 0);
+      expect(count(64, 4)).to.equal(1);
     } finally {
       heap.kernels = kernels;
     }
   });
 
-  it('a batch of a few rows reads W as it lies on one thread: dy W^T through the row product (1-7 rows with one thread, 1 row with more), x W through the product (1-7 rows with any thread count)', () => {
-    const oneThread = loadWasmPackage().getThreadsCount() === 1;
+  it('a batch of 1-7 rows reads W as it lies: dy W^T through the row product, x W through the product without packing; 8 rows and more through the packed product', () => {
     const heap = heapFor(tf.backend())!;
     const kernels = heap.kernels;
     const calls = { gemm: 0, gemmNT: 0 };
@@ -207,41 +204,55 @@ describe('backend: wasm fast kernels', function () {
       };
       const inputGradient = (M: number) => count('gemmNT', () => tf.matMul(randn([M, 128], 1), randn([1568, 128], 2), false, true));
       const forward = (M: number) => count('gemm', () => tf.matMul(randn([M, 1568], 1), randn([1568, 128], 2)));
+      const scratch: number[] = [];
+      heap.kernels.gemm = (...a: Parameters<HeapKernels['gemm']>) => (calls.gemm++, scratch.push(a[6]), kernels.gemm(...a));
       expect(inputGradient(1)).to.equal(1);
-      expect(inputGradient(7)).to.equal(oneThread ? 1 : 0);
+      expect(inputGradient(7)).to.equal(1);
       expect(inputGradient(8)).to.equal(0);
+      scratch.length = 0;
       expect(forward(1)).to.equal(1);
       expect(forward(7)).to.equal(1);
-      expect(forward(8)).to.equal(oneThread ? 1 : 0);
+      expect(forward(8)).to.equal(1);
+      // In place (no scratch) for 1 and 7 rows; packed for 8.
+      expect(scratch.map((s) => s !== 0)).to.deep.equal([false, false, true]);
     } finally {
       heap.kernels = kernels;
     }
   });
 
-  it('with 2 threads, products in the reordered form (B^T A^T)^T keep rank-3 operands: tf.fused.matMul and matMul equal cpu (regression: the fused kernel read 2-D operands as rank 3)', async function () {
+  it('with 2 threads, products keep rank-3 operands: tf.fused.matMul and matMul equal cpu, a few rows and split over the threads (regression: the fused kernel read 2-D operands as rank 3)', async function () {
     this.timeout(60_000);
     const r = await runChild(`
       (async () => {
         await backend.selectBackend('wasm', { threads: 2, log: false });
-        // Batch 4 against widths 64 and 96: the reordered form packs less, so it is taken.
-        const run = () => tf.tidy(() => {
-          const x = tf.randomNormal([4, 64], 0, 1, 'float32', 1), w = tf.randomNormal([64, 96], 0, 1, 'float32', 2);
+        const { heapFor } = require(${JSON.stringify(path.join(backendDist, 'fast-kernels', 'wasm-heap'))});
+        const heap = heapFor(tf.backend());
+        for (let i = 0; i < 200 && heap.parts() < 2; i++) await new Promise((r) => setTimeout(r, 50));
+        let split = 0;
+        const run0 = heap.threads.run.bind(heap.threads);
+        heap.threads.run = (...args) => (split++, run0(...args));
+        // Batch 4: the few-rows routes; batch 64 by 256: large enough to be split.
+        const run = (rows, depth) => tf.tidy(() => {
+          const x = tf.randomNormal([rows, depth], 0, 1, 'float32', 1), w = tf.randomNormal([depth, 96], 0, 1, 'float32', 2);
           const fused = tf.fused.matMul({ a: x, b: w });
           const plainT = tf.matMul(x, tf.transpose(w), false, true);
           return [fused.shape, Array.from(fused.dataSync()), Array.from(plainT.dataSync())];
         });
-        const onWasm = run();
+        const onWasm = [run(4, 64), run(64, 256)];
+        const parts = heap.parts();
         await tf.setBackend('cpu');
-        const onCpu = run();
+        const onCpu = [run(4, 64), run(64, 256)];
         const err = (a, b) => Math.max(...a.map((v, i) => Math.abs(v - b[i]))) / Math.max(...b.map(Math.abs));
-        console.log(JSON.stringify({ shape: onWasm[0], fused: err(onWasm[1], onCpu[1]), transposeB: err(onWasm[2], onCpu[2]) }));
+        console.log(JSON.stringify({ parts, split, shapes: onWasm.map((w) => w[0]), fused: onWasm.map((w, i) => err(w[1], onCpu[i][1])), transposeB: onWasm.map((w, i) => err(w[2], onCpu[i][2])) }));
       })().catch((e) => { console.log(JSON.stringify({ error: String(e) })); process.exitCode = 1; });
     `);
     expect(r.code, r.stdout + r.stderr).to.equal(0);
     const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
-    expect(out.shape).to.deep.equal([4, 96]);
-    expect(out.fused).to.be.below(1e-5);
-    expect(out.transposeB).to.be.below(1e-5);
+    expect(out.parts).to.equal(2);
+    // The 64-row fused product, and dy W^T as (W dy^T)^T: 96 rows of W.
+    expect(out.split).to.equal(2);
+    expect(out.shapes).to.deep.equal([[4, 96], [64, 96]]);
+    for (const e of [...out.fused, ...out.transposeB]) expect(e).to.be.below(1e-5);
   });
 
   it('scaledSum and adamMoments: one kernel each, the same values as the tf.mul / tf.add chain, on cpu too', async () => {

@@ -2,6 +2,7 @@ import { useKernelRunner } from '../../transforms/fused-updates';
 import { runKernel } from '../engine-internals';
 import { Overrides } from '../wasm-shim/overrides';
 import { installFastConvFilterGrad } from './conv-filter-grad';
+import { installSplitElementwise } from './elementwise';
 import { installLazyConvGradients } from './lazy-conv-grad';
 import { installMatMulOrder } from './matmul-order';
 import { installFastMaxPoolGrad } from './max-pool-grad';
@@ -24,9 +25,10 @@ let fast: Overrides | null = null;
  * - MaxPoolGrad with window == stride: one pass
  * - Conv2DBackpropFilter with at most 3 input channels (first layers): one pass, no
  *   transposes and no XNNPACK filter packing
- * - BatchMatMul / _FusedMatMul, plain and transposeB: tapfit's own product with one thread
- *   (small products), else XNNPACK's in the order that packs less
+ * - BatchMatMul / _FusedMatMul, plain and transposeB (and transposeA for weight
+ *   gradients): tapfit's own blocked product, split over the threads
  * - TapfitScaledSum, TapfitAdamMoments: the fused updates of momentum and Adam
+ * - Add, Multiply by a scalar (float32, large): split over the threads (none with one)
  * - tf.fused.conv2d with a linear activation: conv2d + add, so that a first layer's input
  *   gradient, which nothing reads, is not computed
  *
@@ -43,6 +45,7 @@ export function installWasmFastKernels(): void {
     installFastConvFilterGrad(o);
     installMatMulOrder(o);
     installUpdateKernels(o);
+    installSplitElementwise(o);
     installLazyConvGradients(o);
   } catch (err) {
     o.restore();
@@ -62,4 +65,4 @@ export function wasmFastKernelsInstalled(): boolean {
 }
 
 /** Kernels the fast set registers for wasm. */
-export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments'];
+export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply'];

@@ -1,22 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { composite, kernelConfig, type KernelImpl, type Scratch } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
-import { loadWasmPackage } from '../wasm';
+import { partRange } from './kernel-threads';
 import { previousKernel } from './previous-kernel';
 import { heapFor, type WasmHeap } from './wasm-heap';
-
-/**
- * Cost of XNNPACK packing one element of a product's right operand, in units of one
- * element of tapfit's SIMD transpose (measured: 4-10 ns against 1-2 ns per element).
- */
-const PACK_COST = 5;
-
-/**
- * Up to this many multiply-adds tapfit's product (one thread) beats XNNPACK's packing one;
- * beyond, XNNPACK's cache blocking wins (measured, a training step's forward: MLP
- * 784-512-512 6.7 against 7.3 ms; MLP 784-2048-2048 154 against 118 ms).
- */
-const OWN_PRODUCT_MAX_MACS = 2 ** 26;
 
 /**
  * Products of fewer rows than this read W as it lies, on one thread (see below; with more
@@ -24,6 +11,15 @@ const OWN_PRODUCT_MAX_MACS = 2 ** 26;
  * Measured by `npm run bench -- kernels [--threads=2]` (README, Fast kernels).
  */
 const FEW_ROWS = 8;
+
+/**
+ * Multiply-adds from which tapfit's product is split over the helper threads (smaller
+ * ones run on the main thread: waking a helper costs about 10 us).
+ */
+const MIN_SPLIT_MACS = 2 ** 18;
+
+/** Rows per part of a split product: multiples of the kernel's 4-row tile. */
+const SPLIT_ALIGN = 4;
 
 /** Columns of dy from which x^T dy goes through tapfit's product (narrower: the packing route). */
 const OWN_TRANSPOSE_A_MIN_COLUMNS = 64;
@@ -73,31 +69,19 @@ export function installMatMulOrder(o: Overrides): void {
       const N = attrs.transposeB ? b.shape[b.shape.length - 2] : b.shape[b.shape.length - 1];
       if (M === 0 || K === 0 || N === 0) return previous(args);
       const outShape = [...(a.shape.length >= b.shape.length ? a.shape : b.shape).slice(0, -2), M, N];
-      const threads = loadWasmPackage().getThreadsCount();
-      if (attrs.transposeB && M < FEW_ROWS && (threads === 1 || M === 1)) return gemmInto(heap, a, b, M, K, N, outShape, 'gemmNT');
-      if (!attrs.transposeA && !attrs.transposeB && M < FEW_ROWS) return gemmInto(heap, a, b, M, K, N, outShape);
-      const own = M * K * N <= OWN_PRODUCT_MAX_MACS && threads === 1;
+      if (M < FEW_ROWS && attrs.transposeB) return gemmInto(heap, a, b, M, K, N, outShape, 'rows');
+      if (M < FEW_ROWS && !attrs.transposeA) return gemmInto(heap, a, b, M, K, N, outShape, 'inPlace');
       if (attrs.transposeA) {
-        // x^T dy: the route transposes x and packs the batch-sized dy; with one thread and
-        // a wide enough dy, transposing x and skipping the packing is cheaper (measured:
-        // [128,784]^T [128,512] 5.2 -> 4.5 ms; [128,512]^T [128,10] 0.17 -> 0.24, hence N).
-        if (!own || N < OWN_TRANSPOSE_A_MIN_COLUMNS || K < OWN_TRANSPOSE_A_MIN_BATCH) return previous(args);
+        // x^T dy: x transposed, then the product; for a narrow dy the shim's route (x
+        // transposed, dy packed by XNNPACK) is cheaper (measured, one thread:
+        // [128,512]^T [128,10] 0.17 against 0.24 ms), and for a batch of 1-3 rows too.
+        if (N < OWN_TRANSPOSE_A_MIN_COLUMNS || K < OWN_TRANSPOSE_A_MIN_BATCH) return previous(args);
         return composite(args.backend, 'wasm', (k) => {
           const aT = k.run('Transpose', { x: k.reshape(a, [K, M]) }, { perm: [1, 0] });
           return gemmInto(heap, aT, b, M, K, N, outShape);
         });
       }
-      if (own) return ownProduct(heap, kernelName, args, M, K, N, outShape);
-      const asIs = attrs.transposeB ? N * K + PACK_COST * K * N : PACK_COST * K * N;
-      const reordered = (attrs.transposeB ? 0 : K * N) + M * K + M * N + PACK_COST * K * M;
-      if (reordered >= asIs) return previous(args);
-      return composite(args.backend, 'wasm', (k) => {
-        const aT = k.run('Transpose', { x: k.reshape(a, [M, K]) }, { perm: [1, 0] });
-        // B^T as [N, K]: as given for A B^T, transposed for A B.
-        const bT = attrs.transposeB ? k.reshape(b, [N, K]) : k.run('Transpose', { x: k.reshape(b, [K, N]) }, { perm: [1, 0] });
-        const productT = productOf(k, kernelName, args.attrs, bT, aT, N, K, M);
-        return k.reshape(k.run('Transpose', { x: productT }, { perm: [1, 0] }), outShape);
-      });
+      return ownProduct(heap, kernelName, args, M, K, N, outShape);
     }));
   }
 }
@@ -128,12 +112,24 @@ function productOf(k: Scratch, kernelName: string, attrs: object, x: tf.TensorIn
 }
 
 /**
- * x [M, K] y [K, N] by tapfit's product into a new tensor of `outShape` (M N elements);
- * with 'gemmNT', x y^T for y given as [N, K] (the row product).
+ * x [M, K] y [K, N] by tapfit's product into a new tensor of `outShape` (M N elements):
+ * 'packed' (blocks of y copied, split over the threads), 'inPlace' (y read as it lies,
+ * one thread: a few rows), 'rows' (x y^T for y given as [N, K]: the row product).
  */
-function gemmInto(heap: WasmHeap, x: tf.TensorInfo, y: tf.TensorInfo, M: number, K: number, N: number, outShape: number[], kernel: 'gemm' | 'gemmNT' = 'gemm'): tf.TensorInfo {
+function gemmInto(heap: WasmHeap, x: tf.TensorInfo, y: tf.TensorInfo, M: number, K: number, N: number, outShape: number[], route: 'packed' | 'inPlace' | 'rows' = 'packed'): tf.TensorInfo {
   const out = heap.output(outShape);
-  heap.kernels[kernel](heap.offset(out), heap.offset(x), heap.offset(y), M, K, N);
+  const [c, a, b] = [heap.offset(out), heap.offset(x), heap.offset(y)];
+  if (route === 'rows') heap.kernels.gemmNT(c, a, b, M, K, N);
+  else if (route === 'inPlace') heap.kernels.gemm(c, a, b, M, K, N, 0);
+  else {
+    const parts = M * K * N >= MIN_SPLIT_MACS ? Math.max(1, Math.min(heap.parts(), Math.floor(M / SPLIT_ALIGN))) : 1;
+    // Rows of x (and of the product) in parts, each a product of its own on one thread:
+    // every output element is summed exactly as in the whole product.
+    heap.run('gemm', Array.from({ length: parts }, (_, part) => {
+      const [from, to] = partRange(M, part, parts, SPLIT_ALIGN);
+      return [c + from * N * 4, a + from * K * 4, b, to - from, K, N, heap.gemmScratch[part]] as [number, number, number, number, number, number, number];
+    }));
+  }
   return out;
 }
 

@@ -3,6 +3,7 @@ import { ErrorCodes, TapfitError } from '../../errors';
 import { ADAM_MOMENTS_KERNEL, SCALED_SUM_KERNEL, type AdamCoefficients } from '../../transforms/fused-update-kernels';
 import { composite, kernelConfig, Scratch } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
+import { runElementwise } from './elementwise';
 import { heapFor } from './wasm-heap';
 
 /**
@@ -17,7 +18,8 @@ export function installUpdateKernels(o: Overrides): void {
     const heap = heapFor(backend);
     if (!heap) return composite(backend, 'wasm', (k) => k.run('Add', { a: scale(k, x, a), b: scale(k, y, b) }));
     const out = heap.output(x.shape);
-    heap.kernels.axpby(heap.offset(out), heap.offset(x), heap.offset(y), a, b, tf.util.sizeFromShape(x.shape));
+    const [to, xs, ys] = [heap.offset(out), heap.offset(x), heap.offset(y)];
+    runElementwise(heap, 'axpby', tf.util.sizeFromShape(x.shape), (from, n) => [to + 4 * from, xs + 4 * from, ys + 4 * from, a, b, n]);
     return out;
   }));
   o.kernel(kernelConfig(ADAM_MOMENTS_KERNEL, 'wasm', ({ inputs: { g, mu, nu }, attrs, backend }) => {
@@ -26,8 +28,11 @@ export function installUpdateKernels(o: Overrides): void {
     const heap = heapFor(backend);
     if (!heap) return adamFromStockKernels(backend, g, mu, nu, c);
     const outs = [heap.output(g.shape), heap.output(g.shape), heap.output(g.shape)];
-    const [m, v, d] = outs.map((t) => heap.offset(t));
-    heap.kernels.adam(m, v, d, heap.offset(g), heap.offset(mu), heap.offset(nu), c.b1, 1 - c.b1, c.b2, 1 - c.b2, c.muScale, c.nuScale, c.eps, tf.util.sizeFromShape(g.shape));
+    const [m, v, d, gs, ms, vs] = [...outs, g, mu, nu].map((t) => heap.offset(t));
+    runElementwise(heap, 'adam', tf.util.sizeFromShape(g.shape), (from, n) => {
+      const at = (p: number) => p + 4 * from;
+      return [at(m), at(v), at(d), at(gs), at(ms), at(vs), c.b1, 1 - c.b1, c.b2, 1 - c.b2, c.muScale, c.nuScale, c.eps, n];
+    });
     return outs;
   }));
 }

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../../errors';
 import { KERNELS_WASM, KERNELS_WASM_SHARED } from './kernels-binary';
+import { KernelThreads } from './kernel-threads';
 
 /** The WebAssembly API of Node (ES2022's lib, which the build uses, does not declare it). */
 interface WasmMemory {
@@ -23,11 +24,13 @@ const WasmApi = (globalThis as unknown as {
 interface BackendWasmInternals {
   dataIdMap: { get(dataId: tf.DataId): { memoryOffset: number | null; refCount: number } | undefined };
   makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  dispose(): void;
   incRef(dataId: tf.DataId): void;
   wasm: {
     wasmMemory?: WasmMemory;
     asm?: { memory?: WasmMemory };
     _malloc(bytes: number): number;
+    tfjs?: { getThreadsCount?(): number };
   };
 }
 
@@ -37,16 +40,39 @@ export interface HeapKernels {
   axpby(out: number, x: number, y: number, a: number, b: number, n: number): void;
   adam(muOut: number, nuOut: number, dirOut: number, g: number, mu: number, nu: number, b1: number, c1: number, b2: number, c2: number, s1: number, s2: number, eps: number, n: number): void;
   sumRows(out: number, src: number, rows: number, cols: number): void;
-  gemm(c: number, a: number, b: number, M: number, K: number, N: number): void;
+  gemm(c: number, a: number, b: number, M: number, K: number, N: number, scratch: number): void;
   gemmNT(c: number, a: number, b: number, M: number, K: number, N: number): void;
   convFilterGrad(dw: number, x: number, dy: number, B: number, H: number, W: number, CI: number, OH: number, OW: number, CO: number, KH: number, KW: number, sh: number, sw: number, top: number, left: number): void;
+  add(out: number, x: number, y: number, n: number): void;
+  scale(out: number, x: number, s: number, n: number): void;
   maxPoolGradTiled(dx: number, x: number, dy: number, B: number, H: number, W: number, C: number, OH: number, OW: number, KH: number, KW: number, top: number, left: number): void;
 }
+
+/** Scratch of one `gemm` call: a packed 256 x 256 block of its right operand and a 4 x 8 tile (kernels/gemm.ts). */
+const GEMM_SCRATCH_BYTES = 256 * 256 * 4 + 4 * 8 * 4;
+
+/** Kernels the helper threads may run (the others always run on the main thread). */
+const SPLIT_KERNELS: ReadonlyArray<keyof HeapKernels> = ['gemm', 'add', 'scale', 'axpby', 'adam'];
 
 export interface WasmHeap {
   kernels: HeapKernels;
   /** 64 i32 words of scratch on the heap for kernel set-up (the permutation's `meta`). */
   meta: number;
+  /**
+   * How many parts a call can be split into now: 1 + the ready helper threads of the
+   * multi-threaded backend (kernel-threads.ts); 1 with one thread.
+   */
+  parts(): number;
+  /**
+   * Runs a kernel once per argument list (parts with disjoint outputs), the lists spread
+   * over the threads. When it throws (a helper failed), the kernel rollback frees the
+   * outputs the caller made.
+   */
+  run<K extends keyof HeapKernels>(name: K, argLists: Array<Parameters<HeapKernels[K]>>): void;
+  /** The helper threads, null without (one thread, or they could not start). */
+  threads: KernelThreads | null;
+  /** Per part (thread), GEMM_SCRATCH_BYTES of heap for `gemm`'s packed block. */
+  gemmScratch: number[];
   /** The heap as i32 words (re-read: the heap may have grown since). */
   words(): Int32Array;
   /** Byte offset of a tensor's data. */
@@ -78,9 +104,19 @@ function instantiate(b: BackendWasmInternals): WasmHeap | null {
   const module = new WasmApi.Module(Buffer.from(shared ? KERNELS_WASM_SHARED : KERNELS_WASM, 'base64'));
   const kernels = new WasmApi.Instance(module, { env: { memory } }).exports as unknown as HeapKernels;
   const meta = b.wasm._malloc(64 * 4);
-  return {
+  const threads = shared ? startHelpers(b, module, memory) : null;
+  const heap: WasmHeap = {
     kernels,
     meta,
+    threads,
+    gemmScratch: Array.from({ length: 1 + (threads?.size ?? 0) }, () => b.wasm._malloc(GEMM_SCRATCH_BYTES)),
+    parts: () => (threads ? threads.parts() : 1),
+    run: (name, argLists) => {
+      // heap.kernels, read at the call: tests wrap it to count calls.
+      const main = heap.kernels as unknown as Record<string, (...args: number[]) => void>;
+      if (threads && argLists.length > 1) threads.run(main, name, argLists as number[][]);
+      else for (const args of argLists) main[name](...(args as number[]));
+    },
     words: () => new Int32Array(memory.buffer),
     offset: (t) => {
       const at = b.dataIdMap.get(t.dataId)?.memoryOffset;
@@ -90,4 +126,26 @@ function instantiate(b: BackendWasmInternals): WasmHeap | null {
     output: (shape, dtype = 'float32') => b.makeOutput(shape, dtype),
     backend: b as unknown as tf.KernelBackend,
   };
+  return heap;
+}
+
+/**
+ * (threads - 1) helpers for the multi-threaded backend, stopped with the backend; null
+ * when there is one thread or they cannot start (the kernels then run on the main thread).
+ */
+function startHelpers(b: BackendWasmInternals, module: object, memory: WasmMemory): KernelThreads | null {
+  const count = (b.wasm.tfjs?.getThreadsCount?.() ?? 1) - 1;
+  if (count < 1) return null;
+  let threads: KernelThreads;
+  try {
+    threads = new KernelThreads(module, memory, count, SPLIT_KERNELS);
+  } catch {
+    return null;
+  }
+  const dispose = b.dispose.bind(b);
+  b.dispose = () => {
+    threads.stop();
+    dispose();
+  };
+  return threads;
 }
