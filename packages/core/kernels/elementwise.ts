@@ -30,3 +30,49 @@ export function scale(out: usize, x: usize, s: f32, n: i32): void {
     store<f32>(out + o, load<f32>(x + o) * s);
   }
 }
+
+/** out[r, c] = x[r, c] + bias[c] for rows r0 .. r1 (a bias added to every row). */
+export function addRows(out: usize, x: usize, bias: usize, cols: i32, r0: i32, r1: i32): void {
+  const c4 = cols & ~3;
+  const rowBytes = <usize>cols << 2;
+  let o = out + <usize>r0 * rowBytes;
+  let p = x + <usize>r0 * rowBytes;
+  for (let r = r0; r < r1; r++) {
+    let c = 0;
+    for (; c < c4; c += 4) {
+      const at = <usize>c << 2;
+      v128.store(o + at, f32x4.add(v128.load(p + at), v128.load(bias + at)));
+    }
+    for (; c < cols; c++) {
+      const at = <usize>c << 2;
+      store<f32>(o + at, load<f32>(p + at) + load<f32>(bias + at));
+    }
+    o += rowBytes;
+    p += rowBytes;
+  }
+}
+
+/**
+ * Relu's gradient, dy step(x), in one pass: step(x) is 1 where x > 0, NaN where x is NaN,
+ * 0 elsewhere, and the product is taken as tfjs takes it (so 0 times an infinite dy is
+ * NaN, and a negative dy gives -0): the values of tfjs's mul(dy, step(x)).
+ */
+export function reluGrad(out: usize, dy: usize, x: usize, n: i32): void {
+  const one = f32x4.splat(1);
+  const nan = f32x4.splat(NaN);
+  const zero = f32x4.splat(0);
+  const n4 = n & ~3;
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const xs = v128.load(x + o);
+    const step = v128.bitselect(one, v128.bitselect(nan, zero, f32x4.ne(xs, xs)), f32x4.gt(xs, zero));
+    v128.store(out + o, f32x4.mul(v128.load(dy + o), step));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const xv = load<f32>(x + o);
+    const step: f32 = xv > 0 ? 1 : isNaN(xv) ? NaN : 0;
+    store<f32>(out + o, load<f32>(dy + o) * step);
+  }
+}

@@ -6,5 +6,5 @@ export { axpby, adam } from './update';
 export { sumRows } from './reduce';
 export { maxPoolGradTiled } from './pool';
 export { gemm, gemmNT } from './gemm';
-export { convFilterGrad } from './conv';
-export { add, scale } from './elementwise';
+export { im2colT } from './conv';
+export { add, addRows, scale, reluGrad } from './elementwise';

@@ -55,6 +55,10 @@ export function permute(out: usize, src: usize, meta: usize): void {
   const srcStride = load<i32>(meta + 12);
   const outStride = load<i32>(meta + 16);
   const copyRows = load<i32>(meta + 20) == 1;
+  if (copyRows && n == 2) {
+    copyRows2(out, src, meta, cols);
+    return;
+  }
   for (let k = 0; k < n; k++) store<i32>(meta + ((32 + <usize>k) << 2), 0);
   while (true) {
     let inOff: usize = 0;
@@ -77,5 +81,34 @@ export function permute(out: usize, src: usize, meta: usize): void {
       store<i32>(at, 0);
     }
     if (k < 0) return;
+  }
+}
+
+/**
+ * permute's whole-row copies over two outer axes (e.g. [A, P, C] -> [P, A, C], a
+ * convolution's dy laid out by position): the generic loop's index bookkeeping per row
+ * cost more than copying a short row.
+ */
+function copyRows2(out: usize, src: usize, meta: usize, cols: i32): void {
+  const size0 = load<i32>(meta + 32);
+  const size1 = load<i32>(meta + 36);
+  const in0 = <usize>load<i32>(meta + 64) << 2;
+  const in1 = <usize>load<i32>(meta + 68) << 2;
+  const out0 = <usize>load<i32>(meta + 96) << 2;
+  const out1 = <usize>load<i32>(meta + 100) << 2;
+  const bytes = <usize>cols << 2;
+  const vectors = (cols & 3) == 0;
+  for (let i = 0; i < size0; i++) {
+    let from = src + <usize>i * in0;
+    let to = out + <usize>i * out0;
+    for (let j = 0; j < size1; j++) {
+      if (vectors) {
+        for (let o: usize = 0; o < bytes; o += 16) v128.store(to + o, v128.load(from + o));
+      } else {
+        memory.copy(to, from, bytes);
+      }
+      from += in1;
+      to += out1;
+    }
   }
 }

@@ -112,12 +112,12 @@ describe('backend: wasm fast kernels', function () {
     }
   });
 
-  it("Conv2DBackpropFilter with 1-3 input channels: one pass with the shim route's values exactly (XNNPACK's order) and cpu's to float32 rounding, every stride and padding; 4 channels keep the route", async () => {
-    // Count the direct kernel's calls (the heap's kernel table is a plain object).
+  it("Conv2DBackpropFilter as patches times dy: the shim route's values exactly (XNNPACK's order) and cpu's to float32 rounding, every stride and padding, few and many channels", async () => {
+    // Count the patch builds (the heap's kernel table is a plain object).
     const heap = heapFor(tf.backend())!;
     const kernels = heap.kernels;
-    let direct = 0;
-    heap.kernels = { ...kernels, convFilterGrad: (...a: Parameters<HeapKernels['convFilterGrad']>) => (direct++, kernels.convFilterGrad(...a)) };
+    let patches = 0;
+    heap.kernels = { ...kernels, im2colT: (...a: Parameters<HeapKernels['im2colT']>) => (patches++, kernels.im2colT(...a)) };
     const cases = [
       [[4, 28, 28, 1], [3, 3, 1, 16], 1, 'same'],
       [[3, 9, 11, 3], [5, 3, 3, 5], 2, 'valid'],
@@ -125,7 +125,10 @@ describe('backend: wasm fast kernels', function () {
       [[3, 7, 7, 3], [2, 2, 3, 6], [1, 2], 'same'],
       [[2, 6, 6, 1], [3, 3, 1, 4], 1, 1],
       [[2, 6, 6, 4], [3, 3, 4, 8], 1, 'same'],
+      [[5, 14, 14, 16], [3, 3, 16, 32], 1, 'same'],
+      [[2, 9, 9, 7], [2, 2, 7, 3], 3, 'valid'],
     ] as const;
+    const used = getMemoryGuard('wasm')!.usedBytes;
     for (const [shape, filter, strides, pad] of cases) {
       const grad = () => tf.tidy(() => {
         const w = randn([...filter], 3);
@@ -133,15 +136,60 @@ describe('backend: wasm fast kernels', function () {
         const g = randn(tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, strides as [number, number], pad).shape, 5);
         return tf.grad((v: tf.Tensor) => tf.sum(tf.mul(tf.conv2d(x as tf.Tensor4D, v as tf.Tensor4D, strides as [number, number], pad), g)))(w);
       });
-      const calls = direct;
+      const calls = patches;
       const [fast, plain] = fastAndPlain(grad);
       const what = JSON.stringify([shape, filter, strides, pad]);
-      expect(direct - calls, `${what}: direct kernel calls`).to.equal(filter[2] <= 3 ? 1 : 0);
+      expect(patches - calls, `${what}: patch builds`).to.equal(1);
       expect(Array.from(fast), what).to.deep.equal(Array.from(plain));
       const cpu = await on('cpu', () => tf.tidy(() => grad().dataSync()));
       expect(relativeError(fast, cpu), what).to.be.below(1e-5);
     }
     heap.kernels = kernels;
+    // The patches and the product's output are freed (only the reshaped gradient survives, inside tidy).
+    expect(getMemoryGuard('wasm')!.usedBytes).to.equal(used);
+  });
+
+  it("Relu's gradient in one kernel: tfjs's values bit for bit (NaN, infinities, signed zeros, subnormals), no Step or Multiply, a second derivative as tfjs's, cpu unchanged", async () => {
+    const special = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 1e-45, -1e-45, 3.5];
+    const x = () => tf.concat([tf.tensor1d(special), tf.tensor1d(special.map((_, i) => special[(i + 3) % special.length])), randn([1003], 1)]);
+    const dy = () => tf.concat([tf.tensor1d(special.map((_, i) => special[(i + 5) % special.length])), tf.tensor1d(special), randn([1003], 2)]);
+    const grad = () => tf.tidy(() => { const d = dy(); return tf.grad((t: tf.Tensor) => tf.sum(tf.mul(tf.relu(t), d)))(x()); });
+    const bits = (v: Float32Array | Int32Array) => Array.from(new Int32Array(v.buffer.slice(0)));
+    const [fast, plain] = fastAndPlain(grad);
+    expect(bits(fast)).to.deep.equal(bits(plain));
+    const kernels: string[] = [];
+    const profile = await tf.profile(() => void grad().dispose());
+    kernels.push(...profile.kernels.map((k) => k.name));
+    expect(kernels).to.include('TapfitReluGrad').and.not.include('Step');
+    // d/dx of sum(relu'(x) w) through the kernel's own gradient: zero, as tfjs's ops give.
+    const second = () => tf.tidy(() => tf.grad((t: tf.Tensor) => tf.sum(tf.grad((u: tf.Tensor) => tf.sum(tf.mul(tf.relu(u), randn([64], 3))))(t)))(randn([64], 4)));
+    const [fast2, plain2] = fastAndPlain(second);
+    expect(bits(fast2)).to.deep.equal(bits(plain2));
+    const cpu = await on('cpu', () => tf.tidy(() => grad().dataSync()));
+    expect(relativeError(fast.slice(20), cpu.slice(20))).to.equal(0);
+  });
+
+  it('a bias added along the last axis in one pass: tfjs\'s values, either operand order and rank; other broadcasts stay with tfjs', () => {
+    let biasAdds = 0;
+    const heap = heapFor(tf.backend())!;
+    const kernels = heap.kernels;
+    heap.kernels = { ...kernels, addRows: (...a: Parameters<HeapKernels['addRows']>) => (biasAdds++, kernels.addRows(...a)) };
+    try {
+      const cases: Array<[() => tf.Tensor, number]> = [
+        [() => tf.add(randn([4, 5, 6, 7], 1), randn([7], 2)), 1],
+        [() => tf.add(randn([7], 2), randn([9, 7], 1)), 1],
+        [() => tf.add(randn([3, 10], 1), randn([1, 10], 2)), 1],
+        [() => tf.add(randn([3, 10], 1), randn([3, 1], 2)), 0],
+        [() => tf.add(randn([10], 1), randn([1, 1, 10], 2)), 0],
+      ];
+      for (const [f, calls] of cases) {
+        const before = biasAdds;
+        expectSame(f);
+        expect(biasAdds - before).to.equal(calls);
+      }
+    } finally {
+      heap.kernels = kernels;
+    }
   });
 
   it('a transpose that only moves axes of size 1 gives new data: XNNPACK caches a product operand by data id and shape must not change under it', () => {

@@ -52,9 +52,11 @@ describe('backend: tapfit products split over the wasm threads', function () {
             const m = fused.adamMoments(rnd([1100001], 15), rnd([1100001], 16), tf.abs(rnd([1100001], 17)), { b1: 0.9, b2: 0.999, muScale: 1.5, nuScale: 2.5, eps: 1e-7 });
             return tf.concat([m.mu, m.nu, m.direction]);
           },
-          // Not split: int32, broadcasting, small.
+          bias: () => tf.add(rnd([1100, 1001], 20), rnd([1001], 21)),
+          reluGrad: () => tf.grad((t) => tf.sum(tf.mul(tf.relu(t), rnd([1100, 1001], 25))))(tf.round(rnd([1100, 1001], 24))),
+          // Not split: int32, other broadcasting, small.
           addInt32: () => tf.add(tf.randomUniform([1100, 1001], 0, 1000, 'int32', 18), tf.randomUniform([1100, 1001], 0, 1000, 'int32', 19)),
-          addBroadcast: () => tf.add(rnd([1100, 1001], 20), rnd([1001], 21)),
+          addColumn: () => tf.add(rnd([1100, 1001], 26), rnd([1100, 1], 27)),
           addSmall: () => tf.add(rnd([1000], 22), rnd([1000], 23)),
         };
         const values = (f) => tf.tidy(() => bits(f()));
@@ -89,10 +91,11 @@ describe('backend: tapfit products split over the wasm threads', function () {
     const out = lastJson(r.stdout);
     expect(out.ready).to.equal(2);
     // Four products in two parts each (the ragged one: 130 rows; dy W^T as (W dy^T)^T),
-    // five element-wise kernels in two parts each; the adds that do not qualify not at all.
-    expect(out.split).to.deep.equal({ gemm: 8, add: 2, scale: 4, axpby: 2, adam: 2 });
+    // seven element-wise kernels in two parts each (scale three times: the gradient of the
+    // sum in reluGrad broadcasts dy by a multiply); the adds that do not qualify not at all.
+    expect(out.split).to.deep.equal({ gemm: 8, add: 2, scale: 6, axpby: 2, adam: 2, addRows: 2, reluGrad: 2 });
     const none = [0, 0];
-    expect(out.differ).to.deep.equal({ forward: none, ragged: none, weightGradient: none, inputGradient: none, add: none, scale: none, scaleFirst: none, scaledSum: none, adam: none, addInt32: none, addBroadcast: none, addSmall: none });
+    expect(out.differ).to.deep.equal({ forward: none, ragged: none, weightGradient: none, inputGradient: none, add: none, scale: none, scaleFirst: none, scaledSum: none, adam: none, bias: none, reluGrad: none, addInt32: none, addColumn: none, addSmall: none });
     expect(out.leaked).to.equal(0);
     expect(out.running).to.equal(0);
   });

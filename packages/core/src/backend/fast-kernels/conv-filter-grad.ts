@@ -1,23 +1,33 @@
 import * as tf from '@tensorflow/tfjs';
-import { kernelConfig } from '../wasm-shim/kernel-calls';
+import { composite, kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
+import { partRange } from './kernel-threads';
 import { previousKernel } from './previous-kernel';
+import { gemmInto } from './product';
 import { heapFor } from './wasm-heap';
 
 /**
- * Input channels up to which the direct filter gradient is used. With few input channels
- * (an image net's first layer) the shim's route, a convolution with the batch as the
- * contracted channel, spends its time transposing dy and packing it as XNNPACK's filter
- * on every call, not multiplying: on the MNIST CNN's first layer (28x28x1 -> 16, batch
- * 64) it took 8.5 ms, of which the product was 0.8 ms. With more input channels the
- * products dominate and XNNPACK's multi-threaded product wins. Measured on one thread
- * (28x28 -> 16, batch 64): 3.9 / 8.1 / 10.5 ms here against 8.5 / 10.1 / 11.1 ms by the
- * route for 1 / 3 / 4 input channels; the route's product speeds up with threads, this
- * kernel does not, hence 3.
+ * Largest patch matrix (elements: output positions x batch x filter taps x input
+ * channels) built for a filter gradient; larger ones take the shim's route (256 MiB).
  */
-export const DIRECT_FILTER_GRAD_MAX_CHANNELS = 3;
+const MAX_PATCH_ELEMENTS = 2 ** 26;
 
-/** Conv2DBackpropFilter for NHWC float32 with at most DIRECT_FILTER_GRAD_MAX_CHANNELS input channels, in one pass (kernels/conv.ts). */
+/**
+ * Patch elements from which building them is split over the helper threads (measured on
+ * 2 cores: the MNIST CNN's first layer, 0.45 M elements, was slower split).
+ */
+const MIN_SPLIT_ELEMENTS = 2 ** 20;
+
+/**
+ * Conv2DBackpropFilter for NHWC float32 as one product: dW [KH KW CI, CO] = patches^T
+ * [KH KW CI, (oh, ow, b)] dy [(oh, ow, b), CO], the transposed patches built by
+ * kernels/conv.ts. The product sums over (oh, ow, b) in that order, from zero, as the
+ * shim's route does (a convolution with the batch as the contracted channel), so the
+ * values are the route's. The route spent its time transposing dy and having XNNPACK
+ * pack it as a filter on every call (8.5 ms for the MNIST CNN's first layer, 28x28x1 ->
+ * 16 at batch 64, of which the product was 0.8 ms); here the patches are a plain copy and
+ * the product is tapfit's, split over the threads like every other.
+ */
 export function installFastConvFilterGrad(o: Overrides): void {
   const previous = previousKernel('Conv2DBackpropFilter');
   o.kernel(kernelConfig('Conv2DBackpropFilter', 'wasm', (args) => {
@@ -25,14 +35,22 @@ export function installFastConvFilterGrad(o: Overrides): void {
     const a = args.attrs as { strides: number | [number, number]; pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding; dataFormat?: string; dimRoundingMode?: 'floor' | 'round' | 'ceil'; filterShape: [number, number, number, number] };
     const heap = heapFor(args.backend);
     const channelsLast = a.dataFormat == null || a.dataFormat === 'NHWC';
-    if (!heap || !channelsLast || x.dtype !== 'float32' || dy.dtype !== 'float32' || a.filterShape[2] > DIRECT_FILTER_GRAD_MAX_CHANNELS) return previous(args);
+    if (!heap || !channelsLast || x.dtype !== 'float32' || dy.dtype !== 'float32') return previous(args);
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode);
-    const dw = heap.output([...a.filterShape]);
-    heap.kernels.convFilterGrad(
-      heap.offset(dw), heap.offset(x), heap.offset(dy),
-      info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.outChannels,
-      info.filterHeight, info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left,
-    );
-    return dw;
+    const columns = info.outHeight * info.outWidth * info.batchSize;
+    const taps = info.filterHeight * info.filterWidth * info.inChannels;
+    if (columns * taps > MAX_PATCH_ELEMENTS) return previous(args);
+    return composite(args.backend, 'wasm', (k) => {
+      const patchesT = k.track(heap.output([taps, columns]));
+      const [to, from] = [heap.offset(patchesT), heap.offset(x)];
+      const parts = columns * taps >= MIN_SPLIT_ELEMENTS ? Math.min(heap.parts(), taps) : 1;
+      heap.run('im2colT', Array.from({ length: parts }, (_, part) => {
+        const [t0, t1] = partRange(taps, part, parts, 1);
+        return [to, from, info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.filterWidth, info.strideHeight, info.strideWidth, info.padInfo.top, info.padInfo.left, t0, t1] as Parameters<typeof heap.kernels.im2colT>;
+      }));
+      // dy [B, OH, OW, CO] as [(oh, ow, b), CO].
+      const dyRows = k.run('Transpose', { x: dy }, { perm: [1, 2, 0, 3] });
+      return k.reshape(k.track(gemmInto(heap, patchesT, dyRows, taps, columns, info.outChannels, [taps, info.outChannels])), [...a.filterShape]);
+    });
   }));
 }

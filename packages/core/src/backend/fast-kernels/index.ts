@@ -6,6 +6,7 @@ import { installSplitElementwise } from './elementwise';
 import { installLazyConvGradients } from './lazy-conv-grad';
 import { installMatMulOrder } from './matmul-order';
 import { installFastMaxPoolGrad } from './max-pool-grad';
+import { installReluGrad } from './relu-grad';
 import { installSharedIdentity } from './shared-identity';
 import { installSumLeading } from './sum-leading';
 import { installFastTranspose } from './transpose';
@@ -23,12 +24,14 @@ let fast: Overrides | null = null;
  * - Transpose (float32, int32): SIMD tiles
  * - Sum over leading axes (bias gradients): one pass, no transpose
  * - MaxPoolGrad with window == stride: one pass
- * - Conv2DBackpropFilter with at most 3 input channels (first layers): one pass, no
- *   transposes and no XNNPACK filter packing
+ * - Conv2DBackpropFilter: the transposed input patches times dy, one product (no
+ *   XNNPACK filter packing), split over the threads
  * - BatchMatMul / _FusedMatMul, plain and transposeB (and transposeA for weight
  *   gradients): tapfit's own blocked product, split over the threads
  * - TapfitScaledSum, TapfitAdamMoments: the fused updates of momentum and Adam
- * - Add, Multiply by a scalar (float32, large): split over the threads (none with one)
+ * - Add, Multiply by a scalar (float32, large): split over the threads (none with one);
+ *   a bias added along the last axis: one pass
+ * - Relu's gradient: one kernel (TapfitReluGrad) instead of Step and Multiply
  * - tf.fused.conv2d with a linear activation: conv2d + add, so that a first layer's input
  *   gradient, which nothing reads, is not computed
  *
@@ -46,6 +49,7 @@ export function installWasmFastKernels(): void {
     installMatMulOrder(o);
     installUpdateKernels(o);
     installSplitElementwise(o);
+    installReluGrad(o);
     installLazyConvGradients(o);
   } catch (err) {
     o.restore();
@@ -65,4 +69,4 @@ export function wasmFastKernelsInstalled(): boolean {
 }
 
 /** Kernels the fast set registers for wasm. */
-export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply'];
+export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'TapfitReluGrad'];

@@ -5,10 +5,10 @@ type WorkerThreads = typeof import('node:worker_threads');
 /*
  * tapfit's kernels split over the wasm backend's threads.
  *
- * With threads > 1 the backend's heap is a shared WebAssembly.Memory, and XNNPACK's
- * products use all the threads while tapfit's kernels ran on the main thread alone.
- * Here (threads - 1) helper worker_threads (started from source, no file) each
- * instantiate the same kernel module on the same memory. A call is split into parts that
+ * With threads > 1 the backend's heap is a shared WebAssembly.Memory. XNNPACK's kernels
+ * use its own thread pool, which tapfit cannot reach; for tapfit's kernels (threads - 1)
+ * helper worker_threads (started from source, no file) each instantiate the same kernel
+ * module on the same memory. A call is split into parts that
  * write disjoint outputs, each part computing its elements exactly as the whole call
  * would (same order of sums), so the values do not depend on the split. The main thread
  * posts the helpers' parts through a SharedArrayBuffer (kernel, arguments, then a bump of

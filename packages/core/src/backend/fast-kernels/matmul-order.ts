@@ -1,25 +1,16 @@
 import * as tf from '@tensorflow/tfjs';
 import { composite, kernelConfig, type KernelImpl, type Scratch } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
-import { partRange } from './kernel-threads';
 import { previousKernel } from './previous-kernel';
+import { gemmInto } from './product';
 import { heapFor, type WasmHeap } from './wasm-heap';
 
 /**
- * Products of fewer rows than this read W as it lies, on one thread (see below; with more
- * threads dy W^T only for one row, beyond which XNNPACK's threaded product catches up).
- * Measured by `npm run bench -- kernels [--threads=2]` (README, Fast kernels).
+ * Products of fewer rows than this read W as it lies, on one thread: packing W would not
+ * pay for so few rows. Measured by `npm run bench -- kernels [--threads=2]` (README, Fast
+ * kernels).
  */
 const FEW_ROWS = 8;
-
-/**
- * Multiply-adds from which tapfit's product is split over the helper threads (smaller
- * ones run on the main thread: waking a helper costs about 10 us).
- */
-const MIN_SPLIT_MACS = 2 ** 18;
-
-/** Rows per part of a split product: multiples of the kernel's 4-row tile. */
-const SPLIT_ALIGN = 4;
 
 /** Columns of dy from which x^T dy goes through tapfit's product (narrower: the packing route). */
 const OWN_TRANSPOSE_A_MIN_COLUMNS = 64;
@@ -34,24 +25,22 @@ const OWN_TRANSPOSE_A_MIN_BATCH = 4;
 
 /**
  * The products of training (dense forward x W, weight gradient x^T dy, input gradient
- * dy W^T), without XNNPACK's repacking where that pays.
+ * dy W^T) through tapfit's product instead of XNNPACK's.
  *
- * XNNPACK's product (tfjs-backend-wasm's only fast one) packs its right operand,
- * transposing it, on every call: the weights change every step, so nothing is cached,
- * and packing a 2048 x 2048 operand cost a third of the product's time.
+ * XNNPACK's product (tfjs-backend-wasm's only fast one) packs its right operand on every
+ * call, at about 10 ns an element: the weights change every step, so its cache of packed
+ * operands never hits, and packing a 2048 x 2048 operand cost a third of the product's
+ * time. tapfit's product (kernels/gemm.ts) packs 256 x 256 blocks itself as it goes (well
+ * under 1 ns an element) and, with wasm threads, is split over the helper threads by rows
+ * (kernel-threads.ts).
  *
- * - A batch of fewer than 8 rows: W read as it lies, on one thread, with any thread
- *   count: x W through tapfit's product, dy W^T through its row product (which
- *   transposes four rows of W at a time in registers; with more threads only for one
- *   row). The other routes transpose or pack all of W for a handful of rows.
- * - With one thread and a product of up to 2^26 multiply-adds, tapfit's own SIMD
- *   product (kernels/gemm.ts) reads both operands as they lie: no packing, no transpose.
- *   dy W^T is computed as (W dy^T)^T, with two small transposes (of the batch-sized
- *   operands); x^T dy as (x^T) dy, one transpose of x, when dy has 64 columns or more.
- * - With more threads (tapfit's kernels run on the main thread only), XNNPACK's threaded
- *   product in the cheaper order: C = A B can also be computed as (B^T A^T)^T, which
- *   packs A^T instead, several times less data when the batch is smaller than the layer
- *   widths, for three fast transposes.
+ * - 8 rows or more: x W directly; dy W^T as (W dy^T)^T (two transposes of batch-sized
+ *   operands); x^T dy as (x^T) dy, one transpose of x, when dy has 64 columns or more
+ *   and the batch 4 rows or more (otherwise the shim's route: x transposed, the small dy
+ *   packed by XNNPACK).
+ * - A batch of 1-7 rows (batch-1 training, the pipeline's micro-batches): W read as it
+ *   lies, on one thread: x W through the product without packing, dy W^T through the row
+ *   product, which transposes four rows of W at a time in registers.
  *
  * Every route does the same multiply-adds in the same order with the same float32
  * rounding (mul, then add, from zero), so the values are the same as XNNPACK's.
@@ -109,28 +98,6 @@ function ownProduct(heap: WasmHeap, kernelName: string, args: Parameters<KernelI
 function productOf(k: Scratch, kernelName: string, attrs: object, x: tf.TensorInfo, y: tf.TensorInfo, rows: number, depth: number, cols: number): tf.TensorInfo {
   const product = k.run(kernelName, { a: k.reshape(x, [1, rows, depth]), b: k.reshape(y, [1, depth, cols]) }, { ...attrs, transposeA: false, transposeB: false });
   return k.reshape(product, [rows, cols]);
-}
-
-/**
- * x [M, K] y [K, N] by tapfit's product into a new tensor of `outShape` (M N elements):
- * 'packed' (blocks of y copied, split over the threads), 'inPlace' (y read as it lies,
- * one thread: a few rows), 'rows' (x y^T for y given as [N, K]: the row product).
- */
-function gemmInto(heap: WasmHeap, x: tf.TensorInfo, y: tf.TensorInfo, M: number, K: number, N: number, outShape: number[], route: 'packed' | 'inPlace' | 'rows' = 'packed'): tf.TensorInfo {
-  const out = heap.output(outShape);
-  const [c, a, b] = [heap.offset(out), heap.offset(x), heap.offset(y)];
-  if (route === 'rows') heap.kernels.gemmNT(c, a, b, M, K, N);
-  else if (route === 'inPlace') heap.kernels.gemm(c, a, b, M, K, N, 0);
-  else {
-    const parts = M * K * N >= MIN_SPLIT_MACS ? Math.max(1, Math.min(heap.parts(), Math.floor(M / SPLIT_ALIGN))) : 1;
-    // Rows of x (and of the product) in parts, each a product of its own on one thread:
-    // every output element is summed exactly as in the whole product.
-    heap.run('gemm', Array.from({ length: parts }, (_, part) => {
-      const [from, to] = partRange(M, part, parts, SPLIT_ALIGN);
-      return [c + from * N * 4, a + from * K * 4, b, to - from, K, N, heap.gemmScratch[part]] as [number, number, number, number, number, number, number];
-    }));
-  }
-  return out;
 }
 
 /** No batch: every leading dimension is 1. */

@@ -42,8 +42,10 @@ export interface HeapKernels {
   sumRows(out: number, src: number, rows: number, cols: number): void;
   gemm(c: number, a: number, b: number, M: number, K: number, N: number, scratch: number): void;
   gemmNT(c: number, a: number, b: number, M: number, K: number, N: number): void;
-  convFilterGrad(dw: number, x: number, dy: number, B: number, H: number, W: number, CI: number, OH: number, OW: number, CO: number, KH: number, KW: number, sh: number, sw: number, top: number, left: number): void;
+  im2colT(out: number, x: number, B: number, H: number, W: number, CI: number, OH: number, OW: number, KW: number, sh: number, sw: number, top: number, left: number, t0: number, t1: number): void;
   add(out: number, x: number, y: number, n: number): void;
+  addRows(out: number, x: number, bias: number, cols: number, r0: number, r1: number): void;
+  reluGrad(out: number, dy: number, x: number, n: number): void;
   scale(out: number, x: number, s: number, n: number): void;
   maxPoolGradTiled(dx: number, x: number, dy: number, B: number, H: number, W: number, C: number, OH: number, OW: number, KH: number, KW: number, top: number, left: number): void;
 }
@@ -52,7 +54,7 @@ export interface HeapKernels {
 const GEMM_SCRATCH_BYTES = 256 * 256 * 4 + 4 * 8 * 4;
 
 /** Kernels the helper threads may run (the others always run on the main thread). */
-const SPLIT_KERNELS: ReadonlyArray<keyof HeapKernels> = ['gemm', 'add', 'scale', 'axpby', 'adam'];
+const SPLIT_KERNELS: ReadonlyArray<keyof HeapKernels> = ['gemm', 'add', 'scale', 'axpby', 'adam', 'im2colT', 'addRows', 'reluGrad'];
 
 export interface WasmHeap {
   kernels: HeapKernels;

@@ -35,6 +35,12 @@ export class Scratch {
     return whole ? x : this.run('Slice', { x }, { begin, size });
   }
 
+  /** A tensor made outside `run` (e.g. a kernel's own output), freed with the rest. */
+  track(t: tf.TensorInfo): tf.TensorInfo {
+    this.made.push(t);
+    return t;
+  }
+
   /** A float32 scalar on this backend (an operand of binary kernels), freed with the rest. */
   scalar(value: number): tf.TensorInfo {
     const t: tf.TensorInfo = { dataId: this.backend.write(new Float32Array([value]), [], 'float32'), shape: [], dtype: 'float32' };
