@@ -53,26 +53,45 @@ export function addRows(out: usize, x: usize, bias: usize, cols: i32, r0: i32, r
 }
 
 /**
- * Relu's gradient, dy step(x), in one pass: step(x) is 1 where x > 0, NaN where x is NaN,
- * 0 elsewhere, and the product is taken as tfjs takes it (so 0 times an infinite dy is
- * NaN, and a negative dy gives -0): the values of tfjs's mul(dy, step(x)).
+ * Relu's gradient, dy step(x), in one pass: step(x) is 1 where x > 0, x itself where x is
+ * NaN (as tfjs-backend-wasm's Step keeps it, sign included), 0 elsewhere, and the product
+ * is taken as tfjs takes it, dy times step (so 0 times an infinite dy is NaN, and a
+ * negative dy gives -0): the values of tfjs's mul(dy, step(x)).
  */
 export function reluGrad(out: usize, dy: usize, x: usize, n: i32): void {
   const one = f32x4.splat(1);
-  const nan = f32x4.splat(NaN);
   const zero = f32x4.splat(0);
   const n4 = n & ~3;
   let i = 0;
   for (; i < n4; i += 4) {
     const o = <usize>i << 2;
     const xs = v128.load(x + o);
-    const step = v128.bitselect(one, v128.bitselect(nan, zero, f32x4.ne(xs, xs)), f32x4.gt(xs, zero));
+    const step = v128.bitselect(one, v128.bitselect(xs, zero, f32x4.ne(xs, xs)), f32x4.gt(xs, zero));
     v128.store(out + o, f32x4.mul(v128.load(dy + o), step));
   }
   for (; i < n; i++) {
     const o = <usize>i << 2;
     const xv = load<f32>(x + o);
-    const step: f32 = xv > 0 ? 1 : isNaN(xv) ? NaN : 0;
+    const step: f32 = xv > 0 ? 1 : isNaN(xv) ? xv : 0;
     store<f32>(out + o, load<f32>(dy + o) * step);
+  }
+}
+
+/**
+ * max(x, 0) as XNNPACK's clamp computes it on wasm, bit for bit: x where its sign bit is
+ * clear (NaN with a clear sign bit included), +0 where it is set (-0, negatives, -NaN).
+ */
+export function relu(out: usize, x: usize, n: i32): void {
+  const n4 = n & ~3;
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const v = v128.load(x + o);
+    v128.store(out + o, v128.andnot(v, i32x4.shr_s(v, 31)));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const bits = load<i32>(x + o);
+    store<i32>(out + o, bits < 0 ? 0 : bits);
   }
 }

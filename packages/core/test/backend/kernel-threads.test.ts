@@ -91,9 +91,10 @@ describe('backend: tapfit products split over the wasm threads', function () {
     const out = lastJson(r.stdout);
     expect(out.ready).to.equal(2);
     // Four products in two parts each (the ragged one: 130 rows; dy W^T as (W dy^T)^T),
-    // seven element-wise kernels in two parts each (scale three times: the gradient of the
-    // sum in reluGrad broadcasts dy by a multiply); the adds that do not qualify not at all.
-    expect(out.split).to.deep.equal({ gemm: 8, add: 2, scale: 6, axpby: 2, adam: 2, addRows: 2, reluGrad: 2 });
+    // eight element-wise kernels in two parts each (scale three times: the gradient of the
+    // sum in reluGrad broadcasts dy by a multiply; relu: its forward); the adds that do
+    // not qualify not at all.
+    expect(out.split).to.deep.equal({ gemm: 8, add: 2, scale: 6, axpby: 2, adam: 2, addRows: 2, reluGrad: 2, relu: 2 });
     const none = [0, 0];
     expect(out.differ).to.deep.equal({ forward: none, ragged: none, weightGradient: none, inputGradient: none, add: none, scale: none, scaleFirst: none, scaledSum: none, adam: none, bias: none, reluGrad: none, addInt32: none, addColumn: none, addSmall: none });
     expect(out.leaked).to.equal(0);

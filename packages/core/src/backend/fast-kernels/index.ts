@@ -6,7 +6,7 @@ import { installSplitElementwise } from './elementwise';
 import { installLazyConvGradients } from './lazy-conv-grad';
 import { installMatMulOrder } from './matmul-order';
 import { installFastMaxPoolGrad } from './max-pool-grad';
-import { installReluGrad } from './relu-grad';
+import { installRelu } from './relu';
 import { installSharedIdentity } from './shared-identity';
 import { installSumLeading } from './sum-leading';
 import { installFastTranspose } from './transpose';
@@ -31,7 +31,7 @@ let fast: Overrides | null = null;
  * - TapfitScaledSum, TapfitAdamMoments: the fused updates of momentum and Adam
  * - Add, Multiply by a scalar (float32, large): split over the threads (none with one);
  *   a bias added along the last axis: one pass
- * - Relu's gradient: one kernel (TapfitReluGrad) instead of Step and Multiply
+ * - Relu: one pass; its gradient: one kernel (TapfitReluGrad) instead of Step and Multiply
  * - tf.fused.conv2d with a linear activation: conv2d + add, so that a first layer's input
  *   gradient, which nothing reads, is not computed
  *
@@ -49,7 +49,7 @@ export function installWasmFastKernels(): void {
     installMatMulOrder(o);
     installUpdateKernels(o);
     installSplitElementwise(o);
-    installReluGrad(o);
+    installRelu(o);
     installLazyConvGradients(o);
   } catch (err) {
     o.restore();
@@ -69,4 +69,4 @@ export function wasmFastKernelsInstalled(): boolean {
 }
 
 /** Kernels the fast set registers for wasm. */
-export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'TapfitReluGrad'];
+export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'Relu', 'TapfitReluGrad'];

@@ -3,20 +3,36 @@ import { runKernel } from '../engine-internals';
 import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { runElementwise } from './elementwise';
+import { previousKernel } from './previous-kernel';
 import { heapFor } from './wasm-heap';
 
 /** dy step(x) in one kernel (kernels/elementwise.ts). */
 export const RELU_GRAD_KERNEL = 'TapfitReluGrad';
 
 /**
- * Relu's gradient in one pass on wasm. tfjs computes it as mul(dy, cast(step(x))): a Step
- * kernel, then a Multiply, two passes over every activation of the network (about 1.4 ms
- * of the MNIST CNN's 35 ms step). The gradient is registered for every backend while the
- * fast kernels are installed: where the kernel is missing (cpu, tensorflow, other dtypes
- * or shapes) it runs tfjs's own ops, so only wasm changes. The kernel's own gradient
- * (for a second derivative) is itself towards dy, zero towards x, as for tfjs's ops.
+ * Relu and its gradient in one pass each on wasm.
+ *
+ * - Relu: the values of tfjs-backend-wasm's (XNNPACK's clamp) bit for bit, on tapfit's
+ *   threads: XNNPACK's pool spins for milliseconds after each of its operations and
+ *   takes a core from tapfit's helper threads (docs/backends.md §3).
+ * - The gradient: tfjs computes mul(dy, cast(step(x))), a Step kernel then a Multiply,
+ *   two passes over every activation (about 1.4 ms of the MNIST CNN's 35 ms step). It is
+ *   registered for every backend while the fast kernels are installed: where the kernel
+ *   is missing (cpu, tensorflow, other dtypes or shapes) it runs tfjs's own ops, so only
+ *   wasm changes. The kernel's own gradient (for a second derivative) is itself towards
+ *   dy, zero towards x, as for tfjs's ops.
  */
-export function installReluGrad(o: Overrides): void {
+export function installRelu(o: Overrides): void {
+  const previousRelu = previousKernel('Relu');
+  o.kernel(kernelConfig('Relu', 'wasm', (args) => {
+    const { x } = args.inputs;
+    const heap = heapFor(args.backend);
+    if (!heap || x.dtype !== 'float32') return previousRelu(args);
+    const out = heap.output(x.shape);
+    const [to, from] = [heap.offset(out), heap.offset(x)];
+    runElementwise(heap, 'relu', tf.util.sizeFromShape(x.shape), (start, n) => [to + 4 * start, from + 4 * start, n]);
+    return out;
+  }));
   o.kernel(kernelConfig(RELU_GRAD_KERNEL, 'wasm', ({ inputs: { dy, x }, backend }) => {
     const heap = heapFor(backend)!;
     const out = heap.output(dy.shape);
