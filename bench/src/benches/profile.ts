@@ -45,7 +45,7 @@ const CONV_DW = new Set(['Conv2DBackpropFilter', 'DepthwiseConv2dNativeBackpropF
 const POOLING = new Set(['MaxPool', 'MaxPoolGrad', 'AvgPool', 'AvgPoolGrad']);
 const REDUCTIONS = new Set(['Sum', 'Max', 'Min', 'Mean', 'Prod', 'ArgMax', 'ArgMin', 'All', 'Any']);
 const COPIES = new Set(['Identity', 'Cast']);
-const ELEMENTWISE = new Set(['Add', 'AddN', 'Sub', 'Multiply', 'RealDiv', 'Relu', 'Relu6', 'Step', 'Exp', 'Log', 'Neg', 'Maximum', 'Minimum', 'Sigmoid', 'Tanh', 'Square', 'Sqrt', 'Elu', 'LeakyRelu', 'Softmax', 'SquaredDifference', 'Abs', 'Sign', 'Greater', 'Less', 'Equal', 'Select']);
+const ELEMENTWISE = new Set(['Add', 'AddN', 'Sub', 'Multiply', 'RealDiv', 'Relu', 'Relu6', 'Step', 'TapfitReluGrad', 'Exp', 'Log', 'Neg', 'Maximum', 'Minimum', 'Sigmoid', 'Tanh', 'Square', 'Sqrt', 'Elu', 'LeakyRelu', 'Softmax', 'SquaredDifference', 'Abs', 'Sign', 'Greater', 'Less', 'Equal', 'Select']);
 
 /** The group of one kernel call: composites' inner kernels count where their outer kernel does, except transposes. */
 function groupOf(c: KernelCall): Group {

@@ -282,17 +282,17 @@ describe('backend: wasm fast kernels', function () {
         let split = 0;
         const run0 = heap.threads.run.bind(heap.threads);
         heap.threads.run = (...args) => (split++, run0(...args));
-        // Batch 4: the few-rows routes; batch 64 by 256: large enough to be split.
+        // Batch 4: the few-rows routes; batch 64 by 1024: large enough to be split.
         const run = (rows, depth) => tf.tidy(() => {
           const x = tf.randomNormal([rows, depth], 0, 1, 'float32', 1), w = tf.randomNormal([depth, 96], 0, 1, 'float32', 2);
           const fused = tf.fused.matMul({ a: x, b: w });
           const plainT = tf.matMul(x, tf.transpose(w), false, true);
           return [fused.shape, Array.from(fused.dataSync()), Array.from(plainT.dataSync())];
         });
-        const onWasm = [run(4, 64), run(64, 256)];
+        const onWasm = [run(4, 64), run(64, 1024)];
         const parts = heap.parts();
         await tf.setBackend('cpu');
-        const onCpu = [run(4, 64), run(64, 256)];
+        const onCpu = [run(4, 64), run(64, 1024)];
         const err = (a, b) => Math.max(...a.map((v, i) => Math.abs(v - b[i]))) / Math.max(...b.map(Math.abs));
         console.log(JSON.stringify({ parts, split, shapes: onWasm.map((w) => w[0]), fused: onWasm.map((w, i) => err(w[1], onCpu[i][1])), transposeB: onWasm.map((w, i) => err(w[2], onCpu[i][2])) }));
       })().catch((e) => { console.log(JSON.stringify({ error: String(e) })); process.exitCode = 1; });

@@ -40,8 +40,8 @@ describe('backend: tapfit products split over the wasm threads', function () {
         await backend.selectBackend('wasm', { threads: 2, log: false });
         const cases = {
           forward: () => tf.matMul(rnd([256, 300], 1), rnd([300, 520], 2)),
-          ragged: () => tf.matMul(rnd([130, 257], 3), rnd([257, 9], 4)),
-          weightGradient: () => tf.matMul(rnd([96, 200], 5), rnd([96, 136], 6), true, false),
+          ragged: () => tf.matMul(rnd([130, 4001], 3), rnd([4001, 9], 4)),
+          weightGradient: () => tf.matMul(rnd([96, 400], 5), rnd([96, 136], 6), true, false),
           inputGradient: () => tf.matMul(rnd([64, 520], 7), rnd([300, 520], 8), false, true),
           // Large enough to be split (2^20 elements and more), ragged lengths.
           add: () => tf.add(rnd([1100, 1001], 9), rnd([1100, 1001], 10)),

@@ -34,7 +34,7 @@ export function runElementwise<K extends keyof HeapKernels>(heap: WasmHeap, name
  * Same IEEE operations, so the values of tfjs's kernels. Anything else (other dtypes,
  * other broadcasting, small same-shape tensors, one thread) goes to tfjs.
  */
-export function installSplitElementwise(o: Overrides): void {
+export function installElementwise(o: Overrides): void {
   const previousAdd = previousKernel('Add');
   o.kernel(kernelConfig('Add', 'wasm', (args) => {
     const { a, b } = args.inputs;

@@ -2,7 +2,7 @@ import { useKernelRunner } from '../../transforms/fused-updates';
 import { runKernel } from '../engine-internals';
 import { Overrides } from '../wasm-shim/overrides';
 import { installFastConvFilterGrad } from './conv-filter-grad';
-import { installSplitElementwise } from './elementwise';
+import { installElementwise } from './elementwise';
 import { installLazyConvGradients } from './lazy-conv-grad';
 import { installMatMulOrder } from './matmul-order';
 import { installFastMaxPoolGrad } from './max-pool-grad';
@@ -48,7 +48,7 @@ export function installWasmFastKernels(): void {
     installFastConvFilterGrad(o);
     installMatMulOrder(o);
     installUpdateKernels(o);
-    installSplitElementwise(o);
+    installElementwise(o);
     installRelu(o);
     installLazyConvGradients(o);
   } catch (err) {

@@ -4,9 +4,12 @@ import type { WasmHeap } from './wasm-heap';
 
 /**
  * Multiply-adds from which tapfit's product is split over the helper threads (smaller
- * ones run on the main thread: waking a helper costs about 10 us).
+ * ones run on the main thread: waking a helper costs about 10 us, and right after an
+ * XNNPACK operation its spinning pool holds the other core; measured on 2 cores by
+ * `npm run bench -- kernels --threads=2`: 1-4 M multiply-adds, e.g. `dy W^T` of 8 rows
+ * against W [1568,128], ran slower split than in one part).
  */
-const MIN_SPLIT_MACS = 2 ** 18;
+const MIN_SPLIT_MACS = 2 ** 22;
 
 /** Rows per part of a split product: multiples of the kernel's 4-row tile. */
 const SPLIT_ALIGN = 4;

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { runKernel } from '../engine-internals';
-import { kernelConfig } from '../wasm-shim/kernel-calls';
+import { composite, kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { runElementwise } from './elementwise';
 import { previousKernel } from './previous-kernel';
@@ -34,7 +34,8 @@ export function installRelu(o: Overrides): void {
     return out;
   }));
   o.kernel(kernelConfig(RELU_GRAD_KERNEL, 'wasm', ({ inputs: { dy, x }, backend }) => {
-    const heap = heapFor(backend)!;
+    const heap = heapFor(backend);
+    if (!heap) return composite(backend, 'wasm', (k) => k.run('Multiply', { a: dy, b: k.run('Step', { x }, { alpha: 0 }) }));
     const out = heap.output(dy.shape);
     const [to, g, v] = [heap.offset(out), heap.offset(dy), heap.offset(x)];
     runElementwise(heap, 'reluGrad', tf.util.sizeFromShape(dy.shape), (from, n) => [to + 4 * from, g + 4 * from, v + 4 * from, n]);
