@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { composite, kernelConfig, type KernelImpl, type Scratch } from '../wasm-shim/kernel-calls';
+import { composite, kernelConfig, type KernelImpl } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { previousKernel } from './previous-kernel';
 import { gemmInto } from './product';
@@ -70,34 +70,21 @@ export function installMatMulOrder(o: Overrides): void {
           return gemmInto(heap, aT, b, M, K, N, outShape);
         });
       }
-      return ownProduct(heap, kernelName, args, M, K, N, outShape);
+      return ownProduct(heap, args, M, K, N, outShape);
     }));
   }
 }
 
-/** tapfit's product: A B directly, A B^T as (B A^T)^T. */
-function ownProduct(heap: WasmHeap, kernelName: string, args: Parameters<KernelImpl>[0], M: number, K: number, N: number, outShape: number[]): tf.TensorInfo {
+/** tapfit's product: A B directly, A B^T as (B A^T)^T (B as it lies, A^T of batch size). */
+function ownProduct(heap: WasmHeap, args: Parameters<KernelImpl>[0], M: number, K: number, N: number, outShape: number[]): tf.TensorInfo {
   const { a, b } = args.inputs;
   const { transposeB } = args.attrs as { transposeB: boolean };
-  if (!transposeB) {
-    return gemmInto(heap, a, b, M, K, N, outShape);
-  }
+  if (!transposeB) return gemmInto(heap, a, b, M, K, N, outShape);
   return composite(args.backend, 'wasm', (k) => {
     const aT = k.run('Transpose', { x: k.reshape(a, [M, K]) }, { perm: [1, 0] });
-    const productT = productOf(k, kernelName, args.attrs, k.reshape(b, [N, K]), aT, N, K, M);
+    const productT = k.track(gemmInto(heap, b, aT, N, K, M, [N, M], N < FEW_ROWS ? 'inPlace' : 'packed'));
     return k.reshape(k.run('Transpose', { x: productT }, { perm: [1, 0] }), outShape);
   });
-}
-
-/**
- * The plain product x [rows, depth] y [depth, cols] through the kernel again, as [rows, cols].
- * Product kernels take rank-3 operands (tfjs's ops reshape to [batch, rows, cols] before
- * calling them; the stock _FusedMatMul reads the shapes as rank 3), so the operands go in
- * with a batch of 1.
- */
-function productOf(k: Scratch, kernelName: string, attrs: object, x: tf.TensorInfo, y: tf.TensorInfo, rows: number, depth: number, cols: number): tf.TensorInfo {
-  const product = k.run(kernelName, { a: k.reshape(x, [1, rows, depth]), b: k.reshape(y, [1, depth, cols]) }, { ...attrs, transposeA: false, transposeB: false });
-  return k.reshape(product, [rows, cols]);
 }
 
 /** No batch: every leading dimension is 1. */
