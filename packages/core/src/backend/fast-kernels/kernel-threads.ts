@@ -32,7 +32,7 @@ const READY = 1;
 const FAILED = 2;
 
 /** How long the main thread waits for a helper's part before giving up on the helpers. */
-export const HELPER_TIMEOUT_MS = 20_000;
+const HELPER_TIMEOUT_MS = 20_000;
 
 /** What a helper runs: the module on the memory, then calls until told to stop. */
 const HELPER_SOURCE = `
