@@ -5,11 +5,13 @@
  * window's dy goes to its first maximum in row-major order, among the cells inside the
  * input (the cpu kernel's rule; a window with no value above -Infinity passes nothing).
  * Four channels at a time. dx must hold B*H*W*C floats; cells no window covers get 0.
+ * Batch elements b0 .. b1 only (threads take batch ranges: windows never cross them).
  */
-export function maxPoolGradTiled(dx: usize, x: usize, dy: usize, B: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32, KH: i32, KW: i32, top: i32, left: i32): void {
-  memory.fill(dx, 0, <usize>B * H * W * C << 2);
+export function maxPoolGradTiled(dx: usize, x: usize, dy: usize, B: i32, H: i32, W: i32, C: i32, OH: i32, OW: i32, KH: i32, KW: i32, top: i32, left: i32, b0: i32, b1: i32): void {
+  const batchBytes = <usize>H * W * C << 2;
+  memory.fill(dx + <usize>b0 * batchBytes, 0, <usize>(b1 - b0) * batchBytes);
   const C4 = C & ~3;
-  for (let b = 0; b < B; b++) {
+  for (let b = b0; b < b1; b++) {
     for (let oh = 0; oh < OH; oh++) {
       const h0 = oh * KH - top;
       const hFrom = max(h0, 0);

@@ -21,7 +21,8 @@ const { Worker: NodeWorker } = require('node:worker_threads') as typeof import('
  *     factory from memory instead of a `blob:` URL;
  *  3. the C++ caps threads at half the logical cores, so `os.cpus()` is padded during
  *     init when more threads are asked for than cores/2.
- * Afterwards the pool workers are unref'd, or the process would never exit, and a
+ * Each pool worker lowers its own priority (POOL_NICE). Afterwards the pool workers
+ * are unref'd, or the process would never exit, and a
  * worker the pool adds later is started the same way. Works in the main thread and in
  * worker_threads. This depends on bundle internals of tfjs-backend-wasm 4.22.x.
  */
@@ -36,6 +37,16 @@ interface PThreadPool {
   runningWorkers: PoolWorker[];
   allocateUnusedWorker(): void;
 }
+
+/**
+ * Nice value of the pool workers (Linux; elsewhere they keep the process's). XNNPACK's
+ * pool workers spin for milliseconds after each of its operations; tapfit's helper
+ * threads (fast-kernels/kernel-threads.ts) run on the same cores right after, and at
+ * equal priority got half a core while a spinner held it. At nice 10 a spinner yields
+ * about 90% of a contended core and still runs at full speed on an idle one (measured:
+ * docs/backends.md §3).
+ */
+const POOL_NICE = 10;
 
 /** The URLs tfjs's scripts get in place of `blob:` URLs (never loaded as files). */
 const WORKER_URL = 'tapfit:wasm-pthread-worker';
@@ -116,6 +127,8 @@ function pthreadWorkerSource(captured: { module: string | null; worker: string |
     captured.worker,
     `;globalThis.importScripts=function(f){(0,eval)(f===${JSON.stringify(MODULE_URL)}?tapfitThreadedModule:require('fs').readFileSync(f,'utf8'))};`,
     `URL.createObjectURL=function(){return ${JSON.stringify(MODULE_URL)}};URL.revokeObjectURL=function(){};`,
+    // Linux: setpriority on the thread's own id lowers this thread alone (never raises it).
+    `try{const os=require('os'),t=+require('fs').readlinkSync('/proc/thread-self').split('/').pop();os.setPriority(t,Math.max(os.getPriority(t),${POOL_NICE}))}catch(e){}`,
   ].join('\n');
 }
 

@@ -54,6 +54,12 @@ describe('backend: tapfit products split over the wasm threads', function () {
           },
           bias: () => tf.add(rnd([1100, 1001], 20), rnd([1001], 21)),
           reluGrad: () => tf.grad((t) => tf.sum(tf.mul(tf.relu(t), rnd([1100, 1001], 25))))(tf.round(rnd([1100, 1001], 24))),
+          // Patches of 2^20 elements and more (144 taps x 9408 columns), then their product.
+          filterGrad: () => tf.grad((w) => tf.sum(tf.mul(tf.conv2d(rnd([12, 28, 28, 16], 28), w, 1, 'same'), rnd([12, 28, 28, 8], 29))))(rnd([3, 3, 16, 8], 30)),
+          // Rounded inputs make ties (the first maximum wins in every part). Plus 0: the
+          // shim's route writes -0 where a negative dy meets a cell that is not the
+          // maximum, tapfit's kernel (and cpu) +0.
+          maxPoolGrad: () => tf.add(tf.grad((t) => tf.sum(tf.mul(tf.maxPool(t, 2, 2, 'valid'), rnd([64, 7, 7, 32], 31))))(tf.round(rnd([64, 14, 14, 32], 32))), 0),
           // Not split: int32, other broadcasting, small.
           addInt32: () => tf.add(tf.randomUniform([1100, 1001], 0, 1000, 'int32', 18), tf.randomUniform([1100, 1001], 0, 1000, 'int32', 19)),
           addColumn: () => tf.add(rnd([1100, 1001], 26), rnd([1100, 1], 27)),
@@ -92,11 +98,12 @@ describe('backend: tapfit products split over the wasm threads', function () {
     expect(out.ready).to.equal(2);
     // Four products in two parts each (the ragged one: 130 rows; dy W^T as (W dy^T)^T),
     // eight element-wise kernels in two parts each (scale three times: the gradient of the
-    // sum in reluGrad broadcasts dy by a multiply; relu: its forward); the adds that do
-    // not qualify not at all.
-    expect(out.split).to.deep.equal({ gemm: 8, add: 2, scale: 6, axpby: 2, adam: 2, addRows: 2, reluGrad: 2, relu: 2 });
+    // sum in reluGrad broadcasts dy by a multiply; relu: its forward), the filter
+    // gradient's patches and product and the max-pool gradient in two parts each; the adds
+    // that do not qualify not at all.
+    expect(out.split).to.deep.equal({ gemm: 10, add: 2, scale: 6, axpby: 2, adam: 2, addRows: 2, reluGrad: 2, relu: 2, im2colT: 2, maxPoolGradTiled: 2 });
     const none = [0, 0];
-    expect(out.differ).to.deep.equal({ forward: none, ragged: none, weightGradient: none, inputGradient: none, add: none, scale: none, scaleFirst: none, scaledSum: none, adam: none, bias: none, reluGrad: none, addInt32: none, addColumn: none, addSmall: none });
+    expect(out.differ).to.deep.equal({ forward: none, ragged: none, weightGradient: none, inputGradient: none, add: none, scale: none, scaleFirst: none, scaledSum: none, adam: none, bias: none, reluGrad: none, filterGrad: none, maxPoolGrad: none, addInt32: none, addColumn: none, addSmall: none });
     expect(out.leaked).to.equal(0);
     expect(out.running).to.equal(0);
   });

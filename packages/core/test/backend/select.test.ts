@@ -189,7 +189,7 @@ describe('backend: selectBackend', function () {
       expect(r.stdout).to.contain('CUDA');
     });
 
-    it('threads: 2 initialises multi-threaded wasm, matches cpu, writes no file, and the process exits by itself', async () => {
+    it('threads: 2 initialises multi-threaded wasm, matches cpu, writes no file, lowers the priority of the pool threads only (Linux), and the process exits by itself', async () => {
       const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-threads-tmp-'));
       const r = await runChild(`
         const wasm = require('@tensorflow/tfjs-backend-wasm');
@@ -206,7 +206,12 @@ describe('backend: selectBackend', function () {
           const onCpu = f();
           let err = 0, scale = 0;
           onCpu.forEach((g, i) => g.forEach((v, j) => { err = Math.max(err, Math.abs(v - onWasm[i][j])); scale = Math.max(scale, Math.abs(v)); }));
-          console.log(JSON.stringify({ threads: wasm.getThreadsCount(), selected: s.threads, why: s.threadsWhy, rel: err / scale }));
+          // Nice values of this process's threads (Linux): the pool's are lowered, the main thread's not.
+          const fs = require('fs');
+          const niceOf = (task) => Number(fs.readFileSync('/proc/self/task/' + task + '/stat', 'utf8').split(') ')[1].split(' ')[16]);
+          const nice = process.platform === 'linux' ? { main: niceOf(process.pid), lowered: fs.readdirSync('/proc/self/task').filter((t) => niceOf(t) === 10).length } : null;
+          if (nice && nice.main !== require('os').getPriority()) throw new Error('the main thread priority changed');
+          console.log(JSON.stringify({ threads: wasm.getThreadsCount(), selected: s.threads, why: s.threadsWhy, rel: err / scale, nice }));
         })();
       `, {}, 60_000, { TMPDIR: tmp });
       const leftovers = fs.readdirSync(tmp);
@@ -216,6 +221,8 @@ describe('backend: selectBackend', function () {
       expect(out).to.include({ threads: 2, selected: 2, why: 'requested' });
       expect(out.rel).to.be.below(1e-5);
       expect(leftovers).to.deep.equal([]);
+      if (out.nice === null) console.log('      (skipped the thread priority check: /proc/self/task is Linux only)');
+      else if (out.nice.main < 10) expect(out.nice.lowered).to.be.at.least(1);
     });
 
     it('multi-threaded wasm works inside a worker thread, where auto means 1 thread; the process exits by itself', async () => {

@@ -1,8 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
+import { partRange } from './kernel-threads';
 import { previousKernel } from './previous-kernel';
 import { heapFor } from './wasm-heap';
+
+/** Input elements from which the gradient is split over the helper threads by batch ranges. */
+const MIN_SPLIT_ELEMENTS = 2 ** 18;
 
 /**
  * MaxPoolGrad for windows that tile the input (window == stride, e.g. 2x2/2) in one
@@ -21,11 +25,12 @@ export function installFastMaxPoolGrad(o: Overrides): void {
     const info = tf.backend_util.computePool2DInfo(input.shape as [number, number, number, number], a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
     if (info.filterHeight !== info.strideHeight || info.filterWidth !== info.strideWidth) return previous(args);
     const dx = heap.output(input.shape);
-    heap.kernels.maxPoolGradTiled(
-      heap.offset(dx), heap.offset(input), heap.offset(dy),
-      info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth,
-      info.filterHeight, info.filterWidth, info.padInfo.top, info.padInfo.left,
-    );
+    const [to, from, grad] = [heap.offset(dx), heap.offset(input), heap.offset(dy)];
+    const parts = tf.util.sizeFromShape(input.shape) >= MIN_SPLIT_ELEMENTS ? Math.min(heap.parts(), info.batchSize) : 1;
+    heap.run('maxPoolGradTiled', Array.from({ length: parts }, (_, part) => {
+      const [b0, b1] = partRange(info.batchSize, part, parts, 1);
+      return [to, from, grad, info.batchSize, info.inHeight, info.inWidth, info.inChannels, info.outHeight, info.outWidth, info.filterHeight, info.filterWidth, info.padInfo.top, info.padInfo.left, b0, b1] as Parameters<typeof heap.kernels.maxPoolGradTiled>;
+    }));
     return dx;
   }));
 }

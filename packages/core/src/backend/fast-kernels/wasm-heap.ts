@@ -48,14 +48,14 @@ export interface HeapKernels {
   reluGrad(out: number, dy: number, x: number, n: number): void;
   relu(out: number, x: number, n: number): void;
   scale(out: number, x: number, s: number, n: number): void;
-  maxPoolGradTiled(dx: number, x: number, dy: number, B: number, H: number, W: number, C: number, OH: number, OW: number, KH: number, KW: number, top: number, left: number): void;
+  maxPoolGradTiled(dx: number, x: number, dy: number, B: number, H: number, W: number, C: number, OH: number, OW: number, KH: number, KW: number, top: number, left: number, b0: number, b1: number): void;
 }
 
 /** Scratch of one `gemm` call: a packed 256 x 256 block of its right operand and a 4 x 8 tile (kernels/gemm.ts). */
 const GEMM_SCRATCH_BYTES = 256 * 256 * 4 + 4 * 8 * 4;
 
 /** Kernels the helper threads may run (the others always run on the main thread). */
-const SPLIT_KERNELS: ReadonlyArray<keyof HeapKernels> = ['gemm', 'add', 'scale', 'axpby', 'adam', 'im2colT', 'addRows', 'reluGrad', 'relu'];
+const SPLIT_KERNELS: ReadonlyArray<keyof HeapKernels> = ['gemm', 'add', 'scale', 'axpby', 'adam', 'im2colT', 'addRows', 'reluGrad', 'relu', 'maxPoolGradTiled'];
 
 export interface WasmHeap {
   kernels: HeapKernels;
