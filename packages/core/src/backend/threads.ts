@@ -21,10 +21,10 @@ const { Worker: NodeWorker } = require('node:worker_threads') as typeof import('
  *     factory from memory instead of a `blob:` URL;
  *  3. the C++ caps threads at half the logical cores, so `os.cpus()` is padded during
  *     init when more threads are asked for than cores/2.
- * Each pool worker lowers its own priority (POOL_NICE). Afterwards the pool workers
- * are unref'd, or the process would never exit, and a
- * worker the pool adds later is started the same way. Works in the main thread and in
- * worker_threads. This depends on bundle internals of tfjs-backend-wasm 4.22.x.
+ * Each pool worker lowers its own priority (POOL_NICE). Afterwards the pool workers are
+ * unref'd, or the process would never exit, and a worker the pool adds later is started
+ * the same way. Works in the main thread and in worker_threads. This depends on bundle
+ * internals of tfjs-backend-wasm 4.22.x.
  */
 
 interface PoolWorker {
