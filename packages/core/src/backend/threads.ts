@@ -42,9 +42,9 @@ interface PThreadPool {
  * Nice value of the pool workers (Linux; elsewhere they keep the process's). XNNPACK's
  * pool workers spin for milliseconds after each of its operations; tapfit's helper
  * threads (fast-kernels/kernel-threads.ts) run on the same cores right after, and at
- * equal priority got half a core while a spinner held it. At nice 10 a spinner yields
- * about 90% of a contended core and still runs at full speed on an idle one (measured:
- * docs/backends.md §3).
+ * equal priority got half a core while a spinner held it. At nice 10 a spinner gets about
+ * 10% of a core a helper also wants (the scheduler's weights) and all of an idle one;
+ * measured effect in docs/backends.md §3.
  */
 const POOL_NICE = 10;
 
