@@ -1,7 +1,7 @@
 // @tapfit/plugin-pipeline: Pipelined Backpropagation with Spike Compensation and Linear
 // Weight Prediction (docs/techniques.md §5), simulated in one process or run in worker threads.
 export { stageDelays } from './delays';
-export { partitionAt, partitionBalanced, balancedStarts, measureSegmentTimes, measureSegmentCosts, type StageSpec } from './partition';
+export { partitionAt, partitionBalanced, balancedStarts, measureSegmentTimes, measureSegmentCosts, measureUpdateCosts, type StageSpec } from './partition';
 export { spikeCompensation, spikeCoefficients, type SpikeCompensationOptions, type SpikeCompensationState } from './spike-compensation';
 export { predictByVelocity, predictByDelta, PREDICTIONS, type Prediction } from './weight-prediction';
 export { scaleHyperparameters, type ScaleHyperparametersOptions } from './scaling';

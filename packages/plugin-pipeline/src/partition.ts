@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, TapfitError, vectorJacobianProduct, type Segment, type SegmentContext } from '@tapfit/core';
+import { ChainStepper, ErrorCodes, TapfitError, vectorJacobianProduct, type Segment, type SegmentContext, type StepTransform } from '@tapfit/core';
 import { stageDelays } from './delays';
 
 /** One pipeline stage: a run of consecutive segments and its delay. */
@@ -120,9 +120,17 @@ export function measureSegmentTimes(segments: readonly Segment[], x: tf.Tensor, 
 /**
  * Median forward and backward (VJP w.r.t. input and parameters) time of each segment on
  * `x` in milliseconds, inference context for the forward, recomputing for the backward,
- * so no statistics advance. For balancing stages by what they really run.
+ * so no statistics advance. For balancing stages by what they really run. A first,
+ * untimed pass warms the JIT: in a fresh process the first calls of each kernel are
+ * several times slower (measured on the MNIST CNN at batch 1: the first convolution
+ * 1.85 ms cold against 0.5-0.6 ms after), which put the cut in the wrong place.
  */
-export function measureSegmentCosts(segments: readonly Segment[], x: tf.Tensor, repeats = 5): { forward: number[]; backward: number[] } {
+export function measureSegmentCosts(segments: readonly Segment[], x: tf.Tensor, repeats = 9): { forward: number[]; backward: number[] } {
+  measureOnce(segments, x, 2);
+  return measureOnce(segments, x, repeats);
+}
+
+function measureOnce(segments: readonly Segment[], x: tf.Tensor, repeats: number): { forward: number[]; backward: number[] } {
   const forward = measureSegmentTimes(segments, x, repeats);
   const ctx: SegmentContext = { training: true, recomputing: true, step: 0 };
   const backward: number[] = [];
@@ -144,4 +152,34 @@ export function measureSegmentCosts(segments: readonly Segment[], x: tf.Tensor, 
     }
   });
   return { forward, backward };
+}
+
+/**
+ * Median time of one optimizer update of each segment's trainable parameters in
+ * milliseconds, applied to copies (the model's weights do not move). Part of what a stage
+ * runs per micro-batch: at batch 1 a large dense layer's update costs about as much as
+ * its forward and backward, so leaving it out misplaces the cut.
+ */
+export function measureUpdateCosts(segments: readonly Segment[], members: readonly StepTransform[], repeats = 9): number[] {
+  return segments.map((s) => {
+    const params = s.params.filter((v) => v.trainable);
+    if (params.length === 0) return 0;
+    const copies = params.map((v) => tf.tidy(() => tf.variable(v.clone(), true))); // the tidy frees the clone; the copy keeps its data
+    const byName = Object.fromEntries(copies.map((v) => [v.name, v]));
+    const grads = tf.tidy(() => Object.fromEntries(copies.map((v) => [v.name, tf.zerosLike(v)])));
+    const stepper = new ChainStepper(members, byName);
+    try {
+      const times: number[] = [];
+      for (let r = -2; r < repeats; r++) {
+        const t0 = performance.now();
+        stepper.apply(grads, r + 2);
+        copies[0].dataSync();
+        if (r >= 0) times.push(performance.now() - t0);
+      }
+      return times.sort((a, b) => a - b)[times.length >> 1];
+    } finally {
+      stepper.dispose();
+      tf.dispose([...copies, ...Object.values(grads)]);
+    }
+  });
 }

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { adam, segmentModel, sgd, SilentLogger, Trainer, type Segment, type TapfitPlugin } from '@tapfit/core';
+import { adam, fromLayersModel, segmentModel, sgd, SilentLogger, Trainer, type Segment, type TapfitPlugin } from '@tapfit/core';
 import { blobData, tinyModel } from '@tapfit/core/testing';
 import { expect } from 'chai';
-import { balancedStarts, pipeline, type PipelineOptions } from '../src';
+import { balancedStarts, measureUpdateCosts, pipeline, type PipelineOptions } from '../src';
 
 const trainer = (options: PipelineOptions, model: tf.LayersModel | ReturnType<typeof segmentModel> = tinyModel(), optimizer = sgd({ lr: 0.1, momentum: 0.9 })) =>
   new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer, plugins: [pipeline(options)], logger: new SilentLogger() });
@@ -33,6 +33,27 @@ describe('pipeline plugin: partitioning and describe()', () => {
     expect(balancedStarts([3, 3, 3], 3)).to.deep.equal([0, 1, 2]);
     // The last stage costed apart (it does not recompute): it takes more segments when it is cheaper.
     expect(balancedStarts([1, 1, 1, 1], 2, [0.1, 0.1, 0.1, 0.1])).to.deep.equal([0, 1]);
+  });
+
+  it('measures each segment\'s update on copies: nothing for a segment without parameters, more for more parameters, weights untouched, no leak', () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ inputShape: [8], units: 4 }),
+        tf.layers.activation({ activation: 'relu' }),
+        tf.layers.dense({ units: 512 }),
+      ],
+    });
+    const segments = fromLayersModel(model).segments;
+    const before = model.trainableWeights.map((w) => Array.from(w.read().dataSync()));
+    const tensors = tf.memory().numTensors;
+    const costs = measureUpdateCosts(segments, sgd({ lr: 0.5, momentum: 0.9 }).transforms);
+    expect(tf.memory().numTensors).to.equal(tensors);
+    expect(costs).to.have.length(3);
+    expect(costs[1]).to.equal(0);
+    expect(costs[0]).to.be.above(0);
+    expect(costs[2]).to.be.above(0);
+    model.trainableWeights.forEach((w, i) => expect(Array.from(w.read().dataSync())).to.deep.equal(before[i]));
+    model.dispose();
   });
 
   it('describe() lists the stages with D_s, parameters, weight versions and stash; planMemory gets them as extraBytes', async () => {

@@ -21,26 +21,29 @@ const samples = (n: number) => ({
 const optimizer = { lr: 0.05, momentum: 0.9 };
 const faulty = path.join(__dirname, 'fixtures', 'faulty-stage.js');
 
-async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number): Promise<number[][]> {
+type Run = { weights: number[][]; losses: number[] };
+
+async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number): Promise<Run> {
   const { x, y } = samples(n);
   const model = build();
   const t = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(optimizer), plugins: [pipeline({ ...options, boundaries: ['d2', 'd3'] })], logger: new SilentLogger() });
   const data = tensorData(x, y);
-  await t.fit(data, { epochs: 1, batchSize: microBatch, shuffle: false });
-  const w = model.trainableWeights.map((v) => Array.from(v.read().dataSync()));
+  const losses: number[] = [];
+  await t.fit(data, { epochs: 1, batchSize: microBatch, shuffle: false, callbacks: [{ onBatchEnd: (_b: number, logs?: Record<string, number>) => void losses.push(logs!.loss) }] });
+  const weights = model.trainableWeights.map((v) => Array.from(v.read().dataSync()));
   t.dispose();
   data.dispose();
-  return w;
+  return { weights, losses };
 }
 
-async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number): Promise<number[][]> {
+async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number): Promise<Run> {
   const { x, y } = samples(n);
   const model = build();
   const pipe = await ThreadedPipeline.start({ model, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', ...options } as never);
+  let losses: number[] = [];
   try {
-    const losses = await pipe.train(x, y, { microBatch });
+    losses = await pipe.train(x, y, { microBatch });
     expect(losses).to.have.length(n / microBatch);
-    expect(losses.every(Number.isFinite)).to.equal(true);
     // Every stage ran every micro-batch forward once and (all but the last, which does both in its forward) backward once.
     const stats = await pipe.stats();
     expect(stats.map((s) => [s.forwards, s.backwards])).to.deep.equal([[n / microBatch, n / microBatch], [n / microBatch, n / microBatch], [n / microBatch, 0]]);
@@ -48,10 +51,10 @@ async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number,
   } finally {
     await pipe.close();
   }
-  const w = model.trainableWeights.map((v) => Array.from(v.read().dataSync()));
+  const weights = model.trainableWeights.map((v) => Array.from(v.read().dataSync()));
   tf.dispose([x, y]);
   model.dispose();
-  return w;
+  return { weights, losses };
 }
 
 describe('threaded pipeline (one worker thread per stage) against the one-process simulator', function () {
@@ -70,14 +73,17 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     ['PB alone, weight delta prediction, micro-batches of 2', { prediction: 'lwp-delta' }, 2],
     ['weight stashing, extraDelay 1', { weightStashing: true, extraDelay: 1 }, 1],
   ] as const) {
-    it(`3 stages (D = ${label.includes('extraDelay') ? '[5, 3, 1]' : '[4, 2, 0]'}), ${label}: the same weights for the same samples in the same order`, async () => {
-      const n = 24;
+    it(`3 stages (D = ${label.includes('extraDelay') ? '[5, 3, 1]' : '[4, 2, 0]'}), ${label}: the same weights and losses for the same samples in the same order`, async () => {
+      // 40 samples: at batch 1 three input chunks (16, 16, 8), so losses and 'done' cross chunk ends.
+      const n = 40;
       const a = await simulated(options, n, mb);
       const b = await threaded(options, n, mb);
-      a.forEach((w, i) => w.forEach((v, j) => expect(b[i][j], `variable ${i}[${j}]`).to.be.closeTo(v, 1e-6)));
+      a.weights.forEach((w, i) => w.forEach((v, j) => expect(b.weights[i][j], `variable ${i}[${j}]`).to.be.closeTo(v, 1e-6)));
+      expect(a.losses).to.have.length(n / mb);
+      a.losses.forEach((v, t) => expect(b.losses[t], `loss of micro-batch ${t}`).to.be.closeTo(v, 1e-5));
       // The weights moved: the comparison is not between two untouched models.
       const init = build().trainableWeights.map((v) => Array.from(v.read().dataSync()));
-      expect(Math.abs(a[0][0] - init[0][0])).to.be.above(1e-4);
+      expect(Math.abs(a.weights[0][0] - init[0][0])).to.be.above(1e-4);
     });
   }
 

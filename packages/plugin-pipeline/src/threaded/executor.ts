@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, fromLayersModel, TapfitError, trainableVariables } from '@tapfit/core';
+import { ErrorCodes, fromLayersModel, sgd, TapfitError, trainableVariables } from '@tapfit/core';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { microBatchSchema, type Compensation } from '../options';
-import { measureSegmentCosts, partitionAt, partitionBalanced, type StageSpec } from '../partition';
+import { measureSegmentCosts, measureUpdateCosts, partitionAt, partitionBalanced, type StageSpec } from '../partition';
 import { runSegments } from '../stage-math';
 import type { Prediction } from '../weight-prediction';
 import type { FromStage, StageInit, StageStats, ToStage } from './protocol';
@@ -38,6 +38,10 @@ export interface ThreadedPipelineOptions {
 }
 
 type Pending = { resolve: () => void; reject: (e: Error) => void };
+
+/** Micro-batches per input chunk: at most this many, and at most CHUNK_BYTES of inputs. */
+const MAX_CHUNK = 16;
+const CHUNK_BYTES = 4 << 20;
 
 /**
  * Real pipeline parallelism: one worker thread (one TF.js) per stage, activations sent
@@ -76,12 +80,16 @@ export class ThreadedPipeline {
       const S = options.stages ?? 2;
       if (S > names.length) return partitionBalanced(names, names.map(() => 1), S, options.extraDelay ?? 0);
       // What each stage runs per sample: a stage with D_s > 0 a forward at its old weights plus a
-      // recomputed forward and the backward; the last stage (D_S = 0) one forward and the backward.
+      // recomputed forward, the backward and the update, and it records its weights and builds
+      // the forward's (about one update more); the last stage (D_S = 0) one forward, the
+      // backward and the update.
       const probe = tf.zeros([microBatch, ...inputShape]);
       try {
         const { forward, backward } = measureSegmentCosts(trainable.segments, probe);
-        const delayed = forward.map((f, i) => 2 * f + backward[i]);
-        const last = (options.extraDelay ?? 0) > 0 ? delayed : forward.map((f, i) => f + backward[i]);
+        const { lr, momentum, weightDecay } = options.optimizer;
+        const update = measureUpdateCosts(trainable.segments, sgd({ lr, momentum, weightDecay }).transforms);
+        const delayed = forward.map((f, i) => 2 * f + backward[i] + 2 * update[i]);
+        const last = (options.extraDelay ?? 0) > 0 ? delayed : forward.map((f, i) => f + backward[i] + update[i]);
         return partitionBalanced(names, delayed, S, options.extraDelay ?? 0, last);
       } finally {
         probe.dispose();
@@ -136,11 +144,11 @@ export class ThreadedPipeline {
         else if (m.type === 'failed') {
           const err = this.fail(`pipeline stage ${m.stage} failed${m.sample === null ? ' at start' : ` on sample ${m.sample}`}: ${m.error.split('\n')[0]}`, m.error);
           reject(err);
-        } else if (m.type === 'loss') {
-          this.losses.set(m.sample, m.value);
+        } else if (m.type === 'losses') {
+          m.values.forEach((v, i) => this.losses.set(m.sample + i, v));
           this.wake();
         } else if (m.type === 'done') {
-          this.done++;
+          this.done = m.through + 1;
           this.wake();
         }
       });
@@ -195,19 +203,24 @@ export class ThreadedPipeline {
       throw new TapfitError(ErrorCodes.SHAPE, `pipeline stage 1 takes samples of shape [${this.inputShape}], got [${x.shape.slice(1)}].`);
     }
     if (this.failure) throw this.failure;
-    const window = this.stages[0].delay + 2;
     const first = this.sent;
     const xs = x.dataSync() as Float32Array;
     const ys = y.dataSync();
-    const xSize = x.size / n;
-    const ySize = y.size / n;
-    for (let k = 0; k < n / mb; k++) {
-      await this.until(() => this.sent - this.done < window);
-      const t = this.sent++;
-      const labels = Float32Array.from(ys.subarray(k * mb * ySize, (k + 1) * mb * ySize) as ArrayLike<number>);
-      this.post(this.workers.length - 1, { type: 'labels', sample: t, data: labels, shape: [mb, ...y.shape.slice(1)], dtype: y.dtype === 'int32' ? 'int32' : 'float32' });
-      const data = xs.slice(k * mb * xSize, (k + 1) * mb * xSize);
-      this.post(0, { type: 'input', sample: t, data, shape: [mb, ...this.inputShape] });
+    const xSize = (x.size / n) * mb; // values per micro-batch
+    const ySize = (y.size / n) * mb;
+    const batches = n / mb;
+    // Chunks of micro-batches, at most two in flight (and never fewer than stage 1's delay + 2 micro-batches).
+    const chunk = Math.max(1, Math.min(MAX_CHUNK, Math.floor(CHUNK_BYTES / (4 * xSize))));
+    const window = Math.max(2 * chunk, this.stages[0].delay + 2);
+    for (let k = 0; k < batches; ) {
+      const count = Math.min(chunk, batches - k);
+      await this.until(() => this.sent - this.done + count <= window);
+      const t = this.sent;
+      this.sent += count;
+      const labels = Float32Array.from(ys.subarray(k * ySize, (k + count) * ySize) as ArrayLike<number>);
+      this.post(this.workers.length - 1, { type: 'labels', sample: t, count, data: labels, shape: [mb, ...y.shape.slice(1)], dtype: y.dtype === 'int32' ? 'int32' : 'float32' });
+      this.post(0, { type: 'input', sample: t, count, data: xs.slice(k * xSize, (k + count) * xSize), shape: [mb, ...this.inputShape] });
+      k += count;
     }
     // Messages of different workers arrive in no fixed order: wait for the last stage's losses too.
     await this.until(() => this.done === this.sent && this.losses.size === this.sent);

@@ -28,10 +28,14 @@ export interface StageInit {
   downstream?: MessagePort;
 }
 
-/** Driver -> worker (through parentPort). */
+/**
+ * Driver -> worker (through parentPort). Inputs and labels travel in chunks of `count`
+ * micro-batches starting at `sample` (`shape` is one micro-batch's), so the driver's
+ * thread wakes once a chunk, not once a sample: on two cores it competes with the stages.
+ */
 export type ToStage =
-  | { type: 'input'; sample: number; data: Float32Array; shape: number[] }
-  | { type: 'labels'; sample: number; data: Float32Array; shape: number[]; dtype: 'float32' | 'int32' }
+  | { type: 'input'; sample: number; count: number; data: Float32Array; shape: number[] }
+  | { type: 'labels'; sample: number; count: number; data: Float32Array; shape: number[]; dtype: 'float32' | 'int32' }
   | { type: 'weights' }
   | { type: 'stats' };
 
@@ -47,8 +51,10 @@ export interface StageStats {
 /** Worker -> driver. */
 export type FromStage =
   | { type: 'ready' }
-  | { type: 'done'; sample: number }
-  | { type: 'loss'; sample: number; value: number }
+  /** Stage 1 has applied the gradients of every micro-batch up to and including `through` (sent at the end of each input chunk). */
+  | { type: 'done'; through: number }
+  /** The last stage's losses of micro-batches `sample`, `sample + 1`, ... (sent at the end of each labels chunk). */
+  | { type: 'losses'; sample: number; values: number[] }
   | { type: 'weights'; weights: Float32Array[] }
   | { type: 'stats'; stats: StageStats }
   | { type: 'failed'; stage: number; sample: number | null; error: string };

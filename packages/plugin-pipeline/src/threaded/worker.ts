@@ -51,6 +51,10 @@ class Stage {
   private readonly backwards = new Map<number, tf.Tensor>();
   private readonly labels = new Map<number, tf.Tensor>();
   private readonly stash = new Map<number, tf.Tensor>();
+  /** The last micro-batch of each input chunk (stage 1 reports 'done' there) and of each labels chunk (the last stage reports its losses there). */
+  private readonly chunkEnds = new Set<number>();
+  private readonly labelChunkEnds = new Set<number>();
+  private losses: { sample: number; values: number[] } | null = null;
   private nextForward = 0;
   private nextBackward = 0;
   private updates = 0;
@@ -92,9 +96,18 @@ class Stage {
     this.down?.onMessage((m: StageMessage) => guard(() => (this.backwards.set(m.sample, tf.tensor(m.data, m.shape)), this.pump()), m.sample));
     port.on('message', (m: ToStage) =>
       guard(() => {
-        if (m.type === 'input') this.forwards.set(m.sample, m);
-        else if (m.type === 'labels') this.labels.set(m.sample, m.dtype === 'int32' ? tf.tensor(Int32Array.from(m.data), m.shape, 'int32') : tf.tensor(m.data, m.shape));
-        else if (m.type === 'stats') {
+        if (m.type === 'input') {
+          const size = m.data.length / m.count;
+          for (let i = 0; i < m.count; i++) this.forwards.set(m.sample + i, { data: m.data.subarray(i * size, (i + 1) * size), shape: m.shape });
+          this.chunkEnds.add(m.sample + m.count - 1);
+        } else if (m.type === 'labels') {
+          const size = m.data.length / m.count;
+          for (let i = 0; i < m.count; i++) {
+            const part = m.data.subarray(i * size, (i + 1) * size);
+            this.labels.set(m.sample + i, m.dtype === 'int32' ? tf.tensor(Int32Array.from(part), m.shape, 'int32') : tf.tensor(part, m.shape));
+          }
+          this.labelChunkEnds.add(m.sample + m.count - 1);
+        } else if (m.type === 'stats') {
           send({ type: 'stats', stats: { ...this.stats } });
           return;
         } else if (m.type === 'weights') {
@@ -156,7 +169,7 @@ class Stage {
     if (this.last) {
       const value = tf.tidy(() => this.loss(this.labels.get(t)!, y).dataSync()[0]);
       y.dispose();
-      send({ type: 'loss', sample: t, value });
+      this.reportLoss(t, value);
       this.backward(t);
       return;
     }
@@ -179,7 +192,7 @@ class Stage {
     // stageBackward tidies its own intermediates: what comes back is the gradients and the loss.
     const out = init.weightStashing && !once ? withWeights(this.variables, this.history!.forwardWeights(t), run) : run();
     const r = { dx: out.dxs[0], grads: out.grads, value: out.value };
-    if (once) send({ type: 'loss', sample: t, value: r.value!.dataSync()[0] });
+    if (once) this.reportLoss(t, r.value!.dataSync()[0]);
     const grads: NamedTensors = {};
     this.variables.forEach((v, k) => r.grads[k] && (grads[v.name] = r.grads[k]!)); // no path: no update, as in the trainer
     this.stepper.apply(grads, this.updates);
@@ -199,7 +212,17 @@ class Stage {
       this.up!.send({ type: 'backward', sample: t, data, shape });
     } else {
       r.dx?.dispose();
-      send({ type: 'done', sample: t });
+      if (this.chunkEnds.delete(t)) send({ type: 'done', through: t });
+    }
+  }
+
+  /** Collects the last stage's losses and sends them at the end of each labels chunk. */
+  private reportLoss(t: number, value: number): void {
+    this.losses ??= { sample: t, values: [] };
+    this.losses.values.push(value);
+    if (this.labelChunkEnds.delete(t)) {
+      send({ type: 'losses', ...this.losses });
+      this.losses = null;
     }
   }
 }
