@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../../errors';
 import { adjointPadding, composite, ConvPad, insertStrideZeros, kernelConfig } from './kernel-calls';
+import { flippedFilter } from './flip-filter';
 import { Overrides } from './overrides';
 
 /*
@@ -34,7 +35,7 @@ export function installConv2DBackprop(o: Overrides): void {
       const info = tf.backend_util.computeConv2DInfo(a.inputShape, filter.shape as [number, number, number, number], a.strides, 1, a.pad, a.dimRoundingMode);
       return composite(backend, 'wasm', (k) => {
         const [KH, KW] = filter.shape;
-        const flipped = k.run('Transpose', { x: k.run('Reverse', { x: filter }, { dims: [0, 1] }) }, { perm: [0, 1, 3, 2] });
+        const flipped = flippedFilter(k, filter, true);
         const spread = insertStrideZeros(k, dy, info.strideHeight, info.strideWidth);
         const rows = adjointPadding(spread.shape[1], KH, info.padInfo.top, info.inHeight);
         const cols = adjointPadding(spread.shape[2], KW, info.padInfo.left, info.inWidth);

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { flippedFilter } from './flip-filter';
 import { adjointPadding, composite, ConvPad, insertStrideZeros, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
@@ -31,7 +32,7 @@ export function installDepthwiseBackprop(o: Overrides): void {
       const [KH, KW, C, M] = filter.shape;
       const [B, H, W] = a.inputShape;
       return composite(backend, 'wasm', (k) => {
-        const flipped = k.reshape(k.run('Reverse', { x: filter }, { dims: [0, 1] }), [KH, KW, C * M, 1]);
+        const flipped = k.reshape(flippedFilter(k, filter, false), [KH, KW, C * M, 1]);
         const spread = insertStrideZeros(k, dy, info.strideHeight, info.strideWidth);
         const rows = adjointPadding(spread.shape[1], info.effectiveFilterHeight, info.padInfo.top, H);
         const cols = adjointPadding(spread.shape[2], info.effectiveFilterWidth, info.padInfo.left, W);
