@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { TapfitError } from '../../src/errors';
-import { installWasmShim, NOT_BRIDGED, uninstallWasmShim, WASM_SHIM_KERNELS, wasmShimInstalled } from '../../src/backend';
+import { installWasmFastKernels, installWasmShim, NOT_BRIDGED, uninstallWasmFastKernels, uninstallWasmShim, WASM_SHIM_KERNELS, wasmShimInstalled } from '../../src/backend';
 import { on, relativeError, useShimmedWasm } from './helpers';
 
 /** Run f with the stock wasm kernels, then put the shim back. */
@@ -64,6 +64,20 @@ describe('backend: wasm training shim', function () {
     const pool = () => tf.tidy(() => tf.maxPool3d(tf.tensor5d([-4, -3, -2, -1, -5, -6, -7, -8], [1, 2, 2, 2, 1]), 2, 2, 'valid').dataSync()[0]);
     expect(withStockWasm(pool)).to.not.equal(-1);
     expect(pool()).to.equal(-1);
+  });
+
+  it('reverses bool tensors right without the fast kernels (stock wasm reads them as 4-byte elements and writes past its output, so it is not run here)', () => {
+    uninstallWasmFastKernels();
+    try {
+      const flipped = () => tf.tidy(() => Array.from(tf.reverse(tf.tensor2d([[true, false, false], [true, true, false]], undefined, 'bool'), [1]).dataSync()));
+      expect(flipped()).to.deep.equal([0, 0, 1, 0, 1, 1]);
+      const both = tf.tidy(() => Array.from(tf.reverse(tf.tensor3d([[[true, false], [false, false]], [[true, true], [false, true]]], undefined, 'bool'), [0, 2]).dataSync()));
+      expect(both).to.deep.equal([1, 1, 1, 0, 0, 1, 0, 0]);
+      // Other dtypes still go to the stock kernel.
+      expect(tf.tidy(() => Array.from(tf.reverse(tf.tensor1d([1, 2, 3], 'int32')).dataSync()))).to.deep.equal([3, 2, 1]);
+    } finally {
+      installWasmFastKernels();
+    }
   });
 
   it('covers every kernel cpu has and stock wasm lacks, or explains why it cannot', () => {

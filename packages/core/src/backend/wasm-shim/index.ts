@@ -13,6 +13,7 @@ import { installOneHotDtype } from './one-hot-dtype';
 import { Overrides } from './overrides';
 import { installResizeBilinearGradShape } from './resize-bilinear-grad';
 import { installResizeNearestGrad } from './resize-nearest-grad';
+import { installBoolReverse } from './reverse';
 
 export { BRIDGED_TO_CPU, NOT_BRIDGED } from './cpu-bridge';
 export { resizeNearestAdjoint } from './resize-nearest-grad';
@@ -57,6 +58,7 @@ export function uninstallGradientFixes(): void {
  * - ResizeNearestNeighborGrad: wasm's ignores halfPixelCenters
  * - MaxPoolGrad: exact composite for window == stride, cpu otherwise; MaxPool3D and its grad on cpu
  * - OneHot with a float dtype (wasm writes int32 bits)
+ * - Reverse of bool tensors (wasm's reads them as 4-byte elements and writes past its output)
  * - ResizeBilinearGrad with its height and width in the right order (as for cpu)
  * - clear errors for the kernels still missing (complex numbers, Draw)
  *
@@ -75,6 +77,7 @@ export function installWasmShim(): void {
     installCpuBridge(o);
     installMaxPoolGrad(o);
     installOneHotDtype(o);
+    installBoolReverse(o);
     // wasm's own kernel ignores halfPixelCenters.
     installResizeNearestGrad(o, ['wasm']);
     installResizeBilinearGradShape(o, ['wasm']);
@@ -99,7 +102,7 @@ export const WASM_SHIM_KERNELS: readonly string[] = [
   'BatchMatMul', '_FusedMatMul', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
   ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, 'ResizeBilinearGrad',
-  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot',
+  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse',
 ];
 
 /** Install a group of overrides completely or not at all. */
