@@ -80,6 +80,52 @@ describe('backend: wasm training shim', function () {
     }
   });
 
+  it('stock wasm labels an int32 strided slice float32 and clips int32 as float bits; the shim runs those dtypes (and bool) on cpu, float32 and plain slices stay on wasm', () => {
+    const ints = () => tf.tensor2d([[3, -7, 2], [9, -4, 0], [5, -1, 8], [6, -3, 1]], undefined, 'int32');
+    const strided = () => tf.tidy(() => {
+      const y = tf.stridedSlice(ints(), [0, 0], [4, 3], [2, 1]);
+      return { dtype: y.dtype, v: Array.from(y.dataSync()) };
+    });
+    expect(withStockWasm(strided).dtype).to.equal('float32');
+    expect(strided()).to.deep.equal({ dtype: 'int32', v: [3, -7, 2, 5, -1, 8] });
+    const backwards = tf.tidy(() => Array.from(tf.stridedSlice(ints(), [0, 2], [4, 0], [1, -1]).dataSync()));
+    expect(backwards).to.deep.equal([2, -7, 0, -4, 8, -1, 1, -3]);
+    const plain = tf.tidy(() => tf.stridedSlice(ints(), [1, 0], [3, 3], [1, 1]));
+    expect([plain.dtype, Array.from(plain.dataSync())]).to.deep.equal(['int32', [9, -4, 0, 5, -1, 8]]);
+    plain.dispose();
+    // Which calls cross to cpu: the bridge writes their inputs into the cpu backend.
+    const cpu = tf.findBackend('cpu')!;
+    const crossings = (f: () => tf.Tensor) => {
+      const write = cpu.write.bind(cpu);
+      let writes = 0;
+      cpu.write = (...a: Parameters<typeof write>) => (writes++, write(...a));
+      try {
+        tf.tidy(() => f().dataSync());
+      } finally {
+        cpu.write = write;
+      }
+      return writes;
+    };
+    expect(crossings(() => tf.stridedSlice(ints(), [0, 0], [4, 3], [2, 1]))).to.be.above(0);
+    expect(crossings(() => tf.stridedSlice(ints(), [1, 0], [3, 3], [1, 1]))).to.equal(0);
+    expect(crossings(() => tf.stridedSlice(ints().toFloat(), [0, 0], [4, 3], [2, 1]))).to.equal(0);
+    expect(crossings(() => tf.clipByValue(ints().toFloat(), -2, 4))).to.equal(0);
+    const clip = () => tf.tidy(() => Array.from(tf.clipByValue(ints(), -2, 4).dataSync()));
+    const clipped = [3, -2, 2, 4, -2, 0, 4, -1, 4, 4, -2, 1];
+    expect(withStockWasm(clip)).to.not.deep.equal(clipped);
+    expect(clip()).to.deep.equal(clipped);
+    expect(tf.tidy(() => Array.from(tf.clipByValue(tf.tensor1d([-3.5, 0.25, 9]), -2, 4).dataSync()))).to.deep.equal([-2, 0.25, 4]);
+    // bool: the stock kernels read one-byte elements as four-byte ones (not run here).
+    const flags = () => tf.tensor2d([[true, false, false], [true, true, false], [false, false, true], [false, true, true]], undefined, 'bool');
+    const boolSlice = tf.tidy(() => {
+      const y = tf.stridedSlice(flags(), [0, 0], [4, 3], [2, 1]);
+      return { dtype: y.dtype, v: Array.from(y.dataSync()) };
+    });
+    expect(boolSlice).to.deep.equal({ dtype: 'bool', v: [1, 0, 0, 0, 0, 1] });
+    const chosen = tf.tidy(() => Array.from(tf.where(flags(), flags(), tf.logicalNot(flags())).dataSync()));
+    expect(chosen).to.deep.equal(new Array(12).fill(1));
+  });
+
   it('covers every kernel cpu has and stock wasm lacks, or explains why it cannot', () => {
     const missing = withStockWasm(() => {
       const wasm = new Set(tf.getKernelsForBackend('wasm').map((k) => k.kernelName));

@@ -14,6 +14,7 @@ import { Overrides } from './overrides';
 import { installResizeBilinearGradShape } from './resize-bilinear-grad';
 import { installResizeNearestGrad } from './resize-nearest-grad';
 import { installBoolReverse } from './reverse';
+import { installDtypeRoutes, WRONG_FOR_SOME_DTYPES } from './wrong-dtypes';
 
 export { BRIDGED_TO_CPU, NOT_BRIDGED } from './cpu-bridge';
 export { resizeNearestAdjoint } from './resize-nearest-grad';
@@ -59,6 +60,7 @@ export function uninstallGradientFixes(): void {
  * - MaxPoolGrad: exact composite for window == stride, cpu otherwise; MaxPool3D and its grad on cpu
  * - OneHot with a float dtype (wasm writes int32 bits)
  * - Reverse of bool tensors (wasm's reads them as 4-byte elements and writes past its output)
+ * - StridedSlice, Select, ClipByValue on the dtypes wasm gets wrong: cpu bridge
  * - ResizeBilinearGrad with its height and width in the right order (as for cpu)
  * - clear errors for the kernels still missing (complex numbers, Draw)
  *
@@ -78,6 +80,7 @@ export function installWasmShim(): void {
     installMaxPoolGrad(o);
     installOneHotDtype(o);
     installBoolReverse(o);
+    installDtypeRoutes(o);
     // wasm's own kernel ignores halfPixelCenters.
     installResizeNearestGrad(o, ['wasm']);
     installResizeBilinearGradShape(o, ['wasm']);
@@ -102,7 +105,7 @@ export const WASM_SHIM_KERNELS: readonly string[] = [
   'BatchMatMul', '_FusedMatMul', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
   ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, 'ResizeBilinearGrad',
-  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse',
+  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse', ...WRONG_FOR_SOME_DTYPES,
 ];
 
 /** Install a group of overrides completely or not at all. */
