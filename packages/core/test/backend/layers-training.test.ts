@@ -66,4 +66,32 @@ describe('backend: a tfjs-layers CNN trains on shimmed wasm', function () {
     const cpu = await step().finally(() => tf.setBackend('wasm'));
     wasm.forEach((w, i) => expect(relativeError(w, cpu[i]), `weight ${i}`).to.be.below(1e-4));
   });
+
+  it('a dilated Conv2D layer with a linear activation trains on cpu and wasm (stock tfjs refuses its gradient): the gradients of conv2d + bias, with and without a bias', async () => {
+    const x = tf.tensor4d(normals(2 * 9 * 8 * 3, 11), [2, 9, 8, 3]);
+    const grads = (useBias: boolean) => tf.tidy(() => {
+      const layer = tf.layers.conv2d({ inputShape: [9, 8, 3], filters: 4, kernelSize: 3, dilationRate: 2, padding: 'same', useBias, kernelInitializer: tf.initializers.glorotUniform({ seed: 7 }), biasInitializer: tf.initializers.randomNormal({ seed: 8 }) });
+      const model = tf.sequential({ layers: [layer] });
+      const w = tf.tensor4d(normals(2 * 9 * 8 * 4, 12), [2, 9, 8, 4]);
+      const vars = model.trainableWeights.map((v) => v.read() as tf.Variable);
+      const viaLayer = tf.variableGrads(() => (model.apply(x, { training: true }) as tf.Tensor).mul(w).sum() as tf.Scalar, vars).grads;
+      // The same function written with the unfused ops, whose (dilated) gradient the fixes provide.
+      const plain = () => {
+        const y = tf.conv2d(x, vars[0] as tf.Tensor4D, 1, 'same', 'NHWC', 2);
+        return (useBias ? y.add(vars[1]) : y).mul(w).sum() as tf.Scalar;
+      };
+      const viaOps = tf.variableGrads(plain, vars).grads;
+      return vars.map((v) => [Array.from(viaLayer[v.name].dataSync()), Array.from(viaOps[v.name].dataSync())]);
+    });
+    for (const backend of ['wasm', 'cpu']) {
+      await tf.setBackend(backend);
+      for (const useBias of [true, false]) {
+        const pairs = grads(useBias);
+        expect(pairs).to.have.length(useBias ? 2 : 1);
+        pairs.forEach(([layer, ops], k) => expect(relativeError(layer, ops), `${backend}, bias ${useBias}, variable ${k}`).to.be.below(1e-5));
+      }
+    }
+    await tf.setBackend('wasm');
+    x.dispose();
+  });
 });

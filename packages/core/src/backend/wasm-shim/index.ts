@@ -7,6 +7,7 @@ import { BRIDGED_TO_CPU, installCpuBridge, NOT_BRIDGED } from './cpu-bridge';
 import { installAvgPoolGrad } from './avg-pool-grad';
 import { installDepthwiseBackprop } from './depthwise-backprop';
 import { installDilatedConvGrad } from './dilated-conv-grad';
+import { installDilatedFusedConv } from './dilated-fused-conv';
 import { installMatMulWithoutTransposeFlags } from './matmul-transpose';
 import { installMaxPoolGrad } from './max-pool-grad';
 import { installOneHotDtype } from './one-hot-dtype';
@@ -25,7 +26,7 @@ let fixes: Overrides | null = null;
 /**
  * Gradient fixes that hold on every backend: correct resizeNearestNeighbor
  * (batch > 1) and resizeBilinear (non-square) gradients for cpu, gradients for dilated conv2d /
- * depthwiseConv2d, avg-pool gradients that match the forward at padded
+ * depthwiseConv2d (and tf.fused.conv2d, which tfjs-layers' Conv2D calls, with a dilation), avg-pool gradients that match the forward at padded
  * borders, and cumsum gradients along any axis. `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
@@ -34,12 +35,15 @@ export function installGradientFixes(): void {
     installResizeNearestGrad(o, ['cpu']);
     installResizeBilinearGradShape(o, ['cpu']);
     installDilatedConvGrad(o);
+    installDilatedFusedConv(o);
     installAvgPoolGrad(o);
     installCumsumGrad(o);
   });
 }
 
+/** Also takes out the fast kernels, which sit on top of the fixes (the lazy conv route wraps the fixed `tf.fused.conv2d`). */
 export function uninstallGradientFixes(): void {
+  uninstallWasmFastKernels();
   fixes?.restore();
   fixes = null;
 }

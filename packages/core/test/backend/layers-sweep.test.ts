@@ -1,0 +1,91 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { relativeError, useShimmedWasm } from './helpers';
+
+/*
+ * tfjs-layers layers on shimmed wasm against cpu: the loss and the gradient of every
+ * trainable weight for the same weights and inputs, in training mode. What a user who
+ * brings an existing tfjs-layers model trains through. A sweep like this found that a
+ * dilated Conv2D with a linear activation could not train on cpu (wasm-shim/dilated-fused-conv.ts).
+ */
+
+const L = tf.layers;
+
+interface LayerCase {
+  input: number[];
+  build: () => tf.LayersModel;
+  ints?: boolean;
+}
+
+const CASES: Record<string, LayerCase> = {
+  'dense, tanh': { input: [3, 5], build: () => tf.sequential({ layers: [L.dense({ inputShape: [5], units: 4, activation: 'tanh' }), L.dense({ units: 2 })] }) },
+  embedding: { input: [3, 6], ints: true, build: () => tf.sequential({ layers: [L.embedding({ inputDim: 10, outputDim: 4, inputLength: 6 }), L.flatten(), L.dense({ units: 2 })] }) },
+  'embedding with a mask into an LSTM': { input: [3, 6], ints: true, build: () => tf.sequential({ layers: [L.embedding({ inputDim: 10, outputDim: 4, maskZero: true, inputLength: 6 }), L.lstm({ units: 3 }), L.dense({ units: 2 })] }) },
+  'conv1d, stride 2; global average pooling': { input: [2, 9, 3], build: () => tf.sequential({ layers: [L.conv1d({ inputShape: [9, 3], filters: 4, kernelSize: 3, strides: 2, activation: 'relu' }), L.globalAveragePooling1d(), L.dense({ units: 2 })] }) },
+  'conv1d, dilation 2': { input: [2, 12, 3], build: () => tf.sequential({ layers: [L.conv1d({ inputShape: [12, 3], filters: 4, kernelSize: 3, dilationRate: 2 }), L.flatten(), L.dense({ units: 2 })] }) },
+  'conv2d, dilation 2 (linear), then stride 2 (elu)': { input: [2, 9, 8, 3], build: () => tf.sequential({ layers: [L.conv2d({ inputShape: [9, 8, 3], filters: 4, kernelSize: 3, dilationRate: 2, padding: 'same' }), L.conv2d({ filters: 3, kernelSize: 2, strides: 2, activation: 'elu' }), L.flatten(), L.dense({ units: 2 })] }) },
+  'conv2d, dilation 2, no bias': { input: [2, 9, 8, 3], build: () => tf.sequential({ layers: [L.conv2d({ inputShape: [9, 8, 3], filters: 4, kernelSize: 3, dilationRate: 2, useBias: false }), L.flatten(), L.dense({ units: 2 })] }) },
+  'depthwise conv2d, multiplier 2, stride 2': { input: [2, 8, 8, 3], build: () => tf.sequential({ layers: [L.depthwiseConv2d({ inputShape: [8, 8, 3], kernelSize: 3, depthMultiplier: 2, strides: 2 }), L.flatten(), L.dense({ units: 2 })] }) },
+  'depthwise conv2d, dilation 2': { input: [2, 9, 9, 3], build: () => tf.sequential({ layers: [L.depthwiseConv2d({ inputShape: [9, 9, 3], kernelSize: 3, dilationRate: 2 }), L.flatten(), L.dense({ units: 2 })] }) },
+  'conv2d transpose, stride 2': { input: [2, 4, 4, 3], build: () => tf.sequential({ layers: [L.conv2dTranspose({ inputShape: [4, 4, 3], filters: 2, kernelSize: 3, strides: 2, padding: 'same' }), L.flatten(), L.dense({ units: 2 })] }) },
+  'conv3d; max pooling 3-D': { input: [1, 4, 4, 4, 2], build: () => tf.sequential({ layers: [L.conv3d({ inputShape: [4, 4, 4, 2], filters: 3, kernelSize: 2 }), L.maxPooling3d({ poolSize: 2 }), L.flatten(), L.dense({ units: 2 })] }) },
+  'average pooling 3-D': { input: [1, 4, 4, 4, 2], build: () => tf.sequential({ layers: [L.averagePooling3d({ inputShape: [4, 4, 4, 2], poolSize: 2 }), L.flatten(), L.dense({ units: 2 })] }) },
+  'pooling, upsampling, padding, cropping': { input: [2, 8, 8, 3], build: () => tf.sequential({ layers: [L.averagePooling2d({ inputShape: [8, 8, 3], poolSize: 3, strides: 2, padding: 'same' }), L.maxPooling2d({ poolSize: 2 }), L.upSampling2d({ size: [2, 2] }), L.zeroPadding2d({ padding: 1 }), L.cropping2D({ cropping: [[1, 0], [0, 1]] }), L.conv2d({ filters: 2, kernelSize: 1 }), L.flatten(), L.dense({ units: 2 })] }) },
+  // No bias before the normalisation: its gradient is zero up to rounding, so no relative comparison holds.
+  'batch normalization after a conv2d without bias': { input: [4, 6, 6, 3], build: () => tf.sequential({ layers: [L.conv2d({ inputShape: [6, 6, 3], filters: 4, kernelSize: 3, useBias: false }), L.batchNormalization(), L.reLU(), L.flatten(), L.dense({ units: 2 })] }) },
+  'layer normalization': { input: [3, 5], build: () => tf.sequential({ layers: [L.dense({ inputShape: [5], units: 6 }), L.layerNormalization(), L.dense({ units: 2 })] }) },
+  'stacked LSTMs': { input: [3, 5, 4], build: () => tf.sequential({ layers: [L.lstm({ inputShape: [5, 4], units: 3, returnSequences: true }), L.lstm({ units: 3 }), L.dense({ units: 2 })] }) },
+  'GRU, backwards': { input: [3, 5, 4], build: () => tf.sequential({ layers: [L.gru({ inputShape: [5, 4], units: 3, goBackwards: true }), L.dense({ units: 2 })] }) },
+  'simple RNN; time-distributed dense': { input: [3, 5, 4], build: () => tf.sequential({ layers: [L.simpleRNN({ inputShape: [5, 4], units: 3, returnSequences: true }), L.timeDistributed({ layer: L.dense({ units: 2 }) }), L.flatten(), L.dense({ units: 2 })] }) },
+  'bidirectional LSTM; global max pooling': { input: [3, 5, 4], build: () => tf.sequential({ layers: [L.bidirectional({ inputShape: [5, 4], layer: L.lstm({ units: 3, returnSequences: true }) as tf.RNN, mergeMode: 'concat' }), L.globalMaxPooling1d(), L.dense({ units: 2 })] }) },
+  'conv LSTM 2-D': { input: [2, 3, 5, 5, 2], build: () => tf.sequential({ layers: [L.convLstm2d({ inputShape: [3, 5, 5, 2], filters: 2, kernelSize: 3, padding: 'same' }), L.flatten(), L.dense({ units: 2 })] }) },
+  'activation layers and functions': {
+    input: [3, 5],
+    build: () => tf.sequential({ layers: [L.dense({ inputShape: [5], units: 6 }), L.leakyReLU({ alpha: 0.2 }), L.dense({ units: 6 }), L.prelu(), L.dense({ units: 6 }), L.elu(), L.dense({ units: 6, activation: 'softsign' }), L.dense({ units: 6, activation: 'hardSigmoid' }), L.dense({ units: 6, activation: 'selu' }), L.dense({ units: 6, activation: 'swish' }), L.dense({ units: 6, activation: 'mish' }), L.dense({ units: 2, activation: 'softmax' })] }),
+  },
+  'reshape, permute, repeat vector': { input: [3, 6], build: () => tf.sequential({ layers: [L.dense({ inputShape: [6], units: 6 }), L.reshape({ targetShape: [2, 3] }), L.permute({ dims: [2, 1] }), L.flatten(), L.repeatVector({ n: 2 }), L.flatten(), L.dense({ units: 2 })] }) },
+  'merge layers (functional model)': {
+    input: [3, 5],
+    build: () => {
+      const i = tf.input({ shape: [5] });
+      const a = L.dense({ units: 4 }).apply(i) as tf.SymbolicTensor;
+      const b = L.dense({ units: 4, activation: 'relu' }).apply(i) as tf.SymbolicTensor;
+      const merged = L.concatenate().apply([L.add().apply([a, b]), L.multiply().apply([a, b]), L.average().apply([a, b]), L.maximum().apply([a, b])] as tf.SymbolicTensor[]) as tf.SymbolicTensor;
+      return tf.model({ inputs: i, outputs: L.dense({ units: 2 }).apply(merged) as tf.SymbolicTensor });
+    },
+  },
+};
+
+/** Loss and per-weight gradients of one batch in training mode, with the given weights (or the model's own, returned). */
+function lossAndGradients(c: LayerCase, weights?: tf.Tensor[]): { loss: number; grads: Float32Array[]; weights: tf.Tensor[] } {
+  return tf.tidy(() => {
+    const model = c.build();
+    if (weights) model.setWeights(weights);
+    const n = c.input.reduce((a, b) => a * b);
+    const values = Array.from({ length: n }, (_, i) => (c.ints ? ((i * 7 + 3) % 10) * (i % 4 === 3 ? 0 : 1) : Math.sin(i * 1.3) * 1.5));
+    const x = tf.tensor(values, c.input, c.ints ? 'int32' : 'float32');
+    const y = tf.oneHot(tf.tensor1d(Array.from({ length: c.input[0] }, (_, i) => i % 2), 'int32'), 2);
+    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars);
+    return { loss: value.dataSync()[0], grads: vars.map((v) => grads[v.name].dataSync() as Float32Array), weights: model.getWeights().map((w) => tf.keep(w.clone())) };
+  });
+}
+
+describe('backend: tfjs-layers layers train on shimmed wasm as on cpu (loss and every weight gradient)', function () {
+  before(useShimmedWasm);
+  after(() => tf.setBackend('cpu'));
+  for (const [name, c] of Object.entries(CASES)) {
+    it(name, async () => {
+      const wasm = lossAndGradients(c);
+      await tf.setBackend('cpu');
+      // The wasm run's weights, copied to cpu.
+      const copied = wasm.weights.map((w) => tf.tensor(w.dataSync(), w.shape, w.dtype));
+      const cpu = await Promise.resolve(lossAndGradients(c, copied)).finally(() => tf.setBackend('wasm'));
+      expect(Math.abs(wasm.loss - cpu.loss)).to.be.below(1e-5 * Math.max(1, Math.abs(cpu.loss)));
+      expect(wasm.grads).to.have.length(cpu.grads.length);
+      expect(wasm.grads.length).to.be.above(0);
+      wasm.grads.forEach((g, k) => expect(relativeError(g, cpu.grads[k]), `weight ${k}`).to.be.below(1e-4));
+      tf.dispose([...wasm.weights, ...copied, ...cpu.weights]);
+    });
+  }
+});
