@@ -10,6 +10,8 @@ import { installDilatedConvGrad } from './dilated-conv-grad';
 import { installDilatedFusedConv } from './dilated-fused-conv';
 import { installMatMulWithoutTransposeFlags } from './matmul-transpose';
 import { installMaxPoolGrad } from './max-pool-grad';
+import { installMissingGradients } from './missing-gradients';
+import { installStridedSliceShrinkFix } from './strided-slice-shrink';
 import { installOneHotDtype } from './one-hot-dtype';
 import { Overrides } from './overrides';
 import { installResizeBilinearGradShape } from './resize-bilinear-grad';
@@ -27,7 +29,8 @@ let fixes: Overrides | null = null;
  * Gradient fixes that hold on every backend: correct resizeNearestNeighbor
  * (batch > 1) and resizeBilinear (non-square) gradients for cpu, gradients for dilated conv2d /
  * depthwiseConv2d (and tf.fused.conv2d, which tfjs-layers' Conv2D calls, with a dilation), avg-pool gradients that match the forward at padded
- * borders, and cumsum gradients along any axis. `selectBackend` installs them whatever it picks. Idempotent.
+ * borders, cumsum gradients along any axis, and the gradients tfjs lacks for comparisons,
+ * strided slices and the ND gathers and scatters. `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
   if (fixes) return;
@@ -38,6 +41,8 @@ export function installGradientFixes(): void {
     installDilatedFusedConv(o);
     installAvgPoolGrad(o);
     installCumsumGrad(o);
+    installMissingGradients(o);
+    installStridedSliceShrinkFix(o, ['cpu']);
   });
 }
 
@@ -65,6 +70,7 @@ export function uninstallGradientFixes(): void {
  * - OneHot with a float dtype (wasm writes int32 bits)
  * - Reverse of bool tensors (wasm's reads them as 4-byte elements and writes past its output)
  * - StridedSlice, Select, ClipByValue on the dtypes wasm gets wrong: cpu bridge
+ * - StridedSlice with a shrunk axis and another axis strided (wrong elements; cpu too)
  * - ResizeBilinearGrad with its height and width in the right order (as for cpu)
  * - clear errors for the kernels still missing (complex numbers, Draw)
  *
@@ -84,6 +90,7 @@ export function installWasmShim(): void {
     installMaxPoolGrad(o);
     installOneHotDtype(o);
     installBoolReverse(o);
+    installStridedSliceShrinkFix(o, ['wasm']); // before the dtype routes, which wrap it
     installDtypeRoutes(o);
     // wasm's own kernel ignores halfPixelCenters.
     installResizeNearestGrad(o, ['wasm']);

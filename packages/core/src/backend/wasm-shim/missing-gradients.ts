@@ -1,0 +1,78 @@
+import * as tf from '@tensorflow/tfjs';
+import { Overrides } from './overrides';
+import { flatPositions } from './strided-slice-shrink';
+
+/*
+ * Gradients stock tfjs 4.22 does not register, so a tape through these ops throws
+ * "gradient function not found" on every backend:
+ *
+ * - comparisons and logical ops (Greater, Less, LessEqual, Equal, NotEqual, Logical*):
+ *   their outputs are not differentiable, so their inputs get zeros, as for GreaterEqual,
+ *   which tfjs does register. Without them `tf.where(tf.greater(x, 0), a, b)` with x on the
+ *   tape, and tfjs-layers' ThresholdedReLU, cannot train.
+ * - StridedSlice: dy goes back to the positions the slice read (a scatter).
+ * - GatherNd: dy is scattered back to the gathered positions (summed where they repeat).
+ * - ScatterNd: the updates get dy at their positions.
+ * - TensorScatterUpdate: the tensor gets dy except where it was overwritten, the updates
+ *   get dy there.
+ * A gradient tfjs registers itself is left alone.
+ */
+
+const NOT_DIFFERENTIABLE_BINARY = ['Greater', 'Less', 'LessEqual', 'Equal', 'NotEqual', 'LogicalAnd', 'LogicalOr', 'LogicalXor'];
+
+interface StridedSliceAttrs {
+  begin: number[];
+  end: number[];
+  strides: number[];
+  beginMask: number;
+  endMask: number;
+  ellipsisMask: number;
+  newAxisMask: number;
+  shrinkAxisMask: number;
+}
+
+export function installMissingGradients(o: Overrides): void {
+  const add = (config: tf.GradConfig) => {
+    if (!tf.getGradient(config.kernelName)) o.gradient(config);
+  };
+  for (const kernelName of NOT_DIFFERENTIABLE_BINARY) {
+    add({ kernelName, inputsToSave: ['a', 'b'], gradFunc: (_dy, [a, b]) => ({ a: () => tf.zeros(a.shape), b: () => tf.zeros(b.shape) }) });
+  }
+  add({ kernelName: 'LogicalNot', inputsToSave: ['x'], gradFunc: (_dy, [x]) => ({ x: () => tf.zeros(x.shape) }) });
+  add({
+    kernelName: 'StridedSlice',
+    inputsToSave: ['x'],
+    gradFunc: (dy, [x], attrs) => ({ x: () => tf.tidy(() => stridedSliceAdjoint(dy as tf.Tensor, x, attrs as unknown as StridedSliceAttrs)) }),
+  });
+  add({
+    kernelName: 'GatherNd',
+    inputsToSave: ['params', 'indices'],
+    gradFunc: (dy, [params, indices]) => ({
+      params: () => tf.scatterND(indices, dy as tf.Tensor, params.shape),
+      indices: () => tf.zerosLike(indices),
+    }),
+  });
+  add({
+    kernelName: 'ScatterNd',
+    inputsToSave: ['indices'],
+    gradFunc: (dy, [indices]) => ({ indices: () => tf.zerosLike(indices), updates: () => tf.gatherND(dy as tf.Tensor, indices) }),
+  });
+  add({
+    kernelName: 'TensorScatterUpdate',
+    inputsToSave: ['indices', 'updates'],
+    gradFunc: (dy, [indices, updates]) => ({
+      tensor: () => tf.tensorScatterUpdate(dy as tf.Tensor, indices, tf.zerosLike(updates)),
+      indices: () => tf.zerosLike(indices),
+      updates: () => tf.gatherND(dy as tf.Tensor, indices),
+    }),
+  });
+}
+
+/** dx of a strided slice: zeros of x's shape with dy at the positions the slice read. */
+function stridedSliceAdjoint(dy: tf.Tensor, x: tf.Tensor, a: StridedSliceAttrs): tf.Tensor {
+  const info = tf.slice_util.sliceInfo(x.shape, a.begin, a.end, a.strides, a.beginMask, a.endMask, a.ellipsisMask, a.newAxisMask, a.shrinkAxisMask);
+  const positions = flatPositions(x.shape, info.begin, info.end, info.strides);
+  if (positions.length === 0) return tf.zerosLike(x);
+  const flat = tf.scatterND(tf.tensor2d(positions, [positions.length, 1], 'int32'), tf.reshape(dy, [positions.length]), [x.size]);
+  return tf.reshape(flat, x.shape);
+}
