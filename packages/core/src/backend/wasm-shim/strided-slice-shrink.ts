@@ -7,7 +7,7 @@ import { Overrides } from './overrides';
  * `shrinkAxisMask`) and another axis has a stride other than 1: its strided loop walks a
  * shape from which the shrunk axes were dropped against begins and strides that still
  * have them. x[1, ::3, 2] of a [4, 5, 3] range returned [1, 2] instead of [17, 26], and
- * x[1, ::3, :] read past the end. Same on cpu and wasm. Those calls are computed here as a
+ * x[1, ::3, :] read past the end. Same on cpu, wasm and webgpu. Those calls are computed here as a
  * gather of the elements' flat positions; every other call keeps the stock kernel.
  */
 

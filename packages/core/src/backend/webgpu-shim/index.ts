@@ -3,6 +3,7 @@ import { ErrorCodes, TapfitError } from '../../errors';
 import { installMissingKernelErrors } from '../missing-kernel';
 import { installGradientFixes } from '../wasm-shim';
 import { Overrides } from '../wasm-shim/overrides';
+import { installStridedSliceShrinkFix } from '../wasm-shim/strided-slice-shrink';
 import { installWebgpuCpuBridge, WEBGPU_BRIDGED_TO_CPU } from './cpu-bridge';
 import { watchGpuErrors } from './gpu-errors';
 import { installCumulativeKernels, WEBGPU_CUMULATIVE_KERNELS } from './cumulative';
@@ -28,6 +29,7 @@ let prepared: tf.KernelBackend | null = null;
  * - Cumsum, Cumprod: reverse (wrong at any rank: a shader cache bug) and rank 5-6
  * - ResizeNearestNeighborGrad with halfPixelCenters (stock ignores it)
  * - cpu bridge for the kernels webgpu lacks (string, sparse and ragged ops, Unique, ...)
+ * - StridedSlice with a shrunk axis and another axis strided (wrong elements, as on cpu and wasm)
  *
  * The avg-pool border fix of `installGradientFixes` applies on webgpu too.
  * It registers kernels for 'webgpu' only. Idempotent.
@@ -60,6 +62,7 @@ export async function installWebgpuShim(): Promise<void> {
     installCumulativeKernels(overrides);
     installResizeNearestGradHalfPixel(overrides);
     installWebgpuCpuBridge(overrides);
+    installStridedSliceShrinkFix(overrides, ['webgpu']);
   } catch (err) {
     overrides.restore();
     throw err;
