@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../../errors';
-import { adjointPadding, composite, ConvPad, insertStrideZeros, kernelConfig } from './kernel-calls';
 import { flippedFilter } from './flip-filter';
+import { adjointPadding, composite, ConvPad, insertStrideZeros, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
 /*

@@ -11,12 +11,12 @@ import { installDilatedFusedConv } from './dilated-fused-conv';
 import { installMatMulWithoutTransposeFlags } from './matmul-transpose';
 import { installMaxPoolGrad } from './max-pool-grad';
 import { installMissingGradients } from './missing-gradients';
-import { installStridedSliceShrinkFix } from './strided-slice-shrink';
 import { installOneHotDtype } from './one-hot-dtype';
 import { Overrides } from './overrides';
 import { installResizeBilinearGradShape } from './resize-bilinear-grad';
 import { installResizeNearestGrad } from './resize-nearest-grad';
 import { installBoolReverse } from './reverse';
+import { installStridedSliceShrinkFix } from './strided-slice-shrink';
 import { installDtypeRoutes, WRONG_FOR_SOME_DTYPES } from './wrong-dtypes';
 
 export { BRIDGED_TO_CPU, NOT_BRIDGED } from './cpu-bridge';
