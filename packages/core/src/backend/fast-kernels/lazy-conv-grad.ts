@@ -1,8 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { conv2dThenBias, type FusedConv2d, type FusedConv2dArgs } from '../wasm-shim/dilated-fused-conv';
 import type { Overrides } from '../wasm-shim/overrides';
-
-type FusedConv2d = typeof tf.fused.conv2d;
-type FusedConv2dArgs = Parameters<FusedConv2d>[0];
 
 /**
  * tfjs-layers' Conv2D with a bias calls `tf.fused.conv2d`. With a linear activation tfjs
@@ -18,11 +16,7 @@ type FusedConv2dArgs = Parameters<FusedConv2d>[0];
 export function installLazyConvGradients(o: Overrides): void {
   const fused = tf.fused as unknown as { conv2d: FusedConv2d };
   const original = fused.conv2d;
-  const lazy = (args: FusedConv2dArgs) => {
-    if (!lazyCase(args)) return original(args);
-    const y = tf.conv2d(args.x as tf.Tensor4D, args.filter as tf.Tensor4D, args.strides, args.pad, 'NHWC', args.dilations, args.dimRoundingMode);
-    return args.bias != null ? tf.add(y, args.bias) : y;
-  };
+  const lazy = (args: FusedConv2dArgs) => (lazyCase(args) ? conv2dThenBias(args) : original(args));
   o.replace(fused, 'conv2d', lazy as FusedConv2d);
 }
 

@@ -1,8 +1,14 @@
 import * as tf from '@tensorflow/tfjs';
 import { Overrides } from './overrides';
 
-type FusedConv2d = typeof tf.fused.conv2d;
-type FusedConv2dArgs = Parameters<FusedConv2d>[0];
+export type FusedConv2d = typeof tf.fused.conv2d;
+export type FusedConv2dArgs = Parameters<FusedConv2d>[0];
+
+/** A linear `tf.fused.conv2d` as its two ops: `conv2d`, then the bias added (taped like any op). */
+export function conv2dThenBias(args: FusedConv2dArgs): tf.Tensor4D {
+  const y = tf.conv2d(args.x as tf.Tensor4D, args.filter as tf.Tensor4D, args.strides, args.pad, args.dataFormat ?? 'NHWC', args.dilations, args.dimRoundingMode);
+  return args.bias != null ? tf.add(y, args.bias) : y;
+}
 
 /**
  * tfjs-layers' Conv2D calls `tf.fused.conv2d`, and with a linear activation (the usual
@@ -19,9 +25,7 @@ export function installDilatedFusedConv(o: Overrides): void {
   const original = fused.conv2d;
   const unfused = (args: FusedConv2dArgs) => {
     const dilations = ([] as number[]).concat(args.dilations ?? 1);
-    if ((args.activation ?? 'linear') !== 'linear' || dilations.every((d) => d === 1)) return original(args);
-    const y = tf.conv2d(args.x as tf.Tensor4D, args.filter as tf.Tensor4D, args.strides, args.pad, args.dataFormat ?? 'NHWC', args.dilations, args.dimRoundingMode);
-    return args.bias != null ? tf.add(y, args.bias) : y;
+    return (args.activation ?? 'linear') !== 'linear' || dilations.every((d) => d === 1) ? original(args) : conv2dThenBias(args);
   };
   o.replace(fused, 'conv2d', unfused as FusedConv2d);
 }

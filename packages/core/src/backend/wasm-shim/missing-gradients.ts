@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { Overrides } from './overrides';
-import { flatPositions } from './strided-slice-shrink';
+import { flatPositions, stridedSliceInfo, type StridedSliceAttrs } from './strided-slice-shrink';
 
 /*
  * Gradients stock tfjs 4.22 does not register, so a tape through these ops throws
@@ -19,17 +19,6 @@ import { flatPositions } from './strided-slice-shrink';
  */
 
 const NOT_DIFFERENTIABLE_BINARY = ['Greater', 'Less', 'LessEqual', 'Equal', 'NotEqual', 'LogicalAnd', 'LogicalOr', 'LogicalXor'];
-
-interface StridedSliceAttrs {
-  begin: number[];
-  end: number[];
-  strides: number[];
-  beginMask: number;
-  endMask: number;
-  ellipsisMask: number;
-  newAxisMask: number;
-  shrinkAxisMask: number;
-}
 
 export function installMissingGradients(o: Overrides): void {
   const add = (config: tf.GradConfig) => {
@@ -70,7 +59,7 @@ export function installMissingGradients(o: Overrides): void {
 
 /** dx of a strided slice: zeros of x's shape with dy at the positions the slice read. */
 function stridedSliceAdjoint(dy: tf.Tensor, x: tf.Tensor, a: StridedSliceAttrs): tf.Tensor {
-  const info = tf.slice_util.sliceInfo(x.shape, a.begin, a.end, a.strides, a.beginMask, a.endMask, a.ellipsisMask, a.newAxisMask, a.shrinkAxisMask);
+  const info = stridedSliceInfo(x.shape, a);
   const positions = flatPositions(x.shape, info.begin, info.end, info.strides);
   if (positions.length === 0) return tf.zerosLike(x);
   const flat = tf.scatterND(tf.tensor2d(positions, [positions.length, 1], 'int32'), tf.reshape(dy, [positions.length]), [x.size]);

@@ -11,7 +11,8 @@ import { Overrides } from './overrides';
  * gather of the elements' flat positions; every other call keeps the stock kernel.
  */
 
-interface StridedSliceAttrs {
+/** The StridedSlice kernel's attributes. */
+export interface StridedSliceAttrs {
   begin: number[];
   end: number[];
   strides: number[];
@@ -22,6 +23,11 @@ interface StridedSliceAttrs {
   shrinkAxisMask: number;
 }
 
+/** tfjs's reading of a StridedSlice call on `shape`: begins, ends and strides per axis of x, output shape, fast paths. */
+export function stridedSliceInfo(shape: number[], a: StridedSliceAttrs): ReturnType<typeof tf.slice_util.sliceInfo> {
+  return tf.slice_util.sliceInfo(shape, a.begin, a.end, a.strides, a.beginMask, a.endMask, a.ellipsisMask, a.newAxisMask, a.shrinkAxisMask);
+}
+
 export function installStridedSliceShrinkFix(o: Overrides, backends: readonly string[]): void {
   for (const backendName of backends) {
     const stock = tf.getKernel('StridedSlice', backendName);
@@ -29,7 +35,7 @@ export function installStridedSliceShrinkFix(o: Overrides, backends: readonly st
     o.kernel(kernelConfig('StridedSlice', backendName, (args) => {
       const { x } = args.inputs;
       const a = args.attrs as unknown as StridedSliceAttrs;
-      const info = tf.slice_util.sliceInfo(x.shape, a.begin, a.end, a.strides, a.beginMask, a.endMask, a.ellipsisMask, a.newAxisMask, a.shrinkAxisMask);
+      const info = stridedSliceInfo(x.shape, a);
       const general = !info.isIdentity && !info.sliceDim0 && !info.isSimpleSlice;
       if (!general || a.shrinkAxisMask === 0) return stock.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
       const positions = flatPositions(x.shape, info.begin, info.end, info.strides);

@@ -3,6 +3,7 @@ import { ErrorCodes, TapfitError } from '../../errors';
 import { runOnCpu } from './cpu-bridge';
 import { kernelConfig } from './kernel-calls';
 import type { Overrides } from './overrides';
+import { stridedSliceInfo, type StridedSliceAttrs } from './strided-slice-shrink';
 
 type Args = Parameters<typeof runOnCpu>[1];
 
@@ -35,7 +36,6 @@ export function installDtypeRoutes(o: Overrides): void {
 
 /** Whether tfjs-backend-wasm runs this StridedSlice as Slice and Reshape (dtype kept) rather than its strided kernel. */
 function plainSlice(shape: number[], attrs: Args['attrs']): boolean {
-  const a = attrs as unknown as { begin: number[]; end: number[]; strides: number[]; beginMask: number; endMask: number; ellipsisMask: number; newAxisMask: number; shrinkAxisMask: number };
-  const info = tf.slice_util.sliceInfo(shape, a.begin, a.end, a.strides, a.beginMask, a.endMask, a.ellipsisMask, a.newAxisMask, a.shrinkAxisMask);
+  const info = stridedSliceInfo(shape, attrs as unknown as StridedSliceAttrs);
   return info.isIdentity || info.sliceDim0 || info.isSimpleSlice;
 }
