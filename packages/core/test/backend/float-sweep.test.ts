@@ -4,7 +4,7 @@ import { on, relativeError, useShimmedWasm } from './helpers';
 
 /*
  * Float32 ops on shimmed wasm (the shim and the fast kernels) against cpu: the forward
- * values of 91 ops and the input gradients of 82 (cpu with tapfit's gradient fixes, which
+ * values of 91 ops and the input gradients of 84 (cpu with tapfit's gradient fixes, which
  * selectBackend installs on every backend). A guard for kernel work: any kernel the shim
  * or the fast kernels replace shows up here if it disagrees with cpu.
  */
@@ -114,8 +114,8 @@ const FORWARD: Record<string, () => tf.Tensor> = {
 
 /**
  * [input values, input shape, the op]: the gradient of sum(op(x) * w) with respect to x,
- * for a fixed w. Not here: cumprod, einsum, depthToSpace and cropAndResize (tfjs has no
- * gradient for them on any backend) and divNoNan (tfjs composes it from div and where, so
+ * for a fixed w. Not here: cumprod, einsum and cropAndResize (tfjs has no gradient for
+ * them on any backend) and divNoNan (tfjs composes it from div and where, so
  * its gradient is NaN where the divisor is 0, on every backend).
  */
 const GRADIENT: Record<string, [number[], number[], (x: never) => tf.Tensor]> = {
@@ -196,6 +196,8 @@ const GRADIENT: Record<string, [number[], number[], (x: never) => tf.Tensor]> = 
   log: [X, [4, 3], (x: tf.Tensor2D) => tf.log(x.abs().add(0.5))],
   abs: [X, [4, 3], tf.abs],
   mod: [X, [4, 3], (x: tf.Tensor2D) => tf.mod(x, F([0.7], [1]))],
+  depthToSpace: [IMG.slice(0, 48), [2, 2, 1, 12], (x: tf.Tensor4D) => tf.depthToSpace(x, 2)],
+  topk: [X, [4, 3], (x: tf.Tensor2D) => tf.topk(x, 2).values],
   batchToSpace: [IMG.slice(0, 48), [4, 2, 2, 3], (x: tf.Tensor4D) => tf.batchToSpaceND(x, [2, 2], [[0, 0], [0, 0]])],
   spaceToBatch: [IMG.slice(0, 48), [1, 4, 4, 3], (x: tf.Tensor4D) => tf.spaceToBatchND(x, [2, 2], [[0, 0], [0, 0]])],
   gatherND: [X, [4, 3], (x: tf.Tensor2D) => tf.gatherND(x, tf.tensor2d([[1, 2], [3, 0]], undefined, 'int32'))],

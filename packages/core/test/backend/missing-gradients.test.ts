@@ -85,6 +85,20 @@ for (const backend of ['cpu', 'wasm']) {
       tf.dispose([x, indices, rows, updates]);
     });
 
+    it("TopK: the values' dy goes back where they were taken from; DepthToSpace: the inverse permutation", () => {
+      const x = tf.tensor2d([[3, 1, 4, 1.5, 5], [9, 2, 6, 5, 3], [-1, -2, -3, -4, -5]]);
+      const top = (z: tf.Tensor) => tf.topk(z, 2).values;
+      const picked = tf.tidy(() => Array.from(tf.topk(x, 2).indices.dataSync()));
+      const expected = new Array<number>(15).fill(0);
+      weights(6).forEach((w, i) => (expected[Math.floor(i / 2) * 5 + picked[i]] += w));
+      close(taped(top, x), expected);
+      const shape = [2, 2, 3, 8];
+      const toSpace = (z: tf.Tensor) => tf.depthToSpace(z as tf.Tensor4D, 2);
+      const image = tf.tensor(weights(96), shape);
+      close(taped(toSpace, image), adjoint(toSpace, shape));
+      tf.dispose([x, image]);
+    });
+
     it('TensorScatterUpdate: the tensor gets dy except where it was overwritten, the updates get dy there', () => {
       const t = tf.tensor(weights(8), [4, 2]);
       const updates = tf.tensor2d([[9, 9], [7, 7]]);

@@ -30,7 +30,7 @@ let fixes: Overrides | null = null;
  * (batch > 1) and resizeBilinear (non-square) gradients for cpu, gradients for dilated conv2d /
  * depthwiseConv2d (and tf.fused.conv2d, which tfjs-layers' Conv2D calls, with a dilation), avg-pool gradients that match the forward at padded
  * borders, cumsum gradients along any axis, and the gradients tfjs lacks for comparisons,
- * strided slices and the ND gathers and scatters. `selectBackend` installs them whatever it picks. Idempotent.
+ * strided slices, the ND gathers and scatters, top-k and depth-to-space. `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
   if (fixes) return;

@@ -15,6 +15,9 @@ import { flatPositions, stridedSliceInfo, type StridedSliceAttrs } from './strid
  * - ScatterNd: the updates get dy at their positions.
  * - TensorScatterUpdate: the tensor gets dy except where it was overwritten, the updates
  *   get dy there.
+ * - TopK: the values' dy goes back to the positions they were taken from.
+ * - DepthToSpace (NHWC; tfjs has no other layout on cpu): dy rearranged back, the inverse
+ *   permutation (sub-pixel convolutions upsample with it).
  * A gradient tfjs registers itself is left alone.
  */
 
@@ -55,6 +58,34 @@ export function installMissingGradients(o: Overrides): void {
       updates: () => tf.gatherND(dy as tf.Tensor, indices),
     }),
   });
+  add({
+    kernelName: 'TopK',
+    inputsToSave: ['x'],
+    outputsToSave: [false, true],
+    gradFunc: (dy, [x, indices]) => ({ x: () => tf.tidy(() => topKAdjoint((dy as tf.Tensor[])[0], x, indices)) }),
+  });
+  add({
+    kernelName: 'DepthToSpace',
+    gradFunc: (dy, _saved, attrs) => ({ x: () => tf.tidy(() => depthToSpaceAdjoint(dy as tf.Tensor4D, (attrs as { blockSize: number }).blockSize)) }),
+  });
+}
+
+/** dx of top-k: zeros of x's shape with the values' dy at the positions `indices` name along the last axis. */
+function topKAdjoint(dValues: tf.Tensor, x: tf.Tensor, indices: tf.Tensor): tf.Tensor {
+  const n = x.shape[x.shape.length - 1];
+  const k = indices.shape[indices.shape.length - 1];
+  const rows = x.size / n;
+  if (rows * k === 0) return tf.zerosLike(x);
+  const starts = tf.mul(tf.range(0, rows, 1, 'int32'), tf.scalar(n, 'int32')).reshape([rows, 1]);
+  const positions = tf.add(tf.reshape(indices, [rows, k]), starts).reshape([rows * k, 1]);
+  return tf.reshape(tf.scatterND(positions, tf.reshape(dValues, [rows * k]), [x.size]), x.shape);
+}
+
+/** dx of depthToSpace (NHWC): each block of b x b pixels goes back into the channels it came from. */
+function depthToSpaceAdjoint(dy: tf.Tensor4D, b: number): tf.Tensor4D {
+  const [N, HB, WB, C] = dy.shape;
+  const blocks = tf.reshape(dy, [N, HB / b, b, WB / b, b, C]);
+  return tf.reshape(tf.transpose(blocks, [0, 1, 3, 2, 4, 5]), [N, HB / b, WB / b, b * b * C]);
 }
 
 /** dx of a strided slice: zeros of x's shape with dy at the positions the slice read. */
