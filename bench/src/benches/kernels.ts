@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { installWasmFastKernels, scaledSum, selectBackend, uninstallWasmFastKernels } from '@tapfit/core';
+import { installGradientFixes, installWasmFastKernels, scaledSum, selectBackend, uninstallGradientFixes, uninstallWasmFastKernels } from '@tapfit/core';
 import { median, round, writeResults } from '../results';
 
 /**
@@ -13,6 +13,10 @@ import { median, round, writeResults } from '../results';
  * 2. Subnormal numbers: the fused momentum update (TapfitScaledSum, a v + b g) and a
  *    stock multiply on 200,704 elements that are normal, subnormal, or zero; and a
  *    velocity whose gradient stopped, 800 updates later, fused against the stock chain.
+ * 3. The gradient of an Embedding layer (UnsortedSegmentSum of 32 x 50 token rows of 32
+ *    values into V rows): tapfit's one pass on wasm and on cpu, and tfjs's stock cpu kernel
+ *    (a pass over all rows per segment; the wasm shim used to borrow it), timed once per V
+ *    because it takes seconds.
  *
  *   npm run bench -- kernels [--threads=2]   (writes kernels.json, or kernels-2-threads.json)
  */
@@ -124,6 +128,38 @@ function subnormals() {
   return { operands, decayed };
 }
 
+/** Milliseconds of one UnsortedSegmentSum of `rows` x 32 values into `segments` rows, median of `calls`. */
+function segmentSumMs(rows: number, segments: number, calls: number): number {
+  const x = tf.randomNormal([rows, 32], 0, 1, 'float32', 4);
+  const ids = tf.randomUniform([rows], 0, segments, 'int32', 5) as tf.Tensor1D;
+  tf.unsortedSegmentSum(x, ids, segments).dispose(); // warm-up
+  const times: number[] = [];
+  for (let i = 0; i < calls; i++) {
+    const t0 = performance.now();
+    tf.unsortedSegmentSum(x, ids, segments).dataSync();
+    times.push(performance.now() - t0);
+  }
+  tf.dispose([x, ids]);
+  return round(median(times), 2);
+}
+
+async function embeddingGradient(): Promise<Record<string, unknown>[]> {
+  const rows = 32 * 50;
+  const out: Record<string, unknown>[] = [];
+  for (const segments of [250, 1000]) {
+    const wasm = segmentSumMs(rows, segments, 9);
+    await tf.setBackend('cpu');
+    const cpu = segmentSumMs(rows, segments, 9);
+    uninstallGradientFixes(); // tfjs's own cpu kernel (this also takes the fast kernels out)
+    const stock = segmentSumMs(rows, segments, 1);
+    installGradientFixes();
+    await tf.setBackend('wasm');
+    installWasmFastKernels();
+    out.push({ rows, segments, 'one pass, wasm ms': wasm, 'one pass, cpu ms': cpu, 'tfjs cpu kernel ms': stock, 'stock / one pass (cpu)': round(stock / cpu, 0) });
+  }
+  return out;
+}
+
 export async function run(args: string[]): Promise<void> {
   const threads = Number(args.find((a) => a.startsWith('--threads='))?.split('=')[1] ?? 1);
   await selectBackend('wasm', { threads, log: false });
@@ -135,6 +171,9 @@ export async function run(args: string[]): Promise<void> {
   console.table(subnormalRows.operands);
   console.log('a velocity whose gradient stopped, 800 updates later');
   console.table(subnormalRows.decayed);
+  const embeddingRows = await embeddingGradient();
+  console.log('\nthe gradient of an Embedding layer (UnsortedSegmentSum), milliseconds per call');
+  console.table(embeddingRows);
   // One file per thread count (the thread count is fixed per process).
   writeResults(
     threads > 1 ? `kernels-${threads}-threads` : 'kernels',
@@ -143,9 +182,11 @@ export async function run(args: string[]): Promise<void> {
       notes: [
         'products: fast = the wasm fast kernels (installWasmFastKernels), xnnpack = the training shim alone (XNNPACK packs W on every call); medians of alternated rounds',
         'subnormals: the fused update stores subnormal results as zero; its operands are not flushed, so a subnormal input still costs (as in a stock multiply)',
+        'embeddingGradient: tapfit\'s one-pass UnsortedSegmentSum on wasm and cpu against tfjs\'s stock cpu kernel (one pass over all rows per segment), which the wasm shim borrowed before; the stock kernel is timed once',
       ],
       products: productRows,
       subnormals: subnormalRows,
+      embeddingGradient: embeddingRows,
     },
     [],
     `npm run bench -- kernels${args.length ? ` ${args.join(' ')}` : ''}`,

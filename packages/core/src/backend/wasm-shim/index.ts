@@ -16,6 +16,7 @@ import { Overrides } from './overrides';
 import { installResizeBilinearGradShape } from './resize-bilinear-grad';
 import { installResizeNearestGrad } from './resize-nearest-grad';
 import { installBoolReverse } from './reverse';
+import { installSegmentSum } from './segment-sum';
 import { installStridedSliceShrinkFix } from './strided-slice-shrink';
 import { installDtypeRoutes, WRONG_FOR_SOME_DTYPES } from './wrong-dtypes';
 
@@ -30,7 +31,8 @@ let fixes: Overrides | null = null;
  * (batch > 1) and resizeBilinear (non-square) gradients for cpu, gradients for dilated conv2d /
  * depthwiseConv2d (and tf.fused.conv2d, which tfjs-layers' Conv2D calls, with a dilation), avg-pool gradients that match the forward at padded
  * borders, cumsum gradients along any axis, and the gradients tfjs lacks for comparisons,
- * strided slices, the ND gathers and scatters, top-k and depth-to-space. `selectBackend` installs them whatever it picks. Idempotent.
+ * strided slices, the ND gathers and scatters, top-k and depth-to-space; and for cpu the
+ * one-pass UnsortedSegmentSum (Embedding's gradient). `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
   if (fixes) return;
@@ -43,6 +45,7 @@ export function installGradientFixes(): void {
     installCumsumGrad(o);
     installMissingGradients(o);
     installStridedSliceShrinkFix(o, ['cpu']);
+    installSegmentSum(o, ['cpu']);
   });
 }
 
@@ -63,7 +66,9 @@ export function uninstallGradientFixes(): void {
  * - BatchMatMul, _FusedMatMul: explicit transposes instead of the slow transpose flags
  * - Conv2DBackpropInput, Conv2DBackpropFilter: stride-1 Conv2D composites
  * - DepthwiseConv2dNativeBackpropInput / Filter: DepthwiseConv2dNative composites
- * - cpu bridge: kernels wasm lacks (UnsortedSegmentSum, Einsum, Ragged*, StaticRegexReplace)
+ * - UnsortedSegmentSum (the gather gradient, so Embedding's) in one pass; tfjs's cpu kernel
+ *   made a pass over x per segment (also replaced on cpu, with the gradient fixes)
+ * - cpu bridge: kernels wasm lacks (Einsum, Ragged*, StaticRegexReplace; UnsortedSegmentSum of other dtypes)
  *   or gets wrong (Conv3DBackpropInputV2, strided Conv3DBackpropFilterV2, Dilation2D and its backprops)
  * - ResizeNearestNeighborGrad: wasm's ignores halfPixelCenters
  * - MaxPoolGrad: exact composite for window == stride, cpu otherwise; MaxPool3D and its grad on cpu
@@ -87,6 +92,7 @@ export function installWasmShim(): void {
     installConv2DBackprop(o);
     installDepthwiseBackprop(o);
     installCpuBridge(o);
+    installSegmentSum(o, ['wasm']); // over the bridge, which it keeps for other dtypes
     installMaxPoolGrad(o);
     installOneHotDtype(o);
     installBoolReverse(o);
