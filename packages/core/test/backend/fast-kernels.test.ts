@@ -111,6 +111,42 @@ describe('backend: wasm fast kernels', function () {
     expectSame(() => tf.grad((x: tf.Tensor) => tf.reverse(x, [0, 2]).mul(randn([4, 3, 5], 8)).sum())(randn([4, 3, 5], 7)));
   });
 
+  it('comparisons, Maximum and Minimum: the stock kernels\' values for every broadcast, NaN, infinities and signed zeros, float32 and int32', () => {
+    const specials = [NaN, 1, -0, 0, 2, -Infinity, Infinity, 3.5, -2, 0.25, 2];
+    const values = (shape: number[], shift: number) => {
+      const n = shape.reduce((p, d) => p * d, 1);
+      return tf.tensor(Array.from({ length: n }, (_, i) => specials[(i * 7 + shift) % specials.length]), shape);
+    };
+    const shapes: Array<[number[], number[]]> = [
+      [[4, 5, 3], [4, 5, 3]],
+      [[4, 5, 3], [4, 1, 3]],
+      [[4, 5, 3], [4, 5, 1]],
+      [[4, 5, 3], [1, 5, 3]],
+      [[4, 5, 3], [3]],
+      [[4, 5, 3], [1]],
+      [[1], [4, 5, 3]],
+      [[5, 1], [1, 3]],
+      [[2, 3, 4, 5, 6], [3, 1, 5, 1]],
+      [[], [3]],
+      [[0, 3], [3]],
+    ];
+    const ops = [tf.equal, tf.notEqual, tf.greater, tf.greaterEqual, tf.less, tf.lessEqual, tf.maximum, tf.minimum];
+    for (const [sa, sb] of shapes) {
+      for (const op of ops) {
+        expectSame(() => op(values(sa, 0), values(sb, 3)));
+        expectSame(() => op(values(sa, 0).cast('int32'), values(sb, 5).cast('int32')));
+      }
+    }
+    // The zero's sign (expectSame leaves it aside) and the dtype of the result.
+    const bits = (t: tf.Tensor) => Array.from(new Int32Array((t.dataSync() as Float32Array).slice().buffer));
+    const [fast, plain] = fastAndPlain(() => tf.concat([tf.maximum(tf.tensor1d([-0, 0, NaN, 1]), tf.tensor1d([0, -0, 1, NaN])), tf.minimum(tf.tensor1d([-0, 0]), tf.tensor1d([0, -0]))]));
+    expect(Array.from(new Int32Array(fast.buffer))).to.deep.equal(Array.from(new Int32Array(plain.buffer)));
+    const mask = tf.greater(tf.tensor2d([[1, 5]]), tf.tensor1d([2]));
+    expect([mask.dtype, Array.from(mask.dataSync())]).to.deep.equal(['bool', [0, 1]]);
+    expect(bits(tf.maximum(tf.tensor1d([-0]), tf.tensor1d([0])))).to.deep.equal([0x80000000 | 0]);
+    mask.dispose();
+  });
+
   it('plans permutations by merging axes that stay together', () => {
     expect(planPermutation([2, 1, 3], [1, 0, 2])).to.equal('copy');
     expect(planPermutation([64, 28, 28, 16], [1, 2, 0, 3])).to.deep.include({ copyRows: true, cols: 16 });
