@@ -17,6 +17,8 @@ import { median, round, writeResults } from '../results';
  *    values into V rows): tapfit's one pass on wasm and on cpu, and tfjs's stock cpu kernel
  *    (a pass over all rows per segment; the wasm shim used to borrow it), timed once per V
  *    because it takes seconds.
+ * 4. Comparisons and Maximum with broadcasting: Equal and Maximum of [32, 50, 64] against
+ *    [32, 50, 64], [32, 1, 64], [32, 50, 1] and [1], fast kernels on and off, alternated.
  *
  *   npm run bench -- kernels [--threads=2]   (writes kernels.json, or kernels-2-threads.json)
  */
@@ -160,6 +162,21 @@ async function embeddingGradient(): Promise<Record<string, unknown>[]> {
   return out;
 }
 
+function broadcasts() {
+  const rows: Record<string, unknown>[] = [];
+  const a = tf.randomNormal([32, 50, 64], 0, 1, 'float32', 6);
+  for (const shape of [[32, 50, 64], [32, 1, 64], [32, 50, 1], [1]]) {
+    const b = tf.randomNormal(shape, 0, 1, 'float32', 7);
+    for (const [op, fn] of [['Equal', tf.equal], ['Maximum', tf.maximum]] as const) {
+      const t = paired(() => [], () => fn(a, b), 20);
+      rows.push({ op, a: '[32,50,64]', b: `[${shape}]`, fastUs: t.fast, stockUs: t.plain, speedup: round(t.plain / t.fast, 1) });
+    }
+    b.dispose();
+  }
+  a.dispose();
+  return rows;
+}
+
 export async function run(args: string[]): Promise<void> {
   const threads = Number(args.find((a) => a.startsWith('--threads='))?.split('=')[1] ?? 1);
   await selectBackend('wasm', { threads, log: false });
@@ -171,6 +188,9 @@ export async function run(args: string[]): Promise<void> {
   console.table(subnormalRows.operands);
   console.log('a velocity whose gradient stopped, 800 updates later');
   console.table(subnormalRows.decayed);
+  const broadcastRows = broadcasts();
+  console.log('\ncomparisons and Maximum with broadcasting (microseconds per call, medians of alternated rounds)');
+  console.table(broadcastRows);
   const embeddingRows = await embeddingGradient();
   console.log('\nthe gradient of an Embedding layer (UnsortedSegmentSum), milliseconds per call');
   console.table(embeddingRows);
@@ -186,6 +206,7 @@ export async function run(args: string[]): Promise<void> {
       ],
       products: productRows,
       subnormals: subnormalRows,
+      broadcasts: broadcastRows,
       embeddingGradient: embeddingRows,
     },
     [],

@@ -8,7 +8,7 @@ import { heapFor } from './wasm-heap';
  * Comparisons, Maximum and Minimum (float32, int32), any broadcasting. wasm's own kernels
  * take 80-90 ns an element once an operand is broadcast ([32, 50, 64] against [32, 1, 64]:
  * 8 ms; the mask of a max-pooling or max-reduction gradient is such an Equal) and Maximum
- * about 15 even on equal shapes. Here the axes are merged where both operands run on
+ * about 13 even on equal shapes. Here the axes are merged where both operands run on
  * together, and the innermost one is a loop with each operand's step 0 or 1, in
  * JavaScript on the heap. The values of wasm's kernels: IEEE comparisons, and
  * max(a, b) = a < b ? b : a, min(a, b) = b < a ? b : a (so a NaN in a wins, one in b loses,
