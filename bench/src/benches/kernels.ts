@@ -19,6 +19,10 @@ import { median, round, writeResults } from '../results';
  *    because it takes seconds.
  * 4. Comparisons and Maximum with broadcasting: Equal and Maximum of [32, 50, 64] against
  *    [32, 50, 64], [32, 1, 64], [32, 50, 1] and [1], fast kernels on and off, alternated.
+ * 5. Tile and its gradient in a training step: an MLP 64-256-256-10 with two
+ *    LayerNormalizations (which tile their statistics), batch 128, gradients of all
+ *    weights, with tapfit's tile gradient and fast Tile, and with tfjs's (the gradient
+ *    fixes and the fast kernels taken out), alternated.
  *
  *   npm run bench -- kernels [--threads=2]   (writes kernels.json, or kernels-2-threads.json)
  */
@@ -177,6 +181,46 @@ function broadcasts() {
   return rows;
 }
 
+async function layerNormStep(): Promise<Record<string, unknown>> {
+  const model = tf.sequential({
+    layers: [
+      tf.layers.dense({ inputShape: [64], units: 256, activation: 'relu' }),
+      tf.layers.layerNormalization(),
+      tf.layers.dense({ units: 256, activation: 'relu' }),
+      tf.layers.layerNormalization(),
+      tf.layers.dense({ units: 10 }),
+    ],
+  });
+  const x = tf.randomNormal([128, 64], 0, 1, 'float32', 8);
+  const y = tf.oneHot(tf.randomUniform([128], 0, 10, 'int32', 9) as tf.Tensor1D, 10);
+  const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const step = () => {
+    const t0 = performance.now();
+    tf.tidy(() => {
+      const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars);
+      value.dataSync();
+      Object.values(grads).forEach((g) => g.dataSync());
+    });
+    return performance.now() - t0;
+  };
+  const tapfit: number[] = [];
+  const stock: number[] = [];
+  for (let r = 0; r < 3; r++) {
+    for (const ours of [true, false]) {
+      if (!ours) uninstallGradientFixes(); // also takes the fast kernels out
+      step(); // warm-up of this variant
+      for (let i = 0; i < 3; i++) (ours ? tapfit : stock).push(step());
+      if (!ours) {
+        installGradientFixes();
+        installWasmFastKernels();
+      }
+    }
+  }
+  tf.dispose([x, y]);
+  model.dispose();
+  return { model: 'MLP 64-256-256-10, two LayerNormalizations, batch 128', 'tapfit ms': round(median(tapfit), 2), 'tfjs ms': round(median(stock), 2), speedup: round(median(stock) / median(tapfit), 1) };
+}
+
 export async function run(args: string[]): Promise<void> {
   const threads = Number(args.find((a) => a.startsWith('--threads='))?.split('=')[1] ?? 1);
   await selectBackend('wasm', { threads, log: false });
@@ -191,6 +235,9 @@ export async function run(args: string[]): Promise<void> {
   const broadcastRows = broadcasts();
   console.log('\ncomparisons and Maximum with broadcasting (microseconds per call, medians of alternated rounds)');
   console.table(broadcastRows);
+  const layerNorm = await layerNormStep();
+  console.log('\ntile and its gradient in a training step (milliseconds, medians of alternated rounds)');
+  console.table([layerNorm]);
   const embeddingRows = await embeddingGradient();
   console.log('\nthe gradient of an Embedding layer (UnsortedSegmentSum), milliseconds per call');
   console.table(embeddingRows);
@@ -207,6 +254,7 @@ export async function run(args: string[]): Promise<void> {
       products: productRows,
       subnormals: subnormalRows,
       broadcasts: broadcastRows,
+      layerNormStep: layerNorm,
       embeddingGradient: embeddingRows,
     },
     [],

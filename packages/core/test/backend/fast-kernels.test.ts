@@ -147,6 +147,25 @@ describe('backend: wasm fast kernels', function () {
     mask.dispose();
   });
 
+  it('Tile: the stock kernel\'s values for short and long rows, every rank, float32, int32 and bool', () => {
+    const cases: Array<[number[], number[]]> = [
+      [[128, 1], [1, 256]],
+      [[1, 256], [128, 1]],
+      [[1, 1, 1, 16], [4, 5, 5, 1]],
+      [[3, 20], [2, 3]],
+      [[2, 3, 4], [1, 2, 3]],
+      [[5], [4]],
+      [[2, 1, 3, 1, 2], [1, 3, 1, 2, 1]],
+      [[3, 4], [1, 1]],
+      [[0, 3], [2, 2]],
+    ];
+    for (const [shape, reps] of cases) {
+      expectSame(() => tf.tile(randn(shape, 9), reps));
+      expectSame(() => tf.tile(tf.randomUniform(shape, -50, 50, 'int32', 10), reps));
+      expectSame(() => tf.tile(tf.greater(randn(shape, 11), 0), reps).cast('int32'));
+    }
+  });
+
   it('plans permutations by merging axes that stay together', () => {
     expect(planPermutation([2, 1, 3], [1, 0, 2])).to.equal('copy');
     expect(planPermutation([64, 28, 28, 16], [1, 2, 0, 3])).to.deep.include({ copyRows: true, cols: 16 });

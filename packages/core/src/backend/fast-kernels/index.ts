@@ -11,6 +11,7 @@ import { installRelu } from './relu';
 import { installFastReverse } from './reverse';
 import { installSharedIdentity } from './shared-identity';
 import { installSumLeading } from './sum-leading';
+import { installFastTile } from './tile';
 import { installFastTranspose } from './transpose';
 import { installUpdateKernels } from './update-kernels';
 
@@ -28,6 +29,7 @@ let fast: Overrides | null = null;
  *   bool, writing past its output)
  * - Equal, NotEqual, Greater(Equal), Less(Equal), Maximum, Minimum (float32, int32): merged
  *   axes and a loop with steps 0 or 1 (stock: 80-90 ns an element once broadcast)
+ * - Tile (float32, int32, bool): block copies (stock: about 50 ns an element)
  * - Sum over leading axes (bias gradients): one pass, no transpose
  * - MaxPoolGrad with window == stride: one pass
  * - Conv2DBackpropFilter: the transposed input patches times dy, one product (no
@@ -51,6 +53,7 @@ export function installWasmFastKernels(): void {
     installFastTranspose(o);
     installFastReverse(o);
     installFastCompare(o);
+    installFastTile(o);
     installSumLeading(o);
     installFastMaxPoolGrad(o);
     installFastConvFilterGrad(o);
@@ -77,4 +80,4 @@ export function wasmFastKernelsInstalled(): boolean {
 }
 
 /** Kernels the fast set registers for wasm. */
-export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Reverse', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'Relu', 'TapfitReluGrad', ...FAST_COMPARE_KERNELS];
+export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Reverse', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'Relu', 'TapfitReluGrad', 'Tile', ...FAST_COMPARE_KERNELS];

@@ -18,6 +18,7 @@ import { installResizeNearestGrad } from './resize-nearest-grad';
 import { installBoolReverse } from './reverse';
 import { installSegmentSum } from './segment-sum';
 import { installStridedSliceShrinkFix } from './strided-slice-shrink';
+import { installTileGrad } from './tile-grad';
 import { installDtypeRoutes, WRONG_FOR_SOME_DTYPES } from './wrong-dtypes';
 
 export { BRIDGED_TO_CPU, NOT_BRIDGED } from './cpu-bridge';
@@ -32,7 +33,8 @@ let fixes: Overrides | null = null;
  * depthwiseConv2d (and tf.fused.conv2d, which tfjs-layers' Conv2D calls, with a dilation), avg-pool gradients that match the forward at padded
  * borders, cumsum gradients along any axis, and the gradients tfjs lacks for comparisons,
  * strided slices, the ND gathers and scatters, top-k and depth-to-space; and for cpu the
- * one-pass UnsortedSegmentSum (Embedding's gradient). `selectBackend` installs them whatever it picks. Idempotent.
+ * one-pass UnsortedSegmentSum (Embedding's gradient); and tile's gradient as one sum (tfjs
+ * slices and adds per copy). `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
   if (fixes) return;
@@ -46,6 +48,7 @@ export function installGradientFixes(): void {
     installMissingGradients(o);
     installStridedSliceShrinkFix(o, ['cpu']);
     installSegmentSum(o, ['cpu']);
+    installTileGrad(o);
   });
 }
 
