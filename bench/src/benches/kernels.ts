@@ -19,6 +19,8 @@ import { median, round, writeResults } from '../results';
  *    because it takes seconds.
  * 4. Comparisons and Maximum with broadcasting: Equal and Maximum of [32, 50, 64] against
  *    [32, 50, 64], [32, 1, 64], [32, 50, 1] and [1], fast kernels on and off, alternated.
+ * 4b. Slice and GatherV2: 128 rows of a [20000, 784] tensor (a batch from a dataset), a
+ *    rank-6 slice of the dilated-conv gradient's shape, and a gather of 128 rows.
  * 5. Tile and its gradient in a training step: an MLP 64-256-256-10 with two
  *    LayerNormalizations (which tile their statistics), batch 128, gradients of all
  *    weights, with tapfit's tile gradient and fast Tile, and with tfjs's (the gradient
@@ -166,6 +168,23 @@ async function embeddingGradient(): Promise<Record<string, unknown>[]> {
   return out;
 }
 
+function slicesAndGathers() {
+  const data = tf.randomNormal([20000, 784], 0, 1, 'float32', 10);
+  const views = tf.randomNormal([1, 2, 3, 2, 32, 32], 0, 1, 'float32', 11);
+  const rows = tf.range(1000, 1128, 1, 'int32');
+  const cases: Array<[string, () => tf.Tensor]> = [
+    ['slice 128 rows of [20000,784]', () => tf.slice(data, [1000, 0], [128, 784])],
+    ['slice [1,1,3,1,32,32] of [1,2,3,2,32,32]', () => tf.slice(views, [0, 0, 0, 0, 0, 0], [1, 1, 3, 1, 32, 32])],
+    ['gather 128 rows of [20000,784]', () => tf.gather(data, rows)],
+  ];
+  const out = cases.map(([op, fn]) => {
+    const t = paired(() => [], () => fn(), 20);
+    return { op, fastUs: t.fast, stockUs: t.plain, speedup: round(t.plain / t.fast, 1) };
+  });
+  tf.dispose([data, views, rows]);
+  return out;
+}
+
 function broadcasts() {
   const rows: Record<string, unknown>[] = [];
   const a = tf.randomNormal([32, 50, 64], 0, 1, 'float32', 6);
@@ -235,6 +254,9 @@ export async function run(args: string[]): Promise<void> {
   const broadcastRows = broadcasts();
   console.log('\ncomparisons and Maximum with broadcasting (microseconds per call, medians of alternated rounds)');
   console.table(broadcastRows);
+  const sliceRows = slicesAndGathers();
+  console.log('\nslices and gathers (microseconds per call, medians of alternated rounds)');
+  console.table(sliceRows);
   const layerNorm = await layerNormStep();
   console.log('\ntile and its gradient in a training step (milliseconds, medians of alternated rounds)');
   console.table([layerNorm]);
@@ -254,6 +276,7 @@ export async function run(args: string[]): Promise<void> {
       products: productRows,
       subnormals: subnormalRows,
       broadcasts: broadcastRows,
+      slicesAndGathers: sliceRows,
       layerNormStep: layerNorm,
       embeddingGradient: embeddingRows,
     },

@@ -166,6 +166,53 @@ describe('backend: wasm fast kernels', function () {
     }
   });
 
+  it('Slice and GatherV2: the stock kernels\' values at every rank and axis, float32, int32 and bool; the same error for an index out of range', () => {
+    const slices: Array<[number[], number[], number[]]> = [
+      [[7], [2], [3]],
+      [[20, 8], [5, 0], [4, 8]],
+      [[20, 8], [5, 2], [4, 3]],
+      [[4, 5, 6], [1, 0, 0], [2, -1, -1]],
+      [[3, 4, 5, 6], [0, 1, 2, 0], [3, 2, 2, 6]],
+      [[2, 3, 4, 5, 6], [1, 0, 1, 2, 0], [1, 3, 2, 2, 6]],
+      [[1, 2, 3, 2, 32, 32], [0, 0, 0, 0, 0, 0], [1, 1, 3, 1, 32, 32]],
+      [[2, 3, 2, 2, 3, 4], [1, 1, 0, 1, 1, 1], [1, 2, 2, 1, 2, 3]],
+      [[4, 3], [1, 0], [0, 3]],
+    ];
+    for (const [shape, begin, size] of slices) {
+      expectSame(() => tf.slice(randn(shape, 12), begin, size));
+      expectSame(() => tf.slice(tf.randomUniform(shape, -50, 50, 'int32', 13), begin, size));
+      expectSame(() => tf.slice(tf.greater(randn(shape, 14), 0), begin, size).cast('int32'));
+    }
+    const gathers: Array<[number[], number[], number[], number]> = [
+      [[10, 4], [3, 0, 3, 9], [4], 0],
+      [[10, 40], [7, 7, 1], [3], 0],
+      [[3, 10, 5], [2, 0, 9, 9], [2, 2], 1],
+      [[3, 4, 6], [5, 0], [2], -1],
+      [[6], [5, 0, 1], [3], 0],
+      [[5, 3], [], [0], 0],
+    ];
+    for (const [shape, idx, idxShape, axis] of gathers) {
+      const indices = () => tf.tensor(idx, idxShape, 'int32');
+      expectSame(() => tf.gather(randn(shape, 15), indices(), axis));
+      expectSame(() => tf.gather(tf.randomUniform(shape, -50, 50, 'int32', 16), indices(), axis));
+      expectSame(() => tf.gather(tf.greater(randn(shape, 17), 0), indices(), axis).cast('int32'));
+    }
+    const outOfRange = () => tf.tidy(() => tf.gather(randn([4, 2], 18), tf.tensor1d([1, 4], 'int32')).dataSync());
+    const message = (f: () => unknown) => {
+      try {
+        f();
+      } catch (err) {
+        return (err as Error).message;
+      }
+      return 'no error';
+    };
+    const fastError = message(outOfRange);
+    uninstallWasmFastKernels();
+    const stockError = message(outOfRange);
+    installWasmFastKernels();
+    expect(fastError).to.equal(stockError).and.to.match(/GatherV2: the index value 4 is not in \[0, 3\]/);
+  });
+
   it('plans permutations by merging axes that stay together', () => {
     expect(planPermutation([2, 1, 3], [1, 0, 2])).to.equal('copy');
     expect(planPermutation([64, 28, 28, 16], [1, 2, 0, 3])).to.deep.include({ copyRows: true, cols: 16 });
