@@ -19,8 +19,9 @@ import { median, round, writeResults } from '../results';
  *    because it takes seconds.
  * 4. Comparisons and Maximum with broadcasting: Equal and Maximum of [32, 50, 64] against
  *    [32, 50, 64], [32, 1, 64], [32, 50, 1] and [1], fast kernels on and off, alternated.
- * 4b. Slice and GatherV2: 128 rows of a [20000, 784] tensor (a batch from a dataset), a
- *    rank-6 slice of the dilated-conv gradient's shape, and a gather of 128 rows.
+ * 4b. Slice, GatherV2, Tile: 128 rows of a [20000, 784] tensor (a batch from a dataset), a
+ *    rank-6 slice of the dilated-conv gradient's shape, a gather of 128 rows, and a
+ *    LayerNormalization statistic tiled from [128, 1] to [128, 256].
  * 5. Tile and its gradient in a training step: an MLP 64-256-256-10 with two
  *    LayerNormalizations (which tile their statistics), batch 128, gradients of all
  *    weights, with tapfit's tile gradient and fast Tile, and with tfjs's (the gradient
@@ -172,16 +173,18 @@ function slicesAndGathers() {
   const data = tf.randomNormal([20000, 784], 0, 1, 'float32', 10);
   const views = tf.randomNormal([1, 2, 3, 2, 32, 32], 0, 1, 'float32', 11);
   const rows = tf.range(1000, 1128, 1, 'int32');
+  const column = tf.randomNormal([128, 1], 0, 1, 'float32', 12);
   const cases: Array<[string, () => tf.Tensor]> = [
     ['slice 128 rows of [20000,784]', () => tf.slice(data, [1000, 0], [128, 784])],
     ['slice [1,1,3,1,32,32] of [1,2,3,2,32,32]', () => tf.slice(views, [0, 0, 0, 0, 0, 0], [1, 1, 3, 1, 32, 32])],
     ['gather 128 rows of [20000,784]', () => tf.gather(data, rows)],
+    ['tile [128,1] to [128,256]', () => tf.tile(column, [1, 256])],
   ];
   const out = cases.map(([op, fn]) => {
     const t = paired(() => [], () => fn(), 20);
     return { op, fastUs: t.fast, stockUs: t.plain, speedup: round(t.plain / t.fast, 1) };
   });
-  tf.dispose([data, views, rows]);
+  tf.dispose([data, views, rows, column]);
   return out;
 }
 
