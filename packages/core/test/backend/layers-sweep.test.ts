@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { relativeError, useShimmedWasm } from './helpers';
+import { useShimmedWasm } from './helpers';
 
 /*
  * tfjs-layers layers on shimmed wasm against cpu: the loss and the gradient of every
@@ -84,7 +84,14 @@ describe('backend: tfjs-layers layers train on shimmed wasm as on cpu (loss and 
       expect(Math.abs(wasm.loss - cpu.loss)).to.be.below(1e-5 * Math.max(1, Math.abs(cpu.loss)));
       expect(wasm.grads).to.have.length(cpu.grads.length);
       expect(wasm.grads.length).to.be.above(0);
-      wasm.grads.forEach((g, k) => expect(relativeError(g, cpu.grads[k]), `weight ${k}`).to.be.below(1e-4));
+      // Relative to the larger of the gradient's largest element and 0.01: a bias gradient is
+      // a sum of terms that can cancel to near zero, where float32 rounding in another order
+      // is a large part of what is left (a wrong kernel is off by the whole magnitude).
+      wasm.grads.forEach((g, k) => {
+        const scale = Math.max(0.01, ...Array.from(cpu.grads[k], Math.abs));
+        const diff = Math.max(...Array.from(g, (v, i) => Math.abs(v - cpu.grads[k][i])));
+        expect(diff / scale, `weight ${k}`).to.be.below(1e-4);
+      });
       tf.dispose([...wasm.weights, ...copied, ...cpu.weights]);
     });
   }
