@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { previousKernel } from './previous-kernel';
-import { heapFor } from './wasm-heap';
+import { elementsOf, heapFor } from './wasm-heap';
 
 /*
  * GatherV2 without batch dimensions (embedding lookups, batches picked by index) as row
@@ -41,15 +41,7 @@ export function installFastGather(o: Overrides): void {
     const out = heap.output(info.outputShape, x.dtype);
     const n = tf.util.sizeFromShape(info.outputShape);
     if (n === 0) return out;
-    const size = tf.util.sizeFromShape(x.shape);
-    if (x.dtype === 'bool') {
-      const bytes = new Uint8Array(heap.words().buffer);
-      gatherRows(bytes.subarray(heap.offset(x), heap.offset(x) + size), bytes.subarray(heap.offset(out), heap.offset(out) + n), ids, info.outerSize, info.dimSize, info.sliceSize);
-      return out;
-    }
-    const words = heap.words();
-    const [from, to] = [heap.offset(x) >> 2, heap.offset(out) >> 2];
-    gatherRows(words.subarray(from, from + size), words.subarray(to, to + n), ids, info.outerSize, info.dimSize, info.sliceSize);
+    gatherRows(elementsOf(heap, x), elementsOf(heap, out), ids, info.outerSize, info.dimSize, info.sliceSize);
     return out;
   }));
 }

@@ -3,7 +3,7 @@ import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { reverseInto } from '../wasm-shim/reverse';
 import { previousKernel } from './previous-kernel';
-import { heapFor } from './wasm-heap';
+import { elementsOf, heapFor } from './wasm-heap';
 
 /*
  * Reverse in place on the heap. wasm's own kernel took 25-50 ns an element whatever the
@@ -24,15 +24,7 @@ export function installFastReverse(o: Overrides): void {
     const out = heap.output(x.shape, x.dtype);
     if (n === 0) return out;
     const axes = tf.util.parseAxisParam(args.attrs.dims as number | number[], x.shape);
-    if (x.dtype === 'bool') {
-      const bytes = new Uint8Array(heap.words().buffer);
-      const [from, to] = [heap.offset(x), heap.offset(out)];
-      reverseInto(bytes.subarray(from, from + n), bytes.subarray(to, to + n), x.shape, axes);
-      return out;
-    }
-    const words = heap.words();
-    const [from, to] = [heap.offset(x) >> 2, heap.offset(out) >> 2];
-    reverseInto(words.subarray(from, from + n), words.subarray(to, to + n), x.shape, axes);
+    reverseInto(elementsOf(heap, x), elementsOf(heap, out), x.shape, axes);
     return out;
   }));
 }

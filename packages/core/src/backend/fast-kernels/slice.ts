@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { previousKernel } from './previous-kernel';
-import { heapFor } from './wasm-heap';
+import { elementsOf, heapFor } from './wasm-heap';
 
 /*
  * Slice as run copies in place on the heap. wasm's kernel first copies the whole input
@@ -52,15 +52,7 @@ export function installFastSlice(o: Overrides): void {
     const out = heap.output(size, x.dtype);
     const n = tf.util.sizeFromShape(size);
     if (n === 0) return out;
-    const all = tf.util.sizeFromShape(x.shape);
-    if (x.dtype === 'bool') {
-      const bytes = new Uint8Array(heap.words().buffer);
-      sliceInto(bytes.subarray(heap.offset(x), heap.offset(x) + all), bytes.subarray(heap.offset(out), heap.offset(out) + n), x.shape, begin, size);
-      return out;
-    }
-    const words = heap.words();
-    const [from, to] = [heap.offset(x) >> 2, heap.offset(out) >> 2];
-    sliceInto(words.subarray(from, from + all), words.subarray(to, to + n), x.shape, begin, size);
+    sliceInto(elementsOf(heap, x), elementsOf(heap, out), x.shape, begin, size);
     return out;
   }));
 }

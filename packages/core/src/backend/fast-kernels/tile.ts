@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { previousKernel } from './previous-kernel';
-import { heapFor } from './wasm-heap';
+import { elementsOf, heapFor } from './wasm-heap';
 
 /*
  * Tile as block copies on the heap. wasm's own kernel works out each output element's
@@ -53,15 +53,7 @@ export function installFastTile(o: Overrides): void {
     const out = heap.output(shape, x.dtype);
     const n = tf.util.sizeFromShape(shape);
     if (n === 0) return out;
-    const size = tf.util.sizeFromShape(x.shape);
-    if (x.dtype === 'bool') {
-      const bytes = new Uint8Array(heap.words().buffer);
-      tileInto(bytes.subarray(heap.offset(x), heap.offset(x) + size), bytes.subarray(heap.offset(out), heap.offset(out) + n), x.shape, reps);
-      return out;
-    }
-    const words = heap.words();
-    const [from, to] = [heap.offset(x) >> 2, heap.offset(out) >> 2];
-    tileInto(words.subarray(from, from + size), words.subarray(to, to + n), x.shape, reps);
+    tileInto(elementsOf(heap, x), elementsOf(heap, out), x.shape, reps);
     return out;
   }));
 }

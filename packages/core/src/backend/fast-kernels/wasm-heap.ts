@@ -152,3 +152,14 @@ function startHelpers(b: BackendWasmInternals, module: object, memory: WasmMemor
   };
   return threads;
 }
+
+/**
+ * A tensor's data on the heap, viewed for kernels that move values without computing
+ * with them: 32-bit words for float32 and int32 (bit for bit: no float conversion, NaN
+ * payloads kept), bytes for bool. Made after any allocation, which may grow the heap.
+ */
+export function elementsOf(heap: WasmHeap, t: tf.TensorInfo): Int32Array | Uint8Array {
+  const n = tf.util.sizeFromShape(t.shape);
+  const at = heap.offset(t);
+  return t.dtype === 'bool' ? new Uint8Array(heap.words().buffer, at, n) : heap.words().subarray(at >> 2, (at >> 2) + n);
+}
