@@ -21,7 +21,8 @@ import { median, round, writeResults } from '../results';
  *    [32, 50, 64], [32, 1, 64], [32, 50, 1] and [1], fast kernels on and off, alternated.
  * 4b. Slice, GatherV2, Tile: 128 rows of a [20000, 784] tensor (a batch from a dataset), a
  *    rank-6 slice of the dilated-conv gradient's shape, a gather of 128 rows, and a
- *    LayerNormalization statistic tiled from [128, 1] to [128, 256].
+ *    LayerNormalization statistic tiled from [128, 1] to [128, 256], and two means of
+ *    [32, 16, 16, 32] (BatchNormalization's batch statistics, global average pooling).
  * 5. Tile and its gradient in a training step: an MLP 64-256-256-10 with two
  *    LayerNormalizations (which tile their statistics), batch 128, gradients of all
  *    weights, with tapfit's tile gradient and fast Tile, and with tfjs's (the gradient
@@ -174,17 +175,20 @@ function slicesAndGathers() {
   const views = tf.randomNormal([1, 2, 3, 2, 32, 32], 0, 1, 'float32', 11);
   const rows = tf.range(1000, 1128, 1, 'int32');
   const column = tf.randomNormal([128, 1], 0, 1, 'float32', 12);
+  const maps = tf.randomNormal([32, 16, 16, 32], 0, 1, 'float32', 13);
   const cases: Array<[string, () => tf.Tensor]> = [
     ['slice 128 rows of [20000,784]', () => tf.slice(data, [1000, 0], [128, 784])],
     ['slice [1,1,3,1,32,32] of [1,2,3,2,32,32]', () => tf.slice(views, [0, 0, 0, 0, 0, 0], [1, 1, 3, 1, 32, 32])],
     ['gather 128 rows of [20000,784]', () => tf.gather(data, rows)],
     ['tile [128,1] to [128,256]', () => tf.tile(column, [1, 256])],
+    ['mean of [32,16,16,32] over [0,1,2] (batch statistics)', () => tf.mean(maps, [0, 1, 2])],
+    ['mean of [32,16,16,32] over [1,2] (global average pooling)', () => tf.mean(maps, [1, 2])],
   ];
   const out = cases.map(([op, fn]) => {
     const t = paired(() => [], () => fn(), 20);
     return { op, fastUs: t.fast, stockUs: t.plain, speedup: round(t.plain / t.fast, 1) };
   });
-  tf.dispose([data, views, rows, column]);
+  tf.dispose([data, views, rows, column, maps]);
   return out;
 }
 
@@ -258,7 +262,7 @@ export async function run(args: string[]): Promise<void> {
   console.log('\ncomparisons and Maximum with broadcasting (microseconds per call, medians of alternated rounds)');
   console.table(broadcastRows);
   const sliceRows = slicesAndGathers();
-  console.log('\nslices and gathers (microseconds per call, medians of alternated rounds)');
+  console.log('\nslices, gathers, tiles and means (microseconds per call, medians of alternated rounds)');
   console.table(sliceRows);
   const layerNorm = await layerNormStep();
   console.log('\ntile and its gradient in a training step (milliseconds, medians of alternated rounds)');

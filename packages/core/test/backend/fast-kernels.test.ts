@@ -234,6 +234,27 @@ describe('backend: wasm fast kernels', function () {
     expectSame(() => tf.sum(randn([8, 5], 7)));
   });
 
+  it('Sum and Mean over a block of axes before the last (batch statistics, global average pooling): cpu\'s values to float32 rounding, the stock kernel\'s to its rounding; other reductions unchanged', async () => {
+    const cases = [
+      () => tf.mean(randn([30, 15, 15, 32], 20), [0, 1, 2]),
+      () => tf.mean(randn([30, 15, 15, 32], 21), [0, 1, 2], true),
+      () => tf.mean(randn([6, 7, 9, 16], 22), [1, 2]),
+      () => tf.sum(randn([6, 7, 9, 16], 23), [1, 2], true),
+      () => tf.mean(randn([4, 3, 5, 6, 2], 24), [2, 3]),
+      () => tf.moments(randn([10, 6, 6, 8], 25), [0, 1, 2]).variance,
+    ];
+    for (const f of cases) {
+      const [fast, plain] = fastAndPlain(f);
+      const cpu = await on('cpu', () => tf.tidy(() => f().dataSync()));
+      expect(relativeError(fast, cpu)).to.be.below(2e-6);
+      expect(relativeError(fast, plain)).to.be.below(2e-6);
+      expect(f().shape).to.deep.equal(await on('cpu', () => f().shape));
+    }
+    expectSame(() => tf.mean(randn([8, 5, 3], 26), 2));
+    expectSame(() => tf.mean(randn([8, 5, 3], 26), [0, 2]));
+    expectSame(() => tf.mean(randn([8, 5], 27)));
+  });
+
   it('MaxPoolGrad with window == stride: same values as the shim and as cpu, padded windows and ragged channels included', async () => {
     for (const [shape, size, stride, pad] of [[[3, 8, 8, 16], 2, 2, 'valid'], [[2, 7, 7, 3], 2, 2, 'same'], [[2, 9, 9, 5], 3, 3, 'same'], [[2, 9, 9, 4], 3, 2, 'same']] as const) {
       const grad = () => tf.tidy(() => {

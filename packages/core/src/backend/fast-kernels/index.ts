@@ -35,7 +35,8 @@ let fast: Overrides | null = null;
  * - Slice: run copies in place (stock: a copy of the whole input first, and about 800 ns
  *   an element above rank 4)
  * - GatherV2 without batch dimensions: row copies (stock: about 45 ns an element)
- * - Sum over leading axes (bias gradients): one pass, no transpose
+ * - Sum, Mean over a block of axes before the last (bias gradients, batch statistics, global
+ *   average pooling): row sums, no transpose
  * - MaxPoolGrad with window == stride: one pass
  * - Conv2DBackpropFilter: the transposed input patches times dy, one product (no
  *   XNNPACK filter packing), split over the threads
@@ -87,4 +88,4 @@ export function wasmFastKernelsInstalled(): boolean {
 }
 
 /** Kernels the fast set registers for wasm. */
-export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Reverse', 'Sum', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'Relu', 'TapfitReluGrad', 'Tile', 'Slice', 'GatherV2', ...FAST_COMPARE_KERNELS];
+export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Reverse', 'Sum', 'Mean', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'Relu', 'TapfitReluGrad', 'Tile', 'Slice', 'GatherV2', ...FAST_COMPARE_KERNELS];

@@ -7,7 +7,7 @@ import { elementsOf, heapFor } from './wasm-heap';
 /*
  * Slice as run copies in place on the heap. wasm's kernel first copies the whole input
  * out of the heap (readSync), whatever the slice: 128 rows of a [20000, 784] tensor took
- * 36 ms (`npm run bench -- kernels`), as long as copying all 62 MB (a batch sliced from a dataset, as model.fit and
+ * about 35 ms (`npm run bench -- kernels`), as long as copying all 62 MB (a batch sliced from a dataset, as model.fit and
  * hand-written loops do); and above rank 4 it then reads element by element, about 800 ns
  * an element (2.7 ms for 3,072 values of a [1, 2, 3, 2, 32, 32] tensor: the rank-6 views of
  * the dilated-conv gradient and of the pooling and depth-to-space composites). Here the
