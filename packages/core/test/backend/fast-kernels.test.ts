@@ -234,7 +234,7 @@ describe('backend: wasm fast kernels', function () {
     expectSame(() => tf.sum(randn([8, 5], 7)));
   });
 
-  it('Sum and Mean over a block of axes before the last (batch statistics, global average pooling): cpu\'s values to float32 rounding, the stock kernel\'s to its rounding; other reductions unchanged', async () => {
+  it('Sum and Mean over a block of axes before the last (batch statistics, global average pooling): cpu\'s values to float32 rounding, Mean the stock kernel\'s bit for bit; other reductions unchanged', async () => {
     const cases = [
       () => tf.mean(randn([30, 15, 15, 32], 20), [0, 1, 2]),
       () => tf.mean(randn([30, 15, 15, 32], 21), [0, 1, 2], true),
@@ -249,6 +249,10 @@ describe('backend: wasm fast kernels', function () {
       expect(relativeError(fast, cpu)).to.be.below(2e-6);
       expect(relativeError(fast, plain)).to.be.below(2e-6);
       expect(f().shape).to.deep.equal(await on('cpu', () => f().shape));
+    }
+    // Mean: the stock kernel's values bit for bit (it adds each column row by row too).
+    for (const [shape, axes] of [[[30, 15, 15, 32], [0, 1, 2]], [[64, 196, 32], [1]], [[6, 7, 9, 16], [1, 2]], [[256, 2050], [0]]] as Array<[number[], number[]]>) {
+      expectSame(() => tf.mean(randn(shape, 28), axes));
     }
     expectSame(() => tf.mean(randn([8, 5, 3], 26), 2));
     expectSame(() => tf.mean(randn([8, 5, 3], 26), [0, 2]));
