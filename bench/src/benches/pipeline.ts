@@ -95,7 +95,7 @@ function seededOrder(digits: TensorData, seed: number): TensorData {
  */
 const plainModel = (seed: number) => mnistCnn({ norm: 'none', seed });
 
-export async function throughput(p: Protocol, digits: TensorData, microBatch = 1) {
+async function throughput(p: Protocol, digits: TensorData, microBatch = 1) {
   const n = microBatch === 1 ? p.throughput : microBatch * (p === QUICK ? 8 : 64);
   const warm = microBatch === 1 ? Math.max(10, Math.round(n / 10)) : 4 * microBatch;
   const x = digits.x.slice(0, n + warm);

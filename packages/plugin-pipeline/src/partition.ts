@@ -114,7 +114,7 @@ export function measureSegmentTimes(segments: readonly Segment[], x: tf.Tensor, 
       xs = out;
     });
   });
-  return times.map((t) => [...t].sort((a, b) => a - b)[t.length >> 1]);
+  return times.map(median);
 }
 
 /**
@@ -147,7 +147,7 @@ function measureOnce(segments: readonly Segment[], x: tf.Tensor, repeats: number
         tf.tidy(run);
         times.push(performance.now() - t0);
       }
-      backward.push(times.sort((a, b) => a - b)[times.length >> 1]);
+      backward.push(median(times));
       xs = ys;
     }
   });
@@ -176,10 +176,15 @@ export function measureUpdateCosts(segments: readonly Segment[], members: readon
         copies[0].dataSync();
         if (r >= 0) times.push(performance.now() - t0);
       }
-      return times.sort((a, b) => a - b)[times.length >> 1];
+      return median(times);
     } finally {
       stepper.dispose();
       tf.dispose([...copies, ...Object.values(grads)]);
     }
   });
+}
+
+/** The middle value of `xs` (the upper one of an even count). */
+function median(xs: readonly number[]): number {
+  return [...xs].sort((a, b) => a - b)[xs.length >> 1];
 }

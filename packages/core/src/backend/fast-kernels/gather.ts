@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { previousKernel } from './previous-kernel';
-import { elementsOf, heapFor } from './wasm-heap';
+import { elementsOf, heapFor, isMovable } from './wasm-heap';
 
 /*
  * GatherV2 without batch dimensions (embedding lookups, batches picked by index) as row
@@ -29,7 +29,7 @@ export function installFastGather(o: Overrides): void {
     const { x, indices } = args.inputs;
     const heap = heapFor(args.backend);
     const batchDims = (args.attrs.batchDims as number | undefined) ?? 0;
-    if (!heap || batchDims !== 0 || (x.dtype !== 'float32' && x.dtype !== 'int32' && x.dtype !== 'bool')) return stock(args);
+    if (!heap || batchDims !== 0 || !isMovable(x.dtype)) return stock(args);
     const axis = tf.util.parseAxisParam(args.attrs.axis as number, x.shape)[0];
     const ids = args.backend.readSync(indices.dataId) as ArrayLike<number>;
     const dim = x.shape[axis];

@@ -3,7 +3,7 @@ import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { reverseInto } from '../wasm-shim/reverse';
 import { previousKernel } from './previous-kernel';
-import { elementsOf, heapFor } from './wasm-heap';
+import { elementsOf, heapFor, isMovable } from './wasm-heap';
 
 /*
  * Reverse in place on the heap. wasm's own kernel took 25-50 ns an element whatever the
@@ -19,7 +19,7 @@ export function installFastReverse(o: Overrides): void {
   o.kernel(kernelConfig('Reverse', 'wasm', (args) => {
     const { x } = args.inputs;
     const heap = heapFor(args.backend);
-    if (!heap || (x.dtype !== 'float32' && x.dtype !== 'int32' && x.dtype !== 'bool')) return stock(args);
+    if (!heap || !isMovable(x.dtype)) return stock(args);
     const n = tf.util.sizeFromShape(x.shape);
     const out = heap.output(x.shape, x.dtype);
     if (n === 0) return out;

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { previousKernel } from './previous-kernel';
-import { elementsOf, heapFor } from './wasm-heap';
+import { elementsOf, heapFor, isMovable } from './wasm-heap';
 
 /*
  * Slice as run copies in place on the heap. wasm's kernel first copies the whole input
@@ -47,7 +47,7 @@ export function installFastSlice(o: Overrides): void {
   o.kernel(kernelConfig('Slice', 'wasm', (args) => {
     const { x } = args.inputs;
     const heap = heapFor(args.backend);
-    if (!heap || x.shape.length === 0 || (x.dtype !== 'float32' && x.dtype !== 'int32' && x.dtype !== 'bool')) return stock(args);
+    if (!heap || x.shape.length === 0 || !isMovable(x.dtype)) return stock(args);
     const [begin, size] = tf.slice_util.parseSliceParams(x as unknown as tf.Tensor, args.attrs.begin as number[], args.attrs.size as number[]);
     const out = heap.output(size, x.dtype);
     const n = tf.util.sizeFromShape(size);

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { kernelConfig } from '../wasm-shim/kernel-calls';
 import type { Overrides } from '../wasm-shim/overrides';
 import { previousKernel } from './previous-kernel';
-import { elementsOf, heapFor } from './wasm-heap';
+import { elementsOf, heapFor, isMovable } from './wasm-heap';
 
 /*
  * Tile as block copies on the heap. wasm's own kernel works out each output element's
@@ -48,7 +48,7 @@ export function installFastTile(o: Overrides): void {
     const { x } = args.inputs;
     const reps = args.attrs.reps as number[];
     const heap = heapFor(args.backend);
-    if (!heap || (x.dtype !== 'float32' && x.dtype !== 'int32' && x.dtype !== 'bool') || reps.length !== x.shape.length) return stock(args);
+    if (!heap || !isMovable(x.dtype) || reps.length !== x.shape.length) return stock(args);
     const shape = x.shape.map((d, i) => d * reps[i]);
     const out = heap.output(shape, x.dtype);
     const n = tf.util.sizeFromShape(shape);

@@ -158,6 +158,9 @@ function startHelpers(b: BackendWasmInternals, module: object, memory: WasmMemor
  * with them: 32-bit words for float32 and int32 (bit for bit: no float conversion, NaN
  * payloads kept), bytes for bool. Made after any allocation, which may grow the heap.
  */
+/** Dtypes `elementsOf` can view: the copy kernels take these and leave the rest to the stock kernel. */
+export const isMovable = (dtype: tf.DataType): boolean => dtype === 'float32' || dtype === 'int32' || dtype === 'bool';
+
 export function elementsOf(heap: WasmHeap, t: tf.TensorInfo): Int32Array | Uint8Array {
   const n = tf.util.sizeFromShape(t.shape);
   const at = heap.offset(t);

@@ -102,6 +102,11 @@ export function adjointPadding(len: number, eff: number, before: number, out: nu
   return { pad: [Math.max(0, padBefore), Math.max(0, padAfter)], crop: Math.max(0, -padBefore) };
 }
 
+/** Runs a registered kernel (one this one replaces, or the same kernel on another path) with a composite's arguments. */
+export function callKernel(kernel: tf.KernelConfig, args: Parameters<KernelImpl>[0]): tf.TensorInfo {
+  return kernel.kernelFunc({ ...args, attrs: args.attrs as tf.NamedAttrMap }) as tf.TensorInfo;
+}
+
 /** A kernel implementation with the types tfjs's KernelFunc leaves open. */
 export type KernelImpl = (args: {
   inputs: Record<string, tf.TensorInfo>;

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { kernelConfig } from './kernel-calls';
+import { callKernel, kernelConfig } from './kernel-calls';
 import type { Overrides } from './overrides';
 
 /*
@@ -67,7 +67,7 @@ export function installBoolReverse(o: Overrides): void {
   if (!stock) return;
   o.kernel(kernelConfig('Reverse', 'wasm', (args) => {
     const { x } = args.inputs;
-    if (x.dtype !== 'bool') return stock.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+    if (x.dtype !== 'bool') return callKernel(stock, args);
     const values = args.backend.readSync(x.dataId) as Uint8Array;
     const out = new Uint8Array(values.length);
     reverseInto(values, out, x.shape, tf.util.parseAxisParam(args.attrs.dims as number | number[], x.shape));

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../../errors';
-import { kernelConfig } from './kernel-calls';
+import { callKernel, kernelConfig } from './kernel-calls';
 import type { Overrides } from './overrides';
 
 /*
@@ -35,7 +35,7 @@ export function installSegmentSum(o: Overrides, backends: readonly string[]): vo
       const { x, segmentIds } = args.inputs;
       if (x.dtype !== 'float32' && x.dtype !== 'int32') {
         if (!previous) throw new TapfitError(ErrorCodes.BACKEND, `UnsortedSegmentSum: ${x.dtype} values are not supported on backend '${backendName}'; cast them to float32 first.`);
-        return previous.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+        return callKernel(previous, args);
       }
       const numSegments = args.attrs.numSegments as number;
       const shape = [numSegments, ...x.shape.slice(segmentIds.shape.length)];

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { composite, kernelConfig } from './kernel-calls';
+import { callKernel, composite, kernelConfig } from './kernel-calls';
 import { Overrides } from './overrides';
 
 /*
@@ -37,7 +37,7 @@ export function installStridedSliceShrinkFix(o: Overrides, backends: readonly st
       const a = args.attrs as unknown as StridedSliceAttrs;
       const info = stridedSliceInfo(x.shape, a);
       const general = !info.isIdentity && !info.sliceDim0 && !info.isSimpleSlice;
-      if (!general || a.shrinkAxisMask === 0) return stock.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo;
+      if (!general || a.shrinkAxisMask === 0) return callKernel(stock, args);
       const positions = flatPositions(x.shape, info.begin, info.end, info.strides);
       return composite(args.backend, backendName, (k) => {
         const flat = k.reshape(x, [tf.util.sizeFromShape(x.shape)]);

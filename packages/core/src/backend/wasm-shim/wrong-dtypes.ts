@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../../errors';
 import { runOnCpu } from './cpu-bridge';
-import { kernelConfig } from './kernel-calls';
+import { callKernel, kernelConfig } from './kernel-calls';
 import type { Overrides } from './overrides';
 import { stridedSliceInfo, type StridedSliceAttrs } from './strided-slice-shrink';
 
@@ -30,7 +30,7 @@ export function installDtypeRoutes(o: Overrides): void {
     const cpuKernel = tf.getKernel(name, 'cpu');
     const wasmKernel = tf.getKernel(name, 'wasm');
     if (!cpuKernel || !wasmKernel) throw new TapfitError(ErrorCodes.BACKEND, `wasm shim: kernel '${name}' is not registered for both cpu and wasm, so the shim cannot route it. Install @tensorflow/tfjs and @tensorflow/tfjs-backend-wasm 4.22 (the same version).`);
-    o.kernel(kernelConfig(name, 'wasm', (args) => (toCpu(args) ? runOnCpu(cpuKernel, args) : (wasmKernel.kernelFunc(args as unknown as Parameters<tf.KernelFunc>[0]) as tf.TensorInfo))));
+    o.kernel(kernelConfig(name, 'wasm', (args) => (toCpu(args) ? runOnCpu(cpuKernel, args) : callKernel(wasmKernel, args))));
   }
 }
 
