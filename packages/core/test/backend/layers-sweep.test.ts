@@ -44,6 +44,21 @@ const CASES: Record<string, LayerCase> = {
     build: () => tf.sequential({ layers: [L.dense({ inputShape: [5], units: 6 }), L.leakyReLU({ alpha: 0.2 }), L.dense({ units: 6 }), L.prelu(), L.dense({ units: 6 }), L.elu(), L.dense({ units: 6, activation: 'softsign' }), L.dense({ units: 6, activation: 'hardSigmoid' }), L.dense({ units: 6, activation: 'selu' }), L.dense({ units: 6, activation: 'swish' }), L.dense({ units: 6, activation: 'mish' }), L.dense({ units: 2, activation: 'softmax' })] }),
   },
   'reshape, permute, repeat vector': { input: [3, 6], build: () => tf.sequential({ layers: [L.dense({ inputShape: [6], units: 6 }), L.reshape({ targetShape: [2, 3] }), L.permute({ dims: [2, 1] }), L.flatten(), L.repeatVector({ n: 2 }), L.flatten(), L.dense({ units: 2 })] }) },
+  'separable conv2d, stride 2; global max pooling 2-D': { input: [2, 8, 8, 3], build: () => tf.sequential({ layers: [L.separableConv2d({ inputShape: [8, 8, 3], filters: 4, kernelSize: 3, depthMultiplier: 2, strides: 2, padding: 'same', activation: 'relu' }), L.globalMaxPooling2d({}), L.dense({ units: 2 })] }) },
+  'conv3d transpose, stride 2': { input: [2, 3, 3, 2, 2], build: () => tf.sequential({ layers: [L.conv3dTranspose({ inputShape: [3, 3, 2, 2], filters: 2, kernelSize: 3, strides: 2, padding: 'same' }), L.flatten(), L.dense({ units: 2 })] }) },
+  'bilinear upsampling; rescaling, resizing': { input: [2, 6, 6, 3], build: () => tf.sequential({ layers: [L.rescaling({ inputShape: [6, 6, 3], scale: 0.5, offset: 0.1 }), L.conv2d({ filters: 3, kernelSize: 3, padding: 'same' }), L.upSampling2d({ size: [2, 2], interpolation: 'bilinear' }), L.resizing({ height: 8, width: 10 }), L.globalAveragePooling2d({}), L.dense({ units: 2 })] }) },
+  'masking into a GRU': { input: [3, 5, 4], build: () => tf.sequential({ layers: [L.masking({ inputShape: [5, 4], maskValue: 0 }), L.gru({ units: 3 }), L.dense({ units: 2 })] }) },
+  'merge layers: minimum, dot (normalised)': {
+    input: [3, 5],
+    build: () => {
+      const i = tf.input({ shape: [5] });
+      const a = L.dense({ units: 4 }).apply(i) as tf.SymbolicTensor;
+      const b = L.dense({ units: 4, activation: 'tanh' }).apply(i) as tf.SymbolicTensor;
+      const dot = L.dot({ axes: 1, normalize: true }).apply([a, b]) as tf.SymbolicTensor;
+      const merged = L.concatenate().apply([L.minimum().apply([a, b]), dot] as tf.SymbolicTensor[]) as tf.SymbolicTensor;
+      return tf.model({ inputs: i, outputs: L.dense({ units: 2 }).apply(merged) as tf.SymbolicTensor });
+    },
+  },
   'merge layers (functional model)': {
     input: [3, 5],
     build: () => {
@@ -95,4 +110,19 @@ describe('backend: tfjs-layers layers train on shimmed wasm as on cpu (loss and 
       tf.dispose([...wasm.weights, ...copied, ...cpu.weights]);
     });
   }
+});
+
+describe('backend: tfjs-layers Resizing inside a model (wasm-shim/resizing-layer.ts)', function () {
+  before(useShimmedWasm);
+  after(() => tf.setBackend('cpu'));
+  it("reports a batched output shape and resizes a model's input as the op does (tfjs-layers' reported [8, 10, 6] and threw)", () => {
+    const model = tf.sequential({ layers: [L.resizing({ inputShape: [6, 6, 3], height: 8, width: 10 })] });
+    expect(model.outputs[0].shape).to.deep.equal([null, 8, 10, 3]);
+    const x = tf.tensor4d(Array.from({ length: 216 }, (_, i) => Math.sin(i)), [2, 6, 6, 3]);
+    const [y, expected] = tf.tidy(() => [model.predict(x) as tf.Tensor, tf.image.resizeBilinear(x, [8, 10], true)].map((t) => ({ shape: t.shape, values: Array.from(t.dataSync()) })));
+    expect(y.shape).to.deep.equal([2, 8, 10, 3]);
+    expect(y.values).to.deep.equal(expected.values);
+    tf.dispose(x);
+    model.dispose();
+  });
 });

@@ -2,19 +2,23 @@ import { installWasmFastKernels, uninstallWasmFastKernels } from '../fast-kernel
 import { installMissingKernelErrors, explainMissingKernel } from '../missing-kernel';
 import { loadWasmPackage } from '../wasm';
 import { installConv2DBackprop } from './conv2d-backprop';
+import { installCumulativeAxis } from './cumulative-axis';
 import { installCumsumGrad } from './cumsum-grad';
 import { BRIDGED_TO_CPU, installCpuBridge, NOT_BRIDGED } from './cpu-bridge';
 import { installAvgPoolGrad } from './avg-pool-grad';
 import { installDepthwiseBackprop } from './depthwise-backprop';
 import { installDilatedConvGrad } from './dilated-conv-grad';
 import { installDilatedFusedConv } from './dilated-fused-conv';
+import { installEinsum } from './einsum';
 import { installMatMulWithoutTransposeFlags } from './matmul-transpose';
 import { installMaxPoolGrad } from './max-pool-grad';
 import { installMissingGradients } from './missing-gradients';
 import { installOneHotDtype } from './one-hot-dtype';
+import { installProdGradAxes } from './prod-grad-axes';
 import { Overrides } from './overrides';
 import { installResizeBilinearGradShape } from './resize-bilinear-grad';
 import { installResizeNearestGrad } from './resize-nearest-grad';
+import { installResizingLayerFix } from './resizing-layer';
 import { installBoolReverse } from './reverse';
 import { installSegmentSum } from './segment-sum';
 import { installStridedSliceShrinkFix } from './strided-slice-shrink';
@@ -32,9 +36,12 @@ let fixes: Overrides | null = null;
  * (batch > 1) and resizeBilinear (non-square) gradients for cpu, gradients for dilated conv2d /
  * depthwiseConv2d (and tf.fused.conv2d, which tfjs-layers' Conv2D calls, with a dilation), avg-pool gradients that match the forward at padded
  * borders, cumsum gradients along any axis, and the gradients tfjs lacks for comparisons,
- * strided slices, the ND gathers and scatters, top-k and depth-to-space; and for cpu the
- * one-pass UnsortedSegmentSum (Embedding's gradient); and tile's gradient as one sum (tfjs
- * slices and adds per copy). `selectBackend` installs them whatever it picks. Idempotent.
+ * strided slices, the ND gathers and scatters, top-k, depth-to-space, mod, sparse segment
+ * reductions, 3-D transposed convolutions, cumprod, einsum and crop-and-resize; and for cpu
+ * the one-pass UnsortedSegmentSum (Embedding's gradient), a correct Einsum and negative axes
+ * for Cumsum and Cumprod; negative axes for Prod's gradient; tfjs-layers' Resizing layer's
+ * output shape and call in a model; and tile's
+ * gradient as one sum (tfjs slices and adds per copy). `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
   if (fixes) return;
@@ -48,6 +55,10 @@ export function installGradientFixes(): void {
     installMissingGradients(o);
     installStridedSliceShrinkFix(o, ['cpu']);
     installSegmentSum(o, ['cpu']);
+    installEinsum(o, ['cpu']);
+    installCumulativeAxis(o, ['cpu']);
+    installProdGradAxes(o);
+    installResizingLayerFix(o);
     installTileGrad(o);
   });
 }
@@ -71,6 +82,9 @@ export function uninstallGradientFixes(): void {
  * - DepthwiseConv2dNativeBackpropInput / Filter: DepthwiseConv2dNative composites
  * - UnsortedSegmentSum (the gather gradient, so Embedding's) in one pass; tfjs's cpu kernel
  *   made a pass over x per segment (also replaced on cpu, with the gradient fixes)
+ * - Einsum as one batched product of wasm's own kernels; tfjs's (cpu, bridged) gave wrong
+ *   results for some equations (also replaced on cpu)
+ * - Cumsum, Cumprod: negative axes (threw; on cpu, a broken shape)
  * - cpu bridge: kernels wasm lacks (Einsum, Ragged*, StaticRegexReplace; UnsortedSegmentSum of other dtypes)
  *   or gets wrong (Conv3DBackpropInputV2, strided Conv3DBackpropFilterV2, Dilation2D and its backprops)
  * - ResizeNearestNeighborGrad: wasm's ignores halfPixelCenters
@@ -95,6 +109,8 @@ export function installWasmShim(): void {
     installConv2DBackprop(o);
     installDepthwiseBackprop(o);
     installCpuBridge(o);
+    installEinsum(o, ['wasm']); // over the bridge, which it keeps for other dtypes
+    installCumulativeAxis(o, ['wasm']);
     installSegmentSum(o, ['wasm']); // over the bridge, which it keeps for other dtypes
     installMaxPoolGrad(o);
     installOneHotDtype(o);
@@ -125,7 +141,7 @@ export const WASM_SHIM_KERNELS: readonly string[] = [
   'BatchMatMul', '_FusedMatMul', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
   ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, 'ResizeBilinearGrad',
-  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse', ...WRONG_FOR_SOME_DTYPES,
+  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse', 'Cumsum', 'Cumprod', ...WRONG_FOR_SOME_DTYPES,
 ];
 
 /** Install a group of overrides completely or not at all. */

@@ -1,4 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
+import { runKernel } from '../engine-internals';
+import { cropAndResizeGradConfig } from './crop-and-resize-grad';
+import { cumprodGradConfig } from './cumprod-grad';
+import { einsumGradConfig } from './einsum-grad';
 import { Overrides } from './overrides';
 import { flatPositions, stridedSliceInfo, type StridedSliceAttrs } from './strided-slice-shrink';
 
@@ -18,6 +22,13 @@ import { flatPositions, stridedSliceInfo, type StridedSliceAttrs } from './strid
  * - TopK: the values' dy goes back to the positions they were taken from.
  * - DepthToSpace (NHWC; tfjs has no other layout on cpu): dy rearranged back, the inverse
  *   permutation (sub-pixel convolutions upsample with it).
+ * - FloorMod (tf.mod): a - floor(a / b) b, so dy towards a and -floor(a / b) dy towards b
+ *   (summed over broadcast axes).
+ * - SparseSegmentSum and SparseSegmentMean: each segment's dy goes back to the data rows
+ *   it summed (divided by the segment's count for the mean).
+ * - Conv3DBackpropInputV2 (a 3-D transposed convolution, tfjs-layers' Conv3DTranspose): as
+ *   tfjs does for 2-D, a convolution of ddx towards dy and a filter gradient towards the filter.
+ * - Cumprod, Einsum, CropAndResize: in their own files.
  * A gradient tfjs registers itself is left alone.
  */
 
@@ -65,9 +76,58 @@ export function installMissingGradients(o: Overrides): void {
     gradFunc: (dy, [x, indices]) => ({ x: () => tf.tidy(() => topKAdjoint((dy as tf.Tensor[])[0], x, indices)) }),
   });
   add({
+    kernelName: 'FloorMod',
+    inputsToSave: ['a', 'b'],
+    gradFunc: (dy, [a, b]) => ({
+      a: () => tf.tidy(() => sumToShape(dy as tf.Tensor, a.shape)),
+      b: () => tf.tidy(() => sumToShape(tf.mul(dy as tf.Tensor, tf.neg(tf.floor(tf.div(a, b)))), b.shape)),
+    }),
+  });
+  for (const kernelName of ['SparseSegmentSum', 'SparseSegmentMean']) {
+    add({
+      kernelName,
+      inputsToSave: ['data', 'indices', 'segmentIds'],
+      gradFunc: (dy, [data, indices, segmentIds]) => ({
+        data: () => tf.tidy(() => sparseSegmentAdjoint(dy as tf.Tensor, data, indices, segmentIds as tf.Tensor1D, kernelName === 'SparseSegmentMean')),
+        indices: () => tf.zerosLike(indices),
+        segmentIds: () => tf.zerosLike(segmentIds),
+      }),
+    });
+  }
+  add({
+    kernelName: 'Conv3DBackpropInputV2',
+    inputsToSave: ['dy', 'filter'],
+    gradFunc: (ddx, [dy, filter], attrs) => {
+      const { strides, pad } = attrs as unknown as { strides: [number, number, number] | number; pad: 'valid' | 'same' };
+      return {
+        dy: () => tf.conv3d(ddx as tf.Tensor5D, filter as tf.Tensor5D, strides, pad),
+        filter: () => runKernel('Conv3DBackpropFilterV2', { x: ddx as tf.Tensor, dy }, { strides, pad, filterShape: filter.shape }) as tf.Tensor,
+      };
+    },
+  });
+  add(cumprodGradConfig);
+  add(einsumGradConfig);
+  add(cropAndResizeGradConfig);
+  add({
     kernelName: 'DepthToSpace',
     gradFunc: (dy, _saved, attrs) => ({ x: () => tf.tidy(() => depthToSpaceAdjoint(dy as tf.Tensor4D, (attrs as { blockSize: number }).blockSize)) }),
   });
+}
+
+/** t (of a broadcast result's shape) summed down to `shape`: over the axes broadcasting added or stretched. */
+function sumToShape(t: tf.Tensor, shape: number[]): tf.Tensor {
+  const axes = tf.backend_util.getReductionAxes(shape, t.shape);
+  return tf.reshape(axes.length > 0 ? tf.sum(t, axes) : t, shape);
+}
+
+/** d data of a sparse segment sum (or mean): each entry's segment dy added to the data row it read. */
+function sparseSegmentAdjoint(dy: tf.Tensor, data: tf.Tensor, indices: tf.Tensor, segmentIds: tf.Tensor1D, mean: boolean): tf.Tensor {
+  let rows = tf.gather(dy, segmentIds);
+  if (mean) {
+    const counts = tf.unsortedSegmentSum(tf.onesLike(segmentIds).toFloat(), segmentIds, dy.shape[0]);
+    rows = tf.div(rows, tf.reshape(tf.gather(counts, segmentIds), [-1, ...dy.shape.slice(1).map(() => 1)]));
+  }
+  return tf.unsortedSegmentSum(rows, indices as tf.Tensor1D, data.shape[0]);
 }
 
 /** dx of top-k: zeros of x's shape with the values' dy at the positions `indices` name along the last axis. */

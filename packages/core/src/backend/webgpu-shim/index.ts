@@ -2,6 +2,8 @@ import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../../errors';
 import { installMissingKernelErrors } from '../missing-kernel';
 import { installGradientFixes } from '../wasm-shim';
+import { installCumulativeAxis } from '../wasm-shim/cumulative-axis';
+import { installEinsum } from '../wasm-shim/einsum';
 import { Overrides } from '../wasm-shim/overrides';
 import { installStridedSliceShrinkFix } from '../wasm-shim/strided-slice-shrink';
 import { installWebgpuCpuBridge, WEBGPU_BRIDGED_TO_CPU } from './cpu-bridge';
@@ -26,7 +28,9 @@ let prepared: tf.KernelBackend | null = null;
  * - synchronous reads in Node (dataSync, arraySync; sync-read.ts)
  * - work the GPU rejects (it leaves garbage and throws nothing) fails the next read (gpu-errors.ts)
  * - PadV2, MirrorPad, Reverse, Select at rank 5-6 (wrong or refused stock), as rank-3 passes
- * - Cumsum, Cumprod: reverse (wrong at any rank: a shader cache bug) and rank 5-6
+ * - Cumsum, Cumprod: reverse (wrong at any rank: a shader cache bug) and rank 5-6; negative
+ *   axes (as on cpu and wasm)
+ * - Einsum as one batched product (stock drops operands and sums for some equations, as on cpu)
  * - ResizeNearestNeighborGrad with halfPixelCenters (stock ignores it)
  * - cpu bridge for the kernels webgpu lacks (string, sparse and ragged ops, Unique, ...)
  * - StridedSlice with a shrunk axis and another axis strided (wrong elements, as on cpu and wasm)
@@ -60,6 +64,8 @@ export async function installWebgpuShim(): Promise<void> {
   try {
     installHighRankKernels(overrides);
     installCumulativeKernels(overrides);
+    installCumulativeAxis(overrides, ['webgpu']);
+    installEinsum(overrides, ['webgpu']);
     installResizeNearestGradHalfPixel(overrides);
     installWebgpuCpuBridge(overrides);
     installStridedSliceShrinkFix(overrides, ['webgpu']);
@@ -81,7 +87,7 @@ export function webgpuShimInstalled(): boolean {
 }
 
 /** Kernels the shim registers for webgpu, for reports and tests. */
-export const WEBGPU_SHIM_KERNELS: readonly string[] = [...WEBGPU_HIGH_RANK_KERNELS, ...WEBGPU_CUMULATIVE_KERNELS, 'ResizeNearestNeighborGrad', ...WEBGPU_BRIDGED_TO_CPU];
+export const WEBGPU_SHIM_KERNELS: readonly string[] = [...WEBGPU_HIGH_RANK_KERNELS, ...WEBGPU_CUMULATIVE_KERNELS, 'ResizeNearestNeighborGrad', 'Einsum', ...WEBGPU_BRIDGED_TO_CPU];
 
 /**
  * One read right after initialisation proves the synchronous path works. Dawn may
