@@ -273,3 +273,19 @@ export function registeredLayerClass(className: string): { cls: ClassEntry[0]; f
   const entry = classNameMap()[className];
   return entry ? { cls: entry[0], fromConfig: entry[1] } : undefined;
 }
+
+/**
+ * The exports object of the tfjs-core copy that @tensorflow/tfjs re-exports (its
+ * `tf.softmax` and the namespace tfjs-layers calls are getters into it), so an op
+ * replaced there is the op every caller gets; null when that copy cannot be found or is
+ * not the one `tf` uses (two copies installed).
+ */
+export function tfjsCoreExports(): Record<string, unknown> | null {
+  try {
+    const tfjsDir = require('node:path').dirname(require.resolve('@tensorflow/tfjs/package.json')) as string;
+    const core = require(require.resolve('@tensorflow/tfjs-core', { paths: [tfjsDir] })) as Record<string, unknown>;
+    return core.softmax === tf.softmax && core.norm === tf.norm ? core : null;
+  } catch {
+    return null;
+  }
+}

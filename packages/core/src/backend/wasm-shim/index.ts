@@ -14,6 +14,7 @@ import { installMatMulWithoutTransposeFlags } from './matmul-transpose';
 import { installMaxPoolGrad } from './max-pool-grad';
 import { installMissingGradients } from './missing-gradients';
 import { installOneHotDtype } from './one-hot-dtype';
+import { installOpReplacements } from './op-replacements';
 import { installProdGradAxes } from './prod-grad-axes';
 import { Overrides } from './overrides';
 import { installResizeBilinearGradShape } from './resize-bilinear-grad';
@@ -40,7 +41,8 @@ let fixes: Overrides | null = null;
  * reductions, 3-D transposed convolutions, cumprod, einsum and crop-and-resize; and for cpu
  * the one-pass UnsortedSegmentSum (Embedding's gradient), a correct Einsum and negative axes
  * for Cumsum and Cumprod; negative axes for Prod's gradient; tfjs-layers' Resizing layer's
- * output shape and call in a model; and tile's
+ * output shape and call in a model; softmax on any axis, divNoNan's gradient and matrix
+ * norms (op-replacements.ts); and tile's
  * gradient as one sum (tfjs slices and adds per copy). `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
@@ -59,6 +61,7 @@ export function installGradientFixes(): void {
     installCumulativeAxis(o, ['cpu']);
     installProdGradAxes(o);
     installResizingLayerFix(o);
+    installOpReplacements(o);
     installTileGrad(o);
   });
 }

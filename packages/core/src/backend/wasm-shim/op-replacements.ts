@@ -1,0 +1,63 @@
+import * as tf from '@tensorflow/tfjs';
+import { tfjsCoreExports } from '../engine-internals';
+import type { Overrides } from './overrides';
+
+/*
+ * Ops of tfjs-core 4.22 that are composed in JavaScript (no kernel to replace), fixed by
+ * replacing the op on tfjs-core's exports, which `tf.*` and tfjs-layers read on every
+ * call (Overrides puts the originals back). Chained tensor methods (`x.softmax()`) keep
+ * tfjs's. Each keeps the original where it was right.
+ *
+ * - softmax, logSoftmax: only the last axis, and -1 as the only negative one ("not yet
+ *   supported" otherwise, so a Keras Softmax(axis=1) layer could not run): any axis, by
+ *   moving it last and back.
+ * - divNoNan: div then where(b == 0, 0, .), so the gradient at b = 0 is dy 0 / 0 = NaN
+ *   and poisons every weight: the divisor is replaced by 1 where it is 0 before dividing.
+ * - norm with two axes (a matrix norm, p = 1 or +-Infinity): the second reduction's axis
+ *   assumed axis[0] < axis[1] (wrong values otherwise) and negative axes threw.
+ */
+
+type Softmax = (logits: tf.Tensor | tf.TensorLike, dim?: number) => tf.Tensor;
+type Binary = (a: tf.Tensor | tf.TensorLike, b: tf.Tensor | tf.TensorLike) => tf.Tensor;
+type Norm = (x: tf.Tensor | tf.TensorLike, ord?: number | 'euclidean' | 'fro', axis?: number | number[] | null, keepDims?: boolean) => tf.Tensor;
+
+export function installOpReplacements(o: Overrides): void {
+  const core = tfjsCoreExports();
+  if (!core) return;
+  for (const name of ['softmax', 'logSoftmax'] as const) {
+    const original = core[name] as Softmax;
+    o.replace(core, name, ((logits: tf.Tensor | tf.TensorLike, dim = -1) =>
+      tf.tidy(() => {
+        const x = asTensor(logits);
+        const axis = dim < 0 ? dim + x.rank : dim;
+        // The last axis, or one out of range (tfjs's error), as tfjs does it.
+        if (axis === x.rank - 1 || axis < 0 || axis >= x.rank) return original(x, axis < 0 || axis >= x.rank ? dim : axis);
+        const perm = x.shape.map((_, i) => (i === axis ? x.rank - 1 : i === x.rank - 1 ? axis : i));
+        return tf.transpose(original(tf.transpose(x, perm), -1), perm);
+      })) as Softmax);
+  }
+  o.replace(core, 'divNoNan', ((a: tf.Tensor | tf.TensorLike, b: tf.Tensor | tf.TensorLike) =>
+    tf.tidy(() => {
+      const [x, y] = [asTensor(a), asTensor(b)];
+      const zero = tf.equal(y, 0);
+      const quotient = tf.div(x, tf.where(zero, tf.onesLike(y), y));
+      return tf.where(zero, tf.zerosLike(quotient), quotient);
+    })) as Binary);
+  const norm = core.norm as Norm;
+  o.replace(core, 'norm', ((x: tf.Tensor | tf.TensorLike, ord: number | 'euclidean' | 'fro' = 'euclidean', axis: number | number[] | null = null, keepDims = false) => {
+    const matrix = Array.isArray(axis) && axis.length === 2 && (ord === 1 || ord === Infinity || ord === -Infinity);
+    if (!matrix) return norm(x, ord, axis, keepDims);
+    return tf.tidy(() => {
+      const t = asTensor(x);
+      const [rows, cols] = tf.util.parseAxisParam(axis, t.shape);
+      // ord 1: the largest column sum (sum over the row axis, then max over the column axis); +-Infinity: the largest (smallest) row sum.
+      const [summed, reduced] = ord === 1 ? [rows, cols] : [cols, rows];
+      const sums = tf.sum(tf.abs(t), summed, true);
+      const result = ord === -Infinity ? tf.min(sums, reduced, true) : tf.max(sums, reduced, true);
+      return keepDims ? result : tf.squeeze(result, [rows, cols]);
+    });
+  }) as Norm);
+}
+
+/** An op's argument as a tensor (inside the caller's tidy: a converted one is freed with it). */
+const asTensor = (x: tf.Tensor | tf.TensorLike): tf.Tensor => (x instanceof tf.Tensor ? x : tf.tensor(x as number[]));

@@ -1,0 +1,101 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { useShimmedWasm } from './helpers';
+
+/*
+ * tfjs ops fixed by replacing them (wasm-shim/op-replacements.ts), on cpu and wasm,
+ * against plain forms and a float64 oracle: softmax and logSoftmax on any axis, divNoNan
+ * with a finite gradient where the divisor is 0, matrix norms with the axes in any order.
+ */
+
+const values = (n: number, phase = 1) => Array.from({ length: n }, (_, i) => Math.sin(i * 0.9 + phase) * 2);
+
+function close(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string): void {
+  expect(actual.length, what).to.equal(expected.length);
+  for (let i = 0; i < expected.length; i++) {
+    expect(Number.isFinite(actual[i]), `${what}: element ${i} is ${actual[i]}`).to.equal(true);
+    expect(Math.abs(actual[i] - expected[i]), `${what}: element ${i}: ${actual[i]} against ${expected[i]}`).to.be.below(tolerance);
+  }
+}
+
+/** Gradient of sum(f(x) * w) with fixed weights. */
+const gradOf = (f: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor) =>
+  tf.tidy(() => {
+    const w = tf.tensor(values(f(x).size, 2.3), f(x).shape);
+    return tf.grad((z: tf.Tensor) => f(z).mul(w).sum())(x).dataSync();
+  });
+
+for (const backend of ['cpu', 'wasm']) {
+  describe(`backend: tfjs ops fixed by replacement, on ${backend}`, function () {
+    before(async () => {
+      await useShimmedWasm(); // installs the fixes (on every backend)
+      await tf.setBackend(backend);
+    });
+    after(() => tf.setBackend('cpu'));
+
+    it('softmax and logSoftmax along any axis (tfjs: the last only) equal exp(x - logSumExp) and its gradient; a Softmax(axis = 1) layer runs', () => {
+      const x = tf.tensor(values(24), [2, 3, 4]);
+      for (const axis of [0, 1, 2, -1, -2, -3]) {
+        const plainLog = (z: tf.Tensor) => tf.sub(z, tf.logSumExp(z, axis, true));
+        const cases: Array<[string, (z: tf.Tensor) => tf.Tensor, (z: tf.Tensor) => tf.Tensor]> = [
+          ['softmax', (z) => tf.softmax(z, axis), (z) => tf.exp(plainLog(z))],
+          ['logSoftmax', (z) => tf.logSoftmax(z, axis), plainLog],
+        ];
+        for (const [name, op, plain] of cases) {
+          close(tf.tidy(() => op(x).dataSync()), tf.tidy(() => plain(x).dataSync()), 1e-6, `${name} axis ${axis}`);
+          close(gradOf(op, x), gradOf(plain, x), 1e-5, `${name} axis ${axis}: gradient`);
+        }
+      }
+      expect(() => tf.softmax(x, 3)).to.throw();
+      const model = tf.sequential({ layers: [tf.layers.softmax({ inputShape: [3, 4], axis: 1 })] });
+      const y = model.predict(x) as tf.Tensor;
+      close(tf.tidy(() => tf.sum(y, 1).dataSync()), new Array(8).fill(1), 1e-6, 'Softmax layer: sums along axis 1');
+      tf.dispose([x, y]);
+      model.dispose();
+    });
+
+    it('divNoNan: the same values (0 where the divisor is 0, with broadcasting), and a gradient that is 0 there instead of NaN', () => {
+      const a = tf.tensor2d([[1, -2, 3], [4, 5, -6]]);
+      const b = tf.tensor1d([0, 2, -0.5]);
+      close(tf.tidy(() => tf.divNoNan(a, b).dataSync()), [0, -1, -6, 0, 2.5, 12], 1e-6, 'values');
+      const [ga, gb] = tf.tidy(() => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.divNoNan(p, q).sum())([a, b]).map((g) => Array.from(g.dataSync())));
+      // d/da = 1/b, d/db = -sum over rows of a / b^2; both 0 where b = 0.
+      close(ga, [0, 0.5, -2, 0, 0.5, -2], 1e-6, 'd a');
+      close(gb, [0, -(-2 + 5) / 4, -(3 - 6) / 0.25], 1e-5, 'd b');
+      tf.dispose([a, b]);
+    });
+
+    it('matrix norms (p = 1, Infinity, -Infinity) over two axes in either order or negative equal the float64 definition; keepDims keeps both axes', () => {
+      const shape = [2, 3, 4];
+      const v = values(24, 0.4);
+      const x = tf.tensor(v, shape);
+      const at = (i: number, j: number, k: number) => Math.abs(v[(i * 3 + j) * 4 + k]);
+      // p = 1: the largest sum over the first axis (rows), taken over the second (columns); +-Infinity: sums over the second, max (min) over the first.
+      const oracle = (ord: number, rows: number, cols: number): number[] => {
+        const other = [0, 1, 2].find((d) => d !== rows && d !== cols)!;
+        const [summed, reduced] = ord === 1 ? [rows, cols] : [cols, rows];
+        return Array.from({ length: shape[other] }, (_, o) => {
+          const sums = Array.from({ length: shape[reduced] }, (_, r) => {
+            let s = 0;
+            for (let t = 0; t < shape[summed]; t++) {
+              const idx = [0, 0, 0];
+              [idx[other], idx[reduced], idx[summed]] = [o, r, t];
+              s += at(idx[0], idx[1], idx[2]);
+            }
+            return s;
+          });
+          return ord === -Infinity ? Math.min(...sums) : Math.max(...sums);
+        });
+      };
+      for (const ord of [1, Infinity, -Infinity]) {
+        for (const axis of [[1, 2], [2, 1], [-1, -2], [0, 2], [2, 0]]) {
+          const [rows, cols] = axis.map((a) => (a < 0 ? a + 3 : a));
+          close(tf.tidy(() => tf.norm(x, ord, axis).dataSync()), oracle(ord, rows, cols), 1e-5, `ord ${ord} axis ${axis}`);
+          expect(tf.tidy(() => tf.norm(x, ord, axis, true).shape)).to.deep.equal(shape.map((s, d) => (d === rows || d === cols ? 1 : s)));
+        }
+      }
+      close(tf.tidy(() => tf.norm(x, 'fro', [0, 2]).dataSync()), [0, 1, 2].map((j) => Math.sqrt([0, 1].reduce((s, i) => s + [0, 1, 2, 3].reduce((t, k) => t + at(i, j, k) ** 2, 0), 0))), 1e-5, 'fro, unchanged');
+      x.dispose();
+    });
+  });
+}
