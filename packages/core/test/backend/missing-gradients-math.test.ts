@@ -13,13 +13,18 @@ import { useShimmedWasm, webgpuOrSkip } from './helpers';
 
 const weights = (n: number, phase = 1) => Array.from({ length: n }, (_, i) => Math.sin(i * 0.7 + phase));
 
-/** d sum(f(...xs) * w) / d xs through the tape, w fixed. */
+/** d sum(f(...xs) * w) / d xs through the tape, w fixed; no tensor is left behind (checked outside any tidy). */
 function taped(f: (...xs: tf.Tensor[]) => tf.Tensor, xs: tf.Tensor[]): number[][] {
-  return tf.tidy(() => {
+  const w = tf.tidy(() => {
     const y = f(...xs);
-    const w = tf.tensor(weights(y.size), y.shape);
-    return tf.grads((...zs: tf.Tensor[]) => f(...zs).mul(w).sum())(xs).map((g) => Array.from(g.dataSync()));
+    return tf.tensor(weights(y.size), y.shape);
   });
+  const before = tf.memory().numTensors;
+  const grads = tf.grads((...zs: tf.Tensor[]) => f(...zs).mul(w).sum())(xs);
+  const values = grads.map((g) => Array.from(g.dataSync()));
+  tf.dispose([...grads, w]);
+  expect(tf.memory().numTensors, 'tensors left by the gradient').to.equal(before - 1);
+  return values;
 }
 
 function close(actual: number[], expected: number[], tolerance: number, what: string): void {
