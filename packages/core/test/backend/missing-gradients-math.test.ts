@@ -198,6 +198,10 @@ for (const backend of ['cpu', 'wasm', 'webgpu']) {
       cases.forEach(([equation, shapes, plain], c) => {
         const xs = shapes.map((s, k) => t(s, c + k));
         // The forward first: tfjs's own kernel got 'ij,k->ik', 'ijk,k->ij'-like and scalar outputs wrong.
+        // The composite frees its intermediates: the backend holds no more data after than before.
+        const dataIds = tf.backend().numDataIds();
+        tf.einsum(equation, ...xs).dispose();
+        expect(tf.backend().numDataIds(), `${equation}: backend data left`).to.equal(dataIds);
         const [value, plainValue] = tf.tidy(() => [tf.einsum(equation, ...xs), plain(...xs)].map((y) => ({ shape: y.shape, values: Array.from(y.dataSync()) })));
         expect(value.shape, `${equation}: shape`).to.deep.equal(plainValue.shape);
         close(value.values, plainValue.values, 1e-5, `${equation}: values`);
