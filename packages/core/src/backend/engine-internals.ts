@@ -37,6 +37,7 @@ type Keep = <T extends tf.Tensor>(result: T) => T;
 type TrackTensor = (a: tf.Tensor, backend: tf.KernelBackend | null) => void;
 type DisposeTensor = (a: tf.Tensor) => void;
 type Gradients = (f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean) => { value: tf.Tensor; grads: Grad[] };
+type AddTapeNode = (kernelName: string, inputs: Record<string, tf.Tensor>, outputs: tf.Tensor[], gradientsFunc: unknown, saved: tf.Tensor[], attrs: object) => void;
 
 interface EngineState {
   activeTape?: TapeNode[] | null;
@@ -57,6 +58,7 @@ interface EngineInternals {
   runKernelFunc: RunKernelFunc;
   moveData: MoveData;
   gradients: Gradients;
+  addTapeNode: AddTapeNode;
   keep: Keep;
   trackTensor: TrackTensor;
   disposeTensor: DisposeTensor;
@@ -83,7 +85,7 @@ const SURFACE: { name: string; read: () => unknown; ok: (v: unknown) => boolean;
   { name: 'engine.state.activeTape', read: () => engine().state?.activeTape, ok: (v) => v == null || Array.isArray(v), expected: 'null or an array' },
   { name: 'engine.state.registeredVariables', read: () => engine().state?.registeredVariables, ok: isObject, expected: 'an object' },
   { name: 'engine.state.tensorInfo', read: () => engine().state?.tensorInfo, ok: (v) => v instanceof WeakMap || v instanceof Map, expected: 'a WeakMap' },
-  ...(['runKernel', 'runKernelFunc', 'moveData', 'gradients', 'keep', 'trackTensor', 'disposeTensor', 'nextTensorId', 'startTape', 'endTape', 'scopedRun', 'tidy'] as const).map((k) => ({
+  ...(['runKernel', 'runKernelFunc', 'moveData', 'gradients', 'addTapeNode', 'keep', 'trackTensor', 'disposeTensor', 'nextTensorId', 'startTape', 'endTape', 'scopedRun', 'tidy'] as const).map((k) => ({
     name: `engine.${k}()`,
     read: () => engine()[k],
     ok: isFunction,
@@ -122,7 +124,7 @@ export function assertEngineInternals(): void {
 }
 
 /** Replaces one engine method by `wrap(original)`; returns the undo. */
-function patch<K extends 'runKernel' | 'runKernelFunc' | 'moveData' | 'gradients' | 'keep' | 'trackTensor' | 'disposeTensor'>(
+function patch<K extends 'runKernel' | 'runKernelFunc' | 'moveData' | 'gradients' | 'addTapeNode' | 'keep' | 'trackTensor' | 'disposeTensor'>(
   name: K,
   wrap: (original: EngineInternals[K]) => EngineInternals[K],
 ): () => void {
@@ -155,6 +157,16 @@ export function wrapMoveData(wrap: (original: MoveData) => MoveData): () => void
 /** `gradients` (under tf.grads, variableGrads, ...) keeps the tape's saved tensors when it throws: the place to free them. */
 export function wrapGradients(wrap: (original: Gradients) => Gradients): () => void {
   return patch('gradients', wrap);
+}
+
+/** `addTapeNode` appends an op to the gradient tape (kernels, customGrad ops, and the clones that save tensors for a backward): the place to keep the tape in order. */
+export function wrapAddTapeNode(wrap: (original: AddTapeNode) => AddTapeNode): () => void {
+  return patch('addTapeNode', wrap);
+}
+
+/** The tape being recorded, null outside a gradient. */
+export function recordingTape(): TapeNode[] | null {
+  return engine().state.activeTape ?? null;
 }
 
 /** `keep` is how a kernel saves tensors for its backward (the engine's saves, customGrad's save): the place to see what a failed kernel kept. */

@@ -21,5 +21,6 @@ export { installWasmFastKernels, uninstallWasmFastKernels, wasmFastKernelsInstal
 export { installMemoryGuard, getMemoryGuard, DEFAULT_WASM_BUDGET_BYTES, formatBytes } from './memory-guard';
 export type { MemoryGuard } from './memory-guard';
 export { missingKernelError } from './missing-kernel';
+export { installTapeOrder } from './tape-order';
 export { installTapeRelease } from './tape-release';
 export { assertEngineInternals, checkEngineInternals, registeredLayerClass, uniqueVariableName, SUPPORTED_TFJS } from './engine-internals';

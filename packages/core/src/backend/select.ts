@@ -5,6 +5,7 @@ import type { Logger } from '../services/tokens';
 import { assertEngineInternals } from './engine-internals';
 import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, MemoryGuard } from './memory-guard';
 import { installMissingKernelErrors } from './missing-kernel';
+import { installTapeOrder } from './tape-order';
 import { installTapeRelease } from './tape-release';
 import { activateTensorflow, resolvePackage, TENSORFLOW_PACKAGES, TensorflowPackage } from './tensorflow';
 import { checkThreadsOption, type ThreadChoice } from './thread-count';
@@ -89,6 +90,7 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
 
   assertEngineInternals();
   installTapeRelease();
+  installTapeOrder();
   installMissingKernelErrors();
   installGradientFixes();
   const chosen = await activate(resolved.preference, resolved.source, threads);

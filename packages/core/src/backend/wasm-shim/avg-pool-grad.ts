@@ -11,7 +11,7 @@ import { Overrides } from './overrides';
  * by fullWindow / realCount per output position and then runs the stock gradient.
  */
 /** Backends whose AvgPoolGrad / AvgPool3DGrad kernels divide by the full window (measured). */
-const VERIFIED_WRONG_ON = new Set(['cpu', 'wasm', 'webgpu']);
+export const VERIFIED_WRONG_ON = new Set(['cpu', 'wasm', 'webgpu']);
 
 export function installAvgPoolGrad(o: Overrides): void {
   for (const kernelName of ['AvgPool', 'AvgPool3D'] as const) {

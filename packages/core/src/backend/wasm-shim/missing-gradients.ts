@@ -4,6 +4,7 @@ import { cropAndResizeGradConfig } from './crop-and-resize-grad';
 import { cumprodGradConfig } from './cumprod-grad';
 import { einsumGradConfig } from './einsum-grad';
 import { Overrides } from './overrides';
+import { SECOND_ORDER_GRADIENTS } from './second-order-gradients';
 import { flatPositions, stridedSliceInfo, type StridedSliceAttrs } from './strided-slice-shrink';
 
 /*
@@ -28,7 +29,9 @@ import { flatPositions, stridedSliceInfo, type StridedSliceAttrs } from './strid
  *   it summed (divided by the segment's count for the mean).
  * - Conv3DBackpropInputV2 (a 3-D transposed convolution, tfjs-layers' Conv3DTranspose): as
  *   tfjs does for 2-D, a convolution of ddx towards dy and a filter gradient towards the filter.
- * - Cumprod, Einsum, CropAndResize: in their own files.
+ * - Cumprod, Einsum, CropAndResize: in their own files; the gradients of gradient kernels
+ *   (EluGrad, DepthwiseConv2dNativeBackpropInput, MaxPoolGrad, AvgPoolGrad), for a
+ *   gradient of a gradient, in second-order-gradients.ts.
  * A gradient tfjs registers itself is left alone.
  */
 
@@ -108,6 +111,7 @@ export function installMissingGradients(o: Overrides): void {
   add(cumprodGradConfig);
   add(einsumGradConfig);
   add(cropAndResizeGradConfig);
+  for (const config of SECOND_ORDER_GRADIENTS) add(config);
   add({
     kernelName: 'DepthToSpace',
     gradFunc: (dy, _saved, attrs) => ({ x: () => tf.tidy(() => depthToSpaceAdjoint(dy as tf.Tensor4D, (attrs as { blockSize: number }).blockSize)) }),

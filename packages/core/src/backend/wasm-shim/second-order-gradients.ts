@@ -1,0 +1,90 @@
+import * as tf from '@tensorflow/tfjs';
+import { ErrorCodes, TapfitError } from '../../errors';
+import { runKernel } from '../engine-internals';
+import { VERIFIED_WRONG_ON } from './avg-pool-grad';
+
+/*
+ * Gradients of gradient kernels, which tfjs 4.22 does not register, so a gradient of a
+ * gradient (a gradient penalty, a physics-informed loss, meta-learning) through these
+ * layers threw "gradient function not found". Each kernel is linear in its dy; the
+ * gradient towards dy is the adjoint of that linear map, and towards the other inputs:
+ *
+ * - EluGrad (dx = dy where y >= 0, dy (y + 1) elsewhere): towards dy the same map of
+ *   ddx; towards y, ddx dy where y < 0 (d(y + 1)/dy = 1), 0 elsewhere.
+ * - DepthwiseConv2dNativeBackpropInput: as tfjs does for Conv2DBackpropInput, a depthwise
+ *   convolution of ddx towards dy and the filter gradient towards the filter.
+ * - MaxPoolGrad (dy routed to each window's chosen element): towards dy, each window's ddx
+ *   at that element, read off the kernel's own choice (the gradient of ones marks it, so
+ *   ties resolve as the kernel resolved them) and summed per window by a depthwise
+ *   convolution of ones; windows must not overlap (otherwise a clear error). Towards the
+ *   input and output: zero (piecewise constant).
+ * - AvgPoolGrad: towards dy, the window sums of ddx over the divisor the kernel used (the
+ *   full window on cpu, wasm and webgpu, whose kernels divide by it; tapfit's border fix
+ *   scales dy before them, avg-pool-grad.ts), or an average pool where the kernel divides
+ *   by the real count (TensorFlow's). Towards the input: zero.
+ */
+
+type PoolAttrs = { filterSize: number | [number, number]; strides: number | [number, number]; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+
+const pair = (v: number | [number, number]): [number, number] => (Array.isArray(v) ? v : [v, v]);
+
+/** Depthwise convolution of x [B, H, W, C] with a constant window of `value`: each pool window's sum times value. */
+function windowSums(x: tf.Tensor4D, a: PoolAttrs, value: number): tf.Tensor4D {
+  const [fh, fw] = pair(a.filterSize);
+  const ones = tf.fill([fh, fw, x.shape[3], 1], value) as tf.Tensor4D;
+  return tf.depthwiseConv2d(x, ones, a.strides, a.pad, 'NHWC', 1, a.dimRoundingMode);
+}
+
+export const SECOND_ORDER_GRADIENTS: tf.GradConfig[] = [
+  {
+    kernelName: 'EluGrad',
+    inputsToSave: ['dy', 'y'],
+    gradFunc: (ddx, [dy, y]) => ({
+      dy: () => runKernel('EluGrad', { dy: ddx as tf.Tensor, y }, {}) as tf.Tensor,
+      y: () => tf.tidy(() => tf.where(tf.less(y, 0), tf.mul(ddx as tf.Tensor, dy), tf.zerosLike(y))),
+    }),
+  },
+  {
+    kernelName: 'DepthwiseConv2dNativeBackpropInput',
+    inputsToSave: ['dy', 'filter'],
+    gradFunc: (ddx, [dy, filter], attrs) => {
+      const { strides, pad, dilations, dimRoundingMode } = attrs as unknown as { strides: number | [number, number]; pad: 'valid' | 'same' | number; dilations: number | [number, number]; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+      return {
+        dy: () => tf.depthwiseConv2d(ddx as tf.Tensor4D, filter as tf.Tensor4D, strides, pad, 'NHWC', dilations, dimRoundingMode),
+        filter: () => runKernel('DepthwiseConv2dNativeBackpropFilter', { x: ddx as tf.Tensor, dy }, { strides, pad, dilations, filterShape: filter.shape, ...(dimRoundingMode ? { dimRoundingMode } : {}) }) as tf.Tensor,
+      };
+    },
+  },
+  {
+    kernelName: 'MaxPoolGrad',
+    inputsToSave: ['dy', 'input', 'output'],
+    gradFunc: (ddx, [dy, input, output], attrs) => {
+      const a = attrs as unknown as PoolAttrs;
+      const [[fh, fw], [sh, sw]] = [pair(a.filterSize), pair(a.strides)];
+      if (sh < fh || sw < fw) {
+        throw new TapfitError(ErrorCodes.GRADIENT, `second-order gradient through a max pool with overlapping windows (window ${fh}x${fw}, strides ${sh}x${sw}) is not supported: use strides at least the window size for a layer that a gradient of a gradient goes through`);
+      }
+      return {
+        dy: () =>
+          tf.tidy(() => {
+            const chosen = runKernel('MaxPoolGrad', { dy: tf.onesLike(dy), input, output }, attrs as tf.NamedAttrMap) as tf.Tensor4D;
+            return windowSums(tf.mul(ddx as tf.Tensor4D, chosen), a, 1);
+          }),
+        input: () => tf.zerosLike(input),
+        output: () => tf.zerosLike(output),
+      };
+    },
+  },
+  {
+    kernelName: 'AvgPoolGrad',
+    inputsToSave: ['input'],
+    gradFunc: (ddx, [input], attrs) => {
+      const a = attrs as unknown as PoolAttrs;
+      const [fh, fw] = pair(a.filterSize);
+      return {
+        dy: () => (VERIFIED_WRONG_ON.has(tf.getBackend()) ? windowSums(ddx as tf.Tensor4D, a, 1 / (fh * fw)) : tf.avgPool(ddx as tf.Tensor4D, a.filterSize, a.strides, a.pad)),
+        input: () => tf.zerosLike(input),
+      };
+    },
+  },
+];

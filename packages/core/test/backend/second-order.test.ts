@@ -1,0 +1,120 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { useShimmedWasm } from './helpers';
+
+/*
+ * Gradients of gradients (tape-order.ts, wasm-shim/second-order-gradients.ts), on cpu and
+ * wasm: closed forms in float64 for ops whose gradient reads their own output, and for
+ * gradient penalties through the layers whose gradient kernels had no gradient, autodiff
+ * of the same function written with other ops.
+ */
+
+const values = (n: number, phase = 1, scale = 1) => Array.from({ length: n }, (_, i) => Math.sin(i * 1.3 + phase) * scale);
+
+function close(actual: ArrayLike<number>, expected: ArrayLike<number>, tolerance: number, what: string): void {
+  expect(actual.length, what).to.equal(expected.length);
+  const scale = Math.max(1e-3, ...Array.from(expected, Math.abs));
+  for (let i = 0; i < expected.length; i++) {
+    expect(Number.isFinite(actual[i]), `${what}: element ${i} is ${actual[i]}`).to.equal(true);
+    expect(Math.abs(actual[i] - expected[i]) / scale, `${what}: element ${i}: ${actual[i]} against ${expected[i]}`).to.be.below(tolerance);
+  }
+}
+
+/** d/d params of sum((d f(x, params) / dx)^2): a gradient penalty. */
+function penaltyGrads(f: (x: tf.Tensor, ...params: tf.Tensor[]) => tf.Tensor, x: tf.Tensor, params: tf.Tensor[]): Float32Array[] {
+  return tf.tidy(() => {
+    const grads = tf.grads((...ps: tf.Tensor[]) => tf.sum(tf.square(tf.grad((z: tf.Tensor) => tf.sum(f(z, ...ps)))(x))))(params);
+    return grads.map((g) => g.dataSync() as Float32Array);
+  });
+}
+
+for (const backend of ['cpu', 'wasm']) {
+  describe(`backend: gradients of gradients, on ${backend}`, function () {
+    before(async () => {
+      await useShimmedWasm();
+      await tf.setBackend(backend);
+    });
+    after(() => tf.setBackend('cpu'));
+
+    it('through ops whose gradient reads their output (tanh, sigmoid, exp, softplus): the float64 second derivative (tfjs threw)', () => {
+      const xs = [1.1, -0.4, 0.3];
+      const x = tf.tensor1d([1, -0.5, 0.2]);
+      const b = tf.tensor1d([0.1, 0.1, 0.1]);
+      const sig = (v: number) => 1 / (1 + Math.exp(-v));
+      const cases: Array<[string, (t: tf.Tensor) => tf.Tensor, (v: number) => number]> = [
+        ['tanh', tf.tanh, (v) => -2 * Math.tanh(v) * (1 - Math.tanh(v) ** 2)],
+        ['sigmoid', tf.sigmoid, (v) => sig(v) * (1 - sig(v)) * (1 - 2 * sig(v))],
+        ['exp', tf.exp, Math.exp],
+        ['softplus', tf.softplus, (v) => sig(v) * (1 - sig(v))],
+      ];
+      for (const [name, op, second] of cases) {
+        // d/db of sum(op'(x + b)) = op''(x + b).
+        const g = tf.tidy(() => tf.grad((bb: tf.Tensor) => tf.sum(tf.grad((z: tf.Tensor) => tf.sum(op(tf.add(z, bb))))(x)))(b).dataSync());
+        close(g, xs.map((v) => second(v)), 1e-5, name);
+      }
+      tf.dispose([x, b]);
+    });
+
+    it("a layers model's gradient penalty reaches the first layer's bias through tanh (tfjs left it out)", () => {
+      const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 4, activation: 'tanh', kernelInitializer: 'ones' }), tf.layers.dense({ units: 1, kernelInitializer: 'ones' })] });
+      model.setWeights([tf.tensor2d(values(12, 0.5, 0.7), [3, 4]), tf.tensor1d(values(4, 2, 0.3)), tf.tensor2d(values(4, 3), [4, 1]), tf.zeros([1])]);
+      const x = tf.tensor2d(values(6, 1.5), [2, 3]);
+      const [W1, b1, W2] = model.getWeights();
+      const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+      const { grads } = tf.variableGrads(() => tf.sum(tf.square(tf.grad((z: tf.Tensor) => tf.sum(model.apply(z) as tf.Tensor))(x))), vars);
+      expect(Object.keys(grads)).to.include(vars[1].name);
+      const plain = penaltyGrads((z, w1, bias, w2) => tf.matMul(tf.tanh(tf.add(tf.matMul(z as tf.Tensor2D, w1 as tf.Tensor2D), bias)), w2 as tf.Tensor2D), x, [W1, b1, W2]);
+      close(grads[vars[1].name].dataSync(), plain[1], 1e-5, 'bias');
+      close(grads[vars[0].name].dataSync(), plain[0], 1e-5, 'kernel');
+      tf.dispose([x, ...Object.values(grads)]);
+      model.dispose();
+    });
+
+    it('gradient penalties through elu, depthwise convolution, max pooling and average pooling equal those of plain forms', () => {
+      const x = tf.tensor4d(values(2 * 6 * 6 * 2, 0.2), [2, 6, 6, 2]);
+      const K = tf.tensor4d(values(3 * 3 * 2 * 2, 1.9, 0.5), [3, 3, 2, 2]);
+      const D = tf.tensor4d(values(3 * 3 * 2 * 1, 2.7, 0.5), [3, 3, 2, 1]);
+      const w = (n: number) => tf.tensor1d(values(n, 0.8));
+      const perChannel = (z: tf.Tensor4D, filter: tf.Tensor4D) =>
+        tf.concat(tf.split(z, 2, 3).map((c, i) => tf.conv2d(c as tf.Tensor4D, tf.slice(filter, [0, 0, i, 0], [3, 3, 1, 1]) as tf.Tensor4D, 1, 'same')), 3);
+      const flat = (t: tf.Tensor) => tf.reshape(t, [-1]);
+      const cases: Array<[string, (z: tf.Tensor, k: tf.Tensor) => tf.Tensor, (z: tf.Tensor, k: tf.Tensor) => tf.Tensor, tf.Tensor]> = [
+        ['elu', (z, k) => tf.elu(tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same')), (z, k) => { const c = tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same'); return tf.where(tf.greater(c, 0), c, tf.sub(tf.exp(c), 1)); }, K],
+        ['depthwise', (z, k) => tf.depthwiseConv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same'), (z, k) => perChannel(z as tf.Tensor4D, k as tf.Tensor4D), D],
+        ['max pool 2x2', (z, k) => tf.maxPool(tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same'), 2, 2, 'valid'), (z, k) => tf.max(tf.reshape(tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same'), [2, 3, 2, 3, 2, 2]), [2, 4]), K],
+        ['average pool 2x2', (z, k) => tf.avgPool(tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same'), 2, 2, 'valid'), (z, k) => tf.mean(tf.reshape(tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same'), [2, 3, 2, 3, 2, 2]), [2, 4]), K],
+      ];
+      for (const [name, op, plain, filter] of cases) {
+        const n = tf.tidy(() => op(x, filter).size);
+        const weights = w(n);
+        const [got, want] = [op, plain].map((g) => penaltyGrads((z, k, v) => tf.mul(flat(g(z, k)), v), x, [filter, weights]));
+        close(got[0], want[0], 1e-4, `${name}: filter`);
+        close(got[1], want[1], 1e-4, `${name}: weights`);
+        weights.dispose();
+      }
+      tf.dispose([x, K, D]);
+    });
+
+    it("average pooling with 'same' padding (border windows): the penalty's gradient equals that of window sums over the real counts", () => {
+      const x = tf.tensor4d(values(7 * 7 * 2, 0.6), [1, 7, 7, 2]);
+      const K = tf.tensor4d(values(3 * 3 * 2 * 2, 1.1, 0.5), [3, 3, 2, 2]);
+      // Each 3x3 window at stride 3 over 7: rows/columns 0-2, 3-5, 6 (and 'same' pads one before): real counts from the padding.
+      const counts = tf.tidy(() => tf.depthwiseConv2d(tf.ones([1, 7, 7, 2]) as tf.Tensor4D, tf.ones([3, 3, 2, 1]) as tf.Tensor4D, 3, 'same'));
+      const sums = (c: tf.Tensor4D) => tf.concat(tf.split(c, 2, 3).map((ch) => tf.conv2d(ch as tf.Tensor4D, tf.ones([3, 3, 1, 1]) as tf.Tensor4D, 3, 'same')), 3);
+      const conv = (z: tf.Tensor, k: tf.Tensor) => tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same');
+      const weights = tf.tensor1d(values(18, 0.3));
+      const got = penaltyGrads((z, k, v) => tf.mul(tf.reshape(tf.avgPool(conv(z, k), 3, 3, 'same'), [-1]), v), x, [K, weights]);
+      const want = penaltyGrads((z, k, v) => tf.mul(tf.reshape(tf.div(sums(conv(z, k)), counts), [-1]), v), x, [K, weights]);
+      close(got[0], want[0], 1e-4, 'filter');
+      close(got[1], want[1], 1e-4, 'weights');
+      tf.dispose([x, K, counts, weights]);
+    });
+
+    it('a max pool with overlapping windows refuses a second-order gradient with an error that names the fix', () => {
+      const x = tf.tensor4d(values(36, 0.4), [1, 6, 6, 1]);
+      const k = tf.tensor4d(values(9, 1.4), [3, 3, 1, 1]);
+      expect(() => penaltyGrads((z, f) => tf.maxPool(tf.conv2d(z as tf.Tensor4D, f as tf.Tensor4D, 1, 'same'), 3, 2, 'same'), x, [k])).to.throw(/overlapping windows \(window 3x3, strides 2x2\).*strides at least the window size/);
+      tf.dispose([x, k]);
+    });
+  });
+}
