@@ -126,3 +126,32 @@ describe('backend: tfjs-layers Resizing inside a model (wasm-shim/resizing-layer
     model.dispose();
   });
 });
+
+describe('backend: tfjs-layers BatchNormalization with scale or center off, in training (wasm-shim/batch-norm-layer.ts)', function () {
+  before(useShimmedWasm);
+  after(() => tf.setBackend('cpu'));
+  for (const options of [{ scale: false }, { center: false }, { scale: false, center: false }]) {
+    it(`${JSON.stringify(options)}: trains as the full layer with gamma 1 and beta 0 (tfjs-layers threw), without extra weights`, () => {
+      const build = (o: object) => tf.sequential({ layers: [L.dense({ inputShape: [3], units: 4, kernelInitializer: 'glorotNormal' }), L.batchNormalization(o), L.dense({ units: 2 })] });
+      const [off, full] = [build(options), build({})];
+      expect(off.getWeights()).to.have.length(full.getWeights().length - Object.keys(options).length);
+      // The same dense weights in both; the full layer's gamma and beta stay 1 and 0.
+      const [d1, d2] = [off.layers[0].getWeights(), off.layers[2].getWeights()];
+      full.layers[0].setWeights(d1);
+      full.layers[2].setWeights(d2);
+      const x = tf.tensor2d(Array.from({ length: 15 }, (_, i) => Math.sin(i * 1.1)), [5, 3]);
+      const y = tf.oneHot(tf.tensor1d([0, 1, 1, 0, 1], 'int32'), 2);
+      const run = (m: tf.Sequential) => tf.tidy(() => {
+        const vars = [...m.layers[0].trainableWeights, ...m.layers[2].trainableWeights].map((w) => w.read() as tf.Variable);
+        const { value, grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, m.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars);
+        return { loss: value.dataSync()[0], grads: vars.map((v) => Array.from(grads[v.name].dataSync())) };
+      });
+      const [a, b] = [run(off), run(full)];
+      expect(a.loss).to.be.closeTo(b.loss, 1e-6);
+      a.grads.forEach((g, k) => g.forEach((v, i) => expect(v, `weight ${k}[${i}]`).to.be.closeTo(b.grads[k][i], 1e-6)));
+      tf.dispose([x, y]);
+      off.dispose();
+      full.dispose();
+    });
+  }
+});

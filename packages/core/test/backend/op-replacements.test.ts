@@ -5,7 +5,8 @@ import { useShimmedWasm } from './helpers';
 /*
  * tfjs ops fixed by replacing them (wasm-shim/op-replacements.ts), on cpu and wasm,
  * against plain forms and a float64 oracle: softmax and logSoftmax on any axis, divNoNan
- * with a finite gradient where the divisor is 0, matrix norms with the axes in any order.
+ * with a finite gradient where the divisor is 0, matrix norms with the axes in any order,
+ * batchNorm without scale or offset under a gradient.
  */
 
 const values = (n: number, phase = 1) => Array.from({ length: n }, (_, i) => Math.sin(i * 0.9 + phase) * 2);
@@ -63,6 +64,27 @@ for (const backend of ['cpu', 'wasm']) {
       close(ga, [0, 0.5, -2, 0, 0.5, -2], 1e-6, 'd a');
       close(gb, [0, -(-2 + 5) / 4, -(3 - 6) / 0.25], 1e-5, 'd b');
       tf.dispose([a, b]);
+    });
+
+    it('batchNorm without a scale or an offset can be differentiated (tfjs threw) and matches the plain form', () => {
+      for (const shape of [[4, 3], [2, 3, 3, 2]]) {
+        const x = tf.tensor(values(shape.reduce((a, b) => a * b, 1), 0.7), shape);
+        const axes = shape.slice(0, -1).map((_, i) => i);
+        const w = tf.tensor(values(x.size, 1.9), shape);
+        for (const [label, offset, scale] of [['neither', undefined, undefined], ['scale only', undefined, [1.5, -0.5, 2]], ['offset only', [0.1, 0.2, -0.3], undefined]] as Array<[string, number[] | undefined, number[] | undefined]>) {
+          const c = shape[shape.length - 1];
+          const [o, sc] = [offset && tf.tensor1d(offset.slice(0, c)), scale && tf.tensor1d(scale.slice(0, c))];
+          const fused = (z: tf.Tensor) => { const { mean, variance } = tf.moments(z, axes); return tf.sum(tf.mul(w, tf.batchNorm(z, mean, variance, o, sc, 1e-3))); };
+          const plain = (z: tf.Tensor) => {
+            const { mean, variance } = tf.moments(z, axes);
+            const normed = tf.div(tf.sub(z, mean), tf.sqrt(tf.add(variance, 1e-3)));
+            return tf.sum(tf.mul(w, tf.add(tf.mul(normed, sc ?? 1), o ?? 0)));
+          };
+          close(tf.tidy(() => tf.grad(fused)(x).dataSync()), tf.tidy(() => tf.grad(plain)(x).dataSync()), 1e-5, `rank ${shape.length}, ${label}`);
+          tf.dispose([o, sc].filter((t): t is tf.Tensor1D => t != null));
+        }
+        tf.dispose([x, w]);
+      }
     });
 
     it('matrix norms (p = 1, Infinity, -Infinity) over two axes in either order or negative equal the float64 definition; keepDims keeps both axes', () => {

@@ -110,6 +110,42 @@ for (const backend of ['cpu', 'wasm']) {
       tf.dispose([x, K, counts, weights]);
     });
 
+    it('through a weight update (MAML): the gradients of 2-D, depthwise and 3-D filter gradients equal those of plain forms', () => {
+      const x2 = tf.tensor4d(values(2 * 5 * 5 * 2, 0.3), [2, 5, 5, 2]);
+      const x3 = tf.tensor5d(values(1 * 4 * 4 * 3 * 2, 0.9), [1, 4, 4, 3, 2]);
+      const perChannel = (z: tf.Tensor4D, filter: tf.Tensor4D, stride: number) =>
+        tf.concat(tf.split(z, 2, 3).map((c, i) => tf.conv2d(c as tf.Tensor4D, tf.slice(filter, [0, 0, i, 0], [3, 3, 1, 1]) as tf.Tensor4D, stride, 'same')), 3);
+      // conv3d's plain form: a sum of conv2d over the depth taps (stride 1, 'valid' in depth).
+      const conv3dPlain = (z: tf.Tensor5D, k: tf.Tensor5D) => {
+        const [kd] = k.shape;
+        const depth = z.shape[1] - kd + 1;
+        return tf.stack(Array.from({ length: depth }, (_, d) => tf.addN(Array.from({ length: kd }, (_, t) => tf.conv2d(tf.squeeze(tf.slice(z, [0, d + t, 0, 0, 0], [-1, 1, -1, -1, -1]), [1]) as tf.Tensor4D, tf.squeeze(tf.slice(k, [t, 0, 0, 0, 0], [1, -1, -1, -1, -1]), [0]) as tf.Tensor4D, 1, 'same')))), 1);
+      };
+      const cases: Array<[string, tf.Tensor, number[], (z: tf.Tensor, k: tf.Tensor) => tf.Tensor, (z: tf.Tensor, k: tf.Tensor) => tf.Tensor]> = [
+        // conv2d's plain form has no convolution: strided slices of the padded input (the patches) times the filter.
+        ['conv2d, stride 2', x2, [3, 3, 2, 3], (z, k) => tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 2, 'same'), (z, k) => {
+          const padded = tf.pad(z, [[0, 0], [1, 1], [1, 1], [0, 0]]);
+          const taps = [0, 1, 2].flatMap((kh) => [0, 1, 2].map((kw) => tf.stridedSlice(padded, [0, kh, kw, 0], [2, kh + 5, kw + 5, 2], [1, 2, 2, 1])));
+          return tf.reshape(tf.matMul(tf.reshape(tf.concat(taps, 3), [-1, 18]), tf.reshape(k, [18, 3])), [2, 3, 3, 3]);
+        }],
+        ['depthwise', x2, [3, 3, 2, 1], (z, k) => tf.depthwiseConv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same'), (z, k) => perChannel(z as tf.Tensor4D, k as tf.Tensor4D, 1)],
+        ['conv3d', x3, [2, 3, 3, 2, 2], (z, k) => tf.conv3d(z as tf.Tensor5D, k as tf.Tensor5D, 1, 'valid'), (z, k) => tf.slice(conv3dPlain(z as tf.Tensor5D, k as tf.Tensor5D), [0, 0, 1, 1, 0], [-1, -1, 2, 1, -1])],
+      ];
+      // depthwise and conv3d are checked against conv2d forms, whose filter gradient's gradient the first case checks.
+      for (const [name, x, kShape, op, plain] of cases) {
+        const k = tf.tensor(values(kShape.reduce((a, b) => a * b, 1), 1.3, 0.4), kShape);
+        // The loss after one inner step k - 0.1 dL/dk, differentiated towards k (the inner loss a tanh of the convolution).
+        const outer = (conv: (z: tf.Tensor, kk: tf.Tensor) => tf.Tensor) => (kk: tf.Tensor) => {
+          const loss = (q: tf.Tensor) => tf.sum(tf.tanh(conv(x, q)));
+          return loss(tf.sub(kk, tf.mul(0.1, tf.grad(loss)(kk))));
+        };
+        const [got, want] = [op, plain].map((conv) => tf.tidy(() => tf.grad(outer(conv))(k).dataSync()));
+        close(got, want, 1e-4, name);
+        k.dispose();
+      }
+      tf.dispose([x2, x3]);
+    });
+
     it('a max pool with overlapping windows refuses a second-order gradient with an error that names the fix', () => {
       const x = tf.tensor4d(values(36, 0.4), [1, 6, 6, 1]);
       const k = tf.tensor4d(values(9, 1.4), [3, 3, 1, 1]);

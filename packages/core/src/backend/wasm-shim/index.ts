@@ -6,6 +6,7 @@ import { installCumulativeAxis } from './cumulative-axis';
 import { installCumsumGrad } from './cumsum-grad';
 import { BRIDGED_TO_CPU, installCpuBridge, NOT_BRIDGED } from './cpu-bridge';
 import { installAvgPoolGrad } from './avg-pool-grad';
+import { installBatchNormLayerFix } from './batch-norm-layer';
 import { installDepthwiseBackprop } from './depthwise-backprop';
 import { installDilatedConvGrad } from './dilated-conv-grad';
 import { installDilatedFusedConv } from './dilated-fused-conv';
@@ -41,8 +42,9 @@ let fixes: Overrides | null = null;
  * reductions, 3-D transposed convolutions, cumprod, einsum and crop-and-resize; and for cpu
  * the one-pass UnsortedSegmentSum (Embedding's gradient), a correct Einsum and negative axes
  * for Cumsum and Cumprod; negative axes for Prod's gradient; tfjs-layers' Resizing layer's
- * output shape and call in a model; softmax on any axis, divNoNan's gradient and matrix
- * norms (op-replacements.ts); and tile's
+ * output shape and call in a model; BatchNormalization with scale or center off in
+ * training; softmax on any axis, divNoNan's gradient, matrix
+ * norms and batchNorm without scale or offset under a gradient (op-replacements.ts); and tile's
  * gradient as one sum (tfjs slices and adds per copy). `selectBackend` installs them whatever it picks. Idempotent.
  */
 export function installGradientFixes(): void {
@@ -61,6 +63,7 @@ export function installGradientFixes(): void {
     installCumulativeAxis(o, ['cpu']);
     installProdGradAxes(o);
     installResizingLayerFix(o);
+    installBatchNormLayerFix(o);
     installOpReplacements(o);
     installTileGrad(o);
   });

@@ -15,10 +15,15 @@ import type { Overrides } from './overrides';
  *   and poisons every weight: the divisor is replaced by 1 where it is 0 before dividing.
  * - norm with two axes (a matrix norm, p = 1 or +-Infinity): the second reduction's axis
  *   assumed axis[0] < axis[1] (wrong values otherwise) and negative axes threw.
+ * - batchNorm (and its 2d/3d/4d forms) without a scale or an offset: the kernel's inputs
+ *   then hold undefined, which the tape cannot follow, so any gradient through it threw
+ *   ("Cannot read properties of undefined"): a missing scale is ones, a missing offset
+ *   zeros (the same values).
  */
 
 type Softmax = (logits: tf.Tensor | tf.TensorLike, dim?: number) => tf.Tensor;
 type Binary = (a: tf.Tensor | tf.TensorLike, b: tf.Tensor | tf.TensorLike) => tf.Tensor;
+type BatchNorm = (x: tf.Tensor | tf.TensorLike, mean: tf.Tensor | tf.TensorLike, variance: tf.Tensor | tf.TensorLike, offset?: tf.Tensor | tf.TensorLike | null, scale?: tf.Tensor | tf.TensorLike | null, varianceEpsilon?: number) => tf.Tensor;
 type Norm = (x: tf.Tensor | tf.TensorLike, ord?: number | 'euclidean' | 'fro', axis?: number | number[] | null, keepDims?: boolean) => tf.Tensor;
 
 export function installOpReplacements(o: Overrides): void {
@@ -43,6 +48,16 @@ export function installOpReplacements(o: Overrides): void {
       const quotient = tf.div(x, tf.where(zero, tf.onesLike(y), y));
       return tf.where(zero, tf.zerosLike(quotient), quotient);
     })) as Binary);
+  for (const name of ['batchNorm', 'batchNorm2d', 'batchNorm3d', 'batchNorm4d'] as const) {
+    const original = core[name] as BatchNorm;
+    o.replace(core, name, ((x, mean, variance, offset, scale, varianceEpsilon) => {
+      if (offset != null && scale != null) return original(x, mean, variance, offset, scale, varianceEpsilon);
+      return tf.tidy(() => {
+        const m = asTensor(mean);
+        return original(x, m, variance, offset ?? tf.zerosLike(m), scale ?? tf.onesLike(m), varianceEpsilon);
+      });
+    }) as BatchNorm);
+  }
   const norm = core.norm as Norm;
   o.replace(core, 'norm', ((x: tf.Tensor | tf.TensorLike, ord: number | 'euclidean' | 'fro' = 'euclidean', axis: number | number[] | null = null, keepDims = false) => {
     const matrix = Array.isArray(axis) && axis.length === 2 && (ord === 1 || ord === Infinity || ord === -Infinity);

@@ -6,8 +6,14 @@ import { VERIFIED_WRONG_ON } from './avg-pool-grad';
 /*
  * Gradients of gradient kernels, which tfjs 4.22 does not register, so a gradient of a
  * gradient (a gradient penalty, a physics-informed loss, meta-learning) through these
- * layers threw "gradient function not found". Each kernel is linear in its dy; the
- * gradient towards dy is the adjoint of that linear map, and towards the other inputs:
+ * layers threw "gradient function not found".
+ *
+ * - Conv2DBackpropFilter, DepthwiseConv2dNativeBackpropFilter, Conv3DBackpropFilterV2 (dW,
+ *   bilinear in x and dy): towards x, the input gradient of ddW; towards dy, the forward
+ *   convolution of x with ddW.
+ *
+ * The others are linear in their dy; the gradient towards dy is the adjoint of that
+ * linear map, and towards the other inputs:
  *
  * - EluGrad (dx = dy where y >= 0, dy (y + 1) elsewhere): towards dy the same map of
  *   ddx; towards y, ddx dy where y < 0 (d(y + 1)/dy = 1), 0 elsewhere.
@@ -35,7 +41,51 @@ function windowSums(x: tf.Tensor4D, a: PoolAttrs, value: number): tf.Tensor4D {
   return tf.depthwiseConv2d(x, ones, a.strides, a.pad, 'NHWC', 1, a.dimRoundingMode);
 }
 
+type ConvAttrs = { strides: number | number[]; pad: 'valid' | 'same' | number; dilations?: number | [number, number]; dataFormat?: 'NHWC' | 'NCHW'; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+
+/** The attributes a filter gradient shares with the input gradient that undoes it, with the input's shape. */
+const inputGradAttrs = (a: ConvAttrs & { filterShape?: number[] }, inputShape: number[]): tf.NamedAttrMap => {
+  const { filterShape: _unused, ...rest } = a;
+  return { ...(rest as tf.NamedAttrMap), inputShape };
+};
+
 export const SECOND_ORDER_GRADIENTS: tf.GradConfig[] = [
+  // Filter gradients (dW, bilinear in x and dy), for a gradient through a weight update
+  // (MAML and other meta-learning): towards x, the input gradient of ddW; towards dy, the
+  // forward convolution of x with ddW (TensorFlow's forms).
+  {
+    kernelName: 'Conv2DBackpropFilter',
+    inputsToSave: ['x', 'dy'],
+    gradFunc: (ddw, [x, dy], attrs) => {
+      const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
+      return {
+        x: () => runKernel('Conv2DBackpropInput', { dy, filter: ddw as tf.Tensor }, inputGradAttrs(a, x.shape)) as tf.Tensor,
+        dy: () => tf.conv2d(x as tf.Tensor4D, ddw as tf.Tensor4D, a.strides as [number, number], a.pad, a.dataFormat ?? 'NHWC', 1, a.dimRoundingMode),
+      };
+    },
+  },
+  {
+    kernelName: 'DepthwiseConv2dNativeBackpropFilter',
+    inputsToSave: ['x', 'dy'],
+    gradFunc: (ddw, [x, dy], attrs) => {
+      const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
+      return {
+        x: () => runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: ddw as tf.Tensor }, inputGradAttrs(a, x.shape)) as tf.Tensor,
+        dy: () => tf.depthwiseConv2d(x as tf.Tensor4D, ddw as tf.Tensor4D, a.strides as [number, number], a.pad, 'NHWC', a.dilations ?? 1, a.dimRoundingMode),
+      };
+    },
+  },
+  {
+    kernelName: 'Conv3DBackpropFilterV2',
+    inputsToSave: ['x', 'dy'],
+    gradFunc: (ddw, [x, dy], attrs) => {
+      const a = attrs as unknown as { strides: number | [number, number, number]; pad: 'valid' | 'same'; filterShape: number[] };
+      return {
+        x: () => runKernel('Conv3DBackpropInputV2', { dy, filter: ddw as tf.Tensor }, { strides: a.strides, pad: a.pad, inputShape: x.shape }) as tf.Tensor,
+        dy: () => tf.conv3d(x as tf.Tensor5D, ddw as tf.Tensor5D, a.strides, a.pad),
+      };
+    },
+  },
   {
     kernelName: 'EluGrad',
     inputsToSave: ['dy', 'y'],
