@@ -146,6 +146,52 @@ for (const backend of ['cpu', 'wasm']) {
       tf.dispose([x2, x3]);
     });
 
+    it('gradient penalties through upsampling (nearest and bilinear resizes) and 3-D pooling equal those of plain forms', () => {
+      const x = tf.tensor4d(values(2 * 4 * 3 * 2, 0.5), [2, 4, 3, 2]);
+      const K = tf.tensor4d(values(3 * 3 * 2 * 2, 1.7, 0.5), [3, 3, 2, 2]);
+      const conv = (z: tf.Tensor, k: tf.Tensor) => tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same');
+      // Bilinear resize by 2 (no corner alignment, no half-pixel centers): source = target / 2, as interpolation matrices.
+      const interpolation = (from: number, to: number) => {
+        const m = new Array<number>(to * from).fill(0);
+        for (let t = 0; t < to; t++) {
+          const src = (t * from) / to;
+          const lo = Math.floor(src);
+          const hi = Math.min(lo + 1, from - 1);
+          m[t * from + lo] += 1 - (src - lo);
+          m[t * from + hi] += src - lo;
+        }
+        return tf.tensor2d(m, [to, from]);
+      };
+      const [Ry, Rx] = [interpolation(4, 8), interpolation(3, 6)];
+      const cases: Array<[string, (c: tf.Tensor) => tf.Tensor, (c: tf.Tensor) => tf.Tensor]> = [
+        ['nearest x2', (c) => tf.image.resizeNearestNeighbor(c as tf.Tensor4D, [8, 6]), (c) => tf.reshape(tf.tile(tf.reshape(c, [2, 4, 1, 3, 1, 2]), [1, 1, 2, 1, 2, 1]), [2, 8, 6, 2])],
+        ['bilinear x2', (c) => tf.image.resizeBilinear(c as tf.Tensor4D, [8, 6]), (c) => tf.einsum('bawc,dw->badc', tf.einsum('ah,bhwc->bawc', Ry, c), Rx)],
+      ];
+      for (const [name, op, plain] of cases) {
+        const weights = tf.tensor1d(values(2 * 8 * 6 * 2, 0.9));
+        const [got, want] = [op, plain].map((g) => penaltyGrads((z, k, v) => tf.mul(tf.reshape(g(conv(z, k)), [-1]), v), x, [K, weights]));
+        close(got[0], want[0], 1e-4, `${name}: filter`);
+        close(got[1], want[1], 1e-4, `${name}: weights`);
+        weights.dispose();
+      }
+      const vol = tf.tensor5d(values(1 * 4 * 4 * 4 * 2, 0.1), [1, 4, 4, 4, 2]);
+      const K3 = tf.tensor5d(values(2 * 2 * 2 * 2 * 2, 2.1, 0.5), [2, 2, 2, 2, 2]);
+      const conv3 = (z: tf.Tensor, k: tf.Tensor) => tf.conv3d(z as tf.Tensor5D, k as tf.Tensor5D, 1, 'same');
+      const blocks = (c: tf.Tensor) => tf.reshape(c, [1, 2, 2, 2, 2, 2, 2, 2]);
+      const pools: Array<[string, (c: tf.Tensor) => tf.Tensor, (c: tf.Tensor) => tf.Tensor]> = [
+        ['max pool 3-D', (c) => tf.maxPool3d(c as tf.Tensor5D, 2, 2, 'valid'), (c) => tf.max(blocks(c), [2, 4, 6])],
+        ['average pool 3-D', (c) => tf.avgPool3d(c as tf.Tensor5D, 2, 2, 'valid'), (c) => tf.mean(blocks(c), [2, 4, 6])],
+      ];
+      for (const [name, op, plain] of pools) {
+        const weights = tf.tensor1d(values(16, 1.3));
+        const [got, want] = [op, plain].map((g) => penaltyGrads((z, k, v) => tf.mul(tf.reshape(g(conv3(z, k)), [-1]), v), vol, [K3, weights]));
+        close(got[0], want[0], 1e-4, `${name}: filter`);
+        close(got[1], want[1], 1e-4, `${name}: weights`);
+        weights.dispose();
+      }
+      tf.dispose([x, K, Ry, Rx, vol, K3]);
+    });
+
     it('a max pool with overlapping windows refuses a second-order gradient with an error that names the fix', () => {
       const x = tf.tensor4d(values(36, 0.4), [1, 6, 6, 1]);
       const k = tf.tensor4d(values(9, 1.4), [3, 3, 1, 1]);

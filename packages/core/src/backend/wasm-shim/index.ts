@@ -26,6 +26,7 @@ import { installSegmentSum } from './segment-sum';
 import { installStridedSliceShrinkFix } from './strided-slice-shrink';
 import { installTileGrad } from './tile-grad';
 import { installDtypeRoutes, WRONG_FOR_SOME_DTYPES } from './wrong-dtypes';
+import { HIGH_RANK_BINARY_KERNELS, installXnnpackRefusals } from './xnnpack-refusals';
 
 export { BRIDGED_TO_CPU, NOT_BRIDGED } from './cpu-bridge';
 export { resizeNearestAdjoint } from './resize-nearest-grad';
@@ -91,6 +92,9 @@ export function uninstallGradientFixes(): void {
  * - Einsum as one batched product of wasm's own kernels; tfjs's (cpu, bridged) gave wrong
  *   results for some equations (also replaced on cpu)
  * - Cumsum, Cumprod: negative axes (threw; on cpu, a broken shape)
+ * - calls XNNPACK refuses, which returned garbage: Add, Sub, Multiply, RealDiv,
+ *   SquaredDifference, PadV2 above 6 dimensions (axes merged, or cpu), products with an
+ *   empty contracted dimension (cpu)
  * - cpu bridge: kernels wasm lacks (Einsum, Ragged*, StaticRegexReplace; UnsortedSegmentSum of other dtypes)
  *   or gets wrong (Conv3DBackpropInputV2, strided Conv3DBackpropFilterV2, Dilation2D and its backprops)
  * - ResizeNearestNeighborGrad: wasm's ignores halfPixelCenters
@@ -117,6 +121,7 @@ export function installWasmShim(): void {
     installCpuBridge(o);
     installEinsum(o, ['wasm']); // over the bridge, which it keeps for other dtypes
     installCumulativeAxis(o, ['wasm']);
+    installXnnpackRefusals(o); // over the transpose-flag products, under the fast kernels
     installSegmentSum(o, ['wasm']); // over the bridge, which it keeps for other dtypes
     installMaxPoolGrad(o);
     installOneHotDtype(o);
@@ -147,7 +152,7 @@ export const WASM_SHIM_KERNELS: readonly string[] = [
   'BatchMatMul', '_FusedMatMul', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
   ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, 'ResizeBilinearGrad',
-  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse', 'Cumsum', 'Cumprod', ...WRONG_FOR_SOME_DTYPES,
+  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse', 'Cumsum', 'Cumprod', ...HIGH_RANK_BINARY_KERNELS, 'PadV2', ...WRONG_FOR_SOME_DTYPES,
 ];
 
 /** Install a group of overrides completely or not at all. */

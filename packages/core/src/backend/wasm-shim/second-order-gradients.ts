@@ -24,6 +24,10 @@ import { VERIFIED_WRONG_ON } from './avg-pool-grad';
  *   ties resolve as the kernel resolved them) and summed per window by a depthwise
  *   convolution of ones; windows must not overlap (otherwise a clear error). Towards the
  *   input and output: zero (piecewise constant).
+ * - MaxPool3DGrad, AvgPool3DGrad: the same in 3-D (window sums by a conv3d whose filter is
+ *   the identity across channels).
+ * - ResizeBilinearGrad, ResizeNearestNeighborGrad: adjoints of the resizes, so towards dy
+ *   the resize itself of ddx; towards the images, zero.
  * - AvgPoolGrad: towards dy, the window sums of ddx over the divisor the kernel used (the
  *   full window on cpu, wasm and webgpu, whose kernels divide by it; tapfit's border fix
  *   scales dy before them, avg-pool-grad.ts), or an average pool where the kernel divides
@@ -48,6 +52,18 @@ const inputGradAttrs = (a: ConvAttrs & { filterShape?: number[] }, inputShape: n
   const { filterShape: _unused, ...rest } = a;
   return { ...(rest as tf.NamedAttrMap), inputShape };
 };
+
+type Pool3dAttrs = { filterSize: number | [number, number, number]; strides: number | [number, number, number]; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+
+const triple = (v: number | [number, number, number]): [number, number, number] => (Array.isArray(v) ? v : [v, v, v]);
+
+/** Each 3-D pool window's sum of x [B, D, H, W, C] per channel, times value: a conv3d whose filter is ones across the window and the identity across channels. */
+function windowSums3d(x: tf.Tensor5D, a: Pool3dAttrs, value: number): tf.Tensor5D {
+  const [fd, fh, fw] = triple(a.filterSize);
+  const C = x.shape[4];
+  const filter = tf.tidy(() => tf.reshape(tf.tile(tf.mul(tf.eye(C), value), [fd * fh * fw, 1]), [fd, fh, fw, C, C]) as tf.Tensor5D);
+  return tf.conv3d(x, filter, a.strides, a.pad as 'valid' | 'same', 'NDHWC', 1);
+}
 
 export const SECOND_ORDER_GRADIENTS: tf.GradConfig[] = [
   // Filter gradients (dW, bilinear in x and dy), for a gradient through a weight update
@@ -125,6 +141,49 @@ export const SECOND_ORDER_GRADIENTS: tf.GradConfig[] = [
       };
     },
   },
+  {
+    kernelName: 'MaxPool3DGrad',
+    inputsToSave: ['dy', 'input', 'output'],
+    gradFunc: (ddx, [dy, input, output], attrs) => {
+      const a = attrs as unknown as Pool3dAttrs;
+      const [f, st] = [triple(a.filterSize), triple(a.strides)];
+      if (st.some((s, i) => s < f[i])) {
+        throw new TapfitError(ErrorCodes.GRADIENT, `second-order gradient through a 3-D max pool with overlapping windows (window ${f.join('x')}, strides ${st.join('x')}) is not supported: use strides at least the window size for a layer that a gradient of a gradient goes through`);
+      }
+      return {
+        dy: () =>
+          tf.tidy(() => {
+            const chosen = runKernel('MaxPool3DGrad', { dy: tf.onesLike(dy), input, output }, attrs as tf.NamedAttrMap) as tf.Tensor5D;
+            return windowSums3d(tf.mul(ddx as tf.Tensor5D, chosen), a, 1);
+          }),
+        input: () => tf.zerosLike(input),
+        output: () => tf.zerosLike(output),
+      };
+    },
+  },
+  {
+    kernelName: 'AvgPool3DGrad',
+    inputsToSave: ['input'],
+    gradFunc: (ddx, [input], attrs) => {
+      const a = attrs as unknown as Pool3dAttrs;
+      const [fd, fh, fw] = triple(a.filterSize);
+      return {
+        dy: () => (VERIFIED_WRONG_ON.has(tf.getBackend()) ? windowSums3d(ddx as tf.Tensor5D, a, 1 / (fd * fh * fw)) : tf.avgPool3d(ddx as tf.Tensor5D, a.filterSize, a.strides, a.pad, a.dimRoundingMode)),
+        input: () => tf.zerosLike(input),
+      };
+    },
+  },
+  // Resizes' gradients are the adjoints of the resizes, so theirs are the resizes again.
+  ...(['ResizeBilinearGrad', 'ResizeNearestNeighborGrad'] as const).map((kernelName) => ({
+    kernelName,
+    inputsToSave: ['images', 'dy'],
+    gradFunc: (ddx: tf.Tensor | tf.Tensor[], [images, dy]: tf.Tensor[], attrs: tf.NamedAttrMap) => {
+      const { alignCorners, halfPixelCenters } = attrs as unknown as { alignCorners: boolean; halfPixelCenters: boolean };
+      const size = dy.shape.slice(1, 3) as [number, number];
+      const resize = kernelName === 'ResizeBilinearGrad' ? tf.image.resizeBilinear : tf.image.resizeNearestNeighbor;
+      return { dy: () => resize(ddx as tf.Tensor4D, size, alignCorners, halfPixelCenters), images: () => tf.zerosLike(images) };
+    },
+  })),
   {
     kernelName: 'AvgPoolGrad',
     inputsToSave: ['input'],
