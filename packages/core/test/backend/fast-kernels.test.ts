@@ -311,6 +311,15 @@ describe('backend: wasm fast kernels', function () {
     expect(getMemoryGuard('wasm')!.usedBytes).to.equal(used);
   });
 
+  it("a filter gradient over an empty batch is zeros (tapfit's product had no terms to sum and left its new buffer as it found it)", () => {
+    const x = tf.zeros([0, 5, 5, 2]) as tf.Tensor4D;
+    const g = tf.tidy(() => Array.from(tf.grad((w: tf.Tensor) => tf.sum(tf.conv2d(x, w as tf.Tensor4D, 1, 'same')))(tf.ones([3, 3, 2, 2])).dataSync()));
+    expect(g).to.deep.equal(new Array(36).fill(0));
+    const dense = tf.tidy(() => Array.from(tf.grad((w: tf.Tensor) => tf.sum(tf.matMul(tf.zeros([0, 70]), w as tf.Tensor2D)))(tf.ones([70, 80])).dataSync()));
+    expect(dense.every((v) => v === 0)).to.equal(true);
+    x.dispose();
+  });
+
   it("Relu and its gradient in one pass each: tfjs's values bit for bit (NaN of either sign, infinities, signed zeros, subnormals), no Step or Multiply, a second derivative as tfjs's, cpu unchanged", async () => {
     const special = [NaN, Infinity, -Infinity, 0, -0, 1, -1, 1e-45, -1e-45, 3.5, new Float32Array(new Int32Array([0xffc00000 | 0]).buffer)[0]];
     const x = () => tf.concat([tf.tensor1d(special), tf.tensor1d(special.map((_, i) => special[(i + 3) % special.length])), randn([1003], 1)]);

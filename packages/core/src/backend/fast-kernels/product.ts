@@ -30,6 +30,11 @@ const MIN_ROWS_PER_PART = 16;
 export function gemmInto(heap: WasmHeap, x: tf.TensorInfo, y: tf.TensorInfo, M: number, K: number, N: number, outShape: number[], route: 'packed' | 'inPlace' | 'rows' = 'packed'): tf.TensorInfo {
   const out = heap.output(outShape);
   const [c, a, b] = [heap.offset(out), heap.offset(x), heap.offset(y)];
+  // No terms to sum (a filter gradient of an empty batch): the kernel would leave the new buffer as it found it.
+  if (K === 0) {
+    new Float32Array(heap.words().buffer, c, M * N).fill(0);
+    return out;
+  }
   if (route === 'rows') heap.kernels.gemmNT(c, a, b, M, K, N);
   else if (route === 'inPlace') heap.kernels.gemm(c, a, b, M, K, N, 0);
   else {
