@@ -192,6 +192,32 @@ for (const backend of ['cpu', 'wasm']) {
       tf.dispose([x, K, Ry, Rx, vol, K3]);
     });
 
+    it('Hessian-vector products of 32 nonlinear ops equal central differences of their gradients', () => {
+      const X = [0.3, -1.7, 2.2, -0.4, 0.15, 1.5, -3.1, 0.9, 1.1, -2.6, 1.2, -0.05];
+      const OPS: Record<string, (z: tf.Tensor) => tf.Tensor> = {
+        exp: tf.exp, log1p: (z) => tf.log1p(tf.abs(z)), sqrt: (z) => tf.sqrt(tf.abs(z).add(0.5)), rsqrt: (z) => tf.rsqrt(tf.abs(z).add(0.5)), sigmoid: tf.sigmoid, tanh: tf.tanh,
+        softplus: tf.softplus, elu: (z) => tf.elu(tf.add(z, 0.03)), selu: (z) => tf.selu(tf.add(z, 0.03)), softmax: tf.softmax, logSoftmax: tf.logSoftmax, softmaxAxis0: (z) => tf.softmax(z, 0),
+        erf: tf.erf, sin: tf.sin, cos: tf.cos, atan: tf.atan, asinh: tf.asinh, atan2: (z) => tf.atan2(z, tf.reverse(z, 0)), pow: (z) => tf.pow(tf.abs(z).add(0.5), tf.tensor1d([0.5, 2, 3])),
+        square: tf.square, reciprocal: (z) => tf.reciprocal(tf.abs(z).add(0.5)), log: (z) => tf.log(tf.abs(z).add(0.5)), div: (z) => tf.div(z, tf.reverse(z, 1).add(5)),
+        squaredDifference: (z) => tf.squaredDifference(z, tf.reverse(z, 0)), variance: (z) => tf.moments(z, 1).variance, prod: (z) => tf.prod(z, 1), logSumExp: (z) => tf.logSumExp(z, 1),
+        norm: (z) => tf.norm(z), cumprod: (z) => tf.cumprod(z, 0), where: (z) => tf.where(tf.greater(z, 0), tf.square(z), tf.exp(z)), einsum: (z) => tf.einsum('ij,kj->ik', z, z), divNoNan: (z) => tf.divNoNan(tf.square(z), tf.relu(tf.sub(tf.reverse(z, 1), 0.2))),
+      };
+      expect(Object.keys(OPS)).to.have.length(32);
+      for (const [name, op] of Object.entries(OPS)) {
+        const [hvp, fd] = tf.tidy(() => {
+          const x = tf.tensor2d(X, [4, 3]);
+          const w = tf.tensor(values(op(x).size, 0.4), op(x).shape);
+          const v = tf.tensor2d(values(12, 2.2), [4, 3]);
+          const gradient = (z: tf.Tensor) => tf.grad((q: tf.Tensor) => tf.sum(tf.mul(op(q), w)))(z);
+          const h = 1e-2;
+          const product = tf.grad((z: tf.Tensor) => tf.sum(tf.mul(gradient(z), v)))(x);
+          const differences = tf.div(tf.sub(gradient(tf.add(x, tf.mul(v, h))), gradient(tf.sub(x, tf.mul(v, h)))), 2 * h);
+          return [product.dataSync(), differences.dataSync()];
+        });
+        close(hvp, fd, 2e-2, name);
+      }
+    });
+
     it('a max pool with overlapping windows refuses a second-order gradient with an error that names the fix', () => {
       const x = tf.tensor4d(values(36, 0.4), [1, 6, 6, 1]);
       const k = tf.tensor4d(values(9, 1.4), [3, 3, 1, 1]);
