@@ -4,7 +4,7 @@ import { on, relativeError, useShimmedWasm } from './helpers';
 
 /*
  * Float32 ops on shimmed wasm (the shim and the fast kernels) against cpu: the forward
- * values of 91 ops and the input gradients of 84 (cpu with tapfit's gradient fixes, which
+ * values of 91 ops and the input gradients of 88 (cpu with tapfit's gradient fixes, which
  * selectBackend installs on every backend). A guard for kernel work: any kernel the shim
  * or the fast kernels replace shows up here if it disagrees with cpu.
  */
@@ -114,9 +114,9 @@ const FORWARD: Record<string, () => tf.Tensor> = {
 
 /**
  * [input values, input shape, the op]: the gradient of sum(op(x) * w) with respect to x,
- * for a fixed w. Not here: cumprod, einsum and cropAndResize (tfjs has no gradient for
- * them on any backend) and divNoNan (tfjs composes it from div and where, so
- * its gradient is NaN where the divisor is 0, on every backend).
+ * for a fixed w. cumprod, einsum, cropAndResize and divNoNan had no (or a NaN) gradient in
+ * tfjs; tapfit's are checked against oracles in missing-gradients-math and
+ * op-replacements, and here wasm against cpu.
  */
 const GRADIENT: Record<string, [number[], number[], (x: never) => tf.Tensor]> = {
   exp: [X, [4, 3], (x: tf.Tensor2D) => tf.exp(x.mul(0.3))],
@@ -203,6 +203,10 @@ const GRADIENT: Record<string, [number[], number[], (x: never) => tf.Tensor]> = 
   gatherND: [X, [4, 3], (x: tf.Tensor2D) => tf.gatherND(x, tf.tensor2d([[1, 2], [3, 0]], undefined, 'int32'))],
   broadcastTo: [X.slice(0, 3), [1, 3], (x: tf.Tensor2D) => tf.broadcastTo(x, [4, 3]).mul(F(X, [4, 3]))],
   oneMinus: [X, [4, 3], (x: tf.Tensor2D) => tf.sub(1, x).div(x.square().add(1))],
+  cumprod: [X, [4, 3], (x: tf.Tensor2D) => tf.cumprod(x, 1, true, true)],
+  einsum: [X, [4, 3], (x: tf.Tensor2D) => tf.einsum('ij,kj->ik', x, F(X.slice(0, 6), [2, 3]))],
+  cropAndResize: [IMG, [2, 5, 6, 3], (x: tf.Tensor4D) => tf.image.cropAndResize(x, tf.tensor2d([[0.1, 0.2, 0.8, 0.7], [0.6, 0.1, 0.2, 0.9]]), [1, 0], [3, 4])],
+  divNoNan: [X, [4, 3], (x: tf.Tensor2D) => tf.divNoNan(x, F([0, 2, -1], [3]))],
 };
 
 function forwardValues(op: () => tf.Tensor): { shape: number[]; dtype: string; values: Float32Array | Int32Array | Uint8Array } {
