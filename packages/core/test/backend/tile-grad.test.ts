@@ -1,10 +1,10 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { useShimmedWasm } from './helpers';
+import { useShimmedWasm, webgpuOrSkip } from './helpers';
 
 /*
- * Tile's gradient as one sum over the copies (wasm-shim/tile-grad.ts), on cpu and wasm,
- * against the copies of dy added up in float64.
+ * Tile's gradient as one sum per tiled axis (wasm-shim/tile-grad.ts), on cpu, wasm and
+ * webgpu where there is an adapter, against the copies of dy added up in float64.
  */
 
 const weights = (n: number) => Array.from({ length: n }, (_, i) => Math.sin(i + 1));
@@ -31,11 +31,12 @@ function reference(shape: number[], reps: number[]): number[] {
   return dx;
 }
 
-for (const backend of ['cpu', 'wasm']) {
-  describe(`backend: tile's gradient as one sum, on ${backend}`, function () {
-    before(async () => {
+for (const backend of ['cpu', 'wasm', 'webgpu']) {
+  describe(`backend: tile's gradient as one sum per tiled axis, on ${backend}`, function () {
+    before(async function () {
       await useShimmedWasm();
-      await tf.setBackend(backend);
+      if (backend === 'webgpu') await webgpuOrSkip(this, "tile's gradient on webgpu");
+      else await tf.setBackend(backend);
     });
     after(() => tf.setBackend('cpu'));
 
@@ -45,6 +46,8 @@ for (const backend of ['cpu', 'wasm']) {
       [[2, 3, 4], [3, 1, 2]],
       [[5], [1]],
       [[2, 1, 3], [2, 4, 1]],
+      // Every axis of a rank-4 tensor tiled (split in two at once, 8 axes: webgpu refused to reduce them).
+      [[2, 3, 2, 3], [2, 2, 3, 2]],
     ] as Array<[number[], number[]]>) {
       it(`tile [${shape}] by [${reps}]: each element gets the sum of its copies' dy`, () => {
         const got = tf.tidy(() => {
