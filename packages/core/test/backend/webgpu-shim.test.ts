@@ -111,6 +111,25 @@ describe('backend: webgpu training shim', function () {
     expect(relativeError(grad(), cpu)).to.equal(0);
   });
 
+  it("bool and int32 cast to float32 hold float32 values: stock webgpu shared the integer buffer and its rank-3 transpose's shader failed to compile; a Masking layer before a GRU runs as on cpu", async () => {
+    const masked = () => tf.tidy(() => {
+      const x = tf.tensor3d(Array.from({ length: 60 }, (_, i) => (i % 7 === 0 ? 0 : Math.sin(i))), [3, 5, 4]);
+      const mask = tf.cast(tf.any(tf.notEqual(x, 0), -1), 'float32');
+      const ints = tf.cast(tf.tensor2d([1, -2, 3, 4, 5, -6], [2, 3], 'int32'), 'float32');
+      return [mask, ints].map((t) => Array.from(tf.transpose(tf.expandDims(t, -1), [1, 0, 2]).dataSync()));
+    });
+    const stock = await withStockWebgpu(() => thrown(masked));
+    expect(String((stock as Error).message)).to.match(/rejected|WGSL|f32/);
+    expect(masked()).to.deep.equal(await on('cpu', masked));
+    const model = tf.sequential({ layers: [tf.layers.masking({ inputShape: [5, 4], maskValue: 0 }), tf.layers.gru({ units: 3, kernelInitializer: 'ones', recurrentInitializer: 'ones' }), tf.layers.dense({ units: 2, kernelInitializer: 'ones' })] });
+    const x = tf.tensor3d(Array.from({ length: 60 }, (_, i) => (i % 9 < 4 ? 0 : Math.cos(i) * 0.5)), [3, 5, 4]);
+    const y = Array.from((model.predict(x) as tf.Tensor).dataSync());
+    const cpu = await on('cpu', () => Array.from((model.predict(x) as tf.Tensor).dataSync()));
+    expect(relativeError(Float32Array.from(y), Float32Array.from(cpu))).to.be.below(1e-4);
+    x.dispose();
+    model.dispose();
+  });
+
   it('bridged kernels (string, sparse, ragged, unique, bitwise) agree with cpu', async () => {
     const run = () => tf.tidy(() => [
       tf.string.staticRegexReplace(tf.tensor1d(['a-b', 'c-d']), '-', '+').arraySync(),

@@ -9,6 +9,7 @@ import { installStridedSliceShrinkFix } from '../wasm-shim/strided-slice-shrink'
 import { installWebgpuCpuBridge, WEBGPU_BRIDGED_TO_CPU } from './cpu-bridge';
 import { watchGpuErrors } from './gpu-errors';
 import { installCumulativeKernels, WEBGPU_CUMULATIVE_KERNELS } from './cumulative';
+import { installFloatCast } from './float-cast';
 import { installHighRankKernels, WEBGPU_HIGH_RANK_KERNELS } from './high-rank';
 import { installResizeNearestGradHalfPixel } from './resize-nearest-grad';
 import { installSyncReads } from './sync-read';
@@ -31,6 +32,8 @@ let prepared: tf.KernelBackend | null = null;
  * - Cumsum, Cumprod: reverse (wrong at any rank: a shader cache bug) and rank 5-6; negative
  *   axes (as on cpu and wasm)
  * - Einsum as one batched product (stock drops operands and sums for some equations, as on cpu)
+ * - Cast of bool and int32 to float32 writes float32 values (stock shares the integer buffer,
+ *   which the rank-3 transpose's shader cannot read: masks before RNNs failed)
  * - ResizeNearestNeighborGrad with halfPixelCenters (stock ignores it)
  * - cpu bridge for the kernels webgpu lacks (string, sparse and ragged ops, Unique, ...)
  * - StridedSlice with a shrunk axis and another axis strided (wrong elements, as on cpu and wasm)
@@ -69,6 +72,7 @@ export async function installWebgpuShim(): Promise<void> {
     installResizeNearestGradHalfPixel(overrides);
     installWebgpuCpuBridge(overrides);
     installStridedSliceShrinkFix(overrides, ['webgpu']);
+    installFloatCast(overrides);
   } catch (err) {
     overrides.restore();
     throw err;
@@ -87,7 +91,7 @@ export function webgpuShimInstalled(): boolean {
 }
 
 /** Kernels the shim registers for webgpu, for reports and tests. */
-export const WEBGPU_SHIM_KERNELS: readonly string[] = [...WEBGPU_HIGH_RANK_KERNELS, ...WEBGPU_CUMULATIVE_KERNELS, 'ResizeNearestNeighborGrad', 'Einsum', ...WEBGPU_BRIDGED_TO_CPU];
+export const WEBGPU_SHIM_KERNELS: readonly string[] = [...WEBGPU_HIGH_RANK_KERNELS, ...WEBGPU_CUMULATIVE_KERNELS, 'ResizeNearestNeighborGrad', 'Einsum', 'Cast', ...WEBGPU_BRIDGED_TO_CPU];
 
 /**
  * One read right after initialisation proves the synchronous path works. Dawn may
