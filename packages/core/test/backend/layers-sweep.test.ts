@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { useShimmedWasm } from './helpers';
+import { useShimmedWasm, webgpuOrSkip } from './helpers';
 
 /*
- * tfjs-layers layers on shimmed wasm against cpu: the loss and the gradient of every
+ * tfjs-layers layers on shimmed wasm (and webgpu where there is an adapter) against cpu: the loss and the gradient of every
  * trainable weight for the same weights and inputs, in training mode. What a user who
  * brings an existing tfjs-layers model trains through. A sweep like this found that a
  * dilated Conv2D with a linear activation could not train on cpu (wasm-shim/dilated-fused-conv.ts).
@@ -86,28 +86,31 @@ function lossAndGradients(c: LayerCase, weights?: tf.Tensor[]): { loss: number; 
   });
 }
 
-describe('backend: tfjs-layers layers train on shimmed wasm as on cpu (loss and every weight gradient)', function () {
-  before(useShimmedWasm);
+for (const backend of ['wasm', 'webgpu']) describe(`backend: tfjs-layers layers train on ${backend === 'wasm' ? 'shimmed wasm' : 'webgpu'} as on cpu (loss and every weight gradient)`, function () {
+  before(async function () {
+    await useShimmedWasm();
+    if (backend === 'webgpu') await webgpuOrSkip(this, 'tfjs-layers layers on webgpu');
+  });
   after(() => tf.setBackend('cpu'));
   for (const [name, c] of Object.entries(CASES)) {
     it(name, async () => {
-      const wasm = lossAndGradients(c);
+      const got = lossAndGradients(c);
       await tf.setBackend('cpu');
-      // The wasm run's weights, copied to cpu.
-      const copied = wasm.weights.map((w) => tf.tensor(w.dataSync(), w.shape, w.dtype));
-      const cpu = await Promise.resolve(lossAndGradients(c, copied)).finally(() => tf.setBackend('wasm'));
-      expect(Math.abs(wasm.loss - cpu.loss)).to.be.below(1e-5 * Math.max(1, Math.abs(cpu.loss)));
-      expect(wasm.grads).to.have.length(cpu.grads.length);
-      expect(wasm.grads.length).to.be.above(0);
+      // This backend's weights, copied to cpu.
+      const copied = got.weights.map((w) => tf.tensor(w.dataSync(), w.shape, w.dtype));
+      const cpu = await Promise.resolve(lossAndGradients(c, copied)).finally(() => tf.setBackend(backend));
+      expect(Math.abs(got.loss - cpu.loss)).to.be.below(1e-5 * Math.max(1, Math.abs(cpu.loss)));
+      expect(got.grads).to.have.length(cpu.grads.length);
+      expect(got.grads.length).to.be.above(0);
       // Relative to the larger of the gradient's largest element and 0.01: a bias gradient is
       // a sum of terms that can cancel to near zero, where float32 rounding in another order
       // is a large part of what is left (a wrong kernel is off by the whole magnitude).
-      wasm.grads.forEach((g, k) => {
+      got.grads.forEach((g, k) => {
         const scale = Math.max(0.01, ...Array.from(cpu.grads[k], Math.abs));
         const diff = Math.max(...Array.from(g, (v, i) => Math.abs(v - cpu.grads[k][i])));
         expect(diff / scale, `weight ${k}`).to.be.below(1e-4);
       });
-      tf.dispose([...wasm.weights, ...copied, ...cpu.weights]);
+      tf.dispose([...got.weights, ...copied, ...cpu.weights]);
     });
   }
 });
