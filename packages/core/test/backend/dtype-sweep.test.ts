@@ -1,11 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { on, useShimmedWasm } from './helpers';
+import { on, useShimmedWasm, webgpuOrSkip } from './helpers';
 
 /*
- * Ops on int32 and bool tensors, wasm (with the shim) against cpu: shape, dtype and every
- * value. A sweep like this found stock wasm's wrong strided slices, clipByValue, Select and
- * Reverse on those dtypes (wasm-shim/wrong-dtypes.ts, wasm-shim/reverse.ts).
+ * Ops on int32 and bool tensors, wasm (with the shim) and webgpu where there is an adapter,
+ * against cpu: shape, dtype and every value. A sweep like this found stock wasm's wrong
+ * strided slices, clipByValue, Select and Reverse on those dtypes (wasm-shim/wrong-dtypes.ts,
+ * wasm-shim/reverse.ts), and webgpu's int32 UnsortedSegmentSum (webgpu-shim/cpu-bridge.ts).
  */
 
 const I = (values: number[], shape: number[]) => tf.tensor(values, shape, 'int32');
@@ -96,8 +97,11 @@ function sweep(ops: Record<string, () => tf.Tensor>) {
   }
 }
 
-describe('backend: int32 and bool ops on wasm equal cpu (shape, dtype, values)', function () {
-  before(useShimmedWasm);
+for (const backend of ['wasm', 'webgpu']) describe(`backend: int32 and bool ops on ${backend} equal cpu (shape, dtype, values)`, function () {
+  before(async function () {
+    await useShimmedWasm();
+    if (backend === 'webgpu') await webgpuOrSkip(this, 'int32 and bool ops on webgpu');
+  });
   after(() => tf.setBackend('cpu'));
   describe('int32', () => sweep(INT32_OPS));
   describe('bool', () => sweep(BOOL_OPS));

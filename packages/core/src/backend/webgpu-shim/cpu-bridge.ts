@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../../errors';
 import { runOnCpu } from '../wasm-shim/cpu-bridge';
-import { kernelConfig } from '../wasm-shim/kernel-calls';
+import { callKernel, kernelConfig } from '../wasm-shim/kernel-calls';
 import { Overrides } from '../wasm-shim/overrides';
 
 /**
@@ -16,7 +16,19 @@ export const WEBGPU_BRIDGED_TO_CPU = [
   'SparseReshape', 'StaticRegexReplace', 'StringSplit', 'StringToHashBucketFast', 'Unique',
 ] as const;
 
+/**
+ * Kernels webgpu has but gets wrong for int32 values, which run on cpu then: its
+ * UnsortedSegmentSum sums int32 in float32 and stores the float's bits (8 read back as
+ * -2132803584; found by running the dtype sweep on webgpu, 2026-11-30).
+ */
+export const WEBGPU_WRONG_FOR_INT32 = ['UnsortedSegmentSum'] as const;
+
 export function installWebgpuCpuBridge(o: Overrides): void {
+  for (const name of WEBGPU_WRONG_FOR_INT32) {
+    const [gpuKernel, cpuKernel] = [tf.getKernel(name, 'webgpu'), tf.getKernel(name, 'cpu')];
+    if (!gpuKernel || !cpuKernel) throw new TapfitError(ErrorCodes.BACKEND, `webgpu shim: kernel '${name}' is not registered for both cpu and webgpu, so the shim cannot route it. Install @tensorflow/tfjs and @tensorflow/tfjs-backend-webgpu 4.22 (the same version).`);
+    o.kernel(kernelConfig(name, 'webgpu', (args) => (args.inputs.x.dtype === 'int32' ? runOnCpu(cpuKernel, args) : callKernel(gpuKernel, args))));
+  }
   for (const name of WEBGPU_BRIDGED_TO_CPU) {
     if (tf.getKernel(name, 'webgpu')) continue; // a later tfjs-backend-webgpu has its own
     const cpuKernel = tf.getKernel(name, 'cpu');
