@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { useShimmedWasm } from './helpers';
+import { useShimmedWasm, webgpuOrSkip } from './helpers';
 
 /*
  * tfjs ops fixed by replacing them (wasm-shim/op-replacements.ts), on cpu and wasm,
@@ -26,11 +26,12 @@ const gradOf = (f: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor) =>
     return tf.grad((z: tf.Tensor) => f(z).mul(w).sum())(x).dataSync();
   });
 
-for (const backend of ['cpu', 'wasm']) {
+for (const backend of ['cpu', 'wasm', 'webgpu']) {
   describe(`backend: tfjs ops fixed by replacement, on ${backend}`, function () {
-    before(async () => {
+    before(async function () {
       await useShimmedWasm(); // installs the fixes (on every backend)
-      await tf.setBackend(backend);
+      if (backend === 'webgpu') await webgpuOrSkip(this, 'on webgpu');
+      else await tf.setBackend(backend);
     });
     after(() => tf.setBackend('cpu'));
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { useShimmedWasm } from './helpers';
+import { useShimmedWasm, webgpuOrSkip } from './helpers';
 
 /*
  * Gradients of gradients (tape-order.ts, wasm-shim/second-order-gradients.ts), on cpu and
@@ -28,11 +28,12 @@ function penaltyGrads(f: (x: tf.Tensor, ...params: tf.Tensor[]) => tf.Tensor, x:
   });
 }
 
-for (const backend of ['cpu', 'wasm']) {
+for (const backend of ['cpu', 'wasm', 'webgpu']) {
   describe(`backend: gradients of gradients, on ${backend}`, function () {
-    before(async () => {
+    before(async function () {
       await useShimmedWasm();
-      await tf.setBackend(backend);
+      if (backend === 'webgpu') await webgpuOrSkip(this, 'on webgpu');
+      else await tf.setBackend(backend);
     });
     after(() => tf.setBackend('cpu'));
 
@@ -177,10 +178,13 @@ for (const backend of ['cpu', 'wasm']) {
       const vol = tf.tensor5d(values(1 * 4 * 4 * 4 * 2, 0.1), [1, 4, 4, 4, 2]);
       const K3 = tf.tensor5d(values(2 * 2 * 2 * 2 * 2, 2.1, 0.5), [2, 2, 2, 2, 2]);
       const conv3 = (z: tf.Tensor, k: tf.Tensor) => tf.conv3d(z as tf.Tensor5D, k as tf.Tensor5D, 1, 'same');
-      const blocks = (c: tf.Tensor) => tf.reshape(c, [1, 2, 2, 2, 2, 2, 2, 2]);
+      // Pairs along one axis at a time (at most 6 dimensions: webgpu reduces no more).
+      const pairs = (c: tf.Tensor, axis: number, reduce: (t: tf.Tensor, axis: number) => tf.Tensor) =>
+        reduce(tf.reshape(c, [...c.shape.slice(0, axis), c.shape[axis] / 2, 2, ...c.shape.slice(axis + 1)]), axis + 1);
+      const blocks = (c: tf.Tensor, reduce: (t: tf.Tensor, axis: number) => tf.Tensor) => pairs(pairs(pairs(c, 1, reduce), 2, reduce), 3, reduce);
       const pools: Array<[string, (c: tf.Tensor) => tf.Tensor, (c: tf.Tensor) => tf.Tensor]> = [
-        ['max pool 3-D', (c) => tf.maxPool3d(c as tf.Tensor5D, 2, 2, 'valid'), (c) => tf.max(blocks(c), [2, 4, 6])],
-        ['average pool 3-D', (c) => tf.avgPool3d(c as tf.Tensor5D, 2, 2, 'valid'), (c) => tf.mean(blocks(c), [2, 4, 6])],
+        ['max pool 3-D', (c) => tf.maxPool3d(c as tf.Tensor5D, 2, 2, 'valid'), (c) => blocks(c, (t, a) => tf.max(t, a))],
+        ['average pool 3-D', (c) => tf.avgPool3d(c as tf.Tensor5D, 2, 2, 'valid'), (c) => blocks(c, (t, a) => tf.mean(t, a))],
       ];
       for (const [name, op, plain] of pools) {
         const weights = tf.tensor1d(values(16, 1.3));
