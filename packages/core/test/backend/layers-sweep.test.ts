@@ -59,6 +59,8 @@ const CASES: Record<string, LayerCase> = {
       return tf.model({ inputs: i, outputs: L.dense({ units: 2 }).apply(merged) as tf.SymbolicTensor });
     },
   },
+  'batch normalization along axis 1 (channels first), and along a middle axis': { input: [2, 3, 4, 4], build: () => tf.sequential({ layers: [L.conv2d({ inputShape: [3, 4, 4], filters: 4, kernelSize: 3, padding: 'same', dataFormat: 'channelsFirst', useBias: false }), L.batchNormalization({ axis: 1 }), L.batchNormalization({ axis: 2 }), L.flatten(), L.dense({ units: 2 })] }) },
+  'causal dilated conv1d, stride 2 causal conv1d': { input: [2, 8, 3], build: () => tf.sequential({ layers: [L.conv1d({ inputShape: [8, 3], filters: 4, kernelSize: 3, dilationRate: 2, padding: 'causal', activation: 'tanh' }), L.conv1d({ filters: 2, kernelSize: 2, strides: 2, padding: 'causal' }), L.flatten(), L.dense({ units: 2 })] }) },
   'merge layers (functional model)': {
     input: [3, 5],
     build: () => {
@@ -157,4 +159,28 @@ describe('backend: tfjs-layers BatchNormalization with scale or center off, in t
       full.dispose();
     });
   }
+});
+
+describe('backend: tfjs-layers Conv1D with causal padding (wasm-shim/conv1d-causal-layer.ts)', function () {
+  before(useShimmedWasm);
+  after(() => tf.setBackend('cpu'));
+  it("step t sees steps up to t only: the float64 causal sum, the output length of 'same', and the gradient of zero padding then 'valid' (tfjs-layers threw)", () => {
+    const model = tf.sequential({ layers: [L.conv1d({ inputShape: [8, 2], filters: 1, kernelSize: 3, dilationRate: 2, padding: 'causal', kernelInitializer: 'ones', useBias: false })] });
+    expect(model.outputs[0].shape).to.deep.equal([null, 8, 1]);
+    const values = Array.from({ length: 16 }, (_, i) => Math.sin(i * 0.9));
+    const x = tf.tensor3d(values, [1, 8, 2]);
+    // y_t = sum over taps at t, t - 2, t - 4 (those >= 0) of both channels.
+    const expected = Array.from({ length: 8 }, (_, t) => [0, 2, 4].reduce((sum, d) => (t - d >= 0 ? sum + values[2 * (t - d)] + values[2 * (t - d) + 1] : sum), 0));
+    const y = tf.tidy(() => Array.from((model.predict(x) as tf.Tensor).dataSync()));
+    y.forEach((v, t) => expect(v, `step ${t}`).to.be.closeTo(expected[t], 1e-5));
+    const kernel = model.layers[0].getWeights()[0] as tf.Tensor3D;
+    const w = tf.tensor3d(Array.from({ length: 8 }, (_, i) => Math.cos(i)), [1, 8, 1]);
+    const [got, want] = [
+      (z: tf.Tensor) => model.apply(z) as tf.Tensor,
+      (z: tf.Tensor) => tf.conv1d(tf.pad(z, [[0, 0], [4, 0], [0, 0]]) as tf.Tensor3D, kernel, 1, 'valid', 'NWC', 2),
+    ].map((f) => tf.tidy(() => Array.from(tf.grad((z: tf.Tensor) => tf.sum(tf.mul(f(z), w)))(x).dataSync())));
+    got.forEach((v, i) => expect(v, `gradient ${i}`).to.be.closeTo(want[i], 1e-5));
+    tf.dispose([x, w]);
+    model.dispose();
+  });
 });

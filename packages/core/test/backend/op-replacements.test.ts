@@ -88,6 +88,22 @@ for (const backend of ['cpu', 'wasm', 'webgpu']) {
       }
     });
 
+    it("batchNorm with statistics shaped to broadcast ([1, C, 1, 1], channels first): the plain form's values (tfjs's cpu and wasm kernels were 1.26 off) and gradients for x, scale and offset (tfjs threw)", () => {
+      const x = tf.tensor4d(values(2 * 3 * 4 * 2, 0.3), [2, 3, 4, 2]);
+      const scale = tf.tensor4d([1.5, -0.5, 2], [1, 3, 1, 1]);
+      const offset = tf.tensor4d([0.1, 0.2, -0.3], [1, 3, 1, 1]);
+      const w = tf.tensor(values(48, 1.1), [2, 3, 4, 2]);
+      const fused = (z: tf.Tensor, sc: tf.Tensor, of: tf.Tensor) => { const { mean, variance } = tf.moments(z, [0, 2, 3], true); return tf.sum(tf.mul(w, tf.batchNorm(z, mean, variance, of, sc, 1e-3))); };
+      const plain = (z: tf.Tensor, sc: tf.Tensor, of: tf.Tensor) => {
+        const { mean, variance } = tf.moments(z, [0, 2, 3], true);
+        return tf.sum(tf.mul(w, tf.add(tf.mul(tf.div(tf.sub(z, mean), tf.sqrt(tf.add(variance, 1e-3))), sc), of)));
+      };
+      close(tf.tidy(() => fused(x, scale, offset).dataSync()), tf.tidy(() => plain(x, scale, offset).dataSync()), 1e-5, 'value');
+      const [got, want] = [fused, plain].map((f) => tf.tidy(() => tf.grads(f)([x, scale, offset]).map((g) => Array.from(g.dataSync()))));
+      got.forEach((g, k) => close(g, want[k], 1e-5, ['x', 'scale', 'offset'][k]));
+      tf.dispose([x, scale, offset, w]);
+    });
+
     it('matrix norms (p = 1, Infinity, -Infinity) over two axes in either order or negative equal the float64 definition; keepDims keeps both axes', () => {
       const shape = [2, 3, 4];
       const v = values(24, 0.4);

@@ -1,11 +1,14 @@
 import { installWasmFastKernels, uninstallWasmFastKernels } from '../fast-kernels';
 import { installMissingKernelErrors, explainMissingKernel } from '../missing-kernel';
 import { loadWasmPackage } from '../wasm';
+import { installConv1dCausalLayer } from './conv1d-causal-layer';
 import { installConv2DBackprop } from './conv2d-backprop';
 import { installCumulativeAxis } from './cumulative-axis';
 import { installCumsumGrad } from './cumsum-grad';
 import { BRIDGED_TO_CPU, installCpuBridge, NOT_BRIDGED } from './cpu-bridge';
 import { installAvgPoolGrad } from './avg-pool-grad';
+import { installBatchNormBroadcast } from './batch-norm-broadcast';
+import { installBatchNormGrad } from './batch-norm-grad';
 import { installBatchNormLayerFix } from './batch-norm-layer';
 import { installDepthwiseBackprop } from './depthwise-backprop';
 import { installDilatedConvGrad } from './dilated-conv-grad';
@@ -44,7 +47,8 @@ let fixes: Overrides | null = null;
  * the one-pass UnsortedSegmentSum (Embedding's gradient), a correct Einsum and negative axes
  * for Cumsum and Cumprod; negative axes for Prod's gradient; tfjs-layers' Resizing layer's
  * output shape and call in a model; BatchNormalization with scale or center off in
- * training; softmax on any axis, divNoNan's gradient, matrix
+ * training, and batch norm with statistics of the input's rank (any axis but the last:
+ * the cpu kernel's values and tfjs's gradient were wrong); Conv1D with causal padding; softmax on any axis, divNoNan's gradient, matrix
  * norms and batchNorm without scale or offset under a gradient (op-replacements.ts); and tile's
  * gradient as one sum (tfjs slices and adds per copy). `selectBackend` installs them whatever it picks. Idempotent.
  */
@@ -65,6 +69,9 @@ export function installGradientFixes(): void {
     installProdGradAxes(o);
     installResizingLayerFix(o);
     installBatchNormLayerFix(o);
+    installBatchNormGrad(o);
+    installBatchNormBroadcast(o, ['cpu']);
+    installConv1dCausalLayer(o);
     installOpReplacements(o);
     installTileGrad(o);
   });
@@ -92,6 +99,7 @@ export function uninstallGradientFixes(): void {
  * - Einsum as one batched product of wasm's own kernels; tfjs's (cpu, bridged) gave wrong
  *   results for some equations (also replaced on cpu)
  * - Cumsum, Cumprod: negative axes (threw; on cpu, a broken shape)
+ * - FusedBatchNorm with statistics shaped to broadcast: composed (wrong values; also on cpu)
  * - calls XNNPACK refuses, which returned garbage: Add, Sub, Multiply, RealDiv,
  *   SquaredDifference, PadV2 above 6 dimensions (axes merged, or cpu), products with an
  *   empty contracted dimension (cpu)
@@ -121,6 +129,7 @@ export function installWasmShim(): void {
     installCpuBridge(o);
     installEinsum(o, ['wasm']); // over the bridge, which it keeps for other dtypes
     installCumulativeAxis(o, ['wasm']);
+    installBatchNormBroadcast(o, ['wasm']);
     installXnnpackRefusals(o); // over the transpose-flag products, under the fast kernels
     installSegmentSum(o, ['wasm']); // over the bridge, which it keeps for other dtypes
     installMaxPoolGrad(o);
@@ -152,7 +161,7 @@ export const WASM_SHIM_KERNELS: readonly string[] = [
   'BatchMatMul', '_FusedMatMul', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
   ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, 'ResizeBilinearGrad',
-  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse', 'Cumsum', 'Cumprod', ...HIGH_RANK_BINARY_KERNELS, 'PadV2', ...WRONG_FOR_SOME_DTYPES,
+  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse', 'Cumsum', 'Cumprod', 'FusedBatchNorm', ...HIGH_RANK_BINARY_KERNELS, 'PadV2', ...WRONG_FOR_SOME_DTYPES,
 ];
 
 /** Install a group of overrides completely or not at all. */
