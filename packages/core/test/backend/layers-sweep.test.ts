@@ -61,6 +61,7 @@ const CASES: Record<string, LayerCase> = {
   },
   'batch normalization along axis 1 (channels first), and along a middle axis': { input: [2, 3, 4, 4], build: () => tf.sequential({ layers: [L.conv2d({ inputShape: [3, 4, 4], filters: 4, kernelSize: 3, padding: 'same', dataFormat: 'channelsFirst', useBias: false }), L.batchNormalization({ axis: 1 }), L.batchNormalization({ axis: 2 }), L.flatten(), L.dense({ units: 2 })] }) },
   'causal dilated conv1d, stride 2 causal conv1d': { input: [2, 8, 3], build: () => tf.sequential({ layers: [L.conv1d({ inputShape: [8, 3], filters: 4, kernelSize: 3, dilationRate: 2, padding: 'causal', activation: 'tanh' }), L.conv1d({ filters: 2, kernelSize: 2, strides: 2, padding: 'causal' }), L.flatten(), L.dense({ units: 2 })] }) },
+  'conv LSTM 2-D, channels first (its cell calls conv2d with NCHW, which wasm refused)': { input: [2, 3, 2, 5, 5], build: () => tf.sequential({ layers: [L.convLstm2d({ inputShape: [3, 2, 5, 5], filters: 2, kernelSize: 3, padding: 'same', dataFormat: 'channelsFirst' }), L.flatten(), L.dense({ units: 2 })] }) },
   'merge layers (functional model)': {
     input: [3, 5],
     build: () => {

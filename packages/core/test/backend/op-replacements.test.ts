@@ -104,6 +104,26 @@ for (const backend of ['cpu', 'wasm', 'webgpu']) {
       tf.dispose([x, scale, offset, w]);
     });
 
+    it("depthwiseConv2d and conv2d with 'NCHW' equal the NHWC op between transposes, values and input and filter gradients (tfjs: NaN on cpu, wrong on wasm, gradients ignoring the format; conv2d threw on wasm)", () => {
+      const x = tf.tensor4d(values(2 * 3 * 5 * 5, 0.2), [2, 3, 5, 5]);
+      const toNhwc = (t: tf.Tensor) => tf.transpose(t, [0, 2, 3, 1]);
+      const toNchw = (t: tf.Tensor) => tf.transpose(t, [0, 3, 1, 2]);
+      const cases: Array<[string, tf.Tensor4D, (z: tf.Tensor, f: tf.Tensor) => tf.Tensor, (z: tf.Tensor, f: tf.Tensor) => tf.Tensor]> = [
+        ['depthwise, stride 2', tf.tensor4d(values(27, 1.3), [3, 3, 3, 1]), (z, f) => tf.depthwiseConv2d(z as tf.Tensor4D, f as tf.Tensor4D, 2, 'same', 'NCHW'), (z, f) => toNchw(tf.depthwiseConv2d(toNhwc(z) as tf.Tensor4D, f as tf.Tensor4D, 2, 'same'))],
+        ['depthwise, multiplier 2, dilation 2', tf.tensor4d(values(54, 2.1), [3, 3, 3, 2]), (z, f) => tf.depthwiseConv2d(z as tf.Tensor4D, f as tf.Tensor4D, 1, 'valid', 'NCHW', 2), (z, f) => toNchw(tf.depthwiseConv2d(toNhwc(z) as tf.Tensor4D, f as tf.Tensor4D, 1, 'valid', 'NHWC', 2))],
+        ['conv2d', tf.tensor4d(values(54, 0.9), [3, 3, 3, 2]), (z, f) => tf.conv2d(z as tf.Tensor4D, f as tf.Tensor4D, 1, 'same', 'NCHW'), (z, f) => toNchw(tf.conv2d(toNhwc(z) as tf.Tensor4D, f as tf.Tensor4D, 1, 'same'))],
+      ];
+      for (const [name, filter, op, plain] of cases) {
+        const w = tf.tidy(() => tf.tensor(values(plain(x, filter).size, 0.6), plain(x, filter).shape));
+        close(tf.tidy(() => op(x, filter).dataSync()), tf.tidy(() => plain(x, filter).dataSync()), 1e-5, `${name}: value`);
+        const [got, want] = [op, plain].map((f) => tf.tidy(() => tf.grads((z: tf.Tensor, q: tf.Tensor) => tf.sum(tf.mul(f(z, q), w)))([x, filter]).map((g) => Array.from(g.dataSync()))));
+        close(got[0], want[0], 1e-5, `${name}: input gradient`);
+        close(got[1], want[1], 1e-5, `${name}: filter gradient`);
+        tf.dispose([filter, w]);
+      }
+      x.dispose();
+    });
+
     it('matrix norms (p = 1, Infinity, -Infinity) over two axes in either order or negative equal the float64 definition; keepDims keeps both axes', () => {
       const shape = [2, 3, 4];
       const v = values(24, 0.4);

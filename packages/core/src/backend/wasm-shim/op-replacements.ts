@@ -15,6 +15,10 @@ import type { Overrides } from './overrides';
  *   and poisons every weight: the divisor is replaced by 1 where it is 0 before dividing.
  * - norm with two axes (a matrix norm, p = 1 or +-Infinity): the second reduction's axis
  *   assumed axis[0] < axis[1] (wrong values otherwise) and negative axes threw.
+ * - depthwiseConv2d with dataFormat 'NCHW': cpu returned NaN, wasm other wrong values
+ *   (webgpu was right), and tfjs's gradient ignores the format on every backend; conv2d
+ *   with 'NCHW' throws on wasm (ConvLSTM2D with channelsFirst calls it): both run as the
+ *   NHWC convolution between transposes, so the gradients follow.
  * - batchNorm (and its 2d/3d/4d forms) without a scale or an offset: the kernel's inputs
  *   then hold undefined, which the tape cannot follow, so any gradient through it threw
  *   ("Cannot read properties of undefined"): a missing scale is ones, a missing offset
@@ -24,6 +28,7 @@ import type { Overrides } from './overrides';
 type Softmax = (logits: tf.Tensor | tf.TensorLike, dim?: number) => tf.Tensor;
 type Binary = (a: tf.Tensor | tf.TensorLike, b: tf.Tensor | tf.TensorLike) => tf.Tensor;
 type BatchNorm = (x: tf.Tensor | tf.TensorLike, mean: tf.Tensor | tf.TensorLike, variance: tf.Tensor | tf.TensorLike, offset?: tf.Tensor | tf.TensorLike | null, scale?: tf.Tensor | tf.TensorLike | null, varianceEpsilon?: number) => tf.Tensor;
+type Conv = (x: tf.Tensor | tf.TensorLike, filter: tf.Tensor | tf.TensorLike, strides: number | [number, number], pad: 'valid' | 'same' | number | tf.backend_util.ExplicitPadding, dataFormat?: 'NHWC' | 'NCHW', dilations?: number | [number, number], dimRoundingMode?: 'floor' | 'round' | 'ceil') => tf.Tensor;
 type Norm = (x: tf.Tensor | tf.TensorLike, ord?: number | 'euclidean' | 'fro', axis?: number | number[] | null, keepDims?: boolean) => tf.Tensor;
 
 export function installOpReplacements(o: Overrides): void {
@@ -57,6 +62,21 @@ export function installOpReplacements(o: Overrides): void {
         return original(x, m, variance, offset ?? tf.zerosLike(m), scale ?? tf.onesLike(m), varianceEpsilon);
       });
     }) as BatchNorm);
+  }
+  for (const name of ['depthwiseConv2d', 'conv2d'] as const) {
+    const original = core[name] as Conv;
+    o.replace(core, name, ((x, filter, strides, pad, dataFormat = 'NHWC', dilations = 1, dimRoundingMode) => {
+      const channelsFirst = dataFormat === 'NCHW' && (name === 'depthwiseConv2d' || tf.getBackend() === 'wasm');
+      if (!channelsFirst) return original(x, filter, strides, pad, dataFormat, dilations, dimRoundingMode);
+      return tf.tidy(() => {
+        const t = asTensor(x);
+        const rank3 = t.rank === 3;
+        const nchw = rank3 ? tf.expandDims(t, 0) : t;
+        const y = original(tf.transpose(nchw, [0, 2, 3, 1]), filter, strides, pad, 'NHWC', dilations, dimRoundingMode);
+        const back = tf.transpose(y, [0, 3, 1, 2]);
+        return rank3 ? tf.squeeze(back, [0]) : back;
+      });
+    }) as Conv);
   }
   const norm = core.norm as Norm;
   o.replace(core, 'norm', ((x: tf.Tensor | tf.TensorLike, ord: number | 'euclidean' | 'fro' = 'euclidean', axis: number | number[] | null = null, keepDims = false) => {
