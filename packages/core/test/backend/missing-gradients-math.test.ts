@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { useShimmedWasm, webgpuOrSkip } from './helpers';
+import { type Box, cropReference, useShimmedWasm, webgpuOrSkip } from './helpers';
 
 /*
  * The gradients tfjs lacks that compute (wasm-shim/missing-gradients.ts, cumprod-grad.ts,
@@ -58,38 +58,6 @@ function cumprodOracle(x: number[], shape: number[], axis: number, exclusive: bo
     }
   }
   return dx;
-}
-
-interface Box {
-  y1: number;
-  x1: number;
-  y2: number;
-  x2: number;
-}
-
-/** Float64 reference of CropAndResize (NHWC), the sampling rule of tfjs's and TensorFlow's kernels. */
-function cropReference(image: number[], [B, H, W, D]: number[], boxes: Box[], boxInd: number[], [cropH, cropW]: [number, number], method: 'bilinear' | 'nearest', extrapolation: number): number[] {
-  const out: number[] = [];
-  const px = (n: number, y: number, x: number, d: number) => image[((n * H + y) * W + x) * D + d];
-  boxes.forEach((box, b) => {
-    for (let y = 0; y < cropH; y++) {
-      const iy = cropH > 1 ? box.y1 * (H - 1) + (y * (box.y2 - box.y1) * (H - 1)) / (cropH - 1) : 0.5 * (box.y1 + box.y2) * (H - 1);
-      for (let x = 0; x < cropW; x++) {
-        const ix = cropW > 1 ? box.x1 * (W - 1) + (x * (box.x2 - box.x1) * (W - 1)) / (cropW - 1) : 0.5 * (box.x1 + box.x2) * (W - 1);
-        for (let d = 0; d < D; d++) {
-          if (iy < 0 || iy > H - 1 || ix < 0 || ix > W - 1) out.push(extrapolation);
-          else if (method === 'nearest') out.push(px(boxInd[b], Math.round(iy), Math.round(ix), d));
-          else {
-            const [t, l, bo, r] = [Math.floor(iy), Math.floor(ix), Math.ceil(iy), Math.ceil(ix)];
-            const top = px(boxInd[b], t, l, d) + (px(boxInd[b], t, r, d) - px(boxInd[b], t, l, d)) * (ix - l);
-            const bottom = px(boxInd[b], bo, l, d) + (px(boxInd[b], bo, r, d) - px(boxInd[b], bo, l, d)) * (ix - l);
-            out.push(top + (bottom - top) * (iy - t));
-          }
-        }
-      }
-    }
-  });
-  return out;
 }
 
 /** Central differences in float64 of sum(w * f(v)) for each element of v. */

@@ -28,6 +28,7 @@ import { installBoolReverse } from './reverse';
 import { installSegmentSum } from './segment-sum';
 import { installStridedSliceShrinkFix } from './strided-slice-shrink';
 import { installTileGrad } from './tile-grad';
+import { installTransformBatch } from './transform-batch';
 import { installDtypeRoutes, WRONG_FOR_SOME_DTYPES } from './wrong-dtypes';
 import { HIGH_RANK_BINARY_KERNELS, installXnnpackRefusals } from './xnnpack-refusals';
 
@@ -71,6 +72,7 @@ export function installGradientFixes(): void {
     installBatchNormLayerFix(o);
     installBatchNormGrad(o);
     installBatchNormBroadcast(o, ['cpu']);
+    installTransformBatch(o, ['cpu']);
     installConv1dCausalLayer(o);
     installOpReplacements(o);
     installTileGrad(o);

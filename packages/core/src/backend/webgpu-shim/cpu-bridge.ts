@@ -23,7 +23,21 @@ export const WEBGPU_BRIDGED_TO_CPU = [
  */
 export const WEBGPU_WRONG_FOR_INT32 = ['UnsortedSegmentSum'] as const;
 
+/**
+ * Kernels webgpu gets wrong whatever the dtype, run on cpu (found by a sweep of image ops
+ * against float64 references, 2026-11-30; values in [0, 200]): Transform
+ * (tf.image.transform) read the wrong pixels with nearest interpolation and for every image
+ * after the first (148 and 180 off); CropAndResize read the wrong image for some box
+ * indices ([1] or [0, 2] of a batch of three: 178 off; [1, 0] and [2, 0, 1] were right).
+ */
+export const WEBGPU_WRONG = ['Transform', 'CropAndResize'] as const;
+
 export function installWebgpuCpuBridge(o: Overrides): void {
+  for (const name of WEBGPU_WRONG) {
+    const cpuKernel = tf.getKernel(name, 'cpu');
+    if (!cpuKernel) throw new TapfitError(ErrorCodes.BACKEND, `webgpu shim: cpu kernel '${name}' is not registered, so webgpu cannot borrow it. Import '@tensorflow/tfjs' (the union package, which registers the cpu backend), version 4.22.`);
+    o.kernel(kernelConfig(name, 'webgpu', (args) => runOnCpu(cpuKernel, args)));
+  }
   for (const name of WEBGPU_WRONG_FOR_INT32) {
     const [gpuKernel, cpuKernel] = [tf.getKernel(name, 'webgpu'), tf.getKernel(name, 'cpu')];
     if (!gpuKernel || !cpuKernel) throw new TapfitError(ErrorCodes.BACKEND, `webgpu shim: kernel '${name}' is not registered for both cpu and webgpu, so the shim cannot route it. Install @tensorflow/tfjs and @tensorflow/tfjs-backend-webgpu 4.22 (the same version).`);

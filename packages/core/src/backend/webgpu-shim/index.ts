@@ -6,7 +6,7 @@ import { installCumulativeAxis } from '../wasm-shim/cumulative-axis';
 import { installEinsum } from '../wasm-shim/einsum';
 import { Overrides } from '../wasm-shim/overrides';
 import { installStridedSliceShrinkFix } from '../wasm-shim/strided-slice-shrink';
-import { installWebgpuCpuBridge, WEBGPU_BRIDGED_TO_CPU, WEBGPU_WRONG_FOR_INT32 } from './cpu-bridge';
+import { installWebgpuCpuBridge, WEBGPU_BRIDGED_TO_CPU, WEBGPU_WRONG, WEBGPU_WRONG_FOR_INT32 } from './cpu-bridge';
 import { watchGpuErrors } from './gpu-errors';
 import { installCumulativeKernels, WEBGPU_CUMULATIVE_KERNELS } from './cumulative';
 import { installFloatCast } from './float-cast';
@@ -36,7 +36,8 @@ let prepared: tf.KernelBackend | null = null;
  *   which the rank-3 transpose's shader cannot read: masks before RNNs failed)
  * - ResizeNearestNeighborGrad with halfPixelCenters (stock ignores it)
  * - cpu bridge for the kernels webgpu lacks (string, sparse and ragged ops, Unique, ...) and
- *   for int32 UnsortedSegmentSum (stock stores float bits)
+ *   for int32 UnsortedSegmentSum (stock stores float bits), Transform and CropAndResize
+ *   (wrong pixels)
  * - StridedSlice with a shrunk axis and another axis strided (wrong elements, as on cpu and wasm)
  *
  * The avg-pool border fix of `installGradientFixes` applies on webgpu too.
@@ -92,7 +93,7 @@ export function webgpuShimInstalled(): boolean {
 }
 
 /** Kernels the shim registers for webgpu, for reports and tests. */
-export const WEBGPU_SHIM_KERNELS: readonly string[] = [...WEBGPU_HIGH_RANK_KERNELS, ...WEBGPU_CUMULATIVE_KERNELS, 'ResizeNearestNeighborGrad', 'Einsum', 'Cast', ...WEBGPU_WRONG_FOR_INT32, ...WEBGPU_BRIDGED_TO_CPU];
+export const WEBGPU_SHIM_KERNELS: readonly string[] = [...WEBGPU_HIGH_RANK_KERNELS, ...WEBGPU_CUMULATIVE_KERNELS, 'ResizeNearestNeighborGrad', 'Einsum', 'Cast', ...WEBGPU_WRONG, ...WEBGPU_WRONG_FOR_INT32, ...WEBGPU_BRIDGED_TO_CPU];
 
 /**
  * One read right after initialisation proves the synchronous path works. Dawn may
