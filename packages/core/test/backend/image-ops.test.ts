@@ -56,8 +56,10 @@ for (const backend of ['cpu', 'wasm', 'webgpu']) {
       const rows = [[1, 0.13, 0.37, 0.21, 1, -0.29, 0, 0], [0.9, -0.11, 1.23, 0.07, 1.1, 0.31, 0.01, 0], [1, 0, -0.61, 0, 1, 0.77, 0, 0.02]];
       for (const method of ['bilinear', 'nearest'] as const) {
         for (const used of [rows.slice(0, 1), rows]) {
+          const dataIds = tf.backend().numDataIds();
           const got = tf.tidy(() => tf.image.transform(tf.tensor4d(IMAGE, SHAPE as [number, number, number, number]), tf.tensor2d(used), method, 'constant', 3).dataSync());
           close(got, transformReference(IMAGE, SHAPE, used, method, 3), `${method}, ${used.length} transform(s)`);
+          expect(tf.backend().numDataIds(), 'backend data left behind').to.equal(dataIds);
         }
       }
     });

@@ -98,7 +98,9 @@ for (const backend of ['cpu', 'wasm', 'webgpu']) {
         const { mean, variance } = tf.moments(z, [0, 2, 3], true);
         return tf.sum(tf.mul(w, tf.add(tf.mul(tf.div(tf.sub(z, mean), tf.sqrt(tf.add(variance, 1e-3))), sc), of)));
       };
+      const dataIds = tf.backend().numDataIds();
       close(tf.tidy(() => fused(x, scale, offset).dataSync()), tf.tidy(() => plain(x, scale, offset).dataSync()), 1e-5, 'value');
+      expect(tf.backend().numDataIds(), 'backend data left behind').to.equal(dataIds);
       const [got, want] = [fused, plain].map((f) => tf.tidy(() => tf.grads(f)([x, scale, offset]).map((g) => Array.from(g.dataSync()))));
       got.forEach((g, k) => close(g, want[k], 1e-5, ['x', 'scale', 'offset'][k]));
       tf.dispose([x, scale, offset, w]);

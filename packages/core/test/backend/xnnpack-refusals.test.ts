@@ -27,9 +27,11 @@ describe('backend: calls XNNPACK refuses on wasm, against cpu', function () {
 
   const on = async (backend: string, f: () => tf.Tensor) => {
     await tf.setBackend(backend);
+    const dataIds = tf.backend().numDataIds();
     const y = f();
     const out = { shape: y.shape, values: Array.from(y.dataSync()) };
     y.dispose();
+    expect(tf.backend().numDataIds(), `${backend}: backend data left behind`).to.equal(dataIds);
     return out;
   };
 
