@@ -39,19 +39,25 @@ let shim: Overrides | null = null;
 let fixes: Overrides | null = null;
 
 /**
- * Gradient fixes that hold on every backend: correct resizeNearestNeighbor
- * (batch > 1) and resizeBilinear (non-square) gradients for cpu, gradients for dilated conv2d /
- * depthwiseConv2d (and tf.fused.conv2d, which tfjs-layers' Conv2D calls, with a dilation), avg-pool gradients that match the forward at padded
- * borders, cumsum gradients along any axis, and the gradients tfjs lacks for comparisons,
- * strided slices, the ND gathers and scatters, top-k, depth-to-space, mod, sparse segment
- * reductions, 3-D transposed convolutions, cumprod, einsum and crop-and-resize; and for cpu
- * the one-pass UnsortedSegmentSum (Embedding's gradient), a correct Einsum and negative axes
- * for Cumsum and Cumprod; negative axes for Prod's gradient; tfjs-layers' Resizing layer's
- * output shape and call in a model; BatchNormalization with scale or center off in
- * training, and batch norm with statistics of the input's rank (any axis but the last:
- * the cpu kernel's values and tfjs's gradient were wrong); Conv1D with causal padding; softmax on any axis, divNoNan's gradient, matrix
- * norms and batchNorm without scale or offset under a gradient (op-replacements.ts); and tile's
- * gradient as one sum (tfjs slices and adds per copy). `selectBackend` installs them whatever it picks. Idempotent.
+ * Fixes of tfjs that hold on every backend, which `selectBackend` installs whatever it
+ * picks (idempotent; docs/backends.md says what each fixes and how it was found):
+ *
+ * - gradients tfjs gets wrong: resizeNearestNeighbor (batch > 1, cpu) and resizeBilinear
+ *   (non-square, cpu), dilated conv2d / depthwiseConv2d and tf.fused.conv2d, avg-pool
+ *   borders, cumsum along any axis, prod with negative axes, batch norm with statistics of
+ *   the input's rank, tile (one sum per tiled axis instead of a slice and add per copy);
+ * - gradients tfjs lacks (missing-gradients.ts): comparisons, strided slices, ND gathers
+ *   and scatters, top-k, depth-to-space, mod, sparse segment reductions, 3-D transposed
+ *   convolutions, cumprod, einsum, crop-and-resize, and the gradients of gradient kernels
+ *   (second-order-gradients.ts);
+ * - kernels with wrong values: Einsum, Cumsum / Cumprod with negative axes, StridedSlice
+ *   with shrunk and strided axes, FusedBatchNorm with broadcast statistics, Transform of a
+ *   batch (cpu; the wasm shim and the webgpu shim cover their backends), and the one-pass
+ *   UnsortedSegmentSum for cpu;
+ * - ops composed in JavaScript (op-replacements.ts): softmax on any axis, divNoNan's
+ *   gradient, matrix norms, batchNorm without scale or offset, NCHW convolutions;
+ * - tfjs-layers: Resizing in a model, BatchNormalization with scale or center off,
+ *   Conv1D with causal padding.
  */
 export function installGradientFixes(): void {
   if (fixes) return;
@@ -104,7 +110,7 @@ export function uninstallGradientFixes(): void {
  * - FusedBatchNorm with statistics shaped to broadcast: composed (wrong values; also on cpu)
  * - calls XNNPACK refuses, which returned garbage: Add, Sub, Multiply, RealDiv,
  *   SquaredDifference, PadV2 above 6 dimensions (axes merged, or cpu), products with an
- *   empty contracted dimension (cpu)
+ *   empty dimension (cpu)
  * - cpu bridge: kernels wasm lacks (Einsum, Ragged*, StaticRegexReplace; UnsortedSegmentSum of other dtypes)
  *   or gets wrong (Conv3DBackpropInputV2, strided Conv3DBackpropFilterV2, Dilation2D and its backprops)
  * - ResizeNearestNeighborGrad: wasm's ignores halfPixelCenters
