@@ -3,10 +3,11 @@ import { tfjsCoreExports } from '../engine-internals';
 import type { Overrides } from './overrides';
 
 /*
- * Ops of tfjs-core 4.22 that are composed in JavaScript (no kernel to replace), fixed by
- * replacing the op on tfjs-core's exports, which `tf.*` and tfjs-layers read on every
- * call (Overrides puts the originals back). Chained tensor methods (`x.softmax()`) keep
- * tfjs's. Each keeps the original where it was right.
+ * Ops of tfjs-core 4.22 fixed at the op: composed in JavaScript (no kernel to replace), or
+ * whose gradient ignores an argument (so a kernel fix would leave the backward wrong). The
+ * op is replaced on tfjs-core's exports, which `tf.*` and tfjs-layers read on every call
+ * (Overrides puts the originals back). Chained tensor methods (`x.softmax()`) keep tfjs's.
+ * Each keeps the original where it was right.
  *
  * - softmax, logSoftmax: only the last axis, and -1 as the only negative one ("not yet
  *   supported" otherwise, so a Keras Softmax(axis=1) layer could not run): any axis, by
