@@ -7,6 +7,7 @@ import type { Segment } from '../model/segment';
 import type { Backprop } from '../services/tokens';
 import type { MemoryPlan } from '../step/memory-plan';
 import type { LossFn } from '../step/step-request';
+import type { Penalty } from './regularization';
 import type { Stepper } from './stepper';
 
 /** What one training step needs; the trainer builds it once at setup. */
@@ -19,6 +20,8 @@ export interface StepParts {
   readonly variables: Readonly<Record<string, tf.Variable>>;
   readonly plan: MemoryPlan;
   readonly loss: LossFn;
+  /** The model's weight penalties (tfjs-layers regularizers), added to the loss and its gradients as model.fit does; null when none. */
+  readonly penalty: ((variables: readonly tf.Variable[]) => Penalty) | null;
   readonly stepper: Stepper;
   /** What to do with a NaN/Inf loss: refuse the step, skip its update, or not look. */
   readonly nonFinite: 'throw' | 'skip' | 'off';
@@ -37,7 +40,8 @@ export interface StepOutcome {
  * 1. `forward` taps turn the model's segments and a training context into this step's
  *    forward pass (weights substituted through `ctx.weights`, segments wrapped);
  * 2. the Backprop runs that forward and differentiates the loss (plain autodiff, or the
- *    segment executor realising the memory plan);
+ *    segment executor realising the memory plan); the model's weight penalties, if it
+ *    declares any, are added to the loss and the gradients as model.fit adds them;
  * 3. a non-finite loss stops here (throw, or skip the update);
  * 4. `backward` taps map the gradients (delay queues, masks, clipping), each tap's
  *    result checked against the variables; null means "no update this step";
@@ -50,15 +54,17 @@ export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo): St
   try {
     const loss = tf.tidy(() => {
       const pass = parts.hooks.forward.call({ segments: parts.segments, ctx: { training: true, recomputing: false, step: info.step } }, info);
-      const { value, grads } = parts.backprop.compute({
+      const variables = Object.values(parts.variables);
+      const computed = parts.backprop.compute({
         x: batch.x,
         y: batch.y,
         segments: pass.segments,
         ctx: pass.ctx,
-        variables: Object.values(parts.variables),
+        variables,
         plan: parts.plan,
         loss: parts.loss,
       });
+      const { value, grads } = parts.penalty ? withPenalty(computed, parts.penalty(variables)) : computed;
       if (parts.nonFinite !== 'off' && !Number.isFinite(value.dataSync()[0])) {
         if (parts.nonFinite === 'throw') {
           throw new TapfitError(
@@ -81,4 +87,11 @@ export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo): St
   } finally {
     tf.dispose([batch.x, batch.y]);
   }
+}
+
+/** The loss and gradients with the weight penalties added (a gradient the Backprop did not produce is the penalty's alone). */
+function withPenalty(computed: { value: tf.Scalar; grads: Record<string, tf.Tensor> }, penalty: Penalty): { value: tf.Scalar; grads: Record<string, tf.Tensor> } {
+  const grads = { ...computed.grads };
+  for (const [name, g] of Object.entries(penalty.grads)) grads[name] = grads[name] ? tf.add(grads[name], g) : g;
+  return { value: tf.add(computed.value, penalty.value), grads };
 }

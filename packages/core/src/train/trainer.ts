@@ -38,6 +38,7 @@ import { classWeightLoss, fitLoss, type FitLossState } from './fit-loss';
 import { optimizerByName } from '../transforms/by-name';
 import type { History } from './history';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
+import { layersPenalty } from './regularization';
 import { trainingStep, type StepParts } from './step';
 
 export interface TrainerOptions {
@@ -251,6 +252,7 @@ export class Trainer {
       variables: params,
       plan: this.plan,
       loss: fitLoss(this.resolve(Tokens.Loss), this.resolve(Tokens.Metrics), () => this.fitState),
+      penalty: layersPenalty(model.layersModel),
       stepper: this.stepper,
       nonFinite: this.settings.nonFinite,
     };

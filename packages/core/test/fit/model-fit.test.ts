@@ -35,6 +35,35 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it("a tfjs-layers model's weight penalties (kernel and bias regularizers) are in the loss and the gradients as model.fit puts them: the same history and weights, Sequential and functional", async () => {
+    const { x, y, labels } = blobTensors(32);
+    const reg = { kernelRegularizer: tf.regularizers.l1l2({ l1: 0.01, l2: 0.05 }), biasRegularizer: tf.regularizers.l2({ l2: 0.1 }) };
+    const sequential = () => tf.sequential({ layers: [
+      tf.layers.dense({ inputShape: [4], units: 8, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }), biasInitializer: 'ones', ...reg }),
+      tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }), kernelRegularizer: tf.regularizers.l2({ l2: 0.2 }) }),
+    ] });
+    const functional = () => {
+      const input = tf.input({ shape: [4] });
+      const hidden = tf.layers.dense({ units: 8, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 5 }), ...reg }).apply(input) as tf.SymbolicTensor;
+      return tf.model({ inputs: input, outputs: tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: tf.initializers.glorotUniform({ seed: 6 }) }).apply(hidden) as tf.SymbolicTensor });
+    };
+    for (const build of [sequential, functional]) {
+      const options = { epochs: 3, batchSize: 8, shuffle: false, verbose: 0 as const };
+      const reference = build();
+      reference.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
+      const expected = await reference.fit(x, y, options);
+      const model = build();
+      const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), logger: new SilentLogger() });
+      const h = await t.fit(x, y, options);
+      expectHistoryClose(h.history, expected.history as Record<string, number[]>, 1e-6);
+      reference.getWeights().forEach((w, i) => expect(Array.from(model.getWeights()[i].dataSync()), `weight ${i}`).to.deep.equal(Array.from(w.dataSync())));
+      t.dispose();
+      reference.dispose();
+      model.dispose();
+    }
+    tf.dispose([x, y, labels]);
+  });
+
   it('validationSplit holds out the LAST fraction before shuffling', async () => {
     const { x, y, labels } = blobTensors(40);
     // lr 0: the weights never move, so val_loss is the loss of the held-out samples.

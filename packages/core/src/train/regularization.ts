@@ -1,0 +1,34 @@
+import * as tf from '@tensorflow/tfjs';
+import { engineGradients } from '../backend/engine-internals';
+import type { NamedTensors } from '../tensors';
+
+/** The weight penalties' sum and its gradients, by variable name (variables it does not reach are absent). */
+export interface Penalty {
+  value: tf.Scalar;
+  grads: NamedTensors;
+}
+
+/**
+ * The weight penalties a tfjs-layers model declares (`kernelRegularizer`,
+ * `biasRegularizer`, ...), which model.fit adds to its loss: a function that computes their
+ * sum and its gradients towards the given variables, or null when the model declares none.
+ * Separate from the Backprop's gradients because the penalties depend on the weights, not
+ * on the prediction: a segment-by-segment backward (the memory executor's, the pipeline's)
+ * never reaches them.
+ */
+export function layersPenalty(model: tf.LayersModel | undefined): ((variables: readonly tf.Variable[]) => Penalty) | null {
+  // From the layers: a Sequential's own calculateLosses() can come back empty (its container
+  // nodes live on its inner model), though fit() adds them. A nested model is a layer whose
+  // calculateLosses() collects its own.
+  const penalties = () => (model ? model.layers.flatMap((layer) => layer.calculateLosses()) : []);
+  if (tf.tidy(() => penalties().length) === 0) return null;
+  return (variables) => {
+    const { value, grads } = engineGradients(() => tf.addN(penalties()), [...variables], undefined, true);
+    const named: NamedTensors = {};
+    variables.forEach((v, i) => {
+      const g = grads[i];
+      if (g) named[v.name] = g;
+    });
+    return { value: value as tf.Scalar, grads: named };
+  };
+}
