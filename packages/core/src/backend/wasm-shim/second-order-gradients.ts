@@ -34,15 +34,69 @@ import { VERIFIED_WRONG_ON } from './avg-pool-grad';
  *   by the real count (TensorFlow's). Towards the input: zero.
  */
 
-type PoolAttrs = { filterSize: number | [number, number]; strides: number | [number, number]; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
+type PoolAttrs = { filterSize: number | number[]; strides: number | number[]; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
 
-const pair = (v: number | [number, number]): [number, number] => (Array.isArray(v) ? v : [v, v]);
+/** A pool attribute per spatial axis (2 for 2-D pools, 3 for 3-D). */
+const perAxis = (v: number | number[], axes: number): number[] => (Array.isArray(v) ? v : new Array<number>(axes).fill(v));
 
-/** Depthwise convolution of x [B, H, W, C] with a constant window of `value`: each pool window's sum times value. */
-function windowSums(x: tf.Tensor4D, a: PoolAttrs, value: number): tf.Tensor4D {
-  const [fh, fw] = pair(a.filterSize);
-  const ones = tf.fill([fh, fw, x.shape[3], 1], value) as tf.Tensor4D;
-  return tf.depthwiseConv2d(x, ones, a.strides, a.pad, 'NHWC', 1, a.dimRoundingMode);
+/**
+ * Each pool window's sum of x per channel, times value: a depthwise convolution with a
+ * constant window for [B, H, W, C], a conv3d whose filter is the identity across channels
+ * for [B, D, H, W, C].
+ */
+function windowSums(x: tf.Tensor, a: PoolAttrs, value: number): tf.Tensor {
+  const C = x.shape[x.rank - 1];
+  if (x.rank === 4) {
+    const [fh, fw] = perAxis(a.filterSize, 2);
+    return tf.depthwiseConv2d(x as tf.Tensor4D, tf.fill([fh, fw, C, 1], value) as tf.Tensor4D, a.strides as [number, number], a.pad, 'NHWC', 1, a.dimRoundingMode);
+  }
+  const [fd, fh, fw] = perAxis(a.filterSize, 3);
+  const filter = tf.tidy(() => tf.reshape(tf.tile(tf.mul(tf.eye(C), value), [fd * fh * fw, 1]), [fd, fh, fw, C, C]) as tf.Tensor5D);
+  return tf.conv3d(x as tf.Tensor5D, filter, a.strides as [number, number, number], a.pad as 'valid' | 'same', 'NDHWC', 1);
+}
+
+/** MaxPoolGrad or MaxPool3DGrad's gradient: towards dy, each window's ddx at the element the kernel chose; zero towards the pooled tensors. */
+function maxPoolGradGradient(kernelName: 'MaxPoolGrad' | 'MaxPool3DGrad', axes: number): tf.GradConfig {
+  return {
+    kernelName,
+    inputsToSave: ['dy', 'input', 'output'],
+    gradFunc: (ddx, [dy, input, output], attrs) => {
+      const a = attrs as unknown as PoolAttrs;
+      const [window, strides] = [perAxis(a.filterSize, axes), perAxis(a.strides, axes)];
+      if (strides.some((s, i) => s < window[i])) {
+        throw new TapfitError(ErrorCodes.GRADIENT, `second-order gradient through a ${axes}-D max pool with overlapping windows (window ${window.join('x')}, strides ${strides.join('x')}) is not supported: use strides at least the window size for a layer that a gradient of a gradient goes through`);
+      }
+      return {
+        dy: () =>
+          tf.tidy(() => {
+            const chosen = runKernel(kernelName, { dy: tf.onesLike(dy), input, output }, attrs as tf.NamedAttrMap) as tf.Tensor;
+            return windowSums(tf.mul(ddx as tf.Tensor, chosen), a, 1);
+          }),
+        input: () => tf.zerosLike(input),
+        output: () => tf.zerosLike(output),
+      };
+    },
+  };
+}
+
+/** AvgPoolGrad or AvgPool3DGrad's gradient: towards dy, ddx's window sums over the divisor the kernel used; zero towards the input. */
+function avgPoolGradGradient(kernelName: 'AvgPoolGrad' | 'AvgPool3DGrad', axes: number): tf.GradConfig {
+  return {
+    kernelName,
+    inputsToSave: ['input'],
+    gradFunc: (ddx, [input], attrs) => {
+      const a = attrs as unknown as PoolAttrs;
+      const windowSize = perAxis(a.filterSize, axes).reduce((p, f) => p * f, 1);
+      const averaged = () =>
+        axes === 2
+          ? tf.avgPool(ddx as tf.Tensor4D, a.filterSize as [number, number], a.strides as [number, number], a.pad)
+          : tf.avgPool3d(ddx as tf.Tensor5D, a.filterSize as [number, number, number], a.strides as [number, number, number], a.pad, a.dimRoundingMode);
+      return {
+        dy: () => (VERIFIED_WRONG_ON.has(tf.getBackend()) ? windowSums(ddx as tf.Tensor, a, 1 / windowSize) : averaged()),
+        input: () => tf.zerosLike(input),
+      };
+    },
+  };
 }
 
 type ConvAttrs = { strides: number | number[]; pad: 'valid' | 'same' | number; dilations?: number | [number, number]; dataFormat?: 'NHWC' | 'NCHW'; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
@@ -52,18 +106,6 @@ const inputGradAttrs = (a: ConvAttrs & { filterShape?: number[] }, inputShape: n
   const { filterShape: _unused, ...rest } = a;
   return { ...(rest as tf.NamedAttrMap), inputShape };
 };
-
-type Pool3dAttrs = { filterSize: number | [number, number, number]; strides: number | [number, number, number]; pad: 'valid' | 'same' | number; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
-
-const triple = (v: number | [number, number, number]): [number, number, number] => (Array.isArray(v) ? v : [v, v, v]);
-
-/** Each 3-D pool window's sum of x [B, D, H, W, C] per channel, times value: a conv3d whose filter is ones across the window and the identity across channels. */
-function windowSums3d(x: tf.Tensor5D, a: Pool3dAttrs, value: number): tf.Tensor5D {
-  const [fd, fh, fw] = triple(a.filterSize);
-  const C = x.shape[4];
-  const filter = tf.tidy(() => tf.reshape(tf.tile(tf.mul(tf.eye(C), value), [fd * fh * fw, 1]), [fd, fh, fw, C, C]) as tf.Tensor5D);
-  return tf.conv3d(x, filter, a.strides, a.pad as 'valid' | 'same', 'NDHWC', 1);
-}
 
 export const SECOND_ORDER_GRADIENTS: tf.GradConfig[] = [
   // Filter gradients (dW, bilinear in x and dy), for a gradient through a weight update
@@ -121,58 +163,10 @@ export const SECOND_ORDER_GRADIENTS: tf.GradConfig[] = [
       };
     },
   },
-  {
-    kernelName: 'MaxPoolGrad',
-    inputsToSave: ['dy', 'input', 'output'],
-    gradFunc: (ddx, [dy, input, output], attrs) => {
-      const a = attrs as unknown as PoolAttrs;
-      const [[fh, fw], [sh, sw]] = [pair(a.filterSize), pair(a.strides)];
-      if (sh < fh || sw < fw) {
-        throw new TapfitError(ErrorCodes.GRADIENT, `second-order gradient through a max pool with overlapping windows (window ${fh}x${fw}, strides ${sh}x${sw}) is not supported: use strides at least the window size for a layer that a gradient of a gradient goes through`);
-      }
-      return {
-        dy: () =>
-          tf.tidy(() => {
-            const chosen = runKernel('MaxPoolGrad', { dy: tf.onesLike(dy), input, output }, attrs as tf.NamedAttrMap) as tf.Tensor4D;
-            return windowSums(tf.mul(ddx as tf.Tensor4D, chosen), a, 1);
-          }),
-        input: () => tf.zerosLike(input),
-        output: () => tf.zerosLike(output),
-      };
-    },
-  },
-  {
-    kernelName: 'MaxPool3DGrad',
-    inputsToSave: ['dy', 'input', 'output'],
-    gradFunc: (ddx, [dy, input, output], attrs) => {
-      const a = attrs as unknown as Pool3dAttrs;
-      const [f, st] = [triple(a.filterSize), triple(a.strides)];
-      if (st.some((s, i) => s < f[i])) {
-        throw new TapfitError(ErrorCodes.GRADIENT, `second-order gradient through a 3-D max pool with overlapping windows (window ${f.join('x')}, strides ${st.join('x')}) is not supported: use strides at least the window size for a layer that a gradient of a gradient goes through`);
-      }
-      return {
-        dy: () =>
-          tf.tidy(() => {
-            const chosen = runKernel('MaxPool3DGrad', { dy: tf.onesLike(dy), input, output }, attrs as tf.NamedAttrMap) as tf.Tensor5D;
-            return windowSums3d(tf.mul(ddx as tf.Tensor5D, chosen), a, 1);
-          }),
-        input: () => tf.zerosLike(input),
-        output: () => tf.zerosLike(output),
-      };
-    },
-  },
-  {
-    kernelName: 'AvgPool3DGrad',
-    inputsToSave: ['input'],
-    gradFunc: (ddx, [input], attrs) => {
-      const a = attrs as unknown as Pool3dAttrs;
-      const [fd, fh, fw] = triple(a.filterSize);
-      return {
-        dy: () => (VERIFIED_WRONG_ON.has(tf.getBackend()) ? windowSums3d(ddx as tf.Tensor5D, a, 1 / (fd * fh * fw)) : tf.avgPool3d(ddx as tf.Tensor5D, a.filterSize, a.strides, a.pad, a.dimRoundingMode)),
-        input: () => tf.zerosLike(input),
-      };
-    },
-  },
+  maxPoolGradGradient('MaxPoolGrad', 2),
+  maxPoolGradGradient('MaxPool3DGrad', 3),
+  avgPoolGradGradient('AvgPoolGrad', 2),
+  avgPoolGradGradient('AvgPool3DGrad', 3),
   // Resizes' gradients are the adjoints of the resizes, so theirs are the resizes again.
   ...(['ResizeBilinearGrad', 'ResizeNearestNeighborGrad'] as const).map((kernelName) => ({
     kernelName,
@@ -184,16 +178,4 @@ export const SECOND_ORDER_GRADIENTS: tf.GradConfig[] = [
       return { dy: () => resize(ddx as tf.Tensor4D, size, alignCorners, halfPixelCenters), images: () => tf.zerosLike(images) };
     },
   })),
-  {
-    kernelName: 'AvgPoolGrad',
-    inputsToSave: ['input'],
-    gradFunc: (ddx, [input], attrs) => {
-      const a = attrs as unknown as PoolAttrs;
-      const [fh, fw] = pair(a.filterSize);
-      return {
-        dy: () => (VERIFIED_WRONG_ON.has(tf.getBackend()) ? windowSums(ddx as tf.Tensor4D, a, 1 / (fh * fw)) : tf.avgPool(ddx as tf.Tensor4D, a.filterSize, a.strides, a.pad)),
-        input: () => tf.zerosLike(input),
-      };
-    },
-  },
 ];
