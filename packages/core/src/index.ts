@@ -28,6 +28,7 @@ export { TensorData, arrayData, tensorData, permutation } from './data/tensor-da
 export { DatasetData, datasetData } from './data/dataset-data';
 export { losses, resolveLoss, LOSS_NAMES, type LossName, type LossSpec } from './train/losses';
 export { accuracy, resolveMetrics, METRIC_NAMES, type MetricSpec } from './train/metrics';
+export { weightPenalties } from './train/regularization';
 export type { FitOptions, InferenceOptions } from './train/options';
 export type { TensorLike } from './train/fit-inputs';
 export type { FitParams, CallbackLike, Logs } from './train/callbacks';

@@ -157,6 +157,42 @@ describe('asyncTrain (worker threads)', function () {
       d.dispose();
     });
 
+    it("one worker, a model with weight penalties (regularizers): the worker adds them to the loss as model.fit does, so the weights equal a serial replay with them", async () => {
+      const regularized = () => tf.sequential({
+        layers: [
+          tf.layers.dense({ inputShape: [4], units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), kernelRegularizer: tf.regularizers.l2({ l2: 0.3 }), biasRegularizer: tf.regularizers.l1({ l1: 0.05 }), biasInitializer: 'ones' }),
+          tf.layers.dense({ units: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), kernelRegularizer: tf.regularizers.l1l2({ l1: 0.02, l2: 0.1 }) }),
+        ],
+      });
+      const [model, replay, unregularized] = [regularized(), regularized(), regularized()];
+      const d = data();
+      const lr = 0.01;
+      const steps = 8;
+      await asyncTrain({ ...options(model, d), optimizer: sgd({ lr }), workers: 1, steps, seed: 3 });
+      const init = { index: 0, data: shareData(d), shard: shardOf(0, 1, n), batchSize: 4, seed: 3 } as WorkerInit;
+      const batches = shardBatches(init);
+      const replayVars = replay.trainableWeights.map((w) => w.read() as tf.Variable);
+      const plainVars = unregularized.trainableWeights.map((w) => w.read() as tf.Variable);
+      for (let k = 0; k < steps; k++) {
+        const { x, y } = batches.next().value;
+        tf.tidy(() => {
+          for (const [m, vars, penalised] of [[replay, replayVars, true], [unregularized, plainVars, false]] as const) {
+            const { grads } = tf.variableGrads(() => {
+              const mse = tf.losses.meanSquaredError(y, m.apply(x, { training: true }) as tf.Tensor) as tf.Scalar;
+              return penalised ? (tf.add(mse, tf.addN(m.layers.flatMap((l) => l.calculateLosses()))) as tf.Scalar) : mse;
+            }, vars);
+            vars.forEach((v) => v.assign(tf.sub(v, tf.mul(lr, grads[v.name]))));
+          }
+        });
+        tf.dispose([x, y]);
+      }
+      const [got, want, without] = [model, replay, unregularized].map((m) => m.getWeights().flatMap((w) => Array.from(w.dataSync())));
+      got.forEach((v, j) => expect(v, `weight ${j}`).to.be.closeTo(want[j], 1e-5));
+      expect(Math.max(...got.map((v, j) => Math.abs(v - without[j]))), 'the penalties made a difference').to.be.greaterThan(1e-3);
+      tf.dispose([model, replay, unregularized].flatMap((m) => m.weights.map((w) => w.read())));
+      d.dispose();
+    });
+
     it('two workers: each worker starts from the master statistics, and the master adds the change of each gradient it applies', async () => {
       // lr 0 and identical samples: every batch has the same per-unit mean mu, so BatchNorm
       // (momentum 0.99) moves the moving mean it was sent, m, by 0.01 (mu - m). With the

@@ -17,13 +17,9 @@ export interface Penalty {
  * never reaches them.
  */
 export function layersPenalty(model: tf.LayersModel | undefined): ((variables: readonly tf.Variable[]) => Penalty) | null {
-  // From the layers: a Sequential's own calculateLosses() can come back empty (its container
-  // nodes live on its inner model), though fit() adds them. A nested model is a layer whose
-  // calculateLosses() collects its own.
-  const penalties = () => (model ? model.layers.flatMap((layer) => layer.calculateLosses()) : []);
-  if (tf.tidy(() => penalties().length) === 0) return null;
+  if (!model || tf.tidy(() => weightPenalties(model).length) === 0) return null;
   return (variables) => {
-    const { value, grads } = engineGradients(() => tf.addN(penalties()), [...variables], undefined, true);
+    const { value, grads } = engineGradients(() => tf.addN(weightPenalties(model)), [...variables], undefined, true);
     const named: NamedTensors = {};
     variables.forEach((v, i) => {
       const g = grads[i];
@@ -31,4 +27,15 @@ export function layersPenalty(model: tf.LayersModel | undefined): ((variables: r
     });
     return { value: value as tf.Scalar, grads: named };
   };
+}
+
+/**
+ * The weight penalties of a tfjs-layers model's regularizers (`kernelRegularizer`, ...),
+ * one scalar each, computed from the current weights: what model.fit adds to its loss. Read
+ * from the layers: a Sequential's own calculateLosses() can come back empty (its container
+ * nodes live on its inner model) though fit() adds them; a nested model is a layer whose
+ * calculateLosses() collects its own.
+ */
+export function weightPenalties(model: tf.LayersModel): tf.Tensor[] {
+  return model.layers.flatMap((layer) => layer.calculateLosses());
 }

@@ -4,7 +4,7 @@
 // its training-mode forward pass changed the buffers (BatchNorm moving statistics).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { resolveLoss, selectBackend, type LossFn, type LossName } from '@tapfit/core';
+import { resolveLoss, selectBackend, weightPenalties, type LossFn, type LossName } from '@tapfit/core';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol';
 import { shardBatches } from './worker-batches';
 
@@ -33,7 +33,13 @@ async function start(init: WorkerInit): Promise<void> {
         msg.buffers.forEach((b, i) => buffers[i].write(tf.tensor(b, buffers[i].read().shape)));
       });
       const { x, y } = batches.next().value;
-      const { value, grads } = tf.tidy(() => tf.variableGrads(() => loss(y, model.apply(x, { training: true }) as tf.Tensor), vars));
+      // The model's weight penalties (regularizers) join the loss, as model.fit and the trainer add them.
+      const objective = () => {
+        const batchLoss = loss(y, model.apply(x, { training: true }) as tf.Tensor);
+        const penalties = weightPenalties(model);
+        return (penalties.length ? tf.add(batchLoss, tf.addN(penalties)) : batchLoss) as tf.Scalar;
+      };
+      const { value, grads } = tf.tidy(() => tf.variableGrads(objective, vars));
       const arrays = vars.map((v) => Float32Array.from(grads[v.name].dataSync()));
       const bufferDeltas = buffers.map((b, i) => {
         const after = b.read().dataSync();
