@@ -107,43 +107,29 @@ const inputGradAttrs = (a: ConvAttrs & { filterShape?: number[] }, inputShape: n
   return { ...(rest as tf.NamedAttrMap), inputShape };
 };
 
+/**
+ * A filter gradient's gradient (dW is bilinear in x and dy), for a gradient through a
+ * weight update (MAML and other meta-learning): towards x, the input gradient of ddW;
+ * towards dy, the forward convolution of x with ddW (TensorFlow's forms).
+ */
+function filterGradGradient(kernelName: string, inputGradKernel: string, forward: (x: tf.Tensor, ddw: tf.Tensor, a: ConvAttrs) => tf.Tensor): tf.GradConfig {
+  return {
+    kernelName,
+    inputsToSave: ['x', 'dy'],
+    gradFunc: (ddw, [x, dy], attrs) => {
+      const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
+      return {
+        x: () => runKernel(inputGradKernel, { dy, filter: ddw as tf.Tensor }, inputGradAttrs(a, x.shape)) as tf.Tensor,
+        dy: () => forward(x, ddw as tf.Tensor, a),
+      };
+    },
+  };
+}
+
 export const SECOND_ORDER_GRADIENTS: tf.GradConfig[] = [
-  // Filter gradients (dW, bilinear in x and dy), for a gradient through a weight update
-  // (MAML and other meta-learning): towards x, the input gradient of ddW; towards dy, the
-  // forward convolution of x with ddW (TensorFlow's forms).
-  {
-    kernelName: 'Conv2DBackpropFilter',
-    inputsToSave: ['x', 'dy'],
-    gradFunc: (ddw, [x, dy], attrs) => {
-      const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
-      return {
-        x: () => runKernel('Conv2DBackpropInput', { dy, filter: ddw as tf.Tensor }, inputGradAttrs(a, x.shape)) as tf.Tensor,
-        dy: () => tf.conv2d(x as tf.Tensor4D, ddw as tf.Tensor4D, a.strides as [number, number], a.pad, a.dataFormat ?? 'NHWC', 1, a.dimRoundingMode),
-      };
-    },
-  },
-  {
-    kernelName: 'DepthwiseConv2dNativeBackpropFilter',
-    inputsToSave: ['x', 'dy'],
-    gradFunc: (ddw, [x, dy], attrs) => {
-      const a = attrs as unknown as ConvAttrs & { filterShape: number[] };
-      return {
-        x: () => runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: ddw as tf.Tensor }, inputGradAttrs(a, x.shape)) as tf.Tensor,
-        dy: () => tf.depthwiseConv2d(x as tf.Tensor4D, ddw as tf.Tensor4D, a.strides as [number, number], a.pad, 'NHWC', a.dilations ?? 1, a.dimRoundingMode),
-      };
-    },
-  },
-  {
-    kernelName: 'Conv3DBackpropFilterV2',
-    inputsToSave: ['x', 'dy'],
-    gradFunc: (ddw, [x, dy], attrs) => {
-      const a = attrs as unknown as { strides: number | [number, number, number]; pad: 'valid' | 'same'; filterShape: number[] };
-      return {
-        x: () => runKernel('Conv3DBackpropInputV2', { dy, filter: ddw as tf.Tensor }, { strides: a.strides, pad: a.pad, inputShape: x.shape }) as tf.Tensor,
-        dy: () => tf.conv3d(x as tf.Tensor5D, ddw as tf.Tensor5D, a.strides, a.pad),
-      };
-    },
-  },
+  filterGradGradient('Conv2DBackpropFilter', 'Conv2DBackpropInput', (x, ddw, a) => tf.conv2d(x as tf.Tensor4D, ddw as tf.Tensor4D, a.strides as [number, number], a.pad, a.dataFormat ?? 'NHWC', 1, a.dimRoundingMode)),
+  filterGradGradient('DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput', (x, ddw, a) => tf.depthwiseConv2d(x as tf.Tensor4D, ddw as tf.Tensor4D, a.strides as [number, number], a.pad, 'NHWC', a.dilations ?? 1, a.dimRoundingMode)),
+  filterGradGradient('Conv3DBackpropFilterV2', 'Conv3DBackpropInputV2', (x, ddw, a) => tf.conv3d(x as tf.Tensor5D, ddw as tf.Tensor5D, a.strides as [number, number, number], a.pad as 'valid' | 'same')),
   {
     kernelName: 'EluGrad',
     inputsToSave: ['dy', 'y'],
