@@ -4,12 +4,13 @@ import { expect } from 'chai';
 import * as path from 'node:path';
 import { pipeline, ThreadedPipeline, type PipelineOptions } from '../src';
 
-const build = () =>
+/** `penalties`: an L2 kernel penalty on stage 1 and an L1 bias penalty on stage 3 (none on stage 2, which passes stage 3's on). */
+const build = (penalties = false) =>
   tf.sequential({
     layers: [
-      tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+      tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), ...(penalties ? { kernelRegularizer: tf.regularizers.l2({ l2: 0.05 }) } : {}) }),
       tf.layers.dense({ name: 'd2', units: 5, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
-      tf.layers.dense({ name: 'd3', units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }) }),
+      tf.layers.dense({ name: 'd3', units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }), ...(penalties ? { biasInitializer: tf.initializers.constant({ value: 0.3 }), biasRegularizer: tf.regularizers.l1({ l1: 0.02 }) } : {}) }),
     ],
   });
 
@@ -23,9 +24,9 @@ const faulty = path.join(__dirname, 'fixtures', 'faulty-stage.js');
 
 type Run = { weights: number[][]; losses: number[] };
 
-async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number): Promise<Run> {
+async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, penalties = false): Promise<Run> {
   const { x, y } = samples(n);
-  const model = build();
+  const model = build(penalties);
   const t = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(optimizer), plugins: [pipeline({ ...options, boundaries: ['d2', 'd3'] })], logger: new SilentLogger() });
   const data = tensorData(x, y);
   const losses: number[] = [];
@@ -36,9 +37,9 @@ async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number
   return { weights, losses };
 }
 
-async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number): Promise<Run> {
+async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, penalties = false): Promise<Run> {
   const { x, y } = samples(n);
-  const model = build();
+  const model = build(penalties);
   const pipe = await ThreadedPipeline.start({ model, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', ...options } as never);
   let losses: number[] = [];
   try {
@@ -68,16 +69,17 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
   after(async () => {
     if (previous && previous !== 'cpu') await tf.setBackend(previous);
   });
-  for (const [label, options, mb] of [
-    ['PB + SC + LWP (velocity), batch 1', { compensation: 'sc', prediction: 'lwp-velocity' }, 1],
-    ['PB alone, weight delta prediction, micro-batches of 2', { prediction: 'lwp-delta' }, 2],
-    ['weight stashing, extraDelay 1', { weightStashing: true, extraDelay: 1 }, 1],
+  for (const [label, options, mb, penalties] of [
+    ['PB + SC + LWP (velocity), batch 1', { compensation: 'sc', prediction: 'lwp-velocity' }, 1, false],
+    ['PB alone, weight delta prediction, micro-batches of 2', { prediction: 'lwp-delta' }, 2, false],
+    ['weight stashing, extraDelay 1', { weightStashing: true, extraDelay: 1 }, 1, false],
+    ['PB + SC + LWP, batch 1, weight penalties on stages 1 and 3 (in the gradients and the losses)', { compensation: 'sc', prediction: 'lwp-velocity' }, 1, true],
   ] as const) {
     it(`3 stages (D = ${label.includes('extraDelay') ? '[5, 3, 1]' : '[4, 2, 0]'}), ${label}: the same weights and losses for the same samples in the same order`, async () => {
       // 40 samples: at batch 1 three input chunks (16, 16, 8), so losses and 'done' cross chunk ends.
       const n = 40;
-      const a = await simulated(options, n, mb);
-      const b = await threaded(options, n, mb);
+      const a = await simulated(options, n, mb, penalties);
+      const b = await threaded(options, n, mb, penalties);
       a.weights.forEach((w, i) => w.forEach((v, j) => expect(b.weights[i][j], `variable ${i}[${j}]`).to.be.closeTo(v, 1e-6)));
       expect(a.losses).to.have.length(n / mb);
       a.losses.forEach((v, t) => expect(b.losses[t], `loss of micro-batch ${t}`).to.be.closeTo(v, 1e-5));

@@ -54,7 +54,11 @@ const CHUNK_BYTES = 4 << 20;
  */
 export class ThreadedPipeline {
   private readonly workers: Worker[] = [];
+  /** Losses by micro-batch until `train` hands them back (then dropped: a long run keeps none). */
   private readonly losses = new Map<number, number>();
+  private lossesReceived = 0;
+  /** The weight penalties (regularizers) of all stages per micro-batch, added to its loss as the trainer does. */
+  private readonly penalties = new Map<number, number>();
   private done = 0;
   private failure?: TapfitError;
   private waiting?: Pending;
@@ -146,8 +150,10 @@ export class ThreadedPipeline {
           reject(err);
         } else if (m.type === 'losses') {
           m.values.forEach((v, i) => this.losses.set(m.sample + i, v));
+          this.lossesReceived += m.values.length;
           this.wake();
         } else if (m.type === 'done') {
+          m.penalties?.forEach((p, i) => this.penalties.set(m.through + 1 - m.penalties!.length + i, p));
           this.done = m.through + 1;
           this.wake();
         }
@@ -190,7 +196,8 @@ export class ThreadedPipeline {
   /**
    * Streams the samples of `x`, `y` (sample axis first) through the pipeline in order, in
    * micro-batches of `microBatch` (default: the one given to `start`); resolves with the
-   * loss of each micro-batch when every stage has applied every gradient.
+   * loss of each micro-batch (with the model's weight penalties, as the trainer's) when
+   * every stage has applied every gradient.
    */
   async train(x: tf.Tensor, y: tf.Tensor, options: { microBatch?: number } = {}): Promise<number[]> {
     const mb = options.microBatch ?? this.microBatch;
@@ -223,8 +230,14 @@ export class ThreadedPipeline {
       k += count;
     }
     // Messages of different workers arrive in no fixed order: wait for the last stage's losses too.
-    await this.until(() => this.done === this.sent && this.losses.size === this.sent);
-    return Array.from({ length: this.sent - first }, (_, i) => this.losses.get(first + i) ?? NaN);
+    await this.until(() => this.done === this.sent && this.lossesReceived === this.sent);
+    return Array.from({ length: this.sent - first }, (_, i) => {
+      const t = first + i;
+      const value = (this.losses.get(t) ?? NaN) + (this.penalties.get(t) ?? 0);
+      this.losses.delete(t);
+      this.penalties.delete(t);
+      return value;
+    });
   }
 
   private post(worker: number, m: ToStage): void {

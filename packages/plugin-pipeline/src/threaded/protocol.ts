@@ -51,8 +51,12 @@ export interface StageStats {
 /** Worker -> driver. */
 export type FromStage =
   | { type: 'ready' }
-  /** Stage 1 has applied the gradients of every micro-batch up to and including `through` (sent at the end of each input chunk). */
-  | { type: 'done'; through: number }
+  /**
+   * Stage 1 has applied the gradients of every micro-batch up to and including `through`
+   * (sent at the end of each input chunk); `penalties`: the weight penalties of all stages at
+   * the updates of the micro-batches since the last 'done', in order (absent: the model has none).
+   */
+  | { type: 'done'; through: number; penalties?: number[] }
   /** The last stage's losses of micro-batches `sample`, `sample + 1`, ... (sent at the end of each labels chunk). */
   | { type: 'losses'; sample: number; values: number[] }
   | { type: 'weights'; weights: Float32Array[] }

@@ -3,7 +3,8 @@ import { MessageChannel, type MessagePort } from 'node:worker_threads';
 /** What stages send each other: activations forward, gradients backward (data as transferable buffers). */
 export type StageMessage =
   | { type: 'forward'; sample: number; data: Float32Array; shape: number[] }
-  | { type: 'backward'; sample: number; data: Float32Array; shape: number[] };
+  /** `penalty`: the weight penalties of the stages after the receiver at this sample's update (absent: none). */
+  | { type: 'backward'; sample: number; data: Float32Array; shape: number[]; penalty?: number };
 
 /**
  * One direction-agnostic link between two neighbouring stages. The executor only needs

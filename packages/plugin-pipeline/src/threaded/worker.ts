@@ -49,6 +49,12 @@ class Stage {
   private readonly down?: StageLink;
   private readonly forwards = new Map<number, { data: Float32Array; shape: number[] }>();
   private readonly backwards = new Map<number, tf.Tensor>();
+  /** The later stages' weight penalties at each sample's update, as they arrive with the gradients. */
+  private readonly laterPenalties = new Map<number, number>();
+  /** Stage 1: the whole model's penalty per sample since the last 'done'. */
+  private penalties: number[] = [];
+  /** This stage's layers that declare weight penalties (regularizers). */
+  private readonly penalized: tf.layers.Layer[];
   private readonly labels = new Map<number, tf.Tensor>();
   private readonly stash = new Map<number, tf.Tensor>();
   /** The last micro-batch of each input chunk (stage 1 reports 'done' there) and of each labels chunk (the last stage reports its losses there). */
@@ -71,6 +77,8 @@ class Stage {
     readonly model: tf.LayersModel,
   ) {
     this.byName = Object.fromEntries(variables.map((v) => [v.name, v]));
+    const own = new Set<tf.Variable>(variables);
+    this.penalized = model.layers.filter((l) => l.trainableWeights.some((w) => own.has(w.read() as tf.Variable)) && tf.tidy(() => l.calculateLosses().length) > 0);
     const { lr, momentum, weightDecay } = init.optimizer;
     const members = sgd({ lr, momentum, weightDecay }).transforms.map((t): StepTransform => (t.name === 'momentum' && init.compensation === 'sc' ? spikeCompensation({ momentum, delay: init.delay }) : t));
     this.stepper = new ChainStepper(members, this.byName);
@@ -93,7 +101,13 @@ class Stage {
       }
     };
     this.up?.onMessage((m: StageMessage) => guard(() => (this.forwards.set(m.sample, m), this.pump()), m.sample));
-    this.down?.onMessage((m: StageMessage) => guard(() => (this.backwards.set(m.sample, tf.tensor(m.data, m.shape)), this.pump()), m.sample));
+    this.down?.onMessage((m: StageMessage) =>
+      guard(() => {
+        this.backwards.set(m.sample, tf.tensor(m.data, m.shape));
+        if (m.type === 'backward' && m.penalty !== undefined) this.laterPenalties.set(m.sample, m.penalty);
+        this.pump();
+      }, m.sample),
+    );
     port.on('message', (m: ToStage) =>
       guard(() => {
         if (m.type === 'input') {
@@ -195,6 +209,7 @@ class Stage {
     if (once) this.reportLoss(t, r.value!.dataSync()[0]);
     const grads: NamedTensors = {};
     this.variables.forEach((v, k) => r.grads[k] && (grads[v.name] = r.grads[k]!)); // no path: no update, as in the trainer
+    const penalty = this.addPenalty(grads);
     this.stepper.apply(grads, this.updates);
     this.updates++;
     if (this.history) {
@@ -209,11 +224,37 @@ class Stage {
       const data = Float32Array.from(r.dx!.dataSync());
       const shape = [...r.dx!.shape];
       r.dx!.dispose();
-      this.up!.send({ type: 'backward', sample: t, data, shape });
+      this.up!.send({ type: 'backward', sample: t, data, shape, ...(penalty === undefined ? {} : { penalty }) });
     } else {
       r.dx?.dispose();
-      if (this.chunkEnds.delete(t)) send({ type: 'done', through: t });
+      if (penalty !== undefined) this.penalties.push(penalty);
+      if (this.chunkEnds.delete(t)) {
+        send({ type: 'done', through: t, ...(this.penalties.length ? { penalties: this.penalties } : {}) });
+        this.penalties = [];
+      }
     }
+  }
+
+  /**
+   * Adds this stage's weight penalties' gradients, at the current weights, to `grads` (as
+   * the trainer's step does for the whole model, core's layersPenalty) and returns the
+   * penalties of this and the later stages for the sample's loss (undefined: none anywhere).
+   */
+  private addPenalty(grads: NamedTensors): number | undefined {
+    const later = this.laterPenalties.get(this.current!);
+    this.laterPenalties.delete(this.current!);
+    if (!this.penalized.length) return later;
+    const { value, grads: own } = tf.variableGrads(() => tf.addN(this.penalized.flatMap((l) => l.calculateLosses())) as tf.Scalar, this.variables);
+    for (const [name, g] of Object.entries(own)) {
+      if (grads[name]) {
+        const sum = tf.add(grads[name], g);
+        tf.dispose([grads[name], g]);
+        grads[name] = sum;
+      } else grads[name] = g;
+    }
+    const total = value.dataSync()[0] + (later ?? 0);
+    value.dispose();
+    return total;
   }
 
   /** Collects the last stage's losses and sends them at the end of each labels chunk. */
