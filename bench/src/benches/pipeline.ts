@@ -177,7 +177,9 @@ const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
 export async function run(args: string[]): Promise<void> {
   const p = args.includes('--quick') ? QUICK : FULL;
-  const backend = await selectBackend((process.env.TAPFIT_BACKEND as 'auto') ?? 'wasm');
+  // One wasm thread: the throughput target compares two stage threads with a single-thread run
+  // ('auto' would pick 2 threads on a quiet 2-core machine, 1 on a busy one).
+  const backend = await selectBackend((process.env.TAPFIT_BACKEND as 'auto') ?? 'wasm', { threads: 1 });
   const { train: pool, test } = loadMnist({ train: 10_000 - p.test, test: p.test, layout: 'image', seed: 1 });
   const digits = pool.take(p.train);
   const validation = new TensorData(pool.x.slice(p.train, p.validation), pool.y.slice(p.train, p.validation));
@@ -243,7 +245,7 @@ export async function run(args: string[]): Promise<void> {
     target('threaded 2-stage samples/s over single-thread samples/s (batch 1)', tp.speedup, 'min', 1.5),
     target(`simulated pipeline (S = ${Smax}, PB + SC + LWP) per-sample step time over plain batch-1 training`, round(stepRatio, 3), 'max', 1.5),
   ];
-  writeResults('pipeline', { backend: backend.name, protocol: { ...p, lrGrid: LR_GRID, referenceBatchSize: B_REF, referenceMomentum: M_REF, quick: p === QUICK }, lrSearch, lrRef, batch1: hyper(lrRef), summary, perSeed, throughput: tp, throughputMicroBatches: tpMicroBatches }, targets);
+  writeResults('pipeline', { backend: backend.name, threads: backend.threads, protocol: { ...p, lrGrid: LR_GRID, referenceBatchSize: B_REF, referenceMomentum: M_REF, quick: p === QUICK }, lrSearch, lrRef, batch1: hyper(lrRef), summary, perSeed, throughput: tp, throughputMicroBatches: tpMicroBatches }, targets);
   tf.dispose([digits.x, digits.y, validation.x, validation.y]);
   pool.dispose();
   test.dispose();

@@ -193,6 +193,38 @@ describe('asyncTrain (worker threads)', function () {
       d.dispose();
     });
 
+    it("one worker, a model with weight constraints: the master projects each constrained weight after its update (as the trainer and Keras do), so the weights equal a serial replay that projects; 'ignore' does not", async () => {
+      const constrained = () => tf.sequential({
+        layers: [
+          tf.layers.dense({ inputShape: [4], units: 3, kernelInitializer: tf.initializers.randomNormal({ stddev: 1, seed: 1 }), kernelConstraint: tf.constraints.maxNorm({ maxValue: 0.5, axis: 0 }), biasConstraint: tf.constraints.nonNeg() }),
+          tf.layers.dense({ units: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+        ],
+      });
+      const [model, ignored, replay] = [constrained(), constrained(), constrained()];
+      const d = data();
+      const lr = 0.01;
+      const steps = 8;
+      await asyncTrain({ ...options(model, d), optimizer: sgd({ lr }), workers: 1, steps, seed: 3 });
+      await asyncTrain({ ...options(ignored, d), optimizer: sgd({ lr }), workers: 1, steps, seed: 3, constraints: 'ignore' });
+      const batches = shardBatches({ index: 0, data: shareData(d), shard: shardOf(0, 1, n), batchSize: 4, seed: 3 } as WorkerInit);
+      const vars = replay.trainableWeights.map((w) => w.read() as tf.Variable);
+      for (let k = 0; k < steps; k++) {
+        const { x, y } = batches.next().value;
+        tf.tidy(() => {
+          const { grads } = tf.variableGrads(() => tf.losses.meanSquaredError(y, replay.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars);
+          vars.forEach((v) => v.assign(tf.sub(v, tf.mul(lr, grads[v.name]))));
+        });
+        // tfjs-layers' own projection: a layer weight's write() applies its constraint.
+        replay.trainableWeights.filter((w) => w.constraint).forEach((w) => w.write(tf.clone(w.read())));
+        tf.dispose([x, y]);
+      }
+      const [got, want, without] = [model, replay, ignored].map((m) => m.getWeights().flatMap((w) => Array.from(w.dataSync())));
+      got.forEach((v, j) => expect(v, `weight ${j}`).to.be.closeTo(want[j], 1e-5));
+      expect(Math.max(...got.map((v, j) => Math.abs(v - without[j]))), "'ignore' trained other weights").to.be.greaterThan(1e-3);
+      tf.dispose([model, ignored, replay].flatMap((m) => m.weights.map((w) => w.read())));
+      d.dispose();
+    });
+
     it('two workers: each worker starts from the master statistics, and the master adds the change of each gradient it applies', async () => {
       // lr 0 and identical samples: every batch has the same per-unit mean mu, so BatchNorm
       // (momentum 0.99) moves the moving mean it was sent, m, by 0.01 (mu - m). With the
@@ -327,6 +359,7 @@ describe('asyncTrain (worker threads)', function () {
       ['a black-box optimizer', { optimizer: tf.train.sgd(0.1) as never }, /option 'optimizer' .*a black-box tf.train optimizer cannot be used/],
       ['a relative setupModule', { setupModule: './x.js' }, /option 'setupModule' must be an absolute path/],
       ['a typo', { worker: 2 }, /unknown option\(s\) 'worker'/],
+      ['constraints that are neither apply nor ignore', { constraints: 'on' as never }, /option 'constraints' must be 'apply' or 'ignore'/],
       ['shards smaller than a batch', { workers: 3, batchSize: 8 }, /16 samples give each of 3 workers at least 5, fewer than batchSize 8/],
     ];
     for (const [what, patch, message] of cases) {

@@ -4,13 +4,18 @@ import { expect } from 'chai';
 import * as path from 'node:path';
 import { pipeline, ThreadedPipeline, type PipelineOptions } from '../src';
 
-/** `penalties`: an L2 kernel penalty on stage 1 and an L1 bias penalty on stage 3 (none on stage 2, which passes stage 3's on). */
-const build = (penalties = false) =>
+/**
+ * 'penalties': an L2 kernel penalty on stage 1 and an L1 bias penalty on stage 3 (none on
+ * stage 2, which passes stage 3's on); 'constraints': a maxNorm kernel on stage 1 (its
+ * initial columns are longer) and a nonNeg bias on stage 3.
+ */
+type Extras = 'none' | 'penalties' | 'constraints';
+const build = (extras: Extras = 'none') =>
   tf.sequential({
     layers: [
-      tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), ...(penalties ? { kernelRegularizer: tf.regularizers.l2({ l2: 0.05 }) } : {}) }),
+      tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), ...(extras === 'penalties' ? { kernelRegularizer: tf.regularizers.l2({ l2: 0.05 }) } : extras === 'constraints' ? { kernelConstraint: tf.constraints.maxNorm({ maxValue: 0.5, axis: 0 }) } : {}) }),
       tf.layers.dense({ name: 'd2', units: 5, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
-      tf.layers.dense({ name: 'd3', units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }), ...(penalties ? { biasInitializer: tf.initializers.constant({ value: 0.3 }), biasRegularizer: tf.regularizers.l1({ l1: 0.02 }) } : {}) }),
+      tf.layers.dense({ name: 'd3', units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }), ...(extras === 'penalties' ? { biasInitializer: tf.initializers.constant({ value: 0.3 }), biasRegularizer: tf.regularizers.l1({ l1: 0.02 }) } : extras === 'constraints' ? { biasConstraint: tf.constraints.nonNeg() } : {}) }),
     ],
   });
 
@@ -24,9 +29,9 @@ const faulty = path.join(__dirname, 'fixtures', 'faulty-stage.js');
 
 type Run = { weights: number[][]; losses: number[] };
 
-async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, penalties = false): Promise<Run> {
+async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, extras: Extras = 'none'): Promise<Run> {
   const { x, y } = samples(n);
-  const model = build(penalties);
+  const model = build(extras);
   const t = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(optimizer), plugins: [pipeline({ ...options, boundaries: ['d2', 'd3'] })], logger: new SilentLogger() });
   const data = tensorData(x, y);
   const losses: number[] = [];
@@ -37,9 +42,9 @@ async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number
   return { weights, losses };
 }
 
-async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, penalties = false): Promise<Run> {
+async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, extras: Extras = 'none'): Promise<Run> {
   const { x, y } = samples(n);
-  const model = build(penalties);
+  const model = build(extras);
   const pipe = await ThreadedPipeline.start({ model, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', ...options } as never);
   let losses: number[] = [];
   try {
@@ -69,23 +74,31 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
   after(async () => {
     if (previous && previous !== 'cpu') await tf.setBackend(previous);
   });
-  for (const [label, options, mb, penalties] of [
-    ['PB + SC + LWP (velocity), batch 1', { compensation: 'sc', prediction: 'lwp-velocity' }, 1, false],
-    ['PB alone, weight delta prediction, micro-batches of 2', { prediction: 'lwp-delta' }, 2, false],
-    ['weight stashing, extraDelay 1', { weightStashing: true, extraDelay: 1 }, 1, false],
-    ['PB + SC + LWP, batch 1, weight penalties on stages 1 and 3 (in the gradients and the losses)', { compensation: 'sc', prediction: 'lwp-velocity' }, 1, true],
+  for (const [label, options, mb, extras] of [
+    ['PB + SC + LWP (velocity), batch 1', { compensation: 'sc', prediction: 'lwp-velocity' }, 1, 'none'],
+    ['PB alone, weight delta prediction, micro-batches of 2', { prediction: 'lwp-delta' }, 2, 'none'],
+    ['weight stashing, extraDelay 1', { weightStashing: true, extraDelay: 1 }, 1, 'none'],
+    ['PB + SC + LWP, batch 1, weight penalties on stages 1 and 3 (in the gradients and the losses)', { compensation: 'sc', prediction: 'lwp-velocity' }, 1, 'penalties'],
+    ['PB + SC + LWP, batch 1, weight constraints on stages 1 and 3', { compensation: 'sc', prediction: 'lwp-velocity' }, 1, 'constraints'],
   ] as const) {
     it(`3 stages (D = ${label.includes('extraDelay') ? '[5, 3, 1]' : '[4, 2, 0]'}), ${label}: the same weights and losses for the same samples in the same order`, async () => {
       // 40 samples: at batch 1 three input chunks (16, 16, 8), so losses and 'done' cross chunk ends.
       const n = 40;
-      const a = await simulated(options, n, mb, penalties);
-      const b = await threaded(options, n, mb, penalties);
+      const a = await simulated(options, n, mb, extras);
+      const b = await threaded(options, n, mb, extras);
       a.weights.forEach((w, i) => w.forEach((v, j) => expect(b.weights[i][j], `variable ${i}[${j}]`).to.be.closeTo(v, 1e-6)));
       expect(a.losses).to.have.length(n / mb);
       a.losses.forEach((v, t) => expect(b.losses[t], `loss of micro-batch ${t}`).to.be.closeTo(v, 1e-5));
       // The weights moved: the comparison is not between two untouched models.
       const init = build().trainableWeights.map((v) => Array.from(v.read().dataSync()));
       expect(Math.abs(a.weights[0][0] - init[0][0])).to.be.above(1e-4);
+      if (extras === 'constraints') {
+        // Both sides projected: the kernel's columns within maxNorm (they start longer), the bias non-negative.
+        const columns = (w: number[]) => [0, 1, 2, 3, 4, 5].map((c) => Math.hypot(...[0, 1, 2, 3].map((r) => w[r * 6 + c])));
+        expect(Math.max(...columns(init[0])), 'an initial column is longer than 0.5').to.be.above(0.5);
+        columns(b.weights[0]).forEach((norm) => expect(norm).to.be.at.most(0.5 + 1e-6));
+        b.weights[5].forEach((v) => expect(v).to.be.at.least(0));
+      }
     });
   }
 

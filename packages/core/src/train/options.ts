@@ -38,6 +38,8 @@ export type InferenceOptions = z.input<typeof inferenceOptionsSchema>;
 export const trainerSettingsSchema = z.object({
   /** What to do when a step's loss is NaN or infinite. */
   nonFinite: z.enum(['throw', 'skip', 'off']).default('throw'),
+  /** Weight constraints of a tfjs-layers model: projected after each update (Keras), or ignored (tfjs's model.fit). */
+  constraints: z.enum(['apply', 'ignore']).default('apply'),
   /** Seed of data shuffling (and of plugins that ask for one). */
   seed: z.number().int().nonnegative().default(0),
 });

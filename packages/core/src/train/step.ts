@@ -22,6 +22,8 @@ export interface StepParts {
   readonly loss: LossFn;
   /** The model's weight penalties (tfjs-layers regularizers), added to the loss and its gradients as model.fit does; null when none. */
   readonly penalty: ((variables: readonly tf.Variable[]) => Penalty) | null;
+  /** Projects the updated weights that declare constraints (tfjs-layers `kernelConstraint`, ...), as Keras does after each update; null when none or ignored. */
+  readonly constrain: ((updated: Readonly<Record<string, unknown>>) => void) | null;
   readonly stepper: Stepper;
   /** What to do with a NaN/Inf loss: refuse the step, skip its update, or not look. */
   readonly nonFinite: 'throw' | 'skip' | 'off';
@@ -45,7 +47,8 @@ export interface StepOutcome {
  * 3. a non-finite loss stops here (throw, or skip the update);
  * 4. `backward` taps map the gradients (delay queues, masks, clipping), each tap's
  *    result checked against the variables; null means "no update this step";
- * 5. the stepper applies them: the same transform path asyncTrain's master uses.
+ * 5. the stepper applies them: the same transform path asyncTrain's master uses; weights
+ *    with constraints are projected back onto their sets, as Keras does.
  *
  * The batch is disposed whatever happens.
  */
@@ -78,6 +81,7 @@ export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo): St
       const g = parts.hooks.backward.call(grads, info);
       if (g !== null) {
         parts.stepper.apply(g, info.step);
+        parts.constrain?.(g);
         tf.dispose(Object.values(g)); // a tap may hand back kept tensors (a delay queue's): the step owns them
         applied = true;
       }

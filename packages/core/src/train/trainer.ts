@@ -38,6 +38,7 @@ import { classWeightLoss, fitLoss, type FitLossState } from './fit-loss';
 import { optimizerByName } from '../transforms/by-name';
 import type { History } from './history';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
+import { layersConstraints } from './constraints';
 import { layersPenalty } from './regularization';
 import { trainingStep, type StepParts } from './step';
 
@@ -60,6 +61,12 @@ export interface TrainerOptions {
    */
   metrics?: readonly MetricSpec[];
   nonFinite?: 'throw' | 'skip' | 'off';
+  /**
+   * A tfjs-layers model's weight constraints (`kernelConstraint: 'maxNorm'`, ...): 'apply'
+   * (default) projects each constrained weight after its update, as Keras does; 'ignore'
+   * leaves them out, as tfjs's model.fit does (its optimizers bypass them).
+   */
+  constraints?: 'apply' | 'ignore';
   seed?: number;
   logger?: Logger;
   /**
@@ -83,7 +90,7 @@ export class Trainer {
   readonly container: DependencyContainer;
   readonly plugins: readonly TapfitPlugin[];
   private readonly hooks: Hooks = createHooks();
-  private settings: { nonFinite: 'throw' | 'skip' | 'off'; seed: number };
+  private settings: { nonFinite: 'throw' | 'skip' | 'off'; constraints: 'apply' | 'ignore'; seed: number };
   private modelRef: TrainableModel;
   private ready?: Promise<void>;
   private stepper?: Stepper;
@@ -108,7 +115,7 @@ export class Trainer {
   private fitState?: FitLossState;
 
   constructor(options: TrainerOptions) {
-    this.settings = parseOptions('trainer', trainerSettingsSchema, { nonFinite: options.nonFinite, seed: options.seed });
+    this.settings = parseOptions('trainer', trainerSettingsSchema, { nonFinite: options.nonFinite, constraints: options.constraints, seed: options.seed });
     if (!options.model) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `model` is required (a tfjs-layers model or a segment model).');
     if (!options.optimizer) throw new TapfitError(ErrorCodes.CONFIG, "trainer: `optimizer` is required (e.g. 'adam', sgd({ lr: 0.1 }) or tf.train.adam()).");
     if (typeof options.optimizer === 'string') optimizerByName(options.optimizer); // an unknown name fails here, listing the names
@@ -253,6 +260,7 @@ export class Trainer {
       plan: this.plan,
       loss: fitLoss(this.resolve(Tokens.Loss), this.resolve(Tokens.Metrics), () => this.fitState),
       penalty: layersPenalty(model.layersModel),
+      constrain: this.settings.constraints === 'apply' ? layersConstraints(model.layersModel) : null,
       stepper: this.stepper,
       nonFinite: this.settings.nonFinite,
     };

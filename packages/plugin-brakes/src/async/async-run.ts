@@ -92,6 +92,8 @@ export class AsyncRun {
     /** The model's non-trainable weights: each applied gradient brings its worker's change to them. */
     private readonly buffers: tf.LayerVariable[],
     transforms: readonly StepTransform[],
+    /** Projects the updated weights that declare constraints (core's layersConstraints); null when none. */
+    private readonly constrain: ((updated: NamedTensors) => void) | null,
     private readonly logger: Logger,
   ) {
     this.stepper = new ChainStepper(transforms, Object.fromEntries(variables.map((v) => [v.name, v])));
@@ -214,6 +216,7 @@ export class AsyncRun {
     this.variables.forEach((v, i) => (grads[v.name] = tf.tensor(arrays[i], v.shape)));
     try {
       this.stepper.apply(grads, this.version);
+      this.constrain?.(grads);
     } finally {
       tf.dispose(Object.values(grads));
     }

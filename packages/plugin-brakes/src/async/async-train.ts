@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ConsoleLogger, ErrorCodes, parseOptions, TapfitError } from '@tapfit/core';
+import { ConsoleLogger, ErrorCodes, layersConstraints, parseOptions, TapfitError } from '@tapfit/core';
 import { AsyncRun, type AsyncTrainStats } from './async-run';
 import { asyncTrainSchema, type AsyncTrainOptions } from './options';
 import { shardOf, shareData } from './shared-data';
@@ -38,7 +38,8 @@ export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrain
   const transforms = Array.isArray(o.optimizer) ? o.optimizer : [o.optimizer];
   const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const data = shareData(o.data);
-  const run = new AsyncRun(o, variables, model.nonTrainableWeights, transforms, o.logger ?? new ConsoleLogger());
+  const constrain = o.constraints === 'apply' ? layersConstraints(model) : null;
+  const run = new AsyncRun(o, variables, model.nonTrainableWeights, transforms, constrain, o.logger ?? new ConsoleLogger());
   return run.start((index) => ({
     index,
     topology: model.toJSON(null, false) as object,

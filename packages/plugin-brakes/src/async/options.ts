@@ -35,6 +35,8 @@ export interface AsyncTrainOptions {
   startTimeoutMs?: number;
   /** A gradient whose loss is not finite: 'throw' (default, stops training) or 'skip' it. */
   nonFinite?: 'throw' | 'skip';
+  /** The model's weight constraints (`kernelConstraint`, ...): 'apply' (default) projects after each update, as the trainer and Keras do; 'ignore' as tfjs's model.fit. */
+  constraints?: 'apply' | 'ignore';
   /** Called after every applied update (synchronously; keep it cheap). */
   onUpdate?: (info: UpdateInfo) => void;
   /** Where worker failures are reported (warn); default console.warn. */
@@ -76,6 +78,7 @@ export const asyncTrainSchema = z.strictObject({
   timeoutMs: positive.default(120_000),
   startTimeoutMs: positive.default(120_000),
   nonFinite: z.enum(['throw', 'skip'], { error: "must be 'throw' or 'skip'" }).default('throw'),
+  constraints: z.enum(['apply', 'ignore'], { error: "must be 'apply' or 'ignore'" }).default('apply'),
   onUpdate: z.custom<(info: UpdateInfo) => void>((f) => typeof f === 'function', 'must be a function').optional(),
   logger: z.custom<Logger>((l) => typeof (l as Logger)?.warn === 'function', 'must be a Logger { info, warn }').optional(),
 });

@@ -29,6 +29,8 @@ export interface ThreadedPipelineOptions {
   prediction?: Prediction;
   extraDelay?: number;
   weightStashing?: boolean;
+  /** The model's weight constraints (`kernelConstraint`, ...): 'apply' (default) projects each after its stage's update, as the trainer does; 'ignore' as tfjs's model.fit. */
+  constraints?: 'apply' | 'ignore';
   /** The workers' backend; default 'wasm'. */
   backend?: 'cpu' | 'wasm';
   /** Absolute path of a module each worker requires first: may export `setup({ stage })` (register custom layers), `loss`, and `onSample({ stage, sample, phase })`. */
@@ -76,6 +78,9 @@ export class ThreadedPipeline {
     const { model } = options;
     const microBatch = options.microBatch ?? 1;
     checkMicroBatch(microBatch, 'ThreadedPipeline.start: microBatch');
+    if (options.constraints !== undefined && options.constraints !== 'apply' && options.constraints !== 'ignore') {
+      throw new TapfitError(ErrorCodes.CONFIG, `pipeline: ThreadedPipeline.start: constraints must be 'apply' or 'ignore', got ${String(options.constraints)}.`);
+    }
     const trainable = fromLayersModel(model);
     const names = trainable.segments.map((s) => s.name);
     const inputShape = (model.inputs[0].shape.slice(1) as number[]).map((d) => d ?? 1);
@@ -121,6 +126,7 @@ export class ThreadedPipeline {
         compensation: options.compensation ?? 'none',
         prediction: options.prediction ?? 'none',
         weightStashing: options.weightStashing ?? false,
+        constraints: options.constraints ?? 'apply',
         backend: options.backend ?? 'wasm',
         setupModule: options.setupModule,
         upstream: i > 0 ? links[i - 1].downstream : undefined,

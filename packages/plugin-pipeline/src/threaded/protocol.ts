@@ -21,6 +21,7 @@ export interface StageInit {
   compensation: Compensation;
   prediction: Prediction;
   weightStashing: boolean;
+  constraints: 'apply' | 'ignore';
   backend: 'cpu' | 'wasm';
   setupModule?: string;
   /** Links to the neighbours (absent at the ends). */

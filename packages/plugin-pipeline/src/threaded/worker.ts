@@ -4,7 +4,7 @@
 // rules and the same functions as the one-process simulator (../simulator.ts).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ChainStepper, fromLayersModel, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
+import { ChainStepper, fromLayersModel, layersConstraints, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
 import { spikeCompensation } from '../spike-compensation';
 import { runSegments, stageBackward, withWeights } from '../stage-math';
 import { WeightHistory } from '../weight-history';
@@ -55,6 +55,8 @@ class Stage {
   private penalties: number[] = [];
   /** This stage's layers that declare weight penalties (regularizers). */
   private readonly penalized: tf.layers.Layer[];
+  /** Projects this stage's updated weights that declare constraints, as the trainer does. */
+  private readonly constrain: ((updated: NamedTensors) => void) | null;
   private readonly labels = new Map<number, tf.Tensor>();
   private readonly stash = new Map<number, tf.Tensor>();
   /** The last micro-batch of each input chunk (stage 1 reports 'done' there) and of each labels chunk (the last stage reports its losses there). */
@@ -77,6 +79,7 @@ class Stage {
     readonly model: tf.LayersModel,
   ) {
     this.byName = Object.fromEntries(variables.map((v) => [v.name, v]));
+    this.constrain = init.constraints === 'apply' ? layersConstraints(model) : null;
     const own = new Set<tf.Variable>(variables);
     this.penalized = model.layers.filter((l) => l.trainableWeights.some((w) => own.has(w.read() as tf.Variable)) && tf.tidy(() => l.calculateLosses().length) > 0);
     const { lr, momentum, weightDecay } = init.optimizer;
@@ -211,6 +214,7 @@ class Stage {
     this.variables.forEach((v, k) => r.grads[k] && (grads[v.name] = r.grads[k]!)); // no path: no update, as in the trainer
     const penalty = this.addPenalty(grads);
     this.stepper.apply(grads, this.updates);
+    this.constrain?.(grads);
     this.updates++;
     if (this.history) {
       this.record();
