@@ -24,7 +24,7 @@ export function chain(...args: Array<string | StepTransform>): Chain {
   const transforms = Object.freeze(args.slice(named ? 1 : 0) as StepTransform[]);
   checkName(`chain('${name}')`, name);
   checkMembers(name, transforms);
-  return {
+  const self: Chain = {
     name,
     transforms,
     init(params: NamedTensors): ChainState {
@@ -34,7 +34,10 @@ export function chain(...args: Array<string | StepTransform>): Chain {
     },
     update(updates: NamedTensors, state: ChainState, params: NamedTensors, ctx: StepContext) {
       const next: ChainState = {};
-      for (const t of transforms) {
+      // Only the last member may fold a final scale into the parameter write (StepContext.fold).
+      const { fold, ...plain } = ctx;
+      const folds = fold?.target === self;
+      for (const [i, t] of transforms.entries()) {
         const own = state[t.name];
         if (own === undefined) {
           throw new TapfitError(
@@ -43,11 +46,14 @@ export function chain(...args: Array<string | StepTransform>): Chain {
               'The state was made for a different chain; call init(params) on this chain or load a matching state.',
           );
         }
-        [updates, next[t.name]] = t.update(updates, own, params, ctx);
+        const last = folds && i === transforms.length - 1;
+        if (last) fold.target = t;
+        [updates, next[t.name]] = t.update(updates, own, params, last ? { ...plain, fold } : plain);
       }
       return [updates, next];
     },
   };
+  return self;
 }
 
 /** Whether `t` is a chain (has members that find/replace helpers can walk). */

@@ -14,7 +14,7 @@ import { ADAM_MOMENTS_KERNEL, SCALED_SUM_KERNEL, type AdamCoefficients } from '.
 /** a x + b y (x, y of one shape). */
 export function scaledSum(x: tf.Tensor, a: number, y: tf.Tensor, b: number): tf.Tensor {
   if (fusable(SCALED_SUM_KERNEL, [x, y])) return runner!(SCALED_SUM_KERNEL, { x, y }, { a, b }) as tf.Tensor;
-  return tf.add(tf.mul(x, a), b === 1 ? y : tf.mul(y, b));
+  return tf.add(a === 1 ? x : tf.mul(x, a), b === 1 ? y : tf.mul(y, b));
 }
 
 /**

@@ -22,11 +22,11 @@ export function scaleByLearningRate(
     { lr, ...options },
   );
   const valueAt = typeof lr === 'number' ? () => lr : lr;
-  return {
+  const self: StepTransform<ScaleByLearningRateState> = {
     name,
     hyperparams: { lr },
     init: () => ({ count: 0 }),
-    update(updates, state) {
+    update(updates, state, _params, ctx) {
       const value = valueAt(state.count);
       if (!Number.isFinite(value) || value < 0) {
         throw new TapfitError(
@@ -35,7 +35,14 @@ export function scaleByLearningRate(
             'a learning rate must be a finite number >= 0. Fix the schedule.',
         );
       }
-      return [mapNamed(updates, (u) => tf.mul(u, -value)), { count: state.count + 1 }];
+      const next = { count: state.count + 1 };
+      if (ctx?.fold?.target === self) {
+        // The last step of the chain: the caller writes p + (-lr) u in one pass (transformStep).
+        ctx.fold.scale = -value;
+        return [updates, next];
+      }
+      return [mapNamed(updates, (u) => tf.mul(u, -value)), next];
     },
   };
+  return self;
 }

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { NamedTensors } from '../tensors';
 import { applyUpdates } from './apply-updates';
 import { disposeState, stateTensors } from './state';
-import type { StepContext, StepTransform, TransformState } from './types';
+import type { ScaleFold, StepContext, StepTransform, TransformState } from './types';
 
 /**
  * One optimizer step, the one update path of the trainer and of asyncTrain: run the
@@ -20,8 +20,10 @@ export function transformStep<S extends TransformState>(
   ctx: StepContext,
 ): S {
   const next = tf.tidy(() => {
-    const [updates, newState] = transform.update(grads, state, params, ctx);
-    applyUpdates(params, updates);
+    // A final scaleByLearningRate folds its -lr into the write: one pass over each parameter fewer, the same values.
+    const fold: ScaleFold = { target: transform, scale: 1 };
+    const [updates, newState] = transform.update(grads, state, params, { ...ctx, fold });
+    applyUpdates(params, updates, fold.scale);
     return newState;
   });
   stateTensors(next).forEach((t) => tf.keep(t));

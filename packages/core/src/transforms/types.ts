@@ -13,6 +13,19 @@ export type TransformStateValue = tf.Tensor | number | NamedTensors | TransformS
 export interface StepContext {
   /** Number of updates applied before this one (0 on the first step). */
   readonly step: number;
+  /**
+   * Present when the caller applies the updates itself (transformStep) and can fold a final
+   * scalar factor into the parameter write, p + s u in one pass instead of two: only the
+   * transform `target` may set `scale` and then return its updates unscaled. A chain hands
+   * it on to its last member; every other transform ignores it.
+   */
+  readonly fold?: ScaleFold;
+}
+
+/** The scalar a step's last transform left for the parameter write (see StepContext.fold). */
+export interface ScaleFold {
+  target: StepTransform;
+  scale: number;
 }
 
 /**
