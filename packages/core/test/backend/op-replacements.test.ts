@@ -126,6 +126,31 @@ for (const backend of ['cpu', 'wasm', 'webgpu']) {
       x.dispose();
     });
 
+    it("chained tensor methods (x.softmax(1), x.divNoNan(b), x.norm(1, [2, 1]), x.batchNorm(...), x.conv2d(..., 'NCHW'), ...) are the fixed ops: the same values and gradients as tf.*", () => {
+      const x = tf.tensor(values(2 * 3 * 4 * 4, 0.7), [2, 3, 4, 4]);
+      const b = tf.tensor(values(4, 0.2).map((v, i) => (i === 1 ? 0 : v)), [4]);
+      const [mean, variance, scale] = [[0.1, -0.2, 0.3, 0], [1, 2, 0.5, 1.5], [2, 1, -1, 0.5]].map((v) => tf.tensor1d(v));
+      const filter = tf.tensor4d(values(3 * 3 * 3 * 2, 1.1), [3, 3, 3, 2]);
+      const depthwise = tf.tensor4d(values(3 * 3 * 3, 1.7), [3, 3, 3, 1]);
+      const cases: Array<[string, (z: tf.Tensor) => tf.Tensor, (z: tf.Tensor) => tf.Tensor]> = [
+        ['softmax(1)', (z) => z.softmax(1), (z) => tf.softmax(z, 1)],
+        ['logSoftmax(-3)', (z) => z.logSoftmax(-3), (z) => tf.logSoftmax(z, -3)],
+        ['divNoNan(b), b with a 0', (z) => z.divNoNan(b), (z) => tf.divNoNan(z, b)],
+        ['norm(1, [2, 1])', (z) => z.norm(1, [2, 1]), (z) => tf.norm(z, 1, [2, 1])],
+        ['batchNorm without an offset', (z) => z.batchNorm(mean, variance, undefined, scale, 1e-3), (z) => tf.batchNorm(z, mean, variance, undefined, scale, 1e-3)],
+        ["conv2d 'NCHW'", (z) => (z as tf.Tensor4D).conv2d(filter, 1, 'same', 'NCHW'), (z) => tf.conv2d(z as tf.Tensor4D, filter, 1, 'same', 'NCHW')],
+        ["depthwiseConv2d 'NCHW'", (z) => (z as tf.Tensor4D).depthwiseConv2d(depthwise, 1, 'same', 'NCHW'), (z) => tf.depthwiseConv2d(z as tf.Tensor4D, depthwise, 1, 'same', 'NCHW')],
+      ];
+      for (const [name, chained, op] of cases) {
+        close(tf.tidy(() => chained(x).dataSync()), tf.tidy(() => op(x).dataSync()), 1e-6, `${name}: value`);
+        close(gradOf(chained, x), gradOf(op, x), 1e-6, `${name}: gradient`);
+      }
+      const disposed = tf.tensor1d([1, 2]);
+      disposed.dispose();
+      expect(() => disposed.softmax()).to.throw(/disposed/);
+      tf.dispose([x, b, mean, variance, scale, filter, depthwise]);
+    });
+
     it('matrix norms (p = 1, Infinity, -Infinity) over two axes in either order or negative equal the float64 definition; keepDims keeps both axes', () => {
       const shape = [2, 3, 4];
       const v = values(24, 0.4);

@@ -5,9 +5,9 @@ import type { Overrides } from './overrides';
 /*
  * Ops of tfjs-core 4.22 fixed at the op: composed in JavaScript (no kernel to replace), or
  * whose gradient ignores an argument (so a kernel fix would leave the backward wrong). The
- * op is replaced on tfjs-core's exports, which `tf.*` and tfjs-layers read on every call
- * (Overrides puts the originals back). Chained tensor methods (`x.softmax()`) keep tfjs's.
- * Each keeps the original where it was right.
+ * op is replaced on tfjs-core's exports, which `tf.*` and tfjs-layers read on every call,
+ * and so is its chained tensor method (`x.softmax()`), which calls tfjs-core's internal op
+ * directly (Overrides puts the originals back). Each keeps the original where it was right.
  *
  * - softmax, logSoftmax: only the last axis, and -1 as the only negative one ("not yet
  *   supported" otherwise, so a Keras Softmax(axis=1) layer could not run): any axis, by
@@ -93,7 +93,18 @@ export function installOpReplacements(o: Overrides): void {
       return keepDims ? result : tf.squeeze(result, [rows, cols]);
     });
   }) as Norm);
+  // tfjs's chained methods are `op(this, ...args)` on its internal op: point them at the exports above.
+  const methods = tf.Tensor.prototype as unknown as Record<string, (...args: unknown[]) => tf.Tensor>;
+  for (const name of CHAINED) {
+    o.replace(methods, name, function (this: tf.Tensor, ...args: unknown[]) {
+      this.throwIfDisposed();
+      return (core[name] as (...a: unknown[]) => tf.Tensor)(this, ...args);
+    });
+  }
 }
+
+/** The replaced ops that tfjs also offers as tensor methods. */
+const CHAINED = ['softmax', 'logSoftmax', 'divNoNan', 'batchNorm', 'depthwiseConv2d', 'conv2d', 'norm'] as const;
 
 /** An op's argument as a tensor (inside the caller's tidy: a converted one is freed with it). */
 const asTensor = (x: tf.Tensor | tf.TensorLike): tf.Tensor => (x instanceof tf.Tensor ? x : tf.tensor(x as number[]));
