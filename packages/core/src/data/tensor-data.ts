@@ -32,16 +32,18 @@ export class TensorData implements DataSource, LabelSource {
   /** Class counts (and prediction ranks) the labels were found valid for. */
   private readonly labelsValidFor = new Set<string>();
 
+  /** `host`: the values of x and y already on the host (range's parts), so they are not read back. */
   constructor(
     readonly x: tf.Tensor,
     readonly y: tf.Tensor,
+    host?: { x: HostArray; y: HostArray },
   ) {
     if (x.shape[0] !== y.shape[0]) {
       throw new TapfitError(ErrorCodes.SHAPE, `data: x has ${x.shape[0]} samples but y has ${y.shape[0]}; they must match.`);
     }
     this.size = x.shape[0];
     this.xShape = x.shape.slice(1);
-    this.host = { x: x.dataSync() as HostArray, y: y.dataSync() as HostArray };
+    this.host = host ?? { x: x.dataSync() as HostArray, y: y.dataSync() as HostArray };
   }
 
   *batches({ batchSize, shuffle, seed, epoch, startBatch = 0 }: BatchOptions): Iterator<Batch> {
@@ -87,11 +89,11 @@ export class TensorData implements DataSource, LabelSource {
 
   /** Samples [start, end) in storage order, as new tensors built from the host copies (no device read). */
   range(start: number, end: number): TensorData {
-    const part = (t: tf.Tensor, host: HostArray) => {
-      const width = host.length / this.size;
-      return tf.tensor(host.slice(start * width, end * width), [end - start, ...t.shape.slice(1)], t.dtype);
-    };
-    return new TensorData(part(this.x, this.host.x), part(this.y, this.host.y));
+    const slice = (host: HostArray) => host.slice((start * host.length) / this.size, (end * host.length) / this.size);
+    const host = { x: slice(this.host.x), y: slice(this.host.y) };
+    const tensor = (t: tf.Tensor, values: HostArray) => tf.tensor(values, [end - start, ...t.shape.slice(1)], t.dtype);
+    // The part's host copies are the slices it was made from: no read-back of what was just uploaded.
+    return new TensorData(tensor(this.x, host.x), tensor(this.y, host.y), host);
   }
 
   dispose(): void {
