@@ -141,10 +141,14 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     }
   });
 
-  it('streams in the micro-batch given to start by default; a bad microBatch is refused naming the option', async () => {
+  it('streams in the micro-batch given to start by default; a bad microBatch or constraints setting is refused naming the option', async () => {
     await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', microBatch: 0 }).then(
       () => expect.fail('expected an error'),
       (e: Error) => expect(e.message).to.match(/ThreadedPipeline.start: microBatch must be a positive integer .* got 0/),
+    );
+    await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', constraints: 'on' as never }).then(
+      () => expect.fail('expected an error'),
+      (e: Error) => expect(e.message).to.match(/ThreadedPipeline.start: constraints must be 'apply' or 'ignore', got on/),
     );
     const { x, y } = samples(8);
     const pipe = await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', microBatch: 4 });

@@ -296,8 +296,13 @@ export class Trainer {
         const n = xs.shape[0];
         const parts: tf.Tensor[] = [];
         for (let start = 0; start === 0 || start < n; start += batchSize) {
-          const batch = n <= batchSize ? xs : tf.slice(xs, start, Math.min(batchSize, n - start));
-          parts.push(forwardSegments(this.modelRef, batch, { training: false, recomputing: false, step: this.stepCount }));
+          // Each batch in its own tidy: its activations are freed before the next batch runs.
+          parts.push(
+            tf.tidy(() => {
+              const batch = n <= batchSize ? xs : tf.slice(xs, start, Math.min(batchSize, n - start));
+              return forwardSegments(this.modelRef, batch, { training: false, recomputing: false, step: this.stepCount });
+            }),
+          );
         }
         return parts.length === 1 ? parts[0] : tf.concat(parts, 0);
       });

@@ -222,11 +222,36 @@ for (const backend of ['cpu', 'wasm', 'webgpu']) {
       }
     });
 
-    it('a max pool with overlapping windows refuses a second-order gradient with an error that names the fix', () => {
-      const x = tf.tensor4d(values(36, 0.4), [1, 6, 6, 1]);
-      const k = tf.tensor4d(values(9, 1.4), [3, 3, 1, 1]);
-      expect(() => penaltyGrads((z, f) => tf.maxPool(tf.conv2d(z as tf.Tensor4D, f as tf.Tensor4D, 1, 'same'), 3, 2, 'same'), x, [k])).to.throw(/overlapping windows \(window 3x3, strides 2x2\).*strides at least the window size/);
-      tf.dispose([x, k]);
+    it("max pools with overlapping windows (3x3 at stride 2 'same', 3x3 at stride 1, 2x2x2 at stride 1 in 3-D): the penalty's gradients equal those of the max over strided slices (tfjs: no gradient)", () => {
+      /** The max over each window as a max over the window's offsets, each a strided slice of the input padded with -1e9 (never chosen). */
+      const slicedMax = (c: tf.Tensor, window: number, stride: number, out: number[], padAfter: number) => {
+        const spatial = c.rank - 2;
+        const padded = tf.pad(c, [[0, 0], ...new Array(spatial).fill([0, padAfter]), [0, 0]] as Array<[number, number]>, -1e9);
+        const offsets = Array.from({ length: window ** spatial }, (_, k) => Array.from({ length: spatial }, (_, d) => Math.floor(k / window ** (spatial - 1 - d)) % window));
+        const slices = offsets.map((o) => tf.stridedSlice(padded, [0, ...o, 0], [c.shape[0], ...o.map((v, d) => v + (out[d] - 1) * stride + 1), c.shape[c.rank - 1]], [1, ...o.map(() => stride), 1]));
+        return tf.max(tf.stack(slices), 0);
+      };
+      const x = tf.tensor4d(values(2 * 6 * 6 * 2, 0.4), [2, 6, 6, 2]);
+      const K = tf.tensor4d(values(3 * 3 * 2 * 2, 1.4, 0.5), [3, 3, 2, 2]);
+      const conv = (z: tf.Tensor, k: tf.Tensor) => tf.conv2d(z as tf.Tensor4D, k as tf.Tensor4D, 1, 'same');
+      const vol = tf.tensor5d(values(4 * 4 * 4 * 2, 0.7), [1, 4, 4, 4, 2]);
+      const K3 = tf.tensor5d(values(2 * 2 * 2 * 2 * 2, 2.3, 0.5), [2, 2, 2, 2, 2]);
+      const conv3 = (z: tf.Tensor, k: tf.Tensor) => tf.conv3d(z as tf.Tensor5D, k as tf.Tensor5D, 1, 'same');
+      // 6 over 3x3 at stride 2, 'same': 3 outputs, TensorFlow's padding puts the one extra row after.
+      const cases: Array<[string, tf.Tensor, tf.Tensor, (z: tf.Tensor, k: tf.Tensor) => tf.Tensor, (z: tf.Tensor, k: tf.Tensor) => tf.Tensor]> = [
+        ["3x3 at stride 2, 'same'", x, K, (z, k) => tf.maxPool(conv(z, k) as tf.Tensor4D, 3, 2, 'same'), (z, k) => slicedMax(conv(z, k), 3, 2, [3, 3], 1)],
+        ["3x3 at stride 1, 'valid'", x, K, (z, k) => tf.maxPool(conv(z, k) as tf.Tensor4D, 3, 1, 'valid'), (z, k) => slicedMax(conv(z, k), 3, 1, [4, 4], 0)],
+        ["3-D 2x2x2 at stride 1, 'valid'", vol, K3, (z, k) => tf.maxPool3d(conv3(z, k) as tf.Tensor5D, 2, 1, 'valid'), (z, k) => slicedMax(conv3(z, k), 2, 1, [3, 3, 3], 0)],
+      ];
+      for (const [name, input, filter, op, plain] of cases) {
+        const n = tf.tidy(() => op(input, filter).size);
+        const weights = tf.tensor1d(values(n, 0.8));
+        const [got, want] = [op, plain].map((g) => penaltyGrads((z, k, v) => tf.mul(tf.reshape(g(z, k), [-1]), v), input, [filter, weights]));
+        close(got[0], want[0], 1e-4, `${name}: filter`);
+        close(got[1], want[1], 1e-4, `${name}: weights`);
+        weights.dispose();
+      }
+      tf.dispose([x, K, vol, K3]);
     });
   });
 }

@@ -130,6 +130,14 @@ describe('backend: webgpu training shim', function () {
     model.dispose();
   });
 
+  it('addN of more tensors than a shader may bind (9, 20, 50): stock webgpu is rejected by the GPU; the shim sums in groups, as cpu', async () => {
+    const terms = (n: number) => Array.from({ length: n }, (_, i) => ramp([3, 4]).mul(i + 1));
+    const sum = (n: number) => tf.tidy(() => Array.from(tf.addN(terms(n)).dataSync()));
+    const stock = await withStockWebgpu(() => thrown(() => sum(9)));
+    expect(String((stock as Error).message)).to.match(/rejected|storage buffers/);
+    for (const n of [2, 7, 9, 20, 50]) expect(relativeError(Float32Array.from(sum(n)), Float32Array.from(await on('cpu', () => sum(n)))), `${n} terms`).to.be.below(1e-6);
+  });
+
   it('bridged kernels (string, sparse, ragged, unique, bitwise) agree with cpu', async () => {
     const run = () => tf.tidy(() => [
       tf.string.staticRegexReplace(tf.tensor1d(['a-b', 'c-d']), '-', '+').arraySync(),

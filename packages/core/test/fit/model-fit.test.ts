@@ -332,4 +332,22 @@ describe('evaluate and predict as the model', () => {
     tf.dispose([got, fromArray, expected, x, y, labels]);
     t.dispose();
   });
+
+  it("predict frees each batch's activations before the next batch (as model.predict): its peak memory does not grow with the number of batches", async () => {
+    const wide = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 256, activation: 'relu' }), tf.layers.dense({ units: 256, activation: 'relu' }), tf.layers.dense({ units: 3 })] });
+    const t = new Trainer({ model: wide, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger() });
+    await t.setup();
+    const peak = async (batches: number) => {
+      const x = tf.ones([8 * batches, 4]);
+      const info = await tf.profile(() => t.predict(x, { batchSize: 8 }).dispose());
+      const p = info.peakBytes; // read before the next profile: tf.profile hands back one shared record
+      x.dispose();
+      return p;
+    };
+    const one = await peak(1);
+    const many = await peak(16);
+    // 16 batches hold 16 outputs (8 x 3 floats each) and the inputs besides one batch's activations (2 x 8 x 256 floats).
+    expect(many - one, `peak bytes: 1 batch ${one}, 16 batches ${many}`).to.be.below(16 * 8 * 3 * 4 * 2 + 16 * 8 * 4 * 4 + 2 * 8 * 256 * 4);
+    t.dispose();
+  });
 });

@@ -1,5 +1,4 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, TapfitError } from '../../errors';
 import { runKernel } from '../engine-internals';
 import { VERIFIED_WRONG_ON } from './avg-pool-grad';
 
@@ -20,10 +19,12 @@ import { VERIFIED_WRONG_ON } from './avg-pool-grad';
  * - DepthwiseConv2dNativeBackpropInput: as tfjs does for Conv2DBackpropInput, a depthwise
  *   convolution of ddx towards dy and the filter gradient towards the filter.
  * - MaxPoolGrad (dy routed to each window's chosen element): towards dy, each window's ddx
- *   at that element, read off the kernel's own choice (the gradient of ones marks it, so
- *   ties resolve as the kernel resolved them) and summed per window by a depthwise
- *   convolution of ones; windows must not overlap (otherwise a clear error). Towards the
- *   input and output: zero (piecewise constant).
+ *   at that element, read off the kernel's own choice (its gradient of ones on a set of
+ *   windows marks their elements, so ties resolve as the kernel resolved them) and summed
+ *   per window by a depthwise convolution of ones. Overlapping windows (3x3 at stride 2)
+ *   are taken in groups that do not overlap: the windows whose positions are equal modulo
+ *   ceil(window / stride) on every axis, one kernel call and one window sum per group.
+ *   Towards the input and output: zero (piecewise constant).
  * - MaxPool3DGrad, AvgPool3DGrad: the same in 3-D (window sums by a conv3d whose filter is
  *   the identity across channels).
  * - ResizeBilinearGrad, ResizeNearestNeighborGrad: adjoints of the resizes, so towards dy
@@ -63,20 +64,45 @@ function maxPoolGradGradient(kernelName: 'MaxPoolGrad' | 'MaxPool3DGrad', axes: 
     gradFunc: (ddx, [dy, input, output], attrs) => {
       const a = attrs as unknown as PoolAttrs;
       const [window, strides] = [perAxis(a.filterSize, axes), perAxis(a.strides, axes)];
-      if (strides.some((s, i) => s < window[i])) {
-        throw new TapfitError(ErrorCodes.GRADIENT, `second-order gradient through a ${axes}-D max pool with overlapping windows (window ${window.join('x')}, strides ${strides.join('x')}) is not supported: use strides at least the window size for a layer that a gradient of a gradient goes through`);
-      }
+      // Windows whose positions are equal modulo these on every axis do not overlap.
+      const groups = window.map((w, i) => Math.ceil(w / strides[i]));
       return {
         dy: () =>
           tf.tidy(() => {
-            const chosen = runKernel(kernelName, { dy: tf.onesLike(dy), input, output }, attrs as tf.NamedAttrMap) as tf.Tensor;
-            return windowSums(tf.mul(ddx as tf.Tensor, chosen), a, 1);
+            const parts = cartesian(groups).map((offset) => {
+              const mask = groups.every((g) => g === 1) ? tf.onesLike(dy) : groupMask(dy, groups, offset);
+              const chosen = runKernel(kernelName, { dy: mask, input, output }, attrs as tf.NamedAttrMap) as tf.Tensor;
+              const sums = windowSums(tf.mul(ddx as tf.Tensor, chosen), a, 1);
+              return groups.every((g) => g === 1) ? sums : tf.mul(sums, mask);
+            });
+            return parts.reduce((sum, part) => tf.add(sum, part)); // not addN: webgpu's takes at most 7 inputs
           }),
         input: () => tf.zerosLike(input),
         output: () => tf.zerosLike(output),
       };
     },
   };
+}
+
+/** Every combination of 0..n-1 per entry of `sizes` ([2, 2] -> [0, 0], [0, 1], [1, 0], [1, 1]). */
+function cartesian(sizes: number[]): number[][] {
+  return sizes.reduce<number[][]>((acc, n) => acc.flatMap((head) => Array.from({ length: n }, (_, k) => [...head, k])), [[]]);
+}
+
+/** 1 on the pool windows (positions of dy, [B, ...spatial, C]) equal to `offset` modulo `groups` on every spatial axis, else 0. */
+function groupMask(dy: tf.Tensor, groups: number[], offset: number[]): tf.Tensor {
+  const sizes = dy.shape.slice(1, 1 + groups.length);
+  const values = new Float32Array(sizes.reduce((p, s) => p * s, 1));
+  for (let flat = 0; flat < values.length; flat++) {
+    let rest = flat;
+    let on = 1;
+    for (let i = sizes.length - 1; i >= 0; i--) {
+      if ((rest % sizes[i]) % groups[i] !== offset[i]) on = 0;
+      rest = Math.floor(rest / sizes[i]);
+    }
+    values[flat] = on;
+  }
+  return tf.mul(tf.onesLike(dy), tf.reshape(tf.tensor(values), [1, ...sizes, 1]));
 }
 
 /** AvgPoolGrad or AvgPool3DGrad's gradient: towards dy, ddx's window sums over the divisor the kernel used; zero towards the input. */

@@ -8,6 +8,7 @@ import { Overrides } from '../wasm-shim/overrides';
 import { installStridedSliceShrinkFix } from '../wasm-shim/strided-slice-shrink';
 import { installWebgpuCpuBridge, WEBGPU_BRIDGED_TO_CPU, WEBGPU_WRONG, WEBGPU_WRONG_FOR_INT32 } from './cpu-bridge';
 import { watchGpuErrors } from './gpu-errors';
+import { installAddNGroups } from './add-n';
 import { installCumulativeKernels, WEBGPU_CUMULATIVE_KERNELS } from './cumulative';
 import { installFloatCast } from './float-cast';
 import { installHighRankKernels, WEBGPU_HIGH_RANK_KERNELS } from './high-rank';
@@ -35,6 +36,7 @@ let prepared: tf.KernelBackend | null = null;
  * - Cast of bool and int32 to float32 writes float32 values (stock shares the integer buffer,
  *   which the rank-3 transpose's shader cannot read: masks before RNNs failed)
  * - ResizeNearestNeighborGrad with halfPixelCenters (stock ignores it)
+ * - AddN of more tensors than a shader may bind (9 on a default device: the GPU rejected it), in groups
  * - cpu bridge for the kernels webgpu lacks (string, sparse and ragged ops, Unique, ...) and
  *   for int32 UnsortedSegmentSum (stock stores float bits), Transform and CropAndResize
  *   (wrong pixels)
@@ -75,6 +77,7 @@ export async function installWebgpuShim(): Promise<void> {
     installWebgpuCpuBridge(overrides);
     installStridedSliceShrinkFix(overrides, ['webgpu']);
     installFloatCast(overrides);
+    installAddNGroups(overrides);
   } catch (err) {
     overrides.restore();
     throw err;
@@ -93,7 +96,7 @@ export function webgpuShimInstalled(): boolean {
 }
 
 /** Kernels the shim registers for webgpu, for reports and tests. */
-export const WEBGPU_SHIM_KERNELS: readonly string[] = [...WEBGPU_HIGH_RANK_KERNELS, ...WEBGPU_CUMULATIVE_KERNELS, 'ResizeNearestNeighborGrad', 'Einsum', 'Cast', ...WEBGPU_WRONG, ...WEBGPU_WRONG_FOR_INT32, ...WEBGPU_BRIDGED_TO_CPU];
+export const WEBGPU_SHIM_KERNELS: readonly string[] = [...WEBGPU_HIGH_RANK_KERNELS, ...WEBGPU_CUMULATIVE_KERNELS, 'ResizeNearestNeighborGrad', 'Einsum', 'Cast', 'AddN', ...WEBGPU_WRONG, ...WEBGPU_WRONG_FOR_INT32, ...WEBGPU_BRIDGED_TO_CPU];
 
 /**
  * One read right after initialisation proves the synchronous path works. Dawn may
