@@ -125,6 +125,29 @@ describe('asyncTrain (worker threads)', function () {
     });
     const data = () => tensorData(tf.randomNormal([n, 4], 1, 2, 'float32', 7), tf.randomNormal([n, 1], 0, 1, 'float32', 8));
 
+    /**
+     * The serial replay of a one-worker run (seed 3, batches of 4): the worker's batches,
+     * rebuilt the way it builds them, trained on the main thread with plain SGD; with the
+     * layers' weight penalties in the loss, and each constrained weight projected after
+     * the step by tfjs-layers itself (a layer weight's write() applies its constraint).
+     */
+    function serialReplay(model: tf.LayersModel, d: ReturnType<typeof data>, o: { lr: number; steps: number; penalties?: boolean; project?: boolean }): void {
+      const batches = shardBatches({ index: 0, data: shareData(d), shard: shardOf(0, 1, n), batchSize: 4, seed: 3 } as WorkerInit);
+      const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+      for (let k = 0; k < o.steps; k++) {
+        const { x, y } = batches.next().value;
+        tf.tidy(() => {
+          const { grads } = tf.variableGrads(() => {
+            const mse = tf.losses.meanSquaredError(y, model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar;
+            return o.penalties ? (tf.add(mse, tf.addN(model.layers.flatMap((l) => l.calculateLosses()))) as tf.Scalar) : mse;
+          }, vars);
+          vars.forEach((v) => v.assign(tf.sub(v, tf.mul(o.lr, grads[v.name]))));
+        });
+        if (o.project) model.trainableWeights.filter((w) => w.constraint).forEach((w) => w.write(tf.clone(w.read())));
+        tf.dispose([x, y]);
+      }
+    }
+
     it('one worker: weights and moving statistics equal a serial replay of the same batches', async () => {
       const model = bnModel();
       const replay = bnModel();
@@ -136,18 +159,7 @@ describe('asyncTrain (worker threads)', function () {
       expect(stats.steps).to.equal(steps);
       expect(tf.memory().numTensors).to.equal(before);
 
-      // The worker's batches, rebuilt the way it builds them, trained on the main thread.
-      const init = { index: 0, data: shareData(d), shard: shardOf(0, 1, n), batchSize: 4, seed: 3 } as WorkerInit;
-      const batches = shardBatches(init);
-      const vars = replay.trainableWeights.map((w) => w.read() as tf.Variable);
-      for (let k = 0; k < steps; k++) {
-        const { x, y } = batches.next().value;
-        tf.tidy(() => {
-          const { grads } = tf.variableGrads(() => tf.losses.meanSquaredError(y, replay.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars);
-          vars.forEach((v) => v.assign(tf.sub(v, tf.mul(lr, grads[v.name]))));
-        });
-        tf.dispose([x, y]);
-      }
+      serialReplay(replay, d, { lr, steps });
       const got = model.getWeights().map((w) => Array.from(w.dataSync()));
       const want = replay.getWeights().map((w) => Array.from(w.dataSync()));
       const movingMean = model.nonTrainableWeights[0].read().dataSync();
@@ -169,23 +181,8 @@ describe('asyncTrain (worker threads)', function () {
       const lr = 0.01;
       const steps = 8;
       await asyncTrain({ ...options(model, d), optimizer: sgd({ lr }), workers: 1, steps, seed: 3 });
-      const init = { index: 0, data: shareData(d), shard: shardOf(0, 1, n), batchSize: 4, seed: 3 } as WorkerInit;
-      const batches = shardBatches(init);
-      const replayVars = replay.trainableWeights.map((w) => w.read() as tf.Variable);
-      const plainVars = unregularized.trainableWeights.map((w) => w.read() as tf.Variable);
-      for (let k = 0; k < steps; k++) {
-        const { x, y } = batches.next().value;
-        tf.tidy(() => {
-          for (const [m, vars, penalised] of [[replay, replayVars, true], [unregularized, plainVars, false]] as const) {
-            const { grads } = tf.variableGrads(() => {
-              const mse = tf.losses.meanSquaredError(y, m.apply(x, { training: true }) as tf.Tensor) as tf.Scalar;
-              return penalised ? (tf.add(mse, tf.addN(m.layers.flatMap((l) => l.calculateLosses()))) as tf.Scalar) : mse;
-            }, vars);
-            vars.forEach((v) => v.assign(tf.sub(v, tf.mul(lr, grads[v.name]))));
-          }
-        });
-        tf.dispose([x, y]);
-      }
+      serialReplay(replay, d, { lr, steps, penalties: true });
+      serialReplay(unregularized, d, { lr, steps });
       const [got, want, without] = [model, replay, unregularized].map((m) => m.getWeights().flatMap((w) => Array.from(w.dataSync())));
       got.forEach((v, j) => expect(v, `weight ${j}`).to.be.closeTo(want[j], 1e-5));
       expect(Math.max(...got.map((v, j) => Math.abs(v - without[j]))), 'the penalties made a difference').to.be.greaterThan(1e-3);
@@ -206,18 +203,7 @@ describe('asyncTrain (worker threads)', function () {
       const steps = 8;
       await asyncTrain({ ...options(model, d), optimizer: sgd({ lr }), workers: 1, steps, seed: 3 });
       await asyncTrain({ ...options(ignored, d), optimizer: sgd({ lr }), workers: 1, steps, seed: 3, constraints: 'ignore' });
-      const batches = shardBatches({ index: 0, data: shareData(d), shard: shardOf(0, 1, n), batchSize: 4, seed: 3 } as WorkerInit);
-      const vars = replay.trainableWeights.map((w) => w.read() as tf.Variable);
-      for (let k = 0; k < steps; k++) {
-        const { x, y } = batches.next().value;
-        tf.tidy(() => {
-          const { grads } = tf.variableGrads(() => tf.losses.meanSquaredError(y, replay.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars);
-          vars.forEach((v) => v.assign(tf.sub(v, tf.mul(lr, grads[v.name]))));
-        });
-        // tfjs-layers' own projection: a layer weight's write() applies its constraint.
-        replay.trainableWeights.filter((w) => w.constraint).forEach((w) => w.write(tf.clone(w.read())));
-        tf.dispose([x, y]);
-      }
+      serialReplay(replay, d, { lr, steps, project: true });
       const [got, want, without] = [model, replay, ignored].map((m) => m.getWeights().flatMap((w) => Array.from(w.dataSync())));
       got.forEach((v, j) => expect(v, `weight ${j}`).to.be.closeTo(want[j], 1e-5));
       expect(Math.max(...got.map((v, j) => Math.abs(v - without[j]))), "'ignore' trained other weights").to.be.greaterThan(1e-3);
