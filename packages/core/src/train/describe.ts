@@ -14,6 +14,10 @@ export interface TrainerDescription {
   optimizer: string;
   memoryPlan?: MemoryPlan;
   trainableParams: number;
+  /** Layers whose weight penalties (regularizers) are added to the loss, as model.fit adds them. */
+  penalties?: string[];
+  /** Trainable weights with a constraint ('name (MaxNorm)'), and whether the trainer projects them after each update. */
+  constraints?: { weights: string[]; applied: boolean };
 }
 
 const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
@@ -27,6 +31,8 @@ export function describeTrainer(d: TrainerDescription): string {
     ...Object.entries(d.hooks).map(([k, v]) => `  ${k.padEnd(15)} ${v.length ? v.join(' -> ') : '-'}`),
     `update: ${d.optimizer === 'chain' ? d.stepTransforms.join(' -> ') || '(empty chain)' : `${d.optimizer} (black box)`}`,
   ];
+  if (d.penalties?.length) lines.push(`weight penalties (in the loss): ${d.penalties.join(', ')}`);
+  if (d.constraints?.weights.length) lines.push(`constraints (${d.constraints.applied ? 'projected after each update' : "ignored: constraints 'ignore'"}): ${d.constraints.weights.join(', ')}`);
   if (d.memoryPlan) {
     const peak = d.memoryPlan.predictedPeakBytes;
     lines.push(`memory plan${peak !== undefined ? ` (predicted peak ${mib(peak)})` : ''}:`);

@@ -588,6 +588,7 @@ export class Trainer {
       optimizer: this.stepper instanceof OptimizerStepper ? this.stepper.optimizer.getClassName() : 'chain',
       memoryPlan: this.plan,
       trainableParams: Object.values(this.params).reduce((a, v) => a + v.size, 0),
+      ...declaredExtras(this.modelRef.layersModel, this.settings.constraints === 'apply'),
     };
     if (options.print !== false) this.logger.info(describeTrainer(d));
     return d;
@@ -673,4 +674,12 @@ export class Trainer {
 function chainMembers(t: StepTransform): StepTransform[] {
   const members = (t as { transforms?: StepTransform[] }).transforms;
   return Array.isArray(members) ? members.flatMap(chainMembers) : [t];
+}
+
+/** The weight penalties and constraints a tfjs-layers model declares, for describe(). */
+function declaredExtras(model: tf.LayersModel | undefined, applied: boolean): Pick<TrainerDescription, 'penalties' | 'constraints'> {
+  if (!model) return { penalties: [], constraints: { weights: [], applied } };
+  const penalties = model.layers.filter((l) => tf.tidy(() => l.calculateLosses().length) > 0).map((l) => l.name);
+  const weights = model.trainableWeights.filter((w) => w.constraint).map((w) => `${w.name} (${w.constraint.getClassName()})`);
+  return { penalties, constraints: { weights, applied } };
 }

@@ -80,4 +80,24 @@ describe('weight constraints (kernelConstraint, biasConstraint)', () => {
     tf.dispose([x, y]);
     expect(() => new Trainer({ model: constrained(), loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.1 }), constraints: 'project' as never })).to.throw(/constraints/);
   });
+
+  it('describe() lists the constrained weights and what the trainer does with them, and the layers with weight penalties', async () => {
+    const lines: string[] = [];
+    const logger = { info: (m: string) => void lines.push(m), warn: () => undefined };
+    const penalized = tf.sequential({ layers: [tf.layers.dense({ name: 'reg', inputShape: [4], units: 3, kernelRegularizer: tf.regularizers.l2({ l2: 0.1 }) })] });
+    for (const [model, constraints] of [[constrained(), 'apply'], [constrained(), 'ignore'], [penalized, 'apply']] as const) {
+      const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.1 }), logger, constraints });
+      await t.setup();
+      const d = t.describe();
+      if (model === penalized) {
+        expect(d.penalties).to.deep.equal(['reg']);
+        expect(d.constraints!.weights).to.deep.equal([]);
+      } else {
+        expect(d.constraints).to.deep.include({ applied: constraints === 'apply' });
+        expect(d.constraints!.weights.map((w) => w.split(' ')[1])).to.deep.equal(['(MaxNorm)', '(NonNeg)', '(UnitNorm)']);
+      }
+      t.dispose();
+    }
+    expect(lines.join('\n')).to.match(/constraints \(projected after each update\): .*\(MaxNorm\)/).and.match(/constraints \(ignored: constraints 'ignore'\)/).and.match(/weight penalties \(in the loss\): reg/);
+  });
 });
