@@ -28,7 +28,7 @@ export { TensorData, arrayData, tensorData, permutation } from './data/tensor-da
 export { DatasetData, datasetData } from './data/dataset-data';
 export { losses, resolveLoss, LOSS_NAMES, type LossName, type LossSpec } from './train/losses';
 export { accuracy, resolveMetrics, METRIC_NAMES, type MetricSpec } from './train/metrics';
-export { weightPenalties } from './train/regularization';
+export { penalizedLayers, weightPenalties } from './train/regularization';
 export { layersConstraints } from './train/constraints';
 export type { FitOptions, InferenceOptions } from './train/options';
 export type { TensorLike } from './train/fit-inputs';

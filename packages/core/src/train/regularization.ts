@@ -17,7 +17,7 @@ export interface Penalty {
  * never reaches them.
  */
 export function layersPenalty(model: tf.LayersModel | undefined): ((variables: readonly tf.Variable[]) => Penalty) | null {
-  if (!model || tf.tidy(() => weightPenalties(model).length) === 0) return null;
+  if (!model || penalizedLayers(model).length === 0) return null;
   return (variables) => {
     const { value, grads } = engineGradients(() => tf.addN(weightPenalties(model)), [...variables], undefined, true);
     const named: NamedTensors = {};
@@ -38,4 +38,9 @@ export function layersPenalty(model: tf.LayersModel | undefined): ((variables: r
  */
 export function weightPenalties(model: tf.LayersModel): tf.Tensor[] {
   return model.layers.flatMap((layer) => layer.calculateLosses());
+}
+
+/** The model's layers that declare weight penalties (for a stage's share of them, and describe()). */
+export function penalizedLayers(model: tf.LayersModel): tf.layers.Layer[] {
+  return model.layers.filter((layer) => tf.tidy(() => layer.calculateLosses().length) > 0);
 }

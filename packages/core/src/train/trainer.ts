@@ -39,7 +39,7 @@ import { optimizerByName } from '../transforms/by-name';
 import type { History } from './history';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
 import { layersConstraints } from './constraints';
-import { layersPenalty } from './regularization';
+import { layersPenalty, penalizedLayers } from './regularization';
 import { trainingStep, type StepParts } from './step';
 
 export interface TrainerOptions {
@@ -679,7 +679,7 @@ function chainMembers(t: StepTransform): StepTransform[] {
 /** The weight penalties and constraints a tfjs-layers model declares, for describe(). */
 function declaredExtras(model: tf.LayersModel | undefined, applied: boolean): Pick<TrainerDescription, 'penalties' | 'constraints'> {
   if (!model) return { penalties: [], constraints: { weights: [], applied } };
-  const penalties = model.layers.filter((l) => tf.tidy(() => l.calculateLosses().length) > 0).map((l) => l.name);
+  const penalties = penalizedLayers(model).map((l) => l.name);
   const weights = model.trainableWeights.filter((w) => w.constraint).map((w) => `${w.name} (${w.constraint.getClassName()})`);
   return { penalties, constraints: { weights, applied } };
 }

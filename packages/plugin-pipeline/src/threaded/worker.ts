@@ -4,7 +4,7 @@
 // rules and the same functions as the one-process simulator (../simulator.ts).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ChainStepper, fromLayersModel, layersConstraints, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
+import { ChainStepper, fromLayersModel, layersConstraints, penalizedLayers, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
 import { spikeCompensation } from '../spike-compensation';
 import { runSegments, stageBackward, withWeights } from '../stage-math';
 import { WeightHistory } from '../weight-history';
@@ -81,7 +81,7 @@ class Stage {
     this.byName = Object.fromEntries(variables.map((v) => [v.name, v]));
     this.constrain = init.constraints === 'apply' ? layersConstraints(model) : null;
     const own = new Set<tf.Variable>(variables);
-    this.penalized = model.layers.filter((l) => l.trainableWeights.some((w) => own.has(w.read() as tf.Variable)) && tf.tidy(() => l.calculateLosses().length) > 0);
+    this.penalized = penalizedLayers(model).filter((l) => l.trainableWeights.some((w) => own.has(w.read() as tf.Variable)));
     const { lr, momentum, weightDecay } = init.optimizer;
     const members = sgd({ lr, momentum, weightDecay }).transforms.map((t): StepTransform => (t.name === 'momentum' && init.compensation === 'sc' ? spikeCompensation({ momentum, delay: init.delay }) : t));
     this.stepper = new ChainStepper(members, this.byName);
