@@ -60,9 +60,14 @@ export function classifyAdapter(adapter: AdapterLike): GpuAdapter {
   return { ...out, software };
 }
 
-/** One line, e.g. "llvmpipe: Mesa 25.0.7 (vendor mesa, architecture software; software)". */
+/**
+ * One line, e.g. "llvmpipe: Mesa 25.0.7 (vendor mesa, architecture software; software)", or
+ * "nvidia-h200, NVIDIA: 580.159.04 (vendor nvidia; hardware)": Dawn on NVIDIA's Vulkan
+ * driver describes the adapter by vendor and driver version only, and names the card in `device`.
+ */
 export function formatAdapter(a: GpuAdapter): string {
-  const name = a.description || a.device || 'unnamed adapter';
+  const describesCard = /[a-z]/.test(a.description.toLowerCase().replace(a.vendor.toLowerCase(), ''));
+  const name = (a.device && !describesCard ? [a.device, a.description].filter(Boolean).join(', ') : a.description || a.device) || 'unnamed adapter';
   const parts = [a.vendor && `vendor ${a.vendor}`, a.architecture && `architecture ${a.architecture}`].filter(Boolean).join(', ');
   return `${name} (${parts ? `${parts}; ` : ''}${a.software ? 'software' : 'hardware'})`;
 }

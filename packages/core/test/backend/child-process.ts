@@ -42,6 +42,22 @@ export function runChild(script: string, fakes: Record<string, string> = {}, tim
   });
 }
 
+/**
+ * A `navigator.gpu` whose adapter reports `info` (null: no adapter) and cannot create a
+ * device. selectBackend uses an existing navigator.gpu as it is, so a child that defines
+ * this first sees the same WebGPU on every machine, with or without a GPU (defined, not
+ * assigned: Node 21+ has a read-only navigator).
+ */
+export function fakeGpu(info: object | null): string {
+  return `
+    Object.defineProperty(globalThis, 'navigator', { configurable: true, writable: true, value: { gpu: { requestAdapter: async () => ${info ? `({
+      info: ${JSON.stringify(info)},
+      features: new Set(),
+      limits: {},
+      requestDevice: async () => { throw new Error('this adapter is a stand-in: no device'); },
+    })` : 'null'} } } });`;
+}
+
 /** A stand-in for @tensorflow/tfjs-node: registers a 'tensorflow' backend that runs the cpu kernels. */
 export const fakeTfjsNode = `
 const tf = require('@tensorflow/tfjs');

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { classifyAdapter, formatAdapter, probeWebgpuAdapter, WEBGPU_PACKAGES } from '../../src/backend';
-import { fakeTfjsNode, runChild } from './child-process';
+import { fakeGpu, fakeTfjsNode, runChild } from './child-process';
 
 /*
  * Selecting a GPU: WebGPU (explicit, and in 'auto' on hardware adapters only)
@@ -11,17 +11,6 @@ import { fakeTfjsNode, runChild } from './child-process';
  * as it is), and a tfjs-node-gpu that registers its backend the way the real
  * package does.
  */
-
-/** A navigator.gpu whose adapter reports `info` and cannot create a device. */
-function fakeGpu(info: object | null): string {
-  return `
-    globalThis.navigator = { gpu: { requestAdapter: async () => ${info ? `({
-      info: ${JSON.stringify(info)},
-      features: new Set(),
-      limits: {},
-      requestDevice: async () => { throw new Error('this adapter is a stand-in: no device'); },
-    })` : 'null'} } };`;
-}
 
 const SWIFTSHADER = { vendor: 'google', architecture: 'swiftshader', device: 'swiftshader device (subzero)', description: 'SwiftShader Device (Subzero)' };
 const RTX = { vendor: 'nvidia', architecture: 'ampere', device: '', description: 'NVIDIA GeForce RTX 3090' };
@@ -61,6 +50,10 @@ describe('backend: selecting a GPU', function () {
     const rtx = classifyAdapter({ info: RTX });
     expect(rtx.software).to.equal(false);
     expect(formatAdapter(rtx)).to.equal('NVIDIA GeForce RTX 3090 (vendor nvidia, architecture ampere; hardware)');
+    // What Dawn reported for an NVIDIA H200 (driver 580): the card is only in `device`.
+    const h200 = classifyAdapter({ info: { vendor: 'nvidia', architecture: '', device: 'nvidia-h200', description: 'NVIDIA: 580.159.04 580.159.4.0' } });
+    expect(h200.software).to.equal(false);
+    expect(formatAdapter(h200)).to.equal('nvidia-h200, NVIDIA: 580.159.04 580.159.4.0 (vendor nvidia; hardware)');
   });
 
   describe('WebGPU, in a fresh process', function () {
@@ -107,7 +100,7 @@ describe('backend: selecting a GPU', function () {
         Object.assign(globalThis, globals);
         const dawn = create([]);
         const disguise = (adapter) => new Proxy(adapter, { get: (a, k) => k === 'info' ? ${JSON.stringify(RTX)} : typeof a[k] === 'function' ? a[k].bind(a) : a[k] });
-        globalThis.navigator = { gpu: { requestAdapter: async (o) => disguise(await dawn.requestAdapter(o)) } };
+        Object.defineProperty(globalThis, 'navigator', { configurable: true, writable: true, value: { gpu: { requestAdapter: async (o) => disguise(await dawn.requestAdapter(o)) } } });
         (async () => {
           const s = await backend.selectBackend('auto', { log: false });
           const f = () => tf.tidy(() => {

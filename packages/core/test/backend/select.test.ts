@@ -7,7 +7,7 @@ import * as path from 'node:path';
 import { autoThreads, BACKEND_ENV, describeActiveBackend, formatAdapter, probeWebgpuAdapter, selectBackend, WASM_THREADS_ENV } from '../../src/backend';
 import { resolveThreads } from '../../src/backend/thread-count';
 import { describeTrainer, type TrainerDescription } from '../../src/train/describe';
-import { backendDist, fakeTfjsNode, rejection, runChild } from './child-process';
+import { backendDist, fakeGpu, fakeTfjsNode, rejection, runChild } from './child-process';
 
 describe('backend: selectBackend', function () {
   const savedEnv = process.env[BACKEND_ENV];
@@ -145,18 +145,19 @@ describe('backend: selectBackend', function () {
     this.timeout(120_000);
 
     it("'auto' takes an installed tfjs-node and reports the skipped tfjs-node-gpu", async () => {
+      // No WebGPU adapter, so that a machine with a GPU (where 'auto' takes webgpu before tfjs-node) gives the same answer.
       const r = await runChild(
-        `backend.selectBackend('auto').then((s) => { tf.tensor([1, 2]).square().sum().print(); console.log('active', tf.getBackend(), s.memoryGuard); });`,
+        `${fakeGpu(null)}backend.selectBackend('auto').then((s) => { tf.tensor([1, 2]).square().sum().print(); console.log('active', tf.getBackend(), s.memoryGuard); });`,
         { '@tensorflow/tfjs-node': fakeTfjsNode },
       );
       expect(r.code, r.stderr).to.equal(0);
-      // Between the two: WebGPU, skipped here (not installed, no adapter, or a software one).
-      expect(r.stdout).to.match(/^backend: tensorflow via @tensorflow\/tfjs-node \(tfjs-node-gpu not installed; webgpu.*\)$/m);
+      expect(r.stdout).to.match(/^backend: tensorflow via @tensorflow\/tfjs-node \(tfjs-node-gpu not installed; webgpu: no WebGPU adapter .*\)$/m);
       expect(r.stdout).to.contain('active tensorflow null');
     });
 
     it("'auto' without the wasm package falls back to cpu with a warning that names the install command", async () => {
-      const r = await runChild(`
+      // No WebGPU adapter either (on a machine with a GPU, 'auto' would take webgpu first).
+      const r = await runChild(`${fakeGpu(null)}
         // As if @tensorflow/tfjs-backend-wasm were not installed.
         const Module = require('module');
         const resolve = Module._resolveFilename;
