@@ -129,9 +129,10 @@ async function main(): Promise<void> {
 
   // The targets compare with ONE wasm thread: 'auto' would take up to 8 on a GPU machine's many cores.
   let wasmThreads = 0;
-  // On an H200 the CNN's first three or four steps took 74-78 ms and the later ones 26-28 ms:
-  // after one warm-up step the median of five landed on the slow side in one of two runs. A
-  // hardware GPU gets five (cheap there); wasm and a software adapter one.
+  // On an H200 the CNN's first steps took 0.75 s, then 67-78 ms for three or four, then 22-28
+  // ms (pipelines compiled per new shape): after one warm-up step the median of five landed on
+  // the slow side in one of two runs. A hardware GPU gets five (cheap there); wasm and a
+  // software adapter one.
   const gpuWarmUp = software ? 1 : 5;
   const run = async (backend: BackendName, w: Workload, warmUp = true): Promise<Timing> => {
     const chosen = await selectBackend(backend, backend === 'wasm' ? { log: false, threads: 1 } : { log: false });
