@@ -127,7 +127,7 @@ async function main(): Promise<void> {
   const reps = software ? 2 : 5;
   const budgetMs = software ? 15_000 : 20_000;
 
-  // The targets compare with ONE wasm thread: 'auto' would take up to 8 on a GPU machine's many cores.
+  // The targets compare with ONE wasm thread: 'auto' would take up to 4 on a GPU machine's many cores.
   let wasmThreads = 0;
   // On an H200 the CNN's first steps took 0.75 s, then 67-78 ms for three or four, then 22-28
   // ms (pipelines compiled per new shape): after one warm-up step the median of five landed on
