@@ -132,6 +132,17 @@ export async function webgpuOrSkip(ctx: Mocha.Context, suite: string): Promise<v
   await selectBackend('webgpu', { log: false });
 }
 
+/**
+ * For a mocha `before` of a suite run once per backend: installs the shim and the op and
+ * gradient fixes (on every backend, through wasm), then selects `backend`, or skips the
+ * suite with the reason printed when it is webgpu and this machine has none.
+ */
+export async function onBackendOrSkip(ctx: Mocha.Context, backend: string, suite: string): Promise<void> {
+  await useShimmedWasm();
+  if (backend === 'webgpu') await webgpuOrSkip(ctx, suite);
+  else await tf.setBackend(backend);
+}
+
 export interface Box {
   y1: number;
   x1: number;

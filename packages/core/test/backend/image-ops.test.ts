@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { type Box, cropReference, useShimmedWasm, webgpuOrSkip } from './helpers';
+import { type Box, cropReference, onBackendOrSkip } from './helpers';
 
 /*
  * Image ops used for augmentation and region crops, on cpu, wasm and webgpu where there is
@@ -45,9 +45,7 @@ function close(actual: ArrayLike<number>, expected: number[], what: string): voi
 for (const backend of ['cpu', 'wasm', 'webgpu']) {
   describe(`backend: image ops against float64 references, on ${backend}`, function () {
     before(async function () {
-      await useShimmedWasm();
-      if (backend === 'webgpu') await webgpuOrSkip(this, 'image ops on webgpu');
-      else await tf.setBackend(backend);
+      await onBackendOrSkip(this, backend, 'image ops on webgpu');
     });
     after(() => tf.setBackend('cpu'));
 

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { type Box, cropReference, useShimmedWasm, webgpuOrSkip } from './helpers';
+import { type Box, cropReference, onBackendOrSkip } from './helpers';
 
 /*
  * The gradients tfjs lacks that compute (wasm-shim/missing-gradients.ts, cumprod-grad.ts,
@@ -78,9 +78,7 @@ function finiteDifferences(f: (v: number[]) => number[], v: number[], h: number)
 for (const backend of ['cpu', 'wasm', 'webgpu']) {
   describe(`backend: computed gradients tfjs lacks, on ${backend}`, function () {
     before(async function () {
-      await useShimmedWasm(); // installs the gradient fixes (on every backend)
-      if (backend === 'webgpu') await webgpuOrSkip(this, 'computed gradients on webgpu');
-      else await tf.setBackend(backend);
+      await onBackendOrSkip(this, backend, 'computed gradients on webgpu');
     });
     after(() => tf.setBackend('cpu'));
 

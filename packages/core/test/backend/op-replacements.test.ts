@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { useShimmedWasm, webgpuOrSkip } from './helpers';
+import { onBackendOrSkip } from './helpers';
 
 /*
  * tfjs ops fixed by replacing them (wasm-shim/op-replacements.ts), on cpu and wasm,
@@ -29,9 +29,7 @@ const gradOf = (f: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor) =>
 for (const backend of ['cpu', 'wasm', 'webgpu']) {
   describe(`backend: tfjs ops fixed by replacement, on ${backend}`, function () {
     before(async function () {
-      await useShimmedWasm(); // installs the fixes (on every backend)
-      if (backend === 'webgpu') await webgpuOrSkip(this, 'on webgpu');
-      else await tf.setBackend(backend);
+      await onBackendOrSkip(this, backend, 'on webgpu');
     });
     after(() => tf.setBackend('cpu'));
 

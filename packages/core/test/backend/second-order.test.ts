@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { useShimmedWasm, webgpuOrSkip } from './helpers';
+import { onBackendOrSkip } from './helpers';
 
 /*
  * Gradients of gradients (tape-order.ts, wasm-shim/second-order-gradients.ts), on cpu and
@@ -31,9 +31,7 @@ function penaltyGrads(f: (x: tf.Tensor, ...params: tf.Tensor[]) => tf.Tensor, x:
 for (const backend of ['cpu', 'wasm', 'webgpu']) {
   describe(`backend: gradients of gradients, on ${backend}`, function () {
     before(async function () {
-      await useShimmedWasm();
-      if (backend === 'webgpu') await webgpuOrSkip(this, 'on webgpu');
-      else await tf.setBackend(backend);
+      await onBackendOrSkip(this, backend, 'on webgpu');
     });
     after(() => tf.setBackend('cpu'));
 

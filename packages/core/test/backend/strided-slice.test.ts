@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { useShimmedWasm, webgpuOrSkip } from './helpers';
+import { onBackendOrSkip } from './helpers';
 
 /*
  * StridedSlice with a shrunk axis and another axis strided (wasm-shim/strided-slice-shrink.ts):
@@ -26,9 +26,7 @@ const CASES: Case[] = [
 for (const backend of ['cpu', 'wasm', 'webgpu']) {
   describe(`backend: StridedSlice with shrunk and strided axes, on ${backend}`, function () {
     before(async function () {
-      await useShimmedWasm();
-      if (backend === 'webgpu') await webgpuOrSkip(this, 'StridedSlice on webgpu');
-      else await tf.setBackend(backend);
+      await onBackendOrSkip(this, backend, 'StridedSlice on webgpu');
     });
     after(() => tf.setBackend('cpu'));
 

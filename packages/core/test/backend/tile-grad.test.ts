@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { useShimmedWasm, webgpuOrSkip } from './helpers';
+import { onBackendOrSkip } from './helpers';
 
 /*
  * Tile's gradient as one sum per tiled axis (wasm-shim/tile-grad.ts), on cpu, wasm and
@@ -34,9 +34,7 @@ function reference(shape: number[], reps: number[]): number[] {
 for (const backend of ['cpu', 'wasm', 'webgpu']) {
   describe(`backend: tile's gradient as one sum per tiled axis, on ${backend}`, function () {
     before(async function () {
-      await useShimmedWasm();
-      if (backend === 'webgpu') await webgpuOrSkip(this, "tile's gradient on webgpu");
-      else await tf.setBackend(backend);
+      await onBackendOrSkip(this, backend, "tile's gradient on webgpu");
     });
     after(() => tf.setBackend('cpu'));
 
