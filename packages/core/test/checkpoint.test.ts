@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { adamw, sgd, Trainer, SilentLogger, type TapfitPlugin, type TrainerOptions } from '../src';
+import { writeCheckpointDir } from '../src/checkpoint/atomic-dir';
 import { blobs, checkpointOptions, counter, tinyMlp, tmpDir, useBackend, rejected as errorOf } from './fixtures';
 
 const tmp = tmpDir;
@@ -26,7 +27,7 @@ export function resumeIsExact(backend: string): void {
           const options = (): TrainerOptions => ({ model: tinyMlp(5), loss: 'softmaxCrossEntropy', optimizer: optimizer(), logger: new SilentLogger(), seed: 11, plugins: [counter()] });
           const data = blobs(32);
           const straight = new Trainer(options());
-          await straight.fit(data, { epochs: 4, batchSize: 8 });
+          const straightHistory = await straight.fit(data, { epochs: 4, batchSize: 8 });
           expect(straight.step).to.equal(16);
 
           const dir = tmp();
@@ -40,9 +41,13 @@ export function resumeIsExact(backend: string): void {
 
           const resumed = await Trainer.resume(dir, { ...options(), plugins: [counter(), { name: 'stop-at', core: '^0.1.0', apply: () => {} }] });
           expect(resumed.step).to.equal(stopAt);
-          await resumed.fit(data, { epochs: 4, batchSize: 8 });
+          const resumedHistory = await resumed.fit(data, { epochs: 4, batchSize: 8 });
           expect(resumed.step).to.equal(straight.step);
           expect(weights(resumed)).to.deep.equal(weights(straight));
+          // The epochs logged after the resume, the one cut by the stop included (its sums so far are in the checkpoint), as straight through.
+          const first = Math.floor(stopAt / 4);
+          expect(resumedHistory.epoch).to.deep.equal([0, 1, 2, 3].slice(first));
+          expect(resumedHistory.history.loss).to.deep.equal(straightHistory.history.loss.slice(first));
           const [a, b] = [straight.plugins[0] as ReturnType<typeof counter>, resumed.plugins[0] as ReturnType<typeof counter>];
           expect(b.seen).to.equal(a.seen);
           expect(b.sum!.dataSync()[0]).to.equal(a.sum!.dataSync()[0]);
@@ -152,12 +157,23 @@ describe('checkpoint safety', () => {
     const { dir, trainer } = await savedRun();
     const data = blobs(16);
     for (let i = 0; i < 3; i++) {
-      await trainer.fit(data, { epochs: trainer.position.epoch + 1, batchSize: 8 });
+      await trainer.fit(data, { epochs: 1, batchSize: 8 });
       await trainer.save(dir);
     }
     expect(fs.readdirSync(dir).sort()).to.deep.equal(['LATEST', 'step-6', 'step-8']);
     expect(fs.readFileSync(path.join(dir, 'LATEST'), 'utf8').trim()).to.equal('step-8');
     data.dispose();
+  });
+
+  it("prunes by when checkpoints were written: a new run in a folder holding an older run's higher-numbered ones keeps its own newest two", async () => {
+    const dir = tmp();
+    const files = { 'manifest.json': '{}' };
+    for (const step of [700, 800]) await writeCheckpointDir(dir, step, files);
+    const past = new Date(Date.now() - 3600_000);
+    for (const name of ['step-700', 'step-800']) fs.utimesSync(path.join(dir, name), past, past);
+    for (const step of [10, 20, 30]) await writeCheckpointDir(dir, step, files);
+    expect(fs.readdirSync(dir).sort()).to.deep.equal(['LATEST', 'step-20', 'step-30']);
+    expect(fs.readFileSync(path.join(dir, 'LATEST'), 'utf8').trim()).to.equal('step-30');
   });
 
   it('a missing or truncated checkpoint is a clear error and changes nothing', async () => {

@@ -411,6 +411,35 @@ describe('data sources', () => {
     expect(() => arrayData({ x: new Float32Array(8), y: new Int32Array(3), xShape: [4] })).to.throw(/x has 2 samples but y has 3/);
     nested.dispose();
     flat.dispose();
+    // A flat y of fractions is targets, not class indices to truncate.
+    const targets = arrayData({ x: [[1], [2], [3]], y: [0.5, 1.5, 2.25] });
+    expect(targets.y.dtype).to.equal('float32');
+    expect(Array.from(targets.y.dataSync())).to.deep.equal([0.5, 1.5, 2.25]);
+    targets.dispose();
+  });
+
+  it('datasetData names a dataset batched for model.fitDataset and elements that are not { xs, ys }, before a shuffle buffer fills: nothing leaks', async () => {
+    const t = tinyTrainer();
+    await t.setup();
+    const xs = Array.from({ length: 24 }, (_, i) => tf.tensor1d([Math.sin(i), Math.cos(i), (i % 3) - 1, 0.5]));
+    const ys = Array.from({ length: 24 }, (_, i) => tf.scalar(i % 3, 'int32'));
+    const before = tf.memory().numTensors;
+    const cases: [tf.data.Dataset<never>, RegExp][] = [
+      [tf.data.zip({ xs: tf.data.array(xs), ys: tf.data.array(ys) }).batch(8) as never, /a batch of x has shape \[3,8,4\], but the model takes \[batch, 4\]\. The source yields batches of batches: pass datasetData an unbatched dataset \(ds\.unbatch\(\)/],
+      [tf.data.zip([tf.data.array(xs), tf.data.array(ys)]) as never, /elements must be \{ xs, ys \}.*got an array of 2\. Map them, e\.g\. ds\.map/],
+      [tf.data.zip({ x: tf.data.array(xs), y: tf.data.array(ys) }) as never, /elements must be \{ xs, ys \}.*got \{ x, y \}/],
+    ];
+    for (const [ds, pattern] of cases) {
+      const err = await t.fit(datasetData(ds), { epochs: 1, batchSize: 8 }).then(
+        () => expect.fail(`accepted ${pattern}`),
+        (e: Error) => e,
+      );
+      expect(err.message).to.match(pattern);
+      expect(tf.memory().numTensors, String(pattern)).to.equal(before);
+    }
+    expect(t.step).to.equal(0);
+    t.dispose();
+    tf.dispose([...xs, ...ys]);
   });
 
   it('host-side batches equal the device gather of the same permutation', () => {

@@ -78,10 +78,20 @@ describe('lora plugin', () => {
     await t.fit(data, { epochs: 1, batchSize: 8 });
     await t.save(dir);
     try {
-      await Trainer.resume(dir, testTrainerOptions({ plugins: [lora({ targets: 'hidden', rank: 2, alpha: 8, seed: 1 })] }));
-      expect.fail('resume should fail');
-    } catch (err) {
-      expect((err as Error).message).to.match(/lora: the checkpoint was trained with LoRA .*"alpha":4.* but this trainer applies .*"alpha":8/);
+      const model = tinyModel();
+      const weights = model.getWeights().map((w) => Array.from(w.dataSync()));
+      const before = tf.memory().numTensors;
+      for (let attempt = 0; attempt < 2; attempt++) {
+        const err = await Trainer.resume(dir, testTrainerOptions({ model, plugins: [lora({ targets: 'hidden', rank: 2, alpha: 8, seed: 1 })] })).then(
+          () => expect.fail('resume should fail'),
+          (e: Error) => e,
+        );
+        expect(err.message).to.match(/lora: the checkpoint was trained with LoRA .*"alpha":4.* but this trainer applies .*"alpha":8/);
+        // The adapted copy setup built (its adapter weights) is freed; the caller's model is left as it was.
+        expect(tf.memory().numTensors, `tensors left after failed resume ${attempt + 1}`).to.equal(before);
+        expect(model.getWeights().map((w) => Array.from(w.dataSync()))).to.deep.equal(weights);
+      }
+      model.dispose();
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
       data.dispose();

@@ -120,11 +120,16 @@ async function checkpointNames(root: string): Promise<string[]> {
   return (await fs.readdir(root)).filter((n) => CHECKPOINT_DIR_NAME.test(n));
 }
 
+/**
+ * Keeps the `keep` newest saves: newest by when their files were written (the folder's
+ * mtime), not by step number, so that a new run in a folder holding an older run's
+ * higher-numbered checkpoints removes those, not its own last one. Ties (a coarse clock)
+ * go by step and save count.
+ */
 async function pruneOld(root: string, current: string, keep: number): Promise<void> {
-  const older = (await checkpointNames(root)).filter((n) => n !== current);
-  older.sort((a, b) => {
-    const [x, y] = [order(a), order(b)];
-    return y[0] - x[0] || y[1] - x[1];
-  });
-  for (const old of older.slice(Math.max(0, keep - 1))) await fs.rm(path.join(root, old), { recursive: true, force: true });
+  const older = await Promise.all(
+    (await checkpointNames(root)).filter((n) => n !== current).map(async (name) => ({ name, written: (await fs.stat(path.join(root, name))).mtimeMs, at: order(name) })),
+  );
+  older.sort((a, b) => b.written - a.written || b.at[0] - a.at[0] || b.at[1] - a.at[1]);
+  for (const old of older.slice(Math.max(0, keep - 1))) await fs.rm(path.join(root, old.name), { recursive: true, force: true });
 }

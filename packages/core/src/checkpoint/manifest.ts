@@ -12,6 +12,23 @@ const READABLE_VERSIONS = [1, 2];
 export interface Position {
   epoch: number;
   batch: number;
+  /**
+   * Mid-epoch only (batch > 0): how that epoch was batched, because `batch` counts batches
+   * of this size in this order, and its loss and metric sums so far, so that the epoch's
+   * logged means cover all of it when it is continued.
+   */
+  epochSoFar?: EpochSoFar;
+}
+
+/** The part of an epoch run before a stop (see Position). */
+export interface EpochSoFar {
+  batchSize: number;
+  shuffle: boolean;
+  /** Names of the summed values: 'loss', then the metrics. */
+  names: string[];
+  /** Per name, the sum over batches of (batch mean x batch size), float32 values (null: not finite, as JSON writes NaN). */
+  sums: (number | null)[];
+  samples: number;
 }
 
 /** manifest.json of a checkpoint folder; tensors live in tensors.bin. */
@@ -59,11 +76,27 @@ export function checkManifest(m: unknown, where: string): Manifest {
   }
   for (const key of ['step', 'skipped', 'seed'] as const) if (!Number.isInteger(x[key])) bad(`manifest field '${key}' is missing; the checkpoint is corrupt.`);
   if (!x.position || !Number.isInteger(x.position.epoch) || !Number.isInteger(x.position.batch)) bad("manifest field 'position' is missing; the checkpoint is corrupt.");
+  if (x.position?.epochSoFar !== undefined && !isEpochSoFar(x.position.epochSoFar)) bad("manifest field 'position.epochSoFar' is malformed; the checkpoint is corrupt.");
   if (!Array.isArray(x.variables) || !Array.isArray(x.tensors) || !Array.isArray(x.plugins) || !x.optimizer || !x.pluginState) {
     bad('the manifest lacks variables, tensors, plugins, optimizer or pluginState; the checkpoint is corrupt.');
   }
   if (x.formatVersion! >= 2 && !x.tensors!.every((e) => typeof e?.sha256 === 'string')) bad('a tensor entry has no checksum; the checkpoint is corrupt.');
   return x as Manifest;
+}
+
+function isEpochSoFar(e: unknown): e is EpochSoFar {
+  const x = e as Partial<EpochSoFar> | null;
+  return (
+    !!x &&
+    Number.isInteger(x.batchSize) &&
+    typeof x.shuffle === 'boolean' &&
+    Number.isInteger(x.samples) &&
+    Array.isArray(x.names) &&
+    Array.isArray(x.sums) &&
+    x.names.length === x.sums.length &&
+    x.names.every((n) => typeof n === 'string') &&
+    x.sums.every((v) => v === null || typeof v === 'number')
+  );
 }
 
 /** What each tensor of a checkpoint is, for error messages: "model variable 'dense/kernel'", ... */

@@ -107,7 +107,8 @@ type Numeric = ArrayLike<number> | number[][] | number[][][] | number[][][][];
 /**
  * In-memory data from arrays or typed arrays. Nested arrays carry their own shape;
  * flat (typed) arrays need `xShape`/`yShape` (per sample, without the batch axis).
- * Integer class labels given as a flat array stay int32 class indices.
+ * A flat `y` of whole numbers without `yShape` is int32 class indices; any other flat `y`
+ * is float32 targets, one per sample.
  */
 export function arrayData(spec: { x: Numeric; y: Numeric; xShape?: number[]; yShape?: number[] }): TensorData {
   const toTensor = (v: Numeric, shape: number[] | undefined, what: string, dtype: 'float32' | 'int32'): tf.Tensor => {
@@ -120,7 +121,8 @@ export function arrayData(spec: { x: Numeric; y: Numeric; xShape?: number[]; ySh
     }
     return tf.tensor(v as ArrayLike<number> as Float32Array, [n / per, ...(shape ?? [])], dtype);
   };
-  const yIsLabels = !spec.yShape && !(Array.isArray(spec.y) && Array.isArray(spec.y[0]));
+  // Whole numbers only: a flat array of 0.5, 1.5, ... is regression targets, not class indices to truncate.
+  const yIsLabels = !spec.yShape && !(Array.isArray(spec.y) && Array.isArray(spec.y[0])) && Array.from(spec.y as ArrayLike<number>).every(Number.isInteger);
   return new TensorData(toTensor(spec.x, spec.xShape, 'x', 'float32'), toTensor(spec.y, spec.yShape, 'y', yIsLabels ? 'int32' : 'float32'));
 }
 

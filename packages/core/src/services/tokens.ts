@@ -35,7 +35,9 @@ export interface MemoryPlanner {
  * exactly the request's segments in the request's context. The default realises the
  * memory plan: plain autodiff when every segment is `store`, the segment-by-segment
  * executor otherwise. A plugin that replaces it (a pipeline) declares
- * `provides: [Tokens.Backprop]`. Runs inside the step's tf.tidy.
+ * `provides: [Tokens.Backprop]`. Runs inside the step's tf.tidy. During fit the request's
+ * loss also computes the metrics; when it is called more than once, fit logs the metrics of
+ * the last call, so a Backprop calls last the loss whose value it returns.
  */
 export interface Backprop {
   compute(request: StepRequest): StepGradients;

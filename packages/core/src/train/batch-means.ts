@@ -9,6 +9,14 @@ export class BatchMeans {
   private sums?: tf.Tensor1D;
   private samples = 0;
 
+  /** Continues sums read back earlier (`read()`), e.g. the part of an epoch before a stop. */
+  static continuing(sums: readonly (number | null)[], samples: number): BatchMeans {
+    const m = new BatchMeans();
+    m.sums = tf.tensor1d(sums.map((v) => v ?? NaN), 'float32');
+    m.samples = samples;
+    return m;
+  }
+
   /** Adds one batch's values (the caller keeps `values`). */
   add(values: tf.Tensor1D, batchSize: number): void {
     const next = tf.tidy(() => {
@@ -28,6 +36,12 @@ export class BatchMeans {
   async means(): Promise<number[] | undefined> {
     if (!this.sums) return undefined;
     return Array.from(await this.sums.data(), (s) => s / this.samples);
+  }
+
+  /** The sums themselves (one read-back), for `continuing`; undefined if nothing was added. */
+  async read(): Promise<{ sums: number[]; samples: number } | undefined> {
+    if (!this.sums) return undefined;
+    return { sums: Array.from(await this.sums.data()), samples: this.samples };
   }
 
   /** The means as scalars on the device (no read-back; the caller disposes them). */

@@ -72,7 +72,6 @@ export class OptimizerStepper implements Stepper {
     this.optimizer.applyGradients(grads);
   }
 
-  dispose(): void {
-    this.optimizer.dispose();
-  }
+  /** Nothing: the optimizer is the caller's (often model.optimizer, used again by model.fit), its state theirs to keep or dispose. */
+  dispose(): void {}
 }

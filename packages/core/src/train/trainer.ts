@@ -19,6 +19,7 @@ import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
 import { PlannedBackprop } from '../memory/planned-backprop';
 import { assertEngineInternals } from '../backend/engine-internals';
+import { installTapeRelease } from '../backend/tape-release';
 import { activeWebgpuAdapter, releaseDroppedGpuObjects } from '../backend/webgpu';
 import { describeActiveBackend } from '../backend/select';
 import { Tokens, type Logger, type LossFn, type OptimizerSpec } from '../services/tokens';
@@ -33,6 +34,8 @@ import { trainerSettingsSchema, type FitOptions, type InferenceOptions, type Par
 import { fitInputs, inferenceOptions, isDataSource, toTensor, type TensorLike } from './fit-inputs';
 import { FitCallbacks, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
+import { checkContinuation } from './continuation';
+import { asModelTargets } from './targets';
 import { epochLine } from './epoch-line';
 import { classWeightLoss, fitLoss, type FitLossState } from './fit-loss';
 import { optimizerByName } from '../transforms/by-name';
@@ -103,8 +106,8 @@ export class Trainer {
   /** The next batch to run; checkpoints save it, fit() starts from it. */
   private pos: Position = { epoch: 0, batch: 0 };
   private stopRequested = false;
-  /** The last fit ran its schedule to the end (a later fit then trains its epochs again, as model.fit). */
-  private fitCompleted = false;
+  /** Set by Trainer.resume until a fit reaches its final epoch: re-running the fit that was cut finishes its schedule. */
+  private resumedSchedule = false;
   /** Models that setup taps swapped in: the trainer disposes them. */
   private readonly ownedModels: TrainableModel[] = [];
   private readonly userModel?: tf.LayersModel;
@@ -226,6 +229,7 @@ export class Trainer {
   private async doSetup(): Promise<void> {
     await tf.ready();
     assertEngineInternals();
+    installTapeRelease(); // also where the backend was set with tf.setBackend: a step that throws leaks nothing
     const known = new Set<string>(this.plugins.map((p) => p.name));
     for (const h of Object.values(this.hooks)) for (const n of h.order()) known.add(n.split(':').pop()!);
     for (const h of Object.values(this.hooks)) h.seal(known);
@@ -346,13 +350,14 @@ export class Trainer {
     if (o.validationData !== undefined && o.validationSplit !== undefined) this.logger.warn('fit: both validationData and validationSplit given; validating on validationData (as model.fit does).');
     const loss = o.classWeight ? this.classWeighted(o.classWeight) : undefined;
     const callbacks = new FitCallbacks(o.callbacks, this.modelRef.layersModel);
+    const names = ['loss', ...this.resolve(Tokens.Metrics).map((m) => m.name)];
     if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) this.pos = { epoch: o.initialEpoch, batch: 0 };
-    // model.fit habit: each call trains `epochs` epochs. When an earlier fit of this trainer
-    // completed them (a loop of fit(x, y, { epochs: 1 })), train `epochs` more, numbered on
-    // so each gets its own shuffle. A resumed schedule (Trainer.resume) is only completed.
-    const again = o.initialEpoch === undefined && this.fitCompleted && this.pos.batch === 0 && this.pos.epoch >= o.epochs;
-    const epochs = again ? this.pos.epoch + o.epochs : o.epochs;
-    this.fitCompleted = false;
+    this.pos = checkContinuation(this.pos, o, names);
+    // model.fit habit: each call trains `epochs` epochs from the position, numbered on so each
+    // gets its own shuffle (an epoch a stop left unfinished counts as the first). Keras'
+    // final-epoch semantics with an explicit initialEpoch, and after Trainer.resume, so that
+    // re-running the fit that was cut finishes its schedule.
+    const epochs = o.initialEpoch !== undefined || this.resumedSchedule ? o.epochs : this.pos.epoch + o.epochs;
     this.stopRequested = false;
     const measured = this.plan?.measuredBatchSize;
     if (measured !== undefined && measured !== o.batchSize) {
@@ -362,7 +367,6 @@ export class Trainer {
       );
     }
     const stepsPerEpoch = batchesPerEpoch(data, o.batchSize) ?? -1;
-    const names = ['loss', ...this.resolve(Tokens.Metrics).map((m) => m.name)];
     const params: FitParams = {
       epochs,
       initialEpoch: this.pos.epoch,
@@ -377,29 +381,32 @@ export class Trainer {
     callbacks.begin(params);
     await this.hooks.fitStart.run({ epochs, stepsPerEpoch, initialEpoch: this.pos.epoch });
     await callbacks.trainBegin();
-    while (this.pos.epoch < epochs && !this.stopRequested) {
-      const epoch = this.pos.epoch;
-      const started = performance.now();
-      if (this.pos.batch === 0) {
-        await this.hooks.epochStart.run({ epoch });
-        if (verbose) this.logger.info(`Epoch ${epoch + 1} / ${epochs}`);
+    try {
+      while (this.pos.epoch < epochs && !this.stopRequested) {
+        const epoch = this.pos.epoch;
+        const started = performance.now();
+        if (this.pos.batch === 0) {
+          await this.hooks.epochStart.run({ epoch });
+          if (verbose) this.logger.info(`Epoch ${epoch + 1} / ${epochs}`);
+        }
+        await callbacks.epochBegin(epoch);
+        const logs = await this.runEpoch(data, epoch, o, names, callbacks, loss);
+        if (!logs) break; // stopped mid-epoch: the epoch is unfinished and a later fit continues it
+        this.pos = { epoch: epoch + 1, batch: 0 };
+        if (validation) {
+          const val = await this.evaluate(validation, { batchSize: o.batchSize });
+          for (const [k, v] of Object.entries(val)) logs[`val_${k}`] = v;
+        }
+        await this.hooks.epochEnd.run({ epoch, logs });
+        if (verbose) this.logger.info(epochLine(performance.now() - started, data.size ?? stepsPerEpoch, logs));
+        await callbacks.epochEnd(epoch, logs);
+        history.epoch.push(epoch);
+        for (const [k, v] of Object.entries(logs)) (history.history[k] ??= []).push(v);
+        if (callbacks.stopRequested) break;
       }
-      await callbacks.epochBegin(epoch);
-      const logs = await this.runEpoch(data, epoch, o, names, callbacks, loss);
-      if (this.stopRequested) break; // stopped mid-epoch: the epoch is unfinished and a later fit continues it
-      this.pos = { epoch: epoch + 1, batch: 0 };
-      if (validation) {
-        const val = await this.evaluate(validation, { batchSize: o.batchSize });
-        for (const [k, v] of Object.entries(val)) logs[`val_${k}`] = v;
-      }
-      await this.hooks.epochEnd.run({ epoch, logs });
-      if (verbose) this.logger.info(epochLine(performance.now() - started, data.size ?? stepsPerEpoch, logs));
-      await callbacks.epochEnd(epoch, logs);
-      history.epoch.push(epoch);
-      for (const [k, v] of Object.entries(logs)) (history.history[k] ??= []).push(v);
-      if (callbacks.stopRequested) break;
+    } finally {
+      if (this.pos.epoch >= epochs) this.resumedSchedule = false;
     }
-    this.fitCompleted = this.pos.epoch >= epochs;
     await this.hooks.fitEnd.run({ history });
     await callbacks.trainEnd();
     return history;
@@ -418,7 +425,11 @@ export class Trainer {
     return classWeightLoss(this.lossSpec, classWeight, units === 1 ? 2 : units ?? undefined);
   }
 
-  /** One epoch from the current position; returns the epoch's mean loss and metrics (one read-back). */
+  /**
+   * One epoch from the current position: the epoch's mean loss and metrics (one read-back),
+   * or undefined when stop() came before the data ran out (the position then holds the
+   * epoch so far, for a later fit or a checkpoint to continue it).
+   */
   private async runEpoch(
     data: DataSource,
     epoch: number,
@@ -426,11 +437,12 @@ export class Trainer {
     names: readonly string[],
     callbacks: FitCallbacks,
     loss: LossFn | undefined,
-  ): Promise<Logs> {
+  ): Promise<Logs | undefined> {
     const startBatch = this.pos.batch;
+    const soFar = this.pos.epochSoFar;
     const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch, startBatch });
     const { batchStart, batchEnd } = this.hooks;
-    const means = new BatchMeans();
+    const means = startBatch > 0 && soFar ? BatchMeans.continuing(soFar.sums, soFar.samples) : new BatchMeans();
     const pending: tf.Tensor1D[] = [];
     this.fitState = { metricSink: names.length > 1 ? (v) => pending.push(v) : undefined, loss };
     let batch = 0;
@@ -440,6 +452,7 @@ export class Trainer {
         const info: StepInfo = { epoch, batch: startBatch + batch, step: this.stepCount };
         const size = r.value.x.shape[0];
         try {
+          if (batch === 0) this.checkBatchShape(r.value.x);
           if (batchStart.isUsed) await batchStart.run(info);
           await callbacks.batchBegin(info.batch, { batch: info.batch, size });
         } catch (err) {
@@ -451,7 +464,10 @@ export class Trainer {
         const metrics = pending.splice(0);
         let values: tf.Tensor1D | undefined;
         try {
-          values = tf.tidy(() => (metrics.length ? tf.concat([tf.reshape(value, [1]), ...metrics]) : tf.reshape(value, [1])) as tf.Tensor1D);
+          // A Backprop may call the loss more than once (a pipeline's delayed last stage: the backward, then the
+          // forward's value it returns); the metrics logged are those of the last call, the value's.
+          const last = metrics.at(-1);
+          values = tf.tidy(() => (last ? tf.concat([tf.reshape(value, [1]), last]) : tf.reshape(value, [1])) as tf.Tensor1D);
           means.add(values, size);
           if (batchEnd.isUsed) await batchEnd.run({ ...info, skipped, loss: () => value.dataSync()[0] });
           if (callbacks.wantsBatches) {
@@ -465,13 +481,24 @@ export class Trainer {
         }
         await releaseDroppedGpuObjects();
       }
-      // After stop(), the batch fetched before the check never reaches a step, which would free it.
-      if (!r.done) tf.dispose([r.value.x, r.value.y]);
-      if (batch === 0 && startBatch === 0 && !this.stopRequested) {
+      if (!r.done) {
+        // Stopped with data left. The batch fetched before the check never reaches a step, which would free it.
+        tf.dispose([r.value.x, r.value.y]);
+        const sums = await means.read();
+        if (sums && this.pos.batch > 0) this.pos = { ...this.pos, epochSoFar: { batchSize: o.batchSize, shuffle: o.shuffle, names: [...names], ...sums } };
+        return undefined;
+      }
+      if (batch === 0 && startBatch === 0) {
         throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
       }
       const values = await means.means();
-      return Object.fromEntries(names.map((n, i) => [n, values ? values[i] : NaN]));
+      if (!values) {
+        throw new TapfitError(
+          ErrorCodes.CONFIG,
+          `fit: epoch ${epoch} was stopped after batch ${startBatch - 1} but the data now ends before batch ${startBatch}; continue it with the data it started with, or start the next epoch with initialEpoch: ${epoch + 1}.`,
+        );
+      }
+      return Object.fromEntries(names.map((n, i) => [n, values[i]]));
     } finally {
       this.fitState = undefined;
       tf.dispose(pending);
@@ -487,6 +514,11 @@ export class Trainer {
     if (!this.stepParts) {
       tf.dispose([b.x, b.y]);
       throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
+    }
+    const y = asModelTargets(b.y, this.modelRef.outputShape);
+    if (y !== b.y) {
+      b.y.dispose();
+      b = { ...b, y };
     }
     const { loss, applied } = trainingStep(this.stepParts, b, info);
     if (applied) this.stepCount++;
@@ -509,7 +541,13 @@ export class Trainer {
     if (!this.stepParts) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate(x, y): call `await trainer.setup()` (or fit) first; evaluate(x, y) is synchronous like model.evaluate.');
     const { batchSize } = inferenceOptions('evaluate', c);
     const xs = toTensor(a, 'evaluate: x');
-    const ys = toTensor(b as TensorLike, 'evaluate: y');
+    let ys: tf.Tensor;
+    try {
+      ys = toTensor(b as TensorLike, 'evaluate: y');
+    } catch (err) {
+      if (xs !== a) xs.dispose();
+      throw err;
+    }
     const means = new BatchMeans();
     try {
       const n = xs.shape[0];
@@ -532,6 +570,7 @@ export class Trainer {
 
   /** [loss, ...metrics] of one batch in inference mode. */
   private lossAndMetrics(x: tf.Tensor, y: tf.Tensor): tf.Tensor1D {
+    y = asModelTargets(y, this.modelRef.outputShape); // inside the callers' tidy
     const pred = forwardSegments(this.modelRef, x, { training: false, recomputing: false, step: this.stepCount });
     return tf.stack([this.resolve(Tokens.Loss)(y, pred), ...this.resolve(Tokens.Metrics).map((m) => m.fn(y, pred))]) as tf.Tensor1D;
   }
@@ -557,6 +596,14 @@ export class Trainer {
     } finally {
       means.dispose();
     }
+  }
+
+  /** A batch's x is [batch, ...the model's input shape]; a source that yields batches of batches (a batched tf.data.Dataset) is named. */
+  private checkBatchShape(x: tf.Tensor): void {
+    const want = this.modelRef.inputShape;
+    if (!want || x.rank === want.length + 1) return;
+    const hint = x.rank === want.length + 2 ? ' The source yields batches of batches: pass datasetData an unbatched dataset (ds.unbatch() for one made for model.fitDataset).' : ' Reshape the data or fix the model\'s inputShape.';
+    throw new TapfitError(ErrorCodes.SHAPE, `data/model shape mismatch: a batch of x has shape [${x.shape}], but the model takes [batch, ${want.map((d) => d ?? '?')}].${hint}`);
   }
 
   private checkDataShape(data: DataSource): void {
@@ -624,19 +671,21 @@ export class Trainer {
     if (manifest.formatVersion < 2) {
       trainer.logger.warn(`resuming from '${where}', a format ${manifest.formatVersion} checkpoint without checksums: its tensors cannot be verified. Save it again to get a verified one.`);
     }
-    await trainer.setup();
-    const missing = manifest.plugins.filter((n) => !trainer.plugins.some((p) => p.name === n) && !(n in manifest.pluginState));
-    if (missing.length) trainer.logger.warn(`resuming without plugin(s) ${missing.join(', ')} that were registered when saving (they saved no state).`);
     try {
+      await trainer.setup();
+      const missing = manifest.plugins.filter((n) => !trainer.plugins.some((p) => p.name === n) && !(n in manifest.pluginState));
+      if (missing.length) trainer.logger.warn(`resuming without plugin(s) ${missing.join(', ')} that were registered when saving (they saved no state).`);
       await restoreCheckpoint(manifest, reader, trainer.parts(), `cannot resume from '${where}'`);
     } catch (err) {
-      // The chain's fresh state is this trainer's own; the caller's model, optimizer and plugins are left as they were.
-      if (trainer.stepper instanceof ChainStepper) trainer.stepper.dispose();
+      // What setup made is this trainer's own (the chain's fresh state, models plugins swapped in, such as
+      // LoRA's adapted copy); the caller's model, optimizer and plugins are left as they were.
+      trainer.disposeOwn();
       throw err;
     }
     trainer.stepCount = manifest.step;
     trainer.skippedSteps = manifest.skipped;
     trainer.pos = { ...manifest.position };
+    trainer.resumedSchedule = true;
     return trainer;
   }
 
@@ -653,12 +702,17 @@ export class Trainer {
   }
 
   /**
-   * Frees the optimizer state, what plugins hold (`plugin.dispose`) and any model a
-   * plugin swapped in at setup. The model
-   * passed in the options belongs to the caller and is left alone.
+   * Frees the update chain's state, what plugins hold (`plugin.dispose`) and any model a
+   * plugin swapped in at setup. The model and a `tf.train` optimizer passed in the options
+   * belong to the caller and are left alone (model.fit may go on using both).
    */
   dispose(): void {
     for (const p of this.plugins) p.dispose?.();
+    this.disposeOwn();
+  }
+
+  /** What the trainer made itself: models plugins swapped in at setup, and the chain's state. */
+  private disposeOwn(): void {
     for (const m of new Set(this.ownedModels.splice(0))) {
       if (m.dispose) m.dispose();
       else if (m.layersModel && m.layersModel !== this.userModel) m.layersModel.dispose();

@@ -147,9 +147,10 @@ describe('fit(x, y, options) as model.fit', () => {
     expect(reference.epoch).to.deep.equal([0, 1, 2]);
     expect(h.epoch).to.deep.equal(reference.epoch);
     expect(t.position).to.deep.equal({ epoch: 3, batch: 0 });
-    // A later fit starts afresh: stopTraining is cleared, as model.fit clears it.
+    // A later fit starts afresh and trains its 5 epochs, as a second model.fit does (stopTraining
+    // cleared; numbered on, so each epoch gets its own shuffle).
     const again = await t.fit(x, y, { epochs: 5, batchSize: 8, verbose: 0 });
-    expect(again.epoch).to.deep.equal([3, 4]);
+    expect(again.epoch).to.deep.equal([3, 4, 5, 6, 7]);
     t.dispose();
     tf.dispose([x, y, labels]);
   });
@@ -175,7 +176,9 @@ describe('fit(x, y, options) as model.fit', () => {
     const t = trainerFor('sgd');
     const h = await t.fit(x, y, { epochs: 3, batchSize: 8, verbose: 0, callbacks: new StopAtBatch() });
     expect(h.epoch).to.deep.equal([]);
-    expect(t.position).to.deep.equal({ epoch: 0, batch: 2 });
+    expect({ epoch: t.position.epoch, batch: t.position.batch }).to.deep.equal({ epoch: 0, batch: 2 });
+    // How the epoch was batched, and its sums so far, so that continuing it logs the whole epoch's means.
+    expect(t.position.epochSoFar).to.include({ batchSize: 8, shuffle: true, samples: 16 });
     t.dispose();
     tf.dispose([x, y, labels]);
   });
@@ -225,11 +228,120 @@ describe('fit(x, y, options) as model.fit', () => {
     expect(losses[2]).to.be.lessThan(losses[0]);
     const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
     expect(weights(looped)).to.deep.equal(weights(once));
-    // A fit after a completed 3-epoch fit trains 3 more.
+    // A fit after a completed fit trains its own epoch count more, whatever the first one's (model.fit's count).
     const more = await once.fit(x, y, { ...options, epochs: 3 });
     expect(more.epoch).to.deep.equal([3, 4, 5]);
+    const two = await once.fit(x, y, { ...options, epochs: 2 });
+    expect(two.epoch).to.deep.equal([6, 7]);
+    const four = await looped.fit(x, y, { ...options, epochs: 4 });
+    expect(four.epoch).to.deep.equal([3, 4, 5, 6]);
     once.dispose();
     looped.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('a fit that throws after its last epoch ended counts as complete: the next fit trains its epochs (not nothing)', async () => {
+    const { x, y, labels } = blobTensors(16);
+    const t = trainerFor('sgd');
+    await t.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0 });
+    const failing = { onEpochEnd: async () => Promise.reject(new Error('disk full in a checkpoint callback')) };
+    await t.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0, callbacks: failing }).then(
+      () => expect.fail('expected the callback error'),
+      (e: Error) => expect(e.message).to.equal('disk full in a checkpoint callback'),
+    );
+    expect(t.step).to.equal(4);
+    const next = await t.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0 });
+    expect(next.epoch).to.deep.equal([2]);
+    expect(t.step).to.equal(6);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it("stop() in the last batch's onBatchEnd finishes that epoch (validation, logs, onEpochEnd); no empty epoch is left for later", async () => {
+    const { x, y, labels } = blobTensors(32);
+    const t = trainerFor('sgd');
+    const ends: number[] = [];
+    const h = await t.fit(x, y, { epochs: 3, batchSize: 8, verbose: 0, validationSplit: 0.25, callbacks: { onBatchEnd: async (b: number) => void (b === 2 && t.stop()), onEpochEnd: async (e: number) => void ends.push(e) } });
+    expect(h.epoch).to.deep.equal([0]);
+    expect(ends).to.deep.equal([0]);
+    expect(Object.keys(h.history).sort()).to.deep.equal(['acc', 'loss', 'val_acc', 'val_loss']);
+    expect(t.position).to.deep.equal({ epoch: 1, batch: 0 });
+    const rest = await t.fit(x, y, { epochs: 2, batchSize: 8, verbose: 0, validationSplit: 0.25 });
+    expect(rest.epoch).to.deep.equal([1, 2]);
+    for (const v of Object.values(rest.history).flat()) expect(Number.isFinite(v)).to.equal(true);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('continuing a stopped epoch logs its means over all its batches, as straight through', async () => {
+    const { x, y, labels } = blobTensors(32);
+    const options = { epochs: 2, batchSize: 8, verbose: 0 as const, shuffle: true };
+    const reference = trainerFor('sgd');
+    const straight = await reference.fit(x, y, options);
+    reference.dispose();
+    const t = trainerFor('sgd');
+    await t.fit(x, y, { ...options, callbacks: { onBatchEnd: async (b: number) => void (b === 1 && t.stop()) } });
+    const rest = await t.fit(x, y, options);
+    expect(rest.epoch).to.deep.equal([0, 1]);
+    expect(rest.history).to.deep.equal(straight.history);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('continuing a stopped epoch with another batchSize or shuffle is refused, naming the settings that continue it', async () => {
+    const { x, y, labels } = blobTensors(32);
+    const t = trainerFor('sgd');
+    await t.fit(x, y, { epochs: 2, batchSize: 8, verbose: 0, callbacks: { onBatchEnd: async (b: number) => void (b === 1 && t.stop()) } });
+    for (const other of [{ batchSize: 4 }, { shuffle: false }]) {
+      await t.fit(x, y, { epochs: 2, batchSize: 8, verbose: 0, ...other }).then(
+        () => expect.fail(`continued with ${JSON.stringify(other)}`),
+        (e: Error) => expect(e.message).to.match(/epoch 0 was stopped after 2 batch\(es\) run with batchSize 8, shuffle true.*Continue the epoch with batchSize 8, shuffle true .*or start the next one with initialEpoch: 1/),
+      );
+    }
+    expect(t.step).to.equal(2);
+    // The next epoch may start with any settings.
+    const h = await t.fit(x, y, { epochs: 2, batchSize: 4, verbose: 0, initialEpoch: 1 });
+    expect(h.epoch).to.deep.equal([1]);
+    expect(t.step).to.equal(10);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('one target per sample for a one-unit model, as model.fit takes it: a binary classifier on a list of 0/1 labels, a regression on a list of values', async () => {
+    const x = tf.tensor2d([[1, 0], [0, -1], [2, 1], [-1, -1], [0.5, 0.5], [-0.5, 1]]);
+    const labels = [1, 0, 1, 0, 1, 0];
+    const binary = () => tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2], activation: 'sigmoid', kernelInitializer: tf.initializers.glorotUniform({ seed: 4 }) })] });
+    const reference = binary();
+    reference.compile({ optimizer: tf.train.sgd(0.1), loss: 'binaryCrossentropy', metrics: ['accuracy'] });
+    const expected = await reference.fit(x, tf.tensor1d(labels), { epochs: 3, batchSize: 2, shuffle: false, verbose: 0 });
+    for (const y of [labels, tf.tensor1d(labels), tf.tensor1d(labels, 'int32')]) {
+      const t = new Trainer({ model: binary(), loss: 'binaryCrossentropy', optimizer: tf.train.sgd(0.1), metrics: ['accuracy'], logger: new SilentLogger() });
+      const h = await t.fit(x, y, { epochs: 3, batchSize: 2, shuffle: false, verbose: 0 });
+      expectHistoryClose(h.history, expected.history as Record<string, number[]>);
+      const [loss] = t.evaluate(x, y) as tf.Scalar[];
+      expect(loss.dataSync()[0]).to.be.closeTo((reference.evaluate(x, tf.tensor2d(labels, [6, 1])) as tf.Scalar[])[0].dataSync()[0], 1e-5);
+      t.dispose();
+      if (y instanceof tf.Tensor) y.dispose();
+    }
+    const values = [0.5, -1.25, 2, 0.75, 1.5, -0.5];
+    const t = new Trainer({ model: tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [2] })] }), loss: 'meanSquaredError', optimizer: 'sgd', logger: new SilentLogger() });
+    const h = await t.fit(x, values, { epochs: 1, batchSize: 3, verbose: 0 });
+    expect(Number.isFinite(h.history.loss[0])).to.equal(true);
+    t.dispose();
+    x.dispose();
+  });
+
+  it("disposing the trainer leaves the caller's tf.train optimizer (model.optimizer) usable: model.fit goes on with it", async () => {
+    const { x, y, labels } = blobTensors(16);
+    const model = compiled('adam');
+    await model.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0 });
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: model.optimizer, logger: new SilentLogger() });
+    await t.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0 });
+    t.dispose();
+    const h = await model.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0 });
+    expect(Number.isFinite(h.history.loss[0])).to.equal(true);
+    model.optimizer.dispose();
+    model.dispose();
     tf.dispose([x, y, labels]);
   });
 
@@ -255,7 +367,7 @@ describe('fit(x, y, options) as model.fit', () => {
     await t.setup();
     const before = tf.memory().numTensors;
     const run = (epochs: number) => () =>
-      t.fit(x, y, { epochs: t.position.epoch + epochs, batchSize: 4, validationSplit: 0.25, callbacks: tf.callbacks.earlyStopping({ patience: 50 }) });
+      t.fit(x, y, { epochs, batchSize: 4, validationSplit: 0.25, callbacks: tf.callbacks.earlyStopping({ patience: 50 }) });
     const two = await countReads(run(2));
     const six = await countReads(run(6));
     // 12 steps an epoch; each epoch reads the train means once and the validation means once.
