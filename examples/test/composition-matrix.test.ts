@@ -76,7 +76,7 @@ async function checkComposes(set: readonly PackageKey[]): Promise<void> {
   expect(d.plugins).to.deep.equal(names);
   await straight.fit(data, { epochs: 1, batchSize: BATCH });
   const before = tf.memory().numTensors;
-  await straight.fit(data, { epochs: 2, batchSize: BATCH });
+  await straight.fit(data, { epochs: 1, batchSize: BATCH }); // one epoch more, as a second model.fit
   expect(tf.memory().numTensors - before, 'tensors leaked over the second 10 steps').to.equal(0);
   expect(straight.step + straight.skipped).to.equal(STEPS);
   expectEachDoesItsJob(set, straight, d);
@@ -187,6 +187,14 @@ describe('composition matrix: the five plugins on one trainer', function () {
       expect(String((err?.cause as Error | undefined)?.message)).to.match(/already a delay compensation \('spike', e\.g\. the pipeline's Spike Compensation\)/);
       expect(t.step).to.equal(0);
       t.dispose();
+      // brakes with its own momentum reads nothing from the member, and is refused all the same.
+      const withMomentum = register([brakesPlugin({ rho: 1, momentum: 0.9 }), pipe('sc')])();
+      const refused = await withMomentum.setup().then(
+        () => undefined,
+        (e: Error) => e,
+      );
+      expect(String((refused?.cause as Error | undefined)?.message)).to.match(/already a delay compensation \('spike'/);
+      withMomentum.dispose();
     });
   });
 

@@ -60,6 +60,15 @@ function brake<T extends TransformTree>(tree: T, o: z.output<typeof pluginSchema
         '. Build the optimizer without weightDecay and pass weightDecay to the plugin instead.',
     );
   }
+  // A delay compensation in its place is refused even when `momentum` is given: braking it would silently drop it.
+  const compensation = target.hyperparams?.compensation;
+  if (typeof compensation === 'string') {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      `${BRAKING_PLUGIN}: chain member '${target.name}' is already a delay compensation ('${compensation}', e.g. the pipeline's Spike Compensation), and braking it would drop it. ` +
+        "Adaptive Braking and Spike Compensation are alternatives: use one (the pipeline's compensation 'none' leaves momentum to brake).",
+    );
+  }
   const momentum = o.momentum ?? momentumOf(target);
   const { target: _query, ...knobs } = o;
   return replaceTransform(tree, o.target, adaptiveBraking({ ...knobs, momentum, name: target.name }));
@@ -95,11 +104,6 @@ function momentumOf(t: StepTransform): number {
     );
   };
   const h = t.hyperparams ?? {};
-  if (typeof h.compensation === 'string') {
-    return refuse(
-      `it is already a delay compensation ('${h.compensation}', e.g. the pipeline's Spike Compensation), and braking it would drop it. Adaptive Braking and Spike Compensation are alternatives: use one`,
-    );
-  }
   if (typeof h.momentum !== 'number') return refuse('it does not expose a numeric `momentum` hyperparameter (not a momentum() transform?)');
   if (h.nesterov === true) refuse('it is Nesterov momentum');
   if (typeof h.dampening === 'number' && h.dampening !== 0) refuse(`it damps the gradient (dampening ${h.dampening})`);

@@ -99,8 +99,10 @@ describe('adaptiveBrakingPlugin', () => {
     it("refuses a momentum member that is already a delay compensation (the pipeline's Spike Compensation), and marks its own", () => {
       const sc = { ...momentum({ momentum: 0.9 }), hyperparams: { momentum: 0.9, compensation: 'spike' } };
       expect(errorOf(() => withAdaptiveBraking([sc])).message).to.match(
-        /cannot take the momentum from chain member 'momentum': it is already a delay compensation \('spike', e\.g\. the pipeline's Spike Compensation\).*use one/,
+        /chain member 'momentum' is already a delay compensation \('spike', e\.g\. the pipeline's Spike Compensation\).*use one/,
       );
+      // Also when `momentum` is given, so nothing is read from the member: it would still replace the compensation.
+      expect(errorOf(() => withAdaptiveBraking([sc], { momentum: 0.9 })).message).to.match(/chain member 'momentum' is already a delay compensation \('spike'/);
       const braked = withAdaptiveBraking([momentum({ momentum: 0.9 })]);
       expect(braked[0].hyperparams!.compensation).to.equal('adaptive-braking');
       expect(errorOf(() => withAdaptiveBraking(braked)).message).to.match(/already a delay compensation \('adaptive-braking'/);

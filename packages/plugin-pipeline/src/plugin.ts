@@ -187,10 +187,11 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
         return members.map((t) => (t === m ? sc : t));
       });
     },
-    saveState: () => saveHistory(simulator),
+    saveState: () => saveHistory(simulator, settingsOf(o)),
+    checkState: (state: PluginState) => void readHistory(simulator, state, settingsOf(o)),
     loadState(state: PluginState) {
       try {
-        loadHistory(simulator, state);
+        loadHistory(simulator, state, settingsOf(o));
       } catch (err) {
         tf.dispose(Object.values(state.tensors ?? {}));
         throw err;
@@ -232,12 +233,18 @@ function probeStageInputs(model: TrainableModel, stages: readonly StageSpec[], s
 interface SavedHistory {
   tick: number;
   stages: { index: number; delay: number; entries: number[]; previous: boolean }[];
+  /** What the held versions mean (raw weights or predictions) and how they are used; absent in checkpoints before 2026-11-30. */
+  settings?: HistorySettings;
 }
 
-function saveHistory(sim: PipelineSimulator | undefined): PluginState {
-  if (!sim) return { json: { tick: 0, stages: [] } };
+type HistorySettings = Pick<ResolvedPipelineOptions, 'compensation' | 'prediction' | 'weightStashing'>;
+
+const settingsOf = (o: ResolvedPipelineOptions): HistorySettings => ({ compensation: o.compensation, prediction: o.prediction, weightStashing: o.weightStashing });
+
+function saveHistory(sim: PipelineSimulator | undefined, settings: HistorySettings): PluginState {
+  if (!sim) return { json: { tick: 0, stages: [], settings } };
   const tensors: Record<string, tf.Tensor> = {};
-  const json: SavedHistory = { tick: sim.tick, stages: [] };
+  const json: SavedHistory = { tick: sim.tick, stages: [], settings };
   sim.stages.forEach((s, i) => {
     const snap = sim.history(i)?.snapshot();
     json.stages.push({ index: s.index, delay: s.delay, entries: snap?.entries.map(([k]) => k) ?? [], previous: !!snap?.previous });
@@ -247,7 +254,8 @@ function saveHistory(sim: PipelineSimulator | undefined): PluginState {
   return { json, tensors };
 }
 
-function loadHistory(sim: PipelineSimulator | undefined, state: PluginState): void {
+/** The checkpoint's weight versions, checked against this pipeline (nothing applied); throws naming the mismatch. */
+function readHistory(sim: PipelineSimulator | undefined, state: PluginState, settings: HistorySettings): { tick: number; restored: { entries: [number, tf.Tensor[]][]; previous?: tf.Tensor[] }[] } {
   if (!sim) throw new TapfitError(ErrorCodes.CHECKPOINT, `${PIPELINE_PLUGIN}: state arrived before setup; resume through Trainer.resume.`);
   const json = state.json as SavedHistory;
   const tensors = state.tensors ?? {};
@@ -255,10 +263,15 @@ function loadHistory(sim: PipelineSimulator | undefined, state: PluginState): vo
     throw new TapfitError(ErrorCodes.CHECKPOINT, `${PIPELINE_PLUGIN}: the checkpoint's pipeline state does not fit this pipeline: ${why}. Resume with the same stages, delays and prediction options.`);
   };
   if (!json || !Number.isInteger(json.tick) || !Array.isArray(json.stages)) fail('it has no tick or stage list');
+  const saved = json.settings;
+  if (saved) {
+    const differ = (Object.keys(settings) as (keyof HistorySettings)[]).filter((k) => saved[k] !== settings[k]);
+    if (differ.length) fail(`it was saved with ${differ.map((k) => `${k} ${JSON.stringify(saved[k])}`).join(', ')}, this pipeline has ${differ.map((k) => `${k} ${JSON.stringify(settings[k])}`).join(', ')}`);
+  }
   if (json.stages.length !== sim.stages.length) fail(`it has ${json.stages.length} stages, this pipeline ${sim.stages.length}`);
   const restored = sim.stages.map((s, i) => {
-    const saved = json.stages[i];
-    if (saved.index !== s.index || saved.delay !== s.delay) fail(`stage ${s.index} has delay ${s.delay}, the checkpoint's stage ${saved.index} delay ${saved.delay}`);
+    const stage = json.stages[i];
+    if (stage.index !== s.index || stage.delay !== s.delay) fail(`stage ${s.index} has delay ${s.delay}, the checkpoint's stage ${stage.index} delay ${stage.delay}`);
     const take = (key: string, j: number) => {
       const t = tensors[key];
       const v = s.variables[j];
@@ -266,12 +279,19 @@ function loadHistory(sim: PipelineSimulator | undefined, state: PluginState): vo
       if (t.shape.join(',') !== v.shape.join(',')) fail(`'${key}' is [${t.shape}] but stage ${s.index}'s variable ${j} ('${v.name}') is [${v.shape}]`);
       return t;
     };
-    const entries: [number, tf.Tensor[]][] = saved.entries.map((k) => [k, s.variables.map((_, j) => take(`s${s.index}:${k}:${j}`, j))]);
-    const previous = saved.previous ? s.variables.map((_, j) => take(`s${s.index}:prev:${j}`, j)) : undefined;
+    const entries: [number, tf.Tensor[]][] = stage.entries.map((k) => [k, s.variables.map((_, j) => take(`s${s.index}:${k}:${j}`, j))]);
+    const previous = stage.previous ? s.variables.map((_, j) => take(`s${s.index}:prev:${j}`, j)) : undefined;
     return { entries, previous };
   });
+  const used = restored.reduce((n, r) => n + r.entries.length * (r.entries[0]?.[1].length ?? 0) + (r.previous?.length ?? 0), 0);
+  if (used !== Object.keys(tensors).length) fail(`it holds ${Object.keys(tensors).length} tensors where its stage list names ${used}`);
+  return { tick: json.tick, restored };
+}
+
+function loadHistory(sim: PipelineSimulator | undefined, state: PluginState, settings: HistorySettings): void {
+  const { tick, restored } = readHistory(sim, state, settings);
   // Everything checked: apply.
-  Object.values(tensors).forEach((t) => tf.keep(t));
-  restored.forEach((r, i) => sim.history(i)?.restore(r));
-  sim.tick = json.tick;
+  Object.values(state.tensors ?? {}).forEach((t) => tf.keep(t));
+  restored.forEach((r, i) => sim!.history(i)?.restore(r));
+  sim!.tick = tick;
 }

@@ -2,6 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import { adam, fromLayersModel, segmentModel, sgd, SilentLogger, Trainer, type Segment, type TapfitPlugin } from '@tapfit/core';
 import { blobData, tinyModel } from '@tapfit/core/testing';
 import { expect } from 'chai';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { balancedStarts, measureUpdateCosts, pipeline, type PipelineOptions } from '../src';
 
 const trainer = (options: PipelineOptions, model: tf.LayersModel | ReturnType<typeof segmentModel> = tinyModel(), optimizer = sgd({ lr: 0.1, momentum: 0.9 })) =>
@@ -148,5 +151,60 @@ describe('pipeline plugin: what it cannot compose with is refused at registratio
     const compensated = sgd({ lr: 0.1, momentum: 0.9 });
     const braked = { ...compensated, transforms: compensated.transforms.map((t) => (t.name === 'momentum' ? { ...t, hyperparams: { ...t.hyperparams, compensation: 'adaptive-braking' } } : t)) };
     expect(await setupError({ stages: 2, compensation: 'sc' }, tinyModel(), braked as never)).to.match(/'momentum' member, which is already a delay compensation \('adaptive-braking'\)/);
+  });
+});
+
+describe('pipeline plugin: metrics', () => {
+  it('a delayed last stage calls the loss twice a step (its backward, then the forward value it reports): the logged metrics are those of the reported value', async () => {
+    // The loss itself as a metric: logged per batch, it must equal the logged loss exactly.
+    const lossAsMetric = { name: 'same', fn: (y: tf.Tensor, p: tf.Tensor) => tf.losses.softmaxCrossEntropy(y.rank === p.rank ? y : tf.oneHot(tf.cast(y, 'int32'), p.shape[p.rank - 1]), p) as tf.Scalar };
+    const t = new Trainer({ model: tinyModel(), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.5, momentum: 0.9 }), metrics: [lossAsMetric], plugins: [pipeline({ stages: 2, extraDelay: 1 })], logger: new SilentLogger() });
+    const data = blobData(32);
+    const logged: Record<string, number>[] = [];
+    try {
+      const h = await t.fit(data, { epochs: 1, batchSize: 2, shuffle: false, callbacks: { onBatchEnd: async (_b: number, logs?: Record<string, number>) => void logged.push({ ...logs! }) } });
+      expect(logged).to.have.length(16);
+      for (const l of logged) expect(l.same).to.be.closeTo(l.loss, 1e-6);
+      expect(h.history.same[0]).to.be.closeTo(h.history.loss[0], 1e-6);
+    } finally {
+      t.dispose();
+      data.dispose();
+    }
+  });
+});
+
+describe('pipeline plugin: checkpoints', () => {
+  it('a checkpoint names the prediction, compensation and stashing its weight versions were made with; resuming with others is refused before anything is applied', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-ckpt-'));
+    const data = blobData(16);
+    try {
+      const t = trainer({ stages: 2, prediction: 'none' });
+      await t.fit(data, { epochs: 1, batchSize: 2, shuffle: false });
+      await t.save(dir);
+      t.dispose();
+      for (const [options, pattern] of [
+        [{ stages: 2, prediction: 'lwp-delta' }, /saved with prediction "none", this pipeline has prediction "lwp-delta"/],
+        [{ stages: 2, compensation: 'sc' }, /saved with compensation "none", this pipeline has compensation "sc"/],
+        [{ stages: 2, weightStashing: true }, /saved with weightStashing false, this pipeline has weightStashing true/],
+      ] as [PipelineOptions, RegExp][]) {
+        const model = tinyModel();
+        const before = model.trainableWeights.map((w) => Array.from(w.read().dataSync()));
+        const err = await Trainer.resume(dir, { model, loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.1, momentum: 0.9 }), plugins: [pipeline(options)], logger: new SilentLogger() }).then(
+          () => null,
+          (e: Error) => e,
+        );
+        expect(err?.message).to.match(/does not fit this pipeline/);
+        expect(err?.message).to.match(pattern);
+        // Checked before the model's weights were written.
+        expect(model.trainableWeights.map((w) => Array.from(w.read().dataSync()))).to.deep.equal(before);
+        model.dispose();
+      }
+      const same = await Trainer.resume(dir, { model: tinyModel(), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.1, momentum: 0.9 }), plugins: [pipeline({ stages: 2, prediction: 'none' })], logger: new SilentLogger() });
+      expect(same.step).to.equal(8);
+      same.dispose();
+    } finally {
+      data.dispose();
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -144,11 +144,11 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
   it('streams in the micro-batch given to start by default; a bad microBatch or constraints setting is refused naming the option', async () => {
     await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', microBatch: 0 }).then(
       () => expect.fail('expected an error'),
-      (e: Error) => expect(e.message).to.match(/ThreadedPipeline.start: microBatch must be a positive integer .* got 0/),
+      (e: Error) => expect(e.message).to.match(/ThreadedPipeline.start: option 'microBatch' must be a positive integer .*\(got 0\)/),
     );
     await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', constraints: 'on' as never }).then(
       () => expect.fail('expected an error'),
-      (e: Error) => expect(e.message).to.match(/ThreadedPipeline.start: constraints must be 'apply' or 'ignore', got on/),
+      (e: Error) => expect(e.message).to.match(/ThreadedPipeline.start: option 'constraints' must be 'apply' or 'ignore' \(got 'on'\)/),
     );
     const { x, y } = samples(8);
     const pipe = await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', microBatch: 4 });
@@ -175,6 +175,91 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
       );
     } finally {
       await pipe.close();
+      tf.dispose([x, y]);
+    }
+  });
+
+  it("checks every option on the calling thread before a worker starts, naming it (compensation 'SC' would otherwise train without compensation)", async () => {
+    const refused = (extra: Record<string, unknown>, pattern: RegExp) =>
+      ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', ...extra } as never).then(
+        async (p) => {
+          await p.close();
+          expect.fail(`accepted ${JSON.stringify(extra)}`);
+        },
+        (e: Error) => expect(e.message).to.match(pattern),
+      );
+    await refused({ compensation: 'SC' }, /option 'compensation' must be 'none' or 'sc'/);
+    await refused({ prediction: 'lwp' }, /option 'prediction' must be one of 'none', 'lwp-velocity', 'lwp-delta'/);
+    await refused({ boundaries: ['d2'] }, /give one of 'stages' \(balanced\) or 'boundaries' \(explicit\), not both/);
+    await refused({ optimizer: { lr: 0.1 } }, /option 'optimizer.momentum' must be a finite number/);
+    await refused({ loss: 'crossEntropy' }, /unknown loss 'crossEntropy'/);
+    await refused({ backend: 'webgl' }, /option 'backend' must be 'cpu' or 'wasm'/);
+    await refused({ setupModule: 'fixtures/faulty-stage.js' }, /option 'setupModule' must be an absolute path/);
+  });
+
+  it('labels come one per sample: a mismatch is refused before anything streams, and the pipeline goes on', async () => {
+    const { x, y } = samples(8);
+    const short = y.slice(0, 6);
+    const pipe = await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' });
+    try {
+      await pipe.train(x, short).then(
+        () => expect.fail('expected an error'),
+        (e: Error) => expect(e.message).to.match(/pipeline stage 2 needs one label per sample: x has 8 samples but y has 6/),
+      );
+      expect(await pipe.train(x, y)).to.have.length(8);
+    } finally {
+      await pipe.close();
+      tf.dispose([x, y, short]);
+    }
+  });
+
+  it('one train() at a time; after close() every call is refused and a request in flight is rejected: none hangs', async () => {
+    const { x, y } = samples(8);
+    const pipe = await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' });
+    try {
+      const first = pipe.train(x, y);
+      await pipe.train(x, y).then(
+        () => expect.fail('a second stream was accepted'),
+        (e: Error) => expect(e.message).to.match(/train\(\) was called while an earlier train\(\) is still streaming; await it first/),
+      );
+      expect(await first).to.have.length(8);
+      // Its reply cannot arrive before close() runs.
+      const inFlight = pipe.stats().then(
+        () => new Error('a request in flight at close() resolved'),
+        (e: Error) => e,
+      );
+      await pipe.close();
+      expect((await inFlight).message).to.match(/this ThreadedPipeline is closed; start a new one/);
+      for (const call of [() => pipe.train(x, y), () => pipe.stats(), () => pipe.syncWeights()]) {
+        await call().then(
+          () => expect.fail('accepted after close()'),
+          (e: Error) => expect(e.message).to.match(/this ThreadedPipeline is closed/),
+        );
+      }
+    } finally {
+      await pipe.close();
+      tf.dispose([x, y]);
+    }
+  });
+
+  it("syncWeights writes the stages' weights into the model and leaks no tensor", async () => {
+    const { x, y } = samples(8);
+    const model = build();
+    const pipe = await ThreadedPipeline.start({ model, stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' });
+    try {
+      const initial = model.trainableWeights.map((w) => Array.from(w.read().dataSync()));
+      await pipe.train(x, y);
+      await pipe.syncWeights();
+      const trained = model.trainableWeights.map((w) => Array.from(w.read().dataSync()));
+      expect(trained).to.not.deep.equal(initial);
+      const before = tf.memory().numTensors;
+      await pipe.syncWeights();
+      await pipe.syncWeights();
+      expect(tf.memory().numTensors).to.equal(before);
+      expect(model.trainableWeights.map((w) => Array.from(w.read().dataSync()))).to.deep.equal(trained);
+    } finally {
+      await pipe.close();
+      model.dispose();
       tf.dispose([x, y]);
     }
   });

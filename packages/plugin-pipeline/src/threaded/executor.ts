@@ -3,6 +3,7 @@ import { ErrorCodes, fromLayersModel, sgd, TapfitError, trainableVariables } fro
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { microBatchSchema, type Compensation } from '../options';
+import { resolveThreadedOptions } from './options';
 import { measureSegmentCosts, measureUpdateCosts, partitionAt, partitionBalanced, type StageSpec } from '../partition';
 import { runSegments } from '../stage-math';
 import type { Prediction } from '../weight-prediction';
@@ -64,8 +65,11 @@ export class ThreadedPipeline {
   private done = 0;
   private failure?: TapfitError;
   private waiting?: Pending;
+  /** Requests to the workers (stats, weights) awaiting their reply: rejected when the pipeline fails or closes. */
+  private readonly asking = new Set<(e: Error) => void>();
   private closed = false;
   private sent = 0;
+  private training = false;
 
   private constructor(
     readonly stages: readonly StageSpec[],
@@ -74,20 +78,16 @@ export class ThreadedPipeline {
     private readonly microBatch: number,
   ) {}
 
-  static async start(options: ThreadedPipelineOptions): Promise<ThreadedPipeline> {
-    const { model } = options;
-    const microBatch = options.microBatch ?? 1;
-    checkMicroBatch(microBatch, 'ThreadedPipeline.start: microBatch');
-    if (options.constraints !== undefined && options.constraints !== 'apply' && options.constraints !== 'ignore') {
-      throw new TapfitError(ErrorCodes.CONFIG, `pipeline: ThreadedPipeline.start: constraints must be 'apply' or 'ignore', got ${String(options.constraints)}.`);
-    }
+  static async start(given: ThreadedPipelineOptions): Promise<ThreadedPipeline> {
+    const options = resolveThreadedOptions(given);
+    const { model, microBatch } = options;
     const trainable = fromLayersModel(model);
     const names = trainable.segments.map((s) => s.name);
     const inputShape = (model.inputs[0].shape.slice(1) as number[]).map((d) => d ?? 1);
     const stages = ((): StageSpec[] => {
-      if (options.boundaries) return partitionAt(names, options.boundaries, options.extraDelay ?? 0);
+      if (options.boundaries) return partitionAt(names, options.boundaries, options.extraDelay);
       const S = options.stages ?? 2;
-      if (S > names.length) return partitionBalanced(names, names.map(() => 1), S, options.extraDelay ?? 0);
+      if (S > names.length) return partitionBalanced(names, names.map(() => 1), S, options.extraDelay);
       // What each stage runs per sample: a stage with D_s > 0 a forward at its old weights plus a
       // recomputed forward, the backward and the update, and it records its weights and builds
       // the forward's (about one update more); the last stage (D_S = 0) one forward, the
@@ -98,8 +98,8 @@ export class ThreadedPipeline {
         const { lr, momentum, weightDecay } = options.optimizer;
         const update = measureUpdateCosts(trainable.segments, sgd({ lr, momentum, weightDecay }).transforms);
         const delayed = forward.map((f, i) => 2 * f + backward[i] + 2 * update[i]);
-        const last = (options.extraDelay ?? 0) > 0 ? delayed : forward.map((f, i) => f + backward[i] + update[i]);
-        return partitionBalanced(names, delayed, S, options.extraDelay ?? 0, last);
+        const last = options.extraDelay > 0 ? delayed : forward.map((f, i) => f + backward[i] + update[i]);
+        return partitionBalanced(names, delayed, S, options.extraDelay, last);
       } finally {
         probe.dispose();
       }
@@ -123,11 +123,11 @@ export class ThreadedPipeline {
         inputShape: shapes[i],
         loss: options.loss,
         optimizer: { lr: options.optimizer.lr, momentum: options.optimizer.momentum, weightDecay: options.optimizer.weightDecay ?? 0 },
-        compensation: options.compensation ?? 'none',
-        prediction: options.prediction ?? 'none',
-        weightStashing: options.weightStashing ?? false,
-        constraints: options.constraints ?? 'apply',
-        backend: options.backend ?? 'wasm',
+        compensation: options.compensation,
+        prediction: options.prediction,
+        weightStashing: options.weightStashing,
+        constraints: options.constraints,
+        backend: options.backend,
         setupModule: options.setupModule,
         upstream: i > 0 ? links[i - 1].downstream : undefined,
         downstream: i < stages.length - 1 ? links[i].upstream : undefined,
@@ -176,10 +176,16 @@ export class ThreadedPipeline {
       this.failure = new TapfitError(ErrorCodes.PLUGIN_FAILED, `${message}. The pipeline was stopped; no update was retried or applied twice. Fix the stage and start again.`, { cause: detail });
       void this.close();
     }
+    this.rejectWaiters(this.failure);
+    return this.failure;
+  }
+
+  private rejectWaiters(err: Error): void {
     const w = this.waiting;
     this.waiting = undefined;
-    w?.reject(this.failure);
-    return this.failure;
+    w?.reject(err);
+    for (const reject of [...this.asking]) reject(err);
+    this.asking.clear();
   }
 
   private wake(): void {
@@ -206,7 +212,17 @@ export class ThreadedPipeline {
    * every stage has applied every gradient.
    */
   async train(x: tf.Tensor, y: tf.Tensor, options: { microBatch?: number } = {}): Promise<number[]> {
-    const mb = options.microBatch ?? this.microBatch;
+    if (this.failure) throw this.failure;
+    if (this.training) throw new TapfitError(ErrorCodes.STATE, 'pipeline: train() was called while an earlier train() is still streaming; await it first (one stream at a time keeps the samples in order).');
+    this.training = true;
+    try {
+      return await this.stream(x, y, options.microBatch ?? this.microBatch);
+    } finally {
+      this.training = false;
+    }
+  }
+
+  private async stream(x: tf.Tensor, y: tf.Tensor, mb: number): Promise<number[]> {
     checkMicroBatch(mb, 'train: microBatch');
     const n = x.shape[0];
     if (n % mb !== 0) {
@@ -215,7 +231,10 @@ export class ThreadedPipeline {
     if (x.shape.slice(1).join(',') !== this.inputShape.join(',')) {
       throw new TapfitError(ErrorCodes.SHAPE, `pipeline stage 1 takes samples of shape [${this.inputShape}], got [${x.shape.slice(1)}].`);
     }
-    if (this.failure) throw this.failure;
+    if (x.dtype !== 'float32') throw new TapfitError(ErrorCodes.CONFIG, `pipeline stage 1 streams float32 inputs, got ${x.dtype}; cast x with tf.cast(x, 'float32').`);
+    if (y.shape[0] !== n) {
+      throw new TapfitError(ErrorCodes.SHAPE, `pipeline stage ${this.stages.length} needs one label per sample: x has ${n} samples but y has ${y.shape[0]}; pass labels for exactly the samples of x.`);
+    }
     const first = this.sent;
     const xs = x.dataSync() as Float32Array;
     const ys = y.dataSync();
@@ -257,13 +276,22 @@ export class ThreadedPipeline {
   }
 
   private ask<T>(w: Worker, request: ToStage, pick: (m: FromStage) => T | undefined): Promise<T> {
-    return new Promise<T>((resolve) => {
+    return new Promise<T>((resolve, reject) => {
       const on = (m: FromStage) => {
         const v = pick(m);
         if (v === undefined) return;
-        w.off('message', on);
+        done();
         resolve(v);
       };
+      const stop = (e: Error) => {
+        done();
+        reject(e);
+      };
+      const done = () => {
+        w.off('message', on);
+        this.asking.delete(stop);
+      };
+      this.asking.add(stop);
       w.on('message', on);
       w.postMessage(request);
     });
@@ -277,14 +305,16 @@ export class ThreadedPipeline {
     const replies = await Promise.all(this.workers.map((w) => this.ask(w, { type: 'weights' }, (m) => (m.type === 'weights' ? m.weights : undefined))));
     this.stages.forEach((s, i) => {
       const own = [...new Set(trainable.segments.slice(s.start, s.end).flatMap((seg) => seg.params))].filter((v) => vars.has(v));
-      own.forEach((v, k) => v.assign(tf.tensor(replies[i][k], v.shape)));
+      own.forEach((v, k) => tf.tidy(() => v.assign(tf.tensor(replies[i][k], v.shape))));
     });
   }
 
-  /** Stops every worker. */
+  /** Stops every worker; later calls (train, stats, syncWeights) are refused, and any still waiting rejected. */
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.failure ??= new TapfitError(ErrorCodes.STATE, 'pipeline: this ThreadedPipeline is closed; start a new one (ThreadedPipeline.start) to train again.');
+    this.rejectWaiters(this.failure);
     await Promise.all(this.workers.map((w) => w.terminate()));
   }
 }
