@@ -219,9 +219,9 @@ async function activate(preference: BackendPreference, source: BackendSelection[
       }
       skipped.push('tfjs-backend-wasm not installed');
       await activateCpu();
-      // Training still works on cpu, 20-40x slower: say so loudly, with the one command that fixes it.
+      // Training still works on cpu, 45-400x slower: say so loudly, with the one command that fixes it.
       const warning =
-        'backend: training on cpu, the plain JavaScript backend (20-40x slower than wasm), because @tensorflow/tfjs-backend-wasm is not installed. ' +
+        'backend: training on cpu, the plain JavaScript backend (45-400x slower than wasm), because @tensorflow/tfjs-backend-wasm is not installed. ' +
         `Install it next to @tensorflow/tfjs: npm install @tensorflow/tfjs-backend-wasm@${tf.version_core}`;
       return { name: 'cpu', package: '@tensorflow/tfjs-backend-cpu', why: skipped.join('; '), warning };
     }

@@ -172,7 +172,7 @@ describe('backend: selectBackend', function () {
       expect(r.code, r.stderr).to.equal(0);
       const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
       expect(out.name).to.equal('cpu');
-      const warning = 'backend: training on cpu, the plain JavaScript backend (20-40x slower than wasm), because @tensorflow/tfjs-backend-wasm is not installed. Install it next to @tensorflow/tfjs: npm install @tensorflow/tfjs-backend-wasm@4.22.0';
+      const warning = 'backend: training on cpu, the plain JavaScript backend (45-400x slower than wasm), because @tensorflow/tfjs-backend-wasm is not installed. Install it next to @tensorflow/tfjs: npm install @tensorflow/tfjs-backend-wasm@4.22.0';
       expect(out.warning).to.equal(warning);
       expect(out.lines).to.have.length(2);
       expect(out.lines[0]).to.match(/^info backend: cpu \(.*tfjs-backend-wasm not installed\)$/);

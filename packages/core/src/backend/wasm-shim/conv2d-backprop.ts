@@ -14,7 +14,7 @@ import { Overrides } from './overrides';
  *     x^T[i,h,w,b] correlated with dy^T[oh,ow,b,o] as a filter dilated by the
  *     stride gives dW^T[i,kh,kw,o].
  * Both cost about one forward conv. wasm has no Conv2DBackpropFilter at all and
- * its Conv2DBackpropInput is ~10x slower than this (docs/backends.md §3).
+ * its Conv2DBackpropInput is ~5x slower than this (docs/backends.md §3).
  */
 
 interface Conv2DBackpropAttrs {
