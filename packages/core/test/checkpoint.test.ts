@@ -59,6 +59,33 @@ export function resumeIsExact(backend: string): void {
   });
 }
 
+describe('a checkpoint saved inside an epoch (by a batchEnd tap, training going on)', () => {
+  useBackend('cpu');
+
+  it("holds that epoch's batching and sums so far: the resumed run logs the same epoch means as straight through, and refuses another batch size", async () => {
+    const options = (plugins: TapfitPlugin[] = []): TrainerOptions => ({ model: tinyMlp(5), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), metrics: ['accuracy'], logger: new SilentLogger(), seed: 3, plugins });
+    const data = blobs(32);
+    const dir = tmp();
+    const saver: TapfitPlugin = { name: 'save-at-6', core: '^0.1.0', apply: ({ hooks, trainer }) => hooks.batchEnd.tap('save-at-6', async () => void (trainer.step === 6 && (await holder.t!.save(dir)))) };
+    const holder: { t?: Trainer } = {};
+    const straight = (holder.t = new Trainer(options([saver])));
+    const h = await straight.fit(data, { epochs: 3, batchSize: 8 });
+    const resumed = await Trainer.resume(dir, options());
+    expect(resumed.position).to.include({ epoch: 1, batch: 2 });
+    await resumed.fit(data, { epochs: 3, batchSize: 4 }).then(
+      () => expect.fail('continued the epoch with another batch size'),
+      (e: Error) => expect(e.message).to.match(/epoch 1 was stopped after 2 batch\(es\) run with batchSize 8, shuffle true/),
+    );
+    const rest = await resumed.fit(data, { epochs: 3, batchSize: 8 });
+    expect(rest.epoch).to.deep.equal([1, 2]);
+    expect(rest.history.loss).to.deep.equal(h.history.loss.slice(1));
+    expect(rest.history.acc).to.deep.equal(h.history.acc.slice(1));
+    expect(weights(resumed)).to.deep.equal(weights(straight));
+    for (const t of [straight, resumed]) t.dispose();
+    data.dispose();
+  });
+});
+
 resumeIsExact('cpu');
 resumeIsExact('wasm');
 

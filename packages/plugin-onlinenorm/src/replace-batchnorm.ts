@@ -37,7 +37,7 @@ export function replaceBatchNormAs(who: string, model: tf.LayersModel, cfg: Repl
   const chosen = selectBatchNorms(model, replace, who);
   for (const layer of chosen) checkChannelsLast(layer, who);
 
-  const config = rewrite(model, model.getConfig(), chosen, resolved);
+  const config = rewrite(model, model.getConfig(), chosen, resolved, cfg.affine !== undefined);
   const fresh = (model instanceof tf.Sequential ? tf.Sequential.fromConfig(tf.Sequential, config) : tf.LayersModel.fromConfig(tf.LayersModel, config)) as tf.LayersModel;
   try {
     copyWeights(model, fresh, chosen, copyStatistics);
@@ -130,7 +130,7 @@ function checkChannelsLast(layer: tf.layers.Layer, who: string): void {
 type LayerEntry = { className: string; name?: string; config: tf.serialization.ConfigDict; [key: string]: unknown };
 
 /** The model's config with the chosen BatchNorms turned into OnlineNorm entries (same name, same wiring). */
-function rewrite(container: tf.LayersModel, config: tf.serialization.ConfigDict, chosen: Set<tf.layers.Layer>, options: OnlineNormOptions): tf.serialization.ConfigDict {
+function rewrite(container: tf.LayersModel, config: tf.serialization.ConfigDict, chosen: Set<tf.layers.Layer>, options: OnlineNormOptions, affineGiven: boolean): tf.serialization.ConfigDict {
   const entries = config['layers'] as unknown as LayerEntry[];
   const layers = entries.map((entry) => {
     const name = (entry.name ?? entry.config['name']) as string;
@@ -138,9 +138,11 @@ function rewrite(container: tf.LayersModel, config: tf.serialization.ConfigDict,
     if (layer && chosen.has(layer)) {
       const { name: layerName, trainable, batchInputShape, dtype } = entry.config;
       const keep = Object.fromEntries(Object.entries({ name: layerName, trainable, batchInputShape, dtype }).filter(([, v]) => v !== undefined));
-      return { ...entry, className: OnlineNorm.className, config: { ...keep, ...options } };
+      // A BatchNorm without gamma and beta (center and scale false) keeps none, unless `affine` is given.
+      const affine = affineGiven ? options.affine : entry.config['center'] !== false || entry.config['scale'] !== false;
+      return { ...entry, className: OnlineNorm.className, config: { ...keep, ...options, affine } };
     }
-    if (layer instanceof tf.LayersModel) return { ...entry, config: rewrite(layer, entry.config, chosen, options) };
+    if (layer instanceof tf.LayersModel) return { ...entry, config: rewrite(layer, entry.config, chosen, options, affineGiven) };
     return entry;
   });
   return { ...config, layers } as unknown as tf.serialization.ConfigDict;

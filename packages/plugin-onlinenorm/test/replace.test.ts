@@ -115,6 +115,26 @@ describe('replaceBatchNorm (functional twin)', () => {
     model.dispose();
   });
 
+  it('a BatchNorm without gamma and beta (center and scale false) becomes an OnlineNorm without them, unless affine is given', () => {
+    const model = tf.sequential({
+      layers: [
+        tf.layers.dense({ units: 3, inputShape: [4], kernelInitializer: seeded(7), name: 'd' }),
+        tf.layers.batchNormalization({ name: 'plain', center: false, scale: false }),
+        tf.layers.batchNormalization({ name: 'full' }),
+      ],
+    });
+    const replaced = replaceBatchNorm(model);
+    const plain = replaced.getLayer('plain') as OnlineNorm;
+    const full = replaced.getLayer('full') as OnlineNorm;
+    expect(plain.options.affine).to.equal(false);
+    expect(plain.trainableWeights).to.have.length(0);
+    expect(full.options.affine).to.equal(true);
+    expect(full.trainableWeights.map((w) => w.originalName.split('/').pop())).to.deep.equal(['gamma', 'beta']);
+    const forced = replaceBatchNorm(model, { affine: true });
+    expect((forced.getLayer('plain') as OnlineNorm).options.affine).to.equal(true);
+    for (const m of [model, replaced, forced]) m.dispose();
+  });
+
   it('copyStatistics: false starts from M = 0, V = 1', async () => {
     const model = await trainedMlp();
     const replaced = replaceBatchNorm(model, { copyStatistics: false });

@@ -39,6 +39,7 @@ export function spikeCompensation(options: SpikeCompensationOptions): StepTransf
     }
     return d;
   };
+  if (typeof delay === 'number') delayOf('every variable'); // a bad constant is refused here, not at the first update
   return {
     name,
     hyperparams: { momentum: m, compensation: 'spike', ...(typeof delay === 'number' ? { delay } : {}) },
@@ -47,6 +48,9 @@ export function spikeCompensation(options: SpikeCompensationOptions): StepTransf
       const velocity = mapNamed(updates, (g, key) => {
         const v = state.velocity[key];
         if (!v) throw new TapfitError(ErrorCodes.STATE, `spikeCompensation('${name}'): no velocity for '${key}'; the state was made for other variables (call init on these).`);
+        if (v.shape.join(',') !== g.shape.join(',')) {
+          throw new TapfitError(ErrorCodes.STATE, `spikeCompensation('${name}'): the velocity of '${key}' is [${v.shape}] but its gradient [${g.shape}]; the state was made for other variables (call init on these).`);
+        }
         return scaledSum(v, m, g, 1);
       });
       const out = mapNamed(updates, (g, key) => {

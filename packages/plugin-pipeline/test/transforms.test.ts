@@ -51,6 +51,17 @@ describe('Spike Compensation (docs/techniques.md §5.3)', () => {
     ours.forEach((w, k) => expect(Array.from(w)).to.deep.equal(Array.from(ref[k])));
   });
 
+  it('refuses a bad delay or momentum when built, and a velocity of another shape than its gradient at the update', () => {
+    expect(() => spikeCompensation({ momentum: m, delay: -1 })).to.throw(/the delay of 'every variable' must be an integer >= 0 \(got -1\)/);
+    expect(() => spikeCompensation({ momentum: m, delay: 1.5 })).to.throw(/must be an integer >= 0 \(got 1\.5\)/);
+    expect(() => spikeCompensation({ momentum: 1, delay: 2 })).to.throw(/'momentum' must be in \[0, 1\)/);
+    const t = spikeCompensation({ momentum: m, delay: 2 });
+    const state = t.init({ w: tf.zeros([3]) });
+    const g = { w: tf.ones([2, 3]) };
+    expect(() => t.update(g, state, {}, { step: 0 } as never)).to.throw(/the velocity of 'w' is \[3\] but its gradient \[2,3\]/);
+    tf.dispose([...Object.values(state.velocity), g.w]);
+  });
+
   it("D = 1 is core's Nesterov momentum step by step (bit for bit)", () => {
     const grads = randomGrads(20, 5, 2);
     const ours = trajectory(sc(1), [0.1, -0.2, 0.3, 0, 1], grads);

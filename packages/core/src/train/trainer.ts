@@ -116,6 +116,8 @@ export class Trainer {
   private readonly lossSpec: LossSpec;
   /** What the running fit asks of the step's loss (metrics, classWeight); undefined outside fit. */
   private fitState?: FitLossState;
+  /** The epoch fit is running: how it is batched and its sums so far (a checkpoint saved inside it holds them). */
+  private epochRun?: { batchSize: number; shuffle: boolean; names: readonly string[]; means: BatchMeans };
 
   constructor(options: TrainerOptions) {
     this.settings = parseOptions('trainer', trainerSettingsSchema, { nonFinite: options.nonFinite, constraints: options.constraints, seed: options.seed });
@@ -445,6 +447,7 @@ export class Trainer {
     const means = startBatch > 0 && soFar ? BatchMeans.continuing(soFar.sums, soFar.samples) : new BatchMeans();
     const pending: tf.Tensor1D[] = [];
     this.fitState = { metricSink: names.length > 1 ? (v) => pending.push(v) : undefined, loss };
+    this.epochRun = { batchSize: o.batchSize, shuffle: o.shuffle, names, means };
     let batch = 0;
     try {
       let r = await it.next();
@@ -484,8 +487,7 @@ export class Trainer {
       if (!r.done) {
         // Stopped with data left. The batch fetched before the check never reaches a step, which would free it.
         tf.dispose([r.value.x, r.value.y]);
-        const sums = await means.read();
-        if (sums && this.pos.batch > 0) this.pos = { ...this.pos, epochSoFar: { batchSize: o.batchSize, shuffle: o.shuffle, names: [...names], ...sums } };
+        this.pos = await this.positionNow();
         return undefined;
       }
       if (batch === 0 && startBatch === 0) {
@@ -501,9 +503,18 @@ export class Trainer {
       return Object.fromEntries(names.map((n, i) => [n, values[i]]));
     } finally {
       this.fitState = undefined;
+      this.epochRun = undefined;
       tf.dispose(pending);
       means.dispose();
     }
+  }
+
+  /** The position, with the running epoch's batching and sums so far when it is inside one (one read-back). */
+  private async positionNow(): Promise<Position> {
+    const run = this.epochRun;
+    if (!run || this.pos.batch === 0) return this.pos;
+    const sums = await run.means.read();
+    return sums ? { ...this.pos, epochSoFar: { batchSize: run.batchSize, shuffle: run.shuffle, names: [...run.names], ...sums } } : this.pos;
   }
 
   /**
@@ -648,7 +659,7 @@ export class Trainer {
    */
   async save(dir: string): Promise<string> {
     await this.setup();
-    const { manifest, tensors } = await captureCheckpoint(this.parts());
+    const { manifest, tensors } = await captureCheckpoint({ ...this.parts(), position: await this.positionNow() });
     return this.resolve(Tokens.Checkpointer).save(dir, this.stepCount, { manifest, tensors });
   }
 
