@@ -6,7 +6,7 @@ import { z } from 'zod';
  * are errors naming the nearest valid one.
  */
 export const fitOptionsSchema = z.strictObject({
-  /** Train until this many epochs are complete (counting from `initialEpoch` / the trainer's position); default 1. */
+  /** Epochs to train, from the trainer's position (with `initialEpoch`, or after Trainer.resume: the final epoch); default 1. */
   epochs: z.number().int().positive().default(1),
   batchSize: z.number().int().positive().default(32),
   /** Shuffle the training samples each epoch (seeded by the trainer's seed and the epoch); default true. */

@@ -324,12 +324,11 @@ export class Trainer {
    *   verbose, initialEpoch, classWeight })` as model.fit (x, y tensors or arrays);
    * - `fit(data, options)` with a tapfit data source (tensorData, arrayData, datasetData).
    *
-   * Trains until `epochs` epochs are complete, starting from `initialEpoch` when given, else
-   * from `position` (epoch 0 for a new trainer; mid-epoch after `resume` or `stop`), so
-   * rerunning the same fit() after a resume finishes the same schedule (nothing, when the
-   * checkpoint had finished it). When an earlier fit of this trainer completed `epochs`
-   * epochs, it trains `epochs` more, as a second model.fit call would (numbered on: epoch 1,
-   * 2, ... of a loop of `{ epochs: 1 }` fits). Returns tf.History's
+   * Trains `epochs` epochs from `position`, as each model.fit call does (numbered on: epoch
+   * 0, 1, 2, ... of a loop of `{ epochs: 1 }` fits; an epoch a stop left unfinished is
+   * continued and counts as the first). With `initialEpoch`, and in the first fit after
+   * `Trainer.resume`, `epochs` is the final epoch (Keras), so rerunning the fit that was cut
+   * finishes the same schedule (nothing, when the checkpoint had finished it). Returns tf.History's
    * shape: `{ epoch, history: { loss, acc, val_loss, val_acc, ... }, params }`. Per step
    * nothing is read back beyond the non-finite guard; loss and metrics are summed on the
    * device and read once per epoch.
