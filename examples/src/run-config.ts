@@ -7,6 +7,7 @@ import { configSchema, type PluginEntry, type TrainConfig } from './config';
 import { loadMnist } from './data/mnist';
 import { checkOutputs } from './output-paths';
 import { pluginSpecProblem } from './plugin-spec';
+import { checkResumable } from './resume-point';
 import { checkpoints } from './plugins/checkpoints';
 import { jsonlMetrics } from './plugins/jsonl-metrics';
 import { progressBar } from './plugins/progress-bar';
@@ -117,8 +118,11 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   }
   const metricsFile = config.log.metrics && path.resolve(from, config.log.metrics);
   const checkpointDir = config.checkpoint && path.resolve(from, config.checkpoint.dir);
-  checkOutputs({ metrics: metricsFile, checkpointDir }, { configFile: options.configFile, resume, log });
   const reportDir = options.report ? path.resolve(options.report) : config.log.report && path.resolve(from, config.log.report);
+  // Every output is checked, against the others too, before anything is created: a refused run leaves nothing behind.
+  const reportOutput = reportDir ? { dir: reportDir, from: options.report ? ('--report' as const) : ('log.report' as const) } : undefined;
+  checkOutputs({ metrics: metricsFile, checkpointDir, report: reportOutput }, { configFile: options.configFile, resume, log });
+  if (resume) checkResumable(checkpointDir!);
   if (reportDir) checkReportDir(reportDir, options.report ? '--report' : "config: option 'log.report'");
 
   const plugins = config.plugins.map((e, i) => loadPlugin(e, i, from));

@@ -53,13 +53,12 @@ describe('tapfit train: checkpoints and --resume', () => {
     expect(resumed.test).to.deep.equal(straightResult.test);
     expect(resumed.history.epoch).to.deep.equal([1, 2]); // epochs 2 and 3
 
-    // The metrics log reads as one run. The train `loss` of epoch 2 averages only the batches
-    // run after the resume (the trainer does not checkpoint a partial epoch's loss sum).
+    // The metrics log reads as one run, the interrupted epoch 2 included: the checkpoint saved
+    // inside it holds its loss and metric sums so far.
     const [a, b] = [metricsOf(straight), metricsOf(broken)];
     expect(b.map((l) => l.epoch)).to.deep.equal([1, 2, 3]);
     for (let i = 0; i < 3; i++) {
-      for (const key of ['epoch', 'step', 'val_loss', 'val_acc']) expect(b[i][key], `epoch ${i + 1} ${key}`).to.equal(a[i][key]);
-      if (i !== 1) expect(b[i].loss, `epoch ${i + 1} loss`).to.equal(a[i].loss);
+      for (const key of ['epoch', 'step', 'loss', 'val_loss', 'val_acc']) expect(b[i][key], `epoch ${i + 1} ${key}`).to.equal(a[i][key]);
     }
 
     // Resuming the finished run trains nothing, says so and evaluates the same weights.
@@ -94,5 +93,27 @@ describe('tapfit train: checkpoints and --resume', () => {
     const err = await rejectionOf(runConfig(readConfig(file), { configDir: dir, resume: true, logger: new SilentLogger() }));
     expect(err.code).to.equal('TAPFIT_E_CONFIG');
     expect(err.message).to.match(/--resume needs a checkpoint folder: add "checkpoint": \{ "dir": "\.\.\." \} to the config/);
+  });
+
+  it('--resume with a missing or empty checkpoint folder says to run without --resume, before anything loads', async () => {
+    for (const [prepare, why] of [
+      [() => {}, 'the folder does not exist'],
+      [(ckpt: string) => fs.mkdirSync(ckpt), 'it holds no checkpoint'],
+    ] as const) {
+      const dir = tmpDir();
+      prepare(path.join(dir, 'ckpt'));
+      const log = recordingLogger();
+      const err = await rejectionOf(run(dir, { resume: true, logger: log }));
+      expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+      expect(err.message).to.equal(`--resume: no checkpoint to continue from in 'checkpoint.dir' ('${path.join(dir, 'ckpt')}'): ${why}. Run without --resume to start a fresh run.`);
+      expect(log.infos, 'nothing ran: no backend picked').to.deep.equal([]);
+    }
+  });
+
+  it('--resume with step folders but no LATEST names the file to write, or a fresh run', async () => {
+    const dir = tmpDir();
+    fs.mkdirSync(path.join(dir, 'ckpt', 'step-4'), { recursive: true });
+    const err = await rejectionOf(run(dir, { resume: true }));
+    expect(err.message).to.contain("it holds step-4 but no LATEST file naming the newest. Write the name of the step-* folder to continue from into '" + path.join(dir, 'ckpt', 'LATEST') + "', or run without --resume");
   });
 });

@@ -57,3 +57,22 @@ export async function rejectionOf(p: Promise<unknown>): Promise<Error & { code?:
   }
   throw new Error('expected a rejection');
 }
+
+/**
+ * Runs `fn` with every `fs.writeFileSync` failing half-way, as a full disk (or a kill)
+ * would: the first half of the body reaches the target, then ENOSPC is thrown.
+ */
+export function withFailingWrites<T>(fn: () => T): T {
+  const nodeFs: typeof fs = require('node:fs');
+  const original = nodeFs.writeFileSync;
+  nodeFs.writeFileSync = ((target: fs.PathOrFileDescriptor, data: string | NodeJS.ArrayBufferView) => {
+    const body = typeof data === 'string' ? Buffer.from(data) : Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    original(target, body.subarray(0, Math.floor(body.length / 2)));
+    throw Object.assign(new Error('ENOSPC: no space left on device, write (simulated)'), { code: 'ENOSPC' });
+  }) as typeof fs.writeFileSync;
+  try {
+    return fn();
+  } finally {
+    nodeFs.writeFileSync = original;
+  }
+}

@@ -47,3 +47,44 @@ describe('tapfit train: output paths', () => {
     expect(second.warnings).to.deep.equal([`checkpoint folder '${path.join(dir, 'ckpt')}' holds checkpoints already; this fresh run writes over them (--resume continues from them instead).`]);
   });
 });
+
+describe('tapfit train: outputs that overlap are refused before anything is created', () => {
+  /** Runs `body` from a fresh folder holding only config.json; expects a refusal that named both options and left the folder as it was. */
+  const expectOverlapRefused = async (body: Record<string, unknown>, named: [string, string], how: 'the same path' | 'is inside', report?: string) => {
+    const dir = tmpDir();
+    const file = writeJson(body, dir);
+    const log = recordingLogger();
+    const err = await rejectionOf(runConfig(readConfig(file), { configDir: dir, configFile: file, logger: log, quiet: true, report: report && path.join(dir, report) }));
+    expect(err.code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.match(/^output paths overlap: /).and.contain(named[0]).and.contain(named[1]).and.contain(how);
+    expect(err.message).to.contain('Each output needs a path of its own, none inside another; put them side by side, e.g.');
+    expect(fs.readdirSync(dir), 'nothing created').to.deep.equal(['config.json']);
+    expect(log.infos, 'nothing ran: no backend picked, no epoch').to.deep.equal([]);
+    return err.message;
+  };
+
+  it('log.metrics equal to checkpoint.dir (the epoch would be trained, then lost)', async () => {
+    const message = await expectOverlapRefused(tiny({ metrics: 'out1/run' }, { checkpoint: { dir: 'out1/run' } }), ["option 'log.metrics'", "option 'checkpoint.dir'"], 'the same path');
+    expect(message).to.contain("e.g. 'log.metrics': 'runs/metrics.jsonl' and 'checkpoint.dir': 'runs/checkpoints'.");
+  });
+
+  it('log.report or --report equal to log.metrics or checkpoint.dir', async () => {
+    await expectOverlapRefused(tiny({ metrics: 'out2/metrics.jsonl', report: 'out2/metrics.jsonl' }), ["option 'log.metrics'", "option 'log.report'"], 'the same path');
+    await expectOverlapRefused(tiny({}, { checkpoint: { dir: 'out/ck' } }), ["option 'checkpoint.dir'", '--report'], 'the same path', 'out/ck');
+    const message = await expectOverlapRefused(tiny({ metrics: 'out/m.jsonl' }), ["option 'log.metrics'", '--report'], 'the same path', 'out/./m.jsonl');
+    expect(message).to.contain("e.g. 'log.metrics': 'runs/metrics.jsonl' and --report runs/report.");
+  });
+
+  it('one output inside another: in the checkpoint folder, in the report folder, under the metrics file', async () => {
+    await expectOverlapRefused(tiny({ metrics: 'ck/m.jsonl' }, { checkpoint: { dir: 'ck' } }), ["option 'log.metrics' ('", "') is inside option 'checkpoint.dir'"], 'is inside');
+    await expectOverlapRefused(tiny({ report: 'out' }, { checkpoint: { dir: 'out/a/ck' } }), ["option 'checkpoint.dir' ('", "') is inside option 'log.report'"], 'is inside');
+    await expectOverlapRefused(tiny({ metrics: 'm.jsonl' }), ["--report ('", "') is inside option 'log.metrics'"], 'is inside', 'm.jsonl/report');
+  });
+
+  it('paths that only share a prefix or a parent folder are not overlapping', async () => {
+    const dir = tmpDir();
+    const file = writeJson(tiny({ metrics: 'out/run.jsonl', report: 'out/run-report' }, { checkpoint: { dir: 'out/run' } }), dir);
+    await runConfig(readConfig(file), { configDir: dir, configFile: file, logger: recordingLogger(), quiet: true });
+    expect(fs.readdirSync(path.join(dir, 'out')).sort()).to.deep.equal(['run', 'run-report', 'run.jsonl']);
+  });
+});

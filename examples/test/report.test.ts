@@ -4,9 +4,10 @@ import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
 import { configSchema } from '../src/config';
+import { writeReport } from '../src/report/report-dir';
 import { runConfig, type RunResult } from '../src/run-config';
 import { findChromium, launchChromium } from './browser';
-import { recordingLogger, rejectionOf, tinyConfig, tmpDir, writeJson } from './helpers';
+import { errorOf, recordingLogger, rejectionOf, tinyConfig, tmpDir, withFailingWrites, writeJson } from './helpers';
 
 const cli = path.join(__dirname, '..', 'src', 'cli.js');
 /** Where the test leaves the screenshot of the rendered report (examples/runs/, not tracked). */
@@ -48,6 +49,15 @@ describe('training report (tapfit train --report)', function () {
     expect(data.steps.at(-1).lr).to.be.closeTo(0.05 * 0.5 * (1 + Math.cos((Math.PI * 44) / 45)), 1e-9);
     for (const s of data.steps) expect(s.peakBytes).to.be.greaterThan(s.liveBytes);
     expect(data.describe.hooks.epochEnd).to.deep.equal(run.describe.hooks.epochEnd);
+  });
+
+  it('replaces report.html and report.json atomically: a failed write leaves the previous report whole', () => {
+    const dir = path.dirname(run.report!);
+    const before = ['report.html', 'report.json'].map((f) => fs.readFileSync(path.join(dir, f), 'utf8'));
+    const data = JSON.parse(before[1]);
+    expect(withFailingWrites(() => errorOf(() => writeReport(dir, { ...data, title: 'a later run' }))).message).to.match(/ENOSPC/);
+    expect(['report.html', 'report.json'].map((f) => fs.readFileSync(path.join(dir, f), 'utf8'))).to.deep.equal(before);
+    expect(fs.readdirSync(dir).sort(), 'no temporary file left').to.deep.equal(['report.html', 'report.json']);
   });
 
   it('renders in headless Chromium: every chart drawn as SVG marks, the tables filled, no console errors (screenshot saved)', async function () {
@@ -118,6 +128,15 @@ describe('training report: bad input fails before training', () => {
     } finally {
       fs.chmodSync(dir, 0o700);
     }
+  });
+
+  it('the report folder is created only when the report is written: a run refused before training leaves nothing', async () => {
+    const dir = tmpDir();
+    const config = configSchema.parse(tinyConfig({ plugins: ['tapfit-plugin-does-not-exist'] }));
+    const err = await rejectionOf(runConfig(config, { report: path.join(dir, 'a', 'b'), logger: recordingLogger() }));
+    expect(err.code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.match(/plugin package 'tapfit-plugin-does-not-exist' is not installed/);
+    expect(fs.readdirSync(dir), 'no report folder, no probe left').to.deep.equal([]);
   });
 
   it('the CLI prints the one-line error and trains nothing; log.report in the config is checked the same way', () => {

@@ -2,12 +2,14 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { PluginApi, TapfitPlugin } from '@tapfit/core';
 import { ErrorCodes, Stage, TapfitError } from '@tapfit/core';
+import { writeFileAtomic } from '../atomic-write';
 
 /**
  * Writes one JSON line per epoch (epoch, step, seconds, every metric) to `file`. A fresh
  * run replaces the file. With `resume`, the lines of the epochs finished before the
  * resume point are kept and the rest dropped (they were written after the checkpoint),
- * so the log reads as one run.
+ * so the log reads as one run. That rewrite replaces the file atomically: a kill during it
+ * leaves the previous log, not a truncated one.
  */
 export function jsonlMetrics(file: string, options: { resume?: boolean } = {}): TapfitPlugin {
   let started = 0;
@@ -18,7 +20,7 @@ export function jsonlMetrics(file: string, options: { resume?: boolean } = {}): 
       hooks.fitStart.tap({ stage: Stage.REPORT }, ({ initialEpoch }) => {
         fs.mkdirSync(path.dirname(path.resolve(file)), { recursive: true });
         const kept = options.resume ? linesBefore(file, initialEpoch) : [];
-        fs.writeFileSync(file, kept.map((l) => JSON.stringify(l) + '\n').join(''));
+        writeFileAtomic(file, kept.map((l) => JSON.stringify(l) + '\n').join(''));
         started = performance.now() - 1000 * (kept.at(-1)?.seconds ?? 0);
       });
       hooks.epochEnd.tap({ stage: Stage.LAST }, ({ epoch, logs }) => {
