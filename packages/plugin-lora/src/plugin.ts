@@ -3,6 +3,7 @@ import { applyLora } from './layers/apply-lora';
 import type { LoraModel } from './layers/lora-model';
 import { applyLoraToSegments, type LoraSegmentModel } from './segments/segment-lora';
 import { type LoraOptions, resolveSpec } from './common/config';
+import { checkOptionKeys, LORA_KEYS } from './common/option-keys';
 
 export const LORA_PLUGIN = 'lora';
 
@@ -16,6 +17,8 @@ interface LoraCheckpointState {
   adapter: string;
   spec: ReturnType<typeof resolveSpec>;
   targets: string[];
+  /** Paths trained in full: a resume without them would silently freeze them. */
+  modulesToSave: string[];
 }
 
 /**
@@ -23,25 +26,48 @@ interface LoraCheckpointState {
  * (and `modulesToSave`). A tfjs-layers model goes through `applyLora(model, options)`,
  * a segment model through `applyLoraToSegments(model, options)` (the functional twins).
  * Adapter weights are model variables, so checkpoints carry them; the plugin's own
- * state records the adapted layers or variables and the spec, and a resume with other
- * options is refused. After training, `plugin.lora` (layers) or `plugin.segmentLora`
- * (segments) is the handle: merge, unload, saveAdapter, and `describe()` for the plan,
+ * state records the adapted layers or variables, modulesToSave and the spec, and a
+ * resume with other options is refused. A checkpoint is refused while the adapter is
+ * merged. After training, `plugin.lora` (layers) or `plugin.segmentLora` (segments) is
+ * the handle: merge, unload, saveAdapter, and `describe()` for the plan,
  * which is logged at setup only with `verbose: true`. Disposing the trainer frees a
  * segment LoRA's adapters (the trainer owns what setup swaps in).
  */
 export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora: LoraModel | null; readonly segmentLora: LoraSegmentModel | null } {
-  const spec = resolveSpec(options); // validate before any trainer exists
-  const adapter = options.adapterName ?? 'default';
+  // Validate before any trainer exists.
+  checkOptionKeys(`${LORA_PLUGIN}()`, options, [...LORA_KEYS, 'verbose'], {
+    dryRun: 'applyLora / applyLoraToSegments only; the plugin logs its plan with verbose: true',
+    logger: "applyLora / applyLoraToSegments only; the plugin logs through the trainer's logger",
+  });
+  const { verbose, ...loraOptions } = options;
+  const spec = resolveSpec(loraOptions);
+  const adapter = loraOptions.adapterName ?? 'default';
   let handle: LoraModel | null = null;
   let segmentHandle: LoraSegmentModel | null = null;
-  const state = (): LoraCheckpointState => ({ adapter, spec, targets: (handle?.plan ?? segmentHandle?.plan)?.adapted.map((l) => l.path) ?? [] });
+  const state = (): LoraCheckpointState => {
+    const plan = handle?.plan ?? segmentHandle?.plan;
+    return { adapter, spec, targets: plan?.adapted.map((l) => l.path) ?? [], modulesToSave: plan?.saved.map((l) => l.path) ?? [] };
+  };
+  // A merged model's base kernels hold K + s·A·B while A and B are saved too; a checkpoint
+  // (which does not record the merge) would resume unmerged and apply the update twice.
+  const refuseMerged = (): void => {
+    if (handle?.isMerged || segmentHandle?.isMerged) {
+      const which = handle ? 'plugin.lora' : 'plugin.segmentLora';
+      throw new TapfitError(
+        ErrorCodes.STATE,
+        `${LORA_PLUGIN}: cannot save a checkpoint while adapter '${adapter}' is merged into the base weights (a checkpoint pairs the base weights with A and B, so a merged one would apply the update twice on resume); call ${which}.unmerge() first, and merge() again afterwards if needed.`,
+      );
+    }
+  };
   const checkSaved = (saved: PluginState): void => {
-    const want = JSON.stringify(saved.json);
-    const have = JSON.stringify(state());
-    if (want !== have) {
+    const want = (saved.json ?? {}) as Record<string, unknown>;
+    const have = state() as unknown as Record<string, unknown>;
+    // What the checkpoint recorded is compared (one written before modulesToSave was recorded still resumes).
+    const differ = Object.keys(want).filter((k) => JSON.stringify(want[k]) !== JSON.stringify(have[k]));
+    if (differ.length) {
       throw new TapfitError(
         ErrorCodes.CHECKPOINT,
-        `${LORA_PLUGIN}: the checkpoint was trained with LoRA ${want}, but this trainer applies ${have}; resume with the same targets, rank, alpha and adapter name.`,
+        `${LORA_PLUGIN}: the checkpoint was trained with LoRA ${JSON.stringify(want)}, but this trainer applies ${JSON.stringify(have)} (${differ.join(', ')} differ); resume with the same targets, modulesToSave, rank, alpha and adapter name.`,
       );
     }
   };
@@ -61,19 +87,20 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
         // adapted through its segments, keeping them (and their inverses).
         const source = isLayersAdapter(ctx.model) ? ctx.model.layersModel : undefined;
         if (source) {
-          handle = applyLora(source, { ...options, dryRun: false });
+          handle = applyLora(source, { ...loraOptions, dryRun: false });
           ctx.replaceModel(fromLayersModel(handle.model));
-          if (options.verbose) logger.info(handle.describe());
+          if (verbose) logger.info(handle.describe());
         } else {
-          segmentHandle = applyLoraToSegments(ctx.model, { ...options, dryRun: false });
+          segmentHandle = applyLoraToSegments(ctx.model, { ...loraOptions, dryRun: false });
           const owned = segmentHandle;
           // The trainer owns what setup swaps in: disposing it frees A, B and unfreezes the base.
           ctx.replaceModel({ ...owned.model, dispose: () => owned.dispose() });
-          if (options.verbose) logger.info(owned.describe());
+          if (verbose) logger.info(owned.describe());
         }
       });
     },
     saveState(): PluginState {
+      refuseMerged();
       return { json: state() };
     },
     // The adapters are model variables; the saved state only has to match this plugin's.

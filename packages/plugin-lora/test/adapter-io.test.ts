@@ -66,10 +66,85 @@ describe('adapter-only save and load', () => {
     const target = applyLora(other, { targets: 'all-linear', rank: 2, alpha: 3 });
     const before = target.layers.map((l) => tf.clone(l.adapterWeights('default').A.read()));
     const err = await rejected(target.loadAdapter(dir));
-    expect(err.message).to.match(/cannot load .* the base weights differ: layer 'fc1' kernel differs by up to .* the adapter was trained on another base model/);
+    expect(err.message).to.match(/cannot load .* the base weights differ: 'fc1\/kernel' differs by up to .* the adapter was trained on another base model/);
     target.layers.forEach((l, i) => expect(sameValues(l.adapterWeights('default').A.read(), before[i])).to.equal(true));
     tf.dispose(before);
     [target, other, lora, base].forEach((m) => m.dispose());
+  });
+
+  it('compares every base weight, biases and layers without an adapter too, except modulesToSave', async () => {
+    const { base, lora } = trained(1); // adapts fc1 and fc2; the head is frozen
+    await lora.saveAdapter(dir);
+    const withChanged = (layer: string, weight: number) => {
+      const b = mlp(1);
+      const w = b.getLayer(layer).weights[weight];
+      const t = tf.tidy(() => tf.add(w.read(), 0.5));
+      w.write(t);
+      t.dispose();
+      return b;
+    };
+    for (const [layer, weight, name] of [['fc1', 1, 'fc1/bias'], ['head', 0, 'head/kernel'], ['head', 1, 'head/bias']] as const) {
+      const other = withChanged(layer, weight); // the adapted kernels are the saved base's
+      const tensors = tf.memory().numTensors;
+      const err = await rejected(LoraModel.load(other, dir));
+      expect(err.message).to.match(new RegExp(`the base weights differ: '${name}' differs by up to .*; the adapter was trained on another base model`));
+      expect(tf.memory().numTensors).to.equal(tensors);
+      other.dispose();
+    }
+    // A modulesToSave layer is stored in full: its base values do not matter.
+    const saving = trained(1, { modulesToSave: 'head' });
+    const savedDir = path.join(dir, 'with-head');
+    await saving.lora.saveAdapter(savedDir);
+    const otherHead = withChanged('head', 0);
+    const loaded = await LoraModel.load(otherHead, savedDir);
+    const x = tf.randomNormal([3, 6], 0, 1, 'float32', 4);
+    tf.tidy(() => {
+      expect(sameValues(loaded.model.predict(x) as tf.Tensor, saving.lora.model.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    tf.dispose(x);
+    [loaded, otherHead, saving.lora, saving.base, lora, base].forEach((m) => m.dispose());
+  });
+
+  it('does not compare running statistics (a frozen BatchNormalization updates them in training), but does its gamma', async () => {
+    const make = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.dense({ units: 5, inputShape: [4], name: 'fc1', kernelInitializer: tf.initializers.glorotNormal({ seed: 1 }) }),
+          tf.layers.batchNormalization({ name: 'bn' }),
+          tf.layers.dense({ units: 2, name: 'head', kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+        ],
+      });
+    const base = make();
+    const lora = applyLora(base, { targets: 'fc1', rank: 2, seed: 1 });
+    const file = await lora.saveAdapter(dir);
+    expect(Object.keys(file.base.samples)).to.deep.equal(['fc1/kernel', 'fc1/bias', 'bn/gamma', 'bn/beta', 'head/kernel', 'head/bias']);
+    const shift = (m: tf.LayersModel, weight: string) => {
+      const w = m.getLayer('bn').weights.find((v) => v.originalName.endsWith(weight))!;
+      const t = tf.tidy(() => tf.add(w.read(), 0.5));
+      w.write(t);
+      t.dispose();
+    };
+    const drifted = make();
+    shift(drifted, 'moving_mean');
+    const loaded = await LoraModel.load(drifted, dir);
+    const otherGamma = make();
+    shift(otherGamma, 'gamma');
+    expect((await rejected(LoraModel.load(otherGamma, dir))).message).to.match(/'bn\/gamma' differs by up to/);
+    [loaded, drifted, otherGamma, lora, base].forEach((m) => m.dispose());
+  });
+
+  it('still reads files whose fingerprint samples only the adapted kernels, by layer path', async () => {
+    const { base, lora } = trained(1);
+    await lora.saveAdapter(dir);
+    const cfg = path.join(dir, 'adapter_config.json');
+    const file = JSON.parse(fs.readFileSync(cfg, 'utf8'));
+    file.base.samples = { fc1: file.base.samples['fc1/kernel'], fc2: file.base.samples['fc2/kernel'] }; // the earlier format
+    fs.writeFileSync(cfg, JSON.stringify(file));
+    const same = mlp(1);
+    const loaded = await LoraModel.load(same, dir);
+    const other = mlp(42);
+    expect((await rejected(LoraModel.load(other, dir))).message).to.match(/the base weights differ: 'fc1' differs by up to/);
+    [loaded, same, other, lora, base].forEach((m) => m.dispose());
   });
 
   it('refuses a base of another shape', async () => {

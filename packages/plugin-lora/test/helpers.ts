@@ -85,11 +85,15 @@ export async function rejected(p: Promise<unknown>): Promise<Error> {
   throw new Error('expected a rejection, none happened');
 }
 
-/** Give B (and optionally A) of every LoRA layer non-zero values, deterministically. */
+/**
+ * Give B of every active adapter non-zero values, deterministically, and A too where it
+ * starts at zero (Embedding), so every adapter makes a non-zero update.
+ */
 export function perturbAdapters(model: tf.LayersModel, seed = 7, scale = 0.3): void {
   let s = seed;
   for (const w of model.trainableWeights) {
-    if (!/lora_B/.test(w.originalName)) continue;
+    const zeroA = /lora_A/.test(w.originalName) && tf.tidy(() => tf.max(tf.abs(w.read())).dataSync()[0]) === 0;
+    if (!/lora_B/.test(w.originalName) && !zeroA) continue;
     const t = tf.randomNormal(w.shape as number[], 0, scale, 'float32', s++);
     w.write(t);
     t.dispose();

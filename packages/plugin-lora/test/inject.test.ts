@@ -1,8 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { TapfitError } from '@tapfit/core';
-import { applyLora, formatPlan, type LoraPlan, planLora, resolveSpec } from '../src';
+import { ErrorCodes, TapfitError } from '@tapfit/core';
+import { applyLora, applyLoraToSegments, formatPlan, lora, type LoraPlan, planLora, resolveSpec } from '../src';
 import { cnn, functional, maxAbsDiff, mlp, sameValues, thrown, useCpu } from './helpers';
+import { denseSegments, disposeModel } from './segment-helpers';
 
 const adapted = (plan: LoraPlan | { plan: LoraPlan | null }) => ('adapted' in plan ? plan : plan.plan!).adapted.map((l) => l.path);
 
@@ -169,6 +170,35 @@ describe('applyLora: target selection', () => {
       [{ targets: 'all-dense', exclude: /fc|head/, rank: 2 }, /'exclude' removes every layer/],
     ];
     for (const [opts, re] of cases) expect(thrown(() => applyLora(base, opts)).message).to.match(re);
+  });
+
+  it('refuses unknown options, translating PEFT names and suggesting the nearest key, before building anything', () => {
+    // Cast: TypeScript would catch these; JSON configs (tapfit train) and JavaScript do not.
+    const bad = (o: object) => o as Parameters<typeof applyLora>[1];
+    const tensors = tf.memory().numTensors;
+    const err = thrown(() => applyLora(base, bad({ targets: 'fc1', rank: 4, lora_alpha: 32, lora_dropout: 0.1, r: 16, alphaa: 1 })));
+    expect(err).to.be.instanceOf(TapfitError);
+    expect((err as TapfitError).code).to.equal(ErrorCodes.CONFIG);
+    expect(err.message).to.match(
+      /^lora: applyLora: unknown option\(s\) 'lora_alpha' \(PEFT's name; here it is 'alpha'\), 'lora_dropout' \(PEFT's name; here it is 'dropout'\), 'r' \(PEFT's name; here it is 'rank'\), 'alphaa' \(did you mean 'alpha'\?\)\. Rename or remove them/,
+    );
+    expect(tf.memory().numTensors).to.equal(tensors);
+    expect(thrown(() => applyLora(base, bad({ target_modules: ['fc1'], rank: 2 }))).message).to.match(/'target_modules' \(PEFT's name; here it is 'targets'\)/);
+    expect(thrown(() => applyLora(base, bad({ targets: 'fc1', rank: 2, use_dora: true }))).message).to.match(/'use_dora' \(a PEFT option this package does not implement\)/);
+    expect(thrown(() => applyLora(base, bad({ targets: 'fc1', rank: 2, verbose: true }))).message).to.match(/'verbose' \(an option of the lora\(\) plugin/);
+    // The plugin (checked when it is created), applyLoraToSegments and addAdapter too.
+    expect(thrown(() => lora(bad({ targets: 'fc1', rank: 4, loraAlpha: 32, modules_to_save: ['head'] }))).message).to.match(
+      /^lora: lora\(\): unknown option\(s\) 'loraAlpha' \(PEFT's name; here it is 'alpha'\), 'modules_to_save' \(PEFT's name; here it is 'modulesToSave'\)/,
+    );
+    expect(thrown(() => lora(bad({ targets: 'fc1', rank: 2, dryRun: true }))).message).to.match(/'dryRun' \(applyLora \/ applyLoraToSegments only; the plugin logs its plan with verbose: true\)/);
+    expect(thrown(() => lora(bad({ targets: 'fc1', rank: 2, zzzzzzzz: 1 }))).message).to.match(/'zzzzzzzz' \(valid: rank, alpha, dropout, rsLora, init, targets, exclude, modulesToSave, adapterName, seed, verbose\)/);
+    const segments = denseSegments();
+    expect(thrown(() => applyLoraToSegments(segments, bad({ targets: 'fc1', rank: 2, lora_alpha: 8 }))).message).to.match(/^lora: applyLoraToSegments: unknown option\(s\) 'lora_alpha' \(PEFT's name; here it is 'alpha'\)/);
+    disposeModel(segments);
+    const wrapped = applyLora(base, { targets: 'fc1', rank: 2, seed: 1 });
+    expect(thrown(() => wrapped.addAdapter('b', bad({ rank: 2, exclude: 'fc2' }))).message).to.match(/^lora: addAdapter: unknown option\(s\) 'exclude' \(valid: rank, alpha, dropout, rsLora, init, targets, seed\)/);
+    expect(wrapped.adapters).to.deep.equal(['default']);
+    wrapped.dispose();
   });
 
   it('leaves the input model untouched and independent', () => {

@@ -8,7 +8,7 @@ import { loraDense, loraDenseGrads, maxAbs } from './reference';
 describe('LoRA layers', () => {
   useCpu();
 
-  describe('zero-initialised B: the wrapped model equals the base', () => {
+  describe('zero-initialised update (B = 0; A = 0 for Embedding): the wrapped model equals the base', () => {
     const cases: [string, () => tf.LayersModel, () => tf.Tensor, string | string[]][] = [
       ['Dense (sequential)', () => mlp(), () => tf.randomNormal([5, 6], 0, 1, 'float32', 11), 'all-dense'],
       ['Conv2D', () => cnn(), () => tf.randomNormal([2, 7, 7, 4], 0, 1, 'float32', 12), ['all-conv2d', 'head']],
@@ -131,6 +131,37 @@ describe('LoRA layers', () => {
     for (const m of [k, g]) expect(Array.from(m.layers[0].adapterWeights('default').B.read().dataSync()).every((v) => v === 0)).to.equal(true);
     k.dispose();
     g.dispose();
+    base.dispose();
+  });
+
+  it("Embedding adapters start as PEFT's: A = 0, B ~ N(0, 1) (seeded, whatever init); the output equals the base", () => {
+    const vocab = 500;
+    const base = tf.sequential({ layers: [tf.layers.embedding({ inputDim: vocab, outputDim: 64, inputLength: 4, name: 'emb', embeddingsInitializer: tf.initializers.randomNormal({ seed: 1 }) })] });
+    const ids = tf.tensor2d([[1, 2, 3, 499], [0, 5, 5, 7]]);
+    const Bs: Float32Array[] = [];
+    for (const init of ['kaiming', 'gaussian'] as const) {
+      const lora = applyLora(base, { targets: 'emb', rank: 8, init, seed: 3 });
+      const { A, B } = lora.layers[0].adapterWeights('default');
+      expect(A.shape).to.deep.equal([vocab, 8]);
+      expect(Array.from(A.read().dataSync()).every((v) => v === 0)).to.equal(true);
+      const b = B.read().dataSync() as Float32Array;
+      const mean = b.reduce((s, v) => s + v, 0) / b.length;
+      const std = Math.sqrt(b.reduce((s, v) => s + (v - mean) ** 2, 0) / b.length);
+      expect(std).to.be.within(0.9, 1.1); // 512 draws of N(0, 1)
+      expect(Math.abs(mean)).to.be.below(0.15);
+      Bs.push(b.slice());
+      tf.tidy(() => {
+        expect(sameValues(lora.model.predict(ids) as tf.Tensor, base.predict(ids) as tf.Tensor)).to.equal(true); // B A = 0
+        // So the first step moves A (dA = s G B^T on the looked-up rows), not B (dB = s (x A)^T G = 0), as in PEFT.
+        const { grads } = tf.variableGrads(() => tf.sum(tf.mul(lora.model.apply(ids, { training: true }) as tf.Tensor, 1)) as tf.Scalar);
+        const norm = (w: tf.LayerVariable) => tf.norm(grads[(w.read() as tf.Variable).name]).dataSync()[0];
+        expect(norm(A)).to.be.above(1);
+        expect(norm(B)).to.equal(0);
+      });
+      lora.dispose();
+    }
+    expect(Array.from(Bs[0])).to.deep.equal(Array.from(Bs[1])); // seeded: the same draw
+    ids.dispose();
     base.dispose();
   });
 

@@ -189,14 +189,41 @@ describe('merge / unmerge / unload', () => {
       base.dispose();
     });
 
-    it('frozen and inactive weights stay frozen when tfjs resets trainable flags', () => {
+    it('frozen and inactive weights stay frozen when tfjs resets trainable flags, for raw tf.variableGrads too', () => {
       const base = mlp();
       const lora = applyLora(base, { targets: 'all-linear', rank: 2, adapterName: 'a' });
       lora.addAdapter('b', { rank: 2 });
-      lora.model.trainable = true; // tfjs' container setter flips every registered flag
-      expect(lora.model.trainableWeights.map((w) => w.originalName)).to.deep.equal(['fc1/lora_A.a', 'fc1/lora_B.a', 'fc2/lora_A.a', 'fc2/lora_B.a']);
+      const x = tf.randomNormal([4, 6], 0, 1, 'float32', 1);
+      // No var list: tf differentiates every variable whose own flag is set, whatever its layer says.
+      const rawGrads = () => {
+        const { value, grads } = tf.variableGrads(() => tf.sum(lora.model.apply(x) as tf.Tensor) as tf.Scalar);
+        const names = Object.keys(grads).map((n) => n.replace(/_\d+$/, ''));
+        tf.dispose([value, ...Object.values(grads)]);
+        return names;
+      };
+      const adapterA = ['fc1/lora_A.a', 'fc1/lora_B.a', 'fc2/lora_A.a', 'fc2/lora_B.a'];
+      lora.model.trainable = true; // tfjs' container setter turns on every registered flag, the frozen head's included
+      expect(lora.model.trainableWeights.map((w) => w.originalName)).to.deep.equal(adapterA);
+      expect(rawGrads()).to.have.members(adapterA).and.have.length(4);
+      lora.model.trainable = false; // a frozen model trains nothing, adapters included
+      expect(lora.model.weights.filter((w) => w.trainable)).to.deep.equal([]);
+      lora.model.trainable = true;
+      expect(rawGrads()).to.have.members(adapterA).and.have.length(4);
+      lora.setActiveAdapter('b');
+      lora.model.trainable = true;
+      expect(rawGrads()).to.have.members(['fc1/lora_A.b', 'fc1/lora_B.b', 'fc2/lora_A.b', 'fc2/lora_B.b']).and.have.length(4);
+      x.dispose();
       lora.dispose();
       base.dispose();
+    });
+
+    it('a reloaded LoRA model (LoraModel.from) keeps its base frozen under model.trainable = true', async () => {
+      const base = mlp();
+      const lora = applyLora(base, { targets: 'fc1', rank: 2, modulesToSave: 'head' });
+      const again = LoraModel.from(await roundTrip(lora.model));
+      again.model.trainable = true;
+      expect(again.model.weights.filter((w) => w.trainable).map((w) => w.originalName.replace(/_\d+\//, '/'))).to.have.members(['fc1/lora_A.default', 'fc1/lora_B.default', 'head/kernel', 'head/bias']);
+      [again, lora, base].forEach((m) => m.dispose());
     });
   });
 });

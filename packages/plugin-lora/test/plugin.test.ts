@@ -3,10 +3,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { sgd, Trainer, TapfitError } from '@tapfit/core';
+import { ErrorCodes, sgd, Trainer, TapfitError } from '@tapfit/core';
 import { blobData, describeConformance, testTrainer, testTrainerOptions, tinyModel } from '@tapfit/core/testing';
 import { applyLora, lora, LoraDense } from '../src';
-import { useCpu } from './helpers';
+import { maxAbsDiff, rejected, sameValues, useCpu } from './helpers';
 
 const options = { targets: 'hidden', rank: 2, alpha: 4, seed: 7, modulesToSave: 'out' } as const;
 
@@ -97,5 +97,69 @@ describe('lora plugin', () => {
       data.dispose();
       t.dispose();
     }
+  });
+
+  it('refuses, in checkState before anything is written, a resume with other modulesToSave, naming both', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-lora-ckpt-'));
+    const data = blobData(16);
+    const t = testTrainer({ plugins: [lora({ targets: 'hidden', rank: 2, seed: 1, modulesToSave: 'out' })], optimizer: sgd({ lr: 0.1 }) });
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    await t.save(dir);
+    try {
+      const model = tinyModel();
+      const weights = model.getWeights().map((w) => Array.from(w.dataSync()));
+      const plugin = lora({ targets: 'hidden', rank: 2, seed: 1 });
+      const refusedBy: string[] = [];
+      for (const method of ['checkState', 'loadState'] as const) {
+        const original = plugin[method]!;
+        plugin[method] = (state) => {
+          try {
+            original(state);
+          } catch (e) {
+            refusedBy.push(method);
+            throw e;
+          }
+        };
+      }
+      const err = await rejected(Trainer.resume(dir, testTrainerOptions({ model, plugins: [plugin], optimizer: sgd({ lr: 0.1 }) })));
+      expect(err).to.be.instanceOf(TapfitError);
+      expect((err as TapfitError).code).to.equal(ErrorCodes.CHECKPOINT);
+      expect(err.message).to.match(/lora: the checkpoint was trained with LoRA .*"modulesToSave":\["out"\].* but this trainer applies .*"modulesToSave":\[\].*\(modulesToSave differ\); resume with the same targets, modulesToSave/);
+      expect(refusedBy).to.deep.equal(['checkState']);
+      expect(model.getWeights().map((w) => Array.from(w.dataSync()))).to.deep.equal(weights);
+      model.dispose();
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      data.dispose();
+      t.dispose();
+    }
+  });
+
+  it('refuses to checkpoint while merged (the update would apply twice on resume); unmerged, a resume reproduces the trained outputs', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-lora-ckpt-'));
+    const data = blobData(16);
+    const plugin = lora({ targets: 'hidden', rank: 2, seed: 1 });
+    const t = testTrainer({ plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
+    await t.fit(data, { epochs: 3, batchSize: 8 });
+    const x = tf.randomNormal([4, 4], 0, 1, 'float32', 9);
+    const trained = plugin.lora!.model.predict(x) as tf.Tensor;
+    plugin.lora!.merge();
+    const err = await rejected(t.save(dir));
+    expect(err).to.be.instanceOf(TapfitError);
+    expect((err as TapfitError).code).to.equal(ErrorCodes.STATE);
+    expect(err.message).to.match(/^lora: cannot save a checkpoint while adapter 'default' is merged into the base weights .*apply the update twice on resume\); call plugin\.lora\.unmerge\(\) first/);
+    plugin.lora!.unmerge();
+    const unmerged = plugin.lora!.model.predict(x) as tf.Tensor;
+    expect(maxAbsDiff(unmerged, trained)).to.be.below(1e-5);
+    await t.save(dir);
+    const again = lora({ targets: 'hidden', rank: 2, seed: 1 });
+    const r = await Trainer.resume(dir, testTrainerOptions({ model: tinyModel(), plugins: [again], optimizer: sgd({ lr: 0.5 }) }));
+    const resumed = again.lora!.model.predict(x) as tf.Tensor;
+    expect(sameValues(resumed, unmerged)).to.equal(true);
+    tf.dispose([x, trained, unmerged, resumed]);
+    fs.rmSync(dir, { recursive: true, force: true });
+    data.dispose();
+    r.dispose();
+    t.dispose();
   });
 });

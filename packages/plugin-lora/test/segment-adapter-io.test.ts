@@ -59,7 +59,7 @@ describe('segment adapter save and load', () => {
     const otherBase = denseSegments(2); // same shapes, other weights
     const tensors = tf.memory().numTensors;
     const err = await rejected(LoraSegmentModel.load(otherBase, path.join(dir, 'seg')));
-    expect(err.message).to.match(/cannot load .* the base weights differ: layer 'fc1\/param0' kernel differs by up to/);
+    expect(err.message).to.match(/cannot load .* the base weights differ: 'fc1\/param0' differs by up to/);
     expect(modelVariables(otherBase).every((v) => v.trainable)).to.equal(true); // the failed load was undone
     expect(tf.memory().numTensors).to.equal(tensors);
 
@@ -87,5 +87,38 @@ describe('segment adapter save and load', () => {
     [layersLora, layers].forEach((m) => m.dispose());
     lora.dispose();
     [base, otherBase, base3].forEach(disposeModel);
+  });
+
+  it('compares every base variable, biases and untargeted ones too, except modulesToSave and never-trainable statistics', async () => {
+    const { base, lora } = trained(); // targets fc1/param0; head/param0 is saved in full
+    const file = await lora.saveAdapter(dir);
+    expect(Object.keys(file.base.samples)).to.deep.equal(['fc1/param0', 'fc1/param1', 'head/param1']);
+    const shifted = (index: number) => {
+      const b = denseSegments(1);
+      const v = modelVariables(b)[index];
+      v.assign(tf.tidy(() => tf.add(v, 0.5)));
+      return b;
+    };
+    for (const [index, name] of [[1, 'fc1/param1'], [3, 'head/param1']] as const) {
+      const other = shifted(index);
+      const err = await rejected(LoraSegmentModel.load(other, dir));
+      expect(err.message).to.match(new RegExp(`the base weights differ: '${name}' differs by up to`));
+      expect(modelVariables(other).every((v) => v.trainable)).to.equal(true);
+      disposeModel(other);
+    }
+    const otherSaved = shifted(2); // head/param0: stored in the file
+    const loaded = await LoraSegmentModel.load(otherSaved, dir);
+    loaded.dispose();
+    disposeModel(otherSaved);
+    // A variable that was never trainable (a running statistic) may drift.
+    const statistic = denseSegments(1);
+    modelVariables(statistic)[3].trainable = false;
+    const frozen = applyLoraToSegments(statistic, { targets: 'fc1', rank: 2, seed: 5 });
+    const statsFile = await frozen.saveAdapter(path.join(dir, 'stats'));
+    expect(Object.keys(statsFile.base.samples)).to.deep.equal(['fc1/param0', 'fc1/param1', 'head/param0']);
+    frozen.dispose();
+    disposeModel(statistic);
+    lora.dispose();
+    disposeModel(base);
   });
 });

@@ -3,10 +3,10 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { modelVariables, sgd, Trainer } from '@tapfit/core';
+import { ErrorCodes, modelVariables, sgd, TapfitError, Trainer } from '@tapfit/core';
 import { blobData, describeConformance, testTrainer, testTrainerOptions } from '@tapfit/core/testing';
 import { applyLoraToSegments, lora } from '../src';
-import { maxAbsDiff, sameValues, useCpu } from './helpers';
+import { maxAbsDiff, rejected, sameValues, useCpu } from './helpers';
 import { denseSegments, disposeModel } from './segment-helpers';
 
 const options = { targets: 'fc1', rank: 2, alpha: 4, seed: 7, modulesToSave: 'head' } as const;
@@ -106,5 +106,56 @@ describe('lora plugin on a segment model', () => {
       plugin.segmentLora!.dispose();
       other.segmentLora?.dispose();
     }
+  });
+
+  it('refuses a resume with other modulesToSave, naming both, before anything is written', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-lora-seg-ckpt-'));
+    const data = blobData(16);
+    const t = testTrainer({ model: denseSegments(), plugins: [lora({ targets: 'fc1', rank: 2, seed: 1, modulesToSave: 'head' })], optimizer: sgd({ lr: 0.1 }) });
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    await t.save(dir);
+    const base = denseSegments();
+    const values = modelVariables(base).map((v) => Array.from(v.dataSync()));
+    const other = lora({ targets: 'fc1', rank: 2, seed: 1 });
+    try {
+      const err = await rejected(Trainer.resume(dir, testTrainerOptions({ model: base, plugins: [other], optimizer: sgd({ lr: 0.1 }) })));
+      expect((err as TapfitError).code).to.equal(ErrorCodes.CHECKPOINT);
+      expect(err.message).to.match(/"modulesToSave":\["head\/param0","head\/param1"\].* but this trainer applies .*"modulesToSave":\[\].*\(modulesToSave differ\)/);
+      expect(modelVariables(base).map((v) => Array.from(v.dataSync()))).to.deep.equal(values);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+      data.dispose();
+      t.dispose();
+      other.segmentLora?.dispose();
+      disposeModel(base);
+    }
+  });
+
+  it('refuses to checkpoint while merged; unmerged, a resume reproduces the trained outputs', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-lora-seg-ckpt-'));
+    const data = blobData(16);
+    const plugin = lora({ targets: 'fc1', rank: 2, seed: 1 });
+    const t = testTrainer({ model: denseSegments(), plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
+    await t.fit(data, { epochs: 3, batchSize: 8 });
+    const x = tf.randomNormal([4, 4], 0, 1, 'float32', 9);
+    const trained = t.predict(x);
+    plugin.segmentLora!.merge();
+    const err = await rejected(t.save(dir));
+    expect((err as TapfitError).code).to.equal(ErrorCodes.STATE);
+    expect(err.message).to.match(/^lora: cannot save a checkpoint while adapter 'default' is merged .*call plugin\.segmentLora\.unmerge\(\) first/);
+    plugin.segmentLora!.unmerge();
+    const unmerged = t.predict(x);
+    expect(maxAbsDiff(unmerged, trained)).to.be.below(1e-5);
+    await t.save(dir);
+    const base = denseSegments();
+    const r = await Trainer.resume(dir, testTrainerOptions({ model: base, plugins: [lora({ targets: 'fc1', rank: 2, seed: 1 })], optimizer: sgd({ lr: 0.5 }) }));
+    const resumed = r.predict(x);
+    expect(sameValues(resumed, unmerged)).to.equal(true);
+    tf.dispose([x, trained, unmerged, resumed]);
+    fs.rmSync(dir, { recursive: true, force: true });
+    data.dispose();
+    r.dispose();
+    t.dispose();
+    disposeModel(base);
   });
 });

@@ -1,7 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
+import { ErrorCodes, TapfitError } from '@tapfit/core';
 import { analyzeUpdate, applyLora, explainedRank, formatAnalysis, rank90, singularValues } from '../src';
-import { cnn, mlp, perturbAdapters, useCpu } from './helpers';
+import { cnn, mlp, perturbAdapters, thrown, useCpu } from './helpers';
 
 /** Deterministic standard normals (Box-Muller over a small LCG), so the test needs no tf RNG. */
 function normals(n: number, seed: number): number[] {
@@ -104,5 +105,21 @@ describe('spectral analysis', () => {
     expect(a.layers.find((l) => l.layer === 'conv2')!.delta.rank).to.equal(0); // untouched
     base.dispose();
     tuned.dispose();
+  });
+
+  it('analyzeUpdate refuses a fraction outside (0, 1] by its own name, and leaks nothing', () => {
+    const base = mlp();
+    const lora = applyLora(base, { targets: 'fc1', rank: 2, seed: 1 });
+    analyzeUpdate(base, lora.model); // warm-up: tfjs caches a few tensors on first use
+    for (const fraction of [90, 0, -0.5, Number.NaN]) {
+      const n = tf.memory().numTensors;
+      const err = thrown(() => analyzeUpdate(base, lora.model, { fraction }));
+      expect(err).to.be.instanceOf(TapfitError);
+      expect((err as TapfitError).code).to.equal(ErrorCodes.CONFIG);
+      expect(err.message).to.match(/^lora: analyzeUpdate: option 'fraction' must be in \(0, 1\] \(got .*\); use 0\.9/);
+      expect(tf.memory().numTensors, `tensors after fraction ${fraction}`).to.equal(n);
+    }
+    lora.dispose();
+    base.dispose();
   });
 });

@@ -1,7 +1,7 @@
 import { configError } from './errors';
 import type { LayerSelector } from './selectors';
 
-/** How the adapter's down-projection `A` starts (`B` always starts at zero). */
+/** How the adapter's down-projection `A` starts (`B` starts at zero; Embedding ignores it: A = 0, B ~ N(0, 1), as PEFT). */
 export type LoraInit = 'kaiming' | 'gaussian';
 
 /** Hyperparameters of one adapter; stored in layer configs and adapter files. */
@@ -39,7 +39,7 @@ export interface LoraOptions extends AdapterOptions {
   modulesToSave?: LayerSelector | readonly LayerSelector[];
   /** Name of the first adapter. Default 'default'. */
   adapterName?: string;
-  /** Seed for the initialisation of A (target i gets seed + 1000 i). */
+  /** Seed for the random factor, A (B for Embedding); target i gets seed + 1000 i. */
   seed?: number;
 }
 

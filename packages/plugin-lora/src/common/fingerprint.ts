@@ -7,27 +7,38 @@ export interface BaseFingerprint {
   readonly structureHash: string;
   /** Every leaf layer with its base class and base weight shapes (LoRA layers as the layer they wrap); every base variable of a segment model. */
   readonly layers: { path: string; className: string; shapes: number[][] }[];
-  /** Up to SAMPLE values of each adapted layer's base kernel, at evenly spaced positions. */
+  /**
+   * Up to SAMPLE values, at evenly spaced positions, of each base weight training leaves
+   * alone, by weight path: every weight but modulesToSave (stored in full) and running
+   * statistics. Older files hold only the adapted kernels, by layer path; a load
+   * compares what the file holds.
+   */
   readonly samples: Record<string, number[]>;
 }
 
 const SAMPLE = 64;
 
-/** A fingerprint of `layers`, with `samples` of each tensor in `sampled` (by path). */
+/** A fingerprint of `layers`, with `samples` of each tensor in `sampled` named by `samplePaths`. */
 export function makeFingerprint(layers: BaseFingerprint['layers'], sampled: ReadonlyMap<string, tf.Tensor>, samplePaths: readonly string[]): BaseFingerprint {
-  const samples: Record<string, number[]> = {};
-  for (const path of samplePaths) {
-    const t = sampled.get(path);
-    if (t) samples[path] = sample(t);
-  }
+  const paths = samplePaths.filter((p) => sampled.has(p));
+  const values = sampleAll(paths.map((p) => sampled.get(p)!));
+  const samples: Record<string, number[]> = Object.fromEntries(paths.map((p, i) => [p, values[i]]));
   return { structureHash: createHash('sha256').update(JSON.stringify(layers)).digest('hex'), layers, samples };
 }
 
-/** Up to SAMPLE values of `t` at evenly spaced flat positions. */
-function sample(t: tf.Tensor): number[] {
-  const n = t.size;
-  const idx = Array.from({ length: Math.min(SAMPLE, n) }, (_, i) => Math.floor((i * n) / Math.min(SAMPLE, n)));
-  return tf.tidy(() => Array.from(tf.gather(tf.reshape(t, [-1]), idx).dataSync()));
+/** Up to SAMPLE values of each tensor at evenly spaced flat positions, read back in one sync. */
+function sampleAll(tensors: readonly tf.Tensor[]): number[][] {
+  if (tensors.length === 0) return [];
+  const counts = tensors.map((t) => Math.min(SAMPLE, t.size));
+  const flat = tf.tidy(() => {
+    const picks = tensors.map((t, k) => {
+      const idx = Array.from({ length: counts[k] }, (_, i) => Math.floor((i * t.size) / counts[k]));
+      return tf.gather(tf.reshape(tf.cast(t, 'float32'), [-1]), idx);
+    });
+    return Array.from(tf.concat(picks).dataSync());
+  });
+  let at = 0;
+  return counts.map((n) => flat.slice(at, (at += n)));
 }
 
 /**
@@ -51,11 +62,11 @@ export function fingerprintMismatch(expected: BaseFingerprint, actual: BaseFinge
   }
   for (const [path, want] of Object.entries(expected.samples)) {
     const got = actual.samples[path];
-    if (!got || got.length !== want.length) return `layer '${path}' was not sampled in this model`;
+    if (!got || got.length !== want.length) return `base weight '${path}' was not sampled in this model`;
     const scale = Math.max(1e-6, ...want.map(Math.abs));
     const worst = Math.max(...want.map((w, i) => Math.abs(w - got[i])));
     if (worst > 1e-4 * scale) {
-      return `the base weights differ: layer '${path}' kernel differs by up to ${worst.toExponential(2)} (tolerance ${(1e-4 * scale).toExponential(2)}); the adapter was trained on another base model`;
+      return `the base weights differ: '${path}' differs by up to ${worst.toExponential(2)} (tolerance ${(1e-4 * scale).toExponential(2)}); the adapter was trained on another base model`;
     }
   }
   return null;

@@ -5,7 +5,7 @@ import { stateError } from '../common/errors';
 import { fingerprintMismatch } from '../common/fingerprint';
 import { requireLoraLayers, setActiveAdapter } from './adapters';
 import { catalog } from './catalog';
-import { fingerprint } from './layer-fingerprint';
+import { fingerprint, sampledWeights } from './layer-fingerprint';
 import { LoraLayer } from './lora-layer';
 import { localName } from './rebuild';
 
@@ -41,7 +41,9 @@ export async function saveAdapter(model: tf.LayersModel, dir: string, opts: { ad
   for (const m of modules) for (const w of m.layer.weights) tensors.push([`${m.path}/${localName(w)}`, w.read()]);
 
   const targets = entries.map((e) => e.path);
-  return writeAdapterFiles(dir, { adapter: name, spec: { ...spec }, targets, modulesToSave: modules.map((m) => m.path), base: fingerprint(model, targets) }, tensors);
+  const modulesToSave = modules.map((m) => m.path);
+  const base = fingerprint(model, sampledWeights(model, modulesToSave));
+  return writeAdapterFiles(dir, { adapter: name, spec: { ...spec }, targets, modulesToSave, base }, tensors);
 }
 
 export interface LoadAdapterOptions {
@@ -89,7 +91,8 @@ export async function loadAdapter(model: tf.LayersModel, dir: string, opts: Load
       { target: () => layer.adapterWeights(name).B, data: storedWeight(tensors, `${p}/lora_B`, bShape, file), shape: bShape },
     );
   }
-  const mismatch = fingerprintMismatch(file.base, fingerprint(model, file.targets));
+  // Sample what the file sampled (older files: the adapted kernels only).
+  const mismatch = fingerprintMismatch(file.base, fingerprint(model, Object.keys(file.base.samples)));
   if (mismatch) throw stateError(`loadAdapter: cannot load '${dir}' onto model '${model.name}': ${mismatch}.`);
   for (const p of file.modulesToSave) {
     const layer = byPath.get(p);

@@ -1,19 +1,12 @@
 import type * as tf from '@tensorflow/tfjs';
 import { type AdapterOptions, asList, checkAdapterName, resolveSpec } from '../common/config';
 import { configError, stateError } from '../common/errors';
+import { ADAPTER_KEYS, checkOptionKeys } from '../common/option-keys';
 import { checkSelector, describeSelector, type LayerSelector } from '../common/selectors';
 import { catalog, loraLayersOf } from './catalog';
 import { selectsLayer } from './layer-selector';
 import { LoraLayer } from './lora-layer';
-
-/**
- * Make variable flags agree with layer flags: frozen layers' variables not trainable.
- * tfjs resets these flags when it builds a Sequential or loads a model, and raw
- * tf.variableGrads(f) / optimizer.minimize(f) without a var list read them.
- */
-export function syncTrainableFlags(model: tf.LayersModel): void {
-  for (const e of catalog(model)) if (!(e.layer instanceof LoraLayer) && !e.layer.trainable) for (const w of e.layer.weights) w.trainable = false;
-}
+import { syncTrainableFlags } from './trainable-flags';
 
 /** The LoRA layers of a model; an error if there are none. */
 export function requireLoraLayers(model: tf.LayersModel, action: string): LoraLayer[] {
@@ -44,6 +37,7 @@ export function setActiveAdapter(model: tf.LayersModel, name: string | null): vo
   const merged = layers.find((l) => l.isMerged);
   if (merged) throw stateError(`setActiveAdapter: adapter '${merged.activeAdapter}' is merged; call unmerge() first.`);
   for (const l of layers) l.setActiveAdapter(name !== null && l.hasAdapter(name) ? name : null);
+  syncTrainableFlags(model); // a layer enables its adapter's flags even inside a model set untrainable
 }
 
 export interface AddAdapterOptions extends AdapterOptions {
@@ -52,8 +46,9 @@ export interface AddAdapterOptions extends AdapterOptions {
   seed?: number;
 }
 
-/** Add adapter `name` (A random, B zero) to already-wrapped layers; all-or-nothing. */
+/** Add adapter `name` (update A B = 0 at the start) to already-wrapped layers; all-or-nothing. */
 export function addAdapter(model: tf.LayersModel, name: string, opts: AddAdapterOptions): string[] {
+  checkOptionKeys('addAdapter', opts, [...ADAPTER_KEYS, 'targets', 'seed']);
   checkAdapterName(name);
   const spec = resolveSpec(opts);
   requireLoraLayers(model, 'addAdapter');

@@ -1,6 +1,7 @@
 import type * as tf from '@tensorflow/tfjs';
 import { type LoraOptions, resolveOptions } from '../common/config';
 import { type DryRunOptions, type LoraPlan, reportPlan } from '../common/lora-plan';
+import { checkOptionKeys, DRY_RUN_KEYS, LORA_KEYS } from '../common/option-keys';
 import { injectLora } from './inject';
 import { planLora } from './layer-plan';
 import { LoraModel } from './lora-model';
@@ -8,7 +9,7 @@ import { LoraModel } from './lora-model';
 /**
  * Wrap the targeted layers of a tfjs-layers model with LoRA. Returns a handle on a new
  * model (TF.js layers cannot be swapped in place) whose targeted layers hold a copy of
- * the base weights, frozen, plus a trainable adapter (B = 0, so its outputs start equal
+ * the base weights, frozen, plus a trainable adapter (A B = 0, so its outputs start equal
  * to the base model's). Every other layer is frozen, except `modulesToSave`. The input
  * model is not modified.
  *
@@ -19,6 +20,7 @@ import { LoraModel } from './lora-model';
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraModel;
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions): LoraModel | LoraPlan {
+  checkOptionKeys('applyLora', opts, [...LORA_KEYS, ...DRY_RUN_KEYS], { verbose: "an option of the lora() plugin; applyLora logs with dryRun: true" });
   if (opts.dryRun) return reportPlan(planLora(model, opts, resolveOptions(opts).spec), opts.logger);
   const { model: rebuilt, plan } = injectLora(model, opts);
   return new LoraModel(rebuilt, plan);

@@ -2,15 +2,15 @@ import * as tf from '@tensorflow/tfjs';
 import { type LoraOptions, resolveOptions } from '../common/config';
 import { configError } from '../common/errors';
 import { type LoraPlan, planError } from '../common/lora-plan';
-import { syncTrainableFlags } from './adapters';
 import { ADAPTABLE, type AdaptableKind } from './catalog';
 import { planLora } from './layer-plan';
 import { LoraLayer, type LoraLayerState } from './lora-layer';
 import { buildFromConfig, copyWeightsByName, editConfig, localName, pairLayers } from './rebuild';
+import { syncTrainableFlags } from './trainable-flags';
 
 /**
  * The surgery behind `applyLora`: the rebuilt model with LoRA layers (base weights
- * copied and frozen, B = 0) and the plan it followed. Every option is checked first;
+ * copied and frozen, A B = 0) and the plan it followed. Every option is checked first;
  * nothing is built if the plan is refused.
  */
 export function injectLora(model: tf.LayersModel, opts: LoraOptions): { model: tf.LayersModel; plan: LoraPlan } {

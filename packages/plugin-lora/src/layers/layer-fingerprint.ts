@@ -4,13 +4,14 @@ import { isContainer } from './catalog';
 import { LoraLayer } from './lora-layer';
 import { localName } from './rebuild';
 
-/**
- * The fingerprint of a layers model's base: every leaf layer with its base class and
- * base weight shapes (LoRA layers as the layer they wrap), plus samples of the kernels
- * of the layers named in `samplePaths`.
- */
-export function fingerprint(model: tf.LayersModel, samplePaths: readonly string[]): BaseFingerprint {
+/** Running statistics: a frozen BatchNormalization still updates them in training mode. */
+const STATISTICS = /^moving_/;
+
+/** Every base weight of a leaf layer by weight path ('fc1/kernel'); LoRA layers give their kernel and bias. */
+function baseWeights(model: tf.LayersModel): { layers: BaseFingerprint['layers']; weights: Map<string, tf.Tensor>; kernels: Map<string, tf.Tensor> } {
   const layers: BaseFingerprint['layers'] = [];
+  const weights = new Map<string, tf.Tensor>();
+  // Files written before every weight was sampled name an adapted kernel by its layer path.
   const kernels = new Map<string, tf.Tensor>();
   const walk = (c: tf.LayersModel, prefix: string): void => {
     for (const l of c.layers) {
@@ -20,17 +21,38 @@ export function fingerprint(model: tf.LayersModel, samplePaths: readonly string[
         continue;
       }
       if (l.getClassName() === 'InputLayer') continue;
-      if (l instanceof LoraLayer) {
-        const base = l.bias ? [l.kernel, l.bias] : [l.kernel];
-        layers.push({ path, className: l.baseClassName, shapes: base.map((w) => w.shape as number[]) });
-        kernels.set(path, l.kernel.read());
-      } else {
-        layers.push({ path, className: l.getClassName(), shapes: l.weights.map((w) => w.shape as number[]) });
-        const k = l.weights.find((w) => ['kernel', 'embeddings'].includes(localName(w)));
-        if (k) kernels.set(path, k.read());
+      const base = l instanceof LoraLayer ? (l.bias ? [l.kernel, l.bias] : [l.kernel]) : l.weights;
+      layers.push({ path, className: l instanceof LoraLayer ? l.baseClassName : l.getClassName(), shapes: base.map((w) => w.shape as number[]) });
+      for (const w of base) {
+        const name = localName(w);
+        weights.set(`${path}/${name}`, w.read());
+        if (name === 'kernel' || name === 'embeddings') kernels.set(path, w.read());
       }
     }
   };
   walk(model, '');
-  return makeFingerprint(layers, kernels, samplePaths);
+  return { layers, weights, kernels };
+}
+
+/**
+ * The fingerprint of a layers model's base: every leaf layer with its base class and
+ * base weight shapes (LoRA layers as the layer they wrap), plus samples of the weights
+ * named in `samplePaths` ('fc1/kernel', 'fc1/bias'; a bare layer path names its kernel).
+ */
+export function fingerprint(model: tf.LayersModel, samplePaths: readonly string[]): BaseFingerprint {
+  const { layers, weights, kernels } = baseWeights(model);
+  return makeFingerprint(layers, new Map([...kernels, ...weights]), samplePaths);
+}
+
+/**
+ * The weight paths an adapter file samples: every base weight except those of
+ * `modulesToSave` layers (the file stores them, training changed them) and running
+ * statistics (training changes them even in a frozen layer).
+ */
+export function sampledWeights(model: tf.LayersModel, modulesToSave: readonly string[]): string[] {
+  const skip = new Set(modulesToSave);
+  return [...baseWeights(model).weights.keys()].filter((p) => {
+    const cut = p.lastIndexOf('/');
+    return !skip.has(p.slice(0, cut)) && !STATISTICS.test(p.slice(cut + 1));
+  });
 }

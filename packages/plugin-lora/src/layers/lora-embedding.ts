@@ -1,9 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
-import { type FusedActivation, LoraLayer, type Shape } from './lora-layer';
+import type { AdapterSpec } from '../common/config';
+import { type AdapterInit, type FusedActivation, LoraLayer, type Shape } from './lora-layer';
 
 /**
  * LoRA around an Embedding: table E [vocab, dim], A [vocab, r], B [r, dim]; the
  * adapter row of id i is A[i] B. No dropout (the input is ids), no bias, no activation.
+ * Initialised as PEFT's lora_embedding_A / _B: A = 0 and B ~ N(0, 1), whatever `init`.
  */
 export class LoraEmbedding extends LoraLayer {
   static readonly className = 'LoraEmbedding';
@@ -21,6 +23,13 @@ export class LoraEmbedding extends LoraLayer {
 
   // Like Embedding: ids may come in any rank.
   protected override warnOnIncompatibleInputShape(): void {}
+
+  // PEFT's reset_lora_parameters: the update A B starts at 0 through A, not B. A
+  // U(+-1/sqrt(vocab)) would be tiny for a large vocabulary and the adapter would start
+  // slowly: with B = 0 only B gets a gradient, and that gradient is scaled by A.
+  protected override adapterInitializers(_spec: AdapterSpec, _fanIn: number, seed: number | undefined): AdapterInit {
+    return { A: tf.initializers.zeros(), B: tf.initializers.randomNormal({ mean: 0, stddev: 1, seed }) };
+  }
 
   protected kernelShape(): number[] {
     return [this.baseConfig.inputDim as number, this.baseConfig.outputDim as number];

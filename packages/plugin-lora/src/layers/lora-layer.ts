@@ -7,6 +7,8 @@ import { configError, stateError } from '../common/errors';
 export type Kwargs = { [key: string]: any };
 export type Shape = (number | null)[];
 export type FusedActivation = 'linear' | 'relu' | 'elu';
+/** How a new adapter's A and B start (tfjs does not export its Initializer type). */
+export type AdapterInit = Record<'A' | 'B', ReturnType<typeof tf.initializers.zeros>>;
 
 /** What a LoRA layer adds to its base layer's config (serialised with the model). */
 export interface LoraLayerState {
@@ -15,7 +17,7 @@ export interface LoraLayerState {
   active: string | null;
   /** True when the active adapter is folded into the base kernel. */
   merged: boolean;
-  /** Seed for A's initialisation; null draws a fresh one. */
+  /** Seed for the adapters' initialisation; null draws a fresh one. */
   seed: number | null;
 }
 
@@ -176,7 +178,7 @@ export abstract class LoraLayer extends tf.layers.Layer {
     return { A, B };
   }
 
-  /** Add a new adapter (A random, B zero); it becomes trainable only when active. */
+  /** Add a new adapter (its update A B starts at 0); it becomes trainable only when active. */
   addAdapter(name: string, spec: AdapterSpec, seed?: number): void {
     checkAdapterName(name);
     if (this.adapters.has(name)) throw configError(`layer '${this.name}' already has an adapter named '${name}'.`);
@@ -278,17 +280,26 @@ export abstract class LoraLayer extends tf.layers.Layer {
       throw configError(`rank ${r} exceeds min(fan-in, fan-out) = min(${fanIn}, ${fanOut}) of layer '${this.name}'; a rank this high cannot be low-rank. Use rank <= ${Math.min(fanIn, fanOut)} or exclude the layer.`);
     }
     const kShape = this.kernel.shape as number[];
-    const init =
-      spec.init === 'kaiming'
-        ? tf.initializers.randomUniform({ minval: -1 / Math.sqrt(fanIn), maxval: 1 / Math.sqrt(fanIn), seed })
-        : tf.initializers.randomNormal({ mean: 0, stddev: 1 / r, seed });
+    const init = this.adapterInitializers(spec, fanIn, seed);
     // Added as non-trainable: which weights train is decided by the getters below, not
     // by tfjs' flags (a container's `trainable` setter resets the flags of every weight
     // a layer registered as trainable).
-    const A = this.addWeight(this.weightName(`lora_A.${name}`), [...kShape.slice(0, -1), r], 'float32', init, undefined, false);
-    const B = this.addWeight(this.weightName(`lora_B.${name}`), [r, fanOut], 'float32', tf.initializers.zeros(), undefined, false);
+    const A = this.addWeight(this.weightName(`lora_A.${name}`), [...kShape.slice(0, -1), r], 'float32', init.A, undefined, false);
+    const B = this.addWeight(this.weightName(`lora_B.${name}`), [r, fanOut], 'float32', init.B, undefined, false);
     this.adapters.set(name, { spec, A, B });
     this.syncFlags();
+  }
+
+  /**
+   * How a new adapter starts, PEFT's way for Dense and Conv2D: A kaiming-uniform
+   * U(-1/sqrt(fanIn), 1/sqrt(fanIn)) or gaussian N(0, (1/r)^2), B = 0, so A B = 0.
+   */
+  protected adapterInitializers(spec: AdapterSpec, fanIn: number, seed: number | undefined): AdapterInit {
+    const bound = 1 / Math.sqrt(fanIn);
+    return {
+      A: spec.init === 'kaiming' ? tf.initializers.randomUniform({ minval: -bound, maxval: bound, seed }) : tf.initializers.randomNormal({ mean: 0, stddev: 1 / spec.rank, seed }),
+      B: tf.initializers.zeros(),
+    };
   }
 
   /** Variable flags follow the active adapter, so raw tf.variableGrads(f) agrees with trainableWeights. */

@@ -3,11 +3,12 @@ import { type AdapterFile, checkModelKind, readAdapter } from '../common/adapter
 import { formatPlan, type LoraPlan } from '../common/lora-plan';
 import { exactPath } from '../common/selectors';
 import { loadAdapter, type LoadAdapterOptions, saveAdapter } from './adapter-io';
-import { activeAdapterOf, addAdapter, type AddAdapterOptions, adapterNamesOf, isMerged, requireLoraLayers, setActiveAdapter, syncTrainableFlags } from './adapters';
+import { activeAdapterOf, addAdapter, type AddAdapterOptions, adapterNamesOf, isMerged, requireLoraLayers, setActiveAdapter } from './adapters';
 import { loraLayersOf } from './catalog';
 import { injectLora } from './inject';
 import type { LoraLayer } from './lora-layer';
 import { mergeAdapter, unmergeAdapter } from './merge';
+import { syncTrainableFlags } from './trainable-flags';
 import { unloadLora } from './unload';
 
 /**

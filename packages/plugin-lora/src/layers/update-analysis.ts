@@ -47,6 +47,10 @@ function kernelsOf(model: tf.LayersModel): Map<string, tf.Tensor> {
  */
 export function analyzeUpdate(base: tf.LayersModel, tuned: tf.LayersModel, opts: { fraction?: number } = {}): UpdateAnalysis {
   const fraction = opts.fraction ?? 0.9;
+  // Checked before any kernel is copied, so a bad value costs nothing and names this call.
+  if (typeof fraction !== 'number' || !(fraction > 0 && fraction <= 1)) {
+    throw configError(`analyzeUpdate: option 'fraction' must be in (0, 1] (got ${String(fraction)}); use 0.9 for the paper's rank90.`);
+  }
   const pre = kernelsOf(base);
   const ft = kernelsOf(tuned);
   try {
@@ -60,8 +64,12 @@ export function analyzeUpdate(base: tf.LayersModel, tuned: tf.LayersModel, opts:
       const cols = w0.shape[w0.rank - 1];
       const rows = w0.size / cols;
       const delta = tf.sub(w1, w0);
-      const d = spectrumOf(delta, rows, cols, fraction);
-      delta.dispose();
+      let d: Spectrum;
+      try {
+        d = spectrumOf(delta, rows, cols, fraction);
+      } finally {
+        delta.dispose();
+      }
       const p = spectrumOf(w0, rows, cols, fraction);
       layers.push({ layer: path, shape: [rows, cols], pre: p, ft: spectrumOf(w1, rows, cols, fraction), delta: d, relativeUpdate: p.norm > 0 ? d.norm / p.norm : Infinity });
     }

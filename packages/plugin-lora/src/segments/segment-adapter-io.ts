@@ -4,7 +4,7 @@ import { type AdapterFile, checkModelKind, readAdapter, storedWeight, writeAdapt
 import type { AdapterSpec } from '../common/config';
 import { stateError } from '../common/errors';
 import { fingerprintMismatch } from '../common/fingerprint';
-import { segmentFingerprint } from './segment-fingerprint';
+import { sampledVariables, segmentFingerprint } from './segment-fingerprint';
 
 /** What saving and loading read from a segment LoRA (a `LoraSegmentModel`). */
 export interface SegmentLoraWeights {
@@ -17,6 +17,8 @@ export interface SegmentLoraWeights {
   readonly adapters: readonly { readonly path: string; readonly A: tf.Variable; readonly B: tf.Variable }[];
   /** Variables trained in full (modulesToSave). */
   readonly saved: readonly { readonly path: string; readonly variable: tf.Variable }[];
+  /** Whether a base variable was trainable before LoRA froze it (false: normalisation statistics). */
+  wasTrainable(variable: tf.Variable): boolean;
 }
 
 /**
@@ -29,11 +31,9 @@ export async function saveSegmentAdapter(lora: SegmentLoraWeights, dir: string):
   const tensors: [string, tf.Tensor][] = [];
   for (const a of lora.adapters) tensors.push([`${a.path}/lora_A`, a.A], [`${a.path}/lora_B`, a.B]);
   for (const s of lora.saved) tensors.push([s.path, s.variable]);
-  return writeAdapterFiles(
-    dir,
-    { modelKind: 'segments', adapter: lora.adapter, spec: { ...lora.spec }, targets: lora.targets, modulesToSave: lora.saved.map((s) => s.path), base: segmentFingerprint(lora.base, lora.targets) },
-    tensors,
-  );
+  const modulesToSave = lora.saved.map((s) => s.path);
+  const base = segmentFingerprint(lora.base, sampledVariables(lora.base, modulesToSave, (v) => lora.wasTrainable(v)));
+  return writeAdapterFiles(dir, { modelKind: 'segments', adapter: lora.adapter, spec: { ...lora.spec }, targets: lora.targets, modulesToSave, base }, tensors);
 }
 
 /**
@@ -53,7 +53,8 @@ export async function loadSegmentAdapter(lora: SegmentLoraWeights, dir: string):
         `this LoRA has [${lora.targets.join(', ')}], [${saved.join(', ')}] and ${JSON.stringify(lora.spec)}. Use LoraSegmentModel.load(base, dir) to rebuild it as saved.`,
     );
   }
-  const mismatch = fingerprintMismatch(file.base, segmentFingerprint(lora.base, file.targets));
+  // Sample what the file sampled (older files: the targets only).
+  const mismatch = fingerprintMismatch(file.base, segmentFingerprint(lora.base, Object.keys(file.base.samples)));
   if (mismatch) throw stateError(`loadAdapter: cannot load '${dir}' onto this segment model: ${mismatch}.`);
   const writes: { variable: tf.Variable; data: Float32Array }[] = [];
   const add = (variable: tf.Variable, key: string) => writes.push({ variable, data: storedWeight(tensors, key, [...variable.shape], file) });

@@ -1,3 +1,4 @@
+import type * as tf from '@tensorflow/tfjs';
 import type { TrainableModel } from '@tapfit/core';
 import { type BaseFingerprint, makeFingerprint } from '../common/fingerprint';
 import { segmentCatalog } from './segment-catalog';
@@ -10,4 +11,16 @@ export function segmentFingerprint(model: TrainableModel, samplePaths: readonly 
   const entries = segmentCatalog(model);
   const layers = entries.map((e) => ({ path: e.path, className: 'Variable', shapes: [[...e.variable.shape]] }));
   return makeFingerprint(layers, new Map(entries.map((e) => [e.path, e.variable])), samplePaths);
+}
+
+/**
+ * The variable paths an adapter file samples: every base variable except `modulesToSave`
+ * (the file stores them, training changed them) and those that were never trainable
+ * (normalisation statistics, which training may update).
+ */
+export function sampledVariables(model: TrainableModel, modulesToSave: readonly string[], wasTrainable: (v: tf.Variable) => boolean): string[] {
+  const skip = new Set(modulesToSave);
+  return segmentCatalog(model)
+    .filter((e) => !skip.has(e.path) && wasTrainable(e.variable))
+    .map((e) => e.path);
 }

@@ -4,6 +4,7 @@ import { type AdapterFile, checkModelKind, readAdapter } from '../common/adapter
 import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../common/config';
 import { configError, stateError } from '../common/errors';
 import { type DryRunOptions, formatPlan, type LoraPlan, planError, reportPlan } from '../common/lora-plan';
+import { checkOptionKeys, DRY_RUN_KEYS, LORA_KEYS } from '../common/option-keys';
 import { exactPath } from '../common/selectors';
 import { loadSegmentAdapter, saveSegmentAdapter } from './segment-adapter-io';
 import { adaptedVariables, adapterVariables, entriesByPath } from './segment-catalog';
@@ -43,6 +44,7 @@ function delta(A: tf.Tensor, B: tf.Tensor, scale: number): tf.Tensor {
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraSegmentModel;
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions): LoraSegmentModel | LoraPlan {
+  checkOptionKeys('applyLoraToSegments', opts, [...LORA_KEYS, ...DRY_RUN_KEYS], { verbose: "an option of the lora() plugin; applyLoraToSegments logs with dryRun: true" });
   const { spec, adapter } = resolveOptions(opts);
   const plan = planSegmentLora(model, opts, spec);
   if (opts.dryRun) return reportPlan(plan, opts.logger);
@@ -187,6 +189,11 @@ export class LoraSegmentModel {
     if (this.released) return;
     if (this.merged) this.swap(false);
     this.release();
+  }
+
+  /** Whether a base variable was trainable before LoRA froze it (false: normalisation statistics, or not a base variable). */
+  wasTrainable(variable: tf.Variable): boolean {
+    return this.flags.get(variable) ?? false;
   }
 
   saveAdapter(dir: string): Promise<AdapterFile> {
