@@ -1,5 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, Stage, TapfitError, type MemoryPlan, type Segment, type SegmentContext, type TapfitPlugin, type TrainableModel } from '@tapfit/core';
+import { ErrorCodes, optionSchemas, parseOptions, Stage, TapfitError, type MemoryPlan, type Segment, type SegmentContext, type TapfitPlugin, type TrainableModel } from '@tapfit/core';
+import { z } from 'zod';
+import { recomputeBeforeRounding } from './reversible/exact-handoff';
 import { ReversibleSegment } from './reversible/reversible-segment';
 
 export const REVSILO_PLUGIN = 'revsilo';
@@ -21,24 +23,26 @@ export interface RevsiloOptions {
   checkReconstruction?: boolean | { tolerance?: number };
 }
 
-const OPTION_KEYS = new Set(['segments', 'checkReconstruction']);
+const { flag, positive } = optionSchemas;
+
+// Strict at every level, so a misspelt option (also inside checkReconstruction) fails naming it.
+const optionsSchema = z.strictObject(
+  {
+    segments: z
+      .union([z.array(z.string()), z.instanceof(RegExp), z.custom<(name: string) => boolean>((v) => typeof v === 'function')], {
+        error: "must be a list of segment names, a RegExp or a function of the name (e.g. ['block0', 'block1'] or /silo/)",
+      })
+      .optional(),
+    checkReconstruction: z.union([flag, z.strictObject({ tolerance: positive.optional() })], { error: 'must be true, false or { tolerance > 0 } (e.g. { tolerance: 1e-3 })' }).optional(),
+  },
+  { error: 'options must be an object, e.g. revsilo({})' },
+);
 
 /** The option errors the plugin factory throws (before any trainer exists). */
-function checkOptions(options: RevsiloOptions): { tolerance?: number } {
-  const bad = (option: string, why: string, fix: string): never => {
-    throw new TapfitError(ErrorCodes.CONFIG, `${REVSILO_PLUGIN}: option '${option}' ${why}; ${fix}.`);
-  };
-  if (typeof options !== 'object' || options === null) bad('options', 'must be an object', 'pass e.g. revsilo({})');
-  for (const key of Object.keys(options)) if (!OPTION_KEYS.has(key)) bad(key, 'is not an option', `use ${[...OPTION_KEYS].join(' or ')}`);
-  const s = options.segments;
-  if (s !== undefined && !(s instanceof RegExp) && typeof s !== 'function' && !(Array.isArray(s) && s.every((n) => typeof n === 'string'))) {
-    bad('segments', 'must be a list of segment names, a RegExp or a function of the name', "pass e.g. ['block0', 'block1'] or /silo/");
-  }
-  const c = options.checkReconstruction;
-  if (c === undefined || c === false) return {};
-  if (c === true) return { tolerance: 1e-3 };
-  if (typeof c !== 'object' || !(c.tolerance === undefined || c.tolerance > 0)) bad('checkReconstruction', 'must be true, false or { tolerance > 0 }', 'pass e.g. { tolerance: 1e-3 }');
-  return { tolerance: (c as { tolerance?: number }).tolerance ?? 1e-3 };
+function checkOptions(options: RevsiloOptions): { segments?: SegmentSelector; tolerance?: number } {
+  const o = parseOptions(REVSILO_PLUGIN, optionsSchema, options);
+  const c = o.checkReconstruction;
+  return { segments: o.segments, tolerance: c === true ? 1e-3 : c ? (c.tolerance ?? 1e-3) : undefined };
 }
 
 function selects(selector: SegmentSelector | undefined, segment: Segment): boolean {
@@ -52,9 +56,16 @@ function selects(selector: SegmentSelector | undefined, segment: Segment): boole
  * The plan with the selected segments marked 'invert' (the plugin's `planMemory` tap,
  * usable without a trainer: pass the result to `SegmentExecutor`). A selected segment
  * without `inverse`, a name the model lacks, or a selection of nothing is an error naming
- * the segment and the fix. `base` is not changed.
+ * the segment and the fix. `base` is not changed. A selected segment right before an
+ * inverted exact one that rounds its output (a float32 segment before a fixed-point one) is
+ * planned 'recompute' instead: rebuilt from the rounded output, its gradients would be wrong
+ * (reversible/exact-handoff.ts).
  */
 export function reversiblePlan(model: TrainableModel, options: Pick<RevsiloOptions, 'segments'> = {}, base?: MemoryPlan): MemoryPlan {
+  return planReversible(model, options, base).plan;
+}
+
+function planReversible(model: TrainableModel, options: Pick<RevsiloOptions, 'segments'>, base?: MemoryPlan): { plan: MemoryPlan; recomputed: string[] } {
   const plan: MemoryPlan = base ? { ...base, segments: base.segments.map((s) => ({ ...s })), extraBytes: [...base.extraBytes] } : { segments: model.segments.map((s) => ({ name: s.name, policy: 'store' })), extraBytes: [] };
   const names = new Set(model.segments.map((s) => s.name));
   if (Array.isArray(options.segments)) {
@@ -80,7 +91,7 @@ export function reversiblePlan(model: TrainableModel, options: Pick<RevsiloOptio
   }
   const inverted = new Set(chosen.map((s) => s.name));
   for (const s of plan.segments) if (inverted.has(s.name)) s.policy = 'invert';
-  return plan;
+  return { plan, recomputed: recomputeBeforeRounding(model.segments, plan) };
 }
 
 /**
@@ -99,7 +110,7 @@ class ReconstructionCheck {
       params: segment.params,
       forward: (xs, ctx) => {
         const ys = segment.forward(xs, ctx);
-        if (ctx.training && !ctx.recomputing) this.keep(segment.name, xs, ys);
+        if (ctx.training && !ctx.recomputing) this.keep(segment, xs, ys);
         else if (ctx.training) this.compare(segment.name, 'recomputed output', 'ys', ys);
         return ys;
       },
@@ -120,10 +131,12 @@ class ReconstructionCheck {
     this.copies.clear();
   }
 
-  private keep(name: string, xs: tf.Tensor[], ys: tf.Tensor[]): void {
-    const old = this.copies.get(name);
+  private keep(segment: Segment, xs: tf.Tensor[], ys: tf.Tensor[]): void {
+    const old = this.copies.get(segment.name);
     if (old) tf.dispose([...old.xs, ...old.ys]);
-    this.copies.set(name, { xs: xs.map((x) => tf.keep(tf.clone(x))), ys: ys.map((y) => tf.keep(tf.clone(y))) });
+    // An exact segment rebuilds its input as its forward rounded it (q(x), not x).
+    const input = tf.tidy(() => (segment instanceof ReversibleSegment ? segment.roundInput(xs) : xs).map((x) => tf.clone(x)));
+    this.copies.set(segment.name, { xs: input.map((x) => tf.keep(x)), ys: ys.map((y) => tf.keep(tf.clone(y))) });
   }
 
   private compare(name: string, what: string, which: 'xs' | 'ys', replayed: tf.Tensor[]): tf.Tensor[] {
@@ -169,12 +182,13 @@ export function revsilo(options: RevsiloOptions = {}): TapfitPlugin {
     core: '^0.1.0',
     apply({ hooks, logger }) {
       hooks.planMemory.tap({ stage: Stage.DEFAULT }, (plan, info) => {
-        const next = reversiblePlan(info.model, options, plan);
+        const { plan: next, recomputed } = planReversible(info.model, check, plan);
         inverted = new Set(next.segments.filter((s) => s.policy === 'invert').map((s) => s.name));
         const exact = info.model.segments.filter((s) => inverted.has(s.name) && s instanceof ReversibleSegment && s.fixedPoint !== undefined).length;
         logger.info(
           `${REVSILO_PLUGIN}: planning ${inverted.size} of ${next.segments.length} segments 'invert' (${[...inverted].slice(0, 6).join(', ')}${inverted.size > 6 ? ', ...' : ''}); ` +
-            `${exact} rebuild their inputs exactly (fixed-point), ${inverted.size - exact} up to float32 rounding`,
+            `${exact} rebuild their inputs exactly (fixed-point), ${inverted.size - exact} up to float32 rounding` +
+            (recomputed.length ? `; ${recomputed.join(', ')} 'recompute' instead: the exact segment after each rounds its output, so it could not rebuild its input` : ''),
         );
         return next;
       });

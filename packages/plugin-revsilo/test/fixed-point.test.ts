@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { adam, ErrorCodes, modelVariables, sgd, SilentLogger, TapfitError, tensorData, Trainer, type TrainableModel } from '@tapfit/core';
 import { expect } from 'chai';
-import { coupling, diceCrossEntropy, fixedPointQuantizer, MBConv, reversibleUNet3d, revBiFPN, revSilo, revsilo, variableFactory } from '../src';
+import { coupling, diceCrossEntropy, fixedPointQuantizer, MBConv, ReversibleSegment, reversibleUNet3d, revBiFPN, revSilo, revsilo, siloBlock, streamBlocks, variableFactory } from '../src';
 import { bitsOf, replay, setBackend, training } from './helpers';
 
 const rand = (shape: number[], seed: number) => tf.randomNormal(shape, 0, 1, 'float32', seed);
@@ -94,6 +94,19 @@ describe('exact fixed-point arithmetic (reversible/fixed-point.ts)', () => {
     expect(rev.losses.length).to.equal(4);
     expect(rev.losses).to.deep.equal(twin.losses);
     rev.values.forEach((v, i) => expectBitwise(v, twin.values[i], `variable ${i}`));
+  });
+
+  it('defaults as the README says: the model builders 16 fraction bits (passed to their blocks), the blocks built directly float32', () => {
+    const stream = { channels: 8, kernel: 3, expandRatio: 1, seRatio: 0 };
+    expect(streamBlocks({ name: 'direct-blocks', streams: [stream] }, variableFactory('db')).fixedPoint).to.equal(undefined);
+    expect(siloBlock({ name: 'direct-silo', streams: [stream, stream] }, variableFactory('ds')).fixedPoint).to.equal(undefined);
+    expect(streamBlocks({ name: 'set-blocks', streams: [stream], fixedPoint: 16 }, variableFactory('sb')).fixedPoint).to.equal(16);
+    const bits = (m: { segments: readonly unknown[] }) => m.segments.filter((s): s is ReversibleSegment => s instanceof ReversibleSegment).map((s) => s.fixedPoint);
+    const bifpn = revBiFPN({ width: 0.25, streams: 2, extensions: 1, inputSize: 16, classes: 3, name: 'default-bits' });
+    const unet = reversibleUNet3d({ levels: 2, blocksPerLevel: 1, baseChannels: 4, expandRatio: 2, name: 'default-bits-unet' });
+    for (const b of [bits(bifpn), bits(unet)]) expect(b.length > 0 && b.every((n) => n === 16), String(b)).to.equal(true);
+    bifpn.dispose();
+    unet.dispose();
   });
 
   it('refuses a bad fixedPoint option, naming the builder or segment and the fix', () => {

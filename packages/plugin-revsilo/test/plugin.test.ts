@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, memoryBudget, modelVariables, SegmentExecutor, segmentModel, sgd, SilentLogger, TapfitError, tensorData, Trainer, trainableVariables, type Segment, type TrainableModel } from '@tapfit/core';
 import { blobData, describeConformance, testTrainer } from '@tapfit/core/testing';
-import { expect } from 'chai';
-import { coupling, reversiblePlan, revBiFPN, revsilo, tapfitPlugin, transform, type Transform } from '../src';
-import { expectAllclose, setBackend, training } from './helpers';
+import { AssertionError, expect } from 'chai';
+import { coupling, reversiblePlan, revBiFPN, reversibleUNet3d, revsilo, tapfitPlugin, transform, type Transform } from '../src';
+import { expectAllclose, expectSameGradients, invertPlan, setBackend, stepGradients, training } from './helpers';
 
 let uid = 0;
 /** tanh(x W) with seeded weights (F or G of a coupling). */
@@ -135,12 +135,61 @@ describe('revsilo plugin', () => {
     data.dispose();
   });
 
+  describe('a float32 segment before an exact one (the exact one rounds what it hands back)', () => {
+    /** lift (activations scaled by `scale`) -> couplings with the given fraction bits -> head. */
+    const chain = (bits: (number | undefined)[], scale = 0.01) => {
+      const lift = denseSegment('lift', 4, 8, 1);
+      lift.params[0].assign(tf.mul(lift.params[0], scale));
+      const blocks = bits.map((fixedPoint, i) => coupling({ name: `c${i}`, f: denseTransform(`F${i}`, 4, 40 + i), g: denseTransform(`G${i}`, 4, 50 + i), fixedPoint }));
+      const segments = [lift, ...blocks, denseSegment('head', 8, 3, 2)];
+      const model = segmentModel(segments, { inputShape: [4], outputShape: [3] });
+      const stored = segmentModel(segments.map((s) => ({ name: s.name, params: s.params, forward: (xs: tf.Tensor[], ctx: typeof training) => s.forward(xs, ctx) })), { inputShape: [4], outputShape: [3] });
+      return { model, stored };
+    };
+    // Scaled so the small activations' gradients stand well above the comparison's absolute tolerance.
+    const mse = (t: tf.Tensor, p: tf.Tensor) => tf.mul(tf.losses.meanSquaredError(t, p), 1e4) as tf.Scalar;
+    const policies = (model: TrainableModel) => reversiblePlan(model).segments.map((s) => s.policy);
+
+    it("plans the float32 one 'recompute', so the executor's gradients equal autodiff of the stored twin", () => {
+      const { model, stored } = chain([0, 0, 16]);
+      const x = tf.randomNormal([16, 4], 0, 1, 'float32', 3);
+      const y = tf.randomNormal([16, 3], 0, 1, 'float32', 4);
+      const want = stepGradients(stored, x, y, mse, 'autodiff');
+      expectSameGradients(stepGradients(model, x, y, mse, reversiblePlan(model)).grads, want.grads);
+      expect(policies(model)).to.deep.equal(['store', 'invert', 'recompute', 'invert', 'store']);
+      // What the plan prevents: inverted, c1 rebuilds its input from the rounded q(y) c2 hands back.
+      expect(() => expectSameGradients(stepGradients(model, x, y, mse, invertPlan(model)).grads, want.grads)).to.throw(AssertionError);
+    });
+
+    it('keeps invert where the output is already on the next grid: exact chains, the U-Net (skips carried), a parameterless stem', () => {
+      expect(policies(chain([16, 16, 16]).model)).to.deep.equal(['store', 'invert', 'invert', 'invert', 'store']);
+      expect(policies(chain([0, 0, 0]).model)).to.deep.equal(['store', 'invert', 'invert', 'invert', 'store']);
+      // A finer grid (20 bits) is not on a coarser one (16).
+      expect(policies(chain([20, 16]).model)).to.deep.equal(['store', 'recompute', 'invert', 'store']);
+      const unet = reversibleUNet3d({ levels: 2, blocksPerLevel: 3, baseChannels: 4, expandRatio: 2, name: 'handoff_unet' });
+      expect(reversiblePlan(unet).segments.filter((s) => s.policy !== 'store').every((s) => s.policy === 'invert')).to.equal(true);
+      const bifpn = tinyBiFPN({ name: 'handoff_bifpn' });
+      expect(reversiblePlan(bifpn).segments.filter((s) => s.policy === 'invert').map((s) => s.name)).to.deep.equal(bifpn.segments.filter((s) => s.inverse).map((s) => s.name));
+      unet.dispose();
+      bifpn.dispose();
+    });
+
+    it("the plugin says which segments it planned 'recompute' and why", async () => {
+      const lines: string[] = [];
+      const trainer = testTrainer({ model: chain([0, 16]).model, plugins: [revsilo()], logger: { info: (s) => lines.push(s), warn: (s) => lines.push(s) } });
+      await trainer.setup();
+      expect(trainer.describe({ print: false }).memoryPlan!.segments.map((s) => s.policy)).to.deep.equal(['store', 'recompute', 'invert', 'store']);
+      expect(lines.join('\n')).to.match(/c0 'recompute' instead: the exact segment after each rounds its output/);
+      trainer.dispose();
+    });
+  });
+
   describe('checkReconstruction catches a transform that does not replay', () => {
     // F's dropout draws from the global RNG stream: every call a new mask, so the rebuild is wrong.
-    const leaky = () => {
+    const leaky = (fixedPoint?: number) => {
       const f = denseTransform('leakyF', 4, 31);
       const bad = transform('leakyF', (x, ctx) => (ctx.training ? tf.mul(f.apply(x, ctx), tf.cast(tf.greater(tf.randomUniform(x.shape), 0.5), 'float32')) : f.apply(x, ctx)), f.params);
-      return segmentModel([denseSegment('lift', 4, 8, 1), coupling({ name: 'leaky-coupling', f: bad, g: denseTransform('G', 4, 32) }), denseSegment('head', 8, 3, 2)], { inputShape: [4] });
+      return segmentModel([denseSegment('lift', 4, 8, 1), coupling({ name: 'leaky-coupling', f: bad, g: denseTransform('G', 4, 32), fixedPoint }), denseSegment('head', 8, 3, 2)], { inputShape: [4] });
     };
 
     it('fails the step naming the segment when switched on (input rebuilt, or held and the forward re-run)', async () => {
@@ -159,6 +208,23 @@ describe('revsilo plugin', () => {
       }
     });
 
+    it('compares an exact segment with its rounded input: a default (exact) RevBiFPN passes a tight tolerance, a non-replaying exact coupling fails', async () => {
+      const model = tinyBiFPN({ name: 'checked_exact' });
+      const { x, y } = images(4, 6);
+      const tight = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.01 }), plugins: [revsilo({ checkReconstruction: { tolerance: 1e-9 } })], logger: new SilentLogger() });
+      await tight.fit(tensorData(tf.mul(x, 0.3), y), { epochs: 1, batchSize: 4 }); // inputs off the 2^-16 grid
+      tight.dispose();
+      model.dispose();
+      const data = blobData(16);
+      const bad = leaky(16);
+      const trainer = testTrainer({ model: segmentModel([bad.segments[0], coupling({ name: 'before', f: denseTransform('F', 4, 33), g: denseTransform('G', 4, 34), fixedPoint: 16 }), ...bad.segments.slice(1)], { inputShape: [4] }), plugins: [revsilo({ checkReconstruction: { tolerance: 1e-9 } })] });
+      let err: unknown;
+      await trainer.fit(data, { epochs: 1, batchSize: 8 }).catch((e) => (err = e));
+      expect((err as Error).message).to.match(/segment 'leaky-coupling' gave a rebuilt input off by/);
+      trainer.dispose();
+      data.dispose();
+    });
+
     it('passes a replaying model and trains exactly as without the check', async () => {
       const data = blobData(16);
       const checked = testTrainer({ model: couplingNet(), plugins: [revsilo({ checkReconstruction: { tolerance: 1e-4 } })] });
@@ -173,10 +239,33 @@ describe('revsilo plugin', () => {
   });
 
   describe('bad input', () => {
-    it('refuses bad options at creation, naming the option and the fix', () => {
-      expect(() => revsilo({ segment: 'x' } as never)).to.throw(TapfitError, /revsilo: option 'segment' is not an option; use segments or checkReconstruction/);
-      expect(() => revsilo({ segments: 5 as never })).to.throw(TapfitError, /option 'segments' must be a list of segment names/);
-      expect(() => revsilo({ checkReconstruction: { tolerance: -1 } })).to.throw(TapfitError, /option 'checkReconstruction'/);
+    it('refuses bad options at creation, naming the option and the fix (typos inside checkReconstruction too)', () => {
+      const cases: [unknown, RegExp][] = [
+        [{ segment: 'x' }, /revsilo: unknown option\(s\) 'segment' \(did you mean 'segments'\?\)/],
+        [{ segments: 5 }, /revsilo: option 'segments' must be a list of segment names, a RegExp or a function of the name/],
+        [{ segments: ['a', 3] }, /option 'segments' must be a list of segment names/],
+        [{ checkReconstruction: { tolerance: -1 } }, /option 'checkReconstruction.tolerance' must be > 0 \(got -1\)/],
+        [{ checkReconstruction: null }, /option 'checkReconstruction' must be true, false or \{ tolerance > 0 \}.*\(got null\)/],
+        [{ checkReconstruction: 'yes' }, /option 'checkReconstruction' must be true, false or \{ tolerance > 0 \}/],
+        [{ checkReconstruction: { tolerence: 1e-7 } }, /unknown option\(s\) 'checkReconstruction.tolerence' \(did you mean 'tolerance'\?\)/],
+        [{ checkReconstruction: { tolerance: 1e-7, extra: 1 } }, /unknown option\(s\) 'checkReconstruction.extra'/],
+        [5, /revsilo: options must be an object, e.g. revsilo\(\{\}\)/],
+      ];
+      for (const [options, message] of cases) {
+        let err: unknown;
+        try {
+          revsilo(options as never);
+        } catch (e) {
+          err = e;
+        }
+        expect(err, JSON.stringify(options)).to.be.instanceOf(TapfitError);
+        expect((err as TapfitError).code).to.equal(ErrorCodes.CONFIG);
+        expect((err as Error).message).to.match(message);
+      }
+      // Valid forms, and explicit undefined, are accepted.
+      for (const options of [{}, { segments: ['a'] }, { segments: /silo/ }, { segments: (n: string) => n !== 'x' }, { checkReconstruction: true }, { checkReconstruction: {} }, { segments: undefined, checkReconstruction: undefined }]) {
+        expect(() => revsilo(options)).to.not.throw();
+      }
     });
 
     it('a selected segment without inverse, an unknown name, or nothing to invert fails setup naming it', async () => {

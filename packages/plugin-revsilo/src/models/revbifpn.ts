@@ -5,6 +5,8 @@ import { checkFixedPoint, DEFAULT_FRACTION_BITS } from '../reversible/fixed-poin
 import type { ConvSettings, StreamConfig } from '../blocks/stream-config';
 import { ModuleLayer, uniqueLayerName } from '../layers/module-layer';
 import '../layers/modules';
+import { ACTIVATIONS } from '../ops/activations';
+import { NORM_KINDS } from '../ops/norm';
 
 export type RevBiFPNVariant = 'S0' | 'S1' | 'S2' | 'S3' | 'S4' | 'S5' | 'S6';
 
@@ -100,24 +102,30 @@ export function resolveRevBiFPN(options: RevBiFPNOptions = {}): RevBiFPNConfig {
   if (!(width > 0)) bad('width', `must be > 0 (got ${width})`, 'use e.g. 0.25 for a scaled-down network');
   const L = options.streams ?? 4;
   if (!Number.isInteger(L) || L < 1 || L > 4) bad('streams', `must be an integer from 1 to 4 (got ${L})`, 'pass 1-4, or per-stream lists (channels, kernels, ...) of that length');
-  const list = (name: keyof RevBiFPNOptions, given: number[] | undefined, fallback: number[]): number[] => {
+  // A per-stream list: L entries, each passing `ok` (checked here, so errors name the option, not a block inside).
+  const list = (name: keyof RevBiFPNOptions, given: number[] | undefined, fallback: number[], ok: (v: number) => boolean, rule: string): number[] => {
     const out = given ?? fallback.slice(0, L);
-    if (out.length !== L) bad(name, `has ${out.length} entries but the network has ${L} streams`, `give ${L} values`);
+    if (!Array.isArray(out) || out.length !== L) bad(name, `has ${Array.isArray(out) ? out.length : 'no'} entries but the network has ${L} streams`, `give ${L} values`);
+    out.forEach((v, i) => {
+      if (typeof v !== 'number' || !ok(v)) bad(name, `has ${v} for stream ${i}`, rule);
+    });
     return out;
   };
+  const positiveInt = (v: number) => Number.isInteger(v) && v > 0;
   // Variants round down to multiples of 16 (docs/techniques.md §2.4); the width then rounds as documented above.
   const variantChannels = S0.channels.map((c) => Math.floor((c * v.multiplier) / 16) * 16);
-  const channels = list('channels', options.channels, variantChannels.map((c, i) => round(c * width, i === 0 ? 16 : 8)));
-  channels.forEach((c, i) => {
-    if (!Number.isInteger(c) || c <= 0 || c % 2 !== 0) bad('channels', `has ${c} for stream ${i}`, 'use even channel counts (couplings split them in halves)');
-  });
+  const channels = list('channels', options.channels, variantChannels.map((c, i) => round(c * width, i === 0 ? 16 : 8)), (c) => positiveInt(c) && c % 2 === 0, 'use even channel counts (couplings split them in halves)');
   if (channels[0] % 16 !== 0) bad('channels', `has ${channels[0]} for stream 0`, 'use a multiple of 16 (the stem is a space-to-depth by 4 of C_0 / 16 channels)');
-  const kernels = list('kernels', options.kernels, S0.kernels);
-  const pads = list('pads', options.pads, S0.pads);
-  const expandRatios = list('expandRatios', options.expandRatios, S0.expandRatios);
-  const seRatios = list('seRatios', options.seRatios, S0.seRatios);
-  const neckChannels = list('neckChannels', options.neckChannels, S0.neck.map((c) => round(Math.floor((c * v.multiplier) / 16) * 16 * width, 8)));
+  // Depthwise kernels must be odd: blocks use k_i + p_i, f transforms 2s - 1 + p_i, g transforms 3 + p_j.
+  const kernels = list('kernels', options.kernels, S0.kernels, (k) => positiveInt(k) && k % 2 === 1, 'use odd kernel sizes (3, 5, 7, ...)');
+  const pads = list('pads', options.pads, S0.pads, (p) => Number.isInteger(p) && p >= 0 && p % 2 === 0, 'use even pads >= 0 (a pad is added to odd kernels, which must stay odd)');
+  const expandRatios = list('expandRatios', options.expandRatios, S0.expandRatios, (r) => r > 0 && Number.isFinite(r), 'use ratios > 0 (1: no expansion)');
+  const seRatios = list('seRatios', options.seRatios, S0.seRatios, (r) => r >= 0 && r <= 1, 'use ratios in [0, 1] (0: no squeeze-excite)');
+  const neckChannels = list('neckChannels', options.neckChannels, S0.neck.map((c) => round(Math.floor((c * v.multiplier) / 16) * 16 * width, 8)), positiveInt, 'use positive whole channel counts');
   const headChannels = options.headChannels ?? round(S0.head * width, 8);
+  if (!positiveInt(headChannels)) bad('headChannels', `must be a positive integer (got ${headChannels})`, 'pass e.g. 1280 (S0), or leave it out for the width-scaled default');
+  const inputChannels = options.inputChannels ?? 3;
+  if (!positiveInt(inputChannels)) bad('inputChannels', `must be a positive integer (got ${inputChannels})`, 'use 3 for RGB, 1 for grey');
   const inputSize = options.inputSize ?? v.inputSize;
   const reduction = 4 * 2 ** (L - 1);
   if (!Number.isInteger(inputSize) || inputSize % reduction !== 0) {
@@ -130,10 +138,16 @@ export function resolveRevBiFPN(options: RevBiFPNOptions = {}): RevBiFPNConfig {
   if (!Number.isInteger(classes) || classes < 1) bad('classes', `must be a positive integer (got ${classes})`, 'pass the number of classes');
   const dropout = options.dropout ?? 0.2;
   if (!(dropout >= 0 && dropout < 1)) bad('dropout', `must be in [0, 1) (got ${dropout})`, 'use 0 for none');
+  const dropPath = options.dropPath ?? 0;
+  if (!(dropPath >= 0 && dropPath < 1)) bad('dropPath', `must be in [0, 1) (got ${dropPath})`, 'use 0 to turn stochastic depth off');
+  const norm = options.norm ?? 'batch';
+  if (!NORM_KINDS.includes(norm)) bad('norm', `is '${String(norm)}'`, `use one of ${NORM_KINDS.join(', ')}`);
+  const activation = options.activation ?? 'hardswish';
+  if (!ACTIVATIONS.includes(activation)) bad('activation', `is '${String(activation)}'`, `use one of ${ACTIVATIONS.join(', ')}`);
   return {
     variant,
     inputSize,
-    inputChannels: options.inputChannels ?? 3,
+    inputChannels,
     extensions,
     streams: channels.map((c, i) => ({ channels: c, kernel: kernels[i], pad: pads[i], expandRatio: expandRatios[i], seRatio: seRatios[i] })),
     neckChannels,
@@ -142,12 +156,12 @@ export function resolveRevBiFPN(options: RevBiFPNOptions = {}): RevBiFPNConfig {
     dropout,
     settings: {
       dims: 2,
-      norm: options.norm ?? 'batch',
+      norm,
       groups: options.groups,
-      activation: options.activation ?? 'hardswish',
+      activation,
       epsilon: options.epsilon,
       momentum: options.momentum,
-      dropPath: options.dropPath ?? 0,
+      dropPath,
       zeroInitLastGamma: options.zeroInitLastGamma ?? false,
       fixedPoint: options.fixedPoint ?? DEFAULT_FRACTION_BITS,
     },

@@ -128,22 +128,24 @@ export function reversibleUNet3d(options: ReversibleUNet3dOptions = {}): Reversi
 }
 
 function resolveUNet(options: ReversibleUNet3dOptions): ReversibleUNet3d['options'] {
+  // Option by option with ??, so an explicit undefined (a spread of partial settings) keeps the default.
   const o = {
-    levels: 4,
-    blocksPerLevel: 2,
-    baseChannels: 16,
-    expandRatio: 6,
-    norm: 'instance' as NormKind,
-    groups: 8,
-    activation: 'relu6' as ActivationName,
-    kernel: 3,
-    inputChannels: 1,
-    classes: 2,
-    dropPath: 0,
-    fixedPoint: DEFAULT_FRACTION_BITS,
-    seed: 1,
-    name: 'unet',
-    ...options,
+    levels: options.levels ?? 4,
+    blocksPerLevel: options.blocksPerLevel ?? 2,
+    baseChannels: options.baseChannels ?? 16,
+    expandRatio: options.expandRatio ?? 6,
+    norm: options.norm ?? ('instance' as NormKind),
+    groups: options.groups ?? 8,
+    activation: options.activation ?? ('relu6' as ActivationName),
+    kernel: options.kernel ?? 3,
+    inputChannels: options.inputChannels ?? 1,
+    classes: options.classes ?? 2,
+    dropPath: options.dropPath ?? 0,
+    fixedPoint: options.fixedPoint ?? DEFAULT_FRACTION_BITS,
+    seed: options.seed ?? 1,
+    name: options.name ?? 'unet',
+    inputSize: options.inputSize,
+    depthwise3d: options.depthwise3d,
   };
   const bad = (option: string, why: string, fix: string): never => {
     throw new TapfitError(ErrorCodes.CONFIG, `reversibleUNet3d: option '${option}' ${why}; ${fix}.`);

@@ -9,12 +9,18 @@ import { ErrorCodes, TapfitError } from '@tapfit/core';
 export interface SlotLayout {
   split(streams: readonly tf.Tensor[]): tf.Tensor[];
   merge(slots: readonly tf.Tensor[]): tf.Tensor[];
+  /** The stream slot `slot` belongs to. */
+  streamOf(slot: number): number;
+  /** The slots of stream `stream`. */
+  slotsOf(stream: number): number[];
 }
 
 /** Each stream is one slot (RevSilo). */
 export const streamSlots: SlotLayout = {
   split: (streams) => [...streams],
   merge: (slots) => [...slots],
+  streamOf: (slot) => slot,
+  slotsOf: (stream) => [stream],
 };
 
 /**
@@ -37,6 +43,18 @@ export class ChannelHalves implements SlotLayout {
     let slot = 0;
     for (let k = 0; k < i; k++) slot += this.coupled.has(k) ? 2 : 1;
     return slot;
+  }
+
+  streamOf(slot: number): number {
+    for (let stream = 0, end = 0; ; stream++) {
+      end += this.coupled.has(stream) ? 2 : 1;
+      if (slot < end) return stream;
+    }
+  }
+
+  slotsOf(stream: number): number[] {
+    const first = this.first(stream);
+    return this.coupled.has(stream) ? [first, first + 1] : [first];
   }
 
   split(streams: readonly tf.Tensor[]): tf.Tensor[] {

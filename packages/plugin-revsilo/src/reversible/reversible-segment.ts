@@ -38,6 +38,8 @@ export class ReversibleSegment implements Segment {
   private readonly quantize: Quantizer | undefined;
   /** Input slots the updates read or write (the others pass through untouched). */
   private readonly touched: Set<number>;
+  /** Slots a `creates` update appends. */
+  private readonly created: Set<number>;
 
   constructor(private readonly spec: ReversibleSegmentSpec) {
     this.name = spec.name;
@@ -47,16 +49,31 @@ export class ReversibleSegment implements Segment {
     this.quantize = fixedPointQuantizer(spec.name, spec.fixedPoint);
     this.fixedPoint = this.quantize ? spec.fixedPoint : undefined;
     this.touched = new Set(spec.updates.flatMap((u) => [...(u.creates ? [] : [u.target]), ...u.terms.map((t) => t.source)]));
+    this.created = new Set(spec.updates.filter((u) => u.creates).map((u) => u.target));
   }
 
   forward(xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] {
     this.spec.checkInput?.(xs);
-    return tf.tidy(() => {
-      const q = this.quantize;
-      // On the grid already after the first exact segment of a chain (rounding is idempotent).
-      const slots = this.layout.split(xs).map((x, i) => (q && this.touched.has(i) ? q(x) : x));
-      return this.layout.merge(runUpdates(slots, this.updates, ctx, q));
-    });
+    return tf.tidy(() => this.layout.merge(runUpdates(this.roundedSlots(xs), this.updates, ctx, this.quantize)));
+  }
+
+  /**
+   * The input as the forward computes with it: in exact arithmetic the streams the updates
+   * touch are rounded to the grid, so `inverse` and `backward` rebuild this, not `xs`.
+   */
+  roundInput(xs: readonly tf.Tensor[]): tf.Tensor[] {
+    return tf.tidy(() => this.layout.merge(this.roundedSlots(xs)));
+  }
+
+  /** Input streams the forward rounds (some slot of theirs touched; created slots are no input); none in float32. */
+  get roundedStreams(): number[] {
+    const inputs = [...this.touched].filter((slot) => !this.created.has(slot));
+    return this.quantize ? [...new Set(inputs.map((slot) => this.layout.streamOf(slot)))] : [];
+  }
+
+  /** Whether output stream `k` always lies on this segment's grid: every slot of it rounded, updated or created here. */
+  outputOnGrid(k: number): boolean {
+    return this.quantize !== undefined && this.layout.slotsOf(k).every((slot) => this.touched.has(slot) || this.created.has(slot));
   }
 
   inverse(ys: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] {
@@ -76,6 +93,12 @@ export class ReversibleSegment implements Segment {
       return { xs, dxs, paramGrads: Object.fromEntries(r.paramGrads.flatMap((g, k) => (g ? [[k, g]] : []))) as Record<number, tf.Tensor> };
     });
     return { xs: out.xs, dxs: out.dxs, grads: variables.map((_, k) => out.paramGrads[k] ?? null) };
+  }
+
+  private roundedSlots(xs: readonly tf.Tensor[]): tf.Tensor[] {
+    const q = this.quantize;
+    // On the grid already after the first exact segment of a chain (rounding is idempotent).
+    return this.layout.split(xs).map((x, i) => (q && this.touched.has(i) ? q(x) : x));
   }
 
   outputShapes(inputShapes: readonly tf.Shape[]): tf.Shape[] {
