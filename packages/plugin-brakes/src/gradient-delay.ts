@@ -18,8 +18,10 @@ export function checkDelay(who: string, delay: unknown): number {
  * earlier, or null while fewer than delay + 1 have been pushed (warm-up: apply nothing).
  *
  * Ownership: push() takes the gradients over (tf.keep, so they outlive the caller's
- * tf.tidy) and returns ones the caller then owns and disposes. With delay 0 the same
- * tensors come straight back. dispose() frees what is still queued.
+ * tf.tidy) and returns ones the caller then owns: fresh handles on the queued data, made
+ * in the caller's scope, so its tf.tidy frees them whatever a later backward tap returns
+ * (a clip or mask, or null). With delay 0 the same tensors come straight back. dispose()
+ * frees what is still queued.
  */
 export class GradientDelay {
   readonly delay: number;
@@ -33,7 +35,10 @@ export class GradientDelay {
     if (this.delay === 0) return grads;
     for (const t of Object.values(grads)) tf.keep(t);
     this.queue.push(grads);
-    return this.queue.length > this.delay ? this.queue.shift()! : null;
+    if (this.queue.length <= this.delay) return null;
+    const popped = this.queue.shift()!;
+    // A clone shares the data: no copy, only a handle the caller's scope tracks.
+    return Object.fromEntries(Object.entries(popped).map(([k, t]) => [k, release(t)]));
   }
 
   /** Gradients waiting, oldest first (at most `delay`). */
@@ -55,4 +60,11 @@ export class GradientDelay {
     for (const g of this.queue) tf.dispose(Object.values(g));
     this.queue = [];
   }
+}
+
+/** A handle on `kept`'s data in the current scope, and `kept` itself released. */
+function release(kept: tf.Tensor): tf.Tensor {
+  const handle = tf.clone(kept);
+  kept.dispose();
+  return handle;
 }

@@ -71,6 +71,25 @@ describe('asyncTrain (worker threads)', function () {
     m.data.dispose();
   });
 
+  it('an onUpdate that throws stops the run with an AsyncTrainError whose stats say how far it got, leaking nothing', async () => {
+    const m = linear(4, 0);
+    const before = tf.memory().numTensors;
+    const err = await asyncTrain({ ...base(m), steps: 8, onUpdate: ({ step }) => {
+      if (step === 3) throw new Error('progress bar broke');
+    } }).then(
+      () => expect.fail('the run ignored the callback error'),
+      (e: unknown) => e as AsyncTrainError,
+    );
+    expect(err).to.be.instanceOf(AsyncTrainError);
+    expect(err.message).to.match(/asyncTrain: onUpdate threw at update 3: progress bar broke/);
+    expect(err.stats.steps).to.equal(3);
+    expect(err.stats.complete).to.equal(false);
+    expect(m.kernel()).to.deep.equal([1.5, 1.5, 1.5, 1.5]); // 0.5 * 3 updates
+    expect(tf.memory().numTensors).to.equal(before);
+    m.model.dispose();
+    m.data.dispose();
+  });
+
   it('each gradient is computed on the weights it was sent: the run equals its serial replay with the measured staleness', async () => {
     // L = mean((x w)^2) with x = 1: gradient 2 w. Replay w_{k+1} = w_k - lr 2 w_{k - s_k} in float64.
     const m = linear(1, 1, 64);

@@ -118,6 +118,22 @@ describe('gradient delay', () => {
       q.data.dispose();
     });
 
+    it('a backward tap after the delay (a mask, or one that skips the update) leaks nothing: the popped gradient is the step\'s to free', async () => {
+      for (const later of [(g: NamedTensors) => Object.fromEntries(Object.entries(g).map(([k, t]) => [k, tf.mul(t, 0.5)])), () => null]) {
+        const q = quadraticSetup({ h, w0, batches: 16 });
+        const plugin = delayedGradients({ delay: 2 });
+        const after = { name: 'after-delay', core: '^0.1.0', apply: ({ hooks }: { hooks: { backward: { tap: (o: object, f: (g: NamedTensors | null) => NamedTensors | null) => void } } }) => hooks.backward.tap({ name: 'after-delay', stage: 2000 }, (g) => (g === null ? null : later(g))) };
+        const t = new Trainer({ model: q.model, loss: q.loss, optimizer: sgd({ lr: 0.05 }), plugins: [plugin, after as never], logger: new SilentLogger() });
+        await t.setup();
+        const before = tf.memory().numTensors;
+        await t.fit(q.data, { epochs: 3, batchSize: 2 });
+        expect(tf.memory().numTensors, `with a later tap returning ${later.length ? 'a masked gradient' : 'null'}`).to.equal(before + 2); // the two queued
+        t.dispose();
+        plugin.dispose();
+        q.data.dispose();
+      }
+    });
+
     it('the queue is checkpointed: save, resume, continue == training straight through (bit for bit)', async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'brakes-ckpt-'));
       const options = (q: ReturnType<typeof quadraticSetup>, plugin: ReturnType<typeof tapfitPlugin>) => ({

@@ -30,7 +30,8 @@ const mib = (b: number): string => `${(b / 2 ** 20).toFixed(2)} MiB`;
  * Picks per-segment policies so that the predicted peak of a step fits a byte budget.
  * Starting from a plan (all `store`, or what plugins marked), it turns `store` segments
  * into `recompute`, the cheapest first (forward time per byte of predicted peak saved),
- * until the prediction fits. Segments marked `invert` or `recompute` keep their mark; plugins'
+ * until the prediction fits. Segments marked `invert` or `recompute` keep their mark, and
+ * a segment whose forward cannot be replayed (`notReplayable`) stays `store`; plugins'
  * `extraBytes` count against the budget.
  */
 export class BudgetPlanner implements MemoryPlanner {
@@ -73,7 +74,7 @@ export class BudgetPlanner implements MemoryPlanner {
       const saved = costs[i].storedBytes - costs[i].inputBytes;
       return saved > 0 ? costs[i].forwardMs / saved : Infinity;
     };
-    const open = new Set(costs.map((_, i) => i).filter((i) => policies[i] === 'store' && costs[i].differentiable));
+    const open = new Set(costs.map((_, i) => i).filter((i) => policies[i] === 'store' && costs[i].differentiable && !costs[i].notReplayable));
     let peak = predict();
     let best = { peak, policies: [...policies] };
     const chosen: number[] = [];

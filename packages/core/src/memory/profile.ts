@@ -19,6 +19,8 @@ export interface SegmentCost {
   readonly outputBytes: number;
   /** Whether the step differentiates this segment (it has trainable variables, or a segment above it does). */
   readonly differentiable: boolean;
+  /** Why its forward cannot be replayed (Segment.notReplayable): the planner keeps it `store`. */
+  readonly notReplayable?: string;
   /** Peak above the input while the forward runs without the tape (the first forward of recompute and invert). */
   readonly forwardPeakBytes: number;
   /** What a taped forward keeps until its backward: the tape's saved tensors and the outputs (store). */
@@ -127,6 +129,7 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean, st
   const ys = forward.result;
   const base = {
     name: segment.name,
+    ...(segment.notReplayable ? { notReplayable: segment.notReplayable } : {}),
     inputBytes: bytesOf(xs),
     outputBytes: bytesOf(ys),
     forwardPeakBytes: forward.peak,

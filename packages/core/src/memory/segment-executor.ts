@@ -63,6 +63,12 @@ export function planLevels(segments: readonly Segment[], plan: MemoryPlan, varia
     if (policy === 'invert' && typeof segment.inverse !== 'function') {
       throw new TapfitError(ErrorCodes.CONFIG, `segment '${segment.name}' is planned 'invert' but has no inverse(); give the segment an inverse or plan it 'store' or 'recompute'.`);
     }
+    if (policy !== 'store' && segment.notReplayable) {
+      throw new TapfitError(
+        ErrorCodes.CONFIG,
+        `segment '${segment.name}' is planned '${policy}', but its forward cannot be replayed (${segment.notReplayable}): its gradients would not be the forward's. Plan it 'store'.`,
+      );
+    }
     return { segment, policy, variables: [...new Set(segment.params.filter((v) => trainable.has(v)))] };
   });
 }

@@ -35,6 +35,12 @@ export interface Segment {
   /** Variables this segment reads (trainable or not); trainable ones get gradients. */
   readonly params: tf.Variable[];
   forward(xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[];
+  /**
+   * Why a second run of `forward` cannot reproduce the first (noise drawn without a seed,
+   * a recurrent state carried between calls), when it cannot: the memory planner then keeps
+   * the segment `store`, and a plan that recomputes or inverts it is refused, naming this.
+   */
+  readonly notReplayable?: string;
   /** Exact inverse of `forward` (given the same parameters); enables policy `invert`. */
   inverse?(ys: tf.Tensor[], ctx: SegmentContext): tf.Tensor[];
   /**

@@ -95,19 +95,24 @@ export function fromLayersModel(model: tf.LayersModel): TrainableModel {
   const applyLayer = (layer: tf.layers.Layer, xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] => {
     const state = ctx.recomputing && ctx.training ? layer.nonTrainableWeights : [];
     const saved = state.map((w) => tf.clone(w.read()));
+    const restoreSeeds = ctx.training ? seedDropouts(layer, ctx.recomputing) : undefined;
     try {
       const y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: ctx.training, recomputing: ctx.recomputing, step: ctx.step }) as tf.Tensor | tf.Tensor[];
       return Array.isArray(y) ? y : [y];
     } finally {
+      restoreSeeds?.();
       state.forEach((w, i) => w.write(saved[i]));
       tf.dispose(saved);
     }
   };
+  const segment = (name: string, layer: tf.layers.Layer, inside: tf.layers.Layer[]): Segment => {
+    const why = inside.map(notReplayable).find((w) => w !== undefined);
+    const s: Segment = { name, params: vars(inside), forward: (xs, ctx) => applyLayer(layer, xs, ctx), ...(why ? { notReplayable: why } : {}) };
+    return Object.assign(s, { [LAYERS_ADAPTER]: true });
+  };
   const segments: Segment[] = isSequentialChain(model)
-    ? model.layers
-        .filter((l) => l.getClassName() !== 'InputLayer')
-        .map((layer) => ({ name: layer.name, params: vars([layer]), forward: (xs, ctx) => applyLayer(layer, xs, ctx), [LAYERS_ADAPTER]: true }))
-    : [{ name: model.name, params: vars(model.layers), forward: (xs, ctx) => applyLayer(model, xs, ctx), [LAYERS_ADAPTER]: true }];
+    ? model.layers.filter((l) => l.getClassName() !== 'InputLayer').map((layer) => segment(layer.name, layer, [layer]))
+    : [segment(model.name, model, model.layers)];
   return {
     segments,
     layersModel: model,
@@ -120,3 +125,43 @@ export function fromLayersModel(model: tf.LayersModel): TrainableModel {
 export function toTrainableModel(model: TrainableModel | tf.LayersModel): TrainableModel {
   return model instanceof tf.LayersModel ? fromLayersModel(model) : model;
 }
+
+/** Every layer inside `layer` (itself, or a nested model's layers, recursively). */
+function layersIn(layer: tf.layers.Layer): tf.layers.Layer[] {
+  return layer instanceof tf.LayersModel ? layer.layers.flatMap(layersIn) : [layer];
+}
+
+/** Layers whose noise tfjs draws without a seed: a replayed forward would draw other noise. */
+const UNSEEDED_NOISE = new Set(['GaussianNoise', 'GaussianDropout', 'AlphaDropout']);
+
+/** Why a replay of the layer's forward would differ from its first run, if it would. */
+function notReplayable(layer: tf.layers.Layer): string | undefined {
+  const inner = layersIn(layer);
+  const noisy = inner.find((l) => UNSEEDED_NOISE.has(l.getClassName()));
+  if (noisy) return `${noisy.getClassName()} '${noisy.name}' draws its noise without a seed`;
+  const stateful = inner.find((l) => (l as { stateful?: boolean }).stateful === true);
+  if (stateful) return `${stateful.getClassName()} '${stateful.name}' is stateful: each call advances its state`;
+  return undefined;
+}
+
+/** The dropout seed each layer drew at its last training forward, replayed by a recompute. */
+const dropoutSeeds = new WeakMap<tf.layers.Layer, number>();
+
+/**
+ * Dropout layers without a seed of their own (tfjs's default) draw a fresh mask per call,
+ * so a recomputed forward would differentiate another mask than the loss saw. A training
+ * forward gives each one a fresh seed, and a recompute reuses it: the same mask. Returns
+ * what puts the layers' own (absent) seeds back.
+ */
+function seedDropouts(layer: tf.layers.Layer, recomputing: boolean): (() => void) | undefined {
+  const dropouts = layersIn(layer).filter((l) => isDropout(l) && (l as { seed?: number }).seed === undefined);
+  if (!dropouts.length) return undefined;
+  for (const d of dropouts) {
+    const seed = recomputing ? dropoutSeeds.get(d) : Math.floor(Math.random() * 2 ** 31);
+    if (!recomputing && seed !== undefined) dropoutSeeds.set(d, seed);
+    (d as { seed?: number }).seed = seed;
+  }
+  return () => dropouts.forEach((d) => ((d as { seed?: number }).seed = undefined));
+}
+
+const isDropout = (l: tf.layers.Layer): boolean => l.getClassName() === 'Dropout' || l.getClassName() === 'SpatialDropout1D';

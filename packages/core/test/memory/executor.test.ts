@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { AutodiffBackprop, losses, segmentModel, SegmentExecutor, SilentLogger, sgd, TapfitError, tensorData, Tokens, Trainer, type MemoryPolicy, type Segment, type TrainableModel } from '../../src';
+import { AutodiffBackprop, BudgetPlanner, fromLayersModel, losses, segmentModel, SegmentExecutor, SilentLogger, sgd, TapfitError, tensorData, Tokens, Trainer, type MemoryPolicy, type Segment, type TrainableModel } from '../../src';
 import { coupledDense, dense, disposeModel, planOf, referenceGrads, requestOf, relativeError, residualBlock, residualMlp, reversibleNet, smallCnn, toArrays, training } from './models';
 
 const mse = losses.meanSquaredError;
@@ -174,6 +174,67 @@ describe('memory: SegmentExecutor', () => {
         disposeModel(model);
       });
     }
+  });
+
+  describe('tfjs-layers layers that draw noise or carry state', () => {
+    /** Runs `fn` with Math.random replaying one seeded sequence, so two runs draw the same numbers. */
+    function withRandom<T>(seed: number, fn: () => T): T {
+      const original = Math.random;
+      let s = seed;
+      Math.random = () => ((s = (s * 16807) % 2147483647) - 1) / 2147483646;
+      try {
+        return fn();
+      } finally {
+        Math.random = original;
+      }
+    }
+    const dropoutNet = () =>
+      fromLayersModel(
+        tf.sequential({
+          layers: [
+            tf.layers.dense({ units: 16, inputShape: [8], activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), name: 'd1' }),
+            tf.layers.dropout({ rate: 0.5, name: 'drop' }),
+            tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), name: 'head' }),
+          ],
+        }),
+      );
+
+    it('an unseeded Dropout recomputed replays its mask: gradients equal storing it (the same random draws)', () => {
+      const model = dropoutNet();
+      const xs = tf.randomNormal([6, 8], 0, 1, 'float32', 3);
+      const ys = tf.tensor1d([0, 1, 2, 1, 0, 2], 'int32');
+      const stored = withRandom(7, () => executorStep(model, xs, ys, xent, allOf('store')));
+      const recomputed = withRandom(7, () => executorStep(model, xs, ys, xent, (n) => (n === 'drop' ? 'recompute' : 'store')));
+      const allRecomputed = withRandom(7, () => executorStep(model, xs, ys, xent, allOf('recompute')));
+      expect(recomputed.value).to.equal(stored.value);
+      expect(recomputed.grads).to.deep.equal(stored.grads);
+      expect(allRecomputed.grads).to.deep.equal(stored.grads);
+      // The mask is live (the test can fail): another draw gives other gradients.
+      expect(withRandom(8, () => executorStep(model, xs, ys, xent, allOf('store'))).grads).to.not.deep.equal(stored.grads);
+      tf.dispose([xs, ys]);
+      model.layersModel!.dispose();
+    });
+
+    it('unseeded noise and stateful recurrent layers are not replayable: a plan recomputing them is refused naming the layer, and the planner keeps them stored', () => {
+      const noisy = fromLayersModel(tf.sequential({ layers: [tf.layers.dense({ units: 4, inputShape: [3], name: 'd' }), tf.layers.gaussianNoise({ stddev: 0.1, name: 'noise' }), tf.layers.dense({ units: 2, name: 'out' })] }));
+      const rnn = fromLayersModel(tf.sequential({ layers: [tf.layers.simpleRNN({ units: 4, stateful: true, batchInputShape: [2, 3, 2], name: 'rnn' }), tf.layers.dense({ units: 2, name: 'out' })] }));
+      expect(noisy.segments.map((s) => s.notReplayable)).to.deep.equal([undefined, "GaussianNoise 'noise' draws its noise without a seed", undefined]);
+      expect(rnn.segments[0].notReplayable).to.equal("SimpleRNN 'rnn' is stateful: each call advances its state");
+      const xs = tf.zeros([2, 3]);
+      const before = tf.memory().numTensors;
+      expect(() => new SegmentExecutor().compute(requestOf(noisy, planOf(noisy, allOf('recompute')), xs, tf.zeros([2, 2]), mse))).to.throw(
+        TapfitError,
+        /segment 'noise' is planned 'recompute', but its forward cannot be replayed \(GaussianNoise 'noise' draws its noise without a seed\).*Plan it 'store'/,
+      );
+      expect(tf.memory().numTensors).to.equal(before + 1); // the labels made inline
+      const costs = noisy.segments.map((seg, i) => ({ name: seg.name, notReplayable: seg.notReplayable, differentiable: true, inputBytes: 0, outputBytes: 0, forwardPeakBytes: 0, forwardMs: 1, inputGradBytes: 0, storedBytes: 1e6 * (i + 1), storeForwardPeakBytes: 0, storeBackwardPeakBytes: 0, storeNetBytes: 0, vjpPeakBytes: 0, vjpNetBytes: 0 }));
+      const plan = new BudgetPlanner({ budgetBytes: 2_000_000, profile: { segments: costs, head: { peakBytes: 0, netBytes: 0, inputGradBytes: 0 } } as never }).fit(planOf(noisy, allOf('store')));
+      expect(plan.segments.find((s) => s.name === 'noise')!.policy).to.equal('store');
+      expect(plan.segments.filter((s) => s.policy === 'recompute').map((s) => s.name)).to.deep.equal(['d', 'out']);
+      tf.dispose(xs);
+      noisy.layersModel!.dispose();
+      rnn.layersModel!.dispose();
+    });
   });
 
   describe('errors', () => {

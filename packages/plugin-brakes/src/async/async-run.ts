@@ -195,7 +195,13 @@ export class AsyncRun {
     this.losses.push(msg.loss);
     slot.applied++;
     this.times.lastUpdate = performance.now();
-    this.o.onUpdate?.({ step: this.version, worker: slot.index, staleness, loss: msg.loss });
+    try {
+      this.o.onUpdate?.({ step: this.version, worker: slot.index, staleness, loss: msg.loss });
+    } catch (err) {
+      // The caller's callback: the run stops, and the rejection still says how far it got.
+      const why = err instanceof Error ? err.message : String(err);
+      throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `asyncTrain: onUpdate threw at update ${this.version}: ${why}. The run stopped there; the model holds the weights of that update (stats.steps).`, { cause: err });
+    }
     if (this.version >= this.o.steps) this.finish();
     else this.request(slot);
   }
