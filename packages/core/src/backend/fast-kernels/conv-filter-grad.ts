@@ -40,7 +40,8 @@ export function installFastConvFilterGrad(o: Overrides): void {
     const info = tf.backend_util.computeConv2DInfo(x.shape as [number, number, number, number], a.filterShape, a.strides, 1, a.pad, a.dimRoundingMode);
     const columns = info.outHeight * info.outWidth * info.batchSize;
     const taps = info.filterHeight * info.filterWidth * info.inChannels;
-    if (columns * taps > MAX_PATCH_ELEMENTS) return previous(args);
+    // Also an empty output (no columns): the shim's route handles it (zeros).
+    if (columns * taps > MAX_PATCH_ELEMENTS || columns === 0) return previous(args);
     return composite(args.backend, 'wasm', (k) => {
       // x [B, H, W, CI] as [CI, H, W, B]: a patch row's columns are then whole runs of it.
       const xT = k.run('Transpose', { x }, { perm: [3, 1, 2, 0] });

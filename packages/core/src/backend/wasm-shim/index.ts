@@ -31,6 +31,7 @@ import { installTileGrad } from './tile-grad';
 import { installTransformBatch } from './transform-batch';
 import { installDtypeRoutes, WRONG_FOR_SOME_DTYPES } from './wrong-dtypes';
 import { HIGH_RANK_BINARY_KERNELS, installXnnpackRefusals } from './xnnpack-refusals';
+import { installEmptyConvGradients, installWrongValueFixes, WRONG_VALUE_KERNELS } from './wrong-values';
 
 export { BRIDGED_TO_CPU, NOT_BRIDGED } from './cpu-bridge';
 export { resizeNearestAdjoint } from './resize-nearest-grad';
@@ -121,6 +122,9 @@ export function uninstallGradientFixes(): void {
  * - StridedSlice with a shrunk axis and another axis strided (wrong elements; cpu too)
  * - ResizeBilinearGrad with its height and width in the right order (as for cpu)
  * - clear errors for the kernels still missing (complex numbers, Draw)
+ * - wrong values of stock kernels for some inputs (wrong-values.ts): Cast to bool, 'same'
+ *   convolutions strided past their filter, Prelu with alpha along other axes, GatherV2
+ *   with axes between batch dimensions and `axis`, gradients of empty convolutions
  *
  * Then the fast kernels on top (`installWasmFastKernels`); `uninstallWasmFastKernels()`
  * leaves the shim alone.
@@ -131,9 +135,11 @@ export function installWasmShim(): void {
   if (shim) return;
   loadWasmPackage();
   shim = apply((o) => {
+    installWrongValueFixes(o); // under every other route: they call the stock kernels through these
     installMatMulWithoutTransposeFlags(o);
     installConv2DBackprop(o);
     installDepthwiseBackprop(o);
+    installEmptyConvGradients(o);
     installCpuBridge(o);
     installEinsum(o, ['wasm']); // over the bridge, which it keeps for other dtypes
     installCumulativeAxis(o, ['wasm']);
@@ -169,7 +175,7 @@ export const WASM_SHIM_KERNELS: readonly string[] = [
   'BatchMatMul', '_FusedMatMul', 'Conv2DBackpropInput', 'Conv2DBackpropFilter',
   'DepthwiseConv2dNativeBackpropInput', 'DepthwiseConv2dNativeBackpropFilter',
   ...BRIDGED_TO_CPU.missing, ...BRIDGED_TO_CPU.wrong, ...BRIDGED_TO_CPU.wrongWhenStrided, 'ResizeBilinearGrad',
-  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse', 'Cumsum', 'Cumprod', 'FusedBatchNorm', ...HIGH_RANK_BINARY_KERNELS, 'PadV2', ...WRONG_FOR_SOME_DTYPES,
+  'ResizeNearestNeighborGrad', 'MaxPoolGrad', 'MaxPool3DGrad', 'MaxPool3D', 'OneHot', 'Reverse', 'Cumsum', 'Cumprod', 'FusedBatchNorm', ...HIGH_RANK_BINARY_KERNELS, 'PadV2', ...WRONG_FOR_SOME_DTYPES, ...WRONG_VALUE_KERNELS,
 ];
 
 /** Install a group of overrides completely or not at all. */
