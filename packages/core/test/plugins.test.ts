@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
+import * as os from 'node:os';
 import { CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type Metric, type PluginApi, type TapfitPlugin } from '../src';
 import { injectable, inject } from 'tsyringe';
 import { blobs, tinyTrainer, useBackend } from './fixtures';
@@ -191,5 +192,73 @@ describe('dependency injection', () => {
     }
     const t = tinyTrainer({ plugins: [ClassPlugin] });
     expect((t.plugins[0] as ClassPlugin).applied).to.equal(true);
+  });
+});
+
+describe('plugin contract: failures and ordering (review findings)', () => {
+  useBackend('cpu');
+
+  it('a setup that fails after a plugin swapped the model leaves the model as it was: the retry operates on it once', async () => {
+    const received: string[][] = [];
+    let fails = 1;
+    const surgery = plugin('wrap', {}, ({ hooks }) =>
+      hooks.setup.tap('wrap', (ctx) => {
+        received.push(ctx.model.segments.map((s) => s.name));
+        ctx.replaceModel({ ...ctx.model, segments: ctx.model.segments.map((s) => ({ ...s, name: `${s.name}+w` })) });
+      }),
+    );
+    const flaky = plugin('flaky', {}, ({ hooks }) =>
+      hooks.planMemory.tap('flaky', (p) => {
+        if (fails-- > 0) throw new Error('transient');
+        return p;
+      }),
+    );
+    const t = tinyTrainer({ plugins: [surgery, flaky] });
+    const data = blobs(16);
+    await t.fit(data, { epochs: 1, batchSize: 8 }).then(
+      () => expect.fail('the first setup should fail'),
+      (e: Error) => expect(e.message).to.match(/plugin 'flaky' failed in hook 'planMemory': transient/),
+    );
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    expect(received[1]).to.deep.equal(received[0]);
+    expect(t.model.segments.every((s) => s.name.endsWith('+w') && !s.name.endsWith('+w+w'))).to.equal(true);
+    t.dispose();
+    data.dispose();
+  });
+
+  it("before/after naming a plugin reach its named taps, and a tap name with ':' can be named", async () => {
+    const ran: string[] = [];
+    const masker = plugin('grad-mask', {}, ({ hooks }) => hooks.backward.tap({ name: 'mask', stage: Stage.TRANSFORM }, (g) => (ran.push('mask'), g)));
+    const clipper = plugin('clipper', {}, ({ hooks }) => hooks.backward.tap({ name: 'clipper', stage: Stage.GUARD, before: 'grad-mask' }, (g) => (ran.push('clipper'), g)));
+    const colon = plugin('lora', {}, ({ hooks }) => hooks.backward.tap({ name: 'lora:mask', stage: Stage.GUARD }, (g) => (ran.push('lora:mask'), g)));
+    const after = plugin('after-colon', {}, ({ hooks }) => hooks.backward.tap({ name: 'after-colon', stage: Stage.TRANSFORM, after: 'lora:mask' }, (g) => (ran.push('after-colon'), g)));
+    const t = tinyTrainer({ plugins: [masker, clipper, colon, after] });
+    const data = blobs(8);
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    expect(ran).to.deep.equal(['clipper', 'mask', 'lora:mask', 'after-colon']);
+    t.dispose();
+    data.dispose();
+  });
+
+  it("dispose() runs every plugin's dispose and frees the trainer's own even when one throws, naming it", async () => {
+    const freed: string[] = [];
+    const bad = plugin('bad-dispose', { dispose: () => { throw new Error('already disposed'); } });
+    const good = plugin('good', { dispose: () => void freed.push('good') });
+    const t = tinyTrainer({ plugins: [bad, good] });
+    await t.setup();
+    expect(() => t.dispose()).to.throw(TapfitError, /plugin 'bad-dispose' failed in dispose\(\): already disposed/);
+    expect(freed).to.deep.equal(['good']);
+  });
+
+  it('a saveState that throws is named', async () => {
+    const bad = plugin('bad-save', { saveState: () => { throw new Error('no state yet'); }, loadState: () => {} });
+    const t = tinyTrainer({ plugins: [bad] });
+    await t.setup();
+    const err = await t.save(`${os.tmpdir()}/tapfit-bad-save-${process.pid}`).then(
+      () => null,
+      (e: Error) => e,
+    );
+    expect(err?.message).to.match(/plugin 'bad-save' failed in saveState\(\): no state yet/);
+    t.dispose();
   });
 });

@@ -54,6 +54,11 @@ abstract class HookPoint<F extends (...args: never[]) => unknown> {
     this.compile(this.taps);
   }
 
+  /** The names taps were registered under (what `before`/`after` may name, with plugin names). */
+  tapNames(): string[] {
+    return this.taps.map((t) => t.name);
+  }
+
   /** Names of the taps, in the order they run. */
   order(): string[] {
     return this.taps.map((t) => (t.name === t.plugin ? t.name : `${t.plugin}:${t.name}`));

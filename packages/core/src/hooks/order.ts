@@ -28,6 +28,8 @@ export interface TapOptions {
 
 export interface OrderedTap {
   readonly name: string;
+  /** The plugin that registered it: `before`/`after` naming the plugin reach all its taps. */
+  readonly plugin?: string;
   readonly stage: number;
   readonly before: readonly string[];
   readonly after: readonly string[];
@@ -43,7 +45,11 @@ export interface OrderedTap {
  */
 export function resolveOrder<T extends OrderedTap>(hook: string, taps: readonly T[], known: ReadonlySet<string>): T[] {
   const byName = new Map<string, T[]>();
-  for (const t of taps) byName.set(t.name, [...(byName.get(t.name) ?? []), t]);
+  const add = (name: string, t: T): void => void byName.set(name, [...(byName.get(name) ?? []), t]);
+  for (const t of taps) {
+    add(t.name, t);
+    if (t.plugin !== undefined && t.plugin !== t.name) add(t.plugin, t);
+  }
   const succ = new Map<T, Set<T>>(taps.map((t) => [t, new Set<T>()]));
   const indegree = new Map<T, number>(taps.map((t) => [t, 0]));
   const edge = (from: T, to: T): void => {

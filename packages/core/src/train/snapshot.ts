@@ -31,6 +31,15 @@ function optimizerFields(opt: tf.Optimizer): { name: string; variable: tf.Variab
     .map(([name, variable]) => ({ name, variable: variable as tf.Variable }));
 }
 
+/** A plugin's saveState(), its failure named (a bare TypeError said nothing about who). */
+function pluginSaveState(plugin: TapfitPlugin): PluginState {
+  try {
+    return plugin.saveState!();
+  } catch (err) {
+    throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${plugin.name}' failed in saveState(): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+  }
+}
+
 /** Everything a trainer needs to continue exactly where it was (reads tensors back). */
 export async function captureCheckpoint(p: TrainerParts): Promise<{ manifest: Manifest; tensors: Buffer }> {
   const w = new TensorWriter();
@@ -52,7 +61,7 @@ export async function captureCheckpoint(p: TrainerParts): Promise<{ manifest: Ma
   const pluginState: Manifest['pluginState'] = {};
   for (const plugin of p.plugins) {
     if (!plugin.saveState) continue;
-    const s = plugin.saveState();
+    const s = pluginSaveState(plugin);
     pluginState[plugin.name] = { json: s.json, tensors: s.tensors && (w.encode(s.tensors) as Record<string, { $tensor: number }>) };
   }
   const manifest: Manifest = {
@@ -268,7 +277,7 @@ async function apply(loaded: Loaded, p: TrainerParts, where: string, undo: (() =
   }
 
   for (const { plugin, state } of loaded.plugins) {
-    const saved = plugin.saveState!();
+    const saved = pluginSaveState(plugin);
     const before: PluginState = {
       json: saved.json === undefined ? undefined : JSON.parse(JSON.stringify(saved.json)),
       tensors: saved.tensors && (mapTensors(saved.tensors, copy) as Record<string, tf.Tensor>),

@@ -233,21 +233,35 @@ export class Trainer {
     assertEngineInternals();
     installTapeRelease(); // also where the backend was set with tf.setBackend: a step that throws leaks nothing
     const known = new Set<string>(this.plugins.map((p) => p.name));
-    for (const h of Object.values(this.hooks)) for (const n of h.order()) known.add(n.split(':').pop()!);
+    for (const h of Object.values(this.hooks)) for (const n of h.tapNames()) known.add(n);
     for (const h of Object.values(this.hooks)) h.seal(known);
 
-    let model = this.modelRef;
-    await this.hooks.setup.run({
-      get model() {
-        return model;
-      },
-      replaceModel: (m) => {
-        model = toTrainableModel(m);
-        this.ownedModels.push(model);
-      },
-    });
-    this.modelRef = model;
+    const before = this.modelRef;
+    let model = before;
+    const swapped: TrainableModel[] = [];
+    try {
+      await this.hooks.setup.run({
+        get model() {
+          return model;
+        },
+        replaceModel: (m) => {
+          model = toTrainableModel(m);
+          swapped.push(model);
+        },
+      });
+      this.modelRef = model; // planMemory taps read it through the trainer view
+      this.finishSetup(model);
+    } catch (err) {
+      // A failed setup leaves the trainer's model as it was: a retry operates on it afresh, not twice.
+      this.modelRef = before;
+      this.disposeModels(swapped);
+      throw err;
+    }
+    this.ownedModels.push(...swapped);
+  }
 
+  /** Plans memory and builds the update chain for the model setup produced. */
+  private finishSetup(model: TrainableModel): void {
     const params: Record<string, tf.Variable> = {};
     for (const v of trainableVariables(model)) params[v.name] = v;
     this.params = params;
@@ -717,16 +731,30 @@ export class Trainer {
    * belong to the caller and are left alone (model.fit may go on using both).
    */
   dispose(): void {
-    for (const p of this.plugins) p.dispose?.();
+    // Every plugin gets its dispose() and the trainer frees its own whatever one of them throws.
+    let failure: TapfitError | undefined;
+    for (const p of this.plugins) {
+      try {
+        p.dispose?.();
+      } catch (err) {
+        failure ??= new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${p.name}' failed in dispose(): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+      }
+    }
     this.disposeOwn();
+    if (failure) throw failure;
+  }
+
+  /** Models plugins swapped in (never the caller's own tfjs-layers model). */
+  private disposeModels(models: readonly TrainableModel[]): void {
+    for (const m of new Set(models)) {
+      if (m.dispose) m.dispose();
+      else if (m.layersModel && m.layersModel !== this.userModel) m.layersModel.dispose();
+    }
   }
 
   /** What the trainer made itself: models plugins swapped in at setup, and the chain's state. */
   private disposeOwn(): void {
-    for (const m of new Set(this.ownedModels.splice(0))) {
-      if (m.dispose) m.dispose();
-      else if (m.layersModel && m.layersModel !== this.userModel) m.layersModel.dispose();
-    }
+    this.disposeModels(this.ownedModels.splice(0));
     this.stepper?.dispose();
     this.stepper = undefined;
     this.stepParts = undefined;
