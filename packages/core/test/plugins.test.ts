@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as os from 'node:os';
-import { CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type Metric, type PluginApi, type TapfitPlugin } from '../src';
+import { AutodiffBackprop, CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type Metric, type PluginApi, type TapfitPlugin } from '../src';
 import { injectable, inject } from 'tsyringe';
 import { blobs, tinyTrainer, useBackend } from './fixtures';
 
@@ -260,5 +260,35 @@ describe('plugin contract: failures and ordering (review findings)', () => {
     );
     expect(err?.message).to.match(/plugin 'bad-save' failed in saveState\(\): no state yet/);
     t.dispose();
+  });
+
+  it('a decorator applied before a provider replaces the service wraps the replacement too (plugin order does not drop it)', async () => {
+    for (const providerFirst of [false, true]) {
+      const calls = { decorated: 0, provided: 0 };
+      const spy = plugin('backprop-spy', {}, ({ services }) => services.decorate(Tokens.Backprop, (prev) => ({ compute: (r) => (calls.decorated++, prev.compute(r)) })));
+      const provider = plugin('my-backprop', { provides: [Tokens.Backprop] }, ({ services }) => {
+        const inner = new AutodiffBackprop();
+        services.register(Tokens.Backprop, { compute: (r) => (calls.provided++, inner.compute(r)) });
+      });
+      const t = tinyTrainer({ plugins: providerFirst ? [provider, spy] : [spy, provider] });
+      const data = blobs(16);
+      await t.fit(data, { epochs: 1, batchSize: 8 });
+      expect(calls, `provider ${providerFirst ? 'first' : 'second'}`).to.deep.equal({ decorated: 2, provided: 2 });
+      t.dispose();
+      data.dispose();
+    }
+  });
+
+  it('services are fixed once the trainer is set up: a later decorate or register is refused, naming the plugin', async () => {
+    const late = plugin('late-smoothing', {}, ({ hooks, services }) => hooks.fitStart.tap('late-smoothing', () => services.decorate(Tokens.Loss, (prev) => prev)));
+    const t = tinyTrainer({ plugins: [late] });
+    const data = blobs(16);
+    const err = await t.fit(data, { epochs: 1, batchSize: 8 }).then(
+      () => null,
+      (e: TapfitError) => e,
+    );
+    expect(String((err?.cause as Error | undefined)?.message ?? err?.message)).to.match(/plugin 'late-smoothing' tried to decorate the service 'Loss' after the trainer was set up.*Do it inside plugin\.apply\(\)/);
+    t.dispose();
+    data.dispose();
   });
 });

@@ -1,8 +1,25 @@
-import type { DependencyContainer } from 'tsyringe';
+import type { DependencyContainer, InjectionToken } from 'tsyringe';
 import { ErrorCodes, TapfitError } from '../errors';
 import { tapOnlyView, type Hooks } from '../hooks/hooks';
 import { tokenName, Tokens } from '../services/tokens';
 import type { PluginApi, ServiceRegistry, TapfitPlugin, TrainerView } from './types';
+
+/** Containers of trainers that are set up: their services are fixed (the step holds them). */
+const sealed = new WeakSet<DependencyContainer>();
+
+/** Decorators applied per token of a container, re-applied over a later replacement. */
+const decorators = new WeakMap<DependencyContainer, Map<InjectionToken<unknown>, ((v: unknown) => unknown)[]>>();
+
+function decoratorsOf(container: DependencyContainer): Map<InjectionToken<unknown>, ((v: unknown) => unknown)[]> {
+  let m = decorators.get(container);
+  if (!m) decorators.set(container, (m = new Map()));
+  return m;
+}
+
+/** Called by the trainer at the end of setup: register/decorate are refused afterwards. */
+export function sealServices(container: DependencyContainer): void {
+  sealed.add(container);
+}
 
 /**
  * The services registry a plugin sees: this trainer's own container. `register` adds a
@@ -10,9 +27,18 @@ import type { PluginApi, ServiceRegistry, TapfitPlugin, TrainerView } from './ty
  * wraps the current one (decorators compose, so any plugin may).
  */
 export function serviceRegistry(container: DependencyContainer, plugin: Pick<TapfitPlugin, 'name' | 'provides'>): ServiceRegistry {
+  const wraps = decoratorsOf(container);
+  const refuseSealed = (what: string, token: InjectionToken<unknown>): void => {
+    if (!sealed.has(container)) return;
+    throw new TapfitError(
+      ErrorCodes.HOOKS_SEALED,
+      `plugin '${plugin.name}' tried to ${what} the service '${tokenName(token)}' after the trainer was set up, when the step already holds its services. Do it inside plugin.apply().`,
+    );
+  };
   return {
     container,
     register: (token, value) => {
+      refuseSealed('register', token);
       if (container.isRegistered(token, true) && !(plugin.provides ?? []).includes(token)) {
         throw new TapfitError(
           ErrorCodes.PLUGIN_PROVIDES,
@@ -20,10 +46,14 @@ export function serviceRegistry(container: DependencyContainer, plugin: Pick<Tap
             `(so two plugins replacing it are refused at registration), or use services.decorate to wrap it instead.`,
         );
       }
-      container.register(token, { useValue: value });
+      // Decorators registered before this replacement wrap it too: plugin order does not drop them.
+      const decorated = (wraps.get(token) ?? []).reduce((v, w) => w(v), value as unknown);
+      container.register(token, { useValue: decorated });
     },
     decorate: (token, wrap) => {
+      refuseSealed('decorate', token);
       const previous = container.resolve(token);
+      wraps.set(token, [...(wraps.get(token) ?? []), wrap as (v: unknown) => unknown]);
       container.register(token, { useValue: wrap(previous) });
     },
     resolve: (token) => container.resolve(token),

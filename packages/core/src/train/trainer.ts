@@ -14,7 +14,7 @@ import { FileCheckpointer } from '../checkpoint/file-checkpointer';
 import { TensorReader } from '../checkpoint/tensor-file';
 import { captureCheckpoint, restoreCheckpoint, type TrainerParts } from './snapshot';
 import { validatePluginSet, type PluginSpec } from '../plugin/registry';
-import { createPluginApi } from '../plugin/plugin-api';
+import { createPluginApi, sealServices } from '../plugin/plugin-api';
 import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
 import { PlannedBackprop } from '../memory/planned-backprop';
@@ -251,6 +251,7 @@ export class Trainer {
       });
       this.modelRef = model; // planMemory taps read it through the trainer view
       this.finishSetup(model);
+      sealServices(this.container);
     } catch (err) {
       // A failed setup leaves the trainer's model as it was: a retry operates on it afresh, not twice.
       this.modelRef = before;
