@@ -59,7 +59,8 @@ export function spikeCompensation(options: SpikeCompensationOptions): StepTransf
         const { a, b } = spikeCoefficients(m, d);
         return scaledSum(velocity[key], a, g, b);
       });
-      return [out, { count: state.count + 1, velocity }];
+      // Parameters without an update this step keep their velocity (as core's momentum does).
+      return [out, { count: state.count + 1, velocity: { ...state.velocity, ...velocity } }];
     },
   };
 }

@@ -62,6 +62,18 @@ describe('Spike Compensation (docs/techniques.md §5.3)', () => {
     tf.dispose([...Object.values(state.velocity), g.w]);
   });
 
+  it('a parameter without a gradient for a step keeps its velocity (nothing is dropped or freed)', () => {
+    const t = spikeCompensation({ momentum: m, delay: 2 });
+    const state0 = t.init({ a: tf.zeros([2]), b: tf.zeros([2]) });
+    const [out1, state1] = t.update({ a: tf.ones([2]), b: tf.ones([2]) }, state0, {}, { step: 0 } as never);
+    const [out2, state2] = t.update({ a: tf.ones([2]) }, state1, {}, { step: 1 } as never);
+    expect(Object.keys(state2.velocity).sort()).to.deep.equal(['a', 'b']);
+    expect(state2.velocity.b).to.equal(state1.velocity.b);
+    expect(Array.from(state2.velocity.b.dataSync())).to.deep.equal([1, 1]);
+    expect(Object.keys(out2)).to.deep.equal(['a']);
+    tf.dispose([...Object.values(state0.velocity), ...Object.values(out1), ...Object.values(state1.velocity), ...Object.values(out2), state2.velocity.a]);
+  });
+
   it("D = 1 is core's Nesterov momentum step by step (bit for bit)", () => {
     const grads = randomGrads(20, 5, 2);
     const ours = trajectory(sc(1), [0.1, -0.2, 0.3, 0, 1], grads);

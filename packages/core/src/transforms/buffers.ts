@@ -24,3 +24,15 @@ export function bufferFor(buffers: NamedTensors, key: string, update: tf.Tensor,
   }
   return buffer;
 }
+
+/**
+ * The new buffers of a step: `updated` (for the parameters that got an update) plus the
+ * buffers of `previous` for those that got none this step (a variable not connected to the
+ * loss, a gradient a backward tap withheld). Those keep their state, as tf.train's
+ * optimizers skip a null gradient; dropping them would make the next update for them fail
+ * and a checkpoint saved meanwhile not match init. The kept tensors pass through by
+ * identity, so disposeState leaves them alone.
+ */
+export function withUnchangedBuffers(previous: NamedTensors, updated: NamedTensors): NamedTensors {
+  return { ...previous, ...updated };
+}

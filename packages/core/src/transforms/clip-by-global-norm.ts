@@ -22,9 +22,26 @@ export function clipByGlobalNorm(maxNorm: number, options: { name?: string } = {
     update(updates, state) {
       const all = Object.values(updates);
       if (all.length === 0) return [updates, state];
-      const norm = tf.sqrt(tf.addN(all.map((u) => tf.sum(tf.square(u)))));
+      const norm = globalNorm(all);
       const factor = tf.div(maxNorm, tf.maximum(norm, maxNorm));
       return [mapNamed(updates, (u) => tf.mul(u, factor)), state];
     },
   };
+}
+
+/**
+ * sqrt(sum of u^2 over all tensors), as a scalar on the device. The sum of squares
+ * overflows float32 once the norm passes ~1.8e19 (a finite update would then be clipped
+ * to 0), so where it does, the norm is taken of the updates divided by their largest
+ * magnitude s and multiplied back: s sqrt(sum (u / s)^2). Otherwise the plain norm is
+ * kept, the same bits as before. An Inf or NaN entry leaves the plain (non-finite) norm.
+ */
+function globalNorm(all: tf.Tensor[]): tf.Tensor {
+  const plain = tf.sqrt(tf.addN(all.map((u) => tf.sum(tf.square(u)))));
+  const nonEmpty = all.filter((u) => u.size > 0); // max of nothing is not defined
+  if (nonEmpty.length === 0) return plain;
+  const largest = tf.max(tf.stack(nonEmpty.map((u) => tf.max(tf.abs(u)))));
+  const rescaled = tf.mul(largest, tf.sqrt(tf.addN(nonEmpty.map((u) => tf.sum(tf.square(tf.div(u, largest)))))));
+  const overflowed = tf.logicalAnd(tf.logicalNot(tf.isFinite(plain)), tf.isFinite(rescaled));
+  return tf.where(overflowed, rescaled, plain);
 }

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { finite, fraction, parseOptions, transformName } from '../options';
 import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
-import { bufferFor } from './buffers';
+import { bufferFor, withUnchangedBuffers } from './buffers';
 import { scaledSum } from './fused-updates';
 import type { StepTransform } from './types';
 
@@ -44,12 +44,12 @@ export function momentum(options: MomentumOptions): StepTransform<MomentumState>
     init: (params) => ({ count: 0, velocity: zerosLikeNamed(params) }),
     update(updates, state) {
       const gScale = state.count === 0 ? 1 : 1 - dampening;
-      const velocity = mapNamed(updates, (g, key) => {
+      const updated = mapNamed(updates, (g, key) => {
         const v = bufferFor(state.velocity, key, g, `momentum('${name}') velocity`);
         return scaledSum(v, m, g, gScale);
       });
-      const out = nesterov ? mapNamed(updates, (g, key) => scaledSum(velocity[key], m, g, 1)) : velocity;
-      return [out, { count: state.count + 1, velocity }];
+      const out = nesterov ? mapNamed(updates, (g, key) => scaledSum(updated[key], m, g, 1)) : updated;
+      return [out, { count: state.count + 1, velocity: withUnchangedBuffers(state.velocity, updated) }];
     },
   };
 }

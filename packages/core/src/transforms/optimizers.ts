@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { addDecayedWeights } from './add-decayed-weights';
 import { chain, type Chain } from './chain';
 import { momentum } from './momentum';
-import { fraction, learningRate, nonNegative, parseOptions, transformName } from '../options';
+import { finite, fraction, learningRate, nonNegative, parseOptions, transformName } from '../options';
 import { scaleByAdam } from './scale-by-adam';
 import { scaleByAdadelta } from './scale-by-adadelta';
 import { scaleByAdagrad } from './scale-by-adagrad';
@@ -19,6 +19,7 @@ export interface SgdOptions {
   lr: number | Schedule;
   /** PyTorch-form momentum m (docs/techniques.md §0.1); default 0 (no 'momentum' member). */
   momentum?: number;
+  /** d in v = m v + (1 - d) g; ignored without momentum, as torch.optim.SGD ignores it. */
   dampening?: number;
   nesterov?: boolean;
   /** Coupled L2: lambda * w is added to the gradient before momentum; default 0. */
@@ -34,14 +35,16 @@ export function sgd(options: SgdOptions): Chain {
     z.strictObject({
       lr: learningRate,
       momentum: fraction.default(0),
-      dampening: z.number().optional(),
+      // Checked here too: without momentum no member would check it.
+      dampening: finite.min(0, 'must be in [0, 1]').max(1, 'must be in [0, 1]').optional(),
       nesterov: z.boolean().optional(),
       weightDecay: nonNegative.default(0),
       name: transformName.default('sgd'),
     }),
     options,
   );
-  const needsMomentum = o.momentum > 0 || o.nesterov === true || o.dampening !== undefined;
+  // Dampening alone adds no member: with momentum 0, PyTorch's SGD keeps no buffer and ignores it.
+  const needsMomentum = o.momentum > 0 || o.nesterov === true;
   return chain(
     o.name,
     ...optional(o.weightDecay > 0 && addDecayedWeights(o.weightDecay)),

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
-import { bufferFor } from './buffers';
+import { bufferFor, withUnchangedBuffers } from './buffers';
 import { fraction, nonNegative, parseOptions, transformName } from '../options';
 import type { StepTransform } from './types';
 
@@ -44,7 +44,7 @@ export function scaleByAdadelta(options: ScaleByAdadeltaOptions = {}): StepTrans
       });
       const accGrad = mapNamed(updates, (g, key) => tf.add(tf.mul(state.accGrad[key], rho), tf.mul(tf.square(g), 1 - rho)));
       const accUpdate = mapNamed(out, (d, key) => tf.add(tf.mul(state.accUpdate[key], rho), tf.mul(tf.square(d), 1 - rho)));
-      return [out, { accGrad, accUpdate }];
+      return [out, { accGrad: withUnchangedBuffers(state.accGrad, accGrad), accUpdate: withUnchangedBuffers(state.accUpdate, accUpdate) }];
     },
   };
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { mapNamed, type NamedTensors } from '../tensors';
-import { bufferFor } from './buffers';
+import { bufferFor, withUnchangedBuffers } from './buffers';
 import { nonNegative, parseOptions, transformName } from '../options';
 import type { StepTransform } from './types';
 
@@ -34,7 +34,7 @@ export function scaleByAdagrad(options: ScaleByAdagradOptions = {}): StepTransfo
     init: (params) => ({ sum: mapNamed(params, (p) => tf.fill(p.shape, initialAccumulatorValue)) }),
     update(updates, state) {
       const sum = mapNamed(updates, (g, key) => tf.add(bufferFor(state.sum, key, g, `scaleByAdagrad('${name}') sum`), tf.square(g)));
-      return [mapNamed(updates, (g, key) => tf.div(g, tf.sqrt(tf.add(sum[key], eps)))), { sum }];
+      return [mapNamed(updates, (g, key) => tf.div(g, tf.sqrt(tf.add(sum[key], eps)))), { sum: withUnchangedBuffers(state.sum, sum) }];
     },
   };
 }

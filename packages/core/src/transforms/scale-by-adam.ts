@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { zerosLikeNamed, type NamedTensors } from '../tensors';
-import { bufferFor } from './buffers';
+import { bufferFor, withUnchangedBuffers } from './buffers';
 import { fraction, nonNegative, parseOptions, transformName } from '../options';
 import { adamMoments } from './fused-updates';
 import type { StepTransform } from './types';
@@ -49,7 +49,7 @@ export function scaleByAdam(options: ScaleByAdamOptions = {}): StepTransform<Sca
       for (const [key, g] of Object.entries(updates)) {
         ({ mu: mu[key], nu: nu[key], direction: out[key] } = adamMoments(g, bufferFor(state.mu, key, g, `${what} mu`), bufferFor(state.nu, key, g, `${what} nu`), coefficients));
       }
-      return [out, { count: t, mu, nu }];
+      return [out, { count: t, mu: withUnchangedBuffers(state.mu, mu), nu: withUnchangedBuffers(state.nu, nu) }];
     },
   };
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
-import { bufferFor } from './buffers';
+import { bufferFor, withUnchangedBuffers } from './buffers';
 import { fraction, nonNegative, parseOptions, transformName } from '../options';
 import type { StepTransform } from './types';
 
@@ -44,7 +44,8 @@ export function scaleByAdamax(options: ScaleByAdamaxOptions = {}): StepTransform
       const mu = mapNamed(updates, (g, key) => tf.add(tf.mul(bufferFor(state.mu, key, g, `${what} mu`), b1), tf.mul(g, 1 - b1)));
       const u = mapNamed(updates, (g, key) => tf.maximum(tf.mul(bufferFor(state.u, key, g, `${what} u`), b2), tf.abs(g)));
       const correction = 1 / (1 - b1 ** t);
-      return [mapNamed(mu, (m, key) => tf.mul(tf.div(m, tf.add(u[key], eps)), correction)), { count: t, mu, u }];
+      const next = { count: t, mu: withUnchangedBuffers(state.mu, mu), u: withUnchangedBuffers(state.u, u) };
+      return [mapNamed(mu, (m, key) => tf.mul(tf.div(m, tf.add(u[key], eps)), correction)), next];
     },
   };
 }

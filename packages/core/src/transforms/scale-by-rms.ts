@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import { mapNamed, zerosLikeNamed, type NamedTensors } from '../tensors';
-import { bufferFor } from './buffers';
+import { bufferFor, withUnchangedBuffers } from './buffers';
 import { fraction, nonNegative, parseOptions, transformName } from '../options';
 import type { StepTransform } from './types';
 
@@ -37,7 +37,7 @@ export function scaleByRms(options: ScaleByRmsOptions = {}): StepTransform<Scale
       const nu = mapNamed(updates, (g, key) =>
         tf.add(tf.mul(bufferFor(state.nu, key, g, `scaleByRms('${name}') nu`), decay), tf.mul(tf.square(g), 1 - decay)),
       );
-      return [mapNamed(updates, (g, key) => tf.div(g, tf.sqrt(tf.add(nu[key], eps)))), { nu }];
+      return [mapNamed(updates, (g, key) => tf.div(g, tf.sqrt(tf.add(nu[key], eps)))), { nu: withUnchangedBuffers(state.nu, nu) }];
     },
   };
 }

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import type { NamedTensors } from '../../src/tensors';
 import { stateTensors, transformStep, type StepTransform, type TransformState } from '../../src/transforms';
-import { problem as defaultProblem, type Params, type Problem } from './reference';
+import { problem as defaultProblem, type Params, type Problem, type Withheld } from './reference';
 
 export function useCpuBackend(): void {
   before(async () => {
@@ -42,29 +42,39 @@ export function readParams(params: Record<string, tf.Variable>): Params {
 
 export interface Run<S extends TransformState> {
   trajectory: Params[];
+  /** The tensor count after each step (steady from the first step on: nothing leaks, nothing is dropped). */
+  tensorCounts: number[];
   params: Record<string, tf.Variable>;
   state: S;
   dispose(): void;
 }
 
-/** `steps` steps of `t` from `from.params` (default the problem's w0) and `from.state` (default init). */
+/**
+ * `steps` steps of `t` from `from.params` (default the problem's w0) and `from.state` (default
+ * init); `from.withheld` leaves gradients out at the given steps (counted from this run's first).
+ */
 export function runTransform<S extends TransformState>(
   t: StepTransform<S>,
   steps: number,
-  from: { params?: Params; state?: S; firstStep?: number } = {},
+  from: { params?: Params; state?: S; firstStep?: number; withheld?: Withheld } = {},
 ): Run<S> {
   const params = makeParams(from.params ?? defaultProblem.w0);
   let state = from.state ?? t.init(params);
   const trajectory: Params[] = [];
+  const tensorCounts: number[] = [];
   for (let i = 0; i < steps; i++) {
     const grads = tfGradient(params);
-    state = transformStep(t, params, grads, state, { step: (from.firstStep ?? 0) + i });
+    const given = { ...grads };
+    for (const k of from.withheld?.[i] ?? []) delete given[k];
+    state = transformStep(t, params, given, state, { step: (from.firstStep ?? 0) + i });
     tf.dispose(grads);
     trajectory.push(readParams(params));
+    tensorCounts.push(tf.memory().numTensors);
   }
   const finalState = state;
   return {
     trajectory,
+    tensorCounts,
     params,
     state: finalState,
     dispose: () => {

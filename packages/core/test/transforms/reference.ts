@@ -36,7 +36,12 @@ export function gradient(p: Problem, w: Params): Params {
   });
 }
 
-/** One optimizer step on w (mutated) given the gradient. */
+/**
+ * One optimizer step on w (mutated) given the gradient. A parameter missing from `g` (no
+ * gradient this step) is neither updated nor decayed and keeps its state, as torch.optim
+ * and tf.train skip a None/null gradient; step counts (bias corrections, the undamped first
+ * momentum step) are the optimizer's, one per step, as tf.train's global beta powers.
+ */
 export type RefOptimizer = (w: Params, g: Params) => void;
 
 export function refSgd(o: {
@@ -52,15 +57,16 @@ export function refSgd(o: {
   let t = 0;
   let buf: Params | undefined;
   return (w, grad) => {
+    const first = t === 0;
     const lr = o.lr(t++);
     let g = mapParams(grad, (x, k, i) => x + wd * w[k][i]);
     if (m !== 0) {
-      const prev = buf;
-      buf = prev === undefined ? mapParams(g, (x) => x) : mapParams(g, (x, k, i) => m * prev[k][i] + (1 - d) * x);
-      const b = buf;
-      g = o.nesterov ? mapParams(g, (x, k, i) => x + m * b[k][i]) : b;
+      const prev = buf ?? zerosLike(w);
+      const fresh = mapParams(g, (x, k, i) => (first ? x : m * prev[k][i] + (1 - d) * x));
+      buf = { ...prev, ...fresh };
+      g = o.nesterov ? mapParams(g, (x, k, i) => x + m * fresh[k][i]) : fresh;
     }
-    eachParam(w, (x, k, i) => (w[k][i] = x - lr * g[k][i]));
+    eachParam(g, (x, k, i) => (w[k][i] -= lr * x));
   };
 }
 
@@ -79,17 +85,17 @@ export function refAdam(o: {
   return (w, grad) => {
     const lr = o.lr(t);
     t += 1;
-    if (o.decoupled) eachParam(w, (x, k, i) => (w[k][i] = x * (1 - lr * wd)));
+    if (o.decoupled) eachParam(grad, (_, k, i) => (w[k][i] *= 1 - lr * wd));
     const g = o.decoupled ? grad : mapParams(grad, (x, k, i) => x + wd * w[k][i]);
-    const m0 = m ?? mapParams(g, () => 0);
-    const v0 = v ?? mapParams(g, () => 0);
-    m = mapParams(g, (x, k, i) => o.b1 * m0[k][i] + (1 - o.b1) * x);
-    v = mapParams(g, (x, k, i) => o.b2 * v0[k][i] + (1 - o.b2) * x * x);
+    const m0 = m ?? zerosLike(w);
+    const v0 = v ?? zerosLike(w);
+    const mm = mapParams(g, (x, k, i) => o.b1 * m0[k][i] + (1 - o.b1) * x);
+    const vv = mapParams(g, (x, k, i) => o.b2 * v0[k][i] + (1 - o.b2) * x * x);
+    m = { ...m0, ...mm };
+    v = { ...v0, ...vv };
     const bc1 = 1 - o.b1 ** t;
     const bc2 = 1 - o.b2 ** t;
-    const mm = m;
-    const vv = v;
-    eachParam(w, (x, k, i) => (w[k][i] = x - (lr / bc1) * mm[k][i] / (Math.sqrt(vv[k][i]) / Math.sqrt(bc2) + o.eps)));
+    eachParam(g, (_, k, i) => (w[k][i] -= (lr / bc1) * mm[k][i] / (Math.sqrt(vv[k][i]) / Math.sqrt(bc2) + o.eps)));
   };
 }
 
@@ -98,13 +104,13 @@ export function refRmsprop(o: { lr: number; decay: number; momentum: number; eps
   let ms: Params | undefined;
   let mom: Params | undefined;
   return (w, g) => {
-    const ms0 = ms ?? mapParams(g, () => 0);
-    const mom0 = mom ?? mapParams(g, () => 0);
+    const ms0 = ms ?? zerosLike(w);
+    const mom0 = mom ?? zerosLike(w);
     const msNew = mapParams(g, (x, k, i) => o.decay * ms0[k][i] + (1 - o.decay) * x * x);
     const momNew = mapParams(g, (x, k, i) => o.momentum * mom0[k][i] + (o.lr * x) / Math.sqrt(msNew[k][i] + o.eps));
-    ms = msNew;
-    mom = momNew;
-    eachParam(w, (x, k, i) => (w[k][i] = x - momNew[k][i]));
+    ms = { ...ms0, ...msNew };
+    mom = { ...mom0, ...momNew };
+    eachParam(momNew, (x, k, i) => (w[k][i] -= x));
   };
 }
 
@@ -112,10 +118,10 @@ export function refRmsprop(o: { lr: number; decay: number; momentum: number; eps
 export function refAdagrad(o: { lr: number; initial: number; eps: number }): RefOptimizer {
   let acc: Params | undefined;
   return (w, g) => {
-    const acc0 = acc ?? mapParams(g, () => o.initial);
+    const acc0 = acc ?? mapParams(w, () => o.initial);
     const accNew = mapParams(g, (x, k, i) => acc0[k][i] + x * x);
-    acc = accNew;
-    eachParam(w, (x, k, i) => (w[k][i] = x - (o.lr * g[k][i]) / Math.sqrt(accNew[k][i] + o.eps)));
+    acc = { ...acc0, ...accNew };
+    eachParam(g, (x, k, i) => (w[k][i] -= (o.lr * x) / Math.sqrt(accNew[k][i] + o.eps)));
   };
 }
 
@@ -128,12 +134,12 @@ export function refAdadelta(o: { lr: number; rho: number; eps: number }): RefOpt
   let ag: Params | undefined;
   let au: Params | undefined;
   return (w, g) => {
-    const ag0 = ag ?? mapParams(g, () => 0);
-    const au0 = au ?? mapParams(g, () => 0);
+    const ag0 = ag ?? zerosLike(w);
+    const au0 = au ?? zerosLike(w);
     const upd = mapParams(g, (x, k, i) => (Math.sqrt(au0[k][i] + o.eps) / Math.sqrt(ag0[k][i] + o.eps)) * x);
-    ag = mapParams(g, (x, k, i) => o.rho * ag0[k][i] + (1 - o.rho) * x * x);
-    au = mapParams(upd, (x, k, i) => o.rho * au0[k][i] + (1 - o.rho) * x * x);
-    eachParam(w, (x, k, i) => (w[k][i] = x - o.lr * upd[k][i]));
+    ag = { ...ag0, ...mapParams(g, (x, k, i) => o.rho * ag0[k][i] + (1 - o.rho) * x * x) };
+    au = { ...au0, ...mapParams(upd, (x, k, i) => o.rho * au0[k][i] + (1 - o.rho) * x * x) };
+    eachParam(upd, (x, k, i) => (w[k][i] -= o.lr * x));
   };
 }
 
@@ -144,14 +150,14 @@ export function refAdamax(o: { lr: number; b1: number; b2: number; eps: number }
   let u: Params | undefined;
   return (w, g) => {
     t += 1;
-    const m0 = m ?? mapParams(g, () => 0);
-    const u0 = u ?? mapParams(g, () => 0);
+    const m0 = m ?? zerosLike(w);
+    const u0 = u ?? zerosLike(w);
     const mNew = mapParams(g, (x, k, i) => o.b1 * m0[k][i] + (1 - o.b1) * x);
     const uNew = mapParams(g, (x, k, i) => Math.max(o.b2 * u0[k][i], Math.abs(x)));
-    m = mNew;
-    u = uNew;
+    m = { ...m0, ...mNew };
+    u = { ...u0, ...uNew };
     const step = o.lr / (1 - o.b1 ** t);
-    eachParam(w, (x, k, i) => (w[k][i] = x - (step * mNew[k][i]) / (uNew[k][i] + o.eps)));
+    eachParam(mNew, (x, k, i) => (w[k][i] -= (step * x) / (uNew[k][i] + o.eps)));
   };
 }
 
@@ -167,12 +173,17 @@ export function refClipped(maxNorm: number, inner: RefOptimizer, onClip?: (clipp
   };
 }
 
-/** Parameters after each of `steps` steps from `p.w0`. */
-export function referenceTrajectory(p: Problem, step: RefOptimizer, steps: number): Params[] {
+/** Which parameters get no gradient at which step (0 first), e.g. { 3: ['w2'] }. */
+export type Withheld = Record<number, readonly string[]>;
+
+/** Parameters after each of `steps` steps from `p.w0`; `withheld` leaves gradients out. */
+export function referenceTrajectory(p: Problem, step: RefOptimizer, steps: number, withheld: Withheld = {}): Params[] {
   const w = mapParams(p.w0, (x) => x);
   const out: Params[] = [];
   for (let s = 0; s < steps; s++) {
-    step(w, gradient(p, w));
+    const g = gradient(p, w);
+    for (const k of withheld[s] ?? []) delete g[k];
+    step(w, g);
     out.push(mapParams(w, (x) => x));
   }
   return out;
@@ -186,4 +197,8 @@ export function mapParams(ps: Params, f: (x: number, key: string, i: number) => 
 
 function eachParam(ps: Params, f: (x: number, key: string, i: number) => void): void {
   for (const k of Object.keys(ps)) ps[k].forEach((x, i) => f(x, k, i));
+}
+
+function zerosLike(ps: Params): Params {
+  return mapParams(ps, () => 0);
 }

@@ -63,6 +63,15 @@ describe('transforms: trajectories against the float64 reference', () => {
     check(sgd({ lr: 0.03, momentum: 0.8, dampening: 0.3 }), refSgd({ lr: constant(0.03), momentum: 0.8, dampening: 0.3 }));
   });
 
+  it('dampening without momentum is ignored, as torch.optim.SGD does (no momentum member, w -= lr g)', () => {
+    const opt = sgd({ lr: 0.05, dampening: 0.5 });
+    expect(opt.transforms.map((t) => t.name)).to.deep.equal(['lr']);
+    const dampened = check(opt, refSgd({ lr: constant(0.05), dampening: 0.5 }));
+    const plain = runTransform(sgd({ lr: 0.05 }), STEPS);
+    expect(dampened).to.deep.equal(plain.trajectory);
+    plain.dispose();
+  });
+
   it('nesterov: v = m v + g, step along g + m v', () => {
     const ref = () => refSgd({ lr: constant(0.02), momentum: 0.9, nesterov: true });
     const viaSgd = check(sgd({ lr: 0.02, momentum: 0.9, nesterov: true }), ref());

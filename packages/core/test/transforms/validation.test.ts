@@ -11,6 +11,7 @@ const cases: Array<[string, () => unknown, string]> = [
   ['momentum = 1', () => T.sgd({ lr: 0.1, momentum: 1 }), "sgd: option 'momentum' must be in [0, 1) (got 1)"],
   ['negative momentum', () => T.momentum({ momentum: -0.5 }), "momentum: option 'momentum' must be in [0, 1) (got -0.5)"],
   ['dampening > 1', () => T.momentum({ momentum: 0.9, dampening: 1.5 }), "momentum: option 'dampening' must be in [0, 1] (got 1.5)"],
+  ['dampening > 1 without momentum (ignored, but still checked)', () => T.sgd({ lr: 0.1, dampening: 1.5 }), "sgd: option 'dampening' must be in [0, 1] (got 1.5)"],
   ['nesterov without momentum', () => T.sgd({ lr: 0.1, nesterov: true }), "momentum: option 'nesterov' needs momentum > 0 and dampening 0"],
   ['nesterov with dampening', () => T.sgd({ lr: 0.1, momentum: 0.9, nesterov: true, dampening: 0.1 }), "option 'nesterov' needs momentum > 0 and dampening 0"],
   ['misspelt option', () => T.sgd({ lr: 0.1, weight_decay: 1e-4 } as unknown as T.SgdOptions), "sgd: unknown option(s) 'weight_decay'"],
