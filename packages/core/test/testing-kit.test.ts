@@ -1,7 +1,23 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { chain, mapNamed, momentum, scaleByLearningRate, type PluginState, type StepTransform, type TapfitPlugin } from '../src';
-import { checkGradients, checkNoLeaks, conformanceChecks, describeConformance, GRADIENT_SCALE_FLOOR, gradientMismatch, largestGradientError, noopPlugin, seededRandom, type BackendRun } from '../src/testing';
+import { chain, mapNamed, momentum, scaleByLearningRate, Stage, type PluginState, type StepTransform, type TapfitPlugin } from '../src';
+import {
+  blobData,
+  checkGradients,
+  checkNoLeaks,
+  conformanceChecks,
+  describeConformance,
+  GRADIENT_SCALE_FLOOR,
+  gradientMismatch,
+  largestGradientError,
+  noopPlugin,
+  seededRandom,
+  testTrainer,
+  tinyModel,
+  type BackendRun,
+  type ConformanceCheck,
+  type ConformanceSpec,
+} from '../src/testing';
 import { useBackend } from './fixtures';
 
 /** Halves every gradient (hook form). */
@@ -32,18 +48,36 @@ const gradNormEma = (): TapfitPlugin & { ema?: tf.Tensor } => {
       p.ema?.dispose();
       p.ema = s.tensors?.ema;
     },
+    dispose: () => p.ema?.dispose(),
   };
   return p;
+};
+
+/** The README's plugin example (Plugins section), as printed there. */
+const readmeExample = (): TapfitPlugin => {
+  let sum = tf.zeros([2]);
+  return {
+    name: 'my-plugin',
+    core: '^0.1.0',
+    requires: [],
+    conflicts: [{ plugin: 'pipeline', reason: 'both replace the Backprop' }],
+    provides: [],
+    apply({ hooks }) { hooks.backward.tap({ stage: Stage.TRANSFORM }, (g) => g); },
+    saveState() { return { json: { seen: 1 }, tensors: { sum } }; },
+    checkState() {},
+    loadState(state) { sum.dispose(); sum = state.tensors!.sum; },
+    dispose() { sum.dispose(); },
+  };
 };
 
 describeConformance({ plugin: () => noopPlugin() });
 describeConformance({ plugin: halveGrads, twin: () => ({ optimizer: chain(halve, momentum({ momentum: 0.9 }), scaleByLearningRate(0.1)) }), twinTolerance: 0 });
 describeConformance({ plugin: gradNormEma });
+describeConformance({ plugin: readmeExample });
 
 describe('the conformance suite catches broken plugins', () => {
   useBackend('cpu');
-  const run = async (plugin: () => TapfitPlugin, check: string) => {
-    const c = conformanceChecks({ plugin }).find((x) => x.name.startsWith(check))!;
+  const outcome = async (c: ConformanceCheck) => {
     try {
       await c.run();
     } catch (err) {
@@ -51,6 +85,7 @@ describe('the conformance suite catches broken plugins', () => {
     }
     return 'passed';
   };
+  const run = (plugin: () => TapfitPlugin, check: string) => outcome(conformanceChecks({ plugin }).find((x) => x.name.startsWith(check))!);
 
   it('a plugin whose name is not kebab-case fails registration', async () => {
     const camel = (): TapfitPlugin => ({ name: 'onlineNorm', core: '*', apply: () => {} });
@@ -60,7 +95,123 @@ describe('the conformance suite catches broken plugins', () => {
 
   it('a plugin that leaks a tensor per step fails the leak check', async () => {
     const leaky = (): TapfitPlugin => ({ name: 'leaky', core: '*', apply: ({ hooks }) => hooks.backward.tap('leaky', (g) => (tf.keep(tf.scalar(1)), g)) });
-    expect(await run(leaky, 'leaks no tensors')).to.match(/leaked over/);
+    expect(await run(leaky, 'leaks no tensors')).to.match(/live tensors rose from \d+ after step 5 to \d+ after step 6 of one fit/);
+  });
+
+  it('a plugin that keeps a tensor per step and frees them only at fitEnd fails the leak check (the count is sampled after every step)', async () => {
+    const gradHistory = (): TapfitPlugin => {
+      let history: tf.Tensor[] = [];
+      return {
+        name: 'grad-history',
+        core: '*',
+        apply: ({ hooks }) => {
+          hooks.backward.tap('grad-history', (g) => (history.push(tf.keep(tf.clone(Object.values(g!)[0]))), g));
+          hooks.fitEnd.tap('grad-history', () => void (tf.dispose(history), (history = [])));
+        },
+        dispose: () => tf.dispose(history),
+      };
+    };
+    expect(await run(gradHistory, 'leaks no tensors')).to.match(/live tensors rose from \d+ after step 5 to \d+ after step 6 of one fit: a tensor kept per step grows without bound, even if freed at fitEnd/);
+    // State built lazily within the warm-up (three steps' gradients, emptied at fitEnd) is no leak.
+    const lastThree = (): TapfitPlugin => {
+      let kept: tf.Tensor[] = [];
+      return {
+        name: 'last-three',
+        core: '*',
+        apply: ({ hooks }) => {
+          hooks.backward.tap('last-three', (g) => {
+            kept.push(tf.keep(tf.clone(Object.values(g!)[0])));
+            if (kept.length > 3) kept.shift()!.dispose();
+            return g;
+          });
+          hooks.fitEnd.tap('last-three', () => void (tf.dispose(kept), (kept = [])));
+        },
+        dispose: () => tf.dispose(kept),
+      };
+    };
+    expect(await run(lastThree, 'leaks no tensors')).to.equal('passed');
+  });
+
+  it('a plugin without dispose() that holds a tensor per trainer fails the save/resume/dispose check', async () => {
+    const noDispose = (): TapfitPlugin => {
+      let count: tf.Tensor | undefined;
+      return {
+        name: 'no-dispose',
+        core: '*',
+        apply: ({ hooks }) =>
+          hooks.backward.tap('no-dispose', (g) => {
+            const next = tf.keep(tf.add(count ?? 0, 1));
+            count?.dispose();
+            count = next;
+            return g;
+          }),
+      };
+    };
+    const msg = await run(noDispose, 'save, resume and dispose');
+    expect(msg).to.match(/a trained trainer left 1 tensor\(s\) after trainer\.dispose\(\): the plugin's dispose\(\) must free every tensor it holds/);
+    expect(msg).to.match(/Trainer\.resume, training on and dispose\(\) left 1 tensor\(s\)/);
+  });
+
+  it("a saveState() that returns fresh tensors (the README's former example) fails the save/resume/dispose check; the README's example passes", async () => {
+    const freshState = (): TapfitPlugin => ({
+      name: 'my-plugin',
+      core: '^0.1.0',
+      apply() {},
+      saveState: () => ({ json: { seen: 1 }, tensors: { sum: tf.zeros([2]) } }),
+      loadState: (s) => tf.dispose(Object.values(s.tensors ?? {})),
+    });
+    const msg = await run(freshState, 'save, resume and dispose');
+    expect(msg).to.match(/save\(\) left 1 tensor\(s\): saveState\(\) must return tensors the plugin keeps \(the core reads them and never frees them\)/);
+    // resume calls saveState() once more, for its undo copy
+    expect(msg).to.match(/Trainer\.resume, training on and dispose\(\) left 1 tensor\(s\)/);
+    expect(await run(readmeExample, 'save, resume and dispose')).to.equal('passed');
+  });
+
+  it('the suite frees what it builds (trainers, models, data): running every check leaves no tensor', async () => {
+    const before = tf.memory().numTensors;
+    for (const c of conformanceChecks({ plugin: halveGrads, twin: () => ({ optimizer: chain(halve, momentum({ momentum: 0.9 }), scaleByLearningRate(0.1)) }) })) {
+      expect(await outcome(c), c.name).to.equal('passed');
+    }
+    expect(tf.memory().numTensors - before).to.equal(0);
+  });
+
+  it("a spec whose model factory leaks (an initial value never freed) does not fail the plugin's save/resume/dispose check", async () => {
+    const spec: ConformanceSpec = {
+      plugin: () => noopPlugin(),
+      trainer: () => {
+        tf.ones([1]); // left behind, as `tf.variable(tf.randomNormal(...))` leaves its initial value
+        return { model: tinyModel() };
+      },
+    };
+    expect(await outcome(conformanceChecks(spec).find((c) => c.name.startsWith('save, resume and dispose'))!)).to.equal('passed');
+  });
+
+  it("testTrainer's dispose() frees the tinyModel it built, so checkNoLeaks around testTrainer + dispose sees only the plugin", async () => {
+    const data = blobData(16);
+    await checkNoLeaks(async () => {
+      const t = testTrainer({ plugins: [noopPlugin()] });
+      await t.fit(data, { epochs: 1, batchSize: 8 });
+      t.dispose();
+    });
+    const model = tinyModel();
+    testTrainer({ model }).dispose();
+    expect(model.getWeights()[0].isDisposed, 'a model passed in stays the caller\'s').to.equal(false);
+    model.dispose();
+    data.dispose();
+  });
+
+  it("a plugin whose requires are met by spec.trainer()'s plugins passes every check; each trainer's model and plugins come from one spec.trainer() call", async () => {
+    const mixed: string[] = [];
+    const spec: ConformanceSpec = {
+      plugin: () => ({ name: 'needs-base', core: '*', requires: ['base'], apply: () => {} }),
+      trainer: () => {
+        const model = tinyModel();
+        const base: TapfitPlugin = { name: 'base', core: '*', apply: ({ trainer }) => void (trainer.model.layersModel !== model && mixed.push('a model and plugins from different spec.trainer() calls')) };
+        return { model, plugins: [base] };
+      },
+    };
+    for (const c of conformanceChecks(spec)) expect(await outcome(c), c.name).to.equal('passed');
+    expect(mixed).to.deep.equal([]);
   });
 
   it('a plugin whose state is not saved fails the checkpoint round trip', async () => {
@@ -71,6 +222,30 @@ describe('the conformance suite catches broken plugins', () => {
       return p;
     };
     expect(await run(forgetful, 'state round-trips')).to.match(/resumed predictions differ/);
+  });
+
+  it('a plugin that keeps its state in its module, not its instance, fails the checkpoint round trip (as a resume in a new process would)', async () => {
+    let moduleEma: tf.Tensor | undefined; // one per module, as a top-level `let` in the plugin's file would be
+    const moduleState = (): TapfitPlugin => ({
+      name: 'module-ema',
+      core: '*',
+      apply: ({ hooks, trainer }) => {
+        hooks.fitStart.tap('module-ema', () => {
+          if (trainer.step > 0) return;
+          moduleEma?.dispose();
+          moduleEma = undefined;
+        });
+        hooks.backward.tap('module-ema', (g) => {
+          const n = tf.sqrt(tf.addN(Object.values(g!).map((x) => tf.sum(tf.square(x)))));
+          const next = tf.keep(moduleEma ? tf.add(tf.mul(moduleEma, 0.9), tf.mul(n, 0.1)) : tf.clone(n));
+          moduleEma?.dispose();
+          moduleEma = next;
+          return mapNamed(g!, (x) => tf.div(x, tf.add(1, next)));
+        });
+      },
+    });
+    expect(await run(moduleState, 'state round-trips')).to.match(/resumed predictions differ from straight-through ones by [\d.e-]+ \(the saving trainer was disposed/);
+    moduleEma?.dispose();
   });
 
   it('a plugin whose loadState is a no-op fails the checkpoint round trip (its state, not its predictions, differs)', async () => {

@@ -36,7 +36,10 @@ export interface TapfitPlugin {
   readonly provides?: readonly InjectionToken<unknown>[];
   /** Tap hooks and register services. Runs once, synchronously, at registration. */
   apply(api: PluginApi): void;
-  /** Namespaced state saved in checkpoints under the plugin's name. */
+  /**
+   * Namespaced state saved in checkpoints under the plugin's name. Its tensors stay the
+   * plugin's (the core reads them and frees nothing): return kept tensors it owns.
+   */
   saveState?(): PluginState;
   /**
    * Throw (a TapfitError naming the mismatch and the fix) if `state` cannot be loaded;

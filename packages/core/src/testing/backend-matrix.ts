@@ -3,7 +3,7 @@ import { selectBackend, type BackendName } from '../backend/select';
 import type { Gradients } from '../hooks/types';
 import { Stage } from '../hooks/order';
 import type { TapfitPlugin } from '../plugin/types';
-import type { ConformanceSpec } from './conformance';
+import type { ConformanceSpec } from './conformance-spec';
 import type { Trainer } from '../train/trainer';
 import { blobData, testTrainer, tinyModel } from './fixtures';
 

@@ -2,63 +2,28 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
+import { batchesPerEpoch } from '../data/data-source';
 import { ErrorCodes, TapfitError } from '../errors';
-import type { DataSource } from '../data/data-source';
 import { Stage } from '../hooks/order';
-import { modelVariables } from '../model/trainable-model';
 import { validatePlugin } from '../plugin/registry';
-import type { TapfitPlugin } from '../plugin/types';
-import { Trainer, type TrainerOptions } from '../train/trainer';
-import { blobData, noopPlugin, testTrainer, testTrainerOptions } from './fixtures';
+import type { ConformanceCheck, ConformanceSpec } from './conformance-spec';
+import { blobData, noopPlugin } from './fixtures';
+import { buildRun, fitRun, kitInputs, resumeRun, trainRun, type KitRun } from './kit-runs';
+import { pluginStateOf, stateDifference, type PluginStateText } from './plugin-state-text';
+import { growthAfterWarmup, tensorCountProbe } from './tensor-count-probe';
 
-export interface ConformanceSpec {
-  /** A fresh plugin instance on every call. */
-  plugin: () => TapfitPlugin;
-  /**
-   * Trainer options the plugin needs, fresh on every call (a new, identically
-   * initialised model each time). Default: the kit's tiny MLP with SGD + momentum.
-   */
-  trainer?: () => Partial<TrainerOptions>;
-  /** Training data, fresh on every call. Default: 64 blob samples (4 features, 3 classes). */
-  data?: () => DataSource & { dispose?(): void };
-  /** A probe batch to compare models on. Default: 8 ones-and-ramps rows shaped like the data. */
-  probe?: () => tf.Tensor;
-  batchSize?: number;
-  epochs?: number;
-  /**
-   * Options that do what the plugin does without the plugin (its functional twin, e.g. a
-   * model already transformed by `applyX(model)`, or an optimizer chain with the
-   * plugin's transform). Training with them must give the same predictions.
-   */
-  twin?: () => Partial<TrainerOptions>;
-  /** Max |difference| allowed between twin and hook form (0 = bitwise). Default 1e-6. */
-  twinTolerance?: number;
-}
-
-export interface ConformanceCheck {
-  name: string;
-  run(): Promise<void>;
-}
+/** Steps of a fit the leak check lets a plugin build state in before the live tensor count must stay flat. */
+const LEAK_WARMUP_STEPS = 5;
+const LEAK_STEPS = 100;
 
 function fail(check: string, why: string): never {
   throw new TapfitError(ErrorCodes.CHECK, `conformance: ${check}: ${why}`);
 }
 
-async function train(spec: ConformanceSpec, plugins: TapfitPlugin[], extra: Partial<TrainerOptions> = {}, stopAt?: number) {
-  const data = spec.data?.() ?? blobData(64);
-  const base = { ...(spec.trainer?.() ?? {}), ...extra };
-  const stopper: TapfitPlugin[] = stopAt === undefined ? [] : [{ name: 'conformance-stop', core: '*', apply: ({ hooks, trainer }) => hooks.batchEnd.tap({ stage: Stage.LAST }, () => void (trainer.step >= stopAt && holder.t!.stop())) }];
-  const holder: { t?: Trainer } = {};
-  const trainer = testTrainer({ ...base, plugins: [...(base.plugins ?? []), ...plugins, ...stopper] });
-  holder.t = trainer;
-  await trainer.fit(data, { epochs: spec.epochs ?? 2, batchSize: spec.batchSize ?? 8 });
-  return { trainer, data };
-}
-
-function predictions(spec: ConformanceSpec, trainer: Trainer, data: DataSource): Float32Array {
-  const xShape = data.xShape ?? [4];
+function predictions(spec: ConformanceSpec, run: KitRun): Float32Array {
+  const xShape = run.data.xShape ?? [4];
   const probe = spec.probe?.() ?? tf.tidy(() => tf.add(tf.ones([8, ...xShape]), tf.reshape(tf.linspace(-1, 1, 8 * xShape.reduce((a, b) => a * b, 1)), [8, ...xShape])));
-  const y = trainer.predict(probe);
+  const y = run.trainer.predict(probe);
   const out = y.dataSync() as Float32Array;
   tf.dispose([probe, y]);
   return Float32Array.from(out);
@@ -71,45 +36,61 @@ function maxAbsDiff(a: Float32Array, b: Float32Array): number {
   return Number.isNaN(m) ? Infinity : m;
 }
 
+/** Batches in one epoch of the spec's data: from its size when known, else counted. */
+async function stepsPerEpoch(spec: ConformanceSpec): Promise<number> {
+  const data = spec.data?.() ?? blobData(64);
+  const batchSize = spec.batchSize ?? 8;
+  try {
+    const known = batchesPerEpoch(data, batchSize);
+    if (known !== undefined) return known;
+    let n = 0;
+    const it = data.batches({ batchSize, shuffle: false, seed: 0, epoch: 0 });
+    for (let r = await it.next(); !r.done; r = await it.next(), n++) tf.dispose([r.value.x, r.value.y]);
+    return n;
+  } finally {
+    data.dispose?.();
+  }
+}
+
+async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-conformance-'));
+  try {
+    return await fn(dir);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
 /**
- * The plugin's saveState() as comparable text: JSON and each tensor's dtype, shape and
- * values. Names tfjs numbers per model instance (variables, layers) are replaced by their
- * position, so two trainers of identically built models compare equal.
+ * One trainer's life with the plugin: build, train, save, dispose; then resume, train on,
+ * dispose. Returns the tensors each part left alive (the kit frees the models it built).
  */
-function pluginStateOf(trainer: Trainer, name: string): { json: string; tensors: Record<string, string> } | undefined {
-  const plugin = trainer.plugins.find((p) => p.name === name);
-  if (!plugin?.saveState) return undefined;
-  const positions = new Map<string, string>();
-  modelVariables(trainer.model).forEach((v, i) => positions.set(v.name, `<variable ${i}>`));
-  trainer.model.layersModel?.layers.forEach((l, i) => positions.set(l.name, `<layer ${i}>`));
-  const rename = (s: string) => positions.get(s) ?? s;
-  const plain = (v: unknown): unknown => {
-    if (typeof v === 'string') return rename(v);
-    if (Array.isArray(v)) return v.map(plain);
-    if (v && typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [rename(k), plain(x)]));
-    return v;
-  };
-  const s = plugin.saveState();
-  const tensors: Record<string, string> = {};
-  for (const [k, t] of Object.entries(s.tensors ?? {})) tensors[rename(k)] = `${t.dtype}[${t.shape}] ${Array.from(t.dataSync()).join(',')}`;
-  return { json: JSON.stringify(plain(s.json ?? null)), tensors };
-}
+async function trainerLife(spec: ConformanceSpec, dir: string): Promise<{ save: number; dispose: number; resume: number }> {
+  const count = () => tf.memory().numTensors;
+  // What building and freeing the spec's own inputs leaves (a model factory that leaks its
+  // initial values) is the spec's doing, not the plugin's: measured, and not counted against it.
+  const beforeInputs = count();
+  kitInputs(spec, []).dispose();
+  const inputsLeft = count() - beforeInputs;
 
-/** Where two plugin states differ, or undefined when they are equal. */
-function stateDifference(a: ReturnType<typeof pluginStateOf>, b: ReturnType<typeof pluginStateOf>): string | undefined {
-  if (!a || !b) return a === b ? undefined : 'one trainer has no saveState()';
-  if (a.json !== b.json) return `json ${b.json.slice(0, 200)} instead of ${a.json.slice(0, 200)}`;
-  for (const k of new Set([...Object.keys(a.tensors), ...Object.keys(b.tensors)])) {
-    if (a.tensors[k] !== b.tensors[k]) return `tensor '${k}' is ${b.tensors[k]?.slice(0, 200) ?? 'missing'} instead of ${a.tensors[k]?.slice(0, 200) ?? 'missing'}`;
+  const beforeBuild = count();
+  const run = await trainRun(spec, [spec.plugin()], { epochs: 1 });
+  let save: number;
+  try {
+    const beforeSave = count();
+    await run.trainer.save(dir);
+    save = count() - beforeSave;
+  } finally {
+    run.release();
   }
-  return undefined;
-}
-
-function cleanup(...runs: { trainer: Trainer; data: { dispose?(): void } }[]): void {
-  for (const r of runs) {
-    r.trainer.dispose();
-    r.data.dispose?.();
+  const beforeResume = count();
+  const resumed = await resumeRun(spec, dir);
+  try {
+    await fitRun(spec, resumed, 2);
+  } finally {
+    resumed.release();
   }
+  return { save, dispose: beforeResume - beforeBuild - save - inputsLeft, resume: count() - beforeResume - inputsLeft };
 }
 
 /**
@@ -126,61 +107,101 @@ export function conformanceChecks(spec: ConformanceSpec): ConformanceCheck[] {
         const p = spec.plugin();
         validatePlugin(p);
         if (!/^[a-z0-9]+(-[a-z0-9]+)*$/.test(p.name)) fail(this.name, `the name '${p.name}' is not kebab-case (e.g. 'online-norm'): names key checkpoint state, ordering and errors`);
-        const t = testTrainer({ ...(spec.trainer?.() ?? {}), plugins: [p] });
-        await t.setup();
-        const d = t.describe({ print: false });
-        if (!d.plugins.includes(name)) fail(this.name, `describe() lists ${JSON.stringify(d.plugins)}, not '${name}'`);
-        t.dispose();
+        const run = buildRun(spec, [p]);
+        try {
+          await run.trainer.setup();
+          const d = run.trainer.describe({ print: false });
+          if (!d.plugins.includes(name)) fail(this.name, `describe() lists ${JSON.stringify(d.plugins)}, not '${name}'`);
+        } finally {
+          run.release();
+        }
       },
     },
     {
       name: "composes with the core's no-op plugins without changing results",
       async run() {
-        const alone = await train(spec, [spec.plugin()]);
-        const mixed = await train(spec, [noopPlugin('noop-first', Stage.FIRST), spec.plugin(), noopPlugin('noop-last', Stage.LAST)]);
-        const diff = maxAbsDiff(predictions(spec, alone.trainer, alone.data), predictions(spec, mixed.trainer, mixed.data));
-        cleanup(alone, mixed);
+        const alone = await trainRun(spec, [spec.plugin()]);
+        const alonePredictions = predictions(spec, alone);
+        alone.release();
+        const mixed = await trainRun(spec, [noopPlugin('noop-first', Stage.FIRST), spec.plugin(), noopPlugin('noop-last', Stage.LAST)]);
+        const diff = maxAbsDiff(alonePredictions, predictions(spec, mixed));
+        mixed.release();
         if (diff !== 0) fail(this.name, `predictions differ by ${diff} when composed with no-op plugins`);
       },
     },
     {
       name: 'state round-trips through a checkpoint (resume equals straight through)',
       async run() {
-        const straight = await train(spec, [spec.plugin()]);
-        const total = straight.trainer.step;
+        const total = (spec.epochs ?? 2) * (await stepsPerEpoch(spec));
         const cut = Math.max(1, Math.floor(total / 2) - 1);
-        const first = await train(spec, [spec.plugin()], {}, cut);
-        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-conformance-'));
-        await first.trainer.save(dir);
-        const base = spec.trainer?.() ?? {};
-        const resumed = await Trainer.resume(dir, testTrainerOptions({ ...base, plugins: [...(base.plugins ?? []), spec.plugin(), { name: 'conformance-stop', core: '*', apply() {} }] }));
-        const data = spec.data?.() ?? blobData(64);
-        // The plugin's own state must come back too, not only what shows in predictions.
-        const atCut = stateDifference(pluginStateOf(first.trainer, name), pluginStateOf(resumed, name));
-        await resumed.fit(data, { epochs: spec.epochs ?? 2, batchSize: spec.batchSize ?? 8 });
-        const diff = maxAbsDiff(predictions(spec, straight.trainer, straight.data), predictions(spec, resumed, data));
-        const atEnd = stateDifference(pluginStateOf(straight.trainer, name), pluginStateOf(resumed, name));
-        cleanup(straight, first, { trainer: resumed, data });
-        fs.rmSync(dir, { recursive: true, force: true });
-        if (resumed.step !== total) fail(this.name, `resumed run ended at step ${resumed.step}, straight run at ${total}`);
-        if (diff !== 0) fail(this.name, `resumed predictions differ from straight-through ones by ${diff}`);
-        if (atCut) fail(this.name, `the plugin's saveState() right after resume differs from the saved trainer's at step ${cut}: ${atCut}. Does loadState restore everything saveState returns?`);
-        if (atEnd) fail(this.name, `the plugin's saveState() after the resumed run differs from the straight-through run's at step ${total}: ${atEnd}`);
+        await withTempDir(async (dir) => {
+          const first = await trainRun(spec, [spec.plugin()], { stopAt: cut });
+          let saved: PluginStateText | undefined;
+          try {
+            await first.trainer.save(dir);
+            saved = pluginStateOf(first.trainer, name);
+          } finally {
+            first.release();
+          }
+          // A run with another plugin instance between save and resume overwrites state the plugin keeps
+          // outside itself (in its module), which a resume in a new process would not find.
+          const straight = await trainRun(spec, [spec.plugin()]);
+          const expected = { step: straight.trainer.step, predictions: predictions(spec, straight), state: pluginStateOf(straight.trainer, name) };
+          straight.release();
+          const resumed = await resumeRun(spec, dir);
+          let got;
+          try {
+            // The plugin's own state must come back too, not only what shows in predictions.
+            const atCut = stateDifference(saved, pluginStateOf(resumed.trainer, name));
+            await fitRun(spec, resumed);
+            got = { step: resumed.trainer.step, atCut, diff: maxAbsDiff(expected.predictions, predictions(spec, resumed)), atEnd: stateDifference(expected.state, pluginStateOf(resumed.trainer, name)) };
+          } finally {
+            resumed.release();
+          }
+          if (got.step !== expected.step) fail(this.name, `resumed run ended at step ${got.step}, straight run at ${expected.step}`);
+          if (got.diff !== 0) fail(this.name, `resumed predictions differ from straight-through ones by ${got.diff} (the saving trainer was disposed and a straight-through run came between save and resume: is state kept outside the plugin instance, or not saved?)`);
+          if (got.atCut) fail(this.name, `the plugin's saveState() right after resume differs from the saved trainer's at step ${cut}: ${got.atCut}. Does loadState restore everything saveState returns?`);
+          if (got.atEnd) fail(this.name, `the plugin's saveState() after the resumed run differs from the straight-through run's at step ${expected.step}: ${got.atEnd}`);
+        });
       },
     },
     {
-      name: 'leaks no tensors over 100 steps',
+      name: `leaks no tensors over ${LEAK_STEPS} steps`,
       async run() {
-        const data = spec.data?.() ?? blobData(64);
-        const t = testTrainer({ ...(spec.trainer?.() ?? {}), plugins: [...(spec.trainer?.().plugins ?? []), spec.plugin()] });
-        const batchSize = spec.batchSize ?? 8;
-        const perEpoch = Math.ceil((data.size ?? 64) / batchSize);
-        await t.fit(data, { epochs: 1, batchSize });
-        const before = tf.memory().numTensors;
-        await t.fit(data, { epochs: Math.ceil(100 / perEpoch), batchSize });
-        const growth = tf.memory().numTensors - before;
-        cleanup({ trainer: t, data });
-        if (growth !== 0) fail(this.name, `${growth} tensor(s) leaked over ${Math.ceil(100 / perEpoch) * perEpoch} steps`);
+        const perEpoch = await stepsPerEpoch(spec);
+        const epochs = Math.ceil(LEAK_STEPS / perEpoch);
+        const probe = tensorCountProbe();
+        const run = buildRun(spec, [spec.plugin(), probe.plugin]);
+        let growth: number;
+        try {
+          await fitRun(spec, run, 1); // warm-up: state built lazily, tfjs's own caches
+          probe.counts.length = 0;
+          const before = tf.memory().numTensors;
+          await fitRun(spec, run, epochs);
+          growth = tf.memory().numTensors - before;
+        } finally {
+          run.release();
+        }
+        const inFit = growthAfterWarmup(probe.counts, LEAK_WARMUP_STEPS);
+        if (inFit) {
+          fail(this.name, `live tensors rose from ${inFit.from} after step ${LEAK_WARMUP_STEPS} to ${inFit.to} after step ${inFit.step} of one fit: a tensor kept per step grows without bound, even if freed at fitEnd`);
+        }
+        if (growth !== 0) fail(this.name, `${growth} tensor(s) leaked over ${epochs * perEpoch} steps`);
+      },
+    },
+    {
+      name: 'save, resume and dispose leak no tensors',
+      async run() {
+        const left = await withTempDir(async (dir) => {
+          await trainerLife(spec, dir); // warm-up: tfjs's own caches
+          return trainerLife(spec, dir);
+        });
+        const problems = [
+          left.save && `save() left ${left.save} tensor(s): saveState() must return tensors the plugin keeps (the core reads them and never frees them)`,
+          left.dispose && `a trained trainer left ${left.dispose} tensor(s) after trainer.dispose(): the plugin's dispose() must free every tensor it holds`,
+          left.resume && `Trainer.resume, training on and dispose() left ${left.resume} tensor(s): resume calls saveState() (for its undo copy) and hands loadState the saved tensors to own; dispose() frees them`,
+        ].filter(Boolean);
+        if (problems.length) fail(this.name, problems.join('; '));
       },
     },
   ];
@@ -188,10 +209,12 @@ export function conformanceChecks(spec: ConformanceSpec): ConformanceCheck[] {
     checks.push({
       name: 'functional twin equals the hook form',
       async run() {
-        const hooked = await train(spec, [spec.plugin()]);
-        const twin = await train(spec, [], spec.twin!());
-        const diff = maxAbsDiff(predictions(spec, hooked.trainer, hooked.data), predictions(spec, twin.trainer, twin.data));
-        cleanup(hooked, twin);
+        const hooked = await trainRun(spec, [spec.plugin()]);
+        const hookedPredictions = predictions(spec, hooked);
+        hooked.release();
+        const twin = await trainRun(spec, [], { extra: spec.twin!() });
+        const diff = maxAbsDiff(hookedPredictions, predictions(spec, twin));
+        twin.release();
         const tol = spec.twinTolerance ?? 1e-6;
         if (!(diff <= tol)) fail(this.name, `predictions differ by ${diff} (tolerance ${tol})`);
       },

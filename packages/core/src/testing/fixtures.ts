@@ -57,9 +57,33 @@ export function testTrainerOptions(overrides: Partial<TrainerOptions> = {}): Tra
   };
 }
 
-/** A silent trainer over `tinyModel` with SGD + momentum, for plugin tests. */
+/**
+ * A trainer whose dispose() also frees the model testTrainer built for it: a trainer leaves
+ * the model in its options to the caller, and a test's caller never saw that one.
+ */
+class TestTrainer extends Trainer {
+  constructor(
+    options: TrainerOptions,
+    private builtModel?: tf.LayersModel,
+  ) {
+    super(options);
+  }
+
+  override dispose(): void {
+    super.dispose();
+    this.builtModel?.dispose();
+    this.builtModel = undefined;
+  }
+}
+
+/**
+ * A silent trainer over `tinyModel` with SGD + momentum, for plugin tests. Its dispose()
+ * frees the `tinyModel` it built (a model passed in stays the caller's), so a leak check
+ * around testTrainer + dispose sees only the plugin.
+ */
 export function testTrainer(overrides: Partial<TrainerOptions> = {}): Trainer {
-  return new Trainer(testTrainerOptions(overrides));
+  const options = testTrainerOptions(overrides);
+  return new TestTrainer(options, overrides.model ? undefined : (options.model as tf.LayersModel));
 }
 
 /**

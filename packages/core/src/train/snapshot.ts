@@ -31,11 +31,12 @@ function optimizerFields(opt: tf.Optimizer): { name: string; variable: tf.Variab
     .map(([name, variable]) => ({ name, variable: variable as tf.Variable }));
 }
 
-/** A plugin's saveState(), its failure named (a bare TypeError said nothing about who). */
+/** A plugin's saveState(), a failure that is not already a TapfitError named (a bare TypeError said nothing about who). */
 function pluginSaveState(plugin: TapfitPlugin): PluginState {
   try {
     return plugin.saveState!();
   } catch (err) {
+    if (err instanceof TapfitError) throw err; // it says what to do, with its own code (e.g. lora's "unmerge first")
     throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${plugin.name}' failed in saveState(): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
   }
 }
