@@ -291,4 +291,20 @@ describe('plugin contract: failures and ordering (review findings)', () => {
     t.dispose();
     data.dispose();
   });
+
+  it('what planMemory and stepTransforms taps return is checked at setup, naming the plugin', async () => {
+    const cases: [TapfitPlugin, RegExp][] = [
+      [plugin('bad-plan', {}, ({ hooks }) => hooks.planMemory.tap('bad-plan', (p) => ({ ...p, segments: p.segments.slice(1) }))), /plugin 'bad-plan' returned a memory plan that lists segments .* where the model has/],
+      [plugin('typo-plan', {}, ({ hooks }) => hooks.planMemory.tap('typo-plan', (p) => ({ ...p, segments: p.segments.map((x) => ({ ...x, policy: 'recomput' as never })) }))), /plugin 'typo-plan' returned a memory plan that gives segment '.*' the unknown policy 'recomput'/],
+      [plugin('dup-member', {}, ({ hooks }) => hooks.stepTransforms.tap('dup-member', (m) => [...m, m[m.length - 1]])), /plugin 'dup-member' returned chain members with the name '.*' twice from hook 'stepTransforms'/],
+    ];
+    for (const [p, pattern] of cases) {
+      const t = tinyTrainer({ plugins: [p] });
+      await t.setup().then(
+        () => expect.fail(`${p.name} was accepted`),
+        (e: Error) => expect(e.message).to.match(pattern),
+      );
+      t.dispose();
+    }
+  });
 });

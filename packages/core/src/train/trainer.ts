@@ -7,6 +7,7 @@ import type { ModelInfo, StepInfo } from '../hooks/types';
 import type { MemoryPlan } from '../step/memory-plan';
 import { checkForwardPass } from '../step/forward-pass';
 import { checkGradients } from '../step/check-gradients';
+import { checkMemoryPlan } from '../step/check-plan';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { checkManifest, tensorLabels, type Position } from '../checkpoint/manifest';
 import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
@@ -267,6 +268,9 @@ export class Trainer {
     for (const v of trainableVariables(model)) params[v.name] = v;
     this.params = params;
     const info: ModelInfo = { model, segmentNames: model.segments.map((s) => s.name), params };
+    // What planMemory and stepTransforms taps return is checked tap by tap too, naming the plugin.
+    this.hooks.planMemory.checkEachTap((plan, plugin) => checkMemoryPlan(plan, info.segmentNames, plugin));
+    this.hooks.stepTransforms.checkEachTap((members, plugin) => checkChainMembers(members, plugin));
     this.plan = this.hooks.planMemory.call(this.resolve(Tokens.MemoryPlanner).plan(info), info);
     this.stepper?.dispose();
     this.stepper = this.buildStepper(info);
@@ -775,4 +779,16 @@ function declaredExtras(model: tf.LayersModel | undefined, applied: boolean): Pi
   const penalties = penalizedLayers(model).map((l) => l.name);
   const weights = model.trainableWeights.filter((w) => w.constraint).map((w) => `${w.name} (${w.constraint.getClassName()})`);
   return { penalties, constraints: { weights, applied } };
+}
+
+/** What a `stepTransforms` tap returns: transforms with unique names (they key the chain's state). */
+function checkChainMembers(members: StepTransform[], plugin: string): void {
+  const names = Array.isArray(members) ? members.map((t) => t?.name) : [];
+  const duplicate = names.find((n, i) => names.indexOf(n) !== i);
+  if (!Array.isArray(members) || members.some((t) => typeof t?.update !== 'function' || typeof t?.name !== 'string')) {
+    throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${plugin}' returned from hook 'stepTransforms' something that is not a list of step transforms. Return the members it was given, with some replaced.`);
+  }
+  if (duplicate !== undefined) {
+    throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${plugin}' returned chain members with the name '${duplicate}' twice from hook 'stepTransforms' (names key the chain's state). Give the new member its own name, or replace the old one instead of adding.`);
+  }
 }
