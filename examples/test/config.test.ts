@@ -37,6 +37,10 @@ describe('tapfit train: configs', () => {
     expect(err.code).to.equal('TAPFIT_E_CONFIG');
     expect(err.message).to.match(/config: option 'optimizer\.lr'/);
     expect(errorOf(() => readConfig(writeConfig({ ...base, training: { epochs: 0 } }))).message).to.match(/training\.epochs/);
+    // The presets output logits: a loss that reads probabilities trains them badly, so it is refused with the one to use.
+    expect(errorOf(() => readConfig(writeConfig({ ...base, loss: 'categoricalCrossentropy' }))).message).to.match(
+      /option 'loss' must not be 'categoricalCrossentropy' with the presets, which output logits .*use 'softmaxCrossEntropy'/,
+    );
     expect(errorOf(() => readConfig(writeConfig({ ...base, data: { dataset: 'mnist', train: 9000, test: 2000 } }))).message).to.equal(
       "config: option 'data.test' must leave the train split room: data.train + data.test must be <= 10000 (the splits are disjoint) (got 2000).",
     );

@@ -71,7 +71,9 @@ export const accuracy: Metric = asMetric('acc', classAccuracy);
  * any other name keeps its spelling ('mse' stays 'mse'), a function keeps its `name`.
  * Every value is the batch mean, averaged over an epoch weighted by batch size.
  */
-export function resolveMetrics(specs: readonly MetricSpec[], context: { loss?: LossSpec; outputUnits?: number } = {}): Metric[] {
+export function resolveMetrics(given: readonly MetricSpec[] | MetricSpec, context: { loss?: LossSpec; outputUnits?: number } = {}): Metric[] {
+  // model.compile takes a lone metric too ('accuracy').
+  const specs: readonly MetricSpec[] = Array.isArray(given) ? given : [given as MetricSpec];
   const binaryLoss = context.loss === 'binaryCrossentropy' || context.loss === 'sigmoidCrossEntropy';
   const binary = binaryLoss || context.outputUnits === 1;
   const metrics = specs.map((spec, i): Metric => {

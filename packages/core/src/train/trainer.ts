@@ -63,7 +63,7 @@ export interface TrainerOptions {
    * evaluate(): names as model.compile takes them ('accuracy' is logged as 'acc'),
    * `{ name, fn }` metrics or functions. Default none (as model.compile).
    */
-  metrics?: readonly MetricSpec[];
+  metrics?: readonly MetricSpec[] | MetricSpec;
   nonFinite?: 'throw' | 'skip' | 'off';
   /**
    * A tfjs-layers model's weight constraints (`kernelConstraint: 'maxNorm'`, ...): 'apply'

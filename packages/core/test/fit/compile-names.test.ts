@@ -156,6 +156,15 @@ describe('loss and metric names as model.compile', () => {
       (reference.history[k] as number[]).forEach((e, i) => expect(h.history[k][i], `${k}[${i}]`).to.be.closeTo(e, 1e-5 * Math.max(1, Math.abs(e))));
     }
     t.dispose();
+    // A lone metric, as model.compile takes it ('accuracy', not ['accuracy']).
+    const single = softmaxNet();
+    single.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy', metrics: 'accuracy' });
+    const alone = await single.fit(xs, ys, { epochs: 1, batchSize: 8, shuffle: false, verbose: 0 });
+    const t2 = new Trainer({ model: softmaxNet(), loss: 'categoricalCrossentropy', optimizer: 'sgd', metrics: 'accuracy', logger: new SilentLogger() });
+    const h2 = await t2.fit(xs, ys, { epochs: 1, batchSize: 8, shuffle: false, verbose: 0 });
+    expect(Object.keys(h2.history).sort()).to.deep.equal(Object.keys(alone.history).sort());
+    expect(h2.history.acc[0]).to.be.closeTo(alone.history.acc[0] as number, 1e-6);
+    t2.dispose();
     tf.dispose([xs, ys]);
   });
 
