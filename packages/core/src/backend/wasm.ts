@@ -56,10 +56,13 @@ export async function activateWasm(asked?: number | 'auto'): Promise<ThreadChoic
     return choice;
   }
   let ok: boolean;
+  const handlers = processHandlers();
   try {
     ok = threads > 1 ? await initThreadedWasm(threads, wasm) : await tf.setBackend('wasm');
   } catch (cause) {
     throw initFailed(threads, cause);
+  } finally {
+    restoreProcessHandlers(handlers);
   }
   if (!ok) throw initFailed(threads, null);
   if (wasm.getThreadsCount() !== threads) {
@@ -74,4 +77,22 @@ function initFailed(threads: number, cause: unknown): TapfitError {
     : "Check that @tensorflow/tfjs-backend-wasm has the same version as @tensorflow/tfjs and that its dist/*.wasm files are present, or use selectBackend('cpu').";
   const detail = cause instanceof Error ? `: ${cause.message}` : cause ? `: ${JSON.stringify(cause)}` : ' (tf.setBackend returned false; tfjs logged the reason above)';
   return new TapfitError(ErrorCodes.BACKEND, `backend 'wasm' failed to initialise${threads > 1 ? ` with ${threads} threads` : ''}${detail}. ${fix}`, { cause });
+}
+
+type Handlers = Record<'uncaughtException' | 'unhandledRejection', ((...args: unknown[]) => void)[]>;
+
+function processHandlers(): Handlers {
+  return { uncaughtException: process.listeners('uncaughtException') as never, unhandledRejection: process.listeners('unhandledRejection') as never };
+}
+
+/**
+ * The wasm module's emscripten glue adds process handlers that rethrow any uncaught error
+ * from its own code: a user's script that failed after training then exited with code 7,
+ * its error printed as if thrown in tf-backend-wasm. Those added during initialisation are
+ * taken out again, so an uncaught error ends the process as Node's own handling does.
+ */
+function restoreProcessHandlers(before: Handlers): void {
+  const added = (now: unknown[], was: unknown[]) => now.filter((h) => !was.includes(h));
+  for (const h of added(process.listeners('uncaughtException'), before.uncaughtException)) process.removeListener('uncaughtException', h as NodeJS.UncaughtExceptionListener);
+  for (const h of added(process.listeners('unhandledRejection'), before.unhandledRejection)) process.removeListener('unhandledRejection', h as NodeJS.UnhandledRejectionListener);
 }

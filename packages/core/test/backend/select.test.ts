@@ -144,6 +144,15 @@ describe('backend: selectBackend', function () {
   describe('in a fresh process', function () {
     this.timeout(120_000);
 
+    for (const threads of [1, 2]) {
+      it(`an uncaught error after selecting wasm (${threads} thread(s)) ends the process as Node does: exit code 1, the error as thrown (the wasm glue made it 7, blamed on tf-backend-wasm)`, async () => {
+        const r = await runChild(`backend.selectBackend('wasm', { threads: ${threads}, log: false }).then(() => { throw new TypeError('user bug'); });`);
+        expect(r.code, r.stderr).to.equal(1);
+        expect(r.stderr).to.contain('TypeError: user bug');
+        expect(r.stderr).to.not.contain('tf-backend-wasm');
+      });
+    }
+
     it("'auto' takes an installed tfjs-node and reports the skipped tfjs-node-gpu", async () => {
       // No WebGPU adapter, so that a machine with a GPU (where 'auto' takes webgpu before tfjs-node) gives the same answer.
       const r = await runChild(
