@@ -44,3 +44,9 @@ export const ErrorCodes = {
   /** A check of the testing kit failed (conformance, gradient check, leak check). */
   CHECK: 'TAPFIT_E_CHECK',
 } as const;
+
+/** A plugin's code threw: the error names the plugin and where (`hook 'backward'`, `dispose()`), the original as `cause`. */
+export function pluginCallFailure(plugin: string, where: string, err: unknown): TapfitError {
+  const msg = err instanceof Error ? err.message : String(err);
+  return new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${plugin}' failed in ${where}: ${msg}`, { cause: err });
+}

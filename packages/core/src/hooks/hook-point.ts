@@ -1,5 +1,5 @@
 import { AsyncSeriesHook, SyncWaterfallHook } from 'tapable';
-import { ErrorCodes, TapfitError } from '../errors';
+import { ErrorCodes, pluginCallFailure, TapfitError } from '../errors';
 import { asList, OrderedTap, resolveOrder, TapOptions } from './order';
 
 interface RecordedTap<F> extends OrderedTap {
@@ -10,8 +10,7 @@ interface RecordedTap<F> extends OrderedTap {
 /** Wraps a plugin's error so it names the plugin and the hook (kept as `cause`). */
 export function pluginFailure(plugin: string, hook: string, err: unknown): TapfitError {
   if (err instanceof TapfitError && err.code === ErrorCodes.PLUGIN_FAILED) return err;
-  const msg = err instanceof Error ? err.message : String(err);
-  return new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${plugin}' failed in hook '${hook}': ${msg}`, { cause: err });
+  return pluginCallFailure(plugin, `hook '${hook}'`, err);
 }
 
 /**

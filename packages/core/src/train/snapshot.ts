@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type Manifest, type Position } from '../checkpoint/manifest';
 import { TensorReader, TensorWriter } from '../checkpoint/tensor-file';
-import { ErrorCodes, TapfitError } from '../errors';
+import { ErrorCodes, pluginCallFailure, TapfitError } from '../errors';
 import type { PluginState, TapfitPlugin } from '../plugin/types';
 import { checkStateMatches, stateTensors } from '../transforms/state';
 import type { TransformState } from '../transforms/types';
@@ -37,7 +37,7 @@ function pluginSaveState(plugin: TapfitPlugin): PluginState {
     return plugin.saveState!();
   } catch (err) {
     if (err instanceof TapfitError) throw err; // it says what to do, with its own code (e.g. lora's "unmerge first")
-    throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${plugin.name}' failed in saveState(): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+    throw pluginCallFailure(plugin.name, 'saveState()', err);
   }
 }
 

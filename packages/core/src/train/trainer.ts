@@ -1,7 +1,7 @@
 import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 import * as tf from '@tensorflow/tfjs';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
-import { ErrorCodes, TapfitError } from '../errors';
+import { ErrorCodes, pluginCallFailure, TapfitError } from '../errors';
 import { createHooks, type HookName, type Hooks } from '../hooks/hooks';
 import type { ModelInfo, StepInfo } from '../hooks/types';
 import type { MemoryPlan } from '../step/memory-plan';
@@ -151,7 +151,7 @@ export class Trainer {
         p.apply(createPluginApi(p, this.hooks, c, this.view()));
       } catch (err) {
         if (err instanceof TapfitError && err.code !== ErrorCodes.PLUGIN_FAILED) throw err;
-        throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${p.name}' failed in apply(): ${err instanceof Error ? err.message : err}`, { cause: err });
+        throw pluginCallFailure(p.name, 'apply()', err);
       }
     }
   }
@@ -742,7 +742,7 @@ export class Trainer {
       try {
         p.dispose?.();
       } catch (err) {
-        failure ??= new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${p.name}' failed in dispose(): ${err instanceof Error ? err.message : String(err)}`, { cause: err });
+        failure ??= pluginCallFailure(p.name, 'dispose()', err);
       }
     }
     this.disposeOwn();
