@@ -32,16 +32,20 @@ export function clipByGlobalNorm(maxNorm: number, options: { name?: string } = {
 /**
  * sqrt(sum of u^2 over all tensors), as a scalar on the device. The sum of squares
  * overflows float32 once the norm passes ~1.8e19 (a finite update would then be clipped
- * to 0), so where it does, the norm is taken of the updates divided by their largest
+ * to 0) and underflows below ~1e-19 (squares flush to zero: a `maxNorm` that small would
+ * not clip), so there the norm is taken of the updates divided by their largest
  * magnitude s and multiplied back: s sqrt(sum (u / s)^2). Otherwise the plain norm is
  * kept, the same bits as before. An Inf or NaN entry leaves the plain (non-finite) norm.
  */
+/** Below this the plain sum of squares has lost precision to float32's subnormals (1e-18^2 = 1e-36, near its smallest normal 1.2e-38). */
+const SMALLEST_PLAIN_NORM = 1e-18;
+
 function globalNorm(all: tf.Tensor[]): tf.Tensor {
   const plain = tf.sqrt(tf.addN(all.map((u) => tf.sum(tf.square(u)))));
   const nonEmpty = all.filter((u) => u.size > 0); // max of nothing is not defined
   if (nonEmpty.length === 0) return plain;
   const largest = tf.max(tf.stack(nonEmpty.map((u) => tf.max(tf.abs(u)))));
   const rescaled = tf.mul(largest, tf.sqrt(tf.addN(nonEmpty.map((u) => tf.sum(tf.square(tf.div(u, largest)))))));
-  const overflowed = tf.logicalAnd(tf.logicalNot(tf.isFinite(plain)), tf.isFinite(rescaled));
-  return tf.where(overflowed, rescaled, plain);
+  const outOfRange = tf.logicalOr(tf.logicalNot(tf.isFinite(plain)), tf.less(plain, SMALLEST_PLAIN_NORM));
+  return tf.where(tf.logicalAnd(outOfRange, tf.isFinite(rescaled)), rescaled, plain);
 }

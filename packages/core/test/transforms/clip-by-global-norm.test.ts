@@ -56,6 +56,14 @@ describe('transforms: clipByGlobalNorm at the edges of float32', () => {
     expectClose(clip(2, huge), reference(2, huge));
   });
 
+  it('clips with a maxNorm so small that the squares underflow float32 (norm under ~1e-19)', () => {
+    const tiny = { a: vector(3e-25, 4e-25, 0), b: vector(-1e-26) };
+    expectClose(clip(1e-25, tiny), reference(1e-25, tiny), 1e-5);
+    expect(clip(1e-25, tiny).a[0]).to.be.closeTo((3e-25 * 1e-25) / Math.hypot(3e-25, 4e-25, 1e-26), 1e-31); // not left at 3e-25
+    const under = { a: vector(3e-20, 4e-20) };
+    expect(clip(1e-19, under)).to.deep.equal({ a: under.a.data.map(Math.fround) }); // norm 5e-20 <= maxNorm: untouched
+  });
+
   it('leaves an update alone when its norm is past the range of squares but under maxNorm', () => {
     const big = { a: vector(3e19, 4e19, -1) };
     expect(clip(1e20, big)).to.deep.equal({ a: big.a.data.map(Math.fround) });
