@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as os from 'node:os';
 import { AutodiffBackprop, CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type Metric, type PluginApi, type TapfitPlugin } from '../src';
-import { injectable, inject } from 'tsyringe';
+import { injectable, inject, singleton } from 'tsyringe';
 import { blobs, tinyTrainer, useBackend } from './fixtures';
 
 const plugin = (name: string, extra: Partial<TapfitPlugin> = {}, apply: (api: PluginApi) => void = () => {}): TapfitPlugin => ({
@@ -44,6 +44,44 @@ describe('plugin registration', () => {
     expect(applied).to.equal(0);
     expect(() => tinyTrainer({ plugins: [counting('a', { requires: ['b'] }), counting('b')] })).not.to.throw();
     expect(applied).to.equal(2);
+  });
+
+  it('a plugin instance serves the trainer it was last applied to: the earlier one refuses to train and leaves its state alone', async () => {
+    const events: string[] = [];
+    const counting = (name: string, apply: () => void = () => {}) => plugin(name, { dispose: () => void events.push(`dispose ${name}`) }, () => (events.push(`apply ${name}`), apply()));
+    const shared = counting('shared');
+    const a = tinyTrainer({ plugins: [shared] });
+    const b = tinyTrainer({ plugins: [counting('other'), shared] });
+    const data = blobs(16, 3);
+    let err: TapfitError | undefined;
+    await a.fit(data, { epochs: 1, batchSize: 8 }).catch((e) => (err = e));
+    expect(err?.code).to.equal('TAPFIT_E_STATE');
+    expect(err?.message).to.match(/plugin 'shared' has since been applied to another trainer.*give each trainer its own/);
+    expect(() => a.predict(tf.zeros([1, 4]))).to.throw(/plugin 'shared' has since been applied/);
+    a.dispose(); // frees a's own, not the plugin b now uses
+    expect(events).to.deep.equal(['apply shared', 'apply other', 'apply shared']);
+    // A trainer that fails in a plugin's apply() is never returned: it hands the plugin back to b.
+    expect(codeOf(() => tinyTrainer({ plugins: [shared, counting('broken', () => { throw new Error('boom'); })] }))).to.equal('TAPFIT_E_PLUGIN_FAILED');
+    await b.fit(data, { epochs: 1, batchSize: 8 });
+    expect(b.step).to.equal(2);
+    b.dispose();
+    expect(events.slice(-2)).to.deep.equal(['dispose other', 'dispose shared']);
+    data.dispose();
+  });
+
+  it('a plugin class resolved as a singleton is one instance: the trainer built first gives it up', () => {
+    @singleton()
+    class Single implements TapfitPlugin {
+      readonly name = 'single';
+      readonly core = '^0.1.0';
+      apply(): void {}
+    }
+    const a = tinyTrainer({ plugins: [Single] });
+    const b = tinyTrainer({ plugins: [Single] });
+    expect(() => a.predict(tf.zeros([1, 4]))).to.throw(/plugin 'single' has since been applied to another trainer/);
+    expect(() => b.predict(tf.zeros([1, 4])).dispose()).not.to.throw();
+    a.dispose();
+    b.dispose();
   });
 
   it('a conflict declared with a reason quotes it, from either side of the list; malformed entries are refused', () => {

@@ -18,11 +18,37 @@ const STALE = /^\.(tmp|LATEST)-/;
  * which is renamed to a folder name not in use, the rename made durable (fsync of
  * `root`); only then is `<root>/LATEST` replaced atomically (fsynced temp file +
  * rename + fsync of `root`) and older checkpoints beyond `keep` removed. Nothing the
- * previous `LATEST` names is touched before the new checkpoint is durable. One writer
- * per `root`.
+ * previous `LATEST` names is touched before the new checkpoint is durable. Saves to one
+ * `root` from this process run one after another (a second would remove the first's
+ * temporary folder as stale); one process writes to a `root` at a time.
  */
-export async function writeCheckpointDir(root: string, step: number, files: Record<string, Buffer | string>, keep = 2): Promise<string> {
-  await fs.mkdir(root, { recursive: true });
+export function writeCheckpointDir(root: string, step: number, files: Record<string, Buffer | string>, keep = 2): Promise<string> {
+  const key = path.resolve(root);
+  const write = (writing.get(key) ?? Promise.resolve())
+    .catch(() => undefined) // the previous save's failure is its caller's
+    .then(() => writeNow(root, step, files, keep));
+  writing.set(key, write);
+  write
+    .finally(() => {
+      if (writing.get(key) === write) writing.delete(key);
+    })
+    .catch(() => undefined);
+  return write;
+}
+
+/** The save in progress (or last queued) per resolved root folder. */
+const writing = new Map<string, Promise<unknown>>();
+
+async function writeNow(root: string, step: number, files: Record<string, Buffer | string>, keep: number): Promise<string> {
+  try {
+    await fs.mkdir(root, { recursive: true });
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: cannot save under '${root}': it is a file, or lies under one. Pass a folder path for checkpoints.`, { cause: err });
+    }
+    throw err;
+  }
   await removeStale(root);
   const tmp = path.join(root, `.tmp-${randomBytes(6).toString('hex')}`);
   await fs.mkdir(tmp);
@@ -56,7 +82,11 @@ export async function latestCheckpointDir(root: string): Promise<string> {
   try {
     text = await fs.readFile(path.join(root, 'LATEST'), 'utf8');
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return root;
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return root;
+    if (code === 'ENOTDIR') {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `cannot resume from '${root}': it is a file, not a checkpoint folder. Pass the folder save() wrote to.`, { cause: err });
+    }
     throw err;
   }
   const name = text.trim();

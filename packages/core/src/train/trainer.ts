@@ -9,12 +9,13 @@ import { checkForwardPass } from '../step/forward-pass';
 import { checkGradients } from '../step/check-gradients';
 import { checkMemoryPlan } from '../step/check-plan';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
-import { checkManifest, tensorLabels, type Position } from '../checkpoint/manifest';
+import { checkManifest, tensorLabels, type Manifest, type Position } from '../checkpoint/manifest';
 import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
 import { FileCheckpointer } from '../checkpoint/file-checkpointer';
 import { TensorReader } from '../checkpoint/tensor-file';
 import { captureCheckpoint, restoreCheckpoint, type TrainerParts } from './snapshot';
 import { validatePluginSet, type PluginSpec } from '../plugin/registry';
+import { attachPlugins, pluginTakenOver, releasePlugins } from '../plugin/attachment';
 import { createPluginApi, sealServices } from '../plugin/plugin-api';
 import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
@@ -38,6 +39,8 @@ import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
 import { asModelTargets } from './targets';
 import { epochLine } from './epoch-line';
+import { EventLoopTurns } from './event-loop-turns';
+import { isTraining, markTraining } from './training-flag';
 import { classWeightLoss, fitLoss, type FitLossState } from './fit-loss';
 import { optimizerByName } from '../transforms/by-name';
 import type { History } from './history';
@@ -119,6 +122,16 @@ export class Trainer {
   private fitState?: FitLossState;
   /** The epoch fit is running: how it is batched and its sums so far (a checkpoint saved inside it holds them). */
   private epochRun?: { batchSize: number; shuffle: boolean; names: readonly string[]; means: BatchMeans };
+  /** Set by dispose(): every later use is refused (a rebuilt setup would start a fresh optimizer state). */
+  private disposed = false;
+  /** The models the running fit() marked as training (model.fit's own flag), or undefined when no fit runs. */
+  private fitting?: readonly tf.LayersModel[];
+  /** A save() reading the state: the fit waits for it before its next step, so a checkpoint is one step's state. */
+  private capturing?: Promise<unknown>;
+  /** Lets timers and signal handlers run during a long fit. */
+  private readonly turns = new EventLoopTurns();
+  /** Puts back the plugins' previous trainer when this one fails to build. */
+  private readonly restorePluginOwners: () => void;
 
   constructor(options: TrainerOptions) {
     this.settings = parseOptions('trainer', trainerSettingsSchema, { nonFinite: options.nonFinite, constraints: options.constraints, seed: options.seed });
@@ -146,10 +159,12 @@ export class Trainer {
     const plugins = options.memoryBudget ? [memoryBudget(options.memoryBudget), ...requested] : requested;
     validatePluginSet(plugins);
     this.plugins = plugins;
+    this.restorePluginOwners = attachPlugins(plugins, this);
     for (const p of plugins) {
       try {
         p.apply(createPluginApi(p, this.hooks, c, this.view()));
       } catch (err) {
+        this.restorePluginOwners();
         if (err instanceof TapfitError && err.code !== ErrorCodes.PLUGIN_FAILED) throw err;
         throw pluginCallFailure(p.name, 'apply()', err);
       }
@@ -218,8 +233,24 @@ export class Trainer {
     };
   }
 
+  /** Refuses `what` on a disposed trainer, or one whose plugin another trainer has taken over. */
+  private assertUsable(what: string): void {
+    if (this.disposed) {
+      throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} on a disposed trainer. Build a new Trainer (or Trainer.resume from a checkpoint) to go on.`);
+    }
+    const taken = pluginTakenOver(this.plugins, this);
+    if (taken) {
+      throw new TapfitError(
+        ErrorCodes.STATE,
+        `trainer: ${what} refused: plugin '${taken.name}' has since been applied to another trainer, which now holds its state. ` +
+          `A plugin instance serves one trainer: give each trainer its own (call the plugin's factory again, or pass a plugin class that is not a singleton).`,
+      );
+    }
+  }
+
   /** Runs `setup` taps, seals the hooks, plans memory and builds the update chain. Once. */
   setup(): Promise<void> {
+    this.assertUsable('setup()');
     this.ready ??= this.doSetup().catch((err) => {
       this.ready = undefined;
       // The `memoryBudget` option is not a user plugin: surface its error as is.
@@ -314,6 +345,7 @@ export class Trainer {
    * 32, as model.predict), concatenated. `x` is a tensor or an array of numbers.
    */
   predict(x: TensorLike, options: InferenceOptions = {}): tf.Tensor {
+    this.assertUsable('predict()');
     const { batchSize } = inferenceOptions('predict', options);
     const xs = toTensor(x, 'predict: x');
     try {
@@ -355,12 +387,40 @@ export class Trainer {
   fit(data: DataSource, options?: FitOptions): Promise<History>;
   fit(x: TensorLike, y: TensorLike, options?: FitOptions): Promise<History>;
   async fit(a: DataSource | TensorLike, b?: TensorLike | FitOptions, c?: FitOptions): Promise<History> {
-    const inputs = fitInputs(a, b, c);
+    this.assertUsable('fit()');
+    const models = this.startFitting();
     try {
-      return await this.runFit(inputs.data, inputs.validation, inputs.options, inputs.options.verbose ?? (inputs.modelForm ? 1 : 0));
+      const inputs = fitInputs(a, b, c);
+      try {
+        return await this.runFit(inputs.data, inputs.validation, inputs.options, inputs.options.verbose ?? (inputs.modelForm ? 1 : 0));
+      } finally {
+        inputs.dispose();
+      }
     } finally {
-      inputs.dispose();
+      for (const m of models) markTraining(m, false);
+      this.fitting = undefined;
     }
+  }
+
+  /**
+   * Marks this fit as running, on the trainer and on its tfjs-layers models with model.fit's
+   * own flag, so a second fit of either (this trainer's, another trainer's on the same
+   * model, or model.fit) is refused instead of interleaving its steps with this one's.
+   */
+  private startFitting(): readonly tf.LayersModel[] {
+    if (this.fitting) {
+      throw new TapfitError(ErrorCodes.STATE, 'trainer: fit() is already running on this trainer. Await it (or call stop() and await it) before starting another, as model.fit requires.');
+    }
+    const models = [...new Set([this.userModel, this.modelRef.layersModel])].filter((m): m is tf.LayersModel => m !== undefined);
+    if (models.some(isTraining)) {
+      throw new TapfitError(
+        ErrorCodes.STATE,
+        'trainer: the model is being trained by another fit (model.fit, or another Trainer on the same model). Await that fit before starting this one.',
+      );
+    }
+    for (const m of models) markTraining(m, true);
+    this.fitting = models;
+    return models;
   }
 
   private async runFit(data: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
@@ -480,6 +540,7 @@ export class Trainer {
           tf.dispose([r.value.x, r.value.y]); // the step never took the batch
           throw err;
         }
+        if (this.capturing) await this.capturing.catch(() => undefined); // a save() started in a callback reads this step's state
         const { loss: value, skipped } = this.trainStep(r.value, info);
         this.pos = { epoch, batch: info.batch + 1 };
         const metrics = pending.splice(0);
@@ -501,6 +562,7 @@ export class Trainer {
           values?.dispose();
         }
         await releaseDroppedGpuObjects();
+        await this.turns.maybeTurn(); // timers and signal handlers (a stop()) run during a long fit
       }
       if (!r.done) {
         // Stopped with data left. The batch fetched before the check never reaches a step, which would free it.
@@ -540,6 +602,12 @@ export class Trainer {
    * (caller disposes) and whether the update was skipped.
    */
   trainStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean } {
+    try {
+      this.assertUsable('trainStep()');
+    } catch (err) {
+      tf.dispose([b.x, b.y]);
+      throw err;
+    }
     if (!this.stepParts) {
       tf.dispose([b.x, b.y]);
       throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
@@ -566,6 +634,7 @@ export class Trainer {
   evaluate(data: DataSource, options?: { batchSize?: number }): Promise<Record<string, number>>;
   evaluate(x: TensorLike, y: TensorLike, options?: InferenceOptions): tf.Scalar | tf.Scalar[];
   evaluate(a: DataSource | TensorLike, b?: TensorLike | { batchSize?: number }, c?: InferenceOptions): Promise<Record<string, number>> | tf.Scalar | tf.Scalar[] {
+    this.assertUsable('evaluate()');
     if (isDataSource(a)) return this.evaluateData(a, b as { batchSize?: number } | undefined);
     if (!this.stepParts) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate(x, y): call `await trainer.setup()` (or fit) first; evaluate(x, y) is synchronous like model.evaluate.');
     const { batchSize } = inferenceOptions('evaluate', c);
@@ -676,9 +745,22 @@ export class Trainer {
    * state. Returns the checkpoint folder.
    */
   async save(dir: string): Promise<string> {
+    this.assertUsable('save()');
+    // A fit running meanwhile (a save started in a callback, not awaited) waits for the capture before its next step.
+    const capture = this.capture();
+    this.capturing = capture;
+    try {
+      const { manifest, tensors } = await capture;
+      return await this.resolve(Tokens.Checkpointer).save(dir, manifest.step, { manifest, tensors });
+    } finally {
+      if (this.capturing === capture) this.capturing = undefined;
+    }
+  }
+
+  /** Everything a checkpoint holds, read from one step's state. */
+  private async capture(): Promise<{ manifest: Manifest; tensors: Buffer }> {
     await this.setup();
-    const { manifest, tensors } = await captureCheckpoint({ ...this.parts(), position: await this.positionNow() });
-    return this.resolve(Tokens.Checkpointer).save(dir, this.stepCount, { manifest, tensors });
+    return captureCheckpoint({ ...this.parts(), position: await this.positionNow() });
   }
 
   /**
@@ -709,6 +791,7 @@ export class Trainer {
       // What setup made is this trainer's own (the chain's fresh state, models plugins swapped in, such as
       // LoRA's adapted copy); the caller's model, optimizer and plugins are left as they were.
       trainer.disposeOwn();
+      trainer.restorePluginOwners();
       throw err;
     }
     trainer.stepCount = manifest.step;
@@ -736,9 +819,16 @@ export class Trainer {
    * belong to the caller and are left alone (model.fit may go on using both).
    */
   dispose(): void {
+    if (this.disposed) return;
+    if (this.fitting) {
+      throw new TapfitError(ErrorCodes.STATE, 'trainer: dispose() was called while fit() runs. Call stop(), await the fit, then dispose().');
+    }
+    this.disposed = true;
     // Every plugin gets its dispose() and the trainer frees its own whatever one of them throws.
+    // A plugin another trainer has taken over is that trainer's to free.
     let failure: TapfitError | undefined;
     for (const p of this.plugins) {
+      if (pluginTakenOver([p], this)) continue;
       try {
         p.dispose?.();
       } catch (err) {
@@ -746,6 +836,7 @@ export class Trainer {
       }
     }
     this.disposeOwn();
+    releasePlugins(this.plugins, this);
     if (failure) throw failure;
   }
 
@@ -792,3 +883,4 @@ function checkChainMembers(members: StepTransform[], plugin: string): void {
     throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `plugin '${plugin}' returned chain members with the name '${duplicate}' twice from hook 'stepTransforms' (names key the chain's state). Give the new member its own name, or replace the old one instead of adding.`);
   }
 }
+
