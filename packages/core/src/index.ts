@@ -1,5 +1,6 @@
 import 'reflect-metadata';
 import { settleRequireTimeBackend, silenceCpuBanner } from './backend/require-time';
+import { installCpuCastCopies } from './backend/cpu-cast-copies';
 
 export * from './errors';
 export { parseOptions } from './options';
@@ -44,3 +45,4 @@ export { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type EpochSoFar, type Man
 // Layers built at require time need a backend before selectBackend() runs (see require-time.ts).
 settleRequireTimeBackend();
 silenceCpuBanner();
+installCpuCastCopies(); // tensors made on cpu before selectBackend() move to it intact

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as os from 'node:os';
-import { AutodiffBackprop, CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type Metric, type PluginApi, type TapfitPlugin } from '../src';
+import { AutodiffBackprop, CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type Metric, type PluginApi, type Segment, type TapfitPlugin } from '../src';
 import { injectable, inject, singleton } from 'tsyringe';
 import { blobs, tinyTrainer, useBackend } from './fixtures';
 
@@ -82,6 +82,27 @@ describe('plugin registration', () => {
     expect(() => b.predict(tf.zeros([1, 4])).dispose()).not.to.throw();
     a.dispose();
     b.dispose();
+  });
+
+  it('a forward tap that edits the pass in place is refused, naming the plugin (its edit would stay in the model for good)', async () => {
+    const t = tinyTrainer({
+      plugins: [
+        plugin('in-place', {}, ({ hooks }) =>
+          hooks.forward.tap('in-place', (pass) => {
+            (pass.segments as Segment[])[0] = { ...pass.segments[0] };
+            return pass;
+          }),
+        ),
+      ],
+    });
+    const data = blobs(16);
+    const segments = [...t.model.segments];
+    const err = await t.fit(data, { epochs: 1, batchSize: 8 }).then(() => undefined, (e: TapfitError) => e);
+    expect(err?.code).to.equal('TAPFIT_E_PLUGIN_FAILED');
+    expect(err?.message).to.match(/plugin 'in-place' failed in hook 'forward'.*read.only/);
+    expect(t.model.segments).to.deep.equal(segments);
+    t.dispose();
+    data.dispose();
   });
 
   it('a conflict declared with a reason quotes it, from either side of the list; malformed entries are refused', () => {

@@ -19,7 +19,7 @@ export interface BatchOptions {
 /** Where batches come from: in-memory tensors/arrays or a tf.data.Dataset. */
 export interface DataSource {
   /** Samples per epoch, when known. */
-  readonly size?: number;
+  readonly size?: number | undefined;
   /** Sample shape of x without the batch dimension, when known (checked against the model). */
   readonly xShape?: readonly number[];
   batches(options: BatchOptions): Iterator<Batch> | AsyncIterator<Batch>;

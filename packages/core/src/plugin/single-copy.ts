@@ -67,7 +67,8 @@ export function assertSinglePackageCopies(context = 'registering plugins'): void
       'A plugin with its own copy of @tapfit/core or tfjs taps hooks of a core the trainer does not use and registers every tfjs kernel again. ' +
       'Fix: the plugin must list @tapfit/core and @tensorflow/tfjs in peerDependencies (not dependencies); delete its own node_modules/@tapfit and node_modules/@tensorflow; ' +
       "install it into the app instead of loading it by path (npm pack in the plugin's folder, then npm install <path to the .tgz> in the app). " +
-      'With npm link, the linked folder resolves its own node_modules: delete those copies there, or run node with --preserve-symlinks.',
+      'With npm link, the linked folder resolves its own node_modules: delete those copies there, or run node with --preserve-symlinks. ' +
+      'If neither copy is a plugin\'s, your project depends on two tfjs versions (a library brings its own): use one version across the project; `npm ls @tensorflow/tfjs-core` shows who brings each copy.',
   );
 }
 

@@ -73,7 +73,7 @@ export interface TrainerView {
   readonly plugins: readonly string[];
   /** Number of updates applied so far. */
   readonly step: number;
-  /** The trainer's seed (data shuffling); plugins may derive their own seeds from it. */
+  /** The trainer's seed (data shuffling; 0 by default); plugins may derive their own seeds from it. tfjs treats a seed of 0 as no seed, so derive nonzero ones (e.g. seed + 1 + step). */
   readonly seed: number;
   /**
    * The update chain's state by member name (`optimizerState.momentum.velocity`), after

@@ -118,6 +118,24 @@ export function conformanceChecks(spec: ConformanceSpec): ConformanceCheck[] {
       },
     },
     {
+      name: 'trains deterministically (two identical runs give the same predictions)',
+      async run() {
+        const first = await trainRun(spec, [spec.plugin()]);
+        const a = predictions(spec, first);
+        first.release();
+        const second = await trainRun(spec, [spec.plugin()]);
+        const diff = maxAbsDiff(a, predictions(spec, second));
+        second.release();
+        if (diff !== 0) {
+          fail(
+            this.name,
+            `two identical runs of the plugin alone give predictions that differ by ${diff}: seed every random draw, e.g. from the trainer's seed and the step ` +
+              `(tfjs treats a seed of 0 as no seed, and the trainer's default seed is 0: add 1)`,
+          );
+        }
+      },
+    },
+    {
       name: "composes with the core's no-op plugins without changing results",
       async run() {
         const alone = await trainRun(spec, [spec.plugin()]);

@@ -41,9 +41,9 @@ export class FitCallbacks {
   /** Whether any callback handles batches (fit then builds batch logs, reading the loss back). */
   readonly wantsBatches: boolean;
 
-  constructor(spec: unknown, layersModel: tf.LayersModel | undefined) {
+  constructor(spec: unknown, layersModel: tf.LayersModel | undefined, inference?: TrainerInference) {
     this.list = toList(spec);
-    this.model = callbackModel(layersModel);
+    this.model = callbackModel(layersModel, inference);
     this.wantsBatches = this.list.some((cb) => hasOwnHandler(cb, 'onBatchBegin') || hasOwnHandler(cb, 'onBatchEnd'));
   }
 
@@ -115,15 +115,28 @@ function toList(spec: unknown): CallbackLike[] {
   });
 }
 
+/** The trainer's model.evaluate / model.predict, for the callbacks' model view. */
+export interface TrainerInference {
+  evaluate(x: tf.Tensor | tf.Tensor[], y: tf.Tensor | tf.Tensor[], args?: { batchSize?: number }): tf.Scalar | tf.Scalar[];
+  predict(x: tf.Tensor | tf.Tensor[], args?: { batchSize?: number }): tf.Tensor | tf.Tensor[];
+}
+
 /**
  * The model callbacks see: it inherits from the trainer's tfjs-layers model (so `layers`,
  * `save`, ... read through to it, and tf.Callback's `instanceof LayersModel` holds; for a
  * segment model from LayersModel.prototype) and owns `stopTraining`, which a Sequential
- * refuses to carry before compile() and which the trainer reads.
+ * refuses to carry before compile() and which the trainer reads. `evaluate` and `predict`
+ * are the trainer's (a callback that evaluates `this.model` each epoch, common with
+ * model.fit, would otherwise hit the uncompiled model's "needs to be compiled").
  */
-function callbackModel(layersModel: tf.LayersModel | undefined): { stopTraining: boolean } {
+function callbackModel(layersModel: tf.LayersModel | undefined, inference?: TrainerInference): { stopTraining: boolean } {
   const model = Object.create(layersModel ?? tf.LayersModel.prototype) as { stopTraining: boolean };
   let stop = false;
   Object.defineProperty(model, 'stopTraining', { get: () => stop, set: (v: boolean) => (stop = v), enumerable: true });
+  if (inference) {
+    const batchOnly = (args?: { batchSize?: number }) => (args?.batchSize === undefined ? {} : { batchSize: args.batchSize });
+    Object.defineProperty(model, 'evaluate', { value: (x: tf.Tensor, y: tf.Tensor, args?: { batchSize?: number }) => inference.evaluate(x, y, batchOnly(args)) });
+    Object.defineProperty(model, 'predict', { value: (x: tf.Tensor, args?: { batchSize?: number }) => inference.predict(x, batchOnly(args)) });
+  }
   return model;
 }

@@ -91,6 +91,11 @@ function renameParams(value: unknown, names: ReadonlyMap<string, string>): unkno
   return value;
 }
 
+/** The top-level keys that are saved variable names, renamed to this model's (a plugin's flat state map). */
+function renameKeys<T>(map: Record<string, T>, names: ReadonlyMap<string, string>): Record<string, T> {
+  return Object.fromEntries(Object.entries(map).map(([k, v]) => [names.get(k) ?? k, v]));
+}
+
 const sameShape = (a: readonly number[], b: readonly number[]) => a.length === b.length && a.every((d, i) => d === b[i]);
 
 /** A checkpoint decoded and checked against the trainer, not yet applied. */
@@ -201,7 +206,8 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
   loaded.values = m.variables.map((sv) => track(reader.tensor(sv.ref.$tensor)));
   for (const [name, s] of Object.entries(m.pluginState)) {
     const plugin = registered.get(name)!;
-    const state: PluginState = { json: s.json, tensors: s.tensors ? track(reader.decode(s.tensors) as Record<string, tf.Tensor>) : undefined };
+    // Tensors a plugin keyed by a model variable's name come back under that variable's name now (tfjs numbers names per process).
+    const state: PluginState = { json: s.json, tensors: s.tensors ? track(reader.decode(renameKeys(s.tensors, names)) as Record<string, tf.Tensor>) : undefined };
     try {
       plugin.checkState?.(state);
     } catch (err) {

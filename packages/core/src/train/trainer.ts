@@ -311,7 +311,7 @@ export class Trainer {
     this.stepParts = {
       hooks: this.hooks,
       backprop: this.resolve(Tokens.Backprop),
-      segments: model.segments,
+      segments: Object.freeze([...model.segments]), // forward taps return a new pass: editing this one in place would change the model for good
       variables: params,
       plan: this.plan,
       loss: fitLoss(this.resolve(Tokens.Loss), this.resolve(Tokens.Metrics), () => this.fitState),
@@ -429,7 +429,10 @@ export class Trainer {
     if (validation) this.checkDataShape(validation);
     if (o.validationData !== undefined && o.validationSplit !== undefined) this.logger.warn('fit: both validationData and validationSplit given; validating on validationData (as model.fit does).');
     const loss = o.classWeight ? this.classWeighted(o.classWeight) : undefined;
-    const callbacks = new FitCallbacks(o.callbacks, this.modelRef.layersModel);
+    const callbacks = new FitCallbacks(o.callbacks, this.modelRef.layersModel, {
+      evaluate: (x, y, args) => this.evaluate(x as TensorLike, y as TensorLike, args),
+      predict: (x, args) => this.predict(x as TensorLike, args),
+    });
     const names = ['loss', ...this.resolve(Tokens.Metrics).map((m) => m.name)];
     if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) this.pos = { epoch: o.initialEpoch, batch: 0 };
     this.pos = checkContinuation(this.pos, o, names);

@@ -155,6 +155,28 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it("a tf.Callback may evaluate and predict with this.model, as it does under model.fit (the view runs the trainer's)", async () => {
+    const { x, y, labels } = blobTensors(32);
+    const seen: { evaluated: number; direct: number; predicted: number[] }[] = [];
+    let trainer: Trainer | undefined;
+    class Validate extends tf.Callback {
+      override async onEpochEnd(): Promise<void> {
+        const [loss] = this.model.evaluate(x, y, { batchSize: 8 }) as tf.Scalar[];
+        const [direct] = trainer!.evaluate(x, y, { batchSize: 8 }) as tf.Scalar[];
+        const p = this.model.predict(x) as tf.Tensor;
+        seen.push({ evaluated: loss.dataSync()[0], direct: direct.dataSync()[0], predicted: p.shape });
+        tf.dispose([loss, direct, p]);
+      }
+    }
+    trainer = trainerFor('adam');
+    await trainer.fit(x, y, { epochs: 2, batchSize: 8, verbose: 0, callbacks: new Validate() });
+    expect(seen).to.have.length(2);
+    for (const s of seen) expect(s).to.deep.equal({ evaluated: s.direct, direct: s.direct, predicted: [32, 3] });
+    await compiled('adam').fit(x, y, { epochs: 1, batchSize: 8, verbose: 0, callbacks: new Validate() }); // the same callback under model.fit
+    trainer.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
   it('early stopping works on a segment model too (the callback gets a stand-in model)', async () => {
     const w = tf.variable(tf.randomNormal([4, 3], 0, 0.1, 'float32', 3), true, 'stop_w');
     const seg: Segment = { name: 'linear', params: [w], forward: ([x]) => [tf.matMul(x, w)] };
