@@ -263,4 +263,57 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
       tf.dispose([x, y]);
     }
   });
+
+  it("close() writes the stages' weights into the model first; a failed pipeline, or one closed mid-stream, only stops", async () => {
+    const { x, y } = samples(8);
+    const read = (m: tf.LayersModel) => m.trainableWeights.map((w) => Array.from(w.read().dataSync()));
+    const synced = build();
+    const a = await ThreadedPipeline.start({ model: synced, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' });
+    const closed = build();
+    const b = await ThreadedPipeline.start({ model: closed, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' });
+    const initial = read(closed);
+    try {
+      await a.train(x, y);
+      await a.syncWeights();
+      await b.train(x, y);
+    } finally {
+      await a.close();
+      await b.close();
+    }
+    expect(read(closed)).to.not.deep.equal(initial);
+    expect(read(closed)).to.deep.equal(read(synced));
+
+    // The stages are at different samples mid-stream: nothing is written back.
+    const streaming = build();
+    const c = await ThreadedPipeline.start({ model: streaming, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' });
+    const stream = c.train(x, y).then(
+      () => null,
+      (e: Error) => e,
+    );
+    await c.close();
+    expect((await stream)?.message).to.match(/this ThreadedPipeline is closed/);
+    expect(read(streaming)).to.deep.equal(initial);
+
+    process.env.PIPELINE_FAULT = 'throw:2:3';
+    const failing = build();
+    const d = await ThreadedPipeline.start({ model: failing, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule: faulty });
+    try {
+      await d.train(x, y).then(
+        () => expect.fail('the injected fault did not stop the pipeline'),
+        (e: Error) => expect(e.message).to.match(/pipeline stage 2 failed on sample 3/),
+      );
+    } finally {
+      delete process.env.PIPELINE_FAULT;
+      await d.close();
+    }
+    expect(read(failing)).to.deep.equal(initial);
+
+    // A model disposed before close() (a `finally` that frees it first) is left alone.
+    const disposed = build();
+    const e = await ThreadedPipeline.start({ model: disposed, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' });
+    disposed.dispose();
+    await e.close();
+    tf.dispose([x, y]);
+    [synced, closed, streaming, failing].forEach((m) => m.dispose());
+  });
 });

@@ -11,7 +11,11 @@ import type { FromStage, StageInit, StageStats, ToStage } from './protocol';
 import { messagePortTransport, type Transport } from './transport';
 
 export interface ThreadedPipelineOptions {
-  /** The model (a chain of tfjs-layers layers). Workers build theirs from its JSON topology and its current weights; `close()` writes the trained weights back. */
+  /**
+   * The model (a chain of tfjs-layers layers). Workers build theirs from its JSON topology and
+   * its current weights; `syncWeights()` writes the stages' weights back into it, and so does
+   * `close()` on a pipeline that has not failed and is not streaming.
+   */
   model: tf.LayersModel;
   /** S, balanced by measured forward and backward time; or `boundaries` (first layer of each stage after the first). */
   stages?: number;
@@ -67,6 +71,12 @@ export class ThreadedPipeline {
   private waiting?: Pending;
   /** Requests to the workers (stats, weights) awaiting their reply: rejected when the pipeline fails or closes. */
   private readonly asking = new Set<(e: Error) => void>();
+  /** Set by close(): every later call is refused with it. */
+  private closedError?: TapfitError;
+  /** close()'s run (write the weights back, then stop), shared by repeated calls. */
+  private closing?: Promise<void>;
+  /** The workers' termination, started once (by close() or by a failure). */
+  private stopping?: Promise<void>;
   private closed = false;
   private sent = 0;
   private training = false;
@@ -140,7 +150,7 @@ export class ThreadedPipeline {
     try {
       await Promise.all(ready);
     } catch (err) {
-      await pipe.close();
+      await pipe.stop();
       throw err;
     }
     return pipe;
@@ -174,7 +184,7 @@ export class ThreadedPipeline {
   private fail(message: string, detail: string): TapfitError {
     if (!this.failure) {
       this.failure = new TapfitError(ErrorCodes.PLUGIN_FAILED, `${message}. The pipeline was stopped; no update was retried or applied twice. Fix the stage and start again.`, { cause: detail });
-      void this.close();
+      void this.stop();
     }
     this.rejectWaiters(this.failure);
     return this.failure;
@@ -197,7 +207,8 @@ export class ThreadedPipeline {
   private until(condition: () => boolean): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       const check = () => {
-        if (this.failure) return reject(this.failure);
+        const refused = this.refusal();
+        if (refused) return reject(refused);
         if (condition()) return resolve();
         this.waiting = { resolve: check, reject };
       };
@@ -212,7 +223,7 @@ export class ThreadedPipeline {
    * every stage has applied every gradient.
    */
   async train(x: tf.Tensor, y: tf.Tensor, options: { microBatch?: number } = {}): Promise<number[]> {
-    if (this.failure) throw this.failure;
+    this.checkUsable();
     if (this.training) throw new TapfitError(ErrorCodes.STATE, 'pipeline: train() was called while an earlier train() is still streaming; await it first (one stream at a time keeps the samples in order).');
     this.training = true;
     try {
@@ -271,7 +282,7 @@ export class ThreadedPipeline {
 
   /** Where each stage's time went (busy milliseconds in forwards and backwards). */
   async stats(): Promise<StageStats[]> {
-    if (this.failure) throw this.failure;
+    this.checkUsable();
     return Promise.all(this.workers.map((w) => this.ask<StageStats>(w, { type: 'stats' }, (m) => (m.type === 'stats' ? m.stats : undefined))));
   }
 
@@ -299,7 +310,11 @@ export class ThreadedPipeline {
 
   /** Each stage's current weights, written into the model's variables. */
   async syncWeights(): Promise<void> {
-    if (this.failure) throw this.failure;
+    this.checkUsable();
+    await this.pullWeights();
+  }
+
+  private async pullWeights(): Promise<void> {
     const trainable = fromLayersModel(this.model);
     const vars = new Set(trainableVariables(trainable));
     const replies = await Promise.all(this.workers.map((w) => this.ask(w, { type: 'weights' }, (m) => (m.type === 'weights' ? m.weights : undefined))));
@@ -309,13 +324,55 @@ export class ThreadedPipeline {
     });
   }
 
-  /** Stops every worker; later calls (train, stats, syncWeights) are refused, and any still waiting rejected. */
-  async close(): Promise<void> {
-    if (this.closed) return;
+  /**
+   * Ends the pipeline. Later calls (train, stats, syncWeights) are refused and any still
+   * waiting is rejected. On a healthy pipeline it then writes the stages' weights into the
+   * model, as `syncWeights()`, and stops every worker. A pipeline that failed, or one closed
+   * while a `train()` streams (its stages are mid-stream, not at one sample), is only stopped:
+   * the model keeps the weights of the last `syncWeights()`.
+   */
+  close(): Promise<void> {
+    this.closing ??= this.closeOnce();
+    return this.closing;
+  }
+
+  private async closeOnce(): Promise<void> {
+    const healthy = !this.failure && !this.training;
+    this.closedError = new TapfitError(ErrorCodes.STATE, 'pipeline: this ThreadedPipeline is closed; start a new one (ThreadedPipeline.start) to train again.');
+    this.rejectWaiters(this.closedError);
+    try {
+      // A model the caller disposed first (a `finally` that frees it) has nowhere to take them.
+      if (healthy && !isDisposed(this.model)) await this.pullWeights();
+    } finally {
+      await this.stop();
+    }
+  }
+
+  /** Terminates every worker (once); a worker that exits from now on is no failure. */
+  private stop(): Promise<void> {
     this.closed = true;
-    this.failure ??= new TapfitError(ErrorCodes.STATE, 'pipeline: this ThreadedPipeline is closed; start a new one (ThreadedPipeline.start) to train again.');
-    this.rejectWaiters(this.failure);
-    await Promise.all(this.workers.map((w) => w.terminate()));
+    this.stopping ??= Promise.all(this.workers.map((w) => w.terminate())).then(() => undefined);
+    return this.stopping;
+  }
+
+  /** Why calls are refused now: the failure, else close(). */
+  private refusal(): TapfitError | undefined {
+    return this.failure ?? this.closedError;
+  }
+
+  private checkUsable(): void {
+    const refused = this.refusal();
+    if (refused) throw refused;
+  }
+}
+
+/** Whether the model's weights were disposed (model.dispose()): reading one throws then. */
+function isDisposed(model: tf.LayersModel): boolean {
+  try {
+    for (const w of model.weights) w.read();
+    return false;
+  } catch {
+    return true;
   }
 }
 
