@@ -2,12 +2,11 @@ import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, fromLayersModel, Stage, TapfitError, type ForwardPass, type PluginState, type Segment, type TapfitPlugin, type TrainerView } from '@tapfit/core';
 import { OnlineNorm } from './layer';
 import { replaceBatchNormAs, resolveReplaceOptions, type ReplaceBatchNormOptions } from './replace-batchnorm';
+import { matchSavedCalls, savedCallsOf } from './saved-calls';
 
 export const ONLINE_NORM_PLUGIN = 'online-norm';
 
 export type OnlineNormPluginOptions = ReplaceBatchNormOptions;
-
-type SavedCalls = { name: string; training: number; backward: number }[];
 
 /**
  * The Online Normalization plugin. At `setup` it swaps the selected BatchNormalization
@@ -30,17 +29,6 @@ export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin 
   const layers = (): OnlineNorm[] => {
     const model = trainer?.model.layersModel;
     return model ? onlineNormLayers(model) : [];
-  };
-  const savedCalls = (state: PluginState): SavedCalls => {
-    const calls = (state.json as { calls?: SavedCalls } | undefined)?.calls;
-    const names = layers().map((l) => l.name);
-    if (!Array.isArray(calls) || calls.length !== names.length || calls.some((c, i) => c?.name !== names[i] || !Number.isInteger(c.training) || !Number.isInteger(c.backward))) {
-      throw new TapfitError(
-        ErrorCodes.CHECKPOINT,
-        `${ONLINE_NORM_PLUGIN}: the checkpoint's state is for OnlineNorm layers ${JSON.stringify(calls?.map((c) => c?.name))}, but this model has ${JSON.stringify(names)}; resume with the same model and 'replace' selector.`,
-      );
-    }
-    return calls;
   };
   return {
     name: ONLINE_NORM_PLUGIN,
@@ -71,13 +59,13 @@ export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin 
       api.hooks.forward.tap(ONLINE_NORM_PLUGIN, (pass) => passRecomputing(pass, layers()));
     },
     saveState(): PluginState {
-      return { json: { calls: layers().map((l) => ({ name: l.name, training: l.state.trainingCalls, backward: l.state.backwardCalls })) } };
+      return { json: { calls: savedCallsOf(layers()) } };
     },
     checkState(state: PluginState): void {
-      savedCalls(state);
+      matchSavedCalls(ONLINE_NORM_PLUGIN, state.json, layers());
     },
     loadState(state: PluginState): void {
-      const calls = savedCalls(state);
+      const calls = matchSavedCalls(ONLINE_NORM_PLUGIN, state.json, layers());
       layers().forEach((l, i) => {
         l.state.trainingCalls = calls[i].training;
         l.state.backwardCalls = calls[i].backward;

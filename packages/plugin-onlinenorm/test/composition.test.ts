@@ -59,7 +59,7 @@ describe('onlineNorm plugin in compositions', () => {
       expect(layers[0]).to.be.instanceOf(OnlineNorm);
       // 4 steps: one training forward each; the recomputed forward replays and does not count.
       expect(layers[0].state.trainingCalls).to.equal(4);
-      expect(plugin.saveState!().json).to.deep.equal({ calls: [{ name: 'bn1', training: 4, backward: 4 }] });
+      expect(plugin.saveState!().json).to.deep.equal({ calls: [{ name: 'bn1', channels: 8, training: 4, backward: 4 }] });
       trainer.dispose();
       data.dispose();
       model.dispose();
