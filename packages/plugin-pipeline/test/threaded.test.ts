@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { sgd, SilentLogger, tensorData, Trainer } from '@tapfit/core';
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { pipeline, ThreadedPipeline, type PipelineOptions } from '../src';
 
@@ -315,5 +316,24 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     await e.close();
     tf.dispose([x, y]);
     [synced, closed, streaming, failing].forEach((m) => m.dispose());
+  });
+
+  it('idle workers do not keep node running: a script that trains and never calls close() exits, after its train() and syncWeights()', async () => {
+    const child = spawn(process.execPath, [path.join(__dirname, 'fixtures', 'no-close.js')], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.stderr.on('data', (d) => (out += d));
+    const code = await new Promise<number | string>((resolve) => {
+      const timer = setTimeout(() => {
+        child.kill();
+        resolve('still running after 60 s');
+      }, 60000);
+      child.on('exit', (c) => {
+        clearTimeout(timer);
+        resolve(c ?? 'killed');
+      });
+    });
+    expect(code, out).to.equal(0);
+    expect(out).to.match(/trained 64/);
   });
 });

@@ -7,6 +7,7 @@ import { resolveThreadedOptions } from './options';
 import { measureSegmentCosts, measureUpdateCosts, partitionAt, partitionBalanced, type StageSpec } from '../partition';
 import { runSegments } from '../stage-math';
 import type { Prediction } from '../weight-prediction';
+import { KeepAlive } from './keep-alive';
 import type { FromStage, StageInit, StageStats, ToStage } from './protocol';
 import { messagePortTransport, type Transport } from './transport';
 
@@ -61,6 +62,8 @@ const CHUNK_BYTES = 4 << 20;
  */
 export class ThreadedPipeline {
   private readonly workers: Worker[] = [];
+  /** Holds node open while a call waits for the workers, not while they idle. */
+  private readonly alive = new KeepAlive(this.workers);
   /** Losses by micro-batch until `train` hands them back (then dropped: a long run keeps none). */
   private readonly losses = new Map<number, number>();
   private lossesReceived = 0;
@@ -153,6 +156,7 @@ export class ThreadedPipeline {
       await pipe.stop();
       throw err;
     }
+    pipe.alive.idle();
     return pipe;
   }
 
@@ -227,7 +231,7 @@ export class ThreadedPipeline {
     if (this.training) throw new TapfitError(ErrorCodes.STATE, 'pipeline: train() was called while an earlier train() is still streaming; await it first (one stream at a time keeps the samples in order).');
     this.training = true;
     try {
-      return await this.stream(x, y, options.microBatch ?? this.microBatch);
+      return await this.alive.during(() => this.stream(x, y, options.microBatch ?? this.microBatch));
     } finally {
       this.training = false;
     }
@@ -283,7 +287,7 @@ export class ThreadedPipeline {
   /** Where each stage's time went (busy milliseconds in forwards and backwards). */
   async stats(): Promise<StageStats[]> {
     this.checkUsable();
-    return Promise.all(this.workers.map((w) => this.ask<StageStats>(w, { type: 'stats' }, (m) => (m.type === 'stats' ? m.stats : undefined))));
+    return this.alive.during(() => Promise.all(this.workers.map((w) => this.ask<StageStats>(w, { type: 'stats' }, (m) => (m.type === 'stats' ? m.stats : undefined)))));
   }
 
   private ask<T>(w: Worker, request: ToStage, pick: (m: FromStage) => T | undefined): Promise<T> {
@@ -311,7 +315,7 @@ export class ThreadedPipeline {
   /** Each stage's current weights, written into the model's variables. */
   async syncWeights(): Promise<void> {
     this.checkUsable();
-    await this.pullWeights();
+    await this.alive.during(() => this.pullWeights());
   }
 
   private async pullWeights(): Promise<void> {
@@ -332,7 +336,7 @@ export class ThreadedPipeline {
    * the model keeps the weights of the last `syncWeights()`.
    */
   close(): Promise<void> {
-    this.closing ??= this.closeOnce();
+    this.closing ??= this.alive.during(() => this.closeOnce());
     return this.closing;
   }
 
