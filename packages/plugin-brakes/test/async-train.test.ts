@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as path from 'node:path';
-import { sgd, SilentLogger, tensorData } from '@tapfit/core';
+import { sgd, SilentLogger, tensorData, Trainer } from '@tapfit/core';
 import { asyncTrain, AsyncTrainError, type AsyncTrainOptions, type AsyncTrainStats } from '../src';
 import { GradientLedger } from '../src/async/ledger';
 import type { WorkerInit } from '../src/async/protocol';
@@ -87,6 +87,50 @@ describe('asyncTrain (worker threads)', function () {
     expect(m.kernel()).to.deep.equal([1.5, 1.5, 1.5, 1.5]); // 0.5 * 3 updates
     expect(tf.memory().numTensors).to.equal(before);
     m.model.dispose();
+    m.data.dispose();
+  });
+
+  it('one run trains a model at a time: a second asyncTrain, or one beside a Trainer fit or model.fit, is refused (TAPFIT_E_STATE); the model is free again once a run settles', async () => {
+    const m = linear(4, 0);
+    m.model.compile({ optimizer: 'sgd', loss: 'meanSquaredError' }); // before the run: a Sequential's compile() builds a new inner model
+    const refused = (p: Promise<unknown>) =>
+      p.then(
+        () => expect.fail('a second run on the model was accepted'),
+        (e: Error & { code?: string }) => e,
+      );
+    const first = asyncTrain({ ...base(m), steps: 8 });
+    const second = await refused(asyncTrain({ ...base(m), steps: 8 }));
+    expect(second.code).to.equal('TAPFIT_E_STATE');
+    expect(second.message).to.match(/asyncTrain: the model is being trained already \(by another asyncTrain, model.fit or a Trainer on the same model\).*Await that run first/);
+    const trainer = new Trainer({ model: m.model, loss: 'meanSquaredError', optimizer: sgd({ lr: 0.5 }), logger: new SilentLogger() });
+    expect((await refused(trainer.fit(m.data, { epochs: 1, batchSize: 4 }))).message).to.match(/the model is being trained by another fit/);
+    expect((await refused(m.model.fit(m.data.x, m.data.y, { epochs: 1, verbose: 0 }))).message).to.match(/another fit\(\) call is ongoing/);
+    expect((await first).steps).to.equal(8);
+    expect(m.kernel()).to.deep.equal([4, 4, 4, 4]); // 0.5 * 8: only the first run's updates
+
+    // The other way round: asyncTrain refuses a model a Trainer trains.
+    let during: Error | undefined;
+    await trainer.fit(m.data, { epochs: 1, batchSize: 48, callbacks: [{ onBatchEnd: async () => void (during ??= await refused(asyncTrain({ ...base(m), steps: 8 }))) }] });
+    expect(during?.message).to.match(/asyncTrain: the model is being trained already/);
+    trainer.dispose();
+
+    // Free again after a run that failed, too.
+    await asyncTrain({ ...base(m), steps: 4, onUpdate: () => { throw new Error('stop'); } }).catch(() => undefined);
+    expect((await asyncTrain({ ...base(m), steps: 4 })).steps).to.equal(4);
+    m.model.dispose();
+    m.data.dispose();
+  });
+
+  it('a model disposed during the run (here in onUpdate) stops it with an error naming asyncTrain, not a bare TypeError', async () => {
+    const m = linear(4, 0);
+    const err = await asyncTrain({ ...base(m), steps: 8, onUpdate: ({ step }) => void (step === 3 && m.model.dispose()) }).then(
+      () => expect.fail('the run went on with a disposed model'),
+      (e: unknown) => e as AsyncTrainError,
+    );
+    expect(err).to.be.instanceOf(AsyncTrainError);
+    expect(err.code).to.equal('TAPFIT_E_STATE');
+    expect(err.message).to.match(/asyncTrain: the model was disposed while asyncTrain was training it \(after update 3\).*Dispose the model only after asyncTrain's promise settles/);
+    expect(err.stats.steps).to.equal(3);
     m.data.dispose();
   });
 

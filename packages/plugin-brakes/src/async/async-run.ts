@@ -184,6 +184,7 @@ export class AsyncRun {
       this.logger.warn(`asyncTrain: ${what}; skipped.`);
       return this.request(slot);
     }
+    this.checkModel();
     const staleness = this.version - msg.version;
     const started = performance.now();
     this.apply(slot, msg.grads, msg.bufferDeltas);
@@ -203,7 +204,20 @@ export class AsyncRun {
       throw new TapfitError(ErrorCodes.PLUGIN_FAILED, `asyncTrain: onUpdate threw at update ${this.version}: ${why}. The run stopped there; the model holds the weights of that update (stats.steps).`, { cause: err });
     }
     if (this.version >= this.o.steps) this.finish();
-    else this.request(slot);
+    else {
+      this.checkModel();
+      this.request(slot);
+    }
+  }
+
+  /** A model disposed meanwhile (in onUpdate, or by other code) would fail with a bare TypeError at the next read. */
+  private checkModel(): void {
+    if (this.variables.some((v) => v.isDisposed)) {
+      throw new TapfitError(
+        ErrorCodes.STATE,
+        `asyncTrain: the model was disposed while asyncTrain was training it (after update ${this.version}); the run stopped there. Dispose the model only after asyncTrain's promise settles.`,
+      );
+    }
   }
 
   /** One update: the optimizer step with the gradient, and the worker's change to the buffers added. */

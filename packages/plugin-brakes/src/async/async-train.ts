@@ -3,6 +3,7 @@ import { ConsoleLogger, ErrorCodes, layersConstraints, parseOptions, TapfitError
 import { AsyncRun, type AsyncTrainStats } from './async-run';
 import { asyncTrainSchema, type AsyncTrainOptions } from './options';
 import { shardOf, shareData } from './shared-data';
+import { isTraining, markTraining } from './training-flag';
 
 /**
  * Asynchronous SGD with real workers: K worker_threads, each with its own TF.js, pull
@@ -23,6 +24,10 @@ import { shardOf, shareData } from './shared-data';
  * values. So every applied batch counts once; with staleness s the change was computed
  * from values s updates old (for a moving average with momentum m, m_new = m_now +
  * (1 - m)(batch - m_sent) instead of m_now + (1 - m)(batch - m_now)).
+ *
+ * One run trains a model at a time: while it runs, the model carries model.fit's
+ * training flag, so another asyncTrain, model.fit or a Trainer's fit on it is refused
+ * (`TAPFIT_E_STATE`), and asyncTrain refuses a model one of those trains.
  */
 export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrainStats> {
   const o = parseOptions('asyncTrain', asyncTrainSchema, options);
@@ -35,20 +40,32 @@ export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrain
       `asyncTrain: ${samples} samples give each of ${o.workers} workers at least ${smallest}, fewer than batchSize ${o.batchSize}. Use more data, fewer workers or a smaller batchSize.`,
     );
   }
-  const transforms = Array.isArray(o.optimizer) ? o.optimizer : [o.optimizer];
-  const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
-  const data = shareData(o.data);
-  const constrain = o.constraints === 'apply' ? layersConstraints(model) : null;
-  const run = new AsyncRun(o, variables, model.nonTrainableWeights, transforms, constrain, o.logger ?? new ConsoleLogger());
-  return run.start((index) => ({
-    index,
-    topology: model.toJSON(null, false) as object,
-    loss: o.loss,
-    setupModule: o.setupModule,
-    backend: o.backend,
-    data,
-    shard: shardOf(index, o.workers, samples),
-    batchSize: o.batchSize,
-    seed: o.seed,
-  }));
+  if (isTraining(model)) {
+    throw new TapfitError(
+      ErrorCodes.STATE,
+      'asyncTrain: the model is being trained already (by another asyncTrain, model.fit or a Trainer on the same model); ' +
+        "two runs would interleave their updates and each report staleness without the other's. Await that run first, or train a separate copy of the model.",
+    );
+  }
+  markTraining(model, true);
+  try {
+    const transforms = Array.isArray(o.optimizer) ? o.optimizer : [o.optimizer];
+    const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    const data = shareData(o.data);
+    const constrain = o.constraints === 'apply' ? layersConstraints(model) : null;
+    const run = new AsyncRun(o, variables, model.nonTrainableWeights, transforms, constrain, o.logger ?? new ConsoleLogger());
+    return await run.start((index) => ({
+      index,
+      topology: model.toJSON(null, false) as object,
+      loss: o.loss,
+      setupModule: o.setupModule,
+      backend: o.backend,
+      data,
+      shard: shardOf(index, o.workers, samples),
+      batchSize: o.batchSize,
+      seed: o.seed,
+    }));
+  } finally {
+    markTraining(model, false);
+  }
 }
