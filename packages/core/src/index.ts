@@ -31,6 +31,7 @@ export { losses, resolveLoss, LOSS_NAMES, type LossName, type LossSpec } from '.
 export { accuracy, resolveMetrics, METRIC_NAMES, type MetricSpec } from './train/metrics';
 export { penalizedLayers, weightPenalties } from './train/regularization';
 export { layersConstraints } from './train/constraints';
+export { isModelTraining, markModelTraining } from './train/training-flag';
 export type { FitOptions, InferenceOptions } from './train/options';
 export type { TensorLike } from './train/fit-inputs';
 export type { FitParams, CallbackLike, Logs } from './train/callbacks';

@@ -110,6 +110,50 @@ describe('labels', () => {
     data.dispose();
   });
 
+  /** dataSync calls made by `f`. */
+  async function countReads(f: () => unknown): Promise<number> {
+    const original = tf.Tensor.prototype.dataSync;
+    let reads = 0;
+    tf.Tensor.prototype.dataSync = function (this: tf.Tensor) {
+      reads++;
+      return original.call(this);
+    } as typeof original;
+    try {
+      await f();
+    } finally {
+      tf.Tensor.prototype.dataSync = original;
+    }
+    return reads;
+  }
+
+  it('evaluate(x, y) checks the labels once, not per batch (nor again for accuracy): one read for 16 batches, none the next time', async () => {
+    const x = tf.tensor2d(Array.from({ length: 128 }, (_, i) => [i % 3, 1, 0, 0]));
+    const y = tf.tensor1d(Array.from({ length: 128 }, (_, i) => i % 3), 'int32');
+    const t = tinyTrainer({ metrics: ['accuracy'] });
+    await t.setup();
+    const run = () => tf.dispose(t.evaluate(x, y, { batchSize: 8 }) as tf.Scalar[]);
+    expect(await countReads(run)).to.equal(1);
+    expect(await countReads(run)).to.equal(0);
+    const bad = tf.tensor1d(Array.from({ length: 128 }, (_, i) => (i === 77 ? 3 : i % 3)), 'int32');
+    expect(() => t.evaluate(x, bad, { batchSize: 8 })).to.throw(/sample 77 of the labels has class index 3/);
+    t.dispose();
+    tf.dispose([x, y, bad]);
+  });
+
+  it('a batch from another source is read back once per step, whether or not accuracy checks it too', async () => {
+    const elements = () => tf.data.array(Array.from({ length: 32 }, (_, i) => ({ xs: tf.tensor1d([i % 3, 1, 0, 0]), ys: tf.scalar(i % 3, 'int32') })));
+    const readsWith = async (metrics: string[]) => {
+      const t = tinyTrainer({ nonFinite: 'off', metrics });
+      await t.setup();
+      const reads = await countReads(() => t.fit(datasetData(elements()), { epochs: 1, batchSize: 8, shuffle: false }));
+      t.dispose();
+      return reads;
+    };
+    const plain = await readsWith([]);
+    expect(plain).to.be.at.least(4); // the 4 batches' labels
+    expect(await readsWith(['accuracy'])).to.equal(plain);
+  });
+
   it('other sources are checked batch by batch, naming the sample of the batch', async () => {
     const xs = Array.from({ length: 12 }, (_, i) => [i % 3, 1, 0, 0]);
     const ys = Array.from({ length: 12 }, (_, i) => (i === 9 ? -1 : i % 3));

@@ -60,7 +60,9 @@ describe('asyncTrain (worker threads)', function () {
     expect(stats.steps).to.equal(60);
     expect(m.kernel()).to.deep.equal([30, 30, 30, 30]); // 0.5 * 60, no more, no less
     expectAccounted(stats);
-    expect(stats.workers.every((w) => w.applied > 0 && w.failure === undefined)).to.equal(true);
+    expect(stats.workers.every((w) => w.failure === undefined)).to.equal(true);
+    // Which workers got updates in depends on scheduling (a worker that starts late on a busy machine may get none).
+    expect(stats.workers.filter((w) => w.applied > 0).length).to.be.at.least(2);
     expect(stats.staleness.max).to.be.at.least(1); // three workers really overlapped
     expect(stats.rejected).to.equal(0);
     expect(stats.samplesPerSecond).to.be.greaterThan(0);

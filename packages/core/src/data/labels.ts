@@ -88,6 +88,33 @@ export function markLabelSource(labels: tf.Tensor, source: LabelSource): void {
   sources.set(labels, source);
 }
 
+const wholeTensors = new WeakMap<tf.Tensor, LabelSource>();
+
+/**
+ * The labels of a whole tensor as one source: read back once, at the first check (per
+ * class count), however many batches are cut from it and however often it is evaluated on.
+ */
+export function tensorLabelSource(labels: tf.Tensor): LabelSource {
+  let source = wholeTensors.get(labels);
+  if (!source) {
+    const validFor = new Set<string>();
+    source = {
+      checkLabels(classes, predRank) {
+        const key = `${classes}/${predRank}`;
+        if (validFor.has(key)) return;
+        const kind = labelKind(labels.rank, predRank);
+        if (kind) checkLabelValues(labels.dataSync() as ArrayLike<number>, labels.shape, classes, kind, 'the labels');
+        validFor.add(key);
+      },
+    };
+    wholeTensors.set(labels, source);
+  }
+  return source;
+}
+
+/** Batch label tensors already checked, by class count and prediction rank: the loss and the accuracy metric check the same batch. */
+const checkedBatches = new WeakMap<tf.Tensor, Set<string>>();
+
 /** Host-memory backends: reading a tensor there is a copy, not a device round-trip. */
 const HOST_BACKENDS = new Set(['cpu', 'wasm']);
 
@@ -109,5 +136,8 @@ export function checkBatchLabels(yTrue: tf.Tensor, yPred: tf.Tensor, options: { 
   const source = sources.get(yTrue);
   if (source) return source.checkLabels(classes, yPred.rank);
   if (kind === 'dense' && !HOST_BACKENDS.has(tf.getBackend())) return;
+  const key = `${classes}/${yPred.rank}`;
+  if (checkedBatches.get(yTrue)?.has(key)) return;
   checkLabelValues(yTrue.dataSync() as ArrayLike<number>, yTrue.shape, classes, kind, 'the batch');
+  checkedBatches.set(yTrue, (checkedBatches.get(yTrue) ?? new Set()).add(key));
 }

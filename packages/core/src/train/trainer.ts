@@ -38,9 +38,10 @@ import { FitCallbacks, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
 import { asModelTargets } from './targets';
+import { markLabelSource, tensorLabelSource } from '../data/labels';
 import { epochLine } from './epoch-line';
 import { EventLoopTurns } from './event-loop-turns';
-import { isTraining, markTraining } from './training-flag';
+import { isModelTraining, markModelTraining } from './training-flag';
 import { classWeightLoss, fitLoss, type FitLossState } from './fit-loss';
 import { optimizerByName } from '../transforms/by-name';
 import type { History } from './history';
@@ -397,7 +398,7 @@ export class Trainer {
         inputs.dispose();
       }
     } finally {
-      for (const m of models) markTraining(m, false);
+      for (const m of models) markModelTraining(m, false);
       this.fitting = undefined;
     }
   }
@@ -412,13 +413,13 @@ export class Trainer {
       throw new TapfitError(ErrorCodes.STATE, 'trainer: fit() is already running on this trainer. Await it (or call stop() and await it) before starting another, as model.fit requires.');
     }
     const models = [...new Set([this.userModel, this.modelRef.layersModel])].filter((m): m is tf.LayersModel => m !== undefined);
-    if (models.some(isTraining)) {
+    if (models.some(isModelTraining)) {
       throw new TapfitError(
         ErrorCodes.STATE,
         'trainer: the model is being trained by another fit (model.fit, or another Trainer on the same model). Await that fit before starting this one.',
       );
     }
-    for (const m of models) markTraining(m, true);
+    for (const m of models) markModelTraining(m, true);
     this.fitting = models;
     return models;
   }
@@ -653,9 +654,14 @@ export class Trainer {
     try {
       const n = xs.shape[0];
       if (ys.shape[0] !== n) throw new TapfitError(ErrorCodes.SHAPE, `evaluate: x has ${n} samples but y has ${ys.shape[0]}; they must match.`);
+      const labels = tensorLabelSource(ys); // the labels are checked once, not per batch
       for (let start = 0; start < n; start += batchSize) {
         const size = Math.min(batchSize, n - start);
-        const values = tf.tidy(() => this.lossAndMetrics(n <= batchSize ? xs : tf.slice(xs, start, size), n <= batchSize ? ys : tf.slice(ys, start, size)));
+        const values = tf.tidy(() => {
+          const yb = n <= batchSize ? ys : tf.slice(ys, start, size);
+          markLabelSource(yb, labels);
+          return this.lossAndMetrics(n <= batchSize ? xs : tf.slice(xs, start, size), yb);
+        });
         means.add(values, size);
         values.dispose();
       }

@@ -36,6 +36,9 @@ export function clipByGlobalNorm(maxNorm: number, options: { name?: string } = {
  * not clip), so there the norm is taken of the updates divided by their largest
  * magnitude s and multiplied back: s sqrt(sum (u / s)^2). Otherwise the plain norm is
  * kept, the same bits as before. An Inf or NaN entry leaves the plain (non-finite) norm.
+ * Both norms are computed every step and the choice is made on the device (choosing on the
+ * host would read back every step): about 2.5x the plain norm's kernels, a cost of
+ * clipping only.
  */
 /** Below this the plain sum of squares has lost precision to float32's subnormals (1e-18^2 = 1e-36, near its smallest normal 1.2e-38). */
 const SMALLEST_PLAIN_NORM = 1e-18;

@@ -183,6 +183,12 @@ describe('backend: wasm fast kernels', function () {
       expectSame(() => tf.slice(tf.randomUniform(shape, -50, 50, 'int32', 13), begin, size));
       expectSame(() => tf.slice(tf.greater(randn(shape, 14), 0), begin, size).cast('int32'));
     }
+    // Unpack (tf.unstack): one in-place slice per output, along every axis.
+    for (const [shape, axis] of [[[5], 0], [[4, 3], 0], [[4, 3], 1], [[3, 4, 5], -1], [[2, 3, 4, 5], 2], [[2, 0, 3], 0], [[3, 2, 2, 2, 3], 3]] as Array<[number[], number]>) {
+      for (const make of [(sh: number[]) => randn(sh, 19), (sh: number[]) => tf.randomUniform(sh, -50, 50, 'int32', 20), (sh: number[]) => tf.greater(randn(sh, 21), 0)]) {
+        expectSame(() => tf.tidy(() => tf.concat(tf.unstack(make(shape), axis).map((t) => tf.reshape(t.dtype === 'bool' ? t.cast('int32') : t, [-1])).concat([tf.zeros([1], make([1]).dtype === 'bool' ? 'int32' : make([1]).dtype)]))));
+      }
+    }
     const gathers: Array<[number[], number[], number[], number]> = [
       [[10, 4], [3, 0, 3, 9], [4], 0],
       [[10, 40], [7, 7, 1], [3], 0],

@@ -1,9 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
-import { ConsoleLogger, ErrorCodes, layersConstraints, parseOptions, TapfitError } from '@tapfit/core';
+import { ConsoleLogger, ErrorCodes, isModelTraining, layersConstraints, markModelTraining, parseOptions, TapfitError } from '@tapfit/core';
 import { AsyncRun, type AsyncTrainStats } from './async-run';
 import { asyncTrainSchema, type AsyncTrainOptions } from './options';
 import { shardOf, shareData } from './shared-data';
-import { isTraining, markTraining } from './training-flag';
 
 /**
  * Asynchronous SGD with real workers: K worker_threads, each with its own TF.js, pull
@@ -40,14 +39,14 @@ export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrain
       `asyncTrain: ${samples} samples give each of ${o.workers} workers at least ${smallest}, fewer than batchSize ${o.batchSize}. Use more data, fewer workers or a smaller batchSize.`,
     );
   }
-  if (isTraining(model)) {
+  if (isModelTraining(model)) {
     throw new TapfitError(
       ErrorCodes.STATE,
       'asyncTrain: the model is being trained already (by another asyncTrain, model.fit or a Trainer on the same model); ' +
         "two runs would interleave their updates and each report staleness without the other's. Await that run first, or train a separate copy of the model.",
     );
   }
-  markTraining(model, true);
+  markModelTraining(model, true);
   try {
     const transforms = Array.isArray(o.optimizer) ? o.optimizer : [o.optimizer];
     const variables = model.trainableWeights.map((w) => w.read() as tf.Variable);
@@ -66,6 +65,6 @@ export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrain
       seed: o.seed,
     }));
   } finally {
-    markTraining(model, false);
+    markModelTraining(model, false);
   }
 }

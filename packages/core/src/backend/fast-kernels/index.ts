@@ -11,7 +11,7 @@ import { installFastMaxPoolGrad } from './max-pool-grad';
 import { installRelu } from './relu';
 import { installFastReverse } from './reverse';
 import { installSharedIdentity } from './shared-identity';
-import { installFastSlice } from './slice';
+import { installFastSlice, installFastUnpack } from './slice';
 import { installSumLeading } from './sum-leading';
 import { installFastTile } from './tile';
 import { installFastTranspose } from './transpose';
@@ -32,7 +32,7 @@ let fast: Overrides | null = null;
  * - Equal, NotEqual, Greater(Equal), Less(Equal), Maximum, Minimum (float32, int32): merged
  *   axes and a loop with steps 0 or 1 (stock: 77-86 ns an element once broadcast)
  * - Tile (float32, int32, bool): block copies (stock: about 45 ns an element)
- * - Slice: run copies in place (stock: a copy of the whole input first, and about 800 ns
+ * - Slice and Unpack (tf.unstack): run copies in place (stock: a copy of the whole input first, and about 800 ns
  *   an element above rank 4)
  * - GatherV2 without batch dimensions: row copies (stock: about 45 ns an element)
  * - Sum, Mean over a block of axes before the last (bias gradients, batch statistics, global
@@ -61,6 +61,7 @@ export function installWasmFastKernels(): void {
     installFastCompare(o);
     installFastTile(o);
     installFastSlice(o);
+    installFastUnpack(o);
     installFastGather(o);
     installSumLeading(o);
     installFastMaxPoolGrad(o);
@@ -88,4 +89,4 @@ export function wasmFastKernelsInstalled(): boolean {
 }
 
 /** Kernels the fast set registers for wasm. */
-export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Reverse', 'Sum', 'Mean', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'Relu', 'TapfitReluGrad', 'Tile', 'Slice', 'GatherV2', ...FAST_COMPARE_KERNELS];
+export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Reverse', 'Sum', 'Mean', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'Relu', 'TapfitReluGrad', 'Tile', 'Slice', 'Unpack', 'GatherV2', ...FAST_COMPARE_KERNELS];

@@ -56,3 +56,32 @@ export function installFastSlice(o: Overrides): void {
     return out;
   }));
 }
+
+/**
+ * Unpack (tf.unstack, the gradient of tf.stack) as one in-place slice per output: wasm's
+ * kernel calls its own slice for each, copying the whole input out of the heap each time
+ * (a revBiFPN step unstacks its coupled streams 24 times). Outputs are allocated first: a
+ * heap that grows detaches the views taken before.
+ */
+export function installFastUnpack(o: Overrides): void {
+  const stock = previousKernel('Unpack');
+  o.kernel(kernelConfig('Unpack', 'wasm', (args) => {
+    const { value } = args.inputs;
+    const heap = heapFor(args.backend);
+    if (!heap || value.shape.length === 0 || !isMovable(value.dtype)) return stock(args);
+    const rank = value.shape.length;
+    const axis = (args.attrs.axis as number) < 0 ? (args.attrs.axis as number) + rank : (args.attrs.axis as number);
+    const outShape = value.shape.filter((_, d) => d !== axis);
+    const outs = Array.from({ length: value.shape[axis] }, () => heap.output(outShape, value.dtype));
+    if (tf.util.sizeFromShape(outShape) === 0) return outs;
+    const x = elementsOf(heap, value);
+    const begin = new Array<number>(rank).fill(0);
+    const size = [...value.shape];
+    size[axis] = 1;
+    outs.forEach((out, i) => {
+      begin[axis] = i;
+      sliceInto(x, elementsOf(heap, out), value.shape, begin, size);
+    });
+    return outs;
+  }));
+}
