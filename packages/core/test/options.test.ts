@@ -1,6 +1,8 @@
 import { expect } from 'chai';
 import { z } from 'zod';
 import { knownKeys, parseOptions } from '../src/options';
+import { SilentLogger, type TrainerOptions } from '../src';
+import { blobs, rejected, thrown, tinyTrainer, useBackend } from './fixtures';
 
 // A config-like schema: strict objects under a discriminated union and inside an array of a union.
 const schema = z.strictObject({
@@ -34,5 +36,37 @@ describe('parseOptions: unknown keys name the nearest valid one', () => {
     expect(knownKeys(schema, ['optimizer'], { optimizer: { name: 'adam' } })).to.deep.equal(['name', 'lr', 'b1']);
     expect(knownKeys(schema, ['plugins', 0], { plugins: [{}] })).to.deep.equal(['package', 'options']);
     expect(knownKeys(schema, [])).to.deep.equal(['optimizer', 'plugins']);
+  });
+});
+
+describe('Trainer and evaluate options: a misspelt or out-of-range option is refused, not ignored', () => {
+  useBackend('cpu');
+
+  it("new Trainer({ plugin: [...] }) is refused naming 'plugins' (it trained without the plugin); every documented key is accepted", () => {
+    for (const [typo, right] of [['plugin', 'plugins'], ['metric', 'metrics'], ['nonfinite', 'nonFinite'], ['memorybudget', 'memoryBudget']]) {
+      const err = thrown(() => tinyTrainer({ [typo]: [] } as Partial<TrainerOptions>));
+      expect(err.code).to.equal('TAPFIT_E_CONFIG');
+      expect(err.message).to.equal(`trainer: unknown option(s) '${typo}' (did you mean '${right}'?).`);
+    }
+    const t = tinyTrainer({ plugins: [], metrics: ['accuracy'], nonFinite: 'skip', constraints: 'ignore', seed: 3, logger: new SilentLogger(), memoryBudget: undefined });
+    t.dispose();
+  });
+
+  it('evaluate(data, { batchSize }) refuses 0, negative, fractional and misspelt options (batchSize 0 looped for ever)', async () => {
+    const t = tinyTrainer();
+    const data = blobs(16);
+    for (const [options, message] of [
+      [{ batchSize: 0 }, /evaluate: option 'batchSize' .*\(got 0\)/],
+      [{ batchSize: -1 }, /option 'batchSize'/],
+      [{ batchSize: 2.5 }, /option 'batchSize'/],
+      [{ batchsize: 8 }, /unknown option\(s\) 'batchsize' \(did you mean 'batchSize'\?\)/],
+    ] as const) {
+      const err = await rejected(t.evaluate(data, options as { batchSize?: number }));
+      expect(err.code).to.equal('TAPFIT_E_CONFIG');
+      expect(err.message).to.match(message);
+    }
+    expect(Object.keys(await t.evaluate(data))).to.deep.equal(['loss']);
+    t.dispose();
+    data.dispose();
   });
 });

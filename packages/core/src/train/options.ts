@@ -43,3 +43,21 @@ export const trainerSettingsSchema = z.object({
   /** Seed of data shuffling (and of plugins that ask for one). */
   seed: z.number().int().nonnegative().default(0),
 });
+
+/**
+ * Every TrainerOptions key, so that a misspelt one (`plugin`, `metric`) is refused naming
+ * the right one instead of being ignored; the objects are checked where they are used.
+ */
+export const trainerOptionsSchema = z.strictObject({
+  ...trainerSettingsSchema.shape,
+  model: z.any(),
+  loss: z.any(),
+  optimizer: z.any(),
+  plugins: z.any().optional(),
+  metrics: z.any().optional(),
+  logger: z.any().optional(),
+  memoryBudget: z.any().optional(),
+});
+
+/** evaluate(data, options): as evaluate(x, y)'s, with the larger default batch of a data source. */
+export const dataEvaluateOptionsSchema = inferenceOptionsSchema.extend({ batchSize: z.number().int().positive().default(128) });

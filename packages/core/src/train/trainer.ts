@@ -32,7 +32,7 @@ import { describeTrainer, type TrainerDescription } from './describe';
 import { checkDataLabels, resolveLoss, type LossSpec } from './losses';
 import { resolveMetrics, type MetricSpec } from './metrics';
 import { parseOptions } from '../options';
-import { trainerSettingsSchema, type FitOptions, type InferenceOptions, type ParsedFitOptions } from './options';
+import { dataEvaluateOptionsSchema, trainerOptionsSchema, type FitOptions, type InferenceOptions, type ParsedFitOptions } from './options';
 import { fitInputs, inferenceOptions, isDataSource, toTensor, type TensorLike } from './fit-inputs';
 import { FitCallbacks, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
@@ -135,7 +135,8 @@ export class Trainer {
   private readonly restorePluginOwners: () => void;
 
   constructor(options: TrainerOptions) {
-    this.settings = parseOptions('trainer', trainerSettingsSchema, { nonFinite: options.nonFinite, constraints: options.constraints, seed: options.seed });
+    const { nonFinite, constraints, seed } = parseOptions('trainer', trainerOptionsSchema, options);
+    this.settings = { nonFinite, constraints, seed };
     if (!options.model) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `model` is required (a tfjs-layers model or a segment model).');
     if (!options.optimizer) throw new TapfitError(ErrorCodes.CONFIG, "trainer: `optimizer` is required (e.g. 'adam', sgd({ lr: 0.1 }) or tf.train.adam()).");
     if (typeof options.optimizer === 'string') optimizerByName(options.optimizer); // an unknown name fails here, listing the names
@@ -684,10 +685,11 @@ export class Trainer {
 
   /** Mean loss and metrics over `data` (inference mode). One read-back at the end. */
   private async evaluateData(data: DataSource, options: { batchSize?: number } = {}): Promise<Record<string, number>> {
+    const { batchSize } = parseOptions('evaluate', dataEvaluateOptionsSchema, options);
     await this.setup();
     this.checkDataShape(data);
     const metrics = this.resolve(Tokens.Metrics);
-    const it = data.batches({ batchSize: options.batchSize ?? 128, shuffle: false, seed: 0, epoch: 0 });
+    const it = data.batches({ batchSize, shuffle: false, seed: 0, epoch: 0 });
     const means = new BatchMeans();
     try {
       for (let r = await it.next(); !r.done; r = await it.next()) {
