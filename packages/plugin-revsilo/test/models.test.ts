@@ -18,6 +18,18 @@ async function roundTrip(model: tf.LayersModel): Promise<tf.LayersModel> {
   return tf.loadLayersModel(tf.io.fromMemory(artifacts!));
 }
 
+/** The CONFIG error `f` throws, or a failed expectation naming `what`. */
+function configError(f: () => unknown, what: string): TapfitError {
+  try {
+    f();
+  } catch (e) {
+    expect(e, what).to.be.instanceOf(TapfitError);
+    expect((e as TapfitError).code, what).to.equal(ErrorCodes.CONFIG);
+    return e as TapfitError;
+  }
+  expect.fail(`${what} was accepted`);
+}
+
 describe('revsilo models', () => {
   setBackend('cpu');
 
@@ -66,6 +78,28 @@ describe('revsilo models', () => {
         expect((err as TapfitError).code).to.equal(ErrorCodes.CONFIG);
         expect((err as Error).message).to.match(/^revBiFPN: /).and.to.match(message);
       }
+    });
+
+    it('refuses a misspelt option naming the nearest valid one (it built the default network), and values of the wrong type', () => {
+      const base = { width: 0.25, streams: 2, extensions: 0, inputSize: 16, classes: 3 };
+      const cases: [object, RegExp][] = [
+        [{ widht: 0.25 }, /^revBiFPN: unknown option\(s\) 'widht' \(did you mean 'width'\?\)/],
+        [{ fixedpoint: 0 }, /unknown option\(s\) 'fixedpoint' \(did you mean 'fixedPoint'\?\)/],
+        [{ dims: 3 }, /unknown option\(s\) 'dims'/], // a 2-D network: the setting was ignored
+        [{ width: '0.25' }, /option 'width' must be a number > 0 \(e\.g\. 0\.25 for a scaled-down network\) \(got '0\.25'\)/],
+        [{ streams: null }, /option 'streams' must be an integer from 1 to 4/],
+        [{ zeroInitLastGamma: 'no' }, /option 'zeroInitLastGamma' must be true or false \(got 'no'\)/],
+        [{ name: '' }, /option 'name' must be a non-empty string/],
+        [{ kernels: 3 }, /option 'kernels' must be a list with one number per stream \(got 3\)/],
+        [{ groups: 0 }, /option 'groups' must be a positive integer \(got 0\); use a divisor of every channel count/],
+        [{ epsilon: 0 }, /option 'epsilon' must be > 0 \(got 0\); use e\.g\. 1e-3/],
+        [{ momentum: 1.5 }, /option 'momentum' must be in \[0, 1\] \(got 1\.5\); use e\.g\. 0\.9/],
+        [{ seed: 1.5 }, /option 'seed' must be an integer \(got 1\.5\)/],
+      ];
+      for (const [extra, message] of cases) expect(configError(() => resolveRevBiFPN({ ...base, ...extra } as never), JSON.stringify(extra)).message, JSON.stringify(extra)).to.match(message);
+      expect(configError(() => revBiFPN('S0' as never), 'a string').message).to.match(/^revBiFPN: options must be an object, e\.g\. revBiFPN\(\{ width: 0\.25 \}\)/);
+      // Spelt right, the same options build (undefined keeps a default).
+      expect(resolveRevBiFPN({ ...base, fixedPoint: 0, groups: 4, epsilon: 1e-5, momentum: 0.99, seed: 2, zeroInitLastGamma: true, name: undefined }).settings).to.include({ fixedPoint: 0, zeroInitLastGamma: true });
     });
 
     const tiny = () => revBiFPN({ width: 0.25, streams: 3, extensions: 1, inputSize: 32, classes: 3, dropout: 0 });
@@ -217,6 +251,21 @@ describe('revsilo models', () => {
       m.dispose();
     });
 
+    it('refuses a misspelt option naming the nearest valid one (it built the default U-Net), and bad values naming the fix', () => {
+      const cases: [object, RegExp][] = [
+        [{ basechannels: 4 }, /^reversibleUNet3d: unknown option\(s\) 'basechannels' \(did you mean 'baseChannels'\?\)/],
+        [{ blocksPerlevel: 1, levles: 2 }, /'blocksPerlevel' \(did you mean 'blocksPerLevel'\?\), 'levles' \(did you mean 'levels'\?\)/],
+        [{ levels: '2' }, /option 'levels' must be an integer >= 1 \(e\.g\. 4\) \(got '2'\)/],
+        [{ kernel: 4 }, /option 'kernel' must be an odd positive integer \(got 4\); use 3, 5, 7/],
+        [{ dropPath: 1 }, /option 'dropPath' must be in \[0, 1\) \(got 1\); use 0 to turn stochastic depth off/],
+        [{ depthwise3d: 'slice' }, /option 'depthwise3d' is 'slice'; use one of slices, blockDiagonal, perChannel/],
+        [{ groups: 0 }, /option 'groups' must be an integer >= 1 \(got 0\)/],
+        [{ seed: 'x' }, /option 'seed' must be an integer \(the seed of the weights\) \(got 'x'\)/],
+        [{ name: 3 }, /option 'name' must be a non-empty string/],
+      ];
+      for (const [extra, message] of cases) expect(configError(() => reversibleUNet3d({ levels: 2, blocksPerLevel: 1, baseChannels: 4, ...extra } as never), JSON.stringify(extra)).message, JSON.stringify(extra)).to.match(message);
+    });
+
     it('an option given as undefined keeps its default (fixedPoint 16, seed 1, name unet)', () => {
       const given = unet({ fixedPoint: undefined, seed: undefined, name: undefined, norm: undefined, levels: undefined });
       const plain = reversibleUNet3d({ blocksPerLevel: 2, baseChannels: 4, expandRatio: 2, classes: 3 });
@@ -259,6 +308,32 @@ describe('revsilo models', () => {
       const dice = inter.map((i, c) => (2 * i + 1) / (sums[c] + 1));
       const want = ce / flat.length + 1 - dice.reduce((a, b) => a + b) / 3;
       expect(diceCrossEntropy({ classes: 3 })(y, logits).dataSync()[0]).to.be.closeTo(want, 1e-5);
+    });
+
+    it('weighs its terms by diceWeight and crossEntropyWeight', () => {
+      const logits = tf.randomNormal([2, 4, 3], 0, 1, 'float32', 11);
+      const y = tf.tensor2d([[0, 1, 2, 1], [2, 0, 0, 1]], [2, 4], 'int32');
+      const at = (o: object) => diceCrossEntropy({ classes: 3, ...o })(y, logits).dataSync()[0];
+      const ce = at({ diceWeight: 0 });
+      const dice = at({ crossEntropyWeight: 0 });
+      expect(ce).to.be.closeTo(tf.losses.softmaxCrossEntropy(tf.oneHot(tf.reshape(y, [-1]), 3), tf.reshape(logits, [-1, 3])).dataSync()[0], 1e-6);
+      expect(at({})).to.be.closeTo(ce + dice, 1e-6);
+      expect(at({ diceWeight: 2, crossEntropyWeight: 0.5 })).to.be.closeTo(2 * dice + 0.5 * ce, 1e-6);
+    });
+
+    it('refuses a misspelt option naming the nearest valid one (it trained with the default), and bad values naming the fix', () => {
+      const cases: [object, RegExp][] = [
+        [{ classes: 2, diceWieght: 0 }, /^diceCrossEntropy: unknown option\(s\) 'diceWieght' \(did you mean 'diceWeight'\?\)/],
+        [{ classes: 2, crossentropyweight: 1 }, /'crossentropyweight' \(did you mean 'crossEntropyWeight'\?\)/],
+        [{ classes: 2, smooth: -1 }, /option 'smooth' must be a number >= 0 .*\(got -1\)/],
+        [{ classes: 2, smooth: '1' }, /option 'smooth' must be a finite number/],
+        [{ classes: 2, diceWeight: -1 }, /option 'diceWeight' must be a number >= 0 \(the weight of the Dice term; 0 leaves it out\) \(got -1\)/],
+        [{ classes: 2, crossEntropyWeight: Infinity }, /option 'crossEntropyWeight' must be a finite number/],
+        [{ classes: 2, diceWeight: 0, crossEntropyWeight: 0 }, /options 'diceWeight' and 'crossEntropyWeight' are both 0.*give one of them a weight > 0/],
+        [{ classes: 1 }, /option 'classes' must be an integer >= 2: the logits' class count/],
+        [{}, /option 'classes' must be an integer >= 2.*\(got undefined\)/],
+      ];
+      for (const [options, message] of cases) expect(configError(() => diceCrossEntropy(options as never), JSON.stringify(options)).message, JSON.stringify(options)).to.match(message);
     });
 
     it('hard Dice is 1 for a perfect prediction and 0 for a disjoint one', () => {

@@ -1,15 +1,29 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, TapfitError } from '@tapfit/core';
+import { ErrorCodes, optionSchemas, parseOptions, TapfitError } from '@tapfit/core';
+import { z } from 'zod';
 
 export interface DiceLossOptions {
   /** Number of classes (background included): the logits' last axis. */
   classes: number;
   /** Added to numerator and denominator of each class's Dice. Default 1. */
   smooth?: number;
-  /** Weights of the two terms. Default 1 each. */
+  /** Weight of the Dice term, >= 0. Default 1. */
   diceWeight?: number;
+  /** Weight of the cross-entropy term, >= 0. Default 1. */
   crossEntropyWeight?: number;
 }
+
+// Strict: a misspelt weight (`diceWieght: 0`) would otherwise train with the default.
+const weight = (term: string) => optionSchemas.finite.min(0, `must be a number >= 0 (the weight of the ${term} term; 0 leaves it out)`).optional();
+const optionsSchema = z.strictObject(
+  {
+    classes: optionSchemas.count("an integer >= 2: the logits' class count, background included").min(2, "must be an integer >= 2: the logits' class count, background included"),
+    smooth: optionSchemas.finite.min(0, "must be a number >= 0 (added to each class's Dice numerator and denominator; default 1)").optional(),
+    diceWeight: weight('Dice'),
+    crossEntropyWeight: weight('cross-entropy'),
+  } satisfies Record<keyof DiceLossOptions, z.ZodType>,
+  { error: 'options must be an object, e.g. diceCrossEntropy({ classes: 4 })' },
+);
 
 /** One-hot float targets from class indices [N, ...] or one-hot [N, ..., K]. */
 function targetsOf(yTrue: tf.Tensor, logits: tf.Tensor, classes: number): tf.Tensor {
@@ -25,11 +39,12 @@ function targetsOf(yTrue: tf.Tensor, logits: tf.Tensor, classes: number): tf.Ten
  * cross-entropy + w_dice * (1 - mean_c Dice_c). Labels: class indices [N, D, H, W] or one-hot.
  */
 export function diceCrossEntropy(options: DiceLossOptions): (yTrue: tf.Tensor, logits: tf.Tensor) => tf.Scalar {
-  const { classes } = options;
-  if (!Number.isInteger(classes) || classes < 2) throw new TapfitError(ErrorCodes.CONFIG, `diceCrossEntropy: option 'classes' must be an integer >= 2 (got ${classes}); pass the logits' class count.`);
-  const smooth = options.smooth ?? 1;
-  const wDice = options.diceWeight ?? 1;
-  const wCe = options.crossEntropyWeight ?? 1;
+  const o = parseOptions('diceCrossEntropy', optionsSchema, options);
+  const { classes } = o;
+  const smooth = o.smooth ?? 1;
+  const wDice = o.diceWeight ?? 1;
+  const wCe = o.crossEntropyWeight ?? 1;
+  if (wDice === 0 && wCe === 0) throw new TapfitError(ErrorCodes.CONFIG, "diceCrossEntropy: options 'diceWeight' and 'crossEntropyWeight' are both 0, so the loss is a constant 0 and nothing trains; give one of them a weight > 0.");
   return (yTrue, logits) =>
     tf.tidy(() => {
       if (logits.shape[logits.rank - 1] !== classes) throw new TapfitError(ErrorCodes.SHAPE, `diceCrossEntropy: logits [${logits.shape}] do not end in ${classes} classes; build the loss with the model's class count.`);

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, TapfitError, type Segment, type TrainableModel } from '@tapfit/core';
+import { ErrorCodes, optionSchemas, parseOptions, TapfitError, type Segment, type TrainableModel } from '@tapfit/core';
+import { z } from 'zod';
 import { storedPiece } from '../blocks/revbifpn-blocks';
 import { checkFixedPoint, DEFAULT_FRACTION_BITS } from '../reversible/fixed-point';
 import type { ConvSettings, StreamConfig } from '../blocks/stream-config';
@@ -88,6 +89,41 @@ export interface RevBiFPNModel extends TrainableModel {
   dispose(): void;
 }
 
+// Every key, typed: a misspelt option (`widht: 0.25`) would otherwise build the default
+// network silently. Ranges are checked in resolveRevBiFPN, where each error can name its fix.
+const number = (what: string) => z.number({ error: `must be ${what}` }).optional();
+const perStream = z.array(z.unknown(), { error: 'must be a list with one number per stream' }).optional();
+const optionsSchema = z.strictObject(
+  {
+    variant: z.unknown().optional(),
+    width: number('a number > 0 (e.g. 0.25 for a scaled-down network)'),
+    streams: number('an integer from 1 to 4'),
+    extensions: number('a whole number (e.g. 2)'),
+    inputSize: number('a whole number divisible by 4 * 2^(streams - 1) (e.g. 224)'),
+    inputChannels: number('a positive integer (3 for RGB, 1 for grey)'),
+    classes: number('a positive integer (the number of classes)'),
+    dropout: number('a number in [0, 1) (0 for none)'),
+    fixedPoint: number('an integer from 0 to 23 (fraction bits; 0 for plain float32)'),
+    seed: number('an integer (the seed of the weights)'),
+    name: z.string({ error: "must be a non-empty string (the prefix of segment and layer names, e.g. 'revbifpn')" }).min(1, "must be a non-empty string (the prefix of segment and layer names, e.g. 'revbifpn')").optional(),
+    channels: perStream,
+    kernels: perStream,
+    pads: perStream,
+    expandRatios: perStream,
+    seRatios: perStream,
+    neckChannels: perStream,
+    headChannels: number('a positive integer (e.g. 1280 for S0)'),
+    norm: z.unknown().optional(),
+    groups: number('a positive integer (the groups of group norm)'),
+    activation: z.unknown().optional(),
+    epsilon: number("a number > 0 (added to the norms' variance)"),
+    momentum: number('a number in [0, 1] (the batch-norm moving-average momentum, TF.js convention)'),
+    dropPath: number('a number in [0, 1) (0: no stochastic depth)'),
+    zeroInitLastGamma: optionSchemas.flag.optional(),
+  } satisfies Record<keyof RevBiFPNOptions, z.ZodType>,
+  { error: 'options must be an object, e.g. revBiFPN({ width: 0.25 })' },
+);
+
 const round = (c: number, multiple: number): number => Math.max(multiple, Math.round(c / multiple) * multiple);
 
 /** Fills in defaults and checks the options; errors name the option and the fix. */
@@ -95,6 +131,7 @@ export function resolveRevBiFPN(options: RevBiFPNOptions = {}): RevBiFPNConfig {
   const bad = (option: string, why: string, fix: string): never => {
     throw new TapfitError(ErrorCodes.CONFIG, `revBiFPN: option '${option}' ${why}; ${fix}.`);
   };
+  parseOptions('revBiFPN', optionsSchema, options);
   const variant = options.variant ?? 'S0';
   if (!(variant in VARIANTS)) bad('variant', `is '${String(variant)}'`, `use one of ${Object.keys(VARIANTS).join(', ')}`);
   const v = VARIANTS[variant];
@@ -144,6 +181,10 @@ export function resolveRevBiFPN(options: RevBiFPNOptions = {}): RevBiFPNConfig {
   if (!NORM_KINDS.includes(norm)) bad('norm', `is '${String(norm)}'`, `use one of ${NORM_KINDS.join(', ')}`);
   const activation = options.activation ?? 'hardswish';
   if (!ACTIVATIONS.includes(activation)) bad('activation', `is '${String(activation)}'`, `use one of ${ACTIVATIONS.join(', ')}`);
+  if (options.groups !== undefined && !positiveInt(options.groups)) bad('groups', `must be a positive integer (got ${options.groups})`, 'use a divisor of every channel count (default 8)');
+  if (options.epsilon !== undefined && !(options.epsilon > 0)) bad('epsilon', `must be > 0 (got ${options.epsilon})`, 'use e.g. 1e-3 (the default)');
+  if (options.momentum !== undefined && !(options.momentum >= 0 && options.momentum <= 1)) bad('momentum', `must be in [0, 1] (got ${options.momentum})`, 'use e.g. 0.9 (the default; PyTorch momentum 0.1 is TF.js 0.9)');
+  if (options.seed !== undefined && !Number.isInteger(options.seed)) bad('seed', `must be an integer (got ${options.seed})`, 'use e.g. 1');
   return {
     variant,
     inputSize,

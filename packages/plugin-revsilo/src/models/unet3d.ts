@@ -1,12 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, TapfitError, type Segment, type TrainableModel } from '@tapfit/core';
+import { ErrorCodes, parseOptions, TapfitError, type Segment, type TrainableModel } from '@tapfit/core';
+import { z } from 'zod';
 import { carriedCoupling, storedPiece } from '../blocks/revbifpn-blocks';
 import { checkFixedPoint, DEFAULT_FRACTION_BITS } from '../reversible/fixed-point';
 import type { ReversibleSegment } from '../reversible/reversible-segment';
 import { ModuleLayer, uniqueLayerName } from '../layers/module-layer';
 import '../layers/modules';
 import { ACTIVATIONS, type ActivationName } from '../ops/activations';
-import type { Depthwise3dMethod } from '../ops/conv';
+import { DEPTHWISE_3D_METHODS, type Depthwise3dMethod } from '../ops/conv';
 import { NORM_KINDS, type NormKind } from '../ops/norm';
 import { carriedModule } from './unet-parts';
 
@@ -127,7 +128,33 @@ export function reversibleUNet3d(options: ReversibleUNet3dOptions = {}): Reversi
   };
 }
 
+// Every key, typed: a misspelt option (`basechannels: 4`) would otherwise build the default
+// U-Net silently. Ranges are checked in resolveUNet, where each error can name its fix.
+const number = (what: string) => z.number({ error: `must be ${what}` }).optional();
+const optionsSchema = z.strictObject(
+  {
+    levels: number('an integer >= 1 (e.g. 4)'),
+    blocksPerLevel: number('an integer >= 0 (e.g. 2)'),
+    baseChannels: number('an even integer >= 2 (e.g. 16)'),
+    expandRatio: number('a number > 0 (e.g. 6)'),
+    norm: z.unknown().optional(),
+    groups: number('a positive integer (the groups of group norm)'),
+    activation: z.unknown().optional(),
+    kernel: number('an odd positive integer (3, 5, ...)'),
+    inputChannels: number('a positive integer (e.g. 4 for BraTS)'),
+    classes: number('an integer >= 2 (background included)'),
+    inputSize: number('a whole number divisible by 2^(levels - 1)'),
+    dropPath: number('a number in [0, 1) (0: no stochastic depth)'),
+    depthwise3d: z.unknown().optional(),
+    fixedPoint: number('an integer from 0 to 23 (fraction bits; 0 for plain float32)'),
+    seed: number('an integer (the seed of the weights)'),
+    name: z.string({ error: "must be a non-empty string (the prefix of segment and layer names, e.g. 'unet')" }).min(1, "must be a non-empty string (the prefix of segment and layer names, e.g. 'unet')").optional(),
+  } satisfies Record<keyof ReversibleUNet3dOptions, z.ZodType>,
+  { error: 'options must be an object, e.g. reversibleUNet3d({ levels: 4 })' },
+);
+
 function resolveUNet(options: ReversibleUNet3dOptions): ReversibleUNet3d['options'] {
+  parseOptions('reversibleUNet3d', optionsSchema, options);
   // Option by option with ??, so an explicit undefined (a spread of partial settings) keeps the default.
   const o = {
     levels: options.levels ?? 4,
@@ -164,6 +191,11 @@ function resolveUNet(options: ReversibleUNet3dOptions): ReversibleUNet3d['option
   if (!(o.expandRatio > 0)) bad('expandRatio', `must be > 0 (got ${o.expandRatio})`, 'use e.g. 6');
   if (!NORM_KINDS.includes(o.norm)) bad('norm', `is '${String(o.norm)}'`, `use one of ${NORM_KINDS.join(', ')}`);
   if (!ACTIVATIONS.includes(o.activation)) bad('activation', `is '${String(o.activation)}'`, `use one of ${ACTIVATIONS.join(', ')}`);
+  positive('groups');
+  if (!(Number.isInteger(o.kernel) && o.kernel >= 1 && o.kernel % 2 === 1)) bad('kernel', `must be an odd positive integer (got ${o.kernel})`, 'use 3, 5, 7, ...');
+  if (!(o.dropPath >= 0 && o.dropPath < 1)) bad('dropPath', `must be in [0, 1) (got ${o.dropPath})`, 'use 0 to turn stochastic depth off');
+  if (o.depthwise3d !== undefined && !DEPTHWISE_3D_METHODS.includes(o.depthwise3d)) bad('depthwise3d', `is '${String(o.depthwise3d)}'`, `use one of ${DEPTHWISE_3D_METHODS.join(', ')}`);
+  if (!Number.isInteger(o.seed)) bad('seed', `must be an integer (got ${o.seed})`, 'use e.g. 1');
   if (o.inputSize !== undefined && (!Number.isInteger(o.inputSize) || o.inputSize % 2 ** (o.levels - 1) !== 0)) {
     bad('inputSize', `is ${o.inputSize}, which does not halve ${o.levels - 1} times`, `use a multiple of ${2 ** (o.levels - 1)}`);
   }

@@ -57,6 +57,7 @@ export function conv3dBySlices(x: tf.Tensor, kernelDepth: number, stride: number
 
 /** How a depthwise 3-D convolution is computed (all exact; see DEPTHWISE_3D_DEFAULT). */
 export type Depthwise3dMethod = 'slices' | 'blockDiagonal' | 'perChannel';
+export const DEPTHWISE_3D_METHODS: readonly Depthwise3dMethod[] = ['slices', 'blockDiagonal', 'perChannel'];
 
 /**
  * The default: on wasm, forward + both gradients of a 3x3x3 depthwise convolution on
