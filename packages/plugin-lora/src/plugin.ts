@@ -2,7 +2,7 @@ import { ErrorCodes, fromLayersModel, isLayersAdapter, type PluginState, TapfitE
 import { applyLora } from './layers/apply-lora';
 import type { LoraModel } from './layers/lora-model';
 import { applyLoraToSegments, type LoraSegmentModel } from './segments/segment-lora';
-import { type LoraOptions, resolveSpec } from './common/config';
+import { checkFlag, type LoraOptions, resolveOptions, type resolveSpec } from './common/config';
 import { checkOptionKeys, LORA_KEYS } from './common/option-keys';
 
 export const LORA_PLUGIN = 'lora';
@@ -40,8 +40,9 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
     logger: "applyLora / applyLoraToSegments only; the plugin logs through the trainer's logger",
   });
   const { verbose, ...loraOptions } = options;
-  const spec = resolveSpec(loraOptions);
-  const adapter = loraOptions.adapterName ?? 'default';
+  checkFlag('verbose', verbose, 'use the boolean true (log the plan at setup) or false');
+  // All of applyLora's checks, so a bad adapterName or seed fails here rather than at setup.
+  const { spec, adapter } = resolveOptions(loraOptions);
   let handle: LoraModel | null = null;
   let segmentHandle: LoraSegmentModel | null = null;
   const state = (): LoraCheckpointState => {

@@ -201,6 +201,43 @@ describe('applyLora: target selection', () => {
     wrapped.dispose();
   });
 
+  it("refuses dryRun / verbose that are not booleans and a logger without info and warn, naming the option (dryRun: 'false' did a dry run)", () => {
+    // Cast: TypeScript would catch these; JSON configs (tapfit train) and JavaScript do not.
+    const bad = (o: object) => o as Parameters<typeof applyLora>[1];
+    const config = (f: () => unknown): string => {
+      const err = thrown(f);
+      expect(err, err.message).to.be.instanceOf(TapfitError);
+      expect((err as TapfitError).code).to.equal(ErrorCodes.CONFIG);
+      return err.message;
+    };
+    const tensors = tf.memory().numTensors;
+    expect(config(() => applyLora(base, bad({ targets: 'fc1', rank: 2, dryRun: 'false' })))).to.match(/^lora: option 'dryRun' must be true or false \(got 'false'\); use the boolean true \(plan only\) or false \(build the model\)\.$/);
+    expect(config(() => applyLora(base, bad({ targets: 'fc1', rank: 2, dryRun: 1 })))).to.match(/option 'dryRun' must be true or false \(got 1\)/);
+    expect(config(() => applyLora(base, bad({ targets: 'fc1', rank: 2, dryRun: true, logger: {} })))).to.match(
+      /^lora: option 'logger' must be a core Logger with info\(message\) and warn\(message\) methods \(it has no info or warn method\); pass e\.g\. new ConsoleLogger\(\) or new SilentLogger\(\) from @tapfit\/core/,
+    );
+    expect(config(() => applyLora(base, bad({ targets: 'fc1', rank: 2, dryRun: true, logger: { info() {} } })))).to.match(/\(it has no warn method\)/);
+    expect(config(() => applyLora(base, bad({ targets: 'fc1', rank: 2, logger: console.log })))).to.match(/option 'logger' must be a core Logger .* \(got a function\)/);
+    const segments = denseSegments();
+    expect(config(() => applyLoraToSegments(segments, bad({ targets: 'fc1/param0', rank: 2, dryRun: 'true' })))).to.match(/option 'dryRun' must be true or false \(got 'true'\)/);
+    expect(config(() => applyLoraToSegments(segments, bad({ targets: 'fc1/param0', rank: 2, dryRun: true, logger: null })))).to.match(/option 'logger' must be a core Logger .* \(got null\)/);
+    disposeModel(segments);
+    expect(tf.memory().numTensors).to.equal(tensors); // nothing built
+    // The plugin, when it is created; a bad seed or adapter name too (they failed only at setup).
+    expect(config(() => lora(bad({ targets: 'fc1', rank: 2, verbose: 'no' })))).to.match(/^lora: option 'verbose' must be true or false \(got 'no'\); use the boolean true \(log the plan at setup\) or false\.$/);
+    expect(config(() => lora(bad({ targets: 'fc1', rank: 2, seed: '7' })))).to.match(/option 'seed' must be an integer \(got '7'\)/);
+    expect(config(() => lora({ targets: 'fc1', rank: 2, adapterName: 'has space' }))).to.match(/adapter name 'has space' is invalid/);
+    // A string number reads as a string, not as the number it spells.
+    expect(config(() => applyLora(base, bad({ targets: 'fc1', rank: 2, alpha: '4' })))).to.match(/option 'alpha' must be a finite number > 0 \(got '4'\)/);
+    expect(config(() => applyLora(base, bad({ targets: 'fc1', rank: 2, rsLora: 'true' })))).to.match(/option 'rsLora' must be true or false \(got 'true'\)/);
+    // Booleans and a real logger are taken.
+    expect(applyLora(base, { targets: 'fc1', rank: 2, dryRun: true, logger: { info() {}, warn() {} } }).adapted).to.have.length(1);
+    const built = applyLora(base, { targets: 'fc1', rank: 2, dryRun: false });
+    expect(built.model).to.be.instanceOf(tf.LayersModel);
+    built.dispose();
+    lora({ targets: 'fc1', rank: 2, verbose: false });
+  });
+
   it('leaves the input model untouched and independent', () => {
     const x = tf.randomNormal([3, 6], 0, 1, 'float32', 5);
     const y0 = base.predict(x) as tf.Tensor;

@@ -47,22 +47,22 @@ export interface LoraOptions extends AdapterOptions {
 export function resolveSpec(opts: AdapterOptions): AdapterSpec {
   const { rank } = opts;
   if (!Number.isInteger(rank) || rank < 1) {
-    throw configError(`option 'rank' must be an integer >= 1 (got ${String(rank)}); typical values are 4 to 64.`);
+    throw configError(`option 'rank' must be an integer >= 1 (got ${shown(rank)}); typical values are 4 to 64.`);
   }
   const alpha = opts.alpha ?? 2 * rank;
   if (!(Number.isFinite(alpha) && alpha > 0)) {
-    throw configError(`option 'alpha' must be a finite number > 0 (got ${String(alpha)}); the paper advises alpha = 2 * rank.`);
+    throw configError(`option 'alpha' must be a finite number > 0 (got ${shown(alpha)}); the paper advises alpha = 2 * rank.`);
   }
   const dropout = opts.dropout ?? 0;
   if (!(Number.isFinite(dropout) && dropout >= 0 && dropout < 1)) {
-    throw configError(`option 'dropout' must be in [0, 1) (got ${String(dropout)}).`);
+    throw configError(`option 'dropout' must be in [0, 1) (got ${shown(dropout)}).`);
   }
   const init = opts.init ?? 'kaiming';
   if (init !== 'kaiming' && init !== 'gaussian') {
-    throw configError(`option 'init' must be 'kaiming' or 'gaussian' (got '${String(init)}').`);
+    throw configError(`option 'init' must be 'kaiming' or 'gaussian' (got ${shown(init)}).`);
   }
   const rsLora = opts.rsLora ?? false;
-  if (typeof rsLora !== 'boolean') throw configError(`option 'rsLora' must be a boolean (got ${String(rsLora)}).`);
+  if (typeof rsLora !== 'boolean') throw configError(`option 'rsLora' must be true or false (got ${shown(rsLora)}).`);
   return { rank, alpha, dropout, rsLora, init };
 }
 
@@ -70,8 +70,27 @@ export function resolveSpec(opts: AdapterOptions): AdapterSpec {
 export function resolveOptions(opts: LoraOptions): { spec: AdapterSpec; adapter: string } {
   const spec = resolveSpec(opts);
   const adapter = checkAdapterName(opts.adapterName ?? DEFAULT_ADAPTER);
-  if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw configError(`option 'seed' must be an integer (got ${String(opts.seed)}).`);
+  if (opts.seed !== undefined && !Number.isInteger(opts.seed)) throw configError(`option 'seed' must be an integer (got ${shown(opts.seed)}).`);
   return { spec, adapter };
+}
+
+/** A value as an error message shows it: strings quoted, so `alpha: '4'` reads (got '4'), not (got 4). */
+export function shown(value: unknown): string {
+  if (typeof value === 'string') return `'${value}'`;
+  if (typeof value === 'function') return 'a function';
+  if (value !== null && typeof value === 'object') {
+    try {
+      return JSON.stringify(value);
+    } catch {
+      return 'an object';
+    }
+  }
+  return String(value);
+}
+
+/** A true/false option: a string such as 'false' (from a JSON config or a CLI) is truthy, so only booleans are taken. */
+export function checkFlag(option: string, value: unknown, fix: string): void {
+  if (value !== undefined && typeof value !== 'boolean') throw configError(`option '${option}' must be true or false (got ${shown(value)}); ${fix}.`);
 }
 
 /** gamma_r: alpha / r, or alpha / sqrt(r) for rank-stabilised LoRA. */

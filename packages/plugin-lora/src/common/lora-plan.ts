@@ -1,4 +1,5 @@
 import { ConsoleLogger, type Logger, type TapfitError } from '@tapfit/core';
+import { checkFlag, shown } from './config';
 import { configError } from './errors';
 
 export interface PlannedLayer {
@@ -75,6 +76,25 @@ export interface DryRunOptions {
   dryRun?: boolean;
   /** Where a dry run logs its plan. Default: the console (core's ConsoleLogger); a SilentLogger only returns it. */
   logger?: Logger;
+}
+
+/**
+ * `dryRun` and `logger`, checked: a string `dryRun: 'false'` would be truthy and skip the
+ * build, and a logger without `info` would fail the dry run with a bare TypeError.
+ */
+export function resolveDryRun(opts: DryRunOptions): { dryRun: boolean; logger?: Logger } {
+  checkFlag('dryRun', opts.dryRun, 'use the boolean true (plan only) or false (build the model)');
+  const { logger } = opts;
+  if (logger !== undefined) {
+    const methods = logger as unknown as Record<string, unknown> | null;
+    const missing = ['info', 'warn'].filter((m) => typeof methods?.[m] !== 'function');
+    if (missing.length) {
+      throw configError(
+        `option 'logger' must be a core Logger with info(message) and warn(message) methods (${methods !== null && typeof methods === 'object' ? `it has no ${missing.join(' or ')} method` : `got ${shown(logger)}`}); pass e.g. new ConsoleLogger() or new SilentLogger() from @tapfit/core, or leave it out to log to the console.`,
+      );
+    }
+  }
+  return { dryRun: opts.dryRun ?? false, logger };
 }
 
 /** A dry run's report: the plan, logged (its one purpose is to be seen) and returned. */

@@ -1,6 +1,6 @@
 import type * as tf from '@tensorflow/tfjs';
 import { type LoraOptions, resolveOptions } from '../common/config';
-import { type DryRunOptions, type LoraPlan, reportPlan } from '../common/lora-plan';
+import { type DryRunOptions, type LoraPlan, reportPlan, resolveDryRun } from '../common/lora-plan';
 import { checkOptionKeys, DRY_RUN_KEYS, LORA_KEYS } from '../common/option-keys';
 import { injectLora } from './inject';
 import { planLora } from './layer-plan';
@@ -21,7 +21,8 @@ export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptio
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraModel;
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions): LoraModel | LoraPlan {
   checkOptionKeys('applyLora', opts, [...LORA_KEYS, ...DRY_RUN_KEYS], { verbose: "an option of the lora() plugin; applyLora logs with dryRun: true" });
-  if (opts.dryRun) return reportPlan(planLora(model, opts, resolveOptions(opts).spec), opts.logger);
+  const { dryRun, logger } = resolveDryRun(opts);
+  if (dryRun) return reportPlan(planLora(model, opts, resolveOptions(opts).spec), logger);
   const { model: rebuilt, plan } = injectLora(model, opts);
   return new LoraModel(rebuilt, plan);
 }

@@ -3,7 +3,7 @@ import { modelVariables, readParam, uniqueVariableName, type Segment, type Segme
 import { type AdapterFile, checkModelKind, readAdapter } from '../common/adapter-file';
 import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../common/config';
 import { configError, stateError } from '../common/errors';
-import { type DryRunOptions, formatPlan, type LoraPlan, planError, reportPlan } from '../common/lora-plan';
+import { type DryRunOptions, formatPlan, type LoraPlan, planError, reportPlan, resolveDryRun } from '../common/lora-plan';
 import { checkOptionKeys, DRY_RUN_KEYS, LORA_KEYS } from '../common/option-keys';
 import { exactPath } from '../common/selectors';
 import { loadSegmentAdapter, saveSegmentAdapter } from './segment-adapter-io';
@@ -45,9 +45,10 @@ export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & D
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraSegmentModel;
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions): LoraSegmentModel | LoraPlan {
   checkOptionKeys('applyLoraToSegments', opts, [...LORA_KEYS, ...DRY_RUN_KEYS], { verbose: "an option of the lora() plugin; applyLoraToSegments logs with dryRun: true" });
+  const { dryRun, logger } = resolveDryRun(opts);
   const { spec, adapter } = resolveOptions(opts);
   const plan = planSegmentLora(model, opts, spec);
-  if (opts.dryRun) return reportPlan(plan, opts.logger);
+  if (dryRun) return reportPlan(plan, logger);
   const err = planError(plan);
   if (err) throw err;
 
