@@ -175,6 +175,70 @@ describe('adapter-only save and load', () => {
     [lora, base].forEach((m) => m.dispose());
   });
 
+  it('a save that fails or is killed at any file operation leaves the folder loadable: the adapter it held, or the new one', async () => {
+    // The README's guarantee (atomic files, the config last, the old config never paired with
+    // the new weights). Each run fails the k-th file-system call of a save over an existing
+    // adapter: only that call (an error), or it and every later one (killed there, no clean-up).
+    const { base, lora } = trained(1);
+    const out = path.join(dir, 'adapter');
+    const before = path.join(dir, 'before');
+    await lora.saveAdapter(before);
+    const old = (await readAdapter(before)).tensors;
+    perturbAdapters(lora.model, 11, 0.5);
+    await lora.saveAdapter(path.join(dir, 'after'));
+    const neu = (await readAdapter(path.join(dir, 'after'))).tensors;
+    const same = (a: Map<string, Float32Array>, b: Map<string, Float32Array>) => a.size === b.size && [...a].every(([k, v]) => b.has(k) && Buffer.from(v.buffer).equals(Buffer.from(b.get(k)!.buffer)));
+    expect(same(old, neu)).to.equal(false);
+
+    const fsp = fs.promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const writes = ['writeFile', 'rename', 'rm', 'unlink', 'mkdir', 'copyFile', 'link', 'open', 'appendFile'].filter((op) => typeof fsp[op] === 'function');
+    const originals = Object.fromEntries(writes.map((op) => [op, fsp[op]]));
+    let runs = 0;
+    for (const killed of [false, true]) {
+      for (let k = 1; ; k++) {
+        fs.rmSync(out, { recursive: true, force: true });
+        fs.cpSync(before, out, { recursive: true });
+        let calls = 0;
+        for (const op of writes) {
+          fsp[op] = async (...args: unknown[]) => {
+            calls++;
+            if (calls === k || (killed && calls > k)) throw new Error(`injected failure of ${op}`);
+            return originals[op].apply(fs.promises, args);
+          };
+        }
+        let error: unknown;
+        try {
+          await lora.saveAdapter(out);
+        } catch (e) {
+          error = e;
+        } finally {
+          for (const op of writes) fsp[op] = originals[op];
+        }
+        if (calls < k) break; // the save made fewer than k calls: every one has been failed once
+        runs++;
+        const what = `${killed ? 'killed at' : 'failure of'} call ${k}`;
+        let held: Map<string, Float32Array> | undefined;
+        try {
+          held = (await readAdapter(out)).tensors;
+        } catch (e) {
+          expect.fail(`${what}: the folder does not load (${(e as Error).message})`);
+        }
+        expect(same(held, old) || same(held, neu), `${what}: the folder holds neither adapter`).to.equal(true);
+        if (error === undefined) expect(same(held, neu), `${what}: the save resolved but the folder holds the old adapter`).to.equal(true);
+        else expect(error, `${what}: ${String(error)}`).to.be.instanceOf(TapfitError);
+        if (!killed) expect(fs.readdirSync(out).filter((f) => f.endsWith('.tmp')), `${what}: temp files left`).to.deep.equal([]);
+        // A later save completes and leaves only the two files.
+        await lora.saveAdapter(out);
+        expect(fs.readdirSync(out).filter((f) => !f.endsWith('.tmp')).sort(), what).to.deep.equal(['adapter_config.json', 'adapter_weights.bin']);
+        expect(same((await readAdapter(out)).tensors, neu), what).to.equal(true);
+      }
+    }
+    expect(runs).to.be.greaterThan(8);
+    const base2 = mlp(1);
+    const loaded = await LoraModel.load(base2, out);
+    [loaded, base2, lora, base].forEach((m) => m.dispose());
+  });
+
   it('a damaged config or a missing weights file is a TapfitError naming the file and the fix', async () => {
     const { base, lora } = trained(1);
     await lora.saveAdapter(dir);

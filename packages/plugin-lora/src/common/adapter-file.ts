@@ -1,6 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
+import { TapfitError } from '@tapfit/core';
 import type * as tf from '@tensorflow/tfjs';
 import { type AdapterSpec, checkAdapterName, resolveSpec } from './config';
 import { adapterFileError, stateError } from './errors';
@@ -45,7 +47,10 @@ export type AdapterMeta = Pick<AdapterFile, 'adapter' | 'spec' | 'targets' | 'mo
 
 /**
  * Write `tensors` (float32, little-endian, in order) and the config describing them to
- * `dir`: the weights first, then the config holding their sha256, each atomically.
+ * `dir`, so that a save that fails or is killed part-way leaves `dir` loadable: the
+ * adapter it held before, or the new one. Each file is written to a temporary name and
+ * renamed, and the config (which names the weights file and holds its sha256) is what
+ * makes a weights file part of the adapter, so it is written last.
  */
 export async function writeAdapterFiles(dir: string, meta: AdapterMeta, tensors: readonly [string, tf.Tensor][]): Promise<AdapterFile> {
   const weights: WeightEntry[] = [];
@@ -72,10 +77,53 @@ export async function writeAdapterFiles(dir: string, meta: AdapterMeta, tensors:
     weightsBytes: bin.byteLength,
     weightsSha256: createHash('sha256').update(bin).digest('hex'),
   };
-  await fs.mkdir(dir, { recursive: true });
+  try {
+    await fs.mkdir(dir, { recursive: true });
+  } catch (err) {
+    throw adapterFileError(`could not create the adapter directory '${dir}': ${(err as Error).message}; save to a folder you can write to.`);
+  }
+  const config = path.join(dir, CONFIG_FILE);
+  const json = (f: AdapterFile) => JSON.stringify(f, null, 2) + '\n';
+  if ((await configuredWeights(dir)) === null) {
+    // No adapter here to keep: the weights, then the config that makes them one.
+    await writeAtomic(path.join(dir, WEIGHTS_FILE), bin);
+    await writeAtomic(config, json(file));
+    return file;
+  }
+  // Replacing an adapter. Writing adapter_weights.bin first would pair the old config with
+  // the new weights until the new config lands (a torn pair, refused by its checksum). So
+  // the new weights go to a staged name, a config naming them switches to the new adapter
+  // (one rename), and only then is adapter_weights.bin replaced and the config pointed back.
+  const staged = `${WEIGHTS_FILE}.${process.pid}.${randomBytes(4).toString('hex')}.staged`;
+  const stagedPath = path.join(dir, staged);
+  try {
+    await writeDurably(stagedPath, bin);
+    await writeAtomic(config, json({ ...file, weightsFile: staged }));
+  } catch (err) {
+    // Keep the staged weights if the switch happened (a failure after the rename).
+    if ((await configuredWeights(dir)) !== staged) await fs.rm(stagedPath, { force: true }).catch(() => undefined);
+    throw err instanceof TapfitError ? err : adapterFileError(`could not write '${stagedPath}': ${(err as Error).message}`);
+  }
   await writeAtomic(path.join(dir, WEIGHTS_FILE), bin);
-  await writeAtomic(path.join(dir, CONFIG_FILE), JSON.stringify(file, null, 2) + '\n');
+  await writeAtomic(config, json(file));
+  // The save is complete, and the config names adapter_weights.bin: staged files (this
+  // save's, or ones an interrupted save left) are clutter. Failing to remove one fails nothing.
+  const names = await fs.readdir(dir).catch(() => [staged]);
+  for (const leftover of names.filter((f) => STAGED.test(f))) await fs.rm(path.join(dir, leftover), { force: true }).catch(() => undefined);
   return file;
+}
+
+/** Names of staged weights files (writeAdapterFiles): the only files a save removes. */
+const STAGED = /^adapter_weights\.bin\.\d+\.[0-9a-f]{8}\.staged$/;
+
+/** The weights file the adapter config in `dir` names, or null when `dir` holds no readable adapter config. */
+async function configuredWeights(dir: string): Promise<string | null> {
+  try {
+    const file = JSON.parse(await fs.readFile(path.join(dir, CONFIG_FILE), 'utf8')) as Partial<AdapterFile>;
+    return file.format === ADAPTER_FORMAT && typeof file.weightsFile === 'string' ? file.weightsFile : null;
+  } catch {
+    return null;
+  }
 }
 
 /** Read and check an adapter directory (format, version, checksum); no model needed. */
@@ -135,13 +183,42 @@ export function storedWeight(tensors: Map<string, Float32Array>, key: string, sh
   return data;
 }
 
+/** Replaces `file` in one rename, durably (as core's checkpoints: data and rename fsynced), so a crash leaves the old or the new file. */
 async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await fs.writeFile(tmp, data);
+    await writeDurably(tmp, data);
     await fs.rename(tmp, file);
+    await syncDir(path.dirname(file));
   } catch (err) {
-    await fs.rm(tmp, { force: true });
+    await fs.rm(tmp, { force: true }).catch(() => undefined); // the write's error is the one to report
     throw adapterFileError(`could not write '${file}': ${(err as Error).message}`);
+  }
+}
+
+async function writeDurably(file: string, data: string | Buffer): Promise<void> {
+  const fh = await fs.open(file, 'w');
+  try {
+    await fh.writeFile(data);
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Makes a rename into `dir` durable. */
+async function syncDir(dir: string): Promise<void> {
+  let fh: FileHandle;
+  try {
+    fh = await fs.open(dir, 'r');
+  } catch (err) {
+    // Windows cannot open a folder for fsync; its renames are durable on return.
+    if (['EISDIR', 'EPERM', 'EACCES'].includes((err as NodeJS.ErrnoException).code ?? '')) return;
+    throw err;
+  }
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }

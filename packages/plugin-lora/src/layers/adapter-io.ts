@@ -19,9 +19,10 @@ function savedModules(model: tf.LayersModel): { path: string; layer: tf.layers.L
 /**
  * Write adapter `adapter` (default: the active one) of a LoRA model to directory `dir`:
  * adapter_config.json (versioned; rank, alpha, targets, base-model fingerprint) and
- * adapter_weights.bin (float32, little-endian). Each file is written to a temporary
- * name and renamed; the config goes last and holds the weights' sha256, so a torn
- * pair is detected on load.
+ * adapter_weights.bin (float32, little-endian). A save that fails or is killed
+ * part-way leaves `dir` holding the adapter it held before, or the new one
+ * (writeAdapterFiles); the config holds the weights' sha256, so a pair torn some other
+ * way (files copied from two saves) is detected on load.
  */
 export async function saveAdapter(model: tf.LayersModel, dir: string, opts: { adapter?: string } = {}): Promise<AdapterFile> {
   const layers = requireLoraLayers(model, 'saveAdapter');
