@@ -24,7 +24,7 @@ export interface AdaptiveBrakingPluginOptions extends Omit<AdaptiveBrakingOption
   target?: string;
 }
 
-const pluginSchema = z.strictObject({
+export const brakingPluginSchema = z.strictObject({
   ...brakingKnobs,
   momentum: optionSchemas.fraction.optional(),
   target: z.string().min(1, 'must be a member name or path, e.g. \'momentum\' or \'sgd/momentum\'').default('momentum'),
@@ -36,11 +36,11 @@ const pluginSchema = z.strictObject({
  * the member's name, so the state stays at `state.momentum` (velocity, scale, count).
  */
 export function withAdaptiveBraking<T extends TransformTree>(tree: T, options: AdaptiveBrakingPluginOptions = {}): Edited<T> {
-  const o = parseOptions(BRAKING_PLUGIN, pluginSchema, options);
+  const o = parseOptions(BRAKING_PLUGIN, brakingPluginSchema, options);
   return brake(tree, o);
 }
 
-function brake<T extends TransformTree>(tree: T, o: z.output<typeof pluginSchema>): Edited<T> {
+function brake<T extends TransformTree>(tree: T, o: z.output<typeof brakingPluginSchema>): Edited<T> {
   const members = flatten(tree);
   const names = members.map((t) => `'${t.name}'`).join(', ') || 'none';
   const target = findTransform(tree, o.target);
@@ -81,7 +81,7 @@ function brake<T extends TransformTree>(tree: T, o: z.output<typeof pluginSchema
  * TAPFIT_E_NEEDS_CHAIN. Options are validated here, before any trainer exists.
  */
 export function adaptiveBrakingPlugin(options: AdaptiveBrakingPluginOptions = {}): TapfitPlugin {
-  const o = parseOptions(BRAKING_PLUGIN, pluginSchema, options);
+  const o = parseOptions(BRAKING_PLUGIN, brakingPluginSchema, options);
   return {
     name: BRAKING_PLUGIN,
     core: '^0.1.0',

@@ -1,9 +1,11 @@
 import { ErrorCodes, parseOptions, TapfitError, type PluginApi, type TapfitPlugin } from '@tapfit/core';
 import { z } from 'zod';
-import { adaptiveBrakingPlugin, BRAKING_PLUGIN, type AdaptiveBrakingPluginOptions } from './adaptive-braking-plugin';
+import { adaptiveBrakingPlugin, BRAKING_PLUGIN, brakingPluginSchema, type AdaptiveBrakingPluginOptions } from './adaptive-braking-plugin';
 import { DELAY_PLUGIN, delayedGradients, type DelayedGradientsPlugin } from './delayed-gradients';
 
 export const BRAKES_PLUGIN = 'brakes';
+
+const brakesSchema = brakingPluginSchema.extend({ braking: z.boolean({ error: 'must be true or false' }).optional(), delay: z.unknown().optional() });
 
 export interface BrakesOptions extends AdaptiveBrakingPluginOptions {
   /** Replace momentum with Adaptive Braking; default true (false: e.g. the plain SGDM baseline of a delay study). */
@@ -24,11 +26,9 @@ export interface BrakesPlugin extends TapfitPlugin {
  * plugin's apply(); the delay queue is its checkpointed state.
  */
 export function brakesPlugin(options: BrakesOptions = {}): BrakesPlugin {
-  const { braking = true, delay = 0, ...ab } = parseOptions(
-    BRAKES_PLUGIN,
-    z.looseObject({ braking: z.boolean({ error: 'must be true or false' }).optional(), delay: z.unknown().optional() }),
-    options,
-  ) as BrakesOptions;
+  // Every key of this plugin (its own and Adaptive Braking's) is checked here, so a misspelt one is named against all of them.
+  parseOptions(BRAKES_PLUGIN, brakesSchema, options);
+  const { braking = true, delay = 0, ...ab } = options ?? {};
   if (!braking && Object.keys(ab).length > 0) {
     throw new TapfitError(
       ErrorCodes.CONFIG,

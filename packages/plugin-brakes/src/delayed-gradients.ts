@@ -37,7 +37,8 @@ export interface DelayedGradientsPlugin extends TapfitPlugin {
  * transform chain or black-box. The queue is checkpointed (saveState/loadState).
  */
 export function delayedGradients(options: DelayedGradientsOptions): DelayedGradientsPlugin {
-  const { delay } = parseOptions(DELAY_PLUGIN, z.strictObject({ delay: z.unknown() }), options);
+  // Optional in the schema so that a missing delay gets checkDelay's message (the number it needs), not zod's.
+  const { delay } = parseOptions(DELAY_PLUGIN, z.strictObject({ delay: z.unknown().optional() }), options);
   const queue = new GradientDelay(checkDelay(DELAY_PLUGIN, delay));
   let trainer: TrainerView | undefined;
   return {

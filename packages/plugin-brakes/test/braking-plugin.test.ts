@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { chain, momentum, nesterov, scaleByLearningRate, sgd, SilentLogger, Trainer, type OptimizerSpec, type TapfitPlugin } from '@tapfit/core';
-import { adaptiveBrakingPlugin, tapfitPlugin, withAdaptiveBraking, type AdaptiveBrakingState } from '../src';
+import { adaptiveBrakingPlugin, delayedGradients, tapfitPlugin, withAdaptiveBraking, type AdaptiveBrakingState } from '../src';
 import { blobs, errorOf, tinyMlp, trajectory, useBackend } from './helpers';
 
 const lr = 0.05;
@@ -156,6 +156,13 @@ describe('adaptiveBrakingPlugin', () => {
       expect(errorOf(() => adaptiveBrakingPlugin({ momentum: 1.5 })).message).to.match(/option 'momentum' must be in \[0, 1\)/);
       expect(errorOf(() => adaptiveBrakingPlugin({ rh0: 1 } as never)).message).to.match(/unknown option\(s\) 'rh0'/);
       expect(errorOf(() => tapfitPlugin({ braking: false, rho: 1 })).message).to.match(/braking is false, so option\(s\) 'rho' would be ignored/);
+    });
+
+    it("the package's plugin names a misspelt option against all of its keys (delay and braking included), and a missing delay the number it needs", () => {
+      expect(errorOf(() => tapfitPlugin({ dealy: 8 } as never)).message).to.equal("brakes: unknown option(s) 'dealy' (did you mean 'delay'?).");
+      expect(errorOf(() => tapfitPlugin({ braking: false, dealy: 8 } as never)).message).to.equal("brakes: unknown option(s) 'dealy' (did you mean 'delay'?).");
+      expect(errorOf(() => tapfitPlugin({ brakng: true } as never)).message).to.match(/did you mean 'braking'/);
+      expect(errorOf(() => delayedGradients({} as never)).message).to.match(/^delayed-gradients: option 'delay' must be an integer number of steps >= 0 \(got undefined\)/);
     });
   });
 
