@@ -76,7 +76,7 @@ function forward(x: tf.Tensor, geometry: Geometry, state: OnlineNormState, args:
   const stats = forwardStatistics(resolveRecurrenceMode(args.recurrences), mu, spread, start, args.alphaFwd, args.epsilon);
   const y = restore(tf.div(tf.sub(x3, perSample(stats.meanBefore)), perSample(stats.scale)));
   if (args.mode === 'train') {
-    state.commit({ mean: stats.mean, variance: stats.variance }, shouldCheck(args, state.trainingCalls + 1));
+    state.commit({ mean: stats.mean, variance: stats.variance }, shouldCheck(args, state.trainingCalls + 1), stats.finite);
     state.trainingCalls++;
   }
   return { y, scale: stats.scale };
@@ -103,7 +103,7 @@ function backward(dy: tf.Tensor, y: tf.Tensor, scale: tf.Tensor2D, geometry: Geo
   );
   const gt = tf.sub(g3, tf.mul(y3, perSample(stats.leakV)));
   const dx = restore(tf.sub(tf.div(gt, perSample(scale)), perSample(stats.leakU)));
-  state.commit({ u: stats.u, v: stats.v }, shouldCheck(args, state.backwardCalls + 1));
+  state.commit({ u: stats.u, v: stats.v }, shouldCheck(args, state.backwardCalls + 1), stats.finite);
   state.backwardCalls++;
   return dx;
 }

@@ -25,6 +25,12 @@ export interface ForwardStatistics {
   scale: tf.Tensor2D;
   mean: tf.Tensor1D;
   variance: tf.Tensor1D;
+  /**
+   * 'host' only: whether every value of `mean` and `variance` is finite, checked on the
+   * float32 arrays they were uploaded from (their exact values), so checking them needs
+   * no read-back. Undefined on the device.
+   */
+  finite?: boolean;
 }
 
 /**
@@ -58,7 +64,14 @@ export function forwardStatistics(
         m[ch] += (1 - alpha) * dev;
       }
     }
-    return { meanBefore: tf.tensor2d(meanBefore, [n, c]), scale: tf.tensor2d(scale, [n, c]), mean: tf.tensor1d(Float32Array.from(m)), variance: tf.tensor1d(Float32Array.from(v)) };
+    const [mean, variance] = [Float32Array.from(m), Float32Array.from(v)];
+    return {
+      meanBefore: tf.tensor2d(meanBefore, [n, c]),
+      scale: tf.tensor2d(scale, [n, c]),
+      mean: tf.tensor1d(mean),
+      variance: tf.tensor1d(variance),
+      finite: allFinite(mean) && allFinite(variance),
+    };
   }
   const means = geometricScan(alpha, start.mean as tf.Tensor1D, tf.mul(mu, 1 - alpha));
   const meanBefore = means.slice([0, 0], [n, c]);
@@ -93,6 +106,8 @@ export interface BackwardStatistics {
   leakU: tf.Tensor2D;
   u: tf.Tensor1D;
   v: tf.Tensor1D;
+  /** 'host' only: whether every value of `u` and `v` is finite (as ForwardStatistics.finite). */
+  finite?: boolean;
 }
 
 /**
@@ -119,7 +134,8 @@ export function backwardStatistics(mode: 'host' | 'device', s: BackwardSummaries
         u[ch] = alphaB * u[ch] + meanH;
       }
     }
-    return { leakV: tf.tensor2d(leakV, [n, c]), leakU: tf.tensor2d(leakU, [n, c]), u: tf.tensor1d(Float32Array.from(u)), v: tf.tensor1d(Float32Array.from(v)) };
+    const [u32, v32] = [Float32Array.from(u), Float32Array.from(v)];
+    return { leakV: tf.tensor2d(leakV, [n, c]), leakU: tf.tensor2d(leakU, [n, c]), u: tf.tensor1d(u32), v: tf.tensor1d(v32), finite: allFinite(u32) && allFinite(v32) };
   }
   const vs = affineScan(tf.sub(1, tf.mul(s.yy, leak)), start.v as tf.Tensor1D, s.gy);
   const leakV = tf.mul(vs.slice([0, 0], [n, c]), leak) as tf.Tensor2D;
@@ -131,4 +147,10 @@ export function backwardStatistics(mode: 'host' | 'device', s: BackwardSummaries
     u: us.slice([n, 0], [1, c]).reshape([c]),
     v: vs.slice([n, 0], [1, c]).reshape([c]),
   };
+}
+
+/** Whether no value is NaN or +-Inf (float64 values that overflow float32 are Inf by now). */
+function allFinite(values: Float32Array): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isFinite(values[i])) return false;
+  return true;
 }

@@ -37,14 +37,15 @@ export class OnlineNormState {
   }
 
   /**
-   * Replace M, V (or u, v) together, or not at all: if any new value is NaN/Inf the
-   * variables keep their old values and the error names the unit and the call.
+   * Replace M, V (or u, v) together, or not at all: if `check` is set and any new value is
+   * NaN/Inf the variables keep their old values and the error names the unit and the call.
+   * `finite` is the caller's verdict on exactly these values when it has one (the host
+   * recurrences check the float32 arrays they upload, so nothing is read back); without
+   * it the values are read back to check them.
    */
-  commit(values: { mean: tf.Tensor; variance: tf.Tensor } | { u: tf.Tensor; v: tf.Tensor }, check: boolean): void {
+  commit(values: { mean: tf.Tensor; variance: tf.Tensor } | { u: tf.Tensor; v: tf.Tensor }, check: boolean, finite?: boolean): void {
     const entries = Object.entries(values) as [keyof OnlineNormState & ('mean' | 'variance' | 'u' | 'v'), tf.Tensor][];
-    // Reading the C-sized values back is a copy on cpu/wasm, far cheaper than a device-side
-    // all(isFinite(...)) reduction; on GPU backends either way is one small sync.
-    if (check && !entries.every(([, t]) => t.dataSync().every(Number.isFinite))) {
+    if (check && !(finite ?? entries.every(([, t]) => t.dataSync().every(Number.isFinite)))) {
       const forward = 'mean' in values;
       throw new TapfitError(
         ErrorCodes.NON_FINITE,
