@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, mapNamed, parseOptions, TapfitError, zerosLikeNamed, type NamedTensors, type StepTransform } from '@tapfit/core';
+import { ErrorCodes, mapNamed, parseOptions, scaledSum, TapfitError, zerosLikeNamed, type NamedTensors, type StepTransform } from '@tapfit/core';
 import { brakingScales } from './braking-scale';
 import { adaptiveBrakingSchema, type AdaptiveBrakingOptions } from './options';
 
@@ -35,7 +35,10 @@ export function adaptiveBraking(options: AdaptiveBrakingOptions): StepTransform<
       const g = weightDecay > 0 && applyToWeightDecay ? mapNamed(updates, (u, key) => tf.add(u, decay[key])) : updates;
       const scale = brakingScales(g, state.velocity, o);
       const fresh = mapNamed(g, (gk, key) => {
-        const v = tf.add(tf.mul(state.velocity[key], m), tf.mul(gk, scale[key]));
+        // m v + (alpha g) as core's momentum() writes it: one fused kernel where the backend
+        // has it (wasm), the same tf.mul / tf.add otherwise; the same float32 values either
+        // way (wasm's fused kernel stores subnormal results as zero, as momentum's does).
+        const v = scaledSum(state.velocity[key], m, tf.mul(gk, scale[key]), 1);
         return weightDecay > 0 && !applyToWeightDecay ? tf.add(v, decay[key]) : v;
       });
       // Parameters without an update this step keep their velocity (and last scale).
