@@ -103,6 +103,7 @@ export class OnlineNorm extends tf.layers.Layer {
 
   override dispose(): ReturnType<tf.layers.Layer['dispose']> {
     this.dropSnapshot();
+    this.normState?.discardUnreadChecks();
     return super.dispose();
   }
 

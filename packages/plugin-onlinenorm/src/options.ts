@@ -25,7 +25,8 @@ export interface OnlineNormOptions {
   epsLs?: number;
   /**
    * Check the running statistics for NaN/Inf every this many training calls (0: never).
-   * A check reads C numbers back to the host. Default 1.
+   * Host recurrences check their own arrays (no read-back); device recurrences keep the
+   * check on the device, read once per step for all layers (README, Performance). Default 1.
    */
   checkFiniteEvery?: number;
   /**

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, fromLayersModel, Stage, TapfitError, type ForwardPass, type PluginState, type Segment, type TapfitPlugin, type TrainerView } from '@tapfit/core';
 import { OnlineNorm } from './layer';
+import { readFiniteChecks } from './state';
 import { replaceBatchNormAs, resolveReplaceOptions, type ReplaceBatchNormOptions } from './replace-batchnorm';
 import { matchSavedCalls, savedCallsOf } from './saved-calls';
 
@@ -12,7 +13,9 @@ export type OnlineNormPluginOptions = ReplaceBatchNormOptions;
  * The Online Normalization plugin. At `setup` it swaps the selected BatchNormalization
  * layers of the trainer's tfjs-layers model for OnlineNorm layers (`replaceBatchNorm`,
  * its functional twin), and a `forward` tap passes the executor's `ctx.recomputing` to
- * them, so a recomputed forward does not advance the statistics. M, V, u, v are model
+ * them, so a recomputed forward does not advance the statistics; a `backward` tap reads
+ * the layers' device-side NaN/Inf checks, all in one read-back per step (none with host
+ * recurrences, which check on the host). M, V, u, v are model
  * variables, so checkpoints carry them; the plugin's own state is the call counters
  * that error messages and the NaN-check cadence use. Options are validated here, before
  * any trainer exists; the selector is matched against the model at setup.
@@ -57,6 +60,15 @@ export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin 
         api.logger.info(`${ONLINE_NORM_PLUGIN}: replaced BatchNormalization ${onlineNormLayers(model).map((l) => `'${l.name}'`).join(', ')} with OnlineNorm`);
       });
       api.hooks.forward.tap(ONLINE_NORM_PLUGIN, (pass) => passRecomputing(pass, layers()));
+      // Device recurrences keep their NaN/Inf checks on the device: read every layer's in one
+      // read-back per step, after core has read the loss (on a GPU the checks are done by
+      // then) and before any other backward tap or the update, so a failure stops the step
+      // (as TAPFIT_E_PLUGIN_FAILED, core's wrapping of a tap's error, with the
+      // TAPFIT_E_NON_FINITE error as its cause).
+      api.hooks.backward.tap({ stage: Stage.FIRST }, (grads) => {
+        readFiniteChecks(layers().map((l) => l.state));
+        return grads;
+      });
     },
     saveState(): PluginState {
       return { json: { calls: savedCallsOf(layers()) } };
@@ -69,6 +81,7 @@ export function onlineNorm(options: OnlineNormPluginOptions = {}): TapfitPlugin 
       layers().forEach((l, i) => {
         l.state.trainingCalls = calls[i].training;
         l.state.backwardCalls = calls[i].backward;
+        l.state.discardUnreadChecks(); // they checked the statistics the checkpoint has just replaced
       });
     },
   };

@@ -37,27 +37,69 @@ export class OnlineNormState {
   }
 
   /**
-   * Replace M, V (or u, v) together, or not at all: if `check` is set and any new value is
-   * NaN/Inf the variables keep their old values and the error names the unit and the call.
-   * `finite` is the caller's verdict on exactly these values when it has one (the host
-   * recurrences check the float32 arrays they upload, so nothing is read back); without
-   * it the values are read back to check them.
+   * Replace M, V (or u, v) together. With `check`, non-finite new values (NaN/Inf) are an
+   * error naming the unit and the call, and the statistics end up as they were before it:
+   * - `finite` given (the host recurrences' verdict on the float32 arrays they uploaded,
+   *   exactly these values): the error is thrown here, before anything is assigned, and
+   *   nothing is read back.
+   * - `finite` not given (the device recurrences): the check stays on the device. The
+   *   values are assigned, and the check's result is kept with the previous values (held,
+   *   not copied) until `readFiniteChecks` reads it: the plugin once per step for all its
+   *   layers, `onlineNormalize` at the state's next training or inference call (every
+   *   state's unread checks at once). A failed check puts the previous values back and
+   *   throws there.
    */
   commit(values: { mean: tf.Tensor; variance: tf.Tensor } | { u: tf.Tensor; v: tf.Tensor }, check: boolean, finite?: boolean): void {
-    const entries = Object.entries(values) as [keyof OnlineNormState & ('mean' | 'variance' | 'u' | 'v'), tf.Tensor][];
-    if (check && !(finite ?? entries.every(([, t]) => t.dataSync().every(Number.isFinite)))) {
-      const forward = 'mean' in values;
-      throw new TapfitError(
-        ErrorCodes.NON_FINITE,
-        `OnlineNorm '${this.label}': non-finite ${forward ? 'running mean/variance (forward)' : 'control accumulators u/v (backward)'} at ` +
-          `${forward ? `training call ${this.trainingCalls + 1}` : `backward pass ${this.backwardCalls + 1}`}${this.step === undefined ? '' : ` (trainer step ${this.step})`}; the ${forward ? 'input' : 'incoming gradient'} holds NaN/Inf ` +
-          `(diverging training: lower the learning rate or check the data). The statistics were left unchanged.`,
-      );
+    const entries = Object.entries(values) as [StatName, tf.Tensor][];
+    const forward = 'mean' in values;
+    const call = forward ? this.trainingCalls + 1 : this.backwardCalls + 1;
+    if (check && finite === false) throw this.nonFiniteError(forward, call, this.step);
+    if (check && finite === undefined) {
+      unreadStates.add(this);
+      tf.tidy(() => {
+        this.unread.push({
+          finite: tf.keep(tf.isFinite(tf.concat(entries.map(([, t]) => t)))),
+          // A clone shares the variable's data, which the assignment below leaves to it.
+          before: entries.map(([name]) => [name, tf.keep(tf.clone(this[name]))]),
+          forward,
+          call,
+          step: this.step,
+          order: nextCheck++,
+        });
+      });
     }
     for (const [name, value] of entries) this[name].assign(value);
   }
 
-  /** Reset to the initial state: M = 0, V = 1, u = v = 0. */
+  /** Device-side checks not read yet (`readFiniteChecks`). */
+  get unreadChecks(): number {
+    return this.unread.length;
+  }
+
+  /** Hands the unread checks over (to `readFiniteChecks`, which disposes them). */
+  takeUnreadChecks(): UnreadCheck[] {
+    unreadStates.delete(this);
+    return this.unread.splice(0);
+  }
+
+  /** Drops the unread checks unread (disposal, reset, a resume from a checkpoint). */
+  discardUnreadChecks(): void {
+    disposeChecks(this.takeUnreadChecks());
+  }
+
+  /** The error for non-finite statistics at `call` (forward: a training call; else a backward pass). */
+  nonFiniteError(forward: boolean, call: number, step: number | undefined): TapfitError {
+    return new TapfitError(
+      ErrorCodes.NON_FINITE,
+      `OnlineNorm '${this.label}': non-finite ${forward ? 'running mean/variance (forward)' : 'control accumulators u/v (backward)'} at ` +
+        `${forward ? `training call ${call}` : `backward pass ${call}`}${step === undefined ? '' : ` (trainer step ${step})`}; the ${forward ? 'input' : 'incoming gradient'} holds NaN/Inf ` +
+        `(diverging training: lower the learning rate or check the data). The statistics were left unchanged.`,
+    );
+  }
+
+  private unread: UnreadCheck[] = [];
+
+  /** Reset to the initial state: M = 0, V = 1, u = v = 0 (unread device-side checks are dropped). */
   reset(): void {
     tf.tidy(() => {
       this.mean.assign(tf.zeros([this.channels]));
@@ -67,6 +109,77 @@ export class OnlineNormState {
     });
     this.trainingCalls = 0;
     this.backwardCalls = 0;
+    this.discardUnreadChecks();
+  }
+}
+
+type StatName = 'mean' | 'variance' | 'u' | 'v';
+
+/** One device-side check of a commit, not read yet. */
+export interface UnreadCheck {
+  /** Bool vector: which of the new values were finite (kept until read). */
+  finite: tf.Tensor;
+  /** The variables' values before the commit, to put back if it failed (kept until read). */
+  before: [StatName, tf.Tensor][];
+  forward: boolean;
+  /** The training call (forward) or backward pass (backward) it checked, 1-based. */
+  call: number;
+  step?: number;
+  /** Creation order across all states: the first failure is the one reported. */
+  order: number;
+}
+
+let nextCheck = 0;
+/** The states that hold unread checks. */
+const unreadStates = new Set<OnlineNormState>();
+
+function disposeChecks(checks: UnreadCheck[]): void {
+  tf.dispose(checks.flatMap((c) => [c.finite, ...c.before.map(([, t]) => t)]));
+}
+
+/**
+ * Read the unread device-side NaN/Inf checks (recurrences 'device') of `states`, or of
+ * every state that has some, in one read-back of one boolean (a second, only after a
+ * failure, finds which). If one failed, put every failed state's statistics back as they
+ * were before its first failed commit (of that kind: M, V or u, v) and throw
+ * `TAPFIT_E_NON_FINITE` for the earliest failure, naming its layer, call and trainer
+ * step. Nothing unread: nothing is read back.
+ */
+export function readFiniteChecks(states: Iterable<OnlineNormState> = unreadStates): void {
+  const checks = [...states].flatMap((state) => state.takeUnreadChecks().map((check) => ({ state, check })));
+  if (checks.length === 0) return;
+  const finite = checks.length === 1 ? checks[0].check.finite : tf.concat(checks.map((c) => c.check.finite));
+  try {
+    const all = tf.all(finite);
+    const ok = all.dataSync()[0];
+    all.dispose();
+    if (ok) return;
+    const flags = finite.dataSync();
+    const failed: typeof checks = [];
+    let at = 0;
+    for (const c of checks) {
+      const end = at + c.check.finite.size;
+      for (let i = at; i < end; i++) {
+        if (!flags[i]) {
+          failed.push(c);
+          break;
+        }
+      }
+      at = end;
+    }
+    failed.sort((a, b) => a.check.order - b.check.order);
+    const restored = new Map<OnlineNormState, Set<boolean>>();
+    for (const { state, check } of failed) {
+      const kinds = restored.get(state) ?? new Set<boolean>();
+      if (kinds.has(check.forward)) continue; // an earlier failure of the same kind put back older values
+      restored.set(state, kinds.add(check.forward));
+      for (const [name, value] of check.before) state[name].assign(value);
+    }
+    const first = failed[0].check;
+    throw failed[0].state.nonFiniteError(first.forward, first.call, first.step);
+  } finally {
+    if (checks.length > 1) finite.dispose();
+    disposeChecks(checks.map((c) => c.check));
   }
 }
 
@@ -93,5 +206,6 @@ let nextId = 0;
 
 /** Dispose the variables of a state made by `createOnlineNormState`. */
 export function disposeOnlineNormState(state: OnlineNormState): void {
+  state.discardUnreadChecks();
   for (const variable of [state.mean, state.variance, state.u, state.v]) variable.dispose();
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { installTapeRelease } from '@tapfit/core';
-import { createOnlineNormState, disposeOnlineNormState, onlineNormalize, type NormalizeArgs, type OnlineNormState } from '../src';
+import { createOnlineNormState, disposeOnlineNormState, onlineNormalize, readFiniteChecks, type NormalizeArgs, type OnlineNormState } from '../src';
 import { expectClose, expectNoLeak, normal, randomInput, rng, toSamples } from './helpers';
 import { refBackward, refForward, refState, type RefState, type Sample } from './reference';
 
@@ -310,7 +310,15 @@ describe('onlineNormalize', () => {
       const g = randomInput([8, 3, 3, 4], 2);
       trainCall(x, g, state);
       expectNoLeak(() => trainCall(x, g, state, { recurrences: 'host' }), 'train, host');
+      // Device recurrences keep each checked commit's result (a bool vector) and the previous
+      // values (two clones sharing their data) until the check is read: the next training call
+      // reads its state's, so the count stays level from call to call.
+      const live = tf.memory().numTensors;
+      trainCall(x, g, state, { recurrences: 'device' });
+      expect(tf.memory().numTensors - live, 'unread checks of one device call (M, V and u, v)').to.equal(2 * 3);
       expectNoLeak(() => trainCall(x, g, state, { recurrences: 'device' }), 'train, device');
+      readFiniteChecks([state]);
+      expect(tf.memory().numTensors, 'after readFiniteChecks').to.equal(live);
       expectNoLeak(() => trainCall(x, g, state, { mode: 'inference' }), 'inference');
       const bad = tf.fill([2, 4], NaN);
       const ones = tf.onesLike(bad);

@@ -14,6 +14,16 @@ describeConformance({
   twinTolerance: 0,
 });
 
+// The same with the recurrences on the device (the GPU path), whose NaN/Inf checks stay on
+// the device and are read by the plugin once per step.
+const onDevice = { ...options, recurrences: 'device' as const };
+describeConformance({
+  plugin: () => onlineNorm(onDevice),
+  trainer: () => ({ model: batchNormModel() }),
+  twin: () => ({ model: replaceBatchNorm(batchNormModel(), onDevice) }),
+  twinTolerance: 0,
+});
+
 describe('onlineNorm plugin', () => {
   before(async () => {
     await tf.setBackend('cpu');
