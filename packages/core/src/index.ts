@@ -3,7 +3,7 @@ import { settleRequireTimeBackend, silenceCpuBanner } from './backend/require-ti
 import { installCpuCastCopies } from './backend/cpu-cast-copies';
 
 export * from './errors';
-export { parseOptions } from './options';
+export { parseOptions, suggest } from './options';
 export * as optionSchemas from './options';
 export * from './version';
 export * from './tensors';

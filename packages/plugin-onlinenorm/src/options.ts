@@ -1,4 +1,4 @@
-import { ErrorCodes, TapfitError } from '@tapfit/core';
+import { ErrorCodes, suggest, TapfitError } from '@tapfit/core';
 import type { RecurrenceMode } from './recurrences';
 
 /** Error compensation applied after the affine map (docs/techniques.md §6.4). */
@@ -53,10 +53,14 @@ export const DEFAULTS: ResolvedOnlineNormOptions = {
 
 const KNOWN = new Set(Object.keys(DEFAULTS));
 
-/** Fill defaults and validate; `who` names the layer or plugin in error messages. */
-export function resolveOptions(options: OnlineNormOptions = {}, who = 'onlineNorm'): ResolvedOnlineNormOptions {
+/**
+ * Fill defaults and validate; `who` names the layer or plugin in error messages, and
+ * `alsoKnown` the caller's own keys (replace's `replace`, `copyStatistics`), which an
+ * unknown key is matched against too.
+ */
+export function resolveOptions(options: OnlineNormOptions = {}, who = 'onlineNorm', alsoKnown: readonly string[] = []): ResolvedOnlineNormOptions {
   for (const key of Object.keys(options)) {
-    if (!KNOWN.has(key)) throw configError(who, key, `unknown option; known options: ${[...KNOWN].join(', ')}`);
+    if (!KNOWN.has(key)) throw configError(who, key, `is not an option${suggest(key, [...alsoKnown, ...KNOWN])}`);
   }
   const resolved: ResolvedOnlineNormOptions = { ...DEFAULTS };
   for (const [key, value] of Object.entries(options)) {

@@ -53,7 +53,7 @@ export function resolveReplaceOptions(cfg: ReplaceBatchNormOptions, who: string)
   const { replace = 'batchNorm', copyStatistics = true, ...options } = cfg;
   checkSelector(replace, who);
   if (typeof copyStatistics !== 'boolean') throw configError(who, 'copyStatistics', `must be true or false (got ${copyStatistics})`);
-  return { replace, copyStatistics, options: resolveOptions(options, who) };
+  return { replace, copyStatistics, options: resolveOptions(options, who, ['replace', 'copyStatistics']) };
 }
 
 /** Checks a selector's form (not what it matches); `who` names the caller in the error. */

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { activationClamp, layerScale, OnlineNorm, onlineNormLayer, type ErrorCompensation } from '../src';
+import { activationClamp, layerScale, OnlineNorm, onlineNorm, onlineNormLayer, type ErrorCompensation } from '../src';
 import { expectClose, expectNoLeak, randomInput, rng, toSamples } from './helpers';
 import { refAffineEcmBackward, refAffineEcmForward, refBackward, refForward, refState, type RefEcm, type Sample } from './reference';
 
@@ -300,7 +300,12 @@ describe('OnlineNorm layer', () => {
       expect(() => onlineNormLayer({ clamp: 0 })).to.throw(/option 'clamp'/);
       expect(() => onlineNormLayer({ epsilon: -1 })).to.throw(/option 'epsilon'/);
       expect(() => onlineNormLayer({ checkFiniteEvery: 0.5 })).to.throw(/option 'checkFiniteEvery'/);
-      expect(() => onlineNormLayer({ alphaF: 0.9 } as never)).to.throw(/option 'alphaF' unknown option/);
+      expect(() => onlineNormLayer({ alphaF: 0.9 } as never)).to.throw(/option 'alphaF' is not an option \(did you mean 'alphaFwd'\?\)/);
+    });
+
+    it("replace's and the plugin's own options are among those a misspelt key is matched against", () => {
+      expect(() => onlineNorm({ replaces: ['bn'] } as never)).to.throw(/online-norm: option 'replaces' is not an option \(did you mean 'replace'\?\)/);
+      expect(() => onlineNorm({ copyStatistic: false } as never)).to.throw(/option 'copyStatistic' is not an option \(did you mean 'copyStatistics'\?\)/);
     });
 
     it('rejects an input with the wrong channel count, naming the layer', () => {
