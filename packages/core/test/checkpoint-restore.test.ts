@@ -48,7 +48,9 @@ describe('a failed resume changes nothing', () => {
     const adam = tf.train.adam(0.02);
     const count = counter();
     const data = blobs(24, 3);
-    await new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: adam, logger: new SilentLogger(), plugins: [count] }).fit(data, { epochs: 1, batchSize: 8 });
+    const t = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: adam, logger: new SilentLogger(), plugins: [count] });
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    t.dispose(); // a plugin instance serves one live trainer; the model, the Adam and the counter's state stay the caller's
     data.dispose();
     return { model, adam, count };
   }

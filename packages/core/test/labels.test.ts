@@ -89,27 +89,6 @@ describe('labels', () => {
     data.dispose();
   });
 
-  it('Trainer.fit on valid in-memory labels reads no label back per step', async () => {
-    const data = arrayData({ x: Array.from({ length: 32 }, (_, i) => [i % 3, 1, 0, 0]), y: Array.from({ length: 32 }, (_, i) => i % 3) });
-    const t = tinyTrainer({ nonFinite: 'off' });
-    await t.setup();
-    const original = tf.Tensor.prototype.dataSync;
-    let reads = 0;
-    tf.Tensor.prototype.dataSync = function (this: tf.Tensor) {
-      reads++;
-      return original.call(this);
-    } as typeof original;
-    try {
-      await t.fit(data, { epochs: 2, batchSize: 8 });
-    } finally {
-      tf.Tensor.prototype.dataSync = original;
-    }
-    expect(t.step).to.equal(8);
-    expect(reads).to.equal(0);
-    t.dispose();
-    data.dispose();
-  });
-
   /** dataSync calls made by `f`. */
   async function countReads(f: () => unknown): Promise<number> {
     const original = tf.Tensor.prototype.dataSync;
@@ -126,6 +105,17 @@ describe('labels', () => {
     return reads;
   }
 
+  it('Trainer.fit on valid in-memory labels reads no label back per step', async () => {
+    const data = arrayData({ x: Array.from({ length: 32 }, (_, i) => [i % 3, 1, 0, 0]), y: Array.from({ length: 32 }, (_, i) => i % 3) });
+    const t = tinyTrainer({ nonFinite: 'off' });
+    await t.setup();
+    const reads = await countReads(() => t.fit(data, { epochs: 2, batchSize: 8 }));
+    expect(t.step).to.equal(8);
+    expect(reads).to.equal(0);
+    t.dispose();
+    data.dispose();
+  });
+
   it('evaluate(x, y) checks the labels once, not per batch (nor again for accuracy): one read for 16 batches, none the next time', async () => {
     const x = tf.tensor2d(Array.from({ length: 128 }, (_, i) => [i % 3, 1, 0, 0]));
     const y = tf.tensor1d(Array.from({ length: 128 }, (_, i) => i % 3), 'int32');
@@ -138,6 +128,18 @@ describe('labels', () => {
     expect(() => t.evaluate(x, bad, { batchSize: 8 })).to.throw(/sample 77 of the labels has class index 3/);
     t.dispose();
     tf.dispose([x, y, bad]);
+  });
+
+  it('labels in a tf.Variable are checked again at each evaluate (assign() changes them)', async () => {
+    const x = tf.tensor2d(Array.from({ length: 16 }, (_, i) => [i % 3, 1, 0, 0]));
+    const y = tf.variable(tf.tensor1d(Array.from({ length: 16 }, (_, i) => i % 3), 'int32'));
+    const t = tinyTrainer();
+    await t.setup();
+    (t.evaluate(x, y, { batchSize: 4 }) as tf.Scalar).dispose();
+    y.assign(tf.tensor1d(Array.from({ length: 16 }, (_, i) => (i === 5 ? 3 : i % 3)), 'int32'));
+    expect(() => t.evaluate(x, y, { batchSize: 4 })).to.throw(/sample 5 of the labels has class index 3/);
+    t.dispose();
+    tf.dispose([x, y]);
   });
 
   it('a batch from another source is read back once per step, whether or not accuracy checks it too', async () => {

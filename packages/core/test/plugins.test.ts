@@ -1,9 +1,9 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as os from 'node:os';
-import { AutodiffBackprop, CORE_VERSION, Stage, TapfitError, Tokens, type Logger, type Metric, type PluginApi, type Segment, type TapfitPlugin } from '../src';
+import { AutodiffBackprop, CORE_VERSION, Stage, TapfitError, Tokens, Trainer, type Logger, type Metric, type PluginApi, type Segment, type TapfitPlugin } from '../src';
 import { injectable, inject, singleton } from 'tsyringe';
-import { blobs, tinyTrainer, useBackend } from './fixtures';
+import { blobs, tinyMlp, tinyTrainer, tmpDir, useBackend } from './fixtures';
 
 const plugin = (name: string, extra: Partial<TapfitPlugin> = {}, apply: (api: PluginApi) => void = () => {}): TapfitPlugin => ({
   name,
@@ -46,30 +46,38 @@ describe('plugin registration', () => {
     expect(applied).to.equal(2);
   });
 
-  it('a plugin instance serves the trainer it was last applied to: the earlier one refuses to train and leaves its state alone', async () => {
+  it('a plugin instance serves one live trainer: a second is refused before anything is applied; dispose, a failed build or a failed resume frees it', async () => {
     const events: string[] = [];
     const counting = (name: string, apply: () => void = () => {}) => plugin(name, { dispose: () => void events.push(`dispose ${name}`) }, () => (events.push(`apply ${name}`), apply()));
     const shared = counting('shared');
     const a = tinyTrainer({ plugins: [shared] });
-    const b = tinyTrainer({ plugins: [counting('other'), shared] });
-    const data = blobs(16, 3);
     let err: TapfitError | undefined;
-    await a.fit(data, { epochs: 1, batchSize: 8 }).catch((e) => (err = e));
+    try {
+      tinyTrainer({ plugins: [counting('other'), shared] });
+    } catch (e) {
+      err = e as TapfitError;
+    }
     expect(err?.code).to.equal('TAPFIT_E_STATE');
-    expect(err?.message).to.match(/plugin 'shared' has since been applied to another trainer.*give each trainer its own/);
-    expect(() => a.predict(tf.zeros([1, 4]))).to.throw(/plugin 'shared' has since been applied/);
-    a.dispose(); // frees a's own, not the plugin b now uses
-    expect(events).to.deep.equal(['apply shared', 'apply other', 'apply shared']);
-    // A trainer that fails in a plugin's apply() is never returned: it hands the plugin back to b.
+    expect(err?.message).to.match(/plugin 'shared' is applied to another trainer that has not been disposed.*Give each trainer its own instance.*or dispose\(\) the other trainer first/);
+    const refusedResume = await Trainer.resume(tmpDir(), { model: tinyMlp(), loss: 'softmaxCrossEntropy', optimizer: 'sgd', plugins: [shared] }).then(() => undefined, (e: TapfitError) => e);
+    expect(refusedResume?.code).to.equal('TAPFIT_E_STATE');
+    expect(events).to.deep.equal(['apply shared']); // nothing applied by the refused ones
+    const data = blobs(16);
+    await a.fit(data, { epochs: 1, batchSize: 8 }); // the first trains on, untouched
+    a.dispose();
+    // Free again: a build that fails in a plugin's apply() is never returned, and lets go of it.
     expect(codeOf(() => tinyTrainer({ plugins: [shared, counting('broken', () => { throw new Error('boom'); })] }))).to.equal('TAPFIT_E_PLUGIN_FAILED');
+    // So is a resume that fails before setup (no checkpoint there).
+    const noCheckpoint = await Trainer.resume(tmpDir(), { model: tinyMlp(), loss: 'softmaxCrossEntropy', optimizer: 'sgd', plugins: [shared] }).then(() => undefined, (e: TapfitError) => e);
+    expect(noCheckpoint?.code).to.equal('TAPFIT_E_CHECKPOINT');
+    const b = tinyTrainer({ plugins: [shared] });
     await b.fit(data, { epochs: 1, batchSize: 8 });
-    expect(b.step).to.equal(2);
     b.dispose();
-    expect(events.slice(-2)).to.deep.equal(['dispose other', 'dispose shared']);
+    expect(events.filter((e) => e === 'dispose shared')).to.have.length(2);
     data.dispose();
   });
 
-  it('a plugin class resolved as a singleton is one instance: the trainer built first gives it up', () => {
+  it('a plugin class resolved as a singleton is one instance: a second live trainer is refused', () => {
     @singleton()
     class Single implements TapfitPlugin {
       readonly name = 'single';
@@ -77,29 +85,31 @@ describe('plugin registration', () => {
       apply(): void {}
     }
     const a = tinyTrainer({ plugins: [Single] });
-    const b = tinyTrainer({ plugins: [Single] });
-    expect(() => a.predict(tf.zeros([1, 4]))).to.throw(/plugin 'single' has since been applied to another trainer/);
-    expect(() => b.predict(tf.zeros([1, 4])).dispose()).not.to.throw();
+    expect(codeOf(() => tinyTrainer({ plugins: [Single] }))).to.equal('TAPFIT_E_STATE');
     a.dispose();
-    b.dispose();
+    tinyTrainer({ plugins: [Single] }).dispose();
   });
 
-  it('a forward tap that edits the pass in place is refused, naming the plugin (its edit would stay in the model for good)', async () => {
+  it("a forward tap that edits the pass in place changes that step only: the model's segments stay, the wrapper does not pile up", async () => {
+    let depthSeen = 0;
     const t = tinyTrainer({
       plugins: [
         plugin('in-place', {}, ({ hooks }) =>
           hooks.forward.tap('in-place', (pass) => {
-            (pass.segments as Segment[])[0] = { ...pass.segments[0] };
+            const inner = pass.segments[0] as Segment & { depth?: number };
+            const depth = (inner.depth ?? 0) + 1;
+            depthSeen = Math.max(depthSeen, depth);
+            (pass.segments as Segment[])[0] = { ...inner, depth, forward: (xs, ctx) => inner.forward(xs, ctx) } as Segment;
             return pass;
           }),
         ),
       ],
     });
-    const data = blobs(16);
+    const data = blobs(32);
     const segments = [...t.model.segments];
-    const err = await t.fit(data, { epochs: 1, batchSize: 8 }).then(() => undefined, (e: TapfitError) => e);
-    expect(err?.code).to.equal('TAPFIT_E_PLUGIN_FAILED');
-    expect(err?.message).to.match(/plugin 'in-place' failed in hook 'forward'.*read.only/);
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    expect(t.step).to.equal(4);
+    expect(depthSeen).to.equal(1);
     expect(t.model.segments).to.deep.equal(segments);
     t.dispose();
     data.dispose();

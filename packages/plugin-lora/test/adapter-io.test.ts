@@ -239,6 +239,41 @@ describe('adapter-only save and load', () => {
     [loaded, base2, lora, base].forEach((m) => m.dispose());
   });
 
+  it('overlapping saves to one folder run one after another: the folder holds the last one, whole', async () => {
+    const a = trained();
+    const b = trained();
+    perturbAdapters(b.lora.model, 9, 0.5); // another adapter on the same base
+    const fsp = fs.promises as unknown as Record<string, (...args: unknown[]) => Promise<unknown>>;
+    const open = fsp.open;
+    const x = tf.randomNormal([3, 6], 0, 1, 'float32', 4);
+    try {
+      for (const replacing of [false, true]) {
+        const out = path.join(dir, `adapter-${replacing}`);
+        if (replacing) await b.lora.saveAdapter(out);
+        // The first save's first file write is slow: without a queue the second save ran meanwhile and the first then overwrote it.
+        let slowed = false;
+        fsp.open = async function (this: unknown, ...args: unknown[]) {
+          if (!slowed && String(args[0]).startsWith(out)) {
+            slowed = true;
+            await new Promise((r) => setTimeout(r, 100));
+          }
+          return open.apply(fs.promises, args);
+        };
+        await Promise.all([a.lora.saveAdapter(out), b.lora.saveAdapter(out)]);
+        fsp.open = open;
+        const loaded = await LoraModel.load(mlp(1), out);
+        tf.tidy(() => {
+          expect(sameValues(loaded.model.predict(x) as tf.Tensor, b.lora.model.predict(x) as tf.Tensor)).to.equal(true);
+        });
+        loaded.dispose();
+      }
+    } finally {
+      fsp.open = open;
+    }
+    tf.dispose(x);
+    [a.lora, a.base, b.lora, b.base].forEach((m) => m.dispose());
+  });
+
   it('a damaged config or a missing weights file is a TapfitError naming the file and the fix', async () => {
     const { base, lora } = trained(1);
     await lora.saveAdapter(dir);

@@ -5,8 +5,8 @@ import { batchNormModel, blobData, testTrainer } from '@tapfit/core/testing';
 import { createOnlineNormState, disposeOnlineNormState, onlineNorm, onlineNormalize, onlineNormLayer, onlineNormLayers, readFiniteChecks, type NormalizeArgs, type OnlineNormState } from '../src';
 import { randomInput } from './helpers';
 
-/** Runs `fn` and returns what it returned and the dataIds the backend read back meanwhile (dataSync, data). */
-function recordReads<T>(fn: () => T): { result: T; reads: object[] } {
+/** Counts the dataIds the backend reads back (dataSync, data) until `restore()`. */
+function watchReads(): { reads: object[]; restore: () => void } {
   const backend = tf.engine().backend as unknown as Record<'readSync' | 'read', (dataId: object) => unknown>;
   const reads: object[] = [];
   const originals = { readSync: backend.readSync, read: backend.read };
@@ -16,11 +16,16 @@ function recordReads<T>(fn: () => T): { result: T; reads: object[] } {
       return originals[m].call(this, dataId);
     };
   }
+  return { reads, restore: () => Object.assign(backend, originals) };
+}
+
+/** Runs `fn` and returns what it returned and the dataIds the backend read back meanwhile. */
+function recordReads<T>(fn: () => T): { result: T; reads: object[] } {
+  const watch = watchReads();
   try {
-    return { result: fn(), reads };
+    return { result: fn(), reads: watch.reads };
   } finally {
-    backend.readSync = originals.readSync;
-    backend.read = originals.read;
+    watch.restore();
   }
 }
 
@@ -207,19 +212,10 @@ for (const backend of ['cpu', 'wasm'] as const) {
 
 /** recordReads for an async function. */
 async function recordReadsAsync<T>(fn: () => Promise<T>): Promise<{ result: T; reads: object[] }> {
-  const backend = tf.engine().backend as unknown as Record<'readSync' | 'read', (dataId: object) => unknown>;
-  const reads: object[] = [];
-  const originals = { readSync: backend.readSync, read: backend.read };
-  for (const m of ['readSync', 'read'] as const) {
-    backend[m] = function (this: unknown, dataId: object) {
-      reads.push(dataId);
-      return originals[m].call(this, dataId);
-    };
-  }
+  const watch = watchReads();
   try {
-    return { result: await fn(), reads };
+    return { result: await fn(), reads: watch.reads };
   } finally {
-    backend.readSync = originals.readSync;
-    backend.read = originals.read;
+    watch.restore();
   }
 }

@@ -2,6 +2,8 @@ import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { ErrorCodes, TapfitError } from '../errors';
+import { syncFolder, writeFileDurably } from '../io/durable-files';
+import { oneWriterPerFolder } from '../io/one-writer-per-folder';
 
 /**
  * The only folder names the writer gives checkpoints: `step-<n>`, or `step-<n>.<k>` for
@@ -23,21 +25,8 @@ const STALE = /^\.(tmp|LATEST)-/;
  * temporary folder as stale); one process writes to a `root` at a time.
  */
 export function writeCheckpointDir(root: string, step: number, files: Record<string, Buffer | string>, keep = 2): Promise<string> {
-  const key = path.resolve(root);
-  const write = (writing.get(key) ?? Promise.resolve())
-    .catch(() => undefined) // the previous save's failure is its caller's
-    .then(() => writeNow(root, step, files, keep));
-  writing.set(key, write);
-  write
-    .finally(() => {
-      if (writing.get(key) === write) writing.delete(key);
-    })
-    .catch(() => undefined);
-  return write;
+  return oneWriterPerFolder(root, () => writeNow(root, step, files, keep));
 }
-
-/** The save in progress (or last queued) per resolved root folder. */
-const writing = new Map<string, Promise<unknown>>();
 
 async function writeNow(root: string, step: number, files: Record<string, Buffer | string>, keep: number): Promise<string> {
   try {
@@ -54,24 +43,24 @@ async function writeNow(root: string, step: number, files: Record<string, Buffer
   await fs.mkdir(tmp);
   let name: string;
   try {
-    for (const [file, body] of Object.entries(files)) await writeDurably(path.join(tmp, file), body);
-    await syncDir(tmp);
+    for (const [file, body] of Object.entries(files)) await writeFileDurably(path.join(tmp, file), body);
+    await syncFolder(tmp);
     name = await freshName(root, step);
     await fs.rename(tmp, path.join(root, name));
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true });
     throw err;
   }
-  await syncDir(root);
+  await syncFolder(root);
   const latestTmp = path.join(root, `.LATEST-${randomBytes(6).toString('hex')}`);
   try {
-    await writeDurably(latestTmp, name + '\n');
+    await writeFileDurably(latestTmp, name + '\n');
     await fs.rename(latestTmp, path.join(root, 'LATEST'));
   } catch (err) {
     await fs.rm(latestTmp, { force: true });
     throw err;
   }
-  await syncDir(root);
+  await syncFolder(root);
   await pruneOld(root, name, keep);
   return path.join(root, name);
 }
@@ -98,33 +87,6 @@ export async function latestCheckpointDir(root: string): Promise<string> {
     );
   }
   return path.join(root, name);
-}
-
-async function writeDurably(file: string, body: Buffer | string): Promise<void> {
-  const fh = await fs.open(file, 'w');
-  try {
-    await fh.writeFile(body);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Makes a folder's entries (a rename into it) durable. */
-async function syncDir(dir: string): Promise<void> {
-  let fh: fs.FileHandle;
-  try {
-    fh = await fs.open(dir, 'r');
-  } catch (err) {
-    // Windows cannot open a folder for fsync; its renames are durable on return.
-    if (['EISDIR', 'EPERM', 'EACCES'].includes((err as NodeJS.ErrnoException).code ?? '')) return;
-    throw err;
-  }
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
 }
 
 async function removeStale(root: string): Promise<void> {

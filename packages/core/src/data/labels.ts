@@ -93,9 +93,10 @@ const wholeTensors = new WeakMap<tf.Tensor, LabelSource>();
 /**
  * The labels of a whole tensor as one source: read back once, at the first check (per
  * class count), however many batches are cut from it and however often it is evaluated on.
+ * A tf.Variable's values change with assign(): its source is not kept between calls.
  */
 export function tensorLabelSource(labels: tf.Tensor): LabelSource {
-  let source = wholeTensors.get(labels);
+  let source = labels instanceof tf.Variable ? undefined : wholeTensors.get(labels);
   if (!source) {
     const validFor = new Set<string>();
     source = {
@@ -107,7 +108,7 @@ export function tensorLabelSource(labels: tf.Tensor): LabelSource {
         validFor.add(key);
       },
     };
-    wholeTensors.set(labels, source);
+    if (!(labels instanceof tf.Variable)) wholeTensors.set(labels, source);
   }
   return source;
 }
@@ -139,5 +140,5 @@ export function checkBatchLabels(yTrue: tf.Tensor, yPred: tf.Tensor, options: { 
   const key = `${classes}/${yPred.rank}`;
   if (checkedBatches.get(yTrue)?.has(key)) return;
   checkLabelValues(yTrue.dataSync() as ArrayLike<number>, yTrue.shape, classes, kind, 'the batch');
-  checkedBatches.set(yTrue, (checkedBatches.get(yTrue) ?? new Set()).add(key));
+  if (!(yTrue instanceof tf.Variable)) checkedBatches.set(yTrue, (checkedBatches.get(yTrue) ?? new Set()).add(key)); // a Variable's values change
 }

@@ -1,33 +1,30 @@
+import { ErrorCodes, TapfitError } from '../errors';
 import type { TapfitPlugin } from './types';
 
 /*
- * Which trainer each plugin instance serves. A plugin instance keeps what it made for its
- * trainer (adapters, buffers, counters): applied to a second trainer, it serves that one,
- * and the first may no longer train, evaluate or save with it (its steps would change
- * state the second relies on), nor free it in dispose(). The first trainer's methods
- * refuse, naming the plugin; a trainer that failed to build hands the plugins back.
+ * Which live trainer each plugin instance is applied to. A plugin instance keeps what it
+ * made for its trainer (adapters, buffers, counters, the trainer view it was given):
+ * shared by two live trainers, one's steps would change the other's state and one
+ * dispose() would free what the other uses. So a second trainer is refused before any
+ * plugin is applied, and the instance is free again once its trainer is disposed (or
+ * failed to build).
  */
 const owners = new WeakMap<TapfitPlugin, object>();
 
-/** Makes `trainer` the owner of `plugins`; returns what puts the previous owners back (for a trainer that failed to build). */
-export function attachPlugins(plugins: readonly TapfitPlugin[], trainer: object): () => void {
-  const previous = plugins.map((p) => [p, owners.get(p)] as const);
+/** Marks `plugins` as applied to `trainer`, refusing (before marking any) one that another live trainer holds. */
+export function attachPlugins(plugins: readonly TapfitPlugin[], trainer: object): void {
+  const taken = plugins.find((p) => owners.has(p) && owners.get(p) !== trainer);
+  if (taken) {
+    throw new TapfitError(
+      ErrorCodes.STATE,
+      `plugin '${taken.name}' is applied to another trainer that has not been disposed; two live trainers would share its state. ` +
+        `Give each trainer its own instance (call the plugin's factory again, or pass a plugin class that is not a singleton), or dispose() the other trainer first.`,
+    );
+  }
   for (const p of plugins) owners.set(p, trainer);
-  return () => {
-    for (const [p, owner] of previous) {
-      if (owners.get(p) !== trainer) continue;
-      if (owner === undefined) owners.delete(p);
-      else owners.set(p, owner);
-    }
-  };
 }
 
-/** The first of `plugins` that another trainer has taken over since `trainer` applied it. */
-export function pluginTakenOver(plugins: readonly TapfitPlugin[], trainer: object): TapfitPlugin | undefined {
-  return plugins.find((p) => owners.get(p) !== trainer);
-}
-
-/** Lets go of the plugins `trainer` still owns (after its dispose()). */
+/** Frees the plugins `trainer` holds (after its dispose(), or when it failed to build). */
 export function releasePlugins(plugins: readonly TapfitPlugin[], trainer: object): void {
   for (const p of plugins) if (owners.get(p) === trainer) owners.delete(p);
 }

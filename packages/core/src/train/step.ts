@@ -56,7 +56,8 @@ export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo): St
   let applied = false;
   try {
     const loss = tf.tidy(() => {
-      const pass = parts.hooks.forward.call({ segments: parts.segments, ctx: { training: true, recomputing: false, step: info.step } }, info);
+      // This step's own copy of the segment list: a tap that edits it in place changes this step only, not the model.
+      const pass = parts.hooks.forward.call({ segments: [...parts.segments], ctx: { training: true, recomputing: false, step: info.step } }, info);
       const variables = Object.values(parts.variables);
       const computed = parts.backprop.compute({
         x: batch.x,

@@ -15,7 +15,7 @@ import { FileCheckpointer } from '../checkpoint/file-checkpointer';
 import { TensorReader } from '../checkpoint/tensor-file';
 import { captureCheckpoint, restoreCheckpoint, type TrainerParts } from './snapshot';
 import { validatePluginSet, type PluginSpec } from '../plugin/registry';
-import { attachPlugins, pluginTakenOver, releasePlugins } from '../plugin/attachment';
+import { attachPlugins, releasePlugins } from '../plugin/attachment';
 import { createPluginApi, sealServices } from '../plugin/plugin-api';
 import type { TapfitPlugin, TrainerView } from '../plugin/types';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
@@ -131,8 +131,6 @@ export class Trainer {
   private capturing?: Promise<unknown>;
   /** Lets timers and signal handlers run during a long fit. */
   private readonly turns = new EventLoopTurns();
-  /** Puts back the plugins' previous trainer when this one fails to build. */
-  private readonly restorePluginOwners: () => void;
 
   constructor(options: TrainerOptions) {
     const { nonFinite, constraints, seed } = parseOptions('trainer', trainerOptionsSchema, options);
@@ -161,12 +159,12 @@ export class Trainer {
     const plugins = options.memoryBudget ? [memoryBudget(options.memoryBudget), ...requested] : requested;
     validatePluginSet(plugins);
     this.plugins = plugins;
-    this.restorePluginOwners = attachPlugins(plugins, this);
+    attachPlugins(plugins, this);
     for (const p of plugins) {
       try {
         p.apply(createPluginApi(p, this.hooks, c, this.view()));
       } catch (err) {
-        this.restorePluginOwners();
+        releasePlugins(plugins, this); // this trainer is never returned: its plugins are free again
         if (err instanceof TapfitError && err.code !== ErrorCodes.PLUGIN_FAILED) throw err;
         throw pluginCallFailure(p.name, 'apply()', err);
       }
@@ -235,18 +233,10 @@ export class Trainer {
     };
   }
 
-  /** Refuses `what` on a disposed trainer, or one whose plugin another trainer has taken over. */
+  /** Refuses `what` on a disposed trainer. */
   private assertUsable(what: string): void {
     if (this.disposed) {
       throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} on a disposed trainer. Build a new Trainer (or Trainer.resume from a checkpoint) to go on.`);
-    }
-    const taken = pluginTakenOver(this.plugins, this);
-    if (taken) {
-      throw new TapfitError(
-        ErrorCodes.STATE,
-        `trainer: ${what} refused: plugin '${taken.name}' has since been applied to another trainer, which now holds its state. ` +
-          `A plugin instance serves one trainer: give each trainer its own (call the plugin's factory again, or pass a plugin class that is not a singleton).`,
-      );
     }
   }
 
@@ -313,7 +303,7 @@ export class Trainer {
     this.stepParts = {
       hooks: this.hooks,
       backprop: this.resolve(Tokens.Backprop),
-      segments: Object.freeze([...model.segments]), // forward taps return a new pass: editing this one in place would change the model for good
+      segments: model.segments,
       variables: params,
       plan: this.plan,
       loss: fitLoss(this.resolve(Tokens.Loss), this.resolve(Tokens.Metrics), () => this.fitState),
@@ -782,34 +772,34 @@ export class Trainer {
    */
   static async resume(dir: string, options: TrainerOptions): Promise<Trainer> {
     const trainer = new Trainer(options);
-    const { manifest: raw, tensors, dir: where } = await trainer.resolve(Tokens.Checkpointer).load(dir);
-    const manifest = checkManifest(raw, `cannot resume from '${where}'`);
-    const reader = new TensorReader(manifest.tensors, tensors, `cannot resume from '${where}'`, tensorLabels(manifest));
-    // The run continues with the seed it was saved with (its shuffling order), whatever `options.seed` says.
-    if (options.seed !== undefined && options.seed !== manifest.seed) {
-      trainer.logger.warn(`resuming with the checkpoint's seed ${manifest.seed}, not options.seed ${options.seed}: a resumed run keeps its data order.`);
-    }
-    trainer.settings = { ...trainer.settings, seed: manifest.seed };
-    if (manifest.formatVersion < 2) {
-      trainer.logger.warn(`resuming from '${where}', a format ${manifest.formatVersion} checkpoint without checksums: its tensors cannot be verified. Save it again to get a verified one.`);
-    }
     try {
+      const { manifest: raw, tensors, dir: where } = await trainer.resolve(Tokens.Checkpointer).load(dir);
+      const manifest = checkManifest(raw, `cannot resume from '${where}'`);
+      const reader = new TensorReader(manifest.tensors, tensors, `cannot resume from '${where}'`, tensorLabels(manifest));
+      // The run continues with the seed it was saved with (its shuffling order), whatever `options.seed` says.
+      if (options.seed !== undefined && options.seed !== manifest.seed) {
+        trainer.logger.warn(`resuming with the checkpoint's seed ${manifest.seed}, not options.seed ${options.seed}: a resumed run keeps its data order.`);
+      }
+      trainer.settings = { ...trainer.settings, seed: manifest.seed };
+      if (manifest.formatVersion < 2) {
+        trainer.logger.warn(`resuming from '${where}', a format ${manifest.formatVersion} checkpoint without checksums: its tensors cannot be verified. Save it again to get a verified one.`);
+      }
       await trainer.setup();
       const missing = manifest.plugins.filter((n) => !trainer.plugins.some((p) => p.name === n) && !(n in manifest.pluginState));
       if (missing.length) trainer.logger.warn(`resuming without plugin(s) ${missing.join(', ')} that were registered when saving (they saved no state).`);
       await restoreCheckpoint(manifest, reader, trainer.parts(), `cannot resume from '${where}'`);
+      trainer.stepCount = manifest.step;
+      trainer.skippedSteps = manifest.skipped;
+      trainer.pos = { ...manifest.position };
+      trainer.resumedSchedule = true;
+      return trainer;
     } catch (err) {
       // What setup made is this trainer's own (the chain's fresh state, models plugins swapped in, such as
-      // LoRA's adapted copy); the caller's model, optimizer and plugins are left as they were.
+      // LoRA's adapted copy); the caller's model, optimizer and plugins are left as they were, the plugins free.
       trainer.disposeOwn();
-      trainer.restorePluginOwners();
+      releasePlugins(trainer.plugins, trainer);
       throw err;
     }
-    trainer.stepCount = manifest.step;
-    trainer.skippedSteps = manifest.skipped;
-    trainer.pos = { ...manifest.position };
-    trainer.resumedSchedule = true;
-    return trainer;
   }
 
   private parts(): TrainerParts {
@@ -836,10 +826,8 @@ export class Trainer {
     }
     this.disposed = true;
     // Every plugin gets its dispose() and the trainer frees its own whatever one of them throws.
-    // A plugin another trainer has taken over is that trainer's to free.
     let failure: TapfitError | undefined;
     for (const p of this.plugins) {
-      if (pluginTakenOver([p], this)) continue;
       try {
         p.dispose?.();
       } catch (err) {

@@ -1,8 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { promises as fs } from 'node:fs';
-import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
-import { TapfitError } from '@tapfit/core';
+import { oneWriterPerFolder, syncFolder, TapfitError, writeFileDurably } from '@tapfit/core';
 import type * as tf from '@tensorflow/tfjs';
 import { type AdapterSpec, checkAdapterName, resolveSpec } from './config';
 import { adapterFileError, stateError } from './errors';
@@ -52,7 +51,12 @@ export type AdapterMeta = Pick<AdapterFile, 'adapter' | 'spec' | 'targets' | 'mo
  * renamed, and the config (which names the weights file and holds its sha256) is what
  * makes a weights file part of the adapter, so it is written last.
  */
-export async function writeAdapterFiles(dir: string, meta: AdapterMeta, tensors: readonly [string, tf.Tensor][]): Promise<AdapterFile> {
+export function writeAdapterFiles(dir: string, meta: AdapterMeta, tensors: readonly [string, tf.Tensor][]): Promise<AdapterFile> {
+  // Two overlapping saves to one folder would pair one's config with the other's weights.
+  return oneWriterPerFolder(dir, () => writeNow(dir, meta, tensors));
+}
+
+async function writeNow(dir: string, meta: AdapterMeta, tensors: readonly [string, tf.Tensor][]): Promise<AdapterFile> {
   const weights: WeightEntry[] = [];
   const chunks: Buffer[] = [];
   let offset = 0;
@@ -97,7 +101,7 @@ export async function writeAdapterFiles(dir: string, meta: AdapterMeta, tensors:
   const staged = `${WEIGHTS_FILE}.${process.pid}.${randomBytes(4).toString('hex')}.staged`;
   const stagedPath = path.join(dir, staged);
   try {
-    await writeDurably(stagedPath, bin);
+    await writeFileDurably(stagedPath, bin);
     await writeAtomic(config, json({ ...file, weightsFile: staged }));
   } catch (err) {
     // Keep the staged weights if the switch happened (a failure after the rename).
@@ -187,38 +191,12 @@ export function storedWeight(tensors: Map<string, Float32Array>, key: string, sh
 async function writeAtomic(file: string, data: string | Buffer): Promise<void> {
   const tmp = `${file}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`;
   try {
-    await writeDurably(tmp, data);
+    await writeFileDurably(tmp, data);
     await fs.rename(tmp, file);
-    await syncDir(path.dirname(file));
+    await syncFolder(path.dirname(file));
   } catch (err) {
     await fs.rm(tmp, { force: true }).catch(() => undefined); // the write's error is the one to report
     throw adapterFileError(`could not write '${file}': ${(err as Error).message}`);
   }
 }
 
-async function writeDurably(file: string, data: string | Buffer): Promise<void> {
-  const fh = await fs.open(file, 'w');
-  try {
-    await fh.writeFile(data);
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
-
-/** Makes a rename into `dir` durable. */
-async function syncDir(dir: string): Promise<void> {
-  let fh: FileHandle;
-  try {
-    fh = await fs.open(dir, 'r');
-  } catch (err) {
-    // Windows cannot open a folder for fsync; its renames are durable on return.
-    if (['EISDIR', 'EPERM', 'EACCES'].includes((err as NodeJS.ErrnoException).code ?? '')) return;
-    throw err;
-  }
-  try {
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-}
