@@ -161,15 +161,11 @@ describe('trainer lifecycle: overlapping and late calls', () => {
   it('stop() from a timer takes effect during a long fit (the event loop turns between steps)', async () => {
     const data = blobs(64);
     const t = tinyTrainer();
-    const epochs = 100_000; // hours of training if the timers never ran
-    let ticks = 0;
+    const epochs = 100_000; // hours of training if the timer never ran
     let stepAtStop = -1;
-    const timer = setInterval(() => {
-      if (++ticks === 3) (stepAtStop = t.step), t.stop();
-    }, 5);
+    setTimeout(() => ((stepAtStop = t.step), t.stop()), 20);
     const history = await t.fit(data, { epochs, batchSize: 8 });
-    clearInterval(timer);
-    expect(ticks).to.be.at.least(3);
+    expect(stepAtStop).to.be.greaterThan(0);
     expect(t.step - stepAtStop).to.be.at.most(1); // fit returned after the batch that was running
     expect(history.epoch.length).to.be.lessThan(epochs);
     expect(t.position.epoch).to.be.lessThan(epochs);

@@ -434,6 +434,7 @@ export class Trainer {
     // re-running the fit that was cut finishes its schedule.
     const epochs = o.initialEpoch !== undefined || this.resumedSchedule ? o.epochs : this.pos.epoch + o.epochs;
     this.stopRequested = false;
+    this.turns.restart();
     const measured = this.plan?.measuredBatchSize;
     if (measured !== undefined && measured !== o.batchSize) {
       this.logger.warn(
@@ -557,7 +558,7 @@ export class Trainer {
           values?.dispose();
         }
         await releaseDroppedGpuObjects();
-        await this.turns.maybeTurn(); // timers and signal handlers (a stop()) run during a long fit
+        await this.turns.maybeTurn(); // timers and signal handlers (a stop()) run during a long fit, once a second
       }
       if (!r.done) {
         // Stopped with data left. The batch fetched before the check never reaches a step, which would free it.
