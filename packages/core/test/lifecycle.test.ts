@@ -128,6 +128,19 @@ describe('trainer lifecycle: overlapping and late calls', () => {
     data.dispose();
   });
 
+  it('dispose() while a save reads the state is refused; after the save it frees everything', async () => {
+    const data = blobs(16);
+    const t = tinyTrainer();
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    const before = tf.memory().numTensors;
+    const saving = t.save(tmpDir());
+    expect(() => t.dispose()).to.throw(/dispose\(\) was called while save\(\) reads the state it would free\. Await the save/);
+    expect(path.basename(await saving)).to.equal('step-2');
+    t.dispose();
+    expect(tf.memory().numTensors).to.be.lessThan(before); // the chain's momentum freed
+    data.dispose();
+  });
+
   it('saves to one folder that overlap run one after another: each completes and LATEST names the last', async () => {
     const data = blobs(16);
     const t = tinyTrainer();

@@ -825,6 +825,9 @@ export class Trainer {
     if (this.fitting) {
       throw new TapfitError(ErrorCodes.STATE, 'trainer: dispose() was called while fit() runs. Call stop(), await the fit, then dispose().');
     }
+    if (this.capturing) {
+      throw new TapfitError(ErrorCodes.STATE, 'trainer: dispose() was called while save() reads the state it would free. Await the save, then dispose().');
+    }
     this.disposed = true;
     // Every plugin gets its dispose() and the trainer frees its own whatever one of them throws.
     let failure: TapfitError | undefined;
