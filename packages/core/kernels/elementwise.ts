@@ -78,20 +78,42 @@ export function reluGrad(out: usize, dy: usize, x: usize, n: i32): void {
 }
 
 /**
- * max(x, 0) as XNNPACK's clamp computes it on wasm, bit for bit: x where its sign bit is
- * clear (NaN with a clear sign bit included), +0 where it is set (-0, negatives, -NaN).
+ * max(x, 0) as XNNPACK's clamp computes it on wasm (+0 for -0 and negatives), except that
+ * NaN stays NaN whatever its sign bit, as on cpu: XNNPACK turned a NaN with its sign bit
+ * set (what x86 makes of 0 * Inf or Inf - Inf) into 0, hiding a diverged value from the
+ * loss. wasm's f32 max propagates NaN and orders -0 below +0.
  */
 export function relu(out: usize, x: usize, n: i32): void {
+  clamp(out, x, 0, Infinity, n);
+}
+
+/**
+ * min(max(x, lo), hi) with NaN kept (clipByValue, relu6 and fused activations on wasm):
+ * XNNPACK's clamp returned lo for NaN.
+ */
+export function clamp(out: usize, x: usize, lo: f32, hi: f32, n: i32): void {
+  const vlo = f32x4.splat(lo);
+  const vhi = f32x4.splat(hi);
   const n4 = n & ~3;
   let i = 0;
   for (; i < n4; i += 4) {
     const o = <usize>i << 2;
-    const v = v128.load(x + o);
-    v128.store(out + o, v128.andnot(v, i32x4.shr_s(v, 31)));
+    v128.store(out + o, f32x4.min(f32x4.max(v128.load(x + o), vlo), vhi));
   }
   for (; i < n; i++) {
     const o = <usize>i << 2;
-    const bits = load<i32>(x + o);
-    store<i32>(out + o, bits < 0 ? 0 : bits);
+    store<f32>(out + o, min<f32>(max<f32>(load<f32>(x + o), lo), hi));
   }
+}
+
+/** 1 when some element is -Infinity (XNNPACK's pooling writes it for a window holding NaN), else 0. */
+export function hasNegativeInfinity(x: usize, n: i32): i32 {
+  const ninf = f32x4.splat(-Infinity);
+  const n4 = n & ~3;
+  let i = 0;
+  let seen = i32x4.splat(0);
+  for (; i < n4; i += 4) seen = v128.or(seen, f32x4.eq(v128.load(x + (<usize>i << 2)), ninf));
+  if (v128.any_true(seen)) return 1;
+  for (; i < n; i++) if (load<f32>(x + (<usize>i << 2)) == -Infinity) return 1;
+  return 0;
 }

@@ -7,4 +7,4 @@ export { sumRows } from './reduce';
 export { maxPoolGradTiled } from './pool';
 export { gemm, gemmNT } from './gemm';
 export { im2colT } from './conv';
-export { add, addRows, scale, reluGrad, relu } from './elementwise';
+export { add, addRows, scale, reluGrad, relu, clamp, hasNegativeInfinity } from './elementwise';

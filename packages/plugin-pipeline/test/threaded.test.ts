@@ -125,6 +125,28 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     }
   });
 
+  for (const [label, boundaries, nanSample] of [
+    ['the last stage after a delayed forward', ['d2', 'd3'], 5],
+    ['a last stage with no delay (forward and backward at once)', ['d3'], 2],
+  ] as const) {
+    it(`a non-finite loss stops the pipeline naming the last stage and the sample, before its update (${label})`, async () => {
+      const { x, y } = samples(8);
+      const bad = tf.tidy(() => tf.where(tf.equal(tf.range(0, 8).reshape([8, 1]).tile([1, 4]), nanSample), tf.fill([8, 4], NaN), x));
+      const pipe = await ThreadedPipeline.start({ model: build(), boundaries: [...boundaries], loss: 'softmaxCrossEntropy', optimizer, backend: 'wasm' });
+      try {
+        const err = await pipe.train(bad, y).then(
+          () => null,
+          (e: Error) => e,
+        );
+        const last = boundaries.length + 1;
+        expect(err?.message, err?.message).to.match(new RegExp(`pipeline stage ${last} failed on sample ${nanSample}: .*non-finite loss \\(NaN\\) at sample ${nanSample}; no update was applied for it`));
+      } finally {
+        await pipe.close();
+        tf.dispose([x, y, bad]);
+      }
+    });
+  }
+
   it('a worker that dies stops the pipeline naming the stage', async () => {
     process.env.PIPELINE_FAULT = 'exit:1:2';
     const { x, y } = samples(8);

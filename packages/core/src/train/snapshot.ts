@@ -4,6 +4,7 @@ import { TensorReader, TensorWriter } from '../checkpoint/tensor-file';
 import { ErrorCodes, pluginCallFailure, TapfitError } from '../errors';
 import type { PluginState, TapfitPlugin } from '../plugin/types';
 import { checkStateMatches, stateTensors } from '../transforms/state';
+import { anyNonFinite } from './non-finite';
 import type { TransformState } from '../transforms/types';
 import { CORE_VERSION } from '../version';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
@@ -43,14 +44,23 @@ function pluginSaveState(plugin: TapfitPlugin): PluginState {
 
 /** Everything a trainer needs to continue exactly where it was (reads tensors back). */
 export async function captureCheckpoint(p: TrainerParts): Promise<{ manifest: Manifest; tensors: Buffer }> {
+  refuseNonFinite('model variables', p.variables.map((v) => ({ name: v.name, tensor: v })));
   const w = new TensorWriter();
   const variables = p.variables.map((v) => ({ name: v.name, shape: [...v.shape], ref: w.add(v) }));
   let optimizer: Manifest['optimizer'];
   if (p.stepper instanceof ChainStepper) {
-    optimizer = { kind: 'chain', names: [...p.stepper.names], state: w.encode(p.stepper.state) };
+    const state = p.stepper.state;
+    refuseNonFinite('optimizer state of', Object.entries(state).flatMap(([name, part]) => stateTensors(part).map((tensor) => ({ name, tensor }))));
+    optimizer = { kind: 'chain', names: [...p.stepper.names], state: w.encode(state) };
   } else {
     const opt = (p.stepper as OptimizerStepper).optimizer;
     const weights = await opt.getWeights();
+    try {
+      refuseNonFinite('optimizer weights', weights);
+    } catch (err) {
+      freeFresh(weights);
+      throw err;
+    }
     optimizer = {
       kind: 'optimizer',
       className: opt.getClassName(),
@@ -81,6 +91,20 @@ export async function captureCheckpoint(p: TrainerParts): Promise<{ manifest: Ma
     tensors: w.entries,
   };
   return { manifest, tensors: w.buffer() };
+}
+
+/**
+ * A diverged run's state is not saved: in a rotation its checkpoint would replace the last
+ * good one. One scalar is read back; the names are looked for only when something is bad.
+ */
+function refuseNonFinite(what: string, named: readonly { name: string; tensor: tf.Tensor }[]): void {
+  if (!anyNonFinite(named.map((n) => n.tensor))) return;
+  const bad = [...new Set(named.filter((n) => anyNonFinite([n.tensor])).map((n) => `'${n.name}'`))];
+  throw new TapfitError(
+    ErrorCodes.NON_FINITE,
+    `save: ${what} ${bad.slice(0, 3).join(', ')}${bad.length > 3 ? ` and ${bad.length - 3} more` : ''} hold NaN or Infinity: the run has diverged. Nothing was written (a checkpoint of it could replace a good one). ` +
+      'Resume from an earlier checkpoint (Trainer.resume) and lower the learning rate or add clipByGlobalNorm; model.save() still writes the model for inspection.',
+  );
 }
 
 /** Renames object keys that are saved variable names to the current variable names. */

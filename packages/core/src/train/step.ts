@@ -1,12 +1,12 @@
 import * as tf from '@tensorflow/tfjs';
 import type { Batch } from '../data/data-source';
-import { ErrorCodes, TapfitError } from '../errors';
 import type { Hooks } from '../hooks/hooks';
 import type { StepInfo } from '../hooks/types';
 import type { Segment } from '../model/segment';
 import type { Backprop } from '../services/tokens';
 import type { MemoryPlan } from '../step/memory-plan';
 import type { LossFn } from '../step/step-request';
+import { nonFiniteCause, nonFiniteError } from './non-finite';
 import type { Penalty } from './regularization';
 import type { Stepper } from './stepper';
 
@@ -34,6 +34,8 @@ export interface StepOutcome {
   loss: tf.Scalar;
   /** False when no update was applied (non-finite loss skipped, or a backward tap returned null). */
   applied: boolean;
+  /** True when the loss was NaN or infinite and the update was skipped (nonFinite: 'skip'). */
+  nonFinite: boolean;
 }
 
 /**
@@ -44,7 +46,8 @@ export interface StepOutcome {
  * 2. the Backprop runs that forward and differentiates the loss (plain autodiff, or the
  *    segment executor realising the memory plan); the model's weight penalties, if it
  *    declares any, are added to the loss and the gradients as model.fit adds them;
- * 3. a non-finite loss stops here (throw, or skip the update);
+ * 3. a non-finite loss stops here (throw, or skip the update; weights that are already
+ *    non-finite always throw, since no later step could be applied);
  * 4. `backward` taps map the gradients (delay queues, masks, clipping), each tap's
  *    result checked against the variables; null means "no update this step";
  * 5. the stepper applies them: the same transform path asyncTrain's master uses; weights
@@ -54,6 +57,7 @@ export interface StepOutcome {
  */
 export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo): StepOutcome {
   let applied = false;
+  let nonFinite = false;
   try {
     const loss = tf.tidy(() => {
       // This step's own copy of the segment list: a tap that edits it in place changes this step only, not the model.
@@ -69,14 +73,12 @@ export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo): St
         loss: parts.loss,
       });
       const { value, grads } = parts.penalty ? withPenalty(computed, parts.penalty(variables)) : computed;
-      if (parts.nonFinite !== 'off' && !Number.isFinite(value.dataSync()[0])) {
-        if (parts.nonFinite === 'throw') {
-          throw new TapfitError(
-            ErrorCodes.NON_FINITE,
-            `non-finite loss (${value.dataSync()[0]}) at step ${info.step} (epoch ${info.epoch}, batch ${info.batch}); no update was applied. ` +
-              `Lower the learning rate, add clipByGlobalNorm, or pass nonFinite: 'skip' to skip such steps.`,
-          );
-        }
+      const read = parts.nonFinite === 'off' ? 0 : value.dataSync()[0];
+      if (!Number.isFinite(read)) {
+        // Failure path only: find out why (the data, or weights an earlier update diverged) to say what helps.
+        const cause = nonFiniteCause(batch, variables);
+        if (parts.nonFinite === 'throw' || cause.weights.length) throw nonFiniteError(read, info, cause, parts.nonFinite as 'throw' | 'skip');
+        nonFinite = true;
         return value;
       }
       const g = parts.hooks.backward.call(grads, info);
@@ -88,7 +90,7 @@ export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo): St
       }
       return value;
     });
-    return { loss, applied };
+    return { loss, applied, nonFinite };
   } finally {
     tf.dispose([batch.x, batch.y]);
   }

@@ -47,6 +47,7 @@ import { optimizerByName } from '../transforms/by-name';
 import type { History } from './history';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
 import { layersConstraints } from './constraints';
+import { everyStepSkipped } from './non-finite';
 import { layersPenalty, penalizedLayers } from './regularization';
 import { trainingStep, type StepParts } from './step';
 
@@ -523,6 +524,7 @@ export class Trainer {
     this.fitState = { metricSink: names.length > 1 ? (v) => pending.push(v) : undefined, loss };
     this.epochRun = { batchSize: o.batchSize, shuffle: o.shuffle, names, means };
     let batch = 0;
+    let nonFiniteSkips = 0;
     try {
       let r = await it.next();
       for (; !r.done && !this.stopRequested; r = await it.next(), batch++) {
@@ -537,7 +539,8 @@ export class Trainer {
           throw err;
         }
         if (this.capturing) await this.capturing.catch(() => undefined); // a save() started in a callback reads this step's state
-        const { loss: value, skipped } = this.trainStep(r.value, info);
+        const { loss: value, skipped, nonFinite } = this.trainStep(r.value, info);
+        if (nonFinite) nonFiniteSkips++;
         this.pos = { epoch, batch: info.batch + 1 };
         const metrics = pending.splice(0);
         let values: tf.Tensor1D | undefined;
@@ -546,7 +549,7 @@ export class Trainer {
           // forward's value it returns); the metrics logged are those of the last call, the value's.
           const last = metrics.at(-1);
           values = tf.tidy(() => (last ? tf.concat([tf.reshape(value, [1]), last]) : tf.reshape(value, [1])) as tf.Tensor1D);
-          means.add(values, size);
+          if (!nonFinite) means.add(values, size); // the epoch's means are over the steps that were applied
           if (batchEnd.isUsed) await batchEnd.run({ ...info, skipped, loss: () => value.dataSync()[0] });
           if (callbacks.wantsBatches) {
             const read = values.dataSync(); // only when a callback handles batches (model.fit's CustomCallback reads them too)
@@ -569,6 +572,7 @@ export class Trainer {
       if (batch === 0 && startBatch === 0) {
         throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
       }
+      if (batch > 0 && nonFiniteSkips === batch) throw everyStepSkipped(epoch, batch);
       const values = await means.means();
       if (!values) {
         throw new TapfitError(
@@ -595,9 +599,10 @@ export class Trainer {
 
   /**
    * One synchronous step on one batch (disposes the batch). Returns the batch loss
-   * (caller disposes) and whether the update was skipped.
+   * (caller disposes), whether the update was skipped, and whether that was for a
+   * non-finite loss (nonFinite: 'skip').
    */
-  trainStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean } {
+  trainStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
     try {
       this.assertUsable('trainStep()');
     } catch (err) {
@@ -613,10 +618,10 @@ export class Trainer {
       b.y.dispose();
       b = { ...b, y };
     }
-    const { loss, applied } = trainingStep(this.stepParts, b, info);
+    const { loss, applied, nonFinite } = trainingStep(this.stepParts, b, info);
     if (applied) this.stepCount++;
     else this.skippedSteps++;
-    return { loss, skipped: !applied };
+    return { loss, skipped: !applied, nonFinite };
   }
 
   /**

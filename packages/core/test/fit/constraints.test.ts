@@ -73,7 +73,9 @@ describe('weight constraints (kernelConstraint, biasConstraint)', () => {
     const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.5 }), logger: new SilentLogger(), nonFinite: 'skip' });
     const x = tf.fill([8, 4], NaN);
     const y = tf.oneHot(tf.zeros([8], 'int32'), 3).toFloat();
-    await t.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0 });
+    // The epoch's only batch is skipped: the fit then stops (an epoch that trained nothing), after the skip.
+    const err = await t.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0 }).catch((e: Error) => e);
+    expect(err).to.be.instanceOf(Error).with.property('code', 'TAPFIT_E_NON_FINITE');
     expect(t.skipped).to.equal(1);
     expect(values(model), 'the initial kernel (columns longer than 0.8) is left as it was').to.deep.equal(before);
     t.dispose();

@@ -186,6 +186,7 @@ class Stage {
     if (this.last) {
       const value = tf.tidy(() => this.loss(this.labels.get(t)!, y).dataSync()[0]);
       y.dispose();
+      finiteLoss(value, t);
       this.reportLoss(t, value);
       this.backward(t);
       return;
@@ -209,7 +210,12 @@ class Stage {
     // stageBackward tidies its own intermediates: what comes back is the gradients and the loss.
     const out = init.weightStashing && !once ? withWeights(this.variables, this.history!.forwardWeights(t), run) : run();
     const r = { dx: out.dxs[0], grads: out.grads, value: out.value };
-    if (once) this.reportLoss(t, r.value!.dataSync()[0]);
+    if (once) {
+      const value = r.value!.dataSync()[0];
+      if (!Number.isFinite(value)) tf.dispose([...r.grads.filter((g): g is tf.Tensor => g != null), r.dx ?? [], r.value!]);
+      finiteLoss(value, t);
+      this.reportLoss(t, value);
+    }
     const grads: NamedTensors = {};
     this.variables.forEach((v, k) => r.grads[k] && (grads[v.name] = r.grads[k]!)); // no path: no update, as in the trainer
     const penalty = this.addPenalty(grads);
@@ -270,6 +276,16 @@ class Stage {
       this.losses = null;
     }
   }
+}
+
+/**
+ * The trainer's non-finite guard, for the last stage: a NaN or infinite loss stops the
+ * pipeline before the sample's update (a NaN sample, or diverged weights, would otherwise
+ * turn every weight NaN while train() resolved).
+ */
+function finiteLoss(value: number, sample: number): void {
+  if (Number.isFinite(value)) return;
+  throw new Error(`non-finite loss (${value}) at sample ${sample}; no update was applied for it. Check the samples for NaN or Infinity, or lower the learning rate`);
 }
 
 start().catch((err) => send({ type: 'failed', stage: init.stage, sample: null, error: err instanceof Error ? (err.stack ?? err.message) : String(err) }));

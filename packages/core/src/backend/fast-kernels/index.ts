@@ -7,6 +7,7 @@ import { installElementwise } from './elementwise';
 import { installFastGather } from './gather';
 import { installLazyConvGradients } from './lazy-conv-grad';
 import { installMatMulOrder } from './matmul-order';
+import { installNanPropagation, NAN_PROPAGATING_KERNELS } from './nan-propagation';
 import { installFastMaxPoolGrad } from './max-pool-grad';
 import { installRelu } from './relu';
 import { installFastReverse } from './reverse';
@@ -46,6 +47,8 @@ let fast: Overrides | null = null;
  * - Add, Multiply by a scalar (float32, large): split over the threads (none with one);
  *   a bias added along the last axis: one pass
  * - Relu: one pass; its gradient: one kernel (TapfitReluGrad) instead of Step and Multiply
+ * - NaN stays NaN in ClipByValue, Relu6, relu/relu6 fused into products, MaxPool and AvgPool
+ *   (XNNPACK made it a number, hiding divergence from the non-finite guard: nan-propagation.ts)
  * - tf.fused.conv2d with a linear activation: conv2d + add, so that a first layer's input
  *   gradient, which nothing reads, is not computed
  *
@@ -71,6 +74,7 @@ export function installWasmFastKernels(): void {
     installElementwise(o);
     installRelu(o);
     installLazyConvGradients(o);
+    installNanPropagation(o); // last: it wraps the products the others registered
   } catch (err) {
     o.restore();
     throw err;
@@ -89,4 +93,4 @@ export function wasmFastKernelsInstalled(): boolean {
 }
 
 /** Kernels the fast set registers for wasm. */
-export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Reverse', 'Sum', 'Mean', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'Relu', 'TapfitReluGrad', 'Tile', 'Slice', 'Unpack', 'GatherV2', ...FAST_COMPARE_KERNELS];
+export const WASM_FAST_KERNELS: readonly string[] = ['Identity', 'Cast', 'Transpose', 'Reverse', 'Sum', 'Mean', 'MaxPoolGrad', 'Conv2DBackpropFilter', 'BatchMatMul', '_FusedMatMul', 'TapfitScaledSum', 'TapfitAdamMoments', 'Add', 'Multiply', 'Relu', 'TapfitReluGrad', 'Tile', 'Slice', 'Unpack', 'GatherV2', ...FAST_COMPARE_KERNELS, ...NAN_PROPAGATING_KERNELS.filter((k) => k !== '_FusedMatMul')];

@@ -12,8 +12,8 @@ export const RELU_GRAD_KERNEL = 'TapfitReluGrad';
 /**
  * Relu and its gradient in one pass each on wasm.
  *
- * - Relu: the values of tfjs-backend-wasm's (XNNPACK's clamp) bit for bit, on tapfit's
- *   threads: XNNPACK's pool spins for milliseconds after each of its operations and
+ * - Relu: the values of tfjs-backend-wasm's (XNNPACK's clamp) bit for bit, except that
+ *   NaN stays NaN (nan-propagation.ts), on tapfit's threads: XNNPACK's pool spins for milliseconds after each of its operations and
  *   takes a core from tapfit's helper threads (docs/backends.md §3).
  * - The gradient: tfjs computes mul(dy, cast(step(x))), a Step kernel then a Multiply,
  *   two passes over every activation (about 1.4 ms of the MNIST CNN's 35 ms step). It is

@@ -47,6 +47,8 @@ export interface HeapKernels {
   addRows(out: number, x: number, bias: number, cols: number, r0: number, r1: number): void;
   reluGrad(out: number, dy: number, x: number, n: number): void;
   relu(out: number, x: number, n: number): void;
+  clamp(out: number, x: number, lo: number, hi: number, n: number): void;
+  hasNegativeInfinity(x: number, n: number): number;
   scale(out: number, x: number, s: number, n: number): void;
   maxPoolGradTiled(dx: number, x: number, dy: number, B: number, H: number, W: number, C: number, OH: number, OW: number, KH: number, KW: number, top: number, left: number, b0: number, b1: number): void;
 }
@@ -55,7 +57,7 @@ export interface HeapKernels {
 const GEMM_SCRATCH_BYTES = 256 * 256 * 4 + 4 * 8 * 4;
 
 /** Kernels the helper threads may run (the others always run on the main thread). */
-const SPLIT_KERNELS: ReadonlyArray<keyof HeapKernels> = ['gemm', 'add', 'scale', 'axpby', 'adam', 'im2colT', 'addRows', 'reluGrad', 'relu', 'maxPoolGradTiled'];
+const SPLIT_KERNELS: ReadonlyArray<keyof HeapKernels> = ['gemm', 'add', 'scale', 'axpby', 'adam', 'im2colT', 'addRows', 'reluGrad', 'relu', 'clamp', 'maxPoolGradTiled'];
 
 export interface WasmHeap {
   kernels: HeapKernels;
