@@ -56,6 +56,19 @@ describe('transforms: clipByGlobalNorm at the edges of float32', () => {
     expectClose(clip(2, huge), reference(2, huge));
   });
 
+  it('clips by direction when the norm itself is past float32\'s maximum (finite entries near 3.4e38)', () => {
+    // The norm (4.2e38) is not representable; the factor must not become maxNorm / Inf = 0.
+    const beyond = { a: vector(3e38, 3e38) };
+    expectClose(clip(1, beyond), reference(1, beyond));
+    expect(clip(1, beyond).a[0]).to.be.closeTo(Math.SQRT1_2, 1e-6);
+    expectClose(clip(1e38, beyond), reference(1e38, beyond));
+    const several = { a: vector(3.4e38, -1e38), b: { shape: [2], data: [-3.4e38, 1e30] } };
+    expectClose(clip(0.5, several), reference(0.5, several));
+    // A norm near float32's maximum yet under maxNorm: untouched.
+    const under = { a: vector(2e38, 2e38, -1) };
+    expect(clip(3e38, under)).to.deep.equal({ a: under.a.data.map(Math.fround) });
+  });
+
   it('clips with a maxNorm so small that the squares underflow float32 (norm under ~1e-19)', () => {
     const tiny = { a: vector(3e-25, 4e-25, 0), b: vector(-1e-26) };
     expectClose(clip(1e-25, tiny), reference(1e-25, tiny), 1e-5);
