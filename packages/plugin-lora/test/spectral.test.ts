@@ -122,4 +122,33 @@ describe('spectral analysis', () => {
     lora.dispose();
     base.dispose();
   });
+  it('analyzeUpdate refuses NaN or Inf weights, naming the layer and model, instead of reporting a rank', () => {
+    const base = mlp();
+    const lora = applyLora(base, { targets: 'all-dense', rank: 2, seed: 1 });
+    perturbAdapters(lora.model, 4, 1);
+    analyzeUpdate(base, lora.model); // warm-up: tfjs caches a few tensors on first use
+    const b = lora.model.getLayer('fc2').weights.find((w) => /lora_B/.test(w.originalName))!;
+    const saved = tf.clone(b.read());
+    for (const bad of [Number.NaN, Infinity]) {
+      const fill = tf.fill(b.shape as number[], bad);
+      b.write(fill);
+      fill.dispose();
+      const n = tf.memory().numTensors;
+      const err = thrown(() => analyzeUpdate(base, lora.model));
+      expect(err).to.be.instanceOf(TapfitError);
+      expect((err as TapfitError).code).to.equal(ErrorCodes.STATE);
+      expect(err.message).to.match(/^lora: analyzeUpdate: the kernel is not finite in layer fc2 of the tuned model; its weights hold NaN or Inf/);
+      expect(tf.memory().numTensors, `tensors after ${bad}`).to.equal(n);
+    }
+    b.write(saved);
+    saved.dispose();
+    // The base model is named too.
+    const k = base.getLayer('head').weights[0];
+    const fill = tf.fill(k.shape as number[], Number.NaN);
+    k.write(fill);
+    fill.dispose();
+    expect(thrown(() => analyzeUpdate(base, lora.model)).message).to.match(/not finite in layer head of the base model/);
+    lora.dispose();
+    base.dispose();
+  });
 });

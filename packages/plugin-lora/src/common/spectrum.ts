@@ -43,11 +43,17 @@ export interface Spectrum {
   norm: number;
 }
 
-/** The spectrum of `t` seen as a rows x cols matrix. */
-export function spectrumOf(t: tf.Tensor, rows: number, cols: number, fraction: number): Spectrum {
+/**
+ * The spectrum of `t` seen as a rows x cols matrix, or null when it holds NaN or Inf: its
+ * singular values are then not defined (the SVD gives NaN, which explainedRank would count
+ * as full rank). float32 squares summed in float64 cannot overflow, so a non-finite sum
+ * means a non-finite entry.
+ */
+export function spectrumOf(t: tf.Tensor, rows: number, cols: number, fraction: number): Spectrum | null {
   const data = t.dataSync();
-  const singular = singularValues(data, rows, cols);
   let sq = 0;
   for (let i = 0; i < data.length; i++) sq += data[i] * data[i];
+  if (!Number.isFinite(sq)) return null;
+  const singular = singularValues(data, rows, cols);
   return { singularValues: singular, rank: explainedRank(singular, fraction), norm: Math.sqrt(sq) };
 }

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { configError } from '../common/errors';
+import { configError, stateError } from '../common/errors';
 import { type Spectrum, spectrumOf } from '../common/spectrum';
 import { isContainer } from './catalog';
 import { LoraLayer } from './lora-layer';
@@ -63,15 +63,22 @@ export function analyzeUpdate(base: tf.LayersModel, tuned: tf.LayersModel, opts:
       }
       const cols = w0.shape[w0.rank - 1];
       const rows = w0.size / cols;
+      // NaN or Inf has no spectrum; merge refuses such weights too.
+      const finite = (s: Spectrum | null, why: () => string): Spectrum => {
+        if (s) return s;
+        throw stateError(`analyzeUpdate: ${why()}, so it has no rank or spectrum. Analyze finite weights (an earlier checkpoint, or a model whose training did not diverge).`);
+      };
+      const weights = (model: string) => () => `the kernel is not finite in layer ${path} of the ${model} model; its weights hold NaN or Inf`;
+      const p = finite(spectrumOf(w0, rows, cols, fraction), weights('base'));
+      const f = finite(spectrumOf(w1, rows, cols, fraction), weights('tuned'));
       const delta = tf.sub(w1, w0);
       let d: Spectrum;
       try {
-        d = spectrumOf(delta, rows, cols, fraction);
+        d = finite(spectrumOf(delta, rows, cols, fraction), () => `the update (tuned - base) of layer ${path} overflows float32 (the kernels differ by more than ~3.4e38)`);
       } finally {
         delta.dispose();
       }
-      const p = spectrumOf(w0, rows, cols, fraction);
-      layers.push({ layer: path, shape: [rows, cols], pre: p, ft: spectrumOf(w1, rows, cols, fraction), delta: d, relativeUpdate: p.norm > 0 ? d.norm / p.norm : Infinity });
+      layers.push({ layer: path, shape: [rows, cols], pre: p, ft: f, delta: d, relativeUpdate: p.norm > 0 ? d.norm / p.norm : Infinity });
     }
     if (layers.length === 0) throw configError(`analyzeUpdate: the two models share no weight matrix (layers are matched by name).`);
     return { fraction, layers };
