@@ -174,7 +174,7 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
         }
         if (o.compensation !== 'sc') return members;
         if (!m) {
-          throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: compensation 'sc' replaces the chain's momentum member, but the chain ${members.map((t) => t.name).join(' -> ')} has none; use sgd({ lr, momentum }) or compensation 'none'.`);
+          throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: compensation 'sc' replaces the optimizer chain's momentum member, but the optimizer chain (members: ${members.map((t) => t.name).join(' -> ')}) has no momentum member: use sgd({ lr, momentum }) with momentum > 0, or compensation 'none'.`);
         }
         const hp = m.hyperparams!;
         if (typeof hp.compensation === 'string') {

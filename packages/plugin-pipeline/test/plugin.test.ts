@@ -117,7 +117,11 @@ describe('pipeline plugin: bad input names the stage and the fix', () => {
   });
 
   it('SC or the velocity form without momentum in the chain', async () => {
-    expect(await setupError({ stages: 2, compensation: 'sc' }, tinyModel(), adam({ lr: 0.01 }) as never)).to.match(/compensation 'sc' replaces the chain's momentum member/);
+    expect(await setupError({ stages: 2, compensation: 'sc' }, tinyModel(), adam({ lr: 0.01 }) as never)).to.match(/compensation 'sc' replaces the optimizer chain's momentum member/);
+    // momentum 0 leaves plain SGD: the message names the chain's members and the fix.
+    expect(await setupError({ stages: 2, compensation: 'sc' }, tinyModel(), sgd({ lr: 0.1, momentum: 0 }))).to.match(
+      /the optimizer chain \(members: lr\) has no momentum member: use sgd\(\{ lr, momentum \}\) with momentum > 0, or compensation 'none'\.$/,
+    );
     expect(await setupError({ stages: 2, prediction: 'lwp-velocity' }, tinyModel(), sgd({ lr: 0.1 }))).to.match(/'lwp-velocity' needs an update chain with momentum .* 'lwp-delta'/);
     expect(await setupError({ stages: 2, compensation: 'sc' }, tinyModel(), sgd({ lr: 0.1, momentum: 0.9, nesterov: true }))).to.match(/plain momentum/);
   });
