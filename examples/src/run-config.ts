@@ -163,7 +163,8 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
     }
     await trainer.setup();
     const describe = trainer.describe();
-    const history = await trainer.fit(data.train, { epochs: config.training.epochs, batchSize: config.training.batchSize, validationData: data.test });
+    // training.epochs is the run's total: a resumed run trains up to it (initialEpoch makes that explicit).
+    const history = await trainer.fit(data.train, { epochs: config.training.epochs, ...(resume ? { initialEpoch: trainer.position.epoch } : {}), batchSize: config.training.batchSize, validationData: data.test });
     const test = await trainer.evaluate(data.test);
     const seconds = (performance.now() - started) / 1000;
     log.info(`test: loss ${test.loss.toFixed(4)}, accuracy ${(test.acc * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);

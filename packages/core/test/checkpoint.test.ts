@@ -152,6 +152,81 @@ describe('checkpoint safety', () => {
     data.dispose();
   });
 
+  describe('the first fit after Trainer.resume, in the two patterns the README shows', () => {
+    const options = (logger: { info: () => void; warn: (m: string) => void } = new SilentLogger()): TrainerOptions => ({ model: tinyMlp(5), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), logger, seed: 11 });
+    /** 4 epochs of 4 batches straight through: the reference. */
+    const straight = async (data: ReturnType<typeof blobs>) => {
+      const t = new Trainer(options());
+      await t.fit(data, { epochs: 4, batchSize: 8 });
+      const w = weights(t);
+      t.dispose();
+      return w;
+    };
+    /** Trains `fit` until `stopAt` steps, saves, and returns the folder. */
+    const cut = async (data: ReturnType<typeof blobs>, stopAt: number, fit: (t: Trainer, stop: tf.CustomCallbackArgs) => Promise<void>) => {
+      const t = new Trainer(options());
+      await fit(t, { onBatchEnd: async () => void (t.step >= stopAt && t.stop()) });
+      const dir = tmp();
+      await t.save(dir);
+      t.dispose();
+      return dir;
+    };
+
+    const loopCases = [
+      ['fit({ epochs: 1 })', 6],
+      ['fit({ epochs: 1 })', 8],
+      ['fit({ initialEpoch: e, epochs: e + 1 })', 6],
+      ['fit({ initialEpoch: e, epochs: e + 1 })', 8],
+      ['fit({ initialEpoch: e, epochs: e + 1 })', 4],
+    ] as const;
+    for (const [form, stopAt] of loopCases) {
+      it(`a loop of ${form} from trainer.position.epoch goes on one epoch per call (cut at step ${stopAt}${stopAt % 4 ? ', mid-epoch' : ', at an epoch end'})`, async () => {
+        const data = blobs(32);
+        const epochOptions = (e: number) => (form === 'fit({ epochs: 1 })' ? { epochs: 1 } : { initialEpoch: e, epochs: e + 1 });
+        const dir = await cut(data, stopAt, async (t, stop) => {
+          for (let e = 0; e < 4 && t.step < stopAt; e++) await t.fit(data, { ...epochOptions(e), batchSize: 8, callbacks: [stop] });
+        });
+        const warnings: string[] = [];
+        const resumed = await Trainer.resume(dir, options({ info: () => undefined, warn: (m) => void warnings.push(m) }));
+        const trained: number[] = [];
+        for (let e = resumed.position.epoch; e < 4; e++) trained.push(...(await resumed.fit(data, { ...epochOptions(e), batchSize: 8 })).epoch);
+        expect(trained).to.deep.equal([1, 2, 3].filter((e) => e >= Math.floor(stopAt / 4)));
+        expect(resumed.step).to.equal(16);
+        expect(weights(resumed)).to.deep.equal(await straight(data));
+        expect(warnings).to.deep.equal([]);
+        resumed.dispose();
+        data.dispose();
+      });
+    }
+
+    it('the one ambiguous case, fit({ epochs: 1 }) resumed at the end of epoch 0 (also the finished fit run again), trains nothing and says how to go on', async () => {
+      const data = blobs(32);
+      const dir = await cut(data, 4, async (t, stop) => void (await t.fit(data, { epochs: 1, batchSize: 8, callbacks: [stop] })));
+      const warnings: string[] = [];
+      const resumed = await Trainer.resume(dir, options({ info: () => undefined, warn: (m) => void warnings.push(m) }));
+      expect((await resumed.fit(data, { epochs: 1, batchSize: 8 })).epoch).to.deep.equal([]);
+      expect(warnings.join('\n')).to.match(/reached epoch 1, the final epoch this fit asks for .*nothing to train\. For more epochs pass initialEpoch: 1/);
+      expect((await resumed.fit(data, { epochs: 2, initialEpoch: 1, batchSize: 8 })).epoch).to.deep.equal([1]);
+      resumed.dispose();
+      data.dispose();
+    });
+
+    it('a fit with initialEpoch: 0 run again continues from the checkpoint (it trained the first epochs again on trained weights), with a warning', async () => {
+      const data = blobs(32);
+      const dir = await cut(data, 6, async (t, stop) => void (await t.fit(data, { epochs: 4, initialEpoch: 0, batchSize: 8, callbacks: [stop] })));
+      const warnings: string[] = [];
+      const resumed = await Trainer.resume(dir, options({ info: () => undefined, warn: (m) => void warnings.push(m) }));
+      const h = await resumed.fit(data, { epochs: 4, initialEpoch: 0, batchSize: 8 });
+      expect(h.epoch).to.deep.equal([1, 2, 3]);
+      expect(resumed.step).to.equal(16);
+      expect(weights(resumed)).to.deep.equal(await straight(data));
+      expect(warnings.join('\n')).to.match(/initialEpoch 0 is behind the resumed checkpoint \(epoch 1, batch 2\), so this fit continues from the checkpoint/);
+      resumed.dispose();
+      data.dispose();
+    });
+
+  });
+
   it('a failing save leaves the previous checkpoint intact and loadable', async () => {
     const { dir, trainer } = await savedRun();
     const before = fs.readFileSync(path.join(dir, 'step-2', 'tensors.bin'));

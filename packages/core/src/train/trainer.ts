@@ -427,13 +427,29 @@ export class Trainer {
       predict: (x, args) => this.predict(x as TensorLike, args),
     });
     const names = ['loss', ...this.resolve(Tokens.Metrics).map((m) => m.name)];
-    if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) this.pos = { epoch: o.initialEpoch, batch: 0 };
+    const resumed = this.resumedSchedule;
+    if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) {
+      // After Trainer.resume an initialEpoch behind the checkpoint is the cut fit run again: it
+      // continues from the checkpoint instead of training those epochs again on trained weights.
+      if (resumed && o.initialEpoch < this.pos.epoch) this.logger.warn(`fit: initialEpoch ${o.initialEpoch} is behind the resumed checkpoint (epoch ${this.pos.epoch}, batch ${this.pos.batch}), so this fit continues from the checkpoint; pass initialEpoch: ${this.pos.epoch} to say so.`);
+      else this.pos = { epoch: o.initialEpoch, batch: 0 };
+    }
     this.pos = checkContinuation(this.pos, o, names);
     // model.fit habit: each call trains `epochs` epochs from the position, numbered on so each
     // gets its own shuffle (an epoch a stop left unfinished counts as the first). Keras'
-    // final-epoch semantics with an explicit initialEpoch, and after Trainer.resume, so that
-    // re-running the fit that was cut finishes its schedule.
-    const epochs = o.initialEpoch !== undefined || this.resumedSchedule ? o.epochs : this.pos.epoch + o.epochs;
+    // final-epoch semantics with an explicit initialEpoch, and in the first fit after
+    // Trainer.resume when `epochs` can be the cut fit's final epoch (not behind the checkpoint,
+    // nor equal to an epoch it left unfinished), so that re-running the fit that was cut
+    // finishes its schedule while a loop of fit({ epochs: 1 }) goes on one epoch per call.
+    const finalEpoch = o.initialEpoch !== undefined || (resumed && (o.epochs > this.pos.epoch || (o.epochs === this.pos.epoch && this.pos.batch === 0)));
+    const epochs = finalEpoch ? o.epochs : this.pos.epoch + o.epochs;
+    if (resumed && !finalEpoch) this.resumedSchedule = false;
+    if (resumed && o.initialEpoch === undefined && epochs <= this.pos.epoch) {
+      this.logger.warn(
+        `fit: the resumed checkpoint has reached epoch ${this.pos.epoch}, the final epoch this fit asks for (in the first fit after Trainer.resume, epochs is the final epoch, so that re-running the fit that was cut finishes its schedule): nothing to train. ` +
+          `For more epochs pass initialEpoch: ${this.pos.epoch} with epochs: ${this.pos.epoch} + how many.`,
+      );
+    }
     this.stopRequested = false;
     this.turns.restart();
     const measured = this.plan?.measuredBatchSize;
