@@ -62,7 +62,7 @@ export function resumeIsExact(backend: string): void {
 describe('a checkpoint saved inside an epoch (by a batchEnd tap, training going on)', () => {
   useBackend('cpu');
 
-  it("holds that epoch's batching and sums so far: the resumed run logs the same epoch means as straight through, and refuses another batch size", async () => {
+  it("holds that epoch's batching and sums so far: the resumed run logs the same epoch means as straight through, and refuses another batch size or sample count", async () => {
     const options = (plugins: TapfitPlugin[] = []): TrainerOptions => ({ model: tinyMlp(5), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), metrics: ['accuracy'], logger: new SilentLogger(), seed: 3, plugins });
     const data = blobs(32);
     const dir = tmp();
@@ -76,6 +76,13 @@ describe('a checkpoint saved inside an epoch (by a batchEnd tap, training going 
       () => expect.fail('continued the epoch with another batch size'),
       (e: Error) => expect(e.message).to.match(/epoch 1 was stopped after 2 batch\(es\) run with batchSize 8, shuffle true/),
     );
+    // Another sample count shuffles another order: refused too (it trained some samples twice, others not at all).
+    const more = blobs(40);
+    await resumed.fit(more, { epochs: 3, batchSize: 8 }).then(
+      () => expect.fail('continued the epoch on data of another size'),
+      (e: Error) => expect(e.message).to.match(/epoch 1 was stopped after 2 batch\(es\) of data holding 32 samples, and this fit's data holds 40 .*initialEpoch: 2/),
+    );
+    more.dispose();
     const rest = await resumed.fit(data, { epochs: 3, batchSize: 8 });
     expect(rest.epoch).to.deep.equal([1, 2]);
     expect(rest.history.loss).to.deep.equal(h.history.loss.slice(1));

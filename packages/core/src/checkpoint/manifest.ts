@@ -29,6 +29,8 @@ export interface EpochSoFar {
   /** Per name, the sum over batches of (batch mean x batch size), float32 values (null: not finite, as JSON writes NaN). */
   sums: (number | null)[];
   samples: number;
+  /** Samples in the data the epoch was drawn from (its shuffle is of that many); absent for data of unknown size, or an older checkpoint. */
+  dataSize?: number;
 }
 
 /** manifest.json of a checkpoint folder; tensors live in tensors.bin. */
@@ -91,6 +93,7 @@ function isEpochSoFar(e: unknown): e is EpochSoFar {
     Number.isInteger(x.batchSize) &&
     typeof x.shuffle === 'boolean' &&
     Number.isInteger(x.samples) &&
+    (x.dataSize === undefined || Number.isInteger(x.dataSize)) &&
     Array.isArray(x.names) &&
     Array.isArray(x.sums) &&
     x.names.length === x.sums.length &&

@@ -123,7 +123,7 @@ export class Trainer {
   /** What the running fit asks of the step's loss (metrics, classWeight); undefined outside fit. */
   private fitState?: FitLossState;
   /** The epoch fit is running: how it is batched and its sums so far (a checkpoint saved inside it holds them). */
-  private epochRun?: { batchSize: number; shuffle: boolean; names: readonly string[]; means: BatchMeans };
+  private epochRun?: { batchSize: number; shuffle: boolean; names: readonly string[]; means: BatchMeans; dataSize: number | undefined };
   /** Set by dispose(): every later use is refused (a rebuilt setup would start a fresh optimizer state). */
   private disposed = false;
   /** The models the running fit() marked as training (model.fit's own flag), or undefined when no fit runs. */
@@ -434,7 +434,7 @@ export class Trainer {
       if (resumed && o.initialEpoch < this.pos.epoch) this.logger.warn(`fit: initialEpoch ${o.initialEpoch} is behind the resumed checkpoint (epoch ${this.pos.epoch}, batch ${this.pos.batch}), so this fit continues from the checkpoint; pass initialEpoch: ${this.pos.epoch} to say so.`);
       else this.pos = { epoch: o.initialEpoch, batch: 0 };
     }
-    this.pos = checkContinuation(this.pos, o, names);
+    this.pos = checkContinuation(this.pos, o, names, data.size);
     // model.fit habit: each call trains `epochs` epochs from the position, numbered on so each
     // gets its own shuffle (an epoch a stop left unfinished counts as the first). Keras'
     // final-epoch semantics with an explicit initialEpoch, and in the first fit after
@@ -538,7 +538,7 @@ export class Trainer {
     const means = startBatch > 0 && soFar ? BatchMeans.continuing(soFar.sums, soFar.samples) : new BatchMeans();
     const pending: tf.Tensor1D[] = [];
     this.fitState = { metricSink: names.length > 1 ? (v) => pending.push(v) : undefined, loss };
-    this.epochRun = { batchSize: o.batchSize, shuffle: o.shuffle, names, means };
+    this.epochRun = { batchSize: o.batchSize, shuffle: o.shuffle, names, means, dataSize: data.size };
     let batch = 0;
     let nonFiniteSkips = 0;
     try {
@@ -610,7 +610,7 @@ export class Trainer {
     const run = this.epochRun;
     if (!run || this.pos.batch === 0) return this.pos;
     const sums = await run.means.read();
-    return sums ? { ...this.pos, epochSoFar: { batchSize: run.batchSize, shuffle: run.shuffle, names: [...run.names], ...sums } } : this.pos;
+    return sums ? { ...this.pos, epochSoFar: { batchSize: run.batchSize, shuffle: run.shuffle, names: [...run.names], ...sums, ...(run.dataSize === undefined ? {} : { dataSize: run.dataSize }) } } : this.pos;
   }
 
   /**
