@@ -78,18 +78,30 @@ export function reluGrad(out: usize, dy: usize, x: usize, n: i32): void {
 }
 
 /**
- * max(x, 0) as XNNPACK's clamp computes it on wasm (+0 for -0 and negatives), except that
- * NaN stays NaN whatever its sign bit, as on cpu: XNNPACK turned a NaN with its sign bit
- * set (what x86 makes of 0 * Inf or Inf - Inf) into 0, hiding a diverged value from the
- * loss. wasm's f32 max propagates NaN and orders -0 below +0.
+ * max(x, 0) as XNNPACK's clamp computes it on wasm, bit for bit (x where its sign bit is
+ * clear, +0 where it is set), except that NaN stays NaN whatever its sign bit, as on cpu:
+ * XNNPACK turned a NaN with its sign bit set (what x86 makes of 0 * Inf or Inf - Inf) into
+ * 0, hiding a diverged value from the loss.
  */
 export function relu(out: usize, x: usize, n: i32): void {
-  clamp(out, x, 0, Infinity, n);
+  const n4 = n & ~3;
+  let i = 0;
+  for (; i < n4; i += 4) {
+    const o = <usize>i << 2;
+    const v = v128.load(x + o);
+    // Clear the lanes whose sign bit is set, except NaN lanes.
+    v128.store(out + o, v128.andnot(v, v128.andnot(i32x4.shr_s(v, 31), f32x4.ne(v, v))));
+  }
+  for (; i < n; i++) {
+    const o = <usize>i << 2;
+    const v = load<f32>(x + o);
+    store<i32>(out + o, isNaN(v) || reinterpret<i32>(v) >= 0 ? reinterpret<i32>(v) : 0);
+  }
 }
 
 /**
- * min(max(x, lo), hi) with NaN kept (clipByValue, relu6 and fused activations on wasm):
- * XNNPACK's clamp returned lo for NaN.
+ * clamp(x, lo, hi) as XNNPACK computes it (pseudo-min/max: lo for -0 when lo is +0), except
+ * that NaN stays NaN (clipByValue, relu6 and fused activations on wasm): XNNPACK returned lo.
  */
 export function clamp(out: usize, x: usize, lo: f32, hi: f32, n: i32): void {
   const vlo = f32x4.splat(lo);
@@ -98,11 +110,13 @@ export function clamp(out: usize, x: usize, lo: f32, hi: f32, n: i32): void {
   let i = 0;
   for (; i < n4; i += 4) {
     const o = <usize>i << 2;
-    v128.store(out + o, f32x4.min(f32x4.max(v128.load(x + o), vlo), vhi));
+    const v = v128.load(x + o);
+    v128.store(out + o, v128.bitselect(v, f32x4.pmin(vhi, f32x4.pmax(vlo, v)), f32x4.ne(v, v)));
   }
   for (; i < n; i++) {
     const o = <usize>i << 2;
-    store<f32>(out + o, min<f32>(max<f32>(load<f32>(x + o), lo), hi));
+    const v = load<f32>(x + o);
+    store<f32>(out + o, isNaN(v) ? v : v < lo ? lo : v > hi ? hi : v);
   }
 }
 

@@ -20,7 +20,7 @@ const ACTIVATION_RANGE: Record<string, [number, number]> = { relu: [0, Infinity]
  * reached the loss as an ordinary number, so the trainer's non-finite guard never fired
  * while every weight turned NaN (a clipped cross-entropy read 8.06 for ever).
  *
- * - ClipByValue and Relu6 run tapfit's clamp (wasm's f32 min/max propagate NaN).
+ * - ClipByValue and Relu6 run tapfit's clamp, which keeps NaN lanes (a compare and a select).
  * - Fused products with relu/relu6 run linear, then the clamp in place: one more pass
  *   over the output, and only where tfjs fuses (never in a taped training forward).
  * - MaxPool and AvgPool keep XNNPACK's kernel; only when its output holds -Infinity (one
