@@ -81,18 +81,22 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
     get segmentLora() {
       return segmentHandle;
     },
-    apply({ hooks, logger }) {
+    apply({ hooks, logger, trainer }) {
+      // Without a seed of its own, the random factor follows a seeded trainer (tfjs's seed 0, the trainer's default, is none),
+      // so a run with a seed is reproducible as a whole.
+      const seed = trainer.seed;
+      const options = loraOptions.seed === undefined && seed !== 0 ? { ...loraOptions, seed: seed + 1 } : loraOptions;
       hooks.setup.tap(LORA_PLUGIN, (ctx) => {
         // A tfjs-layers model is rebuilt with LoRA layers. A model whose segments are its own
         // (a segment model, or a reversible network that also offers a layers view) is
         // adapted through its segments, keeping them (and their inverses).
         const source = isLayersAdapter(ctx.model) ? ctx.model.layersModel : undefined;
         if (source) {
-          handle = applyLora(source, { ...loraOptions, dryRun: false });
+          handle = applyLora(source, { ...options, dryRun: false });
           ctx.replaceModel(fromLayersModel(handle.model));
           if (verbose) logger.info(handle.describe());
         } else {
-          segmentHandle = applyLoraToSegments(ctx.model, { ...loraOptions, dryRun: false });
+          segmentHandle = applyLoraToSegments(ctx.model, { ...options, dryRun: false });
           const owned = segmentHandle;
           // The trainer owns what setup swaps in: disposing it frees A, B and unfreezes the base.
           ctx.replaceModel({ ...owned.model, dispose: () => owned.dispose() });

@@ -40,6 +40,22 @@ describe('lora plugin', () => {
     trainer.dispose();
   });
 
+  it("without a seed of its own, the random factor follows the trainer's seed (a seeded run is reproducible as a whole)", async () => {
+    const factorA = async (trainerSeed: number, loraSeed?: number) => {
+      const plugin = lora({ targets: 'hidden', rank: 2, ...(loraSeed === undefined ? {} : { seed: loraSeed }) });
+      const trainer = testTrainer({ model: tinyModel(), plugins: [plugin], seed: trainerSeed });
+      await trainer.setup();
+      const a = Array.from(plugin.lora!.layers[0].adapterWeights('default').A.read().dataSync());
+      trainer.dispose();
+      return a;
+    };
+    expect(await factorA(7)).to.deep.equal(await factorA(7));
+    expect(await factorA(7)).to.not.deep.equal(await factorA(8));
+    // Its own seed wins: the trainer's seed + 1 is what it derives.
+    expect(await factorA(7, 3)).to.deep.equal(await factorA(0, 3));
+    expect(await factorA(7)).to.deep.equal(await factorA(0, 8));
+  });
+
   it('logs its plan at setup only with verbose: true; describe() has it either way', async () => {
     const lines: string[] = [];
     const logger = { info: (s: string) => lines.push(s), warn: (s: string) => lines.push(s) };
