@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import * as path from 'node:path';
-import { BACKEND_PREFERENCES, type BackendPreference } from '@tapfit/core';
+import { BACKEND_PREFERENCES, CORE_VERSION, type BackendPreference } from '@tapfit/core';
 import { Command, Option } from 'commander';
 import { tapfitErrorLine } from './cli-error';
 import { collect, wholeNumberFlag } from './cli-flags';
@@ -16,6 +16,9 @@ interface TrainFlags {
 
 const program = new Command();
 program.name('tapfit').description('Train TensorFlow.js models with tapfit plugins from a JSON config.');
+// This package's version (dist/src/cli.js -> package.json) and the core it trains with: commander's -V, --version.
+const { version } = require('../../package.json') as { version: string };
+program.version(`${version} (@tapfit/core ${CORE_VERSION})`);
 program
   .command('train')
   .argument('<config>', 'path to a JSON config (model preset, dataset, optimizer, plugins)')

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { CORE_VERSION } from '@tapfit/core';
 import { expect } from 'chai';
 import { tapfitErrorLine } from '../src/cli-error';
 import { wholeNumberFlag } from '../src/cli-flags';
@@ -17,6 +18,16 @@ describe('tapfit CLI: flags', () => {
       expect(r.status, bad).to.equal(1);
       expect(r.stderr).to.contain(`option '-e, --epochs <n>' argument '${bad}' is invalid. It must be a whole number >= 1.`);
       expect(r.stdout).not.to.match(/epoch 1:/);
+    }
+  });
+
+  it('--version (and -V) prints the version of tapfit and of the @tapfit/core it runs on, exit 0', () => {
+    const { version } = JSON.parse(fs.readFileSync(path.join(__dirname, '..', '..', 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-V']) {
+      const r = tapfit([flag]);
+      expect(r.stderr, flag).to.equal('');
+      expect(r.status, flag).to.equal(0);
+      expect(r.stdout, flag).to.equal(`${version} (@tapfit/core ${CORE_VERSION})\n`);
     }
   });
 
