@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { BACKEND_PREFERENCES, CORE_VERSION, type BackendPreference } from '@tapfit/core';
 import { Command, Option } from 'commander';
 import { tapfitErrorLine } from './cli-error';
+import { exitQuietlyWhenPipeCloses } from './closed-pipe';
 import { collect, wholeNumberFlag } from './cli-flags';
 import { readConfig, runConfig } from './run-config';
 
@@ -13,6 +14,8 @@ interface TrainFlags {
   localPlugin?: string[];
   report?: string;
 }
+
+exitQuietlyWhenPipeCloses();
 
 const program = new Command();
 program.name('tapfit').description('Train TensorFlow.js models with tapfit plugins from a JSON config.');
