@@ -6,6 +6,8 @@ import { tapfitErrorLine } from './cli-error';
 import { exitQuietlyWhenPipeCloses } from './closed-pipe';
 import { collect, wholeNumberFlag } from './cli-flags';
 import { readConfig, runConfig } from './run-config';
+import { RunInterrupted } from './run-interrupted';
+import { stopOnSignals } from './signal-stop';
 
 interface TrainFlags {
   backend?: BackendPreference;
@@ -16,6 +18,8 @@ interface TrainFlags {
 }
 
 exitQuietlyWhenPipeCloses();
+// Ctrl-C / SIGTERM: stop after the batch, save, restore the terminal, then end by the signal (130 / 143).
+const signals = stopOnSignals();
 
 const program = new Command();
 program.name('tapfit').description('Train TensorFlow.js models with tapfit plugins from a JSON config.');
@@ -35,10 +39,13 @@ program
     const config = readConfig(file);
     if (flags.backend) config.backend = flags.backend;
     if (flags.epochs !== undefined) config.training.epochs = flags.epochs;
-    await runConfig(config, { configDir: path.dirname(path.resolve(file)), configFile: file, resume: flags.resume, localPlugins: flags.localPlugin, report: flags.report });
+    await runConfig(config, { configDir: path.dirname(path.resolve(file)), configFile: file, resume: flags.resume, localPlugins: flags.localPlugin, report: flags.report, interrupt: signals.signal });
   });
 
-program.parseAsync().catch((err: unknown) => {
-  console.error(tapfitErrorLine(err) ?? err);
-  process.exit(1);
-});
+program.parseAsync().then(
+  () => signals.endIfInterrupted(),
+  (err: unknown) => {
+    if (!(err instanceof RunInterrupted)) console.error(tapfitErrorLine(err) ?? err);
+    if (!signals.endIfInterrupted()) process.exit(1);
+  },
+);

@@ -11,6 +11,7 @@ import { checkResumable } from './resume-point';
 import { checkpoints } from './plugins/checkpoints';
 import { jsonlMetrics } from './plugins/jsonl-metrics';
 import { progressBar } from './plugins/progress-bar';
+import { RunInterrupted } from './run-interrupted';
 import { presets } from './presets';
 import { checkReportDir, writeReport } from './report/report-dir';
 import { trainingReport } from './report/report-plugin';
@@ -106,6 +107,14 @@ export interface RunOptions {
   localPlugins?: readonly string[];
   /** Write a training report to this folder (`--report`, resolved against the current folder); overrides `log.report`. */
   report?: string;
+  /**
+   * Stop when this aborts (the CLI aborts it at SIGINT/SIGTERM): training stops after the
+   * current batch, a checkpoint is saved there (with `checkpoint.dir`), the progress bar is
+   * stopped, and runConfig rejects with RunInterrupted instead of evaluating. Its reason
+   * names what stopped the run ('SIGINT'). Given, the progress bar also uses cli-progress's
+   * `gracefulExit` (the caller handles the signals).
+   */
+  interrupt?: AbortSignal;
 }
 
 /** `tapfit train`: build the model, data, optimizer and plugins a config names, train, evaluate. */
@@ -132,7 +141,8 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
 
   const data = loadMnist({ train: config.data.train, test: config.data.test, seed: config.seed, layout: config.model.preset === 'mnist-mlp' ? 'flat' : 'image' });
   const model = presets[config.model.preset]({ seed: config.seed, ...config.model.options });
-  if (config.log.progress && !options.quiet) plugins.push(progressBar());
+  const progress = config.log.progress && !options.quiet ? progressBar({ gracefulExit: options.interrupt !== undefined }) : undefined;
+  if (progress) plugins.push(progress);
   if (metricsFile) plugins.push(jsonlMetrics(metricsFile, { resume }));
   let trainer: Trainer | undefined;
   if (checkpointDir) plugins.push(checkpoints({ dir: checkpointDir, every: config.checkpoint?.every }, (dir) => trainer!.save(dir)));
@@ -152,6 +162,16 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   };
   const started = performance.now();
   const startedAt = new Date().toISOString();
+  const interrupt = options.interrupt;
+  const onInterrupt = () => {
+    progress?.stop(); // ends the bar's line: the notice starts on a fresh one
+    trainer?.stop();
+    const how = interrupt!.reason === 'SIGINT' ? 'press Ctrl-C again' : `send ${String(interrupt!.reason)} again`;
+    const what = trainer ? ` after the current batch${checkpointDir ? ' and saving a checkpoint' : ''}` : ' before training';
+    log.warn(`${String(interrupt!.reason)}: stopping${what}; ${how} to quit at once.`);
+  };
+  if (interrupt?.aborted) onInterrupt();
+  else interrupt?.addEventListener('abort', onInterrupt, { once: true });
   try {
     trainer = resume ? await Trainer.resume(checkpointDir!, trainerOptions) : new Trainer(trainerOptions);
     if (resume) {
@@ -163,8 +183,12 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
     }
     await trainer.setup();
     const describe = trainer.describe();
+    // fit() clears an earlier stop(): a signal that came before it ends the run here.
+    if (interrupt?.aborted) throw new RunInterrupted(String(interrupt.reason));
     // training.epochs is the run's total: a resumed run trains up to it (initialEpoch makes that explicit).
     const history = await trainer.fit(data.train, { epochs: config.training.epochs, ...(resume ? { initialEpoch: trainer.position.epoch } : {}), batchSize: config.training.batchSize, validationData: data.test });
+    // The checkpoints plugin saved where fit stopped (at fitEnd); the run is not evaluated.
+    if (interrupt?.aborted) throw stoppedAt(trainer, config.training.epochs, checkpointDir, String(interrupt.reason), log);
     const test = await trainer.evaluate(data.test);
     const seconds = (performance.now() - started) / 1000;
     log.info(`test: loss ${test.loss.toFixed(4)}, accuracy ${(test.acc * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);
@@ -174,11 +198,25 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
     if (html) log.info(`training report: ${html}`);
     return { backend: backend.name, describe, history, test, seconds, ...(html ? { report: html } : {}) };
   } finally {
+    interrupt?.removeEventListener('abort', onInterrupt);
+    progress?.stop(); // also when the run failed: the terminal is restored before the error prints
     trainer?.dispose();
     data.train.dispose();
     data.test.dispose();
     model.dispose();
   }
+}
+
+/** Says where an interrupted run stopped and how to go on; the error runConfig rejects with. */
+function stoppedAt(trainer: Trainer, epochs: number, checkpointDir: string | undefined, signal: string, log: Logger): RunInterrupted {
+  const { epoch, batch } = trainer.position;
+  const where = epoch >= epochs ? `after the last epoch (step ${trainer.step}), before the test evaluation` : `at epoch ${epoch + 1}, batch ${batch} (step ${trainer.step})`;
+  log.warn(
+    checkpointDir
+      ? `interrupted ${where}; the checkpoint in '${checkpointDir}' holds it: run the same command with --resume to continue.`
+      : `interrupted ${where}; nothing was saved (the config has no checkpoint.dir).`,
+  );
+  return new RunInterrupted(signal);
 }
 
 /** Prints one line of metrics per epoch. */
