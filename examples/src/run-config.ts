@@ -174,6 +174,7 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   else interrupt?.addEventListener('abort', onInterrupt, { once: true });
   try {
     trainer = resume ? await Trainer.resume(checkpointDir!, trainerOptions) : new Trainer(trainerOptions);
+    const resumedAt = resume ? trainer.step : undefined;
     if (resume) {
       const { epoch, batch } = trainer.position;
       const finished = batch === 0 && epoch >= config.training.epochs;
@@ -194,7 +195,7 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
     log.info(`test: loss ${test.loss.toFixed(4)}, accuracy ${(test.acc * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);
     if (metricsFile) log.info(`metrics log: ${metricsFile}`);
     const title = options.configFile ? path.basename(options.configFile, '.json') : 'tapfit run';
-    const html = report && writeReport(reportDir!, { title, started: startedAt, backend: backend.name, describe, steps: report.steps, epochs: report.epochs, test, seconds });
+    const html = report && writeReport(reportDir!, { title, started: startedAt, backend: backend.name, describe, steps: report.steps, epochs: report.epochs, resumedAt, test, seconds });
     if (html) log.info(`training report: ${html}`);
     return { backend: backend.name, describe, history, test, seconds, ...(html ? { report: html } : {}) };
   } finally {

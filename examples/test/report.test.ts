@@ -95,6 +95,24 @@ describe('training report (tapfit train --report)', function () {
   });
 });
 
+describe('training report of a --resume run', function () {
+  this.timeout(120_000);
+
+  it('numbers its steps from the step it resumed at (as a straight run numbers them) and says in the summary that it covers the resumed part', async () => {
+    const dir = tmpDir('tapfit-report-resume-');
+    const run = (training: { epochs: number }, options: { resume?: boolean; report?: string }) =>
+      runConfig(configSchema.parse(tinyConfig({ training: { ...training, batchSize: 20 }, checkpoint: { dir: path.join(dir, 'ckpt'), every: 10 } })), { logger: recordingLogger(), ...options });
+    await run({ epochs: 1 }, {}); // 15 steps: checkpoints step-10 and step-15
+    fs.writeFileSync(path.join(dir, 'ckpt', 'LATEST'), 'step-10\n'); // resume inside the epoch, at its batch 10
+    const resumed = await run({ epochs: 2 }, { resume: true, report: path.join(dir, 'report') });
+    const data = JSON.parse(fs.readFileSync(path.join(dir, 'report', 'report.json'), 'utf8'));
+    expect(data.steps.map((s: { step: number }) => s.step)).to.deep.equal(Array.from({ length: 20 }, (_, i) => 10 + i));
+    expect([data.steps[0].epoch, data.steps[0].batch]).to.deep.equal([0, 10]);
+    expect(data.resumedAt).to.equal(10);
+    expect(fs.readFileSync(resumed.report!, 'utf8')).to.contain('<td>resumed</td><td>at step 10 (from a checkpoint): this report covers steps 10 to 29</td>');
+  });
+});
+
 describe('training report: bad input fails before training', () => {
   const expectRefusedBeforeTraining = async (report: string, message: RegExp) => {
     const log = recordingLogger();

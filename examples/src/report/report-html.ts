@@ -11,6 +11,8 @@ export interface ReportData {
   describe: TrainerDescription;
   steps: readonly StepRecord[];
   epochs: readonly EpochRecord[];
+  /** The step a `--resume` run went on from (its checkpoint's): the report covers the steps from there. */
+  resumedAt?: number;
   /** Held-out evaluation after training (loss, acc). */
   test?: Record<string, number>;
   seconds?: number;
@@ -104,6 +106,10 @@ function summary(data: ReportData): string[][] {
     ['trainable parameters', String(d.trainableParams)],
     ['steps', `${data.steps.length} (${data.steps.filter((s) => s.skipped).length} without an update)`],
   ];
+  if (data.resumedAt !== undefined) {
+    const last = data.steps.at(-1)?.step;
+    rows.push(['resumed', `at step ${data.resumedAt} (from a checkpoint): ${last === undefined ? 'no step trained after it' : `this report covers steps ${data.steps[0].step} to ${last}`}`]);
+  }
   if (data.test) rows.push(['test', Object.entries(data.test).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')]);
   if (data.seconds !== undefined) rows.push(['wall time', `${data.seconds.toFixed(1)} s`]);
   return rows;

@@ -3,6 +3,7 @@ import { Stage, watchPeakBytes, type PeakBytesWatch, type PluginApi, type Schedu
 
 /** One training step as the report shows it. */
 export interface StepRecord {
+  /** The step's place in the whole run, from 0 (a resumed run goes on from the step it resumed at). */
   step: number;
   epoch: number;
   batch: number;
@@ -40,6 +41,9 @@ export function trainingReport(): ReportPlugin {
   let watch: PeakBytesWatch | undefined;
   let lrMember: { name: string; lr: number | Schedule } | undefined;
   let started = 0;
+  let stepsPerEpoch = -1;
+  /** Data of unknown length: number on from the trainer's step at the first fit. */
+  let firstStep: number | undefined;
   const stop = () => {
     watch?.stop();
     watch = undefined;
@@ -55,7 +59,11 @@ export function trainingReport(): ReportPlugin {
         lrMember = m && { name: m.name, lr: m.hyperparams!.lr as number | Schedule };
         return members;
       });
-      hooks.fitStart.tap({ stage: Stage.REPORT }, () => void (watch ??= watchPeakBytes()));
+      hooks.fitStart.tap({ stage: Stage.REPORT }, (info) => {
+        watch ??= watchPeakBytes();
+        stepsPerEpoch = info.stepsPerEpoch;
+        firstStep ??= trainer.step;
+      });
       hooks.batchStart.tap({ stage: Stage.REPORT }, () => {
         watch?.take();
         started = performance.now();
@@ -66,7 +74,9 @@ export function trainingReport(): ReportPlugin {
         // The member counts its updates: the one just applied used the rate at count - 1.
         const count = (trainer.optimizerState?.[lrMember?.name ?? ''] as { count?: number } | undefined)?.count;
         const lr = lrMember === undefined ? undefined : typeof lrMember.lr === 'number' ? lrMember.lr : count ? lrMember.lr(count - 1) : lrMember.lr(0);
-        steps.push({ step: steps.length, epoch: info.epoch, batch: info.batch, loss, lr, ms, peakBytes: watch?.take() ?? 0, liveBytes: tf.memory().numBytes, skipped: info.skipped });
+        // The batch's place in the run, as a straight run numbers it: a resumed run's charts start at its step.
+        const step = stepsPerEpoch > 0 ? info.epoch * stepsPerEpoch + info.batch : firstStep! + steps.length;
+        steps.push({ step, epoch: info.epoch, batch: info.batch, loss, lr, ms, peakBytes: watch?.take() ?? 0, liveBytes: tf.memory().numBytes, skipped: info.skipped });
       });
       hooks.epochEnd.tap({ stage: Stage.REPORT }, ({ epoch, logs }) => void epochs.push({ ...logs, epoch }));
       hooks.fitEnd.tap({ stage: Stage.REPORT }, stop);
