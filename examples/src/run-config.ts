@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as core from '@tapfit/core';
 import { fileURLToPath } from 'node:url';
-import { ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, validatePluginSet, type History, type Logger, type TapfitPlugin, type TrainerDescription, type TrainerOptions } from '@tapfit/core';
+import { claimCheckpointFolder, ErrorCodes, TapfitError, parseOptions, selectBackend, Trainer, validatePluginSet, type History, type Logger, type TapfitPlugin, type TrainerDescription, type TrainerOptions } from '@tapfit/core';
 import { configSchema, type PluginEntry, type TrainConfig } from './config';
 import { loadMnist } from './data/mnist';
 import { checkOutputs } from './output-paths';
@@ -137,6 +137,27 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   const plugins = config.plugins.map((e, i) => loadPlugin(e, i, from));
   plugins.push(...(options.localPlugins ?? []).map((file) => loadLocalPlugin(file)));
   validatePluginSet(plugins); // conflicts, missing requirements: before a backend is picked or data loaded
+  // One run per checkpoint folder: a second run into it is refused here, before it trains; the claim ends with the run.
+  const claim = checkpointDir ? claimCheckpointFolder(checkpointDir) : undefined;
+  try {
+    return await train(config, options, { log, resume, metricsFile, checkpointDir, reportDir, plugins });
+  } finally {
+    claim?.release();
+  }
+}
+
+/** What runConfig resolved and checked before training. */
+interface Checked {
+  log: Logger;
+  resume: boolean;
+  metricsFile?: string;
+  checkpointDir?: string;
+  reportDir?: string;
+  plugins: TapfitPlugin[];
+}
+
+/** Picks the backend, loads the data, builds the trainer (or resumes it), trains, evaluates, writes the report. */
+async function train(config: TrainConfig, options: RunOptions, { log, resume, metricsFile, checkpointDir, reportDir, plugins }: Checked): Promise<RunResult> {
   const backend = await selectBackend(config.backend, { log: (line) => log.info(line) });
 
   const data = loadMnist({ train: config.data.train, test: config.data.test, seed: config.seed, layout: config.model.preset === 'mnist-mlp' ? 'flat' : 'image' });

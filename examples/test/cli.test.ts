@@ -1,7 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { CORE_VERSION } from '@tapfit/core';
+import { claimCheckpointFolder, CORE_VERSION, WRITER_LOCK } from '@tapfit/core';
 import { expect } from 'chai';
 import { tapfitErrorLine } from '../src/cli-error';
 import { wholeNumberFlag } from '../src/cli-flags';
@@ -104,6 +104,26 @@ describe('tapfit CLI: errors', () => {
     expect(r.status).to.equal(1);
     expect(r.stderr).to.match(/^error \[TAPFIT_E_PLUGIN_CONFLICTS\]: plugins 'brakes' and 'pipeline' cannot be used together: the pipeline already delays each stage's gradients; brakes' delay of 2 would stack on top\..* Remove one of them\.\n$/);
     expect(r.stdout, 'nothing ran: no backend line, no epoch').to.equal('');
+  });
+
+  it('a run into a checkpoint folder that another live run holds is refused before it trains, naming the folder, that run and the fix; nothing there changes', () => {
+    const dir = tmpDir();
+    const file = writeJson(tinyConfig({ checkpoint: { dir: 'ckpt' } }), dir);
+    const ckpt = path.join(dir, 'ckpt');
+    const other = claimCheckpointFolder(ckpt); // this test process plays the other run
+    try {
+      const r = tapfit(['train', file]);
+      expect(r.status).to.equal(1);
+      expect(r.stderr).to.match(new RegExp(`^error \\[TAPFIT_E_CHECKPOINT\\]: checkpoint folder '${ckpt}' is in use by another tapfit run \\(pid ${process.pid}, since .*\\)`));
+      expect(r.stderr).to.contain('one run per checkpoint folder');
+      expect(r.stdout).not.to.match(/epoch 1:/);
+      expect(fs.readdirSync(ckpt)).to.deep.equal([WRITER_LOCK]);
+    } finally {
+      other.release();
+    }
+    const r = tapfit(['train', file]);
+    expect(r.status, r.stderr).to.equal(0);
+    expect(fs.readdirSync(ckpt).sort(), 'the run gave the folder up when it ended').to.deep.equal(['LATEST', 'step-30', 'step-45']);
   });
 
   it('tapfitErrorLine matches the TAPFIT_E_ code, not the class', () => {

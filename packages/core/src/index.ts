@@ -41,6 +41,8 @@ export { ChainStepper, OptimizerStepper, type Stepper } from './train/stepper';
 export type { TrainerDescription } from './train/describe';
 export { FileCheckpointer, type CheckpointFiles } from './checkpoint/file-checkpointer';
 export { CHECKPOINT_DIR_NAME } from './checkpoint/atomic-dir';
+export { claimCheckpointFolder } from './checkpoint/checkpoint-claim';
+export { WRITER_LOCK, type FolderClaim, type FolderHolder } from './io/folder-claim';
 export { syncFolder, writeFileDurably } from './io/durable-files';
 export { oneWriterPerFolder } from './io/one-writer-per-folder';
 export { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type EpochSoFar, type Manifest, type Position } from './checkpoint/manifest';

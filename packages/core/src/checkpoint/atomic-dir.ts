@@ -4,6 +4,8 @@ import * as path from 'node:path';
 import { ErrorCodes, TapfitError } from '../errors';
 import { syncFolder, writeFileDurably } from '../io/durable-files';
 import { oneWriterPerFolder } from '../io/one-writer-per-folder';
+import { pidAlive } from '../io/pid-alive';
+import { claimCheckpointFolder } from './checkpoint-claim';
 
 /**
  * The only folder names the writer gives checkpoints: `step-<n>`, or `step-<n>.<k>` for
@@ -11,8 +13,13 @@ import { oneWriterPerFolder } from '../io/one-writer-per-folder';
  */
 export const CHECKPOINT_DIR_NAME = /^step-(\d+)(?:\.(\d+))?$/;
 
-/** Leftovers of a save that was killed mid-way; the next save removes them. */
-const STALE = /^\.(tmp|LATEST)-/;
+/**
+ * The temporary entries of a save: `.tmp-<pid>-<hex>` folders and `.LATEST-<pid>-<hex>`
+ * files, named with the writing process's pid. Those of a process that is gone are the
+ * leftovers of a killed save, which the next save removes; a live process's are its save
+ * in progress and are left alone. (Before the pid was in the name, `.tmp-<hex>`: leftovers.)
+ */
+const TEMP = /^\.(?:tmp|LATEST)-(?:(\d+)-)?/;
 
 /**
  * Writes a checkpoint so that a crash at any moment leaves `LATEST` naming a complete
@@ -21,8 +28,9 @@ const STALE = /^\.(tmp|LATEST)-/;
  * `root`); only then is `<root>/LATEST` replaced atomically (fsynced temp file +
  * rename + fsync of `root`) and older checkpoints beyond `keep` removed. Nothing the
  * previous `LATEST` names is touched before the new checkpoint is durable. Saves to one
- * `root` from this process run one after another (a second would remove the first's
- * temporary folder as stale); one process writes to a `root` at a time.
+ * `root` from this process run one after another; one process writes to a `root` at a
+ * time: each save claims it (claimCheckpointFolder), and a save into a folder that another
+ * live process holds is refused, naming it.
  */
 export function writeCheckpointDir(root: string, step: number, files: Record<string, Buffer | string>, keep = 2): Promise<string> {
   return oneWriterPerFolder(root, () => writeNow(root, step, files, keep));
@@ -38,8 +46,17 @@ async function writeNow(root: string, step: number, files: Record<string, Buffer
     }
     throw err;
   }
+  const claim = claimCheckpointFolder(root);
+  try {
+    return await writeClaimed(root, step, files, keep);
+  } finally {
+    claim.release();
+  }
+}
+
+async function writeClaimed(root: string, step: number, files: Record<string, Buffer | string>, keep: number): Promise<string> {
   await removeStale(root);
-  const tmp = path.join(root, `.tmp-${randomBytes(6).toString('hex')}`);
+  const tmp = path.join(root, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
   await fs.mkdir(tmp);
   let name: string;
   try {
@@ -52,7 +69,7 @@ async function writeNow(root: string, step: number, files: Record<string, Buffer
     throw err;
   }
   await syncFolder(root);
-  const latestTmp = path.join(root, `.LATEST-${randomBytes(6).toString('hex')}`);
+  const latestTmp = path.join(root, `.LATEST-${process.pid}-${randomBytes(6).toString('hex')}`);
   try {
     await writeFileDurably(latestTmp, name + '\n');
     await fs.rename(latestTmp, path.join(root, 'LATEST'));
@@ -89,9 +106,12 @@ export async function latestCheckpointDir(root: string): Promise<string> {
   return path.join(root, name);
 }
 
+/** Removes the temporary entries of saves whose process is gone (see TEMP). */
 async function removeStale(root: string): Promise<void> {
   for (const entry of await fs.readdir(root)) {
-    if (STALE.test(entry)) await fs.rm(path.join(root, entry), { recursive: true, force: true });
+    const m = TEMP.exec(entry);
+    if (!m || (m[1] !== undefined && pidAlive(Number(m[1])))) continue;
+    await fs.rm(path.join(root, entry), { recursive: true, force: true });
   }
 }
 

@@ -1,0 +1,127 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { pidAlive } from './pid-alive';
+
+/** The lock file a claimed folder holds: the claiming process's pid and host, as JSON. */
+export const WRITER_LOCK = '.tapfit-writer.lock';
+
+/** Who holds a folder: what its lock file says. */
+export interface FolderHolder {
+  pid: number;
+  host: string;
+  /** ISO time of the claim. */
+  since: string;
+}
+
+export interface FolderClaim {
+  /** Gives the claim up (idempotent); the lock file goes once this process holds no claim on the folder. */
+  release(): void;
+}
+
+/** This process's claims, by resolved folder: nested claims (a run's, then each save's) share one lock file. */
+const held = new Map<string, { count: number; lock: string; createdFolder: boolean }>();
+
+/**
+ * Claims `folder` for this process's writes, so that two processes never write into it at
+ * once (they would remove each other's temporary files and replace each other's files).
+ * The claim is a lock file created exclusively in the folder (the folder is made if
+ * missing), holding this process's pid and host. A lock whose process is gone (killed, or
+ * it crashed) is stale and taken over; one held by a live process makes `refuse(holder,
+ * lockFile)` the thrown error. A holder on another host cannot be checked and counts as
+ * live. Claims of one process nest. Synchronous, so claims in one process never interleave.
+ */
+export function claimFolder(folder: string, refuse: (holder: FolderHolder, lockFile: string) => Error): FolderClaim {
+  const key = path.resolve(folder);
+  const mine = held.get(key);
+  if (mine) mine.count++;
+  else {
+    const createdFolder = !fs.existsSync(key);
+    fs.mkdirSync(key, { recursive: true });
+    const lock = path.join(key, WRITER_LOCK);
+    try {
+      takeLock(lock, refuse);
+    } catch (err) {
+      if (createdFolder) removeIfEmpty(key);
+      throw err;
+    }
+    held.set(key, { count: 1, lock, createdFolder });
+    if (held.size === 1) process.on('exit', releaseAll);
+  }
+  let released = false;
+  return {
+    release() {
+      if (released) return;
+      released = true;
+      const claim = held.get(key)!;
+      if (--claim.count > 0) return;
+      held.delete(key);
+      if (held.size === 0) process.off('exit', releaseAll);
+      dropLock(claim.lock);
+      if (claim.createdFolder) removeIfEmpty(key);
+    },
+  };
+}
+
+function takeLock(lock: string, refuse: (holder: FolderHolder, lockFile: string) => Error): void {
+  const me: FolderHolder = { pid: process.pid, host: os.hostname(), since: new Date().toISOString() };
+  for (let attempt = 0; attempt < 50; attempt++) {
+    try {
+      fs.writeFileSync(lock, JSON.stringify(me) + '\n', { flag: 'wx' });
+      return;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    }
+    const holder = readHolder(lock);
+    if (holder === 'gone') continue; // released meanwhile: try again
+    const live = holder !== 'unreadable' && (holder.host !== me.host || (holder.pid !== process.pid && pidAlive(holder.pid)));
+    if (live) throw refuse(holder, lock);
+    if (holder === 'unreadable' && attempt < 5) {
+      sleep(20); // another process may be writing its lock this very moment
+      continue;
+    }
+    // Stale: its process is gone (or it is this process's, left by an earlier claim): take it over.
+    fs.rmSync(lock, { force: true });
+  }
+  throw new Error(`cannot take the lock '${lock}': it kept changing hands; try again.`);
+}
+
+function readHolder(lock: string): FolderHolder | 'gone' | 'unreadable' {
+  let text: string;
+  try {
+    text = fs.readFileSync(lock, 'utf8');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone';
+    throw err;
+  }
+  try {
+    const h = JSON.parse(text) as FolderHolder;
+    return Number.isSafeInteger(h.pid) && typeof h.host === 'string' ? h : 'unreadable';
+  } catch {
+    return 'unreadable';
+  }
+}
+
+/** Removes the lock if it is still this process's (never another's that took over a stale one). */
+function dropLock(lock: string): void {
+  const holder = readHolder(lock);
+  if (typeof holder === 'object' && holder.pid === process.pid && holder.host === os.hostname()) fs.rmSync(lock, { force: true });
+}
+
+/** A process that exits with claims held (process.exit) leaves no lock behind. */
+function releaseAll(): void {
+  for (const claim of held.values()) dropLock(claim.lock);
+  held.clear();
+}
+
+function removeIfEmpty(folder: string): void {
+  try {
+    fs.rmdirSync(folder); // only an empty folder: what a refused or idle run made, nothing more
+  } catch {
+    // not empty, or gone: leave it
+  }
+}
+
+function sleep(ms: number): void {
+  Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+}
