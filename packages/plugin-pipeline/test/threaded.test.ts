@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { pipeline, ThreadedPipeline, type PipelineOptions } from '../src';
+import { PipelineTestDoubler } from './fixtures/custom-layer';
 
 /**
  * 'penalties': an L2 kernel penalty on stage 1 and an L1 bias penalty on stage 3 (none on
@@ -27,6 +28,7 @@ const samples = (n: number) => ({
 
 const optimizer = { lr: 0.05, momentum: 0.9 };
 const faulty = path.join(__dirname, 'fixtures', 'faulty-stage.js');
+const customLayer = path.join(__dirname, 'fixtures', 'custom-layer.js');
 
 type Run = { weights: number[][]; losses: number[] };
 
@@ -159,6 +161,33 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
       expect(err?.message).to.match(/pipeline stage 1's worker exited \(code 3\)/);
     } finally {
       delete process.env.PIPELINE_FAULT;
+      await pipe.close();
+      tf.dispose([x, y]);
+    }
+  });
+
+  it("a model with a custom layer registered only on the calling thread: start names the class and says to register it in setupModule; registered there, it trains", async () => {
+    const model = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh' }),
+          new PipelineTestDoubler({ name: 'double' }),
+          tf.layers.dense({ name: 'd2', units: 3 }),
+        ],
+      });
+    const err = await ThreadedPipeline.start({ model: model(), boundaries: ['d2'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' }).then(
+      async (p) => (await p.close(), null),
+      (e: Error & { code?: string }) => e,
+    );
+    expect(err?.code).to.equal('TAPFIT_E_PLUGIN_FAILED');
+    expect(err?.message).to.match(/pipeline stage \d failed at start: .*cannot rebuild the model's layer class 'PipelineTestDoubler' from its JSON/);
+    expect(err?.message).to.contain('Register it in a module passed as setupModule (at its top level or in its setup(): tf.serialization.registerClass(PipelineTestDoubler))');
+
+    const { x, y } = samples(8);
+    const pipe = await ThreadedPipeline.start({ model: model(), boundaries: ['d2'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule: customLayer });
+    try {
+      expect(await pipe.train(x, y)).to.have.length(8);
+    } finally {
       await pipe.close();
       tf.dispose([x, y]);
     }

@@ -9,6 +9,7 @@ import { spikeCompensation } from '../spike-compensation';
 import { runSegments, stageBackward, withWeights } from '../stage-math';
 import { WeightHistory } from '../weight-history';
 import type { FromStage, StageInit, ToStage } from './protocol';
+import { rebuildModel } from './rebuild-model';
 import { messagePortTransport, type StageLink, type StageMessage } from './transport';
 
 const port = parentPort!;
@@ -30,7 +31,7 @@ async function start(): Promise<void> {
     if (typeof mod.loss === 'function') loss = mod.loss;
     hooks = mod;
   }
-  const model = await tf.models.modelFromJSON(init.topology as never);
+  const model = await rebuildModel(init.topology);
   const segments: Segment[] = fromLayersModel(model).segments.slice(init.start, init.end);
   const trainable = new Set(model.trainableWeights.map((w) => w.read() as tf.Variable));
   const variables = [...new Set(segments.flatMap((s) => s.params))].filter((v) => trainable.has(v));
