@@ -4,6 +4,7 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { pipeline, ThreadedPipeline, type PipelineOptions } from '../src';
+import { resolveThreadedOptions } from '../src/threaded/options';
 import { PipelineTestDoubler } from './fixtures/custom-layer';
 
 /**
@@ -29,6 +30,7 @@ const samples = (n: number) => ({
 const optimizer = { lr: 0.05, momentum: 0.9 };
 const faulty = path.join(__dirname, 'fixtures', 'faulty-stage.js');
 const customLayer = path.join(__dirname, 'fixtures', 'custom-layer.js');
+const setupFault = path.join(__dirname, 'fixtures', 'setup-fault.js');
 
 type Run = { weights: number[][]; losses: number[] };
 
@@ -191,6 +193,30 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
       await pipe.close();
       tf.dispose([x, y]);
     }
+  });
+
+  it('a worker that exits or hangs while it starts: the error says it was at start (no samples in flight); startTimeoutMs (default 120000, as asyncTrain) ends a start that never gets ready', async () => {
+    const start = (fault: string, extra: Record<string, unknown> = {}) => {
+      process.env.PIPELINE_SETUP_FAULT = fault;
+      const began = performance.now();
+      return ThreadedPipeline.start({ model: build(), boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule: setupFault, ...extra } as never).then(
+        async (p) => (await p.close(), expect.fail(`started despite ${fault}`)),
+        (e: Error) => ({ message: e.message, ms: performance.now() - began }),
+      );
+    };
+    try {
+      const exited = await start('exit:2');
+      expect(exited.message).to.contain("pipeline stage 2's worker exited (code 3) at start, before it was ready.");
+      expect(exited.message).not.to.contain('in flight');
+      const ranOut = await start('never:1');
+      expect(ranOut.message).to.contain("pipeline stage 1's worker exited (code 0) at start, before it was ready: its setup ended without the stage becoming ready (does setupModule's setup return a promise that never settles?)");
+      const hung = await start('hang:3', { startTimeoutMs: 3000 });
+      expect(hung.message).to.contain('pipeline stage 3 was not ready within 3000 ms (startTimeoutMs)');
+      expect(hung.ms).to.be.below(60000);
+    } finally {
+      delete process.env.PIPELINE_SETUP_FAULT;
+    }
+    expect(resolveThreadedOptions({ model: build(), loss: 'softmaxCrossEntropy', optimizer }).startTimeoutMs).to.equal(120000);
   });
 
   it('streams in the micro-batch given to start by default; a bad microBatch or constraints setting is refused naming the option', async () => {

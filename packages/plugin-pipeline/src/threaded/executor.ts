@@ -41,6 +41,8 @@ export interface ThreadedPipelineOptions {
   backend?: 'cpu' | 'wasm';
   /** Absolute path of a module each worker requires first: may export `setup({ stage })` (register custom layers), `loss`, and `onSample({ stage, sample, phase })`. */
   setupModule?: string;
+  /** A stage whose worker is not ready (TF.js loaded, setupModule's setup run, model built) within this many ms fails the start; default 120000, as asyncTrain's. */
+  startTimeoutMs?: number;
   /** How neighbouring stages talk; default worker_threads MessagePorts. */
   transport?: Transport;
 }
@@ -148,7 +150,7 @@ export class ThreadedPipeline {
       const transfer = [init.upstream, init.downstream].filter((p) => p !== undefined);
       const worker = new Worker(path.join(__dirname, 'worker.js'), { workerData: init, transferList: transfer });
       pipe.workers.push(worker);
-      return pipe.watch(worker, s.index);
+      return pipe.watch(worker, s.index, options.startTimeoutMs);
     });
     try {
       await Promise.all(ready);
@@ -160,12 +162,20 @@ export class ThreadedPipeline {
     return pipe;
   }
 
-  /** Resolves when the worker says ready; afterwards routes its messages. */
-  private watch(worker: Worker, stage: number): Promise<void> {
+  /** Resolves when the worker says ready (failing the start after `startTimeoutMs`); afterwards routes its messages. */
+  private watch(worker: Worker, stage: number, startTimeoutMs: number): Promise<void> {
     return new Promise((resolve, reject) => {
+      let ready = false;
+      const notReady = setTimeout(() => {
+        reject(this.fail(`pipeline stage ${stage} was not ready within ${startTimeoutMs} ms (startTimeoutMs): its start (loading TF.js, setupModule's setup, building the model) did not finish; raise startTimeoutMs if it is only slow`, ''));
+      }, startTimeoutMs);
+      worker.once('exit', () => clearTimeout(notReady));
       worker.on('message', (m: FromStage) => {
-        if (m.type === 'ready') resolve();
-        else if (m.type === 'failed') {
+        if (m.type === 'ready') {
+          ready = true;
+          clearTimeout(notReady);
+          resolve();
+        } else if (m.type === 'failed') {
           const err = this.fail(`pipeline stage ${m.stage} failed${m.sample === null ? ' at start' : ` on sample ${m.sample}`}: ${m.error.split('\n')[0]}`, m.error);
           reject(err);
         } else if (m.type === 'losses') {
@@ -180,7 +190,7 @@ export class ThreadedPipeline {
       });
       worker.on('error', (e) => reject(this.fail(`pipeline stage ${stage} crashed: ${e.message}`, e.stack ?? '')));
       worker.on('exit', (code) => {
-        if (!this.closed) reject(this.fail(`pipeline stage ${stage}'s worker exited (code ${code}) with samples ${this.done}..${this.sent - 1} in flight`, ''));
+        if (!this.closed) reject(this.fail(`pipeline stage ${stage}'s worker exited (code ${code}) ${exitedWith(ready, code, this.done, this.sent)}`, ''));
       });
     });
   }
@@ -368,6 +378,15 @@ export class ThreadedPipeline {
     const refused = this.refusal();
     if (refused) throw refused;
   }
+}
+
+/** What a stage was doing when its worker exited: starting, idle, or samples `done`..`sent - 1` in flight. */
+function exitedWith(ready: boolean, code: number, done: number, sent: number): string {
+  if (!ready) {
+    // Exit code 0 before 'ready': the worker ran out of work, its start still pending.
+    return `at start, before it was ready${code === 0 ? ": its setup ended without the stage becoming ready (does setupModule's setup return a promise that never settles?)" : ''}`;
+  }
+  return sent > done ? `with samples ${done}..${sent - 1} in flight` : 'with no samples in flight';
 }
 
 /** Whether the model's weights were disposed (model.dispose()): reading one throws then. */

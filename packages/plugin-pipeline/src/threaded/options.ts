@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { microBatchSchema, pipelineSchema } from '../options';
 import type { Transport } from './transport';
 
-const { finite, nonNegative, fraction } = optionSchemas;
+const { finite, nonNegative, fraction, positive } = optionSchemas;
 const shared = pipelineSchema.shape;
 
 /**
@@ -30,6 +30,7 @@ const threadedSchema = z
     weightStashing: shared.weightStashing,
     constraints: z.enum(['apply', 'ignore'], { error: "must be 'apply' or 'ignore'" }).default('apply'),
     backend: z.enum(['cpu', 'wasm'], { error: "must be 'cpu' or 'wasm'" }).default('wasm'),
+    startTimeoutMs: positive.default(120_000),
     setupModule: z.string({ error: 'must be an absolute path' }).refine((p) => path.isAbsolute(p), 'must be an absolute path (workers resolve it, not the caller)').optional(),
     transport: z.custom<Transport>((t) => typeof (t as Transport | undefined)?.pair === 'function' && typeof (t as Transport).link === 'function', 'must be a Transport { pair, link }').optional(),
   })
