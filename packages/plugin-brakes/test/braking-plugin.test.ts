@@ -1,7 +1,10 @@
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { chain, momentum, nesterov, scaleByLearningRate, sgd, SilentLogger, Trainer, type OptimizerSpec, type TapfitPlugin } from '@tapfit/core';
-import { adaptiveBrakingPlugin, delayedGradients, tapfitPlugin, withAdaptiveBraking, type AdaptiveBrakingState } from '../src';
+import { adaptiveBrakingPlugin, brakesPlugin, delayedGradients, tapfitPlugin, withAdaptiveBraking, type AdaptiveBrakingState } from '../src';
 import { blobs, errorOf, tinyMlp, trajectory, useBackend } from './helpers';
 
 const lr = 0.05;
@@ -163,6 +166,66 @@ describe('adaptiveBrakingPlugin', () => {
       expect(errorOf(() => tapfitPlugin({ braking: false, dealy: 8 } as never)).message).to.equal("brakes: unknown option(s) 'dealy' (did you mean 'delay'?).");
       expect(errorOf(() => tapfitPlugin({ brakng: true } as never)).message).to.match(/did you mean 'braking'/);
       expect(errorOf(() => delayedGradients({} as never)).message).to.match(/^delayed-gradients: option 'delay' must be an integer number of steps >= 0 \(got undefined\)/);
+    });
+  });
+
+  describe('checkpoints: its state is the chain member it replaced (momentum)', () => {
+    const warnings: string[] = [];
+    const options = (plugins: TapfitPlugin[]) => ({
+      model: tinyMlp(3),
+      loss: 'softmaxCrossEntropy' as const,
+      optimizer: sgd({ lr, momentum: 0.9 }),
+      plugins,
+      logger: { info() {}, warn: (m: string) => warnings.push(m) },
+    });
+    async function saved(plugins: TapfitPlugin[]): Promise<{ dir: string; weights: number[][] }> {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'brakes-ckpt-'));
+      const data = blobs(16);
+      const t = new Trainer(options(plugins));
+      await t.fit(data, { epochs: 1, batchSize: 8 });
+      await t.save(dir);
+      const weights = Object.values(t.variables).map((v) => Array.from(v.dataSync()));
+      t.dispose();
+      data.dispose();
+      warnings.length = 0;
+      return { dir, weights };
+    }
+    const refused = (p: Promise<Trainer>) => p.then(() => expect.fail('the resume should be refused'), (e: Error & { code?: string }) => e);
+
+    it('resumes with the plugin (the control)', async () => {
+      const { dir, weights } = await saved([adaptiveBrakingPlugin({ rho: 1 })]);
+      const t = await Trainer.resume(dir, options([adaptiveBrakingPlugin({ rho: 1 })]));
+      expect(Object.values(t.variables).map((v) => Array.from(v.dataSync()))).to.deep.equal(weights);
+      expect(Object.keys(t.optimizerState!.momentum)).to.include('scale');
+      expect(warnings).to.deep.equal([]);
+      t.dispose();
+    });
+
+    it('removed on resume: refused naming the plugin, the member and the fix, without a "saved no state" warning', async () => {
+      const { dir } = await saved([adaptiveBrakingPlugin({ rho: 1 })]);
+      const err = await refused(Trainer.resume(dir, options([])));
+      expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+      expect(err.message).to.match(
+        /chain member 'momentum' was supplied by plugin 'adaptive-braking' when saved but is the optimizer's own now.*Resume with the plugins the run was saved with \(add 'adaptive-braking'\), or start a fresh run/,
+      );
+      expect(warnings.join('\n')).not.to.match(/saved no state/);
+    });
+
+    it('added on resume: refused naming the plugin, the member and the fix', async () => {
+      const { dir } = await saved([]);
+      const err = await refused(Trainer.resume(dir, options([adaptiveBrakingPlugin({ rho: 1 })])));
+      expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+      expect(err.message).to.match(
+        /chain member 'momentum' was the optimizer's own when saved but is supplied by plugin 'adaptive-braking' now.*Resume with the plugins the run was saved with \(remove 'adaptive-braking'\), or start a fresh run/,
+      );
+    });
+
+    it("the package's 'brakes' plugin braking in its place is named too", async () => {
+      const { dir } = await saved([adaptiveBrakingPlugin({ rho: 1 })]);
+      const brakes = brakesPlugin({ rho: 1 });
+      const err = await refused(Trainer.resume(dir, options([brakes])));
+      expect(err.message).to.match(/was supplied by plugin 'adaptive-braking' when saved but is supplied by plugin 'brakes' now.*\(add 'adaptive-braking', remove 'brakes'\)/);
+      brakes.dispose();
     });
   });
 

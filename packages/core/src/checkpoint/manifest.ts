@@ -48,7 +48,18 @@ export interface Manifest {
   /** All model variables (trainable or not), in model order. */
   variables: { name: string; shape: number[]; ref: TensorRef }[];
   optimizer:
-    | { kind: 'chain'; names: string[]; state: unknown }
+    | {
+        kind: 'chain';
+        names: string[];
+        /**
+         * Member name -> the plugins that supplied or replaced it (in tap order); the
+         * optimizer's own members are not listed. A resume compares it before the state, to
+         * name a plugin added or removed that replaced a member keeping its name. Absent in
+         * checkpoints written before it existed (optional: those still load, unchecked).
+         */
+        suppliedBy?: Record<string, string[]>;
+        state: unknown;
+      }
     | {
         kind: 'optimizer';
         className: string;
@@ -82,8 +93,14 @@ export function checkManifest(m: unknown, where: string): Manifest {
   if (!Array.isArray(x.variables) || !Array.isArray(x.tensors) || !Array.isArray(x.plugins) || !x.optimizer || !x.pluginState) {
     bad('the manifest lacks variables, tensors, plugins, optimizer or pluginState; the checkpoint is corrupt.');
   }
+  const supplied = x.optimizer!.kind === 'chain' ? x.optimizer!.suppliedBy : undefined;
+  if (supplied !== undefined && !isSuppliedBy(supplied)) bad("manifest field 'optimizer.suppliedBy' is malformed; the checkpoint is corrupt.");
   if (x.formatVersion! >= 2 && !x.tensors!.every((e) => typeof e?.sha256 === 'string')) bad('a tensor entry has no checksum; the checkpoint is corrupt.');
   return x as Manifest;
+}
+
+function isSuppliedBy(s: unknown): s is Record<string, string[]> {
+  return !!s && typeof s === 'object' && !Array.isArray(s) && Object.values(s).every((p) => Array.isArray(p) && p.every((n) => typeof n === 'string'));
 }
 
 function isEpochSoFar(e: unknown): e is EpochSoFar {

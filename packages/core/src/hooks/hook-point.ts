@@ -73,13 +73,14 @@ abstract class HookPoint<F extends (...args: never[]) => unknown> {
 /** Synchronous waterfall: each tap receives the previous tap's value and returns the next. */
 export class WaterfallHook<V, I> extends HookPoint<(value: V, info: I) => V> {
   private hook?: SyncWaterfallHook<[V, I], V>;
-  private check?: (value: V, plugin: string) => void;
+  private check?: (value: V, plugin: string, given: V) => void;
 
   /**
    * Validate what every tap returns (the trainer checks gradients' shapes, forward
    * passes' segments), so a bad value is refused naming the plugin that returned it.
+   * `given` is what the tap received (the trainer follows which plugin replaced a chain member).
    */
-  checkEachTap(check: (value: V, plugin: string) => void): void {
+  checkEachTap(check: (value: V, plugin: string, given: V) => void): void {
     this.check = check;
   }
 
@@ -94,7 +95,7 @@ export class WaterfallHook<V, I> extends HookPoint<(value: V, info: I) => V> {
         } catch (err) {
           throw pluginFailure(plugin, name, err);
         }
-        this.check?.(out, plugin);
+        this.check?.(out, plugin, value);
         return out;
       });
     }

@@ -51,7 +51,8 @@ export async function captureCheckpoint(p: TrainerParts): Promise<{ manifest: Ma
   if (p.stepper instanceof ChainStepper) {
     const state = p.stepper.state;
     refuseNonFinite('optimizer state of', Object.entries(state).flatMap(([name, part]) => stateTensors(part).map((tensor) => ({ name, tensor }))));
-    optimizer = { kind: 'chain', names: [...p.stepper.names], state: w.encode(state) };
+    const suppliedBy = Object.fromEntries(Object.entries(p.stepper.suppliedBy).map(([name, plugins]) => [name, [...plugins]]));
+    optimizer = { kind: 'chain', names: [...p.stepper.names], suppliedBy, state: w.encode(state) };
   } else {
     const opt = (p.stepper as OptimizerStepper).optimizer;
     const weights = await opt.getWeights();
@@ -193,17 +194,25 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
   const names = new Map(m.variables.map((sv, i) => [sv.name, p.variables[i].name]));
 
   const loaded: Loaded = { values: [], plugins: [] };
+  let refusal: string | undefined;
   if (p.stepper instanceof ChainStepper) {
     if (m.optimizer.kind !== 'chain') fail(`the checkpoint was saved with a black-box ${(m.optimizer as { className: string }).className} optimizer; resume with the same optimizer.`);
     const o = m.optimizer as Extract<Manifest['optimizer'], { kind: 'chain' }>;
-    if (o.names.join(',') !== p.stepper.names.join(',')) {
-      fail(`the update chain was [${o.names.join(', ')}] when saved but is [${p.stepper.names.join(', ')}] now; resume with the same optimizer and plugins.`);
-    }
-    loaded.chainState = track(reader.decode(renameParams(o.state, names)) as Record<string, TransformState>);
-    try {
-      checkStateMatches(p.stepper.state, loaded.chainState, 'optimizer state');
-    } catch (err) {
-      fail(`${(err as Error).message}`);
+    // First: a plugin that replaced a member keeping its name passes the names check, and the layout check cannot name it.
+    const change = o.suppliedBy && supplierChange(m, o.suppliedBy, p.stepper, registered);
+    if (change && !change.samePlugins) fail(change.message);
+    // The same plugins with other options: their checkState (below) may name the option, so the refusal waits for it.
+    if (change) refusal = change.message;
+    else {
+      if (o.names.join(',') !== p.stepper.names.join(',')) {
+        fail(`the update chain was [${o.names.join(', ')}] when saved but is [${p.stepper.names.join(', ')}] now; resume with the same optimizer and plugins.`);
+      }
+      loaded.chainState = track(reader.decode(renameParams(o.state, names)) as Record<string, TransformState>);
+      try {
+        checkStateMatches(p.stepper.state, loaded.chainState, 'optimizer state');
+      } catch (err) {
+        fail(`${(err as Error).message}${o.suppliedBy ? '' : unrecordedSuppliers(m, p.stepper, registered)}`);
+      }
     }
   } else {
     if (m.optimizer.kind !== 'optimizer') fail('the checkpoint was saved with a step-transform chain; resume with the same optimizer.');
@@ -239,6 +248,7 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
     }
     loaded.plugins.push({ plugin, state });
   }
+  if (refusal) fail(refusal);
   return loaded;
 
   /**
@@ -260,6 +270,53 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
     }
     return v.name + saved.slice(cut);
   }
+}
+
+const quoted = (names: readonly string[]) => names.map((n) => `'${n}'`).join(', ');
+
+/**
+ * Why the plugins that supplied the update chain's members differ between the checkpoint
+ * and this trainer, naming each member and plugin and the fix; undefined when they agree.
+ * Members no plugin supplied then or now are left to the names check.
+ */
+function supplierChange(
+  m: Manifest,
+  saved: Readonly<Record<string, readonly string[]>>,
+  stepper: ChainStepper,
+  registered: ReadonlyMap<string, TapfitPlugin>,
+): { message: string; samePlugins: boolean } | undefined {
+  const o = m.optimizer as Extract<Manifest['optimizer'], { kind: 'chain' }>;
+  const now = stepper.suppliedBy;
+  const by = (plugins: readonly string[]) => (plugins.length ? `supplied by plugin ${plugins.map((n) => `'${n}'`).join(' then ')}` : "the optimizer's own");
+  const changes: string[] = [];
+  for (const name of new Set([...o.names, ...stepper.names])) {
+    const then = saved[name] ?? [];
+    const later = now[name] ?? [];
+    if (then.join('\0') === later.join('\0')) continue;
+    const was = o.names.includes(name) ? `was ${by(then)} when saved` : 'was not in the chain when saved';
+    const is = stepper.names.includes(name) ? `is ${by(later)} now` : 'is not in the chain now';
+    changes.push(`chain member '${name}' ${was} but ${is}`);
+  }
+  if (!changes.length) return undefined;
+  const add = [...new Set(Object.values(saved).flat())].filter((n) => !registered.has(n));
+  const remove = [...new Set(Object.values(now).flat())].filter((n) => !m.plugins.includes(n));
+  const fix = [...(add.length ? [`add ${quoted(add)}`] : []), ...(remove.length ? [`remove ${quoted(remove)}`] : [])].join(', ') || 'with the options they were saved with';
+  const message =
+    `${changes.join('; ')}, so the saved optimizer state is not this chain's. ` +
+    `Resume with the plugins the run was saved with (${fix}), or start a fresh run (new Trainer) with this configuration.`;
+  return { message, samePlugins: !add.length && !remove.length };
+}
+
+/**
+ * For a checkpoint that does not record who supplied the chain's members (written before
+ * suppliedBy existed) whose optimizer state does not fit: the plugins that may be why.
+ */
+function unrecordedSuppliers(m: Manifest, stepper: ChainStepper, registered: ReadonlyMap<string, TapfitPlugin>): string {
+  const now = Object.entries(stepper.suppliedBy).map(([name, plugins]) => `chain member '${name}' is supplied by plugin ${quoted(plugins)} now`);
+  const gone = m.plugins.filter((n) => !registered.has(n));
+  const hints = [...now, ...(gone.length ? [`plugin(s) ${quoted(gone)} registered when saving are not registered now`] : [])];
+  if (!hints.length) return '';
+  return ` This checkpoint does not record which plugins replaced chain members, and a plugin added or removed since may be why: ${hints.join('; ')}. Resume with the plugins the run was saved with.`;
 }
 
 /**

@@ -28,9 +28,14 @@ export class ChainStepper implements Stepper {
   readonly chain: Chain;
   state: ChainState;
 
+  /**
+   * @param suppliedBy member name -> the plugins that supplied or replaced it (see
+   *   MemberOrigins); the optimizer's own members are not listed. Checkpoints record it.
+   */
   constructor(
     members: readonly StepTransform[],
     readonly variables: Readonly<Record<string, tf.Variable>>,
+    readonly suppliedBy: Readonly<Record<string, readonly string[]>> = {},
   ) {
     this.chain = chain('update', ...members);
     this.state = tf.tidy(() => {
@@ -74,4 +79,32 @@ export class OptimizerStepper implements Stepper {
 
   /** Nothing: the optimizer is the caller's (often model.optimizer, used again by model.fit), its state theirs to keep or dispose. */
   dispose(): void {}
+}
+
+/**
+ * Follows which plugins supplied each update-chain member, tap by tap through hook
+ * 'stepTransforms': a member a tap returns that it was not given is that plugin's, after
+ * the plugins of the member it replaced (same name). By identity, because a replacement
+ * may keep the member's name (Adaptive Braking's 'momentum'): names alone do not show a
+ * resume that such a plugin was added or removed.
+ */
+export class MemberOrigins {
+  private readonly by = new Map<StepTransform, readonly string[]>();
+
+  /** After a tap of `plugin` turned `given` into `returned`. */
+  tapped(given: readonly StepTransform[], returned: readonly StepTransform[], plugin: string): void {
+    const kept = new Set(given);
+    const byName = new Map(given.map((t) => [t.name, t]));
+    for (const t of returned) {
+      if (kept.has(t) || this.by.has(t)) continue;
+      const replaced = byName.get(t.name);
+      const before = (replaced && this.by.get(replaced)) || [];
+      this.by.set(t, before[before.length - 1] === plugin ? before : [...before, plugin]);
+    }
+  }
+
+  /** Member name -> its plugins, for the members of the final chain that plugins supplied. */
+  of(members: readonly StepTransform[]): Record<string, string[]> {
+    return Object.fromEntries(members.filter((t) => this.by.has(t)).map((t) => [t.name, [...this.by.get(t)!]]));
+  }
 }

@@ -45,7 +45,7 @@ import { isModelTraining, markModelTraining } from './training-flag';
 import { classWeightLoss, fitLoss, type FitLossState } from './fit-loss';
 import { optimizerByName } from '../transforms/by-name';
 import type { History } from './history';
-import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
+import { ChainStepper, MemberOrigins, OptimizerStepper, type Stepper } from './stepper';
 import { layersConstraints } from './constraints';
 import { everyStepSkipped } from './non-finite';
 import { layersPenalty, penalizedLayers } from './regularization';
@@ -292,9 +292,8 @@ export class Trainer {
     for (const v of trainableVariables(model)) params[v.name] = v;
     this.params = params;
     const info: ModelInfo = { model, segmentNames: model.segments.map((s) => s.name), params };
-    // What planMemory and stepTransforms taps return is checked tap by tap too, naming the plugin.
+    // What planMemory and stepTransforms (buildStepper) taps return is checked tap by tap too, naming the plugin.
     this.hooks.planMemory.checkEachTap((plan, plugin) => checkMemoryPlan(plan, info.segmentNames, plugin));
-    this.hooks.stepTransforms.checkEachTap((members, plugin) => checkChainMembers(members, plugin));
     this.plan = this.hooks.planMemory.call(this.resolve(Tokens.MemoryPlanner).plan(info), info);
     this.stepper?.dispose();
     this.stepper = this.buildStepper(info);
@@ -330,7 +329,13 @@ export class Trainer {
       return new OptimizerStepper(spec);
     }
     const base: StepTransform[] = Array.isArray(spec) ? [...spec] : [spec as StepTransform];
-    return new ChainStepper(this.hooks.stepTransforms.call(base.flatMap(chainMembers), info), info.params);
+    const origins = new MemberOrigins();
+    this.hooks.stepTransforms.checkEachTap((members, plugin, given) => {
+      checkChainMembers(members, plugin);
+      origins.tapped(given, members, plugin);
+    });
+    const members = this.hooks.stepTransforms.call(base.flatMap(chainMembers), info);
+    return new ChainStepper(members, info.params, origins.of(members));
   }
 
   /**
@@ -807,9 +812,11 @@ export class Trainer {
         trainer.logger.warn(`resuming from '${where}', a format ${manifest.formatVersion} checkpoint without checksums: its tensors cannot be verified. Save it again to get a verified one.`);
       }
       await trainer.setup();
-      const missing = manifest.plugins.filter((n) => !trainer.plugins.some((p) => p.name === n) && !(n in manifest.pluginState));
-      if (missing.length) trainer.logger.warn(`resuming without plugin(s) ${missing.join(', ')} that were registered when saving (they saved no state).`);
       await restoreCheckpoint(manifest, reader, trainer.parts(), `cannot resume from '${where}'`);
+      // After the restore: a missing plugin whose state is in the checkpoint (its own, or a chain member it supplied) was refused.
+      const inChain = manifest.optimizer.kind === 'chain' ? Object.values(manifest.optimizer.suppliedBy ?? {}).flat() : [];
+      const missing = manifest.plugins.filter((n) => !trainer.plugins.some((p) => p.name === n) && !(n in manifest.pluginState) && !inChain.includes(n));
+      if (missing.length) trainer.logger.warn(`resuming without plugin(s) ${missing.join(', ')} that were registered when saving (they saved no state).`);
       trainer.stepCount = manifest.step;
       trainer.skippedSteps = manifest.skipped;
       trainer.pos = { ...manifest.position };
