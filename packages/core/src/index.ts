@@ -26,7 +26,7 @@ export * from './step/step-request';
 export { checkGradients } from './step/check-gradients';
 export * from './data/data-source';
 export { TensorData, arrayData, tensorData, permutation } from './data/tensor-data';
-export { DatasetData, datasetData } from './data/dataset-data';
+export { DatasetData, datasetData, type DatasetElement, type ElementPart } from './data/dataset-data';
 export { losses, resolveLoss, LOSS_NAMES, type LossName, type LossSpec } from './train/losses';
 export { accuracy, resolveMetrics, METRIC_NAMES, type MetricSpec } from './train/metrics';
 export { penalizedLayers, weightPenalties } from './train/regularization';
