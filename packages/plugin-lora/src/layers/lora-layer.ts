@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { type AdapterSpec, checkAdapterName, scaleOf } from '../common/config';
 import { configError, stateError } from '../common/errors';
+import { KeptWeight } from '../common/kept-weight';
 
 // tfjs-layers' own aliases (not re-exported by the union package).
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -62,6 +63,8 @@ export abstract class LoraLayer extends tf.layers.Layer {
   private readonly initialAdapters: Record<string, AdapterSpec>;
   private activeName: string | null;
   private mergedFlag: boolean;
+  /** The kernel this layer's merge overwrote (none for a model loaded merged). */
+  private kept: KeptWeight | undefined;
   private readonly seed: number | null;
   private building = false;
 
@@ -248,13 +251,29 @@ export abstract class LoraLayer extends tf.layers.Layer {
     if (merge && this.mergedFlag) throw stateError(`layer '${this.name}': adapter '${this.activeName}' is already merged; call unmerge() first.`);
     if (!merge && !this.mergedFlag) throw stateError(`layer '${this.name}': adapter '${this.activeName}' is not merged; nothing to unmerge.`);
     const name = this.activeName;
+    if (!merge) {
+      const restored = this.kept?.restored(this.kernel.read() as tf.Variable);
+      if (restored) return restored;
+    }
     return tf.tidy(() => (merge ? tf.add : tf.sub)(this.kernel.read(), this.deltaKernel(name)));
   }
 
   /** Install a kernel from `prepareKernel` and record the new merge state. */
   commitKernel(kernel: tf.Tensor, merged: boolean): void {
-    this.kernel.write(kernel);
+    if (merged) {
+      this.kept = KeptWeight.write(this.kernel.read() as tf.Variable, kernel, (t) => this.kernel.write(t));
+    } else {
+      this.kernel.write(kernel);
+      this.kept?.dispose();
+      this.kept = undefined;
+    }
     this.mergedFlag = merged;
+  }
+
+  protected override disposeWeights(): number {
+    this.kept?.dispose();
+    this.kept = undefined;
+    return super.disposeWeights();
   }
 
   override getConfig(): tf.serialization.ConfigDict {

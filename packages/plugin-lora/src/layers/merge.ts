@@ -11,7 +11,7 @@ export function mergeAdapter(model: tf.LayersModel): void {
   swapKernels(model, true);
 }
 
-/** Undo `mergeAdapter` (K -= s A B; equal to the old kernel up to float rounding). */
+/** Undo `mergeAdapter`: the kernels it overwrote, bit for bit (K -= s A B, to float rounding, for kernels written since or a model loaded merged). */
 export function unmergeAdapter(model: tf.LayersModel): void {
   swapKernels(model, false);
 }

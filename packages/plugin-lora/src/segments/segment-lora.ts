@@ -3,6 +3,7 @@ import { modelVariables, readParam, uniqueVariableName, type Segment, type Segme
 import { type AdapterFile, checkModelKind, readAdapter } from '../common/adapter-file';
 import { type AdapterSpec, type LoraOptions, resolveOptions, scaleOf } from '../common/config';
 import { configError, stateError } from '../common/errors';
+import { KeptWeight } from '../common/kept-weight';
 import { type DryRunOptions, formatPlan, type LoraPlan, planError, reportPlan, resolveDryRun } from '../common/lora-plan';
 import { checkOptionKeys, DRY_RUN_KEYS, LORA_KEYS } from '../common/option-keys';
 import { exactPath } from '../common/selectors';
@@ -97,6 +98,8 @@ export class LoraSegmentModel {
   /** The base variables' `trainable` flags before LoRA froze them. */
   private readonly flags: Map<tf.Variable, boolean>;
   private merged = false;
+  /** The base weights merge() overwrote, one per target, while merged. */
+  private kept: KeptWeight[] = [];
   private released = false;
 
   /** Use `applyLoraToSegments`; this constructor takes over variables it is given. */
@@ -166,7 +169,7 @@ export class LoraSegmentModel {
     return this;
   }
 
-  /** Undo `merge` (W -= s·A·B; equal to the old W up to float rounding). */
+  /** Undo `merge`: the weights it overwrote, bit for bit (W -= s·A·B, to float rounding, for a W written since). */
   unmerge(): this {
     this.live('unmerge');
     if (!this.merged) throw stateError(`unmerge: adapter '${this.adapter}' is not merged (variables ${this.targets.join(', ')}); nothing to unmerge.`);
@@ -185,7 +188,7 @@ export class LoraSegmentModel {
     return this.base;
   }
 
-  /** Free A and B and give the base back as it was: unmerged (to float rounding), original flags. */
+  /** Free A and B and give the base back as it was: unmerged (bit for bit), original flags. */
   dispose(): void {
     if (this.released) return;
     if (this.merged) this.swap(false);
@@ -253,22 +256,33 @@ export class LoraSegmentModel {
     };
   }
 
-  /** W ± s·A·B for every target, all computed and checked finite before any is written. */
+  /** W + s·A·B for every target, or back (the kept W; W - s·A·B for one assigned since), all computed and checked finite before any is written. */
   private swap(merge: boolean): void {
-    const next = this.adapters.map((a) => tf.tidy(() => (merge ? tf.add : tf.sub)(a.W, delta(a.A, a.B, this.scale))));
+    const next = this.adapters.map((a, i) => (!merge && this.kept[i]?.restored(a.W)) || tf.tidy(() => (merge ? tf.add : tf.sub)(a.W, delta(a.A, a.B, this.scale))));
     try {
       const bad = this.adapters.filter((_, i) => !tf.tidy(() => tf.all(tf.isFinite(next[i])).dataSync()[0]));
       if (bad.length) {
         throw stateError(`${merge ? 'merge' : 'unmerge'}: the result is not finite for ${bad.map((a) => a.path).join(', ')}; the adapter weights hold NaN or Inf. Nothing was changed.`);
       }
-      this.adapters.forEach((a, i) => a.W.assign(next[i]));
+      if (merge) {
+        this.kept = this.adapters.map((a, i) => KeptWeight.write(a.W, next[i], (t) => a.W.assign(t)));
+      } else {
+        this.adapters.forEach((a, i) => a.W.assign(next[i]));
+        this.dropKept();
+      }
       this.merged = merge;
     } finally {
       tf.dispose(next);
     }
   }
 
+  private dropKept(): void {
+    for (const k of this.kept) k.dispose();
+    this.kept = [];
+  }
+
   private release(): void {
+    this.dropKept(); // after unload() W stays merged: the copies from before go
     for (const [v, trainable] of this.flags) v.trainable = trainable;
     for (const a of this.adapters) {
       adaptedVariables.delete(a.W);
