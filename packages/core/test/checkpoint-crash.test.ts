@@ -120,6 +120,26 @@ describe('checkpoint writes survive crashes', () => {
     trainer.dispose();
   });
 
+  it("a first save killed after its step folder was in place and before LATEST: resume names the folders and both ways on, picking none", async () => {
+    const dir = tmpDir();
+    (await savedOnce(dir)).dispose();
+    // what the killed first save leaves: the complete step-1 and a leftover, no LATEST
+    fs.rmSync(path.join(dir, 'LATEST'));
+    fs.mkdirSync(path.join(dir, '.tmp-0badf00d'));
+    const err = await errorOf(Trainer.resume(dir, saveLoopOptions()));
+    expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(err.message).to.contain(`cannot resume from '${dir}': it holds step-1 but no LATEST file naming the newest`);
+    expect(err.message).to.contain(`Write the name of the step-* folder to continue from into '${path.join(dir, 'LATEST')}' (the newest is step-1), or resume from '${path.join(dir, 'step-1')}' directly.`);
+    expect(err.message).not.to.match(/missing manifest/);
+    // both ways on work
+    const direct = await Trainer.resume(path.join(dir, 'step-1'), saveLoopOptions());
+    expect(direct.step).to.equal(1);
+    fs.writeFileSync(path.join(dir, 'LATEST'), 'step-1\n');
+    const viaLatest = await Trainer.resume(dir, saveLoopOptions());
+    expect(viaLatest.step).to.equal(1);
+    for (const t of [direct, viaLatest]) t.dispose();
+  });
+
   it('LATEST must name a checkpoint folder: a path out of the folder is refused', async () => {
     const root = tmpDir();
     const dir = path.join(root, 'run');

@@ -82,14 +82,21 @@ async function writeClaimed(root: string, step: number, files: Record<string, Bu
   return path.join(root, name);
 }
 
-/** `<root>/<name>` for the name `<root>/LATEST` holds, or `root` itself when there is no LATEST. */
+/**
+ * `<root>/<name>` for the name `<root>/LATEST` holds, or `root` itself when there is no
+ * LATEST (a step folder passed directly). A root holding step folders but no LATEST is
+ * refused, naming them (see noLatest).
+ */
 export async function latestCheckpointDir(root: string): Promise<string> {
   let text: string;
   try {
     text = await fs.readFile(path.join(root, 'LATEST'), 'utf8');
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') return root;
+    if (code === 'ENOENT') {
+      await noLatest(root);
+      return root;
+    }
     if (code === 'ENOTDIR') {
       throw new TapfitError(ErrorCodes.CHECKPOINT, `cannot resume from '${root}': it is a file, not a checkpoint folder. Pass the folder save() wrote to.`, { cause: err });
     }
@@ -104,6 +111,30 @@ export async function latestCheckpointDir(root: string): Promise<string> {
     );
   }
   return path.join(root, name);
+}
+
+/**
+ * A root with step folders but no LATEST and no manifest.json of its own: a first save
+ * killed after its folder was renamed into place and before LATEST was written leaves
+ * this (or LATEST was removed). Which folder to continue from is the user's call (another
+ * run's folders may be there too), so name them and both ways on instead of picking one.
+ */
+async function noLatest(root: string): Promise<void> {
+  let names: string[];
+  try {
+    if ((await fs.stat(path.join(root, 'manifest.json')).catch(() => null)) !== null) return;
+    names = await checkpointNames(root);
+  } catch {
+    return; // no such folder (or not one): the loader reports the missing manifest
+  }
+  if (names.length === 0) return;
+  names.sort((a, b) => order(a)[0] - order(b)[0] || order(a)[1] - order(b)[1]);
+  const newest = names.at(-1)!;
+  throw new TapfitError(
+    ErrorCodes.CHECKPOINT,
+    `cannot resume from '${root}': it holds ${names.join(', ')} but no LATEST file naming the newest (a first save killed before it wrote LATEST leaves this). ` +
+      `Write the name of the step-* folder to continue from into '${path.join(root, 'LATEST')}' (the newest is ${newest}), or resume from '${path.join(root, newest)}' directly.`,
+  );
 }
 
 /** Removes the temporary entries of saves whose process is gone (see TEMP). */
