@@ -12,6 +12,7 @@ export * from './backend';
 export * from './io';
 export * from './model/segment';
 export * from './model/trainable-model';
+export { rebuildLayersModelInWorker, type RebuildContext } from './model/rebuild-in-worker';
 export * from './memory';
 export { Stage, type TapOptions } from './hooks/order';
 export type { Hooks, HookName, TapOnly, TapOnlyHooks } from './hooks/hooks';

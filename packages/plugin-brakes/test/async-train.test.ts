@@ -7,9 +7,11 @@ import { GradientLedger } from '../src/async/ledger';
 import type { WorkerInit } from '../src/async/protocol';
 import { shardOf, shareData } from '../src/async/shared-data';
 import { shardBatches } from '../src/async/worker-batches';
+import { BrakesTestDoubler } from './fixtures/custom-layer';
 import { useBackend } from './helpers';
 
 const faulty = path.join(__dirname, 'fixtures', 'faulty-worker.js');
+const customLayer = path.join(__dirname, 'fixtures', 'custom-layer.js');
 
 /** A linear model y = x w (no bias) with weights `w0`, and `n` samples of ones. */
 function linear(inputs: number, w0: number, n = 96) {
@@ -134,6 +136,27 @@ describe('asyncTrain (worker threads)', function () {
     expect(err.message).to.match(/asyncTrain: the model was disposed while asyncTrain was training it \(after update 3\).*Dispose the model only after asyncTrain's promise settles/);
     expect(err.stats.steps).to.equal(3);
     m.data.dispose();
+  });
+
+  it("a model with a custom layer registered only on the calling thread: the run fails naming the class and saying to register it in setupModule; registered there, it trains", async () => {
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 3 }), new BrakesTestDoubler({ name: 'double' }), tf.layers.dense({ units: 1 })] });
+    const data = tensorData(tf.ones([16, 4]), tf.zeros([16, 1]));
+    const options: AsyncTrainOptions = { model, data, loss: 'meanSquaredError', optimizer: sgd({ lr: 0.01 }), workers: 2, steps: 4, batchSize: 4, backend: 'cpu', logger: new SilentLogger() };
+    const err = await asyncTrain(options).then(
+      () => expect.fail('the workers rebuilt a class they never registered'),
+      (e: unknown) => e as AsyncTrainError,
+    );
+    expect(err.code).to.equal('TAPFIT_E_ASYNC_WORKERS');
+    expect(err.message).to.contain(
+      "worker 0 failed: cannot rebuild the model's layer class 'BrakesTestDoubler' from its JSON: each asyncTrain worker builds the model with its own TF.js, which knows the built-in classes only, " +
+        'not those registered on the calling thread. Register it in a module passed as setupModule (at its top level or in its setup(): tf.serialization.registerClass(BrakesTestDoubler))',
+    );
+    expect(err.message, "neither tfjs's list of reasons nor a stack").not.to.match(/following reasons|\n\s+at /);
+    expect(err.stats.steps).to.equal(0);
+
+    expect((await asyncTrain({ ...options, setupModule: customLayer })).steps).to.equal(4);
+    model.dispose();
+    data.dispose();
   });
 
   it('each gradient is computed on the weights it was sent: the run equals its serial replay with the measured staleness', async () => {

@@ -4,7 +4,7 @@
 // its training-mode forward pass changed the buffers (BatchNorm moving statistics).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { resolveLoss, selectBackend, weightPenalties, type LossFn, type LossName } from '@tapfit/core';
+import { rebuildLayersModelInWorker, resolveLoss, selectBackend, TapfitError, weightPenalties, type LossFn, type LossName } from '@tapfit/core';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol';
 import { shardBatches } from './worker-batches';
 
@@ -20,7 +20,7 @@ async function start(init: WorkerInit): Promise<void> {
     await mod.setup?.({ workerIndex: init.index });
     if (typeof mod.loss === 'function') loss = mod.loss;
   }
-  const model = await tf.models.modelFromJSON(init.topology as tf.io.ModelJSON['modelTopology'] as never);
+  const model = await rebuildLayersModelInWorker(init.topology, { builder: 'each asyncTrain worker', setupOption: 'setupModule' });
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const buffers = model.nonTrainableWeights;
   const batches = shardBatches(init);
@@ -58,8 +58,9 @@ async function start(init: WorkerInit): Promise<void> {
   send({ type: 'ready', shapes: vars.map((v) => [...v.shape]), bufferShapes: buffers.map((b) => [...b.read().shape]) });
 }
 
+/** A TapfitError says what and the fix, so its message alone; anything else with its stack (a bug in the setup module, say). */
 function fail(err: unknown): void {
-  send({ type: 'failed', error: err instanceof Error ? err.stack ?? err.message : String(err) });
+  send({ type: 'failed', error: err instanceof TapfitError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err) });
 }
 
 start(workerData as WorkerInit).catch(fail);

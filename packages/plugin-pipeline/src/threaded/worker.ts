@@ -4,12 +4,11 @@
 // rules and the same functions as the one-process simulator (../simulator.ts).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ChainStepper, fromLayersModel, layersConstraints, penalizedLayers, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
+import { ChainStepper, fromLayersModel, layersConstraints, penalizedLayers, rebuildLayersModelInWorker, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
 import { spikeCompensation } from '../spike-compensation';
 import { runSegments, stageBackward, withWeights } from '../stage-math';
 import { WeightHistory } from '../weight-history';
 import type { FromStage, StageInit, ToStage } from './protocol';
-import { rebuildModel } from './rebuild-model';
 import { messagePortTransport, type StageLink, type StageMessage } from './transport';
 
 const port = parentPort!;
@@ -31,7 +30,7 @@ async function start(): Promise<void> {
     if (typeof mod.loss === 'function') loss = mod.loss;
     hooks = mod;
   }
-  const model = await rebuildModel(init.topology);
+  const model = await rebuildLayersModelInWorker(init.topology, { builder: "each stage's worker", setupOption: 'setupModule' });
   const segments: Segment[] = fromLayersModel(model).segments.slice(init.start, init.end);
   const trainable = new Set(model.trainableWeights.map((w) => w.read() as tf.Variable));
   const variables = [...new Set(segments.flatMap((s) => s.params))].filter((v) => trainable.has(v));
