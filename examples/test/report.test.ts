@@ -113,6 +113,27 @@ describe('training report of a --resume run', function () {
   });
 });
 
+describe('training report of a --resume run that had nothing left to train', function () {
+  this.timeout(120_000);
+
+  it('tapfit train --resume --report on a checkpoint that finished its epochs writes a report without charts and exits 0', () => {
+    const dir = tmpDir('tapfit-report-finished-');
+    const file = writeJson(tinyConfig({ training: { epochs: 1, batchSize: 20 }, checkpoint: { dir: 'ckpt', every: 50 } }), dir);
+    const first = spawnSync(process.execPath, [cli, 'train', file], { encoding: 'utf8' });
+    expect(first.status, first.stderr).to.equal(0);
+    const report = path.join(dir, 'report');
+    const r = spawnSync(process.execPath, [cli, 'train', file, '--resume', '--report', report], { encoding: 'utf8' });
+    expect(r.stderr).to.equal('');
+    expect(r.status).to.equal(0);
+    expect(r.stdout).to.match(/nothing left to train/).and.contain(`training report: ${path.join(report, 'report.html')}`);
+    const html = fs.readFileSync(path.join(report, 'report.html'), 'utf8');
+    expect(html).to.contain('<td>resumed</td><td>at step 15 (from a checkpoint): no step trained after it</td>').and.contain('<p>No charts: this run trained no step.</p>');
+    expect(html).to.contain('<script type="application/json" id="report-charts">[]</script>');
+    const data = JSON.parse(fs.readFileSync(path.join(report, 'report.json'), 'utf8'));
+    expect([data.steps, data.epochs, data.resumedAt]).to.deep.equal([[], [], 15]);
+  });
+});
+
 describe('training report: bad input fails before training', () => {
   const expectRefusedBeforeTraining = async (report: string, message: RegExp) => {
     const log = recordingLogger();

@@ -52,36 +52,44 @@ function lineChart(
   };
 }
 
-/** The charts: loss (per step and per epoch), accuracy, learning rate, step time, peak memory. */
+/**
+ * The charts: loss (per step and per epoch), accuracy, learning rate, step time, peak
+ * memory. A chart with nothing to draw is left out: a `--resume` run of a checkpoint that
+ * had finished its epochs trains no step and no epoch.
+ */
 export function reportCharts(data: ReportData): { id: string; spec: Spec }[] {
   const steps = data.steps.map((s) => ({ ...s, peakMiB: s.peakBytes / MIB, liveMiB: s.liveBytes / MIB }));
   const epochs = data.epochs.map((e) => ({ ...e, epoch: e.epoch + 1 }));
-  const accuracy = ['acc', 'val_acc'].filter((k) => epochs.some((e) => k in e));
-  const charts = [
-    { id: 'chart-loss-steps', spec: lineChart('Loss per step', steps, { field: 'step', title: 'step' }, [{ field: 'loss', title: 'loss' }], 'batch loss') },
-    {
-      id: 'chart-loss-epochs',
-      spec: lineChart('Loss per epoch', epochs, { field: 'epoch', title: 'epoch' }, ['loss', 'val_loss'].filter((k) => epochs.some((e) => k in e)).map((k) => ({ field: k, title: k })), 'loss', { points: true }),
-    },
+  const epochKeys = (keys: string[]) => keys.filter((k) => epochs.some((e) => k in e));
+  const loss = epochKeys(['loss', 'val_loss']);
+  const accuracy = epochKeys(['acc', 'val_acc']);
+  const perStep = steps.length
+    ? [
+        { id: 'chart-loss-steps', spec: lineChart('Loss per step', steps, { field: 'step', title: 'step' }, [{ field: 'loss', title: 'loss' }], 'batch loss') },
+        ...(steps.some((s) => s.lr !== undefined) ? [{ id: 'chart-lr', spec: lineChart('Learning rate', steps, { field: 'step', title: 'step' }, [{ field: 'lr', title: 'lr' }], 'learning rate') }] : []),
+        { id: 'chart-step-time', spec: lineChart('Step time', steps, { field: 'step', title: 'step' }, [{ field: 'ms', title: 'ms' }], 'ms per step', { zero: true }) },
+        {
+          id: 'chart-peak-memory',
+          spec: lineChart(
+            'Memory per step (live tensors)',
+            steps,
+            { field: 'step', title: 'step' },
+            [
+              { field: 'peakMiB', title: 'peak during the step' },
+              { field: 'liveMiB', title: 'after the step' },
+            ],
+            'MiB',
+            { zero: true },
+          ),
+        },
+      ]
+    : [];
+  return [
+    ...perStep.slice(0, 1),
+    ...(loss.length ? [{ id: 'chart-loss-epochs', spec: lineChart('Loss per epoch', epochs, { field: 'epoch', title: 'epoch' }, loss.map((k) => ({ field: k, title: k })), 'loss', { points: true }) }] : []),
     ...(accuracy.length ? [{ id: 'chart-accuracy', spec: lineChart('Accuracy per epoch', epochs, { field: 'epoch', title: 'epoch' }, accuracy.map((k) => ({ field: k, title: k })), 'accuracy', { points: true }) }] : []),
-    ...(steps.some((s) => s.lr !== undefined) ? [{ id: 'chart-lr', spec: lineChart('Learning rate', steps, { field: 'step', title: 'step' }, [{ field: 'lr', title: 'lr' }], 'learning rate') }] : []),
-    { id: 'chart-step-time', spec: lineChart('Step time', steps, { field: 'step', title: 'step' }, [{ field: 'ms', title: 'ms' }], 'ms per step', { zero: true }) },
-    {
-      id: 'chart-peak-memory',
-      spec: lineChart(
-        'Memory per step (live tensors)',
-        steps,
-        { field: 'step', title: 'step' },
-        [
-          { field: 'peakMiB', title: 'peak during the step' },
-          { field: 'liveMiB', title: 'after the step' },
-        ],
-        'MiB',
-        { zero: true },
-      ),
-    },
+    ...perStep.slice(1),
   ];
-  return charts;
 }
 
 const escapeHtml = (s: string): string => s.replace(/[&<>"']/g, (c) => `&#${c.charCodeAt(0)};`);
@@ -154,7 +162,7 @@ ${libraries()}
 <h1>${escapeHtml(data.title)}: training report</h1>
 <div class="cols"><div>${table(undefined, summary(data))}</div></div>
 <h2>Training</h2>
-<div class="charts">${charts.map((c) => `<div class="chart" id="${c.id}"></div>`).join('')}</div>
+${charts.length ? `<div class="charts">${charts.map((c) => `<div class="chart" id="${c.id}"></div>`).join('')}</div>` : '<p>No charts: this run trained no step.</p>'}
 <div class="cols">
 <div><h2>Memory plan</h2>${memoryPlan(data.describe)}</div>
 <div><h2>Hook order (as resolved)</h2>${table(['hook', 'taps in run order'], hooks)}</div>
