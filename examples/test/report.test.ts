@@ -3,8 +3,13 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { expect } from 'chai';
+import type { TrainerDescription } from '@tapfit/core';
 import { configSchema } from '../src/config';
+import * as vega from 'vega';
+import * as vegaLite from 'vega-lite';
 import { writeReport } from '../src/report/report-dir';
+import { renderReport, type ReportData } from '../src/report/report-html';
+import type { StepRecord } from '../src/report/report-plugin';
 import { runConfig, type RunResult } from '../src/run-config';
 import { findChromium, launchChromium } from './browser';
 import { errorOf, recordingLogger, rejectionOf, tinyConfig, tmpDir, withFailingWrites, writeJson } from './helpers';
@@ -110,6 +115,73 @@ describe('training report of a --resume run', function () {
     expect([data.steps[0].epoch, data.steps[0].batch]).to.deep.equal([0, 10]);
     expect(data.resumedAt).to.equal(10);
     expect(fs.readFileSync(resumed.report!, 'utf8')).to.contain('<td>resumed</td><td>at step 10 (from a checkpoint): this report covers steps 10 to 29</td>');
+  });
+});
+
+describe('training report of a long run (1,000,000 steps)', function () {
+  this.timeout(300_000);
+  const N = 1_000_000;
+  const SPIKE = 777_777;
+  let data: ReportData;
+
+  before(() => {
+    // Step records of the report plugin's shape, as a run of a million steps hands them over; one loss spike.
+    const steps: StepRecord[] = Array.from({ length: N }, (_, i) => ({
+      step: i, epoch: Math.floor(i / 2000), batch: i % 2000, loss: i === SPIKE ? 50 : 1 / (1 + i / 1000) + (i % 7) / 100, lr: 0.01 * Math.cos(i / N),
+      ms: 3 + (i % 11) / 10, peakBytes: 2 ** 20 + (i % 1000), liveBytes: 2 ** 19, skipped: false,
+    }));
+    const epochs = Array.from({ length: N / 2000 }, (_, e) => ({ epoch: e, loss: 1 / (e + 1), acc: 0.9, val_loss: 1.1 / (e + 1), val_acc: 0.85 }));
+    data = { title: 'long run', started: new Date(0).toISOString(), backend: 'cpu', describe: { backend: 'cpu', backendDetail: 'cpu', plugins: ['training-report'], hooks: { epochEnd: ['training-report'] } as TrainerDescription['hooks'], stepTransforms: ['sgd'], optimizer: 'chain', trainableParams: 195 }, steps, epochs, seconds: 5000 };
+  });
+
+  it('the page stays under 3 MB: each chart at most 4,002 points a series (min/max per bucket: the spike kept at its height), and every chart renders', async () => {
+    const page = renderReport(data);
+    expect(page.length, 'HTML characters').to.be.below(3 * 2 ** 20);
+    const charts = JSON.parse(/<script type="application\/json" id="report-charts">(.*?)<\/script>/s.exec(page)![1]) as { id: string; spec: { title: unknown; data: { values: Record<string, number>[] } } }[];
+    expect(charts.map((c) => c.id)).to.deep.equal(CHARTS);
+    for (const c of charts) {
+      const series = c.id === 'chart-peak-memory' || c.id === 'chart-loss-epochs' || c.id === 'chart-accuracy' ? 2 : 1;
+      expect(c.spec.data.values.length, c.id).to.be.at.most(4002 * series);
+    }
+    const loss = charts[0].spec;
+    expect(loss.title).to.deep.equal({ text: 'Loss per step', subtitle: '1,000,000 steps in 2,000 buckets of 500, each drawn by its lowest and highest value' });
+    expect(loss.data.values.find((r) => r.loss === 50)).to.deep.equal({ step: SPIKE, loss: 50 });
+    expect([loss.data.values[0].step, loss.data.values.at(-1)!.step], 'the x axis spans the run').to.deep.equal([0, N - 1]);
+    // Rendered as the page renders them (vega-lite compiled, drawn by vega), headless: every chart draws its lines.
+    for (const c of charts) {
+      const view = new vega.View(vega.parse(vegaLite.compile(c.spec as never).spec), { renderer: 'none' });
+      const svg = await view.toSVG();
+      view.finalize();
+      expect((svg.match(/class="mark-line role-mark/g) ?? []).length, `${c.id}: line marks`).to.be.at.least(1);
+      expect(svg.match(/<path[^>]* d="M[^"]{200,}"/g)?.length ?? 0, `${c.id}: drawn lines`).to.be.at.least(1);
+    }
+  });
+
+  it('report.json holds every step, streamed to the file in chunks of about a MB (never one string of the whole run)', () => {
+    const dir = tmpDir('tapfit-report-long-');
+    const nodeFs: typeof fs = require('node:fs');
+    const original = nodeFs.writeFileSync;
+    let largest = 0;
+    nodeFs.writeFileSync = ((target: fs.PathOrFileDescriptor, body: string | NodeJS.ArrayBufferView) => {
+      largest = Math.max(largest, typeof body === 'string' ? body.length : body.byteLength);
+      return original(target, body);
+    }) as typeof fs.writeFileSync;
+    try {
+      writeReport(dir, data);
+    } finally {
+      nodeFs.writeFileSync = original;
+    }
+    try {
+      expect(fs.statSync(path.join(dir, 'report.html')).size).to.be.below(3 * 2 ** 20);
+      expect(fs.statSync(path.join(dir, 'report.json')).size).to.be.above(100 * 2 ** 20);
+      expect(largest, 'the largest single write (the page)').to.be.below(3 * 2 ** 20);
+      const json = JSON.parse(fs.readFileSync(path.join(dir, 'report.json'), 'utf8')) as ReportData;
+      expect(json.steps).to.have.length(N);
+      expect([json.steps[0], json.steps[SPIKE], json.steps[N - 1]]).to.deep.equal([data.steps[0], data.steps[SPIKE], data.steps[N - 1]]);
+      expect({ ...json, steps: [] }).to.deep.equal({ ...data, steps: [] });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import { ErrorCodes, TapfitError } from '@tapfit/core';
 import { writeFileAtomic } from '../atomic-write';
 import { renderReport, type ReportData } from './report-html';
+import { reportJsonChunks } from './report-json';
 
 /**
  * Makes sure a report can be written to `dir` before anything trains, without creating
@@ -41,15 +42,17 @@ function nearestExisting(dir: string): string {
 }
 
 /**
- * Writes `report.html` (self-contained: opens offline) and `report.json` (the data) to `dir`,
- * creating it; returns the HTML's path. Each file is replaced atomically, so a failed write
- * leaves the previous run's file whole. Both bodies are rendered before either is written.
+ * Writes `report.html` (self-contained: opens offline; its charts bounded, a few MB however
+ * long the run) and `report.json` (the data in full, every step, streamed: see
+ * reportJsonChunks) to `dir`, creating it; returns the HTML's path. Each file is replaced
+ * atomically, so a failed write leaves the previous run's file whole. The page is rendered
+ * before either is written.
  */
 export function writeReport(dir: string, data: ReportData): string {
   const html = path.join(dir, 'report.html');
-  const [page, json] = [renderReport(data), JSON.stringify(data, null, 1)];
+  const page = renderReport(data);
   fs.mkdirSync(dir, { recursive: true });
-  writeFileAtomic(path.join(dir, 'report.json'), json);
+  writeFileAtomic(path.join(dir, 'report.json'), reportJsonChunks(data));
   writeFileAtomic(html, page);
   return html;
 }

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs';
 import type { TrainerDescription } from '@tapfit/core';
+import { bucketNote, minMaxBuckets } from './min-max-buckets';
 import type { EpochRecord, StepRecord } from './report-plugin';
 
 /** Everything a training report shows. */
@@ -26,7 +27,7 @@ const HEIGHT = 200;
 
 /** A Vega-Lite line chart of `rows`: x against one or more y fields (folded into a coloured series). */
 function lineChart(
-  title: string,
+  title: string | { text: string; subtitle: string },
   rows: readonly Record<string, unknown>[],
   x: { field: string; title: string },
   ys: { field: string; title: string }[],
@@ -52,32 +53,45 @@ function lineChart(
   };
 }
 
+type Series = { field: string; title: string; at(i: number): number | undefined };
+
+/**
+ * A line chart of `count` rows (steps or epochs) in x order: each series bucketed to at
+ * most MAX_POINTS_PER_SERIES points (min/max per bucket, see minMaxBuckets; the subtitle
+ * says so when it was), and only the fields it plots embedded.
+ */
+function bucketedChart(title: string, count: number, x: { field: string; unit: string; at(i: number): number }, ys: Series[], yTitle: string, options: { points?: boolean; zero?: boolean } = {}): Spec {
+  const note = bucketNote(count, x.unit);
+  const rows = ys.flatMap((y) => minMaxBuckets(count, x, y));
+  return lineChart(note ? { text: title, subtitle: note } : title, rows, { field: x.field, title: x.unit }, ys, yTitle, options);
+}
+
 /**
  * The charts: loss (per step and per epoch), accuracy, learning rate, step time, peak
- * memory. A chart with nothing to draw is left out: a `--resume` run of a checkpoint that
- * had finished its epochs trains no step and no epoch.
+ * memory, each at most a few thousand points a series (see bucketedChart), so the page
+ * stays a few MB however long the run. A chart with nothing to draw is left out: a
+ * `--resume` run of a checkpoint that had finished its epochs trains no step and no epoch.
  */
 export function reportCharts(data: ReportData): { id: string; spec: Spec }[] {
-  const steps = data.steps.map((s) => ({ ...s, peakMiB: s.peakBytes / MIB, liveMiB: s.liveBytes / MIB }));
-  const epochs = data.epochs.map((e) => ({ ...e, epoch: e.epoch + 1 }));
-  const epochKeys = (keys: string[]) => keys.filter((k) => epochs.some((e) => k in e));
-  const loss = epochKeys(['loss', 'val_loss']);
-  const accuracy = epochKeys(['acc', 'val_acc']);
+  const { steps, epochs } = data;
+  const step = { field: 'step', unit: 'step', at: (i: number) => steps[i].step };
+  const epoch = { field: 'epoch', unit: 'epoch', at: (i: number) => epochs[i].epoch + 1 };
+  const stepSeries = (field: string, title: string, at: (s: StepRecord) => number | undefined): Series => ({ field, title, at: (i) => at(steps[i]) });
+  const epochSeries = (keys: string[]): Series[] => keys.filter((k) => epochs.some((e) => k in e)).map((k) => ({ field: k, title: k, at: (i) => epochs[i][k] }));
+  const loss = epochSeries(['loss', 'val_loss']);
+  const accuracy = epochSeries(['acc', 'val_acc']);
   const perStep = steps.length
     ? [
-        { id: 'chart-loss-steps', spec: lineChart('Loss per step', steps, { field: 'step', title: 'step' }, [{ field: 'loss', title: 'loss' }], 'batch loss') },
-        ...(steps.some((s) => s.lr !== undefined) ? [{ id: 'chart-lr', spec: lineChart('Learning rate', steps, { field: 'step', title: 'step' }, [{ field: 'lr', title: 'lr' }], 'learning rate') }] : []),
-        { id: 'chart-step-time', spec: lineChart('Step time', steps, { field: 'step', title: 'step' }, [{ field: 'ms', title: 'ms' }], 'ms per step', { zero: true }) },
+        { id: 'chart-loss-steps', spec: bucketedChart('Loss per step', steps.length, step, [stepSeries('loss', 'loss', (s) => s.loss)], 'batch loss') },
+        ...(steps.some((s) => s.lr !== undefined) ? [{ id: 'chart-lr', spec: bucketedChart('Learning rate', steps.length, step, [stepSeries('lr', 'lr', (s) => s.lr)], 'learning rate') }] : []),
+        { id: 'chart-step-time', spec: bucketedChart('Step time', steps.length, step, [stepSeries('ms', 'ms', (s) => s.ms)], 'ms per step', { zero: true }) },
         {
           id: 'chart-peak-memory',
-          spec: lineChart(
+          spec: bucketedChart(
             'Memory per step (live tensors)',
-            steps,
-            { field: 'step', title: 'step' },
-            [
-              { field: 'peakMiB', title: 'peak during the step' },
-              { field: 'liveMiB', title: 'after the step' },
-            ],
+            steps.length,
+            step,
+            [stepSeries('peakMiB', 'peak during the step', (s) => s.peakBytes / MIB), stepSeries('liveMiB', 'after the step', (s) => s.liveBytes / MIB)],
             'MiB',
             { zero: true },
           ),
@@ -86,8 +100,8 @@ export function reportCharts(data: ReportData): { id: string; spec: Spec }[] {
     : [];
   return [
     ...perStep.slice(0, 1),
-    ...(loss.length ? [{ id: 'chart-loss-epochs', spec: lineChart('Loss per epoch', epochs, { field: 'epoch', title: 'epoch' }, loss.map((k) => ({ field: k, title: k })), 'loss', { points: true }) }] : []),
-    ...(accuracy.length ? [{ id: 'chart-accuracy', spec: lineChart('Accuracy per epoch', epochs, { field: 'epoch', title: 'epoch' }, accuracy.map((k) => ({ field: k, title: k })), 'accuracy', { points: true }) }] : []),
+    ...(loss.length ? [{ id: 'chart-loss-epochs', spec: bucketedChart('Loss per epoch', epochs.length, epoch, loss, 'loss', { points: true }) }] : []),
+    ...(accuracy.length ? [{ id: 'chart-accuracy', spec: bucketedChart('Accuracy per epoch', epochs.length, epoch, accuracy, 'accuracy', { points: true }) }] : []),
     ...perStep.slice(1),
   ];
 }
