@@ -116,6 +116,24 @@ describe('resuming with a plugin that supplied an update-chain member added or r
     expect(warnings.join('\n')).not.to.match(/saved no state/);
   });
 
+  it('a tap that replaces the member in place (members[i] = x; return members) is recorded too: removed, refused', async () => {
+    const inPlace: TapfitPlugin = {
+      name: 'in-place',
+      core: '^0.1.0',
+      apply({ hooks }) {
+        hooks.stepTransforms.tap('in-place', (members) => {
+          const list = members as StepTransform[];
+          list[list.findIndex((m) => m.name === 'momentum')] = momentum({ momentum: 0.5 }) as unknown as StepTransform;
+          return list;
+        });
+      },
+    };
+    const { dir, manifest } = await saved([inPlace]);
+    expect((manifest.optimizer as ChainManifest).suppliedBy).to.deep.equal({ momentum: ['in-place'] });
+    const err = await errorOf(Trainer.resume(dir, options([])));
+    expect(err.message).to.match(/chain member 'momentum' was supplied by plugin 'in-place' when saved/);
+  });
+
   for (const layout of ['other', 'same'] as const) {
     it(`added (a replacement of ${layout === 'same' ? 'the same' : 'another'} state layout): refused naming the plugin and the member`, async () => {
       const { dir } = await saved([]);

@@ -49,21 +49,46 @@ describe('one run per checkpoint folder', function () {
     expect(listing(dir), 'the save took the dead run\'s claim over and gave it up').to.deep.equal(['LATEST', 'step-1', 'step-2']);
   });
 
-  it("a save removes the temporary entries of a killed save, but not those of a live process's save in progress", async () => {
+  it('a save removes every temporary entry it finds, whatever pid it names (holding the claim, they can only be killed saves\'): a dead process\'s, a live one\'s (pid 1 of a new container), its own', async () => {
     const dir = tmpDir();
     await writeCheckpointDir(dir, 1, files);
-    const dead = deadPid();
-    const live = process.ppid; // alive while this test runs
-    const entries = { killed: [`.tmp-${dead}-0badf00d0bad`, `.LATEST-${dead}-0badf00d0bad`], live: [`.tmp-${live}-feedfeedfeed`, `.LATEST-${live}-feedfeedfeed`] };
-    fs.mkdirSync(path.join(dir, entries.killed[0]));
-    fs.writeFileSync(path.join(dir, entries.killed[0], 'tensors.bin'), Buffer.alloc(64));
-    fs.writeFileSync(path.join(dir, entries.killed[1]), 'step-1\n');
-    fs.mkdirSync(path.join(dir, entries.live[0]));
-    fs.writeFileSync(path.join(dir, entries.live[0], 'tensors.bin'), Buffer.alloc(64));
-    fs.writeFileSync(path.join(dir, entries.live[1]), 'step-1\n');
+    const pids = [deadPid(), process.ppid, process.pid];
+    const leftovers = pids.flatMap((pid) => [`.tmp-${pid}-0badf00d0bad`, `.LATEST-${pid}-0badf00d0bad`]);
+    for (const entry of leftovers) {
+      if (entry.startsWith('.tmp-')) {
+        fs.mkdirSync(path.join(dir, entry));
+        fs.writeFileSync(path.join(dir, entry, 'tensors.bin'), Buffer.alloc(64));
+      } else fs.writeFileSync(path.join(dir, entry), 'step-1\n');
+    }
     await writeCheckpointDir(dir, 2, files);
-    expect(listing(dir)).to.deep.equal(['LATEST', 'step-1', 'step-2', ...entries.live].sort());
-    expect(fs.readFileSync(path.join(dir, entries.live[0], 'tensors.bin'))).to.have.length(64);
+    expect(listing(dir)).to.deep.equal(['LATEST', 'step-1', 'step-2']);
+  });
+
+  it("another host's lock (a shared volume): refused while its holder refreshes it, taken over a minute after the last refresh (a killed container or machine)", async () => {
+    const dir = tmpDir();
+    await writeCheckpointDir(dir, 1, files);
+    const lock = path.join(dir, WRITER_LOCK);
+    fs.writeFileSync(lock, JSON.stringify({ pid: 1, host: 'old-container-3f2a', since: new Date().toISOString() }) + '\n');
+    const err = await rejected(writeCheckpointDir(dir, 2, files));
+    expect(err.message).to.contain("in use by another tapfit run (pid 1 on host 'old-container-3f2a'");
+    const old = new Date(Date.now() - 61_000);
+    fs.utimesSync(lock, old, old);
+    expect(path.basename(await writeCheckpointDir(dir, 2, files))).to.equal('step-2');
+    expect(listing(dir)).to.deep.equal(['LATEST', 'step-1', 'step-2']);
+  });
+
+  it("a save through a symlink to a claimed folder is the same claim (it kept the run's lock)", async () => {
+    const root = tmpDir();
+    const dir = path.join(root, 'ckpt');
+    const run = claimCheckpointFolder(dir);
+    const lock = path.join(dir, WRITER_LOCK);
+    const old = new Date(Date.now() - 120_000);
+    fs.utimesSync(lock, old, old);
+    fs.symlinkSync(dir, path.join(root, 'link'));
+    await writeCheckpointDir(path.join(root, 'link'), 1, files);
+    expect(fs.existsSync(lock), 'the run still holds its lock after a save through the link').to.equal(true);
+    run.release();
+    expect(fs.existsSync(lock)).to.equal(false);
   });
 
   it("a run's claim: its own saves go on, a second claim in the same process nests, releasing the last one removes the lock (and a folder the claim made and nothing filled)", async () => {

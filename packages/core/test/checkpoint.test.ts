@@ -206,7 +206,18 @@ describe('checkpoint safety', () => {
       });
     }
 
-    it('the one ambiguous case, fit({ epochs: 1 }) resumed at the end of epoch 0 (also the finished fit run again), trains nothing and says how to go on', async () => {
+    it('a new schedule on resumed weights, fit({ initialEpoch: 0, epochs: 3 }) with the checkpoint past epoch 3, trains it as Keras does (not the cut fit)', async () => {
+      const data = blobs(32);
+      const dir = await cut(data, 99, async (t) => void (await t.fit(data, { epochs: 4, batchSize: 8 })));
+      const warnings: string[] = [];
+      const resumed = await Trainer.resume(dir, options({ info: () => undefined, warn: (m) => void warnings.push(m) }));
+      expect((await resumed.fit(data, { initialEpoch: 0, epochs: 3, batchSize: 8 })).epoch).to.deep.equal([0, 1, 2]);
+      expect(warnings).to.deep.equal([]);
+      resumed.dispose();
+      data.dispose();
+    });
+
+    it('the ambiguous case, fit({ epochs: k }) resumed at the end of epoch k - 1 (also the finished fit run again), trains nothing and says how to go on', async () => {
       const data = blobs(32);
       const dir = await cut(data, 4, async (t, stop) => void (await t.fit(data, { epochs: 1, batchSize: 8, callbacks: [stop] })));
       const warnings: string[] = [];

@@ -120,6 +120,19 @@ describe('non-finite guard: messages, skipping and saving', () => {
     data.dispose();
   });
 
+  it("'skip': a continued epoch whose remaining batches are all skipped is logged, not refused (its earlier steps were applied)", async () => {
+    const data = arrayData({ ...samples(30), xShape: [4] });
+    const t = tinyTrainer({ nonFinite: 'skip' });
+    await t.fit(data, { epochs: 1, batchSize: 8, shuffle: false, callbacks: [{ onBatchEnd: async () => void (t.step === 3 && t.stop()) }] });
+    expect(t.position).to.include({ epoch: 0, batch: 3 });
+    const h = await t.fit(data, { epochs: 1, batchSize: 8, shuffle: false });
+    expect(h.epoch).to.deep.equal([0]);
+    expect(t.skipped).to.equal(1);
+    expect(Number.isFinite(h.history.loss[0])).to.equal(true);
+    t.dispose();
+    data.dispose();
+  });
+
   it('save() refuses NaN weights or optimizer state, writes nothing and keeps the earlier checkpoint', async () => {
     const data = arrayData({ ...samples(), xShape: [4] });
     const t = tinyTrainer();

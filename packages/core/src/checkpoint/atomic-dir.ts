@@ -4,7 +4,6 @@ import * as path from 'node:path';
 import { ErrorCodes, TapfitError } from '../errors';
 import { syncFolder, writeFileDurably } from '../io/durable-files';
 import { oneWriterPerFolder } from '../io/one-writer-per-folder';
-import { pidAlive } from '../io/pid-alive';
 import { claimCheckpointFolder } from './checkpoint-claim';
 
 /**
@@ -15,11 +14,11 @@ export const CHECKPOINT_DIR_NAME = /^step-(\d+)(?:\.(\d+))?$/;
 
 /**
  * The temporary entries of a save: `.tmp-<pid>-<hex>` folders and `.LATEST-<pid>-<hex>`
- * files, named with the writing process's pid. Those of a process that is gone are the
- * leftovers of a killed save, which the next save removes; a live process's are its save
- * in progress and are left alone. (Before the pid was in the name, `.tmp-<hex>`: leftovers.)
+ * files (the pid names the writer, for whoever looks; before it was in the name,
+ * `.tmp-<hex>`). A save removes them all first: it holds the folder's claim, so none
+ * belongs to a save in progress; they are the leftovers of a killed one.
  */
-const TEMP = /^\.(?:tmp|LATEST)-(?:(\d+)-)?/;
+const TEMP = /^\.(?:tmp|LATEST)-/;
 
 /**
  * Writes a checkpoint so that a crash at any moment leaves `LATEST` naming a complete
@@ -137,12 +136,10 @@ async function noLatest(root: string): Promise<void> {
   );
 }
 
-/** Removes the temporary entries of saves whose process is gone (see TEMP). */
+/** Removes the temporary entries of killed saves (see TEMP); the caller holds the folder's claim. */
 async function removeStale(root: string): Promise<void> {
   for (const entry of await fs.readdir(root)) {
-    const m = TEMP.exec(entry);
-    if (!m || (m[1] !== undefined && pidAlive(Number(m[1])))) continue;
-    await fs.rm(path.join(root, entry), { recursive: true, force: true });
+    if (TEMP.test(entry)) await fs.rm(path.join(root, entry), { recursive: true, force: true });
   }
 }
 

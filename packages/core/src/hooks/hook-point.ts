@@ -90,12 +90,14 @@ export class WaterfallHook<V, I> extends HookPoint<(value: V, info: I) => V> {
     for (const { fn, plugin, name: tapName } of taps) {
       hook.tap(tapName, (value: V, info: I) => {
         let out: V;
+        // What the tap was given, as given: a tap may edit an array in place and return it.
+        const given = this.check && Array.isArray(value) ? ([...value] as V) : value;
         try {
           out = fn(value, info);
         } catch (err) {
           throw pluginFailure(plugin, name, err);
         }
-        this.check?.(out, plugin, value);
+        this.check?.(out, plugin, given);
         return out;
       });
     }

@@ -20,7 +20,11 @@ export interface FolderClaim {
 }
 
 /** This process's claims, by resolved folder: nested claims (a run's, then each save's) share one lock file. */
-const held = new Map<string, { count: number; lock: string; createdFolder: boolean }>();
+const held = new Map<string, { count: number; lock: string; createdFolder: boolean; heartbeat: NodeJS.Timeout }>();
+
+/** How often a held lock's time is refreshed, and after how long without a refresh another host's lock is stale. */
+const HEARTBEAT_MS = 10_000;
+export const FOREIGN_LOCK_STALE_MS = 60_000;
 
 /**
  * Claims `folder` for this process's writes, so that two processes never write into it at
@@ -28,16 +32,19 @@ const held = new Map<string, { count: number; lock: string; createdFolder: boole
  * The claim is a lock file created exclusively in the folder (the folder is made if
  * missing), holding this process's pid and host. A lock whose process is gone (killed, or
  * it crashed) is stale and taken over; one held by a live process makes `refuse(holder,
- * lockFile)` the thrown error. A holder on another host cannot be checked and counts as
- * live. Claims of one process nest. Synchronous, so claims in one process never interleave.
+ * lockFile)` the thrown error. A holder on another host (a shared volume) cannot be
+ * checked by pid: it counts as live while it refreshes the lock's time (every 10 s while
+ * held), and its lock is stale a minute after the last refresh (a killed container, a
+ * preempted machine). Claims of one process nest, also through symlinks. Synchronous, so claims in one process never interleave.
  */
 export function claimFolder(folder: string, refuse: (holder: FolderHolder, lockFile: string) => Error): FolderClaim {
-  const key = path.resolve(folder);
+  const createdFolder = !fs.existsSync(folder);
+  fs.mkdirSync(folder, { recursive: true });
+  // The real path: a claim through a symlink (or another spelling) is the same claim, not a second one taking the lock over.
+  const key = fs.realpathSync(folder);
   const mine = held.get(key);
   if (mine) mine.count++;
   else {
-    const createdFolder = !fs.existsSync(key);
-    fs.mkdirSync(key, { recursive: true });
     const lock = path.join(key, WRITER_LOCK);
     try {
       takeLock(lock, refuse);
@@ -45,7 +52,10 @@ export function claimFolder(folder: string, refuse: (holder: FolderHolder, lockF
       if (createdFolder) removeIfEmpty(key);
       throw err;
     }
-    held.set(key, { count: 1, lock, createdFolder });
+    // While held, the lock's time is refreshed: a holder on another host, whose pid cannot be checked, is live only while it does so.
+    const heartbeat = setInterval(() => touch(lock), HEARTBEAT_MS);
+    heartbeat.unref();
+    held.set(key, { count: 1, lock, createdFolder, heartbeat });
     if (held.size === 1) process.on('exit', releaseAll);
   }
   let released = false;
@@ -56,6 +66,7 @@ export function claimFolder(folder: string, refuse: (holder: FolderHolder, lockF
       const claim = held.get(key)!;
       if (--claim.count > 0) return;
       held.delete(key);
+      clearInterval(claim.heartbeat);
       if (held.size === 0) process.off('exit', releaseAll);
       dropLock(claim.lock);
       if (claim.createdFolder) removeIfEmpty(key);
@@ -74,7 +85,7 @@ function takeLock(lock: string, refuse: (holder: FolderHolder, lockFile: string)
     }
     const holder = readHolder(lock);
     if (holder === 'gone') continue; // released meanwhile: try again
-    const live = holder !== 'unreadable' && (holder.host !== me.host || (holder.pid !== process.pid && pidAlive(holder.pid)));
+    const live = holder !== 'unreadable' && (holder.host !== me.host ? refreshedWithin(lock, FOREIGN_LOCK_STALE_MS) : holder.pid !== process.pid && pidAlive(holder.pid));
     if (live) throw refuse(holder, lock);
     if (holder === 'unreadable' && attempt < 5) {
       sleep(20); // another process may be writing its lock this very moment
@@ -110,7 +121,10 @@ function dropLock(lock: string): void {
 
 /** A process that exits with claims held (process.exit) leaves no lock behind. */
 function releaseAll(): void {
-  for (const claim of held.values()) dropLock(claim.lock);
+  for (const claim of held.values()) {
+    clearInterval(claim.heartbeat);
+    dropLock(claim.lock);
+  }
   held.clear();
 }
 
@@ -119,6 +133,25 @@ function removeIfEmpty(folder: string): void {
     fs.rmdirSync(folder); // only an empty folder: what a refused or idle run made, nothing more
   } catch {
     // not empty, or gone: leave it
+  }
+}
+
+/** Refreshes the lock's modification time (a holder's heartbeat); a lock gone meanwhile is left gone. */
+function touch(lock: string): void {
+  const now = new Date();
+  try {
+    fs.utimesSync(lock, now, now);
+  } catch {
+    // removed by hand, or the folder went: the next claim sees that
+  }
+}
+
+/** Whether the lock was written or refreshed within `ms` (by the file's modification time). */
+function refreshedWithin(lock: string, ms: number): boolean {
+  try {
+    return Date.now() - fs.statSync(lock).mtimeMs < ms;
+  } catch {
+    return false;
   }
 }
 

@@ -434,9 +434,10 @@ export class Trainer {
     const names = ['loss', ...this.resolve(Tokens.Metrics).map((m) => m.name)];
     const resumed = this.resumedSchedule;
     if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) {
-      // After Trainer.resume an initialEpoch behind the checkpoint is the cut fit run again: it
-      // continues from the checkpoint instead of training those epochs again on trained weights.
-      if (resumed && o.initialEpoch < this.pos.epoch) this.logger.warn(`fit: initialEpoch ${o.initialEpoch} is behind the resumed checkpoint (epoch ${this.pos.epoch}, batch ${this.pos.batch}), so this fit continues from the checkpoint; pass initialEpoch: ${this.pos.epoch} to say so.`);
+      // After Trainer.resume an initialEpoch behind the checkpoint, with a final epoch beyond it, is
+      // the cut fit run again: it continues from the checkpoint instead of training those epochs
+      // again on trained weights. (A final epoch the checkpoint has passed is a new schedule.)
+      if (resumed && o.initialEpoch < this.pos.epoch && o.epochs > this.pos.epoch) this.logger.warn(`fit: initialEpoch ${o.initialEpoch} is behind the resumed checkpoint (epoch ${this.pos.epoch}, batch ${this.pos.batch}), so this fit continues from the checkpoint; pass initialEpoch: ${this.pos.epoch} to say so.`);
       else this.pos = { epoch: o.initialEpoch, batch: 0 };
     }
     this.pos = checkContinuation(this.pos, o, names, data.size);
@@ -593,7 +594,8 @@ export class Trainer {
       if (batch === 0 && startBatch === 0) {
         throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
       }
-      if (batch > 0 && nonFiniteSkips === batch) throw everyStepSkipped(epoch, batch);
+      // The whole epoch trained nothing (a continued epoch counts the steps applied before it was stopped: its means hold them).
+      if (batch > 0 && nonFiniteSkips === batch && means.count === 0) throw everyStepSkipped(epoch, startBatch + batch);
       const values = await means.means();
       if (!values) {
         throw new TapfitError(
