@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { BACKEND_PREFERENCES, CORE_VERSION, type BackendPreference } from '@tapfit/core';
 import { Command, Option } from 'commander';
 import { tapfitErrorLine } from './cli-error';
-import { exitQuietlyWhenPipeCloses } from './closed-pipe';
+import { stopWhenPipeCloses } from './closed-pipe';
 import { collect, wholeNumberFlag } from './cli-flags';
 import { readConfig, runConfig } from './run-config';
 import { RunInterrupted } from './run-interrupted';
@@ -17,9 +17,10 @@ interface TrainFlags {
   report?: string;
 }
 
-exitQuietlyWhenPipeCloses();
 // Ctrl-C / SIGTERM: stop after the batch, save, restore the terminal, then end by the signal (130 / 143).
 const signals = stopOnSignals();
+// A reader that goes away (| head): the same, ending with SIGPIPE's status (141).
+stopWhenPipeCloses(() => signals.interrupt('SIGPIPE'));
 
 const program = new Command();
 program.name('tapfit').description('Train TensorFlow.js models with tapfit plugins from a JSON config.');

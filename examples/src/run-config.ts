@@ -187,8 +187,9 @@ async function train(config: TrainConfig, options: RunOptions, { log, resume, me
   const onInterrupt = () => {
     progress?.stop(); // ends the bar's line: the notice starts on a fresh one
     trainer?.stop();
-    const how = interrupt!.reason === 'SIGINT' ? 'press Ctrl-C again' : `send ${String(interrupt!.reason)} again`;
     const what = trainer ? ` after the current batch${checkpointDir ? ' and saving a checkpoint' : ''}` : ' before training';
+    if (interrupt!.reason === 'SIGPIPE') return log.warn(`the output's reader went away (SIGPIPE): stopping${what}.`);
+    const how = interrupt!.reason === 'SIGINT' ? 'press Ctrl-C again' : `send ${String(interrupt!.reason)} again`;
     log.warn(`${String(interrupt!.reason)}: stopping${what}; ${how} to quit at once.`);
   };
   if (interrupt?.aborted) onInterrupt();

@@ -9,6 +9,8 @@ export interface SignalStop {
    * returns true (do nothing more: the process is ending). False when no signal came.
    */
   endIfInterrupted(): boolean;
+  /** Stops the run as that signal would (a closed output pipe counts as SIGPIPE). */
+  interrupt(sig: NodeJS.Signals): void;
 }
 
 /**
@@ -24,6 +26,8 @@ export function stopOnSignals(signals: readonly NodeJS.Signals[] = ['SIGINT', 'S
   };
   const endBy = (sig: NodeJS.Signals) => {
     for (const s of signals) process.off(s, onSignal);
+    // Node ignores SIGPIPE: end with the status a shell shows for it.
+    if (sig === 'SIGPIPE') process.exit(128 + constants.signals.SIGPIPE);
     // With no listener left, node's default action for the signal ends the process.
     process.kill(process.pid, sig);
     // Still running (someone else listens for it): exit with the status a shell would show.
@@ -37,5 +41,6 @@ export function stopOnSignals(signals: readonly NodeJS.Signals[] = ['SIGINT', 'S
       endBy(controller.signal.reason as NodeJS.Signals);
       return true;
     },
+    interrupt: onSignal,
   };
 }
