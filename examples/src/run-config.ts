@@ -196,7 +196,8 @@ async function train(config: TrainConfig, options: RunOptions, { log, resume, me
   else interrupt?.addEventListener('abort', onInterrupt, { once: true });
   try {
     trainer = resume ? await Trainer.resume(checkpointDir!, trainerOptions) : new Trainer(trainerOptions);
-    const resumedAt = resume ? trainer.step : undefined;
+    // Numbered as the report numbers steps, by batches run (trainer.step counts applied updates only: a delay queue or a skipped step applies none).
+    const resumedAt = resume ? trainer.position.epoch * Math.ceil(data.train.size / config.training.batchSize) + trainer.position.batch : undefined;
     if (resume) {
       const { epoch, batch } = trainer.position;
       const finished = batch === 0 && epoch >= config.training.epochs;

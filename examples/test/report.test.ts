@@ -116,6 +116,18 @@ describe('training report of a --resume run', function () {
     expect(data.resumedAt).to.equal(10);
     expect(fs.readFileSync(resumed.report!, 'utf8')).to.contain('<td>resumed</td><td>at step 10 (from a checkpoint): this report covers steps 10 to 29</td>');
   });
+
+  it('says it resumed at the batch it continues from when some steps applied no update (a delay queue filling)', async () => {
+    const dir = tmpDir('tapfit-report-resume-delay-');
+    const run = (training: { epochs: number }, options: { resume?: boolean; report?: string }) =>
+      runConfig(configSchema.parse(tinyConfig({ training: { ...training, batchSize: 20 }, plugins: [['@tapfit/plugin-brakes', { braking: false, delay: 3 }]], checkpoint: { dir: path.join(dir, 'ckpt'), every: 1000 } })), { logger: recordingLogger(), ...options });
+    await run({ epochs: 1 }, {}); // 15 batches, 12 updates (the queue holds 3): checkpoint at the epoch's end
+    const resumed = await run({ epochs: 2 }, { resume: true, report: path.join(dir, 'report') });
+    const data = JSON.parse(fs.readFileSync(path.join(dir, 'report', 'report.json'), 'utf8'));
+    expect(data.steps[0].step).to.equal(15);
+    expect(data.resumedAt).to.equal(15);
+    expect(fs.readFileSync(resumed.report!, 'utf8')).to.contain('<td>resumed</td><td>at step 15 (from a checkpoint): this report covers steps 15 to 29</td>');
+  });
 });
 
 describe('training report of a long run (1,000,000 steps)', function () {
