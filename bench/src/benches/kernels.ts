@@ -23,6 +23,8 @@ import { median, round, writeResults } from '../results';
  *    rank-6 slice of the dilated-conv gradient's shape, a gather of 128 rows, and a
  *    LayerNormalization statistic tiled from [128, 1] to [128, 256], and two means of
  *    [32, 16, 16, 32] (BatchNormalization's batch statistics, global average pooling).
+ * 4c. The kernels that keep NaN (pooling with its scan for -Infinity, relu, relu6,
+ *    clipByValue) on [64, 28, 28, 32], fast kernels on and off: what keeping NaN costs.
  * 5. Tile and its gradient in a training step: an MLP 64-256-256-10 with two
  *    LayerNormalizations (which tile their statistics), batch 128, gradients of all
  *    weights, with tapfit's tile gradient and fast Tile, and with tfjs's (the gradient
@@ -192,6 +194,24 @@ function slicesAndGathers() {
   return out;
 }
 
+/** The NaN-keeping kernels (fast-kernels/nan-propagation.ts) against stock, on a CNN's activations: what keeping NaN costs. */
+function nanKeeping() {
+  const maps = tf.randomNormal([64, 28, 28, 32], 0, 1, 'float32', 10);
+  const cases: Array<[string, () => tf.Tensor]> = [
+    ['max pooling 2x2/2 of [64,28,28,32] (+ a scan of its output for -Infinity)', () => tf.maxPool(maps as tf.Tensor4D, 2, 2, 'valid')],
+    ['average pooling 2x2/2 of [64,28,28,32] (+ the same scan)', () => tf.avgPool(maps as tf.Tensor4D, 2, 2, 'valid')],
+    ['relu of [64,28,28,32]', () => tf.relu(maps)],
+    ['relu6 of [64,28,28,32]', () => tf.relu6(maps)],
+    ['clipByValue of [64,28,28,32]', () => tf.clipByValue(maps, -1, 1)],
+  ];
+  const out = cases.map(([op, fn]) => {
+    const t = paired(() => [], () => fn(), 20);
+    return { op, fastUs: t.fast, stockUs: t.plain, speedup: round(t.plain / t.fast, 2) };
+  });
+  maps.dispose();
+  return out;
+}
+
 function broadcasts() {
   const rows: Record<string, unknown>[] = [];
   const a = tf.randomNormal([32, 50, 64], 0, 1, 'float32', 6);
@@ -264,6 +284,9 @@ export async function run(args: string[]): Promise<void> {
   const sliceRows = slicesAndGathers();
   console.log('\nslices, gathers, tiles and means (microseconds per call, medians of alternated rounds)');
   console.table(sliceRows);
+  const nanRows = nanKeeping();
+  console.log('\nkernels that keep NaN (fast) against stock wasm, which made it a number (microseconds per call, medians of alternated rounds)');
+  console.table(nanRows);
   const layerNorm = await layerNormStep();
   console.log('\ntile and its gradient in a training step (milliseconds, medians of alternated rounds)');
   console.table([layerNorm]);
@@ -284,6 +307,7 @@ export async function run(args: string[]): Promise<void> {
       subnormals: subnormalRows,
       broadcasts: broadcastRows,
       slicesAndGathers: sliceRows,
+      nanKeeping: nanRows,
       layerNormStep: layerNorm,
       embeddingGradient: embeddingRows,
     },
