@@ -108,7 +108,8 @@ type Numeric = ArrayLike<number> | number[][] | number[][][] | number[][][][];
  * In-memory data from arrays or typed arrays. Nested arrays carry their own shape;
  * flat (typed) arrays need `xShape`/`yShape` (per sample, without the batch axis).
  * A flat `y` of whole numbers without `yShape` is int32 class indices; any other flat `y`
- * is float32 targets, one per sample.
+ * is float32 targets, one per sample. The arrays are copied into tensors that only the
+ * returned source's `dispose()` frees (no fit or evaluate frees a source it is given).
  */
 export function arrayData(spec: { x: Numeric; y: Numeric; xShape?: number[]; yShape?: number[] }): TensorData {
   const toTensor = (v: Numeric, shape: number[] | undefined, what: string, dtype: 'float32' | 'int32'): tf.Tensor => {
