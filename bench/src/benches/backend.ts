@@ -214,6 +214,7 @@ export async function run(args: string[]): Promise<void> {
   if ('skipped' in peer) console.log(`PyTorch peer skipped: ${peer.skipped}`);
   else console.log(`PyTorch peer: torch ${peer.torch} (${peer.python}), BLAS ${peer.blas.join(', ') || 'unknown'}`);
   const training: TrainingRates[][] = [];
+  const twins: TrainingRates[][] = [];
   const peerRounds: PeerRound[] = [];
   if (!args.includes('--no-threads')) {
     for (let round = 0; round < rounds; round++) {
@@ -221,6 +222,11 @@ export async function run(args: string[]): Promise<void> {
       for (const t of round % 2 === 0 ? [1, 2] : [2, 1]) pair.push(await runTrainingChild(t, quick));
       training.push(pair.sort((a, b) => a.threads - b.threads));
       console.log(`round ${round}:`, JSON.stringify(training[round].map((x) => ({ threads: x.threads, load: x.loadAtStart, matMul1024: x.matMul1024GFlops, ...Object.fromEntries(Object.entries(x.models).map(([k, v]) => [k, v.fast])) }))));
+      // The ceiling for any 2-thread scheme on this host: two independent 1-thread runs at once.
+      if (!args.includes('--no-ceiling')) {
+        twins.push(await Promise.all([runTrainingChild(1, quick), runTrainingChild(1, quick)]));
+        console.log(`round ${round}, two 1-thread children at once:`, JSON.stringify(twins[round].map((x) => ({ matMul1024: x.matMul1024GFlops, ...Object.fromEntries(Object.entries(x.models).map(([k, v]) => [k, v.fast])) }))));
+      }
       if (!('skipped' in peer)) peerRounds.push(...(await runPeerRound(peer, round, round % 2 === 0 ? [1, 2] : [2, 1], quick ? 0.5 : 1)));
     }
   }
@@ -228,7 +234,7 @@ export async function run(args: string[]): Promise<void> {
   const steps = (t: Timing | undefined) => round(1000 / ms(t), 3);
   const mlpShim = steps(mlpTimes['wasm-shim']);
   const cnnShim = steps(cnnTimes['wasm-shim']);
-  const summary = summarizeTraining(training, peerRounds);
+  const summary = summarizeTraining(training, twins, peerRounds);
   printTraining(summary);
   const s = (model: string) => summary.models[model];
   const targets: Target[] = [
@@ -255,6 +261,7 @@ export async function run(args: string[]): Promise<void> {
       'reported, not a target: tapfit / PyTorch (bench/python/torch_peer.py, same models, SGD, loss read back each step)',
       'the 2-thread targets assume 2 free cores: compare machine.loadAverage (and each child\'s load at start) with the core count',
       'reported, not a target (added 2026-11-30 after the targets were fixed): steadyStepsPerSecond and steadyTwoThreadSpeedup, the same Trainer in the same child after 1.5 s more of training (the first seconds of a 2-thread process ran slower), timed over 1 s',
+      'reported, not a target (added 2026-12-01 after the targets were fixed): twoProcessCeiling, per round two 1-thread children started at once (no communication, nothing shared but the host) after the 1-thread child: their summed steps/s over that child\'s, the most any use of two threads could give on this host; matMul 1024 the same; skipped with --no-ceiling',
     ],
     matMulGFlops: Object.fromEntries([256, 512, 1024, 2048].map((size) => [size, Object.fromEntries(VARIANTS.map((v) => [v, gflops(size, v)]))])),
     matMulMs: matMulTimes,
@@ -264,7 +271,7 @@ export async function run(args: string[]): Promise<void> {
     mlpStepMs: mlpTimes,
     cnnStepsPerSecond: Object.fromEntries(VARIANTS.map((v) => [v, steps(cnnTimes[v])])),
     cnnStepMs: cnnTimes,
-    training: { rounds: training, summary },
+    training: { rounds: training, twins, summary },
     peer: 'skipped' in peer ? peer : { ...peer, rounds: peerRounds },
     totalSeconds: round((performance.now() - started) / 1000, 1),
   }, targets);
@@ -294,6 +301,8 @@ interface ModelSummary {
   /** The same after 1.5 s more training in each child (reported, not a target). */
   steadyStepsPerSecond: Record<number, number>;
   steadyTwoThreadSpeedup: Spread;
+  /** Two 1-thread children at once: their summed steps/s over the same round's 1-thread child (reported, not a target). */
+  twoProcessCeiling: Spread;
   /** fast / plain steps/s inside one child, 1 thread. */
   fastGain: Spread;
   effectiveGFlops: Record<number, number>;
@@ -304,7 +313,7 @@ interface ModelSummary {
   ofTorch: Record<number, number>;
 }
 
-function summarizeTraining(training: TrainingRates[][], peer: PeerRound[]): { matMul1024GFlops: Record<number, Spread>; models: Record<string, ModelSummary> } {
+function summarizeTraining(training: TrainingRates[][], twins: TrainingRates[][], peer: PeerRound[]): { matMul1024GFlops: Record<number, Spread>; matMul1024TwoProcessCeiling: Spread; models: Record<string, ModelSummary> } {
   const at = (pair: TrainingRates[], t: number) => pair.find((x) => x.threads === t);
   const models: Record<string, ModelSummary> = {};
   for (const m of STEP_MODELS) {
@@ -320,6 +329,7 @@ function summarizeTraining(training: TrainingRates[][], peer: PeerRound[]): { ma
       twoThreadSpeedup: spread(training.map((pair) => (at(pair, 2)?.models[m.name]?.fast ?? Number.NaN) / (at(pair, 1)?.models[m.name]?.fast ?? Number.NaN))),
       steadyStepsPerSecond: byThreads((t) => round(median(training.map((pair) => at(pair, t)?.models[m.name]?.steady ?? Number.NaN).filter(Number.isFinite)), 3)),
       steadyTwoThreadSpeedup: spread(training.map((pair) => (at(pair, 2)?.models[m.name]?.steady ?? Number.NaN) / (at(pair, 1)?.models[m.name]?.steady ?? Number.NaN))),
+      twoProcessCeiling: spread(twins.map((two, i) => two.reduce((sum, x) => sum + (x.models[m.name]?.fast ?? Number.NaN), 0) / (at(training[i], 1)?.models[m.name]?.fast ?? Number.NaN))),
       fastGain: spread(training.map((pair) => { const x = at(pair, 1)?.models[m.name]; return x ? x.fast / x.plain : Number.NaN; })),
       effectiveGFlops: byThreads((t) => round((fast[t as 1 | 2] * m.stepFlops) / 1e9, 2)),
       ofMatMul: byThreads((t) => spread(training.map((pair) => { const x = at(pair, t); return x ? ((x.models[m.name]?.fast ?? Number.NaN) * m.stepFlops) / 1e9 / x.matMul1024GFlops : Number.NaN; }))),
@@ -327,17 +337,22 @@ function summarizeTraining(training: TrainingRates[][], peer: PeerRound[]): { ma
       ofTorch: byThreads((t) => round(fast[t as 1 | 2] / torch(t), 3)),
     };
   }
-  return { matMul1024GFlops: { 1: spread(training.map((p) => at(p, 1)?.matMul1024GFlops ?? Number.NaN)), 2: spread(training.map((p) => at(p, 2)?.matMul1024GFlops ?? Number.NaN)) }, models };
+  return {
+    matMul1024GFlops: { 1: spread(training.map((p) => at(p, 1)?.matMul1024GFlops ?? Number.NaN)), 2: spread(training.map((p) => at(p, 2)?.matMul1024GFlops ?? Number.NaN)) },
+    matMul1024TwoProcessCeiling: spread(twins.map((two, i) => (two[0].matMul1024GFlops + two[1].matMul1024GFlops) / (at(training[i], 1)?.matMul1024GFlops ?? Number.NaN))),
+    models,
+  };
 }
 
 function printTraining(summary: ReturnType<typeof summarizeTraining>): void {
   if (!Number.isFinite(summary.matMul1024GFlops[1].median)) return;
-  console.log(`\nmatMul 1024: ${summary.matMul1024GFlops[1].median} GFLOP/s with 1 thread, ${summary.matMul1024GFlops[2].median} with 2 (medians over rounds)`);
+  console.log(`\nmatMul 1024: ${summary.matMul1024GFlops[1].median} GFLOP/s with 1 thread, ${summary.matMul1024GFlops[2].median} with 2 (medians over rounds); two 1-thread processes at once / one: ${summary.matMul1024TwoProcessCeiling.median}`);
   console.table(Object.fromEntries(Object.values(summary.models).map((m) => [m.label, {
     'steps/s 1T': m.stepsPerSecond[1],
     'steps/s 2T': m.stepsPerSecond[2],
     '2T / 1T': m.twoThreadSpeedup.median,
     '2T / 1T steady': m.steadyTwoThreadSpeedup.median,
+    '2 proc / 1T': m.twoProcessCeiling.median,
     'fast / plain 1T': m.fastGain.median,
     'GFLOP/s 1T': m.effectiveGFlops[1],
     '/ matMul 1T': m.ofMatMul[1].median,
