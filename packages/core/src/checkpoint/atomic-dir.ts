@@ -65,7 +65,7 @@ async function writeClaimed(root: string, step: number, files: Record<string, Bu
     await fs.rename(tmp, path.join(root, name));
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true });
-    throw err;
+    throw noSpace(err, root, files) ?? err;
   }
   await syncFolder(root);
   const latestTmp = path.join(root, `.LATEST-${process.pid}-${randomBytes(6).toString('hex')}`);
@@ -74,11 +74,28 @@ async function writeClaimed(root: string, step: number, files: Record<string, Bu
     await fs.rename(latestTmp, path.join(root, 'LATEST'));
   } catch (err) {
     await fs.rm(latestTmp, { force: true });
-    throw err;
+    throw noSpace(err, root, files) ?? err;
   }
   await syncFolder(root);
   await pruneOld(root, name, keep);
   return path.join(root, name);
+}
+
+/**
+ * A full disk or quota, said in the user's terms. The save's temporary files are removed
+ * and nothing the previous LATEST names was touched, so that checkpoint is still whole.
+ */
+function noSpace(err: unknown, root: string, files: Record<string, Buffer | string>): TapfitError | undefined {
+  const code = (err as NodeJS.ErrnoException).code;
+  if (code !== 'ENOSPC' && code !== 'EDQUOT') return undefined;
+  const bytes = Object.values(files).reduce((n, body) => n + Buffer.byteLength(body), 0);
+  return new TapfitError(
+    ErrorCodes.CHECKPOINT,
+    `checkpoint: cannot save under '${root}': ${code === 'ENOSPC' ? 'no space left on the device' : 'the disk quota is exhausted'} ` +
+      `(this checkpoint needs ${(bytes / 2 ** 20).toFixed(1)} MiB, and a save needs room for one more checkpoint than it keeps). ` +
+      'The previous checkpoint is intact. Free space, or save to another folder.',
+    { cause: err },
+  );
 }
 
 /**

@@ -1,4 +1,5 @@
 import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
+import { constants } from 'node:buffer';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { injectable } from 'tsyringe';
@@ -36,7 +37,7 @@ export class FileCheckpointer {
     let tensors: Buffer;
     try {
       text = await fs.readFile(path.join(dir, 'manifest.json'), 'utf8');
-      tensors = await fs.readFile(path.join(dir, 'tensors.bin'));
+      tensors = await readWhole(path.join(dir, 'tensors.bin'));
     } catch (err) {
       throw new TapfitError(
         ErrorCodes.CHECKPOINT,
@@ -53,3 +54,29 @@ export class FileCheckpointer {
     return { manifest, tensors, dir };
   }
 }
+
+/**
+ * A file's bytes in one Buffer. fs.readFile stops at 2 GiB; a checkpoint's tensors.bin may
+ * be up to Node's largest Buffer (4 GiB), so read it in parts.
+ */
+async function readWhole(file: string): Promise<Buffer> {
+  const fh = await fs.open(file, 'r');
+  try {
+    const { size } = await fh.stat();
+    if (size > constants.MAX_LENGTH) {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `${file} has ${size} bytes, more than Node's largest Buffer (${constants.MAX_LENGTH}); it was not written by this version of tapfit.`);
+    }
+    const bytes = Buffer.allocUnsafe(size);
+    for (let at = 0; at < size; ) {
+      const { bytesRead } = await fh.read(bytes, at, Math.min(READ_PART, size - at), at);
+      if (bytesRead === 0) throw new TapfitError(ErrorCodes.CHECKPOINT, `${file} ended at byte ${at} while reading ${size}; it changed during the read.`);
+      at += bytesRead;
+    }
+    return bytes;
+  } finally {
+    await fh.close();
+  }
+}
+
+/** Bytes per read call (well under the 2 GiB a single read accepts). */
+const READ_PART = 1 << 30;

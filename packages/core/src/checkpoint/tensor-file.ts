@@ -1,3 +1,4 @@
+import { constants } from 'node:buffer';
 import { createHash } from 'node:crypto';
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
@@ -30,8 +31,10 @@ export class TensorWriter {
     if (t.dtype !== 'float32' && t.dtype !== 'int32' && t.dtype !== 'bool') {
       throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: cannot save a ${t.dtype} tensor (only float32, int32, bool).`);
     }
-    const data = t.dtype === 'float32' ? Float32Array.from(t.dataSync() as Float32Array) : Int32Array.from(t.dataSync() as Int32Array);
-    const bytes = new Uint8Array(data.buffer);
+    // The read-back as it comes (a float32 or int32 array: no second copy); bool widens to 4 bytes.
+    const values = t.dataSync();
+    const data = t.dtype === 'bool' ? Int32Array.from(values as Uint8Array) : (values as Float32Array | Int32Array);
+    const bytes = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
     this.entries.push({ shape: [...t.shape], dtype: t.dtype, offset: this.bytes, sha256: sha256(bytes) });
     this.chunks.push(bytes);
     this.bytes += data.byteLength;
@@ -46,10 +49,21 @@ export class TensorWriter {
     return value;
   }
 
+  /** The binary file's bytes: one Buffer, so at most buffer.constants.MAX_LENGTH (4 GiB on Node 20). */
   buffer(): Buffer {
-    return Buffer.concat(this.chunks);
+    if (this.bytes > MAX_LENGTH) {
+      throw new TapfitError(
+        ErrorCodes.CHECKPOINT,
+        `checkpoint: the tensors come to ${gib(this.bytes)}, more than one file of this format holds (${gib(MAX_LENGTH)}: Node's largest Buffer). ` +
+          'Save a smaller state (e.g. an optimizer with less state, such as sgd or momentum instead of adam) or save the weights alone with model.save().',
+      );
+    }
+    return Buffer.concat(this.chunks, this.bytes);
   }
 }
+
+const MAX_LENGTH = constants.MAX_LENGTH;
+const gib = (bytes: number) => `${(bytes / 2 ** 30).toFixed(2)} GiB`;
 
 const sha256 = (bytes: Uint8Array): string => createHash('sha256').update(bytes).digest('hex');
 
