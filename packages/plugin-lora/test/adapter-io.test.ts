@@ -133,6 +133,78 @@ describe('adapter-only save and load', () => {
     [loaded, drifted, otherGamma, lora, base].forEach((m) => m.dispose());
   });
 
+  it('LoRA on a BatchNorm model: the file carries the moving statistics training moved, so a fresh base plus the adapter predicts as the trained model', async () => {
+    const make = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.dense({ units: 5, inputShape: [4], name: 'fc1', kernelInitializer: tf.initializers.glorotNormal({ seed: 1 }) }),
+          tf.layers.batchNormalization({ name: 'bn', momentum: 0.5 }),
+          tf.layers.dense({ units: 2, name: 'head', kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+        ],
+      });
+    const base = make();
+    const lora = applyLora(base, { targets: 'fc1', rank: 2, seed: 1 });
+    lora.model.compile({ optimizer: tf.train.sgd(0.1), loss: 'meanSquaredError' });
+    const x = tf.randomNormal([16, 4], 1, 2, 'float32', 3);
+    const y = tf.randomNormal([16, 2], 0, 1, 'float32', 4);
+    await lora.model.fit(x, y, { epochs: 3, batchSize: 8, verbose: 0, shuffle: false });
+    const stats = lora.model.getLayer('bn').weights.filter((w) => /moving_/.test(w.originalName));
+    const fresh = make();
+    const freshStats = fresh.getLayer('bn').weights.filter((w) => /moving_/.test(w.originalName));
+    expect(stats.some((w, i) => !sameValues(w.read(), freshStats[i].read())), 'training moved the moving statistics').to.equal(true);
+
+    const file = await lora.saveAdapter(dir);
+    expect(file.statistics).to.deep.equal(['bn/moving_mean', 'bn/moving_variance']);
+    const loaded = await LoraModel.load(fresh, dir);
+    tf.tidy(() => {
+      expect(sameValues(loaded.model.predict(x) as tf.Tensor, lora.model.predict(x) as tf.Tensor), 'predictions equal the trained model\'s').to.equal(true);
+    });
+    tf.dispose([x, y]);
+    [loaded, fresh, lora, base].forEach((m) => m.dispose());
+  });
+
+  it('a non-trainable weight of a custom layer, whatever its name, is a statistic: stored and restored, not compared', async () => {
+    // A layer with a running statistic not named moving_* (as OnlineNorm's mean, variance, u, v).
+    class Shift extends tf.layers.Layer {
+      static className = 'TestShift';
+      private running?: tf.LayerVariable;
+      override build(shape: tf.Shape | tf.Shape[]): void {
+        this.running = this.addWeight('running', [(shape as tf.Shape)[1]!], 'float32', tf.initializers.zeros(), undefined, false);
+        this.built = true;
+      }
+      override call(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
+        return tf.tidy(() => tf.sub(Array.isArray(inputs) ? inputs[0] : inputs, this.running!.read()));
+      }
+    }
+    tf.serialization.registerClass(Shift);
+    const make = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.dense({ units: 5, inputShape: [4], name: 'fc1', kernelInitializer: tf.initializers.glorotNormal({ seed: 1 }) }),
+          new Shift({ name: 'shift' }),
+          tf.layers.dense({ units: 2, name: 'head', kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+        ],
+      });
+    const base = make();
+    const lora = applyLora(base, { targets: 'fc1', rank: 2, seed: 1 });
+    perturbAdapters(lora.model);
+    const running = lora.model.getLayer('shift').weights[0];
+    const moved = tf.randomNormal([5], 0, 1, 'float32', 9);
+    running.write(moved); // what training would do
+    const file = await lora.saveAdapter(dir);
+    expect(Object.keys(file.base.samples)).not.to.include('shift/running');
+    expect(file.statistics).to.deep.equal(['shift/running']);
+    const fresh = make();
+    const loaded = await LoraModel.load(fresh, dir);
+    expect(sameValues(loaded.model.getLayer('shift').weights[0].read(), moved)).to.equal(true);
+    const x = tf.randomNormal([3, 4], 0, 1, 'float32', 2);
+    tf.tidy(() => {
+      expect(sameValues(loaded.model.predict(x) as tf.Tensor, lora.model.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    tf.dispose([x, moved]);
+    [loaded, fresh, lora, base].forEach((m) => m.dispose());
+  });
+
   it('still reads files whose fingerprint samples only the adapted kernels, by layer path', async () => {
     const { base, lora } = trained(1);
     await lora.saveAdapter(dir);

@@ -121,4 +121,33 @@ describe('segment adapter save and load', () => {
     lora.dispose();
     disposeModel(base);
   });
+
+  it('stores the never-trainable statistics training moved and restores them, so the loaded model predicts as the trained one', async () => {
+    const withStatistic = () => {
+      const m = denseSegments(1);
+      modelVariables(m)[3].trainable = false; // head/param1 plays a running statistic
+      return m;
+    };
+    const base = withStatistic();
+    const lora = applyLoraToSegments(base, { targets: 'fc1', rank: 2, seed: 5 });
+    const B = tf.randomNormal(lora.adapters[0].B.shape, 0, 0.5, 'float32', 3);
+    lora.adapters[0].B.assign(B);
+    const statistic = modelVariables(base)[3];
+    const moved = tf.tidy(() => tf.add(statistic, 0.5)); // what training would do
+    statistic.assign(moved);
+    const file = await lora.saveAdapter(dir);
+    expect(file.statistics).to.deep.equal(['head/param1']);
+
+    const fresh = withStatistic();
+    const loaded = await LoraSegmentModel.load(fresh, dir);
+    expect(sameValues(modelVariables(fresh)[3], moved)).to.equal(true);
+    const x = tf.randomNormal([5, 4], 0, 1, 'float32', 2);
+    tf.tidy(() => {
+      expect(sameValues(forwardSegments(loaded.model, x, evalCtx), forwardSegments(lora.model, x, evalCtx))).to.equal(true);
+    });
+    tf.dispose([x, B, moved]);
+    loaded.dispose();
+    lora.dispose();
+    [base, fresh].forEach(disposeModel);
+  });
 });

@@ -34,6 +34,12 @@ export interface AdapterFile {
   targets: string[];
   /** Paths of the layers trained in full, whose weights are saved too. */
   modulesToSave: string[];
+  /**
+   * Paths of the running statistics saved too (weights or variables that were not
+   * trainable before LoRA, outside modulesToSave: BatchNorm's moving statistics,
+   * OnlineNorm's); a load restores them. Absent in files written before they were saved.
+   */
+  statistics?: string[];
   base: BaseFingerprint;
   weights: WeightEntry[];
   weightsFile: string;
@@ -42,7 +48,7 @@ export interface AdapterFile {
 }
 
 /** What an adapter file says besides its weights manifest. */
-export type AdapterMeta = Pick<AdapterFile, 'adapter' | 'spec' | 'targets' | 'modulesToSave' | 'base' | 'modelKind'>;
+export type AdapterMeta = Pick<AdapterFile, 'adapter' | 'spec' | 'targets' | 'modulesToSave' | 'statistics' | 'base' | 'modelKind'>;
 
 /**
  * Write `tensors` (float32, little-endian, in order) and the config describing them to
@@ -75,6 +81,7 @@ async function writeNow(dir: string, meta: AdapterMeta, tensors: readonly [strin
     spec: meta.spec,
     targets: meta.targets,
     modulesToSave: meta.modulesToSave,
+    ...(meta.statistics ? { statistics: meta.statistics } : {}),
     base: meta.base,
     weights,
     weightsFile: WEIGHTS_FILE,
@@ -148,6 +155,9 @@ export async function readAdapter(dir: string): Promise<{ file: AdapterFile; ten
   if (file.version !== ADAPTER_VERSION) throw adapterFileError(`adapter '${dir}' has format version ${file.version}; this @tapfit/plugin-lora reads version ${ADAPTER_VERSION}.`);
   resolveSpec(file.spec);
   checkAdapterName(file.adapter);
+  if (file.statistics !== undefined && !(Array.isArray(file.statistics) && file.statistics.every((p) => typeof p === 'string'))) {
+    throw adapterFileError(`'${dir}/${CONFIG_FILE}': 'statistics' is not a list of weight paths; the file is damaged: save the adapter again.`);
+  }
   let bin: Buffer;
   try {
     bin = await fs.readFile(path.join(dir, file.weightsFile));

@@ -10,8 +10,8 @@ export interface BaseFingerprint {
   /**
    * Up to SAMPLE values, at evenly spaced positions, of each base weight training leaves
    * alone, by weight path: every weight but modulesToSave (stored in full) and running
-   * statistics. Older files hold only the adapted kernels, by layer path; a load
-   * compares what the file holds.
+   * statistics (weights that were not trainable before LoRA, stored in full too). Older
+   * files hold only the adapted kernels, by layer path; a load compares what the file holds.
    */
   readonly samples: Record<string, number[]>;
 }

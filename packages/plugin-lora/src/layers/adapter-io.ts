@@ -5,7 +5,7 @@ import { stateError } from '../common/errors';
 import { fingerprintMismatch } from '../common/fingerprint';
 import { requireLoraLayers, setActiveAdapter } from './adapters';
 import { catalog } from './catalog';
-import { fingerprint, sampledWeights } from './layer-fingerprint';
+import { fingerprint, sampledWeights, statisticWeights } from './layer-fingerprint';
 import { LoraLayer } from './lora-layer';
 import { localName } from './rebuild';
 
@@ -19,8 +19,9 @@ function savedModules(model: tf.LayersModel): { path: string; layer: tf.layers.L
 /**
  * Write adapter `adapter` (default: the active one) of a LoRA model to directory `dir`:
  * adapter_config.json (versioned; rank, alpha, targets, base-model fingerprint) and
- * adapter_weights.bin (float32, little-endian). A save that fails or is killed
- * part-way leaves `dir` holding the adapter it held before, or the new one
+ * adapter_weights.bin (float32, little-endian): the adapters, modulesToSave layers and
+ * the running statistics (which training moves in frozen layers too). A save that fails
+ * or is killed part-way leaves `dir` holding the adapter it held before, or the new one
  * (writeAdapterFiles); the config holds the weights' sha256, so a pair torn some other
  * way (files copied from two saves) is detected on load.
  */
@@ -43,8 +44,10 @@ export async function saveAdapter(model: tf.LayersModel, dir: string, opts: { ad
 
   const targets = entries.map((e) => e.path);
   const modulesToSave = modules.map((m) => m.path);
+  const statistics = statisticWeights(model, modulesToSave);
+  for (const [p, w] of statistics) tensors.push([p, w.read()]);
   const base = fingerprint(model, sampledWeights(model, modulesToSave));
-  return writeAdapterFiles(dir, { adapter: name, spec: { ...spec }, targets, modulesToSave, base }, tensors);
+  return writeAdapterFiles(dir, { adapter: name, spec: { ...spec }, targets, modulesToSave, statistics: [...statistics.keys()], base }, tensors);
 }
 
 export interface LoadAdapterOptions {
@@ -56,8 +59,9 @@ export interface LoadAdapterOptions {
 
 /**
  * Load an adapter saved by `saveAdapter` into a LoRA model built on the same base.
- * Creates the adapter (or overwrites an existing one with the same spec). Fails,
- * changing nothing, if the base model, a target layer or a shape does not match.
+ * Creates the adapter (or overwrites an existing one with the same spec) and sets the
+ * modulesToSave layers and running statistics to the saved values. Fails, changing
+ * nothing, if the base model, a target layer or a shape does not match.
  */
 export async function loadAdapter(model: tf.LayersModel, dir: string, opts: LoadAdapterOptions = {}): Promise<string> {
   const { file, tensors } = await readAdapter(dir);
@@ -102,6 +106,13 @@ export async function loadAdapter(model: tf.LayersModel, dir: string, opts: Load
       const shape = w.shape as number[];
       writes.push({ target: () => w, data: storedWeight(tensors, `${p}/${localName(w)}`, shape, file), shape });
     }
+  }
+  const statistics = statisticWeights(model, file.modulesToSave);
+  for (const p of file.statistics ?? []) {
+    const w = statistics.get(p);
+    if (!w) throw stateError(`loadAdapter: the adapter stores running statistic '${p}', but this model has no such non-trainable weight; the adapter was made for another base model.`);
+    const shape = w.shape as number[];
+    writes.push({ target: () => w, data: storedWeight(tensors, p, shape, file), shape });
   }
 
   for (const l of creates) l.addAdapter(name, file.spec);

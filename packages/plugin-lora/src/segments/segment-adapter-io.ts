@@ -4,7 +4,7 @@ import { type AdapterFile, checkModelKind, readAdapter, storedWeight, writeAdapt
 import type { AdapterSpec } from '../common/config';
 import { stateError } from '../common/errors';
 import { fingerprintMismatch } from '../common/fingerprint';
-import { sampledVariables, segmentFingerprint } from './segment-fingerprint';
+import { sampledVariables, segmentFingerprint, statisticVariables } from './segment-fingerprint';
 
 /** What saving and loading read from a segment LoRA (a `LoraSegmentModel`). */
 export interface SegmentLoraWeights {
@@ -24,7 +24,8 @@ export interface SegmentLoraWeights {
 /**
  * Write a segment LoRA's adapter in the layers format (adapter_config.json with
  * `modelKind: 'segments'`, adapter_weights.bin): A and B of each target as
- * '<path>/lora_A' and '<path>/lora_B', and modulesToSave variables under their paths.
+ * '<path>/lora_A' and '<path>/lora_B', and modulesToSave variables and the variables
+ * that were never trainable (normalisation statistics) under their paths.
  */
 export async function saveSegmentAdapter(lora: SegmentLoraWeights, dir: string): Promise<AdapterFile> {
   if (lora.isMerged) throw stateError(`saveAdapter: the adapter is merged into the base weights; call unmerge() first so the base can be fingerprinted.`);
@@ -32,14 +33,17 @@ export async function saveSegmentAdapter(lora: SegmentLoraWeights, dir: string):
   for (const a of lora.adapters) tensors.push([`${a.path}/lora_A`, a.A], [`${a.path}/lora_B`, a.B]);
   for (const s of lora.saved) tensors.push([s.path, s.variable]);
   const modulesToSave = lora.saved.map((s) => s.path);
-  const base = segmentFingerprint(lora.base, sampledVariables(lora.base, modulesToSave, (v) => lora.wasTrainable(v)));
-  return writeAdapterFiles(dir, { modelKind: 'segments', adapter: lora.adapter, spec: { ...lora.spec }, targets: lora.targets, modulesToSave, base }, tensors);
+  const wasTrainable = (v: tf.Variable) => lora.wasTrainable(v);
+  const statistics = statisticVariables(lora.base, modulesToSave, wasTrainable);
+  for (const [p, v] of statistics) tensors.push([p, v]);
+  const base = segmentFingerprint(lora.base, sampledVariables(lora.base, modulesToSave, wasTrainable));
+  return writeAdapterFiles(dir, { modelKind: 'segments', adapter: lora.adapter, spec: { ...lora.spec }, targets: lora.targets, modulesToSave, statistics: [...statistics.keys()], base }, tensors);
 }
 
 /**
  * Load an adapter saved by `saveSegmentAdapter` into a segment LoRA with the same
- * targets, modulesToSave and spec, on the same base. Everything is checked before
- * anything is written.
+ * targets, modulesToSave and spec, on the same base, and set the saved statistics.
+ * Everything is checked before anything is written.
  */
 export async function loadSegmentAdapter(lora: SegmentLoraWeights, dir: string): Promise<void> {
   const { file, tensors } = await readAdapter(dir);
@@ -63,6 +67,12 @@ export async function loadSegmentAdapter(lora: SegmentLoraWeights, dir: string):
     add(a.B, `${a.path}/lora_B`);
   }
   for (const s of lora.saved) add(s.variable, s.path);
+  const statistics = statisticVariables(lora.base, saved, (v) => lora.wasTrainable(v));
+  for (const p of file.statistics ?? []) {
+    const v = statistics.get(p);
+    if (!v) throw stateError(`loadAdapter: the adapter stores statistic '${p}', but this segment model has no such non-trainable variable; the adapter was made for another base model.`);
+    add(v, p);
+  }
   for (const { variable, data } of writes) {
     const t = tf.tensor(data, variable.shape, 'float32');
     variable.assign(t);

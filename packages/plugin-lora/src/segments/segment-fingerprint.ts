@@ -24,3 +24,18 @@ export function sampledVariables(model: TrainableModel, modulesToSave: readonly 
     .filter((e) => !skip.has(e.path) && wasTrainable(e.variable))
     .map((e) => e.path);
 }
+
+/**
+ * The variables that were never trainable (normalisation statistics), outside
+ * `modulesToSave`, by path: what an adapter file stores besides the adapters, so that a
+ * load reproduces the trained model's outputs.
+ */
+export function statisticVariables(model: TrainableModel, modulesToSave: readonly string[], wasTrainable: (v: tf.Variable) => boolean): Map<string, tf.Variable> {
+  const skip = new Set(modulesToSave);
+  return new Map(
+    segmentCatalog(model)
+      // The file holds float32.
+      .filter((e) => !skip.has(e.path) && !wasTrainable(e.variable) && e.variable.dtype === 'float32')
+      .map((e) => [e.path, e.variable]),
+  );
+}
