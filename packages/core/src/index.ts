@@ -39,7 +39,7 @@ export type { FitParams, CallbackLike, Logs } from './train/callbacks';
 export type { History } from './train/history';
 export { Trainer, type TrainerOptions } from './train/trainer';
 export { ChainStepper, OptimizerStepper, type Stepper } from './train/stepper';
-export type { TrainerDescription } from './train/describe';
+export type { BackpropDescription, TrainerDescription, UpdateMember } from './train/describe';
 export { FileCheckpointer, type CheckpointFiles } from './checkpoint/file-checkpointer';
 export { CHECKPOINT_DIR_NAME } from './checkpoint/atomic-dir';
 export { claimCheckpointFolder } from './checkpoint/checkpoint-claim';

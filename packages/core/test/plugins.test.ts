@@ -210,6 +210,43 @@ describe('plugin registration', () => {
     expect(d.memoryPlan!.segments.map((s) => s.policy)).to.deep.equal(['store', 'store']);
     t.dispose();
   });
+
+  it('describe() names what replaced an update member and who runs the backward; a Backprop that does not realise the plan gets no per-segment plan', async () => {
+    /** What describe() prints for a tiny trainer with `plugins`. */
+    const printed = async (plugins: TapfitPlugin[]): Promise<string> => {
+      const lines: string[] = [];
+      const t = tinyTrainer({ plugins, logger: { info: (m: string) => void lines.push(m), warn: () => {} } });
+      await t.setup();
+      t.describe();
+      t.dispose();
+      return lines[lines.length - 1];
+    };
+    // A plugin that swaps the momentum member for a delay compensation keeping its name (as Adaptive Braking, Spike Compensation do).
+    const compensating = plugin('compensating', {}, (api) =>
+      api.hooks.stepTransforms.tap('compensating', (members) =>
+        members.map((m) => (m.name === 'momentum' ? { ...m, hyperparams: { ...m.hyperparams, compensation: 'test-compensation' } } : m)),
+      ),
+    );
+    const recomputing = plugin('recomputing', {}, (api) => api.hooks.planMemory.tap('recomputing', (p) => ({ ...p, segments: p.segments.map((s, i) => (i === 0 ? { ...s, policy: 'recompute' as const } : s)) })));
+    const text = await printed([compensating]);
+    expect(text).to.match(/^update: momentum \[test-compensation, by compensating\] -> lr$/m);
+    expect(text).to.match(/^backprop: core \(autodiff\)$/m);
+    expect(text).to.match(/^memory plan:\n {2}\S+ +store\n {2}\S+ +store$/m);
+    expect(await printed([recomputing])).to.match(/^update: momentum -> lr$/m).and.match(/^backprop: core \(segment executor\)$/m).and.match(/ recompute$/m);
+    // A provider's Backprop: named, with its description; the plan's policies are not printed unless it realises them.
+    const own = (realises?: boolean) =>
+      plugin('own-backprop', { provides: [Tokens.Backprop] }, (api) => {
+        api.services.register(Tokens.Backprop, { description: 'test simulator', ...(realises === undefined ? {} : { realisesMemoryPlan: realises }), compute: (r) => new AutodiffBackprop().compute(r) });
+        api.hooks.planMemory.tap('own-backprop', (p) => ({ ...p, extraBytes: [...p.extraBytes, { source: 'own-backprop: stash', bytes: 48 }] }));
+      });
+    for (const realises of [undefined, false]) {
+      const out = await printed([own(realises)]);
+      expect(out).to.match(/^backprop: plugin 'own-backprop' \(test simulator\)$/m);
+      expect(out).to.match(/^memory plan: not used by the Backprop of plugin 'own-backprop'; extra memory:\n {2}\+ own-backprop: stash: 48 B$/m);
+      expect(out).not.to.match(/ store$/m);
+    }
+    expect(await printed([own(true)])).to.match(/^memory plan:\n {2}\S+ +store\n {2}\S+ +store\n {2}\+ own-backprop: stash: 48 B$/m);
+  });
 });
 
 @injectable()

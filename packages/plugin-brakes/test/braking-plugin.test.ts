@@ -29,7 +29,10 @@ describe('adaptiveBrakingPlugin', () => {
     const before = await t.evaluate(data);
     await t.fit(data, { epochs: 6, batchSize: 16 });
     const after = await t.evaluate(data);
-    expect(t.describe({ print: false }).stepTransforms).to.deep.equal(['momentum', 'lr']);
+    const d = t.describe({ print: false });
+    expect(d.stepTransforms).to.deep.equal(['momentum', 'lr']);
+    // The member keeps its name; describe says what it is now and who put it there.
+    expect(d.updateMembers).to.deep.equal([{ name: 'momentum', kind: 'adaptive-braking', suppliedBy: ['adaptive-braking'] }, { name: 'lr' }]);
     const state = t.optimizerState!.momentum as AdaptiveBrakingState;
     expect(state.count).to.equal(36);
     expect(Object.keys(state.velocity)).to.deep.equal(Object.keys(t.variables));

@@ -139,6 +139,8 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
       trainer = api.trainer;
       logger = api.logger;
       api.services.register(Tokens.Backprop, {
+        description: 'stage simulator: stashes stage inputs, re-runs stages in the backward',
+        realisesMemoryPlan: false,
         compute: (request) => {
           if (!simulator) throw new TapfitError(ErrorCodes.STATE, `${PIPELINE_PLUGIN}: the pipeline is not set up; call trainer.setup() (fit does) first.`);
           return simulator.compute(request);
@@ -156,7 +158,8 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
       api.hooks.planMemory.tap({ stage: Stage.LAST }, (plan) => {
         const extra = rows().flatMap((r) => [
           ...(r.versionBytes ? [{ source: `${PIPELINE_PLUGIN}: stage ${r.stage} weight versions (D_s = ${r.delay})`, bytes: r.versionBytes }] : []),
-          ...(r.stashBytes ? [{ source: `${PIPELINE_PLUGIN}: stage ${r.stage} stashed input (micro-batch ${o.microBatch})`, bytes: r.stashBytes }] : []),
+          // Measured before any step, for `microBatch` samples: a trainer step stashes its whole batch.
+          ...(r.stashBytes ? [{ source: `${PIPELINE_PLUGIN}: stage ${r.stage} stashed input per ${o.microBatch === 1 ? 'sample' : `${o.microBatch} samples`} (a step stashes its batch)`, bytes: r.stashBytes }] : []),
         ]);
         return { ...plan, extraBytes: [...plan.extraBytes, ...extra] };
       });

@@ -78,6 +78,29 @@ describe('pipeline plugin: partitioning and describe()', () => {
     expect(plan.extraBytes.map((e) => e.bytes)).to.deep.equal([640, 16, 32]);
     t.dispose();
   });
+
+  it("trainer.describe() names the pipeline's Backprop and its SC in the update chain, and prints no per-segment plan it does not realise", async () => {
+    const lines: string[] = [];
+    const t = new Trainer({
+      model: tinyModel(),
+      loss: 'softmaxCrossEntropy',
+      optimizer: sgd({ lr: 0.1, momentum: 0.9 }),
+      plugins: [pipeline({ stages: 2, compensation: 'sc' })],
+      logger: { info: (m: string) => void lines.push(m), warn: () => {} },
+    });
+    await t.setup();
+    t.describe();
+    const text = lines[lines.length - 1];
+    expect(text).to.match(/^update: momentum \[spike, by pipeline\] -> lr$/m);
+    expect(text).to.match(/^backprop: plugin 'pipeline' \(stage simulator: stashes stage inputs, re-runs stages in the backward\)$/m);
+    // Stage 1 holds D + 1 = 3 versions of its 40 weights (480 B). The stash rows are per sample
+    // (the option microBatch, default 1): 4 and 8 floats; a trainer step stashes its whole batch.
+    expect(text).to.match(
+      /^memory plan: not used by the Backprop of plugin 'pipeline'; extra memory:\n {2}\+ pipeline: stage 1 weight versions \(D_s = 2\): 480 B\n {2}\+ pipeline: stage 1 stashed input per sample \(a step stashes its batch\): 16 B\n {2}\+ pipeline: stage 2 stashed input per sample \(a step stashes its batch\): 32 B$/m,
+    );
+    expect(text).not.to.match(/ store$/m);
+    t.dispose();
+  });
 });
 
 describe('pipeline plugin: bad input names the stage and the fix', () => {

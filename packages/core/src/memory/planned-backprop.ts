@@ -1,6 +1,7 @@
 import { injectable } from 'tsyringe';
 import { AutodiffBackprop } from '../services/defaults';
 import type { Backprop } from '../services/tokens';
+import type { MemoryPlan } from '../step/memory-plan';
 import type { StepGradients, StepRequest } from '../step/step-request';
 import { SegmentExecutor } from './segment-executor';
 
@@ -14,12 +15,16 @@ import { SegmentExecutor } from './segment-executor';
  */
 @injectable()
 export class PlannedBackprop implements Backprop {
+  readonly realisesMemoryPlan = true;
   private readonly autodiff = new AutodiffBackprop();
   private readonly executor = new SegmentExecutor();
 
   compute(request: StepRequest): StepGradients {
-    const { plan } = request;
-    const plain = plan.predictedPeakBytes === undefined && plan.segments.every((s) => s.policy === 'store');
-    return (plain ? this.autodiff : this.executor).compute(request);
+    return (runsOnExecutor(request.plan) ? this.executor : this.autodiff).compute(request);
   }
+}
+
+/** Whether PlannedBackprop runs `plan` on the segment executor (else plain autodiff). */
+export function runsOnExecutor(plan: MemoryPlan): boolean {
+  return plan.predictedPeakBytes !== undefined || plan.segments.some((s) => s.policy !== 'store');
 }

@@ -17,6 +17,7 @@ import { lossHead, SegmentWalk, type Level } from './walk';
  */
 @injectable()
 export class SegmentExecutor implements Backprop {
+  readonly realisesMemoryPlan = true;
   compute({ x, y, segments, ctx, variables, plan, loss }: StepRequest): StepGradients {
     const levels = planLevels(segments, plan, variables);
     const end = lossHead((fwd) => loss(y, fwd()), variables, levels[levels.length - 1].segment.name);

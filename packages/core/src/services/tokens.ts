@@ -41,6 +41,13 @@ export interface MemoryPlanner {
  */
 export interface Backprop {
   compute(request: StepRequest): StepGradients;
+  /** What it runs, for `trainer.describe()` ('stage simulator'). */
+  readonly description?: string;
+  /**
+   * True when it runs the segments as the memory plan says (core's default and
+   * SegmentExecutor do). `describe()` prints a provider's per-segment plan only then.
+   */
+  readonly realisesMemoryPlan?: boolean;
 }
 
 /** Saves and restores checkpoints (default: FileCheckpointer, atomic folders on disk). */

@@ -28,7 +28,7 @@ import { Tokens, type Logger, type LossFn, type OptimizerSpec } from '../service
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
 import { batchesPerEpoch } from '../data/data-source';
-import { describeTrainer, type TrainerDescription } from './describe';
+import { describeBackprop, describeTrainer, describeUpdate, type TrainerDescription } from './describe';
 import { checkDataLabels, resolveLoss, type LossSpec } from './losses';
 import { resolveMetrics, type MetricSpec } from './metrics';
 import { parseOptions } from '../options';
@@ -760,7 +760,9 @@ export class Trainer {
       plugins: this.plugins.map((p) => p.name),
       hooks,
       stepTransforms: this.stepper ? [...this.stepper.names] : [],
+      ...describeUpdate(this.stepper),
       optimizer: this.stepper instanceof OptimizerStepper ? this.stepper.optimizer.getClassName() : 'chain',
+      backprop: describeBackprop(this.resolve(Tokens.Backprop), this.plugins, this.plan),
       memoryPlan: this.plan,
       trainableParams: Object.values(this.params).reduce((a, v) => a + v.size, 0),
       ...declaredExtras(this.modelRef.layersModel, this.settings.constraints === 'apply'),
