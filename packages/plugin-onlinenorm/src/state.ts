@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, TapfitError } from '@tapfit/core';
+import { ErrorCodes, TapfitError, tieHostState } from '@tapfit/core';
 
 /**
  * The per-channel state of one Online Normalization unit, all non-trainable and
@@ -30,6 +30,18 @@ export class OnlineNormState {
         throw new TapfitError(ErrorCodes.SHAPE, `OnlineNorm '${label}': state '${name}' must be a float32 vector of ${channels} channels (got ${variable.dtype} [${variable.shape}])`);
       }
     }
+    // Core's measurements (memoryBudget's profiling) put M, V, u, v back after their training
+    // forwards and backwards; the counters (the NaN-check cadence, checkpoints) go back with them.
+    tieHostState(mean, () => {
+      const { trainingCalls, backwardCalls, step } = this;
+      const unread = this.unread.length;
+      return () => {
+        Object.assign(this, { trainingCalls, backwardCalls, step });
+        // The checks of the measured commits checked values that are gone.
+        if (this.unread.length > unread) disposeChecks(this.unread.splice(unread));
+        if (this.unread.length === 0) unreadStates.delete(this);
+      };
+    });
   }
 
   get channels(): number {

@@ -52,6 +52,29 @@ describe('onlineNorm plugin', () => {
     planned.weights.forEach((w, i) => w.forEach((x, j) => expect(Math.abs(x - plain.weights[i][j])).to.be.below(1e-5 * (1 + Math.abs(plain.weights[i][j])))));
   });
 
+  it("memoryBudget's profiling does not advance the layers' call counters: they equal the steps with and without a budget", async () => {
+    const STEPS = 8; // 2 epochs of 4 batches
+    const callsAfter = async (budget: boolean) => {
+      const data = blobData(32);
+      const sample = { x: tf.randomNormal([8, 4], 0, 1, 'float32', 3), y: tf.tensor1d([0, 1, 2, 0, 1, 2, 0, 1], 'int32') };
+      const plugin = onlineNorm(options);
+      const trainer = testTrainer({ model: batchNormModel(), plugins: [plugin], ...(budget ? { memoryBudget: { budgetBytes: 4200, sample } } : {}) });
+      await trainer.setup();
+      const atSetup = onlineNormLayers(trainer.model.layersModel!).map((l) => [l.state.trainingCalls, l.state.backwardCalls, l.state.unreadChecks]);
+      await trainer.fit(data, { epochs: 2, batchSize: 8, shuffle: false });
+      const calls = (plugin.saveState!().json as { calls: { training: number; backward: number }[] }).calls.map((c) => [c.training, c.backward]);
+      trainer.dispose();
+      data.dispose();
+      tf.dispose([sample.x, sample.y]);
+      return { atSetup, calls };
+    };
+    const plain = await callsAfter(false);
+    const planned = await callsAfter(true);
+    expect(plain.calls).to.deep.equal([[STEPS, STEPS], [STEPS, STEPS]]);
+    expect(planned.atSetup).to.deep.equal([[0, 0, 0], [0, 0, 0]]);
+    expect(planned.calls).to.deep.equal(plain.calls);
+  });
+
   it('NaN statistics stop training with an error naming the layer and the trainer step', async () => {
     const x = new Float32Array(32 * 4).map((_, i) => ((i * 7) % 11) / 11);
     x.fill(NaN, 4 * 20, 4 * 21); // sample 20: batch 2 of 4 (batch size 8, no shuffling)

@@ -4,6 +4,7 @@ import type { SegmentContext } from '../model/segment';
 import { modelVariables, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { storeAllPlan } from '../step/memory-plan';
 import type { LossFn } from '../step/step-request';
+import { snapshotHostState } from './host-state';
 import { planLevels } from './segment-executor';
 import { backwardOf, forwardOf, inputGradNeeded, inverseOf, localVjp, lossHead, SegmentWalk, type Head, type Level } from './walk';
 
@@ -80,10 +81,11 @@ const REPLAY: SegmentContext = { ...TRAINING, recomputing: true };
  * Measures each segment once on `sample` under every policy the executor can give it,
  * running the executor's own code paths under `tf.profile`, with the step's `loss`
  * (the trainer's: its gradient is what flows back). Every measurement starts from the
- * model's state as it was (all segment variables are restored before each and at the
- * end), and each replayed forward follows a training forward as in a real step, so
- * stateful segments (normalisation statistics, recurrent state) neither drift nor lack
- * a forward to replay. Leaves no tensors behind.
+ * model's state as it was (all segment variables, and the host state tied to them with
+ * `tieHostState`, are restored before each and at the end), and each replayed forward
+ * follows a training forward as in a real step, so stateful segments (normalisation
+ * statistics and their call counters, recurrent state) neither drift nor lack a forward
+ * to replay. Leaves no tensors behind.
  */
 export async function profileSegments(model: TrainableModel, sample: MemorySample, loss: LossFn, options: ProfileOptions = {}): Promise<MemoryProfile> {
   const variables = options.variables ?? trainableVariables(model);
@@ -108,14 +110,20 @@ export async function profileSegments(model: TrainableModel, sample: MemorySampl
   }
 }
 
-/** Copies of variables, to put them back after a forward moved them (moving statistics, online normalisation state). */
+/**
+ * Copies of variables, to put them back after a forward moved them (moving statistics,
+ * online normalisation state), and of the host state tied to them (tieHostState: call counters).
+ */
 class StateSnapshot {
   private readonly copies: tf.Tensor[];
+  private readonly restoreHost: () => void;
   constructor(private readonly variables: readonly tf.Variable[]) {
     this.copies = variables.map((v) => tf.keep(tf.clone(v)));
+    this.restoreHost = snapshotHostState(variables);
   }
   restore(): void {
     this.variables.forEach((v, i) => v.assign(this.copies[i]));
+    this.restoreHost();
   }
   dispose(): void {
     tf.dispose(this.copies);

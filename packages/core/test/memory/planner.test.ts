@@ -14,6 +14,7 @@ import {
   storeAllPlan,
   TapfitError,
   tensorData,
+  tieHostState,
   Trainer,
   type MemoryPlan,
   type MemoryPolicy,
@@ -92,6 +93,33 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
       expect(profile.segments.map((s) => s.name)).to.deep.equal(model2.segments.map((s) => s.name));
       expect(Array.from(mean.dataSync())).to.deep.equal(Array.from(before));
       tf.dispose([x, y, mean, last!]);
+      disposeModel(model);
+    });
+
+    it('puts back host state tied to a variable (tieHostState): a call counter reads as before', async () => {
+      const model = residualMlp(2, 4, 6, 3);
+      const mean = tf.variable(tf.zeros([4]), false);
+      const counter = { trainingCalls: 5 }; // as OnlineNorm's, which drives its NaN-check cadence
+      tieHostState(mean, () => {
+        const at = counter.trainingCalls;
+        return () => void (counter.trainingCalls = at);
+      });
+      const counting: Segment = {
+        name: 'counting',
+        params: [mean],
+        forward: ([x], ctx) => {
+          if (ctx.training && !ctx.recomputing) {
+            counter.trainingCalls++;
+            mean.assign(tf.mean(x, 0));
+          }
+          return [tf.sub(x, mean)];
+        },
+      };
+      const model2 = segmentModel([counting, ...model.segments]);
+      const { x, y } = mlpSample(4, 4);
+      await profileSegments(model2, { x, y }, xent);
+      expect(counter.trainingCalls).to.equal(5);
+      tf.dispose([x, y, mean]);
       disposeModel(model);
     });
   });
