@@ -15,6 +15,19 @@ export interface StageSpec {
 }
 
 /**
+ * Refuses `stages` stages for a model its adapter kept whole (a tfjs-layers chain whose
+ * layers read a mask runs as one segment), naming why: "split the model into more
+ * segments" is no help there.
+ */
+export function checkSplittable(stages: number, segmentCount: number, unsplitReason: string | undefined): void {
+  if (unsplitReason === undefined || stages <= segmentCount) return;
+  throw new TapfitError(
+    ErrorCodes.CONFIG,
+    `pipeline: ${stages} stages asked for, but the model is one segment: ${unsplitReason}. Train this model without the pipeline (a stage boundary would cut the mask off the layers that read it).`,
+  );
+}
+
+/**
  * Splits a chain of segments into stages at explicit boundaries: `boundaries` names the
  * first segment of every stage after the first, in model order.
  */

@@ -17,7 +17,7 @@ import {
 } from '@tapfit/core';
 import { describeStages, type StageRow } from './describe';
 import { resolvePipelineOptions, type PipelineOptions, type ResolvedPipelineOptions } from './options';
-import { measureSegmentTimes, partitionAt, partitionBalanced, type StageSpec } from './partition';
+import { checkSplittable, measureSegmentTimes, partitionAt, partitionBalanced, type StageSpec } from './partition';
 import { bindStages, PipelineSimulator } from './simulator';
 import { spikeCompensation } from './spike-compensation';
 import { runSegments } from './stage-math';
@@ -95,6 +95,7 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
 
   const partition = (model: TrainableModel): StageSpec[] => {
     const names = model.segments.map((s) => s.name);
+    checkSplittable(o.boundaries ? o.boundaries.length + 1 : o.stages!, names.length, model.unsplitReason);
     if (o.boundaries) {
       if (o.boundaries.length + 1 > names.length) {
         throw new TapfitError(ErrorCodes.CONFIG, `pipeline: ${o.boundaries.length + 1} stages asked for, but the model has only ${names.length} segments; give fewer boundaries.`);

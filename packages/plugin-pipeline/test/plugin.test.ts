@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { balancedStarts, measureUpdateCosts, pipeline, type PipelineOptions } from '../src';
+import { balancedStarts, measureUpdateCosts, pipeline, ThreadedPipeline, type PipelineOptions } from '../src';
 
 const trainer = (options: PipelineOptions, model: tf.LayersModel | ReturnType<typeof segmentModel> = tinyModel(), optimizer = sgd({ lr: 0.1, momentum: 0.9 })) =>
   new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer, plugins: [pipeline(options)], logger: new SilentLogger() });
@@ -107,6 +107,19 @@ describe('pipeline plugin: bad input names the stage and the fix', () => {
   it('more stages than segments', async () => {
     expect(await setupError({ stages: 3 })).to.match(/3 stages asked for, but the model has only 2 segments/);
     expect(await setupError({ boundaries: ['out', 'hidden'] })).to.match(/3 stages asked for/);
+  });
+
+  it('a model whose layers read a mask (one segment) is refused naming the mask, in the simulator and the threaded pipeline', async () => {
+    const masked = () =>
+      tf.sequential({ layers: [tf.layers.embedding({ inputDim: 10, outputDim: 4, inputLength: 6, maskZero: true }), tf.layers.lstm({ units: 3 }), tf.layers.dense({ units: 3, activation: 'softmax' })] });
+    expect(await setupError({ stages: 2, inputShape: [6] }, masked())).to.match(/2 stages asked for, but the model is one segment: Embedding '.*' makes a mask/);
+    const model = masked();
+    const err = await ThreadedPipeline.start({ model, stages: 2, loss: 'softmaxCrossEntropy', optimizer: { lr: 0.1, momentum: 0.9 }, backend: 'cpu' }).then(
+      () => new Error('started'),
+      (e: Error) => e,
+    );
+    expect(err.message).to.match(/one segment: Embedding '.*' makes a mask .* without the pipeline/);
+    model.dispose();
   });
 
   it('an unknown or out-of-order boundary', async () => {

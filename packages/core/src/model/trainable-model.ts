@@ -16,6 +16,12 @@ export interface TrainableModel {
   /** Output shape without the batch dimension, when known. */
   readonly outputShape?: readonly (number | null)[];
   /**
+   * Why a tfjs-layers chain was kept as one segment rather than split per layer, when it
+   * was (a layer makes a mask the later layers read). Plugins that need several segments
+   * name it when they refuse.
+   */
+  readonly unsplitReason?: string;
+  /**
    * Frees what this model owns. The trainer calls it for a model a plugin swapped in
    * at setup (e.g. adapters around the user's variables); absent means "dispose the
    * tfjs-layers model, if the trainer built it".
@@ -67,6 +73,41 @@ function isSequentialChain(model: tf.LayersModel): boolean {
 }
 
 /**
+ * Why the chain must run as one segment, if it must: a layer that makes a mask from an
+ * unmasked input (an Embedding with `maskZero`, a Masking layer, a custom layer's
+ * `computeMask`). tfjs hands masks from layer to layer only inside a model's own forward
+ * (its executor, which model.fit, model.predict and `model.apply` all run), and then to
+ * every later layer, so a chain split per layer would run the recurrent layers over the
+ * padding. Nested models are searched: their masks reach the outer model's layers too.
+ */
+function maskReason(model: tf.LayersModel): string | undefined {
+  const source = model.layers.flatMap(layersIn).find(makesMask);
+  if (!source) return undefined;
+  return `${source.getClassName()} '${source.name}' makes a mask that the layers after it read (as in model.fit), and tfjs passes masks only within a model's own forward, so the chain runs as one segment`;
+}
+
+/**
+ * Whether `layer` returns a mask for unmasked input. Layers that pass masks on (recurrent
+ * layers, Dense, the default computeMask) return none then; a layer whose computeMask
+ * cannot be probed is assumed to make one (one segment is always model.fit's forward).
+ */
+function makesMask(layer: tf.layers.Layer): boolean {
+  if (!layer.supportsMasking || layer.computeMask === tf.layers.Layer.prototype.computeMask) return false;
+  const inputs = layer.inboundNodes[0]?.inputTensors;
+  if (!inputs?.length) return true;
+  try {
+    return tf.tidy(() => {
+      // What tfjs's executor passes: the inputs and their (absent) masks, as lists.
+      const xs = inputs.map((t) => tf.zeros(t.shape.map((d) => d ?? 1), t.dtype));
+      const mask = layer.computeMask(xs, xs.map(() => null) as unknown as tf.Tensor[]);
+      return (Array.isArray(mask) ? mask : [mask]).some((m) => m != null);
+    });
+  } catch {
+    return true;
+  }
+}
+
+/**
  * Marks the segments `fromLayersModel` makes. A symbol key survives the object spread
  * wrappers use (`{ ...segment, forward }`), so a wrapped adapter segment is still one.
  */
@@ -85,7 +126,8 @@ export function isLayersAdapter(model: TrainableModel): boolean {
 
 /**
  * Adapts a tfjs-layers model (`tf.sequential` or `tf.model`). A chain of layers becomes
- * one segment per layer; any other graph becomes one segment.
+ * one segment per layer, unless a layer in it makes a mask (see `maskReason`); any other
+ * graph becomes one segment. Either way the forward is model.fit's.
  */
 export function fromLayersModel(model: tf.LayersModel): TrainableModel {
   const vars = (layers: tf.layers.Layer[]): tf.Variable[] => layers.flatMap((l) => l.weights.map((w) => w.read() as tf.Variable));
@@ -110,14 +152,18 @@ export function fromLayersModel(model: tf.LayersModel): TrainableModel {
     const s: Segment = { name, params: vars(inside), forward: (xs, ctx) => applyLayer(layer, xs, ctx), ...(why ? { notReplayable: why } : {}) };
     return Object.assign(s, { [LAYERS_ADAPTER]: true });
   };
-  const segments: Segment[] = isSequentialChain(model)
-    ? model.layers.filter((l) => l.getClassName() !== 'InputLayer').map((layer) => segment(layer.name, layer, [layer]))
-    : [segment(model.name, model, model.layers)];
+  const chain = isSequentialChain(model);
+  const unsplitReason = chain ? maskReason(model) : undefined;
+  const segments: Segment[] =
+    chain && !unsplitReason
+      ? model.layers.filter((l) => l.getClassName() !== 'InputLayer').map((layer) => segment(layer.name, layer, [layer]))
+      : [segment(model.name, model, model.layers)];
   return {
     segments,
     layersModel: model,
     inputShape: model.inputs[0].shape.slice(1),
     outputShape: model.outputs[0].shape.slice(1),
+    ...(unsplitReason ? { unsplitReason } : {}),
   };
 }
 

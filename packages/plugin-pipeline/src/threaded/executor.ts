@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { microBatchSchema, type Compensation } from '../options';
 import { resolveThreadedOptions } from './options';
-import { measureSegmentCosts, measureUpdateCosts, partitionAt, partitionBalanced, type StageSpec } from '../partition';
+import { checkSplittable, measureSegmentCosts, measureUpdateCosts, partitionAt, partitionBalanced, type StageSpec } from '../partition';
 import { runSegments } from '../stage-math';
 import type { Prediction } from '../weight-prediction';
 import { KeepAlive } from './keep-alive';
@@ -99,6 +99,7 @@ export class ThreadedPipeline {
     const trainable = fromLayersModel(model);
     const names = trainable.segments.map((s) => s.name);
     const inputShape = (model.inputs[0].shape.slice(1) as number[]).map((d) => d ?? 1);
+    checkSplittable(options.boundaries ? options.boundaries.length + 1 : (options.stages ?? 2), names.length, trainable.unsplitReason);
     const stages = ((): StageSpec[] => {
       if (options.boundaries) return partitionAt(names, options.boundaries, options.extraDelay);
       const S = options.stages ?? 2;
