@@ -19,7 +19,11 @@ export interface Penalty {
 export function layersPenalty(model: tf.LayersModel | undefined): ((variables: readonly tf.Variable[]) => Penalty) | null {
   if (!model || penalizedLayers(model).length === 0) return null;
   return (variables) => {
-    const { value, grads } = engineGradients(() => tf.addN(weightPenalties(model)), [...variables], undefined, true);
+    const sum = (): tf.Tensor => {
+      const penalties = weightPenalties(model);
+      return penalties.length ? tf.addN(penalties) : tf.scalar(0);
+    };
+    const { value, grads } = engineGradients(sum, [...variables], undefined, true);
     const named: NamedTensors = {};
     variables.forEach((v, i) => {
       const g = grads[i];
@@ -31,16 +35,36 @@ export function layersPenalty(model: tf.LayersModel | undefined): ((variables: r
 
 /**
  * The weight penalties of a tfjs-layers model's regularizers (`kernelRegularizer`, ...),
- * one scalar each, computed from the current weights: what model.fit adds to its loss. Read
- * from the layers: a Sequential's own calculateLosses() can come back empty (its container
- * nodes live on its inner model) though fit() adds them; a nested model is a layer whose
- * calculateLosses() collects its own.
+ * one scalar each, computed from the current weights: what model.fit adds to its loss,
+ * read the way model.fit reads them, from the graph it runs (`calculateLosses()` of a
+ * Sequential's inner functional model, or of the model itself). So a layer of a Sequential
+ * nested first in a Sequential is counted (the outer graph runs it directly; the nested
+ * Sequential's own calculateLosses() is empty), and a layer applied twice counts twice,
+ * once per application, as model.fit counts it (Keras counts it once).
  */
 export function weightPenalties(model: tf.LayersModel): tf.Tensor[] {
-  return model.layers.flatMap((layer) => layer.calculateLosses());
+  return fitGraph(model).calculateLosses();
 }
 
-/** The model's layers that declare weight penalties (for a stage's share of them, and describe()). */
+/**
+ * The model's leaf layers (nested models searched) that declare weight penalties, each
+ * once (for a stage's share of them, and describe()).
+ */
 export function penalizedLayers(model: tf.LayersModel): tf.layers.Layer[] {
-  return model.layers.filter((layer) => tf.tidy(() => layer.calculateLosses().length) > 0);
+  return leafLayers(model).filter((layer) => tf.tidy(() => layer.calculateLosses().length) > 0);
+}
+
+/**
+ * The functional model model.fit trains: a Sequential's inner one (which tfjs builds
+ * lazily, as its predict() does when there is none yet), or the model itself.
+ */
+function fitGraph(model: tf.LayersModel): tf.LayersModel {
+  if (!(model instanceof tf.Sequential)) return model;
+  const holder = model as unknown as { model?: tf.LayersModel | null };
+  if (holder.model == null) model.build();
+  return holder.model!;
+}
+
+function leafLayers(layer: tf.layers.Layer): tf.layers.Layer[] {
+  return layer instanceof tf.LayersModel ? layer.layers.flatMap(leafLayers) : [layer];
 }

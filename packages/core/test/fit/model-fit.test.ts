@@ -64,6 +64,54 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it("weight penalties inside a nested Sequential, and of a layer applied twice, are in the loss as model.fit counts them (per application); describe() lists the nested layers", async () => {
+    const { x, y, labels } = blobTensors(32);
+    const l2 = (l2: number) => tf.regularizers.l2({ l2 });
+    const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+    const inner = (penalty: boolean) =>
+      tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 8, activation: 'tanh', kernelInitializer: init(3), ...(penalty ? { kernelRegularizer: l2(0.05) } : {}), name: 'inner_dense' })] });
+    const builds: Record<string, () => tf.LayersModel> = {
+      'a Sequential nested first in a Sequential, penalty only inside': () =>
+        tf.sequential({ layers: [inner(true), tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(4) })] }),
+      'a Sequential nested first in a Sequential, penalties on both levels': () =>
+        tf.sequential({ layers: [inner(true), tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(4), kernelRegularizer: l2(0.1), name: 'outer_dense' })] }),
+      'a Sequential nested after the first layer': () =>
+        tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 4, kernelInitializer: init(5) }), tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 3, activation: 'softmax', kernelInitializer: init(6), kernelRegularizer: l2(0.05), name: 'inner_dense' })] })] }),
+      'a regularized Dense applied twice (shared): counted per application': () => {
+        const input = tf.input({ shape: [4] });
+        const shared = tf.layers.dense({ units: 4, activation: 'tanh', kernelInitializer: init(7), kernelRegularizer: l2(0.05), name: 'inner_dense' });
+        const h = shared.apply(shared.apply(input)) as tf.SymbolicTensor;
+        return tf.model({ inputs: input, outputs: tf.layers.dense({ units: 3, activation: 'softmax', kernelInitializer: init(8) }).apply(h) as tf.SymbolicTensor });
+      },
+    };
+    for (const [name, build] of Object.entries(builds)) {
+      const options = { epochs: 3, batchSize: 8, shuffle: false, verbose: 0 as const };
+      const reference = build();
+      reference.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
+      const expected = await reference.fit(x, y, options);
+      const model = build(); // seeded: the weights the reference started from
+      const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), logger: new SilentLogger() });
+      const h = await t.fit(x, y, options);
+      try {
+        expectHistoryClose(h.history, expected.history as Record<string, number[]>, 1e-6);
+      } catch (err) {
+        throw new Error(`${name}: ${(err as Error).message}`);
+      }
+      // Bit for bit, except the shared layer: its two penalty terms are summed before the
+      // loss here and one by one into it in model.fit, so the last bit can round apart.
+      const tolerance = name.includes('twice') ? 1e-6 : 0;
+      reference.getWeights().forEach((w, i) => {
+        const actual = model.getWeights()[i].dataSync();
+        w.dataSync().forEach((e, j) => expect(actual[j], `${name}: weight ${i}[${j}]`).to.be.closeTo(e, tolerance));
+      });
+      expect(t.describe({ print: false }).penalties, name).to.include('inner_dense');
+      t.dispose();
+      reference.dispose();
+      model.dispose();
+    }
+    tf.dispose([x, y, labels]);
+  });
+
   it('validationSplit holds out the LAST fraction before shuffling', async () => {
     const { x, y, labels } = blobTensors(40);
     // lr 0: the weights never move, so val_loss is the loss of the held-out samples.
