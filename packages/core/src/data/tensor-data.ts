@@ -129,5 +129,10 @@ export function arrayData(spec: { x: Numeric; y: Numeric; xShape?: number[]; ySh
 
 /** In-memory data from tensors (the source keeps them). */
 export function tensorData(x: tf.Tensor, y: tf.Tensor): TensorData {
+  for (const [v, name] of [[x, 'x'], [y, 'y']] as const) {
+    if (v instanceof tf.Tensor) continue;
+    const list = Array.isArray(v) ? ` (a list of ${(v as unknown[]).length}: tapfit trains models with one input and one output; for several use model.fit)` : '';
+    throw new TapfitError(ErrorCodes.CONFIG, `tensorData: ${name} must be a tensor${list}; for arrays use arrayData({ x, y }).`);
+  }
   return new TensorData(x, y);
 }

@@ -130,6 +130,7 @@ export function isLayersAdapter(model: TrainableModel): boolean {
  * graph becomes one segment. Either way the forward is model.fit's.
  */
 export function fromLayersModel(model: tf.LayersModel): TrainableModel {
+  checkOneInputOneOutput(model);
   const vars = (layers: tf.layers.Layer[]): tf.Variable[] => layers.flatMap((l) => l.weights.map((w) => w.read() as tf.Variable));
   // `recomputing` and `step` reach each layer's call() kwargs so stateful custom layers
   // can skip updates and name the step in errors. Built-in layers (BatchNormalization's moving statistics) update state in
@@ -165,6 +166,22 @@ export function fromLayersModel(model: tf.LayersModel): TrainableModel {
     outputShape: model.outputs[0].shape.slice(1),
     ...(unsplitReason ? { unsplitReason } : {}),
   };
+}
+
+/**
+ * tapfit trains one input to one output (the segments' chain, the loss, the data sources):
+ * a model with several would otherwise fail deep in tfjs, or silently train its first head.
+ */
+function checkOneInputOneOutput(model: tf.LayersModel): void {
+  const [inputs, outputs] = [model.inputs.length, model.outputs.length];
+  if (inputs === 1 && outputs === 1) return;
+  const count = (n: number, what: string) => `${n} ${what}${n === 1 ? '' : 's'}`;
+  throw new TapfitError(
+    ErrorCodes.CONFIG,
+    `the tfjs-layers model '${model.name}' has ${count(inputs, 'input')} and ${count(outputs, 'output')}; tapfit trains models with one input and one output ` +
+      `(no per-output losses or lossWeights). Train this model with model.fit, or give the trainer one with one of each: outputs joined by ` +
+      `tf.layers.concatenate with a loss function over the joined output, inputs concatenated into one tensor (or a segmentModel whose forward splits it).`,
+  );
 }
 
 /** Accepts what users bring: a TrainableModel or a tfjs-layers model. */

@@ -71,8 +71,19 @@ export function inferenceOptions(who: 'evaluate' | 'predict', options: unknown):
 /** A tensor as is, or a new one from arrays (the caller disposes a tensor it did not pass). */
 export function toTensor(v: TensorLike, what: string): tf.Tensor {
   if (v instanceof tf.Tensor) return v;
+  refuseTensorList(v, what);
   if (!isTensorLike(v)) throw new TapfitError(ErrorCodes.CONFIG, `${what} must be a tensor or an array of numbers, got ${describe(v)}.`);
   return tf.tensor(v as tf.TensorLike);
+}
+
+/** model.fit's list of tensors, one per input or output: tapfit's models have one of each. */
+function refuseTensorList(v: unknown, what: string): void {
+  if (!Array.isArray(v) || !v.some((e) => e instanceof tf.Tensor)) return;
+  const fix = v.length === 1 ? 'pass the tensor itself, not a list of one' : 'for a model with several inputs or outputs use model.fit';
+  throw new TapfitError(
+    ErrorCodes.CONFIG,
+    `${what} is a list of ${v.length} tensor(s); tapfit trains models with one input and one output, so x and y are one tensor each: ${fix}.`,
+  );
 }
 
 function isTensorLike(v: unknown): boolean {
