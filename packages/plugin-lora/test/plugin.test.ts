@@ -40,6 +40,33 @@ describe('lora plugin', () => {
     trainer.dispose();
   });
 
+  it('on a text model whose adapted Embedding masks the padding (maskZero), it trains as model.fit trains the applyLora model: the mask reaches the LSTM', async () => {
+    const [T, V, N] = [6, 10, 16];
+    const rows = Array.from({ length: N }, (_, i) => Array.from({ length: T }, (_, t) => (t < 2 + (i % 4) ? 1 + ((i * 3 + t * 5) % (V - 1)) : 0)));
+    const [x, y] = [tf.tensor2d(rows), tf.tensor2d(rows.map((_, i) => [i % 2]))];
+    const base = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.embedding({ name: 'emb', inputDim: V, outputDim: 4, inputLength: T, maskZero: true, embeddingsInitializer: tf.initializers.randomUniform({ minval: -0.5, maxval: 0.5, seed: 2 }) }),
+          tf.layers.lstm({ name: 'rnn', units: 4, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }), recurrentInitializer: tf.initializers.glorotUniform({ seed: 4 }) }),
+          tf.layers.dense({ name: 'head', units: 1, activation: 'sigmoid', kernelInitializer: tf.initializers.glorotUniform({ seed: 5 }) }),
+        ],
+      });
+    const adapt = { targets: 'emb', rank: 2, seed: 1, modulesToSave: 'head' };
+    const fitOptions = { epochs: 2, batchSize: 8, shuffle: false, verbose: 0 as const };
+    const reference = applyLora(base(), adapt).model;
+    reference.compile({ loss: 'binaryCrossentropy', optimizer: tf.train.sgd(0.5) });
+    const expected = await reference.fit(x, y, fitOptions);
+    const trainer = new Trainer({ model: base(), loss: 'binaryCrossentropy', optimizer: sgd({ lr: 0.5 }), plugins: [lora(adapt)], logger: { info: () => {}, warn: () => {} } });
+    const h = await trainer.fit(x, y, fitOptions);
+    h.history.loss.forEach((l, i) => expect(l).to.be.closeTo(expected.history.loss[i] as number, 1e-6));
+    reference.getWeights().forEach((w, i) => expect(maxAbsDiff(trainer.model.layersModel!.getWeights()[i], w), `weight ${i}`).to.be.below(1e-6));
+    expect(trainer.model.unsplitReason).to.match(/LoraEmbedding 'emb' makes a mask/);
+    trainer.dispose();
+    reference.dispose();
+    tf.dispose([x, y]);
+  });
+
   it("without a seed of its own, the random factor follows the trainer's seed (a seeded run is reproducible as a whole)", async () => {
     const factorA = async (trainerSeed: number, loraSeed?: number) => {
       const plugin = lora({ targets: 'hidden', rank: 2, ...(loraSeed === undefined ? {} : { seed: loraSeed }) });
