@@ -104,15 +104,20 @@ function checkTensorArguments(x: unknown, y: unknown): void {
 /** Training data from x, y: the caller's tensors are used (not disposed); arrays become tensors fit owns. */
 function toData(x: TensorLike, y: TensorLike, created: Array<{ dispose(): void }>): DataSource {
   const xs = x instanceof tf.Tensor ? x : track(toTensor(x, 'fit: x'), created);
-  const ys = y instanceof tf.Tensor ? y : track(labelsTensor(y), created);
+  const ys = y instanceof tf.Tensor ? y : track(labelsTensor(y, 'fit: y'), created);
   return new TensorData(xs, ys);
 }
 
-/** A flat array of whole numbers is class indices (int32), as arrayData reads labels; anything else float32. */
-function labelsTensor(y: tf.TensorLike): tf.Tensor {
+/**
+ * Labels as fit and evaluate read them: a tensor as is; a flat array of whole numbers is
+ * class indices (int32), as arrayData reads labels; anything else float32 (the caller
+ * disposes a tensor it did not pass).
+ */
+export function labelsTensor(y: TensorLike, what: string): tf.Tensor {
+  if (y instanceof tf.Tensor) return y;
   const flat = ArrayBuffer.isView(y) || (Array.isArray(y) && !Array.isArray(y[0]));
   if (flat && Array.from(y as ArrayLike<number>).every(Number.isInteger)) return tf.tensor1d(Array.from(y as ArrayLike<number>), 'int32');
-  return toTensor(y, 'fit: y');
+  return toTensor(y, what);
 }
 
 function toValidation(v: unknown, created: Array<{ dispose(): void }>): DataSource {

@@ -16,12 +16,16 @@ export function oneHotLike(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor {
 /** The fuzz factor tfjs-layers' losses use: the backend's epsilon (1e-7 on float32 backends). */
 const eps = (): number => tf.backend().epsilon();
 
-/** Class indices [N] or [N, 1] (floats allowed, as tfjs floors them) as one-hot [N, C]. */
+/**
+ * Class indices [N] or [N, 1] as one-hot [N, C]: int32 (what fit and arrayData make of a
+ * label list) or floats, which tfjs floors (tf.floor takes only floats, hence the dtype test).
+ */
 function sparseOneHot(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor {
   const classes = yPred.shape[yPred.rank - 1]!;
   const indices = tf.reshape(yTrue, [-1]);
   checkBatchLabels(indices, tf.reshape(yPred, [-1, classes]));
-  return tf.reshape(tf.oneHot(tf.cast(tf.floor(indices), 'int32'), classes), yPred.shape);
+  const whole = indices.dtype === 'float32' ? tf.floor(indices) : indices;
+  return tf.reshape(tf.oneHot(tf.cast(whole, 'int32'), classes), yPred.shape);
 }
 
 type PerSample = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor;

@@ -33,7 +33,7 @@ import { checkDataLabels, resolveLoss, type LossSpec } from './losses';
 import { resolveMetrics, type MetricSpec } from './metrics';
 import { parseOptions } from '../options';
 import { dataEvaluateOptionsSchema, trainerOptionsSchema, type FitOptions, type InferenceOptions, type ParsedFitOptions } from './options';
-import { fitInputs, inferenceOptions, isDataSource, toTensor, type TensorLike } from './fit-inputs';
+import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, type TensorLike } from './fit-inputs';
 import { FitCallbacks, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
@@ -665,7 +665,7 @@ export class Trainer {
     const xs = toTensor(a, 'evaluate: x');
     let ys: tf.Tensor;
     try {
-      ys = toTensor(b as TensorLike, 'evaluate: y');
+      ys = labelsTensor(b as TensorLike, 'evaluate: y'); // a label list is read as fit reads it
     } catch (err) {
       if (xs !== a) xs.dispose();
       throw err;

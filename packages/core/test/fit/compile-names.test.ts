@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { LOSS_NAMES, METRIC_NAMES, OPTIMIZER_NAMES, SilentLogger, TapfitError, Trainer, type LossName } from '../../src';
+import { arrayData, LOSS_NAMES, METRIC_NAMES, OPTIMIZER_NAMES, SilentLogger, TapfitError, Trainer, type LossName } from '../../src';
 import { useBackend } from '../fixtures';
 
 /** A small regression net with seeded weights (the same weights every call). */
@@ -166,6 +166,49 @@ describe('loss and metric names as model.compile', () => {
     expect(h2.history.acc[0]).to.be.closeTo(alone.history.acc[0] as number, 1e-6);
     t2.dispose();
     tf.dispose([xs, ys]);
+  });
+
+  it('sparseCategoricalCrossentropy, loss and metric, trains on the int32 class indices fit and arrayData make of a label list as model.fit on the same indices as floats', async () => {
+    const labels = Array.from({ length: 24 }, (_, i) => (i * 5) % 3);
+    const xs = tf.randomNormal([24, 4], 0, 1, 'float32', 9);
+    const metrics = ['accuracy', 'sparseCategoricalCrossentropy'];
+    const options = { epochs: 2, batchSize: 8, shuffle: false, verbose: 0 as const };
+    const model = softmaxNet();
+    model.compile({ optimizer: 'sgd', loss: 'sparseCategoricalCrossentropy', metrics });
+    const floats = tf.tensor1d(labels); // model.fit floors float indices; tfjs's own loss refuses int32 ones
+    const reference = await model.fit(xs, floats, options);
+    const indices = tf.tensor1d(labels, 'int32');
+    const data = arrayData({ x: Array.from(xs.dataSync()), xShape: [4], y: labels });
+    const forms: [string, (t: Trainer) => Promise<{ history: Record<string, number[]> }>][] = [
+      ['a label list', (t) => t.fit(xs, labels, options)],
+      ['an int32 tensor', (t) => t.fit(xs, indices, options)],
+      ['arrayData', (t) => t.fit(data, options)],
+    ];
+    for (const [form, fit] of forms) {
+      const t = new Trainer({ model: softmaxNet(), loss: 'sparseCategoricalCrossentropy', optimizer: 'sgd', metrics, logger: new SilentLogger() });
+      const h = await fit(t);
+      expect(Object.keys(h.history).sort(), form).to.deep.equal(Object.keys(reference.history).sort());
+      for (const k of Object.keys(reference.history)) {
+        (reference.history[k] as number[]).forEach((e, i) => expect(h.history[k][i], `${form}: ${k}[${i}]`).to.be.closeTo(e, 1e-5 * Math.max(1, Math.abs(e))));
+      }
+      t.dispose();
+    }
+    data.dispose();
+    tf.dispose([xs, floats, indices]);
+  });
+
+  it('evaluate(x, y) reads a label list as fit does (class indices, int32): a loss that one-hots its labels scores the list as the int32 tensor', async () => {
+    const labels = [0, 2, 1, 2, 0, 1];
+    const xs = tf.randomNormal([6, 4], 0, 1, 'float32', 9);
+    const oneHotLoss = (y: tf.Tensor, p: tf.Tensor) => tf.losses.softmaxCrossEntropy(tf.oneHot(y as tf.Tensor1D, 3), p) as tf.Scalar;
+    const t = new Trainer({ model: softmaxNet(), loss: oneHotLoss, optimizer: 'sgd', logger: new SilentLogger() });
+    await t.fit(xs, labels, { epochs: 1, verbose: 0 }); // fit makes the list int32 class indices
+    const indices = tf.tensor1d(labels, 'int32');
+    const expected = t.evaluate(xs, indices) as tf.Scalar;
+    const got = t.evaluate(xs, labels) as tf.Scalar;
+    expect(got.dataSync()[0]).to.equal(expected.dataSync()[0]);
+    t.dispose();
+    tf.dispose([xs, indices, expected, got]);
   });
 
   it('binary problems: accuracy thresholds probabilities at 0.5 (logits at 0 with sigmoidCrossEntropy)', async () => {
