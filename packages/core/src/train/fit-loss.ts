@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { LossFn, Metric } from '../services/tokens';
-import { classWeightedLoss, type LossName } from './losses';
+import { classWeightedLoss, type LossFunction, type LossName } from './losses';
 
 /** What one fit asks of the loss while it runs. */
 export interface FitLossState {
@@ -28,14 +28,11 @@ export function fitLoss(base: LossFn, metrics: readonly Metric[], state: () => F
 }
 
 /**
- * model.fit's `classWeight` as a loss: the named loss per sample times the weight of the
- * sample's class (class indices [N] or [N, 1], or the arg-max of one-hot labels). Every
- * class 0..classes-1 needs a weight.
+ * model.fit's `classWeight` as a loss: the loss per sample (a named loss, or a function
+ * returning per-sample losses) times the weight of the sample's class (class indices [N]
+ * or [N, 1], or the arg-max of one-hot labels). Every class 0..classes-1 needs a weight.
  */
-export function classWeightLoss(loss: unknown, classWeight: Record<string, number>, classes: number | undefined): LossFn {
-  if (typeof loss !== 'string') {
-    throw new TapfitError(ErrorCodes.CONFIG, 'fit: classWeight needs a named loss (e.g. loss: \'categoricalCrossentropy\'), to weigh each sample\'s loss; a loss function gives only the batch mean.');
-  }
+export function classWeightLoss(loss: LossName | LossFunction, classWeight: Record<string, number>, classes: number | undefined): LossFn {
   const n = classes ?? Math.max(...Object.keys(classWeight).map(Number)) + 1;
   const missing = Array.from({ length: n }, (_, i) => i).filter((i) => classWeight[i] === undefined);
   const extra = Object.keys(classWeight).filter((k) => !(Number.isInteger(Number(k)) && Number(k) >= 0 && Number(k) < n));
@@ -47,7 +44,7 @@ export function classWeightLoss(loss: unknown, classWeight: Record<string, numbe
     );
   }
   const weights = Array.from({ length: n }, (_, i) => classWeight[i]);
-  return classWeightedLoss(loss as LossName, (yTrue) => {
+  return classWeightedLoss(loss, (yTrue) => {
     const classes = yTrue.rank === 2 && yTrue.shape[1]! > 1 ? tf.argMax(yTrue, 1) : tf.cast(tf.reshape(yTrue, [-1]), 'int32');
     return tf.gather(tf.tensor1d(weights), classes);
   });

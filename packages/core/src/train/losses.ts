@@ -91,12 +91,58 @@ export const losses = {
 };
 
 /**
- * A named loss with per-sample weights, as model.fit applies `classWeight`:
- * mean(loss per sample * weight of the sample's class).
+ * A loss with per-sample weights, as model.fit applies `classWeight`: mean(loss per sample *
+ * weight of the sample's class). `loss` is a name, or a function that returns one loss per
+ * sample ([N]; a batch mean has nothing left to weigh, so it is refused).
  */
-export function classWeightedLoss(name: LossName, weightOf: (yTrue: tf.Tensor) => tf.Tensor): LossFn {
-  const perSample = perSampleLosses[name];
+export function classWeightedLoss(loss: LossName | LossFunction, weightOf: (yTrue: tf.Tensor) => tf.Tensor): LossFn {
+  const perSample = typeof loss === 'function' ? perSampleOf(loss) : perSampleLosses[loss];
   return (yTrue, yPred) => tf.tidy(() => tf.mean(tf.mul(perSample(yTrue, yPred), weightOf(yTrue))) as tf.Scalar);
+}
+
+/** A loss function's per-sample losses [N], checked. */
+const perSampleOf =
+  (fn: LossFunction): PerSample =>
+  (yTrue, yPred) => {
+    const value = lossValue(fn, yTrue, yPred);
+    if (value.rank !== 1 || value.shape[0] !== yPred.shape[0]) {
+      throw new TapfitError(
+        ErrorCodes.CONFIG,
+        `fit: classWeight with a loss function needs one loss per sample from it (shape [${yPred.shape[0]}] for this batch), but it returned shape [${value.shape}]. ` +
+          'Return the per-sample losses unreduced (model.fit multiplies them by the class weights, then averages), or use a named loss.',
+      );
+    }
+    return value;
+  };
+
+/** What a loss function returns, refused unless it is a tensor. */
+function lossValue(fn: LossFunction, yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor {
+  const value: unknown = fn(yTrue, yPred);
+  if (typeof (value as tf.Tensor | undefined)?.rank !== 'number') {
+    throw new TapfitError(ErrorCodes.CONFIG, `loss: the loss function returned ${value === null ? 'null' : typeof value}, not a tensor. Return a scalar, or one loss per sample (averaged, as model.fit averages them).`);
+  }
+  return value as tf.Tensor;
+}
+
+/** Each loss function given, as the trainer uses it; one wrapper per function, so the trainer can tell a plugin's decoration from it. */
+const batchLosses = new WeakMap<LossFunction, LossFn>();
+
+/**
+ * A loss function as model.compile takes it: a scalar is used as it is; per-sample losses
+ * ([N], or any shape) are averaged over all their elements, as model.fit's training and
+ * test functions average what the loss returns (tf.mean).
+ */
+function batchLossOf(fn: LossFunction): LossFn {
+  let batchLoss = batchLosses.get(fn);
+  if (!batchLoss) {
+    batchLoss = (yTrue, yPred) =>
+      tf.tidy(() => {
+        const value = lossValue(fn, yTrue, yPred);
+        return (value.rank === 0 ? value : tf.mean(value)) as tf.Scalar;
+      });
+    batchLosses.set(fn, batchLoss);
+  }
+  return batchLoss;
 }
 
 /** The built-in losses that take class labels. */
@@ -116,19 +162,21 @@ export function checkDataLabels(data: DataSource, loss: LossFn, outputShape: rea
 }
 
 export type LossName = keyof typeof losses;
-export type LossSpec = LossName | LossFn;
+/** A loss function as model.compile takes it: a batch mean (scalar), or one loss per sample (averaged). */
+export type LossFunction = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor;
+export type LossSpec = LossName | LossFunction;
 
 /** The names `resolveLoss` accepts. */
 export const LOSS_NAMES = Object.freeze(Object.keys(losses) as LossName[]);
 
 export function resolveLoss(spec: LossSpec): LossFn {
-  if (typeof spec === 'function') return spec;
+  if (typeof spec === 'function') return batchLossOf(spec);
   const fn = typeof spec === 'string' && Object.hasOwn(losses, spec) ? losses[spec as LossName] : undefined;
   if (!fn) {
     const hint = typeof spec === 'string' ? suggest(spec, LOSS_NAMES).replace(/ \(valid: .*\)$/, '') : '';
     throw new TapfitError(
       ErrorCodes.CONFIG,
-      `unknown loss ${typeof spec === 'string' ? `'${spec}'` : String(spec)}${hint}. Use one of ${LOSS_NAMES.join(', ')}, or pass a function (yTrue, yPred) => scalar.`,
+      `unknown loss ${typeof spec === 'string' ? `'${spec}'` : String(spec)}${hint}. Use one of ${LOSS_NAMES.join(', ')}, or pass a function (yTrue, yPred) => the batch's loss (a scalar) or one loss per sample.`,
     );
   }
   return fn;

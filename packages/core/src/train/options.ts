@@ -21,7 +21,7 @@ export const fitOptionsSchema = z.strictObject({
   verbose: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'must be 0, 1 or 2' }).optional(),
   /** Start at this epoch (batch 0); without it, fit starts from the trainer's position (e.g. after resume). */
   initialEpoch: z.number().int().nonnegative().optional(),
-  /** Weight of each class in the loss, by class index: `{ 0: 1, 1: 5 }`; needs a named loss. */
+  /** Weight of each class in the loss, by class index: `{ 0: 1, 1: 5 }`; needs a named loss or a loss function returning one loss per sample. */
   classWeight: z.record(z.string(), z.number().nonnegative('must be >= 0')).optional(),
 });
 export type FitOptions = z.input<typeof fitOptionsSchema>;

@@ -54,7 +54,11 @@ import { trainingStep, type StepParts } from './step';
 export interface TrainerOptions {
   /** A tfjs-layers model or a segment model. */
   model: TrainableModel | tf.LayersModel;
-  /** A loss name (every name model.compile accepts, plus softmaxCrossEntropy and sigmoidCrossEntropy) or a function. */
+  /**
+   * A loss name (every name model.compile accepts, plus softmaxCrossEntropy and
+   * sigmoidCrossEntropy) or a function returning the batch's loss, or one loss per sample
+   * (averaged, as model.fit does).
+   */
   loss: LossSpec;
   /**
    * A step transform (or list, chained in order), an optimizer name as model.compile takes it

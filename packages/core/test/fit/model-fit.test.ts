@@ -165,6 +165,35 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it('a loss function returning one loss per sample trains as model.fit, which averages them: alone and with classWeight (the same history and weights)', async () => {
+    const { x, y, labels } = blobTensors(48);
+    const perSample = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.metrics.categoricalCrossentropy(yTrue, yPred); // [N]
+    const weightsOf = (m: tf.LayersModel) => m.getWeights().map((w) => Array.from(w.dataSync()));
+    for (const extra of [{}, { classWeight: { 0: 1, 1: 4, 2: 0.5 } }]) {
+      const options = { epochs: 3, batchSize: 12, shuffle: false, verbose: 0 as const, ...extra };
+      const reference = compiled('sgd', { loss: perSample, metrics: [] });
+      const expected = await reference.fit(x, y, options);
+      const model = softmaxModel();
+      const t = new Trainer({ model, loss: perSample, optimizer: 'sgd', logger: new SilentLogger() });
+      const h = await t.fit(x, y, options);
+      expectHistoryClose(h.history, expected.history as Record<string, number[]>);
+      weightsOf(model).forEach((w, i) => w.forEach((v, j) => expect(v).to.be.closeTo(weightsOf(reference)[i][j], 1e-6)));
+      t.dispose();
+    }
+    // A batch mean leaves classWeight nothing to weigh; a non-tensor is no loss.
+    const scalar = new Trainer({ model: softmaxModel(), loss: (yt, yp) => tf.losses.meanSquaredError(yt, yp) as tf.Scalar, optimizer: 'sgd', logger: new SilentLogger() });
+    const refused = await scalar.fit(x, y, { classWeight: { 0: 1, 1: 4, 2: 0.5 }, verbose: 0 }).catch((e: TapfitError) => e);
+    expect((refused as TapfitError).code).to.equal('TAPFIT_E_CONFIG');
+    expect((refused as TapfitError).message).to.match(/classWeight with a loss function needs one loss per sample from it \(shape \[32\] for this batch\), but it returned shape \[\]/);
+    const notATensor = new Trainer({ model: softmaxModel(), loss: (() => 0.5) as never, optimizer: 'sgd', logger: new SilentLogger() });
+    const noLoss = await notATensor.fit(x, y, { verbose: 0 }).catch((e: TapfitError) => e);
+    expect((noLoss as TapfitError).message).to.match(/the loss function returned number, not a tensor/);
+    expect(scalar.step + notATensor.step).to.equal(0);
+    scalar.dispose();
+    notATensor.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
   it('callbacks run in model.fit order with its logs; batch logs carry loss and metrics', async () => {
     const { x, y, labels } = blobTensors(16);
     const calls: string[] = [];
