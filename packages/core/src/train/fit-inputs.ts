@@ -3,7 +3,7 @@ import { ErrorCodes, TapfitError } from '../errors';
 import type { DataSource } from '../data/data-source';
 import { TensorData } from '../data/tensor-data';
 import { parseOptions } from '../options';
-import { fitOptionsSchema, inferenceOptionsSchema, type ParsedFitOptions } from './options';
+import { fitOptionsSchema, inferenceOptionsSchema, refuseUnsupportedFitOptions, type ParsedFitOptions } from './options';
 
 /** x or y as model.fit takes them: a tensor, or (beyond tfjs) nested number arrays or a typed array. */
 export type TensorLike = tf.Tensor | tf.TensorLike;
@@ -33,6 +33,7 @@ export function fitInputs(a: unknown, b: unknown, c: unknown): FitInputs {
   if (!modelForm && b !== undefined && (isTensorLike(b) || isDataSource(b))) {
     throw new TapfitError(ErrorCodes.CONFIG, 'fit: called as fit(data, y, ...); with a data source the labels are inside it: call fit(data, options), or fit(x, y, options) with tensors.');
   }
+  refuseUnsupportedFitOptions(modelForm ? c : b);
   const options = parseOptions('fit', fitOptionsSchema, modelForm ? c : b);
   if (modelForm) checkTensorArguments(a, b);
   const created: Array<{ dispose(): void }> = [];

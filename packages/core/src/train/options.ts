@@ -1,9 +1,9 @@
 import { z } from 'zod';
+import { ErrorCodes, TapfitError } from '../errors';
 
 /**
  * `fit`'s options: what `model.fit` takes (tfjs-layers 4.22's ModelFitArgs, less
- * `sampleWeight`, `stepsPerEpoch`, `validationSteps` and `yieldEvery`). Unknown options
- * are errors naming the nearest valid one.
+ * `unsupportedFitOptions`). Unknown options are errors naming the nearest valid one.
  */
 export const fitOptionsSchema = z.strictObject({
   /** Epochs to train, from the trainer's position (with `initialEpoch`, or after Trainer.resume: the final epoch); default 1. */
@@ -26,6 +26,28 @@ export const fitOptionsSchema = z.strictObject({
 });
 export type FitOptions = z.input<typeof fitOptionsSchema>;
 export type ParsedFitOptions = z.output<typeof fitOptionsSchema>;
+
+/**
+ * The model.fit options tapfit does not take, each with what to do instead. They are
+ * refused by name: as unknown options they would get a near name suggested
+ * (`validationSteps` -> `validationSplit`), a different feature.
+ */
+export const unsupportedFitOptions: Readonly<Record<string, string>> = {
+  // tfjs-layers 4.22's model.fit throws on sampleWeight and passes stepsPerEpoch and validationSteps on as null.
+  sampleWeight: 'weigh samples by their class with classWeight (model.fit refuses sampleWeight too)',
+  stepsPerEpoch:
+    'an epoch is one pass over the data: to end epochs after fewer batches, fit a data source that holds that many (tensorData of a slice, or datasetData over ds.take(steps * batchSize))',
+  validationSteps: 'validation runs over the whole validation data: to validate on fewer batches, pass validationData that holds that many (e.g. a slice)',
+  yieldEvery: 'fit already lets the event loop turn once a second between steps; leave the option out',
+};
+
+/** Refuses the model.fit options of `unsupportedFitOptions`, naming each one's alternative. */
+export function refuseUnsupportedFitOptions(options: unknown): void {
+  if (typeof options !== 'object' || options === null) return;
+  const given = Object.keys(unsupportedFitOptions).filter((k) => Object.hasOwn(options, k));
+  if (!given.length) return;
+  throw new TapfitError(ErrorCodes.CONFIG, `fit: ${given.map((k) => `option '${k}' (model.fit's) is not supported by tapfit: ${unsupportedFitOptions[k]}`).join('; ')}.`);
+}
 
 /** `evaluate(x, y, options)` and `predict(x, options)`: model.evaluate's / model.predict's options. */
 export const inferenceOptionsSchema = z.strictObject({

@@ -449,7 +449,14 @@ describe('fit(x, y, options) as model.fit', () => {
     const t = trainerFor('sgd');
     const err = async (p: Promise<unknown>) => (await p.then(() => undefined, (e: Error) => e))!;
     expect((await err(t.fit(x, y, { validationSplt: 0.2 } as never))).message).to.match(/unknown option\(s\) 'validationSplt' \(did you mean 'validationSplit'\?\)/);
-    expect((await err(t.fit(x, y, { sampleWeight: x } as never))).message).to.match(/unknown option\(s\) 'sampleWeight'/);
+    // model.fit's options tapfit does not take are refused by name with what to do instead, not as unknown (nor as a near name).
+    expect((await err(t.fit(x, y, { sampleWeight: x } as never))).message).to.match(/option 'sampleWeight' \(model.fit's\) is not supported by tapfit: weigh samples by their class with classWeight/);
+    expect((await err(t.fit(x, y, { stepsPerEpoch: 2 } as never))).message).to.match(/option 'stepsPerEpoch' \(model.fit's\) is not supported by tapfit: an epoch is one pass over the data/);
+    expect((await err(t.fit(x, y, { yieldEvery: 'never' } as never))).message).to.match(/option 'yieldEvery' \(model.fit's\) is not supported by tapfit: fit already lets the event loop turn/);
+    const steps = (await err(t.fit(x, y, { validationSteps: 2 } as never))) as TapfitError;
+    expect(steps.code).to.equal('TAPFIT_E_CONFIG');
+    expect(steps.message).to.match(/option 'validationSteps' \(model.fit's\) is not supported by tapfit: validation runs over the whole validation data/);
+    expect(steps.message).not.to.match(/did you mean|unknown/);
     expect((await err(t.fit(x, y, { validationSplit: 1 }))).message).to.match(/validationSplit' must be in \(0, 1\)/);
     expect((await err(t.fit(x, undefined as never, { epochs: 1 }))).message).to.match(/fit: y must be a tensor or an array of numbers, got undefined.*fit\(x, y, \{ epochs/);
     expect((await err(t.fit(tensorData(x, y), y as never))).message).to.match(/with a data source the labels are inside it/);
