@@ -31,20 +31,26 @@ const baseCallbackPrototype = Object.getPrototypeOf(tf.Callback.prototype) as Re
 /**
  * The tfjs callbacks of one fit, called as model.fit calls them. tf.Callback subclasses
  * get `setParams` and `setModel` (a view of the trainer's model, see callbackModel); setting
- * `model.stopTraining = true` (what tf.callbacks.earlyStopping does) stops the trainer.
- * Batch handlers run only if some callback has one (a no-op inherited from tfjs's base
- * class does not count), so callbacks such as early stopping cost nothing per step.
+ * `model.stopTraining = true` (what tf.callbacks.earlyStopping does) stops the trainer, on
+ * that view or on the tfjs-layers model itself (a plain callback object closing over the
+ * user's model, the tfjs docs' way). Batch handlers run only if some callback has one (a
+ * no-op inherited from tfjs's base class does not count), so callbacks such as early
+ * stopping cost nothing per step.
  */
 export class FitCallbacks {
   private readonly list: CallbackLike[];
   readonly model: { stopTraining: boolean };
   /** Whether any callback handles batches (fit then builds batch logs, reading the loss back). */
   readonly wantsBatches: boolean;
+  /** The tfjs-layers models whose own `stopTraining` flag stops the fit too. */
+  private readonly flagged: readonly tf.LayersModel[];
 
-  constructor(spec: unknown, layersModel: tf.LayersModel | undefined, inference?: TrainerInference) {
+  constructor(spec: unknown, layersModel: tf.LayersModel | undefined, inference?: TrainerInference, flagged: readonly tf.LayersModel[] = []) {
     this.list = toList(spec);
     this.model = callbackModel(layersModel, inference);
     this.wantsBatches = this.list.some((cb) => hasOwnHandler(cb, 'onBatchBegin') || hasOwnHandler(cb, 'onBatchEnd'));
+    this.flagged = flagged;
+    if (this.list.length) flagged.forEach(allowStopFlag);
   }
 
   get isEmpty(): boolean {
@@ -60,13 +66,15 @@ export class FitCallbacks {
     }
   }
 
-  /** Whether a callback asked to stop (`model.stopTraining = true`). */
+  /** Whether a callback asked to stop (`model.stopTraining = true` on the view or on a model itself). */
   get stopRequested(): boolean {
-    return this.model.stopTraining === true;
+    return this.model.stopTraining === true || this.flagged.some((m) => stopFlag(m) === true);
   }
 
+  /** onTrainBegin, then the models' own `stopTraining` cleared, where model.fit clears it (a stop set earlier is stale). */
   async trainBegin(): Promise<void> {
     await this.call('onTrainBegin', (cb) => cb.onTrainBegin!({}));
+    for (const m of this.flagged) if (stopFlag(m)) m.stopTraining = false;
   }
   async trainEnd(): Promise<void> {
     await this.call('onTrainEnd', (cb) => cb.onTrainEnd!({}));
@@ -86,6 +94,24 @@ export class FitCallbacks {
 
   private async call(handler: Handler, run: (cb: CallbackLike) => unknown): Promise<void> {
     for (const cb of this.list) if (typeof cb[handler] === 'function') await run(cb);
+  }
+}
+
+/**
+ * A Sequential refuses `stopTraining` (get and set) until its inner model is built, which
+ * model.compile does first; the trainer has no compile, so it builds it as compile would,
+ * for a callback to set the flag as under model.fit.
+ */
+function allowStopFlag(model: tf.LayersModel): void {
+  if (model instanceof tf.Sequential && (model as unknown as { model?: unknown }).model == null) model.build();
+}
+
+/** A tfjs-layers model's `stopTraining`; undefined where a Sequential without its inner model refuses to read it. */
+function stopFlag(model: tf.LayersModel): boolean | undefined {
+  try {
+    return model.stopTraining;
+  } catch {
+    return undefined;
   }
 }
 

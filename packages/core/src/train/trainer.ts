@@ -431,10 +431,15 @@ export class Trainer {
     if (validation) this.checkDataShape(validation);
     if (o.validationData !== undefined && o.validationSplit !== undefined) this.logger.warn('fit: both validationData and validationSplit given; validating on validationData (as model.fit does).');
     const loss = o.classWeight ? this.classWeighted(o.classWeight) : undefined;
-    const callbacks = new FitCallbacks(o.callbacks, this.modelRef.layersModel, {
-      evaluate: (x, y, args) => this.evaluate(x as TensorLike, y as TensorLike, args),
-      predict: (x, args) => this.predict(x as TensorLike, args),
-    });
+    const callbacks = new FitCallbacks(
+      o.callbacks,
+      this.modelRef.layersModel,
+      {
+        evaluate: (x, y, args) => this.evaluate(x as TensorLike, y as TensorLike, args),
+        predict: (x, args) => this.predict(x as TensorLike, args),
+      },
+      this.fitting, // the user's model (and a model setup swapped in): their own stopTraining stops the fit too
+    );
     const names = ['loss', ...this.resolve(Tokens.Metrics).map((m) => m.name)];
     const resumed = this.resumedSchedule;
     if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) {
@@ -580,8 +585,9 @@ export class Trainer {
           if (callbacks.wantsBatches) {
             const read = values.dataSync(); // only when a callback handles batches (model.fit's CustomCallback reads them too)
             await callbacks.batchEnd(info.batch, { batch: info.batch, size, ...Object.fromEntries(names.map((n, i) => [n, read[i]])) });
-            if (callbacks.stopRequested) this.stopRequested = true;
           }
+          // model.fit reads its stopTraining after every batch, whoever set it (a callback, a timer).
+          if (callbacks.stopRequested) this.stopRequested = true;
         } finally {
           tf.dispose([value, ...metrics]);
           values?.dispose();

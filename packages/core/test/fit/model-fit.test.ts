@@ -282,6 +282,47 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it("the user's own model.stopTraining = true, from a plain callback object closing over the model (tfjs's docs' way), stops the fit where it stops model.fit; the next fit clears it, as model.fit does", async () => {
+    const { x, y, labels } = blobTensors(32);
+    const options = { epochs: 5, batchSize: 8, shuffle: false, verbose: 0 as const };
+    const stopAt = (where: 'onEpochEnd' | 'onBatchEnd', model: tf.LayersModel, steps: number[]) => ({
+      onBatchEnd: async (b: number) => {
+        steps.push(b);
+        if (where === 'onBatchEnd' && b === 1) model.stopTraining = true;
+      },
+      ...(where === 'onEpochEnd' ? { onEpochEnd: async (e: number) => void (e === 1 && (model.stopTraining = true)) } : {}),
+    });
+    for (const where of ['onEpochEnd', 'onBatchEnd'] as const) {
+      const reference = compiled('sgd');
+      const referenceSteps: number[] = [];
+      const expected = await reference.fit(x, y, { ...options, callbacks: stopAt(where, reference, referenceSteps) });
+      const model = softmaxModel();
+      const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', metrics: ['accuracy'], logger: new SilentLogger() });
+      const steps: number[] = [];
+      const h = await t.fit(x, y, { ...options, callbacks: stopAt(where, model, steps) });
+      // The same steps, so the same weights; at an epoch's end the same epochs and history. (Stopped inside an
+      // epoch, model.fit logs the part it ran as the epoch; the trainer leaves it unfinished for the next fit.)
+      expect(steps, where).to.deep.equal(referenceSteps);
+      expect(t.step, where).to.equal(referenceSteps.length);
+      const weights = (m: tf.LayersModel) => m.getWeights().map((w) => Array.from(w.dataSync()));
+      weights(model).forEach((w, i) => w.forEach((v, j) => expect(v, where).to.be.closeTo(weights(reference)[i][j], 1e-6)));
+      if (where === 'onEpochEnd') {
+        expect(h.epoch).to.deep.equal(expected.epoch);
+        expectHistoryClose(h.history, expected.history as Record<string, number[]>);
+      } else {
+        expect(h.epoch).to.deep.equal([]);
+        expect(t.position).to.deep.include({ epoch: 0, batch: 2 });
+      }
+      // Still set after the fit (as model.fit leaves it); the next fit clears it and trains on.
+      expect(model.stopTraining).to.equal(true);
+      const next = await t.fit(x, y, { ...options, epochs: 1 });
+      expect(next.epoch).to.have.length(1);
+      expect(model.stopTraining).to.equal(false);
+      t.dispose();
+    }
+    tf.dispose([x, y, labels]);
+  });
+
   it('verbose prints a line per epoch through the logger, like tfjs-node (default 1 for fit(x, y), 0 for fit(data))', async () => {
     const { x, y, labels } = blobTensors(16);
     const logger = recordingLogger();
