@@ -211,7 +211,7 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
       try {
         checkStateMatches(p.stepper.state, loaded.chainState, 'optimizer state');
       } catch (err) {
-        fail(`${(err as Error).message}${o.suppliedBy ? '' : unrecordedSuppliers(m, p.stepper, registered)}`);
+        fail(`${(err as Error).message}${trainableChange(loaded.chainState, p.stepper.state, p.variables)}${o.suppliedBy ? '' : unrecordedSuppliers(m, p.stepper, registered)}`);
       }
     }
   } else {
@@ -305,6 +305,34 @@ function supplierChange(
     `${changes.join('; ')}, so the saved optimizer state is not this chain's. ` +
     `Resume with the plugins the run was saved with (${fix}), or start a fresh run (new Trainer) with this configuration.`;
   return { message, samePlugins: !add.length && !remove.length };
+}
+
+/**
+ * When the saved optimizer state holds entries for other model variables than the chain
+ * trains now (`layer.trainable` set differently than when saved): which, and how to resume.
+ */
+function trainableChange(saved: TransformState, now: TransformState, variables: readonly tf.Variable[]): string {
+  const names = new Set(variables.map((v) => v.name));
+  const keyed = (state: TransformState) => {
+    const found = new Set<string>();
+    const walk = (value: unknown) => {
+      if (typeof value !== 'object' || value === null || value instanceof tf.Tensor) return;
+      for (const [k, v] of Object.entries(value)) {
+        if (names.has(k)) found.add(k);
+        walk(v);
+      }
+    };
+    walk(state);
+    return found;
+  };
+  const before = keyed(saved);
+  const after = keyed(now);
+  const frozen = [...before].filter((n) => !after.has(n));
+  const unfrozen = [...after].filter((n) => !before.has(n));
+  if (!frozen.length && !unfrozen.length) return '';
+  const few = (list: string[]) => list.slice(0, 4).join(', ') + (list.length > 4 ? ` and ${list.length - 4} more` : '');
+  const which = [frozen.length ? `trained when saved, not trainable now: ${few(frozen)}` : '', unfrozen.length ? `trainable now, not when saved: ${few(unfrozen)}` : ''].filter(Boolean).join('; ');
+  return ` The model's trainable variables differ from when it was saved (${which}): resume with layer.trainable as it was then; a later fit follows a change made after the resume.`;
 }
 
 /**

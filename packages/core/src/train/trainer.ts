@@ -50,6 +50,8 @@ import { layersConstraints } from './constraints';
 import { everyStepSkipped } from './non-finite';
 import { layersPenalty, penalizedLayers } from './regularization';
 import { trainingStep, type StepParts } from './step';
+import { carryChainState, describeChange, trainableSetChange } from './trainable-set';
+import { disposeState } from '../transforms/state';
 
 export interface TrainerOptions {
   /** A tfjs-layers model or a segment model. */
@@ -290,17 +292,35 @@ export class Trainer {
     this.ownedModels.push(...swapped);
   }
 
-  /** Plans memory and builds the update chain for the model setup produced. */
-  private finishSetup(model: TrainableModel): void {
+  /**
+   * Plans memory and builds the update chain for the model setup produced, over its
+   * trainable variables. With `carry` (the chain before the trainable variables changed),
+   * the new chain takes over its state for the variables still trained (carryChainState);
+   * if it cannot, this throws and the trainer is as it was.
+   */
+  private finishSetup(model: TrainableModel, carry?: ChainStepper): void {
     const params: Record<string, tf.Variable> = {};
     for (const v of trainableVariables(model)) params[v.name] = v;
-    this.params = params;
     const info: ModelInfo = { model, segmentNames: model.segments.map((s) => s.name), params };
     // What planMemory and stepTransforms (buildStepper) taps return is checked tap by tap too, naming the plugin.
     this.hooks.planMemory.checkEachTap((plan, plugin) => checkMemoryPlan(plan, info.segmentNames, plugin));
-    this.plan = this.hooks.planMemory.call(this.resolve(Tokens.MemoryPlanner).plan(info), info);
-    this.stepper?.dispose();
-    this.stepper = this.buildStepper(info);
+    const plan = this.hooks.planMemory.call(this.resolve(Tokens.MemoryPlanner).plan(info), info);
+    if (carry) {
+      const stepper = this.buildStepper(info) as ChainStepper;
+      try {
+        stepper.setState(carryChainState(carry.state, stepper.state, new Set(Object.keys(this.params)), new Set(Object.keys(params))));
+      } catch (err) {
+        stepper.dispose();
+        throw err;
+      }
+      disposeState(carry.state, stepper.state); // what the variables no longer trained had
+      this.stepper = stepper;
+    } else {
+      this.stepper?.dispose();
+      this.stepper = this.buildStepper(info);
+    }
+    this.params = params;
+    this.plan = plan;
     // What forward and backward taps return is checked tap by tap, naming the plugin.
     this.hooks.forward.checkEachTap((pass, plugin) => checkForwardPass(pass, info.segmentNames, plugin));
     this.hooks.backward.checkEachTap((grads, plugin) => checkGradients(grads, params, plugin));
@@ -427,6 +447,7 @@ export class Trainer {
 
   private async runFit(data: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
     await this.setup();
+    this.followTrainableSet();
     this.checkDataShape(data);
     if (validation) this.checkDataShape(validation);
     if (o.validationData !== undefined && o.validationSplit !== undefined) this.logger.warn('fit: both validationData and validationSplit given; validating on validationData (as model.fit does).');
@@ -518,6 +539,39 @@ export class Trainer {
     await this.hooks.fitEnd.run({ history });
     await callbacks.trainEnd();
     return history;
+  }
+
+  /**
+   * At the start of each fit: picks up a changed set of trainable variables (`layer.trainable`
+   * set since the last fit, the fine-tuning recipe), where model.fit needs model.compile()
+   * again. The variables still trained keep their optimizer state, new ones start from the
+   * chain's init, those no longer trained drop theirs. Refused (TAPFIT_E_STATE, nothing
+   * changed) where the trainer cannot tell what follows the variables: with plugins (their
+   * state may be per variable), a black-box tf.train optimizer (its state is kept by position
+   * in the variable list), or a chain member whose state is not one entry per variable.
+   */
+  private followTrainableSet(): void {
+    const change = trainableSetChange(this.params, trainableVariables(this.modelRef));
+    if (!change) return;
+    const refuse = (why: string): never => {
+      throw new TapfitError(
+        ErrorCodes.STATE,
+        `fit: the model's trainable variables changed since the trainer was set up (layer.trainable was set; ${describeChange(change)}), and ${why}. ` +
+          'Build a new Trainer({ model, ... }) after changing trainable (where model.fit needs model.compile() again): the weights are in the model; the new trainer starts a fresh optimizer state.',
+      );
+    };
+    if (this.plugins.length) refuse(`the trainer does not follow that with plugins (${this.plugins.map((p) => p.name).join(', ')}): their state may be kept per variable`);
+    if (!(this.stepper instanceof ChainStepper)) refuse('a black-box tf.train optimizer keeps its state by position in the variable list, so it cannot follow that');
+    try {
+      this.finishSetup(this.modelRef, this.stepper as ChainStepper);
+    } catch (err) {
+      if (err instanceof TapfitError && err.code === ErrorCodes.STATE) refuse(err.message);
+      throw err;
+    }
+    this.logger.info(
+      `fit: the model's trainable variables changed since the last fit (${describeChange(change)}); training the new set, as model.compile() again would. ` +
+        'Variables still trained keep their optimizer state; newly trainable ones start it afresh.',
+    );
   }
 
   /** Ask fit() to return after the current batch (early stopping, or to save and resume later). */

@@ -1,0 +1,171 @@
+// layer.trainable set between fits (the fine-tuning recipe: freeze the base, fit, unfreeze,
+// fit): the next fit trains the new set, as model.fit does after model.compile() again, or
+// refuses it with an error naming the fix where the trainer cannot follow it.
+
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { SilentLogger, TapfitError, Trainer, type StepTransform, type TrainerOptions } from '../../src';
+import { rejected, tmpDir, useBackend } from '../fixtures';
+import { blobTensors, expectHistoryClose, recordingLogger, softmaxModel } from './helpers';
+
+const weightsOf = (m: tf.LayersModel) => m.getWeights().map((w) => Array.from(w.dataSync()));
+
+function expectWeightsEqual(actual: tf.LayersModel, expected: tf.LayersModel): void {
+  const e = weightsOf(expected);
+  weightsOf(actual).forEach((w, i) => w.forEach((v, j) => expect(v, `weight ${i}[${j}]`).to.be.closeTo(e[i][j], 1e-6)));
+}
+
+/** Every tensor in a chain state. */
+function stateTensors(state: unknown): tf.Tensor[] {
+  if (state instanceof tf.Tensor) return [state];
+  return typeof state === 'object' && state !== null ? Object.values(state).flatMap(stateTensors) : [];
+}
+
+describe('layer.trainable set between fits', () => {
+  useBackend('cpu');
+  const options = { epochs: 2, batchSize: 8, shuffle: false, verbose: 0 as const };
+
+  for (const [label, first, second] of [
+    ['unfreezing the base (fine-tuning: freeze, fit, unfreeze, fit)', false, true],
+    ['freezing the base after a fit', true, false],
+  ] as const) {
+    it(`${label} trains as model.fit with model.compile() again: the same history and weights, and says so`, async () => {
+      const { x, y, labels } = blobTensors(32);
+      const reference = softmaxModel();
+      const model = softmaxModel();
+      const logger = recordingLogger();
+      const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', metrics: ['accuracy'], logger });
+      const compile = () => reference.compile({ loss: 'categoricalCrossentropy', optimizer: 'sgd', metrics: ['accuracy'] });
+      for (const m of [reference, model]) m.layers[0].trainable = first;
+      compile();
+      expectHistoryClose((await t.fit(x, y, options)).history, (await reference.fit(x, y, options)).history as Record<string, number[]>);
+      for (const m of [reference, model]) m.layers[0].trainable = second;
+      compile();
+      const base = model.layers[0].getWeights().map((w) => Array.from(w.dataSync()));
+      const expected = await reference.fit(x, y, options);
+      const h = await t.fit(x, y, options);
+      expectHistoryClose(h.history, expected.history as Record<string, number[]>);
+      expectWeightsEqual(model, reference);
+      if (!second) expect(model.layers[0].getWeights().map((w) => Array.from(w.dataSync()))).to.deep.equal(base); // frozen: not moved
+      expect(Object.keys(t.variables)).to.have.length(second ? 4 : 2);
+      expect(logger.lines.join('\n')).to.match(new RegExp(`trainable variables changed since the last fit \\(${second ? 'now trainable' : 'no longer trainable'}: dense_Dense\\d+/kernel, dense_Dense\\d+/bias\\)`));
+      t.dispose();
+      tf.dispose([x, y, labels]);
+    });
+  }
+
+  it("a stateful chain ('adam'): variables still trained keep their state, newly trainable ones start from init, frozen ones drop theirs; nothing leaks", async () => {
+    const { x, y, labels } = blobTensors(32);
+    const model = softmaxModel();
+    model.layers[0].trainable = false;
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'adam', logger: new SilentLogger() });
+    await t.fit(x, y, options);
+    const [baseKernel, baseBias, headKernel, headBias] = model.layers.flatMap((l) => l.weights.map((w) => (w.read() as tf.Variable).name));
+    type AdamState = { count: number; mu: Record<string, tf.Tensor>; nu: Record<string, tf.Tensor> };
+    const adam = () => t.optimizerState!.adam as unknown as AdamState;
+    const before = { count: adam().count, mu: adam().mu[headKernel].arraySync(), nu: adam().nu[headBias].arraySync() };
+    expect(Object.keys(adam().mu)).to.deep.equal([headKernel, headBias]);
+    const tensorsBefore = tf.memory().numTensors;
+    const stateBefore = stateTensors(t.optimizerState).length;
+
+    model.layers[0].trainable = true;
+    let seen: { keys: string[]; count: number; mu: unknown; nu: unknown; zeros: boolean; tensors: number } | undefined;
+    const look = {
+      onTrainBegin: () => {
+        const s = adam();
+        const zeros = [s.mu[baseKernel], s.mu[baseBias], s.nu[baseKernel], s.nu[baseBias]].every((b) => b.dataSync().every((v) => v === 0));
+        seen = { keys: Object.keys(s.mu), count: s.count, mu: s.mu[headKernel].arraySync(), nu: s.nu[headBias].arraySync(), zeros, tensors: tf.memory().numTensors };
+      },
+    };
+    await t.fit(x, y, { ...options, epochs: 1, callbacks: look });
+    expect(seen!.keys).to.deep.equal([baseKernel, baseBias, headKernel, headBias]);
+    expect({ count: seen!.count, mu: seen!.mu, nu: seen!.nu }).to.deep.equal(before);
+    expect(seen!.zeros).to.equal(true);
+    // Two buffers (mu, nu) for each of the two new variables, and nothing else.
+    expect(seen!.tensors - tensorsBefore).to.equal(stateTensors(t.optimizerState).length - stateBefore);
+    expect(stateTensors(t.optimizerState).length - stateBefore).to.equal(4);
+
+    model.layers[0].trainable = false;
+    const beforeFreeze = tf.memory().numTensors;
+    const kernel = Array.from(model.layers[0].getWeights()[0].dataSync());
+    await t.fit(x, y, { ...options, epochs: 1 });
+    expect(Object.keys(adam().mu)).to.deep.equal([headKernel, headBias]);
+    expect(Array.from(model.layers[0].getWeights()[0].dataSync())).to.deep.equal(kernel);
+    expect(tf.memory().numTensors).to.equal(beforeFreeze - 4);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('after the change, a checkpoint resumes bit for bit with the model as it is now; resuming with another trainable set names the difference', async () => {
+    const { x, y, labels } = blobTensors(32);
+    const trainerOptions = (model: tf.LayersModel): TrainerOptions => ({ model, loss: 'categoricalCrossentropy', optimizer: 'adam', logger: new SilentLogger(), seed: 3 });
+    const model = softmaxModel();
+    model.layers[0].trainable = false;
+    const straight = new Trainer(trainerOptions(model));
+    await straight.fit(x, y, { ...options, epochs: 1 });
+    model.layers[0].trainable = true;
+    await straight.fit(x, y, { ...options, epochs: 1 });
+    const dir = tmpDir();
+    await straight.save(dir);
+    await straight.fit(x, y, { ...options, epochs: 1 });
+
+    const again = softmaxModel(); // its weights come from the checkpoint
+    const resumed = await Trainer.resume(dir, trainerOptions(again));
+    await resumed.fit(x, y, { ...options, epochs: 3 }); // the first fit after resume: epochs is the final epoch
+    expect(weightsOf(again)).to.deep.equal(weightsOf(model));
+
+    const frozen = softmaxModel();
+    frozen.layers[0].trainable = false;
+    const err = await rejected(Trainer.resume(dir, trainerOptions(frozen)));
+    expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(err.message).to.match(/trainable variables differ from when it was saved \(trained when saved, not trainable now: dense_Dense\d+\/kernel, dense_Dense\d+\/bias\): resume with layer.trainable as it was then/);
+    straight.dispose();
+    resumed.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  describe('refused where the trainer cannot follow the change, leaving it as it was', () => {
+    /** A chain member whose state is one tensor for all variables together (not one entry per variable). */
+    const flatState: StepTransform = {
+      name: 'flat',
+      init: (params) => ({ seen: tf.zeros([Object.values(params).reduce((n, p) => n + p.size, 0)]) }),
+      update: (updates, state) => [Object.fromEntries(Object.entries(updates).map(([k, u]) => [k, tf.mul(u, -0.1)])), state],
+    };
+    for (const [label, extra, reason] of [
+      ['with plugins', { plugins: [{ name: 'noop', core: '*', apply: () => {} }] }, /the trainer does not follow that with plugins \(noop\): their state may be kept per variable/],
+      ['with a black-box tf.train optimizer', { optimizer: tf.train.adam(0.01) }, /a black-box tf.train optimizer keeps its state by position in the variable list/],
+      ['with a chain member whose state is not one entry per variable', { optimizer: flatState }, /the update chain's state at 'flat.seen' is a tensor whose shape follows the trainable set \(\[27\] before, \[67\] now\)/],
+    ] as const) {
+      it(label, async () => {
+        const { x, y, labels } = blobTensors(32);
+        const model = softmaxModel();
+        model.layers[0].trainable = false;
+        const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger(), ...extra } as TrainerOptions);
+        await t.fit(x, y, options);
+        const variables = { ...t.variables };
+        const state = stateTensors(t.optimizerState);
+        const tensors = tf.memory().numTensors;
+        model.layers[0].trainable = true;
+        const err = await rejected(t.fit(x, y, options));
+        expect(err).to.be.instanceOf(TapfitError);
+        expect(err.code).to.equal('TAPFIT_E_STATE');
+        expect(err.message).to.match(/fit: the model's trainable variables changed since the trainer was set up \(layer.trainable was set; now trainable: dense_Dense\d+\/kernel, dense_Dense\d+\/bias\)/);
+        expect(err.message).to.match(reason);
+        expect(err.message).to.match(/Build a new Trainer\(\{ model, \.\.\. \}\) after changing trainable/);
+        expect(t.variables).to.deep.equal(variables);
+        expect(stateTensors(t.optimizerState)).to.deep.equal(state);
+        expect(state.every((s) => !s.isDisposed)).to.equal(true);
+        expect(tf.memory().numTensors).to.equal(tensors);
+        expect(t.step).to.equal(8);
+        // Back as it was set up, the trainer trains on.
+        model.layers[0].trainable = false;
+        await t.fit(x, y, { ...options, epochs: 1 });
+        expect(t.step).to.equal(12);
+        t.dispose();
+        const given = (extra as { optimizer?: unknown }).optimizer;
+        if (given !== undefined && given instanceof tf.Optimizer) given.dispose();
+        tf.dispose([x, y, labels]);
+      });
+    }
+  });
+});
