@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '@tapfit/core';
 import { backwardStatistics, forwardStatistics, resolveRecurrenceMode, type RecurrenceMode } from './recurrences';
-import { readFiniteChecks, type OnlineNormState } from './state';
+import { checkedTogetherWith, readFiniteChecks, type OnlineNormState } from './state';
 
 /**
  * - 'train': normalise with the statistics of all previous samples, update M, V; the
@@ -21,9 +21,9 @@ export interface NormalizeArgs {
    * Check new statistics for NaN/Inf every this many calls (0: never; default 0 here).
    * Host recurrences check on the host and throw at once, before assigning. Device
    * recurrences check on the device and keep the result unread (`OnlineNormState.commit`):
-   * the state's next training or inference call reads it, with every other state's
-   * (`readFiniteChecks`, one read-back), and a failure puts the statistics back and throws
-   * there, one call late. The plugin reads its layers' once per step, within the step.
+   * the state's next training or inference call reads it, with those of the other states
+   * committed in the same pass, its model's (`checkedTogetherWith`, one read-back), and a
+   * failure puts the statistics back and throws there, one call late. The plugin reads its layers' once per step, within the step.
    */
   checkFiniteEvery?: number;
   /** Where the per-batch recurrences run (recurrences.ts); default 'auto'. */
@@ -41,10 +41,11 @@ export interface NormalizeArgs {
  */
 export function onlineNormalize(x: tf.Tensor, state: OnlineNormState, args: NormalizeArgs): tf.Tensor {
   const geometry = checkInput(x, state);
-  // Unread device-side checks are read before the statistics are used again, every
-  // state's at once (a recompute replays the statistics saved before its training call,
-  // within the same step).
-  if (args.mode !== 'recompute' && state.unreadChecks > 0) readFiniteChecks();
+  // Unread device-side checks are read before the statistics are used again, with those of
+  // the states committed in the same pass (its model's other layers), never another
+  // model's (a recompute replays the statistics saved before its training call, within
+  // the same step).
+  if (args.mode !== 'recompute' && state.unreadChecks > 0) readFiniteChecks(checkedTogetherWith(state));
   if (args.mode === 'inference') {
     return tf.tidy(() => tf.div(tf.sub(x, state.mean), tf.sqrt(tf.add(state.variance, args.epsilon))));
   }

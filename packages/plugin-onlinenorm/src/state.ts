@@ -57,9 +57,9 @@ export class OnlineNormState {
    * - `finite` not given (the device recurrences): the check stays on the device. The
    *   values are assigned, and the check's result is kept with the previous values (held,
    *   not copied) until `readFiniteChecks` reads it: the plugin once per step for all its
-   *   layers, `onlineNormalize` at the state's next training or inference call (every
-   *   state's unread checks at once). A failed check puts the previous values back and
-   *   throws there.
+   *   layers, `onlineNormalize` at the state's next training or inference call (with the
+   *   checks of the states committed in the same pass, `checkedTogetherWith`). A failed
+   *   check puts the previous values back and throws there.
    */
   commit(values: { mean: tf.Tensor; variance: tf.Tensor } | { u: tf.Tensor; v: tf.Tensor }, check: boolean, finite?: boolean): void {
     const entries = Object.entries(values) as [StatName, tf.Tensor][];
@@ -77,6 +77,7 @@ export class OnlineNormState {
           call,
           step: this.step,
           order: nextCheck++,
+          pass: currentPass(),
         });
       });
     }
@@ -86,6 +87,16 @@ export class OnlineNormState {
   /** Device-side checks not read yet (`readFiniteChecks`). */
   get unreadChecks(): number {
     return this.unread.length;
+  }
+
+  /** The passes (`currentPass`) that committed its unread checks. */
+  get unreadPasses(): Set<object> {
+    return new Set(this.unread.map((check) => check.pass));
+  }
+
+  /** Whether one of its unread checks was committed in one of `passes`. */
+  checkedIn(passes: ReadonlySet<object>): boolean {
+    return this.unread.some((check) => passes.has(check.pass));
   }
 
   /** Hands the unread checks over (to `readFiniteChecks`, which disposes them). */
@@ -139,11 +150,43 @@ export interface UnreadCheck {
   step?: number;
   /** Creation order across all states: the first failure is the one reported. */
   order: number;
+  /** The pass that committed it (`currentPass`). */
+  pass: object;
 }
 
 let nextCheck = 0;
 /** The states that hold unread checks. */
 const unreadStates = new Set<OnlineNormState>();
+
+let pass: object | undefined;
+
+/**
+ * The synchronous stretch of code running now, until it yields: one training step of
+ * model.fit (tfjs runs a batch's forward and backward without yielding), one forward of
+ * a tapfit trainer. The checks one pass commits are one model's (or one computation's):
+ * models and trainers in one process take turns only where they yield (awaits between
+ * batches), so another model's checks are never of the same pass.
+ */
+function currentPass(): object {
+  if (!pass) {
+    const now = (pass = {});
+    queueMicrotask(() => {
+      if (pass === now) pass = undefined;
+    });
+  }
+  return pass;
+}
+
+/**
+ * `state` and every state with an unread check committed in a pass that committed one of
+ * `state`'s: the layers of the model whose step or forward it was, whose checks its next
+ * call reads in one read-back. Never another model's or trainer's: their checks stay
+ * unread until their own next call (or their plugin's read), which reports their failure.
+ */
+export function checkedTogetherWith(state: OnlineNormState): OnlineNormState[] {
+  const passes = state.unreadPasses;
+  return [...unreadStates].filter((s) => s.checkedIn(passes));
+}
 
 function disposeChecks(checks: UnreadCheck[]): void {
   tf.dispose(checks.flatMap((c) => [c.finite, ...c.before.map(([, t]) => t)]));
@@ -151,7 +194,8 @@ function disposeChecks(checks: UnreadCheck[]): void {
 
 /**
  * Read the unread device-side NaN/Inf checks (recurrences 'device') of `states`, or of
- * every state that has some, in one read-back of one boolean (a second, only after a
+ * every state of the process that has some (the default: every model's and trainer's),
+ * in one read-back of one boolean (a second, only after a
  * failure, finds which). If one failed, put every failed state's statistics back as they
  * were before its first failed commit (of that kind: M, V or u, v) and throw
  * `TAPFIT_E_NON_FINITE` for the earliest failure, naming its layer, call and trainer
