@@ -46,7 +46,10 @@ export function delayedGradients(options: DelayedGradientsOptions): DelayedGradi
     core: '^0.1.0',
     queue,
     apply(api: PluginApi) {
-      if (trainer) throw new TapfitError(ErrorCodes.CONFIG, `${DELAY_PLUGIN}: this plugin instance is already applied to a trainer; create one per trainer.`);
+      // Core gives an instance to one live trainer at a time (a second is refused, naming the
+      // plugin the user passed: this one, or 'brakes'); once that trainer is disposed, failed
+      // to build or failed to resume, the instance serves a new one, starting with an empty queue.
+      queue.dispose();
       trainer = api.trainer;
       // PREPARE: later backward taps (clipping, masks) act on the gradient being applied.
       api.hooks.backward.tap({ name: DELAY_PLUGIN, stage: Stage.PREPARE }, (grads) => (grads === null ? null : queue.push(grads)));

@@ -134,6 +134,35 @@ describe('gradient delay', () => {
       }
     });
 
+    it("an instance serves one live trainer: a second is refused naming the plugin passed ('brakes' or 'delayed-gradients'); once the first is disposed it trains a new one exactly as a fresh instance", async () => {
+      for (const make of [() => tapfitPlugin({ delay: 3, rho: 2 }), () => delayedGradients({ delay: 3 })]) {
+        const run = async (plugin: ReturnType<typeof make>, q = quadraticSetup({ h, w0, batches: 10 })) => {
+          const rec = recorder(q.weight);
+          const t = new Trainer({ model: q.model, loss: q.loss, optimizer: sgd({ lr: 0.1, momentum: 0.9 }), plugins: [plugin, rec], logger: new SilentLogger() });
+          await t.fit(q.data, { epochs: 1, batchSize: 1 });
+          q.data.dispose();
+          return { t, values: rec.values, skipped: t.skipped };
+        };
+        const fresh = make();
+        const oracle = await run(fresh);
+        oracle.t.dispose();
+
+        const reused = make();
+        const first = await run(reused);
+        expect(reused.name).to.be.oneOf(['brakes', 'delayed-gradients']);
+        const q = quadraticSetup({ h, w0, batches: 10 });
+        const err = errorOf(() => new Trainer({ model: q.model, loss: q.loss, optimizer: sgd({ lr: 0.1 }), plugins: [reused], logger: new SilentLogger() }));
+        expect(err.code).to.equal('TAPFIT_E_STATE');
+        expect(err.message).to.contain(`plugin '${reused.name}' is applied to another trainer that has not been disposed`);
+        q.data.dispose();
+        first.t.dispose(); // frees the 3 gradients still queued
+        const second = await run(reused);
+        expect(second.values, `${reused.name} reused after dispose`).to.deep.equal(oracle.values);
+        expect(second.skipped).to.equal(3);
+        second.t.dispose();
+      }
+    });
+
     it('the queue is checkpointed: save, resume, continue == training straight through (bit for bit)', async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'brakes-ckpt-'));
       const options = (q: ReturnType<typeof quadraticSetup>, plugin: ReturnType<typeof tapfitPlugin>) => ({
@@ -173,6 +202,16 @@ describe('gradient delay', () => {
         expect(err?.message).to.match(/saved with delay 3 but this plugin has delay 2; resume with delay 3/);
         expect(other.weight()).to.equal(7);
         expect(p4.delayed!.queue.pending).to.have.length(0);
+        // The refused resume freed p4: it trains a new trainer as a fresh instance does.
+        const trainDelay2 = async (plugin: ReturnType<typeof tapfitPlugin>) => {
+          const q = quadraticSetup({ h, w0, batches: 6 });
+          const t = new Trainer(options(q, plugin));
+          await t.fit(q.data, { epochs: 1, batchSize: 1 });
+          t.dispose();
+          q.data.dispose();
+          return q.weight();
+        };
+        expect(await trainDelay2(p4)).to.equal(await trainDelay2(tapfitPlugin({ delay: 2, rho: 2 })));
 
         for (const [t, p, q] of [[t1, p1, straight], [t2, p2, first], [t3, p3, second]] as const) {
           t.dispose();
