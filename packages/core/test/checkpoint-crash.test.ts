@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { FileCheckpointer, Trainer } from '../src';
+import { FileCheckpointer, Trainer, WRITER_LOCK } from '../src';
 import { seededRandom } from '../src/testing';
 import { blobs, saveLoopOptions, tmpDir, useBackend, rejected as errorOf } from './fixtures';
 
@@ -104,7 +104,7 @@ describe('checkpoint writes survive crashes', () => {
     expect(err.message).to.match(/EIO/);
     expect(latest(dir)).to.equal('step-1');
     expect(fs.readFileSync(path.join(dir, 'step-1', 'tensors.bin'))).to.deep.equal(before);
-    expect(fs.readdirSync(dir).sort()).to.deep.equal(['LATEST', 'step-1']);
+    expect(fs.readdirSync(dir).sort(), 'the trainer holds its folder while it lives').to.deep.equal([WRITER_LOCK, 'LATEST', 'step-1']);
     const r = await Trainer.resume(dir, saveLoopOptions());
     expect(r.step).to.equal(1);
     for (const t of [trainer, r]) t.dispose();
@@ -115,7 +115,7 @@ describe('checkpoint writes survive crashes', () => {
     const trainer = await savedOnce(dir);
     await withFailingRename((to) => path.basename(to) === 'LATEST', () => errorOf(trainer.save(dir)));
     expect(latest(dir)).to.equal('step-1');
-    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.'))).to.deep.equal([]);
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.')), "no temporary entry, only the live trainer's lock").to.deep.equal([WRITER_LOCK]);
     const r = await Trainer.resume(dir, saveLoopOptions());
     expect(r.step).to.equal(1);
     for (const t of [trainer, r]) t.dispose();
@@ -125,10 +125,10 @@ describe('checkpoint writes survive crashes', () => {
     const dir = tmpDir();
     const trainer = await savedOnce(dir);
     expect(path.basename(await trainer.save(dir))).to.equal('step-1.1');
-    expect(fs.readdirSync(dir).sort()).to.deep.equal(['LATEST', 'step-1', 'step-1.1']);
+    expect(fs.readdirSync(dir).sort()).to.deep.equal([WRITER_LOCK, 'LATEST', 'step-1', 'step-1.1']);
     expect(latest(dir)).to.equal('step-1.1');
     expect(path.basename(await trainer.save(dir))).to.equal('step-1.2');
-    expect(fs.readdirSync(dir).sort()).to.deep.equal(['LATEST', 'step-1.1', 'step-1.2']);
+    expect(fs.readdirSync(dir).sort()).to.deep.equal([WRITER_LOCK, 'LATEST', 'step-1.1', 'step-1.2']);
     trainer.dispose();
   });
 
@@ -139,7 +139,7 @@ describe('checkpoint writes survive crashes', () => {
     fs.writeFileSync(path.join(dir, '.tmp-step-1-0badf00d', 'tensors.bin'), Buffer.alloc(64));
     fs.writeFileSync(path.join(dir, '.LATEST-0badf00d'), 'step-1\n');
     await trainer.save(dir);
-    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.'))).to.deep.equal([]);
+    expect(fs.readdirSync(dir).filter((n) => n.startsWith('.')), "only the live trainer's lock").to.deep.equal([WRITER_LOCK]);
     trainer.dispose();
   });
 

@@ -2,9 +2,9 @@ import { spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { expect } from 'chai';
-import { claimCheckpointFolder, WRITER_LOCK } from '../src';
+import { claimCheckpointFolder, sgd, SilentLogger, Trainer, WRITER_LOCK, type TrainerOptions } from '../src';
 import { writeCheckpointDir } from '../src/checkpoint/atomic-dir';
-import { rejected, tmpDir } from './fixtures';
+import { blobs, rejected, tinyMlp, tmpDir, useBackend } from './fixtures';
 
 const files = { 'manifest.json': '{}', 'tensors.bin': Buffer.alloc(64) };
 const latest = (dir: string) => fs.readFileSync(path.join(dir, 'LATEST'), 'utf8').trim();
@@ -109,5 +109,88 @@ describe('one run per checkpoint folder', function () {
     const unused = path.join(root, 'unused');
     claimCheckpointFolder(unused).release();
     expect(fs.existsSync(unused), 'a claimed folder nothing was saved into is removed again').to.equal(false);
+  });
+});
+
+describe('one run per checkpoint folder: trainers of one process', function () {
+  this.timeout(60000);
+  useBackend('cpu');
+
+  /** A sweep's trainer: its own model seed and learning rate. */
+  const options = (seed: number, lr = 0.1): TrainerOptions => ({ model: tinyMlp(seed), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr, momentum: 0.9 }), logger: new SilentLogger(), seed: 1 });
+  const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
+  const inUseByTrainer = (dir: string) => `checkpoint folder '${dir}' is in use by another tapfit run (another trainer of this process, pid ${process.pid}, `;
+  const fix = 'Give each run its own checkpoint folder (one run per checkpoint folder), or dispose() that trainer first';
+
+  /** Whether another process's claim of `dir` is refused (and with what), run as a child. */
+  function otherProcessClaim(dir: string): { refused: boolean; message: string } {
+    const claim = path.join(__dirname, '..', 'src', 'checkpoint', 'checkpoint-claim.js');
+    const r = spawnSync(process.execPath, ['-e', `try { require(${JSON.stringify(claim)}).claimCheckpointFolder(${JSON.stringify(dir)}); } catch (e) { console.log(e.message); process.exit(3); }`], { encoding: 'utf8' });
+    return { refused: r.status === 3, message: r.stdout };
+  }
+
+  it("a second live trainer's save into the folder is refused as another process's is, and changes nothing; the first trainer's saves go on and resume as its own", async () => {
+    const dir = tmpDir();
+    const data = blobs(32);
+    const a = new Trainer(options(1));
+    const b = new Trainer(options(2, 0.5));
+    await a.fit(data, { epochs: 1, batchSize: 8 });
+    await b.fit(data, { epochs: 1, batchSize: 8 });
+    await a.save(dir);
+    const before = listing(dir);
+    const err = await rejected(b.save(dir));
+    expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(err.message).to.contain(inUseByTrainer(dir));
+    expect(err.message).to.contain(fix);
+    expect(listing(dir)).to.deep.equal(before);
+    await a.fit(data, { epochs: 2, batchSize: 8 });
+    await a.save(dir);
+    // Held between saves too: another process is refused while the trainer lives, not only while it writes.
+    expect(listing(dir)).to.contain(WRITER_LOCK);
+    const other = otherProcessClaim(dir);
+    expect(other.refused, 'another process claiming the folder').to.equal(true);
+    expect(other.message).to.contain(`is in use by another tapfit run (pid ${process.pid}, since `);
+    const resumed = await Trainer.resume(dir, options(1));
+    expect(weights(resumed), "the resumed weights are the first trainer's").to.deep.equal(weights(a));
+    resumed.dispose();
+    a.dispose();
+    expect(listing(dir), 'disposing the trainer gave the folder up').to.not.contain(WRITER_LOCK);
+    b.dispose();
+    data.dispose();
+  });
+
+  it('sequential trainers in one folder: once the first is disposed, a Trainer.resume of this process saves there, and gives it up in turn', async () => {
+    const dir = tmpDir();
+    const data = blobs(32);
+    const first = new Trainer(options(1));
+    await first.fit(data, { epochs: 1, batchSize: 8 });
+    await first.save(dir);
+    first.dispose();
+    const next = await Trainer.resume(dir, options(1));
+    await next.fit(data, { epochs: 2, batchSize: 8 });
+    const saved = await next.save(dir);
+    expect(latest(dir)).to.equal(path.basename(saved));
+    const again = await Trainer.resume(dir, options(1));
+    expect(weights(again)).to.deep.equal(weights(next));
+    again.dispose();
+    next.dispose();
+    expect(listing(dir)).to.not.contain(WRITER_LOCK);
+    data.dispose();
+  });
+
+  it("with the folder claimed for the run (claimCheckpointFolder, as the CLI does): the first trainer that saves there holds it within the process, a second live one is refused; the run's claim outlasts them", async () => {
+    const dir = path.join(tmpDir(), 'ckpt');
+    const run = claimCheckpointFolder(dir);
+    const a = new Trainer(options(1));
+    const b = new Trainer(options(2, 0.5));
+    await a.save(dir);
+    const err = await rejected(b.save(dir));
+    expect(err.message).to.contain(inUseByTrainer(dir));
+    a.dispose();
+    await b.save(dir);
+    b.dispose();
+    expect(listing(dir), "the run's claim holds on").to.contain(WRITER_LOCK);
+    run.release();
+    expect(listing(dir)).to.not.contain(WRITER_LOCK);
   });
 });

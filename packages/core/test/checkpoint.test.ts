@@ -2,7 +2,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { adamw, sgd, Trainer, SilentLogger, type TapfitPlugin, type TrainerOptions } from '../src';
+import { adamw, sgd, Trainer, SilentLogger, WRITER_LOCK, type TapfitPlugin, type TrainerOptions } from '../src';
 import { writeCheckpointDir } from '../src/checkpoint/atomic-dir';
 import { blobs, checkpointOptions, counter, tinyMlp, tmpDir, useBackend, rejected as errorOf } from './fixtures';
 
@@ -280,7 +280,7 @@ describe('checkpoint safety', () => {
       await trainer.fit(data, { epochs: 1, batchSize: 8 });
       await trainer.save(dir);
     }
-    expect(fs.readdirSync(dir).sort()).to.deep.equal(['LATEST', 'step-6', 'step-8']);
+    expect(fs.readdirSync(dir).sort(), 'and the live trainer holds the folder').to.deep.equal([WRITER_LOCK, 'LATEST', 'step-6', 'step-8']);
     expect(fs.readFileSync(path.join(dir, 'LATEST'), 'utf8').trim()).to.equal('step-8');
     data.dispose();
   });

@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import { ErrorCodes, TapfitError } from '../errors';
 import { syncFolder, writeFileDurably } from '../io/durable-files';
 import { oneWriterPerFolder } from '../io/one-writer-per-folder';
-import { claimCheckpointFolder } from './checkpoint-claim';
+import { claimCheckpointFolder, claimCheckpointFolderFor } from './checkpoint-claim';
 
 /**
  * The only folder names the writer gives checkpoints: `step-<n>`, or `step-<n>.<k>` for
@@ -29,13 +29,15 @@ const TEMP = /^\.(?:tmp|LATEST)-/;
  * previous `LATEST` names is touched before the new checkpoint is durable. Saves to one
  * `root` from this process run one after another; one process writes to a `root` at a
  * time: each save claims it (claimCheckpointFolder), and a save into a folder that another
- * live process holds is refused, naming it.
+ * live process holds is refused, naming it. With `trainer`, the save claims the folder for
+ * that trainer until it is disposed (claimCheckpointFolderFor), and is refused if another
+ * live trainer of this process holds it.
  */
-export function writeCheckpointDir(root: string, step: number, files: Record<string, Buffer | string>, keep = 2): Promise<string> {
-  return oneWriterPerFolder(root, () => writeNow(root, step, files, keep));
+export function writeCheckpointDir(root: string, step: number, files: Record<string, Buffer | string>, keep = 2, trainer?: object): Promise<string> {
+  return oneWriterPerFolder(root, () => writeNow(root, step, files, keep, trainer));
 }
 
-async function writeNow(root: string, step: number, files: Record<string, Buffer | string>, keep: number): Promise<string> {
+async function writeNow(root: string, step: number, files: Record<string, Buffer | string>, keep: number, trainer: object | undefined): Promise<string> {
   try {
     await fs.mkdir(root, { recursive: true });
   } catch (err) {
@@ -45,6 +47,7 @@ async function writeNow(root: string, step: number, files: Record<string, Buffer
     }
     throw err;
   }
+  if (trainer) claimCheckpointFolderFor(trainer, root);
   const claim = claimCheckpointFolder(root);
   try {
     return await writeClaimed(root, step, files, keep);

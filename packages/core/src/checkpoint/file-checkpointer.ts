@@ -20,6 +20,13 @@ export interface CheckpointFiles {
 @injectable()
 export class FileCheckpointer {
   keep = 2;
+  /**
+   * The trainer whose checkpointer this is (the Trainer sets it on the one it registers):
+   * its first save into a folder claims the folder for it until it is disposed, and a save
+   * there by another live trainer of this process is refused. Unset (a FileCheckpointer of
+   * your own): each save claims its folder only while it writes.
+   */
+  trainer?: object;
 
   async save(root: string, step: number, files: CheckpointFiles): Promise<string> {
     if (!Number.isSafeInteger(step) || step < 0) {
@@ -28,7 +35,7 @@ export class FileCheckpointer {
     if (!Number.isSafeInteger(this.keep) || this.keep < 1) {
       throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: keep is ${this.keep}; set FileCheckpointer.keep to a positive integer (how many checkpoints to keep).`);
     }
-    return writeCheckpointDir(root, step, { 'manifest.json': JSON.stringify(files.manifest), 'tensors.bin': files.tensors }, this.keep);
+    return writeCheckpointDir(root, step, { 'manifest.json': JSON.stringify(files.manifest), 'tensors.bin': files.tensors }, this.keep, this.trainer);
   }
 
   async load(root: string): Promise<CheckpointFiles & { dir: string }> {

@@ -11,6 +11,7 @@ import { checkMemoryPlan } from '../step/check-plan';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { checkManifest, tensorLabels, type Manifest, type Position } from '../checkpoint/manifest';
 import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
+import { releaseCheckpointFoldersOf } from '../checkpoint/checkpoint-claim';
 import { FileCheckpointer } from '../checkpoint/file-checkpointer';
 import { TensorReader } from '../checkpoint/tensor-file';
 import { captureCheckpoint, restoreCheckpoint, type TrainerParts } from './snapshot';
@@ -159,7 +160,8 @@ export class Trainer {
     else c.register(Tokens.Logger, { useClass: ConsoleLogger });
     c.register(Tokens.MemoryPlanner, { useClass: StoreAllPlanner });
     c.register(Tokens.Backprop, { useClass: PlannedBackprop });
-    c.register(Tokens.Checkpointer, { useClass: FileCheckpointer });
+    // Its saves claim their folder for this trainer until it is disposed (one run per checkpoint folder).
+    c.register(Tokens.Checkpointer, { useFactory: () => Object.assign(new FileCheckpointer(), { trainer: this }) });
 
     const requested = (options.plugins ?? []).map((p) => (typeof p === 'function' ? c.resolve(p) : p));
     this.budgetFromOptions = options.memoryBudget !== undefined;
@@ -838,7 +840,9 @@ export class Trainer {
   /**
    * Writes a checkpoint under `dir` (atomically: a crash never leaves a half-written one
    * in use): model weights, optimizer state, data position, seed and every plugin's
-   * state. Returns the checkpoint folder.
+   * state. Returns the checkpoint folder. The first save into a folder claims it for this
+   * trainer until dispose(): one run per checkpoint folder, so a save there by another
+   * live trainer (or process) is refused.
    */
   async save(dir: string): Promise<string> {
     this.assertUsable('save()');
@@ -913,8 +917,9 @@ export class Trainer {
 
   /**
    * Frees the update chain's state, what plugins hold (`plugin.dispose`) and any model a
-   * plugin swapped in at setup. The model and a `tf.train` optimizer passed in the options
-   * belong to the caller and are left alone (model.fit may go on using both).
+   * plugin swapped in at setup, and gives up the checkpoint folders its saves claimed.
+   * The model and a `tf.train` optimizer passed in the options belong to the caller and
+   * are left alone (model.fit may go on using both).
    */
   dispose(): void {
     if (this.disposed) return;
@@ -936,6 +941,7 @@ export class Trainer {
     }
     this.disposeOwn();
     releasePlugins(this.plugins, this);
+    releaseCheckpointFoldersOf(this);
     if (failure) throw failure;
   }
 
