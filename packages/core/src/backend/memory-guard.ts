@@ -65,19 +65,22 @@ function hookEngine(): () => void {
  * its tape (tape-release.ts), so after it the count equals the live bytes again.
  * Only tensors allocated after installation are counted; `selectBackend`
  * installs the guard right after initialising the backend.
- * Installing again on the same backend just changes the budget.
+ * Installing again on the same backend just changes the budget. A backend made anew
+ * under the same name (after tf.engine().reset()) gets a new guard: the old one's hooks
+ * are on an instance nobody uses any more.
  */
 export function installMemoryGuard(budgetBytes: number, backendName: string = tf.getBackend()): MemoryGuard {
   checkBudget(budgetBytes);
-  const existing = guards.get(backendName);
-  if (existing) {
-    existing.budgetBytes = budgetBytes;
-    return existing;
-  }
   const backend = tf.findBackend(backendName) as unknown as HookableBackend | null;
   if (!backend) {
     throw new TapfitError(ErrorCodes.BACKEND, `installMemoryGuard: backend '${backendName}' is not registered or not initialised; call selectBackend() (or await tf.setBackend('${backendName}')) first`);
   }
+  const existing = guards.get(backendName);
+  if (existing?.owns(backend)) {
+    existing.budgetBytes = budgetBytes;
+    return existing;
+  }
+  existing?.remove();
   installTapeRelease();
   engineHooks ??= hookEngine();
   const guard = new GuardImpl(backendName, backend, budgetBytes);
@@ -180,6 +183,7 @@ class GuardImpl implements MemoryGuard, RollbackTarget {
   }
 
   remove(): void {
+    if (guards.get(this.backendName) !== this) return; // removed already, or replaced on a new instance of the backend
     const b = this.backend as unknown as Record<string, unknown>;
     for (const name of ['write', 'move', 'disposeData', 'incRef', 'makeOutput']) delete b[name];
     guards.delete(this.backendName);

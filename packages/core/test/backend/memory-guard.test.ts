@@ -7,6 +7,7 @@ import { sgd } from '../../src/transforms';
 import { blobData, tinyModel } from '../../src/testing';
 import { useShimmedWasm } from './helpers';
 import { thrown } from '../fixtures';
+import { runChild } from './child-process';
 
 const MiB = 2 ** 20;
 
@@ -254,5 +255,41 @@ describe('backend: memory guard', function () {
       expect((err as TapfitError).code).to.equal('TAPFIT_E_CONFIG');
       expect(err.message).to.contain('memoryBudgetBytes');
     }
+  });
+  it('after tf.engine().reset(), selectBackend guards the new wasm backend: the budget holds and usedBytes counts its tensors', async function () {
+    this.timeout(120_000);
+    // In a fresh process: a reset ends every tensor and backend of this one.
+    const r = await runChild(`
+      (async () => {
+        const MiB = 2 ** 20;
+        const refused = (bytes) => {
+          try {
+            tf.zeros([bytes / 4]).dispose();
+            return false;
+          } catch (e) {
+            if (e.code !== 'TAPFIT_E_MEMORY') throw e;
+            return true;
+          }
+        };
+        const options = { threads: 1, memoryBudgetBytes: 8 * MiB, log: false };
+        await backend.selectBackend('wasm', options);
+        tf.ones([MiB / 4]); // live when the engine is reset
+        tf.engine().reset();
+        const s = await backend.selectBackend('wasm', options);
+        const kept = tf.ones([MiB / 2]);
+        console.log(JSON.stringify({
+          used: s.memoryGuard.usedBytes,
+          live: tf.memory().numBytes,
+          current: backend.getMemoryGuard('wasm') === s.memoryGuard,
+          refused: { '4 MiB': refused(4 * MiB), '16 MiB': refused(16 * MiB) },
+        }));
+      })();
+    `);
+    expect(r.code, r.stderr).to.equal(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    expect(out.live).to.equal(2 * MiB);
+    expect(out.used).to.equal(out.live);
+    expect(out.current).to.equal(true);
+    expect(out.refused).to.deep.equal({ '4 MiB': false, '16 MiB': true });
   });
 });
