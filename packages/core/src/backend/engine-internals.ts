@@ -270,6 +270,11 @@ export function backendInitialised(name: string): boolean {
   return engine().registry[name] != null;
 }
 
+/** The initialised instance of a backend, without initialising it (`tf.engine().reset()` makes a new one on the next init). */
+export function initialisedBackend(name: string): tf.KernelBackend | undefined {
+  return engine().registry[name] ?? undefined;
+}
+
 /** A variable name no live tf.Variable has: tfjs keeps variable names global and refuses a duplicate. */
 export function uniqueVariableName(base: string): string {
   assertEngineInternals();

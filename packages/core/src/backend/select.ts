@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import { ConsoleLogger } from '../services/defaults';
 import type { Logger } from '../services/tokens';
-import { assertEngineInternals } from './engine-internals';
+import { assertEngineInternals, initialisedBackend } from './engine-internals';
 import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, MemoryGuard } from './memory-guard';
 import { installMissingKernelErrors } from './missing-kernel';
 import { installTapeOrder } from './tape-order';
@@ -11,7 +11,8 @@ import { activateTensorflow, resolvePackage, TENSORFLOW_PACKAGES, TensorflowPack
 import { checkThreadsOption, type ThreadChoice } from './thread-count';
 import { activateWasm, wasmPackageInstalled } from './wasm';
 import { activateHardwareWebgpu, activateWebgpu, formatAdapter, type GpuAdapter } from './webgpu';
-import { installGradientFixes, installWasmShim } from './wasm-shim';
+import { gradientFixesInstalled, installGradientFixes, installWasmShim, wasmShimInstalled } from './wasm-shim';
+import { webgpuShimInstalled } from './webgpu-shim';
 
 export const BACKEND_PREFERENCES = ['auto', 'tensorflow', 'webgpu', 'wasm', 'cpu'] as const;
 export type BackendPreference = (typeof BACKEND_PREFERENCES)[number];
@@ -64,7 +65,8 @@ export interface BackendSelection {
   warning?: string;
 }
 
-let last: { key: string; selection: BackendSelection } | null = null;
+/** The last selection, the arguments it was made for and the backend instance it prepared. */
+let last: { key: string; selection: BackendSelection; backend: tf.KernelBackend | undefined } | null = null;
 
 /**
  * Pick, initialise and prepare a tfjs backend for training.
@@ -76,7 +78,8 @@ let last: { key: string; selection: BackendSelection } | null = null;
  * that are not installed and WebGPU without a hardware adapter: a backend
  * that is installed but fails to initialise is an error, never a silent
  * fallback. wasm always gets the training shim and (by default) a 3 GiB memory
- * guard. Calling again with the same arguments returns the same selection.
+ * guard. Calling again with the same arguments returns the same selection while
+ * everything it set up is still in place.
  */
 export async function selectBackend(preference?: BackendPreference, options: SelectBackendOptions = {}): Promise<BackendSelection> {
   const resolved = resolvePreference(preference);
@@ -86,7 +89,7 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
     throw new TapfitError(ErrorCodes.CONFIG, `selectBackend: memoryBudgetBytes must be a positive number of bytes (Infinity disables the check), got ${String(options.memoryBudgetBytes)}`);
   }
   const key = JSON.stringify([resolved.preference, threads, options.memoryBudgetBytes ?? null]);
-  if (last && last.key === key && tf.getBackend() === last.selection.name) return last.selection;
+  if (last && last.key === key && stillInPlace(last)) return last.selection;
 
   assertEngineInternals();
   installTapeRelease();
@@ -117,7 +120,7 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
     ...(chosen.adapter ? { adapter: chosen.adapter } : {}),
     ...(chosen.warning ? { warning: chosen.warning } : {}),
   };
-  last = { key, selection };
+  last = { key, selection, backend: initialisedBackend(chosen.name) };
   if (options.log !== false) {
     const log = options.log ?? new ConsoleLogger();
     if (typeof log === 'function') log(reason);
@@ -128,6 +131,24 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
     }
   }
   return selection;
+}
+
+/**
+ * Whether what a selection set up is all still there: its backend active and the same
+ * instance (tf.engine().reset() makes a new one, without the guard's hooks), the gradient
+ * fixes and its shim installed (uninstallWasmShim(), uninstallGradientFixes() take them
+ * out), its memory guard not removed.
+ */
+function stillInPlace({ selection, backend }: NonNullable<typeof last>): boolean {
+  const { name, memoryGuard } = selection;
+  return (
+    tf.getBackend() === name &&
+    initialisedBackend(name) === backend &&
+    gradientFixesInstalled() &&
+    (name !== 'wasm' || wasmShimInstalled()) &&
+    (name !== 'webgpu' || webgpuShimInstalled()) &&
+    (memoryGuard === null || getMemoryGuard(name) === memoryGuard)
+  );
 }
 
 /**

@@ -4,7 +4,21 @@ import { TapfitError } from '../../src/errors';
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { autoThreads, BACKEND_ENV, describeActiveBackend, formatAdapter, probeWebgpuAdapter, selectBackend, WASM_THREADS_ENV } from '../../src/backend';
+import {
+  autoThreads,
+  BACKEND_ENV,
+  describeActiveBackend,
+  formatAdapter,
+  getMemoryGuard,
+  installWasmFastKernels,
+  probeWebgpuAdapter,
+  selectBackend,
+  uninstallGradientFixes,
+  uninstallWasmShim,
+  WASM_THREADS_ENV,
+  wasmFastKernelsInstalled,
+  wasmShimInstalled,
+} from '../../src/backend';
 import { resolveThreads } from '../../src/backend/thread-count';
 import { describeTrainer, type TrainerDescription } from '../../src/train/describe';
 import { backendDist, fakeGpu, fakeTfjsNode, rejection, runChild } from './child-process';
@@ -62,6 +76,37 @@ describe('backend: selectBackend', function () {
     expect(b).to.equal(a);
     expect(lines).to.have.length(1);
     expect(tf.getBackend()).to.equal(a.name);
+  });
+
+  it('the same call again puts back what was taken out since: the shim after uninstallWasmShim(), the gradient fixes after uninstallGradientFixes(), the guard after remove()', async () => {
+    // Stock wasm's MaxPoolGrad routes an all-negative window's gradient to the wrong element; cpu's is the reference.
+    const maxPoolGrad = () => tf.tidy(() => Array.from(tf.grad((x: tf.Tensor) => tf.maxPool(x as tf.Tensor4D, 2, 2, 'valid').sum())(tf.tensor4d([-3, -1, -2, -4], [1, 2, 2, 1])).dataSync()));
+    // Stock tfjs has no gradient for Greater; d/dx of sum(max(x, 0)) is 1 where x > 0, else 0.
+    const reluGrad = () => tf.tidy(() => Array.from(tf.grad((x: tf.Tensor) => tf.where(tf.greater(x, 0), x, tf.zerosLike(x)).sum())(tf.tensor1d([-1, 2, -3, 4])).dataSync()));
+    await selectBackend('cpu', { log: false });
+    const onCpu = maxPoolGrad();
+    const fast = wasmFastKernelsInstalled();
+    try {
+      const first = await selectBackend('wasm', { log: false });
+      uninstallWasmShim();
+      const again = await selectBackend('wasm', { log: false });
+      expect(wasmShimInstalled()).to.equal(true);
+      expect(again.shim).to.equal(true);
+      expect(again.memoryGuard).to.equal(first.memoryGuard);
+      expect(maxPoolGrad()).to.deep.equal(onCpu);
+      uninstallGradientFixes();
+      await selectBackend('wasm', { log: false });
+      expect(reluGrad()).to.deep.equal([0, 1, 0, 1]);
+      again.memoryGuard!.remove();
+      const guarded = await selectBackend('wasm', { log: false });
+      expect(getMemoryGuard('wasm')).to.equal(guarded.memoryGuard);
+      const used = guarded.memoryGuard!.usedBytes;
+      const t = tf.zeros([256]);
+      expect(guarded.memoryGuard!.usedBytes - used).to.equal(256 * 4);
+      t.dispose();
+    } finally {
+      if (fast && wasmShimInstalled() && !wasmFastKernelsInstalled()) installWasmFastKernels(); // uninstallGradientFixes took them out
+    }
   });
 
   it(`${BACKEND_ENV} replaces the default 'auto' but not an explicit choice`, async () => {

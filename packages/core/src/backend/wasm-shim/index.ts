@@ -86,6 +86,10 @@ export function installGradientFixes(): void {
   });
 }
 
+export function gradientFixesInstalled(): boolean {
+  return fixes != null;
+}
+
 /** Also takes out the fast kernels, which sit on top of the fixes (the lazy conv route wraps the fixed `tf.fused.conv2d`). */
 export function uninstallGradientFixes(): void {
   uninstallWasmFastKernels();
