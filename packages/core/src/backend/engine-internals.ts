@@ -275,6 +275,18 @@ export function initialisedBackend(name: string): tf.KernelBackend | undefined {
   return engine().registry[name] ?? undefined;
 }
 
+/**
+ * How many asynchronous backend initialisations tfjs has started or made obsolete (its
+ * `pendingBackendInitId`): tf.setBackend of a backend with an async init, tf.removeBackend of
+ * the pending one and tf.engine().reset() each add one, and an init that finds it moved on
+ * since it began reports failure (setBackend resolves to false) without logging anything.
+ * Undefined when this tfjs has no such counter.
+ */
+export function backendInitGeneration(): number | undefined {
+  const id = (engine() as unknown as { pendingBackendInitId?: unknown }).pendingBackendInitId;
+  return typeof id === 'number' ? id : undefined;
+}
+
 /** A variable name no live tf.Variable has: tfjs keeps variable names global and refuses a duplicate. */
 export function uniqueVariableName(base: string): string {
   assertEngineInternals();

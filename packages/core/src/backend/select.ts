@@ -68,6 +68,9 @@ export interface BackendSelection {
 /** The last selection, the arguments it was made for and the backend instance it prepared. */
 let last: { key: string; selection: BackendSelection; backend: tf.KernelBackend | undefined } | null = null;
 
+/** Settles after the call in flight: selectBackend calls run one at a time, in call order. */
+let inFlight: Promise<unknown> = Promise.resolve();
+
 /**
  * Pick, initialise and prepare a tfjs backend for training.
  *
@@ -79,15 +82,22 @@ let last: { key: string; selection: BackendSelection; backend: tf.KernelBackend 
  * that is installed but fails to initialise is an error, never a silent
  * fallback. wasm always gets the training shim and (by default) a 3 GiB memory
  * guard. Calling again with the same arguments returns the same selection while
- * everything it set up is still in place.
+ * everything it set up is still in place. Calls made while one is in flight wait for it
+ * (two at once would start two initialisations, and tfjs drops one of them).
  */
 export async function selectBackend(preference?: BackendPreference, options: SelectBackendOptions = {}): Promise<BackendSelection> {
   const resolved = resolvePreference(preference);
-  const threads = options.threads;
-  checkThreadsOption(threads);
+  checkThreadsOption(options.threads);
   if (options.memoryBudgetBytes !== undefined && !(typeof options.memoryBudgetBytes === 'number' && options.memoryBudgetBytes > 0)) {
     throw new TapfitError(ErrorCodes.CONFIG, `selectBackend: memoryBudgetBytes must be a positive number of bytes (Infinity disables the check), got ${String(options.memoryBudgetBytes)}`);
   }
+  const run = inFlight.then(() => select(resolved, options));
+  inFlight = run.catch(() => undefined);
+  return run;
+}
+
+async function select(resolved: ReturnType<typeof resolvePreference>, options: SelectBackendOptions): Promise<BackendSelection> {
+  const threads = options.threads;
   const key = JSON.stringify([resolved.preference, threads, options.memoryBudgetBytes ?? null]);
   if (last && last.key === key && stillInPlace(last)) return last.selection;
 

@@ -52,7 +52,21 @@ const POOL_NICE = 10;
 const WORKER_URL = 'tapfit:wasm-pthread-worker';
 const MODULE_URL = 'tapfit:wasm-threaded-module';
 
+/** Whether an initialisation has the process globals patched: a second one would save those patches as the originals. */
+let patching = false;
+
 export async function initThreadedWasm(threads: number, wasm: typeof WasmPackage): Promise<boolean> {
+  // selectBackend runs one call at a time, so this holds; checked because a broken order would leave os.cpus, Blob and Worker patched for good.
+  if (patching) throw new TapfitError(ErrorCodes.BACKEND, 'multi-threaded wasm is already initialising in this process; await the selectBackend() call in flight instead of starting another');
+  patching = true;
+  try {
+    return await initPatched(threads, wasm);
+  } finally {
+    patching = false;
+  }
+}
+
+async function initPatched(threads: number, wasm: typeof WasmPackage): Promise<boolean> {
   const wasmDir = path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm'));
   const captured = { module: null as string | null, worker: null as string | null };
   const workerBlobs = new WeakSet<object>();
@@ -76,17 +90,16 @@ export async function initThreadedWasm(threads: number, wasm: typeof WasmPackage
   } as typeof Blob;
   URL.createObjectURL = (obj: Blob) => (workerBlobs.has(obj) ? WORKER_URL : realCreateObjectURL(obj));
   // The bundle assigns Node's Worker to the global and constructs pthread workers from it.
+  // Its assignment is dropped: after init the pool starts workers through `spawn` (letProcessExit),
+  // and a global Worker would tell other code in the process that it runs in a browser.
   const spawn = () => startPoolWorker(pthreadWorkerSource(captured, wasmDir));
-  let assigned: unknown = workerProperty?.value;
   Object.defineProperty(globals, 'Worker', {
     configurable: true,
     get: () =>
       function PThreadWorker(url: string, options?: object) {
         return url === WORKER_URL ? spawn() : new NodeWorker(url, options);
       },
-    set: (value: unknown) => {
-      assigned = value;
-    },
+    set: () => {},
   });
   const cores = realCpus();
   if (cores.length < 2 * threads) osModule.cpus = () => Array.from({ length: 2 * threads }, (_, i) => cores[i % cores.length]);
@@ -102,7 +115,6 @@ export async function initThreadedWasm(threads: number, wasm: typeof WasmPackage
     URL.createObjectURL = realCreateObjectURL;
     osModule.cpus = realCpus;
     if (workerProperty) Object.defineProperty(globals, 'Worker', workerProperty);
-    else if (assigned !== undefined) Object.defineProperty(globals, 'Worker', { value: assigned, writable: true, configurable: true, enumerable: false });
     else delete globals.Worker;
     if (!ok) tf.env().set('WASM_HAS_MULTITHREAD_SUPPORT', flagBefore ?? false);
   }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type * as WasmPackage from '@tensorflow/tfjs-backend-wasm';
 import { ErrorCodes, TapfitError } from '../errors';
-import { backendInitialised } from './engine-internals';
+import { backendInitGeneration, backendInitialised } from './engine-internals';
 import { resolveThreads, WASM_THREADS_ENV, type ThreadChoice } from './thread-count';
 import { initThreadedWasm } from './threads';
 
@@ -57,6 +57,7 @@ export async function activateWasm(asked?: number | 'auto'): Promise<ThreadChoic
   }
   let ok: boolean;
   const handlers = processHandlers();
+  const generation = backendInitGeneration();
   try {
     ok = threads > 1 ? await initThreadedWasm(threads, wasm) : await tf.setBackend('wasm');
   } catch (cause) {
@@ -64,11 +65,26 @@ export async function activateWasm(asked?: number | 'auto'): Promise<ThreadChoic
   } finally {
     restoreProcessHandlers(handlers);
   }
-  if (!ok) throw initFailed(threads, null);
+  if (!ok) throw overtaken(generation) ?? initFailed(threads, null);
   if (wasm.getThreadsCount() !== threads) {
     throw new TapfitError(ErrorCodes.BACKEND, `the wasm backend initialised with ${wasm.getThreadsCount()} thread(s) instead of the ${threads} requested; use threads: 1`);
   }
   return choice;
+}
+
+/**
+ * tfjs drops an asynchronous initialisation that another one (or tf.removeBackend, or
+ * tf.engine().reset()) overtook, and says nothing: setBackend just resolves to false. That is
+ * not a broken install, so the error says what happened instead of blaming versions.
+ */
+function overtaken(generation: number | undefined): TapfitError | null {
+  const now = backendInitGeneration();
+  // Our own setBackend('wasm') counted one.
+  if (generation === undefined || now === undefined || now <= generation + 1) return null;
+  return new TapfitError(
+    ErrorCodes.BACKEND,
+    "backend 'wasm' did not initialise: another backend change (tf.setBackend, tf.removeBackend or tf.engine().reset()) ran while it was initialising, and tfjs drops an initialisation overtaken that way. Await selectBackend() before changing the backend, then call selectBackend() again.",
+  );
 }
 
 function initFailed(threads: number, cause: unknown): TapfitError {

@@ -198,6 +198,63 @@ describe('backend: selectBackend', function () {
       });
     }
 
+    for (const threads of [1, 2]) {
+      it(`two selectBackend('wasm', { threads: ${threads} }) at once both resolve, to one initialisation with the shim, and leave os.cpus, Blob, URL.createObjectURL and Worker as they were`, async () => {
+        const r = await runChild(`
+          const os = require('os');
+          const before = { cpus: os.cpus, Blob: globalThis.Blob, createObjectURL: URL.createObjectURL, Worker: Object.getOwnPropertyDescriptor(globalThis, 'Worker') };
+          const sameProperty = (a, b) => a === b || (!!a && !!b && a.value === b.value && a.get === b.get && a.set === b.set);
+          const dW = () => tf.tidy(() => Array.from(tf.grad((f) => tf.conv2d(tf.randomNormal([2, 6, 6, 3], 0, 1, 'float32', 1), f, 1, 'same').sum())(tf.randomNormal([3, 3, 3, 4], 0, 1, 'float32', 2)).dataSync()));
+          Promise.allSettled([1, 2].map(() => backend.selectBackend('wasm', { threads: ${threads}, log: false }))).then(async (settled) => {
+            const onWasm = dW();
+            await tf.setBackend('cpu');
+            const onCpu = dW();
+            console.log(JSON.stringify({
+              settled: settled.map((s) => (s.status === 'fulfilled' ? s.value.threads : s.reason.message)),
+              wasmThreads: require('@tensorflow/tfjs-backend-wasm').getThreadsCount(),
+              shim: backend.wasmShimInstalled(),
+              restored: { cpus: os.cpus === before.cpus, Blob: globalThis.Blob === before.Blob, createObjectURL: URL.createObjectURL === before.createObjectURL, Worker: sameProperty(Object.getOwnPropertyDescriptor(globalThis, 'Worker'), before.Worker) },
+              dWError: Math.max(...onCpu.map((v, i) => Math.abs(v - onWasm[i]))) / Math.max(...onCpu.map(Math.abs)),
+            }));
+          });
+        `);
+        expect(r.code, r.stderr).to.equal(0);
+        const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+        expect(out.settled).to.deep.equal([threads, threads]);
+        expect(out.wasmThreads).to.equal(threads);
+        expect(out.shim).to.equal(true);
+        expect(out.restored).to.deep.equal({ cpus: true, Blob: true, createObjectURL: true, Worker: true });
+        expect(out.dWError).to.be.below(1e-5);
+      });
+    }
+
+    it("a backend change that overtakes wasm's initialisation is named as the cause (not the install), and selecting again works", async () => {
+      // tf.engine().reset() right after the init has started, as another part of a program might.
+      const r = await runChild(`
+        require('@tensorflow/tfjs-backend-wasm');
+        const entry = tf.engine().registryFactory.wasm;
+        const factory = entry.factory;
+        entry.factory = () => {
+          const init = factory();
+          entry.factory = factory;
+          queueMicrotask(() => tf.engine().reset());
+          return init;
+        };
+        backend.selectBackend('wasm', { threads: 1, log: false }).then(
+          () => console.log(JSON.stringify({ error: null })),
+          async (e) => {
+            const again = await backend.selectBackend('wasm', { threads: 1, log: false });
+            console.log(JSON.stringify({ error: e.code + ' ' + e.message, again: again.name, shim: backend.wasmShimInstalled() }));
+          },
+        );
+      `);
+      expect(r.code, r.stderr).to.equal(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(out.error).to.match(/^TAPFIT_E_BACKEND backend 'wasm' did not initialise: another backend change \(tf.setBackend, tf.removeBackend or tf.engine\(\).reset\(\)\) ran while it was initialising/);
+      expect(out.error).to.not.contain('version');
+      expect(out).to.include({ again: 'wasm', shim: true });
+    });
+
     it("'auto' takes an installed tfjs-node and reports the skipped tfjs-node-gpu", async () => {
       // No WebGPU adapter, so that a machine with a GPU (where 'auto' takes webgpu before tfjs-node) gives the same answer.
       const r = await runChild(
