@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { noteTapfitRegistration } from './stock-registrations';
 
 type CpuBackend = { data: { get(id: tf.DataId): { values: ArrayLike<number> } }; makeTensorInfo(shape: number[], dtype: tf.DataType, values: ArrayLike<number>): tf.TensorInfo };
 
@@ -17,7 +18,7 @@ export function installCpuCastCopies(): void {
   if (installed || !original) return;
   installed = true;
   tf.unregisterKernel('Cast', 'cpu');
-  tf.registerKernel({
+  const copying: tf.KernelConfig = {
     ...original,
     kernelFunc: (args) => {
       const { x } = args.inputs as { x: tf.TensorInfo };
@@ -28,5 +29,7 @@ export function installCpuCastCopies(): void {
       const values = backend.data.get(x.dataId).values;
       return backend.makeTensorInfo([...x.shape], dtype, dtype === 'float32' ? Float32Array.from(values) : Int32Array.from(values));
     },
-  });
+  };
+  tf.registerKernel(copying);
+  noteTapfitRegistration(copying);
 }

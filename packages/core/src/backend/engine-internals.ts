@@ -287,6 +287,27 @@ export function backendInitGeneration(): number | undefined {
   return typeof id === 'number' ? id : undefined;
 }
 
+/** Names of the backends registered so far (initialised or not). */
+export function registeredBackendNames(): string[] {
+  return Object.keys(engine().registryFactory ?? {});
+}
+
+/**
+ * Calls `listener(name)` after every backend registration from now on (a backend package
+ * registers its backend as it loads). False when this tfjs has no `engine.registerBackend`.
+ */
+export function watchBackendRegistrations(listener: (name: string) => void): boolean {
+  const e = engine() as unknown as { registerBackend?: (name: string, ...rest: unknown[]) => boolean };
+  const original = e.registerBackend;
+  if (typeof original !== 'function') return false;
+  e.registerBackend = (name, ...rest) => {
+    const registered = original.call(e, name, ...rest);
+    listener(name);
+    return registered;
+  };
+  return true;
+}
+
 /** A variable name no live tf.Variable has: tfjs keeps variable names global and refuses a duplicate. */
 export function uniqueVariableName(base: string): string {
   assertEngineInternals();

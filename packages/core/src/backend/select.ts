@@ -7,6 +7,7 @@ import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, MemoryGu
 import { installMissingKernelErrors } from './missing-kernel';
 import { installTapeOrder } from './tape-order';
 import { installTapeRelease } from './tape-release';
+import { routeReplacementWarnings } from './wasm-shim/overrides';
 import { activateTensorflow, resolvePackage, TENSORFLOW_PACKAGES, TensorflowPackage } from './tensorflow';
 import { checkThreadsOption, type ThreadChoice } from './thread-count';
 import { activateWasm, wasmPackageInstalled } from './wasm';
@@ -101,12 +102,21 @@ async function select(resolved: ReturnType<typeof resolvePreference>, options: S
   const key = JSON.stringify([resolved.preference, threads, options.memoryBudgetBytes ?? null]);
   if (last && last.key === key && stillInPlace(last)) return last.selection;
 
-  assertEngineInternals();
-  installTapeRelease();
-  installTapeOrder();
-  installMissingKernelErrors();
-  installGradientFixes();
-  const chosen = await activate(resolved.preference, resolved.source, threads);
+  const log = options.log === false ? null : (options.log ?? new ConsoleLogger());
+  const warn = (line: string) => (typeof log === 'function' ? log(line) : log?.warn(line));
+  // A kernel or gradient of the program's own that the installs replace is named through the same log.
+  const unroute = routeReplacementWarnings(warn);
+  let chosen: Chosen;
+  try {
+    assertEngineInternals();
+    installTapeRelease();
+    installTapeOrder();
+    installMissingKernelErrors();
+    installGradientFixes();
+    chosen = await activate(resolved.preference, resolved.source, threads);
+  } finally {
+    unroute();
+  }
   const budget = options.memoryBudgetBytes ?? (chosen.name === 'wasm' ? DEFAULT_WASM_BUDGET_BYTES : undefined);
   let memoryGuard: MemoryGuard | null = null;
   const notes: string[] = [];
@@ -131,14 +141,10 @@ async function select(resolved: ReturnType<typeof resolvePreference>, options: S
     ...(chosen.warning ? { warning: chosen.warning } : {}),
   };
   last = { key, selection, backend: initialisedBackend(chosen.name) };
-  if (options.log !== false) {
-    const log = options.log ?? new ConsoleLogger();
+  if (log) {
     if (typeof log === 'function') log(reason);
     else log.info(reason);
-    if (selection.warning) {
-      if (typeof log === 'function') log(selection.warning);
-      else log.warn(selection.warning);
-    }
+    if (selection.warning) warn(selection.warning);
   }
   return selection;
 }

@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { TapfitError } from '../../src/errors';
 import { installWasmFastKernels, installWasmShim, NOT_BRIDGED, uninstallWasmFastKernels, uninstallWasmShim, WASM_SHIM_KERNELS, wasmShimInstalled } from '../../src/backend';
+import { runChild } from './child-process';
 import { on, relativeError, useShimmedWasm } from './helpers';
 
 /** Run f with the stock wasm kernels, then put the shim back. */
@@ -190,6 +191,56 @@ describe('backend: wasm training shim', function () {
     expect(before.size).to.be.above(100);
     expect([...after.keys()]).to.deep.equal([...before.keys()]);
     for (const [k, f] of before) expect(after.get(k) === f, k).to.equal(true);
+  });
+
+  it("replacing the program's own kernel or gradient warns once, naming it; one registered after tapfit's stays through a re-selection and an uninstall", async function () {
+    this.timeout(120_000);
+    // In a fresh process: the program's registrations and the once-only warnings are process-wide.
+    const r = await runChild(`
+      (async () => {
+        require('@tensorflow/tfjs-backend-wasm');
+        await tf.setBackend('wasm');
+        const calls = [];
+        const wrapKernel = (label) => {
+          const current = tf.getKernel('Transpose', 'wasm');
+          tf.unregisterKernel('Transpose', 'wasm');
+          tf.registerKernel({ ...current, kernelFunc: (args) => (calls.push(label), current.kernelFunc(args)) });
+        };
+        const wrapTileGrad = (label) => {
+          const current = tf.getGradient('Tile');
+          tf.registerGradient({ ...current, gradFunc: (...args) => (calls.push(label), current.gradFunc(...args)) });
+        };
+        const use = () => tf.tidy(() => {
+          tf.transpose(tf.ones([3, 4])).dataSync();
+          tf.grad((v) => tf.tile(v, [2, 2]).sum())(tf.ones([2, 3])).dataSync();
+        });
+        wrapKernel('Transpose before');
+        wrapTileGrad('Tile grad before');
+        const lines = [];
+        const log = (line) => lines.push(line);
+        await backend.selectBackend('wasm', { threads: 1, log });
+        use();
+        const before = calls.splice(0);
+        wrapKernel('Transpose after');
+        wrapTileGrad('Tile grad after');
+        await backend.selectBackend('wasm', { threads: 1, memoryBudgetBytes: 2 ** 30, log });
+        use();
+        backend.uninstallWasmShim();
+        backend.uninstallGradientFixes();
+        use();
+        await backend.selectBackend('wasm', { threads: 1, log });
+        console.log(JSON.stringify({ warnings: lines.filter((l) => !l.startsWith('backend: ')), before, after: calls }));
+      })();
+    `);
+    expect(r.code, r.stderr).to.equal(0);
+    const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+    const warning = (what: string) =>
+      `tapfit replaced your registration of the ${what} with its own: tapfit's kernels and gradients take precedence over those registered before selectBackend() (or installWasmShim()). To use yours, register it after that call; tapfit keeps it then.`;
+    // Once each, though the last selection replaced both again.
+    expect(out.warnings).to.have.members([warning("gradient of 'Tile'"), warning("kernel 'Transpose' for backend 'wasm'")]);
+    expect(out.warnings).to.have.length(2);
+    expect(out.before).to.deep.equal([]);
+    expect(out.after).to.deep.equal(['Transpose after', 'Tile grad after', 'Transpose after', 'Tile grad after']);
   });
 
   it('installs idempotently and uninstalls to the exact stock kernels', () => {
