@@ -75,6 +75,20 @@ core.selectBackend('wasm', { log: false })
     });
   }
 
+  it('with core loaded, tf.ready() keeps cpu whichever of core and the wasm package is required first; without core it picks wasm (docs/backends.md §0)', async () => {
+    const readyOn: Record<string, string> = {};
+    for (const order of [['tfjs', 'wasm'], ['tfjs', 'wasm', 'core'], ['tfjs', 'core', 'wasm']]) {
+      const { code, out } = await runChild(`
+for (const m of ${JSON.stringify(order)}) require(modules[m]);
+const tf = require(modules.tfjs);
+tf.ready().then(() => console.log('RESULT ' + JSON.stringify(tf.getBackend())));
+`);
+      expect(code, out).to.equal(0);
+      readyOn[order.join(', ')] = resultOf(out);
+    }
+    expect(readyOn).to.deep.equal({ 'tfjs, wasm': 'wasm', 'tfjs, wasm, core': 'cpu', 'tfjs, core, wasm': 'cpu' });
+  });
+
   it("selectBackend('wasm') alone lets unchanged model.fit code train a convnet; stock wasm cannot", async () => {
     const shimmed = await runChild(`
 const tf = require(modules.tfjs);
