@@ -66,7 +66,7 @@ function hookEngine(): () => void {
  * Only tensors allocated after installation are counted; `selectBackend`
  * installs the guard right after initialising the backend.
  * Installing again on the same backend just changes the budget. A backend made anew
- * under the same name (after tf.engine().reset()) gets a new guard: the old one's hooks
+ * under the same name (after an engine reset) gets a new guard: the old one's hooks
  * are on an instance nobody uses any more.
  */
 export function installMemoryGuard(budgetBytes: number, backendName: string = tf.getBackend()): MemoryGuard {

@@ -151,7 +151,7 @@ async function select(resolved: ReturnType<typeof resolvePreference>, options: S
 
 /**
  * Whether what a selection set up is all still there: its backend active and the same
- * instance (tf.engine().reset() makes a new one, without the guard's hooks), the gradient
+ * instance (an engine reset makes a new one, without the guard's hooks), the gradient
  * fixes and its shim installed (uninstallWasmShim(), uninstallGradientFixes() take them
  * out), its memory guard not removed.
  */

@@ -74,7 +74,7 @@ export async function activateWasm(asked?: number | 'auto'): Promise<ThreadChoic
 
 /**
  * tfjs drops an asynchronous initialisation that another one (or tf.removeBackend, or
- * tf.engine().reset()) overtook, and says nothing: setBackend just resolves to false. That is
+ * an engine reset) overtook, and says nothing: setBackend just resolves to false. That is
  * not a broken install, so the error says what happened instead of blaming versions.
  */
 function overtaken(generation: number | undefined): TapfitError | null {
@@ -83,7 +83,7 @@ function overtaken(generation: number | undefined): TapfitError | null {
   if (generation === undefined || now === undefined || now <= generation + 1) return null;
   return new TapfitError(
     ErrorCodes.BACKEND,
-    "backend 'wasm' did not initialise: another backend change (tf.setBackend, tf.removeBackend or tf.engine().reset()) ran while it was initialising, and tfjs drops an initialisation overtaken that way. Await selectBackend() before changing the backend, then call selectBackend() again.",
+    "backend 'wasm' did not initialise: another backend change (tf.setBackend, tf.removeBackend or an engine reset) ran while it was initialising, and tfjs drops an initialisation overtaken that way. Await selectBackend() before changing the backend, then call selectBackend() again.",
   );
 }
 
