@@ -287,6 +287,12 @@ export function backendInitGeneration(): number | undefined {
   return typeof id === 'number' ? id : undefined;
 }
 
+/** tfjs's gradient registry (kernel name to gradient), which it does not list publicly; null when not found. */
+export function gradientRegistry(): ReadonlyMap<string, tf.GradConfig> | null {
+  const registry = (globalThis as { _tfGlobals?: Map<string, unknown> })._tfGlobals?.get('gradRegistry');
+  return registry instanceof Map ? (registry as Map<string, tf.GradConfig>) : null;
+}
+
 /** Names of the backends registered so far (initialised or not). */
 export function registeredBackendNames(): string[] {
   return Object.keys(engine().registryFactory ?? {});

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { registeredBackendNames, watchBackendRegistrations } from './engine-internals';
+import { gradientRegistry, registeredBackendNames, watchBackendRegistrations } from './engine-internals';
 
 /*
  * tfjs's own kernel and gradient registrations, to tell a user's apart when tapfit
@@ -23,8 +23,7 @@ function recordKernels(backendName: string): void {
 }
 
 function recordAtLoad(): void {
-  const gradients = (globalThis as { _tfGlobals?: Map<string, unknown> })._tfGlobals?.get('gradRegistry');
-  if (gradients instanceof Map) for (const [name, g] of gradients) stockGradients.set(name, g as tf.GradConfig);
+  for (const [name, g] of gradientRegistry() ?? []) stockGradients.set(name, g);
   for (const name of registeredBackendNames()) recordKernels(name);
   watchBackendRegistrations((name) => {
     if (recordedBackends.has(name)) return;
