@@ -24,12 +24,12 @@ export function installFastTranspose(o: Overrides): void {
     if (plan === 'copy') {
       // Only axes of size 1 move. A copy, not shared data: XNNPACK caches a product's
       // packed right operand by data id, so one id must not appear with two shapes.
-      const from = heap.offset(x) >> 2;
-      heap.words().copyWithin(heap.offset(out) >> 2, from, from + tf.util.sizeFromShape(x.shape));
+      const from = heap.offset(x) >>> 2; // unsigned: offsets reach 4 GiB
+      heap.words().copyWithin(heap.offset(out) >>> 2, from, from + tf.util.sizeFromShape(x.shape));
       return out;
     }
     const words = heap.words();
-    const m = heap.meta >> 2;
+    const m = heap.meta >>> 2;
     words.fill(0, m, m + 40);
     words[m] = plan.outer.length;
     words[m + 1] = plan.rows;

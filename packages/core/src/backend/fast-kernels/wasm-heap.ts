@@ -108,13 +108,14 @@ function instantiate(b: BackendWasmInternals): WasmHeap | null {
   const shared = typeof SharedArrayBuffer !== 'undefined' && memory.buffer instanceof SharedArrayBuffer;
   const module = new WasmApi.Module(Buffer.from(shared ? KERNELS_WASM_SHARED : KERNELS_WASM, 'base64'));
   const kernels = new WasmApi.Instance(module, { env: { memory } }).exports as unknown as HeapKernels;
-  const meta = b.wasm._malloc(64 * 4);
+  // Heap offsets are unsigned: emscripten's malloc returns them as signed i32, negative above 2 GiB.
+  const meta = b.wasm._malloc(64 * 4) >>> 0;
   const threads = shared ? startHelpers(b, module, memory) : null;
   const heap: WasmHeap = {
     kernels,
     meta,
     threads,
-    gemmScratch: Array.from({ length: 1 + (threads?.size ?? 0) }, () => b.wasm._malloc(GEMM_SCRATCH_BYTES)),
+    gemmScratch: Array.from({ length: 1 + (threads?.size ?? 0) }, () => b.wasm._malloc(GEMM_SCRATCH_BYTES) >>> 0),
     parts: () => (threads ? threads.parts() : 1),
     run: (name, argLists) => {
       // heap.kernels, read at the call: tests wrap it to count calls.
@@ -166,5 +167,6 @@ export const isMovable = (dtype: tf.DataType): boolean => dtype === 'float32' ||
 export function elementsOf(heap: WasmHeap, t: tf.TensorInfo): Int32Array | Uint8Array {
   const n = tf.util.sizeFromShape(t.shape);
   const at = heap.offset(t);
-  return t.dtype === 'bool' ? new Uint8Array(heap.words().buffer, at, n) : heap.words().subarray(at >> 2, (at >> 2) + n);
+  // `>>> 2`: offsets at 2 GiB and above have the top bit set, which `>> 2` would make negative.
+  return t.dtype === 'bool' ? new Uint8Array(heap.words().buffer, at, n) : heap.words().subarray(at >>> 2, (at >>> 2) + n);
 }
