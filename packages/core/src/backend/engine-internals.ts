@@ -42,6 +42,7 @@ type AddTapeNode = (kernelName: string, inputs: Record<string, tf.Tensor>, outpu
 interface EngineState {
   activeTape?: TapeNode[] | null;
   gradientDepth: number;
+  kernelDepth: number;
   registeredVariables: Record<string, tf.Variable>;
   tensorInfo: WeakMap<tf.DataId, EngineTensorInfo>;
 }
@@ -82,6 +83,7 @@ const isFunction = (v: unknown): boolean => typeof v === 'function';
 const SURFACE: { name: string; read: () => unknown; ok: (v: unknown) => boolean; expected: string }[] = [
   ...(['registry', 'registryFactory', 'state'] as const).map((k) => ({ name: `engine.${k}`, read: () => engine()[k], ok: isObject, expected: 'an object' })),
   { name: 'engine.state.gradientDepth', read: () => engine().state?.gradientDepth, ok: (v) => typeof v === 'number', expected: 'a number' },
+  { name: 'engine.state.kernelDepth', read: () => engine().state?.kernelDepth, ok: (v) => typeof v === 'number', expected: 'a number' },
   { name: 'engine.state.activeTape', read: () => engine().state?.activeTape, ok: (v) => v == null || Array.isArray(v), expected: 'null or an array' },
   { name: 'engine.state.registeredVariables', read: () => engine().state?.registeredVariables, ok: isObject, expected: 'an object' },
   { name: 'engine.state.tensorInfo', read: () => engine().state?.tensorInfo, ok: (v) => v instanceof WeakMap || v instanceof Map, expected: 'a WeakMap' },
@@ -192,6 +194,16 @@ export function tensorIdWatermark(): number {
 /** How many gradient tapes are recording (0: none); a tape inside another records second derivatives. */
 export function gradientDepth(): number {
   return engine().state.gradientDepth;
+}
+
+/** How many kernels are running (0: none; an op's kernel that runs other ops nests them). */
+export function kernelDepth(): number {
+  return engine().state.kernelDepth;
+}
+
+/** The live tf.Variables (a model's weights, a tfjs optimizer's state). */
+export function liveVariables(): tf.Variable[] {
+  return Object.values(engine().state.registeredVariables);
 }
 
 /** Runs `f` as if no tape were recording, then puts the engine's tape back as it was (a nested tf.grads resets it). */

@@ -2,7 +2,10 @@ import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import { engineTensorInfo, wrapMoveData } from './engine-internals';
 import { installKernelRollback, note, type RollbackTarget } from './kernel-rollback';
+import { formatBytes, memoryAdvice } from './memory-advice';
 import { installTapeRelease } from './tape-release';
+
+export { formatBytes };
 
 /** Default byte budget on wasm: its heap silently corrupts tensors past ~3.5 GiB (docs/backends.md §4). */
 export const DEFAULT_WASM_BUDGET_BYTES = 3 * 2 ** 30;
@@ -199,9 +202,9 @@ class GuardImpl implements MemoryGuard, RollbackTarget {
       ErrorCodes.MEMORY,
       `memory budget exceeded on backend '${this.backendName}': allocating ${formatBytes(bytes)} (${dtype} [${shape.join(',')}]) ` +
         `would bring live tensor memory from ${formatBytes(this.usedBytes)} to ${formatBytes(this.usedBytes + bytes)}, ` +
-        `over the budget of ${formatBytes(this.budget)}. Dispose tensors you no longer need (tf.tidy / dispose), use a smaller batch, ` +
-        `or change the budget with selectBackend(name, { memoryBudgetBytes })` +
-        (this.backendName === 'wasm' ? ' (wasm corrupts data silently above ~3.5 GiB, so do not go past that).' : '.'),
+        `over the budget of ${formatBytes(this.budget)}. ${memoryAdvice({ backendName: this.backendName, bytes, limitBytes: this.budget })} ` +
+        `The budget can be changed with selectBackend(name, { memoryBudgetBytes })` +
+        (this.backendName === 'wasm' ? ' (up to ~3.5 GiB on wasm, whose heap ends at 4 GiB).' : '.'),
     );
   }
 
@@ -221,11 +224,4 @@ function byteSize(shape: number[], dtype: tf.DataType, values: unknown): number 
   }
   // A complex64 tensor only points at its real and imaginary float32 parts, counted on their own.
   return dtype === 'complex64' ? 0 : size * tf.util.bytesPerElement(dtype);
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes >= 2 ** 30) return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
-  if (bytes >= 2 ** 20) return `${(bytes / 2 ** 20).toFixed(1)} MiB`;
-  if (bytes >= 2 ** 10) return `${(bytes / 2 ** 10).toFixed(1)} KiB`;
-  return `${bytes} B`;
 }

@@ -5,6 +5,7 @@ import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, type Mem
 import { SilentLogger, Trainer } from '../../src';
 import { sgd } from '../../src/transforms';
 import { blobData, tinyModel } from '../../src/testing';
+import { arrayData } from '../../src/data/tensor-data';
 import { useShimmedWasm } from './helpers';
 import { thrown } from '../fixtures';
 import { runChild } from './child-process';
@@ -203,6 +204,44 @@ describe('backend: memory guard', function () {
     data.dispose();
     expect(tf.memory().numTensors).to.equal(before);
     expect(guard.usedBytes).to.equal(usedBefore);
+  });
+
+  it("says what to do for the kind of tensor refused: the model's own (no batch size helps), data uploaded at once, an op's output", async () => {
+    const guard = getMemoryGuard('wasm')!;
+    // Sizes well above what is live already, so that each is a large part of the budget.
+    const unit = Math.max(MiB, 2 ** Math.ceil(Math.log2(guard.usedBytes + 1)));
+    const refusal = async (f: () => unknown, room: number) => {
+      guard.budgetBytes = guard.usedBytes + room;
+      try {
+        const err = await Promise.resolve().then(f).then(() => null, (e: TapfitError) => e);
+        expect(err?.code, err?.message).to.equal('TAPFIT_E_MEMORY');
+        return err!.message;
+      } finally {
+        guard.budgetBytes = DEFAULT_WASM_BUDGET_BYTES;
+      }
+    };
+    // A dense layer whose weight gradient does not fit beside the weights: the model is too big for wasm.
+    const features = Math.round(Math.sqrt(unit / 4));
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [features], units: features, useBias: false })] });
+    const trainer = new Trainer({ model, loss: 'meanSquaredError', optimizer: sgd({ lr: 0.1 }), logger: new SilentLogger() });
+    await trainer.setup();
+    const kernel = Object.values(trainer.variables)[0];
+    const [x, y] = [tf.zeros([2, features]), tf.zeros([2, features])];
+    const step = await refusal(() => trainer.fit(x, y, { epochs: 1, batchSize: 2 }), kernel.size * 2);
+    expect(step).to.contain(`the variable '${kernel.name}'`).and.contain('the model itself does not fit').and.contain("selectBackend('cpu')").and.contain('@tensorflow/tfjs-node');
+    expect(step).to.not.contain('use a smaller batch');
+    trainer.dispose();
+    model.dispose();
+    tf.dispose([x, y]);
+    // A dataset uploaded whole: stream it.
+    const rows = (unit / 4 / 10) | 1;
+    const upload = await refusal(() => arrayData({ x: new Float32Array(rows * 10), y: new Float32Array(rows), xShape: [10] }), unit / 4);
+    expect(upload).to.contain('datasetData').and.not.contain('model itself');
+    // An op's output: a smaller batch, or recomputation.
+    const a = tf.ones([unit / 4 + 3]);
+    const sum = await refusal(() => tf.add(a, a), unit / 2);
+    expect(sum).to.contain('use a smaller batch').and.contain('memoryBudget(').and.not.contain('datasetData').and.not.contain('model itself');
+    a.dispose();
   });
 
   it('tracks peak usage', () => {
