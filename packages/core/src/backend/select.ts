@@ -11,6 +11,7 @@ import { routeReplacementWarnings } from './wasm-shim/overrides';
 import { activateTensorflow, resolvePackage, TENSORFLOW_PACKAGES, TensorflowPackage } from './tensorflow';
 import { checkThreadsOption, type ThreadChoice } from './thread-count';
 import { activateWasm, wasmPackageInstalled } from './wasm';
+import { installWasmMallocCheck } from './wasm-malloc-check';
 import { activateHardwareWebgpu, activateWebgpu, formatAdapter, type GpuAdapter } from './webgpu';
 import { gradientFixesInstalled, installGradientFixes, installWasmShim, wasmShimInstalled } from './wasm-shim';
 import { webgpuShimInstalled } from './webgpu-shim';
@@ -218,6 +219,7 @@ async function activate(preference: BackendPreference, source: BackendSelection[
     case 'wasm': {
       const choice = await activateWasm(threads);
       installWasmShim();
+      installWasmMallocCheck(tf.backend());
       return { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', why: `${asked}; ${describeWasm(choice)}`, threads: choice };
     }
     case 'tensorflow': {
@@ -252,6 +254,7 @@ async function activate(preference: BackendPreference, source: BackendSelection[
       if (wasmPackageInstalled()) {
         const choice = await activateWasm(threads);
         installWasmShim();
+        installWasmMallocCheck(tf.backend());
         return { name: 'wasm', package: '@tensorflow/tfjs-backend-wasm', why: [...skipped, describeWasm(choice)].join('; '), threads: choice };
       }
       skipped.push('tfjs-backend-wasm not installed');

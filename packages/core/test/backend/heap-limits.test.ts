@@ -116,4 +116,69 @@ describe('backend: the wasm heap at its limits', function () {
       expect(out.leaked).to.equal(0);
     });
   }
+
+  it('an allocation that no free block of the heap can hold throws TAPFIT_E_MEMORY, whatever the budget, and writes nothing (a fragmented heap)', async function () {
+    // Fragments the heap as a fit's optimizer state can (live blocks spread over it): raw
+    // blocks of 64 MiB until the heap can grow no more, every other one freed again. Half
+    // the heap is then free, but no free block holds 100 MiB, while the guard, which counts
+    // tensors, sees next to nothing used. emscripten's malloc returns 0 then, and
+    // tfjs-backend-wasm put the tensor at offset 0, over the heap's start.
+    const r = await runChild(`
+      (async () => {
+        await backend.selectBackend('wasm', { log: false, threads: 1 });
+        const be = tf.backend();
+        const guard = backend.getMemoryGuard('wasm');
+        const sentinels = Array.from({ length: 8 }, (_, i) => tf.fill([1024], i + 0.5));
+        const blocks = [];
+        for (;;) {
+          let at = 0;
+          try {
+            at = be.wasm._malloc(${64 * 2 ** 20}) >>> 0;
+          } catch {}
+          if (!at || blocks.length === 80) break;
+          blocks.push(at);
+        }
+        if (blocks.length < 8) {
+          console.log(JSON.stringify({ skip: 'the wasm heap grew to ' + blocks.length + ' blocks of 64 MiB only' }));
+          return;
+        }
+        for (let i = 0; i < blocks.length; i += 2) be.wasm._free(blocks[i]);
+        const accounts = () => ({ guard: guard.usedBytes, bytes: tf.memory().numBytes, tensors: tf.memory().numTensors, dataIds: be.numDataIds() });
+        const before = accounts();
+        const n = ${(100 * 2 ** 20) / 4};
+        const refusals = {};
+        for (const [name, f] of Object.entries({ kernel: () => tf.fill([n], 7), upload: () => tf.tensor1d(new Float32Array(n).fill(7)) })) {
+          try {
+            f().dispose();
+            refusals[name] = 'allocated';
+          } catch (err) {
+            refusals[name] = err.code + ': ' + err.message;
+          }
+        }
+        const after = accounts();
+        const kept = sentinels.every((s, i) => be.readSync(s.dataId).every((v) => v === i + 0.5));
+        const small = Array.from(tf.add(tf.ones([4]), tf.ones([4])).dataSync());
+        for (let i = 1; i < blocks.length; i += 2) be.wasm._free(blocks[i]);
+        const whole = tf.fill([n], 7);
+        const fits = whole.dataSync()[n - 1] === 7;
+        whole.dispose();
+        console.log(JSON.stringify({ blocks: blocks.length, heap: be.wasm.HEAPU8.length, before, after, refusals, kept, small, fits }));
+      })().catch((err) => console.log(JSON.stringify({ error: String(err && err.stack) })));
+    `, {}, 200_000);
+    const last = r.stdout.trim().split('\n').pop() ?? '';
+    expect(r.code, `exit code; stdout: ${r.stdout.slice(-1000)} stderr: ${r.stderr.slice(-2000)}`).to.equal(0);
+    const out = JSON.parse(last);
+    if (out.skip) {
+      console.log(`      skipped: ${out.skip}`);
+      this.skip();
+    }
+    expect(out.error).to.equal(undefined);
+    for (const how of ['kernel', 'upload']) {
+      expect(out.refusals[how], how).to.match(/^TAPFIT_E_MEMORY: the wasm heap has no free block of 100\.0 MiB: .* live in a heap of \d\.\d\d GiB/);
+    }
+    expect(out.after, 'nothing was allocated').to.deep.equal(out.before);
+    expect(out.kept, 'live tensors keep their values').to.equal(true);
+    expect(out.small, 'the module works on').to.deep.equal([2, 2, 2, 2]);
+    expect(out.fits, 'the same tensor fits once the heap has a block for it').to.equal(true);
+  });
 });
