@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { engineGradients } from '../backend/engine-internals';
+import { engineGradients, wrapRunKernelFunc } from '../backend/engine-internals';
 import type { SegmentContext } from '../model/segment';
 import { modelVariables, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { storeAllPlan } from '../step/memory-plan';
@@ -10,7 +10,7 @@ import { backwardOf, forwardOf, inputGradNeeded, inverseOf, localVjp, lossHead, 
 
 /**
  * What one segment costs in memory, measured once on a sample batch. Bytes are TF.js's
- * own accounting (`tf.memory().numBytes`, `tf.profile().peakBytes`): every tensor handle
+ * own accounting (`tf.memory().numBytes` at each kernel's end, what `tf.profile().peakBytes` reads): every tensor handle
  * counts its bytes, clones included. Peaks are taken above what was live when the
  * phase began, so they add up along a step (see predictPeakBytes).
  */
@@ -79,7 +79,7 @@ const REPLAY: SegmentContext = { ...TRAINING, recomputing: true };
 
 /**
  * Measures each segment once on `sample` under every policy the executor can give it,
- * running the executor's own code paths under `tf.profile`, with the step's `loss`
+ * running the executor's own code paths with a kernel hook, with the step's `loss`
  * (the trainer's: its gradient is what flows back). Every measurement starts from the
  * model's state as it was (all segment variables, and the host state tied to them with
  * `tieHostState`, are restored before each and at the end), and each replayed forward
@@ -148,8 +148,9 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean, st
     const none = { storedBytes: 0, storeForwardPeakBytes: 0, storeBackwardPeakBytes: 0, storeNetBytes: 0, vjpPeakBytes: 0, vjpNetBytes: 0 };
     return { cost: { ...base, differentiable: false, ...none, inputGradBytes: 0 }, ys };
   }
-  const dys = ys.map((y) => (isFloat(y) ? tf.randomNormal(y.shape) : null));
+  let dys: (tf.Tensor | null)[] = [];
   try {
+    dys = tf.tidy(() => ys.map((y) => (isFloat(y) ? tf.randomNormal(y.shape) : null)) as tf.Tensor[]);
     const targets = [...(needDx ? xs : []), ...level.variables];
 
     // store, forward half: the tape alone (nothing depends on it, so the backward is empty).
@@ -228,6 +229,9 @@ async function measureSegment(level: Level, xs: tf.Tensor[], needDx: boolean, st
       invertBackwardNetBytes,
     };
     return { cost, ys };
+  } catch (err) {
+    tf.dispose(ys); // a measurement refused (a memory guard): nothing is handed on
+    throw err;
   } finally {
     tf.dispose(dys.filter((d): d is tf.Tensor => d !== null));
   }
@@ -261,14 +265,35 @@ interface Measured<T> {
   ms: number;
 }
 
+/**
+ * Runs `fn` and records, at the end of each kernel it runs (nested ones included, inner
+ * first, as tf.profile lists them), the live bytes; `ms` is the time spent in its kernels.
+ * Not under tf.profile: its profiler runs each kernel inside the backend's async timer, so
+ * a kernel that throws (a memory guard's refusal) left tfjs reading outputs that were never
+ * made ("Cannot read properties of undefined (reading 'map')") and the real error in a
+ * rejection nobody awaited, which ended the process. Here the kernel's error is fn's.
+ */
 async function measure<T>(fn: (start: number) => T): Promise<Measured<T>> {
   const start = liveBytes();
-  let result!: T;
-  const info = await tf.profile(() => {
-    result = fn(start);
+  const kernels: Measured<T>['kernels'] = [];
+  let ms = 0;
+  let depth = 0;
+  const unwrap = wrapRunKernelFunc((runKernelFunc) => (params) => {
+    const began = depth++ === 0 ? performance.now() : 0;
+    try {
+      const out = runKernelFunc(params);
+      kernels.push({ name: (params as { kernelName?: string }).kernelName ?? 'customGrad', totalBytesSnapshot: liveBytes() });
+      return out;
+    } finally {
+      if (--depth === 0) ms += performance.now() - began;
+    }
   });
-  const kernels = info.kernels.map((k) => ({ name: k.name, totalBytesSnapshot: k.totalBytesSnapshot }));
-  const ms = info.kernels.reduce((a, k) => a + (typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0), 0);
+  let result: T;
+  try {
+    result = fn(start);
+  } finally {
+    unwrap();
+  }
   return { result, peak: Math.max(0, ...kernels.map((k) => k.totalBytesSnapshot - start)), start, kernels, ms };
 }
 

@@ -22,17 +22,20 @@ type Grad = tf.Tensor | null;
  * returns, so a backward's peak is what its current node needs rather than everything
  * it has computed. Same gradient functions, same order, same sums. Inside an outer
  * taped gradient (second derivatives) it defers to the engine. If `f` or the backward
- * throws, the tape's saved tensors are freed too.
+ * throws, the tape's saved tensors (and f's result) are freed too.
  */
 export function gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor): { value: tf.Tensor; grads: Grad[] } {
   if (gradientDepth() !== 0) return engineGradients(f, xs, dy, true);
+  let value: tf.Tensor | undefined;
   try {
     const { y, tape } = recordTape(f);
+    value = y;
     const grads = backward(tape, xs, y, dy);
     releaseTape();
     return { value: y, grads };
   } catch (err) {
     releaseTape();
+    value?.dispose(); // f's result, when the backward failed
     throw err;
   }
 }

@@ -23,6 +23,7 @@ import {
   type SegmentCost,
   type TrainableModel,
 } from '../../src';
+import { installMemoryGuard } from '../../src/backend';
 import { dense, disposeModel, planOf, relativeError, requestOf, residualBlock, residualMlp, reversibleNet, smallCnn } from './models';
 
 const xent = losses.softmaxCrossEntropy;
@@ -354,6 +355,43 @@ describe('memory: profile, prediction and BudgetPlanner', () => {
       expect(err).to.be.instanceOf(TapfitError);
       expect(((err as TapfitError).cause as TapfitError).code).to.equal('TAPFIT_E_MEMORY');
       expect((err as Error).message).to.match(/memory-budget.*smallest predicted peak/);
+      tf.dispose([sample.x, sample.y]);
+      disposeModel(model);
+    });
+
+    it('a sample whose profiling the memory guard refuses fails setup with TAPFIT_E_MEMORY as the cause, at any point, leaving nothing behind (no TypeError, no unhandled rejection)', async () => {
+      const sample = mlpSample(64, 8);
+      const model = residualMlp(2, 8, 32);
+      const unhandled: unknown[] = [];
+      const onUnhandled = (reason: unknown) => unhandled.push(reason);
+      process.on('unhandledRejection', onUnhandled);
+      const tensors = tf.memory().numTensors;
+      let refusals = 0;
+      try {
+        // The guard counts what is allocated once it is installed: budgets from a few activations of the sample up to what profiling needs.
+        for (let budget = 2048; ; budget += 2048) {
+          const trainer = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05 }), plugins: [memoryBudget({ budgetBytes: 1e9, sample })], logger: new SilentLogger() });
+          const guard = installMemoryGuard(budget, 'cpu');
+          let err: TapfitError | undefined;
+          try {
+            await trainer.setup().catch((e: TapfitError) => (err = e));
+            await new Promise((resolve) => setTimeout(resolve, 20));
+          } finally {
+            guard.remove();
+            trainer.dispose();
+          }
+          expect(unhandled, `budget ${budget}`).to.deep.equal([]);
+          expect(tf.memory().numTensors, `tensors left after a setup under a budget of ${budget}`).to.equal(tensors);
+          if (!err) break;
+          refusals++;
+          expect(err.code, err.message).to.equal('TAPFIT_E_PLUGIN_FAILED');
+          expect((err.cause as TapfitError).code, String((err.cause as Error).message)).to.equal('TAPFIT_E_MEMORY');
+          expect(err.message).to.match(/memory-budget.*memory budget exceeded on backend 'cpu'/);
+        }
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+      expect(refusals).to.be.at.least(10);
       tf.dispose([sample.x, sample.y]);
       disposeModel(model);
     });
