@@ -1,50 +1,75 @@
 import * as tf from '@tensorflow/tfjs';
+import { formatBytes } from '../backend/memory-guard';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { Batch, BatchOptions, DataSource } from './data-source';
-import { ACCEPTED_PARTS, describe, partProblem, plainBatches, tensorsIn, type DatasetElement } from './plain-batch';
+import { ACCEPTED_PARTS, batchesOf, describe, partBytes, partProblem, tensorsIn, type DatasetElement } from './plain-batch';
+import { ShuffleBuffer } from './shuffle-buffer';
 
 export type { DatasetElement, ElementPart } from './plain-batch';
+
+/** The default shuffle buffer: this many elements, ... */
+export const DEFAULT_SHUFFLE_ELEMENTS = 1024;
+/** ... or fewer, so that they take at most this many bytes (image-sized elements would fill the wasm heap). */
+export const DEFAULT_SHUFFLE_BYTES = 64 * 2 ** 20;
 
 /**
  * Adapts an UNBATCHED (the trainer batches it; a dataset made for model.fitDataset is
  * batched already: `.unbatch()` it, which the trainer's shape check names) `tf.data.Dataset` of `{xs, ys}` elements,
  * each a tensor or a plain number / array / typed array (batched on the host: see plain-batch.ts).
- * Shuffling uses the dataset's seeded shuffle with a buffer of `shuffleBuffer` (default 1024) elements.
+ * Shuffling draws from a seeded buffer of `shuffleBuffer` elements (shuffle-buffer.ts); by
+ * default 1024, or as many as fit in 64 MiB when the elements are larger than 64 KiB.
  */
 export class DatasetData implements DataSource {
   constructor(
     private readonly ds: tf.data.Dataset<DatasetElement>,
-    private readonly shuffleBuffer = 1024,
+    private readonly shuffleBuffer?: number,
     readonly size?: number,
   ) {}
 
-  /** Whether the first element holds a plain xs or ys (set by the check before the first batch). */
-  private plain: boolean | undefined;
+  /** Bytes of the first element as tensors (set by the check before the first batch). */
+  private elementBytes: number | undefined;
 
   async *batches({ batchSize, shuffle, seed, epoch, startBatch = 0 }: BatchOptions): AsyncIterator<Batch> {
-    if (this.plain === undefined) this.plain = await this.checkElements();
-    let ds = this.ds;
-    if (shuffle) ds = ds.shuffle(this.shuffleBuffer, `tapfit:${seed}:${epoch}`, false);
-    if (this.plain) {
-      yield* plainBatches(ds, batchSize, startBatch);
+    if (this.elementBytes === undefined) this.elementBytes = await this.checkElements();
+    const upstream = await this.ds.iterator();
+    if (!shuffle) {
+      yield* batchesOf(upstream, batchSize, startBatch);
       return;
     }
-    const it = await ds.batch(batchSize).skip(startBatch).iterator();
-    for (let r = await it.next(); !r.done; r = await it.next()) {
-      const v = r.value as unknown as { xs: tf.Tensor; ys: tf.Tensor };
-      yield { x: v.xs, y: v.ys };
+    const buffer = new ShuffleBuffer<DatasetElement>(this.shuffleCapacity(), `tapfit:${seed}:${epoch}`, (items) => tf.dispose(tensorsIn(items)));
+    try {
+      yield* batchesOf(buffer.shuffle(upstream), batchSize, startBatch);
+    } catch (err) {
+      throw this.explain(err, buffer.heldAtEnd);
     }
+  }
+
+  /** Elements the shuffle buffer holds: `shuffleBuffer`, or the default's count capped in bytes. */
+  private shuffleCapacity(): number {
+    if (this.shuffleBuffer !== undefined) return this.shuffleBuffer;
+    const bytes = this.elementBytes ?? 0;
+    return bytes > 0 ? Math.max(1, Math.min(DEFAULT_SHUFFLE_ELEMENTS, Math.floor(DEFAULT_SHUFFLE_BYTES / bytes))) : DEFAULT_SHUFFLE_ELEMENTS;
+  }
+
+  /** A refused allocation during a shuffled epoch also names the buffer, which may hold most of the memory. */
+  private explain(err: unknown, held: number): unknown {
+    if (!(err instanceof TapfitError) || err.code !== ErrorCodes.MEMORY || held === 0) return err;
+    return new TapfitError(
+      ErrorCodes.MEMORY,
+      `${err.message} (datasetData's shuffle buffer held ${held} elements then, about ${formatBytes(held * (this.elementBytes ?? 0))}: ` +
+        'pass datasetData(ds, { shuffleBuffer }) a smaller count, or fit with shuffle: false.)',
+      { cause: err },
+    );
   }
 
   /**
    * The first element is { xs, ys } of accepted parts, checked once before any shuffle buffer
-   * fills (an abandoned tf.data iterator never frees the elements it holds). Says whether it
-   * holds plain values.
+   * fills. Returns its size in bytes as tensors.
    */
-  private async checkElements(): Promise<boolean> {
+  private async checkElements(): Promise<number> {
     const [first] = (await this.ds.take(1).toArray()) as unknown[];
     try {
-      if (first === undefined) return false;
+      if (first === undefined) return 0;
       const v = first as { xs?: unknown; ys?: unknown };
       const isObject = typeof v === 'object' && v !== null && !(v instanceof tf.Tensor) && !Array.isArray(v) && !ArrayBuffer.isView(v);
       if (!isObject || !('xs' in v || 'ys' in v)) {
@@ -65,14 +90,21 @@ export class DatasetData implements DataSource {
           : 'Map them to one of these, e.g. ds.map(e => ({ xs: tf.tensor(e.xs), ys: Number(e.ys) })).';
         throw new TapfitError(ErrorCodes.CONFIG, `datasetData: the dataset's elements' xs and ys must each be ${ACCEPTED_PARTS}; got { ${got} }. ${fix}`);
       }
-      return !(v.xs instanceof tf.Tensor && v.ys instanceof tf.Tensor);
+      return partBytes(v.xs) + partBytes(v.ys);
     } finally {
       tf.dispose(tensorsIn(first));
     }
   }
 }
 
-/** `ds`: unbatched `{ xs, ys }` elements, each a tensor, a number, an array of numbers or a typed array. */
+/**
+ * `ds`: unbatched `{ xs, ys }` elements, each a tensor, a number, an array of numbers or a typed array.
+ * `shuffleBuffer`: elements the shuffle draws from (default 1024, fewer for elements over 64 KiB: at most 64 MiB of them).
+ */
 export function datasetData<T extends DatasetElement>(ds: tf.data.Dataset<T>, options: { shuffleBuffer?: number; size?: number } = {}): DatasetData {
+  const n = options.shuffleBuffer;
+  if (n !== undefined && !(Number.isInteger(n) && n >= 1)) {
+    throw new TapfitError(ErrorCodes.CONFIG, `datasetData: shuffleBuffer must be a whole number of elements, at least 1; got ${n}. (fit's shuffle: false turns shuffling off.)`);
+  }
   return new DatasetData(ds as unknown as tf.data.Dataset<DatasetElement>, options.shuffleBuffer, options.size);
 }

@@ -3,14 +3,16 @@ import { ErrorCodes, TapfitError } from '../errors';
 import type { Batch } from './data-source';
 
 /**
- * Batching of dataset elements whose xs or ys are plain values (a number, an array of
- * numbers, nested for more axes, or a typed array), the elements tfjs's csv pipelines
- * make before `.batch()`. tfjs's batch() would make float32 tensors of them; these batches
- * are cut on the host with arrayData's dtypes instead, so the same data trains the same
- * way from either source: xs float32; ys float32, except a batch of whole numbers, one per
- * element, which is int32 class indices (as arrayData reads a flat y). A stream cannot be
- * scanned ahead, so that is decided per batch: whole regression targets come as int32 in
- * some batches, which the losses read as the same float values.
+ * Batching of datasetData's elements, done here rather than by tf.data's `batch()` so that
+ * a fit that stops or fails frees what a half-made batch holds. Tensor parts are stacked,
+ * as tf.data's batch() stacks them. Plain values (a number, an array of numbers, nested
+ * for more axes, or a typed array: the elements tfjs's csv pipelines make before
+ * `.batch()`) are cut on the host with arrayData's dtypes instead of batch()'s float32, so
+ * the same data trains the same way from either source: xs float32; ys float32, except a
+ * batch of whole numbers, one per element, which is int32 class indices (as arrayData
+ * reads a flat y). A stream cannot be scanned ahead, so that is decided per batch: whole
+ * regression targets come as int32 in some batches, which the losses read as the same
+ * float values.
  */
 
 type NumericTypedArray = Float32Array | Int32Array | Uint8Array;
@@ -21,13 +23,27 @@ export type DatasetElement = { xs: ElementPart; ys: ElementPart };
 
 export const ACCEPTED_PARTS = 'a tensor, a number, an array of numbers (nested for more axes) or a typed array';
 
-/** The batches of `ds` (elements already checked by `partProblem`), from batch `startBatch` on. */
-export async function* plainBatches(ds: tf.data.Dataset<DatasetElement>, batchSize: number, startBatch: number): AsyncGenerator<Batch> {
-  const it = await ds.skip(startBatch * batchSize).iterator(); // skip() frees the skipped elements' tensors
+/** What batches are cut from: a tf.data iterator, or a shuffle of one. */
+export interface Elements {
+  next(): Promise<IteratorResult<DatasetElement>>;
+  return?(value?: undefined): Promise<unknown>;
+}
+
+/**
+ * The batches of `elements` (checked by `partProblem`), from batch `startBatch` on. However
+ * it ends (the data ran out, a batch was refused, the consumer stopped early or failed),
+ * what it holds is freed and `elements` is closed, so a shuffle frees its buffer.
+ */
+export async function* batchesOf(elements: Elements, batchSize: number, startBatch: number): AsyncGenerator<Batch> {
   let rows: DatasetElement[] = [];
   try {
+    for (let skip = startBatch * batchSize; skip > 0; skip--) {
+      const r = await elements.next();
+      if (r.done) return;
+      tf.dispose(tensorsIn(r.value)); // batches the stopped epoch trained already
+    }
     for (;;) {
-      const r = await it.next();
+      const r = await elements.next();
       if (!r.done) rows.push(r.value);
       if (rows.length === batchSize || (r.done && rows.length > 0)) {
         const batch = batchOf(rows);
@@ -38,7 +54,8 @@ export async function* plainBatches(ds: tf.data.Dataset<DatasetElement>, batchSi
       if (r.done) return;
     }
   } finally {
-    tf.dispose(tensorsIn(rows)); // a refused batch, or a consumer that stopped early
+    tf.dispose(tensorsIn(rows));
+    await elements.return?.(undefined);
   }
 }
 
@@ -74,6 +91,13 @@ function batchPart(parts: unknown[], what: 'xs' | 'ys'): tf.Tensor {
   }
   const labels = what === 'ys' && shape!.length === 0 && values.every(Number.isInteger);
   return tf.tensor(labels ? Int32Array.from(values) : Float32Array.from(values), [parts.length, ...shape!], labels ? 'int32' : 'float32');
+}
+
+/** Bytes an element's part takes as a tensor (plain values as float32, as they are batched). */
+export function partBytes(part: unknown): number {
+  if (part instanceof tf.Tensor) return part.size * (part.dtype === 'bool' ? 1 : part.dtype === 'complex64' ? 8 : 4);
+  const values: number[] = [];
+  return typeof flattenInto(part, values) === 'string' ? 0 : values.length * 4;
 }
 
 /** What is wrong with an element's xs or ys, in words ("a string"), or undefined when it is accepted. */

@@ -28,7 +28,7 @@ import { describeActiveBackend } from '../backend/select';
 import { Tokens, type Logger, type LossFn, type OptimizerSpec } from '../services/tokens';
 import type { StepTransform } from '../transforms/types';
 import type { Batch, DataSource } from '../data/data-source';
-import { batchesPerEpoch } from '../data/data-source';
+import { batchesPerEpoch, failSource } from '../data/data-source';
 import { describeBackprop, describeTrainer, describeUpdate, type TrainerDescription } from './describe';
 import { checkDataLabels, resolveLoss, type LossSpec } from './losses';
 import { resolveMetrics, type MetricSpec } from './metrics';
@@ -670,11 +670,14 @@ export class Trainer {
         );
       }
       return Object.fromEntries(names.map((n, i) => [n, values[i]]));
+    } catch (err) {
+      throw await failSource(it, err);
     } finally {
       this.fitState = undefined;
       this.epochRun = undefined;
       tf.dispose(pending);
       means.dispose();
+      await it.return?.(); // stopped with data left: the source frees what it holds (a datasetData shuffle buffer)
     }
   }
 
@@ -789,6 +792,7 @@ export class Trainer {
       return Object.fromEntries(['loss', ...metrics.map((m) => m.name)].map((n, i) => [n, values[i]]));
     } finally {
       means.dispose();
+      await it.return?.(); // a failed step: the source frees a half-made batch
     }
   }
 
