@@ -13,6 +13,16 @@ export type LabelKind = 'sparse' | 'dense';
 /** How far a dense label row's sum may be from 1 (float32 soft labels, label smoothing). */
 export const LABEL_SUM_TOLERANCE = 1e-3;
 
+/**
+ * Whether every value is a whole number (a flat y of them is read as class indices). Reads
+ * a typed array in place and stops at the first fraction: a copy into a JS array (Array.from)
+ * fails past V8's ~134M elements.
+ */
+export function allWholeNumbers(values: ArrayLike<number>): boolean {
+  for (let i = 0; i < values.length; i++) if (!Number.isInteger(values[i])) return false;
+  return true;
+}
+
 export function labelKind(labelRank: number, predRank: number): LabelKind | null {
   return labelRank === predRank - 1 ? 'sparse' : labelRank === predRank ? 'dense' : null;
 }

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
 import { ErrorCodes, TapfitError } from '../errors';
-import { checkLabelValues, labelKind, markLabelSource, type LabelSource } from './labels';
+import { allWholeNumbers, checkLabelValues, labelKind, markLabelSource, type LabelSource } from './labels';
 import type { Batch, BatchOptions, DataSource } from './data-source';
 
 /** A seeded permutation of 0..n-1 (Fisher-Yates), the same for the same (seed, epoch). */
@@ -123,7 +123,7 @@ export function arrayData(spec: { x: Numeric; y: Numeric; xShape?: number[]; ySh
     return tf.tensor(v as ArrayLike<number> as Float32Array, [n / per, ...(shape ?? [])], dtype);
   };
   // Whole numbers only: a flat array of 0.5, 1.5, ... is regression targets, not class indices to truncate.
-  const yIsLabels = !spec.yShape && !(Array.isArray(spec.y) && Array.isArray(spec.y[0])) && Array.from(spec.y as ArrayLike<number>).every(Number.isInteger);
+  const yIsLabels = !spec.yShape && !(Array.isArray(spec.y) && Array.isArray(spec.y[0])) && allWholeNumbers(spec.y as ArrayLike<number>);
   return new TensorData(toTensor(spec.x, spec.xShape, 'x', 'float32'), toTensor(spec.y, spec.yShape, 'y', yIsLabels ? 'int32' : 'float32'));
 }
 

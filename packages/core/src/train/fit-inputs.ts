@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { DataSource } from '../data/data-source';
+import { allWholeNumbers } from '../data/labels';
 import { TensorData } from '../data/tensor-data';
 import { parseOptions } from '../options';
 import { fitOptionsSchema, inferenceOptionsSchema, refuseUnsupportedFitOptions, type ParsedFitOptions } from './options';
@@ -117,7 +118,7 @@ function toData(x: TensorLike, y: TensorLike, created: Array<{ dispose(): void }
 export function labelsTensor(y: TensorLike, what: string): tf.Tensor {
   if (y instanceof tf.Tensor) return y;
   const flat = ArrayBuffer.isView(y) || (Array.isArray(y) && !Array.isArray(y[0]));
-  if (flat && Array.from(y as ArrayLike<number>).every(Number.isInteger)) return tf.tensor1d(Array.from(y as ArrayLike<number>), 'int32');
+  if (flat && allWholeNumbers(y as ArrayLike<number>)) return tf.tensor1d(y as ArrayLike<number> as Float32Array, 'int32');
   return toTensor(y, what);
 }
 
