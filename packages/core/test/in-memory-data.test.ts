@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { arrayData } from '../src';
+import { arrayData, TapfitError, tensorData } from '../src';
 import { tinyMlp, tinyTrainer, useBackend } from './fixtures';
 
 // In-memory sources (arrayData, tensorData, fit(x, y)) at their limits.
@@ -47,5 +47,23 @@ describe('in-memory data: arrayData, tensorData, fit(x, y)', () => {
       data.dispose();
       expect(await history(y)).to.deep.equal(expected);
     });
+  });
+
+  it('a 0-d y or x is named as a scalar that needs a sample axis (model.fit refuses a 0-d tensor too)', async () => {
+    const t = tinyTrainer();
+    await t.setup();
+    const before = tf.memory().numTensors;
+    const [x, y, scalar] = [tf.randomNormal([1, 4]), tf.tensor1d([1], 'int32'), tf.scalar(1, 'int32')];
+    const fitError = (a: tf.Tensor, b: tf.Tensor) => t.fit(a, b, { epochs: 1, batchSize: 1 }).then(() => expect.fail('fit resolved'), (e: TapfitError) => e);
+    const yScalar = await fitError(x, scalar);
+    expect([yScalar.code, yScalar.message]).to.deep.equal(['TAPFIT_E_SHAPE', 'data: y is a scalar (0-d); labels need a sample axis: pass [N] class indices or [N, ...] targets ([1] or [1, ...] for one sample).']);
+    const xScalar = await fitError(scalar, y);
+    expect(xScalar.code).to.equal('TAPFIT_E_SHAPE');
+    expect(xScalar.message).to.match(/^data: x is a scalar \(0-d\); inputs need a sample axis/);
+    expect(() => t.evaluate(x, scalar)).to.throw(TapfitError, /^evaluate: y is a scalar \(0-d\); labels need a sample axis/);
+    expect(() => tensorData(x, scalar)).to.throw(TapfitError, /^data: y is a scalar/);
+    tf.dispose([x, y, scalar]);
+    expect(tf.memory().numTensors).to.equal(before);
+    t.dispose();
   });
 });

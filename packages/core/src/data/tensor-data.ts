@@ -38,9 +38,7 @@ export class TensorData implements DataSource, LabelSource {
     readonly y: tf.Tensor,
     host?: { x: HostArray; y: HostArray },
   ) {
-    if (x.shape[0] !== y.shape[0]) {
-      throw new TapfitError(ErrorCodes.SHAPE, `data: x has ${x.shape[0]} samples but y has ${y.shape[0]}; they must match.`);
-    }
+    checkSampleAxes(x, y, 'data');
     this.size = x.shape[0];
     this.xShape = x.shape.slice(1);
     this.host = host ?? { x: x.dataSync() as HostArray, y: y.dataSync() as HostArray };
@@ -99,6 +97,13 @@ export class TensorData implements DataSource, LabelSource {
   dispose(): void {
     tf.dispose([this.x, this.y]);
   }
+}
+
+/** x and y each have a sample axis, of the same length (`who` names the caller in the error). */
+export function checkSampleAxes(x: tf.Tensor, y: tf.Tensor, who: string): void {
+  if (x.rank === 0) throw new TapfitError(ErrorCodes.SHAPE, `${who}: x is a scalar (0-d); inputs need a sample axis: pass [N, ...features] ([1, ...features] for one sample).`);
+  if (y.rank === 0) throw new TapfitError(ErrorCodes.SHAPE, `${who}: y is a scalar (0-d); labels need a sample axis: pass [N] class indices or [N, ...] targets ([1] or [1, ...] for one sample).`);
+  if (x.shape[0] !== y.shape[0]) throw new TapfitError(ErrorCodes.SHAPE, `${who}: x has ${x.shape[0]} samples but y has ${y.shape[0]}; they must match.`);
 }
 
 type HostArray = Float32Array | Int32Array | Uint8Array;

@@ -40,6 +40,7 @@ import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
 import { asModelTargets } from './targets';
 import { markLabelSource, tensorLabelSource } from '../data/labels';
+import { checkSampleAxes } from '../data/tensor-data';
 import { epochLine } from './epoch-line';
 import { EventLoopTurns } from './event-loop-turns';
 import { isModelTraining, markModelTraining } from './training-flag';
@@ -741,8 +742,8 @@ export class Trainer {
     }
     const means = new BatchMeans();
     try {
+      checkSampleAxes(xs, ys, 'evaluate');
       const n = xs.shape[0];
-      if (ys.shape[0] !== n) throw new TapfitError(ErrorCodes.SHAPE, `evaluate: x has ${n} samples but y has ${ys.shape[0]}; they must match.`);
       const labels = tensorLabelSource(ys); // the labels are checked once, not per batch
       for (let start = 0; start < n; start += batchSize) {
         const size = Math.min(batchSize, n - start);
