@@ -38,7 +38,7 @@ import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, type
 import { FitCallbacks, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
-import { asModelTargets } from './targets';
+import { asModelInputs, asModelTargets, takesOneValue } from './targets';
 import { markLabelSource, tensorLabelSource } from '../data/labels';
 import { checkSampleAxes } from '../data/tensor-data';
 import { epochLine } from './epoch-line';
@@ -381,7 +381,7 @@ export class Trainer {
           // Each batch in its own tidy: its activations are freed before the next batch runs.
           parts.push(
             tf.tidy(() => {
-              const batch = n <= batchSize ? xs : tf.slice(xs, start, Math.min(batchSize, n - start));
+              const batch = asModelInputs(n <= batchSize ? xs : tf.slice(xs, start, Math.min(batchSize, n - start)), this.modelRef.inputShape);
               return forwardSegments(this.modelRef, batch, { training: false, recomputing: false, step: this.stepCount });
             }),
           );
@@ -711,6 +711,11 @@ export class Trainer {
       b.y.dispose();
       b = { ...b, y };
     }
+    const x = asModelInputs(b.x, this.modelRef.inputShape);
+    if (x !== b.x) {
+      b.x.dispose();
+      b = { ...b, x };
+    }
     const { loss, applied, nonFinite } = trainingStep(this.stepParts, b, info);
     if (applied) this.stepCount++;
     else this.skippedSteps++;
@@ -768,6 +773,7 @@ export class Trainer {
   /** [loss, ...metrics] of one batch in inference mode. */
   private lossAndMetrics(x: tf.Tensor, y: tf.Tensor): tf.Tensor1D {
     y = asModelTargets(y, this.modelRef.outputShape); // inside the callers' tidy
+    x = asModelInputs(x, this.modelRef.inputShape);
     const pred = forwardSegments(this.modelRef, x, { training: false, recomputing: false, step: this.stepCount });
     return tf.stack([this.resolve(Tokens.Loss)(y, pred), ...this.resolve(Tokens.Metrics).map((m) => m.fn(y, pred))]) as tf.Tensor1D;
   }
@@ -800,7 +806,7 @@ export class Trainer {
   /** A batch's x is [batch, ...the model's input shape]; a source that yields batches of batches (a batched tf.data.Dataset) is named. */
   private checkBatchShape(x: tf.Tensor): void {
     const want = this.modelRef.inputShape;
-    if (!want || x.rank === want.length + 1) return;
+    if (!want || x.rank === want.length + 1 || (x.rank === 1 && takesOneValue(want))) return;
     const hint = x.rank === want.length + 2 ? ' The source yields batches of batches: pass datasetData an unbatched dataset (ds.unbatch() for one made for model.fitDataset).' : ' Reshape the data or fix the model\'s inputShape.';
     throw new TapfitError(ErrorCodes.SHAPE, `data/model shape mismatch: a batch of x has shape [${x.shape}], but the model takes [batch, ${want.map((d) => d ?? '?')}].${hint}`);
   }
@@ -810,7 +816,7 @@ export class Trainer {
     const want = this.modelRef.inputShape;
     const got = data.xShape;
     if (!want || !got) return;
-    const ok = want.length === got.length && want.every((d, i) => d === null || d === got[i]);
+    const ok = (want.length === got.length && want.every((d, i) => d === null || d === got[i])) || (got.length === 0 && takesOneValue(want)); // one value per sample: as model.fit
     if (!ok) {
       throw new TapfitError(
         ErrorCodes.SHAPE,

@@ -3,7 +3,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { segmentModel, sgd, SilentLogger, tensorData, TapfitError, Trainer, type Segment } from '../../src';
+import { arrayData, datasetData, segmentModel, sgd, SilentLogger, tensorData, TapfitError, Trainer, type Segment } from '../../src';
 import { useBackend } from '../fixtures';
 import { blobTensors, countReads, expectHistoryClose, recordingLogger, softmaxModel } from './helpers';
 
@@ -469,6 +469,46 @@ describe('fit(x, y, options) as model.fit', () => {
     expect(Number.isFinite(h.history.loss[0])).to.equal(true);
     t.dispose();
     x.dispose();
+  });
+
+  it('one value per sample for a model of inputShape [1] ([N] x), as model.fit takes it: fit(x, y), arrayData, datasetData, evaluate and predict', async () => {
+    const xs = [0, 1, 2, 3, -1, 0.5];
+    const ys = [0.5, 2.5, 4.5, 6.5, -1.5, 1.5];
+    const line = () => tf.sequential({ layers: [tf.layers.dense({ units: 1, inputShape: [1], kernelInitializer: tf.initializers.glorotUniform({ seed: 5 }) })] });
+    const reference = line();
+    reference.compile({ optimizer: tf.train.sgd(0.05), loss: 'meanSquaredError' });
+    const options = { epochs: 3, batchSize: 2, shuffle: false, verbose: 0 as const };
+    const [x1, y1] = [tf.tensor1d(xs), tf.tensor1d(ys)];
+    const expected = await reference.fit(x1, y1, options); // model.fit makes x [N] two-dimensional
+    const sources = {
+      'fit(x, y) with arrays': (t: Trainer) => t.fit(xs, ys, options),
+      'fit(x, y) with [N] tensors': (t: Trainer) => t.fit(x1, y1, options),
+      'arrayData, flat x without xShape': async (t: Trainer) => {
+        const data = arrayData({ x: xs, y: ys });
+        try {
+          return await t.fit(data, options);
+        } finally {
+          data.dispose();
+        }
+      },
+      'datasetData of { xs: number }': (t: Trainer) => t.fit(datasetData(tf.data.array(xs.map((x, i) => ({ xs: x, ys: ys[i] })))), options),
+    };
+    for (const [name, fit] of Object.entries(sources)) {
+      const t = new Trainer({ model: line(), loss: 'meanSquaredError', optimizer: tf.train.sgd(0.05), logger: new SilentLogger() });
+      const h = await fit(t);
+      expectHistoryClose(h.history, expected.history as Record<string, number[]>);
+      if (name === 'fit(x, y) with [N] tensors') {
+        const loss = t.evaluate(x1, y1) as tf.Scalar;
+        expect(loss.dataSync()[0], name).to.be.closeTo((reference.evaluate(x1, y1) as tf.Scalar).dataSync()[0], 1e-5);
+        const [mine, theirs] = [t.predict(x1), reference.predict(x1) as tf.Tensor];
+        expect(mine.shape).to.deep.equal(theirs.shape);
+        expect(Array.from(mine.dataSync())).to.deep.equal(Array.from(theirs.dataSync()));
+        tf.dispose([loss, mine, theirs]);
+      }
+      t.dispose();
+    }
+    tf.dispose([x1, y1]);
+    reference.dispose();
   });
 
   it("disposing the trainer leaves the caller's tf.train optimizer (model.optimizer) usable: model.fit goes on with it", async () => {
