@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { arrayData, TapfitError, tensorData } from '../src';
+import { arrayData, installMemoryGuard, TapfitError, tensorData, type History, type Trainer } from '../src';
 import { tinyMlp, tinyTrainer, useBackend } from './fixtures';
 
 // In-memory sources (arrayData, tensorData, fit(x, y)) at their limits.
@@ -65,5 +65,54 @@ describe('in-memory data: arrayData, tensorData, fit(x, y)', () => {
     tf.dispose([x, y, scalar]);
     expect(tf.memory().numTensors).to.equal(before);
     t.dispose();
+  });
+
+  it('arrayData and fit(x, y) with arrays keep the data on the host only: a dataset larger than the memory budget trains, with the history of tensors', async () => {
+    const n = 16384; // x: 256 KiB of float32
+    const x = Float32Array.from({ length: n * 4 }, (_, i) => Math.sin(i * 0.37));
+    const y = Int32Array.from({ length: n }, (_, i) => i % 3);
+    const options = { epochs: 1, batchSize: 256, shuffle: true, verbose: 0 as const };
+    const historyOf = async (fit: (t: Trainer) => Promise<History>, budgetBytes?: number) => {
+      const model = tinyMlp();
+      const t = tinyTrainer({ model });
+      await t.setup();
+      const guard = budgetBytes === undefined ? undefined : installMemoryGuard(budgetBytes, 'cpu'); // counts what is allocated from here on
+      try {
+        return (await fit(t)).history;
+      } finally {
+        guard?.remove();
+        t.dispose();
+        model.dispose();
+      }
+    };
+    // The oracle: the same data as tensors, no budget.
+    const [xs, ys] = [tf.tensor2d(x, [n, 4]), tf.tensor1d(y, 'int32')];
+    const expected = await historyOf((t) => t.fit(xs, ys, options));
+    const expectedSplit = await historyOf((t) => t.fit(xs, ys, { ...options, validationSplit: 0.25 }));
+    tf.dispose([xs, ys]);
+
+    const before = tf.memory().numBytes;
+    const data = arrayData({ x, y, xShape: [4] });
+    expect(tf.memory().numBytes, 'arrayData uploads nothing').to.equal(before);
+    const budget = x.byteLength / 2; // half the dataset: room for the steps, not for the data
+    expect(await historyOf((t) => t.fit(data, options), budget)).to.deep.equal(expected);
+    expect(await historyOf((t) => t.fit(data, { ...options, validationSplit: 0.25 }), budget)).to.deep.equal(expectedSplit);
+    data.dispose();
+    const rows = Array.from({ length: n }, (_, i) => Array.from(x.subarray(i * 4, i * 4 + 4)));
+    expect(await historyOf((t) => t.fit(rows, Array.from(y), options), budget)).to.deep.equal(expected);
+    expect(tf.memory().numBytes).to.equal(before);
+  });
+
+  it("a source's x and y are tensors when read: arrayData uploads them then, and dispose() frees them", () => {
+    const before = tf.memory().numTensors;
+    const data = arrayData({ x: [[1, 2], [3, 4], [5, 6]], y: [0, 1, 0] });
+    expect(tf.memory().numTensors).to.equal(before);
+    expect([data.x.shape, data.x.dtype, data.y.shape, data.y.dtype]).to.deep.equal([[3, 2], 'float32', [3], 'int32']);
+    expect(Array.from(data.x.dataSync())).to.deep.equal([1, 2, 3, 4, 5, 6]);
+    expect(data.x).to.equal(data.x); // uploaded once
+    expect(tf.memory().numTensors).to.equal(before + 2);
+    data.dispose();
+    expect(tf.memory().numTensors).to.equal(before);
+    expect(() => arrayData({ x: [[1, 2], [3]], y: [0, 1] })).to.throw(TapfitError, /data: x must be numbers, nested arrays of one shape or typed arrays; got an array whose items differ in shape \(\[2\] and \[1\]\)/);
   });
 });

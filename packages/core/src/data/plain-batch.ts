@@ -112,7 +112,7 @@ export function partError(what: 'xs' | 'ys', found: string): TapfitError {
 }
 
 /** Appends `v`'s numbers to `out` and returns its shape, or says what in it is not a number. */
-function flattenInto(v: unknown, out: number[]): number[] | string {
+export function flattenInto(v: unknown, out: number[]): number[] | string {
   if (typeof v === 'number') {
     out.push(v);
     return [];

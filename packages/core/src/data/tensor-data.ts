@@ -3,6 +3,7 @@ import seedrandom from 'seedrandom';
 import { ErrorCodes, TapfitError } from '../errors';
 import { allWholeNumbers, checkLabelValues, labelKind, markLabelSource, type LabelSource } from './labels';
 import type { Batch, BatchOptions, DataSource } from './data-source';
+import { flattenInto } from './plain-batch';
 
 /** A seeded permutation of 0..n-1 (Fisher-Yates), the same for the same (seed, epoch). */
 export function permutation(n: number, seed: number, epoch: number): Int32Array {
@@ -18,40 +19,55 @@ export function permutation(n: number, seed: number, epoch: number): Int32Array 
   return idx;
 }
 
+/** x or y as values on the host, samples first (a source built without tensors: see arrayData). */
+export interface HostTensor {
+  values: HostArray;
+  shape: readonly number[];
+  dtype: 'float32' | 'int32';
+}
+
 /**
- * In-memory data: x and y as tensors with the sample axis first. Batches are assembled
- * on the host from a seeded permutation and uploaded once each: on wasm a device-side
- * `slice`/`gather` of a batch costs 4-11 ms, a host copy plus upload 0.02-0.06 ms
- * (measured for 128 x 784 floats). The source keeps x, y and their host copies;
+ * In-memory data: x and y with the sample axis first. Batches are assembled on the host
+ * from a seeded permutation and uploaded once each: on wasm a device-side `slice`/`gather`
+ * of a batch costs 4-11 ms, a host copy plus upload 0.02-0.06 ms (measured for 128 x 784
+ * floats). So the source keeps a host copy of x and y, and tensors only where it was given
+ * them (tensorData): arrayData's, range's and take's sources hold no device memory (the
+ * wasm heap and GPUs are the scarce memory) until `x` or `y` is read, which uploads it.
  * `dispose()` frees the tensors.
  */
 export class TensorData implements DataSource, LabelSource {
   readonly size: number;
   readonly xShape: readonly number[];
-  private readonly host: { x: HostArray; y: HostArray };
+  private readonly parts: { x: Part; y: Part };
   /** Class counts (and prediction ranks) the labels were found valid for. */
   private readonly labelsValidFor = new Set<string>();
 
-  /** `host`: the values of x and y already on the host (range's parts), so they are not read back. */
-  constructor(
-    readonly x: tf.Tensor,
-    readonly y: tf.Tensor,
-    host?: { x: HostArray; y: HostArray },
-  ) {
+  /** Tensors are kept (and read back once for the host copy); host values are used as they are (not copied). */
+  constructor(x: tf.Tensor | HostTensor, y: tf.Tensor | HostTensor) {
     checkSampleAxes(x, y, 'data');
+    this.parts = { x: new Part(x, 'x'), y: new Part(y, 'y') };
     this.size = x.shape[0];
     this.xShape = x.shape.slice(1);
-    this.host = host ?? { x: x.dataSync() as HostArray, y: y.dataSync() as HostArray };
+  }
+
+  /** x as a tensor: the one given, or the host values uploaded at the first read (the source frees it). */
+  get x(): tf.Tensor {
+    return this.parts.x.tensor();
+  }
+
+  /** y as a tensor: the one given, or the host values uploaded at the first read (the source frees it). */
+  get y(): tf.Tensor {
+    return this.parts.y.tensor();
   }
 
   *batches({ batchSize, shuffle, seed, epoch, startBatch = 0 }: BatchOptions): Iterator<Batch> {
     const order = shuffle ? permutation(this.size, seed, epoch) : null;
     for (let start = startBatch * batchSize; start < this.size; start += batchSize) {
       const end = Math.min(start + batchSize, this.size);
-      const x = this.rows(this.x, this.host.x, order, start, end);
+      const x = this.rows(this.parts.x, order, start, end);
       let y: tf.Tensor;
       try {
-        y = this.rows(this.y, this.host.y, order, start, end);
+        y = this.rows(this.parts.y, order, start, end);
       } catch (err) {
         x.dispose(); // y refused (memory budget): the batch never reaches the consumer that would free x
         throw err;
@@ -62,47 +78,82 @@ export class TensorData implements DataSource, LabelSource {
   }
 
   /** Samples [start, end) of `order` (or in storage order) as a new tensor. */
-  private rows(t: tf.Tensor, host: HostArray, order: Int32Array | null, start: number, end: number): tf.Tensor {
+  private rows(part: Part, order: Int32Array | null, start: number, end: number): tf.Tensor {
+    const host = part.host;
     const width = host.length / this.size;
-    const shape = [end - start, ...t.shape.slice(1)];
-    if (!order) return tf.tensor(host.subarray(start * width, end * width), shape, t.dtype);
+    const shape = [end - start, ...part.shape.slice(1)];
+    if (!order) return tf.tensor(host.subarray(start * width, end * width), shape, part.dtype);
     const out = new (host.constructor as new (n: number) => HostArray)((end - start) * width);
     for (let i = start; i < end; i++) out.set(host.subarray(order[i] * width, (order[i] + 1) * width), (i - start) * width);
-    return tf.tensor(out, shape, t.dtype);
+    return tf.tensor(out, shape, part.dtype);
   }
 
   /** Checks every label once on the host copy (the built-in classification losses call it; see data/labels.ts). */
   checkLabels(classes: number, predRank: number): void {
     const key = `${classes}/${predRank}`;
     if (this.labelsValidFor.has(key)) return;
-    const kind = labelKind(this.y.rank, predRank);
-    if (kind) checkLabelValues(this.host.y, this.y.shape, classes, kind, 'the data');
+    const y = this.parts.y;
+    const kind = labelKind(y.shape.length, predRank);
+    if (kind) checkLabelValues(y.host, y.shape, classes, kind, 'the data');
     this.labelsValidFor.add(key);
   }
 
-  /** The first `n` samples (copies). */
+  /** The first `n` samples (sharing this source's host values: no copy, nothing uploaded). */
   take(n: number): TensorData {
-    return new TensorData(tf.slice(this.x, 0, n), tf.slice(this.y, 0, n));
+    return this.range(0, Math.min(n, this.size));
   }
 
-  /** Samples [start, end) in storage order, as new tensors built from the host copies (no device read). */
+  /** Samples [start, end) in storage order, sharing this source's host values (which nothing writes): no copy, nothing uploaded. */
   range(start: number, end: number): TensorData {
-    const slice = (host: HostArray) => host.slice((start * host.length) / this.size, (end * host.length) / this.size);
-    const host = { x: slice(this.host.x), y: slice(this.host.y) };
-    const tensor = (t: tf.Tensor, values: HostArray) => tf.tensor(values, [end - start, ...t.shape.slice(1)], t.dtype);
-    // The part's host copies are the slices it was made from: no read-back of what was just uploaded.
-    return new TensorData(tensor(this.x, host.x), tensor(this.y, host.y), host);
+    const part = ({ host, shape, dtype }: Part): HostTensor => ({
+      values: host.subarray((start * host.length) / this.size, (end * host.length) / this.size),
+      shape: [end - start, ...shape.slice(1)],
+      dtype,
+    });
+    return new TensorData(part(this.parts.x), part(this.parts.y));
   }
 
   dispose(): void {
-    tf.dispose([this.x, this.y]);
+    this.parts.x.dispose();
+    this.parts.y.dispose();
+  }
+}
+
+/** x or y of a TensorData: its host values, and its tensor when it was given one or one was read. */
+class Part {
+  readonly host: HostArray;
+  readonly shape: readonly number[];
+  readonly dtype: 'float32' | 'int32';
+  private given: tf.Tensor | undefined;
+
+  constructor(v: tf.Tensor | HostTensor, what: 'x' | 'y') {
+    if (v instanceof tf.Tensor) {
+      this.given = v;
+      this.host = v.dataSync() as HostArray;
+      this.dtype = v.dtype as 'float32' | 'int32';
+    } else {
+      const size = v.shape.reduce((a, b) => a * b, 1);
+      if (v.values.length !== size) throw new TapfitError(ErrorCodes.SHAPE, `data: ${what} has ${v.values.length} values but its shape [${v.shape}] holds ${size}.`);
+      this.host = v.values;
+      this.dtype = v.dtype;
+    }
+    this.shape = [...v.shape];
+  }
+
+  tensor(): tf.Tensor {
+    this.given ??= tf.keep(tf.tensor(this.host, [...this.shape], this.dtype));
+    return this.given;
+  }
+
+  dispose(): void {
+    this.given?.dispose();
   }
 }
 
 /** x and y each have a sample axis, of the same length (`who` names the caller in the error). */
-export function checkSampleAxes(x: tf.Tensor, y: tf.Tensor, who: string): void {
-  if (x.rank === 0) throw new TapfitError(ErrorCodes.SHAPE, `${who}: x is a scalar (0-d); inputs need a sample axis: pass [N, ...features] ([1, ...features] for one sample).`);
-  if (y.rank === 0) throw new TapfitError(ErrorCodes.SHAPE, `${who}: y is a scalar (0-d); labels need a sample axis: pass [N] class indices or [N, ...] targets ([1] or [1, ...] for one sample).`);
+export function checkSampleAxes(x: { shape: readonly number[] }, y: { shape: readonly number[] }, who: string): void {
+  if (x.shape.length === 0) throw new TapfitError(ErrorCodes.SHAPE, `${who}: x is a scalar (0-d); inputs need a sample axis: pass [N, ...features] ([1, ...features] for one sample).`);
+  if (y.shape.length === 0) throw new TapfitError(ErrorCodes.SHAPE, `${who}: y is a scalar (0-d); labels need a sample axis: pass [N] class indices or [N, ...] targets ([1] or [1, ...] for one sample).`);
   if (x.shape[0] !== y.shape[0]) throw new TapfitError(ErrorCodes.SHAPE, `${who}: x has ${x.shape[0]} samples but y has ${y.shape[0]}; they must match.`);
 }
 
@@ -113,23 +164,37 @@ type Numeric = ArrayLike<number> | number[][] | number[][][] | number[][][][];
  * In-memory data from arrays or typed arrays. Nested arrays carry their own shape;
  * flat (typed) arrays need `xShape`/`yShape` (per sample, without the batch axis).
  * A flat `y` of whole numbers without `yShape` is int32 class indices; any other flat `y`
- * is float32 targets, one per sample. The arrays are copied into tensors that only the
- * returned source's `dispose()` frees (no fit or evaluate frees a source it is given).
+ * is float32 targets, one per sample. The arrays are copied once, on the host; batches are
+ * uploaded as they are cut, so the source holds no device memory (reading its `x` or `y`
+ * uploads that, and the source's `dispose()` frees it; no fit or evaluate frees a source
+ * it is given).
  */
 export function arrayData(spec: { x: Numeric; y: Numeric; xShape?: number[]; yShape?: number[] }): TensorData {
-  const toTensor = (v: Numeric, shape: number[] | undefined, what: string, dtype: 'float32' | 'int32'): tf.Tensor => {
-    const flat = !Array.isArray(v) || !Array.isArray(v[0]);
-    if (!flat) return tf.tensor(v as number[][], undefined, dtype);
-    const n = (v as ArrayLike<number>).length;
-    const per = (shape ?? []).reduce((a, b) => a * b, 1);
-    if (n % per !== 0) {
-      throw new TapfitError(ErrorCodes.SHAPE, `data: ${what} has ${n} values, not a multiple of the sample shape [${shape}] (${per} values).`);
-    }
-    return tf.tensor(v as ArrayLike<number> as Float32Array, [n / per, ...(shape ?? [])], dtype);
-  };
   // Whole numbers only: a flat array of 0.5, 1.5, ... is regression targets, not class indices to truncate.
   const yIsLabels = !spec.yShape && !(Array.isArray(spec.y) && Array.isArray(spec.y[0])) && allWholeNumbers(spec.y as ArrayLike<number>);
-  return new TensorData(toTensor(spec.x, spec.xShape, 'x', 'float32'), toTensor(spec.y, spec.yShape, 'y', yIsLabels ? 'int32' : 'float32'));
+  return new TensorData(hostCopy(spec.x, spec.xShape, 'x', 'float32'), hostCopy(spec.y, spec.yShape, 'y', yIsLabels ? 'int32' : 'float32'));
+}
+
+/** `v`'s values in a new typed array of `dtype`, with the shape of its nesting or, when flat, [n / sample size, ...sampleShape]. */
+function hostCopy(v: Numeric, sampleShape: number[] | undefined, what: 'x' | 'y', dtype: 'float32' | 'int32'): HostTensor {
+  const Typed = dtype === 'int32' ? Int32Array : Float32Array;
+  const nested = Array.isArray(v) && v.length > 0 && typeof v[0] !== 'number';
+  if (nested) {
+    const flat: number[] = [];
+    const shape = flattenInto(v, flat);
+    if (typeof shape === 'string') {
+      throw new TapfitError(ErrorCodes.SHAPE, `data: ${what} must be numbers, nested arrays of one shape or typed arrays; got ${shape}.`);
+    }
+    return { values: Typed.from(flat), shape, dtype };
+  }
+  const n = (v as ArrayLike<number>).length;
+  const per = (sampleShape ?? []).reduce((a, b) => a * b, 1);
+  if (n % per !== 0) {
+    throw new TapfitError(ErrorCodes.SHAPE, `data: ${what} has ${n} values, not a multiple of the sample shape [${sampleShape}] (${per} values).`);
+  }
+  // A typed array is copied (and converted) in one go; `.from` would iterate it.
+  const values = ArrayBuffer.isView(v) ? new Typed(v as unknown as ArrayLike<number>) : Typed.from(v as ArrayLike<number>);
+  return { values, shape: [n / per, ...(sampleShape ?? [])], dtype };
 }
 
 /** In-memory data from tensors (the source keeps them). */

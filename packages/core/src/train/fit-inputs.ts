@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { DataSource } from '../data/data-source';
 import { allWholeNumbers } from '../data/labels';
-import { TensorData } from '../data/tensor-data';
+import { arrayData, TensorData } from '../data/tensor-data';
 import { parseOptions } from '../options';
 import { fitOptionsSchema, inferenceOptionsSchema, refuseUnsupportedFitOptions, type ParsedFitOptions } from './options';
 
@@ -103,8 +103,9 @@ function checkTensorArguments(x: unknown, y: unknown): void {
   }
 }
 
-/** Training data from x, y: the caller's tensors are used (not disposed); arrays become tensors fit owns. */
+/** Training data from x, y: the caller's tensors are used (not disposed); arrays become a source fit owns (host copies, as arrayData's). */
 function toData(x: TensorLike, y: TensorLike, created: Array<{ dispose(): void }>): DataSource {
+  if (!(x instanceof tf.Tensor) && !(y instanceof tf.Tensor)) return track(arrayData({ x: x as ArrayLike<number>, y: y as ArrayLike<number> }), created);
   const xs = x instanceof tf.Tensor ? x : track(toTensor(x, 'fit: x'), created);
   const ys = y instanceof tf.Tensor ? y : track(labelsTensor(y, 'fit: y'), created);
   return new TensorData(xs, ys);
