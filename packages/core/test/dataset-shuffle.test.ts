@@ -1,7 +1,9 @@
+import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { datasetData, installMemoryGuard, Stage, TapfitError, type Batch } from '../src';
-import { tinyMlp, tinyTrainer, useBackend } from './fixtures';
+import { datasetData, installMemoryGuard, Stage, TapfitError, Trainer, type Batch } from '../src';
+import { testTrainerOptions } from '../src/testing';
+import { tinyMlp, tinyTrainer, tmpDir, useBackend } from './fixtures';
 
 // datasetData's default shuffle (fit's shuffle: true) over streams that fail, stop early or hold large elements.
 describe('datasetData shuffle: failures, early stops and the buffer', () => {
@@ -79,21 +81,26 @@ describe('datasetData shuffle: failures, early stops and the buffer', () => {
     failing.dispose();
   });
 
-  it('an epoch continued after a stop trains the batches the whole epoch would have: the same weights', async () => {
+  it('an epoch continued after a stop, or resumed from a checkpoint, trains the batches the whole epoch would have: the same weights', async () => {
     const weights = (m: tf.LayersModel) => m.getWeights().map((w) => Array.from(w.dataSync()));
-    const [wholeModel, cutModel] = [tinyMlp(), tinyMlp()];
+    const [wholeModel, cutModel, resumedModel] = [tinyMlp(), tinyMlp(), tinyMlp()];
     const whole = tinyTrainer({ model: wholeModel });
     await whole.fit(datasetData(stream(120)), { epochs: 1, batchSize: 8 });
     const cut = tinyTrainer({ model: cutModel });
     await cut.fit(datasetData(stream(120)), { epochs: 1, batchSize: 8, callbacks: { onBatchEnd: (b: number) => void (b === 4 && cut.stop()) } });
     expect(cut.step).to.equal(5);
+    const dir = tmpDir();
+    await cut.save(dir);
     await cut.fit(datasetData(stream(120)), { epochs: 1, batchSize: 8 }); // continues the stopped epoch
     expect(cut.step).to.equal(whole.step);
     expect(weights(cutModel)).to.deep.equal(weights(wholeModel));
-    whole.dispose();
-    cut.dispose();
-    wholeModel.dispose();
-    cutModel.dispose();
+    const resumed = await Trainer.resume(dir, testTrainerOptions({ model: resumedModel }));
+    await resumed.fit(datasetData(stream(120)), { epochs: 1, batchSize: 8 }); // the first fit after resume finishes epoch 0
+    expect(resumed.step).to.equal(whole.step);
+    expect(weights(resumedModel)).to.deep.equal(weights(wholeModel));
+    fs.rmSync(dir, { recursive: true });
+    for (const t of [whole, cut, resumed]) t.dispose();
+    for (const m of [wholeModel, cutModel, resumedModel]) m.dispose();
   });
 
   it('the default buffer holds at most 64 MiB of large elements (1024 of them would be 256 MiB); shuffleBuffer sets the count', async () => {
