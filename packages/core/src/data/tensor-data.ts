@@ -183,7 +183,8 @@ function hostCopy(v: Numeric, sampleShape: number[] | undefined, what: 'x' | 'y'
     const flat: number[] = [];
     const shape = flattenInto(v, flat);
     if (typeof shape === 'string') {
-      throw new TapfitError(ErrorCodes.SHAPE, `data: ${what} must be numbers, nested arrays of one shape or typed arrays; got ${shape}.`);
+      const code = /differ in shape/.test(shape) ? ErrorCodes.SHAPE : ErrorCodes.CONFIG;
+      throw new TapfitError(code, `data: ${what} must be numbers, nested arrays of one shape or typed arrays; got ${shape}.`);
     }
     return { values: Typed.from(flat), shape, dtype };
   }
