@@ -210,8 +210,9 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
       expect(exited.message).not.to.contain('in flight');
       const ranOut = await start('never:1');
       expect(ranOut.message).to.contain("pipeline stage 1's worker exited (code 0) at start, before it was ready: its setup ended without the stage becoming ready (does setupModule's setup return a promise that never settles?)");
-      const hung = await start('hang:3', { startTimeoutMs: 3000 });
-      expect(hung.message).to.contain('pipeline stage 3 was not ready within 3000 ms (startTimeoutMs)');
+      // Long enough for the healthy stages to start on a loaded machine (3000 ms failed at a load average of 17).
+      const hung = await start('hang:3', { startTimeoutMs: 12000 });
+      expect(hung.message).to.contain('pipeline stage 3 was not ready within 12000 ms (startTimeoutMs)');
       expect(hung.ms).to.be.below(60000);
     } finally {
       delete process.env.PIPELINE_SETUP_FAULT;
