@@ -6,6 +6,7 @@ import { claimCheckpointFolder, ErrorCodes, TapfitError, parseOptions, selectBac
 import { configSchema, type PluginEntry, type TrainConfig } from './config';
 import { loadMnist } from './data/mnist';
 import { checkOutputs } from './output-paths';
+import { loadFileModule, loadPackageModule } from './plugin-module';
 import { pluginSpecProblem } from './plugin-spec';
 import { checkResumable } from './resume-point';
 import { checkpoints } from './plugins/checkpoints';
@@ -28,45 +29,36 @@ export function readConfig(file: string): TrainConfig {
 }
 
 /**
- * Loads the plugin a config entry names: an installed package exporting
+ * Loads the plugin a config entry names: an installed package (CommonJS or ESM) exporting
  * `tapfitPlugin(options) => TapfitPlugin`. A file path is refused before anything is
- * required (local files need `loadLocalPlugin`, i.e. the `--local-plugin` flag).
+ * loaded (local files need `loadLocalPlugin`, i.e. the `--local-plugin` flag).
  */
-export function loadPlugin(entry: PluginEntry, index: number, from: string): TapfitPlugin {
+export async function loadPlugin(entry: PluginEntry, index: number, from: string): Promise<TapfitPlugin> {
   const [pkg, options] = typeof entry === 'string' ? [entry, {}] : Array.isArray(entry) ? entry : [entry.package, entry.options ?? {}];
   const problem = pluginSpecProblem(pkg);
   if (problem) throw new TapfitError(ErrorCodes.CONFIG, `config.plugins.${index}: '${pkg}' ${problem}.`);
-  let mod: { tapfitPlugin?: (o: unknown) => TapfitPlugin };
-  try {
-    mod = require(require.resolve(pkg, { paths: [from, __dirname] }));
-  } catch (err) {
-    throw new TapfitError(ErrorCodes.CONFIG, `config.plugins.${index}: plugin package '${pkg}' is not installed or failed to load (${(err as Error).message.split('\n')[0]}). Run: npm install ${pkg}`);
-  }
+  const mod = await loadPackageModule(pkg, [from, __dirname], `config.plugins.${index}: plugin package '${pkg}'`);
   // A plugin package with its own @tapfit/core or tfjs (not peers) is refused here, naming it.
   core.assertSinglePackageCopies(`config.plugins.${index}: plugin package '${pkg}'`);
   if (typeof mod.tapfitPlugin !== 'function') {
     throw new TapfitError(ErrorCodes.CONFIG, `config.plugins.${index}: package '${pkg}' does not export tapfitPlugin(options); it is not a tapfit plugin package.`);
   }
-  return mod.tapfitPlugin(options);
+  return mod.tapfitPlugin(options) as TapfitPlugin;
 }
 
 /**
- * Loads a plugin from a local file the user named on purpose (`--local-plugin <file>`,
- * resolved against `cwd`): the file exports `tapfitPlugin(options)`, called with `{}`.
+ * Loads a plugin from a local file (CommonJS or ESM) the user named on purpose
+ * (`--local-plugin <file>`, a path resolved against `cwd` or a `file:` URL): the file
+ * exports `tapfitPlugin(options)`, called with `{}`.
  */
-export function loadLocalPlugin(file: string, cwd = process.cwd()): TapfitPlugin {
+export async function loadLocalPlugin(file: string, cwd = process.cwd()): Promise<TapfitPlugin> {
   const where = path.resolve(cwd, file.startsWith('file:') ? fileURLToPath(file) : file);
-  let mod: { tapfitPlugin?: (o: unknown) => TapfitPlugin };
-  try {
-    mod = require(where);
-  } catch (err) {
-    throw new TapfitError(ErrorCodes.CONFIG, `--local-plugin ${file}: cannot load '${where}' (${(err as Error).message.split('\n')[0]}). Check the path; it is resolved against the current folder.`);
-  }
+  const mod = await loadFileModule(where, `--local-plugin ${file}`);
   core.assertSinglePackageCopies(`--local-plugin ${file}`);
   if (typeof mod.tapfitPlugin !== 'function') {
     throw new TapfitError(ErrorCodes.CONFIG, `--local-plugin ${file}: '${where}' does not export tapfitPlugin(options); export that function from the file.`);
   }
-  return mod.tapfitPlugin({});
+  return mod.tapfitPlugin({}) as TapfitPlugin;
 }
 
 function optimizerFrom(c: TrainConfig['optimizer'], totalSteps: number): core.StepTransform {
@@ -134,8 +126,9 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   if (resume) checkResumable(checkpointDir!);
   if (reportDir) checkReportDir(reportDir, options.report ? '--report' : "config: option 'log.report'");
 
-  const plugins = config.plugins.map((e, i) => loadPlugin(e, i, from));
-  plugins.push(...(options.localPlugins ?? []).map((file) => loadLocalPlugin(file)));
+  const plugins: TapfitPlugin[] = [];
+  for (const [i, entry] of config.plugins.entries()) plugins.push(await loadPlugin(entry, i, from));
+  for (const file of options.localPlugins ?? []) plugins.push(await loadLocalPlugin(file));
   validatePluginSet(plugins); // conflicts, missing requirements: before a backend is picked or data loaded
   // One run per checkpoint folder: a second run into it is refused here, before it trains; the claim ends with the run.
   const claim = checkpointDir ? claimCheckpointFolder(checkpointDir) : undefined;

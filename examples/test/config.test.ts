@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { SilentLogger, TapfitError } from '@tapfit/core';
 import { configSchema, loadMnist, loadPlugin, readConfig, runConfig, type TrainConfig } from '../src';
+import { rejectionOf } from './helpers';
 
 const demoConfig = path.join(__dirname, '..', '..', 'configs', 'demo.json');
 
@@ -72,17 +73,17 @@ describe('tapfit train: configs', () => {
     expect(errorOf(() => readConfig(writeConfig({ ...base, checkpoint: { dir: 'ckpt', every: 0 } }))).message).to.match(/option 'checkpoint\.every' must be a whole number of steps >= 1 \(got 0\)/);
   });
 
-  it('an unknown plugin package names the package and the install command', () => {
-    const err = errorOf(() => loadPlugin('@tapfit/plugin-does-not-exist', 0, process.cwd()));
+  it('an unknown plugin package names the package and the install command', async () => {
+    const err = await rejectionOf(loadPlugin('@tapfit/plugin-does-not-exist', 0, process.cwd()));
     expect(err.message).to.match(/config\.plugins\.0: plugin package '@tapfit\/plugin-does-not-exist' is not installed.*npm install @tapfit\/plugin-does-not-exist/);
   });
 
-  it('a package without tapfitPlugin() is refused', () => {
-    expect(errorOf(() => loadPlugin('semver', 1, process.cwd())).message).to.match(/does not export tapfitPlugin/);
+  it('a package without tapfitPlugin() is refused', async () => {
+    expect((await rejectionOf(loadPlugin('semver', 1, process.cwd()))).message).to.match(/does not export tapfitPlugin/);
   });
 
-  it('loads a plugin package with its options', () => {
-    const p = loadPlugin(['@tapfit/example-plugin-label-smoothing', { epsilon: 0.1 }], 0, process.cwd());
+  it('loads a plugin package with its options', async () => {
+    const p = await loadPlugin(['@tapfit/example-plugin-label-smoothing', { epsilon: 0.1 }], 0, process.cwd());
     expect(p.name).to.equal('label-smoothing');
   });
 });
