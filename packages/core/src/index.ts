@@ -35,7 +35,7 @@ export { layersConstraints } from './train/constraints';
 export { isModelTraining, markModelTraining } from './train/training-flag';
 export type { FitOptions, InferenceOptions } from './train/options';
 export type { TensorLike } from './train/fit-inputs';
-export type { FitParams, CallbackLike, Logs } from './train/callbacks';
+export type { FitParams, CallbackHandlers, CallbackLike, Logs } from './train/callbacks';
 export type { History } from './train/history';
 export { Trainer, type TrainerOptions } from './train/trainer';
 export { ChainStepper, OptimizerStepper, type Stepper } from './train/stepper';

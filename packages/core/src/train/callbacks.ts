@@ -10,14 +10,22 @@ export type Logs = Record<string, number>;
 
 export type { FitParams };
 
-/** A tfjs callback: a `{ onEpochEnd, ... }` object or a tf.Callback (e.g. tf.callbacks.earlyStopping()). */
-export interface CallbackLike {
+/**
+ * What `fit`'s `callbacks` option takes one of (as model.fit's CustomCallbackArgs): a
+ * `{ onEpochEnd(epoch, logs) {...}, ... }` object, whose inline handlers get their parameter
+ * types from here, or a tf.Callback (e.g. tf.callbacks.earlyStopping()), which has these methods.
+ */
+export interface CallbackHandlers {
   onTrainBegin?(logs?: Logs): unknown;
   onTrainEnd?(logs?: Logs): unknown;
   onEpochBegin?(epoch: number, logs?: Logs): unknown;
   onEpochEnd?(epoch: number, logs?: Logs): unknown;
   onBatchBegin?(batch: number, logs?: Logs): unknown;
   onBatchEnd?(batch: number, logs?: Logs): unknown;
+}
+
+/** A tfjs callback as fit calls it: the handlers, and a tf.Callback's setParams / setModel. */
+export interface CallbackLike extends CallbackHandlers {
   setParams?(params: FitParams): void;
   setModel?(model: unknown): void;
 }

@@ -1,5 +1,8 @@
 import { z } from 'zod';
+import type { DataSource } from '../data/data-source';
 import { ErrorCodes, TapfitError } from '../errors';
+import type { CallbackHandlers } from './callbacks';
+import type { TensorLike } from './fit-inputs';
 
 /**
  * `fit`'s options: what `model.fit` takes (tfjs-layers 4.22's ModelFitArgs, less
@@ -12,11 +15,13 @@ export const fitOptionsSchema = z.strictObject({
   /** Shuffle the training samples each epoch (seeded by the trainer's seed and the epoch); default true. */
   shuffle: z.boolean().default(true),
   /** Evaluate on this data at each epoch end (val_loss, val_acc, ...): a data source, or `[x, y]` as model.fit takes it. */
-  validationData: z.any().optional(),
+  // Typed for callers (z.custom checks nothing); fit-inputs refuses anything else, naming what it got.
+  validationData: z.custom<readonly [TensorLike, TensorLike] | DataSource>().optional(),
   /** Hold out the LAST fraction of the samples (before shuffling, as model.fit) and evaluate on it each epoch. */
   validationSplit: z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)').optional(),
   /** tfjs callbacks: `{ onEpochEnd, ... }` objects, tf.Callback instances (e.g. tf.callbacks.earlyStopping()), or a list of them. */
-  callbacks: z.any().optional(),
+  // Typed for callers (handlers only, so that inline handlers get their parameter types); FitCallbacks checks each one at run time.
+  callbacks: z.custom<CallbackHandlers | readonly CallbackHandlers[]>().optional(),
   /** 0: silent; 1 or 2: one line per epoch through the logger. Default 1 for fit(x, y), 0 for fit(data). */
   verbose: z.union([z.literal(0), z.literal(1), z.literal(2)], { error: 'must be 0, 1 or 2' }).optional(),
   /** Start at this epoch (batch 0); without it, fit starts from the trainer's position (e.g. after resume). */

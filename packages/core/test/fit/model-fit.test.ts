@@ -541,8 +541,8 @@ describe('fit(x, y, options) as model.fit', () => {
     expect((await err(t.fit(x, y, { validationSplit: 1 }))).message).to.match(/validationSplit' must be in \(0, 1\)/);
     expect((await err(t.fit(x, undefined as never, { epochs: 1 }))).message).to.match(/fit: y must be a tensor or an array of numbers, got undefined.*fit\(x, y, \{ epochs/);
     expect((await err(t.fit(tensorData(x, y), y as never))).message).to.match(/with a data source the labels are inside it/);
-    expect((await err(t.fit(x, y, { callbacks: { onEpochEnds: () => {} }, verbose: 0 }))).message).to.match(/unknown callback 'onEpochEnds' \(did you mean 'onEpochEnd'\?\)/);
-    expect((await err(t.fit(x, y, { validationData: [x], verbose: 0 }))).message).to.match(/validationData must be \[x, y\]/);
+    expect((await err(t.fit(x, y, { callbacks: { onEpochEnds: () => {} }, verbose: 0 } as never))).message).to.match(/unknown callback 'onEpochEnds' \(did you mean 'onEpochEnd'\?\)/);
+    expect((await err(t.fit(x, y, { validationData: [x], verbose: 0 } as never))).message).to.match(/validationData must be \[x, y\]/);
     expect(t.step).to.equal(0);
     t.dispose();
     tf.dispose([x, y, labels]);
