@@ -27,7 +27,7 @@ export * from './step/step-request';
 export { checkGradients } from './step/check-gradients';
 export * from './data/data-source';
 export { TensorData, arrayData, tensorData, permutation, type HostTensor } from './data/tensor-data';
-export { DatasetData, datasetData, type DatasetElement, type ElementPart } from './data/dataset-data';
+export { DatasetData, datasetData, type DatasetDataOptions, type DatasetElement, type ElementPart } from './data/dataset-data';
 export { losses, resolveLoss, LOSS_NAMES, type LossFunction, type LossName, type LossSpec } from './train/losses';
 export { accuracy, resolveMetrics, METRIC_NAMES, type MetricSpec } from './train/metrics';
 export { penalizedLayers, weightPenalties } from './train/regularization';

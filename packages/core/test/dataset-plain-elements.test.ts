@@ -23,8 +23,8 @@ describe('datasetData with elements of numbers, arrays and typed arrays', () => 
     const fitOn = async (rows: tf.TensorContainerObject[]) => {
       const model = tinyMlp();
       const t = tinyTrainer({ model, metrics: ['accuracy'] });
-      const h = await t.fit(datasetData(tf.data.array(rows) as never, { size: 48 }), { epochs: 3, batchSize: 8 });
-      const evaluated = await t.evaluate(datasetData(tf.data.array(rows) as never));
+      const h = await t.fit(datasetData(tf.data.array(rows), { size: 48 }), { epochs: 3, batchSize: 8 });
+      const evaluated = await t.evaluate(datasetData(tf.data.array(rows)));
       t.dispose();
       model.dispose();
       return { loss: h.history.loss, acc: h.history.acc, evaluated };
@@ -93,7 +93,7 @@ describe('datasetData with elements of numbers, arrays and typed arrays', () => 
     ];
     for (const [makeRows, pattern] of cases) {
       const rows = makeRows();
-      const err = await t.fit(datasetData(tf.data.array(rows as never) as never), { epochs: 1, batchSize: 8 }).then(
+      const err = await t.fit(datasetData(tf.data.array(rows as never)), { epochs: 1, batchSize: 8 }).then(
         () => expect.fail(`accepted ${pattern}`),
         (e: Error & { code?: string }) => e,
       );

@@ -424,10 +424,10 @@ describe('data sources', () => {
     const xs = Array.from({ length: 24 }, (_, i) => tf.tensor1d([Math.sin(i), Math.cos(i), (i % 3) - 1, 0.5]));
     const ys = Array.from({ length: 24 }, (_, i) => tf.scalar(i % 3, 'int32'));
     const before = tf.memory().numTensors;
-    const cases: [tf.data.Dataset<never>, RegExp][] = [
-      [tf.data.zip({ xs: tf.data.array(xs), ys: tf.data.array(ys) }).batch(8) as never, /a batch of x has shape \[3,8,4\], but the model takes \[batch, 4\]\. The source yields batches of batches: pass datasetData an unbatched dataset \(ds\.unbatch\(\)/],
-      [tf.data.zip([tf.data.array(xs), tf.data.array(ys)]) as never, /elements must be \{ xs, ys \}.*got an array of 2\. Map them, e\.g\. ds\.map/],
-      [tf.data.zip({ x: tf.data.array(xs), y: tf.data.array(ys) }) as never, /elements must be \{ xs, ys \}.*got \{ x, y \}/],
+    const cases: [tf.data.Dataset<tf.TensorContainer>, RegExp][] = [
+      [tf.data.zip({ xs: tf.data.array(xs), ys: tf.data.array(ys) }).batch(8), /a batch of x has shape \[3,8,4\], but the model takes \[batch, 4\]\. The source yields batches of batches: for a dataset batched for model\.fitDataset use datasetData\(ds, \{ batched: true \}\)/],
+      [tf.data.zip([tf.data.array(xs), tf.data.array(ys)]), /elements must be \{ xs, ys \}.*got an array of 2\. Map them, e\.g\. ds\.map/],
+      [tf.data.zip({ x: tf.data.array(xs), y: tf.data.array(ys) }), /elements must be \{ xs, ys \}.*got \{ x, y \}/],
     ];
     for (const [ds, pattern] of cases) {
       const err = await t.fit(datasetData(ds), { epochs: 1, batchSize: 8 }).then(

@@ -13,17 +13,21 @@ export const DEFAULT_SHUFFLE_ELEMENTS = 1024;
 export const DEFAULT_SHUFFLE_BYTES = 64 * 2 ** 20;
 
 /**
- * Adapts an UNBATCHED (the trainer batches it; a dataset made for model.fitDataset is
- * batched already: `.unbatch()` it, which the trainer's shape check names) `tf.data.Dataset` of `{xs, ys}` elements,
- * each a tensor or a plain number / array / typed array (batched on the host: see plain-batch.ts).
- * Shuffling draws from a seeded buffer of `shuffleBuffer` elements (shuffle-buffer.ts); by
- * default 1024, or as many as fit in 64 MiB when the elements are larger than 64 KiB.
+ * Adapts a `tf.data.Dataset` of `{xs, ys}` elements, each a tensor or a plain number / array /
+ * typed array (batched on the host: see plain-batch.ts). The trainer batches it, so the dataset
+ * is unbatched; one made for model.fitDataset (batched already) needs `batched: true`, which
+ * splits its batches into samples (tf.data has no unbatch), or the dataset before its
+ * `.batch()` call. Shuffling draws from a seeded buffer of `shuffleBuffer` elements
+ * (shuffle-buffer.ts); by default 1024, or as many as fit in 64 MiB when the elements are
+ * larger than 64 KiB.
  */
 export class DatasetData implements DataSource {
   constructor(
     private readonly ds: tf.data.Dataset<DatasetElement>,
     private readonly shuffleBuffer?: number,
     readonly size?: number,
+    /** The elements are batches of `{ xs, ys }` tensors (a model.fitDataset dataset). */
+    private readonly batched = false,
   ) {}
 
   /** Bytes of the first element as tensors (set by the check before the first batch). */
@@ -31,7 +35,7 @@ export class DatasetData implements DataSource {
 
   async *batches({ batchSize, shuffle, seed, epoch, startBatch = 0 }: BatchOptions): AsyncIterator<Batch> {
     if (this.elementBytes === undefined) this.elementBytes = await this.checkElements();
-    const upstream = await this.ds.iterator();
+    const upstream = await (this.batched ? samplesOf(this.ds) : this.ds).iterator();
     if (!shuffle) {
       yield* batchesOf(upstream, batchSize, startBatch);
       return;
@@ -90,6 +94,17 @@ export class DatasetData implements DataSource {
           : 'Map them to one of these, e.g. ds.map(e => ({ xs: tf.tensor(e.xs), ys: Number(e.ys) })).';
         throw new TapfitError(ErrorCodes.CONFIG, `datasetData: the dataset's elements' xs and ys must each be ${ACCEPTED_PARTS}; got { ${got} }. ${fix}`);
       }
+      if (this.batched) {
+        const [xs, ys] = [v.xs, v.ys];
+        if (!(xs instanceof tf.Tensor && ys instanceof tf.Tensor && xs.rank > 0 && ys.rank > 0 && xs.shape[0] === ys.shape[0])) {
+          throw new TapfitError(
+            ErrorCodes.CONFIG,
+            `datasetData(ds, { batched: true }): the dataset's elements must be batches { xs, ys } of tensors with the same first (batch) dimension, as ds.batch(n) makes them; got { xs: ${describeBatchPart(xs)}, ys: ${describeBatchPart(ys)} }. For an unbatched dataset leave 'batched' out.`,
+          );
+        }
+        // Bytes of one sample: the shuffle buffer holds samples.
+        return (partBytes(xs) + partBytes(ys)) / Math.max(1, xs.shape[0]);
+      }
       return partBytes(v.xs) + partBytes(v.ys);
     } finally {
       tf.dispose(tensorsIn(first));
@@ -97,14 +112,48 @@ export class DatasetData implements DataSource {
   }
 }
 
+function describeBatchPart(p: unknown): string {
+  return p instanceof tf.Tensor ? `a tensor of shape [${p.shape}]` : describe(p);
+}
+
 /**
- * `ds`: unbatched `{ xs, ys }` elements, each a tensor, a number, an array of numbers or a typed array.
- * `shuffleBuffer`: elements the shuffle draws from (default 1024, fewer for elements over 64 KiB: at most 64 MiB of them).
+ * The samples of a batched dataset, one element each: each batch is split (tf.unstack) and
+ * freed, as tf.data's own ops free the elements they consume.
  */
-export function datasetData<T extends DatasetElement>(ds: tf.data.Dataset<T>, options: { shuffleBuffer?: number; size?: number } = {}): DatasetData {
+function samplesOf(batches: tf.data.Dataset<DatasetElement>): tf.data.Dataset<DatasetElement> {
+  return tf.data.generator(async function* () {
+    const it = await batches.iterator();
+    for (let r = await it.next(); !r.done; r = await it.next()) {
+      const { xs, ys } = r.value as { xs: tf.Tensor; ys: tf.Tensor };
+      const [x, y] = [tf.unstack(xs), tf.unstack(ys)];
+      tf.dispose([xs, ys]);
+      for (let i = 0; i < x.length; i++) yield { xs: x[i], ys: y[i] };
+    }
+  });
+}
+
+export interface DatasetDataOptions {
+  /** Elements in the shuffle buffer (default 1024, fewer for elements over 64 KiB: at most 64 MiB of them). */
+  shuffleBuffer?: number | undefined;
+  /** Samples per epoch, when known (the progress and `History.params.samples`). */
+  size?: number | undefined;
+  /**
+   * The dataset yields batches (`ds.batch(n)`, as model.fitDataset takes it): each is split
+   * into samples, which fit re-batches at its own `batchSize`. Default false.
+   */
+  batched?: boolean | undefined;
+}
+
+/**
+ * `ds`: `{ xs, ys }` elements, each a tensor, a number, an array of numbers or a typed array;
+ * unbatched, or batches of tensors with `batched: true`. Any tf.data dataset type-checks (as
+ * model.fitDataset's does, e.g. tf.data.zip's `Dataset<TensorContainer>`); its first element is
+ * checked before training, naming what it found and the `map` that fixes it.
+ */
+export function datasetData(ds: tf.data.Dataset<tf.TensorContainer>, options: DatasetDataOptions = {}): DatasetData {
   const n = options.shuffleBuffer;
   if (n !== undefined && !(Number.isInteger(n) && n >= 1)) {
     throw new TapfitError(ErrorCodes.CONFIG, `datasetData: shuffleBuffer must be a whole number of elements, at least 1; got ${n}. (fit's shuffle: false turns shuffling off.)`);
   }
-  return new DatasetData(ds as unknown as tf.data.Dataset<DatasetElement>, options.shuffleBuffer, options.size);
+  return new DatasetData(ds as tf.data.Dataset<DatasetElement>, options.shuffleBuffer, options.size, options.batched ?? false);
 }

@@ -807,7 +807,7 @@ export class Trainer {
   private checkBatchShape(x: tf.Tensor): void {
     const want = this.modelRef.inputShape;
     if (!want || x.rank === want.length + 1 || (x.rank === 1 && takesOneValue(want))) return;
-    const hint = x.rank === want.length + 2 ? ' The source yields batches of batches: pass datasetData an unbatched dataset (ds.unbatch() for one made for model.fitDataset).' : ' Reshape the data or fix the model\'s inputShape.';
+    const hint = x.rank === want.length + 2 ? ' The source yields batches of batches: for a dataset batched for model.fitDataset use datasetData(ds, { batched: true }), or pass datasetData the dataset before its .batch() call (tf.data has no unbatch).' : ' Reshape the data or fix the model\'s inputShape.';
     throw new TapfitError(ErrorCodes.SHAPE, `data/model shape mismatch: a batch of x has shape [${x.shape}], but the model takes [batch, ${want.map((d) => d ?? '?')}].${hint}`);
   }
 

@@ -1,0 +1,79 @@
+// A dataset made for model.fitDataset (batched) trains through datasetData as model.fitDataset
+// trains on it: the remedy tapfit's shape error names must work (tf.data has no unbatch).
+
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { datasetData, sgd, SilentLogger, Trainer, type Batch } from '../../src';
+import { useBackend } from '../fixtures';
+import { blobTensors, expectHistoryClose, softmaxModel } from './helpers';
+
+describe('datasetData of a dataset batched for model.fitDataset', () => {
+  useBackend('cpu');
+
+  const trainer = (model: tf.LayersModel) => new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), metrics: ['accuracy'], logger: new SilentLogger() });
+
+  it("the shape error's advice works: { batched: true }, or the dataset before .batch(), trains as model.fitDataset on the batched one (same history and weights)", async () => {
+    const { x, y, labels } = blobTensors(40);
+    const samples = tf.data.zip({ xs: tf.data.array(tf.unstack(x)), ys: tf.data.array(tf.unstack(y)) });
+    const batched = samples.batch(8);
+    const reference = softmaxModel();
+    reference.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+    const expected = await reference.fitDataset(batched, { epochs: 3, verbose: 0 });
+
+    const refused = trainer(softmaxModel());
+    const err = await refused.fit(datasetData(batched), { epochs: 1, batchSize: 8 }).then(() => expect.fail('a batched dataset was accepted'), (e: Error) => e);
+    expect(err.message).to.contain('datasetData(ds, { batched: true })').and.contain('before its .batch() call');
+    refused.dispose();
+
+    for (const data of [datasetData(batched, { batched: true }), datasetData(samples)]) {
+      const model = softmaxModel();
+      const t = trainer(model);
+      const h = await t.fit(data, { epochs: 3, batchSize: 8, shuffle: false });
+      expectHistoryClose(h.history, expected.history as Record<string, number[]>, 1e-6);
+      reference.getWeights().forEach((w, i) => expect(Array.from(model.getWeights()[i].dataSync()), `weight ${i}`).to.deep.equal(Array.from(w.dataSync())));
+      t.dispose();
+      model.dispose();
+    }
+    reference.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
+  it('re-batches the samples at fit\'s batchSize, shuffles across batches and resumes at a batch; frees every batch it splits', async () => {
+    const xs = Array.from({ length: 12 }, (_, i) => tf.tensor1d([i, -i]));
+    const ys = Array.from({ length: 12 }, (_, i) => tf.scalar(i, 'int32'));
+    const data = datasetData(tf.data.zip({ xs: tf.data.array(xs), ys: tf.data.array(ys) }).batch(5), { batched: true });
+    const before = tf.memory().numTensors;
+    const read = async (options: { shuffle: boolean; startBatch?: number; epoch?: number }) => {
+      const it = data.batches({ batchSize: 4, seed: 3, epoch: options.epoch ?? 0, ...options }) as AsyncIterator<Batch>;
+      const out: { x: number[][]; y: number[] }[] = [];
+      for (let r = await it.next(); !r.done; r = await it.next()) {
+        out.push({ x: r.value.x.arraySync() as number[][], y: Array.from(r.value.y.dataSync()) });
+        tf.dispose([r.value.x, r.value.y]);
+      }
+      return out;
+    };
+    const ordered = await read({ shuffle: false });
+    expect(ordered.map((b) => b.y)).to.deep.equal([[0, 1, 2, 3], [4, 5, 6, 7], [8, 9, 10, 11]]);
+    expect(ordered[1].x[0]).to.deep.equal([4, -4]);
+    expect((await read({ shuffle: false, startBatch: 2 })).map((b) => b.y)).to.deep.equal([[8, 9, 10, 11]]);
+    const shuffled = (await read({ shuffle: true, epoch: 1 })).flatMap((b) => b.y);
+    expect([...shuffled].sort((a, b) => a - b)).to.deep.equal(ordered.flatMap((b) => b.y));
+    expect(shuffled).to.not.deep.equal(ordered.flatMap((b) => b.y));
+    expect(tf.memory().numTensors, 'tensors left behind').to.equal(before);
+    tf.dispose([...xs, ...ys]);
+  });
+
+  it('batched: true on elements that are not batches of tensors is an error naming them', async () => {
+    const t = trainer(softmaxModel());
+    const cases: [tf.data.Dataset<tf.TensorContainer>, RegExp][] = [
+      [tf.data.array([{ xs: [1, 2, 3, 4], ys: [1, 0, 0] }]), /got \{ xs: an array of 4, ys: an array of 3 \}/],
+      [tf.data.array([{ xs: tf.zeros([2, 4]), ys: tf.zeros([3, 3]) }]), /got \{ xs: a tensor of shape \[2,4\], ys: a tensor of shape \[3,3\] \}/],
+    ];
+    for (const [ds, got] of cases) {
+      const err = await t.fit(datasetData(ds, { batched: true }), { epochs: 1 }).then(() => expect.fail('accepted'), (e: Error & { code?: string }) => e);
+      expect(err.code).to.equal('TAPFIT_E_CONFIG');
+      expect(err.message).to.match(/^datasetData\(ds, \{ batched: true \}\): the dataset's elements must be batches \{ xs, ys \} of tensors/).and.match(got);
+    }
+    t.dispose();
+  });
+});
