@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { sgd, SilentLogger, tensorData, Trainer } from '@tapfit/core';
 import { asyncTrain, AsyncTrainError, type AsyncTrainOptions, type AsyncTrainStats } from '../src';
 import { GradientLedger } from '../src/async/ledger';
@@ -12,6 +13,7 @@ import { useBackend } from './helpers';
 
 const faulty = path.join(__dirname, 'fixtures', 'faulty-worker.js');
 const customLayer = path.join(__dirname, 'fixtures', 'custom-layer.js');
+const customLayerTla = path.join(__dirname, 'fixtures', 'custom-layer-tla.mjs');
 
 /** A linear model y = x w (no bias) with weights `w0`, and `n` samples of ones. */
 function linear(inputs: number, w0: number, n = 96) {
@@ -155,6 +157,17 @@ describe('asyncTrain (worker threads)', function () {
     expect(err.stats.steps).to.equal(0);
 
     expect((await asyncTrain({ ...options, setupModule: customLayer })).steps).to.equal(4);
+    model.dispose();
+    data.dispose();
+  });
+
+  it('setupModule may be ESM with top-level await, and a file: URL (what import.meta.resolve gives): the workers import() it', async () => {
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 3 }), new BrakesTestDoubler({ name: 'double' }), tf.layers.dense({ units: 1 })] });
+    const data = tensorData(tf.ones([16, 4]), tf.zeros([16, 1]));
+    const options: AsyncTrainOptions = { model, data, loss: 'meanSquaredError', optimizer: sgd({ lr: 0.01 }), workers: 1, steps: 4, batchSize: 4, backend: 'cpu', logger: new SilentLogger() };
+    for (const setupModule of [customLayerTla, pathToFileURL(customLayerTla).href, pathToFileURL(customLayer).href]) {
+      expect((await asyncTrain({ ...options, setupModule })).steps, setupModule).to.equal(4);
+    }
     model.dispose();
     data.dispose();
   });

@@ -3,6 +3,7 @@ import { sgd, SilentLogger, tensorData, Trainer } from '@tapfit/core';
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { pipeline, ThreadedPipeline, type PipelineOptions } from '../src';
 import { resolveThreadedOptions } from '../src/threaded/options';
 import { PipelineTestDoubler } from './fixtures/custom-layer';
@@ -30,6 +31,7 @@ const samples = (n: number) => ({
 const optimizer = { lr: 0.05, momentum: 0.9 };
 const faulty = path.join(__dirname, 'fixtures', 'faulty-stage.js');
 const customLayer = path.join(__dirname, 'fixtures', 'custom-layer.js');
+const customLayerTla = path.join(__dirname, 'fixtures', 'custom-layer-tla.mjs');
 const setupFault = path.join(__dirname, 'fixtures', 'setup-fault.js');
 
 type Run = { weights: number[][]; losses: number[] };
@@ -191,6 +193,30 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
       expect(await pipe.train(x, y)).to.have.length(8);
     } finally {
       await pipe.close();
+      tf.dispose([x, y]);
+    }
+  });
+
+  it('setupModule may be ESM with top-level await, and a file: URL (what import.meta.resolve gives): the workers import() it', async () => {
+    const model = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh' }),
+          new PipelineTestDoubler({ name: 'double' }),
+          tf.layers.dense({ name: 'd2', units: 3 }),
+        ],
+      });
+    const { x, y } = samples(8);
+    try {
+      for (const setupModule of [customLayerTla, pathToFileURL(customLayerTla).href, pathToFileURL(customLayer).href]) {
+        const pipe = await ThreadedPipeline.start({ model: model(), boundaries: ['d2'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule });
+        try {
+          expect(await pipe.train(x, y), setupModule).to.have.length(8);
+        } finally {
+          await pipe.close();
+        }
+      }
+    } finally {
       tf.dispose([x, y]);
     }
   });

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { losses, optionSchemas, type Logger, type StepTransform } from '@tapfit/core';
-import * as path from 'node:path';
 import { z } from 'zod';
+import { isSetupModuleSpec, SETUP_MODULE_FORMS } from './setup-module';
 const { count, positive } = optionSchemas;
 
 export interface AsyncTrainOptions {
@@ -22,9 +22,10 @@ export interface AsyncTrainOptions {
   /** The workers' TF.js backend; default 'wasm' (core's selectBackend, with its training shim). */
   backend?: 'wasm' | 'cpu';
   /**
-   * Absolute path of a module each worker requires before building the model. It may
-   * export `setup({ workerIndex })` (register custom layers or kernels; may be async)
-   * and `loss(yTrue, yPred)` (used instead of `loss`).
+   * A module each worker loads (with import(): CommonJS or ESM, top-level await included)
+   * before building the model: an absolute path or a file: URL. It may export
+   * `setup({ workerIndex })` (register custom layers or kernels; may be async) and
+   * `loss(yTrue, yPred)` (used instead of `loss`).
    */
   setupModule?: string;
   /** Shuffling seed of the workers' batches; default 0. */
@@ -73,7 +74,7 @@ export const asyncTrainSchema = z.strictObject({
   steps: count('an integer >= 1').min(1, 'must be an integer >= 1'),
   batchSize: count('an integer >= 1').min(1, 'must be an integer >= 1').default(32),
   backend: z.enum(['wasm', 'cpu'], { error: "must be 'wasm' or 'cpu'" }).default('wasm'),
-  setupModule: z.string().refine((p) => path.isAbsolute(p), 'must be an absolute path (use require.resolve or path.resolve)').optional(),
+  setupModule: z.string().refine(isSetupModuleSpec, SETUP_MODULE_FORMS).optional(),
   seed: count('an integer').default(0),
   timeoutMs: positive.default(120_000),
   startTimeoutMs: positive.default(120_000),

@@ -6,6 +6,7 @@ import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { rebuildLayersModelInWorker, resolveLoss, selectBackend, TapfitError, weightPenalties, type LossFn, type LossName } from '@tapfit/core';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol';
+import { importSetupModule } from './setup-module';
 import { shardBatches } from './worker-batches';
 
 const port = parentPort!;
@@ -16,7 +17,7 @@ async function start(init: WorkerInit): Promise<void> {
   await selectBackend(init.backend, { log: false });
   let loss: LossFn = resolveLoss(init.loss as LossName);
   if (init.setupModule) {
-    const mod = require(init.setupModule) as { setup?: (ctx: { workerIndex: number }) => unknown; loss?: LossFn };
+    const mod = await importSetupModule<{ setup: (ctx: { workerIndex: number }) => unknown; loss: LossFn }>(init.setupModule);
     await mod.setup?.({ workerIndex: init.index });
     if (typeof mod.loss === 'function') loss = mod.loss;
   }

@@ -39,7 +39,7 @@ export interface ThreadedPipelineOptions {
   constraints?: 'apply' | 'ignore';
   /** The workers' backend; default 'wasm'. */
   backend?: 'cpu' | 'wasm';
-  /** Absolute path of a module each worker requires first: may export `setup({ stage })` (register custom layers), `loss`, and `onSample({ stage, sample, phase })`. */
+  /** A module each worker loads first (with import(): CommonJS or ESM, top-level await included), as an absolute path or a file: URL: may export `setup({ stage })` (register custom layers), `loss`, and `onSample({ stage, sample, phase })`. */
   setupModule?: string;
   /** A stage whose worker is not ready (TF.js loaded, setupModule's setup run, model built) within this many ms fails the start; default 120000, as asyncTrain's. */
   startTimeoutMs?: number;

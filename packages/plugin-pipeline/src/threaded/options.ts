@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { optionSchemas, parseOptions, resolveLoss } from '@tapfit/core';
-import * as path from 'node:path';
 import { z } from 'zod';
 import { microBatchSchema, pipelineSchema } from '../options';
+import { isSetupModuleSpec, SETUP_MODULE_FORMS } from './setup-module';
 import type { Transport } from './transport';
 
 const { finite, nonNegative, fraction, positive } = optionSchemas;
@@ -31,7 +31,7 @@ const threadedSchema = z
     constraints: z.enum(['apply', 'ignore'], { error: "must be 'apply' or 'ignore'" }).default('apply'),
     backend: z.enum(['cpu', 'wasm'], { error: "must be 'cpu' or 'wasm'" }).default('wasm'),
     startTimeoutMs: positive.default(120_000),
-    setupModule: z.string({ error: 'must be an absolute path' }).refine((p) => path.isAbsolute(p), 'must be an absolute path (workers resolve it, not the caller)').optional(),
+    setupModule: z.string({ error: SETUP_MODULE_FORMS }).refine(isSetupModuleSpec, `${SETUP_MODULE_FORMS}: workers load it, not the caller`).optional(),
     transport: z.custom<Transport>((t) => typeof (t as Transport | undefined)?.pair === 'function' && typeof (t as Transport).link === 'function', 'must be a Transport { pair, link }').optional(),
   })
   .refine((o) => o.stages === undefined || o.boundaries === undefined, { message: "give one of 'stages' (balanced) or 'boundaries' (explicit), not both", path: ['boundaries'] });

@@ -9,6 +9,7 @@ import { spikeCompensation } from '../spike-compensation';
 import { runSegments, stageBackward, withWeights } from '../stage-math';
 import { WeightHistory } from '../weight-history';
 import type { FromStage, StageInit, ToStage } from './protocol';
+import { importSetupModule } from './setup-module';
 import { messagePortTransport, type StageLink, type StageMessage } from './transport';
 
 const port = parentPort!;
@@ -25,7 +26,7 @@ async function start(): Promise<void> {
   let hooks: Hooks = {};
   let loss: LossFn = resolveLoss(init.loss as LossName);
   if (init.setupModule) {
-    const mod = require(init.setupModule) as Hooks & { setup?: (ctx: { stage: number }) => unknown; loss?: LossFn };
+    const mod = await importSetupModule<Hooks & { setup: (ctx: { stage: number }) => unknown; loss: LossFn }>(init.setupModule);
     await mod.setup?.({ stage: init.stage });
     if (typeof mod.loss === 'function') loss = mod.loss;
     hooks = mod;
