@@ -19,9 +19,9 @@ export const BRAKING_PLUGIN = 'adaptive-braking';
 
 export interface AdaptiveBrakingPluginOptions extends Omit<AdaptiveBrakingOptions, 'momentum' | 'name'> {
   /** Default: read from the momentum member being replaced (so it matches the optimizer's). */
-  momentum?: number;
+  momentum?: number | undefined;
   /** The chain member to replace (a name or path, as core's findTransform); default 'momentum'. */
-  target?: string;
+  target?: string | undefined;
 }
 
 export const brakingPluginSchema = z.strictObject({

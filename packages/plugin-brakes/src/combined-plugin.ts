@@ -9,9 +9,9 @@ const brakesSchema = brakingPluginSchema.extend({ braking: z.boolean({ error: 'm
 
 export interface BrakesOptions extends AdaptiveBrakingPluginOptions {
   /** Replace momentum with Adaptive Braking; default true (false: e.g. the plain SGDM baseline of a delay study). */
-  braking?: boolean;
+  braking?: boolean | undefined;
   /** Delay gradients by this many steps (delayedGradients); default 0. */
-  delay?: number;
+  delay?: number | undefined;
 }
 
 export interface BrakesPlugin extends TapfitPlugin {

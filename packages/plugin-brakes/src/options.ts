@@ -11,24 +11,24 @@ export interface AdaptiveBrakingOptions {
    * Braking strength: alpha = 1 - rho cos(g, v), in [1 - rho, 1 + rho]. In [0, 2];
    * default 1.5, chosen by the delay study (README, `npm run bench -- delay`).
    */
-  rho?: number;
+  rho?: number | undefined;
   /**
    * 'tensor' (default): one cosine per parameter tensor. 'global': one cosine over all
    * parameters concatenated, so one alpha for the whole step.
    */
-  granularity?: 'tensor' | 'global';
+  granularity?: 'tensor' | 'global' | undefined;
   /** Coupled L2 added by this transform: g = grad + weightDecay * w; default 0. */
-  weightDecay?: number;
+  weightDecay?: number | undefined;
   /**
    * true (default): the decay term is part of g, so it enters the cosine and is scaled by
    * alpha. false: alpha comes from the loss gradient alone and scales only it:
    * v = m v + alpha grad + weightDecay w.
    */
-  applyToWeightDecay?: boolean;
+  applyToWeightDecay?: boolean | undefined;
   /** The cosine is <g, v> / max(||g|| ||v||, eps); a zero g or v gives cosine 0, alpha 1. Default 1e-16. */
-  eps?: number;
+  eps?: number | undefined;
   /** Names the transform's slot in the chain state; default 'momentum' (the member it replaces). */
-  name?: string;
+  name?: string | undefined;
 }
 
 export type ResolvedBrakingOptions = Required<AdaptiveBrakingOptions>;

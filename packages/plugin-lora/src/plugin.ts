@@ -9,7 +9,7 @@ export const LORA_PLUGIN = 'lora';
 
 export interface LoraPluginOptions extends LoraOptions {
   /** Log the plan (adapted layers, parameter counts) through the trainer's logger at setup. Default false. */
-  verbose?: boolean;
+  verbose?: boolean | undefined;
 }
 
 /** What a checkpoint records about the surgery, to refuse resuming into a different one. */

@@ -9,7 +9,10 @@ type Kwargs = { [key: string]: unknown };
 
 type BaseLayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
 
-export interface OnlineNormLayerArgs extends OnlineNormOptions, Pick<BaseLayerArgs, 'name' | 'trainable' | 'inputShape' | 'batchInputShape' | 'batchSize' | 'dtype'> {}
+// tfjs's own args, optional as there but also taking an explicit undefined (which tfjs treats as unset).
+type LayerBaseArgs = { [K in 'name' | 'trainable' | 'inputShape' | 'batchInputShape' | 'batchSize' | 'dtype']?: BaseLayerArgs[K] | undefined };
+
+export interface OnlineNormLayerArgs extends OnlineNormOptions, LayerBaseArgs {}
 
 /** Keys of a layer config that belong to tfjs-layers' base Layer, not to OnlineNorm. */
 const BASE_KEYS = new Set(['name', 'trainable', 'inputShape', 'batchInputShape', 'batchSize', 'dtype', 'weights', 'inputDType']);

@@ -25,11 +25,11 @@ export interface NormalizeArgs {
    * committed in the same pass, its model's (`checkedTogetherWith`, one read-back), and a
    * failure puts the statistics back and throws there, one call late. The plugin reads its layers' once per step, within the step.
    */
-  checkFiniteEvery?: number;
+  checkFiniteEvery?: number | undefined;
   /** Where the per-batch recurrences run (recurrences.ts); default 'auto'. */
-  recurrences?: RecurrenceMode;
+  recurrences?: RecurrenceMode | undefined;
   /** 'recompute' only: the M, V to normalise with (default: the current ones). */
-  statistics?: { mean: tf.Tensor; variance: tf.Tensor };
+  statistics?: { mean: tf.Tensor; variance: tf.Tensor } | undefined;
 }
 
 /**

@@ -7,34 +7,34 @@ export type ErrorCompensation = 'ac' | 'ls' | 'none';
 /** The knobs of one Online Normalization layer; every field is optional. */
 export interface OnlineNormOptions {
   /** Forward decay of the running mean/variance, in (0, 1]; 1 freezes them. Default 0.999. */
-  alphaFwd?: number;
+  alphaFwd?: number | undefined;
   /** Backward decay of the control accumulators u, v, in (0, 1]; 1 turns the control off. Default 0.99. */
-  alphaBkw?: number;
+  alphaBkw?: number | undefined;
   /** Added to the running variance before the square root. Default 1e-5. */
-  epsilon?: number;
+  epsilon?: number | undefined;
   /** Learn a per-channel scale gamma (init 1) and shift beta (init 0). Default true. */
-  affine?: boolean;
+  affine?: boolean | undefined;
   /**
    * 'ac' activation clamping (the reference library's default), 'ls' layer scaling (the
    * paper's experiments), 'none'. Default 'ac'.
    */
-  ecm?: ErrorCompensation;
+  ecm?: ErrorCompensation | undefined;
   /** Activation clamping bound c: outputs are clipped to [-c, c]. Default 5. */
-  clamp?: number;
+  clamp?: number | undefined;
   /** Layer scaling's epsilon inside the per-sample RMS. Default 1e-5. */
-  epsLs?: number;
+  epsLs?: number | undefined;
   /**
    * Check the running statistics for NaN/Inf every this many training calls (0: never).
    * Host recurrences check their own arrays (no read-back); device recurrences keep the
    * check on the device, read once per step for all layers (README, Performance). Default 1.
    */
-  checkFiniteEvery?: number;
+  checkFiniteEvery?: number | undefined;
   /**
    * Where the within-batch recurrences run: 'host' (a float64 loop after reading [N, C]
    * summaries back; fastest on cpu/wasm), 'device' (vectorised scans, no read-back; for
    * GPU backends) or 'auto' (host on cpu/wasm, device elsewhere). Same results. Default 'auto'.
    */
-  recurrences?: RecurrenceMode;
+  recurrences?: RecurrenceMode | undefined;
 }
 
 export type ResolvedOnlineNormOptions = Required<OnlineNormOptions>;

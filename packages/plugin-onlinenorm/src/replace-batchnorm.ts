@@ -12,12 +12,12 @@ export type BatchNormSelector = 'batchNorm' | readonly string[] | RegExp | ((lay
 
 export interface ReplaceBatchNormOptions extends OnlineNormOptions {
   /** Default 'batchNorm'. */
-  replace?: BatchNormSelector;
+  replace?: BatchNormSelector | undefined;
   /**
    * Start OnlineNorm's running mean/variance from the BatchNorm's moving statistics
    * (default true); false starts from M = 0, V = 1. u, v always start at 0.
    */
-  copyStatistics?: boolean;
+  copyStatistics?: boolean | undefined;
 }
 
 /**

@@ -6,23 +6,23 @@ export type Compensation = 'none' | 'sc';
 
 export interface PipelineOptions {
   /** S, the number of stages (balanced by measured per-segment forward time). Give this or `boundaries`. */
-  stages?: number;
+  stages?: number | undefined;
   /** The first segment of every stage after the first, by name (S = boundaries.length + 1). */
-  boundaries?: string[];
+  boundaries?: string[] | undefined;
   /** 'sc': Spike Compensation per stage with its D_s (docs/techniques.md §5.3); default 'none'. */
-  compensation?: Compensation;
+  compensation?: Compensation | undefined;
   /** Linear Weight Prediction per stage (docs/techniques.md §5.4); default 'none'. */
-  prediction?: Prediction;
+  prediction?: Prediction | undefined;
   /** Added to every D_s (forward and backward of a micro-batch in different ticks); default 0. */
-  extraDelay?: number;
+  extraDelay?: number | undefined;
   /** Backward with the forward's weights (pure delay, no inconsistency); default false. */
-  weightStashing?: boolean;
+  weightStashing?: boolean | undefined;
   /** Input shape without the batch axis, when the model does not know it (segment models): for balancing and the memory figures. */
-  inputShape?: number[];
+  inputShape?: number[] | undefined;
   /** Micro-batch size the memory figures assume; default 1. */
-  microBatch?: number;
+  microBatch?: number | undefined;
   /** Log the stage table at setup; default false. */
-  verbose?: boolean;
+  verbose?: boolean | undefined;
 }
 
 const { count } = optionSchemas;

@@ -10,7 +10,7 @@ export interface SimulatorOptions {
   /** Backward with the forward's weights instead of the current ones (pure delay, no inconsistency). */
   weightStashing: boolean;
   /** Where the velocity-form prediction reads the momentum buffer and the learning rate. */
-  motion?: MotionSource;
+  motion?: MotionSource | undefined;
 }
 
 /** A stage bound to the model's variables. */

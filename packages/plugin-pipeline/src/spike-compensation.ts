@@ -17,7 +17,7 @@ export interface SpikeCompensationOptions {
   /** D for every variable, or per variable name (a pipeline gives each stage's variables its D_s). */
   delay: number | ((variable: string) => number);
   /** Default 'momentum': it replaces core's momentum() member of the same name. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /**

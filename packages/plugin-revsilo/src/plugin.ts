@@ -11,7 +11,7 @@ export type SegmentSelector = readonly string[] | RegExp | ((name: string) => bo
 
 export interface RevsiloOptions {
   /** Segments to invert. Default: every segment with an `inverse` (all reversible units of revBiFPN and reversibleUNet3d). */
-  segments?: SegmentSelector;
+  segments?: SegmentSelector | undefined;
   /**
    * Compare every replay of an inverted segment with the original (a rebuilt input with
    * the input, a recomputed output with the output) and fail, naming the segment, when they
@@ -20,7 +20,7 @@ export interface RevsiloOptions {
    * call). A debugging aid: it keeps copies of each inverted segment's input and output for
    * the step and reads values back.
    */
-  checkReconstruction?: boolean | { tolerance?: number };
+  checkReconstruction?: boolean | { tolerance?: number } | undefined;
 }
 
 const { flag, positive } = optionSchemas;

@@ -29,18 +29,18 @@ export interface SelectBackendOptions {
    * `installMemoryGuard`). Default: 3 GiB on wasm, none on cpu. Not enforced on
    * 'tensorflow' and 'webgpu' (their own allocators). `Infinity` disables the check.
    */
-  memoryBudgetBytes?: number;
+  memoryBudgetBytes?: number | undefined;
   /**
    * wasm threads: 1-8 or 'auto' (default, unless TAPFIT_WASM_THREADS says otherwise): as
    * many as there are free cores, up to 4, and 1 in a worker thread (see the README).
    */
-  threads?: number | 'auto';
+  threads?: number | 'auto' | undefined;
   /**
    * Where the one-line choice goes: a Logger (its `info`; a warning such as a missing wasm
    * package goes to its `warn`), a function (every line), or false for silence; default a
    * ConsoleLogger.
    */
-  log?: Logger | ((line: string) => void) | false;
+  log?: Logger | ((line: string) => void) | false | undefined;
 }
 
 export interface BackendSelection {

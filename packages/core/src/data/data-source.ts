@@ -13,7 +13,7 @@ export interface BatchOptions {
   seed: number;
   epoch: number;
   /** Skip this many batches of the epoch (resume mid-epoch). */
-  startBatch?: number;
+  startBatch?: number | undefined;
 }
 
 /** Where batches come from: in-memory tensors/arrays or a tf.data.Dataset. */

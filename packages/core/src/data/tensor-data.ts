@@ -169,7 +169,7 @@ type Numeric = ArrayLike<number> | number[][] | number[][][] | number[][][][];
  * uploads that, and the source's `dispose()` frees it; no fit or evaluate frees a source
  * it is given).
  */
-export function arrayData(spec: { x: Numeric; y: Numeric; xShape?: number[]; yShape?: number[] }): TensorData {
+export function arrayData(spec: { x: Numeric; y: Numeric; xShape?: number[] | undefined; yShape?: number[] | undefined }): TensorData {
   // Whole numbers only: a flat array of 0.5, 1.5, ... is regression targets, not class indices to truncate.
   const yIsLabels = !spec.yShape && !(Array.isArray(spec.y) && Array.isArray(spec.y[0])) && allWholeNumbers(spec.y as ArrayLike<number>);
   return new TensorData(hostCopy(spec.x, spec.xShape, 'x', 'float32'), hostCopy(spec.y, spec.yShape, 'y', yIsLabels ? 'int32' : 'float32'));

@@ -20,10 +20,10 @@ export const Stage = {
 
 export interface TapOptions {
   /** Defaults to the plugin's name. Other taps refer to it in `before`/`after`. */
-  name?: string;
-  stage?: number;
-  before?: string | readonly string[];
-  after?: string | readonly string[];
+  name?: string | undefined;
+  stage?: number | undefined;
+  before?: string | readonly string[] | undefined;
+  after?: string | readonly string[] | undefined;
 }
 
 export interface OrderedTap {

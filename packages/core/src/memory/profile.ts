@@ -60,7 +60,7 @@ export interface MemoryProfile {
 
 export interface ProfileOptions {
   /** Variables that get gradients; default the model's trainable variables. */
-  variables?: readonly tf.Variable[];
+  variables?: readonly tf.Variable[] | undefined;
 }
 
 /**

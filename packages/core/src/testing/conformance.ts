@@ -242,7 +242,7 @@ export function conformanceChecks(spec: ConformanceSpec): ConformanceCheck[] {
 }
 
 /** Registers the conformance checks as a mocha `describe` block. */
-export function describeConformance(spec: ConformanceSpec, options: { backend?: string } = {}): void {
+export function describeConformance(spec: ConformanceSpec, options: { backend?: string | undefined } = {}): void {
   const checks = conformanceChecks(spec);
   describe(`tapfit conformance: ${checks.length ? spec.plugin().name : ''}`, () => {
     before(async () => {

@@ -6,7 +6,7 @@ import { sgd } from '../transforms/optimizers';
 import { Trainer, type TrainerOptions } from '../train/trainer';
 
 /** A small seeded 3-class problem: Gaussian blobs in `dims` dimensions (x [n, dims], y int32 [n]). */
-export function blobData(n = 96, options: { dims?: number; seed?: number } = {}): TensorData {
+export function blobData(n = 96, options: { dims?: number | undefined; seed?: number | undefined } = {}): TensorData {
   const dims = options.dims ?? 4;
   const labels = tf.tensor1d(Array.from({ length: n }, (_, i) => i % 3), 'int32');
   const x = tf.tidy(() => {
@@ -17,7 +17,7 @@ export function blobData(n = 96, options: { dims?: number; seed?: number } = {})
 }
 
 /** A seeded dense-tanh-dense classifier (deterministic weights). */
-export function tinyModel(options: { inputs?: number; hidden?: number; seed?: number } = {}): tf.Sequential {
+export function tinyModel(options: { inputs?: number | undefined; hidden?: number | undefined; seed?: number | undefined } = {}): tf.Sequential {
   const seed = options.seed ?? 1;
   return tf.sequential({
     layers: [

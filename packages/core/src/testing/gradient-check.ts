@@ -17,7 +17,7 @@ export interface GradientCheckResult {
 export function checkGradients(
   f: (...xs: tf.Tensor[]) => tf.Scalar,
   xs: tf.Tensor[],
-  options: { eps?: number; tolerance?: number; directions?: number; seed?: number } = {},
+  options: { eps?: number | undefined; tolerance?: number | undefined; directions?: number | undefined; seed?: number | undefined } = {},
 ): GradientCheckResult {
   const eps = options.eps ?? 1e-2;
   const tolerance = options.tolerance ?? 1e-2;

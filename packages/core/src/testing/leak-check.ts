@@ -5,7 +5,7 @@ import { ErrorCodes, TapfitError } from '../errors';
  * Runs `fn` once to warm up (lazy state, caches), then `repeats` more times, and throws
  * if the live tensor count grew. Returns the growth (0 when clean).
  */
-export async function checkNoLeaks(fn: () => unknown | Promise<unknown>, options: { repeats?: number; label?: string } = {}): Promise<number> {
+export async function checkNoLeaks(fn: () => unknown | Promise<unknown>, options: { repeats?: number | undefined; label?: string | undefined } = {}): Promise<number> {
   await fn();
   const before = tf.memory().numTensors;
   for (let i = 0; i < (options.repeats ?? 1); i++) await fn();

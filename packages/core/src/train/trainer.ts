@@ -70,28 +70,28 @@ export interface TrainerOptions {
    * defaults), or a black-box `tf.train` optimizer.
    */
   optimizer: OptimizerSpec;
-  plugins?: readonly PluginSpec[];
+  plugins?: readonly PluginSpec[] | undefined;
   /**
    * Metrics computed on the device each step and reported per epoch (train and val_) and by
    * evaluate(): names as model.compile takes them ('accuracy' is logged as 'acc'),
    * `{ name, fn }` metrics or functions. Default none (as model.compile).
    */
-  metrics?: readonly MetricSpec[] | MetricSpec;
-  nonFinite?: 'throw' | 'skip' | 'off';
+  metrics?: readonly MetricSpec[] | MetricSpec | undefined;
+  nonFinite?: 'throw' | 'skip' | 'off' | undefined;
   /**
    * A tfjs-layers model's weight constraints (`kernelConstraint: 'maxNorm'`, ...): 'apply'
    * (default) projects each constrained weight after its update, as Keras does; 'ignore'
    * leaves them out, as tfjs's model.fit does (its optimizers bypass them).
    */
-  constraints?: 'apply' | 'ignore';
-  seed?: number;
-  logger?: Logger;
+  constraints?: 'apply' | 'ignore' | undefined;
+  seed?: number | undefined;
+  logger?: Logger | undefined;
   /**
    * Fit training memory into a byte budget: segment-by-segment backward with per-segment
    * `store`/`recompute`/`invert` policies chosen from measurements on `sample` (see the
    * Memory planning section). Fails at setup with TAPFIT_E_MEMORY if no plan fits.
    */
-  memoryBudget?: MemoryBudgetOptions;
+  memoryBudget?: MemoryBudgetOptions | undefined;
 }
 
 const isOptimizer = (o: unknown): o is tf.Optimizer => o instanceof tf.Optimizer;

@@ -7,9 +7,9 @@ import type { StepTransform } from './types';
 
 export interface AddDecayedWeightsOptions {
   /** Which parameters decay (by parameter name); default all. AdamW setups often skip biases. */
-  mask?: (paramName: string) => boolean;
+  mask?: ((paramName: string) => boolean) | undefined;
   /** Default 'weightDecay'. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /**

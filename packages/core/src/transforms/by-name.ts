@@ -45,7 +45,7 @@ export function isOptimizerName(name: unknown): name is string {
  * (`epsilon`: the backend's, default 1e-7). An unknown name is a TAPFIT_E_CONFIG error
  * that lists the accepted names.
  */
-export function optimizerByName(name: string, options: { epsilon?: number } = {}): Chain {
+export function optimizerByName(name: string, options: { epsilon?: number | undefined } = {}): Chain {
   const key = aliases[name] ?? name;
   const build = builders[key];
   if (!build) {

@@ -9,7 +9,7 @@ import type { StepTransform } from './types';
  * u * maxNorm / max(norm, maxNorm). The factor stays on the device (no readback, so
  * the step never waits for the accelerator) and is exactly 1 when norm <= maxNorm.
  */
-export function clipByGlobalNorm(maxNorm: number, options: { name?: string } = {}): StepTransform<Record<string, never>> {
+export function clipByGlobalNorm(maxNorm: number, options: { name?: string | undefined } = {}): StepTransform<Record<string, never>> {
   const { name } = parseOptions(
     'clipByGlobalNorm',
     z.strictObject({ maxNorm: positive, name: transformName.default('clip') }),

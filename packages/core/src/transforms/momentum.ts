@@ -12,11 +12,11 @@ export interface MomentumOptions {
   /** m in v = m v + g; in [0, 1). */
   momentum: number;
   /** d in v = m v + (1 - d) g (not applied on the first step, as PyTorch); default 0. */
-  dampening?: number;
+  dampening?: number | undefined;
   /** Emit g + m v instead of v (PyTorch's Nesterov form); needs momentum > 0, dampening 0. */
-  nesterov?: boolean;
+  nesterov?: boolean | undefined;
   /** Default 'momentum' (the name plugins such as Adaptive Braking replace). */
-  name?: string;
+  name?: string | undefined;
 }
 
 const schema = z
@@ -55,6 +55,6 @@ export function momentum(options: MomentumOptions): StepTransform<MomentumState>
 }
 
 /** Nesterov momentum, PyTorch form: v_{t+1} = m v_t + g_t, emit g_t + m v_{t+1}. */
-export function nesterov(options: { momentum: number; name?: string }): StepTransform<MomentumState> {
+export function nesterov(options: { momentum: number; name?: string | undefined }): StepTransform<MomentumState> {
   return momentum({ ...options, nesterov: true });
 }

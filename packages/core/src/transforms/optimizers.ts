@@ -18,14 +18,14 @@ import type { Schedule, StepTransform } from './types';
 export interface SgdOptions {
   lr: number | Schedule;
   /** PyTorch-form momentum m (docs/techniques.md §0.1); default 0 (no 'momentum' member). */
-  momentum?: number;
+  momentum?: number | undefined;
   /** d in v = m v + (1 - d) g; ignored without momentum, as torch.optim.SGD ignores it. */
-  dampening?: number;
-  nesterov?: boolean;
+  dampening?: number | undefined;
+  nesterov?: boolean | undefined;
   /** Coupled L2: lambda * w is added to the gradient before momentum; default 0. */
-  weightDecay?: number;
+  weightDecay?: number | undefined;
   /** Default 'sgd'. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /** SGD(M) as torch.optim.SGD: chain('sgd', weightDecay?, momentum?, lr). */
@@ -55,18 +55,18 @@ export function sgd(options: SgdOptions): Chain {
 
 export interface AdamOptions {
   lr: number | Schedule;
-  b1?: number;
-  b2?: number;
-  eps?: number;
+  b1?: number | undefined;
+  b2?: number | undefined;
+  eps?: number | undefined;
   /** Default 'adam' for adam(), 'adamw' for adamw(). */
-  name?: string;
+  name?: string | undefined;
 }
 
 /**
  * Adam as torch.optim.Adam: chain('adam', weightDecay?, adam, lr). Its `weightDecay` is
  * coupled L2 (added to the gradient); for decoupled decay use adamw.
  */
-export function adam(options: AdamOptions & { weightDecay?: number }): Chain {
+export function adam(options: AdamOptions & { weightDecay?: number | undefined }): Chain {
   const o = parseOptions('adam', adamSchema('adam', 0), options);
   return chain(
     o.name,
@@ -80,7 +80,7 @@ export function adam(options: AdamOptions & { weightDecay?: number }): Chain {
  * AdamW as torch.optim.AdamW: chain('adamw', adam, weightDecay, lr), so the step is
  * w -= lr * (adam direction + weightDecay * w). Default weightDecay 0.01 (PyTorch's).
  */
-export function adamw(options: AdamOptions & { weightDecay?: number }): Chain {
+export function adamw(options: AdamOptions & { weightDecay?: number | undefined }): Chain {
   const o = parseOptions('adamw', adamSchema('adamw', 0.01), options);
   return chain(
     o.name,
@@ -93,13 +93,13 @@ export function adamw(options: AdamOptions & { weightDecay?: number }): Chain {
 export interface RmspropOptions {
   lr: number | Schedule;
   /** Decay of the running mean of g^2; default 0.9. */
-  decay?: number;
+  decay?: number | undefined;
   /** Heavy-ball momentum on the scaled gradient; default 0 (no 'momentum' member). */
-  momentum?: number;
+  momentum?: number | undefined;
   /** Default 1e-7 (the float32 backends' epsilon, tfjs's default). */
-  eps?: number;
+  eps?: number | undefined;
   /** Default 'rmsprop'. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /**
@@ -127,7 +127,7 @@ export function rmsprop(options: RmspropOptions): Chain {
 }
 
 /** Adagrad as tf.train.adagrad: chain('adagrad', adagrad, lr). */
-export function adagrad(options: { lr: number | Schedule; initialAccumulatorValue?: number; eps?: number; name?: string }): Chain {
+export function adagrad(options: { lr: number | Schedule; initialAccumulatorValue?: number | undefined; eps?: number | undefined; name?: string | undefined }): Chain {
   const o = parseOptions(
     'adagrad',
     z.strictObject({
@@ -142,7 +142,7 @@ export function adagrad(options: { lr: number | Schedule; initialAccumulatorValu
 }
 
 /** Adadelta as tf.train.adadelta (tfjs's order of updates, see scaleByAdadelta): chain('adadelta', adadelta, lr). */
-export function adadelta(options: { lr: number | Schedule; rho?: number; eps?: number; name?: string }): Chain {
+export function adadelta(options: { lr: number | Schedule; rho?: number | undefined; eps?: number | undefined; name?: string | undefined }): Chain {
   const o = parseOptions(
     'adadelta',
     z.strictObject({
@@ -157,7 +157,7 @@ export function adadelta(options: { lr: number | Schedule; rho?: number; eps?: n
 }
 
 /** Adamax as tf.train.adamax (no learning-rate decay; use a schedule): chain('adamax', adamax, lr). */
-export function adamax(options: { lr: number | Schedule; b1?: number; b2?: number; eps?: number; name?: string }): Chain {
+export function adamax(options: { lr: number | Schedule; b1?: number | undefined; b2?: number | undefined; eps?: number | undefined; name?: string | undefined }): Chain {
   const o = parseOptions(
     'adamax',
     z.strictObject({

@@ -10,11 +10,11 @@ export type ScaleByAdadeltaState = { accGrad: NamedTensors; accUpdate: NamedTens
 
 export interface ScaleByAdadeltaOptions {
   /** Decay of both running means; default 0.95 (tfjs's adadelta). */
-  rho?: number;
+  rho?: number | undefined;
   /** Added inside both square roots; default 1e-7 (the float32 backends' epsilon). */
-  eps?: number;
+  eps?: number | undefined;
   /** Default 'adadelta'. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /**

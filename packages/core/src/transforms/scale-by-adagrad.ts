@@ -10,11 +10,11 @@ export type ScaleByAdagradState = { sum: NamedTensors };
 
 export interface ScaleByAdagradOptions {
   /** Where the sum of g^2 starts; default 0.1 (tfjs's adagrad). */
-  initialAccumulatorValue?: number;
+  initialAccumulatorValue?: number | undefined;
   /** Added to the sum inside the square root; default 1e-7 (the float32 backends' epsilon). */
-  eps?: number;
+  eps?: number | undefined;
   /** Default 'adagrad'. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /** Adagrad's direction as tfjs-core computes it: sum += g^2, emit g / sqrt(sum + eps). */

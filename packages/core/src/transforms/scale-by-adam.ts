@@ -10,13 +10,13 @@ export type ScaleByAdamState = { count: number; mu: NamedTensors; nu: NamedTenso
 
 export interface ScaleByAdamOptions {
   /** Decay of the first moment; default 0.9. */
-  b1?: number;
+  b1?: number | undefined;
   /** Decay of the second moment; default 0.999. */
-  b2?: number;
+  b2?: number | undefined;
   /** Added to sqrt(second moment) in the denominator; default 1e-8. */
-  eps?: number;
+  eps?: number | undefined;
   /** Default 'adam'. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /**

@@ -10,13 +10,13 @@ export type ScaleByAdamaxState = { count: number; mu: NamedTensors; u: NamedTens
 
 export interface ScaleByAdamaxOptions {
   /** Decay of the first moment; default 0.9. */
-  b1?: number;
+  b1?: number | undefined;
   /** Decay of the infinity norm; default 0.999. */
-  b2?: number;
+  b2?: number | undefined;
   /** Added to the infinity norm in the denominator; default 1e-7 (the float32 backends' epsilon). */
-  eps?: number;
+  eps?: number | undefined;
   /** Default 'adamax'. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /**

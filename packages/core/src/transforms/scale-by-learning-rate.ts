@@ -14,7 +14,7 @@ export type ScaleByLearningRateState = { count: number };
  */
 export function scaleByLearningRate(
   lr: number | Schedule,
-  options: { name?: string } = {},
+  options: { name?: string | undefined } = {},
 ): StepTransform<ScaleByLearningRateState> {
   const { name } = parseOptions(
     'scaleByLearningRate',

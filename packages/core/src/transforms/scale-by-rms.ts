@@ -10,11 +10,11 @@ export type ScaleByRmsState = { nu: NamedTensors };
 
 export interface ScaleByRmsOptions {
   /** Decay of the running mean of g^2; default 0.9 (tfjs's rmsprop). */
-  decay?: number;
+  decay?: number | undefined;
   /** Added to the mean square inside the square root; default 1e-7 (the float32 backends' epsilon). */
-  eps?: number;
+  eps?: number | undefined;
   /** Default 'rms'. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /**

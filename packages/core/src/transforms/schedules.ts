@@ -56,8 +56,8 @@ export function piecewiseConstant(options: { values: number[]; boundaries: numbe
 export function cosineDecay(options: {
   initial: number;
   decaySteps: number;
-  final?: number;
-  alpha?: number;
+  final?: number | undefined;
+  alpha?: number | undefined;
 }): Schedule {
   const o = parseOptions(
     'cosineDecay',
@@ -105,7 +105,7 @@ export function joinSchedules(schedules: Schedule[], boundaries: number[]): Sche
  * Ramp linearly from `from` (default 0) at step 0 to `then(0)` at step `warmupSteps`, then
  * follow `then` with its step count starting at 0 (so `then` keeps its own length).
  */
-export function linearWarmup(options: { warmupSteps: number; then: Schedule; from?: number }): Schedule {
+export function linearWarmup(options: { warmupSteps: number; then: Schedule; from?: number | undefined }): Schedule {
   const { warmupSteps, then, from } = parseOptions(
     'linearWarmup',
     z.strictObject({

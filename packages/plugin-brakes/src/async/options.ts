@@ -18,30 +18,30 @@ export interface AsyncTrainOptions {
   /** Updates to apply; training ends when this many gradients have been applied. */
   steps: number;
   /** Samples per gradient; default 32. Each worker draws full batches from its shard (every K-th sample). */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** The workers' TF.js backend; default 'wasm' (core's selectBackend, with its training shim). */
-  backend?: 'wasm' | 'cpu';
+  backend?: 'wasm' | 'cpu' | undefined;
   /**
    * A module each worker loads (with import(): CommonJS or ESM, top-level await included)
    * before building the model: an absolute path or a file: URL. It may export
    * `setup({ workerIndex })` (register custom layers or kernels; may be async) and
    * `loss(yTrue, yPred)` (used instead of `loss`).
    */
-  setupModule?: string;
+  setupModule?: string | undefined;
   /** Shuffling seed of the workers' batches; default 0. */
-  seed?: number;
+  seed?: number | undefined;
   /** A worker that has not answered a gradient request within this many ms is stopped as hung; default 120000. */
-  timeoutMs?: number;
+  timeoutMs?: number | undefined;
   /** A worker that is not ready (TF.js loaded, model built) within this many ms is stopped; default 120000. */
-  startTimeoutMs?: number;
+  startTimeoutMs?: number | undefined;
   /** A gradient whose loss is not finite: 'throw' (default, stops training) or 'skip' it. */
-  nonFinite?: 'throw' | 'skip';
+  nonFinite?: 'throw' | 'skip' | undefined;
   /** The model's weight constraints (`kernelConstraint`, ...): 'apply' (default) projects after each update, as the trainer and Keras do; 'ignore' as tfjs's model.fit. */
-  constraints?: 'apply' | 'ignore';
+  constraints?: 'apply' | 'ignore' | undefined;
   /** Called after every applied update (synchronously; keep it cheap). */
-  onUpdate?: (info: UpdateInfo) => void;
+  onUpdate?: ((info: UpdateInfo) => void) | undefined;
   /** Where worker failures are reported (warn); default console.warn. */
-  logger?: Logger;
+  logger?: Logger | undefined;
 }
 
 export interface UpdateInfo {

@@ -21,26 +21,26 @@ export interface AdapterOptions {
   /** Rank r of the update (an integer >= 1, at most min(fan-in, fan-out) of each target). */
   rank: number;
   /** Scale numerator; the update is scaled by alpha/r (alpha/sqrt(r) with rsLora). Default 2r (the paper's advice). */
-  alpha?: number;
+  alpha?: number | undefined;
   /** Dropout on the adapter branch input, in [0, 1). Default 0. */
-  dropout?: number;
+  dropout?: number | undefined;
   /** Scale by alpha/sqrt(r) (rank-stabilised LoRA) instead of alpha/r. Default false. */
-  rsLora?: boolean;
+  rsLora?: boolean | undefined;
   /** 'kaiming': A ~ U(-1/sqrt(fanIn), 1/sqrt(fanIn)) (PEFT's default); 'gaussian': A ~ N(0, (1/r)^2). */
-  init?: LoraInit;
+  init?: LoraInit | undefined;
 }
 
 export interface LoraOptions extends AdapterOptions {
   /** Layers to adapt. Every selector must match at least one layer, or applyLora fails. */
   targets: LayerSelector | readonly LayerSelector[];
   /** Layers to leave alone even if a target matches them. Every selector must match too. */
-  exclude?: LayerSelector | readonly LayerSelector[];
+  exclude?: LayerSelector | readonly LayerSelector[] | undefined;
   /** Layers trained in full next to the adapters (e.g. a new classifier head). */
-  modulesToSave?: LayerSelector | readonly LayerSelector[];
+  modulesToSave?: LayerSelector | readonly LayerSelector[] | undefined;
   /** Name of the first adapter. Default 'default'. */
-  adapterName?: string;
+  adapterName?: string | undefined;
   /** Seed for the random factor, A (B for Embedding); target i gets seed + 1000 i. */
-  seed?: number;
+  seed?: number | undefined;
 }
 
 /** Validate the per-adapter options and fill in defaults. */

@@ -73,9 +73,9 @@ export function formatPlan(plan: LoraPlan): string {
 /** The options of a dry run of applyLora / applyLoraToSegments. */
 export interface DryRunOptions {
   /** Change nothing: log the plan through `logger` and return it; unmatched selectors are listed, not thrown. */
-  dryRun?: boolean;
+  dryRun?: boolean | undefined;
   /** Where a dry run logs its plan. Default: the console (core's ConsoleLogger); a SilentLogger only returns it. */
-  logger?: Logger;
+  logger?: Logger | undefined;
 }
 
 /**

@@ -25,7 +25,7 @@ function savedModules(model: tf.LayersModel): { path: string; layer: tf.layers.L
  * (writeAdapterFiles); the config holds the weights' sha256, so a pair torn some other
  * way (files copied from two saves) is detected on load.
  */
-export async function saveAdapter(model: tf.LayersModel, dir: string, opts: { adapter?: string } = {}): Promise<AdapterFile> {
+export async function saveAdapter(model: tf.LayersModel, dir: string, opts: { adapter?: string | undefined } = {}): Promise<AdapterFile> {
   const layers = requireLoraLayers(model, 'saveAdapter');
   if (layers.some((l) => l.isMerged)) throw stateError(`saveAdapter: an adapter is merged into the base kernels; call unmerge() first so the base can be fingerprinted.`);
   const name = opts.adapter ?? layers.find((l) => l.activeAdapter !== null)?.activeAdapter;
@@ -52,9 +52,9 @@ export async function saveAdapter(model: tf.LayersModel, dir: string, opts: { ad
 
 export interface LoadAdapterOptions {
   /** Name to load the adapter under (default: the name it was saved with). */
-  name?: string;
+  name?: string | undefined;
   /** Make it the active adapter (default true). */
-  activate?: boolean;
+  activate?: boolean | undefined;
 }
 
 /**

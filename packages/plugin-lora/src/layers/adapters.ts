@@ -42,8 +42,8 @@ export function setActiveAdapter(model: tf.LayersModel, name: string | null): vo
 
 export interface AddAdapterOptions extends AdapterOptions {
   /** LoRA layers that get the adapter (default: all). Every selector must match. */
-  targets?: LayerSelector | readonly LayerSelector[];
-  seed?: number;
+  targets?: LayerSelector | readonly LayerSelector[] | undefined;
+  seed?: number | undefined;
 }
 
 /** Add adapter `name` (update A B = 0 at the start) to already-wrapped layers; all-or-nothing. */

@@ -18,7 +18,7 @@ import { LoraModel } from './lora-model';
  * console) and returned, unmatched selectors included.
  */
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
-export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraModel;
+export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun?: false | undefined }): LoraModel;
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions): LoraModel | LoraPlan {
   checkOptionKeys('applyLora', opts, [...LORA_KEYS, ...DRY_RUN_KEYS], { verbose: "an option of the lora() plugin; applyLora logs with dryRun: true" });
   const { dryRun, logger } = resolveDryRun(opts);

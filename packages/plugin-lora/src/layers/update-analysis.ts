@@ -45,7 +45,7 @@ function kernelsOf(model: tf.LayersModel): Map<string, tf.Tensor> {
  * the singular values and explained-variance rank of W_pre, W_ft and Delta = W_ft - W_pre.
  * `tuned` may be a LoRA model: its effective kernels (K + s A B) are used.
  */
-export function analyzeUpdate(base: tf.LayersModel, tuned: tf.LayersModel, opts: { fraction?: number } = {}): UpdateAnalysis {
+export function analyzeUpdate(base: tf.LayersModel, tuned: tf.LayersModel, opts: { fraction?: number | undefined } = {}): UpdateAnalysis {
   const fraction = opts.fraction ?? 0.9;
   // Checked before any kernel is copied, so a bad value costs nothing and names this call.
   if (typeof fraction !== 'number' || !(fraction > 0 && fraction <= 1)) {

@@ -43,7 +43,7 @@ function delta(A: tf.Tensor, B: tf.Tensor, scale: number): tf.Tensor {
  * console) and returned.
  */
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
-export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun?: false }): LoraSegmentModel;
+export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun?: false | undefined }): LoraSegmentModel;
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions): LoraSegmentModel | LoraPlan {
   checkOptionKeys('applyLoraToSegments', opts, [...LORA_KEYS, ...DRY_RUN_KEYS], { verbose: "an option of the lora() plugin; applyLoraToSegments logs with dryRun: true" });
   const { dryRun, logger } = resolveDryRun(opts);

@@ -19,32 +19,32 @@ export interface ThreadedPipelineOptions {
    */
   model: tf.LayersModel;
   /** S, balanced by measured forward and backward time; or `boundaries` (first layer of each stage after the first). */
-  stages?: number;
+  stages?: number | undefined;
   /**
    * The micro-batch size `train` streams by default (1), and the size at which `stages`
    * are balanced: convolutions and dense layers do not grow alike with the batch, so a
    * split balanced at 1 can be lopsided at 16.
    */
-  microBatch?: number;
-  boundaries?: string[];
+  microBatch?: number | undefined;
+  boundaries?: string[] | undefined;
   /** A core loss name (functions cannot cross threads; a setupModule may export `loss`). */
   loss: string;
   /** SGD with PyTorch-form momentum, as core's sgd(). */
   optimizer: { lr: number; momentum: number; weightDecay?: number };
-  compensation?: Compensation;
-  prediction?: Prediction;
-  extraDelay?: number;
-  weightStashing?: boolean;
+  compensation?: Compensation | undefined;
+  prediction?: Prediction | undefined;
+  extraDelay?: number | undefined;
+  weightStashing?: boolean | undefined;
   /** The model's weight constraints (`kernelConstraint`, ...): 'apply' (default) projects each after its stage's update, as the trainer does; 'ignore' as tfjs's model.fit. */
-  constraints?: 'apply' | 'ignore';
+  constraints?: 'apply' | 'ignore' | undefined;
   /** The workers' backend; default 'wasm'. */
-  backend?: 'cpu' | 'wasm';
+  backend?: 'cpu' | 'wasm' | undefined;
   /** A module each worker loads first (with import(): CommonJS or ESM, top-level await included), as an absolute path or a file: URL: may export `setup({ stage })` (register custom layers), `loss`, and `onSample({ stage, sample, phase })`. */
-  setupModule?: string;
+  setupModule?: string | undefined;
   /** A stage whose worker is not ready (TF.js loaded, setupModule's setup run, model built) within this many ms fails the start; default 120000, as asyncTrain's. */
-  startTimeoutMs?: number;
+  startTimeoutMs?: number | undefined;
   /** How neighbouring stages talk; default worker_threads MessagePorts. */
-  transport?: Transport;
+  transport?: Transport | undefined;
 }
 
 type Pending = { resolve: () => void; reject: (e: Error) => void };

@@ -18,9 +18,9 @@ export interface CouplingOptions {
    * Streams passed through unchanged before the coupled one (e.g. a U-Net's skips carried
    * down a chain of segments): the coupling acts on the last stream. Default 0.
    */
-  readonly carried?: number;
+  readonly carried?: number | undefined;
   /** Fraction bits of exact fixed-point arithmetic (reversible/fixed-point.ts); absent or 0: float32. */
-  readonly fixedPoint?: number;
+  readonly fixedPoint?: number | undefined;
 }
 
 export function asTransform(t: TransformLike, name: string): Transform {

@@ -15,28 +15,28 @@ export interface MBConvOptions {
   /** Depthwise kernel size (odd). */
   readonly kernel: number;
   /** Depthwise stride (downsampling). Default 1. */
-  readonly stride?: number;
+  readonly stride?: number | undefined;
   /** Expansion ratio of the 1x1 expansion; 1 leaves the expansion out. Default 1. */
-  readonly expandRatio?: number;
+  readonly expandRatio?: number | undefined;
   /** Squeeze-excite ratio (of the input channels); 0 leaves it out. Default 0. */
-  readonly seRatio?: number;
+  readonly seRatio?: number | undefined;
   /** Default 'batch'. */
-  readonly norm?: NormKind;
+  readonly norm?: NormKind | undefined;
   /** Groups for norm 'group'. */
-  readonly groups?: number;
+  readonly groups?: number | undefined;
   /** Default 'hardswish'. */
-  readonly activation?: ActivationName;
+  readonly activation?: ActivationName | undefined;
   /** Bilinear upsampling of the output by this factor (2-D; g_{j->i} of a RevSilo). Default 1. */
-  readonly upsample?: number;
+  readonly upsample?: number | undefined;
   /** Start the last norm's gamma at zero, so the transform starts as zero. Default false. */
-  readonly zeroInitLastGamma?: boolean;
+  readonly zeroInitLastGamma?: boolean | undefined;
   /** Stochastic-depth rate (per-sample drop of the output, replayed). Default 0. */
-  readonly dropPath?: number;
+  readonly dropPath?: number | undefined;
   /** Norm epsilon (default 1e-3) and batch-norm momentum (TF.js convention, default 0.9). */
-  readonly epsilon?: number;
-  readonly momentum?: number;
+  readonly epsilon?: number | undefined;
+  readonly momentum?: number | undefined;
   /** How a 3-D depthwise convolution is computed. */
-  readonly depthwise3d?: Depthwise3dMethod;
+  readonly depthwise3d?: Depthwise3dMethod | undefined;
 }
 
 const std = (fanOut: number): { stddev: number } => ({ stddev: Math.sqrt(2 / fanOut) });

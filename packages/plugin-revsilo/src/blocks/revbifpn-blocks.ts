@@ -50,7 +50,7 @@ export interface SiloBlockOptions extends ConvSettings {
   readonly name: string;
   readonly streams: readonly StreamConfig[];
   /** The new stream a growing silo creates. */
-  readonly grow?: StreamConfig;
+  readonly grow?: StreamConfig | undefined;
 }
 
 /**

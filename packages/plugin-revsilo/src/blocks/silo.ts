@@ -9,13 +9,13 @@ export interface SiloOptions {
   /** Channels of the input streams (stream 0 has the highest resolution). */
   readonly channels: readonly number[];
   /** Channels of the new, lower-resolution stream a growing silo creates. */
-  readonly grow?: number;
+  readonly grow?: number | undefined;
   /** f_{i->j}, i < j (j = number of streams: the new stream). */
-  readonly f?: (i: number, j: number) => TransformLike;
+  readonly f?: ((i: number, j: number) => TransformLike) | undefined;
   /** g_{j->i}, j > i. */
-  readonly g?: (j: number, i: number) => TransformLike;
+  readonly g?: ((j: number, i: number) => TransformLike) | undefined;
   /** Fraction bits of exact fixed-point arithmetic (reversible/fixed-point.ts); absent or 0: float32. */
-  readonly fixedPoint?: number;
+  readonly fixedPoint?: number | undefined;
 }
 
 /**

@@ -16,22 +16,22 @@ export interface StreamConfig {
 /** Settings shared by every MBConv of a block (JSON, so tfjs-layers can serialise it). */
 export interface ConvSettings {
   /** 2 for images, 3 for volumes. Default 2. */
-  readonly dims?: 2 | 3;
-  readonly norm?: NormKind;
-  readonly groups?: number;
-  readonly activation?: ActivationName;
-  readonly epsilon?: number;
-  readonly momentum?: number;
+  readonly dims?: 2 | 3 | undefined;
+  readonly norm?: NormKind | undefined;
+  readonly groups?: number | undefined;
+  readonly activation?: ActivationName | undefined;
+  readonly epsilon?: number | undefined;
+  readonly momentum?: number | undefined;
   /** Stochastic-depth rate inside the transforms (replayed under reconstruction). */
-  readonly dropPath?: number;
+  readonly dropPath?: number | undefined;
   /** Start each transform's last norm gamma at zero (never for a transform that creates a stream). */
-  readonly zeroInitLastGamma?: boolean;
-  readonly depthwise3d?: Depthwise3dMethod;
+  readonly zeroInitLastGamma?: boolean | undefined;
+  readonly depthwise3d?: Depthwise3dMethod | undefined;
   /**
    * Fraction bits of the reversible segments' exact fixed-point arithmetic
    * (reversible/fixed-point.ts): rebuilt inputs equal the forward's bit for bit. 0: float32.
    */
-  readonly fixedPoint?: number;
+  readonly fixedPoint?: number | undefined;
 }
 
 /** The MBConv options that come from the shared settings. */

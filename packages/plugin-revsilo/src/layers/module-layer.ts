@@ -19,9 +19,9 @@ export interface ModuleLayerArgs {
   /** The module's options (JSON); `name` (the segment's name) defaults to the layer's. */
   options: Record<string, unknown>;
   /** Seed of the layer's first random weight. Default 1. */
-  seed?: number;
-  name?: string;
-  trainable?: boolean;
+  seed?: number | undefined;
+  name?: string | undefined;
+  trainable?: boolean | undefined;
 }
 
 type BaseLayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;

@@ -6,11 +6,11 @@ export interface DiceLossOptions {
   /** Number of classes (background included): the logits' last axis. */
   classes: number;
   /** Added to numerator and denominator of each class's Dice. Default 1. */
-  smooth?: number;
+  smooth?: number | undefined;
   /** Weight of the Dice term, >= 0. Default 1. */
-  diceWeight?: number;
+  diceWeight?: number | undefined;
   /** Weight of the cross-entropy term, >= 0. Default 1. */
-  crossEntropyWeight?: number;
+  crossEntropyWeight?: number | undefined;
 }
 
 // Strict: a misspelt weight (`diceWieght: 0`) would otherwise train with the default.

@@ -13,43 +13,43 @@ export type RevBiFPNVariant = 'S0' | 'S1' | 'S2' | 'S3' | 'S4' | 'S5' | 'S6';
 
 export interface RevBiFPNOptions extends Omit<ConvSettings, 'dims' | 'depthwise3d'> {
   /** Paper variant (docs/techniques.md §2.4). Default 'S0'. */
-  variant?: RevBiFPNVariant;
+  variant?: RevBiFPNVariant | undefined;
   /**
    * Extra channel multiplier for scaled-down (< 1) or wider networks: stream 0 rounds to a
    * multiple of 16 (the stem's space-to-depth needs C_0 / 16 input channels), the others
    * and the neck to multiples of 8. Default 1.
    */
-  width?: number;
+  width?: number | undefined;
   /** Number of resolution streams L. Default 4. */
-  streams?: number;
+  streams?: number | undefined;
   /** Extension layers E (non-growing silos, each after two per-stream blocks). Default: the variant's. */
-  extensions?: number;
+  extensions?: number | undefined;
   /** Square input size; must be divisible by 4 * 2^(L-1). Default: the variant's. */
-  inputSize?: number;
+  inputSize?: number | undefined;
   /** Image channels (3 for RGB, 1 for grey). Default 3. */
-  inputChannels?: number;
+  inputChannels?: number | undefined;
   /** Default 1000. */
-  classes?: number;
+  classes?: number | undefined;
   /** Dropout before the classifier. Default 0.2. */
-  dropout?: number;
+  dropout?: number | undefined;
   /**
    * Fraction bits of the reversible segments' exact fixed-point arithmetic
    * (reversible/fixed-point.ts): rebuilt activations equal the forward's bit for bit, so
    * training matches the stored twin exactly. 0: plain float32. Default 16.
    */
-  fixedPoint?: number;
+  fixedPoint?: number | undefined;
   /** Seed of the weights (two builds with one seed are identical). Default 1. */
-  seed?: number;
+  seed?: number | undefined;
   /** Prefix of the segment and layer names. Default 'revbifpn'. */
-  name?: string;
+  name?: string | undefined;
   /** Per-stream overrides (L entries each). */
-  channels?: number[];
-  kernels?: number[];
-  pads?: number[];
-  expandRatios?: number[];
-  seRatios?: number[];
-  neckChannels?: number[];
-  headChannels?: number;
+  channels?: number[] | undefined;
+  kernels?: number[] | undefined;
+  pads?: number[] | undefined;
+  expandRatios?: number[] | undefined;
+  seRatios?: number[] | undefined;
+  neckChannels?: number[] | undefined;
+  headChannels?: number | undefined;
 }
 
 /** Everything `revBiFPN` built from, after defaults. */

@@ -8,11 +8,11 @@ import type { ParamFactory } from '../ops/params';
 
 /** Settings shared by the U-Net's ordinary layers. */
 export interface UNetLayerSettings {
-  readonly norm?: NormKind;
-  readonly groups?: number;
-  readonly activation?: ActivationName;
-  readonly epsilon?: number;
-  readonly momentum?: number;
+  readonly norm?: NormKind | undefined;
+  readonly groups?: number | undefined;
+  readonly activation?: ActivationName | undefined;
+  readonly epsilon?: number | undefined;
+  readonly momentum?: number | undefined;
 }
 
 const kaiming = (fanOut: number) => ({ stddev: Math.sqrt(2 / fanOut) });

@@ -13,40 +13,40 @@ import { carriedModule } from './unet-parts';
 
 export interface ReversibleUNet3dOptions {
   /** Resolutions (docs/techniques.md §3.4). Default 4. */
-  levels?: number;
+  levels?: number | undefined;
   /** Reversible MBConv blocks per level, in the encoder and in the decoder. Default 2. */
-  blocksPerLevel?: number;
+  blocksPerLevel?: number | undefined;
   /** Channels at the top level, doubling per level. Default 16. */
-  baseChannels?: number;
+  baseChannels?: number | undefined;
   /** Expansion ratio of the blocks' MBConvs. Default 6. */
-  expandRatio?: number;
+  expandRatio?: number | undefined;
   /** Default 'instance' (batch-independent: 3-D batches are tiny). */
-  norm?: NormKind;
+  norm?: NormKind | undefined;
   /** Groups for norm 'group'. Default 8. */
-  groups?: number;
+  groups?: number | undefined;
   /** Default 'relu6'. */
-  activation?: ActivationName;
+  activation?: ActivationName | undefined;
   /** Depthwise kernel of the blocks. Default 3. */
-  kernel?: number;
+  kernel?: number | undefined;
   /** Input channels (4 MRI modalities in BraTS). Default 1. */
-  inputChannels?: number;
+  inputChannels?: number | undefined;
   /** Segmentation classes (background included). Default 2. */
-  classes?: number;
+  classes?: number | undefined;
   /** Cubic input size, if fixed (the layers model's input shape); any size divisible by 2^(levels - 1) works otherwise. */
-  inputSize?: number;
+  inputSize?: number | undefined;
   /** Stochastic-depth rate inside the blocks (replayed). Default 0. */
-  dropPath?: number;
-  depthwise3d?: Depthwise3dMethod;
+  dropPath?: number | undefined;
+  depthwise3d?: Depthwise3dMethod | undefined;
   /**
    * Fraction bits of the blocks' exact fixed-point arithmetic (reversible/fixed-point.ts):
    * rebuilt activations equal the forward's bit for bit, so training matches the stored
    * twin exactly. 0: plain float32. Default 16.
    */
-  fixedPoint?: number;
+  fixedPoint?: number | undefined;
   /** Default 1. */
-  seed?: number;
+  seed?: number | undefined;
   /** Prefix of segment and layer names. Default 'unet'. */
-  name?: string;
+  name?: string | undefined;
 }
 
 /** The reversible 3-D U-Net: the trainer's model (segments), its tfjs-layers form, and the stored twin. */

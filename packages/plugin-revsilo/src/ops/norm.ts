@@ -10,13 +10,13 @@ export interface NormOptions {
   readonly kind: NormKind;
   readonly channels: number;
   /** Groups of channels for 'group' (must divide the channel count). */
-  readonly groups?: number;
+  readonly groups?: number | undefined;
   /** Added to the variance. Default 1e-3 (docs/techniques.md §2.3). */
-  readonly epsilon?: number;
+  readonly epsilon?: number | undefined;
   /** Moving-average momentum of 'batch' statistics, TF.js convention. Default 0.9 (PyTorch's 0.1). */
-  readonly momentum?: number;
+  readonly momentum?: number | undefined;
   /** Start gamma at zero, so the branch starts as zero (docs/techniques.md §2.3). */
-  readonly zeroGamma?: boolean;
+  readonly zeroGamma?: boolean | undefined;
 }
 
 /**

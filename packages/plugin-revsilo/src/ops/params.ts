@@ -11,7 +11,7 @@ export interface ParamSpec {
   readonly shape: number[];
   readonly init: Init;
   /** Default true; normalisation statistics are false. */
-  readonly trainable?: boolean;
+  readonly trainable?: boolean | undefined;
 }
 
 /**

@@ -8,17 +8,17 @@ export interface ReversibleSegmentSpec {
   readonly name: string;
   readonly updates: readonly Update[];
   /** Streams to slots; default one slot per stream. */
-  readonly layout?: SlotLayout;
+  readonly layout?: SlotLayout | undefined;
   /** Throws a TapfitError naming the segment when `xs` cannot be its input. */
-  readonly checkInput?: (xs: readonly tf.Tensor[]) => void;
+  readonly checkInput?: ((xs: readonly tf.Tensor[]) => void) | undefined;
   /** Output shapes for input shapes (batch included), for the tfjs-layers wrapper. */
-  readonly outputShapes?: (inputShapes: readonly tf.Shape[]) => tf.Shape[];
+  readonly outputShapes?: ((inputShapes: readonly tf.Shape[]) => tf.Shape[]) | undefined;
   /**
    * Fraction bits of exact fixed-point arithmetic (fixed-point.ts): inputs and update sums
    * are rounded to multiples of 2^-bits, so `inverse` rebuilds the input bit for bit.
    * Absent or 0: plain float32.
    */
-  readonly fixedPoint?: number;
+  readonly fixedPoint?: number | undefined;
 }
 
 /**
