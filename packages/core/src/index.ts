@@ -14,8 +14,10 @@ export * from './model/segment';
 export * from './model/trainable-model';
 export { rebuildLayersModelInWorker, type RebuildContext } from './model/rebuild-in-worker';
 export * from './memory';
-export { Stage, type TapOptions } from './hooks/order';
-export type { Hooks, HookName, TapOnly, TapOnlyHooks } from './hooks/hooks';
+export { Stage, type TapOptions, type OrderedTap } from './hooks/order';
+export type { Hooks, HookName, TapOnly, TapOnlyHooks, TapFn } from './hooks/hooks';
+// The hook classes are types to their users (who tap, never construct): type-only, no runtime surface.
+export type { HookPoint, WaterfallHook, SeriesHook, RecordedTap } from './hooks/hook-point';
 export * from './hooks/types';
 export * from './plugin/types';
 export { validatePlugin, validatePluginSet, type PluginSpec } from './plugin/registry';
@@ -26,7 +28,9 @@ export * from './step/forward-pass';
 export * from './step/step-request';
 export { checkGradients } from './step/check-gradients';
 export * from './data/data-source';
-export { TensorData, arrayData, tensorData, permutation, type HostTensor } from './data/tensor-data';
+export { TensorData, arrayData, tensorData, permutation, type HostArray, type HostTensor, type Numeric } from './data/tensor-data';
+export type { LabelSource } from './data/labels';
+export type { NestedNumbers, NumericTypedArray } from './data/plain-batch';
 export { DatasetData, datasetData, type DatasetDataOptions, type DatasetElement, type ElementPart } from './data/dataset-data';
 export { losses, resolveLoss, LOSS_NAMES, type LossFunction, type LossName, type LossSpec } from './train/losses';
 export { accuracy, resolveMetrics, METRIC_NAMES, type MetricSpec } from './train/metrics';
@@ -47,6 +51,7 @@ export { WRITER_LOCK, type FolderClaim, type FolderHolder } from './io/folder-cl
 export { syncFolder, writeFileDurably } from './io/durable-files';
 export { oneWriterPerFolder } from './io/one-writer-per-folder';
 export { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type EpochSoFar, type Manifest, type Position } from './checkpoint/manifest';
+export type { TensorEntry, TensorRef } from './checkpoint/tensor-file';
 
 // Layers built at require time need a backend before selectBackend() runs (see require-time.ts).
 settleRequireTimeBackend();

@@ -1,5 +1,5 @@
 // Registers the LoRA layer classes for (de)serialisation on import.
-export { LoraLayer, type LoraLayerState, type LoraLayerConfig } from './layers/lora-layer';
+export { LoraLayer, type LoraLayerState, type LoraLayerConfig, type AdapterInit, type FusedActivation } from './layers/lora-layer';
 export { LoraDense } from './layers/lora-dense';
 export { LoraConv2D } from './layers/lora-conv2d';
 export { LoraEmbedding } from './layers/lora-embedding';
@@ -7,8 +7,8 @@ export { LoraEmbedding } from './layers/lora-embedding';
 // Shared by both paths: options, selectors, plans, adapter files, spectra.
 export { type AdapterOptions, type AdapterSpec, type LoraInit, type LoraOptions, DEFAULT_ADAPTER, resolveSpec, scaleOf } from './common/config';
 export { type LayerSelector } from './common/selectors';
-export { formatPlan, type LoraPlan, type PlannedLayer, type SelectorProblem } from './common/lora-plan';
-export { readAdapter, type AdapterFile, ADAPTER_FORMAT, ADAPTER_VERSION } from './common/adapter-file';
+export { formatPlan, type DryRunOptions, type LoraPlan, type PlannedLayer, type SelectorProblem } from './common/lora-plan';
+export { readAdapter, type AdapterFile, type WeightEntry, ADAPTER_FORMAT, ADAPTER_VERSION } from './common/adapter-file';
 export { fingerprintMismatch, type BaseFingerprint } from './common/fingerprint';
 export { singularValues, explainedRank, rank90, type Spectrum } from './common/spectrum';
 

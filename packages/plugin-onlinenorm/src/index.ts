@@ -1,5 +1,5 @@
 export { onlineNormalize, type NormMode, type NormalizeArgs } from './normalize';
-export { OnlineNormState, createOnlineNormState, disposeOnlineNormState, readFiniteChecks, type UnreadCheck } from './state';
+export { OnlineNormState, createOnlineNormState, disposeOnlineNormState, readFiniteChecks, type StatName, type UnreadCheck } from './state';
 export { activationClamp, layerScale } from './compensation';
 export { OnlineNorm, onlineNormLayer, type OnlineNormLayerArgs } from './layer';
 export { DEFAULTS, resolveOptions, type OnlineNormOptions, type ErrorCompensation, type ResolvedOnlineNormOptions } from './options';

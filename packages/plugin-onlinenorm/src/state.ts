@@ -136,7 +136,7 @@ export class OnlineNormState {
   }
 }
 
-type StatName = 'mean' | 'variance' | 'u' | 'v';
+export type StatName = 'mean' | 'variance' | 'u' | 'v';
 
 /** One device-side check of a commit, not read yet. */
 export interface UnreadCheck {

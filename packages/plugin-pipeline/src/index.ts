@@ -7,10 +7,10 @@ export { predictByVelocity, predictByDelta, PREDICTIONS, type Prediction } from 
 export { scaleHyperparameters, type ScaleHyperparametersOptions } from './scaling';
 export { WeightHistory, type MotionSource } from './weight-history';
 export { PipelineSimulator, bindStages, type BoundStage, type SimulatorOptions } from './simulator';
-export { withWeights, stageBackward, runSegments } from './stage-math';
+export { withWeights, stageBackward, runSegments, type StageGradients } from './stage-math';
 export { pipeline, PIPELINE_PLUGIN, type PipelinePlugin } from './plugin';
 export { describeStages, type StageRow } from './describe';
-export type { PipelineOptions, Compensation } from './options';
+export type { PipelineOptions, Compensation, ResolvedPipelineOptions } from './options';
 
 import { pipeline } from './plugin';
 /** The entry point config files use (`"plugins": [["@tapfit/plugin-pipeline", { "stages": 4 }]]`). */

@@ -14,9 +14,9 @@ export {
   NOT_BRIDGED,
 } from './wasm-shim';
 export { installWebgpuShim, uninstallWebgpuShim, webgpuShimInstalled, WEBGPU_SHIM_KERNELS, WEBGPU_BRIDGED_TO_CPU, WEBGPU_HIGH_RANK_KERNELS, WEBGPU_CUMULATIVE_KERNELS } from './webgpu-shim';
-export { TENSORFLOW_MISSING_KERNELS } from './tensorflow';
+export { TENSORFLOW_MISSING_KERNELS, type TensorflowPackage } from './tensorflow';
 export { probeWebgpuAdapter, activeWebgpuAdapter, releaseDroppedGpuObjects, classifyAdapter, formatAdapter, WEBGPU_PACKAGES } from './webgpu';
-export type { GpuAdapter, AdapterProbe } from './webgpu';
+export type { GpuAdapter, AdapterProbe, AdapterLike, AdapterInfoLike } from './webgpu';
 export { installWasmFastKernels, uninstallWasmFastKernels, wasmFastKernelsInstalled, WASM_FAST_KERNELS } from './fast-kernels';
 export { installMemoryGuard, getMemoryGuard, DEFAULT_WASM_BUDGET_BYTES, formatBytes } from './memory-guard';
 export type { MemoryGuard } from './memory-guard';

@@ -25,14 +25,14 @@ export interface GpuAdapter {
 /** The adapter found, or why there is none. */
 export type AdapterProbe = { adapter: GpuAdapter; why?: undefined } | { adapter: null; why: string };
 
-interface AdapterInfoLike {
+export interface AdapterInfoLike {
   vendor?: string;
   architecture?: string;
   device?: string;
   description?: string;
   isFallbackAdapter?: boolean;
 }
-interface AdapterLike {
+export interface AdapterLike {
   info?: AdapterInfoLike;
   isFallbackAdapter?: boolean;
 }

@@ -15,7 +15,7 @@ import type { Batch } from './data-source';
  * float values.
  */
 
-type NumericTypedArray = Float32Array | Int32Array | Uint8Array;
+export type NumericTypedArray = Float32Array | Int32Array | Uint8Array;
 export type NestedNumbers = Array<number | NumericTypedArray | NestedNumbers>;
 /** What an element's xs or ys may be. */
 export type ElementPart = tf.Tensor | number | NestedNumbers | NumericTypedArray;

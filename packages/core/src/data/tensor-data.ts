@@ -157,8 +157,8 @@ export function checkSampleAxes(x: { shape: readonly number[] }, y: { shape: rea
   if (x.shape[0] !== y.shape[0]) throw new TapfitError(ErrorCodes.SHAPE, `${who}: x has ${x.shape[0]} samples but y has ${y.shape[0]}; they must match.`);
 }
 
-type HostArray = Float32Array | Int32Array | Uint8Array;
-type Numeric = ArrayLike<number> | number[][] | number[][][] | number[][][][];
+export type HostArray = Float32Array | Int32Array | Uint8Array;
+export type Numeric = ArrayLike<number> | number[][] | number[][][] | number[][][][];
 
 /**
  * In-memory data from arrays or typed arrays. Nested arrays carry their own shape;

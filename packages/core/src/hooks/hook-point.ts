@@ -2,7 +2,7 @@ import { AsyncSeriesHook, SyncWaterfallHook } from 'tapable';
 import { ErrorCodes, pluginCallFailure, TapfitError } from '../errors';
 import { asList, OrderedTap, resolveOrder, TapOptions } from './order';
 
-interface RecordedTap<F> extends OrderedTap {
+export interface RecordedTap<F> extends OrderedTap {
   readonly plugin: string;
   readonly fn: F;
 }
@@ -17,7 +17,7 @@ export function pluginFailure(plugin: string, hook: string, err: unknown): Tapfi
  * One hook point: records taps while plugins are applied, then `seal` orders them
  * (stages + before/after) and compiles a tapable hook that runs them in that order.
  */
-abstract class HookPoint<F extends (...args: never[]) => unknown> {
+export abstract class HookPoint<F extends (...args: never[]) => unknown> {
   protected taps: RecordedTap<F>[] = [];
   private sealed = false;
 

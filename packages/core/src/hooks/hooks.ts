@@ -35,7 +35,7 @@ export function createHooks() {
 export type Hooks = ReturnType<typeof createHooks>;
 export type HookName = keyof Hooks;
 
-type TapFn<H> = H extends WaterfallHook<infer V, infer I> ? (value: V, info: I) => V : H extends SeriesHook<infer I> ? (info: I) => void | Promise<void> : never;
+export type TapFn<H> = H extends WaterfallHook<infer V, infer I> ? (value: V, info: I) => V : H extends SeriesHook<infer I> ? (info: I) => void | Promise<void> : never;
 
 /** What a plugin sees of a hook: it can tap, nothing else. */
 export interface TapOnly<H> {

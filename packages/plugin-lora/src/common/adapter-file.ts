@@ -15,7 +15,7 @@ export const ADAPTER_VERSION = 1;
 export const CONFIG_FILE = 'adapter_config.json';
 export const WEIGHTS_FILE = 'adapter_weights.bin';
 
-interface WeightEntry {
+export interface WeightEntry {
   name: string;
   shape: number[];
   dtype: 'float32';

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 
-type Initializer = ReturnType<typeof tf.initializers.zeros>;
+export type Initializer = ReturnType<typeof tf.initializers.zeros>;
 
 /** How a parameter starts: zeros, ones, or normal with a standard deviation (seeded). */
 export type Init = 'zeros' | 'ones' | { readonly stddev: number };
