@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 import 'reflect-metadata';
 import { settleRequireTimeBackend, silenceCpuBanner } from './backend/require-time';
 import { installCpuCastCopies } from './backend/cpu-cast-copies';

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 // @tapfit/plugin-pipeline: Pipelined Backpropagation with Spike Compensation and Linear
 // Weight Prediction (docs/techniques.md §5), simulated in one process or run in worker threads.
 export { stageDelays } from './delays';

@@ -1,3 +1,4 @@
+/// <reference types="node" preserve="true" />
 import 'reflect-metadata'; // tsyringe needs it loaded before any decorator runs
 // @tapfit/core/testing: the plugin author's kit.
 import { settleRequireTimeBackend, silenceCpuBanner } from '../backend/require-time';
