@@ -72,7 +72,9 @@ export function consumerOptions(resolution: Resolution, outDir: string, rootDir:
     node16: { module: ts.ModuleKind.Node16, moduleResolution: ts.ModuleResolutionKind.Node16 },
     bundler: { module: ts.ModuleKind.ESNext, moduleResolution: ts.ModuleResolutionKind.Bundler },
   };
-  return { target: ts.ScriptTarget.ES2022, ...modes[resolution], strict: true, esModuleInterop: true, skipLibCheck: true, types: ['node'], outDir, rootDir };
+  // The strictest settings users turn on beyond `strict`: what compiles here compiles for them.
+  const strictest = { noUncheckedIndexedAccess: true, exactOptionalPropertyTypes: true };
+  return { target: ts.ScriptTarget.ES2022, ...modes[resolution], strict: true, ...strictest, esModuleInterop: true, skipLibCheck: true, types: ['node'], outDir, rootDir };
 }
 
 /**
