@@ -1,8 +1,11 @@
+import type * as tf from '@tensorflow/tfjs';
 import { z } from 'zod';
 import type { DataSource } from '../data/data-source';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { CallbackHandlers } from './callbacks';
-import type { TensorLike } from './fit-inputs';
+
+/** x or y of validationData: what fit takes (fit-inputs.ts's TensorLike, written out here so the two files do not import each other). */
+type ValidationPart = tf.Tensor | tf.TensorLike;
 
 /**
  * `fit`'s options: what `model.fit` takes (tfjs-layers 4.22's ModelFitArgs, less
@@ -16,7 +19,7 @@ export const fitOptionsSchema = z.strictObject({
   shuffle: z.boolean().default(true),
   /** Evaluate on this data at each epoch end (val_loss, val_acc, ...): a data source, or `[x, y]` as model.fit takes it. */
   // Typed for callers (z.custom checks nothing); fit-inputs refuses anything else, naming what it got.
-  validationData: z.custom<readonly [TensorLike, TensorLike] | DataSource>().optional(),
+  validationData: z.custom<readonly [ValidationPart, ValidationPart] | DataSource>().optional(),
   /** Hold out the LAST fraction of the samples (before shuffling, as model.fit) and evaluate on it each epoch. */
   validationSplit: z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)').optional(),
   /** tfjs callbacks: `{ onEpochEnd, ... }` objects, tf.Callback instances (e.g. tf.callbacks.earlyStopping()), or a list of them. */
