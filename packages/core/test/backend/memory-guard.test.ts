@@ -5,7 +5,6 @@ import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, type Mem
 import { SilentLogger, Trainer } from '../../src';
 import { sgd } from '../../src/transforms';
 import { blobData, tinyModel } from '../../src/testing';
-import { arrayData } from '../../src/data/tensor-data';
 import { useShimmedWasm } from './helpers';
 import { thrown } from '../fixtures';
 import { runChild } from './child-process';
@@ -233,9 +232,9 @@ describe('backend: memory guard', function () {
     trainer.dispose();
     model.dispose();
     tf.dispose([x, y]);
-    // A dataset uploaded whole: stream it.
+    // A dataset uploaded whole (arrayData keeps its arrays on the host and uploads batches, so tf.tensor here): stream it.
     const rows = (unit / 4 / 10) | 1;
-    const upload = await refusal(() => arrayData({ x: new Float32Array(rows * 10), y: new Float32Array(rows), xShape: [10] }), unit / 4);
+    const upload = await refusal(() => tf.tensor2d(new Float32Array(rows * 10), [rows, 10]), unit / 4);
     expect(upload).to.contain('datasetData').and.not.contain('model itself');
     // An op's output: a smaller batch, or recomputation.
     const a = tf.ones([unit / 4 + 3]);
