@@ -53,6 +53,7 @@ import { everyStepSkipped } from './non-finite';
 import { layersPenalty, penalizedLayers } from './regularization';
 import { trainingStep, type StepParts } from './step';
 import { carryChainState, describeChange, trainableSetChange } from './trainable-set';
+import { TrainableFlags } from './trainable-flags';
 import { disposeState } from '../transforms/state';
 
 export interface TrainerOptions {
@@ -115,6 +116,8 @@ export class Trainer {
   private stepParts?: StepParts;
   private plan?: MemoryPlan;
   private params: Record<string, tf.Variable> = {};
+  /** The `trainable` flags as `params` was taken: trainStep compares them each call. */
+  private trainableFlags?: TrainableFlags;
   private stepCount = 0;
   private skippedSteps = 0;
   /** The next batch to run; checkpoints save it, fit() starts from it. */
@@ -323,6 +326,7 @@ export class Trainer {
       this.stepper = this.buildStepper(info);
     }
     this.params = params;
+    this.trainableFlags = new TrainableFlags(model);
     this.plan = plan;
     // What forward and backward taps return is checked tap by tap, naming the plugin.
     this.hooks.forward.checkEachTap((pass, plugin) => checkForwardPass(pass, info.segmentNames, plugin));
@@ -450,7 +454,7 @@ export class Trainer {
 
   private async runFit(data: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
     await this.setup();
-    this.followTrainableSet();
+    this.followTrainableSet('fit');
     this.checkDataShape(data);
     if (validation) this.checkDataShape(validation);
     if (o.validationData !== undefined && o.validationSplit !== undefined) this.logger.warn('fit: both validationData and validationSplit given; validating on validationData (as model.fit does).');
@@ -545,21 +549,25 @@ export class Trainer {
   }
 
   /**
-   * At the start of each fit: picks up a changed set of trainable variables (`layer.trainable`
-   * set since the last fit, the fine-tuning recipe), where model.fit needs model.compile()
-   * again. The variables still trained keep their optimizer state, new ones start from the
-   * chain's init, those no longer trained drop theirs. Refused (TAPFIT_E_STATE, nothing
-   * changed) where the trainer cannot tell what follows the variables: with plugins (their
-   * state may be per variable), a black-box tf.train optimizer (its state is kept by position
-   * in the variable list), or a chain member whose state is not one entry per variable.
+   * At the start of each fit, and in trainStep when a `trainable` flag moved: picks up a
+   * changed set of trainable variables (`layer.trainable` set since the last fit or step,
+   * the fine-tuning recipe), where model.fit needs model.compile() again. The variables
+   * still trained keep their optimizer state, new ones start from the chain's init, those
+   * no longer trained drop theirs. Refused (TAPFIT_E_STATE, nothing changed) where the
+   * trainer cannot tell what follows the variables: with plugins (their state may be per
+   * variable), a black-box tf.train optimizer (its state is kept by position in the variable
+   * list), or a chain member whose state is not one entry per variable.
    */
-  private followTrainableSet(): void {
+  private followTrainableSet(caller: 'fit' | 'trainStep'): void {
     const change = trainableSetChange(this.params, trainableVariables(this.modelRef));
-    if (!change) return;
+    if (!change) {
+      this.trainableFlags = new TrainableFlags(this.modelRef); // flags moved and back: the same set
+      return;
+    }
     const refuse = (why: string): never => {
       throw new TapfitError(
         ErrorCodes.STATE,
-        `fit: the model's trainable variables changed since the trainer was set up (layer.trainable was set; ${describeChange(change)}), and ${why}. ` +
+        `${caller}: the model's trainable variables changed since the trainer was set up (layer.trainable was set; ${describeChange(change)}), and ${why}. ` +
           'Build a new Trainer({ model, ... }) after changing trainable (where model.fit needs model.compile() again): the weights are in the model; the new trainer starts a fresh optimizer state.',
       );
     };
@@ -572,7 +580,7 @@ export class Trainer {
       throw err;
     }
     this.logger.info(
-      `fit: the model's trainable variables changed since the last fit (${describeChange(change)}); training the new set, as model.compile() again would. ` +
+      `${caller}: the model's trainable variables changed since the last ${caller === 'fit' ? 'fit' : 'step'} (${describeChange(change)}); training the new set, as model.compile() again would. ` +
         'Variables still trained keep their optimizer state; newly trainable ones start it afresh.',
     );
   }
@@ -627,7 +635,7 @@ export class Trainer {
           throw err;
         }
         if (this.capturing) await this.capturing.catch(() => undefined); // a save() started in a callback reads this step's state
-        const { loss: value, skipped, nonFinite } = this.trainStep(r.value, info);
+        const { loss: value, skipped, nonFinite } = this.runStep(r.value, info); // fit looked at the trainable set at its start
         if (nonFinite) nonFiniteSkips++;
         this.pos = { epoch, batch: info.batch + 1 };
         const metrics = pending.splice(0);
@@ -706,6 +714,21 @@ export class Trainer {
       tf.dispose([b.x, b.y]);
       throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
     }
+    // A custom loop follows `layer.trainable` as fit does: the flags are read each call (no device work).
+    if (this.trainableFlags?.changed()) {
+      try {
+        this.followTrainableSet('trainStep');
+      } catch (err) {
+        tf.dispose([b.x, b.y]);
+        throw err;
+      }
+    }
+    return this.runStep(b, info);
+  }
+
+  /** trainStep's step, once the trainer is known usable and set up (fit's steps come here). */
+  private runStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
+    const parts = this.stepParts as StepParts; // set by setup, which fit and trainStep require
     const y = asModelTargets(b.y, this.modelRef.outputShape);
     if (y !== b.y) {
       b.y.dispose();
@@ -716,7 +739,7 @@ export class Trainer {
       b.x.dispose();
       b = { ...b, x };
     }
-    const { loss, applied, nonFinite } = trainingStep(this.stepParts, b, info);
+    const { loss, applied, nonFinite } = trainingStep(parts, b, info);
     if (applied) this.stepCount++;
     else this.skippedSteps++;
     return { loss, skipped: !applied, nonFinite };

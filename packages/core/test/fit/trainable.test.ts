@@ -1,10 +1,14 @@
 // layer.trainable set between fits (the fine-tuning recipe: freeze the base, fit, unfreeze,
 // fit): the next fit trains the new set, as model.fit does after model.compile() again, or
-// refuses it with an error naming the fix where the trainer cannot follow it.
+// refuses it with an error naming the fix where the trainer cannot follow it. A custom loop
+// of trainStep calls follows it the same way, at the next step.
 
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { SilentLogger, TapfitError, Trainer, type StepTransform, type TrainerOptions } from '../../src';
+import { segmentModel, SilentLogger, TapfitError, Trainer, type StepTransform, type TrainerOptions } from '../../src';
+import { toTrainableModel, trainableVariables } from '../../src/model/trainable-model';
+import { TrainableFlags } from '../../src/train/trainable-flags';
+import { trainableSetChange } from '../../src/train/trainable-set';
 import { rejected, tmpDir, useBackend } from '../fixtures';
 import { blobTensors, expectHistoryClose, recordingLogger, softmaxModel } from './helpers';
 
@@ -122,6 +126,131 @@ describe('layer.trainable set between fits', () => {
     straight.dispose();
     resumed.dispose();
     tf.dispose([x, y, labels]);
+  });
+
+  describe('a custom loop of trainStep calls', () => {
+    /** model.fit's batches for batchSize 8 without shuffling, one trainStep each. */
+    function trainSteps(t: Trainer, x: tf.Tensor, y: tf.Tensor): void {
+      for (let start = 0; start < x.shape[0]; start += 8) {
+        const size = Math.min(8, x.shape[0] - start);
+        const { loss } = t.trainStep({ x: tf.slice(x, start, size), y: tf.slice(y, start, size) }, { epoch: 0, batch: start / 8, step: t.step });
+        loss.dispose();
+      }
+    }
+
+    for (const [label, first, second] of [
+      ['unfreezing the base', false, true],
+      ['freezing the base', true, false],
+    ] as const) {
+      it(`${label} between steps trains the new set from the next step, as model.fit with model.compile() again, and says so`, async () => {
+        const { x, y, labels } = blobTensors(32);
+        const reference = softmaxModel();
+        const model = softmaxModel();
+        const logger = recordingLogger();
+        const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger });
+        const compile = () => reference.compile({ loss: 'categoricalCrossentropy', optimizer: 'sgd' });
+        const once = { epochs: 1, batchSize: 8, shuffle: false, verbose: 0 as const };
+        for (const m of [reference, model]) m.layers[0].trainable = first;
+        compile();
+        await t.setup();
+        await reference.fit(x, y, once);
+        trainSteps(t, x, y);
+        expectWeightsEqual(model, reference);
+        for (const m of [reference, model]) m.layers[0].trainable = second;
+        compile();
+        const base = model.layers[0].getWeights().map((w) => Array.from(w.dataSync()));
+        await reference.fit(x, y, once);
+        trainSteps(t, x, y);
+        expectWeightsEqual(model, reference);
+        if (!second) expect(model.layers[0].getWeights().map((w) => Array.from(w.dataSync()))).to.deep.equal(base); // frozen: not moved
+        expect(Object.keys(t.variables)).to.have.length(second ? 4 : 2);
+        expect(t.step).to.equal(8);
+        const said = logger.lines.filter((l) => l.includes('trainable variables changed'));
+        expect(said).to.have.length(1); // once, at the first step after the change
+        expect(said[0]).to.match(new RegExp(`^trainStep: the model's trainable variables changed since the last step \\(${second ? 'now trainable' : 'no longer trainable'}: dense_Dense\\d+/kernel, dense_Dense\\d+/bias\\)`));
+        t.dispose();
+        tf.dispose([x, y, labels]);
+      });
+    }
+
+    it('a segment model: a variable whose trainable flag is cleared is left alone from the next step', async () => {
+      const w = tf.variable(tf.tensor2d([[0.5, -0.2], [0.1, 0.3]]), true, 'steploop_w');
+      const b = tf.variable(tf.tensor1d([0.1, -0.1]), true, 'steploop_b');
+      const model = segmentModel([{ name: 'affine', params: [w, b], forward: ([x]) => [tf.add(tf.matMul(x!, w), b)] }], { inputShape: [2], outputShape: [2] });
+      const t = new Trainer({ model, loss: 'meanSquaredError', optimizer: 'sgd', logger: new SilentLogger() });
+      await t.setup();
+      const batch = () => ({ x: tf.tensor2d([[1, 2], [3, 4]]), y: tf.tensor2d([[1, 0], [0, 1]]) });
+      t.trainStep(batch(), { epoch: 0, batch: 0, step: 0 }).loss.dispose();
+      w.trainable = false;
+      const kernel = Array.from(w.dataSync());
+      const bias = Array.from(b.dataSync());
+      t.trainStep(batch(), { epoch: 0, batch: 1, step: 1 }).loss.dispose();
+      expect(Array.from(w.dataSync())).to.deep.equal(kernel);
+      expect(Array.from(b.dataSync())).to.not.deep.equal(bias);
+      expect(Object.keys(t.variables)).to.deep.equal(['steploop_b']);
+      t.dispose();
+      tf.dispose([w, b]);
+    });
+
+    it('refused where fit refuses (with plugins), before the step: the batch is freed, the trainer is as it was and trains on once the set is back', async () => {
+      const { x, y, labels } = blobTensors(32);
+      const model = softmaxModel();
+      model.layers[0].trainable = false;
+      const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger(), plugins: [{ name: 'noop', core: '*', apply: () => {} }] });
+      await t.setup();
+      trainSteps(t, x, y);
+      const variables = { ...t.variables };
+      const layerWeights = () => model.layers.map((l) => l.getWeights().map((w) => Array.from(w.dataSync()))); // getWeights() orders by trainable
+      const weights = layerWeights();
+      model.layers[0].trainable = true;
+      const tensors = tf.memory().numTensors;
+      let err: unknown;
+      try {
+        t.trainStep({ x: tf.slice(x, 0, 8), y: tf.slice(y, 0, 8) }, { epoch: 1, batch: 0, step: t.step });
+      } catch (e) {
+        err = e;
+      }
+      expect(err).to.be.instanceOf(TapfitError);
+      expect((err as TapfitError).code).to.equal('TAPFIT_E_STATE');
+      expect((err as Error).message).to.match(/^trainStep: the model's trainable variables changed since the trainer was set up \(layer.trainable was set; now trainable: dense_Dense\d+\/kernel, dense_Dense\d+\/bias\), and the trainer does not follow that with plugins \(noop\)/);
+      expect((err as Error).message).to.match(/Build a new Trainer\(\{ model, \.\.\. \}\) after changing trainable/);
+      expect(tf.memory().numTensors).to.equal(tensors);
+      expect(t.variables).to.deep.equal(variables);
+      expect(layerWeights()).to.deep.equal(weights);
+      expect(t.step).to.equal(4);
+      model.layers[0].trainable = false;
+      trainSteps(t, x, y);
+      expect(t.step).to.equal(8);
+      t.dispose();
+      tf.dispose([x, y, labels]);
+    });
+  });
+
+  it("trainStep's per-step check (the flags) sees every change of the set: nested models, an RNN (its cell's weights), single weights", () => {
+    const inner = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 4 }), tf.layers.dense({ units: 4 })] });
+    const recurrent = tf.layers.simpleRNN({ units: 4, inputShape: [3, 2] }) as tf.layers.Layer & { cell: tf.layers.Layer };
+    const model = tf.sequential({ layers: [recurrent, inner, tf.layers.dense({ units: 2 })] });
+    const trainable = toTrainableModel(model);
+    const params = Object.fromEntries(trainableVariables(trainable).map((v) => [v.name, v]));
+    const toggles: [string, () => void][] = [
+      ['the model', () => (model.trainable = !model.trainable)],
+      ['a nested model', () => (inner.trainable = !inner.trainable)],
+      ["a nested model's layer", () => (inner.layers[1].trainable = !inner.layers[1].trainable)],
+      ['an RNN', () => (recurrent.trainable = !recurrent.trainable)],
+      ["an RNN's cell", () => (recurrent.cell.trainable = !recurrent.cell.trainable)],
+      ['one weight', () => (model.layers[2].weights[1].trainable = !model.layers[2].weights[1].trainable)],
+    ];
+    for (const [what, toggle] of toggles) {
+      const flags = new TrainableFlags(trainable);
+      toggle();
+      const change = trainableSetChange(params, trainableVariables(trainable));
+      expect(change, what).to.not.equal(undefined); // each toggle alone changes the set (the oracle)
+      expect(flags.changed(), what).to.equal(true);
+      toggle();
+      expect(trainableSetChange(params, trainableVariables(trainable)), what).to.equal(undefined);
+      expect(flags.changed(), `${what}, back`).to.equal(false);
+    }
+    model.dispose();
   });
 
   describe('refused where the trainer cannot follow the change, leaving it as it was', () => {
