@@ -454,7 +454,7 @@ export class Trainer {
 
   private async runFit(data: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
     await this.setup();
-    this.followTrainableSet('fit');
+    this.followTrainableSet('fit', 'fit');
     this.checkDataShape(data);
     if (validation) this.checkDataShape(validation);
     if (o.validationData !== undefined && o.validationSplit !== undefined) this.logger.warn('fit: both validationData and validationSplit given; validating on validationData (as model.fit does).');
@@ -549,7 +549,7 @@ export class Trainer {
   }
 
   /**
-   * At the start of each fit, and in trainStep when a `trainable` flag moved: picks up a
+   * At the start of each fit, and before a step when a `trainable` flag moved: picks up a
    * changed set of trainable variables (`layer.trainable` set since the last fit or step,
    * the fine-tuning recipe), where model.fit needs model.compile() again. The variables
    * still trained keep their optimizer state, new ones start from the chain's init, those
@@ -558,7 +558,7 @@ export class Trainer {
    * variable), a black-box tf.train optimizer (its state is kept by position in the variable
    * list), or a chain member whose state is not one entry per variable.
    */
-  private followTrainableSet(caller: 'fit' | 'trainStep'): void {
+  private followTrainableSet(caller: 'fit' | 'trainStep', since: 'fit' | 'step'): void {
     const change = trainableSetChange(this.params, trainableVariables(this.modelRef));
     if (!change) {
       this.trainableFlags = new TrainableFlags(this.modelRef); // flags moved and back: the same set
@@ -580,7 +580,7 @@ export class Trainer {
       throw err;
     }
     this.logger.info(
-      `${caller}: the model's trainable variables changed since the last ${caller === 'fit' ? 'fit' : 'step'} (${describeChange(change)}); training the new set, as model.compile() again would. ` +
+      `${caller}: the model's trainable variables changed since the last ${since} (${describeChange(change)}); training the new set, as model.compile() again would. ` +
         'Variables still trained keep their optimizer state; newly trainable ones start it afresh.',
     );
   }
@@ -635,7 +635,7 @@ export class Trainer {
           throw err;
         }
         if (this.capturing) await this.capturing.catch(() => undefined); // a save() started in a callback reads this step's state
-        const { loss: value, skipped, nonFinite } = this.runStep(r.value, info); // fit looked at the trainable set at its start
+        const { loss: value, skipped, nonFinite } = this.followedStep(r.value, info, 'fit'); // a callback may have set layer.trainable
         if (nonFinite) nonFiniteSkips++;
         this.pos = { epoch, batch: info.batch + 1 };
         const metrics = pending.splice(0);
@@ -714,10 +714,18 @@ export class Trainer {
       tf.dispose([b.x, b.y]);
       throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
     }
-    // A custom loop follows `layer.trainable` as fit does: the flags are read each call (no device work).
+    return this.followedStep(b, info, 'trainStep');
+  }
+
+  /**
+   * A step on the trainable set as it is now: where a `trainable` flag moved (read on the
+   * host each step, no device work), the new set is followed first, or refused with the
+   * batch freed.
+   */
+  private followedStep(b: Batch, info: StepInfo, caller: 'fit' | 'trainStep'): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
     if (this.trainableFlags?.changed()) {
       try {
-        this.followTrainableSet('trainStep');
+        this.followTrainableSet(caller, 'step');
       } catch (err) {
         tf.dispose([b.x, b.y]);
         throw err;

@@ -1,7 +1,8 @@
 // layer.trainable set between fits (the fine-tuning recipe: freeze the base, fit, unfreeze,
 // fit): the next fit trains the new set, as model.fit does after model.compile() again, or
 // refuses it with an error naming the fix where the trainer cannot follow it. A custom loop
-// of trainStep calls follows it the same way, at the next step.
+// of trainStep calls, and a fit where a callback sets it, follow it the same way at the
+// next step.
 
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
@@ -221,6 +222,54 @@ describe('layer.trainable set between fits', () => {
       model.layers[0].trainable = false;
       trainSteps(t, x, y);
       expect(t.step).to.equal(8);
+      t.dispose();
+      tf.dispose([x, y, labels]);
+    });
+  });
+
+  describe('set by a callback during a fit', () => {
+    for (const [label, first, second] of [
+      ['frozen', true, false],
+      ['unfrozen', false, true],
+    ] as const) {
+      it(`the base ${label} after batch 1 trains the new set from batch 2: the weights of model.fit on batches 0-1, then model.compile() and model.fit on batches 2-3`, async () => {
+        const { x, y, labels } = blobTensors(32);
+        const reference = softmaxModel();
+        const model = softmaxModel();
+        const logger = recordingLogger();
+        const once = { epochs: 1, batchSize: 8, shuffle: false, verbose: 0 as const };
+        const compile = () => reference.compile({ loss: 'categoricalCrossentropy', optimizer: 'sgd' });
+        for (const m of [reference, model]) m.layers[0].trainable = first;
+        compile();
+        const [x1, x2, y1, y2] = [tf.slice(x, 0, 16), tf.slice(x, 16, 16), tf.slice(y, 0, 16), tf.slice(y, 16, 16)];
+        await reference.fit(x1, y1, once);
+        reference.layers[0].trainable = second;
+        compile();
+        await reference.fit(x2, y2, once);
+        const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger });
+        const toggle = { onBatchEnd: async (batch: number) => void (batch === 1 && (model.layers[0].trainable = second)) };
+        await t.fit(x, y, { ...once, callbacks: toggle });
+        expectWeightsEqual(model, reference);
+        expect(t.step).to.equal(4);
+        expect(logger.lines.join('\n')).to.match(/fit: the model's trainable variables changed since the last step \((now|no longer) trainable: dense_Dense\d+\/kernel, dense_Dense\d+\/bias\)/);
+        t.dispose();
+        tf.dispose([x, y, labels, x1, x2, y1, y2]);
+      });
+    }
+
+    it('where fit refuses (with plugins) the fit fails at the next step naming the fix, with the batch freed', async () => {
+      const { x, y, labels } = blobTensors(32);
+      const model = softmaxModel();
+      model.layers[0].trainable = false;
+      const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger(), plugins: [{ name: 'noop', core: '*', apply: () => {} }] });
+      await t.fit(x, y, { epochs: 1, batchSize: 8, shuffle: false, verbose: 0 }); // set up, its state made
+      const tensors = tf.memory().numTensors;
+      const toggle = { onBatchEnd: async (batch: number) => void (batch === 1 && (model.layers[0].trainable = true)) };
+      const err = await rejected(t.fit(x, y, { epochs: 2, batchSize: 8, shuffle: false, verbose: 0, callbacks: toggle }));
+      expect(err.code).to.equal('TAPFIT_E_STATE');
+      expect(err.message).to.match(/^fit: the model's trainable variables changed since the trainer was set up \(layer.trainable was set; now trainable: dense_Dense\d+\/kernel, dense_Dense\d+\/bias\), and the trainer does not follow that with plugins \(noop\).*Build a new Trainer/);
+      expect(t.step).to.equal(6);
+      expect(tf.memory().numTensors).to.equal(tensors);
       t.dispose();
       tf.dispose([x, y, labels]);
     });
