@@ -161,7 +161,7 @@ async function train(config: TrainConfig, options: RunOptions, { log, resume, me
   let trainer: Trainer | undefined;
   if (checkpointDir) plugins.push(checkpoints({ dir: checkpointDir, every: config.checkpoint?.every }, (dir) => trainer!.save(dir)));
   plugins.push(epochLogger(log));
-  const report = reportDir ? trainingReport() : undefined;
+  const report = reportDir ? trainingReport({ dir: reportDir }) : undefined;
   if (report) plugins.push(report);
 
   const stepsPerEpoch = Math.ceil(config.data.train / config.training.batchSize);
@@ -211,7 +211,7 @@ async function train(config: TrainConfig, options: RunOptions, { log, resume, me
     log.info(`test: loss ${test.loss.toFixed(4)}, accuracy ${(test.acc * 100).toFixed(2)}% (${seconds.toFixed(1)} s)`);
     if (metricsFile) log.info(`metrics log: ${metricsFile}`);
     const title = options.configFile ? path.basename(options.configFile, '.json') : 'tapfit run';
-    const html = report && writeReport(reportDir!, { title, started: startedAt, backend: backend.name, describe, steps: report.steps, epochs: report.epochs, resumedAt, test, seconds });
+    const html = report && writeReport(reportDir!, { title, started: startedAt, backend: backend.name, describe, steps: report.records(), stepSummary: report.summary, epochs: report.epochs, resumedAt, test, seconds });
     if (html) log.info(`training report: ${html}`);
     return { backend: backend.name, describe, history, test, seconds, ...(html ? { report: html } : {}) };
   } finally {

@@ -11,7 +11,7 @@ export interface Axis {
 }
 
 /** How many buckets a series of more than `maxPoints` rows is cut into: two points each, plus the series' first and last. */
-const bucketCount = (maxPoints: number) => Math.floor((maxPoints - 2) / 2);
+export const bucketCount = (maxPoints: number) => Math.floor((maxPoints - 2) / 2);
 
 /**
  * The points of one series of `count` rows (in x order), at most `maxPoints`: every row

@@ -1,7 +1,10 @@
 import * as fs from 'node:fs';
 import type { TrainerDescription } from '@tapfit/core';
 import { bucketNote, minMaxBuckets } from './min-max-buckets';
-import type { EpochRecord, StepRecord } from './report-plugin';
+import type { MinMaxStream } from './min-max-stream';
+import type { EpochRecord } from './report-plugin';
+import type { StepRecord } from './step-record';
+import type { StepSummary } from './step-summary';
 
 /** Everything a training report shows. */
 export interface ReportData {
@@ -10,7 +13,10 @@ export interface ReportData {
   started: string;
   backend: string;
   describe: TrainerDescription;
-  steps: readonly StepRecord[];
+  /** Every step record, in order: read once, when report.json is written (the page draws from stepSummary). */
+  steps: Iterable<StepRecord>;
+  /** What the page shows of the steps, bounded however long the run; not written to report.json. */
+  stepSummary: StepSummary;
   epochs: readonly EpochRecord[];
   /** The step a `--resume` run went on from (its checkpoint's): the report covers the steps from there. */
   resumedAt?: number;
@@ -66,32 +72,40 @@ function bucketedChart(title: string, count: number, x: { field: string; unit: s
   return lineChart(note ? { text: title, subtitle: note } : title, rows, { field: x.field, title: x.unit }, ys, yTitle, options);
 }
 
+/** A line chart of the steps: each series as its MinMaxStream keeps it (the subtitle says when rows were left out). */
+function streamedChart(title: string, ys: { field: string; title: string; stream: MinMaxStream }[], yTitle: string, options: { zero?: boolean } = {}): Spec {
+  const note = ys[0].stream.note('step');
+  const rows = ys.flatMap((y) => y.stream.rows('step', y.field));
+  return lineChart(note ? { text: title, subtitle: note } : title, rows, { field: 'step', title: 'step' }, ys, yTitle, options);
+}
+
 /**
  * The charts: loss (per step and per epoch), accuracy, learning rate, step time, peak
- * memory, each at most a few thousand points a series (see bucketedChart), so the page
+ * memory, each at most a few thousand points a series (the steps' as the summary's
+ * MinMaxStreams keep them, the epochs' see bucketedChart), so the page
  * stays a few MB however long the run. A chart with nothing to draw is left out: a
  * `--resume` run of a checkpoint that had finished its epochs trains no step and no epoch.
  */
 export function reportCharts(data: ReportData): { id: string; spec: Spec }[] {
-  const { steps, epochs } = data;
-  const step = { field: 'step', unit: 'step', at: (i: number) => steps[i].step };
+  const { stepSummary: summary, epochs } = data;
   const epoch = { field: 'epoch', unit: 'epoch', at: (i: number) => epochs[i].epoch + 1 };
-  const stepSeries = (field: string, title: string, at: (s: StepRecord) => number | undefined): Series => ({ field, title, at: (i) => at(steps[i]) });
   const epochSeries = (keys: string[]): Series[] => keys.filter((k) => epochs.some((e) => k in e)).map((k) => ({ field: k, title: k, at: (i) => epochs[i][k] }));
   const loss = epochSeries(['loss', 'val_loss']);
   const accuracy = epochSeries(['acc', 'val_acc']);
-  const perStep = steps.length
+  const { series } = summary;
+  const perStep = summary.count
     ? [
-        { id: 'chart-loss-steps', spec: bucketedChart('Loss per step', steps.length, step, [stepSeries('loss', 'loss', (s) => s.loss)], 'batch loss') },
-        ...(steps.some((s) => s.lr !== undefined) ? [{ id: 'chart-lr', spec: bucketedChart('Learning rate', steps.length, step, [stepSeries('lr', 'lr', (s) => s.lr)], 'learning rate') }] : []),
-        { id: 'chart-step-time', spec: bucketedChart('Step time', steps.length, step, [stepSeries('ms', 'ms', (s) => s.ms)], 'ms per step', { zero: true }) },
+        { id: 'chart-loss-steps', spec: streamedChart('Loss per step', [{ field: 'loss', title: 'loss', stream: series.loss }], 'batch loss') },
+        ...(summary.hasLr ? [{ id: 'chart-lr', spec: streamedChart('Learning rate', [{ field: 'lr', title: 'lr', stream: series.lr }], 'learning rate') }] : []),
+        { id: 'chart-step-time', spec: streamedChart('Step time', [{ field: 'ms', title: 'ms', stream: series.ms }], 'ms per step', { zero: true }) },
         {
           id: 'chart-peak-memory',
-          spec: bucketedChart(
+          spec: streamedChart(
             'Memory per step (live tensors)',
-            steps.length,
-            step,
-            [stepSeries('peakMiB', 'peak during the step', (s) => s.peakBytes / MIB), stepSeries('liveMiB', 'after the step', (s) => s.liveBytes / MIB)],
+            [
+              { field: 'peakMiB', title: 'peak during the step', stream: series.peakMiB },
+              { field: 'liveMiB', title: 'after the step', stream: series.liveMiB },
+            ],
             'MiB',
             { zero: true },
           ),
@@ -126,11 +140,11 @@ function summary(data: ReportData): string[][] {
     ['plugins', d.plugins.join(', ') || '(none)'],
     ['update', d.optimizer === 'chain' ? d.stepTransforms.join(' -> ') : `${d.optimizer} (black box)`],
     ['trainable parameters', String(d.trainableParams)],
-    ['steps', `${data.steps.length} (${data.steps.filter((s) => s.skipped).length} without an update)`],
+    ['steps', `${data.stepSummary.count} (${data.stepSummary.withoutUpdate} without an update)`],
   ];
   if (data.resumedAt !== undefined) {
-    const last = data.steps.at(-1)?.step;
-    rows.push(['resumed', `at step ${data.resumedAt} (from a checkpoint): ${last === undefined ? 'no step trained after it' : `this report covers steps ${data.steps[0].step} to ${last}`}`]);
+    const { firstStep, lastStep } = data.stepSummary;
+    rows.push(['resumed', `at step ${data.resumedAt} (from a checkpoint): ${lastStep === undefined ? 'no step trained after it' : `this report covers steps ${firstStep} to ${lastStep}`}`]);
   }
   if (data.test) rows.push(['test', Object.entries(data.test).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')]);
   if (data.seconds !== undefined) rows.push(['wall time', `${data.seconds.toFixed(1)} s`]);
