@@ -101,6 +101,36 @@ describe('training report (tapfit train --report)', function () {
   });
 });
 
+describe('training report of a pipelined run (plugin-pipeline runs its own Backprop)', function () {
+  this.timeout(120_000);
+
+  it("shows the memory plan as describe() does: unused by the pipeline's Backprop (no per-segment policies), its extra memory, and who runs the backward", async () => {
+    const dir = tmpDir('tapfit-report-pipeline-');
+    const config = configSchema.parse(tinyConfig({ training: { epochs: 1, batchSize: 20 }, plugins: [['@tapfit/plugin-pipeline', { boundaries: ['logits'] }]] }));
+    const log = recordingLogger();
+    const run = await runConfig(config, { report: dir, logger: log });
+    const { backprop, memoryPlan } = run.describe;
+    // The oracle: what describe() printed for this trainer (the run logs it).
+    const printed = log.infos.find((l) => l.startsWith('tapfit trainer on'))!;
+    expect(printed).to.contain(`memory plan: not used by the Backprop of plugin 'pipeline'`);
+    expect(backprop?.realisesMemoryPlan).to.equal(false);
+    const html = fs.readFileSync(run.report!, 'utf8');
+    const section = /<h2>Memory plan<\/h2>(.*?)<\/div>/s.exec(html)![1];
+    expect(section).to.contain(`<p>Not used by the Backprop of plugin &#39;pipeline&#39; (${backprop!.runs}): its per-segment policies do not apply.</p>`);
+    for (const s of memoryPlan!.segments) expect(section, `segment ${s.name}`).not.to.contain(`<td>${s.name}</td>`);
+    expect(section).not.to.match(/<td>(store|recompute)<\/td>/);
+    // Each extra memory line as describe() prints it ('  + source: size').
+    const extras = printed.split('\n').filter((l) => l.startsWith('  + '));
+    expect(extras).to.have.length(memoryPlan!.extraBytes.length).and.to.have.length.above(0);
+    for (const line of extras) {
+      const [, source, size] = /^ {2}\+ (.*): (\S+ \S+)$/.exec(line)!;
+      expect(section, line).to.contain(`<tr><td>+ ${source}</td><td>${size}</td></tr>`);
+    }
+    const backpropLine = printed.split('\n').find((l) => l.startsWith('backprop: '))!.slice('backprop: '.length);
+    expect(html).to.contain(`<td>backprop</td><td>${backpropLine.replace(/'/g, '&#39;')}</td>`);
+  });
+});
+
 describe('training report of a --resume run', function () {
   this.timeout(120_000);
 

@@ -139,6 +139,7 @@ function summary(data: ReportData): string[][] {
     ['backend', data.backend],
     ['plugins', d.plugins.join(', ') || '(none)'],
     ['update', d.optimizer === 'chain' ? d.stepTransforms.join(' -> ') : `${d.optimizer} (black box)`],
+    ...(backprop(d) ? [['backprop', backprop(d)!]] : []),
     ['trainable parameters', String(d.trainableParams)],
     ['steps', `${data.stepSummary.count} (${data.stepSummary.withoutUpdate} without an update)`],
   ];
@@ -151,12 +152,35 @@ function summary(data: ReportData): string[][] {
   return rows;
 }
 
+/** Bytes as describe() prints them: MiB, except sizes that would read 0.00 MiB. */
+function bytes(b: number): string {
+  if (b <= 0 || b >= 0.005 * MIB) return mib(b);
+  return b >= 2 ** 10 ? `${(b / 2 ** 10).toFixed(1)} KiB` : `${b} B`;
+}
+
+/** Who runs the backward, as describe() says it. */
+function backprop(d: TrainerDescription): string | undefined {
+  if (!d.backprop) return undefined;
+  return `${d.backprop.provider === 'core' ? 'core' : `plugin '${d.backprop.provider}'`} (${d.backprop.runs})`;
+}
+
+/**
+ * The memory plan as describe() shows it: per segment its policy, or, when a plugin's
+ * Backprop runs the backward and does not realise the plan (a pipeline), that the plan is
+ * unused (its store/recompute policies would read as applied) and only the extra memory
+ * other parts hold.
+ */
 function memoryPlan(d: TrainerDescription): string {
   const plan = d.memoryPlan;
   if (!plan) return '<p>No memory plan.</p>';
-  const rows = plan.segments.map((s) => [s.name, s.policy, s.predictedBytes === undefined ? '' : mib(s.predictedBytes)]);
-  for (const e of plan.extraBytes) rows.push([`+ ${e.source}`, '', mib(e.bytes)]);
-  const peak = plan.predictedPeakBytes === undefined ? '' : `<p>Predicted peak: ${mib(plan.predictedPeakBytes)}.</p>`;
+  const extra = plan.extraBytes.map((e) => [`+ ${e.source}`, bytes(e.bytes)]);
+  if (d.backprop && !d.backprop.realisesMemoryPlan) {
+    const unused = `<p>${escapeHtml(`Not used by the Backprop of plugin '${d.backprop.provider}' (${d.backprop.runs}): its per-segment policies do not apply.`)}</p>`;
+    return unused + (extra.length ? table(['extra memory', 'bytes'], extra) : '');
+  }
+  const rows = plan.segments.map((s) => [s.name, s.policy, s.predictedBytes === undefined ? '' : bytes(s.predictedBytes)]);
+  for (const [source, b] of extra) rows.push([source, '', b]);
+  const peak = plan.predictedPeakBytes === undefined ? '' : `<p>Predicted peak: ${bytes(plan.predictedPeakBytes)}.</p>`;
   return peak + table(['segment', 'policy', 'predicted bytes'], rows);
 }
 
