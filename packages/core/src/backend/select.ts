@@ -100,7 +100,8 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
 
 async function select(resolved: ReturnType<typeof resolvePreference>, options: SelectBackendOptions): Promise<BackendSelection> {
   const threads = options.threads;
-  const key = JSON.stringify([resolved.preference, threads, options.memoryBudgetBytes ?? null]);
+  // String(): JSON.stringify writes Infinity as null, which made 'no check' the key of 'the default budget'.
+  const key = JSON.stringify([resolved.preference, threads, String(options.memoryBudgetBytes ?? 'default')]);
   if (last && last.key === key && stillInPlace(last)) return last.selection;
 
   const log = options.log === false ? null : (options.log ?? new ConsoleLogger());

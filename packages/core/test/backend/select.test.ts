@@ -180,6 +180,20 @@ describe('backend: selectBackend', function () {
   });
 
 
+  it('memoryBudgetBytes: Infinity after a default selection lifts the budget (it is not the default budget again)', async () => {
+    try {
+      const byDefault = await selectBackend('wasm', { log: false });
+      expect(byDefault.memoryGuard!.budgetBytes).to.equal(3 * 2 ** 30);
+      const unlimited = await selectBackend('wasm', { log: false, memoryBudgetBytes: Infinity });
+      expect(unlimited).to.not.equal(byDefault);
+      expect(getMemoryGuard('wasm')!.budgetBytes).to.equal(Infinity);
+      expect(unlimited.memoryGuard!.budgetBytes).to.equal(Infinity);
+    } finally {
+      await selectBackend('wasm', { log: false }); // the default budget, for the tests after this one
+    }
+    expect(getMemoryGuard('wasm')!.budgetBytes).to.equal(3 * 2 ** 30);
+  });
+
   it('validates memoryBudgetBytes', async () => {
     const err = await rejection(selectBackend('wasm', { memoryBudgetBytes: -5, log: false }));
     expect(err.code).to.equal('TAPFIT_E_CONFIG');
