@@ -1,6 +1,7 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
+import * as core from '../src';
 import { datasetData, installMemoryGuard, Stage, TapfitError, Trainer, type Batch } from '../src';
 import { testTrainerOptions } from '../src/testing';
 import { tinyMlp, tinyTrainer, tmpDir, useBackend } from './fixtures';
@@ -79,6 +80,10 @@ describe('datasetData shuffle: failures, early stops and the buffer', () => {
     expect(tf.memory().numTensors, 'after a failed fit').to.equal(beforeFailing);
     t.dispose();
     failing.dispose();
+  });
+
+  it("the trainer hands a failure to the source through the iterator's throw(); the helper that does it is not public API", () => {
+    expect(core).to.not.have.property('failSource');
   });
 
   it('an epoch continued after a stop, or resumed from a checkpoint, trains the batches the whole epoch would have: the same weights', async () => {

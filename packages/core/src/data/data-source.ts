@@ -1,4 +1,4 @@
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 
 /** One batch. The consumer disposes both tensors. */
 export interface Batch {
@@ -29,18 +29,3 @@ export function batchesPerEpoch(data: DataSource, batchSize: number): number | u
   return data.size === undefined ? undefined : Math.ceil(data.size / batchSize);
 }
 
-/**
- * Hands a consumer's failure to the source's iterator, as a generator's `throw()`: the
- * source frees what it holds and may say more (a datasetData shuffle buffer names itself
- * in a TAPFIT_E_MEMORY). Returns the error to rethrow: the source's, else `err`.
- */
-export async function failSource(it: Iterator<Batch> | AsyncIterator<Batch>, err: unknown): Promise<unknown> {
-  if (!it.throw) return err;
-  try {
-    const r = await it.throw(err);
-    if (!r.done) tf.dispose([r.value.x, r.value.y]); // a source that went on: its batch never reaches a step
-  } catch (thrown) {
-    return thrown;
-  }
-  return err;
-}
