@@ -103,11 +103,16 @@ function checkTensorArguments(x: unknown, y: unknown): void {
   }
 }
 
-/** Training data from x, y: the caller's tensors are used (not disposed); arrays become a source fit owns (host copies, as arrayData's). */
-function toData(x: TensorLike, y: TensorLike, created: Array<{ dispose(): void }>): DataSource {
+/**
+ * Training data from x, y: the caller's tensors are used (not disposed); arrays become a source fit owns (host copies, as arrayData's).
+ * model.fit's lists of tensors are refused first, whatever the other side is (arrayData would call them bad arrays).
+ */
+function toData(x: TensorLike, y: TensorLike, created: Array<{ dispose(): void }>, names = { x: 'fit: x', y: 'fit: y' }): DataSource {
+  refuseTensorList(x, names.x);
+  refuseTensorList(y, names.y);
   if (!(x instanceof tf.Tensor) && !(y instanceof tf.Tensor)) return track(arrayData({ x: x as ArrayLike<number>, y: y as ArrayLike<number> }), created);
-  const xs = x instanceof tf.Tensor ? x : track(toTensor(x, 'fit: x'), created);
-  const ys = y instanceof tf.Tensor ? y : track(labelsTensor(y, 'fit: y'), created);
+  const xs = x instanceof tf.Tensor ? x : track(toTensor(x, names.x), created);
+  const ys = y instanceof tf.Tensor ? y : track(labelsTensor(y, names.y), created);
   return new TensorData(xs, ys);
 }
 
@@ -125,7 +130,9 @@ export function labelsTensor(y: TensorLike, what: string): tf.Tensor {
 
 function toValidation(v: unknown, created: Array<{ dispose(): void }>): DataSource {
   if (isDataSource(v)) return v;
-  if (Array.isArray(v) && v.length === 2 && isTensorLike(v[0]) && isTensorLike(v[1])) return toData(v[0] as TensorLike, v[1] as TensorLike, created);
+  if (Array.isArray(v) && v.length === 2 && isTensorLike(v[0]) && isTensorLike(v[1])) {
+    return toData(v[0] as TensorLike, v[1] as TensorLike, created, { x: "fit: validationData's x", y: "fit: validationData's y" });
+  }
   throw new TapfitError(
     ErrorCodes.CONFIG,
     `fit: validationData must be [x, y] (tensors or arrays, as model.fit takes it) or a data source such as tensorData(x, y), got ${describe(v)}.`,

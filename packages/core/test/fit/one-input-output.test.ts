@@ -57,7 +57,12 @@ describe('one input and one output', () => {
     const before = tf.memory().numTensors;
     expect((await rejection(t.fit([x, x] as never, y, { verbose: 0 }))).message).to.match(/fit: x is a list of 2 tensor\(s\); tapfit trains models with one input and one output.*model\.fit/);
     expect((await rejection(t.fit(x, [y] as never, { verbose: 0 }))).message).to.match(/fit: y is a list of 1 tensor\(s\).*pass the tensor itself/);
-    expect((await rejection(t.fit(x, y, { verbose: 0, validationData: [[x, x], y] as never }))).message).to.match(/list of 2 tensor/);
+    expect((await rejection(t.fit(x, y, { verbose: 0, validationData: [[x, x], y] as never }))).message).to.match(/fit: validationData's x is a list of 2 tensor/);
+    // With arrays on the other side (fit makes a host source of arrays): the same refusal, not "bad arrays".
+    const [xRows, yRows] = [x.arraySync(), y.arraySync()];
+    expect((await rejection(t.fit([x, x] as never, yRows, { verbose: 0 }))).message).to.match(/fit: x is a list of 2 tensor\(s\); tapfit trains models with one input and one output.*model\.fit/);
+    expect((await rejection(t.fit(xRows, [y] as never, { verbose: 0 }))).message).to.match(/fit: y is a list of 1 tensor\(s\).*pass the tensor itself/);
+    expect((await rejection(t.fit(x, y, { verbose: 0, validationData: [xRows, [y]] as never }))).message).to.match(/fit: validationData's y is a list of 1 tensor\(s\).*pass the tensor itself/);
     await t.setup();
     expect(configError(() => t.evaluate(x, [y, y] as never)).message).to.match(/evaluate: y is a list of 2 tensor/);
     expect(configError(() => t.predict([x] as never)).message).to.match(/predict: x is a list of 1 tensor/);
