@@ -556,8 +556,9 @@ export class Trainer {
    * still trained keep their optimizer state, new ones start from the chain's init, those
    * no longer trained drop theirs. Refused (TAPFIT_E_STATE, nothing changed) where the
    * trainer cannot tell what follows the variables: with plugins (their state may be per
-   * variable), a black-box tf.train optimizer (its state is kept by position in the variable
-   * list), or a chain member whose state is not one entry per variable.
+   * variable), with the memoryBudget option (its plan was measured for the old set), a
+   * black-box tf.train optimizer (its state is kept by position in the variable list), or a
+   * chain member whose state is not one entry per variable.
    */
   private followTrainableSet(caller: 'fit' | 'trainStep', since: 'fit' | 'step'): void {
     const change = trainableSetChange(this.params, trainableVariables(this.modelRef));
@@ -572,7 +573,17 @@ export class Trainer {
           'Build a new Trainer({ model, ... }) after changing trainable (where model.fit needs model.compile() again): the weights are in the model; the new trainer starts a fresh optimizer state.',
       );
     };
-    if (this.plugins.length) refuse(`the trainer does not follow that with plugins (${this.plugins.map((p) => p.name).join(', ')}): their state may be kept per variable`);
+    // The memoryBudget option is not a plugin the user registered; its plan is what no longer holds.
+    const budget = this.budgetFromOptions ? this.plugins[0] : undefined;
+    const registered = this.plugins.filter((p) => p !== budget);
+    const reasons: string[] = [];
+    if (registered.length) reasons.push(`the trainer does not follow that with plugins (${registered.map((p) => p.name).join(', ')}): their state may be kept per variable`);
+    if (budget) {
+      reasons.push(
+        "the memoryBudget option's memory plan was measured for the old trainable set (which segments get gradients, and their size) and is not measured again; a new Trainer with memoryBudget measures the new set",
+      );
+    }
+    if (reasons.length) refuse(reasons.join('; and '));
     if (!(this.stepper instanceof ChainStepper)) refuse('a black-box tf.train optimizer keeps its state by position in the variable list, so it cannot follow that');
     try {
       this.finishSetup(this.modelRef, this.stepper as ChainStepper);

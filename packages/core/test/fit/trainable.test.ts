@@ -309,15 +309,21 @@ describe('layer.trainable set between fits', () => {
       init: (params) => ({ seen: tf.zeros([Object.values(params).reduce((n, p) => n + p.size, 0)]) }),
       update: (updates, state) => [Object.fromEntries(Object.entries(updates).map(([k, u]) => [k, tf.mul(u, -0.1)])), state],
     };
-    for (const [label, extra, reason] of [
-      ['with plugins', { plugins: [{ name: 'noop', core: '*', apply: () => {} }] }, /the trainer does not follow that with plugins \(noop\): their state may be kept per variable/],
-      ['with a black-box tf.train optimizer', { optimizer: tf.train.adam(0.01) }, /a black-box tf.train optimizer keeps its state by position in the variable list/],
-      ['with a chain member whose state is not one entry per variable', { optimizer: flatState }, /the update chain's state at 'flat.seen' is a tensor whose shape follows the trainable set \(\[27\] before, \[67\] now\)/],
+    const noop = { name: 'noop', core: '*', apply: () => {} };
+    const budget = (x: tf.Tensor) => ({ budgetBytes: 2 ** 26, sample: { x: x.slice(0, 8) } });
+    for (const [label, extraFor, reason] of [
+      ['with plugins', () => ({ plugins: [noop] }), /the trainer does not follow that with plugins \(noop\): their state may be kept per variable/],
+      // The option is not a registered plugin: the plan measured for the old set is the reason, and no plugin is named.
+      ['with the memoryBudget option', (x: tf.Tensor) => ({ memoryBudget: budget(x) }), /, and the memoryBudget option's memory plan was measured for the old trainable set .*a new Trainer with memoryBudget measures the new set\. Build/],
+      ['with the memoryBudget option and plugins', (x: tf.Tensor) => ({ memoryBudget: budget(x), plugins: [noop] }), /with plugins \(noop\): their state may be kept per variable; and the memoryBudget option's memory plan was measured for the old trainable set/],
+      ['with a black-box tf.train optimizer', () => ({ optimizer: tf.train.adam(0.01) }), /a black-box tf.train optimizer keeps its state by position in the variable list/],
+      ['with a chain member whose state is not one entry per variable', () => ({ optimizer: flatState }), /the update chain's state at 'flat.seen' is a tensor whose shape follows the trainable set \(\[27\] before, \[67\] now\)/],
     ] as const) {
       it(label, async () => {
         const { x, y, labels } = blobTensors(32);
         const model = softmaxModel();
         model.layers[0].trainable = false;
+        const extra = extraFor(x);
         const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger(), ...extra } as TrainerOptions);
         await t.fit(x, y, options);
         const variables = { ...t.variables };
@@ -342,6 +348,7 @@ describe('layer.trainable set between fits', () => {
         t.dispose();
         const given = (extra as { optimizer?: unknown }).optimizer;
         if (given !== undefined && given instanceof tf.Optimizer) given.dispose();
+        (extra as { memoryBudget?: { sample: { x: tf.Tensor } } }).memoryBudget?.sample.x.dispose();
         tf.dispose([x, y, labels]);
       });
     }
