@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { uploadingBatch } from './batch-upload';
 import { kernelDepth, liveVariables } from './engine-internals';
 
 /** A refused allocation, as the advice needs it. */
@@ -17,8 +18,10 @@ export interface RefusedAllocation {
  * - the size of a variable, when the variables are a large part of the limit (with their
  *   gradients and Adam's two moments they need four times their size) or the tensor is:
  *   a weight, its gradient or optimizer state; the model does not fit the backend.
- * - a large tensor made outside any op: data uploaded at once (tf.tensor, arrayData,
- *   tensorData, fit(x, y)); stream it.
+ * - one batch cut on the host (asBatchUpload: arrayData, fit(x, y) with arrays, datasetData's
+ *   plain values): the rest of the data is off the backend already; a smaller batch.
+ * - another large tensor made outside any op: data uploaded at once (tf.tensor, tensorData,
+ *   evaluate / predict with arrays); keep it on the host (arrayData) or stream it.
  * - a tensor made by an op: in a step, mostly activations kept for the backward; a
  *   smaller batch, or recomputation with memoryBudget.
  */
@@ -43,10 +46,13 @@ export function memoryAdvice(refused: RefusedAllocation): string {
       'use a smaller batch, or memoryBudget({ budgetBytes, sample }) to recompute activations in the backward instead of keeping them.'
     );
   }
+  if (uploadingBatch()) {
+    return `${dispose} The tensor is one batch of data, uploaded as it was cut (the rest of the data is not on the backend): use a smaller batchSize.`;
+  }
   if (bytes * 8 >= limitBytes) {
     return (
-      `${dispose} The tensor was made outside any op, as data uploaded at once: arrayData, tensorData and fit(x, y) keep the whole dataset on the backend. ` +
-      'Stream it with datasetData(dataset), which holds one batch at a time.'
+      `${dispose} The tensor was made outside any op, as data uploaded at once: a dataset made into one tensor (e.g. tf.tensor, tensorData(x, y), evaluate or predict given arrays) is all on the backend. ` +
+      'arrayData({ x, y }) and fit(x, y) given arrays keep the data on the host and upload one batch at a time; datasetData(dataset) streams it.'
     );
   }
   return `${dispose} Or use a smaller batch.`;

@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { asBatchUpload } from '../backend/batch-upload';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { Batch } from './data-source';
 
@@ -90,7 +91,7 @@ function batchPart(parts: unknown[], what: 'xs' | 'ys'): tf.Tensor {
     shape = s;
   }
   const labels = what === 'ys' && shape!.length === 0 && values.every(Number.isInteger);
-  return tf.tensor(labels ? Int32Array.from(values) : Float32Array.from(values), [parts.length, ...shape!], labels ? 'int32' : 'float32');
+  return asBatchUpload(() => tf.tensor(labels ? Int32Array.from(values) : Float32Array.from(values), [parts.length, ...shape!], labels ? 'int32' : 'float32'));
 }
 
 /** Bytes an element's part takes as a tensor (plain values as float32, as they are batched). */

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import seedrandom from 'seedrandom';
+import { asBatchUpload } from '../backend/batch-upload';
 import { ErrorCodes, TapfitError } from '../errors';
 import { allWholeNumbers, checkLabelValues, labelKind, markLabelSource, type LabelSource } from './labels';
 import type { Batch, BatchOptions, DataSource } from './data-source';
@@ -82,10 +83,10 @@ export class TensorData implements DataSource, LabelSource {
     const host = part.host;
     const width = host.length / this.size;
     const shape = [end - start, ...part.shape.slice(1)];
-    if (!order) return tf.tensor(host.subarray(start * width, end * width), shape, part.dtype);
+    if (!order) return asBatchUpload(() => tf.tensor(host.subarray(start * width, end * width), shape, part.dtype));
     const out = new (host.constructor as new (n: number) => HostArray)((end - start) * width);
     for (let i = start; i < end; i++) out.set(host.subarray(order[i] * width, (order[i] + 1) * width), (i - start) * width);
-    return tf.tensor(out, shape, part.dtype);
+    return asBatchUpload(() => tf.tensor(out, shape, part.dtype));
   }
 
   /** Checks every label once on the host copy (the built-in classification losses call it; see data/labels.ts). */

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { TapfitError } from '../../src/errors';
 import { DEFAULT_WASM_BUDGET_BYTES, getMemoryGuard, installMemoryGuard, type MemoryGuard } from '../../src/backend';
-import { SilentLogger, Trainer } from '../../src';
+import { arrayData, SilentLogger, Trainer } from '../../src';
 import { sgd } from '../../src/transforms';
 import { blobData, tinyModel } from '../../src/testing';
 import { useShimmedWasm } from './helpers';
@@ -205,7 +205,7 @@ describe('backend: memory guard', function () {
     expect(guard.usedBytes).to.equal(usedBefore);
   });
 
-  it("says what to do for the kind of tensor refused: the model's own (no batch size helps), data uploaded at once, an op's output", async () => {
+  it("says what to do for the kind of tensor refused: the model's own (no batch size helps), data uploaded at once, one batch cut on the host, an op's output", async () => {
     const guard = getMemoryGuard('wasm')!;
     // Sizes well above what is live already, so that each is a large part of the budget.
     const unit = Math.max(MiB, 2 ** Math.ceil(Math.log2(guard.usedBytes + 1)));
@@ -236,6 +236,21 @@ describe('backend: memory guard', function () {
     const rows = (unit / 4 / 10) | 1;
     const upload = await refusal(() => tf.tensor2d(new Float32Array(rows * 10), [rows, 10]), unit / 4);
     expect(upload).to.contain('datasetData').and.not.contain('model itself');
+    // What each route keeps where (in-memory-data.test: arrayData uploads nothing until a batch is cut).
+    expect(upload).to.contain('tensorData(x, y)').and.contain('arrayData({ x, y }) and fit(x, y) given arrays keep the data on the host and upload one batch at a time');
+    expect(upload).to.not.match(/arrayData[^.]*keeps? the whole dataset on the backend/);
+    // One batch that fit cut from arrays (the rest is on the host): a smaller batch, not another data route.
+    const width = 256;
+    const batchRows = Math.max(1, Math.round(unit / 2 / 4 / width));
+    const small = tf.sequential({ layers: [tf.layers.dense({ inputShape: [width], units: 1 })] });
+    const smallTrainer = new Trainer({ model: small, loss: 'meanSquaredError', optimizer: sgd({ lr: 0.1 }), logger: new SilentLogger() });
+    await smallTrainer.setup();
+    const onHost = arrayData({ x: new Float32Array(2 * batchRows * width), y: new Float32Array(2 * batchRows), xShape: [width] });
+    const batch = await refusal(() => smallTrainer.fit(onHost, { epochs: 1, batchSize: batchRows }), unit / 4);
+    expect(batch).to.contain('one batch of data').and.contain('use a smaller batchSize').and.not.contain('datasetData').and.not.contain('model itself');
+    smallTrainer.dispose();
+    small.dispose();
+    onHost.dispose();
     // An op's output: a smaller batch, or recomputation.
     const a = tf.ones([unit / 4 + 3]);
     const sum = await refusal(() => tf.add(a, a), unit / 2);
