@@ -14,6 +14,7 @@ export * from './io';
 export * from './model/segment';
 export * from './model/trainable-model';
 export { rebuildLayersModelInWorker, type RebuildContext } from './model/rebuild-in-worker';
+export { importSetupModule, isSetupModuleSpec, SETUP_MODULE_FORMS } from './model/worker-setup-module';
 export * from './memory';
 export { Stage, type TapOptions, type OrderedTap } from './hooks/order';
 export type { Hooks, HookName, TapOnly, TapOnlyHooks, TapFn } from './hooks/hooks';

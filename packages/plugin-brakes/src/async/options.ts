@@ -1,7 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
-import { losses, optionSchemas, type Logger, type StepTransform } from '@tapfit/core';
+import { isSetupModuleSpec, losses, optionSchemas, SETUP_MODULE_FORMS, type Logger, type StepTransform } from '@tapfit/core';
 import { z } from 'zod';
-import { isSetupModuleSpec, SETUP_MODULE_FORMS } from './setup-module';
 const { count, positive } = optionSchemas;
 
 export interface AsyncTrainOptions {

@@ -4,9 +4,8 @@
 // its training-mode forward pass changed the buffers (BatchNorm moving statistics).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { rebuildLayersModelInWorker, resolveLoss, selectBackend, TapfitError, weightPenalties, type LossFn, type LossName } from '@tapfit/core';
+import { importSetupModule, rebuildLayersModelInWorker, resolveLoss, selectBackend, TapfitError, weightPenalties, type LossFn, type LossName } from '@tapfit/core';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol';
-import { importSetupModule } from './setup-module';
 import { shardBatches } from './worker-batches';
 
 const port = parentPort!;

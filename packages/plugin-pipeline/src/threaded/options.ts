@@ -1,8 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
-import { optionSchemas, parseOptions, resolveLoss } from '@tapfit/core';
+import { isSetupModuleSpec, optionSchemas, parseOptions, resolveLoss, SETUP_MODULE_FORMS } from '@tapfit/core';
 import { z } from 'zod';
 import { microBatchSchema, pipelineSchema } from '../options';
-import { isSetupModuleSpec, SETUP_MODULE_FORMS } from './setup-module';
 import type { Transport } from './transport';
 
 const { finite, nonNegative, fraction, positive } = optionSchemas;

@@ -4,12 +4,11 @@
 // rules and the same functions as the one-process simulator (../simulator.ts).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ChainStepper, fromLayersModel, layersConstraints, penalizedLayers, rebuildLayersModelInWorker, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
+import { ChainStepper, fromLayersModel, importSetupModule, layersConstraints, penalizedLayers, rebuildLayersModelInWorker, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
 import { spikeCompensation } from '../spike-compensation';
 import { runSegments, stageBackward, withWeights } from '../stage-math';
 import { WeightHistory } from '../weight-history';
 import type { FromStage, StageInit, ToStage } from './protocol';
-import { importSetupModule } from './setup-module';
 import { messagePortTransport, type StageLink, type StageMessage } from './transport';
 
 const port = parentPort!;

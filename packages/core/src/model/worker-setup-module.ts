@@ -1,11 +1,16 @@
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
 
-/** What the `setupModule` option takes: an absolute path, or a file: URL (what ESM's import.meta.resolve gives). */
+/**
+ * What a worker's `setupModule` option takes: an absolute path, or a file: URL (what ESM's
+ * import.meta.resolve gives). A relative path would resolve against the worker's file, not
+ * the caller's, so it is refused.
+ */
 export function isSetupModuleSpec(spec: string): boolean {
   return path.isAbsolute(spec) || spec.startsWith('file:');
 }
 
+/** The refusal's wording for a spec isSetupModuleSpec rejects: the accepted forms and how to write them. */
 export const SETUP_MODULE_FORMS = "must be an absolute path or a file: URL (path.resolve(__dirname, 'setup.js'), or import.meta.resolve('./setup.mjs') in ESM)";
 
 /**
