@@ -140,21 +140,27 @@ describe('asyncTrain (worker threads)', function () {
     m.data.dispose();
   });
 
-  it("a model with a custom layer registered only on the calling thread: the run fails naming the class and saying to register it in setupModule; registered there, it trains", async () => {
+  it("a model with a custom layer registered only on the calling thread: the run fails naming the class and saying to register it in setupModule, once for all workers; registered there, it trains", async () => {
     const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 3 }), new BrakesTestDoubler({ name: 'double' }), tf.layers.dense({ units: 1 })] });
     const data = tensorData(tf.ones([16, 4]), tf.zeros([16, 1]));
-    const options: AsyncTrainOptions = { model, data, loss: 'meanSquaredError', optimizer: sgd({ lr: 0.01 }), workers: 2, steps: 4, batchSize: 4, backend: 'cpu', logger: new SilentLogger() };
+    const warnings: string[] = [];
+    const logger = { info: () => {}, warn: (w: string) => void warnings.push(w) };
+    const options: AsyncTrainOptions = { model, data, loss: 'meanSquaredError', optimizer: sgd({ lr: 0.01 }), workers: 3, steps: 4, batchSize: 4, backend: 'cpu', logger };
     const err = await asyncTrain(options).then(
       () => expect.fail('the workers rebuilt a class they never registered'),
       (e: unknown) => e as AsyncTrainError,
     );
     expect(err.code).to.equal('TAPFIT_E_ASYNC_WORKERS');
-    expect(err.message).to.contain(
-      "worker 0 failed: cannot rebuild the model's layer class 'BrakesTestDoubler' from its JSON: each asyncTrain worker builds the model with its own TF.js, which knows the built-in classes only, " +
-        'not those registered on the calling thread. Register it in a module passed as setupModule (at its top level or in its setup(): tf.serialization.registerClass(BrakesTestDoubler))',
-    );
+    const fix =
+      "cannot rebuild the model's layer class 'BrakesTestDoubler' from its JSON: each asyncTrain worker builds the model with its own TF.js, which knows the built-in classes only, " +
+      'not those registered on the calling thread. Register it in a module passed as setupModule (at its top level or in its setup(): tf.serialization.registerClass(BrakesTestDoubler))';
+    expect(err.message).to.match(/^asyncTrain stopped after 0 of 4 updates: worker \d could not build the model, and every worker builds it the same way: /);
+    expect(err.message.endsWith(fix), err.message).to.equal(true);
+    const told = [err.message, ...warnings].join('\n');
+    expect(told.split('registerClass(BrakesTestDoubler)'), 'the class and the fix are said once, not once per worker').to.have.length(2);
     expect(err.message, "neither tfjs's list of reasons nor a stack").not.to.match(/following reasons|\n\s+at /);
     expect(err.stats.steps).to.equal(0);
+    expect(err.stats.workers.filter((w) => w.failure !== undefined)).to.have.length(1);
 
     expect((await asyncTrain({ ...options, setupModule: customLayer })).steps).to.equal(4);
     model.dispose();

@@ -134,7 +134,7 @@ export class AsyncRun {
     }
     clearTimeout(slot.timer);
     try {
-      if (msg.type === 'failed') return this.fail(slot, `failed: ${msg.error}`);
+      if (msg.type === 'failed') return msg.everyWorker ? this.failEveryWorker(slot, msg.error) : this.fail(slot, `failed: ${msg.error}`);
       if (msg.type === 'ready') return this.onReady(slot, msg.shapes, msg.bufferShapes);
       if (!this.ledger.accept(msg.id, slot.index)) {
         this.counts.rejected++;
@@ -282,6 +282,24 @@ export class AsyncRun {
     else {
       this.finish(new TapfitError(ASYNC_WORKERS_FAILED, `asyncTrain: every worker failed after ${this.version} of ${this.o.steps} updates (${this.slots.map((s) => `worker ${s.index} ${s.failure}`).join('; ')}).`));
     }
+  }
+
+  /**
+   * A failure the other workers would repeat (they rebuild the model from the same topology
+   * and setupModule): the run ends now, with the reason said once instead of once per worker.
+   */
+  private failEveryWorker(slot: Slot, error: string): void {
+    clearTimeout(slot.timer);
+    slot.phase = 'failed';
+    slot.failure = `failed: ${error}`;
+    this.ledger.drop(slot.index);
+    void slot.worker.terminate();
+    this.finish(
+      new TapfitError(
+        ASYNC_WORKERS_FAILED,
+        `asyncTrain stopped after ${this.version} of ${this.o.steps} updates: worker ${slot.index} could not build the model, and every worker builds it the same way: ${error}`,
+      ),
+    );
   }
 
   private alive(): Slot[] {

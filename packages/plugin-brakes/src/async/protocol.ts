@@ -35,4 +35,5 @@ export type FromWorker =
   | { type: 'ready'; shapes: number[][]; bufferShapes: number[][] }
   /** `bufferDeltas`: how the forward pass changed the buffers it was sent (after - before). */
   | { type: 'gradient'; id: number; version: number; grads: Float32Array[]; bufferDeltas: Float32Array[]; loss: number; computeMs: number }
-  | { type: 'failed'; error: string };
+  /** `everyWorker`: the failure does not depend on the worker (the model cannot be rebuilt from its topology), so every worker would report it. */
+  | { type: 'failed'; error: string; everyWorker?: boolean };

@@ -20,7 +20,13 @@ async function start(init: WorkerInit): Promise<void> {
     await mod.setup?.({ workerIndex: init.index });
     if (typeof mod.loss === 'function') loss = mod.loss;
   }
-  const model = await rebuildLayersModelInWorker(init.topology, { builder: 'each asyncTrain worker', setupOption: 'setupModule' });
+  let model: tf.LayersModel;
+  try {
+    model = await rebuildLayersModelInWorker(init.topology, { builder: 'each asyncTrain worker', setupOption: 'setupModule' });
+  } catch (err) {
+    // A class the setup module did not register is missing in every worker alike: said once, by the first to find it.
+    return fail(err, err instanceof TapfitError);
+  }
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const buffers = model.nonTrainableWeights;
   const batches = shardBatches(init);
@@ -59,8 +65,8 @@ async function start(init: WorkerInit): Promise<void> {
 }
 
 /** A TapfitError says what and the fix, so its message alone; anything else with its stack (a bug in the setup module, say). */
-function fail(err: unknown): void {
-  send({ type: 'failed', error: err instanceof TapfitError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err) });
+function fail(err: unknown, everyWorker = false): void {
+  send({ type: 'failed', error: err instanceof TapfitError ? err.message : err instanceof Error ? (err.stack ?? err.message) : String(err), everyWorker });
 }
 
 start(workerData as WorkerInit).catch(fail);
