@@ -136,7 +136,15 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
       return stages;
     },
     apply(api) {
-      if (trainer) throw new TapfitError(ErrorCodes.CONFIG, `${PIPELINE_PLUGIN}: this plugin instance is already applied to a trainer; create one per trainer.`);
+      // Core gives an instance to one live trainer at a time (a second is refused, naming
+      // 'pipeline'); once that trainer is disposed, failed to build or failed to resume, the
+      // instance serves a new one, starting from nothing, as a fresh instance does.
+      simulator?.dispose();
+      simulator = undefined;
+      stages = [];
+      inputBytesPerSample = undefined;
+      lrSource = undefined;
+      momentumMember = 'momentum';
       trainer = api.trainer;
       logger = api.logger;
       api.services.register(Tokens.Backprop, {

@@ -194,6 +194,49 @@ describe('pipeline plugin: what it cannot compose with is refused at registratio
   });
 });
 
+describe('pipeline plugin: one live trainer per instance', () => {
+  it("a second live trainer is refused (core names 'pipeline'); once the first is disposed, the instance trains a new trainer, on another model, as a fresh instance does", async () => {
+    const options: PipelineOptions = { stages: 2, prediction: 'lwp-velocity', compensation: 'sc' };
+    const newTrainer = (plugin: TapfitPlugin, hidden: number) => {
+      const model = tinyModel({ hidden });
+      const t = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.1, momentum: 0.9 }), plugins: [plugin], logger: new SilentLogger() });
+      return Object.assign(t, { weights: () => model.trainableWeights.map((w) => Array.from(w.read().dataSync())) });
+    };
+    const train = async (t: ReturnType<typeof newTrainer>) => {
+      const data = blobData(16);
+      try {
+        await t.fit(data, { epochs: 2, batchSize: 2, shuffle: false });
+      } finally {
+        data.dispose();
+      }
+      return t.weights();
+    };
+
+    const fresh = pipeline(options);
+    const oracle = newTrainer(fresh, 6);
+    const expected = { weights: await train(oracle), rows: fresh.rows() };
+    oracle.dispose();
+
+    const reused = pipeline(options);
+    const first = newTrainer(reused, 8);
+    await train(first);
+    let refused: (Error & { code?: string }) | undefined;
+    try {
+      newTrainer(reused, 6).dispose();
+    } catch (err) {
+      refused = err as Error & { code?: string };
+    }
+    expect(refused?.code).to.equal('TAPFIT_E_STATE');
+    expect(refused?.message).to.contain("plugin 'pipeline' is applied to another trainer that has not been disposed");
+    first.dispose();
+
+    const second = newTrainer(reused, 6);
+    expect(await train(second), 'the reused instance trains as a fresh one').to.deep.equal(expected.weights);
+    expect(reused.rows(), 'its stage table is the new model\'s').to.deep.equal(expected.rows);
+    second.dispose();
+  });
+});
+
 describe('pipeline plugin: metrics', () => {
   it('a delayed last stage calls the loss twice a step (its backward, then the forward value it reports): the logged metrics are those of the reported value', async () => {
     // The loss itself as a metric: logged per batch, it must equal the logged loss exactly.
