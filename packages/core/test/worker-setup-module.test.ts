@@ -31,4 +31,14 @@ describe("worker setup modules (the plugins' setupModule option)", () => {
       expect(mod.onlyInDefault, "the default object's other keys come through").to.equal(ns.default.onlyInDefault);
     }
   });
+
+  it("a path as require() resolves it: without its extension, or a folder with an index.js (what worked before workers loaded with import())", async () => {
+    const required = require(cjsOpaque) as Record<string, unknown>;
+    const withoutExtension = cjsOpaque.replace(/\.js$/, '');
+    const mod = await importSetupModule<{ setup: unknown; loss: unknown }>(withoutExtension);
+    expect(mod.setup).to.equal(required.setup);
+    const folder = path.join(__dirname, 'fixtures', 'setup-folder');
+    const fromFolder = await importSetupModule<{ loss: unknown }>(folder);
+    expect(fromFolder.loss).to.equal((require(folder) as { loss: unknown }).loss);
+  });
 });

@@ -13,14 +13,31 @@ export function isSetupModuleSpec(spec: string): boolean {
 /** The refusal's wording for a spec isSetupModuleSpec rejects: the accepted forms and how to write them. */
 export const SETUP_MODULE_FORMS = "must be an absolute path or a file: URL (path.resolve(__dirname, 'setup.js'), or import.meta.resolve('./setup.mjs') in ESM)";
 
+// require() refuses these ESM graphs; import() loads them.
+const NEEDS_IMPORT = new Set(['ERR_REQUIRE_ASYNC_MODULE', 'ERR_REQUIRE_ESM']);
+
 /**
- * Loads a worker's setup module with import(), so that CommonJS and ESM (top-level await
- * included) both load. A CommonJS module's exports arrive as named exports where Node's
- * lexer sees them, and always as `default` (module.exports): both are read, named first.
+ * Loads a worker's setup module. A path loads with require() first, so that what require()
+ * resolves still loads (a path without its extension, a folder with an index.js or a
+ * package.json `main`), and with import() where require() cannot (ESM with top-level await,
+ * or on a Node without require(esm)); a file: URL loads with import(). Named exports are
+ * read over a `default` object's keys (import() gives a CommonJS module.exports as `default`).
  */
 export async function importSetupModule<T extends object>(spec: string): Promise<Partial<T>> {
-  const ns = (await import(spec.startsWith('file:') ? spec : pathToFileURL(spec).href)) as Record<string, unknown>;
+  const ns = spec.startsWith('file:') ? await importUrl(spec) : await requireOrImport(spec);
   const named = Object.fromEntries(Object.entries(ns).filter(([k]) => k !== 'default'));
   const fallback = typeof ns.default === 'object' && ns.default !== null ? ns.default : {};
   return { ...fallback, ...named } as Partial<T>;
 }
+
+async function requireOrImport(file: string): Promise<Record<string, unknown>> {
+  try {
+    return require(file) as Record<string, unknown>;
+  } catch (err) {
+    if (!NEEDS_IMPORT.has((err as { code?: string } | null)?.code ?? '')) throw err;
+  }
+  return importUrl(pathToFileURL(file).href);
+}
+
+// Compiled as CommonJS with module node16, this stays a real import().
+const importUrl = async (url: string) => (await import(url)) as Record<string, unknown>;
