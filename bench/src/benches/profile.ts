@@ -102,7 +102,7 @@ async function profileModel(m: StepModel, steps: number, rounds: number): Promis
   const { x, y } = fixedBatch(m);
   let stepNo = 0;
   const step = () => {
-    const r = trainer.trainStep({ x: tf.clone(x), y: tf.clone(y) }, { step: stepNo, epoch: 0, batch: stepNo });
+    const r = trainer.trainStep({ x, y }, { step: stepNo, epoch: 0, batch: stepNo });
     stepNo++;
     r.loss.dispose();
     phase.now = 'other';

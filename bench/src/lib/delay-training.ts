@@ -124,6 +124,7 @@ export async function runDelayed(o: DelayedRunOptions): Promise<DelayedRun> {
     const it = o.data.batches({ batchSize: o.batchSize, shuffle: true, seed: o.seed, epoch }) as Iterator<{ x: tf.Tensor; y: tf.Tensor }>;
     for (let r = it.next(), batch = 0; !r.done; r = it.next(), batch++) {
       const { loss } = trainer.trainStep(r.value, { epoch, batch, step: trainer.step });
+      tf.dispose([r.value.x, r.value.y]); // the source's batch: trainStep leaves it to us
       batches++;
       if (checkEvery > 0 && batches % checkEvery === 0) {
         const value = loss.dataSync()[0];

@@ -59,7 +59,7 @@ async function stepRate(m: StepModel): Promise<((n: number) => number) & { stead
   const { x, y } = fixedBatch(m);
   let step = 0;
   const one = () => {
-    const r = trainer.trainStep({ x: tf.clone(x), y: tf.clone(y) }, { step, epoch: 0, batch: step });
+    const r = trainer.trainStep({ x, y }, { step, epoch: 0, batch: step });
     step++;
     r.loss.dispose();
   };

@@ -74,8 +74,10 @@ describe('trainer lifecycle: overlapping and late calls', () => {
     }
     const before = tf.memory().numTensors;
     expect(() => t.predict(tf.zeros([1, 4]))).to.throw(/predict\(\) on a disposed trainer/);
-    expect(() => t.trainStep({ x: tf.zeros([2, 4]), y: tf.tensor1d([0, 1], 'int32') }, { epoch: 0, batch: 0, step: 0 })).to.throw(/trainStep\(\) on a disposed trainer/);
-    expect(tf.memory().numTensors - before).to.equal(1); // predict's zeros only: trainStep freed its batch
+    const batch = { x: tf.zeros([2, 4]), y: tf.tensor1d([0, 1], 'int32') };
+    expect(() => t.trainStep(batch, { epoch: 0, batch: 0, step: 0 })).to.throw(/trainStep\(\) on a disposed trainer/);
+    expect(tf.memory().numTensors - before).to.equal(3); // predict's zeros and the batch: trainStep leaves the caller's tensors alone
+    tf.dispose([batch.x, batch.y]);
     expect(fs.readdirSync(dir)).to.deep.equal([]);
     data.dispose();
   });

@@ -711,28 +711,25 @@ export class Trainer {
   }
 
   /**
-   * One synchronous step on one batch (disposes the batch). Returns the batch loss
-   * (caller disposes), whether the update was skipped, and whether that was for a
-   * non-finite loss (nonFinite: 'skip').
+   * One synchronous step on one batch, for custom loops (the port of `optimizer.minimize`
+   * or `model.trainOnBatch`): `batch` is `{ x, y }` (tensors of the model's input and its
+   * targets), `info` is `{ epoch, batch, step }` (what hooks see; `step: trainer.step` is
+   * the next update's). Call `await trainer.setup()` first. The caller's `x` and `y` are
+   * left alone, also when the call is refused or throws: the loop may pass the same
+   * tensors again. Returns the batch loss (the caller disposes it), whether the update was
+   * skipped, and whether that was for a non-finite loss (nonFinite: 'skip').
    */
   trainStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
-    try {
-      this.assertUsable('trainStep()');
-    } catch (err) {
-      tf.dispose([b.x, b.y]);
-      throw err;
-    }
-    if (!this.stepParts) {
-      tf.dispose([b.x, b.y]);
-      throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
-    }
-    return this.followedStep(b, info, 'trainStep');
+    this.assertUsable('trainStep()');
+    if (!this.stepParts) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
+    // The step frees the batch it runs on: it gets its own handles (tf.clone shares the data, copies nothing).
+    return this.followedStep({ ...b, x: tf.clone(b.x), y: tf.clone(b.y) }, info, 'trainStep');
   }
 
   /**
    * A step on the trainable set as it is now: where a `trainable` flag moved (read on the
    * host each step, no device work), the new set is followed first, or refused with the
-   * batch freed.
+   * batch freed. The batch is the trainer's own (fit's batches, trainStep's handles).
    */
   private followedStep(b: Batch, info: StepInfo, caller: 'fit' | 'trainStep'): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
     if (this.trainableFlags?.changed()) {
@@ -743,23 +740,17 @@ export class Trainer {
         throw err;
       }
     }
-    return this.runStep(b, info);
+    return this.stepOwning(b, info);
   }
 
-  /** trainStep's step, once the trainer is known usable and set up (fit's steps come here). */
-  private runStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
+  /** One step on a batch the trainer owns, once it is known usable and set up: disposes the batch whatever happens. */
+  private stepOwning(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
     const parts = this.stepParts as StepParts; // set by setup, which fit and trainStep require
     const y = asModelTargets(b.y, this.modelRef.outputShape);
-    if (y !== b.y) {
-      b.y.dispose();
-      b = { ...b, y };
-    }
+    if (y !== b.y) b.y.dispose();
     const x = asModelInputs(b.x, this.modelRef.inputShape);
-    if (x !== b.x) {
-      b.x.dispose();
-      b = { ...b, x };
-    }
-    const { loss, applied, nonFinite } = trainingStep(parts, b, info);
+    if (x !== b.x) b.x.dispose();
+    const { loss, applied, nonFinite } = trainingStep(parts, { ...b, x, y }, info);
     if (applied) this.stepCount++;
     else this.skippedSteps++;
     return { loss, skipped: !applied, nonFinite };

@@ -1,0 +1,81 @@
+// trainStep as the port of a tfjs custom loop (`optimizer.minimize(() => loss(model(x), y))`
+// over the same tensors each iteration): the caller's x and y are the caller's.
+
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { SilentLogger, Trainer } from '../../src';
+import { thrown, useBackend } from '../fixtures';
+import { blobTensors, softmaxModel } from './helpers';
+
+const mse = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.losses.meanSquaredError(yTrue, yPred) as tf.Scalar;
+const weights = (m: tf.LayersModel) => m.getWeights().map((w) => Array.from(w.dataSync()));
+
+describe('trainStep in a custom loop (the port of optimizer.minimize)', () => {
+  useBackend('cpu');
+
+  it('trains on the same x and y every iteration, as optimizer.minimize does, and leaves them alone', async () => {
+    const { x, y, labels } = blobTensors(32);
+    const reference = softmaxModel(3);
+    const ported = softmaxModel(3);
+    const refOptimizer = tf.train.momentum(0.1, 0.9);
+    const trainer = new Trainer({ model: ported, loss: mse, optimizer: tf.train.momentum(0.1, 0.9), logger: new SilentLogger() });
+    await trainer.setup();
+    let before = 0;
+    const refLosses: number[] = [];
+    const losses: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      const refLoss = refOptimizer.minimize(() => mse(y, reference.apply(x, { training: true }) as tf.Tensor), true)!;
+      refLosses.push(refLoss.dataSync()[0]);
+      refLoss.dispose();
+      const { loss } = trainer.trainStep({ x, y }, { epoch: 0, batch: i, step: trainer.step });
+      losses.push(loss.dataSync()[0]);
+      loss.dispose();
+      expect(x.isDisposed || y.isDisposed, `iteration ${i}`).to.equal(false);
+      if (i === 0) before = tf.memory().numTensors; // both optimizers made their momentum slots in the first step
+    }
+    expect(tf.memory().numTensors - before).to.equal(0); // the step's own handles are freed
+    expect(trainer.step).to.equal(5);
+    losses.forEach((l, i) => expect(l).to.be.closeTo(refLosses[i], 1e-6 * Math.max(1, refLosses[i])));
+    const want = weights(reference);
+    weights(ported).forEach((w, i) => w.forEach((v, j) => expect(v).to.be.closeTo(want[i][j], 1e-6)));
+    trainer.dispose();
+    tf.dispose([x, y, labels]);
+    reference.dispose();
+    ported.dispose();
+  });
+
+  it('a refused call leaves the tensors alone too, so the retry after setup() trains on them', async () => {
+    const { x, y, labels } = blobTensors(16);
+    const model = softmaxModel(4);
+    const trainer = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger() });
+    const before = tf.memory().numTensors;
+    const err = thrown(() => trainer.trainStep({ x, y }, { epoch: 0, batch: 0, step: 0 }));
+    expect(err.code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.contain('call `await trainer.setup()` (or fit) before trainStep()');
+    expect(x.isDisposed || y.isDisposed).to.equal(false);
+    expect(tf.memory().numTensors).to.equal(before);
+    await trainer.setup();
+    trainer.trainStep({ x, y }, { epoch: 0, batch: 0, step: 0 }).loss.dispose();
+    expect(trainer.step).to.equal(1);
+    trainer.dispose();
+    expect(() => trainer.trainStep({ x, y }, { epoch: 0, batch: 1, step: 1 })).to.throw(/trainStep\(\) on a disposed trainer/);
+    expect(x.isDisposed || y.isDisposed).to.equal(false);
+    tf.dispose([x, y, labels]);
+    model.dispose();
+  });
+
+  it("a one-output model's rank-1 targets are reshaped on the step's own handle, not the caller's", async () => {
+    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [1], units: 1, kernelInitializer: 'ones' })] });
+    const trainer = new Trainer({ model, loss: 'meanSquaredError', optimizer: 'sgd', logger: new SilentLogger() });
+    await trainer.setup();
+    const x = tf.tensor1d([1, 2, 3, 4]);
+    const y = tf.tensor1d([2, 4, 6, 8]);
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 2; i++) trainer.trainStep({ x, y }, { epoch: 0, batch: i, step: i }).loss.dispose();
+    expect(tf.memory().numTensors).to.equal(before);
+    expect([x.shape, y.shape, x.isDisposed, y.isDisposed]).to.deep.equal([[4], [4], false, false]);
+    trainer.dispose();
+    tf.dispose([x, y]);
+    model.dispose();
+  });
+});
