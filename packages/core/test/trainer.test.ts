@@ -253,6 +253,34 @@ describe('Trainer', () => {
     data.dispose();
   });
 
+  it("a model replaced at setup is named by one warning: the model passed in stays untrained, trainer.model.layersModel is the trained one", async () => {
+    const mine = tinyMlp(2);
+    const copy = tinyMlp(2); // the same weights: what a rebuilding plugin (OnlineNorm, LoRA) starts from
+    const warnings: string[] = [];
+    const data = blobs(32);
+    const t = tinyTrainer({
+      model: mine,
+      logger: { info: () => {}, warn: (m) => void warnings.push(m) },
+      plugins: [plugin('swap', ({ hooks }) => hooks.setup.tap('swap', (ctx) => ctx.replaceModel(copy)))],
+    });
+    const untrained = mine.getWeights().map((w) => Array.from(w.dataSync()));
+    await t.fit(data, { epochs: 2, batchSize: 8 });
+    await t.fit(data, { epochs: 1, batchSize: 8 });
+    expect(warnings).to.have.length(1);
+    expect(warnings[0]).to.contain("plugin 'swap' rebuilt the model at setup");
+    expect(warnings[0]).to.contain('the model you passed in stays as it was (untrained). Save, predict and evaluate with `trainer.model.layersModel`');
+    expect(mine.getWeights().map((w) => Array.from(w.dataSync()))).to.deep.equal(untrained);
+    expect(t.model.layersModel!.getWeights().map((w) => Array.from(w.dataSync()))).not.to.deep.equal(untrained);
+    t.dispose();
+    const plain: string[] = [];
+    const u = tinyTrainer({ model: mine, logger: { info: () => {}, warn: (m) => void plain.push(m) } });
+    await u.fit(data, { epochs: 1, batchSize: 8 });
+    expect(plain).to.deep.equal([]); // nothing to say when the trainer trains the model it was given
+    u.dispose();
+    mine.dispose();
+    data.dispose();
+  });
+
   it('trains a segment model and respects frozen (non-trainable) variables', async () => {
     const w = tf.variable(tf.randomNormal([4, 3], 0, 0.1, 'float32', 3), true, 'seg_w');
     const frozen = tf.variable(tf.ones([3]), false, 'seg_scale');

@@ -40,6 +40,27 @@ describe('lora plugin', () => {
     trainer.dispose();
   });
 
+  it('warns once at setup that the model passed in stays untrained, naming trainer.model.layersModel (the trained one)', async () => {
+    const warnings: string[] = [];
+    const base = tinyModel();
+    const untrained = base.getWeights().map((w) => Array.from(w.dataSync()));
+    const plugin = lora(options);
+    const trainer = testTrainer({ model: base, plugins: [plugin], optimizer: sgd({ lr: 0.5 }), logger: { info: () => {}, warn: (s: string) => void warnings.push(s) } });
+    const data = blobData(32);
+    await trainer.fit(data, { epochs: 2, batchSize: 8 });
+    expect(warnings).to.have.length(1);
+    expect(warnings[0]).to.match(/^plugin 'lora' rebuilt the model at setup: .*the model you passed in stays as it was \(untrained\)\. Save, predict and evaluate with `trainer\.model\.layersModel`/);
+    expect(base.getWeights().map((w) => Array.from(w.dataSync()))).to.deep.equal(untrained);
+    const x = tf.ones([2, 4]);
+    const [trained, passed, viaTrainer] = [trainer.model.layersModel!.predict(x) as tf.Tensor, base.predict(x) as tf.Tensor, trainer.predict(x)];
+    expect(maxAbsDiff(trained, viaTrainer)).to.equal(0);
+    expect(maxAbsDiff(trained, passed)).to.be.above(0);
+    tf.dispose([x, trained, passed, viaTrainer]);
+    trainer.dispose();
+    data.dispose();
+    base.dispose();
+  });
+
   it('on a text model whose adapted Embedding masks the padding (maskZero), it trains as model.fit trains the applyLora model: the mask reaches the LSTM', async () => {
     const [T, V, N] = [6, 10, 16];
     const rows = Array.from({ length: N }, (_, i) => Array.from({ length: T }, (_, t) => (t < 2 + (i % 4) ? 1 + ((i * 3 + t * 5) % (V - 1)) : 0)));

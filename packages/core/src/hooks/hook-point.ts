@@ -113,16 +113,25 @@ export class WaterfallHook<V, I> extends HookPoint<(value: V, info: I) => V> {
 /** Asynchronous series: taps run one after another, awaited (boundaries only). */
 export class SeriesHook<I> extends HookPoint<(info: I) => void | Promise<void>> {
   private hook?: AsyncSeriesHook<[I]>;
+  private current?: string;
+
+  /** The plugin whose tap is running (the taps run one at a time), for messages about what it did. */
+  get runningPlugin(): string | undefined {
+    return this.current;
+  }
 
   protected compile(taps: readonly RecordedTap<(info: I) => void | Promise<void>>[]): void {
     const hook = new AsyncSeriesHook<[I]>(['info']);
     const name = this.name;
     for (const { fn, plugin, name: tapName } of taps) {
       hook.tapPromise(tapName, async (info: I) => {
+        this.current = plugin;
         try {
           await fn(info);
         } catch (err) {
           throw pluginFailure(plugin, name, err);
+        } finally {
+          this.current = undefined;
         }
       });
     }

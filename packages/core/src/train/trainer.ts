@@ -277,6 +277,7 @@ export class Trainer {
     const before = this.modelRef;
     let model = before;
     const swapped: TrainableModel[] = [];
+    const rebuiltBy = new Set<string>();
     try {
       await this.hooks.setup.run({
         get model() {
@@ -285,6 +286,8 @@ export class Trainer {
         replaceModel: (m) => {
           model = toTrainableModel(m);
           swapped.push(model);
+          const plugin = this.hooks.setup.runningPlugin;
+          if (plugin) rebuiltBy.add(plugin);
         },
       });
       this.modelRef = model; // planMemory taps read it through the trainer view
@@ -297,6 +300,7 @@ export class Trainer {
       throw err;
     }
     this.ownedModels.push(...swapped);
+    if (model !== before) this.logger.warn(rebuiltModelWarning([...rebuiltBy], model.layersModel !== undefined));
   }
 
   /**
@@ -1006,6 +1010,22 @@ export class Trainer {
     this.stepParts = undefined;
     this.ready = undefined;
   }
+}
+
+/**
+ * Said once, at setup, when a setup tap swapped the model: a ported model.fit program goes on
+ * using its own `model` (save, predict, evaluate, a second fit), which this trainer never
+ * trains; nothing else would tell it.
+ */
+function rebuiltModelWarning(plugins: readonly string[], layers: boolean): string {
+  const who = plugins.length ? `plugin${plugins.length > 1 ? 's' : ''} ${plugins.map((p) => `'${p}'`).join(', ')}` : 'a setup tap';
+  if (!layers) {
+    return `${who} replaced the model at setup: this trainer runs \`trainer.model\`, not the model you passed in, which does not run what it trains. Predict and evaluate with trainer.predict / trainer.evaluate.`;
+  }
+  return (
+    `${who} rebuilt the model at setup: this trainer trains its own copy, \`trainer.model.layersModel\`, and the model you passed in stays as it was (untrained). ` +
+    'Save, predict and evaluate with `trainer.model.layersModel` (or trainer.predict / trainer.evaluate), and give that one to a later Trainer.'
+  );
 }
 
 /** A chain's members, so plugins see (and may replace) each transform by name. */
