@@ -56,6 +56,7 @@ import { trainingStep, type StepParts } from './step';
 import { carryChainState, describeChange, trainableSetChange } from './trainable-set';
 import { TrainableFlags } from './trainable-flags';
 import { disposeState } from '../transforms/state';
+import { compiledSince, compileMark, RECOMPILED_WARNING, type CompileMark } from './recompile';
 
 export interface TrainerOptions {
   /** A tfjs-layers model or a segment model. */
@@ -129,6 +130,8 @@ export class Trainer {
   /** Models that setup taps swapped in: the trainer disposes them. */
   private readonly ownedModels: TrainableModel[] = [];
   private readonly userModel?: tf.LayersModel;
+  /** What model.compile() had set on the caller's model when last looked at: a later compile is named at the next fit. */
+  private compiled?: CompileMark;
   private readonly budgetFromOptions: boolean;
   /** The loss as given (a name or a function), for classWeight. */
   private readonly lossSpec: LossSpec;
@@ -153,6 +156,7 @@ export class Trainer {
     if (typeof options.optimizer === 'string') optimizerByName(options.optimizer); // an unknown name fails here, listing the names
     this.modelRef = toTrainableModel(options.model);
     this.userModel = this.modelRef.layersModel;
+    if (this.userModel) this.compiled = compileMark(this.userModel);
     this.lossSpec = options.loss;
     const outputUnits = this.userModel?.outputs[0]?.shape.at(-1) ?? undefined;
     const metrics = resolveMetrics(options.metrics ?? [], { loss: options.loss, outputUnits: outputUnits ?? undefined });
@@ -460,6 +464,10 @@ export class Trainer {
   private async runFit(data: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
     await this.setup();
     this.followTrainableSet('fit', 'fit');
+    if (this.userModel && this.compiled && compiledSince(this.compiled, this.userModel)) {
+      this.logger.warn(RECOMPILED_WARNING);
+      this.compiled = compileMark(this.userModel); // once per compile
+    }
     this.checkDataShape(data);
     if (validation) this.checkDataShape(validation);
     if (o.validationData !== undefined && o.validationSplit !== undefined) this.logger.warn('fit: both validationData and validationSplit given; validating on validationData (as model.fit does).');
