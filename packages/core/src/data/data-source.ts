@@ -23,6 +23,12 @@ export interface DataSource {
   /** Sample shape of x without the batch dimension, when known (checked against the model). */
   readonly xShape?: readonly number[];
   batches(options: BatchOptions): Iterator<Batch> | AsyncIterator<Batch>;
+  /**
+   * The batch size the data comes in, for a source of batches made for model.fitDataset
+   * (`datasetData(ds, { batched: true })`): fit trains on them as they come (that batch
+   * size, not shuffled) unless it is given `batchSize` or `shuffle`. Undefined otherwise.
+   */
+  ownBatchSize?(): Promise<number | undefined>;
 }
 
 export function batchesPerEpoch(data: DataSource, batchSize: number): number | undefined {

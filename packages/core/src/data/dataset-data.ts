@@ -32,6 +32,15 @@ export class DatasetData implements DataSource {
 
   /** Bytes of the first element as tensors (set by the check before the first batch). */
   private elementBytes: number | undefined;
+  /** Samples in the first batch of a batched dataset (set by the same check). */
+  private firstBatchSize: number | undefined;
+
+  /** With `batched: true`, the size of the dataset's first batch: fit's default batchSize (model.fitDataset's batching). */
+  async ownBatchSize(): Promise<number | undefined> {
+    if (!this.batched) return undefined;
+    if (this.elementBytes === undefined) this.elementBytes = await this.checkElements();
+    return this.firstBatchSize;
+  }
 
   async *batches({ batchSize, shuffle, seed, epoch, startBatch = 0 }: BatchOptions): AsyncIterator<Batch> {
     if (this.elementBytes === undefined) this.elementBytes = await this.checkElements();
@@ -102,6 +111,7 @@ export class DatasetData implements DataSource {
             `datasetData(ds, { batched: true }): the dataset's elements must be batches { xs, ys } of tensors with the same first (batch) dimension, as ds.batch(n) makes them; got { xs: ${describeBatchPart(xs)}, ys: ${describeBatchPart(ys)} }. For an unbatched dataset leave 'batched' out.`,
           );
         }
+        this.firstBatchSize = xs.shape[0];
         // Bytes of one sample: the shuffle buffer holds samples.
         return (partBytes(xs) + partBytes(ys)) / Math.max(1, xs.shape[0]);
       }
@@ -138,8 +148,10 @@ export interface DatasetDataOptions {
   /** Samples per epoch, when known (the progress and `History.params.samples`). */
   size?: number | undefined;
   /**
-   * The dataset yields batches (`ds.batch(n)`, as model.fitDataset takes it): each is split
-   * into samples, which fit re-batches at its own `batchSize`. Default false.
+   * The dataset yields batches (`ds.batch(n)`, as model.fitDataset takes it). fit trains on
+   * them as model.fitDataset does: at the size of the first batch, in the dataset's order (no
+   * shuffle), unless it is given `batchSize` or `shuffle` (then the batches are split into
+   * samples and re-batched, shuffled). Default false.
    */
   batched?: boolean | undefined;
 }

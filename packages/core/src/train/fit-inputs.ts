@@ -16,6 +16,8 @@ export interface FitInputs {
   options: ParsedFitOptions;
   /** fit(x, y, ...) rather than fit(data, ...). */
   modelForm: boolean;
+  /** The options the caller gave (not defaulted): a batched dataset's own batching yields to them. */
+  given: { batchSize: boolean; shuffle: boolean };
   dispose(): void;
 }
 
@@ -35,7 +37,9 @@ export function fitInputs(a: unknown, b: unknown, c: unknown): FitInputs {
     throw new TapfitError(ErrorCodes.CONFIG, 'fit: called as fit(data, y, ...); with a data source the labels are inside it: call fit(data, options), or fit(x, y, options) with tensors.');
   }
   refuseUnsupportedFitOptions(modelForm ? c : b);
-  const options = parseOptions('fit', fitOptionsSchema, modelForm ? c : b);
+  const raw = (modelForm ? c : b) as { batchSize?: unknown; shuffle?: unknown } | undefined;
+  const options = parseOptions('fit', fitOptionsSchema, raw);
+  const given = { batchSize: raw?.batchSize !== undefined, shuffle: raw?.shuffle !== undefined };
   if (modelForm) checkTensorArguments(a, b);
   const created: Array<{ dispose(): void }> = [];
   try {
@@ -58,11 +62,26 @@ export function fitInputs(a: unknown, b: unknown, c: unknown): FitInputs {
       data = track(whole.range(0, splitAt), created);
       validation = track(whole.range(splitAt, whole.size), created);
     }
-    return { data, validation, options, modelForm, dispose: () => created.forEach((d) => d.dispose()) };
+    return { data, validation, options, modelForm, given, dispose: () => created.forEach((d) => d.dispose()) };
   } catch (err) {
     created.forEach((d) => d.dispose());
     throw err;
   }
+}
+
+/**
+ * model.fitDataset's batching for a source that comes in batches (a dataset batched for it):
+ * its own batch size, in its order, where fit was not given `batchSize` or `shuffle`
+ * (fitDataset takes neither: the dataset decides both).
+ */
+export async function withOwnBatching(inputs: Pick<FitInputs, 'data' | 'options' | 'given'>): Promise<ParsedFitOptions> {
+  const own = await inputs.data.ownBatchSize?.();
+  if (own === undefined) return inputs.options;
+  return {
+    ...inputs.options,
+    ...(inputs.given.batchSize ? {} : { batchSize: own }),
+    ...(inputs.given.shuffle ? {} : { shuffle: false }),
+  };
 }
 
 /** evaluate(x, y, options) / predict(x, options): model.evaluate's / model.predict's options. */

@@ -35,7 +35,7 @@ import { checkDataLabels, resolveLoss, type LossSpec } from './losses';
 import { resolveMetrics, type MetricSpec } from './metrics';
 import { parseOptions } from '../options';
 import { dataEvaluateOptionsSchema, trainerOptionsSchema, type FitOptions, type InferenceOptions, type ParsedFitOptions } from './options';
-import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, type TensorLike } from './fit-inputs';
+import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, withOwnBatching, type TensorLike } from './fit-inputs';
 import { FitCallbacks, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
@@ -430,7 +430,8 @@ export class Trainer {
     try {
       const inputs = fitInputs(a, b, c);
       try {
-        return await this.runFit(inputs.data, inputs.validation, inputs.options, inputs.options.verbose ?? (inputs.modelForm ? 1 : 0));
+        const options = await withOwnBatching(inputs);
+        return await this.runFit(inputs.data, inputs.validation, options, options.verbose ?? (inputs.modelForm ? 1 : 0));
       } finally {
         inputs.dispose();
       }

@@ -38,6 +38,30 @@ describe('datasetData of a dataset batched for model.fitDataset', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it('without batchSize or shuffle, fit trains on the batches as they come, as model.fitDataset (its batch size, its order): the same history, weights and steps', async () => {
+    const { x, y, labels } = blobTensors(44);
+    const batched = tf.data.zip({ xs: tf.data.array(tf.unstack(x)), ys: tf.data.array(tf.unstack(y)) }).batch(12); // 12, 12, 12, 8
+    const reference = softmaxModel();
+    reference.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+    const expected = await reference.fitDataset(batched, { epochs: 3, verbose: 0 });
+    const model = softmaxModel();
+    const t = trainer(model);
+    const h = await t.fit(datasetData(batched, { batched: true }), { epochs: 3 }); // the port of fitDataset(ds, { epochs: 3 })
+    expect(h.params.batchSize).to.equal(12);
+    expect(t.step).to.equal(3 * 4);
+    expectHistoryClose(h.history, expected.history as Record<string, number[]>, 1e-6);
+    reference.getWeights().forEach((w, i) => expect(Array.from(model.getWeights()[i].dataSync()), `weight ${i}`).to.deep.equal(Array.from(w.dataSync())));
+    // Given either option, fit batches and shuffles as it was told.
+    const told = trainer(softmaxModel());
+    const h2 = await told.fit(datasetData(batched, { batched: true }), { epochs: 1, batchSize: 4 });
+    expect([h2.params.batchSize, told.step]).to.deep.equal([4, 11]);
+    told.dispose();
+    t.dispose();
+    model.dispose();
+    reference.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
   it('re-batches the samples at fit\'s batchSize, shuffles across batches and resumes at a batch; frees every batch it splits', async () => {
     const xs = Array.from({ length: 12 }, (_, i) => tf.tensor1d([i, -i]));
     const ys = Array.from({ length: 12 }, (_, i) => tf.scalar(i, 'int32'));
