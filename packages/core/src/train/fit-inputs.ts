@@ -92,6 +92,7 @@ export function inferenceOptions(who: 'evaluate' | 'predict', options: unknown):
 /** A tensor as is, or a new one from arrays (the caller disposes a tensor it did not pass). */
 export function toTensor(v: TensorLike, what: string): tf.Tensor {
   if (v instanceof tf.Tensor) return v;
+  if (isTfDataset(v) && what.startsWith('evaluate')) throw datasetAdvice(what, 'await trainer.evaluate(datasetData(ds, { batched: true })), which returns { loss, ...metrics } as numbers,');
   refuseTensorList(v, what);
   if (!isTensorLike(v)) throw new TapfitError(ErrorCodes.CONFIG, `${what} must be a tensor or an array of numbers, got ${describe(v)}.`);
   return tf.tensor(v as tf.TensorLike);
@@ -111,7 +112,21 @@ function isTensorLike(v: unknown): boolean {
   return v instanceof tf.Tensor || Array.isArray(v) || ArrayBuffer.isView(v);
 }
 
+/** A tf.data.Dataset (what model.fitDataset / evaluateDataset take), recognised to name datasetData. */
+function isTfDataset(v: unknown): boolean {
+  return v instanceof tf.data.Dataset || (typeof v === 'object' && v !== null && typeof (v as { iterator?: unknown }).iterator === 'function' && typeof (v as { batch?: unknown }).batch === 'function');
+}
+
+/** What to say for a tf.data.Dataset where a tensor or a data source was expected. */
+function datasetAdvice(who: string, form: string): TapfitError {
+  return new TapfitError(
+    ErrorCodes.CONFIG,
+    `${who} is a tf.data.Dataset; wrap it in a data source: ${form} for a dataset batched as model.fitDataset takes it (ds.batch(n)), or datasetData(ds) for an unbatched one.`,
+  );
+}
+
 function checkTensorArguments(x: unknown, y: unknown): void {
+  if (isTfDataset(x)) throw datasetAdvice('fit: x', 'fit(datasetData(ds, { batched: true }), { epochs, ... })');
   for (const [v, name] of [[x, 'x'], [y, 'y']] as const) {
     if (isTensorLike(v)) continue;
     const several = typeof v === 'object' && v !== null ? ' (one input and one output: models with several are not supported)' : '';
@@ -149,6 +164,7 @@ export function labelsTensor(y: TensorLike, what: string): tf.Tensor {
 
 function toValidation(v: unknown, created: Array<{ dispose(): void }>): DataSource {
   if (isDataSource(v)) return v;
+  if (isTfDataset(v)) throw datasetAdvice('fit: validationData', 'validationData: datasetData(valDs, { batched: true })');
   if (Array.isArray(v) && v.length === 2 && isTensorLike(v[0]) && isTensorLike(v[1])) {
     return toData(v[0] as TensorLike, v[1] as TensorLike, created, { x: "fit: validationData's x", y: "fit: validationData's y" });
   }

@@ -49,12 +49,23 @@ export const unsupportedFitOptions: Readonly<Record<string, string>> = {
   yieldEvery: 'fit already lets the event loop turn once a second between steps; leave the option out',
 };
 
-/** Refuses the model.fit options of `unsupportedFitOptions`, naming each one's alternative. */
+/** model.fitDataset's options (tfjs-layers 4.22's ModelFitDatasetArgs) that fit does not take, each with what to do instead. */
+export const unsupportedFitDatasetOptions: Readonly<Record<string, string>> = {
+  batchesPerEpoch:
+    'an epoch is one pass over the data: for an endless dataset (ds.repeat()) pass datasetData(ds.take(batchesPerEpoch), { batched: true }), ' +
+    'which ends each epoch after that many batches (each epoch restarts the dataset, where fitDataset goes on from where the last epoch stopped)',
+  validationBatches: 'validation runs over the whole validation data: pass validationData: datasetData(valDs.take(validationBatches), { batched: true })',
+  validationBatchSize: 'a validation dataset comes in its own batches: pass it as validationData: datasetData(valDs, { batched: true })',
+};
+
+/** Refuses the model.fit and model.fitDataset options tapfit does not take, naming each one's alternative. */
 export function refuseUnsupportedFitOptions(options: unknown): void {
   if (typeof options !== 'object' || options === null) return;
-  const given = Object.keys(unsupportedFitOptions).filter((k) => Object.hasOwn(options, k));
-  if (!given.length) return;
-  throw new TapfitError(ErrorCodes.CONFIG, `fit: ${given.map((k) => `option '${k}' (model.fit's) is not supported by tapfit: ${unsupportedFitOptions[k]}`).join('; ')}.`);
+  const refused = [
+    ...Object.keys(unsupportedFitOptions).filter((k) => Object.hasOwn(options, k)).map((k) => `option '${k}' (model.fit's) is not supported by tapfit: ${unsupportedFitOptions[k]}`),
+    ...Object.keys(unsupportedFitDatasetOptions).filter((k) => Object.hasOwn(options, k)).map((k) => `option '${k}' (model.fitDataset's) is not supported by tapfit: ${unsupportedFitDatasetOptions[k]}`),
+  ];
+  if (refused.length) throw new TapfitError(ErrorCodes.CONFIG, `fit: ${refused.join('; ')}.`);
 }
 
 /** `evaluate(x, y, options)` and `predict(x, options)`: model.evaluate's / model.predict's options. */
