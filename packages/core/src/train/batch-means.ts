@@ -32,10 +32,13 @@ export class BatchMeans {
     return this.samples;
   }
 
-  /** The means as numbers (one read-back); undefined if nothing was added. */
+  /**
+   * The means as numbers (one read-back); undefined if nothing was added. Rounded to float32,
+   * as model.fit's logs are (it divides on the device): the float32 quotient of the sums.
+   */
   async means(): Promise<number[] | undefined> {
     if (!this.sums) return undefined;
-    return Array.from(await this.sums.data(), (s) => s / this.samples);
+    return Array.from(await this.sums.data(), (s) => Math.fround(s / this.samples));
   }
 
   /** The sums themselves (one read-back), for `continuing`; undefined if nothing was added. */

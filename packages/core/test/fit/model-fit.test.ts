@@ -35,6 +35,21 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it("history values are float32 numbers, as model.fit's are (it divides on the device), within float32 rounding of model.fit's", async () => {
+    const { x, y, labels } = blobTensors(60);
+    const options = { epochs: 3, batchSize: 16, shuffle: false, validationSplit: 0.2, verbose: 0 as const };
+    const reference = await compiled('sgd').fit(x, y, options);
+    const t = trainerFor('sgd');
+    const h = await t.fit(x, y, options);
+    for (const [k, values] of Object.entries(h.history)) {
+      for (const v of values) expect(Math.fround(v), `${k} ${v} is a float32 value`).to.equal(v);
+      expect(Object.values(reference.history[k] as number[]).every((e) => e === Math.fround(e)), `model.fit's ${k}`).to.equal(true);
+    }
+    expectHistoryClose(h.history, reference.history as Record<string, number[]>, 2e-7); // the sums' order may differ by an ulp
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
   it("a tfjs-layers model's weight penalties (kernel and bias regularizers) are in the loss and the gradients as model.fit puts them: the same history and weights, Sequential and functional", async () => {
     const { x, y, labels } = blobTensors(32);
     const reg = { kernelRegularizer: tf.regularizers.l1l2({ l1: 0.01, l2: 0.05 }), biasRegularizer: tf.regularizers.l2({ l2: 0.1 }) };
