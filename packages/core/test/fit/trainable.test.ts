@@ -134,8 +134,9 @@ describe('layer.trainable set between fits', () => {
     function trainSteps(t: Trainer, x: tf.Tensor, y: tf.Tensor): void {
       for (let start = 0; start < x.shape[0]; start += 8) {
         const size = Math.min(8, x.shape[0] - start);
-        const { loss } = t.trainStep({ x: tf.slice(x, start, size), y: tf.slice(y, start, size) }, { epoch: 0, batch: start / 8, step: t.step });
-        loss.dispose();
+        const batch = { x: tf.slice(x, start, size), y: tf.slice(y, start, size) };
+        const { loss } = t.trainStep(batch, { epoch: 0, batch: start / 8, step: t.step });
+        tf.dispose([loss, batch.x, batch.y]);
       }
     }
 
@@ -193,7 +194,7 @@ describe('layer.trainable set between fits', () => {
       tf.dispose([w, b]);
     });
 
-    it('refused where fit refuses (with plugins), before the step: the batch is freed, the trainer is as it was and trains on once the set is back', async () => {
+    it("refused where fit refuses (with plugins), before the step: the caller's batch is left alone and nothing leaks, the trainer is as it was and trains on once the set is back", async () => {
       const { x, y, labels } = blobTensors(32);
       const model = softmaxModel();
       model.layers[0].trainable = false;
@@ -204,18 +205,21 @@ describe('layer.trainable set between fits', () => {
       const layerWeights = () => model.layers.map((l) => l.getWeights().map((w) => Array.from(w.dataSync()))); // getWeights() orders by trainable
       const weights = layerWeights();
       model.layers[0].trainable = true;
+      const batch = { x: tf.slice(x, 0, 8), y: tf.slice(y, 0, 8) };
       const tensors = tf.memory().numTensors;
       let err: unknown;
       try {
-        t.trainStep({ x: tf.slice(x, 0, 8), y: tf.slice(y, 0, 8) }, { epoch: 1, batch: 0, step: t.step });
+        t.trainStep(batch, { epoch: 1, batch: 0, step: t.step });
       } catch (e) {
         err = e;
       }
+      expect(batch.x.isDisposed || batch.y.isDisposed, "the caller's tensors").to.equal(false);
+      tf.dispose([batch.x, batch.y]);
       expect(err).to.be.instanceOf(TapfitError);
       expect((err as TapfitError).code).to.equal('TAPFIT_E_STATE');
       expect((err as Error).message).to.match(/^trainStep: the model's trainable variables changed since the trainer was set up \(layer.trainable was set; now trainable: dense_Dense\d+\/kernel, dense_Dense\d+\/bias\), and the trainer does not follow that with plugins \(noop\)/);
       expect((err as Error).message).to.match(/Build a new Trainer\(\{ model, \.\.\. \}\) after changing trainable/);
-      expect(tf.memory().numTensors).to.equal(tensors);
+      expect(tf.memory().numTensors).to.equal(tensors - 2);
       expect(t.variables).to.deep.equal(variables);
       expect(layerWeights()).to.deep.equal(weights);
       expect(t.step).to.equal(4);
