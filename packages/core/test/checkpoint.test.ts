@@ -332,4 +332,28 @@ describe('checkpoint safety', () => {
     // the failed resume's trainer kept its freshly built model and state only
     expect(tf.memory().numTensors - leakBefore).to.be.lessThan(20);
   });
+
+  // A plugin like LoRA or OnlineNorm adds or swaps model variables: with it added or removed, the plugin is what differs, not the architecture the user wrote.
+  const withExtraLayer = () =>
+    tf.sequential({ layers: [tf.layers.dense({ inputShape: [4], units: 8, name: 'hidden' }), tf.layers.dense({ units: 8, name: 'extra' }), tf.layers.dense({ units: 3, name: 'out' })] });
+
+  it('a plugin that saved state, missing at resume, is named even when the model variables differ too', async () => {
+    const { dir } = await savedRun();
+    const err = await errorOf(Trainer.resume(dir, options({ model: withExtraLayer(), plugins: [] })));
+    expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(err.message).to.match(/needs plugin 'counter'.*Add 'counter' to the plugins/);
+  });
+
+  it('a plugin registered now but not when saved is named when the model variables differ', async () => {
+    const dir = tmp();
+    const data = blobs(16);
+    const plain = new Trainer(options({ plugins: [] }));
+    await plain.fit(data, { epochs: 1, batchSize: 8 });
+    await plain.save(dir);
+    plain.dispose();
+    data.dispose();
+    const err = await errorOf(Trainer.resume(dir, options({ model: withExtraLayer() })));
+    expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(err.message).to.match(/holds 4 model variables but this model has 6; plugin 'counter' is registered now but was not when saved, and plugins may add or swap model variables\. Resume with the plugins the run was saved with \(none\)/);
+  });
 });

@@ -172,25 +172,28 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
     throw new TapfitError(ErrorCodes.CHECKPOINT, `${where}: ${why}`);
   };
   const track = <T>(x: T): T => (created.push(...stateTensors(x as TransformState)), x);
-  if (m.variables.length !== p.variables.length) {
-    fail(`the checkpoint holds ${m.variables.length} model variables but this model has ${p.variables.length}; resume with the model architecture that was saved.`);
-  }
-  m.variables.forEach((sv, i) => {
-    const v = p.variables[i];
-    const e = reader.entry(sv.ref.$tensor);
-    if (!sameShape(e.shape, v.shape) || !sameShape(sv.shape, v.shape)) {
-      fail(`model variable ${i} ('${sv.name}') was saved with shape [${e.shape}] but this model's ('${v.name}') is [${v.shape}]; resume with the architecture that was saved.`);
-    }
-    if (e.dtype !== v.dtype) {
-      fail(`model variable ${i} ('${sv.name}') was saved as ${e.dtype} but this model's ('${v.name}') is ${v.dtype}; resume with the architecture that was saved.`);
-    }
-  });
   const registered = new Map(p.plugins.map((x) => [x.name, x]));
+  // First: a plugin added or removed since the save (LoRA, OnlineNorm) also changes the model's variables, and the plugin is the part to name.
   for (const name of Object.keys(m.pluginState)) {
     const plugin = registered.get(name);
     if (!plugin) fail(`the checkpoint needs plugin '${name}' (it holds its state), which is not registered. Add '${name}' to the plugins.`);
     if (!plugin!.loadState || !plugin!.saveState) fail(`plugin '${name}' has saved state but no saveState()/loadState(); use the plugin version that wrote the checkpoint.`);
   }
+  const pluginHint = pluginChange(m, registered);
+  if (m.variables.length !== p.variables.length) {
+    fail(`the checkpoint holds ${m.variables.length} model variables but this model has ${p.variables.length}; ${pluginHint || 'resume with the model architecture that was saved.'}`);
+  }
+  m.variables.forEach((sv, i) => {
+    const v = p.variables[i];
+    const e = reader.entry(sv.ref.$tensor);
+    if (!sameShape(e.shape, v.shape) || !sameShape(sv.shape, v.shape)) {
+      const shape = sameShape(e.shape, sv.shape) ? `[${e.shape}]` : `[${sv.shape}] (its tensor [${e.shape}])`;
+      fail(`model variable ${i} ('${sv.name}') was saved with shape ${shape} but this model's ('${v.name}') is [${v.shape}]; ${pluginHint || 'resume with the architecture that was saved.'}`);
+    }
+    if (e.dtype !== v.dtype) {
+      fail(`model variable ${i} ('${sv.name}') was saved as ${e.dtype} but this model's ('${v.name}') is ${v.dtype}; resume with the architecture that was saved.`);
+    }
+  });
   const names = new Map(m.variables.map((sv, i) => [sv.name, p.variables[i].name]));
 
   const loaded: Loaded = { values: [], plugins: [] };
@@ -272,7 +275,24 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
   }
 }
 
-const quoted = (names: readonly string[]) => names.map((n) => `'${n}'`).join(', ');
+/**
+ * Plugins registered now but not when saved, or the other way round, as the likely cause
+ * of a model-variable mismatch (a plugin may add or swap model variables); '' when the
+ * same plugins are registered.
+ */
+function pluginChange(m: Manifest, registered: ReadonlyMap<string, TapfitPlugin>): string {
+  const added = [...registered.keys()].filter((n) => !m.plugins.includes(n));
+  const removed = m.plugins.filter((n) => !registered.has(n));
+  if (!added.length && !removed.length) return '';
+  const changes = [
+    ...added.map((n) => `plugin '${n}' is registered now but was not when saved`),
+    ...removed.map((n) => `plugin '${n}' was registered when saved but is not now`),
+  ];
+  return `${changes.join('; ')}, and plugins may add or swap model variables. Resume with the plugins the run was saved with (${m.plugins.length ? quoted(m.plugins) : 'none'}) and the model architecture that was saved.`;
+}
+
+const quoted =
+ (names: readonly string[]) => names.map((n) => `'${n}'`).join(', ');
 
 /**
  * Why the plugins that supplied the update chain's members differ between the checkpoint
