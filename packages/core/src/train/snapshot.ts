@@ -7,6 +7,7 @@ import { checkStateMatches, stateTensors } from '../transforms/state';
 import { anyNonFinite } from './non-finite';
 import type { TransformState } from '../transforms/types';
 import { CORE_VERSION } from '../version';
+import { sameVariable } from '../checkpoint/variable-names';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
 
 /** The parts of a trainer a checkpoint holds. */
@@ -183,6 +184,7 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
   if (m.variables.length !== p.variables.length) {
     fail(`the checkpoint holds ${m.variables.length} model variables but this model has ${p.variables.length}; ${pluginHint || 'resume with the model architecture that was saved.'}`);
   }
+  const moved: string[] = [];
   m.variables.forEach((sv, i) => {
     const v = p.variables[i];
     const e = reader.entry(sv.ref.$tensor);
@@ -193,7 +195,14 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
     if (e.dtype !== v.dtype) {
       fail(`model variable ${i} ('${sv.name}') was saved as ${e.dtype} but this model's ('${v.name}') is ${v.dtype}; resume with the architecture that was saved.`);
     }
+    if (!sameVariable(sv.name, v.name)) moved.push(`saved '${sv.name}' would be loaded into '${v.name}'`);
   });
+  if (moved.length) {
+    fail(
+      `the model's variables have other names than when saved (${moved.slice(0, 3).join('; ')}${moved.length > 3 ? `; and ${moved.length - 3} more` : ''}): ` +
+        'the layer names or their order changed, or this is another model. Variables load by position, so resume with the model definition that was saved (the same layers, names and order).',
+    );
+  }
   const names = new Map(m.variables.map((sv, i) => [sv.name, p.variables[i].name]));
 
   const loaded: Loaded = { values: [], plugins: [] };
