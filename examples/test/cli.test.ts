@@ -63,6 +63,24 @@ describe('tapfit CLI: flags', () => {
 });
 
 describe('tapfit CLI: errors', () => {
+  it('a checkpoint folder the user cannot write to (permissions, a read-only mount) prints as `error [TAPFIT_E_CHECKPOINT]` naming it, exit 1, no stack', () => {
+    const dir = tmpDir();
+    const checkpoints = path.join(dir, 'ckpt');
+    fs.mkdirSync(checkpoints);
+    // The tests run as root, which permissions do not stop: the lock file (the first file written there) fails as a read-only mount does.
+    const readOnly = writeModule(
+      dir,
+      'read-only.js',
+      `const fs = require('node:fs'); const write = fs.writeFileSync;
+      fs.writeFileSync = (p, ...rest) => { if (String(p).startsWith(${JSON.stringify(checkpoints)})) throw Object.assign(new Error("EROFS: read-only file system, open '" + p + "'"), { code: 'EROFS' }); return write(p, ...rest); };\n`,
+    );
+    const file = writeJson(tinyConfig({ checkpoint: { dir: checkpoints } }), dir);
+    const r = spawnSync(process.execPath, ['--require', readOnly, cli, 'train', file], { encoding: 'utf8' });
+    expect(r.status).to.equal(1);
+    expect(r.stderr).to.match(new RegExp(`^error \\[TAPFIT_E_CHECKPOINT\\]: checkpoint: cannot save under '${checkpoints}': it is on a read-only file system \\(EROFS: .*\\)\\. Save to a folder you can write to; .*save into a new folder\\.\\n$`));
+    expect(r.stdout).not.to.match(/epoch 1:/);
+  });
+
   it('a coded error from another copy of @tapfit/core prints as `error [CODE]: message`, exit 1, no stack', () => {
     // A plugin package that brought its own @tapfit/core: its TapfitError is another class.
     const dir = tmpDir();

@@ -5,6 +5,7 @@ import { ErrorCodes, TapfitError } from '../errors';
 import { syncFolder, writeFileDurably } from '../io/durable-files';
 import { oneWriterPerFolder } from '../io/one-writer-per-folder';
 import { claimCheckpointFolder, claimCheckpointFolderFor } from './checkpoint-claim';
+import { notWritable } from './not-writable';
 
 /**
  * The only folder names the writer gives checkpoints: `step-<n>`, or `step-<n>.<k>` for
@@ -45,7 +46,7 @@ async function writeNow(root: string, step: number, files: Record<string, Buffer
     if (code === 'EEXIST' || code === 'ENOTDIR') {
       throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: cannot save under '${root}': it is a file, or lies under one. Pass a folder path for checkpoints.`, { cause: err });
     }
-    throw err;
+    throw notWritable(err, root) ?? err;
   }
   if (trainer) claimCheckpointFolderFor(trainer, root);
   const claim = claimCheckpointFolder(root);
@@ -59,7 +60,7 @@ async function writeNow(root: string, step: number, files: Record<string, Buffer
 async function writeClaimed(root: string, step: number, files: Record<string, Buffer | string>, keep: number): Promise<string> {
   await removeStale(root);
   const tmp = path.join(root, `.tmp-${process.pid}-${randomBytes(6).toString('hex')}`);
-  await fs.mkdir(tmp);
+  await fs.mkdir(tmp).catch((err) => Promise.reject(notWritable(err, root) ?? err));
   let name: string;
   try {
     for (const [file, body] of Object.entries(files)) await writeFileDurably(path.join(tmp, file), body);
@@ -68,7 +69,7 @@ async function writeClaimed(root: string, step: number, files: Record<string, Bu
     await fs.rename(tmp, path.join(root, name));
   } catch (err) {
     await fs.rm(tmp, { recursive: true, force: true });
-    throw noSpace(err, root, files) ?? err;
+    throw noSpace(err, root, files) ?? notWritable(err, root) ?? err;
   }
   await syncFolder(root);
   const latestTmp = path.join(root, `.LATEST-${process.pid}-${randomBytes(6).toString('hex')}`);
@@ -77,7 +78,7 @@ async function writeClaimed(root: string, step: number, files: Record<string, Bu
     await fs.rename(latestTmp, path.join(root, 'LATEST'));
   } catch (err) {
     await fs.rm(latestTmp, { force: true });
-    throw noSpace(err, root, files) ?? err;
+    throw noSpace(err, root, files) ?? notWritable(err, root) ?? err;
   }
   await syncFolder(root);
   await pruneOld(root, name, keep);

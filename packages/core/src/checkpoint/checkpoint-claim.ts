@@ -2,6 +2,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { ErrorCodes, TapfitError } from '../errors';
 import { claimFolder, type FolderClaim } from '../io/folder-claim';
+import { notWritable } from './not-writable';
 
 /**
  * Claims a checkpoint folder for this process: one run per checkpoint folder. Every save
@@ -15,10 +16,15 @@ import { claimFolder, type FolderClaim } from '../io/folder-claim';
  * there holds it within the process (claimCheckpointFolderFor).
  */
 export function claimCheckpointFolder(dir: string): FolderClaim {
-  return claimFolder(dir, (holder, lock) => {
-    const who = `pid ${holder.pid}${holder.host === os.hostname() ? '' : ` on host '${holder.host}'`}, since ${holder.since}`;
-    return inUse(dir, who, `wait for that run to end. If no such run is alive any more, delete '${lock}'.`);
-  });
+  try {
+    return claimFolder(dir, (holder, lock) => {
+      const who = `pid ${holder.pid}${holder.host === os.hostname() ? '' : ` on host '${holder.host}'`}, since ${holder.since}`;
+      return inUse(dir, who, `wait for that run to end. If no such run is alive any more, delete '${lock}'.`);
+    });
+  } catch (err) {
+    // The lock is the first file a save writes: a folder it cannot write to fails here.
+    throw notWritable(err, dir) ?? err;
+  }
 }
 
 /** The TAPFIT_E_CHECKPOINT error for a folder another run holds: `who` is that run, `orElse` the fix besides a folder of its own. */
