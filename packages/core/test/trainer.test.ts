@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { arrayData, datasetData, fromLayersModel, isLayersAdapter, permutation, readParam, sgd, TapfitError, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
+import { arrayData, datasetData, fromLayersModel, isLayersAdapter, permutation, readParam, sgd, TapfitError, tensorData, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
+import { blobTensors, softmaxModel } from './fit/helpers';
 import { blobs, tinyMlp, tinyTrainer, useBackend } from './fixtures';
 
 const plugin = (name: string, apply: (api: PluginApi) => void): TapfitPlugin => ({ name, core: '^0.1.0', apply });
@@ -224,6 +225,35 @@ describe('Trainer', () => {
     expect((err as TapfitError).code).to.equal('TAPFIT_E_CONFIG');
     expect((err as TapfitError).message).to.match(/fit: the data produced no batches in epoch 0/);
     t.dispose();
+  });
+
+  // A step of evaluate(data), or of fit's validation, that threw left its batch allocated.
+  it("evaluate(data) and fit's validation free the batch of a step that fails", async () => {
+    const { x, y, labels } = blobTensors(20);
+    const data = tensorData(x, y);
+    let lossCallsLeft = Infinity; // then the loss throws: a failing step
+    const loss = (yTrue: tf.Tensor, yPred: tf.Tensor) => {
+      if (lossCallsLeft-- <= 0) throw new Error('step failed');
+      return tf.metrics.categoricalCrossentropy(yTrue, yPred);
+    };
+    const model = softmaxModel();
+    const t = new Trainer({ model, loss, optimizer: sgd({ lr: 0.2 }), logger: new SilentLogger() });
+    await t.setup();
+    const before = tf.memory().numTensors;
+    lossCallsLeft = 1;
+    const err = await t.evaluate(data, { batchSize: 8 }).then(() => expect.fail('evaluate resolved'), (e: Error) => e);
+    expect(err.message).to.match(/step failed/);
+    expect(tf.memory().numTensors, 'after evaluate').to.equal(before);
+
+    lossCallsLeft = Infinity;
+    const callbacks = { onBatchEnd: (b: number) => void (b === 2 && (lossCallsLeft = 1)) }; // the epoch's last step: validation's second fails
+    const failed = await t.fit(data, { epochs: 1, batchSize: 8, validationData: data, callbacks }).then(() => expect.fail('fit resolved'), (e: Error) => e);
+    expect(failed.message).to.match(/step failed/);
+    expect(t.step).to.equal(3);
+    expect(tf.memory().numTensors, 'after a failed validation').to.equal(before);
+    t.dispose();
+    model.dispose();
+    tf.dispose([x, y, labels]);
   });
 
   it('warns when fit uses another batch size than the memory plan was measured at', async () => {

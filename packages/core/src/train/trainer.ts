@@ -836,9 +836,18 @@ export class Trainer {
     try {
       for (let r = await it.next(); !r.done; r = await it.next()) {
         const { x, y } = r.value;
-        const values = tf.tidy(() => this.lossAndMetrics(x, y));
-        means.add(values, x.shape[0]);
-        tf.dispose([x, y, values]);
+        const size = x.shape[0];
+        let values: tf.Tensor1D;
+        try {
+          values = tf.tidy(() => this.lossAndMetrics(x, y));
+        } finally {
+          tf.dispose([x, y]); // a failed step's batch too
+        }
+        try {
+          means.add(values, size);
+        } finally {
+          values.dispose();
+        }
         await releaseDroppedGpuObjects();
       }
       const values = await means.means();
