@@ -44,7 +44,7 @@ export class DatasetData implements DataSource {
 
   async *batches({ batchSize, shuffle, seed, epoch, startBatch = 0 }: BatchOptions): AsyncIterator<Batch> {
     if (this.elementBytes === undefined) this.elementBytes = await this.checkElements();
-    const upstream = await (this.batched ? samplesOf(this.ds) : this.ds).iterator();
+    const upstream = this.batched ? samplesOf(this.ds) : await this.ds.iterator();
     if (!shuffle) {
       yield* batchesOf(upstream, batchSize, startBatch);
       return;
@@ -128,18 +128,33 @@ function describeBatchPart(p: unknown): string {
 
 /**
  * The samples of a batched dataset, one element each: each batch is split (tf.unstack) and
- * freed, as tf.data's own ops free the elements they consume.
+ * freed, as tf.data's own ops free the elements they consume. A plain async generator, not a
+ * tf.data dataset: tf.data's iterators have no `return()`, so a fit that stopped or failed
+ * mid-batch could not reach the split batch's unread samples. Closing this frees them.
  */
-function samplesOf(batches: tf.data.Dataset<DatasetElement>): tf.data.Dataset<DatasetElement> {
-  return tf.data.generator(async function* () {
-    const it = await batches.iterator();
+async function* samplesOf(batches: tf.data.Dataset<DatasetElement>): AsyncGenerator<DatasetElement> {
+  const it = await batches.iterator();
+  let x: tf.Tensor[] = [];
+  let y: tf.Tensor[] = [];
+  let unread = 0; // x[unread..] and y[unread..] are still this generator's
+  try {
     for (let r = await it.next(); !r.done; r = await it.next()) {
       const { xs, ys } = r.value as { xs: tf.Tensor; ys: tf.Tensor };
-      const [x, y] = [tf.unstack(xs), tf.unstack(ys)];
-      tf.dispose([xs, ys]);
-      for (let i = 0; i < x.length; i++) yield { xs: x[i], ys: y[i] };
+      [x, y, unread] = [[], [], 0];
+      try {
+        x = tf.unstack(xs);
+        y = tf.unstack(ys);
+      } finally {
+        tf.dispose([xs, ys]);
+      }
+      while (unread < x.length) {
+        const i = unread++;
+        yield { xs: x[i], ys: y[i] }; // the consumer's from here on
+      }
     }
-  });
+  } finally {
+    tf.dispose([...x.slice(unread), ...y.slice(unread)]);
+  }
 }
 
 export interface DatasetDataOptions {

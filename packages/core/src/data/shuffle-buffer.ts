@@ -3,6 +3,7 @@ import seedrandom from 'seedrandom';
 /** What a shuffle reads from: a tf.data iterator, or any async iterator. */
 export interface Upstream<T> {
   next(): Promise<IteratorResult<T>>;
+  return?(value?: undefined): Promise<unknown>;
 }
 
 /**
@@ -13,7 +14,8 @@ export interface Upstream<T> {
  * awaited in turn: a failure rejects the `next()` the consumer awaits. And a tf.data
  * iterator cannot be closed, so whatever its buffer held when a fit stopped early or
  * failed stayed allocated; here `free` gets the buffered items when the generator ends
- * in any way (its consumer's `return()` / `throw()` included).
+ * in any way (its consumer's `return()` / `throw()` included), and the upstream is closed
+ * (`return()`, where it has one) so that it frees what it holds too.
  * The order depends only on `seed` and the upstream's order.
  */
 export class ShuffleBuffer<T> {
@@ -54,6 +56,7 @@ export class ShuffleBuffer<T> {
     } finally {
       this.heldAtEnd = items.length;
       this.free(items.splice(0));
+      await upstream.return?.(undefined);
     }
   }
 }

@@ -3,7 +3,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { datasetData, sgd, SilentLogger, Trainer, type Batch } from '../../src';
+import { datasetData, sgd, SilentLogger, Trainer, type Batch, type CallbackHandlers } from '../../src';
 import { useBackend } from '../fixtures';
 import { blobTensors, expectHistoryClose, softmaxModel } from './helpers';
 
@@ -85,6 +85,66 @@ describe('datasetData of a dataset batched for model.fitDataset', () => {
     expect(shuffled).to.not.deep.equal(ordered.flatMap((b) => b.y));
     expect(tf.memory().numTensors, 'tensors left behind').to.equal(before);
     tf.dispose([...xs, ...ys]);
+  });
+
+  // The split batch's unread samples leaked on every stopped or failed fit: the samples were a tf.data dataset, whose
+  // iterator cannot be closed, and the shuffle buffer did not close what it read from.
+  it('a fit stopped or failed in the middle of a dataset batch frees the rest of that batch (shuffled or not; validation too)', async () => {
+    const { x, y, labels } = blobTensors(20);
+    const samples = tf.data.zip({ xs: tf.data.array(tf.unstack(x)), ys: tf.data.array(tf.unstack(y)) });
+    // fit's batches of 8 end inside the dataset's batches of 5, and a shuffle buffer of 3 stops reading inside one too;
+    // the unbatched route is checked alongside.
+    const sources = {
+      batched: () => datasetData(samples.batch(5), { batched: true, shuffleBuffer: 3 }),
+      unbatched: () => datasetData(samples, { shuffleBuffer: 3 }),
+    };
+    let lossCallsLeft = Infinity; // then the loss throws: a failing step
+    const loss = (yTrue: tf.Tensor, yPred: tf.Tensor) => {
+      if (lossCallsLeft-- <= 0) throw new Error('step failed');
+      return tf.metrics.categoricalCrossentropy(yTrue, yPred);
+    };
+    const fresh = async () => {
+      const model = softmaxModel();
+      const t = new Trainer({ model, loss, optimizer: sgd({ lr: 0.2 }), logger: new SilentLogger() });
+      await t.setup();
+      lossCallsLeft = Infinity;
+      return { model, t, before: tf.memory().numTensors };
+    };
+    const ends: Record<string, (t: Trainer, model: tf.LayersModel) => CallbackHandlers> = {
+      'stop()': (t) => ({ onBatchEnd: () => t.stop() }),
+      stopTraining: (_, model) => ({ onBatchEnd: () => void (model.stopTraining = true) }),
+      'a throwing callback': () => ({
+        onBatchEnd: () => {
+          throw new Error('callback failed');
+        },
+      }),
+      'a failing step': () => ({ onBatchEnd: () => void (lossCallsLeft = 0) }),
+    };
+    for (const [route, data] of Object.entries(sources)) {
+      for (const shuffle of [false, true]) {
+        for (const [end, callbacks] of Object.entries(ends)) {
+          const { model, t, before } = await fresh();
+          await t.fit(data(), { epochs: 1, batchSize: 8, shuffle, callbacks: callbacks(t, model) }).catch((e: Error) => expect(e.message).to.match(/failed/));
+          expect(t.step, `${route}, shuffle ${shuffle}, ${end}: steps`).to.equal(1);
+          expect(tf.memory().numTensors, `${route}, shuffle ${shuffle}, ${end}: tensors left behind`).to.equal(before);
+          t.dispose();
+          model.dispose();
+        }
+        // Validation reads its data to the end unless a step fails: its second batch fails (after the epoch's 3 steps).
+        const { model, t, before } = await fresh();
+        const callbacks = { onBatchEnd: (b: number) => void (b === 2 && (lossCallsLeft = 1)) };
+        const err = await t.fit(data(), { epochs: 1, batchSize: 8, shuffle, validationData: data(), callbacks }).then(
+          () => expect.fail('fit resolved'),
+          (e: Error) => e,
+        );
+        expect(err.message, `${route}, shuffle ${shuffle}: validation`).to.match(/step failed/);
+        expect(t.step).to.equal(3);
+        expect(tf.memory().numTensors, `${route}, shuffle ${shuffle}: tensors left behind by a failed validation`).to.equal(before);
+        t.dispose();
+        model.dispose();
+      }
+    }
+    tf.dispose([x, y, labels]);
   });
 
   it('batched: true on elements that are not batches of tensors is an error naming them', async () => {
