@@ -41,7 +41,17 @@ export interface SelectBackendOptions {
    * ConsoleLogger.
    */
   log?: Logger | ((line: string) => void) | false | undefined;
+  /**
+   * How long this call waits for an earlier call still in flight (calls run one at a time)
+   * before it fails, naming that call; default 120 000 ms, `Infinity` waits as long as it takes.
+   */
+  waitForEarlierMs?: number | undefined;
 }
+
+/** The default `waitForEarlierMs`: bounded, yet long for a slow initialisation (tfjs-node loading CUDA, a software WebGPU adapter). */
+const DEFAULT_WAIT_FOR_EARLIER_MS = 120_000;
+/** setTimeout's longest delay (a longer one fires at once): longer waits are as good as Infinity. */
+const MAX_TIMER_MS = 2 ** 31 - 1;
 
 export interface BackendSelection {
   /** The tfjs backend now active (`tf.getBackend()`). */
@@ -70,8 +80,13 @@ export interface BackendSelection {
 /** The last selection, the arguments it was made for and the backend instance it prepared. */
 let last: { key: string; selection: BackendSelection; backend: tf.KernelBackend | undefined } | null = null;
 
-/** Settles after the call in flight: selectBackend calls run one at a time, in call order. */
+/** Settles after the calls made so far: selectBackend calls run one at a time, in call order. */
 let inFlight: Promise<unknown> = Promise.resolve();
+
+/** Calls made and not yet settled (a call that gave up counts until its turn would have come). */
+let unsettled = 0;
+/** The call running now (its selection under way), for the error of a call that gave up waiting for it. */
+let running: { call: string; since: number } | null = null;
 
 /**
  * Pick, initialise and prepare a tfjs backend for training.
@@ -85,7 +100,8 @@ let inFlight: Promise<unknown> = Promise.resolve();
  * fallback. wasm always gets the training shim and (by default) a 3 GiB memory
  * guard. Calling again with the same arguments returns the same selection while
  * everything it set up is still in place. Calls made while one is in flight wait for it
- * (two at once would start two initialisations, and tfjs drops one of them).
+ * (two at once would start two initialisations, and tfjs drops one of them), for at most
+ * `waitForEarlierMs`; a call that gives up fails naming the call in flight, and never runs.
  */
 export async function selectBackend(preference?: BackendPreference, options: SelectBackendOptions = {}): Promise<BackendSelection> {
   const resolved = resolvePreference(preference);
@@ -93,9 +109,54 @@ export async function selectBackend(preference?: BackendPreference, options: Sel
   if (options.memoryBudgetBytes !== undefined && !(typeof options.memoryBudgetBytes === 'number' && options.memoryBudgetBytes > 0)) {
     throw new TapfitError(ErrorCodes.CONFIG, `selectBackend: memoryBudgetBytes must be a positive number of bytes (Infinity disables the check), got ${String(options.memoryBudgetBytes)}`);
   }
-  const run = inFlight.then(() => select(resolved, options));
-  inFlight = run.catch(() => undefined);
-  return run;
+  const waitMs = options.waitForEarlierMs ?? DEFAULT_WAIT_FOR_EARLIER_MS;
+  if (!(typeof waitMs === 'number' && waitMs >= 0)) {
+    throw new TapfitError(ErrorCodes.CONFIG, `selectBackend: waitForEarlierMs must be a number of milliseconds, 0 or more (Infinity waits as long as it takes), got ${String(waitMs)}`);
+  }
+  const call = describeCall(resolved);
+  const earlier = inFlight;
+  const first = unsettled === 0;
+  unsettled++;
+  let gaveUp = false;
+  const run = earlier.then(async () => {
+    if (gaveUp) return undefined; // this call was already refused: it must not change the backend now
+    running = { call, since: Date.now() };
+    try {
+      return await select(resolved, options);
+    } finally {
+      running = null;
+    }
+  });
+  inFlight = run.catch(() => undefined).finally(() => unsettled--);
+  // None in flight: the turn comes at once. Otherwise the wait is bounded: an init that never settles (a WebGPU
+  // adapter or device request never answered, a backend registered with an init promise that never resolves) would
+  // hold every later call forever, without a word.
+  if (first || waitMs > MAX_TIMER_MS) return run as Promise<BackendSelection>;
+  return new Promise<BackendSelection>((resolve, reject) => {
+    const timer = setTimeout(() => {
+      gaveUp = true;
+      reject(notSettled(call, running ?? { call: 'call', since: Date.now() }, waitMs));
+    }, waitMs);
+    void earlier.then(() => clearTimeout(timer));
+    run.then((selection) => !gaveUp && resolve(selection!), (err: unknown) => !gaveUp && reject(err));
+  });
+}
+
+/** The call as the user made it, for messages: selectBackend('webgpu'), or selectBackend() with TAPFIT_BACKEND=webgpu. */
+function describeCall({ preference, source }: ReturnType<typeof resolvePreference>): string {
+  if (source === 'argument') return `selectBackend('${preference}')`;
+  return source === BACKEND_ENV ? `selectBackend() with ${BACKEND_ENV}=${preference}` : 'selectBackend()';
+}
+
+function notSettled(call: string, stuck: { call: string; since: number }, waitMs: number): TapfitError {
+  const seconds = (ms: number) => `${Math.round(ms / 100) / 10} s`;
+  return new TapfitError(
+    ErrorCodes.BACKEND,
+    `${call} waited ${seconds(waitMs)} for an earlier ${stuck.call} that has not settled (started ${seconds(Date.now() - stuck.since)} ago), and gave up: ` +
+      'calls run one at a time (two initialisations at once make tfjs drop one). The earlier call waits on its backend\'s initialisation (a WebGPU ' +
+      'adapter or device request, or the init of a backend registered with tf.registerBackend). If that is stuck, restart the process and select ' +
+      'another backend; if it is only slow, await the earlier call first, or pass a larger waitForEarlierMs (Infinity waits as long as it takes).',
+  );
 }
 
 async function select(resolved: ReturnType<typeof resolvePreference>, options: SelectBackendOptions): Promise<BackendSelection> {

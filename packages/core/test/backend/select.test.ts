@@ -200,6 +200,14 @@ describe('backend: selectBackend', function () {
     expect(err.message).to.contain('memoryBudgetBytes must be a positive number');
   });
 
+  it('validates waitForEarlierMs', async () => {
+    for (const bad of [-1, Number.NaN, '10' as unknown as number]) {
+      const err = await rejection(selectBackend('cpu', { waitForEarlierMs: bad, log: false }));
+      expect(err.code).to.equal('TAPFIT_E_CONFIG');
+      expect(err.message).to.contain('waitForEarlierMs must be a number of milliseconds, 0 or more');
+    }
+  });
+
   describe('in a fresh process', function () {
     this.timeout(120_000);
 
@@ -241,6 +249,63 @@ describe('backend: selectBackend', function () {
         expect(out.dWError).to.be.below(1e-5);
       });
     }
+
+    // A call whose backend never finished initialising held every later call forever, silently.
+    const neverAnswers: [string, string, string][] = [
+      ['a backend registered with an init that never resolves', "tf.registerBackend('wasm', () => new Promise(() => {}));", "backend.selectBackend('wasm', { threads: 1, log: false })"],
+      ['a navigator.gpu whose adapter request is never answered', "Object.defineProperty(globalThis, 'navigator', { configurable: true, writable: true, value: { gpu: { requestAdapter: () => new Promise(() => {}) } } });", "backend.selectBackend('webgpu', { log: false })"],
+    ];
+    for (const [what, setup, stuckCall] of neverAnswers) {
+      it(`a call stuck on ${what}: later calls fail after waitForEarlierMs naming it, and never run beside it`, async () => {
+        const r = await runChild(
+          `
+          ${setup}
+          const stuck = ${stuckCall};
+          stuck.then(() => console.log('the stuck call settled'), () => console.log('the stuck call settled'));
+          const logged = [];
+          const later = [300, 600].map((ms) => backend.selectBackend('cpu', { waitForEarlierMs: ms, log: (line) => logged.push(line) }));
+          Promise.allSettled(later).then((settled) => {
+            console.log(JSON.stringify({ settled: settled.map((s) => (s.status === 'fulfilled' ? s.value.name : s.reason.code + ' ' + s.reason.message)), logged, active: tf.getBackend() }));
+          });
+        `,
+          {},
+          30_000,
+        );
+        expect(r.code, r.stderr).to.equal(0);
+        const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+        const expected = stuckCall.match(/^backend\.selectBackend\('(\w+)'/)![1];
+        out.settled.forEach((m: string, i: number) => {
+          expect(m).to.match(new RegExp(`^TAPFIT_E_BACKEND selectBackend\\('cpu'\\) waited ${['0.3', '0.6'][i]} s for an earlier selectBackend\\('${expected}'\\) that has not settled`));
+          expect(m).to.contain('restart the process').and.contain('waitForEarlierMs');
+        });
+        expect(out.logged, 'a refused call selected nothing').to.deep.equal([]);
+        expect(out.active).to.not.equal('cpu');
+      });
+    }
+
+    it('a call that gave up waiting does not run when the earlier call settles later; one that waits on runs after it', async () => {
+      // An adapter request answered (no adapter) after 500 ms: slow, not stuck.
+      const r = await runChild(`
+        Object.defineProperty(globalThis, 'navigator', { configurable: true, writable: true, value: { gpu: { requestAdapter: () => new Promise((r) => setTimeout(() => r(null), 500)) } } });
+        const logged = [];
+        const log = (line) => logged.push(line);
+        const calls = [
+          backend.selectBackend('webgpu', { log: false }),
+          backend.selectBackend('wasm', { threads: 1, waitForEarlierMs: 100, log }),
+          backend.selectBackend('cpu', { log }),
+        ];
+        Promise.allSettled(calls).then((settled) => {
+          console.log(JSON.stringify({ settled: settled.map((s) => (s.status === 'fulfilled' ? s.value.name : s.reason.code + ' ' + s.reason.message)), logged, active: tf.getBackend() }));
+        });
+      `);
+      expect(r.code, r.stderr).to.equal(0);
+      const out = JSON.parse(r.stdout.trim().split('\n').pop()!);
+      expect(out.settled[0]).to.match(/^TAPFIT_E_BACKEND backend 'webgpu' has no adapter/);
+      expect(out.settled[1]).to.match(/^TAPFIT_E_BACKEND selectBackend\('wasm'\) waited 0.1 s for an earlier selectBackend\('webgpu'\)/);
+      expect(out.settled[2]).to.equal('cpu');
+      expect(out.logged).to.deep.equal(['backend: cpu (requested)']);
+      expect(out.active).to.equal('cpu');
+    });
 
     it("a backend change that overtakes wasm's initialisation is named as the cause (not the install), and selecting again works", async () => {
       // tf.engine().reset() right after the init has started, as another part of a program might.
