@@ -12,6 +12,7 @@ export * from './transforms';
 export * from './backend';
 export * from './io';
 export * from './model/segment';
+export * from './model/noise-seed';
 export * from './model/trainable-model';
 export { rebuildLayersModelInWorker, type RebuildContext } from './model/rebuild-in-worker';
 export { importSetupModule, isSetupModuleSpec, SETUP_MODULE_FORMS } from './model/worker-setup-module';

@@ -13,6 +13,15 @@ export interface SegmentContext {
   /** Number of updates applied so far. */
   readonly step: number;
   /**
+   * Identifies this training forward's randomness (`noiseKey(trainer seed, batch serial)`):
+   * the same for the forward and every replay of it (a recompute, a pipeline stage's
+   * backward), different between batches. A segment that draws noise seeds each draw with
+   * `noiseSeed(ctx, name, draw)` instead of drawing unseeded, so replays, resumed runs and
+   * other processes with the same seed draw the same masks. Absent outside training and in
+   * contexts made by hand (`noiseSeed` then keys by `step`).
+   */
+  readonly noiseKey?: number;
+  /**
    * Which tensor to use for each variable. Absent means the variable itself. Wrappers
    * substitute an effective weight without touching the segment's code: LoRA returns
    * W + s·A·B, weight prediction returns predicted weights. Segments written by hand

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
+import { noiseSeed } from './noise-seed';
 import type { Segment, SegmentContext } from './segment';
 
 /**
@@ -132,15 +133,16 @@ export function isLayersAdapter(model: TrainableModel): boolean {
 export function fromLayersModel(model: tf.LayersModel): TrainableModel {
   checkOneInputOneOutput(model);
   const vars = (layers: tf.layers.Layer[]): tf.Variable[] => layers.flatMap((l) => l.weights.map((w) => w.read() as tf.Variable));
-  // `recomputing` and `step` reach each layer's call() kwargs so stateful custom layers
-  // can skip updates and name the step in errors. Built-in layers (BatchNormalization's moving statistics) update state in
+  // `recomputing`, `step` and `noiseKey` reach each layer's call() kwargs so stateful custom layers
+  // can skip updates and name the step in errors, and noisy ones can seed their draws (`noiseSeed`). Built-in layers (BatchNormalization's moving statistics) update state in
   // call() regardless, so a recomputed forward restores their non-trainable weights.
   const applyLayer = (layer: tf.layers.Layer, xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] => {
     const state = ctx.recomputing && ctx.training ? layer.nonTrainableWeights : [];
     const saved = state.map((w) => tf.clone(w.read()));
-    const restoreSeeds = ctx.training ? seedDropouts(layer, ctx.recomputing) : undefined;
+    const restoreSeeds = ctx.training ? seedDropouts(layer, ctx) : undefined;
     try {
-      const y = layer.apply(xs.length === 1 ? xs[0] : xs, { training: ctx.training, recomputing: ctx.recomputing, step: ctx.step }) as tf.Tensor | tf.Tensor[];
+      const kwargs = { training: ctx.training, recomputing: ctx.recomputing, step: ctx.step, ...(ctx.noiseKey === undefined ? {} : { noiseKey: ctx.noiseKey }) };
+      const y = layer.apply(xs.length === 1 ? xs[0] : xs, kwargs) as tf.Tensor | tf.Tensor[];
       return Array.isArray(y) ? y : [y];
     } finally {
       restoreSeeds?.();
@@ -207,24 +209,19 @@ function notReplayable(layer: tf.layers.Layer): string | undefined {
   return undefined;
 }
 
-/** The dropout seed each layer drew at its last training forward, replayed by a recompute. */
-const dropoutSeeds = new WeakMap<tf.layers.Layer, number>();
-
 /**
- * Dropout layers without a seed of their own (tfjs's default) draw a fresh mask per call,
- * so a recomputed forward would differentiate another mask than the loss saw. A training
- * forward gives each one a fresh seed, and a recompute reuses it: the same mask. Returns
- * what puts the layers' own (absent) seeds back.
+ * Dropout layers without a seed of their own (tfjs's default; `null` in a model loaded or
+ * rebuilt from JSON) draw an unseeded mask per call, so a recomputed forward would
+ * differentiate another mask than the loss saw. Each training forward seeds them from the
+ * context (`noiseSeed(ctx, layer name)`: trainer seed, batch, layer), so a replay, in any
+ * order, draws the same mask. Returns what puts the layers' own (absent) seeds back.
  */
-function seedDropouts(layer: tf.layers.Layer, recomputing: boolean): (() => void) | undefined {
-  const dropouts = layersIn(layer).filter((l) => isDropout(l) && (l as { seed?: number }).seed === undefined);
+function seedDropouts(layer: tf.layers.Layer, ctx: SegmentContext): (() => void) | undefined {
+  const dropouts = layersIn(layer).filter((l) => isDropout(l) && (l as { seed?: number | null }).seed == null);
   if (!dropouts.length) return undefined;
-  for (const d of dropouts) {
-    const seed = recomputing ? dropoutSeeds.get(d) : Math.floor(Math.random() * 2 ** 31);
-    if (!recomputing && seed !== undefined) dropoutSeeds.set(d, seed);
-    (d as { seed?: number }).seed = seed;
-  }
-  return () => dropouts.forEach((d) => ((d as { seed?: number }).seed = undefined));
+  const own = dropouts.map((d) => (d as { seed?: number | null }).seed);
+  for (const d of dropouts) (d as { seed?: number }).seed = noiseSeed(ctx, d.name);
+  return () => dropouts.forEach((d, i) => ((d as { seed?: number | null }).seed = own[i]));
 }
 
 const isDropout = (l: tf.layers.Layer): boolean => l.getClassName() === 'Dropout' || l.getClassName() === 'SpatialDropout1D';

@@ -73,7 +73,12 @@ export interface TrainerView {
   readonly plugins: readonly string[];
   /** Number of updates applied so far. */
   readonly step: number;
-  /** The trainer's seed (data shuffling; 0 by default); plugins may derive their own seeds from it. tfjs treats a seed of 0 as no seed, so derive nonzero ones (e.g. seed + 1 + step). */
+  /**
+   * The trainer's seed (0 by default): data shuffling and dropout masks (core README,
+   * "Randomness and reproducibility"); plugins may derive their own seeds from it. tfjs's
+   * normal and truncated-normal draws read a seed of 0 as none, so derive nonzero ones
+   * (e.g. seed + 1), or use `noiseSeed` for noise inside a forward.
+   */
   readonly seed: number;
   /**
    * The update chain's state by member name (`optimizerState.momentum.velocity`), after

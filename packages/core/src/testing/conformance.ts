@@ -129,8 +129,8 @@ export function conformanceChecks(spec: ConformanceSpec): ConformanceCheck[] {
         if (diff !== 0) {
           fail(
             this.name,
-            `two identical runs of the plugin alone give predictions that differ by ${diff}: seed every random draw, e.g. from the trainer's seed and the step ` +
-              `(tfjs treats a seed of 0 as no seed, and the trainer's default seed is 0: add 1)`,
+            `two identical runs of the plugin alone give predictions that differ by ${diff}: seed every random draw, e.g. from the trainer's seed ` +
+              `(tfjs's normal draws read a seed of 0, the trainer's default, as none: add 1), or noise inside a forward with noiseSeed(ctx, name)`,
           );
         }
       },

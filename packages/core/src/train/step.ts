@@ -53,15 +53,16 @@ export interface StepOutcome {
  * 5. the stepper applies them: the same transform path asyncTrain's master uses; weights
  *    with constraints are projected back onto their sets, as Keras does.
  *
- * The batch is disposed whatever happens.
+ * The batch is disposed whatever happens. `noiseKey` seeds the forward's random draws
+ * (`SegmentContext.noiseKey`).
  */
-export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo): StepOutcome {
+export function trainingStep(parts: StepParts, batch: Batch, info: StepInfo, noiseKey: number): StepOutcome {
   let applied = false;
   let nonFinite = false;
   try {
     const loss = tf.tidy(() => {
       // This step's own copy of the segment list: a tap that edits it in place changes this step only, not the model.
-      const pass = parts.hooks.forward.call({ segments: [...parts.segments], ctx: { training: true, recomputing: false, step: info.step } }, info);
+      const pass = parts.hooks.forward.call({ segments: [...parts.segments], ctx: { training: true, recomputing: false, step: info.step, noiseKey } }, info);
       const variables = Object.values(parts.variables);
       const computed = parts.backprop.compute({
         x: batch.x,

@@ -9,6 +9,7 @@ import { checkForwardPass } from '../step/forward-pass';
 import { checkGradients } from '../step/check-gradients';
 import { checkMemoryPlan } from '../step/check-plan';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
+import { noiseKey } from '../model/noise-seed';
 import { checkManifest, tensorLabels, type Manifest, type Position } from '../checkpoint/manifest';
 import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
 import { releaseCheckpointFoldersOf } from '../checkpoint/checkpoint-claim';
@@ -763,7 +764,10 @@ export class Trainer {
     if (y !== b.y) b.y.dispose();
     const x = asModelInputs(b.x, this.modelRef.inputShape);
     if (x !== b.x) b.x.dispose();
-    const { loss, applied, nonFinite } = trainingStep(parts, { ...b, x, y }, info);
+    // Every training step run so far, applied or not, names this batch's noise: it advances on
+    // skipped and delayed updates too, and both counts are checkpointed, so a resume redraws.
+    const key = noiseKey(this.settings.seed, this.stepCount + this.skippedSteps);
+    const { loss, applied, nonFinite } = trainingStep(parts, { ...b, x, y }, info, key);
     if (applied) this.stepCount++;
     else this.skippedSteps++;
     return { loss, skipped: !applied, nonFinite };

@@ -1,0 +1,148 @@
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { fromLayersModel, losses, noiseKey, SegmentExecutor, sgd, SilentLogger, Trainer, type MemoryPolicy, type SegmentContext, type TapfitPlugin, type TrainableModel, type TrainerOptions } from '../src';
+import { blobs, tmpDir, useBackend } from './fixtures';
+import { planOf, requestOf, toArrays } from './memory/models';
+
+/**
+ * The rule of core README "Randomness and reproducibility": a training forward's dropout masks
+ * are a pure function of (trainer seed, batch, layer). Oracles: the same step stored instead of
+ * recomputed, the same forward run first, the same run without interruption or in another trainer.
+ */
+describe('dropout masks follow (seed, batch, layer)', () => {
+  useBackend('cpu');
+
+  const dropoutMlp = (): tf.Sequential =>
+    tf.sequential({
+      layers: [
+        tf.layers.dense({ units: 16, inputShape: [4], activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), name: 'd1' }),
+        tf.layers.dropout({ rate: 0.5, name: 'drop' }),
+        tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), name: 'head' }),
+      ],
+    });
+
+  /** The model as tf.loadLayersModel and the threaded pipeline's workers build it: from its JSON (Dropout's absent seed becomes null). */
+  async function fromJson(model: tf.LayersModel): Promise<tf.LayersModel> {
+    const loaded = await tf.models.modelFromJSON({ modelTopology: model.toJSON(null, false) as never });
+    loaded.setWeights(model.getWeights());
+    return loaded;
+  }
+
+  function executorStep(model: TrainableModel, x: tf.Tensor, y: tf.Tensor, policy: MemoryPolicy, ctx: SegmentContext) {
+    const vars = [...new Set(model.segments.flatMap((s) => s.params))];
+    const r = new SegmentExecutor().compute(requestOf(model, planOf(model, () => policy), x, y, losses.softmaxCrossEntropy, { variables: vars, ctx }));
+    const out = { value: r.value.dataSync()[0], grads: toArrays(r.grads) };
+    tf.dispose([r.value, ...Object.values(r.grads)]);
+    return out;
+  }
+
+  const ctxOf = (serial: number, recomputing = false): SegmentContext => ({ training: true, recomputing, step: serial, noiseKey: noiseKey(7, serial) });
+
+  it('a Dropout loaded from JSON (seed null) is replayed by a recompute: gradients equal storing it, and its seed stays null', async () => {
+    const built = dropoutMlp();
+    const loaded = await fromJson(built);
+    expect((loaded.getLayer('drop') as unknown as { seed: unknown }).seed).to.equal(null);
+    const model = fromLayersModel(loaded);
+    const x = tf.randomNormal([6, 4], 0, 1, 'float32', 3);
+    const y = tf.tensor1d([0, 1, 2, 1, 0, 2], 'int32');
+    const stored = executorStep(model, x, y, 'store', ctxOf(0));
+    const recomputed = executorStep(model, x, y, 'recompute', ctxOf(0));
+    expect(recomputed.value).to.equal(stored.value);
+    expect(recomputed.grads).to.deep.equal(stored.grads);
+    expect((loaded.getLayer('drop') as unknown as { seed: unknown }).seed).to.equal(null);
+    // The mask is live (the test can fail): another batch draws another mask.
+    expect(executorStep(model, x, y, 'store', ctxOf(1)).grads).to.not.deep.equal(stored.grads);
+    tf.dispose([x, y]);
+    built.dispose();
+    loaded.dispose();
+  });
+
+  it("replays sample t's mask after the forward of sample t + 1 (a pipeline stage's order), for built and loaded models", async () => {
+    const built = dropoutMlp();
+    const loaded = await fromJson(built);
+    for (const m of [built, loaded]) {
+      const drop = fromLayersModel(m).segments.find((s) => s.name === 'drop')!;
+      const x = tf.ones([4, 16]);
+      const first = drop.forward([x], ctxOf(0))[0];
+      const second = drop.forward([x], ctxOf(1))[0];
+      const replay = drop.forward([x], ctxOf(0, true))[0];
+      expect(Array.from(replay.dataSync())).to.deep.equal(Array.from(first.dataSync()));
+      expect(Array.from(second.dataSync())).to.not.deep.equal(Array.from(first.dataSync()));
+      tf.dispose([x, first, second, replay]);
+    }
+    built.dispose();
+    loaded.dispose();
+  });
+
+  describe('in a Trainer', () => {
+    const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
+    const options = (seed: number, extra: Partial<TrainerOptions> = {}): TrainerOptions => ({
+      model: dropoutMlp(),
+      loss: 'softmaxCrossEntropy',
+      optimizer: sgd({ lr: 0.1, momentum: 0.9 }),
+      logger: new SilentLogger(),
+      seed,
+      ...extra,
+    });
+
+    it("the trainer's seed covers dropout: two trainers with one seed train to bitwise equal weights, another seed to others", async () => {
+      const data = blobs(32);
+      const runs = [];
+      for (const seed of [3, 3, 4]) {
+        const t = new Trainer(options(seed));
+        await t.fit(data, { epochs: 2, batchSize: 8, shuffle: false }); // unshuffled: the seed reaches only the masks
+        runs.push(weights(t));
+        t.model.layersModel!.dispose();
+        t.dispose();
+      }
+      expect(runs[1]).to.deep.equal(runs[0]);
+      expect(runs[2]).to.not.deep.equal(runs[0]);
+      data.dispose();
+    });
+
+    it('each batch gets its own noise key, also while updates are withheld (a gradient delay, a skipped step)', async () => {
+      const keys: (number | undefined)[] = [];
+      const withhold: TapfitPlugin = {
+        name: 'withhold',
+        core: '^0.1.0',
+        apply: ({ hooks }) => {
+          hooks.forward.tap('withhold', (pass) => (keys.push(pass.ctx.noiseKey), pass));
+          hooks.backward.tap('withhold', (g, i) => (i.batch < 2 ? null : g)); // as a delay of 2 does: no update for two batches
+        },
+      };
+      const data = blobs(32);
+      const t = new Trainer(options(5, { plugins: [withhold] }));
+      await t.fit(data, { epochs: 1, batchSize: 8 });
+      expect(t.step).to.equal(2);
+      expect(keys).to.deep.equal([0, 1, 2, 3].map((serial) => noiseKey(5, serial)));
+      expect(new Set(keys).size).to.equal(4);
+      t.model.layersModel!.dispose();
+      t.dispose();
+      data.dispose();
+    });
+
+    it('resuming a run with dropout is bitwise equal to training straight through (stopped mid-epoch, after a skipped update)', async () => {
+      // A backward tap withholds the update of the third batch: the masks follow the batches run, not the updates applied.
+      const skipThird = (): TapfitPlugin => ({ name: 'skip-third', core: '^0.1.0', apply: ({ hooks }) => hooks.backward.tap('skip-third', (g, i) => (i.epoch === 0 && i.batch === 2 ? null : g)) });
+      const stopAt = (stop: () => void): TapfitPlugin => ({ name: 'stop-at', core: '^0.1.0', apply: ({ hooks }) => hooks.batchEnd.tap('stop-at', (i) => void (i.epoch === 1 && i.batch === 1 && stop())) });
+      const data = blobs(32);
+      const straight = new Trainer(options(5, { plugins: [skipThird()] }));
+      await straight.fit(data, { epochs: 3, batchSize: 8 });
+      const holder: { t?: Trainer } = {};
+      const interrupted = (holder.t = new Trainer(options(5, { plugins: [skipThird(), stopAt(() => holder.t!.stop())] })));
+      await interrupted.fit(data, { epochs: 3, batchSize: 8 });
+      expect(interrupted.skipped).to.equal(1);
+      const dir = tmpDir();
+      await interrupted.save(dir);
+      const resumed = await Trainer.resume(dir, options(5, { plugins: [skipThird(), stopAt(() => {})] }));
+      await resumed.fit(data, { epochs: 3, batchSize: 8 });
+      expect(resumed.step).to.equal(straight.step);
+      expect(weights(resumed)).to.deep.equal(weights(straight));
+      for (const t of [straight, interrupted, resumed]) {
+        t.model.layersModel!.dispose();
+        t.dispose();
+      }
+      data.dispose();
+    });
+  });
+});
