@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { hasNoiseIdentity, noiseSeed } from '@tapfit/core';
 import { type AdapterSpec, checkAdapterName, scaleOf } from '../common/config';
 import { configError, stateError } from '../common/errors';
 import { KeptWeight } from '../common/kept-weight';
@@ -131,12 +132,21 @@ export abstract class LoraLayer extends tf.layers.Layer {
       let z = this.project(x, K);
       if (b) z = tf.add(z, b);
       const { spec, A, B } = adapter;
-      const xa = training && spec.dropout > 0 && this.adapterDropout ? tf.dropout(x, spec.dropout) : x;
+      const xa = training && spec.dropout > 0 && this.adapterDropout ? tf.dropout(x, spec.dropout, undefined, this.dropoutSeed(kwargs)) : x;
       // Scale the narrow [.., r] activation rather than the [.., out] one.
       const h = tf.mul(this.project(xa, A.read()), scaleOf(spec));
       z = tf.add(z, lastAxisMatMul(h, B.read()));
       return this.activationFn.apply(z);
     });
+  }
+
+  /**
+   * The adapter dropout's seed: from the trainer's forward (its kwargs carry the batch's noise
+   * key), so a recompute or a pipeline stage's backward draws the loss's mask and a seeded run
+   * is reproducible. A direct call (model.fit, model.apply) draws unseeded, as tfjs's Dropout.
+   */
+  private dropoutSeed(kwargs: Kwargs): number | undefined {
+    return hasNoiseIdentity(kwargs) ? noiseSeed(kwargs, `${this.name}/${this.activeName}/dropout`) : undefined;
   }
 
   // ---------------------------------------------------------------- adapters
