@@ -82,10 +82,9 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
       return segmentHandle;
     },
     apply({ hooks, logger, trainer }) {
-      // Without a seed of its own, the random factor follows a seeded trainer (tfjs's seed 0, the trainer's default, is none),
-      // so a run with a seed is reproducible as a whole.
-      const seed = trainer.seed;
-      const options = loraOptions.seed === undefined && seed !== 0 ? { ...loraOptions, seed: seed + 1 } : loraOptions;
+      // Without a seed of its own, the random factor follows the trainer's seed, its default 0 included, so every
+      // run is reproducible as a whole. + 1: tfjs's normal draws (the gaussian init, Embedding's B) read 0 as no seed.
+      const options = loraOptions.seed === undefined ? { ...loraOptions, seed: trainer.seed + 1 } : loraOptions;
       hooks.setup.tap(LORA_PLUGIN, (ctx) => {
         // A tfjs-layers model is rebuilt with LoRA layers. A model whose segments are its own
         // (a segment model, or a reversible network that also offers a layers view) is

@@ -102,6 +102,9 @@ describe('lora plugin', () => {
     // Its own seed wins: the trainer's seed + 1 is what it derives.
     expect(await factorA(7, 3)).to.deep.equal(await factorA(0, 3));
     expect(await factorA(7)).to.deep.equal(await factorA(0, 8));
+    // The trainer's default seed 0 is a seed too: a run without any seed is reproducible.
+    expect(await factorA(0)).to.deep.equal(await factorA(0));
+    expect(await factorA(0)).to.deep.equal(await factorA(5, 1));
   });
 
   it('logs its plan at setup only with verbose: true; describe() has it either way', async () => {
