@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { noiseKey } from '@tapfit/core';
 import { checkGradients, checkNoLeaks } from '@tapfit/core/testing';
 import { expect } from 'chai';
 import { conv3d, depthToSpace, depthwise3d, dropout, dropPath, Norm, pointwise, spaceToDepth, upsampleBilinear, upsampleConv3d, variableFactory } from '../src';
@@ -119,7 +120,7 @@ describe('revsilo ops', () => {
   });
 
   describe('replayed randomness (docs/techniques.md §2.5, RNG replay)', () => {
-    it('dropout and stochastic depth draw the same mask in every forward of a step and a new one the next step', () => {
+    it('dropout and stochastic depth draw the same mask in every forward of a batch and a new one for the next batch or another seed', () => {
       const x = tf.ones([8, 6]);
       for (const f of [dropout, dropPath]) {
         const a = f(x, 0.5, 'k', { ...training, step: 3 });
@@ -130,6 +131,14 @@ describe('revsilo ops', () => {
         expect(Array.from(f(x, 0.5, 'other', { ...training, step: 3 }).dataSync())).to.not.deep.equal(Array.from(a.dataSync()));
         expect(Array.from(f(x, 0.5, 'k', inference).dataSync())).to.deep.equal(Array.from(x.dataSync()));
         expect(new Set(a.dataSync()).size).to.equal(2); // 0 and 1 / (1 - rate)
+      }
+      // Keyed by the batch and the trainer's seed (ctx.noiseKey), not by the updates applied: under a gradient
+      // delay or a skipped step ctx.step stays put while the batches move on.
+      for (const f of [dropout, dropPath]) {
+        const mask = (seed: number, serial: number) => Array.from(f(x, 0.5, 'k', { ...training, step: 0, noiseKey: noiseKey(seed, serial) }).dataSync());
+        expect(mask(1, 1)).to.not.deep.equal(mask(1, 0)); // next batch, no update between
+        expect(mask(2, 0)).to.not.deep.equal(mask(1, 0)); // another trainer seed
+        expect(mask(1, 0)).to.deep.equal(Array.from(f(x, 0.5, 'k', { ...replay, step: 0, noiseKey: noiseKey(1, 0) }).dataSync()));
       }
       const perSample = dropPath(tf.ones([16, 3, 3, 2]), 0.5, 'k', training).reshape([16, 18]).arraySync() as number[][];
       for (const row of perSample) expect(new Set(row).size).to.equal(1); // one draw per sample

@@ -1,14 +1,17 @@
 import * as tf from '@tensorflow/tfjs';
-import type { SegmentContext } from '@tapfit/core';
+import { noiseSeed, type SegmentContext } from '@tapfit/core';
 
 /**
- * Uniform [0, 1) noise that replays: seeded by the part's key and the trainer's step
- * (`ctx.step`), never by a global RNG stream, so every forward of one step (the training
- * forward, a recompute, the rebuild of an inverted segment) draws the same numbers, and
- * a resumed run draws what a straight run would (docs/techniques.md §2.5, RNG replay).
+ * Uniform [0, 1) noise that replays: seeded by the part's key and the forward's noise key
+ * (`noiseSeed(ctx, key)`: the trainer's seed and the batch, core README "Randomness and
+ * reproducibility"), never by a global RNG stream, so every forward of one batch (the
+ * training forward, a recompute, the rebuild of an inverted segment) draws the same numbers,
+ * a resumed run draws what a straight run would (docs/techniques.md §2.5, RNG replay), each
+ * batch draws anew even while updates are withheld (a gradient delay, a skipped step), and
+ * another trainer seed draws other masks.
  */
 export function replayedUniform(shape: number[], key: string, ctx: SegmentContext): tf.Tensor {
-  return tf.randomUniform(shape, 0, 1, 'float32', `${key}@${ctx.step}`);
+  return tf.randomUniform(shape, 0, 1, 'float32', noiseSeed(ctx, key));
 }
 
 /** Inverted dropout with a replayed mask; the identity outside training or at rate 0. */
