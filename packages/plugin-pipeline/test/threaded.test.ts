@@ -11,13 +11,15 @@ import { PipelineTestDoubler } from './fixtures/custom-layer';
 /**
  * 'penalties': an L2 kernel penalty on stage 1 and an L1 bias penalty on stage 3 (none on
  * stage 2, which passes stage 3's on); 'constraints': a maxNorm kernel on stage 1 (its
- * initial columns are longer) and a nonNeg bias on stage 3.
+ * initial columns are longer) and a nonNeg bias on stage 3; 'dropout': a Dropout after d1,
+ * in stage 1 (D = 4: its backward of t runs after the forwards of t + 1 .. t + 4).
  */
-type Extras = 'none' | 'penalties' | 'constraints';
+type Extras = 'none' | 'penalties' | 'constraints' | 'dropout';
 const build = (extras: Extras = 'none') =>
   tf.sequential({
     layers: [
       tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), ...(extras === 'penalties' ? { kernelRegularizer: tf.regularizers.l2({ l2: 0.05 }) } : extras === 'constraints' ? { kernelConstraint: tf.constraints.maxNorm({ maxValue: 0.5, axis: 0 }) } : {}) }),
+      ...(extras === 'dropout' ? [tf.layers.dropout({ name: 'drop', rate: 0.3 })] : []),
       tf.layers.dense({ name: 'd2', units: 5, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
       tf.layers.dense({ name: 'd3', units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 3 }), ...(extras === 'penalties' ? { biasInitializer: tf.initializers.constant({ value: 0.3 }), biasRegularizer: tf.regularizers.l1({ l1: 0.02 }) } : extras === 'constraints' ? { biasConstraint: tf.constraints.nonNeg() } : {}) }),
     ],
@@ -36,10 +38,10 @@ const setupFault = path.join(__dirname, 'fixtures', 'setup-fault.js');
 
 type Run = { weights: number[][]; losses: number[] };
 
-async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, extras: Extras = 'none'): Promise<Run> {
+async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, extras: Extras = 'none', seed = 0): Promise<Run> {
   const { x, y } = samples(n);
   const model = build(extras);
-  const t = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(optimizer), plugins: [pipeline({ ...options, boundaries: ['d2', 'd3'] })], logger: new SilentLogger() });
+  const t = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(optimizer), plugins: [pipeline({ ...options, boundaries: ['d2', 'd3'] })], logger: new SilentLogger(), seed });
   const data = tensorData(x, y);
   const losses: number[] = [];
   await t.fit(data, { epochs: 1, batchSize: microBatch, shuffle: false, callbacks: [{ onBatchEnd: (_b: number, logs?: Record<string, number>) => void losses.push(logs!.loss) }] });
@@ -49,10 +51,10 @@ async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number
   return { weights, losses };
 }
 
-async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, extras: Extras = 'none'): Promise<Run> {
+async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, extras: Extras = 'none', seed = 0): Promise<Run> {
   const { x, y } = samples(n);
   const model = build(extras);
-  const pipe = await ThreadedPipeline.start({ model, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', ...options } as never);
+  const pipe = await ThreadedPipeline.start({ model, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', seed, ...options } as never);
   let losses: number[] = [];
   try {
     losses = await pipe.train(x, y, { microBatch });
@@ -106,6 +108,22 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
         columns(b.weights[0]).forEach((norm) => expect(norm).to.be.at.most(0.5 + 1e-6));
         b.weights[5].forEach((v) => expect(v).to.be.at.least(0));
       }
+    });
+  }
+
+  for (const [label, options] of [
+    ['PB + SC + LWP', { compensation: 'sc', prediction: 'lwp-velocity' }],
+    ['weight stashing', { weightStashing: true }],
+  ] as const) {
+    it(`a Dropout in stage 1 (rebuilt from JSON in the worker; D = 4), ${label}: seed 3 gives the weights and losses of the simulator in a trainer with seed 3`, async () => {
+      const n = 24;
+      const a = await simulated(options, n, 1, 'dropout', 3);
+      const b = await threaded(options, n, 1, 'dropout', 3);
+      a.weights.forEach((w, i) => w.forEach((v, j) => expect(b.weights[i][j], `variable ${i}[${j}]`).to.be.closeTo(v, 1e-6)));
+      a.losses.forEach((v, t) => expect(b.losses[t], `loss of micro-batch ${t}`).to.be.closeTo(v, 1e-5));
+      // The masks matter (the test can fail): another seed trains to other weights.
+      const other = await simulated(options, n, 1, 'dropout', 4);
+      expect(Math.max(...other.weights[0].map((v, j) => Math.abs(v - a.weights[0][j])))).to.be.above(1e-4);
     });
   }
 

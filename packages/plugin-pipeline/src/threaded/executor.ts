@@ -37,6 +37,12 @@ export interface ThreadedPipelineOptions {
   weightStashing?: boolean | undefined;
   /** The model's weight constraints (`kernelConstraint`, ...): 'apply' (default) projects each after its stage's update, as the trainer does; 'ignore' as tfjs's model.fit. */
   constraints?: 'apply' | 'ignore' | undefined;
+  /**
+   * Seeds the dropout masks (0 by default), as the trainer's `seed` does: micro-batch t's masks
+   * follow (seed, t, layer), so a stage's backward of t replays t's forward masks, and the run
+   * equals the simulator's in a trainer with the same seed.
+   */
+  seed?: number | undefined;
   /** The workers' backend; default 'wasm'. */
   backend?: 'cpu' | 'wasm' | undefined;
   /** A module each worker loads first (with import(): CommonJS or ESM, top-level await included), as an absolute path or a file: URL: may export `setup({ stage })` (register custom layers), `loss`, and `onSample({ stage, sample, phase })`. */
@@ -144,6 +150,7 @@ export class ThreadedPipeline {
         weightStashing: options.weightStashing,
         constraints: options.constraints,
         backend: options.backend,
+        seed: options.seed,
         setupModule: options.setupModule,
         upstream: i > 0 ? links[i - 1].downstream : undefined,
         downstream: i < stages.length - 1 ? links[i].upstream : undefined,

@@ -23,6 +23,8 @@ export interface StageInit {
   weightStashing: boolean;
   constraints: 'apply' | 'ignore';
   backend: 'cpu' | 'wasm';
+  /** The trainer-style seed of the dropout masks: micro-batch t draws with noiseKey(seed, t). */
+  seed: number;
   setupModule?: string;
   /** Links to the neighbours (absent at the ends). */
   upstream?: MessagePort;

@@ -4,7 +4,7 @@
 // rules and the same functions as the one-process simulator (../simulator.ts).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { ChainStepper, fromLayersModel, importSetupModule, layersConstraints, penalizedLayers, rebuildLayersModelInWorker, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
+import { ChainStepper, fromLayersModel, importSetupModule, layersConstraints, noiseKey, penalizedLayers, rebuildLayersModelInWorker, resolveLoss, selectBackend, sgd, type LossFn, type LossName, type NamedTensors, type Segment, type StepTransform } from '@tapfit/core';
 import { spikeCompensation } from '../spike-compensation';
 import { runSegments, stageBackward, withWeights } from '../stage-math';
 import { WeightHistory } from '../weight-history';
@@ -177,7 +177,8 @@ class Stage {
     }
     const x = tf.keep(tf.tensor(m.data, m.shape));
     this.stash.set(t, x);
-    const ctx = { training: true, recomputing: false, step: t };
+    // Sample t's masks follow (seed, t, layer): its backward, after later forwards, replays them.
+    const ctx = { training: true, recomputing: false, step: t, noiseKey: noiseKey(init.seed, t) };
     if (this.last && init.delay === 0) {
       this.backward(t);
       return;
@@ -202,7 +203,7 @@ class Stage {
     this.hooks.onSample?.({ stage: init.stage, sample: t, phase: 'backward' });
     const x = this.stash.get(t)!;
     const once = this.last && init.delay === 0;
-    const ctx = { training: true, recomputing: !once, step: t };
+    const ctx = { training: true, recomputing: !once, step: t, noiseKey: noiseKey(init.seed, t) };
     const dy = this.backwards.get(t);
     const labels = this.labels.get(t);
     const head = this.last ? { loss: this.loss, y: labels! } : { dys: [dy!] };
