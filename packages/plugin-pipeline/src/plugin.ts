@@ -76,6 +76,48 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
   /** The learning rate and the chain members the velocity form reads (set in stepTransforms). */
   let lrSource: { member: string; lr: number | Schedule } | undefined;
   let momentumMember = 'momentum';
+  /** The model setup partitioned: a resume may rebind it to the checkpoint's split. */
+  let setupModel: TrainableModel | undefined;
+  /** D_s of each trainable variable's stage, read by Spike Compensation at every update. */
+  const delayOf = new Map<string, number>();
+
+  /** Binds `specs` to the model's variables as the running simulator (or a candidate for a resume's check). */
+  const simulate = (model: TrainableModel, specs: readonly StageSpec[]): PipelineSimulator =>
+    new PipelineSimulator(bindStages(specs, model.segments, new Set(trainableVariables(model))), { prediction: o.prediction, weightStashing: o.weightStashing, motion });
+
+  const use = (model: TrainableModel, specs: StageSpec[], sim: PipelineSimulator): void => {
+    stages = specs;
+    simulator = sim;
+    delayOf.clear();
+    for (const st of sim.stages) for (const v of st.variables) delayOf.set(v.name, st.delay);
+    inputBytesPerSample = probeStageInputs(model, specs, inputShapeOf(model, o.inputShape));
+  };
+
+  /**
+   * The checkpoint's split when it differs from this setup's (undefined when it is the same, or
+   * the checkpoint predates saving it). A balanced split (`stages: S`) is measured anew at every
+   * setup, so a resume takes the saved one; explicit `boundaries` that differ are refused, naming
+   * the ones to pass.
+   */
+  const savedSplit = (state: PluginState): StageSpec[] | undefined => {
+    const saved = (state.json as SavedHistory | undefined)?.stages;
+    if (!setupModel || !Array.isArray(saved) || !saved.every((st) => Array.isArray(st.segments))) return undefined;
+    const split = saved.map((st) => st.segments!);
+    if (JSON.stringify(split) === JSON.stringify(stages.map((st) => st.segments))) return undefined;
+    const boundaries = split.slice(1).map((names) => names[0]);
+    const quoted = (b: readonly string[]) => `[${b.map((n) => `'${n}'`).join(', ')}]`;
+    const names = setupModel.segments.map((seg) => seg.name);
+    if (JSON.stringify(split.flat()) !== JSON.stringify(names)) {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `${PIPELINE_PLUGIN}: the checkpoint's stages name the segments ${quoted(split.flat())}, this model has ${quoted(names)}; resume with the model the run was saved with.`);
+    }
+    if (o.boundaries) {
+      throw new TapfitError(
+        ErrorCodes.CHECKPOINT,
+        `${PIPELINE_PLUGIN}: the checkpoint was saved with stages split at boundaries ${quoted(boundaries)}, this pipeline has boundaries ${quoted(o.boundaries)}; resume with boundaries: ${quoted(boundaries)}.`,
+      );
+    }
+    return partitionAt(names, boundaries, o.extraDelay);
+  };
 
   const motion: MotionSource = {
     velocity(v) {
@@ -157,11 +199,10 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
       });
       // LAST: partition the model other setup taps (OnlineNorm, LoRA) have settled on.
       api.hooks.setup.tap({ stage: Stage.LAST }, ({ model }) => {
-        stages = partition(model);
-        const trainable = new Set(trainableVariables(model));
+        const specs = partition(model);
         simulator?.dispose();
-        simulator = new PipelineSimulator(bindStages(stages, model.segments, trainable), { prediction: o.prediction, weightStashing: o.weightStashing, motion });
-        inputBytesPerSample = probeStageInputs(model, stages, inputShapeOf(model, o.inputShape));
+        setupModel = model;
+        use(model, specs, simulate(model, specs));
         if (o.verbose) logger?.info(plugin.describe());
       });
       api.hooks.planMemory.tap({ stage: Stage.LAST }, (plan) => {
@@ -173,8 +214,6 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
         return { ...plan, extraBytes: [...plan.extraBytes, ...extra] };
       });
       api.hooks.stepTransforms.tap({ stage: Stage.TRANSFORM }, (members) => {
-        const delayOf = new Map<string, number>();
-        for (const s of simulator?.stages ?? []) for (const v of s.variables) delayOf.set(v.name, s.delay);
         const m = members.find((t) => t.name === momentumMember) ?? members.find((t) => typeof t.hyperparams?.momentum === 'number');
         if (m) momentumMember = m.name;
         if (o.prediction === 'lwp-velocity') {
@@ -200,11 +239,30 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
       });
     },
     saveState: () => saveHistory(simulator, settingsOf(o)),
-    checkState: (state: PluginState) => void readHistory(simulator, state, settingsOf(o)),
-    loadState(state: PluginState) {
+    checkState(state: PluginState) {
+      const split = savedSplit(state);
+      if (!split) return void readHistory(simulator, state, settingsOf(o));
+      const candidate = simulate(setupModel!, split);
       try {
-        loadHistory(simulator, state, settingsOf(o));
+        readHistory(candidate, state, settingsOf(o));
+      } finally {
+        candidate.dispose();
+      }
+    },
+    loadState(state: PluginState) {
+      let candidate: PipelineSimulator | undefined;
+      try {
+        const split = savedSplit(state);
+        candidate = split && simulate(setupModel!, split);
+        loadHistory(candidate ?? simulator, state, settingsOf(o));
+        if (split && candidate) {
+          const measured = stages.map((st) => st.segments.join(' '));
+          simulator?.dispose();
+          use(setupModel!, split, candidate);
+          logger?.info(`${PIPELINE_PLUGIN}: resuming with the checkpoint's stages [${split.map((st) => st.segments.join(' ')).join(' | ')}], not this setup's measured [${measured.join(' | ')}]`);
+        }
       } catch (err) {
+        candidate?.dispose();
         tf.dispose(Object.values(state.tensors ?? {}));
         throw err;
       }
@@ -238,13 +296,14 @@ function probeStageInputs(model: TrainableModel, stages: readonly StageSpec[], s
   });
 }
 
-// Checkpoint layout: json { tick, stages: [{ index, delay, entries, previous }] }, tensors
+// Checkpoint layout: json { tick, stages: [{ index, delay, entries, previous, segments }] }, tensors
 // 's<stage>:<version>:<variable index>' and 's<stage>:prev:<variable index>' (indices, not
 // names: tfjs numbers variables per process).
 
 interface SavedHistory {
   tick: number;
-  stages: { index: number; delay: number; entries: number[]; previous: boolean }[];
+  /** `segments`: the stage's segment names (absent in checkpoints before 2026-12-01). */
+  stages: { index: number; delay: number; entries: number[]; previous: boolean; segments?: string[] }[];
   /** What the held versions mean (raw weights or predictions) and how they are used; absent in checkpoints before 2026-11-30. */
   settings?: HistorySettings;
 }
@@ -259,7 +318,7 @@ function saveHistory(sim: PipelineSimulator | undefined, settings: HistorySettin
   const json: SavedHistory = { tick: sim.tick, stages: [], settings };
   sim.stages.forEach((s, i) => {
     const snap = sim.history(i)?.snapshot();
-    json.stages.push({ index: s.index, delay: s.delay, entries: snap?.entries.map(([k]) => k) ?? [], previous: !!snap?.previous });
+    json.stages.push({ index: s.index, delay: s.delay, entries: snap?.entries.map(([k]) => k) ?? [], previous: !!snap?.previous, segments: [...s.segments] });
     snap?.entries.forEach(([k, ts]) => ts.forEach((t, j) => (tensors[`s${s.index}:${k}:${j}`] = t)));
     snap?.previous?.forEach((t, j) => (tensors[`s${s.index}:prev:${j}`] = t));
   });

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { adam, fromLayersModel, segmentModel, sgd, SilentLogger, Trainer, type Segment, type TapfitPlugin } from '@tapfit/core';
+import { adam, fromLayersModel, readParam, segmentModel, sgd, SilentLogger, Trainer, type Segment, type TapfitPlugin } from '@tapfit/core';
 import { blobData, tinyModel } from '@tapfit/core/testing';
 import { expect } from 'chai';
 import * as fs from 'node:fs';
@@ -289,5 +289,85 @@ describe('pipeline plugin: checkpoints', () => {
       data.dispose();
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+  describe('the split a checkpoint was saved with', () => {
+    /**
+     * Four dense segments; d1's inference forward (what 'stages: 2' times) busy-waits 10 ms, so the
+     * measured split is [d1 | d2 d3 d4] every time, while training forwards run at full speed.
+     */
+    const model = () => {
+      const dense = (name: string, rows: number, cols: number, seed: number): Segment => {
+        const w = tf.variable(tf.randomNormal([rows, cols], 0, 0.5, 'float32', seed));
+        return {
+          name,
+          params: [w],
+          forward: ([x], ctx) => {
+            if (name === 'd1' && !ctx.training) for (const end = performance.now() + 10; performance.now() < end; );
+            return [tf.tanh(tf.matMul(x as tf.Tensor2D, readParam(ctx, w) as tf.Tensor2D))];
+          },
+        };
+      };
+      return segmentModel([dense('d1', 4, 8, 1), dense('d2', 8, 8, 2), dense('d3', 8, 6, 3), dense('d4', 6, 3, 4)], { inputShape: [4], outputShape: [3] });
+    };
+    const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
+    const options = { compensation: 'sc', prediction: 'lwp-velocity' } as const;
+    const make = (p: PipelineOptions, plugins: TapfitPlugin[] = [], m = model()) => ({ model: m, loss: 'softmaxCrossEntropy' as const, optimizer: sgd({ lr: 0.05, momentum: 0.9 }), plugins: [pipeline(p), ...plugins], logger: new SilentLogger() });
+    const free = (t: Trainer) => {
+      tf.dispose(Object.values(t.variables));
+      t.dispose();
+    };
+
+    it("'stages: S' resumes with the saved split, not a new measurement: bitwise equal to training straight through with that split", async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
+      const data = blobData(16);
+      try {
+        // The run was saved with the split at d3 (what another process measured, say).
+        const straight = new Trainer(make({ boundaries: ['d3'], ...options }));
+        await straight.fit(data, { epochs: 2, batchSize: 2, shuffle: false });
+        const holder: { t?: Trainer } = {};
+        const stop: TapfitPlugin = { name: 'stop', core: '^0.1.0', apply: ({ hooks }) => hooks.batchEnd.tap('stop', (i) => void (i.epoch === 0 && i.batch === 4 && holder.t!.stop())) };
+        const interrupted = (holder.t = new Trainer(make({ boundaries: ['d3'], ...options }, [stop])));
+        await interrupted.fit(data, { epochs: 2, batchSize: 2, shuffle: false });
+        await interrupted.save(dir);
+        free(interrupted);
+        const measured = new Trainer(make({ stages: 2, ...options }));
+        await measured.setup();
+        expect((measured.plugins[0] as ReturnType<typeof pipeline>).stages.map((st) => st.segments)).to.deep.equal([['d1'], ['d2', 'd3', 'd4']]);
+        free(measured);
+        const resumed = await Trainer.resume(dir, make({ stages: 2, ...options }));
+        expect((resumed.plugins[0] as ReturnType<typeof pipeline>).stages.map((st) => st.segments)).to.deep.equal([['d1', 'd2'], ['d3', 'd4']]);
+        await resumed.fit(data, { epochs: 2, batchSize: 2, shuffle: false });
+        expect(resumed.step).to.equal(straight.step);
+        expect(weights(resumed)).to.deep.equal(weights(straight));
+        free(straight);
+        free(resumed);
+      } finally {
+        data.dispose();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it('explicit boundaries that differ from the saved split are refused naming the boundaries to pass, before anything is applied', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
+      const data = blobData(8);
+      try {
+        const saved = new Trainer(make({ boundaries: ['d3'], ...options }));
+        await saved.fit(data, { epochs: 1, batchSize: 2, shuffle: false });
+        await saved.save(dir);
+        free(saved);
+        const m = model();
+        const before = m.segments.map((seg) => Array.from(seg.params[0].dataSync()));
+        const err = await Trainer.resume(dir, make({ boundaries: ['d2'], ...options }, [], m)).then(
+          () => null,
+          (e: Error) => e,
+        );
+        expect(err?.message).to.match(/saved with stages split at boundaries \['d3'\], this pipeline has boundaries \['d2'\]; resume with boundaries: \['d3'\]/);
+        expect(m.segments.map((seg) => Array.from(seg.params[0].dataSync()))).to.deep.equal(before);
+        tf.dispose(m.segments.flatMap((seg) => seg.params));
+      } finally {
+        data.dispose();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
   });
 });
