@@ -27,7 +27,7 @@ export interface AsyncTrainOptions {
    * `loss(yTrue, yPred)` (used instead of `loss`).
    */
   setupModule?: string | undefined;
-  /** Shuffling seed of the workers' batches; default 0. */
+  /** Shuffling seed of the workers' batches; default 0. With 2 or more workers the arrival order of their gradients varies, so runs are not reproducible whatever the seed. */
   seed?: number | undefined;
   /** A worker that has not answered a gradient request within this many ms is stopped as hung; default 120000. */
   timeoutMs?: number | undefined;
