@@ -1,3 +1,5 @@
+import { spawnSync } from 'node:child_process';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { fromLayersModel, losses, noiseKey, SegmentExecutor, sgd, SilentLogger, Trainer, type MemoryPolicy, type SegmentContext, type TapfitPlugin, type TrainableModel, type TrainerOptions } from '../src';
@@ -12,14 +14,15 @@ import { planOf, requestOf, toArrays } from './memory/models';
 describe('dropout masks follow (seed, batch, layer)', () => {
   useBackend('cpu');
 
-  const dropoutMlp = (): tf.Sequential =>
-    tf.sequential({
-      layers: [
-        tf.layers.dense({ units: 16, inputShape: [4], activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), name: 'd1' }),
-        tf.layers.dropout({ rate: 0.5, name: 'drop' }),
-        tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), name: 'head' }),
-      ],
-    });
+  /** The model, as source text too: a child process builds the same one. */
+  const DROPOUT_MLP = `tf.sequential({
+    layers: [
+      tf.layers.dense({ units: 16, inputShape: [4], activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), name: 'd1' }),
+      tf.layers.dropout({ rate: 0.5, name: 'drop' }),
+      tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), name: 'head' }),
+    ],
+  })`;
+  const dropoutMlp = (): tf.Sequential => new Function('tf', `return ${DROPOUT_MLP};`)(tf) as tf.Sequential;
 
   /** The model as tf.loadLayersModel and the threaded pipeline's workers build it: from its JSON (Dropout's absent seed becomes null). */
   async function fromJson(model: tf.LayersModel): Promise<tf.LayersModel> {
@@ -97,6 +100,28 @@ describe('dropout masks follow (seed, batch, layer)', () => {
       }
       expect(runs[1]).to.deep.equal(runs[0]);
       expect(runs[2]).to.not.deep.equal(runs[0]);
+      data.dispose();
+    });
+
+    it('another process with the same seed trains to bitwise the same weights (nothing is drawn from process state)', async () => {
+      const train = `
+        const tf = require('@tensorflow/tfjs');
+        const core = require(${JSON.stringify(path.join(__dirname, '..', 'src'))});
+        const { blobData } = require(${JSON.stringify(path.join(__dirname, '..', 'src', 'testing'))});
+        (async () => {
+          await tf.setBackend('cpu');
+          const t = new core.Trainer({ model: ${DROPOUT_MLP}, loss: 'softmaxCrossEntropy', optimizer: core.sgd({ lr: 0.1, momentum: 0.9 }), logger: new core.SilentLogger(), seed: 3 });
+          await t.fit(blobData(32, { seed: 1 }), { epochs: 2, batchSize: 8 });
+          console.log(JSON.stringify(Object.values(t.variables).map((v) => Array.from(v.dataSync()))));
+        })();`;
+      const child = spawnSync(process.execPath, ['-e', train], { cwd: path.join(__dirname, '..', '..'), encoding: 'utf8', timeout: 120_000 });
+      expect(child.status, child.stderr).to.equal(0);
+      const data = blobs(32);
+      const t = new Trainer(options(3));
+      await t.fit(data, { epochs: 2, batchSize: 8 });
+      expect(JSON.parse(child.stdout.trim().split('\n').at(-1)!)).to.deep.equal(weights(t));
+      t.model.layersModel!.dispose();
+      t.dispose();
       data.dispose();
     });
 
