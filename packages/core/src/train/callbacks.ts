@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
+import { distance } from 'fastest-levenshtein';
 import { ErrorCodes, TapfitError } from '../errors';
-import { suggest } from '../options';
 import type { FitParams } from '../hooks/types';
 
 /** What fit passes to callbacks (numbers, as tfjs's callbacks see them after resolving). */
@@ -22,6 +22,8 @@ export interface CallbackHandlers {
   onEpochEnd?(epoch: number, logs?: Logs): unknown;
   onBatchBegin?(batch: number, logs?: Logs): unknown;
   onBatchEnd?(batch: number, logs?: Logs): unknown;
+  /** Accepted for model.fit compatibility and not called (fit logs a line saying so): tapfit does not yield per batch. */
+  onYield?(epoch: number, batch: number, logs: Logs): unknown;
 }
 
 /** A tfjs callback as fit calls it: the handlers, and a tf.Callback's setParams / setModel. */
@@ -128,7 +130,7 @@ function hasOwnHandler(cb: CallbackLike, handler: Handler): boolean {
   return typeof fn === 'function' && fn !== baseCallbackPrototype[handler];
 }
 
-/** tfjs's forms: one callback, a list of them, or nothing. Plain objects may hold only handlers. */
+/** tfjs's forms: one callback, a list of them, or nothing. */
 function toList(spec: unknown): CallbackLike[] {
   if (spec === undefined || spec === null) return [];
   const list = Array.isArray(spec) ? spec : [spec];
@@ -137,16 +139,70 @@ function toList(spec: unknown): CallbackLike[] {
     if (typeof cb !== 'object' || cb === null) {
       throw new TapfitError(ErrorCodes.CONFIG, `${where}: expected a callback object ({ onEpochEnd(epoch, logs) {...} }) or a tf.Callback such as tf.callbacks.earlyStopping(), got ${String(cb)}.`);
     }
-    if (Object.getPrototypeOf(cb) === Object.prototype) {
-      for (const [key, value] of Object.entries(cb)) {
-        if (!(HANDLERS as readonly string[]).includes(key)) {
-          throw new TapfitError(ErrorCodes.CONFIG, `${where}: unknown callback '${key}'${suggest(key, HANDLERS)}.`);
-        }
-        if (typeof value !== 'function') throw new TapfitError(ErrorCodes.CONFIG, `${where}.${key} must be a function, got ${String(value)}.`);
-      }
-    }
+    if (Object.getPrototypeOf(cb) === Object.prototype) checkPlainCallback(cb as Record<string, unknown>, where);
     return cb as CallbackLike;
   });
+}
+
+/** model.fit's CustomCallbackArgs keys for its yielding, which tapfit does not call (see yieldKeysNote). */
+const YIELD_KEYS = ['onYield', 'nowFunc', 'nextFrameFunc'] as const;
+
+/**
+ * A plain callback object as model.fit takes it: it calls the hooks it knows and ignores
+ * other keys, so a ported object may carry its own state and helper methods. What is
+ * refused is a function under a near miss of a hook's name (`onEpochEnds`, `onBatchend`):
+ * model.fit would silently never call it.
+ */
+function checkPlainCallback(cb: Record<string, unknown>, where: string): void {
+  const known: readonly string[] = [...HANDLERS, 'onYield'];
+  for (const [key, value] of Object.entries(cb)) {
+    if (known.includes(key)) {
+      // model.fit skips a hook left null or undefined (`onBatchEnd: verbose ? log : undefined`).
+      if (typeof value !== 'function' && value != null) throw new TapfitError(ErrorCodes.CONFIG, `${where}.${key} must be a function, got ${String(value)}.`);
+      continue;
+    }
+    if (typeof value !== 'function') continue; // the callback's own state
+    const hook = misspeltHook(key, known);
+    if (hook) {
+      throw new TapfitError(
+        ErrorCodes.CONFIG,
+        `${where}: unknown callback '${key}' (did you mean '${hook}'?): neither model.fit nor fit would call it. Fix the name, or give a helper method a name further from the hooks (${HANDLERS.join(', ')}).`,
+      );
+    }
+  }
+}
+
+/** The hook `key` is a likely typo of: the nearest one, if within 2 edits ignoring case. */
+function misspeltHook(key: string, hooks: readonly string[]): string | undefined {
+  const lower = key.toLowerCase();
+  const near = hooks.map((h) => ({ h, d: distance(lower, h.toLowerCase()) })).sort((a, b) => a.d - b.d)[0];
+  return near && near.d <= 2 ? near.h : undefined;
+}
+
+/** Callback objects whose yield keys fit has warned about. */
+const noted = new WeakSet<object>();
+
+/**
+ * The line fit logs when callbacks carry model.fit's yield hooks, once per callback object
+ * (a loop of fit calls with the same callbacks logs it once): model.fit calls `onYield` when
+ * it yields to the event loop (every 125 ms by default); tapfit's fit lets the event loop turn
+ * once a second between steps on its own and calls no hook there.
+ */
+export function yieldKeysNote(spec: unknown): string | undefined {
+  const list = spec == null ? [] : Array.isArray(spec) ? spec : [spec];
+  const keys = new Set<string>();
+  for (const cb of list) {
+    if (typeof cb !== 'object' || cb === null || noted.has(cb)) continue;
+    const own = YIELD_KEYS.filter((k) => (cb as Record<string, unknown>)[k] != null);
+    if (own.length) noted.add(cb);
+    for (const k of own) keys.add(k);
+  }
+  if (!keys.size) return undefined;
+  const named = [...keys].map((k) => `'${k}'`).join(', ');
+  return (
+    `fit.callbacks: ${named} ignored: tapfit's fit does not yield per batch as model.fit does (it lets the event loop turn once a second ` +
+    `between steps on its own, and calls no hook there); run per-batch work in onBatchEnd, or drop the key.`
+  );
 }
 
 /** The trainer's model.evaluate / model.predict, for the callbacks' model view. */

@@ -37,7 +37,7 @@ import { resolveMetrics, type MetricSpec } from './metrics';
 import { parseOptions } from '../options';
 import { dataEvaluateOptionsSchema, trainerOptionsSchema, type FitOptions, type InferenceOptions, type ParsedFitOptions } from './options';
 import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, withOwnBatching, type TensorLike } from './fit-inputs';
-import { FitCallbacks, type FitParams, type Logs } from './callbacks';
+import { FitCallbacks, yieldKeysNote, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
 import { asModelInputs, asModelTargets, takesOneValue } from './targets';
@@ -483,6 +483,8 @@ export class Trainer {
       },
       this.fitting, // the user's model (and a model setup swapped in): their own stopTraining stops the fit too
     );
+    const yieldNote = yieldKeysNote(o.callbacks);
+    if (yieldNote) this.logger.warn(yieldNote);
     const names = ['loss', ...this.resolve(Tokens.Metrics).map((m) => m.name)];
     const resumed = this.resumedSchedule;
     if (o.initialEpoch !== undefined && o.initialEpoch !== this.pos.epoch) {

@@ -228,6 +228,49 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it('a callback object may carry its own state and helper methods, and onYield, as under model.fit; a misspelt hook is refused', async () => {
+    const { x, y, labels } = blobTensors(16);
+    const options = { epochs: 3, batchSize: 8, shuffle: false, verbose: 0 as const };
+    // A ported program's callbacks object: state, a helper method, a hook left undefined, model.fit's onYield.
+    const recorder = () => {
+      const state = {
+        losses: [] as number[],
+        label: 'run 1',
+        record(loss: number) { state.losses.push(loss); },
+        onEpochEnd: (_e: number, logs?: tf.Logs) => state.record(logs!.loss),
+        onBatchEnd: undefined,
+        onYield: () => undefined,
+      };
+      return state;
+    };
+    const reference = recorder();
+    await compiled('sgd').fit(x, y, { ...options, callbacks: reference });
+    expect(reference.losses).to.have.length(3);
+    const logger = recordingLogger();
+    const t = trainerFor('sgd', { logger });
+    const ours = recorder();
+    await t.fit(x, y, { ...options, callbacks: ours as never });
+    expectHistoryClose({ loss: ours.losses }, { loss: reference.losses });
+    expect(logger.lines.filter((l) => /onYield/.test(l))).to.deep.equal([
+      "warn: fit.callbacks: 'onYield' ignored: tapfit's fit does not yield per batch as model.fit does (it lets the event loop turn once a second between steps on its own, and calls no hook there); run per-batch work in onBatchEnd, or drop the key.",
+    ]);
+    await t.fit(x, y, { ...options, callbacks: ours as never }); // the same object again (a loop of fits): no second line
+    expect(logger.lines.filter((l) => /onYield/.test(l))).to.have.length(1);
+    // A function under a near miss of a hook's name is a typo model.fit would silently never call: refused naming the hook.
+    const steps = t.step;
+    for (const [key, hook] of [['onEpochEnds', 'onEpochEnd'], ['onBatchend', 'onBatchEnd'], ['onbatchbegin', 'onBatchBegin'], ['onTrianBegin', 'onTrainBegin'], ['onYeild', 'onYield']]) {
+      const err = await t.fit(x, y, { ...options, callbacks: [{ onTrainEnd: () => undefined }, { [key]: () => undefined }] as never }).catch((e: TapfitError) => e);
+      expect(err).to.be.instanceOf(TapfitError);
+      expect((err as TapfitError).code).to.equal('TAPFIT_E_CONFIG');
+      expect((err as TapfitError).message).to.contain(`fit.callbacks[1]: unknown callback '${key}' (did you mean '${hook}'?)`);
+    }
+    expect(t.step, 'a refused fit trains nothing').to.equal(steps);
+    // A known hook that is not a function is refused as before.
+    expect(((await t.fit(x, y, { ...options, callbacks: { onEpochEnd: 3 } as never }).catch((e: Error) => e)) as Error).message).to.match(/fit\.callbacks\.onEpochEnd must be a function, got 3/);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
   it('tf.callbacks.earlyStopping stops the trainer where it stops model.fit', async () => {
     const { x, y, labels } = blobTensors(32);
     // The loss falls every epoch, so in 'max' mode it never improves: stop after patience + 1 epochs.
