@@ -108,6 +108,24 @@ describe('tapfit CLI: Ctrl-C, SIGTERM and failures leave the terminal and the ch
     expectTerminalRestored(run.out());
   });
 
+  it("a run killed outright (SIGKILL) leaves its report's step-record file; the next run reporting into that folder removes it", async () => {
+    const dir = tmpDir();
+    writeJson(longConfig({ checkpoint: undefined }), dir);
+    const report = path.join(dir, 'report');
+    const spools = () => (fs.existsSync(report) ? fs.readdirSync(report).filter((f) => f.startsWith('.steps.jsonl.tmp-')) : []);
+    const run = start(['train', 'config.json', '--report', 'report'], dir, false);
+    for (const deadline = performance.now() + 120_000; !spools().length && performance.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+    run.child.kill('SIGKILL');
+    const { signal } = await run.exited;
+    expect(signal, run.err()).to.equal('SIGKILL');
+    const left = spools();
+    expect(left, 'what the killed run left').to.have.length(1);
+    writeJson(tinyConfig({ training: { epochs: 1, batchSize: 20 } }), dir, 'short.json');
+    const next = spawnSync(process.execPath, [cli, 'train', 'short.json', '--report', 'report'], { cwd: dir, encoding: 'utf8' });
+    expect(next.status, next.stderr).to.equal(0);
+    expect(fs.readdirSync(report).sort()).to.deep.equal(['report.html', 'report.json']);
+  });
+
   it('a run that fails mid-epoch on a terminal restores it and prints the error on a fresh line (exit 1)', async () => {
     const dir = tmpDir();
     writeJson(tinyConfig({ training: { epochs: 1, batchSize: 20 }, log: { progress: true } }), dir);

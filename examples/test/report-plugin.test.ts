@@ -1,4 +1,6 @@
+import { spawn, type ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { expect } from 'chai';
 import { Stage, type TapfitPlugin, type TrainerDescription } from '@tapfit/core';
@@ -128,5 +130,61 @@ describe('training report plugin: memory bounded in the steps', function () {
       data.dispose();
     }
     expect(fs.readdirSync(parent)).to.deep.equal([]);
+  });
+});
+
+/** A process writing step records into `dir` through the report's spool, as a run does, until it is killed. */
+async function spoolWriter(dir: string): Promise<ChildProcess> {
+  const spool = path.join(__dirname, '..', 'src', 'report', 'step-spool.js');
+  const script = `const { StepSpool } = require(${JSON.stringify(spool)});
+const s = new StepSpool(${JSON.stringify(dir)});
+for (let i = 0; i < 1000; i++) s.append({ step: i, epoch: 0, batch: i, loss: 1, lr: 0.1, ms: 1, peakBytes: 0, liveBytes: 0, skipped: false });
+console.log('writing');
+setInterval(() => undefined, 1000);`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.on('data', () => resolve());
+    child.on('exit', (code) => reject(new Error(`the spool writer exited (${code})`)));
+  });
+  return child;
+}
+
+describe("training report plugin: step-record files that killed runs left", function () {
+  this.timeout(120_000);
+
+  it("a run reporting into a folder removes the files of writers that no longer run, and keeps a live run's, another machine's and unnamed ones", async () => {
+    const dir = path.join(tmpDir('tapfit-report-plugin-'), 'report');
+    const spools = () => fs.readdirSync(dir).filter((f) => f.startsWith('.steps.jsonl.tmp-')).sort();
+    const killed = await spoolWriter(dir);
+    const [dead] = spools();
+    killed.kill('SIGKILL');
+    await new Promise((resolve) => killed.once('exit', resolve));
+    const live = await spoolWriter(dir);
+    try {
+      const liveFile = spools().find((f) => f !== dead)!;
+      // The dead writer's file as another machine sharing the folder would name it, and one named by an older tapfit (no writer in it).
+      const host = os.hostname().replace(/[^A-Za-z0-9.-]/g, '_');
+      expect(dead).to.contain(`-${host}-${killed.pid}-`);
+      const otherMachine = dead.replace(`-${host}-`, '-other-machine-');
+      const unnamed = '.steps.jsonl.tmp-0123456789ab';
+      for (const f of [otherMachine, unnamed, 'notes.txt']) fs.copyFileSync(path.join(dir, dead), path.join(dir, f));
+
+      const report = trainingReport({ dir, maxPoints: MAX_POINTS });
+      const trainer = testTrainer({ plugins: [report] });
+      const data = blobData(8);
+      try {
+        await trainer.fit(data, { epochs: 1, batchSize: 1 });
+        expect([...report.records()]).to.have.length(8);
+        const ours = spools().filter((f) => f.includes(`-${process.pid}-`));
+        expect(ours, 'this run writes its own').to.have.length(1);
+        expect(fs.readdirSync(dir).sort()).to.deep.equal([...ours, liveFile, otherMachine, unnamed, 'notes.txt'].sort());
+      } finally {
+        trainer.dispose();
+        data.dispose();
+      }
+      expect(fs.readdirSync(dir).sort(), 'once disposed').to.deep.equal([liveFile, otherMachine, unnamed, 'notes.txt'].sort());
+    } finally {
+      live.kill('SIGKILL');
+    }
   });
 });

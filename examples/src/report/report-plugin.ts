@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Stage, watchPeakBytes, type PeakBytesWatch, type PluginApi, type Schedule, type TapfitPlugin } from '@tapfit/core';
 import type { StepRecord } from './step-record';
-import { StepSpool } from './step-spool';
+import { removeDeadSpools, StepSpool } from './step-spool';
 import { StepSummary } from './step-summary';
 
 export type { StepRecord };
@@ -44,6 +44,7 @@ export function trainingReport(options: ReportOptions): ReportPlugin {
   let stepsPerEpoch = -1;
   /** Data of unknown length: number on from the trainer's step at the first fit. */
   let firstStep: number | undefined;
+  let swept = false;
   const stop = () => {
     watch?.stop();
     watch = undefined;
@@ -61,6 +62,8 @@ export function trainingReport(options: ReportOptions): ReportPlugin {
         return members;
       });
       hooks.fitStart.tap({ stage: Stage.REPORT }, (info) => {
+        if (!swept) removeDeadSpools(options.dir); // step records that killed runs left in the folder
+        swept = true;
         watch ??= watchPeakBytes();
         stepsPerEpoch = info.stepsPerEpoch;
         firstStep ??= trainer.step;

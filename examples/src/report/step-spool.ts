@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import * as fs from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { StringDecoder } from 'node:string_decoder';
 import type { StepRecord } from './step-record';
@@ -8,6 +9,15 @@ import type { StepRecord } from './step-record';
 const FLUSH_CHARS = 1 << 16;
 /** Read back in chunks of this many bytes. */
 const READ_BYTES = 1 << 20;
+
+/**
+ * The file's name says who writes it: `.steps.jsonl.tmp-<host>-<pid>-<random>`, so that a
+ * later run can tell the leftovers of a killed writer (see removeDeadSpools) from another
+ * live run's file, on this machine or (a shared folder) on another.
+ */
+const PREFIX = '.steps.jsonl.tmp-';
+const NAME = /^\.steps\.jsonl\.tmp-(.+)-(\d+)-[0-9a-f]{12}$/;
+const host = () => os.hostname().replace(/[^A-Za-z0-9.-]/g, '_') || 'host';
 
 /**
  * The report's step records on disk instead of in memory: appended one JSON line each to
@@ -70,7 +80,7 @@ export class StepSpool {
     try {
       if (this.fd === undefined) {
         this.made = fs.mkdirSync(this.dir, { recursive: true });
-        this.file = path.join(this.dir, `.steps.jsonl.tmp-${randomBytes(6).toString('hex')}`);
+        this.file = path.join(this.dir, `${PREFIX}${host()}-${process.pid}-${randomBytes(6).toString('hex')}`);
         this.fd = fs.openSync(this.file, 'wx+');
       }
       fs.writeSync(this.fd, this.pending);
@@ -79,5 +89,45 @@ export class StepSpool {
       throw new Error(`training report: cannot write the step records to '${this.dir}' (${code}); free space there or choose another report folder`);
     }
     this.pending = '';
+  }
+}
+
+/**
+ * Removes the step-record files in `dir` whose writer no longer runs: a run killed outright
+ * (SIGKILL, out of memory, power cut) never reaches discard(). Only files written on this
+ * machine by a process id that is not running are removed; another live run's file (this
+ * process's own included), one written from another machine, and one whose name carries
+ * no writer (older tapfit versions) stay. Returns the names removed.
+ */
+export function removeDeadSpools(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return []; // no folder yet: nothing left there
+  }
+  const here = host();
+  const removed: string[] = [];
+  for (const name of names) {
+    const m = NAME.exec(name);
+    if (!m || m[1] !== here || isRunning(Number(m[2]))) continue;
+    try {
+      fs.rmSync(path.join(dir, name), { force: true });
+      removed.push(name);
+    } catch {
+      // not ours to remove (permissions): it stays, as before
+    }
+  }
+  return removed;
+}
+
+/** Whether a process with this id runs (one of another user's counts: signal 0 is refused it, not missing). */
+function isRunning(pid: number): boolean {
+  if (!Number.isSafeInteger(pid) || pid <= 0) return true; // 0 and negatives name process groups: never guess
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
