@@ -385,12 +385,44 @@ describe('asyncTrain (worker threads)', function () {
     expect(err).to.be.instanceOf(AsyncTrainError);
     const e = err as AsyncTrainError;
     expect(e.code).to.equal('TAPFIT_E_ASYNC_WORKERS');
-    expect(e.message).to.match(/every worker failed after \d+ of 1000 updates \(worker 0 exited with code 7; worker 1 exited/);
+    expect(e.message).to.match(/every worker failed after \d+ of 1000 updates \(workers 0-2 exited with code 7\)\.$/);
     expect(e.stats.complete).to.equal(false);
     expect(e.stats.steps).to.be.within(1, 6); // each of 3 workers sent at most 2
     expect(m.kernel()).to.deep.equal(Array(4).fill(0.5 * e.stats.steps)); // the updates applied are kept
     expectAccounted(e.stats);
     expect(tf.memory().numTensors).to.equal(before);
+    m.model.dispose();
+    m.data.dispose();
+  });
+
+  it('when every worker fails the same way (a setup module that throws), the rejection says the reason once, naming the workers; distinct reasons stay apart', async () => {
+    const m = linear(4, 0);
+    const rejection = async (fault: string) => {
+      const warnings: string[] = [];
+      const logger = { info: () => undefined, warn: (w: string) => void warnings.push(w) };
+      const err: unknown = await withFault(fault, () => asyncTrain({ ...base(m), workers: 4, logger })).then(() => undefined, (e: unknown) => e);
+      expect(err).to.be.instanceOf(AsyncTrainError);
+      const e = err as AsyncTrainError;
+      expect(e.code).to.equal('TAPFIT_E_ASYNC_WORKERS');
+      expect(e.stats.steps).to.equal(0);
+      // Oracle: the workers' own reasons (stats.workers[i].failure), each in the message once.
+      const reasons = new Map<string, number[]>();
+      for (const w of e.stats.workers) reasons.set(w.failure!, [...(reasons.get(w.failure!) ?? []), w.index]);
+      for (const [reason, workers] of reasons) {
+        expect(e.message.split(reason).length - 1, `${reason} for workers ${workers}`).to.equal(1);
+        // the warnings say it in full once too, then name the worker that did
+        expect(warnings.filter((w) => w.includes(reason)), reason).to.have.length(1);
+      }
+      expect(warnings).to.have.length(4);
+      return { message: e.message, reasons };
+    };
+    const same = await rejection('setup-throw-all');
+    expect([...same.reasons.values()]).to.deep.equal([[0, 1, 2, 3]]);
+    expect(same.message).to.match(/^asyncTrain: every worker failed after 0 of 60 updates \(workers 0-3 failed: Error: injected setup failure\n/);
+    expect(same.message.split('injected setup failure').length - 1).to.equal(1);
+    const parity = await rejection('setup-parity-all');
+    expect([...parity.reasons.values()]).to.deep.equal([[0, 2], [1, 3]]);
+    expect(parity.message).to.match(/\(workers 0, 2 failed: Error: injected setup failure in an even-numbered worker\n[^]*; workers 1, 3 failed: Error: injected setup failure in an odd-numbered worker\n/);
     m.model.dispose();
     m.data.dispose();
   });

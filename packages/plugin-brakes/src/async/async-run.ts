@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ChainStepper, ErrorCodes, TapfitError, type Logger, type NamedTensors, type StepTransform } from '@tapfit/core';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
+import { describeFailures } from './failure-summary';
 import { GradientLedger } from './ledger';
 import type { ResolvedAsyncTrainOptions } from './options';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol';
@@ -73,6 +74,8 @@ interface Slot {
 /** One asyncTrain run: the main thread's side of the protocol (protocol.ts). */
 export class AsyncRun {
   private readonly slots: Slot[] = [];
+  /** Each failure reason and the worker that gave it first (the warning says it in full once). */
+  private readonly firstToFail = new Map<string, number>();
   private readonly ledger = new GradientLedger();
   private readonly staleness = new StalenessRecorder();
   /** The trainer's update path: the same transformStep, the same checks. */
@@ -273,14 +276,16 @@ export class AsyncRun {
   private fail(slot: Slot, why: string): void {
     if (slot.phase === 'stopped' || slot.phase === 'failed') return;
     clearTimeout(slot.timer);
+    const same = this.firstToFail.get(why); // each reason said in full once (a stack can be long)
+    if (same === undefined) this.firstToFail.set(why, slot.index);
     slot.phase = 'failed';
     slot.failure = why;
     this.ledger.drop(slot.index);
     void slot.worker.terminate();
-    this.logger.warn(`asyncTrain: worker ${slot.index} ${why}; ${this.alive().length} worker(s) left.`);
+    this.logger.warn(`asyncTrain: worker ${slot.index} ${same === undefined ? why : `failed as worker ${same} did`}; ${this.alive().length} worker(s) left.`);
     if (this.alive().length > 0) this.startWhenAllReady();
     else {
-      this.finish(new TapfitError(ASYNC_WORKERS_FAILED, `asyncTrain: every worker failed after ${this.version} of ${this.o.steps} updates (${this.slots.map((s) => `worker ${s.index} ${s.failure}`).join('; ')}).`));
+      this.finish(new TapfitError(ASYNC_WORKERS_FAILED, `asyncTrain: every worker failed after ${this.version} of ${this.o.steps} updates (${describeFailures(this.slots)}).`));
     }
   }
 
