@@ -414,6 +414,35 @@ describe('adapter-only save and load', () => {
     [fresh, base2, lora, base].forEach((m) => m.dispose());
   });
 
+  it('refuses to overwrite an adapter that is on more layers than the file covers (it would leave a mix), changing nothing', async () => {
+    const { base, lora } = trained(1, { targets: ['fc1', 'fc2'] });
+    await lora.saveAdapter(dir);
+    // The same adapter name, already trained, on fc1, fc2 and head.
+    const wider = applyLora(mlp(1), { targets: ['fc1', 'fc2', 'head'], rank: 2, alpha: 3, seed: 9 });
+    perturbAdapters(wider.model, 4, 0.5);
+    const x = tf.randomNormal([4, 6], 0, 1, 'float32', 3);
+    const before = wider.model.predict(x) as tf.Tensor;
+    const weightsBefore = wider.model.weights.map((w) => w.read().clone());
+
+    const err = await rejected(wider.loadAdapter(dir));
+    expect(err).to.be.instanceOf(TapfitError);
+    expect((err as TapfitError).code).to.equal(ErrorCodes.STATE);
+    expect(err.message).to.match(/adapter 'default' on layer 'head' too, which .* does not cover \(its targets: fc1, fc2\).*Load it under another name/);
+    wider.model.weights.forEach((w, i) => expect(sameValues(w.read(), weightsBefore[i]), w.name).to.equal(true));
+    expect(wider.activeAdapter).to.equal('default');
+    tf.tidy(() => {
+      expect(sameValues(wider.model.predict(x) as tf.Tensor, before)).to.equal(true);
+    });
+
+    // Under another name it loads, and the layer it does not cover runs without it: the saved model's outputs.
+    expect(await wider.loadAdapter(dir, { name: 'saved' })).to.equal('saved');
+    tf.tidy(() => {
+      expect(sameValues(wider.model.predict(x) as tf.Tensor, lora.model.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    tf.dispose([x, before, ...weightsBefore]);
+    [wider, lora, base].forEach((m) => m.dispose());
+  });
+
   it('refuses to save or load while merged', async () => {
     const { base, lora } = trained(1);
     lora.merge();

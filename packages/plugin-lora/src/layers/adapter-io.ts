@@ -59,9 +59,10 @@ export interface LoadAdapterOptions {
 
 /**
  * Load an adapter saved by `saveAdapter` into a LoRA model built on the same base.
- * Creates the adapter (or overwrites an existing one with the same spec) and sets the
- * modulesToSave layers and running statistics to the saved values. Fails, changing
- * nothing, if the base model, a target layer or a shape does not match.
+ * Creates the adapter (or overwrites an existing one with the same spec and layers) and
+ * sets the modulesToSave layers and running statistics to the saved values. Fails,
+ * changing nothing, if the base model, a target layer or a shape does not match, or if
+ * an existing adapter of that name is on layers the file does not cover.
  */
 export async function loadAdapter(model: tf.LayersModel, dir: string, opts: LoadAdapterOptions = {}): Promise<string> {
   const { file, tensors } = await readAdapter(dir);
@@ -94,6 +95,17 @@ export async function loadAdapter(model: tf.LayersModel, dir: string, opts: Load
     writes.push(
       { target: () => layer.adapterWeights(name).A, data: storedWeight(tensors, `${p}/lora_A`, aShape, file), shape: aShape },
       { target: () => layer.adapterWeights(name).B, data: storedWeight(tensors, `${p}/lora_B`, bShape, file), shape: bShape },
+    );
+  }
+  // Overwriting an adapter replaces it whole: layers that hold `name` but are not in the
+  // file would keep their old factors next to the file's, a mix that is neither adapter.
+  const uncovered = catalog(model)
+    .filter((e) => e.layer instanceof LoraLayer && e.layer.hasAdapter(name) && !file.targets.includes(e.path))
+    .map((e) => e.path);
+  if (uncovered.length > 0) {
+    throw stateError(
+      `loadAdapter: this model has an adapter '${name}' on ${uncovered.length === 1 ? 'layer' : 'layers'} ${uncovered.map((p) => `'${p}'`).join(', ')} too, which '${dir}' does not cover (its targets: ${file.targets.join(', ')}); ` +
+        `loading it would leave the old '${name}' weights there, a mix of two adapters. Load it under another name ({ name: '...' }), or apply LoRA with targets [${file.targets.join(', ')}].`,
     );
   }
   // Sample what the file sampled (older files: the adapted kernels only).
