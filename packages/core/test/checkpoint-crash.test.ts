@@ -135,9 +135,9 @@ describe('checkpoint writes survive crashes', () => {
   it('the next save removes the .tmp-* folders and .LATEST-* files a killed save left', async () => {
     const dir = tmpDir();
     const trainer = await savedOnce(dir);
-    fs.mkdirSync(path.join(dir, '.tmp-step-1-0badf00d'));
-    fs.writeFileSync(path.join(dir, '.tmp-step-1-0badf00d', 'tensors.bin'), Buffer.alloc(64));
-    fs.writeFileSync(path.join(dir, '.LATEST-0badf00d'), 'step-1\n');
+    fs.mkdirSync(path.join(dir, '.tmp-4242-0badf00d0bad'));
+    fs.writeFileSync(path.join(dir, '.tmp-4242-0badf00d0bad', 'tensors.bin'), Buffer.alloc(64));
+    fs.writeFileSync(path.join(dir, '.LATEST-4242-0badf00d0bad'), 'step-1\n');
     await trainer.save(dir);
     expect(fs.readdirSync(dir).filter((n) => n.startsWith('.')), "only the live trainer's lock").to.deep.equal([WRITER_LOCK]);
     trainer.dispose();

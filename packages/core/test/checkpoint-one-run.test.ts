@@ -64,6 +64,39 @@ describe('one run per checkpoint folder', function () {
     expect(listing(dir)).to.deep.equal(['LATEST', 'step-1', 'step-2']);
   });
 
+  it("a save removes only tapfit's own entries: the user's .tmp-* files and folders and step-* folders that are not checkpoints stay, whole", async () => {
+    const dir = tmpDir();
+    const manifest = JSON.stringify({ format: 'tapfit-checkpoint' });
+    const saved = { 'manifest.json': manifest, 'tensors.bin': Buffer.alloc(64) };
+    const userFiles: Record<string, string> = {
+      '.tmp-cache/important.bin': 'a cache',
+      '.tmp-notes.txt': 'notes',
+      '.LATEST-backup': 'step-1\n',
+      '.tmp-0badf00d0bag/kept.txt': 'like a temp folder of an old tapfit, but not hex',
+      'step-1/README.txt': 'a folder of the user named like a checkpoint',
+      'step-3/manifest.json': JSON.stringify({ format: 'another-tool' }),
+      'config.json': '{}',
+    };
+    for (const [file, body] of Object.entries(userFiles)) {
+      fs.mkdirSync(path.dirname(path.join(dir, file)), { recursive: true });
+      fs.writeFileSync(path.join(dir, file), body);
+    }
+    // The user's step folders are the oldest entries: pruning by age would take them first.
+    const past = new Date(Date.now() - 3600_000);
+    for (const name of ['step-1', 'step-3']) fs.utimesSync(path.join(dir, name), past, past);
+    // A killed save's leftovers, in the forms tapfit writes (with and without the pid).
+    const pid = deadPid();
+    fs.mkdirSync(path.join(dir, `.tmp-${pid}-0badf00d0bad`));
+    fs.writeFileSync(path.join(dir, `.tmp-${pid}-0badf00d0bad`, 'tensors.bin'), Buffer.alloc(64));
+    fs.mkdirSync(path.join(dir, '.tmp-0badf00d0bad'));
+    fs.writeFileSync(path.join(dir, `.LATEST-${pid}-0badf00d0bad`), 'step-2\n');
+
+    for (const step of [2, 4, 6]) await writeCheckpointDir(dir, step, saved);
+    const userEntries = [...new Set(Object.keys(userFiles).map((f) => f.split('/')[0]!))];
+    expect(listing(dir)).to.deep.equal(['LATEST', 'step-4', 'step-6', ...userEntries].sort());
+    for (const [file, body] of Object.entries(userFiles)) expect(fs.readFileSync(path.join(dir, file), 'utf8'), file).to.equal(body);
+  });
+
   it("another host's lock (a shared volume): refused while its holder refreshes it, taken over a minute after the last refresh (a killed container or machine)", async () => {
     const dir = tmpDir();
     await writeCheckpointDir(dir, 1, files);

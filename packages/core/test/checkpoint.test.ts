@@ -287,7 +287,7 @@ describe('checkpoint safety', () => {
 
   it("prunes by when checkpoints were written: a new run in a folder holding an older run's higher-numbered ones keeps its own newest two", async () => {
     const dir = tmp();
-    const files = { 'manifest.json': '{}' };
+    const files = { 'manifest.json': JSON.stringify({ format: 'tapfit-checkpoint' }) }; // pruning removes only what it recognises as checkpoints
     for (const step of [700, 800]) await writeCheckpointDir(dir, step, files);
     const past = new Date(Date.now() - 3600_000);
     for (const name of ['step-700', 'step-800']) fs.utimesSync(path.join(dir, name), past, past);

@@ -5,6 +5,7 @@ import { ErrorCodes, TapfitError } from '../errors';
 import { syncFolder, writeFileDurably } from '../io/durable-files';
 import { oneWriterPerFolder } from '../io/one-writer-per-folder';
 import { claimCheckpointFolder, claimCheckpointFolderFor } from './checkpoint-claim';
+import { CHECKPOINT_FORMAT } from './manifest';
 import { notWritable } from './not-writable';
 
 /**
@@ -16,10 +17,11 @@ export const CHECKPOINT_DIR_NAME = /^step-(\d+)(?:\.(\d+))?$/;
 /**
  * The temporary entries of a save: `.tmp-<pid>-<hex>` folders and `.LATEST-<pid>-<hex>`
  * files (the pid names the writer, for whoever looks; before it was in the name,
- * `.tmp-<hex>`). A save removes them all first: it holds the folder's claim, so none
- * belongs to a save in progress; they are the leftovers of a killed one.
+ * `.tmp-<hex>` and `.LATEST-<hex>`), 12 hex digits. A save removes them first: it holds
+ * the folder's claim, so none belongs to a save in progress; they are the leftovers of a
+ * killed one. Only these exact names: the folder may hold the user's own `.tmp-*` entries.
  */
-const TEMP = /^\.(?:tmp|LATEST)-/;
+const TEMP = /^\.(?:tmp|LATEST)-(?:\d+-)?[0-9a-f]{12}$/;
 
 /**
  * Writes a checkpoint so that a crash at any moment leaves `LATEST` naming a complete
@@ -185,12 +187,27 @@ async function checkpointNames(root: string): Promise<string[]> {
  * Keeps the `keep` newest saves: newest by when their files were written (the folder's
  * mtime), not by step number, so that a new run in a folder holding an older run's
  * higher-numbered checkpoints removes those, not its own last one. Ties (a coarse clock)
- * go by step and save count.
+ * go by step and save count. Only checkpoints are counted and removed (see isCheckpoint).
  */
 async function pruneOld(root: string, current: string, keep: number): Promise<void> {
-  const older = await Promise.all(
-    (await checkpointNames(root)).filter((n) => n !== current).map(async (name) => ({ name, written: (await fs.stat(path.join(root, name))).mtimeMs, at: order(name) })),
-  );
+  const names = (await checkpointNames(root)).filter((n) => n !== current);
+  const checkpoints = (await Promise.all(names.map(async (name) => ((await isCheckpoint(path.join(root, name))) ? name : null)))).filter((n) => n !== null);
+  const older = await Promise.all(checkpoints.map(async (name) => ({ name, written: (await fs.stat(path.join(root, name))).mtimeMs, at: order(name) })));
   older.sort((a, b) => b.written - a.written || b.at[0] - a.at[0] || b.at[1] - a.at[1]);
   for (const old of older.slice(Math.max(0, keep - 1))) await fs.rm(path.join(root, old.name), { recursive: true, force: true });
+}
+
+/**
+ * Whether a `step-*` entry is a checkpoint tapfit wrote: a folder whose manifest.json says
+ * `format: 'tapfit-checkpoint'` (every save's folder is renamed into place whole, manifest
+ * included). Anything else by that name is the user's, and pruning leaves it alone; so is
+ * a checkpoint whose manifest is damaged (it is kept rather than guessed at).
+ */
+async function isCheckpoint(dir: string): Promise<boolean> {
+  try {
+    const manifest: unknown = JSON.parse(await fs.readFile(path.join(dir, 'manifest.json'), 'utf8'));
+    return typeof manifest === 'object' && manifest !== null && (manifest as { format?: unknown }).format === CHECKPOINT_FORMAT;
+  } catch {
+    return false;
+  }
 }
