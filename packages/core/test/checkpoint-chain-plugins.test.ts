@@ -209,7 +209,7 @@ describe('resuming with a plugin that supplied an update-chain member added or r
     const { dir, manifestFile, manifest } = await saved([]);
     (manifest.optimizer as ChainManifest).suppliedBy = { momentum: 'reweigh' } as unknown as Record<string, string[]>;
     fs.writeFileSync(manifestFile, JSON.stringify(manifest));
-    expect((await errorOf(Trainer.resume(dir, options([])))).message).to.match(/'optimizer\.suppliedBy' is malformed; the checkpoint is corrupt/);
+    expect((await errorOf(Trainer.resume(dir, options([])))).message).to.match(/manifest\.json field 'optimizer\.suppliedBy\.momentum' is malformed: .*; the checkpoint is corrupt/);
   });
 
   it('a failed resume leaks nothing', async () => {

@@ -85,6 +85,37 @@ describe('checkpoint checksums', () => {
     expect((await errorOf(Trainer.resume(dir, options()))).message).to.match(/a tensor entry has no checksum; the checkpoint is corrupt/);
   });
 
+  it('a damaged or hand-edited manifest field is refused as a corrupt checkpoint naming manifest.json and the field; the model is unchanged', async () => {
+    type Edit = (m: Record<string, any>) => void;
+    const cases: [field: string, edit: Edit][] = [
+      ['variables[0].shape', (m) => (m.variables[0].shape = '5,8')],
+      ['variables[0].ref', (m) => delete m.variables[0].ref],
+      ['variables[0]', (m) => (m.variables[0] = null)],
+      ['variables[0].ref.$tensor', (m) => (m.variables[0].ref.$tensor = 1.5)],
+      ['tensors[0].shape', (m) => (m.tensors[0].shape = '2,8')],
+      ['pluginState.counter', (m) => (m.pluginState.counter = null)],
+      ['pluginState.counter.tensors', (m) => (m.pluginState.counter.tensors = 'x')],
+      ['optimizer.kind', (m) => (m.optimizer.kind = 'bogus')],
+      ['optimizer.names', (m) => (m.optimizer.names = 'sgd')],
+      ['optimizer.state', (m) => (m.optimizer.state = null)],
+      ['plugins[0]', (m) => (m.plugins = [42])],
+      ['formatVersion', (m) => (m.formatVersion = String(m.formatVersion))],
+      ['position.epochSoFar.sums', (m) => (m.position.epochSoFar = { batchSize: 8, shuffle: true, names: ['loss'], sums: [], samples: 8 })],
+    ];
+    for (const [field, edit] of cases) {
+      const { dir, manifestFile, manifest } = await saved();
+      edit(manifest as unknown as Record<string, unknown>);
+      fs.writeFileSync(manifestFile, JSON.stringify(manifest));
+      const model = tinyMlp(5);
+      const before = model.getWeights().map((w) => Array.from(w.dataSync()));
+      const err = await errorOf(Trainer.resume(dir, options({ model })));
+      expect(err.code, field).to.equal('TAPFIT_E_CHECKPOINT');
+      expect(err.message, field).to.contain(`cannot resume from '${path.join(dir, 'step-2')}': manifest.json field '${field}' is `);
+      expect(err.message, field).to.contain('the checkpoint is corrupt (damaged or edited)');
+      expect(model.getWeights().map((w) => Array.from(w.dataSync())), field).to.deep.equal(before);
+    }
+  });
+
   it('a version 1 checkpoint (no checksums) still resumes, with a warning that it is unverified', async () => {
     const { dir, manifestFile, manifest, expected } = await saved();
     const v1 = { ...manifest, formatVersion: 1, tensors: manifest.tensors.map(({ shape, dtype, offset }) => ({ shape, dtype, offset })) };

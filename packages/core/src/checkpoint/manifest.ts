@@ -1,6 +1,7 @@
 import * as semver from 'semver';
 import { ErrorCodes, TapfitError } from '../errors';
 import { CORE_VERSION } from '../version';
+import { fieldPath, manifestSchema, shown } from './manifest-schema';
 import type { TensorEntry, TensorRef } from './tensor-file';
 
 export const CHECKPOINT_FORMAT = 'tapfit-checkpoint';
@@ -71,52 +72,45 @@ export interface Manifest {
   tensors: TensorEntry[];
 }
 
-/** Validates what a manifest.json holds before anything is loaded. */
+/**
+ * Validates what a manifest.json holds before anything is loaded: what it is (format,
+ * version, the core that wrote it), then every field's type (manifestSchema), then what
+ * ties fields together. Each refusal names manifest.json and the field.
+ */
 export function checkManifest(m: unknown, where: string): Manifest {
   const bad = (why: string): never => {
     throw new TapfitError(ErrorCodes.CHECKPOINT, `${where}: ${why}`);
   };
-  if (!m || typeof m !== 'object') bad('manifest.json is not an object; the checkpoint is corrupt.');
+  const corrupt = (why: string): never => bad(`${why}; the checkpoint is corrupt (damaged or edited). ${OLDER}`);
+  if (!m || typeof m !== 'object' || Array.isArray(m)) corrupt('manifest.json is not an object');
   const x = m as Partial<Manifest>;
   if (x.format !== CHECKPOINT_FORMAT) bad(`not a tapfit checkpoint (format ${JSON.stringify(x.format)}).`);
-  if (!READABLE_VERSIONS.includes(x.formatVersion as number)) {
+  if (typeof x.formatVersion !== 'number') corrupt(`manifest.json field 'formatVersion' is malformed (it holds ${shown(x.formatVersion)})`);
+  if (!READABLE_VERSIONS.includes(x.formatVersion!)) {
     bad(`checkpoint format version ${x.formatVersion} is not supported by @tapfit/core ${CORE_VERSION} (reads versions ${READABLE_VERSIONS.join(' and ')}).`);
   }
-  if (typeof x.coreVersion !== 'string' || !semver.valid(x.coreVersion)) bad('the manifest has no valid coreVersion; the checkpoint is corrupt.');
+  if (typeof x.coreVersion !== 'string' || !semver.valid(x.coreVersion)) corrupt(`manifest.json field 'coreVersion' is malformed (it holds ${shown(x.coreVersion)})`);
   const compatible = semver.major(CORE_VERSION) === 0 ? semver.minor(x.coreVersion!) === semver.minor(CORE_VERSION) && semver.major(x.coreVersion!) === 0 : semver.major(x.coreVersion!) === semver.major(CORE_VERSION);
   if (!compatible) {
     bad(`checkpoint written by @tapfit/core ${x.coreVersion} cannot be resumed by the incompatible ${CORE_VERSION}. Resume it with @tapfit/core ${x.coreVersion}.`);
   }
-  for (const key of ['step', 'skipped', 'seed'] as const) if (!Number.isInteger(x[key])) bad(`manifest field '${key}' is missing; the checkpoint is corrupt.`);
-  if (!x.position || !Number.isInteger(x.position.epoch) || !Number.isInteger(x.position.batch)) bad("manifest field 'position' is missing; the checkpoint is corrupt.");
-  if (x.position?.epochSoFar !== undefined && !isEpochSoFar(x.position.epochSoFar)) bad("manifest field 'position.epochSoFar' is malformed; the checkpoint is corrupt.");
-  if (!Array.isArray(x.variables) || !Array.isArray(x.tensors) || !Array.isArray(x.plugins) || !x.optimizer || !x.pluginState) {
-    bad('the manifest lacks variables, tensors, plugins, optimizer or pluginState; the checkpoint is corrupt.');
+  const parsed = manifestSchema.safeParse(m);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const value = valueAt(m, issue.path);
+    const field = `manifest.json field '${fieldPath(issue.path)}'`;
+    corrupt(value === undefined ? `${field} is missing` : `${field} is malformed: ${issue.message.replace(/^Invalid (?:input|option): /, '')} (it holds ${shown(value)})`);
   }
-  const supplied = x.optimizer!.kind === 'chain' ? x.optimizer!.suppliedBy : undefined;
-  if (supplied !== undefined && !isSuppliedBy(supplied)) bad("manifest field 'optimizer.suppliedBy' is malformed; the checkpoint is corrupt.");
-  if (x.formatVersion! >= 2 && !x.tensors!.every((e) => typeof e?.sha256 === 'string')) bad('a tensor entry has no checksum; the checkpoint is corrupt.');
+  if (x.formatVersion! >= 2 && !x.tensors!.every((e) => typeof e.sha256 === 'string')) corrupt('a tensor entry has no checksum');
   return x as Manifest;
 }
 
-function isSuppliedBy(s: unknown): s is Record<string, string[]> {
-  return !!s && typeof s === 'object' && !Array.isArray(s) && Object.values(s).every((p) => Array.isArray(p) && p.every((n) => typeof n === 'string'));
-}
+const OLDER = 'Resume from an older checkpoint (write its step-* folder name into LATEST) or start training again.';
 
-function isEpochSoFar(e: unknown): e is EpochSoFar {
-  const x = e as Partial<EpochSoFar> | null;
-  return (
-    !!x &&
-    Number.isInteger(x.batchSize) &&
-    typeof x.shuffle === 'boolean' &&
-    Number.isInteger(x.samples) &&
-    (x.dataSize === undefined || Number.isInteger(x.dataSize)) &&
-    Array.isArray(x.names) &&
-    Array.isArray(x.sums) &&
-    x.names.length === x.sums.length &&
-    x.names.every((n) => typeof n === 'string') &&
-    x.sums.every((v) => v === null || typeof v === 'number')
-  );
+function valueAt(root: unknown, path: readonly PropertyKey[]): unknown {
+  let value = root;
+  for (const key of path) value = value !== null && typeof value === 'object' ? (value as Record<PropertyKey, unknown>)[key] : undefined;
+  return value;
 }
 
 /** What each tensor of a checkpoint is, for error messages: "model variable 'dense/kernel'", ... */
