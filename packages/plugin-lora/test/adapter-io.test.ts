@@ -362,6 +362,51 @@ describe('adapter-only save and load', () => {
     [lora, base].forEach((m) => m.dispose());
   });
 
+  it('an edited or damaged adapter_config.json field (the weights table, base, targets) is refused naming the file and the field, and the model is unchanged', async () => {
+    const { base, lora } = trained(1);
+    await lora.saveAdapter(dir);
+    const config = path.join(dir, 'adapter_config.json');
+    const saved = fs.readFileSync(config, 'utf8');
+    const cases: [field: string, edit: (c: any) => void][] = [
+      ['weights', (c) => (c.weights = null)],
+      ['weights[0].shape', (c) => (c.weights[0].shape = 'x')],
+      ['weights[0].offset', (c) => (c.weights[0].offset = 2)], // misaligned: other bytes
+      ['weights[0].offset', (c) => ([c.weights[0].offset, c.weights[2].offset] = [c.weights[2].offset, c.weights[0].offset])], // two weights swapped
+      ['weights[0].dtype', (c) => (c.weights[0].dtype = 'float16')],
+      ['weights[1].name', (c) => (c.weights[1].name = c.weights[0].name)],
+      ['weightsFile', (c) => (c.weightsFile = '../adapter_weights.bin')],
+      ['base', (c) => delete c.base],
+      ['base.samples', (c) => (c.base.samples = {})], // nothing left to compare: any base would pass
+      ['targets', (c) => (c.targets = 'fc1')],
+      ['modulesToSave', (c) => delete c.modulesToSave],
+      ['spec.rank', (c) => (c.spec.rank = '2')],
+    ];
+    const other = applyLora(mlp(1), { targets: 'all-linear', rank: 2, alpha: 3, seed: 9 });
+    perturbAdapters(other.model, 4, 0.5);
+    const before = other.model.weights.map((w) => w.read().clone());
+    for (const [field, edit] of cases) {
+      const c = JSON.parse(saved);
+      edit(c);
+      fs.writeFileSync(config, JSON.stringify(c));
+      for (const err of [await rejected(LoraModel.load(mlp(1), dir)), await rejected(other.loadAdapter(dir))]) {
+        expect(err, field).to.be.instanceOf(TapfitError);
+        expect((err as TapfitError).code, field).to.equal(ErrorCodes.CHECKPOINT);
+        expect(err.message, field).to.contain(`'${dir}/adapter_config.json': field '${field}' `);
+        expect(err.message, field).to.match(/the file is damaged or was edited: save the adapter again\.$/);
+      }
+      other.model.weights.forEach((w, i) => expect(sameValues(w.read(), before[i]), `${field}: ${w.name}`).to.equal(true));
+    }
+    // The unedited file still loads and reproduces the saved model.
+    fs.writeFileSync(config, saved);
+    const loaded = await LoraModel.load(mlp(1), dir);
+    const x = tf.randomNormal([3, 6], 0, 1, 'float32', 4);
+    tf.tidy(() => {
+      expect(sameValues(loaded.model.predict(x) as tf.Tensor, lora.model.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    tf.dispose([x, ...before]);
+    [loaded, other, lora, base].forEach((m) => m.dispose());
+  });
+
   it('LoraModel.load reads saved paths exactly: a layer named like a keyword (output) is that layer, not the head', async () => {
     const make = () =>
       tf.sequential({

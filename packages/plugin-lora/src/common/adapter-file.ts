@@ -3,7 +3,8 @@ import { promises as fs } from 'node:fs';
 import * as path from 'node:path';
 import { oneWriterPerFolder, syncFolder, TapfitError, writeFileDurably } from '@tapfit/core';
 import type * as tf from '@tensorflow/tfjs';
-import { type AdapterSpec, checkAdapterName, resolveSpec } from './config';
+import { adapterFileSchema, fieldPath, valueAt } from './adapter-schema';
+import { type AdapterSpec, resolveSpec, shown } from './config';
 import { adapterFileError, stateError } from './errors';
 import type { BaseFingerprint } from './fingerprint';
 
@@ -151,13 +152,10 @@ export async function readAdapter(dir: string): Promise<{ file: AdapterFile; ten
   } catch (err) {
     throw adapterFileError(`'${dir}/${CONFIG_FILE}' is not valid JSON (${(err as Error).message}); the file is damaged: save the adapter again.`);
   }
+  if (!file || typeof file !== 'object') throw adapterFileError(`'${dir}/${CONFIG_FILE}' is not a tapfit LoRA adapter (it holds ${shown(file)}).`);
   if (file.format !== ADAPTER_FORMAT) throw adapterFileError(`'${dir}/${CONFIG_FILE}' is not a tapfit LoRA adapter (format '${String(file.format)}').`);
   if (file.version !== ADAPTER_VERSION) throw adapterFileError(`adapter '${dir}' has format version ${file.version}; this @tapfit/plugin-lora reads version ${ADAPTER_VERSION}.`);
-  resolveSpec(file.spec);
-  checkAdapterName(file.adapter);
-  if (file.statistics !== undefined && !(Array.isArray(file.statistics) && file.statistics.every((p) => typeof p === 'string'))) {
-    throw adapterFileError(`'${dir}/${CONFIG_FILE}': 'statistics' is not a list of weight paths; the file is damaged: save the adapter again.`);
-  }
+  checkConfig(file, dir);
   let bin: Buffer;
   try {
     bin = await fs.readFile(path.join(dir, file.weightsFile));
@@ -170,10 +168,42 @@ export async function readAdapter(dir: string): Promise<{ file: AdapterFile; ten
   const tensors = new Map<string, Float32Array>();
   for (const w of file.weights) {
     const n = w.shape.reduce((a, b) => a * b, 1);
-    if (w.offset + 4 * n > bin.byteLength) throw adapterFileError(`adapter '${dir}': weight '${w.name}' runs past the end of ${file.weightsFile}.`);
     tensors.set(w.name, new Float32Array(bin.buffer.slice(bin.byteOffset + w.offset, bin.byteOffset + w.offset + 4 * n)));
   }
   return { file, tensors };
+}
+
+/**
+ * The config's fields, before any is used (adapterFileSchema), then what ties them
+ * together: the weights table tiles the weights file in order, as writeNow writes it (so
+ * an edited offset, shape or name cannot read other bytes), the weights file is one a
+ * save writes into `dir`, and the base samples cover every target (a load compares them).
+ */
+function checkConfig(file: AdapterFile, dir: string): void {
+  const damaged = (why: string): never => {
+    throw adapterFileError(`'${dir}/${CONFIG_FILE}': ${why}; the file is damaged or was edited: save the adapter again.`);
+  };
+  const parsed = adapterFileSchema.safeParse(file);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0]!;
+    const value = valueAt(file, issue.path);
+    const field = `field '${fieldPath(issue.path)}'`;
+    damaged(value === undefined ? `${field} is missing` : `${field} is malformed: ${issue.message.replace(/^Invalid (?:input|option): /, '')} (it holds ${shown(value)})`);
+  }
+  resolveSpec(file.spec);
+  let offset = 0;
+  const names = new Set<string>();
+  file.weights.forEach((w, i) => {
+    if (w.offset !== offset) damaged(`field 'weights[${i}].offset' is ${w.offset}, but the weights before it end at byte ${offset}`);
+    if (names.has(w.name)) damaged(`field 'weights[${i}].name' repeats '${w.name}'`);
+    names.add(w.name);
+    offset += 4 * w.shape.reduce((a, b) => a * b, 1);
+  });
+  if (offset !== file.weightsBytes) damaged(`the weights table describes ${offset} bytes but field 'weightsBytes' is ${file.weightsBytes}`);
+  if (file.weightsFile !== WEIGHTS_FILE && !STAGED.test(file.weightsFile)) damaged(`field 'weightsFile' is ${shown(file.weightsFile)}, not ${WEIGHTS_FILE} or a staged copy of it`);
+  const sampled = Object.keys(file.base.samples);
+  const unsampled = file.targets.filter((t) => !sampled.some((k) => k === t || k.startsWith(`${t}/`)));
+  if (unsampled.length > 0) damaged(`field 'base.samples' holds no values of target ${unsampled.map((t) => `'${t}'`).join(', ')}, so the base model cannot be checked`);
 }
 
 /** Refuse an adapter file that was saved from the other kind of model. */

@@ -98,7 +98,7 @@ export function scaleOf(spec: Pick<AdapterSpec, 'rank' | 'alpha' | 'rsLora'>): n
   return spec.rsLora ? spec.alpha / Math.sqrt(spec.rank) : spec.alpha / spec.rank;
 }
 
-const ADAPTER_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
+export const ADAPTER_NAME = /^[A-Za-z0-9][A-Za-z0-9_-]*$/;
 
 export function checkAdapterName(name: string): string {
   if (typeof name !== 'string' || !ADAPTER_NAME.test(name)) {
