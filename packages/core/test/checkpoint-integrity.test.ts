@@ -116,6 +116,29 @@ describe('checkpoint checksums', () => {
     }
   });
 
+  it('a hand-edited negative step, skipped count, seed or position is refused at resume, before training on from it', async () => {
+    type Edit = (m: Record<string, any>) => void;
+    const midEpoch = { batchSize: 8, shuffle: true, names: ['loss'], sums: [1], samples: 8, dataSize: 16 };
+    const cases: [field: string, edit: Edit][] = [
+      ['step', (m) => (m.step = -5)],
+      ['skipped', (m) => (m.skipped = -1)],
+      ['seed', (m) => (m.seed = -2)],
+      ['position.epoch', (m) => (m.position.epoch = -3)],
+      ['position.batch', (m) => (m.position.batch = -1)],
+      ['position.epochSoFar.batchSize', (m) => (m.position = { epoch: 1, batch: 1, epochSoFar: { ...midEpoch, batchSize: 0 } })],
+      ['position.epochSoFar.samples', (m) => (m.position = { epoch: 1, batch: 1, epochSoFar: { ...midEpoch, samples: -8 } })],
+      ['position.epochSoFar.dataSize', (m) => (m.position = { epoch: 1, batch: 1, epochSoFar: { ...midEpoch, dataSize: -16 } })],
+    ];
+    for (const [field, edit] of cases) {
+      const { dir, manifestFile, manifest } = await saved();
+      edit(manifest as unknown as Record<string, unknown>);
+      fs.writeFileSync(manifestFile, JSON.stringify(manifest));
+      const err = await errorOf(Trainer.resume(dir, options()));
+      expect(err.code, field).to.equal('TAPFIT_E_CHECKPOINT');
+      expect(err.message, field).to.match(new RegExp(`manifest\\.json field '${field.replace(/\./g, '\\.')}' is malformed: expected an integer >= [01] \\(it holds -?\\d+\\)`));
+    }
+  });
+
   it('a version 1 checkpoint (no checksums) still resumes, with a warning that it is unverified', async () => {
     const { dir, manifestFile, manifest, expected } = await saved();
     const v1 = { ...manifest, formatVersion: 1, tensors: manifest.tensors.map(({ shape, dtype, offset }) => ({ shape, dtype, offset })) };

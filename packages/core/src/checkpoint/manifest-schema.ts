@@ -11,14 +11,16 @@ const shape = z.array(index);
 const tensorRef = z.looseObject({ $tensor: index });
 const namedRef = z.looseObject({ name: z.string(), ref: tensorRef });
 
+// Counters and positions are never negative (a hand-edited -3 would train more epochs, a
+// negative step would feed schedules steps they never see).
 const epochSoFar = z
   .looseObject({
-    batchSize: int,
+    batchSize: int.min(1, { error: 'expected an integer >= 1' }),
     shuffle: z.boolean(),
     names: z.array(z.string()),
     sums: z.array(z.number().nullable()),
-    samples: int,
-    dataSize: int.optional(),
+    samples: index,
+    dataSize: index.optional(),
   })
   .refine((e) => e.names.length === e.sums.length, { message: 'names and sums differ in length', path: ['sums'] });
 
@@ -37,10 +39,10 @@ const blackBoxOptimizer = z.looseObject({
 });
 
 export const manifestSchema = z.looseObject({
-  step: int,
-  skipped: int,
-  seed: int,
-  position: z.looseObject({ epoch: int, batch: int, epochSoFar: epochSoFar.optional() }),
+  step: index,
+  skipped: index,
+  seed: index,
+  position: z.looseObject({ epoch: index, batch: index, epochSoFar: epochSoFar.optional() }),
   plugins: z.array(z.string()),
   variables: z.array(z.looseObject({ name: z.string(), shape, ref: tensorRef })),
   optimizer: z.discriminatedUnion('kind', [chainOptimizer, blackBoxOptimizer]),
