@@ -21,7 +21,8 @@ import { trainingReport } from './report/report-plugin';
 export function readConfig(file: string): TrainConfig {
   let raw: unknown;
   try {
-    raw = JSON.parse(fs.readFileSync(file, 'utf8'));
+    // An editor may save it with a byte-order mark, which JSON.parse refuses.
+    raw = JSON.parse(fs.readFileSync(file, 'utf8').replace(/^\uFEFF/, ''));
   } catch (err) {
     throw new TapfitError(ErrorCodes.CONFIG, `cannot read config '${file}': ${(err as Error).message}`);
   }

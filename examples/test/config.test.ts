@@ -67,6 +67,13 @@ describe('tapfit train: configs', () => {
     }
   });
 
+  it('a config an editor saved with a byte-order mark reads as the same config', () => {
+    const text = fs.readFileSync(demoConfig, 'utf8');
+    const file = writeConfig({});
+    fs.writeFileSync(file, '\uFEFF' + text);
+    expect(readConfig(file)).to.deep.equal(readConfig(demoConfig));
+  });
+
   it('a valid checkpoint section is kept', () => {
     const base = JSON.parse(fs.readFileSync(demoConfig, 'utf8'));
     expect(readConfig(writeConfig({ ...base, checkpoint: { dir: 'ckpt', every: 50 } })).checkpoint).to.deep.equal({ dir: 'ckpt', every: 50 });

@@ -163,6 +163,49 @@ describe('checkpoint writes survive crashes', () => {
     for (const t of [direct, viaLatest]) t.dispose();
   });
 
+  it('a folder layout resume cannot use says what is wrong: LATEST naming a folder that is gone, a folder that does not exist, LATEST a folder', async () => {
+    const root = tmpDir();
+    const dir = path.join(root, 'run');
+    const trainer = await savedOnce(dir);
+    const saved = Object.values(trainer.variables).map((v) => Array.from(v.dataSync()));
+    trainer.dispose();
+
+    fs.writeFileSync(path.join(dir, 'LATEST'), 'step-9\n'); // deleted, or not copied along
+    let err = await errorOf(Trainer.resume(dir, saveLoopOptions()));
+    expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(err.message).to.equal(`cannot resume from '${dir}': its LATEST file names step-9, which is not there (the folder holds step-1). Write the name of the one to continue from into LATEST (the newest is step-1).`);
+
+    err = await errorOf(Trainer.resume(path.join(root, 'no-such-run'), saveLoopOptions()));
+    expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(err.message).to.equal(`cannot resume from '${path.join(root, 'no-such-run')}': there is no such folder. Pass the folder save() wrote to.`);
+
+    fs.rmSync(path.join(dir, 'LATEST'));
+    fs.mkdirSync(path.join(dir, 'LATEST'));
+    err = await errorOf(Trainer.resume(dir, saveLoopOptions()));
+    expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(err.message).to.contain(`cannot resume from '${dir}': its LATEST is a folder, not the file save() writes`);
+
+    // Each fix named works.
+    fs.rmdirSync(path.join(dir, 'LATEST'));
+    fs.writeFileSync(path.join(dir, 'LATEST'), 'step-1\n');
+    const resumed = await Trainer.resume(dir, saveLoopOptions());
+    expect(Object.values(resumed.variables).map((v) => Array.from(v.dataSync()))).to.deep.equal(saved);
+    resumed.dispose();
+  });
+
+  it('a manifest.json an editor saved with a byte-order mark resumes as the saved one', async () => {
+    const dir = tmpDir();
+    const trainer = await savedOnce(dir);
+    const saved = Object.values(trainer.variables).map((v) => Array.from(v.dataSync()));
+    trainer.dispose();
+    const manifest = path.join(dir, 'step-1', 'manifest.json');
+    fs.writeFileSync(manifest, '\uFEFF' + fs.readFileSync(manifest, 'utf8'));
+    const resumed = await Trainer.resume(dir, saveLoopOptions());
+    expect(Object.values(resumed.variables).map((v) => Array.from(v.dataSync()))).to.deep.equal(saved);
+    expect(resumed.step).to.equal(1);
+    resumed.dispose();
+  });
+
   it('LATEST must name a checkpoint folder: a path out of the folder is refused', async () => {
     const root = tmpDir();
     const dir = path.join(root, 'run');

@@ -407,6 +407,21 @@ describe('adapter-only save and load', () => {
     [loaded, other, lora, base].forEach((m) => m.dispose());
   });
 
+  it('an adapter_config.json an editor saved with a byte-order mark loads as the saved adapter', async () => {
+    const { base, lora } = trained(1);
+    await lora.saveAdapter(dir);
+    const config = path.join(dir, 'adapter_config.json');
+    fs.writeFileSync(config, '\uFEFF' + fs.readFileSync(config, 'utf8'));
+    const base2 = mlp(1);
+    const loaded = await LoraModel.load(base2, dir);
+    const x = tf.randomNormal([3, 6], 0, 1, 'float32', 5);
+    tf.tidy(() => {
+      expect(sameValues(loaded.model.predict(x) as tf.Tensor, lora.model.predict(x) as tf.Tensor)).to.equal(true);
+    });
+    tf.dispose(x);
+    [loaded, base2, lora, base].forEach((m) => m.dispose());
+  });
+
   it('LoraModel.load reads saved paths exactly: a layer named like a keyword (output) is that layer, not the head', async () => {
     const make = () =>
       tf.sequential({

@@ -116,11 +116,21 @@ export async function latestCheckpointDir(root: string): Promise<string> {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
+      if ((await fs.stat(root).catch(() => null)) === null) {
+        throw new TapfitError(ErrorCodes.CHECKPOINT, `cannot resume from '${root}': there is no such folder. Pass the folder save() wrote to.`, { cause: err });
+      }
       await noLatest(root);
       return root;
     }
     if (code === 'ENOTDIR') {
       throw new TapfitError(ErrorCodes.CHECKPOINT, `cannot resume from '${root}': it is a file, not a checkpoint folder. Pass the folder save() wrote to.`, { cause: err });
+    }
+    if (code === 'EISDIR') {
+      throw new TapfitError(
+        ErrorCodes.CHECKPOINT,
+        `cannot resume from '${root}': its LATEST is a folder, not the file save() writes (naming the newest step-* folder). Remove it and write the name of the step-* folder to continue from into a file '${path.join(root, 'LATEST')}'.`,
+        { cause: err },
+      );
     }
     throw err;
   }
@@ -130,6 +140,15 @@ export async function latestCheckpointDir(root: string): Promise<string> {
       ErrorCodes.CHECKPOINT,
       `cannot resume from '${root}': its LATEST file holds ${JSON.stringify(name.slice(0, 80))}, which is not a checkpoint folder name (step-<n> or step-<n>.<k>); ` +
         `the file was edited or is corrupt. Write the name of one of the step-* folders under '${root}' into LATEST.`,
+    );
+  }
+  if ((await fs.stat(path.join(root, name)).catch(() => null)) === null) {
+    // Deleted, or not copied along with LATEST: say so, rather than that manifest.json is missing.
+    const names = (await checkpointNames(root)).sort((a, b) => order(a)[0] - order(b)[0] || order(a)[1] - order(b)[1]);
+    throw new TapfitError(
+      ErrorCodes.CHECKPOINT,
+      `cannot resume from '${root}': its LATEST file names ${name}, which is not there ` +
+        (names.length ? `(the folder holds ${names.join(', ')}). Write the name of the one to continue from into LATEST (the newest is ${names.at(-1)}).` : '(the folder holds no step-* folder). Copy that checkpoint folder along, or start a fresh run.'),
     );
   }
   return path.join(root, name);

@@ -54,7 +54,8 @@ export class FileCheckpointer {
     }
     let manifest: unknown;
     try {
-      manifest = JSON.parse(text);
+      // An editor may save it with a byte-order mark, which JSON.parse refuses.
+      manifest = JSON.parse(text.replace(/^\uFEFF/, ''));
     } catch {
       throw new TapfitError(ErrorCodes.CHECKPOINT, `cannot resume from '${dir}': manifest.json is not valid JSON; the checkpoint is corrupt.`);
     }

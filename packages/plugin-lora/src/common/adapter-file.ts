@@ -131,12 +131,15 @@ const STAGED = /^adapter_weights\.bin\.\d+\.[0-9a-f]{8}\.staged$/;
 /** The weights file the adapter config in `dir` names, or null when `dir` holds no readable adapter config. */
 async function configuredWeights(dir: string): Promise<string | null> {
   try {
-    const file = JSON.parse(await fs.readFile(path.join(dir, CONFIG_FILE), 'utf8')) as Partial<AdapterFile>;
+    const file = JSON.parse(withoutBom(await fs.readFile(path.join(dir, CONFIG_FILE), 'utf8'))) as Partial<AdapterFile>;
     return file.format === ADAPTER_FORMAT && typeof file.weightsFile === 'string' ? file.weightsFile : null;
   } catch {
     return null;
   }
 }
+
+/** The text without a leading byte-order mark, which an editor may save and JSON.parse refuses. */
+const withoutBom = (text: string): string => text.replace(/^\uFEFF/, '');
 
 /** Read and check an adapter directory (format, version, checksum); no model needed. */
 export async function readAdapter(dir: string): Promise<{ file: AdapterFile; tensors: Map<string, Float32Array> }> {
@@ -148,7 +151,7 @@ export async function readAdapter(dir: string): Promise<{ file: AdapterFile; ten
   }
   let file: AdapterFile;
   try {
-    file = JSON.parse(text) as AdapterFile;
+    file = JSON.parse(withoutBom(text)) as AdapterFile;
   } catch (err) {
     throw adapterFileError(`'${dir}/${CONFIG_FILE}' is not valid JSON (${(err as Error).message}); the file is damaged: save the adapter again.`);
   }
