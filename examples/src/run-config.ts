@@ -10,7 +10,7 @@ import { loadFileModule, loadPackageModule } from './plugin-module';
 import { pluginSpecProblem } from './plugin-spec';
 import { checkResumable } from './resume-point';
 import { checkpoints } from './plugins/checkpoints';
-import { jsonlMetrics } from './plugins/jsonl-metrics';
+import { jsonlMetrics, readMetricsLog } from './plugins/jsonl-metrics';
 import { progressBar } from './plugins/progress-bar';
 import { RunInterrupted } from './run-interrupted';
 import { presets } from './presets';
@@ -125,6 +125,8 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   const reportOutput = reportDir ? { dir: reportDir, from: options.report ? ('--report' as const) : ('log.report' as const) } : undefined;
   checkOutputs({ metrics: metricsFile, checkpointDir, report: reportOutput }, { configFile: options.configFile, resume, log });
   if (resume) checkResumable(checkpointDir!);
+  // The log to continue, before anything loads (a cut last line is dropped, with a warning, at fitStart).
+  if (resume && metricsFile) readMetricsLog(metricsFile);
   if (reportDir) checkReportDir(reportDir, options.report ? '--report' : "config: option 'log.report'");
 
   const plugins: TapfitPlugin[] = [];

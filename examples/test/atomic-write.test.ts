@@ -4,13 +4,13 @@ import { expect } from 'chai';
 import type { PluginApi, TapfitPlugin } from '@tapfit/core';
 import { writeFileAtomic } from '../src/atomic-write';
 import { jsonlMetrics } from '../src/plugins/jsonl-metrics';
-import { errorOf, tmpDir, withFailingWrites } from './helpers';
+import { errorOf, recordingLogger, tmpDir, withFailingWrites } from './helpers';
 
 /** The plugin's fitStart tap, called as the trainer would (no training needed). */
-function fitStartOf(plugin: TapfitPlugin): (info: { initialEpoch: number }) => void {
+function fitStartOf(plugin: TapfitPlugin, logger = recordingLogger()): (info: { initialEpoch: number }) => void {
   const taps: Record<string, (info: { initialEpoch: number }) => void> = {};
   const hooks = new Proxy({}, { get: (_, name: string) => ({ tap: (_options: unknown, fn: (info: { initialEpoch: number }) => void) => void (taps[name] = fn) }) });
-  void plugin.apply({ hooks, trainer: { step: 0 } } as unknown as PluginApi);
+  void plugin.apply({ hooks, trainer: { step: 0 }, logger } as unknown as PluginApi);
   return taps.fitStart;
 }
 
@@ -44,5 +44,19 @@ describe('atomic writes (metrics log, report)', () => {
     fitStart({ initialEpoch: 1 });
     expect(fs.readFileSync(file, 'utf8')).to.equal(log.split('\n')[0] + '\n');
     expect(fs.readdirSync(path.dirname(file))).to.deep.equal(['metrics.jsonl']);
+  });
+
+  it('--resume drops a last line cut short (an interrupted append), with a warning, and keeps the complete lines', () => {
+    const file = path.join(tmpDir(), 'metrics.jsonl');
+    const lines = [1, 2, 3].map((epoch) => JSON.stringify({ epoch, step: 15 * epoch, seconds: epoch, loss: 1 / epoch }) + '\n');
+    fs.writeFileSync(file, lines[0] + lines[1] + lines[2].slice(0, 20)); // line 3 cut mid-write
+    const log = recordingLogger();
+    fitStartOf(jsonlMetrics(file, { resume: true }), log)({ initialEpoch: 2 });
+    expect(fs.readFileSync(file, 'utf8')).to.equal(lines[0] + lines[1]);
+    expect(log.warnings.join('\n')).to.contain(`the metrics log '${file}' ends in a line cut short (line 3`);
+    // A line that is not JSON and not the last one is no interrupted append: refused, the log left as it was.
+    fs.writeFileSync(file, lines[0] + '{"epoch": 2, "lo\n' + lines[2]);
+    expect(errorOf(() => fitStartOf(jsonlMetrics(file, { resume: true }))({ initialEpoch: 2 })).message).to.contain('line 2 is not JSON');
+    expect(fs.readFileSync(file, 'utf8')).to.equal(lines[0] + '{"epoch": 2, "lo\n' + lines[2]);
   });
 });

@@ -110,6 +110,20 @@ describe('tapfit train: checkpoints and --resume', () => {
     }
   });
 
+  it('--resume with a metrics log holding a line that is not a metrics line (null, a number) is refused naming the file and line, before anything loads', async () => {
+    for (const bad of ['null', '42', '{"loss": 1}']) {
+      const dir = tmpDir();
+      fs.mkdirSync(path.join(dir, 'ckpt'));
+      fs.writeFileSync(path.join(dir, 'ckpt', 'LATEST'), 'step-4\n');
+      fs.writeFileSync(path.join(dir, 'metrics.jsonl'), JSON.stringify({ epoch: 1, step: 15, loss: 1 }) + '\n' + bad + '\n');
+      const log = recordingLogger();
+      const err = await rejectionOf(run(dir, { resume: true, logger: log }));
+      expect(err.code, bad).to.equal('TAPFIT_E_CONFIG');
+      expect(err.message, bad).to.contain(`cannot continue the metrics log '${path.join(dir, 'metrics.jsonl')}': line 2 is not a metrics line`);
+      expect(log.infos, 'nothing ran: no backend picked').to.deep.equal([]);
+    }
+  });
+
   it('--resume with step folders but no LATEST names the file to write, or a fresh run', async () => {
     const dir = tmpDir();
     fs.mkdirSync(path.join(dir, 'ckpt', 'step-4'), { recursive: true });
