@@ -283,8 +283,9 @@ describe('Trainer', () => {
     data.dispose();
   });
 
-  it("a model replaced at setup is named by one warning: the model passed in stays untrained, trainer.model.layersModel is the trained one", async () => {
+  it("a model replaced at setup is named by one warning when the model passed in was compiled (a model.fit program's): it stays untrained, trainer.model.layersModel is the trained one", async () => {
     const mine = tinyMlp(2);
+    mine.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy' }); // a ported program keeps its compile for model.evaluate
     const copy = tinyMlp(2); // the same weights: what a rebuilding plugin (OnlineNorm, LoRA) starts from
     const warnings: string[] = [];
     const data = blobs(32);
@@ -308,6 +309,17 @@ describe('Trainer', () => {
     expect(plain).to.deep.equal([]); // nothing to say when the trainer trains the model it was given
     u.dispose();
     mine.dispose();
+    // Not compiled: a program written for tapfit, told at info level (no warning on stderr).
+    const written = { infos: [] as string[], warnings: [] as string[] };
+    const v = tinyTrainer({
+      model: tinyMlp(2),
+      logger: { info: (m) => void written.infos.push(m), warn: (m) => void written.warnings.push(m) },
+      plugins: [plugin('swap', ({ hooks }) => hooks.setup.tap('swap', (ctx) => ctx.replaceModel(tinyMlp(2))))],
+    });
+    await v.fit(data, { epochs: 1, batchSize: 8 });
+    expect(written.warnings).to.deep.equal([]);
+    expect(written.infos.filter((m) => m.includes("plugin 'swap' rebuilt the model at setup"))).to.have.length(1);
+    v.dispose();
     data.dispose();
   });
 

@@ -40,9 +40,10 @@ describe('lora plugin', () => {
     trainer.dispose();
   });
 
-  it('warns once at setup that the model passed in stays untrained, naming trainer.model.layersModel (the trained one)', async () => {
+  it('warns once at setup, for a compiled model (a ported model.fit program), that the model passed in stays untrained, naming trainer.model.layersModel (the trained one)', async () => {
     const warnings: string[] = [];
     const base = tinyModel();
+    base.compile({ optimizer: 'sgd', loss: 'meanSquaredError' }); // a model.fit program's model, compiled for model.evaluate
     const untrained = base.getWeights().map((w) => Array.from(w.dataSync()));
     const plugin = lora(options);
     const trainer = testTrainer({ model: base, plugins: [plugin], optimizer: sgd({ lr: 0.5 }), logger: { info: () => {}, warn: (s: string) => void warnings.push(s) } });

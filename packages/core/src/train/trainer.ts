@@ -305,7 +305,12 @@ export class Trainer {
       throw err;
     }
     this.ownedModels.push(...swapped);
-    if (model !== before) this.logger.warn(rebuiltModelWarning([...rebuiltBy], model.layersModel !== undefined));
+    if (model !== before) {
+      // A compiled model is a model.fit program's, which goes on calling evaluate, save or
+      // predict on it: warn. A program written for tapfit is told, not warned.
+      const ported = this.userModel?.optimizer != null;
+      this.logger[ported ? 'warn' : 'info'](rebuiltModelWarning([...rebuiltBy], model.layersModel !== undefined));
+    }
   }
 
   /**
