@@ -33,18 +33,21 @@ describe("a checkpoint's variables go to the model's variables of the same names
     const result = { dir, weights: weightsOf(model), names: model.weights.map((w) => (w.read() as tf.Variable).name) };
     t.dispose();
     data.dispose();
+    model.dispose(); // its variables' names are global to the engine: later tests may name theirs the same
     return result;
   }
 
   it('the same definition built again in this process (tfjs suffixes its names with _<n>, renumbers unnamed layers) resumes the saved weights', async () => {
     const s = await saved();
-    layerNamesModel(); // one more build in between: the next one's names differ by more than one
+    const between = layerNamesModel(); // one more build in between: the next one's names differ by more than one
     const model = layerNamesModel();
     const names = model.weights.map((w) => (w.read() as tf.Variable).name);
     expect(names).to.not.deep.equal(s.names);
     const r = await Trainer.resume(s.dir, options(model));
     expect(weightsOf(model)).to.deep.equal(s.weights);
     r.dispose();
+    between.dispose();
+    model.dispose();
   });
 
   it('the same definition in a new process (names without the suffixes this process added) resumes the saved weights', async function () {
@@ -72,6 +75,7 @@ describe("a checkpoint's variables go to the model's variables of the same names
       expect(err.message).to.match(/the layer names or their order changed, or this is another model\. Variables load by position, so resume with the model definition that was saved/);
       expect(weightsOf(model)).to.deep.equal(before);
       expect(tf.memory().numTensors - tensors, 'tensors leaked').to.equal(0);
+      model.dispose();
     });
   }
 });

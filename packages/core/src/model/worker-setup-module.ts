@@ -6,11 +6,11 @@ import { pathToFileURL } from 'node:url';
  * import.meta.resolve gives). A relative path would resolve against the worker's file, not
  * the caller's, so it is refused.
  */
-export function isSetupModuleSpec(spec: string): boolean {
-  return path.isAbsolute(spec) || spec.startsWith('file:');
+export function isSetupModuleSpec(moduleSpec: string): boolean {
+  return path.isAbsolute(moduleSpec) || moduleSpec.startsWith('file:');
 }
 
-/** The refusal's wording for a spec isSetupModuleSpec rejects: the accepted forms and how to write them. */
+/** The refusal's wording for a moduleSpec isSetupModuleSpec rejects: the accepted forms and how to write them. */
 export const SETUP_MODULE_FORMS = "must be an absolute path or a file: URL (path.resolve(__dirname, 'setup.js'), or import.meta.resolve('./setup.mjs') in ESM)";
 
 // require() refuses these ESM graphs; import() loads them.
@@ -23,8 +23,8 @@ const NEEDS_IMPORT = new Set(['ERR_REQUIRE_ASYNC_MODULE', 'ERR_REQUIRE_ESM']);
  * or on a Node without require(esm)); a file: URL loads with import(). Named exports are
  * read over a `default` object's keys (import() gives a CommonJS module.exports as `default`).
  */
-export async function importSetupModule<T extends object>(spec: string): Promise<Partial<T>> {
-  const ns = spec.startsWith('file:') ? await importUrl(spec) : await requireOrImport(spec);
+export async function importSetupModule<T extends object>(moduleSpec: string): Promise<Partial<T>> {
+  const ns = moduleSpec.startsWith('file:') ? await importUrl(moduleSpec) : await requireOrImport(moduleSpec);
   const named = Object.fromEntries(Object.entries(ns).filter(([k]) => k !== 'default'));
   const fallback = typeof ns.default === 'object' && ns.default !== null ? ns.default : {};
   return { ...fallback, ...named } as Partial<T>;
