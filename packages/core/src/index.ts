@@ -17,6 +17,7 @@ export * from './model/trainable-model';
 export { rebuildLayersModelInWorker, type RebuildContext } from './model/rebuild-in-worker';
 export { importSetupModule, isSetupModuleSpec, SETUP_MODULE_FORMS } from './model/worker-setup-module';
 export * from './memory';
+export * from './parallel';
 export { Stage, type TapOptions, type OrderedTap } from './hooks/order';
 export type { Hooks, HookName, TapOnly, TapOnlyHooks, TapFn } from './hooks/hooks';
 // The hook classes are types to their users (who tap, never construct): type-only, no runtime surface.
