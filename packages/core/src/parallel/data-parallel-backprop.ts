@@ -6,6 +6,7 @@ import type { Segment } from '../model/segment';
 import type { Backprop } from '../services/tokens';
 import type { StepGradients, StepRequest } from '../step/step-request';
 import type { NamedTensors } from '../tensors';
+import { scaledSum } from '../transforms/fused-updates';
 import type { Replica, ReplicaResult } from './replica';
 import type { ReplicaGroup } from './replica-group';
 import { DATA_PARALLEL_PLUGIN } from './replicable';
@@ -76,7 +77,12 @@ export class DataParallelBackprop implements Backprop {
     const y = batchPart(request.y, 'y');
     let from = sizes[0];
     const sent = group.replicas.map((r, k) => {
-      r.send({ step, x, y, from, rows: sizes[k + 1] });
+      try {
+        r.send({ step, x, y, from, rows: sizes[k + 1] });
+      } catch (err) {
+        void this.stop(err as TapfitError); // a replica lost between steps: the ones already signalled are stopped with it
+        throw err;
+      }
       from += sizes[k + 1];
       return r;
     });
@@ -165,13 +171,17 @@ function combine(variables: readonly tf.Variable[], own: StepGradients, answers:
   const index = new Map(group.layout.variables.map((v, i) => [v, i]));
   for (const v of variables) {
     const i = index.get(v)!;
-    const parts: tf.Tensor[] = [];
+    const parts: [tf.Tensor, number][] = [];
     const mine = own.grads[v.name];
-    if (mine) parts.push(tf.mul(mine, shares[0]));
+    if (mine) parts.push([mine, shares[0]]);
     answers.forEach((a, k) => {
-      if (a.written[i] === 1) parts.push(tf.mul(fromShared(group.layout.view(a.grads, i), v.shape), shares[k + 1]));
+      if (a.written[i] === 1) parts.push([fromShared(group.layout.view(a.grads, i), v.shape), shares[k + 1]]);
     });
-    if (parts.length) grads[v.name] = parts.length === 1 ? parts[0] : tf.addN(parts);
+    if (!parts.length) continue;
+    // Fused a x + b y passes (one for two replicas), not a multiply per part and then a sum.
+    const [[g0, s0], ...rest] = parts as [[tf.Tensor, number], ...[tf.Tensor, number][]];
+    if (!rest.length) grads[v.name] = tf.mul(g0, s0);
+    else grads[v.name] = rest.slice(1).reduce((sum, [g, s]) => scaledSum(sum, 1, g, s), scaledSum(g0, s0, rest[0]![0], rest[0]![1]));
   }
   return grads;
 }

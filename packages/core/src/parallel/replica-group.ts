@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { ResolvedDataParallelOptions } from './options';
+import { copyValues } from './host-copy';
 import { Replica } from './replica';
 import { DATA_PARALLEL_PLUGIN } from './replicable';
 import { WeightLayout } from './weight-layout';
@@ -78,7 +79,7 @@ export class ReplicaGroup {
       }
       this.wanted[i] = 1;
     }
-    this.layout.variables.forEach((v, i) => this.layout.view(this.weights, i).set(v.dataSync() as Float32Array));
+    this.layout.variables.forEach((v, i) => copyValues(v, this.layout.view(this.weights, i)));
   }
 
   /** Terminates every worker (once). */

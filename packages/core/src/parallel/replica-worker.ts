@@ -12,6 +12,7 @@ import type { Segment } from '../model/segment';
 import type { LossFn } from '../services/tokens';
 import { runForward } from '../step/forward-pass';
 import { resolveLoss, type LossName } from '../train/losses';
+import { copyValues } from './host-copy';
 import { CONTROL_SLOTS, Slot, type FromReplica, type ReplicaInit, type StepOrder } from './protocol';
 import { importSetupModule } from './setup-module';
 import { WeightLayout } from './weight-layout';
@@ -105,7 +106,7 @@ class Replica {
         this.variables.forEach((v, i) => {
           const g = grads[v.name];
           if (!g) return;
-          this.layout.view(this.grads, i).set(g.dataSync() as Float32Array);
+          copyValues(g, this.layout.view(this.grads, i));
           this.written[i] = 1;
         });
         return value.dataSync()[0];

@@ -28,10 +28,10 @@ function computed(trainer: Trainer, batch: { x: tf.Tensor; y: tf.Tensor }, backp
 }
 
 /** The data-parallel Backprop's loss and gradients against core's autodiff on the whole batch (the oracle). */
-async function expectSameAsWholeBatch(build: () => tf.LayersModel, n: number, replicas = 2): Promise<void> {
+async function expectSameAsWholeBatch(build: () => tf.LayersModel, n: number, replicas = 2, backend: 'wasm' | 'cpu' = 'wasm'): Promise<void> {
   const model = build();
   const batch = batchFor(model, n);
-  const trainer = trainerFor(model, [dataParallel({ replicas })]);
+  const trainer = trainerFor(model, [dataParallel({ replicas, backend })]);
   try {
     await trainer.setup();
     const split = computed(trainer, batch);
@@ -86,6 +86,10 @@ describe('dataParallel: the gradients of a split batch are the whole batch\'s', 
 
   it('3 replicas on a batch of 35 (parts 12, 12, 11)', async () => {
     await expectSameAsWholeBatch(() => smallMlp(), 35, 3);
+  });
+
+  it("workers on the cpu backend (main thread on wasm): the same, within the backends' float rounding", async () => {
+    await expectSameAsWholeBatch(() => smallCnn(), 21, 2, 'cpu');
   });
 
   it('a batch smaller than the replicas runs whole on the main thread, with the same result', async () => {
