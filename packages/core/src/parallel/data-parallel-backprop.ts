@@ -72,13 +72,40 @@ export class DataParallelBackprop implements Backprop {
     const sizes = partSizes(n, this.replicas);
     const shares = partWeights(sizes);
     const step = request.ctx.step;
+    const sent = this.dispatch(group, request, sizes);
+    let own: { gradients: StepGradients; pred: tf.Tensor };
+    try {
+      own = this.computeOwnPart(request, sizes[0]);
+    } catch (err) {
+      // The workers are mid-step: let them finish before the next one (their answers are dropped; a failure among them stops them).
+      try {
+        this.collect(sent, step);
+      } catch {
+        // the main thread's own error says more
+      }
+      throw err;
+    }
+    try {
+      const answers = this.collect(sent, step);
+      const grads = combine(request.variables, own.gradients, answers, shares, group);
+      const whole = tf.concat([own.pred, ...answers.map((a) => tf.tensor(a.pred, a.predShape))]);
+      const value = request.loss(request.y, whole);
+      checkBatchMean(value, [own.gradients.value.dataSync()[0], ...answers.map((a) => a.loss)], shares);
+      return { value, grads };
+    } finally {
+      own.pred.dispose();
+    }
+  }
+
+  /** Publishes the weights and hands each worker its rows (after the main thread's `sizes[0]`); returns the replicas signalled. */
+  private dispatch(group: ReplicaGroup, request: StepRequest, sizes: readonly number[]): Replica[] {
     group.publish(request.variables);
     const x = batchPart(request.x, 'x');
     const y = batchPart(request.y, 'y');
     let from = sizes[0];
-    const sent = group.replicas.map((r, k) => {
+    return group.replicas.map((r, k) => {
       try {
-        r.send({ step, x, y, from, rows: sizes[k + 1] });
+        r.send({ step: request.ctx.step, x, y, from, rows: sizes[k + 1] });
       } catch (err) {
         void this.stop(err as TapfitError); // a replica lost between steps: the ones already signalled are stopped with it
         throw err;
@@ -86,35 +113,28 @@ export class DataParallelBackprop implements Backprop {
       from += sizes[k + 1];
       return r;
     });
-    let own: StepGradients;
+  }
+
+  /** The main thread's part (the first `rows` samples) with core's default backprop, and its predictions (kept: the caller disposes them). */
+  private computeOwnPart(request: StepRequest, rows: number): { gradients: StepGradients; pred: tf.Tensor } {
     let pred: tf.Tensor | undefined;
     try {
-      own = this.local.compute({
+      const gradients = this.local.compute({
         ...request,
-        x: tf.slice(request.x, 0, sizes[0]),
-        y: tf.slice(request.y, 0, sizes[0]),
-        // Keeps the part's predictions: the whole batch's loss is evaluated on all of them at the end.
+        x: tf.slice(request.x, 0, rows),
+        y: tf.slice(request.y, 0, rows),
+        // The whole batch's loss is evaluated on every part's predictions at the end.
         loss: (yTrue, yPred) => {
           pred?.dispose();
           pred = tf.keep(tf.cast(yPred, 'float32'));
           return request.loss(yTrue, yPred);
         },
       });
+      if (!pred) throw new TapfitError(ErrorCodes.STATE, `${DATA_PARALLEL_PLUGIN}: the main thread's backprop never called the loss.`);
+      return { gradients, pred };
     } catch (err) {
       pred?.dispose();
-      // The workers are mid-step: let them finish before the next one (their answers are dropped).
-      this.collect(sent, step);
       throw err;
-    }
-    try {
-      const answers = this.collect(sent, step);
-      const grads = combine(request.variables, own, answers, shares, group);
-      const whole = tf.concat([pred!, ...answers.map((a) => tf.tensor(a.pred, a.predShape))]);
-      const value = request.loss(request.y, whole);
-      checkBatchMean(value, [own.value.dataSync()[0], ...answers.map((a) => a.loss)], shares);
-      return { value, grads };
-    } finally {
-      pred?.dispose();
     }
   }
 
