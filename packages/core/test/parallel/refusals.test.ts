@@ -142,4 +142,24 @@ describe('dataParallel: what it refuses, and failing replicas', () => {
       model.dispose();
     });
   }
+
+  it("the main thread's part failing while a replica fails too: the main thread's error is the one thrown", async () => {
+    process.env.TAPFIT_TEST_REPLICA_FAILURE = 'throw';
+    const model = smallMlp();
+    let calls = 0;
+    const loss = (yTrue: tf.Tensor, yPred: tf.Tensor) => {
+      if (++calls === 3) throw new Error('the main thread loss failed on purpose'); // step 1's own part (each step calls it twice: the part, then the whole batch)
+      return tf.losses.softmaxCrossEntropy(tf.oneHot(tf.cast(yTrue, 'int32'), 3), yPred);
+    };
+    const trainer = new Trainer(options({ model, loss, plugins: [dataParallel({ setupModule: fixture('replica-loss') })] }));
+    try {
+      await trainer.setup();
+    } finally {
+      delete process.env.TAPFIT_TEST_REPLICA_FAILURE;
+    }
+    trainer.trainStep(batchFor(model, 16), { epoch: 0, batch: 0, step: 0 }).loss.dispose();
+    expect(failedStep(trainer, model, 1).message).to.contain('the main thread loss failed on purpose');
+    trainer.dispose();
+    model.dispose();
+  });
 });
