@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { count, parseOptions, positive } from '../options';
-import { isSetupModuleSpec, SETUP_MODULE_FORMS } from './setup-module';
+import { isSetupModuleSpec, SETUP_MODULE_FORMS } from '../model/worker-setup-module';
 
 export interface DataParallelOptions {
   /** How many parts each batch is split into: the main thread computes one, a worker thread each of the others. Default 2. */

@@ -14,7 +14,7 @@ import { runForward } from '../step/forward-pass';
 import { resolveLoss, type LossName } from '../train/losses';
 import { copyValues } from './host-copy';
 import { CONTROL_SLOTS, Slot, type FromReplica, type ReplicaInit, type StepOrder } from './protocol';
-import { importSetupModule } from './setup-module';
+import { importSetupModule } from '../model/worker-setup-module';
 import { WeightLayout } from './weight-layout';
 
 const init = workerData as ReplicaInit;
