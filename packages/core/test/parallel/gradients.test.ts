@@ -58,7 +58,7 @@ async function trainBoth(build: () => tf.LayersModel, optimizer: () => Optimizer
       await trainer.setup();
       const seen: number[] = [];
       for (let step = 0; step < steps; step++) {
-        const r = trainer.trainStep({ x: tf.clone(batch.x), y: tf.clone(batch.y) }, { epoch: 0, batch: step, step });
+        const r = trainer.trainStep(batch, { epoch: 0, batch: step, step });
         seen.push(r.loss.dataSync()[0]!);
         r.loss.dispose();
       }
@@ -119,7 +119,7 @@ describe('dataParallel: the gradients of a split batch are the whole batch\'s', 
     const trainer = trainerFor(model, [dataParallel()], sgd({ lr: 0.1, momentum: 0.9 }));
     try {
       await trainer.setup();
-      const step = (s: number) => trainer.trainStep({ x: tf.clone(batch.x), y: tf.clone(batch.y) }, { epoch: 0, batch: s, step: s }).loss.dispose();
+      const step = (s: number) => trainer.trainStep(batch, { epoch: 0, batch: s, step: s }).loss.dispose();
       step(0);
       const before = tf.memory().numTensors;
       for (let s = 1; s < 4; s++) step(s);
