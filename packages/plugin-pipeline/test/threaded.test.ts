@@ -188,16 +188,18 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     }
   });
 
+  /** A model with a custom layer (PipelineTestDoubler) that the stage workers know only through setupModule. */
+  const doublerModel = () =>
+    tf.sequential({
+      layers: [
+        tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh' }),
+        new PipelineTestDoubler({ name: 'double' }),
+        tf.layers.dense({ name: 'd2', units: 3 }),
+      ],
+    });
+
   it("a model with a custom layer registered only on the calling thread: start names the class and says to register it in setupModule; registered there, it trains", async () => {
-    const model = () =>
-      tf.sequential({
-        layers: [
-          tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh' }),
-          new PipelineTestDoubler({ name: 'double' }),
-          tf.layers.dense({ name: 'd2', units: 3 }),
-        ],
-      });
-    const err = await ThreadedPipeline.start({ model: model(), boundaries: ['d2'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' }).then(
+    const err = await ThreadedPipeline.start({ model: doublerModel(), boundaries: ['d2'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu' }).then(
       async (p) => (await p.close(), null),
       (e: Error & { code?: string }) => e,
     );
@@ -206,7 +208,7 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     expect(err?.message).to.contain('Register it in a module passed as setupModule (at its top level or in its setup(): tf.serialization.registerClass(PipelineTestDoubler))');
 
     const { x, y } = samples(8);
-    const pipe = await ThreadedPipeline.start({ model: model(), boundaries: ['d2'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule: customLayer });
+    const pipe = await ThreadedPipeline.start({ model: doublerModel(), boundaries: ['d2'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule: customLayer });
     try {
       expect(await pipe.train(x, y)).to.have.length(8);
     } finally {
@@ -216,18 +218,10 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
   });
 
   it('setupModule may be ESM with top-level await, and a file: URL (what import.meta.resolve gives): the workers import() it', async () => {
-    const model = () =>
-      tf.sequential({
-        layers: [
-          tf.layers.dense({ name: 'd1', inputShape: [4], units: 6, activation: 'tanh' }),
-          new PipelineTestDoubler({ name: 'double' }),
-          tf.layers.dense({ name: 'd2', units: 3 }),
-        ],
-      });
     const { x, y } = samples(8);
     try {
       for (const setupModule of [customLayerTla, pathToFileURL(customLayerTla).href, pathToFileURL(customLayer).href]) {
-        const pipe = await ThreadedPipeline.start({ model: model(), boundaries: ['d2'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule });
+        const pipe = await ThreadedPipeline.start({ model: doublerModel(), boundaries: ['d2'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', setupModule });
         try {
           expect(await pipe.train(x, y), setupModule).to.have.length(8);
         } finally {
