@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { fromLayersModel, losses, noiseKey, SegmentExecutor, sgd, SilentLogger, Trainer, type MemoryPolicy, type SegmentContext, type TapfitPlugin, type TrainableModel, type TrainerOptions } from '../src';
+import { fromLayersModel, losses, noiseKey, noiseSeed, SegmentExecutor, sgd, SilentLogger, Trainer, type MemoryPolicy, type SegmentContext, type TapfitPlugin, type TrainableModel, type TrainerOptions } from '../src';
 import { blobs, tmpDir, useBackend } from './fixtures';
 import { planOf, requestOf, toArrays } from './memory/models';
 
@@ -75,6 +75,61 @@ describe('dropout masks follow (seed, batch, layer)', () => {
     }
     built.dispose();
     loaded.dispose();
+  });
+
+  describe('a Dropout layer applied twice in one forward (shared in a functional model)', () => {
+    /** x -> the same Dropout twice -> both outputs side by side; with `dense`, between two Dense layers. */
+    function sharedDropout(dense: boolean): tf.LayersModel {
+      const input = tf.input({ shape: [dense ? 4 : 16] });
+      const h = dense ? (tf.layers.dense({ units: 16, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }), name: 'd1' }).apply(input) as tf.SymbolicTensor) : input;
+      const drop = tf.layers.dropout({ rate: 0.5, name: 'drop' });
+      const both = tf.layers.concatenate({ name: 'both' }).apply([drop.apply(h) as tf.SymbolicTensor, drop.apply(h) as tf.SymbolicTensor]) as tf.SymbolicTensor;
+      const out = dense ? (tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }), name: 'head' }).apply(both) as tf.SymbolicTensor) : both;
+      return tf.model({ inputs: input, outputs: out });
+    }
+    const halves = (t: tf.Tensor) => tf.split(t, 2, 1).map((h) => Array.from(h.dataSync()));
+
+    it('draws a fresh mask at each application, as tfjs does, and a replay redraws both', () => {
+      const model = sharedDropout(false);
+      const x = tf.ones([4, 16]);
+      // The oracle: tfjs's own training call draws each application afresh.
+      const [tfjsFirst, tfjsSecond] = halves(model.apply(x, { training: true }) as tf.Tensor);
+      expect(tfjsSecond).to.not.deep.equal(tfjsFirst);
+      const [segment] = fromLayersModel(model).segments;
+      const first = segment.forward([x], ctxOf(0))[0];
+      const [a, b] = halves(first);
+      expect(b).to.not.deep.equal(a);
+      const replay = segment.forward([x], ctxOf(0, true))[0];
+      expect(Array.from(replay.dataSync())).to.deep.equal(Array.from(first.dataSync()));
+      expect((model.getLayer('drop') as unknown as { seed: unknown }).seed).to.equal(undefined); // its own (absent) seed put back
+      tf.dispose([x, first, replay]);
+      model.dispose();
+    });
+
+    it('with the memory executor recomputing it: the loss is that of draws 0 and 1 of the rule, and the gradients equal storing it', () => {
+      const layers = sharedDropout(true);
+      const model = fromLayersModel(layers);
+      const x = tf.randomNormal([6, 4], 0, 1, 'float32', 3);
+      const y = tf.tensor1d([0, 1, 2, 1, 0, 2], 'int32');
+      const ctx = ctxOf(0);
+      // The oracle: the model written out with tf ops, each application's mask seeded by the rule (noiseSeed's draw
+      // index: 0 for the application tfjs's graph runs first, 1 for the other; which one that is is tfjs's order).
+      const lossWith = (draws: number[]) =>
+        tf.tidy(() => {
+          const [w1, b1, w2, b2] = ['d1', 'head'].flatMap((n) => layers.getLayer(n).getWeights());
+          const h = tf.relu(tf.add(tf.matMul(x, w1), b1));
+          const masked = draws.map((draw) => tf.dropout(h, 0.5, undefined, noiseSeed(ctx, 'drop', draw)));
+          return losses.softmaxCrossEntropy(y, tf.add(tf.matMul(tf.concat(masked, 1), w2), b2)).dataSync()[0];
+        });
+      const stored = executorStep(model, x, y, 'store', ctx);
+      const recomputed = executorStep(model, x, y, 'recompute', ctx);
+      const nearest = Math.min(...[[0, 1], [1, 0]].map((draws) => Math.abs(lossWith(draws) - stored.value)));
+      expect(nearest).to.be.below(1e-6);
+      expect(recomputed.value).to.equal(stored.value);
+      expect(recomputed.grads).to.deep.equal(stored.grads);
+      tf.dispose([x, y]);
+      layers.dispose();
+    });
   });
 
   describe('in a Trainer', () => {

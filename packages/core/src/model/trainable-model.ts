@@ -213,15 +213,35 @@ function notReplayable(layer: tf.layers.Layer): string | undefined {
  * Dropout layers without a seed of their own (tfjs's default; `null` in a model loaded or
  * rebuilt from JSON) draw an unseeded mask per call, so a recomputed forward would
  * differentiate another mask than the loss saw. Each training forward seeds them from the
- * context (`noiseSeed(ctx, layer name)`: trainer seed, batch, layer), so a replay, in any
- * order, draws the same mask. Returns what puts the layers' own (absent) seeds back.
+ * context (`noiseSeed(ctx, layer name, draw)`: trainer seed, batch, layer, and which of the
+ * layer's applications in this forward it is), so a replay, in any order, draws the same
+ * masks, and a layer applied twice in one forward (a shared Dropout in a functional model)
+ * draws a fresh mask for each application, as tfjs's unseeded calls do. Returns what puts
+ * the layers' own (absent) seeds and calls back.
  */
 function seedDropouts(layer: tf.layers.Layer, ctx: SegmentContext): (() => void) | undefined {
   const dropouts = layersIn(layer).filter((l) => isDropout(l) && (l as { seed?: number | null }).seed == null);
   if (!dropouts.length) return undefined;
-  const own = dropouts.map((d) => (d as { seed?: number | null }).seed);
-  for (const d of dropouts) (d as { seed?: number }).seed = noiseSeed(ctx, d.name);
-  return () => dropouts.forEach((d, i) => ((d as { seed?: number | null }).seed = own[i]));
+  const restores = dropouts.map((d) => {
+    const seeded = d as unknown as { seed?: number | null; call: CallFn };
+    const own = seeded.seed;
+    const hadOwnCall = Object.hasOwn(d, 'call');
+    const call = seeded.call;
+    // The seed is set per call: tfjs's Dropout reads it once per call, when it draws the mask.
+    let draw = 0;
+    seeded.call = function (this: typeof seeded, inputs, kwargs) {
+      this.seed = noiseSeed(ctx, d.name, draw++);
+      return call.call(this, inputs, kwargs);
+    };
+    return () => {
+      if (hadOwnCall) seeded.call = call;
+      else delete (seeded as { call?: CallFn }).call;
+      seeded.seed = own;
+    };
+  });
+  return () => restores.forEach((restore) => restore());
 }
+
+type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>) => tf.Tensor | tf.Tensor[];
 
 const isDropout = (l: tf.layers.Layer): boolean => l.getClassName() === 'Dropout' || l.getClassName() === 'SpatialDropout1D';
