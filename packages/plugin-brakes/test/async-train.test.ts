@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { sgd, SilentLogger, tensorData, Trainer } from '@tapfit/core';
+import { noiseKey, noiseSeed, sgd, SilentLogger, tensorData, Trainer } from '@tapfit/core';
 import { asyncTrain, AsyncTrainError, type AsyncTrainOptions, type AsyncTrainStats } from '../src';
 import { GradientLedger } from '../src/async/ledger';
 import type { WorkerInit } from '../src/async/protocol';
@@ -350,6 +350,47 @@ describe('asyncTrain (worker threads)', function () {
       model.dispose();
       d.dispose();
     });
+  });
+
+  it("dropout draws by core's noise rule (seed, batch serial, layer): a one-worker run equals a serial replay whose Dropout is seeded by the rule, and a second run repeats it bitwise", async () => {
+    const n = 32;
+    const dropoutMlp = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.dense({ inputShape: [4], units: 16, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+          tf.layers.dropout({ rate: 0.5, name: 'drop' }),
+          tf.layers.dense({ units: 1, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+        ],
+      });
+    const d = tensorData(tf.randomNormal([n, 4], 1, 2, 'float32', 7), tf.randomNormal([n, 1], 0, 1, 'float32', 8));
+    const [lr, steps, seed] = [0.05, 10, 3];
+    const run = async () => {
+      const model = dropoutMlp();
+      await asyncTrain({ model, data: d, loss: 'meanSquaredError', optimizer: sgd({ lr }), workers: 1, steps, batchSize: 4, backend: 'cpu', seed, timeoutMs: 30_000, logger: new SilentLogger() });
+      const weights = model.getWeights().flatMap((w) => Array.from(w.dataSync()));
+      model.dispose();
+      return weights;
+    };
+    const [first, second] = [await run(), await run()];
+    expect(second).to.deep.equal(first);
+    // The oracle: the worker's batches trained on the main thread with tfjs's own Dropout, seeded for batch k by the rule.
+    const replay = dropoutMlp();
+    const drop = replay.getLayer('drop') as unknown as { seed?: number };
+    const batches = shardBatches({ index: 0, data: shareData(d), shard: shardOf(0, 1, n), batchSize: 4, seed } as WorkerInit);
+    const vars = replay.trainableWeights.map((w) => w.read() as tf.Variable);
+    for (let k = 0; k < steps; k++) {
+      const { x, y } = batches.next().value;
+      drop.seed = noiseSeed({ noiseKey: noiseKey(seed, k) }, 'drop');
+      tf.tidy(() => {
+        const { grads } = tf.variableGrads(() => tf.losses.meanSquaredError(y, replay.apply(x, { training: true }) as tf.Tensor) as tf.Scalar, vars);
+        vars.forEach((v) => v.assign(tf.sub(v, tf.mul(lr, grads[v.name]))));
+      });
+      tf.dispose([x, y]);
+    }
+    const want = replay.getWeights().flatMap((w) => Array.from(w.dataSync()));
+    first.forEach((v, j) => expect(v, `weight ${j}`).to.be.closeTo(want[j], 1e-5));
+    replay.dispose();
+    d.dispose();
   });
 
   for (const [fault, failure] of [

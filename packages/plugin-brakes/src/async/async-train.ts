@@ -63,6 +63,7 @@ export async function asyncTrain(options: AsyncTrainOptions): Promise<AsyncTrain
       shard: shardOf(index, o.workers, samples),
       batchSize: o.batchSize,
       seed: o.seed,
+      workers: o.workers,
     }));
   } finally {
     markModelTraining(model, false);

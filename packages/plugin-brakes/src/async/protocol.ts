@@ -15,7 +15,10 @@ export interface WorkerInit {
   /** This worker's shard: sample indices into `data`. */
   shard: Int32Array;
   batchSize: number;
+  /** Shuffling seed, and the trainer seed of core's dropout rule (noiseKey). */
   seed: number;
+  /** How many workers the run has: worker `index`'s n-th batch is the run's batch serial n * workers + index. */
+  workers: number;
 }
 
 /** The training set in shared memory, so workers read it without copies. */

@@ -4,7 +4,7 @@
 // its training-mode forward pass changed the buffers (BatchNorm moving statistics).
 import * as tf from '@tensorflow/tfjs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { importSetupModule, rebuildLayersModelInWorker, resolveLoss, selectBackend, TapfitError, weightPenalties, type LossFn, type LossName } from '@tapfit/core';
+import { forwardSegments, fromLayersModel, importSetupModule, noiseKey, rebuildLayersModelInWorker, resolveLoss, selectBackend, TapfitError, weightPenalties, type LossFn, type LossName } from '@tapfit/core';
 import type { FromWorker, ToWorker, WorkerInit } from './protocol';
 import { shardBatches } from './worker-batches';
 
@@ -30,6 +30,11 @@ async function start(init: WorkerInit): Promise<void> {
   const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
   const buffers = model.nonTrainableWeights;
   const batches = shardBatches(init);
+  // The trainer's forward (core's layers adapter), so that dropout draws by core's noise rule
+  // instead of tfjs's unseeded masks: noiseKey(seed, batch serial), where this worker's n-th
+  // batch is the run's serial n * workers + index (no two batches of a run share a key).
+  const forward = fromLayersModel(model);
+  let served = 0;
 
   port.on('message', (msg: ToWorker) => {
     try {
@@ -39,9 +44,11 @@ async function start(init: WorkerInit): Promise<void> {
         msg.buffers.forEach((b, i) => buffers[i].write(tf.tensor(b, buffers[i].read().shape)));
       });
       const { x, y } = batches.next().value;
+      const serial = served++ * init.workers + init.index;
+      const ctx = { training: true, recomputing: false, step: serial, noiseKey: noiseKey(init.seed, serial) };
       // The model's weight penalties (regularizers) join the loss, as model.fit and the trainer add them.
       const objective = () => {
-        const batchLoss = loss(y, model.apply(x, { training: true }) as tf.Tensor);
+        const batchLoss = loss(y, forwardSegments(forward, x, ctx));
         const penalties = weightPenalties(model);
         return (penalties.length ? tf.add(batchLoss, tf.addN(penalties)) : batchLoss) as tf.Scalar;
       };
