@@ -40,6 +40,20 @@ export function fitInputs(a: unknown, b: unknown, c: unknown): FitInputs {
   const raw = (modelForm ? c : b) as { batchSize?: unknown; shuffle?: unknown } | undefined;
   const options = parseOptions('fit', fitOptionsSchema, raw);
   const given = { batchSize: raw?.batchSize !== undefined, shuffle: raw?.shuffle !== undefined };
+  if (modelForm && options.batchesPerEpoch !== undefined) {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      "fit: option 'batchesPerEpoch' is model.fitDataset's, for a dataset read on across epochs; fit(x, y) makes each epoch one pass over x, as model.fit does. " +
+        'For a dataset pass fit(datasetData(ds, { batched: true }), { batchesPerEpoch }); to end epochs after fewer batches of x, fit a slice of it.',
+    );
+  }
+  if (options.validationBatches !== undefined && !isDataSource(options.validationData)) {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      "fit: option 'validationBatches' limits a validation dataset (validationData: datasetData(valDs, { batched: true })), as model.fitDataset applies it; " +
+        'validation on [x, y] or validationSplit runs over all of it. Leave the option out, or pass fewer validation samples.',
+    );
+  }
   if (modelForm) checkTensorArguments(a, b);
   const created: Array<{ dispose(): void }> = [];
   try {

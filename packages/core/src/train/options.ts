@@ -31,6 +31,14 @@ export const fitOptionsSchema = z.strictObject({
   initialEpoch: z.number().int().nonnegative().optional(),
   /** Weight of each class in the loss, by class index: `{ 0: 1, 1: 5 }`; needs a named loss or a loss function returning one loss per sample. */
   classWeight: z.record(z.string(), z.number().nonnegative('must be >= 0')).optional(),
+  /**
+   * model.fitDataset's: end each epoch after this many batches and read the data on from there
+   * in the next (opened once per fit, not restarted each epoch). Data that runs out first ends
+   * the fit with a warning, as fitDataset does. fit(data, options) only.
+   */
+  batchesPerEpoch: z.number().int().positive().optional(),
+  /** model.fitDataset's: validate each epoch on the first this many batches of a validationData data source. */
+  validationBatches: z.number().int().positive().optional(),
 });
 export type FitOptions = z.input<typeof fitOptionsSchema>;
 export type ParsedFitOptions = z.output<typeof fitOptionsSchema>;
@@ -51,11 +59,7 @@ export const unsupportedFitOptions: Readonly<Record<string, string>> = {
 
 /** model.fitDataset's options (tfjs-layers 4.22's ModelFitDatasetArgs) that fit does not take, each with what to do instead. */
 export const unsupportedFitDatasetOptions: Readonly<Record<string, string>> = {
-  batchesPerEpoch:
-    'an epoch is one pass over the data: for an endless dataset (ds.repeat()) pass datasetData(ds.take(batchesPerEpoch), { batched: true }), ' +
-    'which ends each epoch after that many batches (each epoch restarts the dataset, where fitDataset goes on from where the last epoch stopped)',
-  validationBatches: 'validation runs over the whole validation data: pass validationData: datasetData(valDs.take(validationBatches), { batched: true })',
-  validationBatchSize: 'a validation dataset comes in its own batches: pass it as validationData: datasetData(valDs, { batched: true })',
+  validationBatchSize: 'validation runs at fit\'s batchSize (the mean over the validation data is the same at any batch size, up to float rounding); leave the option out',
 };
 
 /** Refuses the model.fit and model.fitDataset options tapfit does not take, naming each one's alternative. */

@@ -40,6 +40,7 @@ import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, with
 import { FitCallbacks, yieldKeysNote, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
+import { CarriedEpochs, firstBatches, ranOutWarning } from './batch-limits';
 import { asModelInputs, asModelTargets, takesOneValue } from './targets';
 import { markLabelSource, tensorLabelSource } from '../data/labels';
 import { checkSampleAxes } from '../data/tensor-data';
@@ -58,6 +59,9 @@ import { carryChainState, describeChange, trainableSetChange } from './trainable
 import { TrainableFlags } from './trainable-flags';
 import { disposeState } from '../transforms/state';
 import { compiledSince, compileMark, RECOMPILED_WARNING, type CompileMark } from './recompile';
+
+/** runEpoch's answer when batchesPerEpoch's carried data had nothing left for the epoch. */
+const DATA_RAN_OUT = 'data ran out';
 
 export interface TrainerOptions {
   /** A tfjs-layers model or a segment model. */
@@ -468,7 +472,17 @@ export class Trainer {
     return models;
   }
 
-  private async runFit(data: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
+  private async runFit(given: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
+    // batchesPerEpoch (model.fitDataset's): one read of the data carried across the epochs.
+    const carried = o.batchesPerEpoch === undefined ? undefined : new CarriedEpochs(given, o.batchesPerEpoch);
+    try {
+      return await this.runFitOn(carried ?? given, validation, o, verbose);
+    } finally {
+      await carried?.close();
+    }
+  }
+
+  private async runFitOn(data: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
     await this.setup();
     this.followTrainableSet('fit', 'fit');
     if (this.userModel && this.compiled && compiledSince(this.compiled, this.userModel)) {
@@ -524,7 +538,7 @@ export class Trainer {
           `Give memoryBudget a sample of ${o.batchSize} samples.`,
       );
     }
-    const stepsPerEpoch = batchesPerEpoch(data, o.batchSize) ?? -1;
+    const stepsPerEpoch = o.batchesPerEpoch ?? batchesPerEpoch(data, o.batchSize) ?? -1;
     const params: FitParams = {
       epochs,
       initialEpoch: this.pos.epoch,
@@ -549,10 +563,16 @@ export class Trainer {
         }
         await callbacks.epochBegin(epoch);
         const logs = await this.runEpoch(data, epoch, o, names, callbacks, loss);
+        if (logs === DATA_RAN_OUT) {
+          this.logger.warn(ranOutWarning(data as CarriedEpochs, epoch, epochs));
+          break;
+        }
         if (!logs) break; // stopped mid-epoch: the epoch is unfinished and a later fit continues it
         this.pos = { epoch: epoch + 1, batch: 0 };
-        if (validation) {
-          const val = await this.evaluate(validation, { batchSize: o.batchSize });
+        // An epoch the data ran out in is not validated (model.fitDataset's order: it validates once the count is reached).
+        const ranOut = data instanceof CarriedEpochs && data.ranOut;
+        if (validation && !ranOut) {
+          const val = await this.validate(validation, o);
           for (const [k, v] of Object.entries(val)) logs[`val_${k}`] = v;
         }
         await this.hooks.epochEnd.run({ epoch, logs });
@@ -560,6 +580,10 @@ export class Trainer {
         await callbacks.epochEnd(epoch, logs);
         history.epoch.push(epoch);
         for (const [k, v] of Object.entries(logs)) (history.history[k] ??= []).push(v);
+        if (ranOut) {
+          this.logger.warn(ranOutWarning(data as CarriedEpochs, epoch, epochs));
+          break;
+        }
         if (callbacks.stopRequested) break;
       }
     } finally {
@@ -634,7 +658,8 @@ export class Trainer {
   /**
    * One epoch from the current position: the epoch's mean loss and metrics (one read-back),
    * or undefined when stop() came before the data ran out (the position then holds the
-   * epoch so far, for a later fit or a checkpoint to continue it).
+   * epoch so far, for a later fit or a checkpoint to continue it), or DATA_RAN_OUT when
+   * batchesPerEpoch's carried data had no batch left for it.
    */
   private async runEpoch(
     data: DataSource,
@@ -643,7 +668,7 @@ export class Trainer {
     names: readonly string[],
     callbacks: FitCallbacks,
     loss: LossFn | undefined,
-  ): Promise<Logs | undefined> {
+  ): Promise<Logs | undefined | typeof DATA_RAN_OUT> {
     const startBatch = this.pos.batch;
     const soFar = this.pos.epochSoFar;
     const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch, startBatch });
@@ -700,6 +725,7 @@ export class Trainer {
         return undefined;
       }
       if (batch === 0 && startBatch === 0) {
+        if (data instanceof CarriedEpochs && data.batchesRead > 0) return DATA_RAN_OUT; // batchesPerEpoch: earlier epochs read it all
         throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
       }
       // The whole epoch trained nothing (a continued epoch counts the steps applied before it was stopped: its means hold them).
@@ -721,6 +747,16 @@ export class Trainer {
       means.dispose();
       await it.return?.(); // stopped with data left: the source frees what it holds (a datasetData shuffle buffer)
     }
+  }
+
+  /**
+   * An epoch's validation: the whole validation data, or with validationBatches (model.fitDataset's)
+   * its first batches, counted in the validation source's own batches when it has them.
+   */
+  private async validate(validation: DataSource, o: ParsedFitOptions): Promise<Record<string, number>> {
+    if (o.validationBatches === undefined) return this.evaluate(validation, { batchSize: o.batchSize });
+    const own = await validation.ownBatchSize?.();
+    return this.evaluate(firstBatches(validation, o.validationBatches), { batchSize: own ?? o.batchSize });
   }
 
   /** The position, with the running epoch's batching and sums so far when it is inside one (one read-back). */

@@ -5,7 +5,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { datasetData, sgd, SilentLogger, Trainer, type Batch, type CallbackHandlers } from '../../src';
 import { useBackend } from '../fixtures';
-import { blobTensors, expectHistoryClose, softmaxModel } from './helpers';
+import { blobTensors, expectHistoryClose, recordingLogger, softmaxModel } from './helpers';
 
 describe('datasetData of a dataset batched for model.fitDataset', () => {
   useBackend('cpu');
@@ -60,6 +60,86 @@ describe('datasetData of a dataset batched for model.fitDataset', () => {
     model.dispose();
     reference.dispose();
     tf.dispose([x, y, labels]);
+  });
+
+  describe("model.fitDataset's batchesPerEpoch and validationBatches", () => {
+    /** model.fitDataset on a fresh model, its console.warn (the data ran out) caught. */
+    async function fitDatasetReference(ds: tf.data.Dataset<tf.TensorContainer>, args: tf.ModelFitDatasetArgs<tf.TensorContainer>) {
+      const reference = softmaxModel();
+      reference.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+      const warned: string[] = [];
+      const warn = console.warn;
+      console.warn = (m: string) => void warned.push(m);
+      try {
+        const history = await reference.fitDataset(ds, { verbose: 0, ...args });
+        return { reference, history, warned };
+      } finally {
+        console.warn = warn;
+      }
+    }
+    const expectSameWeights = (model: tf.LayersModel, reference: tf.LayersModel) =>
+      reference.getWeights().forEach((w, i) => expect(Array.from(model.getWeights()[i].dataSync()), `weight ${i}`).to.deep.equal(Array.from(w.dataSync())));
+
+    it('reads the dataset on across epochs (not restarted each epoch), and validates on the first validationBatches batches: the history and weights of model.fitDataset', async () => {
+      const { x, y, labels } = blobTensors(40);
+      const { x: vx, y: vy, labels: vl } = blobTensors(30, 2);
+      const batched = tf.data.zip({ xs: tf.data.array(tf.unstack(x)), ys: tf.data.array(tf.unstack(y)) }).batch(8); // 5 batches
+      const valBatched = tf.data.zip({ xs: tf.data.array(tf.unstack(vx)), ys: tf.data.array(tf.unstack(vy)) }).batch(6); // 5 batches, of another size
+      // 3 batches an epoch from a 5-batch cycle: the epochs start at batches 0, 3, 1 (5 + 1), 4 of the dataset.
+      const args = { epochs: 4, batchesPerEpoch: 3, validationBatches: 2 };
+      const { reference, history: expected } = await fitDatasetReference(batched.repeat(), { ...args, validationData: valBatched });
+      const model = softmaxModel();
+      const t = trainer(model);
+      const h = await t.fit(datasetData(batched.repeat(), { batched: true }), { ...args, validationData: datasetData(valBatched, { batched: true }) });
+      expect(t.step).to.equal(12);
+      expectHistoryClose(h.history, expected.history as Record<string, number[]>, 1e-6);
+      expect(h.epoch).to.deep.equal(expected.epoch);
+      expectSameWeights(model, reference);
+      t.dispose();
+      model.dispose();
+      reference.dispose();
+      tf.dispose([x, y, labels, vx, vy, vl]);
+    });
+
+    it('a dataset shorter than epochs * batchesPerEpoch: the epoch it runs out in ends there unvalidated and training stops with a warning, as model.fitDataset (same history and weights); nothing leaks', async () => {
+      const { x, y, labels } = blobTensors(40);
+      const batched = tf.data.zip({ xs: tf.data.array(tf.unstack(x)), ys: tf.data.array(tf.unstack(y)) }).batch(8); // 5 batches
+      const validation = tf.data.zip({ xs: tf.data.array(tf.unstack(x.slice(0, 12))), ys: tf.data.array(tf.unstack(y.slice(0, 12))) }).batch(4);
+      for (const [epochs, batchesPerEpoch] of [[3, 3], [4, 1 + 4]]) {
+        // 3 x 3: epoch 1 has 2 of its 3 batches, epoch 2 none. 4 x 5: the data ends with epoch 0, and epoch 1 has nothing.
+        const { reference, history: expected, warned } = await fitDatasetReference(batched, { epochs, batchesPerEpoch, validationData: validation });
+        expect(warned.join('\n')).to.match(/ran out of data/);
+        const model = softmaxModel();
+        const logger = recordingLogger();
+        const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), metrics: ['accuracy'], logger });
+        await t.setup();
+        const before = tf.memory().numTensors;
+        const h = await t.fit(datasetData(batched, { batched: true }), { epochs, batchesPerEpoch, validationData: datasetData(validation, { batched: true }) });
+        expect(t.step).to.equal(5);
+        // fitDataset goes on through the epochs left, logging each as empty (no loss); fit stops: its epochs are those that trained.
+        expect(h.epoch).to.deep.equal(expected.epoch.filter((_, i) => i < expected.history.loss.length));
+        expectHistoryClose(h.history, expected.history as Record<string, number[]>, 1e-6);
+        expectSameWeights(model, reference);
+        expect(logger.lines.filter((l) => l.startsWith('warn:')).join('\n')).to.match(new RegExp(`batchesPerEpoch is ${batchesPerEpoch}, but the data ran out .*training stops there.*epochs \\* batchesPerEpoch = ${epochs * batchesPerEpoch} batches.*ds\\.repeat\\(\\)`));
+        expect(tf.memory().numTensors, 'tensors left behind').to.equal(before);
+        t.dispose();
+        model.dispose();
+        reference.dispose();
+      }
+      tf.dispose([x, y, labels]);
+    });
+
+    it('fit(x, y) refuses batchesPerEpoch, and validationBatches without a validation data source, naming the form that does it', async () => {
+      const { x, y, labels } = blobTensors(8);
+      const t = trainer(softmaxModel());
+      const err = async (p: Promise<unknown>) => (await p.then(() => expect.fail('accepted'), (e: Error) => e)) as Error;
+      expect((await err(t.fit(x, y, { batchesPerEpoch: 2 }))).message).to.match(/'batchesPerEpoch' is model\.fitDataset's.*fit\(datasetData\(ds, \{ batched: true \}\), \{ batchesPerEpoch \}\)/);
+      expect((await err(t.fit(x, y, { validationBatches: 2, validationData: [x, y] }))).message).to.match(/'validationBatches' limits a validation dataset \(validationData: datasetData\(valDs, \{ batched: true \}\)\)/);
+      expect(t.step).to.equal(0);
+      t.model.layersModel!.dispose();
+      t.dispose();
+      tf.dispose([x, y, labels]);
+    });
   });
 
   it('re-batches the samples at fit\'s batchSize, shuffles across batches and resumes at a batch; frees every batch it splits', async () => {
