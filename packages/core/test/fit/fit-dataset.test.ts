@@ -129,6 +129,27 @@ describe('datasetData of a dataset batched for model.fitDataset', () => {
       tf.dispose([x, y, labels]);
     });
 
+    it('a fit stopped mid-epoch frees what the carried dataset holds, and the next fit continues that epoch with the rest of its count', async () => {
+      const { x, y, labels } = blobTensors(40);
+      const batched = tf.data.zip({ xs: tf.data.array(tf.unstack(x)), ys: tf.data.array(tf.unstack(y)) }).batch(8);
+      const model = softmaxModel();
+      const t = trainer(model);
+      await t.setup();
+      const before = tf.memory().numTensors;
+      // Shuffled and re-batched at 6: the stop leaves a split dataset batch and a shuffle buffer to free.
+      const options = { epochs: 2, batchesPerEpoch: 3, batchSize: 6, shuffle: true };
+      await t.fit(datasetData(batched.repeat(), { batched: true, shuffleBuffer: 10 }), { ...options, callbacks: { onBatchEnd: (b: number) => void (b === 1 && t.stop()) } });
+      expect([t.step, t.position.epoch, t.position.batch]).to.deep.equal([2, 0, 2]);
+      expect(tf.memory().numTensors, 'tensors left behind by the stopped fit').to.equal(before);
+      const h = await t.fit(datasetData(batched.repeat(), { batched: true, shuffleBuffer: 10 }), options);
+      expect(t.step).to.equal(2 + 1 + 3); // epoch 0's last batch, then epoch 1's three
+      expect(h.epoch).to.deep.equal([0, 1]);
+      expect(tf.memory().numTensors, 'tensors left behind by the finished fit').to.equal(before);
+      t.dispose();
+      model.dispose();
+      tf.dispose([x, y, labels]);
+    });
+
     it('fit(x, y) refuses batchesPerEpoch, and validationBatches without a validation data source, naming the form that does it', async () => {
       const { x, y, labels } = blobTensors(8);
       const t = trainer(softmaxModel());
