@@ -4,7 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { SilentLogger, sgd, Trainer, type TrainerOptions } from '../src';
 import { blobs, tmpDir, useBackend, rejected as errorOf } from './fixtures';
-import { layerNamesModel } from './fixtures/layer-names-model';
+import { customLayerModel, layerNamesModel, scaleLayerClass } from './fixtures/layer-names-model';
 
 const weightsOf = (model: tf.LayersModel) => model.getWeights().map((w) => Array.from(w.dataSync()));
 const options = (model: tf.LayersModel): TrainerOptions => ({ model, loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), logger: new SilentLogger() });
@@ -78,4 +78,50 @@ describe("a checkpoint's variables go to the model's variables of the same names
       model.dispose();
     });
   }
+
+  describe("an unnamed custom layer, whatever its class name's shape (tfjs names it '<snake_case>_<Class><n>')", () => {
+    /** A model with `Scale` trained 2 steps and saved; the trainer's weights at the save. */
+    async function savedWith(build: () => tf.LayersModel): Promise<{ dir: string; weights: number[][]; names: string[] }> {
+      const dir = tmpDir();
+      const model = build();
+      const data = blobs(16);
+      const t = new Trainer(options(model));
+      await t.fit(data, { epochs: 1, batchSize: 8 });
+      await t.save(dir);
+      const result = { dir, weights: weightsOf(model), names: model.weights.map((w) => (w.read() as tf.Variable).name) };
+      t.dispose();
+      data.dispose();
+      model.dispose();
+      return result;
+    }
+
+    // Ends in a digit (so 'block2_Block21'), in two (the number and the class run together), starts lower-case, starts with '_' (tfjs prefixes 'private'), holds '_'; 'Scale' is the plain shape.
+    for (const className of ['Block2', 'ResBlock10', 'myScale', '_Gate', 'Two_Words', 'Scale']) {
+      it(`class '${className}': the same definition built again in this process resumes the saved weights`, async () => {
+        const Scale = scaleLayerClass(className);
+        const s = await savedWith(() => customLayerModel(Scale));
+        const between = customLayerModel(Scale); // renumbers the next unnamed one once more
+        const model = customLayerModel(Scale);
+        const names = model.weights.map((w) => (w.read() as tf.Variable).name);
+        expect(names[2], "tfjs's own name for the unnamed layer's weight").to.not.equal(s.names[2]);
+        const r = await Trainer.resume(s.dir, options(model));
+        expect(weightsOf(model)).to.deep.equal(s.weights);
+        r.dispose();
+        between.dispose();
+        model.dispose();
+      });
+    }
+
+    it("a name the user gave that only looks numbered ('stage2_block1' then 'stage2_block2') is still compared, and refused", async () => {
+      const Scale = scaleLayerClass('Block');
+      const s = await savedWith(() => customLayerModel(Scale, 'stage2_block1'));
+      const model = customLayerModel(Scale, 'stage2_block2');
+      const before = weightsOf(model);
+      const err = await errorOf(Trainer.resume(s.dir, options(model)));
+      expect(err.code).to.equal('TAPFIT_E_CHECKPOINT');
+      expect(err.message).to.match(/saved 'stage2_block1\/w(_\d+)?' would be loaded into 'stage2_block2\/w(_\d+)?'/);
+      expect(weightsOf(model)).to.deep.equal(before);
+      model.dispose();
+    });
+  });
 });

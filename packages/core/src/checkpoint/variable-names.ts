@@ -24,15 +24,29 @@ const AUTO = '\0auto';
 
 /**
  * A tfjs layer name made up for an unnamed layer: snake_case of the class, '_', the class
- * and a per-process number ('dense_Dense3', 'batch_normalization_BatchNormalization1').
+ * and a per-process number from 1 ('dense_Dense3', 'batch_normalization_BatchNormalization1',
+ * 'my_scale_myScale2'). A class may itself end in digits or hold '_' ('Block2' gives
+ * 'block2_Block21'), so every split of the trailing digits and of the '_'s is tried.
  */
 function generatedLayerName(segment: string): boolean {
-  const m = /^([a-z0-9_]+)_([A-Z][A-Za-z0-9]*?)\d+$/.exec(segment);
-  return !!m && m[1] === snakeCase(m[2]);
+  const digits = /\d+$/.exec(segment)?.[0].length ?? 0;
+  for (let k = 1; k <= digits; k++) {
+    if (segment[segment.length - k] === '0') continue; // the number has no leading zero
+    const rest = segment.slice(0, -k);
+    for (let at = rest.indexOf('_'); at >= 0; at = rest.indexOf('_', at + 1)) {
+      const className = rest.slice(at + 1);
+      if (className && toSnakeCase(className) === rest.slice(0, at)) return true;
+    }
+  }
+  return false;
 }
 
-/** tfjs's toSnakeCase. */
-const snakeCase = (name: string) => name.replace(/(.)([A-Z][a-z0-9]+)/g, '$1_$2').replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
+/** tfjs-layers' toSnakeCase (not exported), which names unnamed layers. */
+function toSnakeCase(name: string): string {
+  const snake = name.replace(/(.)([A-Z][a-z0-9]+)/g, '$1_$2').replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();
+  // tfjs's own guard: a class starting with '_' would give a scope starting with '_'.
+  return snake[0] === '_' ? 'private' + snake : snake;
+}
 
 /** The name's segments, each without a trailing `_<n>` (on any segment: a layer's name is uniquified too), made-up ones as AUTO. */
 function segments(name: string): string[] {
