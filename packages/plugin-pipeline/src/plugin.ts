@@ -96,8 +96,8 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
   /**
    * The checkpoint's split when it differs from this setup's (undefined when it is the same, or
    * the checkpoint predates saving it). A balanced split (`stages: S`) is measured anew at every
-   * setup, so a resume takes the saved one; explicit `boundaries` that differ are refused, naming
-   * the ones to pass.
+   * setup, so a resume takes the saved one when it has the same S; another S, or explicit
+   * `boundaries` that differ, are refused, naming the stages or boundaries to pass.
    */
   const savedSplit = (state: PluginState): StageSpec[] | undefined => {
     const saved = (state.json as SavedHistory | undefined)?.stages;
@@ -114,6 +114,14 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
       throw new TapfitError(
         ErrorCodes.CHECKPOINT,
         `${PIPELINE_PLUGIN}: the checkpoint was saved with stages split at boundaries ${quoted(boundaries)}, this pipeline has boundaries ${quoted(o.boundaries)}; resume with boundaries: ${quoted(boundaries)}.`,
+      );
+    }
+    // Only a re-measured balance of the same S is the saved run's split; another S is the user's choice, which the saved delays and weight versions do not fit.
+    if (split.length !== o.stages) {
+      throw new TapfitError(
+        ErrorCodes.CHECKPOINT,
+        `${PIPELINE_PLUGIN}: the checkpoint was saved with ${split.length} stages (split at boundaries ${quoted(boundaries)}), this pipeline asks for stages: ${o.stages}. ` +
+          `A run keeps its stage count (the saved delays and weight versions are per stage): resume with stages: ${split.length} (or boundaries: ${quoted(boundaries)}).`,
       );
     }
     return partitionAt(names, boundaries, o.extraDelay);

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { adam, fromLayersModel, readParam, segmentModel, sgd, SilentLogger, Trainer, type Segment, type TapfitPlugin } from '@tapfit/core';
+import { adam, fromLayersModel, readParam, segmentModel, sgd, SilentLogger, Trainer, type Segment, type TapfitError, type TapfitPlugin } from '@tapfit/core';
 import { blobData, tinyModel } from '@tapfit/core/testing';
 import { expect } from 'chai';
 import * as fs from 'node:fs';
@@ -341,6 +341,31 @@ describe('pipeline plugin: checkpoints', () => {
         expect(weights(resumed)).to.deep.equal(weights(straight));
         free(straight);
         free(resumed);
+      } finally {
+        data.dispose();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("another 'stages: S' than the checkpoint's is refused naming both stage counts, before anything is applied", async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
+      const data = blobData(8);
+      try {
+        const saved = new Trainer(make({ stages: 2, ...options }));
+        await saved.fit(data, { epochs: 1, batchSize: 2, shuffle: false });
+        await saved.save(dir);
+        expect((saved.plugins[0] as ReturnType<typeof pipeline>).stages.map((st) => st.segments)).to.deep.equal([['d1'], ['d2', 'd3', 'd4']]);
+        free(saved);
+        const m = model();
+        const before = m.segments.map((seg) => Array.from(seg.params[0].dataSync()));
+        const err = await Trainer.resume(dir, make({ stages: 3, ...options }, [], m)).then(
+          () => null,
+          (e: TapfitError) => e,
+        );
+        expect(err?.code).to.equal('TAPFIT_E_CHECKPOINT');
+        expect(err?.message).to.match(/saved with 2 stages \(split at boundaries \['d2'\]\), this pipeline asks for stages: 3\. .*resume with stages: 2 \(or boundaries: \['d2'\]\)/);
+        expect(m.segments.map((seg) => Array.from(seg.params[0].dataSync()))).to.deep.equal(before);
+        tf.dispose(m.segments.flatMap((seg) => seg.params));
       } finally {
         data.dispose();
         fs.rmSync(dir, { recursive: true, force: true });
