@@ -137,7 +137,8 @@ export class Trainer {
   private readonly userModel?: tf.LayersModel;
   /** What model.compile() had set on the caller's model when last looked at: a later compile is named at the next fit. */
   private compiled?: CompileMark;
-  private readonly budgetFromOptions: boolean;
+  /** The plugin the `memoryBudget` option added (not one the user registered), if any. */
+  private readonly budgetPlugin?: TapfitPlugin;
   /** The loss as given (a name or a function), for classWeight. */
   private readonly lossSpec: LossSpec;
   /** What the running fit asks of the step's loss (metrics, classWeight); undefined outside fit. */
@@ -178,8 +179,9 @@ export class Trainer {
     c.register(Tokens.Checkpointer, { useFactory: () => Object.assign(new FileCheckpointer(), { trainer: this }) });
 
     const requested = (options.plugins ?? []).map((p) => (typeof p === 'function' ? c.resolve(p) : p));
-    this.budgetFromOptions = options.memoryBudget !== undefined;
-    const plugins = options.memoryBudget ? [memoryBudget(options.memoryBudget), ...requested] : requested;
+    // A falsy memoryBudget (`memoryBudget: cond && {...}`) adds no budget.
+    this.budgetPlugin = options.memoryBudget ? memoryBudget(options.memoryBudget) : undefined;
+    const plugins = this.budgetPlugin ? [this.budgetPlugin, ...requested] : requested;
     validatePluginSet(plugins);
     this.plugins = plugins;
     attachPlugins(plugins, this);
@@ -270,7 +272,7 @@ export class Trainer {
       this.ready = undefined;
       // The `memoryBudget` option is not a user plugin: surface its error as is.
       const cause = (err as { cause?: unknown }).cause;
-      throw this.budgetFromOptions && cause instanceof TapfitError && cause.code === ErrorCodes.MEMORY ? cause : err;
+      throw this.budgetPlugin && cause instanceof TapfitError && cause.code === ErrorCodes.MEMORY ? cause : err;
     });
     return this.ready;
   }
@@ -619,7 +621,7 @@ export class Trainer {
       );
     };
     // The memoryBudget option is not a plugin the user registered; its plan is what no longer holds.
-    const budget = this.budgetFromOptions ? this.plugins[0] : undefined;
+    const budget = this.budgetPlugin;
     const registered = this.plugins.filter((p) => p !== budget);
     const reasons: string[] = [];
     if (registered.length) reasons.push(`the trainer does not follow that with plugins (${registered.map((p) => p.name).join(', ')}): their state may be kept per variable`);

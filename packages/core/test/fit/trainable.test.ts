@@ -320,6 +320,8 @@ describe('layer.trainable set between fits', () => {
       // The option is not a registered plugin: the plan measured for the old set is the reason, and no plugin is named.
       ['with the memoryBudget option', (x: tf.Tensor) => ({ memoryBudget: budget(x) }), /, and the memoryBudget option's memory plan was measured for the old trainable set .*a new Trainer with memoryBudget measures the new set\. Build/],
       ['with the memoryBudget option and plugins', (x: tf.Tensor) => ({ memoryBudget: budget(x), plugins: [noop] }), /with plugins \(noop\): their state may be kept per variable; and the memoryBudget option's memory plan was measured for the old trainable set/],
+      // `memoryBudget: false` (a JS `cond && {...}`) adds no budget: only the plugin is named.
+      ['with plugins and memoryBudget: false', () => ({ plugins: [noop], memoryBudget: false }), /^(?![\s\S]*memoryBudget)[\s\S]*, and the trainer does not follow that with plugins \(noop\): their state may be kept per variable\. Build/],
       ['with a black-box tf.train optimizer', () => ({ optimizer: tf.train.adam(0.01) }), /a black-box tf.train optimizer keeps its state by position in the variable list/],
       ['with a chain member whose state is not one entry per variable', () => ({ optimizer: flatState }), /the update chain's state at 'flat.seen' is a tensor whose shape follows the trainable set \(\[27\] before, \[67\] now\)/],
     ] as const) {
@@ -352,7 +354,8 @@ describe('layer.trainable set between fits', () => {
         t.dispose();
         const given = (extra as { optimizer?: unknown }).optimizer;
         if (given !== undefined && given instanceof tf.Optimizer) given.dispose();
-        (extra as { memoryBudget?: { sample: { x: tf.Tensor } } }).memoryBudget?.sample.x.dispose();
+        const budgetGiven = (extra as { memoryBudget?: false | { sample: { x: tf.Tensor } } }).memoryBudget;
+        if (budgetGiven) budgetGiven.sample.x.dispose();
         tf.dispose([x, y, labels]);
       });
     }
