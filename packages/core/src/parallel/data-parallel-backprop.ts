@@ -10,6 +10,8 @@ import { scaledSum } from '../transforms/fused-updates';
 import type { Replica, ReplicaResult } from './replica';
 import type { ReplicaGroup } from './replica-group';
 import { DATA_PARALLEL_PLUGIN } from './replicable';
+import { hostValues } from './host-copy';
+import { noiseKey } from '../model/noise-seed';
 import { partSizes, partWeights } from './split';
 
 /** How far the whole batch's loss may be from the parts' weighted mean (float32 sums in another order) before the loss is refused as not a batch mean. */
@@ -20,17 +22,23 @@ const LOSS_TOLERANCE = 1e-4;
  * compute theirs while the main thread computes its own with core's default backprop, and
  * the gradients are combined as the whole batch's, sum_k (n_k / n) g_k (the loss is a batch
  * mean). The whole batch's loss is then evaluated once on the joined predictions: it is the
- * value returned (fit's metrics are computed on it, on the whole batch) and the check that
- * the loss really is the batch mean each replica computes (classWeight is not).
+ * value returned (fit's metrics are computed on it, on the whole batch). On the first split
+ * step and each fit's first it is also compared with the parts' losses, which checks that
+ * the loss really is the batch mean each replica computes (classWeight is not); the other
+ * steps read nothing back.
  */
 export class DataParallelBackprop implements Backprop {
-  readonly realisesMemoryPlan = false;
+  // The main thread's part runs core's planned backprop; the workers store every activation of theirs.
+  readonly realisesMemoryPlan = true;
+  readonly memoryPlanScope = "the main thread's part of each batch (the replica workers store all their activations)";
   private readonly local = new PlannedBackprop();
   private group?: ReplicaGroup;
   /** The model's own segments, set with the group: a step whose forward differs was changed by a forward tap. */
   private segments: readonly Segment[] = [];
   /** Why steps are refused now (a replica failed, or the trainer was disposed). */
   private refusal?: TapfitError;
+  /** Whether the next split step checks that the loss is a batch mean: the first after setup, and each fit's first (classWeight is a fit's). */
+  private checkLoss = true;
 
   constructor(
     private readonly replicas: number,
@@ -53,6 +61,20 @@ export class DataParallelBackprop implements Backprop {
     this.group = group;
     this.segments = segments;
     this.refusal = undefined;
+    this.checkLoss = true;
+  }
+
+  /** Forgets the trainer before (applied to a new one): no workers until its setup. */
+  detach(): void {
+    void this.group?.stop();
+    this.group = undefined;
+    this.segments = [];
+    this.refusal = undefined;
+  }
+
+  /** The next split step checks the loss again (a fit starts: its classWeight may change it). */
+  checkLossNextStep(): void {
+    this.checkLoss = true;
   }
 
   /** Stops the workers; later steps are refused with `why`. */
@@ -89,8 +111,12 @@ export class DataParallelBackprop implements Backprop {
       const answers = this.collect(sent, step);
       const grads = combine(request.variables, own.gradients, answers, shares, group);
       const whole = tf.concat([own.pred, ...answers.map((a) => tf.tensor(a.pred, a.predShape))]);
+      // Called last on the whole batch: the step's value, and fit's metrics are the whole batch's.
       const value = request.loss(request.y, whole);
-      checkBatchMean(value, [own.gradients.value.dataSync()[0], ...answers.map((a) => a.loss)], shares);
+      if (this.checkLoss) {
+        checkBatchMean(value, [own.gradients.value.dataSync()[0]!, ...answers.map((a) => a.loss)], shares);
+        this.checkLoss = false;
+      }
       return { value, grads };
     } finally {
       own.pred.dispose();
@@ -100,12 +126,14 @@ export class DataParallelBackprop implements Backprop {
   /** Publishes the weights and hands each worker its rows (after the main thread's `sizes[0]`); returns the replicas signalled. */
   private dispatch(group: ReplicaGroup, request: StepRequest, sizes: readonly number[]): Replica[] {
     group.publish(request.variables);
+    // No tensor op until the rows are sent: on wasm x and y are views of the heap, which an allocation may move.
     const x = batchPart(request.x, 'x');
     const y = batchPart(request.y, 'y');
+    const key = request.ctx.noiseKey ?? noiseKey(0, request.ctx.step); // what noiseSeed reads when the context has none
     let from = sizes[0];
     return group.replicas.map((r, k) => {
       try {
-        r.send({ step: request.ctx.step, x, y, from, rows: sizes[k + 1] });
+        r.send({ step: request.ctx.step, noiseKey: key, x, y, from, rows: sizes[k + 1] });
       } catch (err) {
         void this.stop(err as TapfitError); // a replica lost between steps: the ones already signalled are stopped with it
         throw err;
@@ -172,12 +200,12 @@ export class DataParallelBackprop implements Backprop {
 
 type Part = { data: Float32Array | Int32Array; rowShape: number[]; dtype: 'float32' | 'int32' };
 
-/** The batch's values on the host, to copy the replicas' rows from. */
+/** The batch's values on the host, to copy the replicas' rows from (on wasm a view of the heap, not a copy). */
 function batchPart(t: tf.Tensor, what: 'x' | 'y'): Part {
   if (t.dtype !== 'float32' && t.dtype !== 'int32') {
     throw new TapfitError(ErrorCodes.CONFIG, `${DATA_PARALLEL_PLUGIN}: the batch's ${what} is ${t.dtype}; the replicas take float32 or int32. Cast it (tf.cast(${what}, 'float32')).`);
   }
-  return { data: t.dataSync() as Float32Array | Int32Array, rowShape: t.shape.slice(1), dtype: t.dtype };
+  return { data: hostValues(t), rowShape: t.shape.slice(1), dtype: t.dtype };
 }
 
 /** A tensor of a shared buffer's values; backends other than wasm keep the array they are given, so they get a copy. */

@@ -22,22 +22,24 @@ const CONFLICTS: PluginConflict[] = [
  * thread computes the gradient of one with core's default backprop while worker threads
  * (each its own TF.js with one thread and a copy of the model) compute the others', and
  * the gradients are combined as the whole batch's before the update, which the main thread
- * applies as usual. The same math as one thread up to float rounding; dropout masks are
- * drawn by each replica. Workers start at setup and stop at `trainer.dispose()`.
+ * applies as usual. The same math as one thread up to float rounding, dropout masks
+ * included (each part draws the whole batch's mask rows by core's noise rule). Workers
+ * start at setup and stop at `trainer.dispose()`.
  */
 export function dataParallel(options: DataParallelOptions = {}): TapfitPlugin {
   const o = resolveDataParallelOptions(options);
   let others: readonly string[] = [];
   const backprop = new DataParallelBackprop(o.replicas, o.backend, o.stepTimeoutMs, () => others);
-  let applied = false;
   return {
     name: DATA_PARALLEL_PLUGIN,
     core: `^${CORE_VERSION}`,
     provides: [Tokens.Backprop],
     conflicts: CONFLICTS,
     apply(api) {
-      if (applied) throw new TapfitError(ErrorCodes.CONFIG, `${DATA_PARALLEL_PLUGIN}: this plugin instance is already applied to a trainer; create one per trainer.`);
-      applied = true;
+      // Core gives an instance to one live trainer at a time (a second is refused, naming
+      // 'data-parallel'); once that trainer is disposed or failed to build, the instance
+      // serves a new one: its setup starts new workers and lifts the refusal dispose() left.
+      backprop.detach();
       others = api.trainer.plugins.filter((p) => p !== DATA_PARALLEL_PLUGIN);
       const loss = coreLossName(api.services.resolve(Tokens.Loss));
       if (loss === undefined && o.setupModule === undefined) {
@@ -53,6 +55,8 @@ export function dataParallel(options: DataParallelOptions = {}): TapfitPlugin {
         const group = await ReplicaGroup.start(layersModel, o, loss);
         backprop.attach(group, model.segments);
       });
+      // A fit's classWeight changes the loss: its first step checks again that the loss is a batch mean.
+      api.hooks.fitStart.tap(DATA_PARALLEL_PLUGIN, () => backprop.checkLossNextStep());
     },
     dispose() {
       void backprop.stop(new TapfitError(ErrorCodes.STATE, `${DATA_PARALLEL_PLUGIN}: the trainer was disposed and its replica workers stopped; build a new trainer to train again.`));

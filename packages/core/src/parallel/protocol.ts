@@ -45,7 +45,11 @@ export interface StepOrder {
   type: 'step';
   /** Training step number (the segments' ctx.step). */
   step: number;
+  /** The part's first row in the whole batch, and its row count. */
+  from: number;
   rows: number;
+  /** The whole step's noise key (`ctx.noiseKey`): the replica's Dropout layers draw the whole batch's mask rows from it. */
+  noiseKey: number;
   xShape: number[];
   xDtype: 'float32' | 'int32';
   yShape: number[];

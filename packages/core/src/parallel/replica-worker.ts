@@ -16,6 +16,8 @@ import { copyValues } from './host-copy';
 import { CONTROL_SLOTS, Slot, type FromReplica, type ReplicaInit, type StepOrder } from './protocol';
 import { importSetupModule } from '../model/worker-setup-module';
 import { WeightLayout } from './weight-layout';
+import { drawWholeBatchMasks, type PartRows } from './replica-dropout';
+import { noiseKey } from '../model/noise-seed';
 
 const init = workerData as ReplicaInit;
 const control = new Int32Array(init.control, 0, CONTROL_SLOTS);
@@ -42,7 +44,10 @@ async function start(): Promise<void> {
   const model = await rebuildLayersModelInWorker(init.topology, { builder: 'each dataParallel replica worker', setupOption: 'setupModule' });
   const variables = model.weights.map((w) => w.read() as tf.Variable);
   parentPort!.postMessage({ type: 'ready', shapes: variables.map((v) => [...v.shape]), hasLoss: loss !== undefined } satisfies FromReplica);
-  if (loss) serve(new Replica(fromLayersModel(model).segments, variables, loss));
+  if (!loss) return;
+  const replica = new Replica(fromLayersModel(model).segments, variables, loss);
+  drawWholeBatchMasks(model, () => replica.part);
+  serve(replica);
 }
 
 class Replica {
@@ -53,6 +58,8 @@ class Replica {
   private readonly written: Int32Array;
   private x?: SharedArrayBuffer;
   private y?: SharedArrayBuffer;
+  /** The rows and noise key of the step running (read by the model's Dropout layers). */
+  part: PartRows = { from: 0, noiseKey: 0 };
 
   constructor(
     private readonly segments: readonly Segment[],
@@ -91,7 +98,9 @@ class Replica {
       const data = dtype === 'int32' ? new Int32Array(buffer!, 0, size) : new Float32Array(buffer!, 0, size);
       return tf.tensor(own(data), shape, dtype);
     };
-    const ctx = { training: true, recomputing: false, step: order.step };
+    this.part = { from: order.from, noiseKey: order.noiseKey };
+    // Layers that draw with noiseSeed from the context get a key of this part's own (independent of the other parts'); Dropout draws the whole batch's rows (replica-dropout.ts).
+    const ctx = { training: true, recomputing: false, step: order.step, noiseKey: noiseKey(order.noiseKey, init.replica) };
     let pred: tf.Tensor | undefined;
     try {
       const loss = tf.tidy(() => {

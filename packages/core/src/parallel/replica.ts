@@ -17,6 +17,8 @@ export interface ReplicaResult {
 /** A batch slice to send: the whole batch's data and where this replica's rows are. */
 export interface SliceOrder {
   step: number;
+  /** The whole step's noise key. */
+  noiseKey: number;
   x: { data: Float32Array | Int32Array; rowShape: number[]; dtype: 'float32' | 'int32' };
   y: { data: Float32Array | Int32Array; rowShape: number[]; dtype: 'float32' | 'int32' };
   from: number;
@@ -103,7 +105,7 @@ export class Replica {
     };
     copy(order.x, this.x, 'x');
     copy(order.y, this.y, 'y');
-    const message: StepOrder = { type: 'step', step: order.step, rows: order.rows, xShape: order.x.rowShape, xDtype: order.x.dtype, yShape: order.y.rowShape, yDtype: order.y.dtype, ...grown };
+    const message: StepOrder = { type: 'step', step: order.step, from: order.from, rows: order.rows, noiseKey: order.noiseKey, xShape: order.x.rowShape, xDtype: order.x.dtype, yShape: order.y.rowShape, yDtype: order.y.dtype, ...grown };
     this.port.postMessage(message);
     this.sequence++;
     Atomics.store(this.control, Slot.REQUEST, this.sequence);

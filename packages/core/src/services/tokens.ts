@@ -48,6 +48,8 @@ export interface Backprop {
    * SegmentExecutor do). `describe()` prints a provider's per-segment plan only then.
    */
   readonly realisesMemoryPlan?: boolean;
+  /** Where the plan holds when it realises it for part of the step only ("the main thread's part"), for `describe()`. */
+  readonly memoryPlanScope?: string;
 }
 
 /** Saves and restores checkpoints (default: FileCheckpointer, atomic folders on disk). */

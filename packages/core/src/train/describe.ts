@@ -24,6 +24,8 @@ export interface BackpropDescription {
   runs: string;
   /** Whether it runs the segments as the memory plan says. */
   realisesMemoryPlan: boolean;
+  /** Where the plan holds, when the Backprop realises it for part of the step only. */
+  memoryPlanScope?: string;
 }
 
 export interface TrainerDescription {
@@ -65,7 +67,8 @@ export function describeUpdate(stepper: Stepper | undefined): { updateMembers?: 
 export function describeBackprop(backprop: Backprop, plugins: readonly TapfitPlugin[], plan: MemoryPlan | undefined): BackpropDescription {
   const provider = plugins.find((p) => p.provides?.includes(Tokens.Backprop))?.name;
   if (provider === undefined) return { provider: 'core', runs: plan && runsOnExecutor(plan) ? 'segment executor' : 'autodiff', realisesMemoryPlan: true };
-  return { provider, runs: backprop.description ?? 'its own Backprop', realisesMemoryPlan: backprop.realisesMemoryPlan === true };
+  const scope = backprop.realisesMemoryPlan === true ? backprop.memoryPlanScope : undefined;
+  return { provider, runs: backprop.description ?? 'its own Backprop', realisesMemoryPlan: backprop.realisesMemoryPlan === true, ...(scope ? { memoryPlanScope: scope } : {}) };
 }
 
 function formatMember(m: UpdateMember): string {
@@ -99,7 +102,8 @@ export function describeTrainer(d: TrainerDescription): string {
       lines.push(`memory plan: not used by the Backprop of plugin '${d.backprop.provider}'${extra.length ? '; extra memory:' : ''}`, ...extra);
     } else {
       const peak = d.memoryPlan.predictedPeakBytes;
-      lines.push(`memory plan${peak !== undefined ? ` (predicted peak ${mib(peak)})` : ''}:`);
+      const notes = [peak !== undefined ? `predicted peak ${mib(peak)}` : undefined, d.backprop?.memoryPlanScope ? `realised on ${d.backprop.memoryPlanScope}` : undefined].filter(Boolean);
+      lines.push(`memory plan${notes.length ? ` (${notes.join('; ')})` : ''}:`);
       for (const s of d.memoryPlan.segments) lines.push(`  ${s.name.padEnd(24)} ${s.policy}${s.predictedBytes !== undefined ? `  ${mib(s.predictedBytes)}` : ''}`);
       lines.push(...extra);
     }

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { adam, AutodiffBackprop, dataParallel, resolveLoss, sgd, SilentLogger, storeAllPlan, Tokens, Trainer, type OptimizerSpec, type StepRequest } from '../../src';
+import { describeTrainer } from '../../src/train/describe';
 import { useBackend } from '../fixtures';
 import { batchFor, maxRelativeDifference, smallCnn, smallMlp } from './fixtures/models';
 
@@ -127,6 +128,9 @@ describe('dataParallel: the gradients of a split batch are the whole batch\'s', 
       const d = trainer.describe({ print: false });
       expect(d.backprop?.provider).to.equal('data-parallel');
       expect(d.backprop?.runs).to.match(/^data parallel, 2 replicas \(/);
+      // The main thread's part runs core's planned backprop: the plan is printed, with where it holds.
+      expect(d.backprop?.realisesMemoryPlan).to.equal(true);
+      expect(describeTrainer(d)).to.match(/^memory plan \(realised on the main thread's part of each batch \(the replica workers store all their activations\)\):$/m);
     } finally {
       trainer.dispose();
       model.dispose();

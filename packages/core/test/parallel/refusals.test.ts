@@ -99,6 +99,20 @@ describe('dataParallel: what it refuses, and failing replicas', () => {
     tf.dispose(batch);
   });
 
+  it("classWeight in a later fit (the loss is checked again on each fit's first step): refused, nothing applied", async () => {
+    const model = smallMlp();
+    const batch = batchFor(model, 32);
+    const trainer = new Trainer(options({ model }));
+    await trainer.fit(batch.x, batch.y, { epochs: 1, batchSize: 16, verbose: 0 });
+    const before = weightsOf(model);
+    const err = await rejected(trainer.fit(batch.x, batch.y, { epochs: 1, batchSize: 16, classWeight: { 0: 1, 1: 5, 2: 1 }, verbose: 0 }));
+    expect(err.message).to.contain("is not the samples-weighted mean of the replicas' losses on their parts");
+    expect(weightsOf(model)).to.deep.equal(before);
+    trainer.dispose();
+    model.dispose();
+    tf.dispose(batch);
+  });
+
   it('a custom layer class the workers do not know: refused naming setupModule; registered by a setupModule, it trains', async () => {
     const build = () => tf.sequential({ layers: [tf.layers.dense({ inputShape: [6], units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 5 }) }), new TapfitTestScale({})] });
     const model = build();

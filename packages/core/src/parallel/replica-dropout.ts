@@ -1,0 +1,55 @@
+import * as tf from '@tensorflow/tfjs';
+import { noiseSeed } from '../model/noise-seed';
+
+/** Which rows of the whole batch a replica's step computes, and the whole step's noise key. */
+export interface PartRows {
+  /** The part's first row in the whole batch. */
+  from: number;
+  /** The whole step's noise key (the main thread's `ctx.noiseKey`). */
+  noiseKey: number;
+}
+
+type DropoutLayer = tf.layers.Layer & {
+  rate: number;
+  seed?: number | null;
+  getNoiseShape(input: { shape: number[] }): (number | null)[] | null;
+};
+
+/** Every layer inside `layer` (itself, or a nested model's layers, recursively). */
+function layersIn(layer: tf.layers.Layer): tf.layers.Layer[] {
+  return layer instanceof tf.LayersModel ? layer.layers.flatMap(layersIn) : [layer];
+}
+
+/**
+ * Makes the Dropout and SpatialDropout1D layers of a replica's own model copy draw, for
+ * the part's rows, the mask rows a one-thread step draws for those samples: tfjs draws a
+ * mask value by value from its seed, so the part's rows are rows `from..from+rows` of a
+ * draw of `from + rows` rows (a replica draws at most the whole batch's mask, what one
+ * thread draws; a mask that does not vary along the batch, a noiseShape of 1 there, is
+ * drawn whole). The seed is the layer's own, or core's `noiseSeed` of the whole step's key
+ * (what the main thread's layers get), whatever key the replica's context carries.
+ */
+export function drawWholeBatchMasks(model: tf.LayersModel, part: () => PartRows): void {
+  for (const layer of layersIn(model)) {
+    const kind = layer.getClassName();
+    if (kind !== 'Dropout' && kind !== 'SpatialDropout1D') continue;
+    const d = layer as DropoutLayer;
+    const ownSeed = d.seed ?? undefined;
+    const tfjsCall = d.call.bind(d);
+    d.call = (inputs, kwargs) => {
+      const input = Array.isArray(inputs) ? inputs[0]! : inputs;
+      if (!(kwargs['training'] === true && d.rate > 0 && d.rate < 1)) return tfjsCall(inputs, kwargs);
+      const { from, noiseKey } = part();
+      const rows = input.shape[0]!;
+      const whole = [from + rows, ...input.shape.slice(1)];
+      const shape = (d.getNoiseShape({ shape: whole }) ?? whole).map((s, i) => s ?? whole[i]!);
+      return tf.tidy(() => {
+        // tf.dropout's arithmetic (floor(u + keep) / keep), on the part's rows of the whole draw.
+        const keep = 1 - d.rate;
+        const drawn = tf.randomUniform(shape, 0, 1, 'float32', ownSeed ?? noiseSeed({ noiseKey }, d.name));
+        const u = shape[0] === from + rows ? tf.slice(drawn, from, rows) : drawn;
+        return tf.mul(input, tf.div(tf.floor(tf.add(u, keep)), keep));
+      });
+    };
+  }
+}
