@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { SilentLogger, sgd, tensorData, type TapfitPlugin, type TensorData, type TrainerOptions } from '@tapfit/core';
+import { dataParallel, SilentLogger, sgd, tensorData, type TapfitPlugin, type TensorData, type TrainerOptions } from '@tapfit/core';
 import { batchNormModel } from '@tapfit/core/testing';
 import { adaptiveBrakingPlugin, brakesPlugin } from '@tapfit/plugin-brakes';
 import { lora } from '@tapfit/plugin-lora';
@@ -8,11 +8,12 @@ import { pipeline } from '@tapfit/plugin-pipeline';
 import { revBiFPN, revsilo } from '@tapfit/plugin-revsilo';
 
 /**
- * The five plugin packages composed on one trainer (docs/composition.md): what each
- * brings to a composition, and tiny models to run the compositions on.
- * `test/composition-matrix.test.ts` runs every pair and the largest sets that make sense.
+ * The five plugin packages and core's opt-in dataParallel composed on one trainer
+ * (docs/composition.md): what each brings to a composition, and tiny models to run the
+ * compositions on. `test/composition-matrix.test.ts` runs every pair and the largest sets
+ * that make sense.
  */
-export const PACKAGES = ['lora', 'online-norm', 'brakes', 'revsilo', 'pipeline'] as const;
+export const PACKAGES = ['lora', 'online-norm', 'brakes', 'revsilo', 'pipeline', 'data-parallel'] as const;
 export type PackageKey = (typeof PACKAGES)[number];
 
 /** Samples per epoch and batch size: 10 steps an epoch, 20 steps in two. */
@@ -21,6 +22,18 @@ export const BATCH = 4;
 
 /** The kit's dense - BN - tanh - dense - BN - dense on 4 features, 3 classes (seeded): what online-norm, LoRA and pipeline act on. */
 export const batchNormMlp = batchNormModel;
+
+/** dense - tanh - dense - dense on 4 features, 3 classes (seeded), without BatchNorm: dataParallel splits the batch, which BatchNorm would see. */
+export function plainMlp() {
+  const init = (seed: number) => tf.initializers.glorotUniform({ seed });
+  return tf.sequential({
+    layers: [
+      tf.layers.dense({ name: 'd1', inputShape: [4], units: 8, activation: 'tanh', kernelInitializer: init(1) }),
+      tf.layers.dense({ name: 'd2', units: 8, activation: 'tanh', kernelInitializer: init(2) }),
+      tf.layers.dense({ name: 'd3', units: 3, kernelInitializer: init(3) }),
+    ],
+  });
+}
 
 /** The smallest RevBiFPN that has a RevSilo: two streams (4x4 and 2x2 after the stem) on 16x16 grey images, 3 classes. */
 export function tinyRevBiFPN() {
@@ -56,7 +69,9 @@ export interface Composition {
  * - brakes: Adaptive Braking under a 2-step gradient delay, or, pipelined, Adaptive Braking
  *   alone (the pipeline supplies the delay: a second delay is a declared conflict);
  * - revsilo: plans RevBiFPN's reversible segments 'invert';
- * - pipeline: two stages split before 'd2' with Linear Weight Prediction (velocity form).
+ * - pipeline: two stages split before 'd2' with Linear Weight Prediction (velocity form);
+ * - data-parallel: each batch split between the main thread and one worker (cpu), on a
+ *   MLP without BatchNorm.
  */
 export function pluginFor(key: PackageKey, set: readonly PackageKey[]): TapfitPlugin {
   switch (key) {
@@ -70,16 +85,18 @@ export function pluginFor(key: PackageKey, set: readonly PackageKey[]): TapfitPl
       return revsilo();
     case 'pipeline':
       return pipeline({ boundaries: ['d2'], prediction: 'lwp-velocity' });
+    case 'data-parallel':
+      return dataParallel({ replicas: 2, backend: 'cpu' });
   }
 }
 
-/** A composition of the given packages on the model they act on (RevBiFPN with revsilo, else the BatchNorm MLP). */
+/** A composition of the given packages on the model they act on (RevBiFPN with revsilo, the plain MLP with dataParallel, else the BatchNorm MLP). */
 export function composition(set: readonly PackageKey[]): Composition {
   const reversible = set.includes('revsilo');
   return {
     reversible,
     options: () => ({
-      model: reversible ? tinyRevBiFPN() : batchNormMlp(),
+      model: reversible ? tinyRevBiFPN() : set.includes('data-parallel') ? plainMlp() : batchNormMlp(),
       loss: 'softmaxCrossEntropy',
       optimizer: sgd({ lr: 0.05, momentum: 0.9 }),
       plugins: set.map((k) => pluginFor(k, set)),

@@ -6,11 +6,11 @@ import { adaptiveBrakingPlugin, brakesPlugin, delayedGradients } from '@tapfit/p
 import type { lora } from '@tapfit/plugin-lora';
 import { pipeline } from '@tapfit/plugin-pipeline';
 import { expect } from 'chai';
-import { BATCH, batchNormMlp, composition, PACKAGES, type Composition, type PackageKey } from '../src/composition';
+import { BATCH, batchNormMlp, composition, PACKAGES, plainMlp, type Composition, type PackageKey } from '../src/composition';
 import { tmpDir } from './helpers';
 
 /**
- * Every pair of the five plugin packages on one trainer, and the largest sets that make
+ * Every pair of the five plugin packages and core's dataParallel on one trainer, and the largest sets that make
  * sense: registration, describe(), 20 steps, checkpoint and resume (resume then train
  * equals training straight through, bit for bit), no tensor growth. Pairs that cannot
  * compose fail at registration with the reason they declare. docs/composition.md
@@ -21,6 +21,11 @@ import { tmpDir } from './helpers';
 const CONFLICTS: Partial<Record<string, RegExp>> = {
   'online-norm+revsilo': /plugins 'online-norm' and 'revsilo' cannot be used together: online-norm swaps a tfjs-layers model's BatchNormalization layers .* the rebuild would drop the segments' inverses\. Remove one of them\.$/,
   'revsilo+pipeline': /plugins 'pipeline' and 'revsilo' cannot be used together: the pipeline's Backprop .* cannot realise a memory plan: revsilo's 'invert' segments would keep all their activations .*\. Remove one of them\.$/,
+  'lora+data-parallel': /plugins 'data-parallel' and 'lora' cannot be used together: LoRA swaps in adapted layers the replica workers cannot rebuild.*\. Remove one of them\.$/,
+  'online-norm+data-parallel': /plugins 'data-parallel' and 'online-norm' cannot be used together: OnlineNorm's layers normalise with statistics carried from batch to batch.*\. Remove one of them\.$/,
+  'revsilo+data-parallel': /plugins 'data-parallel' and 'revsilo' cannot be used together: revsilo's reversible segments are hand-written.*\. Remove one of them\.$/,
+  // Both provide the Backprop: core's one-provider rule answers first, naming the plugins in the order given.
+  'pipeline+data-parallel': /^plugins '(pipeline|data-parallel)' and '(pipeline|data-parallel)' both replace the service 'Backprop'; only one can\. Remove one of them\.$/,
 };
 
 const pairs: [PackageKey, PackageKey][] = PACKAGES.flatMap((a, i) => PACKAGES.slice(i + 1).map((b): [PackageKey, PackageKey] => [a, b]));
@@ -135,9 +140,10 @@ function expectEachDoesItsJob(set: readonly PackageKey[], t: Trainer, d: Trainer
     expect(inverted.length).to.be.greaterThan(0);
   }
   if (set.includes('pipeline')) expect(plugin<PipelinePlugin>('pipeline').stages.map((s) => s.delay)).to.deep.equal([2, 0]);
+  if (set.includes('data-parallel')) expect(d.backprop?.provider, "dataParallel's Backprop runs the steps").to.equal('data-parallel');
 }
 
-describe('composition matrix: the five plugins on one trainer', function () {
+describe('composition matrix: the five plugins and dataParallel on one trainer', function () {
   this.timeout(60_000);
   before(async () => {
     await tf.setBackend('cpu');
@@ -168,6 +174,27 @@ describe('composition matrix: the five plugins on one trainer', function () {
   for (const set of LARGEST) {
     it(`all of ${set.join(', ')}: registers, describes, trains 20 steps, resumes bit for bit, no leaks`, () => checkComposes(set));
   }
+
+  it("data-parallel + brakes: Adaptive Braking under the gradient delay trains as it does on one thread (the delayed gradients are the whole batch's)", async () => {
+    const run = async (set: PackageKey[]) => {
+      const c = composition(set);
+      const options = c.options();
+      const t = new Trainer({ ...options, model: plainMlp() });
+      (options.model as tf.LayersModel).dispose();
+      const data = c.data();
+      await t.fit(data, { epochs: 2, batchSize: BATCH });
+      const out = { weights: values(t), skipped: t.skipped };
+      disposeRun(t, data, t.model.layersModel!);
+      return out;
+    };
+    const split = await run(['brakes', 'data-parallel']);
+    const oneThread = await run(['brakes']);
+    expect(split.skipped, 'the delay warm-up').to.equal(oneThread.skipped).and.equal(2);
+    oneThread.weights.forEach((w, i) => {
+      const worst = w.reduce((m, v, j) => Math.max(m, Math.abs(split.weights[i]![j]! - v) / Math.max(1, Math.abs(v))), 0);
+      expect(worst, `variable ${i}`).to.be.below(1e-5); // float sums in another order
+    });
+  });
 
   describe('conflicts that depend on options, each with its reason', () => {
     const register = (plugins: TapfitPlugin[]) => () => new Trainer({ model: batchNormMlp(), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), plugins, logger: new SilentLogger() });
