@@ -127,6 +127,37 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     });
   }
 
+  it('start warms every stage up (passes on a throwaway copy of its layers, reported by stats) and the run is still the simulator\'s, Dropout masks included', async () => {
+    const n = 24;
+    const options = { compensation: 'sc', prediction: 'lwp-velocity' } as const;
+    const a = await simulated(options, n, 1, 'dropout', 3);
+    const { x, y } = samples(n);
+    const model = build('dropout');
+    const pipe = await ThreadedPipeline.start({ model, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', seed: 3, warmUp: 25, ...options });
+    try {
+      // Every stage ran its passes before it said ready, and no sample of the run yet.
+      const warmed = await pipe.stats();
+      expect(warmed.map((s) => [s.warmUpPasses, s.forwards, s.backwards])).to.deep.equal([[25, 0, 0], [25, 0, 0], [25, 0, 0]]);
+      warmed.forEach((s) => expect(s.warmUpMs).to.be.above(0));
+      const losses = await pipe.train(x, y);
+      await pipe.syncWeights();
+      const weights = model.trainableWeights.map((v) => Array.from(v.read().dataSync()));
+      // The warm-up left the stages' weights, optimizer state and masks alone: the same run as without it.
+      a.weights.forEach((w, i) => w.forEach((v, j) => expect(weights[i][j], `variable ${i}[${j}]`).to.be.closeTo(v, 1e-6)));
+      a.losses.forEach((v, t) => expect(losses[t], `loss of micro-batch ${t}`).to.be.closeTo(v, 1e-5));
+    } finally {
+      await pipe.close();
+      tf.dispose([x, y]);
+      model.dispose();
+    }
+    const cold = await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', warmUp: 0 });
+    try {
+      expect((await cold.stats()).map((s) => s.warmUpPasses)).to.deep.equal([0, 0]);
+    } finally {
+      await cold.close();
+    }
+  });
+
   it('a stage that throws stops the pipeline with an error naming the stage and the sample', async () => {
     process.env.PIPELINE_FAULT = 'throw:2:3';
     const { x, y } = samples(8);
@@ -312,6 +343,7 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     await refused({ loss: 'crossEntropy' }, /unknown loss 'crossEntropy'/);
     await refused({ backend: 'webgl' }, /option 'backend' must be 'cpu' or 'wasm'/);
     await refused({ setupModule: 'fixtures/faulty-stage.js' }, /option 'setupModule' must be an absolute path/);
+    await refused({ warmUp: -1 }, /option 'warmUp' must be a whole number >= 0 \(passes\)/);
   });
 
   it('labels come one per sample: a mismatch is refused before anything streams, and the pipeline goes on', async () => {

@@ -49,6 +49,14 @@ export interface ThreadedPipelineOptions {
   setupModule?: string | undefined;
   /** A stage whose worker is not ready (TF.js loaded, setupModule's setup run, model built) within this many ms fails the start; default 120000, as asyncTrain's. */
   startTimeoutMs?: number | undefined;
+  /**
+   * Passes of each stage's per-sample work (forward, backward, update) that its worker runs
+   * during `start`, on zeros and on a throwaway copy of its layers, so that the first samples
+   * of `train` do not run cold code (a fresh thread's JavaScript is slow until V8 has
+   * optimised it); default 300. 0 skips it: `start` is quicker, the first samples slower.
+   * The weights, optimizer state, layer state and dropout draws of the run are not touched.
+   */
+  warmUp?: number | undefined;
   /** How neighbouring stages talk; default worker_threads MessagePorts. */
   transport?: Transport | undefined;
 }
@@ -152,6 +160,8 @@ export class ThreadedPipeline {
         backend: options.backend,
         seed: options.seed,
         setupModule: options.setupModule,
+        microBatch,
+        warmUp: options.warmUp,
         upstream: i > 0 ? links[i - 1].downstream : undefined,
         downstream: i < stages.length - 1 ? links[i].upstream : undefined,
       };

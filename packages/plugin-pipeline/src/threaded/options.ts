@@ -31,6 +31,7 @@ const threadedSchema = z
     backend: z.enum(['cpu', 'wasm'], { error: "must be 'cpu' or 'wasm'" }).default('wasm'),
     seed: z.number({ error: 'must be a whole number >= 0' }).int('must be a whole number >= 0').nonnegative('must be a whole number >= 0').default(0),
     startTimeoutMs: positive.default(120_000),
+    warmUp: z.number({ error: 'must be a whole number >= 0 (passes)' }).int('must be a whole number >= 0 (passes)').nonnegative('must be a whole number >= 0 (passes)').default(300),
     setupModule: z.string({ error: SETUP_MODULE_FORMS }).refine(isSetupModuleSpec, `${SETUP_MODULE_FORMS}: workers load it, not the caller`).optional(),
     transport: z.custom<Transport>((t) => typeof (t as Transport | undefined)?.pair === 'function' && typeof (t as Transport).link === 'function', 'must be a Transport { pair, link }').optional(),
   })

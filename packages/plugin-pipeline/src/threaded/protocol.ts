@@ -26,6 +26,10 @@ export interface StageInit {
   /** The trainer-style seed of the dropout masks: micro-batch t draws with noiseKey(seed, t). */
   seed: number;
   setupModule?: string;
+  /** The micro-batch size given to start (what the warm-up runs at). */
+  microBatch: number;
+  /** Training passes on zeros, on a throwaway copy of the stage, before 'ready' (warm-up.ts). */
+  warmUp: number;
   /** Links to the neighbours (absent at the ends). */
   upstream?: MessagePort;
   downstream?: MessagePort;
@@ -49,6 +53,9 @@ export interface StageStats {
   backwardMs: number;
   forwards: number;
   backwards: number;
+  /** The warm-up passes the stage ran during start, and their milliseconds (with building the throwaway copy). */
+  warmUpPasses: number;
+  warmUpMs: number;
 }
 
 /** Worker -> driver. */

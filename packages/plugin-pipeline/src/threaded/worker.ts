@@ -8,7 +8,8 @@ import { ChainStepper, fromLayersModel, importSetupModule, layersConstraints, no
 import { spikeCompensation } from '../spike-compensation';
 import { runSegments, stageBackward, withWeights } from '../stage-math';
 import { WeightHistory } from '../weight-history';
-import type { FromStage, StageInit, ToStage } from './protocol';
+import { warmUpStage } from './warm-up';
+import type { FromStage, StageInit, StageStats, ToStage } from './protocol';
 import { messagePortTransport, type StageLink, type StageMessage } from './transport';
 
 const port = parentPort!;
@@ -36,8 +37,26 @@ async function start(): Promise<void> {
   const variables = [...new Set(segments.flatMap((s) => s.params))].filter((v) => trainable.has(v));
   if (variables.length !== init.weights.length) throw new Error(`stage ${init.stage} has ${variables.length} trainable variables but was sent ${init.weights.length} initial values.`);
   variables.forEach((v, i) => v.assign(tf.tensor(init.weights[i], v.shape)));
-  new Stage(segments, variables, loss, hooks, model).listen();
+  const warm = { passes: 0, ms: 0 };
+  if (init.warmUp > 0) {
+    const t0 = performance.now();
+    // Built after the stage's model, so the stage's variables keep their names.
+    const copy = await rebuildLayersModelInWorker(init.topology, { builder: "each stage's worker", setupOption: 'setupModule' });
+    try {
+      warm.passes = warmUpStage(copy, init, stageTransforms(), loss, init.warmUp);
+    } finally {
+      copy.dispose();
+    }
+    warm.ms = performance.now() - t0;
+  }
+  new Stage(segments, variables, loss, hooks, model, warm).listen();
   send({ type: 'ready' });
+}
+
+/** The stage's update chain: the optimizer's, with Spike Compensation for this stage's delay in place of momentum when asked. */
+function stageTransforms(): StepTransform[] {
+  const { lr, momentum, weightDecay } = init.optimizer;
+  return sgd({ lr, momentum, weightDecay }).transforms.map((t): StepTransform => (t.name === 'momentum' && init.compensation === 'sc' ? spikeCompensation({ momentum, delay: init.delay }) : t));
 }
 
 class Stage {
@@ -67,7 +86,7 @@ class Stage {
   private nextBackward = 0;
   private updates = 0;
   private failed = false;
-  private readonly stats = { stage: init.stage, forwardMs: 0, backwardMs: 0, forwards: 0, backwards: 0 };
+  private readonly stats: StageStats = { stage: init.stage, forwardMs: 0, backwardMs: 0, forwards: 0, backwards: 0, warmUpPasses: 0, warmUpMs: 0 };
   /** The sample being worked on (named when something fails). */
   private current: number | null = null;
 
@@ -77,14 +96,15 @@ class Stage {
     private readonly loss: LossFn,
     private readonly hooks: Hooks,
     readonly model: tf.LayersModel,
+    warm: { passes: number; ms: number },
   ) {
+    this.stats.warmUpPasses = warm.passes;
+    this.stats.warmUpMs = warm.ms;
     this.byName = Object.fromEntries(variables.map((v) => [v.name, v]));
     this.constrain = init.constraints === 'apply' ? layersConstraints(model) : null;
     const own = new Set<tf.Variable>(variables);
     this.penalized = penalizedLayers(model).filter((l) => l.trainableWeights.some((w) => own.has(w.read() as tf.Variable)));
-    const { lr, momentum, weightDecay } = init.optimizer;
-    const members = sgd({ lr, momentum, weightDecay }).transforms.map((t): StepTransform => (t.name === 'momentum' && init.compensation === 'sc' ? spikeCompensation({ momentum, delay: init.delay }) : t));
-    this.stepper = new ChainStepper(members, this.byName);
+    this.stepper = new ChainStepper(stageTransforms(), this.byName);
     if (init.delay > 0) {
       this.history = new WeightHistory(init.stage, init.delay, variables, init.prediction);
       this.record();
