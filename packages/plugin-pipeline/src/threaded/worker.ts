@@ -167,13 +167,7 @@ class Stage {
     this.current = null;
     for (let progress = true; progress; ) {
       progress = false;
-      if (!this.last && this.backwards.has(this.nextBackward)) {
-        const t0 = performance.now();
-        this.backward(this.nextBackward++);
-        this.stats.backwardMs += performance.now() - t0;
-        this.stats.backwards++;
-        progress = true;
-      }
+      // A forward first: it feeds the next stage, which would otherwise wait while this one runs a backward.
       const t = this.nextForward;
       const ready = this.forwards.has(t) && (!this.history || this.history.has(Math.max(0, t - init.delay))) && (!this.last || this.labels.has(t));
       if (ready) {
@@ -182,6 +176,13 @@ class Stage {
         this.stats.forwardMs += performance.now() - t0;
         this.stats.forwards++;
         this.nextForward++;
+        progress = true;
+      }
+      if (!this.last && this.backwards.has(this.nextBackward)) {
+        const t0 = performance.now();
+        this.backward(this.nextBackward++);
+        this.stats.backwardMs += performance.now() - t0;
+        this.stats.backwards++;
         progress = true;
       }
     }
@@ -240,6 +241,13 @@ class Stage {
     const grads: NamedTensors = {};
     this.variables.forEach((v, k) => r.grads[k] && (grads[v.name] = r.grads[k]!)); // no path: no update, as in the trainer
     const penalty = this.addPenalty(grads);
+    if (init.stage > 1) {
+      // Upstream first: the previous stage's backward needs only this gradient, so it runs while this stage updates.
+      const data = Float32Array.from(r.dx!.dataSync());
+      const shape = [...r.dx!.shape];
+      r.dx!.dispose();
+      this.up!.send({ type: 'backward', sample: t, data, shape, ...(penalty === undefined ? {} : { penalty }) });
+    }
     this.stepper.apply(grads, this.updates);
     this.constrain?.(grads);
     this.updates++;
@@ -251,12 +259,7 @@ class Stage {
     this.stash.delete(t);
     this.backwards.delete(t);
     this.labels.delete(t);
-    if (init.stage > 1) {
-      const data = Float32Array.from(r.dx!.dataSync());
-      const shape = [...r.dx!.shape];
-      r.dx!.dispose();
-      this.up!.send({ type: 'backward', sample: t, data, shape, ...(penalty === undefined ? {} : { penalty }) });
-    } else {
+    if (init.stage === 1) {
       r.dx?.dispose();
       if (penalty !== undefined) this.penalties.push(penalty);
       if (this.chunkEnds.delete(t)) {
