@@ -165,16 +165,37 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
     }
   };
 
+  /** The bytes a stage's weight versions take once its history is full (D_s + 1, plus w_prev for 'lwp-delta'): what setup plans. */
+  const plannedVersionBytes = (s: { delay: number; variables: readonly tf.Variable[] }): number =>
+    s.delay > 0 ? (s.delay + 1 + (o.prediction === 'lwp-delta' ? 1 : 0)) * s.variables.reduce((n, v) => n + v.size * 4, 0) : 0;
+
   const rows = (): StageRow[] =>
     (simulator?.stages ?? []).map((s, i) => ({
       stage: s.index,
       segments: s.segments,
       delay: s.delay,
       params: s.variables.reduce((n, v) => n + v.size, 0),
-      versionBytes: simulator!.versionBytes(i) || (s.delay > 0 ? (s.delay + 1 + (o.prediction === 'lwp-delta' ? 1 : 0)) * s.variables.reduce((n, v) => n + v.size * 4, 0) : 0),
+      versionBytes: simulator!.versionBytes(i) || plannedVersionBytes(s),
       stashBytes: simulator!.stashBytes[i] || (inputBytesPerSample ? inputBytesPerSample[i] * o.microBatch : undefined),
       inFlight: s.delay + 1,
     }));
+
+  /**
+   * What planMemory is told, before any step. One entry per stage with a delay (D_s follows
+   * the stage count alone) and one per stage input when the input shape is known, so a split
+   * of the same model into as many stages gives the same entries: a resume that takes the
+   * checkpoint's split (savedSplit: same model, same S) refreshes their bytes in place.
+   */
+  const plannedMemory = (): { source: string; bytes: number }[] =>
+    (simulator?.stages ?? []).flatMap((s, i) => [
+      ...(s.delay > 0 ? [{ source: `${PIPELINE_PLUGIN}: stage ${s.index} weight versions (D_s = ${s.delay})`, bytes: plannedVersionBytes(s) }] : []),
+      // Measured before any step, for `microBatch` samples: a trainer step stashes its whole batch.
+      ...(inputBytesPerSample
+        ? [{ source: `${PIPELINE_PLUGIN}: stage ${s.index} stashed input per ${o.microBatch === 1 ? 'sample' : `${o.microBatch} samples`} (a step stashes its batch)`, bytes: inputBytesPerSample[i] * o.microBatch }]
+        : []),
+    ]);
+  /** The entries this plugin gave planMemory (the trainer's plan holds them). */
+  let reported: { source: string; bytes: number }[] = [];
 
   const plugin: PipelinePlugin = {
     name: PIPELINE_PLUGIN,
@@ -193,6 +214,7 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
       simulator = undefined;
       stages = [];
       inputBytesPerSample = undefined;
+      reported = [];
       lrSource = undefined;
       momentumMember = 'momentum';
       trainer = api.trainer;
@@ -214,12 +236,8 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
         if (o.verbose) logger?.info(plugin.describe());
       });
       api.hooks.planMemory.tap({ stage: Stage.LAST }, (plan) => {
-        const extra = rows().flatMap((r) => [
-          ...(r.versionBytes ? [{ source: `${PIPELINE_PLUGIN}: stage ${r.stage} weight versions (D_s = ${r.delay})`, bytes: r.versionBytes }] : []),
-          // Measured before any step, for `microBatch` samples: a trainer step stashes its whole batch.
-          ...(r.stashBytes ? [{ source: `${PIPELINE_PLUGIN}: stage ${r.stage} stashed input per ${o.microBatch === 1 ? 'sample' : `${o.microBatch} samples`} (a step stashes its batch)`, bytes: r.stashBytes }] : []),
-        ]);
-        return { ...plan, extraBytes: [...plan.extraBytes, ...extra] };
+        reported = plannedMemory();
+        return { ...plan, extraBytes: [...plan.extraBytes, ...reported] };
       });
       api.hooks.stepTransforms.tap({ stage: Stage.TRANSFORM }, (members) => {
         const m = members.find((t) => t.name === momentumMember) ?? members.find((t) => typeof t.hyperparams?.momentum === 'number');
@@ -267,7 +285,11 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
           const measured = stages.map((st) => st.segments.join(' '));
           simulator?.dispose();
           use(setupModel!, split, candidate);
+          // The plan was made at setup, for the measured split: its figures follow the split the run goes on with.
+          const planned = plannedMemory();
+          reported.forEach((entry, i) => Object.assign(entry, planned[i]));
           logger?.info(`${PIPELINE_PLUGIN}: resuming with the checkpoint's stages [${split.map((st) => st.segments.join(' ')).join(' | ')}], not this setup's measured [${measured.join(' | ')}]`);
+          if (o.verbose) logger?.info(plugin.describe());
         }
       } catch (err) {
         candidate?.dispose();

@@ -347,6 +347,39 @@ describe('pipeline plugin: checkpoints', () => {
       }
     });
 
+    it("after resuming with the saved split, describe(), the verbose stage table and planMemory's figures are that split's, as when resuming with its boundaries", async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
+      const data = blobData(8);
+      try {
+        const saved = new Trainer(make({ boundaries: ['d3'], ...options }));
+        await saved.fit(data, { epochs: 1, batchSize: 2, shuffle: false });
+        await saved.save(dir);
+        free(saved);
+        const resume = async (p: PipelineOptions) => {
+          const lines: string[] = [];
+          const t = await Trainer.resume(dir, { ...make({ verbose: true, ...p, ...options }), logger: { info: (m: string) => void lines.push(m), warn: () => {} } });
+          const plugin = t.plugins[0] as ReturnType<typeof pipeline>;
+          // The stage table logged last (verbose) is the one the run goes on with.
+          const logged = lines.filter((l) => l.startsWith('pipeline: 2 stage(s)')).at(-1);
+          const seen = { stages: plugin.stages.map((st) => st.segments), table: plugin.describe(), logged, extraBytes: t.describe().memoryPlan!.extraBytes };
+          free(t);
+          return seen;
+        };
+        // The oracle: the saved split given as explicit boundaries, which this setup then partitions at.
+        const given = await resume({ boundaries: ['d3'] });
+        const balanced = await resume({ stages: 2 });
+        // This setup measured [d1 | d2 d3 d4], whose stage 1 holds fewer weights and stashes a smaller input.
+        expect(balanced.stages).to.deep.equal([['d1', 'd2'], ['d3', 'd4']]);
+        expect(balanced.table).to.match(/^ {2}1 .* d1, d2$/m);
+        expect(balanced.table).to.equal(given.table);
+        expect(balanced.logged).to.equal(given.table);
+        expect(balanced.extraBytes).to.deep.equal(given.extraBytes);
+      } finally {
+        data.dispose();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
     it("another 'stages: S' than the checkpoint's is refused naming both stage counts, before anything is applied", async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
       const data = blobData(8);
