@@ -52,8 +52,9 @@ export const unsupportedFitOptions: Readonly<Record<string, string>> = {
   // tfjs-layers 4.22's model.fit throws on sampleWeight and passes stepsPerEpoch and validationSteps on as null.
   sampleWeight: 'weigh samples by their class with classWeight (model.fit refuses sampleWeight too)',
   stepsPerEpoch:
-    'an epoch is one pass over the data: to end epochs after fewer batches, fit a data source that holds that many (tensorData of a slice, or datasetData over ds.take(steps * batchSize))',
-  validationSteps: 'validation runs over the whole validation data: to validate on fewer batches, pass validationData that holds that many (e.g. a slice)',
+    "an epoch is one pass over the data: to end epochs after n batches, give model.fitDataset's batchesPerEpoch with a data source, fit(datasetData(ds, { batched: true }), { batchesPerEpoch: n }), which reads the data on across epochs as fitDataset does; or fit a slice of x that holds n batches",
+  validationSteps:
+    "validation runs over the whole validation data: to validate on n batches, give model.fitDataset's validationBatches with a validation data source, { validationData: datasetData(valDs, { batched: true }), validationBatches: n }; or pass validationData that holds n batches (e.g. a slice)",
   yieldEvery: 'fit already lets the event loop turn once a second between steps; leave the option out',
 };
 

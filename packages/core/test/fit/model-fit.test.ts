@@ -590,11 +590,16 @@ describe('fit(x, y, options) as model.fit', () => {
     expect((await err(t.fit(x, y, { validationSplt: 0.2 } as never))).message).to.match(/unknown option\(s\) 'validationSplt' \(did you mean 'validationSplit'\?\)/);
     // model.fit's options tapfit does not take are refused by name with what to do instead, not as unknown (nor as a near name).
     expect((await err(t.fit(x, y, { sampleWeight: x } as never))).message).to.match(/option 'sampleWeight' \(model.fit's\) is not supported by tapfit: weigh samples by their class with classWeight/);
-    expect((await err(t.fit(x, y, { stepsPerEpoch: 2 } as never))).message).to.match(/option 'stepsPerEpoch' \(model.fit's\) is not supported by tapfit: an epoch is one pass over the data/);
+    const stepsPerEpoch = (await err(t.fit(x, y, { stepsPerEpoch: 2 } as never))).message;
+    expect(stepsPerEpoch).to.match(/option 'stepsPerEpoch' \(model.fit's\) is not supported by tapfit: an epoch is one pass over the data/);
+    // The alternative named is the option fit takes (fitDataset's batchesPerEpoch), not ds.take(n), which restarts the dataset each epoch.
+    expect(stepsPerEpoch).to.match(/model\.fitDataset's batchesPerEpoch with a data source, fit\(datasetData\(ds, \{ batched: true \}\), \{ batchesPerEpoch: n \}\)/);
+    expect(stepsPerEpoch).not.to.match(/take\(/);
     expect((await err(t.fit(x, y, { yieldEvery: 'never' } as never))).message).to.match(/option 'yieldEvery' \(model.fit's\) is not supported by tapfit: fit already lets the event loop turn/);
     const steps = (await err(t.fit(x, y, { validationSteps: 2 } as never))) as TapfitError;
     expect(steps.code).to.equal('TAPFIT_E_CONFIG');
     expect(steps.message).to.match(/option 'validationSteps' \(model.fit's\) is not supported by tapfit: validation runs over the whole validation data/);
+    expect(steps.message).to.match(/model\.fitDataset's validationBatches with a validation data source, \{ validationData: datasetData\(valDs, \{ batched: true \}\), validationBatches: n \}/);
     expect(steps.message).not.to.match(/did you mean|unknown/);
     // model.fitDataset's too: batchesPerEpoch is fit(data)'s (test/fit/fit-dataset.test.ts), validationBatchSize is refused.
     expect((await err(t.fit(x, y, { batchesPerEpoch: 3 }))).message).to.match(/option 'batchesPerEpoch' is model\.fitDataset's.*fit\(datasetData\(ds, \{ batched: true \}\), \{ batchesPerEpoch \}\)/);
