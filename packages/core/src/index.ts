@@ -56,6 +56,7 @@ export { syncFolder, writeFileDurably } from './io/durable-files';
 export { oneWriterPerFolder } from './io/one-writer-per-folder';
 export { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type EpochSoFar, type Manifest, type Position } from './checkpoint/manifest';
 export type { TensorEntry, TensorRef } from './checkpoint/tensor-file';
+export { sameVariable } from './checkpoint/variable-names';
 
 // Layers built at require time need a backend before selectBackend() runs (see require-time.ts).
 settleRequireTimeBackend();

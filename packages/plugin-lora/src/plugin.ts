@@ -1,4 +1,4 @@
-import { ErrorCodes, fromLayersModel, isLayersAdapter, type PluginState, TapfitError, type TapfitPlugin } from '@tapfit/core';
+import { ErrorCodes, fromLayersModel, isLayersAdapter, type PluginState, sameVariable, TapfitError, type TapfitPlugin } from '@tapfit/core';
 import { applyLora } from './layers/apply-lora';
 import type { LoraModel } from './layers/lora-model';
 import { applyLoraToSegments, type LoraSegmentModel } from './segments/segment-lora';
@@ -19,6 +19,19 @@ interface LoraCheckpointState {
   targets: string[];
   /** Paths trained in full: a resume without them would silently freeze them. */
   modulesToSave: string[];
+}
+
+/** The state's lists of layer (or segment variable) paths. */
+const PATH_KEYS: ReadonlySet<string> = new Set(['targets', 'modulesToSave']);
+
+/**
+ * The same layers, by core's resume rule for names: tfjs makes up names for unnamed layers
+ * ('dense_Dense3') and numbers repeated ones per process, so only names the user gave are
+ * compared, and the same model built again (in this process too) resumes.
+ */
+function samePaths(saved: unknown, now: unknown): boolean {
+  if (!Array.isArray(saved) || !Array.isArray(now) || saved.length !== now.length) return false;
+  return saved.every((p, i) => typeof p === 'string' && typeof now[i] === 'string' && sameVariable(p, now[i] as string));
 }
 
 /**
@@ -64,7 +77,7 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
     const want = (saved.json ?? {}) as Record<string, unknown>;
     const have = state() as unknown as Record<string, unknown>;
     // What the checkpoint recorded is compared (one written before modulesToSave was recorded still resumes).
-    const differ = Object.keys(want).filter((k) => JSON.stringify(want[k]) !== JSON.stringify(have[k]));
+    const differ = Object.keys(want).filter((k) => (PATH_KEYS.has(k) ? !samePaths(want[k], have[k]) : JSON.stringify(want[k]) !== JSON.stringify(have[k])));
     if (differ.length) {
       throw new TapfitError(
         ErrorCodes.CHECKPOINT,

@@ -203,6 +203,55 @@ describe('lora plugin', () => {
     }
   });
 
+  it("resumes a model of unnamed layers built again in this process (tfjs's made-up layer names differ), as core's name check does; a target the user named otherwise is still refused", async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-lora-ckpt-'));
+    const data = blobData(16);
+    const options = { targets: 'all-linear', rank: 2, seed: 1, modulesToSave: 'output' } as const;
+    const dense = (units: number, seed: number, name?: string, inputShape?: number[]) =>
+      tf.layers.dense({ units, kernelInitializer: tf.initializers.glorotUniform({ seed }), ...(name ? { name } : {}), ...(inputShape ? { inputShape } : {}) });
+    const build = (names: (string | undefined)[] = []) => tf.sequential({ layers: [dense(8, 1, names[0], [4]), dense(8, 2, names[1]), dense(3, 3, names[2])] });
+    const x = tf.randomNormal([4, 4], 0, 1, 'float32', 9);
+    const first = build();
+    const plugin = lora(options);
+    const t = testTrainer({ model: first, plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
+    await t.fit(data, { epochs: 2, batchSize: 8 });
+    await t.save(dir);
+    const trained = plugin.lora!.model.predict(x) as tf.Tensor;
+    const again = lora(options);
+    const second = build();
+    // The precondition: tfjs numbered the second build's layers on ('dense_Dense4', not 'dense_Dense1').
+    expect(second.layers.map((l) => l.name)).not.to.include.members(first.layers.map((l) => l.name));
+    const r = await Trainer.resume(dir, testTrainerOptions({ model: second, plugins: [again], optimizer: sgd({ lr: 0.5 }) }));
+    expect(again.lora!.plan!.adapted.map((l) => l.path)).to.deep.equal(second.layers.slice(0, 2).map((l) => l.name));
+    const resumed = again.lora!.model.predict(x) as tf.Tensor;
+    expect(sameValues(resumed, trained)).to.equal(true);
+
+    // Layers the user named: a saved target named otherwise is refused by the plugin's own check.
+    const setUp = async (names: string[]) => {
+      const model = build(names);
+      const p = lora(options);
+      const trainer = testTrainer({ model, plugins: [p] });
+      await trainer.setup();
+      return { p, done: () => (trainer.dispose(), model.dispose()) };
+    };
+    const saved = await setUp(['fc1', 'fc2', 'head']);
+    const state = saved.p.saveState!();
+    const same = await setUp(['fc1', 'fc2', 'head']);
+    expect(() => same.p.checkState!(state)).not.to.throw();
+    const renamed = await setUp(['fc1', 'enc2', 'head']);
+    expect(() => renamed.p.checkState!(state)).to.throw(TapfitError, /"targets":\["fc1","fc2"\].* but this trainer applies .*"targets":\["fc1","enc2"\].*\(targets differ\)/);
+    const otherHead = await setUp(['fc1', 'fc2', 'logits']);
+    expect(() => otherHead.p.checkState!(state)).to.throw(TapfitError, /\(modulesToSave differ\)/);
+    [saved, same, renamed, otherHead].forEach((s) => s.done());
+    tf.dispose([x, trained, resumed]);
+    fs.rmSync(dir, { recursive: true, force: true });
+    data.dispose();
+    r.dispose();
+    t.dispose();
+    first.dispose();
+    second.dispose();
+  });
+
   it('refuses to checkpoint while merged (the update would apply twice on resume); unmerged, a resume reproduces the trained outputs', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-lora-ckpt-'));
     const data = blobData(16);

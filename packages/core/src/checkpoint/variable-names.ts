@@ -6,7 +6,8 @@
  * layer given no name gets one numbered per class and process ('dense_Dense3'), as does a
  * `tf.variable` given none ('17'). These change when the same model is built in a new
  * process or after other models, so they are not compared: only the names the user gave
- * layers and variables, and the weight names.
+ * layers and variables, and the weight names. A layer's path ('encoder/fc1') compares the
+ * same way, so a plugin that records layers by path (LoRA's targets) follows this rule too.
  */
 export function sameVariable(saved: string, now: string): boolean {
   const a = segments(saved);
