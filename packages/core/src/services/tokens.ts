@@ -12,7 +12,7 @@ export interface Logger {
   warn(message: string): void;
 }
 
-/** A metric reported by `evaluate` and per epoch: batch mean of `fn`. */
+/** A resolved metric, reported by `evaluate` and per epoch: `fn` returns the batch mean (resolveMetrics averages per-sample values). */
 export interface Metric {
   readonly name: string;
   fn(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Scalar;

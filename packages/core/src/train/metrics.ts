@@ -5,8 +5,18 @@ import { suggest } from '../options';
 import type { Metric } from '../services/tokens';
 import { losses, type LossSpec } from './losses';
 
-/** A metric as `model.compile` takes it: a name, a `Metric` object, or a function (yTrue, yPred) => tensor. */
-export type MetricSpec = string | Metric | ((yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor);
+/**
+ * A metric as `model.compile` takes it: a name, a `{ name, fn }` object, or a function
+ * (yTrue, yPred) => tensor. Either form of function may return the batch's value (a scalar)
+ * or one value per sample (averaged over the batch, as model.fit averages them).
+ */
+export type MetricSpec = string | NamedMetric | ((yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor);
+
+/** A metric with its log name: `fn` returns a scalar or one value per sample (averaged). */
+export interface NamedMetric {
+  readonly name: string;
+  fn(yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor;
+}
 
 const float = (t: tf.Tensor): tf.Tensor => tf.cast(t, 'float32');
 
@@ -53,10 +63,14 @@ const aliases: Record<string, string> = {
 /** The metric names `resolveMetrics` accepts. */
 export const METRIC_NAMES = Object.freeze(['accuracy', 'acc', 'crossentropy', 'ce', ...Object.keys(byName), ...Object.keys(aliases)]);
 
-const asMetric = (name: string, perSample: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor): Metric => ({
-  name,
-  fn: (yTrue, yPred) => tf.tidy(() => tf.mean(perSample(yTrue, yPred)) as tf.Scalar),
-});
+/** Metrics asMetric made: their fn already returns the batch mean, so resolving them again adds no op to the step. */
+const batchMeans = new WeakSet<Metric>();
+
+const asMetric = (name: string, perSample: (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor): Metric => {
+  const metric: Metric = { name, fn: (yTrue, yPred) => tf.tidy(() => tf.mean(perSample(yTrue, yPred)) as tf.Scalar) };
+  batchMeans.add(metric);
+  return metric;
+};
 
 /**
  * Fraction of samples whose arg-max prediction equals the label (labels one-hot or class
@@ -78,7 +92,10 @@ export function resolveMetrics(given: readonly MetricSpec[] | MetricSpec, contex
   const binary = binaryLoss || context.outputUnits === 1;
   const metrics = specs.map((spec, i): Metric => {
     if (typeof spec === 'function') return asMetric(spec.name || `metric${i}`, spec);
-    if (typeof spec === 'object' && spec !== null && typeof spec.fn === 'function' && typeof spec.name === 'string') return spec;
+    if (typeof spec === 'object' && spec !== null && typeof spec.fn === 'function' && typeof spec.name === 'string') {
+      // Per-sample values (every tf.metrics function, a Keras-style metric) are averaged as a bare function's are.
+      return batchMeans.has(spec as Metric) ? (spec as Metric) : asMetric(spec.name, (yTrue, yPred) => spec.fn(yTrue, yPred));
+    }
     if (typeof spec !== 'string') {
       throw new TapfitError(ErrorCodes.CONFIG, `metrics[${i}]: expected a metric name, a { name, fn } metric or a function (yTrue, yPred) => tensor, got ${String(spec)}.`);
     }

@@ -168,6 +168,28 @@ describe('loss and metric names as model.compile', () => {
     tf.dispose([xs, ys]);
   });
 
+  it('a { name, fn } metric whose fn returns one value per sample is averaged as model.fit averages the same function (train, val_ and evaluate)', async () => {
+    const xs = tf.randomNormal([40, 4], 0, 1, 'float32', 9);
+    const ys = tf.oneHot(tf.tensor1d(Array.from({ length: 40 }, (_, i) => (i * 5) % 3), 'int32'), 3).toFloat();
+    // Per-sample, as every tf.metrics function and a Keras-style custom metric: top-2 accuracy, [N].
+    const top2 = (yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor => tf.cast(tf.any(tf.equal(tf.topk(yPred, 2).indices, tf.expandDims(tf.argMax(yTrue, -1), -1)), -1), 'float32');
+    const options = { epochs: 2, batchSize: 8, shuffle: false, validationSplit: 0.2, verbose: 0 as const };
+    const model = softmaxNet();
+    model.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy', metrics: ['accuracy', top2] });
+    const reference = await model.fit(xs, ys, options); // model.fit logs a function metric by its name: 'top2'
+    const t = new Trainer({ model: softmaxNet(), loss: 'categoricalCrossentropy', optimizer: 'sgd', metrics: ['accuracy', { name: 'top2', fn: top2 }], logger: new SilentLogger() });
+    const h = await t.fit(xs, ys, options);
+    expect(Object.keys(h.history).sort()).to.deep.equal(Object.keys(reference.history).sort());
+    for (const k of Object.keys(reference.history)) {
+      (reference.history[k] as number[]).forEach((e, i) => expect(h.history[k][i], `${k}[${i}]`).to.be.closeTo(e, 1e-6));
+    }
+    const expected = model.evaluate(xs, ys) as tf.Scalar[];
+    const got = t.evaluate(xs, ys) as tf.Scalar[];
+    expect(got[2].dataSync()[0]).to.be.closeTo(expected[2].dataSync()[0], 1e-6);
+    t.dispose();
+    tf.dispose([xs, ys, ...expected, ...got]);
+  });
+
   it('sparseCategoricalCrossentropy, loss and metric, trains on the int32 class indices fit and arrayData make of a label list as model.fit on the same indices as floats', async () => {
     const labels = Array.from({ length: 24 }, (_, i) => (i * 5) % 3);
     const xs = tf.randomNormal([24, 4], 0, 1, 'float32', 9);
