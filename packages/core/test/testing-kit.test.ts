@@ -294,6 +294,34 @@ describe('the conformance suite catches broken plugins', () => {
     expect(await run(gradSum, 'state round-trips')).to.match(/right after resume differs .*: tensor 'sum' is missing instead of float32\[\] /);
   });
 
+  it("a plugin whose saveState().json JSON would not give back (Keras' best = Infinity, a NaN later on) fails the checkpoint round trip naming the field; a finite sentinel passes", async () => {
+    // ReduceLROnPlateau's bookkeeping: the best epoch loss so far, Infinity before the first epoch ends.
+    const plateau = (initialBest: number) => (): TapfitPlugin => {
+      let best = initialBest;
+      return {
+        name: 'reduce-lr-on-plateau',
+        core: '*',
+        apply: ({ hooks }) => hooks.epochEnd.tap('reduce-lr-on-plateau', ({ logs }) => void (best = Math.min(best, logs.loss))),
+        saveState: () => ({ json: { best } }),
+        loadState: (s) => void (best = (s.json as { best: number }).best),
+      };
+    };
+    expect(await run(plateau(Infinity), 'state round-trips')).to.match(/saving at step \d+ was refused: save: plugin 'reduce-lr-on-plateau' saveState\(\) returned json\.best = Infinity, which JSON stores as null/);
+    expect(await run(plateau(Number.MAX_VALUE), 'state round-trips')).to.equal('passed');
+    // Lossy only after the kit's save point: found by the check after every step of the straight run.
+    const lateNaN = (): TapfitPlugin => {
+      let steps = 0;
+      return {
+        name: 'late-nan',
+        core: '*',
+        apply: ({ hooks }) => hooks.batchEnd.tap('late-nan', () => void steps++),
+        saveState: () => ({ json: { steps, ratio: steps >= 12 ? NaN : steps } }),
+        loadState: (s) => void (steps = (s.json as { steps: number }).steps),
+      };
+    };
+    expect(await run(lateNaN, 'state round-trips')).to.match(/after step 12 the plugin's saveState\(\) returned json\.ratio = NaN, which JSON stores as null; a checkpoint saved then is refused/);
+  });
+
   it('a plugin whose twin differs fails the twin check', async () => {
     const c = conformanceChecks({ plugin: halveGrads, twin: () => ({}) }).find((x) => x.name.startsWith('functional twin'))!;
     let msg = 'passed';

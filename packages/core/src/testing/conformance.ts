@@ -5,7 +5,9 @@ import * as tf from '@tensorflow/tfjs';
 import { batchesPerEpoch } from '../data/data-source';
 import { ErrorCodes, TapfitError } from '../errors';
 import { Stage } from '../hooks/order';
+import { jsonProblem, type JsonProblem } from '../checkpoint/plain-json';
 import { validatePlugin } from '../plugin/registry';
+import type { TapfitPlugin } from '../plugin/types';
 import type { ConformanceCheck, ConformanceSpec } from './conformance-spec';
 import { blobData, noopPlugin } from './fixtures';
 import { buildRun, fitRun, kitInputs, resumeRun, trainRun, type KitRun } from './kit-runs';
@@ -59,6 +61,26 @@ async function withTempDir<T>(fn: (dir: string) => Promise<T>): Promise<T> {
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/** A plugin that checks, before the first step and after every step, that `plugin`'s saveState().json is plain JSON; keeps the first problem. */
+function plainJsonProbe(plugin: TapfitPlugin): { plugin: TapfitPlugin; found?: { step: number; problem: JsonProblem } } {
+  const probe: { plugin: TapfitPlugin; found?: { step: number; problem: JsonProblem } } = {
+    plugin: {
+      name: 'conformance-json-probe',
+      core: '*',
+      apply: ({ hooks, trainer }) => {
+        const check = (): void => {
+          const json = probe.found || !plugin.saveState ? undefined : plugin.saveState().json;
+          const problem = json === undefined ? undefined : jsonProblem(json);
+          if (problem) probe.found = { step: trainer.step, problem };
+        };
+        hooks.fitStart.tap({ stage: Stage.LAST }, check);
+        hooks.batchEnd.tap({ stage: Stage.LAST }, check);
+      },
+    },
+  };
+  return probe;
 }
 
 /**
@@ -156,14 +178,29 @@ export function conformanceChecks(spec: ConformanceSpec): ConformanceCheck[] {
           const first = await trainRun(spec, [spec.plugin()], { stopAt: cut });
           let saved: PluginStateText | undefined;
           try {
-            await first.trainer.save(dir);
+            await first.trainer.save(dir).catch((err: unknown) => {
+              if (err instanceof TapfitError && err.code === ErrorCodes.CHECKPOINT && err.message.includes(`plugin '${name}' saveState()`)) fail(this.name, `saving at step ${cut} was refused: ${err.message}`);
+              throw err;
+            });
             saved = pluginStateOf(first.trainer, name);
           } finally {
             first.release();
           }
           // A run with another plugin instance between save and resume overwrites state the plugin keeps
-          // outside itself (in its module), which a resume in a new process would not find.
-          const straight = await trainRun(spec, [spec.plugin()]);
+          // outside itself (in its module), which a resume in a new process would not find. Its json is
+          // checked after every step: a checkpoint may be saved at any of them, not only at the cut.
+          const plugin = spec.plugin();
+          const probe = plainJsonProbe(plugin);
+          const straight = await trainRun(spec, [plugin, probe.plugin]);
+          if (probe.found) {
+            straight.release();
+            const { step, problem } = probe.found;
+            fail(
+              this.name,
+              `after step ${step} the plugin's saveState() returned ${problem.path} = ${problem.what}; a checkpoint saved then is refused (TAPFIT_E_CHECKPOINT), ` +
+                `since the resumed plugin would not get back what it saved. The plugin must ${problem.fix}.`,
+            );
+          }
           const expected = { step: straight.trainer.step, predictions: predictions(spec, straight), state: pluginStateOf(straight.trainer, name) };
           straight.release();
           const resumed = await resumeRun(spec, dir);

@@ -8,6 +8,7 @@ import { anyNonFinite } from './non-finite';
 import type { TransformState } from '../transforms/types';
 import { CORE_VERSION } from '../version';
 import { sameVariable } from '../checkpoint/variable-names';
+import { refuseLossyPluginJson } from '../checkpoint/plain-json';
 import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
 
 /** The parts of a trainer a checkpoint holds. */
@@ -75,6 +76,7 @@ export async function captureCheckpoint(p: TrainerParts): Promise<{ manifest: Ma
   for (const plugin of p.plugins) {
     if (!plugin.saveState) continue;
     const s = pluginSaveState(plugin);
+    refuseLossyPluginJson(plugin.name, s.json); // before anything is written
     pluginState[plugin.name] = { json: s.json, tensors: s.tensors && (w.encode(s.tensors) as Record<string, { $tensor: number }>) };
   }
   const manifest: Manifest = {
