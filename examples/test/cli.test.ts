@@ -60,6 +60,24 @@ describe('tapfit CLI: flags', () => {
     expect(fs.readFileSync(path.join(dir, 'two.txt'), 'utf8')).to.equal('1');
     expect(r.stdout).to.match(/epoch 1: loss/).and.not.match(/epoch 2:/);
   });
+
+  it('a plugin (the only way a config adds behaviour) can stop training early with trainer.stop(): the run ends after that epoch, is evaluated and exits 0', () => {
+    const dir = tmpDir();
+    writeJson(tinyConfig({ training: { epochs: 4, batchSize: 50 } }), dir);
+    // Early stopping as a config can have it: stop once two epochs have ended.
+    writeModule(
+      dir,
+      'early-stopping.js',
+      `exports.tapfitPlugin = () => ({ name: 'early-stopping', core: '^0.1.0', apply({ hooks, trainer }) {
+        hooks.epochEnd.tap('early-stopping', ({ epoch }) => { if (epoch >= 1) trainer.stop(); });
+      } });\n`,
+    );
+    const r = tapfit(['train', 'config.json', '--local-plugin', './early-stopping.js'], dir);
+    expect(r.stderr).not.to.match(/error|warn/i);
+    expect(r.status).to.equal(0);
+    expect(r.stdout).to.match(/epoch 2: loss/).and.not.match(/epoch 3:/);
+    expect(r.stdout).to.match(/test: loss [\d.]+, accuracy/);
+  });
 });
 
 describe('tapfit CLI: errors', () => {

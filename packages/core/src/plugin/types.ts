@@ -86,6 +86,14 @@ export interface TrainerView {
    * trainer replaces it at every update (weight prediction reads the velocity).
    */
   readonly optimizerState?: Readonly<Record<string, TransformState>>;
+  /**
+   * Ends the running fit, as `trainer.stop()` and a callback's `model.stopTraining = true`
+   * do: the current step finishes, and fit returns after it (called in an `epochEnd` tap:
+   * after this epoch, whose logs are in the history), running `fitEnd` as usual. Early
+   * stopping and "stop at min_lr" plugins call it. No effect outside fit (a `trainStep` loop
+   * decides itself when to end); the next fit starts afresh.
+   */
+  stop(): void;
 }
 
 /** Register or decorate services of this trainer only (its own child container). */

@@ -255,6 +255,7 @@ export class Trainer {
       get optimizerState() {
         return self.optimizerState;
       },
+      stop: () => self.stop(),
     };
   }
 
