@@ -1,4 +1,4 @@
-import { AsyncSeriesHook, SyncWaterfallHook } from 'tapable';
+import { AsyncSeriesHook, SyncHook, SyncWaterfallHook } from 'tapable';
 import { ErrorCodes, pluginCallFailure, TapfitError } from '../errors';
 import { asList, OrderedTap, resolveOrder, TapOptions } from './order';
 
@@ -141,5 +141,42 @@ export class SeriesHook<I> extends HookPoint<(info: I) => void | Promise<void>> 
   /** Run the taps in order; resolves at once when there are none. */
   async run(info: I): Promise<void> {
     if (this.hook) await this.hook.promise(info);
+  }
+}
+
+/**
+ * Synchronous series: taps run one after another and must finish synchronously (for hooks
+ * that also run inside synchronous calls, such as `evaluate(x, y)`). A tap that returns a
+ * promise is refused, naming the plugin: nothing would wait for it.
+ */
+export class SyncSeriesHook<I> extends HookPoint<(info: I) => void> {
+  private hook?: SyncHook<[I]>;
+
+  protected compile(taps: readonly RecordedTap<(info: I) => void>[]): void {
+    const hook = new SyncHook<[I]>(['info']);
+    const name = this.name;
+    for (const { fn, plugin, name: tapName } of taps) {
+      hook.tap(tapName, (info: I) => {
+        let out: unknown;
+        try {
+          out = fn(info);
+        } catch (err) {
+          throw pluginFailure(plugin, name, err);
+        }
+        if (typeof (out as { then?: unknown } | undefined)?.then === 'function') {
+          (out as Promise<unknown>).then(undefined, () => undefined); // refused below; its rejection is not left unhandled
+          throw new TapfitError(
+            ErrorCodes.PLUGIN_FAILED,
+            `plugin '${plugin}' returned a promise from hook '${name}', which is synchronous (it also runs inside the synchronous evaluate(x, y)) and waits for nothing. Do the work synchronously (variable.assign swaps weights).`,
+          );
+        }
+      });
+    }
+    this.hook = taps.length ? hook : undefined;
+  }
+
+  /** Run the taps in order; returns at once when there are none. */
+  call(info: I): void {
+    this.hook?.call(info);
   }
 }

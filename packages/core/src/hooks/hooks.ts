@@ -1,12 +1,13 @@
 import type { ForwardPass } from '../step/forward-pass';
 import type { MemoryPlan } from '../step/memory-plan';
 import type { StepTransform } from '../transforms/types';
-import { SeriesHook, WaterfallHook } from './hook-point';
+import { SeriesHook, SyncSeriesHook, WaterfallHook } from './hook-point';
 import type { TapOptions } from './order';
 import type {
   BatchEndInfo,
   EpochEndInfo,
   EpochStartInfo,
+  EvaluateInfo,
   FitEndInfo,
   FitStartInfo,
   Gradients,
@@ -27,6 +28,8 @@ export function createHooks() {
     forward: new WaterfallHook<ForwardPass, StepInfo>('forward', 'every step, inside tf.tidy: the forward pass (segments and their context)'),
     backward: new WaterfallHook<Gradients, StepInfo>('backward', 'every step, inside tf.tidy: maps the gradients'),
     batchEnd: new SeriesHook<BatchEndInfo>('batchEnd', 'after every step (awaited only when tapped)'),
+    evaluateStart: new SyncSeriesHook<EvaluateInfo>('evaluateStart', "before fit's validation and every evaluate(): swap evaluation weights in (EMA, SWA)"),
+    evaluateEnd: new SyncSeriesHook<EvaluateInfo>('evaluateEnd', 'after the evaluation, also when it failed: swap the training weights back'),
     epochEnd: new SeriesHook<EpochEndInfo>('epochEnd', 'end of every epoch, after evaluation'),
     fitEnd: new SeriesHook<FitEndInfo>('fitEnd', 'end of fit()'),
   };
@@ -35,7 +38,13 @@ export function createHooks() {
 export type Hooks = ReturnType<typeof createHooks>;
 export type HookName = keyof Hooks;
 
-export type TapFn<H> = H extends WaterfallHook<infer V, infer I> ? (value: V, info: I) => V : H extends SeriesHook<infer I> ? (info: I) => void | Promise<void> : never;
+export type TapFn<H> = H extends WaterfallHook<infer V, infer I>
+  ? (value: V, info: I) => V
+  : H extends SyncSeriesHook<infer I>
+    ? (info: I) => void
+    : H extends SeriesHook<infer I>
+      ? (info: I) => void | Promise<void>
+      : never;
 
 /** What a plugin sees of a hook: it can tap, nothing else. */
 export interface TapOnly<H> {

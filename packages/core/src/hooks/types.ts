@@ -55,6 +55,13 @@ export interface EpochEndInfo {
   /** Epoch metrics; taps may add their own. */
   readonly logs: Record<string, number>;
 }
+/** What `evaluateStart` and `evaluateEnd` taps receive. */
+export interface EvaluateInfo {
+  /** 'validation': fit's validation at the end of an epoch; 'evaluate': a `trainer.evaluate` call (also a callback's `model.evaluate`). */
+  readonly kind: 'validation' | 'evaluate';
+  /** The epoch being validated (kind 'validation'). */
+  readonly epoch?: number;
+}
 export interface FitEndInfo {
   /** What fit returns: `{ epoch, history: { loss: [...], ... }, params }`. */
   readonly history: History;

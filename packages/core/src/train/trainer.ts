@@ -3,7 +3,7 @@ import * as tf from '@tensorflow/tfjs';
 import { container as rootContainer, type DependencyContainer, type InjectionToken } from 'tsyringe';
 import { ErrorCodes, pluginCallFailure, TapfitError } from '../errors';
 import { createHooks, type HookName, type Hooks } from '../hooks/hooks';
-import type { ModelInfo, StepInfo } from '../hooks/types';
+import type { EvaluateInfo, ModelInfo, StepInfo } from '../hooks/types';
 import type { MemoryPlan } from '../step/memory-plan';
 import { checkForwardPass } from '../step/forward-pass';
 import { checkGradients } from '../step/check-gradients';
@@ -151,6 +151,8 @@ export class Trainer {
   private fitting?: readonly tf.LayersModel[];
   /** A save() reading the state: the fit waits for it before its next step, so a checkpoint is one step's state. */
   private capturing?: Promise<unknown>;
+  /** An evaluation between evaluateStart and evaluateEnd taps (the model may hold a plugin's evaluation weights): a save waits for it. */
+  private swappedEvaluation?: Promise<unknown>;
   /** Lets timers and signal handlers run during a long fit. */
   private readonly turns = new EventLoopTurns();
 
@@ -575,7 +577,7 @@ export class Trainer {
         // An epoch the data ran out in is not validated (model.fitDataset's order: it validates once the count is reached).
         const ranOut = data instanceof CarriedEpochs && data.ranOut;
         if (validation && !ranOut) {
-          const val = await this.validate(validation, o);
+          const val = await this.validate(validation, o, epoch);
           for (const [k, v] of Object.entries(val)) logs[`val_${k}`] = v;
         }
         await this.hooks.epochEnd.run({ epoch, logs });
@@ -756,10 +758,11 @@ export class Trainer {
    * An epoch's validation: the whole validation data, or with validationBatches (model.fitDataset's)
    * its first batches, counted in the validation source's own batches when it has them.
    */
-  private async validate(validation: DataSource, o: ParsedFitOptions): Promise<Record<string, number>> {
-    if (o.validationBatches === undefined) return this.evaluate(validation, { batchSize: o.batchSize });
+  private async validate(validation: DataSource, o: ParsedFitOptions, epoch: number): Promise<Record<string, number>> {
+    const info: EvaluateInfo = { kind: 'validation', epoch };
+    if (o.validationBatches === undefined) return this.evaluateData(validation, { batchSize: o.batchSize }, info);
     const own = await validation.ownBatchSize?.();
-    return this.evaluate(firstBatches(validation, o.validationBatches), { batchSize: own ?? o.batchSize });
+    return this.evaluateData(firstBatches(validation, o.validationBatches), { batchSize: own ?? o.batchSize }, info);
   }
 
   /** The position, with the running epoch's batching and sums so far when it is inside one (one read-back). */
@@ -847,16 +850,18 @@ export class Trainer {
       checkSampleAxes(xs, ys, 'evaluate');
       const n = xs.shape[0];
       const labels = tensorLabelSource(ys); // the labels are checked once, not per batch
-      for (let start = 0; start < n; start += batchSize) {
-        const size = Math.min(batchSize, n - start);
-        const values = tf.tidy(() => {
-          const yb = n <= batchSize ? ys : tf.slice(ys, start, size);
-          markLabelSource(yb, labels);
-          return this.lossAndMetrics(n <= batchSize ? xs : tf.slice(xs, start, size), yb);
-        });
-        means.add(values, size);
-        values.dispose();
-      }
+      this.evaluationSync({ kind: 'evaluate' }, () => {
+        for (let start = 0; start < n; start += batchSize) {
+          const size = Math.min(batchSize, n - start);
+          const values = tf.tidy(() => {
+            const yb = n <= batchSize ? ys : tf.slice(ys, start, size);
+            markLabelSource(yb, labels);
+            return this.lossAndMetrics(n <= batchSize ? xs : tf.slice(xs, start, size), yb);
+          });
+          means.add(values, size);
+          values.dispose();
+        }
+      });
       const scalars = means.meanScalars();
       if (!scalars) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate: x has no samples.');
       return scalars.length === 1 ? scalars[0] : scalars;
@@ -875,11 +880,15 @@ export class Trainer {
     return tf.stack([this.resolve(Tokens.Loss)(y, pred), ...this.resolve(Tokens.Metrics).map((m) => m.fn(y, pred))]) as tf.Tensor1D;
   }
 
-  /** Mean loss and metrics over `data` (inference mode). One read-back at the end. */
-  private async evaluateData(data: DataSource, options: { batchSize?: number } = {}): Promise<Record<string, number>> {
+  /** Mean loss and metrics over `data` (inference mode), between the evaluateStart and evaluateEnd taps. One read-back at the end. */
+  private async evaluateData(data: DataSource, options: { batchSize?: number } = {}, info: EvaluateInfo = { kind: 'evaluate' }): Promise<Record<string, number>> {
     const { batchSize } = parseOptions('evaluate', dataEvaluateOptionsSchema, options);
     await this.setup();
     this.checkDataShape(data);
+    return this.evaluation(info, () => this.meanOverData(data, batchSize));
+  }
+
+  private async meanOverData(data: DataSource, batchSize: number): Promise<Record<string, number>> {
     const metrics = this.resolve(Tokens.Metrics);
     const it = data.batches({ batchSize, shuffle: false, seed: 0, epoch: 0 });
     const means = new BatchMeans();
@@ -906,6 +915,62 @@ export class Trainer {
     } finally {
       means.dispose();
       await it.return?.(); // a failed step: the source frees a half-made batch
+    }
+  }
+
+  /**
+   * Runs a synchronous evaluation between the evaluateStart and evaluateEnd taps (an EMA
+   * plugin swaps its weights in, then back). evaluateEnd runs also when a start tap or the
+   * evaluation throws, and the first error is the one thrown. With no taps: just `run`.
+   */
+  private evaluationSync<T>(info: EvaluateInfo, run: () => T): T {
+    const { evaluateStart, evaluateEnd } = this.hooks;
+    if (!evaluateStart.isUsed && !evaluateEnd.isUsed) return run();
+    if (this.swappedEvaluation) {
+      throw new TapfitError(ErrorCodes.STATE, 'evaluate(x, y): another evaluation with evaluateStart/evaluateEnd taps is running (an evaluate(data) or fit\'s validation); await it first, so the taps do not swap weights in twice.');
+    }
+    let failed = true;
+    try {
+      evaluateStart.call(info);
+      const out = run();
+      failed = false;
+      return out;
+    } finally {
+      this.evaluationEnd(info, failed);
+    }
+  }
+
+  /** The asynchronous form (evaluate(data), fit's validation): one at a time, and a save() waits until the taps have swapped back. */
+  private async evaluation<T>(info: EvaluateInfo, run: () => Promise<T>): Promise<T> {
+    const { evaluateStart, evaluateEnd } = this.hooks;
+    if (!evaluateStart.isUsed && !evaluateEnd.isUsed) return run();
+    while (this.swappedEvaluation) await this.swappedEvaluation.catch(() => undefined);
+    const running = (async () => {
+      let failed = true;
+      try {
+        evaluateStart.call(info);
+        const out = await run();
+        failed = false;
+        return out;
+      } finally {
+        this.evaluationEnd(info, failed);
+      }
+    })();
+    this.swappedEvaluation = running;
+    try {
+      return await running;
+    } finally {
+      if (this.swappedEvaluation === running) this.swappedEvaluation = undefined;
+    }
+  }
+
+  /** The evaluateEnd taps; their error is thrown unless an earlier one is already on its way (then it is logged). */
+  private evaluationEnd(info: EvaluateInfo, failed: boolean): void {
+    try {
+      this.hooks.evaluateEnd.call(info);
+    } catch (err) {
+      if (!failed) throw err;
+      this.logger.warn(`evaluateEnd failed too, after the evaluation had failed: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
 
@@ -977,6 +1042,8 @@ export class Trainer {
   /** Everything a checkpoint holds, read from one step's state. */
   private async capture(): Promise<{ manifest: Manifest; tensors: Buffer }> {
     await this.setup();
+    // Not the weights a plugin swapped in for an evaluation (an EMA's): those taps swap back first.
+    while (this.swappedEvaluation) await this.swappedEvaluation.catch(() => undefined);
     return captureCheckpoint({ ...this.parts(), position: await this.positionNow() });
   }
 
