@@ -90,3 +90,36 @@ describe('a backward tap that withholds some gradients for a step', () => {
     });
   }
 });
+
+describe('freezing layers from a plugin: drop their gradients in a backward tap (layer.trainable is refused while plugins are registered)', () => {
+  useBackend('cpu');
+
+  it("a plugin that freezes layer 'hidden' from epoch 1 on trains bitwise as the no-plugin recipe, trainable = false between fits", async () => {
+    const data = blobs(32);
+    const options = (plugins: TapfitPlugin[]): TrainerOptions => ({ model: tinyMlp(5), loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.05, momentum: 0.9 }), logger: new SilentLogger(), plugins });
+    // The oracle: model.fit's fine-tuning recipe, which the trainer follows without plugins.
+    const recipe = new Trainer(options([]));
+    await recipe.fit(data, { epochs: 1, batchSize: 8 });
+    recipe.model.layersModel!.getLayer('hidden').trainable = false;
+    await recipe.fit(data, { epochs: 1, batchSize: 8 });
+    // Composer's LayerFreezing as a plugin: the layer's variables get no gradient from epoch 1 on.
+    const layerFreezing: TapfitPlugin = {
+      name: 'layer-freezing',
+      core: '^0.1.0',
+      apply: ({ hooks, trainer }) =>
+        hooks.backward.tap({ stage: Stage.TRANSFORM }, (g, info) => {
+          if (g === null || info.epoch < 1) return g;
+          const frozen = new Set(trainer.model.layersModel!.getLayer('hidden').weights.map((w) => w.name)); // tfjs may number the layer: 'hidden_1'
+          return Object.fromEntries(Object.entries(g).filter(([name]) => !frozen.has(name)));
+        }),
+    };
+    const plugin = new Trainer(options([layerFreezing]));
+    await plugin.fit(data, { epochs: 2, batchSize: 8 });
+    // By layer (model.getWeights() lists trainable weights first, so a frozen layer moves to the end).
+    const all = (t: Trainer) => t.model.layersModel!.layers.flatMap((l) => l.getWeights().map((w) => Array.from(w.dataSync())));
+    expect(all(plugin)).to.deep.equal(all(recipe));
+    recipe.dispose();
+    plugin.dispose();
+    data.dispose();
+  });
+});

@@ -627,7 +627,12 @@ export class Trainer {
     const budget = this.budgetPlugin;
     const registered = this.plugins.filter((p) => p !== budget);
     const reasons: string[] = [];
-    if (registered.length) reasons.push(`the trainer does not follow that with plugins (${registered.map((p) => p.name).join(', ')}): their state may be kept per variable`);
+    if (registered.length) {
+      reasons.push(
+        `the trainer does not follow that with plugins (${registered.map((p) => p.name).join(', ')}): their state may be kept per variable ` +
+          "(a plugin that freezes layers leaves layer.trainable alone and drops the layers' gradients in a backward tap instead)",
+      );
+    }
     if (budget) {
       reasons.push(
         "the memoryBudget option's memory plan was measured for the old trainable set (which segments get gradients, and their size) and is not measured again; a new Trainer with memoryBudget measures the new set",
