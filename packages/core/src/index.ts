@@ -21,7 +21,7 @@ export * from './parallel';
 export { Stage, type TapOptions, type OrderedTap } from './hooks/order';
 export type { Hooks, HookName, TapOnly, TapOnlyHooks, TapFn } from './hooks/hooks';
 // The hook classes are types to their users (who tap, never construct): type-only, no runtime surface.
-export type { HookPoint, WaterfallHook, SeriesHook, RecordedTap } from './hooks/hook-point';
+export type { HookPoint, WaterfallHook, SeriesHook, SyncSeriesHook, RecordedTap } from './hooks/hook-point';
 export * from './hooks/types';
 export * from './plugin/types';
 export { validatePlugin, validatePluginSet, type PluginSpec } from './plugin/registry';
