@@ -13,6 +13,7 @@ import { DATA_PARALLEL_PLUGIN } from './replicable';
 import { hostValues } from './host-copy';
 import { noiseKey } from '../model/noise-seed';
 import { partSizes, partWeights } from './split';
+import { namePlugins } from './worker-loss';
 
 /** How far the whole batch's loss may be from the parts' weighted mean (float32 sums in another order) before the loss is refused as not a batch mean. */
 const LOSS_TOLERANCE = 1e-4;
@@ -46,6 +47,8 @@ export class DataParallelBackprop implements Backprop {
     private readonly stepTimeoutMs: number,
     /** The other plugins of the trainer, named when a forward tap changed the step. */
     private readonly others: () => readonly string[],
+    /** The plugins that decorated the trainer's loss, named when the loss is not the parts' mean. */
+    private readonly lossDecorators: () => readonly string[],
   ) {}
 
   get description(): string {
@@ -114,7 +117,7 @@ export class DataParallelBackprop implements Backprop {
       // Called last on the whole batch: the step's value, and fit's metrics are the whole batch's.
       const value = request.loss(request.y, whole);
       if (this.checkLoss) {
-        checkBatchMean(value, [own.gradients.value.dataSync()[0]!, ...answers.map((a) => a.loss)], shares);
+        checkBatchMean(value, [own.gradients.value.dataSync()[0]!, ...answers.map((a) => a.loss)], shares, this.lossDecorators());
         this.checkLoss = false;
       }
       return { value, grads };
@@ -235,14 +238,26 @@ function combine(variables: readonly tf.Variable[], own: StepGradients, answers:
 }
 
 /** Refuses a loss that is not the mean over the batch each replica computes: the split would change the gradient. */
-function checkBatchMean(value: tf.Scalar, partLosses: readonly number[], shares: readonly number[]): void {
+function checkBatchMean(value: tf.Scalar, partLosses: readonly number[], shares: readonly number[], lossDecorators: readonly string[]): void {
   const whole = value.dataSync()[0];
   const mean = partLosses.reduce((sum, l, k) => sum + shares[k] * l, 0);
   if (!Number.isFinite(whole) || !Number.isFinite(mean)) return; // the trainer's non-finite guard handles it
   if (Math.abs(whole - mean) <= LOSS_TOLERANCE * Math.max(1, Math.abs(whole))) return;
+  const problem =
+    `${DATA_PARALLEL_PLUGIN}: the step's loss on the whole batch (${whole}) is not the samples-weighted mean of the replicas' losses on their parts (${mean}), so the combined gradient would not be the whole batch's. ` +
+    'dataParallel needs a loss that is a mean over the batch, computed alike on every replica: ';
+  // A decorated loss excludes classWeight (fit refuses the pair), so the decoration is the likely cause.
+  if (lossDecorators.length) {
+    throw new TapfitError(
+      ErrorCodes.CONFIG,
+      problem +
+        `${namePlugins(lossDecorators)} decorated the trainer's loss, which the main thread computes, while the replica workers compute setupModule's \`loss\`; they differ (or the decorated loss sums over the batch). ` +
+        "No update was applied; export the decorated loss itself as setupModule's `loss`, or train without dataParallel or without that plugin.",
+    );
+  }
   throw new TapfitError(
     ErrorCodes.CONFIG,
-    `${DATA_PARALLEL_PLUGIN}: the step's loss on the whole batch (${whole}) is not the samples-weighted mean of the replicas' losses on their parts (${mean}), so the combined gradient would not be the whole batch's. ` +
-      "dataParallel needs a loss that is a mean over the batch, computed alike on every replica: fit's classWeight, a loss that sums over the batch, or a setupModule `loss` other than the trainer's break that. No update was applied; train without dataParallel, or drop classWeight.",
+    problem +
+      "fit's classWeight, a loss that sums over the batch, or a setupModule `loss` other than the trainer's break that. No update was applied; train without dataParallel, or drop classWeight.",
   );
 }

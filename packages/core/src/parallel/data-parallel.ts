@@ -1,11 +1,13 @@
 import { Stage } from '../hooks/order';
 import { ErrorCodes, TapfitError } from '../errors';
+import { pluginsDecorating } from '../plugin/plugin-api';
 import type { PluginConflict, TapfitPlugin } from '../plugin/types';
 import { Tokens } from '../services/tokens';
 import { CORE_VERSION } from '../version';
 import { DataParallelBackprop } from './data-parallel-backprop';
 import { resolveDataParallelOptions, type DataParallelOptions } from './options';
-import { coreLossName, DATA_PARALLEL_PLUGIN, replicableModel } from './replicable';
+import { DATA_PARALLEL_PLUGIN, replicableModel } from './replicable';
+import { workerLoss } from './worker-loss';
 import { ReplicaGroup } from './replica-group';
 
 /** Plugins whose forward the replicas' rebuilt models would not run, or that compute the step their own way. */
@@ -29,7 +31,8 @@ const CONFLICTS: PluginConflict[] = [
 export function dataParallel(options: DataParallelOptions = {}): TapfitPlugin {
   const o = resolveDataParallelOptions(options);
   let others: readonly string[] = [];
-  const backprop = new DataParallelBackprop(o.replicas, o.backend, o.stepTimeoutMs, () => others);
+  let decorators: () => readonly string[] = () => [];
+  const backprop = new DataParallelBackprop(o.replicas, o.backend, o.stepTimeoutMs, () => others, () => decorators());
   return {
     name: DATA_PARALLEL_PLUGIN,
     core: `^${CORE_VERSION}`,
@@ -41,18 +44,16 @@ export function dataParallel(options: DataParallelOptions = {}): TapfitPlugin {
       // serves a new one: its setup starts new workers and lifts the refusal dispose() left.
       backprop.detach();
       others = api.trainer.plugins.filter((p) => p !== DATA_PARALLEL_PLUGIN);
-      const loss = coreLossName(api.services.resolve(Tokens.Loss));
-      if (loss === undefined && o.setupModule === undefined) {
-        throw new TapfitError(
-          ErrorCodes.CONFIG,
-          `${DATA_PARALLEL_PLUGIN}: the trainer's loss is a function, which cannot cross threads to the replica workers. Pass a core loss name (e.g. 'softmaxCrossEntropy'), or export the function as \`loss\` from a module given as setupModule.`,
-        );
-      }
+      const { container } = api.services;
+      decorators = () => pluginsDecorating(container, Tokens.Loss);
+      // A loss function given to the trainer is refused now; a decoration, at setup, when every plugin has applied its own.
+      if (!decorators().length) workerLoss(container, o.setupModule);
       api.services.register(Tokens.Backprop, backprop);
       // LAST: the replicas copy the model the other setup taps settled on.
       api.hooks.setup.tap({ stage: Stage.LAST }, async ({ model }) => {
+        const loss = workerLoss(container, o.setupModule);
         const layersModel = replicableModel(model);
-        const group = await ReplicaGroup.start(layersModel, o, loss);
+        const group = await ReplicaGroup.start(layersModel, o, loss, decorators());
         backprop.attach(group, model.segments);
       });
       // A fit's classWeight changes the loss: its first step checks again that the loss is a batch mean.

@@ -5,6 +5,7 @@ import { copyValues } from './host-copy';
 import { Replica } from './replica';
 import { DATA_PARALLEL_PLUGIN } from './replicable';
 import { WeightLayout } from './weight-layout';
+import { namePlugins } from './worker-loss';
 
 /**
  * The worker replicas of one model and the memory they share with the main thread: the
@@ -29,7 +30,7 @@ export class ReplicaGroup {
   }
 
   /** Starts replicas 1..N-1 of `model` (each builds its copy from the JSON topology); rejects naming the replica that failed, with every worker stopped. */
-  static async start(model: tf.LayersModel, o: ResolvedDataParallelOptions, loss: string | undefined): Promise<ReplicaGroup> {
+  static async start(model: tf.LayersModel, o: ResolvedDataParallelOptions, loss: string | undefined, lossDecorators: readonly string[]): Promise<ReplicaGroup> {
     const layout = new WeightLayout([...new Set(model.weights.map((w) => w.read() as tf.Variable))]);
     const weights = new SharedArrayBuffer(layout.total * 4);
     const wanted = new SharedArrayBuffer(layout.variables.length * 4);
@@ -54,8 +55,10 @@ export class ReplicaGroup {
         }
         if (!ready.hasLoss) {
           throw new TapfitError(
-            ErrorCodes.CONFIG,
-            `${DATA_PARALLEL_PLUGIN}: the trainer's loss is a function, which cannot cross threads, and setupModule exports no \`loss\`. Export the same loss function as \`loss\` from setupModule, or pass a core loss name (e.g. 'softmaxCrossEntropy').`,
+            lossDecorators.length ? ErrorCodes.PLUGIN_CONFLICTS : ErrorCodes.CONFIG,
+            lossDecorators.length
+              ? `${DATA_PARALLEL_PLUGIN}: ${namePlugins(lossDecorators)} decorated the trainer's loss, a function, which cannot cross threads, and setupModule exports no \`loss\`. Export the decorated loss as \`loss\` from setupModule (every replica then computes it), or train without dataParallel or without that plugin.`
+              : `${DATA_PARALLEL_PLUGIN}: the trainer's loss is a function, which cannot cross threads, and setupModule exports no \`loss\`. Export the same loss function as \`loss\` from setupModule, or pass a core loss name (e.g. 'softmaxCrossEntropy').`,
           );
         }
       }

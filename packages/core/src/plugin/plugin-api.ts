@@ -7,13 +7,24 @@ import type { PluginApi, ServiceRegistry, TapfitPlugin, TrainerView } from './ty
 /** Containers of trainers that are set up: their services are fixed (the step holds them). */
 const sealed = new WeakSet<DependencyContainer>();
 
-/** Decorators applied per token of a container, re-applied over a later replacement. */
-const decorators = new WeakMap<DependencyContainer, Map<InjectionToken<unknown>, ((v: unknown) => unknown)[]>>();
+/** A decoration of a service: the wrap, and the plugin that applied it (named by services that cannot carry it, such as dataParallel's workers). */
+interface Decoration {
+  plugin: string;
+  wrap: (v: unknown) => unknown;
+}
 
-function decoratorsOf(container: DependencyContainer): Map<InjectionToken<unknown>, ((v: unknown) => unknown)[]> {
+/** Decorators applied per token of a container, re-applied over a later replacement. */
+const decorators = new WeakMap<DependencyContainer, Map<InjectionToken<unknown>, Decoration[]>>();
+
+function decoratorsOf(container: DependencyContainer): Map<InjectionToken<unknown>, Decoration[]> {
   let m = decorators.get(container);
   if (!m) decorators.set(container, (m = new Map()));
   return m;
+}
+
+/** The plugins that decorated `token` in this trainer's container so far, in the order they did (a plugin named once). */
+export function pluginsDecorating(container: DependencyContainer, token: InjectionToken<unknown>): readonly string[] {
+  return [...new Set((decorators.get(container)?.get(token) ?? []).map((d) => d.plugin))];
 }
 
 /** Called by the trainer at the end of setup: register/decorate are refused afterwards. */
@@ -47,14 +58,15 @@ export function serviceRegistry(container: DependencyContainer, plugin: Pick<Tap
         );
       }
       // Decorators registered before this replacement wrap it too: plugin order does not drop them.
-      const decorated = (wraps.get(token) ?? []).reduce((v, w) => w(v), value as unknown);
+      const decorated = (wraps.get(token) ?? []).reduce((v, d) => d.wrap(v), value as unknown);
       container.register(token, { useValue: decorated });
     },
     decorate: (token, wrap) => {
       refuseSealed('decorate', token);
       const previous = container.resolve(token);
-      wraps.set(token, [...(wraps.get(token) ?? []), wrap as (v: unknown) => unknown]);
-      container.register(token, { useValue: wrap(previous) });
+      const next = wrap(previous); // a wrap that throws is not recorded either
+      wraps.set(token, [...(wraps.get(token) ?? []), { plugin: plugin.name, wrap: wrap as (v: unknown) => unknown }]);
+      container.register(token, { useValue: next });
     },
     resolve: (token) => container.resolve(token),
   };

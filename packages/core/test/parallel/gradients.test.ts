@@ -1,9 +1,13 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { adam, AutodiffBackprop, dataParallel, resolveLoss, sgd, SilentLogger, storeAllPlan, Tokens, Trainer, type OptimizerSpec, type StepRequest } from '../../src';
+import * as path from 'node:path';
+import { adam, AutodiffBackprop, dataParallel, resolveLoss, sgd, SilentLogger, storeAllPlan, Tokens, Trainer, trainableVariables, type OptimizerSpec, type StepRequest, type TapfitPlugin } from '../../src';
 import { describeTrainer } from '../../src/train/describe';
 import { useBackend } from '../fixtures';
 import { batchFor, maxRelativeDifference, smallCnn, smallMlp } from './fixtures/models';
+import { withKernelPenalty } from './fixtures/penalty-loss';
+
+const penaltyFixture = path.resolve(__dirname, 'fixtures', 'penalty-loss.js');
 
 /** float32 sums in another order (the parts', then weighted): far below any real difference. */
 const TOLERANCE = 1e-5;
@@ -101,6 +105,29 @@ describe('dataParallel: the gradients of a split batch are the whole batch\'s', 
     const { losses, weights } = await trainBoth(() => smallMlp({ penalty: true }), () => sgd({ lr: 0.1 }), 1, 31);
     expect(Math.abs(losses[1]![0]! - losses[0]![0]!)).to.be.below(TOLERANCE);
     weights[0]!.forEach((w, i) => expect(maxRelativeDifference(weights[1]![i]!, w)).to.be.below(TOLERANCE));
+  });
+
+  it('a loss decorated by a plugin (an L2 penalty wrapper), exported as setupModule\'s loss: every replica applies it, the run equals one thread\'s', async () => {
+    const l2Penalty = (): TapfitPlugin => ({ name: 'l2-penalty', core: '^0.1.0', apply: ({ services, trainer }) => services.decorate(Tokens.Loss, (loss) => withKernelPenalty(loss, () => trainableVariables(trainer.model))) });
+    const run = async (plugins: TapfitPlugin[]): Promise<Float32Array[]> => {
+      const model = smallMlp();
+      const batch = batchFor(model, 32);
+      const trainer = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd({ lr: 0.1 }), logger: new SilentLogger(), plugins });
+      try {
+        await trainer.fit(batch.x, batch.y, { epochs: 3, batchSize: 16, shuffle: false, verbose: 0 });
+        return model.weights.map((w) => w.read().dataSync() as Float32Array);
+      } finally {
+        trainer.dispose();
+        model.dispose();
+        tf.dispose(batch);
+      }
+    };
+    const single = await run([l2Penalty()]);
+    const split = await run([dataParallel({ setupModule: penaltyFixture }), l2Penalty()]);
+    const unpenalized = await run([]);
+    single.forEach((w, i) => expect(maxRelativeDifference(split[i]!, w)).to.be.below(TOLERANCE));
+    // The penalty moves the weights far beyond the tolerance: a penalty applied to one part only would show.
+    expect(Math.max(...single.map((w, i) => maxRelativeDifference(unpenalized[i]!, w)))).to.be.above(100 * TOLERANCE);
   });
 
   for (const [name, optimizer] of [

@@ -1,10 +1,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as path from 'node:path';
-import { dataParallel, segmentModel, sgd, SilentLogger, TapfitError, Trainer, type TapfitPlugin, type TrainerOptions } from '../../src';
+import { dataParallel, segmentModel, sgd, SilentLogger, TapfitError, Tokens, Trainer, trainableVariables, type TapfitPlugin, type TrainerOptions } from '../../src';
 import { batchNormModel } from '../../src/testing';
 import { rejected, thrown, useBackend } from '../fixtures';
 import { batchFor, smallMlp } from './fixtures/models';
+import { withKernelPenalty } from './fixtures/penalty-loss';
 import { TapfitTestScale } from './fixtures/scale-layer';
 
 const fixture = (name: string) => path.resolve(__dirname, 'fixtures', `${name}.js`);
@@ -83,6 +84,60 @@ describe('dataParallel: what it refuses, and failing replicas', () => {
     const err = thrown(() => new Trainer(options({ model, loss: (yTrue, yPred) => tf.losses.softmaxCrossEntropy(tf.oneHot(tf.cast(yTrue, 'int32'), 3), yPred) })));
     expect(err.message).to.contain("export the function as `loss` from a module given as setupModule");
     model.dispose();
+  });
+
+  describe('a plugin that decorates the loss (the workers cannot run the decorated function)', () => {
+    const l2Penalty = () => plugin('l2-penalty', ({ services, trainer }) => services.decorate(Tokens.Loss, (loss) => withKernelPenalty(loss, () => trainableVariables(trainer.model))));
+    /** Adds epsilon times the mean of -log softmax (still a batch mean): not what setupModule's plain cross-entropy computes. */
+    const smoothing = () =>
+      plugin('label-smoothing', ({ services }) => services.decorate(Tokens.Loss, (loss) => (yTrue, yPred) => tf.add(loss(yTrue, yPred), tf.mul(0.2, tf.mean(tf.neg(tf.logSoftmax(yPred))))) as tf.Scalar));
+
+    it('without a setupModule loss: refused at setup naming the plugins and the setupModule route, in either plugin order, nothing applied', async () => {
+      for (const plugins of [
+        [dataParallel(), l2Penalty()],
+        [l2Penalty(), dataParallel()],
+        [smoothing(), dataParallel(), l2Penalty()],
+      ]) {
+        const names = plugins.map((p) => p.name).filter((n) => n !== 'data-parallel');
+        const model = smallMlp();
+        const before = weightsOf(model);
+        const trainer = new Trainer(options({ model, plugins }));
+        const err = await rejected(trainer.setup());
+        // A setup tap's error comes wrapped naming the plugin and hook (core's rule); the refusal is its cause.
+        expect((err.cause as TapfitError).code, names.join()).to.equal('TAPFIT_E_PLUGIN_CONFLICTS');
+        expect(err.message).to.contain(`plugin${names.length > 1 ? 's' : ''} ${names.map((n) => `'${n}'`).join(', ')} decorated the trainer's loss`);
+        expect(err.message).to.contain("Export the decorated loss as `loss` from a module given as dataParallel's setupModule");
+        expect(weightsOf(model)).to.deep.equal(before);
+        trainer.dispose();
+        model.dispose();
+      }
+    });
+
+    it('with a setupModule that exports no loss: refused at setup naming the plugin', async () => {
+      const model = smallMlp();
+      const trainer = new Trainer(options({ model, plugins: [dataParallel({ setupModule: fixture('scale-layer') }), l2Penalty()] }));
+      const err = await rejected(trainer.setup());
+      expect((err.cause as TapfitError).code).to.equal('TAPFIT_E_PLUGIN_CONFLICTS');
+      expect(err.message).to.contain("plugin 'l2-penalty' decorated the trainer's loss, a function, which cannot cross threads, and setupModule exports no `loss`");
+      trainer.dispose();
+      model.dispose();
+    });
+
+    it("with a setupModule loss other than the decorated one: the first step is refused naming the plugin, not classWeight, nothing applied", async () => {
+      const model = smallMlp();
+      const batch = batchFor(model, 32);
+      const trainer = new Trainer(options({ model, plugins: [dataParallel({ setupModule: fixture('replica-loss') }), smoothing()] }));
+      const before = weightsOf(model);
+      const err = await rejected(trainer.fit(batch.x, batch.y, { epochs: 1, batchSize: 16, verbose: 0 }));
+      expect(err.code).to.equal('TAPFIT_E_CONFIG');
+      expect(err.message).to.contain("is not the samples-weighted mean of the replicas' losses on their parts");
+      expect(err.message).to.contain("plugin 'label-smoothing' decorated the trainer's loss, which the main thread computes, while the replica workers compute setupModule's `loss`");
+      expect(err.message).not.to.contain('classWeight');
+      expect(weightsOf(model)).to.deep.equal(before);
+      trainer.dispose();
+      model.dispose();
+      tf.dispose(batch);
+    });
   });
 
   it("fit's classWeight (not the batch mean each replica computes): the step is refused, nothing applied", async () => {
