@@ -6,11 +6,10 @@ import type { Segment } from '../model/segment';
 import type { Backprop } from '../services/tokens';
 import type { StepGradients, StepRequest } from '../step/step-request';
 import type { NamedTensors } from '../tensors';
-import { scaledSum } from '../transforms/fused-updates';
 import type { Replica, ReplicaResult } from './replica';
 import type { ReplicaGroup } from './replica-group';
 import { DATA_PARALLEL_PLUGIN } from './replicable';
-import { hostValues } from './host-copy';
+import { hostValues, scaledSumWithHost, tensorOfHost } from './host-copy';
 import { noiseKey } from '../model/noise-seed';
 import { partSizes, partWeights } from './split';
 import { namePlugins } from './worker-loss';
@@ -211,28 +210,27 @@ function batchPart(t: tf.Tensor, what: 'x' | 'y'): Part {
   return { data: hostValues(t), rowShape: t.shape.slice(1), dtype: t.dtype };
 }
 
-/** A tensor of a shared buffer's values; backends other than wasm keep the array they are given, so they get a copy. */
-function fromShared(view: Float32Array, shape: number[]): tf.Tensor {
-  return tf.tensor(tf.getBackend() === 'wasm' ? view : view.slice(), shape);
-}
-
 /** The whole batch's gradients: sum_k share_k g_k over the parts that have one (a variable with none anywhere stays absent). */
 function combine(variables: readonly tf.Variable[], own: StepGradients, answers: readonly ReplicaResult[], shares: readonly number[], group: ReplicaGroup): NamedTensors {
   const grads: NamedTensors = {};
   const index = new Map(group.layout.variables.map((v, i) => [v, i]));
   for (const v of variables) {
     const i = index.get(v)!;
-    const parts: [tf.Tensor, number][] = [];
-    const mine = own.grads[v.name];
-    if (mine) parts.push([mine, shares[0]]);
+    // sum times `scale` is the combination so far: the factor waits for the next part, to go into one fused a x + b y pass.
+    let sum: tf.Tensor | undefined = own.grads[v.name];
+    let scale = shares[0]!;
     answers.forEach((a, k) => {
-      if (a.written[i] === 1) parts.push([fromShared(group.layout.view(a.grads, i), v.shape), shares[k + 1]]);
+      if (a.written[i] !== 1) return;
+      const theirs = group.layout.view(a.grads, i);
+      if (sum) {
+        sum = scaledSumWithHost(sum, scale, theirs, shares[k + 1]!);
+        scale = 1;
+      } else {
+        sum = tensorOfHost(theirs, v.shape);
+        scale = shares[k + 1]!;
+      }
     });
-    if (!parts.length) continue;
-    // Fused a x + b y passes (one for two replicas), not a multiply per part and then a sum.
-    const [[g0, s0], ...rest] = parts as [[tf.Tensor, number], ...[tf.Tensor, number][]];
-    if (!rest.length) grads[v.name] = tf.mul(g0, s0);
-    else grads[v.name] = rest.slice(1).reduce((sum, [g, s]) => scaledSum(sum, 1, g, s), scaledSum(g0, s0, rest[0]![0], rest[0]![1]));
+    if (sum) grads[v.name] = scale === 1 ? sum : tf.mul(sum, scale);
   }
   return grads;
 }

@@ -1,5 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
+import { runElementwise } from '../backend/fast-kernels/elementwise';
 import { elementsOf, heapFor } from '../backend/fast-kernels/wasm-heap';
+import { SCALED_SUM_KERNEL } from '../transforms/fused-update-kernels';
+import { scaledSum } from '../transforms/fused-updates';
 
 /**
  * Copies a float32 (or int32) tensor's values into `target`, a view of shared memory of
@@ -24,4 +27,26 @@ export function hostValues(t: tf.Tensor): Float32Array | Int32Array {
     return t.dtype === 'float32' ? new Float32Array(words.buffer, words.byteOffset, words.length) : words;
   }
   return t.dataSync() as Float32Array | Int32Array;
+}
+
+/** A new tensor of host values (a view of shared memory): wasm copies them onto its heap; other backends keep the array they are given, so they get a copy. */
+export function tensorOfHost(values: Float32Array, shape: number[]): tf.Tensor {
+  return tf.tensor(tf.getBackend() === 'wasm' ? values : values.slice(), shape);
+}
+
+/**
+ * a x + b (host values) as a new tensor, the values of scaledSum(x, a, y, b). On wasm with
+ * the fused kernels, the host values are copied onto the heap once, into the tensor that
+ * then receives the sum in place (the kernel reads each element before it writes it): one
+ * tensor per weight a step, not one for the copy and one for the sum. Never in place on a
+ * tensor an op has seen: wasm's convolution and matMul cache their packed weights by
+ * tensor id, so a new value must come as a new tensor.
+ */
+export function scaledSumWithHost(x: tf.Tensor, a: number, values: Float32Array, b: number): tf.Tensor {
+  const y = tensorOfHost(values, x.shape);
+  const heap = tf.getBackend() === 'wasm' && x.dtype === 'float32' && tf.getKernel(SCALED_SUM_KERNEL, 'wasm') != null ? heapFor(tf.backend()) : null;
+  if (!heap) return scaledSum(x, a, y, b);
+  const [to, xs] = [heap.offset(y), heap.offset(x)];
+  runElementwise(heap, 'axpby', y.size, (from, n) => [to + 4 * from, xs + 4 * from, to + 4 * from, a, b, n]);
+  return y;
 }

@@ -86,6 +86,8 @@ class Replica {
     const wanted: tf.Variable[] = [];
     tf.tidy(() => {
       this.variables.forEach((v, i) => {
+        // A new tensor per weight, never a write into the variable's memory: wasm's convolution and
+        // matMul keep the weights they packed under the tensor's id, and would go on using the old ones.
         v.assign(tf.tensor(own(this.layout.view(this.weights, i)), v.shape, v.dtype));
         // The main thread says which weights train this step (its trainable set may have changed since setup).
         const want = this.wanted[i] === 1;

@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import * as path from 'node:path';
-import { adam, AutodiffBackprop, dataParallel, resolveLoss, sgd, SilentLogger, storeAllPlan, Tokens, Trainer, trainableVariables, type OptimizerSpec, type StepRequest, type TapfitPlugin } from '../../src';
+import { adam, AutodiffBackprop, dataParallel, resolveLoss, sgd, SilentLogger, storeAllPlan, PlannedBackprop, Tokens, Trainer, trainableVariables, type Backprop, type OptimizerSpec, type StepRequest, type TapfitPlugin } from '../../src';
 import { describeTrainer } from '../../src/train/describe';
 import { useBackend } from '../fixtures';
 import { batchFor, maxRelativeDifference, smallCnn, smallMlp } from './fixtures/models';
@@ -16,8 +16,8 @@ const trainerFor = (model: tf.LayersModel, plugins: ReturnType<typeof dataParall
   new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer, logger: new SilentLogger(), plugins });
 
 /** One Backprop.compute over the whole batch: the loss and every gradient, read back. */
-function computed(trainer: Trainer, batch: { x: tf.Tensor; y: tf.Tensor }, backprop = trainer.resolve(Tokens.Backprop)): { loss: number; grads: Record<string, Float32Array> } {
-  return tf.tidy(() => {
+function computed(trainer: Trainer, batch: { x: tf.Tensor; y: tf.Tensor }, backprop = trainer.resolve(Tokens.Backprop), tidy = true): { loss: number; grads: Record<string, Float32Array> } {
+  const run = () => {
     const request: StepRequest = {
       x: batch.x,
       y: batch.y,
@@ -29,7 +29,8 @@ function computed(trainer: Trainer, batch: { x: tf.Tensor; y: tf.Tensor }, backp
     };
     const { value, grads } = backprop.compute(request);
     return { loss: value.dataSync()[0]!, grads: Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, g.dataSync() as Float32Array])) };
-  });
+  };
+  return tidy ? tf.tidy(run) : run();
 }
 
 /** The data-parallel Backprop's loss and gradients against core's autodiff on the whole batch (the oracle). */
@@ -140,6 +141,31 @@ describe('dataParallel: the gradients of a split batch are the whole batch\'s', 
       weights[0]!.forEach((w, i) => expect(maxRelativeDifference(weights[1]![i]!, w)).to.be.below(1e-4));
     });
   }
+
+  it("combining a worker's gradients makes one tensor per weight (its values copied onto the heap receive the sum in place)", async () => {
+    /** Tensors the data-parallel Backprop keeps alive within the step beyond one thread's, for a model with `layers` dense layers (2 weights each). */
+    const extraTensors = async (layers: number): Promise<number> => {
+      const model = tf.sequential({ layers: Array.from({ length: layers }, (_, l) => tf.layers.dense({ ...(l === 0 ? { inputShape: [6] } : {}), units: l === layers - 1 ? 3 : 8, kernelInitializer: tf.initializers.glorotUniform({ seed: l }) })) });
+      const batch = batchFor(model, 16);
+      const trainer = trainerFor(model, [dataParallel()]);
+      try {
+        await trainer.setup();
+        const made = (backprop: Backprop) =>
+          tf.tidy(() => {
+            const before = tf.memory().numTensors;
+            computed(trainer, batch, backprop, false);
+            return tf.memory().numTensors - before;
+          });
+        return made(trainer.resolve(Tokens.Backprop)) - made(new PlannedBackprop());
+      } finally {
+        trainer.dispose();
+        model.dispose();
+        tf.dispose(batch);
+      }
+    };
+    // Two more weights (a layer), the same step otherwise: what the combination makes per weight.
+    expect(((await extraTensors(3)) - (await extraTensors(2))) / 2).to.equal(1);
+  });
 
   it('leaks no tensor on the main thread, and describe() names it', async () => {
     const model = smallMlp();
