@@ -316,6 +316,34 @@ describe('pipeline plugin: checkpoints', () => {
       tf.dispose(Object.values(t.variables));
       t.dispose();
     };
+    /** A checkpoint of one epoch trained with `saved` (in a temporary folder, removed after `body`). */
+    const afterSaving = async (saved: PipelineOptions, body: (dir: string, savedStages: (readonly string[])[]) => Promise<void>) => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
+      const data = blobData(8);
+      try {
+        const t = new Trainer(make({ ...saved, ...options }));
+        await t.fit(data, { epochs: 1, batchSize: 2, shuffle: false });
+        await t.save(dir);
+        const savedStages = (t.plugins[0] as ReturnType<typeof pipeline>).stages.map((st) => st.segments);
+        free(t);
+        await body(dir, savedStages);
+      } finally {
+        data.dispose();
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    /** A resume with `p` expected to be refused, on a fresh model: the error and its first weights before and after (a refusal applies nothing). */
+    const refusedResume = async (dir: string, p: PipelineOptions) => {
+      const m = model();
+      const before = m.segments.map((seg) => Array.from(seg.params[0].dataSync()));
+      const err = await Trainer.resume(dir, make({ ...p, ...options }, [], m)).then(
+        () => null,
+        (e: TapfitError) => e,
+      );
+      const after = m.segments.map((seg) => Array.from(seg.params[0].dataSync()));
+      tf.dispose(m.segments.flatMap((seg) => seg.params));
+      return { err, before, after };
+    };
 
     it("'stages: S' resumes with the saved split, not a new measurement: bitwise equal to training straight through with that split", async () => {
       const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
@@ -348,13 +376,7 @@ describe('pipeline plugin: checkpoints', () => {
     });
 
     it("after resuming with the saved split, describe(), the verbose stage table and planMemory's figures are that split's, as when resuming with its boundaries", async () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
-      const data = blobData(8);
-      try {
-        const saved = new Trainer(make({ boundaries: ['d3'], ...options }));
-        await saved.fit(data, { epochs: 1, batchSize: 2, shuffle: false });
-        await saved.save(dir);
-        free(saved);
+      await afterSaving({ boundaries: ['d3'] }, async (dir) => {
         const resume = async (p: PipelineOptions) => {
           const lines: string[] = [];
           const t = await Trainer.resume(dir, { ...make({ verbose: true, ...p, ...options }), logger: { info: (m: string) => void lines.push(m), warn: () => {} } });
@@ -374,58 +396,25 @@ describe('pipeline plugin: checkpoints', () => {
         expect(balanced.table).to.equal(given.table);
         expect(balanced.logged).to.equal(given.table);
         expect(balanced.extraBytes).to.deep.equal(given.extraBytes);
-      } finally {
-        data.dispose();
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
+      });
     });
 
     it("another 'stages: S' than the checkpoint's is refused naming both stage counts, before anything is applied", async () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
-      const data = blobData(8);
-      try {
-        const saved = new Trainer(make({ stages: 2, ...options }));
-        await saved.fit(data, { epochs: 1, batchSize: 2, shuffle: false });
-        await saved.save(dir);
-        expect((saved.plugins[0] as ReturnType<typeof pipeline>).stages.map((st) => st.segments)).to.deep.equal([['d1'], ['d2', 'd3', 'd4']]);
-        free(saved);
-        const m = model();
-        const before = m.segments.map((seg) => Array.from(seg.params[0].dataSync()));
-        const err = await Trainer.resume(dir, make({ stages: 3, ...options }, [], m)).then(
-          () => null,
-          (e: TapfitError) => e,
-        );
+      await afterSaving({ stages: 2 }, async (dir, savedStages) => {
+        expect(savedStages).to.deep.equal([['d1'], ['d2', 'd3', 'd4']]);
+        const { err, before, after } = await refusedResume(dir, { stages: 3 });
         expect(err?.code).to.equal('TAPFIT_E_CHECKPOINT');
         expect(err?.message).to.match(/saved with 2 stages \(split at boundaries \['d2'\]\), this pipeline asks for stages: 3\. .*resume with stages: 2 \(or boundaries: \['d2'\]\)/);
-        expect(m.segments.map((seg) => Array.from(seg.params[0].dataSync()))).to.deep.equal(before);
-        tf.dispose(m.segments.flatMap((seg) => seg.params));
-      } finally {
-        data.dispose();
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
+        expect(after).to.deep.equal(before);
+      });
     });
 
     it('explicit boundaries that differ from the saved split are refused naming the boundaries to pass, before anything is applied', async () => {
-      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
-      const data = blobData(8);
-      try {
-        const saved = new Trainer(make({ boundaries: ['d3'], ...options }));
-        await saved.fit(data, { epochs: 1, batchSize: 2, shuffle: false });
-        await saved.save(dir);
-        free(saved);
-        const m = model();
-        const before = m.segments.map((seg) => Array.from(seg.params[0].dataSync()));
-        const err = await Trainer.resume(dir, make({ boundaries: ['d2'], ...options }, [], m)).then(
-          () => null,
-          (e: Error) => e,
-        );
+      await afterSaving({ boundaries: ['d3'] }, async (dir) => {
+        const { err, before, after } = await refusedResume(dir, { boundaries: ['d2'] });
         expect(err?.message).to.match(/saved with stages split at boundaries \['d3'\], this pipeline has boundaries \['d2'\]; resume with boundaries: \['d3'\]/);
-        expect(m.segments.map((seg) => Array.from(seg.params[0].dataSync()))).to.deep.equal(before);
-        tf.dispose(m.segments.flatMap((seg) => seg.params));
-      } finally {
-        data.dispose();
-        fs.rmSync(dir, { recursive: true, force: true });
-      }
+        expect(after).to.deep.equal(before);
+      });
     });
   });
 });
