@@ -22,10 +22,10 @@ function resumeInNewProcess(dir: string): Promise<{ names: string[]; weights: nu
 describe("a checkpoint's variables go to the model's variables of the same names", () => {
   useBackend('cpu');
 
-  /** layerNamesModel() trained 2 steps and saved; the trainer's weights at the save. */
-  async function saved(): Promise<{ dir: string; weights: number[][]; names: string[] }> {
+  /** The model `build` makes (layerNamesModel by default) trained 2 steps and saved; the trainer's weights at the save. */
+  async function saved(build: () => tf.LayersModel = layerNamesModel): Promise<{ dir: string; weights: number[][]; names: string[] }> {
     const dir = tmpDir();
-    const model = layerNamesModel();
+    const model = build();
     const data = blobs(16);
     const t = new Trainer(options(model));
     await t.fit(data, { epochs: 1, batchSize: 8 });
@@ -80,26 +80,11 @@ describe("a checkpoint's variables go to the model's variables of the same names
   }
 
   describe("an unnamed custom layer, whatever its class name's shape (tfjs names it '<snake_case>_<Class><n>')", () => {
-    /** A model with `Scale` trained 2 steps and saved; the trainer's weights at the save. */
-    async function savedWith(build: () => tf.LayersModel): Promise<{ dir: string; weights: number[][]; names: string[] }> {
-      const dir = tmpDir();
-      const model = build();
-      const data = blobs(16);
-      const t = new Trainer(options(model));
-      await t.fit(data, { epochs: 1, batchSize: 8 });
-      await t.save(dir);
-      const result = { dir, weights: weightsOf(model), names: model.weights.map((w) => (w.read() as tf.Variable).name) };
-      t.dispose();
-      data.dispose();
-      model.dispose();
-      return result;
-    }
-
     // Ends in a digit (so 'block2_Block21'), in two (the number and the class run together), starts lower-case, starts with '_' (tfjs prefixes 'private'), holds '_'; 'Scale' is the plain shape.
     for (const className of ['Block2', 'ResBlock10', 'myScale', '_Gate', 'Two_Words', 'Scale']) {
       it(`class '${className}': the same definition built again in this process resumes the saved weights`, async () => {
         const Scale = scaleLayerClass(className);
-        const s = await savedWith(() => customLayerModel(Scale));
+        const s = await saved(() => customLayerModel(Scale));
         const between = customLayerModel(Scale); // renumbers the next unnamed one once more
         const model = customLayerModel(Scale);
         const names = model.weights.map((w) => (w.read() as tf.Variable).name);
@@ -114,7 +99,7 @@ describe("a checkpoint's variables go to the model's variables of the same names
 
     it("a name the user gave that only looks numbered ('stage2_block1' then 'stage2_block2') is still compared, and refused", async () => {
       const Scale = scaleLayerClass('Block');
-      const s = await savedWith(() => customLayerModel(Scale, 'stage2_block1'));
+      const s = await saved(() => customLayerModel(Scale, 'stage2_block1'));
       const model = customLayerModel(Scale, 'stage2_block2');
       const before = weightsOf(model);
       const err = await errorOf(Trainer.resume(s.dir, options(model)));
