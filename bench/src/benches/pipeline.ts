@@ -5,6 +5,7 @@ import { replaceBatchNorm } from '@tapfit/plugin-onlinenorm';
 import { pipeline, scaleHyperparameters, ThreadedPipeline, type PipelineOptions, type PipelinePlugin } from '@tapfit/plugin-pipeline';
 import * as os from 'node:os';
 import { median, round, target, writeResults, type Target } from '../results';
+import { interleave, pairedRatio } from '../lib/timing';
 
 /**
  * Pipelined Backpropagation at batch size 1 (issue 13; docs/techniques.md §5), protocol
@@ -18,7 +19,10 @@ import { median, round, target, writeResults, type Target } from '../results';
  *   every run (no retuning for the pipeline);
  * - runs: SGD without a pipeline; S = 4 and 8 stages (balanced by measured time) with PB
  *   alone, PB + SC, PB + LWP (velocity), PB + SC + LWP; seeds 1..3 (model init and order);
- * - test accuracy on TEST test digits; per-sample step time of each run;
+ * - test accuracy on TEST test digits; per-sample step time of each run; the step-time
+ *   target on paired rounds: plain batch 1 and S = max(stages) PB + SC + LWP interleaved,
+ *   stepRounds chunks of stepChunk digits each (issue 18: tight ratio targets are judged
+ *   on paired, interleaved repetitions; since 2026-12-01, the per-run ratio kept besides);
  * - throughput: a threaded 2-stage pipeline (worker threads, wasm) against the trainer at
  *   batch 1 on the same model (the demo CNN without normalisation), THROUGHPUT samples each,
  *   after a warm-up; the load average is recorded. Reported besides (no target): the same
@@ -38,10 +42,13 @@ interface Protocol {
   seeds: number;
   stages: number[];
   throughput: number;
+  /** Paired step-time rounds (plain batch 1 against the largest pipeline) and samples a round. */
+  stepRounds: number;
+  stepChunk: number;
 }
 
-const FULL: Protocol = { train: 2000, validation: 1000, test: 2000, seeds: 3, stages: [4, 8], throughput: 300 };
-const QUICK: Protocol = { train: 200, validation: 200, test: 300, seeds: 1, stages: [4, 8], throughput: 40 };
+const FULL: Protocol = { train: 2000, validation: 1000, test: 2000, seeds: 3, stages: [4, 8], throughput: 300, stepRounds: 12, stepChunk: 100 };
+const QUICK: Protocol = { train: 200, validation: 200, test: 300, seeds: 1, stages: [4, 8], throughput: 40, stepRounds: 2, stepChunk: 20 };
 
 const VARIANTS: Record<string, Pick<PipelineOptions, 'compensation' | 'prediction'>> = {
   pb: {},
@@ -172,6 +179,36 @@ async function timeLast(parts: TensorData[], train: (d: TensorData) => Promise<u
   return last.size / ((performance.now() - t0) / 1000);
 }
 
+/**
+ * Per-sample step time of the simulated pipeline over plain batch-1 training, paired: two
+ * trainers (seed 1, the chosen rate) train chunk after chunk of the same digits in
+ * interleaved rounds, the order reversed every other round, one warm-up round; the ratio is
+ * taken within each round (both sides saw the machine of that moment) and summarised by its
+ * median, with the spread. The per-run ratio (whole runs one after another) is kept besides.
+ */
+async function pairedStepTime(p: Protocol, lrRef: number, S: number, digits: TensorData) {
+  const make = (plugins: TapfitPlugin[]) => new Trainer({ model: model(1), loss: 'softmaxCrossEntropy', optimizer: sgd(hyper(lrRef)), plugins, logger: new SilentLogger(), seed: 1 });
+  const plain = make([]);
+  const piped = make([pipeline({ stages: S, ...VARIANTS.pbScLwp })]);
+  // Round r's chunk: the next stepChunk digits (wrapping), the same ones for both sides.
+  const chunks = Array.from({ length: p.stepRounds + 1 }, (_, r) => {
+    const start = (r * p.stepChunk) % Math.max(1, digits.size - p.stepChunk);
+    return new TensorData(digits.x.slice(start, p.stepChunk), digits.y.slice(start, p.stepChunk));
+  });
+  const next = { plain: 0, piped: 0 };
+  const chunkFor = (side: keyof typeof next) => chunks[next[side]++ % chunks.length];
+  const step = (t: Trainer, side: keyof typeof next) => async () => {
+    const chunk = chunkFor(side);
+    await t.fit(chunk, { epochs: 1, batchSize: 1, shuffle: false });
+    return chunk.size;
+  };
+  const timing = await interleave({ piped: step(piped, 'piped'), plain: step(plain, 'plain') }, p.stepRounds);
+  plain.dispose();
+  piped.dispose();
+  for (const c of chunks) c.dispose();
+  return { rounds: p.stepRounds, samplesPerRound: p.stepChunk, msPerSample: { plain: round(timing.plain.msPerStep, 3), pipeline: round(timing.piped.msPerStep, 3) }, ratio: pairedRatio(timing.piped.samples, timing.plain.samples), cpuRatio: pairedRatio(timing.piped.cpuSamples, timing.plain.cpuSamples) };
+}
+
 const spread = (xs: number[]) => (xs.length < 2 ? 0 : Math.max(...xs) - Math.min(...xs));
 const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
 
@@ -234,6 +271,8 @@ export async function run(args: string[]): Promise<void> {
   }
 
   const Smax = Math.max(...p.stages);
+  const stepTime = await pairedStepTime(p, lrRef, Smax, digits);
+  console.log(`step time, S = ${Smax} PB + SC + LWP / plain batch 1, paired rounds: ${JSON.stringify(stepTime.ratio)}`);
   const full = summary[`S${Smax}_pbScLwp`];
   const alone = summary[`S${Smax}_pb`];
   const sgdS = summary.sgd;
@@ -243,9 +282,9 @@ export async function run(args: string[]): Promise<void> {
     target(`S = ${Smax}: SGD test accuracy minus PB + SC + LWP (percentage points)`, round(100 * (sgdS.testAccuracyMean - full.testAccuracyMean), 3), 'max', 0.5),
     target(`S = ${Smax}: (PB + SC + LWP) - (PB alone) test accuracy minus the larger seed spread (percentage points; > 0 means better by more than the spread)`, round(100 * (full.testAccuracyMean - alone.testAccuracyMean - seedSpread), 3), 'min', Number.MIN_VALUE),
     target('threaded 2-stage samples/s over single-thread samples/s (batch 1)', tp.speedup, 'min', 1.5),
-    target(`simulated pipeline (S = ${Smax}, PB + SC + LWP) per-sample step time over plain batch-1 training`, round(stepRatio, 3), 'max', 1.5),
+    target(`simulated pipeline (S = ${Smax}, PB + SC + LWP) per-sample step time over plain batch-1 training (paired interleaved rounds, median)`, round(stepTime.ratio.median, 3), 'max', 1.5),
   ];
-  writeResults('pipeline', { backend: backend.name, threads: backend.threads, protocol: { ...p, lrGrid: LR_GRID, referenceBatchSize: B_REF, referenceMomentum: M_REF, quick: p === QUICK }, lrSearch, lrRef, batch1: hyper(lrRef), summary, perSeed, throughput: tp, throughputMicroBatches: tpMicroBatches }, targets);
+  writeResults('pipeline', { backend: backend.name, threads: backend.threads, protocol: { ...p, lrGrid: LR_GRID, referenceBatchSize: B_REF, referenceMomentum: M_REF, quick: p === QUICK }, lrSearch, lrRef, batch1: hyper(lrRef), summary, perSeed, stepTime: { ...stepTime, perRunRatio: round(stepRatio, 3) }, throughput: tp, throughputMicroBatches: tpMicroBatches }, targets);
   tf.dispose([digits.x, digits.y, validation.x, validation.y]);
   pool.dispose();
   test.dispose();
