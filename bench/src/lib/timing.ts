@@ -44,6 +44,48 @@ export interface PairedRatio {
  * moves one ratio, not the verdict.
  */
 export function pairedRatio(a: number[], b: number[]): PairedRatio {
-  const ratios = a.map((x, i) => x / b[i]).filter(Number.isFinite);
+  return summarised(a.map((x, i) => x / b[i]));
+}
+
+/** Ratios summarised by their median and spread (non-finite ones dropped). */
+function summarised(all: number[]): PairedRatio {
+  const ratios = all.filter(Number.isFinite);
   return { median: round(median(ratios), 4), min: round(Math.min(...ratios), 4), max: round(Math.max(...ratios), 4), ratios: ratios.map((x) => round(x, 4)) };
+}
+
+/** b's time over a's from blocks run back to back, with both sides' median ms per step. */
+export interface BlockRatio extends PairedRatio {
+  aMsPerStep: number;
+  bMsPerStep: number;
+  blocks: number;
+}
+
+/**
+ * b's time over a's, measured in blocks of four runs, a b b a then b a a b: each block's
+ * ratio (b + b) / (a + a) comes from a second or two of the machine's time with nothing else
+ * run in between, so a change of the machine's state (this VM switches between a fast and a
+ * slow state every few seconds, which moved a six-variant round's ratios by up to 1.8x) hits
+ * few blocks, and a steady drift inside a block cancels by the symmetric order. The median
+ * over blocks is the verdict; min and max give the spread.
+ */
+export async function blockRatio(a: () => Promise<number> | number, b: () => Promise<number> | number, blocks: number, warmup = 2): Promise<BlockRatio> {
+  const ratios: number[] = [];
+  const aMs: number[] = [];
+  const bMs: number[] = [];
+  const timed = async (f: () => Promise<number> | number) => {
+    const t0 = performance.now();
+    const steps = await f();
+    return (performance.now() - t0) / steps;
+  };
+  for (let k = 0; k < warmup + blocks; k++) {
+    const order = k % 2 === 0 ? [a, b, b, a] : [b, a, a, b];
+    const ms: number[] = [];
+    for (const f of order) ms.push(await timed(f));
+    const [sumA, sumB] = k % 2 === 0 ? [ms[0] + ms[3], ms[1] + ms[2]] : [ms[1] + ms[2], ms[0] + ms[3]];
+    if (k < warmup) continue;
+    ratios.push(sumB / sumA);
+    aMs.push(sumA / 2);
+    bMs.push(sumB / 2);
+  }
+  return { ...summarised(ratios), aMsPerStep: round(median(aMs), 3), bMsPerStep: round(median(bMs), 3), blocks };
 }
