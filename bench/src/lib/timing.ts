@@ -68,14 +68,14 @@ export interface BlockRatio extends PairedRatio {
  * few blocks, and a steady drift inside a block cancels by the symmetric order. The median
  * over blocks is the verdict; min and max give the spread.
  */
-export async function blockRatio(a: () => Promise<number> | number, b: () => Promise<number> | number, blocks: number, warmup = 2): Promise<BlockRatio> {
+export async function blockRatio(a: () => Promise<number> | number, b: () => Promise<number> | number, blocks: number, warmup = 2, clock = () => performance.now()): Promise<BlockRatio> {
   const ratios: number[] = [];
   const aMs: number[] = [];
   const bMs: number[] = [];
   const timed = async (f: () => Promise<number> | number) => {
-    const t0 = performance.now();
+    const t0 = clock();
     const steps = await f();
-    return (performance.now() - t0) / steps;
+    return (clock() - t0) / steps;
   };
   for (let k = 0; k < warmup + blocks; k++) {
     const order = k % 2 === 0 ? [a, b, b, a] : [b, a, a, b];
