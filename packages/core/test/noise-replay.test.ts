@@ -132,6 +132,28 @@ describe('dropout masks follow (seed, batch, layer)', () => {
     });
   });
 
+  it('a Dropout shared by two nested models of a chain: the model runs as one segment (a shared layer makes no chain), each application its own draw', () => {
+    const drop = tf.layers.dropout({ rate: 0.5, name: 'drop' });
+    const nested = (name: string) => {
+      const input = tf.input({ shape: [16] });
+      const h = tf.layers.dense({ units: 16, useBias: false, kernelInitializer: 'identity', name: `${name}-identity` }).apply(input) as tf.SymbolicTensor;
+      return tf.model({ name, inputs: input, outputs: drop.apply(h) as tf.SymbolicTensor });
+    };
+    const input = tf.input({ shape: [16] });
+    const layers = tf.model({ inputs: input, outputs: nested('b').apply(nested('a').apply(input)) as tf.SymbolicTensor });
+    const model = fromLayersModel(layers);
+    expect(model.segments).to.have.length(1);
+    const x = tf.ones([4, 16]);
+    const ctx = ctxOf(0);
+    const [out] = model.segments[0].forward([x], ctx);
+    // The oracle: the rule's draws 0 (in a) and 1 (in b), one after the other; the same mask twice would differ.
+    const twice = (draws: number[]) => tf.tidy(() => Array.from(draws.reduce((t, draw) => tf.dropout(t, 0.5, undefined, noiseSeed(ctx, 'drop', draw)), x as tf.Tensor).dataSync()));
+    expect(Array.from(out.dataSync())).to.deep.equal(twice([0, 1]));
+    expect(Array.from(out.dataSync())).to.not.deep.equal(twice([0, 0]));
+    tf.dispose([x, out]);
+    layers.dispose();
+  });
+
   describe('in a Trainer', () => {
     const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
     const options = (seed: number, extra: Partial<TrainerOptions> = {}): TrainerOptions => ({
