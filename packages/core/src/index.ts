@@ -42,6 +42,7 @@ export { penalizedLayers, weightPenalties } from './train/regularization';
 export { layersConstraints } from './train/constraints';
 export { isModelTraining, markModelTraining } from './train/training-flag';
 export type { FitOptions, InferenceOptions } from './train/options';
+export type { FitDatasetOptions } from './train/fit-dataset';
 export type { TensorLike } from './train/fit-inputs';
 export type { FitParams, CallbackHandlers, CallbackLike, Logs } from './train/callbacks';
 export type { History } from './train/history';

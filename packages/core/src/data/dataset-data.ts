@@ -108,7 +108,7 @@ export class DatasetData implements DataSource {
         if (!(xs instanceof tf.Tensor && ys instanceof tf.Tensor && xs.rank > 0 && ys.rank > 0 && xs.shape[0] === ys.shape[0])) {
           throw new TapfitError(
             ErrorCodes.CONFIG,
-            `datasetData(ds, { batched: true }): the dataset's elements must be batches { xs, ys } of tensors with the same first (batch) dimension, as ds.batch(n) makes them; got { xs: ${describeBatchPart(xs)}, ys: ${describeBatchPart(ys)} }. For an unbatched dataset leave 'batched' out.`,
+            `datasetData(ds, { batched: true }): the dataset's elements must be batches { xs, ys } of tensors with the same first (batch) dimension, as ds.batch(n) makes them; got { xs: ${describeBatchPart(xs)}, ys: ${describeBatchPart(ys)} }. For an unbatched dataset leave 'batched' out, or batch it (ds.batch(n)): trainer.fitDataset, like model.fitDataset, takes batches.`,
           );
         }
         this.firstBatchSize = xs.shape[0];

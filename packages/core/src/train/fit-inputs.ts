@@ -127,7 +127,7 @@ function isTensorLike(v: unknown): boolean {
 }
 
 /** A tf.data.Dataset (what model.fitDataset / evaluateDataset take), recognised to name datasetData. */
-function isTfDataset(v: unknown): boolean {
+export function isTfDataset(v: unknown): boolean {
   return v instanceof tf.data.Dataset || (typeof v === 'object' && v !== null && typeof (v as { iterator?: unknown }).iterator === 'function' && typeof (v as { batch?: unknown }).batch === 'function');
 }
 

@@ -36,6 +36,7 @@ import { checkDataLabels, resolveLoss, type LossSpec } from './losses';
 import { resolveMetrics, type MetricSpec } from './metrics';
 import { parseOptions } from '../options';
 import { dataEvaluateOptionsSchema, trainerOptionsSchema, type FitOptions, type InferenceOptions, type ParsedFitOptions } from './options';
+import { fitDatasetArguments, type FitDatasetOptions } from './fit-dataset';
 import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, withOwnBatching, type TensorLike } from './fit-inputs';
 import { FitCallbacks, yieldKeysNote, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
@@ -454,6 +455,20 @@ export class Trainer {
       for (const m of models) markModelTraining(m, false);
       this.fitting = undefined;
     }
+  }
+
+  /**
+   * model.fitDataset(dataset, args): `dataset` yields batches `{ xs, ys }` (`ds.batch(n)`, or
+   * `[xs, ys]` pairs) and is trained on as model.fitDataset does: its own batch size, in its
+   * order, with `batchesPerEpoch` and `validationBatches` as fitDataset reads them;
+   * `validationData` is a batched dataset or `[x, y]`; `verbose` defaults to 1, as
+   * fitDataset's. The same as `fit(datasetData(dataset, { batched: true }), options)`, which
+   * refuses what it refuses with the same messages. Returns the History.
+   */
+  async fitDataset(dataset: tf.data.Dataset<tf.TensorContainer>, options: FitDatasetOptions = {}): Promise<History> {
+    this.assertUsable('fitDataset()');
+    const given = fitDatasetArguments(dataset, options);
+    return this.fit(given.data, given.options);
   }
 
   /**
