@@ -127,6 +127,8 @@ export class Trainer {
   /** The `trainable` flags as `params` was taken: trainStep compares them each call. */
   private trainableFlags?: TrainableFlags;
   private stepCount = 0;
+  /** trainOnBatch calls so far: the `batch` its hooks see. */
+  private batchCalls = 0;
   private skippedSteps = 0;
   /** The next batch to run; checkpoints save it, fit() starts from it. */
   private pos: Position = { epoch: 0, batch: 0 };
@@ -625,7 +627,7 @@ export class Trainer {
    * black-box tf.train optimizer (its state is kept by position in the variable list), or a
    * chain member whose state is not one entry per variable.
    */
-  private followTrainableSet(caller: 'fit' | 'trainStep', since: 'fit' | 'step'): void {
+  private followTrainableSet(caller: 'fit' | 'trainStep' | 'trainOnBatch', since: 'fit' | 'step'): void {
     const change = trainableSetChange(this.params, trainableVariables(this.modelRef));
     if (!change) {
       this.trainableFlags = new TrainableFlags(this.modelRef); // flags moved and back: the same set
@@ -794,8 +796,8 @@ export class Trainer {
   }
 
   /**
-   * One synchronous step on one batch, for custom loops (the port of `optimizer.minimize`
-   * or `model.trainOnBatch`): `batch` is `{ x, y }` (tensors of the model's input and its
+   * One synchronous step on one batch, for custom loops (the port of `optimizer.minimize`;
+   * trainOnBatch is model.trainOnBatch's): `batch` is `{ x, y }` (tensors of the model's input and its
    * targets), `info` is `{ epoch, batch, step }` (what hooks see; `step: trainer.step` is
    * the next update's). Call `await trainer.setup()` first. The caller's `x` and `y` are
    * left alone, also when the call is refused or throws: the loop may pass the same
@@ -810,11 +812,92 @@ export class Trainer {
   }
 
   /**
+   * model.trainOnBatch(x, y): one update on one batch. Resolves to the batch loss, or to
+   * `[loss, ...metrics]` when the trainer has metrics: their values on this batch's training
+   * forward, before the update (fit's per-step metrics, from the same forward; no second
+   * one). Sets the trainer up on first use. Like trainStep it runs the `forward` and
+   * `backward` taps and the update chain, advances `step`, follows a changed
+   * `layer.trainable`, and leaves the caller's `x` and `y` alone; `position` stays (there
+   * are no epochs). Hooks see `{ epoch: position.epoch, batch: calls so far, step }`. One
+   * read-back per call, as model.trainOnBatch. Refused while a fit runs on this trainer or
+   * its model.
+   */
+  async trainOnBatch(x: TensorLike, y: TensorLike): Promise<number | number[]> {
+    this.assertUsable('trainOnBatch()');
+    this.refuseWhileFitting('trainOnBatch()');
+    await this.setup();
+    if (this.capturing) await this.capturing.catch(() => undefined); // a save() not awaited reads the state before this update
+    // An evaluate(data) not awaited may hold a plugin's evaluation weights (an EMA's): this update is for the training weights.
+    while (this.swappedEvaluation) await this.swappedEvaluation.catch(() => undefined);
+    // Checked again after the waits: a fit or a dispose may have come in between.
+    this.assertUsable('trainOnBatch()');
+    this.refuseWhileFitting('trainOnBatch()');
+    if (this.userModel && this.compiled && compiledSince(this.compiled, this.userModel)) {
+      this.logger.warn(RECOMPILED_WARNING.replace(/^fit:/, 'trainOnBatch:'));
+      this.compiled = compileMark(this.userModel);
+    }
+    const values = this.batchUpdate(x, y);
+    try {
+      const read = Array.from(await values.data());
+      return read.length === 1 ? read[0] : read;
+    } finally {
+      values.dispose();
+    }
+  }
+
+  /** trainOnBatch's step, synchronous: `[loss, ...metrics]` of the batch, kept. */
+  private batchUpdate(x: TensorLike, y: TensorLike): tf.Tensor1D {
+    const xs = toTensor(x, 'trainOnBatch: x');
+    let ys: tf.Tensor;
+    try {
+      ys = labelsTensor(y, 'trainOnBatch: y'); // a flat list of whole numbers is class indices, as fit reads it
+    } catch (err) {
+      if (xs !== x) xs.dispose();
+      throw err;
+    }
+    const pending: tf.Tensor1D[] = [];
+    try {
+      checkSampleAxes(xs, ys, 'trainOnBatch');
+      this.checkBatchShape(xs);
+      // fit's way to the metrics: the loss the Backprop calls stacks them on the step's own prediction.
+      const metrics = this.resolve(Tokens.Metrics);
+      this.fitState = { metricSink: metrics.length ? (v) => pending.push(v) : undefined };
+      const info: StepInfo = { epoch: this.pos.epoch, batch: this.batchCalls, step: this.stepCount };
+      // The step frees the batch it runs on: it gets its own handles of the caller's tensors.
+      const { loss } = this.followedStep({ x: tf.clone(xs), y: tf.clone(ys) }, info, 'trainOnBatch');
+      this.batchCalls++;
+      try {
+        // A Backprop may call the loss more than once (see runEpoch): the last call's metrics go with the value.
+        const last = pending.at(-1);
+        return tf.tidy(() => (last ? tf.concat([tf.reshape(loss, [1]), last]) : tf.reshape(loss, [1])) as tf.Tensor1D);
+      } finally {
+        loss.dispose();
+      }
+    } finally {
+      this.fitState = undefined;
+      tf.dispose(pending);
+      if (xs !== x) xs.dispose();
+      if (ys !== y) ys.dispose();
+    }
+  }
+
+  /** trainOnBatch between fit's steps would update in the middle of its epoch (and mix into its metrics): refused. */
+  private refuseWhileFitting(what: string): void {
+    if (this.fitting) {
+      throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} was called while fit() runs on this trainer (from a callback or a hook?). Await the fit, then call it.`);
+    }
+    const models = [this.userModel, this.modelRef.layersModel].filter((m): m is tf.LayersModel => m !== undefined);
+    if (models.some(isModelTraining)) {
+      throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} was called while another fit trains the model (model.fit, or another Trainer on the same model). Await that fit first.`);
+    }
+  }
+
+  /**
    * A step on the trainable set as it is now: where a `trainable` flag moved (read on the
    * host each step, no device work), the new set is followed first, or refused with the
    * batch freed. The batch is the trainer's own (fit's batches, trainStep's handles).
    */
-  private followedStep(b: Batch, info: StepInfo, caller: 'fit' | 'trainStep'): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
+  private followedStep(b: Batch, info: StepInfo, caller: 'fit' | 'trainStep' | 'trainOnBatch'): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
     if (this.trainableFlags?.changed()) {
       try {
         this.followTrainableSet(caller, 'step');

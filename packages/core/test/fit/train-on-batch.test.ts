@@ -1,0 +1,200 @@
+// trainer.trainOnBatch(x, y): the port of model.trainOnBatch, checked against tfjs's own
+// model.trainOnBatch on an identical model (same initial weights, same batches).
+
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { sgd, SilentLogger, tensorData, Trainer, type StepInfo, type TapfitPlugin, type TrainerOptions } from '../../src';
+import { useBackend } from '../fixtures';
+import { blobTensors, countReads, recordingLogger, softmaxModel } from './helpers';
+
+const weights = (m: tf.LayersModel) => m.getWeights().map((w) => Array.from(w.dataSync()));
+
+function expectClose(actual: number | number[], expected: number | number[], what: string, tol = 1e-6): void {
+  const [a, e] = [[actual].flat(), [expected].flat()];
+  expect(a.length, `${what}: values`).to.equal(e.length);
+  a.forEach((v, i) => expect(v, `${what}[${i}]`).to.be.closeTo(e[i], tol * Math.max(1, Math.abs(e[i]))));
+}
+
+/** Batches of 8 cut from blobs of 40 samples: the same tensors for tfjs and the trainer. */
+function batches(n = 5): { x: tf.Tensor; y: tf.Tensor }[] {
+  const { x, y, labels } = blobTensors(8 * n);
+  const out = Array.from({ length: n }, (_, i) => ({ x: x.slice(8 * i, 8), y: y.slice(8 * i, 8) }));
+  tf.dispose([x, y, labels]);
+  return out;
+}
+
+/** A plugin recording what its step hooks see. */
+function recorder(): TapfitPlugin & { forward: StepInfo[]; backward: StepInfo[] } {
+  const p = {
+    name: 'recorder',
+    core: '*',
+    forward: [] as StepInfo[],
+    backward: [] as StepInfo[],
+    apply({ hooks }: Parameters<TapfitPlugin['apply']>[0]) {
+      hooks.forward.tap('recorder', (pass, info) => {
+        p.forward.push({ ...info });
+        return pass;
+      });
+      hooks.backward.tap('recorder', (g, info) => {
+        p.backward.push({ ...info });
+        return g;
+      });
+    },
+  };
+  return p;
+}
+
+describe('trainer.trainOnBatch (model.trainOnBatch)', () => {
+  useBackend('cpu');
+
+  const cases: { name: string; compile: () => tf.ModelCompileArgs['optimizer']; optimizer: () => TrainerOptions['optimizer']; metrics: string[] }[] = [
+    { name: 'sgd, with accuracy', compile: () => tf.train.sgd(0.2), optimizer: () => sgd({ lr: 0.2 }), metrics: ['accuracy'] },
+    { name: "'adam' by name, no metrics", compile: () => 'adam', optimizer: () => 'adam', metrics: [] },
+  ];
+  for (const c of cases) {
+    it(`${c.name}: each call's loss (and metrics, of the training forward before the update) and the weights after it equal model.trainOnBatch's`, async () => {
+      const data = batches();
+      const ref = softmaxModel();
+      ref.compile({ optimizer: c.compile()!, loss: 'categoricalCrossentropy', metrics: c.metrics });
+      const model = softmaxModel();
+      const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: c.optimizer(), metrics: c.metrics, logger: new SilentLogger() });
+      for (const [i, { x, y }] of data.entries()) {
+        const want = await ref.trainOnBatch(x, y);
+        const got = await t.trainOnBatch(x, y); // the first call sets the trainer up
+        expect(typeof got, `call ${i}: a number without metrics, a list with them`).to.equal(typeof want);
+        expectClose(got, want, `call ${i}`);
+        const w = weights(ref);
+        weights(model).forEach((v, k) => expectClose(v, w[k], `call ${i}, weight ${k}`, 1e-5));
+      }
+      expect(t.step).to.equal(data.length);
+      expect(t.position).to.deep.equal({ epoch: 0, batch: 0 });
+      t.dispose();
+      model.dispose();
+      ref.dispose();
+      tf.dispose(data.flatMap((b) => [b.x, b.y]));
+    });
+  }
+
+  it("runs the plugins' step hooks on each call, leaves the caller's tensors alone and leaks nothing", async () => {
+    const [{ x, y }] = batches(1);
+    const plugin = recorder();
+    const model = softmaxModel();
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.1, momentum: 0.9 }), metrics: ['accuracy'], plugins: [plugin], logger: new SilentLogger() });
+    await t.trainOnBatch(x, y); // sets up and makes the momentum slots
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) await t.trainOnBatch(x, y); // a full-batch loop: the same tensors each call
+    expect(tf.memory().numTensors, 'tensors left behind').to.equal(before);
+    expect(x.isDisposed || y.isDisposed, "the caller's x and y").to.equal(false);
+    const expected = [0, 1, 2, 3].map((i) => ({ epoch: 0, batch: i, step: i }));
+    expect(plugin.forward).to.deep.equal(expected);
+    expect(plugin.backward).to.deep.equal(expected);
+    t.dispose();
+    model.dispose();
+    tf.dispose([x, y]);
+  });
+
+  it("computes the metrics in the step's own forward: one forward, one metric call and one read-back per call", async () => {
+    const [{ x, y }] = batches(1);
+    const model = softmaxModel();
+    let metricCalls = 0;
+    const meanPred = { name: 'meanPred', fn: (_: tf.Tensor, yPred: tf.Tensor) => (metricCalls++, tf.mean(yPred) as tf.Scalar) };
+    // meanSquaredError: no label check reading the batch on the host, so the one read is the result's.
+    const t = new Trainer({ model, loss: 'meanSquaredError', optimizer: sgd({ lr: 0.2 }), metrics: [meanPred], nonFinite: 'off', logger: new SilentLogger() });
+    await t.setup();
+    const layer = model.layers[1] as unknown as { call: (...a: unknown[]) => unknown };
+    const call = layer.call;
+    let forwards = 0;
+    layer.call = function (this: unknown, ...a: unknown[]) {
+      forwards++;
+      return call.apply(this, a);
+    };
+    const expected = tf.tidy(() => tf.mean(model.predict(x) as tf.Tensor).dataSync()[0]); // the weights before the update
+    forwards = 0;
+    let got: unknown;
+    const reads = await countReads(async () => void (got = await t.trainOnBatch(x, y)));
+    layer.call = call;
+    expect({ forwards, metricCalls, reads }).to.deep.equal({ forwards: 1, metricCalls: 1, reads: 1 });
+    expect((got as number[])[1]).to.be.closeTo(expected, 1e-6);
+    t.dispose();
+    model.dispose();
+    tf.dispose([x, y]);
+  });
+
+  it('takes arrays as model.fit reads them (a flat list of whole numbers is class indices)', async () => {
+    const [{ x, y }] = batches(1);
+    const indices = Array.from(tf.tidy(() => tf.argMax(y, 1)).dataSync());
+    const runs: number[][] = [];
+    for (const args of [[x, tf.tensor1d(indices, 'int32')], [x.arraySync(), indices]] as const) {
+      const model = softmaxModel();
+      const t = new Trainer({ model, loss: 'sparseCategoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), logger: new SilentLogger() });
+      await t.trainOnBatch(args[0] as tf.Tensor, args[1] as tf.Tensor);
+      runs.push(weights(model).flat());
+      t.dispose();
+      model.dispose();
+      if (args[1] instanceof tf.Tensor) args[1].dispose();
+    }
+    expect(runs[1]).to.deep.equal(runs[0]);
+    tf.dispose([x, y]);
+  });
+
+  it('waits for an evaluation that swapped weights in (an EMA plugin, evaluate(data) not awaited): the update goes to the training weights', async () => {
+    const [{ x, y }] = batches(1);
+    const events: string[] = [];
+    const swapper: TapfitPlugin = {
+      name: 'swapper',
+      core: '*',
+      apply: ({ hooks }) => {
+        hooks.evaluateStart.tap('swapper', () => void events.push('swap in'));
+        hooks.evaluateEnd.tap('swapper', () => void events.push('swap back'));
+        hooks.forward.tap('swapper', (pass) => (events.push('train'), pass));
+      },
+    };
+    const model = softmaxModel();
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), plugins: [swapper], logger: new SilentLogger() });
+    await t.setup();
+    const data = tensorData(x, y);
+    const evaluation = t.evaluate(data, { batchSize: 4 });
+    await t.trainOnBatch(x, y);
+    await evaluation;
+    expect(events).to.deep.equal(['swap in', 'swap back', 'train']);
+    data.dispose();
+    t.dispose();
+    model.dispose();
+    tf.dispose([x, y]);
+  });
+
+  it('warns once when the model was compiled again after the trainer was built, as fit does (the trainer keeps its own optimizer)', async () => {
+    const [{ x, y }] = batches(1);
+    const model = softmaxModel();
+    model.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy' });
+    const logger = recordingLogger();
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), logger });
+    await t.trainOnBatch(x, y);
+    model.compile({ optimizer: tf.train.sgd(0.01), loss: 'categoricalCrossentropy' });
+    await t.trainOnBatch(x, y);
+    await t.trainOnBatch(x, y);
+    expect(logger.lines.filter((l) => l.startsWith('warn:'))).to.have.length(1);
+    expect(logger.lines.find((l) => l.startsWith('warn:'))).to.match(/^warn: trainOnBatch: model\.compile\(\) was called on the model after this trainer was built/);
+    t.dispose();
+    model.dispose();
+    tf.dispose([x, y]);
+  });
+
+  it('is refused while a fit runs on the trainer (its update would land inside the epoch), and on a disposed trainer', async () => {
+    const [{ x, y }] = batches(1);
+    const model = softmaxModel();
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), logger: new SilentLogger() });
+    const err = await t.fit(x, y, { epochs: 1, batchSize: 4, verbose: 0, callbacks: { onBatchEnd: () => t.trainOnBatch(x, y) } }).then(
+      () => expect.fail('fit resolved'),
+      (e: Error & { code?: string }) => e,
+    );
+    expect(err.code).to.equal('TAPFIT_E_STATE');
+    expect(err.message).to.contain('trainOnBatch() was called while fit() runs on this trainer').and.contain('Await the fit');
+    expect(t.step).to.equal(1); // fit's first step only
+    t.dispose();
+    const disposed = await t.trainOnBatch(x, y).then(() => expect.fail('accepted'), (e: Error & { code?: string }) => e);
+    expect(disposed.code).to.equal('TAPFIT_E_STATE');
+    model.dispose();
+    tf.dispose([x, y]);
+  });
+});
