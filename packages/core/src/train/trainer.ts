@@ -802,10 +802,13 @@ export class Trainer {
    * the next update's). Call `await trainer.setup()` first. The caller's `x` and `y` are
    * left alone, also when the call is refused or throws: the loop may pass the same
    * tensors again. Returns the batch loss (the caller disposes it), whether the update was
-   * skipped, and whether that was for a non-finite loss (nonFinite: 'skip').
+   * skipped, and whether that was for a non-finite loss (nonFinite: 'skip'). Refused while a
+   * fit runs on this trainer or its model (from a callback: the update would land inside
+   * fit's epoch).
    */
   trainStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
     this.assertUsable('trainStep()');
+    this.refuseWhileFitting('trainStep()');
     if (!this.stepParts) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
     // The step frees the batch it runs on: it gets its own handles (tf.clone shares the data, copies nothing).
     return this.followedStep({ ...b, x: tf.clone(b.x), y: tf.clone(b.y) }, info, 'trainStep');
@@ -881,7 +884,7 @@ export class Trainer {
     }
   }
 
-  /** trainOnBatch between fit's steps would update in the middle of its epoch (and mix into its metrics): refused. */
+  /** trainOnBatch or trainStep between fit's steps would update in the middle of its epoch (and write into its metrics): refused, as tfjs refuses model.trainOnBatch during model.fit. */
   private refuseWhileFitting(what: string): void {
     if (this.fitting) {
       throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} was called while fit() runs on this trainer (from a callback or a hook?). Await the fit, then call it.`);

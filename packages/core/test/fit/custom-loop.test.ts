@@ -64,6 +64,35 @@ describe('trainStep in a custom loop (the port of optimizer.minimize)', () => {
     model.dispose();
   });
 
+  it('is refused from inside a fit of the same trainer or of its model (the update would land inside that epoch), leaving weights and tensors alone', async () => {
+    const { x, y, labels } = blobTensors(16);
+    const model = softmaxModel(4);
+    const trainer = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger() });
+    await trainer.setup();
+    let seen: { code: string; message: string; stepBefore: number; stepAfter: number; same: boolean } | undefined;
+    const tryStep = () => {
+      const before = weights(model);
+      const stepBefore = trainer.step;
+      const err = thrown(() => trainer.trainStep({ x, y }, { epoch: 0, batch: 0, step: trainer.step }));
+      seen = { code: err.code, message: err.message, stepBefore, stepAfter: trainer.step, same: JSON.stringify(weights(model)) === JSON.stringify(before) };
+    };
+    await trainer.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0, callbacks: { onBatchEnd: (batch) => (batch === 0 ? tryStep() : undefined) } });
+    expect(seen).to.include({ code: 'TAPFIT_E_STATE', same: true });
+    expect(seen!.stepAfter).to.equal(seen!.stepBefore);
+    expect(seen!.message).to.contain('trainStep() was called while fit() runs on this trainer');
+    expect(trainer.step).to.equal(2); // fit's two steps only
+    // model.fit on the same model: refused as tfjs refuses model.trainOnBatch during it.
+    model.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy' });
+    seen = undefined;
+    await model.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0, callbacks: { onBatchEnd: async (batch) => (batch === 0 ? tryStep() : undefined) } });
+    expect(seen).to.include({ code: 'TAPFIT_E_STATE', same: true });
+    expect(seen!.message).to.contain('while another fit trains the model');
+    expect(x.isDisposed || y.isDisposed).to.equal(false);
+    trainer.dispose();
+    tf.dispose([x, y, labels]);
+    model.dispose();
+  });
+
   it("a one-output model's rank-1 targets are reshaped on the step's own handle, not the caller's", async () => {
     const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [1], units: 1, kernelInitializer: 'ones' })] });
     const trainer = new Trainer({ model, loss: 'meanSquaredError', optimizer: 'sgd', logger: new SilentLogger() });
