@@ -71,6 +71,27 @@ describe('dataParallel: a reused instance, dropout, read-backs', () => {
     });
   }
 
+  it('a Dropout applied twice in one forward (shared by two branches) draws a mask per application on each replica, so the run equals one thread\'s; no tensor leaks', async () => {
+    // h -> drop(h) + drop(h) -> dense: one Dropout layer, two applications (draws 0 and 1 of core's noise rule).
+    const build = () => {
+      const input = tf.input({ shape: [6] });
+      const h = tf.layers.dense({ units: 16, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }).apply(input) as tf.SymbolicTensor;
+      const drop = tf.layers.dropout({ name: 'drop', rate: 0.5 });
+      const both = tf.layers.add().apply([drop.apply(h) as tf.SymbolicTensor, drop.apply(h) as tf.SymbolicTensor]) as tf.SymbolicTensor;
+      const output = tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }).apply(both) as tf.SymbolicTensor;
+      return tf.model({ inputs: input, outputs: output });
+    };
+    const before = tf.memory().numTensors;
+    const models = [build(), build()];
+    const split = await train(models[0]!, [dataParallel({ replicas: 2 })], 4, 31);
+    const oneThread = await train(models[1]!, [], 4, 31);
+    expectSameTraining(split, oneThread, 'a shared Dropout');
+    split.trainer.dispose();
+    oneThread.trainer.dispose();
+    models.forEach((m) => m.dispose());
+    expect(tf.memory().numTensors).to.equal(before);
+  });
+
   it('a step after the first reads nothing back from the device (the batch-mean check runs on the first step, and on each fit\'s first)', async () => {
     const model = smallMlp();
     // A loss that reads no labels back (the class losses check each batch's labels on the host, one thread too), and no non-finite guard (it reads the loss).
