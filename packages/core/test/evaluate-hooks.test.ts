@@ -4,49 +4,10 @@
 import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { ErrorCodes, Trainer, trainableVariables, type EvaluateInfo, type NamedTensors, type StepTransform, type TapfitPlugin } from '../src';
+import { ErrorCodes, Trainer, trainableVariables, type NamedTensors, type TapfitPlugin } from '../src';
 import { blobData, testTrainerOptions, tinyModel } from '../src/testing';
 import { rejected, thrown, tmpDir, useBackend } from './fixtures';
-
-const DECAY = 0.8;
-
-/** The EMA of the weights after each update, as the last chain member: d * ema + (1 - d) * (params + updates). */
-const emaMember = (): StepTransform<{ shadow: NamedTensors }> => ({
-  name: 'ema',
-  hyperparams: { decay: DECAY },
-  init: (params) => ({ shadow: Object.fromEntries(Object.entries(params).map(([k, p]) => [k, tf.clone(p)])) }),
-  update: (updates, state, params) => [updates, { shadow: Object.fromEntries(Object.entries(state.shadow).map(([k, s]) => [k, tf.add(tf.mul(s, DECAY), tf.mul(tf.add(params[k], updates[k] ?? 0), 1 - DECAY))])) }],
-});
-
-/** The EMA member alone (no swap): trains and validates on the raw weights. */
-const emaOnly = (): TapfitPlugin => ({ name: 'ema', core: '*', apply: ({ hooks }) => hooks.stepTransforms.tap('ema', (members) => [...members, emaMember()]) });
-
-/** The EMA member, with its average swapped in around every evaluation. `seen` records the taps' info. */
-function emaSwap(seen: string[] = []): TapfitPlugin {
-  let raw: tf.Tensor[] | undefined;
-  return {
-    name: 'ema',
-    core: '*',
-    apply: ({ hooks, trainer }) => {
-      hooks.stepTransforms.tap('ema', (members) => [...members, emaMember()]);
-      const label = (i: EvaluateInfo) => `${i.kind}${i.epoch === undefined ? '' : ` ${i.epoch}`}`;
-      hooks.evaluateStart.tap('ema', (info) => {
-        seen.push(`start ${label(info)}`);
-        const shadow = trainer.optimizerState!.ema.shadow as NamedTensors;
-        const variables = trainableVariables(trainer.model);
-        raw = variables.map((v) => tf.clone(v));
-        for (const v of variables) v.assign(shadow[v.name]);
-      });
-      hooks.evaluateEnd.tap('ema', (info) => {
-        seen.push(`end ${label(info)}`);
-        if (!raw) return;
-        trainableVariables(trainer.model).forEach((v, i) => v.assign(raw![i]));
-        tf.dispose(raw);
-        raw = undefined;
-      });
-    },
-  };
-}
+import { emaOnly, emaSwap } from './fixtures/ema-swap';
 
 const values = (vs: readonly tf.Variable[]) => vs.map((v) => Array.from(v.dataSync()));
 
