@@ -154,7 +154,7 @@ export class Trainer {
   private fitting?: readonly tf.LayersModel[];
   /** A save() reading the state: the fit waits for it before its next step, so a checkpoint is one step's state. */
   private capturing?: Promise<unknown>;
-  /** An evaluation between evaluateStart and evaluateEnd taps (the model may hold a plugin's evaluation weights): a save waits for it. */
+  /** An evaluation between evaluateStart and evaluateEnd taps (the model may hold a plugin's evaluation weights): a save and fit's next step wait for it, trainStep is refused. */
   private swappedEvaluation?: Promise<unknown>;
   /** Lets timers and signal handlers run during a long fit. */
   private readonly turns = new EventLoopTurns();
@@ -719,7 +719,7 @@ export class Trainer {
           tf.dispose([r.value.x, r.value.y]); // the step never took the batch
           throw err;
         }
-        if (this.capturing) await this.capturing.catch(() => undefined); // a save() started in a callback reads this step's state
+        if (this.capturing || this.swappedEvaluation) await this.stepTurn();
         const { loss: value, skipped, nonFinite } = this.followedStep(r.value, info, 'fit'); // a callback may have set layer.trainable
         if (nonFinite) nonFiniteSkips++;
         this.pos = { epoch, batch: info.batch + 1 };
@@ -777,6 +777,22 @@ export class Trainer {
   }
 
   /**
+   * What a fit step waits for: a save() started meanwhile (from a callback, a timer) reads one
+   * step's state, and an evaluation with a plugin's weights swapped in (an EMA's) swaps them
+   * back, since its evaluateEnd restores the weights cloned at its start and would drop the
+   * update. A capture is waited for once: its save keeps `capturing` set while it writes.
+   */
+  private async stepTurn(): Promise<void> {
+    let captured: Promise<unknown> | undefined;
+    for (;;) {
+      const busy = this.swappedEvaluation ?? (this.capturing === captured ? undefined : this.capturing);
+      if (!busy) return;
+      if (busy === this.capturing) captured = busy;
+      await busy.catch(() => undefined);
+    }
+  }
+
+  /**
    * An epoch's validation: the whole validation data, or with validationBatches (model.fitDataset's)
    * its first batches, counted in the validation source's own batches when it has them.
    */
@@ -804,12 +820,22 @@ export class Trainer {
    * tensors again. Returns the batch loss (the caller disposes it), whether the update was
    * skipped, and whether that was for a non-finite loss (nonFinite: 'skip'). Refused while a
    * fit runs on this trainer or its model (from a callback: the update would land inside
-   * fit's epoch).
+   * fit's epoch), and (TAPFIT_E_STATE) while an evaluation not yet awaited has a plugin's
+   * evaluation weights swapped in: await it first.
    */
   trainStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
     this.assertUsable('trainStep()');
     this.refuseWhileFitting('trainStep()');
     if (!this.stepParts) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
+    if (this.swappedEvaluation) {
+      // A step cannot wait here (it is synchronous), and one now would be undone by evaluateEnd.
+      throw new TapfitError(
+        ErrorCodes.STATE,
+        "trainStep(): an evaluation with a plugin's evaluation weights swapped in (evaluateStart/evaluateEnd taps, e.g. an EMA's) is running; " +
+          'a step now would update those weights, and evaluateEnd would then put back the training weights saved at its start, dropping the update. ' +
+          'Nothing was changed: await the evaluation first (await trainer.evaluate(data)), then call trainStep().',
+      );
+    }
     // The step frees the batch it runs on: it gets its own handles (tf.clone shares the data, copies nothing).
     return this.followedStep({ ...b, x: tf.clone(b.x), y: tf.clone(b.y) }, info, 'trainStep');
   }
