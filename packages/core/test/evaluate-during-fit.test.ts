@@ -138,6 +138,38 @@ describe('an evaluation with evaluation weights swapped in, running while the mo
     expect(tf.memory().numTensors).to.equal(before);
   });
 
+  it('trainOnBatch waits the same way: a save() started as the evaluation swaps back holds the state before the update, and resuming it then updating equals the update', async () => {
+    const before = tf.memory().numTensors;
+    const data = blobData(16);
+    const validation = blobData(256, { seed: 5 });
+    const dir = tmpDir();
+    const options = (model: tf.LayersModel, plugins: TapfitPlugin[]) => testTrainerOptions({ model, plugins: [emaSwap(), ...plugins] });
+    const at = { start: [] as number[], end: [] as number[] };
+    let saving: Promise<string> | undefined;
+    const model = tinyModel();
+    const trainer = new Trainer(options(model, [stepProbe(at, undefined, () => void (saving ??= trainer.save(dir)))]));
+    await trainer.setup();
+    const raw = values(trainableVariables(trainer.model));
+    const evaluation = trainer.evaluate(validation, { batchSize: 8 });
+    await Promise.all([evaluation, trainer.trainOnBatch(data.x, data.y)]);
+    expect(at).to.deep.equal({ start: [0], end: [0] });
+    expect(path.basename(await saving!)).to.equal('step-0');
+    const updated = values(trainableVariables(trainer.model));
+    expect(updated).to.not.deep.equal(raw);
+    trainer.dispose();
+    const again = tinyModel();
+    const resumed = await Trainer.resume(dir, options(again, []));
+    expect(values(trainableVariables(resumed.model))).to.deep.equal(raw);
+    await resumed.trainOnBatch(data.x, data.y);
+    expect(values(trainableVariables(resumed.model))).to.deep.equal(updated);
+    resumed.dispose();
+    [model, again].forEach((m) => m.dispose());
+    data.dispose();
+    validation.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(tf.memory().numTensors).to.equal(before);
+  });
+
   it('trainStep while an evaluation has its weights swapped in is refused (TAPFIT_E_STATE, naming the fix) and leaves the weights and the batch alone', async () => {
     const before = tf.memory().numTensors;
     const data = blobData(32);

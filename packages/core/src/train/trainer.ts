@@ -777,10 +777,12 @@ export class Trainer {
   }
 
   /**
-   * What a fit step waits for: a save() started meanwhile (from a callback, a timer) reads one
-   * step's state, and an evaluation with a plugin's weights swapped in (an EMA's) swaps them
-   * back, since its evaluateEnd restores the weights cloned at its start and would drop the
-   * update. A capture is waited for once: its save keeps `capturing` set while it writes.
+   * What a fit step and trainOnBatch wait for: a save() started meanwhile (from a callback,
+   * a timer) reads the state before the update, and an evaluation with a plugin's weights
+   * swapped in (an EMA's) swaps them back, since its evaluateEnd restores the weights cloned
+   * at its start and would drop the update. Both are checked again after each wait (a save
+   * may start while an evaluation is waited for). A capture is waited for once: its save
+   * keeps `capturing` set while it writes.
    */
   private async stepTurn(): Promise<void> {
     let captured: Promise<unknown> | undefined;
@@ -855,9 +857,8 @@ export class Trainer {
     this.assertUsable('trainOnBatch()');
     this.refuseWhileFitting('trainOnBatch()');
     await this.setup();
-    if (this.capturing) await this.capturing.catch(() => undefined); // a save() not awaited reads the state before this update
-    // An evaluate(data) not awaited may hold a plugin's evaluation weights (an EMA's): this update is for the training weights.
-    while (this.swappedEvaluation) await this.swappedEvaluation.catch(() => undefined);
+    // A save() not awaited reads the state before this update; an evaluate(data) not awaited may hold a plugin's evaluation weights (an EMA's).
+    if (this.capturing || this.swappedEvaluation) await this.stepTurn();
     // Checked again after the waits: a fit or a dispose may have come in between.
     this.assertUsable('trainOnBatch()');
     this.refuseWhileFitting('trainOnBatch()');
