@@ -202,4 +202,38 @@ describe('an evaluation with evaluation weights swapped in, running while the mo
     validation.dispose();
     expect(tf.memory().numTensors).to.equal(before);
   });
+  it('trainStep while a save() not yet awaited reads the state is refused (TAPFIT_E_STATE): the checkpoint holds the state before it, and the same batch trains once the save is awaited', async () => {
+    const before = tf.memory().numTensors;
+    const data = blobData(32);
+    const dir = tmpDir();
+    const model = tinyModel();
+    const trainer = new Trainer(testTrainerOptions({ model }));
+    await trainer.fit(data, { epochs: 1, batchSize: 8 });
+    const raw = values(trainableVariables(trainer.model));
+    const x = data.x.slice(0, 8);
+    const y = data.y.slice(0, 8);
+    const saving = trainer.save(dir); // not awaited: a custom loop going on at once
+    const err = thrown(() => trainer.trainStep({ x, y }, { epoch: 1, batch: 0, step: trainer.step }));
+    expect(err.code).to.equal(ErrorCodes.STATE);
+    expect(err.message).to.match(/^trainStep\(\): a save\(\) not yet awaited is reading the state/);
+    expect(err.message).to.match(/await the save first/);
+    expect(trainer.step).to.equal(4);
+    const saved = await saving;
+    expect(values(trainableVariables(trainer.model))).to.deep.equal(raw);
+    const { loss } = trainer.trainStep({ x, y }, { epoch: 1, batch: 0, step: trainer.step });
+    expect(trainer.step).to.equal(5);
+    loss.dispose();
+    // The checkpoint is the state before that step: resumed, it holds the raw weights.
+    const resumed = await Trainer.resume(saved, testTrainerOptions({ model: tinyModel() }));
+    expect(resumed.step).to.equal(4);
+    expect(values(trainableVariables(resumed.model))).to.deep.equal(raw);
+    resumed.model.layersModel?.dispose();
+    resumed.dispose();
+    tf.dispose([x, y]);
+    trainer.dispose();
+    model.dispose();
+    data.dispose();
+    fs.rmSync(dir, { recursive: true, force: true });
+    expect(tf.memory().numTensors).to.equal(before);
+  });
 });

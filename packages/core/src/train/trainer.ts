@@ -154,6 +154,8 @@ export class Trainer {
   private fitting?: readonly tf.LayersModel[];
   /** A save() reading the state: the fit waits for it before its next step, so a checkpoint is one step's state. */
   private capturing?: Promise<unknown>;
+  /** save() calls still reading the state (their write not begun): trainStep, which cannot wait for them, is refused meanwhile. */
+  private readingSaves = 0;
   /** An evaluation between evaluateStart and evaluateEnd taps (the model may hold a plugin's evaluation weights): a save and fit's next step wait for it, trainStep is refused. */
   private swappedEvaluation?: Promise<unknown>;
   /** Lets timers and signal handlers run during a long fit. */
@@ -823,12 +825,20 @@ export class Trainer {
    * skipped, and whether that was for a non-finite loss (nonFinite: 'skip'). Refused while a
    * fit runs on this trainer or its model (from a callback: the update would land inside
    * fit's epoch), and (TAPFIT_E_STATE) while an evaluation not yet awaited has a plugin's
-   * evaluation weights swapped in: await it first.
+   * evaluation weights swapped in or a save() not yet awaited reads the state: await it first.
    */
   trainStep(b: Batch, info: StepInfo): { loss: tf.Scalar; skipped: boolean; nonFinite: boolean } {
     this.assertUsable('trainStep()');
     this.refuseWhileFitting('trainStep()');
     if (!this.stepParts) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: call `await trainer.setup()` (or fit) before trainStep().');
+    if (this.readingSaves > 0) {
+      // A step cannot wait here (it is synchronous), and one now could land between the save's reads of the weights and of the optimizer state.
+      throw new TapfitError(
+        ErrorCodes.STATE,
+        'trainStep(): a save() not yet awaited is reading the state; a step now could reach the checkpoint half-applied (weights of one step, optimizer state of another). ' +
+          'Nothing was changed: await the save first (await trainer.save(dir)), then call trainStep().',
+      );
+    }
     if (this.swappedEvaluation) {
       // A step cannot wait here (it is synchronous), and one now would be undone by evaluateEnd.
       throw new TapfitError(
@@ -1164,8 +1174,15 @@ export class Trainer {
     // A fit running meanwhile (a save started in a callback, not awaited) waits for the capture before its next step.
     const capture = this.capture();
     this.capturing = capture;
+    this.readingSaves++;
     try {
-      const { manifest, tensors } = await capture;
+      let read: Awaited<typeof capture>;
+      try {
+        read = await capture;
+      } finally {
+        this.readingSaves--;
+      }
+      const { manifest, tensors } = read;
       return await this.resolve(Tokens.Checkpointer).save(dir, manifest.step, { manifest, tensors });
     } finally {
       if (this.capturing === capture) this.capturing = undefined;
