@@ -14,6 +14,12 @@ export interface BatchOptions {
   epoch: number;
   /** Skip this many batches of the epoch (resume mid-epoch). */
   startBatch?: number | undefined;
+  /**
+   * For a source with `ownBatchSize` (a batched dataset): yield its batches as they come,
+   * whatever their sizes, as model.fitDataset reads them (`batchSize` is then the first
+   * batch's size, for the counts). Set by fit when it was given neither batchSize nor shuffle.
+   */
+  ownBatches?: boolean | undefined;
 }
 
 /** Where batches come from: in-memory tensors/arrays or a tf.data.Dataset. */

@@ -15,11 +15,11 @@ export const DEFAULT_SHUFFLE_BYTES = 64 * 2 ** 20;
 /**
  * Adapts a `tf.data.Dataset` of `{xs, ys}` elements, each a tensor or a plain number / array /
  * typed array (batched on the host: see plain-batch.ts). The trainer batches it, so the dataset
- * is unbatched; one made for model.fitDataset (batched already) needs `batched: true`, which
- * splits its batches into samples (tf.data has no unbatch), or the dataset before its
- * `.batch()` call. Shuffling draws from a seeded buffer of `shuffleBuffer` elements
- * (shuffle-buffer.ts); by default 1024, or as many as fit in 64 MiB when the elements are
- * larger than 64 KiB.
+ * is unbatched; one made for model.fitDataset (batched already) needs `batched: true`: fit
+ * then takes its batches as they come, or, given batchSize or shuffle, splits them into
+ * samples (tf.data has no unbatch) and re-batches them. Shuffling draws from a seeded buffer
+ * of `shuffleBuffer` elements (shuffle-buffer.ts); by default 1024, or as many as fit in
+ * 64 MiB when the elements are larger than 64 KiB.
  */
 export class DatasetData implements DataSource {
   constructor(
@@ -34,6 +34,8 @@ export class DatasetData implements DataSource {
   private elementBytes: number | undefined;
   /** Samples in the first batch of a batched dataset (set by the same check). */
   private firstBatchSize: number | undefined;
+  /** A batched dataset's first batch's shapes without the batch dimension: every batch is checked against them. */
+  private sampleShapes: { xs: number[]; ys: number[] } | undefined;
 
   /** With `batched: true`, the size of the dataset's first batch: fit's default batchSize (model.fitDataset's batching). */
   async ownBatchSize(): Promise<number | undefined> {
@@ -42,8 +44,12 @@ export class DatasetData implements DataSource {
     return this.firstBatchSize;
   }
 
-  async *batches({ batchSize, shuffle, seed, epoch, startBatch = 0 }: BatchOptions): AsyncIterator<Batch> {
+  async *batches({ batchSize, shuffle, seed, epoch, startBatch = 0, ownBatches }: BatchOptions): AsyncIterator<Batch> {
     if (this.elementBytes === undefined) this.elementBytes = await this.checkElements();
+    if (this.batched && ownBatches && !shuffle) {
+      yield* this.asTheyCome(startBatch);
+      return;
+    }
     const upstream = this.batched ? samplesOf(this.ds) : await this.ds.iterator();
     if (!shuffle) {
       yield* batchesOf(upstream, batchSize, startBatch);
@@ -55,6 +61,36 @@ export class DatasetData implements DataSource {
     } catch (err) {
       throw this.explain(err, buffer.heldAtEnd);
     }
+  }
+
+  /**
+   * model.fitDataset's reading of a batched dataset: each batch whole, whatever its size, so a
+   * repeated dataset's short batch stays one batch instead of being merged with the next
+   * pass's first samples. Nothing is held between batches, so there is nothing to free.
+   */
+  private async *asTheyCome(startBatch: number): AsyncGenerator<Batch> {
+    const it = await this.ds.iterator();
+    for (let i = 0; ; i++) {
+      const r = await it.next();
+      if (r.done) return;
+      const batch = this.checkedBatch(r.value, i);
+      if (i < startBatch) tf.dispose([batch.x, batch.y]); // batches the stopped epoch trained already
+      else yield batch;
+    }
+  }
+
+  /** Batch `i` of a batched dataset, if it is { xs, ys } tensors like the first (checked before training); else it is freed and named. */
+  private checkedBatch(v: unknown, i: number): Batch {
+    const { xs, ys } = (typeof v === 'object' && v !== null ? v : {}) as { xs?: unknown; ys?: unknown };
+    const want = this.sampleShapes!;
+    const tensors = xs instanceof tf.Tensor && ys instanceof tf.Tensor && xs.rank > 0 && ys.rank > 0;
+    if (tensors && xs.shape[0] === ys.shape[0] && sameShape(xs.shape.slice(1), want.xs) && sameShape(ys.shape.slice(1), want.ys)) return { x: xs, y: ys };
+    tf.dispose(tensorsIn(v));
+    throw new TapfitError(
+      tensors ? ErrorCodes.SHAPE : ErrorCodes.CONFIG,
+      `datasetData(ds, { batched: true }): the dataset's batch ${i} is { xs: ${describeBatchPart(xs)}, ys: ${describeBatchPart(ys)} }, but its first batch was { xs: [${['n', ...want.xs]}], ys: [${['n', ...want.ys]}] }. ` +
+        'Every batch must be { xs, ys } tensors with the same number of samples in each and the first batch\'s sample shapes: map the dataset before its .batch() call so that all elements match.',
+    );
   }
 
   /** Elements the shuffle buffer holds: `shuffleBuffer`, or the default's count capped in bytes. */
@@ -112,6 +148,7 @@ export class DatasetData implements DataSource {
           );
         }
         this.firstBatchSize = xs.shape[0];
+        this.sampleShapes = { xs: xs.shape.slice(1), ys: ys.shape.slice(1) };
         // Bytes of one sample: the shuffle buffer holds samples.
         return (partBytes(xs) + partBytes(ys)) / Math.max(1, xs.shape[0]);
       }
@@ -120,6 +157,10 @@ export class DatasetData implements DataSource {
       tf.dispose(tensorsIn(first));
     }
   }
+}
+
+function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 function describeBatchPart(p: unknown): string {
@@ -164,9 +205,9 @@ export interface DatasetDataOptions {
   size?: number | undefined;
   /**
    * The dataset yields batches (`ds.batch(n)`, as model.fitDataset takes it). fit trains on
-   * them as model.fitDataset does: at the size of the first batch, in the dataset's order (no
-   * shuffle), unless it is given `batchSize` or `shuffle` (then the batches are split into
-   * samples and re-batched, shuffled). Default false.
+   * them as model.fitDataset does: each batch as it comes, in the dataset's order (no
+   * shuffle; the first batch's size is fit's batchSize), unless it is given `batchSize` or
+   * `shuffle` (then the batches are split into samples and re-batched, shuffled). Default false.
    */
   batched?: boolean | undefined;
 }

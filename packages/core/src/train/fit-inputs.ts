@@ -83,18 +83,23 @@ export function fitInputs(a: unknown, b: unknown, c: unknown): FitInputs {
   }
 }
 
+/** fit's options as the loop runs them: `ownBatches` reads a batched source's batches as they come. */
+export type FitRunOptions = ParsedFitOptions & { ownBatches?: boolean };
+
 /**
  * model.fitDataset's batching for a source that comes in batches (a dataset batched for it):
- * its own batch size, in its order, where fit was not given `batchSize` or `shuffle`
- * (fitDataset takes neither: the dataset decides both).
+ * its batches as they come (the first one's size is fit's batchSize), in its order, where
+ * fit was not given `batchSize` or `shuffle` (fitDataset takes neither: the dataset decides
+ * both). Given either, the source re-batches as told.
  */
-export async function withOwnBatching(inputs: Pick<FitInputs, 'data' | 'options' | 'given'>): Promise<ParsedFitOptions> {
+export async function withOwnBatching(inputs: Pick<FitInputs, 'data' | 'options' | 'given'>): Promise<FitRunOptions> {
   const own = await inputs.data.ownBatchSize?.();
   if (own === undefined) return inputs.options;
   return {
     ...inputs.options,
     ...(inputs.given.batchSize ? {} : { batchSize: own }),
     ...(inputs.given.shuffle ? {} : { shuffle: false }),
+    ownBatches: !inputs.given.batchSize && !inputs.given.shuffle,
   };
 }
 

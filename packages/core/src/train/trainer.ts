@@ -37,7 +37,7 @@ import { resolveMetrics, type MetricSpec } from './metrics';
 import { parseOptions } from '../options';
 import { dataEvaluateOptionsSchema, trainerOptionsSchema, type FitOptions, type InferenceOptions, type ParsedFitOptions } from './options';
 import { fitDatasetArguments, type FitDatasetOptions } from './fit-dataset';
-import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, withOwnBatching, type TensorLike } from './fit-inputs';
+import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, withOwnBatching, type FitRunOptions, type TensorLike } from './fit-inputs';
 import { FitCallbacks, yieldKeysNote, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
@@ -496,7 +496,7 @@ export class Trainer {
     return models;
   }
 
-  private async runFit(given: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
+  private async runFit(given: DataSource, validation: DataSource | undefined, o: FitRunOptions, verbose: number): Promise<History> {
     // batchesPerEpoch (model.fitDataset's): one read of the data carried across the epochs.
     const carried = o.batchesPerEpoch === undefined ? undefined : new CarriedEpochs(given, o.batchesPerEpoch);
     try {
@@ -506,7 +506,7 @@ export class Trainer {
     }
   }
 
-  private async runFitOn(data: DataSource, validation: DataSource | undefined, o: ParsedFitOptions, verbose: number): Promise<History> {
+  private async runFitOn(data: DataSource, validation: DataSource | undefined, o: FitRunOptions, verbose: number): Promise<History> {
     await this.setup();
     this.followTrainableSet('fit', 'fit');
     if (this.userModel && this.compiled && compiledSince(this.compiled, this.userModel)) {
@@ -693,14 +693,14 @@ export class Trainer {
   private async runEpoch(
     data: DataSource,
     epoch: number,
-    o: { batchSize: number; shuffle: boolean },
+    o: { batchSize: number; shuffle: boolean; ownBatches?: boolean },
     names: readonly string[],
     callbacks: FitCallbacks,
     loss: LossFn | undefined,
   ): Promise<Logs | undefined | typeof DATA_RAN_OUT> {
     const startBatch = this.pos.batch;
     const soFar = this.pos.epochSoFar;
-    const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch, startBatch });
+    const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch, startBatch, ownBatches: o.ownBatches });
     const { batchStart, batchEnd } = this.hooks;
     const means = startBatch > 0 && soFar ? BatchMeans.continuing(soFar.sums, soFar.samples) : new BatchMeans();
     const pending: tf.Tensor1D[] = [];
@@ -798,13 +798,14 @@ export class Trainer {
 
   /**
    * An epoch's validation: the whole validation data, or with validationBatches (model.fitDataset's)
-   * its first batches, counted in the validation source's own batches when it has them.
+   * its first batches. A source with its own batches (a batched dataset) is read as they come,
+   * as fitDataset's evaluateDataset reads it, so validationBatches counts those batches.
    */
   private async validate(validation: DataSource, o: ParsedFitOptions, epoch: number): Promise<Record<string, number>> {
     const info: EvaluateInfo = { kind: 'validation', epoch };
-    if (o.validationBatches === undefined) return this.evaluateData(validation, { batchSize: o.batchSize }, info);
     const own = await validation.ownBatchSize?.();
-    return this.evaluateData(firstBatches(validation, o.validationBatches), { batchSize: own ?? o.batchSize }, info);
+    const source = o.validationBatches === undefined ? validation : firstBatches(validation, o.validationBatches);
+    return this.evaluateData(source, { batchSize: own ?? o.batchSize }, info, own !== undefined);
   }
 
   /** The position, with the running epoch's batching and sums so far when it is inside one (one read-back). */
@@ -1024,16 +1025,16 @@ export class Trainer {
   }
 
   /** Mean loss and metrics over `data` (inference mode), between the evaluateStart and evaluateEnd taps. One read-back at the end. */
-  private async evaluateData(data: DataSource, options: { batchSize?: number } = {}, info: EvaluateInfo = { kind: 'evaluate' }): Promise<Record<string, number>> {
+  private async evaluateData(data: DataSource, options: { batchSize?: number } = {}, info: EvaluateInfo = { kind: 'evaluate' }, ownBatches = false): Promise<Record<string, number>> {
     const { batchSize } = parseOptions('evaluate', dataEvaluateOptionsSchema, options);
     await this.setup();
     this.checkDataShape(data);
-    return this.evaluation(info, () => this.meanOverData(data, batchSize));
+    return this.evaluation(info, () => this.meanOverData(data, batchSize, ownBatches));
   }
 
-  private async meanOverData(data: DataSource, batchSize: number): Promise<Record<string, number>> {
+  private async meanOverData(data: DataSource, batchSize: number, ownBatches: boolean): Promise<Record<string, number>> {
     const metrics = this.resolve(Tokens.Metrics);
-    const it = data.batches({ batchSize, shuffle: false, seed: 0, epoch: 0 });
+    const it = data.batches({ batchSize, shuffle: false, seed: 0, epoch: 0, ownBatches });
     const means = new BatchMeans();
     try {
       for (let r = await it.next(); !r.done; r = await it.next()) {
