@@ -1,5 +1,8 @@
+import * as tf from '@tensorflow/tfjs';
 import type { Batch, BatchOptions, DataSource } from '../data/data-source';
 import type { LabelSource } from '../data/labels';
+import { DatasetData } from '../data/dataset-data';
+import { TensorData } from '../data/tensor-data';
 import { failSource } from './fail-source';
 
 type BatchIterator = Iterator<Batch> | AsyncIterator<Batch>;
@@ -10,7 +13,8 @@ type BatchIterator = Iterator<Batch> | AsyncIterator<Batch>;
  * continued after a stop (startBatch > 0) reads what is left of its count. When the source
  * runs out before the fit's last epoch is full, `ranOut` says so: fitDataset then warns and
  * trains no further batches, and so does fit. `close()` frees what the source holds (a
- * shuffle buffer, a split batch); the per-epoch iterators leave the source open.
+ * shuffle buffer, a split batch, a batch read ahead); the per-epoch iterators leave the
+ * source open.
  */
 export class CarriedEpochs implements DataSource {
   readonly size = undefined;
@@ -20,6 +24,8 @@ export class CarriedEpochs implements DataSource {
   batchesRead = 0;
   /** Where the source ended, when it ended before an epoch had its `batchesPerEpoch` batches: that epoch's batch count. */
   ranOutAt: number | undefined;
+  /** The next epoch's first batch, read ahead by `endedBeforeNextEpoch`. */
+  private held: Batch | undefined;
 
   get ranOut(): boolean {
     return this.ranOutAt !== undefined;
@@ -36,18 +42,39 @@ export class CarriedEpochs implements DataSource {
     // The first epoch's options open the source (batch size, shuffle seed); later epochs read on.
     const source = (this.source ??= this.data.batches({ ...options, startBatch: 0 }));
     for (let i = options.startBatch ?? 0; i < this.batchesPerEpoch; i++) {
-      const r = await source.next();
-      if (r.done) {
-        this.ranOutAt = i;
-        return;
+      let batch = this.held;
+      this.held = undefined;
+      if (!batch) {
+        const r = await source.next();
+        if (r.done) {
+          this.ranOutAt = i;
+          return;
+        }
+        batch = r.value;
       }
       this.batchesRead++;
       try {
-        yield r.value;
+        yield batch;
       } catch (err) {
         throw await failSource(source, err); // the source frees what it holds and may say more
       }
     }
+  }
+
+  /**
+   * Whether the source, read on from earlier epochs, has no batch left for the next epoch.
+   * Asked before an epoch opens, so that an epoch with nothing to train is not begun (its
+   * epochStart and onEpochBegin would have no end); the batch read to tell is held for it.
+   */
+  async endedBeforeNextEpoch(): Promise<boolean> {
+    if (!this.source || this.held) return false; // nothing read yet: an empty source is fit's "no batches" error
+    const r = await this.source.next();
+    if (!r.done) {
+      this.held = r.value;
+      return false;
+    }
+    this.ranOutAt = 0;
+    return true;
   }
 
   /** The source's label check (fit's check before training), where it has one. */
@@ -56,9 +83,24 @@ export class CarriedEpochs implements DataSource {
   }
 
   async close(): Promise<void> {
-    const source = this.source;
-    this.source = undefined;
+    const [source, held] = [this.source, this.held];
+    [this.source, this.held] = [undefined, undefined];
+    if (held) tf.dispose([held.x, held.y]);
     await source?.return?.();
+  }
+
+  /** What to do about data that ran out, for this kind of source. */
+  remedy(): string {
+    if (this.data instanceof DatasetData) {
+      return 'Repeat the dataset so that it does not end: fit(datasetData(ds.repeat(), { batched: true }), ...) or fitDataset(ds.repeat(), ...).';
+    }
+    if (this.data instanceof TensorData) {
+      return (
+        'tensorData and arrayData hold one pass of data and are not repeated: leave batchesPerEpoch out (each epoch is then one pass over the data, as in model.fit), ' +
+        'or lower epochs or batchesPerEpoch so that one pass covers them.'
+      );
+    }
+    return "Make the source's batches() yield that many: fit calls it once and reads on across the epochs.";
   }
 }
 
@@ -85,13 +127,30 @@ export function firstBatches(data: DataSource, count: number): DataSource {
   };
 }
 
-/** fitDataset's warning when the data runs out under batchesPerEpoch, with what fit does then. */
-export function ranOutWarning(data: CarriedEpochs, epoch: number, epochs: number): string {
+/** Where a fit under batchesPerEpoch starts and ends: what it needs of the data. */
+export interface CarriedSpan {
+  /** The epoch the fit starts in, and the batches of it trained before (a fit continuing a stopped epoch). */
+  from: { epoch: number; batch: number };
+  /** The epoch it ends before (the final epoch). */
+  to: number;
+}
+
+/**
+ * fitDataset's warning when the data runs out under batchesPerEpoch, with what fit does then,
+ * the batches this fit needed (its own epochs, not the final epoch's count from 0 as
+ * fitDataset says) and the remedy that fits the source.
+ */
+export function ranOutWarning(data: CarriedEpochs, epoch: number, span: CarriedSpan): string {
   const n = data.batchesPerEpoch;
   const at = data.ranOutAt ?? 0;
   const cut = at > 0 ? `after ${at} of epoch ${epoch}'s ${n} batches; that epoch's logs cover those ${at} (not validated), and` : `before epoch ${epoch}'s first batch;`;
+  const { from, to } = span;
+  const epochs = to - from.epoch;
+  const needed = epochs * n - from.batch;
+  const which = epochs === 1 ? `epoch ${from.epoch}` : `epochs ${from.epoch} to ${to - 1}`;
+  const less = from.batch > 0 ? `, less the ${from.batch} epoch ${from.epoch} trained before it was stopped` : '';
   return (
     `fit: batchesPerEpoch is ${n}, but the data ran out ${cut} training stops there (model.fitDataset stops training too, and logs the epochs left as empty). ` +
-    `Give fit data of at least epochs * batchesPerEpoch = ${epochs * n} batches, e.g. datasetData(ds.repeat(), { batched: true }).`
+    `This fit needs ${needed} batches (${which}, ${n} each${less}) and the data gave ${data.batchesRead}. ${data.remedy()}`
   );
 }

@@ -61,9 +61,6 @@ import { TrainableFlags } from './trainable-flags';
 import { disposeState } from '../transforms/state';
 import { compiledSince, compileMark, RECOMPILED_WARNING, type CompileMark } from './recompile';
 
-/** runEpoch's answer when batchesPerEpoch's carried data had nothing left for the epoch. */
-const DATA_RAN_OUT = 'data ran out';
-
 export interface TrainerOptions {
   /** A tfjs-layers model or a segment model. */
   model: TrainableModel | tf.LayersModel;
@@ -574,6 +571,7 @@ export class Trainer {
       metrics: validation ? [...names, ...names.map((n) => `val_${n}`)] : names,
     };
     const history: History = { epoch: [], history: {}, params };
+    const span = { from: { epoch: this.pos.epoch, batch: this.pos.batch }, to: epochs }; // batchesPerEpoch's run-out warning
     callbacks.begin(params);
     await this.hooks.fitStart.run({ epochs, stepsPerEpoch, initialEpoch: this.pos.epoch });
     await callbacks.trainBegin();
@@ -581,16 +579,18 @@ export class Trainer {
       while (this.pos.epoch < epochs && !this.stopRequested) {
         const epoch = this.pos.epoch;
         const started = performance.now();
+        // batchesPerEpoch's data that ended with the last epoch: this epoch is not begun, so every
+        // epochStart / onEpochBegin has its end (fitDataset instead begins and ends the epochs left, empty).
+        if (this.pos.batch === 0 && data instanceof CarriedEpochs && (await data.endedBeforeNextEpoch())) {
+          this.logger.warn(ranOutWarning(data, epoch, span));
+          break;
+        }
         if (this.pos.batch === 0) {
           await this.hooks.epochStart.run({ epoch });
           if (verbose) this.logger.info(`Epoch ${epoch + 1} / ${epochs}`);
         }
         await callbacks.epochBegin(epoch);
         const logs = await this.runEpoch(data, epoch, o, names, callbacks, loss);
-        if (logs === DATA_RAN_OUT) {
-          this.logger.warn(ranOutWarning(data as CarriedEpochs, epoch, epochs));
-          break;
-        }
         if (!logs) break; // stopped mid-epoch: the epoch is unfinished and a later fit continues it
         this.pos = { epoch: epoch + 1, batch: 0 };
         // An epoch the data ran out in is not validated (model.fitDataset's order: it validates once the count is reached).
@@ -605,7 +605,7 @@ export class Trainer {
         history.epoch.push(epoch);
         for (const [k, v] of Object.entries(logs)) (history.history[k] ??= []).push(v);
         if (ranOut) {
-          this.logger.warn(ranOutWarning(data as CarriedEpochs, epoch, epochs));
+          this.logger.warn(ranOutWarning(data as CarriedEpochs, epoch, span));
           break;
         }
         if (callbacks.stopRequested) break;
@@ -687,8 +687,8 @@ export class Trainer {
   /**
    * One epoch from the current position: the epoch's mean loss and metrics (one read-back),
    * or undefined when stop() came before the data ran out (the position then holds the
-   * epoch so far, for a later fit or a checkpoint to continue it), or DATA_RAN_OUT when
-   * batchesPerEpoch's carried data had no batch left for it.
+   * epoch so far, for a later fit or a checkpoint to continue it). (batchesPerEpoch's
+   * carried data that has ended is caught before the epoch begins.)
    */
   private async runEpoch(
     data: DataSource,
@@ -697,7 +697,7 @@ export class Trainer {
     names: readonly string[],
     callbacks: FitCallbacks,
     loss: LossFn | undefined,
-  ): Promise<Logs | undefined | typeof DATA_RAN_OUT> {
+  ): Promise<Logs | undefined> {
     const startBatch = this.pos.batch;
     const soFar = this.pos.epochSoFar;
     const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch, startBatch, ownBatches: o.ownBatches });
@@ -754,7 +754,6 @@ export class Trainer {
         return undefined;
       }
       if (batch === 0 && startBatch === 0) {
-        if (data instanceof CarriedEpochs && data.batchesRead > 0) return DATA_RAN_OUT; // batchesPerEpoch: earlier epochs read it all
         throw new TapfitError(ErrorCodes.CONFIG, `fit: the data produced no batches in epoch ${epoch}; check that the data source is not empty.`);
       }
       // The whole epoch trained nothing (a continued epoch counts the steps applied before it was stopped: its means hold them).

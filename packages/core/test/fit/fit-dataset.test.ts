@@ -163,7 +163,7 @@ describe('datasetData of a dataset batched for model.fitDataset', () => {
         expect(h.epoch).to.deep.equal(expected.epoch.filter((_, i) => i < expected.history.loss.length));
         expectHistoryClose(h.history, expected.history as Record<string, number[]>, 1e-6);
         expectSameWeights(model, reference);
-        expect(logger.lines.filter((l) => l.startsWith('warn:')).join('\n')).to.match(new RegExp(`batchesPerEpoch is ${batchesPerEpoch}, but the data ran out .*training stops there.*epochs \\* batchesPerEpoch = ${epochs * batchesPerEpoch} batches.*ds\\.repeat\\(\\)`));
+        expect(logger.lines.filter((l) => l.startsWith('warn:')).join('\n')).to.match(new RegExp(`batchesPerEpoch is ${batchesPerEpoch}, but the data ran out .*training stops there.*This fit needs ${epochs * batchesPerEpoch} batches.*ds\\.repeat\\(\\)`));
         expect(tf.memory().numTensors, 'tensors left behind').to.equal(before);
         t.dispose();
         model.dispose();
