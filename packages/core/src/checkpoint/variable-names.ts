@@ -42,6 +42,16 @@ function generatedLayerName(segment: string): boolean {
   return false;
 }
 
+/**
+ * Whether `name` is the one tfjs made up for an unnamed layer of class `className`
+ * (`<snake_case class>_<class><n>`, n counted per class and process from 1), not one the
+ * user chose: the same model built again (later in the process, after other models) gets another.
+ */
+export function isGeneratedLayerName(name: string, className: string): boolean {
+  const prefix = `${toSnakeCase(className)}_${className}`;
+  return name.startsWith(prefix) && /^[1-9]\d*$/.test(name.slice(prefix.length));
+}
+
 /** tfjs-layers' toSnakeCase (not exported), which names unnamed layers. */
 function toSnakeCase(name: string): string {
   const snake = name.replace(/(.)([A-Z][a-z0-9]+)/g, '$1_$2').replace(/([a-z])([A-Z])/g, '$1_$2').toLowerCase();

@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
+import { noiseNames } from './noise-names';
 import { noiseSeed } from './noise-seed';
 import type { Segment, SegmentContext } from './segment';
 
@@ -133,13 +134,14 @@ export function isLayersAdapter(model: TrainableModel): boolean {
 export function fromLayersModel(model: tf.LayersModel): TrainableModel {
   checkOneInputOneOutput(model);
   const vars = (layers: tf.layers.Layer[]): tf.Variable[] => layers.flatMap((l) => l.weights.map((w) => w.read() as tf.Variable));
+  const noiseName = noiseNames(model);
   // `recomputing`, `step` and `noiseKey` reach each layer's call() kwargs so stateful custom layers
   // can skip updates and name the step in errors, and noisy ones can seed their draws (`noiseSeed`). Built-in layers (BatchNormalization's moving statistics) update state in
   // call() regardless, so a recomputed forward restores their non-trainable weights.
   const applyLayer = (layer: tf.layers.Layer, xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] => {
     const state = ctx.recomputing && ctx.training ? layer.nonTrainableWeights : [];
     const saved = state.map((w) => tf.clone(w.read()));
-    const restoreSeeds = ctx.training ? seedDropouts(layer, ctx) : undefined;
+    const restoreSeeds = ctx.training ? seedDropouts(layer, ctx, noiseName) : undefined;
     try {
       const kwargs = { training: ctx.training, recomputing: ctx.recomputing, step: ctx.step, ...(ctx.noiseKey === undefined ? {} : { noiseKey: ctx.noiseKey }) };
       const y = layer.apply(xs.length === 1 ? xs[0] : xs, kwargs) as tf.Tensor | tf.Tensor[];
@@ -213,13 +215,14 @@ function notReplayable(layer: tf.layers.Layer): string | undefined {
  * Dropout layers without a seed of their own (tfjs's default; `null` in a model loaded or
  * rebuilt from JSON) draw an unseeded mask per call, so a recomputed forward would
  * differentiate another mask than the loss saw. Each training forward seeds them from the
- * context (`noiseSeed(ctx, layer name, draw)`: trainer seed, batch, layer, and which of the
+ * context (`noiseSeed(ctx, noise name, draw)`: trainer seed, batch, layer (its name, or its
+ * class and rank when tfjs made the name up: `noiseNames`), and which of the
  * layer's applications in this forward it is), so a replay, in any order, draws the same
  * masks, and a layer applied twice in one forward (a shared Dropout in a functional model)
  * draws a fresh mask for each application, as tfjs's unseeded calls do. Returns what puts
  * the layers' own (absent) seeds and calls back.
  */
-function seedDropouts(layer: tf.layers.Layer, ctx: SegmentContext): (() => void) | undefined {
+function seedDropouts(layer: tf.layers.Layer, ctx: SegmentContext, noiseName: ReadonlyMap<tf.layers.Layer, string>): (() => void) | undefined {
   const dropouts = layersIn(layer).filter((l) => isDropout(l) && (l as { seed?: number | null }).seed == null);
   if (!dropouts.length) return undefined;
   const restores = dropouts.map((d) => {
@@ -230,7 +233,7 @@ function seedDropouts(layer: tf.layers.Layer, ctx: SegmentContext): (() => void)
     // The seed is set per call: tfjs's Dropout reads it once per call, when it draws the mask.
     let draw = 0;
     seeded.call = function (this: typeof seeded, inputs, kwargs) {
-      this.seed = noiseSeed(ctx, d.name, draw++);
+      this.seed = noiseSeed(ctx, noiseName.get(d) ?? d.name, draw++);
       return call.call(this, inputs, kwargs);
     };
     return () => {

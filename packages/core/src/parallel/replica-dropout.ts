@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { noiseNames } from '../model/noise-names';
 import { noiseSeed } from '../model/noise-seed';
 
 /**
@@ -35,6 +36,8 @@ function layersIn(layer: tf.layers.Layer): tf.layers.Layer[] {
  * forward (a shared layer in a functional model) draws two masks, as on the main thread.
  */
 export function drawWholeBatchMasks(model: tf.LayersModel, part: () => PartRows): void {
+  // The main thread's keys (fromLayersModel): this copy's layers rank as the main model's do.
+  const noiseName = noiseNames(model);
   for (const layer of layersIn(model)) {
     const kind = layer.getClassName();
     if (kind !== 'Dropout' && kind !== 'SpatialDropout1D') continue;
@@ -58,7 +61,7 @@ export function drawWholeBatchMasks(model: tf.LayersModel, part: () => PartRows)
       return tf.tidy(() => {
         // tf.dropout's arithmetic (floor(u + keep) / keep), on the part's rows of the whole draw.
         const keep = 1 - d.rate;
-        const drawn = tf.randomUniform(shape, 0, 1, 'float32', ownSeed ?? noiseSeed({ noiseKey }, d.name, draw));
+        const drawn = tf.randomUniform(shape, 0, 1, 'float32', ownSeed ?? noiseSeed({ noiseKey }, noiseName.get(d) ?? d.name, draw));
         const u = shape[0] === from + rows ? tf.slice(drawn, from, rows) : drawn;
         return tf.mul(input, tf.div(tf.floor(tf.add(u, keep)), keep));
       });

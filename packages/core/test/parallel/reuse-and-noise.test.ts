@@ -53,13 +53,15 @@ describe('dataParallel: a reused instance, dropout, read-backs', () => {
     ['Dropout, 2 replicas, an odd batch', 2, 31, {}],
     ['Dropout, 3 replicas', 3, 35, {}],
     ['Dropout with a noiseShape shared by the batch ([1, 16])', 3, 20, { noiseShape: [1, 16] as number[] }],
+    // tfjs numbers an unnamed layer per build: the two builds below, and each replica's copy, must key its masks alike.
+    ['an unnamed Dropout, 2 replicas', 2, 31, { name: undefined }],
   ] as const) {
     it(`${what}: each part draws the whole batch's mask rows, so the run equals one thread's (seeded by core's noise rule)`, async () => {
       const build = () =>
         tf.sequential({
           layers: [
             tf.layers.dense({ inputShape: [6], units: 16, activation: 'relu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
-            tf.layers.dropout({ name: 'drop', rate: 0.5, ...options }), // a mask's seed includes the layer's name: the same in both builds
+            tf.layers.dropout({ name: 'drop', rate: 0.5, ...options }), // a mask's seed includes the layer's name, or its rank when unnamed
             tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
           ],
         });
