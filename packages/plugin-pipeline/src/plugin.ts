@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   ErrorCodes,
+  sameVariable,
   Stage,
   TapfitError,
   Tokens,
@@ -97,19 +98,26 @@ export function pipeline(options: PipelineOptions): PipelinePlugin {
    * The checkpoint's split when it differs from this setup's (undefined when it is the same, or
    * the checkpoint predates saving it). A balanced split (`stages: S`) is measured anew at every
    * setup, so a resume takes the saved one when it has the same S; another S, or explicit
-   * `boundaries` that differ, are refused, naming the stages or boundaries to pass.
+   * `boundaries` that differ, are refused, naming the stages or boundaries to pass. Splits are
+   * compared by their stage sizes (segments per stage), and the saved segment names with this
+   * model's by position under core's `sameVariable` rule: tfjs numbers unnamed layers per
+   * process ('dense_Dense7' saved, 'dense_Dense10' now), and the boundaries to pass are named
+   * as this model names them.
    */
   const savedSplit = (state: PluginState): StageSpec[] | undefined => {
     const saved = (state.json as SavedHistory | undefined)?.stages;
     if (!setupModel || !Array.isArray(saved) || !saved.every((st) => Array.isArray(st.segments))) return undefined;
     const split = saved.map((st) => st.segments!);
-    if (JSON.stringify(split) === JSON.stringify(stages.map((st) => st.segments))) return undefined;
-    const boundaries = split.slice(1).map((names) => names[0]);
     const quoted = (b: readonly string[]) => `[${b.map((n) => `'${n}'`).join(', ')}]`;
     const names = setupModel.segments.map((seg) => seg.name);
-    if (JSON.stringify(split.flat()) !== JSON.stringify(names)) {
-      throw new TapfitError(ErrorCodes.CHECKPOINT, `${PIPELINE_PLUGIN}: the checkpoint's stages name the segments ${quoted(split.flat())}, this model has ${quoted(names)}; resume with the model the run was saved with.`);
+    const savedNames = split.flat();
+    if (savedNames.length !== names.length || savedNames.some((n, i) => !sameVariable(n, names[i]))) {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `${PIPELINE_PLUGIN}: the checkpoint's stages name the segments ${quoted(savedNames)}, this model has ${quoted(names)}; resume with the model the run was saved with.`);
     }
+    const sizes = split.map((st) => st.length);
+    if (sizes.join() === stages.map((st) => st.segments.length).join()) return undefined;
+    // Each later stage's first segment, by this model's name.
+    const boundaries = sizes.slice(0, -1).map((_, i) => names[sizes.slice(0, i + 1).reduce((a, b) => a + b, 0)]);
     if (o.boundaries) {
       throw new TapfitError(
         ErrorCodes.CHECKPOINT,

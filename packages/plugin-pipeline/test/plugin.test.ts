@@ -311,7 +311,7 @@ describe('pipeline plugin: checkpoints', () => {
     };
     const weights = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync()));
     const options = { compensation: 'sc', prediction: 'lwp-velocity' } as const;
-    const make = (p: PipelineOptions, plugins: TapfitPlugin[] = [], m = model()) => ({ model: m, loss: 'softmaxCrossEntropy' as const, optimizer: sgd({ lr: 0.05, momentum: 0.9 }), plugins: [pipeline(p), ...plugins], logger: new SilentLogger() });
+    const make = (p: PipelineOptions, plugins: TapfitPlugin[] = [], m: ReturnType<typeof model> | tf.LayersModel = model()) => ({ model: m, loss: 'softmaxCrossEntropy' as const, optimizer: sgd({ lr: 0.05, momentum: 0.9 }), plugins: [pipeline(p), ...plugins], logger: new SilentLogger() });
     const free = (t: Trainer) => {
       tf.dispose(Object.values(t.variables));
       t.dispose();
@@ -414,6 +414,85 @@ describe('pipeline plugin: checkpoints', () => {
         const { err, before, after } = await refusedResume(dir, { boundaries: ['d2'] });
         expect(err?.message).to.match(/saved with stages split at boundaries \['d3'\], this pipeline has boundaries \['d2'\]; resume with boundaries: \['d3'\]/);
         expect(after).to.deep.equal(before);
+      });
+    });
+
+    describe('a tfjs-layers model with unnamed layers, built again in this process (tfjs renumbers them: dense_Dense7 saved, dense_Dense10 now)', () => {
+      const unnamed = () =>
+        tf.sequential({
+          layers: [0, 1, 2].map((i) =>
+            tf.layers.dense({ units: i === 2 ? 3 : 8, activation: i === 2 ? 'linear' : 'tanh', kernelInitializer: tf.initializers.glorotUniform({ seed: i + 1 }), ...(i === 0 ? { inputShape: [4] } : {}) }),
+          ),
+        });
+      const names = (t: Trainer) => t.model.segments.map((seg) => seg.name);
+      const stagesOf = (t: Trainer) => (t.plugins[0] as ReturnType<typeof pipeline>).stages.map((st) => st.segments);
+      const unnamedOptions = (p: PipelineOptions, plugins: TapfitPlugin[] = [], m = unnamed()) => make(p, plugins, m);
+      const dispose = (...ts: Trainer[]) =>
+        ts.forEach((t) => {
+          t.model.layersModel!.dispose();
+          t.dispose();
+        });
+
+      it("resumes (the split is compared by stage sizes, the names by core's sameVariable rule): bitwise equal to training straight through", async () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
+        const data = blobData(16);
+        try {
+          const straight = new Trainer(unnamedOptions({ stages: 3 }));
+          await straight.fit(data, { epochs: 2, batchSize: 2, shuffle: false });
+          const holder: { t?: Trainer } = {};
+          const stop: TapfitPlugin = { name: 'stop', core: '^0.1.0', apply: ({ hooks }) => hooks.batchEnd.tap('stop', (i) => void (i.epoch === 0 && i.batch === 4 && holder.t!.stop())) };
+          const interrupted = (holder.t = new Trainer(unnamedOptions({ stages: 3 }, [stop])));
+          await interrupted.fit(data, { epochs: 2, batchSize: 2, shuffle: false });
+          await interrupted.save(dir);
+          const resumed = await Trainer.resume(dir, unnamedOptions({ stages: 3 }));
+          expect(names(resumed)).to.not.deep.equal(names(interrupted)); // the premise: renumbered
+          await resumed.fit(data, { epochs: 2, batchSize: 2, shuffle: false });
+          expect(resumed.step).to.equal(straight.step);
+          expect(weights(resumed)).to.deep.equal(weights(straight));
+          dispose(straight, interrupted, resumed);
+        } finally {
+          data.dispose();
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+      });
+
+      it("'stages: S' takes the saved split in this model's names; other boundaries or another S are refused naming this model's boundaries; another model is refused", async () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-pipeline-split-'));
+        const data = blobData(8);
+        try {
+          const model = unnamed();
+          const saving = new Trainer(unnamedOptions({ boundaries: [model.layers[2]!.name] }, [], model));
+          await saving.fit(data, { epochs: 1, batchSize: 2, shuffle: false });
+          await saving.save(dir);
+          dispose(saving);
+          const resumed = await Trainer.resume(dir, unnamedOptions({ stages: 2 }));
+          const now = names(resumed);
+          expect(stagesOf(resumed)).to.deep.equal([[now[0], now[1]], [now[2]]]);
+          dispose(resumed);
+          const refused = async (p: PipelineOptions, m = unnamed()) => {
+            const err = await Trainer.resume(dir, unnamedOptions(p, [], m)).then(
+              () => null,
+              (e: TapfitError) => e,
+            );
+            const segments = m.layers.map((l) => l.name);
+            m.dispose();
+            return { err, segments };
+          };
+          const other = unnamed();
+          const boundaries = await refused({ boundaries: [other.layers[1]!.name] }, other);
+          expect(boundaries.err?.message).to.contain(`resume with boundaries: ['${boundaries.segments[2]}']`);
+          const three = await refused({ stages: 3 });
+          expect(three.err?.message).to.contain(`saved with 2 stages (split at boundaries ['${three.segments[2]}']), this pipeline asks for stages: 3`);
+          // The same variables (what core checks first), one segment more: the pipeline's own check refuses it.
+          const longer = unnamed();
+          longer.add(tf.layers.activation({ activation: 'relu' }));
+          const deeper = await refused({ stages: 2 }, longer);
+          expect(deeper.err?.code).to.equal('TAPFIT_E_CHECKPOINT');
+          expect(deeper.err?.message).to.match(/the checkpoint's stages name the segments .*; resume with the model the run was saved with/);
+        } finally {
+          data.dispose();
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
       });
     });
   });
