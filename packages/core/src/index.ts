@@ -13,6 +13,7 @@ export * from './backend';
 export * from './io';
 export * from './model/segment';
 export * from './model/noise-seed';
+export { layerNoiseName } from './model/noise-names';
 export * from './model/trainable-model';
 export { rebuildLayersModelInWorker, type RebuildContext } from './model/rebuild-in-worker';
 export { importSetupModule, isSetupModuleSpec, SETUP_MODULE_FORMS } from './model/worker-setup-module';

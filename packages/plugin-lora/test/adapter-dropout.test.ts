@@ -47,4 +47,35 @@ describe('LoRA adapter dropout under replay', () => {
     adapted.dispose();
     base.dispose();
   });
+
+  it("unnamed targets: the adapter masks do not follow tfjs's per-process numbering (the same model built again draws the same loss and gradients)", () => {
+    // fc1 and fc2 as mlp() builds them, but unnamed: tfjs names them dense_Dense<n>, another n in each build.
+    const unnamed = () =>
+      tf.sequential({
+        layers: [
+          tf.layers.dense({ units: 12, inputShape: [6], activation: 'relu', kernelInitializer: tf.initializers.glorotNormal({ seed: 1 }) }),
+          tf.layers.dense({ units: 12, kernelInitializer: tf.initializers.glorotNormal({ seed: 2 }) }),
+        ],
+      });
+    const x = tf.randomNormal([8, 6], 0, 1, 'float32', 3);
+    const y = tf.randomUniform([8, 12], 0, 1, 'float32', 4);
+    const ctx: SegmentContext = { training: true, recomputing: false, step: 0, noiseKey: noiseKey(7, 0) };
+    const run = () => {
+      const base = unnamed();
+      const adapted = applyLora(base, { targets: 'all-dense', rank: 3, dropout: 0.5, seed: 1 });
+      perturbAdapters(adapted.model, 3, 0.5);
+      const model = fromLayersModel(adapted.model);
+      const r = step(model, x, y, 'store', ctx);
+      const names = base.layers.map((l) => l.name);
+      adapted.dispose();
+      base.dispose();
+      return { value: r.value, grads: Object.values(r.grads), names };
+    };
+    const first = run();
+    const again = run();
+    expect(again.names).to.not.deep.equal(first.names); // the premise: tfjs renumbered the layers
+    expect(again.value).to.equal(first.value);
+    expect(again.grads).to.deep.equal(first.grads);
+    tf.dispose([x, y]);
+  });
 });

@@ -26,30 +26,23 @@ const AUTO = '\0auto';
 /**
  * A tfjs layer name made up for an unnamed layer: snake_case of the class, '_', the class
  * and a per-process number from 1 ('dense_Dense3', 'batch_normalization_BatchNormalization1',
- * 'my_scale_myScale2'). A class may itself end in digits or hold '_' ('Block2' gives
- * 'block2_Block21'), so every split of the trailing digits and of the '_'s is tried.
+ * 'my_scale_myScale2'), not one the user chose, so the same model built again gets another.
+ * Any class is tried, not only the layer's own: a layer built from another's config keeps
+ * its name (LoRA's 'dense_Dense3' is a LoraDense). A class may itself end in digits or hold
+ * '_' ('Block2' gives 'block2_Block21'), so every split of the trailing digits and of the
+ * '_'s is tried.
  */
-function generatedLayerName(segment: string): boolean {
-  const digits = /\d+$/.exec(segment)?.[0].length ?? 0;
+export function isGeneratedLayerName(name: string): boolean {
+  const digits = /\d+$/.exec(name)?.[0].length ?? 0;
   for (let k = 1; k <= digits; k++) {
-    if (segment[segment.length - k] === '0') continue; // the number has no leading zero
-    const rest = segment.slice(0, -k);
+    if (name[name.length - k] === '0') continue; // the number has no leading zero
+    const rest = name.slice(0, -k);
     for (let at = rest.indexOf('_'); at >= 0; at = rest.indexOf('_', at + 1)) {
       const className = rest.slice(at + 1);
       if (className && toSnakeCase(className) === rest.slice(0, at)) return true;
     }
   }
   return false;
-}
-
-/**
- * Whether `name` is the one tfjs made up for an unnamed layer of class `className`
- * (`<snake_case class>_<class><n>`, n counted per class and process from 1), not one the
- * user chose: the same model built again (later in the process, after other models) gets another.
- */
-export function isGeneratedLayerName(name: string, className: string): boolean {
-  const prefix = `${toSnakeCase(className)}_${className}`;
-  return name.startsWith(prefix) && /^[1-9]\d*$/.test(name.slice(prefix.length));
 }
 
 /** tfjs-layers' toSnakeCase (not exported), which names unnamed layers. */
@@ -61,5 +54,5 @@ function toSnakeCase(name: string): string {
 
 /** The name's segments, each without a trailing `_<n>` (on any segment: a layer's name is uniquified too), made-up ones as AUTO. */
 function segments(name: string): string[] {
-  return name.split('/').map((s) => (generatedLayerName(s) || /^\d+$/.test(s) ? AUTO : s.replace(/(?:_\d+)+$/, '')));
+  return name.split('/').map((s) => (isGeneratedLayerName(s) || /^\d+$/.test(s) ? AUTO : s.replace(/(?:_\d+)+$/, '')));
 }

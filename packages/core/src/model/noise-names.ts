@@ -19,9 +19,19 @@ export function noiseNames(model: tf.LayersModel): Map<tf.layers.Layer, string> 
     const kind = layer.getClassName();
     const rank = (seen.get(kind) ?? 0) + 1;
     seen.set(kind, rank);
-    names.set(layer, isGeneratedLayerName(layer.name, kind) ? `${kind}#${rank}` : layer.name);
+    names.set(layer, isGeneratedLayerName(layer.name) ? `${kind}#${rank}` : layer.name);
     if (layer instanceof tf.LayersModel) layer.layers.forEach(visit);
   };
   model.layers.forEach(visit);
   return names;
+}
+
+/**
+ * The name a layer that draws noise itself should pass to `noiseSeed` from its `call()`:
+ * its `noiseNames` entry, which a trainer's forward hands every layer in the call kwargs
+ * (`kwargs.noiseNames`), or its own name outside a trainer.
+ */
+export function layerNoiseName(layer: tf.layers.Layer, kwargs?: unknown): string {
+  const names = (kwargs as { noiseNames?: unknown } | undefined)?.noiseNames;
+  return (names instanceof Map ? (names.get(layer) as string | undefined) : undefined) ?? layer.name;
 }

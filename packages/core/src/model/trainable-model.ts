@@ -135,15 +135,15 @@ export function fromLayersModel(model: tf.LayersModel): TrainableModel {
   checkOneInputOneOutput(model);
   const vars = (layers: tf.layers.Layer[]): tf.Variable[] => layers.flatMap((l) => l.weights.map((w) => w.read() as tf.Variable));
   const noiseName = noiseNames(model);
-  // `recomputing`, `step` and `noiseKey` reach each layer's call() kwargs so stateful custom layers
-  // can skip updates and name the step in errors, and noisy ones can seed their draws (`noiseSeed`). Built-in layers (BatchNormalization's moving statistics) update state in
+  // `recomputing`, `step`, `noiseKey` and `noiseNames` reach each layer's call() kwargs so stateful custom layers
+  // can skip updates and name the step in errors, and noisy ones can seed their draws (`noiseSeed`, `layerNoiseName`). Built-in layers (BatchNormalization's moving statistics) update state in
   // call() regardless, so a recomputed forward restores their non-trainable weights.
   const applyLayer = (layer: tf.layers.Layer, xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] => {
     const state = ctx.recomputing && ctx.training ? layer.nonTrainableWeights : [];
     const saved = state.map((w) => tf.clone(w.read()));
     const restoreSeeds = ctx.training ? seedDropouts(layer, ctx, noiseName) : undefined;
     try {
-      const kwargs = { training: ctx.training, recomputing: ctx.recomputing, step: ctx.step, ...(ctx.noiseKey === undefined ? {} : { noiseKey: ctx.noiseKey }) };
+      const kwargs = { training: ctx.training, recomputing: ctx.recomputing, step: ctx.step, noiseNames: noiseName, ...(ctx.noiseKey === undefined ? {} : { noiseKey: ctx.noiseKey }) };
       const y = layer.apply(xs.length === 1 ? xs[0] : xs, kwargs) as tf.Tensor | tf.Tensor[];
       return Array.isArray(y) ? y : [y];
     } finally {

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { hasNoiseIdentity, noiseSeed } from '@tapfit/core';
+import { hasNoiseIdentity, layerNoiseName, noiseSeed } from '@tapfit/core';
 import { type AdapterSpec, checkAdapterName, scaleOf } from '../common/config';
 import { configError, stateError } from '../common/errors';
 import { KeptWeight } from '../common/kept-weight';
@@ -146,7 +146,8 @@ export abstract class LoraLayer extends tf.layers.Layer {
    * is reproducible. A direct call (model.fit, model.apply) draws unseeded, as tfjs's Dropout.
    */
   private dropoutSeed(kwargs: Kwargs): number | undefined {
-    return hasNoiseIdentity(kwargs) ? noiseSeed(kwargs, `${this.name}/${this.activeName}/dropout`) : undefined;
+    // The trainer's key for this layer, not its name: an unnamed base layer's name is numbered per process ('dense_Dense3').
+    return hasNoiseIdentity(kwargs) ? noiseSeed(kwargs, `${layerNoiseName(this, kwargs)}/${this.activeName}/dropout`) : undefined;
   }
 
   // ---------------------------------------------------------------- adapters
