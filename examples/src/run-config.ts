@@ -133,12 +133,18 @@ export async function runConfig(config: TrainConfig, options: RunOptions = {}): 
   for (const [i, entry] of config.plugins.entries()) plugins.push(await loadPlugin(entry, i, from));
   for (const file of options.localPlugins ?? []) plugins.push(await loadLocalPlugin(file));
   validatePluginSet(plugins); // conflicts, missing requirements: before a backend is picked or data loaded
-  // One run per checkpoint folder: a second run into it is refused here, before it trains; the claim ends with the run.
+  // One run per checkpoint folder: a second run into it is refused here, before it trains; the claim ends with the run
+  // (and removes the folders it made, if the run left them empty).
   const claim = checkpointDir ? claimCheckpointFolder(checkpointDir) : undefined;
   try {
     return await train(config, options, { log, resume, metricsFile, checkpointDir, reportDir, plugins });
   } finally {
-    claim?.release();
+    try {
+      claim?.release();
+    } catch (err) {
+      // A lock file it could not remove: the run's own result or error stands, and the message names the file.
+      log.warn(err instanceof Error ? err.message : String(err));
+    }
   }
 }
 

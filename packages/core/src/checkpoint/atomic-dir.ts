@@ -41,22 +41,22 @@ export function writeCheckpointDir(root: string, step: number, files: Record<str
 }
 
 async function writeNow(root: string, step: number, files: Record<string, Buffer | string>, keep: number, trainer: object | undefined): Promise<string> {
-  try {
-    await fs.mkdir(root, { recursive: true });
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST' || code === 'ENOTDIR') {
-      throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: cannot save under '${root}': it is a file, or lies under one. Pass a folder path for checkpoints.`, { cause: err });
-    }
-    throw notWritable(err, root) ?? err;
-  }
+  // The claim makes the folder (and removes what it made when a failed save leaves it empty).
   if (trainer) claimCheckpointFolderFor(trainer, root);
   const claim = claimCheckpointFolder(root);
+  let written: string;
   try {
-    return await writeClaimed(root, step, files, keep);
-  } finally {
-    claim.release();
+    written = await writeClaimed(root, step, files, keep);
+  } catch (err) {
+    try {
+      claim.release();
+    } catch {
+      // a lock left behind: the save's own failure is the one to report
+    }
+    throw err;
   }
+  claim.release();
+  return written;
 }
 
 async function writeClaimed(root: string, step: number, files: Record<string, Buffer | string>, keep: number): Promise<string> {

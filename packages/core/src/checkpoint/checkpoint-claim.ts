@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import { ErrorCodes, TapfitError } from '../errors';
-import { claimFolder, type FolderClaim } from '../io/folder-claim';
+import { claimFolder, LockLeftBehind, type FolderClaim } from '../io/folder-claim';
 import { notWritable } from './not-writable';
 
 /**
@@ -13,18 +13,57 @@ import { notWritable } from './not-writable';
  * folder, this throws a `TAPFIT_E_CHECKPOINT` error naming the folder, that process and
  * the fix. Release the claim when the run ends (a process that exits drops its claims).
  * It claims the folder for the process, not for a trainer: the first trainer that saves
- * there holds it within the process (claimCheckpointFolderFor).
+ * there holds it within the process (claimCheckpointFolderFor). The folder and missing
+ * parents it makes are removed at release while empty (a refused run leaves nothing);
+ * a lock file that cannot be removed then (a read-only remount) is a `TAPFIT_E_CHECKPOINT`
+ * error naming it, thrown after the claim is given up all the same.
  */
 export function claimCheckpointFolder(dir: string): FolderClaim {
+  const claim = claimRaw(dir);
+  return {
+    release() {
+      try {
+        claim.release();
+      } catch (err) {
+        throw err instanceof LockLeftBehind ? locksLeftBehind([{ dir, err }]) : err;
+      }
+    },
+  };
+}
+
+/** claimCheckpointFolder's claim, whose release throws the bare LockLeftBehind (collected by releaseCheckpointFoldersOf). */
+function claimRaw(dir: string): FolderClaim {
   try {
     return claimFolder(dir, (holder, lock) => {
       const who = `pid ${holder.pid}${holder.host === os.hostname() ? '' : ` on host '${holder.host}'`}, since ${holder.since}`;
       return inUse(dir, who, `wait for that run to end. If no such run is alive any more, delete '${lock}'.`);
     });
   } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST' || code === 'ENOTDIR') {
+      throw new TapfitError(ErrorCodes.CHECKPOINT, `checkpoint: cannot save under '${dir}': it is a file, or lies under one. Pass a folder path for checkpoints.`, { cause: err });
+    }
     // The lock is the first file a save writes: a folder it cannot write to fails here.
     throw notWritable(err, dir) ?? err;
   }
+}
+
+/**
+ * The error for checkpoint folders released whose lock files stayed. Nothing else is
+ * wrong: the checkpoints are whole and the folders are given up in this process; only
+ * other processes still see them held, until this one exits.
+ */
+function locksLeftBehind(failures: readonly { dir: string; err: LockLeftBehind }[]): TapfitError {
+  const each = failures.map(({ dir, err }) => `'${dir}' (its lock file '${err.lockFile}': ${err.cause instanceof Error ? err.cause.message : String(err.cause)})`);
+  const files = failures.map(({ err }) => `'${err.lockFile}'`).join(', ');
+  const [one] = failures;
+  return new TapfitError(
+    ErrorCodes.CHECKPOINT,
+    `checkpoint: released ${failures.length === 1 ? 'the checkpoint folder' : `${failures.length} checkpoint folders`} ${each.join(', ')}, but could not remove ${failures.length === 1 ? 'its lock file' : 'their lock files'}. ` +
+      `The checkpoints are intact and this process may claim the ${failures.length === 1 ? 'folder' : 'folders'} again; other processes are refused until pid ${process.pid} exits, then take the stale lock over. ` +
+      `To free ${failures.length === 1 ? 'it' : 'them'} now, delete ${files} by hand (once the file system is writable again).`,
+    { cause: failures.length === 1 ? one!.err : new AggregateError(failures.map((f) => f.err)) },
+  );
 }
 
 /** The TAPFIT_E_CHECKPOINT error for a folder another run holds: `who` is that run, `orElse` the fix besides a folder of its own. */
@@ -36,9 +75,10 @@ function inUse(dir: string, who: string, orElse: string): TapfitError {
   );
 }
 
-/** A trainer's hold on a folder it saved into: the trainer (weakly), when, and its claim of the folder for the process. */
+/** A trainer's hold on a folder it saved into: the trainer (weakly), the folder as it named it, when, and its claim of the folder for the process. */
 interface TrainerHold {
   trainer: WeakRef<object>;
+  dir: string;
   since: string;
   claim: FolderClaim;
 }
@@ -51,7 +91,12 @@ const heldBy = new WeakMap<object, Set<string>>();
 const collected = new FinalizationRegistry<Set<string>>((folders) => {
   for (const key of folders) {
     const hold = holds.get(key);
-    if (hold && hold.trainer.deref() === undefined) drop(key, hold);
+    if (!hold || hold.trainer.deref() !== undefined) continue;
+    try {
+      drop(key, hold);
+    } catch {
+      // a lock it cannot remove, and no one to tell (nothing may throw here): taken over as stale once this process exits
+    }
   }
 });
 
@@ -67,7 +112,7 @@ const collected = new FinalizationRegistry<Set<string>>((folders) => {
  * the folder within it.
  */
 export function claimCheckpointFolderFor(trainer: object, dir: string): void {
-  const claim = claimCheckpointFolder(dir); // another process holding it: refused here
+  const claim = claimRaw(dir); // another process holding it: refused here
   const key = fs.realpathSync(dir);
   const hold = holds.get(key);
   const holder = hold?.trainer.deref();
@@ -81,7 +126,7 @@ export function claimCheckpointFolderFor(trainer: object, dir: string): void {
     );
   }
   if (hold) drop(key, hold); // its trainer was garbage-collected without dispose()
-  holds.set(key, { trainer: new WeakRef(trainer), since: new Date().toISOString(), claim });
+  holds.set(key, { trainer: new WeakRef(trainer), dir, since: new Date().toISOString(), claim });
   let folders = heldBy.get(trainer);
   if (!folders) {
     heldBy.set(trainer, (folders = new Set()));
@@ -90,16 +135,30 @@ export function claimCheckpointFolderFor(trainer: object, dir: string): void {
   folders.add(key);
 }
 
-/** Gives up the folders `trainer` holds (its dispose()); idempotent. */
+/**
+ * Gives up the folders `trainer` holds (its dispose()); idempotent. Every folder is given
+ * up; lock files that could not be removed are then one `TAPFIT_E_CHECKPOINT` error
+ * naming each folder, its lock file and the cause.
+ */
 export function releaseCheckpointFoldersOf(trainer: object): void {
   const folders = heldBy.get(trainer);
   if (!folders) return;
   heldBy.delete(trainer);
   collected.unregister(trainer);
+  const failures: { dir: string; err: LockLeftBehind }[] = [];
+  let other: unknown;
   for (const key of folders) {
     const hold = holds.get(key);
-    if (hold && hold.trainer.deref() === trainer) drop(key, hold);
+    if (!hold || hold.trainer.deref() !== trainer) continue;
+    try {
+      drop(key, hold);
+    } catch (err) {
+      if (err instanceof LockLeftBehind) failures.push({ dir: hold.dir, err });
+      else other ??= err; // the other folders are given up first
+    }
   }
+  if (other !== undefined) throw other;
+  if (failures.length > 0) throw locksLeftBehind(failures);
 }
 
 function drop(key: string, hold: TrainerHold): void {

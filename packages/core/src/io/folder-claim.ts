@@ -15,12 +15,39 @@ export interface FolderHolder {
 }
 
 export interface FolderClaim {
-  /** Gives the claim up (idempotent); the lock file goes once this process holds no claim on the folder. */
+  /**
+   * Gives the claim up (idempotent); the lock file goes once this process holds no claim on
+   * the folder, and with it the folders the claim made, if they are empty. A lock file that
+   * cannot be removed (a read-only remount, permissions) throws LockLeftBehind, after the
+   * claim is given up all the same.
+   */
   release(): void;
 }
 
+/**
+ * The lock file of a released claim could not be removed. The claim is given up in this
+ * process (a later claim here takes the lock over); other processes see the folder held
+ * until this one exits, then take the stale lock over.
+ */
+export class LockLeftBehind extends Error {
+  constructor(
+    readonly folder: string,
+    readonly lockFile: string,
+    cause: unknown,
+  ) {
+    super(`could not remove the lock file '${lockFile}': ${cause instanceof Error ? cause.message : String(cause)}`, { cause });
+    this.name = 'LockLeftBehind';
+  }
+}
+
+/** Folders a claim made: `top`, the first missing ancestor, down to `folder` (absolute paths). */
+interface MadeChain {
+  folder: string;
+  top: string;
+}
+
 /** This process's claims, by resolved folder: nested claims (a run's, then each save's) share one lock file. */
-const held = new Map<string, { count: number; lock: string; createdFolder: boolean; heartbeat: NodeJS.Timeout }>();
+const held = new Map<string, { count: number; lock: string; made: MadeChain | undefined; heartbeat: NodeJS.Timeout }>();
 
 /** How often a held lock's time is refreshed, and after how long without a refresh another host's lock is stale. */
 const HEARTBEAT_MS = 10_000;
@@ -29,8 +56,9 @@ export const FOREIGN_LOCK_STALE_MS = 60_000;
 /**
  * Claims `folder` for this process's writes, so that two processes never write into it at
  * once (they would remove each other's temporary files and replace each other's files).
- * The claim is a lock file created exclusively in the folder (the folder is made if
- * missing), holding this process's pid and host. A lock whose process is gone (killed, or
+ * The claim is a lock file created exclusively in the folder (the folder and its missing
+ * parents are made, and removed again at release while empty), holding this process's
+ * pid and host. A lock whose process is gone (killed, or
  * it crashed) is stale and taken over; one held by a live process makes `refuse(holder,
  * lockFile)` the thrown error. A holder on another host (a shared volume) cannot be
  * checked by pid: it counts as live while it refreshes the lock's time (every 10 s while
@@ -38,8 +66,10 @@ export const FOREIGN_LOCK_STALE_MS = 60_000;
  * preempted machine). Claims of one process nest, also through symlinks. Synchronous, so claims in one process never interleave.
  */
 export function claimFolder(folder: string, refuse: (holder: FolderHolder, lockFile: string) => Error): FolderClaim {
-  const createdFolder = !fs.existsSync(folder);
-  fs.mkdirSync(folder, { recursive: true });
+  // Resolved first, so 'a/../b' makes no 'a'; mkdirSync returns the first folder it made: the top of what a release removes.
+  const target = path.resolve(folder);
+  const top = fs.mkdirSync(target, { recursive: true });
+  const made = top === undefined ? undefined : { folder: target, top };
   // The real path: a claim through a symlink (or another spelling) is the same claim, not a second one taking the lock over.
   const key = fs.realpathSync(folder);
   const mine = held.get(key);
@@ -49,13 +79,13 @@ export function claimFolder(folder: string, refuse: (holder: FolderHolder, lockF
     try {
       takeLock(lock, refuse);
     } catch (err) {
-      if (createdFolder) removeIfEmpty(key);
+      if (made) removeMade(made);
       throw err;
     }
     // While held, the lock's time is refreshed: a holder on another host, whose pid cannot be checked, is live only while it does so.
     const heartbeat = setInterval(() => touch(lock), HEARTBEAT_MS);
     heartbeat.unref();
-    held.set(key, { count: 1, lock, createdFolder, heartbeat });
+    held.set(key, { count: 1, lock, made, heartbeat });
     if (held.size === 1) process.on('exit', releaseAll);
   }
   let released = false;
@@ -68,8 +98,12 @@ export function claimFolder(folder: string, refuse: (holder: FolderHolder, lockF
       held.delete(key);
       clearInterval(claim.heartbeat);
       if (held.size === 0) process.off('exit', releaseAll);
-      dropLock(claim.lock);
-      if (claim.createdFolder) removeIfEmpty(key);
+      try {
+        dropLock(claim.lock);
+      } catch (err) {
+        throw new LockLeftBehind(key, claim.lock, err); // the folder holds the lock still: nothing to remove
+      }
+      if (claim.made) removeMade(claim.made);
     },
   };
 }
@@ -119,20 +153,33 @@ function dropLock(lock: string): void {
   if (typeof holder === 'object' && holder.pid === process.pid && holder.host === os.hostname()) fs.rmSync(lock, { force: true });
 }
 
-/** A process that exits with claims held (process.exit) leaves no lock behind. */
+/** A process that exits with claims held (process.exit) leaves no lock behind, where it can remove them. */
 function releaseAll(): void {
   for (const claim of held.values()) {
     clearInterval(claim.heartbeat);
-    dropLock(claim.lock);
+    try {
+      dropLock(claim.lock);
+    } catch {
+      // a lock it cannot remove names a process that is ending: the next claim takes it over as stale
+    }
   }
   held.clear();
 }
 
-function removeIfEmpty(folder: string): void {
-  try {
-    fs.rmdirSync(folder); // only an empty folder: what a refused or idle run made, nothing more
-  } catch {
-    // not empty, or gone: leave it
+/**
+ * Removes the folders a claim made, from the claimed one up to the first it made, while
+ * they are empty: what a refused or idle run made, nothing more. A folder that existed
+ * before is above `top`, never reached; one holding anything stops the walk.
+ */
+function removeMade({ folder, top }: MadeChain): void {
+  if (folder !== top && !folder.startsWith(top + path.sep)) return; // not its ancestor: cannot tell what it made
+  for (let dir = folder; ; dir = path.dirname(dir)) {
+    try {
+      fs.rmdirSync(dir); // only an empty folder
+    } catch {
+      return; // not empty, or gone: leave it and what holds it
+    }
+    if (dir === top) return;
   }
 }
 

@@ -1253,7 +1253,9 @@ export class Trainer {
    * Frees the update chain's state, what plugins hold (`plugin.dispose`) and any model a
    * plugin swapped in at setup, and gives up the checkpoint folders its saves claimed.
    * The model and a `tf.train` optimizer passed in the options belong to the caller and
-   * are left alone (model.fit may go on using both).
+   * are left alone (model.fit may go on using both). A plugin's dispose() that throws, or
+   * a checkpoint folder's lock file that cannot be removed (`TAPFIT_E_CHECKPOINT`, naming
+   * the file to delete), is thrown once everything is freed: the trainer is disposed then.
    */
   dispose(): void {
     if (this.disposed) return;
@@ -1275,8 +1277,15 @@ export class Trainer {
     }
     this.disposeOwn();
     releasePlugins(this.plugins, this);
-    releaseCheckpointFoldersOf(this);
-    if (failure) throw failure;
+    // Every folder is given up; lock files left behind (a read-only remount) are reported once all is freed.
+    let lockFailure: unknown;
+    try {
+      releaseCheckpointFoldersOf(this);
+    } catch (err) {
+      lockFailure = err;
+    }
+    if (failure && lockFailure) this.logger.warn((lockFailure as Error).message);
+    if (failure ?? lockFailure) throw failure ?? lockFailure;
   }
 
   /** Models plugins swapped in (never the caller's own tfjs-layers model). */
