@@ -73,6 +73,18 @@ describe('a checkpoint folder claim leaves nothing behind at release', () => {
     expect(tree(root)).to.deep.equal(['a/', 'a/notes.txt']);
   });
 
+  it('two claims under one parent the first made: whichever is released last removes the parent', () => {
+    const names = ['a', 'b'];
+    for (const [first, last] of [[0, 1], [1, 0]] as const) {
+      const root = tmpDir();
+      const claims = names.map((n) => claimCheckpointFolder(path.join(root, 'runs', n)));
+      claims[first]!.release();
+      expect(tree(root)).to.deep.equal(['runs/', `runs/${names[last]}/`, `runs/${names[last]}/${WRITER_LOCK}`]);
+      claims[last]!.release();
+      expect(tree(root)).to.deep.equal([]);
+    }
+  });
+
   it('a folder that existed before the claim stays, empty or not', () => {
     const root = tmpDir();
     const dir = path.join(root, 'ckpt');

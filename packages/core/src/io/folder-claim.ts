@@ -70,6 +70,7 @@ export function claimFolder(folder: string, refuse: (holder: FolderHolder, lockF
   const target = path.resolve(folder);
   const top = fs.mkdirSync(target, { recursive: true });
   const made = top === undefined ? undefined : { folder: target, top };
+  if (made) noteMade(made);
   // The real path: a claim through a symlink (or another spelling) is the same claim, not a second one taking the lock over.
   const key = fs.realpathSync(folder);
   const mine = held.get(key);
@@ -167,19 +168,34 @@ function releaseAll(): void {
 }
 
 /**
- * Removes the folders a claim made, from the claimed one up to the first it made, while
- * they are empty: what a refused or idle run made, nothing more. A folder that existed
- * before is above `top`, never reached; one holding anything stops the walk.
+ * Parents that claims of this process made and could not remove yet (another claimed
+ * folder under them kept them from being empty): a later release goes on up through them,
+ * so two claims under one new folder ('runs/a', 'runs/b') leave no empty 'runs' behind.
+ */
+const madeParents = new Set<string>();
+
+/** Notes the folders of a claim's chain above the claimed one (see madeParents). */
+function noteMade({ folder, top }: MadeChain): void {
+  for (let dir = path.dirname(folder); isWithin(dir, top); dir = path.dirname(dir)) madeParents.add(dir);
+}
+
+const isWithin = (dir: string, top: string): boolean => dir === top || dir.startsWith(top + path.sep);
+
+/**
+ * Removes the folders a claim made, from the claimed one up to the first it made (and on
+ * through parents other claims made, see madeParents), while they are empty: what a
+ * refused or idle run made, nothing more. A folder that existed before is never reached;
+ * one holding anything stops the walk.
  */
 function removeMade({ folder, top }: MadeChain): void {
-  if (folder !== top && !folder.startsWith(top + path.sep)) return; // not its ancestor: cannot tell what it made
-  for (let dir = folder; ; dir = path.dirname(dir)) {
+  if (!isWithin(folder, top)) return; // not its ancestor: cannot tell what it made
+  for (let dir = folder; isWithin(dir, top) || madeParents.has(dir); dir = path.dirname(dir)) {
     try {
       fs.rmdirSync(dir); // only an empty folder
     } catch {
       return; // not empty, or gone: leave it and what holds it
     }
-    if (dir === top) return;
+    madeParents.delete(dir);
   }
 }
 
