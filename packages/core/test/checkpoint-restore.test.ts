@@ -111,6 +111,32 @@ describe('a failed resume changes nothing', () => {
     expect(err.message).to.match(/refusing: saved with version 1 but this is version 2/);
   });
 
+  // A JavaScript plugin (or a cast) with an async checkState/loadState: nothing awaits it,
+  // so its refusal would come after the resume went ahead. The promise is refused at once.
+  for (const method of ['checkState', 'loadState'] as const) {
+    it(`a plugin whose ${method} is async: refused naming the plugin and the fix, nothing is written, its rejection is handled`, async () => {
+      const { dir } = await checkpoint();
+      let unhandled = 0;
+      const onUnhandled = () => void unhandled++;
+      process.on('unhandledRejection', onUnhandled);
+      try {
+        const later = async (): Promise<void> => {
+          await new Promise((r) => setTimeout(r, 5));
+          throw new Error('saved with version 1, this is version 2');
+        };
+        const plugin = { ...refusing('none'), [method]: later } as unknown as TapfitPlugin;
+        const err = await failingResume(dir, plugin);
+        expect(err.code).to.equal(ErrorCodes.PLUGIN_INVALID);
+        expect(err.message).to.contain(`plugin 'refusing': ${method}() returned a promise`);
+        expect(err.message).to.contain(`make ${method} synchronous`);
+        await new Promise((r) => setTimeout(r, 30)); // the plugin's promise rejects now
+        expect(unhandled, 'unhandled rejections').to.equal(0);
+      } finally {
+        process.off('unhandledRejection', onUnhandled);
+      }
+    });
+  }
+
   it('a corrupt tensor (the last one, a plugin tensor): nothing is written', async () => {
     const { dir, binFile } = await checkpoint();
     const bin = fs.readFileSync(binFile);

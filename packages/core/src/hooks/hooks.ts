@@ -41,7 +41,7 @@ export type HookName = keyof Hooks;
 export type TapFn<H> = H extends WaterfallHook<infer V, infer I>
   ? (value: V, info: I) => V
   : H extends SyncSeriesHook<infer I>
-    ? (info: I) => void
+    ? (info: I) => void | undefined // not plain void, which would accept an async tap nothing awaits
     : H extends SeriesHook<infer I>
       ? (info: I) => void | Promise<void>
       : never;

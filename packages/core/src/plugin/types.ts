@@ -34,8 +34,12 @@ export interface TapfitPlugin {
    * an error, and two plugins that provide the same service conflict at registration.
    */
   readonly provides?: readonly InjectionToken<unknown>[];
-  /** Tap hooks and register services. Runs once, synchronously, at registration. */
-  apply(api: PluginApi): void;
+  /**
+   * Tap hooks and register services. Runs once, synchronously, at registration. Typed
+   * `void | undefined` so an `async apply` is a compile error (nothing would await it; the
+   * trainer refuses a returned promise): do async work in a `setup` tap, which may be async.
+   */
+  apply(api: PluginApi): void | undefined;
   /**
    * Namespaced state saved in checkpoints under the plugin's name. Its tensors stay the
    * plugin's (the core reads them and frees nothing): return kept tensors it owns.
@@ -44,18 +48,19 @@ export interface TapfitPlugin {
   /**
    * Throw (a TapfitError naming the mismatch and the fix) if `state` cannot be loaded;
    * change nothing and keep none of its tensors. The resume calls it for every plugin
-   * before it writes anything, so a refused state leaves the trainer untouched.
+   * before it writes anything, so a refused state leaves the trainer untouched. Synchronous,
+   * as `loadState` and `dispose` are (an async one is a compile error and refused at run time).
    */
-  checkState?(state: PluginState): void;
+  checkState?(state: PluginState): void | undefined;
   /**
    * Restore saved state; takes ownership of its tensors when it returns (the core frees
    * them if it throws). A throw aborts the resume: the core then puts the variables, the
    * optimizer and every plugin back as they were, restoring a plugin by `loadState` of
    * what its `saveState` returned before.
    */
-  loadState?(state: PluginState): void;
-  /** Free what the plugin holds (queues, kept tensors); called by `trainer.dispose()`. */
-  dispose?(): void;
+  loadState?(state: PluginState): void | undefined;
+  /** Free what the plugin holds (queues, kept tensors); called by `trainer.dispose()`, synchronously. */
+  dispose?(): void | undefined;
 }
 
 export type PluginClass = new () => TapfitPlugin;

@@ -3,6 +3,7 @@ import { CHECKPOINT_FORMAT, CHECKPOINT_FORMAT_VERSION, type Manifest, type Posit
 import { TensorReader, TensorWriter } from '../checkpoint/tensor-file';
 import { ErrorCodes, pluginCallFailure, TapfitError } from '../errors';
 import type { PluginState, TapfitPlugin } from '../plugin/types';
+import { refusePromise } from '../plugin/sync-call';
 import { checkStateMatches, stateTensors } from '../transforms/state';
 import { anyNonFinite } from './non-finite';
 import type { TransformState } from '../transforms/types';
@@ -256,7 +257,7 @@ function checkAndDecode(m: Manifest, reader: TensorReader, p: TrainerParts, wher
     // Tensors a plugin keyed by a model variable's name come back under that variable's name now (tfjs numbers names per process).
     const state: PluginState = { json: s.json, tensors: s.tensors ? track(reader.decode(renameKeys(s.tensors, names)) as Record<string, tf.Tensor>) : undefined };
     try {
-      plugin.checkState?.(state);
+      refusePromise(plugin.checkState?.(state), name, 'checkState');
     } catch (err) {
       throw pluginError(err, name, 'checkState', where);
     }
@@ -429,12 +430,12 @@ async function apply(loaded: Loaded, p: TrainerParts, where: string, undo: (() =
       json: saved.json === undefined ? undefined : JSON.parse(JSON.stringify(saved.json)),
       tensors: saved.tensors && (mapTensors(saved.tensors, copy) as Record<string, tf.Tensor>),
     };
-    undo.push(() => {
+    undo.push(async () => {
       handBack(before.tensors);
-      plugin.loadState!(before);
+      await plugin.loadState!(before); // a refused async loadState (below) is at least awaited when put back
     });
     try {
-      plugin.loadState!(state);
+      refusePromise(plugin.loadState!(state), plugin.name, 'loadState');
     } catch (err) {
       throw pluginError(err, plugin.name, 'loadState', where);
     }

@@ -20,6 +20,7 @@ import { validatePluginSet, type PluginSpec } from '../plugin/registry';
 import { attachPlugins, releasePlugins } from '../plugin/attachment';
 import { createPluginApi, sealServices } from '../plugin/plugin-api';
 import type { TapfitPlugin, TrainerView } from '../plugin/types';
+import { refusePromise } from '../plugin/sync-call';
 import { ConsoleLogger, StoreAllPlanner } from '../services/defaults';
 import { PlannedBackprop } from '../memory/planned-backprop';
 import { assertEngineInternals } from '../backend/engine-internals';
@@ -191,7 +192,7 @@ export class Trainer {
     attachPlugins(plugins, this);
     for (const p of plugins) {
       try {
-        p.apply(createPluginApi(p, this.hooks, c, this.view()));
+        refusePromise(p.apply(createPluginApi(p, this.hooks, c, this.view())), p.name, 'apply');
       } catch (err) {
         releasePlugins(plugins, this); // this trainer is never returned: its plugins are free again
         if (err instanceof TapfitError && err.code !== ErrorCodes.PLUGIN_FAILED) throw err;
@@ -1270,9 +1271,9 @@ export class Trainer {
     let failure: TapfitError | undefined;
     for (const p of this.plugins) {
       try {
-        p.dispose?.();
+        refusePromise(p.dispose?.(), p.name, 'dispose');
       } catch (err) {
-        failure ??= pluginCallFailure(p.name, 'dispose()', err);
+        failure ??= err instanceof TapfitError && err.code === ErrorCodes.PLUGIN_INVALID ? err : pluginCallFailure(p.name, 'dispose()', err);
       }
     }
     this.disposeOwn();
