@@ -38,7 +38,17 @@ export const classes = trainer.fit(tensorData(x, y), {
   validationData: tensorData(x, y),
 });
 export const single = trainer.fit(x, y, { callbacks: tf.callbacks.earlyStopping(), validationData: [[[1, 2]], [0]] as const });
-const notAny: [IsAny<FitOptions['callbacks']>, IsAny<FitOptions['validationData']>] = [false, false];
+// Arguments kept in a variable typed as tfjs's own (the README's "replace model.fit with trainer.fit").
+const fitArgs: tf.ModelFitArgs = { epochs: 5, batchSize: 32, validationSplit: 0.1, classWeight: { 0: 1, 1: 5 }, callbacks: { onEpochEnd: async (e, logs) => void [e, logs?.loss] } };
+export const typed = trainer.fit(x, y, fitArgs);
+declare const anyFitArgs: tf.ModelFitArgs;
+export const typedAny = trainer.fit(x, y, anyFitArgs);
+declare const ds: tf.data.Dataset<{ xs: tf.Tensor; ys: tf.Tensor }>;
+const datasetArgs: tf.ModelFitDatasetArgs<tf.TensorContainer> = { epochs: 2, validationData: ds, classWeight: { 0: 1, 1: 5 } };
+export const typedDataset = trainer.fitDataset(ds, datasetArgs);
+declare const anyDatasetArgs: tf.ModelFitDatasetArgs<{ xs: tf.Tensor; ys: tf.Tensor }>;
+export const typedDatasetAny = trainer.fitDataset(ds, anyDatasetArgs);
+const notAny: [IsAny<FitOptions['callbacks']>, IsAny<FitOptions['validationData']>, IsAny<FitOptions['classWeight']>] = [false, false, false];
 export const used = [notAny, sgd];
 `;
 
@@ -49,11 +59,13 @@ const refused: Record<string, string> = {
   'a handler with a wrong parameter type': 'export const p = trainer.fit(x, y, { callbacks: { onEpochEnd: (epoch: string) => epoch } });',
   "validationData: 'not a dataset'": "export const p = trainer.fit(x, y, { validationData: 'not a dataset' });",
   'validationData: [x] alone': 'export const p = trainer.fit(x, y, { validationData: [x] });',
+  "classWeight: 'balanced'": "export const p = trainer.fit(x, y, { classWeight: 'balanced' });",
+  'classWeight: a string weight': "export const p = trainer.fit(x, y, { classWeight: { 0: '1' } });",
 };
 
 describe("fit options' types in a strict consumer project", function () {
   this.timeout(120_000);
-  it('model.fit-style callbacks and validationData compile with typed parameters; refused values do not', () => {
+  it('model.fit-style callbacks and validationData, and tf.ModelFitArgs / tf.ModelFitDatasetArgs variables, compile with typed parameters; refused values do not', () => {
     const snippets: Snippet[] = [
       { file: 'accepted.ts', line: 1, code: accepted, run: false },
       ...Object.entries(refused).map(([what, line]) => ({ file: what, line: 1, code: `${header}\n${line}\nexport const u = sgd;\n`, run: false })),

@@ -12,7 +12,8 @@ import type { FitOptions } from './options';
  * batches and their order, as it does for model.fitDataset.
  */
 export type FitDatasetOptions = Omit<FitOptions, 'batchSize' | 'shuffle' | 'validationSplit' | 'validationData'> & {
-  validationData?: tf.data.Dataset<tf.TensorContainer> | readonly [TensorLike, TensorLike] | DataSource | undefined;
+  // tfjs's own type is in the union so that a `tf.ModelFitDatasetArgs` variable compiles; its multi-input forms are refused at run time.
+  validationData?: tf.data.Dataset<tf.TensorContainer> | readonly [TensorLike, TensorLike] | DataSource | tf.ModelFitDatasetArgs<tf.TensorContainer>['validationData'] | undefined;
 };
 
 /** fit's options that model.fitDataset does not have, each with what to do instead. */

@@ -7,6 +7,13 @@ import type { CallbackHandlers } from './callbacks';
 /** x or y of validationData: what fit takes (fit-inputs.ts's TensorLike, written out here so the two files do not import each other). */
 type ValidationPart = tf.Tensor | tf.TensorLike;
 
+/** model.fit's classWeight for a model with several outputs: a list, or a map by output name, of `{ class: weight }`. */
+function perOutputClassWeight(v: unknown): boolean {
+  return Array.isArray(v) || (typeof v === 'object' && v !== null && Object.values(v).some((w) => typeof w === 'object' && w !== null));
+}
+const PER_OUTPUT_CLASS_WEIGHT =
+  "is model.fit's form for several outputs (a list, or a map by output name); tapfit trains models with one output: give one map of class index to weight, e.g. { 0: 1, 1: 5 }";
+
 /**
  * `fit`'s options: what `model.fit` takes (tfjs-layers 4.22's ModelFitArgs, less
  * `unsupportedFitOptions`). Unknown options are errors naming the nearest valid one.
@@ -19,7 +26,8 @@ export const fitOptionsSchema = z.strictObject({
   shuffle: z.boolean().default(true),
   /** Evaluate on this data at each epoch end (val_loss, val_acc, ...): a data source, or `[x, y]` as model.fit takes it. */
   // Typed for callers (z.custom checks nothing); fit-inputs refuses anything else, naming what it got.
-  validationData: z.custom<readonly [ValidationPart, ValidationPart] | DataSource>().optional(),
+  // tfjs's own type is in the union so that a `tf.ModelFitArgs` variable compiles; its multi-input forms are refused at run time, naming the fix.
+  validationData: z.custom<readonly [ValidationPart, ValidationPart] | DataSource | NonNullable<tf.ModelFitArgs['validationData']>>().optional(),
   /** Hold out the LAST fraction of the samples (before shuffling, as model.fit) and evaluate on it each epoch. */
   validationSplit: z.number().gt(0, 'must be in (0, 1)').lt(1, 'must be in (0, 1)').optional(),
   /** tfjs callbacks: `{ onEpochEnd, ... }` objects, tf.Callback instances (e.g. tf.callbacks.earlyStopping()), or a list of them. */
@@ -30,7 +38,11 @@ export const fitOptionsSchema = z.strictObject({
   /** Start at this epoch (batch 0); without it, fit starts from the trainer's position (e.g. after resume). */
   initialEpoch: z.number().int().nonnegative().optional(),
   /** Weight of each class in the loss, by class index: `{ 0: 1, 1: 5 }`; needs a named loss or a loss function returning one loss per sample. */
-  classWeight: z.record(z.string(), z.number().nonnegative('must be >= 0')).optional(),
+  // Typed as tfjs's (a `tf.ModelFitArgs` variable compiles); its per-output forms are refused first, naming the one-output form.
+  classWeight: z
+    .custom<NonNullable<tf.ModelFitArgs['classWeight']>>((v) => !perOutputClassWeight(v), { error: PER_OUTPUT_CLASS_WEIGHT })
+    .pipe(z.record(z.string(), z.number().nonnegative('must be >= 0')))
+    .optional(),
   /**
    * model.fitDataset's: end each epoch after this many batches and read the data on from there
    * in the next (opened once per fit, not restarted each epoch). Data that runs out first ends

@@ -180,6 +180,29 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it("a tf.ModelFitArgs variable is taken as it is (the same history as model.fit); classWeight's per-output forms are refused naming the one-output form", async () => {
+    const { x, y, labels } = blobTensors(48);
+    const [vx, vy] = [x.slice(0, 12), y.slice(0, 12)];
+    // Typed as tfjs's own, as a program that used model.fit keeps it.
+    const args: tf.ModelFitArgs = { epochs: 2, batchSize: 12, shuffle: false, classWeight: { 0: 1, 1: 4, 2: 0.5 }, validationData: [vx, vy], verbose: 0 };
+    const reference = await compiled('sgd').fit(x, y, args);
+    const t = trainerFor('sgd');
+    const h = await t.fit(x, y, args);
+    expectHistoryClose(h.history, reference.history as Record<string, number[]>);
+    const err = async (a: tf.ModelFitArgs) => (await t.fit(x, y, a).then(() => undefined, (e: TapfitError) => e))!;
+    const step = t.step;
+    for (const classWeight of [[{ 0: 1, 1: 4, 2: 0.5 }], { dense_Dense1: { 0: 1, 1: 4, 2: 0.5 } }]) {
+      const refused = await err({ epochs: 1, classWeight, verbose: 0 });
+      expect(refused.code).to.equal('TAPFIT_E_CONFIG');
+      expect(refused.message).to.match(/option 'classWeight' is model\.fit's form for several outputs .* give one map of class index to weight, e\.g\. \{ 0: 1, 1: 5 \}/);
+    }
+    // Multi-input validationData stays refused at run time with its own message.
+    expect((await err({ epochs: 1, validationData: [[vx], [vy]], verbose: 0 })).message).to.match(/validationData's x is a list of 1 tensor\(s\)/);
+    expect(t.step, 'nothing trained by a refused fit').to.equal(step);
+    t.dispose();
+    tf.dispose([x, y, labels, vx, vy]);
+  });
+
   it('a loss function returning one loss per sample trains as model.fit, which averages them: alone and with classWeight (the same history and weights)', async () => {
     const { x, y, labels } = blobTensors(48);
     const perSample = (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.metrics.categoricalCrossentropy(yTrue, yPred); // [N]
