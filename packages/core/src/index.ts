@@ -38,7 +38,7 @@ export type { LabelSource } from './data/labels';
 export type { NestedNumbers, NumericTypedArray } from './data/plain-batch';
 export { DatasetData, datasetData, type DatasetDataOptions, type DatasetElement, type ElementPart } from './data/dataset-data';
 export { losses, resolveLoss, LOSS_NAMES, type LossFunction, type LossName, type LossSpec } from './train/losses';
-export { accuracy, resolveMetrics, METRIC_NAMES, type MetricSpec, type NamedMetric } from './train/metrics';
+export { accuracy, resolveMetrics, METRIC_NAMES, type MetricName, type MetricSpec, type NamedMetric } from './train/metrics';
 export { penalizedLayers, weightPenalties } from './train/regularization';
 export { layersConstraints } from './train/constraints';
 export { isModelTraining, markModelTraining } from './train/training-flag';

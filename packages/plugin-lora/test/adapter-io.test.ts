@@ -4,7 +4,7 @@ import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { ErrorCodes, TapfitError } from '@tapfit/core';
-import { ADAPTER_VERSION, applyLora, LoraModel, readAdapter } from '../src';
+import { ADAPTER_VERSION, applyLora, LoraModel, readAdapter, type LoraOptions } from '../src';
 import { mlp, perturbAdapters, rejected, sameValues, useCpu } from './helpers';
 
 describe('adapter-only save and load', () => {
@@ -15,7 +15,7 @@ describe('adapter-only save and load', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  function trained(seed = 1, opts: Partial<Parameters<typeof applyLora>[1]> = {}) {
+  function trained(seed = 1, opts: Partial<LoraOptions> = {}) {
     const base = mlp(seed);
     const lora = applyLora(base, { targets: 'all-linear', rank: 2, alpha: 3, seed: 5, ...opts });
     perturbAdapters(lora.model, 3, 0.5);

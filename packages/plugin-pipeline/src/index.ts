@@ -11,7 +11,7 @@ export { PipelineSimulator, bindStages, type BoundStage, type SimulatorOptions }
 export { withWeights, stageBackward, runSegments, type StageGradients } from './stage-math';
 export { pipeline, PIPELINE_PLUGIN, type PipelinePlugin } from './plugin';
 export { describeStages, type StageRow } from './describe';
-export type { PipelineOptions, Compensation, ResolvedPipelineOptions } from './options';
+export type { PipelineOptions, PipelineCommonOptions, PipelineSplit, Compensation, ResolvedPipelineOptions } from './options';
 
 import { pipeline } from './plugin';
 /** The entry point config files use (`"plugins": [["@tapfit/plugin-pipeline", { "stages": 4 }]]`). */

@@ -4,11 +4,27 @@ import { PREDICTIONS, type Prediction } from './weight-prediction';
 
 export type Compensation = 'none' | 'sc';
 
-export interface PipelineOptions {
-  /** S, the number of stages (balanced by measured per-segment forward time). Give this or `boundaries`. */
-  stages?: number | undefined;
-  /** The first segment of every stage after the first, by name (S = boundaries.length + 1). */
-  boundaries?: string[] | undefined;
+/** `pipeline(options)`: the split (exactly one of `stages` or `boundaries`) and the schedule's options. */
+export type PipelineOptions = PipelineCommonOptions & PipelineSplit;
+
+/**
+ * How the model is split: exactly one of `stages` (balanced) or `boundaries` (explicit), so
+ * `pipeline({})` and `pipeline({ stages, boundaries })` do not compile (both are refused at run time too).
+ */
+export type PipelineSplit =
+  | {
+      /** S, the number of stages (balanced by measured per-segment forward time). Give this or `boundaries`. */
+      stages: number;
+      boundaries?: undefined;
+    }
+  | {
+      /** The first segment of every stage after the first, by name (S = boundaries.length + 1). Give this or `stages`. */
+      boundaries: string[];
+      stages?: undefined;
+    };
+
+/** The pipeline plugin's options besides the split (`PipelineSplit`). */
+export interface PipelineCommonOptions {
   /** 'sc': Spike Compensation per stage with its D_s (docs/techniques.md §5.3); default 'none'. */
   compensation?: Compensation | undefined;
   /** Linear Weight Prediction per stage (docs/techniques.md §5.4); default 'none'. */

@@ -128,8 +128,9 @@ describe('pipeline plugin: bad input names the stage and the fix', () => {
   });
 
   it('neither or both of stages and boundaries', () => {
-    expect(() => pipeline({})).to.throw(/exactly one of 'stages'/);
-    expect(() => pipeline({ stages: 2, boundaries: ['out'] })).to.throw(/exactly one of 'stages'/);
+    // Neither compiles (PipelineSplit); JavaScript callers get the run-time refusal.
+    expect(() => pipeline({} as never)).to.throw(/exactly one of 'stages'/);
+    expect(() => pipeline({ stages: 2, boundaries: ['out'] } as never)).to.throw(/exactly one of 'stages'/);
     expect(() => pipeline({ stages: 2, prediction: 'lwp' as never })).to.throw(/prediction/);
   });
 

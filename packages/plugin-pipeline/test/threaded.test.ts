@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { pipeline, ThreadedPipeline, type PipelineOptions } from '../src';
+import { pipeline, ThreadedPipeline, type PipelineCommonOptions } from '../src';
 import { resolveThreadedOptions } from '../src/threaded/options';
 import { PipelineTestDoubler } from './fixtures/custom-layer';
 
@@ -38,7 +38,7 @@ const setupFault = path.join(__dirname, 'fixtures', 'setup-fault.js');
 
 type Run = { weights: number[][]; losses: number[] };
 
-async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, extras: Extras = 'none', seed = 0): Promise<Run> {
+async function simulated(options: PipelineCommonOptions, n: number, microBatch: number, extras: Extras = 'none', seed = 0): Promise<Run> {
   const { x, y } = samples(n);
   const model = build(extras);
   const t = new Trainer({ model, loss: 'softmaxCrossEntropy', optimizer: sgd(optimizer), plugins: [pipeline({ ...options, boundaries: ['d2', 'd3'] })], logger: new SilentLogger(), seed });
@@ -51,7 +51,7 @@ async function simulated(options: Omit<PipelineOptions, 'boundaries'>, n: number
   return { weights, losses };
 }
 
-async function threaded(options: Omit<PipelineOptions, 'boundaries'>, n: number, microBatch: number, extras: Extras = 'none', seed = 0): Promise<Run> {
+async function threaded(options: PipelineCommonOptions, n: number, microBatch: number, extras: Extras = 'none', seed = 0): Promise<Run> {
   const { x, y } = samples(n);
   const model = build(extras);
   const pipe = await ThreadedPipeline.start({ model, boundaries: ['d2', 'd3'], loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', seed, ...options } as never);

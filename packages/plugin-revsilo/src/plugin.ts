@@ -20,7 +20,7 @@ export interface RevsiloOptions {
    * call). A debugging aid: it keeps copies of each inverted segment's input and output for
    * the step and reads values back.
    */
-  checkReconstruction?: boolean | { tolerance?: number } | undefined;
+  checkReconstruction?: boolean | { tolerance?: number | undefined } | undefined;
 }
 
 const { flag, positive } = optionSchemas;

@@ -20,14 +20,14 @@ export interface SegmentContext {
    * other processes with the same seed draw the same masks. Absent outside training and in
    * contexts made by hand (`noiseSeed` then keys by `step`).
    */
-  readonly noiseKey?: number;
+  readonly noiseKey?: number | undefined;
   /**
    * Which tensor to use for each variable. Absent means the variable itself. Wrappers
    * substitute an effective weight without touching the segment's code: LoRA returns
    * W + s·A·B, weight prediction returns predicted weights. Segments written by hand
    * read their parameters through `readParam(ctx, v)` to support this.
    */
-  readonly weights?: (v: tf.Variable) => tf.Tensor;
+  readonly weights?: ((v: tf.Variable) => tf.Tensor) | undefined;
 }
 
 /** The tensor a segment should use for `v` in this forward (see `SegmentContext.weights`). */
@@ -49,7 +49,7 @@ export interface Segment {
    * a recurrent state carried between calls), when it cannot: the memory planner then keeps
    * the segment `store`, and a plan that recomputes or inverts it is refused, naming this.
    */
-  readonly notReplayable?: string;
+  readonly notReplayable?: string | undefined;
   /** Exact inverse of `forward` (given the same parameters); enables policy `invert`. */
   inverse?(ys: tf.Tensor[], ctx: SegmentContext): tf.Tensor[];
   /**

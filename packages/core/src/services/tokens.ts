@@ -3,6 +3,7 @@ import type { InjectionToken } from 'tsyringe';
 import type { ModelInfo } from '../hooks/types';
 import type { MemoryPlan } from '../step/memory-plan';
 import type { LossFn, StepGradients, StepRequest } from '../step/step-request';
+import type { OptimizerName } from '../transforms/by-name';
 import type { StepTransform } from '../transforms/types';
 
 export type { LossFn };
@@ -23,7 +24,8 @@ export interface Metric {
  * takes it ('adam', 'rmsprop', ...; the trainer builds its chain at setup) or a black-box
  * tf.train optimizer.
  */
-export type OptimizerSpec = StepTransform | readonly StepTransform[] | tf.Optimizer | string;
+// `(string & {})`: a name held in a `string` (model.compile's type) still compiles, while editors offer the names.
+export type OptimizerSpec = StepTransform | readonly StepTransform[] | tf.Optimizer | OptimizerName | (string & {});
 
 /** Picks the per-segment policies (the default keeps everything: all `store`). */
 export interface MemoryPlanner {

@@ -10,7 +10,8 @@ import { losses, type LossSpec } from './losses';
  * (yTrue, yPred) => tensor. Either form of function may return the batch's value (a scalar)
  * or one value per sample (averaged over the batch, as model.fit averages them).
  */
-export type MetricSpec = string | NamedMetric | ((yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor);
+// `(string & {})`: names held in a `string[]` (model.compile's type) still compile, while editors offer the names.
+export type MetricSpec = MetricName | (string & {}) | NamedMetric | ((yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor);
 
 /** A metric with its log name: `fn` returns a scalar or one value per sample (averaged). */
 export interface NamedMetric {
@@ -36,7 +37,7 @@ const binaryAccuracy =
     tf.mean(float(tf.equal(float(yTrue), float(tf.greater(yPred, threshold)))), -1);
 
 /** Per-sample metric functions by the names `model.compile` accepts (plus a few long forms). */
-const byName: Record<string, (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor> = {
+const byName = {
   binaryAccuracy: binaryAccuracy(0.5),
   categoricalAccuracy: classAccuracy,
   sparseCategoricalAccuracy: classAccuracy,
@@ -49,8 +50,8 @@ const byName: Record<string, (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor> 
   mae: (yTrue, yPred) => tf.metrics.meanAbsoluteError(yTrue, yPred),
   mape: (yTrue, yPred) => tf.metrics.meanAbsolutePercentageError(yTrue, yPred),
   cosine: (yTrue, yPred) => tf.metrics.cosineProximity(yTrue, yPred),
-};
-const aliases: Record<string, string> = {
+} satisfies Record<string, (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor>;
+const aliases = {
   MSE: 'mse',
   meanSquaredError: 'mse',
   MAE: 'mae',
@@ -58,10 +59,13 @@ const aliases: Record<string, string> = {
   MAPE: 'mape',
   meanAbsolutePercentageError: 'mape',
   cosineProximity: 'cosine',
-};
+} as const satisfies Record<string, keyof typeof byName>;
+
+/** The metric names `resolveMetrics` (and `TrainerOptions.metrics`) takes; editors offer them. An unknown one is refused when the trainer is built. */
+export type MetricName = 'accuracy' | 'acc' | 'crossentropy' | 'ce' | keyof typeof byName | keyof typeof aliases;
 
 /** The metric names `resolveMetrics` accepts. */
-export const METRIC_NAMES = Object.freeze(['accuracy', 'acc', 'crossentropy', 'ce', ...Object.keys(byName), ...Object.keys(aliases)]);
+export const METRIC_NAMES: readonly MetricName[] = Object.freeze(['accuracy', 'acc', 'crossentropy', 'ce', ...(Object.keys(byName) as MetricName[]), ...(Object.keys(aliases) as MetricName[])]);
 
 /** Metrics asMetric made: their fn already returns the batch mean, so resolving them again adds no op to the step. */
 const batchMeans = new WeakSet<Metric>();
@@ -106,7 +110,9 @@ export function resolveMetrics(given: readonly MetricSpec[] | MetricSpec, contex
     if (spec === 'crossentropy' || spec === 'ce') {
       return asMetric('ce', binary ? byName.binaryCrossentropy : context.loss === 'sparseCategoricalCrossentropy' ? byName.sparseCategoricalCrossentropy : byName.categoricalCrossentropy);
     }
-    const fn = byName[aliases[spec] ?? spec];
+    // `spec` may be any string here (JavaScript, configs): look it up as one.
+    const key: string = (aliases as Record<string, string>)[spec] ?? spec;
+    const fn = Object.hasOwn(byName, key) ? byName[key as keyof typeof byName] : undefined;
     if (!fn) {
       const hint = suggest(spec, METRIC_NAMES).replace(/ \(valid: .*\)$/, '');
       throw new TapfitError(ErrorCodes.CONFIG, `metrics[${i}]: unknown metric '${spec}'${hint}. Accepted names: ${METRIC_NAMES.join(', ')}; or pass a { name, fn } metric or a function (yTrue, yPred) => tensor.`);

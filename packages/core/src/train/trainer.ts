@@ -974,11 +974,11 @@ export class Trainer {
    * - `evaluate(data, { batchSize = 128 })` with a data source: `{ loss, acc, ... }` as numbers
    *   (one read-back at the end).
    */
-  evaluate(data: DataSource, options?: { batchSize?: number }): Promise<Record<string, number>>;
+  evaluate(data: DataSource, options?: InferenceOptions): Promise<Record<string, number>>;
   evaluate(x: TensorLike, y: TensorLike, options?: InferenceOptions): tf.Scalar | tf.Scalar[];
-  evaluate(a: DataSource | TensorLike, b?: TensorLike | { batchSize?: number }, c?: InferenceOptions): Promise<Record<string, number>> | tf.Scalar | tf.Scalar[] {
+  evaluate(a: DataSource | TensorLike, b?: TensorLike | InferenceOptions, c?: InferenceOptions): Promise<Record<string, number>> | tf.Scalar | tf.Scalar[] {
     this.assertUsable('evaluate()');
-    if (isDataSource(a)) return this.evaluateData(a, b as { batchSize?: number } | undefined);
+    if (isDataSource(a)) return this.evaluateData(a, b as InferenceOptions | undefined);
     if (!this.stepParts) throw new TapfitError(ErrorCodes.CONFIG, 'evaluate(x, y): call `await trainer.setup()` (or fit) first; evaluate(x, y) is synchronous like model.evaluate.');
     const { batchSize } = inferenceOptions('evaluate', c);
     const xs = toTensor(a, 'evaluate: x');
@@ -1141,7 +1141,7 @@ export class Trainer {
   }
 
   /** The resolved order of every hook, the update chain and the memory plan; printed unless `print: false`. */
-  describe(options: { print?: boolean } = {}): TrainerDescription {
+  describe(options: { print?: boolean | undefined } = {}): TrainerDescription {
     const hooks = {} as Record<HookName, string[]>;
     for (const [k, h] of Object.entries(this.hooks)) hooks[k as HookName] = h.order();
     const adapter = activeWebgpuAdapter();

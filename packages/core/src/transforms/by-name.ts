@@ -20,7 +20,7 @@ import { adadelta, adagrad, adam, adamax, rmsprop, sgd } from './optimizers';
  * tfjs's capitalised spellings ('SGD', 'Adam', 'RMSProp', ...) are accepted too. The
  * backend epsilon is 1e-7 on every float32 backend (cpu, wasm, tensorflow).
  */
-const builders: Record<string, (epsilon: number) => Chain> = {
+const builders = {
   sgd: () => sgd({ lr: 0.01 }),
   momentum: () => sgd({ lr: 0.01, momentum: 0.9 }),
   adam: (eps) => adam({ lr: 0.001, b1: 0.9, b2: 0.999, eps }),
@@ -28,16 +28,19 @@ const builders: Record<string, (epsilon: number) => Chain> = {
   rmsprop: (eps) => rmsprop({ lr: 0.001, decay: 0.9, eps }),
   adagrad: (eps) => adagrad({ lr: 0.01, initialAccumulatorValue: 0.1, eps }),
   adadelta: (eps) => adadelta({ lr: 1, rho: 0.95, eps }),
-};
+} satisfies Record<string, (epsilon: number) => Chain>;
 
-const aliases: Record<string, string> = { SGD: 'sgd', Momentum: 'momentum', Adam: 'adam', Adamax: 'adamax', RMSProp: 'rmsprop', Adagrad: 'adagrad', Adadelta: 'adadelta' };
+const aliases = { SGD: 'sgd', Momentum: 'momentum', Adam: 'adam', Adamax: 'adamax', RMSProp: 'rmsprop', Adagrad: 'adagrad', Adadelta: 'adadelta' } as const satisfies Record<string, keyof typeof builders>;
+
+/** The optimizer names `optimizerByName` (and `TrainerOptions.optimizer`) takes; editors offer them. An unknown one is refused when the trainer is built. */
+export type OptimizerName = keyof typeof builders | keyof typeof aliases;
 
 /** Every optimizer name `optimizerByName` accepts (lower-case forms). */
 export const OPTIMIZER_NAMES = Object.freeze(Object.keys(builders));
 
 /** Whether `name` is an optimizer name (any accepted spelling). */
-export function isOptimizerName(name: unknown): name is string {
-  return typeof name === 'string' && (name in builders || name in aliases);
+export function isOptimizerName(name: unknown): name is OptimizerName {
+  return typeof name === 'string' && (Object.hasOwn(builders, name) || Object.hasOwn(aliases, name));
 }
 
 /**
@@ -46,8 +49,9 @@ export function isOptimizerName(name: unknown): name is string {
  * that lists the accepted names.
  */
 export function optimizerByName(name: string, options: { epsilon?: number | undefined } = {}): Chain {
-  const key = aliases[name] ?? name;
-  const build = builders[key];
+  // `name` is typed string: JavaScript callers and configs pass any.
+  const key: string = (aliases as Record<string, string>)[name] ?? name;
+  const build = Object.hasOwn(builders, key) ? builders[key as keyof typeof builders] : undefined;
   if (!build) {
     throw new TapfitError(
       ErrorCodes.CONFIG,

@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { isSetupModuleSpec, losses, optionSchemas, SETUP_MODULE_FORMS, type Logger, type StepTransform } from '@tapfit/core';
+import { isSetupModuleSpec, losses, optionSchemas, SETUP_MODULE_FORMS, type Logger, type LossName, type StepTransform } from '@tapfit/core';
 import { z } from 'zod';
 const { count, positive } = optionSchemas;
 
@@ -9,7 +9,7 @@ export interface AsyncTrainOptions {
   /** Training samples (x, y with the sample axis first), e.g. core's TensorData. Read once into shared memory. */
   data: { x: tf.Tensor; y: tf.Tensor };
   /** A core loss name (functions cannot cross threads: export `loss` from setupModule instead). */
-  loss: string;
+  loss: LossName;
   /** Applied on the main thread as gradients arrive, e.g. sgd({ lr, momentum }) or withAdaptiveBraking(...). */
   optimizer: StepTransform | readonly StepTransform[];
   /** K gradient workers (worker_threads), each with its own TF.js. */

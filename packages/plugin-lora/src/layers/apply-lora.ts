@@ -19,6 +19,8 @@ import { LoraModel } from './lora-model';
  */
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions & { dryRun?: false | undefined }): LoraModel;
+/** `dryRun` known only at run time (a CLI flag): the plan or the model, as it says. */
+export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions): LoraModel | LoraPlan;
 export function applyLora(model: tf.LayersModel, opts: LoraOptions & DryRunOptions): LoraModel | LoraPlan {
   checkOptionKeys('applyLora', opts, [...LORA_KEYS, ...DRY_RUN_KEYS], { verbose: "an option of the lora() plugin; applyLora logs with dryRun: true" });
   const { dryRun, logger } = resolveDryRun(opts);

@@ -44,6 +44,8 @@ function delta(A: tf.Tensor, B: tf.Tensor, scale: number): tf.Tensor {
  */
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun: true }): LoraPlan;
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions & { dryRun?: false | undefined }): LoraSegmentModel;
+/** `dryRun` known only at run time (a CLI flag): the plan or the model, as it says. */
+export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions): LoraSegmentModel | LoraPlan;
 export function applyLoraToSegments(model: TrainableModel, opts: LoraOptions & DryRunOptions): LoraSegmentModel | LoraPlan {
   checkOptionKeys('applyLoraToSegments', opts, [...LORA_KEYS, ...DRY_RUN_KEYS], { verbose: "an option of the lora() plugin; applyLoraToSegments logs with dryRun: true" });
   const { dryRun, logger } = resolveDryRun(opts);

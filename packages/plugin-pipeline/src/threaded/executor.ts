@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ErrorCodes, fromLayersModel, sgd, TapfitError, trainableVariables } from '@tapfit/core';
+import { ErrorCodes, fromLayersModel, sgd, TapfitError, trainableVariables, type LossName } from '@tapfit/core';
 import * as path from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { microBatchSchema, type Compensation } from '../options';
@@ -28,9 +28,9 @@ export interface ThreadedPipelineOptions {
   microBatch?: number | undefined;
   boundaries?: string[] | undefined;
   /** A core loss name (functions cannot cross threads; a setupModule may export `loss`). */
-  loss: string;
+  loss: LossName;
   /** SGD with PyTorch-form momentum, as core's sgd(). */
-  optimizer: { lr: number; momentum: number; weightDecay?: number };
+  optimizer: { lr: number; momentum: number; weightDecay?: number | undefined };
   compensation?: Compensation | undefined;
   prediction?: Prediction | undefined;
   extraDelay?: number | undefined;
@@ -254,7 +254,7 @@ export class ThreadedPipeline {
    * loss of each micro-batch (with the model's weight penalties, as the trainer's) when
    * every stage has applied every gradient.
    */
-  async train(x: tf.Tensor, y: tf.Tensor, options: { microBatch?: number } = {}): Promise<number[]> {
+  async train(x: tf.Tensor, y: tf.Tensor, options: { microBatch?: number | undefined } = {}): Promise<number[]> {
     this.checkUsable();
     if (this.training) throw new TapfitError(ErrorCodes.STATE, 'pipeline: train() was called while an earlier train() is still streaming; await it first (one stream at a time keeps the samples in order).');
     this.training = true;
