@@ -5,7 +5,8 @@ import type { NamedTensors } from '../tensors';
 /**
  * Throws unless every gradient a `backward` tap returned belongs to a trainable variable
  * and has its shape and dtype. Without this a wrong shape is broadcast silently into the
- * update (plain SGD adds it as is).
+ * update (plain SGD adds it as is). Not the finite-difference check of custom gradients:
+ * that is `checkGradients(f, xs)` from `@tapfit/core/testing`.
  */
 export function checkGradients(grads: NamedTensors | null, variables: Readonly<Record<string, tf.Variable>>, plugin: string): void {
   if (grads === null) return;
