@@ -16,8 +16,41 @@ import type {
   StepInfo,
 } from './types';
 
-/** Every hook point of a trainer. Each trainer has its own set. */
-export function createHooks() {
+/**
+ * Every hook point of a trainer; each trainer has its own set. Written out so that editors
+ * show each hook's documentation where a plugin taps it (`api.hooks.backward`).
+ */
+export interface Hooks {
+  /** Once before training (async series): model surgery (`ctx.replaceModel`), validation. */
+  readonly setup: SeriesHook<SetupContext>;
+  /** Once after setup (sync waterfall): per-segment memory policies (`recompute`, `invert`, `extraBytes`). */
+  readonly planMemory: WaterfallHook<MemoryPlan, ModelInfo>;
+  /** Once after setup (sync waterfall): the update chain's members by name; replace one (e.g. 'momentum'). Needs a chain, not a `tf.train` optimizer. */
+  readonly stepTransforms: WaterfallHook<StepTransform[], ModelInfo>;
+  /** Start of `fit()` (async series): `{ epochs, stepsPerEpoch, initialEpoch }`. */
+  readonly fitStart: SeriesHook<FitStartInfo>;
+  /** Start of every epoch (async series). */
+  readonly epochStart: SeriesHook<EpochStartInfo>;
+  /** Before every step of a fit (async series, awaited only when tapped). */
+  readonly batchStart: SeriesHook<StepInfo>;
+  /** Every step, inside `tf.tidy` (sync waterfall): the forward pass (segments and their context); substitute weights, wrap segments. */
+  readonly forward: WaterfallHook<ForwardPass, StepInfo>;
+  /** Every step, inside `tf.tidy` (sync waterfall): maps the gradients (`null`: no update this step); each result is checked against the variables. */
+  readonly backward: WaterfallHook<Gradients, StepInfo>;
+  /** After every step of a fit (async series, awaited only when tapped): `loss()` reads the loss back. */
+  readonly batchEnd: SeriesHook<BatchEndInfo>;
+  /** Before fit's validation and every `evaluate()` (sync series): swap evaluation weights in (EMA, SWA). */
+  readonly evaluateStart: SyncSeriesHook<EvaluateInfo>;
+  /** After that evaluation, also when it failed (sync series): swap the training weights back. */
+  readonly evaluateEnd: SyncSeriesHook<EvaluateInfo>;
+  /** End of every epoch, after validation (async series): taps may add metrics to `logs`. */
+  readonly epochEnd: SeriesHook<EpochEndInfo>;
+  /** End of `fit()` (async series): `{ history }`, what fit returns. */
+  readonly fitEnd: SeriesHook<FitEndInfo>;
+}
+
+/** A trainer's own set of hook points, empty. */
+export function createHooks(): Hooks {
   return {
     setup: new SeriesHook<SetupContext>('setup', 'once before training: model surgery, validation'),
     planMemory: new WaterfallHook<MemoryPlan, ModelInfo>('planMemory', 'once after setup: per-segment memory policies'),
@@ -35,7 +68,6 @@ export function createHooks() {
   };
 }
 
-export type Hooks = ReturnType<typeof createHooks>;
 export type HookName = keyof Hooks;
 
 export type TapFn<H> = H extends WaterfallHook<infer V, infer I>
@@ -52,7 +84,8 @@ export interface TapOnly<H> {
 }
 
 /** The tap-only view of every hook, handed to `plugin.apply`. */
-export type TapOnlyHooks = { readonly [K in HookName]: TapOnly<Hooks[K]> };
+// `keyof Hooks` written out (not HookName): a homomorphic mapped type, so each hook keeps its documentation.
+export type TapOnlyHooks = { readonly [K in keyof Hooks]: TapOnly<Hooks[K]> };
 
 /** A view whose taps are attributed to `plugin` (for ordering, errors and describe()). */
 export function tapOnlyView(hooks: Hooks, plugin: string): TapOnlyHooks {

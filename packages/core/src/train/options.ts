@@ -4,6 +4,9 @@ import type { DataSource } from '../data/data-source';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { CallbackHandlers } from './callbacks';
 
+/** `true` when A and B are the same type (not merely assignable either way). */
+type SameType<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+
 /** x or y of validationData: what fit takes (fit-inputs.ts's TensorLike, written out here so the two files do not import each other). */
 type ValidationPart = tf.Tensor | tf.TensorLike;
 
@@ -52,7 +55,50 @@ export const fitOptionsSchema = z.strictObject({
   /** model.fitDataset's: validate each epoch on the first this many batches of a validationData data source. */
   validationBatches: z.number().int().positive().optional(),
 });
-export type FitOptions = z.input<typeof fitOptionsSchema>;
+/**
+ * `fit`'s options as callers write them: model.fit's (tfjs-layers 4.22's ModelFitArgs)
+ * and model.fitDataset's `batchesPerEpoch` and `validationBatches`. Written out (not
+ * `z.input` of the schema) so that editors show each option's documentation; the
+ * assertion below keeps it equal to the schema's input type.
+ */
+export interface FitOptions {
+  /** Epochs to train, from the trainer's position (with `initialEpoch`, or after Trainer.resume: the final epoch); default 1. */
+  epochs?: number | undefined;
+  /** Samples per step; default 32 (fit(data): the source's batches are re-cut to this size). */
+  batchSize?: number | undefined;
+  /** Shuffle the training samples each epoch (seeded by the trainer's seed and the epoch); default true. */
+  shuffle?: boolean | undefined;
+  /**
+   * Evaluate on this data at each epoch end (val_loss, val_acc, ...): a data source, or
+   * `[x, y]` as model.fit takes it (one tensor or array each; tfjs's lists of tensors for
+   * several inputs are refused at run time). Wins over `validationSplit`.
+   */
+  validationData?: readonly [tf.Tensor | tf.TensorLike, tf.Tensor | tf.TensorLike] | DataSource | NonNullable<tf.ModelFitArgs['validationData']> | undefined;
+  /** Hold out the LAST fraction of the samples (before shuffling, as model.fit) and evaluate on it each epoch; in (0, 1). */
+  validationSplit?: number | undefined;
+  /** tfjs callbacks: `{ onEpochEnd, ... }` objects, tf.Callback instances (e.g. tf.callbacks.earlyStopping()), or a list of them. */
+  callbacks?: CallbackHandlers | readonly CallbackHandlers[] | undefined;
+  /** 0: silent; 1 or 2: one line per epoch through the logger. Default 1 for fit(x, y), 0 for fit(data). */
+  verbose?: 0 | 1 | 2 | undefined;
+  /** Start at this epoch (batch 0); without it, fit starts from the trainer's position (e.g. after resume). */
+  initialEpoch?: number | undefined;
+  /**
+   * Weight of each class in the loss, by class index: `{ 0: 1, 1: 5 }`; needs a named loss or
+   * a loss function returning one loss per sample. tfjs's per-output forms (a list, a map by
+   * output name) are refused at run time: tapfit trains one output.
+   */
+  classWeight?: NonNullable<tf.ModelFitArgs['classWeight']> | undefined;
+  /**
+   * model.fitDataset's: end each epoch after this many batches and read the data on from there
+   * in the next (opened once per fit, not restarted each epoch). Data that runs out first ends
+   * the fit with a warning, as fitDataset does. fit(data, options) only.
+   */
+  batchesPerEpoch?: number | undefined;
+  /** model.fitDataset's: validate each epoch on the first this many batches of a validationData data source. */
+  validationBatches?: number | undefined;
+}
+// Compile-time: the documented interface is the schema's input type, option for option.
+true satisfies SameType<FitOptions, z.input<typeof fitOptionsSchema>>;
 export type ParsedFitOptions = z.output<typeof fitOptionsSchema>;
 
 /**
@@ -91,7 +137,15 @@ export const inferenceOptionsSchema = z.strictObject({
   /** Accepted for model.evaluate / model.predict compatibility; nothing is printed. */
   verbose: z.union([z.literal(0), z.literal(1), z.literal(2), z.boolean()]).optional(),
 });
-export type InferenceOptions = z.input<typeof inferenceOptionsSchema>;
+/** `evaluate` and `predict` options: model.evaluate's / model.predict's. */
+export interface InferenceOptions {
+  /** Samples per batch: default 32 for evaluate(x, y) and predict, 128 for evaluate(data). */
+  batchSize?: number | undefined;
+  /** Accepted for model.evaluate / model.predict compatibility; nothing is printed. */
+  verbose?: 0 | 1 | 2 | boolean | undefined;
+}
+true satisfies SameType<InferenceOptions, z.input<typeof inferenceOptionsSchema>>;
+true satisfies SameType<InferenceOptions, z.input<typeof dataEvaluateOptionsSchema>>;
 
 export const trainerSettingsSchema = z.object({
   /** What to do when a step's loss is NaN or infinite. */

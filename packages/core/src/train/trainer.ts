@@ -77,6 +77,11 @@ export interface TrainerOptions {
    * defaults), or a black-box `tf.train` optimizer.
    */
   optimizer: OptimizerSpec;
+  /**
+   * Plugins, each an instance (`lora({ rank: 8 })`: call the factory) or a plugin class with
+   * a no-argument constructor. Checked together before any is applied (names, core range,
+   * `requires`, `conflicts`, `provides`); each instance serves one trainer at a time.
+   */
   plugins?: readonly PluginSpec[] | undefined;
   /**
    * Metrics computed on the device each step and reported per epoch (train and val_) and by
@@ -84,6 +89,11 @@ export interface TrainerOptions {
    * `{ name, fn }` metrics or functions. Default none (as model.compile).
    */
   metrics?: readonly MetricSpec[] | MetricSpec | undefined;
+  /**
+   * A step whose loss is NaN or infinite: 'throw' (default) stops naming the step (and the
+   * sample or weights to blame), applying no update; 'skip' skips and counts the step
+   * (`trainer.skipped`); 'off' does not read the loss back to check.
+   */
   nonFinite?: 'throw' | 'skip' | 'off' | undefined;
   /**
    * A tfjs-layers model's weight constraints (`kernelConstraint: 'maxNorm'`, ...): 'apply'
@@ -91,7 +101,13 @@ export interface TrainerOptions {
    * leaves them out, as tfjs's model.fit does (its optimizers bypass them).
    */
   constraints?: 'apply' | 'ignore' | undefined;
+  /**
+   * Seeds data shuffling and every dropout mask of a training forward (a whole number >= 0,
+   * default 0); plugins may derive their own seeds from it. See the core README,
+   * "Randomness and reproducibility".
+   */
   seed?: number | undefined;
+  /** Where the trainer and plugins log (`info`, `warn`): default the console; `new SilentLogger()` mutes it. */
   logger?: Logger | undefined;
   /**
    * Fit training memory into a byte budget: segment-by-segment backward with per-segment
