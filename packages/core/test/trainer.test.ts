@@ -302,6 +302,8 @@ describe('Trainer', () => {
     expect(warnings[0]).to.contain('the model you passed in stays as it was (untrained). Save, predict and evaluate with `trainer.model.layersModel`');
     expect(mine.getWeights().map((w) => Array.from(w.dataSync()))).to.deep.equal(untrained);
     expect(t.model.layersModel!.getWeights().map((w) => Array.from(w.dataSync()))).not.to.deep.equal(untrained);
+    // trainer.layersModel is that trained copy, typed non-optional (no `!`).
+    expect(t.layersModel).to.equal(copy);
     t.dispose();
     const plain: string[] = [];
     const u = tinyTrainer({ model: mine, logger: { info: () => {}, warn: (m) => void plain.push(m) } });
@@ -333,6 +335,8 @@ describe('Trainer', () => {
     expect(h.history.loss[4]).to.be.lessThan(h.history.loss[0]);
     expect(Object.keys(t.variables)).to.deep.equal(['seg_w']);
     expect(Array.from(frozen.dataSync())).to.deep.equal([1, 1, 1]);
+    // No tfjs-layers view: trainer.layersModel says what to use instead of returning undefined.
+    expect(() => t.layersModel).to.throw(TapfitError, /trainer\.layersModel: this trainer trains a segment model, which has no tfjs-layers view\. Use trainer\.model/);
     t.dispose();
     tf.dispose([w, frozen]);
     data.dispose();

@@ -221,6 +221,22 @@ export class Trainer {
   get model(): TrainableModel {
     return this.modelRef;
   }
+  /**
+   * The tfjs-layers model this trainer trains: `trainer.model.layersModel`, typed non-optional
+   * for saving and predicting after training. After a plugin rebuilt the model at setup
+   * (lora, onlineNorm) it is that copy, not the model passed in. A segment model has no
+   * tfjs-layers view: that is a TAPFIT_E_STATE error naming what to use instead.
+   */
+  get layersModel(): tf.LayersModel {
+    const m = this.modelRef.layersModel;
+    if (!m) {
+      throw new TapfitError(
+        ErrorCodes.STATE,
+        'trainer.layersModel: this trainer trains a segment model, which has no tfjs-layers view. Use trainer.model (its segments and variables), trainer.predict / trainer.evaluate, and trainer.save(dir) for checkpoints.',
+      );
+    }
+    return m;
+  }
   /** Updates applied so far. */
   get step(): number {
     return this.stepCount;
