@@ -800,6 +800,8 @@ export class Trainer {
       }
       return Object.fromEntries(names.map((n, i) => [n, values[i]]));
     } catch (err) {
+      // Cut by a throw after steps of this epoch: the position records them as stop() does (see positionAfterFailure).
+      if (this.pos.batch > startBatch) this.pos = await this.positionAfterFailure();
       throw await failSource(it, err);
     } finally {
       this.fitState = undefined;
@@ -846,6 +848,26 @@ export class Trainer {
     if (!run || this.pos.batch === 0) return this.pos;
     const sums = await run.means.read();
     return sums ? { ...this.pos, epochSoFar: { batchSize: run.batchSize, shuffle: run.shuffle, names: [...run.names], ...sums, ...(run.dataSize === undefined ? {} : { dataSize: run.dataSize }) } } : this.pos;
+  }
+
+  /**
+   * The position after a throw inside an epoch (a callback, a plugin's tap, a failed read), as
+   * stop() leaves it: how the epoch was batched and its sums so far, so that a later fit or a
+   * resume continues it with that batching (or is refused) and logs its means over the whole
+   * epoch. Where the sums cannot be read back (a failing backend) or none were added (only
+   * non-finite steps), the batching alone with the sums dropped (the means then cover the rest
+   * of the epoch): the fit's own error is the one thrown.
+   */
+  private async positionAfterFailure(): Promise<Position> {
+    const run = this.epochRun!;
+    try {
+      const pos = await this.positionNow();
+      if (pos.epochSoFar) return pos;
+    } catch {
+      // keep the fit's error
+    }
+    const dataSize = run.dataSize === undefined ? {} : { dataSize: run.dataSize };
+    return { ...this.pos, epochSoFar: { batchSize: run.batchSize, shuffle: run.shuffle, names: [...run.names], sums: run.names.map(() => 0), samples: 0, ...dataSize } };
   }
 
   /**

@@ -1,0 +1,134 @@
+// A fit that fails leaves the position where a straight run needs it: a throw mid-epoch records
+// the epoch so far as stop() does (so continuing it with other batching is refused, and its
+// logged mean covers the whole epoch). The oracle is the straight run: the same weights, bit for bit,
+// and the same logged losses.
+
+import * as tf from '@tensorflow/tfjs';
+import { expect } from 'chai';
+import { sgd, SilentLogger, Trainer, type TapfitPlugin } from '../../src';
+import { tmpDir, useBackend } from '../fixtures';
+import { blobTensors, softmaxModel } from './helpers';
+
+const options = () => ({ model: softmaxModel(), loss: 'categoricalCrossentropy' as const, optimizer: sgd({ lr: 0.1, momentum: 0.9 }), logger: new SilentLogger(), seed: 3 });
+const fitOptions = { epochs: 2, batchSize: 8, verbose: 0 as const };
+const weightsOf = (t: Trainer) => Object.values(t.variables).map((v) => Array.from(v.dataSync())); // by position: auto-named layers differ per build
+/** Disposes the trainer and the model it was given (the trainer leaves the caller's model alone). */
+const done = (t: Trainer) => {
+  t.dispose();
+  t.model.layersModel?.dispose();
+};
+const refusal = /epoch 0 was stopped after 4 batch\(es\) run with batchSize 8, shuffle true, and this fit asks for batchSize 4.*Continue the epoch with batchSize 8, shuffle true/;
+
+/** The ways a fit dies at batch 3 of epoch 0 (after that batch's step): a callback, or a plugin's tap (a checkpoint save that fails). */
+const failures: Record<string, () => { plugins: TapfitPlugin[]; callbacks?: { onBatchEnd: (b: number) => Promise<void> } }> = {
+  'a callback': () => {
+    let thrown = false;
+    return { plugins: [], callbacks: { onBatchEnd: async (b) => void (b === 3 && !thrown && ((thrown = true), fail())) } };
+  },
+  "a plugin's batchEnd tap": () => {
+    let thrown = false;
+    const plugin: TapfitPlugin = { name: 'saver', core: '*', apply: ({ hooks }) => hooks.batchEnd.tap('saver', (i) => void (i.step === 3 && !thrown && ((thrown = true), fail()))) };
+    return { plugins: [plugin] };
+  },
+};
+function fail(): never {
+  throw new Error('ENOSPC: no space left on device');
+}
+
+describe('a failed fit leaves the position as a straight run needs it', () => {
+  useBackend('cpu');
+  const { x, y, labels } = blobTensors(64);
+  after(() => tf.dispose([x, y, labels]));
+
+  let straight: { weights: ReturnType<typeof weightsOf>; loss: number[] };
+  before(async () => {
+    const t = new Trainer(options());
+    const h = await t.fit(x, y, fitOptions);
+    straight = { weights: weightsOf(t), loss: h.history.loss };
+    done(t);
+  });
+
+  /** A trainer whose first fit died at batch 3 of epoch 0. */
+  async function failedAtBatch3(how: string): Promise<Trainer> {
+    const { plugins, callbacks } = failures[how]();
+    const t = new Trainer({ ...options(), plugins });
+    const err = await t.fit(x, y, { ...fitOptions, callbacks }).then(() => expect.fail('the fit did not fail'), (e: Error) => e);
+    expect(err.message).to.contain('ENOSPC: no space left on device'); // the fit's own error (a plugin's names the plugin)
+    expect(t.step).to.equal(4);
+    return t;
+  }
+
+  for (const how of Object.keys(failures)) {
+    it(`cut by ${how} mid-epoch: the same fit again ends where the straight run ends (weights bit for bit, epoch 0's logged loss over all its batches)`, async () => {
+      const before = tf.memory().numTensors;
+      const t = await failedAtBatch3(how);
+      expect(t.position).to.deep.include({ epoch: 0, batch: 4 });
+      expect(t.position.epochSoFar).to.include({ batchSize: 8, shuffle: true, samples: 32, dataSize: 64 });
+      const h = await t.fit(x, y, fitOptions);
+      expect(h.epoch).to.deep.equal([0, 1]);
+      expect(h.history.loss).to.deep.equal(straight.loss);
+      expect(weightsOf(t)).to.deep.equal(straight.weights);
+      done(t);
+      expect(tf.memory().numTensors).to.equal(before);
+    });
+
+    it(`cut by ${how} mid-epoch: continuing with another batchSize is refused as after stop(), and nothing trains`, async () => {
+      const t = await failedAtBatch3(how);
+      await t.fit(x, y, { ...fitOptions, batchSize: 4 }).then(
+        () => expect.fail('continued the cut epoch with batchSize 4'),
+        (e: Error) => expect(e.message).to.match(refusal),
+      );
+      expect(t.step).to.equal(4);
+      done(t);
+    });
+  }
+
+  it('cut mid-epoch, saved and resumed: the resumed fit ends where the straight run ends, and another batchSize is refused', async () => {
+    const t = await failedAtBatch3('a callback');
+    const dir = tmpDir();
+    await t.save(dir);
+    done(t);
+    const other = await Trainer.resume(dir, options());
+    await other.fit(x, y, { ...fitOptions, batchSize: 4 }).then(
+      () => expect.fail('the resumed fit continued the cut epoch with batchSize 4'),
+      (e: Error) => expect(e.message).to.match(refusal),
+    );
+    done(other);
+    const resumed = await Trainer.resume(dir, options());
+    const h = await resumed.fit(x, y, fitOptions);
+    expect(h.history.loss).to.deep.equal(straight.loss);
+    expect(weightsOf(resumed)).to.deep.equal(straight.weights);
+    done(resumed);
+  });
+
+  it("when the sums cannot be read back on the failure path (a failing backend), the fit's own error is thrown and the batching is still recorded", async () => {
+    const before = tf.memory().numTensors;
+    const proto = tf.Tensor.prototype as unknown as { data: () => Promise<unknown> };
+    const data = proto.data;
+    const t = new Trainer(options());
+    const breakReads = async (b: number) => {
+      if (b !== 3) return;
+      proto.data = () => Promise.reject(new Error('backend lost'));
+      fail();
+    };
+    try {
+      await t.fit(x, y, { ...fitOptions, callbacks: { onBatchEnd: breakReads } }).then(
+        () => expect.fail('the fit did not fail'),
+        (e: Error) => expect(e.message).to.equal('ENOSPC: no space left on device'),
+      );
+    } finally {
+      proto.data = data;
+    }
+    // The sums are dropped (the epoch's mean then covers its rest), the batching is not.
+    expect(t.position).to.deep.include({ epoch: 0, batch: 4 });
+    expect(t.position.epochSoFar).to.include({ batchSize: 8, shuffle: true, samples: 0 });
+    await t.fit(x, y, { ...fitOptions, batchSize: 4 }).then(
+      () => expect.fail('continued the cut epoch with batchSize 4'),
+      (e: Error) => expect(e.message).to.match(refusal),
+    );
+    await t.fit(x, y, fitOptions);
+    expect(weightsOf(t)).to.deep.equal(straight.weights);
+    done(t);
+    expect(tf.memory().numTensors).to.equal(before);
+  });
+});
