@@ -529,8 +529,17 @@ export class Trainer {
   private async runFit(given: DataSource, validation: DataSource | undefined, o: FitRunOptions, verbose: number): Promise<History> {
     // batchesPerEpoch (model.fitDataset's): one read of the data carried across the epochs.
     const carried = o.batchesPerEpoch === undefined ? undefined : new CarriedEpochs(given, o.batchesPerEpoch);
+    const before = { pos: this.pos, resumed: this.resumedSchedule, steps: this.stepCount + this.skippedSteps };
     try {
       return await this.runFitOn(carried ?? given, validation, o, verbose);
+    } catch (err) {
+      // Refused before its first step (the first read failed, the first batch was refused): nothing trained, so
+      // the position (an initialEpoch it moved to, an epoch's sums it dropped) and the resumed schedule stay as they were.
+      if (this.stepCount + this.skippedSteps === before.steps) {
+        this.pos = before.pos;
+        this.resumedSchedule = before.resumed;
+      }
+      throw err;
     } finally {
       await carried?.close();
     }

@@ -1,11 +1,12 @@
 // A fit that fails leaves the position where a straight run needs it: a throw mid-epoch records
 // the epoch so far as stop() does (so continuing it with other batching is refused, and its
-// logged mean covers the whole epoch). The oracle is the straight run: the same weights, bit for bit,
+// logged mean covers the whole epoch), and a fit refused before its first step leaves the
+// position as the call found it. The oracle is the straight run: the same weights, bit for bit,
 // and the same logged losses.
 
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { sgd, SilentLogger, Trainer, type TapfitPlugin } from '../../src';
+import { datasetData, sgd, SilentLogger, Trainer, type TapfitPlugin } from '../../src';
 import { tmpDir, useBackend } from '../fixtures';
 import { blobTensors, softmaxModel } from './helpers';
 
@@ -130,5 +131,63 @@ describe('a failed fit leaves the position as a straight run needs it', () => {
     expect(weightsOf(t)).to.deep.equal(straight.weights);
     done(t);
     expect(tf.memory().numTensors).to.equal(before);
+  });
+
+  describe('a fit refused before its first step leaves the position as it was', () => {
+    /** Data whose first read fails (a missing shard), or whose first batch the model refuses. */
+    const refusedData = {
+      'the first read fails': () =>
+        datasetData(
+          tf.data.generator(function* (): Generator<{ xs: tf.Tensor; ys: tf.Tensor }> {
+            throw new Error('ENOENT: shard-000.bin');
+          }),
+        ),
+      'the first batch is refused by the model (5 features for its 4)': () => datasetData(tf.data.array([{ xs: [1, 2, 3, 4, 5], ys: [1, 0, 0] }]).repeat(16)),
+      'the first batch is refused by fit (batches of batches)': () => datasetData(tf.data.array([{ xs: [[1, 2, 3, 4]], ys: [1, 0, 0] }]).repeat(16)),
+    };
+
+    for (const [what, make] of Object.entries(refusedData)) {
+      it(`${what}, with initialEpoch: the next fit trains the epoch after the last one trained, as a straight run`, async () => {
+        const reference = new Trainer(options());
+        await reference.fit(x, y, { ...fitOptions, epochs: 3 });
+        const before = tf.memory().numTensors;
+        const t = new Trainer(options());
+        await t.fit(x, y, fitOptions);
+        const position = t.position;
+        await t.fit(make(), { epochs: 10, initialEpoch: 8, batchSize: 8 }).then(
+          () => expect.fail('the fit was not refused'),
+          (e: Error) => e,
+        );
+        expect(t.position).to.deep.equal(position);
+        expect(t.step).to.equal(16);
+        const h = await t.fit(x, y, { ...fitOptions, epochs: 1 });
+        expect(h.epoch).to.deep.equal([2]);
+        expect(weightsOf(t)).to.deep.equal(weightsOf(reference));
+        done(t);
+        expect(tf.memory().numTensors).to.equal(before);
+        done(reference);
+      });
+    }
+
+    it('after Trainer.resume: the fit that was cut, run again after a refused one, still finishes its schedule', async () => {
+      const reference = new Trainer(options());
+      await reference.fit(x, y, { ...fitOptions, epochs: 4 });
+      const t = new Trainer(options());
+      await t.fit(x, y, fitOptions);
+      const dir = tmpDir();
+      await t.save(dir);
+      done(t);
+      const resumed = await Trainer.resume(dir, options());
+      await resumed.fit(refusedData['the first read fails'](), { epochs: 1, batchSize: 8 }).then(
+        () => expect.fail('the fit was not refused'),
+        (e: Error) => e,
+      );
+      expect(resumed.position).to.deep.equal({ epoch: 2, batch: 0 });
+      const h = await resumed.fit(x, y, { ...fitOptions, epochs: 4 }); // the cut fit again: epochs is its final epoch
+      expect(h.epoch).to.deep.equal([2, 3]);
+      expect(weightsOf(resumed)).to.deep.equal(weightsOf(reference));
+      done(resumed);
+      done(reference);
+    });
   });
 });
