@@ -1295,8 +1295,11 @@ export class Trainer {
     } catch (err) {
       // What setup made is this trainer's own (the chain's fresh state, models plugins swapped in, such as
       // LoRA's adapted copy); the caller's model, optimizer and plugins are left as they were, the plugins free.
+      // The trainer is never returned, so its plugins get their dispose() here (dataParallel's workers stop).
+      const failure = trainer.disposePlugins();
       trainer.disposeOwn();
       releasePlugins(trainer.plugins, trainer);
+      if (failure) trainer.logger.warn(`resume failed, and then ${failure.message}`);
       throw err;
     }
   }
@@ -1330,15 +1333,7 @@ export class Trainer {
       throw new TapfitError(ErrorCodes.STATE, 'trainer: dispose() was called while save() reads the state it would free. Await the save, then dispose().');
     }
     this.disposed = true;
-    // Every plugin gets its dispose() and the trainer frees its own whatever one of them throws.
-    let failure: TapfitError | undefined;
-    for (const p of this.plugins) {
-      try {
-        refusePromise(p.dispose?.(), p.name, 'dispose');
-      } catch (err) {
-        failure ??= err instanceof TapfitError && err.code === ErrorCodes.PLUGIN_INVALID ? err : pluginCallFailure(p.name, 'dispose()', err);
-      }
-    }
+    const failure = this.disposePlugins();
     this.disposeOwn();
     releasePlugins(this.plugins, this);
     // Every folder is given up; lock files left behind (a read-only remount) are reported once all is freed.
@@ -1350,6 +1345,19 @@ export class Trainer {
     }
     if (failure && lockFailure) this.logger.warn((lockFailure as Error).message);
     if (failure ?? lockFailure) throw failure ?? lockFailure;
+  }
+
+  /** Every plugin gets its dispose(), whatever one of them throws; returns the first failure. */
+  private disposePlugins(): TapfitError | undefined {
+    let failure: TapfitError | undefined;
+    for (const p of this.plugins) {
+      try {
+        refusePromise(p.dispose?.(), p.name, 'dispose');
+      } catch (err) {
+        failure ??= err instanceof TapfitError && err.code === ErrorCodes.PLUGIN_INVALID ? err : pluginCallFailure(p.name, 'dispose()', err);
+      }
+    }
+    return failure;
   }
 
   /** Models plugins swapped in (never the caller's own tfjs-layers model). */
