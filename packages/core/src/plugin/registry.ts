@@ -38,6 +38,17 @@ export function validatePlugin(p: unknown): asserts p is TapfitPlugin {
 }
 
 /**
+ * The trainer's `plugins` option is a list (or absent). A single plugin, or a plugin's name
+ * as a config file writes it, would otherwise fail on a bare `.map is not a function`.
+ */
+export function checkPluginsOption(plugins: unknown): void {
+  if (plugins == null || Array.isArray(plugins)) return;
+  const got = typeof plugins === 'string' ? `the string '${plugins}'` : typeof plugins === 'object' && plugins !== null && 'apply' in plugins ? `one plugin ('${String((plugins as { name?: unknown }).name)}')` : describeSpec(plugins);
+  const hint = typeof plugins === 'string' ? " Names are for CLI configs; in code, call the plugin's factory: `plugins: [lora({ rank: 4 })]`." : ' Put it in a list: `plugins: [plugin]`.';
+  throw new TapfitError(ErrorCodes.CONFIG, `trainer: \`plugins\` must be a list of plugins, got ${got}.${hint}`);
+}
+
+/**
  * Checks a whole plugin list before anything is applied: each plugin valid, names
  * unique, every `requires` present, no `conflicts` present, one copy of core and tfjs
  * loaded. Throws on the first problem.

@@ -10,13 +10,14 @@ import { checkGradients } from '../step/check-gradients';
 import { checkMemoryPlan } from '../step/check-plan';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { noiseKey } from '../model/noise-seed';
+import { checkModelOption } from '../model/model-option';
 import { checkManifest, tensorLabels, type Manifest, type Position } from '../checkpoint/manifest';
 import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
 import { releaseCheckpointFoldersOf } from '../checkpoint/checkpoint-claim';
 import { FileCheckpointer } from '../checkpoint/file-checkpointer';
 import { TensorReader } from '../checkpoint/tensor-file';
 import { captureCheckpoint, restoreCheckpoint, type TrainerParts } from './snapshot';
-import { validatePluginSet, type PluginSpec } from '../plugin/registry';
+import { checkPluginsOption, validatePluginSet, type PluginSpec } from '../plugin/registry';
 import { attachPlugins, releasePlugins } from '../plugin/attachment';
 import { createPluginApi, sealServices } from '../plugin/plugin-api';
 import type { TapfitPlugin, TrainerView } from '../plugin/types';
@@ -181,6 +182,8 @@ export class Trainer {
     if (!options.model) throw new TapfitError(ErrorCodes.CONFIG, 'trainer: `model` is required (a tfjs-layers model or a segment model).');
     if (!options.optimizer) throw new TapfitError(ErrorCodes.CONFIG, "trainer: `optimizer` is required (e.g. 'adam', sgd({ lr: 0.1 }) or tf.train.adam()).");
     if (typeof options.optimizer === 'string') optimizerByName(options.optimizer); // an unknown name fails here, listing the names
+    checkModelOption(options.model);
+    checkPluginsOption(options.plugins);
     this.modelRef = toTrainableModel(options.model);
     this.userModel = this.modelRef.layersModel;
     if (this.userModel) this.compiled = compileMark(this.userModel);
