@@ -11,6 +11,7 @@ import { checkMemoryPlan } from '../step/check-plan';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { noiseKey } from '../model/noise-seed';
 import { checkModelOption } from '../model/model-option';
+import { noTrainablesError } from './no-trainables';
 import { checkManifest, tensorLabels, type Manifest, type Position } from '../checkpoint/manifest';
 import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
 import { releaseCheckpointFoldersOf } from '../checkpoint/checkpoint-claim';
@@ -369,6 +370,8 @@ export class Trainer {
   private finishSetup(model: TrainableModel, carry?: ChainStepper): void {
     const params: Record<string, tf.Variable> = {};
     for (const v of trainableVariables(model)) params[v.name] = v;
+    // Before anything is built: a retry after unfreezing sets up afresh (plugins' setup taps included).
+    if (!Object.keys(params).length) throw noTrainablesError(model, 'at setup');
     const info: ModelInfo = { model, segmentNames: model.segments.map((s) => s.name), params };
     // What planMemory and stepTransforms (buildStepper) taps return is checked tap by tap too, naming the plugin.
     this.hooks.planMemory.checkEachTap((plan, plugin) => checkMemoryPlan(plan, info.segmentNames, plugin));
@@ -675,7 +678,10 @@ export class Trainer {
    * chain member whose state is not one entry per variable.
    */
   private followTrainableSet(caller: 'fit' | 'trainStep' | 'trainOnBatch', since: 'fit' | 'step'): void {
-    const change = trainableSetChange(this.params, trainableVariables(this.modelRef));
+    const now = trainableVariables(this.modelRef);
+    // Refused before the set is followed, so unfreezing again finds the trainer (and its optimizer state) as it was.
+    if (!now.length) throw noTrainablesError(this.modelRef, `any more (\`trainable\` was set since the last ${since}; nothing was changed)`);
+    const change = trainableSetChange(this.params, now);
     if (!change) {
       this.trainableFlags = new TrainableFlags(this.modelRef); // flags moved and back: the same set
       return;
