@@ -78,6 +78,20 @@ describe('plugin registration', () => {
     data.dispose();
   });
 
+  it("a failed Trainer.resume gives every plugin its dispose(); one that throws is logged and the resume's own error is thrown", async () => {
+    const events: string[] = [];
+    const warnings: string[] = [];
+    const logger: Logger = { info() {}, warn: (m) => void warnings.push(m) };
+    const throwing = plugin('throwing', { dispose: () => { events.push('dispose throwing'); throw new Error('cannot free'); } });
+    const after = plugin('after', { dispose: () => void events.push('dispose after') });
+    const err = await Trainer.resume(tmpDir(), { model: tinyMlp(), loss: 'softmaxCrossEntropy', optimizer: 'sgd', logger, plugins: [throwing, after] }).then(() => undefined, (e: TapfitError) => e);
+    expect(err?.code).to.equal('TAPFIT_E_CHECKPOINT');
+    expect(events).to.deep.equal(['dispose throwing', 'dispose after']);
+    expect(warnings.join('\n')).to.match(/resume failed, and then plugin 'throwing' failed in dispose\(\): cannot free/);
+    const again = tinyTrainer({ plugins: [throwing, after] }); // both free again
+    expect(codeOf(() => again.dispose())).to.equal('TAPFIT_E_PLUGIN_FAILED');
+  });
+
   it('a plugin class resolved as a singleton is one instance: a second live trainer is refused', () => {
     @singleton()
     class Single implements TapfitPlugin {
