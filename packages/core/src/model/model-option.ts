@@ -50,7 +50,7 @@ export function checkModelOption(model: unknown): void {
   const segments = (model as { segments?: unknown }).segments;
   if (!Array.isArray(segments)) {
     const keys = Object.keys(model).slice(0, 5);
-    return refuse(`${className(model) === 'Object' ? 'a plain object' : `a ${className(model)}`} (keys: ${keys.length ? keys.join(', ') : 'none'})`, 'Pass the model object itself, not a description of it.');
+    return refuse(`${className(model) === 'Object' ? 'a plain object' : `a ${className(model)}`} (keys: ${keys.length ? keys.join(', ') : 'none'})`, 'A description of a model (its JSON, a `{ layers }` object) is not one: build it (tf.sequential, await tf.models.modelFromJSON(json)) and pass that.');
   }
   if (!segments.length) refuse('a segment model with no segments', 'Give it at least one segment.');
   segments.forEach((s: unknown, i) => {
