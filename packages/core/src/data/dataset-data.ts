@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { formatBytes } from '../backend/memory-guard';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { Batch, BatchOptions, DataSource } from './data-source';
-import { ACCEPTED_PARTS, batchesOf, describe, partBytes, partProblem, tensorsIn, type DatasetElement } from './plain-batch';
+import { ACCEPTED_PARTS, batchesOf, describe, partBytes, partProblem, tensorsIn, type DatasetElement, type Elements } from './plain-batch';
 import { ShuffleBuffer } from './shuffle-buffer';
 
 export type { DatasetElement, ElementPart } from './plain-batch';
@@ -37,20 +37,45 @@ export class DatasetData implements DataSource {
   /** A batched dataset's first batch's shapes without the batch dimension: every batch is checked against them. */
   private sampleShapes: { xs: number[]; ys: number[] } | undefined;
 
+  /**
+   * The iterator the first-element check opened, with that element: the next `batches()`
+   * trains on both, so checking neither opens the dataset again nor reads an element twice.
+   * (A tf.data iterator cannot be closed: one opened only to look would keep what a
+   * ds.shuffle(n) upstream had buffered, and the next open would draw another order.)
+   */
+  private opened: { it: Elements; first: IteratorResult<DatasetElement> } | undefined;
+
   /** With `batched: true`, the size of the dataset's first batch: fit's default batchSize (model.fitDataset's batching). */
   async ownBatchSize(): Promise<number | undefined> {
     if (!this.batched) return undefined;
-    if (this.elementBytes === undefined) this.elementBytes = await this.checkElements();
+    await this.checkFirst();
     return this.firstBatchSize;
   }
 
+  /**
+   * model.fitDataset opens the dataset once before its epochs and, without batchesPerEpoch,
+   * again at each epoch (tfjs-layers 4.22), so its first epoch reads the second open. A
+   * ds.shuffle draws a new order at each open: fit does the same unread open (a batched
+   * dataset read as it comes, once per fit) to train on model.fitDataset's orders.
+   */
+  async openUnreadAsFitDataset(): Promise<void> {
+    if (this.batched && !this.opened) await this.ds.iterator();
+  }
+
+  /** Frees the element the check read, when no `batches()` took it (a fit that failed before its first epoch). */
+  release(): void {
+    const held = this.opened;
+    this.opened = undefined;
+    if (held && !held.first.done) tf.dispose(tensorsIn(held.first.value));
+  }
+
   async *batches({ batchSize, shuffle, seed, epoch, startBatch = 0, ownBatches }: BatchOptions): AsyncIterator<Batch> {
-    if (this.elementBytes === undefined) this.elementBytes = await this.checkElements();
+    const elements = await this.elements();
     if (this.batched && ownBatches && !shuffle) {
-      yield* this.asTheyCome(startBatch);
+      yield* this.asTheyCome(elements, startBatch);
       return;
     }
-    const upstream = this.batched ? samplesOf(this.ds) : await this.ds.iterator();
+    const upstream = this.batched ? samplesOf(elements) : elements;
     if (!shuffle) {
       yield* batchesOf(upstream, batchSize, startBatch);
       return;
@@ -63,13 +88,34 @@ export class DatasetData implements DataSource {
     }
   }
 
+  /** The dataset's elements from one open: the checked iterator if one is held, else a new one (checked first if never checked). */
+  private async elements(): Promise<Elements> {
+    await this.checkFirst();
+    const held = this.opened;
+    this.opened = undefined;
+    return held ? withFirst(held.first, held.it) : ((await this.ds.iterator()) as Elements);
+  }
+
+  /** Once per source: opens the dataset, checks its first element and holds both for the next `batches()`. */
+  private async checkFirst(): Promise<void> {
+    if (this.elementBytes !== undefined || this.opened) return;
+    const it = (await this.ds.iterator()) as Elements;
+    const first = await it.next();
+    try {
+      this.elementBytes = this.checkElement(first.done ? undefined : first.value);
+    } catch (err) {
+      if (!first.done) tf.dispose(tensorsIn(first.value));
+      throw err;
+    }
+    this.opened = { it, first };
+  }
+
   /**
    * model.fitDataset's reading of a batched dataset: each batch whole, whatever its size, so a
    * repeated dataset's short batch stays one batch instead of being merged with the next
    * pass's first samples. Nothing is held between batches, so there is nothing to free.
    */
-  private async *asTheyCome(startBatch: number): AsyncGenerator<Batch> {
-    const it = await this.ds.iterator();
+  private async *asTheyCome(it: Elements, startBatch: number): AsyncGenerator<Batch> {
     for (let i = 0; ; i++) {
       const r = await it.next();
       if (r.done) return;
@@ -113,49 +159,44 @@ export class DatasetData implements DataSource {
 
   /**
    * The first element is { xs, ys } of accepted parts, checked once before any shuffle buffer
-   * fills. Returns its size in bytes as tensors.
+   * fills. Returns its size in bytes as tensors. The caller frees it if this throws.
    */
-  private async checkElements(): Promise<number> {
-    const [first] = (await this.ds.take(1).toArray()) as unknown[];
-    try {
-      if (first === undefined) return 0;
-      const v = first as { xs?: unknown; ys?: unknown };
-      const isObject = typeof v === 'object' && v !== null && !(v instanceof tf.Tensor) && !Array.isArray(v) && !ArrayBuffer.isView(v);
-      if (!isObject || !('xs' in v || 'ys' in v)) {
-        const got = isObject ? `{ ${Object.keys(v).join(', ')} }` : describe(v);
+  private checkElement(first: unknown): number {
+    if (first === undefined) return 0;
+    const v = first as { xs?: unknown; ys?: unknown };
+    const isObject = typeof v === 'object' && v !== null && !(v instanceof tf.Tensor) && !Array.isArray(v) && !ArrayBuffer.isView(v);
+    if (!isObject || !('xs' in v || 'ys' in v)) {
+      const got = isObject ? `{ ${Object.keys(v).join(', ')} }` : describe(v);
+      throw new TapfitError(
+        ErrorCodes.CONFIG,
+        `datasetData: the dataset's elements must be { xs, ys } (inputs, targets; as model.fitDataset takes them), got ${got}. ` +
+          'Map them, e.g. ds.map(([x, y]) => ({ xs: x, ys: y })).',
+      );
+    }
+    const problems = { xs: partProblem(v.xs), ys: partProblem(v.ys) };
+    if (problems.xs || problems.ys) {
+      const got = (['xs', 'ys'] as const).map((k) => `${k}: ${problems[k] ?? describe(v[k])}`).join(', ');
+      // tf.data.csv gives { xs: { column: value, ... }, ys: { label: value } }.
+      const columns = [v.xs, v.ys].some((p) => /^an object/.test(partProblem(p) ?? ''));
+      const fix = columns
+        ? "Map the columns to arrays, e.g. ds.map(({ xs, ys }) => ({ xs: Object.values(xs), ys: Object.values(ys)[0] })) for tf.data.csv's elements."
+        : 'Map them to one of these, e.g. ds.map(e => ({ xs: tf.tensor(e.xs), ys: Number(e.ys) })).';
+      throw new TapfitError(ErrorCodes.CONFIG, `datasetData: the dataset's elements' xs and ys must each be ${ACCEPTED_PARTS}; got { ${got} }. ${fix}`);
+    }
+    if (this.batched) {
+      const [xs, ys] = [v.xs, v.ys];
+      if (!(xs instanceof tf.Tensor && ys instanceof tf.Tensor && xs.rank > 0 && ys.rank > 0 && xs.shape[0] === ys.shape[0])) {
         throw new TapfitError(
           ErrorCodes.CONFIG,
-          `datasetData: the dataset's elements must be { xs, ys } (inputs, targets; as model.fitDataset takes them), got ${got}. ` +
-            'Map them, e.g. ds.map(([x, y]) => ({ xs: x, ys: y })).',
+          `datasetData(ds, { batched: true }): the dataset's elements must be batches { xs, ys } of tensors with the same first (batch) dimension, as ds.batch(n) makes them; got { xs: ${describeBatchPart(xs)}, ys: ${describeBatchPart(ys)} }. For an unbatched dataset leave 'batched' out, or batch it (ds.batch(n)): trainer.fitDataset, like model.fitDataset, takes batches.`,
         );
       }
-      const problems = { xs: partProblem(v.xs), ys: partProblem(v.ys) };
-      if (problems.xs || problems.ys) {
-        const got = (['xs', 'ys'] as const).map((k) => `${k}: ${problems[k] ?? describe(v[k])}`).join(', ');
-        // tf.data.csv gives { xs: { column: value, ... }, ys: { label: value } }.
-        const columns = [v.xs, v.ys].some((p) => /^an object/.test(partProblem(p) ?? ''));
-        const fix = columns
-          ? "Map the columns to arrays, e.g. ds.map(({ xs, ys }) => ({ xs: Object.values(xs), ys: Object.values(ys)[0] })) for tf.data.csv's elements."
-          : 'Map them to one of these, e.g. ds.map(e => ({ xs: tf.tensor(e.xs), ys: Number(e.ys) })).';
-        throw new TapfitError(ErrorCodes.CONFIG, `datasetData: the dataset's elements' xs and ys must each be ${ACCEPTED_PARTS}; got { ${got} }. ${fix}`);
-      }
-      if (this.batched) {
-        const [xs, ys] = [v.xs, v.ys];
-        if (!(xs instanceof tf.Tensor && ys instanceof tf.Tensor && xs.rank > 0 && ys.rank > 0 && xs.shape[0] === ys.shape[0])) {
-          throw new TapfitError(
-            ErrorCodes.CONFIG,
-            `datasetData(ds, { batched: true }): the dataset's elements must be batches { xs, ys } of tensors with the same first (batch) dimension, as ds.batch(n) makes them; got { xs: ${describeBatchPart(xs)}, ys: ${describeBatchPart(ys)} }. For an unbatched dataset leave 'batched' out, or batch it (ds.batch(n)): trainer.fitDataset, like model.fitDataset, takes batches.`,
-          );
-        }
-        this.firstBatchSize = xs.shape[0];
-        this.sampleShapes = { xs: xs.shape.slice(1), ys: ys.shape.slice(1) };
-        // Bytes of one sample: the shuffle buffer holds samples.
-        return (partBytes(xs) + partBytes(ys)) / Math.max(1, xs.shape[0]);
-      }
-      return partBytes(v.xs) + partBytes(v.ys);
-    } finally {
-      tf.dispose(tensorsIn(first));
+      this.firstBatchSize = xs.shape[0];
+      this.sampleShapes = { xs: xs.shape.slice(1), ys: ys.shape.slice(1) };
+      // Bytes of one sample: the shuffle buffer holds samples.
+      return (partBytes(xs) + partBytes(ys)) / Math.max(1, xs.shape[0]);
     }
+    return partBytes(v.xs) + partBytes(v.ys);
   }
 }
 
@@ -167,14 +208,20 @@ function describeBatchPart(p: unknown): string {
   return p instanceof tf.Tensor ? `a tensor of shape [${p.shape}]` : describe(p);
 }
 
+/** `first` (already read from `it`), then the rest of `it`. */
+async function* withFirst(first: IteratorResult<DatasetElement>, it: Elements): AsyncGenerator<DatasetElement> {
+  if (first.done) return;
+  yield first.value;
+  for (let r = await it.next(); !r.done; r = await it.next()) yield r.value;
+}
+
 /**
  * The samples of a batched dataset, one element each: each batch is split (tf.unstack) and
  * freed, as tf.data's own ops free the elements they consume. A plain async generator, not a
  * tf.data dataset: tf.data's iterators have no `return()`, so a fit that stopped or failed
  * mid-batch could not reach the split batch's unread samples. Closing this frees them.
  */
-async function* samplesOf(batches: tf.data.Dataset<DatasetElement>): AsyncGenerator<DatasetElement> {
-  const it = await batches.iterator();
+async function* samplesOf(it: Elements): AsyncGenerator<DatasetElement> {
   let x: tf.Tensor[] = [];
   let y: tf.Tensor[] = [];
   let unread = 0; // x[unread..] and y[unread..] are still this generator's

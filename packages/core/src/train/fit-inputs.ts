@@ -3,6 +3,7 @@ import { ErrorCodes, TapfitError } from '../errors';
 import type { DataSource } from '../data/data-source';
 import { allWholeNumbers } from '../data/labels';
 import { arrayData, TensorData } from '../data/tensor-data';
+import { DatasetData } from '../data/dataset-data';
 import { parseOptions } from '../options';
 import { fitOptionsSchema, inferenceOptionsSchema, refuseUnsupportedFitOptions, type ParsedFitOptions } from './options';
 
@@ -93,13 +94,16 @@ export type FitRunOptions = ParsedFitOptions & { ownBatches?: boolean };
  * both). Given either, the source re-batches as told.
  */
 export async function withOwnBatching(inputs: Pick<FitInputs, 'data' | 'options' | 'given'>): Promise<FitRunOptions> {
+  const asTheyCome = !inputs.given.batchSize && !inputs.given.shuffle;
+  // Opened as model.fitDataset opens it, so a ds.shuffle gives the same orders (see openUnreadAsFitDataset).
+  if (asTheyCome && inputs.options.batchesPerEpoch === undefined && inputs.data instanceof DatasetData) await inputs.data.openUnreadAsFitDataset();
   const own = await inputs.data.ownBatchSize?.();
   if (own === undefined) return inputs.options;
   return {
     ...inputs.options,
     ...(inputs.given.batchSize ? {} : { batchSize: own }),
     ...(inputs.given.shuffle ? {} : { shuffle: false }),
-    ownBatches: !inputs.given.batchSize && !inputs.given.shuffle,
+    ownBatches: asTheyCome,
   };
 }
 

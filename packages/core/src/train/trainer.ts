@@ -44,6 +44,7 @@ import { fitInputs, inferenceOptions, isDataSource, labelsTensor, toTensor, with
 import { FitCallbacks, yieldKeysNote, type FitParams, type Logs } from './callbacks';
 import { BatchMeans } from './batch-means';
 import { checkContinuation } from './continuation';
+import { DatasetData } from '../data/dataset-data';
 import { CarriedEpochs, firstBatches, ranOutWarning } from './batch-limits';
 import { asModelInputs, asModelTargets, takesOneValue } from './targets';
 import { markLabelSource, tensorLabelSource } from '../data/labels';
@@ -489,6 +490,8 @@ export class Trainer {
         const options = await withOwnBatching(inputs);
         return await this.runFit(inputs.data, inputs.validation, options, options.verbose ?? (inputs.modelForm ? 1 : 0));
       } finally {
+        // An element a dataset's check read and no epoch took (the fit failed before training or validating on it).
+        for (const d of [inputs.data, inputs.validation]) if (d instanceof DatasetData) d.release();
         inputs.dispose();
       }
     } finally {
