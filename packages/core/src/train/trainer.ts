@@ -997,14 +997,20 @@ export class Trainer {
     }
   }
 
-  /** trainOnBatch or trainStep between fit's steps would update in the middle of its epoch (and write into its metrics): refused, as tfjs refuses model.trainOnBatch during model.fit. */
+  /**
+   * trainOnBatch or trainStep between fit's steps would update in the middle of its epoch (and
+   * write into its metrics): tapfit refuses it. tfjs does not: model.trainOnBatch never looks
+   * at model.fit's isTraining flag, so a tfjs program that calls it from a fit callback trains
+   * there, and throws here after the port.
+   */
   private refuseWhileFitting(what: string): void {
+    const why = "(model.trainOnBatch allows this; tapfit refuses it because the update would land inside the fit's epoch and its running metrics. To add work to each of fit's steps, write a plugin.)";
     if (this.fitting) {
-      throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} was called while fit() runs on this trainer (from a callback or a hook?). Await the fit, then call it.`);
+      throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} was called while fit() runs on this trainer (from a callback or a hook?). Await the fit, then call it. ${why}`);
     }
     const models = [this.userModel, this.modelRef.layersModel].filter((m): m is tf.LayersModel => m !== undefined);
     if (models.some(isModelTraining)) {
-      throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} was called while another fit trains the model (model.fit, or another Trainer on the same model). Await that fit first.`);
+      throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} was called while another fit trains the model (model.fit, or another Trainer on the same model). Await that fit first. ${why}`);
     }
   }
 

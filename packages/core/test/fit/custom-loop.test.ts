@@ -81,7 +81,7 @@ describe('trainStep in a custom loop (the port of optimizer.minimize)', () => {
     expect(seen!.stepAfter).to.equal(seen!.stepBefore);
     expect(seen!.message).to.contain('trainStep() was called while fit() runs on this trainer');
     expect(trainer.step).to.equal(2); // fit's two steps only
-    // model.fit on the same model: refused as tfjs refuses model.trainOnBatch during it.
+    // model.fit on the same model: refused too (tfjs would let model.trainOnBatch run inside it).
     model.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy' });
     seen = undefined;
     await model.fit(x, y, { epochs: 1, batchSize: 8, verbose: 0, callbacks: { onBatchEnd: async (batch) => (batch === 0 ? tryStep() : undefined) } });

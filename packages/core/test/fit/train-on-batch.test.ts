@@ -190,6 +190,14 @@ describe('trainer.trainOnBatch (model.trainOnBatch)', () => {
     );
     expect(err.code).to.equal('TAPFIT_E_STATE');
     expect(err.message).to.contain('trainOnBatch() was called while fit() runs on this trainer').and.contain('Await the fit');
+    // The oracle: tfjs lets model.trainOnBatch run inside model.fit, and the refusal says it is tapfit's.
+    const ref = softmaxModel();
+    ref.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
+    let inside: unknown;
+    await ref.fit(x, y, { epochs: 1, batchSize: 4, verbose: 0, callbacks: { onBatchEnd: async () => void (inside ??= await ref.trainOnBatch(x, y)) } });
+    expect(inside, 'model.trainOnBatch inside model.fit').to.be.a('number');
+    expect(err.message).to.contain('model.trainOnBatch allows this; tapfit refuses it');
+    ref.dispose();
     expect(t.step).to.equal(1); // fit's first step only
     t.dispose();
     const disposed = await t.trainOnBatch(x, y).then(() => expect.fail('accepted'), (e: Error & { code?: string }) => e);
