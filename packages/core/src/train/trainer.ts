@@ -973,8 +973,8 @@ export class Trainer {
     }
     const pending: tf.Tensor1D[] = [];
     try {
+      this.checkBatchShape(xs, 'trainOnBatch: x'); // first: an x without its batch axis would read as a sample-count mismatch
       checkSampleAxes(xs, ys, 'trainOnBatch');
-      this.checkBatchShape(xs);
       // fit's way to the metrics: the loss the Backprop calls stacks them on the step's own prediction.
       const metrics = this.resolve(Tokens.Metrics);
       this.fitState = { metricSink: metrics.length ? (v) => pending.push(v) : undefined };
@@ -1200,12 +1200,23 @@ export class Trainer {
   }
 
   /** A batch's x is [batch, ...the model's input shape]; a source that yields batches of batches (a batched tf.data.Dataset) is named. */
-  private checkBatchShape(x: tf.Tensor): void {
+  private checkBatchShape(x: tf.Tensor, who = 'data/model shape mismatch: a batch of x'): void {
     const want = this.modelRef.inputShape;
-    if (!want || x.rank === want.length + 1 || (x.rank === 1 && takesOneValue(want))) return;
-    const hint = x.rank === want.length + 2 ? ' The source yields batches of batches: for a dataset batched for model.fitDataset use datasetData(ds, { batched: true }), or pass datasetData the dataset before its .batch() call (tf.data has no unbatch).' : ' Reshape the data or fix the model\'s inputShape.';
-    throw new TapfitError(ErrorCodes.SHAPE, `data/model shape mismatch: a batch of x has shape [${x.shape}], but the model takes [batch, ${want.map((d) => d ?? '?')}].${hint}`);
+    if (!want || (x.rank === 1 && takesOneValue(want))) return;
+    const matches = (dims: readonly number[]) => dims.length === want.length && want.every((d, i) => d === null || d === dims[i]);
+    if (x.rank === want.length + 1 && matches(x.shape.slice(1))) return;
+    let hint: string;
+    if (matches(x.shape)) {
+      // One sample's shape: the batch axis was left out (tfjs would read its first axis as samples).
+      hint = ` It looks like one sample without its batch axis: add the axis, x.expandDims(0) (and y's likewise), for a batch of one.`;
+    } else if (x.rank === want.length + 2) {
+      hint = ' The source yields batches of batches: for a dataset batched for model.fitDataset use datasetData(ds, { batched: true }), or pass datasetData the dataset before its .batch() call (tf.data has no unbatch).';
+    } else {
+      hint = " Reshape the data or fix the model's inputShape.";
+    }
+    throw new TapfitError(ErrorCodes.SHAPE, `${who} has shape [${x.shape}], but the model takes [batch, ${want.map((d) => d ?? '?')}].${hint}`);
   }
+
 
   private checkDataShape(data: DataSource): void {
     checkDataLabels(data, this.resolve(Tokens.Loss), this.modelRef.outputShape);

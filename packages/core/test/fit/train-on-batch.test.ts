@@ -205,4 +205,33 @@ describe('trainer.trainOnBatch (model.trainOnBatch)', () => {
     model.dispose();
     tf.dispose([x, y]);
   });
+
+  it('an x without its batch axis (one sample) is named as such, before the sample counts are compared, as is an x of the wrong width; nothing trains or leaks', async () => {
+    const [{ x, y }] = batches(1);
+    const model = softmaxModel();
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), logger: new SilentLogger() });
+    await t.setup();
+    const sample = x.slice(0, 1).reshape([4]); // [4] for a model of inputShape [4]
+    const label = y.slice(0, 1).reshape([3]);
+    const wide = tf.zeros([8, 3]);
+    // The oracle: tfjs refuses both too (its message speaks of tensor shapes, not of sample counts).
+    const ref = softmaxModel();
+    ref.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
+    for (const bad of [sample, wide]) await ref.trainOnBatch(bad, bad === sample ? label : y).then(() => expect.fail('tfjs accepted'), (e: Error) => expect(e.message).to.match(/shape/));
+    ref.dispose();
+    const before = { tensors: tf.memory().numTensors, weights: JSON.stringify(weights(model)) };
+    const refused = async (bx: tf.Tensor, by: tf.Tensor) => t.trainOnBatch(bx, by).then(() => expect.fail('accepted'), (e: Error & { code?: string }) => e);
+    const one = await refused(sample, label);
+    expect(one.code).to.equal('TAPFIT_E_SHAPE');
+    expect(one.message).to.contain('trainOnBatch: x has shape [4], but the model takes [batch, 4]').and.contain('x.expandDims(0)').and.not.contain('samples but');
+    const w = await refused(wide, y);
+    expect(w.code).to.equal('TAPFIT_E_SHAPE');
+    expect(w.message).to.contain('trainOnBatch: x has shape [8,3], but the model takes [batch, 4]').and.not.contain('expandDims');
+    expect(t.step).to.equal(0);
+    expect(JSON.stringify(weights(model)), 'weights').to.equal(before.weights);
+    expect(tf.memory().numTensors, 'tensors left').to.equal(before.tensors);
+    t.dispose();
+    model.dispose();
+    tf.dispose([x, y, sample, label, wide]);
+  });
 });
