@@ -254,7 +254,7 @@ export class Trainer {
   get seed(): number {
     return this.settings.seed;
   }
-  /** Steps whose update was skipped (non-finite loss with `nonFinite: 'skip'`, or a `backward` tap returning null). */
+  /** Steps whose update was skipped (non-finite loss with `nonFinite: 'skip'`, or a `backward` tap returning null, as a delayed-gradient plugin's warm-up does), in fit, trainStep and trainOnBatch. */
   get skipped(): number {
     return this.skippedSteps;
   }
@@ -937,7 +937,9 @@ export class Trainer {
    * `layer.trainable`, and leaves the caller's `x` and `y` alone; `position` stays (there
    * are no epochs). Hooks see `{ epoch: position.epoch, batch: calls so far, step }`. One
    * read-back per call, as model.trainOnBatch. Refused while a fit runs on this trainer or
-   * its model.
+   * its model. A call whose update a plugin held back (a delayed-gradient plugin's warm-up,
+   * nonFinite: 'skip') still resolves to the batch's loss, so the return value cannot tell:
+   * `trainer.skipped` counts the call and `trainer.step` does not advance.
    */
   async trainOnBatch(x: TensorLike, y: TensorLike): Promise<number | number[]> {
     this.assertUsable('trainOnBatch()');

@@ -234,4 +234,34 @@ describe('trainer.trainOnBatch (model.trainOnBatch)', () => {
     model.dispose();
     tf.dispose([x, y, sample, label, wide]);
   });
+
+  it("a call whose update a plugin holds back (a delayed-gradient warm-up) still resolves to the batch's loss; trainer.skipped counts it and trainer.step does not advance", async () => {
+    const [{ x, y }] = batches(1);
+    const model = softmaxModel();
+    // As a delayed-gradient plugin's warm-up does: no update for the first two batches.
+    const withhold: TapfitPlugin = { name: 'withhold', core: '*', apply: ({ hooks }) => void hooks.backward.tap('withhold', (g) => (t.skipped + t.step < 2 ? null : g)) };
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), plugins: [withhold], logger: new SilentLogger() });
+    const ref = softmaxModel();
+    ref.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy' });
+    const before = JSON.stringify(weights(model));
+    const seen: { loss: number; skipped: number; step: number }[] = [];
+    for (let i = 0; i < 3; i++) {
+      const loss = (await t.trainOnBatch(x, y)) as number;
+      seen.push({ loss, skipped: t.skipped, step: t.step });
+    }
+    // The oracle for the held-back calls: the unchanged model's loss on the batch (tfjs's own evaluate).
+    const evaluated = ref.evaluate(x, y) as tf.Scalar;
+    const unchanged = evaluated.dataSync()[0];
+    evaluated.dispose();
+    expectClose([seen[0].loss, seen[1].loss, seen[2].loss], [unchanged, unchanged, unchanged], 'losses');
+    expect(seen.map((s) => [s.skipped, s.step])).to.deep.equal([[1, 0], [2, 0], [2, 1]]);
+    expect(JSON.stringify(weights(model)), 'weights after the calls held back, then one update').to.not.equal(before);
+    await ref.trainOnBatch(x, y); // the one update that was applied
+    const w = weights(ref);
+    weights(model).forEach((v, k) => expectClose(v, w[k], `weight ${k}`, 1e-5));
+    t.dispose();
+    model.dispose();
+    ref.dispose();
+    tf.dispose([x, y]);
+  });
 });
