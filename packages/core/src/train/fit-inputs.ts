@@ -19,7 +19,14 @@ export interface FitInputs {
   modelForm: boolean;
   /** The options the caller gave (not defaulted): a batched dataset's own batching yields to them. */
   given: { batchSize: boolean; shuffle: boolean };
+  /** Lines for fit's logger about options taken and ignored, as tfjs ignores them. */
+  notes: FitNote[];
   dispose(): void;
+}
+
+export interface FitNote {
+  level: 'info' | 'warn';
+  message: string;
 }
 
 export function isDataSource(v: unknown): v is DataSource {
@@ -39,20 +46,14 @@ export function fitInputs(a: unknown, b: unknown, c: unknown): FitInputs {
   }
   refuseUnsupportedFitOptions(modelForm ? c : b);
   const raw = (modelForm ? c : b) as { batchSize?: unknown; shuffle?: unknown } | undefined;
-  const options = parseOptions('fit', fitOptionsSchema, raw);
+  const parsed = parseOptions('fit', fitOptionsSchema, raw);
   const given = { batchSize: raw?.batchSize !== undefined, shuffle: raw?.shuffle !== undefined };
+  const { options, notes } = ignoredOptions(parsed);
   if (modelForm && options.batchesPerEpoch !== undefined) {
     throw new TapfitError(
       ErrorCodes.CONFIG,
       "fit: option 'batchesPerEpoch' is model.fitDataset's, for a dataset read on across epochs; fit(x, y) makes each epoch one pass over x, as model.fit does. " +
         'For a dataset pass fit(datasetData(ds, { batched: true }), { batchesPerEpoch }); to end epochs after fewer batches of x, fit a slice of it.',
-    );
-  }
-  if (options.validationBatches !== undefined && !isDataSource(options.validationData)) {
-    throw new TapfitError(
-      ErrorCodes.CONFIG,
-      "fit: option 'validationBatches' limits a validation dataset (validationData: datasetData(valDs, { batched: true })), as model.fitDataset applies it; " +
-        'validation on [x, y] or validationSplit runs over all of it. Leave the option out, or pass fewer validation samples.',
     );
   }
   if (modelForm) checkTensorArguments(a, b);
@@ -77,11 +78,33 @@ export function fitInputs(a: unknown, b: unknown, c: unknown): FitInputs {
       data = track(whole.range(0, splitAt), created);
       validation = track(whole.range(splitAt, whole.size), created);
     }
-    return { data, validation, options, modelForm, given, dispose: () => created.forEach((d) => d.dispose()) };
+    return { data, validation, options, modelForm, given, notes, dispose: () => created.forEach((d) => d.dispose()) };
   } catch (err) {
     created.forEach((d) => d.dispose());
     throw err;
   }
+}
+
+/**
+ * Options tfjs takes and does nothing with here, dropped with a line saying so (a tfjs
+ * program keeps running, as it did): `yieldEvery` (fit has its own rule) and
+ * `validationBatches` without a validation data source (model.fitDataset ignores it with
+ * `[x, y]` validation or none).
+ */
+function ignoredOptions(parsed: ParsedFitOptions): { options: ParsedFitOptions; notes: FitNote[] } {
+  const { yieldEvery, validationBatches, ...options } = parsed;
+  const notes: FitNote[] = [];
+  if (yieldEvery !== undefined) {
+    notes.push({ level: 'info', message: `fit: option 'yieldEvery' (${JSON.stringify(yieldEvery)}) is ignored: fit lets the event loop turn once a second between steps, whatever it says.` });
+  }
+  if (validationBatches === undefined) return { options, notes };
+  if (isDataSource(parsed.validationData)) return { options: { ...options, validationBatches }, notes };
+  const why =
+    parsed.validationData === undefined && parsed.validationSplit === undefined
+      ? 'no validationData was given'
+      : `it limits a validation dataset (validationData: datasetData(valDs, { batched: true })), as model.fitDataset applies it; validation on ${parsed.validationData === undefined ? 'validationSplit' : '[x, y]'} runs over all of it, as model.fitDataset's does`;
+  notes.push({ level: 'warn', message: `fit: option 'validationBatches' is ignored: ${why}.` });
+  return { options, notes };
 }
 
 /** fit's options as the loop runs them: `ownBatches` reads a batched source's batches as they come. */

@@ -52,12 +52,21 @@ export const fitOptionsSchema = z.strictObject({
    * the fit with a warning, as fitDataset does. fit(data, options) only.
    */
   batchesPerEpoch: z.number().int().positive().optional(),
-  /** model.fitDataset's: validate each epoch on the first this many batches of a validationData data source. */
+  /**
+   * model.fitDataset's: validate each epoch on the first this many batches of a validationData
+   * data source. With `[x, y]` validation, validationSplit, or none, it is ignored with a
+   * warning, as model.fitDataset ignores it without a validation dataset.
+   */
   validationBatches: z.number().int().positive().optional(),
+  /**
+   * model.fit's and model.fitDataset's; accepted and ignored (one info line): fit lets the event
+   * loop turn once a second between steps whatever it says, which is what tfjs's 'auto' aims at.
+   */
+  yieldEvery: z.union([z.enum(['auto', 'batch', 'epoch', 'never']), z.number().nonnegative()], { error: "must be 'auto', 'batch', 'epoch', 'never' or a number of milliseconds" }).optional(),
 });
 /**
  * `fit`'s options as callers write them: model.fit's (tfjs-layers 4.22's ModelFitArgs)
- * and model.fitDataset's `batchesPerEpoch` and `validationBatches`. Written out (not
+ * and model.fitDataset's `batchesPerEpoch` and `validationBatches` (`yieldEvery` ignored). Written out (not
  * `z.input` of the schema) so that editors show each option's documentation; the
  * assertion below keeps it equal to the schema's input type.
  */
@@ -94,8 +103,17 @@ export interface FitOptions {
    * the fit with a warning, as fitDataset does. fit(data, options) only.
    */
   batchesPerEpoch?: number | undefined;
-  /** model.fitDataset's: validate each epoch on the first this many batches of a validationData data source. */
+  /**
+   * model.fitDataset's: validate each epoch on the first this many batches of a validationData
+   * data source. With `[x, y]` validation, validationSplit, or none, it is ignored with a
+   * warning, as model.fitDataset ignores it without a validation dataset.
+   */
   validationBatches?: number | undefined;
+  /**
+   * model.fit's and model.fitDataset's; taken and ignored with one info line: fit lets the
+   * event loop turn once a second between steps, whatever it says.
+   */
+  yieldEvery?: 'auto' | 'batch' | 'epoch' | 'never' | number | undefined;
 }
 // Compile-time: the documented interface is the schema's input type, option for option.
 true satisfies SameType<FitOptions, z.input<typeof fitOptionsSchema>>;
@@ -113,7 +131,6 @@ export const unsupportedFitOptions: Readonly<Record<string, string>> = {
     "an epoch is one pass over the data: to end epochs after n batches, give model.fitDataset's batchesPerEpoch with a data source, fit(datasetData(ds, { batched: true }), { batchesPerEpoch: n }), which reads the data on across epochs as fitDataset does; or fit a slice of x that holds n batches",
   validationSteps:
     "validation runs over the whole validation data: to validate on n batches, give model.fitDataset's validationBatches with a validation data source, { validationData: datasetData(valDs, { batched: true }), validationBatches: n }; or pass validationData that holds n batches (e.g. a slice)",
-  yieldEvery: 'fit already lets the event loop turn once a second between steps; leave the option out',
 };
 
 /** model.fitDataset's options (tfjs-layers 4.22's ModelFitDatasetArgs) that fit does not take, each with what to do instead. */

@@ -486,6 +486,7 @@ export class Trainer {
     const models = this.startFitting();
     try {
       const inputs = fitInputs(a, b, c);
+      for (const note of inputs.notes) this.logger[note.level](note.message);
       try {
         const options = await withOwnBatching(inputs);
         return await this.runFit(inputs.data, inputs.validation, options, options.verbose ?? (inputs.modelForm ? 1 : 0));

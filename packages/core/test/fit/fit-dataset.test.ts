@@ -193,13 +193,18 @@ describe('datasetData of a dataset batched for model.fitDataset', () => {
       tf.dispose([x, y, labels]);
     });
 
-    it('fit(x, y) refuses batchesPerEpoch, and validationBatches without a validation data source, naming the form that does it', async () => {
+    it('fit(x, y) refuses batchesPerEpoch naming the form that does it, and ignores validationBatches without a validation data source with a warning naming it (model.fitDataset ignores it with [x, y] validation)', async () => {
       const { x, y, labels } = blobTensors(8);
-      const t = trainer(softmaxModel());
+      const logger = recordingLogger();
+      const t = new Trainer({ model: softmaxModel(), loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), metrics: ['accuracy'], logger });
       const err = async (p: Promise<unknown>) => (await p.then(() => expect.fail('accepted'), (e: Error) => e)) as Error;
       expect((await err(t.fit(x, y, { batchesPerEpoch: 2 }))).message).to.match(/'batchesPerEpoch' is model\.fitDataset's.*fit\(datasetData\(ds, \{ batched: true \}\), \{ batchesPerEpoch \}\)/);
-      expect((await err(t.fit(x, y, { validationBatches: 2, validationData: [x, y] }))).message).to.match(/'validationBatches' limits a validation dataset \(validationData: datasetData\(valDs, \{ batched: true \}\)\)/);
       expect(t.step).to.equal(0);
+      const h = await t.fit(x, y, { validationBatches: 2, validationData: [x, y], batchSize: 4, verbose: 0 });
+      expect(h.history.val_loss, 'validated on all of [x, y]').to.have.length(1);
+      expect(logger.lines.filter((l) => l.startsWith('warn: '))).to.deep.equal([
+        "warn: fit: option 'validationBatches' is ignored: it limits a validation dataset (validationData: datasetData(valDs, { batched: true })), as model.fitDataset applies it; validation on [x, y] runs over all of it, as model.fitDataset's does.",
+      ]);
       t.model.layersModel!.dispose();
       t.dispose();
       tf.dispose([x, y, labels]);
