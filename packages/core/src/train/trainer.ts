@@ -10,7 +10,7 @@ import { checkGradients } from '../step/check-gradients';
 import { checkMemoryPlan } from '../step/check-plan';
 import { forwardSegments, modelVariables, toTrainableModel, trainableVariables, type TrainableModel } from '../model/trainable-model';
 import { noiseKey } from '../model/noise-seed';
-import { checkModelOption } from '../model/model-option';
+import { checkModelOption } from './model-option';
 import { noTrainablesError } from './no-trainables';
 import { checkManifest, tensorLabels, type Manifest, type Position } from '../checkpoint/manifest';
 import { memoryBudget, type MemoryBudgetOptions } from '../memory/memory-budget';
