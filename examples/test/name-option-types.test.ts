@@ -4,8 +4,9 @@ import { editorView } from './editor-view';
 
 // Closed sets of names as a consumer's editor and compiler see them: loss names in the
 // threaded executors are core's LossName (a typo does not compile), the pipeline plugin
-// takes exactly one of stages / boundaries, and optimizer and metric names are offered by
-// completion while a name held in a `string` (model.compile's type) still compiles.
+// takes exactly one of stages / boundaries (ThreadedPipeline at most one), and optimizer
+// and metric names are offered by completion while a name held in a `string`
+// (model.compile's type) still compiles.
 
 const header = `
 import * as tf from '@tensorflow/tfjs';
@@ -38,6 +39,10 @@ export const typoWorkers = asyncTrain({ model, data: { x, y }, loss: 'mse ', opt
 export const neither = pipeline({});
 // @ts-expect-error both stages and boundaries
 export const both = pipeline({ stages: 2, boundaries: ['dense_2'] });
+// @ts-expect-error both stages and boundaries (the threaded pipeline)
+export const bothThreaded = ThreadedPipeline.start({ model, stages: 2, boundaries: ['dense_2'], loss: 'softmaxCrossEntropy', optimizer: { lr: 0.1, momentum: 0.9 } });
+export const threadedDefault = ThreadedPipeline.start({ model, loss: 'softmaxCrossEntropy', optimizer: { lr: 0.1, momentum: 0.9 } });
+export const threadedExplicit = ThreadedPipeline.start({ model, boundaries: ['dense_2'], loss: 'softmaxCrossEntropy', optimizer: { lr: 0.1, momentum: 0.9 } });
 // @ts-expect-error not an optimizer name
 export const wrongName: OptimizerName = 'adma';
 // @ts-expect-error not a metric name

@@ -283,7 +283,7 @@ describe('Trainer', () => {
     data.dispose();
   });
 
-  it("a model replaced at setup is named by one warning when the model passed in was compiled (a model.fit program's): it stays untrained, trainer.model.layersModel is the trained one", async () => {
+  it("a model replaced at setup is named by one warning when the model passed in was compiled (a model.fit program's): it stays untrained, trainer.layersModel is the trained one", async () => {
     const mine = tinyMlp(2);
     mine.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy' }); // a ported program keeps its compile for model.evaluate
     const copy = tinyMlp(2); // the same weights: what a rebuilding plugin (OnlineNorm, LoRA) starts from
@@ -299,7 +299,7 @@ describe('Trainer', () => {
     await t.fit(data, { epochs: 1, batchSize: 8 });
     expect(warnings).to.have.length(1);
     expect(warnings[0]).to.contain("plugin 'swap' rebuilt the model at setup");
-    expect(warnings[0]).to.contain('the model you passed in stays as it was (untrained). Save, predict and evaluate with `trainer.model.layersModel`');
+    expect(warnings[0]).to.contain('the model you passed in stays as it was (untrained). Save, predict and evaluate with `trainer.layersModel`');
     expect(mine.getWeights().map((w) => Array.from(w.dataSync()))).to.deep.equal(untrained);
     expect(t.model.layersModel!.getWeights().map((w) => Array.from(w.dataSync()))).not.to.deep.equal(untrained);
     // trainer.layersModel is that trained copy, typed non-optional (no `!`).

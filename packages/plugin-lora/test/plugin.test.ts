@@ -40,7 +40,7 @@ describe('lora plugin', () => {
     trainer.dispose();
   });
 
-  it('warns once at setup, for a compiled model (a ported model.fit program), that the model passed in stays untrained, naming trainer.model.layersModel (the trained one)', async () => {
+  it('warns once at setup, for a compiled model (a ported model.fit program), that the model passed in stays untrained, naming trainer.layersModel (the trained one)', async () => {
     const warnings: string[] = [];
     const base = tinyModel();
     base.compile({ optimizer: 'sgd', loss: 'meanSquaredError' }); // a model.fit program's model, compiled for model.evaluate
@@ -50,10 +50,10 @@ describe('lora plugin', () => {
     const data = blobData(32);
     await trainer.fit(data, { epochs: 2, batchSize: 8 });
     expect(warnings).to.have.length(1);
-    expect(warnings[0]).to.match(/^plugin 'lora' rebuilt the model at setup: .*the model you passed in stays as it was \(untrained\)\. Save, predict and evaluate with `trainer\.model\.layersModel`/);
+    expect(warnings[0]).to.match(/^plugin 'lora' rebuilt the model at setup: .*the model you passed in stays as it was \(untrained\)\. Save, predict and evaluate with `trainer\.layersModel`/);
     expect(base.getWeights().map((w) => Array.from(w.dataSync()))).to.deep.equal(untrained);
     const x = tf.ones([2, 4]);
-    const [trained, passed, viaTrainer] = [trainer.model.layersModel!.predict(x) as tf.Tensor, base.predict(x) as tf.Tensor, trainer.predict(x)];
+    const [trained, passed, viaTrainer] = [trainer.layersModel.predict(x) as tf.Tensor, base.predict(x) as tf.Tensor, trainer.predict(x)];
     expect(maxAbsDiff(trained, viaTrainer)).to.equal(0);
     expect(maxAbsDiff(trained, passed)).to.be.above(0);
     tf.dispose([x, trained, passed, viaTrainer]);

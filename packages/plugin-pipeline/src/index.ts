@@ -16,6 +16,6 @@ export type { PipelineOptions, PipelineCommonOptions, PipelineSplit, Compensatio
 import { pipeline } from './plugin';
 /** The entry point config files use (`"plugins": [["@tapfit/plugin-pipeline", { "stages": 4 }]]`). */
 export const tapfitPlugin = pipeline;
-export { ThreadedPipeline, type ThreadedPipelineOptions } from './threaded/executor';
+export { ThreadedPipeline, type ThreadedPipelineOptions, type ThreadedPipelineCommonOptions, type ThreadedPipelineSplit } from './threaded/executor';
 export { messagePortTransport, type Transport, type StageLink, type StageMessage } from './threaded/transport';
 export type { StageStats } from './threaded/protocol';

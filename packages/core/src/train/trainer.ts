@@ -1421,8 +1421,8 @@ function rebuiltModelWarning(plugins: readonly string[], layers: boolean): strin
     return `${who} replaced the model at setup: this trainer runs \`trainer.model\`, not the model you passed in, which does not run what it trains. Predict and evaluate with trainer.predict / trainer.evaluate.`;
   }
   return (
-    `${who} rebuilt the model at setup: this trainer trains its own copy, \`trainer.model.layersModel\`, and the model you passed in stays as it was (untrained). ` +
-    'Save, predict and evaluate with `trainer.model.layersModel` (or trainer.predict / trainer.evaluate), and give that one to a later Trainer.'
+    `${who} rebuilt the model at setup: this trainer trains its own copy, \`trainer.layersModel\`, and the model you passed in stays as it was (untrained). ` +
+    'Save, predict and evaluate with `trainer.layersModel` (or trainer.predict / trainer.evaluate), and give that one to a later Trainer.'
   );
 }
 

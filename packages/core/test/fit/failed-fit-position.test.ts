@@ -6,7 +6,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { datasetData, sgd, SilentLogger, Trainer, type TapfitPlugin } from '../../src';
+import { datasetData, sgd, SilentLogger, tensorData, Trainer, type DataSource, type TapfitPlugin } from '../../src';
 import { tmpDir, useBackend } from '../fixtures';
 import { blobTensors, softmaxModel } from './helpers';
 
@@ -20,8 +20,30 @@ const done = (t: Trainer) => {
 };
 const refusal = /epoch 0 was stopped after 4 batch\(es\) run with batchSize 8, shuffle true, and this fit asks for batchSize 4.*Continue the epoch with batchSize 8, shuffle true/;
 
-/** The ways a fit dies at batch 3 of epoch 0 (after that batch's step): a callback, or a plugin's tap (a checkpoint save that fails). */
-const failures: Record<string, () => { plugins: TapfitPlugin[]; callbacks?: { onBatchEnd: (b: number) => Promise<void> } }> = {
+/**
+ * x and y as a data source whose read of batch 4 of epoch 0 throws (a file that turns out
+ * truncated): the fit dies after batch 3's step, before batch 4's. Its iterator's return()
+ * is passed on, so the tensors the source holds are freed as usual.
+ */
+function failingRead(x: tf.Tensor, y: tf.Tensor): DataSource {
+  const inner = tensorData(x, y);
+  let thrown = false;
+  return {
+    size: inner.size,
+    xShape: inner.xShape,
+    batches(o) {
+      const it = inner.batches(o) as Iterator<{ x: tf.Tensor; y: tf.Tensor }>;
+      let read = 0;
+      return {
+        next: () => (o.epoch === 0 && read++ === 4 - (o.startBatch ?? 0) && !thrown ? ((thrown = true), fail()) : it.next()),
+        return: (v?: unknown) => it.return?.(v) ?? { done: true, value: undefined },
+      };
+    },
+  };
+}
+
+/** The ways a fit dies at batch 3 of epoch 0 (after that batch's step): a callback, a plugin's tap (a checkpoint save that fails), or the data's read of the next batch. */
+const failures: Record<string, (x: tf.Tensor, y: tf.Tensor) => { plugins: TapfitPlugin[]; callbacks?: { onBatchEnd: (b: number) => Promise<void> }; data?: DataSource }> = {
   'a callback': () => {
     let thrown = false;
     return { plugins: [], callbacks: { onBatchEnd: async (b) => void (b === 3 && !thrown && ((thrown = true), fail())) } };
@@ -31,6 +53,7 @@ const failures: Record<string, () => { plugins: TapfitPlugin[]; callbacks?: { on
     const plugin: TapfitPlugin = { name: 'saver', core: '*', apply: ({ hooks }) => hooks.batchEnd.tap('saver', (i) => void (i.step === 3 && !thrown && ((thrown = true), fail()))) };
     return { plugins: [plugin] };
   },
+  "the data source's read of batch 4": (x, y) => ({ plugins: [], data: failingRead(x, y) }),
 };
 function fail(): never {
   throw new Error('ENOSPC: no space left on device');
@@ -51,9 +74,9 @@ describe('a failed fit leaves the position as a straight run needs it', () => {
 
   /** A trainer whose first fit died at batch 3 of epoch 0. */
   async function failedAtBatch3(how: string): Promise<Trainer> {
-    const { plugins, callbacks } = failures[how]();
+    const { plugins, callbacks, data } = failures[how](x, y);
     const t = new Trainer({ ...options(), plugins });
-    const err = await t.fit(x, y, { ...fitOptions, callbacks }).then(() => expect.fail('the fit did not fail'), (e: Error) => e);
+    const err = await (data ? t.fit(data, { ...fitOptions, callbacks }) : t.fit(x, y, { ...fitOptions, callbacks })).then(() => expect.fail('the fit did not fail'), (e: Error) => e);
     expect(err.message).to.contain('ENOSPC: no space left on device'); // the fit's own error (a plugin's names the plugin)
     expect(t.step).to.equal(4);
     return t;

@@ -11,22 +11,40 @@ import { KeepAlive } from './keep-alive';
 import type { FromStage, StageInit, StageStats, ToStage } from './protocol';
 import { messagePortTransport, type Transport } from './transport';
 
-export interface ThreadedPipelineOptions {
+/**
+ * How the threaded pipeline splits the model: `stages` (balanced; 2 when neither is given) or
+ * `boundaries` (explicit), not both, so `{ stages, boundaries }` does not compile (it is
+ * refused at run time too).
+ */
+export type ThreadedPipelineSplit =
+  | {
+      /** S, balanced by measured forward and backward time (default 2). */
+      stages?: number | undefined;
+      boundaries?: undefined;
+    }
+  | {
+      /** The first layer of each stage after the first, by name (S = boundaries.length + 1). */
+      boundaries: string[];
+      stages?: undefined;
+    };
+
+/** ThreadedPipeline.start's options: the split (`ThreadedPipelineSplit`) and these. */
+export type ThreadedPipelineOptions = ThreadedPipelineCommonOptions & ThreadedPipelineSplit;
+
+/** ThreadedPipeline.start's options besides the split. */
+export interface ThreadedPipelineCommonOptions {
   /**
    * The model (a chain of tfjs-layers layers). Workers build theirs from its JSON topology and
    * its current weights; `syncWeights()` writes the stages' weights back into it, and so does
    * `close()` on a pipeline that has not failed and is not streaming.
    */
   model: tf.LayersModel;
-  /** S, balanced by measured forward and backward time; or `boundaries` (first layer of each stage after the first). */
-  stages?: number | undefined;
   /**
    * The micro-batch size `train` streams by default (1), and the size at which `stages`
    * are balanced: convolutions and dense layers do not grow alike with the batch, so a
    * split balanced at 1 can be lopsided at 16.
    */
   microBatch?: number | undefined;
-  boundaries?: string[] | undefined;
   /** A core loss name (functions cannot cross threads; a setupModule may export `loss`). */
   loss: LossName;
   /** SGD with PyTorch-form momentum, as core's sgd(). */
