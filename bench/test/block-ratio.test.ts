@@ -21,8 +21,8 @@ describe('blockRatio (back-to-back blocks a b b a / b a a b)', () => {
     const m = fakeMachine(() => 1);
     const r = await blockRatio(m.variant(20), m.variant(21), 10, 2, m.clock);
     expect(r.median).to.be.closeTo(1.05, 1e-4);
-    expect(r.aMsPerStep).to.be.closeTo(20, 1e-9);
-    expect(r.bMsPerStep).to.be.closeTo(21, 1e-9);
+    expect(r.denominatorMsPerStep).to.be.closeTo(20, 1e-9);
+    expect(r.numeratorMsPerStep).to.be.closeTo(21, 1e-9);
     expect(r.ratios).to.have.length(10);
   });
 

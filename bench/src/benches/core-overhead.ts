@@ -215,7 +215,7 @@ export async function run(args: string[]): Promise<void> {
     rounds,
     blocks: { blocks, fitsPerBlock: 4, stepsPerFit: BLOCK_STEPS, order: 'a b b a, then b a a b' },
     notes: [
-      "targets: each pair's median over blocks of (a + a) / (b + b), four fits of 10 steps run back to back, a b b a then b a a b (results.<model>.blockRatios, with min, max and every block's ratio)",
+      "targets: each pair's median over blocks of (a + a) / (b + b), four fits of 10 steps run back to back, a b b a then b a a b (results.<model>.blockRatios, with min, max, every block's ratio, and each side's median ms per step: numeratorMsPerStep for the key's left name, denominatorMsPerStep for its right)",
       "roundRatios (reported): the same pairs from the interleaved rounds of 20 steps, as the targets were judged until 2026-12-01; changed that day after three consecutive runs had each missed one '10 no-op plugins' target on them (1.057, 1.020, 1.050) while the plugins' own measured cost was 0.08-0.25 % of a step and single rounds' ratios ranged 0.57-1.76",
       'cpuTimeRoundRatios: the rounds\' ratios in CPU time of the process; with one wasm thread that is the work done, which other jobs on the machine inflate far less than wall-clock time',
       'noopDispatch: what 10 no-op plugins add per step, measured on a tiny model (paired rounds, median difference); shareOfStep: that time over each case\'s tapfit step time, the part of the 10-no-op ratio that is not noise',

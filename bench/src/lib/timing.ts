@@ -55,8 +55,10 @@ function summarised(all: number[]): PairedRatio {
 
 /** b's time over a's from blocks run back to back, with both sides' median ms per step. */
 export interface BlockRatio extends PairedRatio {
-  aMsPerStep: number;
-  bMsPerStep: number;
+  /** The denominator's (a's) median ms per step over blocks. */
+  denominatorMsPerStep: number;
+  /** The numerator's (b's) median ms per step over blocks. */
+  numeratorMsPerStep: number;
   blocks: number;
 }
 
@@ -87,5 +89,5 @@ export async function blockRatio(a: () => Promise<number> | number, b: () => Pro
     aMs.push(sumA / 2);
     bMs.push(sumB / 2);
   }
-  return { ...summarised(ratios), aMsPerStep: round(median(aMs), 3), bMsPerStep: round(median(bMs), 3), blocks };
+  return { ...summarised(ratios), denominatorMsPerStep: round(median(aMs), 3), numeratorMsPerStep: round(median(bMs), 3), blocks };
 }
