@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import { noiseNames } from './noise-names';
-import { noiseSeed } from './noise-seed';
+import { seedLayerNoise } from './seed-layer-noise';
 import type { Segment, SegmentContext } from './segment';
 
 /**
@@ -136,12 +136,12 @@ export function fromLayersModel(model: tf.LayersModel): TrainableModel {
   const vars = (layers: tf.layers.Layer[]): tf.Variable[] => layers.flatMap((l) => l.weights.map((w) => w.read() as tf.Variable));
   const noiseName = noiseNames(model);
   // `recomputing`, `step`, `noiseKey` and `noiseNames` reach each layer's call() kwargs so stateful custom layers
-  // can skip updates and name the step in errors, and noisy ones can seed their draws (`noiseSeed`, `layerNoiseName`). Built-in layers (BatchNormalization's moving statistics) update state in
+  // can skip updates and name the step in errors, and noisy ones can seed their draws (`noiseSeed`, `layerNoiseName`); tfjs's own noise layers are seeded here (`seedLayerNoise`). Built-in layers (BatchNormalization's moving statistics) update state in
   // call() regardless, so a recomputed forward restores their non-trainable weights.
   const applyLayer = (layer: tf.layers.Layer, xs: tf.Tensor[], ctx: SegmentContext): tf.Tensor[] => {
     const state = ctx.recomputing && ctx.training ? layer.nonTrainableWeights : [];
     const saved = state.map((w) => tf.clone(w.read()));
-    const restoreSeeds = ctx.training ? seedDropouts(layer, ctx, noiseName) : undefined;
+    const restoreSeeds = ctx.training ? seedLayerNoise(layer, ctx, noiseName) : undefined;
     try {
       const kwargs = { training: ctx.training, recomputing: ctx.recomputing, step: ctx.step, noiseNames: noiseName, ...(ctx.noiseKey === undefined ? {} : { noiseKey: ctx.noiseKey }) };
       const y = layer.apply(xs.length === 1 ? xs[0] : xs, kwargs) as tf.Tensor | tf.Tensor[];
@@ -198,53 +198,9 @@ function layersIn(layer: tf.layers.Layer): tf.layers.Layer[] {
   return layer instanceof tf.LayersModel ? layer.layers.flatMap(layersIn) : [layer];
 }
 
-/** Layers whose noise tfjs draws without a seed: a replayed forward would draw other noise. */
-const UNSEEDED_NOISE = new Set(['GaussianNoise', 'GaussianDropout', 'AlphaDropout']);
-
-/** Why a replay of the layer's forward would differ from its first run, if it would. */
+/** Why a replay of the layer's forward would differ from its first run, if it would (noise is seeded per forward: `seedLayerNoise`). */
 function notReplayable(layer: tf.layers.Layer): string | undefined {
-  const inner = layersIn(layer);
-  const noisy = inner.find((l) => UNSEEDED_NOISE.has(l.getClassName()));
-  if (noisy) return `${noisy.getClassName()} '${noisy.name}' draws its noise without a seed`;
-  const stateful = inner.find((l) => (l as { stateful?: boolean }).stateful === true);
+  const stateful = layersIn(layer).find((l) => (l as { stateful?: boolean }).stateful === true);
   if (stateful) return `${stateful.getClassName()} '${stateful.name}' is stateful: each call advances its state`;
   return undefined;
 }
-
-/**
- * Dropout layers without a seed of their own (tfjs's default; `null` in a model loaded or
- * rebuilt from JSON) draw an unseeded mask per call, so a recomputed forward would
- * differentiate another mask than the loss saw. Each training forward seeds them from the
- * context (`noiseSeed(ctx, noise name, draw)`: trainer seed, batch, layer (its name, or its
- * class and rank when tfjs made the name up: `noiseNames`), and which of the
- * layer's applications in this forward it is), so a replay, in any order, draws the same
- * masks, and a layer applied twice in one forward (a shared Dropout in a functional model)
- * draws a fresh mask for each application, as tfjs's unseeded calls do. Returns what puts
- * the layers' own (absent) seeds and calls back.
- */
-function seedDropouts(layer: tf.layers.Layer, ctx: SegmentContext, noiseName: ReadonlyMap<tf.layers.Layer, string>): (() => void) | undefined {
-  const dropouts = layersIn(layer).filter((l) => isDropout(l) && (l as { seed?: number | null }).seed == null);
-  if (!dropouts.length) return undefined;
-  const restores = dropouts.map((d) => {
-    const seeded = d as unknown as { seed?: number | null; call: CallFn };
-    const own = seeded.seed;
-    const hadOwnCall = Object.hasOwn(d, 'call');
-    const call = seeded.call;
-    // The seed is set per call: tfjs's Dropout reads it once per call, when it draws the mask.
-    let draw = 0;
-    seeded.call = function (this: typeof seeded, inputs, kwargs) {
-      this.seed = noiseSeed(ctx, noiseName.get(d) ?? d.name, draw++);
-      return call.call(this, inputs, kwargs);
-    };
-    return () => {
-      if (hadOwnCall) seeded.call = call;
-      else delete (seeded as { call?: CallFn }).call;
-      seeded.seed = own;
-    };
-  });
-  return () => restores.forEach((restore) => restore());
-}
-
-type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>) => tf.Tensor | tf.Tensor[];
-
-const isDropout = (l: tf.layers.Layer): boolean => l.getClassName() === 'Dropout' || l.getClassName() === 'SpatialDropout1D';

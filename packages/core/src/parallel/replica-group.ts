@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { ErrorCodes, TapfitError } from '../errors';
 import type { ResolvedDataParallelOptions } from './options';
+import { withAlphaDropoutNoiseShapes } from './alpha-dropout-noise-shapes';
 import { copyValues } from './host-copy';
 import { Replica } from './replica';
 import { DATA_PARALLEL_PLUGIN } from './replicable';
@@ -34,7 +35,7 @@ export class ReplicaGroup {
     const layout = new WeightLayout([...new Set(model.weights.map((w) => w.read() as tf.Variable))]);
     const weights = new SharedArrayBuffer(layout.total * 4);
     const wanted = new SharedArrayBuffer(layout.variables.length * 4);
-    const topology = model.toJSON(null, false);
+    const topology = withAlphaDropoutNoiseShapes(model.toJSON(null, false), model);
     const started = await Promise.allSettled(
       Array.from({ length: o.replicas - 1 }, (_, k) =>
         Replica.start({ replica: k + 1, replicas: o.replicas, topology, loss, setupModule: o.setupModule, backend: o.backend, weights, wanted }, layout.variables.length, layout.total, o.startTimeoutMs),

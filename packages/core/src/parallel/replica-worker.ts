@@ -101,7 +101,7 @@ class Replica {
       return tf.tensor(own(data), shape, dtype);
     };
     this.part = { from: order.from, noiseKey: order.noiseKey };
-    // Layers that draw with noiseSeed from the context get a key of this part's own (independent of the other parts'); Dropout draws the whole batch's rows (replica-dropout.ts).
+    // Layers that draw with noiseSeed from the context get a key of this part's own (independent of the other parts'); tfjs's noise layers (Dropout, GaussianNoise, ...) draw the whole batch's rows (replica-dropout.ts).
     const ctx = { training: true, recomputing: false, step: order.step, noiseKey: noiseKey(order.noiseKey, init.replica) };
     let pred: tf.Tensor | undefined;
     try {

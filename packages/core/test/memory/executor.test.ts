@@ -206,21 +206,24 @@ describe('memory: SegmentExecutor', () => {
       model.layersModel!.dispose();
     });
 
-    it('unseeded noise and stateful recurrent layers are not replayable: a plan recomputing them is refused naming the layer, and the planner keeps them stored', () => {
+    it('stateful recurrent layers are not replayable: a plan recomputing them is refused naming the layer, and the planner keeps them stored (seeded noise layers are replayable)', () => {
       const noisy = fromLayersModel(tf.sequential({ layers: [tf.layers.dense({ units: 4, inputShape: [3], name: 'd' }), tf.layers.gaussianNoise({ stddev: 0.1, name: 'noise' }), tf.layers.dense({ units: 2, name: 'out' })] }));
-      const rnn = fromLayersModel(tf.sequential({ layers: [tf.layers.simpleRNN({ units: 4, stateful: true, batchInputShape: [2, 3, 2], name: 'rnn' }), tf.layers.dense({ units: 2, name: 'out' })] }));
-      expect(noisy.segments.map((s) => s.notReplayable)).to.deep.equal([undefined, "GaussianNoise 'noise' draws its noise without a seed", undefined]);
-      expect(rnn.segments[0].notReplayable).to.equal("SimpleRNN 'rnn' is stateful: each call advances its state");
-      const xs = tf.zeros([2, 3]);
+      expect(noisy.segments.map((s) => s.notReplayable)).to.deep.equal([undefined, undefined, undefined]);
+      // dense (on the last axis) -> stateful SimpleRNN -> dense: the RNN in the middle.
+      const rnn = fromLayersModel(
+        tf.sequential({ layers: [tf.layers.dense({ units: 2, batchInputShape: [2, 3, 2], name: 'd' }), tf.layers.simpleRNN({ units: 4, stateful: true, name: 'rnn' }), tf.layers.dense({ units: 2, name: 'out' })] }),
+      );
+      expect(rnn.segments.map((s) => s.notReplayable)).to.deep.equal([undefined, "SimpleRNN 'rnn' is stateful: each call advances its state", undefined]);
+      const xs = tf.zeros([2, 3, 2]);
       const before = tf.memory().numTensors;
-      expect(() => new SegmentExecutor().compute(requestOf(noisy, planOf(noisy, allOf('recompute')), xs, tf.zeros([2, 2]), mse))).to.throw(
+      expect(() => new SegmentExecutor().compute(requestOf(rnn, planOf(rnn, allOf('recompute')), xs, tf.zeros([2, 2]), mse))).to.throw(
         TapfitError,
-        /segment 'noise' is planned 'recompute', but its forward cannot be replayed \(GaussianNoise 'noise' draws its noise without a seed\).*Plan it 'store'/,
+        /segment 'rnn' is planned 'recompute', but its forward cannot be replayed \(SimpleRNN 'rnn' is stateful: each call advances its state\).*Plan it 'store'/,
       );
       expect(tf.memory().numTensors).to.equal(before + 1); // the labels made inline
-      const costs = noisy.segments.map((seg, i) => ({ name: seg.name, notReplayable: seg.notReplayable, differentiable: true, inputBytes: 0, outputBytes: 0, forwardPeakBytes: 0, forwardMs: 1, inputGradBytes: 0, storedBytes: 1e6 * (i + 1), storeForwardPeakBytes: 0, storeBackwardPeakBytes: 0, storeNetBytes: 0, vjpPeakBytes: 0, vjpNetBytes: 0 }));
-      const plan = new BudgetPlanner({ budgetBytes: 2_000_000, profile: { segments: costs, head: { peakBytes: 0, netBytes: 0, inputGradBytes: 0 } } as never }).fit(planOf(noisy, allOf('store')));
-      expect(plan.segments.find((s) => s.name === 'noise')!.policy).to.equal('store');
+      const costs = rnn.segments.map((seg, i) => ({ name: seg.name, notReplayable: seg.notReplayable, differentiable: true, inputBytes: 0, outputBytes: 0, forwardPeakBytes: 0, forwardMs: 1, inputGradBytes: 0, storedBytes: 1e6 * (i + 1), storeForwardPeakBytes: 0, storeBackwardPeakBytes: 0, storeNetBytes: 0, vjpPeakBytes: 0, vjpNetBytes: 0 }));
+      const plan = new BudgetPlanner({ budgetBytes: 2_000_000, profile: { segments: costs, head: { peakBytes: 0, netBytes: 0, inputGradBytes: 0 } } as never }).fit(planOf(rnn, allOf('store')));
+      expect(plan.segments.find((s) => s.name === 'rnn')!.policy).to.equal('store');
       expect(plan.segments.filter((s) => s.policy === 'recompute').map((s) => s.name)).to.deep.equal(['d', 'out']);
       tf.dispose(xs);
       noisy.layersModel!.dispose();

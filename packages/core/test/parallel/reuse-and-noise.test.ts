@@ -73,6 +73,29 @@ describe('dataParallel: a reused instance, dropout, read-backs', () => {
     });
   }
 
+  for (const [what, noiseShape] of [
+    ['GaussianNoise, GaussianDropout and AlphaDropout, 3 replicas, an odd batch', undefined],
+    ["AlphaDropout's noiseShape shared by the batch ([1, 16])", [1, 16]],
+  ] as const) {
+    it(`${what}: each part draws the whole batch's noise rows, so the run equals one thread's (seeded by core's noise rule)`, async () => {
+      const build = () =>
+        tf.sequential({
+          layers: [
+            tf.layers.dense({ inputShape: [6], units: 16, activation: 'selu', kernelInitializer: tf.initializers.glorotUniform({ seed: 1 }) }),
+            tf.layers.gaussianNoise({ stddev: 0.3 }),
+            tf.layers.gaussianDropout({ rate: 0.2 }),
+            tf.layers.alphaDropout({ rate: 0.2, ...(noiseShape ? { noiseShape: [...noiseShape] } : {}) }),
+            tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
+          ],
+        });
+      const split = await train(build(), [dataParallel({ replicas: 3 })], 4, 31);
+      const oneThread = await train(build(), [], 4, 31);
+      expectSameTraining(split, oneThread, what);
+      split.trainer.dispose();
+      oneThread.trainer.dispose();
+    });
+  }
+
   it('a Dropout applied twice in one forward (shared by two branches) draws a mask per application on each replica, so the run equals one thread\'s; no tensor leaks', async () => {
     // h -> drop(h) + drop(h) -> dense: one Dropout layer, two applications (draws 0 and 1 of core's noise rule).
     const build = () => {
