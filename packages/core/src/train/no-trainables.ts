@@ -5,9 +5,13 @@ import { modelVariables, type TrainableModel } from '../model/trainable-model';
 /** Up to four names, and how many more. */
 const few = (names: readonly string[]): string => names.slice(0, 4).join(', ') + (names.length > 4 ? ` and ${names.length - 4} more` : '');
 
-/** Layers (nested models searched) that hold weights. */
+/**
+ * Layers (nested models searched) that hold weights. A nested model frozen as a whole is
+ * itself the layer to name: its `trainable = false` freezes its layers' weights but leaves
+ * their own `trainable` flags true.
+ */
 function layersWithWeights(layer: tf.layers.Layer): tf.layers.Layer[] {
-  if (layer instanceof tf.LayersModel) return layer.layers.flatMap(layersWithWeights);
+  if (layer instanceof tf.LayersModel) return layer.trainable ? layer.layers.flatMap(layersWithWeights) : layer.weights.length ? [layer] : [];
   return layer.weights.length ? [layer] : [];
 }
 

@@ -63,6 +63,30 @@ describe('a model with nothing trainable', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it('a nested model frozen as a whole (base.trainable = false) is named, though its layers keep trainable = true; unfrozen, the same trainer trains as model.fit', async () => {
+    const { x, y, labels } = blobTensors(16);
+    const build = () => {
+      const base = softmaxModel();
+      return { base, model: tf.sequential({ layers: [base] }) };
+    };
+    const { base, model } = build();
+    base.trainable = false; // tfjs freezes the weights; base.layers[i].trainable stays true
+    expect(base.layers.every((l) => l.trainable), 'the oracle: tfjs leaves the inner flags').to.equal(true);
+    const t = new Trainer(trainerOptions(model));
+    const err = await rejected(t.setup());
+    expect(err.code).to.equal('TAPFIT_E_CONFIG');
+    expect(err.message).to.include(`every layer with weights has trainable = false (${base.name})`);
+    base.trainable = true;
+    const reference = build();
+    reference.model.setWeights(model.getWeights());
+    reference.model.compile({ loss: 'categoricalCrossentropy', optimizer: 'adam' });
+    expectHistoryClose((await t.fit(x, y, options)).history, (await reference.model.fit(x, y, options)).history as Record<string, number[]>);
+    t.dispose();
+    reference.model.dispose();
+    model.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
   it('a segment model whose variables are all frozen is refused naming variable.trainable', async () => {
     const w = tf.variable(tf.randomNormal([4, 3], 0, 0.1, 'float32', 1), false);
     const t = new Trainer({ model: segmentModel([{ name: 'linear', params: [w], forward: ([v]) => [tf.matMul(v!, w)] }], { inputShape: [4], outputShape: [3] }), loss: 'meanSquaredError', optimizer: 'sgd', logger: new SilentLogger() });
