@@ -1002,12 +1002,14 @@ export class Trainer {
 
   /**
    * trainOnBatch or trainStep between fit's steps would update in the middle of its epoch (and
-   * write into its metrics): tapfit refuses it. tfjs does not: model.trainOnBatch never looks
-   * at model.fit's isTraining flag, so a tfjs program that calls it from a fit callback trains
-   * there, and throws here after the port.
+   * write into its metrics): tapfit refuses it. tfjs does not: model.trainOnBatch (and
+   * optimizer.minimize, trainStep's counterpart) never look at model.fit's isTraining flag, so
+   * a tfjs program that calls them from a fit callback trains there, and throws here after the port.
    */
-  private refuseWhileFitting(what: string): void {
-    const why = "(model.trainOnBatch allows this; tapfit refuses it because the update would land inside the fit's epoch and its running metrics. To add work to each of fit's steps, write a plugin.)";
+  private refuseWhileFitting(what: 'trainStep()' | 'trainOnBatch()'): void {
+    // The tfjs call the port replaced: trainStep is optimizer.minimize's port, trainOnBatch model.trainOnBatch's.
+    const tfjsCall = what === 'trainStep()' ? 'optimizer.minimize' : 'model.trainOnBatch';
+    const why = `(${tfjsCall} allows this; tapfit refuses it because the update would land inside the fit's epoch and its running metrics. To add work to each of fit's steps, write a plugin.)`;
     if (this.fitting) {
       throw new TapfitError(ErrorCodes.STATE, `trainer: ${what} was called while fit() runs on this trainer (from a callback or a hook?). Await the fit, then call it. ${why}`);
     }

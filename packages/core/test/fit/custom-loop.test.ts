@@ -80,6 +80,19 @@ describe('trainStep in a custom loop (the port of optimizer.minimize)', () => {
     expect(seen).to.include({ code: 'TAPFIT_E_STATE', same: true });
     expect(seen!.stepAfter).to.equal(seen!.stepBefore);
     expect(seen!.message).to.contain('trainStep() was called while fit() runs on this trainer');
+    // The oracle: tfjs's counterpart of trainStep, optimizer.minimize, runs inside model.fit; the refusal names it, not another API.
+    const ref = tf.sequential({ layers: [tf.layers.dense({ inputShape: [x.shape[1]!], units: y.shape[1]!, activation: 'softmax' })] });
+    ref.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy' });
+    const ownOptimizer = tf.train.sgd(0.1);
+    let minimized: number | undefined;
+    await ref.fit(x, y, {
+      epochs: 1, batchSize: 8, verbose: 0,
+      callbacks: { onBatchEnd: async () => void (minimized ??= tf.tidy(() => ownOptimizer.minimize(() => tf.losses.softmaxCrossEntropy(y, ref.apply(x) as tf.Tensor) as tf.Scalar, true)!.dataSync()[0])) },
+    });
+    expect(minimized, 'optimizer.minimize inside model.fit').to.be.a('number');
+    expect(seen!.message).to.contain('(optimizer.minimize allows this; tapfit refuses it').and.not.contain('model.trainOnBatch');
+    ref.dispose();
+    ownOptimizer.dispose();
     expect(trainer.step).to.equal(2); // fit's two steps only
     // model.fit on the same model: refused too (tfjs would let model.trainOnBatch run inside it).
     model.compile({ optimizer: 'sgd', loss: 'categoricalCrossentropy' });
