@@ -29,7 +29,9 @@ describe('Trainer: a model or plugins option it cannot use is refused when it is
 
   it('a plain object, a number, a Promise (an un-awaited tf.loadLayersModel) and a graph-model-like object are refused, each with its fix', () => {
     expectConfig(() => build({ model: {} as never }), /`model` is a plain object \(keys: none\)/);
-    expectConfig(() => build({ model: { layers: [] } as never }), /a plain object \(keys: layers\)/);
+    // A description of a model (a { layers } object, its JSON) is named as one, with the calls that build it.
+    expectConfig(() => build({ model: { layers: [] } as never }), /a plain object \(keys: layers\)/, /A description of a model .* is not one: build it \(tf\.sequential, await tf\.models\.modelFromJSON\(json\)\)/);
+    expect(typeof tf.models.modelFromJSON, 'the API the message names exists').to.equal('function');
     expectConfig(() => build({ model: 3 as never }), /`model` is a number/);
     const pending = Promise.resolve(tinyMlp());
     expectConfig(() => build({ model: pending as never }), /is a Promise/, /await tf\.loadLayersModel/);
