@@ -31,7 +31,8 @@ export function noTrainablesError(model: TrainableModel, when: string): TapfitEr
     return new TapfitError(
       ErrorCodes.CONFIG,
       `trainer: the model has no trainable variables ${when}: ${layers.trainable ? `every layer with weights has trainable = false (${few(frozen.map((l) => l.name))})` : 'model.trainable is false'}. ` +
-        'Set `layer.trainable = true` on the layers to train (e.g. the last ones, for fine-tuning), or `model.trainable = true`, then call fit again: the trainer picks the new set up.',
+        'Set `layer.trainable = true` on the layers to train (e.g. the last ones, for fine-tuning), or `model.trainable = true`, then call fit again: the trainer picks the new set up. ' +
+        "The trainer sets up for training, so evaluate, predict and save on a trainer are refused too while nothing is trainable: use the model's own model.evaluate, model.predict and model.save for a frozen model.",
     );
   }
   return new TapfitError(

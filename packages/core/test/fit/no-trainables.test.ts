@@ -5,7 +5,7 @@
 
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
-import { segmentModel, SilentLogger, Trainer, type TrainerOptions } from '../../src';
+import { segmentModel, SilentLogger, tensorData, Trainer, type TrainerOptions } from '../../src';
 import { counter, rejected, thrown, useBackend } from '../fixtures';
 import { blobTensors, expectHistoryClose, softmaxModel } from './helpers';
 
@@ -44,6 +44,30 @@ describe('a model with nothing trainable', () => {
     weightsOf(model).forEach((w, i) => w.forEach((v, j) => expect(v, `weight ${i}[${j}]`).to.be.closeTo(weightsOf(reference)[i]![j]!, 1e-6)));
     t.dispose();
     tf.dispose([x, y, labels]);
+  });
+
+  it("a frozen model's trainer refuses setup and evaluate too (evaluate sets the trainer up), naming the model's own model.evaluate and model.predict, which work on it", async () => {
+    const { x, y, labels } = blobTensors(16);
+    const model = softmaxModel();
+    model.compile({ loss: 'categoricalCrossentropy', optimizer: 'adam' });
+    for (const l of model.layers) l.trainable = false;
+    const t = new Trainer(trainerOptions(model));
+    const tensors = tf.memory().numTensors;
+    // evaluate(x, y) is synchronous, as model.evaluate, and asks for setup first; setup says what to use instead.
+    expect(thrown(() => t.evaluate(x, y)).message).to.include('call `await trainer.setup()` (or fit) first');
+    for (const call of [() => t.setup(), () => t.evaluate(tensorData(x, y))]) {
+      const err = await rejected(call());
+      expect(err.code, err.message).to.equal('TAPFIT_E_CONFIG');
+      expect(err.message).to.include("use the model's own model.evaluate, model.predict and model.save for a frozen model");
+    }
+    expect(tf.memory().numTensors).to.equal(tensors);
+    // What the message points to: tfjs evaluates and predicts a frozen model.
+    const loss = model.evaluate(x, y) as tf.Scalar;
+    const p = model.predict(x) as tf.Tensor;
+    expect(Number.isFinite(loss.dataSync()[0]!)).to.equal(true);
+    expect(p.shape).to.deep.equal(y.shape);
+    t.dispose();
+    tf.dispose([x, y, labels, loss, p]);
   });
 
   it('model.trainable = false is named as such; with a plugin, unfreezing runs setup afresh (its taps included) and trains', async () => {
