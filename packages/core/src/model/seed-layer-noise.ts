@@ -2,6 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { isNoiseLayer, noiseLayerOutput, seededDraws } from './noise-layers';
 import { noiseSeed } from './noise-seed';
 import type { SegmentContext } from './segment';
+import { layersIn } from './layers-in';
 
 /**
  * Marks a layer whose `call` already draws seeded noise of its own making (a data-parallel
@@ -57,7 +58,3 @@ type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>)
 
 const isDropout = (l: tf.layers.Layer): boolean => l.getClassName() === 'Dropout' || l.getClassName() === 'SpatialDropout1D';
 
-/** Every layer inside `layer` (itself, or a nested model's layers, recursively). */
-function layersIn(layer: tf.layers.Layer): tf.layers.Layer[] {
-  return layer instanceof tf.LayersModel ? layer.layers.flatMap(layersIn) : [layer];
-}

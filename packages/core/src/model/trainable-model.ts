@@ -3,6 +3,7 @@ import { ErrorCodes, TapfitError } from '../errors';
 import { noiseNames } from './noise-names';
 import { seedLayerNoise } from './seed-layer-noise';
 import type { Segment, SegmentContext } from './segment';
+import { layersIn } from './layers-in';
 
 /**
  * The model as the trainer sees it: a chain of segments (what memory planning,
@@ -191,11 +192,6 @@ function checkOneInputOneOutput(model: tf.LayersModel): void {
 /** Accepts what users bring: a TrainableModel or a tfjs-layers model. */
 export function toTrainableModel(model: TrainableModel | tf.LayersModel): TrainableModel {
   return model instanceof tf.LayersModel ? fromLayersModel(model) : model;
-}
-
-/** Every layer inside `layer` (itself, or a nested model's layers, recursively). */
-function layersIn(layer: tf.layers.Layer): tf.layers.Layer[] {
-  return layer instanceof tf.LayersModel ? layer.layers.flatMap(layersIn) : [layer];
 }
 
 /** Why a replay of the layer's forward would differ from its first run, if it would (noise is seeded per forward: `seedLayerNoise`). */

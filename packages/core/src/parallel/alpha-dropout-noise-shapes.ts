@@ -1,9 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-
-/** Every layer inside `layer` (itself, or a nested model's layers, recursively). */
-function layersIn(layer: tf.layers.Layer): tf.layers.Layer[] {
-  return layer instanceof tf.LayersModel ? layer.layers.flatMap(layersIn) : [layer];
-}
+import { layersIn } from '../model/layers-in';
 
 /**
  * `topology` (the model's `toJSON`, snake_case keys) with each AlphaDropout's noiseShape

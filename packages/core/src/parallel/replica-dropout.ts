@@ -3,6 +3,7 @@ import { noiseNames } from '../model/noise-names';
 import { isNoiseLayer, noiseLayerOutput, type NoiseDraws } from '../model/noise-layers';
 import { noiseSeed } from '../model/noise-seed';
 import { DRAWS_OWN_SEEDED_NOISE } from '../model/seed-layer-noise';
+import { layersIn } from '../model/layers-in';
 
 /**
  * Which rows of the whole batch a replica's step computes, and the whole step's noise key.
@@ -20,11 +21,6 @@ type DropoutLayer = tf.layers.Layer & {
   seed?: number | null;
   getNoiseShape(input: { shape: number[] }): (number | null)[] | null;
 };
-
-/** Every layer inside `layer` (itself, or a nested model's layers, recursively). */
-function layersIn(layer: tf.layers.Layer): tf.layers.Layer[] {
-  return layer instanceof tf.LayersModel ? layer.layers.flatMap(layersIn) : [layer];
-}
 
 /**
  * Makes the noise layers of a replica's own model copy draw, for the part's rows, the noise

@@ -3,13 +3,9 @@ import { ErrorCodes, TapfitError } from '../errors';
 import { isLayersAdapter, type TrainableModel } from '../model/trainable-model';
 import type { LossFn } from '../services/tokens';
 import { losses, type LossName } from '../train/losses';
+import { layersIn } from '../model/layers-in';
 
 export const DATA_PARALLEL_PLUGIN = 'data-parallel';
-
-/** Every layer inside `layer` (itself, or a nested model's layers, recursively). */
-function layersIn(layer: tf.layers.Layer): tf.layers.Layer[] {
-  return layer instanceof tf.LayersModel ? layer.layers.flatMap(layersIn) : [layer];
-}
 
 /**
  * Why splitting a batch across replicas would change the math, if it would: a layer whose

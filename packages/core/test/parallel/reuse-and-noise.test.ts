@@ -30,6 +30,15 @@ function expectSameTraining(a: { losses: number[]; weights: Float32Array[] }, b:
   b.weights.forEach((w, i) => expect(maxRelativeDifference(a.weights[i]!, w), `${what}: weight ${i}`).to.be.below(TOLERANCE));
 }
 
+/** Trains a model of `build` with dataParallel({ replicas }) and on one thread, 4 steps on n samples: the same losses and weights. */
+async function expectSplitEqualsOneThread(build: () => tf.LayersModel, replicas: number, n: number, what: string): Promise<void> {
+  const split = await train(build(), [dataParallel({ replicas })], 4, n);
+  const oneThread = await train(build(), [], 4, n);
+  expectSameTraining(split, oneThread, what);
+  split.trainer.dispose();
+  oneThread.trainer.dispose();
+}
+
 describe('dataParallel: a reused instance, dropout, read-backs', () => {
   useBackend('wasm');
 
@@ -65,11 +74,7 @@ describe('dataParallel: a reused instance, dropout, read-backs', () => {
             tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
           ],
         });
-      const split = await train(build(), [dataParallel({ replicas })], 4, n);
-      const oneThread = await train(build(), [], 4, n);
-      expectSameTraining(split, oneThread, what);
-      split.trainer.dispose();
-      oneThread.trainer.dispose();
+      await expectSplitEqualsOneThread(build, replicas, n, what);
     });
   }
 
@@ -88,11 +93,7 @@ describe('dataParallel: a reused instance, dropout, read-backs', () => {
             tf.layers.dense({ units: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: 2 }) }),
           ],
         });
-      const split = await train(build(), [dataParallel({ replicas: 3 })], 4, 31);
-      const oneThread = await train(build(), [], 4, 31);
-      expectSameTraining(split, oneThread, what);
-      split.trainer.dispose();
-      oneThread.trainer.dispose();
+      await expectSplitEqualsOneThread(build, 3, 31, what);
     });
   }
 
