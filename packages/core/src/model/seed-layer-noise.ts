@@ -54,7 +54,8 @@ export function seedLayerNoise(layer: tf.layers.Layer, ctx: SegmentContext, nois
   return () => restores.forEach((restore) => restore());
 }
 
-type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>) => tf.Tensor | tf.Tensor[];
+/** A tfjs layer's `call`. */
+export type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>) => tf.Tensor | tf.Tensor[];
 
 const isDropout = (l: tf.layers.Layer): boolean => l.getClassName() === 'Dropout' || l.getClassName() === 'SpatialDropout1D';
 

@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { noiseNames } from '../model/noise-names';
 import { isNoiseLayer, noiseLayerOutput, type NoiseDraws } from '../model/noise-layers';
 import { noiseSeed } from '../model/noise-seed';
-import { DRAWS_OWN_SEEDED_NOISE } from '../model/seed-layer-noise';
+import { DRAWS_OWN_SEEDED_NOISE, type CallFn } from '../model/seed-layer-noise';
 import { layersIn } from '../model/layers-in';
 
 /**
@@ -74,8 +74,6 @@ export function drawWholeBatchMasks(model: tf.LayersModel, part: () => PartRows)
     Object.assign(layer, { [DRAWS_OWN_SEEDED_NOISE]: true });
   }
 }
-
-type CallFn = (inputs: tf.Tensor | tf.Tensor[], kwargs: Record<string, unknown>) => tf.Tensor | tf.Tensor[];
 
 /** A Dropout's call on a part: its rows of the whole batch's mask. */
 function dropoutCall(d: DropoutLayer, tfjsCall: CallFn, nextDraw: () => { rowsOfStep: PartRows; draw: number }, seedOf: (noiseKey: number, draw: number) => number): CallFn {
