@@ -2,7 +2,8 @@
 // @tapfit/plugin-pipeline: Pipelined Backpropagation with Spike Compensation and Linear
 // Weight Prediction (docs/techniques.md §5), simulated in one process or run in worker threads.
 export { stageDelays } from './delays';
-export { partitionAt, partitionBalanced, balancedStarts, measureSegmentTimes, measureSegmentCosts, measureUpdateCosts, type StageSpec } from './partition';
+export { partitionAt, partitionBalanced, balancedStarts, type StageSpec } from './partition';
+export { measureSegmentTimes, measureSegmentCosts, measureUpdateCosts } from './segment-costs';
 export { spikeCompensation, spikeCoefficients, type SpikeCompensationOptions, type SpikeCompensationState } from './spike-compensation';
 export { predictByVelocity, predictByDelta, PREDICTIONS, type Prediction } from './weight-prediction';
 export { scaleHyperparameters, type ScaleHyperparametersOptions } from './scaling';

@@ -18,7 +18,8 @@ import {
 } from '@tapfit/core';
 import { describeStages, type StageRow } from './describe';
 import { resolvePipelineOptions, type PipelineOptions, type ResolvedPipelineOptions } from './options';
-import { checkSplittable, measureSegmentTimes, partitionAt, partitionBalanced, type StageSpec } from './partition';
+import { checkSplittable, partitionAt, partitionBalanced, type StageSpec } from './partition';
+import { measureSegmentTimes } from './segment-costs';
 import { bindStages, PipelineSimulator } from './simulator';
 import { spikeCompensation } from './spike-compensation';
 import { runSegments } from './stage-math';
