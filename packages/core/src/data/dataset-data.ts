@@ -53,6 +53,7 @@ export class DatasetData implements DataSource {
   }
 
   /**
+   * @internal fit's, not part of the published declarations (core's tsconfig strips @internal).
    * model.fitDataset opens the dataset once before its epochs and, without batchesPerEpoch,
    * again at each epoch (tfjs-layers 4.22), so its first epoch reads the second open. A
    * ds.shuffle draws a new order at each open: fit does the same unread open (a batched
@@ -62,7 +63,7 @@ export class DatasetData implements DataSource {
     if (this.batched && !this.opened) await this.ds.iterator();
   }
 
-  /** Frees the element the check read, when no `batches()` took it (a fit that failed before its first epoch). */
+  /** @internal fit's: frees the element the check read, when no `batches()` took it (a fit that failed before its first epoch). */
   release(): void {
     const held = this.opened;
     this.opened = undefined;
