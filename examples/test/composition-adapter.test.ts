@@ -26,7 +26,7 @@ describe('composition: LoRA adapter files round-trip', function () {
     const data = c.data();
     await t.fit(data, { epochs: 2, batchSize: BATCH });
     const dir = tmpDir('tapfit-composition-adapter-');
-    await (t.plugins.find((p) => p.name === 'lora') as ReturnType<typeof lora>).lora!.saveAdapter(dir);
+    await (t.plugins.find((p) => p.name === 'lora') as ReturnType<typeof lora>).lora.saveAdapter(dir);
     const fresh = batchNormMlp();
     const base = rebuild(fresh);
     const again = await LoraModel.load(base, dir);

@@ -118,9 +118,9 @@ function expectEachDoesItsJob(set: readonly PackageKey[], t: Trainer, d: Trainer
   if (set.includes('lora')) {
     // The handle is the model that trained, and only the adapters and the head trained.
     const p = plugin<LoraPlugin>('lora');
-    if (p.lora) expect(p.lora.model, 'plugin.lora is the trained model').to.equal(t.model.layersModel);
-    else expect(p.segmentLora!.model.segments, 'plugin.segmentLora is the trained model').to.equal(t.model.segments);
-    expect(trained, 'trainable parameters are the adapters and the head').to.equal((p.lora ?? p.segmentLora)!.trainableParams);
+    if ('layers' in p.handle) expect(p.lora.model, 'plugin.lora is the trained model').to.equal(t.model.layersModel);
+    else expect(p.segmentLora.model.segments, 'plugin.segmentLora is the trained model').to.equal(t.model.segments);
+    expect(trained, 'trainable parameters are the adapters and the head').to.equal(p.handle.trainableParams);
   }
   if (set.includes('online-norm')) {
     // No BatchNorm left; each OnlineNorm layer advanced once per step (a recompute replays, it does not advance).

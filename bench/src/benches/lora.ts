@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { adam, selectBackend, SilentLogger, TensorData, Trainer, type TapfitPlugin } from '@tapfit/core';
 import { loadMnist } from '@tapfit/examples';
-import { analyzeUpdate, formatAnalysis, lora, type LoraModel, type UpdateAnalysis } from '@tapfit/plugin-lora';
+import { analyzeUpdate, formatAnalysis, lora, type UpdateAnalysis } from '@tapfit/plugin-lora';
 import { fashionSplits } from '../lib/fashion-mnist';
 import { blockRatio, interleave, pairedRatio } from '../lib/timing';
 import { median, round, target, writeResults, type Target } from '../results';
@@ -133,7 +133,7 @@ export async function run(args: string[]): Promise<void> {
     const sourceAcc = (await v.trainer.evaluate(mnist.test)).acc;
     // Source accuracy through the pretrained head: how far the hidden features drifted,
     // without the (retrained) head's class remapping.
-    const plain = v.plugin ? v.plugin.lora!.unload() : copyOf(v.trainer.model.layersModel!);
+    const plain = v.plugin ? v.plugin.lora.unload() : copyOf(v.trainer.model.layersModel!);
     plain.getLayer('head').setWeights(base.getLayer('head').getWeights());
     const sourceAccPretrainedHead = accuracyOf(plain, mnist.test);
     plain.dispose();
@@ -146,7 +146,7 @@ export async function run(args: string[]): Promise<void> {
 
   // 3. Spectra: the full-FT update against the rank-8 LoRA update.
   const full = variants[0].trainer.model.layersModel!;
-  const r8 = variants.find((v) => v.rank === 8)!.plugin!.lora as LoraModel;
+  const r8 = variants.find((v) => v.rank === 8)!.plugin!.lora;
   const spectra: Record<string, UpdateAnalysis> = { full: analyzeUpdate(base, full), 'lora-r8': analyzeUpdate(base, r8.model) };
   console.log(`\nfull finetuning update:\n${formatAnalysis(spectra.full)}\n\nLoRA r=8 update:\n${formatAnalysis(spectra['lora-r8'])}`);
   const compact = (a: UpdateAnalysis) =>

@@ -142,7 +142,7 @@ export async function composePlugins(options: ComposeOptions = {}): Promise<Comp
   const after = (await finetune.evaluate(newTask.test)).acc;
   const oldTaskAfter = (await finetune.evaluate(oldTask.test)).acc;
   // The plugin's handle is the trained LoRA model: fold the adapter in for inference.
-  adapters.lora!.merge();
+  adapters.lora.merge();
   const merged = (await finetune.evaluate(newTask.test)).acc;
   log.info(`finetuned on digits 5-9 with LoRA: ${(before * 100).toFixed(1)}% -> ${(after * 100).toFixed(1)}% on held-out 5-9 (merged: ${(merged * 100).toFixed(1)}%); digits 0-4 now ${(oldTaskAfter * 100).toFixed(1)}%`);
 

@@ -31,7 +31,7 @@ export { segmentCatalog, type VariableEntry } from './segments/segment-catalog';
 export { segmentFingerprint } from './segments/segment-fingerprint';
 
 // The tapfit plugin.
-export { lora, LORA_PLUGIN, type LoraPluginOptions } from './plugin';
+export { lora, LORA_PLUGIN, type LoraHandles, type LoraPluginOptions } from './plugin';
 
 /** Entry point for `tapfit train` configs: ["@tapfit/plugin-lora", { "targets": "all-linear", "rank": 8 }]. */
 export { lora as tapfitPlugin } from './plugin';

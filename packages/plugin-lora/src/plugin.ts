@@ -34,6 +34,27 @@ function samePaths(saved: unknown, now: unknown): boolean {
   return saved.every((p, i) => typeof p === 'string' && typeof now[i] === 'string' && sameVariable(p, now[i] as string));
 }
 
+/** The plugin's handles on what setup built; each throws a STATE error naming the fix until then. */
+export interface LoraHandles {
+  /** The LoRA model of a tfjs-layers model (rebuilt with LoRA layers): merge, unload, saveAdapter, describe. */
+  readonly lora: LoraModel;
+  /** The LoRA handle of a segment model (adapted through its segments): merge, unmerge, describe. */
+  readonly segmentLora: LoraSegmentModel;
+  /** Whichever of the two setup built, for code that takes both kinds of model. */
+  readonly handle: LoraModel | LoraSegmentModel;
+}
+
+/** Why a handle is not there: setup has not run, or it built the other kind. */
+function notBuilt(asked: 'lora' | 'segmentLora' | 'handle', built: 'layers' | 'segments' | null): TapfitError {
+  if (built === 'segments') {
+    return new TapfitError(ErrorCodes.STATE, `${LORA_PLUGIN}: plugin.lora is the handle of a tfjs-layers model, and this trainer's model was adapted through its segments: use plugin.segmentLora (or plugin.handle, either kind).`);
+  }
+  if (built === 'layers') {
+    return new TapfitError(ErrorCodes.STATE, `${LORA_PLUGIN}: plugin.segmentLora is the handle of a segment model, and this trainer's model is a tfjs-layers model: use plugin.lora (or plugin.handle, either kind).`);
+  }
+  return new TapfitError(ErrorCodes.STATE, `${LORA_PLUGIN}: plugin.${asked} is built when the trainer sets up: await trainer.setup() (or a first fit) before reading it.`);
+}
+
 /**
  * The LoRA plugin: at `setup` it wraps the trainer's model and trains only the adapters
  * (and `modulesToSave`). A tfjs-layers model goes through `applyLora(model, options)`,
@@ -41,12 +62,13 @@ function samePaths(saved: unknown, now: unknown): boolean {
  * Adapter weights are model variables, so checkpoints carry them; the plugin's own
  * state records the adapted layers or variables, modulesToSave and the spec, and a
  * resume with other options is refused. A checkpoint is refused while the adapter is
- * merged. After training, `plugin.lora` (layers) or `plugin.segmentLora` (segments) is
- * the handle: merge, unload, saveAdapter, and `describe()` for the plan,
+ * merged. After setup, `plugin.lora` (layers) or `plugin.segmentLora` (segments) is
+ * the handle (`plugin.handle` either; each throws, naming the fix, before setup or for the
+ * other kind): merge, unload, saveAdapter, and `describe()` for the plan,
  * which is logged at setup only with `verbose: true`. Disposing the trainer frees a
  * segment LoRA's adapters (the trainer owns what setup swaps in).
  */
-export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora: LoraModel | null; readonly segmentLora: LoraSegmentModel | null } {
+export function lora(options: LoraPluginOptions): TapfitPlugin & LoraHandles {
   // Validate before any trainer exists.
   checkOptionKeys(`${LORA_PLUGIN}()`, options, [...LORA_KEYS, 'verbose'], {
     dryRun: 'applyLora / applyLoraToSegments only; the plugin logs its plan with verbose: true',
@@ -89,10 +111,17 @@ export function lora(options: LoraPluginOptions): TapfitPlugin & { readonly lora
     name: LORA_PLUGIN,
     core: '^0.1.0',
     get lora() {
-      return handle;
+      if (handle) return handle;
+      throw notBuilt('lora', segmentHandle ? 'segments' : null);
     },
     get segmentLora() {
-      return segmentHandle;
+      if (segmentHandle) return segmentHandle;
+      throw notBuilt('segmentLora', handle ? 'layers' : null);
+    },
+    get handle() {
+      const h = handle ?? segmentHandle;
+      if (h) return h;
+      throw notBuilt('handle', null);
     },
     apply({ hooks, logger, trainer }) {
       // Without a seed of its own, the random factor follows the trainer's seed, its default 0 included, so every

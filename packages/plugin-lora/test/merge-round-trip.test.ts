@@ -23,9 +23,9 @@ describe('merge / unmerge round trips', () => {
       const plugin = lora({ targets: 'all-dense', rank: 2, seed: 1 });
       const trainer = testTrainer({ model, plugins: [plugin], optimizer: sgd({ lr: 0.05, momentum: 0.9 }) });
       await trainer.setup();
-      const handle = plugin.lora ?? plugin.segmentLora!;
+      const handle = plugin.handle;
       // The base weights themselves (variables: their values change in place on assign).
-      const weights: tf.Tensor[] = plugin.lora ? plugin.lora.layers.map((l) => l.kernel.read()) : plugin.segmentLora!.adapters.map((a) => a.W);
+      const weights: tf.Tensor[] = 'layers' in handle ? handle.layers.map((l) => l.kernel.read()) : handle.adapters.map((a) => a.W);
       const before = weights.map((w) => tf.clone(w));
       const data = blobData(8);
       for (let i = 0; i < 1000; i++) {

@@ -19,6 +19,28 @@ describeConformance({
 describe('lora plugin', () => {
   useCpu();
 
+  it('its handles: before setup each throws a STATE error naming setup; after, plugin.lora and plugin.handle are the LoRA model, plugin.segmentLora names plugin.lora', async () => {
+    const plugin = lora({ targets: 'hidden', rank: 2, seed: 1 });
+    for (const name of ['lora', 'segmentLora', 'handle'] as const) {
+      const err = (() => {
+        try {
+          void plugin[name];
+        } catch (e) {
+          return e as TapfitError;
+        }
+        return undefined;
+      })();
+      expect(err?.code, name).to.equal(ErrorCodes.STATE);
+      expect(err?.message, name).to.equal(`lora: plugin.${name} is built when the trainer sets up: await trainer.setup() (or a first fit) before reading it.`);
+    }
+    const trainer = testTrainer({ model: tinyModel(), plugins: [plugin] });
+    await trainer.setup();
+    expect(plugin.lora.model).to.equal(trainer.model.layersModel);
+    expect(plugin.handle).to.equal(plugin.lora);
+    expect(() => plugin.segmentLora).to.throw(/^lora: plugin\.segmentLora is the handle of a segment model, and this trainer's model is a tfjs-layers model: use plugin\.lora \(or plugin\.handle, either kind\)\.$/);
+    trainer.dispose();
+  });
+
   it('does the surgery at setup: the adapters are the only trainer variables, they learn, the base stays frozen', async () => {
     const plugin = lora({ targets: 'hidden', rank: 2, seed: 1 });
     const trainer = testTrainer({ model: tinyModel(), plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
@@ -26,7 +48,7 @@ describe('lora plugin', () => {
     expect(trainer.model.layersModel!.layers[0]).to.be.instanceOf(LoraDense);
     expect(Object.keys(trainer.variables).map((n) => n.replace(/_\d+$/, ''))).to.deep.equal(['hidden/lora_A.default', 'hidden/lora_B.default']);
     expect(trainer.describe({ print: false }).trainableParams).to.equal(2 * (4 + 8));
-    const layer = plugin.lora!.layers[0];
+    const layer = plugin.lora.layers[0];
     const kernel0 = tf.clone(layer.kernel.read());
     const data = blobData(48);
     const before = await trainer.evaluate(data);
@@ -94,7 +116,7 @@ describe('lora plugin', () => {
       const plugin = lora({ targets: 'hidden', rank: 2, ...(loraSeed === undefined ? {} : { seed: loraSeed }) });
       const trainer = testTrainer({ model: tinyModel(), plugins: [plugin], seed: trainerSeed });
       await trainer.setup();
-      const a = Array.from(plugin.lora!.layers[0].adapterWeights('default').A.read().dataSync());
+      const a = Array.from(plugin.lora.layers[0].adapterWeights('default').A.read().dataSync());
       trainer.dispose();
       return a;
     };
@@ -116,11 +138,11 @@ describe('lora plugin', () => {
     const t1 = testTrainer({ plugins: [quiet], logger });
     await t1.setup();
     expect(plans()).to.deep.equal([]);
-    expect(quiet.lora!.describe()).to.match(/^LoRA plan \(rank 2\):\nlayer +class[\s\S]*\nhidden +Dense +4x8/);
+    expect(quiet.lora.describe()).to.match(/^LoRA plan \(rank 2\):\nlayer +class[\s\S]*\nhidden +Dense +4x8/);
     const verbose = lora({ targets: 'hidden', rank: 2, seed: 1, verbose: true });
     const t2 = testTrainer({ plugins: [verbose], logger });
     await t2.setup();
-    expect(plans()).to.deep.equal([verbose.lora!.describe()]);
+    expect(plans()).to.deep.equal([verbose.lora.describe()]);
     t1.dispose();
     t2.dispose();
   });
@@ -216,14 +238,14 @@ describe('lora plugin', () => {
     const t = testTrainer({ model: first, plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
     await t.fit(data, { epochs: 2, batchSize: 8 });
     await t.save(dir);
-    const trained = plugin.lora!.model.predict(x) as tf.Tensor;
+    const trained = plugin.lora.model.predict(x) as tf.Tensor;
     const again = lora(options);
     const second = build();
     // The precondition: tfjs numbered the second build's layers on ('dense_Dense4', not 'dense_Dense1').
     expect(second.layers.map((l) => l.name)).not.to.include.members(first.layers.map((l) => l.name));
     const r = await Trainer.resume(dir, testTrainerOptions({ model: second, plugins: [again], optimizer: sgd({ lr: 0.5 }) }));
-    expect(again.lora!.plan!.adapted.map((l) => l.path)).to.deep.equal(second.layers.slice(0, 2).map((l) => l.name));
-    const resumed = again.lora!.model.predict(x) as tf.Tensor;
+    expect(again.lora.plan!.adapted.map((l) => l.path)).to.deep.equal(second.layers.slice(0, 2).map((l) => l.name));
+    const resumed = again.lora.model.predict(x) as tf.Tensor;
     expect(sameValues(resumed, trained)).to.equal(true);
 
     // Layers the user named: a saved target named otherwise is refused by the plugin's own check.
@@ -259,19 +281,19 @@ describe('lora plugin', () => {
     const t = testTrainer({ plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
     await t.fit(data, { epochs: 3, batchSize: 8 });
     const x = tf.randomNormal([4, 4], 0, 1, 'float32', 9);
-    const trained = plugin.lora!.model.predict(x) as tf.Tensor;
-    plugin.lora!.merge();
+    const trained = plugin.lora.model.predict(x) as tf.Tensor;
+    plugin.lora.merge();
     const err = await rejected(t.save(dir));
     expect(err).to.be.instanceOf(TapfitError);
     expect((err as TapfitError).code).to.equal(ErrorCodes.STATE);
     expect(err.message).to.match(/^lora: cannot save a checkpoint while adapter 'default' is merged into the base weights .*apply the update twice on resume\); call plugin\.lora\.unmerge\(\) first/);
-    plugin.lora!.unmerge();
-    const unmerged = plugin.lora!.model.predict(x) as tf.Tensor;
+    plugin.lora.unmerge();
+    const unmerged = plugin.lora.model.predict(x) as tf.Tensor;
     expect(maxAbsDiff(unmerged, trained)).to.be.below(1e-5);
     await t.save(dir);
     const again = lora({ targets: 'hidden', rank: 2, seed: 1 });
     const r = await Trainer.resume(dir, testTrainerOptions({ model: tinyModel(), plugins: [again], optimizer: sgd({ lr: 0.5 }) }));
-    const resumed = again.lora!.model.predict(x) as tf.Tensor;
+    const resumed = again.lora.model.predict(x) as tf.Tensor;
     expect(sameValues(resumed, unmerged)).to.equal(true);
     tf.dispose([x, trained, unmerged, resumed]);
     fs.rmSync(dir, { recursive: true, force: true });

@@ -39,10 +39,9 @@ describe('lora on segment models that other plugins build', () => {
     const plugin = lora({ targets: 'fc1', rank: 2, seed: 1 });
     const trainer = testTrainer({ model: base, plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
     await trainer.setup();
-    expect(plugin.lora).to.equal(null);
-    expect(plugin.segmentLora, 'the segment path').not.to.equal(null);
-    expect(trainer.model.segments).to.equal(plugin.segmentLora!.model.segments);
-    const { A, B } = plugin.segmentLora!.adapters[0];
+    expect(() => plugin.lora, 'the segment path').to.throw(/use plugin\.segmentLora/);
+    expect(trainer.model.segments).to.equal(plugin.segmentLora.model.segments);
+    const { A, B } = plugin.segmentLora.adapters[0];
     expect(Object.values(trainer.variables)).to.have.members([A, B]);
     const data = blobData(24);
     await trainer.fit(data, { epochs: 1, batchSize: 8 });

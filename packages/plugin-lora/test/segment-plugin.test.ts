@@ -19,6 +19,15 @@ describeConformance({
   twinTolerance: 0,
 });
 
+/** The plugin's segment handle when setup built one (a refused resume may stop before), else undefined. */
+function builtHandle(p: ReturnType<typeof lora>): ReturnType<typeof lora>['segmentLora'] | undefined {
+  try {
+    return p.segmentLora;
+  } catch {
+    return undefined;
+  }
+}
+
 describe('lora plugin on a segment model', () => {
   useCpu();
 
@@ -29,8 +38,9 @@ describe('lora plugin on a segment model', () => {
     const plugin = lora({ targets: 'fc1', rank: 2, seed: 1 });
     const trainer = testTrainer({ model: base, plugins: [plugin], optimizer: sgd({ lr: 0.5 }) });
     await trainer.setup();
-    const handle = plugin.segmentLora!;
-    expect(plugin.lora).to.equal(null);
+    const handle = plugin.segmentLora;
+    expect(() => plugin.lora).to.throw(/^lora: plugin\.lora is the handle of a tfjs-layers model, and this trainer's model was adapted through its segments: use plugin\.segmentLora \(or plugin\.handle, either kind\)\.$/);
+    expect(plugin.handle).to.equal(handle);
     expect(trainer.model.segments).to.equal(handle.model.segments);
     const { A, B } = handle.adapters[0];
     expect(Object.values(trainer.variables)).to.have.members([A, B]).and.have.length(2);
@@ -61,7 +71,7 @@ describe('lora plugin on a segment model', () => {
       const plugin = lora({ targets: 'fc1', rank: 2, seed: 1, verbose });
       const trainer = testTrainer({ model: base, plugins: [plugin], logger });
       await trainer.setup();
-      const plan = plugin.segmentLora!.describe();
+      const plan = plugin.segmentLora.describe();
       trainer.dispose();
       disposeModel(base);
       return plan;
@@ -103,8 +113,8 @@ describe('lora plugin on a segment model', () => {
       fs.rmSync(dir, { recursive: true, force: true });
       data.dispose();
       t.dispose();
-      plugin.segmentLora!.dispose();
-      other.segmentLora?.dispose();
+      plugin.segmentLora.dispose();
+      builtHandle(other)?.dispose();
     }
   });
 
@@ -126,7 +136,7 @@ describe('lora plugin on a segment model', () => {
       fs.rmSync(dir, { recursive: true, force: true });
       data.dispose();
       t.dispose();
-      other.segmentLora?.dispose();
+      builtHandle(other)?.dispose();
       disposeModel(base);
     }
   });
@@ -139,11 +149,11 @@ describe('lora plugin on a segment model', () => {
     await t.fit(data, { epochs: 3, batchSize: 8 });
     const x = tf.randomNormal([4, 4], 0, 1, 'float32', 9);
     const trained = t.predict(x);
-    plugin.segmentLora!.merge();
+    plugin.segmentLora.merge();
     const err = await rejected(t.save(dir));
     expect((err as TapfitError).code).to.equal(ErrorCodes.STATE);
     expect(err.message).to.match(/^lora: cannot save a checkpoint while adapter 'default' is merged .*call plugin\.segmentLora\.unmerge\(\) first/);
-    plugin.segmentLora!.unmerge();
+    plugin.segmentLora.unmerge();
     const unmerged = t.predict(x);
     expect(maxAbsDiff(unmerged, trained)).to.be.below(1e-5);
     await t.save(dir);
