@@ -1,5 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
-import { ChainStepper, vectorJacobianProduct, type Segment, type SegmentContext, type StepTransform } from '@tapfit/core';
+import { ChainStepper, vectorJacobianProduct, type NamedTensors, type Segment, type SegmentContext, type StepTransform } from '@tapfit/core';
 
 // What each segment costs per micro-batch (forward, backward, update), measured to balance
 // pipeline stages (partition.ts splits by these costs).
@@ -91,6 +91,14 @@ export function measureSegmentCosts(segments: readonly Segment[], x: tf.Tensor, 
   });
 }
 
+/** One segment's update probe: copies of its parameters, zero gradients, an update chain and the times. */
+interface UpdateProbe {
+  copies: tf.Variable[];
+  grads: NamedTensors;
+  stepper?: ChainStepper;
+  times: number[];
+}
+
 /**
  * Median time of one optimizer update of each segment's trainable parameters in
  * milliseconds, applied to copies (the model's weights do not move), in rounds over all
@@ -99,20 +107,26 @@ export function measureSegmentCosts(segments: readonly Segment[], x: tf.Tensor, 
  * it out misplaces the cut.
  */
 export function measureUpdateCosts(segments: readonly Segment[], members: readonly StepTransform[], repeats = 15): number[] {
-  const parts = segments.map((s) => {
-    const params = s.params.filter((v) => v.trainable);
-    if (params.length === 0) return undefined;
-    const copies = params.map((v) => tf.tidy(() => tf.variable(v.clone(), true))); // the tidy frees the clone; the copy keeps its data
-    const grads = tf.tidy(() => Object.fromEntries(copies.map((v) => [v.name, tf.zerosLike(v)])));
-    const stepper = new ChainStepper(members, Object.fromEntries(copies.map((v) => [v.name, v])));
-    return { copies, grads, stepper, times: [] as number[] };
-  });
+  const parts: (UpdateProbe | undefined)[] = [];
   try {
+    for (const s of segments) {
+      const params = s.params.filter((v) => v.trainable);
+      if (params.length === 0) {
+        parts.push(undefined);
+        continue;
+      }
+      // Each piece is held before the next is made, so a failure frees what was made.
+      const part: UpdateProbe = { copies: [], grads: {}, times: [] };
+      parts.push(part);
+      for (const v of params) part.copies.push(tf.tidy(() => tf.variable(v.clone(), true))); // the tidy frees the clone; the copy keeps its data
+      part.grads = tf.tidy(() => Object.fromEntries(part.copies.map((v) => [v.name, tf.zerosLike(v)])));
+      part.stepper = new ChainStepper(members, Object.fromEntries(part.copies.map((v) => [v.name, v])));
+    }
     for (let r = -WARM_ROUNDS; r < repeats; r++) {
       for (const p of parts) {
         if (!p) continue;
         const t0 = performance.now();
-        p.stepper.apply(p.grads, r + WARM_ROUNDS);
+        p.stepper!.apply(p.grads, r + WARM_ROUNDS);
         settle(p.copies);
         if (r >= 0) p.times.push(performance.now() - t0);
       }
@@ -121,7 +135,7 @@ export function measureUpdateCosts(segments: readonly Segment[], members: readon
   } finally {
     for (const p of parts) {
       if (!p) continue;
-      p.stepper.dispose();
+      p.stepper?.dispose();
       tf.dispose([...p.copies, ...Object.values(p.grads)]);
     }
   }
