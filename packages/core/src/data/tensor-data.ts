@@ -29,9 +29,13 @@ export interface HostTensor {
 
 /**
  * In-memory data: x and y with the sample axis first. Batches are assembled on the host
- * from a seeded permutation and uploaded once each: on wasm a device-side `slice`/`gather`
- * of a batch costs 4-11 ms, a host copy plus upload 0.02-0.06 ms (measured for 128 x 784
- * floats). So the source keeps a host copy of x and y, and tensors only where it was given
+ * from a seeded permutation and uploaded once each: on stock wasm a device-side
+ * `slice`/`gather` of a batch cost 4-11 ms, a host copy plus upload 0.02-0.06 ms (measured
+ * for 128 x 784 floats). With the training shim (2026-12-02) a slice costs 0.08-0.12 ms
+ * and a gather 0.09 ms, and the host copy costs a read-back of each given tensor per
+ * source: fit(x, y) builds one per call (about 4 ms of CPU per call for 1,280 x 784 floats,
+ * with its garbage), which batching given tensors on the device would avoid.
+ * So the source keeps a host copy of x and y, and tensors only where it was given
  * them (tensorData): arrayData's, range's and take's sources hold no device memory (the
  * wasm heap and GPUs are the scarce memory) until `x` or `y` is read, which uploads it.
  * `dispose()` frees the tensors.
