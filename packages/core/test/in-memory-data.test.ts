@@ -22,6 +22,38 @@ describe('in-memory data: arrayData, tensorData, fit(x, y)', () => {
     }
   }
 
+  it('fit(x, y) with tensors, shuffle and validationSplit keeps x on the device (never read back) and trains as the same values on the host do, bit for bit', async () => {
+    const x = tf.randomNormal([40, 4], 0, 1, 'float32', 3);
+    const labels = Int32Array.from({ length: 40 }, (_, i) => (i * 7) % 3);
+    const y = tf.tensor1d(labels, 'int32');
+    const options = { epochs: 2, batchSize: 8, shuffle: true, validationSplit: 0.25, verbose: 0 } as const;
+    const sizes: number[] = [];
+    const proto = tf.Tensor.prototype as unknown as { dataSync: (this: tf.Tensor) => unknown };
+    const dataSync = proto.dataSync;
+    proto.dataSync = function (this: tf.Tensor) {
+      sizes.push(this.size);
+      return dataSync.call(this);
+    };
+    const onDevice = tinyTrainer({ seed: 5 });
+    let fromTensors: History;
+    try {
+      fromTensors = await onDevice.fit(x, y, options);
+    } finally {
+      proto.dataSync = dataSync;
+    }
+    expect(sizes.filter((n) => n >= 30 * 4), 'no read-back of x or of its training rows').to.deep.equal([]);
+    const host = arrayData({ x: x.dataSync(), y: labels, xShape: [4] });
+    const onHost = tinyTrainer({ seed: 5 });
+    const fromHost = await onHost.fit(host, options);
+    expect(fromTensors.history).to.deep.equal(fromHost.history);
+    const weights = (t: Trainer) => t.model.layersModel!.getWeights().map((w) => Array.from(w.dataSync()));
+    expect(weights(onDevice)).to.deep.equal(weights(onHost));
+    expect(x.isDisposed || y.isDisposed, "fit leaves the caller's tensors alone").to.equal(false);
+    [onDevice, onHost].forEach((t) => t.dispose());
+    host.dispose();
+    tf.dispose([x, y]);
+  });
+
   it('a flat y of whole numbers is class indices however long: tested in place, not copied into a JS array', async () => {
     const n = 20000;
     const x = Float32Array.from({ length: n * 4 }, (_, i) => Math.sin(i));

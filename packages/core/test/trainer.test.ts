@@ -183,7 +183,7 @@ describe('Trainer', () => {
       Object.assign(proto, originals);
     }
     expect(t.step).to.equal(16);
-    expect(reads.n).to.equal(2); // one per epoch: the epoch's mean loss
+    expect(reads.n).to.equal(3); // one per epoch (the epoch's mean loss), and the labels once for the label check (given tensors stay on the device until then)
     t.dispose();
     data.dispose();
   });

@@ -28,17 +28,16 @@ export interface HostTensor {
 }
 
 /**
- * In-memory data: x and y with the sample axis first. Batches are assembled on the host
- * from a seeded permutation and uploaded once each: on stock wasm a device-side
- * `slice`/`gather` of a batch cost 4-11 ms, a host copy plus upload 0.02-0.06 ms (measured
- * for 128 x 784 floats). With the training shim (2026-12-02) a slice costs 0.08-0.12 ms
- * and a gather 0.09 ms, and the host copy costs a read-back of each given tensor per
- * source: fit(x, y) builds one per call (about 4 ms of CPU per call for 1,280 x 784 floats,
- * with its garbage), which batching given tensors on the device would avoid.
- * So the source keeps a host copy of x and y, and tensors only where it was given
- * them (tensorData): arrayData's, range's and take's sources hold no device memory (the
- * wasm heap and GPUs are the scarce memory) until `x` or `y` is read, which uploads it.
- * `dispose()` frees the tensors.
+ * In-memory data: x and y with the sample axis first. Given tensors stay on the device:
+ * batches are cut there (`slice`, or `gather` in a seeded permutation), and a range of the
+ * source (validationSplit, take) reads rows of the same tensors, so fit(x, y) neither reads
+ * x back nor copies it (a read-back of 1,280 x 784 floats and its garbage cost about 4 ms of
+ * CPU per call on wasm, against 0.08-0.12 ms a batch for a slice and 0.09 ms for a gather,
+ * measured 2026-12-02). Host values (arrayData, or a tensor's once something read them,
+ * such as the label check) are cut on the host and uploaded once each, which is cheaper
+ * still (0.02 ms a batch). arrayData's sources, and ranges of them, hold no device memory
+ * (the wasm heap and GPUs are the scarce memory) until `x` or `y` is read, which uploads
+ * it. `dispose()` frees the tensors the source was given or made, never those a range reads.
  */
 export class TensorData implements DataSource, LabelSource {
   readonly size: number;
@@ -47,10 +46,13 @@ export class TensorData implements DataSource, LabelSource {
   /** Class counts (and prediction ranks) the labels were found valid for. */
   private readonly labelsValidFor = new Set<string>();
 
-  /** Tensors are kept (and read back once for the host copy); host values are used as they are (not copied). */
-  constructor(x: tf.Tensor | HostTensor, y: tf.Tensor | HostTensor) {
+  /** Tensors are kept on the device (the source frees them); host values are used as they are (not copied). */
+  constructor(x: tf.Tensor | HostTensor, y: tf.Tensor | HostTensor);
+  /** @internal a range: row views of another source's parts. */
+  constructor(x: Part, y: Part);
+  constructor(x: tf.Tensor | HostTensor | Part, y: tf.Tensor | HostTensor | Part) {
     checkSampleAxes(x, y, 'data');
-    this.parts = { x: new Part(x, 'x'), y: new Part(y, 'y') };
+    this.parts = { x: x instanceof Part ? x : new Part(x, 'x'), y: y instanceof Part ? y : new Part(y, 'y') };
     this.size = x.shape[0];
     this.xShape = x.shape.slice(1);
   }
@@ -84,6 +86,8 @@ export class TensorData implements DataSource, LabelSource {
 
   /** Samples [start, end) of `order` (or in storage order) as a new tensor. */
   private rows(part: Part, order: Int32Array | null, start: number, end: number): tf.Tensor {
+    const onDevice = part.deviceRows(order, start, end);
+    if (onDevice) return onDevice;
     const host = part.host;
     const width = host.length / this.size;
     const shape = [end - start, ...part.shape.slice(1)];
@@ -108,14 +112,9 @@ export class TensorData implements DataSource, LabelSource {
     return this.range(0, Math.min(n, this.size));
   }
 
-  /** Samples [start, end) in storage order, sharing this source's host values (which nothing writes): no copy, nothing uploaded. */
+  /** Samples [start, end) in storage order, sharing this source's tensors or host values (which nothing writes): no copy, nothing uploaded. */
   range(start: number, end: number): TensorData {
-    const part = ({ host, shape, dtype }: Part): HostTensor => ({
-      values: host.subarray((start * host.length) / this.size, (end * host.length) / this.size),
-      shape: [end - start, ...shape.slice(1)],
-      dtype,
-    });
-    return new TensorData(part(this.parts.x), part(this.parts.y));
+    return new TensorData(this.parts.x.rows(start, end), this.parts.y.rows(start, end));
   }
 
   dispose(): void {
@@ -124,34 +123,84 @@ export class TensorData implements DataSource, LabelSource {
   }
 }
 
-/** x or y of a TensorData: its host values, and its tensor when it was given one or one was read. */
-class Part {
-  readonly host: HostArray;
+/**
+ * x or y of a TensorData: rows of a tensor on the device (one the source was given, or
+ * another source's when this is a range of it), or host values; the host values of a
+ * tensor are read back only when something asks for them.
+ * @internal
+ */
+export class Part {
   readonly shape: readonly number[];
   readonly dtype: 'float32' | 'int32';
-  private given: tf.Tensor | undefined;
+  /** Rows [offset, offset + shape[0]) of `tensor` are this part's values. */
+  private readonly device: { tensor: tf.Tensor; offset: number } | undefined;
+  private hostValues: HostArray | undefined;
+  /** The tensor `tensor()` hands out, freed by dispose(): the given one, or one made at the first read. */
+  private owned: tf.Tensor | undefined;
 
-  constructor(v: tf.Tensor | HostTensor, what: 'x' | 'y') {
+  constructor(v: tf.Tensor | HostTensor | { rowsOf: tf.Tensor; offset: number; shape: readonly number[] }, what: 'x' | 'y') {
     if (v instanceof tf.Tensor) {
-      this.given = v;
-      this.host = v.dataSync() as HostArray;
+      this.device = { tensor: v, offset: 0 };
+      this.owned = v;
       this.dtype = v.dtype as 'float32' | 'int32';
+    } else if ('rowsOf' in v) {
+      this.device = { tensor: v.rowsOf, offset: v.offset };
+      this.dtype = v.rowsOf.dtype as 'float32' | 'int32';
     } else {
       const size = v.shape.reduce((a, b) => a * b, 1);
       if (v.values.length !== size) throw new TapfitError(ErrorCodes.SHAPE, `data: ${what} has ${v.values.length} values but its shape [${v.shape}] holds ${size}.`);
-      this.host = v.values;
+      this.hostValues = v.values;
       this.dtype = v.dtype;
     }
     this.shape = [...v.shape];
   }
 
+  /** The values on the host, read back at the first call for a tensor's rows. */
+  get host(): HostArray {
+    if (!this.hostValues) {
+      const { tensor, offset } = this.device!;
+      const whole = offset === 0 && tensor.shape[0] === this.shape[0];
+      const rows = whole ? tensor : tf.slice(tensor, offset, this.shape[0]);
+      try {
+        this.hostValues = rows.dataSync() as HostArray;
+      } finally {
+        if (rows !== tensor) rows.dispose();
+      }
+    }
+    return this.hostValues;
+  }
+
+  /**
+   * Rows [start, end) of `order` (or in storage order) cut on the device, as a new tensor;
+   * undefined when the host values are there, which upload cheaper.
+   */
+  deviceRows(order: Int32Array | null, start: number, end: number): tf.Tensor | undefined {
+    if (!this.device || this.hostValues) return undefined;
+    const { tensor, offset } = this.device;
+    return asBatchUpload(() =>
+      tf.tidy(() => (order ? tf.gather(tensor, tf.tensor1d(Int32Array.from(order.subarray(start, end), (i) => i + offset), 'int32')) : tf.slice(tensor, offset + start, end - start))),
+    );
+  }
+
+  /** Rows [start, end) as a part of their own: a view of the same tensor, or of the same host values. */
+  rows(start: number, end: number): Part {
+    const shape = [end - start, ...this.shape.slice(1)];
+    if (this.device && !this.hostValues) return new Part({ rowsOf: this.device.tensor, offset: this.device.offset + start, shape }, 'x');
+    const host = this.host;
+    const width = host.length / this.shape[0];
+    return new Part({ values: host.subarray(start * width, end * width), shape, dtype: this.dtype }, 'x');
+  }
+
   tensor(): tf.Tensor {
-    this.given ??= tf.keep(tf.tensor(this.host, [...this.shape], this.dtype));
-    return this.given;
+    if (!this.owned) {
+      const made = this.device ? tf.slice(this.device.tensor, this.device.offset, this.shape[0]) : tf.tensor(this.host, [...this.shape], this.dtype);
+      this.owned = tf.keep(made);
+    }
+    return this.owned;
   }
 
   dispose(): void {
-    this.given?.dispose();
+    this.owned?.dispose();
   }
 }
 
