@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { arrayData, installMemoryGuard, TapfitError, tensorData, type History, type Trainer } from '../src';
+import { recordHostReads } from '../src/testing';
 import { tinyMlp, tinyTrainer, useBackend } from './fixtures';
 
 // In-memory sources (arrayData, tensorData, fit(x, y)) at their limits.
@@ -27,20 +28,9 @@ describe('in-memory data: arrayData, tensorData, fit(x, y)', () => {
     const labels = Int32Array.from({ length: 40 }, (_, i) => (i * 7) % 3);
     const y = tf.tensor1d(labels, 'int32');
     const options = { epochs: 2, batchSize: 8, shuffle: true, validationSplit: 0.25, verbose: 0 } as const;
-    const sizes: number[] = [];
-    const proto = tf.Tensor.prototype as unknown as { dataSync: (this: tf.Tensor) => unknown };
-    const dataSync = proto.dataSync;
-    proto.dataSync = function (this: tf.Tensor) {
-      sizes.push(this.size);
-      return dataSync.call(this);
-    };
     const onDevice = tinyTrainer({ seed: 5 });
-    let fromTensors: History;
-    try {
-      fromTensors = await onDevice.fit(x, y, options);
-    } finally {
-      proto.dataSync = dataSync;
-    }
+    let fromTensors!: History;
+    const sizes = await recordHostReads(async () => void (fromTensors = await onDevice.fit(x, y, options)));
     expect(sizes.filter((n) => n >= 30 * 4), 'no read-back of x or of its training rows').to.deep.equal([]);
     const host = arrayData({ x: x.dataSync(), y: labels, xShape: [4] });
     const onHost = tinyTrainer({ seed: 5 });

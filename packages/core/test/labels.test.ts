@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { accuracy, arrayData, datasetData, losses, TapfitError, type LossFn } from '../src';
+import { recordHostReads } from '../src/testing';
 import { tinyMlp, tinyTrainer, useBackend, thrown, rejected } from './fixtures';
 
 
@@ -89,21 +90,8 @@ describe('labels', () => {
     data.dispose();
   });
 
-  /** dataSync calls made by `f`. */
-  async function countReads(f: () => unknown): Promise<number> {
-    const original = tf.Tensor.prototype.dataSync;
-    let reads = 0;
-    tf.Tensor.prototype.dataSync = function (this: tf.Tensor) {
-      reads++;
-      return original.call(this);
-    } as typeof original;
-    try {
-      await f();
-    } finally {
-      tf.Tensor.prototype.dataSync = original;
-    }
-    return reads;
-  }
+  /** dataSync calls made by `f` (the blocking reads; an epoch's loss is read with data()). */
+  const countReads = async (f: () => unknown): Promise<number> => (await recordHostReads(async () => f(), ['dataSync'])).length;
 
   it('Trainer.fit on valid in-memory labels reads no label back per step', async () => {
     const data = arrayData({ x: Array.from({ length: 32 }, (_, i) => [i % 3, 1, 0, 0]), y: Array.from({ length: 32 }, (_, i) => i % 3) });

@@ -11,6 +11,7 @@ import {
   gradientMismatch,
   largestGradientError,
   noopPlugin,
+  recordHostReads,
   seededRandom,
   testTrainer,
   tinyModel,
@@ -353,6 +354,26 @@ describe('checkGradients and checkNoLeaks', () => {
     await checkNoLeaks(() => kept.push(tf.ones([2]))).catch((e) => (err = e.message));
     expect(err).to.match(/1 tensor\(s\) leaked/);
     tf.dispose(kept);
+  });
+});
+
+describe('recordHostReads', () => {
+  useBackend('cpu');
+
+  it('records each read-back once with its size (array() reads through data()), awaits an async run, narrows to the methods given and restores the methods', async () => {
+    const proto = tf.Tensor.prototype;
+    const methods = [proto.dataSync, proto.data, proto.arraySync, proto.array];
+    const [a, b] = [tf.ones([2, 3]), tf.scalar(1)];
+    expect(recordHostReads(() => void (a.dataSync(), b.arraySync(), a.add(b).dispose()))).to.deep.equal([6, 1]);
+    expect(await recordHostReads(async () => void (await a.array(), await b.data()))).to.deep.equal([6, 1]);
+    expect(await recordHostReads(async () => void (await a.data(), b.dataSync()), ['dataSync'])).to.deep.equal([1]);
+    expect(() => recordHostReads(() => (a.dataSync(), expect.fail('boom')))).to.throw('boom');
+    await recordHostReads(() => Promise.reject(new Error('async boom'))).then(
+      () => expect.fail('resolved'),
+      (e: Error) => expect(e.message).to.equal('async boom'),
+    );
+    expect([proto.dataSync, proto.data, proto.arraySync, proto.array], 'the methods after each run').to.deep.equal(methods);
+    tf.dispose([a, b]);
   });
 });
 

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { arrayData, datasetData, fromLayersModel, isLayersAdapter, permutation, readParam, sgd, TapfitError, tensorData, Trainer, SilentLogger, segmentModel, type PluginApi, type Segment, type TapfitPlugin } from '../src';
+import { recordHostReads } from '../src/testing';
 import { blobTensors, softmaxModel } from './fit/helpers';
 import { blobs, tinyMlp, tinyTrainer, useBackend } from './fixtures';
 
@@ -168,22 +169,9 @@ describe('Trainer', () => {
     const data = blobs(32);
     const t = tinyTrainer({ nonFinite: 'off' });
     await t.setup();
-    const proto = tf.Tensor.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
-    const reads = { n: 0 };
-    const originals = { dataSync: proto.dataSync, data: proto.data, arraySync: proto.arraySync, array: proto.array };
-    for (const k of Object.keys(originals) as (keyof typeof originals)[]) {
-      proto[k] = function (this: unknown, ...a: unknown[]) {
-        reads.n++;
-        return originals[k].apply(this, a);
-      };
-    }
-    try {
-      await t.fit(data, { epochs: 2, batchSize: 4 });
-    } finally {
-      Object.assign(proto, originals);
-    }
+    const reads = await recordHostReads(() => t.fit(data, { epochs: 2, batchSize: 4 }));
     expect(t.step).to.equal(16);
-    expect(reads.n).to.equal(3); // one per epoch (the epoch's mean loss), and the labels once for the label check (given tensors stay on the device until then)
+    expect(reads.length).to.equal(3); // one per epoch (the epoch's mean loss), and the labels once for the label check (given tensors stay on the device until then)
     t.dispose();
     data.dispose();
   });

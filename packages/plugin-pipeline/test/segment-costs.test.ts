@@ -1,5 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { fromLayersModel, sgd, type Segment } from '@tapfit/core';
+import { recordHostReads } from '@tapfit/core/testing';
 import { expect } from 'chai';
 import { measureSegmentCosts, measureSegmentTimes, measureUpdateCosts } from '../src';
 
@@ -8,23 +9,6 @@ const model = () =>
   tf.sequential({
     layers: [tf.layers.dense({ inputShape: [16], units: 256, activation: 'relu' }), tf.layers.activation({ activation: 'tanh' }), tf.layers.dense({ units: 64 })],
   });
-
-/** Records the size of every tensor read back while `run` runs. */
-function readBackSizes(run: () => void): number[] {
-  const sizes: number[] = [];
-  const proto = tf.Tensor.prototype as unknown as { dataSync: (this: tf.Tensor) => unknown };
-  const original = proto.dataSync;
-  proto.dataSync = function (this: tf.Tensor) {
-    sizes.push(this.size);
-    return original.call(this);
-  };
-  try {
-    run();
-  } finally {
-    proto.dataSync = original;
-  }
-  return sizes;
-}
 
 /** `segments` with each forward logging its segment's index into `calls`. */
 function logged(segments: readonly Segment[], calls: number[]): Segment[] {
@@ -36,7 +20,7 @@ describe('segment costs (how the threaded pipeline balances its stages)', () => 
     const m = model();
     const segments = fromLayersModel(m).segments;
     const x = tf.randomNormal([1, 16], 0, 1, 'float32', 1);
-    const sizes = readBackSizes(() => {
+    const sizes = recordHostReads(() => {
       measureSegmentCosts(segments, x, 2);
       measureUpdateCosts(segments, sgd({ lr: 0.1, momentum: 0.9 }).transforms, 2);
     });

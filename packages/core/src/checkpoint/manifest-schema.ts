@@ -41,6 +41,7 @@ const blackBoxOptimizer = z.looseObject({
 export const manifestSchema = z.looseObject({
   step: index,
   skipped: index,
+  trainOnBatchCalls: index.optional(),
   seed: index,
   position: z.looseObject({ epoch: index, batch: index, epochSoFar: epochSoFar.optional() }),
   plugins: z.array(z.string()),

@@ -42,6 +42,8 @@ export interface Manifest {
   createdAt: string;
   step: number;
   skipped: number;
+  /** trainOnBatch calls so far: the `batch` its hooks see next. Absent in checkpoints written before it was saved (read as 0). */
+  trainOnBatchCalls?: number;
   position: Position;
   seed: number;
   /** Every plugin registered when saving; those in `pluginState` must be present to resume. */

@@ -138,7 +138,11 @@ export class Part {
   /** The tensor `tensor()` hands out, freed by dispose(): the given one, or one made at the first read. */
   private owned: tf.Tensor | undefined;
 
-  constructor(v: tf.Tensor | HostTensor | { rowsOf: tf.Tensor; offset: number; shape: readonly number[] }, what: 'x' | 'y') {
+  constructor(
+    v: tf.Tensor | HostTensor | { rowsOf: tf.Tensor; offset: number; shape: readonly number[] },
+    /** Which of the pair this is, as errors name it. */
+    readonly what: 'x' | 'y',
+  ) {
     if (v instanceof tf.Tensor) {
       this.device = { tensor: v, offset: 0 };
       this.owned = v;
@@ -185,10 +189,10 @@ export class Part {
   /** Rows [start, end) as a part of their own: a view of the same tensor, or of the same host values. */
   rows(start: number, end: number): Part {
     const shape = [end - start, ...this.shape.slice(1)];
-    if (this.device && !this.hostValues) return new Part({ rowsOf: this.device.tensor, offset: this.device.offset + start, shape }, 'x');
+    if (this.device && !this.hostValues) return new Part({ rowsOf: this.device.tensor, offset: this.device.offset + start, shape }, this.what);
     const host = this.host;
     const width = host.length / this.shape[0];
-    return new Part({ values: host.subarray(start * width, end * width), shape, dtype: this.dtype }, 'x');
+    return new Part({ values: host.subarray(start * width, end * width), shape, dtype: this.dtype }, this.what);
   }
 
   tensor(): tf.Tensor {

@@ -5,6 +5,7 @@ import { settleRequireTimeBackend, silenceCpuBanner } from '../backend/require-t
 export { blobData, batchNormModel, tinyModel, testTrainer, testTrainerOptions, noopPlugin } from './fixtures';
 export { checkGradients, type GradientCheckResult } from './gradient-check';
 export { checkNoLeaks } from './leak-check';
+export { recordHostReads, type HostRead } from './host-reads';
 export { seededRandom } from './random';
 export { trainOnBackend, gradientMismatch, largestGradientError, GRADIENT_SCALE_FLOOR, type BackendRun } from './backend-matrix';
 export { conformanceChecks, describeConformance } from './conformance';

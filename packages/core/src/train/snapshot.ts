@@ -16,6 +16,8 @@ import { ChainStepper, OptimizerStepper, type Stepper } from './stepper';
 export interface TrainerParts {
   step: number;
   skipped: number;
+  /** trainOnBatch calls so far (the `batch` its hooks see next). */
+  trainOnBatchCalls: number;
   position: Position;
   seed: number;
   plugins: readonly TapfitPlugin[];
@@ -87,6 +89,7 @@ export async function captureCheckpoint(p: TrainerParts): Promise<{ manifest: Ma
     createdAt: new Date().toISOString(),
     step: p.step,
     skipped: p.skipped,
+    trainOnBatchCalls: p.trainOnBatchCalls,
     position: { ...p.position },
     seed: p.seed,
     plugins: p.plugins.map((x) => x.name),

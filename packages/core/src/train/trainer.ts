@@ -144,7 +144,7 @@ export class Trainer {
   /** The `trainable` flags as `params` was taken: trainStep compares them each call. */
   private trainableFlags?: TrainableFlags;
   private stepCount = 0;
-  /** trainOnBatch calls so far: the `batch` its hooks see. */
+  /** trainOnBatch calls so far: the `batch` its hooks see; checkpointed, so a resumed run counts on. */
   private batchCalls = 0;
   private skippedSteps = 0;
   /** The next batch to run; checkpoints save it, fit() starts from it. */
@@ -1323,6 +1323,7 @@ export class Trainer {
       if (missing.length) trainer.logger.warn(`resuming without plugin(s) ${missing.join(', ')} that were registered when saving (they saved no state).`);
       trainer.stepCount = manifest.step;
       trainer.skippedSteps = manifest.skipped;
+      trainer.batchCalls = manifest.trainOnBatchCalls ?? 0;
       trainer.pos = { ...manifest.position };
       trainer.resumedSchedule = true;
       return trainer;
@@ -1342,6 +1343,7 @@ export class Trainer {
     return {
       step: this.stepCount,
       skipped: this.skippedSteps,
+      trainOnBatchCalls: this.batchCalls,
       position: this.pos,
       seed: this.settings.seed,
       plugins: this.plugins,

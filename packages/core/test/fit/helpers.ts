@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import type { Logger } from '../../src';
+import { recordHostReads } from '../../src/testing';
 
 /** A seeded softmax classifier: the same weights every call (so a tapfit and a tfjs copy start equal). */
 export function softmaxModel(seed = 1, inputs = 4): tf.Sequential {
@@ -39,21 +40,7 @@ export function expectHistoryClose(actual: Record<string, number[]>, expected: R
   }
 }
 
-/** Counts calls of every tensor read-back method while `fn` runs. */
+/** Tensor reads back to the host while `fn` runs (the kit's recordHostReads). */
 export async function countReads(fn: () => Promise<unknown>): Promise<number> {
-  const proto = tf.Tensor.prototype as unknown as Record<string, (...a: unknown[]) => unknown>;
-  const originals = { dataSync: proto.dataSync, data: proto.data, arraySync: proto.arraySync, array: proto.array };
-  let reads = 0;
-  for (const k of Object.keys(originals) as (keyof typeof originals)[]) {
-    proto[k] = function (this: unknown, ...a: unknown[]) {
-      reads++;
-      return originals[k].apply(this, a);
-    };
-  }
-  try {
-    await fn();
-  } finally {
-    Object.assign(proto, originals);
-  }
-  return reads;
+  return (await recordHostReads(fn)).length;
 }

@@ -1,10 +1,12 @@
 // trainer.trainOnBatch(x, y): the port of model.trainOnBatch, checked against tfjs's own
 // model.trainOnBatch on an identical model (same initial weights, same batches).
 
+import * as fs from 'node:fs';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { sgd, SilentLogger, tensorData, Trainer, type StepInfo, type TapfitPlugin, type TrainerOptions } from '../../src';
-import { useBackend } from '../fixtures';
+import { tmpDir, useBackend } from '../fixtures';
 import { blobTensors, countReads, recordingLogger, softmaxModel } from './helpers';
 
 const weights = (m: tf.LayersModel) => m.getWeights().map((w) => Array.from(w.dataSync()));
@@ -90,6 +92,38 @@ describe('trainer.trainOnBatch (model.trainOnBatch)', () => {
     expect(plugin.backward).to.deep.equal(expected);
     t.dispose();
     model.dispose();
+    tf.dispose([x, y]);
+  });
+
+  it('a checkpoint keeps the call count: after Trainer.resume the hooks see the batch the saved run would have seen next', async () => {
+    const [{ x, y }] = batches(1);
+    const dir = tmpDir();
+    const first = recorder();
+    const model = softmaxModel();
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.1 }), plugins: [first], logger: new SilentLogger() });
+    for (let i = 0; i < 3; i++) await t.trainOnBatch(x, y);
+    await t.save(dir);
+    await t.trainOnBatch(x, y); // the call a resumed run repeats
+    const resumed = recorder();
+    const again = softmaxModel();
+    const r = await Trainer.resume(dir, { model: again, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.1 }), plugins: [resumed], logger: new SilentLogger() });
+    await r.trainOnBatch(x, y);
+    expect(resumed.forward, 'the resumed call').to.deep.equal([first.forward[3]]);
+    expect(resumed.forward[0]).to.deep.equal({ epoch: 0, batch: 3, step: 3 });
+    weights(again).forEach((v, k) => expectClose(v, weights(model)[k], `weight ${k} after the repeated call`));
+    // A checkpoint written before the count was saved resumes at 0, as that run did.
+    const file = path.join(dir, fs.readdirSync(dir).find((d) => fs.existsSync(path.join(dir, d, 'manifest.json')))!, 'manifest.json');
+    const manifest = JSON.parse(fs.readFileSync(file, 'utf8'));
+    expect(manifest.trainOnBatchCalls).to.equal(3);
+    delete manifest.trainOnBatchCalls;
+    fs.writeFileSync(file, JSON.stringify(manifest));
+    const old = recorder();
+    const oldModel = softmaxModel();
+    const o = await Trainer.resume(dir, { model: oldModel, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.1 }), plugins: [old], logger: new SilentLogger() });
+    await o.trainOnBatch(x, y);
+    expect(old.forward[0]).to.deep.equal({ epoch: 0, batch: 0, step: 3 });
+    [t, r, o].forEach((tr) => tr.dispose());
+    [model, again, oldModel].forEach((m) => m.dispose());
     tf.dispose([x, y]);
   });
 

@@ -1,6 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { dataParallel, sgd, SilentLogger, Trainer, type TapfitPlugin } from '../../src';
+import { recordHostReads } from '../../src/testing';
 import { thrown, useBackend } from '../fixtures';
 import { batchFor, maxRelativeDifference, smallMlp } from './fixtures/models';
 
@@ -126,27 +127,12 @@ describe('dataParallel: a reused instance, dropout, read-backs', () => {
     const { x, y: classes } = batchFor(model, 16);
     const batch = { x, y: tf.oneHot(classes as tf.Tensor1D, 3).toFloat() };
     classes.dispose();
-    const proto = tf.Tensor.prototype as unknown as { dataSync(): unknown; data(): unknown };
-    const [dataSync, data] = [proto.dataSync, proto.data];
-    let reads = 0;
-    proto.dataSync = function (this: tf.Tensor) {
-      reads++;
-      return dataSync.call(this);
-    };
-    proto.data = function (this: tf.Tensor) {
-      reads++;
-      return data.call(this);
-    };
     const perStep: number[] = [];
     try {
       for (let step = 0; step < 3; step++) {
-        reads = 0;
-        tf.dispose(trainer.trainStep(batch, { epoch: 0, batch: step, step }).loss);
-        perStep.push(reads);
+        perStep.push(recordHostReads(() => tf.dispose(trainer.trainStep(batch, { epoch: 0, batch: step, step }).loss)).length);
       }
     } finally {
-      proto.dataSync = dataSync;
-      proto.data = data;
       tf.dispose(batch);
       trainer.dispose();
       model.dispose();
