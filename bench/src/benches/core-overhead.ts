@@ -172,7 +172,13 @@ const TARGETS: Record<string, { name: string; bound: number }> = {
 /**
  * tapfit against a hand-written loop and model.fit, on an MLP and the CNN:
  *
- *   npm run bench -- core-overhead [rounds=10] [blocks=30]
+ *   npm run bench -- core-overhead [rounds=10] [blocks=30] [--threads=1]
+ *
+ * One wasm thread unless --threads says otherwise: what is measured is the JavaScript
+ * around the kernels, the same at any thread count, and a fixed count keeps runs comparable
+ * (with 'auto' a run started right after another saw the load it left and took 1 thread
+ * where the run before had 2: 2026-12-02 10:46-10:53; its block ratios also spread
+ * 0.60-1.74 on 2 threads against 0.82-1.38 on 1).
  *
  * Step times come from interleaved rounds (every variant once a round, 20 steps, the order
  * reversed every other round), with the rounds' paired ratios reported. Each target is
@@ -182,9 +188,11 @@ const TARGETS: Record<string, { name: string; bound: number }> = {
  * made the rounds' medians miss 2 % targets the code does not miss (see the JSON's notes).
  */
 export async function run(args: string[]): Promise<void> {
-  const rounds = Number(args[0] ?? 10);
-  const blocks = Number(args[1] ?? 30);
-  const backend = await selectBackend();
+  const positional = args.filter((a) => !a.startsWith('--'));
+  const rounds = Number(positional[0] ?? 10);
+  const blocks = Number(positional[1] ?? 30);
+  const threads = Number(args.find((a) => a.startsWith('--threads='))?.split('=')[1] ?? 1);
+  const backend = await selectBackend(undefined, { threads });
   console.log(`${rounds} interleaved rounds of ${STEPS} steps, then ${blocks} blocks of 4 fits of ${BLOCK_STEPS} steps for each target's pair (${backend.reason})`);
   const results: Record<string, unknown> = {};
   const targets: Target[] = [];
