@@ -120,15 +120,26 @@ async function variants(c: Case, maxSteps: number) {
  */
 async function measure(c: Case, rounds: number, blocks: number) {
   const v = await variants(c, STEPS);
+  let timing: Awaited<ReturnType<typeof interleave>>;
   try {
-    const timing = await interleave(v.run(STEPS), rounds);
-    const short = v.run(BLOCK_STEPS);
-    const blockRatios: Record<string, BlockRatio> = {};
-    for (const [a, b] of PAIRS) blockRatios[`${a} / ${b}`] = await blockRatio(short[b], short[a], blocks);
-    return { timing, blockRatios };
+    timing = await interleave(v.run(STEPS), rounds);
   } finally {
     v.dispose();
   }
+  const blockRatios: Record<string, BlockRatio> = {};
+  for (const [a, b] of PAIRS) {
+    // Each pair on variants of its own, built together: both sides start with the same history.
+    // (On shared ones the 10 no-op trainer, used 10 times before its pair, ran 3.5-5 % slower
+    // than the plain one, used 130 times, in five of six runs on 2026-12-02.)
+    const pair = await variants(c, BLOCK_STEPS);
+    try {
+      const short = pair.run(BLOCK_STEPS);
+      blockRatios[`${a} / ${b}`] = await blockRatio(short[b], short[a], blocks);
+    } finally {
+      pair.dispose();
+    }
+  }
+  return { timing, blockRatios };
 }
 
 /**
@@ -223,7 +234,7 @@ export async function run(args: string[]): Promise<void> {
     rounds,
     blocks: { blocks, fitsPerBlock: 4, stepsPerFit: BLOCK_STEPS, order: 'a b b a, then b a a b' },
     notes: [
-      "targets: each pair's median over blocks of (a + a) / (b + b), four fits of 10 steps run back to back, a b b a then b a a b (results.<model>.blockRatios, with min, max, every block's ratio, and each side's median ms per step: numeratorMsPerStep for the key's left name, denominatorMsPerStep for its right)",
+      "targets: each pair, on variants of its own built together just before its blocks (since 2026-12-02 11:42), judged on the median over blocks of (a + a) / (b + b), four fits of 10 steps run back to back, a b b a then b a a b (results.<model>.blockRatios, with min, max, every block's ratio, and each side's median ms per step: numeratorMsPerStep for the key's left name, denominatorMsPerStep for its right)",
       "roundRatios (reported): the same pairs from the interleaved rounds of 20 steps, as the targets were judged until 2026-12-01; changed that day after three consecutive runs had each missed one '10 no-op plugins' target on them (1.057, 1.020, 1.050) while the plugins' own measured cost was 0.08-0.25 % of a step and single rounds' ratios ranged 0.57-1.76",
       'cpuTimeRoundRatios: the rounds\' ratios in CPU time of the process; with one wasm thread that is the work done, which other jobs on the machine inflate far less than wall-clock time',
       'noopDispatch: what 10 no-op plugins add per step, measured on a tiny model (paired rounds, median difference); shareOfStep: that time over each case\'s tapfit step time, the part of the 10-no-op ratio that is not noise',

@@ -14,6 +14,8 @@
  *   (default warm-up), reporting each round's samples per second and each stage's busy time
  *   per sample (its forwards and backwards). A fresh process shows the whole ramp of cold
  *   worker threads (the pipeline README, "Threaded speedup").
+ * - `--v8=<flag>` (repeatable) starts every child with that V8 flag, e.g.
+ *   `--v8=--interrupt-budget=16384` (how soon V8 optimises a function), recorded in the JSON.
  */
 import { spawnSync } from 'node:child_process';
 import * as os from 'node:os';
@@ -68,8 +70,11 @@ async function childThroughput(from: string): Promise<void> {
   console.log(JSON.stringify({ rounds }));
 }
 
+/** V8 flags for the children (`--v8=--interrupt-budget=16384`): how V8's tiering shapes the ramp. */
+let v8Flags: string[] = [];
+
 function child(args: string[]): Record<string, unknown> {
-  const r = spawnSync(process.execPath, [path.join(__dirname, '..', 'run.js'), 'pipeline-split', ...args], { encoding: 'utf8', timeout: 300_000 });
+  const r = spawnSync(process.execPath, [...v8Flags, path.join(__dirname, '..', 'run.js'), 'pipeline-split', ...args], { encoding: 'utf8', timeout: 300_000 });
   const last = r.stdout.trim().split('\n').pop() ?? '';
   if (r.status !== 0 || !last.startsWith('{')) throw new Error(`pipeline-split ${args.join(' ')}: exit ${r.status ?? r.signal}\n${r.stderr.slice(-2000)}`);
   return JSON.parse(last) as Record<string, unknown>;
@@ -80,6 +85,7 @@ export async function run(args: string[]): Promise<void> {
   if (mode === 'split') return childSplit();
   if (mode === 'throughput') return childThroughput(args.find((a) => a.startsWith('--from='))!.slice('--from='.length));
 
+  v8Flags = args.filter((a) => a.startsWith('--v8=')).map((a) => a.slice('--v8='.length));
   console.log(`pipeline-split: ${STARTS} fresh starts of stages: 2, then ${REPEATS} fresh runs of each cut (${ROUNDS} rounds of ${ROUND_SAMPLES} digits); load ${os.loadavg().map((l) => l.toFixed(2)).join(' ')}`);
   const chosen: string[] = [];
   for (let k = 0; k < STARTS; k++) chosen.push(child(['--child=split']).stage2From as string);
@@ -101,5 +107,5 @@ export async function run(args: string[]): Promise<void> {
     }),
   );
   console.table(Object.fromEntries(CUTS.map((cut) => [`stage 2 from ${cut}`, { chosen: counts[cut] ?? 0, 'first round /s': perCut[cut].firstRoundSamplesPerSecond, 'last round /s': perCut[cut].lastRoundSamplesPerSecond, 'last round busy ms': perCut[cut].lastRoundBusyMsPerSample.join(' + ') }])));
-  writeResults('pipeline-split', { protocol: { starts: STARTS, repeats: REPEATS, rounds: ROUNDS, roundSamples: ROUND_SAMPLES, cuts: CUTS, model: 'demo CNN, no normalisation, seed 1', ...options, backend: 'wasm, 1 thread per process' }, chosen, counts, perCut }, []);
+  writeResults('pipeline-split', { protocol: { starts: STARTS, repeats: REPEATS, rounds: ROUNDS, roundSamples: ROUND_SAMPLES, cuts: CUTS, model: 'demo CNN, no normalisation, seed 1', ...options, backend: 'wasm, 1 thread per process', v8Flags }, chosen, counts, perCut }, []);
 }
