@@ -128,9 +128,9 @@ async function measure(c: Case, rounds: number, blocks: number) {
   }
   const blockRatios: Record<string, BlockRatio> = {};
   for (const [a, b] of PAIRS) {
-    // Each pair on variants of its own, built together: both sides start with the same history.
-    // (On shared ones the 10 no-op trainer, used 10 times before its pair, ran 3.5-5 % slower
-    // than the plain one, used 130 times, in five of six runs on 2026-12-02.)
+    // Each pair on variants of its own, built together: both sides start with the same history
+    // (on shared ones the 10 no-op trainer had run 10 fits before its pair, the plain one 130).
+    // It did not remove the run-to-run moves of the CNN's pairs (docs/benchmark-log.md, 2026-12-02).
     const pair = await variants(c, BLOCK_STEPS);
     try {
       const short = pair.run(BLOCK_STEPS);
