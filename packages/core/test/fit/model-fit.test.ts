@@ -404,6 +404,31 @@ describe('fit(x, y, options) as model.fit', () => {
     tf.dispose([x, y, labels]);
   });
 
+  it("a fit without callbacks never makes an unbuilt Sequential refuse its stopTraining flag (the check runs every step; a refusal builds an Error and its stack)", async () => {
+    const { x, y, labels } = blobTensors(32);
+    const model = softmaxModel();
+    const read = Object.getOwnPropertyDescriptor(tf.Sequential.prototype, 'stopTraining')!.get!;
+    let refusals = 0;
+    Object.defineProperty(model, 'stopTraining', {
+      configurable: true,
+      get() {
+        try {
+          return read.call(this);
+        } catch (err) {
+          refusals++;
+          throw err;
+        }
+      },
+    });
+    const t = new Trainer({ model, loss: 'categoricalCrossentropy', optimizer: 'sgd', logger: new SilentLogger() });
+    const h = await t.fit(x, y, { epochs: 2, batchSize: 8, shuffle: false, verbose: 0 });
+    expect(h.epoch).to.deep.equal([0, 1]);
+    expect(t.step).to.equal(8);
+    expect(refusals).to.equal(0);
+    t.dispose();
+    tf.dispose([x, y, labels]);
+  });
+
   it('verbose prints a line per epoch through the logger, like tfjs-node (default 1 for fit(x, y), 0 for fit(data))', async () => {
     const { x, y, labels } = blobTensors(16);
     const logger = recordingLogger();
