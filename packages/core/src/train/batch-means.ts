@@ -1,4 +1,5 @@
 import * as tf from '@tensorflow/tfjs';
+import { scaledSum } from '../transforms/fused-updates';
 
 /**
  * Means over samples of per-batch values (loss, metrics), as model.fit averages them:
@@ -17,12 +18,13 @@ export class BatchMeans {
     return m;
   }
 
-  /** Adds one batch's values (the caller keeps `values`). */
+  /**
+   * Adds one batch's values (the caller keeps `values`). This runs every step: after the first
+   * batch it is one fused kernel where the backend has it (wasm), the same IEEE operations as
+   * a multiply then an add, without a scalar tensor made for the batch size each time.
+   */
   add(values: tf.Tensor1D, batchSize: number): void {
-    const next = tf.tidy(() => {
-      const weighted = tf.mul(values, batchSize) as tf.Tensor1D;
-      return this.sums ? (tf.add(this.sums, weighted) as tf.Tensor1D) : weighted;
-    });
+    const next = tf.tidy(() => (this.sums ? scaledSum(this.sums, 1, values, batchSize) : tf.mul(values, batchSize)) as tf.Tensor1D);
     this.sums?.dispose();
     this.sums = next;
     this.samples += batchSize;
