@@ -21,6 +21,7 @@ const epochSoFar = z
     sums: z.array(z.number().nullable()),
     samples: index,
     dataSize: index.optional(),
+    carriedRead: index.optional(),
   })
   .refine((e) => e.names.length === e.sums.length, { message: 'names and sums differ in length', path: ['sums'] });
 

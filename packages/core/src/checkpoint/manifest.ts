@@ -32,6 +32,12 @@ export interface EpochSoFar {
   samples: number;
   /** Samples in the data the epoch was drawn from (its shuffle is of that many); absent for data of unknown size, or an older checkpoint. */
   dataSize?: number;
+  /**
+   * Under batchesPerEpoch: the batches of the data the stopped fit had trained on since it
+   * opened it (the data is read on across epochs), which the fit that continues the epoch
+   * skips. Absent without batchesPerEpoch, or in an older checkpoint (the data then restarts).
+   */
+  carriedRead?: number;
 }
 
 /** manifest.json of a checkpoint folder; tensors live in tensors.bin. */

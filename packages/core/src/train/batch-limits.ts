@@ -22,6 +22,14 @@ export class CarriedEpochs implements DataSource {
   private source?: BatchIterator;
   /** Batches read from the source in this fit, over all epochs. */
   batchesRead = 0;
+  /**
+   * Where the data is opened when the fit continues an epoch stopped in an earlier fit
+   * (set by the trainer from the position): the batches that fit had read, which the source
+   * skips, so that the continued epoch gets the batches an uninterrupted fit would have.
+   */
+  resumeAt: number | undefined;
+  /** The batches skipped at the open (resumeAt, when the fit continues an epoch). */
+  private skipped = 0;
   /** Where the source ended, when it ended before an epoch had its `batchesPerEpoch` batches: that epoch's batch count. */
   ranOutAt: number | undefined;
   /** The next epoch's first batch, read ahead by `endedBeforeNextEpoch`. */
@@ -40,7 +48,8 @@ export class CarriedEpochs implements DataSource {
 
   async *batches(options: BatchOptions): AsyncGenerator<Batch> {
     // The first epoch's options open the source (batch size, shuffle seed); later epochs read on.
-    const source = (this.source ??= this.data.batches({ ...options, startBatch: 0 }));
+    if (!this.source) this.skipped = (options.startBatch ?? 0) > 0 ? (this.resumeAt ?? 0) : 0;
+    const source = (this.source ??= this.data.batches({ ...options, startBatch: this.skipped }));
     for (let i = options.startBatch ?? 0; i < this.batchesPerEpoch; i++) {
       let batch = this.held;
       this.held = undefined;
@@ -59,6 +68,11 @@ export class CarriedEpochs implements DataSource {
         throw await failSource(source, err); // the source frees what it holds and may say more
       }
     }
+  }
+
+  /** Batches of the data trained on since it was first opened, over this fit and the stopped one it continues. */
+  get position(): number {
+    return this.skipped + this.batchesRead;
   }
 
   /**

@@ -164,7 +164,7 @@ export class Trainer {
   /** What the running fit asks of the step's loss (metrics, classWeight); undefined outside fit. */
   private fitState?: FitLossState;
   /** The epoch fit is running: how it is batched and its sums so far (a checkpoint saved inside it holds them). */
-  private epochRun?: { batchSize: number; shuffle: boolean; names: readonly string[]; means: BatchMeans; dataSize: number | undefined };
+  private epochRun?: EpochRun;
   /** Set by dispose(): every later use is refused (a rebuilt setup would start a fresh optimizer state). */
   private disposed = false;
   /** The models the running fit() marked as training (model.fit's own flag), or undefined when no fit runs. */
@@ -755,16 +755,24 @@ export class Trainer {
   ): Promise<Logs | undefined> {
     const startBatch = this.pos.batch;
     const soFar = this.pos.epochSoFar;
+    const carried = data instanceof CarriedEpochs ? data : undefined;
+    // batchesPerEpoch: an epoch stopped in an earlier fit continues where that fit left the data.
+    if (carried && startBatch > 0) carried.resumeAt = soFar?.carriedRead;
     const it = data.batches({ batchSize: o.batchSize, shuffle: o.shuffle, seed: this.settings.seed, epoch, startBatch, ownBatches: o.ownBatches });
     const { batchStart, batchEnd } = this.hooks;
     const means = startBatch > 0 && soFar ? BatchMeans.continuing(soFar.sums, soFar.samples) : new BatchMeans();
     const pending: tf.Tensor1D[] = [];
     this.fitState = { metricSink: names.length > 1 ? (v) => pending.push(v) : undefined, loss };
-    this.epochRun = { batchSize: o.batchSize, shuffle: o.shuffle, names, means, dataSize: data.size };
+    const run: EpochRun = (this.epochRun = { batchSize: o.batchSize, shuffle: o.shuffle, names, means, dataSize: data.size });
     let batch = 0;
     let nonFiniteSkips = 0;
     try {
       let r = await it.next();
+      if (carried && !r.done) {
+        // Counted from the steps, not the reads: a stop fetches one batch more than it trains.
+        const before = carried.position - 1;
+        run.carriedRead = () => before + (this.pos.batch - startBatch);
+      }
       for (; !r.done && !this.stopRequested; r = await it.next(), batch++) {
         const info: StepInfo = { epoch, batch: startBatch + batch, step: this.stepCount };
         const size = r.value.x.shape[0];
@@ -869,7 +877,7 @@ export class Trainer {
     const run = this.epochRun;
     if (!run || this.pos.batch === 0) return this.pos;
     const sums = await run.means.read();
-    return sums ? { ...this.pos, epochSoFar: { batchSize: run.batchSize, shuffle: run.shuffle, names: [...run.names], ...sums, ...(run.dataSize === undefined ? {} : { dataSize: run.dataSize }) } } : this.pos;
+    return sums ? { ...this.pos, epochSoFar: { batchSize: run.batchSize, shuffle: run.shuffle, names: [...run.names], ...sums, ...dataOf(run) } } : this.pos;
   }
 
   /**
@@ -888,8 +896,7 @@ export class Trainer {
     } catch {
       // keep the fit's error
     }
-    const dataSize = run.dataSize === undefined ? {} : { dataSize: run.dataSize };
-    return { ...this.pos, epochSoFar: { batchSize: run.batchSize, shuffle: run.shuffle, names: [...run.names], sums: run.names.map(() => 0), samples: 0, ...dataSize } };
+    return { ...this.pos, epochSoFar: { batchSize: run.batchSize, shuffle: run.shuffle, names: [...run.names], sums: run.names.map(() => 0), samples: 0, ...dataOf(run) } };
   }
 
   /**
@@ -1456,3 +1463,18 @@ function checkChainMembers(members: StepTransform[], plugin: string): void {
   }
 }
 
+/** The epoch being run: how it is batched and its sums so far, for a position taken inside it. */
+interface EpochRun {
+  batchSize: number;
+  shuffle: boolean;
+  names: readonly string[];
+  means: BatchMeans;
+  dataSize: number | undefined;
+  /** Under batchesPerEpoch: the batches of the data trained on since it was opened (the stopped fit's included). */
+  carriedRead?: () => number;
+}
+
+/** What a stopped epoch's position records of its data: the sample count, and where a batchesPerEpoch fit had read it to. */
+function dataOf(run: { dataSize: number | undefined; carriedRead?: () => number }): { dataSize?: number; carriedRead?: number } {
+  return { ...(run.dataSize === undefined ? {} : { dataSize: run.dataSize }), ...(run.carriedRead ? { carriedRead: run.carriedRead() } : {}) };
+}

@@ -1,6 +1,9 @@
 // A dataset made for model.fitDataset (batched) trains through datasetData as model.fitDataset
 // trains on it: the remedy tapfit's shape error names must work (tf.data has no unbatch).
 
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { expect } from 'chai';
 import { datasetData, sgd, SilentLogger, Trainer, type Batch, type CallbackHandlers } from '../../src';
@@ -190,6 +193,42 @@ describe('datasetData of a dataset batched for model.fitDataset', () => {
       expect(tf.memory().numTensors, 'tensors left behind by the finished fit').to.equal(before);
       t.dispose();
       model.dispose();
+      tf.dispose([x, y, labels]);
+    });
+
+    it('an epoch stopped under batchesPerEpoch continues where the stopped fit left the data, in the same process and through a checkpoint: the weights of an uninterrupted model.fitDataset', async () => {
+      // 48 samples in batches of 8: 6 a pass, 3 an epoch. Stopped after epoch 1's second batch, the data's
+      // fifth: the continued epoch must get the data's sixth batch (batch 5), not its first again.
+      const { x, y, labels } = blobTensors(48);
+      const batched = tf.data.zip({ xs: tf.data.array(tf.unstack(x)), ys: tf.data.array(tf.unstack(y)) }).batch(8);
+      const options = { epochs: 3, batchesPerEpoch: 3 };
+      const reference = softmaxModel();
+      reference.compile({ optimizer: tf.train.sgd(0.2), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+      await reference.fitDataset(batched.repeat(), { ...options, verbose: 0 });
+      const expectReferenceWeights = (model: tf.LayersModel, what: string) =>
+        reference.getWeights().forEach((w, i) => expect(Array.from(model.getWeights()[i].dataSync()), `${what}: weight ${i}`).to.deep.equal(Array.from(w.dataSync())));
+      const stopInEpoch1 = (t: Trainer) => ({ onBatchEnd: (b: number) => void (t.position.epoch === 1 && b === 1 && t.stop()) });
+
+      const model = softmaxModel();
+      const t = trainer(model);
+      await t.fit(datasetData(batched.repeat(), { batched: true }), { ...options, callbacks: stopInEpoch1(t) });
+      expect([t.step, t.position.epoch, t.position.batch]).to.deep.equal([5, 1, 2]);
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'tapfit-carried-'));
+      await t.save(dir);
+      // The unfinished epoch counts as this fit's first: epochs 1 (its last batch) and 2, as the reference's.
+      await t.fit(datasetData(batched.repeat(), { batched: true }), { ...options, epochs: 2 });
+      expect(t.step).to.equal(9);
+      expectReferenceWeights(model, 'continued in the same process');
+
+      const again = softmaxModel();
+      const r = await Trainer.resume(dir, { model: again, loss: 'categoricalCrossentropy', optimizer: sgd({ lr: 0.2 }), metrics: ['accuracy'], logger: new SilentLogger() });
+      expect(r.position.epochSoFar?.carriedRead, 'the checkpoint keeps where the data was').to.equal(5);
+      await r.fit(datasetData(batched.repeat(), { batched: true }), options); // after a resume, epochs is the final epoch (the cut fit run again)
+      expect(r.step).to.equal(9);
+      expectReferenceWeights(again, 'resumed from the checkpoint');
+      fs.rmSync(dir, { recursive: true, force: true });
+      [t, r].forEach((tr) => tr.dispose());
+      [model, again, reference].forEach((m) => m.dispose());
       tf.dispose([x, y, labels]);
     });
 
