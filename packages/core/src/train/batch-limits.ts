@@ -24,8 +24,8 @@ export class CarriedEpochs implements DataSource {
   batchesRead = 0;
   /**
    * Where the data is opened when the fit continues an epoch stopped in an earlier fit
-   * (set by the trainer from the position): the batches that fit had read, which the source
-   * skips, so that the continued epoch gets the batches an uninterrupted fit would have.
+   * (set by the trainer from the position): the batches that fit had trained on, which the
+   * source skips, so that the continued epoch gets the batches an uninterrupted fit would have.
    */
   resumeAt: number | undefined;
   /** The batches skipped at the open (resumeAt, when the fit continues an epoch). */
@@ -70,7 +70,7 @@ export class CarriedEpochs implements DataSource {
     }
   }
 
-  /** Batches of the data trained on since it was first opened, over this fit and the stopped one it continues. */
+  /** Batches of the data handed to the epochs since it was opened, the skipped ones included (a stop's read-ahead too: the trainer counts its steps instead). */
   get position(): number {
     return this.skipped + this.batchesRead;
   }
