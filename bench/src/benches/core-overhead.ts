@@ -143,8 +143,7 @@ async function measureBlocks(c: Case, blocks: number) {
 }
 
 /** A child process's part: every case's pairs in blocks, printed as one JSON line. */
-async function blocksChild(args: string[], blocks: number) {
-  const threads = Number(args.find((a) => a.startsWith('--threads='))?.split('=')[1] ?? 1);
+async function blocksChild(blocks: number, threads: number) {
   await selectBackend(undefined, { threads, log: false });
   const out: Record<string, Record<string, BlockRatio>> = {};
   for (const c of cases) out[c.name] = await measureBlocks(c, blocks);
@@ -238,10 +237,10 @@ const TARGETS: Record<string, { name: string; bound: number }> = {
 export async function run(args: string[]): Promise<void> {
   const option = (name: string, fallback: number) => Number(args.find((a) => a.startsWith(`--${name}=`))?.split('=')[1] ?? fallback);
   const blocks = option('blocks', 10);
-  if (args.includes('--child')) return blocksChild(args, blocks);
+  const threads = option('threads', 1);
+  if (args.includes('--child')) return blocksChild(blocks, threads);
   const rounds = Number(args.find((a) => !a.startsWith('--')) ?? 10);
   const processes = option('processes', 5);
-  const threads = option('threads', 1);
   const backend = await selectBackend(undefined, { threads });
   console.log(`${rounds} interleaved rounds of ${STEPS} steps here, then ${processes} fresh processes, each with ${blocks} blocks of 4 fits of ${BLOCK_STEPS} steps for each target's pair (${backend.reason})`);
   const results: Record<string, unknown> = {};

@@ -113,7 +113,7 @@ export class FitCallbacks {
  * for a callback to set the flag as under model.fit.
  */
 function allowStopFlag(model: tf.LayersModel): void {
-  if (model instanceof tf.Sequential && (model as unknown as { model?: unknown }).model == null) model.build();
+  if (refusesStopFlag(model)) model.build();
 }
 
 /**
@@ -123,12 +123,17 @@ function allowStopFlag(model: tf.LayersModel): void {
  * (about 90 us a step, 0.7 % of the MLP's step in the core-overhead bench, 2026-12-02).
  */
 function stopFlag(model: tf.LayersModel): boolean | undefined {
-  if (model instanceof tf.Sequential && (model as unknown as { model?: unknown }).model == null) return undefined;
+  if (refusesStopFlag(model)) return undefined;
   try {
     return model.stopTraining;
   } catch {
     return undefined;
   }
+}
+
+/** A Sequential whose inner model is not built yet refuses `stopTraining`, reading and setting alike. */
+function refusesStopFlag(model: tf.LayersModel): model is tf.Sequential {
+  return model instanceof tf.Sequential && (model as unknown as { model?: unknown }).model == null;
 }
 
 function hasOwnHandler(cb: CallbackLike, handler: Handler): boolean {

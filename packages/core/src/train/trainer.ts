@@ -1475,6 +1475,6 @@ interface EpochRun {
 }
 
 /** What a stopped epoch's position records of its data: the sample count, and where a batchesPerEpoch fit had read it to. */
-function dataOf(run: { dataSize: number | undefined; carriedRead?: () => number }): { dataSize?: number; carriedRead?: number } {
+function dataOf(run: EpochRun): { dataSize?: number; carriedRead?: number } {
   return { ...(run.dataSize === undefined ? {} : { dataSize: run.dataSize }), ...(run.carriedRead ? { carriedRead: run.carriedRead() } : {}) };
 }
