@@ -156,6 +156,13 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     } finally {
       await cold.close();
     }
+    // warmUpMs caps the passes: a pass that has started runs to its end, none starts after the budget.
+    const capped = await ThreadedPipeline.start({ model: build(), stages: 2, loss: 'softmaxCrossEntropy', optimizer, backend: 'cpu', warmUp: 100_000, warmUpMs: 1 });
+    try {
+      for (const s of await capped.stats()) expect(s.warmUpPasses, `stage ${s.stage}`).to.be.within(1, 99);
+    } finally {
+      await capped.close();
+    }
   });
 
   it('a stage that throws stops the pipeline with an error naming the stage and the sample', async () => {
@@ -344,6 +351,7 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     await refused({ backend: 'webgl' }, /option 'backend' must be 'cpu' or 'wasm'/);
     await refused({ setupModule: 'fixtures/faulty-stage.js' }, /option 'setupModule' must be an absolute path/);
     await refused({ warmUp: -1 }, /option 'warmUp' must be a whole number >= 0 \(passes\)/);
+    await refused({ warmUpMs: 0 }, /option 'warmUpMs' must be > 0/);
   });
 
   it('labels come one per sample: a mismatch is refused before anything streams, and the pipeline goes on', async () => {

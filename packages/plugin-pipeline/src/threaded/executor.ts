@@ -76,6 +76,13 @@ export interface ThreadedPipelineCommonOptions {
    * The weights, optimizer state, layer state and dropout draws of the run are not touched.
    */
   warmUp?: number | undefined;
+  /**
+   * The longest each stage's warm-up may take, in ms (a pass that has started runs to its
+   * end); default 1500. V8 keeps optimising a fresh thread's code over its first few
+   * thousand passes, so a larger `warmUp` with a larger budget makes the first samples of
+   * `train` faster at the cost of a slower `start` (see the README, *Threaded speedup*).
+   */
+  warmUpMs?: number | undefined;
   /** How neighbouring stages talk; default worker_threads MessagePorts. */
   transport?: Transport | undefined;
 }
@@ -181,6 +188,7 @@ export class ThreadedPipeline {
         setupModule: options.setupModule,
         microBatch,
         warmUp: options.warmUp,
+        warmUpMs: options.warmUpMs,
         upstream: i > 0 ? links[i - 1].downstream : undefined,
         downstream: i < stages.length - 1 ? links[i].upstream : undefined,
       };

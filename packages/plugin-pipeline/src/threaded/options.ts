@@ -3,6 +3,7 @@ import { isSetupModuleSpec, optionSchemas, parseOptions, resolveLoss, SETUP_MODU
 import { z } from 'zod';
 import { microBatchSchema, pipelineSchema } from '../options';
 import type { Transport } from './transport';
+import { DEFAULT_WARM_UP_MS } from './warm-up';
 
 const { finite, nonNegative, fraction, positive } = optionSchemas;
 const shared = pipelineSchema.shape;
@@ -32,6 +33,7 @@ const threadedSchema = z
     seed: z.number({ error: 'must be a whole number >= 0' }).int('must be a whole number >= 0').nonnegative('must be a whole number >= 0').default(0),
     startTimeoutMs: positive.default(120_000),
     warmUp: z.number({ error: 'must be a whole number >= 0 (passes)' }).int('must be a whole number >= 0 (passes)').nonnegative('must be a whole number >= 0 (passes)').default(300),
+    warmUpMs: positive.default(DEFAULT_WARM_UP_MS),
     setupModule: z.string({ error: SETUP_MODULE_FORMS }).refine(isSetupModuleSpec, `${SETUP_MODULE_FORMS}: workers load it, not the caller`).optional(),
     transport: z.custom<Transport>((t) => typeof (t as Transport | undefined)?.pair === 'function' && typeof (t as Transport).link === 'function', 'must be a Transport { pair, link }').optional(),
   })

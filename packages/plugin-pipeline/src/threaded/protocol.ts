@@ -30,6 +30,8 @@ export interface StageInit {
   microBatch: number;
   /** Training passes on zeros, on a throwaway copy of the stage, before 'ready' (warm-up.ts). */
   warmUp: number;
+  /** The longest the warm-up may take (a pass that starts before it runs to its end). */
+  warmUpMs: number;
   /** Links to the neighbours (absent at the ends). */
   upstream?: MessagePort;
   downstream?: MessagePort;

@@ -4,8 +4,8 @@ import { runSegments, stageBackward, withWeights } from '../stage-math';
 import { WeightHistory } from '../weight-history';
 import type { StageInit } from './protocol';
 
-/** The longest a stage warms up (a pass that starts before it runs to its end). */
-export const WARM_UP_MS = 1500;
+/** The longest a stage warms up by default (`warmUpMs`; a pass that starts before it runs to its end). */
+export const DEFAULT_WARM_UP_MS = 1500;
 
 /**
  * A new worker runs the engine, the tape and the update chain as cold code: V8 compiles
@@ -17,8 +17,8 @@ export const WARM_UP_MS = 1500;
  * copy of the stage's layers with a throwaway optimizer state. The stage's own weights,
  * optimizer state and layer state (a BatchNorm's moving statistics), the dropout draws
  * (keyed, no generator state) and the setupModule's hooks are not touched. At most
- * WARM_UP_MS: a stage whose sample takes long gains little from warm code (its kernels
- * dominate) and must not hold `start` for minutes. Returns the passes run.
+ * `init.warmUpMs` (1.5 s by default): a stage whose sample takes long gains little from warm
+ * code (its kernels dominate) and must not hold `start` for minutes. Returns the passes run.
  */
 export function warmUpStage(copy: tf.LayersModel, init: StageInit, members: readonly StepTransform[], loss: LossFn, passes: number): number {
   const segments = fromLayersModel(copy).segments.slice(init.start, init.end);
@@ -36,7 +36,7 @@ export function warmUpStage(copy: tf.LayersModel, init: StageInit, members: read
   let t = 0;
   try {
     record(0);
-    for (; t < passes && performance.now() - t0 < WARM_UP_MS; t++) {
+    for (; t < passes && performance.now() - t0 < init.warmUpMs; t++) {
       const ctx = { training: true, recomputing: false, step: t, noiseKey: noiseKey(init.seed, t) };
       const forward = () => tf.tidy(() => runSegments(segments, [x], ctx)[0]);
       const y = history ? withWeights(variables, history.forwardWeights(t), forward) : forward();
