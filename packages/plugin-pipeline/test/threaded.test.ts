@@ -165,6 +165,31 @@ describe('threaded pipeline (one worker thread per stage) against the one-proces
     }
   });
 
+  it("the warm-up rehearses on a copy and leaves nothing in the worker: each stage holds as many tensors at its first sample as without a warm-up; a last stage whose loss takes only class indices is rehearsed too", async () => {
+    const firstSample = async (stage: number, warmUp: number) => {
+      process.env.PIPELINE_FAULT = `count:${stage}:0`;
+      const { x, y } = samples(4);
+      const pipe = await ThreadedPipeline.start({ model: build(), boundaries: ['d2', 'd3'], loss: 'sparseCategoricalCrossentropy', optimizer, backend: 'cpu', setupModule: faulty, warmUp });
+      try {
+        const passes = (await pipe.stats()).map((s) => s.warmUpPasses);
+        const message = await pipe.train(x, y).then(() => '', (e: Error) => e.message);
+        return { passes, tensors: Number(/tensors=(\d+)/.exec(message)?.[1]) };
+      } finally {
+        await pipe.close();
+        tf.dispose([x, y]);
+        delete process.env.PIPELINE_FAULT;
+      }
+    };
+    for (const stage of [1, 3]) {
+      const cold = await firstSample(stage, 0);
+      const warm = await firstSample(stage, 30);
+      expect(cold.passes).to.deep.equal([0, 0, 0]);
+      expect(warm.passes, 'sparseCategoricalCrossentropy refuses one-hot labels: the last stage rehearses with class indices').to.deep.equal([30, 30, 30]);
+      expect(cold.tensors, `stage ${stage}'s tensor count`).to.be.above(0);
+      expect(warm.tensors, `stage ${stage}'s tensor count`).to.equal(cold.tensors);
+    }
+  });
+
   it('a stage that throws stops the pipeline with an error naming the stage and the sample', async () => {
     process.env.PIPELINE_FAULT = 'throw:2:3';
     const { x, y } = samples(8);

@@ -3,10 +3,12 @@ import { isSetupModuleSpec, optionSchemas, parseOptions, resolveLoss, SETUP_MODU
 import { z } from 'zod';
 import { microBatchSchema, pipelineSchema } from '../options';
 import type { Transport } from './transport';
-import { DEFAULT_WARM_UP_MS } from './warm-up';
 
 const { finite, nonNegative, fraction, positive } = optionSchemas;
 const shared = pipelineSchema.shape;
+
+/** The longest a stage warms up by default (`warmUpMs`). */
+export const DEFAULT_WARM_UP_MS = 1500;
 
 /**
  * ThreadedPipeline.start's options, checked on the calling thread before any worker
