@@ -28,7 +28,7 @@ export interface StageInit {
   setupModule?: string;
   /** The micro-batch size given to start (what the warm-up runs at). */
   microBatch: number;
-  /** Training passes on zeros, on a throwaway copy of the stage, before 'ready' (warm-up.ts). */
+  /** Training passes on zeros, on a throwaway copy of the stage, before 'ready' (worker.ts: warmUp, Stage.rehearse). */
   warmUp: number;
   /** The longest the warm-up may take (a pass that starts before it runs to its end). */
   warmUpMs: number;
