@@ -144,8 +144,8 @@ class Stage {
    * of zeros is not rehearsed. Returns the passes run.
    */
   rehearse(passes: number, budgetMs: number): number {
-    const size = init.microBatch * init.inputShape.reduce((a, b) => a * b, 1);
     const shape = [init.microBatch, ...init.inputShape];
+    const size = tf.util.sizeFromShape(shape);
     const labels = this.last ? this.rehearsalLabels(shape) : undefined;
     if (labels === null) return 0;
     const t0 = performance.now();
